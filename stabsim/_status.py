@@ -1,0 +1,55 @@
+"""Status codes shared by every kernel, and the messages the wrappers give for them.
+
+Compiled kernels never raise (least of all inside ``prange``); they return one of these
+integer codes per trajectory, and the Python wrapper turns the code into a ``status``,
+a ``message`` that says what to do, and ``success``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Status(enum.IntEnum):
+    """Outcome of one simulated trajectory."""
+
+    OK = 0  #: ran every requested step (or met its stopping criterion)
+    MAX_STEPS = 1  #: a stopping criterion was not met within the step budget
+    DIVERGED = 2  #: the state grew past the divergence threshold
+    NONFINITE = 3  #: a NaN or inf appeared in the state or a derivative
+    LEFT_DOMAIN = 4  #: the reduced map left its validity domain (1 + eta*y <= 0)
+    ZERO_GRADIENT = 5  #: a normalised step hit an exactly zero gradient
+    NOT_CONVERGED = 6  #: an inner solver (projection, eigensolver) missed its tolerance
+
+    @property
+    def message(self) -> str:
+        return _MESSAGES[self]
+
+    @property
+    def success(self) -> bool:
+        return self is Status.OK
+
+
+_MESSAGES = {
+    Status.OK: "ok",
+    Status.MAX_STEPS: "stopping criterion not met within the step budget; raise `steps`",
+    Status.DIVERGED: (
+        "the iterate diverged (its norm passed the divergence threshold); lower the step "
+        "size eta or start closer to a minimiser"
+    ),
+    Status.NONFINITE: (
+        "a NaN or inf appeared; the step size is probably far past the stability "
+        "threshold 2/S, or the loss is not finite at the start"
+    ),
+    Status.LEFT_DOMAIN: (
+        "the reduced map left its domain of validity (1 + eta*y <= 0): the (x, y) model "
+        "no longer describes GD here; lower eta or the initial y"
+    ),
+    Status.ZERO_GRADIENT: (
+        "the gradient is exactly zero, so the normalised step is undefined: the iterate "
+        "sits at a critical point"
+    ),
+    Status.NOT_CONVERGED: (
+        "an inner solver missed its tolerance; loosen `tol` or raise `max_iter`"
+    ),
+}

@@ -1,0 +1,86 @@
+"""Argument checks shared by the Python wrappers.
+
+Each check raises ``ValueError`` naming the offending argument, before any compilation
+or allocation happens.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+
+def positive_float(name: str, value) -> float:
+    """Return ``value`` as a float, or raise if it is not finite and > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a positive real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0.0:
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return value
+
+
+def finite_float(name: str, value) -> float:
+    """Return ``value`` as a float, or raise if it is not a finite real."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def nonnegative_int(name: str, value, minimum: int = 0) -> int:
+    """Return ``value`` as an int, or raise if it is not an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def unit_interval(name: str, value, *, closed_right: bool = False) -> float:
+    """Return ``value`` as a float in [0, 1) (or [0, 1]), or raise."""
+    value = finite_float(name, value)
+    upper_ok = value <= 1.0 if closed_right else value < 1.0
+    if value < 0.0 or not upper_ok:
+        bound = "]" if closed_right else ")"
+        raise ValueError(f"{name} must lie in [0, 1{bound}, got {value!r}")
+    return value
+
+
+def finite_array(name: str, value, *, shape=None, ndim=None) -> np.ndarray:
+    """Return ``value`` as a C-contiguous float64 array, or raise.
+
+    Parameters
+    ----------
+    shape : tuple of int or None, optional
+        Required shape; ``None`` entries match any length.
+    ndim : int, optional
+        Required number of dimensions (when ``shape`` is not given).
+    """
+    try:
+        array = np.ascontiguousarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of real numbers: {exc}") from None
+    if shape is not None:
+        ok = array.ndim == len(shape) and all(
+            want is None or want == got for want, got in zip(shape, array.shape)
+        )
+        if not ok:
+            want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}, got {array.shape}")
+    elif ndim is not None and array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return array
+
+
+def choice(name: str, value, options) -> str:
+    """Return ``value`` if it is one of ``options``, or raise listing them."""
+    if value not in options:
+        raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}")
+    return value

@@ -1,0 +1,46 @@
+"""The quadratic loss L(θ) = ½ θᵀAθ."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import finite_array
+from ._base import Loss
+from ._dispatch import QUADRATIC
+
+
+class Quadratic(Loss):
+    """L(θ) = ½ θᵀAθ with A symmetric.
+
+    The Hessian is A everywhere, so the sharpness is λ_max(A) and the third derivative
+    vanishes. GD along an eigenvector with eigenvalue a is ``x ← (1 − ηa) x``: monotone
+    convergence for η < 1/a, oscillating convergence for 1/a < η < 2/a, divergence for
+    η > 2/a (THEORY §0).
+
+    Parameters
+    ----------
+    A : array_like, shape (d, d) or (d,)
+        The symmetric matrix, or its diagonal.
+    """
+
+    name = "quadratic"
+    min_value = None  # 0 when A is positive semidefinite, -inf otherwise
+
+    def __init__(self, A):
+        A = np.asarray(A, dtype=np.float64)
+        if A.ndim == 1:
+            A = np.diag(A)
+        A = finite_array("A", A, ndim=2)
+        if A.shape[0] != A.shape[1] or A.shape[0] == 0:
+            raise ValueError(f"A must be a non-empty square matrix, got shape {A.shape}")
+        if not np.allclose(A, A.T, rtol=0.0, atol=1e-12 * max(1.0, np.abs(A).max())):
+            raise ValueError("A must be symmetric")
+        super().__init__(QUADRATIC, A, A.shape[0])
+        self.A = A
+        eigenvalues = np.linalg.eigvalsh(A)
+        self.min_value = 0.0 if eigenvalues[0] >= 0.0 else -np.inf
+
+    @property
+    def sharpness(self) -> float:
+        """λ_max(A), the sharpness at every point."""
+        return float(np.linalg.eigvalsh(self.A)[-1])
