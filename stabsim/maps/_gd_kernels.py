@@ -1,0 +1,134 @@
+"""Compiled engine for exact gradient methods on any loss.
+
+One kernel advances a chunk of steps of one of five update rules and records loss,
+gradient norm, top-k sharpness and (optionally) the iterates at a stride. The wrapper in
+``stabsim.maps.gd`` calls it chunk by chunk, so Ctrl-C and progress bars work between
+chunks; all state needed to continue lives in the arrays passed in.
+"""
+
+import numpy as np
+
+from .._jit import jit
+from .._lanczos import top_eigenpair
+from .._status import Status
+from ..losses._dispatch import grad as loss_grad
+from ..losses._dispatch import hess as loss_hess
+from ..losses._dispatch import value as loss_value
+
+GD = 0  #: θ' = θ − η∇L(θ)
+HEAVY_BALL = 1  #: θ' = θ − η∇L(θ) + β(θ − θ_prev)
+NESTEROV = 2  #: b' = βb + ∇L(θ);  θ' = θ − η(∇L(θ) + βb')   (PyTorch form)
+NORMALISED = 3  #: θ' = θ − η∇L(θ)/|∇L(θ)|
+SQRT_LOSS = 4  #: θ' = θ − η∇sqrt(L − L_min) = θ − η∇L/(2 sqrt(L − L_min))
+
+_OK = int(Status.OK)
+_DIVERGED = int(Status.DIVERGED)
+_NONFINITE = int(Status.NONFINITE)
+_ZERO_GRADIENT = int(Status.ZERO_GRADIENT)
+
+
+@jit
+def _measure(kind, p, theta, g, hess_buf, evec, n_top, lanczos_dim, lanczos_tol, top_out):
+    """Top ``n_top`` Hessian eigenvalues into ``top_out`` (descending), ``evec`` tracked.
+
+    One eigenvalue with ``lanczos_dim > 0``: warm-started Lanczos on the dense Hessian
+    (``evec`` is both the start and the result, so the sign stays consistent along a
+    trajectory). Otherwise: ``numpy.linalg.eigh``. Returns the Lanczos residual (0 for eigh).
+    """
+    loss_hess(kind, theta, p, hess_buf)
+    if n_top == 1 and lanczos_dim > 0:
+        prev = evec.copy()
+        lam, residual, _ = top_eigenpair(hess_buf, prev, lanczos_dim, lanczos_tol, evec)
+        top_out[0] = lam
+        return residual
+    values, vectors = np.linalg.eigh(hess_buf)
+    d = values.shape[0]
+    for i in range(n_top):
+        top_out[i] = values[d - 1 - i]
+    sign = 1.0 if np.dot(vectors[:, d - 1], evec) >= 0.0 else -1.0
+    evec[:] = sign * vectors[:, d - 1]
+    return 0.0
+
+
+@jit
+def gd_chunk(
+    kind, p, rule, eta, momentum, loss_min,
+    theta, buf, evec, start, n_steps, finish, stride,
+    n_top, lanczos_dim, lanczos_tol, divergence_norm, crossing_threshold, crossing,
+    rec_loss, rec_gnorm, rec_sharp, rec_theta, rec_residual,
+):
+    """Advance ``n_steps`` steps from step ``start``; record every ``stride``-th step.
+
+    The state at step t is recorded (into row t // stride) before the update of step t,
+    so row 0 is the start. With ``finish`` the state after the last update is evaluated
+    and recorded too (the last chunk of a run). ``theta`` and ``buf`` (the previous step for heavy ball, the
+    momentum buffer b for Nesterov) are updated in place.
+
+    Crossing search: while ``crossing[0] < 0`` and ``crossing_threshold > 0`` the top
+    eigenvalue is computed every step; at the first t with S(θ_t) ≥ threshold,
+    ``crossing[0] = t`` and ``crossing[1:]`` holds θ_{t−1} then θ_t (θ_{t-1} = θ_t at t = 0).
+
+    Returns
+    -------
+    status : int
+        ``Status`` code (OK, DIVERGED, NONFINITE or ZERO_GRADIENT).
+    steps_done : int
+        Updates applied in this chunk (a failing state is neither recorded nor updated).
+    """
+    d = theta.shape[0]
+    g = np.empty(d)
+    hess_buf = np.empty((d, d))
+    top = np.empty(max(n_top, 1))
+    prev_theta = theta.copy()
+    record_iterates = rec_theta.shape[0] > 0
+    for k in range(n_steps + 1 if finish else n_steps):
+        t = start + k
+        loss = loss_value(kind, theta, p)
+        loss_grad(kind, theta, p, g)
+        gnorm = np.sqrt(np.dot(g, g))
+        if not (np.isfinite(loss) and np.isfinite(gnorm)):
+            return _NONFINITE, k
+        if np.sqrt(np.dot(theta, theta)) > divergence_norm:
+            return _DIVERGED, k
+        searching = crossing[0] < 0 and crossing_threshold > 0.0
+        recording = t % stride == 0
+        if recording or searching:
+            residual = _measure(kind, p, theta, g, hess_buf, evec, n_top,
+                                lanczos_dim, lanczos_tol, top)
+            if not np.isfinite(top[0]):
+                return _NONFINITE, k
+            if searching and top[0] >= crossing_threshold:
+                crossing[0] = t
+                crossing[1:d + 1] = prev_theta if t > 0 else theta
+                crossing[d + 1:] = theta
+            if recording:
+                row = t // stride
+                rec_loss[row] = loss
+                rec_gnorm[row] = gnorm
+                rec_residual[row] = residual
+                for i in range(n_top):
+                    rec_sharp[row, i] = top[i]
+                if record_iterates:
+                    rec_theta[row] = theta
+        if k == n_steps:
+            break
+        prev_theta[:] = theta
+        if rule == GD:
+            theta -= eta * g
+        elif rule == HEAVY_BALL:
+            step = momentum * (theta - buf) - eta * g
+            buf[:] = theta
+            theta += step
+        elif rule == NESTEROV:
+            buf[:] = momentum * buf + g
+            theta -= eta * (g + momentum * buf)
+        elif rule == NORMALISED:
+            if gnorm == 0.0:
+                return _ZERO_GRADIENT, k
+            theta -= (eta / gnorm) * g
+        else:
+            gap = loss - loss_min
+            if gap <= 0.0 or gnorm == 0.0:
+                return _ZERO_GRADIENT, k
+            theta -= (eta / (2.0 * np.sqrt(gap))) * g
+    return _OK, n_steps

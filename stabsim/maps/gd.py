@@ -1,0 +1,303 @@
+"""Exact gradient descent (plain, heavy ball, Nesterov, normalised, on sqrt L) on any loss.
+
+``run_gd`` is the engine everything else is compared against: it runs the true iteration
+with the loss's exact derivatives and records, at a stride, the loss, the gradient norm, the
+top-k Hessian eigenvalues and optionally the iterates. It also locates the first step
+where the sharpness reaches the stability threshold, from which :func:`reference_point`
+recovers θ* (THEORY §1) by bisection on the segment between the two iterates around it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .. import _validate as check
+from .._status import Status
+from ..losses import Loss, specialise
+from . import _gd_kernels as kernels
+
+METHODS = {
+    "gd": kernels.GD,
+    "heavy_ball": kernels.HEAVY_BALL,
+    "nesterov": kernels.NESTEROV,
+    "normalised": kernels.NORMALISED,
+    "sqrt": kernels.SQRT_LOSS,
+}
+
+
+def stability_threshold(eta: float, method: str = "gd", momentum: float = 0.0) -> float:
+    """Sharpness at which the linearised update stops being stable (THEORY §0).
+
+    - GD: ``2/η``;
+    - Polyak heavy ball ``θ' = θ − η∇L + β(θ − θ_prev)``: ``(2 + 2β)/η``;
+    - Nesterov (PyTorch form): ``(2 + 2β)/((1 + 2β)η)``.
+
+    Normalised GD and GD on sqrt(L) have no fixed threshold (their effective step changes
+    every step), so they raise ``ValueError``.
+    """
+    eta = check.positive_float("eta", eta)
+    check.choice("method", method, METHODS)
+    beta = check.unit_interval("momentum", momentum)
+    if method == "gd":
+        return 2.0 / eta
+    if method == "heavy_ball":
+        return (2.0 + 2.0 * beta) / eta
+    if method == "nesterov":
+        return (2.0 + 2.0 * beta) / ((1.0 + 2.0 * beta) * eta)
+    raise ValueError(f"method {method!r} has no fixed stability threshold")
+
+
+@dataclasses.dataclass
+class GDResult:
+    """What :func:`run_gd` recorded.
+
+    Attributes
+    ----------
+    steps : ndarray of int, shape (n_rec,)
+        Step index of each record (row 0 is the start).
+    loss, grad_norm : ndarray, shape (n_rec,)
+        L(θ_t) and |∇L(θ_t)|.
+    sharpness : ndarray, shape (n_rec, top_k)
+        Top eigenvalues of ∇²L(θ_t), descending.
+    eig_residual : ndarray, shape (n_rec,)
+        |Hu − λu| of the Lanczos eigenpair (0 when a dense ``eigh`` was used).
+    iterates : ndarray, shape (n_rec, d) or None
+        θ_t, when recorded.
+    theta : ndarray, shape (d,)
+        The last iterate reached.
+    crossing_step : int or None
+        First step t with S(θ_t) ≥ ``threshold`` (None if never, or if not searched).
+    crossing_pair : ndarray, shape (2, d) or None
+        θ_{t−1} and θ_t around that crossing.
+    """
+
+    method: str
+    eta: float
+    momentum: float
+    threshold: float | None
+    steps: np.ndarray
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    sharpness: np.ndarray
+    eig_residual: np.ndarray
+    iterates: np.ndarray | None
+    theta: np.ndarray
+    n_steps: int
+    status: Status
+    crossing_step: int | None
+    crossing_pair: np.ndarray | None
+
+    @property
+    def message(self) -> str:
+        return self.status.message
+
+    @property
+    def success(self) -> bool:
+        return self.status.success
+
+    def to_xarray(self):
+        """The records as an ``xarray.Dataset`` with dimension ``step``."""
+        import xarray as xr
+
+        data = {
+            "loss": ("step", self.loss),
+            "grad_norm": ("step", self.grad_norm),
+            "sharpness": (("step", "eig"), self.sharpness),
+            "eig_residual": ("step", self.eig_residual),
+        }
+        if self.iterates is not None:
+            data["theta"] = (("step", "param"), self.iterates)
+        attrs = {"method": self.method, "eta": self.eta, "momentum": self.momentum,
+                 "status": self.status.name, "message": self.message,
+                 "n_steps": self.n_steps}
+        if self.threshold is not None:
+            attrs["threshold"] = self.threshold
+        if self.crossing_step is not None:
+            attrs["crossing_step"] = self.crossing_step
+        return xr.Dataset(data, coords={"step": self.steps}, attrs=attrs)
+
+
+def run_gd(
+    loss: Loss,
+    theta0,
+    eta: float,
+    steps: int,
+    *,
+    method: str = "gd",
+    momentum: float = 0.0,
+    stride: int = 1,
+    top_k: int = 1,
+    record_iterates: bool = False,
+    find_crossing: bool = True,
+    eigensolver: str = "auto",
+    eig_tol: float = 1e-10,
+    loss_min: float | None = None,
+    divergence_norm: float = 1e8,
+    chunk_steps: int = 2000,
+    progress: bool = False,
+) -> GDResult:
+    """Run an exact gradient method for ``steps`` steps.
+
+    Update rules (``method``): ``"gd"`` θ' = θ − η∇L(θ); ``"heavy_ball"``
+    θ' = θ − η∇L(θ) + β(θ − θ_prev); ``"nesterov"`` b' = βb + ∇L(θ), θ' = θ − η(∇L(θ) + βb');
+    ``"normalised"`` θ' = θ − η∇L/|∇L|; ``"sqrt"`` θ' = θ − η∇L/(2 sqrt(L − L_min)), i.e.
+    GD on sqrt(L − L_min). β is ``momentum``.
+
+    Parameters
+    ----------
+    loss : Loss
+    theta0 : array_like, shape (d,)
+    eta : float
+        Step size, > 0.
+    steps : int
+        Number of updates; the result has ``steps // stride + 1`` records at most.
+    stride : int
+        Record every ``stride``-th step (step 0 always).
+    top_k : int
+        How many top Hessian eigenvalues to record.
+    find_crossing : bool
+        Compute the sharpness every step until it first reaches the method's stability
+        threshold, and keep the two iterates around that step (GD and momentum methods).
+    eigensolver : {"auto", "lanczos", "eigh"}
+        ``"lanczos"``: warm-started Lanczos on the dense Hessian (top_k = 1 only), stopped at
+        relative residual ``eig_tol``; ``"eigh"``: ``numpy.linalg.eigh``; ``"auto"``: Lanczos
+        when top_k = 1 and d > 32.
+    loss_min : float, optional
+        L_min for ``method="sqrt"``; defaults to ``loss.min_value``.
+    divergence_norm : float
+        |θ| above which the run stops with status DIVERGED.
+    chunk_steps : int
+        Steps per compiled call; Ctrl-C and the progress bar act between chunks.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    GDResult
+        Never contains NaN: a run that meets a non-finite value stops there with status
+        NONFINITE (or DIVERGED, ZERO_GRADIENT) and keeps the records made before.
+    """
+    if not isinstance(loss, Loss):
+        raise ValueError(f"loss must be a stabsim Loss, got {type(loss).__name__}")
+    theta = loss.check_point(theta0, "theta0").copy()
+    eta = check.positive_float("eta", eta)
+    steps = check.nonnegative_int("steps", steps)
+    check.choice("method", method, METHODS)
+    momentum = check.unit_interval("momentum", momentum)
+    stride = check.nonnegative_int("stride", stride, minimum=1)
+    top_k = check.nonnegative_int("top_k", top_k, minimum=1)
+    if top_k > loss.dim:
+        raise ValueError(f"top_k must be <= the dimension {loss.dim}, got {top_k}")
+    check.choice("eigensolver", eigensolver, {"auto", "lanczos", "eigh"})
+    if eigensolver == "lanczos" and top_k > 1:
+        raise ValueError("eigensolver='lanczos' computes one eigenvalue: use top_k=1 or 'eigh'")
+    eig_tol = check.positive_float("eig_tol", eig_tol)
+    divergence_norm = check.positive_float("divergence_norm", divergence_norm)
+    chunk_steps = check.nonnegative_int("chunk_steps", chunk_steps, minimum=1)
+    if method == "sqrt":
+        loss_min = loss.min_value if loss_min is None else loss_min
+        if loss_min is None or not np.isfinite(loss_min):
+            raise ValueError("loss_min is required for method='sqrt' (this loss has no known "
+                             "finite minimum value)")
+        loss_min = check.finite_float("loss_min", loss_min)
+    else:
+        loss_min = 0.0 if loss_min is None else check.finite_float("loss_min", loss_min)
+
+    threshold = None
+    if find_crossing and method in ("gd", "heavy_ball", "nesterov"):
+        threshold = stability_threshold(eta, method, momentum)
+    use_lanczos = eigensolver == "lanczos" or (
+        eigensolver == "auto" and top_k == 1 and loss.dim > 32)
+    lanczos_dim = min(loss.dim, 80) if use_lanczos else 0
+
+    d = loss.dim
+    n_rec = steps // stride + 1
+    rec_loss = np.zeros(n_rec)
+    rec_gnorm = np.zeros(n_rec)
+    rec_sharp = np.zeros((n_rec, top_k))
+    rec_residual = np.zeros(n_rec)
+    rec_theta = np.zeros((n_rec if record_iterates else 0, d))
+    buf = theta.copy() if method == "heavy_ball" else np.zeros(d)
+    evec = np.full(d, 1.0 / np.sqrt(d))
+    crossing = np.full(2 * d + 1, -1.0)
+    kernel = specialise(kernels.gd_chunk, loss)
+
+    bar = _progress_bar(steps, progress)
+    status, done = int(Status.OK), 0
+    while status == int(Status.OK):
+        n = min(chunk_steps, steps - done)
+        finish = done + n == steps
+        status, advanced = kernel(
+            loss.kind, loss.params, METHODS[method], eta, momentum, loss_min,
+            theta, buf, evec, done, n, finish, stride,
+            top_k, lanczos_dim, eig_tol, divergence_norm,
+            threshold if threshold is not None else -1.0, crossing,
+            rec_loss, rec_gnorm, rec_sharp, rec_theta, rec_residual,
+        )
+        done += advanced
+        if bar is not None:
+            bar.update(advanced)
+        if finish:
+            break
+    if bar is not None:
+        bar.close()
+    if status == int(Status.OK):
+        n_kept = n_rec
+    else:  # the state at step `done` failed its checks and was not recorded
+        n_kept = (done - 1) // stride + 1 if done > 0 else 0
+    crossing_step = int(crossing[0]) if crossing[0] >= 0 else None
+    return GDResult(
+        method=method, eta=eta, momentum=momentum, threshold=threshold,
+        steps=np.arange(n_kept) * stride,
+        loss=rec_loss[:n_kept], grad_norm=rec_gnorm[:n_kept],
+        sharpness=rec_sharp[:n_kept], eig_residual=rec_residual[:n_kept],
+        iterates=rec_theta[:n_kept] if record_iterates else None,
+        theta=theta, n_steps=done, status=Status(status),
+        crossing_step=crossing_step,
+        crossing_pair=crossing[1:].reshape(2, d).copy() if crossing_step is not None else None,
+    )
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="step", leave=False)
+
+
+def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_iter: int = 200):
+    """θ*: the point where GD's sharpness first reaches the stability threshold.
+
+    Bisection for S(θ) = threshold on the segment θ_{t−1} → θ_t between the two iterates
+    around the first crossing that :func:`run_gd` found (THEORY §1). The sharpness is
+    computed with a dense ``eigh`` at each bisection point.
+
+    Returns
+    -------
+    ndarray, shape (d,)
+        θ* with |S(θ*) − threshold| within the bisection tolerance ``tol`` along the segment.
+    """
+    if result.crossing_step is None or result.crossing_pair is None:
+        raise ValueError("result has no crossing of the stability threshold: run longer, or "
+                         "run_gd(..., find_crossing=True)")
+    before, after = result.crossing_pair
+    target = result.threshold
+
+    def excess(s):
+        return np.linalg.eigvalsh(loss.hessian(before + s * (after - before)))[-1] - target
+
+    if excess(0.0) >= 0.0:  # the start is already at or past the threshold
+        return before.copy()
+    lo, hi = 0.0, 1.0
+    for _ in range(max_iter):
+        mid = 0.5 * (lo + hi)
+        if excess(mid) >= 0.0:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo <= tol:
+            break
+    return before + hi * (after - before)
