@@ -1,0 +1,182 @@
+"""Spectral quantities of the Hessian: sharpness, its gradient, and the EoS constants.
+
+- Sharpness ``S(θ) = λ_max(∇²L(θ))`` with unit eigenvector ``u``.
+- ``∇S(θ) = ∇³L(θ)[u, u]`` (Hellmann–Feynman, valid when λ_max is simple).
+- Damian et al.'s constants at a point (THEORY §1): ``α = −∇L·∇S``, ``β = |∇S|²``,
+  ``δ² = 2α/β``, in two conventions: with ∇S, or with the projection
+  ``∇S⊥ = ∇S − (u·∇S)u`` that the paper's code uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from . import _validate as check
+from .losses import Loss
+
+DENSE_MAX_DIM = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class Eigenpairs:
+    """Top eigenpairs of a Hessian, largest first.
+
+    Attributes
+    ----------
+    values : ndarray, shape (k,)
+    vectors : ndarray, shape (d, k)
+        Unit columns; the first is signed to agree with the start vector when one was given.
+    residuals : ndarray, shape (k,)
+        ``|H v − λ v|`` for each pair, recomputed with Hessian-vector products.
+    method : str
+        ``"dense"`` (``numpy.linalg.eigh``) or ``"lanczos"`` (ARPACK ``eigsh`` on HVPs).
+    """
+
+    values: np.ndarray
+    vectors: np.ndarray
+    residuals: np.ndarray
+    method: str
+
+    @property
+    def gap(self) -> float:
+        """λ1 − λ2 (needs k ≥ 2)."""
+        if self.values.shape[0] < 2:
+            raise ValueError("the eigengap needs k >= 2 eigenpairs")
+        return float(self.values[0] - self.values[1])
+
+
+def align_sign(vector: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
+    """Return ``±vector`` with a non-negative inner product with ``reference``.
+
+    Eigenvectors are defined up to sign; aligning each new one with the previous keeps the
+    sign consistent along a trajectory (so that x_t = u·(θ_t − θ*) is well defined).
+    """
+    if reference is not None and float(np.dot(vector, reference)) < 0.0:
+        return -vector
+    return vector
+
+
+def top_eigenpairs(loss: Loss, theta, k: int = 1, *, method: str = "auto", v0=None,
+                   tol: float = 1e-10) -> Eigenpairs:
+    """The ``k`` largest eigenpairs of ∇²L(θ).
+
+    Parameters
+    ----------
+    method : {"auto", "dense", "lanczos"}
+        ``"dense"`` forms the Hessian and calls ``numpy.linalg.eigh``; ``"lanczos"`` runs
+        ARPACK's implicitly restarted Lanczos (``scipy.sparse.linalg.eigsh``, largest
+        algebraic) on Hessian-vector products, warm-started from ``v0``; ``"auto"`` is dense
+        up to d = 500.
+    v0 : array_like, optional
+        Start vector (the previous eigenvector along a trajectory), also the sign reference.
+    tol : float
+        Relative accuracy asked of ARPACK (ignored by ``"dense"``).
+    """
+    theta = loss.check_point(theta)
+    k = check.nonnegative_int("k", k, minimum=1)
+    if k > loss.dim:
+        raise ValueError(f"k must be <= the dimension {loss.dim}, got {k}")
+    check.choice("method", method, {"auto", "dense", "lanczos"})
+    tol = check.positive_float("tol", tol)
+    reference = None if v0 is None else loss.check_point(v0, "v0")
+    if method == "auto":
+        method = "dense" if loss.dim <= DENSE_MAX_DIM else "lanczos"
+    if method == "lanczos" and k >= loss.dim - 1:
+        raise ValueError(f"method='lanczos' needs k < d - 1 = {loss.dim - 1}; use 'dense'")
+
+    if method == "dense":
+        values, vectors = np.linalg.eigh(loss.hessian(theta))
+        values, vectors = values[::-1][:k], vectors[:, ::-1][:, :k]
+    else:
+        from scipy.sparse.linalg import LinearOperator, eigsh
+
+        operator = LinearOperator((loss.dim, loss.dim), dtype=np.float64,
+                                  matvec=lambda v: loss.hvp(theta, np.ravel(v)))
+        values, vectors = eigsh(operator, k=k, which="LA", v0=reference, tol=tol)
+        order = np.argsort(values)[::-1]
+        values, vectors = values[order], vectors[:, order]
+    vectors = np.array(vectors)
+    vectors[:, 0] = align_sign(vectors[:, 0], reference)
+    residuals = np.array([
+        np.linalg.norm(loss.hvp(theta, vectors[:, i]) - values[i] * vectors[:, i])
+        for i in range(k)
+    ])
+    return Eigenpairs(np.asarray(values, dtype=float), vectors, residuals, method)
+
+
+def sharpness(loss: Loss, theta, **kwargs) -> float:
+    """S(θ) = λ_max(∇²L(θ)); keyword arguments go to :func:`top_eigenpairs`."""
+    return float(top_eigenpairs(loss, theta, 1, **kwargs).values[0])
+
+
+def sharpness_gradient(loss: Loss, theta, u=None) -> np.ndarray:
+    """∇S(θ) = ∇³L(θ)[u, u] with u the unit top eigenvector (computed when not given)."""
+    theta = loss.check_point(theta)
+    if u is None:
+        u = top_eigenpairs(loss, theta).vectors[:, 0]
+    return loss.d3(theta, u, u)
+
+
+@dataclasses.dataclass(frozen=True)
+class EoSConstants:
+    """Damian et al.'s constants at a point θ (THEORY §1).
+
+    Attributes
+    ----------
+    sharpness : float
+        S(θ).
+    u : ndarray
+        Unit top eigenvector.
+    grad_sharpness : ndarray
+        ∇S(θ) = ∇³L[u, u].
+    direction : ndarray
+        The vector used in α, β and y: ∇S, or ∇S⊥ = ∇S − (u·∇S)u when ``projected``.
+    alpha : float
+        −∇L(θ)·direction, the progressive-sharpening rate.
+    beta : float
+        |direction|².
+    projected : bool
+        Which convention was used.
+    """
+
+    sharpness: float
+    u: np.ndarray
+    grad_sharpness: np.ndarray
+    direction: np.ndarray
+    alpha: float
+    beta: float
+    projected: bool
+
+    @property
+    def delta2(self) -> float:
+        """δ² = 2α/β (negative when the sharpness is decreasing: α < 0)."""
+        return 2.0 * self.alpha / self.beta
+
+    @property
+    def delta(self) -> float:
+        """δ = sqrt(2α/β); raises when α ≤ 0, where the theory assumes progressive sharpening."""
+        if not self.alpha > 0.0:
+            raise ValueError(f"alpha = {self.alpha:.3g} <= 0: there is no progressive "
+                             "sharpening at this point, so delta is undefined")
+        return float(np.sqrt(self.delta2))
+
+
+def eos_constants(loss: Loss, theta, *, projected: bool = False, v0=None) -> EoSConstants:
+    """α, β, δ of Damian et al. at θ (usually the reference point θ*).
+
+    ``α = −∇L(θ)·∇S``, ``β = |∇S|²``, ``δ² = 2α/β`` with ∇S = ∇³L[u, u]; with
+    ``projected=True`` ∇S is replaced by ∇S⊥ = ∇S − (u·∇S)u (the paper's code).
+    """
+    theta = loss.check_point(theta)
+    pairs = top_eigenpairs(loss, theta, 1, v0=v0)
+    u = pairs.vectors[:, 0]
+    grad_s = loss.d3(theta, u, u)
+    direction = grad_s - np.dot(u, grad_s) * u if projected else grad_s
+    beta = float(np.dot(direction, direction))
+    if beta == 0.0:
+        raise ValueError("the sharpness gradient vanishes at theta (beta = 0): the loss has "
+                         "no third-order coupling here, so the EoS constants are undefined")
+    alpha = -float(np.dot(loss.grad(theta), direction))
+    return EoSConstants(float(pairs.values[0]), u, grad_s, direction, alpha, beta, projected)
