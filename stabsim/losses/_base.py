@@ -38,8 +38,14 @@ KERNEL_NAMES = LossKernels("loss_value", "loss_grad", "loss_hvp", "loss_hess", "
 
 @functools.lru_cache(maxsize=256)
 def _rebound(kernel, kernels: LossKernels):
-    return rebind(kernel, **{name: fn for name, fn in zip(KERNEL_NAMES, kernels)
-                             if name in kernel.py_func.__code__.co_names})
+    return rebind(
+        kernel,
+        **{
+            name: fn
+            for name, fn in zip(KERNEL_NAMES, kernels, strict=True)
+            if name in kernel.py_func.__code__.co_names
+        },
+    )
 
 
 def specialise(kernel, loss: Loss):

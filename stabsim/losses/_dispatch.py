@@ -12,7 +12,15 @@ below, and add one branch to each function.
 import numpy as np
 
 from .._jit import jit
-from .kernels import quadratic
+from .kernels import (
+    manifold,
+    minimalist,
+    potential,
+    quadratic,
+    realisation,
+    regression,
+    scalar_network,
+)
 
 QUADRATIC = 0
 POTENTIAL_1D = 1
@@ -28,6 +36,18 @@ def value(kind, theta, p):
     """L(θ) for family ``kind``; NaN for an unknown kind."""
     if kind == QUADRATIC:
         return quadratic.value(theta, p)
+    if kind == POTENTIAL_1D:
+        return potential.value(theta, p)
+    if kind == REALISATION:
+        return realisation.value(theta, p)
+    if kind == SCALAR_NETWORK:
+        return scalar_network.value(theta, p)
+    if kind == MINIMALIST:
+        return minimalist.value(theta, p)
+    if kind == REGRESSION:
+        return regression.value(theta, p)
+    if kind == MANIFOLD:
+        return manifold.value(theta, p)
     return np.nan
 
 
@@ -36,6 +56,18 @@ def grad(kind, theta, p, out):
     """out ← ∇L(θ)."""
     if kind == QUADRATIC:
         quadratic.grad(theta, p, out)
+    elif kind == POTENTIAL_1D:
+        potential.grad(theta, p, out)
+    elif kind == REALISATION:
+        realisation.grad(theta, p, out)
+    elif kind == SCALAR_NETWORK:
+        scalar_network.grad(theta, p, out)
+    elif kind == MINIMALIST:
+        minimalist.grad(theta, p, out)
+    elif kind == REGRESSION:
+        regression.grad(theta, p, out)
+    elif kind == MANIFOLD:
+        manifold.grad(theta, p, out)
     else:
         out[:] = np.nan
 
@@ -45,6 +77,18 @@ def hvp(kind, theta, p, v, out):
     """out ← ∇²L(θ) v."""
     if kind == QUADRATIC:
         quadratic.hvp(theta, p, v, out)
+    elif kind == POTENTIAL_1D:
+        potential.hvp(theta, p, v, out)
+    elif kind == REALISATION:
+        realisation.hvp(theta, p, v, out)
+    elif kind == SCALAR_NETWORK:
+        scalar_network.hvp(theta, p, v, out)
+    elif kind == MINIMALIST:
+        minimalist.hvp(theta, p, v, out)
+    elif kind == REGRESSION:
+        regression.hvp(theta, p, v, out)
+    elif kind == MANIFOLD:
+        manifold.hvp(theta, p, v, out)
     else:
         out[:] = np.nan
 
@@ -54,6 +98,18 @@ def hess(kind, theta, p, out):
     """out ← ∇²L(θ)."""
     if kind == QUADRATIC:
         quadratic.hess(theta, p, out)
+    elif kind == POTENTIAL_1D:
+        potential.hess(theta, p, out)
+    elif kind == REALISATION:
+        realisation.hess(theta, p, out)
+    elif kind == SCALAR_NETWORK:
+        scalar_network.hess(theta, p, out)
+    elif kind == MINIMALIST:
+        minimalist.hess(theta, p, out)
+    elif kind == REGRESSION:
+        regression.hess(theta, p, out)
+    elif kind == MANIFOLD:
+        manifold.hess(theta, p, out)
     else:
         out[:] = np.nan
 
@@ -63,5 +119,17 @@ def d3(kind, theta, p, u, v, out):
     """out ← ∇³L(θ)[u, v] = Σ_jk ∂³L/∂θ_i∂θ_j∂θ_k u_j v_k."""
     if kind == QUADRATIC:
         quadratic.d3(theta, p, u, v, out)
+    elif kind == POTENTIAL_1D:
+        potential.d3(theta, p, u, v, out)
+    elif kind == REALISATION:
+        realisation.d3(theta, p, u, v, out)
+    elif kind == SCALAR_NETWORK:
+        scalar_network.d3(theta, p, u, v, out)
+    elif kind == MINIMALIST:
+        minimalist.d3(theta, p, u, v, out)
+    elif kind == REGRESSION:
+        regression.d3(theta, p, u, v, out)
+    elif kind == MANIFOLD:
+        manifold.d3(theta, p, u, v, out)
     else:
         out[:] = np.nan

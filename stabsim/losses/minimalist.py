@@ -1,0 +1,41 @@
+"""The minimalist example of Zhu et al. (THEORY §5)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import finite_float
+from ._base import Loss
+from ._dispatch import MINIMALIST
+
+
+class Minimalist(Loss):
+    """ℓ(x, y) = ¼ (x²y² − 1)², θ = (x, y).
+
+    The minimisers are the hyperbolas xy = ±1. There ∇²ℓ = 2 [[y², xy], [xy, x²]] (rank one),
+    so the sharpness is 2(x² + y²) ≥ 4. GD at step η converges, non-monotonically, to a
+    minimiser with sharpness just below 2/η.
+
+    The loss has no parameters; ``params`` is empty.
+    """
+
+    name = "minimalist"
+    min_value = 0.0
+
+    def __init__(self):
+        super().__init__(MINIMALIST, np.empty(0), 2)
+
+    @staticmethod
+    def minimiser(x) -> np.ndarray:
+        """The minimiser (x, 1/x) on the branch xy = 1, for x ≠ 0."""
+        x = finite_float("x", x)
+        if x == 0.0:
+            raise ValueError("x must be nonzero")
+        return np.array([x, 1.0 / x])
+
+    def sharpness_at_minimiser(self, theta, rtol: float = 1e-8) -> float:
+        """2(x² + y²) at a minimiser (||xy| − 1| ≤ ``rtol``)."""
+        x, y = self.check_point(theta)
+        if abs(abs(x * y) - 1.0) > rtol:
+            raise ValueError(f"theta is not a minimiser: |xy| − 1 = {abs(x * y) - 1.0:.3g}")
+        return 2.0 * (x * x + y * y)

@@ -1,0 +1,104 @@
+"""The second-order (quadratic) regression model of Agarwala et al. (THEORY §5)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import finite_array, nonnegative_int, positive_float
+from ._base import Loss
+from ._dispatch import REGRESSION
+
+
+class QuadraticRegression(Loss):
+    """L(θ) = |z(θ)|²/(2n) with z(θ) = z₀ + Jθ + ½ Q[θ, θ] ∈ R^n, θ ∈ R^d.
+
+    With the Jacobian J(θ) = J + Qθ (row k: J_k + Q_k θ),
+
+        ∇L = J(θ)ᵀ z/n,    ∇²L = (J(θ)ᵀJ(θ) + Σ_k z_k Q_k)/n.
+
+    Progressive sharpening to 2/η happens for some draws of (J, Q, z₀), not all.
+
+    Parameters
+    ----------
+    J : array_like, shape (n, d)
+        The linear part.
+    Q : array_like, shape (n, d, d)
+        The quadratic part; each Q[k] must be symmetric.
+    z0 : array_like, shape (n,)
+        The residual at θ = 0.
+
+    Notes
+    -----
+    Packed as ``params = [n, z0, J.ravel(), Q.ravel()]`` (Q in [k][i][j] order, so each
+    kernel sweeps it in memory order). L ≥ 0, but whether z(θ) = 0 is solvable depends on the
+    draw, so ``min_value`` is None.
+    """
+
+    name = "regression"
+
+    def __init__(self, J, Q, z0):
+        J = finite_array("J", J, ndim=2)
+        n, d = J.shape
+        if n == 0 or d == 0:
+            raise ValueError(f"J must have n ≥ 1 rows and d ≥ 1 columns, got shape {J.shape}")
+        Q = finite_array("Q", Q, shape=(n, d, d))
+        z0 = finite_array("z0", z0, shape=(n,))
+        scale = max(1.0, float(np.abs(Q).max()))
+        if not np.allclose(Q, Q.transpose(0, 2, 1), rtol=0.0, atol=1e-12 * scale):
+            raise ValueError("Q must be symmetric in its last two axes (Q[k] = Q[k].T)")
+        Q = 0.5 * (Q + Q.transpose(0, 2, 1))  # exactly symmetric: hess uses one triangle
+        super().__init__(REGRESSION, np.concatenate([[n], z0, J.ravel(), Q.ravel()]), d)
+        self.J, self.Q, self.z0 = J, Q, z0
+
+    def __repr__(self) -> str:
+        return f"QuadraticRegression(d={self.d}, n={self.n})"
+
+    @property
+    def n(self) -> int:
+        """Number of residuals."""
+        return self.J.shape[0]
+
+    @property
+    def d(self) -> int:
+        """Number of parameters."""
+        return self.dim
+
+    @classmethod
+    def random(cls, d, n, *, seed=None, j_scale=1.0, q_scale=1.0, z_scale=1.0):
+        """Draw a model with independent Gaussian entries.
+
+        J_ki ~ N(0, j_scale²/d), so each row of J has expected squared norm j_scale² and
+        JJᵀ ≈ j_scale² I_n for d ≫ n; Q_k is a GOE matrix with off-diagonal entries
+        ~ N(0, q_scale²/d), so its spectrum fills ≈ [−2 q_scale, 2 q_scale]; z0_k ~ N(0,
+        z_scale²).
+
+        Parameters
+        ----------
+        d, n : int
+            Number of parameters and of residuals (≥ 1).
+        seed : None, int or numpy.random.Generator
+            Seed for ``numpy.random.default_rng``; the same seed gives the same model.
+        j_scale, q_scale, z_scale : float
+            Scales (> 0) of J, Q and z0.
+        """
+        d = nonnegative_int("d", d, minimum=1)
+        n = nonnegative_int("n", n, minimum=1)
+        j_scale = positive_float("j_scale", j_scale)
+        q_scale = positive_float("q_scale", q_scale)
+        z_scale = positive_float("z_scale", z_scale)
+        rng = np.random.default_rng(seed)
+        J = rng.normal(0.0, j_scale / np.sqrt(d), size=(n, d))
+        A = rng.normal(0.0, q_scale / np.sqrt(d), size=(n, d, d))
+        Q = (A + A.transpose(0, 2, 1)) / np.sqrt(2.0)
+        z0 = rng.normal(0.0, z_scale, size=n)
+        return cls(J, Q, z0)
+
+    def residual(self, theta) -> np.ndarray:
+        """z(θ) = z₀ + Jθ + ½ Q[θ, θ], shape (n,)."""
+        theta = self.check_point(theta)
+        return self.z0 + self.J @ theta + 0.5 * np.einsum("kij,i,j->k", self.Q, theta, theta)
+
+    def jacobian(self, theta) -> np.ndarray:
+        """J(θ) = J + Qθ, shape (n, d)."""
+        theta = self.check_point(theta)
+        return self.J + self.Q @ theta
