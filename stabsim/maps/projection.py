@@ -1,0 +1,266 @@
+"""Projection onto the stable set M of Damian et al. (THEORY §2).
+
+    M = { θ : S(θ) ≤ 2/η  and  u(θ)·∇L(θ) = 0 }
+
+Two constraint functions describe M: ``c1(θ) = S(θ) − 2/η ≤ 0`` and ``c2(θ) = u(θ)·∇L(θ) = 0``.
+Their exact gradients (λ = S simple, u unit, H = ∇²L):
+
+    ∇c1 = ∇S = ∇³L[u, u]                                         (Hellmann–Feynman)
+    ∇c2 = S u + ∇³L[u, r],   r = (S I − H)⁺ ∇L = Σ_{i≥2} v_i (v_i·∇L)/(S − λ_i)
+
+The second follows from first-order perturbation theory of the eigenvector,
+``du = (λI − H)⁺ (dH) u`` with ``dH = ∇³L[dθ]``, so
+``d(u·∇L) = ∇L·(λI − H)⁺ ∇³L[u, dθ] + u·H dθ = (∇³L[u, r] + λu)·dθ``.
+
+:func:`proj_M` offers the Euclidean projection (a Gauss–Newton SQP iteration on these exact
+gradients, stopped at a tolerance) and the paper's three-pass linearised iteration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .. import _validate as check
+from .._status import Status
+from ..losses import Loss
+from ..spectral import align_sign
+
+PROJECTION_METHODS = ("euclidean", "paper")
+
+
+@dataclasses.dataclass(frozen=True)
+class StableGeometry:
+    """Everything the stable set and the predicted dynamics need at one point θ.
+
+    Attributes
+    ----------
+    theta : ndarray, shape (d,)
+    grad : ndarray
+        ∇L(θ).
+    eigenvalues : ndarray, shape (d,)
+        All eigenvalues of ∇²L(θ), descending (``eigenvalues[0]`` = S).
+    eigenvectors : ndarray, shape (d, d)
+        Matching unit columns; column 0 is u, signed to agree with the reference given.
+    grad_sharpness : ndarray
+        ∇S = ∇³L[u, u].
+    """
+
+    theta: np.ndarray
+    grad: np.ndarray
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray
+    grad_sharpness: np.ndarray
+
+    @property
+    def sharpness(self) -> float:
+        """S(θ) = λ_max(∇²L(θ))."""
+        return float(self.eigenvalues[0])
+
+    @property
+    def lambda2(self) -> float:
+        """The second eigenvalue λ2 (−inf in one dimension)."""
+        return float(self.eigenvalues[1]) if self.eigenvalues.shape[0] > 1 else -np.inf
+
+    @property
+    def u(self) -> np.ndarray:
+        """The unit top eigenvector."""
+        return self.eigenvectors[:, 0]
+
+    @property
+    def u_grad(self) -> float:
+        """c2 = u·∇L."""
+        return float(self.u @ self.grad)
+
+    @property
+    def grad_sharpness_perp(self) -> np.ndarray:
+        """∇S⊥ = ∇S − (u·∇S) u."""
+        return self.grad_sharpness - (self.u @ self.grad_sharpness) * self.u
+
+    def orthogonality_gradient(self, loss: Loss) -> np.ndarray:
+        """∇c2 = S u + ∇³L[u, r] with r = (S I − H)⁺ ∇L (module docstring)."""
+        rest = self.eigenvectors[:, 1:]
+        r = rest @ ((rest.T @ self.grad) / (self.sharpness - self.eigenvalues[1:]))
+        return self.sharpness * self.u + loss.d3(self.theta, self.u, r)
+
+
+def stable_geometry(loss: Loss, theta, u_ref=None) -> StableGeometry:
+    """Gradient, full Hessian spectrum (``numpy.linalg.eigh``) and ∇S at θ.
+
+    ``u_ref`` (the previous eigenvector along a trajectory) fixes the sign of u.
+    """
+    theta = loss.check_point(theta)
+    values, vectors = np.linalg.eigh(loss.hessian(theta))
+    values, vectors = values[::-1], np.array(vectors[:, ::-1])
+    vectors[:, 0] = align_sign(vectors[:, 0], u_ref)
+    u = vectors[:, 0]
+    return StableGeometry(theta, loss.grad(theta), values, vectors, loss.d3(theta, u, u))
+
+
+@dataclasses.dataclass(frozen=True)
+class Projection:
+    """Result of :func:`proj_M`.
+
+    Attributes
+    ----------
+    theta : ndarray
+        The projected point.
+    sharpness_excess : float
+        (S(θ) − 2/η)₊ at the returned point.
+    orthogonality : float
+        |u(θ)·∇L(θ)| at the returned point.
+    n_iter : int
+        Iterations (passes, for ``method="paper"``) taken.
+    status : Status
+        OK, NOT_CONVERGED (tolerance missed) or NONFINITE.
+    method : str
+    geometry : StableGeometry
+        Spectral data at the returned point (reused by the constrained trajectory).
+    """
+
+    theta: np.ndarray
+    sharpness_excess: float
+    orthogonality: float
+    n_iter: int
+    status: Status
+    method: str
+    geometry: StableGeometry
+
+    @property
+    def residuals(self) -> tuple[float, float]:
+        """((S − 2/η)₊, |u·∇L|)."""
+        return self.sharpness_excess, self.orthogonality
+
+    @property
+    def message(self) -> str:
+        return self.status.message
+
+    @property
+    def success(self) -> bool:
+        return self.status.success
+
+
+def proj_M(loss: Loss, z, eta: float, *, method: str = "euclidean", tol: float = 1e-10,
+           max_iter: int = 50, passes: int = 3, u_ref=None) -> Projection:
+    """Project z onto the stable set M = {S ≤ 2/η, u·∇L = 0} (THEORY §2).
+
+    ``method="euclidean"`` computes argmin_{θ∈M} |θ − z| with a Gauss–Newton SQP iteration
+    on the active constraints: at the iterate θ with constraint values c and gradients J
+    (rows ∇c2, and ∇c1 when the linearised c1 would be violated), the step p solves
+
+        min_p ½|θ + p − z|²   subject to   c + J p = 0,
+        i.e. p = (z − θ) + Jᵀμ  with  J Jᵀ μ = −c − J(z − θ).
+
+    A fixed point (p = 0) is a KKT point of the projection (c = 0, z − θ ∈ range Jᵀ). The
+    iteration stops when |p|, (S − 2/η)₊/|∇S| and |u·∇L|/S, three distances, are all at most
+    ``tol · max(1, |z|)``; status NOT_CONVERGED if that fails within ``max_iter``.
+
+    ``method="paper"`` runs the linearised iteration of Damian et al.'s code ``passes``
+    times with no residual check,
+
+        θ ← θ − max(0, S − 2/η) ∇S⊥/|∇S⊥|² − u (u·∇L)/S,
+
+    and reports the residuals of its output (status NOT_CONVERGED when they exceed the same
+    tolerance; the output is feasible, but not in general the nearest point of M).
+
+    Parameters
+    ----------
+    loss : Loss
+    z : array_like, shape (d,)
+    eta : float
+        Step size; the sharpness bound is 2/η.
+    method : {"euclidean", "paper"}
+    tol : float
+        Distance tolerance, relative to max(1, |z|).
+    max_iter : int
+        Iteration budget of the Euclidean projection.
+    passes : int
+        Passes of the paper's iteration.
+    u_ref : array_like, optional
+        Sign reference for the top eigenvector.
+
+    Returns
+    -------
+    Projection
+    """
+    z = loss.check_point(z, "z")
+    eta = check.positive_float("eta", eta)
+    check.choice("method", method, PROJECTION_METHODS)
+    tol = check.positive_float("tol", tol)
+    max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
+    passes = check.nonnegative_int("passes", passes, minimum=1)
+    if u_ref is not None:
+        u_ref = loss.check_point(u_ref, "u_ref")
+    bound = 2.0 / eta
+    scale = tol * max(1.0, float(np.linalg.norm(z)))
+    if method == "paper":
+        return _paper(loss, z, bound, passes, scale, u_ref)
+    return _euclidean(loss, z, bound, max_iter, scale, u_ref)
+
+
+def _infeasibility(geo: StableGeometry, bound: float) -> tuple[float, float, float]:
+    """(S − 2/η)₊, |u·∇L| and the larger of the distances they imply to first order."""
+    excess = max(0.0, geo.sharpness - bound)
+    ortho = abs(geo.u_grad)
+    distance = max(excess / max(np.linalg.norm(geo.grad_sharpness), 1e-300),
+                   ortho / max(abs(geo.sharpness), 1e-300))
+    return excess, ortho, distance
+
+
+def _finish(theta, geo, bound, n_iter, ok, method) -> Projection:
+    excess, ortho, _ = _infeasibility(geo, bound)
+    finite = np.all(np.isfinite(theta)) and np.isfinite(excess) and np.isfinite(ortho)
+    status = Status.OK if ok else Status.NOT_CONVERGED
+    if not finite:
+        status = Status.NONFINITE
+    return Projection(theta, excess, ortho, n_iter, status, method, geo)
+
+
+def _euclidean(loss, z, bound, max_iter, scale, u_ref) -> Projection:
+    theta = z.copy()
+    geo = stable_geometry(loss, theta, u_ref)
+    for it in range(max_iter + 1):
+        excess, _, distance = _infeasibility(geo, bound)
+        if not np.isfinite(distance):
+            return _finish(theta, geo, bound, it, False, "euclidean")
+        step = _sqp_step(loss, geo, z, bound)
+        if np.linalg.norm(step) <= scale and distance <= scale:
+            return _finish(theta, geo, bound, it, True, "euclidean")
+        if it == max_iter:
+            break
+        theta = theta + step
+        geo = stable_geometry(loss, theta, geo.u)
+    return _finish(theta, geo, bound, max_iter, False, "euclidean")
+
+
+def _sqp_step(loss, geo: StableGeometry, z, bound) -> np.ndarray:
+    """The Gauss–Newton SQP step p of :func:`proj_M` at ``geo.theta``."""
+    to_z = z - geo.theta
+    rows = [geo.orthogonality_gradient(loss)]
+    values = [geo.u_grad]
+    step = _equality_step(np.array(rows), np.array(values), to_z)
+    c1 = geo.sharpness - bound
+    if c1 + geo.grad_sharpness @ step > 0.0:  # the linearised c1 ≤ 0 is violated: make it active
+        rows.append(geo.grad_sharpness)
+        values.append(c1)
+        step = _equality_step(np.array(rows), np.array(values), to_z)
+    return step
+
+
+def _equality_step(J, c, to_z) -> np.ndarray:
+    """p = to_z + Jᵀμ with J Jᵀ μ = −c − J to_z (least-norm correction of to_z)."""
+    mu = np.linalg.solve(J @ J.T, -c - J @ to_z)
+    return to_z + J.T @ mu
+
+
+def _paper(loss, z, bound, passes, scale, u_ref) -> Projection:
+    theta = z.copy()
+    geo = stable_geometry(loss, theta, u_ref)
+    for _ in range(passes):
+        perp = geo.grad_sharpness_perp
+        theta = (theta - max(0.0, geo.sharpness - bound) * perp / (perp @ perp)
+                 - geo.u * (geo.u_grad / geo.sharpness))
+        geo = stable_geometry(loss, theta, geo.u)
+    _, _, distance = _infeasibility(geo, bound)
+    return _finish(theta, geo, bound, passes, distance <= scale, "paper")
