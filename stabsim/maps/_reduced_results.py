@@ -1,0 +1,227 @@
+"""Result objects of the reduced (x, y) map."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .._status import Status
+
+
+@dataclasses.dataclass
+class CycleStats:
+    """Cycle summaries of a trajectory (or, with a leading trajectory axis, of an ensemble).
+
+    A cycle boundary is a state t in phase I whose predecessor t − 1 was in phase IV
+    (entry into phase I from IV); cycle k runs from boundary k to boundary k + 1.
+
+    Attributes
+    ----------
+    n_boundaries : int or ndarray
+        Boundaries crossed (the completed cycles are ``max(n_boundaries − 1, 0)``).
+    boundary_step : ndarray of int
+        Step of each boundary (−1 past the last one stored).
+    boundary_H : ndarray
+        ``H(x, y) = y² + (β/2)x² − α ln x²`` at each boundary (NaN past the last one).
+    cycle_length : ndarray of int
+        Steps in each completed cycle (0 past the last one).
+    cycle_mean_x2 : ndarray
+        Mean of x² over the states ``[t_k, t_{k+1})`` of each cycle (NaN past the last).
+    y_max, y_min, max_abs_x : float or ndarray
+        Extremes over every state of the run, the last included.
+    first_blowup : int or ndarray
+        First step t with state t − 1 in phase II and state t in phase III — x² reaches δ²
+        while y > 0 — or −1 if that never happens.
+    """
+
+    n_boundaries: np.ndarray
+    boundary_step: np.ndarray
+    boundary_H: np.ndarray
+    cycle_length: np.ndarray
+    cycle_mean_x2: np.ndarray
+    y_max: np.ndarray
+    y_min: np.ndarray
+    max_abs_x: np.ndarray
+    first_blowup: np.ndarray
+
+    @property
+    def completed_cycles(self):
+        """Completed cycles: boundaries − 1 (never negative)."""
+        return np.maximum(np.asarray(self.n_boundaries) - 1, 0)
+
+
+def _params_attrs(params: dict) -> dict:
+    return {k: float(v) for k, v in params.items() if np.ndim(v) == 0}
+
+
+@dataclasses.dataclass
+class ReducedResult:
+    """One trajectory of the reduced map.
+
+    Attributes
+    ----------
+    step, x, y, phase : ndarray
+        Saved states at steps ``0, stride, 2 stride, …`` up to the stop step; ``phase`` is
+        1–4 for I–IV.
+    params : dict
+        ``x0, y0, eta, alpha, beta, steps, stride, cycles``.
+    status : Status
+        OK, LEFT_DOMAIN, NONFINITE, or MAX_STEPS (``cycles`` boundaries not reached).
+    stop_step : int
+        The step of the final state (``steps`` unless the run stopped early).
+    x_final, y_final : float
+        The final state (the offending one for LEFT_DOMAIN / NONFINITE).
+    cycles : CycleStats
+    """
+
+    step: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    phase: np.ndarray
+    params: dict
+    status: Status
+    stop_step: int
+    x_final: float
+    y_final: float
+    cycles: CycleStats
+
+    @property
+    def message(self) -> str:
+        return self.status.message
+
+    @property
+    def success(self) -> bool:
+        return self.status.success
+
+    @property
+    def delta2(self) -> float:
+        """δ² = 2α/β."""
+        return 2.0 * self.params["alpha"] / self.params["beta"]
+
+    def to_xarray(self):
+        """An ``xarray.Dataset`` with x, y, phase on dim ``step`` and the cycle summaries
+        on dims ``boundary`` and ``cycle``; parameters and status as attributes."""
+        import xarray as xr
+
+        c = self.cycles
+        nb = int(c.n_boundaries)
+        nc = max(nb - 1, 0)
+        return xr.Dataset(
+            {
+                "x": ("step", self.x),
+                "y": ("step", self.y),
+                "phase": ("step", self.phase),
+                "boundary_step": ("boundary", c.boundary_step[:nb]),
+                "boundary_H": ("boundary", c.boundary_H[:nb]),
+                "cycle_length": ("cycle", c.cycle_length[:nc]),
+                "cycle_mean_x2": ("cycle", c.cycle_mean_x2[:nc]),
+            },
+            coords={"step": self.step},
+            attrs=dict(_params_attrs(self.params), status=self.status.name,
+                       message=self.message, stop_step=self.stop_step,
+                       y_max=float(c.y_max), y_min=float(c.y_min),
+                       max_abs_x=float(c.max_abs_x), first_blowup=int(c.first_blowup)),
+        )
+
+
+@dataclasses.dataclass
+class ReducedEnsembleResult:
+    """An ensemble of reduced-map trajectories (flattened to one trajectory axis).
+
+    Attributes
+    ----------
+    shape : tuple
+        The broadcast shape of the inputs; ``reshape(a)`` restores it.
+    x0, y0, eta, alpha, beta : ndarray, shape (n,)
+        Each trajectory's start and parameters.
+    x_final, y_final : ndarray, shape (n,)
+        Where each trajectory stopped.
+    status : ndarray of int8, shape (n,)
+        A :class:`Status` code per trajectory.
+    stop_step : ndarray of int64, shape (n,)
+    step, x, y : ndarray or None
+        With ``stride``: saved steps, and states of shape (len(step), n), NaN from a failed
+        trajectory's stop step on.
+    cycles : CycleStats or None
+        With ``stats=True``; per-boundary arrays have shape (n, width).
+    params : dict
+        ``steps, stride, cycles, max_cycles``.
+    """
+
+    shape: tuple
+    x0: np.ndarray
+    y0: np.ndarray
+    eta: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    x_final: np.ndarray
+    y_final: np.ndarray
+    status_codes: np.ndarray
+    stop_step: np.ndarray
+    step: np.ndarray | None
+    x: np.ndarray | None
+    y: np.ndarray | None
+    cycles: CycleStats | None
+    params: dict
+
+    @property
+    def status(self) -> Status:
+        """The worst outcome: OK only if every trajectory succeeded, else the most common
+        failure."""
+        bad = self.status_codes[self.status_codes != Status.OK]
+        if bad.size == 0:
+            return Status.OK
+        return Status(int(np.bincount(bad).argmax()))
+
+    @property
+    def counts(self) -> dict:
+        """Number of trajectories per status."""
+        codes, n = np.unique(self.status_codes, return_counts=True)
+        return {Status(int(c)).name: int(k) for c, k in zip(codes, n, strict=True)}
+
+    @property
+    def message(self) -> str:
+        if self.success:
+            return Status.OK.message
+        return f"{self.counts}; most common failure: {self.status.message}"
+
+    @property
+    def success(self) -> bool:
+        return self.status.success
+
+    def reshape(self, a: np.ndarray) -> np.ndarray:
+        """A per-trajectory array (trajectory axis first) in the inputs' broadcast shape."""
+        return np.asarray(a).reshape(self.shape + np.shape(a)[1:])
+
+    def to_xarray(self):
+        """An ``xarray.Dataset`` on dim ``trajectory`` (and ``step``, ``boundary``,
+        ``cycle`` where saved)."""
+        import xarray as xr
+
+        tr = "trajectory"
+        data = {
+            "x0": (tr, self.x0), "y0": (tr, self.y0), "eta": (tr, self.eta),
+            "alpha": (tr, self.alpha), "beta": (tr, self.beta),
+            "x_final": (tr, self.x_final), "y_final": (tr, self.y_final),
+            "status": (tr, self.status_codes), "stop_step": (tr, self.stop_step),
+        }
+        coords = {tr: np.arange(self.x0.size)}
+        if self.step is not None:
+            data["x"] = (("step", tr), self.x)
+            data["y"] = (("step", tr), self.y)
+            coords["step"] = self.step
+        c = self.cycles
+        if c is not None:
+            data.update({
+                "n_boundaries": (tr, c.n_boundaries),
+                "y_max": (tr, c.y_max), "y_min": (tr, c.y_min),
+                "max_abs_x": (tr, c.max_abs_x), "first_blowup": (tr, c.first_blowup),
+                "boundary_step": ((tr, "boundary"), c.boundary_step),
+                "boundary_H": ((tr, "boundary"), c.boundary_H),
+                "cycle_length": ((tr, "cycle"), c.cycle_length),
+                "cycle_mean_x2": ((tr, "cycle"), c.cycle_mean_x2),
+            })
+        attrs = {k: (-1 if v is None else v) for k, v in self.params.items()}
+        attrs.update(status=self.status.name, message=self.message)
+        return xr.Dataset(data, coords=coords, attrs=attrs)

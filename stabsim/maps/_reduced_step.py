@@ -1,0 +1,181 @@
+"""The reduced (x, y) map one step at a time, with every check and summary (scalar code).
+
+This is the reference path: the single-trajectory kernel runs it for every step, and the
+ensemble kernels (``_reduced_ensemble``) replay a chunk through it whenever a lane needs
+per-step care (it left the domain, went non-finite, met its cycle target, or crossed
+more than one cycle boundary in the chunk). Both paths evaluate the same floating-point
+expressions in the same order without fast-math flags, so they agree bit for bit.
+
+Arithmetic (THEORY §1, eq. (3) of Damian et al.), with ``ea = ηα`` and ``hb = ηβ/2``::
+
+    d_t     = ea − hb · (x_t · x_t)          (= η (α − β x_t²/2), the y-increment)
+    x_{t+1} = −(1 + η y_t) · x_t
+    y_{t+1} = y_t + d_t
+
+Phase of state t (quadrants of the (y, x² − δ²) plane; ``x² < δ²`` is decided as
+``d_t > 0``, the expression that drives y, so the cyclic order holds exactly in floating
+point): I ``y ≤ 0, d > 0``; II ``y > 0, d > 0``; III ``y > 0, d ≤ 0``; IV ``y ≤ 0, d ≤ 0``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._jit import jit
+from .._status import Status
+
+OK = int(Status.OK)
+MAX_STEPS = int(Status.MAX_STEPS)
+NONFINITE = int(Status.NONFINITE)
+LEFT_DOMAIN = int(Status.LEFT_DOMAIN)
+
+# Layout of the per-trajectory state vector ``s`` carried between calls of `walk`.
+X, Y, DPREV, YMAX, YMIN, X2MAX, CUM, BLOWUP, NBOUND, LAST_T, LAST_CUM = range(11)
+STATE_SIZE = 11
+# Layout of the per-trajectory parameter vector ``p``.
+ETA, EA, HB, ALPHA, BETA = range(5)
+
+
+@jit
+def phase_code(d, y):
+    """Phase 1–4 (I–IV) of a state with y-increment ``d = η(α − βx²/2)`` and ``y``."""
+    if d > 0.0:
+        return 1 if y <= 0.0 else 2
+    return 3 if y > 0.0 else 4
+
+
+@jit
+def hamiltonian(x, y, alpha, beta):
+    """H(x, y) = y² + (β/2) x² − α ln x², the ODE limit's conserved quantity."""
+    xx = x * x
+    return y * y + 0.5 * beta * xx - alpha * math.log(xx)
+
+
+@jit
+def init_state(s, x0, y0):
+    """Fill ``s`` for a trajectory starting at (x0, y0), before state 0 is processed."""
+    s[X] = x0
+    s[Y] = y0
+    s[DPREV] = np.nan  # no state before 0: no boundary or blow-up can be detected at 0
+    s[YMAX] = -np.inf
+    s[YMIN] = np.inf
+    s[X2MAX] = 0.0
+    s[CUM] = 0.0
+    s[BLOWUP] = -1.0
+    s[NBOUND] = 0.0
+    s[LAST_T] = -1.0
+    s[LAST_CUM] = 0.0
+
+
+@jit
+def record_boundary(s, t, x, y, cum_before, p, b_step, b_h, c_len, c_mean):
+    """Register a cycle boundary (entry into phase I from phase IV) at state ``t``.
+
+    Boundary k is stored in ``b_step[k]``, ``b_h[k] = H(x_t, y_t)``; cycle k − 1 (from
+    boundary k − 1 to boundary k) gets its length and its mean of x² over the states
+    ``[t_{k−1}, t_k)``. Entries past the arrays' length are counted but not stored.
+    """
+    k = int(s[NBOUND])
+    if k < b_step.shape[0]:
+        b_step[k] = int(t)
+        b_h[k] = hamiltonian(x, y, p[ALPHA], p[BETA])
+    if k >= 1 and k - 1 < c_len.shape[0]:
+        length = t - s[LAST_T]
+        c_len[k - 1] = int(length)
+        c_mean[k - 1] = (cum_before - s[LAST_CUM]) / length
+    s[NBOUND] = k + 1.0
+    s[LAST_T] = t
+    s[LAST_CUM] = cum_before
+
+
+@jit
+def finish_state(s):
+    """Fold the final state (never stepped from) into the running extremes, if finite."""
+    y = s[Y]
+    xx = s[X] * s[X]
+    if not (math.isfinite(xx) and math.isfinite(y)):
+        return
+    s[YMAX] = max(s[YMAX], y)
+    s[YMIN] = min(s[YMIN], y)
+    s[X2MAX] = max(s[X2MAX], xx)
+
+
+@jit
+def walk(s, p, t0, t_end, last, target, b_step, b_h, c_len, c_mean, rec_x, rec_y, rec_phase,
+         stride):
+    """Process the states ``t0 ≤ t < t_end`` of one trajectory (and ``t_end`` if ``last``).
+
+    Processing state t: a non-finite x or y stops with NONFINITE, then ``1 + η y_t ≤ 0``
+    stops with LEFT_DOMAIN (the step from t would leave the validity domain); states at
+    multiples of ``stride`` (> 0) are written to ``rec_*[t // stride]``; a cycle boundary
+    is registered, and reaching ``target`` (> 0) boundaries stops with OK; the first
+    blow-up (entry into phase III from phase II) is noted; then, unless t is the last
+    state, the running extremes and the sum of x² take in state t and the map steps.
+
+    Returns
+    -------
+    code : int
+        OK if every state was processed (or the target was met), else NONFINITE or
+        LEFT_DOMAIN.
+    t : int
+        The state the trajectory stopped at (``t_end`` if it ran through).
+    """
+    eta = p[ETA]
+    ea = p[EA]
+    hb = p[HB]
+    x = s[X]
+    y = s[Y]
+    dp = s[DPREV]
+    t = t0
+    code = OK
+    while t < t_end or last:
+        if not (math.isfinite(x) and math.isfinite(y)):
+            code = NONFINITE
+            break
+        if 1.0 + eta * y <= 0.0:
+            code = LEFT_DOMAIN
+            break
+        xx = x * x
+        d = ea - hb * xx
+        if stride > 0 and t % stride == 0:
+            r = t // stride
+            rec_x[r] = x
+            rec_y[r] = y
+            rec_phase[r] = phase_code(d, y)
+        if dp <= 0.0 and d > 0.0:
+            record_boundary(s, float(t), x, y, s[CUM], p, b_step, b_h, c_len, c_mean)
+            if target > 0 and s[NBOUND] >= target:
+                break
+        if s[BLOWUP] < 0.0 and dp > 0.0 and d <= 0.0 and y > 0.0:
+            s[BLOWUP] = t
+        if t == t_end:
+            break
+        s[YMAX] = max(s[YMAX], y)
+        s[YMIN] = min(s[YMIN], y)
+        s[X2MAX] = max(s[X2MAX], xx)
+        s[CUM] += xx
+        x, y = -(1.0 + eta * y) * x, y + d
+        dp = d
+        t += 1
+    s[X] = x
+    s[Y] = y
+    s[DPREV] = dp
+    return code, t
+
+
+@jit
+def run_trajectory(s, p, steps, stride, target, b_step, b_h, c_len, c_mean, rec_x, rec_y,
+                   rec_phase):
+    """Run one trajectory from the state in ``s`` (set by :func:`init_state`) to the end.
+
+    Returns ``(code, t)`` as :func:`walk`, with MAX_STEPS when ``target > 0`` boundaries
+    were not reached; ``s`` holds the final state and the summaries.
+    """
+    code, t = walk(s, p, 0, steps, True, target, b_step, b_h, c_len, c_mean, rec_x, rec_y,
+                   rec_phase, stride)
+    finish_state(s)
+    if code == OK and target > 0 and s[NBOUND] < target:
+        code = MAX_STEPS
+    return code, t

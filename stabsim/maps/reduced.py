@@ -1,0 +1,203 @@
+"""Damian et al.'s reduced four-phase (x, y) map (THEORY §1): one trajectory or an ensemble.
+
+The map (eq. (3) of the paper; no other terms)::
+
+    x_{t+1} = −(1 + η y_t) x_t
+    y_{t+1} = y_t + η (α − β x_t² / 2),          δ² = 2α/β
+
+evaluated as ``y_t + (ηα − (ηβ/2) x_t²)``. Phases are the quadrants of the (y, x² − δ²)
+plane: I ``y ≤ 0, x² < δ²``; II ``y > 0, x² < δ²``; III ``y > 0, x² ≥ δ²``;
+IV ``y ≤ 0, x² ≥ δ²`` (``x² < δ²`` is decided as ``ηα − (ηβ/2)x² > 0``, the y-increment,
+so the cyclic order I → II → III → IV → I holds exactly in floating point).
+
+A trajectory stops at the first state t that is non-finite (NONFINITE) or has
+``1 + η y_t ≤ 0`` (LEFT_DOMAIN: the step from t would leave the map's validity domain).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._status import Status
+from .._validate import finite_array, finite_float, nonnegative_int, positive_float
+from ._reduced_ensemble import ensemble_final, ensemble_stats
+from ._reduced_results import CycleStats, ReducedEnsembleResult, ReducedResult
+from ._reduced_step import (
+    BLOWUP,
+    NBOUND,
+    STATE_SIZE,
+    X2MAX,
+    YMAX,
+    YMIN,
+    X,
+    Y,
+    init_state,
+    run_trajectory,
+)
+
+_NAMES = ("x0", "y0", "eta", "alpha", "beta")
+
+
+def reduced_phase(x, y, eta, alpha, beta):
+    """Phase 1–4 (I–IV) of states (x, y), elementwise (the kernels' own rule).
+
+    ``1`` if ``y ≤ 0, d > 0``; ``2`` if ``y > 0, d > 0``; ``3`` if ``y > 0, d ≤ 0``;
+    ``4`` if ``y ≤ 0, d ≤ 0``, with ``d = ηα − (ηβ/2) x²`` (``d > 0 ⇔ x² < δ²``).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    eta = np.asarray(eta, dtype=np.float64)
+    d = eta * alpha - (eta * beta * 0.5) * (x * x)
+    up = y > 0.0
+    return np.where(d > 0.0, np.where(up, 2, 1), np.where(up, 3, 4)).astype(np.int8)
+
+
+def _optional_int(name, value, minimum):
+    return 0 if value is None else nonnegative_int(name, value, minimum)
+
+
+def run_reduced(x0, y0, eta, alpha, beta, steps, *, stride=1, cycles=None) -> ReducedResult:
+    """Run one trajectory of the reduced map, saving (x, y, phase) every ``stride`` steps.
+
+    Parameters
+    ----------
+    x0, y0 : float
+        The start.
+    eta, alpha, beta : float
+        Step size η > 0, progressive-sharpening rate α > 0, β = |∇S|² > 0.
+    steps : int
+        Steps to run (at most).
+    stride : int, optional
+        Save every ``stride``-th state (step 0 included).
+    cycles : int, optional
+        Stop at the ``cycles``-th cycle boundary (status MAX_STEPS if not reached).
+
+    Returns
+    -------
+    ReducedResult
+        Saved states, status, and the cycle summaries (:class:`CycleStats`; every
+        boundary is kept).
+    """
+    x0 = finite_float("x0", x0)
+    y0 = finite_float("y0", y0)
+    eta = positive_float("eta", eta)
+    alpha = positive_float("alpha", alpha)
+    beta = positive_float("beta", beta)
+    steps = nonnegative_int("steps", steps)
+    stride = nonnegative_int("stride", stride, 1)
+    target = _optional_int("cycles", cycles, 1)
+
+    n_rec = steps // stride + 1
+    rec_x = np.full(n_rec, np.nan)
+    rec_y = np.full(n_rec, np.nan)
+    rec_phase = np.zeros(n_rec, np.int8)
+    width = steps // 4 + 1  # a cycle visits all four phases: ≥ 4 steps between boundaries
+    b_step = np.full(width, -1, np.int64)
+    b_h = np.full(width, np.nan)
+    c_len = np.zeros(width - 1, np.int64)
+    c_mean = np.full(width - 1, np.nan)
+    p = np.array([eta, eta * alpha, eta * beta * 0.5, alpha, beta])
+    s = np.empty(STATE_SIZE)
+    init_state(s, float(x0), float(y0))
+    code, t_stop = run_trajectory(s, p, steps, stride, target, b_step, b_h, c_len, c_mean,
+                                  rec_x, rec_y, rec_phase)
+    kept = rec_phase > 0
+    return ReducedResult(
+        step=np.arange(n_rec, dtype=np.int64)[kept] * stride,
+        x=rec_x[kept], y=rec_y[kept], phase=rec_phase[kept],
+        params=dict(x0=float(x0), y0=float(y0), eta=eta, alpha=alpha, beta=beta, steps=steps,
+                    stride=stride, cycles=cycles),
+        status=Status(code), stop_step=int(t_stop), x_final=float(s[X]), y_final=float(s[Y]),
+        cycles=CycleStats(
+            n_boundaries=int(s[NBOUND]), boundary_step=b_step, boundary_H=b_h,
+            cycle_length=c_len, cycle_mean_x2=c_mean, y_max=float(s[YMAX]),
+            y_min=float(s[YMIN]), max_abs_x=float(np.sqrt(s[X2MAX])),
+            first_blowup=int(s[BLOWUP])),
+    )
+
+
+def _broadcast(values):
+    """Validate the five inputs and broadcast them to one flat length-n float64 array each."""
+    arrays = [finite_array(name, v) for name, v in zip(_NAMES, values, strict=True)]
+    for name, a in zip(_NAMES[2:], arrays[2:], strict=True):
+        if np.any(a <= 0.0):
+            raise ValueError(f"{name} must be > 0 everywhere")
+    shape = ()
+    for name, a in zip(_NAMES, arrays, strict=True):
+        try:
+            shape = np.broadcast_shapes(shape, a.shape)
+        except ValueError:
+            raise ValueError(
+                f"{name} has shape {a.shape}, which does not broadcast with the shape "
+                f"{shape} of the arguments before it") from None
+    flat = [np.ascontiguousarray(np.broadcast_to(a, shape)).ravel() for a in arrays]
+    return shape, flat
+
+
+def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride=None,
+                         cycles=None, max_cycles=16) -> ReducedEnsembleResult:
+    """Run many trajectories of the reduced map in parallel (SIMD within cores).
+
+    Parameters
+    ----------
+    x0, y0, eta, alpha, beta : array_like
+        Starts and parameters, broadcast against each other (e.g. one η for all).
+    steps : int
+        Steps to run (at most).
+    stats : bool, optional
+        Also compute each trajectory's :class:`CycleStats` (and allow ``cycles``).
+    stride : int, optional
+        Save all states every ``stride`` steps (memory: 2 × n × steps/stride floats).
+    cycles : int, optional
+        With ``stats``: stop each trajectory at its ``cycles``-th boundary.
+    max_cycles : int, optional
+        With ``stats``: per-cycle arrays keep the first ``max_cycles`` cycles (and
+        ``max_cycles + 1`` boundaries); later ones are counted only.
+
+    Returns
+    -------
+    ReducedEnsembleResult
+        Agrees bit for bit with :func:`run_reduced` trajectory by trajectory.
+    """
+    shape, (x0, y0, eta, alpha, beta) = _broadcast((x0, y0, eta, alpha, beta))
+    steps = nonnegative_int("steps", steps)
+    stride_i = _optional_int("stride", stride, 1)
+    target = _optional_int("cycles", cycles, 1)
+    max_cycles = nonnegative_int("max_cycles", max_cycles, 1)
+    if target and not stats:
+        raise ValueError("cycles needs stats=True")
+
+    n = x0.size
+    ea = eta * alpha
+    hb = eta * beta * 0.5
+    n_rec = steps // stride_i + 1 if stride_i else 0
+    rec_x = np.full((n_rec, n), np.nan)
+    rec_y = np.full((n_rec, n), np.nan)
+    x_out = np.empty(n)
+    y_out = np.empty(n)
+    status = np.empty(n, np.int8)
+    stop = np.empty(n, np.int64)
+    cyc = None
+    if stats:
+        cyc = CycleStats(
+            n_boundaries=np.zeros(n, np.int64),
+            boundary_step=np.full((n, max_cycles + 1), -1, np.int64),
+            boundary_H=np.full((n, max_cycles + 1), np.nan),
+            cycle_length=np.zeros((n, max_cycles), np.int64),
+            cycle_mean_x2=np.full((n, max_cycles), np.nan),
+            y_max=np.empty(n), y_min=np.empty(n), max_abs_x=np.empty(n),
+            first_blowup=np.empty(n, np.int64))
+        ensemble_stats(x0, y0, eta, ea, hb, alpha, beta, steps, stride_i, target, x_out, y_out,
+                       rec_x, rec_y, status, stop, cyc.n_boundaries, cyc.y_max, cyc.y_min,
+                       cyc.max_abs_x, cyc.first_blowup, cyc.boundary_step, cyc.boundary_H,
+                       cyc.cycle_length, cyc.cycle_mean_x2)
+        np.sqrt(cyc.max_abs_x, out=cyc.max_abs_x)  # the kernel leaves max x² there
+    else:
+        ensemble_final(x0, y0, eta, ea, hb, alpha, beta, steps, stride_i, x_out, y_out, rec_x,
+                       rec_y, status, stop)
+    return ReducedEnsembleResult(
+        shape=shape, x0=x0, y0=y0, eta=eta, alpha=alpha, beta=beta, x_final=x_out,
+        y_final=y_out, status_codes=status, stop_step=stop,
+        step=np.arange(n_rec, dtype=np.int64) * stride_i if stride_i else None,
+        x=rec_x if stride_i else None, y=rec_y if stride_i else None, cycles=cyc,
+        params=dict(steps=steps, stride=stride, cycles=cycles, max_cycles=max_cycles))
