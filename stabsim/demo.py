@@ -1,7 +1,7 @@
 """``stabsim demo``: exact GD into the edge of stability on the default loss.
 
 The default loss is a second-order regression model (THEORY §5) with d = 100 parameters and
-n = 10 residuals, drawn with seed 2, started at θ = 0 with the step size η = 2/(1.5 S(θ₀)):
+n = 10 residuals, drawn with seed 2 and residual scale 3, started at θ = 0 with the step size η = 2/(1.5 S(θ₀)):
 GD's sharpness rises from 2/(1.5η) to the threshold 2/η within a few steps, hovers around it
 while the loss falls non-monotonically, and the run settles on a minimiser whose sharpness
 is just below 2/η.
@@ -17,15 +17,14 @@ import numpy as np
 from .losses import QuadraticRegression
 from .maps import run_gd
 
-DEFAULT_MODEL = {"d": 100, "n": 10, "seed": 2}
+DEFAULT_MODEL = {"d": 100, "n": 10, "seed": 2, "z_scale": 3.0}
 #: 2/η as a multiple of the initial sharpness
 THRESHOLD_OVER_INITIAL_SHARPNESS = 1.5
 
 
 def default_experiment(steps: int = 1500):
     """Run the default experiment; return ``(loss, result)``."""
-    loss = QuadraticRegression.random(DEFAULT_MODEL["d"], DEFAULT_MODEL["n"],
-                                      seed=DEFAULT_MODEL["seed"])
+    loss = QuadraticRegression.random(**DEFAULT_MODEL)
     theta0 = np.zeros(loss.dim)
     initial_sharpness = np.linalg.eigvalsh(loss.hessian(theta0))[-1]
     eta = 2.0 / (THRESHOLD_OVER_INITIAL_SHARPNESS * initial_sharpness)
