@@ -9,10 +9,12 @@ With J(θ) = J + Qθ (rows J(θ)_k = J_k + Q_k θ):
 - ∇²L = (J(θ)ᵀJ(θ) + Σ_k z_k Q_k)/n
 - ∇³L[u, v] = Σ_k [ J(θ)_k (uᵀQ_k v) + (J(θ)_k·u) Q_k v + (J(θ)_k·v) Q_k u ]/n
 
-Every kernel sweeps Q once or twice in memory order (O(n d²)). value, grad, hvp and d3
-allocate nothing (they re-read each d × d block Q_k while it is still in cache instead of
-storing Q_k θ); hess keeps J(θ) and z in scratch arrays. No kernel tests for NaN, so all use
-the reassociation/contraction subset of fastmath.
+Every kernel sweeps each d × d block Q_k in memory order, once or twice while it is still in
+cache (O(n d²) in all). value, hvp and d3 allocate nothing (they re-read Q_k instead of storing
+Q_k θ); grad and hess keep one row of J(θ) in a length-d scratch array. Loops are written out
+in full and read rows of Q_k through slices (a view: no allocation): Numba vectorises neither a
+loop behind a helper call nor one indexing ``p[offset + j]``, whose offset it cannot prove ≥ 0.
+No kernel tests for NaN, so all use the reassociation/contraction subset of fastmath.
 """
 
 import numpy as np
@@ -21,50 +23,46 @@ from ..._jit import jit
 
 
 @jit(fastmath=True)
-def _row_dot(p, base, x):
-    """Σ_j p[base + j] x_j (one row of one Q_k against x)."""
-    acc = 0.0
-    for j in range(x.shape[0]):
-        acc += p[base + j] * x[j]
-    return acc
-
-
-@jit(fastmath=True)
-def _residual(theta, p, k):
-    """z_k(θ) = z0_k + Σ_i θ_i (J_ki + ½ (Q_k θ)_i)."""
+def value(theta, p):
+    """|z(θ)|²/(2n) with z_k = z0_k + Σ_i θ_i (J_ki + ½ (Q_k θ)_i)."""
     n = int(p[0])
     d = theta.shape[0]
-    oj = 1 + n + k * d
-    oq = 1 + n + n * d + k * d * d
-    zk = p[1 + k]
-    for i in range(d):
-        zk += theta[i] * (p[oj + i] + 0.5 * _row_dot(p, oq + i * d, theta))
-    return zk
-
-
-@jit(fastmath=True)
-def value(theta, p):
-    """|z(θ)|²/(2n)."""
-    n = int(p[0])
     total = 0.0
     for k in range(n):
-        zk = _residual(theta, p, k)
+        oj = 1 + n + k * d
+        oq = 1 + n + n * d + k * d * d
+        zk = p[1 + k]
+        for i in range(d):
+            q = p[oq + i * d : oq + (i + 1) * d]  # row i of Q_k
+            row = 0.0
+            for j in range(d):
+                row += q[j] * theta[j]
+            zk += theta[i] * (p[oj + i] + 0.5 * row)
         total += zk * zk
     return 0.5 * total / n
 
 
 @jit(fastmath=True)
 def grad(theta, p, out):
-    """out ← Σ_k z_k (J_k + Q_k θ)/n."""
+    """out ← Σ_k z_k (J_k + Q_k θ)/n (Q_k θ is kept in a length-d scratch array)."""
     n = int(p[0])
     d = theta.shape[0]
+    qt = np.empty(d)
     out[:] = 0.0
     for k in range(n):
-        c = _residual(theta, p, k) / n
         oj = 1 + n + k * d
         oq = 1 + n + n * d + k * d * d
+        zk = p[1 + k]
         for i in range(d):
-            out[i] += c * (p[oj + i] + _row_dot(p, oq + i * d, theta))
+            q = p[oq + i * d : oq + (i + 1) * d]  # row i of Q_k
+            row = 0.0
+            for j in range(d):
+                row += q[j] * theta[j]
+            qt[i] = row
+            zk += theta[i] * (p[oj + i] + 0.5 * row)
+        c = zk / n
+        for i in range(d):
+            out[i] += c * (p[oj + i] + qt[i])
 
 
 @jit(fastmath=True)
@@ -79,42 +77,48 @@ def hvp(theta, p, v, out):
         zk = p[1 + k]
         sk = 0.0
         for i in range(d):
-            row = _row_dot(p, oq + i * d, theta)
+            q = p[oq + i * d : oq + (i + 1) * d]  # row i of Q_k
+            row = 0.0
+            for j in range(d):
+                row += q[j] * theta[j]
             zk += theta[i] * (p[oj + i] + 0.5 * row)
             sk += v[i] * (p[oj + i] + row)
         for i in range(d):
-            base = oq + i * d
+            q = p[oq + i * d : oq + (i + 1) * d]  # row i of Q_k
             acc = 0.0
             for j in range(d):
-                acc += p[base + j] * (sk * theta[j] + zk * v[j])
+                acc += q[j] * (sk * theta[j] + zk * v[j])
             out[i] += (sk * p[oj + i] + acc) / n
 
 
 @jit(fastmath=True)
 def hess(theta, p, out):
-    """out ← (J(θ)ᵀJ(θ) + Σ_k z_k Q_k)/n, upper triangle accumulated then mirrored."""
+    """out ← (J(θ)ᵀJ(θ) + Σ_k z_k Q_k)/n.
+
+    Every entry is accumulated (full rows vectorise better than triangles), then the upper
+    triangle is scaled and mirrored so the result is exactly symmetric.
+    """
     n = int(p[0])
     d = theta.shape[0]
-    jt = np.empty(n * d)  # J(θ), row-major
-    z = np.empty(n)
+    jt = np.empty(d)  # row k of J(θ)
+    out[:, :] = 0.0
     for k in range(n):
         oj = 1 + n + k * d
         oq = 1 + n + n * d + k * d * d
         zk = p[1 + k]
         for i in range(d):
-            row = _row_dot(p, oq + i * d, theta)
-            jt[k * d + i] = p[oj + i] + row
+            q = p[oq + i * d : oq + (i + 1) * d]  # row i of Q_k
+            row = 0.0
+            for j in range(d):
+                row += q[j] * theta[j]
+            jt[i] = p[oj + i] + row
             zk += theta[i] * (p[oj + i] + 0.5 * row)
-        z[k] = zk
-    out[:, :] = 0.0
-    for k in range(n):
-        zk = z[k]
-        oq = 1 + n + n * d + k * d * d
-        for i in range(d):
-            a = jt[k * d + i]
-            base = oq + i * d
-            for j in range(i, d):
-                out[i, j] += zk * p[base + j] + a * jt[k * d + j]
+        for i in range(d):  # Q_k is still in cache from the pass above
+            a = jt[i]
+            q = p[oq + i * d : oq + (i + 1) * d]
+            o = out[i]
+            for j in range(d):
+                o[j] += zk * q[j] + a * jt[j]
     for i in range(d):
         for j in range(i, d):
             h = out[i, j] / n
@@ -135,15 +139,20 @@ def d3(theta, p, u, v, out):
         jv = 0.0
         quv = 0.0
         for i in range(d):
-            base = oq + i * d
-            jti = p[oj + i] + _row_dot(p, base, theta)
-            ju += u[i] * jti
-            jv += v[i] * jti
-            quv += u[i] * _row_dot(p, base, v)
+            q = p[oq + i * d : oq + (i + 1) * d]  # row i of Q_k
+            row = 0.0
+            rowv = 0.0
+            for j in range(d):
+                row += q[j] * theta[j]
+                rowv += q[j] * v[j]
+            ju += u[i] * (p[oj + i] + row)
+            jv += v[i] * (p[oj + i] + row)
+            quv += u[i] * rowv
         for i in range(d):
-            base = oq + i * d
+            q = p[oq + i * d : oq + (i + 1) * d]  # row i of Q_k
+            row = 0.0
             acc = 0.0
             for j in range(d):
-                acc += p[base + j] * (ju * v[j] + jv * u[j])
-            jti = p[oj + i] + _row_dot(p, base, theta)
-            out[i] += (jti * quv + acc) / n
+                row += q[j] * theta[j]
+                acc += q[j] * (ju * v[j] + jv * u[j])
+            out[i] += ((p[oj + i] + row) * quv + acc) / n
