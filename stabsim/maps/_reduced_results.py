@@ -52,7 +52,8 @@ class CycleStats:
 
 
 def _params_attrs(params: dict) -> dict:
-    return {k: float(v) for k, v in params.items() if np.ndim(v) == 0}
+    """Parameters as netCDF-safe attributes (None, "not set", becomes −1)."""
+    return {k: -1 if v is None else v for k, v in params.items()}
 
 
 @dataclasses.dataclass
@@ -222,6 +223,5 @@ class ReducedEnsembleResult:
                 "cycle_length": ((tr, "cycle"), c.cycle_length),
                 "cycle_mean_x2": ((tr, "cycle"), c.cycle_mean_x2),
             })
-        attrs = {k: (-1 if v is None else v) for k, v in self.params.items()}
-        attrs.update(status=self.status.name, message=self.message)
+        attrs = dict(_params_attrs(self.params), status=self.status.name, message=self.message)
         return xr.Dataset(data, coords=coords, attrs=attrs)
