@@ -2,5 +2,24 @@
 
 from ._solve import FlowResult, solve_flow
 from .gradient import gradient_flow
+from .manifold import ManifoldFlowResult, manifold_flow
+from .manifold_geometry import (
+    LimitPoint,
+    TangentSpace,
+    limit_map,
+    tangent_projection,
+    tangent_space,
+)
 
-__all__ = ["FlowResult", "gradient_flow", "solve_flow"]
+__all__ = [
+    "FlowResult",
+    "LimitPoint",
+    "ManifoldFlowResult",
+    "TangentSpace",
+    "gradient_flow",
+    "limit_map",
+    "manifold_flow",
+    "solve_flow",
+    "tangent_projection",
+    "tangent_space",
+]
