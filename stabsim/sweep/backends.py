@@ -1,0 +1,68 @@
+"""Where chunks run: this process (Numba threads over the cores) or a Dask cluster.
+
+Both backends run the same function, ``compute.compute_chunk``, and yield
+``(index, arrays)`` pairs as chunks finish; the caller stores them. Dask is imported only
+when a Dask backend is made (it is an optional extra: ``pip install stabsim[dask]``).
+"""
+
+from __future__ import annotations
+
+from .compute import compute_chunk
+
+
+def local_chunks(config, indices):
+    """Compute the chunks one after another here; each uses every Numba thread."""
+    for index in indices:
+        yield index, compute_chunk(config, index)
+
+
+def _dask_task(config, index):
+    """``compute_chunk`` on a Dask worker, with as many Numba threads as the worker has.
+
+    A worker with one thread then runs single-threaded kernels, so several worker
+    processes on one machine do not oversubscribe its cores.
+    """
+    import numba
+    from distributed import get_worker
+
+    threads = get_worker().state.nthreads
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    return compute_chunk(config, index)
+
+
+def connect(scheduler=None, client=None):
+    """A ``distributed.Client``: ``client`` as given, or a new one for ``scheduler``.
+
+    Returns
+    -------
+    client, owned : distributed.Client, bool
+        ``owned`` is True when the client was created here (the caller closes it).
+    """
+    if client is not None:
+        return client, False
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("a Dask scheduler needs dask[distributed]: "
+                         "pip install 'stabsim[dask]'") from None
+    try:
+        return Client(scheduler, timeout="20s"), True
+    except OSError as exc:
+        raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
+
+
+def dask_chunks(client, config, indices):
+    """Submit every chunk to the cluster; yield them as they complete.
+
+    Closing the generator early (an error, or Ctrl-C in the caller) cancels the chunks
+    not yet collected.
+    """
+    from distributed import as_completed
+
+    futures = {client.submit(_dask_task, config, index, pure=False): index
+               for index in indices}
+    try:
+        for future, arrays in as_completed(futures, with_results=True):
+            yield futures[future], arrays
+    finally:
+        client.cancel(list(futures))

@@ -1,0 +1,141 @@
+"""The class of each sweep cell, from its status and summary statistics.
+
+Two sets of classes, one per model; each result stores its codes in the data variable
+``class`` with CF attributes ``flag_values`` and ``flag_meanings``.
+
+Gradient methods (model ``"gd"``)
+---------------------------------
+Let ``r_t = S(θ_t) / threshold_t`` be the *relative sharpness* at a recorded step (every
+``stride`` steps), where the threshold is the method's stability threshold: ``2/η`` for GD
+(so ``r = S η / 2``), ``(2 + 2β)/η`` for heavy ball, ``(2 + 2β)/((1 + 2β) η)`` for Nesterov,
+and for the methods with a changing effective step ``h_t``, ``2/h_t`` with ``h_t = η/|∇L|``
+(normalised GD) or ``η / (2 sqrt(L − L_min))`` (GD on sqrt L). The *late window* is the last
+``ceil(window · n)`` of the ``n`` recorded states. With ``band`` b, in this order:
+
+``diverged`` (3)
+    the run stopped early (status DIVERGED or NONFINITE: |θ| passed ``divergence_norm`` or a
+    value was not finite), or the final loss exceeds the initial loss.
+``converged`` (0)
+    the sharpness never reached the threshold (``max r_t < 1``): GD stayed in its stable
+    region, below 2/η; or it did reach it, and ended well below (late-window mean
+    ``r < 1 − b``) without the loss ever rising above its initial value.
+``edge_of_stability`` (1)
+    the threshold was reached and the late-window mean of ``r`` lies in ``[1 − b, 1 + b]``:
+    the sharpness hovers around 2/η while the loss (final < initial) falls.
+``catapult`` (2)
+    the threshold was reached, the loss rose above its initial value at some recorded step
+    (a spike), and the late-window mean of ``r`` ended below ``1 − b``.
+``unresolved`` (4)
+    none of these: the late-window mean of ``r`` is above ``1 + b`` although the loss fell
+    (e.g. a run too short to tell, or a loss that is flat far out).
+
+The reduced map (model ``"reduced"``)
+-------------------------------------
+With ``H(x, y) = y² + (β/2) x² − α ln x²`` and its minimum ``H_min = α − α ln δ²`` at the
+period-2 orbit ``(x, y) = (±δ, 0)`` (δ² = 2α/β), the *energy* is ``E = H − H_min ≥ 0``
+(conserved by the ODE limit, grows by O(η) per cycle of the discrete map). In this order:
+
+``diverged`` (3)
+    status NONFINITE: x or y overflowed.
+``left_domain`` (4)
+    status LEFT_DOMAIN: a state had ``1 + η y ≤ 0``, outside the map's validity domain.
+``converging`` (0)
+    all steps ran and ``E_T ≤ E_0``: the trajectory sits at, or spirals in towards, the
+    period-2 orbit (±δ, 0) — against the theory's prediction that orbits spiral out.
+``cycling`` (1)
+    all steps ran, E grew, and at least one full cycle I → II → III → IV → I was completed
+    (two cycle boundaries): self-stabilisation at the edge of stability.
+``transient`` (2)
+    all steps ran, E grew, and no cycle was completed within the step budget (still in
+    progressive sharpening or the first blow-up).
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+
+from .._status import Status
+
+
+class GDClass(enum.IntEnum):
+    """Classes of gradient-method cells (see the module docstring)."""
+
+    CONVERGED = 0
+    EDGE_OF_STABILITY = 1
+    CATAPULT = 2
+    DIVERGED = 3
+    UNRESOLVED = 4
+
+
+class MapClass(enum.IntEnum):
+    """Classes of reduced-map cells (see the module docstring)."""
+
+    CONVERGING = 0
+    CYCLING = 1
+    TRANSIENT = 2
+    DIVERGED = 3
+    LEFT_DOMAIN = 4
+
+
+CLASSES = {"gd": GDClass, "reduced": MapClass}
+
+
+def flag_attrs(model: str) -> dict:
+    """CF attributes describing the class codes of ``model``."""
+    classes = CLASSES[model]
+    return {"flag_values": np.array([c.value for c in classes], np.int8),
+            "flag_meanings": " ".join(c.name.lower() for c in classes),
+            "long_name": "class of the cell (see stabsim.sweep.classify)"}
+
+
+def classify_gd(status, initial_loss, final_loss, peak_loss, max_rel, late_rel, band):
+    """Class codes of gradient-method cells (arrays of one shape; see the module docstring).
+
+    Parameters
+    ----------
+    status : ndarray of int
+        ``Status`` codes of the runs.
+    initial_loss, final_loss, peak_loss : ndarray
+        L at the first, last and highest recorded state.
+    max_rel, late_rel : ndarray
+        Maximum of r_t, and its late-window mean.
+    band : float
+
+    Returns
+    -------
+    ndarray of int8
+    """
+    stopped = (status == Status.DIVERGED) | (status == Status.NONFINITE)
+    diverged = stopped | ~(final_loss <= initial_loss)
+    reached = max_rel >= 1.0
+    below = late_rel < 1.0 - band
+    in_band = np.abs(late_rel - 1.0) <= band
+    spike = peak_loss > initial_loss
+    out = np.full(np.shape(status), GDClass.UNRESOLVED, np.int8)
+    out[~reached | (below & ~spike)] = GDClass.CONVERGED
+    out[reached & below & spike] = GDClass.CATAPULT
+    out[reached & in_band] = GDClass.EDGE_OF_STABILITY
+    out[diverged] = GDClass.DIVERGED
+    return out
+
+
+def map_energy(x, y, alpha, beta):
+    """E(x, y) = H(x, y) − H_min ≥ 0 of the reduced map (inf at x = 0, NaN if not finite)."""
+    x2 = np.asarray(x, dtype=np.float64) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = y * y + 0.5 * beta * x2 - alpha * np.log(x2)
+        h_min = alpha - alpha * np.log(2.0 * alpha / beta)
+    return h - h_min
+
+
+def classify_map(status, n_boundaries, energy_start, energy_end):
+    """Class codes of reduced-map cells (arrays of one shape; see the module docstring)."""
+    ok = status == Status.OK
+    out = np.full(np.shape(status), MapClass.TRANSIENT, np.int8)
+    out[ok & (n_boundaries >= 2)] = MapClass.CYCLING
+    out[ok & (energy_end <= energy_start)] = MapClass.CONVERGING
+    out[status == Status.NONFINITE] = MapClass.DIVERGED
+    out[status == Status.LEFT_DOMAIN] = MapClass.LEFT_DOMAIN
+    return out

@@ -1,0 +1,342 @@
+"""What a sweep computes: :class:`SweepConfig`, read from a TOML file or built in Python.
+
+A config names the model, the fixed parameters, the swept parameters (a grid, or lists
+zipped cell by cell) and the run controls. It is validated once, here, and every error
+names the offending key. Its canonical JSON form is stored with the result and hashed to
+key the work directory of completed chunks (see ``stabsim.sweep.store``).
+
+Example (TOML; every table but ``[sweep]`` and ``[grid]`` is optional)::
+
+    [sweep]
+    model = "reduced"        # "reduced" (the (x, y) map) or "gd" (a gradient method on a loss)
+    steps = 10000            # map steps / gradient steps per cell
+    combine = "product"      # "product": a grid over all [grid] entries; "zip": lists, cell by cell
+
+    [params]                 # fixed values of the model's parameters
+    alpha = 1.0
+    beta = 1.0
+    y0 = 0.0
+
+    [grid]                   # swept parameters: a list, or {start, stop, num, spacing}
+    eta = {start = 0.01, stop = 1.0, num = 100}
+    x0 = {start = 1e-4, stop = 1.0, num = 100, spacing = "log"}
+
+For ``model = "gd"`` add ``method`` to ``[sweep]`` and a ``[loss]`` table (``name`` and the
+family's fixed parameters, as for ``stabsim.losses.make_loss``; ``name = "regression.random"``
+draws ``QuadraticRegression.random``). Family parameters are swept as ``loss.<name>`` in
+``[grid]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import numbers
+
+import numpy as np
+
+from .. import __version__
+from .. import _validate as check
+
+MODELS = ("reduced", "gd")
+METHODS = ("gd", "heavy_ball", "nesterov", "normalised", "sqrt")
+COMBINE = ("product", "zip")
+
+#: parameters of each model and their defaults (``None``: required)
+PARAMETERS = {
+    "reduced": {"eta": None, "alpha": 1.0, "beta": 1.0, "x0": 1e-3, "y0": 0.0},
+    "gd": {"eta": None, "momentum": 0.0, "scale": 1.0, "seed": 0, "theta0": "random"},
+}
+#: parameters that must be integers
+INTEGER_PARAMETERS = {"seed"}
+#: parameters that must be > 0
+POSITIVE_PARAMETERS = {"eta", "alpha", "beta"}
+#: parameters that cannot be swept (not scalar)
+FIXED_ONLY = {"theta0"}
+#: prefix of swept loss-family parameters in [grid]
+LOSS_PREFIX = "loss."
+
+#: steps per chunk aimed at by the default chunk size (about a second of work)
+TARGET_CHUNK_STEPS = {"reduced": 2.5e8, "gd": 2e5}
+
+_SWEEP_KEYS = {"model", "method", "steps", "stride", "combine", "chunk_size",
+               "divergence_norm"}
+_CLASSIFY_KEYS = {"band", "window"}
+_TABLES = {"sweep", "params", "grid", "loss", "classify"}
+_SPEC_KEYS = {"start", "stop", "num", "spacing"}
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """A validated sweep specification.
+
+    Parameters
+    ----------
+    model : {"reduced", "gd"}
+        The reduced (x, y) map, or a gradient method on a loss.
+    grid : dict
+        Swept parameter → values: a sequence of numbers, or a spec
+        ``{"start", "stop", "num", "spacing": "linear" | "log"}``. Names: those of
+        :data:`PARAMETERS` for the model, and ``"loss.<name>"`` for family parameters
+        (model ``"gd"``). Order sets the dimension order of the result.
+    params : dict, optional
+        Fixed parameter values (defaults in :data:`PARAMETERS`). For model ``"gd"``,
+        ``theta0`` is a list (the initial point is ``scale * theta0``) or ``"random"``
+        (``scale`` times a direction drawn uniformly on the unit sphere with ``seed``).
+    loss : dict, optional
+        Model ``"gd"``: ``{"name": family, **fixed family parameters}``.
+    method : str
+        Model ``"gd"``: one of :data:`METHODS` (as in :func:`stabsim.maps.run_gd`).
+    steps : int
+        Steps per cell.
+    stride : int
+        Model ``"gd"``: the sharpness is computed every ``stride`` steps.
+    combine : {"product", "zip"}
+        ``"product"``: one cell per combination (one result dimension per swept
+        parameter); ``"zip"``: the lists have one length and cell k takes entry k of each
+        (one result dimension ``cell``).
+    chunk_size : int, optional
+        Cells per chunk (the unit of work, storage and resumption); by default about
+        :data:`TARGET_CHUNK_STEPS` steps per chunk.
+    band, window : float
+        Classification band and late-window fraction (``stabsim.sweep.classify``).
+    divergence_norm : float
+        Model ``"gd"``: |θ| past which a run stops as diverged.
+    """
+
+    model: str
+    grid: dict
+    params: dict = dataclasses.field(default_factory=dict)
+    loss: dict | None = None
+    method: str = "gd"
+    steps: int = 1000
+    stride: int = 1
+    combine: str = "product"
+    chunk_size: int | None = None
+    band: float = 0.1
+    window: float = 0.25
+    divergence_norm: float = 1e8
+
+    def __post_init__(self):
+        check.choice("model", self.model, MODELS)
+        check.choice("method", self.method, METHODS)
+        check.choice("combine", self.combine, COMBINE)
+        steps = check.nonnegative_int("steps", self.steps, minimum=1)
+        stride = check.nonnegative_int("stride", self.stride, minimum=1)
+        band = check.unit_interval("band", self.band)
+        window = check.positive_float("window", self.window)
+        if window > 1.0:
+            raise ValueError(f"window must lie in (0, 1], got {window!r}")
+        divergence_norm = check.positive_float("divergence_norm", self.divergence_norm)
+        known = PARAMETERS[self.model]
+        params = _check_params(self.params, known)
+        loss = _check_loss(self.model, self.loss)
+        grid = _check_grid(self.grid, self.model, known)
+        missing = [k for k, v in known.items() if v is None and k not in params and k not in grid]
+        if missing:
+            raise ValueError(f"parameter(s) {missing} must be given in [params] or [grid]")
+        overlap = sorted(set(params) & set(grid))
+        if overlap:
+            raise ValueError(f"parameter(s) {overlap} appear in both [params] and [grid]")
+        if self.combine == "zip" and len({len(v) for v in grid.values()}) > 1:
+            lengths = {k: len(v) for k, v in grid.items()}
+            raise ValueError(f"combine = 'zip' needs [grid] lists of one length, got {lengths}")
+        n_cells = math.prod(len(v) for v in grid.values()) if self.combine == "product" \
+            else len(next(iter(grid.values())))
+        if self.chunk_size is None:
+            chunk = max(1, int(TARGET_CHUNK_STEPS[self.model] // steps))
+        else:
+            chunk = check.nonnegative_int("chunk_size", self.chunk_size, minimum=1)
+        for name, value in (("params", params), ("loss", loss), ("grid", grid),
+                            ("steps", steps), ("stride", stride), ("band", band),
+                            ("window", window), ("divergence_norm", divergence_norm),
+                            ("chunk_size", min(chunk, n_cells))):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SweepConfig:
+        """Build a config from the tables of a TOML document (see the module docstring)."""
+        if not isinstance(data, dict):
+            raise ValueError("a sweep config must be a table of tables")
+        unknown = sorted(set(data) - _TABLES)
+        if unknown:
+            raise ValueError(f"unknown table(s) {unknown}; known tables: {sorted(_TABLES)}")
+        sweep = _table(data, "sweep", _SWEEP_KEYS)
+        classify = _table(data, "classify", _CLASSIFY_KEYS)
+        if "model" not in sweep:
+            raise ValueError("[sweep] needs the key 'model' (one of 'reduced', 'gd')")
+        if "grid" not in data:
+            raise ValueError("the config needs a [grid] table of swept parameters")
+        return cls(grid=_flatten_grid(data["grid"]), params=dict(data.get("params", {})),
+                   loss=data.get("loss"), **sweep, **classify)
+
+    @classmethod
+    def from_toml(cls, path) -> SweepConfig:
+        """Read and validate a TOML config file."""
+        import tomllib
+
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: malformed TOML: {exc}") from None
+        except OSError as exc:
+            raise ValueError(f"cannot read the config {path}: {exc.strerror}") from None
+        return cls.from_dict(data)
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        """Dimension names of the result."""
+        return tuple(self.grid) if self.combine == "product" else ("cell",)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the result's data variables."""
+        if self.combine == "product":
+            return tuple(len(v) for v in self.grid.values())
+        return (len(next(iter(self.grid.values()))),)
+
+    @property
+    def n_cells(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_cells // self.chunk_size)
+
+    def chunk_cells(self, index: int) -> np.ndarray:
+        """Flat (C-order) indices of the cells of chunk ``index``."""
+        lo = index * self.chunk_size
+        return np.arange(lo, min(lo + self.chunk_size, self.n_cells))
+
+    def to_dict(self) -> dict:
+        """The config as plain JSON-able data (grids expanded to lists)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys), stored in results and hashed by :attr:`key`."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @property
+    def key(self) -> str:
+        """Hash of the config and the package version: names the work directory."""
+        text = f"stabsim {__version__}\n{self.to_json()}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _table(data, name, keys):
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ValueError(f"[{name}] must be a table")
+    unknown = sorted(set(table) - keys)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in [{name}]; known keys: {sorted(keys)}")
+    return table
+
+
+def _flatten_grid(grid):
+    """Turn TOML's nested ``loss.<name>`` tables into ``"loss.<name>"`` keys."""
+    if not isinstance(grid, dict):
+        raise ValueError("[grid] must be a table")
+    flat = {}
+    for name, value in grid.items():
+        if name == "loss" and isinstance(value, dict) and not (set(value) & _SPEC_KEYS):
+            flat.update({f"{LOSS_PREFIX}{k}": v for k, v in value.items()})
+        else:
+            flat[name] = value
+    return flat
+
+
+def _check_params(params, known):
+    if not isinstance(params, dict):
+        raise ValueError("[params] must be a table")
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} in [params]; known: {sorted(known)}")
+    out = {}
+    for name, value in params.items():
+        if name == "theta0":
+            out[name] = value if value == "random" else \
+                check.finite_array("theta0", value, ndim=1).tolist()
+        else:
+            out[name] = _scalar(name, value)
+    return out
+
+
+def _check_loss(model, loss):
+    if model == "reduced":
+        if loss is not None:
+            raise ValueError("[loss] is only used with model = 'gd'")
+        return None
+    if not isinstance(loss, dict) or "name" not in loss:
+        raise ValueError("model = 'gd' needs a [loss] table with a 'name' key")
+    out = {"name": str(loss["name"])}
+    for key, value in loss.items():
+        if key != "name":
+            out[key] = np.asarray(value).tolist()
+    return out
+
+
+def _check_grid(grid, model, known):
+    if not isinstance(grid, dict) or not grid:
+        raise ValueError("[grid] must list at least one swept parameter")
+    out = {}
+    for name, spec in grid.items():
+        if name.startswith(LOSS_PREFIX) and model == "gd" and len(name) > len(LOSS_PREFIX):
+            pass
+        elif name not in known:
+            sweepable = sorted(set(known) - FIXED_ONLY)
+            extra = " and loss.<family parameter>" if model == "gd" else ""
+            raise ValueError(f"unknown parameter {name!r} in [grid]; model {model!r} sweeps "
+                             f"{sweepable}{extra}")
+        elif name in FIXED_ONLY:
+            raise ValueError(f"parameter {name!r} cannot be swept; set it in [params]")
+        values = [_scalar(name, v) for v in _expand(name, spec)]
+        if len(values) == 0:
+            raise ValueError(f"[grid] {name!r} is empty: give at least one value")
+        if len(set(values)) != len(values):
+            raise ValueError(f"[grid] {name!r} has repeated values")
+        out[name] = values
+    return out
+
+
+def _expand(name, spec):
+    """Values of one swept parameter, as a list of Python numbers."""
+    if isinstance(spec, dict):
+        unknown = sorted(set(spec) - _SPEC_KEYS)
+        if unknown or not {"start", "stop", "num"} <= set(spec):
+            raise ValueError(f"[grid] {name!r}: a range is {{start, stop, num, spacing}}, "
+                             f"got keys {sorted(spec)}")
+        start = check.finite_float(f"{name}.start", spec["start"])
+        stop = check.finite_float(f"{name}.stop", spec["stop"])
+        num = check.nonnegative_int(f"{name}.num", spec["num"])
+        spacing = check.choice(f"{name}.spacing", spec.get("spacing", "linear"),
+                               {"linear", "log"})
+        if spacing == "log":
+            if start <= 0 or stop <= 0:
+                raise ValueError(f"[grid] {name!r}: a log range needs start, stop > 0")
+            values = np.geomspace(start, stop, num)
+        else:
+            values = np.linspace(start, stop, num)
+        if name in INTEGER_PARAMETERS:
+            raise ValueError(f"[grid] {name!r} takes integers: give a list")
+        return values.tolist()
+    if isinstance(spec, str) or not hasattr(spec, "__len__"):
+        raise ValueError(f"[grid] {name!r} must be a list of numbers or a "
+                         f"{{start, stop, num}} range, got {spec!r}")
+    return list(spec)
+
+
+def _scalar(name, value):
+    """One parameter value, checked: integers stay integers (seeds, family sizes)."""
+    if name in INTEGER_PARAMETERS:
+        return check.nonnegative_int(name, value)
+    if name in POSITIVE_PARAMETERS:
+        return check.positive_float(name, value)
+    if name == "momentum":
+        return check.unit_interval(name, value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return check.finite_float(name, value)

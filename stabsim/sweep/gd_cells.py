@@ -1,0 +1,208 @@
+"""Sweep cells of a gradient method on a loss: one exact run per cell, summarised.
+
+A ``prange`` kernel runs the compiled GD engine (``maps._gd_kernels.gd_chunk``) once per
+cell, for the whole budget of steps, recording the loss, gradient norm and sharpness every
+``stride`` steps in the cell's own buffers, and reduces them to the statistics below. Cells
+are independent, so the numbers do not depend on the thread count or on how the cells are
+grouped into chunks.
+
+Statistics (per cell; ``r_t`` is the relative sharpness of ``stabsim.sweep.classify``)
+-------------------------------------------------------------------------------------
+``initial_loss``, ``final_loss``, ``peak_loss``
+    L at the start, at the last recorded state, and the maximum over recorded states.
+``final_rel_sharpness``, ``mean_rel_sharpness``, ``max_rel_sharpness``
+    ``r`` at the last recorded state, its mean over the late window, its maximum
+    (for GD, ``r = S η / 2``).
+``steps_to_threshold``
+    The first recorded step with ``r_t ≥ 1`` (−1 if never): exact when ``stride = 1``.
+``steps_run``, ``status``
+    Steps taken and the run's ``Status`` code.
+A run that stops early keeps the records made before it stopped; with none, the
+statistics are NaN.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+from numba import prange
+
+from .._jit import jit
+from .._status import Status
+from ..losses import BUILTIN_KERNELS, FAMILIES, make_loss
+from ..maps import _gd_kernels as engine
+from ..maps.gd import METHODS, stability_threshold
+from .classify import classify_gd
+
+FLOAT_STATS = ("initial_loss", "final_loss", "peak_loss", "final_rel_sharpness",
+               "mean_rel_sharpness", "max_rel_sharpness")
+INT_STATS = ("status", "steps_run", "steps_to_threshold")
+_OK = int(Status.OK)
+_RANDOM_SUFFIX = ".random"
+
+
+@jit
+def _rel_sharpness(rule, eta, base, sharp, loss, gnorm, loss_min):
+    """S / threshold at one state: ``S h / 2`` with the effective step h of the rule."""
+    if rule == engine.NORMALISED:
+        h = eta / gnorm
+    elif rule == engine.SQRT_LOSS:
+        h = eta / (2.0 * np.sqrt(loss - loss_min))
+    else:
+        h = base
+    return 0.5 * sharp * h
+
+
+@jit
+def _summarise(rule, eta, base, loss_min, stride, window, kept, rec_loss, rec_gnorm, rec_sharp,
+               out_float, out_int):
+    """Reduce the first ``kept`` records of a cell to its statistics (see module docstring)."""
+    if kept == 0:
+        out_float[:] = np.nan
+        out_int[2] = -1
+        return
+    late = kept - max(1, math.ceil(window * kept))
+    peak = rec_loss[0]
+    r_max = -np.inf
+    r_sum = 0.0
+    first = -1
+    r = np.nan
+    for t in range(kept):
+        peak = max(peak, rec_loss[t])
+        r = _rel_sharpness(rule, eta, base, rec_sharp[t, 0], rec_loss[t], rec_gnorm[t], loss_min)
+        r_max = max(r_max, r)
+        if first < 0 and r >= 1.0:
+            first = t * stride
+        if t >= late:
+            r_sum += r
+    out_float[0] = rec_loss[0]
+    out_float[1] = rec_loss[kept - 1]
+    out_float[2] = peak
+    out_float[3] = r
+    out_float[4] = r_sum / (kept - late)
+    out_float[5] = r_max
+    out_int[2] = first
+
+
+@jit(parallel=True)
+def gd_cells_kernel(kind, params, n_params, theta0, dims, rule, eta, momentum, base, loss_min,
+                    steps, stride, eig_tol, divergence_norm, window, out_float, out_int):
+    """Run one gradient method per cell and summarise it.
+
+    Cell i uses the loss parameters ``params[i, :n_params[i]]``, the start
+    ``theta0[i, :dims[i]]``, and ``eta[i]``, ``momentum[i]``, ``loss_min[i]``; ``base[i]`` is
+    ``2 / threshold`` (the constant effective step of GD and the momentum methods). Writes
+    rows of ``out_float`` (:data:`FLOAT_STATS`) and ``out_int`` (:data:`INT_STATS`).
+    """
+    n_rec = steps // stride + 1
+    for i in prange(eta.shape[0]):
+        d = dims[i]
+        p = params[i, :n_params[i]].copy()
+        theta = theta0[i, :d].copy()
+        buf = theta.copy() if rule == engine.HEAVY_BALL else np.zeros(d)
+        evec = np.full(d, 1.0 / np.sqrt(d))
+        crossing = np.full(2 * d + 1, -1.0)
+        rec_loss = np.zeros(n_rec)
+        rec_gnorm = np.zeros(n_rec)
+        rec_sharp = np.zeros((n_rec, 1))
+        rec_residual = np.zeros(n_rec)
+        lanczos_dim = min(d, 80) if d > 32 else 0  # run_gd's "auto" eigensolver
+        status, done = engine.gd_chunk(
+            kind, p, rule, eta[i], momentum[i], loss_min[i], theta, buf, evec, 0, steps, True,
+            stride, 1, lanczos_dim, eig_tol, divergence_norm, -1.0, crossing,
+            rec_loss, rec_gnorm, rec_sharp, np.zeros((0, d)), rec_residual)
+        if status == _OK:
+            kept = n_rec
+        else:  # the failing state was not recorded
+            kept = (done - 1) // stride + 1 if done > 0 else 0
+        out_int[i, 0] = status
+        out_int[i, 1] = done
+        _summarise(rule, eta[i], base[i], loss_min[i], stride, window, kept, rec_loss,
+                   rec_gnorm, rec_sharp, out_float[i], out_int[i])
+
+
+def build_loss(name: str, params: dict):
+    """A built-in loss by family name; ``"<family>.random"`` calls ``<Family>.random``."""
+    if not name.endswith(_RANDOM_SUFFIX):
+        return make_loss(name, **params)
+    family = name[: -len(_RANDOM_SUFFIX)]
+    cls = FAMILIES.get(family)
+    if cls is None or not hasattr(cls, "random"):
+        random = sorted(f + _RANDOM_SUFFIX for f, c in FAMILIES.items() if hasattr(c, "random"))
+        raise ValueError(f"unknown loss {name!r}; random families: {random}")
+    try:
+        return cls.random(**params)
+    except TypeError as exc:  # a missing or unknown keyword
+        raise ValueError(f"loss {name!r}: {exc}") from None
+
+
+def _start(values, i, dim):
+    """θ0 of cell i: ``scale * theta0``, or ``scale`` times a random unit vector."""
+    scale = float(values["scale"][i])
+    direction = values["theta0"]
+    if isinstance(direction, str):
+        z = np.random.default_rng(int(values["seed"][i])).standard_normal(dim)
+        return scale * z / np.linalg.norm(z)
+    if len(direction) != dim:
+        raise ValueError(f"theta0 has length {len(direction)}, but the loss has dimension {dim}")
+    return scale * np.asarray(direction, dtype=np.float64)
+
+
+def gd_cells(config, values: dict) -> dict:
+    """Statistics and classes of gradient-method cells.
+
+    Parameters
+    ----------
+    config : SweepConfig
+        With ``model = "gd"``.
+    values : dict
+        The cells' parameter values (``grid.cell_values``).
+
+    Returns
+    -------
+    dict
+        Name → array over the cells: ``class`` and the statistics of the module docstring.
+    """
+    n = values["eta"].shape[0]
+    cache = {}
+    losses = []
+    for family in values["loss"]:
+        key = json.dumps(family, sort_keys=True)
+        if key not in cache:
+            cache[key] = build_loss(config.loss["name"], family)
+        losses.append(cache[key])
+    if any(loss.kernels is not BUILTIN_KERNELS for loss in losses):
+        raise ValueError("sweeps run built-in loss families only")
+    kinds = {loss.kind for loss in losses}
+    dims = np.array([loss.dim for loss in losses], np.int64)
+    n_params = np.array([loss.params.size for loss in losses], np.int64)
+    params = np.zeros((n, max(1, n_params.max())))
+    theta0 = np.zeros((n, dims.max()))
+    loss_min = np.zeros(n)
+    base = np.zeros(n)
+    for i, loss in enumerate(losses):
+        params[i, :n_params[i]] = loss.params
+        theta0[i, :dims[i]] = _start(values, i, dims[i])
+        if config.method == "sqrt":
+            if loss.min_value is None or not np.isfinite(loss.min_value):
+                raise ValueError(f"method 'sqrt' needs a loss with a finite minimum value; "
+                                 f"{loss!r} has none")
+            loss_min[i] = loss.min_value
+        if config.method in ("gd", "heavy_ball", "nesterov"):
+            base[i] = 2.0 / stability_threshold(values["eta"][i], config.method,
+                                                values["momentum"][i])
+    eta = np.ascontiguousarray(values["eta"], dtype=np.float64)
+    momentum = np.ascontiguousarray(values["momentum"], dtype=np.float64)
+    out_float = np.empty((n, len(FLOAT_STATS)))
+    out_int = np.empty((n, len(INT_STATS)), np.int64)
+    gd_cells_kernel(kinds.pop(), params, n_params, theta0, dims, METHODS[config.method], eta,
+                    momentum, base, loss_min, config.steps, config.stride, 1e-10,
+                    config.divergence_norm, config.window, out_float, out_int)
+    out = {name: out_float[:, k] for k, name in enumerate(FLOAT_STATS)}
+    out.update({name: out_int[:, k] for k, name in enumerate(INT_STATS)})
+    out["class"] = classify_gd(out["status"], out["initial_loss"], out["final_loss"],
+                               out["peak_loss"], out["max_rel_sharpness"],
+                               out["mean_rel_sharpness"], config.band)
+    return out

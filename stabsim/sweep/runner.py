@@ -1,0 +1,138 @@
+"""Run a sweep: chunk by chunk, locally or on Dask, resumable, with a progress bar.
+
+The cost estimate (:func:`estimate_seconds`) times a pilot: a few cells spread evenly over
+the sweep, run for at most a few hundred steps (after a one-step warm-up that loads the
+compiled kernels), scaled linearly to all missing cells and the full step budget. Cost per
+cell is close to linear in steps for both models; cells that stop early make the estimate
+pessimistic. It is the wall time on this machine with its Numba threads (a Dask cluster
+with more cores finishes sooner).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import backends
+from .compute import compute_cells
+from .config import SweepConfig
+from .store import ChunkStore, assemble, default_workdir, write_dataset
+
+#: pilot size per model: (cells, steps at most)
+PILOT = {"reduced": (1024, 1000), "gd": (4, 100)}
+
+
+def estimate_seconds(config: SweepConfig, n_cells: int | None = None) -> float:
+    """Estimated wall time of ``n_cells`` cells (all by default), from a timed pilot."""
+    n_cells = config.n_cells if n_cells is None else n_cells
+    size, max_steps = PILOT[config.model]
+    cells = np.unique(np.linspace(0, config.n_cells - 1, min(size, config.n_cells)).astype(int))
+    pilot = dataclasses.replace(config, steps=min(config.steps, max_steps), chunk_size=None)
+    compute_cells(dataclasses.replace(pilot, steps=1), cells[:1])  # load the compiled kernels
+    start = time.perf_counter()
+    compute_cells(pilot, cells)
+    elapsed = time.perf_counter() - start
+    return elapsed * (n_cells / cells.size) * (config.steps / pilot.steps)
+
+
+def missing_cells(config: SweepConfig, workdir) -> int:
+    """Number of cells not yet stored in ``workdir`` for this config."""
+    done = ChunkStore(workdir, config).completed()
+    return sum(config.chunk_cells(i).size for i in range(config.n_chunks) if i not in done)
+
+
+def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
+              progress=None, keep_chunks=False):
+    """Compute every cell of a sweep and return (and optionally write) the result.
+
+    Parameters
+    ----------
+    config : SweepConfig, dict or path
+        The sweep (a dict of TOML tables, or a TOML file path, is read with
+        :meth:`SweepConfig.from_dict` / :meth:`SweepConfig.from_toml`).
+    output : path, optional
+        Write the result here (``.nc``: netCDF; ``.zarr``: Zarr).
+    workdir : path, optional
+        Where completed chunks are kept (one subdirectory per config hash); default
+        ``<output>.chunks``, or a temporary directory when there is no output. Running the
+        same config again with the same work directory computes only the missing chunks.
+    client : distributed.Client, optional
+        Run the chunks on this Dask cluster.
+    scheduler : str, optional
+        Or the address of a Dask scheduler to connect to.
+    progress : bool, optional
+        Show a progress bar (default: only when stderr is a terminal).
+    keep_chunks : bool
+        Keep the chunk files after the result is assembled (by default they are removed
+        once the output is written).
+
+    Returns
+    -------
+    xarray.Dataset
+        See ``stabsim.sweep.store.assemble``; identical, bit for bit, however the sweep
+        was run, interrupted or resumed.
+
+    Notes
+    -----
+    Ctrl-C stops between chunks: the completed chunks stay on disk and a message says
+    where; run again to resume.
+    """
+    config = _as_config(config)
+    if workdir is None and output is None:
+        with tempfile.TemporaryDirectory(prefix="stabsim-sweep-") as tmp:
+            return run_sweep(config, workdir=tmp, client=client, scheduler=scheduler,
+                             progress=progress, keep_chunks=True)
+    store = ChunkStore(workdir if workdir is not None else default_workdir(output), config)
+    done = store.completed()
+    todo = [i for i in range(config.n_chunks) if i not in done]
+    owned = False
+    if client is not None or scheduler is not None:
+        client, owned = backends.connect(scheduler, client)
+        chunks = backends.dask_chunks(client, config, todo)
+    else:
+        chunks = backends.local_chunks(config, todo)
+    bar = _progress_bar(config, done, progress)
+    try:
+        for index, arrays in chunks:
+            store.save(index, arrays)
+            bar.update(config.chunk_cells(index).size)
+    except KeyboardInterrupt:
+        n_saved = len(store.completed())
+        print(f"\ninterrupted: {n_saved} of {config.n_chunks} chunks are saved in "
+              f"{store.directory}; run the same config again to resume", file=sys.stderr)
+        raise
+    finally:
+        chunks.close()
+        bar.close()
+        if owned:
+            client.close()
+    ds = assemble(store)
+    if output is not None:
+        write_dataset(ds, output)
+        if not keep_chunks:
+            store.remove()
+    return ds
+
+
+def _as_config(config) -> SweepConfig:
+    if isinstance(config, SweepConfig):
+        return config
+    if isinstance(config, dict):
+        return SweepConfig.from_dict(config)
+    if isinstance(config, str | Path):
+        return SweepConfig.from_toml(config)
+    raise ValueError(f"config must be a SweepConfig, a dict or a TOML path, "
+                     f"got {type(config).__name__}")
+
+
+def _progress_bar(config, done, progress):
+    from tqdm.auto import tqdm
+
+    initial = sum(config.chunk_cells(i).size for i in done)
+    return tqdm(total=config.n_cells, initial=initial, unit="cell", desc="sweep",
+                disable=None if progress is None else not progress)
