@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: modules that contribute subcommands
-SUBCOMMAND_MODULES = ("stabsim.demo",)
+SUBCOMMAND_MODULES = ("stabsim.demo", "stabsim.sweep.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

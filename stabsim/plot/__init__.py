@@ -2,5 +2,7 @@
 
 from .gd import plot_loss_and_sharpness
 from .reduced import plot_reduced_phase_portrait, plot_reduced_series
+from .sweep import plot_phase_diagram
 
-__all__ = ["plot_loss_and_sharpness", "plot_reduced_phase_portrait", "plot_reduced_series"]
+__all__ = ["plot_loss_and_sharpness", "plot_phase_diagram", "plot_reduced_phase_portrait",
+           "plot_reduced_series"]

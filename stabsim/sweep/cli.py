@@ -1,0 +1,124 @@
+"""``stabsim sweep CONFIG.toml`` and ``stabsim plot RESULT``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import SweepConfig
+
+#: sweeps estimated to take longer than this need confirmation (--yes when not interactive)
+CONFIRM_SECONDS = 3600.0
+
+EXAMPLE = """\
+example config (sweep.toml):
+
+  [sweep]
+  model = "reduced"        # "reduced" (the (x, y) map) or "gd" (gradient method on a loss)
+  steps = 10000            # steps per cell
+  # combine = "zip"        # lists zipped cell by cell instead of a grid
+  # chunk_size = 20000     # cells per stored chunk (default: about a second of work)
+
+  [params]                 # fixed parameters (reduced: eta alpha beta x0 y0)
+  alpha = 1.0
+  beta = 1.0
+  y0 = 0.0
+
+  [grid]                   # swept parameters: a list, or a range
+  eta = {start = 0.01, stop = 0.5, num = 200}
+  x0 = {start = 1e-4, stop = 1.0, num = 200, spacing = "log"}
+
+  # model = "gd": method = "gd" | "heavy_ball" | "nesterov" | "normalised" | "sqrt" in
+  # [sweep]; parameters eta momentum scale seed theta0 ("random" or a list); a loss:
+  #   [loss]
+  #   name = "scalar_network"   # any family of stabsim.losses.make_loss, or "regression.random"
+  #   depth = 3
+  #   [grid]
+  #   eta = [0.1, 0.2, 0.4]
+  #   loss.depth = [3, 4]       # family parameters are swept as loss.<name>
+  #   [classify]
+  #   band = 0.1                # edge of stability: late mean of S*eta/2 within 1 +- band
+  #   window = 0.25             # late window: the last quarter of the run
+
+then:  stabsim sweep sweep.toml && stabsim plot sweep.nc
+"""
+
+
+def register(subparsers) -> None:
+    """Add the ``sweep`` and ``plot`` subcommands."""
+    sweep = subparsers.add_parser(
+        "sweep", help="run a phase-diagram sweep from a TOML config",
+        description="Run a phase-diagram sweep: classify every cell of a parameter grid and "
+                    "write an xarray dataset (netCDF, or Zarr for a .zarr output). Completed "
+                    "chunks are kept in a work directory, so an interrupted sweep resumes.",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_argument("config", type=Path, help="the sweep's TOML file")
+    sweep.add_argument("-o", "--output", type=Path,
+                       help="result file (default: the config's name with .nc)")
+    sweep.add_argument("--workdir", type=Path,
+                       help="where completed chunks are kept (default: OUTPUT.chunks)")
+    sweep.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on the Dask cluster with this scheduler address")
+    sweep.add_argument("--yes", action="store_true",
+                       help="run even if the sweep is estimated to take over an hour")
+    sweep.add_argument("--keep-chunks", action="store_true",
+                       help="keep the chunk files after writing the result")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.set_defaults(func=run_sweep_command)
+
+    plot = subparsers.add_parser(
+        "plot", help="draw the phase diagram of a sweep result",
+        description="Draw the class of every cell of a sweep result over two swept "
+                    "parameters (a strip for one).")
+    plot.add_argument("result", type=Path, help="a sweep result (.nc or .zarr)")
+    plot.add_argument("-o", "--output", type=Path,
+                      help="figure file (default: the result's name with .png)")
+    plot.add_argument("--x", help="parameter on the horizontal axis")
+    plot.add_argument("--y", help="parameter on the vertical axis")
+    plot.set_defaults(func=plot_command)
+
+
+def run_sweep_command(args) -> int:
+    from .runner import estimate_seconds, missing_cells, run_sweep
+    from .store import default_workdir
+
+    config = SweepConfig.from_toml(args.config)
+    output = args.output or args.config.with_suffix(".nc")
+    workdir = args.workdir or default_workdir(output)
+    todo = missing_cells(config, workdir)
+    seconds = estimate_seconds(config, todo) if todo else 0.0
+    if seconds > CONFIRM_SECONDS and not args.yes:
+        message = (f"this sweep ({todo} cells to compute) is estimated to take "
+                   f"{seconds / 3600:.1f} hours on this machine")
+        if not sys.stdin.isatty():
+            raise ValueError(f"{message}; pass --yes to run it anyway")
+        if input(f"{message}. Continue? [y/N] ").strip().lower() not in ("y", "yes"):
+            return 1
+    try:
+        run_sweep(config, output, workdir=workdir, scheduler=args.scheduler,
+                  progress=False if args.no_progress else None, keep_chunks=args.keep_chunks)
+    except KeyboardInterrupt:
+        return 130
+    print(f"wrote {output}")
+    return 0
+
+
+def plot_command(args) -> int:
+    import xarray as xr
+
+    from ..plot.sweep import plot_phase_diagram
+
+    if not args.result.exists():
+        raise ValueError(f"no such result: {args.result}")
+    ds = xr.open_zarr(args.result) if args.result.suffix == ".zarr" else \
+        xr.load_dataset(args.result)
+    for name in (args.x, args.y):
+        if name is not None and name not in ds.coords:
+            raise ValueError(f"{name!r} is not a swept parameter of {args.result}; "
+                             f"it has {sorted(ds.coords)}")
+    fig = plot_phase_diagram(ds, x=args.x, y=args.y)
+    output = args.output or args.result.with_suffix(".png")
+    fig.savefig(output, dpi=150)
+    print(f"wrote {output}")
+    return 0
