@@ -28,14 +28,16 @@ _ZERO_GRADIENT = int(Status.ZERO_GRADIENT)
 
 
 @jit
-def _measure(kind, p, theta, g, hess_buf, evec, n_top, lanczos_dim, lanczos_tol, top_out):
-    """Top ``n_top`` Hessian eigenvalues into ``top_out`` (descending), ``evec`` tracked.
+def _measure(hess_buf, evec, n_top, lanczos_dim, lanczos_tol, top_out):
+    """Top ``n_top`` eigenvalues of the Hessian ``hess_buf`` into ``top_out`` (descending).
+
+    The caller forms the Hessian: a nested kernel must not call the loss, or
+    :func:`stabsim.losses.specialise` could not swap in a user-defined loss.
 
     One eigenvalue with ``lanczos_dim > 0``: warm-started Lanczos on the dense Hessian
     (``evec`` is both the start and the result, so the sign stays consistent along a
     trajectory). Otherwise: ``numpy.linalg.eigh``. Returns the Lanczos residual (0 for eigh).
     """
-    loss_hess(kind, theta, p, hess_buf)
     if n_top == 1 and lanczos_dim > 0:
         prev = evec.copy()
         lam, residual, _ = top_eigenpair(hess_buf, prev, lanczos_dim, lanczos_tol, evec)
@@ -93,8 +95,8 @@ def gd_chunk(
         searching = crossing[0] < 0 and crossing_threshold > 0.0
         recording = t % stride == 0
         if recording or searching:
-            residual = _measure(kind, p, theta, g, hess_buf, evec, n_top,
-                                lanczos_dim, lanczos_tol, top)
+            loss_hess(kind, theta, p, hess_buf)
+            residual = _measure(hess_buf, evec, n_top, lanczos_dim, lanczos_tol, top)
             if not np.isfinite(top[0]):
                 return _NONFINITE, k
             if searching and top[0] >= crossing_threshold:
