@@ -1,0 +1,193 @@
+"""Φ, P_Γ, the manifold flows and the normalised / sqrt-L engines on closed-form cases.
+
+THEORY §4. The manifold family L(x, z) = ½ Σ_j h_j(x)(z_j − g_j(x))² knows its manifold
+Γ = {z = g(x)}, so the numerical geometry (gradient-flow limit, Hessian null space, ambient
+flow) is checked against its closed forms.
+"""
+
+import numba
+import numpy as np
+import pytest
+
+from stabsim._status import Status
+from stabsim.flows import limit_map, manifold_flow, tangent_projection, tangent_space
+from stabsim.losses import CustomLoss, ManifoldFamily
+from stabsim.maps import run_gd
+
+K = [[[0.5, 0.1], [0.1, -0.3]], [[0.2, 0.0], [0.0, 0.1]]]
+
+
+def family(curved):
+    return ManifoldFamily([2.0, 0.5], [[1.0, 0.5], [0.3, 0.2]], [[0.5, -0.3], [0.0, 0.0]],
+                          K=K if curved else None)
+
+
+# the same loss as ManifoldFamily(c=[1], s=[[4]]): L(x, z) = ½ (1 + 2x²) z², as user code
+@numba.njit
+def _value(theta, p):
+    return 0.5 * (1.0 + 2.0 * theta[0] ** 2) * theta[1] ** 2
+
+
+@numba.njit
+def _grad(theta, p, out):
+    x, z = theta[0], theta[1]
+    out[0] = 2.0 * x * z * z
+    out[1] = (1.0 + 2.0 * x * x) * z
+
+
+@numba.njit
+def _hess(theta, p, out):
+    x, z = theta[0], theta[1]
+    out[0, 0] = 2.0 * z * z
+    out[0, 1] = out[1, 0] = 4.0 * x * z
+    out[1, 1] = 1.0 + 2.0 * x * x
+
+
+@numba.njit
+def _d3(theta, p, u, v, out):
+    # nonzero third derivatives: L_xzz = 4x, L_xxz = 4z
+    x, z = theta[0], theta[1]
+    out[0] = 4.0 * x * u[1] * v[1] + 4.0 * z * (u[0] * v[1] + u[1] * v[0])
+    out[1] = 4.0 * x * (u[0] * v[1] + u[1] * v[0]) + 4.0 * z * u[0] * v[0]
+
+
+def custom_loss():
+    return CustomLoss(_value, _grad, _hess, _d3, dim=2, min_value=0.0)
+
+
+@pytest.mark.parametrize("curved", [False, True])
+def test_limit_map_lands_on_the_manifold(curved):
+    loss = family(curved)
+    limit = limit_map(loss, [1.0, 0.8, 0.3, 0.2], tol=1e-10)
+    assert limit.success and limit.grad_norm <= 1e-10 * (1 + 1e-6)
+    x, z = loss.split(limit.point)
+    # |∇L| ≥ μ |z − g(x)|·|∇w|, μ = the smallest normal eigenvalue (≥ min c = 0.5 here), so
+    # the distance to Γ is at most tol / μ
+    assert np.abs(z - loss.g(x)).max() <= 1e-10 / 0.5
+    # Φ is the identity on Γ, and Φ∘Φ = Φ
+    again = limit_map(loss, limit.point, tol=1e-10)
+    assert again.flow_time == 0.0 and np.array_equal(again.point, limit.point)
+
+
+def test_limit_map_reports_an_unreached_tolerance():
+    limit = limit_map(family(False), [1.0, 0.8, 0.3, 0.2], tol=1e-10, s_max=0.01)
+    assert limit.status is Status.MAX_STEPS and not limit.success
+    assert limit.grad_norm > 1e-10
+
+
+@pytest.mark.parametrize("curved", [False, True])
+def test_tangent_projection_numeric_matches_closed_form(curved):
+    loss = family(curved)
+    for x in ([1.0, 0.8], [-0.4, 0.3], [0.2, -1.1]):
+        X = loss.on_manifold(x)
+        closed = tangent_projection(loss, X, geometry="closed")
+        numeric = tangent_projection(loss, X, geometry="numeric")
+        # eigh's eigenvectors are exact to ~eps·(λ1/gap) with gap ≥ min normal eigenvalue
+        np.testing.assert_allclose(numeric, closed, atol=1e-12)
+        space = tangent_space(loss, X)
+        assert space.rank == loss.m and space.separation < 1e-12
+        np.testing.assert_allclose(space.lambda1, loss.lambda1(x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("geometry", ["closed", "numeric"])
+def test_tangent_projection_is_an_orthogonal_projector(geometry):
+    loss = family(True)
+    P = tangent_projection(loss, loss.on_manifold([0.7, -0.2]), geometry=geometry)
+    np.testing.assert_allclose(P @ P, P, atol=1e-13)
+    np.testing.assert_allclose(P, P.T, atol=1e-13)
+    assert np.linalg.matrix_rank(P, tol=1e-8) == loss.m  # rank = dim Γ
+    np.testing.assert_allclose(np.trace(P), loss.m, atol=1e-12)
+
+
+def test_closed_geometry_needs_a_closed_form():
+    with pytest.raises(ValueError, match="geometry"):
+        tangent_projection(custom_loss(), [0.3, 0.0], geometry="closed")
+    with pytest.raises(ValueError, match="geometry"):
+        tangent_projection(family(False), [0.3, 0.0, 0.0, 0.0], geometry="exact")
+
+
+@pytest.mark.parametrize("method", ["normalised", "sqrt"])
+def test_flat_flow_matches_its_closed_form(method):
+    # h(x) = 1 + 2x² on Γ = {z = 0}: λ1 = h. Normalised GD: dx/dτ = −¼ h'/h = −x/(1 + 2x²),
+    # whose solutions keep ln x + x² + τ constant; GD on sqrt L: dx/dτ = −⅛ h' = −x/2.
+    loss = ManifoldFamily([1.0], [[4.0]])
+    tau = np.linspace(0.0, 2.0, 9)
+    flow = manifold_flow(loss, [1.0, 0.0], 2.0, method=method, tau_eval=tau)
+    assert flow.success and flow.geometry == "chart"
+    x = flow.states[:, 0]
+    if method == "normalised":
+        invariant = np.log(x) + x**2 + tau
+        np.testing.assert_allclose(invariant, 1.0, atol=1e-9)  # integrator rtol 1e-10
+    else:
+        np.testing.assert_allclose(x, np.exp(-tau / 2), rtol=1e-9)
+    np.testing.assert_allclose(flow.lambda1, 1.0 + 2.0 * x**2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["normalised", "sqrt"])
+def test_ambient_flow_matches_chart_flow(method):
+    loss = family(True)
+    X0 = loss.on_manifold([1.0, 0.8])
+    tau = np.linspace(0.0, 1.0, 6)
+    chart = manifold_flow(loss, X0, 1.0, method=method, tau_eval=tau, geometry="chart")
+    ambient = manifold_flow(loss, X0, 1.0, method=method, tau_eval=tau, geometry="ambient")
+    assert chart.success and ambient.success
+    # both integrate the same field to rtol 1e-10; the ambient one also through Hellmann–
+    # Feynman ∇λ1 = ∇³L[u, u] and a numerical null space, exact to ~1e-12
+    np.testing.assert_allclose(ambient.states, chart.states, atol=1e-8)
+    assert ambient.grad_norm.max() < 1e-9  # the restoring term keeps it on Γ
+    assert chart.grad_norm.max() < 1e-13
+
+
+def test_flow_stops_where_the_top_eigenvalue_becomes_degenerate():
+    # h1 = 1 + 2x² falls under the flow from 3 (x = 1) and meets h2 = 2 at x = 1/√2; with
+    # ln x + x² + τ constant (previous test) that is τ* = ½ + ½ ln 2
+    loss = ManifoldFamily([1.0, 2.0], [[4.0], [0.0]])
+    flow = manifold_flow(loss, [1.0, 0.0, 0.0], 2.0, gap_tol=1e-6)
+    assert flow.status is Status.LEFT_DOMAIN and not flow.success
+    assert "degenerate" in flow.message
+    # the event sits where (h1 − h2)/h1 = 1e-6, i.e. Δτ ≈ 1e-6·h1/|dh1/dτ| ~ 1e-6 before τ*
+    assert flow.degenerate_at == pytest.approx(0.5 + 0.5 * np.log(2.0), abs=1e-5)
+    with pytest.raises(ValueError, match="not simple"):
+        manifold_flow(loss, [1.0 / np.sqrt(2.0), 0.0, 0.0], 1.0)
+
+
+@pytest.mark.parametrize("method", ["normalised", "sqrt"])
+def test_engine_reports_a_zero_gradient_on_an_exact_minimiser(method):
+    loss = family(True)
+    minimiser = loss.on_manifold([0.5, 0.0])  # g(x) is exact here: z = g(x) to round-off
+    assert np.all(loss.grad(minimiser) == 0.0)
+    result = run_gd(loss, minimiser, 0.01, 10, method=method)
+    assert result.status is Status.ZERO_GRADIENT and not result.success
+    assert result.n_steps == 0 and "zero" in result.message
+
+
+@pytest.mark.parametrize("method", ["normalised", "sqrt"])
+def test_user_defined_loss_runs_like_the_builtin_one(method):
+    custom, builtin = custom_loss(), ManifoldFamily([1.0], [[4.0]])
+    theta0, eta = [0.9, 0.4], 0.03
+    a = run_gd(custom, theta0, eta, 500, method=method, record_iterates=True)
+    b = run_gd(builtin, theta0, eta, 500, method=method, record_iterates=True)
+    assert a.success and b.success
+    # same formula, different evaluation order: round-off per step, amplified by the
+    # period-2 dynamics only linearly over 500 steps
+    np.testing.assert_allclose(a.iterates, b.iterates, atol=1e-11)
+    # the ambient flow of the user loss (numeric P_Γ, ∇³L) against the chart flow
+    X0 = limit_map(custom, theta0).point
+    tau = np.linspace(0.0, 1.0, 5)
+    flow_a = manifold_flow(custom, X0, 1.0, method=method, tau_eval=tau)
+    flow_b = manifold_flow(builtin, X0, 1.0, method=method, tau_eval=tau)
+    assert flow_a.geometry == "ambient" and flow_b.geometry == "chart"
+    np.testing.assert_allclose(flow_a.states, flow_b.states, atol=1e-8)
+
+
+def test_bad_arguments_are_named():
+    loss = family(False)
+    X0 = loss.on_manifold([1.0, 0.8])
+    with pytest.raises(ValueError, match="method"):
+        manifold_flow(loss, X0, 1.0, method="adam")
+    with pytest.raises(ValueError, match="tau_end"):
+        manifold_flow(loss, X0, -1.0)
+    with pytest.raises(ValueError, match="geometry"):
+        manifold_flow(custom_loss(), [0.5, 0.0], 1.0, geometry="chart")
+    with pytest.raises(ValueError, match="tol"):
+        limit_map(loss, X0, tol=0.0)
