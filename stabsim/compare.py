@@ -1,0 +1,269 @@
+"""GD and every prediction of the theory in lockstep, from one start (THEORY §1–§3).
+
+:func:`compare` runs, from θ_0 and η,
+
+- exact GD (the truth), and gradient flow and the central flow from θ_0 (time in steps);
+- from the first step t_c where GD's sharpness reaches 2/η: the constrained trajectory θ†
+  and the predicted θ† + v (started at GD's iterate θ_{t_c}, so v_{t_c} = θ_{t_c} − θ†_{t_c});
+- the reduced (x, y) map from GD's (x, y) at t_c, with α, β measured at the reference point θ*
+  (∇S⊥ convention, as in the paper's code), against GD's x_t = u*·(θ_t − θ*) and y_t.
+
+It returns one :class:`Comparison` with per-step distances, losses and sharpnesses, and the
+validity diagnostics of the theory: the margin 2/η − λ2 at θ† (a second eigenvalue at the
+threshold breaks the one-direction picture), |v⊥|/δ (the unmodelled off-axis part of v) and
+α > 0 (progressive sharpening). When one fails, a :class:`TheoryAssumptionWarning` is issued.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+
+from . import _validate as check
+from ._status import Status
+from .flows.central import central_flow
+from .flows.gradient import gradient_flow
+from .losses import Loss
+from .maps.constrained import constrained_trajectory
+from .maps.gd import reference_point, run_gd
+from .maps.projection import PROJECTION_METHODS
+from .maps.reduced import run_reduced
+from .spectral import eos_constants
+
+
+class StabsimWarning(UserWarning):
+    """Base class of stabsim's warnings."""
+
+
+class TheoryAssumptionWarning(StabsimWarning):
+    """An assumption of the self-stabilisation theory fails along the compared run."""
+
+
+@dataclasses.dataclass
+class Comparison:
+    """Per-step records of GD and the predictions (arrays of length ``steps + 1``).
+
+    Quantities of θ†, θ† + v and the reduced map are NaN before ``crossing_step``.
+
+    Attributes
+    ----------
+    gd_loss, gd_sharpness, gd_lambda2 : GD's L, S and λ2.
+    dagger_loss, dagger_sharpness : L(θ†), S(θ†).
+    pred_loss, pred_sharpness : L(θ†) + x²/η and S(θ†) + y + (u·∇S)x.
+    dist_dagger, dist_pred : |θ_GD − θ†| and |θ_GD − (θ† + v)|.
+    gf_loss, gf_sharpness, dist_gf : gradient flow, and |θ_GD − θ_GF|.
+    cf_loss, cf_sharpness, cf_sigma2, cf_pred_loss, dist_cf : central flow w, its σ², the
+        predicted average loss L(w) + σ²/η, and |θ_GD − w|.
+    gd_x, pred_x : x_t = u·(θ_t − θ†_t) of GD and the predicted x_t = u·v_t.
+    gd_x_star, gd_y_star : GD's x, y relative to θ* (u*, ∇S⊥* at θ*).
+    reduced_x, reduced_y : the reduced map from (gd_x_star, gd_y_star) at the crossing.
+    lambda2_margin : 2/η − λ2(θ†_t).
+    vperp_over_delta : |v⊥_t|/δ_t (NaN where α_t ≤ 0).
+    alpha : α_t at θ†_t (∇S⊥ convention).
+    alpha_star, beta_star : α, β at θ*.
+    statuses : dict of component name → Status.
+    """
+
+    eta: float
+    steps: np.ndarray
+    crossing_step: int | None
+    projection: str
+    gd_loss: np.ndarray
+    gd_sharpness: np.ndarray
+    gd_lambda2: np.ndarray
+    dagger_loss: np.ndarray
+    dagger_sharpness: np.ndarray
+    pred_loss: np.ndarray
+    pred_sharpness: np.ndarray
+    dist_dagger: np.ndarray
+    dist_pred: np.ndarray
+    gf_loss: np.ndarray
+    gf_sharpness: np.ndarray
+    dist_gf: np.ndarray
+    cf_loss: np.ndarray
+    cf_sharpness: np.ndarray
+    cf_sigma2: np.ndarray
+    cf_pred_loss: np.ndarray
+    dist_cf: np.ndarray
+    gd_x: np.ndarray
+    pred_x: np.ndarray
+    gd_x_star: np.ndarray
+    gd_y_star: np.ndarray
+    reduced_x: np.ndarray
+    reduced_y: np.ndarray
+    lambda2_margin: np.ndarray
+    vperp_over_delta: np.ndarray
+    alpha: np.ndarray
+    alpha_star: float
+    beta_star: float
+    statuses: dict
+    warnings: list
+
+    @property
+    def status(self) -> Status:
+        """The first non-OK status among the components (OK when all succeeded)."""
+        return next((s for s in self.statuses.values() if s is not Status.OK), Status.OK)
+
+    @property
+    def message(self) -> str:
+        bad = [f"{name}: {s.message}" for name, s in self.statuses.items() if s is not Status.OK]
+        return "; ".join(bad) if bad else "ok"
+
+    @property
+    def success(self) -> bool:
+        return self.status.success
+
+    def to_xarray(self):
+        """Every per-step record as an ``xarray.Dataset`` with dimension ``step``."""
+        import xarray as xr
+
+        skip = {"eta", "steps", "crossing_step", "projection", "alpha_star", "beta_star",
+                "statuses", "warnings"}
+        data = {f.name: ("step", getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.name not in skip}
+        attrs = {"eta": self.eta, "projection": self.projection, "status": self.status.name,
+                 "message": self.message, "alpha_star": self.alpha_star,
+                 "beta_star": self.beta_star, "convention": "projected (grad S perp)",
+                 "warnings": "; ".join(self.warnings)}
+        if self.crossing_step is not None:
+            attrs["crossing_step"] = self.crossing_step
+        return xr.Dataset(data, coords={"step": self.steps}, attrs=attrs)
+
+
+def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "euclidean",
+            tol: float = 1e-10, max_iter: int = 50, vperp_limit: float = 1.0,
+            warn: bool = True) -> Comparison:
+    """Run GD and the theory's predictions in lockstep (module docstring).
+
+    Parameters
+    ----------
+    loss : Loss
+    theta0 : array_like, shape (d,)
+    eta : float
+    steps : int
+        GD steps; every record has ``steps + 1`` entries (step 0 is the start).
+    projection : {"euclidean", "paper"}
+        Projection onto M used by θ† (see :func:`~stabsim.maps.projection.proj_M`).
+    tol, max_iter :
+        Passed to the projection.
+    vperp_limit : float
+        Warn when |v⊥|/δ exceeds this (the theory needs v⊥ = O(δ)).
+    warn : bool
+        Issue :class:`TheoryAssumptionWarning` when an assumption fails (the messages are
+        kept in ``Comparison.warnings`` either way).
+    """
+    theta0 = loss.check_point(theta0, "theta0")
+    eta = check.positive_float("eta", eta)
+    steps = check.nonnegative_int("steps", steps, minimum=1)
+    check.choice("projection", projection, PROJECTION_METHODS)
+    vperp_limit = check.positive_float("vperp_limit", vperp_limit)
+    n = steps + 1
+
+    gd = run_gd(loss, theta0, eta, steps, top_k=min(2, loss.dim), record_iterates=True)
+    kept = gd.iterates.shape[0]
+    iterates = np.full((n, loss.dim), np.nan)
+    iterates[:kept] = gd.iterates
+    times = np.arange(n, dtype=float)
+    gf = gradient_flow(loss, theta0, eta, steps, t_eval=times)
+    cf = central_flow(loss, theta0, eta, steps, t_eval=times)
+    statuses = {"gd": gd.status, "gradient_flow": gf.status, "central_flow": cf.status}
+
+    def padded(values, start=0):
+        out = np.full(n, np.nan)
+        values = np.asarray(values, dtype=float)
+        out[start:start + values.shape[0]] = values[:n - start]
+        return out
+
+    def distance(states, start=0):
+        return padded(np.linalg.norm(iterates[start:start + states.shape[0]]
+                                     - states[:n - start], axis=1), start)
+
+    gf_sharp = [np.linalg.eigvalsh(loss.hessian(w))[-1] for w in gf.states]
+    rec = {
+        "gd_loss": padded(gd.loss), "gd_sharpness": padded(gd.sharpness[:, 0]),
+        "gd_lambda2": padded(gd.sharpness[:, 1] if loss.dim > 1 else np.full(kept, -np.inf)),
+        "gf_loss": padded([loss.value(w) for w in gf.states]),
+        "gf_sharpness": padded(gf_sharp), "dist_gf": distance(gf.states),
+        "cf_loss": padded(cf.loss), "cf_sharpness": padded(cf.sharpness),
+        "cf_sigma2": padded(cf.sigma2), "cf_pred_loss": padded(cf.predicted_loss),
+        "dist_cf": distance(cf.states),
+    }
+    names = ("dagger_loss", "dagger_sharpness", "pred_loss", "pred_sharpness", "dist_dagger",
+             "dist_pred", "gd_x", "pred_x", "gd_x_star", "gd_y_star", "reduced_x",
+             "reduced_y", "lambda2_margin", "vperp_over_delta", "alpha")
+    rec.update({name: np.full(n, np.nan) for name in names})
+    messages = []
+    alpha_star = beta_star = np.nan
+    tc = gd.crossing_step
+    if tc is None or tc >= kept:
+        messages.append("GD never reached the stability threshold 2/eta: the EoS predictions "
+                        "were not run (raise `steps` or `eta`)")
+    else:
+        dag = constrained_trajectory(loss, iterates[tc], eta, steps - tc, projection=projection,
+                                     tol=tol, max_iter=max_iter)
+        statuses["constrained"] = dag.status
+        gd_window = iterates[tc:]
+        u = _unit_eigenvectors(loss, dag.theta)
+        rec.update({
+            "dagger_loss": padded(dag.loss, tc), "dagger_sharpness": padded(dag.sharpness, tc),
+            "pred_loss": padded(dag.predicted_loss, tc),
+            "pred_sharpness": padded(dag.predicted_sharpness, tc),
+            "dist_dagger": distance(dag.theta, tc),
+            "dist_pred": distance(dag.predicted_theta, tc),
+            "gd_x": padded(np.einsum("ij,ij->i", gd_window - dag.theta, u), tc),
+            "pred_x": padded(dag.x, tc), "alpha": padded(dag.alpha, tc),
+            "lambda2_margin": padded(2.0 / eta - dag.lambda2, tc),
+            "vperp_over_delta": padded(
+                np.where(dag.alpha > 0, dag.v_perp / np.sqrt(np.abs(dag.delta2)), np.nan), tc),
+        })
+        star = reference_point(loss, gd)
+        const = eos_constants(loss, star, projected=True)
+        alpha_star, beta_star = const.alpha, const.beta
+        offset = iterates - star
+        rec["gd_x_star"], rec["gd_y_star"] = offset @ const.u, offset @ const.direction
+        if alpha_star > 0:  # the reduced map is defined for α > 0 only
+            red = run_reduced(rec["gd_x_star"][tc], rec["gd_y_star"][tc], eta, alpha_star,
+                              beta_star, steps - tc)
+            statuses["reduced_map"] = red.status
+            rec["reduced_x"], rec["reduced_y"] = padded(red.x, tc), padded(red.y, tc)
+        messages += _diagnose(rec, alpha_star, vperp_limit)
+    if warn:
+        for text in messages:
+            warnings.warn(text, TheoryAssumptionWarning, stacklevel=2)
+    return Comparison(eta=eta, steps=np.arange(n), crossing_step=tc, projection=projection,
+                      alpha_star=alpha_star, beta_star=beta_star, statuses=statuses,
+                      warnings=messages, **rec)
+
+
+def _unit_eigenvectors(loss, thetas) -> np.ndarray:
+    """Top unit eigenvector at each point, signs aligned along the sequence."""
+    out = np.full_like(thetas, np.nan)
+    prev = None
+    for i, theta in enumerate(thetas):
+        if not np.all(np.isfinite(theta)):
+            break
+        u = np.linalg.eigh(loss.hessian(theta))[1][:, -1]
+        prev = out[i] = u if prev is None or u @ prev >= 0 else -u
+    return out
+
+
+def _diagnose(rec, alpha_star, vperp_limit) -> list[str]:
+    """Messages for the theory's assumptions that fail along the run."""
+    out = []
+    if not alpha_star > 0:
+        out.append(f"alpha = {alpha_star:.3g} <= 0 at the reference point: no progressive "
+                   "sharpening, the four-phase picture does not apply")
+    margin = rec["lambda2_margin"]
+    if np.nanmin(margin, initial=np.inf) <= 0:
+        first = int(np.nanargmin(margin > 0))
+        out.append(f"a second Hessian eigenvalue reached 2/eta along theta-dagger (first at "
+                   f"step {first}): more than one critical direction, the one-direction theory "
+                   "and the central flow with scalar sigma^2 do not apply")
+    ratio = rec["vperp_over_delta"]
+    if np.nanmax(ratio, initial=0.0) > vperp_limit:
+        out.append(f"|v_perp|/delta reached {np.nanmax(ratio):.3g} > {vperp_limit:g}: the "
+                   "off-axis part of v is not O(delta), the unmodelled term "
+                   "1/2 D3L[u, v_perp, v_perp] matters")
+    return out

@@ -1,0 +1,185 @@
+"""The constrained trajectory θ† and the predicted dynamics v of Damian et al. (THEORY §2).
+
+    θ†_{t+1} = proj_M(θ†_t − η ∇L(θ†_t)),          θ†_0 = proj_M(θ_0)
+    v_{t+1}  = v_t − η [ H v_t + u x_t y_t + ½ (x_t² − δ_t²) ∇S⊥ ],   v_0 = θ_0 − θ†_0
+
+with H, u, ∇S⊥ = ∇S − (u·∇S)u, δ_t² = 2α_t/β_t (α_t = −∇L·∇S⊥, β_t = |∇S⊥|²) evaluated at
+θ†_t, x_t = u·v_t and y_t = ∇S⊥·v_t. The predictions for GD are
+
+    θ_t ≈ θ†_t + v_t,   L(θ_t) ≈ L(θ†_t) + x_t²/η,   S(θ_t) ≈ S(θ†_t) + y_t + (u·∇S) x_t,
+
+(the last is 2/η + y_t + (u·∇S)x_t of THEORY §2 whenever θ†_t sits on the boundary S = 2/η;
+using S(θ†_t) keeps it right while θ† is inside M). They hold once GD is at the edge of
+stability and while the off-axis part v⊥ = v − x u − (y/β)∇S⊥ stays O(δ).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .. import _validate as check
+from .._status import Status
+from ..losses import Loss
+from .projection import PROJECTION_METHODS, proj_M
+
+
+@dataclasses.dataclass
+class ConstrainedResult:
+    """θ† and the predicted v along ``steps + 1`` records (row 0 is the start).
+
+    Attributes
+    ----------
+    eta : float
+    projection : str
+        ``"euclidean"`` or ``"paper"`` (see :func:`~stabsim.maps.projection.proj_M`).
+    theta : ndarray, shape (n, d)
+        θ†_t.
+    v : ndarray, shape (n, d)
+        The predicted displacement v_t; θ†_t + v_t predicts GD's θ_t.
+    loss, sharpness, lambda2 : ndarray, shape (n,)
+        L(θ†_t), S(θ†_t) and the second Hessian eigenvalue at θ†_t.
+    x, y : ndarray, shape (n,)
+        x_t = u·v_t, y_t = ∇S⊥·v_t.
+    alpha, beta : ndarray, shape (n,)
+        α_t = −∇L(θ†_t)·∇S⊥, β_t = |∇S⊥|² (δ_t² = 2α_t/β_t).
+    u_dot_grad_sharpness : ndarray, shape (n,)
+        u·∇S at θ†_t.
+    v_perp : ndarray, shape (n,)
+        |v⊥|, the norm of the part of v_t off span(u, ∇S⊥).
+    residuals : ndarray, shape (n, 2)
+        ((S − 2/η)₊, |u·∇L|) of each projection.
+    n_iter : ndarray of int, shape (n,)
+        Iterations of each projection.
+    status : Status
+        OK; NOT_CONVERGED if some projection missed its tolerance (the run continues, see
+        ``first_failure``); NONFINITE if a value went non-finite (the run stops there).
+    first_failure : int or None
+        First step whose projection missed its tolerance.
+    """
+
+    eta: float
+    projection: str
+    theta: np.ndarray
+    v: np.ndarray
+    loss: np.ndarray
+    sharpness: np.ndarray
+    lambda2: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    u_dot_grad_sharpness: np.ndarray
+    v_perp: np.ndarray
+    residuals: np.ndarray
+    n_iter: np.ndarray
+    status: Status
+    first_failure: int | None
+
+    @property
+    def message(self) -> str:
+        if self.first_failure is not None and self.status is Status.NOT_CONVERGED:
+            return f"{self.status.message} (first at step {self.first_failure})"
+        return self.status.message
+
+    @property
+    def success(self) -> bool:
+        return self.status.success
+
+    @property
+    def delta2(self) -> np.ndarray:
+        """δ_t² = 2α_t/β_t."""
+        return 2.0 * self.alpha / self.beta
+
+    @property
+    def predicted_theta(self) -> np.ndarray:
+        """θ†_t + v_t, the prediction of GD's iterate."""
+        return self.theta + self.v
+
+    @property
+    def predicted_loss(self) -> np.ndarray:
+        """L(θ†_t) + x_t²/η."""
+        return self.loss + self.x ** 2 / self.eta
+
+    @property
+    def predicted_sharpness(self) -> np.ndarray:
+        """S(θ†_t) + y_t + (u·∇S) x_t."""
+        return self.sharpness + self.y + self.u_dot_grad_sharpness * self.x
+
+
+def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
+                           projection: str = "euclidean", tol: float = 1e-10,
+                           max_iter: int = 50, u_ref=None) -> ConstrainedResult:
+    """Run projected GD on M and the predicted dynamics v from θ_0 (module docstring).
+
+    θ†_0 = proj_M(θ_0) and v_0 = θ_0 − θ†_0, so that θ†_0 + v_0 = θ_0 exactly. The theory
+    describes GD from its arrival at the edge of stability on: start from the GD iterate at
+    the first step where S ≥ 2/η (what :func:`stabsim.compare.compare` does), not from an
+    initialisation far below the threshold, where the δ² term of the v-update (the
+    first-order effect of the projection onto S ≤ 2/η) would act although the sharpness
+    constraint is not active.
+
+    Parameters
+    ----------
+    loss : Loss
+    theta0 : array_like, shape (d,)
+    eta : float
+    steps : int
+        Number of steps; ``steps + 1`` records.
+    projection : {"euclidean", "paper"}
+        Which projection onto M (see :func:`~stabsim.maps.projection.proj_M`).
+    tol, max_iter :
+        Passed to the projection.
+    u_ref : array_like, optional
+        Sign reference for u at the start (later steps align with the previous u).
+
+    Returns
+    -------
+    ConstrainedResult
+    """
+    theta0 = loss.check_point(theta0, "theta0")
+    eta = check.positive_float("eta", eta)
+    steps = check.nonnegative_int("steps", steps)
+    check.choice("projection", projection, PROJECTION_METHODS)
+    n, d = steps + 1, loss.dim
+    out = {name: np.full(n, np.nan) for name in
+           ("loss", "sharpness", "lambda2", "x", "y", "alpha", "beta", "udS", "v_perp")}
+    thetas, vs = np.full((n, d), np.nan), np.full((n, d), np.nan)
+    residuals, n_iter = np.full((n, 2), np.nan), np.zeros(n, dtype=int)
+
+    def project(z, ref):
+        return proj_M(loss, z, eta, method=projection, tol=tol, max_iter=max_iter, u_ref=ref)
+
+    proj = project(theta0, u_ref)
+    v = theta0 - proj.theta
+    status, first_failure = Status.OK, None
+    for t in range(n):
+        geo = proj.geometry
+        residuals[t], n_iter[t] = proj.residuals, proj.n_iter
+        if proj.status is Status.NONFINITE or not np.all(np.isfinite(v)):
+            status = Status.NONFINITE
+            break
+        if proj.status is Status.NOT_CONVERGED and first_failure is None:
+            status, first_failure = Status.NOT_CONVERGED, t
+        u, perp = geo.u, geo.grad_sharpness_perp
+        beta = float(perp @ perp)
+        alpha = -float(geo.grad @ perp)
+        x, y = float(u @ v), float(perp @ v)
+        thetas[t], vs[t] = geo.theta, v
+        out["loss"][t] = loss.value(geo.theta)
+        out["sharpness"][t], out["lambda2"][t] = geo.sharpness, geo.lambda2
+        out["x"][t], out["y"][t], out["alpha"][t], out["beta"][t] = x, y, alpha, beta
+        out["udS"][t] = float(u @ geo.grad_sharpness)
+        out["v_perp"][t] = float(np.linalg.norm(v - x * u - (y / beta) * perp))
+        if t == steps:
+            break
+        v = v - eta * (loss.hvp(geo.theta, v) + x * y * u + 0.5 * (x * x - 2.0 * alpha / beta)
+                       * perp)
+        proj = project(geo.theta - eta * geo.grad, u)
+    return ConstrainedResult(
+        eta=eta, projection=projection, theta=thetas, v=vs, loss=out["loss"],
+        sharpness=out["sharpness"], lambda2=out["lambda2"], x=out["x"], y=out["y"],
+        alpha=out["alpha"], beta=out["beta"], u_dot_grad_sharpness=out["udS"],
+        v_perp=out["v_perp"], residuals=residuals, n_iter=n_iter, status=status,
+        first_failure=first_failure)
