@@ -58,6 +58,23 @@ def _chunk_safe(x, y, y_start, eta, ea, k):
 
 
 @jit
+def _any_unsafe(x, y, ys, eta, ea, k):
+    """True if some lane fails :func:`_chunk_safe` (a branch-free, vectorised pass).
+
+    Stopped lanes sit at (0, 0), where y only rises: they always pass.
+    """
+    bad = False
+    for i in range(x.shape[0]):
+        xi = x[i]
+        yi = y[i]
+        slack = MARGIN * (1.0 + eta[i] * (abs(yi) + abs(ys[i]) + k * ea[i]))
+        finite = (xi - xi == 0.0) & (yi - yi == 0.0)  # inf - inf and NaN - NaN are NaN
+        safe = finite & (1.0 + eta[i] * (yi - k * ea[i]) > slack)
+        bad |= not safe
+    return bad
+
+
+@jit
 def _params(p, eta, ea, hb, alpha, beta, i):
     p[0] = eta[i]
     p[1] = ea[i]
@@ -109,6 +126,11 @@ def _final_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, x_out, y_out, 
         xs[:] = x
         ys[:] = y
         advance(x, y, eta, ea, hb, k)
+        if not (last or _any_unsafe(x, y, ys, eta, ea, k)):
+            t += k
+            if stride > 0 and t % stride == 0:
+                _record(rec_x, rec_y, x, y, alive, t, stride)
+            continue
         for i in range(m):
             if alive[i] and (last or not _chunk_safe(x[i], y[i], ys[i], eta[i], ea[i], k)):
                 _params(p, eta, ea, hb, alpha, beta, i)
