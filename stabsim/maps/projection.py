@@ -152,7 +152,9 @@ def proj_M(loss: Loss, z, eta: float, *, method: str = "euclidean", tol: float =
         min_p ½|θ + p − z|²   subject to   c + J p = 0,
         i.e. p = (z − θ) + Jᵀμ  with  J Jᵀ μ = −c − J(z − θ).
 
-    A fixed point (p = 0) is a KKT point of the projection (c = 0, z − θ ∈ range Jᵀ). The
+    A fixed point (p = 0) is a KKT point of the projection (c = 0, z − θ ∈ range Jᵀ). Steps
+    are halved until the exact ℓ1 merit ½|θ − z|² + ρ(|c2| + (c1)₊), ρ = 2 max|μ|, decreases
+    (far from M the constraint u·∇L = 0 is strongly curved and full steps can cycle). The
     iteration stops when |p|, (S − 2/η)₊/|∇S| and |u·∇L|/S, three distances, are all at most
     ``tol · max(1, |z|)``; status NOT_CONVERGED if that fails within ``max_iter``.
 
@@ -220,38 +222,58 @@ def _finish(theta, geo, bound, n_iter, ok, method) -> Projection:
 def _euclidean(loss, z, bound, max_iter, scale, u_ref) -> Projection:
     theta = z.copy()
     geo = stable_geometry(loss, theta, u_ref)
+    penalty = 0.0
     for it in range(max_iter + 1):
-        excess, _, distance = _infeasibility(geo, bound)
+        _, _, distance = _infeasibility(geo, bound)
         if not np.isfinite(distance):
             return _finish(theta, geo, bound, it, False, "euclidean")
-        step = _sqp_step(loss, geo, z, bound)
+        step, mu = _sqp_step(loss, geo, z, bound)
         if np.linalg.norm(step) <= scale and distance <= scale:
             return _finish(theta, geo, bound, it, True, "euclidean")
         if it == max_iter:
             break
-        theta = theta + step
-        geo = stable_geometry(loss, theta, geo.u)
+        penalty = max(penalty, 2.0 * float(np.max(np.abs(mu))))
+        theta, geo = _line_search(loss, z, bound, geo, step, penalty)
     return _finish(theta, geo, bound, max_iter, False, "euclidean")
 
 
-def _sqp_step(loss, geo: StableGeometry, z, bound) -> np.ndarray:
-    """The Gauss–Newton SQP step p of :func:`proj_M` at ``geo.theta``."""
+def _merit(geo: StableGeometry, z, bound, penalty) -> float:
+    """The exact ℓ1 penalty ½|θ − z|² + ρ (|u·∇L| + (S − 2/η)₊) of the projection problem."""
+    violation = abs(geo.u_grad) + max(0.0, geo.sharpness - bound)
+    return 0.5 * float(np.sum((geo.theta - z) ** 2)) + penalty * violation
+
+
+def _line_search(loss, z, bound, geo, step, penalty, max_halvings=30):
+    """θ + s p with s = 1, ½, ¼, … : the first that lowers the ℓ1 merit (the full step if
+    none does, so that a stalled search still moves)."""
+    current = _merit(geo, z, bound, penalty)
+    first = None
+    for k in range(max_halvings):
+        trial = stable_geometry(loss, geo.theta + 0.5 ** k * step, geo.u)
+        first = trial if first is None else first
+        if _merit(trial, z, bound, penalty) < current:
+            return trial.theta, trial
+    return first.theta, first
+
+
+def _sqp_step(loss, geo: StableGeometry, z, bound):
+    """The Gauss–Newton SQP step p of :func:`proj_M` at ``geo.theta``, and its multipliers."""
     to_z = z - geo.theta
     rows = [geo.orthogonality_gradient(loss)]
     values = [geo.u_grad]
-    step = _equality_step(np.array(rows), np.array(values), to_z)
+    step, mu = _equality_step(np.array(rows), np.array(values), to_z)
     c1 = geo.sharpness - bound
     if c1 + geo.grad_sharpness @ step > 0.0:  # the linearised c1 ≤ 0 is violated: make it active
         rows.append(geo.grad_sharpness)
         values.append(c1)
-        step = _equality_step(np.array(rows), np.array(values), to_z)
-    return step
+        step, mu = _equality_step(np.array(rows), np.array(values), to_z)
+    return step, mu
 
 
-def _equality_step(J, c, to_z) -> np.ndarray:
-    """p = to_z + Jᵀμ with J Jᵀ μ = −c − J to_z (least-norm correction of to_z)."""
+def _equality_step(J, c, to_z):
+    """p = to_z + Jᵀμ with J Jᵀ μ = −c − J to_z (least-norm correction of to_z), and μ."""
     mu = np.linalg.solve(J @ J.T, -c - J @ to_z)
-    return to_z + J.T @ mu
+    return to_z + J.T @ mu, mu
 
 
 def _paper(loss, z, bound, passes, scale, u_ref) -> Projection:

@@ -1,0 +1,124 @@
+"""proj_M: exact constraint gradients, KKT optimality, idempotence, and the paper's iteration."""
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from stabsim._status import Status
+from stabsim.losses import Minimalist, QuadraticRegression, ScalarNetwork
+from stabsim.maps.projection import proj_M, stable_geometry
+
+# Three kinds of loss: a random second-order regression model, the minimalist example and a
+# depth-3 scalar network. Each has a base point b and η with 2/η = 0.8 S(b); z is a point of
+# M (the projection of b) moved by 0.05 outwards along ∇S and by 0.05 in a random direction,
+# so the sharpness constraint is active and z is near M, where the Euclidean projection is
+# unique. (Far from M the constraint u·∇L = 0 is strongly curved and the top eigenvalues can
+# collide, where M itself is ill-defined; proj_M then reports NOT_CONVERGED.)
+BASES = {
+    "regression": (QuadraticRegression.random(6, 3, seed=0),
+                   np.random.default_rng(1).normal(size=6) * 0.15),
+    "minimalist": (Minimalist(), np.array([1.5, 0.7])),
+    "scalar_network": (ScalarNetwork(3), np.array([0.7, 1.1, 1.4])),
+}
+
+
+def _case(name):
+    loss, base = BASES[name]
+    eta = 2.0 / (0.8 * stable_geometry(loss, base).sharpness)
+    on_m = proj_M(loss, base, eta)
+    assert on_m.status is Status.OK, on_m.message
+    geo = on_m.geometry
+    push = geo.grad_sharpness / np.linalg.norm(geo.grad_sharpness)
+    kick = np.random.default_rng(2).normal(size=loss.dim)
+    z = on_m.theta + 0.05 * push + 0.05 * kick / np.linalg.norm(kick)
+    return loss, z, eta
+
+
+def test_orthogonality_gradient_matches_finite_differences():
+    # ∇(u·∇L) = S u + ∇³L[u, (S I − H)⁺ ∇L]; central differences with step h have error
+    # O(h² |∇⁴|) + O(eps/h): with h = 1e-5 both are ≲ 1e-8 relative to |∇c2| ~ 1.
+    loss, z, _ = _case("regression")
+    geo = stable_geometry(loss, z)
+    exact = geo.orthogonality_gradient(loss)
+    h = 1e-5
+    fd = np.array([(stable_geometry(loss, z + h * e, geo.u).u_grad
+                    - stable_geometry(loss, z - h * e, geo.u).u_grad) / (2 * h)
+                   for e in np.eye(loss.dim)])
+    np.testing.assert_allclose(exact, fd, atol=1e-7 * np.linalg.norm(exact))
+
+
+@pytest.mark.parametrize("name", BASES)
+def test_constraints_hold_and_projection_is_idempotent(name):
+    loss, z, eta = _case(name)
+    p = proj_M(loss, z, eta, tol=1e-11)
+    assert p.status is Status.OK, p.message
+    # the stopping rule bounds the first-order distances (S − 2/η)₊/|∇S| and |u·∇L|/S by
+    # tol·max(1, |z|); the residuals themselves are those times O(|∇S|), O(S)
+    geo = p.geometry
+    scale = 1e-11 * max(1.0, np.linalg.norm(z))
+    assert p.sharpness_excess <= scale * np.linalg.norm(geo.grad_sharpness) * 1.01
+    assert p.orthogonality <= scale * geo.sharpness * 1.01
+    again = proj_M(loss, p.theta, eta, tol=1e-11)
+    # idempotence to the tolerance: the second projection moves at most ~ one stopping step
+    assert np.linalg.norm(again.theta - p.theta) <= 10 * scale
+    assert again.n_iter <= 1
+
+
+@pytest.mark.parametrize("name", BASES)
+def test_agrees_with_scipy_slsqp(name):
+    loss, z, eta = _case(name)
+    p = proj_M(loss, z, eta, tol=1e-11)
+    u_ref = stable_geometry(loss, z).u  # fixes the sign of u, so c2 is smooth for SLSQP
+
+    def c2(th):
+        return stable_geometry(loss, th, u_ref).u_grad
+
+    def c1(th):
+        return 2.0 / eta - np.linalg.eigvalsh(loss.hessian(th))[-1]
+
+    ref = minimize(lambda th: 0.5 * np.sum((th - z) ** 2), p.theta + 1e-3, jac=lambda th: th - z,
+                   method="SLSQP", constraints=[{"type": "eq", "fun": c2},
+                                                {"type": "ineq", "fun": c1}],
+                   options={"ftol": 1e-14, "maxiter": 500})
+    assert ref.success, ref.message
+    # SLSQP uses finite-difference constraint Jacobians (error ~ sqrt(eps) ≈ 1e-8), so the
+    # two minimisers agree to ~1e-6; the distance |θ − z| agrees to second order (~1e-10)
+    np.testing.assert_allclose(p.theta, ref.x, atol=1e-6)
+    assert np.linalg.norm(p.theta - z) <= np.linalg.norm(ref.x - z) + 1e-9
+
+
+def test_point_in_M_comes_back_unchanged():
+    # A minimiser of the scalar network has ∇L = 0 (so u·∇L = 0) and, with 2/η above its
+    # sharpness, S < 2/η: it lies in M, and the first SQP step is exactly zero.
+    loss = ScalarNetwork(3)
+    w = np.array([0.8, 1.0, 1.25])
+    eta = 2.0 / (1.2 * loss.sharpness_at_minimiser(w))
+    p = proj_M(loss, w, eta)
+    assert p.status is Status.OK and p.n_iter == 0
+    np.testing.assert_array_equal(p.theta, w)
+
+
+def test_paper_iteration_is_feasible_but_not_nearest():
+    # The three linearised passes converge quadratically to M (Newton on the constraints) but
+    # do not minimise |θ − z|: their output is no closer than the Euclidean projection.
+    loss, z, eta = _case("regression")
+    euclid = proj_M(loss, z, eta, tol=1e-11)
+    paper = proj_M(loss, z, eta, method="paper")
+    assert paper.n_iter == 3 and paper.method == "paper"
+    assert np.linalg.norm(paper.theta - z) >= np.linalg.norm(euclid.theta - z) - 1e-12
+    assert paper.sharpness_excess < 1e-3 * (2.0 / eta)  # S pulled back to the bound
+
+
+def test_not_converged_status_when_budget_too_small():
+    loss, z, eta = _case("regression")
+    p = proj_M(loss, z, eta, max_iter=1, tol=1e-14)
+    assert p.status is Status.NOT_CONVERGED and not p.success
+
+
+@pytest.mark.parametrize("kwargs", [{"eta": -1.0}, {"method": "exact"}, {"tol": 0.0},
+                                    {"max_iter": 0}])
+def test_bad_arguments_raise(kwargs):
+    loss, z, _ = _case("regression")
+    args = {"eta": 0.5} | kwargs
+    with pytest.raises(ValueError):
+        proj_M(loss, z, **args)
