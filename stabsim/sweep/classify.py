@@ -10,7 +10,9 @@ Let ``r_t = S(θ_t) / threshold_t`` be the *relative sharpness* at a recorded st
 (so ``r = S η / 2``), ``(2 + 2β)/η`` for heavy ball, ``(2 + 2β)/((1 + 2β) η)`` for Nesterov,
 and for the methods with a changing effective step ``h_t``, ``2/h_t`` with ``h_t = η/|∇L|``
 (normalised GD) or ``η / (2 sqrt(L − L_min))`` (GD on sqrt L). The *late window* is the last
-``ceil(window · n)`` of the ``n`` recorded states. With ``band`` b, in this order:
+``ceil(window · n)`` of the ``n`` recorded states; the late-window mean of ``r`` is
+arithmetic, except for normalised GD and GD on sqrt L, where it is harmonic (see
+``stabsim.sweep.gd_cells``). With ``band`` b, in this order:
 
 ``diverged`` (3)
     the run stopped early (status DIVERGED or NONFINITE: |θ| passed ``divergence_norm`` or a
@@ -124,7 +126,7 @@ def classify_gd(status, initial_loss, final_loss, peak_loss, max_rel, late_rel, 
 def map_energy(x, y, alpha, beta):
     """E(x, y) = H(x, y) − H_min ≥ 0 of the reduced map (inf at x = 0, NaN if not finite)."""
     x2 = np.asarray(x, dtype=np.float64) ** 2
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         h = y * y + 0.5 * beta * x2 - alpha * np.log(x2)
         h_min = alpha - alpha * np.log(2.0 * alpha / beta)
     return h - h_min

@@ -58,6 +58,8 @@ FIXED_ONLY = {"theta0"}
 #: prefix of swept loss-family parameters in [grid]
 LOSS_PREFIX = "loss."
 
+#: records per gradient-method cell at most (each thread holds one cell's records)
+MAX_RECORDS = 10**7
 #: steps per chunk aimed at by the default chunk size (about a second of work)
 TARGET_CHUNK_STEPS = {"reduced": 2.5e8, "gd": 2e5}
 
@@ -130,6 +132,9 @@ class SweepConfig:
         if window > 1.0:
             raise ValueError(f"window must lie in (0, 1], got {window!r}")
         divergence_norm = check.positive_float("divergence_norm", self.divergence_norm)
+        if self.model == "gd" and steps // stride + 1 > MAX_RECORDS:
+            raise ValueError(f"steps / stride = {steps // stride} records per cell is over "
+                             f"{MAX_RECORDS:.0e} (memory); raise 'stride'")
         known = PARAMETERS[self.model]
         params = _check_params(self.params, known)
         loss = _check_loss(self.model, self.loss)

@@ -12,7 +12,12 @@ Statistics (per cell; ``r_t`` is the relative sharpness of ``stabsim.sweep.class
     L at the start, at the last recorded state, and the maximum over recorded states.
 ``final_rel_sharpness``, ``mean_rel_sharpness``, ``max_rel_sharpness``
     ``r`` at the last recorded state, its mean over the late window, its maximum
-    (for GD, ``r = S η / 2``).
+    (for GD, ``r = S η / 2``). The mean is arithmetic for GD and the momentum methods, and
+    harmonic for normalised GD and GD on sqrt L: their iterates settle into a period-2
+    orbit across the minimiser manifold, at distances a and b on either side of it, where
+    ``r`` alternates between values whose reciprocals sum to 2 (the step maps a to −b:
+    ``h_a λ = (a + b)/a``, ``h_b λ = (a + b)/b``), so the harmonic mean is exactly 1 at
+    the edge of stability while the arithmetic mean is not.
 ``steps_to_threshold``
     The first recorded step with ``r_t ≥ 1`` (−1 if never): exact when ``stride = 1``.
 ``steps_run``, ``status``
@@ -64,6 +69,7 @@ def _summarise(rule, eta, base, loss_min, stride, window, kept, rec_loss, rec_gn
         out_int[2] = -1
         return
     late = kept - max(1, math.ceil(window * kept))
+    varying_step = rule == engine.NORMALISED or rule == engine.SQRT_LOSS
     peak = rec_loss[0]
     r_max = -np.inf
     r_sum = 0.0
@@ -76,12 +82,12 @@ def _summarise(rule, eta, base, loss_min, stride, window, kept, rec_loss, rec_gn
         if first < 0 and r >= 1.0:
             first = t * stride
         if t >= late:
-            r_sum += r
+            r_sum += r if not varying_step else 1.0 / r
     out_float[0] = rec_loss[0]
     out_float[1] = rec_loss[kept - 1]
     out_float[2] = peak
     out_float[3] = r
-    out_float[4] = r_sum / (kept - late)
+    out_float[4] = r_sum / (kept - late) if not varying_step else (kept - late) / r_sum
     out_float[5] = r_max
     out_int[2] = first
 

@@ -1,0 +1,64 @@
+"""Sweep classification on cells whose answer is known."""
+
+import numpy as np
+
+from stabsim.sweep import GDClass, MapClass, SweepConfig, run_sweep
+
+
+def _gd(loss, theta0, etas, steps, **kwargs):
+    config = SweepConfig(model="gd", grid={"eta": etas}, params={"theta0": theta0}, loss=loss,
+                         steps=steps, **kwargs)
+    return run_sweep(config)
+
+
+def test_quadratic_converges_below_2_over_a_and_diverges_above():
+    # 1-D quadratic a x²/2 with a = 4: stable for eta < 2/a = 0.5, divergent above
+    etas = [0.1, 0.3, 0.45, 0.49, 0.51, 0.6]
+    ds = _gd({"name": "quadratic", "A": [4.0]}, [1.0], etas, 400)
+    expected = [GDClass.CONVERGED] * 4 + [GDClass.DIVERGED] * 2
+    assert ds["class"].values.tolist() == expected
+    np.testing.assert_allclose(ds["final_rel_sharpness"], 2.0 * np.array(etas), rtol=1e-12)
+    assert ds["steps_to_threshold"].values.tolist() == [-1] * 4 + [0, 0]
+
+
+def test_minimalist_example_is_at_the_edge_of_stability():
+    # Zhu et al.: from a sharp start, GD settles on a minimiser with sharpness just
+    # below 2/eta, after passing the threshold
+    ds = _gd({"name": "minimalist"}, [2.0, 0.3], [0.05, 0.3], 2000)
+    assert ds["class"].values.tolist() == [GDClass.CONVERGED, GDClass.EDGE_OF_STABILITY]
+    eos = ds.sel(eta=0.3)
+    assert 0.95 < float(eos["mean_rel_sharpness"]) <= 1.0
+    assert int(eos["steps_to_threshold"]) >= 0
+    assert float(eos["final_loss"]) < 1e-12
+
+
+def test_normalised_gd_sits_at_the_edge_of_stability():
+    # THEORY §4: effective step times lambda_1 = 2 on the period-2 orbit
+    ds = _gd({"name": "scalar_network", "depth": 3}, [1.5, 0.8, 0.9], [0.01], 2000,
+             method="normalised")
+    assert int(ds["class"][0]) == GDClass.EDGE_OF_STABILITY
+    assert abs(float(ds["mean_rel_sharpness"][0]) - 1.0) < 0.02
+
+
+def test_reduced_map_classes():
+    delta = np.sqrt(2.0)  # alpha = beta = 1
+    config = SweepConfig(model="reduced", grid={"x0": [1e-3, delta], "eta": [0.01, 0.5]},
+                         params={"alpha": 1.0, "beta": 1.0, "y0": 0.0}, steps=5000)
+    ds = run_sweep(config)
+    small = ds.sel(x0=1e-3)
+    # small eta: self-stabilisation cycles; large eta: the first blow-up overshoots
+    # so far that 1 + eta*y <= 0
+    assert int(small["class"].sel(eta=0.01)) == MapClass.CYCLING
+    assert int(small["cycles"].sel(eta=0.01)) >= 2
+    assert int(small["class"].sel(eta=0.5)) == MapClass.LEFT_DOMAIN
+    assert int(small["steps_run"].sel(eta=0.5)) < 5000
+    # started on the period-2 orbit (±delta, 0): it stays there
+    assert int(ds["class"].sel(x0=delta, eta=0.01)) == MapClass.CONVERGING
+
+
+def test_reduced_map_overflow_is_diverged():
+    # 1 + eta*y0 = 1e198: x squared overflows after one step
+    config = SweepConfig(model="reduced", grid={"y0": [1e200]},
+                         params={"eta": 0.01, "x0": 1e-3}, steps=5000)
+    ds = run_sweep(config)
+    assert int(ds["class"][0]) == MapClass.DIVERGED
