@@ -217,13 +217,13 @@ def _stats_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_out,
         snap[:, :] = v[:BLOWUP + 1, :]
         advance_stats(v, eta, ea, hb, t, k)
         for i in range(m):
-            if not alive[i]:
-                continue
-            _params(p, eta, ea, hb, alpha, beta, i)
-            si = state[i]
             events = v[8, i]
             safe = (np.isfinite(v[X, i]) and np.isfinite(v[Y, i])
                     and 1.0 + eta[i] * v[YMIN, i] > 0.0 and 1.0 + eta[i] * v[Y, i] > 0.0)
+            if not alive[i] or (safe and events == 0.0 and not last):
+                continue
+            _params(p, eta, ea, hb, alpha, beta, i)
+            si = state[i]
             hits_target = target > 0 and si[NBOUND] + events >= target
             if last or not safe or events >= 2.0 or (events == 1.0 and hits_target):
                 si[:BLOWUP + 1] = snap[:, i]
