@@ -40,12 +40,19 @@ class ChunkStore:
     root : path
         Work directory shared by sweeps; each config gets its own subdirectory.
     config : SweepConfig
+
+    Notes
+    -----
+    Opening the store deletes temporary files left by a killed run, so one sweep at a time
+    may use a config's directory.
     """
 
     def __init__(self, root, config):
         self.config = config
         self.directory = Path(root) / config.key
         self.directory.mkdir(parents=True, exist_ok=True)
+        for leftover in self.directory.glob("*.tmp"):
+            leftover.unlink(missing_ok=True)
         _atomic_write(self.directory / _CONFIG_FILE,
                       lambda f: f.write(config.to_json().encode()))
 
