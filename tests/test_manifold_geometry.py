@@ -5,6 +5,8 @@ THEORY §4. The manifold family L(x, z) = ½ Σ_j h_j(x)(z_j − g_j(x))² knows
 flow) is checked against its closed forms.
 """
 
+import functools
+
 import numba
 import numpy as np
 import pytest
@@ -51,6 +53,7 @@ def _d3(theta, p, u, v, out):
     out[1] = 4.0 * x * (u[0] * v[1] + u[1] * v[0]) + 4.0 * z * u[0] * v[0]
 
 
+@functools.cache  # one instance: its kernels compile once per process
 def custom_loss():
     return CustomLoss(_value, _grad, _hess, _d3, dim=2, min_value=0.0)
 
@@ -59,7 +62,7 @@ def custom_loss():
 def test_limit_map_lands_on_the_manifold(curved):
     loss = family(curved)
     limit = limit_map(loss, [1.0, 0.8, 0.3, 0.2], tol=1e-10)
-    assert limit.success and limit.grad_norm <= 1e-10 * (1 + 1e-6)
+    assert limit.success and limit.grad_norm <= 1e-10
     x, z = loss.split(limit.point)
     # |∇L| ≥ μ |z − g(x)|·|∇w|, μ = the smallest normal eigenvalue (≥ min c = 0.5 here), so
     # the distance to Γ is at most tol / μ
