@@ -1,0 +1,27 @@
+"""Smoke test of the manifold-flow figures (headless)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from matplotlib.figure import Figure  # noqa: E402
+
+from stabsim.compare_manifold import compare_manifold_flow  # noqa: E402
+from stabsim.losses import ManifoldFamily  # noqa: E402
+from stabsim.plot import plot_manifold_path, plot_manifold_sharpness  # noqa: E402
+
+
+def test_manifold_figures_draw(tmp_path):
+    loss = ManifoldFamily([2.0, 0.5], [[1.0, 0.5], [0.3, 0.2]], [[0.5, -0.3], [0.0, 0.0]])
+    result = compare_manifold_flow(loss, [1.0, 0.8, 0.3, 0.2], 0.05, 0.5, n_records=8)
+    fig = plot_manifold_path(result)
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    assert len(fig.axes[0].lines) == 3
+    fig.savefig(tmp_path / "path.png")
+    fig = plot_manifold_sharpness(result)
+    assert len(fig.axes) == 2
+    fig.savefig(tmp_path / "sharpness.png")
+    # drawing into given axes returns their figure
+    host = Figure()
+    ax = host.subplots()
+    assert plot_manifold_path(result, ax=ax) is host
