@@ -60,4 +60,5 @@ def rebind(kernel, **replacements):
                               py_func.__defaults__, py_func.__closure__)
     flags = dict(kernel.targetoptions)
     flags.pop("cache", None)  # a rebound kernel has dynamic globals: it cannot be cached
+    flags.pop("nopython", None)  # implied by njit
     return numba.njit(**flags)(copy)

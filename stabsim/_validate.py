@@ -67,7 +67,7 @@ def finite_array(name: str, value, *, shape=None, ndim=None) -> np.ndarray:
         raise ValueError(f"{name} must be an array of real numbers: {exc}") from None
     if shape is not None:
         ok = array.ndim == len(shape) and all(
-            want is None or want == got for want, got in zip(shape, array.shape)
+            want is None or want == got for want, got in zip(shape, array.shape, strict=True)
         )
         if not ok:
             want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"

@@ -1,7 +1,8 @@
 """``stabsim demo``: exact GD into the edge of stability on the default loss.
 
 The default loss is a second-order regression model (THEORY §5) with d = 100 parameters and
-n = 10 residuals, drawn with seed 2 and residual scale 3, started at θ = 0 with the step size η = 2/(1.5 S(θ₀)):
+n = 10 residuals, drawn with seed 2 and residual scale 3, started at θ = 0 with the step size
+η = 2/(1.5 S(θ₀)):
 GD's sharpness rises from 2/(1.5η) to the threshold 2/η within a few steps, hovers around it
 while the loss falls non-monotonically, and the run settles on a minimiser whose sharpness
 is just below 2/η.
@@ -71,7 +72,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo", help="run exact GD into the edge of stability and write a figure and data",
         description=__doc__)
-    parser.add_argument("--out", default="stabsim-demo", help="output folder (default: %(default)s)")
+    parser.add_argument("--out", default="stabsim-demo",
+                        help="output folder (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=1500, help="GD steps (default: %(default)s)")
     parser.set_defaults(func=_main)
 

@@ -37,7 +37,9 @@ class FlowResult:
 
     @property
     def message(self) -> str:
-        return self.status.message if self.success else f"{self.status.message} ({self.solver_message})"
+        if self.success:
+            return self.status.message
+        return f"{self.status.message} ({self.solver_message})"
 
     @property
     def success(self) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import _validate as check
 from ..losses import Loss
 from ._solve import FlowResult, solve_flow

@@ -63,8 +63,8 @@ def gd_chunk(
 
     The state at step t is recorded (into row t // stride) before the update of step t,
     so row 0 is the start. With ``finish`` the state after the last update is evaluated
-    and recorded too (the last chunk of a run). ``theta`` and ``buf`` (the previous step for heavy ball, the
-    momentum buffer b for Nesterov) are updated in place.
+    and recorded too (the last chunk of a run). ``theta`` and ``buf`` (the previous step
+    for heavy ball, the momentum buffer b for Nesterov) are updated in place.
 
     Crossing search: while ``crossing[0] < 0`` and ``crossing_threshold > 0`` the top
     eigenvalue is computed every step; at the first t with S(θ_t) ≥ threshold,
