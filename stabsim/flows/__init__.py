@@ -10,6 +10,12 @@ from .manifold_geometry import (
     tangent_projection,
     tangent_space,
 )
+from .reduced_ode import (
+    reduced_fixed_point,
+    reduced_hamiltonian,
+    small_orbit_period,
+    solve_reduced_ode,
+)
 
 __all__ = [
     "FlowResult",
@@ -19,6 +25,10 @@ __all__ = [
     "gradient_flow",
     "limit_map",
     "manifold_flow",
+    "reduced_fixed_point",
+    "reduced_hamiltonian",
+    "small_orbit_period",
+    "solve_reduced_ode",
     "solve_flow",
     "tangent_projection",
     "tangent_space",
