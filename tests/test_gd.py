@@ -161,3 +161,37 @@ def test_bad_input_names_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):
         run_gd(Quadratic([1.0, 2.0]), arguments.pop("theta0"), arguments.pop("eta"),
                arguments.pop("steps"), **arguments)
+
+
+def test_gd_on_the_exact_realisation_reproduces_the_reduced_map():
+    # THEORY §1: GD on ½(2/η + bw)x² − (α/b)w is the reduced map in (x, y = bw), β = b².
+    from stabsim.losses import ReducedMapRealisation
+    from stabsim.maps import run_reduced
+
+    eta, alpha, b, steps = 0.05, 0.4, 1.7, 3000
+    loss = ReducedMapRealisation(eta, alpha, b)
+    x0, y0 = 1e-3, -0.5
+    gd = run_gd(loss, loss.to_theta(x0, y0), eta, steps, record_iterates=True,
+                find_crossing=False, eigensolver="eigh")
+    reduced = run_reduced(x0, y0, eta, alpha, b * b, steps)
+    assert gd.status is Status.OK and reduced.status is Status.OK
+    x, y = loss.from_theta(gd.iterates)
+    # round-off: the two evaluate the same update in different orders, and errors grow with
+    # the map's expansion; compare relative to the orbit's size
+    np.testing.assert_allclose(x, reduced.x, rtol=0, atol=1e-9 * np.abs(reduced.x).max())
+    np.testing.assert_allclose(y, reduced.y, rtol=0, atol=1e-9 * np.abs(reduced.y).max())
+
+
+def test_crossing_and_reference_point_on_the_realisation():
+    from stabsim.losses import ReducedMapRealisation
+
+    eta = 0.1
+    loss = ReducedMapRealisation(eta, alpha=0.5, b=1.0)
+    result = run_gd(loss, loss.to_theta(1e-4, -1.0), eta, 200, record_iterates=True)
+    t = result.crossing_step
+    assert t is not None
+    top = [np.linalg.eigvalsh(loss.hessian(th))[-1] for th in result.iterates[t - 1:t + 1]]
+    assert top[0] < 2 / eta <= top[1]  # independent check of "first crossing"
+    star = reference_point(loss, result)
+    # bisection to 1e-12 of the segment: S(θ*) within that times |dS/ds| of 2/η
+    assert abs(np.linalg.eigvalsh(loss.hessian(star))[-1] - 2 / eta) < 1e-8

@@ -1,0 +1,136 @@
+"""Spectral tools against numpy.linalg.eigh, ARPACK and finite differences."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stabsim._lanczos import top_eigenpair, tridiagonal_top
+from stabsim.losses import Minimalist, QuadraticRegression, ScalarNetwork
+from stabsim.maps import run_gd
+from stabsim.spectral import (
+    align_sign,
+    eos_constants,
+    sharpness,
+    sharpness_gradient,
+    top_eigenpairs,
+)
+
+EPS = np.finfo(float).eps
+
+
+@given(st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_tridiagonal_top_matches_eigh(k, seed):
+    rng = np.random.default_rng(seed)
+    diag, offdiag = rng.normal(size=k), rng.normal(size=k)
+    vector = np.zeros(k)
+    lam = tridiagonal_top(diag, offdiag, k, vector)
+    matrix = np.diag(diag) + np.diag(offdiag[:-1], 1) + np.diag(offdiag[:-1], -1)
+    values = np.linalg.eigvalsh(matrix)
+    scale = np.abs(matrix).sum(axis=1).max()
+    # both the Sturm-count bisection and LAPACK's eigvalsh are backward stable: each
+    # eigenvalue is exact for a matrix within O(k·eps·|T|) of T
+    assert abs(lam - values[-1]) <= 4 * k * EPS * scale
+    # the vector is an eigenvector: residual at round-off over the gap-free bound
+    assert np.linalg.norm(matrix @ vector - lam * vector) <= 1e-10 * scale
+
+
+@given(st.integers(2, 80), st.integers(0, 2**32 - 1), st.booleans())
+def test_lanczos_matches_eigh(d, seed, warm):
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    values = np.sort(rng.normal(size=d))
+    values[-1] = values[-2] + 0.5  # a gapped top eigenvalue, as at the EoS
+    matrix = (basis * values) @ basis.T
+    matrix = 0.5 * (matrix + matrix.T)
+    start = basis[:, -1] + 0.1 * rng.normal(size=d) if warm else rng.normal(size=d)
+    vector = np.empty(d)
+    lam, residual, _ = top_eigenpair(matrix, np.ascontiguousarray(start), d, 1e-12, vector)
+    reference = np.linalg.eigvalsh(matrix)[-1]
+    # residual tolerance 1e-12·|λ| bounds the eigenvalue error by residual²/gap + round-off
+    assert abs(lam - reference) <= 1e-10 * max(1.0, abs(reference))
+    assert residual <= 1e-10 * max(1.0, abs(reference))
+    assert np.dot(vector, start) >= 0.0
+
+
+def test_top_eigenpairs_dense_and_lanczos_agree():
+    loss = QuadraticRegression.random(60, 8, seed=4)
+    theta = np.random.default_rng(0).normal(size=60) * 0.3
+    dense = top_eigenpairs(loss, theta, 3, method="dense")
+    iterative = top_eigenpairs(loss, theta, 3, method="lanczos", tol=1e-12)
+    reference = np.sort(np.linalg.eigvalsh(loss.hessian(theta)))[::-1][:3]
+    np.testing.assert_allclose(dense.values, reference, rtol=1e-12)
+    np.testing.assert_allclose(iterative.values, reference, rtol=1e-9)
+    assert np.all(dense.residuals < 1e-10) and np.all(iterative.residuals < 1e-8)
+    assert dense.gap == pytest.approx(reference[0] - reference[1], rel=1e-12)
+
+
+def test_sign_is_kept_along_a_trajectory():
+    loss = ScalarNetwork(3)
+    theta = np.array([0.6, 1.1, 1.4])
+    first = top_eigenpairs(loss, theta).vectors[:, 0]
+    flipped = top_eigenpairs(loss, theta + 1e-3, v0=-first).vectors[:, 0]
+    assert np.dot(flipped, -first) > 0
+    np.testing.assert_array_equal(align_sign(first, -first), -first)
+
+
+@pytest.mark.parametrize("loss, theta", [
+    (ScalarNetwork(3), np.array([0.6, 1.1, 1.4])),
+    (Minimalist(), np.array([0.7, 1.3])),
+    (QuadraticRegression.random(6, 3, seed=1), np.linspace(-0.3, 0.4, 6)),
+])
+def test_sharpness_gradient_matches_finite_differences(loss, theta):
+    # central differences of λ_max(H(θ)) with eigvalsh: error O(h²) + O(eps/h)
+    h = 1e-5
+    fd = np.array([
+        (sharpness(loss, theta + h * e) - sharpness(loss, theta - h * e)) / (2 * h)
+        for e in np.eye(loss.dim)
+    ])
+    np.testing.assert_allclose(sharpness_gradient(loss, theta), fd, rtol=1e-6, atol=1e-7)
+
+
+def test_eos_constants_in_both_conventions():
+    loss = QuadraticRegression.random(6, 3, seed=1)
+    theta = np.linspace(-0.3, 0.4, 6)
+    full = eos_constants(loss, theta)
+    proj = eos_constants(loss, theta, projected=True)
+    u = full.u
+    np.testing.assert_allclose(full.grad_sharpness, loss.d3(theta, u, u), rtol=1e-14)
+    assert full.alpha == pytest.approx(-loss.grad(theta) @ full.grad_sharpness, rel=1e-14)
+    assert full.beta == pytest.approx(full.grad_sharpness @ full.grad_sharpness, rel=1e-14)
+    assert abs(proj.direction @ u) < 1e-12 * np.linalg.norm(proj.grad_sharpness)
+    # |∇S|² = |∇S⊥|² + (u·∇S)²
+    assert full.beta == pytest.approx(proj.beta + (u @ full.grad_sharpness) ** 2, rel=1e-12)
+    constants = full if full.alpha > 0 else proj
+    if constants.alpha > 0:
+        assert constants.delta == pytest.approx(np.sqrt(2 * constants.alpha / constants.beta))
+
+
+def test_delta_is_refused_without_progressive_sharpening():
+    loss = ScalarNetwork(3)
+    theta = np.array([1.2, 1.1, 1.0])  # ∏w > 1: GD shrinks the weights and the sharpness
+    constants = eos_constants(loss, theta)
+    if constants.alpha <= 0:
+        with pytest.raises(ValueError, match="delta is undefined"):
+            _ = constants.delta
+
+
+def test_engine_sharpness_matches_eigvalsh_at_d100():
+    # the GD engine's Lanczos sharpness against a dense eigensolver at the same iterates
+    loss = QuadraticRegression.random(100, 10, seed=0)
+    theta0 = np.zeros(100)
+    eta = 2.0 / (1.5 * np.linalg.eigvalsh(loss.hessian(theta0))[-1])
+    result = run_gd(loss, theta0, eta, 200, stride=10, record_iterates=True,
+                    eigensolver="lanczos")
+    dense = np.array([np.linalg.eigvalsh(loss.hessian(th))[-1] for th in result.iterates])
+    np.testing.assert_allclose(result.sharpness[:, 0], dense, rtol=1e-8)
+
+
+def test_bad_input():
+    loss = ScalarNetwork(3)
+    with pytest.raises(ValueError, match="k must be"):
+        top_eigenpairs(loss, np.ones(3), 4)
+    with pytest.raises(ValueError, match="method"):
+        top_eigenpairs(loss, np.ones(3), method="power")
+    with pytest.raises(ValueError, match="theta"):
+        sharpness(loss, np.ones(2))
