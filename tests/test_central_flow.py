@@ -1,0 +1,66 @@
+"""The central flow: gradient flow below 2/η, held on S = 2/η after, σ² ≥ 0, L decreasing."""
+
+import numpy as np
+import pytest
+from _eos_losses import two_scale_regression
+
+from stabsim._status import Status
+from stabsim.flows.central import central_flow
+from stabsim.flows.gradient import gradient_flow
+from stabsim.losses import Quadratic
+
+ETA = 0.01
+T_END = 800.0  # steps: sharpening reaches 2/η near t ≈ 200 (flow time ηt ≈ 2), then EoS
+
+
+@pytest.fixture(scope="module")
+def flow():
+    loss = two_scale_regression(ETA)
+    return loss, central_flow(loss, np.zeros(loss.dim), ETA, T_END)
+
+
+def test_gradient_flow_until_the_threshold(flow):
+    loss, cf = flow
+    assert cf.success, cf.message
+    assert len(cf.entry_times) >= 1
+    t_in = cf.entry_times[0]
+    before = cf.t < t_in
+    gf = gradient_flow(loss, np.zeros(loss.dim), ETA, T_END, t_eval=cf.t[before])
+    # both integrate the same ODE with rtol 1e-10: they agree to ~1e-9 relative
+    np.testing.assert_allclose(cf.states[before], gf.states, rtol=0, atol=1e-8)
+    assert np.all(cf.sharpness[before] < 2.0 / ETA)
+
+
+def test_boundary_branch_holds_the_sharpness_at_two_over_eta(flow):
+    _, cf = flow
+    on = cf.at_eos
+    assert on.sum() > 100
+    # dS/dt = 0 exactly on the branch; drift only from the integrator (rtol 1e-10 over
+    # ~600 steps of time, each changing S by O(η α) ~ 1e-1): well below 1e-7 relative
+    np.testing.assert_allclose(cf.sharpness[on] * ETA / 2.0, 1.0, atol=1e-7)
+    assert np.all(cf.sigma2[on] > 0.0) and np.all(cf.sigma2[~on] == 0.0)
+
+
+def test_loss_decreases_monotonically(flow):
+    _, cf = flow
+    # L decreases along both branches (dL/dt = −η|P∇L|² ≤ 0); allow round-off of L ~ 1e-15
+    assert np.all(np.diff(cf.loss) <= 1e-13)
+    assert np.all(cf.predicted_loss >= cf.loss)
+    np.testing.assert_allclose(cf.predicted_grad_norm2 - cf.grad_norm2,
+                               4.0 * cf.sigma2 / ETA ** 2)
+
+
+def test_below_threshold_it_is_gradient_flow():
+    # On a quadratic with S < 2/η the sharpness never reaches the bound: no switch.
+    loss = Quadratic([1.0, 0.5])
+    cf = central_flow(loss, [1.0, -1.0], 1.0, 10.0)
+    assert cf.status is Status.OK and cf.entry_times == [] and not cf.at_eos.any()
+    np.testing.assert_allclose(cf.states[-1], [np.exp(-10.0), -np.exp(-5.0)], rtol=1e-8)
+
+
+@pytest.mark.parametrize("kwargs", [{"eta": 0.0}, {"t_end": -1.0}, {"t_eval": [0.0, 20.0]},
+                                    {"t_eval": [1.0, 0.5]}])
+def test_bad_arguments_raise(kwargs):
+    args = {"eta": 1.0, "t_end": 10.0} | kwargs
+    with pytest.raises(ValueError):
+        central_flow(Quadratic([1.0, 0.5]), [1.0, -1.0], **args)
