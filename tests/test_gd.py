@@ -195,3 +195,32 @@ def test_crossing_and_reference_point_on_the_realisation():
     star = reference_point(loss, result)
     # bisection to 1e-12 of the segment: S(θ*) within that times |dS/ds| of 2/η
     assert abs(np.linalg.eigvalsh(loss.hessian(star))[-1] - 2 / eta) < 1e-8
+
+
+def test_a_nonfinite_hessian_is_a_status_not_an_exception():
+    # a user loss whose Hessian is NaN off the origin: the engine must stop with NONFINITE
+    import numba
+
+    from stabsim.losses import CustomLoss
+
+    @numba.njit
+    def value(theta, p):
+        return 0.5 * theta[0] ** 2
+
+    @numba.njit
+    def grad(theta, p, out):
+        out[0] = theta[0]
+
+    @numba.njit
+    def hess(theta, p, out):
+        out[0, 0] = 1.0 if abs(theta[0]) > 0.5 else np.nan
+
+    @numba.njit
+    def d3(theta, p, u, v, out):
+        out[0] = 0.0
+
+    loss = CustomLoss(value, grad, hess, d3, dim=1, test_point=np.array([1.0]))
+    result = run_gd(loss, [1.0], 0.1, 50, eigensolver="eigh")
+    assert result.status is Status.NONFINITE
+    # x_t = 0.9^t passes 0.5 at t = 7, where the Hessian turns NaN
+    assert result.n_steps == 7 and np.all(np.isfinite(result.sharpness))

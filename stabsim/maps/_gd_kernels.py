@@ -96,9 +96,9 @@ def gd_chunk(
         recording = t % stride == 0
         if recording or searching:
             loss_hess(kind, theta, p, hess_buf)
-            residual = _measure(hess_buf, evec, n_top, lanczos_dim, lanczos_tol, top)
-            if not np.isfinite(top[0]):
+            if not np.all(np.isfinite(hess_buf)):  # LAPACK would raise on it
                 return _NONFINITE, k
+            residual = _measure(hess_buf, evec, n_top, lanczos_dim, lanczos_tol, top)
             if searching and top[0] >= crossing_threshold:
                 crossing[0] = t
                 crossing[1:d + 1] = prev_theta if t > 0 else theta
