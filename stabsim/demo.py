@@ -23,7 +23,7 @@ DEFAULT_MODEL = {"d": 100, "n": 10, "seed": 2, "z_scale": 3.0}
 THRESHOLD_OVER_INITIAL_SHARPNESS = 1.5
 
 
-def default_experiment(steps: int = 1500):
+def default_experiment(steps: int = 600):
     """Run the default experiment; return ``(loss, result)``."""
     loss = QuadraticRegression.random(**DEFAULT_MODEL)
     theta0 = np.zeros(loss.dim)
@@ -52,7 +52,7 @@ def summarise(result) -> dict:
     return summary
 
 
-def run(out_dir: str | pathlib.Path, steps: int = 1500) -> dict:
+def run(out_dir: str | pathlib.Path, steps: int = 600) -> dict:
     """Run the demo, write ``gd_eos.png`` and ``gd_eos.nc`` into ``out_dir``, return the summary."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ def register(subparsers) -> None:
         description=__doc__)
     parser.add_argument("--out", default="stabsim-demo",
                         help="output folder (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=1500, help="GD steps (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=600, help="GD steps (default: %(default)s)")
     parser.set_defaults(func=_main)
 
 
