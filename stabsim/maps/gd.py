@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import _validate as check
 from .._status import Status
-from ..losses import Loss, specialise
+from ..losses import Loss, Quadratic, specialise
 from . import _gd_kernels as kernels
 
 METHODS = {
@@ -301,3 +301,39 @@ def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_ite
         if hi - lo <= tol:
             break
     return before + hi * (after - before)
+
+
+def empirical_threshold(method: str = "gd", momentum: float = 0.0, *, sharpness: float = 1.0,
+                        rtol: float = 1e-7, steps: int = 200_000) -> float:
+    """The largest stable step size on S x²/2, found by bisection on η with :func:`run_gd`.
+
+    A step size is stable when |x| does not grow over the second half of a ``steps``-step
+    run. Near the critical η_c the dominant eigenvalue of the linearised update is about
+    −1 − cε for η = η_c(1 + ε), so |x| changes over n steps by exp(−cεn); with n = 2·10⁵ a
+    relative ε of 5·10⁻⁸ is told apart from 1 far beyond round-off (n·1e-16). An independent
+    check of :func:`stability_threshold`, which gives η_c = threshold(η = 1)/S in closed form.
+
+    Returns
+    -------
+    float
+        η_c to relative accuracy ``rtol``.
+    """
+    check.choice("method", method, {"gd", "heavy_ball", "nesterov"})
+    sharpness = check.positive_float("sharpness", sharpness)
+    rtol = check.positive_float("rtol", rtol)
+    loss = Quadratic([sharpness])
+
+    def stable(eta):
+        result = run_gd(loss, [1.0], eta, steps, method=method, momentum=momentum,
+                        stride=steps // 2, find_crossing=False, divergence_norm=1e300)
+        if result.status is not Status.OK:  # overflowed: clearly unstable
+            return False
+        return not result.loss[2] > result.loss[1]  # both may underflow to 0 when stable
+
+    lo, hi = 0.5 / sharpness, 8.0 / sharpness  # every threshold of THEORY §0 lies between
+    if not stable(lo) or stable(hi):
+        raise ValueError(f"no stability threshold in [{lo:.3g}, {hi:.3g}] for {method!r}")
+    while (hi - lo) / lo > rtol:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if stable(mid) else (lo, mid)
+    return 0.5 * (lo + hi)

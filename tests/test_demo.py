@@ -1,0 +1,26 @@
+"""The main job: ``stabsim demo`` writes figures, data and a report whose checks agree."""
+
+import xarray as xr
+
+from stabsim.cli import main
+
+
+def test_demo_writes_report_figures_and_data(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "| experiment | quantity | measured | theory says | agrees |" in report
+    # every check of the default experiments agrees with the theory (each check's own
+    # tolerance is stated in stabsim/demo/experiments.py)
+    assert "**no**" not in report and " NO " not in printed
+    for name in ("gd_eos.png", "reduced_map.png", "manifold_flow.png", "phase_diagram.png"):
+        assert (out / name).stat().st_size > 10_000
+        assert f"]({name})" in report
+    data = xr.open_dataset(out / "gd_eos.nc", engine="scipy")
+    assert data.attrs["status"] == "OK" and data.sizes["step"] == 601
+
+
+def test_cli_without_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "demo" in capsys.readouterr().out
