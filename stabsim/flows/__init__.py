@@ -1,6 +1,7 @@
 """Continuous-time dynamics, integrated with ``scipy.integrate.solve_ivp``."""
 
 from ._solve import FlowResult, solve_flow
+from .central import CentralFlowResult, central_flow
 from .gradient import gradient_flow
 from .manifold import ManifoldFlowResult, manifold_flow
 from .manifold_geometry import (
@@ -18,7 +19,9 @@ from .reduced_ode import (
 )
 
 __all__ = [
+    "CentralFlowResult",
     "FlowResult",
+    "central_flow",
     "LimitPoint",
     "ManifoldFlowResult",
     "TangentSpace",

@@ -1,19 +1,27 @@
 """Discrete-time dynamics: exact gradient methods and the theory's maps."""
 
 from ._reduced_results import CycleStats, ReducedEnsembleResult, ReducedResult
+from .constrained import ConstrainedResult, constrained_trajectory
 from .gd import GDResult, empirical_threshold, reference_point, run_gd, stability_threshold
+from .projection import Projection, StableGeometry, proj_M, stable_geometry
 from .reduced import reduced_phase, run_reduced, run_reduced_ensemble
 
 __all__ = [
+    "ConstrainedResult",
     "CycleStats",
     "GDResult",
+    "Projection",
+    "StableGeometry",
+    "constrained_trajectory",
     "empirical_threshold",
     "ReducedEnsembleResult",
     "ReducedResult",
+    "proj_M",
     "reduced_phase",
     "reference_point",
     "run_gd",
     "run_reduced",
     "run_reduced_ensemble",
     "stability_threshold",
+    "stable_geometry",
 ]

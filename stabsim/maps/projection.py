@@ -244,14 +244,14 @@ def _merit(geo: StableGeometry, z, bound, penalty) -> float:
 
 
 def _line_search(loss, z, bound, geo, step, penalty, max_halvings=30):
-    """θ + s p with s = 1, ½, ¼, … : the first that lowers the ℓ1 merit (the full step if
-    none does, so that a stalled search still moves)."""
-    current = _merit(geo, z, bound, penalty)
+    """θ + s p with s = 1, ½, ¼, … : the first that does not raise the ℓ1 merit beyond
+    round-off (the full step if none does, so that a stalled search still moves)."""
+    current = _merit(geo, z, bound, penalty) * (1.0 + 1e-12)
     first = None
     for k in range(max_halvings):
         trial = stable_geometry(loss, geo.theta + 0.5 ** k * step, geo.u)
         first = trial if first is None else first
-        if _merit(trial, z, bound, penalty) < current:
+        if _merit(trial, z, bound, penalty) <= current:
             return trial.theta, trial
     return first.theta, first
 
