@@ -53,3 +53,19 @@ _MESSAGES = {
         "an inner solver missed its tolerance; loosen `tol` or raise `max_iter`"
     ),
 }
+
+
+class StatusResult:
+    """Mixin for result objects with a ``status`` field: adds ``message`` and ``success``."""
+
+    status: Status
+
+    @property
+    def message(self) -> str:
+        """What the status means and what to do about it."""
+        return self.status.message
+
+    @property
+    def success(self) -> bool:
+        """True when the status is OK."""
+        return self.status.success

@@ -18,13 +18,13 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
-from .._status import Status
+from .._status import Status, StatusResult
 from ..losses import Loss
 from ._solve import solve_flow
 
 
 @dataclasses.dataclass(frozen=True)
-class LimitPoint:
+class LimitPoint(StatusResult):
     """Φ(θ), the end of the gradient flow from θ, as :func:`limit_map` found it.
 
     Attributes
@@ -50,14 +50,6 @@ class LimitPoint:
     flow_time: float
     status: Status
     nfev: int
-
-    @property
-    def message(self) -> str:
-        return self.status.message
-
-    @property
-    def success(self) -> bool:
-        return self.status.success
 
 
 def limit_map(loss: Loss, theta, *, tol: float = 1e-10, s_max: float = 1e6,

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from .._status import Status
+from .._status import Status, StatusResult
 
 
 @dataclasses.dataclass
@@ -57,7 +57,7 @@ def _params_attrs(params: dict) -> dict:
 
 
 @dataclasses.dataclass
-class ReducedResult:
+class ReducedResult(StatusResult):
     """One trajectory of the reduced map.
 
     Attributes
@@ -86,14 +86,6 @@ class ReducedResult:
     x_final: float
     y_final: float
     cycles: CycleStats
-
-    @property
-    def message(self) -> str:
-        return self.status.message
-
-    @property
-    def success(self) -> bool:
-        return self.status.success
 
     @property
     def delta2(self) -> float:

@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
-from .._status import Status
+from .._status import Status, StatusResult
 from ..losses import Loss, Quadratic, specialise
 from . import _gd_kernels as kernels
 
@@ -50,7 +50,7 @@ def stability_threshold(eta: float, method: str = "gd", momentum: float = 0.0) -
 
 
 @dataclasses.dataclass
-class GDResult:
+class GDResult(StatusResult):
     """What :func:`run_gd` recorded.
 
     Attributes
@@ -88,14 +88,6 @@ class GDResult:
     status: Status
     crossing_step: int | None
     crossing_pair: np.ndarray | None
-
-    @property
-    def message(self) -> str:
-        return self.status.message
-
-    @property
-    def success(self) -> bool:
-        return self.status.success
 
     def to_xarray(self):
         """The records as an ``xarray.Dataset`` with dimension ``step``."""
