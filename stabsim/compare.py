@@ -215,8 +215,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
             "gd_x": padded(np.einsum("ij,ij->i", gd_window - dag.theta, u), tc),
             "pred_x": padded(dag.x, tc), "alpha": padded(dag.alpha, tc),
             "lambda2_margin": padded(2.0 / eta - dag.lambda2, tc),
-            "vperp_over_delta": padded(
-                np.where(dag.alpha > 0, dag.v_perp / np.sqrt(np.abs(dag.delta2)), np.nan), tc),
+            "vperp_over_delta": padded(_vperp_over_delta(dag), tc),
         })
         star = reference_point(loss, gd)
         const = eos_constants(loss, star, projected=True)
@@ -246,6 +245,14 @@ def _unit_eigenvectors(loss, thetas) -> np.ndarray:
             break
         u = np.linalg.eigh(loss.hessian(theta))[1][:, -1]
         prev = out[i] = u if prev is None or u @ prev >= 0 else -u
+    return out
+
+
+def _vperp_over_delta(dag) -> np.ndarray:
+    """|v⊥|/δ where α > 0, NaN elsewhere (δ is undefined without progressive sharpening)."""
+    out = np.full(dag.alpha.shape, np.nan)
+    ok = dag.alpha > 0
+    out[ok] = dag.v_perp[ok] / np.sqrt(dag.delta2[ok])
     return out
 
 

@@ -167,3 +167,26 @@ def test_plots_are_agg_safe(run):
     fig2 = plot_x_prediction(run, ax=fig.axes[0])
     assert fig2 is fig
     assert len(plot_x_prediction(run).axes) == 1
+
+
+def test_minimalist_ends_at_the_edge_not_at_the_gradient_flow_solution():
+    """Minimalist example (THEORY §5): GD ends at a minimiser with sharpness just below 2/η.
+
+    From (1.8, 0.4) gradient flow reaches a minimiser of sharpness ≈ 7.3 while 2/η = 5.1
+    (η puts 2/η at 60% of the way from S(θ₀) to it). GD crosses 2/η in a catapult (the
+    four-phase picture does not describe that first step), then settles; θ† and the central
+    flow settle at the same point, gradient flow does not.
+    """
+    from stabsim.losses import Minimalist
+
+    eta = 2.0 / (1.80 + 0.6 * (7.34 - 1.80))
+    r = compare(Minimalist(), [1.8, 0.4], eta, 400, warn=False)
+    end = r.gd_sharpness[-1] * eta / 2.0
+    # "just below": at most 2/η, and above 0.95 · 2/η — GD's last EoS cycle ends with
+    # y = S − 2/η of order −ηα·(cycle length) ≈ −1% here, against +43% for gradient flow
+    assert 0.95 < end <= 1.0
+    assert r.gf_sharpness[-1] * eta / 2.0 > 1.3
+    # GD's end point is the constrained trajectory's and the central flow's (both hold S at
+    # 2/η, GD ends within ~1% of it: distances ~ 1% of the 0.4 that separate it from GF)
+    assert r.dist_dagger[-1] < 0.05 * r.dist_gf[-1]
+    assert r.dist_cf[-1] < 0.05 * r.dist_gf[-1]

@@ -154,29 +154,31 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     proj = project(theta0, u_ref)
     v = theta0 - proj.theta
     status, first_failure = Status.OK, None
-    for t in range(n):
-        geo = proj.geometry
-        residuals[t], n_iter[t] = proj.residuals, proj.n_iter
-        if proj.status is Status.NONFINITE or not np.all(np.isfinite(v)):
-            status = Status.NONFINITE
-            break
-        if proj.status is Status.NOT_CONVERGED and first_failure is None:
-            status, first_failure = Status.NOT_CONVERGED, t
-        u, perp = geo.u, geo.grad_sharpness_perp
-        beta = float(perp @ perp)
-        alpha = -float(geo.grad @ perp)
-        x, y = float(u @ v), float(perp @ v)
-        thetas[t], vs[t] = geo.theta, v
-        out["loss"][t] = loss.value(geo.theta)
-        out["sharpness"][t], out["lambda2"][t] = geo.sharpness, geo.lambda2
-        out["x"][t], out["y"][t], out["alpha"][t], out["beta"][t] = x, y, alpha, beta
-        out["udS"][t] = float(u @ geo.grad_sharpness)
-        out["v_perp"][t] = float(np.linalg.norm(v - x * u - (y / beta) * perp))
-        if t == steps:
-            break
-        v = v - eta * (loss.hvp(geo.theta, v) + x * y * u + 0.5 * (x * x - 2.0 * alpha / beta)
-                       * perp)
-        proj = project(geo.theta - eta * geo.grad, u)
+    # a blow-up of v is reported through the status, not by NumPy warnings
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for t in range(n):
+            geo = proj.geometry
+            residuals[t], n_iter[t] = proj.residuals, proj.n_iter
+            if proj.status is Status.NONFINITE or not np.all(np.isfinite(v)):
+                status = Status.NONFINITE
+                break
+            if proj.status is Status.NOT_CONVERGED and first_failure is None:
+                status, first_failure = Status.NOT_CONVERGED, t
+            u, perp = geo.u, geo.grad_sharpness_perp
+            beta = float(perp @ perp)
+            alpha = -float(geo.grad @ perp)
+            x, y = float(u @ v), float(perp @ v)
+            thetas[t], vs[t] = geo.theta, v
+            out["loss"][t] = loss.value(geo.theta)
+            out["sharpness"][t], out["lambda2"][t] = geo.sharpness, geo.lambda2
+            out["x"][t], out["y"][t], out["alpha"][t], out["beta"][t] = x, y, alpha, beta
+            out["udS"][t] = float(u @ geo.grad_sharpness)
+            out["v_perp"][t] = float(np.linalg.norm(v - x * u - (y / beta) * perp))
+            if t == steps:
+                break
+            v = v - eta * (loss.hvp(geo.theta, v) + x * y * u
+                           + 0.5 * (x * x - 2.0 * alpha / beta) * perp)
+            proj = project(geo.theta - eta * geo.grad, u)
     return ConstrainedResult(
         eta=eta, projection=projection, theta=thetas, v=vs, loss=out["loss"],
         sharpness=out["sharpness"], lambda2=out["lambda2"], x=out["x"], y=out["y"],
