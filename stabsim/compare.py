@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from . import _validate as check
-from ._status import Status
+from ._status import Status, StatusResult
 from .flows.central import central_flow
 from .flows.gradient import gradient_flow
 from .losses import Loss
@@ -42,7 +42,7 @@ class TheoryAssumptionWarning(StabsimWarning):
 
 
 @dataclasses.dataclass
-class Comparison:
+class Comparison(StatusResult):
     """Per-step records of GD and the predictions (arrays of length ``steps + 1``).
 
     Quantities of θ†, θ† + v and the reduced map are NaN before ``crossing_step``.
@@ -110,10 +110,6 @@ class Comparison:
     def message(self) -> str:
         bad = [f"{name}: {s.message}" for name, s in self.statuses.items() if s is not Status.OK]
         return "; ".join(bad) if bad else "ok"
-
-    @property
-    def success(self) -> bool:
-        return self.status.success
 
     def to_xarray(self):
         """Every per-step record as an ``xarray.Dataset`` with dimension ``step``."""

@@ -20,13 +20,13 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
-from .._status import Status
+from .._status import Status, StatusResult
 from ..losses import Loss
 from .projection import PROJECTION_METHODS, proj_M
 
 
 @dataclasses.dataclass
-class ConstrainedResult:
+class ConstrainedResult(StatusResult):
     """θ† and the predicted v along ``steps + 1`` records (row 0 is the start).
 
     Attributes
@@ -82,10 +82,6 @@ class ConstrainedResult:
         if self.first_failure is not None and self.status is Status.NOT_CONVERGED:
             return f"{self.status.message} (first at step {self.first_failure})"
         return self.status.message
-
-    @property
-    def success(self) -> bool:
-        return self.status.success
 
     @property
     def delta2(self) -> np.ndarray:

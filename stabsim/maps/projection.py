@@ -23,7 +23,7 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
-from .._status import Status
+from .._status import Status, StatusResult
 from ..losses import Loss
 from ..spectral import align_sign
 
@@ -99,7 +99,7 @@ def stable_geometry(loss: Loss, theta, u_ref=None) -> StableGeometry:
 
 
 @dataclasses.dataclass(frozen=True)
-class Projection:
+class Projection(StatusResult):
     """Result of :func:`proj_M`.
 
     Attributes
@@ -131,14 +131,6 @@ class Projection:
     def residuals(self) -> tuple[float, float]:
         """((S − 2/η)₊, |u·∇L|)."""
         return self.sharpness_excess, self.orthogonality
-
-    @property
-    def message(self) -> str:
-        return self.status.message
-
-    @property
-    def success(self) -> bool:
-        return self.status.success
 
 
 def proj_M(loss: Loss, z, eta: float, *, method: str = "euclidean", tol: float = 1e-10,
