@@ -1,0 +1,221 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · GD against the constrained trajectory θ† and the central flow
+#
+# Damian et al. (ICLR 2023, THEORY §2): at the edge of stability GD follows the *constrained
+# trajectory* $\theta^\dagger$ — projected GD on the stable set
+# $M = \{S \le 2/\eta,\ u\cdot\nabla L = 0\}$ — to within $O(\delta)$, and the displacement
+# $v = \theta - \theta^\dagger$ obeys the predicted dynamics
+# $v_{t+1} = v_t - \eta[Hv_t + u x_t y_t + \tfrac12(x_t^2-\delta_t^2)\nabla S^\perp]$.
+# Cohen, Damian et al. (ICLR 2025, THEORY §3): the *central flow*
+# $dw/dt = -\eta[\nabla L + \tfrac12\sigma^2\nabla S]$ follows the same curve, with
+# predicted time averages $E[L(\theta_t)] \approx L(w) + \sigma^2/\eta$, $\sigma^2 = \delta^2$.
+# Plain gradient flow, by contrast, sharpens far past $2/\eta$ and leaves GD behind.
+#
+# `stabsim.compare.compare` runs all of these in lockstep from one start. The loss is the
+# two-scale second-order regression model $L_\eta = F/\eta + G$ (see notebook 01), which
+# sharpens progressively from $0.9\cdot 2/\eta$ and stays at the EoS; its constants scale
+# as $\delta^2 \propto \eta$, so distances to $\theta^\dagger$ should shrink as
+# $\eta^{1/2}$ and the excess loss $\sigma^2/\eta$ should not depend on $\eta$.
+#
+# Comparisons of averages are made over *whole EoS cycles* only (THEORY §3): a cycle starts
+# when the two-step average of $S$ rises through $2/\eta$.
+
+# %%
+import os
+import sys
+
+import matplotlib
+import numpy as np
+
+if "ipykernel" not in sys.modules:  # headless (tests, scripts): never open a window
+    matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from stabsim.compare import compare  # noqa: E402
+from stabsim.losses import QuadraticRegression  # noqa: E402
+from stabsim.plot import plot_comparison  # noqa: E402
+
+SIZE = os.environ.get("STABSIM_NOTEBOOK_SIZE", "full")
+SMALL = SIZE == "small"
+INTERACTIVE = "ipykernel" in sys.modules
+FLOW_TIME = 12.0  # ηt: about two whole EoS cycles at η = 0.01
+ETAS = (0.01,) if SMALL else (0.01, 0.005, 0.0025)
+
+
+def two_scale_regression(eta, d=6, n_slow=2, seed=1, q_scale=0.5, start=0.9):
+    """L_η = F/η + G: the first residual scaled so that θ = 0 has sharpness start · 2/η."""
+    base = QuadraticRegression.random(d, 1 + n_slow, seed=seed, q_scale=q_scale)
+    z0 = base.z0.copy()
+    z0[0] = 0.0  # θ = 0 on the fast residual's zero set
+    scale = np.ones(1 + n_slow)
+    scale[0] = np.sqrt(start * (2.0 / eta) * (1 + n_slow) / (base.J[0] @ base.J[0]))
+    return QuadraticRegression(base.J * scale[:, None], base.Q * scale[:, None, None],
+                               z0 * scale)
+
+
+def whole_cycles(r):
+    """[start, end) between the first and last EoS cycle starts after the crossing."""
+    s = 0.5 * (r.gd_sharpness[1:] + r.gd_sharpness[:-1]) - 2.0 / r.eta
+    up = np.flatnonzero((s[:-1] <= 0) & (s[1:] > 0)) + 1
+    up = up[up > r.crossing_step]
+    assert up.size >= 2, "fewer than one whole EoS cycle: run longer"
+    return slice(up[0], up[-1])
+
+
+def rms(a):
+    return float(np.sqrt(np.mean(a**2)))
+
+
+# %%
+runs = {}
+for eta in ETAS:
+    loss = two_scale_regression(eta)
+    runs[eta] = compare(loss, np.zeros(loss.dim), eta, int(round(FLOW_TIME / eta)), warn=False)
+
+rows = []
+for eta, r in runs.items():
+    w = whole_cycles(r)
+    first = slice(r.crossing_step, w.start)
+    rows.append(dict(
+        eta=eta, crossing=r.crossing_step, window=(w.start, w.stop),
+        s_mean=float(np.mean(r.gd_sharpness[w]) * eta / 2),
+        s_dev=float(np.max(np.abs(r.gd_sharpness[w] * eta / 2 - 1))),
+        gf_max=float(np.nanmax(r.gf_sharpness) * eta / 2),
+        cf_max=float(np.nanmax(r.cf_sharpness) * eta / 2),
+        dist_dagger=rms(r.dist_dagger[w]), dist_gf=rms(r.dist_gf[w]), dist_cf=rms(r.dist_cf[w]),
+        dist_pred=rms(r.dist_pred[w]),
+        first_dagger=rms(r.dist_dagger[first]), first_pred=rms(r.dist_pred[first]),
+        excess=float(np.mean(r.gd_loss[w] - r.cf_loss[w])),
+        excess_pred=float(np.mean(r.cf_sigma2[w]) / eta),
+        x2_over_sigma2=float(np.mean(r.gd_x[w] ** 2) / np.mean(r.cf_sigma2[w])),
+        vperp_first=float(np.nanmax(r.vperp_over_delta[first])),
+        vperp_max=float(np.nanmax(r.vperp_over_delta)),
+        status=r.status.name, warnings=r.warnings))
+for row in rows:
+    print(f"η = {row['eta']}: crossing at step {row['crossing']}, whole cycles {row['window']}")
+    print(f"  S·η/2 over whole cycles: mean {row['s_mean']:.4f}, max |·−1| {row['s_dev']:.3f}; "
+          f"gradient flow reaches {row['gf_max']:.3f}, central flow {row['cf_max']:.6f}")
+    print(f"  RMS distance of GD to θ† {row['dist_dagger']:.4f}, to the central flow "
+          f"{row['dist_cf']:.4f}, to gradient flow {row['dist_gf']:.4f}, to θ†+v "
+          f"{row['dist_pred']:.4f}")
+    print(f"  first cycle: RMS |θ − θ†| {row['first_dagger']:.4f}, |θ − (θ†+v)| "
+          f"{row['first_pred']:.4f}; max |v⊥|/δ {row['vperp_first']:.3f} "
+          f"(whole run {row['vperp_max']:.3f})")
+    print(f"  excess loss over the central flow: GD {row['excess']:.5f}, predicted σ²/η "
+          f"{row['excess_pred']:.5f}; mean x²/σ² {row['x2_over_sigma2']:.4f}")
+    print(f"  status {row['status']}; warnings: {row['warnings']}")
+
+# %% [markdown]
+# ## What holds
+#
+# Tolerances (see the comments): the sharpness band and the factor-3 separation are the
+# theory's $O(\delta)$ statements with a margin; 15% on the excess loss is the neglected
+# relative $O(\delta)$ corrections at $\eta = 0.01$.
+
+# %%
+for row in rows:
+    r = runs[row["eta"]]
+    assert r.success, r.message
+    # EoS: the sharpness hovers around 2/η and never runs away (±50% covers the orbit's
+    # y-excursion set by the tiny x at the crossing), its whole-cycle mean within 5%
+    # (the mean of y over whole cycles is O(ηα) around 0)
+    assert row["s_dev"] < 0.5 and abs(row["s_mean"] - 1) < 0.05
+    # gradient flow sharpens far past 2/η; the central flow holds S ≤ 2/η (ODE tolerance)
+    assert row["gf_max"] > 1.5 and row["cf_max"] < 1 + 1e-6
+    # GD stays O(δ) from θ† but drifts O(1) from gradient flow: a factor 3 separates them
+    assert row["dist_dagger"] < row["dist_gf"] / 3
+    # θ† and the central flow are the same curve to leading order (THEORY §3): 10%
+    assert abs(row["dist_cf"] / row["dist_dagger"] - 1) < 0.1
+    # cycle-averaged loss: E[L(θ_t)] − L(w) ≈ σ²/η (15%), and mean x² ≈ σ² = δ² (15%)
+    assert abs(row["excess"] / row["excess_pred"] - 1) < 0.15
+    assert abs(row["x2_over_sigma2"] - 1) < 0.15
+    # The central flow decreases L monotonically (THEORY §3; solver-tolerance slack)
+    cf = r.cf_loss[np.isfinite(r.cf_loss)]
+    assert np.all(np.diff(cf) <= 1e-9 * cf[0])
+
+# %% [markdown]
+# ## The predicted dynamics θ† + v: where it helps and where it stops
+#
+# Measured: from the crossing until the first blow-up of $x$ (we cut where $|x|$ of GD or of
+# the prediction first exceeds $\delta/10$), $\theta^\dagger + v$ predicts GD's iterate an
+# order of magnitude better than $\theta^\dagger$ alone — $v$ carries GD's lag behind the
+# stable set. The blow-up itself is exponential growth from a round-off-sized $x$, so its
+# *timing* is not predicted (the prediction blows up tens of steps early here); after it the
+# predicted oscillation is out of phase, and over later cycles $|v_\perp|/\delta$ also
+# grows past 1 (the discrete dynamics spiral out, THEORY §1): `compare` flags the unmodelled
+# $\tfrac12\nabla^3L[u, v_\perp, v_\perp]$ term with a warning. Over whole cycles
+# $\theta^\dagger + v$ is then a *worse* point predictor than $\theta^\dagger$. We assert
+# both halves: the limitation is measured and reported, not hidden. (The averaged
+# predictions above — excess loss, mean $x^2$ — are unaffected by the phase.)
+
+# %%
+for row in rows:
+    r = runs[row["eta"]]
+    tc = r.crossing_step
+    delta = np.sqrt(r.cf_sigma2)
+    big = (np.abs(r.gd_x) > 0.1 * delta) | (np.abs(r.pred_x) > 0.1 * delta)
+    blow = tc + int(np.argmax(big[tc:]))
+    pre = slice(tc + 1, blow)
+    row["pre_blowup"] = (rms(r.dist_dagger[pre]), rms(r.dist_pred[pre]), blow - tc)
+    print(f"η = {row['eta']}: {blow - tc} steps before the first blow-up: RMS |θ − θ†| "
+          f"{row['pre_blowup'][0]:.4f}, |θ − (θ†+v)| {row['pre_blowup'][1]:.5f}")
+    # an order of magnitude better before the blow-up (measured: ≈ 40×)
+    assert row["pre_blowup"][1] < 0.1 * row["pre_blowup"][0]
+    assert row["vperp_first"] < 1.0
+    flagged = row["vperp_max"] > 1.0
+    assert flagged == any("v_perp" in text for text in row["warnings"])
+    # and the honest negative: over the later whole cycles θ† + v is the worse predictor
+    assert row["dist_pred"] > row["dist_dagger"]
+print("θ† + v better than θ† over the first cycle:",
+      [row["first_pred"] < row["first_dagger"] for row in rows])
+
+# %% [markdown]
+# ## Orders in η (full size only)
+#
+# At fixed flow time $\eta t$: RMS $|\theta - \theta^\dagger| = O(\delta) = O(\eta^{1/2})$, the
+# excess loss $\sigma^2/\eta = \delta^2/\eta$ is $O(1)$, mean $x^2 = \delta^2 = O(\eta)$. The
+# bands ±0.25 are those of the test suite (the orbit size varies slowly with
+# $\ln(\delta^2/x^2)$ at the crossing, which moves the slopes by less than that).
+
+# %%
+if len(rows) >= 3:
+    etas = np.array([row["eta"] for row in rows])
+    order = {
+        "dist": np.polyfit(np.log(etas), np.log([row["dist_dagger"] for row in rows]), 1)[0],
+        "excess": np.polyfit(np.log(etas), np.log([row["excess"] for row in rows]), 1)[0],
+        "x2": np.polyfit(np.log(etas), np.log([np.mean(runs[e].gd_x[whole_cycles(runs[e])]
+                                                       ** 2) for e in etas]), 1)[0],
+    }
+    print("fitted orders in η:", {k: round(float(v), 3) for k, v in order.items()})
+    assert abs(order["dist"] - 0.5) < 0.25
+    assert abs(order["excess"]) < 0.25
+    assert abs(order["x2"] - 1.0) < 0.25
+
+# %%
+r = runs[ETAS[0]]
+fig = plot_comparison(r)
+fig2, ax = plt.subplots(figsize=(8, 3))
+ax.plot(r.steps, r.gd_loss, lw=0.6, label="GD L(θ_t)")
+ax.plot(r.steps, r.cf_pred_loss, "k", lw=1.0, label="central flow L(w) + σ²/η")
+ax.plot(r.steps, r.cf_loss, "k--", lw=0.8, label="central flow L(w)")
+ax.plot(r.steps, r.gf_loss, "g:", lw=1.0, label="gradient flow")
+ax.set_yscale("log")
+ax.set_xlabel("step")
+ax.legend(fontsize="small")
+fig2.tight_layout()
+if not INTERACTIVE:
+    plt.close(fig2)
