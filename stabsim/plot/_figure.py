@@ -14,3 +14,12 @@ def new_axes(n_rows: int = 1, n_cols: int = 1, **kwargs):
     fig = Figure(**{k: kwargs.pop(k) for k in ("figsize", "layout") if k in kwargs})
     axes = fig.subplots(n_rows, n_cols, squeeze=True, **kwargs)
     return fig, axes
+
+
+def figure_and_axes(given, n_rows: int = 1, **kwargs):
+    """``(figure, axes)``: the caller's axes (one Axes or a sequence) with their figure, or
+    a new figure from :func:`new_axes` when ``given`` is None."""
+    if given is None:
+        return new_axes(n_rows, **kwargs)
+    first = given[0] if hasattr(given, "__len__") else given  # a sequence of Axes, or one
+    return first.figure, given

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._figure import new_axes
+from ._figure import figure_and_axes
 
 
 def plot_comparison(result, *, axes=None):
@@ -22,10 +22,7 @@ def plot_comparison(result, *, axes=None):
     -------
     matplotlib.figure.Figure
     """
-    if axes is None:
-        fig, axes = new_axes(3, sharex=True, figsize=(7.5, 8.0))
-    else:
-        fig = axes[0].figure
+    fig, axes = figure_and_axes(axes, 3, sharex=True, figsize=(7.5, 8.0))
     loss_ax, sharp_ax, dist_ax = axes
     t = result.steps
     loss_ax.plot(t, result.gd_loss, lw=0.6, color="0.5", label="GD")
@@ -68,10 +65,7 @@ def plot_x_prediction(result, *, ax=None):
     -------
     matplotlib.figure.Figure
     """
-    if ax is None:
-        fig, ax = new_axes(1, figsize=(7.5, 3.5))
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axes(ax, 1, figsize=(7.5, 3.5))
     ax.plot(result.steps, result.gd_x, lw=0.6, color="0.5", label="GD")
     ax.plot(result.steps, result.pred_x, lw=0.8, ls="--", label="prediction u·v")
     ax.set_xlabel("step t")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._figure import new_axes
+from ._figure import figure_and_axes
 
 
 def plot_manifold_path(result, *, ax=None, coords=(0, 1)):
@@ -21,10 +21,7 @@ def plot_manifold_path(result, *, ax=None, coords=(0, 1)):
     -------
     matplotlib.figure.Figure
     """
-    if ax is None:
-        fig, ax = new_axes(figsize=(5.5, 5.0))
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axes(ax, figsize=(5.5, 5.0))
     i, j = coords
     ax.plot(result.flow[:, i], result.flow[:, j], color="k", lw=1.2,
             label=f"manifold flow (c = {result.coefficient:g})")
@@ -52,10 +49,7 @@ def plot_manifold_sharpness(result, *, axes=None):
     -------
     matplotlib.figure.Figure
     """
-    if axes is None:
-        fig, axes = new_axes(2, sharex=True, figsize=(7.0, 5.0))
-    else:
-        fig = axes[0].figure
+    fig, axes = figure_and_axes(axes, 2, sharex=True, figsize=(7.0, 5.0))
     lam_ax, err_ax = axes
     lam_ax.plot(result.tau, result.flow_lambda1, color="k", lw=1.2, label="λ1 on the flow")
     lam_ax.plot(result.tau, result.lambda1, "o", ms=3.0, color="C1", label="λ1 at Φ(θ_t)")

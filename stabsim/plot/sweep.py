@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._figure import new_axes
+from ._figure import figure_and_axes
 
 #: axis labels of the sweepable parameters
 LABELS = {"eta": "step size η", "alpha": "sharpening rate α", "beta": "β = |∇S|²",
@@ -66,10 +66,7 @@ def plot_phase_diagram(ds, *, x=None, y=None, ax=None, title=None):
     names = cls.attrs["flag_meanings"].split()
     cmap = ListedColormap([COLOURS[c % len(COLOURS)] for c in codes])
     norm = BoundaryNorm(np.arange(len(codes) + 1) - 0.5, len(codes))
-    if ax is None:
-        fig, ax = new_axes(figsize=(6.5, 4.8), layout="constrained")
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axes(ax, figsize=(6.5, 4.8), layout="constrained")
     index = np.searchsorted(codes, cls.values)  # class code → colour index
     if "cell" in cls.dims:  # zipped lists: a scatter over the first two coordinates
         names_xy = [n for n in ds.coords if ds[n].dims == ("cell",)]
