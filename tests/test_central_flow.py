@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-from _eos_losses import two_scale_regression
 
 from stabsim._status import Status
 from stabsim.flows.central import central_flow
 from stabsim.flows.gradient import gradient_flow
-from stabsim.losses import Quadratic
+from stabsim.losses import Quadratic, QuadraticRegression
 
 ETA = 0.01
 T_END = 800.0  # steps: sharpening reaches 2/η near t ≈ 200 (flow time ηt ≈ 2), then EoS
@@ -15,7 +14,7 @@ T_END = 800.0  # steps: sharpening reaches 2/η near t ≈ 200 (flow time ηt �
 
 @pytest.fixture(scope="module")
 def flow():
-    loss = two_scale_regression(ETA)
+    loss = QuadraticRegression.two_scale(ETA)
     return loss, central_flow(loss, np.zeros(loss.dim), ETA, T_END)
 
 

@@ -1,6 +1,6 @@
 """GD against θ†, θ† + v, the reduced map, gradient flow and the central flow, in lockstep.
 
-The regime: ``two_scale_regression(η)`` (see tests/_eos_losses.py), a second-order regression
+The regime: ``QuadraticRegression.two_scale(η)``, a second-order regression
 model L_η = F/η + G that sharpens progressively from θ₀ = 0 (sharpness 0.9 · 2/η) and stays
 at the edge of stability. Its EoS constants scale as δ² = 2α/β ∝ η.
 """
@@ -9,17 +9,16 @@ import warnings
 
 import numpy as np
 import pytest
-from _eos_losses import two_scale_regression
 
 from stabsim._status import Status
 from stabsim.compare import TheoryAssumptionWarning, compare
-from stabsim.losses import Quadratic
+from stabsim.losses import Quadratic, QuadraticRegression
 
 ETA = 0.01
 
 
 def _run(eta, flow_time):
-    loss = two_scale_regression(eta)
+    loss = QuadraticRegression.two_scale(eta)
     return compare(loss, np.zeros(loss.dim), eta, int(round(flow_time / eta)), warn=False)
 
 
@@ -104,14 +103,14 @@ def test_diagnostics(run):
     flagged = np.nanmax(run.vperp_over_delta) > 1.0
     assert flagged == any("v_perp" in text for text in run.warnings)
     with pytest.warns(TheoryAssumptionWarning) if run.warnings else warnings.catch_warnings():
-        compare(two_scale_regression(ETA), np.zeros(6), ETA, run.steps[-1])
+        compare(QuadraticRegression.two_scale(ETA), np.zeros(6), ETA, run.steps[-1])
 
 
 @pytest.mark.slow
 def test_errors_shrink_with_eta_at_the_theoretical_rate():
     """Fitted orders in η over η = 0.01, 0.005, 0.0025 at a fixed flow time ηt = 12.
 
-    Theory (THEORY §1–§3 with the scalings of tests/_eos_losses.py, δ² = 2α/β ∝ η):
+    Theory (THEORY §1–§3 with the scalings of QuadraticRegression.two_scale, δ² = 2α/β ∝ η):
     - mean x² over whole cycles = δ² (the reduced map's exact identity): order 1;
     - the RMS of |θ_GD − θ†| over whole cycles is O(δ) (x ~ δ along u, y/|∇S⊥| ~ δ along
       ∇S⊥): order 1/2;

@@ -64,6 +64,33 @@ class QuadraticRegression(Loss):
         return self.dim
 
     @classmethod
+    def two_scale(cls, eta, *, d=6, n_slow=2, seed=1, q_scale=0.5, start=0.9):
+        """A model with a sustained edge-of-stability regime at step size ``eta``.
+
+        A draw of :meth:`random` whose first ("fast") residual is scaled by c ∝ 1/sqrt(η):
+        L_η = (c² z₁² + z₂² + …)/(2n) = F/η + G with F and G fixed regression losses. GD with
+        step η on L_η is GD with step 1 on ηL_η = F + ηG: a curvature scale tied to 2/η (the
+        sharpness of F's fast residual) and a slow drive ηG along F's minimiser set
+        {z₁ = 0}, on which |∇z₁|² — the sharpness — changes. θ₀ = 0 lies on {z₁ = 0} with
+        sharpness ``start`` · 2/η. Draws differ in whether the drive raises |∇z₁|²
+        (progressive sharpening): the default seed 1 with q_scale 0.5 raises it steadily
+        (over seeds 0–7, seeds 1, 2 and 6 sharpen smoothly; the others sharpen through a
+        catapult or flatten).
+
+        As η → 0 at fixed flow time ηt the EoS constants scale as α ∝ 1/η, β ∝ 1/η²,
+        δ² = 2α/β ∝ η, and the cycle period 2π/(η sqrt(2α)) ∝ η^{-1/2} steps.
+        """
+        eta = positive_float("eta", eta)
+        base = cls.random(d, 1 + n_slow, seed=seed, q_scale=q_scale)
+        n = 1 + n_slow
+        z0 = base.z0.copy()
+        z0[0] = 0.0  # θ = 0 lies on the fast residual's zero set
+        scale = np.ones(n)
+        scale[0] = np.sqrt(positive_float("start", start) * (2.0 / eta) * n
+                           / (base.J[0] @ base.J[0]))
+        return cls(base.J * scale[:, None], base.Q * scale[:, None, None], z0 * scale)
+
+    @classmethod
     def random(cls, d, n, *, seed=None, j_scale=1.0, q_scale=1.0, z_scale=1.0):
         """Draw a model with independent Gaussian entries.
 
