@@ -111,6 +111,49 @@ class Comparison(StatusResult):
         bad = [f"{name}: {s.message}" for name, s in self.statuses.items() if s is not Status.OK]
         return "; ".join(bad) if bad else "ok"
 
+    def whole_cycles(self) -> slice:
+        """Steps [start, end) from the first to the last EoS cycle boundary after the crossing.
+
+        A cycle starts where the sharpness averaged over two steps (which removes the
+        period-2 part (u·∇S)x_t) rises through 2/η: phase I → II of THEORY §1. Time averages
+        that the theory predicts (mean x² = δ², the central flow's L + σ²/η) hold over whole
+        cycles, so compare them only over this window.
+        """
+        if self.crossing_step is None:
+            raise ValueError("GD never reached 2/eta: there are no EoS cycles")
+        excess = 0.5 * (self.gd_sharpness[1:] + self.gd_sharpness[:-1]) - 2.0 / self.eta
+        rises = np.flatnonzero((excess[:-1] <= 0) & (excess[1:] > 0)) + 1
+        rises = rises[rises > self.crossing_step]
+        if rises.size < 2:
+            raise ValueError("fewer than one whole EoS cycle after the crossing: run longer")
+        return slice(int(rises[0]), int(rises[-1]))
+
+    def cycle_averages(self) -> dict:
+        """Time averages over :meth:`whole_cycles` of what the theory predicts.
+
+        Returns
+        -------
+        dict
+            ``excess_loss`` mean of L(θ_t) − L(w(t)) (GD over the central flow);
+            ``predicted_excess_loss`` mean of σ²/η (THEORY §3); ``mean_x2`` and
+            ``mean_sigma2`` (σ² = δ²); ``rms_dist_dagger``, ``rms_dist_cf``, ``rms_dist_gf``
+            the RMS distances of GD to θ†, to the central flow and to gradient flow.
+        """
+        window = self.whole_cycles()
+
+        def rms(values):
+            return float(np.sqrt(np.mean(values[window] ** 2)))
+
+        return {
+            "excess_loss": float(np.mean(self.gd_loss[window] - self.cf_loss[window])),
+            "predicted_excess_loss": float(np.mean(self.cf_sigma2[window]) / self.eta),
+            "mean_x2": float(np.mean(self.gd_x[window] ** 2)),
+            "mean_sigma2": float(np.mean(self.cf_sigma2[window])),
+            "rms_dist_dagger": rms(self.dist_dagger),
+            "rms_dist_cf": rms(self.dist_cf),
+            "rms_dist_gf": rms(self.dist_gf),
+        }
+
     def to_xarray(self):
         """Every per-step record as an ``xarray.Dataset`` with dimension ``step``."""
         import xarray as xr
