@@ -1,10 +1,10 @@
 """``stabsim demo``: the theory's headline results from one command.
 
-Runs the experiments of :mod:`stabsim.demo.experiments` (exact GD into the edge of stability,
-the four-phase map, its exact realisation, the momentum thresholds, normalised GD against its
-manifold flow, a phase diagram), and writes into one folder the figures (PNG), the data
-(netCDF) and ``report.md``, whose table puts each prediction's measured error beside what the
-theory claims.
+Runs the experiments of :mod:`stabsim.demo.experiments` (exact GD into the edge of stability;
+GD against the constrained trajectory and the central flow; the four-phase map and its exact
+realisation; the momentum thresholds; normalised GD against its manifold flow; a phase
+diagram) and writes into one folder the figures (PNG), the data (netCDF) and ``report.md``,
+whose table puts each prediction's measured error beside what the theory claims.
 """
 
 from __future__ import annotations
