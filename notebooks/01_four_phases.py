@@ -171,15 +171,7 @@ axes[0, 1].legend(fontsize="small")
 
 
 # %%
-def two_scale_regression(eta, d=6, n_slow=2, seed=1, q_scale=0.5, start=0.9):
-    """L_η = F/η + G: the first residual scaled so that θ = 0 has sharpness start · 2/η."""
-    base = QuadraticRegression.random(d, 1 + n_slow, seed=seed, q_scale=q_scale)
-    z0 = base.z0.copy()
-    z0[0] = 0.0  # θ = 0 on the fast residual's zero set
-    scale = np.ones(1 + n_slow)
-    scale[0] = np.sqrt(start * (2.0 / eta) * (1 + n_slow) / (base.J[0] @ base.J[0]))
-    return QuadraticRegression(base.J * scale[:, None], base.Q * scale[:, None, None],
-                               z0 * scale)
+two_scale_regression = QuadraticRegression.two_scale  # L_η = F/η + G (notebook 01)
 
 
 def alternating(x):
