@@ -156,7 +156,8 @@ def manifold_flow(out):
 
 
 def phase_diagram(out):
-    """A (η, x₀) phase diagram of the reduced map with ``stabsim.sweep``."""
+    """A (η, x₀) phase diagram of the reduced map with ``stabsim.sweep`` (a figure only: the
+    classes are definitions, not predictions to check)."""
     from ..sweep import run_sweep
 
     config = {
@@ -167,10 +168,7 @@ def phase_diagram(out):
     dataset = run_sweep(config, out / "phase_diagram.nc", workdir=out / ".sweep",
                         progress=False)
     figure = _save(plot_phase_diagram(dataset), out, "phase_diagram.png")
-    counts = np.bincount(dataset["class"].values.ravel().astype(int))
-    return [Finding("phase diagram", "cells per class", str(counts.tolist()),
-                    "a map of where the map cycles, diverges or leaves its domain",
-                    bool(counts.sum() == 3600))], [figure]
+    return [], [figure]
 
 
 EXPERIMENTS = (

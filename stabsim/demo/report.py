@@ -43,8 +43,14 @@ def write_report(path: pathlib.Path, findings, figures, seconds: float, versions
         "| experiment | quantity | measured | theory says | agrees |",
         "|---|---|---|---|---|",
     ]
-    lines += [f"| {f.experiment} | {f.quantity} | {f.measured} | {f.claim} | "
-              f"{'yes' if f.holds else '**no**'} |" for f in findings]
+    lines += [" | ".join(["", *(_cell(text) for text in (f.experiment, f.quantity, f.measured,
+                                                         f.claim)),
+                          "yes" if f.holds else "**no**", ""]).strip() for f in findings]
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({name})" for name in figures]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _cell(text: str) -> str:
+    """Escape the pipes of |x| notation so they do not split a Markdown table cell."""
+    return text.replace("|", "\\|")
