@@ -198,7 +198,11 @@ if len(rows) >= 3:
 
 # %%
 r = runs[ETAS[0]]
-fig = plot_comparison(r)
+fig, axes = plt.subplots(3, 1, sharex=True, figsize=(8, 8))
+plot_comparison(r, axes=axes)
+fig.tight_layout()
+if not INTERACTIVE:
+    plt.close(fig)
 fig2, ax = plt.subplots(figsize=(8, 3))
 ax.plot(r.steps, r.gd_loss, lw=0.6, label="GD L(θ_t)")
 ax.plot(r.steps, r.cf_pred_loss, "k", lw=1.0, label="central flow L(w) + σ²/η")
