@@ -58,15 +58,6 @@ ETAS = (0.01,) if SMALL else (0.01, 0.005, 0.0025)
 two_scale_regression = QuadraticRegression.two_scale  # L_η = F/η + G (notebook 01)
 
 
-def whole_cycles(r):
-    """[start, end) between the first and last EoS cycle starts after the crossing."""
-    s = 0.5 * (r.gd_sharpness[1:] + r.gd_sharpness[:-1]) - 2.0 / r.eta
-    up = np.flatnonzero((s[:-1] <= 0) & (s[1:] > 0)) + 1
-    up = up[up > r.crossing_step]
-    assert up.size >= 2, "fewer than one whole EoS cycle: run longer"
-    return slice(up[0], up[-1])
-
-
 def rms(a):
     return float(np.sqrt(np.mean(a**2)))
 
@@ -79,7 +70,7 @@ for eta in ETAS:
 
 rows = []
 for eta, r in runs.items():
-    w = whole_cycles(r)
+    w = r.whole_cycles()
     first = slice(r.crossing_step, w.start)
     rows.append(dict(
         eta=eta, crossing=r.crossing_step, window=(w.start, w.stop),
@@ -188,7 +179,7 @@ if len(rows) >= 3:
     order = {
         "dist": np.polyfit(np.log(etas), np.log([row["dist_dagger"] for row in rows]), 1)[0],
         "excess": np.polyfit(np.log(etas), np.log([row["excess"] for row in rows]), 1)[0],
-        "x2": np.polyfit(np.log(etas), np.log([np.mean(runs[e].gd_x[whole_cycles(runs[e])]
+        "x2": np.polyfit(np.log(etas), np.log([np.mean(runs[e].gd_x[runs[e].whole_cycles()]
                                                        ** 2) for e in etas]), 1)[0],
     }
     print("fitted orders in η:", {k: round(float(v), 3) for k, v in order.items()})
