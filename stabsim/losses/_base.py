@@ -19,21 +19,28 @@ from . import _dispatch
 
 
 class LossKernels(NamedTuple):
-    """The five compiled functions of a loss, each taking ``(kind, theta, p, ...)``."""
+    """The compiled functions of a loss, each taking ``(kind, theta, p, ...)``.
+
+    ``value_grad_hess(kind, theta, p, grad_out, hess_out) -> value`` evaluates all three at
+    once (families that share work between them fuse it; the others call the three).
+    """
 
     value: object
     grad: object
     hvp: object
     hess: object
     d3: object
+    value_grad_hess: object
 
 
 BUILTIN_KERNELS = LossKernels(
-    _dispatch.value, _dispatch.grad, _dispatch.hvp, _dispatch.hess, _dispatch.d3
+    _dispatch.value, _dispatch.grad, _dispatch.hvp, _dispatch.hess, _dispatch.d3,
+    _dispatch.value_grad_hess,
 )
 
 #: the global names through which kernels call a loss (see :func:`specialise`)
-KERNEL_NAMES = LossKernels("loss_value", "loss_grad", "loss_hvp", "loss_hess", "loss_d3")
+KERNEL_NAMES = LossKernels("loss_value", "loss_grad", "loss_hvp", "loss_hess", "loss_d3",
+                           "loss_value_grad_hess")
 
 
 @functools.lru_cache(maxsize=256)

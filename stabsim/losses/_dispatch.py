@@ -133,3 +133,13 @@ def d3(kind, theta, p, u, v, out):
         manifold.d3(theta, p, u, v, out)
     else:
         out[:] = np.nan
+
+
+@jit
+def value_grad_hess(kind, theta, p, grad_out, out):
+    """L(θ), with grad_out ← ∇L(θ) and out ← ∇²L(θ): one pass where a family fuses them."""
+    if kind == REGRESSION:
+        return regression.value_grad_hess(theta, p, grad_out, out)
+    hess(kind, theta, p, out)
+    grad(kind, theta, p, grad_out)
+    return value(kind, theta, p)

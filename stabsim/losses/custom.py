@@ -75,7 +75,13 @@ def _adapters(value, grad, hvp, hess, d3) -> LossKernels:
     def d3_k(kind, theta, p, u, v, out):
         d3(theta, p, u, v, out)
 
-    return LossKernels(value_k, grad_k, hvp_k, hess_k, d3_k)
+    @numba.njit(**_ADAPTER_FLAGS)  # closes over user functions: compiled per process
+    def value_grad_hess_k(kind, theta, p, grad_out, out):
+        hess(theta, p, out)
+        grad(theta, p, grad_out)
+        return value(theta, p)
+
+    return LossKernels(value_k, grad_k, hvp_k, hess_k, d3_k, value_grad_hess_k)
 
 
 class CustomLoss(Loss):

@@ -12,8 +12,8 @@ from .._jit import jit
 from .._lanczos import top_eigenpair
 from .._status import Status
 from ..losses._dispatch import grad as loss_grad
-from ..losses._dispatch import hess as loss_hess
 from ..losses._dispatch import value as loss_value
+from ..losses._dispatch import value_grad_hess as loss_value_grad_hess
 
 GD = 0  #: θ' = θ − η∇L(θ)
 HEAVY_BALL = 1  #: θ' = θ − η∇L(θ) + β(θ − θ_prev)
@@ -85,17 +85,20 @@ def gd_chunk(
     record_iterates = rec_theta.shape[0] > 0
     for k in range(n_steps + 1 if finish else n_steps):
         t = start + k
-        loss = loss_value(kind, theta, p)
-        loss_grad(kind, theta, p, g)
+        searching = crossing[0] < 0 and crossing_threshold > 0.0
+        recording = t % stride == 0
+        measuring = recording or searching
+        if measuring:
+            loss = loss_value_grad_hess(kind, theta, p, g, hess_buf)
+        else:
+            loss = loss_value(kind, theta, p)
+            loss_grad(kind, theta, p, g)
         gnorm = np.sqrt(np.dot(g, g))
         if not (np.isfinite(loss) and np.isfinite(gnorm)):
             return _NONFINITE, k
         if np.sqrt(np.dot(theta, theta)) > divergence_norm:
             return _DIVERGED, k
-        searching = crossing[0] < 0 and crossing_threshold > 0.0
-        recording = t % stride == 0
-        if recording or searching:
-            loss_hess(kind, theta, p, hess_buf)
+        if measuring:
             if not np.all(np.isfinite(hess_buf)):  # LAPACK would raise on it
                 return _NONFINITE, k
             residual = _measure(hess_buf, evec, n_top, lanczos_dim, lanczos_tol, top)

@@ -92,16 +92,20 @@ def hvp(theta, p, v, out):
 
 
 @jit(fastmath=True)
-def hess(theta, p, out):
-    """out ← (J(θ)ᵀJ(θ) + Σ_k z_k Q_k)/n.
+def value_grad_hess(theta, p, grad_out, out):
+    """L(θ), grad_out ← ∇L and out ← (J(θ)ᵀJ(θ) + Σ_k z_k Q_k)/n in one pass over Q.
 
-    Every entry is accumulated (full rows vectorise better than triangles), then the upper
-    triangle is scaled and mirrored so the result is exactly symmetric.
+    z_k, the row J(θ)_k and the block Q_k are all that residual k contributes, so each Q_k
+    is read once while it is in cache. Every Hessian entry is accumulated (full rows vectorise
+    better than triangles), then the upper triangle is scaled and mirrored so the result is
+    exactly symmetric.
     """
     n = int(p[0])
     d = theta.shape[0]
     jt = np.empty(d)  # row k of J(θ)
     out[:, :] = 0.0
+    grad_out[:] = 0.0
+    total = 0.0
     for k in range(n):
         oj = 1 + n + k * d
         oq = 1 + n + n * d + k * d * d
@@ -113,17 +117,27 @@ def hess(theta, p, out):
                 row += q[j] * theta[j]
             jt[i] = p[oj + i] + row
             zk += theta[i] * (p[oj + i] + 0.5 * row)
+        total += zk * zk
         for i in range(d):  # Q_k is still in cache from the pass above
             a = jt[i]
+            grad_out[i] += zk * a
             q = p[oq + i * d : oq + (i + 1) * d]
             o = out[i]
             for j in range(d):
                 o[j] += zk * q[j] + a * jt[j]
     for i in range(d):
+        grad_out[i] /= n
         for j in range(i, d):
             h = out[i, j] / n
             out[i, j] = h
             out[j, i] = h
+    return 0.5 * total / n
+
+
+@jit(fastmath=True)
+def hess(theta, p, out):
+    """out ← (J(θ)ᵀJ(θ) + Σ_k z_k Q_k)/n (through :func:`value_grad_hess`)."""
+    value_grad_hess(theta, p, np.empty(theta.shape[0]), out)
 
 
 @jit(fastmath=True)

@@ -1,0 +1,26 @@
+"""The fused value/gradient/Hessian kernel against the three separate kernels."""
+
+import numpy as np
+import pytest
+
+from stabsim.losses import Minimalist, QuadraticRegression, ScalarNetwork
+
+
+@pytest.mark.parametrize("loss", [
+    QuadraticRegression.random(30, 4, seed=3),
+    QuadraticRegression.two_scale(0.01),
+    ScalarNetwork(4),
+    Minimalist(),
+])
+def test_value_grad_hess_matches_the_separate_kernels(loss):
+    theta = np.random.default_rng(0).normal(size=loss.dim) * 0.5 + 0.3
+    grad_out = np.empty(loss.dim)
+    hess_out = np.empty((loss.dim, loss.dim))
+    value = loss.kernels.value_grad_hess(loss.kind, theta, loss.params, grad_out, hess_out)
+    # the fused kernel sums the same terms in another order: agreement to round-off,
+    # relative to the size of the terms (n·d products of O(1) factors)
+    scale = 1e-12 * max(1.0, np.abs(loss.hessian(theta)).max())
+    assert value == pytest.approx(loss.value(theta), rel=1e-12)
+    np.testing.assert_allclose(grad_out, loss.grad(theta), rtol=1e-12, atol=scale)
+    np.testing.assert_allclose(hess_out, loss.hessian(theta), rtol=1e-12, atol=scale)
+    np.testing.assert_array_equal(hess_out, hess_out.T)
