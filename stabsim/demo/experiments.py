@@ -162,7 +162,7 @@ def phase_diagram(out):
 
     config = {
         "sweep": {"model": "reduced", "steps": 4000},
-        "grid": {"eta": {"start": 0.01, "stop": 1.0, "num": 60, "spacing": "log"},
+        "grid": {"eta": {"start": 0.002, "stop": 0.1, "num": 60, "spacing": "log"},
                  "x0": {"start": 1e-3, "stop": 2.0, "num": 60, "spacing": "log"}},
     }
     dataset = run_sweep(config, out / "phase_diagram.nc", workdir=out / ".sweep",
