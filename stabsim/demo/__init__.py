@@ -30,7 +30,8 @@ def run(out_dir, *, echo=print):
         findings += new_findings
         figures += new_figures
         agree = sum(f.holds for f in new_findings)
-        echo(f"{time.perf_counter() - tic:.1f} s, {agree}/{len(new_findings)} agree")
+        checks = f"{agree}/{len(new_findings)} agree" if new_findings else "figure only"
+        echo(f"{time.perf_counter() - tic:.1f} s, {checks}")
     seconds = time.perf_counter() - started
     versions = {name: importlib.metadata.version(name)
                 for name in ("stabsim", "numpy", "scipy", "numba")}
