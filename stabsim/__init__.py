@@ -1,3 +1,48 @@
-"""stabsim: the self-stabilisation theory of gradient descent at the edge of stability."""
+"""stabsim: the self-stabilisation theory of gradient descent at the edge of stability.
+
+The names below are the curated API; each is imported from its module on first use, so
+``import stabsim`` stays light (SciPy's integrators load only when a flow is used).
+
+- losses: :class:`Quadratic`, :class:`SelfRegulatingPotential`, :class:`ReducedMapRealisation`,
+  :class:`ScalarNetwork`, :class:`Minimalist`, :class:`QuadraticRegression`,
+  :class:`ManifoldFamily`, :class:`CustomLoss`, :func:`make_loss`;
+- exact methods and maps: :func:`run_gd`, :func:`reference_point`, :func:`stability_threshold`,
+  :func:`run_reduced`, :func:`run_reduced_ensemble`, :func:`proj_M`,
+  :func:`constrained_trajectory`;
+- flows: :func:`gradient_flow`, :func:`central_flow`, :func:`manifold_flow`, :func:`limit_map`;
+- spectra: :func:`top_eigenpairs`, :func:`sharpness`, :func:`eos_constants`;
+- comparisons and sweeps: :func:`compare`, :func:`compare_manifold_flow`, :func:`run_sweep`;
+- :class:`Status`, the outcome code every result carries.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+_API = {
+    "stabsim.losses": ("Quadratic", "SelfRegulatingPotential", "ReducedMapRealisation",
+                       "ScalarNetwork", "Minimalist", "QuadraticRegression", "ManifoldFamily",
+                       "CustomLoss", "make_loss"),
+    "stabsim.maps": ("run_gd", "reference_point", "stability_threshold", "run_reduced",
+                     "run_reduced_ensemble", "proj_M", "constrained_trajectory"),
+    "stabsim.flows": ("gradient_flow", "central_flow", "manifold_flow", "limit_map"),
+    "stabsim.spectral": ("top_eigenpairs", "sharpness", "eos_constants"),
+    "stabsim.compare": ("compare",),
+    "stabsim.compare_manifold": ("compare_manifold_flow",),
+    "stabsim.sweep": ("run_sweep",),
+    "stabsim._status": ("Status",),
+}
+_HOME = {name: module for module, names in _API.items() for name in names}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name):
+    if name in _HOME:
+        value = getattr(importlib.import_module(_HOME[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'stabsim' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
