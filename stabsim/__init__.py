@@ -11,7 +11,8 @@ The names below are the curated API; each is imported from its module on first u
   :func:`constrained_trajectory`;
 - flows: :func:`gradient_flow`, :func:`central_flow`, :func:`manifold_flow`, :func:`limit_map`;
 - spectra: :func:`top_eigenpairs`, :func:`sharpness`, :func:`eos_constants`;
-- comparisons and sweeps: :func:`compare`, :func:`compare_manifold_flow`, :func:`run_sweep`;
+- comparisons and sweeps: :func:`compare_manifold_flow`, :func:`run_sweep` (the lockstep
+  comparison is ``stabsim.compare.compare``: ``stabsim.compare`` is its module);
 - :class:`Status`, the outcome code every result carries.
 """
 
@@ -27,7 +28,6 @@ _API = {
                      "run_reduced_ensemble", "proj_M", "constrained_trajectory"),
     "stabsim.flows": ("gradient_flow", "central_flow", "manifold_flow", "limit_map"),
     "stabsim.spectral": ("top_eigenpairs", "sharpness", "eos_constants"),
-    "stabsim.compare": ("compare",),
     "stabsim.compare_manifold": ("compare_manifold_flow",),
     "stabsim.sweep": ("run_sweep",),
     "stabsim._status": ("Status",),
