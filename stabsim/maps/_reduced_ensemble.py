@@ -25,8 +25,10 @@ from numba import prange
 from .._jit import jit
 from ._reduced_step import (
     BLOWUP,
+    LEFT_DOMAIN,
     MAX_STEPS,
     NBOUND,
+    NONFINITE,
     OK,
     STATE_SIZE,
     X2MAX,
@@ -39,39 +41,37 @@ from ._reduced_step import (
     record_boundary,
     walk,
 )
-from ._reduced_vector import advance, advance_stats
+from ._reduced_vector import advance, advance_light, advance_stats
 
-BLOCK = 256  #: lanes per block, final-state kernel (5 arrays of 2 KiB: stays in L1)
-STATS_BLOCK = 128  #: lanes per block, statistics kernel (about 20 rows of 1 KiB)
-CHUNK = 64  #: steps between lane checks, final-state kernel
+BLOCK = 256  #: lanes per block, final-state kernel (5 rows of 2 KiB: stays in L1)
+STATS_BLOCK = 256  #: lanes per block, statistics kernel
+CHUNK = 128  #: steps between lane checks, final-state kernel
 STATS_CHUNK = 32  #: steps between lane checks, statistics kernel
 MARGIN = 1e-9  #: relative margin of the final-state kernel's domain check
 
-
-@jit
-def _chunk_safe(x, y, y_start, eta, ea, k):
-    """True if every state after the chunk start was finite with ``1 + η y > 0``."""
-    if not (np.isfinite(x) and np.isfinite(y)):
-        return False
-    slack = MARGIN * (1.0 + eta * (abs(y) + abs(y_start) + k * ea))
-    return 1.0 + eta * (y - k * ea) > slack
+# Rows of a block's lane array (the first 8 mirror the state vector's X..BLOWUP).
+DP, YMX, YMN, X2M, CM, BL = 2, 3, 4, 5, 6, 7
+R_ETA, R_EA, R_HB, R_HI, R_LO = 8, 9, 10, 11, 12
+N_ROWS = 13
 
 
 @jit
-def _any_unsafe(x, y, ys, eta, ea, k):
-    """True if some lane fails :func:`_chunk_safe` (a branch-free, vectorised pass).
+def _flag_unsafe(x, y, ys, eta, ea, m, k, bad):
+    """Flag (in ``bad``) and count the lanes ``< m`` whose chunk might have gone wrong.
 
-    Stopped lanes sit at (0, 0), where y only rises: they always pass.
+    A lane passes if its end state is finite and the domain check of the module
+    docstring holds. Branch-free, so it vectorises.
     """
-    bad = False
-    for i in range(x.shape[0]):
+    n_bad = 0
+    for i in range(m):
         xi = x[i]
         yi = y[i]
         slack = MARGIN * (1.0 + eta[i] * (abs(yi) + abs(ys[i]) + k * ea[i]))
         finite = (xi - xi == 0.0) & (yi - yi == 0.0)  # inf - inf and NaN - NaN are NaN
         safe = finite & (1.0 + eta[i] * (yi - k * ea[i]) > slack)
-        bad |= not safe
-    return bad
+        bad[i] = not safe
+        n_bad += not safe
+    return n_bad
 
 
 @jit
@@ -84,12 +84,12 @@ def _params(p, eta, ea, hb, alpha, beta, i):
 
 
 @jit
-def _record(rec_x, rec_y, x, y, alive, t, stride):
-    """Write the block's states at step t into row t // stride (NaN for stopped lanes)."""
+def _record(rec_x, rec_y, x, y, idx, m, t, stride):
+    """Write the active lanes' states at step t into row t // stride."""
     r = t // stride
-    for i in range(x.shape[0]):
-        rec_x[r, i] = x[i] if alive[i] else np.nan
-        rec_y[r, i] = y[i] if alive[i] else np.nan
+    for j in range(m):
+        rec_x[r, idx[j]] = x[j]
+        rec_y[r, idx[j]] = y[j]
 
 
 @jit
@@ -101,55 +101,102 @@ def _blank_from(rec_x, rec_y, i, t, stride):
 
 
 @jit
+def _compact(rows, idx, gone, m):
+    """Drop the lanes flagged in ``gone`` from the first ``m`` columns; the new count."""
+    kept = 0
+    for j in range(m):
+        if not gone[j]:
+            if kept != j:
+                for r in range(rows.shape[0]):
+                    rows[r, kept] = rows[r, j]
+                idx[kept] = idx[j]
+            kept += 1
+    return kept
+
+
+@jit
 def _final_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, x_out, y_out, rec_x, rec_y,
                  status, stop):
-    """Run one block of the final-state kernel (see :func:`ensemble_final`)."""
+    """Run one block of the final-state kernel (see :func:`ensemble_final`).
+
+    The active lanes are the first ``m`` columns of ``lanes`` (rows x, y, η, ηα, ηβ/2);
+    ``idx`` maps them to the block's lanes. Stopped lanes are compacted away.
+    """
     m = x0.shape[0]
-    x = x0.copy()
-    y = y0.copy()
+    lanes = np.empty((5, m))
+    lanes[0, :] = x0
+    lanes[1, :] = y0
+    lanes[2, :] = eta
+    lanes[3, :] = ea
+    lanes[4, :] = hb
+    x, y, e_b, a_b, h_b = lanes[0], lanes[1], lanes[2], lanes[3], lanes[4]
+    idx = np.arange(m)
     xs = np.empty(m)
     ys = np.empty(m)
-    alive = np.ones(m, np.bool_)
+    bad = np.zeros(m, np.bool_)
     s = np.empty(STATE_SIZE)
     p = np.empty(5)
     no_i = np.empty(0, np.int64)
     no_f = np.empty(0)
     no_p = np.empty(0, np.int8)
     if stride > 0:
-        _record(rec_x, rec_y, x, y, alive, 0, stride)
+        _record(rec_x, rec_y, x, y, idx, m, 0, stride)
     t = 0
-    while t <= steps:
-        last = t == steps
-        k = 0 if last else min(CHUNK, steps - t)
-        if stride > 0 and not last:
+    while t < steps and m > 0:
+        k = min(CHUNK, steps - t)
+        if stride > 0:
             k = min(k, stride - t % stride)
-        xs[:] = x
-        ys[:] = y
-        advance(x, y, eta, ea, hb, k)
-        if not (last or _any_unsafe(x, y, ys, eta, ea, k)):
-            t += k
-            if stride > 0 and t % stride == 0:
-                _record(rec_x, rec_y, x, y, alive, t, stride)
-            continue
-        for i in range(m):
-            if alive[i] and (last or not _chunk_safe(x[i], y[i], ys[i], eta[i], ea[i], k)):
-                _params(p, eta, ea, hb, alpha, beta, i)
-                init_state(s, xs[i], ys[i])
-                code, t_stop = walk(s, p, t, t + k, last, 0, no_i, no_f, no_i, no_f,
-                                    no_f, no_f, no_p, 0)
-                if code != OK or last:
-                    status[i] = code
-                    stop[i] = t_stop
-                    x_out[i] = s[X]
-                    y_out[i] = s[Y]
-                    alive[i] = False
-                    x[i] = 0.0
-                    y[i] = 0.0
-                    if stride > 0 and code != OK:
-                        _blank_from(rec_x, rec_y, i, t_stop, stride)
-        t += max(k, 1)
-        if stride > 0 and t <= steps and t % stride == 0:
-            _record(rec_x, rec_y, x, y, alive, t, stride)
+        xs[:m] = x[:m]
+        ys[:m] = y[:m]
+        advance(x, y, e_b, a_b, h_b, m, k)
+        n_bad = _flag_unsafe(x, y, ys, e_b, a_b, m, k, bad)
+        if n_bad > 0:
+            stopped = 0
+            for j in range(m):
+                if bad[j]:
+                    i = idx[j]
+                    _params(p, eta, ea, hb, alpha, beta, i)
+                    init_state(s, xs[j], ys[j])
+                    code, t_stop = walk(s, p, t, t + k, False, 0, no_i, no_f, no_i, no_f,
+                                        no_f, no_f, no_p, 0)
+                    x[j] = s[X]
+                    y[j] = s[Y]
+                    bad[j] = code != OK
+                    if bad[j]:
+                        status[i] = code
+                        stop[i] = t_stop
+                        x_out[i] = s[X]
+                        y_out[i] = s[Y]
+                        stopped += 1
+                        if stride > 0:
+                            _blank_from(rec_x, rec_y, i, t_stop, stride)
+            if stopped > 0:
+                m = _compact(lanes, idx, bad, m)
+                bad[:] = False
+        t += k
+        if stride > 0 and t % stride == 0:
+            _record(rec_x, rec_y, x, y, idx, m, t, stride)
+    for j in range(m):  # the last state: walk's checks, branch-free
+        xj = x[j]
+        yj = y[j]
+        finite = (xj - xj == 0.0) & (yj - yj == 0.0)
+        inside = 1.0 + e_b[j] * yj > 0.0
+        code = OK if finite & inside else (LEFT_DOMAIN if finite else NONFINITE)
+        i = idx[j]
+        status[i] = code
+        stop[i] = steps
+        x_out[i] = xj
+        y_out[i] = yj
+        if stride > 0 and code != OK:
+            _blank_from(rec_x, rec_y, i, steps, stride)
+
+
+@jit
+def _block_order(b, nb):
+    """Block handled by parallel iteration b: even blocks first, then odd ones, so the
+    threads' contiguous shares of iterations mix neighbouring blocks (similar work)."""
+    half = (nb + 1) // 2
+    return 2 * b if b < half else 2 * (b - half) + 1
 
 
 @jit(parallel=True)
@@ -160,11 +207,12 @@ def ensemble_final(x0, y0, eta, ea, hb, alpha, beta, steps, stride, x_out, y_out
     Writes ``x_out, y_out`` (the state each trajectory stopped at), ``status`` (OK,
     NONFINITE or LEFT_DOMAIN) and ``stop`` (its step); with ``stride > 0`` also the states
     at steps ``0, stride, 2 stride, …`` into the rows of ``rec_x, rec_y`` (NaN from a
-    failed trajectory's stop step on).
+    failed trajectory's stop step on; rows a trajectory never reaches are not written).
     """
     n = x0.shape[0]
-    for b in prange((n + BLOCK - 1) // BLOCK):
-        lo = b * BLOCK
+    nb = (n + BLOCK - 1) // BLOCK
+    for b in prange(nb):
+        lo = _block_order(b, nb) * BLOCK
         hi = min(lo + BLOCK, n)
         _final_block(x0[lo:hi], y0[lo:hi], eta[lo:hi], ea[lo:hi], hb[lo:hi], alpha[lo:hi],
                      beta[lo:hi], steps, stride, x_out[lo:hi], y_out[lo:hi], rec_x[:, lo:hi],
@@ -190,61 +238,174 @@ def _close_lane(si, code, t_stop, target, i, status, stop, x_out, y_out, n_bound
 
 
 @jit
+def _light_check(lanes, snap, flag, m):
+    """After a light chunk: fold the quiet lanes' summaries, flag the others; the count.
+
+    A lane is quiet if its end state is finite and the y-increment d kept one sign over
+    the chunk's states, the sign of the state before the chunk (NaN before state 0 counts
+    as either): then no boundary or blow-up happened, y was monotone (its extremes, and
+    its minimum for the exact domain check, are at the chunk's ends; the end state is
+    processed later anyway, so taking it in early changes no extreme), and max x² is the
+    stepper's. ``dp`` only needs the last increment's sign. Branch-free, so it vectorises.
+    """
+    n_flag = 0
+    for j in range(m):
+        xe = lanes[X, j]
+        ye = lanes[Y, j]
+        ys = snap[Y, j]
+        dp = snap[DP, j]
+        hi = lanes[R_HI, j]
+        a = lanes[R_EA, j]
+        h = lanes[R_HB, j]
+        d_lo = a - h * hi
+        d_hi = a - h * lanes[R_LO, j]
+        y_lo = ys if ys < ye else ye
+        y_hi = ys if ys > ye else ye
+        up = (d_lo > 0.0) & (not dp <= 0.0)
+        down = (d_hi <= 0.0) & (not dp > 0.0)
+        finite = (xe - xe == 0.0) & (ye - ye == 0.0)  # inf - inf and NaN - NaN are NaN
+        quiet = finite & (1.0 + lanes[R_ETA, j] * y_lo > 0.0) & (up | down)
+        ymx = lanes[YMX, j]
+        ymn = lanes[YMN, j]
+        x2m = lanes[X2M, j]
+        lanes[YMX, j] = y_hi if y_hi > ymx else ymx
+        lanes[YMN, j] = y_lo if y_lo < ymn else ymn
+        lanes[X2M, j] = hi if hi > x2m else x2m
+        lanes[DP, j] = d_lo if up else d_hi
+        flag[j] = not quiet
+        n_flag += not quiet
+    return n_flag
+
+
+@jit
 def _stats_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_out, y_out, rec_x,
                  rec_y, status, stop, n_bound, y_max, y_min, x2_max, blowup, b_step, b_h,
                  c_len, c_mean):
-    """Run one block of the statistics kernel (see :func:`ensemble_stats`)."""
+    """Run one block of the statistics kernel (see :func:`ensemble_stats`).
+
+    Each chunk runs first through the light stepper (the map, the sum of x² and the
+    chunk's x² range). Lanes that :func:`_light_check` flags — d changed sign (a phase
+    boundary: about two chunks per cycle), or the chunk might have gone wrong — are
+    gathered and re-run from the chunk's start through the full statistics stepper, and
+    from there as before: a lane with one boundary and nothing wrong takes the boundary
+    recorded by the stepper; others are replayed through the scalar reference ``walk``.
+    The active lanes are the first ``m`` columns of ``lanes`` (rows: the state vector's
+    X..BLOWUP, η, ηα, ηβ/2, and the chunk's x² range); ``idx`` maps them to the block's
+    lanes; stopped lanes are compacted away.
+    """
     m = x0.shape[0]
     state = np.empty((m, STATE_SIZE))
+    lanes = np.empty((N_ROWS, m))
     for i in range(m):
         init_state(state[i], x0[i], y0[i])
-    v = np.zeros((13, m))  # rows 0..7 mirror the state vector's X..BLOWUP
-    for r in range(BLOWUP + 1):
-        v[r, :] = state[:, r]
+        for r in range(BLOWUP + 1):
+            lanes[r, i] = state[i, r]
+    lanes[R_ETA, :] = eta
+    lanes[R_EA, :] = ea
+    lanes[R_HB, :] = hb
+    idx = np.arange(m)
     snap = np.empty((BLOWUP + 1, m))
-    alive = np.ones(m, np.bool_)
+    full = np.zeros((13, m))  # the flagged lanes, gathered for the full stepper
+    full_p = np.empty((3, m))
+    gathered = np.empty(m, np.int64)
+    flag = np.zeros(m, np.bool_)
+    gone = np.zeros(m, np.bool_)
     p = np.empty(5)
     no_f = np.empty(0)
     no_p = np.empty(0, np.int8)
     if stride > 0:
-        _record(rec_x, rec_y, v[X], v[Y], alive, 0, stride)
+        _record(rec_x, rec_y, lanes[X], lanes[Y], idx, m, 0, stride)
     t = 0
-    while t <= steps:
-        last = t == steps
-        k = 0 if last else min(STATS_CHUNK, steps - t)
-        if stride > 0 and not last:
+    while t < steps and m > 0:
+        k = min(STATS_CHUNK, steps - t)
+        if stride > 0:
             k = min(k, stride - t % stride)
-        snap[:, :] = v[:BLOWUP + 1, :]
-        advance_stats(v, eta, ea, hb, t, k)
-        for i in range(m):
-            events = v[8, i]
-            safe = (np.isfinite(v[X, i]) and np.isfinite(v[Y, i])
-                    and 1.0 + eta[i] * v[YMIN, i] > 0.0 and 1.0 + eta[i] * v[Y, i] > 0.0)
-            if not alive[i] or (safe and events == 0.0 and not last):
-                continue
-            _params(p, eta, ea, hb, alpha, beta, i)
-            si = state[i]
-            hits_target = target > 0 and si[NBOUND] + events >= target
-            if last or not safe or events >= 2.0 or (events == 1.0 and hits_target):
-                si[:BLOWUP + 1] = snap[:, i]
-                code, t_stop = walk(si, p, t, t + k, last, target, b_step[i], b_h[i],
-                                    c_len[i], c_mean[i], no_f, no_f, no_p, 0)
-                if code != OK or last or (target > 0 and si[NBOUND] >= target):
-                    _close_lane(si, code, t_stop, target, i, status, stop, x_out, y_out,
-                                n_bound, y_max, y_min, x2_max, blowup)
-                    alive[i] = False
-                    v[X, i] = 0.0
-                    v[Y, i] = 0.0
-                    if stride > 0:
-                        _blank_from(rec_x, rec_y, i, t_stop + (code == OK), stride)
+        for r in range(BLOWUP + 1):
+            snap[r, :m] = lanes[r, :m]
+        lanes[R_HI, :m] = -np.inf
+        lanes[R_LO, :m] = np.inf
+        advance_light(lanes[X], lanes[Y], lanes[CM], lanes[R_HI], lanes[R_LO], lanes[R_ETA],
+                      lanes[R_EA], lanes[R_HB], m, k)
+        if _light_check(lanes, snap, flag, m) > 0:
+            n_g = 0
+            for j in range(m):
+                if flag[j]:
+                    gathered[n_g] = j
+                    for r in range(BLOWUP + 1):
+                        full[r, n_g] = snap[r, j]
+                    full_p[0, n_g] = lanes[R_ETA, j]
+                    full_p[1, n_g] = lanes[R_EA, j]
+                    full_p[2, n_g] = lanes[R_HB, j]
+                    n_g += 1
+            advance_stats(full, full_p[0], full_p[1], full_p[2], n_g, t, k)
+            stopped = 0
+            for g in range(n_g):
+                j = gathered[g]
+                i = idx[j]
+                _params(p, eta, ea, hb, alpha, beta, i)
+                si = state[i]
+                events = full[8, g]
+                e = full_p[0, g]
+                safe = (np.isfinite(full[X, g]) and np.isfinite(full[Y, g])
+                        and 1.0 + e * full[YMN, g] > 0.0 and 1.0 + e * full[Y, g] > 0.0)
+                hits_target = target > 0 and si[NBOUND] + events >= target
+                if not safe or events >= 2.0 or (events == 1.0 and hits_target):
+                    si[:BLOWUP + 1] = snap[:, j]
+                    code, t_stop = walk(si, p, t, t + k, False, target, b_step[i], b_h[i],
+                                        c_len[i], c_mean[i], no_f, no_f, no_p, 0)
+                    if code != OK or (target > 0 and si[NBOUND] >= target):
+                        _close_lane(si, code, t_stop, target, i, status, stop, x_out, y_out,
+                                    n_bound, y_max, y_min, x2_max, blowup)
+                        gone[j] = True
+                        stopped += 1
+                        if stride > 0:
+                            _blank_from(rec_x, rec_y, i, t_stop + (code == OK), stride)
+                    else:
+                        for r in range(BLOWUP + 1):
+                            lanes[r, j] = si[r]
                 else:
-                    v[:BLOWUP + 1, i] = si[:BLOWUP + 1]
-            elif events == 1.0:
-                record_boundary(si, v[9, i], v[10, i], v[11, i], v[12, i], p, b_step[i],
-                                b_h[i], c_len[i], c_mean[i])
-        t += max(k, 1)
-        if stride > 0 and t <= steps and t % stride == 0:
-            _record(rec_x, rec_y, v[X], v[Y], alive, t, stride)
+                    if events == 1.0:
+                        record_boundary(si, full[9, g], full[10, g], full[11, g], full[12, g],
+                                        p, b_step[i], b_h[i], c_len[i], c_mean[i])
+                    for r in range(BLOWUP + 1):
+                        lanes[r, j] = full[r, g]
+            if stopped > 0:
+                m = _compact(lanes, idx, gone, m)
+                gone[:] = False
+        t += k
+        if stride > 0 and t % stride == 0:
+            _record(rec_x, rec_y, lanes[X], lanes[Y], idx, m, t, stride)
+    for j in range(m):  # the last state, as walk processes it
+        i = idx[j]
+        si = state[i]
+        xj = lanes[X, j]
+        yj = lanes[Y, j]
+        dp = lanes[DP, j]
+        xx = xj * xj
+        d = lanes[R_EA, j] - lanes[R_HB, j] * xx
+        if (np.isfinite(xj) and np.isfinite(yj) and 1.0 + lanes[R_ETA, j] * yj > 0.0
+                and not (dp <= 0.0 and d > 0.0)):
+            if lanes[BL, j] < 0.0 and dp > 0.0 and d <= 0.0 and yj > 0.0:
+                lanes[BL, j] = steps
+            status[i] = MAX_STEPS if target > 0 and si[NBOUND] < target else OK
+            stop[i] = steps
+            x_out[i] = xj
+            y_out[i] = yj
+            n_bound[i] = int(si[NBOUND])
+            y_max[i] = max(lanes[YMX, j], yj)
+            y_min[i] = min(lanes[YMN, j], yj)
+            x2_max[i] = max(lanes[X2M, j], xx)
+            blowup[i] = int(lanes[BL, j])
+        else:  # non-finite, out of the domain, or a boundary: the reference path
+            _params(p, eta, ea, hb, alpha, beta, i)
+            for r in range(BLOWUP + 1):
+                si[r] = lanes[r, j]
+            code, t_stop = walk(si, p, steps, steps, True, target, b_step[i], b_h[i],
+                                c_len[i], c_mean[i], no_f, no_f, no_p, 0)
+            _close_lane(si, code, t_stop, target, i, status, stop, x_out, y_out, n_bound,
+                        y_max, y_min, x2_max, blowup)
+            if stride > 0:
+                _blank_from(rec_x, rec_y, i, t_stop + (code == OK), stride)
 
 
 @jit(parallel=True)
@@ -259,8 +420,9 @@ def ensemble_stats(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_ou
     ``target``-th boundary (status MAX_STEPS if it never gets there).
     """
     n = x0.shape[0]
-    for b in prange((n + STATS_BLOCK - 1) // STATS_BLOCK):
-        lo = b * STATS_BLOCK
+    nb = (n + STATS_BLOCK - 1) // STATS_BLOCK
+    for b in prange(nb):
+        lo = _block_order(b, nb) * STATS_BLOCK
         hi = min(lo + STATS_BLOCK, n)
         _stats_block(x0[lo:hi], y0[lo:hi], eta[lo:hi], ea[lo:hi], hb[lo:hi], alpha[lo:hi],
                      beta[lo:hi], steps, stride, target, x_out[lo:hi], y_out[lo:hi],

@@ -1,29 +1,34 @@
 """Branch-free block steppers for the reduced map: the ensemble kernels' inner loops.
 
-A block is a few hundred trajectories ("lanes") in contiguous arrays that stay in L1. The
-step loop is outside, the lane loop inside, and each lane loop iteration keeps its lane in
-registers for :data:`UNROLL` steps, so LLVM vectorises across lanes (SIMD) and the arrays
-are touched once per ``UNROLL`` steps. There are no checks here: the callers test each
-chunk's outcome afterwards (``_reduced_ensemble``). No fast-math flags: the arithmetic is
-the scalar path's (``_reduced_step.walk``), operation for operation, so results agree bit
-for bit.
+A block is a few hundred trajectories ("lanes") in contiguous arrays that stay in L1; its
+first ``m`` lanes are the active ones (the kernels compact stopped lanes away). The step
+loop is outside, the lane loop inside, and each lane loop iteration keeps its lane in
+registers for a few steps, so LLVM vectorises across lanes (SIMD) and the arrays are
+touched once per pass. There are no checks here: the callers test each chunk's outcome
+afterwards (``_reduced_ensemble``). No fast-math flags: the arithmetic is the scalar
+path's (``_reduced_step.walk``), operation for operation, so results agree bit for bit.
 
 The map (THEORY §1), with ``ea = ηα``, ``hb = ηβ/2``::
 
     x_{t+1} = −(1 + η y_t) x_t,      y_{t+1} = y_t + (ea − hb x_t²)
+
+Sign trick: within a pass of an even number of steps the lanes carry ``z_t = (−1)^t x_t``,
+which obeys ``z_{t+1} = (1 + η y_t) z_t`` with no negation (round-to-nearest is symmetric
+under sign change, so ``z_t = ±x_t`` exactly and ``z_t² = x_t²``); after the pass
+``z = x`` again. This saves one of the eight vector operations per step.
 """
 
 from __future__ import annotations
 
 from .._jit import jit
 
-UNROLL = 8  #: steps per lane per pass over the block
+UNROLL = 4  #: steps per lane per pass of the final-state and light statistics steppers
+STATS_UNROLL = 8  #: steps per lane per pass of the full statistics stepper
 
 
 @jit
-def advance(x, y, eta, ea, hb, nsteps):
-    """Apply the map ``nsteps`` times to every lane of the block, in place."""
-    m = x.shape[0]
+def advance(x, y, eta, ea, hb, m, nsteps):
+    """Apply the map ``nsteps`` times to lanes ``0 ≤ i < m`` of the block, in place."""
     for _ in range(nsteps // UNROLL):
         for i in range(m):
             xi = x[i]
@@ -31,8 +36,8 @@ def advance(x, y, eta, ea, hb, nsteps):
             e = eta[i]
             a = ea[i]
             h = hb[i]
-            for _k in range(UNROLL):
-                xi, yi = -(1.0 + e * yi) * xi, yi + (a - h * (xi * xi))
+            for _k in range(UNROLL):  # even: z = ±x, see the module docstring
+                xi, yi = (1.0 + e * yi) * xi, yi + (a - h * (xi * xi))
             x[i] = xi
             y[i] = yi
     for _ in range(nsteps % UNROLL):
@@ -41,6 +46,48 @@ def advance(x, y, eta, ea, hb, nsteps):
             yi = y[i]
             x[i] = -(1.0 + eta[i] * yi) * xi
             y[i] = yi + (ea[i] - hb[i] * (xi * xi))
+
+
+@jit
+def advance_light(x, y, cm, x2hi, x2lo, eta, ea, hb, m, nsteps):
+    """Like :func:`advance`, also adding each state's x² to ``cm`` (the running sum, in
+    the scalar path's order) and keeping the largest and smallest x² in ``x2hi, x2lo``.
+
+    Since ``d = ea − hb x²`` is a monotone function of x² (rounding included), the
+    chunk's extreme y-increments are ``ea − hb x2lo`` and ``ea − hb x2hi``: the caller
+    learns from them whether d changed sign in the chunk (a phase boundary: y turns).
+    """
+    for _ in range(nsteps // UNROLL):
+        for i in range(m):
+            xi = x[i]
+            yi = y[i]
+            c = cm[i]
+            hi = x2hi[i]
+            lo = x2lo[i]
+            e = eta[i]
+            a = ea[i]
+            h = hb[i]
+            for _k in range(UNROLL):  # even: z = ±x, see the module docstring
+                xx = xi * xi
+                hi = xx if xx > hi else hi
+                lo = xx if xx < lo else lo
+                c = c + xx
+                xi, yi = (1.0 + e * yi) * xi, yi + (a - h * xx)
+            x[i] = xi
+            y[i] = yi
+            cm[i] = c
+            x2hi[i] = hi
+            x2lo[i] = lo
+    for _ in range(nsteps % UNROLL):
+        for i in range(m):
+            xi = x[i]
+            yi = y[i]
+            xx = xi * xi
+            x2hi[i] = xx if xx > x2hi[i] else x2hi[i]
+            x2lo[i] = xx if xx < x2lo[i] else x2lo[i]
+            cm[i] = cm[i] + xx
+            x[i] = -(1.0 + eta[i] * yi) * xi
+            y[i] = yi + (ea[i] - hb[i] * xx)
 
 
 @jit
@@ -69,11 +116,11 @@ def _stats_step(t, xi, yi, dp, ymx, ymn, x2m, cm, bl, c, bt, bx, by, bc, e, a, h
 
 
 @jit
-def _stats_pass(v, eta, ea, hb, t, count):
-    """``count`` (a compile-time constant at each call site) steps of every lane from t."""
+def _stats_pass(v, eta, ea, hb, m, t, count):
+    """``count`` (a compile-time constant at each call site) steps of lanes ``< m`` from t."""
     x, y, dpa, ymxa, ymna, x2a, cma, bla, ca, bta, bxa, bya, bca = (
         v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12])
-    for i in range(v.shape[1]):
+    for i in range(m):
         xi, yi, dp, ymx, ymn, x2m, cm, bl, c, bt, bx, by, bc = (
             x[i], y[i], dpa[i], ymxa[i], ymna[i], x2a[i], cma[i], bla[i], ca[i], bta[i],
             bxa[i], bya[i], bca[i])
@@ -88,16 +135,16 @@ def _stats_pass(v, eta, ea, hb, t, count):
 
 
 @jit
-def advance_stats(v, eta, ea, hb, t0, nsteps):
-    """Step every lane ``nsteps`` times from state ``t0``, keeping per-lane statistics.
+def advance_stats(v, eta, ea, hb, m, t0, nsteps):
+    """Step lanes ``0 ≤ i < m`` ``nsteps`` times from state ``t0``, keeping statistics.
 
-    ``v`` is a (13, m) array of rows x, y, previous y-increment, y max, y min, max x²,
+    ``v`` is a (13, ≥ m) array of rows x, y, previous y-increment, y max, y min, max x²,
     sum of x², first blow-up step, and — reset here, for this chunk — the number of cycle
     boundaries, and the step, x, y and sum of x² at the first of them.
     """
-    v[8, :] = 0.0
-    passes = nsteps // UNROLL
+    v[8, :m] = 0.0
+    passes = nsteps // STATS_UNROLL
     for j in range(passes):
-        _stats_pass(v, eta, ea, hb, float(t0 + j * UNROLL), UNROLL)
-    for j in range(passes * UNROLL, nsteps):
-        _stats_pass(v, eta, ea, hb, float(t0 + j), 1)
+        _stats_pass(v, eta, ea, hb, m, float(t0 + j * STATS_UNROLL), STATS_UNROLL)
+    for j in range(passes * STATS_UNROLL, nsteps):
+        _stats_pass(v, eta, ea, hb, m, float(t0 + j), 1)
