@@ -1,5 +1,6 @@
 """Continuous-time dynamics, integrated with ``scipy.integrate.solve_ivp``."""
 
+from ._sdcp import SDCPSolution, solve_sdcp
 from ._solve import FlowResult, solve_flow
 from .central import CentralFlowResult, central_flow
 from .gradient import gradient_flow
@@ -23,6 +24,7 @@ __all__ = [
     "FlowResult",
     "central_flow",
     "LimitPoint",
+    "SDCPSolution",
     "ManifoldFlowResult",
     "TangentSpace",
     "gradient_flow",
@@ -32,6 +34,7 @@ __all__ = [
     "reduced_hamiltonian",
     "small_orbit_period",
     "solve_reduced_ode",
+    "solve_sdcp",
     "solve_flow",
     "tangent_projection",
     "tangent_space",

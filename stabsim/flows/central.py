@@ -1,4 +1,4 @@
-"""The central flow of Cohen, Damian et al. for one critical eigenvalue (THEORY §3).
+"""The central flow of Cohen, Damian et al. (THEORY §3), with one or k critical eigenvalues.
 
 Time t counts GD steps. While S(w) < 2/η the flow is gradient flow, dw/dt = −η∇L. Once
 S(w) = 2/η,
@@ -10,9 +10,34 @@ of {S ≤ 2/η}); when σ² reaches 0 (gradient flow would lower S) the flow lea
 and is gradient flow again. Along GD's edge-of-stability oscillation the predicted time
 averages are E[L(w_t)] ≈ L(w) + σ²/η and E|∇L(w_t)|² ≈ |∇L(w)|² + 4σ²/η².
 
-Only one critical eigenvalue is handled: with k > 1 eigenvalues at 2/η the flow needs the
-semidefinite complementarity problem for a matrix Σ, which is not implemented; the
-result reports the margin 2/η − λ2 so that a user can see when that case is reached.
+k critical eigenvalues (``max_critical=k > 1``)
+-----------------------------------------------
+Let U = [u_1 … u_m] (m ≤ k) be the eigenvectors whose eigenvalues are held at 2/η and
+Σ = U S Uᵀ with S ⪰ 0 (m×m). The flow is
+
+    dw/dt = −η [ ∇L + ½ ∇_w⟨Σ, ∇²L(w)⟩ ] = −η [ ∇L + ½ Σ_ab S_ab T_ab ],  T_ab = ∇³L[u_a, u_b].
+
+Along it the critical block UᵀHU changes at the rate A(S)_cd = ⟨T_cd, dw/dt⟩ = η(C − ½GS)_cd
+with G_(ab),(cd) = ⟨T_ab, T_cd⟩ (a Gram matrix, PSD) and C_cd = ⟨−∇L, T_cd⟩. The conditions
+S ⪰ 0, −A(S) ⪰ 0 (no critical eigenvalue rises above 2/η) and ⟨S, A(S)⟩ = 0 (complementary
+slackness) are, divided by η, the KKT conditions of the convex problem
+
+    min_{S ⪰ 0}  ¼⟨S, G S⟩ − ⟨C, S⟩      (gradient ½GS − C = −A/η),
+
+solved by :func:`~stabsim.flows._sdcp.solve_sdcp`. For m = 1, G = |∇S|², C = ⟨−∇L, ∇S⟩ and
+S = max(0, 2C/G) = σ²: the one-eigenvalue flow. tr Σ = tr S replaces σ² in the predictions:
+E[L] ≈ L + tr Σ/η and E|∇L|² ≈ |∇L|² + 4 tr Σ/η² (x ∈ span U with E[xxᵀ] = Σ, |Hx|² = 4|x|²/η²).
+Along the flow dL/dt = −η⟨∇L, ∇L + ½ΣS_abT_ab⟩ = −η(|∇L|² − ⟨C, S⟩) ≤ 0 by optimality.
+
+Changes of the critical set: the branch is the number m of top eigenvalues held; the SDCP is
+re-solved over the top-m eigenspace at every right-hand-side evaluation (so a change of
+rank of S inside the branch — an eigenvalue released — needs no event; the force depends on
+span U only), and events change m: λ_{m+1} rising through 2/η (m + 1), and λ_m falling
+through (1 − ``exit_band``)·2/η (m − 1). The band keeps held eigenvalues, which drift by the
+integrator's error (~1e-11 relative), from leaving and re-entering; its price is that a
+released eigenvalue that turns round inside the band is held up to ``exit_band`` below 2/η
+(an O(exit_band) error), and that an exit is recorded a time ~band/|dλ/dt| after σ-rank loss.
+``max_critical=1`` keeps the exact σ² → 0 exit event of the one-eigenvalue flow.
 """
 
 from __future__ import annotations
@@ -25,6 +50,7 @@ from .. import _validate as check
 from .._status import Status
 from ..losses import Loss
 from ..spectral import align_sign
+from ._sdcp import sdcp_data, solve_sdcp
 from ._solve import FlowResult, solve_flow
 
 
@@ -37,7 +63,7 @@ class CentralFlowResult(FlowResult):
     loss, sharpness, lambda2 : ndarray, shape (n,)
         L(w), S(w) and the second Hessian eigenvalue.
     sigma2 : ndarray, shape (n,)
-        σ² (0 off the boundary).
+        σ² (0 off the boundary); tr Σ with ``max_critical > 1``.
     grad_norm2 : ndarray, shape (n,)
         |∇L(w)|².
     at_eos : ndarray of bool, shape (n,)
@@ -45,6 +71,15 @@ class CentralFlowResult(FlowResult):
     entry_times, exit_times : list of float
         Times at which the flow reached S = 2/η and left it.
     eta : float
+    max_critical : int
+        The k the flow was solved with.
+    n_critical : ndarray of int, shape (n,)
+        Number m of eigenvalues held at 2/η.
+    sigma_eigenvalues : ndarray, shape (n, k)
+        Eigenvalues of Σ, descending (σ² for k = 1; zero-padded beyond m).
+    eigenvalues : ndarray, shape (n, k + 1)
+        Top k + 1 Hessian eigenvalues, descending (−inf beyond d); column k is the first
+        unwatched one, which should stay below 2/η.
     """
 
     eta: float = np.nan
@@ -56,15 +91,24 @@ class CentralFlowResult(FlowResult):
     at_eos: np.ndarray = None
     entry_times: list = dataclasses.field(default_factory=list)
     exit_times: list = dataclasses.field(default_factory=list)
+    max_critical: int = 1
+    n_critical: np.ndarray = None
+    sigma_eigenvalues: np.ndarray = None
+    eigenvalues: np.ndarray = None
+
+    @property
+    def trace_sigma(self) -> np.ndarray:
+        """tr Σ (= σ² for one critical eigenvalue; the same array as ``sigma2``)."""
+        return self.sigma2
 
     @property
     def predicted_loss(self) -> np.ndarray:
-        """L(w) + σ²/η, the predicted time average of GD's loss."""
+        """L(w) + σ²/η (L + tr Σ/η), the predicted time average of GD's loss."""
         return self.loss + self.sigma2 / self.eta
 
     @property
     def predicted_grad_norm2(self) -> np.ndarray:
-        """|∇L(w)|² + 4σ²/η², the predicted time average of GD's |∇L|²."""
+        """|∇L(w)|² + 4σ²/η² (σ² → tr Σ), the predicted time average of GD's |∇L|²."""
         return self.grad_norm2 + 4.0 * self.sigma2 / self.eta ** 2
 
 
@@ -103,16 +147,84 @@ class _Field:
         _, _, u = self.spectrum(w)
         return -float(self.loss.grad(w) @ self.loss.d3(w, u, u))
 
+    def plan(self, on_boundary):
+        """The right-hand side of a branch and its (event, direction, next branch)."""
+        if on_boundary:
+            return self.boundary_flow, [(self.leaves_boundary, -1.0, False)]
+        return self.gradient_flow, [(self.reaches_threshold, 1.0, True)]
+
+
+class _MultiField:
+    """The central flow holding the top m ≤ k eigenvalues at 2/η through the SDCP."""
+
+    def __init__(self, loss: Loss, eta: float, max_critical: int, exit_band: float):
+        self.loss, self.eta, self.bound, self.k = loss, eta, 2.0 / eta, max_critical
+        self.exit_level = self.bound * (1.0 - exit_band)
+
+    def spectrum(self, w):
+        """Eigenvalues (descending) and eigenvectors (columns, same order) of ∇²L(w)."""
+        values, vectors = np.linalg.eigh(self.loss.hessian(w))
+        return values[::-1], vectors[:, ::-1]
+
+    def sigma(self, w, m, grad):
+        """The SDCP solution on the top-m eigenspace and the force Σ_ab S_ab ∇³L[u_a, u_b].
+
+        The force depends on span(u_1..u_m) only (U → UR maps S → RᵀSR), so neither the
+        eigenvectors' signs nor their order inside a degenerate cluster matter.
+        """
+        _, vectors = self.spectrum(w)
+        T = np.empty((m, m, self.loss.dim))
+        for a in range(m):
+            for b in range(a, m):
+                T[a, b] = T[b, a] = self.loss.d3(w, vectors[:, a], vectors[:, b])
+        G, C = sdcp_data(T, grad)
+        solution = solve_sdcp(G, C)
+        return solution, np.einsum("ab,abi->i", solution.S, T)
+
+    def flow(self, m):
+        def rhs(t, w):
+            grad = self.loss.grad(w)
+            if m == 0:
+                return -self.eta * grad
+            solution, force = self.sigma(w, m, grad)
+            if not solution.converged:  # reported as a non-finite right-hand side
+                return np.full_like(grad, np.nan)
+            return -self.eta * (grad + 0.5 * force)
+
+        return rhs
+
+    def rises(self, m):
+        """Event: λ_{m+1} − 2/η rising through 0."""
+        return lambda t, w: self.spectrum(w)[0][m] - self.bound
+
+    def falls(self, m):
+        """Event: λ_m − (1 − band)·2/η falling through 0."""
+        return lambda t, w: self.spectrum(w)[0][m - 1] - self.exit_level
+
+    def plan(self, m):
+        events = []
+        if m < min(self.k, self.loss.dim):
+            events.append((self.rises(m), 1.0, m + 1))
+        if m > 0:
+            events.append((self.falls(m), -1.0, m - 1))
+        return self.flow(m), events
+
 
 def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
                  rtol: float = 1e-10, atol: float = 1e-12, method: str = "DOP853",
-                 max_switches: int = 100) -> CentralFlowResult:
+                 max_switches: int = 100, max_critical: int = 1,
+                 exit_band: float = 1e-6) -> CentralFlowResult:
     """Solve the central flow (module docstring) for t ∈ [0, t_end], t in GD steps.
 
-    The flow switches between gradient flow and the boundary branch at events located by
-    ``solve_ivp``: S(w) reaching 2/η, and σ² reaching 0. Each branch is integrated once to
-    find its switching time and once more to save the states at the requested times. A
-    start with S(θ_0) ≥ 2/η begins on the boundary branch, which then holds S at S(θ_0).
+    The flow switches between branches at events located by ``solve_ivp``. With
+    ``max_critical=1`` the branches are gradient flow and the boundary branch, and the events
+    are S(w) reaching 2/η and σ² reaching 0. With ``max_critical=k > 1`` the branch is the
+    number m ≤ k of top eigenvalues held at 2/η (the SDCP re-solved at every right-hand-side
+    evaluation, see "k critical eigenvalues" in the module docstring), and the events are
+    λ_{m+1} reaching 2/η (m → m + 1) and λ_m falling below (1 − ``exit_band``)·2/η
+    (m → m − 1). Each branch is integrated once to find its switching time and once more to
+    save the states at the requested times. A start with eigenvalues ≥ 2/η begins with those
+    eigenvalues held at their initial values.
 
     Parameters
     ----------
@@ -128,6 +240,14 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
         Passed to ``solve_ivp`` (through :func:`~stabsim.flows.solve_flow`).
     max_switches : int
         Budget of branch switches; status MAX_STEPS when it is exhausted.
+    max_critical : int
+        Largest number k of eigenvalues the flow holds at 2/η. 1 (default) is the
+        one-eigenvalue flow with its exact exit event; above it, eigenvalue λ_{k+1} is not
+        watched (check ``eigenvalues[:, k] < 2/η`` in the result).
+    exit_band : float
+        Only for ``max_critical > 1``: relative width of the band below 2/η inside which a
+        released eigenvalue still counts as critical (must exceed the integrator's drift of
+        the held eigenvalues, ~rtol relative; see the module docstring for the O(band) error).
 
     Returns
     -------
@@ -137,25 +257,47 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
     eta = check.positive_float("eta", eta)
     t_end = check.positive_float("t_end", t_end)
     max_switches = check.nonnegative_int("max_switches", max_switches, minimum=1)
+    max_critical = check.nonnegative_int("max_critical", max_critical, minimum=1)
+    exit_band = check.positive_float("exit_band", exit_band)
+    if exit_band >= 1.0:
+        raise ValueError(f"exit_band must lie in (0, 1), got {exit_band}")
     if t_eval is None:
         t_eval = np.arange(int(np.floor(t_end)) + 1, dtype=float)
     t_eval = check.finite_array("t_eval", t_eval, ndim=1)
     if np.any(np.diff(t_eval) <= 0) or t_eval[0] < 0 or t_eval[-1] > t_end:
         raise ValueError("t_eval must be increasing and lie in [0, t_end]")
 
-    field = _Field(loss, eta)
-    on_boundary = field.spectrum(theta0)[0] >= field.bound
-    t0, w0 = 0.0, theta0
+    if max_critical == 1:
+        field = _Field(loss, eta)
+        branch0 = bool(field.spectrum(theta0)[0] >= field.bound)
+    else:
+        field = _MultiField(loss, eta, max_critical, exit_band)
+        values = field.spectrum(theta0)[0]
+        branch0 = int(min(max_critical, np.count_nonzero(values >= field.bound)))
+    run = _integrate(field, branch0, theta0, t_end, t_eval, rtol, atol, method, max_switches)
+    if max_critical == 1:
+        return _measure(loss, field, *run, eta)
+    return _measure_multi(loss, field, *run, eta)
+
+
+def _integrate(field, branch0, theta0, t_end, t_eval, rtol, atol, method, max_switches):
+    """Integrate branch after branch; ``field.plan(branch)`` gives (rhs, events), each event
+    a (function, direction, next branch) triple. Returns the saved times, states and
+    branches, the status, message, counters and the entry and exit times."""
+    branch, t0, w0 = branch0, 0.0, theta0
     saved_t, saved_w, saved_branch = [], [], []
-    entries, exits = ([0.0] if on_boundary else []), []
+    entries, exits = ([0.0] if branch0 else []), []
     status, message, nfev, njev, switches = Status.OK, "", 0, 0, 0
     while True:
-        rhs = field.boundary_flow if on_boundary else field.gradient_flow
-        event = _shifted(field.leaves_boundary if on_boundary else field.reaches_threshold, t0)
-        event.terminal, event.direction = True, (-1.0 if on_boundary else 1.0)
+        rhs, plan = field.plan(branch)
+        events = []
+        for fn, direction, _ in plan:
+            event = _shifted(fn, t0)
+            event.terminal, event.direction = True, direction
+            events.append(event)
         rhs = _shifted(rhs, t0)
         # pass 1: where does this branch end? (the last solver state is the event state)
-        probe = solve_flow(rhs, w0, t_end - t0, events=[event],
+        probe = solve_flow(rhs, w0, t_end - t0, events=events,
                            rtol=rtol, atol=atol, method=method)
         nfev += probe.nfev
         t_stop = t0 + probe.t[-1]
@@ -173,7 +315,7 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
                 part = probe
                 saved_t.append(np.array([t0]))
                 saved_w.append(w0[None, :])
-            saved_branch.append(np.full(saved_t[-1].shape[0], on_boundary))
+            saved_branch.append(np.full(saved_t[-1].shape[0], branch))
             status, message = part.status, part.solver_message
         if not probe.success:
             status, message = probe.status, probe.solver_message
@@ -184,14 +326,16 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
         if switches > max_switches:
             status, message = Status.MAX_STEPS, "more branch switches than max_switches"
             break
-        (exits if on_boundary else entries).append(t_stop)
-        t0, w0, on_boundary = t_stop, probe.final, not on_boundary
+        # the event that fired is the one whose function is (closest to) zero at the stop
+        fired = min(plan, key=lambda item: abs(item[0](t_stop, probe.final)))
+        (entries if fired[2] > branch else exits).append(t_stop)
+        t0, w0, branch = t_stop, probe.final, fired[2]
 
     t = np.concatenate(saved_t) if saved_t else np.empty(0)
-    states = np.concatenate(saved_w) if saved_w else np.empty((0, loss.dim))
-    at_eos = np.concatenate(saved_branch) if saved_branch else np.empty(0, dtype=bool)
-    return _measure(loss, field, t, states, at_eos, status, message, nfev, njev, eta,
-                    entries, exits)
+    states = np.concatenate(saved_w) if saved_w else np.empty((0, theta0.shape[0]))
+    kind = bool if isinstance(branch0, bool) else int
+    branches = np.concatenate(saved_branch) if saved_branch else np.empty(0, dtype=kind)
+    return t, states, branches, status, message, nfev, njev, entries, exits
 
 
 def _shifted(f, start):
@@ -203,8 +347,8 @@ def _shifted(f, start):
     return g
 
 
-def _measure(loss, field, t, states, at_eos, status, message, nfev, njev, eta,
-             entries, exits) -> CentralFlowResult:
+def _measure(loss, field, t, states, at_eos, status, message, nfev, njev, entries, exits,
+             eta) -> CentralFlowResult:
     """Loss, spectrum and σ² at every saved state."""
     n = t.shape[0]
     out = {key: np.zeros(n) for key in ("loss", "sharpness", "lambda2", "sigma2", "g2")}
@@ -219,4 +363,32 @@ def _measure(loss, field, t, states, at_eos, status, message, nfev, njev, eta,
         t=t, states=states, status=status, solver_message=message, nfev=nfev, njev=njev,
         eta=eta, loss=out["loss"], sharpness=out["sharpness"], lambda2=out["lambda2"],
         sigma2=out["sigma2"], grad_norm2=out["g2"], at_eos=at_eos,
-        entry_times=entries, exit_times=exits)
+        entry_times=entries, exit_times=exits, max_critical=1,
+        n_critical=at_eos.astype(int), sigma_eigenvalues=out["sigma2"][:, None],
+        eigenvalues=np.column_stack([out["sharpness"], out["lambda2"]]))
+
+
+def _measure_multi(loss, field, t, states, n_critical, status, message, nfev, njev, entries,
+                   exits, eta) -> CentralFlowResult:
+    """Loss, the top k + 1 eigenvalues, Σ's eigenvalues and tr Σ at every saved state."""
+    n, k = t.shape[0], field.k
+    n_eig = min(k + 1, loss.dim)
+    loss_v, g2, sigma2 = np.zeros(n), np.zeros(n), np.zeros(n)
+    eigenvalues = np.full((n, k + 1), -np.inf)
+    sigma_eigenvalues = np.zeros((n, k))
+    for i, w in enumerate(states):
+        grad = loss.grad(w)
+        loss_v[i] = loss.value(w)
+        g2[i] = float(grad @ grad)
+        eigenvalues[i, :n_eig] = field.spectrum(w)[0][:n_eig]
+        m = int(n_critical[i])
+        if m:
+            S = field.sigma(w, m, grad)[0].S
+            sigma_eigenvalues[i, :m] = np.linalg.eigvalsh(S)[::-1]
+            sigma2[i] = float(np.trace(S))
+    return CentralFlowResult(
+        t=t, states=states, status=status, solver_message=message, nfev=nfev, njev=njev,
+        eta=eta, loss=loss_v, sharpness=eigenvalues[:, 0], lambda2=eigenvalues[:, 1],
+        sigma2=sigma2, grad_norm2=g2, at_eos=n_critical > 0, entry_times=entries,
+        exit_times=exits, max_critical=k, n_critical=n_critical,
+        sigma_eigenvalues=sigma_eigenvalues, eigenvalues=eigenvalues)
