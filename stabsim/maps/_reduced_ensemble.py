@@ -25,6 +25,9 @@ from numba import prange
 from .._jit import jit
 from ._reduced_step import (
     BLOWUP,
+    DPREV,
+    LAST_CUM,
+    LAST_T,
     LEFT_DOMAIN,
     MAX_STEPS,
     NBOUND,
@@ -37,6 +40,7 @@ from ._reduced_step import (
     X,
     Y,
     finish_state,
+    hamiltonian,
     init_state,
     record_boundary,
     walk,
@@ -49,10 +53,14 @@ CHUNK = 128  #: steps between lane checks, final-state kernel
 STATS_CHUNK = 32  #: steps between lane checks, statistics kernel
 MARGIN = 1e-9  #: relative margin of the final-state kernel's domain check
 
-# Rows of a block's lane array (the first 8 mirror the state vector's X..BLOWUP).
-DP, YMX, YMN, X2M, CM, BL = 2, 3, 4, 5, 6, 7
-R_ETA, R_EA, R_HB, R_HI, R_LO = 8, 9, 10, 11, 12
-N_ROWS = 13
+# Rows of the statistics kernel's lane array: 0..10 are the light stepper's (x, y, d of
+# the previous state, sum of x², the chunk's y max/min, max x², count of d > 0, count of
+# boundaries, x and sum of x² at the boundary), then the running summaries and parameters.
+L_X, L_Y, L_DP, L_CM, L_CYMX, L_CYMN, L_CX2, L_NPOS, L_NB, L_BX, L_BC = range(11)
+L_YMX, L_YMN, L_X2M, L_BL, L_ETA, L_EA, L_HB = range(11, 18)
+N_ROWS = 18
+#: lane-array row of each state-vector entry X..BLOWUP
+STATE_ROWS = (L_X, L_Y, L_DP, L_YMX, L_YMN, L_X2M, L_CM, L_BL)
 
 
 @jit
@@ -238,43 +246,66 @@ def _close_lane(si, code, t_stop, target, i, status, stop, x_out, y_out, n_bound
 
 
 @jit
-def _light_check(lanes, snap, flag, m):
-    """After a light chunk: fold the quiet lanes' summaries, flag the others; the count.
+def _light_check(lanes, snap, flag, m, t0):
+    """After a light chunk from state ``t0``: settle the lanes it can, flag the others.
 
-    A lane is quiet if its end state is finite and the y-increment d kept one sign over
-    the chunk's states, the sign of the state before the chunk (NaN before state 0 counts
-    as either): then no boundary or blow-up happened, y was monotone (its extremes, and
-    its minimum for the exact domain check, are at the chunk's ends; the end state is
-    processed later anyway, so taking it in early changes no extreme), and max x² is the
-    stepper's. ``dp`` only needs the last increment's sign. Branch-free, so it vectorises.
+    Let the signs of d run over the state before the chunk (if there is one: d is NaN
+    before state 0) and the chunk's states. A boundary is a − → + change; a + → − change
+    is where y turns down; their counts differ by [first sign +] − [last sign +]. With at
+    most one change, y is monotone on each side of it, so the chunk's extremes of y are
+    those of the stepper, and the change is at a known place: the first + state after the
+    − run (boundary: y there is the chunk's y min) or the first − state after the + run
+    (y there is the chunk's y max; the first blow-up if y > 0). A lane is settled here if
+    its end state is finite, every state had ``1 + η y > 0`` and no boundary happened; it
+    is flagged (``flag = 1``) for a boundary alone and nothing else wrong, and otherwise
+    (``flag = 2``) for the full stepper. Returns the number flagged. Branch-free.
     """
     n_flag = 0
     for j in range(m):
-        xe = lanes[X, j]
-        ye = lanes[Y, j]
-        ys = snap[Y, j]
-        dp = snap[DP, j]
-        hi = lanes[R_HI, j]
-        a = lanes[R_EA, j]
-        h = lanes[R_HB, j]
-        d_lo = a - h * hi
-        d_hi = a - h * lanes[R_LO, j]
-        y_lo = ys if ys < ye else ye
-        y_hi = ys if ys > ye else ye
-        up = (d_lo > 0.0) & (not dp <= 0.0)
-        down = (d_hi <= 0.0) & (not dp > 0.0)
+        xe = lanes[L_X, j]
+        ye = lanes[L_Y, j]
+        xs = snap[X, j]
+        dps = snap[DPREV, j]
+        d_first = lanes[L_EA, j] - lanes[L_HB, j] * (xs * xs)
+        start_pos = (dps > 0.0) | ((dps != dps) & (d_first > 0.0))
+        nb = lanes[L_NB, j]
+        n_turn = nb + (1.0 if start_pos else 0.0) - (1.0 if lanes[L_DP, j] > 0.0 else 0.0)
         finite = (xe - xe == 0.0) & (ye - ye == 0.0)  # inf - inf and NaN - NaN are NaN
-        quiet = finite & (1.0 + lanes[R_ETA, j] * y_lo > 0.0) & (up | down)
-        ymx = lanes[YMX, j]
-        ymn = lanes[YMN, j]
-        x2m = lanes[X2M, j]
-        lanes[YMX, j] = y_hi if y_hi > ymx else ymx
-        lanes[YMN, j] = y_lo if y_lo < ymn else ymn
-        lanes[X2M, j] = hi if hi > x2m else x2m
-        lanes[DP, j] = d_lo if up else d_hi
-        flag[j] = not quiet
-        n_flag += not quiet
+        cymx = lanes[L_CYMX, j]
+        cymn = lanes[L_CYMN, j]
+        cx2 = lanes[L_CX2, j]
+        ok = finite & (1.0 + lanes[L_ETA, j] * cymn > 0.0)
+        quiet = ok & (nb == 0.0) & (n_turn <= 1.0)
+        boundary = ok & (nb == 1.0) & (n_turn == 0.0)
+        ymx = lanes[L_YMX, j]
+        ymn = lanes[L_YMN, j]
+        x2m = lanes[L_X2M, j]
+        bl = lanes[L_BL, j]
+        lanes[L_YMX, j] = cymx if cymx > ymx else ymx
+        lanes[L_YMN, j] = cymn if cymn < ymn else ymn
+        lanes[L_X2M, j] = cx2 if cx2 > x2m else x2m
+        blow = quiet & (n_turn == 1.0) & (bl < 0.0) & (cymx > 0.0)
+        lanes[L_BL, j] = t0 + lanes[L_NPOS, j] if blow else bl
+        code = 0 if quiet else (1 if boundary else 2)
+        flag[j] = code
+        n_flag += code > 0
     return n_flag
+
+
+@jit
+def _boundary(state, i, t, x, y, cum_before, alpha, beta, b_step, b_h, c_len, c_mean):
+    """``_reduced_step.record_boundary`` for the state vector ``state[i]`` (same values)."""
+    k = int(state[i, NBOUND])
+    if k < b_step.shape[1]:
+        b_step[i, k] = int(t)
+        b_h[i, k] = hamiltonian(x, y, alpha, beta)
+    if k >= 1 and k - 1 < c_len.shape[1]:
+        length = t - state[i, LAST_T]
+        c_len[i, k - 1] = int(length)
+        c_mean[i, k - 1] = (cum_before - state[i, LAST_CUM]) / length
+    state[i, NBOUND] = k + 1.0
+    state[i, LAST_T] = t
+    state[i, LAST_CUM] = cum_before
 
 
 @jit
@@ -294,51 +325,67 @@ def _stats_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_out,
     lanes; stopped lanes are compacted away.
     """
     m = x0.shape[0]
+    # the per-boundary outputs are filled here, block by block, so that their lines are
+    # in cache when boundaries are recorded (written once, in order, not on cache misses)
+    b_step[:, :] = -1
+    b_h[:, :] = np.nan
+    c_len[:, :] = 0
+    c_mean[:, :] = np.nan
     state = np.empty((m, STATE_SIZE))
     lanes = np.empty((N_ROWS, m))
     for i in range(m):
         init_state(state[i], x0[i], y0[i])
         for r in range(BLOWUP + 1):
-            lanes[r, i] = state[i, r]
-    lanes[R_ETA, :] = eta
-    lanes[R_EA, :] = ea
-    lanes[R_HB, :] = hb
+            lanes[STATE_ROWS[r], i] = state[i, r]
+    lanes[L_ETA, :] = eta
+    lanes[L_EA, :] = ea
+    lanes[L_HB, :] = hb
     idx = np.arange(m)
-    snap = np.empty((BLOWUP + 1, m))
-    full = np.zeros((13, m))  # the flagged lanes, gathered for the full stepper
+    snap = np.empty((BLOWUP + 1, m))  # the chunk's start, in state-vector order
+    full = np.zeros((13, m))  # the lanes flagged 2, gathered for the full stepper
     full_p = np.empty((3, m))
     gathered = np.empty(m, np.int64)
-    flag = np.zeros(m, np.bool_)
+    flag = np.zeros(m, np.int8)
     gone = np.zeros(m, np.bool_)
     p = np.empty(5)
     no_f = np.empty(0)
     no_p = np.empty(0, np.int8)
     if stride > 0:
-        _record(rec_x, rec_y, lanes[X], lanes[Y], idx, m, 0, stride)
+        _record(rec_x, rec_y, lanes[L_X], lanes[L_Y], idx, m, 0, stride)
     t = 0
     while t < steps and m > 0:
         k = min(STATS_CHUNK, steps - t)
         if stride > 0:
             k = min(k, stride - t % stride)
         for r in range(BLOWUP + 1):
-            snap[r, :m] = lanes[r, :m]
-        lanes[R_HI, :m] = -np.inf
-        lanes[R_LO, :m] = np.inf
-        advance_light(lanes[X], lanes[Y], lanes[CM], lanes[R_HI], lanes[R_LO], lanes[R_ETA],
-                      lanes[R_EA], lanes[R_HB], m, k)
-        if _light_check(lanes, snap, flag, m) > 0:
+            snap[r, :m] = lanes[STATE_ROWS[r], :m]
+        lanes[L_CYMX, :m] = -np.inf
+        lanes[L_CYMN, :m] = np.inf
+        lanes[L_CX2, :m] = -np.inf
+        lanes[L_NPOS, :m] = 0.0
+        lanes[L_NB, :m] = 0.0
+        advance_light(lanes, lanes[L_ETA], lanes[L_EA], lanes[L_HB], m, k)
+        if _light_check(lanes, snap, flag, m, float(t)) > 0:
             n_g = 0
-            for j in range(m):
-                if flag[j]:
-                    gathered[n_g] = j
-                    for r in range(BLOWUP + 1):
-                        full[r, n_g] = snap[r, j]
-                    full_p[0, n_g] = lanes[R_ETA, j]
-                    full_p[1, n_g] = lanes[R_EA, j]
-                    full_p[2, n_g] = lanes[R_HB, j]
-                    n_g += 1
-            advance_stats(full, full_p[0], full_p[1], full_p[2], n_g, t, k)
             stopped = 0
+            for j in range(m):
+                if flag[j] == 0:
+                    continue
+                i = idx[j]
+                if flag[j] == 1 and not (target > 0 and state[i, NBOUND] + 1.0 >= target):
+                    t_b = t + k - lanes[L_NPOS, j]
+                    _boundary(state, i, t_b, lanes[L_BX, j], lanes[L_CYMN, j], lanes[L_BC, j],
+                              alpha[i], beta[i], b_step, b_h, c_len, c_mean)
+                    continue
+                gathered[n_g] = j
+                for r in range(BLOWUP + 1):
+                    full[r, n_g] = snap[r, j]
+                full_p[0, n_g] = lanes[L_ETA, j]
+                full_p[1, n_g] = lanes[L_EA, j]
+                full_p[2, n_g] = lanes[L_HB, j]
+                n_g += 1
+            if n_g > 0:
+                advance_stats(full, full_p[0], full_p[1], full_p[2], n_g, t, k)
             for g in range(n_g):
                 j = gathered[g]
                 i = idx[j]
@@ -347,7 +394,7 @@ def _stats_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_out,
                 events = full[8, g]
                 e = full_p[0, g]
                 safe = (np.isfinite(full[X, g]) and np.isfinite(full[Y, g])
-                        and 1.0 + e * full[YMN, g] > 0.0 and 1.0 + e * full[Y, g] > 0.0)
+                        and 1.0 + e * full[YMIN, g] > 0.0 and 1.0 + e * full[Y, g] > 0.0)
                 hits_target = target > 0 and si[NBOUND] + events >= target
                 if not safe or events >= 2.0 or (events == 1.0 and hits_target):
                     si[:BLOWUP + 1] = snap[:, j]
@@ -362,44 +409,44 @@ def _stats_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_out,
                             _blank_from(rec_x, rec_y, i, t_stop + (code == OK), stride)
                     else:
                         for r in range(BLOWUP + 1):
-                            lanes[r, j] = si[r]
+                            lanes[STATE_ROWS[r], j] = si[r]
                 else:
                     if events == 1.0:
                         record_boundary(si, full[9, g], full[10, g], full[11, g], full[12, g],
                                         p, b_step[i], b_h[i], c_len[i], c_mean[i])
                     for r in range(BLOWUP + 1):
-                        lanes[r, j] = full[r, g]
+                        lanes[STATE_ROWS[r], j] = full[r, g]
             if stopped > 0:
                 m = _compact(lanes, idx, gone, m)
                 gone[:] = False
         t += k
         if stride > 0 and t % stride == 0:
-            _record(rec_x, rec_y, lanes[X], lanes[Y], idx, m, t, stride)
+            _record(rec_x, rec_y, lanes[L_X], lanes[L_Y], idx, m, t, stride)
     for j in range(m):  # the last state, as walk processes it
         i = idx[j]
         si = state[i]
-        xj = lanes[X, j]
-        yj = lanes[Y, j]
-        dp = lanes[DP, j]
+        xj = lanes[L_X, j]
+        yj = lanes[L_Y, j]
+        dp = lanes[L_DP, j]
         xx = xj * xj
-        d = lanes[R_EA, j] - lanes[R_HB, j] * xx
-        if (np.isfinite(xj) and np.isfinite(yj) and 1.0 + lanes[R_ETA, j] * yj > 0.0
+        d = lanes[L_EA, j] - lanes[L_HB, j] * xx
+        if (np.isfinite(xj) and np.isfinite(yj) and 1.0 + lanes[L_ETA, j] * yj > 0.0
                 and not (dp <= 0.0 and d > 0.0)):
-            if lanes[BL, j] < 0.0 and dp > 0.0 and d <= 0.0 and yj > 0.0:
-                lanes[BL, j] = steps
+            if lanes[L_BL, j] < 0.0 and dp > 0.0 and d <= 0.0 and yj > 0.0:
+                lanes[L_BL, j] = steps
             status[i] = MAX_STEPS if target > 0 and si[NBOUND] < target else OK
             stop[i] = steps
             x_out[i] = xj
             y_out[i] = yj
             n_bound[i] = int(si[NBOUND])
-            y_max[i] = max(lanes[YMX, j], yj)
-            y_min[i] = min(lanes[YMN, j], yj)
-            x2_max[i] = max(lanes[X2M, j], xx)
-            blowup[i] = int(lanes[BL, j])
+            y_max[i] = max(lanes[L_YMX, j], yj)
+            y_min[i] = min(lanes[L_YMN, j], yj)
+            x2_max[i] = max(lanes[L_X2M, j], xx)
+            blowup[i] = int(lanes[L_BL, j])
         else:  # non-finite, out of the domain, or a boundary: the reference path
             _params(p, eta, ea, hb, alpha, beta, i)
             for r in range(BLOWUP + 1):
-                si[r] = lanes[r, j]
+                si[r] = lanes[STATE_ROWS[r], j]
             code, t_stop = walk(si, p, steps, steps, True, target, b_step[i], b_h[i],
                                 c_len[i], c_mean[i], no_f, no_f, no_p, 0)
             _close_lane(si, code, t_stop, target, i, status, stop, x_out, y_out, n_bound,
@@ -416,7 +463,8 @@ def ensemble_stats(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_ou
 
     Per trajectory: the number of cycle boundaries, y max and min, max x², the first
     blow-up step, and per boundary/cycle (up to the arrays' width) the boundary step, H
-    there, and each cycle's length and mean x². ``target > 0`` stops a trajectory at its
+    there, and each cycle's length and mean x² (these four arrays are filled here: −1,
+    NaN, 0, NaN past the last entry). ``target > 0`` stops a trajectory at its
     ``target``-th boundary (status MAX_STEPS if it never gets there).
     """
     n = x0.shape[0]

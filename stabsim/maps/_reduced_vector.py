@@ -49,45 +49,77 @@ def advance(x, y, eta, ea, hb, m, nsteps):
 
 
 @jit
-def advance_light(x, y, cm, x2hi, x2lo, eta, ea, hb, m, nsteps):
-    """Like :func:`advance`, also adding each state's x² to ``cm`` (the running sum, in
-    the scalar path's order) and keeping the largest and smallest x² in ``x2hi, x2lo``.
+def advance_light(v, eta, ea, hb, m, nsteps):
+    """Like :func:`advance`, also keeping the chunk's light statistics in the rows of ``v``.
 
-    Since ``d = ea − hb x²`` is a monotone function of x² (rounding included), the
-    chunk's extreme y-increments are ``ea − hb x2lo`` and ``ea − hb x2hi``: the caller
-    learns from them whether d changed sign in the chunk (a phase boundary: y turns).
+    Rows of ``v`` (shape (11, ≥ m)): 0 x, 1 y, 2 previous y-increment d, 3 the running sum
+    of x² (the scalar path's order), then for this chunk's states (the caller resets
+    them): 4 max y, 5 min y, 6 max x², 7 the number of states with d > 0, 8 the number of
+    cycle boundaries (d ≤ 0 then d > 0), and 9, 10 the x and the sum of x² before it at
+    the last boundary.
     """
     for _ in range(nsteps // UNROLL):
         for i in range(m):
-            xi = x[i]
-            yi = y[i]
-            c = cm[i]
-            hi = x2hi[i]
-            lo = x2lo[i]
+            xi = v[0, i]
+            yi = v[1, i]
+            dp = v[2, i]
+            c = v[3, i]
+            ymx = v[4, i]
+            ymn = v[5, i]
+            x2m = v[6, i]
+            npos = v[7, i]
+            nb = v[8, i]
+            bx = v[9, i]
+            bc = v[10, i]
             e = eta[i]
             a = ea[i]
             h = hb[i]
             for _k in range(UNROLL):  # even: z = ±x, see the module docstring
                 xx = xi * xi
-                hi = xx if xx > hi else hi
-                lo = xx if xx < lo else lo
+                d = a - h * xx
+                pos = d > 0.0
+                ev = pos & (dp <= 0.0)
+                bx = xi if ev else bx
+                bc = c if ev else bc
+                nb = nb + 1.0 if ev else nb
+                npos = npos + 1.0 if pos else npos
+                ymx = yi if yi > ymx else ymx
+                ymn = yi if yi < ymn else ymn
+                x2m = xx if xx > x2m else x2m
                 c = c + xx
-                xi, yi = (1.0 + e * yi) * xi, yi + (a - h * xx)
-            x[i] = xi
-            y[i] = yi
-            cm[i] = c
-            x2hi[i] = hi
-            x2lo[i] = lo
+                dp = d
+                xi, yi = (1.0 + e * yi) * xi, yi + d
+            v[0, i] = xi
+            v[1, i] = yi
+            v[2, i] = dp
+            v[3, i] = c
+            v[4, i] = ymx
+            v[5, i] = ymn
+            v[6, i] = x2m
+            v[7, i] = npos
+            v[8, i] = nb
+            v[9, i] = bx
+            v[10, i] = bc
     for _ in range(nsteps % UNROLL):
         for i in range(m):
-            xi = x[i]
-            yi = y[i]
+            xi = v[0, i]
+            yi = v[1, i]
             xx = xi * xi
-            x2hi[i] = xx if xx > x2hi[i] else x2hi[i]
-            x2lo[i] = xx if xx < x2lo[i] else x2lo[i]
-            cm[i] = cm[i] + xx
-            x[i] = -(1.0 + eta[i] * yi) * xi
-            y[i] = yi + (ea[i] - hb[i] * xx)
+            d = ea[i] - hb[i] * xx
+            pos = d > 0.0
+            if pos and v[2, i] <= 0.0:
+                v[9, i] = xi
+                v[10, i] = v[3, i]
+                v[8, i] += 1.0
+            if pos:
+                v[7, i] += 1.0
+            v[4, i] = yi if yi > v[4, i] else v[4, i]
+            v[5, i] = yi if yi < v[5, i] else v[5, i]
+            v[6, i] = xx if xx > v[6, i] else v[6, i]
+            v[3, i] = v[3, i] + xx
+            v[2, i] = d
+            v[0, i] = -(1.0 + eta[i] * yi) * xi
+            v[1, i] = yi + d
 
 
 @jit

@@ -181,10 +181,11 @@ def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride
     if stats:
         cyc = CycleStats(
             n_boundaries=np.zeros(n, np.int64),
-            boundary_step=np.full((n, max_cycles + 1), -1, np.int64),
-            boundary_H=np.full((n, max_cycles + 1), np.nan),
-            cycle_length=np.zeros((n, max_cycles), np.int64),
-            cycle_mean_x2=np.full((n, max_cycles), np.nan),
+            # filled by the kernel (−1, NaN, 0, NaN), block by block while in cache
+            boundary_step=np.empty((n, max_cycles + 1), np.int64),
+            boundary_H=np.empty((n, max_cycles + 1)),
+            cycle_length=np.empty((n, max_cycles), np.int64),
+            cycle_mean_x2=np.empty((n, max_cycles)),
             y_max=np.empty(n), y_min=np.empty(n), max_abs_x=np.empty(n),
             first_blowup=np.empty(n, np.int64))
         ensemble_stats(x0, y0, eta, ea, hb, alpha, beta, steps, stride_i, target, x_out, y_out,
