@@ -1,18 +1,27 @@
 """Ensemble kernels for the reduced map: prange over blocks, SIMD across each block's lanes.
 
-Each block runs in chunks of steps. A chunk is first run branch-free for the whole block
-(``_reduced_vector``); then every lane is checked once. A lane whose chunk might have gone
-wrong — or that needs per-step bookkeeping the vector pass does not do — is replayed from
-the chunk's saved start through the scalar reference path (``_reduced_step.walk``), which
-gives the exact step and status. Both paths compute the same floats, so the replay
-reproduces the vector pass exactly wherever nothing went wrong.
+Each block runs in chunks of steps. A chunk is first run branch-free for the block's
+active lanes (``_reduced_vector``); then every lane is checked once, in a branch-free
+pass. A lane whose chunk might have gone wrong — or that needs bookkeeping the vector
+pass could not settle — is re-run from the chunk's saved start (through the full
+statistics stepper, or the scalar reference path ``_reduced_step.walk``, which gives the
+exact step and status). All paths compute the same floats, so a re-run reproduces the
+vector pass exactly wherever nothing went wrong. Lanes that stop are compacted away, so
+a block costs what its running lanes cost, and the last state is checked branch-free.
 
 Chunk checks (final-state kernel). Non-finite values are absorbing under the map (an inf in
 x makes y −inf on the next step, and ``±inf · 0`` is NaN), so a finite end state means
 every state in the chunk was finite. y rises by at most ``ηα`` per step, so if some state
 of a k-step chunk had ``1 + η y ≤ 0`` then ``1 + η (y_end − k ηα) ≤ 0``; a lane passes
-when that quantity exceeds a margin (1e-9 relative) far above the chunk's round-off.
-The statistics kernel tracks y's running minimum, so its domain check is exact.
+when that quantity exceeds a margin (1e-9 relative) far above the chunk's round-off. A
+block's chunks are shortened where ``k η²α`` would be large (large η), so that the check
+fails only near the domain's edge.
+
+Statistics kernel. The light stepper keeps the chunk's y range and max x² and counts the
+sign changes of the y-increment d (cycle boundaries, turns of y), capturing x and the sum
+of x² at the boundary; a chunk with at most one change is settled exactly from these
+(see :func:`_light_check`), its domain check is exact, and only chunks with several
+changes or trouble are re-run.
 
 Nothing here raises: statuses are returned per trajectory.
 """
@@ -45,7 +54,7 @@ from ._reduced_step import (
     record_boundary,
     walk,
 )
-from ._reduced_vector import advance, advance_light, advance_stats
+from ._reduced_vector import UNROLL, advance, advance_light, advance_stats
 
 BLOCK = 256  #: lanes per block, final-state kernel (5 rows of 2 KiB: stays in L1)
 STATS_BLOCK = 256  #: lanes per block, statistics kernel
@@ -147,11 +156,20 @@ def _final_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, x_out, y_out, 
     no_i = np.empty(0, np.int64)
     no_f = np.empty(0)
     no_p = np.empty(0, np.int8)
+    # y rises by at most ηα a step, so the domain check allows a k-step chunk only if
+    # 1 + η (y − k ηα) stays positive: keep k η²α ≤ 1/4, so that the check passes whenever
+    # the lane is not near the domain's edge (1 + η y > 1/4)
+    worst = 0.0
+    for j in range(m):
+        worst = max(worst, e_b[j] * a_b[j])
+    chunk = CHUNK
+    while chunk > UNROLL and chunk * worst > 0.25:
+        chunk //= 2
     if stride > 0:
         _record(rec_x, rec_y, x, y, idx, m, 0, stride)
     t = 0
     while t < steps and m > 0:
-        k = min(CHUNK, steps - t)
+        k = min(chunk, steps - t)
         if stride > 0:
             k = min(k, stride - t % stride)
         xs[:m] = x[:m]
