@@ -24,3 +24,15 @@ def test_value_grad_hess_matches_the_separate_kernels(loss):
     np.testing.assert_allclose(grad_out, loss.grad(theta), rtol=1e-12, atol=scale)
     np.testing.assert_allclose(hess_out, loss.hessian(theta), rtol=1e-12, atol=scale)
     np.testing.assert_array_equal(hess_out, hess_out.T)
+
+
+def test_two_scale_starts_at_the_requested_fraction_of_the_threshold():
+    # S(0) = start·2/η from the scaled fast residual plus the η-independent curvature of the
+    # slow residuals: the relative gap S(0)η/2 − start is O(η), so it halves with η
+    gaps = []
+    for eta in (0.02, 0.01, 0.005):
+        loss = QuadraticRegression.two_scale(eta, start=0.9)
+        top = np.linalg.eigvalsh(loss.hessian(np.zeros(loss.dim)))[-1]
+        gaps.append(top * eta / 2 - 0.9)
+    assert all(abs(g) < 0.01 for g in gaps)
+    assert 1.8 < gaps[0] / gaps[1] < 2.2 and 1.8 < gaps[1] / gaps[2] < 2.2

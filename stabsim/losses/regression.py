@@ -72,8 +72,9 @@ class QuadraticRegression(Loss):
         step η on L_η is GD with step 1 on ηL_η = F + ηG: a curvature scale tied to 2/η (the
         sharpness of F's fast residual) and a slow drive ηG along F's minimiser set
         {z₁ = 0}, on which |∇z₁|² — the sharpness — changes. θ₀ = 0 lies on {z₁ = 0} with
-        sharpness ``start`` · 2/η. Draws differ in whether the drive raises |∇z₁|²
-        (progressive sharpening): the default seed 1 with q_scale 0.5 raises it steadily
+        sharpness ``start`` · 2/η + O(1) (the slow residuals add an η-independent
+        curvature). Draws differ in whether the drive raises |∇z₁|² (progressive
+        sharpening): the default seed 1 with q_scale 0.5 raises it steadily
         (over seeds 0–7, seeds 1, 2 and 6 sharpen smoothly; the others sharpen through a
         catapult or flatten).
 
