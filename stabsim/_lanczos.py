@@ -10,19 +10,46 @@ import numpy as np
 from ._jit import jit
 
 
+@jit(fastmath=True)
+def _apply(H, factor, v, out):
+    """out ← (H + FᵀF) v, the factor F applied as two thin products (O(rows · d)).
+
+    Plain loops rather than BLAS: every entry of H and F is multiplied into the result, so a
+    NaN or ±inf entry always makes it non-finite (NaN·0 is NaN; a BLAS may skip the columns
+    where v is zero).
+    """
+    d = v.shape[0]
+    for i in range(d):
+        row = H[i]
+        s = 0.0
+        for j in range(d):
+            s += row[j] * v[j]
+        out[i] = s
+    for k in range(factor.shape[0]):
+        fk = factor[k]
+        s = 0.0
+        for j in range(d):
+            s += fk[j] * v[j]
+        for j in range(d):
+            out[j] += s * fk[j]
+
+
 @jit
-def top_eigenpair(H, v0, max_dim, tol, vec_out):
-    """Largest eigenvalue λ and unit eigenvector of the symmetric matrix ``H``.
+def top_eigenpair(H, factor, v0, max_dim, tol, vec_out):
+    """Largest eigenvalue λ and unit eigenvector of the symmetric matrix ``H + FᵀF``.
 
     Lanczos with full reorthogonalisation started from ``v0`` (the previous eigenvector
     when tracking a trajectory). After j steps the Ritz pair (θ_j, y_j) of the tridiagonal
     matrix T_j has residual ``|H y_j − θ_j y_j| = β_j |s_j[j]|`` (s_j the top eigenvector
     of T_j); the iteration stops when that residual is at most ``tol · max(|θ_j|, 1e-300)``,
-    when the Krylov space becomes invariant, or at ``max_dim`` steps.
+    when the Krylov space becomes invariant, or at ``max_dim`` steps. A matrix with a
+    non-finite entry gives NaN for λ and the residual (see :func:`_apply`).
 
     Parameters
     ----------
     H : ndarray, shape (d, d)
+    factor : ndarray, shape (r, d)
+        F, a part of the matrix kept as a factor (r = 0: the matrix is ``H``).
     v0 : ndarray, shape (d,)
         Start vector; a zero or non-finite start falls back to the all-ones vector.
     max_dim : int
@@ -37,7 +64,8 @@ def top_eigenpair(H, v0, max_dim, tol, vec_out):
     lam : float
         The top Ritz value.
     residual : float
-        ``|H y − λ y|`` for the returned vector (exact, recomputed).
+        ``|(H + FᵀF) y − λ y|`` for the returned vector, from a product with the matrix: after
+        one step (y = v0/|v0|, λ = its Rayleigh quotient) the first product gave it as β_0.
     steps : int
         Lanczos steps taken (matrix-vector products, plus one for the residual).
     """
@@ -57,7 +85,7 @@ def top_eigenpair(H, v0, max_dim, tol, vec_out):
     steps = 0
     j = 0
     for j in range(m):
-        w[:] = H @ basis[j]
+        _apply(H, factor, basis[j], w)
         steps += 1
         alpha[j] = np.dot(w, basis[j])
         # full reorthogonalisation, twice ("twice is enough"), against all previous vectors
@@ -65,6 +93,9 @@ def top_eigenpair(H, v0, max_dim, tol, vec_out):
             for i in range(j + 1):
                 w -= np.dot(w, basis[i]) * basis[i]
         beta[j] = np.sqrt(np.dot(w, w))
+        if not np.isfinite(beta[j]):
+            vec_out[:] = basis[0]
+            return np.nan, np.nan, steps
         lam = tridiagonal_top(alpha, beta, j + 1, ritz_buf)
         estimate = beta[j] * abs(ritz_buf[j])
         invariant = beta[j] <= 1e-14 * max(abs(lam), 1e-300)
@@ -77,7 +108,10 @@ def top_eigenpair(H, v0, max_dim, tol, vec_out):
     vec_out /= np.sqrt(np.dot(vec_out, vec_out))
     if np.dot(vec_out, basis[0]) < 0.0:
         vec_out *= -1.0
-    w[:] = H @ vec_out - lam * vec_out
+    if j == 0:  # w = H v0 − α_0 v0 already: its norm is the residual of (α_0, v0)
+        return lam, beta[0], steps
+    _apply(H, factor, vec_out, w)
+    w -= lam * vec_out
     return lam, np.sqrt(np.dot(w, w)), steps + 1
 
 

@@ -16,14 +16,31 @@ def test_value_grad_hess_matches_the_separate_kernels(loss):
     theta = np.random.default_rng(0).normal(size=loss.dim) * 0.5 + 0.3
     grad_out = np.empty(loss.dim)
     hess_out = np.empty((loss.dim, loss.dim))
-    value = loss.kernels.value_grad_hess(loss.kind, theta, loss.params, grad_out, hess_out)
+    factor = np.empty((loss.factor_rows, loss.dim))
+    value = loss.kernels.value_grad_hess(loss.kind, theta, loss.params, grad_out, hess_out,
+                                         factor)
     # the fused kernel sums the same terms in another order: agreement to round-off,
     # relative to the size of the terms (n·d products of O(1) factors)
     scale = 1e-12 * max(1.0, np.abs(loss.hessian(theta)).max())
     assert value == pytest.approx(loss.value(theta), rel=1e-12)
     np.testing.assert_allclose(grad_out, loss.grad(theta), rtol=1e-12, atol=scale)
-    np.testing.assert_allclose(hess_out, loss.hessian(theta), rtol=1e-12, atol=scale)
-    np.testing.assert_array_equal(hess_out, hess_out.T)
+    np.testing.assert_allclose(hess_out + factor.T @ factor, loss.hessian(theta), rtol=1e-12,
+                               atol=scale)
+    np.testing.assert_allclose(hess_out, hess_out.T, rtol=0, atol=scale)
+    np.testing.assert_array_equal(loss.hessian(theta), loss.hessian(theta).T)
+
+
+def test_the_regression_factor_is_the_scaled_jacobian():
+    # ∇²L = Σ_k z_k Q_k/n + FᵀF with F = J(θ)/√n, J(θ) = J + Qθ (built here with einsum)
+    loss = QuadraticRegression.random(12, 5, seed=4)
+    theta = np.random.default_rng(1).normal(size=12)
+    hess_out, factor = np.empty((12, 12)), np.empty((5, 12))
+    loss.kernels.value_grad_hess(loss.kind, theta, loss.params, np.empty(12), hess_out, factor)
+    jacobian = loss.J + np.einsum("kij,j->ki", loss.Q, theta)
+    z = loss.z0 + loss.J @ theta + 0.5 * np.einsum("kij,i,j->k", loss.Q, theta, theta)
+    np.testing.assert_allclose(factor, jacobian / np.sqrt(5), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(hess_out, np.einsum("k,kij->ij", z, loss.Q) / 5, rtol=1e-12,
+                               atol=1e-13)
 
 
 def test_two_scale_starts_at_the_requested_fraction_of_the_threshold():

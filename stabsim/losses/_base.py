@@ -21,8 +21,11 @@ from . import _dispatch
 class LossKernels(NamedTuple):
     """The compiled functions of a loss, each taking ``(kind, theta, p, ...)``.
 
-    ``value_grad_hess(kind, theta, p, grad_out, hess_out) -> value`` evaluates all three at
-    once (families that share work between them fuse it; the others call the three).
+    ``value_grad_hess(kind, theta, p, grad_out, hess_out, factor_out) -> value`` evaluates
+    all three at once (families that share work between them fuse it; the others call the
+    three), with the Hessian split as ``hess_out + factor_outᵀ factor_out``: ``factor_out``
+    has :attr:`Loss.factor_rows` rows, and a low-rank part left as a factor costs
+    Hessian-vector products O(rows · d) instead of a dense O(rows · d²) sum.
     """
 
     value: object
@@ -87,10 +90,14 @@ class Loss:
     ----------
     min_value : float or None
         The infimum of L when it is known in closed form (used by GD on sqrt(L − min L)).
+    factor_rows : int
+        Rows of the factor F that ``kernels.value_grad_hess`` leaves out of the dense
+        Hessian (∇²L = H_dense + FᵀF); 0 when it returns the whole Hessian densely.
     """
 
     name = "loss"
     min_value: float | None = None
+    factor_rows: int = 0
 
     def __init__(self, kind: int, params, dim: int, kernels: LossKernels = BUILTIN_KERNELS):
         self.kind = int(kind)

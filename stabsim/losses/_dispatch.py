@@ -136,10 +136,14 @@ def d3(kind, theta, p, u, v, out):
 
 
 @jit
-def value_grad_hess(kind, theta, p, grad_out, out):
-    """L(θ), with grad_out ← ∇L(θ) and out ← ∇²L(θ): one pass where a family fuses them."""
+def value_grad_hess(kind, theta, p, grad_out, out, factor_out):
+    """L(θ), grad_out ← ∇L(θ) and ∇²L(θ) = out + factor_outᵀ factor_out.
+
+    ``factor_out`` has the family's ``factor_rows`` rows (0 for all but the regression
+    model, whose Gauss–Newton factor J(θ)/√n goes there); families fuse the work they share.
+    """
     if kind == REGRESSION:
-        return regression.value_grad_hess(theta, p, grad_out, out)
+        return regression.value_grad_hess(theta, p, grad_out, out, factor_out)
     hess(kind, theta, p, out)
     grad(kind, theta, p, grad_out)
     return value(kind, theta, p)

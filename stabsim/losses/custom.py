@@ -76,7 +76,7 @@ def _adapters(value, grad, hvp, hess, d3) -> LossKernels:
         d3(theta, p, u, v, out)
 
     @numba.njit(**_ADAPTER_FLAGS)  # closes over user functions: compiled per process
-    def value_grad_hess_k(kind, theta, p, grad_out, out):
+    def value_grad_hess_k(kind, theta, p, grad_out, out, factor_out):  # factor_rows = 0
         hess(theta, p, out)
         grad(theta, p, grad_out)
         return value(theta, p)

@@ -49,6 +49,7 @@ class QuadraticRegression(Loss):
         Q = 0.5 * (Q + Q.transpose(0, 2, 1))  # exactly symmetric: hess uses one triangle
         super().__init__(REGRESSION, np.concatenate([[n], z0, J.ravel(), Q.ravel()]), d)
         self.J, self.Q, self.z0 = J, Q, z0
+        self.factor_rows = n  # the Gauss–Newton factor J(θ)/√n stays out of the dense part
 
     def __repr__(self) -> str:
         return f"QuadraticRegression(d={self.d}, n={self.n})"

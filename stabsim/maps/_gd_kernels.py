@@ -27,22 +27,39 @@ _NONFINITE = int(Status.NONFINITE)
 _ZERO_GRADIENT = int(Status.ZERO_GRADIENT)
 
 
+@jit(fastmath=True)
+def _all_finite(a):
+    """Whether every entry of the 2-D array ``a`` is finite (x − x is 0 only for finite x)."""
+    s = 0.0
+    for i in range(a.shape[0]):
+        row = a[i]
+        for j in range(row.shape[0]):
+            s += row[j] - row[j]
+    return s == 0.0
+
+
 @jit
-def _measure(hess_buf, evec, n_top, lanczos_dim, lanczos_tol, top_out):
-    """Top ``n_top`` eigenvalues of the Hessian ``hess_buf`` into ``top_out`` (descending).
+def _measure(hess_buf, factor, evec, n_top, lanczos_dim, lanczos_tol, top_out):
+    """Top ``n_top`` eigenvalues of the Hessian ``hess_buf + factorᵀ factor``, descending.
 
     The caller forms the Hessian: a nested kernel must not call the loss, or
     :func:`stabsim.losses.specialise` could not swap in a user-defined loss.
 
-    One eigenvalue with ``lanczos_dim > 0``: warm-started Lanczos on the dense Hessian
-    (``evec`` is both the start and the result, so the sign stays consistent along a
-    trajectory). Otherwise: ``numpy.linalg.eigh``. Returns the Lanczos residual (0 for eigh).
+    One eigenvalue with ``lanczos_dim > 0``: warm-started Lanczos, with the factor applied
+    as thin products (``evec`` is both the start and the result, so the sign stays
+    consistent along a trajectory). Otherwise: ``numpy.linalg.eigh`` of the dense sum.
+    The eigenvalues go to ``top_out``; returns the Lanczos residual (0 for eigh), or NaN when
+    the Hessian has a non-finite entry (Lanczos reports it; LAPACK would raise on it).
     """
     if n_top == 1 and lanczos_dim > 0:
         prev = evec.copy()
-        lam, residual, _ = top_eigenpair(hess_buf, prev, lanczos_dim, lanczos_tol, evec)
+        lam, residual, _ = top_eigenpair(hess_buf, factor, prev, lanczos_dim, lanczos_tol, evec)
         top_out[0] = lam
         return residual
+    if not (_all_finite(hess_buf) and _all_finite(factor)):
+        return np.nan
+    if factor.shape[0] > 0:
+        hess_buf += factor.T @ factor
     values, vectors = np.linalg.eigh(hess_buf)
     d = values.shape[0]
     for i in range(n_top):
@@ -56,8 +73,8 @@ def _measure(hess_buf, evec, n_top, lanczos_dim, lanczos_tol, top_out):
 def gd_chunk(
     kind, p, rule, eta, momentum, loss_min,
     theta, buf, evec, start, n_steps, finish, stride,
-    n_top, lanczos_dim, lanczos_tol, divergence_norm, crossing_threshold, crossing,
-    rec_loss, rec_gnorm, rec_sharp, rec_theta, rec_residual,
+    n_top, lanczos_dim, lanczos_tol, factor_rows, divergence_norm, crossing_threshold,
+    crossing, rec_loss, rec_gnorm, rec_sharp, rec_theta, rec_residual,
 ):
     """Advance ``n_steps`` steps from step ``start``; record every ``stride``-th step.
 
@@ -65,6 +82,8 @@ def gd_chunk(
     so row 0 is the start. With ``finish`` the state after the last update is evaluated
     and recorded too (the last chunk of a run). ``theta`` and ``buf`` (the previous step
     for heavy ball, the momentum buffer b for Nesterov) are updated in place.
+    ``factor_rows`` is the loss's :attr:`~stabsim.losses.Loss.factor_rows`: the Hessian
+    arrives as a dense part plus FᵀF with F of that many rows.
 
     Crossing search: while ``crossing[0] < 0`` and ``crossing_threshold > 0`` the top
     eigenvalue is computed every step; at the first t with S(θ_t) ≥ threshold,
@@ -80,6 +99,7 @@ def gd_chunk(
     d = theta.shape[0]
     g = np.empty(d)
     hess_buf = np.empty((d, d))
+    factor = np.empty((factor_rows, d))  # the Hessian is hess_buf + factorᵀ factor
     top = np.empty(max(n_top, 1))
     prev_theta = theta.copy()
     record_iterates = rec_theta.shape[0] > 0
@@ -89,7 +109,7 @@ def gd_chunk(
         recording = t % stride == 0
         measuring = recording or searching
         if measuring:
-            loss = loss_value_grad_hess(kind, theta, p, g, hess_buf)
+            loss = loss_value_grad_hess(kind, theta, p, g, hess_buf, factor)
         else:
             loss = loss_value(kind, theta, p)
             loss_grad(kind, theta, p, g)
@@ -99,9 +119,9 @@ def gd_chunk(
         if np.sqrt(np.dot(theta, theta)) > divergence_norm:
             return _DIVERGED, k
         if measuring:
-            if not np.all(np.isfinite(hess_buf)):  # LAPACK would raise on it
+            residual = _measure(hess_buf, factor, evec, n_top, lanczos_dim, lanczos_tol, top)
+            if not np.isfinite(residual):
                 return _NONFINITE, k
-            residual = _measure(hess_buf, evec, n_top, lanczos_dim, lanczos_tol, top)
             if searching and top[0] >= crossing_threshold:
                 crossing[0] = t
                 crossing[1:d + 1] = prev_theta if t > 0 else theta

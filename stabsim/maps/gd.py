@@ -224,7 +224,7 @@ def run_gd(
         status, advanced = kernel(
             loss.kind, loss.params, METHODS[method], eta, momentum, loss_min,
             theta, buf, evec, done, n, finish, stride,
-            top_k, lanczos_dim, eig_tol, divergence_norm,
+            top_k, lanczos_dim, eig_tol, loss.factor_rows, divergence_norm,
             threshold if threshold is not None else -1.0, crossing,
             rec_loss, rec_gnorm, rec_sharp, rec_theta, rec_residual,
         )

@@ -93,11 +93,13 @@ def _summarise(rule, eta, base, loss_min, stride, window, kept, rec_loss, rec_gn
 
 
 @jit(parallel=True)
-def gd_cells_kernel(kind, params, n_params, theta0, dims, rule, eta, momentum, base, loss_min,
-                    steps, stride, eig_tol, divergence_norm, window, out_float, out_int):
+def gd_cells_kernel(kind, params, n_params, factor_rows, theta0, dims, rule, eta, momentum, base,
+                    loss_min, steps, stride, eig_tol, divergence_norm, window, out_float,
+                    out_int):
     """Run one gradient method per cell and summarise it.
 
-    Cell i uses the loss parameters ``params[i, :n_params[i]]``, the start
+    Cell i uses the loss parameters ``params[i, :n_params[i]]`` (with ``factor_rows[i]`` the
+    loss's :attr:`~stabsim.losses.Loss.factor_rows`), the start
     ``theta0[i, :dims[i]]``, and ``eta[i]``, ``momentum[i]``, ``loss_min[i]``; ``base[i]`` is
     ``2 / threshold`` (the constant effective step of GD and the momentum methods). Writes
     rows of ``out_float`` (:data:`FLOAT_STATS`) and ``out_int`` (:data:`INT_STATS`).
@@ -117,7 +119,7 @@ def gd_cells_kernel(kind, params, n_params, theta0, dims, rule, eta, momentum, b
         lanczos_dim = min(d, 80) if d > 32 else 0  # run_gd's "auto" eigensolver
         status, done = engine.gd_chunk(
             kind, p, rule, eta[i], momentum[i], loss_min[i], theta, buf, evec, 0, steps, True,
-            stride, 1, lanczos_dim, eig_tol, divergence_norm, -1.0, crossing,
+            stride, 1, lanczos_dim, eig_tol, factor_rows[i], divergence_norm, -1.0, crossing,
             rec_loss, rec_gnorm, rec_sharp, np.zeros((0, d)), rec_residual)
         if status == _OK:
             kept = n_rec
@@ -184,6 +186,7 @@ def gd_cells(config, values: dict) -> dict:
     kinds = {loss.kind for loss in losses}
     dims = np.array([loss.dim for loss in losses], np.int64)
     n_params = np.array([loss.params.size for loss in losses], np.int64)
+    factor_rows = np.array([loss.factor_rows for loss in losses], np.int64)
     params = np.zeros((n, max(1, n_params.max())))
     theta0 = np.zeros((n, dims.max()))
     loss_min = np.zeros(n)
@@ -203,8 +206,9 @@ def gd_cells(config, values: dict) -> dict:
     momentum = np.ascontiguousarray(values["momentum"], dtype=np.float64)
     out_float = np.empty((n, len(FLOAT_STATS)))
     out_int = np.empty((n, len(INT_STATS)), np.int64)
-    gd_cells_kernel(kinds.pop(), params, n_params, theta0, dims, METHODS[config.method], eta,
-                    momentum, base, loss_min, config.steps, config.stride, 1e-10,
+    gd_cells_kernel(kinds.pop(), params, n_params, factor_rows, theta0, dims,
+                    METHODS[config.method], eta, momentum, base, loss_min, config.steps,
+                    config.stride, 1e-10,
                     config.divergence_norm, config.window, out_float, out_int)
     out = {name: out_float[:, k] for k, name in enumerate(FLOAT_STATS)}
     out.update({name: out_int[:, k] for k, name in enumerate(INT_STATS)})

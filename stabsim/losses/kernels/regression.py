@@ -11,7 +11,8 @@ With J(θ) = J + Qθ (rows J(θ)_k = J_k + Q_k θ):
 
 Every kernel sweeps each d × d block Q_k in memory order, once or twice while it is still in
 cache (O(n d²) in all). value, hvp and d3 allocate nothing (they re-read Q_k instead of storing
-Q_k θ); grad and hess keep one row of J(θ) in a length-d scratch array. Loops are written out
+Q_k θ); grad keeps one row of J(θ) in a length-d scratch array and value_grad_hess all of it.
+Loops are written out
 in full and read rows of Q_k through slices (a view: no allocation): Numba vectorises neither a
 loop behind a helper call nor one indexing ``p[offset + j]``, whose offset it cannot prove ≥ 0.
 No kernel tests for NaN, so all use the reassociation/contraction subset of fastmath.
@@ -92,52 +93,113 @@ def hvp(theta, p, v, out):
 
 
 @jit(fastmath=True)
-def value_grad_hess(theta, p, grad_out, out):
-    """L(θ), grad_out ← ∇L and out ← (J(θ)ᵀJ(θ) + Σ_k z_k Q_k)/n in one pass over Q.
+def _jacobian(theta, p, jac):
+    """jac[k] ← J(θ)_k = J_k + Q_k θ for every k.
 
-    z_k, the row J(θ)_k and the block Q_k are all that residual k contributes, so each Q_k
-    is read once while it is in cache. Every Hessian entry is accumulated (full rows vectorise
-    better than triangles), then the upper triangle is scaled and mirrored so the result is
-    exactly symmetric.
+    Four rows of Q_k are dotted with θ at a time, so each load of θ serves four of them.
     """
     n = int(p[0])
     d = theta.shape[0]
-    jt = np.empty(d)  # row k of J(θ)
-    out[:, :] = 0.0
-    grad_out[:] = 0.0
-    total = 0.0
     for k in range(n):
         oj = 1 + n + k * d
         oq = 1 + n + n * d + k * d * d
-        zk = p[1 + k]
-        for i in range(d):
-            q = p[oq + i * d : oq + (i + 1) * d]  # row i of Q_k
-            row = 0.0
+        jk = jac[k]
+        i = 0
+        while i + 4 <= d:
+            o = oq + i * d
+            q1 = p[o : o + d]
+            q2 = p[o + d : o + 2 * d]
+            q3 = p[o + 2 * d : o + 3 * d]
+            q4 = p[o + 3 * d : o + 4 * d]
+            s1 = s2 = s3 = s4 = 0.0
             for j in range(d):
-                row += q[j] * theta[j]
-            jt[i] = p[oj + i] + row
-            zk += theta[i] * (p[oj + i] + 0.5 * row)
-        total += zk * zk
-        for i in range(d):  # Q_k is still in cache from the pass above
-            a = jt[i]
-            grad_out[i] += zk * a
-            q = p[oq + i * d : oq + (i + 1) * d]
-            o = out[i]
+                t = theta[j]
+                s1 += q1[j] * t
+                s2 += q2[j] * t
+                s3 += q3[j] * t
+                s4 += q4[j] * t
+            jk[i] = p[oj + i] + s1
+            jk[i + 1] = p[oj + i + 1] + s2
+            jk[i + 2] = p[oj + i + 2] + s3
+            jk[i + 3] = p[oj + i + 3] + s4
+            i += 4
+        for rest in range(i, d):
+            q = p[oq + rest * d : oq + (rest + 1) * d]
+            s = 0.0
             for j in range(d):
-                o[j] += zk * q[j] + a * jt[j]
+                s += q[j] * theta[j]
+            jk[rest] = p[oj + rest] + s
+
+
+@jit(fastmath=True)
+def _weighted_q(p, w, out):
+    """out ← Σ_k w_k Q_k, one row of out at a time with four blocks Q_k per pass over it."""
+    n = w.shape[0]
+    d = out.shape[0]
+    oq = 1 + n + n * d
+    dd = d * d
     for i in range(d):
-        grad_out[i] /= n
-        for j in range(i, d):
-            h = out[i, j] / n
-            out[i, j] = h
-            out[j, i] = h
+        acc = out[i]
+        acc[:] = 0.0
+        k = 0
+        while k + 4 <= n:
+            o = oq + k * dd + i * d
+            q1 = p[o : o + d]
+            q2 = p[o + dd : o + dd + d]
+            q3 = p[o + 2 * dd : o + 2 * dd + d]
+            q4 = p[o + 3 * dd : o + 3 * dd + d]
+            w1, w2, w3, w4 = w[k], w[k + 1], w[k + 2], w[k + 3]
+            for j in range(d):
+                acc[j] += w1 * q1[j] + w2 * q2[j] + w3 * q3[j] + w4 * q4[j]
+            k += 4
+        for rest in range(k, n):
+            o = oq + rest * dd + i * d
+            q = p[o : o + d]
+            wk = w[rest]
+            for j in range(d):
+                acc[j] += wk * q[j]
+
+
+@jit(fastmath=True)
+def value_grad_hess(theta, p, grad_out, out, factor_out):
+    """L(θ), grad_out ← ∇L(θ), and ∇²L(θ) as ``out + factor_outᵀ factor_out``.
+
+    out ← Σ_k z_k Q_k / n (symmetric up to round-off) and factor_out ← J(θ)/√n, the
+    Gauss–Newton factor (shape (n, d)). Two passes over Q: J(θ) = J + Qθ (which gives z and
+    ∇L = J(θ)ᵀz/n), then the z-weighted sum of the blocks. Leaving J(θ)ᵀJ(θ) as a factor
+    saves a third O(n d²) pass: a Hessian-vector product needs only O(n d) more from it.
+    """
+    n = int(p[0])
+    d = theta.shape[0]
+    _jacobian(theta, p, factor_out)
+    weights = np.empty(n)
+    total = 0.0
+    for k in range(n):
+        oj = 1 + n + k * d
+        jk = factor_out[k]
+        zk = p[1 + k]
+        for i in range(d):  # z_k = z0_k + θ·(J_k + J(θ)_k)/2
+            zk += 0.5 * theta[i] * (p[oj + i] + jk[i])
+        total += zk * zk
+        weights[k] = zk / n
+    grad_out[:] = 0.0
+    for k in range(n):
+        grad_out += weights[k] * factor_out[k]
+    _weighted_q(p, weights, out)
+    factor_out /= np.sqrt(n)
     return 0.5 * total / n
 
 
 @jit(fastmath=True)
 def hess(theta, p, out):
-    """out ← (J(θ)ᵀJ(θ) + Σ_k z_k Q_k)/n (through :func:`value_grad_hess`)."""
-    value_grad_hess(theta, p, np.empty(theta.shape[0]), out)
+    """out ← (J(θ)ᵀJ(θ) + Σ_k z_k Q_k)/n, exactly symmetric (from :func:`value_grad_hess`)."""
+    d = theta.shape[0]
+    factor = np.empty((int(p[0]), d))
+    value_grad_hess(theta, p, np.empty(d), out, factor)
+    out += factor.T @ factor
+    for i in range(d):
+        for j in range(i + 1, d):
+            out[j, i] = out[i, j]
 
 
 @jit(fastmath=True)
