@@ -8,30 +8,7 @@ full ``eigh`` when d is in the hundreds.
 import numpy as np
 
 from ._jit import jit
-
-
-@jit(fastmath=True)
-def _apply(H, factor, v, out):
-    """out ← (H + FᵀF) v, the factor F applied as two thin products (O(rows · d)).
-
-    Plain loops rather than BLAS: every entry of H and F is multiplied into the result, so a
-    NaN or ±inf entry always makes it non-finite (NaN·0 is NaN; a BLAS may skip the columns
-    where v is zero).
-    """
-    d = v.shape[0]
-    for i in range(d):
-        row = H[i]
-        s = 0.0
-        for j in range(d):
-            s += row[j] * v[j]
-        out[i] = s
-    for k in range(factor.shape[0]):
-        fk = factor[k]
-        s = 0.0
-        for j in range(d):
-            s += fk[j] * v[j]
-        for j in range(d):
-            out[j] += s * fk[j]
+from ._linalg import apply_sum, dot
 
 
 @jit
@@ -43,7 +20,7 @@ def top_eigenpair(H, factor, v0, max_dim, tol, vec_out):
     matrix T_j has residual ``|H y_j − θ_j y_j| = β_j |s_j[j]|`` (s_j the top eigenvector
     of T_j); the iteration stops when that residual is at most ``tol · max(|θ_j|, 1e-300)``,
     when the Krylov space becomes invariant, or at ``max_dim`` steps. A matrix with a
-    non-finite entry gives NaN for λ and the residual (see :func:`_apply`).
+    non-finite entry gives NaN for λ and the residual (see :mod:`stabsim._linalg`).
 
     Parameters
     ----------
@@ -67,14 +44,14 @@ def top_eigenpair(H, factor, v0, max_dim, tol, vec_out):
         ``|(H + FᵀF) y − λ y|`` for the returned vector, from a product with the matrix: after
         one step (y = v0/|v0|, λ = its Rayleigh quotient) the first product gave it as β_0.
     steps : int
-        Lanczos steps taken (matrix-vector products, plus one for the residual).
+        Products with the matrix.
     """
     d = H.shape[0]
     m = min(max_dim, d)
     basis = np.empty((m, d))
     alpha = np.zeros(m)
     beta = np.zeros(m)
-    norm0 = np.sqrt(np.sum(v0 * v0))
+    norm0 = np.sqrt(dot(v0, v0))
     if norm0 > 0.0 and np.isfinite(norm0):
         basis[0] = v0 / norm0
     else:
@@ -85,14 +62,16 @@ def top_eigenpair(H, factor, v0, max_dim, tol, vec_out):
     steps = 0
     j = 0
     for j in range(m):
-        _apply(H, factor, basis[j], w)
+        apply_sum(H, factor, basis[j], w)
         steps += 1
-        alpha[j] = np.dot(w, basis[j])
+        alpha[j] = dot(w, basis[j])
         # full reorthogonalisation, twice ("twice is enough"), against all previous vectors
         for _ in range(2):
             for i in range(j + 1):
-                w -= np.dot(w, basis[i]) * basis[i]
-        beta[j] = np.sqrt(np.dot(w, w))
+                c = dot(w, basis[i])
+                for r in range(d):
+                    w[r] -= c * basis[i, r]
+        beta[j] = np.sqrt(dot(w, w))
         if not np.isfinite(beta[j]):
             vec_out[:] = basis[0]
             return np.nan, np.nan, steps
@@ -104,15 +83,18 @@ def top_eigenpair(H, factor, v0, max_dim, tol, vec_out):
         basis[j + 1] = w / beta[j]
     vec_out[:] = 0.0
     for i in range(j + 1):
-        vec_out += ritz_buf[i] * basis[i]
-    vec_out /= np.sqrt(np.dot(vec_out, vec_out))
-    if np.dot(vec_out, basis[0]) < 0.0:
+        c = ritz_buf[i]
+        for r in range(d):
+            vec_out[r] += c * basis[i, r]
+    vec_out /= np.sqrt(dot(vec_out, vec_out))
+    if dot(vec_out, basis[0]) < 0.0:
         vec_out *= -1.0
     if j == 0:  # w = H v0 − α_0 v0 already: its norm is the residual of (α_0, v0)
         return lam, beta[0], steps
-    _apply(H, factor, vec_out, w)
-    w -= lam * vec_out
-    return lam, np.sqrt(np.dot(w, w)), steps + 1
+    apply_sum(H, factor, vec_out, w)
+    for r in range(d):
+        w[r] -= lam * vec_out[r]
+    return lam, np.sqrt(dot(w, w)), steps + 1
 
 
 @jit
@@ -170,7 +152,7 @@ def tridiagonal_top(diag, offdiag, k, vec_out):
         vec[k - 1] = rhs[k - 1]
         for i in range(k - 2, -1, -1):
             vec[i] = rhs[i] - upper[i] * vec[i + 1]
-        vec /= np.sqrt(np.dot(vec, vec))
+        vec /= np.sqrt(dot(vec, vec))
     if vec[0] < 0.0:
         vec *= -1.0
     return lam

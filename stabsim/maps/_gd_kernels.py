@@ -10,6 +10,7 @@ import numpy as np
 
 from .._jit import jit
 from .._lanczos import top_eigenpair
+from .._linalg import add_gram, dot
 from .._status import Status
 from ..losses._dispatch import grad as loss_grad
 from ..losses._dispatch import value as loss_value
@@ -58,13 +59,12 @@ def _measure(hess_buf, factor, evec, n_top, lanczos_dim, lanczos_tol, top_out):
         return residual
     if not (_all_finite(hess_buf) and _all_finite(factor)):
         return np.nan
-    if factor.shape[0] > 0:
-        hess_buf += factor.T @ factor
+    add_gram(hess_buf, factor)
     values, vectors = np.linalg.eigh(hess_buf)
     d = values.shape[0]
     for i in range(n_top):
         top_out[i] = values[d - 1 - i]
-    sign = 1.0 if np.dot(vectors[:, d - 1], evec) >= 0.0 else -1.0
+    sign = 1.0 if dot(vectors[:, d - 1], evec) >= 0.0 else -1.0
     evec[:] = sign * vectors[:, d - 1]
     return 0.0
 
@@ -113,10 +113,10 @@ def gd_chunk(
         else:
             loss = loss_value(kind, theta, p)
             loss_grad(kind, theta, p, g)
-        gnorm = np.sqrt(np.dot(g, g))
+        gnorm = np.sqrt(dot(g, g))
         if not (np.isfinite(loss) and np.isfinite(gnorm)):
             return _NONFINITE, k
-        if np.sqrt(np.dot(theta, theta)) > divergence_norm:
+        if np.sqrt(dot(theta, theta)) > divergence_norm:
             return _DIVERGED, k
         if measuring:
             residual = _measure(hess_buf, factor, evec, n_top, lanczos_dim, lanczos_tol, top)

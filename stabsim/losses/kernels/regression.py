@@ -21,6 +21,7 @@ No kernel tests for NaN, so all use the reassociation/contraction subset of fast
 import numpy as np
 
 from ..._jit import jit
+from ..._linalg import add_gram
 
 
 @jit(fastmath=True)
@@ -196,7 +197,7 @@ def hess(theta, p, out):
     d = theta.shape[0]
     factor = np.empty((int(p[0]), d))
     value_grad_hess(theta, p, np.empty(d), out, factor)
-    out += factor.T @ factor
+    add_gram(out, factor)
     for i in range(d):
         for j in range(i + 1, d):
             out[j, i] = out[i, j]

@@ -1,0 +1,39 @@
+"""The H + FᵀF product kernels against NumPy's dense products."""
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stabsim._linalg import add_gram, apply_sum, dot
+
+
+@given(st.integers(1, 40), st.integers(0, 5), st.integers(0, 2**32 - 1))
+def test_products_match_the_dense_sum(d, rows, seed):
+    rng = np.random.default_rng(seed)
+    dense = rng.normal(size=(d, d))
+    factor = rng.normal(size=(rows, d))
+    v = rng.normal(size=d)
+    total = dense + factor.T @ factor
+    out = np.empty(d)
+    apply_sum(dense, factor, v, out)
+    # sums of d + rows·d products of O(1) terms, in another order than BLAS: round-off
+    tol = 1e-13 * (d + rows * d)
+    np.testing.assert_allclose(out, total @ v, rtol=0, atol=tol)
+    gram = dense.copy()
+    add_gram(gram, factor)
+    np.testing.assert_allclose(gram, total, rtol=0, atol=tol)
+    assert abs(dot(v, v) - v @ v) <= 1e-14 * (v @ v)
+
+
+def test_a_nonfinite_entry_reaches_the_product_where_the_vector_is_zero():
+    for bad in (np.nan, np.inf):
+        dense = np.eye(4)
+        dense[2, 1] = bad  # column 1 meets v[1] = 0
+        factor = np.zeros((1, 4))
+        v = np.array([1.0, 0.0, 1.0, 1.0])
+        out = np.empty(4)
+        apply_sum(dense, factor, v, out)
+        assert not np.isfinite(out[2])
+        factor[0, 1] = bad
+        apply_sum(np.eye(4), factor, v, out)
+        assert not np.all(np.isfinite(out))
