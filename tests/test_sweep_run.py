@@ -159,3 +159,29 @@ def _from_json(text):
                                "divergence_norm")}
     return {"sweep": sweep, "params": d["params"], "grid": d["grid"], "loss": d["loss"],
             "classify": {"band": d["band"], "window": d["window"]}}
+
+
+def test_gd_sweep_on_the_regression_model_matches_dense_sharpness():
+    # d = 40 > 32: the sweep's cells use Lanczos with the regression model's Gauss–Newton
+    # factor (factor_rows = n per cell, here n = 3 and 6 in one sweep); the largest recorded
+    # S·η/2 must equal the top of eigvalsh of the dense Hessian along the same GD run
+    from stabsim.losses import QuadraticRegression
+    from stabsim.maps import run_gd
+
+    config = SweepConfig(model="gd", grid={"eta": [0.5, 1.5], "loss.n": [3, 6]},
+                         loss={"name": "regression.random", "d": 40, "seed": 2},
+                         params={"scale": 0.1, "seed": 5}, steps=40, chunk_size=2)
+    result = run_sweep(config, progress=False)
+    for eta in (0.5, 1.5):
+        for n in (3, 6):
+            cell = result.sel(eta=eta, **{"loss.n": n})
+            loss = QuadraticRegression.random(40, n, seed=2)
+            start = np.random.default_rng(5).standard_normal(40)
+            start *= 0.1 / np.linalg.norm(start)
+            run = run_gd(loss, start, eta, 40, record_iterates=True, eigensolver="eigh")
+            assert int(cell["steps_run"]) == run.n_steps
+            dense = [np.linalg.eigvalsh(loss.hessian(th))[-1] for th in run.iterates]
+            # Lanczos stops at relative residual 1e-10: the eigenvalue is then exact to
+            # residual²/gap, far below the 1e-9 allowed here
+            np.testing.assert_allclose(float(cell["max_rel_sharpness"]),
+                                       max(dense) * eta / 2, rtol=1e-9)
