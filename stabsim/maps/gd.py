@@ -153,9 +153,10 @@ def run_gd(
         Compute the sharpness every step until it first reaches the method's stability
         threshold, and keep the two iterates around that step (GD and momentum methods).
     eigensolver : {"auto", "lanczos", "eigh"}
-        ``"lanczos"``: warm-started Lanczos on the dense Hessian (top_k = 1 only), stopped at
-        relative residual ``eig_tol``; ``"eigh"``: ``numpy.linalg.eigh``; ``"auto"``: Lanczos
-        when top_k = 1 and d > 32.
+        ``"lanczos"``: warm-started Lanczos on the Hessian as the loss kernel gives it (a
+        dense part plus any Gauss–Newton factor, see ``Loss.factor_rows``; top_k = 1 only),
+        stopped at relative residual ``eig_tol``; ``"eigh"``: ``numpy.linalg.eigh`` of the
+        dense Hessian; ``"auto"``: Lanczos when top_k = 1 and d > 32.
     loss_min : float, optional
         L_min for ``method="sqrt"``; defaults to ``loss.min_value``.
     divergence_norm : float
