@@ -3,30 +3,7 @@
 Requires the test dependency ``hypothesis``; the main package never imports this module.
 """
 
-from .strategies import (
-    losses,
-    manifold_losses,
-    minimalist_losses,
-    quadratic_losses,
-    realisations,
-    regression_models,
-    scalar_networks,
-    self_regulating_potentials,
-    starts,
-    step_sizes,
-    unit_vectors,
-)
+from . import strategies
+from .strategies import *  # noqa: F403  (the public strategies, listed once in strategies.__all__)
 
-__all__ = [
-    "losses",
-    "manifold_losses",
-    "minimalist_losses",
-    "quadratic_losses",
-    "realisations",
-    "regression_models",
-    "scalar_networks",
-    "self_regulating_potentials",
-    "starts",
-    "step_sizes",
-    "unit_vectors",
-]
+__all__ = strategies.__all__

@@ -185,7 +185,10 @@ def value_grad_hess(theta, p, grad_out, out, factor_out):
         weights[k] = zk / n
     grad_out[:] = 0.0
     for k in range(n):
-        grad_out += weights[k] * factor_out[k]
+        wk = weights[k]
+        jk = factor_out[k]
+        for i in range(d):
+            grad_out[i] += wk * jk[i]
     _weighted_q(p, weights, out)
     factor_out /= np.sqrt(n)
     return 0.5 * total / n
