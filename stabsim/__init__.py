@@ -5,10 +5,11 @@ The names below are the curated API; each is imported from its module on first u
 
 - losses: :class:`Quadratic`, :class:`SelfRegulatingPotential`, :class:`ReducedMapRealisation`,
   :class:`ScalarNetwork`, :class:`Minimalist`, :class:`QuadraticRegression`,
-  :class:`ManifoldFamily`, :class:`CustomLoss`, :func:`make_loss`;
-- exact methods and maps: :func:`run_gd`, :func:`reference_point`, :func:`stability_threshold`,
-  :func:`run_reduced`, :func:`run_reduced_ensemble`, :func:`proj_M`,
-  :func:`constrained_trajectory`;
+  :class:`ManifoldFamily`, :func:`make_loss`; any loss, a user's included:
+  :class:`Loss` of a record registered with :func:`register_family`;
+- exact methods and maps: :func:`run_gd`, :func:`step`, :func:`reference_point`,
+  :func:`stability_threshold`, :func:`run_reduced`, :func:`run_reduced_ensemble`,
+  :func:`proj_M`, :func:`constrained_trajectory`;
 - flows: :func:`gradient_flow`, :func:`central_flow`, :func:`manifold_flow`, :func:`limit_map`;
 - spectra: :func:`top_eigenpairs`, :func:`sharpness`, :func:`eos_constants`;
 - comparisons and sweeps: :func:`compare_manifold_flow`, :func:`run_sweep` (the lockstep
@@ -23,8 +24,8 @@ __version__ = "0.1.0"
 _API = {
     "stabsim.losses": ("Quadratic", "SelfRegulatingPotential", "ReducedMapRealisation",
                        "ScalarNetwork", "Minimalist", "QuadraticRegression", "ManifoldFamily",
-                       "CustomLoss", "make_loss"),
-    "stabsim.maps": ("run_gd", "reference_point", "stability_threshold", "run_reduced",
+                       "Loss", "register_family", "make_loss"),
+    "stabsim.maps": ("run_gd", "step", "reference_point", "stability_threshold", "run_reduced",
                      "run_reduced_ensemble", "proj_M", "constrained_trajectory"),
     "stabsim.flows": ("gradient_flow", "central_flow", "manifold_flow", "limit_map"),
     "stabsim.spectral": ("top_eigenpairs", "sharpness", "eos_constants"),

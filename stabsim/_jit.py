@@ -15,9 +15,8 @@ error-model policy is set here and nowhere else.
 
 from __future__ import annotations
 
-import types
-
 import numba
+from numba.extending import register_jitable
 
 JIT_FLAGS = {"cache": True, "nogil": True, "error_model": "numpy"}
 ARITH_FASTMATH = {"contract", "reassoc"}
@@ -35,30 +34,19 @@ def jit(func=None, *, parallel=False, fastmath=False):
     return wrap if func is None else wrap(func)
 
 
-def rebind(kernel, **replacements):
-    """Recompile a kernel with some of the global names it calls replaced.
+def inline(func=None, *, fastmath=False):
+    """Make ``func`` callable from kernels, compiled into each caller rather than on its own.
 
-    This is how one kernel body serves both the built-in losses (module-level dispatch
-    functions, compiled once and cached) and user-defined losses (the user's njit
-    functions swapped in for the dispatch functions). Numba cannot cache a kernel built
-    this way, because its globals are no longer those of a module file.
-
-    Parameters
-    ----------
-    kernel : numba.core.registry.CPUDispatcher
-        A kernel made by :func:`jit`.
-    **replacements
-        Global names of ``kernel`` and what they should mean in the copy.
+    A helper that calls a loss must be one of these, not a :func:`jit` dispatcher: a
+    dispatcher would compile (and cache, in its own shared index) one copy per loss
+    family, user families included, whereas an inline helper is part of the caller's
+    machine code and of the caller's cache entry (see :mod:`stabsim.losses._engines`).
     """
-    py_func = kernel.py_func
-    missing = set(replacements) - set(py_func.__code__.co_names)
-    if missing:
-        raise ValueError(f"kernel {py_func.__name__} does not use the names {sorted(missing)}")
-    namespace = dict(py_func.__globals__)
-    namespace.update(replacements)
-    copy = types.FunctionType(py_func.__code__, namespace, py_func.__name__,
-                              py_func.__defaults__, py_func.__closure__)
-    flags = dict(kernel.targetoptions)
-    flags.pop("cache", None)  # a rebound kernel has dynamic globals: it cannot be cached
-    flags.pop("nopython", None)  # implied by njit
-    return numba.njit(**flags)(copy)
+
+    def wrap(f):
+        flags = {"error_model": JIT_FLAGS["error_model"]}
+        if fastmath:
+            flags["fastmath"] = ARITH_FASTMATH
+        return register_jitable(**flags)(f)
+
+    return wrap if func is None else wrap(func)

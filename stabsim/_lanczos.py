@@ -1,36 +1,88 @@
-"""Compiled Lanczos iteration for the top eigenpair of a dense symmetric matrix.
+"""Compiled Lanczos iteration for the top eigenpair of a symmetric operator.
 
-Used where the top eigenvalue is needed at every step (the GD engine): forming the dense
-Hessian once and running a few warm-started Lanczos steps on it costs far less than a
-full ``eigh`` when d is in the hundreds.
+Used where the top eigenvalue is needed at every step (the GD engine). The operator is either
+the Hessian of a loss applied by Hessian-vector products (:class:`HessianAt`: O(d) memory, the
+default) or a dense matrix plus a low-rank factor (:class:`DenseHessian`, for families whose
+product costs as much as forming the matrix). Warm-started from the previous eigenvector, one
+or two products usually suffice per step.
 """
 
+from typing import NamedTuple
+
 import numpy as np
+from numba import types
+from numba.extending import overload
 
-from ._jit import jit
+from ._jit import inline, jit
 from ._linalg import apply_sum, dot
+from .losses._protocol import hvp as loss_hvp
 
 
-@jit
-def top_eigenpair(H, factor, v0, max_dim, tol, vec_out):
-    """Largest eigenvalue λ and unit eigenvector of the symmetric matrix ``H + FᵀF``.
+class DenseHessian(NamedTuple):
+    """The matrix H + FᵀF held as a dense part and a factor (F of r rows; r = 0: just H)."""
 
-    Lanczos with full reorthogonalisation started from ``v0`` (the previous eigenvector
-    when tracking a trajectory). After j steps the Ritz pair (θ_j, y_j) of the tridiagonal
-    matrix T_j has residual ``|H y_j − θ_j y_j| = β_j |s_j[j]|`` (s_j the top eigenvector
-    of T_j); the iteration stops when that residual is at most ``tol · max(|θ_j|, 1e-300)``,
-    when the Krylov space becomes invariant, or at ``max_dim`` steps. A matrix with a
-    non-finite entry gives NaN for λ and the residual (see :mod:`stabsim._linalg`).
+    H: np.ndarray
+    F: np.ndarray
+
+
+class HessianAt(NamedTuple):
+    """∇²L(θ) of the loss family of ``p``, applied by its Hessian-vector product."""
+
+    theta: np.ndarray
+    p: object
+
+
+def apply(op, v, out):
+    """out ← A v for the symmetric operator ``op`` (kernels only)."""
+    raise TypeError("apply is resolved inside compiled kernels")
+
+
+@overload(apply, jit_options={"error_model": "numpy"})
+def _apply(op, v, out):
+    if isinstance(op, types.BaseNamedTuple) and op.instance_class is DenseHessian:
+        return lambda op, v, out: apply_sum(op.H, op.F, v, out)
+    if isinstance(op, types.BaseNamedTuple) and op.instance_class is HessianAt:
+        return lambda op, v, out: loss_hvp(op.theta, op.p, v, out)
+
+
+class LanczosWork(NamedTuple):
+    """Workspace of :func:`top_eigenpair` for dimension d and restart length m."""
+
+    basis: np.ndarray  # (m, d)
+    alpha: np.ndarray  # (m,)
+    beta: np.ndarray  # (m,)
+    ritz: np.ndarray  # (m,)
+    w: np.ndarray  # (d,)
+    start: np.ndarray  # (d,)
+
+
+@inline
+def lanczos_work(d, restart):
+    m = max(1, min(restart, d))
+    return LanczosWork(np.empty((m, d)), np.zeros(m), np.zeros(m), np.zeros(m), np.empty(d),
+                       np.empty(d))
+
+
+@inline
+def top_eigenpair(op, v0, work, max_products, tol, vec_out):
+    """Largest eigenvalue λ and unit eigenvector of the symmetric operator ``op``.
+
+    Lanczos with full reorthogonalisation, restarted from the current Ritz vector every
+    m = ``work.basis.shape[0]`` steps, started from ``v0`` (the previous eigenvector when
+    tracking a trajectory). After j steps the Ritz pair (θ_j, y_j) of the tridiagonal matrix
+    T_j has residual ``|A y_j − θ_j y_j| = β_j |s_j[j]|`` (s_j the top eigenvector of T_j); the
+    iteration stops when that is at most ``tol · max(|θ_j|, 1e-300)``, when the Krylov space
+    becomes invariant, or after ``max_products`` products. Memory: the m × d basis, whatever
+    the number of restarts. A non-finite operator gives NaN for λ and the residual.
 
     Parameters
     ----------
-    H : ndarray, shape (d, d)
-    factor : ndarray, shape (r, d)
-        F, a part of the matrix kept as a factor (r = 0: the matrix is ``H``).
+    op : DenseHessian or HessianAt
     v0 : ndarray, shape (d,)
         Start vector; a zero or non-finite start falls back to the all-ones vector.
-    max_dim : int
-        Largest Krylov dimension (capped at d).
+    work : LanczosWork
+    max_products : int
+        Budget of products with the operator.
     tol : float
         Relative residual tolerance.
     vec_out : ndarray, shape (d,)
@@ -41,60 +93,92 @@ def top_eigenpair(H, factor, v0, max_dim, tol, vec_out):
     lam : float
         The top Ritz value.
     residual : float
-        ``|(H + FᵀF) y − λ y|`` for the returned vector, from a product with the matrix: after
-        one step (y = v0/|v0|, λ = its Rayleigh quotient) the first product gave it as β_0.
-    steps : int
-        Products with the matrix.
+        ``|A y − λ y|`` for the returned vector, from a product with the operator (after a
+        single step, y = v0/|v0| and λ its Rayleigh quotient, the first product gave it as
+        β_0). Above ``tol·|λ|`` only when the budget ran out.
+    products : int
+        Products with the operator.
     """
-    d = H.shape[0]
-    m = min(max_dim, d)
-    basis = np.empty((m, d))
-    alpha = np.zeros(m)
-    beta = np.zeros(m)
+    basis, alpha, beta, ritz, w, start = work
+    d = v0.shape[0]
+    m = basis.shape[0]
     norm0 = np.sqrt(dot(v0, v0))
     if norm0 > 0.0 and np.isfinite(norm0):
-        basis[0] = v0 / norm0
-    else:
-        basis[0] = 1.0 / np.sqrt(d)
-    w = np.empty(d)
-    ritz_buf = np.zeros(m)
-    lam = np.nan
-    steps = 0
-    j = 0
-    for j in range(m):
-        apply_sum(H, factor, basis[j], w)
-        steps += 1
-        alpha[j] = dot(w, basis[j])
-        # full reorthogonalisation, twice ("twice is enough"), against all previous vectors
-        for _ in range(2):
-            for i in range(j + 1):
-                c = dot(w, basis[i])
-                for r in range(d):
-                    w[r] -= c * basis[i, r]
-        beta[j] = np.sqrt(dot(w, w))
-        if not np.isfinite(beta[j]):
-            vec_out[:] = basis[0]
-            return np.nan, np.nan, steps
-        lam = tridiagonal_top(alpha, beta, j + 1, ritz_buf)
-        estimate = beta[j] * abs(ritz_buf[j])
-        invariant = beta[j] <= 1e-14 * max(abs(lam), 1e-300)
-        if estimate <= tol * max(abs(lam), 1e-300) or invariant or j + 1 == m:
-            break
-        basis[j + 1] = w / beta[j]
-    vec_out[:] = 0.0
-    for i in range(j + 1):
-        c = ritz_buf[i]
         for r in range(d):
-            vec_out[r] += c * basis[i, r]
-    vec_out /= np.sqrt(dot(vec_out, vec_out))
-    if dot(vec_out, basis[0]) < 0.0:
+            start[r] = v0[r] / norm0
+    else:
+        start[:] = 1.0 / np.sqrt(d)
+    products = 0
+    lam = np.nan
+    while True:
+        basis[0] = start
+        j = 0
+        done = False
+        for j in range(m):
+            apply(op, basis[j], w)
+            products += 1
+            alpha[j] = dot(w, basis[j])
+            # full reorthogonalisation, twice ("twice is enough"), against all previous vectors
+            for _ in range(2):
+                for i in range(j + 1):
+                    c = dot(w, basis[i])
+                    for r in range(d):
+                        w[r] -= c * basis[i, r]
+            beta[j] = np.sqrt(dot(w, w))
+            if not np.isfinite(beta[j]):
+                vec_out[:] = start
+                return np.nan, np.nan, products
+            lam = tridiagonal_top(alpha, beta, j + 1, ritz)
+            estimate = beta[j] * abs(ritz[j])
+            invariant = beta[j] <= 1e-14 * max(abs(lam), 1e-300)
+            done = estimate <= tol * max(abs(lam), 1e-300) or invariant
+            if done or j + 1 == m or products >= max_products:
+                break
+            basis[j + 1] = w / beta[j]
+        if j == 0 and products == 1:  # w = A v0 − α_0 v0 already: its norm is the residual
+            vec_out[:] = start
+            if dot(vec_out, v0) < 0.0:
+                vec_out *= -1.0
+            return lam, beta[0], products
+        vec_out[:] = 0.0
+        for i in range(j + 1):
+            c = ritz[i]
+            for r in range(d):
+                vec_out[r] += c * basis[i, r]
+        vec_out /= np.sqrt(dot(vec_out, vec_out))
+        if done or products >= max_products:
+            break
+        start[:] = vec_out  # restart from the Ritz vector
+    if dot(vec_out, v0) < 0.0:
         vec_out *= -1.0
-    if j == 0:  # w = H v0 − α_0 v0 already: its norm is the residual of (α_0, v0)
-        return lam, beta[0], steps
-    apply_sum(H, factor, vec_out, w)
+    apply(op, vec_out, w)
     for r in range(d):
         w[r] -= lam * vec_out[r]
-    return lam, np.sqrt(dot(w, w)), steps + 1
+    return lam, np.sqrt(dot(w, w)), products + 1
+
+
+@jit
+def _top_of_2x2(a, b, c, vec_out):
+    """Top eigenpair of [[a, b], [b, c]]: λ = m + r with m = (a + c)/2, r = hypot((a − c)/2, b).
+
+    The eigenvector (b, λ − a) (or (λ − c, b)) is formed from whichever of λ − a = r − h and
+    λ − c = r + h (h = (a − c)/2) is the sum of non-negative terms, so nothing cancels.
+    """
+    h = 0.5 * (a - c)
+    r = np.hypot(h, b)
+    if r == 0.0:  # a multiple of the identity: any vector
+        vec_out[0] = 1.0
+        vec_out[1] = 0.0
+        return a
+    if h >= 0.0:  # λ − c = r + h ≥ r: the eigenvector (λ − c, b)
+        x, y = r + h, b
+    else:  # λ − a = r − h ≥ r: the eigenvector (b, λ − a)
+        x, y = b, r - h
+    n = np.hypot(x, y)
+    sign = 1.0 if x >= 0.0 else -1.0
+    vec_out[0] = sign * x / n
+    vec_out[1] = sign * y / n
+    return 0.5 * (a + c) + r
 
 
 @jit
@@ -107,7 +191,14 @@ def tridiagonal_top(diag, offdiag, k, vec_out):
     Gershgorin interval and run to machine precision; the eigenvector from two steps of
     inverse iteration. O(k) work per bisection step instead of the O(k³) of a full ``eigh``.
     The first k entries of ``vec_out`` receive the eigenvector (sign: first entry ≥ 0).
+    k = 1 and k = 2 (one or two Lanczos steps, the usual case of a warm start) use the closed
+    forms λ = a and λ = (a + c)/2 + hypot((a − c)/2, b) of [[a, b], [b, c]].
     """
+    if k == 1:
+        vec_out[0] = 1.0
+        return diag[0]
+    if k == 2:
+        return _top_of_2x2(diag[0], offdiag[0], diag[1], vec_out)
     lo = np.inf
     hi = -np.inf
     for i in range(k):

@@ -1,9 +1,17 @@
-"""The fused value/gradient/Hessian kernel against the three separate kernels."""
+"""Fused value/gradient/Hessian kernels (and their generic versions) against the separate ones."""
 
 import numpy as np
 import pytest
 
+from stabsim._jit import jit
 from stabsim.losses import Minimalist, QuadraticRegression, ScalarNetwork
+from stabsim.losses import _protocol as protocol
+
+
+@jit
+def _hessian_parts(theta, p, grad_out, hess_out, factor_out):
+    """The protocol's hessian_parts as compiled code sees it (the family's, or the generic)."""
+    return protocol.hessian_parts(theta, p, grad_out, hess_out, factor_out)
 
 
 @pytest.mark.parametrize("loss", [
@@ -12,13 +20,12 @@ from stabsim.losses import Minimalist, QuadraticRegression, ScalarNetwork
     ScalarNetwork(4),
     Minimalist(),
 ])
-def test_value_grad_hess_matches_the_separate_kernels(loss):
+def test_hessian_parts_matches_the_separate_kernels(loss):
     theta = np.random.default_rng(0).normal(size=loss.dim) * 0.5 + 0.3
     grad_out = np.empty(loss.dim)
     hess_out = np.empty((loss.dim, loss.dim))
     factor = np.empty((loss.factor_rows, loss.dim))
-    value = loss.kernels.value_grad_hess(loss.kind, theta, loss.params, grad_out, hess_out,
-                                         factor)
+    value = _hessian_parts(theta, loss.params, grad_out, hess_out, factor)
     # the fused kernel sums the same terms in another order: agreement to round-off,
     # relative to the size of the terms (n·d products of O(1) factors)
     scale = 1e-12 * max(1.0, np.abs(loss.hessian(theta)).max())
@@ -35,7 +42,7 @@ def test_the_regression_factor_is_the_scaled_jacobian():
     loss = QuadraticRegression.random(12, 5, seed=4)
     theta = np.random.default_rng(1).normal(size=12)
     hess_out, factor = np.empty((12, 12)), np.empty((5, 12))
-    loss.kernels.value_grad_hess(loss.kind, theta, loss.params, np.empty(12), hess_out, factor)
+    _hessian_parts(theta, loss.params, np.empty(12), hess_out, factor)
     jacobian = loss.J + np.einsum("kij,j->ki", loss.Q, theta)
     z = loss.z0 + loss.J @ theta + 0.5 * np.einsum("kij,i,j->k", loss.Q, theta, theta)
     np.testing.assert_allclose(factor, jacobian / np.sqrt(5), rtol=1e-13, atol=1e-14)

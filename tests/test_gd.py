@@ -179,34 +179,15 @@ def test_a_nonfinite_hessian_is_a_status_not_an_exception(eigensolver):
     # a user loss ½ Σ c_i θ_i² whose Hessian entry (0, 0) is NaN once |θ_0| < 0.5: the engine
     # must stop with NONFINITE. The top eigenvector is e_{d−1}, orthogonal to the NaN entry,
     # so Lanczos sees it only because every entry enters its products (NaN·0 = NaN).
-    import numba
+    import user_families
 
-    from stabsim.losses import CustomLoss
+    from stabsim.losses import Loss
 
     d = 40
     curvature = np.ones(d)
     curvature[0], curvature[-1] = 10.0, 20.0
-
-    @numba.njit
-    def value(theta, p):
-        return 0.5 * np.sum(p * theta**2)
-
-    @numba.njit
-    def grad(theta, p, out):
-        out[:] = p * theta
-
-    @numba.njit
-    def hess(theta, p, out):
-        out[:, :] = np.diag(p)
-        if abs(theta[0]) < 0.5:
-            out[0, 0] = np.nan
-
-    @numba.njit
-    def d3(theta, p, u, v, out):
-        out[:] = 0.0
-
     start = np.ones(d)
-    loss = CustomLoss(value, grad, hess, d3, dim=d, params=curvature, test_point=start)
+    loss = Loss(user_families.Diagonal(curvature), d, check_points=[start])
     result = run_gd(loss, start, 0.01, 50, eigensolver=eigensolver)
     assert result.status is Status.NONFINITE
     # θ_0 = 0.9^t passes 0.5 at t = 7, where the Hessian turns NaN

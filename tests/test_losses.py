@@ -9,15 +9,13 @@ exact computations (hvp vs hess·v, symmetries) hold to round-off: ≤ 64 d ε t
 the summed terms.
 """
 
-import numba
 import numpy as np
 import pytest
+import user_families
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stabsim._jit import jit
-from stabsim.losses import BUILTIN_KERNELS, CustomLoss, specialise
-from stabsim.losses._dispatch import grad as loss_grad
+from stabsim.losses import Loss
 from stabsim.testing import (
     losses,
     manifold_losses,
@@ -105,61 +103,16 @@ def test_any_family_derivatives(data):
     check_derivatives(loss, theta, *data.draw(st.tuples(*[unit_vectors(loss.dim)] * 2)))
 
 
-# A user-defined loss: L(x, y, z) = (a − x)² + b (y − x²)² + c (z − y²)² (Rosenbrock chain),
-# p = [a, b, c]. Its third derivatives: L_xxx = 24 b x, L_xxy = −4 b, L_yyy = 24 c y,
-# L_yyz = −4 c.
-@numba.njit
-def _rb_value(theta, p):
-    x, y, z = theta[0], theta[1], theta[2]
-    return (p[0] - x) ** 2 + p[1] * (y - x * x) ** 2 + p[2] * (z - y * y) ** 2
-
-
-@numba.njit
-def _rb_grad(theta, p, out):
-    x, y, z = theta[0], theta[1], theta[2]
-    out[0] = -2.0 * (p[0] - x) - 4.0 * p[1] * x * (y - x * x)
-    out[1] = 2.0 * p[1] * (y - x * x) - 4.0 * p[2] * y * (z - y * y)
-    out[2] = 2.0 * p[2] * (z - y * y)
-
-
-@numba.njit
-def _rb_hess(theta, p, out):
-    x, y, z = theta[0], theta[1], theta[2]
-    out[:, :] = 0.0
-    out[0, 0] = 2.0 - 4.0 * p[1] * (y - 3.0 * x * x)
-    out[0, 1] = out[1, 0] = -4.0 * p[1] * x
-    out[1, 1] = 2.0 * p[1] - 4.0 * p[2] * (z - 3.0 * y * y)
-    out[1, 2] = out[2, 1] = -4.0 * p[2] * y
-    out[2, 2] = 2.0 * p[2]
-
-
-@numba.njit
-def _rb_d3(theta, p, u, v, out):
-    x, y, b, c = theta[0], theta[1], p[1], p[2]
-    out[0] = 24.0 * b * x * u[0] * v[0] - 4.0 * b * (u[0] * v[1] + u[1] * v[0])
-    out[1] = -4.0 * b * u[0] * v[0] + 24.0 * c * y * u[1] * v[1]
-    out[1] -= 4.0 * c * (u[1] * v[2] + u[2] * v[1])
-    out[2] = -4.0 * c * u[1] * v[1]
-
-
-@numba.njit
-def _rb_hvp(theta, p, v, out):
-    x, y, z = theta[0], theta[1], theta[2]
-    hxx = 2.0 - 4.0 * p[1] * (y - 3.0 * x * x)
-    hyy = 2.0 * p[1] - 4.0 * p[2] * (z - 3.0 * y * y)
-    out[0] = hxx * v[0] - 4.0 * p[1] * x * v[1]
-    out[1] = -4.0 * p[1] * x * v[0] + hyy * v[1] - 4.0 * p[2] * y * v[2]
-    out[2] = -4.0 * p[2] * y * v[1] + 2.0 * p[2] * v[2]
-
-
+# A user-defined family (tests/user_families.py): the Rosenbrock chain, with and without a
+# dense Hessian (without: the generic one, d Hessian-vector products).
 @pytest.fixture(scope="module")
 def rosenbrock():
-    return CustomLoss(_rb_value, _rb_grad, _rb_hess, _rb_d3, _rb_hvp, params=[1.0, 5.0, 3.0], dim=3)
+    return Loss(user_families.Rosenbrock(1.0, 5.0, 3.0), 3)
 
 
 @pytest.fixture(scope="module")
-def rosenbrock_default_hvp():
-    return CustomLoss(_rb_value, _rb_grad, _rb_hess, _rb_d3, params=[1.0, 5.0, 3.0], dim=3)
+def rosenbrock_without_hess():
+    return Loss(user_families.RosenbrockNoHess(1.0, 5.0, 3.0), 3)
 
 
 @settings(max_examples=15)
@@ -168,69 +121,12 @@ def rosenbrock_default_hvp():
     u=unit_vectors(3),
     v=unit_vectors(3),
 )
-def test_custom_loss_derivatives(rosenbrock, rosenbrock_default_hvp, theta, u, v):
+def test_user_family_derivatives(rosenbrock, rosenbrock_without_hess, theta, u, v):
     check_derivatives(rosenbrock, theta, u, v)
-    check_derivatives(rosenbrock_default_hvp, theta, u, v)
+    check_derivatives(rosenbrock_without_hess, theta, u, v)
 
 
-def test_custom_loss_minimum(rosenbrock):
+def test_user_family_minimum(rosenbrock):
     # the minimiser of the chain is (a, a², a⁴) = (1, 1, 1), where L = 0 and ∇L = 0 exactly
     assert rosenbrock.value(np.ones(3)) == 0.0
     assert np.all(rosenbrock.grad(np.ones(3)) == 0.0)
-
-
-@jit
-def _gd(kind, theta, p, eta, steps):
-    """A kernel reaching the loss through the dispatch name ``loss_grad`` (GD in place)."""
-    g = np.empty_like(theta)
-    for _ in range(steps):
-        loss_grad(kind, theta, p, g)
-        for i in range(theta.shape[0]):
-            theta[i] -= eta * g[i]
-
-
-def test_specialise_runs_kernels_on_custom_and_builtin_losses(rosenbrock):
-    from stabsim.losses import ScalarNetwork
-
-    start = np.array([0.3, -0.2, 0.5])
-    kernel = specialise(_gd, rosenbrock)
-    assert kernel is not _gd and rosenbrock.kernels is not BUILTIN_KERNELS
-    theta = start.copy()
-    kernel(rosenbrock.kind, theta, rosenbrock.params, 1e-3, 50)
-    expected = start.copy()
-    for _ in range(50):  # the same GD through the Python interface: identical operations
-        expected -= 1e-3 * rosenbrock.grad(expected)
-    assert np.array_equal(theta, expected)
-    network = ScalarNetwork(3)
-    assert specialise(_gd, network) is _gd
-
-
-def test_custom_loss_rejects_plain_python_functions():
-    def value(theta, p):
-        return 0.0
-
-    with pytest.raises(ValueError, match=r"value must be a Numba-compiled.*numba\.njit"):
-        CustomLoss(value, _rb_grad, _rb_hess, _rb_d3, dim=3)
-    with pytest.raises(ValueError, match=r"hvp must be a Numba-compiled"):
-        CustomLoss(_rb_value, _rb_grad, _rb_hess, _rb_d3, hvp=np.dot, dim=3)
-
-
-@numba.njit
-def _partial_grad(theta, p, out):
-    out[0] = 1.0  # forgets the other entries
-
-
-@numba.njit
-def _wrong_signature_grad(theta, out):
-    out[0] = 1.0
-
-
-def test_custom_loss_checks_its_functions_at_a_test_point():
-    with pytest.raises(ValueError, match=r"grad gave a non-finite result"):
-        CustomLoss(_rb_value, _partial_grad, _rb_hess, _rb_d3, params=[1.0, 5.0, 3.0], dim=3)
-    with pytest.raises(ValueError, match=r"grad failed at the test point"):
-        CustomLoss(_rb_value, _wrong_signature_grad, _rb_hess, _rb_d3, params=[1, 5, 3], dim=3)
-    with pytest.raises(ValueError, match="dim"):
-        CustomLoss(_rb_value, _rb_grad, _rb_hess, _rb_d3, params=[1.0, 5.0, 3.0], dim=0)
-    with pytest.raises(ValueError, match="params"):
-        CustomLoss(_rb_value, _rb_grad, _rb_hess, _rb_d3, params=[1.0, np.nan, 3.0], dim=3)

@@ -7,13 +7,13 @@ flow) is checked against its closed forms.
 
 import functools
 
-import numba
 import numpy as np
 import pytest
+import user_families
 
 from stabsim._status import Status
 from stabsim.flows import limit_map, manifold_flow, tangent_projection, tangent_space
-from stabsim.losses import CustomLoss, ManifoldFamily
+from stabsim.losses import Loss, ManifoldFamily
 from stabsim.maps import run_gd
 
 K = [[[0.5, 0.1], [0.1, -0.3]], [[0.2, 0.0], [0.0, 0.1]]]
@@ -25,37 +25,9 @@ def family(curved):
 
 
 # the same loss as ManifoldFamily(c=[1], s=[[4]]): L(x, z) = ½ (1 + 2x²) z², as user code
-@numba.njit
-def _value(theta, p):
-    return 0.5 * (1.0 + 2.0 * theta[0] ** 2) * theta[1] ** 2
-
-
-@numba.njit
-def _grad(theta, p, out):
-    x, z = theta[0], theta[1]
-    out[0] = 2.0 * x * z * z
-    out[1] = (1.0 + 2.0 * x * x) * z
-
-
-@numba.njit
-def _hess(theta, p, out):
-    x, z = theta[0], theta[1]
-    out[0, 0] = 2.0 * z * z
-    out[0, 1] = out[1, 0] = 4.0 * x * z
-    out[1, 1] = 1.0 + 2.0 * x * x
-
-
-@numba.njit
-def _d3(theta, p, u, v, out):
-    # nonzero third derivatives: L_xzz = 4x, L_xxz = 4z
-    x, z = theta[0], theta[1]
-    out[0] = 4.0 * x * u[1] * v[1] + 4.0 * z * (u[0] * v[1] + u[1] * v[0])
-    out[1] = 4.0 * x * (u[0] * v[1] + u[1] * v[0]) + 4.0 * z * u[0] * v[0]
-
-
 @functools.cache  # one instance: its kernels compile once per process
 def custom_loss():
-    return CustomLoss(_value, _grad, _hess, _d3, dim=2, min_value=0.0)
+    return Loss(user_families.Bowl(), 2, min_value=0.0)
 
 
 @pytest.mark.parametrize("curved", [False, True])

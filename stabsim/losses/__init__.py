@@ -1,14 +1,17 @@
-"""Synthetic C³ losses with exact derivatives.
+"""Losses with exact derivatives, and the protocol that makes any loss one.
 
-Every loss is a :class:`Loss`: value, gradient, Hessian-vector product, dense Hessian and
-the third-derivative contraction ∇³L[u, v], evaluated by cached Numba kernels. Built-in
-families can also be made by name with :func:`make_loss`; user-defined losses come in
-through :class:`CustomLoss`.
+A loss is :class:`Loss` ``(record, dim)``: ``record`` is an instance of a parameter record
+class registered with :func:`register_family` beside the family's Numba-compiled functions
+(value, gradient, Hessian-vector product, ∇³L[u, v]; a dense Hessian optionally). stabsim's
+own families are registered the same way (``losses/kernels/<family>.py``) and wrapped in
+classes that build their record: :class:`Quadratic`, :class:`QuadraticRegression`, ... Built-in
+families can also be made by name with :func:`make_loss`.
 """
 
-from ._base import BUILTIN_KERNELS, Loss, LossKernels, specialise
+from ._base import Loss, check_dense_memory
+from ._check import check_derivatives
+from ._protocol import Family, family_of, register_family, registered_families
 from ._registry import FAMILIES, make_loss
-from .custom import CustomLoss
 from .manifold import ManifoldFamily
 from .minimalist import Minimalist
 from .potential import SelfRegulatingPotential
@@ -18,11 +21,9 @@ from .regression import QuadraticRegression
 from .scalar_network import ScalarNetwork
 
 __all__ = [
-    "BUILTIN_KERNELS",
     "FAMILIES",
-    "CustomLoss",
+    "Family",
     "Loss",
-    "LossKernels",
     "ManifoldFamily",
     "Minimalist",
     "Quadratic",
@@ -30,6 +31,10 @@ __all__ = [
     "ReducedMapRealisation",
     "ScalarNetwork",
     "SelfRegulatingPotential",
+    "check_dense_memory",
+    "check_derivatives",
+    "family_of",
     "make_loss",
-    "specialise",
+    "register_family",
+    "registered_families",
 ]

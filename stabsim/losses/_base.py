@@ -1,127 +1,150 @@
-"""The :class:`Loss` interface every loss in stabsim presents.
-
-A loss is data, not code: an integer family ``kind``, a packed float64 parameter array
-``params``, the dimension ``dim``, and a bundle of compiled kernels. Built-in families all
-share :data:`BUILTIN_KERNELS` (integer dispatch, cached on disk); a user-defined loss
-carries its own bundle, and :func:`specialise` recompiles a kernel for it.
-"""
+"""The :class:`Loss` every engine takes: a family's parameter record and a dimension."""
 
 from __future__ import annotations
 
-import functools
-from typing import NamedTuple
+import numbers
+import os
 
 import numpy as np
 
-from .._jit import rebind
-from .._validate import finite_array
-from . import _dispatch
+from .._validate import finite_array, nonnegative_int
+from ._protocol import Family, family_of
+
+#: a dense d × d request larger than this fraction of the available memory is refused
+DENSE_MEMORY_FRACTION = 0.5
 
 
-class LossKernels(NamedTuple):
-    """The compiled functions of a loss, each taking ``(kind, theta, p, ...)``.
+def _available_memory() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: assume 4 GiB
+        return 4 << 30
 
-    ``value_grad_hess(kind, theta, p, grad_out, hess_out, factor_out) -> value`` evaluates
-    all three at once (families that share work between them fuse it; the others call the
-    three), with the Hessian split as ``hess_out + factor_outᵀ factor_out``: ``factor_out``
-    has :attr:`Loss.factor_rows` rows, and a low-rank part left as a factor costs
-    Hessian-vector products O(rows · d) instead of a dense O(rows · d²) sum.
+
+def check_dense_memory(dim: int, what: str = "a dense Hessian", count: int = 1) -> None:
+    """Refuse ``count`` float64 d × d arrays that would not fit in memory.
+
+    Raises
+    ------
+    ValueError
+        Naming d and the bytes the arrays would take, when they exceed
+        :data:`DENSE_MEMORY_FRACTION` of the memory available now.
     """
-
-    value: object
-    grad: object
-    hvp: object
-    hess: object
-    d3: object
-    value_grad_hess: object
-
-
-BUILTIN_KERNELS = LossKernels(
-    _dispatch.value, _dispatch.grad, _dispatch.hvp, _dispatch.hess, _dispatch.d3,
-    _dispatch.value_grad_hess,
-)
-
-#: the global names through which kernels call a loss (see :func:`specialise`)
-KERNEL_NAMES = LossKernels("loss_value", "loss_grad", "loss_hvp", "loss_hess", "loss_d3",
-                           "loss_value_grad_hess")
+    needed = count * dim * dim * 8
+    available = _available_memory()
+    if needed > DENSE_MEMORY_FRACTION * available:
+        raise ValueError(
+            f"{what} at d = {dim} takes {needed:,} bytes, more than half of the "
+            f"{available:,} bytes available; use the matrix-free path (Hessian-vector "
+            "products: eigensolver='lanczos')"
+        )
 
 
-@functools.lru_cache(maxsize=256)
-def _rebound(kernel, kernels: LossKernels):
-    return rebind(
-        kernel,
-        **{
-            name: fn
-            for name, fn in zip(KERNEL_NAMES, kernels, strict=True)
-            if name in kernel.py_func.__code__.co_names
-        },
-    )
+def _normalise_field(record_name: str, field: str, value):
+    """A record field as stored: a C-contiguous, writable float64 array, or a float."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = float(value)
+        if not np.isfinite(value):
+            raise ValueError(f"{record_name}.{field} must be finite, got {value!r}")
+        return value
+    if isinstance(value, bool) or isinstance(value, (str, bytes)) or value is None:
+        raise ValueError(f"{record_name}.{field} must be a number or an array of real "
+                         f"numbers, got {value!r}")
+    if np.iscomplexobj(value):
+        raise ValueError(f"{record_name}.{field} must be real, got a complex array")
+    array = finite_array(f"{record_name}.{field}", value)
+    if not array.flags.writeable:  # Numba types read-only arrays apart: one compile for all
+        array = array.copy()
+    return array
 
 
-def specialise(kernel, loss: Loss):
-    """Return ``kernel`` compiled for ``loss``.
-
-    Kernels reach a loss only through the globals ``loss_value``, ``loss_grad``,
-    ``loss_hvp``, ``loss_hess`` and ``loss_d3`` (imported from ``losses._dispatch``), and
-    never through a nested kernel that does. For a built-in loss the cached kernel is
-    returned as is; for a user-defined loss those names are rebound to the loss's own
-    functions and the copy is compiled once per (kernel, loss kernels) pair.
-    """
-    if loss.kernels is BUILTIN_KERNELS:
-        return kernel
-    return _rebound(kernel, loss.kernels)
+def require_loss(loss, name: str = "loss") -> None:
+    """Raise ``TypeError`` saying what a loss is unless ``loss`` is a constructed :class:`Loss`."""
+    if not isinstance(loss, Loss):
+        raise TypeError(f"{name} must be a stabsim.losses.Loss, got {type(loss).__name__}")
+    family_of(getattr(loss, "params", None))
 
 
 class Loss:
-    """A C³ loss L: R^d → R with exact derivatives.
+    """A C³ loss L: R^d → R with exact derivatives, given by a registered family.
 
     Parameters
     ----------
-    kind : int
-        Family code understood by ``kernels`` (see ``losses._dispatch``).
-    params : array_like
-        Packed family parameters (float64, 1-D).
+    params : NamedTuple
+        An instance of a record class registered with
+        :func:`~stabsim.losses.register_family`; its fields are stored as C-contiguous
+        float64 arrays (numbers as floats).
     dim : int
         Dimension d of θ.
-    kernels : LossKernels
-        Compiled functions; the built-in dispatch by default.
+    min_value : float, optional
+        The infimum of L when it is known (used by GD on sqrt(L − min L)).
+    check : bool
+        Check the family's derivatives against finite differences at a few seeded points
+        (:func:`~stabsim.losses.check_derivatives`); a mismatch raises ``ValueError`` naming
+        the derivative. stabsim's own families skip it (their tests check them).
+    check_points : array_like, shape (k, d), optional
+        Where to check (default: three seeded points of norm about 1).
 
-    Attributes
-    ----------
-    min_value : float or None
-        The infimum of L when it is known in closed form (used by GD on sqrt(L − min L)).
-    factor_rows : int
-        Rows of the factor F that ``kernels.value_grad_hess`` leaves out of the dense
-        Hessian (∇²L = H_dense + FᵀF); 0 when it returns the whole Hessian densely.
+    Raises
+    ------
+    TypeError
+        If ``params`` is not an instance of a registered record class.
+    ValueError
+        If a field is not finite, has the wrong shape for ``dim``, or a derivative disagrees
+        with finite differences.
     """
 
     name = "loss"
     min_value: float | None = None
-    factor_rows: int = 0
 
-    def __init__(self, kind: int, params, dim: int, kernels: LossKernels = BUILTIN_KERNELS):
-        self.kind = int(kind)
-        self.params = np.ascontiguousarray(params, dtype=np.float64).ravel()
-        self.dim = int(dim)
-        self.kernels = kernels
+    def __init__(self, params, dim, *, min_value=None, check=True, check_points=None):
+        family = family_of(params)
+        dim = nonnegative_int("dim", dim, minimum=1)
+        record = type(params)
+        fields = {f: _normalise_field(record.__name__, f, getattr(params, f))
+                  for f in record._fields}
+        _check_shapes(family, fields, dim)
+        self.family: Family = family
+        self.params = record(**fields)
+        self.dim = dim
+        if min_value is not None:
+            self.min_value = float(min_value)
+        if not isinstance(check, bool):
+            raise ValueError(f"check must be True or False, got {check!r}")
+        if check:
+            from ._check import check_derivatives
+
+            check_derivatives(self, points=check_points)
 
     def __repr__(self) -> str:
+        if type(self) is Loss:
+            return f"Loss({self.family.name}, dim={self.dim})"
         return f"{type(self).__name__}(dim={self.dim})"
+
+    @property
+    def factor_rows(self) -> int:
+        """Rows of the factor F that ``hessian_parts`` leaves out of the dense Hessian."""
+        return int(self.family.factor_rows(self.params))
 
     def check_point(self, theta, name: str = "theta") -> np.ndarray:
         """Return ``theta`` as a finite float64 vector of length ``dim``, or raise."""
+        if np.iscomplexobj(theta):
+            raise ValueError(f"{name} must be real, got a complex array")
         return finite_array(name, theta, shape=(self.dim,))
+
+    def _fn(self, name):
+        return self.family.functions[name]
 
     def value(self, theta) -> float:
         """L(θ)."""
         theta = self.check_point(theta)
-        return float(self.kernels.value(self.kind, theta, self.params))
+        return float(self._fn("value")(theta, self.params))
 
     def grad(self, theta) -> np.ndarray:
         """∇L(θ), shape (d,)."""
         theta = self.check_point(theta)
         out = np.empty(self.dim)
-        self.kernels.grad(self.kind, theta, self.params, out)
+        self._fn("grad")(theta, self.params, out)
         return out
 
     def hvp(self, theta, v) -> np.ndarray:
@@ -129,14 +152,28 @@ class Loss:
         theta = self.check_point(theta)
         v = self.check_point(v, "v")
         out = np.empty(self.dim)
-        self.kernels.hvp(self.kind, theta, self.params, v, out)
+        self._fn("hvp")(theta, self.params, v, out)
         return out
 
     def hessian(self, theta) -> np.ndarray:
-        """∇²L(θ), shape (d, d)."""
+        """∇²L(θ), shape (d, d): the family's ``hess``, or d Hessian-vector products.
+
+        Raises
+        ------
+        ValueError
+            When the d × d array would not fit in memory (:func:`check_dense_memory`).
+        """
         theta = self.check_point(theta)
+        check_dense_memory(self.dim)
         out = np.empty((self.dim, self.dim))
-        self.kernels.hess(self.kind, theta, self.params, out)
+        if "hess" in self.family.functions:
+            self._fn("hess")(theta, self.params, out)
+            return out
+        unit = np.zeros(self.dim)
+        for j in range(self.dim):
+            unit[j] = 1.0
+            out[:, j] = self.hvp(theta, unit)
+            unit[j] = 0.0
         return out
 
     def d3(self, theta, u, v) -> np.ndarray:
@@ -145,5 +182,18 @@ class Loss:
         u = self.check_point(u, "u")
         v = self.check_point(v, "v")
         out = np.empty(self.dim)
-        self.kernels.d3(self.kind, theta, self.params, u, v, out)
+        self._fn("d3")(theta, self.params, u, v, out)
         return out
+
+
+def _check_shapes(family: Family, fields: dict, dim: int) -> None:
+    for field, shape in family.shapes.items():
+        value = fields[field]
+        want = tuple(dim if s == "d" else s for s in shape)
+        got = np.shape(value)
+        ok = len(got) == len(want) and all(w is None or w == g for w, g in zip(want, got,
+                                                                               strict=True))
+        if not ok:
+            text = "(" + ", ".join("any" if w is None else str(w) for w in want) + ")"
+            raise ValueError(f"{family.name}.{field} must have shape {text} for dim = {dim}, "
+                             f"got {got}")

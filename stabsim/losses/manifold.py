@@ -6,7 +6,7 @@ import numpy as np
 
 from .._validate import finite_array, positive_float
 from ._base import Loss
-from ._dispatch import MANIFOLD
+from .kernels.manifold import ManifoldParams
 
 
 class ManifoldFamily(Loss):
@@ -33,10 +33,6 @@ class ManifoldFamily(Loss):
         μ_j, the centre of h_j (zeros by default).
     K : array_like, shape (k, m, m), optional
         Symmetric K_j bending Γ (None: flat, K = 0).
-
-    Notes
-    -----
-    Packed as ``params = [m, k, c, s.ravel(), centres.ravel(), K.ravel()]``.
     """
 
     name = "manifold"
@@ -63,10 +59,9 @@ class ManifoldFamily(Loss):
         if not np.allclose(K, K.transpose(0, 2, 1), rtol=0.0, atol=1e-12 * scale):
             raise ValueError("K must be symmetric in its last two axes (K[j] = K[j].T)")
         K = 0.5 * (K + K.transpose(0, 2, 1))
-        params = np.concatenate([[m, k], c, s.ravel(), centres.ravel(), K.ravel()])
-        super().__init__(MANIFOLD, params, m + k)
+        super().__init__(ManifoldParams(c, s, centres, K), m + k, check=False)
         self.m, self.k = m, k
-        self.c, self.s, self.centres, self.K = c, s, centres, K
+        self.c, self.s, self.centres, self.K = self.params  # views of the record's arrays
 
     def __repr__(self) -> str:
         return f"ManifoldFamily(m={self.m}, k={self.k}, curved={self.curved})"

@@ -6,7 +6,7 @@ import numpy as np
 
 from .._validate import finite_float
 from ._base import Loss
-from ._dispatch import MINIMALIST
+from .kernels.minimalist import MinimalistParams
 
 
 class Minimalist(Loss):
@@ -15,15 +15,13 @@ class Minimalist(Loss):
     The minimisers are the hyperbolas xy = ±1. There ∇²ℓ = 2 [[y², xy], [xy, x²]] (rank one),
     so the sharpness is 2(x² + y²) ≥ 4. GD at step η converges, non-monotonically, to a
     minimiser with sharpness just below 2/η.
-
-    The loss has no parameters; ``params`` is empty.
     """
 
     name = "minimalist"
     min_value = 0.0
 
     def __init__(self):
-        super().__init__(MINIMALIST, np.empty(0), 2)
+        super().__init__(MinimalistParams(), 2, check=False)
 
     @staticmethod
     def minimiser(x) -> np.ndarray:

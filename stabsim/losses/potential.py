@@ -9,7 +9,7 @@ from scipy.optimize import brentq
 
 from .._validate import finite_float, positive_float
 from ._base import Loss
-from ._dispatch import POTENTIAL_1D
+from .kernels.potential import PotentialParams
 
 
 class SelfRegulatingPotential(Loss):
@@ -22,14 +22,14 @@ class SelfRegulatingPotential(Loss):
     Closed forms (THEORY §5):
     f'(x)/x = (2 + x²)/(1 + x²)^{3/2} and f''(x) = (2 − x²)/(1 + x²)^{5/2}.
 
-    The loss has no parameters; θ = (x,) and ``params`` is empty.
+    The loss has no parameters; θ = (x,).
     """
 
     name = "self_regulating"
     min_value = 0.0
 
     def __init__(self):
-        super().__init__(POTENTIAL_1D, np.empty(0), 1)
+        super().__init__(PotentialParams(), 1, check=False)
 
     @staticmethod
     def effective_curvature(x) -> float:

@@ -6,7 +6,7 @@ import numpy as np
 
 from .._validate import finite_array
 from ._base import Loss
-from ._dispatch import QUADRATIC
+from .kernels.quadratic import QuadraticParams
 
 
 class Quadratic(Loss):
@@ -24,7 +24,6 @@ class Quadratic(Loss):
     """
 
     name = "quadratic"
-    min_value = None  # 0 when A is positive semidefinite, -inf otherwise
 
     def __init__(self, A):
         A = np.asarray(A, dtype=np.float64)
@@ -35,10 +34,20 @@ class Quadratic(Loss):
             raise ValueError(f"A must be a non-empty square matrix, got shape {A.shape}")
         if not np.allclose(A, A.T, rtol=0.0, atol=1e-12 * max(1.0, np.abs(A).max())):
             raise ValueError("A must be symmetric")
-        super().__init__(QUADRATIC, A, A.shape[0])
-        self.A = A
-        eigenvalues = np.linalg.eigvalsh(A)
-        self.min_value = 0.0 if eigenvalues[0] >= 0.0 else -np.inf
+        super().__init__(QuadraticParams(A), A.shape[0], check=False)
+
+    def __repr__(self) -> str:
+        return f"Quadratic(dim={self.dim})"
+
+    @property
+    def A(self) -> np.ndarray:
+        """The matrix A (held once, in the parameter record)."""
+        return self.params.A
+
+    @property
+    def min_value(self) -> float:
+        """inf L: 0 when A is positive semidefinite, −inf otherwise (one ``eigvalsh``)."""
+        return 0.0 if np.linalg.eigvalsh(self.A)[0] >= 0.0 else -np.inf
 
     @property
     def sharpness(self) -> float:

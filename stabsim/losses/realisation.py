@@ -6,7 +6,7 @@ import numpy as np
 
 from .._validate import finite_array, finite_float, positive_float
 from ._base import Loss
-from ._dispatch import REALISATION
+from .kernels.realisation import RealisationParams
 
 
 class ReducedMapRealisation(Loss):
@@ -43,7 +43,7 @@ class ReducedMapRealisation(Loss):
         self.b = finite_float("b", b)
         if self.b == 0.0:
             raise ValueError("b must be nonzero")
-        super().__init__(REALISATION, [self.eta, self.alpha, self.b], 2)
+        super().__init__(RealisationParams(self.eta, self.alpha, self.b), 2, check=False)
 
     @property
     def beta(self) -> float:

@@ -6,7 +6,7 @@ import numpy as np
 
 from .._validate import finite_array, nonnegative_int, positive_float
 from ._base import Loss
-from ._dispatch import REGRESSION
+from .kernels.regression import RegressionParams
 
 
 class QuadraticRegression(Loss):
@@ -29,9 +29,7 @@ class QuadraticRegression(Loss):
 
     Notes
     -----
-    Packed as ``params = [n, z0, J.ravel(), Q.ravel()]`` (Q in [k][i][j] order, so each
-    kernel sweeps it in memory order). L ≥ 0, but whether z(θ) = 0 is solvable depends on the
-    draw, so ``min_value`` is None.
+    L ≥ 0, but whether z(θ) = 0 is solvable depends on the draw, so ``min_value`` is None.
     """
 
     name = "regression"
@@ -47,9 +45,8 @@ class QuadraticRegression(Loss):
         if not np.allclose(Q, Q.transpose(0, 2, 1), rtol=0.0, atol=1e-12 * scale):
             raise ValueError("Q must be symmetric in its last two axes (Q[k] = Q[k].T)")
         Q = 0.5 * (Q + Q.transpose(0, 2, 1))  # exactly symmetric: hess uses one triangle
-        super().__init__(REGRESSION, np.concatenate([[n], z0, J.ravel(), Q.ravel()]), d)
-        self.J, self.Q, self.z0 = J, Q, z0
-        self.factor_rows = n  # the Gauss–Newton factor J(θ)/√n stays out of the dense part
+        super().__init__(RegressionParams(z0, J, Q), d, check=False)
+        self.z0, self.J, self.Q = self.params  # the record's arrays, held once
 
     def __repr__(self) -> str:
         return f"QuadraticRegression(d={self.d}, n={self.n})"

@@ -9,7 +9,7 @@ from scipy.optimize import brentq
 
 from .._validate import nonnegative_int
 from ._base import Loss
-from ._dispatch import SCALAR_NETWORK
+from .kernels.scalar_network import ScalarNetworkParams
 
 
 class ScalarNetwork(Loss):
@@ -30,10 +30,6 @@ class ScalarNetwork(Loss):
     ----------
     depth : int
         Number of scalar layers, ≥ 2.
-
-    Notes
-    -----
-    No parameters are packed (``params`` is empty); the depth is ``dim``.
     """
 
     name = "scalar_network"
@@ -41,7 +37,7 @@ class ScalarNetwork(Loss):
 
     def __init__(self, depth):
         depth = nonnegative_int("depth", depth, minimum=2)
-        super().__init__(SCALAR_NETWORK, np.empty(0), depth)
+        super().__init__(ScalarNetworkParams(), depth, check=False)
 
     def __repr__(self) -> str:
         return f"ScalarNetwork(depth={self.dim})"

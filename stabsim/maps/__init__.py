@@ -2,7 +2,15 @@
 
 from ._reduced_results import CycleStats, ReducedEnsembleResult, ReducedResult
 from .constrained import ConstrainedResult, constrained_trajectory
-from .gd import GDResult, empirical_threshold, reference_point, run_gd, stability_threshold
+from .gd import (
+    GDResult,
+    Step,
+    empirical_threshold,
+    reference_point,
+    run_gd,
+    stability_threshold,
+    step,
+)
 from .projection import Projection, StableGeometry, proj_M, stable_geometry
 from .reduced import reduced_phase, run_reduced, run_reduced_ensemble
 
@@ -12,6 +20,7 @@ __all__ = [
     "GDResult",
     "Projection",
     "StableGeometry",
+    "Step",
     "constrained_trajectory",
     "empirical_threshold",
     "ReducedEnsembleResult",
@@ -24,4 +33,5 @@ __all__ = [
     "run_reduced_ensemble",
     "stability_threshold",
     "stable_geometry",
+    "step",
 ]

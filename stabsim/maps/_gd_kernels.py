@@ -1,20 +1,29 @@
-"""Compiled engine for exact gradient methods on any loss.
+"""Compiled engine for exact gradient methods on any loss family.
 
-One kernel advances a chunk of steps of one of five update rules and records loss,
-gradient norm, top-k sharpness and (optionally) the iterates at a stride. The wrapper in
-``stabsim.maps.gd`` calls it chunk by chunk, so Ctrl-C and progress bars work between
-chunks; all state needed to continue lives in the arrays passed in.
+:func:`gd_steps` advances a chunk of steps of one of five update rules and records loss,
+gradient norm, top-k sharpness and (optionally) the iterates at a stride. It takes a few
+grouped records (:class:`Method`, :class:`Eigen`, :class:`GDState`, :class:`Records`) and
+reaches the loss only through the protocol of :mod:`stabsim.losses._protocol`, so it is
+compiled once per loss family. :func:`gd_chunk` is its entry point from Python (the wrapper in
+``stabsim.maps.gd`` calls it chunk by chunk, so Ctrl-C and progress bars work between chunks);
+the sweep kernel calls :func:`gd_steps` directly. All state needed to continue a run lives in
+the arrays of :class:`GDState`.
+
+The sharpness comes from warm-started Lanczos (:mod:`stabsim._lanczos`), on Hessian-vector
+products by default (O(d) memory), or on the dense Hessian that the family's
+``hessian_parts`` gives (families that prefer it, or ``eigh`` for several eigenvalues).
 """
+
+from typing import NamedTuple
 
 import numpy as np
 
-from .._jit import jit
-from .._lanczos import top_eigenpair
+from .._jit import inline, jit
+from .._lanczos import DenseHessian, HessianAt, lanczos_work, top_eigenpair
 from .._linalg import add_gram, dot
 from .._status import Status
-from ..losses._dispatch import grad as loss_grad
-from ..losses._dispatch import value as loss_value
-from ..losses._dispatch import value_grad_hess as loss_value_grad_hess
+from ..losses._protocol import hessian_parts as loss_hessian_parts
+from ..losses._protocol import value_grad as loss_value_grad
 
 GD = 0  #: θ' = θ − η∇L(θ)
 HEAVY_BALL = 1  #: θ' = θ − η∇L(θ) + β(θ − θ_prev)
@@ -22,10 +31,55 @@ NESTEROV = 2  #: b' = βb + ∇L(θ);  θ' = θ − η(∇L(θ) + βb')   (PyTor
 NORMALISED = 3  #: θ' = θ − η∇L(θ)/|∇L(θ)|
 SQRT_LOSS = 4  #: θ' = θ − η∇sqrt(L − L_min) = θ − η∇L/(2 sqrt(L − L_min))
 
+MATRIX_FREE = 0  #: Lanczos on Hessian-vector products
+DENSE_LANCZOS = 1  #: Lanczos on the dense Hessian (plus factor) of ``hessian_parts``
+DENSE_EIGH = 2  #: ``numpy.linalg.eigh`` of the dense Hessian (top-k > 1)
+
 _OK = int(Status.OK)
 _DIVERGED = int(Status.DIVERGED)
 _NONFINITE = int(Status.NONFINITE)
 _ZERO_GRADIENT = int(Status.ZERO_GRADIENT)
+_NOT_CONVERGED = int(Status.NOT_CONVERGED)
+
+
+class Method(NamedTuple):
+    """The update rule (one of the constants above) and its constants."""
+
+    rule: int
+    eta: float
+    momentum: float
+    loss_min: float
+
+
+class Eigen(NamedTuple):
+    """How the sharpness is measured."""
+
+    mode: int  #: MATRIX_FREE, DENSE_LANCZOS or DENSE_EIGH
+    n_top: int  #: eigenvalues recorded (> 1 only with DENSE_EIGH)
+    restart: int  #: Lanczos restart length (basis size)
+    max_products: int  #: Lanczos budget of operator products per measurement
+    tol: float  #: Lanczos relative residual tolerance
+    factor_rows: int  #: rows of the factor ``hessian_parts`` leaves out (dense modes)
+
+
+class GDState(NamedTuple):
+    """Everything a run needs to continue: updated in place."""
+
+    theta: np.ndarray  #: θ_t
+    buf: np.ndarray  #: θ_{t−1} for heavy ball, the momentum buffer b for Nesterov
+    prev_theta: np.ndarray  #: θ_{t−1} (θ_0 at t = 0), for the crossing pair
+    evec: np.ndarray  #: the last top eigenvector (Lanczos warm start and sign reference)
+    crossing: np.ndarray  #: [t, θ_{t−1}, θ_t] at the first crossing; t = −1 before it
+
+
+class Records(NamedTuple):
+    """Per-record outputs; row t // stride holds step t."""
+
+    loss: np.ndarray
+    gnorm: np.ndarray
+    sharp: np.ndarray  #: (n_rec, n_top)
+    theta: np.ndarray  #: (n_rec, d) or (0, d) when iterates are not recorded
+    residual: np.ndarray
 
 
 @jit(fastmath=True)
@@ -40,23 +94,13 @@ def _all_finite(a):
 
 
 @jit
-def _measure(hess_buf, factor, evec, n_top, lanczos_dim, lanczos_tol, top_out):
-    """Top ``n_top`` eigenvalues of the Hessian ``hess_buf + factorᵀ factor``, descending.
+def _dense_top(hess_buf, factor, evec, n_top, top_out):
+    """Top ``n_top`` eigenvalues of ``hess_buf + factorᵀ factor`` by ``eigh``, descending.
 
-    The caller forms the Hessian: a nested kernel must not call the loss, or
-    :func:`stabsim.losses.specialise` could not swap in a user-defined loss.
-
-    One eigenvalue with ``lanczos_dim > 0``: warm-started Lanczos, with the factor applied
-    as thin products (``evec`` is both the start and the result, so the sign stays
-    consistent along a trajectory). Otherwise: ``numpy.linalg.eigh`` of the dense sum.
-    The eigenvalues go to ``top_out``; returns the Lanczos residual (0 for eigh), or NaN when
-    the Hessian has a non-finite entry (Lanczos reports it; LAPACK would raise on it).
+    ``evec`` receives the top eigenvector, signed to agree with its previous value. Returns 0
+    (the residual of a direct solver), or NaN when the matrix has a non-finite entry (LAPACK
+    would raise on it).
     """
-    if n_top == 1 and lanczos_dim > 0:
-        prev = evec.copy()
-        lam, residual, _ = top_eigenpair(hess_buf, factor, prev, lanczos_dim, lanczos_tol, evec)
-        top_out[0] = lam
-        return residual
     if not (_all_finite(hess_buf) and _all_finite(factor)):
         return np.nan
     add_gram(hess_buf, factor)
@@ -69,72 +113,84 @@ def _measure(hess_buf, factor, evec, n_top, lanczos_dim, lanczos_tol, top_out):
     return 0.0
 
 
-@jit
-def gd_chunk(
-    kind, p, rule, eta, momentum, loss_min,
-    theta, buf, evec, start, n_steps, finish, stride,
-    n_top, lanczos_dim, lanczos_tol, factor_rows, divergence_norm, crossing_threshold,
-    crossing, rec_loss, rec_gnorm, rec_sharp, rec_theta, rec_residual,
-):
+@inline
+def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, divergence_norm,
+             crossing_threshold):
     """Advance ``n_steps`` steps from step ``start``; record every ``stride``-th step.
 
-    The state at step t is recorded (into row t // stride) before the update of step t,
-    so row 0 is the start. With ``finish`` the state after the last update is evaluated
-    and recorded too (the last chunk of a run). ``theta`` and ``buf`` (the previous step
-    for heavy ball, the momentum buffer b for Nesterov) are updated in place.
-    ``factor_rows`` is the loss's :attr:`~stabsim.losses.Loss.factor_rows`: the Hessian
-    arrives as a dense part plus FᵀF with F of that many rows.
+    The state at step t is recorded (into row t // stride) before the update of step t, so
+    row 0 is the start. With ``finish`` the state after the last update is evaluated and
+    recorded too (the last chunk of a run). Empty records (length 0) record and measure
+    nothing: the plain update, as :func:`stabsim.maps.gd.step` uses it.
 
-    Crossing search: while ``crossing[0] < 0`` and ``crossing_threshold > 0`` the top
+    Crossing search: while ``state.crossing[0] < 0`` and ``crossing_threshold > 0`` the top
     eigenvalue is computed every step; at the first t with S(θ_t) ≥ threshold,
-    ``crossing[0] = t`` and ``crossing[1:]`` holds θ_{t−1} then θ_t (θ_{t-1} = θ_t at t = 0).
+    ``crossing = [t, θ_{t−1}, θ_t]`` (θ_{t−1} = θ_t at t = 0; θ_{t−1} is kept in the state,
+    so a crossing on a chunk boundary gets the right pair).
 
     Returns
     -------
     status : int
-        ``Status`` code (OK, DIVERGED, NONFINITE or ZERO_GRADIENT).
+        ``Status`` code: OK, DIVERGED, NONFINITE, ZERO_GRADIENT, or NOT_CONVERGED when
+        Lanczos used its budget of products without meeting its tolerance.
     steps_done : int
         Updates applied in this chunk (a failing state is neither recorded nor updated).
     """
+    theta, buf, prev_theta, evec, crossing = state
+    rule, eta, momentum, loss_min = method
     d = theta.shape[0]
     g = np.empty(d)
-    hess_buf = np.empty((d, d))
-    factor = np.empty((factor_rows, d))  # the Hessian is hess_buf + factorᵀ factor
-    top = np.empty(max(n_top, 1))
-    prev_theta = theta.copy()
-    record_iterates = rec_theta.shape[0] > 0
+    dense = eigen.mode != MATRIX_FREE
+    nd = d if dense else 0
+    hess_buf = np.empty((nd, nd))
+    factor = np.empty((eigen.factor_rows if dense else 0, d))
+    work = lanczos_work(d if eigen.mode != DENSE_EIGH else 1, eigen.restart)
+    prev_evec = np.empty(d)
+    top = np.empty(max(eigen.n_top, 1))
+    record_iterates = rec.theta.shape[0] > 0
     for k in range(n_steps + 1 if finish else n_steps):
         t = start + k
         searching = crossing[0] < 0 and crossing_threshold > 0.0
-        recording = t % stride == 0
+        recording = rec.loss.shape[0] > 0 and t % stride == 0
         measuring = recording or searching
-        if measuring:
-            loss = loss_value_grad_hess(kind, theta, p, g, hess_buf, factor)
+        if measuring and dense:
+            loss = loss_hessian_parts(theta, p, g, hess_buf, factor)
         else:
-            loss = loss_value(kind, theta, p)
-            loss_grad(kind, theta, p, g)
+            loss = loss_value_grad(theta, p, g)
         gnorm = np.sqrt(dot(g, g))
         if not (np.isfinite(loss) and np.isfinite(gnorm)):
             return _NONFINITE, k
         if np.sqrt(dot(theta, theta)) > divergence_norm:
             return _DIVERGED, k
         if measuring:
-            residual = _measure(hess_buf, factor, evec, n_top, lanczos_dim, lanczos_tol, top)
+            if eigen.mode == DENSE_EIGH:
+                residual = _dense_top(hess_buf, factor, evec, eigen.n_top, top)
+            else:
+                prev_evec[:] = evec
+                if dense:
+                    lam, residual, _ = top_eigenpair(DenseHessian(hess_buf, factor), prev_evec,
+                                                     work, eigen.max_products, eigen.tol, evec)
+                else:
+                    lam, residual, _ = top_eigenpair(HessianAt(theta, p), prev_evec, work,
+                                                     eigen.max_products, eigen.tol, evec)
+                top[0] = lam
+                if np.isfinite(residual) and residual > eigen.tol * max(abs(lam), 1e-300):
+                    return _NOT_CONVERGED, k
             if not np.isfinite(residual):
                 return _NONFINITE, k
             if searching and top[0] >= crossing_threshold:
                 crossing[0] = t
-                crossing[1:d + 1] = prev_theta if t > 0 else theta
+                crossing[1:d + 1] = prev_theta
                 crossing[d + 1:] = theta
             if recording:
                 row = t // stride
-                rec_loss[row] = loss
-                rec_gnorm[row] = gnorm
-                rec_residual[row] = residual
-                for i in range(n_top):
-                    rec_sharp[row, i] = top[i]
+                rec.loss[row] = loss
+                rec.gnorm[row] = gnorm
+                rec.residual[row] = residual
+                for i in range(eigen.n_top):
+                    rec.sharp[row, i] = top[i]
                 if record_iterates:
-                    rec_theta[row] = theta
+                    rec.theta[row] = theta
         if k == n_steps:
             break
         prev_theta[:] = theta
@@ -157,3 +213,11 @@ def gd_chunk(
                 return _ZERO_GRADIENT, k
             theta -= (eta / (2.0 * np.sqrt(gap))) * g
     return _OK, n_steps
+
+
+@jit
+def gd_chunk(p, method, eigen, state, rec, start, n_steps, finish, stride, divergence_norm,
+             crossing_threshold):
+    """:func:`gd_steps` as a compiled entry point (one specialisation per loss family)."""
+    return gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
+                    divergence_norm, crossing_threshold)

@@ -10,12 +10,15 @@ recovers θ* (THEORY §1) by bisection on the segment between the two iterates a
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
 from .. import _validate as check
 from .._status import Status, StatusResult
-from ..losses import Loss, Quadratic, specialise
+from ..losses import Loss, Quadratic, check_dense_memory
+from ..losses._base import require_loss
+from ..losses._engines import engine_for
 from . import _gd_kernels as kernels
 
 METHODS = {
@@ -125,6 +128,7 @@ def run_gd(
     find_crossing: bool = True,
     eigensolver: str = "auto",
     eig_tol: float = 1e-10,
+    eig_max_products: int = 1000,
     loss_min: float | None = None,
     divergence_norm: float = 1e8,
     chunk_steps: int = 2000,
@@ -153,10 +157,14 @@ def run_gd(
         Compute the sharpness every step until it first reaches the method's stability
         threshold, and keep the two iterates around that step (GD and momentum methods).
     eigensolver : {"auto", "lanczos", "eigh"}
-        ``"lanczos"``: warm-started Lanczos on the Hessian as the loss kernel gives it (a
-        dense part plus any Gauss–Newton factor, see ``Loss.factor_rows``; top_k = 1 only),
-        stopped at relative residual ``eig_tol``; ``"eigh"``: ``numpy.linalg.eigh`` of the
-        dense Hessian; ``"auto"``: Lanczos when top_k = 1 and d > 32.
+        ``"lanczos"``: warm-started, restarted Lanczos on Hessian-vector products (O(d)
+        memory; top_k = 1 only), stopped at relative residual ``eig_tol``; ``"eigh"``:
+        ``numpy.linalg.eigh`` of the dense Hessian (memory checked first); ``"auto"``: eigh
+        when top_k > 1, else Lanczos, on the dense Hessian plus Gauss–Newton factor for
+        families that prefer it (the regression model), on products otherwise.
+    eig_max_products : int
+        Budget of Hessian products per Lanczos measurement; a run whose Lanczos misses
+        ``eig_tol`` within it stops with status NOT_CONVERGED.
     loss_min : float, optional
         L_min for ``method="sqrt"``; defaults to ``loss.min_value``.
     divergence_norm : float
@@ -172,8 +180,7 @@ def run_gd(
         Never contains NaN: a run that meets a non-finite value stops there with status
         NONFINITE (or DIVERGED, ZERO_GRADIENT) and keeps the records made before.
     """
-    if not isinstance(loss, Loss):
-        raise ValueError(f"loss must be a stabsim Loss, got {type(loss).__name__}")
+    require_loss(loss)
     theta = loss.check_point(theta0, "theta0").copy()
     eta = check.positive_float("eta", eta)
     steps = check.nonnegative_int("steps", steps)
@@ -187,48 +194,32 @@ def run_gd(
     if eigensolver == "lanczos" and top_k > 1:
         raise ValueError("eigensolver='lanczos' computes one eigenvalue: use top_k=1 or 'eigh'")
     eig_tol = check.positive_float("eig_tol", eig_tol)
+    eig_max_products = check.nonnegative_int("eig_max_products", eig_max_products, minimum=1)
     divergence_norm = check.positive_float("divergence_norm", divergence_norm)
     chunk_steps = check.nonnegative_int("chunk_steps", chunk_steps, minimum=1)
-    if method == "sqrt":
-        loss_min = loss.min_value if loss_min is None else loss_min
-        if loss_min is None or not np.isfinite(loss_min):
-            raise ValueError("loss_min is required for method='sqrt' (this loss has no known "
-                             "finite minimum value)")
-        loss_min = check.finite_float("loss_min", loss_min)
-    else:
-        loss_min = 0.0 if loss_min is None else check.finite_float("loss_min", loss_min)
+    loss_min = _loss_min(loss, method, loss_min)
 
     threshold = None
     if find_crossing and method in ("gd", "heavy_ball", "nesterov"):
         threshold = stability_threshold(eta, method, momentum)
-    use_lanczos = eigensolver == "lanczos" or (
-        eigensolver == "auto" and top_k == 1 and loss.dim > 32)
-    lanczos_dim = min(loss.dim, 80) if use_lanczos else 0
+    eigen = eigen_config(loss, eigensolver, top_k, eig_tol, eig_max_products)
 
     d = loss.dim
     n_rec = steps // stride + 1
-    rec_loss = np.zeros(n_rec)
-    rec_gnorm = np.zeros(n_rec)
-    rec_sharp = np.zeros((n_rec, top_k))
-    rec_residual = np.zeros(n_rec)
-    rec_theta = np.zeros((n_rec if record_iterates else 0, d))
-    buf = theta.copy() if method == "heavy_ball" else np.zeros(d)
-    evec = np.full(d, 1.0 / np.sqrt(d))
-    crossing = np.full(2 * d + 1, -1.0)
-    kernel = specialise(kernels.gd_chunk, loss)
+    rec = kernels.Records(np.zeros(n_rec), np.zeros(n_rec), np.zeros((n_rec, top_k)),
+                          np.zeros((n_rec if record_iterates else 0, d)), np.zeros(n_rec))
+    state = kernels.GDState(theta, theta.copy() if method == "heavy_ball" else np.zeros(d),
+                            theta.copy(), np.full(d, 1.0 / np.sqrt(d)), np.full(2 * d + 1, -1.0))
+    rule = kernels.Method(METHODS[method], eta, momentum, loss_min)
+    kernel = engine_for(kernels.gd_chunk, loss.family)
 
     bar = _progress_bar(steps, progress)
     status, done = int(Status.OK), 0
     while status == int(Status.OK):
         n = min(chunk_steps, steps - done)
         finish = done + n == steps
-        status, advanced = kernel(
-            loss.kind, loss.params, METHODS[method], eta, momentum, loss_min,
-            theta, buf, evec, done, n, finish, stride,
-            top_k, lanczos_dim, eig_tol, loss.factor_rows, divergence_norm,
-            threshold if threshold is not None else -1.0, crossing,
-            rec_loss, rec_gnorm, rec_sharp, rec_theta, rec_residual,
-        )
+        status, advanced = kernel(loss.params, rule, eigen, state, rec, done, n, finish, stride,
+                                  divergence_norm, threshold if threshold is not None else -1.0)
         done += advanced
         if bar is not None:
             bar.update(advanced)
@@ -240,17 +231,97 @@ def run_gd(
         n_kept = n_rec
     else:  # the state at step `done` failed its checks and was not recorded
         n_kept = (done - 1) // stride + 1 if done > 0 else 0
+    crossing = state.crossing
     crossing_step = int(crossing[0]) if crossing[0] >= 0 else None
     return GDResult(
         method=method, eta=eta, momentum=momentum, threshold=threshold,
         steps=np.arange(n_kept) * stride,
-        loss=rec_loss[:n_kept], grad_norm=rec_gnorm[:n_kept],
-        sharpness=rec_sharp[:n_kept], eig_residual=rec_residual[:n_kept],
-        iterates=rec_theta[:n_kept] if record_iterates else None,
+        loss=rec.loss[:n_kept], grad_norm=rec.gnorm[:n_kept],
+        sharpness=rec.sharp[:n_kept], eig_residual=rec.residual[:n_kept],
+        iterates=rec.theta[:n_kept] if record_iterates else None,
         theta=theta, n_steps=done, status=Status(status),
         crossing_step=crossing_step,
         crossing_pair=crossing[1:].reshape(2, d).copy() if crossing_step is not None else None,
     )
+
+
+#: Lanczos restart length: the basis holds this many vectors of length d
+LANCZOS_RESTART = 20
+
+
+def eigen_config(loss: Loss, eigensolver: str, top_k: int, tol: float,
+                 max_products: int) -> kernels.Eigen:
+    """How the GD engine measures the sharpness of ``loss`` (see :func:`run_gd`).
+
+    Raises
+    ------
+    ValueError
+        When a dense path is requested for a d whose d × d Hessian would not fit in memory.
+    """
+    if eigensolver == "eigh" or top_k > 1:
+        mode = kernels.DENSE_EIGH
+    elif eigensolver == "auto" and loss.family.prefers_dense:
+        mode = kernels.DENSE_LANCZOS
+    else:
+        mode = kernels.MATRIX_FREE
+    if mode != kernels.MATRIX_FREE:
+        check_dense_memory(loss.dim, f"eigensolver={eigensolver!r} (a dense Hessian)")
+    rows = loss.factor_rows if mode != kernels.MATRIX_FREE else 0
+    return kernels.Eigen(mode, top_k, LANCZOS_RESTART, max_products, tol, rows)
+
+
+class Step(NamedTuple):
+    """One update of :func:`step`."""
+
+    theta: np.ndarray  #: θ_{t+1} (θ_t when the status is not OK)
+    buf: np.ndarray  #: the next momentum state (θ_t for heavy ball, b_{t+1} for Nesterov)
+    status: Status
+
+
+def step(loss: Loss, theta, eta: float, *, method: str = "gd", momentum: float = 0.0,
+         buf=None, loss_min: float | None = None) -> Step:
+    """One update of a gradient method, by the same compiled engine as :func:`run_gd`.
+
+    The rules are those of :func:`run_gd`; ``buf`` is the momentum state (θ_{t−1} for heavy
+    ball, default θ_t; the buffer b for Nesterov, default 0). Repeating ``step`` from θ_0
+    gives the iterates of ``run_gd`` exactly.
+
+    Returns
+    -------
+    Step
+        The next iterate and momentum state, and the status (NONFINITE, DIVERGED or
+        ZERO_GRADIENT leave θ unchanged).
+    """
+    require_loss(loss)
+    theta = loss.check_point(theta).copy()
+    eta = check.positive_float("eta", eta)
+    check.choice("method", method, METHODS)
+    momentum = check.unit_interval("momentum", momentum)
+    loss_min = _loss_min(loss, method, loss_min)
+    if buf is None:
+        buf = theta.copy() if method == "heavy_ball" else np.zeros(loss.dim)
+    buf = loss.check_point(buf, "buf").copy()
+    d = loss.dim
+    state = kernels.GDState(theta, buf, theta.copy(), np.full(d, 1.0 / np.sqrt(d)),
+                            np.full(2 * d + 1, -1.0))
+    no_records = kernels.Records(np.zeros(0), np.zeros(0), np.zeros((0, 1)), np.zeros((0, d)),
+                                 np.zeros(0))
+    eigen = kernels.Eigen(kernels.MATRIX_FREE, 1, 1, 1, 1.0, 0)  # measures nothing
+    rule = kernels.Method(METHODS[method], eta, momentum, loss_min)
+    kernel = engine_for(kernels.gd_chunk, loss.family)
+    status, _ = kernel(loss.params, rule, eigen, state, no_records, 0, 1, False, 1, np.inf, -1.0)
+    return Step(state.theta, state.buf, Status(status))
+
+
+def _loss_min(loss: Loss, method: str, loss_min) -> float:
+    """L_min of GD on sqrt(L − L_min): given, or the loss's known minimum (required)."""
+    if method == "sqrt":
+        loss_min = loss.min_value if loss_min is None else loss_min
+        if loss_min is None or not np.isfinite(loss_min):
+            raise ValueError("loss_min is required for method='sqrt' (this loss has no known "
+                             "finite minimum value)")
+        return check.finite_float("loss_min", loss_min)
+    return 0.0 if loss_min is None else check.finite_float("loss_min", loss_min)
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -23,7 +23,8 @@ Example (TOML; every table but ``[sweep]`` and ``[grid]`` is optional)::
 
 For ``model = "gd"`` add ``method`` to ``[sweep]`` and a ``[loss]`` table (``name`` and the
 family's fixed parameters, as for ``stabsim.losses.make_loss``; ``name = "regression.random"``
-draws ``QuadraticRegression.random``). Family parameters are swept as ``loss.<name>`` in
+draws ``QuadraticRegression.random``; ``name = "package.module:factory"`` calls a user's
+factory returning a ``Loss``). Family parameters are swept as ``loss.<name>`` in
 ``[grid]``.
 """
 

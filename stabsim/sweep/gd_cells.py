@@ -1,8 +1,9 @@
 """Sweep cells of a gradient method on a loss: one exact run per cell, summarised.
 
-A ``prange`` kernel runs the compiled GD engine (``maps._gd_kernels.gd_chunk``) once per
-cell, for the whole budget of steps, recording the loss, gradient norm and sharpness every
-``stride`` steps in the cell's own buffers, and reduces them to the statistics below. Cells
+A ``prange`` kernel runs the compiled GD engine (``maps._gd_kernels.gd_steps``) once per
+cell, for the whole budget of steps (one kernel call per distinct loss of the sweep),
+recording the loss, gradient norm and sharpness every ``stride`` steps in the cell's own
+buffers, and reduces them to the statistics below. Cells
 are independent, so the numbers do not depend on the thread count or on how the cells are
 grouped into chunks.
 
@@ -28,6 +29,7 @@ statistics are NaN.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 
@@ -36,9 +38,10 @@ from numba import prange
 
 from .._jit import jit
 from .._status import Status
-from ..losses import BUILTIN_KERNELS, FAMILIES, make_loss
+from ..losses import FAMILIES, Loss, make_loss
+from ..losses._engines import engine_for
 from ..maps import _gd_kernels as engine
-from ..maps.gd import METHODS, stability_threshold
+from ..maps.gd import METHODS, eigen_config, stability_threshold
 from .classify import classify_gd
 
 FLOAT_STATS = ("initial_loss", "final_loss", "peak_loss", "final_rel_sharpness",
@@ -46,6 +49,8 @@ FLOAT_STATS = ("initial_loss", "final_loss", "peak_loss", "final_rel_sharpness",
 INT_STATS = ("status", "steps_run", "steps_to_threshold")
 _OK = int(Status.OK)
 _RANDOM_SUFFIX = ".random"
+EIG_TOL = 1e-10  #: relative Lanczos residual of every cell (run_gd's default)
+EIG_MAX_PRODUCTS = 1000  #: Lanczos budget per measurement (run_gd's default)
 
 
 @jit
@@ -93,46 +98,48 @@ def _summarise(rule, eta, base, loss_min, stride, window, kept, rec_loss, rec_gn
 
 
 @jit(parallel=True)
-def gd_cells_kernel(kind, params, n_params, factor_rows, theta0, dims, rule, eta, momentum, base,
-                    loss_min, steps, stride, eig_tol, divergence_norm, window, out_float,
-                    out_int):
-    """Run one gradient method per cell and summarise it.
+def gd_cells_kernel(p, eigen, cells, theta0, rule, eta, momentum, base, loss_min, steps, stride,
+                    divergence_norm, window, out_float, out_int):
+    """Run one gradient method per cell on the loss of record ``p``, and summarise it.
 
-    Cell i uses the loss parameters ``params[i, :n_params[i]]`` (with ``factor_rows[i]`` the
-    loss's :attr:`~stabsim.losses.Loss.factor_rows`), the start
-    ``theta0[i, :dims[i]]``, and ``eta[i]``, ``momentum[i]``, ``loss_min[i]``; ``base[i]`` is
-    ``2 / threshold`` (the constant effective step of GD and the momentum methods). Writes
-    rows of ``out_float`` (:data:`FLOAT_STATS`) and ``out_int`` (:data:`INT_STATS`).
+    Cell ``i = cells[c]`` starts at ``theta0[c]`` with ``eta[i]``, ``momentum[i]``,
+    ``loss_min[i]``; ``base[i]`` is ``2 / threshold`` (the constant effective step of GD and
+    the momentum methods). Writes rows i of ``out_float`` (:data:`FLOAT_STATS`) and
+    ``out_int`` (:data:`INT_STATS`).
     """
     n_rec = steps // stride + 1
-    for i in prange(eta.shape[0]):
-        d = dims[i]
-        p = params[i, :n_params[i]].copy()
-        theta = theta0[i, :d].copy()
-        buf = theta.copy() if rule == engine.HEAVY_BALL else np.zeros(d)
-        evec = np.full(d, 1.0 / np.sqrt(d))
-        crossing = np.full(2 * d + 1, -1.0)
-        rec_loss = np.zeros(n_rec)
-        rec_gnorm = np.zeros(n_rec)
-        rec_sharp = np.zeros((n_rec, 1))
-        rec_residual = np.zeros(n_rec)
-        lanczos_dim = min(d, 80) if d > 32 else 0  # run_gd's "auto" eigensolver
-        status, done = engine.gd_chunk(
-            kind, p, rule, eta[i], momentum[i], loss_min[i], theta, buf, evec, 0, steps, True,
-            stride, 1, lanczos_dim, eig_tol, factor_rows[i], divergence_norm, -1.0, crossing,
-            rec_loss, rec_gnorm, rec_sharp, np.zeros((0, d)), rec_residual)
+    d = theta0.shape[1]
+    for c in prange(cells.shape[0]):
+        i = cells[c]
+        theta = theta0[c].copy()
+        state = engine.GDState(theta, theta.copy() if rule == engine.HEAVY_BALL else np.zeros(d),
+                               theta.copy(), np.full(d, 1.0 / np.sqrt(d)),
+                               np.full(2 * d + 1, -1.0))
+        rec = engine.Records(np.zeros(n_rec), np.zeros(n_rec), np.zeros((n_rec, 1)),
+                             np.zeros((0, d)), np.zeros(n_rec))
+        method = engine.Method(rule, eta[i], momentum[i], loss_min[i])
+        status, done = engine.gd_steps(p, method, eigen, state, rec, 0, steps, True, stride,
+                                       divergence_norm, -1.0)
         if status == _OK:
             kept = n_rec
         else:  # the failing state was not recorded
             kept = (done - 1) // stride + 1 if done > 0 else 0
         out_int[i, 0] = status
         out_int[i, 1] = done
-        _summarise(rule, eta[i], base[i], loss_min[i], stride, window, kept, rec_loss,
-                   rec_gnorm, rec_sharp, out_float[i], out_int[i])
+        _summarise(rule, eta[i], base[i], loss_min[i], stride, window, kept, rec.loss,
+                   rec.gnorm, rec.sharp, out_float[i], out_int[i])
 
 
 def build_loss(name: str, params: dict):
-    """A built-in loss by family name; ``"<family>.random"`` calls ``<Family>.random``."""
+    """The loss of a sweep's ``[loss]`` table.
+
+    ``name`` is a built-in family (``make_loss``), ``"<family>.random"`` (calls
+    ``<Family>.random``), or ``"package.module:factory"``: ``factory(**params)`` from an
+    importable module, returning a :class:`~stabsim.losses.Loss` (how a user-defined family is
+    swept; its kernels are cached beside its module like a built-in's).
+    """
+    if ":" in name:
+        return _user_loss(name, params)
     if not name.endswith(_RANDOM_SUFFIX):
         return make_loss(name, **params)
     family = name[: -len(_RANDOM_SUFFIX)]
@@ -144,6 +151,23 @@ def build_loss(name: str, params: dict):
         return cls.random(**params)
     except TypeError as exc:  # a missing or unknown keyword
         raise ValueError(f"loss {name!r}: {exc}") from None
+
+
+def _user_loss(name: str, params: dict):
+    module_name, _, attribute = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"loss {name!r}: cannot import {attribute!r} from {module_name!r} "
+                         f"({exc})") from None
+    try:
+        loss = factory(**params)
+    except TypeError as exc:  # a missing or unknown keyword
+        raise ValueError(f"loss {name!r}: {exc}") from None
+    if not isinstance(loss, Loss):
+        raise ValueError(f"loss {name!r}: the factory returned {type(loss).__name__}, not a "
+                         "stabsim.losses.Loss")
+    return loss
 
 
 def _start(values, i, dim):
@@ -174,42 +198,36 @@ def gd_cells(config, values: dict) -> dict:
         Name → array over the cells: ``class`` and the statistics of the module docstring.
     """
     n = values["eta"].shape[0]
-    cache = {}
-    losses = []
-    for family in values["loss"]:
+    distinct = {}  # JSON of the loss parameters → (loss, its cells)
+    for i, family in enumerate(values["loss"]):
         key = json.dumps(family, sort_keys=True)
-        if key not in cache:
-            cache[key] = build_loss(config.loss["name"], family)
-        losses.append(cache[key])
-    if any(loss.kernels is not BUILTIN_KERNELS for loss in losses):
-        raise ValueError("sweeps run built-in loss families only")
-    kinds = {loss.kind for loss in losses}
-    dims = np.array([loss.dim for loss in losses], np.int64)
-    n_params = np.array([loss.params.size for loss in losses], np.int64)
-    factor_rows = np.array([loss.factor_rows for loss in losses], np.int64)
-    params = np.zeros((n, max(1, n_params.max())))
-    theta0 = np.zeros((n, dims.max()))
+        if key not in distinct:
+            distinct[key] = (build_loss(config.loss["name"], family), [])
+        distinct[key][1].append(i)
     loss_min = np.zeros(n)
     base = np.zeros(n)
-    for i, loss in enumerate(losses):
-        params[i, :n_params[i]] = loss.params
-        theta0[i, :dims[i]] = _start(values, i, dims[i])
-        if config.method == "sqrt":
-            if loss.min_value is None or not np.isfinite(loss.min_value):
-                raise ValueError(f"method 'sqrt' needs a loss with a finite minimum value; "
-                                 f"{loss!r} has none")
-            loss_min[i] = loss.min_value
-        if config.method in ("gd", "heavy_ball", "nesterov"):
-            base[i] = 2.0 / stability_threshold(values["eta"][i], config.method,
-                                                values["momentum"][i])
+    for loss, cells in distinct.values():
+        for i in cells:
+            if config.method == "sqrt":
+                if loss.min_value is None or not np.isfinite(loss.min_value):
+                    raise ValueError(f"method 'sqrt' needs a loss with a finite minimum value; "
+                                     f"{loss!r} has none")
+                loss_min[i] = loss.min_value
+            if config.method in ("gd", "heavy_ball", "nesterov"):
+                base[i] = 2.0 / stability_threshold(values["eta"][i], config.method,
+                                                    values["momentum"][i])
     eta = np.ascontiguousarray(values["eta"], dtype=np.float64)
     momentum = np.ascontiguousarray(values["momentum"], dtype=np.float64)
     out_float = np.empty((n, len(FLOAT_STATS)))
     out_int = np.empty((n, len(INT_STATS)), np.int64)
-    gd_cells_kernel(kinds.pop(), params, n_params, factor_rows, theta0, dims,
-                    METHODS[config.method], eta, momentum, base, loss_min, config.steps,
-                    config.stride, 1e-10,
-                    config.divergence_norm, config.window, out_float, out_int)
+    for loss, cells in distinct.values():
+        theta0 = np.array([_start(values, i, loss.dim) for i in cells]).reshape(len(cells),
+                                                                                 loss.dim)
+        eigen = eigen_config(loss, "auto", 1, EIG_TOL, EIG_MAX_PRODUCTS)
+        kernel = engine_for(gd_cells_kernel, loss.family)
+        kernel(loss.params, eigen, np.array(cells, np.int64), theta0, METHODS[config.method],
+               eta, momentum, base, loss_min, config.steps, config.stride,
+               config.divergence_norm, config.window, out_float, out_int)
     out = {name: out_float[:, k] for k, name in enumerate(FLOAT_STATS)}
     out.update({name: out_int[:, k] for k, name in enumerate(INT_STATS)})
     out["class"] = classify_gd(out["status"], out["initial_loss"], out["final_loss"],

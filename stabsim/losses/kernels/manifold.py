@@ -5,8 +5,8 @@
     L(x, z) = ½ Σ_j h_j(x) w_j²,   w_j = z_j − g_j(x),
     h_j(x) = c_j + ½ Σ_i s_ji (x_i − μ_ji)²,   g_j(x) = ½ xᵀK_j x,
 
-so Γ = {w = 0} = {z = g(x)} (flat when every K_j = 0). Packed as
-``p = [m, k, c (k), s (k × m), μ (k × m), K (k × m × m, [j][i][l])]``.
+so Γ = {w = 0} = {z = g(x)} (flat when every K_j = 0). Record :class:`ManifoldParams`:
+c (k), s (k × m), μ (k × m), K (k × m × m).
 
 Per j, with e_j = ∇h_j = s_j ∘ (x − μ_j), G_j = ∇g_j = K_j x, ∇w_j = (−G_j, e^z_j),
 ∇²h_j = diag(s_j, 0), ∇²w_j = −diag(K_j, 0), and D·[u] the derivative along u:
@@ -23,45 +23,55 @@ Per j, with e_j = ∇h_j = s_j ∘ (x − μ_j), G_j = ∇g_j = K_j x, ∇w_j = 
 (the third derivatives of h and g vanish). Cost O(k m²); only hess allocates (G_j, size m).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..._jit import jit
+from .._protocol import register_family
+
+
+class ManifoldParams(NamedTuple):
+    """Curvature offsets c_j, scales s_ji, centres μ_ji and the matrices K_j."""
+
+    c: np.ndarray
+    s: np.ndarray
+    mu: np.ndarray
+    K: np.ndarray
 
 
 @jit
-def _dot_x(p, base, x, m):
-    """Σ_{i<m} p[base + i] x_i: one row of one K_j against the x-part of ``x``."""
+def _dot_x(row, x, m):
+    """Σ_{i<m} row_i x_i: one row of one K_j against the x-part of ``x``."""
     acc = 0.0
     for i in range(m):
-        acc += p[base + i] * x[i]
+        acc += row[i] * x[i]
     return acc
 
 
 @jit
-def _offsets(p):
-    """(m, k, offset of s, offset of μ, offset of K)."""
-    m = int(p[0])
-    k = int(p[1])
-    return m, k, 2 + k, 2 + k + k * m, 2 + k + 2 * k * m
+def _sizes(p):
+    """(m, k)."""
+    return p.s.shape[1], p.c.shape[0]
 
 
 @jit
 def _h_w(theta, p, j):
     """(h_j(x), w_j(x, z))."""
-    m, k, os, om, ok = _offsets(p)
-    h = p[2 + j]
+    m, k = _sizes(p)
+    h = p.c[j]
     xkx = 0.0
     for i in range(m):
-        dx = theta[i] - p[om + j * m + i]
-        h += 0.5 * p[os + j * m + i] * dx * dx
-        xkx += theta[i] * _dot_x(p, ok + (j * m + i) * m, theta, m)
+        dx = theta[i] - p.mu[j, i]
+        h += 0.5 * p.s[j, i] * dx * dx
+        xkx += theta[i] * _dot_x(p.K[j, i], theta, m)
     return h, theta[m + j] - 0.5 * xkx
 
 
 @jit
 def value(theta, p):
     """½ Σ_j h_j w_j²."""
-    k = int(p[1])
+    k = p.c.shape[0]
     total = 0.0
     for j in range(k):
         h, w = _h_w(theta, p, j)
@@ -72,33 +82,33 @@ def value(theta, p):
 @jit
 def grad(theta, p, out):
     """out ← Σ_j [½ w_j² ∇h_j + h_j w_j ∇w_j]."""
-    m, k, os, om, ok = _offsets(p)
+    m, k = _sizes(p)
     for i in range(m):
         out[i] = 0.0
     for j in range(k):
         h, w = _h_w(theta, p, j)
         out[m + j] = h * w
         for i in range(m):
-            e = p[os + j * m + i] * (theta[i] - p[om + j * m + i])
-            g = _dot_x(p, ok + (j * m + i) * m, theta, m)
+            e = p.s[j, i] * (theta[i] - p.mu[j, i])
+            g = _dot_x(p.K[j, i], theta, m)
             out[i] += 0.5 * e * w * w - h * w * g
 
 
 @jit
 def hvp(theta, p, v, out):
     """out ← ∇²L v (formula in the module docstring)."""
-    m, k, os, om, ok = _offsets(p)
+    m, k = _sizes(p)
     for i in range(m):
         out[i] = 0.0
     for j in range(k):
-        h = p[2 + j]
+        h = p.c[j]
         xkx = 0.0
         gv = 0.0  # G_j·v_x
         dhv = 0.0  # Dh_j[v] = e_j·v_x
         for i in range(m):
-            dx = theta[i] - p[om + j * m + i]
-            s = p[os + j * m + i]
-            g = _dot_x(p, ok + (j * m + i) * m, theta, m)
+            dx = theta[i] - p.mu[j, i]
+            s = p.s[j, i]
+            g = _dot_x(p.K[j, i], theta, m)
             h += 0.5 * s * dx * dx
             xkx += theta[i] * g
             gv += v[i] * g
@@ -108,11 +118,11 @@ def hvp(theta, p, v, out):
         coef = dhv * w + h * dwv
         out[m + j] = coef
         for i in range(m):
-            base = ok + (j * m + i) * m
-            s = p[os + j * m + i]
-            e = s * (theta[i] - p[om + j * m + i])
-            g = _dot_x(p, base, theta, m)
-            kv = _dot_x(p, base, v, m)
+            row = p.K[j, i]
+            s = p.s[j, i]
+            e = s * (theta[i] - p.mu[j, i])
+            g = _dot_x(row, theta, m)
+            kv = _dot_x(row, v, m)
             out[i] += 0.5 * w * w * s * v[i] + w * dwv * e - coef * g - h * w * kv
 
 
@@ -120,35 +130,35 @@ def hvp(theta, p, v, out):
 def hess(theta, p, out):
     """out ← ∇²L = Σ_j [½ w_j² ∇²h_j + w_j (∇h_j ∇w_jᵀ + ∇w_j ∇h_jᵀ) + h_j ∇w_j ∇w_jᵀ
     + h_j w_j ∇²w_j]."""
-    m, k, os, om, ok = _offsets(p)
+    m, k = _sizes(p)
     g = np.empty(m)
     out[:, :] = 0.0
     for j in range(k):
         h, w = _h_w(theta, p, j)
         for a in range(m):
-            g[a] = _dot_x(p, ok + (j * m + a) * m, theta, m)
+            g[a] = _dot_x(p.K[j, a], theta, m)
         out[m + j, m + j] = h
         for a in range(m):
-            sa = p[os + j * m + a]
-            ea = sa * (theta[a] - p[om + j * m + a])
+            sa = p.s[j, a]
+            ea = sa * (theta[a] - p.mu[j, a])
             xz = ea * w - h * g[a]
             out[a, m + j] = xz
             out[m + j, a] = xz
             out[a, a] += 0.5 * sa * w * w
-            base = ok + (j * m + a) * m
+            row = p.K[j, a]
             for b in range(m):
-                eb = p[os + j * m + b] * (theta[b] - p[om + j * m + b])
-                out[a, b] += h * (g[a] * g[b] - w * p[base + b]) - w * (ea * g[b] + eb * g[a])
+                eb = p.s[j, b] * (theta[b] - p.mu[j, b])
+                out[a, b] += h * (g[a] * g[b] - w * row[b]) - w * (ea * g[b] + eb * g[a])
 
 
 @jit
 def d3(theta, p, u, v, out):
     """out ← ∇³L[u, v] (formula in the module docstring)."""
-    m, k, os, om, ok = _offsets(p)
+    m, k = _sizes(p)
     for i in range(m):
         out[i] = 0.0
     for j in range(k):
-        h = p[2 + j]
+        h = p.c[j]
         xkx = 0.0
         gu = 0.0
         gv = 0.0
@@ -157,10 +167,10 @@ def d3(theta, p, u, v, out):
         d2h = 0.0
         ukv = 0.0  # u_xᵀ K_j v_x = −D²w_j[u, v]
         for i in range(m):
-            base = ok + (j * m + i) * m
-            dx = theta[i] - p[om + j * m + i]
-            s = p[os + j * m + i]
-            g = _dot_x(p, base, theta, m)
+            row = p.K[j, i]
+            dx = theta[i] - p.mu[j, i]
+            s = p.s[j, i]
+            g = _dot_x(row, theta, m)
             h += 0.5 * s * dx * dx
             xkx += theta[i] * g
             gu += u[i] * g
@@ -168,7 +178,7 @@ def d3(theta, p, u, v, out):
             dhu += s * dx * u[i]
             dhv += s * dx * v[i]
             d2h += s * u[i] * v[i]
-            ukv += u[i] * _dot_x(p, base, v, m)
+            ukv += u[i] * _dot_x(row, v, m)
         w = theta[m + j] - 0.5 * xkx
         dwu = u[m + j] - gu
         dwv = v[m + j] - gv
@@ -178,10 +188,16 @@ def d3(theta, p, u, v, out):
         c4 = dhu * w + h * dwu
         out[m + j] = c1
         for i in range(m):
-            base = ok + (j * m + i) * m
-            s = p[os + j * m + i]
-            e = s * (theta[i] - p[om + j * m + i])
-            g = _dot_x(p, base, theta, m)
-            ku = _dot_x(p, base, u, m)
-            kv = _dot_x(p, base, v, m)
+            row = p.K[j, i]
+            s = p.s[j, i]
+            e = s * (theta[i] - p.mu[j, i])
+            g = _dot_x(row, theta, m)
+            ku = _dot_x(row, u, m)
+            kv = _dot_x(row, v, m)
             out[i] += -c1 * g + c2 * e - c3 * ku - c4 * kv + w * s * (dwv * u[i] + dwu * v[i])
+
+
+FAMILY = register_family(
+    ManifoldParams, value=value, grad=grad, hvp=hvp, d3=d3, hess=hess,
+    shapes={"c": (None,), "s": (None, None), "mu": (None, None), "K": (None, None, None)},
+)

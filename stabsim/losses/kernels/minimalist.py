@@ -1,4 +1,5 @@
-"""Minimalist example ℓ(x, y) = ¼ (x²y² − 1)² of Zhu et al. (no parameters, ``p`` empty).
+"""Minimalist example ℓ(x, y) = ¼ (x²y² − 1)² of Zhu et al.
+(record :class:`MinimalistParams`, empty).
 
 With r = x²y² − 1:
 ∂ℓ/∂x = r x y², ∂ℓ/∂y = r x² y;
@@ -7,7 +8,14 @@ With r = x²y² − 1:
 ∂³ℓ/∂y³ = 6 x⁴ y.
 """
 
+from typing import NamedTuple
+
 from ..._jit import jit
+from .._protocol import register_family
+
+
+class MinimalistParams(NamedTuple):
+    """No parameters."""
 
 
 @jit
@@ -72,3 +80,8 @@ def d3(theta, p, u, v, out):
     tyyy = 6.0 * q * x * x * x
     out[0] = txxx * u[0] * v[0] + txxy * (u[0] * v[1] + u[1] * v[0]) + txyy * u[1] * v[1]
     out[1] = txxy * u[0] * v[0] + txyy * (u[0] * v[1] + u[1] * v[0]) + tyyy * u[1] * v[1]
+
+
+FAMILY = register_family(
+    MinimalistParams, value=value, grad=grad, hvp=hvp, d3=d3, hess=hess
+)

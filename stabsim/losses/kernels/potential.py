@@ -1,4 +1,5 @@
-"""Self-regulating potential f(x) = x²/sqrt(1 + x²) in one dimension (no parameters, ``p`` empty).
+"""Self-regulating potential f(x) = x²/sqrt(1 + x²) in one dimension
+(record :class:`PotentialParams`, empty).
 
 With ``r = hypot(1, x) = sqrt(1 + x²)`` every derivative is a product of bounded ratios, so
 nothing overflows for large |x|:
@@ -10,8 +11,14 @@ nothing overflows for large |x|:
 """
 
 import math
+from typing import NamedTuple
 
 from ..._jit import jit
+from .._protocol import register_family
+
+
+class PotentialParams(NamedTuple):
+    """No parameters."""
 
 
 @jit
@@ -55,3 +62,8 @@ def d3(theta, p, u, v, out):
     r = math.hypot(1.0, x)
     r2 = r * r
     out[0] = 3.0 * (x / r) * (1.0 - 5.0 / r2) / (r2 * r2) * u[0] * v[0]
+
+
+FAMILY = register_family(
+    PotentialParams, value=value, grad=grad, hvp=hvp, d3=d3, hess=hess
+)

@@ -1,43 +1,53 @@
-"""Quadratic loss L(θ) = ½ θᵀAθ with A symmetric, packed as ``p = A.ravel()``."""
+"""Quadratic loss L(θ) = ½ θᵀAθ with A symmetric: record :class:`QuadraticParams`."""
+
+from typing import NamedTuple
+
+import numpy as np
 
 from ..._jit import jit
+from ..._linalg import dot
+from .._protocol import register_family
+
+
+class QuadraticParams(NamedTuple):
+    """The symmetric matrix A, shape (d, d)."""
+
+    A: np.ndarray
 
 
 @jit
 def value(theta, p):
-    d = theta.shape[0]
+    """½ θᵀAθ."""
     total = 0.0
-    for i in range(d):
-        row = 0.0
-        for j in range(d):
-            row += p[i * d + j] * theta[j]
-        total += theta[i] * row
+    for i in range(theta.shape[0]):
+        total += theta[i] * dot(p.A[i], theta)
     return 0.5 * total
 
 
 @jit
 def hvp(theta, p, v, out):
-    d = theta.shape[0]
-    for i in range(d):
-        acc = 0.0
-        for j in range(d):
-            acc += p[i * d + j] * v[j]
-        out[i] = acc
+    """out ← A v."""
+    for i in range(theta.shape[0]):
+        out[i] = dot(p.A[i], v)
 
 
 @jit
 def grad(theta, p, out):
+    """out ← Aθ."""
     hvp(theta, p, theta, out)
 
 
 @jit
 def hess(theta, p, out):
-    d = theta.shape[0]
-    for i in range(d):
-        for j in range(d):
-            out[i, j] = p[i * d + j]
+    """out ← A."""
+    out[:, :] = p.A
 
 
 @jit
 def d3(theta, p, u, v, out):
+    """out ← 0: the third derivative vanishes."""
     out[:] = 0.0
+
+
+FAMILY = register_family(QuadraticParams, value=value, grad=grad, hvp=hvp, d3=d3, hess=hess,
+                         shapes={"A": ("d", "d")})

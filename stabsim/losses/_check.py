@@ -1,0 +1,147 @@
+"""Checks of a loss family's derivatives against finite differences, at construction.
+
+Each derivative is compared with a central difference of the one below it along a seeded
+random direction, so the check costs a few calls of O(d) memory each, whatever d:
+
+- ∇L·v against (L(θ + hv) − L(θ − hv)) / 2h;
+- ∇²L v against (∇L(θ + hv) − ∇L(θ − hv)) / 2h;
+- ∇³L[u, v] against (∇²L(θ + hu) v − ∇²L(θ − hu) v) / 2h;
+- the optional functions (dense Hessian, fused value/gradient, Hessian parts) against the
+  required ones they must agree with to round-off.
+
+Tolerances (floating point): with h = ε^{1/3} max(1, |θ|) a central difference has truncation
+error h² |f'''|/6 ≈ 1e-11 |f'''| and rounding error about ε |f| / h ≈ 4e-11 |f|; the check
+allows a relative error of 1e-5 plus 100 times that rounding bound. A wrong derivative (a sign,
+a missing term, a zero ∇³L) is wrong by O(1) relative, far outside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+RTOL = 1e-5
+#: optional functions must agree with the required ones to round-off (relative)
+ROUNDOFF_RTOL = 1e-9
+_EPS = np.finfo(np.float64).eps
+
+
+def _call(loss, name, *args):
+    """Run the family's function ``name``; raise ValueError naming it if it fails."""
+    fn = loss.family.functions[name]
+    try:
+        return fn(*args)
+    except Exception as exc:  # compilation or runtime failure inside the family's code
+        from ._protocol import PROTOCOL
+
+        raise ValueError(
+            f"{loss.family.name}: {name} failed; it must follow {PROTOCOL[name][0]} with "
+            f"float64 arrays: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _vector(loss, name, *args, shape=None):
+    out = np.full(shape or (loss.dim,), np.nan)  # an entry left unwritten shows as NaN
+    _call(loss, name, *args, out)
+    return out
+
+
+def _finite(loss, name, value, k):
+    if not np.all(np.isfinite(value)):
+        raise ValueError(
+            f"{loss.family.name}: {name} gave a non-finite result at check point {k} (does it "
+            "write every entry of out?); pass check_points= where the loss is finite"
+        )
+
+
+def _compare(loss, what, against, exact, approx, noise, k):
+    err = float(np.linalg.norm(np.atleast_1d(exact - approx)))
+    scale = float(np.linalg.norm(np.atleast_1d(exact)) + np.linalg.norm(np.atleast_1d(approx)))
+    if not err <= RTOL * scale + noise:
+        raise ValueError(
+            f"{loss.family.name}: {what} disagrees with {against} at check point {k}: "
+            f"|difference| = {err:.3g}, |value| = {scale / 2:.3g} (allowed "
+            f"{RTOL * scale + noise:.3g}); check the formula of {what}"
+        )
+
+
+def check_derivatives(loss, points=None, seed: int = 0) -> None:
+    """Check every derivative of ``loss`` against finite differences (see module docstring).
+
+    Parameters
+    ----------
+    loss : Loss
+    points : array_like, shape (k, d), optional
+        Check points; default three seeded points with entries N(0, 1/d).
+    seed : int
+        Seed of the default points and of the directions.
+
+    Raises
+    ------
+    ValueError
+        Naming the first derivative that disagrees, or a function that fails or leaves a
+        non-finite entry.
+    """
+    d = loss.dim
+    rng = np.random.default_rng(seed)
+    if points is None:
+        points = rng.standard_normal((3, d)) / np.sqrt(d)
+    points = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    if points.ndim != 2 or points.shape[1] != d:
+        raise ValueError(f"check_points must have shape (k, {d}), got {points.shape}")
+    p = loss.params
+    fns = loss.family.functions
+    for k, theta in enumerate(points):
+        theta = loss.check_point(theta, "check_points")
+        u = rng.standard_normal(d)
+        v = rng.standard_normal(d)
+        u /= np.linalg.norm(u)
+        v /= np.linalg.norm(v)
+        h = _EPS ** (1.0 / 3.0) * max(1.0, float(np.linalg.norm(theta)))
+
+        value = float(_call(loss, "value", theta, p))
+        _finite(loss, "value", value, k)
+        g = _vector(loss, "grad", theta, p)
+        _finite(loss, "grad", g, k)
+        hv = _vector(loss, "hvp", theta, p, v)
+        _finite(loss, "hvp", hv, k)
+        t = _vector(loss, "d3", theta, p, u, v)
+        _finite(loss, "d3", t, k)
+
+        plus = float(_call(loss, "value", theta + h * v, p))
+        minus = float(_call(loss, "value", theta - h * v, p))
+        _compare(loss, "grad", "finite differences of value", g @ v, (plus - minus) / (2 * h),
+                 100 * _EPS * (abs(plus) + abs(minus)) / h, k)
+        g_plus = _vector(loss, "grad", theta + h * v, p)
+        g_minus = _vector(loss, "grad", theta - h * v, p)
+        _compare(loss, "hvp", "finite differences of grad", hv, (g_plus - g_minus) / (2 * h),
+                 100 * _EPS * (np.linalg.norm(g_plus) + np.linalg.norm(g_minus)) / h, k)
+        hv_plus = _vector(loss, "hvp", theta + h * u, p, v)
+        hv_minus = _vector(loss, "hvp", theta - h * u, p, v)
+        _compare(loss, "d3", "finite differences of hvp", t, (hv_plus - hv_minus) / (2 * h),
+                 100 * _EPS * (np.linalg.norm(hv_plus) + np.linalg.norm(hv_minus)) / h, k)
+
+        roundoff = ROUNDOFF_RTOL * (np.linalg.norm(hv) + 1e-300)
+        if "value_grad" in fns:
+            g2 = np.full(d, np.nan)
+            value2 = float(_call(loss, "value_grad", theta, p, g2))
+            _compare(loss, "value_grad", "value and grad", np.append(g, value),
+                     np.append(g2, value2), 0.0, k)
+        if "hess" in fns or "hessian_parts" in fns:
+            from ._base import check_dense_memory
+
+            check_dense_memory(d, "checking the dense Hessian")
+        if "hess" in fns:
+            dense = _vector(loss, "hess", theta, p, shape=(d, d))
+            _finite(loss, "hess", dense, k)
+            _compare(loss, "hess", "hvp", dense @ v, hv, roundoff, k)
+        if "hessian_parts" in fns:
+            rows = loss.factor_rows
+            dense = np.full((d, d), np.nan)
+            factor = np.full((rows, d), np.nan)
+            g3 = np.full(d, np.nan)
+            value3 = float(_call(loss, "hessian_parts", theta, p, g3, dense, factor))
+            _finite(loss, "hessian_parts", dense, k)
+            _compare(loss, "hessian_parts", "hvp", dense @ v + factor.T @ (factor @ v), hv,
+                     roundoff, k)
+            _compare(loss, "hessian_parts", "value and grad", np.append(g, value),
+                     np.append(g3, value3), 0.0, k)

@@ -1,0 +1,91 @@
+"""Engines compiled for loss families defined outside stabsim, cached beside them.
+
+A kernel such as the GD engine is compiled once per loss family (from the type of the
+family's parameter record). For stabsim's own families that happens in the kernel's
+dispatcher, cached on disk in stabsim's ``__pycache__`` like any ``cache=True`` function.
+
+A family defined by a user gets its own copy of the dispatcher, :func:`engine_for`, whose
+cache lives beside the module that defines the family's record, in
+``__pycache__/stabsim-<record>/`` (or under ``NUMBA_CACHE_DIR`` when that is set). Two
+reasons for a separate cache rather than the kernel's shared one:
+
+- Numba keys a cache entry by the kernel's own source file only. A copy whose freshness stamp
+  also holds a hash of the files that define the family (record and functions) is recompiled
+  when the user edits their loss, instead of loading stale machine code.
+- The shared index of a stabsim kernel would otherwise name the user's record class, and every
+  later process would have to import the user's module just to read the index.
+
+This uses two private pieces of Numba (``Dispatcher._cache`` and ``IndexDataCacheFile``),
+stable across the Numba versions stabsim supports; ``tests/test_loss_protocol.py`` checks a
+second process reads the cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import os
+from pathlib import Path
+
+import numba
+from numba.core.caching import FunctionCache, IndexDataCacheFile
+
+from ._protocol import Family
+
+
+class _FamilyCache(FunctionCache):
+    """A kernel's cache in its own directory, fresh while ``stamp`` is unchanged."""
+
+    def __init__(self, py_func, directory: Path, stamp):
+        super().__init__(py_func)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._cache_path = str(directory)
+        self._cache_file = IndexDataCacheFile(str(directory), self._impl.filename_base, stamp)
+
+
+def _file_digest(obj) -> str:
+    path = inspect.getfile(getattr(obj, "py_func", obj))
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def family_stamp(family: Family) -> tuple:
+    """Hashes of the source files that define the family's record and functions."""
+    objects = [family.record, *family.functions.values()]
+    return tuple(sorted({_file_digest(obj) for obj in objects}))
+
+
+def _cache_directory(family: Family) -> Path | None:
+    name = f"stabsim-{family.qualified_name}".replace("<", "").replace(">", "")
+    root = numba.config.CACHE_DIR
+    if root:
+        return Path(root) / name
+    try:
+        source = inspect.getfile(family.record)
+    except TypeError:  # defined interactively: no file to cache beside
+        return None
+    if not os.path.exists(source):
+        return None
+    return Path(source).parent / "__pycache__" / name
+
+
+@functools.cache
+def _copy(kernel, family: Family):
+    options = {k: v for k, v in kernel.targetoptions.items() if k not in ("cache", "nopython")}
+    copy = numba.njit(**options)(kernel.py_func)
+    directory = _cache_directory(family)
+    if directory is not None:
+        stamp = (_file_digest(kernel), family_stamp(family))
+        try:
+            copy._cache = _FamilyCache(kernel.py_func, directory, stamp)
+        except OSError:  # not writable: compile in memory only
+            pass
+    return copy
+
+
+def engine_for(kernel, family: Family):
+    """``kernel`` as compiled for ``family``: itself for stabsim's families, else a cached copy."""
+    if family.builtin:
+        return kernel
+    return _copy(kernel, family)

@@ -1,0 +1,303 @@
+"""The loss protocol: what a loss family is, and how compiled kernels reach it.
+
+A *family* is a parameter record (a :class:`typing.NamedTuple` class whose fields are
+float64 arrays and numbers) plus Numba-compiled functions of ``(theta, p, ...)`` where ``p``
+is an instance of the record:
+
+================================================  ================================================
+``value(theta, p) -> float``                       L(θ)
+``grad(theta, p, out)``                            out ← ∇L(θ)
+``hvp(theta, p, v, out)``                          out ← ∇²L(θ) v
+``d3(theta, p, u, v, out)``                        out_i ← Σ_jk ∂³L/∂θ_i∂θ_j∂θ_k u_j v_k
+``hess(theta, p, out)`` (optional)                 out ← ∇²L(θ), shape (d, d)
+``value_grad(theta, p, out) -> float`` (optional)  L(θ) and out ← ∇L(θ), sharing work
+``hessian_parts(theta, p, g, h, f) -> float``      L(θ), g ← ∇L(θ) and ∇²L(θ) = h + fᵀf with
+(optional)                                         ``f`` of :attr:`Family.factor_rows` rows
+================================================  ================================================
+
+:func:`register_family` ties a record class to its functions. Kernels call the generic
+functions of this module (:func:`value`, :func:`grad`, ...), which Numba resolves at compile
+time from the type of ``p`` (``numba.extending.overload``): a kernel is compiled once per
+family, and a family's code is found through its record type, never through an integer code
+or a packed array. Missing optional functions get generic versions: ``value_grad`` calls
+``value`` and ``grad``; ``hess`` fills columns with ``hvp`` on the unit vectors;
+``hessian_parts`` calls ``hess`` and leaves no factor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from numba import types
+from numba.core.dispatcher import Dispatcher
+from numba.extending import overload
+
+from .._jit import JIT_FLAGS, inline
+
+_OVERLOAD_OPTIONS = {"error_model": JIT_FLAGS["error_model"]}
+
+#: the protocol's functions: name → (signature, required)
+PROTOCOL = {
+    "value": ("value(theta, p) -> float", True),
+    "grad": ("grad(theta, p, out)", True),
+    "hvp": ("hvp(theta, p, v, out)", True),
+    "d3": ("d3(theta, p, u, v, out)", True),
+    "hess": ("hess(theta, p, out)", False),
+    "value_grad": ("value_grad(theta, p, out) -> float", False),
+    "hessian_parts": ("hessian_parts(theta, p, grad_out, hess_out, factor_out) -> float", False),
+}
+
+_IN_KERNELS_ONLY = (
+    "{} is resolved inside compiled kernels from the type of p; from Python call the "
+    "methods of a stabsim.losses.Loss instead"
+)
+
+
+def value(theta, p):
+    """L(θ) for the family of ``p`` (kernels only)."""
+    raise TypeError(_IN_KERNELS_ONLY.format("value"))
+
+
+def grad(theta, p, out):
+    """out ← ∇L(θ) (kernels only)."""
+    raise TypeError(_IN_KERNELS_ONLY.format("grad"))
+
+
+def hvp(theta, p, v, out):
+    """out ← ∇²L(θ) v (kernels only)."""
+    raise TypeError(_IN_KERNELS_ONLY.format("hvp"))
+
+
+def d3(theta, p, u, v, out):
+    """out ← ∇³L(θ)[u, v] (kernels only)."""
+    raise TypeError(_IN_KERNELS_ONLY.format("d3"))
+
+
+def hess(theta, p, out):
+    """out ← ∇²L(θ) (kernels only)."""
+    raise TypeError(_IN_KERNELS_ONLY.format("hess"))
+
+
+def value_grad(theta, p, out):
+    """L(θ) and out ← ∇L(θ) (kernels only)."""
+    raise TypeError(_IN_KERNELS_ONLY.format("value_grad"))
+
+
+def hessian_parts(theta, p, grad_out, hess_out, factor_out):
+    """L(θ), grad_out ← ∇L(θ), ∇²L(θ) = hess_out + factor_outᵀ factor_out (kernels only)."""
+    raise TypeError(_IN_KERNELS_ONLY.format("hessian_parts"))
+
+
+_GENERIC = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
+            "value_grad": value_grad, "hessian_parts": hessian_parts}
+
+
+@inline
+def _value_grad_default(theta, p, out):
+    grad(theta, p, out)
+    return value(theta, p)
+
+
+@inline
+def _hess_default(theta, p, out):
+    """Column j of ∇²L is ∇²L e_j: d Hessian-vector products."""
+    d = theta.shape[0]
+    unit = np.zeros(d)
+    column = np.empty(d)
+    for j in range(d):
+        unit[j] = 1.0
+        hvp(theta, p, unit, column)
+        unit[j] = 0.0
+        for i in range(d):
+            out[i, j] = column[i]
+
+
+@inline
+def _hessian_parts_default(theta, p, grad_out, hess_out, factor_out):
+    hess(theta, p, hess_out)
+    return value_grad(theta, p, grad_out)
+
+
+_DEFAULTS = {"value_grad": _value_grad_default, "hess": _hess_default,
+             "hessian_parts": _hessian_parts_default}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Family:
+    """A registered loss family (made by :func:`register_family`).
+
+    Attributes
+    ----------
+    record : type
+        The parameter record class (a ``typing.NamedTuple``).
+    functions : dict
+        Protocol name → the family's compiled function (optional ones may be absent).
+    shapes : dict
+        Field name → required shape, entries an int, ``"d"`` (the loss's dimension) or None.
+    factor_rows : callable
+        ``factor_rows(p) -> int``: rows of the factor ``hessian_parts`` leaves out of the dense
+        Hessian (0 when it returns the whole Hessian densely).
+    prefers_dense : bool
+        Whether engines should form the Hessian as ``hessian_parts`` gives it rather than work
+        on Hessian-vector products (true only where a product costs as much as the matrix).
+    builtin : bool
+        Whether the record class is part of stabsim (kernels share stabsim's own caches).
+    """
+
+    record: type
+    functions: dict
+    shapes: dict
+    factor_rows: Callable
+    prefers_dense: bool
+    builtin: bool
+
+    @property
+    def name(self) -> str:
+        return self.record.__name__
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.record.__module__}.{self.record.__qualname__}"
+
+    def __repr__(self) -> str:
+        return f"<loss family {self.qualified_name}>"
+
+
+_FAMILIES: dict[type, Family] = {}
+
+
+def _is_record_class(record) -> bool:
+    return isinstance(record, type) and issubclass(record, tuple) and hasattr(record, "_fields")
+
+
+def _no_factor(p) -> int:
+    return 0
+
+
+def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
+                    hessian_parts=None, factor_rows=None, shapes=None,
+                    prefers_dense=False) -> Family:
+    """Register a loss family: a parameter record class and its compiled functions.
+
+    After this, ``Loss(record(...), dim)`` is a loss that every engine and sweep accepts, and
+    kernels reach its functions through the type of the record (no recompilation of stabsim
+    per call; kernels compiled for a family defined outside stabsim are cached on disk beside
+    that family's module, see :mod:`stabsim.losses._engines`).
+
+    Parameters
+    ----------
+    record : NamedTuple class
+        The parameter record. Its fields hold float64 arrays or numbers; a ``Loss`` stores
+        them as C-contiguous float64 arrays (floats for numbers).
+    value, grad, hvp, d3 : numba dispatchers
+        The required functions of the protocol (see the module docstring), made with
+        ``numba.njit`` (``cache=True`` recommended). Each writes its result into ``out``.
+    hess, value_grad, hessian_parts : numba dispatchers, optional
+        Optional functions; generic versions are used when they are absent.
+    factor_rows : callable, optional
+        ``factor_rows(p) -> int`` for a family whose ``hessian_parts`` leaves a Gauss–Newton
+        factor out of the dense part.
+    shapes : mapping, optional
+        Field name → shape tuple whose entries are ints, ``"d"`` for the dimension, or None
+        for any length; checked when a ``Loss`` is made.
+    prefers_dense : bool
+        Engines form the dense Hessian (with ``hessian_parts``) instead of using products.
+
+    Returns
+    -------
+    Family
+
+    Raises
+    ------
+    TypeError
+        If ``record`` is not a NamedTuple class, a function is not a Numba dispatcher, or
+        the record class is registered already.
+    """
+    if not _is_record_class(record):
+        raise TypeError(
+            "record must be a typing.NamedTuple class holding the family's parameters, got "
+            f"{record!r}"
+        )
+    if record in _FAMILIES:
+        raise TypeError(f"{record.__qualname__} is registered already as {_FAMILIES[record]!r}")
+    given = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
+             "value_grad": value_grad, "hessian_parts": hessian_parts}
+    functions = {}
+    for name, fn in given.items():
+        if fn is None:
+            continue
+        if not isinstance(fn, Dispatcher):
+            raise TypeError(
+                f"{name} must be a Numba-compiled function {PROTOCOL[name][0]}, got "
+                f"{type(fn).__name__}; decorate it with @numba.njit"
+            )
+        functions[name] = fn
+    shapes = dict(shapes or {})
+    unknown = sorted(set(shapes) - set(record._fields))
+    if unknown:
+        raise TypeError(f"shapes names fields {unknown} that {record.__name__} does not have "
+                        f"(fields: {list(record._fields)})")
+    module = inspect.getmodule(record)
+    builtin = module is not None and module.__name__.split(".")[0] == "stabsim"
+    family = Family(record, functions, shapes, factor_rows or _no_factor, bool(prefers_dense),
+                    builtin)
+    for name in _GENERIC:
+        _overload(name, record, functions.get(name, _DEFAULTS.get(name)))
+    _FAMILIES[record] = family
+    return family
+
+
+# one wrapper per protocol function, with the generic's parameter names (overload needs them)
+_CALLERS = {
+    "value": lambda f: lambda theta, p: f(theta, p),
+    "grad": lambda f: lambda theta, p, out: f(theta, p, out),
+    "hvp": lambda f: lambda theta, p, v, out: f(theta, p, v, out),
+    "d3": lambda f: lambda theta, p, u, v, out: f(theta, p, u, v, out),
+    "hess": lambda f: lambda theta, p, out: f(theta, p, out),
+    "value_grad": lambda f: lambda theta, p, out: f(theta, p, out),
+    "hessian_parts": lambda f: (
+        lambda theta, p, grad_out, hess_out, factor_out: f(theta, p, grad_out, hess_out,
+                                                           factor_out)),
+}
+
+
+def _overload(name, record, implementation):
+    """Resolve the generic ``name(theta, p, ...)`` to ``implementation`` when p is a ``record``."""
+    generic = _GENERIC[name]
+    caller = _CALLERS[name](implementation)
+
+    def typer(*args):
+        p = args[1]
+        if isinstance(p, types.BaseNamedTuple) and p.instance_class is record:
+            return caller
+
+    typer.__signature__ = inspect.signature(generic)
+    overload(generic, jit_options=_OVERLOAD_OPTIONS)(typer)
+
+
+def family_of(params) -> Family:
+    """The registered family of the record instance ``params``.
+
+    Raises
+    ------
+    TypeError
+        If ``params`` is not an instance of a registered record class; the message says what
+        a loss is.
+    """
+    family = _FAMILIES.get(type(params))
+    if family is None:
+        raise TypeError(
+            f"{type(params).__name__} is not a registered loss family. A loss is "
+            "stabsim.losses.Loss(record, dim): record is an instance of a typing.NamedTuple "
+            "class registered with stabsim.losses.register_family(record_class, value=..., "
+            "grad=..., hvp=..., d3=...), whose functions are Numba-compiled"
+        )
+    return family
+
+
+def registered_families() -> Mapping[type, Family]:
+    """Every registered family, by record class (read-only view)."""
+    return dict(_FAMILIES)

@@ -1,0 +1,206 @@
+"""The loss protocol: user families are first-class (validated, cached, sweepable, matrix-free)."""
+
+import subprocess
+import sys
+import textwrap
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import pytest
+import user_families
+
+from stabsim import run_gd
+from stabsim._status import Status
+from stabsim.losses import Loss, QuadraticRegression, ScalarNetwork, register_family
+from stabsim.maps.gd import reference_point
+
+
+def test_something_that_is_not_a_loss_is_a_type_error_saying_what_a_loss_is():
+    with pytest.raises(TypeError, match="A loss is stabsim.losses.Loss"):
+        Loss((1.0, 2.0), 2)
+    with pytest.raises(TypeError, match="must be a stabsim.losses.Loss"):
+        run_gd("quadratic", [1.0], 0.1, 10)
+
+    class Plain(Loss):  # a subclass that never gives a family
+        def __init__(self):
+            pass
+
+    with pytest.raises(TypeError, match="A loss is stabsim.losses.Loss"):
+        run_gd(Plain(), [1.0], 0.1, 10)
+
+
+def test_registration_checks_its_arguments():
+    class NotRecord:
+        pass
+
+    with pytest.raises(TypeError, match="NamedTuple"):
+        register_family(NotRecord, value=user_families.rb_value, grad=user_families.rb_grad,
+                        hvp=user_families.rb_hvp, d3=user_families.rb_d3)
+
+    class Rec(NamedTuple):
+        a: float
+
+    with pytest.raises(TypeError, match=r"grad must be a Numba-compiled.*numba\.njit"):
+        register_family(Rec, value=user_families.rb_value, grad=lambda t, p, o: None,
+                        hvp=user_families.rb_hvp, d3=user_families.rb_d3)
+    with pytest.raises(TypeError, match="registered already"):
+        register_family(user_families.Rosenbrock, value=user_families.rb_value,
+                        grad=user_families.rb_grad, hvp=user_families.rb_hvp,
+                        d3=user_families.rb_d3)
+
+
+class WrongHvp(NamedTuple):
+    a: float
+    b: float
+    c: float
+
+
+@numba.njit
+def _wrong_hvp(theta, p, v, out):  # the chain's hvp without the −4c y coupling terms
+    user_families.rb_hvp(theta, p, v, out)
+    out[1] += 4.0 * p.c * theta[1] * v[2]
+
+
+register_family(WrongHvp, value=user_families.rb_value, grad=user_families.rb_grad,
+                hvp=_wrong_hvp, d3=user_families.rb_d3)
+
+
+class ZeroD3(NamedTuple):
+    a: float
+    b: float
+    c: float
+
+
+register_family(ZeroD3, value=user_families.rb_value, grad=user_families.rb_grad,
+                hvp=user_families.rb_hvp, d3=user_families.zero_d3)
+
+
+def test_construction_names_the_derivative_that_disagrees():
+    with pytest.raises(ValueError, match="hvp disagrees with finite differences of grad"):
+        Loss(WrongHvp(1.0, 5.0, 3.0), 3)
+    with pytest.raises(ValueError, match="d3 disagrees with finite differences of hvp"):
+        Loss(ZeroD3(1.0, 5.0, 3.0), 3)
+    Loss(ZeroD3(1.0, 5.0, 3.0), 3, check=False)  # the check can be skipped
+
+
+def test_parameter_shapes_are_checked_against_dim():
+    with pytest.raises(ValueError, match=r"Diagonal.c must have shape \(4\) for dim = 4"):
+        Loss(user_families.Diagonal(np.ones(3)), 4)
+    with pytest.raises(ValueError, match="Diagonal.c contains NaN"):
+        Loss(user_families.Diagonal(np.array([1.0, np.nan])), 2)
+    with pytest.raises(ValueError, match="must be real"):
+        Loss(user_families.Diagonal(np.ones(2) + 0j), 2)
+
+
+def test_run_gd_on_a_user_family_matches_the_same_steps_in_python():
+    loss = Loss(user_families.Rosenbrock(1.0, 5.0, 3.0), 3)
+    start = np.array([0.3, -0.2, 0.5])
+    result = run_gd(loss, start, 1e-3, 50, record_iterates=True)
+    expected = start.copy()
+    for _ in range(50):  # the same operations in the same order: identical floats
+        expected -= 1e-3 * loss.grad(expected)
+    assert np.array_equal(result.theta, expected)
+    # sharpness against a dense eigensolver of the family's own Hessian, along the run
+    dense = [np.linalg.eigvalsh(loss.hessian(t))[-1] for t in result.iterates]
+    np.testing.assert_allclose(result.sharpness[:, 0], dense, rtol=1e-9)
+
+
+def test_matrix_free_engine_runs_where_a_dense_hessian_cannot():
+    # d = 2·10⁵: the dense Hessian would take 320 GB. At the balanced minimiser w = 1 the
+    # Hessian is g gᵀ with g = 1 (r = 0), so the sharpness is exactly d.
+    d = 200_000
+    loss = ScalarNetwork(d)
+    result = run_gd(loss, np.ones(d), 1e-7, 2)
+    assert result.status is Status.OK
+    # a Ritz value is within its residual of an eigenvalue: |λ − d| ≤ eig_tol·λ (1e-10)
+    np.testing.assert_allclose(result.sharpness[:, 0], d, rtol=1e-10)
+    with pytest.raises(ValueError, match=r"d = 200000 takes 320,000,000,000 bytes"):
+        run_gd(loss, np.ones(d), 1e-7, 2, eigensolver="eigh")
+
+
+def test_a_crossing_on_a_chunk_boundary_keeps_the_previous_iterate():
+    # the pair around the first crossing must be (θ_{t−1}, θ_t) whatever the chunking
+    eta = 0.01
+    loss = QuadraticRegression.two_scale(eta)
+    start = np.zeros(loss.dim)
+    whole = run_gd(loss, start, eta, 300, record_iterates=True)
+    t = whole.crossing_step
+    assert t is not None and t > 1
+    for chunk in (t, t // 2, 1):  # a chunk boundary exactly at the crossing step
+        chunked = run_gd(loss, start, eta, 300, chunk_steps=chunk)
+        assert chunked.crossing_step == t
+        assert np.array_equal(chunked.crossing_pair[0], whole.iterates[t - 1])  # same floats
+        assert np.array_equal(chunked.crossing_pair[1], whole.iterates[t])
+        star = reference_point(loss, chunked)
+        # bisection to 1e-12 along a segment of length O(η): S(θ*) − 2/η is round-off
+        # (1e-14 relative of S ~ 200) plus the slope of S times the bisection width
+        assert abs(np.linalg.eigvalsh(loss.hessian(star))[-1] - 2 / eta) < 1e-9
+
+
+_USER_MODULE = """
+from typing import NamedTuple
+import numba, numpy as np
+from stabsim.losses import Loss, register_family
+
+class Quartic(NamedTuple):
+    c: np.ndarray
+
+@numba.njit(cache=True)
+def value(theta, p):
+    return SCALE * np.sum(p.c * theta**4) / 4.0
+
+@numba.njit(cache=True)
+def grad(theta, p, out):
+    out[:] = SCALE * p.c * theta**3
+
+@numba.njit(cache=True)
+def hvp(theta, p, v, out):
+    out[:] = SCALE * 3.0 * p.c * theta**2 * v
+
+@numba.njit(cache=True)
+def d3(theta, p, u, v, out):
+    out[:] = SCALE * 6.0 * p.c * theta * u * v
+
+register_family(Quartic, value=value, grad=grad, hvp=hvp, d3=d3, shapes={"c": ("d",)})
+
+def make(d=3):
+    return Loss(Quartic(np.arange(1.0, d + 1)), d, min_value=0.0)
+"""
+
+_RUN = """
+import numpy as np, user_quartic
+from stabsim.losses._engines import engine_for
+from stabsim.maps import _gd_kernels
+from stabsim import run_gd
+loss = user_quartic.make()
+result = run_gd(loss, np.ones(3), 0.01, 20)
+kernel = engine_for(_gd_kernels.gd_chunk, loss.family)
+print(sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()),
+      repr(float(result.sharpness[0, 0])))
+"""
+
+
+def _run_in_new_process(directory):
+    out = subprocess.run([sys.executable, "-c", _RUN], cwd=directory, capture_output=True,
+                         text=True, check=True, env={**__import__("os").environ,
+                                                     "PYTHONPATH": str(directory)})
+    hits, misses, sharpness = out.stdout.split()
+    return int(hits), int(misses), float(sharpness)
+
+
+@pytest.mark.slow
+def test_a_user_family_is_cached_on_disk_and_recompiled_when_edited(tmp_path):
+    module = tmp_path / "user_quartic.py"
+    module.write_text(textwrap.dedent(_USER_MODULE).replace("SCALE", "1.0"))
+    # first process compiles; the second loads the engine from the cache beside the module
+    assert _run_in_new_process(tmp_path)[:2] == (0, 1)
+    hits, misses, sharpness = _run_in_new_process(tmp_path)
+    assert (hits, misses) == (1, 0)
+    assert sharpness == pytest.approx(9.0, rel=1e-10)  # ∇²L(1) = diag(3c), c = (1, 2, 3)
+    assert list((tmp_path / "__pycache__").glob("stabsim-user_quartic.Quartic/*.nbi"))
+    # an edit of the family's module makes the cached engine stale: compiled afresh
+    module.write_text(textwrap.dedent(_USER_MODULE).replace("SCALE", "2.0"))
+    hits, misses, sharpness = _run_in_new_process(tmp_path)
+    assert (hits, misses) == (0, 1)
+    assert sharpness == pytest.approx(18.0, rel=1e-10)  # the edit doubled the loss

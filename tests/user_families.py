@@ -1,0 +1,153 @@
+"""Loss families defined the way a user defines them: a record, njit functions, a registration.
+
+Imported by the tests (each family is registered once per process).
+"""
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from stabsim.losses import register_family
+
+
+class Rosenbrock(NamedTuple):
+    """L(x, y, z) = (a − x)² + b (y − x²)² + c (z − y²)² (a Rosenbrock chain).
+
+    Third derivatives: L_xxx = 24 b x, L_xxy = −4 b, L_yyy = 24 c y, L_yyz = −4 c.
+    """
+
+    a: float
+    b: float
+    c: float
+
+
+@numba.njit(cache=True)
+def rb_value(theta, p):
+    x, y, z = theta[0], theta[1], theta[2]
+    return (p.a - x) ** 2 + p.b * (y - x * x) ** 2 + p.c * (z - y * y) ** 2
+
+
+@numba.njit(cache=True)
+def rb_grad(theta, p, out):
+    x, y, z = theta[0], theta[1], theta[2]
+    out[0] = -2.0 * (p.a - x) - 4.0 * p.b * x * (y - x * x)
+    out[1] = 2.0 * p.b * (y - x * x) - 4.0 * p.c * y * (z - y * y)
+    out[2] = 2.0 * p.c * (z - y * y)
+
+
+@numba.njit(cache=True)
+def rb_hess(theta, p, out):
+    x, y, z = theta[0], theta[1], theta[2]
+    out[:, :] = 0.0
+    out[0, 0] = 2.0 - 4.0 * p.b * (y - 3.0 * x * x)
+    out[0, 1] = out[1, 0] = -4.0 * p.b * x
+    out[1, 1] = 2.0 * p.b - 4.0 * p.c * (z - 3.0 * y * y)
+    out[1, 2] = out[2, 1] = -4.0 * p.c * y
+    out[2, 2] = 2.0 * p.c
+
+
+@numba.njit(cache=True)
+def rb_hvp(theta, p, v, out):
+    x, y, z = theta[0], theta[1], theta[2]
+    hxx = 2.0 - 4.0 * p.b * (y - 3.0 * x * x)
+    hyy = 2.0 * p.b - 4.0 * p.c * (z - 3.0 * y * y)
+    out[0] = hxx * v[0] - 4.0 * p.b * x * v[1]
+    out[1] = -4.0 * p.b * x * v[0] + hyy * v[1] - 4.0 * p.c * y * v[2]
+    out[2] = -4.0 * p.c * y * v[1] + 2.0 * p.c * v[2]
+
+
+@numba.njit(cache=True)
+def rb_d3(theta, p, u, v, out):
+    x, y, b, c = theta[0], theta[1], p.b, p.c
+    out[0] = 24.0 * b * x * u[0] * v[0] - 4.0 * b * (u[0] * v[1] + u[1] * v[0])
+    out[1] = -4.0 * b * u[0] * v[0] + 24.0 * c * y * u[1] * v[1]
+    out[1] -= 4.0 * c * (u[1] * v[2] + u[2] * v[1])
+    out[2] = -4.0 * c * u[1] * v[1]
+
+
+ROSENBROCK = register_family(Rosenbrock, value=rb_value, grad=rb_grad, hvp=rb_hvp, d3=rb_d3,
+                             hess=rb_hess)
+
+
+class RosenbrockNoHess(NamedTuple):
+    """The same chain without a dense ``hess``: the generic one (d products) is used."""
+
+    a: float
+    b: float
+    c: float
+
+
+register_family(RosenbrockNoHess, value=rb_value, grad=rb_grad, hvp=rb_hvp, d3=rb_d3)
+
+
+class Diagonal(NamedTuple):
+    """L = ½ Σ c_i θ_i², whose (0, 0) curvature turns NaN once |θ_0| < 0.5."""
+
+    c: np.ndarray
+
+
+@numba.njit(cache=True)
+def diag_value(theta, p):
+    return 0.5 * np.sum(p.c * theta**2)
+
+
+@numba.njit(cache=True)
+def diag_grad(theta, p, out):
+    out[:] = p.c * theta
+
+
+@numba.njit(cache=True)
+def diag_hvp(theta, p, v, out):
+    out[:] = p.c * v
+    out[0] = (np.nan if abs(theta[0]) < 0.5 else p.c[0]) * v[0]
+
+
+@numba.njit(cache=True)
+def diag_hess(theta, p, out):
+    out[:, :] = np.diag(p.c)
+    if abs(theta[0]) < 0.5:
+        out[0, 0] = np.nan
+
+
+@numba.njit(cache=True)
+def zero_d3(theta, p, u, v, out):
+    out[:] = 0.0
+
+
+register_family(Diagonal, value=diag_value, grad=diag_grad, hvp=diag_hvp, d3=zero_d3,
+                hess=diag_hess, shapes={"c": ("d",)})
+
+
+class Bowl(NamedTuple):
+    """L(x, z) = ½ (1 + 2x²) z², the same loss as ManifoldFamily(c=[1], s=[[4]])."""
+
+
+@numba.njit(cache=True)
+def bowl_value(theta, p):
+    return 0.5 * (1.0 + 2.0 * theta[0] ** 2) * theta[1] ** 2
+
+
+@numba.njit(cache=True)
+def bowl_grad(theta, p, out):
+    x, z = theta[0], theta[1]
+    out[0] = 2.0 * x * z * z
+    out[1] = (1.0 + 2.0 * x * x) * z
+
+
+@numba.njit(cache=True)
+def bowl_hvp(theta, p, v, out):
+    x, z = theta[0], theta[1]
+    out[0] = 2.0 * z * z * v[0] + 4.0 * x * z * v[1]
+    out[1] = 4.0 * x * z * v[0] + (1.0 + 2.0 * x * x) * v[1]
+
+
+@numba.njit(cache=True)
+def bowl_d3(theta, p, u, v, out):
+    # nonzero third derivatives: L_xzz = 4x, L_xxz = 4z
+    x, z = theta[0], theta[1]
+    out[0] = 4.0 * x * u[1] * v[1] + 4.0 * z * (u[0] * v[1] + u[1] * v[0])
+    out[1] = 4.0 * x * (u[0] * v[1] + u[1] * v[0]) + 4.0 * z * u[0] * v[0]
+
+
+register_family(Bowl, value=bowl_value, grad=bowl_grad, hvp=bowl_hvp, d3=bowl_d3)
