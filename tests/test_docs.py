@@ -50,3 +50,11 @@ def test_cli_page_shows_the_parser_help_of_every_command(html):
         usage = text.splitlines()[0]  # "usage: stabsim sweep [-h] ..."
         assert usage.replace("<", "&lt;").replace(">", "&gt;") in page, usage
 
+
+
+@pytest.mark.slow
+def test_theory_page_renders_its_sections_and_mathematics(html):
+    page = (html / "theory.html").read_text(encoding="utf-8")
+    assert "mathjax" in page.lower()  # MathJax is referenced by the page, loaded by the browser
+    for number in range(9):  # §0–§8, the numbering the code's references use
+        assert f"§{number}" in page, number
