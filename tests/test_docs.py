@@ -5,7 +5,9 @@ The build runs in a subprocess exactly as a developer runs it (``python -m sphin
 needs no network access.
 """
 
+import importlib
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -14,6 +16,7 @@ import pytest
 import stabsim
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+THEORY = ROOT / "docs" / "theory.md"
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +61,52 @@ def test_theory_page_renders_its_sections_and_mathematics(html):
     assert "mathjax" in page.lower()  # MathJax is referenced by the page, loaded by the browser
     for number in range(9):  # §0–§8, the numbering the code's references use
         assert f"§{number}" in page, number
+
+
+# --- the theory page stays current (fast: no build) -----------------------------------------
+
+
+def test_theory_page_cites_tests_and_notebooks_that_exist():
+    """Every `tests/…py::name` (or `::name` after one) and `notebooks/…py` named exists, and
+    each implemented section (§0–§5) names a test as its evidence."""
+    sections = re.split(r"^## (?=§\d )", THEORY.read_text(encoding="utf-8"), flags=re.M)
+    current = None
+    for section in sections:
+        cited = 0
+        for path, name in re.findall(
+                r"`((?:tests|notebooks|stabsim)/[\w./]+\.py)?(?:::(\w+))?`", section):
+            if not path and not name:
+                continue
+            current = ROOT / path if path else current
+            assert current is not None and current.is_file(), path
+            if name:
+                source = current.read_text(encoding="utf-8")
+                assert re.search(rf"^\s*def {name}\(", source, re.M), f"{current.name}::{name}"
+            cited += current.parent.name == "tests"
+        if section[:2] in {f"§{n}" for n in range(6)}:
+            assert cited, section.splitlines()[0]
+
+
+def test_theory_page_names_objects_that_exist():
+    """Every `stabsim.…` name on the page imports (a module) or resolves (an attribute)."""
+    text = THEORY.read_text(encoding="utf-8")
+    for dotted in sorted(set(re.findall(r"`(stabsim(?:\.\w+)+)", text))):
+        try:
+            importlib.import_module(dotted)
+        except ModuleNotFoundError:
+            module, _, name = dotted.rpartition(".")
+            assert hasattr(importlib.import_module(module), name), dotted
+
+
+def test_every_section_reference_has_a_section():
+    """"THEORY §n" / "theory.md §n" in the code, tests, notebooks and README: §n exists."""
+    headings = set(re.findall(r"^## §(\d+) ", THEORY.read_text(encoding="utf-8"), re.M))
+    assert headings == {str(n) for n in range(9)}
+    files = [ROOT / "README.md"] + [p for d in ("stabsim", "tests", "notebooks")
+                                    for p in (ROOT / d).rglob("*.py")]
+    cited = set()
+    for path in files:
+        for first, last in re.findall(r"(?:THEORY|theory\.md) §(\d+)(?:[–-]§(\d+))?",
+                                      path.read_text(encoding="utf-8")):
+            cited.update({first, last} - {""})
+    assert cited and cited <= headings, sorted(cited - headings)
