@@ -58,6 +58,9 @@ napoleon_custom_sections = [("Attributes", "params_style")]
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+# only where the docstring documents the parameter: a dataclass's constructor would otherwise
+# repeat its "Attributes" section as an undocumented "Parameters" list
+autodoc_typehints_description_target = "documented"
 
 html_theme = "alabaster"
 html_title = f"stabsim {release}"
