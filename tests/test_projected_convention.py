@@ -8,9 +8,11 @@ trajectory θ† over whole EoS cycles:
 - the unprojected δ² = 2α/|∇S|² is a different prediction on this loss: on M (u·∇L = 0) the
   two α agree and |∇S|² = |∇S⊥|² + (u·∇S)², so δ² = δ⊥²·|∇S⊥|²/|∇S|², and it misses GD's
   mean x² by more than that band;
-- the central flow's σ²(w(t)) and δ⊥²(θ†_t) describe the same oscillation: θ† is projected
-  GD, an Euler discretisation of the flow's projected gradient flow, so the two differ by
-  O(η) relative — fitted order 1 ± 0.25 over η and η/2, the band the suite uses for orders.
+- the central flow's σ² = 2⟨−∇L, ∇S⟩/|∇S|² is δ⊥² too: along u (its fastest direction)
+  the flow settles where u·(∇L + ½σ²∇S) = 0, and substituting u·∇L = −½σ²(u·∇S) gives
+  σ²|∇S⊥|² = 2α. Compared along θ† (projected GD, not the flow) σ²(w(t)) and δ⊥²(θ†_t)
+  differ by O(η) relative: fitted order 1 ± 0.25 over η and η/2, the band the suite uses
+  for orders.
 """
 
 import numpy as np
