@@ -64,3 +64,5 @@ autodoc_typehints_description_target = "documented"
 
 html_theme = "alabaster"
 html_title = f"stabsim {release}"
+# wide enough for the command-line help (88 columns, and the sweep example's fixed lines)
+html_theme_options = {"page_width": "1200px", "body_max_width": "none"}
