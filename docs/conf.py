@@ -1,0 +1,68 @@
+"""Sphinx configuration of the stabsim documentation.
+
+Build (no network access needed)::
+
+    python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+Nothing here fetches anything: no intersphinx, the default theme, MathJax only referenced by
+the rendered pages (the browser loads it), the CLI reference generated from the real parser
+by the local extension ``_ext/stabsim_cli.py``. No notebook is executed.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+DOCS = pathlib.Path(__file__).resolve().parent
+ROOT = DOCS.parent
+# document the checkout the docs belong to, not whatever stabsim is installed
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(DOCS / "_ext"))
+
+import stabsim  # noqa: E402
+
+project = "stabsim"
+author = "the stabsim developers"
+copyright = "the stabsim developers"  # noqa: A001  (Sphinx's name for the notice)
+release = stabsim.__version__
+version = release
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "stabsim_cli",
+    "plain_math",
+]
+
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+root_doc = "index"
+exclude_patterns = ["_build"]
+
+# MyST: $...$ and $$...$$ math (rendered by MathJax), amsmath environments, and anchors for
+# headings so that pages can link to "theory.md#..." sections.
+myst_enable_extensions = ["dollarmath", "amsmath"]
+myst_heading_anchors = 3
+
+# The docstrings are numpydoc-style: napoleon reads them without the numpydoc package.
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+# "Attributes" sections are rendered like "Parameters" (a field list of names, types and
+# descriptions), not as attribute directives or :ivar: fields: the result classes list
+# several attributes on one line ("loss, sharpness : ndarray"), which :ivar: would misread
+# as a type followed by a name, and a dataclass field would otherwise be described twice.
+napoleon_custom_sections = [("Attributes", "params_style")]
+
+autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+# only where the docstring documents the parameter: a dataclass's constructor would otherwise
+# repeat its "Attributes" section as an undocumented "Parameters" list
+autodoc_typehints_description_target = "documented"
+
+html_theme = "alabaster"
+html_title = f"stabsim {release}"
+# wide enough for the command-line help (88 columns, and the sweep example's fixed lines)
+html_theme_options = {"page_width": "1200px", "body_max_width": "none"}
