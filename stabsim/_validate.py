@@ -22,6 +22,16 @@ def positive_float(name: str, value) -> float:
     return value
 
 
+def positive_or_inf(name: str, value) -> float:
+    """Return ``value`` as a float, or raise if it is not > 0 (``inf`` allowed)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a positive real number or inf, got {value!r}")
+    value = float(value)
+    if not value > 0.0:  # also rejects NaN
+        raise ValueError(f"{name} must be > 0 (or inf), got {value!r}")
+    return value
+
+
 def finite_float(name: str, value) -> float:
     """Return ``value`` as a float, or raise if it is not a finite real."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
