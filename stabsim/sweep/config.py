@@ -226,8 +226,13 @@ class SweepConfig:
 
     @property
     def key(self) -> str:
-        """Hash of the config and the package version: names the work directory."""
-        text = f"stabsim {__version__}\n{self.to_json()}"
+        """Hash of the config and the versions of stabsim, NumPy and Numba: names the work
+        directory, so chunks computed by other versions (whose last bits may differ) are
+        never mixed into one result."""
+        import numba
+
+        text = (f"stabsim {__version__}\nnumpy {np.__version__}\nnumba {numba.__version__}\n"
+                f"{self.to_json()}")
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -21,7 +21,14 @@ import numpy as np
 from . import backends
 from .compute import compute_cells
 from .config import SweepConfig
-from .store import ChunkStore, assemble, default_workdir, write_dataset
+from .store import (
+    ChunkStore,
+    assemble,
+    default_workdir,
+    output_temporary,
+    remove_path,
+    write_dataset,
+)
 
 #: pilot size per model: (cells, steps at most)
 PILOT = {"reduced": (1024, 1000), "gd": (4, 100)}
@@ -77,10 +84,17 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
         See ``stabsim.sweep.store.assemble``; identical, bit for bit, however the sweep
         was run, interrupted or resumed.
 
+    Raises
+    ------
+    stabsim.sweep.store.WorkdirBusyError
+        Another sweep is running the same config in the same work directory.
+
     Notes
     -----
     Ctrl-C stops between chunks: the completed chunks stay on disk and a message says
-    where; run again to resume.
+    where; run again to resume. Chunk files that are corrupt (unreadable, failing their
+    checksum) are named in a ``CorruptChunkWarning`` and computed again. A run that fails
+    before its first chunk is stored leaves no work directory behind.
     """
     config = _as_config(config)
     if workdir is None and output is None:
@@ -88,6 +102,28 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
             return run_sweep(config, workdir=tmp, client=client, scheduler=scheduler,
                              progress=progress, keep_chunks=True)
     store = ChunkStore(workdir if workdir is not None else default_workdir(output), config)
+    with store.open():
+        temporary = None if output is None else output_temporary(output, config)
+        if temporary is not None:
+            remove_path(temporary)  # left by a killed run of this config (we hold its lock)
+        try:
+            _compute_missing(store, client, scheduler, progress)
+        except BaseException:
+            if not store.completed():  # nothing to resume from: leave nothing behind
+                store.remove()
+            raise
+        ds = assemble(store)
+        if output is not None:
+            write_dataset(ds, output, temporary=temporary)
+            if not keep_chunks:
+                store.remove()
+    return ds
+
+
+def _compute_missing(store, client, scheduler, progress) -> None:
+    """Compute and save the chunks of ``store`` not on disk (corrupt ones count as not)."""
+    config = store.config
+    store.discard_corrupt()
     done = store.completed()
     todo = [i for i in range(config.n_chunks) if i not in done]
     owned = False
@@ -111,12 +147,6 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
         bar.close()
         if owned:
             client.close()
-    ds = assemble(store)
-    if output is not None:
-        write_dataset(ds, output)
-        if not keep_chunks:
-            store.remove()
-    return ds
 
 
 def _as_config(config) -> SweepConfig:
