@@ -197,6 +197,8 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     eta = check.positive_float("eta", eta)
     steps = check.nonnegative_int("steps", steps, minimum=1)
     check.choice("projection", projection, PROJECTION_METHODS)
+    tol = check.positive_float("tol", tol)  # before any run, crossing or not
+    max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
     vperp_limit = check.positive_float("vperp_limit", vperp_limit)
     n = steps + 1
 

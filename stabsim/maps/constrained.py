@@ -140,6 +140,11 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     eta = check.positive_float("eta", eta)
     steps = check.nonnegative_int("steps", steps)
     check.choice("projection", projection, PROJECTION_METHODS)
+    # checked here, before the records are allocated, as well as by every projection
+    tol = check.positive_float("tol", tol)
+    max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
+    if u_ref is not None:
+        u_ref = loss.check_point(u_ref, "u_ref")
     n, d = steps + 1, loss.dim
     out = {name: np.full(n, np.nan) for name in
            ("loss", "sharpness", "lambda2", "x", "y", "alpha", "beta", "udS", "v_perp")}

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import numbers
@@ -159,6 +160,8 @@ class SweepConfig:
                             ("window", window), ("divergence_norm", divergence_norm),
                             ("chunk_size", min(chunk, n_cells))):
             object.__setattr__(self, name, value)
+        if self.model == "gd":
+            _check_loss_builds(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> SweepConfig:
@@ -285,8 +288,41 @@ def _check_loss(model, loss):
     out = {"name": str(loss["name"])}
     for key, value in loss.items():
         if key != "name":
-            out[key] = np.asarray(value).tolist()
+            try:
+                out[key] = np.asarray(value).tolist()
+            except ValueError as exc:  # a ragged nesting of lists
+                raise ValueError(f"[loss] {key!r} is not a number or a regular array: "
+                                 f"{exc}") from None
     return out
+
+
+def _check_loss_builds(config) -> None:
+    """Build the loss of every distinct combination of family parameters the cells use.
+
+    A bad ``[loss]`` value (or a ``theta0`` of the wrong length) is then refused when the
+    config is made, before any work directory or computation.
+    """
+    from .gd_cells import build_loss  # the GD engine: imported for model "gd" only
+
+    name = config.loss["name"]
+    fixed = {k: v for k, v in config.loss.items() if k != "name"}
+    swept = {k[len(LOSS_PREFIX):]: v for k, v in config.grid.items() if k.startswith(LOSS_PREFIX)}
+    combos = itertools.product(*swept.values()) if config.combine == "product" \
+        else zip(*swept.values(), strict=True)
+    theta0 = config.params.get("theta0", PARAMETERS["gd"]["theta0"])
+    for combo in dict.fromkeys(combos):  # distinct combinations, in order
+        chosen = dict(zip(swept, combo, strict=True))
+        where = f"[loss] {name!r}" + (f" with {chosen}" if chosen else "")
+        try:
+            loss = build_loss(name, {**fixed, **chosen})
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        except Exception as exc:  # whatever a constructor raises on a value it cannot use
+            raise ValueError(f"{where}: bad parameter value ({type(exc).__name__}: "
+                             f"{exc})") from None
+        if theta0 != "random" and len(theta0) != loss.dim:
+            raise ValueError(f"[params] theta0 has length {len(theta0)}, but {where} has "
+                             f"dimension {loss.dim}")
 
 
 def _check_grid(grid, model, known):
