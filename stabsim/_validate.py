@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -87,6 +88,26 @@ def finite_array(name: str, value, *, shape=None, ndim=None) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or inf")
     return array
+
+
+def memory_bytes() -> int:
+    """Physical memory of this machine in bytes (8 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def affordable(nbytes: int, what: str, remedy: str) -> None:
+    """Raise ``ValueError`` if ``nbytes`` is over half of this machine's memory.
+
+    ``what`` says what would take the memory (naming the arguments that size it) and
+    ``remedy`` which knob to turn.
+    """
+    limit = memory_bytes() // 2
+    if nbytes > limit:
+        raise ValueError(f"{what} would take {nbytes / 2**30:.3g} GiB, over half of this "
+                         f"machine's memory ({2 * limit / 2**30:.3g} GiB); {remedy}")
 
 
 def choice(name: str, value, options) -> str:

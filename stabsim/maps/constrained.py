@@ -146,6 +146,7 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     if u_ref is not None:
         u_ref = loss.check_point(u_ref, "u_ref")
     n, d = steps + 1, loss.dim
+    check.affordable(8 * n * (2 * d + 12), f"the records of steps = {steps}", "lower `steps`")
     out = {name: np.full(n, np.nan) for name in
            ("loss", "sharpness", "lambda2", "x", "y", "alpha", "beta", "udS", "v_perp")}
     thetas, vs = np.full((n, d), np.nan), np.full((n, d), np.nan)

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _validate as check
 from . import backends
 from .compute import compute_cells
 from .config import SweepConfig
 from .store import (
     ChunkStore,
     assemble,
+    check_output,
     default_workdir,
     output_temporary,
     remove_path,
@@ -45,6 +47,21 @@ def estimate_seconds(config: SweepConfig, n_cells: int | None = None) -> float:
     compute_cells(pilot, cells)
     elapsed = time.perf_counter() - start
     return elapsed * (n_cells / cells.size) * (config.steps / pilot.steps)
+
+
+def check_result_size(config: SweepConfig) -> None:
+    """Raise ``ValueError`` if the assembled result would not fit in memory.
+
+    The result is built in memory from the loaded chunks (a second copy) and encoded as a
+    whole by the netCDF writer (a third): three times its size must be affordable. Its
+    size per cell is read off one cell run for one step.
+    """
+    one = compute_cells(dataclasses.replace(config, steps=1, chunk_size=None), np.array([0]))
+    per_cell = sum(array.itemsize for array in one.values())
+    check.affordable(3 * per_cell * config.n_cells,
+                     f"the result of {config.n_cells} cells ({per_cell} bytes each, held "
+                     f"three times while it is assembled and written)",
+                     "sweep fewer cells, or split the grid over several sweeps")
 
 
 def missing_cells(config: SweepConfig, workdir) -> int:
@@ -97,6 +114,9 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
     before its first chunk is stored leaves no work directory behind.
     """
     config = _as_config(config)
+    if output is not None:
+        check_output(output)
+    check_result_size(config)
     if workdir is None and output is None:
         with tempfile.TemporaryDirectory(prefix="stabsim-sweep-") as tmp:
             return run_sweep(config, workdir=tmp, client=client, scheduler=scheduler,

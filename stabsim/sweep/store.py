@@ -302,6 +302,30 @@ def remove_path(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def check_output(path) -> None:
+    """Raise ``ValueError`` unless a result can be written to ``path``.
+
+    Made before a sweep runs: ``path`` must not be a directory (or, for ``.zarr``, a
+    file), and a file must be creatable next to it (probed by creating and deleting one,
+    which also catches read-only and virtual file systems such as ``/proc``).
+    """
+    path = Path(path)
+    zarr = path.suffix == ".zarr"
+    if path.is_dir() and not zarr:
+        raise ValueError(f"the output {path} is a directory; name a file")
+    if path.exists() and zarr and not path.is_dir():
+        raise ValueError(f"the output {path} is a file, not a Zarr store")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:  # made when the result is written
+        parent = parent.parent
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot write the output {path}: {exc.strerror or exc} "
+                         f"(in {parent})") from None
+
+
 def write_dataset(ds, path, *, temporary=None) -> Path:
     """Write ``ds`` to netCDF-3 (scipy backend), or Zarr when ``path`` ends in ``.zarr``.
 
