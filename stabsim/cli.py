@@ -37,9 +37,24 @@ def main(argv=None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("stabsim: interrupted", file=sys.stderr)
+        return 130
     except ValueError as exc:  # bad input: a message, not a traceback
-        print(f"stabsim {args.command}: error: {exc}", file=sys.stderr)
+        print(f"stabsim: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a file system error, a busy work directory, …: one line too
+        print(f"stabsim: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: Exception) -> str:
+    """The exception's message on one line (with its type where the message alone is
+    not a sentence, as for ``KeyError('x')``)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, ValueError | OSError | RuntimeError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -200,6 +200,8 @@ class SweepConfig:
                 data = tomllib.load(f)
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: malformed TOML: {exc}") from None
+        except RecursionError:  # the parser recurses once per level of array nesting
+            raise ValueError(f"{path}: arrays nested too deeply to read") from None
         except OSError as exc:
             raise ValueError(f"cannot read the config {path}: {exc.strerror}") from None
         return cls.from_dict(data)
