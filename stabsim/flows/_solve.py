@@ -100,7 +100,7 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, method="DO
     if np.linalg.norm(y0) >= divergence_norm:
         raise ValueError(f"the start has norm {np.linalg.norm(y0):.6g}, not below "
                          f"divergence_norm = {divergence_norm:.6g}")
-    nonfinite = []  # times at which the right-hand side was NaN/inf
+    nonfinite_at = [-np.inf]  # the latest time at which the right-hand side was NaN/inf
     reached = [0.0]  # the last time the integrator accepted a step
 
     def guarded(t, y):
@@ -108,7 +108,7 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, method="DO
             dy = np.asarray(rhs(t, y), dtype=float)
             if np.all(np.isfinite(dy)):
                 return dy
-        nonfinite.append(t)
+        nonfinite_at[0] = max(nonfinite_at[0], t)
         return np.full_like(y, np.nan)
 
     def watch(t, y):
@@ -141,7 +141,7 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, method="DO
     if sol.status == 0:
         return FlowResult(t, states, Status.OK, sol.message, *counters, t_stop=t_end)
     t_stop = reached[0]
-    if any(tn >= t_stop for tn in nonfinite):
+    if nonfinite_at[0] >= t_stop:  # the failing trial steps met a non-finite value
         # the interpolant may overflow on the last step before the stop: keep finite rows
         keep = np.all(np.isfinite(states), axis=1)
         t, states = t[keep], states[keep]
