@@ -22,7 +22,6 @@ The result is assembled from the chunks into an ``xarray.Dataset`` and written t
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -125,6 +124,8 @@ class ChunkStore:
             self._lock_fd = None
 
     def _lock(self) -> None:
+        import fcntl  # POSIX file locks (Linux, macOS): imported here, where they are needed
+
         path = self.directory / _LOCK_FILE
         while True:
             self.directory.mkdir(parents=True, exist_ok=True)
