@@ -112,7 +112,7 @@ def test_kill_9_releases_the_lock_and_the_next_run_cleans_up_after_it(
     directory = default_workdir(output) / CONFIG.key
     assert len(list(directory.glob("chunk_*.npz"))) == 3
     assert len(list(directory.glob("*.tmp"))) == 1  # the fourth chunk, never moved in
-    stale = output_temporary(output, CONFIG)
+    stale = output_temporary(output, ChunkStore(default_workdir(output), CONFIG))
     stale.write_bytes(b"half an output file of a killed run")
 
     computed = _count_computed(monkeypatch)
@@ -207,3 +207,12 @@ def test_output_and_chunks_get_the_mode_of_a_new_file(tmp_path):
     assert (tmp_path / "out.nc").stat().st_mode & 0o777 == 0o644
     chunks = list((default_workdir(tmp_path / "out.nc") / CONFIG.key).glob("chunk_*.npz"))
     assert chunks and all(p.stat().st_mode & 0o777 == 0o644 for p in chunks)
+
+
+def test_another_work_directory_never_touches_this_ones_output_temporary(tmp_path):
+    # the same config and output, run with another work directory while this one writes
+    output = tmp_path / "out.nc"
+    mine = output_temporary(output, ChunkStore(tmp_path / "mine", CONFIG))
+    mine.write_bytes(b"an output being written")
+    run_sweep(CONFIG, output, workdir=tmp_path / "theirs", progress=False)
+    assert mine.read_bytes() == b"an output being written"

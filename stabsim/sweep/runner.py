@@ -123,7 +123,7 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
                              progress=progress, keep_chunks=True)
     store = ChunkStore(workdir if workdir is not None else default_workdir(output), config)
     with store.open():
-        temporary = None if output is None else output_temporary(output, config)
+        temporary = None if output is None else output_temporary(output, store)
         if temporary is not None:
             remove_path(temporary)  # left by a killed run of this config (we hold its lock)
         try:

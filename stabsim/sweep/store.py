@@ -64,14 +64,17 @@ def default_workdir(output) -> Path:
     return output.with_name(output.name + ".chunks")
 
 
-def output_temporary(output, config) -> Path:
-    """The name ``output`` is written under before it is moved into place.
+def output_temporary(output, store) -> Path:
+    """The name ``output`` is written under, by the sweep holding ``store``, before it is
+    moved into place.
 
-    It carries the config's key, so a sweep that holds the config's lock may delete one
-    left by a killed run of the same config, and never touches another config's.
+    It is named after what the store's lock guards (the config's key and the work
+    directory), so the lock holder may delete one left by a killed run of its own, and
+    never touches the temporary of a sweep with another config or work directory.
     """
     output = Path(output)
-    return output.with_name(f".{output.name}.{config.key}.tmp")
+    where = hashlib.sha256(str(store.directory.resolve()).encode()).hexdigest()[:8]
+    return output.with_name(f".{output.name}.{store.config.key}-{where}.tmp")
 
 
 def checksum(arrays: dict) -> str:
