@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+_INT64_MAX = 2**63 - 1
+
 
 def positive_float(name: str, value) -> float:
     """Return ``value`` as a float, or raise if it is not finite and > 0."""
@@ -49,6 +51,8 @@ def nonnegative_int(name: str, value, minimum: int = 0) -> int:
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if value > _INT64_MAX:  # every integer argument ends up in a compiled int64
+        raise ValueError(f"{name} must be at most 2**63 - 1, got {value!r}")
     return int(value)
 
 

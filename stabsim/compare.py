@@ -201,6 +201,8 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
     vperp_limit = check.positive_float("vperp_limit", vperp_limit)
     n = steps + 1
+    # the iterates and about 40 per-step records of GD, the flows and the predictions
+    check.affordable(8 * n * (loss.dim + 40), f"the records of steps = {steps}", "lower `steps`")
 
     gd = run_gd(loss, theta0, eta, steps, top_k=min(2, loss.dim), record_iterates=True)
     kept = gd.iterates.shape[0]

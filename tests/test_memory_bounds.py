@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from stabsim._validate import memory_bytes
+from stabsim.compare import compare
+from stabsim.flows import central_flow
 from stabsim.losses import Minimalist
 from stabsim.maps.constrained import constrained_trajectory
 from stabsim.maps.reduced import run_reduced, run_reduced_ensemble
@@ -24,6 +26,16 @@ def test_huge_steps_name_steps():
         run_reduced_ensemble(*START, HUGE, stride=1)
     with pytest.raises(ValueError, match="steps = 1000000000000000"):
         constrained_trajectory(Minimalist(), [1.0, 0.5], 0.1, HUGE)
+    with pytest.raises(ValueError, match="steps = 1000000000000000"):
+        compare(Minimalist(), [1.0, 0.5], 0.1, HUGE)
+    with pytest.raises(ValueError, match="t_end = 1e"):
+        central_flow(Minimalist(), [1.0, 0.5], 0.1, float(HUGE))
+
+
+def test_an_integer_past_int64_is_refused_by_name():
+    # steps // stride + 1 = 2 states fit, but 10^20 does not fit the kernel's int64
+    with pytest.raises(ValueError, match="steps must be at most 2"):
+        run_reduced(*START, 10**20, stride=10**20)
 
 
 def test_cycle_arrays_are_capped():

@@ -286,7 +286,10 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
     if exit_band >= 1.0:
         raise ValueError(f"exit_band must lie in (0, 1), got {exit_band}")
     if t_eval is None:
-        t_eval = np.arange(int(np.floor(t_end)) + 1, dtype=float)
+        n = int(np.floor(t_end)) + 1  # a state (d floats) and about 8 records per time
+        check.affordable(8 * n * (loss.dim + 8), f"saving every step of t_end = {t_end:g}",
+                         "lower `t_end` or pass fewer `t_eval` times")
+        t_eval = np.arange(n, dtype=float)
     t_eval = check.finite_array("t_eval", t_eval, ndim=1)
     if np.any(np.diff(t_eval) <= 0) or t_eval[0] < 0 or t_eval[-1] > t_end:
         raise ValueError("t_eval must be increasing and lie in [0, t_end]")
