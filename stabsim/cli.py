@@ -14,10 +14,18 @@ import sys
 SUBCOMMAND_MODULES = ("stabsim.demo", "stabsim.sweep.cli")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser (and, through ``add_subparsers``, subparsers) whose usage errors
+    are one ``stabsim: error: …`` line too."""
+
+    def error(self, message):
+        self.exit(2, f"stabsim: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="stabsim",
         description="Simulate and test the self-stabilisation theory of gradient descent "
                     "at the edge of stability.",

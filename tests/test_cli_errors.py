@@ -112,6 +112,13 @@ def test_a_busy_work_directory(tmp_path, config, capsys):
     assert "another sweep is working in" in line and "pid " in line
 
 
+@pytest.mark.parametrize("argv", [["sweep"], ["plot", "a.nc", "--bogus"], ["nope"]])
+def test_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    _error_line(capsys, exit_.value.code, 2)
+
+
 def test_demo_exits_1_when_a_check_disagrees(tmp_path, capsys, monkeypatch):
     finding = types.SimpleNamespace(holds=False, experiment="e", quantity="q", measured="1")
     monkeypatch.setattr(stabsim.demo, "run", lambda out: [finding])
