@@ -81,12 +81,13 @@ def register(subparsers) -> None:
 
 
 def run_sweep_command(args) -> int:
-    from .runner import estimate_seconds, missing_cells, run_sweep
+    from .runner import check_result_size, estimate_seconds, missing_cells, run_sweep
     from .store import check_output, default_workdir
 
     config = SweepConfig.from_toml(args.config)
     output = args.output or args.config.with_suffix(".nc")
     check_output(output)  # before the estimate and the sweep
+    check_result_size(config)
     workdir = args.workdir or default_workdir(output)
     todo = missing_cells(config, workdir)
     seconds = estimate_seconds(config, todo) if todo else 0.0
