@@ -15,11 +15,12 @@ class Status(enum.IntEnum):
 
     OK = 0  #: ran every requested step (or met its stopping criterion)
     MAX_STEPS = 1  #: a stopping criterion was not met within the step budget
-    DIVERGED = 2  #: the state grew past the divergence threshold
+    DIVERGED = 2  #: the state's norm grew past ``divergence_norm``
     NONFINITE = 3  #: a NaN or inf appeared in the state or a derivative
     LEFT_DOMAIN = 4  #: the reduced map left its validity domain (1 + eta*y <= 0)
     ZERO_GRADIENT = 5  #: a normalised step hit an exactly zero gradient
     NOT_CONVERGED = 6  #: an inner solver (projection, eigensolver) missed its tolerance
+    FLAT_SHARPNESS = 7  #: ∇S = 0 where the sharpness constraint S ≤ 2/η is needed
 
     @property
     def message(self) -> str:
@@ -34,8 +35,8 @@ _MESSAGES = {
     Status.OK: "ok",
     Status.MAX_STEPS: "stopping criterion not met within the step budget; raise `steps`",
     Status.DIVERGED: (
-        "the iterate diverged (its norm passed the divergence threshold); lower the step "
-        "size eta or start closer to a minimiser"
+        "the iterate diverged (its norm passed `divergence_norm`); lower the step size "
+        "eta or start closer to a minimiser (or raise `divergence_norm` to follow it further)"
     ),
     Status.NONFINITE: (
         "a NaN or inf appeared; the step size is probably far past the stability "
@@ -52,7 +53,18 @@ _MESSAGES = {
     Status.NOT_CONVERGED: (
         "an inner solver missed its tolerance; loosen `tol` or raise `max_iter`"
     ),
+    Status.FLAT_SHARPNESS: (
+        "the sharpness gradient ∇S = ∇³L[u, u] is zero (the sharpness does not change along "
+        "any direction, as for every quadratic), so nothing can hold S at 2/η and the "
+        "edge-of-stability predictions are undefined; lower `eta` below 2/S, or use a loss "
+        "with third-order terms"
+    ),
 }
+
+
+class FlatSharpnessError(ValueError):
+    """Raised where a quantity needs ∇S ≠ 0 and there is no status to return (the caller
+    that has one reports Status.FLAT_SHARPNESS)."""
 
 
 class StatusResult:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import numpy as np
+
+_INT64_MAX = 2**63 - 1
 
 
 def positive_float(name: str, value) -> float:
@@ -19,6 +22,16 @@ def positive_float(name: str, value) -> float:
     value = float(value)
     if not math.isfinite(value) or value <= 0.0:
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return value
+
+
+def positive_or_inf(name: str, value) -> float:
+    """Return ``value`` as a float, or raise if it is not > 0 (``inf`` allowed)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a positive real number or inf, got {value!r}")
+    value = float(value)
+    if not value > 0.0:  # also rejects NaN
+        raise ValueError(f"{name} must be > 0 (or inf), got {value!r}")
     return value
 
 
@@ -38,6 +51,8 @@ def nonnegative_int(name: str, value, minimum: int = 0) -> int:
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if value > _INT64_MAX:  # every integer argument ends up in a compiled int64
+        raise ValueError(f"{name} must be at most 2**63 - 1, got {value!r}")
     return int(value)
 
 
@@ -77,6 +92,26 @@ def finite_array(name: str, value, *, shape=None, ndim=None) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or inf")
     return array
+
+
+def memory_bytes() -> int:
+    """Physical memory of this machine in bytes (8 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def affordable(nbytes: int, what: str, remedy: str) -> None:
+    """Raise ``ValueError`` if ``nbytes`` is over half of this machine's memory.
+
+    ``what`` says what would take the memory (naming the arguments that size it) and
+    ``remedy`` which knob to turn.
+    """
+    limit = memory_bytes() // 2
+    if nbytes > limit:
+        raise ValueError(f"{what} would take {nbytes / 2**30:.3g} GiB, over half of this "
+                         f"machine's memory ({2 * limit / 2**30:.3g} GiB); {remedy}")
 
 
 def choice(name: str, value, options) -> str:

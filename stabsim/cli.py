@@ -14,10 +14,18 @@ import sys
 SUBCOMMAND_MODULES = ("stabsim.demo", "stabsim.sweep.cli")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser (and, through ``add_subparsers``, subparsers) whose usage errors
+    are one ``stabsim: error: …`` line too."""
+
+    def error(self, message):
+        self.exit(2, f"stabsim: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="stabsim",
         description="Simulate and test the self-stabilisation theory of gradient descent "
                     "at the edge of stability.",
@@ -37,9 +45,24 @@ def main(argv=None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("stabsim: interrupted", file=sys.stderr)
+        return 130
     except ValueError as exc:  # bad input: a message, not a traceback
-        print(f"stabsim {args.command}: error: {exc}", file=sys.stderr)
+        print(f"stabsim: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a file system error, a busy work directory, …: one line too
+        print(f"stabsim: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: Exception) -> str:
+    """The exception's message on one line (with its type where the message alone is
+    not a sentence, as for ``KeyError('x')``)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, ValueError | OSError | RuntimeError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from . import _validate as check
-from ._status import Status, StatusResult
+from ._status import FlatSharpnessError, Status, StatusResult
 from .flows.central import central_flow
 from .flows.gradient import gradient_flow
 from .losses import Loss
@@ -197,8 +197,12 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     eta = check.positive_float("eta", eta)
     steps = check.nonnegative_int("steps", steps, minimum=1)
     check.choice("projection", projection, PROJECTION_METHODS)
+    tol = check.positive_float("tol", tol)  # before any run, crossing or not
+    max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
     vperp_limit = check.positive_float("vperp_limit", vperp_limit)
     n = steps + 1
+    # the iterates and about 40 per-step records of GD, the flows and the predictions
+    check.affordable(8 * n * (loss.dim + 40), f"the records of steps = {steps}", "lower `steps`")
 
     gd = run_gd(loss, theta0, eta, steps, top_k=min(2, loss.dim), record_iterates=True)
     kept = gd.iterates.shape[0]
@@ -257,11 +261,15 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
             "vperp_over_delta": padded(_vperp_over_delta(dag), tc),
         })
         star = reference_point(loss, gd)
-        const = eos_constants(loss, star, projected=True)
-        alpha_star, beta_star = const.alpha, const.beta
-        offset = iterates - star
-        rec["gd_x_star"], rec["gd_y_star"] = offset @ const.u, offset @ const.direction
-        if alpha_star > 0:  # the reduced map is defined for α > 0 only
+        try:
+            const = eos_constants(loss, star, projected=True)
+        except FlatSharpnessError:  # β* = 0: x*, y* and the reduced map are undefined
+            const, statuses["reduced_map"] = None, Status.FLAT_SHARPNESS
+        if const is not None:
+            alpha_star, beta_star = const.alpha, const.beta
+            offset = iterates - star
+            rec["gd_x_star"], rec["gd_y_star"] = offset @ const.u, offset @ const.direction
+        if alpha_star > 0:  # the reduced map is defined for α > 0 only (NaN without it)
             red = run_reduced(rec["gd_x_star"][tc], rec["gd_y_star"][tc], eta, alpha_star,
                               beta_star, steps - tc)
             statuses["reduced_map"] = red.status
@@ -298,7 +306,7 @@ def _vperp_over_delta(dag) -> np.ndarray:
 def _diagnose(rec, alpha_star, vperp_limit) -> list[str]:
     """Messages for the theory's assumptions that fail along the run."""
     out = []
-    if not alpha_star > 0:
+    if alpha_star <= 0:  # NaN when β* = 0: that is reported as a status, not as α ≤ 0
         out.append(f"alpha = {alpha_star:.3g} <= 0 at the reference point: no progressive "
                    "sharpening, the four-phase picture does not apply")
     margin = rec["lambda2_margin"]

@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 
 from . import _validate as check
+from ._status import FlatSharpnessError
 from .losses import Loss
 
 DENSE_MAX_DIM = 500
@@ -176,7 +177,8 @@ def eos_constants(loss: Loss, theta, *, projected: bool = False, v0=None) -> EoS
     direction = grad_s - np.dot(u, grad_s) * u if projected else grad_s
     beta = float(np.dot(direction, direction))
     if beta == 0.0:
-        raise ValueError("the sharpness gradient vanishes at theta (beta = 0): the loss has "
-                         "no third-order coupling here, so the EoS constants are undefined")
+        raise FlatSharpnessError("the sharpness gradient vanishes at theta (beta = 0): the "
+                                 "loss has no third-order coupling here, so the EoS "
+                                 "constants are undefined")
     alpha = -float(np.dot(loss.grad(theta), direction))
     return EoSConstants(float(pairs.values[0]), u, grad_s, direction, alpha, beta, projected)

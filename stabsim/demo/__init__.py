@@ -55,4 +55,4 @@ def _main(args) -> int:
     for finding in findings:
         mark = "ok " if finding.holds else "NO "
         print(f"  {mark} {finding.experiment}: {finding.quantity} = {finding.measured}")
-    return 0
+    return 0 if all(f.holds for f in findings) else 1  # a check that disagrees is a failure

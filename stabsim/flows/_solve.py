@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from .. import _validate as check
 from .._status import Status
 
 
@@ -20,12 +21,18 @@ class FlowResult:
         Times of the saved states (in the flow's own time unit, e.g. GD steps).
     states : ndarray, shape (n, d)
     status : Status
-        OK, NONFINITE (the right-hand side produced NaN/inf) or NOT_CONVERGED (the solver
-        failed: step size too small, usually a stiff or singular right-hand side).
+        OK; DIVERGED (|state| passed ``divergence_norm``); NONFINITE (the state or the
+        right-hand side turned NaN/inf, so the integrator could not step past ``t_stop``);
+        NOT_CONVERGED (the solver failed otherwise: step size too small, usually a stiff
+        or singular right-hand side).
     solver_message : str
-        What ``solve_ivp`` said.
+        What ``solve_ivp`` said, or where the run stopped early.
     nfev, njev : int
         Right-hand side and Jacobian evaluations.
+    t_stop : float
+        Time at which the integration ended: the horizon, a terminal event, the crossing of
+        ``divergence_norm``, or the last time the integrator reached before a non-finite
+        right-hand side or a failure stopped it.
     """
 
     t: np.ndarray
@@ -34,6 +41,7 @@ class FlowResult:
     solver_message: str
     nfev: int
     njev: int
+    t_stop: float = dataclasses.field(default=np.nan, kw_only=True)
 
     @property
     def message(self) -> str:
@@ -52,34 +60,92 @@ class FlowResult:
 
 
 def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, method="DOP853",
-               rtol=1e-10, atol=1e-12) -> FlowResult:
+               rtol=1e-10, atol=1e-12, divergence_norm=np.inf) -> FlowResult:
     """Integrate ``dy/dt = rhs(t, y)`` from 0 to ``t_end``.
 
-    A non-finite right-hand side stops the integration with status NONFINITE instead of
-    letting NaN propagate into the saved states.
+    Two ways a run can stop early without letting NaN into the saved states:
+
+    * |y| reaching ``divergence_norm`` is a terminal event, located by root finding on the
+      integrator's interpolant: status DIVERGED, ``t_stop`` the crossing time.
+    * A right-hand side that is NaN/inf (or is asked for at a NaN/inf state) is reported
+      to the integrator as NaN, so its error estimate rejects the step and shrinks it. A
+      trial step that merely overshot into a non-finite region is retried shorter; when
+      the right-hand side is non-finite arbitrarily close ahead, the step size falls below
+      the spacing of floats at t and the integrator stops: status NONFINITE, ``t_stop`` the
+      last time reached (the right-hand side is non-finite within a few ulps of t beyond).
+
+    Parameters
+    ----------
+    rhs : callable ``rhs(t, y) -> ndarray``
+    y0 : array_like, shape (d,)
+    t_end : float
+    t_eval : array_like, optional
+        Times at which to save (default: the integrator's steps).
+    jac : callable, optional
+        Jacobian, used by the implicit methods ``"Radau"``, ``"BDF"``, ``"LSODA"``.
+    events : list of callables, optional
+        Extra ``solve_ivp`` events.
+    method, rtol, atol :
+        Passed to ``solve_ivp``.
+    divergence_norm : float
+        |y| at which the run stops with status DIVERGED (default: never).
+
+    Returns
+    -------
+    FlowResult
     """
-    nonfinite = []
+    y0 = np.asarray(y0, dtype=float)
+    t_end = float(t_end)
+    divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
+    if np.linalg.norm(y0) >= divergence_norm:
+        raise ValueError(f"the start has norm {np.linalg.norm(y0):.6g}, not below "
+                         f"divergence_norm = {divergence_norm:.6g}")
+    nonfinite_at = [-np.inf]  # the latest time at which the right-hand side was NaN/inf
+    reached = [0.0]  # the last time the integrator accepted a step
 
     def guarded(t, y):
-        dy = rhs(t, y)
-        if not np.all(np.isfinite(dy)):
-            nonfinite.append(t)
-            return np.zeros_like(y)
-        return dy
+        if np.all(np.isfinite(y)):
+            dy = np.asarray(rhs(t, y), dtype=float)
+            if np.all(np.isfinite(dy)):
+                return dy
+        nonfinite_at[0] = max(nonfinite_at[0], t)
+        return np.full_like(y, np.nan)
 
-    def stop(t, y):
-        return -1.0 if nonfinite else 1.0
+    def watch(t, y):
+        # solve_ivp evaluates every event at every accepted step (and inside root finding
+        # of this event, at times below the accepted one): the largest t seen is the last
+        # time reached
+        reached[0] = max(reached[0], t)
+        return divergence_norm - np.linalg.norm(y)
 
-    stop.terminal = True
-    all_events = [stop] + (list(events) if events else [])
+    watch.terminal, watch.direction = True, -1.0
+    if not np.all(np.isfinite(guarded(0.0, y0))):
+        return FlowResult(np.empty(0), np.empty((0, y0.shape[0])), Status.NONFINITE,
+                          "the right-hand side is NaN or inf at the start, t = 0", 1, 0,
+                          t_stop=0.0)
     kwargs = {"jac": jac} if jac is not None and method in ("Radau", "BDF", "LSODA") else {}
-    sol = solve_ivp(guarded, (0.0, float(t_end)), np.asarray(y0, dtype=float), method=method,
-                    t_eval=t_eval, events=all_events, rtol=rtol, atol=atol, **kwargs)
-    if nonfinite:
-        status = Status.NONFINITE
-        keep = sol.t < nonfinite[0]
-        t, states = sol.t[keep], sol.y.T[keep]
-    else:
-        status = Status.OK if sol.success else Status.NOT_CONVERGED
-        t, states = sol.t, sol.y.T
-    return FlowResult(t, states, status, sol.message, int(sol.nfev), int(sol.njev))
+    # an overflow is reported through the status, not by NumPy warnings
+    with np.errstate(over="ignore", invalid="ignore"):
+        sol = solve_ivp(guarded, (0.0, t_end), y0, method=method, t_eval=t_eval,
+                        events=[watch] + (list(events) if events else []),
+                        rtol=rtol, atol=atol, **kwargs)
+    t, states = sol.t, sol.y.T
+    counters = (int(sol.nfev) + 1, int(sol.njev))
+    if sol.status == 1 and sol.t_events[0].size:
+        t_stop = float(sol.t_events[0][0])
+        message = f"|state| reached divergence_norm = {divergence_norm:.6g} at t = {t_stop:.10g}"
+        return FlowResult(t, states, Status.DIVERGED, message, *counters, t_stop=t_stop)
+    if sol.status == 1:  # another terminal event
+        t_stop = float(next(te[0] for te in sol.t_events if te.size))
+        return FlowResult(t, states, Status.OK, sol.message, *counters, t_stop=t_stop)
+    if sol.status == 0:
+        return FlowResult(t, states, Status.OK, sol.message, *counters, t_stop=t_end)
+    t_stop = reached[0]
+    if nonfinite_at[0] >= t_stop:  # the failing trial steps met a non-finite value
+        # the interpolant may overflow on the last step before the stop: keep finite rows
+        keep = np.all(np.isfinite(states), axis=1)
+        t, states = t[keep], states[keep]
+        message = (f"the right-hand side turned NaN or inf just after t = {t_stop:.10g}; "
+                   f"{sol.message}")
+        return FlowResult(t, states, Status.NONFINITE, message, *counters, t_stop=t_stop)
+    return FlowResult(t, states, Status.NOT_CONVERGED, sol.message, *counters, t_stop=t_stop)

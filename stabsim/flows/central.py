@@ -125,10 +125,20 @@ class _Field:
         return values[-1], (values[-2] if values.shape[0] > 1 else -np.inf), self.u
 
     def sigma2(self, w, grad):
-        """σ² = max(0, 2⟨−∇L, ∇S⟩/|∇S|²) and ∇S at w."""
+        """σ² = max(0, 2⟨−∇L, ∇S⟩/|∇S|²) and ∇S at w (σ² = NaN where ∇S = 0)."""
         _, _, u = self.spectrum(w)
         grad_s = self.loss.d3(w, u, u)
-        return max(0.0, -2.0 * float(grad @ grad_s) / float(grad_s @ grad_s)), grad_s
+        beta = float(grad_s @ grad_s)
+        if beta == 0.0:
+            return np.nan, grad_s
+        return max(0.0, -2.0 * float(grad @ grad_s) / beta), grad_s
+
+    def flat(self, w, on_boundary) -> bool:
+        """Whether the boundary branch is undefined at w: ∇S(w) = 0 (σ² = 0/0)."""
+        if not on_boundary:
+            return False
+        _, _, u = self.spectrum(w)
+        return not np.any(self.loss.d3(w, u, u))
 
     def gradient_flow(self, t, w):
         return -self.eta * self.loss.grad(w)
@@ -181,6 +191,15 @@ class _MultiField:
         solution = solve_sdcp(G, C)
         return solution, np.einsum("ab,abi->i", solution.S, T)
 
+    def flat(self, w, m) -> bool:
+        """Whether the held eigenvalues do not change along any direction at w: every
+        T_ab = ∇³L[u_a, u_b] (a, b ≤ m) is zero, so G = 0 and the SDCP fixes no S."""
+        if m == 0:
+            return False
+        _, vectors = self.spectrum(w)
+        return not any(np.any(self.loss.d3(w, vectors[:, a], vectors[:, b]))
+                       for a in range(m) for b in range(a, m))
+
     def flow(self, m):
         def rhs(t, w):
             grad = self.loss.grad(w)
@@ -213,7 +232,7 @@ class _MultiField:
 def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
                  rtol: float = 1e-10, atol: float = 1e-12, method: str = "DOP853",
                  max_switches: int = 100, max_critical: int = 1,
-                 exit_band: float = 1e-6) -> CentralFlowResult:
+                 exit_band: float = 1e-6, divergence_norm: float = 1e8) -> CentralFlowResult:
     """Solve the central flow (module docstring) for t ∈ [0, t_end], t in GD steps.
 
     The flow switches between branches at events located by ``solve_ivp``. With
@@ -248,6 +267,10 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
         Only for ``max_critical > 1``: relative width of the band below 2/η inside which a
         released eigenvalue still counts as critical (must exceed the integrator's drift of
         the held eigenvalues, ~rtol relative; see the module docstring for the O(band) error).
+    divergence_norm : float
+        |w| at which the flow stops with status DIVERGED; ``inf`` to follow it until it
+        stops being finite (NONFINITE). The result keeps the states saved before, and
+        ``t_stop`` says when the run ended.
 
     Returns
     -------
@@ -259,10 +282,14 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
     max_switches = check.nonnegative_int("max_switches", max_switches, minimum=1)
     max_critical = check.nonnegative_int("max_critical", max_critical, minimum=1)
     exit_band = check.positive_float("exit_band", exit_band)
+    divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
     if exit_band >= 1.0:
         raise ValueError(f"exit_band must lie in (0, 1), got {exit_band}")
     if t_eval is None:
-        t_eval = np.arange(int(np.floor(t_end)) + 1, dtype=float)
+        n = int(np.floor(t_end)) + 1  # a state (d floats) and about 8 records per time
+        check.affordable(8 * n * (loss.dim + 8), f"saving every step of t_end = {t_end:g}",
+                         "lower `t_end` or pass fewer `t_eval` times")
+        t_eval = np.arange(n, dtype=float)
     t_eval = check.finite_array("t_eval", t_eval, ndim=1)
     if np.any(np.diff(t_eval) <= 0) or t_eval[0] < 0 or t_eval[-1] > t_end:
         raise ValueError("t_eval must be increasing and lie in [0, t_end]")
@@ -274,21 +301,32 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
         field = _MultiField(loss, eta, max_critical, exit_band)
         values = field.spectrum(theta0)[0]
         branch0 = int(min(max_critical, np.count_nonzero(values >= field.bound)))
-    run = _integrate(field, branch0, theta0, t_end, t_eval, rtol, atol, method, max_switches)
+    solver = {"rtol": rtol, "atol": atol, "method": method}
+    run = _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm,
+                     max_switches)
     if max_critical == 1:
         return _measure(loss, field, *run, eta)
     return _measure_multi(loss, field, *run, eta)
 
 
-def _integrate(field, branch0, theta0, t_end, t_eval, rtol, atol, method, max_switches):
+def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, max_switches):
     """Integrate branch after branch; ``field.plan(branch)`` gives (rhs, events), each event
-    a (function, direction, next branch) triple. Returns the saved times, states and
-    branches, the status, message, counters and the entry and exit times."""
+    a (function, direction, next branch) triple; ``solver`` holds the ``solve_flow``
+    options. Returns the saved times, states and branches, the status, message, counters,
+    the entry and exit times and the time the run ended."""
     branch, t0, w0 = branch0, 0.0, theta0
     saved_t, saved_w, saved_branch = [], [], []
     entries, exits = ([0.0] if branch0 else []), []
     status, message, nfev, njev, switches = Status.OK, "", 0, 0, 0
     while True:
+        if field.flat(w0, branch):
+            status, message = Status.FLAT_SHARPNESS, f"S ≥ 2/η at t = {t0:.10g}"
+            if np.any(t_eval == t0):
+                saved_t.append(np.array([t0]))
+                saved_w.append(w0[None, :])
+                saved_branch.append(np.array([branch]))
+            t_stop = t0
+            break
         rhs, plan = field.plan(branch)
         events = []
         for fn, direction, _ in plan:
@@ -296,18 +334,19 @@ def _integrate(field, branch0, theta0, t_end, t_eval, rtol, atol, method, max_sw
             event.terminal, event.direction = True, direction
             events.append(event)
         rhs = _shifted(rhs, t0)
-        # pass 1: where does this branch end? (the last solver state is the event state)
-        probe = solve_flow(rhs, w0, t_end - t0, events=events,
-                           rtol=rtol, atol=atol, method=method)
+        # pass 1: where does this branch end? (the last solver state is the event state;
+        # a run that diverged or turned non-finite ends there too)
+        probe = solve_flow(rhs, w0, t_end - t0, events=events, divergence_norm=divergence_norm,
+                           **solver)
         nfev += probe.nfev
-        t_stop = t0 + probe.t[-1]
+        t_stop = t_end if probe.t_stop >= t_end - t0 else t0 + probe.t_stop
         switched = probe.success and t_stop < t_end
-        # pass 2: the states at the requested times within [t0, t_stop]
-        times = t_eval[(t_eval >= t0) & ((t_eval < t_stop) if switched else (t_eval <= t_end))]
-        if times.size and probe.success:
+        # pass 2: the states at the requested times within [t0, t_stop] (without t_stop
+        # after a switch: the next branch saves it)
+        times = t_eval[(t_eval >= t0) & ((t_eval < t_stop) if switched else (t_eval <= t_stop))]
+        if times.size:
             if t_stop > t0:
-                part = solve_flow(rhs, w0, t_stop - t0, t_eval=times - t0,
-                                  rtol=rtol, atol=atol, method=method)
+                part = solve_flow(rhs, w0, t_stop - t0, t_eval=times - t0, **solver)
                 nfev += part.nfev
                 saved_t.append(part.t + t0)
                 saved_w.append(part.states)
@@ -335,7 +374,7 @@ def _integrate(field, branch0, theta0, t_end, t_eval, rtol, atol, method, max_sw
     states = np.concatenate(saved_w) if saved_w else np.empty((0, theta0.shape[0]))
     kind = bool if isinstance(branch0, bool) else int
     branches = np.concatenate(saved_branch) if saved_branch else np.empty(0, dtype=kind)
-    return t, states, branches, status, message, nfev, njev, entries, exits
+    return t, states, branches, status, message, nfev, njev, entries, exits, t_stop
 
 
 def _shifted(f, start):
@@ -348,7 +387,7 @@ def _shifted(f, start):
 
 
 def _measure(loss, field, t, states, at_eos, status, message, nfev, njev, entries, exits,
-             eta) -> CentralFlowResult:
+             t_stop, eta) -> CentralFlowResult:
     """Loss, spectrum and σ² at every saved state."""
     n = t.shape[0]
     out = {key: np.zeros(n) for key in ("loss", "sharpness", "lambda2", "sigma2", "g2")}
@@ -363,13 +402,13 @@ def _measure(loss, field, t, states, at_eos, status, message, nfev, njev, entrie
         t=t, states=states, status=status, solver_message=message, nfev=nfev, njev=njev,
         eta=eta, loss=out["loss"], sharpness=out["sharpness"], lambda2=out["lambda2"],
         sigma2=out["sigma2"], grad_norm2=out["g2"], at_eos=at_eos,
-        entry_times=entries, exit_times=exits, max_critical=1,
+        entry_times=entries, exit_times=exits, max_critical=1, t_stop=t_stop,
         n_critical=at_eos.astype(int), sigma_eigenvalues=out["sigma2"][:, None],
         eigenvalues=np.column_stack([out["sharpness"], out["lambda2"]]))
 
 
 def _measure_multi(loss, field, t, states, n_critical, status, message, nfev, njev, entries,
-                   exits, eta) -> CentralFlowResult:
+                   exits, t_stop, eta) -> CentralFlowResult:
     """Loss, the top k + 1 eigenvalues, Σ's eigenvalues and tr Σ at every saved state."""
     n, k = t.shape[0], field.k
     n_eig = min(k + 1, loss.dim)
@@ -390,5 +429,5 @@ def _measure_multi(loss, field, t, states, n_critical, status, message, nfev, nj
         t=t, states=states, status=status, solver_message=message, nfev=nfev, njev=njev,
         eta=eta, loss=loss_v, sharpness=eigenvalues[:, 0], lambda2=eigenvalues[:, 1],
         sigma2=sigma2, grad_norm2=g2, at_eos=n_critical > 0, entry_times=entries,
-        exit_times=exits, max_critical=k, n_critical=n_critical,
+        exit_times=exits, max_critical=k, n_critical=n_critical, t_stop=t_stop,
         sigma_eigenvalues=sigma_eigenvalues, eigenvalues=eigenvalues)

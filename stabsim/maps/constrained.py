@@ -54,7 +54,9 @@ class ConstrainedResult(StatusResult):
         Iterations of each projection.
     status : Status
         OK; NOT_CONVERGED if some projection missed its tolerance (the run continues, see
-        ``first_failure``); NONFINITE if a value went non-finite (the run stops there).
+        ``first_failure``); NONFINITE if a value went non-finite, FLAT_SHARPNESS if ∇S⊥ = 0
+        at θ† (δ² = 2α/β is undefined) or a projection met S > 2/η with ∇S = 0 (the run
+        stops there: later rows are NaN).
     first_failure : int or None
         First step whose projection missed its tolerance.
     """
@@ -138,7 +140,13 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     eta = check.positive_float("eta", eta)
     steps = check.nonnegative_int("steps", steps)
     check.choice("projection", projection, PROJECTION_METHODS)
+    # checked here, before the records are allocated, as well as by every projection
+    tol = check.positive_float("tol", tol)
+    max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
+    if u_ref is not None:
+        u_ref = loss.check_point(u_ref, "u_ref")
     n, d = steps + 1, loss.dim
+    check.affordable(8 * n * (2 * d + 12), f"the records of steps = {steps}", "lower `steps`")
     out = {name: np.full(n, np.nan) for name in
            ("loss", "sharpness", "lambda2", "x", "y", "alpha", "beta", "udS", "v_perp")}
     thetas, vs = np.full((n, d), np.nan), np.full((n, d), np.nan)
@@ -155,13 +163,19 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
         for t in range(n):
             geo = proj.geometry
             residuals[t], n_iter[t] = proj.residuals, proj.n_iter
-            if proj.status is Status.NONFINITE or not np.all(np.isfinite(v)):
+            if proj.status in (Status.NONFINITE, Status.FLAT_SHARPNESS):
+                status = proj.status
+                break
+            if not np.all(np.isfinite(v)):
                 status = Status.NONFINITE
                 break
             if proj.status is Status.NOT_CONVERGED and first_failure is None:
                 status, first_failure = Status.NOT_CONVERGED, t
             u, perp = geo.u, geo.grad_sharpness_perp
             beta = float(perp @ perp)
+            if beta == 0.0:  # δ² = 2α/β and v⊥ need ∇S⊥ ≠ 0
+                status = Status.FLAT_SHARPNESS
+                break
             alpha = -float(geo.grad @ perp)
             x, y = float(u @ v), float(perp @ v)
             thetas[t], vs[t] = geo.theta, v

@@ -113,7 +113,9 @@ class Projection(StatusResult):
     n_iter : int
         Iterations (passes, for ``method="paper"``) taken.
     status : Status
-        OK, NOT_CONVERGED (tolerance missed) or NONFINITE.
+        OK, NOT_CONVERGED (tolerance missed), NONFINITE, or FLAT_SHARPNESS (S > 2/η where
+        ∇S = 0, ∇S⊥ = 0 for ``method="paper"``: no step lowers S to first order, so the
+        projection is undefined; θ is the last iterate).
     method : str
     geometry : StableGeometry
         Spectral data at the returned point (reused by the constrained trajectory).
@@ -202,10 +204,9 @@ def _infeasibility(geo: StableGeometry, bound: float) -> tuple[float, float, flo
     return excess, ortho, distance
 
 
-def _finish(theta, geo, bound, n_iter, ok, method) -> Projection:
+def _finish(theta, geo, bound, n_iter, status, method) -> Projection:
     excess, ortho, _ = _infeasibility(geo, bound)
     finite = np.all(np.isfinite(theta)) and np.isfinite(excess) and np.isfinite(ortho)
-    status = Status.OK if ok else Status.NOT_CONVERGED
     if not finite:
         status = Status.NONFINITE
     return Projection(theta, excess, ortho, n_iter, status, method, geo)
@@ -218,15 +219,18 @@ def _euclidean(loss, z, bound, max_iter, scale, u_ref) -> Projection:
     for it in range(max_iter + 1):
         _, _, distance = _infeasibility(geo, bound)
         if not np.isfinite(distance):
-            return _finish(theta, geo, bound, it, False, "euclidean")
+            return _finish(theta, geo, bound, it, Status.NOT_CONVERGED, "euclidean")
+        if geo.sharpness > bound and not np.any(geo.grad_sharpness):
+            # c1 would be active with the zero row ∇c1 = ∇S: J Jᵀ is singular
+            return _finish(theta, geo, bound, it, Status.FLAT_SHARPNESS, "euclidean")
         step, mu = _sqp_step(loss, geo, z, bound)
         if np.linalg.norm(step) <= scale and distance <= scale:
-            return _finish(theta, geo, bound, it, True, "euclidean")
+            return _finish(theta, geo, bound, it, Status.OK, "euclidean")
         if it == max_iter:
             break
         penalty = max(penalty, 2.0 * float(np.max(np.abs(mu))))
         theta, geo = _line_search(loss, z, bound, geo, step, penalty)
-    return _finish(theta, geo, bound, max_iter, False, "euclidean")
+    return _finish(theta, geo, bound, max_iter, Status.NOT_CONVERGED, "euclidean")
 
 
 def _merit(geo: StableGeometry, z, bound, penalty) -> float:
@@ -271,10 +275,13 @@ def _equality_step(J, c, to_z):
 def _paper(loss, z, bound, passes, scale, u_ref) -> Projection:
     theta = z.copy()
     geo = stable_geometry(loss, theta, u_ref)
-    for _ in range(passes):
+    for n in range(passes):
         perp = geo.grad_sharpness_perp
+        if geo.sharpness > bound and not np.any(perp):  # the pass divides by |∇S⊥|² = 0
+            return _finish(theta, geo, bound, n, Status.FLAT_SHARPNESS, "paper")
         theta = (theta - max(0.0, geo.sharpness - bound) * perp / (perp @ perp)
                  - geo.u * (geo.u_grad / geo.sharpness))
         geo = stable_geometry(loss, theta, geo.u)
     _, _, distance = _infeasibility(geo, bound)
-    return _finish(theta, geo, bound, passes, distance <= scale, "paper")
+    status = Status.OK if distance <= scale else Status.NOT_CONVERGED
+    return _finish(theta, geo, bound, passes, status, "paper")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._status import Status
-from .._validate import finite_array, finite_float, nonnegative_int, positive_float
+from .._validate import affordable, finite_array, finite_float, nonnegative_int, positive_float
 from ._reduced_ensemble import ensemble_final, ensemble_stats
 from ._reduced_results import CycleStats, ReducedEnsembleResult, ReducedResult
 from ._reduced_step import (
@@ -56,7 +56,14 @@ def _optional_int(name, value, minimum):
     return 0 if value is None else nonnegative_int(name, value, minimum)
 
 
-def run_reduced(x0, y0, eta, alpha, beta, steps, *, stride=1, cycles=None) -> ReducedResult:
+#: bytes per saved state of :func:`run_reduced` (x, y: float64; phase: int8)
+_RECORD_BYTES = 17
+#: bytes per stored cycle boundary (step, H, cycle length, cycle mean of x²)
+_CYCLE_BYTES = 32
+
+
+def run_reduced(x0, y0, eta, alpha, beta, steps, *, stride=1, cycles=None,
+                max_cycles=10**6) -> ReducedResult:
     """Run one trajectory of the reduced map, saving (x, y, phase) every ``stride`` steps.
 
     Parameters
@@ -71,12 +78,21 @@ def run_reduced(x0, y0, eta, alpha, beta, steps, *, stride=1, cycles=None) -> Re
         Save every ``stride``-th state (step 0 included).
     cycles : int, optional
         Stop at the ``cycles``-th cycle boundary (status MAX_STEPS if not reached).
+    max_cycles : int, optional
+        The per-cycle arrays keep the first ``max_cycles`` cycles (``max_cycles + 1``
+        boundaries); later ones are counted only. A cycle takes at least 4 steps, so
+        ``steps // 4`` keeps all of them.
 
     Returns
     -------
     ReducedResult
-        Saved states, status, and the cycle summaries (:class:`CycleStats`; every
-        boundary is kept).
+        Saved states, status, and the cycle summaries (:class:`CycleStats`).
+
+    Raises
+    ------
+    ValueError
+        For bad input, and when the saved states (17 bytes each) and cycle arrays would
+        take over half of this machine's memory (lower ``steps`` or raise ``stride``).
     """
     x0 = finite_float("x0", x0)
     y0 = finite_float("y0", y0)
@@ -86,12 +102,17 @@ def run_reduced(x0, y0, eta, alpha, beta, steps, *, stride=1, cycles=None) -> Re
     steps = nonnegative_int("steps", steps)
     stride = nonnegative_int("stride", stride, 1)
     target = _optional_int("cycles", cycles, 1)
+    max_cycles = nonnegative_int("max_cycles", max_cycles, 1)
 
     n_rec = steps // stride + 1
+    # a cycle visits all four phases: ≥ 4 steps between boundaries
+    width = min(steps // 4, max_cycles) + 1
+    affordable(n_rec * _RECORD_BYTES + width * _CYCLE_BYTES,
+               f"saving every {stride} of steps = {steps} steps",
+               "lower `steps` or raise `stride`")
     rec_x = np.full(n_rec, np.nan)
     rec_y = np.full(n_rec, np.nan)
     rec_phase = np.zeros(n_rec, np.int8)
-    width = steps // 4 + 1  # a cycle visits all four phases: ≥ 4 steps between boundaries
     b_step = np.full(width, -1, np.int64)
     b_h = np.full(width, np.nan)
     c_len = np.zeros(width - 1, np.int64)
@@ -106,7 +127,7 @@ def run_reduced(x0, y0, eta, alpha, beta, steps, *, stride=1, cycles=None) -> Re
         step=np.arange(n_rec, dtype=np.int64)[kept] * stride,
         x=rec_x[kept], y=rec_y[kept], phase=rec_phase[kept],
         params=dict(x0=float(x0), y0=float(y0), eta=eta, alpha=alpha, beta=beta, steps=steps,
-                    stride=stride, cycles=cycles),
+                    stride=stride, cycles=cycles, max_cycles=max_cycles),
         status=Status(code), stop_step=int(t_stop), x_final=float(s[X]), y_final=float(s[Y]),
         cycles=CycleStats(
             n_boundaries=int(s[NBOUND]), boundary_step=b_step, boundary_H=b_h,
@@ -171,6 +192,10 @@ def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride
     ea = eta * alpha
     hb = eta * beta * 0.5
     n_rec = steps // stride_i + 1 if stride_i else 0
+    affordable(n * (2 * 8 * n_rec + (_CYCLE_BYTES * (max_cycles + 1) if stats else 0)),
+               f"{n} trajectories saving every {stride_i} of steps = {steps} steps"
+               if stride_i else f"the cycle arrays of {n} trajectories",
+               "lower `steps`, raise `stride` (or leave it out) or lower `max_cycles`")
     rec_x = np.full((n_rec, n), np.nan)
     rec_y = np.full((n_rec, n), np.nan)
     x_out = np.empty(n)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -80,11 +81,13 @@ def register(subparsers) -> None:
 
 
 def run_sweep_command(args) -> int:
-    from .runner import estimate_seconds, missing_cells, run_sweep
-    from .store import default_workdir
+    from .runner import check_result_size, estimate_seconds, missing_cells, run_sweep
+    from .store import check_output, default_workdir
 
     config = SweepConfig.from_toml(args.config)
     output = args.output or args.config.with_suffix(".nc")
+    check_output(output)  # before the estimate and the sweep
+    check_result_size(config)
     workdir = args.workdir or default_workdir(output)
     todo = missing_cells(config, workdir)
     seconds = estimate_seconds(config, todo) if todo else 0.0
@@ -111,8 +114,21 @@ def plot_command(args) -> int:
 
     if not args.result.exists():
         raise ValueError(f"no such result: {args.result}")
-    ds = xr.open_zarr(args.result) if args.result.suffix == ".zarr" else \
-        xr.load_dataset(args.result)
+    if args.result.suffix == ".zarr":
+        if importlib.util.find_spec("zarr") is None:
+            raise ValueError(f"reading {args.result} needs the zarr package "
+                             f"(pip install zarr)")
+        ds = xr.open_zarr(args.result)
+    else:
+        try:
+            ds = xr.load_dataset(args.result)
+        except (ValueError, OSError, TypeError) as exc:  # not a file xarray can read
+            raise ValueError(f"cannot read {args.result} as a sweep result: "
+                             f"{type(exc).__name__}: {exc}") from None
+    cls = ds.get("class")
+    if cls is None or not {"flag_values", "flag_meanings"} <= set(cls.attrs):
+        raise ValueError(f"{args.result} is not a stabsim sweep result: it needs a 'class' "
+                         f"variable with flag_values and flag_meanings attributes")
     for name in (args.x, args.y):
         if name is not None and name not in ds.coords:
             raise ValueError(f"{name!r} is not a swept parameter of {args.result}; "

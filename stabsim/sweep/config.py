@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import numbers
@@ -63,6 +64,14 @@ LOSS_PREFIX = "loss."
 MAX_RECORDS = 10**7
 #: steps per chunk aimed at by the default chunk size (about a second of work)
 TARGET_CHUNK_STEPS = {"reduced": 2.5e8, "gd": 2e5}
+#: memory per cell while its chunk is computed, checksummed and written: the peak traced
+#: by tracemalloc over a chunk of 10^5 cells is 202 B (reduced) and 278 B (gd on a
+#: two-parameter loss; a larger loss adds 8 B per parameter and per dimension)
+CELL_BYTES = {"reduced": 202, "gd": 278}
+#: memory the default chunk size lets one chunk take
+CHUNK_BYTES = 2**28
+#: values one [grid] range may have (its list is stored in the config, which is hashed)
+MAX_GRID_VALUES = 10**6
 
 _SWEEP_KEYS = {"model", "method", "steps", "stride", "combine", "chunk_size",
                "divergence_norm"}
@@ -102,7 +111,8 @@ class SweepConfig:
         (one result dimension ``cell``).
     chunk_size : int, optional
         Cells per chunk (the unit of work, storage and resumption); by default about
-        :data:`TARGET_CHUNK_STEPS` steps per chunk.
+        :data:`TARGET_CHUNK_STEPS` steps per chunk, and at most :data:`CHUNK_BYTES` of
+        memory (:data:`CELL_BYTES` per cell).
     band, window : float
         Classification band and late-window fraction (``stabsim.sweep.classify``).
     divergence_norm : float
@@ -151,8 +161,9 @@ class SweepConfig:
             raise ValueError(f"combine = 'zip' needs [grid] lists of one length, got {lengths}")
         n_cells = math.prod(len(v) for v in grid.values()) if self.combine == "product" \
             else len(next(iter(grid.values())))
-        if self.chunk_size is None:
-            chunk = max(1, int(TARGET_CHUNK_STEPS[self.model] // steps))
+        if self.chunk_size is None:  # about a second of work, in bounded memory
+            chunk = max(1, min(int(TARGET_CHUNK_STEPS[self.model] // steps),
+                               CHUNK_BYTES // CELL_BYTES[self.model]))
         else:
             chunk = check.nonnegative_int("chunk_size", self.chunk_size, minimum=1)
         for name, value in (("params", params), ("loss", loss), ("grid", grid),
@@ -160,6 +171,8 @@ class SweepConfig:
                             ("window", window), ("divergence_norm", divergence_norm),
                             ("chunk_size", min(chunk, n_cells))):
             object.__setattr__(self, name, value)
+        if self.model == "gd":
+            _check_loss_builds(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> SweepConfig:
@@ -188,6 +201,8 @@ class SweepConfig:
                 data = tomllib.load(f)
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: malformed TOML: {exc}") from None
+        except RecursionError:  # the parser recurses once per level of array nesting
+            raise ValueError(f"{path}: arrays nested too deeply to read") from None
         except OSError as exc:
             raise ValueError(f"cannot read the config {path}: {exc.strerror}") from None
         return cls.from_dict(data)
@@ -227,8 +242,13 @@ class SweepConfig:
 
     @property
     def key(self) -> str:
-        """Hash of the config and the package version: names the work directory."""
-        text = f"stabsim {__version__}\n{self.to_json()}"
+        """Hash of the config and the versions of stabsim, NumPy and Numba: names the work
+        directory, so chunks computed by other versions (whose last bits may differ) are
+        never mixed into one result."""
+        import numba
+
+        text = (f"stabsim {__version__}\nnumpy {np.__version__}\nnumba {numba.__version__}\n"
+                f"{self.to_json()}")
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -281,8 +301,41 @@ def _check_loss(model, loss):
     out = {"name": str(loss["name"])}
     for key, value in loss.items():
         if key != "name":
-            out[key] = np.asarray(value).tolist()
+            try:
+                out[key] = np.asarray(value).tolist()
+            except ValueError as exc:  # a ragged nesting of lists
+                raise ValueError(f"[loss] {key!r} is not a number or a regular array: "
+                                 f"{exc}") from None
     return out
+
+
+def _check_loss_builds(config) -> None:
+    """Build the loss of every distinct combination of family parameters the cells use.
+
+    A bad ``[loss]`` value (or a ``theta0`` of the wrong length) is then refused when the
+    config is made, before any work directory or computation.
+    """
+    from .gd_cells import build_loss  # the GD engine: imported for model "gd" only
+
+    name = config.loss["name"]
+    fixed = {k: v for k, v in config.loss.items() if k != "name"}
+    swept = {k[len(LOSS_PREFIX):]: v for k, v in config.grid.items() if k.startswith(LOSS_PREFIX)}
+    combos = itertools.product(*swept.values()) if config.combine == "product" \
+        else zip(*swept.values(), strict=True)
+    theta0 = config.params.get("theta0", PARAMETERS["gd"]["theta0"])
+    for combo in dict.fromkeys(combos):  # distinct combinations, in order
+        chosen = dict(zip(swept, combo, strict=True))
+        where = f"[loss] {name!r}" + (f" with {chosen}" if chosen else "")
+        try:
+            loss = build_loss(name, {**fixed, **chosen})
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        except Exception as exc:  # whatever a constructor raises on a value it cannot use
+            raise ValueError(f"{where}: bad parameter value ({type(exc).__name__}: "
+                             f"{exc})") from None
+        if theta0 != "random" and len(theta0) != loss.dim:
+            raise ValueError(f"[params] theta0 has length {len(theta0)}, but {where} has "
+                             f"dimension {loss.dim}")
 
 
 def _check_grid(grid, model, known):
@@ -300,6 +353,9 @@ def _check_grid(grid, model, known):
         elif name in FIXED_ONLY:
             raise ValueError(f"parameter {name!r} cannot be swept; set it in [params]")
         values = [_scalar(name, v) for v in _expand(name, spec)]
+        if len(values) > MAX_GRID_VALUES:
+            raise ValueError(f"[grid] {name!r} has {len(values)} values, over "
+                             f"{MAX_GRID_VALUES} per swept parameter")
         if len(values) == 0:
             raise ValueError(f"[grid] {name!r} is empty: give at least one value")
         if len(set(values)) != len(values):
@@ -318,6 +374,9 @@ def _expand(name, spec):
         start = check.finite_float(f"{name}.start", spec["start"])
         stop = check.finite_float(f"{name}.stop", spec["stop"])
         num = check.nonnegative_int(f"{name}.num", spec["num"])
+        if num > MAX_GRID_VALUES:
+            raise ValueError(f"[grid] {name!r}: num = {num} is over {MAX_GRID_VALUES} values "
+                             f"per swept parameter")
         spacing = check.choice(f"{name}.spacing", spec.get("spacing", "linear"),
                                {"linear", "log"})
         if spacing == "log":

@@ -18,10 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _validate as check
 from . import backends
 from .compute import compute_cells
 from .config import SweepConfig
-from .store import ChunkStore, assemble, default_workdir, write_dataset
+from .store import (
+    ChunkStore,
+    assemble,
+    check_output,
+    default_workdir,
+    output_temporary,
+    remove_path,
+    write_dataset,
+)
 
 #: pilot size per model: (cells, steps at most)
 PILOT = {"reduced": (1024, 1000), "gd": (4, 100)}
@@ -38,6 +47,21 @@ def estimate_seconds(config: SweepConfig, n_cells: int | None = None) -> float:
     compute_cells(pilot, cells)
     elapsed = time.perf_counter() - start
     return elapsed * (n_cells / cells.size) * (config.steps / pilot.steps)
+
+
+def check_result_size(config: SweepConfig) -> None:
+    """Raise ``ValueError`` if the assembled result would not fit in memory.
+
+    The result is built in memory from the loaded chunks (a second copy) and encoded as a
+    whole by the netCDF writer (a third): three times its size must be affordable. Its
+    size per cell is read off one cell run for one step.
+    """
+    one = compute_cells(dataclasses.replace(config, steps=1, chunk_size=None), np.array([0]))
+    per_cell = sum(array.itemsize for array in one.values())
+    check.affordable(3 * per_cell * config.n_cells,
+                     f"the result of {config.n_cells} cells ({per_cell} bytes each, held "
+                     f"three times while it is assembled and written)",
+                     "sweep fewer cells, or split the grid over several sweeps")
 
 
 def missing_cells(config: SweepConfig, workdir) -> int:
@@ -77,17 +101,49 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
         See ``stabsim.sweep.store.assemble``; identical, bit for bit, however the sweep
         was run, interrupted or resumed.
 
+    Raises
+    ------
+    stabsim.sweep.store.WorkdirBusyError
+        Another sweep is running the same config in the same work directory.
+
     Notes
     -----
     Ctrl-C stops between chunks: the completed chunks stay on disk and a message says
-    where; run again to resume.
+    where; run again to resume. Chunk files that are corrupt (unreadable, failing their
+    checksum) are named in a ``CorruptChunkWarning`` and computed again. A run that fails
+    before its first chunk is stored leaves no work directory behind.
     """
     config = _as_config(config)
+    if output is not None:
+        check_output(output)
+    check_result_size(config)
     if workdir is None and output is None:
         with tempfile.TemporaryDirectory(prefix="stabsim-sweep-") as tmp:
             return run_sweep(config, workdir=tmp, client=client, scheduler=scheduler,
                              progress=progress, keep_chunks=True)
     store = ChunkStore(workdir if workdir is not None else default_workdir(output), config)
+    with store.open():
+        temporary = None if output is None else output_temporary(output, store)
+        if temporary is not None:
+            remove_path(temporary)  # left by a killed run of this config (we hold its lock)
+        try:
+            _compute_missing(store, client, scheduler, progress)
+        except BaseException:
+            if not store.completed():  # nothing to resume from: leave nothing behind
+                store.remove()
+            raise
+        ds = assemble(store)
+        if output is not None:
+            write_dataset(ds, output, temporary=temporary)
+            if not keep_chunks:
+                store.remove()
+    return ds
+
+
+def _compute_missing(store, client, scheduler, progress) -> None:
+    """Compute and save the chunks of ``store`` not on disk (corrupt ones count as not)."""
+    config = store.config
+    store.discard_corrupt()
     done = store.completed()
     todo = [i for i in range(config.n_chunks) if i not in done]
     owned = False
@@ -111,12 +167,6 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
         bar.close()
         if owned:
             client.close()
-    ds = assemble(store)
-    if output is not None:
-        write_dataset(ds, output)
-        if not keep_chunks:
-            store.remove()
-    return ds
 
 
 def _as_config(config) -> SweepConfig:

@@ -1,0 +1,128 @@
+"""Every CLI failure is one ``stabsim: error: …`` line and a non-zero exit, never a traceback."""
+
+import types
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import stabsim.demo
+from stabsim.cli import main
+from stabsim.sweep import SweepConfig
+from stabsim.sweep.store import ChunkStore, default_workdir
+
+SWEEP = """
+[sweep]
+model = "reduced"
+steps = 200
+[grid]
+eta = [0.05, 0.1]
+x0 = [0.01, 0.1]
+"""
+GD_SWEEP = """
+[sweep]
+model = "gd"
+steps = 10
+[loss]
+name = "quadratic"
+{loss}
+[params]
+theta0 = [1.0]
+[grid]
+eta = [0.1]
+"""
+
+
+def _error_line(capsys, code, expected):
+    """The exit code is ``expected``, and stderr is one error line (returned)."""
+    assert code == expected
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stabsim: error: "), err
+    return lines[0]
+
+
+@pytest.fixture()
+def config(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP)
+    return path
+
+
+def test_an_output_that_is_a_directory_is_refused_before_the_sweep(tmp_path, config, capsys):
+    (tmp_path / "out.nc").mkdir()
+    line = _error_line(capsys, main(["sweep", str(config), "-o", str(tmp_path / "out.nc")]), 2)
+    assert "is a directory" in line
+    assert not default_workdir(tmp_path / "out.nc").exists()  # nothing ran
+
+
+def test_an_unwritable_output_is_refused_before_the_sweep(config, capsys):
+    # /proc takes no new files, whoever runs the test (root included)
+    line = _error_line(capsys, main(["sweep", str(config), "-o", "/proc/stabsim-out.nc"]), 2)
+    assert "cannot write the output /proc/stabsim-out.nc" in line
+
+
+def test_a_config_in_proc(capsys):
+    line = _error_line(capsys, main(["sweep", "/proc/self/mem"]), 2)
+    assert "/proc/self/mem" in line
+
+
+def test_a_loss_parameter_that_is_a_table(tmp_path, capsys):
+    path = tmp_path / "sweep.toml"
+    path.write_text(GD_SWEEP.format(loss="A = {x = 1}"))
+    assert "[loss] 'quadratic'" in _error_line(capsys, main(["sweep", str(path)]), 2)
+
+
+def test_deeply_nested_toml_arrays(tmp_path, capsys):
+    path = tmp_path / "sweep.toml"
+    path.write_text(GD_SWEEP.format(loss="A = " + "[" * 5000 + "1.0" + "]" * 5000))
+    assert "nested too deeply" in _error_line(capsys, main(["sweep", str(path)]), 2)
+
+
+def test_plotting_a_file_without_flag_attributes(tmp_path, capsys):
+    path = tmp_path / "other.nc"
+    xr.Dataset({"class": ("eta", np.array([1, 2], np.int8))},
+               coords={"eta": [0.1, 0.2]}).to_netcdf(path, engine="scipy")
+    line = _error_line(capsys, main(["plot", str(path)]), 2)
+    assert "not a stabsim sweep result" in line
+
+
+def test_plotting_a_file_that_is_not_a_dataset(tmp_path, capsys):
+    path = tmp_path / "garbage.nc"
+    path.write_bytes(b"\x00garbage" * 100)
+    assert str(path) in _error_line(capsys, main(["plot", str(path)]), 2)
+
+
+def test_plotting_zarr_without_zarr(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "zarr" else real(name, *a))
+    (tmp_path / "r.zarr").mkdir()
+    line = _error_line(capsys, main(["plot", str(tmp_path / "r.zarr")]), 2)
+    assert "needs the zarr package" in line
+
+
+def test_a_busy_work_directory(tmp_path, config, capsys):
+    output = tmp_path / "out.nc"
+    store = ChunkStore(default_workdir(output), SweepConfig.from_toml(config))
+    with store.open():
+        line = _error_line(capsys, main(["sweep", str(config), "-o", str(output)]), 1)
+    assert "another sweep is working in" in line and "pid " in line
+
+
+@pytest.mark.parametrize("argv", [["sweep"], ["plot", "a.nc", "--bogus"], ["nope"]])
+def test_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    _error_line(capsys, exit_.value.code, 2)
+
+
+def test_demo_exits_1_when_a_check_disagrees(tmp_path, capsys, monkeypatch):
+    finding = types.SimpleNamespace(holds=False, experiment="e", quantity="q", measured="1")
+    monkeypatch.setattr(stabsim.demo, "run", lambda out: [finding])
+    assert main(["demo", "--out", str(tmp_path)]) == 1
+    assert "NO " in capsys.readouterr().out
+    finding.holds = True
+    assert main(["demo", "--out", str(tmp_path)]) == 0

@@ -1,0 +1,125 @@
+"""Flows that diverge or turn non-finite part-way, and ∇S = 0 where S ≥ 2/η.
+
+Both used to raise (``ValueError: theta contains NaN or inf``, ``ZeroDivisionError``,
+``LinAlgError``); they now end with a status, a message and the time it happened.
+"""
+
+import numpy as np
+import pytest
+
+from stabsim._status import Status
+from stabsim.compare import compare
+from stabsim.flows import central_flow, gradient_flow, solve_flow
+from stabsim.losses import Quadratic
+from stabsim.maps.constrained import constrained_trajectory
+from stabsim.maps.projection import proj_M
+
+UNSTABLE = Quadratic([-1.0])  # L = −θ²/2: gradient flow θ(t) = θ0 e^{ηt}
+FLAT = "does not change along any direction"
+
+
+@pytest.mark.parametrize("flow", [gradient_flow, central_flow])
+def test_divergence_is_reported_at_the_crossing_time(flow):
+    # θ(t) = e^t (η = 1) reaches divergence_norm = 1e8 at t = ln 1e8. The integrator's
+    # relative error in θ (rtol = 1e-10 per step, a few hundred steps) is a time error of the
+    # same size since dθ/θ = dt: 1e-8 is a hundred times that.
+    result = flow(UNSTABLE, [1.0], 1.0, 1e4, t_eval=np.arange(101.0))
+    assert result.status is Status.DIVERGED
+    assert "divergence_norm" in result.message
+    assert result.t_stop == pytest.approx(np.log(1e8), abs=1e-8)
+    # the saved states are the whole steps before the crossing, on the exact solution
+    assert result.t[-1] == 18.0
+    np.testing.assert_allclose(result.states[:, 0], np.exp(result.t), rtol=1e-8)
+
+
+def test_overflow_is_nonfinite_with_its_time():
+    # without a divergence threshold θ = e^t runs into the float range: the state cannot be
+    # finite past t = ln(DBL_MAX) ≈ 709.78. DOP853's dense-output table has coefficients up
+    # to 528 in magnitude, summed over 12 stages, so its own arithmetic overflows once
+    # |θ| > DBL_MAX/(12·528): the run must get at least to ln(DBL_MAX) − ln(12·528).
+    result = gradient_flow(UNSTABLE, [1.0], 1.0, 1e4, divergence_norm=np.inf)
+    top = np.log(np.finfo(float).max)
+    assert result.status is Status.NONFINITE
+    assert top - np.log(12 * 528) <= result.t_stop <= top
+    assert np.all(np.isfinite(result.states))
+    assert result.t[-1] == result.t_stop
+
+
+def test_a_right_hand_side_that_turns_nan_stops_where_it_does():
+    # y' = 1 from 0 is integrated exactly by any Runge–Kutta method; the right-hand side is
+    # NaN for y > 2, i.e. t > 2. Steps that cross 2 are rejected and shrunk until the step
+    # the integrator would need is below 10 ulps of t (4.4e-15 at t = 2); each rejection
+    # divides the step by at most 5, so the stop lies within a few hundred ulps of 2.
+    def rhs(t, y):
+        with np.errstate(invalid="ignore"):
+            return 1.0 + 0.0 * np.sqrt(2.0 - y)
+
+    result = solve_flow(rhs, [0.0], 5.0, t_eval=np.linspace(0.0, 5.0, 11))
+    assert result.status is Status.NONFINITE
+    assert 0.0 <= 2.0 - result.t_stop <= 1e-12
+    np.testing.assert_array_equal(result.t, [0.0, 0.5, 1.0, 1.5])
+    assert "t = 2" in result.message
+
+
+def test_a_right_hand_side_that_is_nan_at_the_start():
+    result = solve_flow(lambda t, y: np.full_like(y, np.nan), [1.0], 1.0)
+    assert result.status is Status.NONFINITE and result.t_stop == 0.0
+    assert result.states.shape == (0, 1)
+
+
+def test_divergence_norm_is_validated():
+    with pytest.raises(ValueError, match="divergence_norm"):
+        gradient_flow(UNSTABLE, [1.0], 1.0, 1.0, divergence_norm=0.0)
+    with pytest.raises(ValueError, match="divergence_norm"):
+        central_flow(UNSTABLE, [1.0], 1.0, 1.0, divergence_norm=np.nan)
+    with pytest.raises(ValueError, match="divergence_norm"):
+        gradient_flow(UNSTABLE, [10.0], 1.0, 1.0, divergence_norm=5.0)
+
+
+# A quadratic has ∇S = ∇³L[u, u] = 0 everywhere; with η = 1 its sharpness 3 is above 2/η.
+ABOVE = Quadratic([3.0, 1.0])
+START = np.array([1.0, 1.0])
+
+
+@pytest.mark.parametrize("max_critical", [1, 2])
+def test_central_flow_with_flat_sharpness(max_critical):
+    result = central_flow(ABOVE, START, 1.0, 10.0, max_critical=max_critical)
+    assert result.status is Status.FLAT_SHARPNESS
+    assert FLAT in result.message and "t = 0" in result.message
+    assert result.t_stop == 0.0
+    np.testing.assert_array_equal(result.states, START[None, :])
+
+
+def test_central_flow_below_the_threshold_is_untouched():
+    # S = 1.5 < 2/η: gradient flow, θ_i(t) = e^{−a_i t} exactly
+    result = central_flow(Quadratic([1.5, 1.0]), START, 1.0, 3.0)
+    assert result.status is Status.OK
+    np.testing.assert_allclose(result.final, np.exp([-4.5, -3.0]), rtol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["euclidean", "paper"])
+def test_projection_with_flat_sharpness(method):
+    result = proj_M(ABOVE, START, 1.0, method=method)
+    assert result.status is Status.FLAT_SHARPNESS and FLAT in result.message
+
+
+def test_projection_below_the_threshold_on_a_quadratic():
+    # S ≤ 2/η holds everywhere and u = e_1, so M = {u·∇L = 1.5 θ_1 = 0}: the nearest point
+    # of M is (0, θ_2), reached by one exact SQP step (the constraint is linear)
+    result = proj_M(Quadratic([1.5, 1.0]), START, 1.0)
+    assert result.status is Status.OK
+    np.testing.assert_allclose(result.theta, [0.0, 1.0], atol=1e-15)
+
+
+def test_constrained_trajectory_with_flat_sharpness():
+    result = constrained_trajectory(ABOVE, START, 1.0, 5)
+    assert result.status is Status.FLAT_SHARPNESS and FLAT in result.message
+    assert np.all(np.isnan(result.theta))
+
+
+def test_compare_with_flat_sharpness():
+    result = compare(ABOVE, START, 1.0, 10)
+    for name in ("central_flow", "constrained", "reduced_map"):
+        assert result.statuses[name] is Status.FLAT_SHARPNESS
+    assert FLAT in result.message
+    assert result.warnings == []  # α* is undefined, which the status says; no α ≤ 0 warning
