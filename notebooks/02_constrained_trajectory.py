@@ -142,9 +142,10 @@ for row in rows:
 # exponential growth from GD's round-off-sized $x$, so the orbit is large ($y$ reaches
 # $\approx 5\delta|\nabla S^\perp|$) and the unmodelled $u$-component of
 # $\tfrac12\nabla^3L[v, v]$ shifts GD along $u$ far beyond the predicted $x$ before the
-# blow-up (1.3e-3 against 2.6e-6, 100 steps past the crossing); at smaller η the orbit grows and the predicted blow-up comes early (measured 26
-# steps at η = 0.005, 75 at 0.0025; tests/test_constrained_prediction.py tests the
-# predictions at their rates from a start whose orbit is at the theory's scale). After it
+# blow-up (1.3e-3 against 2.6e-6, 100 steps past the crossing); at smaller η the orbit
+# grows and the predicted blow-up comes early (measured 26 steps at η = 0.005, 75 at
+# 0.0025; tests/test_constrained_prediction.py tests the predictions at their rates from a
+# start whose orbit is at the theory's scale). After it
 # the predicted oscillation is out of phase, and over later cycles $|v_\perp|/\delta$ also
 # grows past 1 (the discrete dynamics spiral out, THEORY §1): `compare` flags the unmodelled
 # $\tfrac12\nabla^3L[u, v_\perp, v_\perp]$ term with a warning. Over whole cycles
