@@ -12,14 +12,17 @@ S ≤ 2/η is active — the paper's code writes exactly that, v_{t+1} = v_t −
 and it carries the small shift along u that keeps u·∇L = 0 on M. The paper's form lacks that
 shift, and the step in it at the first step seeds a spurious oscillation of x (measured on
 ``QuadraticRegression.two_scale(0.01)``: x_{t_c+1} = 6.8e-8 against GD's 3.4e-8; the exact
-displacement gives 3.433e-8), which then blows up ~50 steps before GD's. The predictions
-for GD are
+displacement gives 3.433e-8), which then blows up 11 steps before GD's (|x| passing δ/10;
+with the exact displacement, 4 steps after). The predictions for GD are
 
     θ_t ≈ θ†_t + v_t,   L(θ_t) ≈ L(θ†_t) + x_t²/η,   S(θ_t) ≈ S(θ†_t) + y_t + (u·∇S) x_t,
 
 (the last is 2/η + y_t + (u·∇S)x_t of THEORY §2 whenever θ†_t sits on the boundary S = 2/η;
 using S(θ†_t) keeps it right while θ† is inside M). They hold once GD is at the edge of
-stability and while the off-axis part v⊥ = v − x u − (y/β)∇S⊥ stays O(δ).
+stability and while v stays O(δ) — its off-axis part v⊥ = v − x u − (y/β)∇S⊥, and its
+∇S⊥-part, whose u-component of ½∇³L[v, v] the update leaves out: from a round-off-sized x
+at the crossing the orbit is large (y/|∇S⊥| ≈ 5δ on two_scale(0.01)) and that term moves
+GD along u far beyond the predicted x before the first blow-up.
 """
 
 from __future__ import annotations
