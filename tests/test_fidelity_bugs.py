@@ -99,7 +99,11 @@ def test_reduced_map_reports_per_cycle_extremes():
     np.testing.assert_array_equal(strided.cycles.cycle_y_max, c.cycle_y_max)
     # the ensemble gives the same numbers trajectory by trajectory
     ens = run_reduced_ensemble([1e-2, 3e-2], 0.0, eta, alpha, beta, 20000, stats=True,
-                               max_cycles=6)
+                               max_cycles=6, cycle_extremes=True)
+    assert run_reduced_ensemble(1e-2, 0.0, eta, alpha, beta, 100,
+                                stats=True).cycles.cycle_y_max is None
+    with pytest.raises(ValueError, match="cycle_extremes"):
+        run_reduced_ensemble(1e-2, 0.0, eta, alpha, beta, 100, cycle_extremes=True)
     for i, x0 in enumerate((1e-2, 3e-2)):
         one = run_reduced(x0, 0.0, eta, alpha, beta, 20000).cycles
         for name in ("cycle_y_max", "cycle_y_min", "cycle_max_abs_x"):

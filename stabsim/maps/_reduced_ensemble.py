@@ -23,8 +23,8 @@ of x² at the boundary; a chunk with at most one change is settled exactly from 
 (see :func:`_light_check`), its domain check is exact, and only chunks with several
 changes or trouble are re-run.
 
-Per-cycle extremes (:func:`ensemble_cycle_extremes`) are computed afterwards, by replaying
-each trajectory with the same arithmetic up to its last stored boundary.
+Per-cycle extremes (:func:`ensemble_cycle_extremes`, on request) are computed afterwards,
+by replaying each trajectory with the same arithmetic up to its last stored boundary.
 
 Nothing here raises: statuses are returned per trajectory.
 """

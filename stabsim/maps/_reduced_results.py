@@ -28,9 +28,10 @@ class CycleStats:
         Steps in each completed cycle (0 past the last one).
     cycle_mean_x2 : ndarray
         Mean of x² over the states ``[t_k, t_{k+1})`` of each cycle (NaN past the last).
-    cycle_y_max, cycle_y_min, cycle_max_abs_x : ndarray
+    cycle_y_max, cycle_y_min, cycle_max_abs_x : ndarray or None
         Extremes of y and of |x| over the states ``[t_k, t_{k+1})`` of each completed
-        cycle (NaN past the last): the orbit's size cycle by cycle.
+        cycle (NaN past the last): the orbit's size cycle by cycle. None for an ensemble run
+        without ``cycle_extremes=True``.
     y_max, y_min, max_abs_x : float or ndarray
         Extremes over every state of the run, the last included (the transient before the
         first boundary and the unfinished last cycle too).
@@ -224,9 +225,9 @@ class ReducedEnsembleResult:
                 "boundary_H": ((tr, "boundary"), c.boundary_H),
                 "cycle_length": ((tr, "cycle"), c.cycle_length),
                 "cycle_mean_x2": ((tr, "cycle"), c.cycle_mean_x2),
-                "cycle_y_max": ((tr, "cycle"), c.cycle_y_max),
-                "cycle_y_min": ((tr, "cycle"), c.cycle_y_min),
-                "cycle_max_abs_x": ((tr, "cycle"), c.cycle_max_abs_x),
             })
+            if c.cycle_y_max is not None:
+                data.update({name: ((tr, "cycle"), getattr(c, name)) for name in
+                             ("cycle_y_max", "cycle_y_min", "cycle_max_abs_x")})
         attrs = dict(_params_attrs(self.params), status=self.status.name, message=self.message)
         return xr.Dataset(data, coords=coords, attrs=attrs)

@@ -139,7 +139,8 @@ def _broadcast(values):
 
 
 def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride=None,
-                         cycles=None, max_cycles=16) -> ReducedEnsembleResult:
+                         cycles=None, max_cycles=16,
+                         cycle_extremes=False) -> ReducedEnsembleResult:
     """Run many trajectories of the reduced map in parallel (SIMD within cores).
 
     Parameters
@@ -157,6 +158,10 @@ def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride
     max_cycles : int, optional
         With ``stats``: per-cycle arrays keep the first ``max_cycles`` cycles (and
         ``max_cycles + 1`` boundaries); later ones are counted only.
+    cycle_extremes : bool, optional
+        With ``stats``: also each stored cycle's extremes of y and |x| (a second, scalar
+        pass over each trajectory up to its last stored boundary: about 1 ns per step, some
+        3× the statistics kernel); otherwise those three fields are None.
 
     Returns
     -------
@@ -170,6 +175,10 @@ def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride
     max_cycles = nonnegative_int("max_cycles", max_cycles, 1)
     if target and not stats:
         raise ValueError("cycles needs stats=True")
+    if not isinstance(cycle_extremes, bool):
+        raise TypeError(f"cycle_extremes must be a bool, got {type(cycle_extremes).__name__}")
+    if cycle_extremes and not stats:
+        raise ValueError("cycle_extremes needs stats=True")
 
     n = x0.size
     ea = eta * alpha
@@ -190,9 +199,9 @@ def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride
             boundary_H=np.empty((n, max_cycles + 1)),
             cycle_length=np.empty((n, max_cycles), np.int64),
             cycle_mean_x2=np.empty((n, max_cycles)),
-            cycle_y_max=np.full((n, max_cycles), np.nan),
-            cycle_y_min=np.full((n, max_cycles), np.nan),
-            cycle_max_abs_x=np.full((n, max_cycles), np.nan),
+            cycle_y_max=np.full((n, max_cycles), np.nan) if cycle_extremes else None,
+            cycle_y_min=np.full((n, max_cycles), np.nan) if cycle_extremes else None,
+            cycle_max_abs_x=np.full((n, max_cycles), np.nan) if cycle_extremes else None,
             y_max=np.empty(n), y_min=np.empty(n), max_abs_x=np.empty(n),
             first_blowup=np.empty(n, np.int64))
         ensemble_stats(x0, y0, eta, ea, hb, alpha, beta, steps, stride_i, target, x_out, y_out,
@@ -200,9 +209,10 @@ def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride
                        cyc.max_abs_x, cyc.first_blowup, cyc.boundary_step, cyc.boundary_H,
                        cyc.cycle_length, cyc.cycle_mean_x2)
         np.sqrt(cyc.max_abs_x, out=cyc.max_abs_x)  # the kernel leaves max x² there
-        ensemble_cycle_extremes(x0, y0, eta, ea, hb, cyc.boundary_step, cyc.n_boundaries,
-                                cyc.cycle_y_max, cyc.cycle_y_min, cyc.cycle_max_abs_x)
-        np.sqrt(cyc.cycle_max_abs_x, out=cyc.cycle_max_abs_x)
+        if cycle_extremes:
+            ensemble_cycle_extremes(x0, y0, eta, ea, hb, cyc.boundary_step, cyc.n_boundaries,
+                                    cyc.cycle_y_max, cyc.cycle_y_min, cyc.cycle_max_abs_x)
+            np.sqrt(cyc.cycle_max_abs_x, out=cyc.cycle_max_abs_x)
     else:
         ensemble_final(x0, y0, eta, ea, hb, alpha, beta, steps, stride_i, x_out, y_out, rec_x,
                        rec_y, status, stop)
@@ -211,4 +221,5 @@ def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride
         y_final=y_out, status_codes=status, stop_step=stop,
         step=np.arange(n_rec, dtype=np.int64) * stride_i if stride_i else None,
         x=rec_x if stride_i else None, y=rec_y if stride_i else None, cycles=cyc,
-        params=dict(steps=steps, stride=stride, cycles=cycles, max_cycles=max_cycles))
+        params=dict(steps=steps, stride=stride, cycles=cycles, max_cycles=max_cycles,
+                    cycle_extremes=cycle_extremes))
