@@ -79,3 +79,16 @@ def test_catapult():
     # minimalist from (2, 0.15) at η = 0.35: the loss spikes above its start, then GD settles
     # below the threshold
     assert _classify(Minimalist(), [2.0, 0.15], 0.35, 3000)[0] is GDClass.CATAPULT
+
+
+
+def test_round_off_rule_needs_a_positive_start():
+    # a loss that takes negative values (e.g. the map's exact realisation) has no scale for
+    # "fell to round-off": a run held at the threshold whose loss went from −1 to −5 is at
+    # the edge of stability; from +1 to 1e-20 it has converged
+    held = dict(status=np.array(0), peak_loss=np.array(1.0), max_rel=np.array(1.2),
+                late_rel=np.array(1.0), band=BAND, late_max_rel=np.array(1.05))
+    negative = classify_gd(initial_loss=np.array(-1.0), final_loss=np.array(-5.0), **held)
+    settled = classify_gd(initial_loss=np.array(1.0), final_loss=np.array(1e-20), **held)
+    assert GDClass(int(negative)) is GDClass.EDGE_OF_STABILITY
+    assert GDClass(int(settled)) is GDClass.CONVERGED

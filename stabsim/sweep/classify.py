@@ -24,9 +24,10 @@ records that decide this:
 
 - ``late_max_rel``: the maximum of ``r`` over the late window. ``≥ 1`` means the sharpness
   is held at the threshold (*held*); ``< 1`` that it settled below it.
-- ``final_loss ≤ ε · initial_loss`` (ε the float64 machine epsilon): the loss fell by the
-  whole floating-point range of its start, so any oscillation along u, which adds x²/η to
-  the loss (THEORY §2), is at round-off level: the run is not held, whatever ``r`` does.
+- ``|final_loss| ≤ ε · initial_loss`` with ``initial_loss > 0`` (ε the float64 machine
+  epsilon): the loss fell by the whole floating-point range of its start, so any
+  oscillation along u, which adds x²/η to the loss (THEORY §2), is at round-off level: the
+  run is not held, whatever ``r`` does.
 
 Without ``late_max_rel`` (the GD sweep cells do not record it yet) *held* falls back to
 "late-window mean of ``r`` at least ``1 − b`` and the loss not at round-off": this still
@@ -138,7 +139,9 @@ def classify_gd(status, initial_loss, final_loss, peak_loss, max_rel, late_rel, 
     in_band = np.abs(late_rel - 1.0) <= band
     spike = peak_loss > initial_loss
     # an oscillation along u adds x²/η to the loss: at round-off of the start it is gone
-    at_roundoff = final_loss <= np.finfo(np.float64).eps * initial_loss
+    # (only meaningful for a positive start: a loss that takes negative values has no scale)
+    at_roundoff = (initial_loss > 0) & (np.abs(final_loss)
+                                        <= np.finfo(np.float64).eps * initial_loss)
     if late_max_rel is None:
         held = (late_rel >= 1.0 - band) & ~at_roundoff
     else:
