@@ -10,7 +10,8 @@ The names below are the curated API; each is imported from its module on first u
 - exact methods and maps: :func:`run_gd`, :func:`step`, :func:`reference_point`,
   :func:`stability_threshold`, :func:`run_reduced`, :func:`run_reduced_ensemble`,
   :func:`proj_M`, :func:`constrained_trajectory`;
-- flows: :func:`gradient_flow`, :func:`central_flow`, :func:`manifold_flow`, :func:`limit_map`;
+- flows: :func:`gradient_flow`, :func:`modified_flow`, :func:`central_flow`,
+  :func:`manifold_flow`, :func:`limit_map`;
 - spectra: :func:`top_eigenpairs`, :func:`sharpness`, :func:`eos_constants`;
 - comparisons and sweeps: :func:`compare_manifold_flow`, :func:`run_sweep` (the lockstep
   comparison is ``stabsim.compare.compare``: ``stabsim.compare`` is its module);
@@ -27,7 +28,8 @@ _API = {
                        "Loss", "register_family", "make_loss"),
     "stabsim.maps": ("run_gd", "step", "reference_point", "stability_threshold", "run_reduced",
                      "run_reduced_ensemble", "proj_M", "constrained_trajectory"),
-    "stabsim.flows": ("gradient_flow", "central_flow", "manifold_flow", "limit_map"),
+    "stabsim.flows": ("gradient_flow", "modified_flow", "central_flow", "manifold_flow",
+                      "limit_map"),
     "stabsim.spectral": ("top_eigenpairs", "sharpness", "eos_constants"),
     "stabsim.compare_manifold": ("compare_manifold_flow",),
     "stabsim.sweep": ("run_sweep",),

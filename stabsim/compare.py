@@ -6,7 +6,8 @@
 - from the first step t_c where GD's sharpness reaches 2/η: the constrained trajectory θ†
   and the predicted θ† + v (started at GD's iterate θ_{t_c}, so v_{t_c} = θ_{t_c} − θ†_{t_c});
 - the reduced (x, y) map from GD's (x, y) at t_c, with α, β measured at the reference point θ*
-  (∇S⊥ convention, as in the paper's code), against GD's x_t = u*·(θ_t − θ*) and y_t.
+  (∇S⊥ convention by default, as in the paper's code; ``projected=False`` uses ∇S), against
+  GD's x_t = u*·(θ_t − θ*) and y_t.
 
 It returns one :class:`Comparison` with per-step distances, losses and sharpnesses, and the
 validity diagnostics of the theory: the margin 2/η − λ2 at θ† (a second eigenvalue at the
@@ -57,12 +58,15 @@ class Comparison(StatusResult):
     cf_loss, cf_sharpness, cf_sigma2, cf_pred_loss, dist_cf : central flow w, its σ², the
         predicted average loss L(w) + σ²/η, and |θ_GD − w|.
     gd_x, pred_x : x_t = u·(θ_t − θ†_t) of GD and the predicted x_t = u·v_t.
-    gd_x_star, gd_y_star : GD's x, y relative to θ* (u*, ∇S⊥* at θ*).
+    gd_x_star, gd_y_star : GD's x, y relative to θ* (u* and ∇S⊥* at θ*, or ∇S* when not
+        ``projected``).
     reduced_x, reduced_y : the reduced map from (gd_x_star, gd_y_star) at the crossing.
     lambda2_margin : 2/η − λ2(θ†_t).
     vperp_over_delta : |v⊥_t|/δ_t (NaN where α_t ≤ 0).
     alpha : α_t at θ†_t (∇S⊥ convention).
-    alpha_star, beta_star : α, β at θ*.
+    alpha_star, beta_star : α, β at θ* (in the convention of ``projected``).
+    projected : bool
+        Whether y*, α* and β* use ∇S⊥ (the default) or ∇S.
     statuses : dict of component name → Status.
     """
 
@@ -98,6 +102,7 @@ class Comparison(StatusResult):
     alpha: np.ndarray
     alpha_star: float
     beta_star: float
+    projected: bool
     statuses: dict
     warnings: list
 
@@ -159,12 +164,13 @@ class Comparison(StatusResult):
         import xarray as xr
 
         skip = {"eta", "steps", "crossing_step", "projection", "alpha_star", "beta_star",
-                "statuses", "warnings"}
+                "projected", "statuses", "warnings"}
         data = {f.name: ("step", getattr(self, f.name)) for f in dataclasses.fields(self)
                 if f.name not in skip}
         attrs = {"eta": self.eta, "projection": self.projection, "status": self.status.name,
                  "message": self.message, "alpha_star": self.alpha_star,
-                 "beta_star": self.beta_star, "convention": "projected (grad S perp)",
+                 "beta_star": self.beta_star,
+                 "convention": "projected (grad S perp)" if self.projected else "grad S",
                  "warnings": "; ".join(self.warnings)}
         if self.crossing_step is not None:
             attrs["crossing_step"] = self.crossing_step
@@ -173,7 +179,7 @@ class Comparison(StatusResult):
 
 def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "euclidean",
             tol: float = 1e-10, max_iter: int = 50, vperp_limit: float = 1.0,
-            warn: bool = True) -> Comparison:
+            projected: bool = True, warn: bool = True) -> Comparison:
     """Run GD and the theory's predictions in lockstep (module docstring).
 
     Parameters
@@ -189,6 +195,9 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
         Passed to the projection.
     vperp_limit : float
         Warn when |v⊥|/δ exceeds this (the theory needs v⊥ = O(δ)).
+    projected : bool
+        Convention of the constants at θ* and of GD's y*: ∇S⊥ (default, THEORY §1) or ∇S.
+        θ† and θ† + v always use ∇S⊥ (the paper's vector form).
     warn : bool
         Issue :class:`TheoryAssumptionWarning` when an assumption fails (the messages are
         kept in ``Comparison.warnings`` either way).
@@ -200,6 +209,8 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     tol = check.positive_float("tol", tol)  # before any run, crossing or not
     max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
     vperp_limit = check.positive_float("vperp_limit", vperp_limit)
+    if not isinstance(projected, bool):
+        raise TypeError(f"projected must be a bool, got {type(projected).__name__}")
     n = steps + 1
     # the iterates and about 40 per-step records of GD, the flows and the predictions
     check.affordable(8 * n * (loss.dim + 40), f"the records of steps = {steps}", "lower `steps`")
@@ -262,7 +273,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
         })
         star = reference_point(loss, gd)
         try:
-            const = eos_constants(loss, star, projected=True)
+            const = eos_constants(loss, star, projected=projected)
         except FlatSharpnessError:  # β* = 0: x*, y* and the reduced map are undefined
             const, statuses["reduced_map"] = None, Status.FLAT_SHARPNESS
         if const is not None:
@@ -279,7 +290,8 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
         for text in messages:
             warnings.warn(text, TheoryAssumptionWarning, stacklevel=2)
     return Comparison(eta=eta, steps=np.arange(n), crossing_step=tc, projection=projection,
-                      alpha_star=alpha_star, beta_star=beta_star, statuses=statuses,
+                      alpha_star=alpha_star, beta_star=beta_star, projected=projected,
+                      statuses=statuses,
                       warnings=messages, **rec)
 
 
@@ -311,7 +323,7 @@ def _diagnose(rec, alpha_star, vperp_limit) -> list[str]:
                    "sharpening, the four-phase picture does not apply")
     margin = rec["lambda2_margin"]
     if np.nanmin(margin, initial=np.inf) <= 0:
-        first = int(np.nanargmin(margin > 0))
+        first = int(np.flatnonzero(margin <= 0)[0])  # NaN (before the crossing) is not <= 0
         out.append(f"a second Hessian eigenvalue reached 2/eta along theta-dagger (first at "
                    f"step {first}): more than one critical direction, the one-direction theory "
                    "and the central flow with scalar sigma^2 do not apply")

@@ -2,9 +2,10 @@
 
 - Sharpness ``S(θ) = λ_max(∇²L(θ))`` with unit eigenvector ``u``.
 - ``∇S(θ) = ∇³L(θ)[u, u]`` (Hellmann–Feynman, valid when λ_max is simple).
-- Damian et al.'s constants at a point (THEORY §1): ``α = −∇L·∇S``, ``β = |∇S|²``,
-  ``δ² = 2α/β``, in two conventions: with ∇S, or with the projection
-  ``∇S⊥ = ∇S − (u·∇S)u`` that the paper's code uses.
+- Damian et al.'s constants at a point (THEORY §1): ``α = −∇L·∇S⊥``, ``β = |∇S⊥|²``,
+  ``δ² = 2α/β`` with the projection ``∇S⊥ = ∇S − (u·∇S)u`` that the paper's code uses (the
+  default, and the consistent convention: GD's cycle mean of x² is δ⊥²), or with the
+  unprojected ∇S for comparison.
 """
 
 from __future__ import annotations
@@ -164,21 +165,41 @@ class EoSConstants:
         return float(np.sqrt(self.delta2))
 
 
-def eos_constants(loss: Loss, theta, *, projected: bool = False, v0=None) -> EoSConstants:
+def eos_constants(loss: Loss, theta, *, projected: bool = True, v0=None) -> EoSConstants:
     """α, β, δ of Damian et al. at θ (usually the reference point θ*).
 
-    ``α = −∇L(θ)·∇S``, ``β = |∇S|²``, ``δ² = 2α/β`` with ∇S = ∇³L[u, u]; with
-    ``projected=True`` ∇S is replaced by ∇S⊥ = ∇S − (u·∇S)u (the paper's code).
+    With ``projected=True`` (the default)::
+
+        α = −∇L(θ)·∇S⊥,   β = |∇S⊥|²,   δ² = 2α/β,   ∇S⊥ = ∇S − (u·∇S) u,
+
+    ∇S = ∇³L[u, u]; with ``projected=False`` ∇S⊥ is replaced by ∇S. The projected form is the
+    consistent one (THEORY §1): GD's 2-cycle sits offset along u by x̄ ≈ −(η/4)(u·∇S)x²,
+    which cancels the u-component of ∇S in the sharpness balance, so GD's cycle mean of x²
+    is δ⊥² = 2α/|∇S⊥|² (and the central flow's σ² equals δ⊥² along θ†). The two conventions
+    agree where u·∇S = 0.
+
+    Parameters
+    ----------
+    loss : Loss
+    theta : array_like, shape (d,)
+    projected : bool
+        Use ∇S⊥ (default) or the unprojected ∇S.
+    v0 : array_like, optional
+        Start vector and sign reference of u (see :func:`top_eigenpairs`).
     """
     theta = loss.check_point(theta)
+    if not isinstance(projected, bool):
+        raise TypeError(f"projected must be a bool, got {type(projected).__name__}")
     pairs = top_eigenpairs(loss, theta, 1, v0=v0)
     u = pairs.vectors[:, 0]
     grad_s = loss.d3(theta, u, u)
     direction = grad_s - np.dot(u, grad_s) * u if projected else grad_s
     beta = float(np.dot(direction, direction))
     if beta == 0.0:
-        raise FlatSharpnessError("the sharpness gradient vanishes at theta (beta = 0): the "
-                                 "loss has no third-order coupling here, so the EoS "
-                                 "constants are undefined")
+        which = "grad S perp (the part of grad S orthogonal to u)" if projected else "grad S"
+        raise FlatSharpnessError(
+            f"{which} vanishes at theta (beta = 0): the sharpness does not change along any "
+            "direction the constants use, so the EoS constants are undefined here"
+            + ("; projected=False gives the unprojected ones" if projected else ""))
     alpha = -float(np.dot(loss.grad(theta), direction))
     return EoSConstants(float(pairs.values[0]), u, grad_s, direction, alpha, beta, projected)

@@ -157,8 +157,9 @@ def test_sharpness_gradient_matches_finite_differences(loss, theta):
 def test_eos_constants_in_both_conventions():
     loss = QuadraticRegression.random(6, 3, seed=1)
     theta = np.linspace(-0.3, 0.4, 6)
-    full = eos_constants(loss, theta)
-    proj = eos_constants(loss, theta, projected=True)
+    full = eos_constants(loss, theta, projected=False)
+    proj = eos_constants(loss, theta)  # the default: ∇S⊥
+    assert proj.projected and not full.projected
     u = full.u
     np.testing.assert_allclose(full.grad_sharpness, loss.d3(theta, u, u), rtol=1e-14)
     assert full.alpha == pytest.approx(-loss.grad(theta) @ full.grad_sharpness, rel=1e-14)

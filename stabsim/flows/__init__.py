@@ -12,6 +12,7 @@ from .manifold_geometry import (
     tangent_projection,
     tangent_space,
 )
+from .modified import modified_flow
 from .reduced_ode import (
     reduced_fixed_point,
     reduced_hamiltonian,
@@ -28,6 +29,7 @@ __all__ = [
     "ManifoldFlowResult",
     "TangentSpace",
     "gradient_flow",
+    "modified_flow",
     "limit_map",
     "manifold_flow",
     "reduced_fixed_point",

@@ -23,6 +23,9 @@ of x² at the boundary; a chunk with at most one change is settled exactly from 
 (see :func:`_light_check`), its domain check is exact, and only chunks with several
 changes or trouble are re-run.
 
+Per-cycle extremes (:func:`ensemble_cycle_extremes`, on request) are computed afterwards,
+by replaying each trajectory with the same arithmetic up to its last stored boundary.
+
 Nothing here raises: statuses are returned per trajectory.
 """
 
@@ -48,6 +51,7 @@ from ._reduced_step import (
     YMIN,
     X,
     Y,
+    cycle_extremes,
     finish_state,
     hamiltonian,
     init_state,
@@ -495,3 +499,12 @@ def ensemble_stats(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_ou
                      rec_x[:, lo:hi], rec_y[:, lo:hi], status[lo:hi], stop[lo:hi],
                      n_bound[lo:hi], y_max[lo:hi], y_min[lo:hi], x2_max[lo:hi],
                      blowup[lo:hi], b_step[lo:hi], b_h[lo:hi], c_len[lo:hi], c_mean[lo:hi])
+
+
+@jit(parallel=True)
+def ensemble_cycle_extremes(x0, y0, eta, ea, hb, b_step, n_bound, c_ymax, c_ymin, c_x2max):
+    """:func:`~._reduced_step.cycle_extremes` of every trajectory (rows of the outputs)."""
+    for i in prange(x0.shape[0]):
+        p = np.array([eta[i], ea[i], hb[i], 0.0, 0.0])  # α, β are not used by the replay
+        cycle_extremes(x0[i], y0[i], p, b_step[i], n_bound[i], c_ymax[i], c_ymin[i],
+                       c_x2max[i])

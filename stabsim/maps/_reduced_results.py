@@ -28,8 +28,13 @@ class CycleStats:
         Steps in each completed cycle (0 past the last one).
     cycle_mean_x2 : ndarray
         Mean of x² over the states ``[t_k, t_{k+1})`` of each cycle (NaN past the last).
+    cycle_y_max, cycle_y_min, cycle_max_abs_x : ndarray or None
+        Extremes of y and of |x| over the states ``[t_k, t_{k+1})`` of each completed
+        cycle (NaN past the last): the orbit's size cycle by cycle. None for an ensemble run
+        without ``cycle_extremes=True``.
     y_max, y_min, max_abs_x : float or ndarray
-        Extremes over every state of the run, the last included.
+        Extremes over every state of the run, the last included (the transient before the
+        first boundary and the unfinished last cycle too).
     first_blowup : int or ndarray
         First step t with state t − 1 in phase II and state t in phase III — x² reaches δ²
         while y > 0 — or −1 if that never happens.
@@ -40,6 +45,9 @@ class CycleStats:
     boundary_H: np.ndarray
     cycle_length: np.ndarray
     cycle_mean_x2: np.ndarray
+    cycle_y_max: np.ndarray
+    cycle_y_min: np.ndarray
+    cycle_max_abs_x: np.ndarray
     y_max: np.ndarray
     y_min: np.ndarray
     max_abs_x: np.ndarray
@@ -109,6 +117,9 @@ class ReducedResult(StatusResult):
                 "boundary_H": ("boundary", c.boundary_H[:nb]),
                 "cycle_length": ("cycle", c.cycle_length[:nc]),
                 "cycle_mean_x2": ("cycle", c.cycle_mean_x2[:nc]),
+                "cycle_y_max": ("cycle", c.cycle_y_max[:nc]),
+                "cycle_y_min": ("cycle", c.cycle_y_min[:nc]),
+                "cycle_max_abs_x": ("cycle", c.cycle_max_abs_x[:nc]),
             },
             coords={"step": self.step},
             attrs=dict(_params_attrs(self.params), status=self.status.name,
@@ -215,5 +226,8 @@ class ReducedEnsembleResult:
                 "cycle_length": ((tr, "cycle"), c.cycle_length),
                 "cycle_mean_x2": ((tr, "cycle"), c.cycle_mean_x2),
             })
+            if c.cycle_y_max is not None:
+                data.update({name: ((tr, "cycle"), getattr(c, name)) for name in
+                             ("cycle_y_max", "cycle_y_min", "cycle_max_abs_x")})
         attrs = dict(_params_attrs(self.params), status=self.status.name, message=self.message)
         return xr.Dataset(data, coords=coords, attrs=attrs)

@@ -179,3 +179,36 @@ def run_trajectory(s, p, steps, stride, target, b_step, b_h, c_len, c_mean, rec_
     if code == OK and target > 0 and s[NBOUND] < target:
         code = MAX_STEPS
     return code, t
+
+
+@jit
+def cycle_extremes(x0, y0, p, b_step, n_bound, c_ymax, c_ymin, c_x2max):
+    """Per-cycle extremes: y max, y min and max x² over the states ``[t_k, t_{k+1})``.
+
+    Replays the map from (x0, y0) with :func:`walk`'s arithmetic (so the states are the
+    same floats) up to the last stored boundary ``b_step[min(n_bound, width) − 1]``, and
+    writes cycle k's extremes into ``c_ymax[k], c_ymin[k], c_x2max[k]`` for the completed
+    cycles that fit (the others keep their fill values).
+    """
+    stored = min(n_bound, b_step.shape[0])
+    n_cycles = min(stored - 1, c_ymax.shape[0])
+    if n_cycles < 1:
+        return
+    eta = p[ETA]
+    ea = p[EA]
+    hb = p[HB]
+    x = x0
+    y = y0
+    k = -1  # the cycle of state t (−1 before the first boundary)
+    for t in range(b_step[n_cycles]):
+        xx = x * x
+        if t == b_step[k + 1]:
+            k += 1
+            c_ymax[k] = y
+            c_ymin[k] = y
+            c_x2max[k] = xx
+        elif k >= 0:
+            c_ymax[k] = max(c_ymax[k], y)
+            c_ymin[k] = min(c_ymin[k], y)
+            c_x2max[k] = max(c_x2max[k], xx)
+        x, y = -(1.0 + eta * y) * x, y + (ea - hb * xx)

@@ -1,16 +1,28 @@
 """The constrained trajectory θ† and the predicted dynamics v of Damian et al. (THEORY §2).
 
-    θ†_{t+1} = proj_M(θ†_t − η ∇L(θ†_t)),          θ†_0 = proj_M(θ_0)
-    v_{t+1}  = v_t − η [ H v_t + u x_t y_t + ½ (x_t² − δ_t²) ∇S⊥ ],   v_0 = θ_0 − θ†_0
+    θ†_{t+1} = proj_M(z_t),   z_t = θ†_t − η ∇L(θ†_t),          θ†_0 = proj_M(θ_0)
+    v_{t+1}  = v_t − η [ H v_t + u x_t y_t + ½ x_t² ∇S⊥ ] + (z_t − θ†_{t+1}),   v_0 = θ_0 − θ†_0
 
-with H, u, ∇S⊥ = ∇S − (u·∇S)u, δ_t² = 2α_t/β_t (α_t = −∇L·∇S⊥, β_t = |∇S⊥|²) evaluated at
-θ†_t, x_t = u·v_t and y_t = ∇S⊥·v_t. The predictions for GD are
+with H, u, ∇S⊥ = ∇S − (u·∇S)u evaluated at θ†_t, x_t = u·v_t and y_t = ∇S⊥·v_t. This is GD's
+step minus θ†'s step, θ_{t+1} − θ†_{t+1}, with ∇L(θ†_t + v_t) expanded to the terms of the
+paper's code; the last term is the exact displacement of the projection. To first order
+it is ½ηδ_t²∇S⊥ (δ_t² = 2α_t/β_t, α_t = −∇L·∇S⊥, β_t = |∇S⊥|²) where the constraint
+S ≤ 2/η is active — the paper's code writes exactly that, v_{t+1} = v_t − η[Hv_t + u x_t y_t
++ ½(x_t² − δ_t²)∇S⊥] (``displacement="paper"``) — it has no ∇S⊥ part where θ† is inside M,
+and it carries the small shift along u that keeps u·∇L = 0 on M. The paper's form lacks that
+shift, and the step in it at the first step seeds a spurious oscillation of x (measured on
+``QuadraticRegression.two_scale(0.01)``: x_{t_c+1} = 6.8e-8 against GD's 3.4e-8; the exact
+displacement gives 3.433e-8), which then blows up 11 steps before GD's (|x| passing δ/10;
+with the exact displacement, 4 steps after). The predictions for GD are
 
     θ_t ≈ θ†_t + v_t,   L(θ_t) ≈ L(θ†_t) + x_t²/η,   S(θ_t) ≈ S(θ†_t) + y_t + (u·∇S) x_t,
 
 (the last is 2/η + y_t + (u·∇S)x_t of THEORY §2 whenever θ†_t sits on the boundary S = 2/η;
 using S(θ†_t) keeps it right while θ† is inside M). They hold once GD is at the edge of
-stability and while the off-axis part v⊥ = v − x u − (y/β)∇S⊥ stays O(δ).
+stability and while v stays O(δ) — its off-axis part v⊥ = v − x u − (y/β)∇S⊥, and its
+∇S⊥-part, whose u-component of ½∇³L[v, v] the update leaves out: from a round-off-sized x
+at the crossing the orbit is large (y/|∇S⊥| ≈ 5δ on two_scale(0.01)) and that term moves
+GD along u far beyond the predicted x before the first blow-up.
 """
 
 from __future__ import annotations
@@ -44,6 +56,8 @@ class ConstrainedResult(StatusResult):
         x_t = u·v_t, y_t = ∇S⊥·v_t.
     alpha, beta : ndarray, shape (n,)
         α_t = −∇L(θ†_t)·∇S⊥, β_t = |∇S⊥|² (δ_t² = 2α_t/β_t).
+    displacement : str
+        ``"exact"`` or ``"paper"``: the projection term of the v-update.
     u_dot_grad_sharpness : ndarray, shape (n,)
         u·∇S at θ†_t.
     v_perp : ndarray, shape (n,)
@@ -63,6 +77,7 @@ class ConstrainedResult(StatusResult):
 
     eta: float
     projection: str
+    displacement: str
     theta: np.ndarray
     v: np.ndarray
     loss: np.ndarray
@@ -108,15 +123,15 @@ class ConstrainedResult(StatusResult):
 
 def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
                            projection: str = "euclidean", tol: float = 1e-10,
-                           max_iter: int = 50, u_ref=None) -> ConstrainedResult:
+                           max_iter: int = 50, u_ref=None,
+                           displacement: str = "exact") -> ConstrainedResult:
     """Run projected GD on M and the predicted dynamics v from θ_0 (module docstring).
 
     θ†_0 = proj_M(θ_0) and v_0 = θ_0 − θ†_0, so that θ†_0 + v_0 = θ_0 exactly. The theory
     describes GD from its arrival at the edge of stability on: start from the GD iterate at
-    the first step where S ≥ 2/η (what :func:`stabsim.compare.compare` does), not from an
-    initialisation far below the threshold, where the δ² term of the v-update (the
-    first-order effect of the projection onto S ≤ 2/η) would act although the sharpness
-    constraint is not active.
+    the first step where S ≥ 2/η (what :func:`stabsim.compare.compare` does). With
+    ``displacement="paper"`` an earlier start is wrong besides: its δ² term acts whether or
+    not the sharpness constraint is active.
 
     Parameters
     ----------
@@ -131,6 +146,9 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
         Passed to the projection.
     u_ref : array_like, optional
         Sign reference for u at the start (later steps align with the previous u).
+    displacement : {"exact", "paper"}
+        The projection term of the v-update: the exact displacement z_t − θ†_{t+1}
+        (default), or the paper's first-order ½ηδ_t²∇S⊥ (module docstring).
 
     Returns
     -------
@@ -145,6 +163,7 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
     if u_ref is not None:
         u_ref = loss.check_point(u_ref, "u_ref")
+    check.choice("displacement", displacement, ("exact", "paper"))
     n, d = steps + 1, loss.dim
     check.affordable(8 * n * (2 * d + 12), f"the records of steps = {steps}", "lower `steps`")
     out = {name: np.full(n, np.nan) for name in
@@ -186,11 +205,13 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
             out["v_perp"][t] = float(np.linalg.norm(v - x * u - (y / beta) * perp))
             if t == steps:
                 break
-            v = v - eta * (loss.hvp(geo.theta, v) + x * y * u
-                           + 0.5 * (x * x - 2.0 * alpha / beta) * perp)
-            proj = project(geo.theta - eta * geo.grad, u)
+            z = geo.theta - eta * geo.grad
+            proj = project(z, u)
+            shift = z - proj.theta if displacement == "exact" else (eta * alpha / beta) * perp
+            v = v - eta * (loss.hvp(geo.theta, v) + x * y * u + 0.5 * x * x * perp) + shift
     return ConstrainedResult(
-        eta=eta, projection=projection, theta=thetas, v=vs, loss=out["loss"],
+        eta=eta, projection=projection, displacement=displacement, theta=thetas, v=vs,
+        loss=out["loss"],
         sharpness=out["sharpness"], lambda2=out["lambda2"], x=out["x"], y=out["y"],
         alpha=out["alpha"], beta=out["beta"], u_dot_grad_sharpness=out["udS"],
         v_perp=out["v_perp"], residuals=residuals, n_iter=n_iter, status=status,

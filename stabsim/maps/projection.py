@@ -13,7 +13,8 @@ The second follows from first-order perturbation theory of the eigenvector,
 ``d(u·∇L) = ∇L·(λI − H)⁺ ∇³L[u, dθ] + u·H dθ = (∇³L[u, r] + λu)·dθ``.
 
 :func:`proj_M` offers the Euclidean projection (a Gauss–Newton SQP iteration on these exact
-gradients, stopped at a tolerance) and the paper's three-pass linearised iteration.
+gradients, stopped at a tolerance) and the paper's three-pass linearised iteration (which
+only approaches M: its residuals are reported, see :func:`proj_M`).
 """
 
 from __future__ import annotations
@@ -155,10 +156,20 @@ def proj_M(loss: Loss, z, eta: float, *, method: str = "euclidean", tol: float =
     ``method="paper"`` runs the linearised iteration of Damian et al.'s code ``passes``
     times with no residual check,
 
-        θ ← θ − max(0, S − 2/η) ∇S⊥/|∇S⊥|² − u (u·∇L)/S,
+        θ ← θ − max(0, S − 2/η) ∇S⊥/|∇S⊥|² − u (u·∇L)/S.
 
-    and reports the residuals of its output (status NOT_CONVERGED when they exceed the same
-    tolerance; the output is feasible, but not in general the nearest point of M).
+    Each pass is one simultaneous linearised correction of both constraints with
+    approximate gradients: along ∇S⊥ it removes the excess S − 2/η to first order (∇S·∇S⊥
+    = |∇S⊥|²), along u it removes u·∇L with ∇c2 replaced by S u (the term ∇³L[u, r] is
+    dropped). The passes shrink the residuals (linearly, at a rate set by the dropped
+    term), but a fixed number of them does not reach M: the output is in general neither
+    feasible nor the nearest point of M. Its residuals ((S − 2/η)₊, |u·∇L|) are reported,
+    with status NOT_CONVERGED when they exceed the Euclidean projection's tolerance.
+    Measured along θ† on ``QuadraticRegression.two_scale(0.01)`` (12 flow-time units from
+    the crossing, ``passes=3``): (S − 2/η)₊ up to 1.0e-7 and |u·∇L| up to 2.7e-8, against
+    2.7e-9 and 1.1e-9 for the Euclidean projection at ``tol=1e-10``; from a GD iterate 50
+    steps past the crossing, 1, 2, 3, 4 passes leave an excess of 0.14, 0.036, 6.5e-5,
+    3.6e-6.
 
     Parameters
     ----------

@@ -14,22 +14,42 @@ and for the methods with a changing effective step ``h_t``, ``2/h_t`` with ``h_t
 arithmetic, except for normalised GD and GD on sqrt L, where it is harmonic (see
 ``stabsim.sweep.gd_cells``). With ``band`` b, in this order:
 
+The classes describe behaviour. A run *at the edge of stability* oscillates along the top
+eigenvector without settling, with the sharpness held at the threshold: it reaches the
+threshold again and again in the late window (while S ≥ 2/η the oscillation along u cannot
+decay), and its late-window mean of ``r`` stays near 1. A run that *converged* settled on a
+minimiser with S < 2/η, possibly within a few per cent of 2/η (Zhu et al.'s minimalist
+example): its late ``r`` stays below 1, and the oscillation along u has died out. The
+records that decide this:
+
+- ``late_max_rel``: the maximum of ``r`` over the late window. ``≥ 1`` means the sharpness
+  is held at the threshold (*held*); ``< 1`` that it settled below it.
+- ``|final_loss| ≤ ε · initial_loss`` with ``initial_loss > 0`` (ε the float64 machine
+  epsilon): the loss fell by the whole floating-point range of its start, so any
+  oscillation along u, which adds x²/η to the loss (THEORY §2), is at round-off level: the
+  run is not held, whatever ``r`` does.
+
+Without ``late_max_rel`` (the GD sweep cells do not record it yet) *held* falls back to
+"late-window mean of ``r`` at least ``1 − b`` and the loss not at round-off": this still
+labels a run that converged to a minimiser with a nonzero loss within ``band`` below the
+threshold as ``edge_of_stability``. With ``band`` b, in this order:
+
 ``diverged`` (3)
     the run stopped early (status DIVERGED or NONFINITE: |θ| passed ``divergence_norm`` or a
     value was not finite), or the final loss exceeds the initial loss.
 ``converged`` (0)
     the sharpness never reached the threshold (``max r_t < 1``): GD stayed in its stable
-    region, below 2/η; or it did reach it, and ended well below (late-window mean
-    ``r < 1 − b``) without the loss ever rising above its initial value.
-``edge_of_stability`` (1)
-    the threshold was reached and the late-window mean of ``r`` lies in ``[1 − b, 1 + b]``:
-    the sharpness hovers around 2/η while the loss (final < initial) falls.
+    region, below 2/η; or it did reach it, is not held there at the end, and the loss never
+    rose above its initial value.
 ``catapult`` (2)
     the threshold was reached, the loss rose above its initial value at some recorded step
-    (a spike), and the late-window mean of ``r`` ended below ``1 − b``.
+    (a spike), and the run is not held at the threshold at the end.
+``edge_of_stability`` (1)
+    the threshold was reached, the run is held there, and the late-window mean of ``r``
+    lies in ``[1 − b, 1 + b]``.
 ``unresolved`` (4)
-    none of these: the late-window mean of ``r`` is above ``1 + b`` although the loss fell
-    (e.g. a run too short to tell, or a loss that is flat far out).
+    held at the threshold, but with the late-window mean of ``r`` outside the band (e.g. a
+    run too short to tell, or a loss that is flat far out).
 
 The reduced map (model ``"reduced"``)
 -------------------------------------
@@ -92,7 +112,8 @@ def flag_attrs(model: str) -> dict:
             "long_name": "class of the cell (see stabsim.sweep.classify)"}
 
 
-def classify_gd(status, initial_loss, final_loss, peak_loss, max_rel, late_rel, band):
+def classify_gd(status, initial_loss, final_loss, peak_loss, max_rel, late_rel, band, *,
+                late_max_rel=None):
     """Class codes of gradient-method cells (arrays of one shape; see the module docstring).
 
     Parameters
@@ -102,8 +123,11 @@ def classify_gd(status, initial_loss, final_loss, peak_loss, max_rel, late_rel, 
     initial_loss, final_loss, peak_loss : ndarray
         L at the first, last and highest recorded state.
     max_rel, late_rel : ndarray
-        Maximum of r_t, and its late-window mean.
+        Maximum of r_t over the run, and its late-window mean.
     band : float
+    late_max_rel : ndarray, optional
+        Maximum of r_t over the late window. Without it, whether the run is held at the
+        threshold is judged from the band (module docstring).
 
     Returns
     -------
@@ -112,13 +136,20 @@ def classify_gd(status, initial_loss, final_loss, peak_loss, max_rel, late_rel, 
     stopped = (status == Status.DIVERGED) | (status == Status.NONFINITE)
     diverged = stopped | ~(final_loss <= initial_loss)
     reached = max_rel >= 1.0
-    below = late_rel < 1.0 - band
     in_band = np.abs(late_rel - 1.0) <= band
     spike = peak_loss > initial_loss
+    # an oscillation along u adds x²/η to the loss: at round-off of the start it is gone
+    # (only meaningful for a positive start: a loss that takes negative values has no scale)
+    at_roundoff = (initial_loss > 0) & (np.abs(final_loss)
+                                        <= np.finfo(np.float64).eps * initial_loss)
+    if late_max_rel is None:
+        held = (late_rel >= 1.0 - band) & ~at_roundoff
+    else:
+        held = (np.asarray(late_max_rel) >= 1.0) & ~at_roundoff
     out = np.full(np.shape(status), GDClass.UNRESOLVED, np.int8)
-    out[~reached | (below & ~spike)] = GDClass.CONVERGED
-    out[reached & below & spike] = GDClass.CATAPULT
-    out[reached & in_band] = GDClass.EDGE_OF_STABILITY
+    out[~reached | (~held & ~spike)] = GDClass.CONVERGED
+    out[reached & ~held & spike] = GDClass.CATAPULT
+    out[reached & held & in_band] = GDClass.EDGE_OF_STABILITY
     out[diverged] = GDClass.DIVERGED
     return out
 

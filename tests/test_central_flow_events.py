@@ -1,0 +1,209 @@
+"""The central flow's exit event and a coupled k = 2 flow, against closed forms (THEORY §3).
+
+Both losses are cubic polynomials whose fast coordinates x start at 0 and stay there (∇L
+has no x-component at x = 0), so the flow moves only the slow coordinates w, and on each
+branch it has a closed form:
+
+- exit: L(x, w₁, w₂) = ½(A + b w₁)x² − c w₁(1 − w₂) − m w₂. S = A + b w₁ with u = e_x and
+  ∇S = (0, b, 0); ⟨−∇L, ∇S⟩ = bc(1 − w₂) falls through 0 when w₂ reaches 1.
+- coupled k = 2: L(x, w) = ½ xᵀ(A₀ + Σ_k w_k B_k)x − f·w with x ∈ R², w ∈ R⁴ and generic
+  symmetric B_k, so the two critical directions share the w's (the SDCP's Gram matrix is
+  not block-diagonal).
+"""
+
+import numba
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+
+from stabsim.flows import central_flow
+from stabsim.losses import CustomLoss
+
+ETA = 0.01
+BOUND = 2.0 / ETA
+
+
+# --- the exit loss, p = [A, b, c, m] -------------------------------------------------------
+@numba.njit
+def _exit_value(th, p):
+    return (0.5 * (p[0] + p[1] * th[1]) * th[0] * th[0] - p[2] * th[1] * (1.0 - th[2])
+            - p[3] * th[2])
+
+
+@numba.njit
+def _exit_grad(th, p, out):
+    out[0] = (p[0] + p[1] * th[1]) * th[0]
+    out[1] = 0.5 * p[1] * th[0] * th[0] - p[2] * (1.0 - th[2])
+    out[2] = p[2] * th[1] - p[3]
+
+
+@numba.njit
+def _exit_hess(th, p, out):
+    out[:, :] = 0.0
+    out[0, 0] = p[0] + p[1] * th[1]
+    out[0, 1] = out[1, 0] = p[1] * th[0]
+    out[1, 2] = out[2, 1] = p[2]
+
+
+@numba.njit
+def _exit_d3(th, p, u, v, out):
+    # the only nonzero third derivative is ∂³L/∂x²∂w₁ = b
+    out[0] = p[1] * (u[0] * v[1] + u[1] * v[0])
+    out[1] = p[1] * u[0] * v[0]
+    out[2] = 0.0
+
+
+def _slow_gradient_flow(w0, c, m, s):
+    """Gradient flow of −c w₁(1 − w₂) − m w₂ after flow time s = ηt (x = 0): with fixed point
+    W* = (m/c, 1) and D = w0 − W*, W(s) = W* + cosh(cs) D − sinh(cs) (D₂, D₁)."""
+    fixed = np.array([m / c, 1.0])
+    d = np.asarray(w0, dtype=float) - fixed
+    return fixed + np.cosh(c * s) * d - np.sinh(c * s) * d[::-1]
+
+
+def test_exit_event_where_sharpening_stops():
+    A, b, c, m = 180.0, 10.0, 1.0, 2.2
+    w0 = np.array([0.0, -2.0])
+    loss = CustomLoss(_exit_value, _exit_grad, _exit_hess, _exit_d3, params=[A, b, c, m],
+                      dim=3)
+    t_end = 1600.0
+    times = np.arange(0.0, t_end + 1.0)
+    cf = central_flow(loss, [0.0, *w0], ETA, t_end, t_eval=times)
+    assert cf.success, cf.message
+    # entry: gradient flow until S = A + b w₁ reaches 2/η, i.e. w₁ = w_b
+    w_b = (BOUND - A) / b
+    t_in = brentq(lambda t: _slow_gradient_flow(w0, c, m, ETA * t)[0] - w_b, 0.0, 1000.0,
+                  xtol=1e-12)
+    w_in = _slow_gradient_flow(w0, c, m, ETA * t_in)
+    # on the boundary w₁ = w_b and w₂ rises at η(m − c w_b); ⟨−∇L, ∇S⟩ = bc(1 − w₂) > 0
+    # until w₂ = 1, where the flow exits
+    rate = ETA * (m - c * w_b)
+    t_out = t_in + (1.0 - w_in[1]) / rate
+    assert len(cf.entry_times) == 1 and len(cf.exit_times) == 1
+    # event times are root-found on an integration at rtol 1e-10 (measured ~1e-9 steps)
+    assert cf.entry_times[0] == pytest.approx(t_in, abs=1e-6)
+    assert cf.exit_times[0] == pytest.approx(t_out, abs=1e-6)
+    # the three branches against their closed forms (integration error ~1e-10 relative)
+    before, on, after = times < t_in, (times > t_in) & (times < t_out), times > t_out
+    expected = np.empty((times.size, 2))
+    expected[before] = [_slow_gradient_flow(w0, c, m, ETA * t) for t in times[before]]
+    expected[on, 0] = w_b
+    expected[on, 1] = w_in[1] + rate * (times[on] - t_in)
+    expected[after] = [_slow_gradient_flow([w_b, 1.0], c, m, ETA * (t - t_out))
+                       for t in times[after]]
+    np.testing.assert_allclose(cf.states[:, 1:], expected, rtol=0, atol=1e-7)
+    assert np.all(cf.states[:, 0] == 0.0)
+    # σ² = 2⟨−∇L, ∇S⟩/|∇S|² = 2c(1 − w₂)/b on the boundary, falling to 0 at the exit; after
+    # it S falls below 2/η (w₁ decreases once w₂ > 1) and σ² = 0
+    np.testing.assert_allclose(cf.sigma2[on], 2.0 * c * (1.0 - expected[on, 1]) / b,
+                               rtol=0, atol=1e-7)
+    assert np.all(cf.sigma2[after] == 0.0) and np.all(cf.sharpness[after] < BOUND)
+    assert cf.sharpness[-1] < BOUND * (1 - 1e-3)
+
+
+# --- the coupled k = 2 loss: θ = (x₁, x₂, w₁..w₄), p = [A₀ (4), B (16), f (4)] ------------
+K = 4
+
+
+@numba.njit
+def _matrix(th, p):
+    a = p[0:4].reshape(2, 2).copy()
+    for k in range(K):
+        a += th[2 + k] * p[4 + 4 * k:8 + 4 * k].reshape(2, 2)
+    return a
+
+
+@numba.njit
+def _k2_value(th, p):
+    a = _matrix(th, p)
+    x = th[:2]
+    return 0.5 * (x @ a @ x) - p[20:24] @ th[2:]
+
+
+@numba.njit
+def _k2_grad(th, p, out):
+    a = _matrix(th, p)
+    x = th[:2].copy()
+    out[:2] = a @ x
+    for k in range(K):
+        bk = p[4 + 4 * k:8 + 4 * k].reshape(2, 2)
+        out[2 + k] = 0.5 * (x @ bk @ x) - p[20 + k]
+
+
+@numba.njit
+def _k2_hess(th, p, out):
+    out[:, :] = 0.0
+    out[:2, :2] = _matrix(th, p)
+    x = th[:2].copy()
+    for k in range(K):
+        col = p[4 + 4 * k:8 + 4 * k].reshape(2, 2) @ x
+        out[:2, 2 + k] = col
+        out[2 + k, :2] = col
+
+
+@numba.njit
+def _k2_d3(th, p, u, v, out):
+    # the only nonzero third derivatives are ∂³L/∂x_i∂x_j∂w_k = (B_k)_ij
+    ux, vx = u[:2].copy(), v[:2].copy()
+    out[:2] = 0.0
+    for k in range(K):
+        bk = p[4 + 4 * k:8 + 4 * k].reshape(2, 2)
+        out[:2] += bk @ vx * u[2 + k] + bk @ ux * v[2 + k]
+        out[2 + k] = ux @ bk @ vx
+
+
+def _coupled_case():
+    rng = np.random.default_rng(3)
+    a0 = np.array([[0.88, 0.05], [0.05, 0.8]]) * BOUND
+    B = rng.normal(size=(K, 2, 2))
+    B = B + B.transpose(0, 2, 1)
+    N = np.array([[bk[0, 0], 2 * bk[0, 1], bk[1, 1]] for bk in B]).T  # ⟨Σ, B_k⟩ = (Nᵀs)_k
+    # the drive f = Nᵀ r + (a null-space part): gradient flow w' = ηf raises A(w) at the
+    # PD rate Σ_k f_k B_k, and once both eigenvalues are held the null part moves w on
+    f = 3.0 * (N.T @ np.array([2.0, 0.6, 1.5]) + 0.5 * np.linalg.svd(N)[2][-1])
+    return a0, B, N, f
+
+
+def test_coupled_k2_flow_is_the_projected_gradient_flow():
+    a0, B, N, f = _coupled_case()
+    params = np.concatenate([a0.ravel(), B.reshape(-1), f])
+    loss = CustomLoss(_k2_value, _k2_grad, _k2_hess, _k2_d3, params=params, dim=2 + K)
+    t_end = 800.0  # entries measured at t ≈ 24 and 492
+    times = np.arange(0.0, t_end + 1.0)
+    cf = central_flow(loss, np.zeros(2 + K), ETA, t_end, t_eval=times, max_critical=2)
+    assert cf.success, cf.message
+    assert len(cf.entry_times) == 2 and cf.exit_times == []
+    # first entry: gradient flow w = ηtf until λ_max(A₀ + ηt Σf_kB_k) = 2/η
+    drive = np.einsum("k,kij->ij", f, B)
+    t1 = brentq(lambda t: np.linalg.eigvalsh(a0 + ETA * t * drive)[-1] - BOUND, 0.0, 1e3,
+                xtol=1e-12)
+    assert cf.entry_times[0] == pytest.approx(t1, abs=1e-6)
+    # the SDCP here is coupled: the Gram matrix of T_ab = ∇³L[u_a, u_b] = (0, u_aᵀB_k u_b)
+    # has off-diagonal blocks (a block-diagonal loss would have ⟨T_11, T_22⟩ = 0)
+    t2 = cf.entry_times[1]
+    both = times > t2
+    w2 = cf.states[np.argmax(both), 2:]
+    u = np.linalg.eigh(loss.hessian(cf.states[np.argmax(both)]))[1][:, ::-1][:2, :2]
+    T11, T22 = (np.einsum("i,kij,j->k", u[:, a], B, u[:, a]) for a in (0, 1))
+    assert abs(T11 @ T22) > 0.1 * np.linalg.norm(T11) * np.linalg.norm(T22)
+    # With both eigenvalues held, A(w) = (2/η)I, so w moves on the line
+    # {Σ_k w_k B_k = const}: the velocity is −η times the projection of ∇_w L = −f onto the
+    # null space of N, and Σ solves ½ Nᵀs = −(I − P)∇_w L exactly (s = (Σ11, Σ12, Σ22)).
+    null = np.linalg.svd(N)[2][-1]
+    velocity = ETA * (null @ f) * null
+    np.testing.assert_allclose(cf.states[both, 2:], w2 + np.outer(times[both] - times[both][0],
+                                                                    velocity),
+                               rtol=0, atol=1e-7)
+    s = 2.0 * np.linalg.solve(N @ N.T, N @ f)
+    sigma = np.array([[s[0], s[1]], [s[1], s[2]]])
+    assert np.all(np.linalg.eigvalsh(sigma) > 0)  # complementarity: both directions active
+    assert abs(sigma[0, 1]) > 0.1 * np.trace(sigma)  # not diagonal in the x basis
+    # Σ's spectrum from the SDCP solved along the flow, against the closed form (the SDCP
+    # solver's tolerance ~1e-12 and the states' 1e-7 give ≤ 1e-6 relative)
+    scale = np.trace(sigma)
+    np.testing.assert_allclose(cf.trace_sigma[both], scale, rtol=1e-6)
+    np.testing.assert_allclose(cf.sigma_eigenvalues[both],
+                               np.tile(np.linalg.eigvalsh(sigma)[::-1], (both.sum(), 1)),
+                               rtol=0, atol=1e-6 * scale)
+    np.testing.assert_allclose(cf.eigenvalues[both, :2] / BOUND, 1.0, atol=1e-7)
+    assert np.all(np.diff(cf.loss) <= 1e-9)  # L decreases monotonically (round-off of L)
