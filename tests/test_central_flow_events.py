@@ -11,46 +11,65 @@ branch it has a closed form:
   not block-diagonal).
 """
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 import pytest
 from scipy.optimize import brentq
 
 from stabsim.flows import central_flow
-from stabsim.losses import CustomLoss
+from stabsim.losses import Loss, register_family
 
 ETA = 0.01
 BOUND = 2.0 / ETA
 
 
-# --- the exit loss, p = [A, b, c, m] -------------------------------------------------------
+# --- the exit loss, p.v = [A, b, c, m] -------------------------------------------------------
 @numba.njit
 def _exit_value(th, p):
-    return (0.5 * (p[0] + p[1] * th[1]) * th[0] * th[0] - p[2] * th[1] * (1.0 - th[2])
-            - p[3] * th[2])
+    return (0.5 * (p.v[0] + p.v[1] * th[1]) * th[0] * th[0] - p.v[2] * th[1] * (1.0 - th[2])
+            - p.v[3] * th[2])
 
 
 @numba.njit
 def _exit_grad(th, p, out):
-    out[0] = (p[0] + p[1] * th[1]) * th[0]
-    out[1] = 0.5 * p[1] * th[0] * th[0] - p[2] * (1.0 - th[2])
-    out[2] = p[2] * th[1] - p[3]
+    out[0] = (p.v[0] + p.v[1] * th[1]) * th[0]
+    out[1] = 0.5 * p.v[1] * th[0] * th[0] - p.v[2] * (1.0 - th[2])
+    out[2] = p.v[2] * th[1] - p.v[3]
 
 
 @numba.njit
 def _exit_hess(th, p, out):
     out[:, :] = 0.0
-    out[0, 0] = p[0] + p[1] * th[1]
-    out[0, 1] = out[1, 0] = p[1] * th[0]
-    out[1, 2] = out[2, 1] = p[2]
+    out[0, 0] = p.v[0] + p.v[1] * th[1]
+    out[0, 1] = out[1, 0] = p.v[1] * th[0]
+    out[1, 2] = out[2, 1] = p.v[2]
 
 
 @numba.njit
 def _exit_d3(th, p, u, v, out):
     # the only nonzero third derivative is ∂³L/∂x²∂w₁ = b
-    out[0] = p[1] * (u[0] * v[1] + u[1] * v[0])
-    out[1] = p[1] * u[0] * v[0]
+    out[0] = p.v[1] * (u[0] * v[1] + u[1] * v[0])
+    out[1] = p.v[1] * u[0] * v[0]
     out[2] = 0.0
+
+
+@numba.njit
+def _exit_hvp(th, p, v, out):
+    h = np.empty((3, 3))
+    _exit_hess(th, p, h)
+    out[:] = h @ v
+
+
+class ExitLoss(NamedTuple):
+    """p.v = [A, b, c, m]."""
+
+    v: np.ndarray
+
+
+register_family(ExitLoss, value=_exit_value, grad=_exit_grad, hvp=_exit_hvp, d3=_exit_d3,
+                hess=_exit_hess)
 
 
 def _slow_gradient_flow(w0, c, m, s):
@@ -64,8 +83,7 @@ def _slow_gradient_flow(w0, c, m, s):
 def test_exit_event_where_sharpening_stops():
     A, b, c, m = 180.0, 10.0, 1.0, 2.2
     w0 = np.array([0.0, -2.0])
-    loss = CustomLoss(_exit_value, _exit_grad, _exit_hess, _exit_d3, params=[A, b, c, m],
-                      dim=3)
+    loss = Loss(ExitLoss(np.array([A, b, c, m])), 3)
     t_end = 1600.0
     times = np.arange(0.0, t_end + 1.0)
     cf = central_flow(loss, [0.0, *w0], ETA, t_end, t_eval=times)
@@ -101,15 +119,15 @@ def test_exit_event_where_sharpening_stops():
     assert cf.sharpness[-1] < BOUND * (1 - 1e-3)
 
 
-# --- the coupled k = 2 loss: θ = (x₁, x₂, w₁..w₄), p = [A₀ (4), B (16), f (4)] ------------
+# --- the coupled k = 2 loss: θ = (x₁, x₂, w₁..w₄), p.v = [A₀ (4), B (16), f (4)] ------------
 K = 4
 
 
 @numba.njit
 def _matrix(th, p):
-    a = p[0:4].reshape(2, 2).copy()
+    a = p.v[0:4].reshape(2, 2).copy()
     for k in range(K):
-        a += th[2 + k] * p[4 + 4 * k:8 + 4 * k].reshape(2, 2)
+        a += th[2 + k] * p.v[4 + 4 * k:8 + 4 * k].reshape(2, 2)
     return a
 
 
@@ -117,7 +135,7 @@ def _matrix(th, p):
 def _k2_value(th, p):
     a = _matrix(th, p)
     x = th[:2]
-    return 0.5 * (x @ a @ x) - p[20:24] @ th[2:]
+    return 0.5 * (x @ a @ x) - p.v[20:24] @ th[2:]
 
 
 @numba.njit
@@ -126,8 +144,8 @@ def _k2_grad(th, p, out):
     x = th[:2].copy()
     out[:2] = a @ x
     for k in range(K):
-        bk = p[4 + 4 * k:8 + 4 * k].reshape(2, 2)
-        out[2 + k] = 0.5 * (x @ bk @ x) - p[20 + k]
+        bk = p.v[4 + 4 * k:8 + 4 * k].reshape(2, 2)
+        out[2 + k] = 0.5 * (x @ bk @ x) - p.v[20 + k]
 
 
 @numba.njit
@@ -136,7 +154,7 @@ def _k2_hess(th, p, out):
     out[:2, :2] = _matrix(th, p)
     x = th[:2].copy()
     for k in range(K):
-        col = p[4 + 4 * k:8 + 4 * k].reshape(2, 2) @ x
+        col = p.v[4 + 4 * k:8 + 4 * k].reshape(2, 2) @ x
         out[:2, 2 + k] = col
         out[2 + k, :2] = col
 
@@ -147,9 +165,26 @@ def _k2_d3(th, p, u, v, out):
     ux, vx = u[:2].copy(), v[:2].copy()
     out[:2] = 0.0
     for k in range(K):
-        bk = p[4 + 4 * k:8 + 4 * k].reshape(2, 2)
+        bk = p.v[4 + 4 * k:8 + 4 * k].reshape(2, 2)
         out[:2] += bk @ vx * u[2 + k] + bk @ ux * v[2 + k]
         out[2 + k] = ux @ bk @ vx
+
+
+@numba.njit
+def _k2_hvp(th, p, v, out):
+    h = np.empty((2 + K, 2 + K))
+    _k2_hess(th, p, h)
+    out[:] = h @ v
+
+
+class CoupledLoss(NamedTuple):
+    """p.v = [A₀ (4), B (16), f (4)]."""
+
+    v: np.ndarray
+
+
+register_family(CoupledLoss, value=_k2_value, grad=_k2_grad, hvp=_k2_hvp, d3=_k2_d3,
+                hess=_k2_hess)
 
 
 def _coupled_case():
@@ -167,7 +202,7 @@ def _coupled_case():
 def test_coupled_k2_flow_is_the_projected_gradient_flow():
     a0, B, N, f = _coupled_case()
     params = np.concatenate([a0.ravel(), B.reshape(-1), f])
-    loss = CustomLoss(_k2_value, _k2_grad, _k2_hess, _k2_d3, params=params, dim=2 + K)
+    loss = Loss(CoupledLoss(params), 2 + K)
     t_end = 800.0  # entries measured at t ≈ 24 and 492
     times = np.arange(0.0, t_end + 1.0)
     cf = central_flow(loss, np.zeros(2 + K), ETA, t_end, t_eval=times, max_critical=2)

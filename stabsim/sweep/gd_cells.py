@@ -19,6 +19,9 @@ Statistics (per cell; ``r_t`` is the relative sharpness of ``stabsim.sweep.class
     ``r`` alternates between values whose reciprocals sum to 2 (the step maps a to −b:
     ``h_a λ = (a + b)/a``, ``h_b λ = (a + b)/b``), so the harmonic mean is exactly 1 at
     the edge of stability while the arithmetic mean is not.
+``late_max_rel_sharpness``
+    The maximum of ``r`` over the late window: ≥ 1 when the sharpness still reaches the
+    threshold there (the "held at 2/η" test of ``classify_gd``).
 ``steps_to_threshold``
     The first recorded step with ``r_t ≥ 1`` (−1 if never): exact when ``stride = 1``.
 ``steps_run``, ``status``
@@ -45,7 +48,7 @@ from ..maps.gd import METHODS, eigen_config, stability_threshold
 from .classify import classify_gd
 
 FLOAT_STATS = ("initial_loss", "final_loss", "peak_loss", "final_rel_sharpness",
-               "mean_rel_sharpness", "max_rel_sharpness")
+               "mean_rel_sharpness", "max_rel_sharpness", "late_max_rel_sharpness")
 INT_STATS = ("status", "steps_run", "steps_to_threshold")
 _OK = int(Status.OK)
 _RANDOM_SUFFIX = ".random"
@@ -77,6 +80,7 @@ def _summarise(rule, eta, base, loss_min, stride, window, kept, rec_loss, rec_gn
     varying_step = rule == engine.NORMALISED or rule == engine.SQRT_LOSS
     peak = rec_loss[0]
     r_max = -np.inf
+    r_late_max = -np.inf
     r_sum = 0.0
     first = -1
     r = np.nan
@@ -88,12 +92,14 @@ def _summarise(rule, eta, base, loss_min, stride, window, kept, rec_loss, rec_gn
             first = t * stride
         if t >= late:
             r_sum += r if not varying_step else 1.0 / r
+            r_late_max = max(r_late_max, r)
     out_float[0] = rec_loss[0]
     out_float[1] = rec_loss[kept - 1]
     out_float[2] = peak
     out_float[3] = r
     out_float[4] = r_sum / (kept - late) if not varying_step else (kept - late) / r_sum
     out_float[5] = r_max
+    out_float[6] = r_late_max
     out_int[2] = first
 
 
@@ -232,5 +238,6 @@ def gd_cells(config, values: dict) -> dict:
     out.update({name: out_int[:, k] for k, name in enumerate(INT_STATS)})
     out["class"] = classify_gd(out["status"], out["initial_loss"], out["final_loss"],
                                out["peak_loss"], out["max_rel_sharpness"],
-                               out["mean_rel_sharpness"], config.band)
+                               out["mean_rel_sharpness"], config.band,
+                               late_max_rel=out["late_max_rel_sharpness"])
     return out
