@@ -31,7 +31,7 @@ from .maps.constrained import constrained_trajectory
 from .maps.gd import reference_point, run_gd
 from .maps.projection import PROJECTION_METHODS
 from .maps.reduced import run_reduced
-from .spectral import eos_constants
+from .spectral import eos_constants, sharpness, top_eigenpairs
 
 
 class StabsimWarning(UserWarning):
@@ -234,7 +234,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
         return padded(np.linalg.norm(iterates[start:start + states.shape[0]]
                                      - states[:n - start], axis=1), start)
 
-    gf_sharp = [np.linalg.eigvalsh(loss.hessian(w))[-1] for w in gf.states]
+    gf_sharp = [sharpness(loss, w) for w in gf.states]
     rec = {
         "gd_loss": padded(gd.loss), "gd_sharpness": padded(gd.sharpness[:, 0]),
         "gd_lambda2": padded(gd.sharpness[:, 1] if loss.dim > 1 else np.full(kept, -np.inf)),
@@ -302,8 +302,7 @@ def _unit_eigenvectors(loss, thetas) -> np.ndarray:
     for i, theta in enumerate(thetas):
         if not np.all(np.isfinite(theta)):
             break
-        u = np.linalg.eigh(loss.hessian(theta))[1][:, -1]
-        prev = out[i] = u if prev is None or u @ prev >= 0 else -u
+        prev = out[i] = top_eigenpairs(loss, theta, v0=prev).vectors[:, 0]
     return out
 
 

@@ -18,7 +18,9 @@ from . import _validate as check
 from ._status import FlatSharpnessError
 from .losses import Loss
 
-DENSE_MAX_DIM = 500
+#: "auto" forms the dense Hessian up to this dimension (8 KB), or for families whose
+#: Hessian-vector product costs as much as the matrix (``Family.prefers_dense``)
+SMALL_DIM = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +71,9 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, method: str = "auto", v0=No
     method : {"auto", "dense", "lanczos"}
         ``"dense"`` forms the Hessian and calls ``numpy.linalg.eigh``; ``"lanczos"`` runs
         ARPACK's implicitly restarted Lanczos (``scipy.sparse.linalg.eigsh``, largest
-        algebraic) on Hessian-vector products, warm-started from ``v0``; ``"auto"`` is dense
-        up to d = 500.
+        algebraic) on Hessian-vector products, warm-started from ``v0`` (O(d) memory);
+        ``"auto"`` is dense up to d = 32, for families that prefer the dense Hessian, and
+        where ARPACK cannot run (k ≥ d − 1), and Lanczos otherwise.
     v0 : array_like, optional
         Start vector (the previous eigenvector along a trajectory), also the sign reference.
     tol : float
@@ -84,7 +87,8 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, method: str = "auto", v0=No
     tol = check.positive_float("tol", tol)
     reference = None if v0 is None else loss.check_point(v0, "v0")
     if method == "auto":
-        method = "dense" if loss.dim <= DENSE_MAX_DIM else "lanczos"
+        dense = loss.dim <= SMALL_DIM or loss.family.prefers_dense or k >= loss.dim - 1
+        method = "dense" if dense else "lanczos"
     if method == "lanczos" and k >= loss.dim - 1:
         raise ValueError(f"method='lanczos' needs k < d - 1 = {loss.dim - 1}; use 'dense'")
 

@@ -16,6 +16,7 @@ from ..plot import (
     plot_phase_diagram,
     plot_reduced_phase_portrait,
 )
+from ..spectral import sharpness
 from .report import Finding
 
 #: the default regression draw: d = 100, n = 10, seed 2, residual scale 3 (THEORY §5)
@@ -37,7 +38,7 @@ def gd_edge_of_stability(out, steps=600):
     """
     loss = QuadraticRegression.random(**DEFAULT_MODEL)
     theta0 = np.zeros(loss.dim)
-    eta = 2.0 / (THRESHOLD_OVER_INITIAL_SHARPNESS * np.linalg.eigvalsh(loss.hessian(theta0))[-1])
+    eta = 2.0 / (THRESHOLD_OVER_INITIAL_SHARPNESS * sharpness(loss, theta0))
     result = run_gd(loss, theta0, eta, steps)
     result.to_xarray().to_netcdf(out / "gd_eos.nc", engine="scipy")
     figure = _save(plot_loss_and_sharpness(result), out, "gd_eos.png")

@@ -49,7 +49,7 @@ import numpy as np
 from .. import _validate as check
 from .._status import Status
 from ..losses import Loss
-from ..spectral import align_sign
+from ..spectral import top_eigenpairs
 from ._sdcp import sdcp_data, solve_sdcp
 from ._solve import FlowResult, solve_flow
 
@@ -119,10 +119,11 @@ class _Field:
         self.loss, self.eta, self.bound, self.u = loss, eta, 2.0 / eta, None
 
     def spectrum(self, w):
-        """(S, λ2, u) at w, u aligned with the last u seen."""
-        values, vectors = np.linalg.eigh(self.loss.hessian(w))
-        self.u = align_sign(vectors[:, -1], self.u)
-        return values[-1], (values[-2] if values.shape[0] > 1 else -np.inf), self.u
+        """(S, λ2, u) at w, u aligned with (and Lanczos started from) the last u seen."""
+        pairs = top_eigenpairs(self.loss, w, min(2, self.loss.dim), v0=self.u, tol=1e-13)
+        self.u = pairs.vectors[:, 0]
+        return (pairs.values[0], pairs.values[1] if pairs.values.shape[0] > 1 else -np.inf,
+                self.u)
 
     def sigma2(self, w, grad):
         """σ² = max(0, 2⟨−∇L, ∇S⟩/|∇S|²) and ∇S at w (σ² = NaN where ∇S = 0)."""
@@ -172,9 +173,9 @@ class _MultiField:
         self.exit_level = self.bound * (1.0 - exit_band)
 
     def spectrum(self, w):
-        """Eigenvalues (descending) and eigenvectors (columns, same order) of ∇²L(w)."""
-        values, vectors = np.linalg.eigh(self.loss.hessian(w))
-        return values[::-1], vectors[:, ::-1]
+        """The top k + 1 eigenvalues (descending) and eigenvectors (columns) of ∇²L(w)."""
+        pairs = top_eigenpairs(self.loss, w, min(self.k + 1, self.loss.dim), tol=1e-13)
+        return pairs.values, pairs.vectors
 
     def sigma(self, w, m, grad):
         """The SDCP solution on the top-m eigenspace and the force Σ_ab S_ab ∇³L[u_a, u_b].

@@ -19,6 +19,7 @@ from .._status import Status, StatusResult
 from ..losses import Loss, Quadratic, check_dense_memory
 from ..losses._base import require_loss
 from ..losses._engines import engine_for
+from ..spectral import sharpness
 from . import _gd_kernels as kernels
 
 METHODS = {
@@ -337,7 +338,8 @@ def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_ite
 
     Bisection for S(θ) = threshold on the segment θ_{t−1} → θ_t between the two iterates
     around the first crossing that :func:`run_gd` found (THEORY §1). The sharpness is
-    computed with a dense ``eigh`` at each bisection point.
+    computed at each bisection point by :func:`stabsim.spectral.sharpness` (dense for small d
+    and for families that prefer it, else Lanczos to relative residual 1e-14).
 
     Returns
     -------
@@ -351,7 +353,7 @@ def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_ite
     target = result.threshold
 
     def excess(s):
-        return np.linalg.eigvalsh(loss.hessian(before + s * (after - before)))[-1] - target
+        return sharpness(loss, before + s * (after - before), tol=1e-14) - target
 
     if excess(0.0) >= 0.0:  # the start is already at or past the threshold
         return before.copy()

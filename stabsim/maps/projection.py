@@ -12,6 +12,11 @@ The second follows from first-order perturbation theory of the eigenvector,
 ``du = (λI − H)⁺ (dH) u`` with ``dH = ∇³L[dθ]``, so
 ``d(u·∇L) = ∇L·(λI − H)⁺ ∇³L[u, dθ] + u·H dθ = (∇³L[u, r] + λu)·dθ``.
 
+Nothing here needs the whole spectrum: S, λ2 and u come from :func:`~stabsim.spectral.
+top_eigenpairs` (Lanczos on Hessian-vector products above d = 32), and r solves
+(S I − H) r = P∇L on u⊥ (P = I − uuᵀ) by conjugate gradients on Hessian-vector products:
+S I − H is positive definite there, with eigenvalues S − λ_i ≥ S − λ2 > 0. Memory O(d).
+
 :func:`proj_M` offers the Euclidean projection (a Gauss–Newton SQP iteration on these exact
 gradients, stopped at a tolerance) and the paper's three-pass linearised iteration (which
 only approaches M: its residuals are reported, see :func:`proj_M`).
@@ -26,9 +31,13 @@ import numpy as np
 from .. import _validate as check
 from .._status import Status, StatusResult
 from ..losses import Loss
-from ..spectral import align_sign
+from ..spectral import top_eigenpairs
 
 PROJECTION_METHODS = ("euclidean", "paper")
+
+
+#: relative residual of the conjugate-gradient solve for r = (S I − H)⁺ ∇L
+CG_RTOL = 1e-12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,34 +49,22 @@ class StableGeometry:
     theta : ndarray, shape (d,)
     grad : ndarray
         ∇L(θ).
-    eigenvalues : ndarray, shape (d,)
-        All eigenvalues of ∇²L(θ), descending (``eigenvalues[0]`` = S).
-    eigenvectors : ndarray, shape (d, d)
-        Matching unit columns; column 0 is u, signed to agree with the reference given.
+    sharpness : float
+        S(θ) = λ_max(∇²L(θ)).
+    lambda2 : float
+        The second eigenvalue λ2 (−inf in one dimension).
+    u : ndarray
+        The unit top eigenvector, signed to agree with the reference given.
     grad_sharpness : ndarray
         ∇S = ∇³L[u, u].
     """
 
     theta: np.ndarray
     grad: np.ndarray
-    eigenvalues: np.ndarray
-    eigenvectors: np.ndarray
+    sharpness: float
+    lambda2: float
+    u: np.ndarray
     grad_sharpness: np.ndarray
-
-    @property
-    def sharpness(self) -> float:
-        """S(θ) = λ_max(∇²L(θ))."""
-        return float(self.eigenvalues[0])
-
-    @property
-    def lambda2(self) -> float:
-        """The second eigenvalue λ2 (−inf in one dimension)."""
-        return float(self.eigenvalues[1]) if self.eigenvalues.shape[0] > 1 else -np.inf
-
-    @property
-    def u(self) -> np.ndarray:
-        """The unit top eigenvector."""
-        return self.eigenvectors[:, 0]
 
     @property
     def u_grad(self) -> float:
@@ -81,22 +78,42 @@ class StableGeometry:
 
     def orthogonality_gradient(self, loss: Loss) -> np.ndarray:
         """∇c2 = S u + ∇³L[u, r] with r = (S I − H)⁺ ∇L (module docstring)."""
-        rest = self.eigenvectors[:, 1:]
-        r = rest @ ((rest.T @ self.grad) / (self.sharpness - self.eigenvalues[1:]))
-        return self.sharpness * self.u + loss.d3(self.theta, self.u, r)
+        return self.sharpness * self.u + loss.d3(self.theta, self.u, self._pseudo_solve(loss))
+
+    def _pseudo_solve(self, loss: Loss) -> np.ndarray:
+        """r ⊥ u with (S I − H) r = P∇L, by conjugate gradients on Hessian-vector products."""
+        from scipy.sparse.linalg import LinearOperator, cg
+
+        u, s, d = self.u, self.sharpness, self.theta.shape[0]
+        if d == 1:
+            return np.zeros(1)
+
+        def apply(x):
+            x = np.ravel(x)
+            x = x - (u @ x) * u
+            y = s * x - loss.hvp(self.theta, x)
+            return y - (u @ y) * u
+
+        rhs = self.grad - self.u_grad * u
+        if not np.any(rhs):
+            return np.zeros(d)
+        operator = LinearOperator((d, d), matvec=apply, dtype=np.float64)
+        r, _ = cg(operator, rhs, rtol=CG_RTOL, atol=0.0, maxiter=10 * d)
+        return r - (u @ r) * u
 
 
 def stable_geometry(loss: Loss, theta, u_ref=None) -> StableGeometry:
-    """Gradient, full Hessian spectrum (``numpy.linalg.eigh``) and ∇S at θ.
+    """Gradient, the top two Hessian eigenpairs and ∇S at θ (matrix-free above d = 32).
 
-    ``u_ref`` (the previous eigenvector along a trajectory) fixes the sign of u.
+    ``u_ref`` (the previous eigenvector along a trajectory) fixes the sign of u and starts
+    the Lanczos iteration.
     """
     theta = loss.check_point(theta)
-    values, vectors = np.linalg.eigh(loss.hessian(theta))
-    values, vectors = values[::-1], np.array(vectors[:, ::-1])
-    vectors[:, 0] = align_sign(vectors[:, 0], u_ref)
-    u = vectors[:, 0]
-    return StableGeometry(theta, loss.grad(theta), values, vectors, loss.d3(theta, u, u))
+    pairs = top_eigenpairs(loss, theta, min(2, loss.dim), v0=u_ref, tol=1e-13)
+    u = np.ascontiguousarray(pairs.vectors[:, 0])
+    lambda2 = float(pairs.values[1]) if loss.dim > 1 else -np.inf
+    return StableGeometry(theta, loss.grad(theta), float(pairs.values[0]), lambda2, u,
+                          loss.d3(theta, u, u))
 
 
 @dataclasses.dataclass(frozen=True)
