@@ -15,11 +15,45 @@ error-model policy is set here and nowhere else.
 
 from __future__ import annotations
 
+import pickle
+
 import numba
+from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.extending import register_jitable
 
 JIT_FLAGS = {"cache": True, "nogil": True, "error_model": "numpy"}
 ARITH_FASTMATH = {"contract", "reassoc"}
+
+
+class _TolerantIndex(IndexDataCacheFile):
+    """A cache index that an unreadable file makes empty instead of failing.
+
+    An index pickles the argument types of every compiled signature, stabsim's parameter
+    records among them: after an upgrade that renames or removes a record class, Numba's own
+    loader raises while unpickling (before it even compares the source stamp). Here that is a
+    cache miss, and the kernel is compiled and the index rewritten.
+    """
+
+    def _load_index(self):
+        try:
+            return super()._load_index()
+        except (AttributeError, ImportError, EOFError, pickle.UnpicklingError, TypeError,
+                ValueError):
+            return {}
+
+
+class KernelCache(FunctionCache):
+    """Numba's function cache with a :class:`_TolerantIndex` (optionally elsewhere, with
+    another freshness stamp: see :mod:`stabsim.losses._engines`)."""
+
+    def __init__(self, py_func, directory=None, stamp=None):
+        super().__init__(py_func)
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._cache_path = str(directory)
+        if stamp is None:
+            stamp = self._impl.locator.get_source_stamp()
+        self._cache_file = _TolerantIndex(self._cache_path, self._impl.filename_base, stamp)
 
 
 def jit(func=None, *, parallel=False, fastmath=False):
@@ -29,7 +63,9 @@ def jit(func=None, *, parallel=False, fastmath=False):
         flags = dict(JIT_FLAGS, parallel=parallel)
         if fastmath:
             flags["fastmath"] = ARITH_FASTMATH
-        return numba.njit(**flags)(f)
+        kernel = numba.njit(**flags)(f)
+        kernel._cache = KernelCache(kernel.py_func)
+        return kernel
 
     return wrap if func is None else wrap(func)
 

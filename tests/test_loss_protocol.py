@@ -204,3 +204,21 @@ def test_a_user_family_is_cached_on_disk_and_recompiled_when_edited(tmp_path):
     hits, misses, sharpness = _run_in_new_process(tmp_path)
     assert (hits, misses) == (0, 1)
     assert sharpness == pytest.approx(18.0, rel=1e-10)  # the edit doubled the loss
+
+
+def test_an_index_naming_a_class_that_no_longer_exists_is_a_cache_miss(tmp_path):
+    # an index written by an older version names a record class that is gone: Numba's own
+    # loader raises while unpickling it; stabsim's treats it as empty (and recompiles)
+    import pickle
+
+    import numba
+
+    from stabsim._jit import _TolerantIndex
+
+    index = _TolerantIndex(str(tmp_path), "kernel-1.py311", ("a",))
+    (tmp_path / "kernel-1.py311.nbi").write_bytes(
+        pickle.dumps(numba.__version__) + pickle.dumps(("a", {user_families.Rosenbrock: 1})
+                                                       ).replace(b"user_families", b"gone_mod"))
+    assert index._load_index() == {}
+    (tmp_path / "kernel-1.py311.nbi").write_bytes(pickle.dumps(numba.__version__) + b"garbage")
+    assert index._load_index() == {}

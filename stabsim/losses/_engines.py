@@ -15,9 +15,10 @@ reasons for a separate cache rather than the kernel's shared one:
 - The shared index of a stabsim kernel would otherwise name the user's record class, and every
   later process would have to import the user's module just to read the index.
 
-This uses two private pieces of Numba (``Dispatcher._cache`` and ``IndexDataCacheFile``),
-stable across the Numba versions stabsim supports; ``tests/test_loss_protocol.py`` checks a
-second process reads the cache.
+This uses private pieces of Numba (``Dispatcher._cache``, ``FunctionCache`` and
+``IndexDataCacheFile``, through :class:`stabsim._jit.KernelCache`), stable across the Numba
+versions stabsim supports; ``tests/test_loss_protocol.py`` checks a second process reads the
+cache.
 """
 
 from __future__ import annotations
@@ -29,19 +30,9 @@ import os
 from pathlib import Path
 
 import numba
-from numba.core.caching import FunctionCache, IndexDataCacheFile
 
+from .._jit import KernelCache
 from ._protocol import Family
-
-
-class _FamilyCache(FunctionCache):
-    """A kernel's cache in its own directory, fresh while ``stamp`` is unchanged."""
-
-    def __init__(self, py_func, directory: Path, stamp):
-        super().__init__(py_func)
-        directory.mkdir(parents=True, exist_ok=True)
-        self._cache_path = str(directory)
-        self._cache_file = IndexDataCacheFile(str(directory), self._impl.filename_base, stamp)
 
 
 def _file_digest(obj) -> str:
@@ -78,7 +69,7 @@ def _copy(kernel, family: Family):
     if directory is not None:
         stamp = (_file_digest(kernel), family_stamp(family))
         try:
-            copy._cache = _FamilyCache(kernel.py_func, directory, stamp)
+            copy._cache = KernelCache(kernel.py_func, directory, stamp)
         except OSError:  # not writable: compile in memory only
             pass
     return copy

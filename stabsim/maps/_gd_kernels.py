@@ -11,12 +11,17 @@ the arrays of :class:`GDState`.
 
 The sharpness comes from warm-started Lanczos (:mod:`stabsim._lanczos`), on Hessian-vector
 products by default (O(d) memory), or on the dense Hessian that the family's
-``hessian_parts`` gives (families that prefer it, or ``eigh`` for several eigenvalues).
+``hessian_parts`` gives (families that prefer it, or ``eigh`` for several eigenvalues). The
+three are three record types (:class:`MatrixFree`, :class:`DenseLanczos`, :class:`DenseEigh`)
+resolved at compile time, so a kernel compiles only the measurement it runs.
 """
 
 from typing import NamedTuple
 
 import numpy as np
+
+from numba import types
+from numba.extending import overload
 
 from .._jit import inline, jit
 from .._lanczos import DenseHessian, HessianAt, lanczos_work, top_eigenpair
@@ -30,10 +35,6 @@ HEAVY_BALL = 1  #: θ' = θ − η∇L(θ) + β(θ − θ_prev)
 NESTEROV = 2  #: b' = βb + ∇L(θ);  θ' = θ − η(∇L(θ) + βb')   (PyTorch form)
 NORMALISED = 3  #: θ' = θ − η∇L(θ)/|∇L(θ)|
 SQRT_LOSS = 4  #: θ' = θ − η∇sqrt(L − L_min) = θ − η∇L/(2 sqrt(L − L_min))
-
-MATRIX_FREE = 0  #: Lanczos on Hessian-vector products
-DENSE_LANCZOS = 1  #: Lanczos on the dense Hessian (plus factor) of ``hessian_parts``
-DENSE_EIGH = 2  #: ``numpy.linalg.eigh`` of the dense Hessian (top-k > 1)
 
 _OK = int(Status.OK)
 _DIVERGED = int(Status.DIVERGED)
@@ -51,15 +52,28 @@ class Method(NamedTuple):
     loss_min: float
 
 
-class Eigen(NamedTuple):
-    """How the sharpness is measured."""
+class MatrixFree(NamedTuple):
+    """Measure S by Lanczos on Hessian-vector products (O(d) memory)."""
 
-    mode: int  #: MATRIX_FREE, DENSE_LANCZOS or DENSE_EIGH
-    n_top: int  #: eigenvalues recorded (> 1 only with DENSE_EIGH)
     restart: int  #: Lanczos restart length (basis size)
-    max_products: int  #: Lanczos budget of operator products per measurement
-    tol: float  #: Lanczos relative residual tolerance
-    factor_rows: int  #: rows of the factor ``hessian_parts`` leaves out (dense modes)
+    max_products: int  #: budget of Hessian-vector products per measurement
+    tol: float  #: relative residual tolerance
+
+
+class DenseLanczos(NamedTuple):
+    """Measure S by Lanczos on the dense Hessian (plus factor) of ``hessian_parts``."""
+
+    restart: int
+    max_products: int
+    tol: float
+    factor_rows: int  #: rows of the factor ``hessian_parts`` leaves out of the dense part
+
+
+class DenseEigh(NamedTuple):
+    """Measure the top ``n_top`` eigenvalues by ``numpy.linalg.eigh`` of the dense Hessian."""
+
+    n_top: int
+    factor_rows: int
 
 
 class GDState(NamedTuple):
@@ -113,6 +127,106 @@ def _dense_top(hess_buf, factor, evec, n_top, top_out):
     return 0.0
 
 
+class _Work(NamedTuple):
+    """Per-run buffers: the gradient, a dense Hessian and factor (empty unless dense), the
+    Lanczos workspace, the previous eigenvector and the measured eigenvalues."""
+
+    g: np.ndarray
+    hess: np.ndarray
+    factor: np.ndarray
+    lanczos: object
+    prev_evec: np.ndarray
+    top: np.ndarray
+
+
+def _is(eigen, cls):
+    return isinstance(eigen, types.BaseNamedTuple) and eigen.instance_class is cls
+
+
+def _workspace(eigen, d):
+    """The buffers a run with this measurement needs (kernels only)."""
+    raise TypeError("resolved inside compiled kernels")
+
+
+@overload(_workspace, jit_options={"error_model": "numpy"})
+def _workspace_impl(eigen, d):
+    if _is(eigen, MatrixFree):
+        return lambda eigen, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
+                                      lanczos_work(d, eigen.restart), np.empty(d), np.empty(1))
+    if _is(eigen, DenseLanczos):
+        return lambda eigen, d: _Work(np.empty(d), np.empty((d, d)),
+                                      np.empty((eigen.factor_rows, d)),
+                                      lanczos_work(d, eigen.restart), np.empty(d), np.empty(1))
+    if _is(eigen, DenseEigh):
+        return lambda eigen, d: _Work(np.empty(d), np.empty((d, d)),
+                                      np.empty((eigen.factor_rows, d)), lanczos_work(1, 1),
+                                      np.empty(d), np.empty(eigen.n_top))
+
+
+def _evaluate(eigen, theta, p, work, measuring):
+    """L(θ) and work.g ← ∇L(θ); at a measured step of a dense measurement, also the dense
+    Hessian parts into work.hess and work.factor (kernels only)."""
+    raise TypeError("resolved inside compiled kernels")
+
+
+@overload(_evaluate, jit_options={"error_model": "numpy"})
+def _evaluate_impl(eigen, theta, p, work, measuring):
+    if _is(eigen, MatrixFree):
+        return lambda eigen, theta, p, work, measuring: loss_value_grad(theta, p, work.g)
+
+    def dense(eigen, theta, p, work, measuring):
+        if measuring:
+            return loss_hessian_parts(theta, p, work.g, work.hess, work.factor)
+        return loss_value_grad(theta, p, work.g)
+
+    return dense
+
+
+def _measure(eigen, theta, p, work, evec):
+    """The top eigenvalue(s) into work.top and evec ← the top eigenvector; returns the
+    residual (0 for eigh; NaN for a non-finite Hessian), above eigen.tol·|λ| only when
+    Lanczos ran out of products (kernels only)."""
+    raise TypeError("resolved inside compiled kernels")
+
+
+@overload(_measure, jit_options={"error_model": "numpy"})
+def _measure_impl(eigen, theta, p, work, evec):
+    if _is(eigen, DenseEigh):
+        return lambda eigen, theta, p, work, evec: _dense_top(work.hess, work.factor, evec,
+                                                              eigen.n_top, work.top)
+    if _is(eigen, MatrixFree):
+        def matrix_free(eigen, theta, p, work, evec):
+            work.prev_evec[:] = evec
+            lam, residual, _ = top_eigenpair(HessianAt(theta, p), work.prev_evec, work.lanczos,
+                                             eigen.max_products, eigen.tol, evec)
+            work.top[0] = lam
+            return residual
+
+        return matrix_free
+
+    def dense_lanczos(eigen, theta, p, work, evec):
+        work.prev_evec[:] = evec
+        lam, residual, _ = top_eigenpair(DenseHessian(work.hess, work.factor), work.prev_evec,
+                                         work.lanczos, eigen.max_products, eigen.tol, evec)
+        work.top[0] = lam
+        return residual
+
+    return dense_lanczos
+
+
+def _converged(eigen, lam, residual):
+    """Whether a finite residual met the tolerance (always, for eigh) (kernels only)."""
+    raise TypeError("resolved inside compiled kernels")
+
+
+@overload(_converged, jit_options={"error_model": "numpy"})
+def _converged_impl(eigen, lam, residual):
+    if _is(eigen, DenseEigh):
+        return lambda eigen, lam, residual: True
+    return lambda eigen, lam, residual: not (
+        np.isfinite(residual) and residual > eigen.tol * max(abs(lam), 1e-300))
+
+
 @inline
 def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, divergence_norm,
              crossing_threshold):
@@ -121,7 +235,8 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
     The state at step t is recorded (into row t // stride) before the update of step t, so
     row 0 is the start. With ``finish`` the state after the last update is evaluated and
     recorded too (the last chunk of a run). Empty records (length 0) record and measure
-    nothing: the plain update, as :func:`stabsim.maps.gd.step` uses it.
+    nothing: the plain update, as :func:`stabsim.maps.gd.step` uses it. ``eigen`` is a
+    :class:`MatrixFree`, :class:`DenseLanczos` or :class:`DenseEigh` record.
 
     Crossing search: while ``state.crossing[0] < 0`` and ``crossing_threshold > 0`` the top
     eigenvalue is computed every step; at the first t with S(θ_t) ≥ threshold,
@@ -139,45 +254,27 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
     theta, buf, prev_theta, evec, crossing = state
     rule, eta, momentum, loss_min = method
     d = theta.shape[0]
-    g = np.empty(d)
-    dense = eigen.mode != MATRIX_FREE
-    nd = d if dense else 0
-    hess_buf = np.empty((nd, nd))
-    factor = np.empty((eigen.factor_rows if dense else 0, d))
-    work = lanczos_work(d if eigen.mode != DENSE_EIGH else 1, eigen.restart)
-    prev_evec = np.empty(d)
-    top = np.empty(max(eigen.n_top, 1))
+    work = _workspace(eigen, d)
+    g, top = work.g, work.top
     record_iterates = rec.theta.shape[0] > 0
+    n_top = rec.sharp.shape[1]
     for k in range(n_steps + 1 if finish else n_steps):
         t = start + k
         searching = crossing[0] < 0 and crossing_threshold > 0.0
         recording = rec.loss.shape[0] > 0 and t % stride == 0
         measuring = recording or searching
-        if measuring and dense:
-            loss = loss_hessian_parts(theta, p, g, hess_buf, factor)
-        else:
-            loss = loss_value_grad(theta, p, g)
+        loss = _evaluate(eigen, theta, p, work, measuring)
         gnorm = np.sqrt(dot(g, g))
         if not (np.isfinite(loss) and np.isfinite(gnorm)):
             return _NONFINITE, k
         if np.sqrt(dot(theta, theta)) > divergence_norm:
             return _DIVERGED, k
         if measuring:
-            if eigen.mode == DENSE_EIGH:
-                residual = _dense_top(hess_buf, factor, evec, eigen.n_top, top)
-            else:
-                prev_evec[:] = evec
-                if dense:
-                    lam, residual, _ = top_eigenpair(DenseHessian(hess_buf, factor), prev_evec,
-                                                     work, eigen.max_products, eigen.tol, evec)
-                else:
-                    lam, residual, _ = top_eigenpair(HessianAt(theta, p), prev_evec, work,
-                                                     eigen.max_products, eigen.tol, evec)
-                top[0] = lam
-                if np.isfinite(residual) and residual > eigen.tol * max(abs(lam), 1e-300):
-                    return _NOT_CONVERGED, k
+            residual = _measure(eigen, theta, p, work, evec)
             if not np.isfinite(residual):
                 return _NONFINITE, k
+            if not _converged(eigen, top[0], residual):
+                return _NOT_CONVERGED, k
             if searching and top[0] >= crossing_threshold:
                 crossing[0] = t
                 crossing[1:d + 1] = prev_theta
@@ -187,7 +284,7 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
                 rec.loss[row] = loss
                 rec.gnorm[row] = gnorm
                 rec.residual[row] = residual
-                for i in range(eigen.n_top):
+                for i in range(n_top):
                     rec.sharp[row, i] = top[i]
                 if record_iterates:
                     rec.theta[row] = theta

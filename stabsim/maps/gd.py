@@ -250,9 +250,11 @@ def run_gd(
 LANCZOS_RESTART = 20
 
 
-def eigen_config(loss: Loss, eigensolver: str, top_k: int, tol: float,
-                 max_products: int) -> kernels.Eigen:
+def eigen_config(loss: Loss, eigensolver: str, top_k: int, tol: float, max_products: int):
     """How the GD engine measures the sharpness of ``loss`` (see :func:`run_gd`).
+
+    Returns a :class:`~stabsim.maps._gd_kernels.MatrixFree`, ``DenseLanczos`` or
+    ``DenseEigh`` record.
 
     Raises
     ------
@@ -260,15 +262,12 @@ def eigen_config(loss: Loss, eigensolver: str, top_k: int, tol: float,
         When a dense path is requested for a d whose d × d Hessian would not fit in memory.
     """
     if eigensolver == "eigh" or top_k > 1:
-        mode = kernels.DENSE_EIGH
-    elif eigensolver == "auto" and loss.family.prefers_dense:
-        mode = kernels.DENSE_LANCZOS
-    else:
-        mode = kernels.MATRIX_FREE
-    if mode != kernels.MATRIX_FREE:
         check_dense_memory(loss.dim, f"eigensolver={eigensolver!r} (a dense Hessian)")
-    rows = loss.factor_rows if mode != kernels.MATRIX_FREE else 0
-    return kernels.Eigen(mode, top_k, LANCZOS_RESTART, max_products, tol, rows)
+        return kernels.DenseEigh(top_k, loss.factor_rows)
+    if eigensolver == "auto" and loss.family.prefers_dense:
+        check_dense_memory(loss.dim, "the dense Hessian this family prefers")
+        return kernels.DenseLanczos(LANCZOS_RESTART, max_products, tol, loss.factor_rows)
+    return kernels.MatrixFree(LANCZOS_RESTART, max_products, tol)
 
 
 class Step(NamedTuple):
@@ -307,7 +306,7 @@ def step(loss: Loss, theta, eta: float, *, method: str = "gd", momentum: float =
                             np.full(2 * d + 1, -1.0))
     no_records = kernels.Records(np.zeros(0), np.zeros(0), np.zeros((0, 1)), np.zeros((0, d)),
                                  np.zeros(0))
-    eigen = kernels.Eigen(kernels.MATRIX_FREE, 1, 1, 1, 1.0, 0)  # measures nothing
+    eigen = kernels.MatrixFree(1, 1, 1.0)  # with empty records nothing is measured
     rule = kernels.Method(METHODS[method], eta, momentum, loss_min)
     kernel = engine_for(kernels.gd_chunk, loss.family)
     status, _ = kernel(loss.params, rule, eigen, state, no_records, 0, 1, False, 1, np.inf, -1.0)
