@@ -19,7 +19,6 @@ resolved at compile time, so a kernel compiles only the measurement it runs.
 from typing import NamedTuple
 
 import numpy as np
-
 from numba import types
 from numba.extending import overload
 
