@@ -2,12 +2,16 @@
 
 Second-order regression model, d = 100, n = 10, 2,000 steps, sharpness every step.
 Run: ``python benchmarks/bench_gd.py``. Prints µs/step and the ratios; never fails on time.
+Each baseline runs in a child process once with 1 and once with 2 BLAS/XLA threads
+(``_timing.baseline_env``), and the faster is reported with its setting.
 """
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-from _timing import best_of, cold_and_warm_start
+from _timing import best_of, blas_description, cold_and_warm_start, fastest_baseline
 
 from stabsim.losses import QuadraticRegression
 from stabsim.maps import run_gd
@@ -64,6 +68,17 @@ def jax_gd(J, Q, z0, theta0, eta, steps):
     return lambda: np.asarray(run(jnp.asarray(theta0)).block_until_ready())
 
 
+def baseline(name):
+    """Child process: time one baseline and print 'seconds BLAS' (or 'none')."""
+    loss, theta0, eta = model()
+    if name == "numpy":
+        seconds = best_of(lambda: numpy_gd(loss.J, loss.Q, loss.z0, theta0, eta, STEPS), 2)
+    else:
+        run = jax_gd(loss.J, loss.Q, loss.z0, theta0, eta, STEPS)
+        seconds = best_of(run) if run is not None else None
+    print("none" if seconds is None else f"{seconds!r} {blas_description()}")
+
+
 def main():
     loss, theta0, eta = model()
     ours = lambda: run_gd(loss, theta0, eta, STEPS, record_iterates=True)  # noqa: E731
@@ -73,18 +88,17 @@ def main():
     dense = np.array([np.linalg.eigvalsh(loss.hessian(th))[-1] for th in result.iterates])
     agreement = np.max(np.abs(result.sharpness[:, 0] - dense) / np.abs(dense))
 
-    t_numpy = best_of(lambda: numpy_gd(loss.J, loss.Q, loss.z0, theta0, eta, STEPS), 1)
-    jax_run = jax_gd(loss.J, loss.Q, loss.z0, theta0, eta, STEPS)
-    t_jax = best_of(jax_run) if jax_run is not None else None
+    t_numpy, numpy_threads, blas = fastest_baseline(__file__, "numpy")
+    t_jax, jax_threads, _ = fastest_baseline(__file__, "jax")
 
     per_step = lambda t: 1e6 * t / STEPS  # noqa: E731
     print(f"exact GD + sharpness every step, regression model d={D}, n={N}, {STEPS} steps")
     print(f"  stabsim (warm-started Lanczos) {per_step(t_ours):9.2f} µs/step")
     print(f"  NumPy loop (eigvalsh)        {per_step(t_numpy):9.2f} µs/step   "
-          f"ratio {t_numpy / t_ours:6.1f}x")
+          f"ratio {t_numpy / t_ours:6.1f}x   ({numpy_threads} BLAS thread(s): {blas})")
     if t_jax is not None:
         print(f"  JAX jit+scan (eigvalsh)      {per_step(t_jax):9.2f} µs/step   "
-              f"ratio {t_jax / t_ours:6.1f}x")
+              f"ratio {t_jax / t_ours:6.1f}x   ({jax_threads} XLA thread(s))")
     else:
         print("  JAX not installed: pip install 'stabsim[bench]'")
     print(f"  max relative sharpness error against eigvalsh: {agreement:.2e}")
@@ -96,4 +110,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if "--baseline" in sys.argv:
+        baseline(sys.argv[sys.argv.index("--baseline") + 1])
+    else:
+        main()

@@ -9,9 +9,11 @@ restarted Lanczos on HVPs) against, in the same process,
 - SciPy ``eigsh`` on a ``LinearOperator`` of the same HVPs, warm-started from the last vector;
 - JAX ``jit`` + ``lax.scan``: a fixed-length Lanczos on ``jvp(grad)`` (when JAX is installed).
 
-Every size runs in a fresh process, which reports µs/step and its peak resident memory
-(``ru_maxrss``). BLAS threads: the engines here call no BLAS in their loops (SciPy's ARPACK
-does, on vectors only); nothing is pinned. Run: ``python benchmarks/bench_matrix_free.py``.
+Every size runs stabsim and the hand-written loop in a fresh process, which reports µs/step
+and its peak resident memory after stabsim's run (``ru_maxrss``, interpreter and compiled code
+included). SciPy and JAX run in their own processes once with 1 and once with 2 BLAS/XLA
+threads (``_timing.baseline_env``); the faster is reported. Run:
+``python benchmarks/bench_matrix_free.py``.
 """
 
 from __future__ import annotations
@@ -159,17 +161,28 @@ def one(d):
     row = {"d": d, "engine": engine, "sharpness": sharpness,
            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     row["hand"] = _hand_written(d)
-    row["scipy"] = _scipy(d) if d <= 100_000 else None
-    row["jax"] = _jax(d)
     print(json.dumps(row))
 
 
+def baseline(name, d):
+    """Child process: time one baseline at dimension d; print 'seconds BLAS' or 'none'."""
+    from _timing import blas_description
+
+    seconds = {"scipy": _scipy, "jax": _jax}[name](d)
+    print("none" if seconds is None else f"{seconds!r} {blas_description()}")
+
+
 def main():
+    from _timing import fastest_baseline
+
     rows = []
     for d in SIZES:
         out = subprocess.run([sys.executable, __file__, str(d)], capture_output=True, text=True,
                              check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        row["scipy"] = fastest_baseline(__file__, "scipy", d)[0] if d <= 100_000 else None
+        row["jax"] = fastest_baseline(__file__, "jax", d)[0]
+        rows.append(row)
     print("GD + sharpness every step, scalar network (O(d) HVP), tol 1e-10")
     print(f"{'d':>9} {'stabsim µs':>11} {'peak MB':>8} {'hand µs':>9} {'ratio':>6} "
           f"{'eigsh µs':>9} {'ratio':>6} {'JAX µs':>9} {'ratio':>6}")
@@ -190,7 +203,10 @@ def main():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
+    if "--baseline" in sys.argv:
+        at = sys.argv.index("--baseline")
+        baseline(sys.argv[at + 1], int(sys.argv[at + 2]))
+    elif len(sys.argv) > 1:
         one(int(sys.argv[1]))
     else:
         main()

@@ -4,7 +4,8 @@ Every compiled kernel in stabsim is decorated with :func:`jit`, so the caching a
 error-model policy is set here and nowhere else.
 
 - ``cache=True``: compiled machine code is written next to the module and reused by
-  later processes (compile time is part of speed).
+  later processes (compile time is part of speed); :class:`KernelCache` keeps it fresh
+  across every file with compiled code, not only the kernel's own.
 - ``error_model="numpy"``: a division by zero gives ``inf``/``nan`` instead of raising, so
   kernels never raise; they report a status code that the Python wrapper turns into a
   message.
@@ -15,7 +16,10 @@ error-model policy is set here and nowhere else.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import pickle
+from pathlib import Path
 
 import numba
 from numba.core.caching import FunctionCache, IndexDataCacheFile
@@ -42,17 +46,39 @@ class _TolerantIndex(IndexDataCacheFile):
             return {}
 
 
-class KernelCache(FunctionCache):
-    """Numba's function cache with a :class:`_TolerantIndex` (optionally elsewhere, with
-    another freshness stamp: see :mod:`stabsim.losses._engines`)."""
+_COMPILED_MARKERS = (b"@jit", b"@inline", b"overload(", b"register_family(")
 
-    def __init__(self, py_func, directory=None, stamp=None):
+
+@functools.lru_cache(maxsize=1)
+def compiled_sources_stamp() -> str:
+    """A hash of every stabsim module that holds compiled code.
+
+    Numba stamps a cache entry with the kernel's own file only, so an engine compiled for a
+    loss family would outlive an edit of the family's kernels (or of Lanczos) in another
+    file. Every stabsim kernel is stamped with this instead: an edit of any file with compiled
+    code recompiles them all, an edit of anything else recompiles nothing.
+    """
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_bytes()
+        if any(marker in text for marker in _COMPILED_MARKERS):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(text)
+    return digest.hexdigest()
+
+
+class KernelCache(FunctionCache):
+    """Numba's function cache with a :class:`_TolerantIndex`, stamped with
+    :func:`compiled_sources_stamp` (and, for a user's loss family, with the family's sources
+    and in a directory beside them: see :mod:`stabsim.losses._engines`)."""
+
+    def __init__(self, py_func, directory=None, extra_stamp=()):
         super().__init__(py_func)
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
             self._cache_path = str(directory)
-        if stamp is None:
-            stamp = self._impl.locator.get_source_stamp()
+        stamp = (compiled_sources_stamp(), *extra_stamp)
         self._cache_file = _TolerantIndex(self._cache_path, self._impl.filename_base, stamp)
 
 

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import NamedTuple
 
 import numba
@@ -139,6 +140,7 @@ def test_a_crossing_on_a_chunk_boundary_keeps_the_previous_iterate():
 
 
 _USER_MODULE = """
+from pathlib import Path
 from typing import NamedTuple
 import numba, numpy as np
 from stabsim.losses import Loss, register_family
@@ -222,3 +224,77 @@ def test_an_index_naming_a_class_that_no_longer_exists_is_a_cache_miss(tmp_path)
     assert index._load_index() == {}
     (tmp_path / "kernel-1.py311.nbi").write_bytes(pickle.dumps(numba.__version__) + b"garbage")
     assert index._load_index() == {}
+
+
+_SWEEP_TOML = """
+[sweep]
+model = "gd"
+method = "gd"
+steps = 30
+
+[loss]
+name = "user_quartic:make"
+d = 3
+
+[params]
+theta0 = [1.0, -0.5, 0.25]
+
+[grid]
+eta = [0.05, 0.1]
+scale = [0.5, 1.0]
+"""
+
+
+@pytest.mark.slow
+def test_a_user_family_is_swept_through_run_sweep_and_the_cli(tmp_path, monkeypatch):
+    from stabsim.sweep import run_sweep
+
+    (tmp_path / "user_quartic.py").write_text(textwrap.dedent(_USER_MODULE).replace("SCALE",
+                                                                                    "1.0"))
+    config = tmp_path / "quartic.toml"
+    config.write_text(_SWEEP_TOML)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import user_quartic
+
+    ds = run_sweep(config)
+    # each cell against run_gd on the same loss: the same engine, the same floats
+    loss = user_quartic.make()
+    for eta in (0.05, 0.1):
+        for scale in (0.5, 1.0):
+            start = scale * np.array([1.0, -0.5, 0.25])
+            gd = run_gd(loss, start, eta, 30)
+            cell = ds.sel(eta=eta, scale=scale)
+            assert float(cell["final_loss"]) == gd.loss[-1]
+            assert float(cell["max_rel_sharpness"]) == np.max(gd.sharpness[:, 0]) * eta / 2
+    out = tmp_path / "quartic.nc"
+    done = subprocess.run([sys.executable, "-m", "stabsim.cli", "sweep", str(config), "-o",
+                           str(out), "--no-progress"], capture_output=True, text=True,
+                          env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert out.exists()
+
+
+def test_an_edit_of_any_file_with_compiled_code_makes_every_kernel_cache_stale(tmp_path):
+    # Numba alone would keep an engine compiled against an old loss kernel in another file
+    import shutil
+
+    import stabsim
+
+    package = tmp_path / "stabsim"
+    shutil.copytree(Path(stabsim.__file__).parent, package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+
+    def stamp():
+        code = "from stabsim._jit import compiled_sources_stamp; print(compiled_sources_stamp())"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, cwd=tmp_path,
+                              env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+                              ).stdout.strip()
+
+    before = stamp()
+    with open(package / "plot" / "gd.py", "a") as handle:  # no compiled code in it
+        handle.write("\n# an edit\n")
+    assert stamp() == before
+    with open(package / "losses" / "kernels" / "quadratic.py", "a") as handle:
+        handle.write("\n# an edit\n")
+    assert stamp() != before

@@ -10,8 +10,9 @@ cache lives beside the module that defines the family's record, in
 reasons for a separate cache rather than the kernel's shared one:
 
 - Numba keys a cache entry by the kernel's own source file only. A copy whose freshness stamp
-  also holds a hash of the files that define the family (record and functions) is recompiled
-  when the user edits their loss, instead of loading stale machine code.
+  also holds a hash of the files that define the family (record and functions), besides
+  stabsim's own compiled sources, is recompiled when the user edits their loss, instead of
+  loading stale machine code.
 - The shared index of a stabsim kernel would otherwise name the user's record class, and every
   later process would have to import the user's module just to read the index.
 
@@ -67,9 +68,8 @@ def _copy(kernel, family: Family):
     copy = numba.njit(**options)(kernel.py_func)
     directory = _cache_directory(family)
     if directory is not None:
-        stamp = (_file_digest(kernel), family_stamp(family))
         try:
-            copy._cache = KernelCache(kernel.py_func, directory, stamp)
+            copy._cache = KernelCache(kernel.py_func, directory, family_stamp(family))
         except OSError:  # not writable: compile in memory only
             pass
     return copy
