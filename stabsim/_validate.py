@@ -114,6 +114,21 @@ def affordable(nbytes: int, what: str, remedy: str) -> None:
                          f"machine's memory ({2 * limit / 2**30:.3g} GiB); {remedy}")
 
 
+def symmetric(name: str, array: np.ndarray) -> np.ndarray:
+    """``array`` made exactly symmetric in its last two axes, or ``ValueError`` if it is not.
+
+    Symmetric means equal to its transpose within 1e-12 times its largest entry (at least 1):
+    the round-off of a matrix built as a sum of products. The result is (A + Aᵀ)/2, a new
+    array, so kernels may read one triangle.
+    """
+    swapped = np.swapaxes(array, -1, -2)
+    scale = max(1.0, float(np.abs(array).max())) if array.size else 1.0
+    if not np.allclose(array, swapped, rtol=0.0, atol=1e-12 * scale):
+        where = " in its last two axes" if array.ndim > 2 else ""
+        raise ValueError(f"{name} must be symmetric{where}")
+    return 0.5 * (array + swapped)
+
+
 def choice(name: str, value, options) -> str:
     """Return ``value`` if it is one of ``options``, or raise listing them."""
     if value not in options:

@@ -28,6 +28,9 @@ from ._status import Status
 from .flows import ManifoldFlowResult, limit_map, manifold_flow
 from .losses import Loss
 from .maps import GDResult, run_gd
+from .maps._gd_kernels import effective_step
+from .maps.gd import METHODS as RULES
+from .maps.gd import resolve_loss_min
 from .spectral import top_eigenpairs
 
 METHODS = ("normalised", "sqrt")
@@ -144,15 +147,6 @@ class ManifoldComparison:
                                         "parity": [0, 1]}, attrs=attrs)
 
 
-def _effective_step(method: str, eta: float, loss_value: float, grad_norm: float,
-                    loss_min: float) -> float:
-    """η/|∇L| (normalised GD) or η/(2 sqrt(L − L_min)) (GD on sqrt L); NaN where undefined."""
-    if method == "normalised":
-        return eta / grad_norm if grad_norm > 0.0 else math.nan
-    gap = loss_value - loss_min
-    return eta / (2.0 * math.sqrt(gap)) if gap > 0.0 else math.nan
-
-
 def compare_manifold_flow(loss: Loss, theta0, eta: float, tau_end: float, *,
                           method: str = "normalised", n_records: int = 50,
                           coefficient: float | None = None, geometry: str = "auto",
@@ -195,12 +189,7 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, tau_end: float, *,
     check.choice("method", method, METHODS)
     n_records = check.nonnegative_int("n_records", n_records, minimum=1)
     phi_tol = check.positive_float("phi_tol", phi_tol)
-    if method == "sqrt":
-        loss_min = loss.min_value if loss_min is None else loss_min
-        if loss_min is None or not np.isfinite(loss_min):
-            raise ValueError("loss_min is required for method='sqrt' (this loss has no known "
-                             "finite minimum value)")
-    loss_min = 0.0 if loss_min is None else check.finite_float("loss_min", loss_min)
+    loss_min = resolve_loss_min(loss, method, loss_min)
 
     n_steps = max(1, math.ceil(tau_end / eta**2))
     stride = max(1, n_steps // n_records)
@@ -257,6 +246,6 @@ def _oscillation(loss, theta, phi, eta, method, loss_min):
     out[3] = float(u @ (0.5 * (theta + step.theta) - phi))
     out[4] = abs(along) / float(np.linalg.norm(jump))
     for k in range(2):
-        out[5 + k] = lam * _effective_step(method, eta, step.loss[k], step.grad_norm[k],
-                                           loss_min)
+        out[5 + k] = lam * effective_step(RULES[method], eta, eta, step.loss[k],
+                                          step.grad_norm[k], loss_min)
     return out

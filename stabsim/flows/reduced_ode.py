@@ -18,14 +18,14 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import finite_float, positive_float
+from ..maps._reduced_step import hamiltonian
 from ._solve import FlowResult, solve_flow
 
 
 def reduced_hamiltonian(x, y, alpha, beta):
     """H(x, y) = y² + (β/2) x² − α ln x², elementwise (conserved by the ODE limit)."""
-    xx = np.square(np.asarray(x, dtype=np.float64))
-    y = np.asarray(y, dtype=np.float64)
-    return y * y + 0.5 * beta * xx - alpha * np.log(xx)
+    return hamiltonian(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64),
+                       alpha, beta)
 
 
 def reduced_fixed_point(alpha, beta):

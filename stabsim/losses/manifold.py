@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import finite_array, positive_float
+from .._validate import finite_array, positive_float, symmetric
 from ._base import Loss
 from .kernels.manifold import ManifoldParams
 
@@ -55,10 +55,7 @@ class ManifoldFamily(Loss):
         centres = finite_array("centres", centres, shape=(k, m))
         self.curved = K is not None
         K = np.zeros((k, m, m)) if K is None else finite_array("K", K, shape=(k, m, m))
-        scale = max(1.0, float(np.abs(K).max()))
-        if not np.allclose(K, K.transpose(0, 2, 1), rtol=0.0, atol=1e-12 * scale):
-            raise ValueError("K must be symmetric in its last two axes (K[j] = K[j].T)")
-        K = 0.5 * (K + K.transpose(0, 2, 1))
+        K = symmetric("K", K)
         super().__init__(ManifoldParams(c, s, centres, K), m + k, check=False)
         self.m, self.k = m, k
         self.c, self.s, self.centres, self.K = self.params  # views of the record's arrays

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import finite_array
+from .._validate import finite_array, symmetric
 from ._base import Loss
 from .kernels.quadratic import QuadraticParams
 
@@ -32,8 +32,7 @@ class Quadratic(Loss):
         A = finite_array("A", A, ndim=2)
         if A.shape[0] != A.shape[1] or A.shape[0] == 0:
             raise ValueError(f"A must be a non-empty square matrix, got shape {A.shape}")
-        if not np.allclose(A, A.T, rtol=0.0, atol=1e-12 * max(1.0, np.abs(A).max())):
-            raise ValueError("A must be symmetric")
+        A = symmetric("A", A)
         super().__init__(QuadraticParams(A), A.shape[0], check=False)
 
     def __repr__(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import finite_array, nonnegative_int, positive_float
+from .._validate import finite_array, nonnegative_int, positive_float, symmetric
 from ._base import Loss
 from .kernels.regression import RegressionParams
 
@@ -41,10 +41,7 @@ class QuadraticRegression(Loss):
             raise ValueError(f"J must have n ≥ 1 rows and d ≥ 1 columns, got shape {J.shape}")
         Q = finite_array("Q", Q, shape=(n, d, d))
         z0 = finite_array("z0", z0, shape=(n,))
-        scale = max(1.0, float(np.abs(Q).max()))
-        if not np.allclose(Q, Q.transpose(0, 2, 1), rtol=0.0, atol=1e-12 * scale):
-            raise ValueError("Q must be symmetric in its last two axes (Q[k] = Q[k].T)")
-        Q = 0.5 * (Q + Q.transpose(0, 2, 1))  # exactly symmetric: hess uses one triangle
+        Q = symmetric("Q", Q)
         super().__init__(RegressionParams(z0, J, Q), d, check=False)
         self.z0, self.J, self.Q = self.params  # the record's arrays, held once
 

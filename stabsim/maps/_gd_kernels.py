@@ -51,6 +51,23 @@ class Method(NamedTuple):
     loss_min: float
 
 
+@inline
+def effective_step(rule, eta, base, loss, gnorm, loss_min):
+    """The step h_t of the rule, θ' = θ − h_t ∇L (momentum aside): ``base`` for GD and the
+    momentum methods (2 / their stability threshold), η/|∇L| for normalised GD and
+    η/(2 sqrt(L − L_min)) for GD on sqrt(L − L_min); NaN where undefined (|∇L| = 0, L ≤ L_min).
+
+    The one place these are written: the engine's updates, the sweep's relative sharpness
+    S h_t / 2 and the manifold comparison's e_t = h_t λ1 use it.
+    """
+    if rule == NORMALISED:
+        return eta / gnorm if gnorm > 0.0 else np.nan
+    if rule == SQRT_LOSS:
+        gap = loss - loss_min
+        return eta / (2.0 * np.sqrt(gap)) if gap > 0.0 else np.nan
+    return base
+
+
 class MatrixFree(NamedTuple):
     """Measure S by Lanczos on Hessian-vector products (O(d) memory)."""
 
@@ -299,15 +316,11 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
         elif rule == NESTEROV:
             buf[:] = momentum * buf + g
             theta -= eta * (g + momentum * buf)
-        elif rule == NORMALISED:
-            if gnorm == 0.0:
+        else:  # normalised GD and GD on sqrt(L − L_min)
+            h = effective_step(rule, eta, eta, loss, gnorm, loss_min)
+            if gnorm == 0.0 or not np.isfinite(h):
                 return _ZERO_GRADIENT, k
-            theta -= (eta / gnorm) * g
-        else:
-            gap = loss - loss_min
-            if gap <= 0.0 or gnorm == 0.0:
-                return _ZERO_GRADIENT, k
-            theta -= (eta / (2.0 * np.sqrt(gap))) * g
+            theta -= h * g
     return _OK, n_steps
 
 

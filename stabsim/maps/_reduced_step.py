@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .._jit import jit
+from .._jit import inline, jit
 from .._status import Status
 
 OK = int(Status.OK)
@@ -46,11 +46,16 @@ def phase_code(d, y):
     return 3 if y > 0.0 else 4
 
 
-@jit
+@inline
 def hamiltonian(x, y, alpha, beta):
-    """H(x, y) = y² + (β/2) x² − α ln x², the ODE limit's conserved quantity."""
+    """H(x, y) = y² + (β/2) x² − α ln x², the ODE limit's conserved quantity.
+
+    The one place the formula is written: compiled into the map's kernels, and called on
+    NumPy arrays (elementwise) by :func:`stabsim.flows.reduced_hamiltonian` and the sweep's
+    energy.
+    """
     xx = x * x
-    return y * y + 0.5 * beta * xx - alpha * math.log(xx)
+    return y * y + 0.5 * beta * xx - alpha * np.log(xx)
 
 
 @jit

@@ -198,7 +198,7 @@ def run_gd(
     eig_max_products = check.nonnegative_int("eig_max_products", eig_max_products, minimum=1)
     divergence_norm = check.positive_float("divergence_norm", divergence_norm)
     chunk_steps = check.nonnegative_int("chunk_steps", chunk_steps, minimum=1)
-    loss_min = _loss_min(loss, method, loss_min)
+    loss_min = resolve_loss_min(loss, method, loss_min)
 
     threshold = None
     if find_crossing and method in ("gd", "heavy_ball", "nesterov"):
@@ -297,7 +297,7 @@ def step(loss: Loss, theta, eta: float, *, method: str = "gd", momentum: float =
     eta = check.positive_float("eta", eta)
     check.choice("method", method, METHODS)
     momentum = check.unit_interval("momentum", momentum)
-    loss_min = _loss_min(loss, method, loss_min)
+    loss_min = resolve_loss_min(loss, method, loss_min)
     if buf is None:
         buf = theta.copy() if method == "heavy_ball" else np.zeros(loss.dim)
     buf = loss.check_point(buf, "buf").copy()
@@ -313,12 +313,13 @@ def step(loss: Loss, theta, eta: float, *, method: str = "gd", momentum: float =
     return Step(state.theta, state.buf, Status(status))
 
 
-def _loss_min(loss: Loss, method: str, loss_min) -> float:
-    """L_min of GD on sqrt(L − L_min): given, or the loss's known minimum (required)."""
+def resolve_loss_min(loss: Loss, method: str, loss_min=None) -> float:
+    """L_min of GD on sqrt(L − L_min): given, or the loss's known minimum (required for
+    ``method="sqrt"``; 0 for the other methods, which do not use it)."""
     if method == "sqrt":
         loss_min = loss.min_value if loss_min is None else loss_min
         if loss_min is None or not np.isfinite(loss_min):
-            raise ValueError("loss_min is required for method='sqrt' (this loss has no known "
+            raise ValueError(f"loss_min is required for method='sqrt' ({loss!r} has no known "
                              "finite minimum value)")
         return check.finite_float("loss_min", loss_min)
     return 0.0 if loss_min is None else check.finite_float("loss_min", loss_min)

@@ -79,6 +79,7 @@ import enum
 import numpy as np
 
 from .._status import Status
+from ..maps._reduced_step import hamiltonian
 
 
 class GDClass(enum.IntEnum):
@@ -156,10 +157,10 @@ def classify_gd(status, initial_loss, final_loss, peak_loss, max_rel, late_rel, 
 
 def map_energy(x, y, alpha, beta):
     """E(x, y) = H(x, y) − H_min ≥ 0 of the reduced map (inf at x = 0, NaN if not finite)."""
-    x2 = np.asarray(x, dtype=np.float64) ** 2
+    x = np.asarray(x, dtype=np.float64)
     with np.errstate(all="ignore"):
-        h = y * y + 0.5 * beta * x2 - alpha * np.log(x2)
-        h_min = alpha - alpha * np.log(2.0 * alpha / beta)
+        h = hamiltonian(x, np.asarray(y, dtype=np.float64), alpha, beta)
+        h_min = alpha - alpha * np.log(2.0 * alpha / beta)  # H at (x² = δ² = 2α/β, y = 0)
     return h - h_min
 
 

@@ -44,7 +44,7 @@ from .._status import Status
 from ..losses import FAMILIES, Loss, make_loss
 from ..losses._engines import engine_for
 from ..maps import _gd_kernels as engine
-from ..maps.gd import METHODS, eigen_config, stability_threshold
+from ..maps.gd import METHODS, eigen_config, resolve_loss_min, stability_threshold
 from .classify import classify_gd
 
 FLOAT_STATS = ("initial_loss", "final_loss", "peak_loss", "final_rel_sharpness",
@@ -59,13 +59,7 @@ EIG_MAX_PRODUCTS = 1000  #: Lanczos budget per measurement (run_gd's default)
 @jit
 def _rel_sharpness(rule, eta, base, sharp, loss, gnorm, loss_min):
     """S / threshold at one state: ``S h / 2`` with the effective step h of the rule."""
-    if rule == engine.NORMALISED:
-        h = eta / gnorm
-    elif rule == engine.SQRT_LOSS:
-        h = eta / (2.0 * np.sqrt(loss - loss_min))
-    else:
-        h = base
-    return 0.5 * sharp * h
+    return 0.5 * sharp * engine.effective_step(rule, eta, base, loss, gnorm, loss_min)
 
 
 @jit
@@ -214,11 +208,7 @@ def gd_cells(config, values: dict) -> dict:
     base = np.zeros(n)
     for loss, cells in distinct.values():
         for i in cells:
-            if config.method == "sqrt":
-                if loss.min_value is None or not np.isfinite(loss.min_value):
-                    raise ValueError(f"method 'sqrt' needs a loss with a finite minimum value; "
-                                     f"{loss!r} has none")
-                loss_min[i] = loss.min_value
+            loss_min[i] = resolve_loss_min(loss, config.method)
             if config.method in ("gd", "heavy_ball", "nesterov"):
                 base[i] = 2.0 / stability_threshold(values["eta"][i], config.method,
                                                     values["momentum"][i])
