@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _validate as check
+from .._progress import progress_bar
 from . import backends
 from .compute import compute_cells
 from .config import SweepConfig
@@ -90,7 +91,9 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
     scheduler : str, optional
         Or the address of a Dask scheduler to connect to.
     progress : bool, optional
-        Show a progress bar (default: only when stderr is a terminal).
+        Show a progress bar (default: a widget in a Jupyter notebook with ipywidgets, text
+        when stderr is a terminal, nothing otherwise; see
+        :func:`stabsim._progress.progress_bar`).
     keep_chunks : bool
         Keep the chunk files after the result is assembled (by default they are removed
         once the output is written).
@@ -181,8 +184,6 @@ def _as_config(config) -> SweepConfig:
 
 
 def _progress_bar(config, done, progress):
-    from tqdm.auto import tqdm
-
     initial = sum(config.chunk_cells(i).size for i in done)
-    return tqdm(total=config.n_cells, initial=initial, unit="cell", desc="sweep",
-                disable=None if progress is None else not progress)
+    return progress_bar(config.n_cells, enabled=progress, initial=initial, unit="cell",
+                        desc="sweep")
