@@ -11,7 +11,7 @@ with more cores finishes sooner).
 from __future__ import annotations
 
 import dataclasses
-import sys
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +32,8 @@ from .store import (
     remove_path,
     write_dataset,
 )
+
+log = logging.getLogger(__name__)
 
 #: pilot size per model: (cells, steps at most)
 PILOT = {"reduced": (1024, 1000), "gd": (4, 100)}
@@ -162,8 +164,8 @@ def _compute_missing(store, client, scheduler, progress) -> None:
             bar.update(config.chunk_cells(index).size)
     except KeyboardInterrupt:
         n_saved = len(store.completed())
-        print(f"\ninterrupted: {n_saved} of {config.n_chunks} chunks are saved in "
-              f"{store.directory}; run the same config again to resume", file=sys.stderr)
+        log.warning("interrupted: %d of %d chunks are saved in %s; run the same config "
+                    "again to resume", n_saved, config.n_chunks, store.directory)
         raise
     finally:
         chunks.close()
