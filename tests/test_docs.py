@@ -4,7 +4,8 @@ The build runs in a subprocess exactly as a developer runs it (``python -m sphin
 --keep-going -b html docs OUT``), into a temporary directory. It needs no network access. It
 executes the gallery's notebooks (at their small size, in Jupyter kernels) only when their
 code changed since the last build stored them in ``docs/_build/.jupyter_cache``: about 40 s
-then (with the kernels' Numba caches warm), 5 s otherwise.
+then, with stabsim's kernels compiled (``conftest.py`` runs this file after the notebook
+tests, which compile them), and 5 s otherwise.
 """
 
 import importlib
