@@ -42,7 +42,10 @@ extensions = [
 ]
 
 root_doc = "index"
-exclude_patterns = ["_build", "_ext", "conf.py", "gallery/__pycache__"]
+# the gallery is the jupytext .py notebooks: an .ipynb made from one (jupytext --to notebook)
+# beside it would be a second source of the same page
+exclude_patterns = ["_build", "_ext", "conf.py", "gallery/__pycache__", "gallery/*.ipynb",
+                    "**/.ipynb_checkpoints"]
 
 # The gallery: docs/gallery links to notebooks/, whose jupytext (py:percent) notebooks are
 # read as notebooks and executed at their small size in a Jupyter kernel, the way a reader
