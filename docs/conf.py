@@ -6,11 +6,15 @@ Build (no network access needed)::
 
 Nothing here fetches anything: no intersphinx, the default theme, MathJax only referenced by
 the rendered pages (the browser loads it), the CLI reference generated from the real parser
-by the local extension ``_ext/stabsim_cli.py``. No notebook is executed.
+by the local extension ``_ext/stabsim_cli.py``. The gallery's notebooks (``notebooks/``,
+reached through the ``gallery`` link) are executed in a local Jupyter kernel only when their
+code changed since the last build; delete ``docs/_build/.jupyter_cache`` to run them all
+again (for instance after changing stabsim itself).
 """
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 
@@ -29,7 +33,7 @@ release = stabsim.__version__
 version = release
 
 extensions = [
-    "myst_parser",
+    "myst_nb",  # MyST Markdown (it includes myst_parser) and the notebook gallery
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
@@ -37,9 +41,27 @@ extensions = [
     "plain_math",
 ]
 
-source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build"]
+# the gallery is the jupytext .py notebooks: an .ipynb made from one (jupytext --to notebook)
+# beside it would be a second source of the same page
+exclude_patterns = ["_build", "_ext", "conf.py", "gallery/__pycache__", "gallery/*.ipynb",
+                    "**/.ipynb_checkpoints"]
+
+# The gallery: docs/gallery links to notebooks/, whose jupytext (py:percent) notebooks are
+# read as notebooks and executed at their small size in a Jupyter kernel, the way a reader
+# runs them. "cache": each notebook runs only when its code changed since the build that
+# stored it in the execution cache (jupyter-cache, under docs/_build/), so later builds
+# render the stored outputs, figures included, without running anything.
+nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}
+nb_execution_mode = "cache"
+nb_execution_cache_path = str(DOCS / "_build" / ".jupyter_cache")
+nb_execution_raise_on_error = True  # a notebook whose asserts fail fails the build
+nb_execution_timeout = 600
+nb_merge_streams = True
+os.environ.setdefault("STABSIM_NOTEBOOK_SIZE", "small")  # inherited by the kernels
+# the kernels import the checkout the docs belong to, as the build itself does
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 # MyST: $...$ and $$...$$ math (rendered by MathJax), amsmath environments, and anchors for
 # headings so that pages can link to "theory.md#..." sections.

@@ -11,7 +11,11 @@ import enum
 
 
 class Status(enum.IntEnum):
-    """Outcome of one simulated trajectory."""
+    """Outcome of one simulated trajectory.
+
+    An integer (what the kernels return) that prints as its name: ``str(Status.OK)``,
+    ``f"{Status.OK}"`` and ``repr`` give ``OK``, ``OK`` and ``Status.OK``.
+    """
 
     OK = 0  #: ran every requested step (or met its stopping criterion)
     MAX_STEPS = 1  #: a stopping criterion was not met within the step budget
@@ -22,8 +26,18 @@ class Status(enum.IntEnum):
     NOT_CONVERGED = 6  #: an inner solver (projection, eigensolver) missed its tolerance
     FLAT_SHARPNESS = 7  #: ∇S = 0 where the sharpness constraint S ≤ 2/η is needed
 
+    def __str__(self) -> str:
+        return self.name
+
+    def __format__(self, spec: str) -> str:
+        return format(self.name, spec)
+
+    def __repr__(self) -> str:
+        return f"Status.{self.name}"
+
     @property
     def message(self) -> str:
+        """What the status means and what to do about it."""
         return _MESSAGES[self]
 
     @property

@@ -2,16 +2,40 @@
 
 Each subcommand lives in its own module, which provides ``register(subparsers)``: it adds
 its parser and sets ``func`` (called with the parsed arguments, returning an exit code).
+Messages go through :mod:`logging` (logger ``stabsim``) to stderr: ``--quiet`` keeps warnings
+and errors only, ``--verbose`` adds debug messages (each kernel compiled, with its time, and
+the traceback of a failure).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import sys
+import time
+
+from numba.core import event
 
 #: modules that contribute subcommands
 SUBCOMMAND_MODULES = ("stabsim.demo", "stabsim.sweep.cli")
+
+#: exit codes (documented in ``stabsim --help`` and on the command-line page)
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+EXIT_CODES = f"""\
+exit codes:
+  {EXIT_OK}    success (for demo: every check agrees with the theory)
+  {EXIT_FAILURE}    runtime failure: an error while running (a full disk, a busy work
+       directory), a demo check that disagrees with the theory, a declined confirmation
+  {EXIT_USAGE}    bad usage: an unknown option or command, a missing argument, an invalid
+       value in the arguments or the config file, an output that cannot be written
+       (checked before any work)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); an interrupted sweep resumes when run again
+"""
+
+log = logging.getLogger("stabsim")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,12 +53,26 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stabsim",
         description="Simulate and test the self-stabilisation theory of gradient descent "
                     "at the edge of stability.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"stabsim {__version__}")
+    _add_loudness(parser, default=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for subparser in subparsers.choices.values():  # "stabsim -q demo" or "stabsim demo -q"
+        _add_loudness(subparser, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_loudness(parser: argparse.ArgumentParser, default) -> None:
+    """``-q/--quiet`` and ``-v/--verbose``; a subcommand's default (SUPPRESS) leaves the
+    value given before the command in place."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", default=default,
+                       help="print warnings and errors only")
+    group.add_argument("-v", "--verbose", action="store_true", default=default,
+                       help="also print debug messages (kernels compiled, tracebacks)")
 
 
 def main(argv=None) -> int:
@@ -42,18 +80,72 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    with _logging_to_stderr(level), _compile_notice():
+        try:
+            return int(args.func(args) or EXIT_OK)
+        except KeyboardInterrupt:
+            log.error("stabsim: interrupted")
+            return EXIT_INTERRUPTED
+        except ValueError as exc:  # bad input: a message, not a traceback
+            log.debug("traceback:", exc_info=True)
+            log.error("stabsim: error: %s", _one_line(exc))
+            return EXIT_USAGE
+        except Exception as exc:  # a file system error, a busy work directory, …: one line too
+            log.debug("traceback:", exc_info=True)
+            log.error("stabsim: error: %s", _one_line(exc))
+            return EXIT_FAILURE
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(level: int):
+    """Send the ``stabsim`` logger's messages at ``level`` and above to stderr, as plain lines,
+    for the duration of one command (so that calling :func:`main` twice adds no handler)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False  # the command's own lines, not the root logger's too
     try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("stabsim: interrupted", file=sys.stderr)
-        return 130
-    except ValueError as exc:  # bad input: a message, not a traceback
-        print(f"stabsim: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # a file system error, a busy work directory, …: one line too
-        print(f"stabsim: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
+
+
+class _CompileNotice(event.Listener):
+    """Numba's ``numba:compile`` event fires only when a function is compiled, not when it
+    is loaded from the disk cache: the first one is the notice that compiling has begun, so
+    a run whose kernels are all cached does no work here at all."""
+
+    def __init__(self):
+        self.noticed = False
+        self.started = []  # compilations nest (a kernel compiles the functions it calls)
+
+    def on_start(self, event):
+        if not self.noticed:
+            self.noticed = True
+            log.info("compiling kernels, first run only…")
+        self.started.append(time.perf_counter())
+
+    def on_end(self, event):
+        seconds = time.perf_counter() - self.started.pop()
+        log.debug("compiled %s in %.1f s", event.data["dispatcher"].py_func.__qualname__,
+                  seconds)
+
+
+@contextlib.contextmanager
+def _compile_notice():
+    """Log the notice (and, at debug level, each compilation) while the command runs."""
+    listener = _CompileNotice()
+    event.register("numba:compile", listener)
+    try:
+        yield listener
+    finally:
+        event.unregister("numba:compile", listener)
 
 
 def _one_line(exc: Exception) -> str:

@@ -121,8 +121,8 @@ def test_usage_errors(argv, capsys):
 
 def test_demo_exits_1_when_a_check_disagrees(tmp_path, capsys, monkeypatch):
     finding = types.SimpleNamespace(holds=False, experiment="e", quantity="q", measured="1")
-    monkeypatch.setattr(stabsim.demo, "run", lambda out: [finding])
+    monkeypatch.setattr(stabsim.demo, "run", lambda out, **_: [finding])
     assert main(["demo", "--out", str(tmp_path)]) == 1
-    assert "NO " in capsys.readouterr().out
+    assert "NO " in capsys.readouterr().err
     finding.holds = True
     assert main(["demo", "--out", str(tmp_path)]) == 0

@@ -8,7 +8,7 @@ from stabsim.cli import main
 def test_demo_writes_report_figures_and_data(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err  # the CLI logs to stderr
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "| experiment | quantity | measured | theory says | agrees |" in report
     # every check of the default experiments agrees with the theory (each check's own

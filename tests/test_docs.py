@@ -1,8 +1,11 @@
 """The documentation builds with Sphinx, warning-free, and covers the API and the CLI.
 
 The build runs in a subprocess exactly as a developer runs it (``python -m sphinx -W
---keep-going -b html docs OUT``), into a temporary directory. It executes no notebook and
-needs no network access.
+--keep-going -b html docs OUT``), into a temporary directory. It needs no network access. It
+executes the gallery's notebooks (at their small size, in Jupyter kernels) only when their
+code changed since the last build stored them in ``docs/_build/.jupyter_cache``: about 40 s
+then, with stabsim's kernels compiled (``conftest.py`` runs this file after the notebook
+tests, which compile them), and 5 s otherwise.
 """
 
 import importlib
@@ -17,6 +20,7 @@ import stabsim
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 THEORY = ROOT / "docs" / "theory.md"
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +57,24 @@ def test_cli_page_shows_the_parser_help_of_every_command(html):
         usage = text.splitlines()[0]  # "usage: stabsim sweep [-h] ..."
         assert usage.replace("<", "&lt;").replace(">", "&gt;") in page, usage
 
+
+@pytest.mark.slow
+def test_gallery_shows_every_notebook_executed_with_its_figures(html):
+    index = (html / "gallery.html").read_text(encoding="utf-8")
+    assert NOTEBOOKS
+    for notebook in NOTEBOOKS:
+        assert f'href="gallery/{notebook.stem}.html"' in index, notebook.stem
+        page = (html / "gallery" / f"{notebook.stem}.html").read_text(encoding="utf-8")
+        # every notebook draws at least one figure; its output is a PNG the build wrote
+        images = re.findall(r'<img[^>]*src="\.\./(_images/[^"]+\.png)"', page)
+        assert images, notebook.stem
+        assert all((html / image).is_file() for image in images), notebook.stem
+
+
+@pytest.mark.slow
+def test_tutorial_and_gallery_are_in_the_table_of_contents(html):
+    index = (html / "index.html").read_text(encoding="utf-8")
+    assert 'href="byol.html"' in index and 'href="gallery.html"' in index
 
 
 @pytest.mark.slow

@@ -26,3 +26,16 @@ def test_quick_start_has_two_commands_and_ci_runs_the_second():
     assert len(commands) == 2 and "stabsim demo" in commands[0]
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert commands[1] in ci
+
+
+def test_report_excerpt_quotes_the_claims_the_demo_checks():
+    """The "What you get" table is an excerpt of the demo's report: each row's claim (the
+    "theory says" column) is one that stabsim/demo/experiments.py writes."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## What you get"):text.index("## Documentation")]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][1:]  # no header
+    source = (README.parent / "stabsim" / "demo" / "experiments.py").read_text(encoding="utf-8")
+    assert rows
+    for row in rows:
+        claim = re.split(r"(?<!\\)\|", row)[4].strip()
+        assert claim in source, claim

@@ -146,7 +146,7 @@ def test_cli_sweep_and_plot_end_to_end(tmp_path, capsys):
     assert main(["plot", str(result)]) == 0
     figure = tmp_path / "tiny.png"
     assert figure.stat().st_size > 10_000
-    assert "wrote" in capsys.readouterr().out
+    assert "wrote" in capsys.readouterr().err
     assert main(["plot", str(result), "--x", "nope"]) == 2
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 def new_axes(n_rows: int = 1, n_cols: int = 1, **kwargs):
     """A new figure and its axes, created without touching pyplot's global state.
 
-    Using ``matplotlib.figure.Figure`` directly (not ``pyplot.subplots``) works on machines
-    with no display and leaves no open pyplot figures behind in long sweeps or tests.
+    Making the figure directly (not with ``pyplot.subplots``) works on machines with no
+    display and leaves no open pyplot figures behind in long sweeps or tests; the figure is a
+    :class:`stabsim.plot._display.Figure`, which Jupyter shows inline.
     """
-    from matplotlib.figure import Figure
+    from ._display import Figure
 
     fig = Figure(**{k: kwargs.pop(k) for k in ("figsize", "layout") if k in kwargs})
     axes = fig.subplots(n_rows, n_cols, squeeze=True, **kwargs)

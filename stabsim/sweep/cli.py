@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 
 from .config import SweepConfig
+
+log = logging.getLogger(__name__)
 
 #: sweeps estimated to take longer than this need confirmation (--yes when not interactive)
 CONFIRM_SECONDS = 3600.0
@@ -103,7 +106,7 @@ def run_sweep_command(args) -> int:
                   progress=False if args.no_progress else None, keep_chunks=args.keep_chunks)
     except KeyboardInterrupt:
         return 130
-    print(f"wrote {output}")
+    log.info("wrote %s", output)
     return 0
 
 
@@ -136,5 +139,5 @@ def plot_command(args) -> int:
     fig = plot_phase_diagram(ds, x=args.x, y=args.y)
     output = args.output or args.result.with_suffix(".png")
     fig.savefig(output, dpi=150)
-    print(f"wrote {output}")
+    log.info("wrote %s", output)
     return 0

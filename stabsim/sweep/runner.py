@@ -11,7 +11,7 @@ with more cores finishes sooner).
 from __future__ import annotations
 
 import dataclasses
-import sys
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _validate as check
+from .._progress import progress_bar
 from . import backends
 from .compute import compute_cells
 from .config import SweepConfig
@@ -31,6 +32,8 @@ from .store import (
     remove_path,
     write_dataset,
 )
+
+log = logging.getLogger(__name__)
 
 #: pilot size per model: (cells, steps at most)
 PILOT = {"reduced": (1024, 1000), "gd": (4, 100)}
@@ -90,7 +93,9 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
     scheduler : str, optional
         Or the address of a Dask scheduler to connect to.
     progress : bool, optional
-        Show a progress bar (default: only when stderr is a terminal).
+        Show a progress bar (default: a widget in a Jupyter notebook with ipywidgets, text
+        when stderr is a terminal, nothing otherwise; see
+        :func:`stabsim._progress.progress_bar`).
     keep_chunks : bool
         Keep the chunk files after the result is assembled (by default they are removed
         once the output is written).
@@ -159,8 +164,8 @@ def _compute_missing(store, client, scheduler, progress) -> None:
             bar.update(config.chunk_cells(index).size)
     except KeyboardInterrupt:
         n_saved = len(store.completed())
-        print(f"\ninterrupted: {n_saved} of {config.n_chunks} chunks are saved in "
-              f"{store.directory}; run the same config again to resume", file=sys.stderr)
+        log.warning("interrupted: %d of %d chunks are saved in %s; run the same config "
+                    "again to resume", n_saved, config.n_chunks, store.directory)
         raise
     finally:
         chunks.close()
@@ -181,8 +186,6 @@ def _as_config(config) -> SweepConfig:
 
 
 def _progress_bar(config, done, progress):
-    from tqdm.auto import tqdm
-
     initial = sum(config.chunk_cells(i).size for i in done)
-    return tqdm(total=config.n_cells, initial=initial, unit="cell", desc="sweep",
-                disable=None if progress is None else not progress)
+    return progress_bar(config.n_cells, enabled=progress, initial=initial, unit="cell",
+                        desc="sweep")
