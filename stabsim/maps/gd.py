@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _validate as check
+from .._progress import progress_bar
 from .._status import Status, StatusResult
 from ..losses import Loss, Quadratic, check_dense_memory
 from ..losses._base import require_loss
@@ -214,7 +215,7 @@ def run_gd(
     rule = kernels.Method(METHODS[method], eta, momentum, loss_min)
     kernel = engine_for(kernels.gd_chunk, loss.family)
 
-    bar = _progress_bar(steps, progress)
+    bar = progress_bar(steps, enabled=progress, unit="step", leave=False)
     status, done = int(Status.OK), 0
     while status == int(Status.OK):
         n = min(chunk_steps, steps - done)
@@ -222,12 +223,10 @@ def run_gd(
         status, advanced = kernel(loss.params, rule, eigen, state, rec, done, n, finish, stride,
                                   divergence_norm, threshold if threshold is not None else -1.0)
         done += advanced
-        if bar is not None:
-            bar.update(advanced)
+        bar.update(advanced)
         if finish:
             break
-    if bar is not None:
-        bar.close()
+    bar.close()
     if status == int(Status.OK):
         n_kept = n_rec
     else:  # the state at step `done` failed its checks and was not recorded
@@ -323,14 +322,6 @@ def resolve_loss_min(loss: Loss, method: str, loss_min=None) -> float:
                              "finite minimum value)")
         return check.finite_float("loss_min", loss_min)
     return 0.0 if loss_min is None else check.finite_float("loss_min", loss_min)
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="step", leave=False)
 
 
 def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_iter: int = 200):
