@@ -16,7 +16,7 @@
 # # 01 · The four phases: the reduced map against exact GD
 #
 # Damian, Nichani & Lee, *Self-Stabilization* (ICLR 2023), reduce GD at the edge of stability
-# (EoS) to a two-variable map (THEORY §1):
+# (EoS) to a two-variable map (docs/theory.md §1):
 #
 # $$x_{t+1} = -(1 + \eta y_t)\,x_t, \qquad y_{t+1} = y_t + \eta(\alpha - \beta x_t^2/2),$$
 #
@@ -29,7 +29,7 @@
 #
 # This notebook checks two things:
 #
-# 1. **Exact realisation** (THEORY §1, *derived*): GD on
+# 1. **Exact realisation** (docs/theory.md §1, *derived*): GD on
 #    $L(x, w) = \tfrac12(2/\eta + b w)x^2 - (\alpha/b) w$ *is* the map. GD run by the engine,
 #    $\theta^*$ found by `reference_point` and the constants measured by `eos_constants` at
 #    $\theta^*$ must reproduce the map's $\alpha$, $\beta = b^2$ and its orbit to round-off, and
@@ -105,7 +105,7 @@ assert err_x < 1e-9 and err_y < 1e-9
 # The phases along the orbit: the quadrant sequence must be cyclic (I → II → III → IV → I),
 # and over every whole cycle the mean of $x^2$ is $\delta^2$ *exactly* up to the boundary term
 # of the window identity $\overline{x^2} = \delta^2 - 2(y_e - y_s)/(\eta\beta(e-s))$
-# (THEORY §1, *derived*).
+# (docs/theory.md §1, *derived*).
 
 # %%
 phase_gd = reduced_phase(x_gd_r, y_gd_r, ETA_R, ALPHA_R, real.beta)
@@ -120,7 +120,7 @@ for s, e in zip(bounds[:-1], bounds[1:], strict=True):
     # floating point: the identity is exact for the map, GD matches the map to 1e-9
     assert abs(mean_x2 - identity) < 1e-8 * real.delta2, (s, e, mean_x2, identity)
 # The discrete map is not conservative: H(x, y) at the cycle boundaries grows (orbits
-# spiral out, THEORY §1) — started from x_0 = 1e-4 the same map leaves its validity domain
+# spiral out, docs/theory.md §1) — started from x_0 = 1e-4 the same map leaves its validity domain
 # (1 + ηy ≤ 0) before step 3000.
 h = map_r.cycles.boundary_H[: bounds.size]
 print("H at the cycle boundaries:", np.round(h, 4))
@@ -194,7 +194,8 @@ def first_cycle(eta, kick=1e-3):
     end = int(red.cycles.boundary_step[0])  # the map's first return to phase I
     xg, xm = alternating(x[: end + 2]), alternating(red.x[: end + 2])
     yg, ym = y[1 : end + 1], red.y[1 : end + 1]
-    # S(θ_t) ≈ 2/η + y_t + (u·∇S) x_t (THEORY §2): remove the period-2 part to compare with y
+    # S(θ_t) ≈ 2/η + y_t + (u·∇S) x_t (docs/theory.md §2): remove the period-2 part to
+    # compare with y
     u_ds = float(const.u @ const.grad_sharpness)
     sharp = gd.sharpness[1 : end + 1, 0] - 2.0 / eta - u_ds * x[1 : end + 1]
     blow_g = int(np.argmax(np.abs(xg) > const.delta))

@@ -15,12 +15,12 @@
 # %% [markdown]
 # # 02 · GD against the constrained trajectory θ† and the central flow
 #
-# Damian et al. (ICLR 2023, THEORY §2): at the edge of stability GD follows the *constrained
+# Damian et al. (ICLR 2023, docs/theory.md §2): at the edge of stability GD follows the *constrained
 # trajectory* $\theta^\dagger$ — projected GD on the stable set
 # $M = \{S \le 2/\eta,\ u\cdot\nabla L = 0\}$ — to within $O(\delta)$, and the displacement
 # $v = \theta - \theta^\dagger$ obeys the predicted dynamics
 # $v_{t+1} = v_t - \eta[Hv_t + u x_t y_t + \tfrac12(x_t^2-\delta_t^2)\nabla S^\perp]$.
-# Cohen, Damian et al. (ICLR 2025, THEORY §3): the *central flow*
+# Cohen, Damian et al. (ICLR 2025, docs/theory.md §3): the *central flow*
 # $dw/dt = -\eta[\nabla L + \tfrac12\sigma^2\nabla S]$ follows the same curve, with
 # predicted time averages $E[L(\theta_t)] \approx L(w) + \sigma^2/\eta$, $\sigma^2 = \delta^2$.
 # Plain gradient flow, by contrast, sharpens far past $2/\eta$ and leaves GD behind.
@@ -31,7 +31,7 @@
 # as $\delta^2 \propto \eta$, so distances to $\theta^\dagger$ should shrink as
 # $\eta^{1/2}$ and the excess loss $\sigma^2/\eta$ should not depend on $\eta$.
 #
-# Comparisons of averages are made over *whole EoS cycles* only (THEORY §3): a cycle starts
+# Comparisons of averages are made over *whole EoS cycles* only (docs/theory.md §3): a cycle starts
 # when the two-step average of $S$ rises through $2/\eta$.
 
 # %%
@@ -120,12 +120,12 @@ for row in rows:
     assert row["gf_max"] > 1.5 and row["cf_max"] < 1 + 1e-6
     # GD stays O(δ) from θ† but drifts O(1) from gradient flow: a factor 3 separates them
     assert row["dist_dagger"] < row["dist_gf"] / 3
-    # θ† and the central flow are the same curve to leading order (THEORY §3): 10%
+    # θ† and the central flow are the same curve to leading order (docs/theory.md §3): 10%
     assert abs(row["dist_cf"] / row["dist_dagger"] - 1) < 0.1
     # cycle-averaged loss: E[L(θ_t)] − L(w) ≈ σ²/η (15%), and mean x² ≈ σ² = δ² (15%)
     assert abs(row["excess"] / row["excess_pred"] - 1) < 0.15
     assert abs(row["x2_over_sigma2"] - 1) < 0.15
-    # The central flow decreases L monotonically (THEORY §3; solver-tolerance slack)
+    # The central flow decreases L monotonically (docs/theory.md §3; solver-tolerance slack)
     cf = r.cf_loss[np.isfinite(r.cf_loss)]
     assert np.all(np.diff(cf) <= 1e-9 * cf[0])
 
@@ -147,7 +147,7 @@ for row in rows:
 # 0.0025; tests/test_constrained_prediction.py tests the predictions at their rates from a
 # start whose orbit is at the theory's scale). After it
 # the predicted oscillation is out of phase, and over later cycles $|v_\perp|/\delta$ also
-# grows past 1 (the discrete dynamics spiral out, THEORY §1): `compare` flags the unmodelled
+# grows past 1 (the discrete dynamics spiral out, docs/theory.md §1): `compare` flags the unmodelled
 # $\tfrac12\nabla^3L[u, v_\perp, v_\perp]$ term with a warning. Over whole cycles
 # $\theta^\dagger + v$ is then a *worse* point predictor than $\theta^\dagger$. We assert
 # both halves: the limitation is measured and reported, not hidden. (The averaged

@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 03 · Normalised GD and GD on √L against their flows on the manifold of minimisers
 #
-# Arora, Li & Panigrahi (ICML 2022; THEORY §4): once normalised GD
+# Arora, Li & Panigrahi (ICML 2022; docs/theory.md §4): once normalised GD
 # $\theta' = \theta - \eta\nabla L/|\nabla L|$, or GD on $\sqrt{L}$, reaches a manifold of
 # minimisers $\Gamma$, it oscillates across $\Gamma$ with period 2 along the top eigenvector
 # and its projection $\Phi(\theta_t)$ (the gradient-flow limit) drifts along $\Gamma$, on the

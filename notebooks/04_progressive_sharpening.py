@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 04 · Progressive sharpening to 2/η, and the learning-rate drop
 #
-# Agarwala, Pedregosa & Pennington (2022; THEORY §5) show that second-order regression
+# Agarwala, Pedregosa & Pennington (2022; docs/theory.md §5) show that second-order regression
 # models $z(\theta) = z_0 + J\theta + \tfrac12 Q[\theta,\theta]$, $L = |z|^2/(2n)$, can sharpen
 # progressively until the sharpness reaches $2/\eta$, where GD enters the edge of stability
 # (Cohen et al., ICLR 2021). A classic consequence: **lowering η at the EoS lets the sharpness
@@ -149,8 +149,8 @@ print(f"control (no drop): last 300 steps S·η1/2 mean "
 
 # %% [markdown]
 # Asserts (bands: the EoS oscillation of the sharpness around the threshold, ±30% for the
-# excursions and ±10% for the late mean — the first cycles after a crossing are large, THEORY
-# §1; the measured late mean is 0.98):
+# excursions and ±10% for the late mean — the first cycles after a crossing are large,
+# docs/theory.md §1; the measured late mean is 0.98):
 #
 # - at $\eta_1$ the sharpness reaches $2/\eta_1$ and hovers there;
 # - after the drop it starts near $\tfrac12\cdot 2/\eta_2$, climbs, crosses $2/\eta_2$ and

@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 05 · Stability thresholds of momentum methods
 #
-# THEORY §0: the linearised update of a gradient method on a quadratic with top curvature
+# docs/theory.md §0: the linearised update of a gradient method on a quadratic with top curvature
 # $S$ stops being stable when its spectral radius crosses 1, at
 #
 # - GD: $S = 2/\eta$;

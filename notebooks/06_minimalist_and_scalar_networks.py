@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 06 · The minimalist example and scalar networks
 #
-# THEORY §5.
+# docs/theory.md §5.
 #
 # - **Minimalist example** (Zhu et al., ICLR 2023): $\ell(x, y) = \tfrac14(x^2y^2-1)^2$. At a
 #   minimiser ($xy = \pm1$) the sharpness is $2(x^2+y^2)$. Gradient flow conserves

@@ -18,13 +18,14 @@
 # Two sweeps, each classified cell by cell (`stabsim.sweep.classify`) and drawn with
 # `stabsim.plot.plot_phase_diagram`:
 #
-# 1. **The reduced map** (THEORY §1) over step size η × initial $x_0$ (α = β = 1, $y_0 = 0$).
+# 1. **The reduced map** (docs/theory.md §1) over step size η × initial $x_0$
+#    (α = β = 1, $y_0 = 0$).
 #    The discrete map is not conservative: $H = y^2 + (\beta/2)x^2 - \alpha\ln x^2$ grows by
 #    $O(\eta)$ per cycle, so orbits spiral out until $1 + \eta y \le 0$, where the map leaves
 #    its domain of validity. A smaller $x_0$ starts on a larger orbit (larger $H$). The theory
 #    therefore predicts a *cycling* region at small η and large $x_0$, and a *left-domain*
 #    region at large η and small $x_0$, separated by a boundary that is monotone in both.
-# 2. **Exact GD on the minimalist example** $\tfrac14(x^2y^2-1)^2$ (THEORY §5, notebook 06)
+# 2. **Exact GD on the minimalist example** $\tfrac14(x^2y^2-1)^2$ (docs/theory.md §5, notebook 06)
 #    over η × initial scale, $\theta_0 = s\,(1, 0.075)$. Gradient flow conserves $x^2 - y^2$,
 #    so the GFS sharpness is $2\sqrt{c^2+4}$ with $c = s^2(1 - 0.075^2)$; cells with
 #    GFS sharpness below $2/\eta$ should converge without reaching the threshold, cells above
@@ -138,7 +139,7 @@ for name in ("CONVERGED", "EDGE_OF_STABILITY", "CATAPULT", "DIVERGED"):
 # small η diverge although their $r$ is only 1.1–1.9: there the gradient at $\theta_0$ is
 # large (∝ $x_0^2 y_0(x_0^2y_0^2-1)$) and the first step overshoots across the hyperbola into
 # the region $xy < -1$ where GD blows up. The GFS sharpness does not describe these starts —
-# the claim of THEORY §5 ("from a range of initialisations") needs that range to be bounded.
+# the claim of docs/theory.md §5 ("from a range of initialisations") needs that range to be bounded.
 
 # %%
 assert np.all(cls_gd[r_gfs < 0.85] == GDClass.CONVERGED)

@@ -1,4 +1,4 @@
-"""GD and every prediction of the theory in lockstep, from one start (THEORY §1–§3).
+"""GD and every prediction of the theory in lockstep, from one start (docs/theory.md §1–§3).
 
 :func:`compare` runs, from θ_0 and η,
 
@@ -120,7 +120,7 @@ class Comparison(StatusResult):
         """Steps [start, end) from the first to the last EoS cycle boundary after the crossing.
 
         A cycle starts where the sharpness averaged over two steps (which removes the
-        period-2 part (u·∇S)x_t) rises through 2/η: phase I → II of THEORY §1. Time averages
+        period-2 part (u·∇S)x_t) rises through 2/η: phase I → II of docs/theory.md §1. Time averages
         that the theory predicts (mean x² = δ², the central flow's L + σ²/η) hold over whole
         cycles, so compare them only over this window.
         """
@@ -140,7 +140,7 @@ class Comparison(StatusResult):
         -------
         dict
             ``excess_loss`` mean of L(θ_t) − L(w(t)) (GD over the central flow);
-            ``predicted_excess_loss`` mean of σ²/η (THEORY §3); ``mean_x2`` and
+            ``predicted_excess_loss`` mean of σ²/η (docs/theory.md §3); ``mean_x2`` and
             ``mean_sigma2`` (σ² = δ²); ``rms_dist_dagger``, ``rms_dist_cf``, ``rms_dist_gf``
             the RMS distances of GD to θ†, to the central flow and to gradient flow.
         """
@@ -196,7 +196,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     vperp_limit : float
         Warn when |v⊥|/δ exceeds this (the theory needs v⊥ = O(δ)).
     projected : bool
-        Convention of the constants at θ* and of GD's y*: ∇S⊥ (default, THEORY §1) or ∇S.
+        Convention of the constants at θ* and of GD's y*: ∇S⊥ (default, docs/theory.md §1) or ∇S.
         θ† and θ† + v always use ∇S⊥ (the paper's vector form).
     warn : bool
         Issue :class:`TheoryAssumptionWarning` when an assumption fails (the messages are

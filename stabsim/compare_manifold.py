@@ -1,6 +1,6 @@
 """Normalised GD and GD on sqrt(L − min L) against their flows on the manifold of minimisers.
 
-THEORY §4 (Arora, Li & Panigrahi). :func:`compare_manifold_flow` runs the exact method with
+docs/theory.md §4 (Arora, Li & Panigrahi). :func:`compare_manifold_flow` runs the exact method with
 :func:`stabsim.maps.run_gd` and the manifold flow from X(0) = Φ(θ₀) with
 :func:`stabsim.flows.manifold_flow`, and measures at every recorded step t (τ = η² t):
 

@@ -2,7 +2,7 @@
 
 - Sharpness ``S(θ) = λ_max(∇²L(θ))`` with unit eigenvector ``u``.
 - ``∇S(θ) = ∇³L(θ)[u, u]`` (Hellmann–Feynman, valid when λ_max is simple).
-- Damian et al.'s constants at a point (THEORY §1): ``α = −∇L·∇S⊥``, ``β = |∇S⊥|²``,
+- Damian et al.'s constants at a point (docs/theory.md §1): ``α = −∇L·∇S⊥``, ``β = |∇S⊥|²``,
   ``δ² = 2α/β`` with the projection ``∇S⊥ = ∇S − (u·∇S)u`` that the paper's code uses (the
   default, and the consistent convention: GD's cycle mean of x² is δ⊥²), or with the
   unprojected ∇S for comparison.
@@ -127,7 +127,7 @@ def sharpness_gradient(loss: Loss, theta, u=None) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class EoSConstants:
-    """Damian et al.'s constants at a point θ (THEORY §1).
+    """Damian et al.'s constants at a point θ (docs/theory.md §1).
 
     Attributes
     ----------
@@ -177,7 +177,7 @@ def eos_constants(loss: Loss, theta, *, projected: bool = True, v0=None) -> EoSC
         α = −∇L(θ)·∇S⊥,   β = |∇S⊥|²,   δ² = 2α/β,   ∇S⊥ = ∇S − (u·∇S) u,
 
     ∇S = ∇³L[u, u]; with ``projected=False`` ∇S⊥ is replaced by ∇S. The projected form is the
-    consistent one (THEORY §1): GD's 2-cycle sits offset along u by x̄ ≈ −(η/4)(u·∇S)x²,
+    consistent one (docs/theory.md §1): GD's 2-cycle sits offset along u by x̄ ≈ −(η/4)(u·∇S)x²,
     which cancels the u-component of ∇S in the sharpness balance, so GD's cycle mean of x²
     is δ⊥² = 2α/|∇S⊥|² (and the central flow's σ² equals δ⊥² along θ†). The two conventions
     agree where u·∇S = 0.

@@ -1,4 +1,4 @@
-"""The central flow's exit event and a coupled k = 2 flow, against closed forms (THEORY §3).
+"""The central flow's exit event and a coupled k = 2 flow, against closed forms (docs/theory.md §3).
 
 Both losses are cubic polynomials whose fast coordinates x start at 0 and stay there (∇L
 has no x-component at x = 0), so the flow moves only the slow coordinates w, and on each

@@ -59,7 +59,7 @@ def test_gd_stays_near_the_constrained_trajectory_not_gradient_flow(run):
     # |θ_GD − θ†| = O(δ) stays bounded while |θ_GD − θ_GF| = O(1) grows with the drift:
     # require a factor 3 (both measured over the same whole cycles).
     assert averages["rms_dist_dagger"] < averages["rms_dist_gf"] / 3.0
-    # θ† and the central flow w(t) are the same curve to leading order (THEORY §3)
+    # θ† and the central flow w(t) are the same curve to leading order (docs/theory.md §3)
     assert abs(averages["rms_dist_cf"] - averages["rms_dist_dagger"]) < (
         0.1 * averages["rms_dist_dagger"])
 
@@ -75,7 +75,7 @@ def test_cycle_averaged_loss_matches_central_flow(run):
     # along u, the motion of w inside a cycle, the window's partial steps) are smaller by a
     # factor O(δ)-relative, ≈ 0.1 at η = 0.01 — so 15%.
     assert abs(excess_gd - excess_pred) < 0.15 * excess_pred
-    # and mean x² over the same cycles is δ² (σ² = δ², THEORY §3)
+    # and mean x² over the same cycles is δ² (σ² = δ², docs/theory.md §3)
     assert abs(averages["mean_x2"] / averages["mean_sigma2"] - 1.0) < 0.15
 
 
@@ -84,7 +84,7 @@ def test_diagnostics(run):
     assert run.alpha_star > 0
     assert np.all(run.lambda2_margin[eos] > 0)
     # The full-vector prediction holds while |v⊥| = O(δ); over 12 flow-time units its
-    # off-axis part grows (the discrete dynamics spiral out, THEORY §1) and the comparison
+    # off-axis part grows (the discrete dynamics spiral out, docs/theory.md §1) and the comparison
     # says so — in the first cycle it is still O(δ).
     first = slice(run.crossing_step, run.whole_cycles().start)
     assert np.nanmax(run.vperp_over_delta[first]) < 1.0
@@ -98,7 +98,7 @@ def test_diagnostics(run):
 def test_errors_shrink_with_eta_at_the_theoretical_rate():
     """Fitted orders in η over η = 0.01, 0.005, 0.0025 at a fixed flow time ηt = 12.
 
-    Theory (THEORY §1–§3 with the scalings of QuadraticRegression.two_scale, δ² = 2α/β ∝ η):
+    Theory (docs/theory.md §1–§3 with the scalings of QuadraticRegression.two_scale, δ² = 2α/β ∝ η):
     - mean x² over whole cycles = δ² (the reduced map's exact identity): order 1;
     - the RMS of |θ_GD − θ†| over whole cycles is O(δ) (x ~ δ along u, y/|∇S⊥| ~ δ along
       ∇S⊥): order 1/2;
@@ -108,8 +108,8 @@ def test_errors_shrink_with_eta_at_the_theoretical_rate():
       and the first correction is quartic, relative O(x²) = O(δ²): order 1.
     The bands are ±0.25 (±0.5 for the last, a small difference of two averages whose
     η = 0.01 point is not yet asymptotic): the slopes over a factor 4 in η also carry the
-    slowly varying orbit size (set by ln(δ²/x²) at the crossing, THEORY §1) and the cut of the
-    window at cycle boundaries, which move them by less than that.
+    slowly varying orbit size (set by ln(δ²/x²) at the crossing, docs/theory.md §1) and the cut
+    of the window at cycle boundaries, which move them by less than that.
     """
     etas = np.array([0.01, 0.005, 0.0025])
     measured = {"x2": [], "dist": [], "excess": [], "loss_error": []}
@@ -157,7 +157,7 @@ def test_plots_are_agg_safe(run):
 
 
 def test_minimalist_ends_at_the_edge_not_at_the_gradient_flow_solution():
-    """Minimalist example (THEORY §5): GD ends at a minimiser with sharpness just below 2/η.
+    """Minimalist example (docs/theory.md §5): GD ends at a minimiser with sharpness just below 2/η.
 
     From (1.8, 0.4) gradient flow reaches a minimiser of sharpness ≈ 7.3 while 2/η = 5.1
     (η puts 2/η at 60% of the way from S(θ₀) to it). GD crosses 2/η in a catapult (the

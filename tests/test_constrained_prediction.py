@@ -1,4 +1,4 @@
-"""θ† + v against GD (THEORY §2) on ``QuadraticRegression.two_scale(η)``.
+"""θ† + v against GD (docs/theory.md §2) on ``QuadraticRegression.two_scale(η)``.
 
 The predictions θ_t ≈ θ†_t + v_t, L(θ_t) ≈ L(θ†_t) + x_t²/η and S(θ_t) ≈ S(θ†_t) + y_t +
 (u·∇S)x_t hold while v is O(δ): from the crossing until GD's first blow-up (|x| reaching δ,
@@ -73,7 +73,7 @@ def errors():
 def test_predictions_hold_until_the_first_blow_up(errors):
     _, runs = errors
     for r in runs:
-        assert r["vperp"] < 1.0  # the window where THEORY §2 says the predictions hold
+        assert r["vperp"] < 1.0  # the window where docs/theory.md §2 says the predictions hold
         # the blow-up is predicted to the step (measured: one step late at each η)
         assert abs(r["predicted_blow"] - r["blow"]) <= 2
         # θ† + v is better than θ† by a factor O(δ) (δ = 0.012–0.024; measured 0.021–0.011)

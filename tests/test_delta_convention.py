@@ -1,4 +1,4 @@
-"""The δ convention (THEORY §1, §3): ∇S⊥ = ∇S − (u·∇S)u, not ∇S, on a loss with u·∇S ≠ 0.
+"""The δ convention (docs/theory.md §1, §3): ∇S⊥ = ∇S − (u·∇S)u, not ∇S, on a loss with u·∇S ≠ 0.
 
 ``QuadraticRegression.two_scale(η)`` has u·∇S/|∇S| ≈ 0.47 at the crossing, so the two
 conventions differ there by the factor β/β⊥ = 1 + (u·∇S)²/|∇S⊥|² ≈ 1.3–1.5: each check
@@ -44,7 +44,7 @@ def test_mean_x2_over_whole_cycles_is_delta_perp_squared(deltas):
     mean_x2 = np.mean(run.gd_x[w] ** 2)
     error_perp = mean_x2 / np.mean(perp[w]) - 1.0
     error_full = mean_x2 / np.mean(full[w]) - 1.0
-    # Over whole cycles the reduced map's mean x² is δ² exactly (THEORY §1); GD adds terms
+    # Over whole cycles the reduced map's mean x² is δ² exactly (docs/theory.md §1); GD adds terms
     # that are O(δ)-relative, ≈ 0.1 at η = 0.01 (the bound of tests/test_compare.py;
     # measured −5.7%, shrinking O(η)). The unprojected δ² is off by β/β⊥ − 1 ≈ 0.3–0.5,
     # outside that band: the check separates the conventions.
@@ -59,7 +59,7 @@ def test_central_flow_sigma2_is_delta_perp_squared_along_theta_dagger(deltas):
     assert np.all(sigma2 > 0)  # the central flow is at the EoS over the whole window
     error_perp = np.max(np.abs(sigma2 / perp[w] - 1.0))
     error_full = np.min(np.abs(sigma2 / full[w] - 1.0))
-    # σ²(w(t)) = δ⊥²(θ†_t) is an identity of the flow on the boundary S = 2/η (THEORY §3);
+    # σ²(w(t)) = δ⊥²(θ†_t) is an identity of the flow on the boundary S = 2/η (docs/theory.md §3);
     # θ† is its projected Euler discretisation, whose global error at a fixed flow time is
     # O(η) with an O(1) constant (δ⊥² changes by O(1) relative over the horizon): ≤ η.
     # Measured 3.4e-4 = 0.034 η (1.7e-4 at η/2, 9.2e-5 at η/4). The unprojected δ² misses it

@@ -121,7 +121,7 @@ def test_theory_page_names_objects_that_exist():
 
 
 def test_every_section_reference_has_a_section():
-    """"THEORY §n" / "theory.md §n" in the code, tests, notebooks and README: §n exists."""
+    """"docs/theory.md §n" / "theory.md §n" in the code, tests, notebooks and README: §n exists."""
     headings = set(re.findall(r"^## §(\d+) ", THEORY.read_text(encoding="utf-8"), re.M))
     assert headings == {str(n) for n in range(9)}
     files = [ROOT / "README.md"] + [p for d in ("stabsim", "tests", "notebooks")

@@ -90,7 +90,7 @@ def test_reduced_map_reports_per_cycle_extremes():
     np.testing.assert_array_equal(c.cycle_y_min[:nc], expected[1])
     np.testing.assert_array_equal(c.cycle_max_abs_x[:nc], expected[2])
     assert np.all(np.isnan(c.cycle_y_max[nc:]))
-    # THEORY §1: the discrete map spirals out (H grows every cycle), so each cycle's y max
+    # docs/theory.md §1: the discrete map spirals out (H grows every cycle), so each cycle's y max
     # exceeds the one before: per-cycle values, which the run's extremes cannot show
     assert np.all(np.diff(c.cycle_y_max[:nc]) > 0)
     assert c.y_max >= c.cycle_y_max[nc - 1]

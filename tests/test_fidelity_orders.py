@@ -1,4 +1,4 @@
-"""Stated limits tested at their rate, and the 1-D potential's 2-cycles (THEORY §1, §5).
+"""Stated limits tested at their rate, and the 1-D potential's 2-cycles (docs/theory.md §1, §5).
 
 Orders are slopes of log(error) against log(η) fitted by least squares over ≥ 3 step sizes.
 (GD → gradient flow at order 1 below the threshold is in tests/test_modified_flow.py.)
@@ -31,7 +31,7 @@ def test_reduced_map_tends_to_its_ode_limit_at_first_order():
                                       mapped.y - ode.states[:, 1])))
     slope = np.polyfit(np.log(etas), np.log(errors), 1)[0]
     # The map is the Euler-type step of the ODE with an O(η) local correction (the map
-    # is not conservative: H drifts O(η) per cycle, THEORY §1), so the error over a fixed
+    # is not conservative: H drifts O(η) per cycle, docs/theory.md §1), so the error over a fixed
     # s-horizon is O(η). The next term is a further factor O(η × orbit size) ≈ 0.1 at the
     # largest η (the error there is ≈ 0.27 on an orbit of size ≈ 2): margin 0.2. Measured
     # 1.06.
@@ -95,7 +95,7 @@ def test_past_the_pitchfork_gd_settles_on_an_asymmetric_two_cycle(eta):
     assert _step(_step(first, eta), eta) == pytest.approx(first, rel=1e-12)
     assert abs(a - b) > 0.1 * x_star  # far from symmetric (measured 0.3–1.5 x*)
     # On a 2-cycle a → −b → a: η f'(a) = η f'(b) = a + b, so the effective curvatures
-    # e = ηf'(x)/x satisfy (e_a − 1)(e_b − 1) = 1 (the harmonic-mean identity of THEORY §5)
+    # e = ηf'(x)/x satisfy (e_a − 1)(e_b − 1) = 1 (the harmonic-mean identity of docs/theory.md §5)
     assert eta * _fprime(a) == pytest.approx(a + b, rel=1e-12)
     assert eta * _fprime(b) == pytest.approx(a + b, rel=1e-12)
     e_a, e_b = eta * _fprime(a) / a, eta * _fprime(b) / b

@@ -1,4 +1,4 @@
-"""The exact GD engine against closed forms and the stability thresholds of THEORY §0."""
+"""The exact GD engine against closed forms and the stability thresholds of docs/theory.md §0."""
 
 import numpy as np
 import pytest
@@ -141,7 +141,7 @@ def test_bad_input_names_the_argument(kwargs, name):
 
 
 def test_gd_on_the_exact_realisation_reproduces_the_reduced_map():
-    # THEORY §1: GD on ½(2/η + bw)x² − (α/b)w is the reduced map in (x, y = bw), β = b².
+    # docs/theory.md §1: GD on ½(2/η + bw)x² − (α/b)w is the reduced map in (x, y = bw), β = b².
     from stabsim.losses import ReducedMapRealisation
     from stabsim.maps import run_reduced
 

@@ -1,4 +1,4 @@
-"""Normalised GD and GD on sqrt(L) track their flows on Γ with error O(η) (THEORY §4).
+"""Normalised GD and GD on sqrt(L) track their flows on Γ with error O(η) (docs/theory.md §4).
 
 Where the O(η) comes from (measured, see compare_manifold's docstring):
 

@@ -1,6 +1,6 @@
 """Φ, P_Γ, the manifold flows and the normalised / sqrt-L engines on closed-form cases.
 
-THEORY §4. The manifold family L(x, z) = ½ Σ_j h_j(x)(z_j − g_j(x))² knows its manifold
+docs/theory.md §4. The manifold family L(x, z) = ½ Σ_j h_j(x)(z_j − g_j(x))² knows its manifold
 Γ = {z = g(x)}, so the numerical geometry (gradient-flow limit, Hessian null space, ambient
 flow) is checked against its closed forms.
 """

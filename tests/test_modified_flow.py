@@ -1,4 +1,4 @@
-"""Implicit gradient regularisation (Barrett & Dherin; THEORY §5): GD against the modified
+"""Implicit gradient regularisation (Barrett & Dherin; docs/theory.md §5): GD against the modified
 flow of L + (η/4)|∇L|² and against gradient flow, below the threshold and at the EoS.
 
 Orders are slopes of log(error) against log(η), fitted by least squares over ≥ 3 step sizes

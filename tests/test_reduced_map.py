@@ -1,4 +1,4 @@
-"""The reduced four-phase (x, y) map of Damian et al. (THEORY §1)."""
+"""The reduced four-phase (x, y) map of Damian et al. (docs/theory.md §1)."""
 
 import math
 
@@ -20,7 +20,7 @@ starts_y = st.floats(-1.0, 1.0)
 
 
 def literal_map(x0, y0, eta, alpha, beta, steps):
-    """THEORY §1 eq. (3) written out literally in plain Python; stops like the kernels do.
+    """docs/theory.md §1 eq. (3) written out literally in plain Python; stops like the kernels do.
 
     Returns the states and the status/step at which the trajectory stopped.
     """
@@ -112,7 +112,7 @@ def test_hamiltonian_drifts_up_by_order_eta_per_cycle():
     drift = np.array([drift_per_cycle(e) for e in etas_])
     assert np.all(drift > 0)  # the discrete map spirals outwards
     order = np.polyfit(np.log(etas_), np.log(drift), 1)[0]
-    assert 0.8 <= order <= 1.2  # THEORY §1: H grows by O(η) per cycle
+    assert 0.8 <= order <= 1.2  # docs/theory.md §1: H grows by O(η) per cycle
     halving = drift[:-1] / drift[1:]
     assert np.all(np.abs(halving - 2.0) <= 0.4)  # halves (within 20%) when η halves
 

@@ -1,4 +1,4 @@
-"""The ODE limit of the reduced map (THEORY §1)."""
+"""The ODE limit of the reduced map (docs/theory.md §1)."""
 
 import numpy as np
 import pytest

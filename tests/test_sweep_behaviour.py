@@ -70,7 +70,7 @@ def test_sustained_edge_of_stability(with_late_max):
 
 
 def test_normalised_gd_is_at_the_edge_of_stability():
-    # THEORY §4: a period-2 orbit across the manifold with harmonic-mean r = 1
+    # docs/theory.md §4: a period-2 orbit across the manifold with harmonic-mean r = 1
     cls, _ = _classify(ScalarNetwork(3), [1.5, 0.8, 0.9], 0.01, 2000, method="normalised")
     assert cls is GDClass.EDGE_OF_STABILITY
 

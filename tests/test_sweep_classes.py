@@ -34,7 +34,7 @@ def test_minimalist_example_converges_just_below_the_threshold():
 
 
 def test_normalised_gd_sits_at_the_edge_of_stability():
-    # THEORY §4: effective step times lambda_1 = 2 on the period-2 orbit
+    # docs/theory.md §4: effective step times lambda_1 = 2 on the period-2 orbit
     ds = _gd({"name": "scalar_network", "depth": 3}, [1.5, 0.8, 0.9], [0.01], 2000,
              method="normalised")
     assert int(ds["class"][0]) == GDClass.EDGE_OF_STABILITY

@@ -19,7 +19,7 @@ from ..plot import (
 from ..spectral import sharpness
 from .report import Finding
 
-#: the default regression draw: d = 100, n = 10, seed 2, residual scale 3 (THEORY §5)
+#: the default regression draw: d = 100, n = 10, seed 2, residual scale 3 (docs/theory.md §5)
 DEFAULT_MODEL = {"d": 100, "n": 10, "seed": 2, "z_scale": 3.0}
 #: 2/η as a multiple of the initial sharpness
 THRESHOLD_OVER_INITIAL_SHARPNESS = 1.5
@@ -62,7 +62,7 @@ def constrained_trajectory(out, eta=0.01, steps=1200):
     Claims (Damian et al. 2023; Cohen et al. 2025): GD stays O(δ) from the constrained
     trajectory θ† while gradient flow drifts O(1) away; over whole EoS cycles the mean loss is
     the central flow's L(w) + σ²/η, and the mean of x² is σ² = δ⊥² (the ∇S⊥ convention of
-    THEORY §1, the default). Tolerances as in tests/test_compare.py: a factor 3 on the
+    docs/theory.md §1, the default). Tolerances as in tests/test_compare.py: a factor 3 on the
     distances, 15% on the excess loss and on mean x² (the neglected terms are O(δ)-relative,
     ≈ 0.1 here).
     """
@@ -90,7 +90,7 @@ def constrained_trajectory(out, eta=0.01, steps=1200):
 
 
 def reduced_map(out):
-    """The four-phase map (THEORY §1): window identity and the O(η) drift of H per cycle."""
+    """The four-phase map (docs/theory.md §1): window identity and the O(η) drift of H per cycle."""
     alpha, beta = 1.0, 1.0
     delta2 = 2.0 * alpha / beta
     drifts = {}
@@ -113,7 +113,7 @@ def reduced_map(out):
     ratio = drifts[0.004] / drifts[0.002]
     findings = [
         Finding("reduced map", "max |mean x² over a cycle − identity|", f"{max(errors):.1e}",
-                "exact identity (THEORY §1); round-off only", max(errors) < 1e-9),
+                "exact identity (docs/theory.md §1); round-off only", max(errors) < 1e-9),
         Finding("reduced map", "H drift per cycle at η / at η/2", f"{ratio:.2f}",
                 "drift is O(η): ratio 2 (±20%)", abs(ratio - 2.0) <= 0.4),
     ]
@@ -121,7 +121,7 @@ def reduced_map(out):
 
 
 def exact_realisation(out):
-    """GD on ½(2/η + bw)x² − (α/b)w against the reduced map (THEORY §1, derived)."""
+    """GD on ½(2/η + bw)x² − (α/b)w against the reduced map (docs/theory.md §1, derived)."""
     eta, alpha, b, steps = 0.05, 0.4, 1.7, 3000
     loss = ReducedMapRealisation(eta, alpha, b)
     gd = run_gd(loss, loss.to_theta(1e-3, -0.5), eta, steps, record_iterates=True,
@@ -135,7 +135,7 @@ def exact_realisation(out):
 
 
 def momentum_thresholds(out):
-    """Bisection on η for heavy ball and Nesterov against THEORY §0's formulas."""
+    """Bisection on η for heavy ball and Nesterov against docs/theory.md §0's formulas."""
     findings = []
     for method in ("heavy_ball", "nesterov"):
         exact = stability_threshold(1.0, method, 0.9)

@@ -1,4 +1,4 @@
-"""The central flow of Cohen, Damian et al. (THEORY §3), with one or k critical eigenvalues.
+"""The central flow of Cohen, Damian et al. (docs/theory.md §3), with one or k critical eigenvalues.
 
 Time t counts GD steps. While S(w) < 2/η the flow is gradient flow, dw/dt = −η∇L. Once
 S(w) = 2/η,

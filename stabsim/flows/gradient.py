@@ -13,7 +13,7 @@ def gradient_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
     """Solve ``dθ/dt = −η ∇L(θ)`` for t ∈ [0, t_end], t counted in GD steps of size η.
 
     With this time unit, GD's iterate θ_t and the flow's θ(t) are compared at equal t, and
-    GD tracks the flow with error O(η) over a fixed horizon (THEORY §5).
+    GD tracks the flow with error O(η) over a fixed horizon (docs/theory.md §5).
 
     Parameters
     ----------

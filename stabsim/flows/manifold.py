@@ -1,6 +1,6 @@
 """The flows on the manifold of minimisers that normalised GD and GD on sqrt(L) follow.
 
-THEORY §4 (Arora, Li & Panigrahi), on the slow time τ = η² t (t counted in steps), from
+docs/theory.md §4 (Arora, Li & Panigrahi), on the slow time τ = η² t (t counted in steps), from
 X(0) = Φ(θ₀):
 
 - normalised GD:  ``dX/dτ = −(1/4) P_Γ ∇ log λ1(∇²L(X))``
@@ -151,7 +151,7 @@ def manifold_flow(loss: Loss, X0, tau_end: float, *, method: str = "normalised",
     """Solve the manifold flow of normalised GD or GD on sqrt(L) for τ ∈ [0, τ_end].
 
     ``dX/dτ = −c P_Γ ∇f(λ1(∇²L(X)))`` with (c, f) = (1/4, log) for ``method="normalised"``
-    and (1/8, identity) for ``method="sqrt"`` (THEORY §4), ∇λ1 = ∇³L[u, u].
+    and (1/8, identity) for ``method="sqrt"`` (docs/theory.md §4), ∇λ1 = ∇³L[u, u].
 
     Parameters
     ----------

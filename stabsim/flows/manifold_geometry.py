@@ -1,6 +1,6 @@
 """Geometry of a manifold of minimisers Γ: the limit map Φ and the tangent projection P_Γ.
 
-THEORY §4 (Arora, Li & Panigrahi):
+docs/theory.md §4 (Arora, Li & Panigrahi):
 
 - ``Φ(θ) = lim_{s→∞} θ(s)`` with ``dθ/ds = −∇L(θ)``, ``θ(0) = θ``: the gradient-flow limit.
   It has no closed form even on :class:`~stabsim.losses.ManifoldFamily` (the flow moves x

@@ -12,7 +12,7 @@ def modified_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
                   method: str = "DOP853") -> FlowResult:
     """Solve the gradient flow of the modified loss L + (η/4)|∇L|², t counted in GD steps.
 
-    The flow (Barrett & Dherin, "Implicit Gradient Regularization", ICLR 2021; THEORY §5)::
+    The flow (Barrett & Dherin, "Implicit Gradient Regularization", ICLR 2021; docs/theory.md §5)::
 
         dθ/dt = −η ∇(L + (η/4)|∇L|²) = −η (∇L + (η/2) ∇²L ∇L),
 

@@ -1,4 +1,4 @@
-"""The ODE limit of the reduced (x, y) map (THEORY §1, *derived*).
+"""The ODE limit of the reduced (x, y) map (docs/theory.md §1, *derived*).
 
 With ``X = x²`` and t counted in steps::
 

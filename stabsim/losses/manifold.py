@@ -1,4 +1,7 @@
-"""A loss with a known manifold of minimisers Γ, for the flows of Arora et al. (THEORY §4)."""
+"""A loss with a known manifold of minimisers Γ, for the flows of Arora et al.
+
+See docs/theory.md §4.
+"""
 
 from __future__ import annotations
 

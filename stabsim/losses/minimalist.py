@@ -1,4 +1,4 @@
-"""The minimalist example of Zhu et al. (THEORY §5)."""
+"""The minimalist example of Zhu et al. (docs/theory.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The 1-D self-regulating potential f(x) = x²/sqrt(1 + x²) (THEORY §5)."""
+"""The 1-D self-regulating potential f(x) = x²/sqrt(1 + x²) (docs/theory.md §5)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class SelfRegulatingPotential(Loss):
     period-2 orbit ±x*(η) whose effective curvature is f'(x*)/x* = 2/η. The orbit attracts
     while 0 < η f''(x*) < 2, i.e. for 1 < η < 3√3/2 (where x* = √2 and f''(x*) = 0).
 
-    Closed forms (THEORY §5):
+    Closed forms (docs/theory.md §5):
     f'(x)/x = (2 + x²)/(1 + x²)^{3/2} and f''(x) = (2 − x²)/(1 + x²)^{5/2}.
 
     The loss has no parameters; θ = (x,).

@@ -15,7 +15,7 @@ class Quadratic(Loss):
     The Hessian is A everywhere, so the sharpness is λ_max(A) and the third derivative
     vanishes. GD along an eigenvector with eigenvalue a is ``x ← (1 − ηa) x``: monotone
     convergence for η < 1/a, oscillating convergence for 1/a < η < 2/a, divergence for
-    η > 2/a (THEORY §0).
+    η > 2/a (docs/theory.md §0).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""A loss on which GD is exactly the reduced (x, y) map (THEORY §1)."""
+"""A loss on which GD is exactly the reduced (x, y) map (docs/theory.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The second-order (quadratic) regression model of Agarwala et al. (THEORY §5)."""
+"""The second-order (quadratic) regression model of Agarwala et al. (docs/theory.md §5)."""
 
 from __future__ import annotations
 

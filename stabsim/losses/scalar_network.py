@@ -1,4 +1,4 @@
-"""Scalar networks L(w) = ½ (∏ w_i − 1)² (Kreisler et al.; THEORY §5)."""
+"""Scalar networks L(w) = ½ (∏ w_i − 1)² (Kreisler et al.; docs/theory.md §5)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ per-step care (it left the domain, went non-finite, met its cycle target, or cro
 more than one cycle boundary in the chunk). Both paths evaluate the same floating-point
 expressions in the same order without fast-math flags, so they agree bit for bit.
 
-Arithmetic (THEORY §1, eq. (3) of Damian et al.), with ``ea = ηα`` and ``hb = ηβ/2``::
+Arithmetic (docs/theory.md §1, eq. (3) of Damian et al.), with ``ea = ηα`` and ``hb = ηβ/2``::
 
     d_t     = ea − hb · (x_t · x_t)          (= η (α − β x_t²/2), the y-increment)
     x_{t+1} = −(1 + η y_t) · x_t

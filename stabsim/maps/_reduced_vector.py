@@ -8,7 +8,7 @@ touched once per pass. There are no checks here: the callers test each chunk's o
 afterwards (``_reduced_ensemble``). No fast-math flags: the arithmetic is the scalar
 path's (``_reduced_step.walk``), operation for operation, so results agree bit for bit.
 
-The map (THEORY §1), with ``ea = ηα``, ``hb = ηβ/2``::
+The map (docs/theory.md §1), with ``ea = ηα``, ``hb = ηβ/2``::
 
     x_{t+1} = −(1 + η y_t) x_t,      y_{t+1} = y_t + (ea − hb x_t²)
 

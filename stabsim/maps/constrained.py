@@ -1,4 +1,4 @@
-"""The constrained trajectory θ† and the predicted dynamics v of Damian et al. (THEORY §2).
+"""The constrained trajectory θ† and the predicted dynamics v of Damian et al. (docs/theory.md §2).
 
     θ†_{t+1} = proj_M(z_t),   z_t = θ†_t − η ∇L(θ†_t),          θ†_0 = proj_M(θ_0)
     v_{t+1}  = v_t − η [ H v_t + u x_t y_t + ½ x_t² ∇S⊥ ] + (z_t − θ†_{t+1}),   v_0 = θ_0 − θ†_0
@@ -17,7 +17,7 @@ with the exact displacement, 4 steps after). The predictions for GD are
 
     θ_t ≈ θ†_t + v_t,   L(θ_t) ≈ L(θ†_t) + x_t²/η,   S(θ_t) ≈ S(θ†_t) + y_t + (u·∇S) x_t,
 
-(the last is 2/η + y_t + (u·∇S)x_t of THEORY §2 whenever θ†_t sits on the boundary S = 2/η;
+(the last is 2/η + y_t + (u·∇S)x_t of docs/theory.md §2 whenever θ†_t sits on the boundary S = 2/η;
 using S(θ†_t) keeps it right while θ† is inside M). They hold once GD is at the edge of
 stability and while v stays O(δ) — its off-axis part v⊥ = v − x u − (y/β)∇S⊥, and its
 ∇S⊥-part, whose u-component of ½∇³L[v, v] the update leaves out: from a round-off-sized x

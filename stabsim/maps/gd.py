@@ -4,7 +4,7 @@
 with the loss's exact derivatives and records, at a stride, the loss, the gradient norm, the
 top-k Hessian eigenvalues and optionally the iterates. It also locates the first step
 where the sharpness reaches the stability threshold, from which :func:`reference_point`
-recovers θ* (THEORY §1) by bisection on the segment between the two iterates around it.
+recovers θ* (docs/theory.md §1) by bisection on the segment between the two iterates around it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ METHODS = {
 
 
 def stability_threshold(eta: float, method: str = "gd", momentum: float = 0.0) -> float:
-    """Sharpness at which the linearised update stops being stable (THEORY §0).
+    """Sharpness at which the linearised update stops being stable (docs/theory.md §0).
 
     - GD: ``2/η``;
     - Polyak heavy ball ``θ' = θ − η∇L + β(θ − θ_prev)``: ``(2 + 2β)/η``;
@@ -328,7 +328,7 @@ def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_ite
     """θ*: the point where GD's sharpness first reaches the stability threshold.
 
     Bisection for S(θ) = threshold on the segment θ_{t−1} → θ_t between the two iterates
-    around the first crossing that :func:`run_gd` found (THEORY §1). The sharpness is
+    around the first crossing that :func:`run_gd` found (docs/theory.md §1). The sharpness is
     computed at each bisection point by :func:`stabsim.spectral.sharpness` (dense for small d
     and for families that prefer it, else Lanczos to relative residual 1e-14).
 
@@ -387,7 +387,7 @@ def empirical_threshold(method: str = "gd", momentum: float = 0.0, *, sharpness:
             return False
         return not result.loss[2] > result.loss[1]  # both may underflow to 0 when stable
 
-    lo, hi = 0.5 / sharpness, 8.0 / sharpness  # every threshold of THEORY §0 lies between
+    lo, hi = 0.5 / sharpness, 8.0 / sharpness  # every threshold of docs/theory.md §0 lies between
     if not stable(lo) or stable(hi):
         raise ValueError(f"no stability threshold in [{lo:.3g}, {hi:.3g}] for {method!r}")
     while (hi - lo) / lo > rtol:

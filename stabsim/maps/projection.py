@@ -1,4 +1,4 @@
-"""Projection onto the stable set M of Damian et al. (THEORY §2).
+"""Projection onto the stable set M of Damian et al. (docs/theory.md §2).
 
     M = { θ : S(θ) ≤ 2/η  and  u(θ)·∇L(θ) = 0 }
 
@@ -159,7 +159,7 @@ class Projection(StatusResult):
 
 def proj_M(loss: Loss, z, eta: float, *, method: str = "euclidean", tol: float = 1e-10,
            max_iter: int = 50, passes: int = 3, u_ref=None) -> Projection:
-    """Project z onto the stable set M = {S ≤ 2/η, u·∇L = 0} (THEORY §2).
+    """Project z onto the stable set M = {S ≤ 2/η, u·∇L = 0} (docs/theory.md §2).
 
     ``method="euclidean"`` computes argmin_{θ∈M} |θ − z| with a Gauss–Newton SQP iteration
     on the active constraints: at the iterate θ with constraint values c and gradients J

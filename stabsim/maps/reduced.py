@@ -1,4 +1,4 @@
-"""Damian et al.'s reduced four-phase (x, y) map (THEORY §1): one trajectory or an ensemble.
+"""Damian et al.'s reduced four-phase (x, y) map (docs/theory.md §1): one trajectory or an ensemble.
 
 The map (eq. (3) of the paper; no other terms)::
 

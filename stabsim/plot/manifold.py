@@ -1,4 +1,4 @@
-"""Figures of normalised GD / GD on sqrt(L) against their flows on Γ (THEORY §4)."""
+"""Figures of normalised GD / GD on sqrt(L) against their flows on Γ (docs/theory.md §4)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ records that decide this:
   is held at the threshold (*held*); ``< 1`` that it settled below it.
 - ``|final_loss| ≤ ε · initial_loss`` with ``initial_loss > 0`` (ε the float64 machine
   epsilon): the loss fell by the whole floating-point range of its start, so any
-  oscillation along u, which adds x²/η to the loss (THEORY §2), is at round-off level: the
+  oscillation along u, which adds x²/η to the loss (docs/theory.md §2), is at round-off level: the
   run is not held, whatever ``r`` does.
 
 Without ``late_max_rel`` (the GD sweep cells do not record it yet) *held* falls back to

@@ -17,7 +17,7 @@ Statistics (per cell)
     Extremes over every state of the run.
 ``final_rel_sharpness``
     ``1 + η y_T / 2`` at the final state: the sharpness in units of 2/η, since
-    ``y ≈ S − 2/η`` (THEORY §1). For LEFT_DOMAIN it is the offending state's (≤ 1/2).
+    ``y ≈ S − 2/η`` (docs/theory.md §1). For LEFT_DOMAIN it is the offending state's (≤ 1/2).
 ``energy_growth``
     ``E_T / E_0``, the energy ``E = H − H_min`` of ``stabsim.sweep.classify`` at the final
     state over its value at the start.

@@ -1,4 +1,4 @@
-"""Exact realisation of the reduced (x, y) map (THEORY §1).
+"""Exact realisation of the reduced (x, y) map (docs/theory.md §1).
 
 L(x, w) = ½ (2/η + b w) x² − (α/b) w with θ = (x, w).
 GD at step η on L is exactly the reduced map in (x, y = b w) with β = b².
