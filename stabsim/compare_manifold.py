@@ -27,10 +27,13 @@ from . import _validate as check
 from ._status import Status
 from .flows import ManifoldFlowResult, limit_map, manifold_flow
 from .losses import Loss
+from .losses._base import require_loss
 from .maps import GDResult, run_gd
 from .spectral import top_eigenpairs
 
 METHODS = ("normalised", "sqrt")
+#: default ``max_steps`` of :func:`compare_manifold_flow`: minutes of GD at small d
+MAX_STEPS = 10**8
 
 
 @dataclasses.dataclass
@@ -157,8 +160,8 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, tau_end: float, *,
                           method: str = "normalised", n_records: int = 50,
                           coefficient: float | None = None, geometry: str = "auto",
                           loss_min: float | None = None, phi_tol: float = 1e-10,
-                          flow_rtol: float = 1e-10, flow_atol: float = 1e-12
-                          ) -> ManifoldComparison:
+                          flow_rtol: float = 1e-10, flow_atol: float = 1e-12,
+                          max_steps: int = MAX_STEPS) -> ManifoldComparison:
     """Run normalised GD (or GD on sqrt(L − L_min)) and its manifold flow side by side.
 
     The method runs ``ceil(τ_end/η²)`` steps from θ₀ (recording about ``n_records``
@@ -186,15 +189,29 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, tau_end: float, *,
         Tolerance on |∇L| of every Φ (:func:`stabsim.flows.limit_map`).
     flow_rtol, flow_atol : float
         Integrator tolerances of the flow.
+    max_steps : int
+        Largest step count ``ceil(τ_end/η²)`` accepted: a slow-time horizon costs 1/η² steps
+        (τ_end = 1 at η = 10⁻⁷ is 10¹⁴ steps, years of work), so a longer one is refused
+        before anything runs.
     """
-    if not isinstance(loss, Loss):
-        raise ValueError(f"loss must be a stabsim Loss, got {type(loss).__name__}")
+    require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
     eta = check.positive_float("eta", eta)
     tau_end = check.positive_float("tau_end", tau_end)
     check.choice("method", method, METHODS)
     n_records = check.nonnegative_int("n_records", n_records, minimum=1)
+    if coefficient is not None:
+        check.finite_float("coefficient", coefficient)
+    check.choice("geometry", geometry, {"auto", "chart", "ambient"})
     phi_tol = check.positive_float("phi_tol", phi_tol)
+    flow_rtol = check.positive_float("flow_rtol", flow_rtol)
+    flow_atol = check.positive_float("flow_atol", flow_atol)
+    max_steps = check.nonnegative_int("max_steps", max_steps, minimum=1)
+    n_steps = max(1, math.ceil(tau_end / eta**2))
+    if n_steps > max_steps:
+        raise ValueError(f"tau_end / eta**2 = {tau_end:g} / {eta:g}**2 needs {n_steps:.3g} steps, "
+                         f"over max_steps = {max_steps:.3g}: lower tau_end, raise eta or "
+                         "raise max_steps")
     if method == "sqrt":
         loss_min = loss.min_value if loss_min is None else loss_min
         if loss_min is None or not np.isfinite(loss_min):
@@ -202,7 +219,6 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, tau_end: float, *,
                              "finite minimum value)")
     loss_min = 0.0 if loss_min is None else check.finite_float("loss_min", loss_min)
 
-    n_steps = max(1, math.ceil(tau_end / eta**2))
     stride = max(1, n_steps // n_records)
     gd = run_gd(loss, theta0, eta, n_steps, method=method, stride=stride,
                 record_iterates=True, find_crossing=False, loss_min=loss_min)

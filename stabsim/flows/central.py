@@ -49,8 +49,9 @@ import numpy as np
 from .. import _validate as check
 from .._status import Status
 from ..losses import Loss
-from ..spectral import align_sign
-from ._sdcp import sdcp_data, solve_sdcp
+from ..losses._base import require_loss
+from ..spectral import align_sign, hessian_spectrum
+from ._sdcp import SDCPSolution, sdcp_data, solve_sdcp
 from ._solve import FlowResult, solve_flow
 
 
@@ -119,10 +120,10 @@ class _Field:
         self.loss, self.eta, self.bound, self.u = loss, eta, 2.0 / eta, None
 
     def spectrum(self, w):
-        """(S, λ2, u) at w, u aligned with the last u seen."""
-        values, vectors = np.linalg.eigh(self.loss.hessian(w))
-        self.u = align_sign(vectors[:, -1], self.u)
-        return values[-1], (values[-2] if values.shape[0] > 1 else -np.inf), self.u
+        """(S, λ2, u) at w, u aligned with the last u seen (NaN if ∇²L(w) is not finite)."""
+        values, vectors = hessian_spectrum(self.loss, w)
+        self.u = align_sign(vectors[:, 0], self.u)
+        return values[0], (values[1] if values.shape[0] > 1 else -np.inf), self.u
 
     def sigma2(self, w, grad):
         """σ² = max(0, 2⟨−∇L, ∇S⟩/|∇S|²) and ∇S at w (σ² = NaN where ∇S = 0)."""
@@ -173,8 +174,7 @@ class _MultiField:
 
     def spectrum(self, w):
         """Eigenvalues (descending) and eigenvectors (columns, same order) of ∇²L(w)."""
-        values, vectors = np.linalg.eigh(self.loss.hessian(w))
-        return values[::-1], vectors[:, ::-1]
+        return hessian_spectrum(self.loss, w)
 
     def sigma(self, w, m, grad):
         """The SDCP solution on the top-m eigenspace and the force Σ_ab S_ab ∇³L[u_a, u_b].
@@ -187,6 +187,9 @@ class _MultiField:
         for a in range(m):
             for b in range(a, m):
                 T[a, b] = T[b, a] = self.loss.d3(w, vectors[:, a], vectors[:, b])
+        if not (np.all(np.isfinite(T)) and np.all(np.isfinite(grad))):  # no SDCP: NONFINITE
+            return SDCPSolution(np.full((m, m), np.nan), np.nan, 0, False), np.full_like(grad,
+                                                                                      np.nan)
         G, C = sdcp_data(T, grad)
         solution = solve_sdcp(G, C)
         return solution, np.einsum("ab,abi->i", solution.S, T)
@@ -276,9 +279,11 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
     -------
     CentralFlowResult
     """
+    require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
     eta = check.positive_float("eta", eta)
     t_end = check.positive_float("t_end", t_end)
+    solver = check.solver_options(rtol, atol, method)
     max_switches = check.nonnegative_int("max_switches", max_switches, minimum=1)
     max_critical = check.nonnegative_int("max_critical", max_critical, minimum=1)
     exit_band = check.positive_float("exit_band", exit_band)
@@ -290,9 +295,7 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
         check.affordable(8 * n * (loss.dim + 8), f"saving every step of t_end = {t_end:g}",
                          "lower `t_end` or pass fewer `t_eval` times")
         t_eval = np.arange(n, dtype=float)
-    t_eval = check.finite_array("t_eval", t_eval, ndim=1)
-    if np.any(np.diff(t_eval) <= 0) or t_eval[0] < 0 or t_eval[-1] > t_end:
-        raise ValueError("t_eval must be increasing and lie in [0, t_end]")
+    t_eval = check.eval_times("t_eval", t_eval, t_end, "t_end")
 
     if max_critical == 1:
         field = _Field(loss, eta)
@@ -301,7 +304,6 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
         field = _MultiField(loss, eta, max_critical, exit_band)
         values = field.spectrum(theta0)[0]
         branch0 = int(min(max_critical, np.count_nonzero(values >= field.bound)))
-    solver = {"rtol": rtol, "atol": atol, "method": method}
     run = _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm,
                      max_switches)
     if max_critical == 1:

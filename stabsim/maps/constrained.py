@@ -22,6 +22,7 @@ import numpy as np
 from .. import _validate as check
 from .._status import Status, StatusResult
 from ..losses import Loss
+from ..losses._base import require_loss
 from .projection import PROJECTION_METHODS, proj_M
 
 
@@ -136,6 +137,7 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     -------
     ConstrainedResult
     """
+    require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
     eta = check.positive_float("eta", eta)
     steps = check.nonnegative_int("steps", steps)

@@ -25,7 +25,8 @@ import numpy as np
 from .. import _validate as check
 from .._status import Status, StatusResult
 from ..losses import Loss
-from ..spectral import align_sign
+from ..losses._base import require_loss
+from ..spectral import align_sign, hessian_spectrum
 
 PROJECTION_METHODS = ("euclidean", "paper")
 
@@ -90,12 +91,17 @@ def stable_geometry(loss: Loss, theta, u_ref=None) -> StableGeometry:
 
     ``u_ref`` (the previous eigenvector along a trajectory) fixes the sign of u.
     """
+    require_loss(loss)
     theta = loss.check_point(theta)
-    values, vectors = np.linalg.eigh(loss.hessian(theta))
-    values, vectors = values[::-1], np.array(vectors[:, ::-1])
+    if u_ref is not None:
+        u_ref = loss.check_point(u_ref, "u_ref")
+    values, vectors = hessian_spectrum(loss, theta)
+    vectors = np.array(vectors)
     vectors[:, 0] = align_sign(vectors[:, 0], u_ref)
     u = vectors[:, 0]
-    return StableGeometry(theta, loss.grad(theta), values, vectors, loss.d3(theta, u, u))
+    # a non-finite Hessian leaves u NaN: ∇S is then NaN too, and the projection NONFINITE
+    grad_s = loss.d3(theta, u, u) if np.all(np.isfinite(u)) else np.full(loss.dim, np.nan)
+    return StableGeometry(theta, loss.grad(theta), values, vectors, grad_s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +186,7 @@ def proj_M(loss: Loss, z, eta: float, *, method: str = "euclidean", tol: float =
     -------
     Projection
     """
+    require_loss(loss)
     z = loss.check_point(z, "z")
     eta = check.positive_float("eta", eta)
     check.choice("method", method, PROJECTION_METHODS)
