@@ -158,6 +158,9 @@ TABLE = {
         arg("loss_min", OPT_FINITE)]),
     "stability_threshold": Row(maps.stability_threshold, (0.1,), {}, [
         arg("eta", POSITIVE), arg("method", CHOICE), arg("momentum", UNIT)]),
+    # plain GD has no momentum: a nonzero one is a mistake the result would hide
+    "stability_threshold-gd": Row(maps.stability_threshold, (0.1, "gd"), {}, [
+        arg("momentum", [0.5, 0.9])]),
     "empirical_threshold": Row(maps.empirical_threshold, (), {"steps": 2000}, [
         arg("method", CHOICE), arg("momentum", UNIT), arg("sharpness", POSITIVE),
         arg("rtol", POSITIVE), arg("steps", COUNT)]),
@@ -314,6 +317,8 @@ PENDING = {
     ("run_gd", "progress"): _GD,
     ("reference_point", "loss"): _REF, ("reference_point", "result"): _REF,
     ("reference_point", "tol"): _REF, ("reference_point", "max_iter"): _REF,
+    ("stability_threshold-gd", "momentum"): "maps/gd.py: stability_threshold('gd') ignores "
+                                            "momentum instead of refusing a nonzero one",
     ("empirical_threshold", "steps"): ("maps/gd.py: steps is not checked (nonnegative_int, "
                                        "minimum 2: the run records at stride steps // 2)",
                                        (0, 3, 5)),

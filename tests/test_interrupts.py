@@ -17,8 +17,8 @@ import pytest
 import stabsim.maps.reduced as reduced
 from stabsim import Status, compare_manifold_flow
 from stabsim._interrupt import Interrupt, deferred_interrupt
-from stabsim.losses import ManifoldFamily
-from stabsim.maps import run_reduced, run_reduced_ensemble
+from stabsim.losses import ManifoldFamily, Quadratic
+from stabsim.maps import run_gd, run_reduced, run_reduced_ensemble
 
 START = (0.1, 0.0, 0.01, 1.0, 1.0)  # x0, y0, eta, alpha, beta: cycles at the edge
 # one trajectory runs at about 10^8 steps/s here: 10^9 steps (10 s) are far more than the
@@ -112,6 +112,27 @@ def test_chunks_of_trajectories_give_the_numbers_of_one_call(monkeypatch, stats)
                      "cycle_mean_x2", "y_max", "y_min", "max_abs_x", "first_blowup"):
             np.testing.assert_array_equal(getattr(chunked.cycles, name),
                                           getattr(whole.cycles, name))
+
+
+@needs_default_handler
+@pytest.mark.xfail(strict=True, reason=(
+    "maps/gd.py: run_gd's chunk loop does not enter deferred_interrupt, so Ctrl-C raises "
+    "KeyboardInterrupt from inside it and the steps done are lost"))
+def test_ctrl_c_in_run_gd_returns_the_part_done():
+    loss = Quadratic([1.0])
+    run_gd(loss, [1.0], 0.1, 10)
+    timer = _interrupt_after(0.2)
+    began = time.perf_counter()
+    try:
+        # 10^9 steps of GD on one parameter: far longer than the wait for the interrupt
+        result = run_gd(loss, [1.0], 0.1, LONG, stride=LONG, find_crossing=False)
+    except KeyboardInterrupt:
+        pytest.fail("run_gd raised KeyboardInterrupt and lost the steps done")
+    finally:
+        timer.join()
+    assert time.perf_counter() - began - 0.2 < ANSWER_SECONDS
+    assert result.status is Status.INTERRUPTED
+    assert 0 < result.n_steps < LONG
 
 
 def test_a_second_ctrl_c_raises():
