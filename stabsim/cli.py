@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("stabsim: interrupted", file=sys.stderr)
         return 130
-    except ValueError as exc:  # bad input: a message, not a traceback
+    except (ValueError, TypeError) as exc:  # bad input (a value, or its kind): a message
         print(f"stabsim: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:  # a file system error, a busy work directory, …: one line too
@@ -60,7 +60,7 @@ def _one_line(exc: Exception) -> str:
     """The exception's message on one line (with its type where the message alone is
     not a sentence, as for ``KeyError('x')``)."""
     text = " ".join(str(exc).split())
-    if isinstance(exc, ValueError | OSError | RuntimeError) and text:
+    if isinstance(exc, ValueError | TypeError | OSError | RuntimeError) and text:
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
