@@ -32,7 +32,8 @@ from .maps import GDResult, run_gd
 from .spectral import top_eigenpairs
 
 METHODS = ("normalised", "sqrt")
-#: default ``max_steps`` of :func:`compare_manifold_flow`: minutes of GD at small d
+#: default ``max_steps`` of :func:`compare_manifold_flow`: about 3 minutes of normalised GD
+#: on a four-parameter ManifoldFamily (5.5·10⁵ steps/s measured), hours on large losses
 MAX_STEPS = 10**8
 
 
