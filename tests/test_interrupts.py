@@ -1,9 +1,9 @@
 """Ctrl-C is answered within a second, and no horizon runs forever.
 
 ``run_reduced`` runs in chunks of ``CHUNK_STEPS`` steps and returns the part done with
-status INTERRUPTED; ``run_reduced_ensemble`` runs in chunks of trajectories and raises
-``KeyboardInterrupt`` between them; ``compare_manifold_flow`` refuses a slow-time horizon
-of more than ``max_steps`` steps before running anything.
+status INTERRUPTED; ``run_reduced_ensemble`` runs in calls over chunks of trajectories and
+of steps and raises ``KeyboardInterrupt`` between them; ``compare_manifold_flow`` refuses a
+slow-time horizon of more than ``max_steps`` steps before running anything.
 """
 
 import os
@@ -98,13 +98,20 @@ def test_ctrl_c_stops_an_ensemble_between_chunks():
 
 
 @pytest.mark.parametrize("stats", [False, True])
-def test_chunks_of_trajectories_give_the_numbers_of_one_call(monkeypatch, stats):
-    monkeypatch.setattr(reduced, "ENSEMBLE_CHUNK_WORK", 1)  # the smallest chunks
-    width = reduced._chunk_width(500)
-    x0 = np.linspace(0.01, 0.5, 3 * width + 5)  # three full chunks and a short one
-    chunked = run_reduced_ensemble(x0, *START[1:], 500, stats=stats, stride=7)
-    monkeypatch.setattr(reduced, "ENSEMBLE_CHUNK_WORK", 10**15)  # one chunk
-    whole = run_reduced_ensemble(x0, *START[1:], 500, stats=stats, stride=7)
+@pytest.mark.parametrize("steps", [500, 5000])
+def test_calls_over_chunks_give_the_numbers_of_one_call(monkeypatch, stats, steps):
+    # the smallest calls: one block per thread, MIN_SPAN = 1024 steps (5000 steps: five
+    # calls in time, whose ends fall between the saved states of stride 7)
+    monkeypatch.setattr(reduced, "ENSEMBLE_CHUNK_WORK", 1)
+    x0 = np.linspace(0.01, 0.5, 2 * reduced._chunk_shape(10**6, steps)[0] + 5)
+    x0[::97] = 1e160  # some overflow at their first step
+    eta = np.where(np.arange(x0.size) % 89 == 0, 0.3, START[2])  # some leave the domain
+    kwargs = {"stats": stats, "stride": 7, "cycles": 5 if stats else None}
+    chunked = run_reduced_ensemble(x0, START[1], eta, *START[3:], steps, **kwargs)
+    monkeypatch.setattr(reduced, "ENSEMBLE_CHUNK_WORK", 10**15)  # one call
+    assert reduced._chunk_shape(x0.size, steps)[1] >= steps
+    whole = run_reduced_ensemble(x0, START[1], eta, *START[3:], steps, **kwargs)
+    assert set(whole.status_codes) >= {Status.NONFINITE, Status.LEFT_DOMAIN}
     for name in ("x_final", "y_final", "status_codes", "stop_step", "x", "y"):
         np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name))
     if stats:
@@ -112,6 +119,23 @@ def test_chunks_of_trajectories_give_the_numbers_of_one_call(monkeypatch, stats)
                      "cycle_mean_x2", "y_max", "y_min", "max_abs_x", "first_blowup"):
             np.testing.assert_array_equal(getattr(chunked.cycles, name),
                                           getattr(whole.cycles, name))
+    # and one trajectory of the chunked ensemble is the reference path's, bit for bit
+    one = run_reduced(x0[1], START[1], eta[1], *START[3:], steps, stride=7,
+                      cycles=kwargs["cycles"])
+    assert (chunked.x_final[1], chunked.y_final[1]) == (one.x_final, one.y_final)
+
+
+@needs_default_handler
+def test_ctrl_c_stops_one_long_ensemble_trajectory():
+    # one trajectory of 10^9 steps (seconds of work) is split in time too
+    run_reduced_ensemble(np.full(10, 0.1), *START[1:], 10)
+    timer = _interrupt_after(0.2)
+    began = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        run_reduced_ensemble([0.1], *START[1:], LONG, stats=True)
+    waited = time.perf_counter() - began - 0.2
+    timer.join()
+    assert waited < ANSWER_SECONDS
 
 
 @needs_default_handler
