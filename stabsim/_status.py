@@ -25,6 +25,8 @@ class Status(enum.IntEnum):
     ZERO_GRADIENT = 5  #: a normalised step hit an exactly zero gradient
     NOT_CONVERGED = 6  #: an inner solver (projection, eigensolver) missed its tolerance
     FLAT_SHARPNESS = 7  #: ∇S = 0 where the sharpness constraint S ≤ 2/η is needed
+    INTERRUPTED = 8  #: stopped by Ctrl-C (KeyboardInterrupt); the result is the part done
+    UNDEFINED = 9  #: the run finished, but a summary statistic is 0/0 or x/0 there (NaN)
 
     def __str__(self) -> str:
         return self.name
@@ -67,6 +69,16 @@ _MESSAGES = {
     Status.NOT_CONVERGED: (
         "an inner solver missed its tolerance; loosen `tol` or raise `max_iter`"
     ),
+    Status.INTERRUPTED: (
+        "interrupted (Ctrl-C): the result holds the steps done before the interrupt; run "
+        "again (from the last state) to go on"
+    ),
+    Status.UNDEFINED: (
+        "the run finished, but a statistic is undefined there and is NaN: the reduced map's "
+        "energy ratio E_T/E_0 from a start on the period-2 orbit (x0 = ±δ, y0 = 0: E_0 = 0) "
+        "or on the invariant line x0 = 0 (E_0 = ∞); the relative sharpness of normalised GD "
+        "or GD on sqrt L at an exact minimiser (an infinite effective step)"
+    ),
     Status.FLAT_SHARPNESS: (
         "the sharpness gradient ∇S = ∇³L[u, u] is zero (the sharpness does not change along "
         "any direction, as for every quadratic), so nothing can hold S at 2/η and the "
@@ -79,6 +91,11 @@ _MESSAGES = {
 class FlatSharpnessError(ValueError):
     """Raised where a quantity needs ∇S ≠ 0 and there is no status to return (the caller
     that has one reports Status.FLAT_SHARPNESS)."""
+
+
+class NonFiniteError(ValueError):
+    """Raised where ∇L, ∇²L or ∇³L is NaN or inf at the point asked about and there is no
+    status to return (a caller that has one reports Status.NONFINITE)."""
 
 
 class StatusResult:

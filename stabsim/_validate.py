@@ -1,7 +1,8 @@
 """Argument checks shared by the Python wrappers.
 
-Each check raises ``ValueError`` naming the offending argument, before any compilation
-or allocation happens.
+Each check raises ``ValueError`` (a value of the right kind out of range) or ``TypeError``
+(a value of the wrong kind: a complex number, a non-boolean flag, an unhashable option)
+naming the offending argument, before any compilation or allocation happens.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ def unit_interval(name: str, value, *, closed_right: bool = False) -> float:
     return value
 
 
-def finite_array(name: str, value, *, shape=None, ndim=None) -> np.ndarray:
-    """Return ``value`` as a C-contiguous float64 array, or raise.
+def real_array(name: str, value, *, shape=None, ndim=None) -> np.ndarray:
+    """Return ``value`` as a C-contiguous float64 array (NaN and inf allowed), or raise.
 
     Parameters
     ----------
@@ -76,10 +77,16 @@ def finite_array(name: str, value, *, shape=None, ndim=None) -> np.ndarray:
     ndim : int, optional
         Required number of dimensions (when ``shape`` is not given).
     """
+    if value is None or isinstance(value, (str, bytes, bool, np.bool_)) or (
+            isinstance(value, np.ndarray) and value.dtype == np.bool_):
+        raise TypeError(f"{name} must be an array of real numbers, got {value!r}")
+    if _holds_complex(value):
+        # NumPy would drop the imaginary part with only a warning
+        raise TypeError(f"{name} must be real, got complex values")
     try:
         array = np.ascontiguousarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be an array of real numbers: {exc}") from None
+        raise ValueError(f"{name} must be an array of real numbers (not ragged): {exc}") from None
     if shape is not None:
         ok = array.ndim == len(shape) and all(
             want is None or want == got for want, got in zip(shape, array.shape, strict=True)
@@ -89,9 +96,26 @@ def finite_array(name: str, value, *, shape=None, ndim=None) -> np.ndarray:
             raise ValueError(f"{name} must have shape {want}, got {array.shape}")
     elif ndim is not None and array.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {array.shape}")
+    return array
+
+
+def finite_array(name: str, value, *, shape=None, ndim=None) -> np.ndarray:
+    """:func:`real_array`, also refusing NaN and inf."""
+    array = real_array(name, value, shape=shape, ndim=ndim)
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or inf")
     return array
+
+
+def _holds_complex(value) -> bool:
+    """True if ``value`` (a scalar or nested sequence, possibly ragged) holds a complex number."""
+    if isinstance(value, (complex, np.complexfloating)):
+        return True
+    if isinstance(value, np.ndarray):
+        return np.iscomplexobj(value)
+    if isinstance(value, (list, tuple)):
+        return any(_holds_complex(v) for v in value)
+    return False
 
 
 def memory_bytes() -> int:
@@ -130,7 +154,49 @@ def symmetric(name: str, array: np.ndarray) -> np.ndarray:
 
 
 def choice(name: str, value, options) -> str:
-    """Return ``value`` if it is one of ``options``, or raise listing them."""
+    """Return ``value`` if it is one of the strings ``options``, or raise listing them."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of the strings {sorted(options)}, "
+                        f"got {type(value).__name__} {value!r}")
     if value not in options:
         raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}")
     return value
+
+
+def boolean(name: str, value) -> bool:
+    """Return ``value`` as a bool, or raise ``TypeError`` unless it is ``True`` or ``False``.
+
+    A NumPy scalar bool is accepted; 0, 1, strings and arrays are not (``"no"`` is truthy).
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+#: the integrators of ``scipy.integrate.solve_ivp``
+SOLVERS = ("RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA")
+
+
+def eval_times(name: str, value, end: float, end_name: str):
+    """Return ``value`` as increasing finite times in [0, ``end``] (None stays None), or raise.
+
+    ``name`` is the public argument (``t_eval``, ``tau_eval``) and ``end_name`` its horizon.
+    """
+    if value is None:
+        return None
+    times = finite_array(name, value, ndim=1)
+    if times.size == 0:
+        raise ValueError(f"{name} must hold at least one time (or be None), got an empty array")
+    if np.any(np.diff(times) <= 0.0) or times[0] < 0.0 or times[-1] > end:
+        raise ValueError(f"{name} must be increasing and lie in [0, {end_name}] = "
+                         f"[0, {end:g}]")
+    return times
+
+
+def solver_options(rtol, atol, method, method_name: str = "method") -> dict:
+    """Check the ``solve_ivp`` options every flow passes through and return them as a dict.
+
+    ``method_name`` is the public name of the integrator argument (``method`` or ``solver``).
+    """
+    return {"rtol": positive_float("rtol", rtol), "atol": positive_float("atol", atol),
+            "method": choice(method_name, method, SOLVERS)}

@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:
             log.error("stabsim: interrupted")
             return EXIT_INTERRUPTED
-        except ValueError as exc:  # bad input: a message, not a traceback
+        except (ValueError, TypeError) as exc:  # bad input (a value, or its kind): a message
             log.debug("traceback:", exc_info=True)
             log.error("stabsim: error: %s", _one_line(exc))
             return EXIT_USAGE
@@ -152,7 +152,7 @@ def _one_line(exc: Exception) -> str:
     """The exception's message on one line (with its type where the message alone is
     not a sentence, as for ``KeyError('x')``)."""
     text = " ".join(str(exc).split())
-    if isinstance(exc, ValueError | OSError | RuntimeError) and text:
+    if isinstance(exc, ValueError | TypeError | OSError | RuntimeError) and text:
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

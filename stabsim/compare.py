@@ -27,6 +27,7 @@ from ._status import FlatSharpnessError, Status, StatusResult
 from .flows.central import central_flow
 from .flows.gradient import gradient_flow
 from .losses import Loss
+from .losses._base import require_loss
 from .maps.constrained import constrained_trajectory
 from .maps.gd import reference_point, run_gd
 from .maps.projection import PROJECTION_METHODS
@@ -202,9 +203,11 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
         Issue :class:`TheoryAssumptionWarning` when an assumption fails (the messages are
         kept in ``Comparison.warnings`` either way).
     """
+    require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
     eta = check.positive_float("eta", eta)
     steps = check.nonnegative_int("steps", steps, minimum=1)
+    warn = check.boolean("warn", warn)
     check.choice("projection", projection, PROJECTION_METHODS)
     tol = check.positive_float("tol", tol)  # before any run, crossing or not
     max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)

@@ -15,8 +15,9 @@ import dataclasses
 import numpy as np
 
 from . import _validate as check
-from ._status import FlatSharpnessError
+from ._status import FlatSharpnessError, NonFiniteError
 from .losses import Loss
+from .losses._base import require_loss
 
 #: "auto" forms the dense Hessian up to this dimension (8 KB), or for families whose
 #: Hessian-vector product costs as much as the matrix (``Family.prefers_dense``)
@@ -57,9 +58,26 @@ def align_sign(vector: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
     Eigenvectors are defined up to sign; aligning each new one with the previous keeps the
     sign consistent along a trajectory (so that x_t = u·(θ_t − θ*) is well defined).
     """
-    if reference is not None and float(np.dot(vector, reference)) < 0.0:
-        return -vector
+    vector = check.real_array("vector", vector, ndim=1)
+    if reference is not None:
+        reference = check.real_array("reference", reference, shape=vector.shape)
+        if float(np.dot(vector, reference)) < 0.0:
+            return -vector
     return vector
+
+
+def hessian_spectrum(loss: Loss, theta) -> tuple[np.ndarray, np.ndarray]:
+    """Every eigenvalue (descending) of ∇²L(θ) and its unit eigenvector (columns), by eigh.
+
+    All NaN when the Hessian has a NaN or inf entry anywhere: LAPACK reads one triangle
+    only, so a NaN in the other would otherwise give finite eigenvalues. Callers with a
+    status report NONFINITE; :func:`top_eigenpairs` raises :class:`NonFiniteError`.
+    """
+    hessian = loss.hessian(theta)
+    if not np.all(np.isfinite(hessian)):
+        return np.full(loss.dim, np.nan), np.full((loss.dim, loss.dim), np.nan)
+    values, vectors = np.linalg.eigh(hessian)
+    return values[::-1], vectors[:, ::-1]
 
 
 def top_eigenpairs(loss: Loss, theta, k: int = 1, *, method: str = "auto", v0=None,
@@ -78,7 +96,13 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, method: str = "auto", v0=No
         Start vector (the previous eigenvector along a trajectory), also the sign reference.
     tol : float
         Relative accuracy asked of ARPACK (ignored by ``"dense"``).
+
+    Raises
+    ------
+    NonFiniteError
+        When the Hessian (or a Hessian-vector product) at θ has a NaN or inf entry.
     """
+    require_loss(loss)
     theta = loss.check_point(theta)
     k = check.nonnegative_int("k", k, minimum=1)
     if k > loss.dim:
@@ -93,16 +117,25 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, method: str = "auto", v0=No
         raise ValueError(f"method='lanczos' needs k < d - 1 = {loss.dim - 1}; use 'dense'")
 
     if method == "dense":
-        values, vectors = np.linalg.eigh(loss.hessian(theta))
-        values, vectors = values[::-1][:k], vectors[:, ::-1][:, :k]
+        values, vectors = hessian_spectrum(loss, theta)
+        values, vectors = values[:k], vectors[:, :k]
     else:
         from scipy.sparse.linalg import LinearOperator, eigsh
 
-        operator = LinearOperator((loss.dim, loss.dim), dtype=np.float64,
-                                  matvec=lambda v: loss.hvp(theta, np.ravel(v)))
+        def product(v):
+            out = loss.hvp(theta, np.ravel(v))
+            if not np.all(np.isfinite(out)):
+                raise NonFiniteError("a Hessian-vector product at theta is NaN or inf "
+                                     "(status NONFINITE): its eigenpairs are undefined")
+            return out
+
+        operator = LinearOperator((loss.dim, loss.dim), dtype=np.float64, matvec=product)
         values, vectors = eigsh(operator, k=k, which="LA", v0=reference, tol=tol)
         order = np.argsort(values)[::-1]
         values, vectors = values[order], vectors[:, order]
+    if not (np.all(np.isfinite(values)) and np.all(np.isfinite(vectors))):
+        raise NonFiniteError("the Hessian at theta has NaN or inf entries (status NONFINITE): "
+                             "its eigenpairs are undefined")
     vectors = np.array(vectors)
     vectors[:, 0] = align_sign(vectors[:, 0], reference)
     residuals = np.array([
@@ -119,9 +152,12 @@ def sharpness(loss: Loss, theta, **kwargs) -> float:
 
 def sharpness_gradient(loss: Loss, theta, u=None) -> np.ndarray:
     """∇S(θ) = ∇³L(θ)[u, u] with u the unit top eigenvector (computed when not given)."""
+    require_loss(loss)
     theta = loss.check_point(theta)
     if u is None:
         u = top_eigenpairs(loss, theta).vectors[:, 0]
+    else:
+        u = loss.check_point(u, "u")
     return loss.d3(theta, u, u)
 
 
@@ -191,12 +227,16 @@ def eos_constants(loss: Loss, theta, *, projected: bool = True, v0=None) -> EoSC
     v0 : array_like, optional
         Start vector and sign reference of u (see :func:`top_eigenpairs`).
     """
+    require_loss(loss)
     theta = loss.check_point(theta)
-    if not isinstance(projected, bool):
-        raise TypeError(f"projected must be a bool, got {type(projected).__name__}")
+    projected = check.boolean("projected", projected)
     pairs = top_eigenpairs(loss, theta, 1, v0=v0)
     u = pairs.vectors[:, 0]
     grad_s = loss.d3(theta, u, u)
+    grad = loss.grad(theta)
+    if not (np.all(np.isfinite(grad_s)) and np.all(np.isfinite(grad))):
+        raise NonFiniteError("∇L or ∇S = ∇³L[u, u] at theta has NaN or inf entries (status "
+                             "NONFINITE): the EoS constants are undefined")
     direction = grad_s - np.dot(u, grad_s) * u if projected else grad_s
     beta = float(np.dot(direction, direction))
     if beta == 0.0:
@@ -205,5 +245,5 @@ def eos_constants(loss: Loss, theta, *, projected: bool = True, v0=None) -> EoSC
             f"{which} vanishes at theta (beta = 0): the sharpness does not change along any "
             "direction the constants use, so the EoS constants are undefined here"
             + ("; projected=False gives the unprojected ones" if projected else ""))
-    alpha = -float(np.dot(loss.grad(theta), direction))
+    alpha = -float(np.dot(grad, direction))
     return EoSConstants(float(pairs.values[0]), u, grad_s, direction, alpha, beta, projected)

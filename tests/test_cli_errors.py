@@ -126,3 +126,13 @@ def test_demo_exits_1_when_a_check_disagrees(tmp_path, capsys, monkeypatch):
     assert "NO " in capsys.readouterr().err
     finding.holds = True
     assert main(["demo", "--out", str(tmp_path)]) == 0
+
+
+def test_a_value_of_the_wrong_kind_is_bad_input(tmp_path, capsys):
+    # TOML gives model = 3 an integer: a TypeError naming `model`, exit code 2 like any
+    # other bad input
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP.replace('model = "reduced"', "model = 3"))
+    line = _error_line(capsys, main(["sweep", str(path)]), 2)
+    assert line == ("stabsim: error: model must be one of the strings ['gd', 'reduced'], "
+                    "got int 3")

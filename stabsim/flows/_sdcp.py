@@ -44,6 +44,8 @@ import functools
 
 import numpy as np
 
+from .. import _validate as check
+
 
 @dataclasses.dataclass(frozen=True)
 class SDCPSolution:
@@ -152,9 +154,17 @@ def solve_sdcp(G, C, *, tol: float = 1e-12, max_iter: int = 20000) -> SDCPSoluti
     -------
     SDCPSolution
     """
-    C = np.asarray(C, dtype=float)
+    C = check.finite_array("C", C, ndim=2)
     k = C.shape[0]
-    G = np.asarray(G, dtype=float).reshape(k, k, k, k)
+    if C.shape != (k, k) or k == 0:
+        raise ValueError(f"C must be a non-empty square matrix, got shape {C.shape}")
+    G = check.finite_array("G", G)
+    if G.size != k**4:
+        raise ValueError(f"G must have shape ({k}, {k}, {k}, {k}) for C of shape {C.shape}, "
+                         f"got {G.shape}")
+    G = G.reshape(k, k, k, k)
+    tol = check.positive_float("tol", tol)
+    max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
     basis = _basis(k)
     Gs = np.einsum("pab,abcd,qcd->pq", basis, G, basis)
     Gs = 0.5 * (Gs + Gs.T)

@@ -94,11 +94,15 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, method="DO
     -------
     FlowResult
     """
-    y0 = np.asarray(y0, dtype=float)
-    t_end = float(t_end)
+    if not callable(rhs):
+        raise TypeError(f"rhs must be callable rhs(t, y), got {type(rhs).__name__}")
+    y0 = check.finite_array("y0", y0, ndim=1)
+    t_end = check.positive_float("t_end", t_end)
+    t_eval = check.eval_times("t_eval", t_eval, t_end, "t_end")
+    options = check.solver_options(rtol, atol, method)
     divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
-    if np.linalg.norm(y0) >= divergence_norm:
-        raise ValueError(f"the start has norm {np.linalg.norm(y0):.6g}, not below "
+    if _norm(y0) >= divergence_norm:
+        raise ValueError(f"the start has norm {_norm(y0):.6g}, not below "
                          f"divergence_norm = {divergence_norm:.6g}")
     nonfinite_at = [-np.inf]  # the latest time at which the right-hand side was NaN/inf
     reached = [0.0]  # the last time the integrator accepted a step
@@ -116,21 +120,58 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, method="DO
         # of this event, at times below the accepted one): the largest t seen is the last
         # time reached
         reached[0] = max(reached[0], t)
-        return divergence_norm - np.linalg.norm(y)
+        return divergence_norm - _norm(y)
 
     watch.terminal, watch.direction = True, -1.0
+    # an event function (a branch switch of the central flow, say) that turns NaN or inf
+    # never fires: the flow past it is undefined, so the run is cut there (NONFINITE)
+    event_nan = [np.inf]  # the first time an event was NaN or inf
+    finite_until = [0.0]  # the last time every event was finite
+
+    def checked(event):
+        def wrapped(t, y):
+            if not np.all(np.isfinite(y)):  # an implicit integrator's NaN state: reported
+                return np.nan  # through the states (NONFINITE), not as an event's fault
+            value = event(t, y)
+            if np.isfinite(value):
+                if t < event_nan[0]:
+                    finite_until[0] = max(finite_until[0], t)
+            else:
+                event_nan[0] = min(event_nan[0], t)
+            return value
+
+        wrapped.terminal = getattr(event, "terminal", False)
+        wrapped.direction = getattr(event, "direction", 0.0)
+        return wrapped
+
     if not np.all(np.isfinite(guarded(0.0, y0))):
         return FlowResult(np.empty(0), np.empty((0, y0.shape[0])), Status.NONFINITE,
                           "the right-hand side is NaN or inf at the start, t = 0", 1, 0,
                           t_stop=0.0)
-    kwargs = {"jac": jac} if jac is not None and method in ("Radau", "BDF", "LSODA") else {}
+    if jac is not None and method in ("Radau", "BDF", "LSODA"):
+        def guarded_jac(t, y):  # never asked at a NaN state (LSODA may step onto one)
+            return jac(t, y) if np.all(np.isfinite(y)) else np.full((y.size, y.size), np.nan)
+
+        options["jac"] = guarded_jac
     # an overflow is reported through the status, not by NumPy warnings
     with np.errstate(over="ignore", invalid="ignore"):
-        sol = solve_ivp(guarded, (0.0, t_end), y0, method=method, t_eval=t_eval,
-                        events=[watch] + (list(events) if events else []),
-                        rtol=rtol, atol=atol, **kwargs)
+        sol = solve_ivp(guarded, (0.0, t_end), y0, t_eval=t_eval,
+                        events=[watch] + [checked(e) for e in events or ()], **options)
     t, states = sol.t, sol.y.T
     counters = (int(sol.nfev) + 1, int(sol.njev))
+    finite = np.all(np.isfinite(states), axis=1)
+    if not finite.all():  # an implicit integrator (LSODA) may accept NaN states
+        bad = int(np.argmin(finite))
+        t_stop = float(t[bad - 1]) if bad else 0.0
+        message = f"the state turned NaN or inf just after t = {t_stop:.10g}"
+        return FlowResult(t[:bad], states[:bad], Status.NONFINITE, message, *counters,
+                          t_stop=t_stop)
+    if event_nan[0] < np.inf:
+        keep = t <= finite_until[0]
+        message = (f"an event function (e.g. the sharpness) turned NaN or inf just after "
+                   f"t = {finite_until[0]:.10g}")
+        return FlowResult(t[keep], states[keep], Status.NONFINITE, message, *counters,
+                          t_stop=finite_until[0])
     if sol.status == 1 and sol.t_events[0].size:
         t_stop = float(sol.t_events[0][0])
         message = f"|state| reached divergence_norm = {divergence_norm:.6g} at t = {t_stop:.10g}"
@@ -149,3 +190,11 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, method="DO
                    f"{sol.message}")
         return FlowResult(t, states, Status.NONFINITE, message, *counters, t_stop=t_stop)
     return FlowResult(t, states, Status.NOT_CONVERGED, sol.message, *counters, t_stop=t_stop)
+
+
+def _norm(y) -> float:
+    """|y|, without the overflow of squaring entries past 1e154 (inf only if |y| is)."""
+    scale = float(np.max(np.abs(y))) if y.size else 0.0
+    if scale == 0.0 or not np.isfinite(scale):
+        return scale
+    return scale * float(np.linalg.norm(y / scale))

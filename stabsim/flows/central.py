@@ -47,10 +47,11 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
-from .._status import Status
+from .._status import NonFiniteError, Status
 from ..losses import Loss
+from ..losses._base import require_loss
 from ..spectral import top_eigenpairs
-from ._sdcp import sdcp_data, solve_sdcp
+from ._sdcp import SDCPSolution, sdcp_data, solve_sdcp
 from ._solve import FlowResult, solve_flow
 
 
@@ -119,8 +120,12 @@ class _Field:
         self.loss, self.eta, self.bound, self.u = loss, eta, 2.0 / eta, None
 
     def spectrum(self, w):
-        """(S, λ2, u) at w, u aligned with (and Lanczos started from) the last u seen."""
-        pairs = top_eigenpairs(self.loss, w, min(2, self.loss.dim), v0=self.u, tol=1e-13)
+        """(S, λ2, u) at w, u aligned with (and Lanczos started from) the last u seen; NaN
+        where ∇²L(w) is not finite."""
+        try:
+            pairs = top_eigenpairs(self.loss, w, min(2, self.loss.dim), v0=self.u, tol=1e-13)
+        except NonFiniteError:
+            return np.nan, np.nan, np.full(self.loss.dim, np.nan)
         self.u = pairs.vectors[:, 0]
         return (pairs.values[0], pairs.values[1] if pairs.values.shape[0] > 1 else -np.inf,
                 self.u)
@@ -173,8 +178,13 @@ class _MultiField:
         self.exit_level = self.bound * (1.0 - exit_band)
 
     def spectrum(self, w):
-        """The top k + 1 eigenvalues (descending) and eigenvectors (columns) of ∇²L(w)."""
-        pairs = top_eigenpairs(self.loss, w, min(self.k + 1, self.loss.dim), tol=1e-13)
+        """The top k + 1 eigenvalues (descending) and eigenvectors (columns) of ∇²L(w); NaN
+        where ∇²L(w) is not finite."""
+        k = min(self.k + 1, self.loss.dim)
+        try:
+            pairs = top_eigenpairs(self.loss, w, k, tol=1e-13)
+        except NonFiniteError:
+            return np.full(k, np.nan), np.full((self.loss.dim, k), np.nan)
         return pairs.values, pairs.vectors
 
     def sigma(self, w, m, grad):
@@ -188,6 +198,9 @@ class _MultiField:
         for a in range(m):
             for b in range(a, m):
                 T[a, b] = T[b, a] = self.loss.d3(w, vectors[:, a], vectors[:, b])
+        if not (np.all(np.isfinite(T)) and np.all(np.isfinite(grad))):  # no SDCP: NONFINITE
+            return SDCPSolution(np.full((m, m), np.nan), np.nan, 0, False), np.full_like(grad,
+                                                                                      np.nan)
         G, C = sdcp_data(T, grad)
         solution = solve_sdcp(G, C)
         return solution, np.einsum("ab,abi->i", solution.S, T)
@@ -277,9 +290,11 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
     -------
     CentralFlowResult
     """
+    require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
     eta = check.positive_float("eta", eta)
     t_end = check.positive_float("t_end", t_end)
+    solver = check.solver_options(rtol, atol, method)
     max_switches = check.nonnegative_int("max_switches", max_switches, minimum=1)
     max_critical = check.nonnegative_int("max_critical", max_critical, minimum=1)
     exit_band = check.positive_float("exit_band", exit_band)
@@ -291,9 +306,7 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
         check.affordable(8 * n * (loss.dim + 8), f"saving every step of t_end = {t_end:g}",
                          "lower `t_end` or pass fewer `t_eval` times")
         t_eval = np.arange(n, dtype=float)
-    t_eval = check.finite_array("t_eval", t_eval, ndim=1)
-    if np.any(np.diff(t_eval) <= 0) or t_eval[0] < 0 or t_eval[-1] > t_end:
-        raise ValueError("t_eval must be increasing and lie in [0, t_end]")
+    t_eval = check.eval_times("t_eval", t_eval, t_end, "t_end")
 
     if max_critical == 1:
         field = _Field(loss, eta)
@@ -302,7 +315,6 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
         field = _MultiField(loss, eta, max_critical, exit_band)
         values = field.spectrum(theta0)[0]
         branch0 = int(min(max_critical, np.count_nonzero(values >= field.bound)))
-    solver = {"rtol": rtol, "atol": atol, "method": method}
     run = _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm,
                      max_switches)
     if max_critical == 1:

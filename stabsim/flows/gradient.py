@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import _validate as check
 from ..losses import Loss
+from ..losses._base import require_loss
 from ._solve import FlowResult, solve_flow
 
 
@@ -25,9 +26,12 @@ def gradient_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
         follow it until the loss or its gradient stops being finite (status NONFINITE).
         ``t_stop`` in the result says when either happened.
     """
+    require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
     eta = check.positive_float("eta", eta)
     t_end = check.positive_float("t_end", t_end)
+    t_eval = check.eval_times("t_eval", t_eval, t_end, "t_end")
+    check.solver_options(rtol, atol, method)
     return solve_flow(lambda t, th: -eta * loss.grad(th), theta0, t_end, t_eval=t_eval,
                       jac=lambda t, th: -eta * loss.hessian(th), method=method,
                       rtol=rtol, atol=atol, divergence_norm=divergence_norm)

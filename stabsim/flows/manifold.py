@@ -28,8 +28,9 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
-from .._status import Status
+from .._status import NonFiniteError, Status
 from ..losses import Loss
+from ..losses._base import require_loss
 from ..spectral import sharpness_gradient
 from ._solve import FlowResult, solve_flow
 from .manifold_geometry import tangent_space
@@ -129,12 +130,18 @@ class _Ambient(_Geometry):
         return y
 
     def spectrum(self, y):
-        space = tangent_space(self.loss, y, rel_tol=self.null_tol)
+        try:
+            space = tangent_space(self.loss, y, rel_tol=self.null_tol)
+        except NonFiniteError:  # NaN: the integrator stops with status NONFINITE
+            return np.nan, np.nan
         values = space.eigenvalues
         return space.lambda1, float((values[0] - values[1]) / values[0])
 
     def field(self, y):
-        space = tangent_space(self.loss, y, rel_tol=self.null_tol)
+        try:
+            space = tangent_space(self.loss, y, rel_tol=self.null_tol)
+        except NonFiniteError:
+            return np.full_like(y, np.nan)
         grad_lambda1 = sharpness_gradient(self.loss, y, space.top_vector)
         if self.log:
             grad_lambda1 = grad_lambda1 / space.lambda1
@@ -177,8 +184,11 @@ def manifold_flow(loss: Loss, X0, tau_end: float, *, method: str = "normalised",
     rtol, atol, solver
         Passed to :func:`stabsim.flows.solve_flow`.
     """
+    require_loss(loss)
     X0 = loss.check_point(X0, "X0")
     tau_end = check.positive_float("tau_end", tau_end)
+    tau_eval = check.eval_times("tau_eval", tau_eval, tau_end, "tau_end")
+    check.solver_options(rtol, atol, solver, "solver")
     check.choice("method", method, FLOW_CONSTANTS)
     check.choice("geometry", geometry, {"auto", "chart", "ambient"})
     coefficient = FLOW_CONSTANTS[method][0] if coefficient is None else check.finite_float(

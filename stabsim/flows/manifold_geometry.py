@@ -18,8 +18,10 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
-from .._status import Status, StatusResult
+from .._status import NonFiniteError, Status, StatusResult
 from ..losses import Loss
+from ..losses._base import require_loss
+from ..spectral import hessian_spectrum
 from ._solve import solve_flow
 
 
@@ -73,12 +75,16 @@ def limit_map(loss: Loss, theta, *, tol: float = 1e-10, s_max: float = 1e6,
     method, rtol, atol
         Passed to :func:`solve_flow`.
     """
+    require_loss(loss)
     theta = loss.check_point(theta)
     tol = check.positive_float("tol", tol)
     s_max = check.positive_float("s_max", s_max)
+    check.solver_options(rtol, atol, method)
     grad_norm = float(np.linalg.norm(loss.grad(theta)))
     if grad_norm <= tol:
         return LimitPoint(theta.copy(), grad_norm, tol, 0.0, Status.OK, 0)
+    if not np.isfinite(grad_norm):
+        return LimitPoint(theta.copy(), grad_norm, tol, 0.0, Status.NONFINITE, 1)
 
     def converged(s, y):
         # aim at tol/2: the stop state is interpolated by the integrator, whose error is
@@ -168,10 +174,13 @@ def tangent_space(loss: Loss, X, *, rel_tol: float = 1e-6) -> TangentSpace:
 
     Raises ValueError when λ1 ≤ 0 (X is not near a minimiser with a positive curvature).
     """
+    require_loss(loss)
     X = loss.check_point(X, "X")
     rel_tol = check.positive_float("rel_tol", rel_tol)
-    values, vectors = np.linalg.eigh(loss.hessian(X))
-    values, vectors = values[::-1].copy(), vectors[:, ::-1].copy()
+    values, vectors = hessian_spectrum(loss, X)
+    values, vectors = values.copy(), vectors.copy()
+    if np.isnan(values[0]):
+        raise NonFiniteError("the Hessian at X has NaN or inf entries (status NONFINITE)")
     if not values[0] > 0.0:
         raise ValueError(f"the Hessian at X has no positive eigenvalue (λ1 = {values[0]:.3g}): "
                          "X is not near a manifold of minimisers")
@@ -189,7 +198,9 @@ def tangent_projection(loss: Loss, X, *, geometry: str = "auto",
         ``T (TᵀT)⁻¹ Tᵀ`` with ``T = [I; ∇g(x)]``); ``"numeric"``: the null space of ∇²L(X)
         (:func:`tangent_space` with ``rel_tol``); ``"auto"``: closed when available.
     """
+    require_loss(loss)
     check.choice("geometry", geometry, {"auto", "closed", "numeric"})
+    rel_tol = check.positive_float("rel_tol", rel_tol)
     closed = hasattr(loss, "tangent_projection")
     if geometry == "closed" and not closed:
         raise ValueError(f"{type(loss).__name__} has no closed-form tangent projection; "

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import finite_float, positive_float
+from .._validate import eval_times, finite_array, finite_float, positive_float, solver_options
 from ..maps._reduced_step import hamiltonian
 from ._solve import FlowResult, solve_flow
 
 
 def reduced_hamiltonian(x, y, alpha, beta):
     """H(x, y) = y² + (β/2) x² − α ln x², elementwise (conserved by the ODE limit)."""
-    return hamiltonian(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64),
-                       alpha, beta)
+    x = finite_array("x", x)
+    y = finite_array("y", y)
+    alpha = positive_float("alpha", alpha)
+    beta = positive_float("beta", beta)
+    return hamiltonian(x, y, alpha, beta)
 
 
 def reduced_fixed_point(alpha, beta):
@@ -74,11 +77,15 @@ def solve_reduced_ode(x0, y0, eta, alpha, beta, t_end, *, t_eval=None, rtol=1e-1
     alpha = positive_float("alpha", alpha)
     beta = positive_float("beta", beta)
     t_end = positive_float("t_end", t_end)
+    t_eval = eval_times("t_eval", t_eval, t_end, "t_end")
+    solver_options(rtol, atol, "DOP853")
 
     def rhs(t, state):
         log_x2, y = state
         return np.array([2.0 * eta * y, eta * (alpha - 0.5 * beta * np.exp(log_x2))])
 
-    result = solve_flow(rhs, [np.log(x0 * x0), y0], t_end, t_eval=t_eval, rtol=rtol, atol=atol)
+    # ln x0² as 2 ln|x0|: x0² itself overflows past |x0| = 1e154
+    result = solve_flow(rhs, [2.0 * np.log(abs(x0)), y0], t_end, t_eval=t_eval, rtol=rtol,
+                        atol=atol)
     result.states = np.column_stack([np.exp(result.states[:, 0]), result.states[:, 1]])
     return result

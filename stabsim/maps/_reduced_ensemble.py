@@ -23,6 +23,13 @@ of x² at the boundary; a chunk with at most one change is settled exactly from 
 (see :func:`_light_check`), its domain check is exact, and only chunks with several
 changes or trouble are re-run.
 
+Calls in time. A call runs the steps ``t0 ≤ t < t1`` of the trajectories still running
+(status ``RUNNING``): their state is read from and written back to ``x_out, y_out`` (and the
+statistics kernel's state vectors ``state``), so a long run can be split into calls between
+which the caller answers Ctrl-C; the call with ``last`` also processes state ``t1`` and
+gives every trajectory its final status. Every path computes the same floats, so the split
+changes no result.
+
 Per-cycle extremes (:func:`ensemble_cycle_extremes`, on request) are computed afterwards,
 by replaying each trajectory with the same arithmetic up to its last stored boundary.
 
@@ -65,6 +72,7 @@ STATS_BLOCK = 256  #: lanes per block, statistics kernel
 CHUNK = 128  #: steps between lane checks, final-state kernel
 STATS_CHUNK = 32  #: steps between lane checks, statistics kernel
 MARGIN = 1e-9  #: relative margin of the final-state kernel's domain check
+RUNNING = -1  #: status of a trajectory that has not stopped yet (between calls)
 
 # Rows of the statistics kernel's lane array: 0..10 are the light stepper's (x, y, d of
 # the previous state, sum of x², the chunk's y max/min, max x², count of d > 0, count of
@@ -93,6 +101,17 @@ def _flag_unsafe(x, y, ys, eta, ea, m, k, bad):
         bad[i] = not safe
         n_bad += not safe
     return n_bad
+
+
+@jit
+def _running(status, idx):
+    """Put the block's lanes with status RUNNING first in ``idx``; their count."""
+    m = 0
+    for i in range(status.shape[0]):
+        if status[i] == RUNNING:
+            idx[m] = i
+            m += 1
+    return m
 
 
 @jit
@@ -136,22 +155,25 @@ def _compact(rows, idx, gone, m):
 
 
 @jit
-def _final_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, x_out, y_out, rec_x, rec_y,
+def _final_block(eta, ea, hb, alpha, beta, t0, t1, last, stride, x_out, y_out, rec_x, rec_y,
                  status, stop):
     """Run one block of the final-state kernel (see :func:`ensemble_final`).
 
     The active lanes are the first ``m`` columns of ``lanes`` (rows x, y, η, ηα, ηβ/2);
     ``idx`` maps them to the block's lanes. Stopped lanes are compacted away.
     """
-    m = x0.shape[0]
-    lanes = np.empty((5, m))
-    lanes[0, :] = x0
-    lanes[1, :] = y0
-    lanes[2, :] = eta
-    lanes[3, :] = ea
-    lanes[4, :] = hb
+    n_lanes = eta.shape[0]
+    idx = np.empty(n_lanes, np.int64)
+    m = _running(status, idx)
+    lanes = np.empty((5, n_lanes))
+    for j in range(m):
+        i = idx[j]
+        lanes[0, j] = x_out[i]
+        lanes[1, j] = y_out[i]
+        lanes[2, j] = eta[i]
+        lanes[3, j] = ea[i]
+        lanes[4, j] = hb[i]
     x, y, e_b, a_b, h_b = lanes[0], lanes[1], lanes[2], lanes[3], lanes[4]
-    idx = np.arange(m)
     xs = np.empty(m)
     ys = np.empty(m)
     bad = np.zeros(m, np.bool_)
@@ -169,11 +191,11 @@ def _final_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, x_out, y_out, 
     chunk = CHUNK
     while chunk > UNROLL and chunk * worst > 0.25:
         chunk //= 2
-    if stride > 0:
+    if stride > 0 and t0 == 0:
         _record(rec_x, rec_y, x, y, idx, m, 0, stride)
-    t = 0
-    while t < steps and m > 0:
-        k = min(chunk, steps - t)
+    t = t0
+    while t < t1 and m > 0:
+        k = min(chunk, t1 - t)
         if stride > 0:
             k = min(k, stride - t % stride)
         xs[:m] = x[:m]
@@ -206,6 +228,11 @@ def _final_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, x_out, y_out, 
         t += k
         if stride > 0 and t % stride == 0:
             _record(rec_x, rec_y, x, y, idx, m, t, stride)
+    if not last:  # the running lanes go on from here in the next call
+        for j in range(m):
+            x_out[idx[j]] = x[j]
+            y_out[idx[j]] = y[j]
+        return
     for j in range(m):  # the last state: walk's checks, branch-free
         xj = x[j]
         yj = y[j]
@@ -214,11 +241,11 @@ def _final_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, x_out, y_out, 
         code = OK if finite & inside else (LEFT_DOMAIN if finite else NONFINITE)
         i = idx[j]
         status[i] = code
-        stop[i] = steps
+        stop[i] = t1
         x_out[i] = xj
         y_out[i] = yj
         if stride > 0 and code != OK:
-            _blank_from(rec_x, rec_y, i, steps, stride)
+            _blank_from(rec_x, rec_y, i, t1, stride)
 
 
 @jit
@@ -230,22 +257,25 @@ def _block_order(b, nb):
 
 
 @jit(parallel=True)
-def ensemble_final(x0, y0, eta, ea, hb, alpha, beta, steps, stride, x_out, y_out, rec_x, rec_y,
+def ensemble_final(eta, ea, hb, alpha, beta, t0, t1, last, stride, x_out, y_out, rec_x, rec_y,
                    status, stop):
-    """Final states of n trajectories of the reduced map (1-D inputs of length n).
+    """Steps ``t0 ≤ t < t1`` of n trajectories of the reduced map (1-D inputs of length n).
 
-    Writes ``x_out, y_out`` (the state each trajectory stopped at), ``status`` (OK,
-    NONFINITE or LEFT_DOMAIN) and ``stop`` (its step); with ``stride > 0`` also the states
-    at steps ``0, stride, 2 stride, …`` into the rows of ``rec_x, rec_y`` (NaN from a
-    failed trajectory's stop step on; rows a trajectory never reaches are not written).
+    The trajectories with ``status`` RUNNING start from ``x_out, y_out`` (the starts, for
+    ``t0 = 0``) and are written back there. A trajectory that stops gets its state there,
+    its ``status`` (NONFINITE or LEFT_DOMAIN) and ``stop`` (its step); with ``last``, state
+    ``t1`` is checked too and every running trajectory gets its final status (OK,
+    NONFINITE or LEFT_DOMAIN) and ``stop = t1``. With ``stride > 0`` the states at steps
+    ``0, stride, 2 stride, …`` go into the rows of ``rec_x, rec_y`` (NaN from a failed
+    trajectory's stop step on; rows a trajectory never reaches are not written).
     """
-    n = x0.shape[0]
+    n = eta.shape[0]
     nb = (n + BLOCK - 1) // BLOCK
     for b in prange(nb):
         lo = _block_order(b, nb) * BLOCK
         hi = min(lo + BLOCK, n)
-        _final_block(x0[lo:hi], y0[lo:hi], eta[lo:hi], ea[lo:hi], hb[lo:hi], alpha[lo:hi],
-                     beta[lo:hi], steps, stride, x_out[lo:hi], y_out[lo:hi], rec_x[:, lo:hi],
+        _final_block(eta[lo:hi], ea[lo:hi], hb[lo:hi], alpha[lo:hi], beta[lo:hi], t0, t1,
+                     last, stride, x_out[lo:hi], y_out[lo:hi], rec_x[:, lo:hi],
                      rec_y[:, lo:hi], status[lo:hi], stop[lo:hi])
 
 
@@ -331,9 +361,9 @@ def _boundary(state, i, t, x, y, cum_before, alpha, beta, b_step, b_h, c_len, c_
 
 
 @jit
-def _stats_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_out, y_out, rec_x,
-                 rec_y, status, stop, n_bound, y_max, y_min, x2_max, blowup, b_step, b_h,
-                 c_len, c_mean):
+def _stats_block(eta, ea, hb, alpha, beta, t0, t1, last, stride, target, x_out, y_out, rec_x,
+                 rec_y, status, stop, state, n_bound, y_max, y_min, x2_max, blowup, b_step,
+                 b_h, c_len, c_mean):
     """Run one block of the statistics kernel (see :func:`ensemble_stats`).
 
     Each chunk runs first through the light stepper (the map, the sum of x² and the
@@ -346,23 +376,27 @@ def _stats_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_out,
     X..BLOWUP, η, ηα, ηβ/2, and the chunk's x² range); ``idx`` maps them to the block's
     lanes; stopped lanes are compacted away.
     """
-    m = x0.shape[0]
-    # the per-boundary outputs are filled here, block by block, so that their lines are
-    # in cache when boundaries are recorded (written once, in order, not on cache misses)
-    b_step[:, :] = -1
-    b_h[:, :] = np.nan
-    c_len[:, :] = 0
-    c_mean[:, :] = np.nan
-    state = np.empty((m, STATE_SIZE))
-    lanes = np.empty((N_ROWS, m))
-    for i in range(m):
-        init_state(state[i], x0[i], y0[i])
+    n_lanes = eta.shape[0]
+    if t0 == 0:
+        # the per-boundary outputs are filled here, block by block, so that their lines
+        # are in cache when boundaries are recorded (written once, in order, not on cache
+        # misses); the state vectors start from the starts in x_out, y_out
+        b_step[:, :] = -1
+        b_h[:, :] = np.nan
+        c_len[:, :] = 0
+        c_mean[:, :] = np.nan
+        for i in range(n_lanes):
+            init_state(state[i], x_out[i], y_out[i])
+    idx = np.empty(n_lanes, np.int64)
+    m = _running(status, idx)
+    lanes = np.empty((N_ROWS, n_lanes))
+    for j in range(m):
+        i = idx[j]
         for r in range(BLOWUP + 1):
-            lanes[STATE_ROWS[r], i] = state[i, r]
-    lanes[L_ETA, :] = eta
-    lanes[L_EA, :] = ea
-    lanes[L_HB, :] = hb
-    idx = np.arange(m)
+            lanes[STATE_ROWS[r], j] = state[i, r]
+        lanes[L_ETA, j] = eta[i]
+        lanes[L_EA, j] = ea[i]
+        lanes[L_HB, j] = hb[i]
     snap = np.empty((BLOWUP + 1, m))  # the chunk's start, in state-vector order
     full = np.zeros((13, m))  # the lanes flagged 2, gathered for the full stepper
     full_p = np.empty((3, m))
@@ -372,11 +406,11 @@ def _stats_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_out,
     p = np.empty(5)
     no_f = np.empty(0)
     no_p = np.empty(0, np.int8)
-    if stride > 0:
+    if stride > 0 and t0 == 0:
         _record(rec_x, rec_y, lanes[L_X], lanes[L_Y], idx, m, 0, stride)
-    t = 0
-    while t < steps and m > 0:
-        k = min(STATS_CHUNK, steps - t)
+    t = t0
+    while t < t1 and m > 0:
+        k = min(STATS_CHUNK, t1 - t)
         if stride > 0:
             k = min(k, stride - t % stride)
         for r in range(BLOWUP + 1):
@@ -444,6 +478,12 @@ def _stats_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_out,
         t += k
         if stride > 0 and t % stride == 0:
             _record(rec_x, rec_y, lanes[L_X], lanes[L_Y], idx, m, t, stride)
+    if not last:  # the running lanes go on from here in the next call
+        for j in range(m):
+            i = idx[j]
+            for r in range(BLOWUP + 1):
+                state[i, r] = lanes[STATE_ROWS[r], j]
+        return
     for j in range(m):  # the last state, as walk processes it
         i = idx[j]
         si = state[i]
@@ -455,9 +495,9 @@ def _stats_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_out,
         if (np.isfinite(xj) and np.isfinite(yj) and 1.0 + lanes[L_ETA, j] * yj > 0.0
                 and not (dp <= 0.0 and d > 0.0)):
             if lanes[L_BL, j] < 0.0 and dp > 0.0 and d <= 0.0 and yj > 0.0:
-                lanes[L_BL, j] = steps
+                lanes[L_BL, j] = t1
             status[i] = MAX_STEPS if target > 0 and si[NBOUND] < target else OK
-            stop[i] = steps
+            stop[i] = t1
             x_out[i] = xj
             y_out[i] = yj
             n_bound[i] = int(si[NBOUND])
@@ -469,7 +509,7 @@ def _stats_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_out,
             _params(p, eta, ea, hb, alpha, beta, i)
             for r in range(BLOWUP + 1):
                 si[r] = lanes[STATE_ROWS[r], j]
-            code, t_stop = walk(si, p, steps, steps, True, target, b_step[i], b_h[i],
+            code, t_stop = walk(si, p, t1, t1, True, target, b_step[i], b_h[i],
                                 c_len[i], c_mean[i], no_f, no_f, no_p, 0)
             _close_lane(si, code, t_stop, target, i, status, stop, x_out, y_out, n_bound,
                         y_max, y_min, x2_max, blowup)
@@ -478,10 +518,13 @@ def _stats_block(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_out,
 
 
 @jit(parallel=True)
-def ensemble_stats(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_out, y_out, rec_x,
-                   rec_y, status, stop, n_bound, y_max, y_min, x2_max, blowup, b_step, b_h,
-                   c_len, c_mean):
+def ensemble_stats(eta, ea, hb, alpha, beta, t0, t1, last, stride, target, x_out, y_out, rec_x,
+                   rec_y, status, stop, state, n_bound, y_max, y_min, x2_max, blowup, b_step,
+                   b_h, c_len, c_mean):
     """Like :func:`ensemble_final`, plus each trajectory's statistics (``walk``'s).
+
+    ``state`` (n × ``STATE_SIZE``) holds each trajectory's state vector between calls
+    (made from ``x_out, y_out`` by the call with ``t0 = 0``).
 
     Per trajectory: the number of cycle boundaries, y max and min, max x², the first
     blow-up step, and per boundary/cycle (up to the arrays' width) the boundary step, H
@@ -489,14 +532,14 @@ def ensemble_stats(x0, y0, eta, ea, hb, alpha, beta, steps, stride, target, x_ou
     NaN, 0, NaN past the last entry). ``target > 0`` stops a trajectory at its
     ``target``-th boundary (status MAX_STEPS if it never gets there).
     """
-    n = x0.shape[0]
+    n = eta.shape[0]
     nb = (n + STATS_BLOCK - 1) // STATS_BLOCK
     for b in prange(nb):
         lo = _block_order(b, nb) * STATS_BLOCK
         hi = min(lo + STATS_BLOCK, n)
-        _stats_block(x0[lo:hi], y0[lo:hi], eta[lo:hi], ea[lo:hi], hb[lo:hi], alpha[lo:hi],
-                     beta[lo:hi], steps, stride, target, x_out[lo:hi], y_out[lo:hi],
-                     rec_x[:, lo:hi], rec_y[:, lo:hi], status[lo:hi], stop[lo:hi],
+        _stats_block(eta[lo:hi], ea[lo:hi], hb[lo:hi], alpha[lo:hi], beta[lo:hi], t0, t1, last,
+                     stride, target, x_out[lo:hi], y_out[lo:hi], rec_x[:, lo:hi],
+                     rec_y[:, lo:hi], status[lo:hi], stop[lo:hi], state[lo:hi],
                      n_bound[lo:hi], y_max[lo:hi], y_min[lo:hi], x2_max[lo:hi],
                      blowup[lo:hi], b_step[lo:hi], b_h[lo:hi], c_len[lo:hi], c_mean[lo:hi])
 

@@ -171,19 +171,30 @@ def walk(s, p, t0, t_end, last, target, b_step, b_h, c_len, c_mean, rec_x, rec_y
 
 
 @jit
-def run_trajectory(s, p, steps, stride, target, b_step, b_h, c_len, c_mean, rec_x, rec_y,
-                   rec_phase):
-    """Run one trajectory from the state in ``s`` (set by :func:`init_state`) to the end.
+def run_trajectory(s, p, t0, t_end, last, stride, target, b_step, b_h, c_len, c_mean, rec_x,
+                   rec_y, rec_phase):
+    """Run states ``t0 ≤ t < t_end`` of one trajectory (and ``t_end`` if ``last``).
 
-    Returns ``(code, t)`` as :func:`walk`, with MAX_STEPS when ``target > 0`` boundaries
-    were not reached; ``s`` holds the final state and the summaries.
+    ``s`` holds the state at ``t0`` (:func:`init_state` for ``t0 = 0``, else the previous
+    chunk's end), so a run may be split into chunks. The trajectory is finished when it
+    stopped (NONFINITE, LEFT_DOMAIN), met its target, or ran its ``last`` chunk; then the
+    final state is folded into the summaries (:func:`finish_state`) and the code is
+    MAX_STEPS when ``target > 0`` boundaries were not reached.
+
+    Returns
+    -------
+    code, t : int
+        As :func:`walk`.
+    finished : bool
     """
-    code, t = walk(s, p, 0, steps, True, target, b_step, b_h, c_len, c_mean, rec_x, rec_y,
+    code, t = walk(s, p, t0, t_end, last, target, b_step, b_h, c_len, c_mean, rec_x, rec_y,
                    rec_phase, stride)
-    finish_state(s)
-    if code == OK and target > 0 and s[NBOUND] < target:
-        code = MAX_STEPS
-    return code, t
+    finished = last or code != OK or t < t_end
+    if finished:
+        finish_state(s)
+        if code == OK and target > 0 and s[NBOUND] < target:
+            code = MAX_STEPS
+    return code, t, finished
 
 
 @jit

@@ -34,6 +34,7 @@ import numpy as np
 from .. import _validate as check
 from .._status import Status, StatusResult
 from ..losses import Loss
+from ..losses._base import require_loss
 from .projection import PROJECTION_METHODS, proj_M
 
 
@@ -154,6 +155,7 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     -------
     ConstrainedResult
     """
+    require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
     eta = check.positive_float("eta", eta)
     steps = check.nonnegative_int("steps", steps)

@@ -29,9 +29,10 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
-from .._status import Status, StatusResult
+from .._status import NonFiniteError, Status, StatusResult
 from ..losses import Loss
-from ..spectral import SMALL_DIM, top_eigenpairs
+from ..losses._base import require_loss
+from ..spectral import SMALL_DIM, hessian_spectrum, top_eigenpairs
 
 PROJECTION_METHODS = ("euclidean", "paper")
 
@@ -88,8 +89,8 @@ class StableGeometry:
 
         u, s, d = self.u, self.sharpness, self.theta.shape[0]
         if d <= SMALL_DIM or loss.family.prefers_dense:
-            values, vectors = np.linalg.eigh(loss.hessian(self.theta))
-            rest, gaps = vectors[:, :-1], s - values[:-1]
+            values, vectors = hessian_spectrum(loss, self.theta)
+            rest, gaps = vectors[:, 1:], s - values[1:]
             return rest @ ((rest.T @ self.grad) / gaps)
 
         def apply(x):
@@ -112,8 +113,15 @@ def stable_geometry(loss: Loss, theta, u_ref=None) -> StableGeometry:
     ``u_ref`` (the previous eigenvector along a trajectory) fixes the sign of u and starts
     the Lanczos iteration.
     """
+    require_loss(loss)
     theta = loss.check_point(theta)
-    pairs = top_eigenpairs(loss, theta, min(2, loss.dim), v0=u_ref, tol=1e-13)
+    if u_ref is not None:
+        u_ref = loss.check_point(u_ref, "u_ref")
+    try:
+        pairs = top_eigenpairs(loss, theta, min(2, loss.dim), v0=u_ref, tol=1e-13)
+    except NonFiniteError:  # a non-finite Hessian: everything NaN, the projection NONFINITE
+        nan = np.full(loss.dim, np.nan)
+        return StableGeometry(theta, loss.grad(theta), np.nan, np.nan, nan, nan)
     u = np.ascontiguousarray(pairs.vectors[:, 0])
     lambda2 = float(pairs.values[1]) if loss.dim > 1 else -np.inf
     return StableGeometry(theta, loss.grad(theta), float(pairs.values[0]), lambda2, u,
@@ -212,6 +220,7 @@ def proj_M(loss: Loss, z, eta: float, *, method: str = "euclidean", tol: float =
     -------
     Projection
     """
+    require_loss(loss)
     z = loss.check_point(z, "z")
     eta = check.positive_float("eta", eta)
     check.choice("method", method, PROJECTION_METHODS)

@@ -24,3 +24,13 @@ def figure_and_axes(given, n_rows: int = 1, **kwargs):
         return new_axes(n_rows, **kwargs)
     first = given[0] if hasattr(given, "__len__") else given  # a sequence of Axes, or one
     return first.figure, given
+
+
+def require_result(value, kind: str, name: str = "result") -> None:
+    """Raise ``TypeError`` unless ``value`` is an instance of the class ``kind``
+    (``"module:Class"``, imported on use so that a figure module stays light)."""
+    import importlib
+
+    module, cls = kind.split(":")
+    if not isinstance(value, getattr(importlib.import_module(module), cls)):
+        raise TypeError(f"{name} must be a {module}.{cls}, got {type(value).__name__}")

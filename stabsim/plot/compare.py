@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._figure import figure_and_axes
+from ._figure import figure_and_axes, require_result
 
 
 def plot_comparison(result, *, axes=None):
@@ -22,6 +22,7 @@ def plot_comparison(result, *, axes=None):
     -------
     matplotlib.figure.Figure
     """
+    require_result(result, "stabsim.compare:Comparison")
     fig, axes = figure_and_axes(axes, 3, sharex=True, figsize=(7.5, 8.0))
     loss_ax, sharp_ax, dist_ax = axes
     t = result.steps
@@ -65,6 +66,7 @@ def plot_x_prediction(result, *, ax=None):
     -------
     matplotlib.figure.Figure
     """
+    require_result(result, "stabsim.compare:Comparison")
     fig, ax = figure_and_axes(ax, 1, figsize=(7.5, 3.5))
     ax.plot(result.steps, result.gd_x, lw=0.6, color="0.5", label="GD")
     ax.plot(result.steps, result.pred_x, lw=0.8, ls="--", label="prediction u·v")

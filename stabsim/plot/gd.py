@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._figure import figure_and_axes
+from ._figure import figure_and_axes, require_result
 
 
 def plot_loss_and_sharpness(result, *, axes=None, label="GD"):
@@ -20,6 +20,7 @@ def plot_loss_and_sharpness(result, *, axes=None, label="GD"):
     -------
     matplotlib.figure.Figure
     """
+    require_result(result, "stabsim.maps:GDResult")
     fig, axes = figure_and_axes(axes, 2, sharex=True, figsize=(7.0, 5.0))
     loss_ax, sharp_ax = axes
     loss_ax.plot(result.steps, result.loss, lw=0.8, label=label)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._figure import figure_and_axes
+from ._figure import figure_and_axes, require_result
 
 
 def plot_manifold_path(result, *, ax=None, coords=(0, 1)):
@@ -21,6 +21,7 @@ def plot_manifold_path(result, *, ax=None, coords=(0, 1)):
     -------
     matplotlib.figure.Figure
     """
+    require_result(result, "stabsim.compare_manifold:ManifoldComparison")
     fig, ax = figure_and_axes(ax, figsize=(5.5, 5.0))
     i, j = coords
     ax.plot(result.flow[:, i], result.flow[:, j], color="k", lw=1.2,
@@ -49,6 +50,7 @@ def plot_manifold_sharpness(result, *, axes=None):
     -------
     matplotlib.figure.Figure
     """
+    require_result(result, "stabsim.compare_manifold:ManifoldComparison")
     fig, axes = figure_and_axes(axes, 2, sharex=True, figsize=(7.0, 5.0))
     lam_ax, err_ax = axes
     lam_ax.plot(result.tau, result.flow_lambda1, color="k", lw=1.2, label="λ1 on the flow")

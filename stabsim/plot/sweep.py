@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._figure import figure_and_axes
+from ._figure import figure_and_axes, require_result
 
 #: axis labels of the sweepable parameters
 LABELS = {"eta": "step size η", "alpha": "sharpening rate α", "beta": "β = |∇S|²",
@@ -56,6 +56,7 @@ def plot_phase_diagram(ds, *, x=None, y=None, ax=None, title=None):
     -------
     matplotlib.figure.Figure
     """
+    require_result(ds, "xarray:Dataset", "ds")
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
 

@@ -2,18 +2,27 @@
 
 ``compute_chunk(config, index)`` is what the local loop calls and what Dask workers run, so
 a sweep gives the same numbers on one machine or a cluster.
+
+Missing values are NaN, never a sentinel or an infinity: a step that never happened
+(``first_blowup``, ``steps_to_threshold``: −1 in the kernels) is NaN in the result and −1
+on disk, declared as the variable's CF ``_FillValue`` (``stabsim.sweep.store.assemble``); a
+statistic that is 0/0 or x/0 in a cell that ran through (status OK) is NaN and the cell's
+status becomes UNDEFINED, whose message says why.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .._status import Status
 from .gd_cells import gd_cells
 from .grid import cell_values
 from .map_cells import map_cells
 
 _MODELS = {"gd": gd_cells, "reduced": map_cells}
 _SMALL_INTS = {"class", "status"}
+#: integer statistics whose −1 means "never": NaN in the result, −1 (``_FillValue``) on disk
+NEVER = ("first_blowup", "steps_to_threshold")
 
 
 def compute_cells(config, cells) -> dict:
@@ -28,13 +37,22 @@ def compute_cells(config, cells) -> dict:
     Returns
     -------
     dict
-        Variable name → 1-D array over ``cells``: float64, or int8 (``class``, ``status``)
-        or int32 (counts and steps), the types netCDF-3 stores.
+        Variable name → 1-D array over ``cells``: float64 (NaN where missing, see the module
+        docstring), or int8 (``class``, ``status``) or int32 (counts and steps), the types
+        netCDF-3 stores.
     """
     out = _MODELS[config.model](config, cell_values(config, cells))
+    status = out["status"]
     for name, array in out.items():
-        if np.issubdtype(array.dtype, np.integer):
+        if name in NEVER:
+            out[name] = np.where(array < 0, np.nan, array.astype(np.float64))
+        elif np.issubdtype(array.dtype, np.integer):
             out[name] = array.astype(np.int8 if name in _SMALL_INTS else np.int32)
+        else:
+            bad = ~np.isfinite(array)
+            status[bad & (status == Status.OK)] = Status.UNDEFINED
+            out[name] = np.where(bad, np.nan, array)
+    out["status"] = status.astype(np.int8)
     return out
 
 

@@ -72,6 +72,12 @@ CELL_BYTES = {"reduced": 202, "gd": 278}
 CHUNK_BYTES = 2**28
 #: values one [grid] range may have (its list is stored in the config, which is hashed)
 MAX_GRID_VALUES = 10**6
+#: length-d vectors one gradient-method cell holds while its kernel runs, besides the
+#: Lanczos basis: the state (θ, momentum buffer, θ_{t−1}, eigenvector: 4; the crossing pair:
+#: 2), the engine's gradient and previous eigenvector (2), Lanczos's two work vectors (2),
+#: and a margin of 4 for a family's own temporaries (the regression model's gradient
+#: allocates one; the other built-in families none)
+CELL_VECTORS = 14
 
 _SWEEP_KEYS = {"model", "method", "steps", "stride", "combine", "chunk_size",
                "divergence_norm"}
@@ -336,6 +342,34 @@ def _check_loss_builds(config) -> None:
         if theta0 != "random" and len(theta0) != loss.dim:
             raise ValueError(f"[params] theta0 has length {len(theta0)}, but {where} has "
                              f"dimension {loss.dim}")
+        _check_cell_memory(config, loss, where)
+
+
+def _check_cell_memory(config, loss, where) -> None:
+    """Refuse cells that would not fit in memory when the kernel's threads run them at once.
+
+    Every thread of the compiled parallel loop allocates one cell's records (4 per record:
+    loss, gradient norm, sharpness, eigen-residual), its vectors (:data:`CELL_VECTORS` plus
+    the Lanczos basis of ``LANCZOS_RESTART`` vectors) and, on the dense path, the d × d
+    Hessian and the family's factor rows. An allocation that fails inside that loop has no
+    argument to name (it surfaces as a ``SystemError``), so the sum is checked here.
+    """
+    import numba
+
+    from ..maps import _gd_kernels as kernels
+    from ..maps.gd import LANCZOS_RESTART, eigen_config
+    from .gd_cells import EIG_MAX_PRODUCTS, EIG_TOL
+
+    d = loss.dim
+    eigen = eigen_config(loss, "auto", 1, EIG_TOL, EIG_MAX_PRODUCTS)
+    dense = (d + eigen.factor_rows) * d if eigen.mode != kernels.MATRIX_FREE else 0
+    n_rec = config.steps // config.stride + 1
+    per_cell = 8 * (4 * n_rec + (CELL_VECTORS + min(LANCZOS_RESTART, d)) * d + dense)
+    side_by_side = min(numba.get_num_threads(), config.chunk_size)
+    check.affordable(side_by_side * per_cell,
+                     f"the cells of {where} ({side_by_side} at once; dimension {d}, "
+                     f"steps / stride + 1 = {n_rec} records each)",
+                     "lower `steps`, raise `stride`, or sweep a loss of lower dimension")
 
 
 def _check_grid(grid, model, known):

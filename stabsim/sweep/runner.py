@@ -41,7 +41,9 @@ PILOT = {"reduced": (1024, 1000), "gd": (4, 100)}
 
 def estimate_seconds(config: SweepConfig, n_cells: int | None = None) -> float:
     """Estimated wall time of ``n_cells`` cells (all by default), from a timed pilot."""
-    n_cells = config.n_cells if n_cells is None else n_cells
+    if not isinstance(config, SweepConfig):
+        raise TypeError(f"config must be a SweepConfig, got {type(config).__name__}")
+    n_cells = config.n_cells if n_cells is None else check.nonnegative_int("n_cells", n_cells)
     size, max_steps = PILOT[config.model]
     cells = np.unique(np.linspace(0, config.n_cells - 1, min(size, config.n_cells)).astype(int))
     pilot = dataclasses.replace(config, steps=min(config.steps, max_steps), chunk_size=None)
@@ -119,6 +121,9 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
     before its first chunk is stored leaves no work directory behind.
     """
     config = _as_config(config)
+    if progress is not None:
+        check.boolean("progress", progress)
+    check.boolean("keep_chunks", keep_chunks)
     if output is not None:
         check_output(output)
     check_result_size(config)

@@ -37,7 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from .._status import Status
 from .classify import flag_attrs
+from .compute import NEVER
 from .grid import coordinates
 
 _CONFIG_FILE = "config.json"
@@ -292,6 +294,14 @@ def assemble(store: ChunkStore):
     data = {name: (dims, array.reshape(config.shape)) for name, array in flat.items()}
     ds = xr.Dataset(data, coords=coords)
     ds["class"].attrs.update(flag_attrs(config.model))
+    ds["status"].attrs.update(
+        flag_values=np.array([s.value for s in Status], np.int8),
+        flag_meanings=" ".join(s.name.lower() for s in Status),
+        long_name="outcome of the cell's run (stabsim.Status; its message says what it means)")
+    for name in NEVER:
+        if name in ds:  # NaN (never) in memory, the integer −1 on disk
+            ds[name].encoding.update(dtype="int32", _FillValue=np.int32(-1))
+            ds[name].attrs["comment"] = "NaN (stored as the _FillValue -1): never happened"
     ds.attrs.update(config=config.to_json(), config_key=config.key, model=config.model,
                     versions=json.dumps(versions(), sort_keys=True),
                     title=f"stabsim phase-diagram sweep ({config.model})")

@@ -1,0 +1,204 @@
+"""Ctrl-C is answered within a second, and no horizon runs forever.
+
+``run_reduced`` runs in chunks of ``CHUNK_STEPS`` steps and returns the part done with
+status INTERRUPTED; ``run_reduced_ensemble`` runs in calls over chunks of trajectories and
+of steps and raises ``KeyboardInterrupt`` between them; ``compare_manifold_flow`` refuses a
+slow-time horizon of more than ``max_steps`` steps before running anything.
+"""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import stabsim.maps.reduced as reduced
+from stabsim import Status, compare_manifold_flow
+from stabsim._interrupt import Interrupt, deferred_interrupt
+from stabsim.losses import ManifoldFamily, Quadratic
+from stabsim.maps import run_gd, run_reduced, run_reduced_ensemble
+
+START = (0.1, 0.0, 0.01, 1.0, 1.0)  # x0, y0, eta, alpha, beta: cycles at the edge
+# one trajectory runs at about 10^8 steps/s here: 10^9 steps (10 s) are far more than the
+# wait before the interrupt, and bound the test's time if the interrupt were lost
+LONG = 10**9
+#: how long an answer to Ctrl-C may take (the issue's bound)
+ANSWER_SECONDS = 1.0
+
+needs_default_handler = pytest.mark.skipif(
+    signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+    reason="SIGINT is handled by the test runner here")
+
+
+def _interrupt_after(seconds):
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    return timer
+
+
+def _fields(result):
+    c = result.cycles
+    return (result.step, result.x, result.y, result.phase, result.status, result.stop_step,
+            result.x_final, result.y_final, c.n_boundaries, c.boundary_step, c.boundary_H,
+            c.cycle_length, c.cycle_mean_x2, c.y_max, c.y_min, c.max_abs_x, c.first_blowup)
+
+
+def _assert_same(a, b):
+    for u, v in zip(_fields(a), _fields(b), strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize(("start", "kwargs"), [
+    (START, {"stride": 3}),
+    (START, {"stride": 5, "cycles": 3}),  # stops at its third boundary, part-way in a chunk
+    ((0.1, 0.0, 0.3, 1.0, 1.0), {}),  # leaves the domain
+    ((1e150, 0.0, 0.01, 1.0, 1.0), {}),  # overflows: NONFINITE
+])
+def test_chunks_give_the_numbers_of_one_call(monkeypatch, start, kwargs):
+    # the map is a function of the state (x, y) alone and the summaries are carried in the
+    # state vector, so cutting the run into 7-step chunks changes no bit
+    whole = run_reduced(*start, 2000, **kwargs)
+    monkeypatch.setattr(reduced, "CHUNK_STEPS", 7)
+    _assert_same(run_reduced(*start, 2000, **kwargs), whole)
+
+
+@needs_default_handler
+def test_ctrl_c_returns_the_part_done():
+    run_reduced(*START, 10)  # load the compiled kernel first
+    timer = _interrupt_after(0.2)
+    began = time.perf_counter()
+    result = run_reduced(*START, LONG, stride=LONG // 10)
+    waited = time.perf_counter() - began - 0.2
+    timer.join()
+    assert result.status is Status.INTERRUPTED
+    assert waited < ANSWER_SECONDS
+    assert 0 < result.stop_step < LONG
+    # the part done is exactly the run of that many steps (its last chunk included)
+    done = run_reduced(*START, result.stop_step, stride=LONG // 10)
+    assert (done.x_final, done.y_final) == (result.x_final, result.y_final)
+    assert done.cycles.n_boundaries == result.cycles.n_boundaries
+    np.testing.assert_array_equal(done.x, result.x)
+    # SIGINT is Python's own again
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@needs_default_handler
+def test_ctrl_c_stops_an_ensemble_between_chunks():
+    n = 4 * 10**5  # 4·10^5 trajectories of 10^5 steps: 10 s of work here, in 0.1 s chunks
+    run_reduced_ensemble(np.full(10, 0.1), *START[1:], 10)
+    timer = _interrupt_after(0.2)
+    began = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        run_reduced_ensemble(np.linspace(0.01, 0.5, n), *START[1:], 10**5)
+    waited = time.perf_counter() - began - 0.2
+    timer.join()
+    assert waited < ANSWER_SECONDS
+
+
+@pytest.mark.parametrize("stats", [False, True])
+@pytest.mark.parametrize("steps", [500, 5000])
+def test_calls_over_chunks_give_the_numbers_of_one_call(monkeypatch, stats, steps):
+    # the smallest calls: one block per thread, MIN_SPAN = 1024 steps (5000 steps: five
+    # calls in time, whose ends fall between the saved states of stride 7)
+    monkeypatch.setattr(reduced, "ENSEMBLE_CHUNK_WORK", 1)
+    x0 = np.linspace(0.01, 0.5, 2 * reduced._chunk_shape(10**6, steps)[0] + 5)
+    x0[::97] = 1e160  # some overflow at their first step
+    eta = np.where(np.arange(x0.size) % 89 == 0, 0.3, START[2])  # some leave the domain
+    kwargs = {"stats": stats, "stride": 7, "cycles": 5 if stats else None}
+    chunked = run_reduced_ensemble(x0, START[1], eta, *START[3:], steps, **kwargs)
+    monkeypatch.setattr(reduced, "ENSEMBLE_CHUNK_WORK", 10**15)  # one call
+    assert reduced._chunk_shape(x0.size, steps)[1] >= steps
+    whole = run_reduced_ensemble(x0, START[1], eta, *START[3:], steps, **kwargs)
+    assert set(whole.status_codes) >= {Status.NONFINITE, Status.LEFT_DOMAIN}
+    for name in ("x_final", "y_final", "status_codes", "stop_step", "x", "y"):
+        np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name))
+    if stats:
+        for name in ("n_boundaries", "boundary_step", "boundary_H", "cycle_length",
+                     "cycle_mean_x2", "y_max", "y_min", "max_abs_x", "first_blowup"):
+            np.testing.assert_array_equal(getattr(chunked.cycles, name),
+                                          getattr(whole.cycles, name))
+    # and one trajectory of the chunked ensemble is the reference path's, bit for bit
+    one = run_reduced(x0[1], START[1], eta[1], *START[3:], steps, stride=7,
+                      cycles=kwargs["cycles"])
+    assert (chunked.x_final[1], chunked.y_final[1]) == (one.x_final, one.y_final)
+
+
+@needs_default_handler
+def test_ctrl_c_stops_one_long_ensemble_trajectory():
+    # one trajectory of 10^9 steps (seconds of work) is split in time too
+    run_reduced_ensemble(np.full(10, 0.1), *START[1:], 10)
+    timer = _interrupt_after(0.2)
+    began = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        run_reduced_ensemble([0.1], *START[1:], LONG, stats=True)
+    waited = time.perf_counter() - began - 0.2
+    timer.join()
+    assert waited < ANSWER_SECONDS
+
+
+@needs_default_handler
+@pytest.mark.xfail(strict=True, reason=(
+    "maps/gd.py: run_gd's chunk loop does not enter deferred_interrupt, so Ctrl-C raises "
+    "KeyboardInterrupt from inside it and the steps done are lost"))
+def test_ctrl_c_in_run_gd_returns_the_part_done():
+    loss = Quadratic([1.0])
+    run_gd(loss, [1.0], 0.1, 10)
+    timer = _interrupt_after(0.2)
+    began = time.perf_counter()
+    try:
+        # 10^9 steps of GD on one parameter: far longer than the wait for the interrupt
+        result = run_gd(loss, [1.0], 0.1, LONG, stride=LONG, find_crossing=False)
+    except KeyboardInterrupt:
+        pytest.fail("run_gd raised KeyboardInterrupt and lost the steps done")
+    finally:
+        timer.join()
+    assert time.perf_counter() - began - 0.2 < ANSWER_SECONDS
+    assert result.status is Status.INTERRUPTED
+    assert 0 < result.n_steps < LONG
+
+
+def test_a_second_ctrl_c_raises():
+    flag = Interrupt()
+    previous = signal.signal(signal.SIGINT, flag)
+    try:
+        flag(signal.SIGINT, None)
+        assert flag.requested
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_an_application_handler_is_left_alone():
+    def own(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGINT, own)
+    try:
+        with deferred_interrupt() as interrupt:
+            assert signal.getsignal(signal.SIGINT) is own
+            assert not interrupt.requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@needs_default_handler
+def test_nested_loops_share_one_flag():
+    with deferred_interrupt() as outer:
+        with deferred_interrupt() as inner:
+            assert inner is outer
+        assert signal.getsignal(signal.SIGINT) is outer
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_manifold_horizon_past_max_steps_is_refused_at_once():
+    loss = ManifoldFamily([1.0, 2.0], [[0.5, 0.0], [0.0, 0.5]])
+    theta0 = [0.1, 0.1, 1.2, 1.1]
+    began = time.perf_counter()
+    # τ_end = 1 at η = 10⁻⁷ is 10¹⁴ steps (it used to run for years)
+    with pytest.raises(ValueError, match="max_steps"):
+        compare_manifold_flow(loss, theta0, 1e-7, 1.0)
+    with pytest.raises(ValueError, match="max_steps = 100"):
+        compare_manifold_flow(loss, theta0, 0.05, 1.0, max_steps=100)  # 400 steps
+    assert time.perf_counter() - began < ANSWER_SECONDS
