@@ -163,6 +163,13 @@ def choice(name: str, value, options) -> str:
     return value
 
 
+def seed(name: str, value):
+    """A seed of ``numpy.random.default_rng``: None, a Generator, or an integer ≥ 0."""
+    if value is None or isinstance(value, np.random.Generator):
+        return value
+    return nonnegative_int(name, value)
+
+
 def boolean(name: str, value) -> bool:
     """Return ``value`` as a bool, or raise ``TypeError`` unless it is ``True`` or ``False``.
 

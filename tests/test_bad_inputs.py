@@ -63,14 +63,10 @@ TIMES = [[], [0.5, 0.2], [-1.0, 0.5], [0.0, 1e9], [[0.1]], "abc", [NAN], [0.1j]]
 RAGGED = [[1.0], [1.0, 2.0]]
 
 
-class PointValues(list):
-    """The bad values of a point argument (checked by ``Loss.check_point``)."""
-
-
 def point(d, optional=False):
     """Bad values of a length-d real vector (``optional``: None is allowed)."""
-    return PointValues([[1.0] * (d + 1), [[1.0] * d], RAGGED, np.full(d, 1.0 + 1.0j), [NAN] * d,
-            [INF] * d, "abc", [[]], np.ones((d, d))] + ([] if optional else [None]))
+    return ([[1.0] * (d + 1), [[1.0] * d], RAGGED, np.full(d, 1.0 + 1.0j), [NAN] * d,
+             [INF] * d, "abc", [[]], np.ones((d, d))] + ([] if optional else [None]))
 
 
 def vector(d):
@@ -305,68 +301,11 @@ RESULTS = {"reference_point": ("result", gd_result),
            "plot_reduced_series": ("result", reduced_result),
            "plot_reduced_phase_portrait": ("result", reduced_result)}
 
-#: cases that fail today because the fix belongs in the loss-protocol and GD-engine files
-#: (stabsim/losses/**, stabsim/maps/gd.py), left to their rewrite: (function, argument) ->
-#: reason, or (reason, indices of the failing values). Strict: a fix makes them pass, and
-#: the marker must then go.
-_GD = "maps/gd.py: run_gd checks no boolean flag (needs _validate.boolean)"
-_REF = ("maps/gd.py: reference_point checks neither loss, result, tol nor max_iter "
-        "(needs require_loss, an isinstance(result, GDResult), positive_float, nonnegative_int)")
-PENDING = {
-    ("run_gd", "record_iterates"): _GD, ("run_gd", "find_crossing"): _GD,
-    ("run_gd", "progress"): _GD,
-    ("reference_point", "loss"): _REF, ("reference_point", "result"): _REF,
-    ("reference_point", "tol"): _REF, ("reference_point", "max_iter"): _REF,
-    ("stability_threshold-gd", "momentum"): "maps/gd.py: stability_threshold('gd') ignores "
-                                            "momentum instead of refusing a nonzero one",
-    ("empirical_threshold", "steps"): ("maps/gd.py: steps is not checked (nonnegative_int, "
-                                       "minimum 2: the run records at stride steps // 2)",
-                                       (0, 3, 5)),
-    ("Loss", "params"): "losses/_protocol.py: family_of's TypeError does not name `params`",
-    ("Loss", "min_value"): "losses/_base.py: min_value goes through float() unchecked "
-                           "(needs _validate.finite_float, or positive_or_inf-like for -inf)",
-    ("Quadratic", "A"): ("losses/quadratic.py: np.asarray(A, float64) runs before "
-                         "finite_array('A', ...) (drops an imaginary part, unnamed errors)",
-                         (0, 1, 2)),
-    ("QuadraticRegression.random", "seed"): "losses/regression.py: seed is not checked",
-    ("QuadraticRegression.two_scale", "seed"): "losses/regression.py: seed is not checked",
-    ("QuadraticRegression.two_scale", "n_slow"): "losses/regression.py: n_slow is not "
-                                                 "checked (the error names n = 1 + n_slow)",
-    ("check_dense_memory", "dim"): "losses/_base.py: dim and count are not checked",
-    ("check_dense_memory", "count"): "losses/_base.py: dim and count are not checked",
-    ("check_derivatives", "loss"): "losses/_check.py: loss is not checked (require_loss)",
-    ("check_derivatives", "seed"): "losses/_check.py: seed is not checked",
-    ("make_loss", "name"): "losses/_registry.py: the message does not name `name`, and "
-                           "an unhashable name is an unnamed TypeError",
-}
-#: Loss.check_point (losses/_base.py) calls np.iscomplexobj before finite_array, and NumPy's
-#: own error for a ragged list escapes unnamed: every point argument fails on RAGGED
-_RAGGED = ("losses/_base.py: Loss.check_point calls np.iscomplexobj(theta) before "
-           "finite_array, whose named errors (complex, ragged) it should leave to it")
-
-
-def pending(label, name, i, values):
-    if (label, name) in PENDING:
-        reason = PENDING[label, name]
-        if isinstance(reason, str):
-            return reason
-        return reason[0] if i in reason[1] else None
-    value = values[i]
-    if value is RAGGED and isinstance(values, PointValues):
-        return _RAGGED
-    return None
-
-
 def cases():
     for label, row in TABLE.items():
         for name, values, word in row.bad:
             for i, value in enumerate(values):
-                marks = []
-                reason = pending(label, name, i, values)
-                if reason:
-                    marks = [pytest.mark.xfail(strict=True, reason=reason)]
-                yield pytest.param(label, name, value, word, marks=marks,
-                                   id=f"{label}-{name}-{i}")
+                yield pytest.param(label, name, value, word, id=f"{label}-{name}-{i}")
 
 
 CASES = list(cases())
@@ -428,11 +367,10 @@ def test_valid_call(label):
 
 
 #: (function, argument) pairs for which no string, complex number, mapping or set is valid
-#: (their table lists "abc" among the bad values), minus the pending ones
+#: (their table lists "abc" among the bad values)
 WRONG_KIND = sorted((label, name) for label, row in TABLE.items()
                     for name, values, word in row.bad
-                    if any(isinstance(v, str) and v == "abc" for v in values)
-                    and (label, name) not in PENDING)
+                    if any(isinstance(v, str) and v == "abc" for v in values))
 
 
 @settings(max_examples=300)

@@ -139,9 +139,6 @@ def test_ctrl_c_stops_one_long_ensemble_trajectory():
 
 
 @needs_default_handler
-@pytest.mark.xfail(strict=True, reason=(
-    "maps/gd.py: run_gd's chunk loop does not enter deferred_interrupt, so Ctrl-C raises "
-    "KeyboardInterrupt from inside it and the steps done are lost"))
 def test_ctrl_c_in_run_gd_returns_the_part_done():
     loss = Quadratic([1.0])
     run_gd(loss, [1.0], 0.1, 10)

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from .._validate import finite_array, nonnegative_int
+from .._validate import finite_array, finite_float, nonnegative_int
 from ._protocol import Family, family_of
 
 #: a dense d × d request larger than this fraction of the available memory is refused
@@ -30,11 +30,13 @@ def check_dense_memory(dim: int, what: str = "a dense Hessian", count: int = 1) 
         Naming d and the bytes the arrays would take, when they exceed
         :data:`DENSE_MEMORY_FRACTION` of the memory available now.
     """
+    dim = nonnegative_int("dim", dim, minimum=1)
+    count = nonnegative_int("count", count, minimum=1)
     needed = count * dim * dim * 8
     available = _available_memory()
     if needed > DENSE_MEMORY_FRACTION * available:
         raise ValueError(
-            f"{what} at d = {dim} takes {needed:,} bytes, more than half of the "
+            f"{what} at dim = {dim} takes {needed:,} bytes, more than half of the "
             f"{available:,} bytes available; use the matrix-free path (Hessian-vector "
             "products: eigensolver='lanczos')"
         )
@@ -43,16 +45,8 @@ def check_dense_memory(dim: int, what: str = "a dense Hessian", count: int = 1) 
 def _normalise_field(record_name: str, field: str, value):
     """A record field as stored: a C-contiguous, writable float64 array, or a float."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        value = float(value)
-        if not np.isfinite(value):
-            raise ValueError(f"{record_name}.{field} must be finite, got {value!r}")
-        return value
-    if isinstance(value, bool) or isinstance(value, (str, bytes)) or value is None:
-        raise ValueError(f"{record_name}.{field} must be a number or an array of real "
-                         f"numbers, got {value!r}")
-    if np.iscomplexobj(value):
-        raise ValueError(f"{record_name}.{field} must be real, got a complex array")
-    array = finite_array(f"{record_name}.{field}", value)
+        return finite_float(f"{record_name}.{field}", value)
+    array = finite_array(f"{record_name}.{field}", value)  # TypeError for the wrong kind
     if not array.flags.writeable:  # Numba types read-only arrays apart: one compile for all
         array = array.copy()
     return array
@@ -108,7 +102,7 @@ class Loss:
         self.params = record(**fields)
         self.dim = dim
         if min_value is not None:
-            self.min_value = float(min_value)
+            self.min_value = finite_float("min_value", min_value)
         if not isinstance(check, bool):
             raise ValueError(f"check must be True or False, got {check!r}")
         if check:
@@ -128,8 +122,6 @@ class Loss:
 
     def check_point(self, theta, name: str = "theta") -> np.ndarray:
         """Return ``theta`` as a finite float64 vector of length ``dim``, or raise."""
-        if np.iscomplexobj(theta):
-            raise ValueError(f"{name} must be real, got a complex array")
         return finite_array(name, theta, shape=(self.dim,))
 
     def _fn(self, name):

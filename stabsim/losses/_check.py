@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import seed as check_seed
+from ._base import require_loss
+
 RTOL = 1e-5
 #: optional functions must agree with the required ones to round-off (relative)
 ROUNDOFF_RTOL = 1e-9
@@ -81,8 +84,9 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
         Naming the first derivative that disagrees, or a function that fails or leaves a
         non-finite entry.
     """
+    require_loss(loss)
     d = loss.dim
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed("seed", seed))
     if points is None:
         points = rng.standard_normal((3, d)) / np.sqrt(d)
     points = np.atleast_2d(np.asarray(points, dtype=np.float64))

@@ -290,7 +290,8 @@ def family_of(params) -> Family:
     family = _FAMILIES.get(type(params))
     if family is None:
         raise TypeError(
-            f"{type(params).__name__} is not a registered loss family. A loss is "
+            f"params must be a record of a registered loss family, got "
+            f"{type(params).__name__}. A loss is "
             "stabsim.losses.Loss(record, dim): record is an instance of a typing.NamedTuple "
             "class registered with stabsim.losses.register_family(record_class, value=..., "
             "grad=..., hvp=..., d3=...), whose functions are Numba-compiled"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+from .. import _validate as check
 from .manifold import ManifoldFamily
 from .minimalist import Minimalist
 from .potential import SelfRegulatingPotential
@@ -49,8 +50,7 @@ def make_loss(name: str, **params):
     >>> make_loss("scalar_network", depth=3)
     ScalarNetwork(depth=3)
     """
-    if name not in FAMILIES:
-        raise ValueError(f"unknown loss family {name!r}; known families: {sorted(FAMILIES)}")
+    check.choice("name", name, FAMILIES)
     cls = FAMILIES[name]
     signature = inspect.signature(cls.__init__)
     accepted = [p for p in signature.parameters.values() if p.name != "self"]

@@ -26,10 +26,11 @@ class Quadratic(Loss):
     name = "quadratic"
 
     def __init__(self, A):
-        A = np.asarray(A, dtype=np.float64)
+        A = finite_array("A", A)
         if A.ndim == 1:
             A = np.diag(A)
-        A = finite_array("A", A, ndim=2)
+        if A.ndim != 2:
+            raise ValueError(f"A must be a square matrix or its diagonal, got shape {A.shape}")
         if A.shape[0] != A.shape[1] or A.shape[0] == 0:
             raise ValueError(f"A must be a non-empty square matrix, got shape {A.shape}")
         A = symmetric("A", A)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import finite_array, nonnegative_int, positive_float, symmetric
+from .._validate import seed as check_seed
 from ._base import Loss
 from .kernels.regression import RegressionParams
 
@@ -77,6 +78,7 @@ class QuadraticRegression(Loss):
         δ² = 2α/β ∝ η, and the cycle period 2π/(η sqrt(2α)) ∝ η^{-1/2} steps.
         """
         eta = positive_float("eta", eta)
+        n_slow = nonnegative_int("n_slow", n_slow)
         base = cls.random(d, 1 + n_slow, seed=seed, q_scale=q_scale)
         n = 1 + n_slow
         z0 = base.z0.copy()
@@ -109,7 +111,7 @@ class QuadraticRegression(Loss):
         j_scale = positive_float("j_scale", j_scale)
         q_scale = positive_float("q_scale", q_scale)
         z_scale = positive_float("z_scale", z_scale)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed("seed", seed))
         J = rng.normal(0.0, j_scale / np.sqrt(d), size=(n, d))
         A = rng.normal(0.0, q_scale / np.sqrt(d), size=(n, d, d))
         Q = (A + A.transpose(0, 2, 1)) / np.sqrt(2.0)

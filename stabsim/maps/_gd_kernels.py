@@ -317,6 +317,8 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
             buf[:] = momentum * buf + g
             theta -= eta * (g + momentum * buf)
         else:  # normalised GD and GD on sqrt(L − L_min)
+            if rule == SQRT_LOSS and loss < loss_min:  # sqrt of a negative gap
+                return _NONFINITE, k
             h = effective_step(rule, eta, eta, loss, gnorm, loss_min)
             if gnorm == 0.0 or not np.isfinite(h):
                 return _ZERO_GRADIENT, k

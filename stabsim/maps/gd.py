@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _validate as check
+from .._interrupt import deferred_interrupt
 from .._progress import progress_bar
 from .._status import Status, StatusResult
 from ..losses import Loss, Quadratic, check_dense_memory
@@ -32,6 +33,15 @@ METHODS = {
 }
 
 
+def _momentum(method: str, momentum) -> float:
+    """β in [0, 1) for heavy ball and Nesterov; 0 for the methods that have none."""
+    beta = check.unit_interval("momentum", momentum)
+    if beta != 0.0 and method not in ("heavy_ball", "nesterov"):
+        raise ValueError(f"momentum = {beta!r} is used by 'heavy_ball' and 'nesterov' only; "
+                         f"method {method!r} has none (leave momentum at 0)")
+    return beta
+
+
 def stability_threshold(eta: float, method: str = "gd", momentum: float = 0.0) -> float:
     """Sharpness at which the linearised update stops being stable (docs/theory.md §0).
 
@@ -44,7 +54,7 @@ def stability_threshold(eta: float, method: str = "gd", momentum: float = 0.0) -
     """
     eta = check.positive_float("eta", eta)
     check.choice("method", method, METHODS)
-    beta = check.unit_interval("momentum", momentum)
+    beta = _momentum(method, momentum)
     if method == "gd":
         return 2.0 / eta
     if method == "heavy_ball":
@@ -180,14 +190,16 @@ def run_gd(
     -------
     GDResult
         Never contains NaN: a run that meets a non-finite value stops there with status
-        NONFINITE (or DIVERGED, ZERO_GRADIENT) and keeps the records made before.
+        NONFINITE (or DIVERGED, ZERO_GRADIENT) and keeps the records made before. Ctrl-C
+        returns the records made so far with status INTERRUPTED (within one chunk of
+        ``chunk_steps`` steps); a second Ctrl-C raises ``KeyboardInterrupt``.
     """
     require_loss(loss)
     theta = loss.check_point(theta0, "theta0").copy()
     eta = check.positive_float("eta", eta)
     steps = check.nonnegative_int("steps", steps)
     check.choice("method", method, METHODS)
-    momentum = check.unit_interval("momentum", momentum)
+    momentum = _momentum(method, momentum)
     stride = check.nonnegative_int("stride", stride, minimum=1)
     top_k = check.nonnegative_int("top_k", top_k, minimum=1)
     if top_k > loss.dim:
@@ -199,6 +211,9 @@ def run_gd(
     eig_max_products = check.nonnegative_int("eig_max_products", eig_max_products, minimum=1)
     divergence_norm = check.positive_float("divergence_norm", divergence_norm)
     chunk_steps = check.nonnegative_int("chunk_steps", chunk_steps, minimum=1)
+    record_iterates = check.boolean("record_iterates", record_iterates)
+    find_crossing = check.boolean("find_crossing", find_crossing)
+    progress = check.boolean("progress", progress)
     loss_min = resolve_loss_min(loss, method, loss_min)
 
     threshold = None
@@ -217,15 +232,20 @@ def run_gd(
 
     bar = progress_bar(steps, enabled=progress, unit="step", leave=False)
     status, done = int(Status.OK), 0
-    while status == int(Status.OK):
-        n = min(chunk_steps, steps - done)
-        finish = done + n == steps
-        status, advanced = kernel(loss.params, rule, eigen, state, rec, done, n, finish, stride,
-                                  divergence_norm, threshold if threshold is not None else -1.0)
-        done += advanced
-        bar.update(advanced)
-        if finish:
-            break
+    with deferred_interrupt() as interrupt:
+        while status == int(Status.OK):
+            if interrupt.requested:  # the state at step `done` is reached, not yet recorded
+                status = int(Status.INTERRUPTED)
+                break
+            n = min(chunk_steps, steps - done)
+            finish = done + n == steps
+            status, advanced = kernel(loss.params, rule, eigen, state, rec, done, n, finish,
+                                      stride, divergence_norm,
+                                      threshold if threshold is not None else -1.0)
+            done += advanced
+            bar.update(advanced)
+            if finish:
+                break
     bar.close()
     if status == int(Status.OK):
         n_kept = n_rec
@@ -295,7 +315,7 @@ def step(loss: Loss, theta, eta: float, *, method: str = "gd", momentum: float =
     theta = loss.check_point(theta).copy()
     eta = check.positive_float("eta", eta)
     check.choice("method", method, METHODS)
-    momentum = check.unit_interval("momentum", momentum)
+    momentum = _momentum(method, momentum)
     loss_min = resolve_loss_min(loss, method, loss_min)
     if buf is None:
         buf = theta.copy() if method == "heavy_ball" else np.zeros(loss.dim)
@@ -337,6 +357,11 @@ def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_ite
     ndarray, shape (d,)
         θ* with |S(θ*) − threshold| within the bisection tolerance ``tol`` along the segment.
     """
+    require_loss(loss)
+    if not isinstance(result, GDResult):
+        raise TypeError(f"result must be the GDResult of run_gd, got {type(result).__name__}")
+    tol = check.positive_float("tol", tol)
+    max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
     if result.crossing_step is None or result.crossing_pair is None:
         raise ValueError("result has no crossing of the stability threshold: run longer, or "
                          "run_gd(..., find_crossing=True)")
@@ -378,6 +403,7 @@ def empirical_threshold(method: str = "gd", momentum: float = 0.0, *, sharpness:
     check.choice("method", method, {"gd", "heavy_ball", "nesterov"})
     sharpness = check.positive_float("sharpness", sharpness)
     rtol = check.positive_float("rtol", rtol)
+    steps = check.nonnegative_int("steps", steps, minimum=2)  # it records at stride steps // 2
     loss = Quadratic([sharpness])
 
     def stable(eta):

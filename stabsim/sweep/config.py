@@ -362,7 +362,7 @@ def _check_cell_memory(config, loss, where) -> None:
 
     d = loss.dim
     eigen = eigen_config(loss, "auto", 1, EIG_TOL, EIG_MAX_PRODUCTS)
-    dense = (d + eigen.factor_rows) * d if eigen.mode != kernels.MATRIX_FREE else 0
+    dense = 0 if isinstance(eigen, kernels.MatrixFree) else (d + eigen.factor_rows) * d
     n_rec = config.steps // config.stride + 1
     per_cell = 8 * (4 * n_rec + (CELL_VECTORS + min(LANCZOS_RESTART, d)) * d + dense)
     side_by_side = min(numba.get_num_threads(), config.chunk_size)
