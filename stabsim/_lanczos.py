@@ -71,9 +71,12 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
     m = ``work.basis.shape[0]`` steps, started from ``v0`` (the previous eigenvector when
     tracking a trajectory). After j steps the Ritz pair (θ_j, y_j) of the tridiagonal matrix
     T_j has residual ``|A y_j − θ_j y_j| = β_j |s_j[j]|`` (s_j the top eigenvector of T_j); the
-    iteration stops when that is at most ``tol · max(|θ_j|, 1e-300)``, when the Krylov space
-    becomes invariant, or after ``max_products`` products. Memory: the m × d basis, whatever
-    the number of restarts. A non-finite operator gives NaN for λ and the residual.
+    iteration stops when that is at most ``tol · scale`` with ``scale = max(|θ_j|, max_i |α_i|)``
+    (a lower bound on the operator's norm: the backward-error criterion, meaningful also when
+    λ is small beside negative eigenvalues), when the Krylov space is invariant or spans all
+    of R^d (then the Ritz pair is exact to round-off), or after ``max_products`` products.
+    Memory: the m × d basis, whatever the number of restarts. A non-finite operator gives NaN
+    for λ and the residual.
 
     Parameters
     ----------
@@ -95,9 +98,11 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
     residual : float
         ``|A y − λ y|`` for the returned vector, from a product with the operator (after a
         single step, y = v0/|v0| and λ its Rayleigh quotient, the first product gave it as
-        β_0). Above ``tol·|λ|`` only when the budget ran out.
+        β_0).
     products : int
         Products with the operator.
+    converged : bool
+        False only when the budget ran out before the tolerance was met (or λ is NaN).
     """
     basis, alpha, beta, ritz, w, start = work
     d = v0.shape[0]
@@ -110,6 +115,8 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
         start[:] = 1.0 / np.sqrt(d)
     products = 0
     lam = np.nan
+    scale = 1e-300
+    restarted = False
     while True:
         basis[0] = start
         j = 0
@@ -127,11 +134,12 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
             beta[j] = np.sqrt(dot(w, w))
             if not np.isfinite(beta[j]):
                 vec_out[:] = start
-                return np.nan, np.nan, products
+                return np.nan, np.nan, products, False
             lam = tridiagonal_top(alpha, beta, j + 1, ritz)
+            scale = max(scale, abs(lam), abs(alpha[j]))
             estimate = beta[j] * abs(ritz[j])
-            invariant = beta[j] <= 1e-14 * max(abs(lam), 1e-300)
-            done = estimate <= tol * max(abs(lam), 1e-300) or invariant
+            invariant = beta[j] <= 1e-14 * scale or (j + 1 == d and not restarted)
+            done = estimate <= tol * scale or invariant
             if done or j + 1 == m or products >= max_products:
                 break
             basis[j + 1] = w / beta[j]
@@ -139,7 +147,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
             vec_out[:] = start
             if dot(vec_out, v0) < 0.0:
                 vec_out *= -1.0
-            return lam, beta[0], products
+            return lam, beta[0], products, done
         vec_out[:] = 0.0
         for i in range(j + 1):
             c = ritz[i]
@@ -149,12 +157,13 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
         if done or products >= max_products:
             break
         start[:] = vec_out  # restart from the Ritz vector
+        restarted = True
     if dot(vec_out, v0) < 0.0:
         vec_out *= -1.0
     apply(op, vec_out, w)
     for r in range(d):
         w[r] -= lam * vec_out[r]
-    return lam, np.sqrt(dot(w, w)), products + 1
+    return lam, np.sqrt(dot(w, w)), products + 1, done
 
 
 @jit

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stabsim._status import Status
-from stabsim.losses import Quadratic
+from stabsim.losses import Minimalist, Quadratic
 from stabsim.maps import empirical_threshold, reference_point, run_gd, stability_threshold
 
 
@@ -193,3 +193,20 @@ def test_a_nonfinite_hessian_is_a_status_not_an_exception(eigensolver):
     # θ_0 = 0.9^t passes 0.5 at t = 7, where the Hessian turns NaN
     assert result.n_steps == 7 and np.all(np.isfinite(result.sharpness))
     np.testing.assert_allclose(result.sharpness[:, 0], 20.0, rtol=1e-10)
+
+
+def test_a_two_parameter_loss_at_the_edge_of_stability_is_measured_to_the_end():
+    # the minimalist loss near its EoS: the top eigenvalue (≈ 2/η ≈ 5) sits beside a large
+    # negative one, so two Lanczos steps leave β at round-off of the norm rather than of λ;
+    # the two-dimensional Krylov space is all of R² and the Ritz value exact (it once stopped
+    # here with NOT_CONVERGED). The run must end OK, with eigh's sharpness along the way.
+    loss = Minimalist()
+    start = 1.9615 * np.array([1.0, 0.075])
+    lanczos = run_gd(loss, start, 0.39103, 3000, record_iterates=True)
+    dense = run_gd(loss, start, 0.39103, 3000, eigensolver="eigh")
+    assert lanczos.status is Status.OK and dense.status is Status.OK
+    # a Ritz value lies within its residual, ≤ 1e-10·‖H‖, of an eigenvalue
+    norms = np.array([np.abs(np.linalg.eigvalsh(loss.hessian(t))).max()
+                      for t in lanczos.iterates])
+    assert np.all(np.abs(lanczos.sharpness[:, 0] - dense.sharpness[:, 0]) <= 1e-10 * norms
+                  + 1e-15 * norms)

@@ -46,9 +46,11 @@ def test_step_repeats_run_gd_exactly_and_runs_are_deterministic(name, method):
 
 @pytest.mark.parametrize("method", ["gd", "heavy_ball", "nesterov"])
 def test_past_the_threshold_a_run_stops_with_a_status_and_no_nan(method):
-    # S x²/2 with S = 1: GD diverges for η > 2 (heavy ball β = 0.5: η > 3; Nesterov: η > 1.5)
+    # S x²/2 with S = 1: GD diverges for η > 2 (heavy ball β = 0.5: η > 3; Nesterov β = 0.5:
+    # η > 1.5)
     loss = Quadratic([1.0])
-    result = run_gd(loss, [1.0], 4.0, 10_000, method=method, momentum=0.5,
+    momentum = 0.5 if method != "gd" else 0.0
+    result = run_gd(loss, [1.0], 4.0, 10_000, method=method, momentum=momentum,
                     divergence_norm=1e6)
     assert result.status is Status.DIVERGED
     assert 0 < result.n_steps < 10_000

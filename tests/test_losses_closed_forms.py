@@ -343,7 +343,7 @@ def test_make_loss_builds_every_family():
 
 
 def test_make_loss_bad_input():
-    with pytest.raises(ValueError, match=r"unknown loss family 'scalar'.*'scalar_network'"):
+    with pytest.raises(ValueError, match=r"name must be one of .*'scalar_network'.*got 'scalar'"):
         make_loss("scalar", depth=3)
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['width'\].*'depth'"):
         make_loss("scalar_network", depth=3, width=2)

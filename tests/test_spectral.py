@@ -53,7 +53,7 @@ def test_lanczos_matches_eigh(d, seed, warm):
     matrix = 0.5 * (matrix + matrix.T)
     start = basis[:, -1] + 0.1 * rng.normal(size=d) if warm else rng.normal(size=d)
     vector = np.empty(d)
-    lam, residual, _ = _lanczos(matrix, np.empty((0, d)), np.ascontiguousarray(start), d,
+    lam, residual, _, _ = _lanczos(matrix, np.empty((0, d)), np.ascontiguousarray(start), d,
                                 4 * d, 1e-12, vector)
     reference = np.linalg.eigvalsh(matrix)[-1]
     # residual tolerance 1e-12·|λ| bounds the eigenvalue error by residual²/gap + round-off
@@ -73,7 +73,7 @@ def test_lanczos_with_a_factor_matches_eigh_of_the_sum(d, rows, seed):
     values, vectors = np.linalg.eigh(total)
     assume(values[-1] - values[-2] > 1e-3 * abs(values[-1]))  # else the eigenvector is ill-posed
     vector = np.empty(d)
-    lam, residual, _ = _lanczos(dense, factor, rng.normal(size=d), d, 4 * d, 1e-12, vector)
+    lam, residual, _, _ = _lanczos(dense, factor, rng.normal(size=d), d, 4 * d, 1e-12, vector)
     scale = max(1.0, abs(values[-1]))
     assert abs(lam - values[-1]) <= 1e-10 * scale
     # the reported residual is that of the returned pair, checked with the dense sum
@@ -87,7 +87,7 @@ def test_lanczos_reports_a_nonfinite_matrix_as_nan():
     matrix[0, 0] = np.nan  # orthogonal to the top eigenvector e_{d−1}, the start vector
     start = np.zeros(d)
     start[-1] = 1.0
-    lam, residual, _ = _lanczos(matrix, np.empty((0, d)), start, d, 4 * d, 1e-12, np.empty(d))
+    lam, residual, _, _ = _lanczos(matrix, np.empty((0, d)), start, d, 4 * d, 1e-12, np.empty(d))
     assert np.isnan(lam) and np.isnan(residual)
 
 
@@ -102,20 +102,33 @@ def test_restarted_lanczos_converges_with_a_short_basis(d, seed):
     matrix = (basis * values) @ basis.T
     matrix = 0.5 * (matrix + matrix.T)
     vector = np.empty(d)
-    lam, residual, products = _lanczos(matrix, np.empty((0, d)), rng.normal(size=d), 4, 5000,
-                                       1e-12, vector)
-    assert residual <= 1e-12 * abs(lam)
+    lam, residual, products, converged = _lanczos(matrix, np.empty((0, d)), rng.normal(size=d),
+                                                  4, 5000, 1e-12, vector)
+    assert converged and residual <= 1e-12 * abs(lam)
     assert abs(lam - np.linalg.eigvalsh(matrix)[-1]) <= 1e-10
     # the reported residual is that of the returned pair
     assert np.linalg.norm(matrix @ vector - lam * vector) <= residual + 1e-13
 
 
+def test_a_krylov_space_that_spans_every_direction_is_exact():
+    # d = 2 with a small top eigenvalue beside a large negative one (the minimalist loss at
+    # the edge of stability): β after two steps is round-off of the norm, not of λ, and the
+    # two-dimensional Krylov space is all of R²: the Ritz pair is exact, not "unconverged"
+    matrix = np.array([[-40.0, 3.0], [3.0, 0.5]])
+    vector = np.empty(2)
+    lam, residual, products, converged = _lanczos(matrix, np.empty((0, 2)), np.ones(2), 2,
+                                                  1000, 1e-10, vector)
+    assert converged and products <= 3
+    assert abs(lam - np.linalg.eigvalsh(matrix)[-1]) <= 1e-13 * 40.0
+    assert np.linalg.norm(matrix @ vector - lam * vector) <= 1e-13 * 40.0
+
+
 def test_lanczos_reports_a_missed_tolerance_when_the_budget_runs_out():
     d = 50
     matrix = np.diag(np.linspace(0.0, 1.0, d))  # top gap 0.02: slow convergence
-    lam, residual, products = _lanczos(matrix, np.empty((0, d)), np.ones(d), 3, 6, 1e-12,
-                                       np.empty(d))
-    assert products <= 7 and residual > 1e-12 * abs(lam)
+    lam, residual, products, converged = _lanczos(matrix, np.empty((0, d)), np.ones(d), 3, 6,
+                                                  1e-12, np.empty(d))
+    assert products <= 7 and residual > 1e-12 * abs(lam) and not converged
 
 
 def test_top_eigenpairs_dense_and_lanczos_agree():

@@ -200,47 +200,36 @@ def _evaluate_impl(eigen, theta, p, work, measuring):
 
 def _measure(eigen, theta, p, work, evec):
     """The top eigenvalue(s) into work.top and evec ← the top eigenvector; returns the
-    residual (0 for eigh; NaN for a non-finite Hessian), above eigen.tol·|λ| only when
-    Lanczos ran out of products (kernels only)."""
+    residual (0 for eigh; NaN for a non-finite Hessian) and whether it met the tolerance
+    (False only when Lanczos ran out of products) (kernels only)."""
     raise TypeError("resolved inside compiled kernels")
 
 
 @overload(_measure, jit_options={"error_model": "numpy"})
 def _measure_impl(eigen, theta, p, work, evec):
     if _is(eigen, DenseEigh):
-        return lambda eigen, theta, p, work, evec: _dense_top(work.hess, work.factor, evec,
-                                                              eigen.n_top, work.top)
+        return lambda eigen, theta, p, work, evec: (
+            _dense_top(work.hess, work.factor, evec, eigen.n_top, work.top), True)
     if _is(eigen, MatrixFree):
         def matrix_free(eigen, theta, p, work, evec):
             work.prev_evec[:] = evec
-            lam, residual, _ = top_eigenpair(HessianAt(theta, p), work.prev_evec, work.lanczos,
-                                             eigen.max_products, eigen.tol, evec)
+            lam, residual, _, converged = top_eigenpair(
+                HessianAt(theta, p), work.prev_evec, work.lanczos, eigen.max_products,
+                eigen.tol, evec)
             work.top[0] = lam
-            return residual
+            return residual, converged
 
         return matrix_free
 
     def dense_lanczos(eigen, theta, p, work, evec):
         work.prev_evec[:] = evec
-        lam, residual, _ = top_eigenpair(DenseHessian(work.hess, work.factor), work.prev_evec,
-                                         work.lanczos, eigen.max_products, eigen.tol, evec)
+        lam, residual, _, converged = top_eigenpair(
+            DenseHessian(work.hess, work.factor), work.prev_evec, work.lanczos,
+            eigen.max_products, eigen.tol, evec)
         work.top[0] = lam
-        return residual
+        return residual, converged
 
     return dense_lanczos
-
-
-def _converged(eigen, lam, residual):
-    """Whether a finite residual met the tolerance (always, for eigh) (kernels only)."""
-    raise TypeError("resolved inside compiled kernels")
-
-
-@overload(_converged, jit_options={"error_model": "numpy"})
-def _converged_impl(eigen, lam, residual):
-    if _is(eigen, DenseEigh):
-        return lambda eigen, lam, residual: True
-    return lambda eigen, lam, residual: not (
-        np.isfinite(residual) and residual > eigen.tol * max(abs(lam), 1e-300))
 
 
 @inline
@@ -286,10 +275,10 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
         if np.sqrt(dot(theta, theta)) > divergence_norm:
             return _DIVERGED, k
         if measuring:
-            residual = _measure(eigen, theta, p, work, evec)
+            residual, converged = _measure(eigen, theta, p, work, evec)
             if not np.isfinite(residual):
                 return _NONFINITE, k
-            if not _converged(eigen, top[0], residual):
+            if not converged:
                 return _NOT_CONVERGED, k
             if searching and top[0] >= crossing_threshold:
                 crossing[0] = t

@@ -63,6 +63,12 @@ def _rel_sharpness(rule, eta, base, sharp, loss, gnorm, loss_min):
 
 
 @jit
+def _nan_max(a, b):
+    """max(a, b), NaN if either is (an undefined r makes its statistics undefined)."""
+    return a + b if np.isnan(a) or np.isnan(b) else max(a, b)
+
+
+@jit
 def _summarise(rule, eta, base, loss_min, stride, window, kept, rec_loss, rec_gnorm, rec_sharp,
                out_float, out_int):
     """Reduce the first ``kept`` records of a cell to its statistics (see module docstring)."""
@@ -81,12 +87,12 @@ def _summarise(rule, eta, base, loss_min, stride, window, kept, rec_loss, rec_gn
     for t in range(kept):
         peak = max(peak, rec_loss[t])
         r = _rel_sharpness(rule, eta, base, rec_sharp[t, 0], rec_loss[t], rec_gnorm[t], loss_min)
-        r_max = max(r_max, r)
+        r_max = _nan_max(r_max, r)
         if first < 0 and r >= 1.0:
             first = t * stride
         if t >= late:
             r_sum += r if not varying_step else 1.0 / r
-            r_late_max = max(r_late_max, r)
+            r_late_max = _nan_max(r_late_max, r)
     out_float[0] = rec_loss[0]
     out_float[1] = rec_loss[kept - 1]
     out_float[2] = peak
