@@ -36,8 +36,11 @@
 # of notebooks 01–02 ($L_\eta = F/\eta + G$ built from `QuadraticRegression.random(6, 3,
 # seed=1, q_scale=0.5)` for $\eta = 0.01$, $S_0 = 0.9\cdot 2/\eta$), whose slow residuals keep
 # GD moving along the fast residual's zero set with sustained sharpening: its gradient-flow
-# sharpness reaches $2.4\cdot 2/\eta$. We run $\eta_1 = 0.01$ for 400 steps (about two EoS
-# cycles after the crossing at step 210), then $\eta_2 = \eta_1/2$ from the last iterate. Among
+# sharpness reaches $2.4\cdot 2/\eta$. We run $\eta_1 = 0.01$ for 700 steps — one EoS cycle
+# after the crossing at step 210: the sharpness rises past $2/\eta_1$, blows up near step 400
+# and self-stabilises back below $2/\eta_1$ (at step 400 GD is still in its first blow-up,
+# at $1.18\cdot 2/\eta_1$, and a drop there would not test the claim) — then
+# $\eta_2 = \eta_1/2$ from the last iterate. Among
 # the seeds that sharpen smoothly (1, 2, 6) and q_scale 0.5 or 1, seed 1 with q_scale 0.5
 # and seed 1 with q_scale 1 climb back to the new threshold; seeds 2 and 6 stall below it
 # (checked while choosing; not asserted here).
@@ -94,8 +97,10 @@ for f in FACTORS:
 
 # %% [markdown]
 # Asserts: GD converges (loss below $10^{-12}$). Where $2/\eta < S_{GF}$ it reaches the
-# threshold and its final sharpness is in $[0.9, 1]\cdot 2/\eta$ — "just below" (measured
-# 0.95–0.995; 0.9 is the band we allow for the last oscillation's decay). Where
+# threshold and its final sharpness is at most $2/\eta$: a minimiser with sharpness above
+# $2/\eta$ repels GD along its top eigenvector (the one-dimensional quadratic of
+# docs/theory.md §0), so a limit of GD has $S \le 2/\eta$. How far below, the theory does
+# not say ("just below"); measured 0.95–0.995, printed above, not asserted. Where
 # $2/\eta > S_{GF}$ it never crosses and ends below $2/\eta$ — and below $S_{GF}$ too
 # (measured), because the early large steps already steer it to a flatter minimiser than
 # gradient flow.
@@ -112,7 +117,7 @@ for row in part1:
     assert row["run"].success and row["loss"] < 1e-12, row
     if row["f"] * S0 < S_GF * 0.99:
         assert row["crossing"] is not None
-        assert 0.9 <= row["s_final"] <= 1.0, row
+        assert row["s_final"] <= 1.0, row
         if row["s_max"] > 1.05:
             assert row["non_monotone"] > 0, row
     elif row["f"] * S0 > S_GF * 1.01:
@@ -130,7 +135,7 @@ two_scale_regression = QuadraticRegression.two_scale  # L_η = F/η + G (noteboo
 
 ETA1 = 0.01
 ETA2 = ETA1 / 2
-N1, N2 = 400, 1200 if SMALL else 2400
+N1, N2 = 700, 1200 if SMALL else 2400
 ts = two_scale_regression(ETA1)
 run1 = run_gd(ts, np.zeros(ts.dim), ETA1, N1)
 run2 = run_gd(ts, run1.theta, ETA2, N2)
@@ -148,23 +153,29 @@ print(f"control (no drop): last 300 steps S·η1/2 mean "
       f"{np.mean(control.sharpness[-300:, 0]) * ETA1 / 2:.3f}")
 
 # %% [markdown]
-# Asserts (bands: the EoS oscillation of the sharpness around the threshold, ±30% for the
-# excursions and ±10% for the late mean — the first cycles after a crossing are large,
-# docs/theory.md §1; the measured late mean is 0.98):
+# Asserts. The claim is qualitative — the sharpness is held at the threshold by the
+# instability, so it follows the threshold when η changes — and so are the checks; the
+# size of the excursions around $2/\eta$ is an order-in-η statement tested in
+# `tests/test_compare.py`, and the measured means (0.98 late after the drop) are printed,
+# not asserted.
 #
-# - at $\eta_1$ the sharpness reaches $2/\eta_1$ and hovers there;
-# - after the drop it starts near $\tfrac12\cdot 2/\eta_2$, climbs, crosses $2/\eta_2$ and
-#   hovers around it: the sharpness roughly doubles;
-# - control: continuing at $\eta_1$ keeps it at $2/\eta_1$ (so the climb is caused by the drop).
+# - at $\eta_1$ the sharpness reaches $2/\eta_1$ and self-stabilises: it comes back below;
+# - after the drop it starts below $2/\eta_2$ (the same iterate, whose sharpness is held near
+#   $2/\eta_1 = \tfrac12\cdot 2/\eta_2$), climbs through $2/\eta_2$, and over the last 300 steps
+#   oscillates across it (values on both sides);
+# - control: continuing at $\eta_1$ the sharpness oscillates across $2/\eta_1$ over the same
+#   last 300 steps and never reaches $2/\eta_2$, the level the drop lets it climb to — so the
+#   climb is caused by the drop.
 
 # %%
 assert run1.success and run2.success and control.success
-assert run1.crossing_step is not None and np.all(np.abs(eos1 - 1) < 0.3)
-assert 0.45 < s2[0] * ETA2 / 2 < 0.7
+assert run1.crossing_step is not None and eos1.min() < 1.0
+assert s2[0] * ETA2 / 2 < 1.0
 assert run2.crossing_step is not None
-assert abs(late2.mean() - 1) < 0.1 and np.all(np.abs(late2 - 1) < 0.3)
-assert s2.max() / s2[0] > 1.6
-assert abs(np.mean(control.sharpness[-300:, 0]) * ETA1 / 2 - 1) < 0.15
+assert late2.min() < 1.0 < late2.max()
+control_rel = control.sharpness[:, 0] * ETA1 / 2
+assert control_rel[-300:].min() < 1.0 < control_rel[-300:].max()
+assert control_rel.max() < ETA1 / ETA2  # below 2/η2 = (η1/η2)·2/η1 throughout
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))

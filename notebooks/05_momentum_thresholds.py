@@ -40,8 +40,10 @@ if "ipykernel" not in sys.modules:  # headless (tests, scripts): never open a wi
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from stabsim.flows import gradient_flow  # noqa: E402
 from stabsim.losses import Quadratic, QuadraticRegression  # noqa: E402
 from stabsim.maps import run_gd, stability_threshold  # noqa: E402
+from stabsim.spectral import sharpness  # noqa: E402
 
 SIZE = os.environ.get("STABSIM_NOTEBOOK_SIZE", "full")
 SMALL = SIZE == "small"
@@ -130,23 +132,43 @@ for method, beta in CASES:
 # 2/η after the crossing. Heavy ball (β = 0.3, 0.5) and Nesterov (β = 0.5) also rise to their
 # thresholds and are then held there — far below the 2.4 × threshold that gradient flow
 # reaches on this loss — but they hover **5–17% below** the quadratic threshold (means
-# 0.83–0.97). So the claim "the sharpness of heavy-ball GD hovers at (2+2β)/η" holds only to
-# within ~17% here; we assert that band (mean after the crossing in [0.8, 1.0]; the largest
-# excursion after the crossing is 1.45 × threshold, so the cap is 2, below gradient flow's 2.4)
-# rather than the GD band. Heavy ball with β = 0.9 *diverges*: its step η = 1.9 η_d is large
-# against the transients of the other directions, and momentum amplifies them before the
-# sharpness governs anything — asserted as what happens.
+# 0.83–0.97; perturbing θ₀ by 1e-12 moves them by about 0.01). So the claim "the sharpness
+# of heavy-ball GD hovers at (2+2β)/η" holds only qualitatively here, and the means are
+# printed, not asserted. What the claim does say, and what we assert for all four runs:
+#
+# - the sharpness reaches the method's threshold (it sharpens progressively, 0.9 → 2.4 along
+#   gradient flow);
+# - after the crossing it comes back below the threshold (self-stabilisation: the
+#   oscillation it sets off flattens the loss, docs/theory.md §1) ...
+# - ... and is held: it stays below the sharpness gradient flow reaches in the flow time
+#   `STEPS`·η_d. Each method's slow drift is at least as fast as GD's at η_d (effective step
+#   η/(1 − β) for both momentum forms, ≥ η_d here), and the sharpness rises monotonically
+#   along gradient flow on this loss, so that is a lower bound for what the method would
+#   reach without the instability.
+#
+# Heavy ball with β = 0.9 *diverges*: its step η = 1.9 η_d is large against the transients
+# of the other directions, and momentum amplifies them before the sharpness governs
+# anything. This is a measured outcome, not a prediction; unlike the case below it is not
+# decided by round-off — every start within 1e-12 of θ₀ = 0 that we tried diverges, which
+# is what we assert (three perturbed starts).
 
 # %%
-p = part2[("gd", 0.0)]
-assert p["run"].success and p["run"].crossing_step is not None
-assert abs(p["eos_mean"] - 1) < 0.1, p["eos_mean"]
-for key in (("heavy_ball", 0.3), ("heavy_ball", 0.5), ("nesterov", 0.5)):
+gf = gradient_flow(loss, np.zeros(loss.dim), ETA_D, float(STEPS),
+                   t_eval=np.linspace(0.0, STEPS, 25))
+gf_rel = np.array([sharpness(loss, w) for w in gf.states]) * ETA_D / 2
+assert gf.success and np.all(np.diff(gf_rel) > 0)  # progressive sharpening, monotone
+print(f"gradient flow over the same flow time: S·η_d/2 from {gf_rel[0]:.3f} to {gf_rel[-1]:.3f}")
+for key in (("gd", 0.0), ("heavy_ball", 0.3), ("heavy_ball", 0.5), ("nesterov", 0.5)):
     p = part2[key]
     tc = p["run"].crossing_step
     assert p["run"].success and tc is not None, key
-    assert 0.8 < p["eos_mean"] < 1.0, (key, p["eos_mean"])
-    assert p["rel"][tc:].max() < 2.0, key
+    after = p["rel"][tc:]
+    assert after.min() < 1.0 and after.max() < gf_rel[-1], (key, after.min(), after.max())
+eta_hb9 = stability_threshold(1.0, "heavy_ball", 0.9) / (2.0 / ETA_D)
+for seed in range(3):
+    start = 1e-12 * np.random.default_rng(seed).normal(size=loss.dim)
+    r = run_gd(loss, start, eta_hb9, STEPS, method="heavy_ball", momentum=0.9)
+    assert not r.success, (seed, r.status)
 assert not part2[("heavy_ball", 0.9)]["run"].success
 
 # %% [markdown]
@@ -157,7 +179,12 @@ assert not part2[("heavy_ball", 0.9)]["run"].success
 # diverged, all between steps 517 and 537), while Nesterov and β = 0.3 survived all 20. The
 # same is true of sums evaluated in another order: a change in how the loss kernel accumulates
 # the gradient (differences of 1e-16 relative) turned one such run from stable to divergent.
-# So a single run at this step proves nothing either way; we check that both outcomes occur.
+# So a single run at this step proves nothing either way; we check that both outcomes occur
+# among 20 perturbed starts. Each start's outcome is decided by round-off, so the assertion
+# is a statistical one: with a survival probability p near the measured 0.5–0.65 (10 to 13
+# of 20 starts survived in our runs), all 20 starts agree with probability
+# p²⁰ + (1 − p)²⁰ < 2e-4; a change that makes the assertion
+# fail has moved the method off the edge of divergence, which is worth knowing.
 
 # %%
 loss_fragile = QuadraticRegression.two_scale(0.01)

@@ -136,7 +136,7 @@ for depth in DEPTHS:
             psi = np.array([net.gfs_sharpness(w) for w in run.iterates[pos]])
             part2.append(dict(
                 depth=depth, trial=trial, f=f, eta=eta, ok=run.success and run.loss[-1] < 1e-8,
-                sign_flip=not pos.all(), psi=psi, steps=run.steps[pos],
+                sign_flip=not pos.all(), psi=psi, steps=run.steps[pos], loss=float(run.loss[-1]),
                 max_rel_increase=float(np.max(np.diff(psi) / psi[:-1])),
                 final=float(run.sharpness[-1, 0] * eta / 2)))
 for row in part2:
@@ -164,7 +164,11 @@ print(f"{len(flipped)} runs where the product changed sign: converged "
 # - They all converge to a minimiser with sharpness **below** $2/\eta$, but "≈ 2/η" does
 #   **not** hold in general: final $S\eta/2$ ranges down to about 0.73, and only about half
 #   end within 5% of $2/\eta$ — a large first step (ψ0 well above $2/\eta$) lands GD on a flatter
-#   minimiser. We assert the final sharpness is in $[0.7, 1]\cdot 2/\eta$ for these runs.
+#   minimiser. We assert what is derived: the final sharpness is at most $2/\eta$ (a
+#   minimiser sharper than that repels GD, docs/theory.md §0) and at least the depth, the
+#   sharpness of the balanced minimiser, which no minimiser is flatter than (docs/theory.md
+#   §5); where in between it lands, and how many runs end within 5% of $2/\eta$, the theory
+#   does not say — both are printed, not asserted.
 # - In many runs the early steps flip the sign of the product (GD jumps across
 #   $\prod w_i = 0$, where ψ is undefined). Then the claim does not apply, and it visibly
 #   fails: final sharpness as low as $0.43\cdot 2/\eta$, [at depth 5, one run in which ψ,
@@ -178,8 +182,11 @@ print(f"{len(flipped)} runs where the product changed sign: converged "
 for row in clean:
     assert row["ok"], row
     assert row["max_rel_increase"] <= 1e-12, row
-    assert 0.7 <= row["final"] <= 1.0 + 1e-9, row
-assert 0.0 < near < 1.0  # some, not all, end within 5% of 2/η
+    # depth·η/2 ≤ S·η/2 ≤ 1 at the limit w*; the last iterate's sharpness differs from
+    # S(w*) by O(|w − w*|) = O(sqrt(L)), below 1e-9 once L < 1e-18 — which GD, converging
+    # linearly once stable, reaches well within the 8000 steps (asserted)
+    assert row["loss"] < 1e-18, row
+    assert row["depth"] * row["eta"] / 2 <= row["final"] <= 1.0 + 1e-9, row
 for row in flipped:
     if row["ok"]:
         assert row["final"] <= 1.0 + 1e-9, row

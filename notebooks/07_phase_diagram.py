@@ -43,6 +43,7 @@ if "ipykernel" not in sys.modules:  # headless (tests, scripts): never open a wi
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from stabsim import Status  # noqa: E402
 from stabsim.plot import plot_phase_diagram  # noqa: E402
 from stabsim.sweep import GDClass, MapClass, SweepConfig, run_sweep  # noqa: E402
 
@@ -118,44 +119,54 @@ for name in ("CONVERGED", "EDGE_OF_STABILITY", "CATAPULT", "DIVERGED"):
               f"{r_gfs[sel].max():.2f}]")
 
 # %% [markdown]
-# Asserts, against the GFS sharpness $r$ = GFS·η/2 of each cell (regimes of notebook 06):
+# Asserts, against the GFS sharpness $r$ = GFS·η/2 of each cell (regimes of notebook 06),
+# only what the theory says:
 #
-# - cells with $r < 0.85$ are *converged* (GD ≈ gradient flow, the threshold is never
-#   reached); every *edge_of_stability* cell has $r > 0.85$ and final sharpness in
-#   $[0.9, 1.01]\cdot 2/\eta$. The classes go by behaviour (`stabsim.sweep.classify`): a cell
-#   whose loss fell to round-off has settled on a minimiser and is *converged* even when its
-#   sharpness ends within 10% of $2/\eta$; *edge_of_stability* cells are those still
-#   oscillating around $2/\eta$ at step 3000 (so their final sharpness may sit up to 1%
-#   above it). Measured at full size before that change: the boundary is not exactly at
-#   $r = 1$ — a catapult at $r = 0.86$ (GD's sharpness during the transient overshoots the
-#   GFS value), converged cells up to $r = 0.96$; hence 0.85.
-# - cells with $r$ in $(1.05, 1.9)$ *and a start below the minimisers* ($x_0y_0 < 1$, as in
-#   notebook 06) are not diverged: GD passes $2/\eta$ and ends with the sharpness in
-#   $[0.9, 1.01]\cdot 2/\eta$ — settled on a minimiser just below the threshold (Zhu et al.),
-#   after a catapult or not, or still at the EoS;
+# - every cell ran to its end or diverged: a run stopped by an inner solver
+#   (status NOT_CONVERGED) is a failure of the engine, not a class;
+# - a cell that settled on a minimiser (*converged* or *catapult*) ends with sharpness at
+#   most $2/\eta$: a minimiser sharper than that repels GD along its top eigenvector
+#   (docs/theory.md §0);
+# - $r < 1$ (the GFS is a stable minimiser): GD converges, with or without a catapult;
+# - *edge_of_stability* cells (still oscillating around $2/\eta$ at step 3000) have $r > 1$:
+#   the EoS needs a GFS that is unstable at this η (Zhu et al.);
+# - cells with $r$ in $(1, 1.9)$ *and a start below the minimisers* ($x_0y_0 < 1$, as in
+#   notebook 06) are not diverged: GD passes $2/\eta$ and settles just below it, after a
+#   catapult or not, or is still at the EoS;
 # - cells with $r > 3$ diverge.
 #
-# Measured: starts *beyond* the minimisers ($x_0y_0 = 0.075 s^2 > 1$, i.e. $s > 3.65$) at
-# small η diverge although their $r$ is only 1.1–1.9: there the gradient at $\theta_0$ is
-# large (∝ $x_0^2 y_0(x_0^2y_0^2-1)$) and the first step overshoots across the hyperbola into
-# the region $xy < -1$ where GD blows up. The GFS sharpness does not describe these starts —
-# the claim of docs/theory.md §5 ("from a range of initialisations") needs that range to be bounded.
+# Measured at full size: "GD behaves like gradient flow below $r = 1$" holds for the end
+# point (final $S\eta/2$ between 0.975 $r$ and 1.0003 $r$) but not for the path: from
+# $r = 0.77$ GD's transient sharpness overshoots $2/\eta$ (up to 2.5 × at $r = 0.96$) before
+# it settles, and the sweep calls five such cells catapults (the loss rose). How far below
+# $2/\eta$ the settled $r > 1$ cells end is not a claim of the theory (measured 0.989–0.999
+# for 95% of them, down to 0.64 for one catapult at $r = 2.3$); it is drawn, not asserted.
+# At full size 14 cells stop after a few steps with NOT_CONVERGED: the engine's
+# matrix-free Lanczos misses its tolerance on this 2 × 2 Hessian (the same run with
+# `eigensolver="eigh"` settles at $S\eta/2 = 0.991$), so the first assert fails there
+# until the engine is fixed; the small size has none. Starts *beyond* the
+# minimisers ($x_0y_0 = 0.075 s^2 > 1$, i.e. $s > 3.65$) at small η diverge although their $r$
+# is only 1.1–1.9: there the gradient at $\theta_0$ is large (∝ $x_0^2 y_0(x_0^2y_0^2-1)$) and
+# the first step overshoots across the hyperbola into the region $xy < -1$ where GD blows
+# up. The GFS sharpness does not describe these starts — the claim of docs/theory.md §5
+# ("from a range of initialisations") needs that range to be bounded.
 
 # %%
-assert np.all(cls_gd[r_gfs < 0.85] == GDClass.CONVERGED)
+status = ds_gd["status"].values
+assert np.all(status != Status.NOT_CONVERGED), np.argwhere(status == Status.NOT_CONVERGED)
+settled = np.isin(cls_gd, [GDClass.CONVERGED, GDClass.CATAPULT])
+assert np.all(final[settled] <= 1.0), final[settled].max()
+assert np.all(settled[r_gfs < 1.0])
 eos = cls_gd == GDClass.EDGE_OF_STABILITY
-assert eos.any() and np.all(r_gfs[eos] > 0.85)
-# ≤ 1.01: a few cells are still oscillating around 2/η at step 3000 (measured up to 1.004)
-assert np.all((final[eos] >= 0.9) & (final[eos] <= 1.01))
+assert np.all(r_gfs[eos] > 1.0), r_gfs[eos].min()
 below = 0.075 * scale_g**2 < 1.0  # x0 y0 < 1
-mid = (r_gfs > 1.05) & (r_gfs < 1.9) & below
-beyond = (r_gfs > 1.05) & (r_gfs < 1.9) & ~below
-print(f"r in (1.05, 1.9): {mid.sum()} cells with x0 y0 < 1, classes "
+mid = (r_gfs > 1.0) & (r_gfs < 1.9) & below
+beyond = (r_gfs > 1.0) & (r_gfs < 1.9) & ~below
+print(f"r in (1, 1.9): {mid.sum()} cells with x0 y0 < 1, classes "
       f"{sorted(set(GDClass(int(k)).name for k in cls_gd[mid]))}; {beyond.sum()} with "
       f"x0 y0 > 1, classes {sorted(set(GDClass(int(k)).name for k in cls_gd[beyond]))}")
 assert np.all(np.isin(cls_gd[mid], [GDClass.EDGE_OF_STABILITY, GDClass.CATAPULT,
                                     GDClass.CONVERGED]))
-assert np.all((final[mid] >= 0.9) & (final[mid] <= 1.01))
 assert np.all(cls_gd[r_gfs > 3.0] == GDClass.DIVERGED)
 
 # %%
