@@ -261,7 +261,8 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
         dag = constrained_trajectory(loss, iterates[tc], eta, steps - tc, projection=projection,
                                      tol=tol, max_iter=max_iter)
         statuses["constrained"] = dag.status
-        gd_window = iterates[tc:]
+        m = min(iterates.shape[0] - tc, dag.theta.shape[0])  # rows both runs made
+        gd_window = iterates[tc:tc + m]
         u = _unit_eigenvectors(loss, dag.theta)
         rec.update({
             "dagger_loss": padded(dag.loss, tc), "dagger_sharpness": padded(dag.sharpness, tc),
@@ -269,7 +270,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
             "pred_sharpness": padded(dag.predicted_sharpness, tc),
             "dist_dagger": distance(dag.theta, tc),
             "dist_pred": distance(dag.predicted_theta, tc),
-            "gd_x": padded(np.einsum("ij,ij->i", gd_window - dag.theta, u), tc),
+            "gd_x": padded(np.einsum("ij,ij->i", gd_window - dag.theta[:m], u[:m]), tc),
             "pred_x": padded(dag.x, tc), "alpha": padded(dag.alpha, tc),
             "lambda2_margin": padded(2.0 / eta - dag.lambda2, tc),
             "vperp_over_delta": padded(_vperp_over_delta(dag), tc),

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import stabsim
@@ -380,6 +380,9 @@ WRONG_KIND = sorted((label, name) for label, row in TABLE.items()
                        st.frozensets(st.integers(), max_size=2)))
 def test_a_value_of_the_wrong_kind_is_refused_by_name(target, value):
     label, name = target
+    row = TABLE[label]
+    valid = inspect.signature(row.func).bind_partial(*row.args, **row.kwargs).arguments.get(name)
+    assume(not (isinstance(value, dict) and isinstance(valid, dict)))  # a table is a mapping
     with pytest.raises((ValueError, TypeError)) as info:
         call_with(label, name, value)
     word = next(w for n, v, w in TABLE[label].bad if n == name)

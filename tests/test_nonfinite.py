@@ -103,12 +103,9 @@ CASES = {
                            {Status.NONFINITE}),
     "proj_M-overflow": (lambda: proj_M(Minimalist(), [1e200, 1.0], 0.1), {Status.NONFINITE}),
     # L = ¼(x²y² − 1)² from x = 1e200: x²y² overflows
-    "constrained-overflow": pytest.param(
+    "constrained-overflow": (
         lambda: constrained_trajectory(Minimalist(), [1e200, 1.0], 0.1, 30),
-        {Status.NONFINITE}, marks=pytest.mark.xfail(strict=True, reason=(
-            "maps/constrained.py keeps steps + 1 rows and leaves those after a stop NaN "
-            "(documented); keeping only the rows made needs compare.py, which aligns them "
-            "with GD's, changed with it"))),
+        {Status.NONFINITE}),
     # -- flows: divergence, overflow, NaN part-way --------------------------------
     "gradient_flow-diverges": (lambda: gradient_flow(UNSTABLE, [1.0], 1.0, 100.0),
                                {Status.DIVERGED}),

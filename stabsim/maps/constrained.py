@@ -71,7 +71,7 @@ class ConstrainedResult(StatusResult):
         OK; NOT_CONVERGED if some projection missed its tolerance (the run continues, see
         ``first_failure``); NONFINITE if a value went non-finite, FLAT_SHARPNESS if ∇S⊥ = 0
         at θ† (δ² = 2α/β is undefined) or a projection met S > 2/η with ∇S = 0 (the run
-        stops there: later rows are NaN).
+        stops there and keeps only the rows made before: no row is NaN).
     first_failure : int or None
         First step whose projection missed its tolerance.
     """
@@ -178,24 +178,24 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
 
     proj = project(theta0, u_ref)
     v = theta0 - proj.theta
-    status, first_failure = Status.OK, None
+    status, first_failure, kept = Status.OK, None, n
     # a blow-up of v is reported through the status, not by NumPy warnings
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for t in range(n):
             geo = proj.geometry
             residuals[t], n_iter[t] = proj.residuals, proj.n_iter
             if proj.status in (Status.NONFINITE, Status.FLAT_SHARPNESS):
-                status = proj.status
+                status, kept = proj.status, t
                 break
             if not np.all(np.isfinite(v)):
-                status = Status.NONFINITE
+                status, kept = Status.NONFINITE, t
                 break
             if proj.status is Status.NOT_CONVERGED and first_failure is None:
                 status, first_failure = Status.NOT_CONVERGED, t
             u, perp = geo.u, geo.grad_sharpness_perp
             beta = float(perp @ perp)
             if beta == 0.0:  # δ² = 2α/β and v⊥ need ∇S⊥ ≠ 0
-                status = Status.FLAT_SHARPNESS
+                status, kept = Status.FLAT_SHARPNESS, t
                 break
             alpha = -float(geo.grad @ perp)
             x, y = float(u @ v), float(perp @ v)
@@ -211,10 +211,11 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
             proj = project(z, u)
             shift = z - proj.theta if displacement == "exact" else (eta * alpha / beta) * perp
             v = v - eta * (loss.hvp(geo.theta, v) + x * y * u + 0.5 * x * x * perp) + shift
+    out = {name: values[:kept] for name, values in out.items()}  # the rows made
     return ConstrainedResult(
-        eta=eta, projection=projection, displacement=displacement, theta=thetas, v=vs,
-        loss=out["loss"],
+        eta=eta, projection=projection, displacement=displacement, theta=thetas[:kept],
+        v=vs[:kept], loss=out["loss"],
         sharpness=out["sharpness"], lambda2=out["lambda2"], x=out["x"], y=out["y"],
         alpha=out["alpha"], beta=out["beta"], u_dot_grad_sharpness=out["udS"],
-        v_perp=out["v_perp"], residuals=residuals, n_iter=n_iter, status=status,
+        v_perp=out["v_perp"], residuals=residuals[:kept], n_iter=n_iter[:kept], status=status,
         first_failure=first_failure)
