@@ -348,7 +348,7 @@ def _check_loss_builds(config) -> None:
 def _check_cell_memory(config, loss, where) -> None:
     """Refuse cells that would not fit in memory when the kernel's threads run them at once.
 
-    Every thread of the compiled parallel loop allocates one cell's records (4 per record:
+    Every thread running cells allocates one cell's records (4 per record:
     loss, gradient norm, sharpness, eigen-residual), its vectors (:data:`CELL_VECTORS` plus
     the Lanczos basis of ``LANCZOS_RESTART`` vectors) and, on the dense path, the d × d
     Hessian and the family's factor rows. An allocation that fails inside that loop has no
