@@ -11,7 +11,8 @@ No kernel divides by a weight, so zero weights are exact. Directional derivative
 products are carried as (hyper-)dual numbers: multiplying a running product by
 (w_l + s u_l + t v_l) gives its value, its s- and t-derivatives and its mixed st-derivative
 at s = t = 0 in O(1) per factor; prefix and suffix products give every
-∏_{l≠i} at once, so hvp and d3 cost O(d) and hess O(d²).
+∏_{l≠i} at once, so hvp and d3 cost O(d) time (and one or three d-vectors of scratch) and
+hess O(d²).
 """
 
 from typing import NamedTuple
@@ -51,43 +52,29 @@ def grad(theta, p, out):
 
 
 @jit
-def _prefix_suffix_duals(theta, u, v, pre, suf):
-    """Hyper-dual prefix and suffix products of the factors (w_l + s u_l + t v_l).
+def hvp(theta, p, v, out):
+    """out ← g (g·v) + r G v, with (Gv)_i the v-derivative of g_i, in O(d).
 
-    Row 0 of ``pre[:, i]`` is ∏_{l<i} w_l, rows 1 and 2 its s- and t-derivatives, row 3 its
-    mixed st-derivative at s = t = 0; ``suf[:, i]`` the same for ∏_{l≥i}.
+    A backward sweep leaves in ``out[i]`` the suffix product ∏_{l>i} w_l (and its
+    v-derivative in a scratch array); the forward sweep carries the prefix product and its
+    v-derivative and overwrites ``out[i]`` once it has read it: one d-vector of scratch.
     """
     d = theta.shape[0]
-    pre[0, 0] = 1.0
-    pre[1:, 0] = 0.0
-    for i in range(d):
-        w = theta[i]
-        pre[3, i + 1] = pre[3, i] * w + pre[1, i] * v[i] + pre[2, i] * u[i]
-        pre[1, i + 1] = pre[1, i] * w + pre[0, i] * u[i]
-        pre[2, i + 1] = pre[2, i] * w + pre[0, i] * v[i]
-        pre[0, i + 1] = pre[0, i] * w
-    suf[0, d] = 1.0
-    suf[1:, d] = 0.0
+    suffix_dv = np.empty(d)
+    acc, dacc = 1.0, 0.0
     for i in range(d - 1, -1, -1):
-        w = theta[i]
-        suf[3, i] = suf[3, i + 1] * w + suf[1, i + 1] * v[i] + suf[2, i + 1] * u[i]
-        suf[1, i] = suf[1, i + 1] * w + suf[0, i + 1] * u[i]
-        suf[2, i] = suf[2, i + 1] * w + suf[0, i + 1] * v[i]
-        suf[0, i] = suf[0, i + 1] * w
-
-
-@jit
-def hvp(theta, p, v, out):
-    """out ← g (g·v) + r G v, with (Gv)_i the v-derivative of g_i, in O(d)."""
-    d = theta.shape[0]
-    pre = np.empty((4, d + 1))
-    suf = np.empty((4, d + 1))
-    _prefix_suffix_duals(theta, v, v, pre, suf)
-    r = pre[0, d] - 1.0
-    gv = pre[1, d]  # g·v, the v-derivative of P
+        out[i] = acc
+        suffix_dv[i] = dacc
+        dacc = dacc * theta[i] + acc * v[i]
+        acc *= theta[i]
+    r = acc - 1.0  # acc = P, dacc = g·v
+    gv = dacc
+    pre, dpre = 1.0, 0.0
     for i in range(d):
-        a = pre[0, i] * suf[0, i + 1]  # g_i = ∏_{l≠i} w_l
-        da = pre[1, i] * suf[0, i + 1] + pre[0, i] * suf[1, i + 1]  # (Gv)_i
+        a = pre * out[i]  # g_i = ∏_{l≠i} w_l
+        da = dpre * out[i] + pre * suffix_dv[i]  # (Gv)_i
+        dpre = dpre * theta[i] + pre * v[i]
+        pre *= theta[i]
         out[i] = a * gv + r * da
 
 
@@ -117,20 +104,38 @@ def hess(theta, p, out):
 
 @jit
 def d3(theta, p, u, v, out):
-    """out ← g (uᵀGv) + (g·u) Gv + (g·v) Gu + r D²g[u, v], by hyper-dual products in O(d)."""
+    """out ← g (uᵀGv) + (g·u) Gv + (g·v) Gu + r D²g[u, v], by hyper-dual products in O(d).
+
+    As :func:`hvp`: suffix products (value in ``out``, the u-, v- and uv-derivatives in a
+    3 × d scratch array) from a backward sweep, prefix products carried forward.
+    """
     d = theta.shape[0]
-    pre = np.empty((4, d + 1))
-    suf = np.empty((4, d + 1))
-    _prefix_suffix_duals(theta, u, v, pre, suf)
-    r = pre[0, d] - 1.0
-    pu, pv, puv = pre[1, d], pre[2, d], pre[3, d]  # g·u, g·v, uᵀGv
+    suf = np.empty((3, d))
+    s0, su, sv, suv = 1.0, 0.0, 0.0, 0.0
+    for i in range(d - 1, -1, -1):
+        out[i] = s0
+        suf[0, i] = su
+        suf[1, i] = sv
+        suf[2, i] = suv
+        w = theta[i]
+        suv = suv * w + su * v[i] + sv * u[i]
+        su = su * w + s0 * u[i]
+        sv = sv * w + s0 * v[i]
+        s0 *= w
+    r = s0 - 1.0
+    pu, pv, puv = su, sv, suv  # g·u, g·v, uᵀGv
+    a0, a1, a2, a3 = 1.0, 0.0, 0.0, 0.0
     for i in range(d):
-        a0, a1, a2, a3 = pre[0, i], pre[1, i], pre[2, i], pre[3, i]
-        b0, b1, b2, b3 = suf[0, i + 1], suf[1, i + 1], suf[2, i + 1], suf[3, i + 1]
+        b0, b1, b2, b3 = out[i], suf[0, i], suf[1, i], suf[2, i]
         a = a0 * b0
         au = a1 * b0 + a0 * b1
         av = a2 * b0 + a0 * b2
         auv = a3 * b0 + a1 * b2 + a2 * b1 + a0 * b3
+        w = theta[i]
+        a3 = a3 * w + a1 * v[i] + a2 * u[i]
+        a1 = a1 * w + a0 * u[i]
+        a2 = a2 * w + a0 * v[i]
+        a0 *= w
         out[i] = a * puv + pu * av + pv * au + r * auv
 
 
