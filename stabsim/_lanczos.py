@@ -167,7 +167,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
 
 
 @jit
-def _top_of_2x2(a, b, c, vec_out):
+def top_of_2x2(a, b, c, vec_out):
     """Top eigenpair of [[a, b], [b, c]]: λ = m + r with m = (a + c)/2, r = hypot((a − c)/2, b).
 
     The eigenvector (b, λ − a) (or (λ − c, b)) is formed from whichever of λ − a = r − h and
@@ -207,7 +207,7 @@ def tridiagonal_top(diag, offdiag, k, vec_out):
         vec_out[0] = 1.0
         return diag[0]
     if k == 2:
-        return _top_of_2x2(diag[0], offdiag[0], diag[1], vec_out)
+        return top_of_2x2(diag[0], offdiag[0], diag[1], vec_out)
     lo = np.inf
     hi = -np.inf
     for i in range(k):

@@ -12,8 +12,9 @@ the arrays of :class:`GDState`.
 The sharpness comes from warm-started Lanczos (:mod:`stabsim._lanczos`), on Hessian-vector
 products by default (O(d) memory), or on the dense Hessian that the family's
 ``hessian_parts`` gives (families that prefer it, or ``eigh`` for several eigenvalues). The
-three are three record types (:class:`MatrixFree`, :class:`DenseLanczos`, :class:`DenseEigh`)
-resolved at compile time, so a kernel compiles only the measurement it runs.
+measurements are record types (:class:`MatrixFree`, :class:`DenseLanczos`,
+:class:`TinyDense`, :class:`DenseEigh`) resolved at compile time, so a kernel compiles only
+the measurement it runs.
 """
 
 from typing import NamedTuple
@@ -23,7 +24,7 @@ from numba import types
 from numba.extending import overload
 
 from .._jit import inline, jit
-from .._lanczos import DenseHessian, HessianAt, lanczos_work, top_eigenpair
+from .._lanczos import DenseHessian, HessianAt, lanczos_work, top_eigenpair, top_of_2x2
 from .._linalg import add_gram, dot
 from .._status import Status
 from ..losses._protocol import hessian_parts as loss_hessian_parts
@@ -83,6 +84,12 @@ class DenseLanczos(NamedTuple):
     max_products: int
     tol: float
     factor_rows: int  #: rows of the factor ``hessian_parts`` leaves out of the dense part
+
+
+class TinyDense(NamedTuple):
+    """Measure S of a loss of dimension d ≤ 2 from its dense Hessian, in closed form."""
+
+    factor_rows: int
 
 
 class DenseEigh(NamedTuple):
@@ -177,6 +184,10 @@ def _workspace_impl(eigen, d):
         return lambda eigen, d: _Work(np.empty(d), np.empty((d, d)),
                                       np.empty((eigen.factor_rows, d)), lanczos_work(1, 1),
                                       np.empty(d), np.empty(eigen.n_top))
+    if _is(eigen, TinyDense):
+        return lambda eigen, d: _Work(np.empty(d), np.empty((d, d)),
+                                      np.empty((eigen.factor_rows, d)), lanczos_work(1, 1),
+                                      np.empty(d), np.empty(1))
 
 
 def _evaluate(eigen, theta, p, work, measuring):
@@ -210,6 +221,9 @@ def _measure_impl(eigen, theta, p, work, evec):
     if _is(eigen, DenseEigh):
         return lambda eigen, theta, p, work, evec: (
             _dense_top(work.hess, work.factor, evec, eigen.n_top, work.top), True)
+    if _is(eigen, TinyDense):
+        return lambda eigen, theta, p, work, evec: (
+            _tiny_top(work.hess, work.factor, evec, work.top), True)
     if _is(eigen, MatrixFree):
         def matrix_free(eigen, theta, p, work, evec):
             work.prev_evec[:] = evec
@@ -232,6 +246,27 @@ def _measure_impl(eigen, theta, p, work, evec):
     return dense_lanczos
 
 
+@jit
+def _tiny_top(hess_buf, factor, evec, top_out):
+    """Top eigenpair of the 1 × 1 or 2 × 2 matrix ``hess_buf + factorᵀ factor`` in closed
+    form (:func:`stabsim._lanczos.top_of_2x2`); ``evec`` signed to agree with its previous
+    value. Returns 0, or NaN for a non-finite matrix."""
+    if not (_all_finite(hess_buf) and _all_finite(factor)):
+        return np.nan
+    add_gram(hess_buf, factor)
+    if hess_buf.shape[0] == 1:
+        top_out[0] = hess_buf[0, 0]
+        evec[0] = 1.0 if evec[0] >= 0.0 else -1.0
+        return 0.0
+    previous0, previous1 = evec[0], evec[1]
+    top_out[0] = top_of_2x2(hess_buf[0, 0], 0.5 * (hess_buf[0, 1] + hess_buf[1, 0]),
+                             hess_buf[1, 1], evec)
+    if evec[0] * previous0 + evec[1] * previous1 < 0.0:
+        evec[0] = -evec[0]
+        evec[1] = -evec[1]
+    return 0.0
+
+
 @inline
 def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, divergence_norm,
              crossing_threshold):
@@ -241,7 +276,8 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
     row 0 is the start. With ``finish`` the state after the last update is evaluated and
     recorded too (the last chunk of a run). Empty records (length 0) record and measure
     nothing: the plain update, as :func:`stabsim.maps.gd.step` uses it. ``eigen`` is a
-    :class:`MatrixFree`, :class:`DenseLanczos` or :class:`DenseEigh` record.
+    :class:`MatrixFree`, :class:`DenseLanczos`, :class:`TinyDense` or :class:`DenseEigh`
+    record.
 
     Crossing search: while ``state.crossing[0] < 0`` and ``crossing_threshold > 0`` the top
     eigenvalue is computed every step; at the first t with S(θ_t) ≥ threshold,

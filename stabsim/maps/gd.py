@@ -172,8 +172,9 @@ def run_gd(
         ``"lanczos"``: warm-started, restarted Lanczos on Hessian-vector products (O(d)
         memory; top_k = 1 only), stopped at relative residual ``eig_tol``; ``"eigh"``:
         ``numpy.linalg.eigh`` of the dense Hessian (memory checked first); ``"auto"``: eigh
-        when top_k > 1, else Lanczos, on the dense Hessian plus Gauss–Newton factor for
-        families that prefer it (the regression model), on products otherwise.
+        when top_k > 1, the closed form of the dense Hessian for d ≤ 2, else Lanczos, on the
+        dense Hessian plus Gauss–Newton factor for families that prefer it (the regression
+        model), on products otherwise.
     eig_max_products : int
         Budget of Hessian products per Lanczos measurement; a run whose Lanczos misses
         ``eig_tol`` within it stops with status NOT_CONVERGED.
@@ -272,8 +273,8 @@ LANCZOS_RESTART = 20
 def eigen_config(loss: Loss, eigensolver: str, top_k: int, tol: float, max_products: int):
     """How the GD engine measures the sharpness of ``loss`` (see :func:`run_gd`).
 
-    Returns a :class:`~stabsim.maps._gd_kernels.MatrixFree`, ``DenseLanczos`` or
-    ``DenseEigh`` record.
+    Returns a :class:`~stabsim.maps._gd_kernels.MatrixFree`, ``DenseLanczos``, ``TinyDense``
+    or ``DenseEigh`` record.
 
     Raises
     ------
@@ -283,6 +284,8 @@ def eigen_config(loss: Loss, eigensolver: str, top_k: int, tol: float, max_produ
     if eigensolver == "eigh" or top_k > 1:
         check_dense_memory(loss.dim, f"eigensolver={eigensolver!r} (a dense Hessian)")
         return kernels.DenseEigh(top_k, loss.factor_rows)
+    if eigensolver == "auto" and loss.dim <= 2:  # closed form: exact and the cheapest
+        return kernels.TinyDense(loss.factor_rows)
     if eigensolver == "auto" and loss.family.prefers_dense:
         check_dense_memory(loss.dim, "the dense Hessian this family prefers")
         return kernels.DenseLanczos(LANCZOS_RESTART, max_products, tol, loss.factor_rows)
