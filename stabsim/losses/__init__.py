@@ -14,6 +14,7 @@ from ._protocol import Family, family_of, register_family, registered_families
 from ._registry import FAMILIES, make_loss
 from .manifold import ManifoldFamily
 from .minimalist import Minimalist
+from .network import Network, UVModel
 from .potential import SelfRegulatingPotential
 from .quadratic import Quadratic
 from .realisation import ReducedMapRealisation
@@ -26,11 +27,13 @@ __all__ = [
     "Loss",
     "ManifoldFamily",
     "Minimalist",
+    "Network",
     "Quadratic",
     "QuadraticRegression",
     "ReducedMapRealisation",
     "ScalarNetwork",
     "SelfRegulatingPotential",
+    "UVModel",
     "check_dense_memory",
     "check_derivatives",
     "family_of",

@@ -1,0 +1,368 @@
+"""Fully connected networks with the mean-squared error, exact derivatives by hyper-dual
+backpropagation (record :class:`NetworkParams`).
+
+The network has layer sizes n_0 (inputs), n_1, ..., n_L (outputs) and, for l = 1..L,
+
+    a_l = s_l W_l h_{l−1} + b_l,     h_l = φ(a_l) (l < L),     f = a_L,
+
+with h_0 = x, W_l of shape n_l × n_{l−1}, multipliers s_l (1 for the standard
+parametrisation, 1/√n_{l−1} for the NTK one) and biases b_l (absent without biases). On the
+N examples (X, Y) the loss is
+
+    L(θ) = (1/(2N)) Σ_n |f(x_n) − y_n|².
+
+θ holds, layer by layer, W_l row-major and then b_l.
+
+Backpropagation computes ∇L: δ_L = (f − Y)/N, ∂L/∂W_l = s_l δ_lᵀ h_{l−1},
+∂L/∂b_l = Σ_n δ_l, δ_{l−1} = (s_l δ_l W_l) ⊙ φ'(a_{l−1}). Running that program on
+hyper-dual numbers a + a_u ε₁ + a_v ε₂ + a_uv ε₁ε₂ (ε₁² = ε₂² = 0) at θ + ε₁u + ε₂v returns
+(THEORY §6)
+
+    ∇L + ε₁ ∇²L u + ε₂ ∇²L v + ε₁ε₂ ∇³L[u, v],
+
+exact to round-off. A product of two hyper-duals a·b has the parts a b, a_u b + a b_u,
+a_v b + a b_v and a_uv b + a_u b_v + a_v b_u + a b_uv; a function of a hyper-dual has the parts
+φ(a), φ'(a) a_u, φ'(a) a_v and φ'(a) a_uv + φ''(a) a_u a_v, so the activations need
+φ, φ', φ'' and φ''' (φ' itself is carried as a hyper-dual through the backward pass). With
+one direction (u only: dual numbers) the same pass gives ∇L and ∇²L u.
+
+Every activation and δ is stored as an array of shape (4, N, n) whose parts are ordered
+(u, real, v, uv): the parts a pass uses are then contiguous (real alone; u and real; all
+four), and each hyper-dual matrix product is one BLAS product over the stacked parts plus two
+over pairs of parts. A pass with all four parts costs about 8 matrix products per layer
+forward, 8 backward and 4 for ∂L/∂W's ε₁ε₂ part, against 1, 1 and 1 for the gradient; memory
+is O(N Σ n_l) for the activations and nothing of size d × d.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..._jit import jit
+from .._protocol import register_family
+
+IDENTITY = 0  #: φ(a) = a (deep linear networks)
+TANH = 1  #: φ(a) = tanh a
+SOFTPLUS = 2  #: φ(a) = log(1 + eᵃ)
+ACTIVATIONS = {"identity": IDENTITY, "linear": IDENTITY, "tanh": TANH, "softplus": SOFTPLUS}
+
+# storage order of the parts of a hyper-dual array
+_U, _R, _V, _UV = 0, 1, 2, 3
+
+
+class NetworkParams(NamedTuple):
+    """Data, architecture and parametrisation of a fully connected network with MSE.
+
+    Whole numbers (sizes, codes) are stored as floats, like every field of a record.
+    """
+
+    X: np.ndarray  #: inputs, shape (N, n_0)
+    Y: np.ndarray  #: targets, shape (N, n_L)
+    sizes: np.ndarray  #: layer sizes n_0, ..., n_L
+    scales: np.ndarray  #: multipliers s_1, ..., s_L
+    activation: float  #: IDENTITY, TANH or SOFTPLUS
+    bias: float  #: 1.0 with biases b_l, 0.0 without
+
+
+@jit
+def _activation(code, a):
+    """φ(a), φ'(a), φ''(a), φ'''(a).
+
+    tanh: φ' = 1 − t², φ'' = −2t(1 − t²), φ''' = −2(1 − t²)(1 − 3t²) with t = tanh a;
+    softplus: φ' = σ(a), φ'' = σ(1 − σ), φ''' = σ(1 − σ)(1 − 2σ), evaluated without overflow.
+    """
+    if code == TANH:
+        t = np.tanh(a)
+        s = 1.0 - t * t
+        return t, s, -2.0 * t * s, -2.0 * s * (1.0 - 3.0 * t * t)
+    if code == SOFTPLUS:
+        e = np.exp(-abs(a))
+        sig = 1.0 / (1.0 + e) if a >= 0.0 else e / (1.0 + e)
+        s2 = sig * (1.0 - sig)
+        return max(a, 0.0) + np.log1p(e), sig, s2, s2 * (1.0 - 2.0 * sig)
+    return a, 1.0, 0.0, 0.0
+
+
+@jit
+def _span(parts):
+    """Storage range [lo, hi) of the parts a pass with ``parts`` ∈ {1, 2, 4} uses."""
+    return (_R, _U + 2) if parts == 1 else (_U, _U + 2 if parts == 2 else _UV + 1)
+
+
+@jit
+def _hd_dot(X, M0, Mu, Mv, parts, out, tmp):
+    """out ← X (M0 + ε₁Mu + ε₂Mv) for the hyper-dual X of shape (4, N, k) (``tmp``: 2Nn floats).
+
+    Parts: real X M0; u: X_u M0 + X Mu; v: X_v M0 + X Mv; uv: X_uv M0 + X_u Mv + X_v Mu.
+    The X M0 terms of every part are one product over the stacked parts; the two pairs
+    (X_u, X)·Mv and (X, X_v)·Mu are contiguous in the (u, real, v, uv) order.
+    """
+    lo, hi = _span(parts)
+    n_rows, k = X.shape[1], X.shape[2]
+    n = out.shape[2]
+    rows = (hi - lo) * n_rows
+    np.dot(X[lo:hi].reshape((rows, k)), M0, out[lo:hi].reshape((rows, n)))
+    if parts == 1:
+        return
+    if parts == 2:
+        half = tmp[:n_rows * n].reshape((n_rows, n))
+        np.dot(X[_R], Mu, half)
+        out[_U] += half
+        return
+    both = tmp[:2 * n_rows * n].reshape((2 * n_rows, n))
+    np.dot(X[_U:_R + 1].reshape((2 * n_rows, k)), Mv, both)
+    out[_UV] += both[:n_rows]
+    out[_V] += both[n_rows:]
+    np.dot(X[_R:_V + 1].reshape((2 * n_rows, k)), Mu, both)
+    out[_U] += both[:n_rows]
+    out[_UV] += both[n_rows:]
+
+
+@jit
+def _activate(code, A, D, parts):
+    """A ← φ(A) and D ← φ'(A), in hyper-dual arithmetic, for the pre-activations A."""
+    for i in range(A.shape[1]):
+        for j in range(A.shape[2]):
+            f0, f1, f2, f3 = _activation(code, A[_R, i, j])
+            A[_R, i, j] = f0
+            D[_R, i, j] = f1
+            if parts == 1:
+                continue
+            au = A[_U, i, j]
+            A[_U, i, j] = f1 * au
+            D[_U, i, j] = f2 * au
+            if parts == 4:
+                av = A[_V, i, j]
+                auv = A[_UV, i, j]
+                A[_V, i, j] = f1 * av
+                D[_V, i, j] = f2 * av
+                A[_UV, i, j] = f1 * auv + f2 * au * av
+                D[_UV, i, j] = f2 * auv + f3 * au * av
+
+
+@jit
+def _times(P, D, parts):
+    """P ← P ⊙ D in hyper-dual arithmetic (elementwise)."""
+    for i in range(P.shape[1]):
+        for j in range(P.shape[2]):
+            p0 = P[_R, i, j]
+            d0 = D[_R, i, j]
+            P[_R, i, j] = p0 * d0
+            if parts == 1:
+                continue
+            pu = P[_U, i, j]
+            P[_U, i, j] = pu * d0 + p0 * D[_U, i, j]
+            if parts == 4:
+                pv = P[_V, i, j]
+                P[_V, i, j] = pv * d0 + p0 * D[_V, i, j]
+                P[_UV, i, j] = (P[_UV, i, j] * d0 + pu * D[_V, i, j] + pv * D[_U, i, j]
+                                + p0 * D[_UV, i, j])
+
+
+@jit
+def _slot(mask):
+    """Storage index of the part with ε-mask ``mask`` (0 real, 1 ε₁, 2 ε₂, 3 ε₁ε₂)."""
+    return _R if mask == 0 else (_U if mask == 1 else mask)
+
+
+@jit
+def _layout(p):
+    """Layer sizes (ints) and the offset of each layer's W_l in θ (entry L: the length)."""
+    n_layers = p.sizes.shape[0] - 1
+    sizes = np.empty(n_layers + 1, np.int64)
+    for k in range(n_layers + 1):
+        sizes[k] = int(p.sizes[k])
+    offsets = np.empty(n_layers + 1, np.int64)
+    offsets[0] = 0
+    for k in range(n_layers):
+        per = sizes[k + 1] * sizes[k] + (sizes[k + 1] if p.bias != 0.0 else 0)
+        offsets[k + 1] = offsets[k] + per
+    return sizes, offsets
+
+
+@jit
+def network_pass(theta, p, u, v, parts, backward, outs):
+    """The (hyper-)dual backpropagation pass; returns L(θ).
+
+    Parameters
+    ----------
+    theta, u, v : ndarray, shape (d,)
+        The point and the two directions (u is used when ``parts`` ≥ 2, v when 4).
+    parts : {1, 2, 4}
+        Real numbers (∇L), dual numbers in u (∇L, ∇²L u) or hyper-dual numbers in u and v
+        (∇L, ∇²L u, ∇²L v, ∇³L[u, v]).
+    backward : bool
+        Run the backward pass (False: the value only).
+    outs : tuple of 4 arrays
+        Receive the ε₁ part (∇²L u), the real part (∇L), the ε₂ part (∇²L v) and the ε₁ε₂
+        part (∇³L[u, v]); an array of length 0 is not written.
+    """
+    theta = np.ascontiguousarray(theta)
+    u = np.ascontiguousarray(u)
+    v = np.ascontiguousarray(v)
+    sizes, offsets = _layout(p)
+    n_layers = sizes.shape[0] - 1
+    n_rows = p.X.shape[0]
+    has_bias = p.bias != 0.0
+    lo, hi = _span(parts)
+    code = int(p.activation)
+    # activations h_0..h_L (h_L: the output, then δ_L; h_l is overwritten by δ_l on the way
+    # back) and φ'(a_l) for the hidden layers, each of shape (4, N, n_l)
+    start = np.empty(n_layers + 2, np.int64)
+    start[0] = 0
+    widest = 0
+    for k in range(n_layers + 1):
+        start[k + 1] = start[k] + 4 * n_rows * sizes[k]
+        widest = max(widest, sizes[k])
+    hbuf = np.empty(start[n_layers + 1])
+    dbuf = np.empty(start[n_layers + 1])
+    tmp = np.empty(2 * n_rows * widest)
+
+    h0 = hbuf[start[0]:start[1]].reshape((4, n_rows, sizes[0]))
+    h0[lo:hi] = 0.0
+    h0[_R] = p.X
+    for k in range(1, n_layers + 1):
+        n_in, n_out = sizes[k - 1], sizes[k]
+        off = offsets[k - 1]
+        w_end = off + n_out * n_in
+        W0 = theta[off:w_end].reshape((n_out, n_in))
+        Wu = u[off:w_end].reshape((n_out, n_in))
+        Wv = v[off:w_end].reshape((n_out, n_in))
+        H = hbuf[start[k - 1]:start[k]].reshape((4, n_rows, n_in))
+        A = hbuf[start[k]:start[k + 1]].reshape((4, n_rows, n_out))
+        _hd_dot(H, W0.T, Wu.T, Wv.T, parts, A, tmp)
+        s = p.scales[k - 1]
+        if s != 1.0:
+            A[lo:hi] *= s
+        if has_bias:
+            for i in range(n_rows):
+                for j in range(n_out):
+                    A[_R, i, j] += theta[w_end + j]
+                    if parts >= 2:
+                        A[_U, i, j] += u[w_end + j]
+                    if parts == 4:
+                        A[_V, i, j] += v[w_end + j]
+        if k < n_layers:
+            D = dbuf[start[k]:start[k + 1]].reshape((4, n_rows, n_out))
+            _activate(code, A, D, parts)
+
+    out_layer = hbuf[start[n_layers]:start[n_layers + 1]].reshape((4, n_rows, sizes[n_layers]))
+    total = 0.0
+    for i in range(n_rows):
+        for j in range(sizes[n_layers]):
+            e = out_layer[_R, i, j] - p.Y[i, j]
+            out_layer[_R, i, j] = e
+            total += e * e
+    loss = 0.5 * total / n_rows
+    if not backward:
+        return loss
+    out_layer[lo:hi] *= 1.0 / n_rows  # δ_L = (f − Y)/N
+
+    g_tmp = np.empty(widest * widest)
+    for k in range(n_layers, 0, -1):
+        n_in, n_out = sizes[k - 1], sizes[k]
+        off = offsets[k - 1]
+        w_end = off + n_out * n_in
+        s = p.scales[k - 1]
+        delta = hbuf[start[k]:start[k + 1]].reshape((4, n_rows, n_out))
+        H = hbuf[start[k - 1]:start[k]].reshape((4, n_rows, n_in))
+        G_tmp = g_tmp[:n_out * n_in].reshape((n_out, n_in))
+        for c in range(4):
+            slot = _slot(c)
+            out = outs[slot]
+            if out.shape[0] == 0:
+                continue
+            # part c of s δᵀh: Σ over ε-masks a ⊆ c of δ_a ᵀ h_(c∖a)
+            G = out[off:w_end].reshape((n_out, n_in))
+            first = True
+            for a in range(4):
+                if (a & c) != a:
+                    continue
+                if first:
+                    np.dot(delta[_slot(a)].T, H[_slot(c ^ a)], G)
+                    first = False
+                else:
+                    np.dot(delta[_slot(a)].T, H[_slot(c ^ a)], G_tmp)
+                    G += G_tmp
+            if s != 1.0:
+                G *= s
+            if has_bias:  # ∂L/∂b_l = Σ_n δ_l, part by part
+                for j in range(n_out):
+                    out[w_end + j] = 0.0
+                for i in range(n_rows):
+                    for j in range(n_out):
+                        out[w_end + j] += delta[slot, i, j]
+        if k == 1:
+            break
+        W0 = theta[off:w_end].reshape((n_out, n_in))
+        Wu = u[off:w_end].reshape((n_out, n_in))
+        Wv = v[off:w_end].reshape((n_out, n_in))
+        # δ_{k−1} = (s δ_k W_k) ⊙ φ'(a_{k−1}), written over h_{k−1} (no longer needed)
+        _hd_dot(delta, W0, Wu, Wv, parts, H, tmp)
+        if s != 1.0:
+            H[lo:hi] *= s
+        _times(H, dbuf[start[k - 1]:start[k]].reshape((4, n_rows, n_in)), parts)
+    return loss
+
+
+@jit
+def value(theta, p):
+    """L(θ) = (1/(2N)) Σ_n |f(x_n) − y_n|² (forward pass only)."""
+    none = np.empty(0)
+    return network_pass(theta, p, theta, theta, 1, False, (none, none, none, none))
+
+
+@jit
+def _into(result, out):
+    """out ← result (the pass writes contiguous arrays; ``out`` may be any 1-D view)."""
+    for i in range(out.shape[0]):
+        out[i] = result[i]
+
+
+@jit
+def value_grad(theta, p, out):
+    """L(θ) and out ← ∇L(θ): one forward and one backward pass."""
+    none = np.empty(0)
+    g = np.empty(theta.shape[0])
+    loss = network_pass(theta, p, theta, theta, 1, True, (none, g, none, none))
+    _into(g, out)
+    return loss
+
+
+@jit
+def grad(theta, p, out):
+    """out ← ∇L(θ)."""
+    value_grad(theta, p, out)
+
+
+@jit
+def hvp(theta, p, v, out):
+    """out ← ∇²L(θ) v: the ε part of backpropagation on dual numbers θ + εv."""
+    none = np.empty(0)
+    hv = np.empty(theta.shape[0])
+    network_pass(theta, p, v, v, 2, True, (hv, none, none, none))
+    _into(hv, out)
+
+
+@jit
+def d3(theta, p, u, v, out):
+    """out ← ∇³L(θ)[u, v]: the ε₁ε₂ part of backpropagation on θ + ε₁u + ε₂v."""
+    none = np.empty(0)
+    t = np.empty(theta.shape[0])
+    network_pass(theta, p, u, v, 4, True, (none, none, none, t))
+    _into(t, out)
+
+
+@jit
+def all_derivatives(theta, p, u, v):
+    """L(θ), ∇L, ∇²L u, ∇²L v and ∇³L[u, v], from one hyper-dual pass."""
+    d = theta.shape[0]
+    g, hu, hv, t = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
+    loss = network_pass(theta, p, u, v, 4, True, (hu, g, hv, t))
+    return loss, g, hu, hv, t
+
+
+FAMILY = register_family(NetworkParams, value=value, grad=grad, hvp=hvp, d3=d3,
+                         value_grad=value_grad,
+                         shapes={"X": (None, None), "Y": (None, None), "sizes": (None,),
+                                 "scales": (None,)})
