@@ -12,6 +12,7 @@ from ._base import Loss, check_dense_memory
 from ._check import check_derivatives
 from ._protocol import Family, family_of, register_family, registered_families
 from ._registry import FAMILIES, make_loss
+from .from_jax import from_jax
 from .manifold import ManifoldFamily
 from .minimalist import Minimalist
 from .network import Network, UVModel
@@ -37,6 +38,7 @@ __all__ = [
     "check_dense_memory",
     "check_derivatives",
     "family_of",
+    "from_jax",
     "make_loss",
     "register_family",
     "registered_families",
