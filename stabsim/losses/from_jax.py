@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import warnings
 from collections.abc import Callable
 
 import numpy as np
+from numba.core.errors import NumbaWarning
 
 from .._validate import nonnegative_int
 from ._base import Loss
@@ -23,6 +25,10 @@ from .kernels import jax_bridge
 from .kernels.jax_bridge import JaxParams
 
 _LOCK = threading.Lock()
+# Engines are compiled with nogil; the bridge's object-mode blocks take the GIL back, which
+# Numba reports once per engine. That is the intended behaviour here, not a problem to show.
+warnings.filterwarnings("ignore", message="Code running in object mode won't allow parallel",
+                        category=NumbaWarning)
 _MISSING = ("from_jax needs JAX, which is not installed; install the extra with "
             "pip install 'stabsim[jax]' (or pip install 'jax[cpu]')")
 

@@ -65,22 +65,15 @@ class NetworkParams(NamedTuple):
 
 
 @jit
-def _activation(code, a):
-    """φ(a), φ'(a), φ''(a), φ'''(a).
+def _softplus(a):
+    """φ(a), φ'(a), φ''(a), φ'''(a) of φ = softplus, without overflow.
 
-    tanh: φ' = 1 − t², φ'' = −2t(1 − t²), φ''' = −2(1 − t²)(1 − 3t²) with t = tanh a;
-    softplus: φ' = σ(a), φ'' = σ(1 − σ), φ''' = σ(1 − σ)(1 − 2σ), evaluated without overflow.
+    φ = max(a, 0) + log1p(e^{−|a|}), φ' = σ(a), φ'' = σ(1 − σ), φ''' = σ(1 − σ)(1 − 2σ).
     """
-    if code == TANH:
-        t = np.tanh(a)
-        s = 1.0 - t * t
-        return t, s, -2.0 * t * s, -2.0 * s * (1.0 - 3.0 * t * t)
-    if code == SOFTPLUS:
-        e = np.exp(-abs(a))
-        sig = 1.0 / (1.0 + e) if a >= 0.0 else e / (1.0 + e)
-        s2 = sig * (1.0 - sig)
-        return max(a, 0.0) + np.log1p(e), sig, s2, s2 * (1.0 - 2.0 * sig)
-    return a, 1.0, 0.0, 0.0
+    e = np.exp(-abs(a))
+    sig = 1.0 / (1.0 + e) if a >= 0.0 else e / (1.0 + e)
+    s2 = sig * (1.0 - sig)
+    return max(a, 0.0) + np.log1p(e), sig, s2, s2 * (1.0 - 2.0 * sig)
 
 
 @jit
@@ -118,13 +111,83 @@ def _hd_dot(X, M0, Mu, Mv, parts, out, tmp):
     out[_UV] += both[n_rows:]
 
 
+# exp(x) = e^r 2^k with x = k ln 2 + r, |r| ≤ ln2/2 (ln 2 split exactly in two parts), and
+# e^r = 1 + 2r P(r²)/(Q(r²) − r P(r²)) (Cephes ``exp``, relative error about 2e-16)
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93145751953125e-1
+_LN2_LO = 1.42860682030941723212e-6
+_EXP_P = (1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1)
+_EXP_Q = (3.00198505138664455042e-6, 2.52448340349684104192e-3, 2.27265548208155028766e-1,
+          2.00000000000000000009e0)
+# tanh x = x + x³ P(x²)/Q(x²) for |x| < 0.625 (Cephes ``tanh``, relative error about 2.5e-16)
+_TANH_P = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
+_TANH_Q = (1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)
+_ROUND = 6755399441055744.0  # 1.5 · 2⁵²: k + _ROUND holds the integer k in its low bits
+_ROUND_BITS = 0x4338000000000000  # the bit pattern of _ROUND
+
+
+@jit
+def _exp_reduce(x):
+    """k and r with x = k ln 2 + r (x ≤ 0, clamped at −708: e^x underflows past it)."""
+    x = max(x, -708.0)
+    k = np.floor(x * _LOG2E + 0.5)
+    return k, x - k * _LN2_HI - k * _LN2_LO
+
+
+@jit(fastmath=True)
+def _tanh_array(a, scratch):
+    """a ← tanh(a) elementwise (1-D), in loops the compiler vectorises (no libm calls).
+
+    |a| < 0.625: the rational approximation above; otherwise sign(a)(1 − e)/(1 + e) with
+    e = exp(−2|a|) = e^r 2^k from the Cephes exp, 2^k assembled from its exponent bits in
+    ``scratch`` (a work array of a's length). Agrees with ``np.tanh`` to 2 ulp (measured:
+    3.9e-16 relative at most over 5·10⁴ normal draws of scale 3 and the edge cases). No
+    value is tested for NaN, so reassociation and contraction are safe here.
+    """
+    n = a.shape[0]
+    for i in range(n):
+        k, _ = _exp_reduce(-2.0 * abs(a[i]))
+        scratch[i] = k + _ROUND
+    bits = scratch.view(np.int64)
+    for i in range(n):
+        bits[i] = (bits[i] - _ROUND_BITS + 1023) << 52  # the bits of 2^k
+    for i in range(n):
+        x = abs(a[i])
+        _, r = _exp_reduce(-2.0 * x)
+        rr = r * r
+        px = r * ((_EXP_P[0] * rr + _EXP_P[1]) * rr + _EXP_P[2])
+        qx = ((_EXP_Q[0] * rr + _EXP_Q[1]) * rr + _EXP_Q[2]) * rr + _EXP_Q[3]
+        e = (1.0 + 2.0 * px / (qx - px)) * scratch[i]
+        z = x * x
+        small = x + x * z * ((_TANH_P[0] * z + _TANH_P[1]) * z + _TANH_P[2]) / (
+            ((z + _TANH_Q[0]) * z + _TANH_Q[1]) * z + _TANH_Q[2])
+        t = small if x < 0.625 else (1.0 - e) / (1.0 + e)
+        a[i] = np.copysign(t, a[i])
+
+
 @jit
 def _activate(code, A, D, parts):
-    """A ← φ(A) and D ← φ'(A), in hyper-dual arithmetic, for the pre-activations A."""
-    for i in range(A.shape[1]):
-        for j in range(A.shape[2]):
-            f0, f1, f2, f3 = _activation(code, A[_R, i, j])
-            A[_R, i, j] = f0
+    """A ← φ(A) and D ← φ'(A), in hyper-dual arithmetic, for the pre-activations A.
+
+    The identity leaves A as it is and D unused (φ' = 1: see where :func:`_times` is called).
+    tanh: the real part first (:func:`_tanh_array`), then φ' = 1 − t², φ'' = −2t(1 − t²),
+    φ''' = −2(1 − t²)(1 − 3t²) from t = tanh a.
+    """
+    if code == IDENTITY:
+        return
+    n_rows, n = A.shape[1], A.shape[2]
+    if code == TANH:
+        _tanh_array(A[_R].reshape(n_rows * n), D[_R].reshape(n_rows * n))
+    for i in range(n_rows):
+        for j in range(n):
+            if code == TANH:
+                t = A[_R, i, j]
+                f1 = 1.0 - t * t
+                f2 = -2.0 * t * f1
+                f3 = -2.0 * f1 * (1.0 - 3.0 * t * t)
+            else:
+                f0, f1, f2, f3 = _softplus(A[_R, i, j])
+                A[_R, i, j] = f0
             D[_R, i, j] = f1
             if parts == 1:
                 continue
@@ -301,7 +364,8 @@ def network_pass(theta, p, u, v, parts, backward, outs):
         _hd_dot(delta, W0, Wu, Wv, parts, H, tmp)
         if s != 1.0:
             H[lo:hi] *= s
-        _times(H, dbuf[start[k - 1]:start[k]].reshape((4, n_rows, n_in)), parts)
+        if code != IDENTITY:  # else φ' = 1
+            _times(H, dbuf[start[k - 1]:start[k]].reshape((4, n_rows, n_in)), parts)
     return loss
 
 
