@@ -29,9 +29,11 @@ one direction (u only: dual numbers) the same pass gives ∇L and ∇²L u.
 Every activation and δ is stored as an array of shape (4, N, n) whose parts are ordered
 (u, real, v, uv): the parts a pass uses are then contiguous (real alone; u and real; all
 four), and each hyper-dual matrix product is one BLAS product over the stacked parts plus two
-over pairs of parts. A pass with all four parts costs about 8 matrix products per layer
-forward, 8 backward and 4 for ∂L/∂W's ε₁ε₂ part, against 1, 1 and 1 for the gradient; memory
-is O(N Σ n_l) for the activations and nothing of size d × d.
+over pairs of parts. Per layer, in units of one N × n_{l−1} × n_l product: the gradient
+costs 3 (forward, δ, ∂L/∂W), a Hessian-vector product 8 (3 + 3 + 2), ∇³L[u, v] 20 (8 + 8 + 4)
+and all four results at once 25 (8 + 8 + 9). Memory is O(d + N Σ n_l) (θ-sized results and
+the activations), nothing of size d × d. The kernels trust the record (no bounds checks):
+build it with :class:`stabsim.losses.Network`.
 """
 
 from typing import NamedTuple
