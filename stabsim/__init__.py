@@ -5,8 +5,9 @@ The names below are the curated API; each is imported from its module on first u
 
 - losses: :class:`Quadratic`, :class:`SelfRegulatingPotential`, :class:`ReducedMapRealisation`,
   :class:`ScalarNetwork`, :class:`Minimalist`, :class:`QuadraticRegression`,
-  :class:`ManifoldFamily`, :func:`make_loss`; any loss, a user's included:
-  :class:`Loss` of a record registered with :func:`register_family`;
+  :class:`ManifoldFamily`, :class:`Network`, :class:`UVModel`, :func:`make_loss`; any loss,
+  a user's included: :class:`Loss` of a record registered with :func:`register_family`, or
+  a JAX function through :func:`from_jax`;
 - exact methods and maps: :func:`run_gd`, :func:`step`, :func:`reference_point`,
   :func:`stability_threshold`, :func:`run_reduced`, :func:`run_reduced_ensemble`,
   :func:`proj_M`, :func:`constrained_trajectory`;
@@ -25,7 +26,8 @@ __version__ = "0.1.0"
 _API = {
     "stabsim.losses": ("Quadratic", "SelfRegulatingPotential", "ReducedMapRealisation",
                        "ScalarNetwork", "Minimalist", "QuadraticRegression", "ManifoldFamily",
-                       "Loss", "register_family", "make_loss"),
+                       "Network", "UVModel", "Loss", "register_family", "make_loss",
+                       "from_jax"),
     "stabsim.maps": ("run_gd", "step", "reference_point", "stability_threshold", "run_reduced",
                      "run_reduced_ensemble", "proj_M", "constrained_trajectory"),
     "stabsim.flows": ("gradient_flow", "modified_flow", "central_flow", "manifold_flow",

@@ -14,8 +14,8 @@ def test_demo_writes_report_figures_and_data(tmp_path, capsys):
     # every check of the default experiments agrees with the theory (each check's own
     # tolerance is stated in stabsim/demo/experiments.py)
     assert "**no**" not in report and " NO " not in printed
-    figures = ("gd_eos.png", "constrained.png", "reduced_map.png", "manifold_flow.png",
-               "phase_diagram.png")
+    figures = ("network_eos.png", "gd_eos.png", "constrained.png", "reduced_map.png",
+               "manifold_flow.png", "phase_diagram.png")
     for name in figures:
         assert (out / name).stat().st_size > 10_000
         assert f"]({name})" in report

@@ -334,6 +334,8 @@ def test_make_loss_builds_every_family():
         "minimalist": {},
         "regression": {"J": np.ones((2, 3)), "Q": np.zeros((2, 3, 3)), "z0": np.ones(2)},
         "manifold": {"c": [2.0, 1.0], "s": np.ones((2, 3))},
+        "network": {"hidden": (3,), "n_samples": 4},
+        "uv_model": {"width": 3},
     }
     assert set(examples) == set(FAMILIES)
     for name, params in examples.items():

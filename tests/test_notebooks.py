@@ -11,7 +11,7 @@ import runpy
 import pytest
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
-SLOW = set()  # notebooks whose small size takes more than ~20 s
+SLOW = {"08_bring_your_own_network"}  # notebooks whose small size takes more than ~20 s
 
 
 def _notebooks():

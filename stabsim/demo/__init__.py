@@ -1,6 +1,8 @@
 """``stabsim demo``: the theory's headline results from one command.
 
-Runs the experiments of :mod:`stabsim.demo.experiments` (exact GD into the edge of stability;
+Runs the experiments of :mod:`stabsim.demo.experiments` (the canonical edge of stability on a
+small tanh network: progressive sharpening, then the sharpness at 2/η while the loss falls;
+exact GD into the edge of stability on a regression model;
 GD against the constrained trajectory and the central flow; the four-phase map and its exact
 realisation; the momentum thresholds; normalised GD against its manifold flow; a phase
 diagram) and writes into one folder the figures (PNG), the data (netCDF) and ``report.md``,

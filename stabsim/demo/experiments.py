@@ -7,7 +7,8 @@ import numpy as np
 
 from ..compare import compare
 from ..compare_manifold import compare_manifold_flow
-from ..losses import ManifoldFamily, QuadraticRegression, ReducedMapRealisation
+from ..flows import gradient_flow
+from ..losses import ManifoldFamily, Network, QuadraticRegression, ReducedMapRealisation
 from ..maps import empirical_threshold, run_gd, run_reduced, stability_threshold
 from ..plot import (
     plot_comparison,
@@ -28,6 +29,91 @@ THRESHOLD_OVER_INITIAL_SHARPNESS = 1.5
 def _save(fig, out, name):
     fig.savefig(out / name, dpi=110, bbox_inches="tight")
     return name
+
+
+#: the headline network: a tanh MLP 1-6-6-6-1 (d = 103) fitting T_4 at 32 points of [−1, 1]
+HEADLINE_NETWORK = {"hidden": (6, 6, 6), "activation": "tanh", "data": "chebyshev",
+                    "degree": 4, "n_samples": 32}
+HEADLINE_SEED, HEADLINE_ETA, HEADLINE_STEPS = 1, 0.2, 2000
+#: steps after the first crossing of 2/η left out of the EoS window: the first blow-up and
+#: self-stabilisation (THEORY §1, phases II–III) before the cycles settle
+SETTLE_STEPS = 300
+#: the EoS window must hold this many steps, the sharpening phase at least SHARPENING_STEPS
+EOS_STEPS, SHARPENING_STEPS = 1000, 300
+#: "well below 2/η": S(θ₀) η/2 at most this; "within a few percent": this band
+START_AT_MOST, BAND = 0.5, 0.03
+
+
+def network_edge_of_stability(out, steps=HEADLINE_STEPS):
+    """The canonical edge of stability (Cohen et al. 2021, Fig. 1) on a small tanh network.
+
+    Exact GD at η = 0.2 from a standard initialisation (sharpness every step, matrix-free),
+    with gradient flow from the same start beside it. Three checks, each able to fail:
+
+    - progressive sharpening: S(θ₀) ≤ ½ · 2/η and S first reaches 2/η after at least 300
+      steps (fails if the start is sharp, or the network does not sharpen, or not in time);
+    - the edge of stability: over the window from 300 steps after that crossing to the end
+      (at least 1000 steps), the two-step average ½(S_t + S_{t+1}) stays within 3% of 2/η
+      (fails if the sharpness leaves 2/η: a catapult to a flat region, a drift above it, or
+      a window cut short);
+    - the loss keeps falling over cycles, non-monotonically: its mean over the window's last
+      100 steps is below that over its first 100, and it rises at some steps of the window
+      (fails on a plateau, a rising loss, or a monotone descent without EoS oscillation).
+
+    (θ† and the central flow on this network: notebook 08, which runs ``stabsim.compare``;
+    both form dense Hessians at every step, too slow for the demo.)
+    """
+    net = Network(**HEADLINE_NETWORK)
+    eta = HEADLINE_ETA
+    theta0 = net.init(HEADLINE_SEED)
+    result = run_gd(net, theta0, eta, steps)
+    result.to_xarray().to_netcdf(out / "network_eos.nc", engine="scipy")
+    flow_steps = np.arange(0, steps + 1, 10)
+    flow = gradient_flow(net, theta0, eta, steps, t_eval=flow_steps.astype(float))
+    fig = plot_loss_and_sharpness(result)
+    loss_ax, sharp_ax = fig.axes
+    pairs_all = 0.5 * (result.sharpness[1:, 0] + result.sharpness[:-1, 0])
+    sharp_ax.plot(result.steps[1:], pairs_all, lw=1.0, label="GD, ½(S_t + S_{t+1})")
+    kept = flow.states.shape[0]
+    loss_ax.plot(flow_steps[:kept], [net.value(w) for w in flow.states], lw=1.0, ls=":",
+                 color="k", label="gradient flow")
+    sharp_ax.plot(flow_steps[:kept], [sharpness(net, w) for w in flow.states], lw=1.0,
+                  ls=":", color="k", label="gradient flow")
+    sharp_ax.set_ylim(0.0, 2.0 * result.threshold)
+    loss_ax.legend(fontsize="small")
+    sharp_ax.legend(loc="lower right", fontsize="small")
+    loss_ax.set_title(f"tanh MLP 1-6-6-6-1 on T₄ (d = {net.dim}), GD at η = {eta:g}")
+    figure = _save(fig, out, "network_eos.png")
+    rel = result.sharpness[:, 0] * eta / 2.0
+    crossing = result.crossing_step
+    findings = [Finding(
+        "network EoS", "S(θ₀)·η/2; first step with S ≥ 2/η",
+        f"{rel[0]:.3f}; {crossing}",
+        f"progressive sharpening from well below 2/η (≤ {START_AT_MOST}) over ≥ "
+        f"{SHARPENING_STEPS} steps (Cohen et al. 2021)",
+        bool(rel[0] <= START_AT_MOST and crossing is not None
+             and crossing >= SHARPENING_STEPS))]
+    start = (crossing if crossing is not None else steps) + SETTLE_STEPS
+    window = slice(start, result.loss.shape[0])
+    pairs = 0.5 * (rel[window][1:] + rel[window][:-1])
+    losses = result.loss[window]
+    long_enough = pairs.size + 1 >= EOS_STEPS
+    deviation = float(np.max(np.abs(pairs - 1.0))) if pairs.size else np.inf
+    findings.append(Finding(
+        "network EoS", "max |½(S_t + S_{t+1})·η/2 − 1| over the window (steps)",
+        f"{deviation:.4f} ({pairs.size + 1} steps)",
+        f"S hovers at 2/η: within {BAND:.0%} for ≥ {EOS_STEPS} steps",
+        bool(long_enough and deviation <= BAND)))
+    enough = losses.size >= 200
+    first = float(np.mean(losses[:100])) if enough else np.nan
+    last = float(np.mean(losses[-100:])) if enough else np.nan
+    rises = int(np.sum(np.diff(losses) > 0))
+    findings.append(Finding(
+        "network EoS", "window's mean loss, first → last 100 steps; steps where it rises",
+        f"{first:.3g} → {last:.3g}; {rises}",
+        "the loss keeps falling, non-monotonically", bool(enough and last < first
+                                                           and rises > 0)))
+    return findings, [figure]
 
 
 def gd_edge_of_stability(out, steps=600):
@@ -180,6 +266,7 @@ def phase_diagram(out):
 
 
 EXPERIMENTS = (
+    ("the edge of stability on a network", network_edge_of_stability),
     ("GD into the edge of stability", gd_edge_of_stability),
     ("constrained trajectory and central flow", constrained_trajectory),
     ("reduced four-phase map", reduced_map),

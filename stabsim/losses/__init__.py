@@ -12,8 +12,10 @@ from ._base import Loss, check_dense_memory
 from ._check import check_derivatives
 from ._protocol import Family, family_of, register_family, registered_families
 from ._registry import FAMILIES, make_loss
+from .from_jax import from_jax
 from .manifold import ManifoldFamily
 from .minimalist import Minimalist
+from .network import Network, UVModel
 from .potential import SelfRegulatingPotential
 from .quadratic import Quadratic
 from .realisation import ReducedMapRealisation
@@ -26,14 +28,17 @@ __all__ = [
     "Loss",
     "ManifoldFamily",
     "Minimalist",
+    "Network",
     "Quadratic",
     "QuadraticRegression",
     "ReducedMapRealisation",
     "ScalarNetwork",
     "SelfRegulatingPotential",
+    "UVModel",
     "check_dense_memory",
     "check_derivatives",
     "family_of",
+    "from_jax",
     "make_loss",
     "register_family",
     "registered_families",

@@ -7,6 +7,7 @@ import inspect
 from .. import _validate as check
 from .manifold import ManifoldFamily
 from .minimalist import Minimalist
+from .network import Network, UVModel
 from .potential import SelfRegulatingPotential
 from .quadratic import Quadratic
 from .realisation import ReducedMapRealisation
@@ -24,6 +25,8 @@ FAMILIES = {
         Minimalist,
         QuadraticRegression,
         ManifoldFamily,
+        Network,
+        UVModel,
     )
 }
 
@@ -35,7 +38,8 @@ def make_loss(name: str, **params):
     ----------
     name : str
         One of ``FAMILIES``: 'quadratic', 'self_regulating', 'realisation',
-        'scalar_network', 'minimalist', 'regression', 'manifold'.
+        'scalar_network', 'minimalist', 'regression', 'manifold', 'network',
+        'uv_model'.
     **params
         The constructor arguments of that family's class.
 

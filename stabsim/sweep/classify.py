@@ -70,6 +70,22 @@ period-2 orbit ``(x, y) = (±δ, 0)`` (δ² = 2α/β), the *energy* is ``E = H �
 ``transient`` (2)
     all steps ran, E grew, and no cycle was completed within the step budget (still in
     progressive sharpening or the first blow-up).
+
+GD on the uv model (``stabsim.sweep.catapult``)
+-----------------------------------------------
+Lewkowycz et al.'s three phases of GD at step η from the NTK eigenvalue λ₀ (THEORY §6), with
+L₀, L_peak and L_T the initial, highest and final loss over every step. In this order:
+
+``diverged`` (2)
+    the run stopped early (status DIVERGED or NONFINITE).
+``unresolved`` (3)
+    all steps ran but L_T ≥ L₀: neither converging nor diverged within the step budget.
+``lazy`` (0)
+    L_T < L₀ and the loss never rose above L₀ (L_peak = L₀): GD converged in the
+    linearised regime (large width: ηλ₀ < 2).
+``catapult`` (1)
+    L_T < L₀ after the loss rose above L₀ (L_peak > L₀): the loss spiked while the curvature
+    fell below 2/η, then converged (large width: 2 < ηλ₀ < 4).
 """
 
 from __future__ import annotations
@@ -102,7 +118,16 @@ class MapClass(enum.IntEnum):
     LEFT_DOMAIN = 4
 
 
-CLASSES = {"gd": GDClass, "reduced": MapClass}
+class CatapultClass(enum.IntEnum):
+    """Classes of GD on the uv model (see the module docstring)."""
+
+    LAZY = 0
+    CATAPULT = 1
+    DIVERGED = 2
+    UNRESOLVED = 3
+
+
+CLASSES = {"gd": GDClass, "reduced": MapClass, "catapult": CatapultClass}
 
 
 def flag_attrs(model: str) -> dict:
@@ -172,4 +197,14 @@ def classify_map(status, n_boundaries, energy_start, energy_end):
     out[ok & (energy_end <= energy_start)] = MapClass.CONVERGING
     out[status == Status.NONFINITE] = MapClass.DIVERGED
     out[status == Status.LEFT_DOMAIN] = MapClass.LEFT_DOMAIN
+    return out
+
+
+def classify_catapult(status, initial_loss, final_loss, peak_loss):
+    """Class codes of GD runs on the uv model (arrays of one shape; see the module docstring)."""
+    out = np.full(np.shape(status), CatapultClass.UNRESOLVED, np.int8)
+    fell = final_loss < initial_loss
+    out[fell & ~(peak_loss > initial_loss)] = CatapultClass.LAZY
+    out[fell & (peak_loss > initial_loss)] = CatapultClass.CATAPULT
+    out[(status == Status.DIVERGED) | (status == Status.NONFINITE)] = CatapultClass.DIVERGED
     return out

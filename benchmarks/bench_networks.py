@@ -1,0 +1,261 @@
+"""GD with the sharpness every step on networks: stabsim's network family against JAX.
+
+Four networks (256 teacher examples, 16 inputs, one output, three hidden layers): a tanh MLP
+and a deep linear network, each at width 64 (d = 9473) and width 20 (d = 1181). For each, in
+one fresh process:
+
+- stabsim: ``run_gd`` (hyper-dual backpropagation kernels; warm-started, restarted Lanczos on
+  HVPs, stopped at relative residual 1e-10), µs per step and the process's peak resident
+  memory before JAX is imported;
+- JAX: ``jit`` of a ``lax.scan`` over GD steps, each measuring the sharpness by Lanczos on
+  ``jvp(grad)`` with full reorthogonalisation, restarted every 20 products, warm-started from
+  the previous eigenvector and stopped at the same relative residual (the same algorithm and
+  tolerance as the engine), µs per step, its products per step, and the sharpness at the last
+  step against stabsim's (both runs follow the same iterates: η = 1/S₀ keeps GD stable);
+- ``from_jax`` of the same JAX loss, run by stabsim's engine: µs per step (what bringing a JAX
+  loss costs against the native family);
+- the cost of one pass of the network kernels: value + gradient, HVP (dual numbers), and the
+  hyper-dual pass (gradient, two HVPs and ∇³L[u, v]), as multiples of a gradient.
+
+Threads: every case runs twice, with the libraries' default threading (OpenBLAS under
+stabsim's ``np.dot``, Eigen under XLA: both use every core) and with one thread each
+(``OPENBLAS_NUM_THREADS=1``; XLA with ``--xla_cpu_multi_thread_eigen=false
+intra_op_parallelism_threads=1``), since on a machine shared with other work the thread
+counts decide the ratio more than the code does. The one-thread runs are timed in CPU time
+of the process (``time.process_time``), which other jobs on the machine do not inflate; the
+default-threading runs in wall time.
+
+Run: ``python benchmarks/bench_networks.py`` (needs JAX for the comparison columns).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+CASES = (("tanh", 64), ("identity", 64), ("tanh", 20), ("identity", 20))
+ONE_THREAD = {"STABSIM_BENCH_CPU_TIME": "1", "OPENBLAS_NUM_THREADS": "1",
+              "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+TOL = 1e-10
+CLOCK = time.process_time if os.environ.get("STABSIM_BENCH_CPU_TIME") else time.perf_counter
+RESTART = 20
+
+
+def _network(activation, width):
+    from stabsim.losses import Network
+
+    return Network((width, width, width), activation=activation, data="teacher", input_dim=16,
+                   n_samples=256, seed=0)
+
+
+def _steps(d):
+    return 200 if d > 5000 else 1000
+
+
+def _peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _stabsim(net, theta0, eta, steps):
+    from _timing import best_of
+
+    from stabsim.maps import run_gd
+
+    def run():
+        return run_gd(net, theta0, eta, steps, find_crossing=False, eig_tol=TOL)
+
+    result = run()
+    return best_of(run, 2, CLOCK) / steps, result
+
+
+def _pass_ratios(net, theta):
+    from _timing import best_of
+
+    from stabsim.losses.kernels import network as k
+
+    rng = np.random.default_rng(1)
+    u, v = rng.normal(size=(2, net.dim))
+    out = np.empty(net.dim)
+    p = net.params
+    k.all_derivatives(theta, p, u, v)
+    reps = 50 if net.dim > 5000 else 500
+
+    def timed(fn):
+        return best_of(lambda: [fn() for _ in range(reps)], 3, CLOCK) / reps
+
+    grad = timed(lambda: k.value_grad(theta, p, out))
+    return {"grad_us": 1e6 * grad,
+            "hvp_ratio": timed(lambda: k.hvp(theta, p, v, out)) / grad,
+            "hyperdual_ratio": timed(lambda: k.all_derivatives(theta, p, u, v)) / grad}
+
+
+def _jax_loss(net):
+    import jax.numpy as jnp
+
+    act = {"tanh": jnp.tanh, "identity": lambda a: a}[net.activation]
+    sizes = net.sizes
+
+    def loss(theta, data):
+        h, offset = data["X"], 0
+        for i in range(len(sizes) - 1):
+            W = theta[offset:offset + sizes[i + 1] * sizes[i]].reshape(sizes[i + 1], sizes[i])
+            offset += sizes[i + 1] * sizes[i]
+            h = h @ W.T + theta[offset:offset + sizes[i + 1]]
+            offset += sizes[i + 1]
+            if i < len(sizes) - 2:
+                h = act(h)
+        return 0.5 * jnp.sum((h - data["Y"]) ** 2) / h.shape[0]
+
+    return loss
+
+
+def _jax_gd(net, theta0, eta, steps):
+    """µs/step, products/step and the last sharpness of GD + Lanczos in jit(lax.scan)."""
+    import jax
+    import jax.numpy as jnp
+    from _timing import best_of
+
+    data = {"X": jnp.asarray(net.X), "Y": jnp.asarray(net.Y)}
+    loss = _jax_loss(net)
+    grad = jax.grad(lambda w: loss(w, data))
+    d, m = net.dim, RESTART
+
+    def hvp(w, v):
+        return jax.jvp(grad, (w,), (v,))[1]
+
+    def top(w, v0):
+        """Top eigenpair of ∇²L(w): restarted Lanczos, warm start v0, relative residual TOL."""
+
+        def extend(state):
+            Q, alpha, beta, j, q, _, _, s, products = state
+            Q = Q.at[j].set(q)
+            z = hvp(w, q)
+            a = z @ q
+            z = z - Q.T @ (Q @ z)  # full reorthogonalisation, twice
+            z = z - Q.T @ (Q @ z)
+            b = jnp.linalg.norm(z)
+            alpha, beta = alpha.at[j].set(a), beta.at[j].set(b)
+            idx = jnp.arange(m)
+            floor = -4.0 * (jnp.max(jnp.abs(alpha)) + 2.0 * jnp.max(jnp.abs(beta)) + 1.0)
+            off = jnp.where(idx[:-1] < j, beta[:-1], 0.0)
+            T = (jnp.diag(jnp.where(idx <= j, alpha, floor)) + jnp.diag(off, 1)
+                 + jnp.diag(off, -1))
+            values, vectors = jnp.linalg.eigh(T)
+            lam, s = values[-1], vectors[:, -1]
+            done = b * jnp.abs(s[j]) <= TOL * jnp.abs(lam)
+            return Q, alpha, beta, j + 1, z / b, done, lam, s, products + 1
+
+        def restart(state):
+            v, _, _, products = state
+            start = (jnp.zeros((m, d)), jnp.zeros(m), jnp.zeros(m), 0, v / jnp.linalg.norm(v),
+                     False, 0.0, jnp.zeros(m), products)
+            Q, _, _, _, _, done, lam, s, products = jax.lax.while_loop(
+                lambda st: (~st[5]) & (st[3] < m), extend, start)
+            vec = Q.T @ s
+            return vec / jnp.linalg.norm(vec), done, lam, products
+
+        vec, _, lam, products = jax.lax.while_loop(lambda st: ~st[1], restart,
+                                                   (v0, False, 0.0, 0))
+        return lam, jnp.where(vec @ v0 < 0.0, -vec, vec), products
+
+    @jax.jit
+    def run(w):
+        def step(carry, _):
+            w, v = carry
+            lam, v, products = top(w, v)
+            return (w - eta * grad(w), v), (lam, products)
+
+        return jax.lax.scan(step, (w, jnp.ones(d) / jnp.sqrt(d)), None, length=steps)[1]
+
+    w0 = jnp.asarray(theta0)
+    lams, products = run(w0)
+    lams.block_until_ready()
+    seconds = best_of(lambda: run(w0)[0].block_until_ready(), 2, CLOCK) / steps
+    return seconds, float(np.mean(products)), float(lams[-1])
+
+
+def _from_jax(net, theta0, eta, steps):
+    from _timing import best_of
+
+    from stabsim.losses import from_jax
+    from stabsim.maps import run_gd
+
+    loss = from_jax(_jax_loss(net), net.dim, params={"X": net.X, "Y": net.Y})
+    steps = max(10, steps // 10)
+
+    def run():
+        return run_gd(loss, theta0, eta, steps, find_crossing=False, eig_tol=TOL)
+
+    run()
+    return best_of(run, 2, CLOCK) / steps
+
+
+def one(activation, width):
+    from stabsim.spectral import sharpness
+
+    net = _network(activation, width)
+    theta0 = net.init(0)
+    eta = 1.0 / sharpness(net, theta0)
+    steps = _steps(net.dim)
+    engine, result = _stabsim(net, theta0, eta, steps)
+    row = {"activation": activation, "width": width, "d": net.dim, "steps": steps,
+           "stabsim_us": 1e6 * engine, "stabsim_peak_mb": _peak_mb(),
+           "sharpness": float(result.sharpness[-2, 0]), **_pass_ratios(net, theta0)}
+    try:
+        import jax
+    except ImportError:
+        print(json.dumps(row))
+        return
+    jax.config.update("jax_enable_x64", True)
+    before = _peak_mb()
+    seconds, products, lam = _jax_gd(net, theta0, eta, steps)
+    row.update(jax_us=1e6 * seconds, jax_products=products, jax_sharpness=lam,
+               jax_extra_peak_mb=_peak_mb() - before,
+               from_jax_us=1e6 * _from_jax(net, theta0, eta, steps))
+    print(json.dumps(row))
+
+
+def main():
+    rows = []
+    configs = (("all", {}), ("1", ONE_THREAD))
+    if "--one-thread" in sys.argv:
+        configs = configs[1:]
+    for threads, extra in configs:
+        for activation, width in CASES:
+            out = subprocess.run([sys.executable, __file__, activation, str(width)],
+                                 capture_output=True, text=True, check=True,
+                                 env=dict(os.environ, **extra))
+            rows.append({"threads": threads, **json.loads(out.stdout.strip().splitlines()[-1])})
+    print("GD + sharpness every step (Lanczos on HVPs, relative residual 1e-10), 256 examples")
+    print(f"{'threads':>7} {'network':>10} {'d':>6} {'stabsim µs':>11} {'peak MB':>8} "
+          f"{'JAX µs':>9} {'JAX/stabsim':>11} {'HVPs/step':>9} {'rel. diff S':>11} "
+          f"{'from_jax µs':>11} "
+          f"{'grad µs':>8} {'HVP/grad':>8} {'hyper-dual/grad':>15}")
+    for r in rows:
+        cells = [f"{r['threads']:>7}", f"{r['activation']:>10}", f"{r['d']:>6}",
+                 f"{r['stabsim_us']:11.0f}", f"{r['stabsim_peak_mb']:8.0f}"]
+        if "jax_us" in r:
+            diff = abs(r["jax_sharpness"] - r["sharpness"]) / r["sharpness"]
+            cells += [f"{r['jax_us']:9.0f}", f"{r['jax_us'] / r['stabsim_us']:11.2f}",
+                      f"{r['jax_products']:9.2f}", f"{diff:11.1e}", f"{r['from_jax_us']:11.0f}"]
+        else:
+            cells += [f"{'—':>9}", f"{'—':>11}", f"{'—':>9}", f"{'—':>11}", f"{'—':>11}"]
+        cells += [f"{r['grad_us']:8.0f}", f"{r['hvp_ratio']:8.2f}",
+                  f"{r['hyperdual_ratio']:15.2f}"]
+        print(" ".join(cells))
+    print("JAX/stabsim > 1: stabsim is faster. peak MB: the whole process (Python, NumPy, "
+          "Numba, SciPy) before JAX is imported.")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2:
+        one(sys.argv[1], int(sys.argv[2]))
+    else:
+        main()

@@ -1,0 +1,94 @@
+"""A loss whose derivatives come from JAX, reached from compiled kernels (record
+:class:`JaxParams`).
+
+The record holds an integer handle into :data:`FUNCTIONS`, a table of jitted JAX functions
+(value, value and gradient, Hessian-vector product, ∇³L[u, v]) filled by
+:func:`stabsim.losses.from_jax`. Each protocol function leaves nopython mode through
+``numba.objmode``, calls the table entry on the arrays (no copy on the way in; JAX copies
+to its device buffer) and writes the result into ``out``. The record class is stabsim's, so
+every engine compiled for it is cached once in stabsim's own cache, whatever JAX function a
+handle points to.
+"""
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from ..._jit import JIT_FLAGS
+from .._protocol import register_family
+
+#: handle → the jitted JAX functions of one loss (a ``stabsim.losses.from_jax.JaxFunctions``)
+FUNCTIONS: list = []
+
+
+#: stabsim's flags without ``nogil``: each function re-acquires the GIL to call JAX
+jit = numba.njit(**{k: v for k, v in JIT_FLAGS.items() if k != "nogil"})
+
+
+class JaxParams(NamedTuple):
+    """The handle (an index into :data:`FUNCTIONS`, stored as a float like every field)."""
+
+    handle: float
+
+
+def _value(handle, theta):
+    return float(FUNCTIONS[handle].value(theta))
+
+
+def _value_grad(handle, theta, out):
+    loss, grad = FUNCTIONS[handle].value_grad(theta)
+    out[:] = np.asarray(grad)
+    return float(loss)
+
+
+def _hvp(handle, theta, v, out):
+    out[:] = np.asarray(FUNCTIONS[handle].hvp(theta, v))
+
+
+def _d3(handle, theta, u, v, out):
+    out[:] = np.asarray(FUNCTIONS[handle].d3(theta, u, v))
+
+
+@jit
+def value(theta, p):
+    """L(θ) from the JAX function."""
+    handle = int(p.handle)
+    with numba.objmode(result="float64"):
+        result = _value(handle, theta)
+    return result
+
+
+@jit
+def value_grad(theta, p, out):
+    """L(θ) and out ← ∇L(θ) (``jax.value_and_grad``: one call)."""
+    handle = int(p.handle)
+    with numba.objmode(result="float64"):
+        result = _value_grad(handle, theta, out)
+    return result
+
+
+@jit
+def grad(theta, p, out):
+    """out ← ∇L(θ)."""
+    value_grad(theta, p, out)
+
+
+@jit
+def hvp(theta, p, v, out):
+    """out ← ∇²L(θ) v (``jvp`` of ``grad``: forward over reverse)."""
+    handle = int(p.handle)
+    with numba.objmode():
+        _hvp(handle, theta, v, out)
+
+
+@jit
+def d3(theta, p, u, v, out):
+    """out ← ∇³L(θ)[u, v] (``jvp`` of the Hessian-vector product in v, along u)."""
+    handle = int(p.handle)
+    with numba.objmode():
+        _d3(handle, theta, u, v, out)
+
+
+FAMILY = register_family(JaxParams, value=value, grad=grad, hvp=hvp, d3=d3,
+                         value_grad=value_grad)

@@ -1,0 +1,281 @@
+"""Fully connected networks with the mean-squared error, and the uv model of the catapult.
+
+Derivatives (gradient, Hessian-vector product, ∇³L[u, v]) are exact: backpropagation run on
+dual and hyper-dual numbers (THEORY §6, :mod:`stabsim.losses.kernels.network`), never finite
+differences and never a d × d matrix.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from numpy.polynomial import chebyshev
+
+from .._validate import finite_array, finite_float, nonnegative_int, positive_float
+from ._base import Loss
+from .kernels import network as kernels
+from .kernels.network import ACTIVATIONS, NetworkParams
+
+PARAMETRISATIONS = ("standard", "ntk")
+DATASETS = ("teacher", "chebyshev", "sine")
+
+
+def _widths(hidden) -> tuple[int, ...]:
+    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+        hidden = (hidden,)
+    try:
+        widths = tuple(hidden)
+    except TypeError:
+        raise ValueError(f"hidden must be a sequence of layer widths, got {hidden!r}") from None
+    return tuple(nonnegative_int(f"hidden[{i}]", w, minimum=1) for i, w in enumerate(widths))
+
+
+def _teacher_targets(X, hidden, output_dim, activation, rng):
+    """Outputs of a random teacher (standard initialisation, biases N(0, 0.1²)) on X."""
+    h = X
+    sizes = (X.shape[1], *hidden, output_dim)
+    act = _NUMPY_ACTIVATIONS[activation]
+    for layer in range(len(sizes) - 1):
+        W = rng.normal(0.0, 1.0 / np.sqrt(sizes[layer]), size=(sizes[layer + 1], sizes[layer]))
+        b = rng.normal(0.0, 0.1, size=sizes[layer + 1])
+        h = h @ W.T + b
+        if layer < len(sizes) - 2:
+            h = act(h)
+    return h
+
+
+_NUMPY_ACTIVATIONS = {kernels.IDENTITY: lambda a: a, kernels.TANH: np.tanh,
+                      kernels.SOFTPLUS: lambda a: np.logaddexp(0.0, a)}
+
+
+class Network(Loss):
+    """A fully connected network with the mean-squared error on a data set.
+
+    With layer sizes n_0 (inputs), n_1, ..., n_L (outputs),
+    a_l = s_l W_l h_{l−1} + b_l, h_l = φ(a_l) for hidden layers, f = a_L, and
+
+        L(θ) = (1/(2N)) Σ_n |f(x_n) − y_n|²
+
+    on N examples. θ holds W_1 (row-major), b_1, W_2, b_2, ... (see :meth:`unflatten`).
+    The multipliers are s_l = 1 (``parametrisation="standard"``) or 1/√n_{l−1} (``"ntk"``).
+
+    Parameters
+    ----------
+    hidden : int or sequence of int
+        Widths of the hidden layers (an empty sequence: a linear model).
+    activation : {"tanh", "softplus", "identity"}
+        φ of the hidden layers; ``"identity"`` (alias ``"linear"``) gives a deep linear
+        network.
+    data : {"chebyshev", "sine", "teacher"} or (X, Y)
+        ``"chebyshev"``: N points evenly spaced on [−1, 1], y = T_degree(x);
+        ``"sine"``: y = sin(π · frequency · x) on the same points;
+        ``"teacher"``: x ~ N(0, I_{input_dim}) and y from a random teacher network (widths
+        ``teacher_hidden``, default ``hidden``; standard initialisation, the same
+        activation) drawn with ``seed``; or a pair of arrays X (N × n_0) and Y (N × n_L or
+        N).
+    n_samples : int
+        N for the generated data sets.
+    input_dim, output_dim : int
+        n_0 and n_L of the teacher data set (the 1-D regressions have 1 and 1).
+    degree : int
+        Degree of the Chebyshev polynomial target.
+    frequency : float
+        Frequency of the sine target.
+    teacher_hidden : sequence of int, optional
+        Hidden widths of the teacher.
+    bias : bool
+        Whether the layers have biases.
+    parametrisation : {"standard", "ntk"}
+    seed : int
+        Seed of the teacher data set.
+    """
+
+    name = "network"
+
+    def __init__(self, hidden=(16, 16), *, activation="tanh", data="chebyshev",
+                 n_samples=32, input_dim=1, output_dim=1, degree=3, frequency=1.0,
+                 teacher_hidden=None, bias=True, parametrisation="standard", seed=0):
+        widths = _widths(hidden)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, "
+                             f"got {activation!r}")
+        code = ACTIVATIONS[activation]
+        if parametrisation not in PARAMETRISATIONS:
+            raise ValueError(f"parametrisation must be one of {PARAMETRISATIONS}, "
+                             f"got {parametrisation!r}")
+        if not isinstance(bias, bool):
+            raise ValueError(f"bias must be True or False, got {bias!r}")
+        X, Y = self._data(data, n_samples, input_dim, output_dim, degree, frequency,
+                          teacher_hidden, widths, code, seed)
+        sizes = (X.shape[1], *widths, Y.shape[1])
+        scales = (np.ones(len(sizes) - 1) if parametrisation == "standard"
+                  else 1.0 / np.sqrt(np.asarray(sizes[:-1], dtype=np.float64)))
+        dim = sum(sizes[i + 1] * sizes[i] + (sizes[i + 1] if bias else 0)
+                  for i in range(len(sizes) - 1))
+        self.sizes = sizes
+        self.activation = "identity" if code == kernels.IDENTITY else activation
+        self.bias = bias
+        self.parametrisation = parametrisation
+        params = NetworkParams(X, Y, np.asarray(sizes, dtype=np.float64), scales,
+                               float(code), 1.0 if bias else 0.0)
+        super().__init__(params, dim, check=False)
+
+    @staticmethod
+    def _data(data, n_samples, input_dim, output_dim, degree, frequency, teacher_hidden,
+              widths, code, seed):
+        if isinstance(data, tuple):
+            if len(data) != 2:
+                raise ValueError("data must be a name or a pair (X, Y) of arrays")
+            X = finite_array("X", data[0])
+            Y = finite_array("Y", data[1])
+            X = X[:, None] if X.ndim == 1 else X
+            Y = Y[:, None] if Y.ndim == 1 else Y
+            if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0] or X.shape[0] == 0:
+                raise ValueError("data (X, Y) must have shapes (N, n_in) and (N, n_out) "
+                                 f"with N ≥ 1, got {X.shape} and {Y.shape}")
+            return X, Y
+        if data not in DATASETS:
+            raise ValueError(f"data must be one of {DATASETS} or a pair (X, Y), got {data!r}")
+        n = nonnegative_int("n_samples", n_samples, minimum=1)
+        if data == "teacher":
+            rng = np.random.default_rng(nonnegative_int("seed", seed))
+            n_in = nonnegative_int("input_dim", input_dim, minimum=1)
+            n_out = nonnegative_int("output_dim", output_dim, minimum=1)
+            teacher = widths if teacher_hidden is None else _widths(teacher_hidden)
+            X = rng.normal(size=(n, n_in))
+            return X, _teacher_targets(X, teacher, n_out, code, rng)
+        x = np.linspace(-1.0, 1.0, n)
+        if data == "chebyshev":
+            k = nonnegative_int("degree", degree)
+            y = chebyshev.chebval(x, np.eye(k + 1)[k])
+        else:
+            y = np.sin(np.pi * positive_float("frequency", frequency) * x)
+        return x[:, None], y[:, None]
+
+    def __repr__(self) -> str:
+        return (f"Network(sizes={self.sizes}, activation={self.activation!r}, "
+                f"bias={self.bias}, parametrisation={self.parametrisation!r})")
+
+    @property
+    def X(self) -> np.ndarray:
+        """The inputs, shape (N, n_0)."""
+        return self.params.X
+
+    @property
+    def Y(self) -> np.ndarray:
+        """The targets, shape (N, n_L)."""
+        return self.params.Y
+
+    @property
+    def n_samples(self) -> int:
+        """N."""
+        return self.params.X.shape[0]
+
+    def unflatten(self, theta) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """The layers (W_l, b_l) of θ, as views (b_l is None without biases)."""
+        theta = self.check_point(theta)
+        layers, offset = [], 0
+        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
+            W = theta[offset:offset + n_out * n_in].reshape(n_out, n_in)
+            offset += n_out * n_in
+            b = None
+            if self.bias:
+                b = theta[offset:offset + n_out]
+                offset += n_out
+            layers.append((W, b))
+        return layers
+
+    def flatten(self, layers) -> np.ndarray:
+        """θ from a list of (W_l, b_l) (b_l None without biases); inverse of :meth:`unflatten`."""
+        if len(layers) != len(self.sizes) - 1:
+            raise ValueError(f"layers must hold {len(self.sizes) - 1} (W, b) pairs, "
+                             f"got {len(layers)}")
+        parts = []
+        for i, (W, b) in enumerate(layers):
+            W = finite_array(f"layers[{i}][0]", W, shape=(self.sizes[i + 1], self.sizes[i]))
+            parts.append(W.ravel())
+            if self.bias:
+                parts.append(finite_array(f"layers[{i}][1]", b, shape=(self.sizes[i + 1],)))
+            elif b is not None:
+                raise ValueError(f"layers[{i}] has a bias but the network has none")
+        return self.check_point(np.concatenate(parts))
+
+    def init(self, seed=0, scale=1.0) -> np.ndarray:
+        """A random θ: W_l entries N(0, scale²/n_{l−1}) (standard) or N(0, scale²) (NTK),
+        biases 0, so that every pre-activation has variance about scale² times that of
+        the layer's input at either parametrisation.
+
+        Parameters
+        ----------
+        seed : int
+        scale : float
+            Initialisation scale (> 0): small scales start near the saddle at 0, large ones
+            start sharp.
+        """
+        rng = np.random.default_rng(nonnegative_int("seed", seed))
+        scale = positive_float("scale", scale)
+        layers = []
+        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
+            std = scale if self.parametrisation == "ntk" else scale / np.sqrt(n_in)
+            layers.append((rng.normal(0.0, std, size=(n_out, n_in)),
+                           np.zeros(n_out) if self.bias else None))
+        return self.flatten(layers)
+
+    def predict(self, theta, X=None) -> np.ndarray:
+        """The outputs f(x) of the network at θ on X (default: the training inputs)."""
+        X = self.X if X is None else finite_array("X", X, ndim=2)
+        if X.shape[1] != self.sizes[0]:
+            raise ValueError(f"X must have {self.sizes[0]} columns, got {X.shape[1]}")
+        act = _NUMPY_ACTIVATIONS[ACTIVATIONS[self.activation]]
+        h = X
+        layers = self.unflatten(theta)
+        for i, (W, b) in enumerate(layers):
+            h = self.params.scales[i] * (h @ W.T) + (0.0 if b is None else b)
+            if i < len(layers) - 1:
+                h = act(h)
+        return h
+
+    def derivatives(self, theta, u, v):
+        """L, ∇L, ∇²L u, ∇²L v and ∇³L[u, v] from one hyper-dual backpropagation pass."""
+        theta = self.check_point(theta)
+        u = self.check_point(u, "u")
+        v = self.check_point(v, "v")
+        loss, g, hu, hv, t = kernels.all_derivatives(theta, self.params, u, v)
+        return float(loss), g, hu, hv, t
+
+
+class UVModel(Network):
+    """The uv model of the catapult (Lewkowycz et al. 2020; THEORY §6).
+
+    f(x) = vᵀu x/√m on one example (x, y) with u, v ∈ R^m, and L = ½ (f − y)²: a linear
+    network of sizes (1, m, 1), no biases, NTK parametrisation. θ = (u, v). The NTK
+    eigenvalue is λ = |∇_θ f|² = (|u|² + |v|²) x²/m; in the large-width limit GD is lazy for
+    ηλ₀ < 2, catapults for 2 < ηλ₀ < 4 and diverges for ηλ₀ > 4.
+
+    Parameters
+    ----------
+    width : int
+        m.
+    x, y : float
+        The example.
+    """
+
+    name = "uv_model"
+
+    def __init__(self, width, *, x=1.0, y=0.0):
+        width = nonnegative_int("width", width, minimum=1)
+        x = finite_float("x", x)
+        y = finite_float("y", y)
+        super().__init__((width,), activation="identity", data=(np.array([[x]]), np.array([[y]])),
+                         bias=False, parametrisation="ntk")
+        self.width = width
+
+    def __repr__(self) -> str:
+        x, y = self.X[0, 0], self.Y[0, 0]
+        return f"UVModel(width={self.width}, x={x:g}, y={y:g})"
+
+    def ntk_eigenvalue(self, theta) -> float:
+        """λ = (|u|² + |v|²) x²/m at θ = (u, v)."""
+        theta = self.check_point(theta)
+        return float(theta @ theta * self.X[0, 0] ** 2 / self.width)

@@ -1,0 +1,70 @@
+"""The catapult phase diagram of the uv model (THEORY §6; stabsim.sweep.catapult)."""
+
+import numpy as np
+import pytest
+
+from stabsim._status import Status
+from stabsim.losses import UVModel
+from stabsim.sweep.catapult import catapult_boundaries, catapult_sweep
+from stabsim.sweep.classify import CatapultClass, classify_catapult
+
+
+def test_classify_catapult():
+    status = np.array([Status.OK, Status.OK, Status.DIVERGED, Status.OK, Status.NONFINITE])
+    initial = np.ones(5)
+    final = np.array([0.1, 0.1, 0.1, 2.0, np.nan])
+    peak = np.array([1.0, 3.0, 1.0, 2.0, np.nan])
+    expected = [CatapultClass.LAZY, CatapultClass.CATAPULT, CatapultClass.DIVERGED,
+                CatapultClass.UNRESOLVED, CatapultClass.DIVERGED]
+    assert list(classify_catapult(status, initial, final, peak)) == expected
+
+
+def test_boundaries_match_the_one_step_map():
+    # y = 0: λ falls iff ηλ < 4, so the catapult/diverged boundary is 4 at every width; the
+    # lazy/catapult one is the smaller root c₁ of a c² − c + 2 = 0, a = f₀² x²/(λ₀² m)
+    # (derived in stabsim.sweep.catapult). Bisection brackets each to within tol.
+    tol = 1e-6
+    widths, seeds = [16, 64], [0, 2]
+    b = catapult_boundaries(widths, seeds=seeds, steps=1000, tol=tol)
+    for i, m in enumerate(widths):
+        model = UVModel(m)
+        for k, s in enumerate(seeds):
+            theta0 = model.init(s)
+            lam0 = model.ntk_eigenvalue(theta0)
+            f0 = model.predict(theta0)[0, 0]
+            a = f0 * f0 / (lam0 * lam0 * m)
+            c1 = (1.0 - np.sqrt(1.0 - 8.0 * a)) / (2.0 * a)
+            assert abs(b.lazy_catapult.values[i, k] - c1) <= tol
+            assert abs(b.catapult_diverged.values[i, k] - 4.0) <= tol
+            assert c1 > 2.0  # finite width moves the boundary up: c₁ = 2 + 4a + O(a²)
+
+
+def test_sweep_phases():
+    ds = catapult_sweep([32, 128], [1.0, 3.0, 5.0], steps=1000)
+    for m in (32, 128):
+        row = ds.sel(width=m)
+        assert list(row["class"].values) == [CatapultClass.LAZY, CatapultClass.CATAPULT,
+                                             CatapultClass.DIVERGED]
+        # After a catapult GD converges where ηλ < 2 (the minimiser is stable); a lazy run
+        # ends with ηλ still below 2 too; here λ only falls (ηλ < 4).
+        final = row["final_eta_lambda"].values
+        assert final[0] < 1.0 and final[1] < 2.0
+        assert row["peak_loss"].values[1] > row["initial_loss"].values[1]
+
+
+@pytest.mark.parametrize("kwargs", [{"widths": [0]}, {"eta_lambda": [-1.0]}, {"steps": 0}])
+def test_bad_arguments(kwargs):
+    args = {"widths": [4], "eta_lambda": [1.0], **kwargs}
+    widths, grid = args.pop("widths"), args.pop("eta_lambda")
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        catapult_sweep(widths, grid, **args)
+
+
+def test_plot():
+    from stabsim.plot.catapult import plot_catapult
+
+    ds = catapult_sweep([8, 16], [1.0, 3.0], steps=200)
+    fig = plot_catapult(ds, catapult_boundaries([8, 16], steps=200, tol=1e-2))
+    lines = [ln.get_xdata()[0] for ln in fig.axes[0].get_lines()
+             if ln.get_linestyle() == "--"]
+    assert sorted(lines) == [2.0, 4.0]

@@ -1,0 +1,90 @@
+"""Losses from JAX: derivatives, engines and sweeps agree with the native families."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from stabsim.losses import Minimalist, Network, from_jax
+from stabsim.maps import run_gd
+
+
+def test_missing_jax_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "jax", None)  # import jax now raises ImportError
+    with pytest.raises(ImportError, match=r"stabsim\[jax\]"):
+        from_jax(lambda x: x @ x, 2)
+
+
+def _network_in_jax(net):
+    """The loss of ``net`` written in jax.numpy from its documented θ layout."""
+    jnp = pytest.importorskip("jax.numpy")
+    sizes = net.sizes
+
+    def loss(theta, data):
+        h, offset = data["X"], 0
+        for i in range(len(sizes) - 1):
+            W = theta[offset:offset + sizes[i + 1] * sizes[i]].reshape(sizes[i + 1], sizes[i])
+            offset += sizes[i + 1] * sizes[i]
+            h = h @ W.T + theta[offset:offset + sizes[i + 1]]
+            offset += sizes[i + 1]
+            if i < len(sizes) - 2:
+                h = jnp.tanh(h)
+        return 0.5 * jnp.sum((h - data["Y"]) ** 2) / h.shape[0]
+
+    return loss
+
+
+def test_derivatives_match_the_native_network():
+    # JAX autodiff and hyper-dual backpropagation are both exact: round-off apart only
+    # (1e-10 relative is ~10⁶ ε).
+    pytest.importorskip("jax")
+    net = Network((5, 4), data="teacher", input_dim=2, n_samples=6)
+    loss = from_jax(_network_in_jax(net), net.dim, params={"X": net.X, "Y": net.Y})
+    rng = np.random.default_rng(0)
+    theta = net.init(1)
+    u, v = rng.normal(size=(2, net.dim))
+    assert loss.value(theta) == pytest.approx(net.value(theta), rel=1e-12)
+    for ours, native in ((loss.grad(theta), net.grad(theta)),
+                         (loss.hvp(theta, v), net.hvp(theta, v)),
+                         (loss.d3(theta, u, v), net.d3(theta, u, v))):
+        assert np.max(np.abs(ours - native)) <= 1e-10 * np.max(np.abs(native))
+
+
+def test_gd_matches_the_native_family():
+    # Same iteration, same derivatives up to round-off: the runs agree to round-off growth
+    # over 300 steps (the EoS oscillation amplifies differences; 1e-8 leaves 10⁷ ε).
+    pytest.importorskip("jax")
+    loss = from_jax(lambda w: 0.25 * (w[0] ** 2 * w[1] ** 2 - 1.0) ** 2, 2)
+    native = Minimalist()
+    theta0 = np.array([0.5, 1.8])
+    ours = run_gd(loss, theta0, 0.3, 300)
+    ref = run_gd(native, theta0, 0.3, 300)
+    assert ours.status == ref.status
+    np.testing.assert_allclose(ours.loss, ref.loss, rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(ours.sharpness, ref.sharpness, rtol=1e-8)
+
+
+def test_sweep_of_a_jax_loss():
+    # A sweep imports the factory in tests/jax_losses.py; its cells equal the native ones.
+    pytest.importorskip("jax")
+    from stabsim.sweep import run_sweep
+
+    tables = {"sweep": {"model": "gd", "steps": 200}, "grid": {"eta": [0.1, 0.3, 0.5]},
+              "params": {"theta0": [0.5, 1.8]}}
+    ours = run_sweep({**tables, "loss": {"name": "jax_losses:minimalist"}})
+    ref = run_sweep({**tables, "loss": {"name": "minimalist"}})
+    assert np.array_equal(ours["class"].values, ref["class"].values)
+    np.testing.assert_allclose(ours["final_loss"].values, ref["final_loss"].values,
+                               rtol=1e-8, atol=1e-14)
+
+
+def test_bad_functions():
+    pytest.importorskip("jax")
+    with pytest.raises(TypeError, match="fn must be a callable"):
+        from_jax(3.0, 2)
+    with pytest.raises(ValueError, match="scalar"):
+        from_jax(lambda x: x * 2.0, 2)
+    with pytest.raises(ValueError, match="dim = 3"):
+        from_jax(lambda x: x[0] * x[1] @ np.ones(2), 3)
+    with pytest.raises(ValueError, match="dim"):
+        from_jax(lambda x: x @ x, 0)
