@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 
 from . import _validate as check
+from ._export import finish
 from ._status import FlatSharpnessError, Status, StatusResult
 from .flows.central import central_flow
 from .flows.gradient import gradient_flow
@@ -175,7 +176,10 @@ class Comparison(StatusResult):
                  "warnings": "; ".join(self.warnings)}
         if self.crossing_step is not None:
             attrs["crossing_step"] = self.crossing_step
-        return xr.Dataset(data, coords={"step": self.steps}, attrs=attrs)
+        ds = xr.Dataset(data, coords={"step": self.steps}, attrs=attrs)
+        # the parameters of compare that the result keeps
+        return finish(ds, {"eta": self.eta, "steps": int(self.steps[-1]),
+                           "projection": self.projection, "projected": self.projected})
 
 
 def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "euclidean",

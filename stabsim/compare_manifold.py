@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from . import _validate as check
+from ._export import finish
 from ._status import Status
 from .flows import ManifoldFlowResult, limit_map, manifold_flow
 from .losses import Loss
@@ -147,8 +148,11 @@ class ManifoldComparison:
             data["theta"] = (("step", "param"), self.gd.iterates[:n])
         attrs = {"method": self.method, "eta": self.eta, "coefficient": self.coefficient,
                  "phi_tol": self.phi_tol, "status": self.status.name, "message": self.message}
-        return xr.Dataset(data, coords={"step": self.steps, "tau": ("step", self.tau),
-                                        "parity": [0, 1]}, attrs=attrs)
+        ds = xr.Dataset(data, coords={"step": self.steps, "tau": ("step", self.tau),
+                                      "parity": [0, 1]}, attrs=attrs)
+        # the parameters of compare_manifold_flow that the result keeps
+        return finish(ds, {"method": self.method, "eta": self.eta,
+                           "coefficient": self.coefficient, "phi_tol": self.phi_tol})
 
 
 def compare_manifold_flow(loss: Loss, theta0, eta: float, tau_end: float, *,
