@@ -92,9 +92,11 @@ def _check_conventions(ds):
         assert variable.attrs.get("units") in ("1", "steps"), name
         values = variable.values
         if name in CODED:
+            assert {"flag_values", "flag_meanings"} <= set(variable.attrs), name
             codes = np.asarray(variable.attrs["flag_values"])
             meanings = variable.attrs["flag_meanings"].split()
             assert len(meanings) == codes.size == np.unique(codes).size, name
+            assert codes.dtype == values.dtype, name  # CF: flag_values of the variable's type
             assert np.isin(values, codes).all(), name  # every code stored has a meaning
         if values.dtype.kind == "f":
             finite = values[np.isfinite(values)]
