@@ -217,7 +217,8 @@ def finish(ds, parameters: dict):
 
     Every data variable and coordinate gets ``long_name`` and ``units`` from
     :func:`describe` (a ``long_name`` already set is kept); the dataset gets
-    :func:`provenance` of ``parameters``.
+    :func:`provenance` of ``parameters``. A boolean dataset attribute becomes the integer
+    0 or 1: netCDF has no boolean type (netCDF-3 writers store int8, netCDF-4 ones refuse).
 
     Raises
     ------
@@ -231,16 +232,24 @@ def finish(ds, parameters: dict):
         long_name, units = describe(name)
         variable.attrs.setdefault("long_name", long_name)
         variable.attrs["units"] = units
+    for name, value in ds.attrs.items():
+        if isinstance(value, bool | np.bool_):
+            ds.attrs[name] = np.int8(value)
     ds.attrs.update(provenance(parameters))
     return ds
 
 
+#: xarray engines that write netCDF-4, in order of preference, with the modules each needs
+#: (h5netcdf installs without h5py, and cannot write without it)
+_NETCDF4_ENGINES = (("netcdf4", ("netCDF4",)), ("h5netcdf", ("h5netcdf", "h5py")))
+
+
 def netcdf_engine() -> str:
     """The xarray engine for writing netCDF: ``"netcdf4"`` (netCDF-4 format) when the
-    netCDF4 package is installed, else ``"h5netcdf"`` (netCDF-4) when it is, else
-    ``"scipy"`` (netCDF-3, always available)."""
-    for module, engine in (("netCDF4", "netcdf4"), ("h5netcdf", "h5netcdf")):
-        if importlib.util.find_spec(module) is not None:
+    netCDF4 package is installed, else ``"h5netcdf"`` (netCDF-4) when it and h5py are,
+    else ``"scipy"`` (netCDF-3, always available)."""
+    for engine, modules in _NETCDF4_ENGINES:
+        if all(importlib.util.find_spec(module) is not None for module in modules):
             return engine
     return "scipy"
 

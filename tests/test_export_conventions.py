@@ -160,12 +160,13 @@ def test_finish_refuses_keywords_and_undescribed_variables():
 
 
 @pytest.mark.parametrize(("installed", "engine"), [
-    ({"netCDF4", "h5netcdf"}, "netcdf4"), ({"h5netcdf"}, "h5netcdf"), (set(), "scipy")])
+    ({"netCDF4", "h5netcdf", "h5py"}, "netcdf4"), ({"h5netcdf", "h5py"}, "h5netcdf"),
+    ({"h5netcdf"}, "scipy"), ({"h5py"}, "scipy"), (set(), "scipy")])
 def test_the_writer_prefers_netcdf4(monkeypatch, installed, engine):
     find_spec = _export.importlib.util.find_spec
 
     def fake(module, *args):
-        if module in ("netCDF4", "h5netcdf"):
+        if module in ("netCDF4", "h5netcdf", "h5py"):
             return object() if module in installed else None
         return find_spec(module, *args)
 
