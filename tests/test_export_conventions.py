@@ -73,16 +73,28 @@ def _export_of(name, tmp_path):
 
 
 EXPORTERS = ("gd", "compare", "manifold", "reduced", "ensemble", "sweep_reduced", "sweep_gd")
+#: arguments of each call above that its provenance attribute ``parameters`` must repeat
+CALLED_WITH = {
+    "gd": {"method": "gd", "eta": 0.5, "momentum": 0.0},
+    "compare": {"eta": 0.01, "steps": 400, "theta0": [0.0] * 6, "projection": "euclidean"},
+    "manifold": {"eta": 0.02, "tau_end": 0.2, "n_records": 5, "method": "normalised",
+                 "theta0": [1.0, 0.8, 0.3, 0.2]},
+    "reduced": {"x0": 1e-2, "y0": 0.0, "eta": 0.05, "alpha": 1.0, "beta": 1.0, "steps": 3000,
+                "cycles": 3},
+    "ensemble": {"steps": 3000, "stride": 50, "cycle_extremes": True},
+    "sweep_reduced": {"model": "reduced", "steps": 300, "grid": {"eta": [0.05, 0.1]}},
+    "sweep_gd": {"model": "gd", "steps": 30, "grid": {"eta": [0.5, 1.5, 2.5]}},
+}
 
 
 @pytest.fixture(params=EXPORTERS)
 def written(request, tmp_path):
-    """(in memory, reopened from the netCDF file the package writes)."""
+    """(exporter, in memory, reopened from the netCDF file the package writes)."""
     ds = _export_of(request.param, tmp_path)
     path = tmp_path / f"{request.param}.nc"
     _export.write_netcdf(ds, path)
     with xr.open_dataset(path) as reopened:
-        yield ds, reopened.load()
+        yield request.param, ds, reopened.load()
 
 
 def _check_conventions(ds):
@@ -117,9 +129,12 @@ def _check_conventions(ds):
 
 
 def test_every_export_follows_the_conventions_in_memory_and_on_disk(written):
-    ds, reopened = written
+    exporter, ds, reopened = written
     for data in (ds, reopened):
         _check_conventions(data)
+        parameters = json.loads(data.attrs["parameters"])
+        for name, value in CALLED_WITH[exporter].items():
+            assert parameters[name] == value, (exporter, name)
     assert set(reopened.variables) == set(ds.variables)
     for name in ds.data_vars:  # the file round-trips: NaN stays NaN, codes stay codes
         np.testing.assert_array_equal(reopened[name].values, ds[name].values, err_msg=name)
@@ -128,7 +143,7 @@ def test_every_export_follows_the_conventions_in_memory_and_on_disk(written):
 def test_plot_labels_come_from_the_attributes(written):
     import matplotlib.pyplot as plt
 
-    _, ds = written
+    _, _, ds = written
     name = next(n for n in ds.data_vars if ds[n].ndim == 1 and ds[n].dims[0] in ds.coords)
     variable = ds[name]
     axis = ds[variable.dims[0]]
