@@ -49,9 +49,9 @@ def main():
         run_sweep(config(4, 10), tmp / "warm.nc", progress=False)  # load compiled kernels
         local, ds = timed_sweep(cfg, tmp / "local.nc")
         steps_run = int(ds["steps_run"].sum())
-        counts = {name: int((ds["class"] == code).sum()) for code, name in
-                  zip(ds["class"].attrs["flag_values"],
-                      ds["class"].attrs["flag_meanings"].split(), strict=True)}
+        counts = {name: int((ds["regime"] == code).sum()) for code, name in
+                  zip(ds["regime"].attrs["flag_values"],
+                      ds["regime"].attrs["flag_meanings"].split(), strict=True)}
         print(f"classes: {counts}")
         print(f"local: {local:.2f} s end to end ({steps_run:.3g} map steps run, "
               f"{steps_run / local:.3g} steps/s)")

@@ -61,7 +61,7 @@ map_config = SweepConfig(
     grid={"eta": {"start": 0.005, "stop": 0.2, "num": N, "spacing": "log"},
           "x0": {"start": 1e-8, "stop": 0.5, "num": N, "spacing": "log"}})
 ds_map = run_sweep(map_config, progress=False)
-cls = ds_map["class"].values  # dims (eta, x0)
+cls = ds_map["regime"].values  # dims (eta, x0)
 names, counts = np.unique(cls, return_counts=True)
 print({MapClass(int(k)).name: int(v) for k, v in zip(names, counts, strict=True)})
 cycling = cls == MapClass.CYCLING
@@ -105,7 +105,7 @@ gd_config = SweepConfig(
     grid={"eta": {"start": 0.05, "stop": 0.4, "num": N // 2},
           "scale": {"start": 1.5, "stop": 6.0, "num": N // 2}})
 ds_gd = run_sweep(gd_config, progress=False)
-cls_gd = ds_gd["class"].values  # dims (eta, scale)
+cls_gd = ds_gd["regime"].values  # dims (eta, scale)
 names, counts = np.unique(cls_gd, return_counts=True)
 print({GDClass(int(k)).name: int(v) for k, v in zip(names, counts, strict=True)})
 eta_g, scale_g = np.meshgrid(ds_gd["eta"].values, ds_gd["scale"].values, indexing="ij")

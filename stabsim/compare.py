@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 
 from . import _validate as check
+from ._export import finish
 from ._status import FlatSharpnessError, Status, StatusResult
 from .flows.central import central_flow
 from .flows.gradient import gradient_flow
@@ -69,6 +70,8 @@ class Comparison(StatusResult):
     projected : bool
         Whether y*, α* and β* use ∇S⊥ (the default) or ∇S.
     statuses : dict of component name → Status.
+    parameters : dict
+        The arguments of the :func:`compare` call (the loss by its ``repr``).
     """
 
     eta: float
@@ -106,6 +109,7 @@ class Comparison(StatusResult):
     projected: bool
     statuses: dict
     warnings: list
+    parameters: dict
 
     @property
     def status(self) -> Status:
@@ -165,7 +169,7 @@ class Comparison(StatusResult):
         import xarray as xr
 
         skip = {"eta", "steps", "crossing_step", "projection", "alpha_star", "beta_star",
-                "projected", "statuses", "warnings"}
+                "projected", "statuses", "warnings", "parameters"}
         data = {f.name: ("step", getattr(self, f.name)) for f in dataclasses.fields(self)
                 if f.name not in skip}
         attrs = {"eta": self.eta, "projection": self.projection, "status": self.status.name,
@@ -175,7 +179,8 @@ class Comparison(StatusResult):
                  "warnings": "; ".join(self.warnings)}
         if self.crossing_step is not None:
             attrs["crossing_step"] = self.crossing_step
-        return xr.Dataset(data, coords={"step": self.steps}, attrs=attrs)
+        ds = xr.Dataset(data, coords={"step": self.steps}, attrs=attrs)
+        return finish(ds, self.parameters)
 
 
 def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "euclidean",
@@ -295,8 +300,12 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
             warnings.warn(text, TheoryAssumptionWarning, stacklevel=2)
     return Comparison(eta=eta, steps=np.arange(n), crossing_step=tc, projection=projection,
                       alpha_star=alpha_star, beta_star=beta_star, projected=projected,
-                      statuses=statuses,
-                      warnings=messages, **rec)
+                      statuses=statuses, warnings=messages,
+                      parameters={"loss": repr(loss), "theta0": theta0, "eta": eta,
+                                  "steps": steps, "projection": projection, "tol": tol,
+                                  "max_iter": max_iter, "vperp_limit": vperp_limit,
+                                  "projected": projected},
+                      **rec)
 
 
 def _unit_eigenvectors(loss, thetas) -> np.ndarray:

@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from . import _validate as check
+from ._export import finish
 from ._status import Status
 from .flows import ManifoldFlowResult, limit_map, manifold_flow
 from .losses import Loss
@@ -72,6 +73,9 @@ class ManifoldComparison:
         The solved flow.
     phi_tol : float
         Tolerance on |∇L| at which each Φ was stopped; ``phi_status`` the worst of them.
+    parameters : dict
+        The arguments of the :func:`compare_manifold_flow` call (the loss by its ``repr``,
+        ``loss_min`` as resolved).
     """
 
     method: str
@@ -94,6 +98,7 @@ class ManifoldComparison:
     flow_result: ManifoldFlowResult
     phi_tol: float
     phi_status: Status
+    parameters: dict
 
     @property
     def status(self) -> Status:
@@ -147,8 +152,9 @@ class ManifoldComparison:
             data["theta"] = (("step", "param"), self.gd.iterates[:n])
         attrs = {"method": self.method, "eta": self.eta, "coefficient": self.coefficient,
                  "phi_tol": self.phi_tol, "status": self.status.name, "message": self.message}
-        return xr.Dataset(data, coords={"step": self.steps, "tau": ("step", self.tau),
-                                        "parity": [0, 1]}, attrs=attrs)
+        ds = xr.Dataset(data, coords={"step": self.steps, "tau": ("step", self.tau),
+                                      "parity": [0, 1]}, attrs=attrs)
+        return finish(ds, self.parameters)
 
 
 def compare_manifold_flow(loss: Loss, theta0, eta: float, tau_end: float, *,
@@ -240,6 +246,10 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, tau_end: float, *,
         predicted_half_amplitude=predicted, offset=offset, alignment=alignment,
         eos_product=eos, eos_harmonic=harmonic, gd=gd, flow_result=flow,
         phi_tol=phi_tol, phi_status=phi_status,
+        parameters={"loss": repr(loss), "theta0": theta0, "eta": eta, "tau_end": tau_end,
+                    "method": method, "n_records": n_records, "coefficient": coefficient,
+                    "geometry": geometry, "loss_min": loss_min, "phi_tol": phi_tol,
+                    "flow_rtol": flow_rtol, "flow_atol": flow_atol, "max_steps": max_steps},
     )
 
 

@@ -81,7 +81,7 @@ def test_deeply_nested_toml_arrays(tmp_path, capsys):
 
 def test_plotting_a_file_without_flag_attributes(tmp_path, capsys):
     path = tmp_path / "other.nc"
-    xr.Dataset({"class": ("eta", np.array([1, 2], np.int8))},
+    xr.Dataset({"regime": ("eta", np.array([1, 2], np.int8))},
                coords={"eta": [0.1, 0.2]}).to_netcdf(path, engine="scipy")
     line = _error_line(capsys, main(["plot", str(path)]), 2)
     assert "not a stabsim sweep result" in line

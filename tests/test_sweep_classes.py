@@ -16,7 +16,7 @@ def test_quadratic_converges_below_2_over_a_and_diverges_above():
     etas = [0.1, 0.3, 0.45, 0.49, 0.51, 0.6]
     ds = _gd({"name": "quadratic", "A": [4.0]}, [1.0], etas, 400)
     expected = [GDClass.CONVERGED] * 4 + [GDClass.DIVERGED] * 2
-    assert ds["class"].values.tolist() == expected
+    assert ds["regime"].values.tolist() == expected
     np.testing.assert_allclose(ds["final_rel_sharpness"], 2.0 * np.array(etas), rtol=1e-12)
     # never reached: NaN (the CF _FillValue −1 on disk)
     np.testing.assert_array_equal(ds["steps_to_threshold"], [np.nan] * 4 + [0, 0])
@@ -27,7 +27,7 @@ def test_minimalist_example_converges_just_below_the_threshold():
     # below 2/eta, after passing the threshold: it converged (its loss fell to round-off, so
     # no oscillation is left), although its late sharpness lies within the band
     ds = _gd({"name": "minimalist"}, [2.0, 0.3], [0.05, 0.3], 2000)
-    assert ds["class"].values.tolist() == [GDClass.CONVERGED, GDClass.CONVERGED]
+    assert ds["regime"].values.tolist() == [GDClass.CONVERGED, GDClass.CONVERGED]
     eos = ds.sel(eta=0.3)
     assert 0.95 < float(eos["mean_rel_sharpness"]) <= 1.0
     assert int(eos["steps_to_threshold"]) >= 0
@@ -38,7 +38,7 @@ def test_normalised_gd_sits_at_the_edge_of_stability():
     # docs/theory.md §4: effective step times lambda_1 = 2 on the period-2 orbit
     ds = _gd({"name": "scalar_network", "depth": 3}, [1.5, 0.8, 0.9], [0.01], 2000,
              method="normalised")
-    assert int(ds["class"][0]) == GDClass.EDGE_OF_STABILITY
+    assert int(ds["regime"][0]) == GDClass.EDGE_OF_STABILITY
     assert abs(float(ds["mean_rel_sharpness"][0]) - 1.0) < 0.02
 
 
@@ -50,12 +50,12 @@ def test_reduced_map_classes():
     small = ds.sel(x0=1e-3)
     # small eta: self-stabilisation cycles; large eta: the first blow-up overshoots
     # so far that 1 + eta*y <= 0
-    assert int(small["class"].sel(eta=0.01)) == MapClass.CYCLING
+    assert int(small["regime"].sel(eta=0.01)) == MapClass.CYCLING
     assert int(small["cycles"].sel(eta=0.01)) >= 2
-    assert int(small["class"].sel(eta=0.5)) == MapClass.LEFT_DOMAIN
+    assert int(small["regime"].sel(eta=0.5)) == MapClass.LEFT_DOMAIN
     assert int(small["steps_run"].sel(eta=0.5)) < 5000
     # started on the period-2 orbit (±delta, 0): it stays there
-    assert int(ds["class"].sel(x0=delta, eta=0.01)) == MapClass.CONVERGING
+    assert int(ds["regime"].sel(x0=delta, eta=0.01)) == MapClass.CONVERGING
 
 
 def test_reduced_map_overflow_is_diverged():
@@ -63,4 +63,4 @@ def test_reduced_map_overflow_is_diverged():
     config = SweepConfig(model="reduced", grid={"y0": [1e200]},
                          params={"eta": 0.01, "x0": 1e-3}, steps=5000)
     ds = run_sweep(config)
-    assert int(ds["class"][0]) == MapClass.DIVERGED
+    assert int(ds["regime"][0]) == MapClass.DIVERGED

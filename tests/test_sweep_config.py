@@ -25,11 +25,11 @@ def test_grid_gives_dataset_dims_and_coords(tmp_path):
     path.write_text(REDUCED_TOML)
     config = SweepConfig.from_toml(path)
     ds = run_sweep(config)
-    assert ds["class"].dims == ("eta", "x0")
-    assert ds["class"].shape == (3, 4)
+    assert ds["regime"].dims == ("eta", "x0")
+    assert ds["regime"].shape == (3, 4)
     np.testing.assert_array_equal(ds["eta"], np.linspace(0.01, 0.05, 3))
     np.testing.assert_array_equal(ds["x0"], np.geomspace(1e-3, 1e-1, 4))
-    assert set(ds.data_vars) >= {"class", "status", "cycles", "final_rel_sharpness"}
+    assert set(ds.data_vars) >= {"regime", "status", "cycles", "final_rel_sharpness"}
     assert '"alpha": 2.0' in ds.attrs["config"]
     assert "numba" in ds.attrs["versions"]
 
@@ -38,7 +38,7 @@ def test_zip_lists_give_one_cell_dimension():
     config = SweepConfig(model="reduced", grid={"eta": [0.01, 0.02, 0.03], "x0": [0.1, 0.2, 0.3]},
                          combine="zip", steps=100)
     ds = run_sweep(config)
-    assert ds["class"].dims == ("cell",)
+    assert ds["regime"].dims == ("cell",)
     np.testing.assert_array_equal(ds["x0"], [0.1, 0.2, 0.3])
     assert ds["eta"].dims == ("cell",)
 
@@ -51,7 +51,7 @@ def test_loss_parameters_sweep_as_loss_dot_name():
         "grid": {"eta": [0.1, 0.2], "loss": {"depth": [2, 3]}, "seed": [0, 1]},
     })
     ds = run_sweep(config)
-    assert ds["class"].dims == ("eta", "loss.depth", "seed")
+    assert ds["regime"].dims == ("eta", "loss.depth", "seed")
     assert ds["loss.depth"].values.tolist() == [2, 3]
     # random starts of norm `scale`: the seed changes the start, hence the loss
     assert np.ptp(ds["initial_loss"].isel(eta=0, **{"loss.depth": 0}).values) > 0

@@ -13,6 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 import xarray as xr
+from same_result import assert_same_result
 
 import stabsim.sweep.backends as backends
 from stabsim.sweep import SweepConfig, run_sweep
@@ -99,7 +100,7 @@ def test_a_second_sweep_is_refused_while_the_first_runs(tmp_path, straight):
         (tmp_path / "go").touch()
         _, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr
-    xr.testing.assert_identical(xr.load_dataset(output), straight)
+    assert_same_result(xr.load_dataset(output), straight)
     assert not default_workdir(output).exists()
 
 
@@ -119,8 +120,8 @@ def test_kill_9_releases_the_lock_and_the_next_run_cleans_up_after_it(
     resumed = run_sweep(CONFIG, output, progress=False)  # the lock died with its holder
     assert sorted(computed) == list(range(3, CONFIG.n_chunks))
     assert not stale.exists() and not default_workdir(output).exists()
-    xr.testing.assert_identical(resumed, straight)
-    xr.testing.assert_identical(xr.load_dataset(output), straight)
+    assert_same_result(resumed, straight)
+    assert_same_result(xr.load_dataset(output), straight)
 
 
 def _corruptions(store):
@@ -136,11 +137,11 @@ def _corruptions(store):
 
     def wrong_shape(path):  # a well-formed .npz, but not a chunk of this sweep
         with open(path, "wb") as f:
-            np.savez(f, **{"class": np.zeros(3, dtype=np.int8)})
+            np.savez(f, **{"regime": np.zeros(3, dtype=np.int8)})
 
     def pickled(path):  # object arrays need pickle, which chunks never use
         with open(path, "wb") as f:
-            np.savez(f, **{"class": np.array([{"a": 1}], dtype=object)})
+            np.savez(f, **{"regime": np.array([{"a": 1}], dtype=object)})
 
     def edited(path):  # a value changed and the file rewritten: only the checksum shows it
         with np.load(path) as data:
@@ -174,7 +175,7 @@ def test_corrupt_chunks_are_named_and_computed_again(tmp_path, monkeypatch, stra
         assert any(str(store.path(index)) in text for text in messages)
     assert not any("allow_pickle" in text for text in messages)
     assert any("fails its checksum" in text for text in messages)
-    xr.testing.assert_identical(result, straight)
+    assert_same_result(result, straight)
 
 
 def test_chunks_are_keyed_by_the_numpy_and_numba_versions(monkeypatch):

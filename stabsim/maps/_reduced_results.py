@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from .._export import finish, flag_attrs, integer_on_disk, missing_as_nan
 from .._status import Status, StatusResult
 
 
@@ -59,9 +60,14 @@ class CycleStats:
         return np.maximum(np.asarray(self.n_boundaries) - 1, 0)
 
 
+#: CF flags of the reduced map's phase codes 1–4 (phases I–IV of docs/theory.md §1)
+PHASE_FLAGS = {"flag_values": np.array([1, 2, 3, 4], np.int8),
+               "flag_meanings": "phase_i phase_ii phase_iii phase_iv"}
+
+
 def _params_attrs(params: dict) -> dict:
-    """Parameters as netCDF-safe attributes (None, "not set", becomes −1)."""
-    return {k: -1 if v is None else v for k, v in params.items()}
+    """Parameters as netCDF-safe attributes; one that is not set (None) is left out."""
+    return {k: v for k, v in params.items() if v is not None}
 
 
 @dataclasses.dataclass
@@ -108,11 +114,16 @@ class ReducedResult(StatusResult):
         c = self.cycles
         nb = int(c.n_boundaries)
         nc = max(nb - 1, 0)
-        return xr.Dataset(
+        attrs = dict(_params_attrs(self.params), status=self.status.name,
+                     message=self.message, stop_step=self.stop_step,
+                     y_max=float(c.y_max), y_min=float(c.y_min), max_abs_x=float(c.max_abs_x))
+        if c.first_blowup >= 0:  # −1: never
+            attrs["first_blowup"] = int(c.first_blowup)
+        ds = xr.Dataset(
             {
                 "x": ("step", self.x),
                 "y": ("step", self.y),
-                "phase": ("step", self.phase),
+                "phase": ("step", self.phase, PHASE_FLAGS),
                 "boundary_step": ("boundary", c.boundary_step[:nb]),
                 "boundary_H": ("boundary", c.boundary_H[:nb]),
                 "cycle_length": ("cycle", c.cycle_length[:nc]),
@@ -122,11 +133,9 @@ class ReducedResult(StatusResult):
                 "cycle_max_abs_x": ("cycle", c.cycle_max_abs_x[:nc]),
             },
             coords={"step": self.step},
-            attrs=dict(_params_attrs(self.params), status=self.status.name,
-                       message=self.message, stop_step=self.stop_step,
-                       y_max=float(c.y_max), y_min=float(c.y_min),
-                       max_abs_x=float(c.max_abs_x), first_blowup=int(c.first_blowup)),
+            attrs=attrs,
         )
+        return finish(ds, self.params)
 
 
 @dataclasses.dataclass
@@ -208,7 +217,8 @@ class ReducedEnsembleResult:
             "x0": (tr, self.x0), "y0": (tr, self.y0), "eta": (tr, self.eta),
             "alpha": (tr, self.alpha), "beta": (tr, self.beta),
             "x_final": (tr, self.x_final), "y_final": (tr, self.y_final),
-            "status": (tr, self.status_codes), "stop_step": (tr, self.stop_step),
+            "status": (tr, self.status_codes, flag_attrs(Status)),
+            "stop_step": (tr, self.stop_step),
         }
         coords = {tr: np.arange(self.x0.size)}
         if self.step is not None:
@@ -217,17 +227,28 @@ class ReducedEnsembleResult:
             coords["step"] = self.step
         c = self.cycles
         if c is not None:
+            # rows are padded past the last boundary (step −1) and the last completed
+            # cycle (length 0), and first_blowup is −1 when it never happened: NaN here
+            width = np.arange(c.boundary_step.shape[1])
+            past_boundary = width >= np.asarray(c.n_boundaries)[:, None]
+            past_cycle = width[: c.cycle_length.shape[1]] >= c.completed_cycles[:, None]
             data.update({
                 "n_boundaries": (tr, c.n_boundaries),
                 "y_max": (tr, c.y_max), "y_min": (tr, c.y_min),
-                "max_abs_x": (tr, c.max_abs_x), "first_blowup": (tr, c.first_blowup),
-                "boundary_step": ((tr, "boundary"), c.boundary_step),
+                "max_abs_x": (tr, c.max_abs_x),
+                "first_blowup": (tr, missing_as_nan(c.first_blowup, c.first_blowup < 0)),
+                "boundary_step": ((tr, "boundary"),
+                                  missing_as_nan(c.boundary_step, past_boundary)),
                 "boundary_H": ((tr, "boundary"), c.boundary_H),
-                "cycle_length": ((tr, "cycle"), c.cycle_length),
+                "cycle_length": ((tr, "cycle"), missing_as_nan(c.cycle_length, past_cycle)),
                 "cycle_mean_x2": ((tr, "cycle"), c.cycle_mean_x2),
             })
             if c.cycle_y_max is not None:
                 data.update({name: ((tr, "cycle"), getattr(c, name)) for name in
                              ("cycle_y_max", "cycle_y_min", "cycle_max_abs_x")})
         attrs = dict(_params_attrs(self.params), status=self.status.name, message=self.message)
-        return xr.Dataset(data, coords=coords, attrs=attrs)
+        ds = xr.Dataset(data, coords=coords, attrs=attrs)
+        for name in ("first_blowup", "boundary_step", "cycle_length"):
+            if name in ds:
+                integer_on_disk(ds[name])
+        return finish(ds, self.params)

@@ -105,8 +105,14 @@ class GDResult(StatusResult):
     crossing_pair: np.ndarray | None
 
     def to_xarray(self):
-        """The records as an ``xarray.Dataset`` with dimension ``step``."""
+        """The records as an ``xarray.Dataset`` with dimension ``step``.
+
+        Attributes of every variable and of the dataset follow :mod:`stabsim._export`;
+        ``threshold`` and ``crossing_step`` are left out when there is none.
+        """
         import xarray as xr
+
+        from .._export import finish
 
         data = {
             "loss": ("step", self.loss),
@@ -123,7 +129,9 @@ class GDResult(StatusResult):
             attrs["threshold"] = self.threshold
         if self.crossing_step is not None:
             attrs["crossing_step"] = self.crossing_step
-        return xr.Dataset(data, coords={"step": self.steps}, attrs=attrs)
+        ds = xr.Dataset(data, coords={"step": self.steps}, attrs=attrs)
+        # the parameters of run_gd that the result keeps
+        return finish(ds, {"method": self.method, "eta": self.eta, "momentum": self.momentum})
 
 
 def run_gd(

@@ -60,15 +60,15 @@ def plot_phase_diagram(ds, *, x=None, y=None, ax=None, title=None):
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
 
-    if "class" not in ds:
-        raise ValueError("not a sweep result: the dataset has no 'class' variable")
-    cls = ds["class"]
+    if "regime" not in ds:
+        raise ValueError("not a sweep result: the dataset has no 'regime' variable")
+    cls = ds["regime"]
     codes = [int(v) for v in cls.attrs["flag_values"]]
     names = cls.attrs["flag_meanings"].split()
     cmap = ListedColormap([COLOURS[c % len(COLOURS)] for c in codes])
     norm = BoundaryNorm(np.arange(len(codes) + 1) - 0.5, len(codes))
     fig, ax = figure_and_axes(ax, figsize=(6.5, 4.8), layout="constrained")
-    index = np.searchsorted(codes, cls.values)  # class code → colour index
+    index = np.searchsorted(codes, cls.values)  # regime code → colour index
     if "cell" in cls.dims:  # zipped lists: a scatter over the first two coordinates
         names_xy = [n for n in ds.coords if ds[n].dims == ("cell",)]
         x = x or names_xy[0]
@@ -98,7 +98,7 @@ def plot_phase_diagram(ds, *, x=None, y=None, ax=None, title=None):
         ax.set_yticks([])
     handles = [Patch(color=COLOURS[c % len(COLOURS)], label=n.replace("_", " "))
                for c, n in zip(codes, names, strict=True)]
-    ax.legend(handles=handles, title="class", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+    ax.legend(handles=handles, title="regime", loc="upper left", bbox_to_anchor=(1.01, 1.0),
               frameon=False)
     model = ds.attrs.get("model", "")
     heading = title or f"phase diagram ({'reduced map' if model == 'reduced' else model})"

@@ -10,7 +10,7 @@ are kept on disk so an interrupted sweep resumes where it stopped.
 >>> from stabsim.sweep import SweepConfig, run_sweep
 >>> config = SweepConfig(model="reduced", grid={"eta": [0.01, 0.1], "x0": [1e-3, 0.1]},
 ...                      steps=1000)
->>> run_sweep(config)["class"].shape
+>>> run_sweep(config)["regime"].shape
 (2, 2)
 """
 

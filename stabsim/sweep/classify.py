@@ -1,7 +1,7 @@
 """The class of each sweep cell, from its status and summary statistics.
 
 Two sets of classes, one per model; each result stores its codes in the data variable
-``class`` with CF attributes ``flag_values`` and ``flag_meanings``.
+``regime`` with CF attributes ``flag_values`` and ``flag_meanings``.
 
 Gradient methods (model ``"gd"``)
 ---------------------------------
@@ -94,6 +94,7 @@ import enum
 
 import numpy as np
 
+from .._export import flag_attrs as codes_flag_attrs
 from .._status import Status
 from ..maps._reduced_step import hamiltonian
 
@@ -131,11 +132,9 @@ CLASSES = {"gd": GDClass, "reduced": MapClass, "catapult": CatapultClass}
 
 
 def flag_attrs(model: str) -> dict:
-    """CF attributes describing the class codes of ``model``."""
-    classes = CLASSES[model]
-    return {"flag_values": np.array([c.value for c in classes], np.int8),
-            "flag_meanings": " ".join(c.name.lower() for c in classes),
-            "long_name": "class of the cell (see stabsim.sweep.classify)"}
+    """CF attributes describing the regime codes of ``model``."""
+    return dict(codes_flag_attrs(CLASSES[model]),
+                long_name="regime of the cell (see stabsim.sweep.classify)")
 
 
 def classify_gd(status, initial_loss, final_loss, peak_loss, max_rel, late_rel, band, *,

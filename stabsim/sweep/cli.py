@@ -128,9 +128,9 @@ def plot_command(args) -> int:
         except (ValueError, OSError, TypeError) as exc:  # not a file xarray can read
             raise ValueError(f"cannot read {args.result} as a sweep result: "
                              f"{type(exc).__name__}: {exc}") from None
-    cls = ds.get("class")
+    cls = ds.get("regime")
     if cls is None or not {"flag_values", "flag_meanings"} <= set(cls.attrs):
-        raise ValueError(f"{args.result} is not a stabsim sweep result: it needs a 'class' "
+        raise ValueError(f"{args.result} is not a stabsim sweep result: it needs a 'regime' "
                          f"variable with flag_values and flag_meanings attributes")
     for name in (args.x, args.y):
         if name is not None and name not in ds.coords:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._export import missing_as_nan
 from .._status import Status
 from .gd_cells import gd_cells
 from .grid import cell_values
 from .map_cells import map_cells
 
 _MODELS = {"gd": gd_cells, "reduced": map_cells}
-_SMALL_INTS = {"class", "status"}
+_SMALL_INTS = {"regime", "status"}
 #: integer statistics whose −1 means "never": NaN in the result, −1 (``_FillValue``) on disk
 NEVER = ("first_blowup", "steps_to_threshold")
 
@@ -38,14 +39,15 @@ def compute_cells(config, cells) -> dict:
     -------
     dict
         Variable name → 1-D array over ``cells``: float64 (NaN where missing, see the module
-        docstring), or int8 (``class``, ``status``) or int32 (counts and steps), the types
+        docstring), or int8 (``regime``, ``status``) or int32 (counts and steps), the types
         netCDF-3 stores.
     """
     out = _MODELS[config.model](config, cell_values(config, cells))
+    out["regime"] = out.pop("class")  # the result's name: ``class`` is a Python keyword
     status = out["status"]
     for name, array in out.items():
         if name in NEVER:
-            out[name] = np.where(array < 0, np.nan, array.astype(np.float64))
+            out[name] = missing_as_nan(array, array < 0)
         elif np.issubdtype(array.dtype, np.integer):
             out[name] = array.astype(np.int8 if name in _SMALL_INTS else np.int32)
         else:

@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from .._export import finish, integer_on_disk, write_netcdf
+from .._export import flag_attrs as status_flags
 from .._status import Status
 from .classify import flag_attrs
 from .compute import NEVER
@@ -237,11 +239,14 @@ def _file_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
-def _atomic_write(path: Path, write, temporary: Path | None = None) -> None:
+def _atomic_write(path: Path, write, temporary: Path | None = None, *,
+                  by_name: bool = False) -> None:
     """Call ``write(file)`` on a temporary file next to ``path``, then move it there.
 
     ``temporary`` names the temporary file (default: a new unique name); the result gets
-    the permissions of a newly created file (``mkstemp`` would leave it 0600).
+    the permissions of a newly created file (``mkstemp`` would leave it 0600). With
+    ``by_name``, ``write`` gets the temporary file's name instead (for writers that open
+    the file themselves, such as the netCDF-4 libraries).
     """
     if temporary is None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -250,9 +255,12 @@ def _atomic_write(path: Path, write, temporary: Path | None = None) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fchmod(f.fileno(), _file_mode())
+            if not by_name:
+                write(f)
+        if by_name:
+            write(tmp)
+        os.chmod(tmp, _file_mode())
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -275,7 +283,7 @@ def assemble(store: ChunkStore):
     """The result of a finished sweep as an ``xarray.Dataset``.
 
     One dimension per swept parameter (``cell`` for ``combine = "zip"``), one data variable
-    per statistic plus ``class``; attributes ``config`` (canonical JSON), ``config_key``,
+    per statistic plus ``regime``; attributes ``config`` (canonical JSON), ``config_key``,
     ``model`` and ``versions`` (JSON). Every chunk is verified as it is read.
     """
     import xarray as xr
@@ -293,19 +301,18 @@ def assemble(store: ChunkStore):
         coords = {name: ("cell", values) for name, values in coords.items()}
     data = {name: (dims, array.reshape(config.shape)) for name, array in flat.items()}
     ds = xr.Dataset(data, coords=coords)
-    ds["class"].attrs.update(flag_attrs(config.model))
+    ds["regime"].attrs.update(flag_attrs(config.model))
     ds["status"].attrs.update(
-        flag_values=np.array([s.value for s in Status], np.int8),
-        flag_meanings=" ".join(s.name.lower() for s in Status),
+        status_flags(Status),
         long_name="outcome of the cell's run (stabsim.Status; its message says what it means)")
     for name in NEVER:
         if name in ds:  # NaN (never) in memory, the integer −1 on disk
-            ds[name].encoding.update(dtype="int32", _FillValue=np.int32(-1))
+            integer_on_disk(ds[name])
             ds[name].attrs["comment"] = "NaN (stored as the _FillValue -1): never happened"
     ds.attrs.update(config=config.to_json(), config_key=config.key, model=config.model,
                     versions=json.dumps(versions(), sort_keys=True),
                     title=f"stabsim phase-diagram sweep ({config.model})")
-    return ds
+    return finish(ds, json.loads(config.to_json()))
 
 
 def remove_path(path: Path) -> None:
@@ -341,7 +348,8 @@ def check_output(path) -> None:
 
 
 def write_dataset(ds, path, *, temporary=None) -> Path:
-    """Write ``ds`` to netCDF-3 (scipy backend), or Zarr when ``path`` ends in ``.zarr``.
+    """Write ``ds`` to netCDF (:func:`stabsim._export.write_netcdf`: netCDF-4 when netCDF4 or
+    h5netcdf is installed, else netCDF-3), or Zarr when ``path`` ends in ``.zarr``.
 
     The file appears whole or not at all: it is written under ``temporary`` (default: a
     new unique name next to ``path``), then moved into place.
@@ -364,5 +372,5 @@ def write_dataset(ds, path, *, temporary=None) -> Path:
         os.replace(tmp, path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda f: f.write(ds.to_netcdf(engine="scipy")), temporary)
+    _atomic_write(path, lambda name: write_netcdf(ds, name), temporary, by_name=True)
     return path

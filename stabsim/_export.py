@@ -1,0 +1,259 @@
+"""Conventions of every dataset stabsim exports, and the netCDF writer.
+
+Every ``to_xarray`` and the sweep result go through :func:`finish`, which gives each data
+variable and coordinate the CF attributes ``long_name`` and ``units`` from :data:`VARIABLES`
+and the dataset the provenance attributes of :func:`provenance`. Coded variables (a run's
+status, a sweep cell's regime, the phase of the reduced map) carry CF ``flag_values`` and
+``flag_meanings``; a quantity that may not exist (a step that never happened, a cycle past
+the last one) is NaN, never a sentinel such as −1.
+
+Units: time axes count steps (``"steps"``). Every other quantity is ``"1"``
+(dimensionless): the losses, sharpnesses, parameters and iterates of the models stabsim
+simulates are abstract numbers with no physical unit.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import importlib.util
+import json
+import keyword
+
+import numpy as np
+
+STEPS = "steps"
+DIMENSIONLESS = "1"
+
+#: name of an exported variable or coordinate → (long_name, units)
+VARIABLES = {
+    # time axes and indices
+    "step": ("step", STEPS),
+    "tau": ("slow time eta^2 t", STEPS),
+    "trajectory": ("trajectory index", DIMENSIONLESS),
+    "parity": ("parity of the step (0: t, 1: t + 1)", DIMENSIONLESS),
+    # exact GD (GDResult)
+    "loss": ("loss L(theta_t)", DIMENSIONLESS),
+    "grad_norm": ("gradient norm |grad L(theta_t)|", DIMENSIONLESS),
+    "sharpness": ("top Hessian eigenvalues of L at theta_t", DIMENSIONLESS),
+    "eig_residual": ("eigenpair residual |Hu - lambda u|", DIMENSIONLESS),
+    "theta": ("iterate theta_t", DIMENSIONLESS),
+    # reduced (x, y) map (ReducedResult, ReducedEnsembleResult)
+    "x": ("x_t, displacement along the top eigenvector", DIMENSIONLESS),
+    "y": ("y_t, sharpness excess over the threshold", DIMENSIONLESS),
+    "phase": ("phase of the reduced map (I-IV)", DIMENSIONLESS),
+    "x0": ("initial x", DIMENSIONLESS),
+    "y0": ("initial y", DIMENSIONLESS),
+    "eta": ("step size eta", DIMENSIONLESS),
+    "alpha": ("progressive sharpening alpha", DIMENSIONLESS),
+    "beta": ("self-stabilisation strength beta", DIMENSIONLESS),
+    "x_final": ("final x", DIMENSIONLESS),
+    "y_final": ("final y", DIMENSIONLESS),
+    "status": ("outcome of the run (stabsim.Status)", DIMENSIONLESS),
+    "stop_step": ("step of the final state", STEPS),
+    "n_boundaries": ("cycle boundaries crossed", DIMENSIONLESS),
+    "boundary_step": ("step of the cycle boundary", STEPS),
+    "boundary_H": ("H(x, y) at the cycle boundary", DIMENSIONLESS),
+    "cycle_length": ("length of the cycle", STEPS),
+    "cycle_mean_x2": ("mean of x^2 over the cycle", DIMENSIONLESS),
+    "cycle_y_max": ("maximum of y over the cycle", DIMENSIONLESS),
+    "cycle_y_min": ("minimum of y over the cycle", DIMENSIONLESS),
+    "cycle_max_abs_x": ("maximum of |x| over the cycle", DIMENSIONLESS),
+    "y_max": ("maximum of y over the run", DIMENSIONLESS),
+    "y_min": ("minimum of y over the run", DIMENSIONLESS),
+    "max_abs_x": ("maximum of |x| over the run", DIMENSIONLESS),
+    "first_blowup": ("first step with x^2 reaching delta^2 while y > 0", STEPS),
+    # GD against the theory (Comparison)
+    "gd_loss": ("GD loss", DIMENSIONLESS),
+    "gd_sharpness": ("GD sharpness", DIMENSIONLESS),
+    "gd_lambda2": ("GD second Hessian eigenvalue", DIMENSIONLESS),
+    "dagger_loss": ("loss of the constrained trajectory", DIMENSIONLESS),
+    "dagger_sharpness": ("sharpness of the constrained trajectory", DIMENSIONLESS),
+    "pred_loss": ("predicted loss L(theta_dagger) + x^2/eta", DIMENSIONLESS),
+    "pred_sharpness": ("predicted sharpness S(theta_dagger) + y + (u.grad S) x",
+                       DIMENSIONLESS),
+    "dist_dagger": ("distance of GD to the constrained trajectory", DIMENSIONLESS),
+    "dist_pred": ("distance of GD to the predicted theta_dagger + v", DIMENSIONLESS),
+    "gf_loss": ("gradient flow loss", DIMENSIONLESS),
+    "gf_sharpness": ("gradient flow sharpness", DIMENSIONLESS),
+    "dist_gf": ("distance of GD to gradient flow", DIMENSIONLESS),
+    "cf_loss": ("central flow loss L(w)", DIMENSIONLESS),
+    "cf_sharpness": ("central flow sharpness", DIMENSIONLESS),
+    "cf_sigma2": ("central flow oscillation variance sigma^2", DIMENSIONLESS),
+    "cf_pred_loss": ("central flow predicted mean loss L(w) + sigma^2/eta", DIMENSIONLESS),
+    "dist_cf": ("distance of GD to the central flow", DIMENSIONLESS),
+    "gd_x": ("GD x_t = u.(theta_t - theta_dagger_t)", DIMENSIONLESS),
+    "pred_x": ("predicted x_t = u.v_t", DIMENSIONLESS),
+    "gd_x_star": ("GD x relative to theta_star", DIMENSIONLESS),
+    "gd_y_star": ("GD y relative to theta_star", DIMENSIONLESS),
+    "reduced_x": ("reduced map x", DIMENSIONLESS),
+    "reduced_y": ("reduced map y", DIMENSIONLESS),
+    "lambda2_margin": ("margin 2/eta - lambda2 at theta_dagger", DIMENSIONLESS),
+    "vperp_over_delta": ("off-axis displacement |v_perp|/delta", DIMENSIONLESS),
+    # normalised GD against its manifold flow (ManifoldComparison)
+    "phi": ("gradient-flow limit Phi(theta_t)", DIMENSIONLESS),
+    "flow": ("manifold flow X(tau)", DIMENSIONLESS),
+    "error": ("tracking error |Phi(theta_t) - X(tau)|", DIMENSIONLESS),
+    "lambda1": ("top Hessian eigenvalue at Phi(theta_t)", DIMENSIONLESS),
+    "flow_lambda1": ("top Hessian eigenvalue at X(tau)", DIMENSIONLESS),
+    "half_amplitude": ("oscillation half-amplitude |u.(theta_t+1 - theta_t)|/2",
+                       DIMENSIONLESS),
+    "predicted_half_amplitude": ("predicted oscillation half-amplitude", DIMENSIONLESS),
+    "offset": ("centre of the oscillation relative to Phi(theta_t)", DIMENSIONLESS),
+    "alignment": ("alignment of the step with the top eigenvector", DIMENSIONLESS),
+    "eos_product": ("top eigenvalue times effective step", DIMENSIONLESS),
+    "eos_harmonic": ("harmonic mean of the eigenvalue-step products", DIMENSIONLESS),
+    # sweep results (stabsim.sweep)
+    "regime": ("regime of the cell (stabsim.sweep.classify)", DIMENSIONLESS),
+    "steps_run": ("steps taken", STEPS),
+    "steps_to_threshold": ("first recorded step with relative sharpness >= 1", STEPS),
+    "cycles": ("completed cycles", DIMENSIONLESS),
+    "energy_growth": ("energy ratio E_T/E_0", DIMENSIONLESS),
+    "initial_loss": ("initial loss", DIMENSIONLESS),
+    "final_loss": ("final loss", DIMENSIONLESS),
+    "peak_loss": ("maximum recorded loss", DIMENSIONLESS),
+    "final_rel_sharpness": ("final relative sharpness", DIMENSIONLESS),
+    "mean_rel_sharpness": ("mean relative sharpness over the late window", DIMENSIONLESS),
+    "max_rel_sharpness": ("maximum relative sharpness", DIMENSIONLESS),
+    "late_max_rel_sharpness": ("maximum relative sharpness over the late window",
+                               DIMENSIONLESS),
+    "momentum": ("momentum beta", DIMENSIONLESS),
+    "scale": ("norm of the start theta_0", DIMENSIONLESS),
+    "seed": ("random seed of the start direction", DIMENSIONLESS),
+}
+
+#: prefix of the sweep coordinates that are parameters of the loss family
+_LOSS_PARAMETER = "loss."
+
+
+def describe(name: str) -> tuple[str, str]:
+    """``(long_name, units)`` of an exported variable or coordinate.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`VARIABLES`, or ``"loss.<p>"`` for parameter ``p`` of a swept loss
+        family (dimensionless, like every loss parameter).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` has no entry.
+    """
+    if name in VARIABLES:
+        return VARIABLES[name]
+    if name.startswith(_LOSS_PARAMETER):
+        return f"loss parameter {name[len(_LOSS_PARAMETER):]}", DIMENSIONLESS
+    raise ValueError(f"variable {name!r} has no long_name and units in "
+                     f"stabsim._export.VARIABLES")
+
+
+def flag_attrs(codes: type[enum.IntEnum]) -> dict:
+    """CF ``flag_values`` and ``flag_meanings`` of an integer enumeration.
+
+    ``flag_values[i]`` is the code of member i and the i-th word of ``flag_meanings`` its
+    lower-case name.
+    """
+    return {"flag_values": np.array([c.value for c in codes], np.int8),
+            "flag_meanings": " ".join(c.name.lower() for c in codes)}
+
+
+def missing_as_nan(values, missing) -> np.ndarray:
+    """``values`` as float64 with NaN where the boolean mask ``missing`` is true.
+
+    Store the result with :func:`integer_on_disk` when the values are counts or steps.
+    """
+    return np.where(missing, np.nan, np.asarray(values, dtype=np.float64))
+
+
+def integer_on_disk(variable) -> None:
+    """Write a whole-number variable holding NaN as int32 with ``_FillValue`` −1.
+
+    NaN (in memory) means "does not exist"; a reader that decodes CF attributes (xarray's
+    default) gets NaN back.
+    """
+    variable.encoding.update(dtype="int32", _FillValue=np.int32(-1))
+
+
+def _json_default(value):
+    """JSON form of the NumPy scalars and arrays and the enums in a call's parameters."""
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"parameter value {value!r} of type {type(value).__name__} is not "
+                    f"JSON-serialisable")
+
+
+def provenance(parameters: dict) -> dict:
+    """Dataset attributes saying what made an export.
+
+    Returns
+    -------
+    dict
+        ``stabsim_version``, ``numpy_version``, ``numba_version``, ``scipy_version``,
+        ``created`` (ISO 8601, UTC) and ``parameters`` (the call's parameters as a JSON
+        object; None becomes null).
+    """
+    import numba
+    import scipy
+
+    from . import __version__
+
+    if not isinstance(parameters, dict):
+        raise TypeError(f"parameters must be a dict, not {type(parameters).__name__}")
+    return {
+        "stabsim_version": __version__,
+        "numpy_version": np.__version__,
+        "numba_version": numba.__version__,
+        "scipy_version": scipy.__version__,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "parameters": json.dumps(parameters, sort_keys=True, default=_json_default),
+    }
+
+
+def finish(ds, parameters: dict):
+    """Give ``ds`` the conventions of the module docstring, in place; return it.
+
+    Every data variable and coordinate gets ``long_name`` and ``units`` from
+    :func:`describe` (a ``long_name`` already set is kept); the dataset gets
+    :func:`provenance` of ``parameters``. A boolean dataset attribute becomes the integer
+    0 or 1: netCDF has no boolean type (netCDF-3 writers store int8, netCDF-4 ones refuse).
+
+    Raises
+    ------
+    ValueError
+        If a variable is named with a Python keyword (``ds.<name>`` cannot reach it) or has
+        no entry in :data:`VARIABLES`.
+    """
+    for name, variable in ds.variables.items():
+        if keyword.iskeyword(name):
+            raise ValueError(f"variable {name!r} is a Python keyword; rename it")
+        long_name, units = describe(name)
+        variable.attrs.setdefault("long_name", long_name)
+        variable.attrs["units"] = units
+    for name, value in ds.attrs.items():
+        if isinstance(value, bool | np.bool_):
+            ds.attrs[name] = np.int8(value)
+    ds.attrs.update(provenance(parameters))
+    return ds
+
+
+#: xarray engines that write netCDF-4, in order of preference, with the modules each needs
+#: (h5netcdf installs without h5py, and cannot write without it)
+_NETCDF4_ENGINES = (("netcdf4", ("netCDF4",)), ("h5netcdf", ("h5netcdf", "h5py")))
+
+
+def netcdf_engine() -> str:
+    """The xarray engine for writing netCDF: ``"netcdf4"`` (netCDF-4 format) when the
+    netCDF4 package is installed, else ``"h5netcdf"`` (netCDF-4) when it and h5py are,
+    else ``"scipy"`` (netCDF-3, always available)."""
+    for engine, modules in _NETCDF4_ENGINES:
+        if all(importlib.util.find_spec(module) is not None for module in modules):
+            return engine
+    return "scipy"
+
+
+def write_netcdf(ds, path) -> None:
+    """Write ``ds`` to the netCDF file ``path`` with :func:`netcdf_engine`."""
+    ds.to_netcdf(path, engine=netcdf_engine())
