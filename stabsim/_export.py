@@ -111,6 +111,11 @@ VARIABLES = {
     "energy_growth": ("energy ratio E_T/E_0", DIMENSIONLESS),
     "initial_loss": ("initial loss", DIMENSIONLESS),
     "final_loss": ("final loss", DIMENSIONLESS),
+    # the uv model's catapult sweep (stabsim.sweep.catapult)
+    "width": ("width m of the uv model", DIMENSIONLESS),
+    "eta_lambda": ("step size times the initial NTK eigenvalue, eta lambda0", DIMENSIONLESS),
+    "lambda0": ("initial NTK eigenvalue lambda0", DIMENSIONLESS),
+    "final_eta_lambda": ("step size times the final NTK eigenvalue", DIMENSIONLESS),
     "peak_loss": ("maximum recorded loss", DIMENSIONLESS),
     "final_rel_sharpness": ("final relative sharpness", DIMENSIONLESS),
     "mean_rel_sharpness": ("mean relative sharpness over the late window", DIMENSIONLESS),

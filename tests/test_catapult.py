@@ -43,7 +43,7 @@ def test_sweep_phases():
     ds = catapult_sweep([32, 128], [1.0, 3.0, 5.0], steps=1000)
     for m in (32, 128):
         row = ds.sel(width=m)
-        assert list(row["class"].values) == [CatapultClass.LAZY, CatapultClass.CATAPULT,
+        assert list(row["regime"].values) == [CatapultClass.LAZY, CatapultClass.CATAPULT,
                                              CatapultClass.DIVERGED]
         # After a catapult GD converges where ηλ < 2 (the minimiser is stable); a lazy run
         # ends with ηλ still below 2 too; here λ only falls (ηλ < 4).

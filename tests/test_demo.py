@@ -19,7 +19,7 @@ def test_demo_writes_report_figures_and_data(tmp_path, capsys):
     for name in figures:
         assert (out / name).stat().st_size > 10_000
         assert f"]({name})" in report
-    data = xr.open_dataset(out / "gd_eos.nc", engine="scipy")
+    data = xr.open_dataset(out / "gd_eos.nc")
     assert data.attrs["status"] == "OK" and data.sizes["step"] == 601
 
 

@@ -73,7 +73,7 @@ def test_sweep_of_a_jax_loss():
               "params": {"theta0": [0.5, 1.8]}}
     ours = run_sweep({**tables, "loss": {"name": "jax_losses:minimalist"}})
     ref = run_sweep({**tables, "loss": {"name": "minimalist"}})
-    assert np.array_equal(ours["class"].values, ref["class"].values)
+    assert np.array_equal(ours["regime"].values, ref["regime"].values)
     np.testing.assert_allclose(ours["final_loss"].values, ref["final_loss"].values,
                                rtol=1e-8, atol=1e-14)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._export import write_netcdf
 from ..compare import compare
 from ..compare_manifold import compare_manifold_flow
 from ..flows import gradient_flow
@@ -67,7 +68,7 @@ def network_edge_of_stability(out, steps=HEADLINE_STEPS):
     eta = HEADLINE_ETA
     theta0 = net.init(HEADLINE_SEED)
     result = run_gd(net, theta0, eta, steps)
-    result.to_xarray().to_netcdf(out / "network_eos.nc", engine="scipy")
+    write_netcdf(result.to_xarray(), out / "network_eos.nc")
     flow_steps = np.arange(0, steps + 1, 10)
     flow = gradient_flow(net, theta0, eta, steps, t_eval=flow_steps.astype(float))
     fig = plot_loss_and_sharpness(result)
@@ -126,7 +127,7 @@ def gd_edge_of_stability(out, steps=600):
     theta0 = np.zeros(loss.dim)
     eta = 2.0 / (THRESHOLD_OVER_INITIAL_SHARPNESS * sharpness(loss, theta0))
     result = run_gd(loss, theta0, eta, steps)
-    result.to_xarray().to_netcdf(out / "gd_eos.nc", engine="scipy")
+    write_netcdf(result.to_xarray(), out / "gd_eos.nc")
     figure = _save(plot_loss_and_sharpness(result), out, "gd_eos.png")
     scaled = result.sharpness[:, 0] * eta / 2.0
     crossing = result.crossing_step
@@ -154,7 +155,7 @@ def constrained_trajectory(out, eta=0.01, steps=1200):
     """
     loss = QuadraticRegression.two_scale(eta)
     result = compare(loss, np.zeros(loss.dim), eta, steps, warn=False)
-    result.to_xarray().to_netcdf(out / "constrained.nc", engine="scipy")
+    write_netcdf(result.to_xarray(), out / "constrained.nc")
     figure = _save(plot_comparison(result), out, "constrained.png")
     averages = result.cycle_averages()
     ratio = averages["rms_dist_dagger"] / averages["rms_dist_gf"]
@@ -194,7 +195,7 @@ def reduced_map(out):
                                                / (eta * beta * (e - s))))
                 for k, (s, e) in enumerate(zip(steps[:-1], steps[1:], strict=True))
             ]
-    shown.to_xarray().to_netcdf(out / "reduced_map.nc", engine="scipy")
+    write_netcdf(shown.to_xarray(), out / "reduced_map.nc")
     figure = _save(plot_reduced_phase_portrait(shown), out, "reduced_map.png")
     ratio = drifts[0.004] / drifts[0.002]
     findings = [
@@ -242,7 +243,7 @@ def manifold_flow(out):
             for eta in etas]
     errors = [run.max_error() for run in runs]
     order = float(np.polyfit(np.log(etas), np.log(errors), 1)[0])
-    runs[-1].to_xarray().to_netcdf(out / "manifold_flow.nc", engine="scipy")
+    write_netcdf(runs[-1].to_xarray(), out / "manifold_flow.nc")
     figure = _save(plot_manifold_path(runs[-1]), out, "manifold_flow.png")
     return [Finding("manifold flow", "order of max |Φ(θ_t) − X(η²t)| in η",
                     f"{order:.2f} (errors {', '.join(f'{e:.1e}' for e in errors)})",

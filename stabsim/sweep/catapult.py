@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _validate as check
+from .._export import finish
 from ..losses import UVModel
 from ..maps.gd import run_gd
 from .classify import CatapultClass, classify_catapult, flag_attrs
@@ -103,13 +104,14 @@ def catapult_sweep(widths, eta_lambda, *, seed=0, steps=1000, x=1.0, y=0.0,
     classes = classify_catapult(status, stats["initial_loss"], stats["final_loss"],
                                 stats["peak_loss"])
     dims = ("width", "eta_lambda")
-    data = {"class": (dims, classes, flag_attrs("catapult")),
+    data = {"regime": (dims, classes, flag_attrs("catapult")),
             "status": (dims, status), "steps_run": (dims, steps_run),
             "lambda0": ("width", lambda0)}
     data.update({k: (dims, v) for k, v in stats.items()})
-    return xr.Dataset(data, coords={"width": widths, "eta_lambda": grid},
-                      attrs={"model": "uv model", "seed": seed, "steps": steps, "x": x,
-                             "y": y})
+    ds = xr.Dataset(data, coords={"width": widths, "eta_lambda": grid},
+                    attrs={"model": "uv model"})
+    return finish(ds, {"widths": widths, "eta_lambda": grid, "seed": seed, "steps": steps,
+                       "x": x, "y": y, "divergence_norm": divergence_norm})
 
 
 def _class(model, theta0, lam0, c, steps, divergence_norm) -> int:

@@ -43,7 +43,6 @@ def compute_cells(config, cells) -> dict:
         netCDF-3 stores.
     """
     out = _MODELS[config.model](config, cell_values(config, cells))
-    out["regime"] = out.pop("class")  # the result's name: ``class`` is a Python keyword
     status = out["status"]
     for name, array in out.items():
         if name in NEVER:

@@ -263,7 +263,7 @@ def gd_cells(config, values: dict) -> dict:
         _in_threads(run, cells.shape[0])
     out = {name: out_float[:, k] for k, name in enumerate(FLOAT_STATS)}
     out.update({name: out_int[:, k] for k, name in enumerate(INT_STATS)})
-    out["class"] = classify_gd(out["status"], out["initial_loss"], out["final_loss"],
+    out["regime"] = classify_gd(out["status"], out["initial_loss"], out["final_loss"],
                                out["peak_loss"], out["max_rel_sharpness"],
                                out["mean_rel_sharpness"], config.band,
                                late_max_rel=out["late_max_rel_sharpness"])

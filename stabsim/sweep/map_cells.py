@@ -56,7 +56,7 @@ def map_cells(config, values: dict) -> dict:
     with np.errstate(divide="ignore", invalid="ignore"):
         growth = energy_end / energy_start
     return {
-        "class": classify_map(result.status_codes, c.n_boundaries, energy_start, energy_end),
+        "regime": classify_map(result.status_codes, c.n_boundaries, energy_start, energy_end),
         "status": result.status_codes,
         "steps_run": result.stop_step,
         "cycles": c.completed_cycles,
