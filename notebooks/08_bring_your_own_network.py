@@ -132,6 +132,7 @@ compare_steps = 650 if SMALL else steps  # the flows form dense Hessians: slow a
 gd = run_gd(net, theta0, eta, steps)  # exact GD, the sharpness every step (matrix-free)
 result = compare(net, theta0, eta, compare_steps, warn=False)
 fig = plot_comparison(result)
+fig  # noqa: B018 (the cell's result: Jupyter shows the figure)
 
 # %% [markdown]
 # Reading the result:
