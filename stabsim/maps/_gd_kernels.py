@@ -331,23 +331,26 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
                     rec.theta[row] = theta
         if k == n_steps:
             break
-        prev_theta[:] = theta
-        if rule == GD:
-            theta -= eta * g
-        elif rule == HEAVY_BALL:
-            step = momentum * (theta - buf) - eta * g
-            buf[:] = theta
-            theta += step
-        elif rule == NESTEROV:
-            buf[:] = momentum * buf + g
-            theta -= eta * (g + momentum * buf)
-        else:  # normalised GD and GD on sqrt(L − L_min)
+        # the updates as loops: array expressions would allocate a temporary every step
+        if rule == NORMALISED or rule == SQRT_LOSS:
             if rule == SQRT_LOSS and loss < loss_min:  # sqrt of a negative gap
                 return _NONFINITE, k
             h = effective_step(rule, eta, eta, loss, gnorm, loss_min)
             if gnorm == 0.0 or not np.isfinite(h):
                 return _ZERO_GRADIENT, k
-            theta -= h * g
+        else:
+            h = eta
+        for i in range(d):
+            prev_theta[i] = theta[i]
+            if rule == HEAVY_BALL:  # θ' = θ − η∇L + β(θ − θ_prev)
+                s = momentum * (theta[i] - buf[i]) - eta * g[i]
+                buf[i] = theta[i]
+                theta[i] += s
+            elif rule == NESTEROV:  # b' = βb + ∇L; θ' = θ − η(∇L + βb')
+                buf[i] = momentum * buf[i] + g[i]
+                theta[i] -= eta * (g[i] + momentum * buf[i])
+            else:  # θ' = θ − h∇L
+                theta[i] -= h * g[i]
     return _OK, n_steps
 
 
