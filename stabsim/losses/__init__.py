@@ -10,7 +10,7 @@ families can also be made by name with :func:`make_loss`.
 
 from ._base import Loss, check_dense_memory
 from ._check import check_derivatives
-from ._protocol import Family, family_of, register_family, registered_families
+from ._protocol import Family, family_of, register_family
 from ._registry import FAMILIES, make_loss
 from .from_jax import from_jax
 from .manifold import ManifoldFamily
@@ -41,5 +41,4 @@ __all__ = [
     "from_jax",
     "make_loss",
     "register_family",
-    "registered_families",
 ]

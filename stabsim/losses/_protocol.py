@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import numpy as np
 from numba import types
@@ -297,8 +297,3 @@ def family_of(params) -> Family:
             "grad=..., hvp=..., d3=...), whose functions are Numba-compiled"
         )
     return family
-
-
-def registered_families() -> Mapping[type, Family]:
-    """Every registered family, by record class (read-only view)."""
-    return dict(_FAMILIES)
