@@ -27,6 +27,7 @@ class Status(enum.IntEnum):
     FLAT_SHARPNESS = 7  #: ∇S = 0 where the sharpness constraint S ≤ 2/η is needed
     INTERRUPTED = 8  #: stopped by Ctrl-C (KeyboardInterrupt); the result is the part done
     UNDEFINED = 9  #: the run finished, but a summary statistic is 0/0 or x/0 there (NaN)
+    EIGENGAP_CLOSED = 10  #: the gap between the top two Hessian eigenvalues closed
 
     def __str__(self) -> str:
         return self.name
@@ -39,8 +40,16 @@ class Status(enum.IntEnum):
 
     @property
     def message(self) -> str:
-        """What the status means and what to do about it."""
-        return _MESSAGES[self]
+        """What the status means and what to do about it, in general terms."""
+        return self.describe(None)
+
+    def describe(self, knob: str | None) -> str:
+        """What the status means and what to do, naming ``knob``: the parameter whose
+        budget ran out (MAX_STEPS, NOT_CONVERGED), when the caller knows it."""
+        text = _MESSAGES[self]
+        if self in (Status.MAX_STEPS, Status.NOT_CONVERGED):
+            return text.format(knob=f"`{knob}`" if knob else "the budget")
+        return text
 
     @property
     def success(self) -> bool:
@@ -49,7 +58,7 @@ class Status(enum.IntEnum):
 
 _MESSAGES = {
     Status.OK: "ok",
-    Status.MAX_STEPS: "stopping criterion not met within the step budget; raise `steps`",
+    Status.MAX_STEPS: "a stopping criterion was not met within the budget; raise {knob}",
     Status.DIVERGED: (
         "the iterate diverged (its norm passed `divergence_norm`); lower the step size "
         "eta or start closer to a minimiser (or raise `divergence_norm` to follow it further)"
@@ -67,7 +76,8 @@ _MESSAGES = {
         "sits at a critical point"
     ),
     Status.NOT_CONVERGED: (
-        "an inner solver missed its tolerance; loosen `tol` or raise `max_iter`"
+        "an inner solver missed its tolerance within its budget; raise {knob} or loosen "
+        "its tolerance"
     ),
     Status.INTERRUPTED: (
         "interrupted (Ctrl-C): the result holds the steps done before the interrupt; run "
@@ -78,6 +88,10 @@ _MESSAGES = {
         "energy ratio E_T/E_0 from a start on the period-2 orbit (x0 = ±δ, y0 = 0: E_0 = 0) "
         "or on the invariant line x0 = 0 (E_0 = ∞); the relative sharpness of normalised GD "
         "or GD on sqrt L at an exact minimiser (an infinite effective step)"
+    ),
+    Status.EIGENGAP_CLOSED: (
+        "the top two Hessian eigenvalues met (λ1 − λ2 fell below the gap tolerance): the "
+        "top eigenvector, and every flow built on it, is undefined from there on"
     ),
     Status.FLAT_SHARPNESS: (
         "the sharpness gradient ∇S = ∇³L[u, u] is zero (the sharpness does not change along "
@@ -99,7 +113,10 @@ class NonFiniteError(ValueError):
 
 
 class StatusResult:
-    """Mixin for result objects with a ``status`` field: adds ``message`` and ``success``."""
+    """Mixin for result objects with a ``status`` field: adds ``message`` and ``success``.
+
+    Being replaced by :class:`stabsim._result.Result`.
+    """
 
     status: Status
 
