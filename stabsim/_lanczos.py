@@ -13,8 +13,8 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._jit import inline, jit
-from ._linalg import apply_sum, dot
+from ._jit import inline
+from ._linalg import apply_sum, dot, scale_into
 from .losses._protocol import hvp as loss_hvp
 
 
@@ -63,26 +63,47 @@ def lanczos_work(d, restart):
                        np.empty(d))
 
 
+#: weight of the fixed vector :func:`mix_vector` in every start (see :func:`top_eigenpair`)
+START_MIX = 1e-3
+
+
+@inline
+def mix_vector(r):
+    """Entry r of a fixed, deterministic vector with entries in [−1/2, 1/2) that no
+    structure of a model aligns with: Knuth's multiplicative hash of r + 1, scaled."""
+    return ((r + 1) * 2654435761 % 4294967296) / 4294967296.0 - 0.5
+
+
 @inline
 def top_eigenpair(op, v0, work, max_products, tol, vec_out):
     """Largest eigenvalue λ and unit eigenvector of the symmetric operator ``op``.
 
     Lanczos with full reorthogonalisation, restarted from the current Ritz vector every
     m = ``work.basis.shape[0]`` steps, started from ``v0`` (the previous eigenvector when
-    tracking a trajectory). After j steps the Ritz pair (θ_j, y_j) of the tridiagonal matrix
-    T_j has residual ``|A y_j − θ_j y_j| = β_j |s_j[j]|`` (s_j the top eigenvector of T_j); the
-    iteration stops when that is at most ``tol · scale`` with ``scale = max(|θ_j|, max_i |α_i|)``
-    (a lower bound on the operator's norm: the backward-error criterion, meaningful also when
-    λ is small beside negative eigenvalues), when the Krylov space is invariant or spans all
-    of R^d (then the Ritz pair is exact to round-off), or after ``max_products`` products.
-    Memory: the m × d basis, whatever the number of restarts. A non-finite operator gives NaN
-    for λ and the residual.
+    tracking a trajectory), mixed with the fixed vector r of :func:`mix_vector` at weight
+    ``START_MIX`` = 1e-3. The mix is what finds a top eigenvalue the warm start cannot see:
+    when the tracked eigenvector stays (to round-off) inside an invariant subspace of the
+    new Hessian (a symmetry of the model, or a catapult that leaves it as a lower
+    eigenvector), its Krylov space never leaves that subspace and Lanczos would return the
+    old eigenvalue with a tiny residual. With the mix, an eigenvalue λ' above the returned λ
+    contributes about ``START_MIX |r·u'| (λ' − λ) / |r|`` to the residual, so Lanczos cannot
+    meet its tolerance without resolving it unless ``λ' − λ < tol · scale · |r| /
+    (START_MIX |r·u'|)`` (about ``tol · scale · 10³ √d`` for a generic u').
+
+    After j steps the Ritz pair (θ_j, y_j) of the tridiagonal matrix T_j has residual ``|A y_j
+    − θ_j y_j| = β_j |s_j[j]|`` (s_j the top eigenvector of T_j); the iteration stops when that
+    is at most ``tol · scale`` with ``scale = max(|θ_j|, max_i |α_i|)`` (a lower bound on the
+    operator's norm: the backward-error criterion, meaningful also when λ is small beside
+    negative eigenvalues), when the Krylov space is invariant or spans all of R^d (then the
+    Ritz pair is exact to round-off), or after ``max_products`` products. Memory: the m × d
+    basis, whatever the number of restarts. A non-finite operator gives NaN for λ and the
+    residual.
 
     Parameters
     ----------
     op : DenseHessian or HessianAt
     v0 : ndarray, shape (d,)
-        Start vector; a zero or non-finite start falls back to the all-ones vector.
+        Start vector; a zero or non-finite start leaves the mix vector alone as the start.
     work : LanczosWork
     max_products : int
         Budget of products with the operator.
@@ -108,17 +129,17 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
     d = v0.shape[0]
     m = basis.shape[0]
     norm0 = np.sqrt(dot(v0, v0))
-    if norm0 > 0.0 and np.isfinite(norm0):
-        for r in range(d):
-            start[r] = v0[r] / norm0
-    else:
-        start[:] = 1.0 / np.sqrt(d)
+    if not (norm0 > 0.0 and np.isfinite(norm0)):
+        norm0 = 0.0
+    for r in range(d):
+        start[r] = (v0[r] / norm0 if norm0 > 0.0 else 0.0) + START_MIX * mix_vector(r)
+    scale_into(start, start, 1.0 / np.sqrt(dot(start, start)))
     products = 0
     lam = np.nan
     scale = 1e-300
     restarted = False
     while True:
-        basis[0] = start
+        scale_into(basis[0], start, 1.0)
         j = 0
         done = False
         for j in range(m):
@@ -133,7 +154,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
                         w[r] -= c * basis[i, r]
             beta[j] = np.sqrt(dot(w, w))
             if not np.isfinite(beta[j]):
-                vec_out[:] = start
+                scale_into(vec_out, start, 1.0)
                 return np.nan, np.nan, products, False
             lam = tridiagonal_top(alpha, beta, j + 1, ritz)
             scale = max(scale, abs(lam), abs(alpha[j]))
@@ -142,31 +163,32 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
             done = estimate <= tol * scale or invariant
             if done or j + 1 == m or products >= max_products:
                 break
-            basis[j + 1] = w / beta[j]
+            scale_into(basis[j + 1], w, 1.0 / beta[j])
         if j == 0 and products == 1:  # w = A v0 − α_0 v0 already: its norm is the residual
-            vec_out[:] = start
+            scale_into(vec_out, start, 1.0)
             if dot(vec_out, v0) < 0.0:
-                vec_out *= -1.0
+                scale_into(vec_out, vec_out, -1.0)
             return lam, beta[0], products, done
-        vec_out[:] = 0.0
+        for r in range(d):  # not 0·vec_out: NaN (an uninitialised buffer) would stay NaN
+            vec_out[r] = 0.0
         for i in range(j + 1):
             c = ritz[i]
             for r in range(d):
                 vec_out[r] += c * basis[i, r]
-        vec_out /= np.sqrt(dot(vec_out, vec_out))
+        scale_into(vec_out, vec_out, 1.0 / np.sqrt(dot(vec_out, vec_out)))
         if done or products >= max_products:
             break
-        start[:] = vec_out  # restart from the Ritz vector
+        scale_into(start, vec_out, 1.0)  # restart from the Ritz vector
         restarted = True
     if dot(vec_out, v0) < 0.0:
-        vec_out *= -1.0
+        scale_into(vec_out, vec_out, -1.0)
     apply(op, vec_out, w)
     for r in range(d):
         w[r] -= lam * vec_out[r]
     return lam, np.sqrt(dot(w, w)), products + 1, done
 
 
-@jit
+@inline
 def top_of_2x2(a, b, c, vec_out):
     """Top eigenpair of [[a, b], [b, c]]: λ = m + r with m = (a + c)/2, r = hypot((a − c)/2, b).
 
@@ -190,7 +212,7 @@ def top_of_2x2(a, b, c, vec_out):
     return 0.5 * (a + c) + r
 
 
-@jit
+@inline
 def tridiagonal_top(diag, offdiag, k, vec_out):
     """Largest eigenvalue of the k×k symmetric tridiagonal matrix T and its unit eigenvector.
 
@@ -236,7 +258,8 @@ def tridiagonal_top(diag, offdiag, k, vec_out):
     # inverse iteration: solve (T − λI) s = s_prev by Gaussian elimination (Thomas algorithm)
     shift = lam + 2e-16 * scale
     vec = vec_out[:k]
-    vec[:] = 1.0
+    for i in range(k):
+        vec[i] = 1.0
     upper = np.empty(k)
     rhs = np.empty(k)
     for _ in range(2):
@@ -252,7 +275,7 @@ def tridiagonal_top(diag, offdiag, k, vec_out):
         vec[k - 1] = rhs[k - 1]
         for i in range(k - 2, -1, -1):
             vec[i] = rhs[i] - upper[i] * vec[i + 1]
-        vec /= np.sqrt(dot(vec, vec))
+        scale_into(vec, vec, 1.0 / np.sqrt(dot(vec, vec)))
     if vec[0] < 0.0:
-        vec *= -1.0
+        scale_into(vec, vec, -1.0)
     return lam

@@ -4,12 +4,15 @@ Plain loops rather than NumPy's BLAS-backed ``np.dot`` and ``@``: at the sizes u
 to a few hundred, a few factor rows) they run as fast, Numba compiles them in a fraction of the
 time, and every entry of H and F enters every product, so a NaN or ±inf entry always shows in
 the result (NaN·0 is NaN; a BLAS may skip the columns where the vector is zero).
+They are inline helpers (compiled into each kernel that calls them) and index 2-D arrays
+directly, never through row views: called once per step or per Lanczos iteration, a separately
+compiled function or a view (reference counted) costs tens of nanoseconds.
 """
 
-from ._jit import jit
+from ._jit import inline
 
 
-@jit(fastmath=True)
+@inline(fastmath=True)
 def dot(a, b):
     """Σ_i a_i b_i."""
     s = 0.0
@@ -18,25 +21,36 @@ def dot(a, b):
     return s
 
 
-@jit(fastmath=True)
+@inline
+def scale_into(out, a, c):
+    """out ← c a, entry by entry (no temporary; unlike ``out[:] = c * a``, nothing for Numba
+    to compile beyond the loop: an array expression brings its broadcasting checks and their
+    error messages, seconds of compile time per kernel)."""
+    for i in range(out.shape[0]):
+        out[i] = c * a[i]
+
+
+@inline(fastmath=True)
 def apply_sum(H, factor, v, out):
     """out ← (H + FᵀF) v, the factor applied as two thin products (O(rows · d))."""
     for i in range(H.shape[0]):
-        out[i] = dot(H[i], v)
-    for k in range(factor.shape[0]):
-        fk = factor[k]
-        s = dot(fk, v)
+        s = 0.0
         for j in range(v.shape[0]):
-            out[j] += s * fk[j]
+            s += H[i, j] * v[j]
+        out[i] = s
+    for k in range(factor.shape[0]):
+        s = 0.0
+        for j in range(v.shape[0]):
+            s += factor[k, j] * v[j]
+        for j in range(v.shape[0]):
+            out[j] += s * factor[k, j]
 
 
-@jit(fastmath=True)
+@inline(fastmath=True)
 def add_gram(out, factor):
     """out ← out + FᵀF (rank-one updates, one row of F at a time)."""
     for k in range(factor.shape[0]):
-        fk = factor[k]
         for i in range(out.shape[0]):
-            a = fk[i]
-            row = out[i]
-            for j in range(fk.shape[0]):
-                row[j] += a * fk[j]
+            a = factor[k, i]
+            for j in range(out.shape[1]):
+                out[i, j] += a * factor[k, j]

@@ -4,7 +4,13 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stabsim._linalg import add_gram, apply_sum, dot
+from stabsim import _linalg
+from stabsim._jit import jit
+
+# the helpers are inline (compiled into their callers): test them compiled, as kernels use them
+dot = jit(lambda a, b: _linalg.dot(a, b))
+apply_sum = jit(lambda H, factor, v, out: _linalg.apply_sum(H, factor, v, out))
+add_gram = jit(lambda out, factor: _linalg.add_gram(out, factor))
 
 
 @given(st.integers(1, 40), st.integers(0, 5), st.integers(0, 2**32 - 1))

@@ -62,8 +62,10 @@ LOSS_PREFIX = "loss."
 
 #: records per gradient-method cell at most (each thread holds one cell's records)
 MAX_RECORDS = 10**7
-#: steps per chunk aimed at by the default chunk size (about a second of work)
-TARGET_CHUNK_STEPS = {"reduced": 2.5e8, "gd": 2e5}
+#: work per chunk aimed at by the default chunk size, about a second on two cores: steps of
+#: the reduced map; parameter-steps (steps × d) of a gradient method, whose step with the
+#: sharpness measured costs about 20 ns per parameter on a small loss
+TARGET_CHUNK_WORK = {"reduced": 2.5e8, "gd": 5e7}
 #: memory per cell while its chunk is computed, checksummed and written: the peak traced
 #: by tracemalloc over a chunk of 10^5 cells is 202 B (reduced) and 278 B (gd on a
 #: two-parameter loss; a larger loss adds 8 B per parameter and per dimension)
@@ -117,8 +119,9 @@ class SweepConfig:
         (one result dimension ``cell``).
     chunk_size : int, optional
         Cells per chunk (the unit of work, storage and resumption); by default about
-        :data:`TARGET_CHUNK_STEPS` steps per chunk, and at most :data:`CHUNK_BYTES` of
-        memory (:data:`CELL_BYTES` per cell).
+        :data:`TARGET_CHUNK_WORK` per chunk (steps; for model ``"gd"`` steps times the
+        loss's dimension), and at most :data:`CHUNK_BYTES` of memory (:data:`CELL_BYTES`
+        per cell).
     band, window : float
         Classification band and late-window fraction (``stabsim.sweep.classify``).
     divergence_norm : float
@@ -167,18 +170,18 @@ class SweepConfig:
             raise ValueError(f"combine = 'zip' needs [grid] lists of one length, got {lengths}")
         n_cells = math.prod(len(v) for v in grid.values()) if self.combine == "product" \
             else len(next(iter(grid.values())))
-        if self.chunk_size is None:  # about a second of work, in bounded memory
-            chunk = max(1, min(int(TARGET_CHUNK_STEPS[self.model] // steps),
-                               CHUNK_BYTES // CELL_BYTES[self.model]))
-        else:
+        if self.chunk_size is not None:
             chunk = check.nonnegative_int("chunk_size", self.chunk_size, minimum=1)
+            object.__setattr__(self, "chunk_size", chunk)
         for name, value in (("params", params), ("loss", loss), ("grid", grid),
                             ("steps", steps), ("stride", stride), ("band", band),
-                            ("window", window), ("divergence_norm", divergence_norm),
-                            ("chunk_size", min(chunk, n_cells))):
+                            ("window", window), ("divergence_norm", divergence_norm)):
             object.__setattr__(self, name, value)
-        if self.model == "gd":
-            _check_loss_builds(self)
+        dim = _check_loss_builds(self) if self.model == "gd" else 1
+        if self.chunk_size is None:  # about a second of work, in bounded memory
+            chunk = max(1, min(int(TARGET_CHUNK_WORK[self.model] // (steps * dim)),
+                               CHUNK_BYTES // CELL_BYTES[self.model]))
+        object.__setattr__(self, "chunk_size", min(chunk, n_cells))
 
     @classmethod
     def from_dict(cls, data: dict) -> SweepConfig:
@@ -315,8 +318,9 @@ def _check_loss(model, loss):
     return out
 
 
-def _check_loss_builds(config) -> None:
-    """Build the loss of every distinct combination of family parameters the cells use.
+def _check_loss_builds(config) -> int:
+    """Build the loss of every distinct combination of family parameters the cells use;
+    return the largest dimension.
 
     A bad ``[loss]`` value (or a ``theta0`` of the wrong length) is then refused when the
     config is made, before any work directory or computation.
@@ -329,6 +333,7 @@ def _check_loss_builds(config) -> None:
     combos = itertools.product(*swept.values()) if config.combine == "product" \
         else zip(*swept.values(), strict=True)
     theta0 = config.params.get("theta0", PARAMETERS["gd"]["theta0"])
+    dim = 1
     for combo in dict.fromkeys(combos):  # distinct combinations, in order
         chosen = dict(zip(swept, combo, strict=True))
         where = f"[loss] {name!r}" + (f" with {chosen}" if chosen else "")
@@ -343,6 +348,8 @@ def _check_loss_builds(config) -> None:
             raise ValueError(f"[params] theta0 has length {len(theta0)}, but {where} has "
                              f"dimension {loss.dim}")
         _check_cell_memory(config, loss, where)
+        dim = max(dim, loss.dim)
+    return dim
 
 
 def _check_cell_memory(config, loss, where) -> None:
@@ -365,7 +372,8 @@ def _check_cell_memory(config, loss, where) -> None:
     dense = 0 if isinstance(eigen, kernels.MatrixFree) else (d + eigen.factor_rows) * d
     n_rec = config.steps // config.stride + 1
     per_cell = 8 * (4 * n_rec + (CELL_VECTORS + min(LANCZOS_RESTART, d)) * d + dense)
-    side_by_side = min(numba.get_num_threads(), config.chunk_size)
+    # before the default chunk size is known (it depends on d), every thread may run a cell
+    side_by_side = min(numba.get_num_threads(), config.chunk_size or numba.get_num_threads())
     check.affordable(side_by_side * per_cell,
                      f"the cells of {where} ({side_by_side} at once; dimension {d}, "
                      f"steps / stride + 1 = {n_rec} records each)",

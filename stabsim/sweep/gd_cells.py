@@ -32,6 +32,7 @@ statistics are NaN.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import math
@@ -157,9 +158,16 @@ def _in_threads(run, n_cells):
         for block in blocks:
             run(block)
         return
-    with ThreadPoolExecutor(threads) as pool:
-        for future in [pool.submit(run, block) for block in blocks]:
-            future.result()
+    pool = _pool(threads)
+    for future in [pool.submit(run, block) for block in blocks]:
+        future.result()
+
+
+@functools.cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One pool of ``threads`` threads for the process: starting threads for every chunk
+    cost more than a chunk of a small loss's cells."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="stabsim-cells")
 
 
 def build_loss(name: str, params: dict):
