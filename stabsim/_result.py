@@ -70,6 +70,26 @@ def combine_statuses(statuses: Iterable) -> Status:
     return worst
 
 
+def combine_parts(parts: dict) -> tuple[Status, str | None, str | None]:
+    """Status, knob and detail of a whole made of named parts (:class:`Result` objects, or
+    bare statuses where no result exists).
+
+    The status is :func:`combine_statuses` of the parts'; the knob is that of the first
+    part with that status (the budget that ran out there); the detail lists
+    ``"name: message"`` for every part that is not OK (None when all are).
+    """
+    status = combine_statuses(_status_of(part) for part in parts.values())
+    knob = next((part.knob for part in parts.values()
+                 if isinstance(part, Result) and part.status is status), None)
+    failed = [f"{name}: {part.message}" for name, part in parts.items()
+              if _status_of(part) is not Status.OK]
+    return status, knob, "; ".join(failed) or None
+
+
+def _status_of(part) -> Status:
+    return part.status if isinstance(part, Result) else Status(int(part))
+
+
 def status_counts(statuses) -> dict[str, int]:
     """``{name: count}`` of the statuses in an array of codes, for the statuses present."""
     codes, counts = np.unique(np.asarray(statuses, dtype=np.int64), return_counts=True)
