@@ -51,6 +51,7 @@ from ._reduced_step import (
     cycle_extremes,
     finish_state,
     init_state,
+    phase_codes,
     run_trajectory,
 )
 
@@ -64,9 +65,10 @@ def reduced_phase(x, y, eta, alpha, beta):
     ``4`` if ``y ≤ 0, d ≤ 0``, with ``d = ηα − (ηβ/2) x²`` (``d > 0 ⇔ x² < δ²``).
     """
     x, y, eta, alpha, beta = _checked((x, y, eta, alpha, beta), ("x", "y", "eta", "alpha", "beta"))
-    d = eta * alpha - (eta * beta * 0.5) * (x * x)
-    up = y > 0.0
-    return np.where(d > 0.0, np.where(up, 2, 1), np.where(up, 3, 4)).astype(np.int8)
+    d, y = np.broadcast_arrays(eta * alpha - (eta * beta * 0.5) * (x * x), y)
+    out = np.empty(d.size, np.int8)
+    phase_codes(np.ascontiguousarray(d).ravel(), np.ascontiguousarray(y).ravel(), out)
+    return out.reshape(d.shape)
 
 
 def _optional_int(name, value, minimum):
