@@ -38,6 +38,7 @@ VARIABLES = {
     "sharpness": ("top Hessian eigenvalues of L at theta_t", DIMENSIONLESS),
     "eig_residual": ("eigenpair residual |Hu - lambda u|", DIMENSIONLESS),
     "theta": ("iterate theta_t", DIMENSIONLESS),
+    "buf": ("momentum state (theta_t for heavy ball, b_t+1 for Nesterov)", DIMENSIONLESS),
     # flows (FlowResult and its subclasses), the limit map and the projection
     "lambda2": ("second Hessian eigenvalue", DIMENSIONLESS),
     "sigma2": ("central flow oscillation variance sigma^2 (tr Sigma)", DIMENSIONLESS),

@@ -41,6 +41,7 @@ REDUCED_SWEEP = {"sweep": {"model": "reduced", "steps": 300},
 #: a small call of every public function that returns a result
 CALLS = {
     "run_gd": lambda: stabsim.run_gd(MINIMALIST, START, 0.1, 20, record_trajectory=True),
+    "step": lambda: stabsim.step(MINIMALIST, START, 0.1, method="heavy_ball", momentum=0.5),
     "run_reduced": lambda: stabsim.run_reduced(0.1, 0.0, 0.1, 1.0, 1.0, 200),
     "run_reduced_ensemble": lambda: stabsim.run_reduced_ensemble(
         [0.1, 0.2], 0.0, 0.1, 1.0, 1.0, 200, stats=True, stride=10),
@@ -128,6 +129,10 @@ FAILING = {
         ManifoldFamily([1.0, 2.0], [[4.0], [0.0]]), [1.0, 0.0, 0.0], 1.0, 2.0),
         Status.EIGENGAP_CLOSED, None),
     # L = −θ²/2: θ(t) = e^t (η = 1) passes divergence_norm = 1e8 at t = ln 1e8
+    # an exact minimiser: the normalised step ∇L/|∇L| is 0/0
+    "step-zero-gradient": (lambda: stabsim.step(Quadratic([1.0, 0.5]), [0.0, 0.0], 0.1,
+                                                method="normalised"),
+                           Status.ZERO_GRADIENT, None),
     "gradient_flow-diverges": (lambda: stabsim.gradient_flow(
         Quadratic([-1.0]), [1.0], 1.0, 100.0), Status.DIVERGED, None),
 }

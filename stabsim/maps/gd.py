@@ -10,7 +10,6 @@ recovers θ* (docs/theory.md §1) by bisection on the segment between the two it
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
 
 import numpy as np
 
@@ -319,12 +318,26 @@ def eigen_config(loss: Loss, eigensolver: str, top_k: int, tol: float, max_produ
     return kernels.MatrixFree(LANCZOS_RESTART, max_products, tol)
 
 
-class Step(NamedTuple):
-    """One update of :func:`step`."""
+@dataclasses.dataclass(repr=False)
+class Step(Result):
+    """One update of :func:`step` (the protocol of :class:`stabsim._result.Result`;
+    ``counters["steps"]`` is 1, or 0 when the update was refused)."""
 
     theta: np.ndarray  #: θ_{t+1} (θ_t when the status is not OK)
     buf: np.ndarray  #: the next momentum state (θ_t for heavy ball, b_{t+1} for Nesterov)
-    status: Status
+
+    def headline(self) -> dict:
+        return {"method": self.parameters["method"], "eta": self.parameters["eta"]}
+
+    def to_xarray(self):
+        """θ_{t+1} and the momentum state as an ``xarray.Dataset`` on dimension ``param``."""
+        import xarray as xr
+
+        from .._export import finish
+
+        ds = xr.Dataset({"theta": ("param", self.theta), "buf": ("param", self.buf)},
+                        attrs=self._export_attrs())
+        return finish(ds, self.parameters)
 
 
 def step(loss: Loss, theta, eta: float, *, method: str = "gd", momentum: float = 0.0,
@@ -359,7 +372,10 @@ def step(loss: Loss, theta, eta: float, *, method: str = "gd", momentum: float =
     rule = kernels.Method(METHODS[method], eta, momentum, loss_min)
     kernel = engine_for(kernels.gd_chunk, loss.family)
     status, _ = kernel(loss.params, rule, eigen, state, no_records, 0, 1, False, 1, np.inf, -1.0)
-    return Step(state.theta, state.buf, Status(status))
+    parameters = {"loss": repr(loss), "eta": eta, "method": method, "momentum": momentum,
+                  "loss_min": loss_min}
+    return Step(status=Status(status), counters={"steps": int(status == Status.OK)},
+                parameters=parameters, theta=state.theta, buf=state.buf)
 
 
 def resolve_loss_min(loss: Loss, method: str, loss_min=None) -> float:

@@ -113,7 +113,7 @@ def catapult_sweep(widths, eta_lambda, *, seed=0, steps=1000, x=1.0, y=0.0,
                     attrs={"model": "uv model"})
     parameters = {"widths": widths, "eta_lambda": grid.tolist(), "seed": seed,
                   "steps": steps, "x": x, "y": y, "divergence_norm": divergence_norm}
-    return SweepResult.of(finish(ds, parameters), "uv model", parameters)
+    return SweepResult.of(finish(ds, parameters), "uv model", parameters, knob=None)
 
 
 def _class(model, theta0, lam0, c, steps, divergence_norm) -> int:

@@ -34,9 +34,10 @@ class SweepResult(Result):
     model: str
 
     @classmethod
-    def of(cls, dataset, model: str, parameters: dict, knob: str = "steps") -> SweepResult:
+    def of(cls, dataset, model: str, parameters: dict, knob: str | None) -> SweepResult:
         """The result of a sweep whose cells' statuses are ``dataset["status"]``; ``knob``
-        is the budget a MAX_STEPS cell ran out of."""
+        is the option whose budget a MAX_STEPS or NOT_CONVERGED cell ran out of (None when
+        no option sets it)."""
         codes = np.asarray(dataset["status"].values).ravel()
         counts = status_counts(codes)
         status = combine_statuses(np.unique(codes))

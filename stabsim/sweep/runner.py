@@ -149,7 +149,9 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
             write_dataset(ds, output, temporary=temporary)
             if not keep_chunks:
                 store.remove()
-    return SweepResult.of(ds, config.model, config.to_dict())
+    # no sweep option is a budget: a reduced-map cell has no cycle target (never MAX_STEPS),
+    # and a GD cell's NOT_CONVERGED is the fixed Lanczos budget of stabsim.sweep.gd_cells
+    return SweepResult.of(ds, config.model, config.to_dict(), knob=None)
 
 
 def _compute_missing(store, client, scheduler, progress) -> None:
