@@ -173,7 +173,7 @@ def test_an_ensemble_reports_each_trajectory():
     lambda: sharpness(ramp("hessian"), [2.0, 0.3]),
     lambda: eos_constants(ramp("hessian"), [2.0, 0.3]),
     lambda: eos_constants(ramp("d3"), [2.0, 0.3]),
-], ids=["dense", "lanczos", "sharpness", "eos-hessian", "eos-d3"])
+], ids=["eigh", "lanczos", "sharpness", "eos-hessian", "eos-d3"])
 def test_spectral_functions_refuse_a_nan_derivative(call):
     # H = [[0, NaN], [0, 1]]: eigh reads the lower triangle and would answer {0, 1}
     with pytest.raises(NonFiniteError, match="NONFINITE"):
