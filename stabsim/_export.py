@@ -50,6 +50,9 @@ VARIABLES = {
     "flow_time": ("gradient-flow time s at the stop", DIMENSIONLESS),
     "sharpness_excess": ("sharpness excess (S - 2/eta)_+", DIMENSIONLESS),
     "orthogonality": ("|u . grad L|", DIMENSIONLESS),
+    # the central flow's semidefinite complementarity problem (SDCPSolution)
+    "S": ("SDCP solution S (Sigma in the basis of the critical eigenvectors)", DIMENSIONLESS),
+    "residual": ("relative natural residual of the SDCP", DIMENSIONLESS),
     # the constrained trajectory (ConstrainedResult)
     "theta_dagger": ("constrained trajectory theta_dagger_t", DIMENSIONLESS),
     "v": ("predicted displacement v_t", DIMENSIONLESS),

@@ -33,7 +33,7 @@ def test_sdcp_solution_satisfies_kkt_and_beats_scipy(seed):
     k, d = int(rng.integers(1, 4)), int(rng.integers(2, 9))
     G, C = _random_instance(rng, k, d)
     sol = solve_sdcp(G, C)
-    assert sol.converged, sol.residual
+    assert sol.success, sol.residual
     S, D = sol.S, sdcp_gradient(sol.S, G, C)
     scale_s, scale_d = max(np.linalg.norm(S), 1e-300), np.linalg.norm(C)
     # KKT: S ⪰ 0, ∇f(S) = ½GS − C ⪰ 0, ⟨S, ∇f⟩ = 0. The solver's natural residual is
@@ -82,7 +82,7 @@ def test_sdcp_rank_deficient_solution():
     G, C = _random_instance(rng, 3, 8)
     C = C - 3.0 * np.trace(C) * np.eye(3) / 3.0 - 2.0 * np.outer(*[rng.normal(size=3)] * 2)
     sol = solve_sdcp(G, C)
-    assert sol.converged and sol.residual <= 1e-12
+    assert sol.success and sol.residual <= 1e-12
 
 
 def _blocks(a, b):

@@ -51,13 +51,14 @@ from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import top_eigenpairs
-from ._sdcp import SDCPSolution, sdcp_data, solve_sdcp
+from ._sdcp import sdcp_data, sdcp_solution, solve_sdcp
 from ._solve import FlowResult, solve_flow
 
 
 @dataclasses.dataclass(repr=False)
 class CentralFlowResult(FlowResult):
-    """A solved central flow: the :class:`FlowResult` fields and, at each saved step,
+    """A solved central flow: the :class:`FlowResult` fields and what is measured at each
+    saved step (below).
 
     Its ``counters`` add ``switches`` (branch switches) to the integrator's; status
     MAX_STEPS names ``max_switches``, the budget of switches that ran out.
@@ -216,8 +217,8 @@ class _MultiField:
             for b in range(a, m):
                 T[a, b] = T[b, a] = self.loss.d3(w, vectors[:, a], vectors[:, b])
         if not (np.all(np.isfinite(T)) and np.all(np.isfinite(grad))):  # no SDCP: NONFINITE
-            return SDCPSolution(np.full((m, m), np.nan), np.nan, 0, False), np.full_like(grad,
-                                                                                      np.nan)
+            return (sdcp_solution(np.full((m, m), np.nan), np.nan, 0, Status.NONFINITE),
+                    np.full_like(grad, np.nan))
         G, C = sdcp_data(T, grad)
         solution = solve_sdcp(G, C)
         return solution, np.einsum("ab,abi->i", solution.S, T)
@@ -237,7 +238,7 @@ class _MultiField:
             if m == 0:
                 return -self.eta * grad
             solution, force = self.sigma(w, m, grad)
-            if not solution.converged:  # reported as a non-finite right-hand side
+            if not solution.success:  # reported as a non-finite right-hand side
                 return np.full_like(grad, np.nan)
             return -self.eta * (grad + 0.5 * force)
 
