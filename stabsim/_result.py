@@ -14,18 +14,18 @@ the comparisons, the sweeps) is a :class:`Result`:
 
 The vocabulary is one name each, across the package:
 
-========================  ==================================================================
-``steps``                 the horizon, in GD steps (an ``int`` for maps, a ``float`` for
-                          flows, whose time ``t`` counts steps: ``θ(t)`` follows ``θ_t``)
-``theta0``                the start (``x0, y0`` for the reduced map)
-``stride``                what to save: a record every ``stride`` steps, and the last one
-``step``                  the time axis of every record (a coordinate of ``to_xarray``)
-``counters``              the work counters
-``theta`` / ``trajectory`` the final state / the recorded states, shape (n_records, d)
-``eigensolver``           ``"auto"``, ``"lanczos"``, ``"eigh"`` (dense)
-``integrator``            a SciPy ``solve_ivp`` method (``"DOP853"``, ``"LSODA"``, ...)
-``method``                a gradient method only (``"gd"``, ``"heavy_ball"``, ...)
-========================  ==================================================================
+============================  ==================================================================
+``steps``                     the horizon, in GD steps (an ``int`` for maps, a ``float`` for
+                              flows, whose time ``t`` counts steps: ``θ(t)`` follows ``θ_t``)
+``theta0``                    the start (``x0, y0`` for the reduced map)
+``stride``                    what to save: a record every ``stride`` steps, and the last one
+``step``                      the time axis of every record (a coordinate of ``to_xarray``)
+``counters``                  the work counters
+``theta`` / ``trajectory``    the final state / the recorded states, shape (n_records, d)
+``eigensolver``               ``"auto"``, ``"lanczos"``, ``"eigh"`` (dense)
+``integrator``                a SciPy ``solve_ivp`` method (``"DOP853"``, ``"LSODA"``, ...)
+``method``                    a gradient method only (``"gd"``, ``"heavy_ball"``, ...)
+============================  ==================================================================
 
 Statuses of parts (ensemble members, the solvers inside a comparison) combine by one rule,
 :func:`combine_statuses`: OK if every part is OK, else the most severe by
