@@ -81,11 +81,11 @@ def baseline(name):
 
 def main():
     loss, theta0, eta = model()
-    ours = lambda: run_gd(loss, theta0, eta, STEPS, record_iterates=True)  # noqa: E731
+    ours = lambda: run_gd(loss, theta0, eta, STEPS, record_trajectory=True)  # noqa: E731
     result = ours()  # compile or load from cache
     t_ours = best_of(ours)
     # sharpness against a dense eigensolver at the same iterates
-    dense = np.array([np.linalg.eigvalsh(loss.hessian(th))[-1] for th in result.iterates])
+    dense = np.array([np.linalg.eigvalsh(loss.hessian(th))[-1] for th in result.trajectory])
     agreement = np.max(np.abs(result.sharpness[:, 0] - dense) / np.abs(dense))
 
     t_numpy, numpy_threads, blas = fastest_baseline(__file__, "numpy")

@@ -81,7 +81,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         run_sweep(config(2, 10), Path(tmp) / "warm.nc", progress=False)  # load kernels
         start = time.perf_counter()
-        ds = run_sweep(cfg, Path(tmp) / "gd.nc", progress=False)
+        ds = run_sweep(cfg, Path(tmp) / "gd.nc", progress=False).to_xarray()
         t_engine = time.perf_counter() - start
     eta = np.repeat(np.linspace(0.01, 0.2, args.n), args.n)
     scale = np.tile(np.linspace(0.5, 3.0, args.n), args.n)

@@ -47,8 +47,8 @@ def main():
     theta0 = np.zeros(D)
     eta = 2.0 / (1.2 * np.linalg.eigvalsh(loss.hessian(theta0))[-1])
     # start where GD first reaches 2/η, as the comparison does
-    gd = run_gd(loss, theta0, eta, 2000, record_iterates=True)
-    start = gd.iterates[gd.crossing_step] if gd.crossing_step is not None else theta0
+    gd = run_gd(loss, theta0, eta, 2000, record_trajectory=True)
+    start = gd.trajectory[gd.crossing_step] if gd.crossing_step is not None else theta0
 
     def gd_steps(n):
         run_gd(loss, start, eta, n, find_crossing=False, stride=n)

@@ -117,7 +117,7 @@ def main(n=100_000, steps=1000):
     t_stats, stats = best_of(lambda: run_reduced_ensemble(*args, steps, stats=True))
     t_np, (x_np, y_np) = best_of(lambda: numpy_map(*args, steps), repeats=1)
 
-    assert final.success and stats.success, (final.counts, stats.counts)
+    assert final.success and stats.success, (final.counters, stats.counters)
     for res in (final, stats):  # same IEEE operations, no contraction: bitwise
         assert np.array_equal(res.x_final, x_np) and np.array_equal(res.y_final, y_np)
     rows = [("stabsim, final states", t_final), ("stabsim, + cycle statistics", t_stats),

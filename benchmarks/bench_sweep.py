@@ -30,7 +30,7 @@ def config(n: int, steps: int) -> SweepConfig:
 
 def timed_sweep(cfg, output, **kwargs):
     start = time.perf_counter()
-    ds = run_sweep(cfg, output, progress=False, **kwargs)
+    ds = run_sweep(cfg, output, progress=False, **kwargs).to_xarray()
     return time.perf_counter() - start, ds
 
 

@@ -14,9 +14,11 @@ The names below are the curated API; each is imported from its module on first u
 - flows: :func:`gradient_flow`, :func:`modified_flow`, :func:`central_flow`,
   :func:`manifold_flow`, :func:`limit_map`;
 - spectra: :func:`top_eigenpairs`, :func:`sharpness`, :func:`eos_constants`;
-- comparisons and sweeps: :func:`compare_manifold_flow`, :func:`run_sweep` (the lockstep
-  comparison is ``stabsim.compare.compare``: ``stabsim.compare`` is its module);
-- :class:`Status`, the outcome code every result carries.
+- comparisons and sweeps: :func:`compare` (GD and the theory in lockstep),
+  :func:`compare_manifold_flow`, :func:`run_sweep`;
+- :class:`Status`, the outcome code every result carries; every result is a
+  :class:`stabsim._result.Result` (status, message, success, counters, parameters,
+  ``to_xarray()``).
 """
 
 import importlib
@@ -33,6 +35,7 @@ _API = {
     "stabsim.flows": ("gradient_flow", "modified_flow", "central_flow", "manifold_flow",
                       "limit_map"),
     "stabsim.spectral": ("top_eigenpairs", "sharpness", "eos_constants"),
+    "stabsim.comparison": ("compare",),
     "stabsim.compare_manifold": ("compare_manifold_flow",),
     "stabsim.sweep": ("run_sweep",),
     "stabsim._status": ("Status",),

@@ -14,18 +14,18 @@ the comparisons, the sweeps) is a :class:`Result`:
 
 The vocabulary is one name each, across the package:
 
-========================  ==================================================================
-``steps``                 the horizon, in GD steps (an ``int`` for maps, a ``float`` for
-                          flows, whose time ``t`` counts steps: ``θ(t)`` follows ``θ_t``)
-``theta0``                the start (``x0, y0`` for the reduced map)
-``stride``                what to save: a record every ``stride`` steps, and the last one
-``step``                  the time axis of every record (a coordinate of ``to_xarray``)
-``counters``              the work counters
-``theta`` / ``trajectory`` the final state / the recorded states, shape (n_records, d)
-``eigensolver``           ``"auto"``, ``"lanczos"``, ``"eigh"`` (dense)
-``integrator``            a SciPy ``solve_ivp`` method (``"DOP853"``, ``"LSODA"``, ...)
-``method``                a gradient method only (``"gd"``, ``"heavy_ball"``, ...)
-========================  ==================================================================
+============================  ==================================================================
+``steps``                     the horizon, in GD steps (an ``int`` for maps, a ``float`` for
+                              flows, whose time ``t`` counts steps: ``θ(t)`` follows ``θ_t``)
+``theta0``                    the start (``x0, y0`` for the reduced map)
+``stride``                    what to save: a record every ``stride`` steps, and the last one
+``step``                      the time axis of every record (a coordinate of ``to_xarray``)
+``counters``                  the work counters
+``theta`` / ``trajectory``    the final state / the recorded states, shape (n_records, d)
+``eigensolver``               ``"auto"``, ``"lanczos"``, ``"eigh"`` (dense)
+``integrator``                a SciPy ``solve_ivp`` method (``"DOP853"``, ``"LSODA"``, ...)
+``method``                    a gradient method only (``"gd"``, ``"heavy_ball"``, ...)
+============================  ==================================================================
 
 Statuses of parts (ensemble members, the solvers inside a comparison) combine by one rule,
 :func:`combine_statuses`: OK if every part is OK, else the most severe by
@@ -68,6 +68,26 @@ def combine_statuses(statuses: Iterable) -> Status:
         if _RANK[status] < _RANK[worst]:
             worst = status
     return worst
+
+
+def combine_parts(parts: dict) -> tuple[Status, str | None, str | None]:
+    """Status, knob and detail of a whole made of named parts (:class:`Result` objects, or
+    bare statuses where no result exists).
+
+    The status is :func:`combine_statuses` of the parts'; the knob is that of the first
+    part with that status (the budget that ran out there); the detail lists
+    ``"name: message"`` for every part that is not OK (None when all are).
+    """
+    status = combine_statuses(_status_of(part) for part in parts.values())
+    knob = next((part.knob for part in parts.values()
+                 if isinstance(part, Result) and part.status is status), None)
+    failed = [f"{name}: {part.message}" for name, part in parts.items()
+              if _status_of(part) is not Status.OK]
+    return status, knob, "; ".join(failed) or None
+
+
+def _status_of(part) -> Status:
+    return part.status if isinstance(part, Result) else Status(int(part))
 
 
 def status_counts(statuses) -> dict[str, int]:

@@ -110,22 +110,3 @@ class FlatSharpnessError(ValueError):
 class NonFiniteError(ValueError):
     """Raised where ∇L, ∇²L or ∇³L is NaN or inf at the point asked about and there is no
     status to return (a caller that has one reports Status.NONFINITE)."""
-
-
-class StatusResult:
-    """Mixin for result objects with a ``status`` field: adds ``message`` and ``success``.
-
-    Being replaced by :class:`stabsim._result.Result`.
-    """
-
-    status: Status
-
-    @property
-    def message(self) -> str:
-        """What the status means and what to do about it."""
-        return self.status.message
-
-    @property
-    def success(self) -> bool:
-        """True when the status is OK."""
-        return self.status.success

@@ -200,10 +200,30 @@ def eval_times(name: str, value, end: float, end_name: str):
     return times
 
 
-def solver_options(rtol, atol, method, method_name: str = "method") -> dict:
-    """Check the ``solve_ivp`` options every flow passes through and return them as a dict.
-
-    ``method_name`` is the public name of the integrator argument (``method`` or ``solver``).
-    """
+def solver_options(rtol, atol, integrator) -> dict:
+    """Check the ``solve_ivp`` options every flow passes through and return them as a dict
+    (keys ``rtol``, ``atol``, ``integrator``: the keywords of
+    :func:`stabsim.flows.solve_flow`)."""
     return {"rtol": positive_float("rtol", rtol), "atol": positive_float("atol", atol),
-            "method": choice(method_name, method, SOLVERS)}
+            "integrator": choice("integrator", integrator, SOLVERS)}
+
+
+def record_times(stride, steps: float, *, width: int = 1):
+    """The times at which a flow saves its state: the multiples of ``stride`` in
+    [0, ``steps``] and ``steps`` itself (None when ``stride`` is None: the integrator's
+    own steps).
+
+    ``k·stride`` for k = 0 … ⌊steps/stride⌋, clipped to ``steps`` (k·stride can round one
+    ulp past it), then ``steps`` unless it is already the last one. ``width`` floats per
+    record are checked against the memory (:func:`affordable`).
+    """
+    if stride is None:
+        return None
+    stride = positive_float("stride", stride)
+    n = int(np.floor(steps / stride)) + 1
+    affordable(8 * (n + 1) * width, f"saving every {stride:g} of steps = {steps:g}",
+               "raise `stride` or lower `steps`")
+    times = np.minimum(stride * np.arange(n, dtype=float), steps)
+    if times[-1] < steps:
+        times = np.append(times, steps)
+    return np.unique(times)

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import _validate as check
 from ._export import finish
+from ._result import Result, combine_parts
 from ._status import Status
 from .flows import ManifoldFlowResult, limit_map, manifold_flow
 from .losses import Loss
@@ -36,18 +37,21 @@ from .maps.gd import resolve_loss_min
 from .spectral import top_eigenpairs
 
 METHODS = ("normalised", "sqrt")
-#: default ``max_steps`` of :func:`compare_manifold_flow`: about 3 minutes of normalised GD
-#: on a four-parameter ManifoldFamily (5.5·10⁵ steps/s measured), hours on large losses
-MAX_STEPS = 10**8
+#: records of :func:`compare_manifold_flow` when no ``stride`` is given
+DEFAULT_RECORDS = 50
 
 
-@dataclasses.dataclass
-class ManifoldComparison:
+@dataclasses.dataclass(repr=False)
+class ManifoldComparison(Result):
     """What :func:`compare_manifold_flow` measured, one row per recorded step.
+
+    The status combines the parts' (the method's run, the flow, and the worst of the Φ
+    computations) by :func:`stabsim._result.combine_parts`. ``counters``: ``steps`` (steps
+    of the method), ``flow_rhs_evals`` and ``limit_map_rhs_evals`` (gradients of every Φ).
 
     Attributes
     ----------
-    steps, tau : ndarray, shape (n,)
+    step, tau : ndarray, shape (n,)
         Step index t and slow time τ = η² t.
     phi : ndarray, shape (n, d)
         Φ(θ_t), the gradient-flow limit of each recorded iterate.
@@ -72,7 +76,8 @@ class ManifoldComparison:
     flow_result : ManifoldFlowResult
         The solved flow.
     phi_tol : float
-        Tolerance on |∇L| at which each Φ was stopped; ``phi_status`` the worst of them.
+        Tolerance on |∇L| at which each Φ was stopped; ``phi_status`` the combined status of
+        them.
     parameters : dict
         The arguments of the :func:`compare_manifold_flow` call (the loss by its ``repr``,
         ``loss_min`` as resolved).
@@ -81,7 +86,7 @@ class ManifoldComparison:
     method: str
     eta: float
     coefficient: float
-    steps: np.ndarray
+    step: np.ndarray
     tau: np.ndarray
     phi: np.ndarray
     flow: np.ndarray
@@ -98,29 +103,10 @@ class ManifoldComparison:
     flow_result: ManifoldFlowResult
     phi_tol: float
     phi_status: Status
-    parameters: dict
 
-    @property
-    def status(self) -> Status:
-        """The first failure among the method's run, the flow and the Φ computations."""
-        for status in (self.gd.status, self.flow_result.status, self.phi_status):
-            if not status.success:
-                return status
-        return Status.OK
-
-    @property
-    def message(self) -> str:
-        if self.gd.status is not Status.OK:
-            return f"{self.method} GD: {self.gd.message}"
-        if not self.flow_result.success:
-            return f"manifold flow: {self.flow_result.message}"
-        if self.phi_status is not Status.OK:
-            return f"limit map Φ: {self.phi_status.message}"
-        return "ok"
-
-    @property
-    def success(self) -> bool:
-        return self.status.success
+    def headline(self) -> dict:
+        return {"method": self.method, "eta": self.eta, "records": self.step.shape[0],
+                "max_error": float(self.error.max()) if self.error.size else np.nan}
 
     def window(self, tau0: float = 0.0) -> np.ndarray:
         """Boolean mask of the rows with τ ≥ ``tau0`` (after the transient)."""
@@ -134,7 +120,7 @@ class ManifoldComparison:
         """The rows as an ``xarray.Dataset`` with dimensions ``step`` and ``param``."""
         import xarray as xr
 
-        n = self.steps.shape[0]
+        n = self.step.shape[0]
         data = {
             "phi": (("step", "param"), self.phi),
             "flow": (("step", "param"), self.flow),
@@ -148,26 +134,27 @@ class ManifoldComparison:
             "eos_product": (("step", "parity"), self.eos_product),
             "eos_harmonic": ("step", self.eos_harmonic),
         }
-        if self.gd.iterates is not None:
-            data["theta"] = (("step", "param"), self.gd.iterates[:n])
+        if self.gd.trajectory is not None:
+            data["theta"] = (("step", "param"), self.gd.trajectory[:n])
         attrs = {"method": self.method, "eta": self.eta, "coefficient": self.coefficient,
-                 "phi_tol": self.phi_tol, "status": self.status.name, "message": self.message}
-        ds = xr.Dataset(data, coords={"step": self.steps, "tau": ("step", self.tau),
+                 "phi_tol": self.phi_tol, **self._export_attrs()}
+        ds = xr.Dataset(data, coords={"step": self.step, "tau": ("step", self.tau),
                                       "parity": [0, 1]}, attrs=attrs)
         return finish(ds, self.parameters)
 
 
-def compare_manifold_flow(loss: Loss, theta0, eta: float, tau_end: float, *,
-                          method: str = "normalised", n_records: int = 50,
+def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
+                          method: str = "normalised", stride: int | None = None,
                           coefficient: float | None = None, geometry: str = "auto",
                           loss_min: float | None = None, phi_tol: float = 1e-10,
-                          flow_rtol: float = 1e-10, flow_atol: float = 1e-12,
-                          max_steps: int = MAX_STEPS) -> ManifoldComparison:
+                          flow_rtol: float = 1e-10,
+                          flow_atol: float = 1e-12) -> ManifoldComparison:
     """Run normalised GD (or GD on sqrt(L − L_min)) and its manifold flow side by side.
 
-    The method runs ``ceil(τ_end/η²)`` steps from θ₀ (recording about ``n_records``
-    iterates); the flow ``dX/dτ = −c P_Γ ∇f(λ1)`` runs from X(0) = Φ(θ₀) and is saved at
-    τ = η² t of each record. See the module docstring for what is measured.
+    The method runs ``steps`` steps from θ₀, recording every ``stride``-th iterate; the
+    flow ``dX/dτ = −c P_Γ ∇f(λ1)`` runs from X(0) = Φ(θ₀) on the slow time τ = η² t and is
+    saved at the same steps. See the module docstring for what is measured. A slow-time
+    horizon T costs T/η² steps.
 
     Parameters
     ----------
@@ -175,11 +162,11 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, tau_end: float, *,
     theta0 : array_like, shape (d,)
     eta : float
         Step size.
-    tau_end : float
-        Slow-time horizon T.
+    steps : int
+        Steps of the method (the slow-time horizon is η² ``steps``).
     method : {"normalised", "sqrt"}
-    n_records : int
-        About how many steps to record and compare.
+    stride : int, optional
+        Record (and compare) every ``stride``-th step; default ``steps // 50`` (at least 1).
     coefficient : float, optional
         Replaces the flow constant c (1/4 or 1/8), e.g. for a negative control.
     geometry : {"auto", "chart", "ambient"}
@@ -190,66 +177,65 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, tau_end: float, *,
         Tolerance on |∇L| of every Φ (:func:`stabsim.flows.limit_map`).
     flow_rtol, flow_atol : float
         Integrator tolerances of the flow.
-    max_steps : int
-        Largest step count ``ceil(τ_end/η²)`` accepted: a slow-time horizon costs 1/η² steps
-        (τ_end = 1 at η = 10⁻⁷ is 10¹⁴ steps, years of work), so a longer one is refused
-        before anything runs.
+
+    Returns
+    -------
+    ManifoldComparison
     """
     require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
     eta = check.positive_float("eta", eta)
-    tau_end = check.positive_float("tau_end", tau_end)
+    steps = check.nonnegative_int("steps", steps, minimum=1)
     check.choice("method", method, METHODS)
-    n_records = check.nonnegative_int("n_records", n_records, minimum=1)
+    stride = (max(1, steps // DEFAULT_RECORDS) if stride is None
+              else check.nonnegative_int("stride", stride, minimum=1))
     if coefficient is not None:
         check.finite_float("coefficient", coefficient)
     check.choice("geometry", geometry, {"auto", "chart", "ambient"})
     phi_tol = check.positive_float("phi_tol", phi_tol)
     flow_rtol = check.positive_float("flow_rtol", flow_rtol)
     flow_atol = check.positive_float("flow_atol", flow_atol)
-    max_steps = check.nonnegative_int("max_steps", max_steps, minimum=1)
-    n_steps = max(1, math.ceil(tau_end / eta**2))
-    if n_steps > max_steps:
-        raise ValueError(f"tau_end / eta**2 = {tau_end:g} / {eta:g}**2 needs {n_steps:.3g} steps, "
-                         f"over max_steps = {max_steps:.3g}: lower tau_end, raise eta or "
-                         "raise max_steps")
     loss_min = resolve_loss_min(loss, method, loss_min)
 
-    stride = max(1, n_steps // n_records)
-    gd = run_gd(loss, theta0, eta, n_steps, method=method, stride=stride,
-                record_iterates=True, find_crossing=False, loss_min=loss_min)
-    steps = gd.steps
-    tau = eta**2 * steps.astype(float)
+    gd = run_gd(loss, theta0, eta, steps, method=method, stride=stride,
+                record_trajectory=True, find_crossing=False, loss_min=loss_min)
+    recorded = gd.step
+    tau = eta**2 * recorded.astype(float)
 
-    limits = [limit_map(loss, theta, tol=phi_tol) for theta in gd.iterates]
-    phi = np.array([limit.point for limit in limits]).reshape(-1, loss.dim)
-    phi_status = next((lim.status for lim in limits if not lim.success), Status.OK)
-    start = limits[0].point if limits else limit_map(loss, theta0, tol=phi_tol).point
-    flow = manifold_flow(loss, start, max(tau[-1] if tau.size else 0.0, eta**2),
-                         method=method, coefficient=coefficient, geometry=geometry,
-                         tau_eval=tau, rtol=flow_rtol, atol=flow_atol)
-    n = min(steps.shape[0], flow.t.shape[0])  # the flow may stop early (degenerate λ1)
+    limits = [limit_map(loss, theta, tol=phi_tol) for theta in gd.trajectory]
+    phi = np.array([limit.theta for limit in limits]).reshape(-1, loss.dim)
+    start = limits[0].theta if limits else limit_map(loss, theta0, tol=phi_tol).theta
+    flow = manifold_flow(loss, start, eta, steps, method=method, coefficient=coefficient,
+                         geometry=geometry, stride=stride, rtol=flow_rtol, atol=flow_atol)
+    n = min(recorded.shape[0], flow.step.shape[0])  # the flow may stop early (closed gap)
+    phi_parts = {f"limit_map[{k}]": limit for k, limit in enumerate(limits)}
+    phi_status = combine_parts(phi_parts)[0]
+    status, knob, detail = combine_parts({f"{method} GD": gd, "manifold flow": flow,
+                                          **phi_parts})
+    counters = {"steps": gd.counters["steps"], "flow_rhs_evals": flow.counters["rhs_evals"],
+                "limit_map_rhs_evals": sum(lim.counters["rhs_evals"] for lim in limits)}
 
     oscillation = np.full((n, 7), np.nan)
     for row in range(n):
-        oscillation[row] = _oscillation(loss, gd.iterates[row], phi[row], eta, method,
+        oscillation[row] = _oscillation(loss, gd.trajectory[row], phi[row], eta, method,
                                         loss_min)
     lambda1, half_amp, predicted, offset, alignment = oscillation[:, :5].T
     eos = oscillation[:, 5:7]
     with np.errstate(divide="ignore", invalid="ignore"):
         harmonic = 2.0 / (1.0 / eos[:, 0] + 1.0 / eos[:, 1])
     return ManifoldComparison(
-        method=method, eta=eta, coefficient=flow.coefficient, steps=steps[:n], tau=tau[:n],
-        phi=phi[:n], flow=flow.states[:n],
-        error=np.linalg.norm(phi[:n] - flow.states[:n], axis=1),
+        status=status, knob=knob, detail=detail, counters=counters,
+        method=method, eta=eta, coefficient=flow.coefficient, step=recorded[:n], tau=tau[:n],
+        phi=phi[:n], flow=flow.trajectory[:n],
+        error=np.linalg.norm(phi[:n] - flow.trajectory[:n], axis=1),
         lambda1=lambda1, flow_lambda1=flow.lambda1[:n], half_amplitude=half_amp,
         predicted_half_amplitude=predicted, offset=offset, alignment=alignment,
         eos_product=eos, eos_harmonic=harmonic, gd=gd, flow_result=flow,
         phi_tol=phi_tol, phi_status=phi_status,
-        parameters={"loss": repr(loss), "theta0": theta0, "eta": eta, "tau_end": tau_end,
-                    "method": method, "n_records": n_records, "coefficient": coefficient,
+        parameters={"loss": repr(loss), "theta0": theta0, "eta": eta, "steps": steps,
+                    "method": method, "stride": stride, "coefficient": coefficient,
                     "geometry": geometry, "loss_min": loss_min, "phi_tol": phi_tol,
-                    "flow_rtol": flow_rtol, "flow_atol": flow_atol, "max_steps": max_steps},
+                    "flow_rtol": flow_rtol, "flow_atol": flow_atol},
     )
 
 
@@ -263,7 +249,7 @@ def _oscillation(loss, theta, phi, eta, method, loss_min):
     lam, u = float(pairs.values[0]), pairs.vectors[:, 0]
     out[0] = lam
     out[2] = eta / 2.0 if method == "normalised" else eta * math.sqrt(lam / 2.0) / 2.0
-    step = run_gd(loss, theta, eta, 1, method=method, record_iterates=True,
+    step = run_gd(loss, theta, eta, 1, method=method, record_trajectory=True,
                   find_crossing=False, loss_min=loss_min)
     if step.status is not Status.OK:  # e.g. an exact minimiser: no oscillation to measure
         return out

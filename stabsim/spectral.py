@@ -35,14 +35,14 @@ class Eigenpairs:
         Unit columns; the first is signed to agree with the start vector when one was given.
     residuals : ndarray, shape (k,)
         ``|H v − λ v|`` for each pair, recomputed with Hessian-vector products.
-    method : str
-        ``"dense"`` (``numpy.linalg.eigh``) or ``"lanczos"`` (ARPACK ``eigsh`` on HVPs).
+    eigensolver : str
+        ``"eigh"`` (``numpy.linalg.eigh``) or ``"lanczos"`` (ARPACK ``eigsh`` on HVPs).
     """
 
     values: np.ndarray
     vectors: np.ndarray
     residuals: np.ndarray
-    method: str
+    eigensolver: str
 
     @property
     def gap(self) -> float:
@@ -80,14 +80,14 @@ def hessian_spectrum(loss: Loss, theta) -> tuple[np.ndarray, np.ndarray]:
     return values[::-1], vectors[:, ::-1]
 
 
-def top_eigenpairs(loss: Loss, theta, k: int = 1, *, method: str = "auto", v0=None,
+def top_eigenpairs(loss: Loss, theta, k: int = 1, *, eigensolver: str = "auto", v0=None,
                    tol: float = 1e-10) -> Eigenpairs:
     """The ``k`` largest eigenpairs of ∇²L(θ).
 
     Parameters
     ----------
-    method : {"auto", "dense", "lanczos"}
-        ``"dense"`` forms the Hessian and calls ``numpy.linalg.eigh``; ``"lanczos"`` runs
+    eigensolver : {"auto", "eigh", "lanczos"}
+        ``"eigh"`` forms the Hessian and calls ``numpy.linalg.eigh``; ``"lanczos"`` runs
         ARPACK's implicitly restarted Lanczos (``scipy.sparse.linalg.eigsh``, largest
         algebraic) on Hessian-vector products, warm-started from ``v0`` (O(d) memory);
         ``"auto"`` is dense up to d = 32, for families that prefer the dense Hessian, and
@@ -95,7 +95,7 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, method: str = "auto", v0=No
     v0 : array_like, optional
         Start vector (the previous eigenvector along a trajectory), also the sign reference.
     tol : float
-        Relative accuracy asked of ARPACK (ignored by ``"dense"``).
+        Relative accuracy asked of ARPACK (ignored by ``"eigh"``).
 
     Raises
     ------
@@ -107,16 +107,16 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, method: str = "auto", v0=No
     k = check.nonnegative_int("k", k, minimum=1)
     if k > loss.dim:
         raise ValueError(f"k must be <= the dimension {loss.dim}, got {k}")
-    check.choice("method", method, {"auto", "dense", "lanczos"})
+    check.choice("eigensolver", eigensolver, {"auto", "eigh", "lanczos"})
     tol = check.positive_float("tol", tol)
     reference = None if v0 is None else loss.check_point(v0, "v0")
-    if method == "auto":
+    if eigensolver == "auto":
         dense = loss.dim <= SMALL_DIM or loss.family.prefers_dense or k >= loss.dim - 1
-        method = "dense" if dense else "lanczos"
-    if method == "lanczos" and k >= loss.dim - 1:
-        raise ValueError(f"method='lanczos' needs k < d - 1 = {loss.dim - 1}; use 'dense'")
+        eigensolver = "eigh" if dense else "lanczos"
+    if eigensolver == "lanczos" and k >= loss.dim - 1:
+        raise ValueError(f"eigensolver='lanczos' needs k < d - 1 = {loss.dim - 1}; use 'eigh'")
 
-    if method == "dense":
+    if eigensolver == "eigh":
         values, vectors = hessian_spectrum(loss, theta)
         values, vectors = values[:k], vectors[:, :k]
     else:
@@ -142,7 +142,7 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, method: str = "auto", v0=No
         np.linalg.norm(loss.hvp(theta, vectors[:, i]) - values[i] * vectors[:, i])
         for i in range(k)
     ])
-    return Eigenpairs(np.asarray(values, dtype=float), vectors, residuals, method)
+    return Eigenpairs(np.asarray(values, dtype=float), vectors, residuals, eigensolver)
 
 
 def sharpness(loss: Loss, theta, **kwargs) -> float:

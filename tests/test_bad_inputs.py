@@ -25,7 +25,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import stabsim
-from stabsim import compare as compare_module
+from stabsim import comparison as compare_module
 from stabsim import flows, losses, maps, plot, spectral, sweep
 
 NAN, INF = math.nan, math.inf
@@ -144,7 +144,7 @@ TABLE = {
     "run_gd": Row(maps.run_gd, (QUAD, THETA, 0.1, 10), {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(2)), arg("eta", POSITIVE),
         arg("steps", NONNEG_INT), arg("method", CHOICE), arg("momentum", UNIT),
-        arg("stride", COUNT), arg("top_k", COUNT + [3]), arg("record_iterates", FLAG),
+        arg("stride", COUNT), arg("top_k", COUNT + [3]), arg("record_trajectory", FLAG),
         arg("find_crossing", FLAG), arg("eigensolver", CHOICE), arg("eig_tol", POSITIVE),
         arg("eig_max_products", COUNT), arg("loss_min", OPT_FINITE),
         arg("divergence_norm", POSITIVE), arg("chunk_steps", COUNT), arg("progress", FLAG)]),
@@ -175,7 +175,7 @@ TABLE = {
         arg("eta", POSITIVE[:-1]), arg("alpha", POSITIVE[:-1]), arg("beta", POSITIVE[:-1])]),
     "proj_M": Row(maps.proj_M, (MINIMALIST, [1.0, 0.5], 0.1), {}, [
         arg("loss", NOT_A_LOSS), arg("z", point(2)), arg("eta", POSITIVE),
-        arg("method", CHOICE), arg("tol", POSITIVE), arg("max_iter", COUNT),
+        arg("projection", CHOICE), arg("tol", POSITIVE), arg("max_iter", COUNT),
         arg("passes", COUNT), arg("u_ref", point(2, optional=True))]),
     "stable_geometry": Row(maps.stable_geometry, (MINIMALIST, [1.0, 0.5]), {}, [
         arg("loss", NOT_A_LOSS), arg("theta", point(2)), arg("u_ref", point(2, optional=True))]),
@@ -190,24 +190,29 @@ TABLE = {
     # -- flows --------------------------------------------------------------------
     "gradient_flow": Row(flows.gradient_flow, (QUAD, THETA, 0.1, 1.0), {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(2)), arg("eta", POSITIVE),
-        arg("t_end", POSITIVE), arg("t_eval", TIMES), arg("rtol", POSITIVE),
-        arg("atol", POSITIVE), arg("method", CHOICE),
+        arg("steps", POSITIVE), arg("stride", OPT_POSITIVE), arg("rtol", POSITIVE),
+        arg("atol", POSITIVE), arg("integrator", CHOICE),
         arg("divergence_norm", POSITIVE_OR_INF)]),
+    "modified_flow": Row(flows.modified_flow, (QUAD, THETA, 0.1, 1.0), {}, [
+        arg("loss", NOT_A_LOSS), arg("theta0", point(2)), arg("eta", POSITIVE),
+        arg("steps", POSITIVE), arg("stride", OPT_POSITIVE), arg("rtol", POSITIVE),
+        arg("atol", POSITIVE), arg("integrator", CHOICE)]),
     "central_flow": Row(flows.central_flow, (QUAD, THETA, 0.1, 1.0), {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(2)), arg("eta", POSITIVE),
-        arg("t_end", POSITIVE), arg("t_eval", TIMES), arg("rtol", POSITIVE),
-        arg("atol", POSITIVE), arg("method", CHOICE), arg("max_switches", COUNT),
+        arg("steps", POSITIVE), arg("stride", POSITIVE), arg("rtol", POSITIVE),
+        arg("atol", POSITIVE), arg("integrator", CHOICE), arg("max_switches", COUNT[1:]),
         arg("max_critical", COUNT), arg("exit_band", POSITIVE + [1.0]),
         arg("divergence_norm", POSITIVE_OR_INF)]),
-    "manifold_flow": Row(flows.manifold_flow, (MANIFOLD, [0.0, 0.0, 1.0, 1.0], 0.1), {}, [
-        arg("loss", NOT_A_LOSS), arg("X0", point(4)), arg("tau_end", POSITIVE),
-        arg("method", CHOICE), arg("coefficient", OPT_FINITE), arg("geometry", CHOICE),
-        arg("tau_eval", TIMES), arg("gap_tol", POSITIVE), arg("null_tol", POSITIVE),
-        arg("restoring", FINITE), arg("rtol", POSITIVE), arg("atol", POSITIVE),
-        arg("solver", CHOICE)]),
+    "manifold_flow": Row(flows.manifold_flow, (MANIFOLD, [0.0, 0.0, 1.0, 1.0], 0.1, 10.0),
+                         {}, [
+        arg("loss", NOT_A_LOSS), arg("theta0", point(4)), arg("eta", POSITIVE),
+        arg("steps", POSITIVE), arg("method", CHOICE), arg("coefficient", OPT_FINITE),
+        arg("geometry", CHOICE), arg("stride", OPT_POSITIVE), arg("gap_tol", POSITIVE),
+        arg("null_tol", POSITIVE), arg("restoring", FINITE), arg("rtol", POSITIVE),
+        arg("atol", POSITIVE), arg("integrator", CHOICE)]),
     "limit_map": Row(flows.limit_map, (QUAD, THETA), {}, [
         arg("loss", NOT_A_LOSS), arg("theta", point(2)), arg("tol", POSITIVE),
-        arg("s_max", POSITIVE), arg("method", CHOICE), arg("rtol", POSITIVE),
+        arg("s_max", POSITIVE), arg("integrator", CHOICE), arg("rtol", POSITIVE),
         arg("atol", POSITIVE)]),
     "tangent_space": Row(flows.tangent_space, (QUAD, THETA), {}, [
         arg("loss", NOT_A_LOSS), arg("X", point(2)), arg("rel_tol", POSITIVE)]),
@@ -216,12 +221,12 @@ TABLE = {
         arg("rel_tol", POSITIVE)]),
     "solve_flow": Row(flows.solve_flow, (lambda t, y: -y, [1.0], 1.0), {}, [
         arg("rhs", [None, 3.0, "abc"]), arg("y0", ["abc", [[1.0], [1.0, 2.0]], [1j], [NAN]]),
-        arg("t_end", POSITIVE), arg("t_eval", TIMES), arg("method", CHOICE),
+        arg("t_end", POSITIVE), arg("t_eval", TIMES), arg("integrator", CHOICE),
         arg("rtol", POSITIVE), arg("atol", POSITIVE), arg("divergence_norm", POSITIVE_OR_INF)]),
     "solve_reduced_ode": Row(flows.solve_reduced_ode, (0.1, 0.0, 0.1, 1.0, 1.0, 1.0), {}, [
         arg("x0", FINITE + [0.0]), arg("y0", FINITE), arg("eta", POSITIVE),
-        arg("alpha", POSITIVE), arg("beta", POSITIVE), arg("t_end", POSITIVE),
-        arg("t_eval", TIMES), arg("rtol", POSITIVE), arg("atol", POSITIVE)]),
+        arg("alpha", POSITIVE), arg("beta", POSITIVE), arg("steps", POSITIVE),
+        arg("stride", OPT_POSITIVE), arg("rtol", POSITIVE), arg("atol", POSITIVE)]),
     "reduced_fixed_point": Row(flows.reduced_fixed_point, (1.0, 1.0), {}, [
         arg("alpha", POSITIVE), arg("beta", POSITIVE)]),
     "small_orbit_period": Row(flows.small_orbit_period, (0.1, 1.0), {}, [
@@ -236,7 +241,8 @@ TABLE = {
     # -- spectra ------------------------------------------------------------------
     "top_eigenpairs": Row(spectral.top_eigenpairs, (QUAD, THETA), {}, [
         arg("loss", NOT_A_LOSS), arg("theta", point(2)), arg("k", COUNT + [3]),
-        arg("method", CHOICE), arg("v0", point(2, optional=True)), arg("tol", POSITIVE)]),
+        arg("eigensolver", CHOICE), arg("v0", point(2, optional=True)),
+        arg("tol", POSITIVE)]),
     "sharpness": Row(spectral.sharpness, (QUAD, THETA), {}, [
         arg("loss", NOT_A_LOSS), arg("theta", point(2))]),
     "sharpness_gradient": Row(spectral.sharpness_gradient, (QUAD, THETA), {}, [
@@ -253,12 +259,11 @@ TABLE = {
         arg("steps", COUNT), arg("projection", CHOICE), arg("tol", POSITIVE),
         arg("max_iter", COUNT), arg("vperp_limit", POSITIVE), arg("warn", FLAG)]),
     "compare_manifold_flow": Row(stabsim.compare_manifold_flow,
-                                 (MANIFOLD, [0.1, 0.1, 1.2, 1.1], 0.05, 0.01), {}, [
+                                 (MANIFOLD, [0.1, 0.1, 1.2, 1.1], 0.05, 4), {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(4)), arg("eta", POSITIVE),
-        arg("tau_end", POSITIVE), arg("method", CHOICE), arg("n_records", COUNT),
+        arg("steps", COUNT), arg("method", CHOICE), arg("stride", OPT_COUNT),
         arg("coefficient", OPT_FINITE), arg("geometry", CHOICE), arg("loss_min", OPT_FINITE),
-        arg("phi_tol", POSITIVE), arg("flow_rtol", POSITIVE), arg("flow_atol", POSITIVE),
-        arg("max_steps", COUNT + [3])]),
+        arg("phi_tol", POSITIVE), arg("flow_rtol", POSITIVE), arg("flow_atol", POSITIVE)]),
     "SweepConfig": Row(sweep.SweepConfig, ("reduced", {"eta": [0.1], "x0": [0.1]}), {}, [
         arg("model", CHOICE), arg("grid", [None, "abc", {}, {"eta": []}, {"nope": [1.0]},
                                            {"eta": "abc"}]),

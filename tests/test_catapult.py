@@ -40,7 +40,7 @@ def test_boundaries_match_the_one_step_map():
 
 
 def test_sweep_phases():
-    ds = catapult_sweep([32, 128], [1.0, 3.0, 5.0], steps=1000)
+    ds = catapult_sweep([32, 128], [1.0, 3.0, 5.0], steps=1000).to_xarray()
     for m in (32, 128):
         row = ds.sel(width=m)
         assert list(row["regime"].values) == [CatapultClass.LAZY, CatapultClass.CATAPULT,
@@ -63,7 +63,7 @@ def test_bad_arguments(kwargs):
 def test_plot():
     from stabsim.plot.catapult import plot_catapult
 
-    ds = catapult_sweep([8, 16], [1.0, 3.0], steps=200)
+    ds = catapult_sweep([8, 16], [1.0, 3.0], steps=200).to_xarray()
     fig = plot_catapult(ds, catapult_boundaries([8, 16], steps=200, tol=1e-2))
     lines = [ln.get_xdata()[0] for ln in fig.axes[0].get_lines()
              if ln.get_linestyle() == "--"]

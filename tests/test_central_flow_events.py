@@ -86,7 +86,7 @@ def test_exit_event_where_sharpening_stops():
     loss = Loss(ExitLoss(np.array([A, b, c, m])), 3)
     t_end = 1600.0
     times = np.arange(0.0, t_end + 1.0)
-    cf = central_flow(loss, [0.0, *w0], ETA, t_end, t_eval=times)
+    cf = central_flow(loss, [0.0, *w0], ETA, t_end)  # every step
     assert cf.success, cf.message
     # entry: gradient flow until S = A + b w₁ reaches 2/η, i.e. w₁ = w_b
     w_b = (BOUND - A) / b
@@ -97,10 +97,10 @@ def test_exit_event_where_sharpening_stops():
     # until w₂ = 1, where the flow exits
     rate = ETA * (m - c * w_b)
     t_out = t_in + (1.0 - w_in[1]) / rate
-    assert len(cf.entry_times) == 1 and len(cf.exit_times) == 1
+    assert len(cf.entry_steps) == 1 and len(cf.exit_steps) == 1
     # event times are root-found on an integration at rtol 1e-10 (measured ~1e-9 steps)
-    assert cf.entry_times[0] == pytest.approx(t_in, abs=1e-6)
-    assert cf.exit_times[0] == pytest.approx(t_out, abs=1e-6)
+    assert cf.entry_steps[0] == pytest.approx(t_in, abs=1e-6)
+    assert cf.exit_steps[0] == pytest.approx(t_out, abs=1e-6)
     # the three branches against their closed forms (integration error ~1e-10 relative)
     before, on, after = times < t_in, (times > t_in) & (times < t_out), times > t_out
     expected = np.empty((times.size, 2))
@@ -109,8 +109,8 @@ def test_exit_event_where_sharpening_stops():
     expected[on, 1] = w_in[1] + rate * (times[on] - t_in)
     expected[after] = [_slow_gradient_flow([w_b, 1.0], c, m, ETA * (t - t_out))
                        for t in times[after]]
-    np.testing.assert_allclose(cf.states[:, 1:], expected, rtol=0, atol=1e-7)
-    assert np.all(cf.states[:, 0] == 0.0)
+    np.testing.assert_allclose(cf.trajectory[:, 1:], expected, rtol=0, atol=1e-7)
+    assert np.all(cf.trajectory[:, 0] == 0.0)
     # σ² = 2⟨−∇L, ∇S⟩/|∇S|² = 2c(1 − w₂)/b on the boundary, falling to 0 at the exit; after
     # it S falls below 2/η (w₁ decreases once w₂ > 1) and σ² = 0
     np.testing.assert_allclose(cf.sigma2[on], 2.0 * c * (1.0 - expected[on, 1]) / b,
@@ -205,20 +205,20 @@ def test_coupled_k2_flow_is_the_projected_gradient_flow():
     loss = Loss(CoupledLoss(params), 2 + K)
     t_end = 800.0  # entries measured at t ≈ 24 and 492
     times = np.arange(0.0, t_end + 1.0)
-    cf = central_flow(loss, np.zeros(2 + K), ETA, t_end, t_eval=times, max_critical=2)
+    cf = central_flow(loss, np.zeros(2 + K), ETA, t_end, max_critical=2)  # every step
     assert cf.success, cf.message
-    assert len(cf.entry_times) == 2 and cf.exit_times == []
+    assert len(cf.entry_steps) == 2 and cf.exit_steps == []
     # first entry: gradient flow w = ηtf until λ_max(A₀ + ηt Σf_kB_k) = 2/η
     drive = np.einsum("k,kij->ij", f, B)
     t1 = brentq(lambda t: np.linalg.eigvalsh(a0 + ETA * t * drive)[-1] - BOUND, 0.0, 1e3,
                 xtol=1e-12)
-    assert cf.entry_times[0] == pytest.approx(t1, abs=1e-6)
+    assert cf.entry_steps[0] == pytest.approx(t1, abs=1e-6)
     # the SDCP here is coupled: the Gram matrix of T_ab = ∇³L[u_a, u_b] = (0, u_aᵀB_k u_b)
     # has off-diagonal blocks (a block-diagonal loss would have ⟨T_11, T_22⟩ = 0)
-    t2 = cf.entry_times[1]
+    t2 = cf.entry_steps[1]
     both = times > t2
-    w2 = cf.states[np.argmax(both), 2:]
-    u = np.linalg.eigh(loss.hessian(cf.states[np.argmax(both)]))[1][:, ::-1][:2, :2]
+    w2 = cf.trajectory[np.argmax(both), 2:]
+    u = np.linalg.eigh(loss.hessian(cf.trajectory[np.argmax(both)]))[1][:, ::-1][:2, :2]
     T11, T22 = (np.einsum("i,kij,j->k", u[:, a], B, u[:, a]) for a in (0, 1))
     assert abs(T11 @ T22) > 0.1 * np.linalg.norm(T11) * np.linalg.norm(T22)
     # With both eigenvalues held, A(w) = (2/η)I, so w moves on the line
@@ -226,7 +226,7 @@ def test_coupled_k2_flow_is_the_projected_gradient_flow():
     # null space of N, and Σ solves ½ Nᵀs = −(I − P)∇_w L exactly (s = (Σ11, Σ12, Σ22)).
     null = np.linalg.svd(N)[2][-1]
     velocity = ETA * (null @ f) * null
-    np.testing.assert_allclose(cf.states[both, 2:], w2 + np.outer(times[both] - times[both][0],
+    np.testing.assert_allclose(cf.trajectory[both, 2:], w2 + np.outer(times[both] - times[both][0],
                                                                     velocity),
                                rtol=0, atol=1e-7)
     s = 2.0 * np.linalg.solve(N @ N.T, N @ f)

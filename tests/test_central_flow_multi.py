@@ -33,7 +33,7 @@ def test_sdcp_solution_satisfies_kkt_and_beats_scipy(seed):
     k, d = int(rng.integers(1, 4)), int(rng.integers(2, 9))
     G, C = _random_instance(rng, k, d)
     sol = solve_sdcp(G, C)
-    assert sol.converged, sol.residual
+    assert sol.success, sol.residual
     S, D = sol.S, sdcp_gradient(sol.S, G, C)
     scale_s, scale_d = max(np.linalg.norm(S), 1e-300), np.linalg.norm(C)
     # KKT: S ⪰ 0, ∇f(S) = ½GS − C ⪰ 0, ⟨S, ∇f⟩ = 0. The solver's natural residual is
@@ -82,7 +82,7 @@ def test_sdcp_rank_deficient_solution():
     G, C = _random_instance(rng, 3, 8)
     C = C - 3.0 * np.trace(C) * np.eye(3) / 3.0 - 2.0 * np.outer(*[rng.normal(size=3)] * 2)
     sol = solve_sdcp(G, C)
-    assert sol.converged and sol.residual <= 1e-12
+    assert sol.success and sol.residual <= 1e-12
 
 
 def _blocks(a, b):
@@ -115,15 +115,15 @@ def test_block_loss_is_the_sum(two_blocks):
 def test_k2_flow_is_the_pair_of_block_flows(two_blocks):
     a, b, loss, cf = two_blocks
     assert cf.success, cf.message
-    assert len(cf.entry_times) == 2 and cf.exit_times == []
+    assert len(cf.entry_steps) == 2 and cf.exit_steps == []
     fa = central_flow(a, np.zeros(6), ETA, float(STEPS))
     fb = central_flow(b, np.zeros(6), ETA, float(STEPS))
     # the same events: both root-found to the integrator's tolerance (measured ~1e-9 steps)
-    np.testing.assert_allclose(cf.entry_times, fa.entry_times + fb.entry_times, atol=1e-6)
+    np.testing.assert_allclose(cf.entry_steps, fa.entry_steps + fb.entry_steps, atol=1e-6)
     # the same ODE integrated at rtol 1e-10 by two step-size sequences: the states agree to
     # ~1e-9 (measured 2e-10 and 2e-9 at t = 600); 1e-7 allows the growth over 2000 steps
-    np.testing.assert_allclose(cf.states[:, :6], fa.states, rtol=0, atol=1e-7)
-    np.testing.assert_allclose(cf.states[:, 6:], fb.states, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(cf.trajectory[:, :6], fa.trajectory, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(cf.trajectory[:, 6:], fb.trajectory, rtol=0, atol=1e-7)
     # Σ is block-diagonal: tr Σ = σ²_a + σ²_b and its eigenvalues are {σ²_a, σ²_b}.
     # σ² = 2C/|∇S|² inherits the ~1e-9 state difference amplified by |∇C|/|∇S|² (C is small
     # right after an entry): measured 5e-7 of max tr Σ; 1e-5 of it
@@ -155,13 +155,13 @@ def _rises(sharpness):
 
 def test_gd_cycle_averaged_loss_matches_l_plus_trace_sigma_over_eta(two_blocks):
     a, b, loss, cf = two_blocks
-    gd = run_gd(loss, np.zeros(loss.dim), ETA, STEPS, record_iterates=True)
+    gd = run_gd(loss, np.zeros(loss.dim), ETA, STEPS, record_trajectory=True)
     assert gd.success, gd.message
     # each block's EoS cycles, from its own sharpness along GD
     rises_a = _rises(np.array([np.linalg.eigvalsh(a.hessian(th[:6]))[-1]
-                               for th in gd.iterates]))
+                               for th in gd.trajectory]))
     rises_b = _rises(np.array([np.linalg.eigvalsh(b.hessian(th[6:]))[-1]
-                               for th in gd.iterates]))
+                               for th in gd.trajectory]))
     assert rises_a.size >= 3 and rises_b.size >= 3
     # window: block a's whole cycles; block b starts inside it from below 2/η (before its
     # crossing GD tracks gradient flow, excess O(η²) and σ²_b = 0), and the window's end
@@ -194,10 +194,10 @@ def test_general_flow_with_one_critical_eigenvalue_is_the_one_eigenvalue_flow():
     general = central_flow(loss, np.zeros(loss.dim), ETA, 400.0, max_critical=2)
     assert one.success and general.success, (one.message, general.message)
     assert np.all(general.eigenvalues[:, 1] < 2.0 / ETA)  # one critical direction only
-    assert len(one.entry_times) == 1 and one.exit_times == [] and general.exit_times == []
-    np.testing.assert_allclose(general.entry_times, one.entry_times, atol=1e-6)
+    assert len(one.entry_steps) == 1 and one.exit_steps == [] and general.exit_steps == []
+    np.testing.assert_allclose(general.entry_steps, one.entry_steps, atol=1e-6)
     np.testing.assert_array_equal(general.n_critical, one.n_critical)
-    np.testing.assert_allclose(general.states, one.states, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(general.trajectory, one.trajectory, rtol=0, atol=1e-7)
     scale = float(np.max(one.sigma2))
     np.testing.assert_allclose(general.trace_sigma, one.sigma2, rtol=0, atol=1e-5 * scale)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stabsim.compare import compare
+from stabsim.comparison import compare
 from stabsim.losses import Minimalist, Quadratic
 from stabsim.maps.constrained import constrained_trajectory
 from stabsim.sweep import SweepConfig, run_sweep

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from stabsim._status import Status
-from stabsim.compare import TheoryAssumptionWarning, compare
+from stabsim.comparison import TheoryAssumptionWarning, compare
 from stabsim.flows.central import central_flow
 from stabsim.losses import Quadratic, QuadraticRegression
 from stabsim.maps.gd import run_gd
@@ -35,7 +35,7 @@ def test_result_object(run):
     assert set(run.statuses) == {"gd", "gradient_flow", "central_flow", "constrained",
                                  "reduced_map"}
     ds = run.to_xarray()
-    assert ds.sizes["step"] == run.steps.shape[0]
+    assert ds.sizes["step"] == run.step.shape[0]
     assert {"dist_dagger", "dist_pred", "cf_pred_loss", "reduced_x"} <= set(ds.data_vars)
     before = slice(0, run.crossing_step)
     assert np.all(np.isnan(run.dist_dagger[before]))
@@ -57,8 +57,8 @@ def test_first_predicted_step_errs_only_at_second_order(run):
     """
     loss = QuadraticRegression.two_scale(ETA)
     tc = run.crossing_step
-    gd = run_gd(loss, np.zeros(loss.dim), ETA, tc, record_iterates=True)
-    theta = gd.iterates[tc]
+    gd = run_gd(loss, np.zeros(loss.dim), ETA, tc, record_trajectory=True)
+    theta = gd.trajectory[tc]
     basis = np.eye(loss.dim)
     d3_frobenius = np.sqrt(sum(np.sum(loss.d3(theta, a, b) ** 2) for a in basis for b in basis))
     grad_s = eos_constants(loss, theta, projected=False).grad_sharpness
@@ -119,10 +119,9 @@ def test_diagnostics(run):
 def _gradient_norms(eta, steps):
     """|∇L|² along GD, and |∇L(w)|² and σ² along the central flow, at steps 0 … steps."""
     loss = QuadraticRegression.two_scale(eta)
-    gd = run_gd(loss, np.zeros(loss.dim), eta, steps, record_iterates=True)
-    cf = central_flow(loss, np.zeros(loss.dim), eta, float(steps),
-                      t_eval=np.arange(steps + 1.0))
-    gd_g2 = np.array([loss.grad(theta) @ loss.grad(theta) for theta in gd.iterates])
+    gd = run_gd(loss, np.zeros(loss.dim), eta, steps, record_trajectory=True)
+    cf = central_flow(loss, np.zeros(loss.dim), eta, float(steps), stride=1.0)
+    gd_g2 = np.array([loss.grad(theta) @ loss.grad(theta) for theta in gd.trajectory])
     return gd_g2, cf.grad_norm2, cf.sigma2
 
 

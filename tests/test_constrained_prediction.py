@@ -23,7 +23,7 @@ KICK = 1e-2
 def _gd_x(loss, dag, iterates):
     """GD's x_t = u(θ†_t)·(θ_t − θ†_t), u signed consistently along θ†."""
     out, prev = np.empty(len(iterates)), None
-    for t, (theta, dagger) in enumerate(zip(iterates, dag.theta, strict=True)):
+    for t, (theta, dagger) in enumerate(zip(iterates, dag.trajectory, strict=True)):
         u = stable_geometry(loss, dagger, prev).u
         out[t], prev = u @ (theta - dagger), u
     return out
@@ -31,12 +31,12 @@ def _gd_x(loss, dag, iterates):
 
 def _kicked(eta):
     loss = QuadraticRegression.two_scale(eta)
-    first = run_gd(loss, np.zeros(loss.dim), eta, int(round(3.0 / eta)), record_iterates=True)
-    at = first.iterates[first.crossing_step]
+    first = run_gd(loss, np.zeros(loss.dim), eta, int(round(3.0 / eta)), record_trajectory=True)
+    at = first.trajectory[first.crossing_step]
     const = eos_constants(loss, at)
     start = at + KICK * const.delta * const.u
     steps = int(round(3.0 / eta))
-    gd = run_gd(loss, start, eta, steps, record_iterates=True, find_crossing=False)
+    gd = run_gd(loss, start, eta, steps, record_trajectory=True, find_crossing=False)
     dag = constrained_trajectory(loss, start, eta, steps)
     return loss, gd, dag
 
@@ -44,7 +44,7 @@ def _kicked(eta):
 def _errors(eta):
     loss, gd, dag = _kicked(eta)
     delta = np.sqrt(dag.delta2)
-    gd_x = _gd_x(loss, dag, gd.iterates)
+    gd_x = _gd_x(loss, dag, gd.trajectory)
     blow = int(np.argmax(np.abs(gd_x) >= delta))  # GD's first entry into phase III
     predicted_blow = int(np.argmax(np.abs(dag.x) >= delta))
     w = slice(0, blow)
@@ -54,8 +54,8 @@ def _errors(eta):
 
     return {
         "blow": blow, "predicted_blow": predicted_blow,
-        "theta": rms(np.linalg.norm(gd.iterates - dag.predicted_theta, axis=1)),
-        "theta_dagger": rms(np.linalg.norm(gd.iterates - dag.theta, axis=1)),
+        "theta": rms(np.linalg.norm(gd.trajectory - dag.predicted_theta, axis=1)),
+        "theta_dagger": rms(np.linalg.norm(gd.trajectory - dag.trajectory, axis=1)),
         "loss": rms(gd.loss - dag.predicted_loss),
         "excess": rms(gd.loss - dag.loss),
         "sharpness": rms(gd.sharpness[:, 0] - dag.predicted_sharpness),
@@ -112,9 +112,9 @@ def test_exact_projection_displacement_does_not_seed_a_spurious_oscillation():
     eta = 0.01
     loss = QuadraticRegression.two_scale(eta)
     steps = 400
-    gd = run_gd(loss, np.zeros(loss.dim), eta, steps, record_iterates=True)
+    gd = run_gd(loss, np.zeros(loss.dim), eta, steps, record_trajectory=True)
     tc = gd.crossing_step
-    window = gd.iterates[tc:]
+    window = gd.trajectory[tc:]
     blows = {}
     for displacement in ("exact", "paper"):
         dag = constrained_trajectory(loss, window[0], eta, steps - tc,
@@ -145,14 +145,14 @@ def test_no_sharpness_force_while_theta_dagger_is_inside_the_stable_set():
     step regardless (measured error 0.10 at the crossing)."""
     eta = 0.01
     loss = QuadraticRegression.two_scale(eta)
-    gd = run_gd(loss, np.zeros(loss.dim), eta, 300, record_iterates=True)
+    gd = run_gd(loss, np.zeros(loss.dim), eta, 300, record_trajectory=True)
     tc = gd.crossing_step
-    before = gd.iterates[:tc]
+    before = gd.trajectory[:tc]
     errors = {}
     for displacement in ("exact", "paper"):
         dag = constrained_trajectory(loss, before[0], eta, tc - 1, displacement=displacement)
         assert np.all(dag.sharpness < 2.0 / eta)
         errors[displacement] = np.linalg.norm(before - dag.predicted_theta, axis=1)
-        lag = np.max(np.linalg.norm(before - dag.theta, axis=1))
+        lag = np.max(np.linalg.norm(before - dag.trajectory, axis=1))
     assert np.max(errors["exact"]) < 1e-2 * lag
     assert errors["paper"][-1] > 10 * lag

@@ -8,7 +8,7 @@ below passes for one convention and fails for the other.
 import numpy as np
 import pytest
 
-from stabsim.compare import compare
+from stabsim.comparison import compare
 from stabsim.losses import QuadraticRegression
 from stabsim.maps.constrained import constrained_trajectory
 from stabsim.maps.gd import reference_point, run_gd
@@ -24,8 +24,8 @@ def _deltas(eta):
     steps = int(round(FLOW_TIME / eta))
     run = compare(loss, np.zeros(loss.dim), eta, steps, warn=False)
     tc = run.crossing_step
-    gd = run_gd(loss, np.zeros(loss.dim), eta, steps, record_iterates=True)
-    dag = constrained_trajectory(loss, gd.iterates[tc], eta, steps - tc)  # compare's θ†
+    gd = run_gd(loss, np.zeros(loss.dim), eta, steps, record_trajectory=True)
+    dag = constrained_trajectory(loss, gd.trajectory[tc], eta, steps - tc)  # compare's θ†
     perp, full = np.full(steps + 1, np.nan), np.full(steps + 1, np.nan)
     perp[tc:] = dag.delta2
     # on M, u·∇L = 0, so α is the same in both conventions and β = |∇S⊥|² + (u·∇S)²
@@ -70,7 +70,7 @@ def test_central_flow_sigma2_is_delta_perp_squared_along_theta_dagger(deltas):
 
 def test_eos_constants_default_is_projected_and_differs_from_unprojected():
     loss = QuadraticRegression.two_scale(ETA)
-    gd = run_gd(loss, np.zeros(loss.dim), ETA, 300, record_iterates=True)
+    gd = run_gd(loss, np.zeros(loss.dim), ETA, 300, record_trajectory=True)
     star = reference_point(loss, gd)
     default = eos_constants(loss, star)
     proj = eos_constants(loss, star, projected=True)

@@ -20,8 +20,8 @@ import xarray as xr
 
 import stabsim
 from stabsim import _export
-from stabsim.compare import compare
 from stabsim.compare_manifold import compare_manifold_flow
+from stabsim.comparison import compare
 from stabsim.losses import ManifoldFamily, Quadratic, QuadraticRegression
 from stabsim.maps.gd import run_gd
 from stabsim.maps.reduced import run_reduced, run_reduced_ensemble
@@ -46,22 +46,22 @@ def _sweep(model, tmp_path):
         config = SweepConfig(model="gd", grid={"eta": [0.5, 1.5, 2.5]}, steps=30,
                              loss={"name": "quadratic", "A": [[1.0]]},
                              params={"theta0": [1.0]})
-    return run_sweep(config, tmp_path / f"sweep_{model}.nc", progress=False)
+    return run_sweep(config, tmp_path / f"sweep_{model}.nc", progress=False).to_xarray()
 
 
 def _export_of(name, tmp_path):
     """The dataset of exporter ``name`` on a small run."""
     if name == "gd":
         return run_gd(Quadratic([1.0, 0.5]), [1.0, 1.0], 0.5, 20,
-                      record_iterates=True).to_xarray()
+                      record_trajectory=True).to_xarray()
     if name == "compare":
         eta = 0.01
         loss = QuadraticRegression.two_scale(eta)
         return compare(loss, np.zeros(loss.dim), eta, 400, warn=False).to_xarray()
     if name == "manifold":
         loss = ManifoldFamily([2.0, 0.5], [[1.0, 0.5], [0.3, 0.2]], [[0.5, -0.3], [0.0, 0.0]])
-        return compare_manifold_flow(loss, [1.0, 0.8, 0.3, 0.2], 0.02, 0.2,
-                                     n_records=5).to_xarray()
+        return compare_manifold_flow(loss, [1.0, 0.8, 0.3, 0.2], 0.02, 500,
+                                     stride=100).to_xarray()
     if name == "reduced":
         return run_reduced(1e-2, 0.0, 0.05, 1.0, 1.0, 3000, cycles=3).to_xarray()
     if name == "ensemble":
@@ -77,7 +77,7 @@ EXPORTERS = ("gd", "compare", "manifold", "reduced", "ensemble", "sweep_reduced"
 CALLED_WITH = {
     "gd": {"method": "gd", "eta": 0.5, "momentum": 0.0},
     "compare": {"eta": 0.01, "steps": 400, "theta0": [0.0] * 6, "projection": "euclidean"},
-    "manifold": {"eta": 0.02, "tau_end": 0.2, "n_records": 5, "method": "normalised",
+    "manifold": {"eta": 0.02, "steps": 500, "stride": 100, "method": "normalised",
                  "theta0": [1.0, 0.8, 0.3, 0.2]},
     "reduced": {"x0": 1e-2, "y0": 0.0, "eta": 0.05, "alpha": 1.0, "beta": 1.0, "steps": 3000,
                 "cycles": 3},

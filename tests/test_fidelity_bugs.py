@@ -4,7 +4,7 @@ residuals, and the reduced map's per-cycle extremes."""
 import numpy as np
 import pytest
 
-from stabsim.compare import _diagnose
+from stabsim.comparison import _diagnose
 from stabsim.losses import QuadraticRegression
 from stabsim.maps import run_gd, run_reduced, run_reduced_ensemble
 from stabsim.maps.constrained import constrained_trajectory
@@ -25,17 +25,17 @@ def test_lambda2_warning_names_the_first_step_at_the_threshold():
 def two_scale_path():
     eta = 0.01
     loss = QuadraticRegression.two_scale(eta)
-    gd = run_gd(loss, np.zeros(loss.dim), eta, 400, record_iterates=True)
+    gd = run_gd(loss, np.zeros(loss.dim), eta, 400, record_trajectory=True)
     return loss, eta, gd
 
 
 def test_paper_projection_reports_the_residuals_it_leaves(two_scale_path):
     loss, eta, gd = two_scale_path
     tc = gd.crossing_step
-    z = gd.iterates[tc + 50]
+    z = gd.trajectory[tc + 50]
     excess = []
     for passes in (1, 2, 3, 4):
-        p = proj_M(loss, z, eta, method="paper", passes=passes)
+        p = proj_M(loss, z, eta, projection="paper", passes=passes)
         # the reported residuals are the constraint values at the returned point
         geo = stable_geometry(loss, p.theta, p.geometry.u)
         assert p.residuals == (max(0.0, geo.sharpness - 2 / eta), abs(geo.u @ geo.grad))
@@ -43,7 +43,7 @@ def test_paper_projection_reports_the_residuals_it_leaves(two_scale_path):
     # each pass is a linearised correction: the residual shrinks pass by pass, and three
     # passes (the paper's code) leave the point off M by far more than the tolerance
     assert np.all(np.diff(excess) < 0)
-    three = proj_M(loss, z, eta, method="paper")
+    three = proj_M(loss, z, eta, projection="paper")
     assert three.sharpness_excess > 1e-6 and not three.success
     euclid = proj_M(loss, z, eta, tol=1e-10)
     # distance tolerance 1e-10·max(1, |z|), times |∇S| for the sharpness excess
@@ -56,8 +56,8 @@ def test_paper_projection_reports_the_residuals_it_leaves(two_scale_path):
 def test_paper_projection_along_theta_dagger_is_not_feasible(two_scale_path):
     loss, eta, gd = two_scale_path
     tc = gd.crossing_step
-    paper = constrained_trajectory(loss, gd.iterates[tc], eta, 150, projection="paper")
-    euclid = constrained_trajectory(loss, gd.iterates[tc], eta, 150)
+    paper = constrained_trajectory(loss, gd.trajectory[tc], eta, 150, projection="paper")
+    euclid = constrained_trajectory(loss, gd.trajectory[tc], eta, 150)
     # along θ† the start of each projection is already near M; the residuals left by the
     # paper's three passes still exceed the tolerance that the Euclidean projection meets at
     # every step (measured: up to 1.0e-7 and 2.7e-8 over 12 flow-time units), and the

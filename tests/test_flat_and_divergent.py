@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stabsim._status import Status
-from stabsim.compare import compare
+from stabsim.comparison import compare
 from stabsim.flows import central_flow, gradient_flow, solve_flow
 from stabsim.losses import Quadratic
 from stabsim.maps.constrained import constrained_trajectory
@@ -23,13 +23,13 @@ def test_divergence_is_reported_at_the_crossing_time(flow):
     # θ(t) = e^t (η = 1) reaches divergence_norm = 1e8 at t = ln 1e8. The integrator's
     # relative error in θ (rtol = 1e-10 per step, a few hundred steps) is a time error of the
     # same size since dθ/θ = dt: 1e-8 is a hundred times that.
-    result = flow(UNSTABLE, [1.0], 1.0, 1e4, t_eval=np.arange(101.0))
+    result = flow(UNSTABLE, [1.0], 1.0, 1e4, stride=1.0)
     assert result.status is Status.DIVERGED
     assert "divergence_norm" in result.message
-    assert result.t_stop == pytest.approx(np.log(1e8), abs=1e-8)
+    assert result.stop_step == pytest.approx(np.log(1e8), abs=1e-8)
     # the saved states are the whole steps before the crossing, on the exact solution
-    assert result.t[-1] == 18.0
-    np.testing.assert_allclose(result.states[:, 0], np.exp(result.t), rtol=1e-8)
+    assert result.step[-1] == 18.0
+    np.testing.assert_allclose(result.trajectory[:, 0], np.exp(result.step), rtol=1e-8)
 
 
 def test_overflow_is_nonfinite_with_its_time():
@@ -40,9 +40,9 @@ def test_overflow_is_nonfinite_with_its_time():
     result = gradient_flow(UNSTABLE, [1.0], 1.0, 1e4, divergence_norm=np.inf)
     top = np.log(np.finfo(float).max)
     assert result.status is Status.NONFINITE
-    assert top - np.log(12 * 528) <= result.t_stop <= top
-    assert np.all(np.isfinite(result.states))
-    assert result.t[-1] == result.t_stop
+    assert top - np.log(12 * 528) <= result.stop_step <= top
+    assert np.all(np.isfinite(result.trajectory))
+    assert result.step[-1] == result.stop_step
 
 
 def test_a_right_hand_side_that_turns_nan_stops_where_it_does():
@@ -56,15 +56,15 @@ def test_a_right_hand_side_that_turns_nan_stops_where_it_does():
 
     result = solve_flow(rhs, [0.0], 5.0, t_eval=np.linspace(0.0, 5.0, 11))
     assert result.status is Status.NONFINITE
-    assert 0.0 <= 2.0 - result.t_stop <= 1e-12
-    np.testing.assert_array_equal(result.t, [0.0, 0.5, 1.0, 1.5])
+    assert 0.0 <= 2.0 - result.stop_step <= 1e-12
+    np.testing.assert_array_equal(result.step, [0.0, 0.5, 1.0, 1.5])
     assert "t = 2" in result.message
 
 
 def test_a_right_hand_side_that_is_nan_at_the_start():
     result = solve_flow(lambda t, y: np.full_like(y, np.nan), [1.0], 1.0)
-    assert result.status is Status.NONFINITE and result.t_stop == 0.0
-    assert result.states.shape == (0, 1)
+    assert result.status is Status.NONFINITE and result.stop_step == 0.0
+    assert result.trajectory.shape == (0, 1)
 
 
 def test_divergence_norm_is_validated():
@@ -86,20 +86,20 @@ def test_central_flow_with_flat_sharpness(max_critical):
     result = central_flow(ABOVE, START, 1.0, 10.0, max_critical=max_critical)
     assert result.status is Status.FLAT_SHARPNESS
     assert FLAT in result.message and "t = 0" in result.message
-    assert result.t_stop == 0.0
-    np.testing.assert_array_equal(result.states, START[None, :])
+    assert result.stop_step == 0.0
+    np.testing.assert_array_equal(result.trajectory, START[None, :])
 
 
 def test_central_flow_below_the_threshold_is_untouched():
     # S = 1.5 < 2/η: gradient flow, θ_i(t) = e^{−a_i t} exactly
     result = central_flow(Quadratic([1.5, 1.0]), START, 1.0, 3.0)
     assert result.status is Status.OK
-    np.testing.assert_allclose(result.final, np.exp([-4.5, -3.0]), rtol=1e-8)
+    np.testing.assert_allclose(result.theta, np.exp([-4.5, -3.0]), rtol=1e-8)
 
 
 @pytest.mark.parametrize("method", ["euclidean", "paper"])
 def test_projection_with_flat_sharpness(method):
-    result = proj_M(ABOVE, START, 1.0, method=method)
+    result = proj_M(ABOVE, START, 1.0, projection=method)
     assert result.status is Status.FLAT_SHARPNESS and FLAT in result.message
 
 
@@ -114,7 +114,8 @@ def test_projection_below_the_threshold_on_a_quadratic():
 def test_constrained_trajectory_with_flat_sharpness():
     result = constrained_trajectory(ABOVE, START, 1.0, 5)
     assert result.status is Status.FLAT_SHARPNESS and FLAT in result.message
-    assert np.all(np.isnan(result.theta))
+    # the start itself fails (∇S⊥ = 0 at θ†_0): no row is kept, and no final state
+    assert result.trajectory.shape == (0, 2) and result.theta is None
 
 
 def test_compare_with_flat_sharpness():

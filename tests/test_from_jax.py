@@ -71,8 +71,8 @@ def test_sweep_of_a_jax_loss():
 
     tables = {"sweep": {"model": "gd", "steps": 200}, "grid": {"eta": [0.1, 0.3, 0.5]},
               "params": {"theta0": [0.5, 1.8]}}
-    ours = run_sweep({**tables, "loss": {"name": "jax_losses:minimalist"}})
-    ref = run_sweep({**tables, "loss": {"name": "minimalist"}})
+    ours = run_sweep({**tables, "loss": {"name": "jax_losses:minimalist"}}).to_xarray()
+    ref = run_sweep({**tables, "loss": {"name": "minimalist"}}).to_xarray()
     assert np.array_equal(ours["regime"].values, ref["regime"].values)
     np.testing.assert_allclose(ours["final_loss"].values, ref["final_loss"].values,
                                rtol=1e-8, atol=1e-14)

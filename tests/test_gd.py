@@ -15,13 +15,13 @@ def test_one_dimensional_quadratic_matches_closed_form(eta_a):
     # (cancellation when ηa is near 1), and the errors add up over t steps.
     a, x0, steps = 3.0, 0.7, 40
     eta = eta_a / a
-    result = run_gd(Quadratic([a]), [x0], eta, steps, record_iterates=True,
+    result = run_gd(Quadratic([a]), [x0], eta, steps, record_trajectory=True,
                     divergence_norm=1e300)
     expected = x0 * (1.0 - eta * a) ** np.arange(steps + 1)
     rtol = steps * 2.3e-16 * (2.0 + eta_a / abs(1.0 - eta_a))
-    np.testing.assert_allclose(result.iterates[:, 0], expected, rtol=rtol, atol=0)
+    np.testing.assert_allclose(result.trajectory[:, 0], expected, rtol=rtol, atol=0)
     np.testing.assert_allclose(result.loss, 0.5 * a * expected**2, rtol=2 * rtol + 1e-15)
-    assert result.status is Status.OK and result.n_steps == steps
+    assert result.status is Status.OK and result.counters["steps"] == steps
 
 
 def test_three_regimes_of_the_quadratic():
@@ -29,8 +29,8 @@ def test_three_regimes_of_the_quadratic():
     quadratic = Quadratic([a])
 
     def iterates(eta):
-        return run_gd(quadratic, [1.0], eta, 30, record_iterates=True,
-                      divergence_norm=1e300).iterates[:, 0]
+        return run_gd(quadratic, [1.0], eta, 30, record_trajectory=True,
+                      divergence_norm=1e300).trajectory[:, 0]
 
     monotone = iterates(0.8 / a)  # η < 1/a: same sign, shrinking
     assert np.all(monotone > 0) and np.all(np.diff(monotone) < 0)
@@ -47,7 +47,7 @@ def test_divergence_is_reported_not_hidden():
     assert result.status is Status.DIVERGED and not result.success
     assert "diverged" in result.message
     # |x_t| = 2^t passes 1e6 at t = 20: the records stop before the failing state
-    assert result.n_steps == 20
+    assert result.counters["steps"] == 20
     assert len(result.loss) == 20
     assert np.all(np.isfinite(result.loss)) and np.all(np.isfinite(result.sharpness))
 
@@ -95,12 +95,12 @@ def test_crossing_and_reference_point_on_a_sharpening_loss():
 
 def test_records_follow_the_stride_and_final_state():
     quadratic = Quadratic([1.0, 2.0])
-    full = run_gd(quadratic, [1.0, -1.0], 0.3, 100, record_iterates=True)
-    strided = run_gd(quadratic, [1.0, -1.0], 0.3, 100, stride=7, record_iterates=True,
+    full = run_gd(quadratic, [1.0, -1.0], 0.3, 100, record_trajectory=True)
+    strided = run_gd(quadratic, [1.0, -1.0], 0.3, 100, stride=7, record_trajectory=True,
                      chunk_steps=13)
-    np.testing.assert_array_equal(strided.steps, np.arange(0, 101, 7))
-    np.testing.assert_array_equal(strided.iterates, full.iterates[::7])
-    np.testing.assert_array_equal(strided.theta, full.iterates[-1])
+    np.testing.assert_array_equal(strided.step, np.arange(0, 101, 7))
+    np.testing.assert_array_equal(strided.trajectory, full.trajectory[::7])
+    np.testing.assert_array_equal(strided.theta, full.trajectory[-1])
     dataset = full.to_xarray()
     assert dataset.sizes["step"] == 101 and dataset.attrs["status"] == "OK"
 
@@ -148,11 +148,11 @@ def test_gd_on_the_exact_realisation_reproduces_the_reduced_map():
     eta, alpha, b, steps = 0.05, 0.4, 1.7, 3000
     loss = ReducedMapRealisation(eta, alpha, b)
     x0, y0 = 1e-3, -0.5
-    gd = run_gd(loss, loss.to_theta(x0, y0), eta, steps, record_iterates=True,
+    gd = run_gd(loss, loss.to_theta(x0, y0), eta, steps, record_trajectory=True,
                 find_crossing=False, eigensolver="eigh")
     reduced = run_reduced(x0, y0, eta, alpha, b * b, steps)
     assert gd.status is Status.OK and reduced.status is Status.OK
-    x, y = loss.from_theta(gd.iterates)
+    x, y = loss.from_theta(gd.trajectory)
     # round-off: the two evaluate the same update in different orders, and errors grow with
     # the map's expansion; compare relative to the orbit's size
     np.testing.assert_allclose(x, reduced.x, rtol=0, atol=1e-9 * np.abs(reduced.x).max())
@@ -164,10 +164,10 @@ def test_crossing_and_reference_point_on_the_realisation():
 
     eta = 0.1
     loss = ReducedMapRealisation(eta, alpha=0.5, b=1.0)
-    result = run_gd(loss, loss.to_theta(1e-4, -1.0), eta, 200, record_iterates=True)
+    result = run_gd(loss, loss.to_theta(1e-4, -1.0), eta, 200, record_trajectory=True)
     t = result.crossing_step
     assert t is not None
-    top = [np.linalg.eigvalsh(loss.hessian(th))[-1] for th in result.iterates[t - 1:t + 1]]
+    top = [np.linalg.eigvalsh(loss.hessian(th))[-1] for th in result.trajectory[t - 1:t + 1]]
     assert top[0] < 2 / eta <= top[1]  # independent check of "first crossing"
     star = reference_point(loss, result)
     # bisection to 1e-12 of the segment: S(θ*) within that times |dS/ds| of 2/η
@@ -191,7 +191,7 @@ def test_a_nonfinite_hessian_is_a_status_not_an_exception(eigensolver):
     result = run_gd(loss, start, 0.01, 50, eigensolver=eigensolver)
     assert result.status is Status.NONFINITE
     # θ_0 = 0.9^t passes 0.5 at t = 7, where the Hessian turns NaN
-    assert result.n_steps == 7 and np.all(np.isfinite(result.sharpness))
+    assert result.counters["steps"] == 7 and np.all(np.isfinite(result.sharpness))
     np.testing.assert_allclose(result.sharpness[:, 0], 20.0, rtol=1e-10)
 
 
@@ -202,11 +202,11 @@ def test_a_two_parameter_loss_at_the_edge_of_stability_is_measured_to_the_end():
     # here with NOT_CONVERGED). The run must end OK, with eigh's sharpness along the way.
     loss = Minimalist()
     start = 1.9615 * np.array([1.0, 0.075])
-    lanczos = run_gd(loss, start, 0.39103, 3000, record_iterates=True)
+    lanczos = run_gd(loss, start, 0.39103, 3000, record_trajectory=True)
     dense = run_gd(loss, start, 0.39103, 3000, eigensolver="eigh")
     assert lanczos.status is Status.OK and dense.status is Status.OK
     # a Ritz value lies within its residual, ≤ 1e-10·‖H‖, of an eigenvalue
     norms = np.array([np.abs(np.linalg.eigvalsh(loss.hessian(t))).max()
-                      for t in lanczos.iterates])
+                      for t in lanczos.trajectory])
     assert np.all(np.abs(lanczos.sharpness[:, 0] - dense.sharpness[:, 0]) <= 1e-10 * norms
                   + 1e-15 * norms)

@@ -28,17 +28,17 @@ def test_step_repeats_run_gd_exactly_and_runs_are_deterministic(name, method):
     loss = make()
     eta, momentum, n = 0.01, (0.5 if method in ("heavy_ball", "nesterov") else 0.0), 25
     result = run_gd(loss, start, eta, n, method=method, momentum=momentum,
-                    record_iterates=True)
+                    record_trajectory=True)
     assert result.status is Status.OK
     theta, buf = np.asarray(start, float), None
     for t in range(n + 1):
-        assert np.array_equal(result.iterates[t], theta)  # same floats, step after step
+        assert np.array_equal(result.trajectory[t], theta)  # same floats, step after step
         nxt = step(loss, theta, eta, method=method, momentum=momentum, buf=buf)
         assert nxt.status is Status.OK
         theta, buf = nxt.theta, nxt.buf
     again = run_gd(loss, start, eta, n, method=method, momentum=momentum,
-                   record_iterates=True)
-    for field in ("loss", "grad_norm", "sharpness", "iterates", "theta"):
+                   record_trajectory=True)
+    for field in ("loss", "grad_norm", "sharpness", "trajectory", "theta"):
         assert np.array_equal(getattr(result, field), getattr(again, field))
     ds = result.to_xarray()
     assert ds.sizes["step"] == n + 1 and np.array_equal(ds["loss"].values, result.loss)
@@ -53,7 +53,7 @@ def test_past_the_threshold_a_run_stops_with_a_status_and_no_nan(method):
     result = run_gd(loss, [1.0], 4.0, 10_000, method=method, momentum=momentum,
                     divergence_norm=1e6)
     assert result.status is Status.DIVERGED
-    assert 0 < result.n_steps < 10_000
+    assert 0 < result.counters["steps"] < 10_000
     for field in ("loss", "grad_norm", "sharpness"):
         assert np.all(np.isfinite(getattr(result, field)))
 

@@ -1,9 +1,8 @@
-"""Ctrl-C is answered within a second, and no horizon runs forever.
+"""Ctrl-C is answered within a second.
 
 ``run_reduced`` runs in chunks of ``CHUNK_STEPS`` steps and returns the part done with
 status INTERRUPTED; ``run_reduced_ensemble`` runs in calls over chunks of trajectories and
-of steps and raises ``KeyboardInterrupt`` between them; ``compare_manifold_flow`` refuses a
-slow-time horizon of more than ``max_steps`` steps before running anything.
+of steps and raises ``KeyboardInterrupt`` between them.
 """
 
 import os
@@ -15,9 +14,9 @@ import numpy as np
 import pytest
 
 import stabsim.maps.reduced as reduced
-from stabsim import Status, compare_manifold_flow
+from stabsim import Status
 from stabsim._interrupt import Interrupt, deferred_interrupt
-from stabsim.losses import ManifoldFamily, Quadratic
+from stabsim.losses import Quadratic
 from stabsim.maps import run_gd, run_reduced, run_reduced_ensemble
 
 START = (0.1, 0.0, 0.01, 1.0, 1.0)  # x0, y0, eta, alpha, beta: cycles at the edge
@@ -153,7 +152,7 @@ def test_ctrl_c_in_run_gd_returns_the_part_done():
         timer.join()
     assert time.perf_counter() - began - 0.2 < ANSWER_SECONDS
     assert result.status is Status.INTERRUPTED
-    assert 0 < result.n_steps < LONG
+    assert 0 < result.counters["steps"] < LONG
 
 
 def test_a_second_ctrl_c_raises():
@@ -187,15 +186,3 @@ def test_nested_loops_share_one_flag():
             assert inner is outer
         assert signal.getsignal(signal.SIGINT) is outer
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-
-
-def test_a_manifold_horizon_past_max_steps_is_refused_at_once():
-    loss = ManifoldFamily([1.0, 2.0], [[0.5, 0.0], [0.0, 0.5]])
-    theta0 = [0.1, 0.1, 1.2, 1.1]
-    began = time.perf_counter()
-    # τ_end = 1 at η = 10⁻⁷ is 10¹⁴ steps (it used to run for years)
-    with pytest.raises(ValueError, match="max_steps"):
-        compare_manifold_flow(loss, theta0, 1e-7, 1.0)
-    with pytest.raises(ValueError, match="max_steps = 100"):
-        compare_manifold_flow(loss, theta0, 0.05, 1.0, max_steps=100)  # 400 steps
-    assert time.perf_counter() - began < ANSWER_SECONDS

@@ -99,13 +99,13 @@ def test_parameter_shapes_are_checked_against_dim():
 def test_run_gd_on_a_user_family_matches_the_same_steps_in_python():
     loss = Loss(user_families.Rosenbrock(1.0, 5.0, 3.0), 3)
     start = np.array([0.3, -0.2, 0.5])
-    result = run_gd(loss, start, 1e-3, 50, record_iterates=True)
+    result = run_gd(loss, start, 1e-3, 50, record_trajectory=True)
     expected = start.copy()
     for _ in range(50):  # the same operations in the same order: identical floats
         expected -= 1e-3 * loss.grad(expected)
     assert np.array_equal(result.theta, expected)
     # sharpness against a dense eigensolver of the family's own Hessian, along the run
-    dense = [np.linalg.eigvalsh(loss.hessian(t))[-1] for t in result.iterates]
+    dense = [np.linalg.eigvalsh(loss.hessian(t))[-1] for t in result.trajectory]
     np.testing.assert_allclose(result.sharpness[:, 0], dense, rtol=1e-9)
 
 
@@ -127,14 +127,14 @@ def test_a_crossing_on_a_chunk_boundary_keeps_the_previous_iterate():
     eta = 0.01
     loss = QuadraticRegression.two_scale(eta)
     start = np.zeros(loss.dim)
-    whole = run_gd(loss, start, eta, 300, record_iterates=True)
+    whole = run_gd(loss, start, eta, 300, record_trajectory=True)
     t = whole.crossing_step
     assert t is not None and t > 1
     for chunk in (t, t // 2, 1):  # a chunk boundary exactly at the crossing step
         chunked = run_gd(loss, start, eta, 300, chunk_steps=chunk)
         assert chunked.crossing_step == t
-        assert np.array_equal(chunked.crossing_pair[0], whole.iterates[t - 1])  # same floats
-        assert np.array_equal(chunked.crossing_pair[1], whole.iterates[t])
+        assert np.array_equal(chunked.crossing_pair[0], whole.trajectory[t - 1])  # same floats
+        assert np.array_equal(chunked.crossing_pair[1], whole.trajectory[t])
         star = reference_point(loss, chunked)
         # bisection to 1e-12 along a segment of length O(η): S(θ*) − 2/η is round-off
         # (1e-14 relative of S ~ 200) plus the slope of S times the bisection width
@@ -258,7 +258,7 @@ def test_a_user_family_is_swept_through_run_sweep_and_the_cli(tmp_path, monkeypa
     monkeypatch.syspath_prepend(str(tmp_path))
     import user_quartic
 
-    ds = run_sweep(config)
+    ds = run_sweep(config).to_xarray()
     # each cell against run_gd on the same loss: the same engine, the same floats
     loss = user_quartic.make()
     for eta in (0.05, 0.1):

@@ -35,13 +35,13 @@ def test_limit_map_lands_on_the_manifold(curved):
     loss = family(curved)
     limit = limit_map(loss, [1.0, 0.8, 0.3, 0.2], tol=1e-10)
     assert limit.success and limit.grad_norm <= 1e-10
-    x, z = loss.split(limit.point)
+    x, z = loss.split(limit.theta)
     # |∇L| ≥ μ |z − g(x)|·|∇w|, μ = the smallest normal eigenvalue (≥ min c = 0.5 here), so
     # the distance to Γ is at most tol / μ
     assert np.abs(z - loss.g(x)).max() <= 1e-10 / 0.5
     # Φ is the identity on Γ, and Φ∘Φ = Φ
-    again = limit_map(loss, limit.point, tol=1e-10)
-    assert again.flow_time == 0.0 and np.array_equal(again.point, limit.point)
+    again = limit_map(loss, limit.theta, tol=1e-10)
+    assert again.flow_time == 0.0 and np.array_equal(again.theta, limit.theta)
 
 
 def test_limit_map_reports_an_unreached_tolerance():
@@ -86,10 +86,12 @@ def test_flat_flow_matches_its_closed_form(method):
     # h(x) = 1 + 2x² on Γ = {z = 0}: λ1 = h. Normalised GD: dx/dτ = −¼ h'/h = −x/(1 + 2x²),
     # whose solutions keep ln x + x² + τ constant; GD on sqrt L: dx/dτ = −⅛ h' = −x/2.
     loss = ManifoldFamily([1.0], [[4.0]])
-    tau = np.linspace(0.0, 2.0, 9)
-    flow = manifold_flow(loss, [1.0, 0.0], 2.0, method=method, tau_eval=tau)
+    # η = 1: the slow time τ = η² t is the step count t
+    flow = manifold_flow(loss, [1.0, 0.0], 1.0, 2.0, method=method, stride=0.25)
     assert flow.success and flow.geometry == "chart"
-    x = flow.states[:, 0]
+    tau = flow.tau
+    np.testing.assert_allclose(tau, np.linspace(0.0, 2.0, 9), rtol=0, atol=1e-15)
+    x = flow.trajectory[:, 0]
     if method == "normalised":
         invariant = np.log(x) + x**2 + tau
         np.testing.assert_allclose(invariant, 1.0, atol=1e-9)  # integrator rtol 1e-10
@@ -102,13 +104,13 @@ def test_flat_flow_matches_its_closed_form(method):
 def test_ambient_flow_matches_chart_flow(method):
     loss = family(True)
     X0 = loss.on_manifold([1.0, 0.8])
-    tau = np.linspace(0.0, 1.0, 6)
-    chart = manifold_flow(loss, X0, 1.0, method=method, tau_eval=tau, geometry="chart")
-    ambient = manifold_flow(loss, X0, 1.0, method=method, tau_eval=tau, geometry="ambient")
+    chart = manifold_flow(loss, X0, 1.0, 1.0, method=method, stride=0.2, geometry="chart")
+    ambient = manifold_flow(loss, X0, 1.0, 1.0, method=method, stride=0.2,
+                            geometry="ambient")
     assert chart.success and ambient.success
     # both integrate the same field to rtol 1e-10; the ambient one also through Hellmann–
     # Feynman ∇λ1 = ∇³L[u, u] and a numerical null space, exact to ~1e-12
-    np.testing.assert_allclose(ambient.states, chart.states, atol=1e-8)
+    np.testing.assert_allclose(ambient.trajectory, chart.trajectory, atol=1e-8)
     assert ambient.grad_norm.max() < 1e-9  # the restoring term keeps it on Γ
     assert chart.grad_norm.max() < 1e-13
 
@@ -117,13 +119,13 @@ def test_flow_stops_where_the_top_eigenvalue_becomes_degenerate():
     # h1 = 1 + 2x² falls under the flow from 3 (x = 1) and meets h2 = 2 at x = 1/√2; with
     # ln x + x² + τ constant (previous test) that is τ* = ½ + ½ ln 2
     loss = ManifoldFamily([1.0, 2.0], [[4.0], [0.0]])
-    flow = manifold_flow(loss, [1.0, 0.0, 0.0], 2.0, gap_tol=1e-6)
-    assert flow.status is Status.LEFT_DOMAIN and not flow.success
-    assert "degenerate" in flow.message
+    flow = manifold_flow(loss, [1.0, 0.0, 0.0], 1.0, 2.0, gap_tol=1e-6)  # η = 1: τ = t
+    assert flow.status is Status.EIGENGAP_CLOSED and not flow.success
+    assert "gap_tol" in flow.message and "met" in flow.message
     # the event sits where (h1 − h2)/h1 = 1e-6, i.e. Δτ ≈ 1e-6·h1/|dh1/dτ| ~ 1e-6 before τ*
-    assert flow.degenerate_at == pytest.approx(0.5 + 0.5 * np.log(2.0), abs=1e-5)
+    assert flow.stop_step == pytest.approx(0.5 + 0.5 * np.log(2.0), abs=1e-5)
     with pytest.raises(ValueError, match="not simple"):
-        manifold_flow(loss, [1.0 / np.sqrt(2.0), 0.0, 0.0], 1.0)
+        manifold_flow(loss, [1.0 / np.sqrt(2.0), 0.0, 0.0], 1.0, 1.0)
 
 
 @pytest.mark.parametrize("method", ["normalised", "sqrt"])
@@ -133,36 +135,37 @@ def test_engine_reports_a_zero_gradient_on_an_exact_minimiser(method):
     assert np.all(loss.grad(minimiser) == 0.0)
     result = run_gd(loss, minimiser, 0.01, 10, method=method)
     assert result.status is Status.ZERO_GRADIENT and not result.success
-    assert result.n_steps == 0 and "zero" in result.message
+    assert result.counters["steps"] == 0 and "zero" in result.message
 
 
 @pytest.mark.parametrize("method", ["normalised", "sqrt"])
 def test_user_defined_loss_runs_like_the_builtin_one(method):
     custom, builtin = custom_loss(), ManifoldFamily([1.0], [[4.0]])
     theta0, eta = [0.9, 0.4], 0.03
-    a = run_gd(custom, theta0, eta, 500, method=method, record_iterates=True)
-    b = run_gd(builtin, theta0, eta, 500, method=method, record_iterates=True)
+    a = run_gd(custom, theta0, eta, 500, method=method, record_trajectory=True)
+    b = run_gd(builtin, theta0, eta, 500, method=method, record_trajectory=True)
     assert a.success and b.success
     # same formula, different evaluation order: round-off per step, amplified by the
     # period-2 dynamics only linearly over 500 steps
-    np.testing.assert_allclose(a.iterates, b.iterates, atol=1e-11)
+    np.testing.assert_allclose(a.trajectory, b.trajectory, atol=1e-11)
     # the ambient flow of the user loss (numeric P_Γ, ∇³L) against the chart flow
-    X0 = limit_map(custom, theta0).point
-    tau = np.linspace(0.0, 1.0, 5)
-    flow_a = manifold_flow(custom, X0, 1.0, method=method, tau_eval=tau)
-    flow_b = manifold_flow(builtin, X0, 1.0, method=method, tau_eval=tau)
+    X0 = limit_map(custom, theta0).theta
+    flow_a = manifold_flow(custom, X0, 1.0, 1.0, method=method, stride=0.25)
+    flow_b = manifold_flow(builtin, X0, 1.0, 1.0, method=method, stride=0.25)
     assert flow_a.geometry == "ambient" and flow_b.geometry == "chart"
-    np.testing.assert_allclose(flow_a.states, flow_b.states, atol=1e-8)
+    np.testing.assert_allclose(flow_a.trajectory, flow_b.trajectory, atol=1e-8)
 
 
 def test_bad_arguments_are_named():
     loss = family(False)
     X0 = loss.on_manifold([1.0, 0.8])
     with pytest.raises(ValueError, match="method"):
-        manifold_flow(loss, X0, 1.0, method="adam")
-    with pytest.raises(ValueError, match="tau_end"):
-        manifold_flow(loss, X0, -1.0)
+        manifold_flow(loss, X0, 1.0, 1.0, method="adam")
+    with pytest.raises(ValueError, match="steps"):
+        manifold_flow(loss, X0, 1.0, -1.0)
+    with pytest.raises(ValueError, match="eta"):
+        manifold_flow(loss, X0, 0.0, 1.0)
     with pytest.raises(ValueError, match="geometry"):
-        manifold_flow(custom_loss(), [0.5, 0.0], 1.0, geometry="chart")
+        manifold_flow(custom_loss(), [0.5, 0.0], 1.0, 1.0, geometry="chart")
     with pytest.raises(ValueError, match="tol"):
         limit_map(loss, X0, tol=0.0)

@@ -13,7 +13,7 @@ from stabsim.plot import plot_manifold_path, plot_manifold_sharpness  # noqa: E4
 
 def test_manifold_figures_draw(tmp_path):
     loss = ManifoldFamily([2.0, 0.5], [[1.0, 0.5], [0.3, 0.2]], [[0.5, -0.3], [0.0, 0.0]])
-    result = compare_manifold_flow(loss, [1.0, 0.8, 0.3, 0.2], 0.05, 0.5, n_records=8)
+    result = compare_manifold_flow(loss, [1.0, 0.8, 0.3, 0.2], 0.05, 200, stride=25)
     fig = plot_manifold_path(result)
     assert isinstance(fig, Figure) and len(fig.axes) == 1
     assert len(fig.axes[0].lines) == 3

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stabsim._validate import memory_bytes
-from stabsim.compare import compare
+from stabsim.comparison import compare
 from stabsim.flows import central_flow
 from stabsim.losses import Minimalist
 from stabsim.maps.constrained import constrained_trajectory
@@ -28,7 +28,7 @@ def test_huge_steps_name_steps():
         constrained_trajectory(Minimalist(), [1.0, 0.5], 0.1, HUGE)
     with pytest.raises(ValueError, match="steps = 1000000000000000"):
         compare(Minimalist(), [1.0, 0.5], 0.1, HUGE)
-    with pytest.raises(ValueError, match="t_end = 1e"):
+    with pytest.raises(ValueError, match="steps = 1e"):
         central_flow(Minimalist(), [1.0, 0.5], 0.1, float(HUGE))
 
 

@@ -20,13 +20,12 @@ def _slope(etas, errors):
 
 def _errors(loss, theta0, eta, steps, first=0):
     """|θ_GD − θ_GF| and |θ_GD − θ_MF| at steps first..steps (flows in step time)."""
-    gd = run_gd(loss, theta0, eta, steps, record_iterates=True, find_crossing=False)
-    times = np.arange(first, steps + 1, dtype=float)
-    gf = gradient_flow(loss, theta0, eta, steps, t_eval=times)
-    mf = modified_flow(loss, theta0, eta, steps, t_eval=times)
+    gd = run_gd(loss, theta0, eta, steps, record_trajectory=True, find_crossing=False)
+    gf = gradient_flow(loss, theta0, eta, steps, stride=1.0)
+    mf = modified_flow(loss, theta0, eta, steps, stride=1.0)
     assert gf.success and mf.success
-    return (np.linalg.norm(gd.iterates[first:] - gf.states, axis=1),
-            np.linalg.norm(gd.iterates[first:] - mf.states, axis=1))
+    return (np.linalg.norm(gd.trajectory[first:] - gf.trajectory[first:], axis=1),
+            np.linalg.norm(gd.trajectory[first:] - mf.trajectory[first:], axis=1))
 
 
 def test_right_hand_side_is_the_gradient_of_the_modified_loss():
@@ -42,7 +41,7 @@ def test_right_hand_side_is_the_gradient_of_the_modified_loss():
                    for e in np.eye(5)])
     # one Euler step of length dt of dθ/dt = −η∇L_mod moves θ by −dt·η·∇L_mod + O(dt²)
     dt = 1e-7
-    moved = modified_flow(loss, theta, eta, dt, t_eval=[dt]).final
+    moved = modified_flow(loss, theta, eta, dt).theta  # the state at the horizon dt
     np.testing.assert_allclose((theta - moved) / (dt * eta), fd, rtol=1e-6)
     assert stabsim.modified_flow is modified_flow
 

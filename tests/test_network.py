@@ -150,9 +150,9 @@ def test_gd_sharpness_matches_dense_hessian(activation):
     # η = 0.05: S < 2/η = 40 all along, so the top eigenvalue stays the tracked one.
     net = Network((6, 5), activation=activation, data="sine", n_samples=12)
     theta0 = net.init(3)
-    result = run_gd(net, theta0, 0.05, 60, stride=10, record_iterates=True)
+    result = run_gd(net, theta0, 0.05, 60, stride=10, record_trajectory=True)
     assert result.status.name == "OK"
-    for theta, sharp in zip(result.iterates, result.sharpness[:, 0], strict=True):
+    for theta, sharp in zip(result.trajectory, result.sharpness[:, 0], strict=True):
         top = np.linalg.eigvalsh(net.hessian(theta))[-1]
         assert sharp == pytest.approx(top, rel=1e-9)
 
@@ -162,8 +162,8 @@ def test_gd_sharpness_after_a_catapult():
     # is, at step 10, (to round-off) the eigenvector of the second eigenvalue 1.44, so the
     # warm start alone would return 1.44: the mix vector of the Lanczos start finds the top
     net = Network((6, 5), activation="identity", data="sine", n_samples=12)
-    result = run_gd(net, net.init(3), 0.3, 10, stride=10, record_iterates=True)
-    top = np.linalg.eigvalsh(net.hessian(result.iterates[-1]))[-1]
+    result = run_gd(net, net.init(3), 0.3, 10, stride=10, record_trajectory=True)
+    top = np.linalg.eigvalsh(net.hessian(result.trajectory[-1]))[-1]
     assert result.sharpness[-1, 0] == pytest.approx(top, rel=1e-9)
 
 

@@ -46,14 +46,15 @@ GD_METHODS = ("gd", "heavy_ball", "nesterov", "normalised", "sqrt")
 
 #: the record arrays of each result type (the fields that must hold no NaN)
 RECORDS = {
-    "GDResult": ("loss", "grad_norm", "sharpness", "eig_residual", "iterates", "theta"),
+    "GDResult": ("loss", "grad_norm", "sharpness", "eig_residual", "trajectory", "theta"),
     "Step": ("theta", "buf"),
-    "FlowResult": ("t", "states"),
-    "CentralFlowResult": ("t", "states", "loss", "sharpness", "grad_norm2"),
-    "ManifoldFlowResult": ("t", "states", "lambda1", "rel_gap", "grad_norm"),
-    "LimitPoint": ("point",),
+    "FlowResult": ("step", "trajectory"),
+    "ReducedODEResult": ("step", "trajectory"),
+    "CentralFlowResult": ("step", "trajectory", "loss", "sharpness", "grad_norm2"),
+    "ManifoldFlowResult": ("step", "trajectory", "lambda1", "rel_gap", "grad_norm"),
+    "LimitPoint": ("theta",),
     "ReducedResult": ("x", "y"),
-    "ConstrainedResult": ("theta", "loss", "sharpness"),
+    "ConstrainedResult": ("trajectory", "loss", "sharpness"),
     "Projection": ("theta",),
 }
 
@@ -117,7 +118,7 @@ CASES = {
     "central_flow-diverges": (lambda: central_flow(UNSTABLE, [1.0], 1.0, 100.0),
                               {Status.DIVERGED}),
     "central_flow-overflows": (lambda: central_flow(UNSTABLE, [1.0], 1.0, 1e4,
-                                                    t_eval=[0.0, 1e4], divergence_norm=np.inf),
+                                                    stride=1e4, divergence_norm=np.inf),
                                {Status.NONFINITE}),
     "central_flow-nan-gradient": (lambda: central_flow(ramp("grad"), START, 0.1, 40.0),
                                   {Status.NONFINITE}),
@@ -138,7 +139,7 @@ CASES = {
     "solve_flow-nan-part-way": (lambda: solve_flow(
         lambda t, y: np.where(y < 2.0, 1.0, np.nan), [0.0], 5.0), {Status.NONFINITE}),
     "manifold_flow-nan-hessian": (lambda: manifold_flow(
-        ramp("hessian"), [2.0, 0.3], 1.0, geometry="ambient"), {Status.NONFINITE}),
+        ramp("hessian"), [2.0, 0.3], 1.0, 1.0, geometry="ambient"), {Status.NONFINITE}),
 }
 
 
@@ -167,11 +168,12 @@ def test_an_ensemble_reports_each_trajectory():
 
 @pytest.mark.parametrize("call", [
     lambda: top_eigenpairs(ramp("hessian"), [2.0, 0.3]),
-    lambda: top_eigenpairs(ramp("hessian", dim=5), [2.0, 0.3, 0.0, 0.0, 0.0], method="lanczos"),
+    lambda: top_eigenpairs(ramp("hessian", dim=5), [2.0, 0.3, 0.0, 0.0, 0.0],
+                           eigensolver="lanczos"),
     lambda: sharpness(ramp("hessian"), [2.0, 0.3]),
     lambda: eos_constants(ramp("hessian"), [2.0, 0.3]),
     lambda: eos_constants(ramp("d3"), [2.0, 0.3]),
-], ids=["dense", "lanczos", "sharpness", "eos-hessian", "eos-d3"])
+], ids=["eigh", "lanczos", "sharpness", "eos-hessian", "eos-d3"])
 def test_spectral_functions_refuse_a_nan_derivative(call):
     # H = [[0, NaN], [0, 1]]: eigh reads the lower triangle and would answer {0, 1}
     with pytest.raises(NonFiniteError, match="NONFINITE"):

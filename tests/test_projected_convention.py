@@ -24,7 +24,7 @@ in (¾, 3/2) (odd orders cancel, so the next above is 2) for the two vanishing e
 import numpy as np
 import pytest
 
-from stabsim.compare import compare
+from stabsim.comparison import compare
 from stabsim.losses import QuadraticRegression
 from stabsim.maps import constrained_trajectory, run_gd
 
@@ -39,8 +39,8 @@ def _measure(eta):
     assert cmp.success, cmp.message
     window, tc = cmp.whole_cycles(), cmp.crossing_step
     # θ† as compare builds it: from GD's iterate at the crossing
-    gd = run_gd(loss, theta0, eta, steps, record_iterates=True)
-    dag = constrained_trajectory(loss, gd.iterates[tc], eta, steps - tc)
+    gd = run_gd(loss, theta0, eta, steps, record_trajectory=True)
+    dag = constrained_trajectory(loss, gd.trajectory[tc], eta, steps - tc)
     rows = np.arange(window.start, window.stop) - tc
     delta2_perp = 2.0 * dag.alpha[rows] / dag.beta[rows]
     delta2_full = 2.0 * dag.alpha[rows] / (dag.beta[rows] + dag.u_dot_grad_sharpness[rows] ** 2)

@@ -116,7 +116,7 @@ def test_paper_iteration_converges_linearly_at_the_predicted_rate_and_is_not_nea
     """
     loss, z, eta = _case("regression")
     u_ref = stable_geometry(loss, z).u
-    passes = [proj_M(loss, z, eta, method="paper", passes=k, u_ref=u_ref) for k in range(1, 6)]
+    passes = [proj_M(loss, z, eta, projection="paper", passes=k, u_ref=u_ref) for k in range(1, 6)]
     geos = [stable_geometry(loss, p.theta, u_ref) for p in passes]
     c1 = np.array([g.sharpness - 2.0 / eta for g in geos])
     c2 = np.array([g.u_grad for g in geos])
@@ -128,7 +128,7 @@ def test_paper_iteration_converges_linearly_at_the_predicted_rate_and_is_not_nea
     order = np.polyfit(np.log(np.abs(c2[:-1])), np.log(deviation), 1)[0]
     assert abs(order - 1.0) < 0.5, (order, c2, deviation, rate)
     three = passes[2]
-    assert three.n_iter == 3 and three.method == "paper"
+    assert three.n_iter == 3 and three.projection == "paper"
     assert three.sharpness_excess == 0.0 and three.orthogonality == pytest.approx(abs(c2[2]))
     assert three.status is Status.NOT_CONVERGED
     euclid = proj_M(loss, z, eta, tol=1e-11)
@@ -141,7 +141,7 @@ def test_not_converged_status_when_budget_too_small():
     assert p.status is Status.NOT_CONVERGED and not p.success
 
 
-@pytest.mark.parametrize("kwargs", [{"eta": -1.0}, {"method": "exact"}, {"tol": 0.0},
+@pytest.mark.parametrize("kwargs", [{"eta": -1.0}, {"projection": "exact"}, {"tol": 0.0},
                                     {"max_iter": 0}])
 def test_bad_arguments_raise(kwargs):
     loss, z, _ = _case("regression")

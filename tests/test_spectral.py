@@ -156,8 +156,8 @@ def test_lanczos_reports_a_missed_tolerance_when_the_budget_runs_out():
 def test_top_eigenpairs_dense_and_lanczos_agree():
     loss = QuadraticRegression.random(60, 8, seed=4)
     theta = np.random.default_rng(0).normal(size=60) * 0.3
-    dense = top_eigenpairs(loss, theta, 3, method="dense")
-    iterative = top_eigenpairs(loss, theta, 3, method="lanczos", tol=1e-12)
+    dense = top_eigenpairs(loss, theta, 3, eigensolver="eigh")
+    iterative = top_eigenpairs(loss, theta, 3, eigensolver="lanczos", tol=1e-12)
     reference = np.sort(np.linalg.eigvalsh(loss.hessian(theta)))[::-1][:3]
     np.testing.assert_allclose(dense.values, reference, rtol=1e-12)
     np.testing.assert_allclose(iterative.values, reference, rtol=1e-9)
@@ -238,9 +238,9 @@ def test_engine_sharpness_matches_eigvalsh_at_d100():
     loss = QuadraticRegression.random(100, 10, seed=0)
     theta0 = np.zeros(100)
     eta = 2.0 / (1.5 * np.linalg.eigvalsh(loss.hessian(theta0))[-1])
-    result = run_gd(loss, theta0, eta, 200, stride=10, record_iterates=True,
+    result = run_gd(loss, theta0, eta, 200, stride=10, record_trajectory=True,
                     eigensolver="lanczos")
-    dense = np.array([np.linalg.eigvalsh(loss.hessian(th))[-1] for th in result.iterates])
+    dense = np.array([np.linalg.eigvalsh(loss.hessian(th))[-1] for th in result.trajectory])
     np.testing.assert_allclose(result.sharpness[:, 0], dense, rtol=1e-8)
 
 
@@ -248,7 +248,7 @@ def test_bad_input():
     loss = ScalarNetwork(3)
     with pytest.raises(ValueError, match="k must be"):
         top_eigenpairs(loss, np.ones(3), 4)
-    with pytest.raises(ValueError, match="method"):
-        top_eigenpairs(loss, np.ones(3), method="power")
+    with pytest.raises(ValueError, match="eigensolver"):
+        top_eigenpairs(loss, np.ones(3), eigensolver="power")
     with pytest.raises(ValueError, match="theta"):
         sharpness(loss, np.ones(2))

@@ -8,7 +8,7 @@ from stabsim.sweep import GDClass, MapClass, SweepConfig, run_sweep
 def _gd(loss, theta0, etas, steps, **kwargs):
     config = SweepConfig(model="gd", grid={"eta": etas}, params={"theta0": theta0}, loss=loss,
                          steps=steps, **kwargs)
-    return run_sweep(config)
+    return run_sweep(config).to_xarray()
 
 
 def test_quadratic_converges_below_2_over_a_and_diverges_above():
@@ -46,7 +46,7 @@ def test_reduced_map_classes():
     delta = np.sqrt(2.0)  # alpha = beta = 1
     config = SweepConfig(model="reduced", grid={"x0": [1e-3, delta], "eta": [0.01, 0.5]},
                          params={"alpha": 1.0, "beta": 1.0, "y0": 0.0}, steps=5000)
-    ds = run_sweep(config)
+    ds = run_sweep(config).to_xarray()
     small = ds.sel(x0=1e-3)
     # small eta: self-stabilisation cycles; large eta: the first blow-up overshoots
     # so far that 1 + eta*y <= 0
@@ -62,5 +62,5 @@ def test_reduced_map_overflow_is_diverged():
     # 1 + eta*y0 = 1e198: x squared overflows after one step
     config = SweepConfig(model="reduced", grid={"y0": [1e200]},
                          params={"eta": 0.01, "x0": 1e-3}, steps=5000)
-    ds = run_sweep(config)
+    ds = run_sweep(config).to_xarray()
     assert int(ds["regime"][0]) == MapClass.DIVERGED

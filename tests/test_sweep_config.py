@@ -24,7 +24,7 @@ def test_grid_gives_dataset_dims_and_coords(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(REDUCED_TOML)
     config = SweepConfig.from_toml(path)
-    ds = run_sweep(config)
+    ds = run_sweep(config).to_xarray()
     assert ds["regime"].dims == ("eta", "x0")
     assert ds["regime"].shape == (3, 4)
     np.testing.assert_array_equal(ds["eta"], np.linspace(0.01, 0.05, 3))
@@ -37,7 +37,7 @@ def test_grid_gives_dataset_dims_and_coords(tmp_path):
 def test_zip_lists_give_one_cell_dimension():
     config = SweepConfig(model="reduced", grid={"eta": [0.01, 0.02, 0.03], "x0": [0.1, 0.2, 0.3]},
                          combine="zip", steps=100)
-    ds = run_sweep(config)
+    ds = run_sweep(config).to_xarray()
     assert ds["regime"].dims == ("cell",)
     np.testing.assert_array_equal(ds["x0"], [0.1, 0.2, 0.3])
     assert ds["eta"].dims == ("cell",)
@@ -50,7 +50,7 @@ def test_loss_parameters_sweep_as_loss_dot_name():
         "params": {"theta0": "random", "scale": 1.2},
         "grid": {"eta": [0.1, 0.2], "loss": {"depth": [2, 3]}, "seed": [0, 1]},
     })
-    ds = run_sweep(config)
+    ds = run_sweep(config).to_xarray()
     assert ds["regime"].dims == ("eta", "loss.depth", "seed")
     assert ds["loss.depth"].values.tolist() == [2, 3]
     # random starts of norm `scale`: the seed changes the start, hence the loss

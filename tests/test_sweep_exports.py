@@ -33,7 +33,7 @@ def _float_variables(ds):
 def test_undefined_energy_ratios_are_nan_with_a_status():
     # E = H − H_min: on the invariant line x = 0, E₀ = ∞ (H has −α ln x²); on the period-2
     # orbit E₀ = 0. Either way E_T/E₀ is not a number, though the run itself is fine.
-    ds = run_sweep(_reduced([0.0, DELTA, 0.1]), progress=False)
+    ds = run_sweep(_reduced([0.0, DELTA, 0.1]), progress=False).to_xarray()
     assert ds["status"].values.tolist() == [Status.UNDEFINED, Status.UNDEFINED, Status.OK]
     assert np.isnan(ds["energy_growth"].values[:2]).all()
     assert np.isfinite(ds["energy_growth"].values[2])
@@ -43,7 +43,7 @@ def test_undefined_energy_ratios_are_nan_with_a_status():
 
 
 def test_the_status_variable_says_what_its_codes_mean():
-    ds = run_sweep(_reduced([0.1]), progress=False)
+    ds = run_sweep(_reduced([0.1]), progress=False).to_xarray()
     meanings = ds["status"].attrs["flag_meanings"].split()
     assert dict(zip(ds["status"].attrs["flag_values"].tolist(), meanings, strict=True)) == {
         s.value: s.name.lower() for s in Status}
@@ -52,7 +52,7 @@ def test_the_status_variable_says_what_its_codes_mean():
 def test_never_is_nan_in_memory_and_the_fill_value_on_disk(tmp_path):
     # x0 = 0 never blows up (x stays 0); x0 = 0.1 does (first_blowup ≥ 0)
     path = tmp_path / "out.nc"
-    ds = run_sweep(_reduced([0.0, 0.1]), path, progress=False)
+    ds = run_sweep(_reduced([0.0, 0.1]), path, progress=False).to_xarray()
     blowup = ds["first_blowup"].values
     assert np.isnan(blowup[0]) and blowup[1] >= 0
     raw = xr.open_dataset(path, mask_and_scale=False)
@@ -71,7 +71,7 @@ def test_normalised_gd_on_the_minimiser_is_undefined_not_infinite():
     config = SweepConfig(model="gd", method="normalised", grid={"eta": [0.5, 0.3]},
                          loss={"name": "quadratic", "A": [[1.0]]},
                          params={"theta0": [1.0]}, steps=2)
-    ds = run_sweep(config, progress=False)
+    ds = run_sweep(config, progress=False).to_xarray()
     assert ds["status"].values.tolist() == [Status.UNDEFINED, Status.OK]
     assert np.isnan(ds["max_rel_sharpness"].values[0])
     assert ds["final_loss"].values[0] == 0.0

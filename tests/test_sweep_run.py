@@ -69,13 +69,13 @@ def test_killed_sweep_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeyp
     real = backends.compute_chunk
     monkeypatch.setattr(backends, "compute_chunk",
                         lambda config, index: computed.append(index) or real(config, index))
-    resumed = run_sweep(MAP, output, keep_chunks=True, progress=False)
+    resumed = run_sweep(MAP, output, keep_chunks=True, progress=False).to_xarray()
     assert sorted(computed) == sorted(set(range(MAP.n_chunks)) - {0, 1, 2})
     assert {p: os.stat(chunk_dir / p).st_mtime_ns for p in saved} == before
     assert not list(chunk_dir.glob("*.tmp"))
 
     monkeypatch.undo()
-    straight = run_sweep(MAP, tmp_path / "straight.nc", progress=False)
+    straight = run_sweep(MAP, tmp_path / "straight.nc", progress=False).to_xarray()
     assert not (tmp_path / "straight.nc.chunks").exists()  # removed once written
     for ds in (resumed, xr.load_dataset(output)):
         assert_same_result(ds, straight)
@@ -86,11 +86,11 @@ def test_killed_sweep_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeyp
 def test_same_config_same_numbers_with_any_thread_count():
     import numba
 
-    full = run_sweep(GD)
+    full = run_sweep(GD).to_xarray()
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        serial = run_sweep(GD)
+        serial = run_sweep(GD).to_xarray()
     finally:
         numba.set_num_threads(threads)
     assert_same_result(full, serial)
@@ -103,8 +103,8 @@ def test_dask_local_cluster_equals_local_bit_for_bit():
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         for config in (MAP, GD):
-            on_dask = run_sweep(config, client=client, progress=False)
-            local = run_sweep(config, progress=False)
+            on_dask = run_sweep(config, client=client, progress=False).to_xarray()
+            local = run_sweep(config, progress=False).to_xarray()
             assert_same_result(on_dask, local)
             for name in local.data_vars:
                 assert on_dask[name].values.tobytes() == local[name].values.tobytes()
@@ -172,16 +172,16 @@ def test_gd_sweep_on_the_regression_model_matches_dense_sharpness():
     config = SweepConfig(model="gd", grid={"eta": [0.5, 1.5], "loss.n": [3, 6]},
                          loss={"name": "regression.random", "d": 40, "seed": 2},
                          params={"scale": 0.1, "seed": 5}, steps=40, chunk_size=2)
-    result = run_sweep(config, progress=False)
+    result = run_sweep(config, progress=False).to_xarray()
     for eta in (0.5, 1.5):
         for n in (3, 6):
             cell = result.sel(eta=eta, **{"loss.n": n})
             loss = QuadraticRegression.random(40, n, seed=2)
             start = np.random.default_rng(5).standard_normal(40)
             start *= 0.1 / np.linalg.norm(start)
-            run = run_gd(loss, start, eta, 40, record_iterates=True, eigensolver="eigh")
-            assert int(cell["steps_run"]) == run.n_steps
-            dense = [np.linalg.eigvalsh(loss.hessian(th))[-1] for th in run.iterates]
+            run = run_gd(loss, start, eta, 40, record_trajectory=True, eigensolver="eigh")
+            assert int(cell["steps_run"]) == run.counters["steps"]
+            dense = [np.linalg.eigvalsh(loss.hessian(th))[-1] for th in run.trajectory]
             # Lanczos stops at relative residual 1e-10: the eigenvalue is then exact to
             # residual²/gap, far below the 1e-9 allowed here
             np.testing.assert_allclose(float(cell["max_rel_sharpness"]),

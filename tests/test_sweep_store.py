@@ -77,7 +77,7 @@ def _count_computed(monkeypatch):
 def straight(tmp_path_factory):
     """The sweep run once without interruption (the reference for bit-for-bit checks)."""
     return run_sweep(CONFIG, tmp_path_factory.mktemp("straight") / "straight.nc",
-                     progress=False)
+                     progress=False).to_xarray()
 
 
 def test_a_second_sweep_is_refused_while_the_first_runs(tmp_path, straight):
@@ -117,7 +117,7 @@ def test_kill_9_releases_the_lock_and_the_next_run_cleans_up_after_it(
     stale.write_bytes(b"half an output file of a killed run")
 
     computed = _count_computed(monkeypatch)
-    resumed = run_sweep(CONFIG, output, progress=False)  # the lock died with its holder
+    resumed = run_sweep(CONFIG, output, progress=False).to_xarray()  # the lock died with its holder
     assert sorted(computed) == list(range(3, CONFIG.n_chunks))
     assert not stale.exists() and not default_workdir(output).exists()
     assert_same_result(resumed, straight)
@@ -167,7 +167,7 @@ def test_corrupt_chunks_are_named_and_computed_again(tmp_path, monkeypatch, stra
     computed = _count_computed(monkeypatch)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = run_sweep(CONFIG, workdir=workdir, keep_chunks=True, progress=False)
+        result = run_sweep(CONFIG, workdir=workdir, keep_chunks=True, progress=False).to_xarray()
     messages = [str(w.message) for w in caught if w.category is CorruptChunkWarning]
     assert sorted(computed) == sorted(damaged)
     assert len(messages) == len(damaged)

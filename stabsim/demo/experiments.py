@@ -3,11 +3,13 @@ its findings (a measured number beside what the theory claims)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._export import write_netcdf
-from ..compare import compare
 from ..compare_manifold import compare_manifold_flow
+from ..comparison import compare
 from ..flows import gradient_flow
 from ..losses import ManifoldFamily, Network, QuadraticRegression, ReducedMapRealisation
 from ..maps import empirical_threshold, run_gd, run_reduced, stability_threshold
@@ -70,15 +72,15 @@ def network_edge_of_stability(out, steps=HEADLINE_STEPS):
     result = run_gd(net, theta0, eta, steps)
     write_netcdf(result.to_xarray(), out / "network_eos.nc")
     flow_steps = np.arange(0, steps + 1, 10)
-    flow = gradient_flow(net, theta0, eta, steps, t_eval=flow_steps.astype(float))
+    flow = gradient_flow(net, theta0, eta, steps, stride=10)
     fig = plot_loss_and_sharpness(result)
     loss_ax, sharp_ax = fig.axes
     pairs_all = 0.5 * (result.sharpness[1:, 0] + result.sharpness[:-1, 0])
-    sharp_ax.plot(result.steps[1:], pairs_all, lw=1.0, label="GD, ½(S_t + S_{t+1})")
-    kept = flow.states.shape[0]
-    loss_ax.plot(flow_steps[:kept], [net.value(w) for w in flow.states], lw=1.0, ls=":",
+    sharp_ax.plot(result.step[1:], pairs_all, lw=1.0, label="GD, ½(S_t + S_{t+1})")
+    kept = flow.trajectory.shape[0]
+    loss_ax.plot(flow_steps[:kept], [net.value(w) for w in flow.trajectory], lw=1.0, ls=":",
                  color="k", label="gradient flow")
-    sharp_ax.plot(flow_steps[:kept], [sharpness(net, w) for w in flow.states], lw=1.0,
+    sharp_ax.plot(flow_steps[:kept], [sharpness(net, w) for w in flow.trajectory], lw=1.0,
                   ls=":", color="k", label="gradient flow")
     sharp_ax.set_ylim(0.0, 2.0 * result.threshold)
     loss_ax.legend(fontsize="small")
@@ -211,10 +213,10 @@ def exact_realisation(out):
     """GD on ½(2/η + bw)x² − (α/b)w against the reduced map (docs/theory.md §1, derived)."""
     eta, alpha, b, steps = 0.05, 0.4, 1.7, 3000
     loss = ReducedMapRealisation(eta, alpha, b)
-    gd = run_gd(loss, loss.to_theta(1e-3, -0.5), eta, steps, record_iterates=True,
+    gd = run_gd(loss, loss.to_theta(1e-3, -0.5), eta, steps, record_trajectory=True,
                 find_crossing=False, eigensolver="eigh")
     reduced = run_reduced(1e-3, -0.5, eta, alpha, b * b, steps)
-    x, y = loss.from_theta(gd.iterates)
+    x, y = loss.from_theta(gd.trajectory)
     gap = max(np.abs(x - reduced.x).max() / np.abs(reduced.x).max(),
               np.abs(y - reduced.y).max() / np.abs(reduced.y).max())
     return [Finding("exact realisation", "max relative |GD − map| over 3000 steps",
@@ -239,8 +241,9 @@ def manifold_flow(out):
     loss = ManifoldFamily([2.0, 0.5], [[1.0, 0.5], [0.3, 0.2]], [[0.5, -0.3], [0.0, 0.0]])
     start = [1.0, 0.8, 0.3, 0.2]
     etas = (0.02, 0.01, 0.005)
-    runs = [compare_manifold_flow(loss, start, eta, 1.0, method="normalised", n_records=20)
-            for eta in etas]
+    steps = [math.ceil(1.0 / eta**2) for eta in etas]  # a slow-time horizon τ = η² t of 1
+    runs = [compare_manifold_flow(loss, start, eta, n, method="normalised", stride=n // 20)
+            for eta, n in zip(etas, steps, strict=True)]
     errors = [run.max_error() for run in runs]
     order = float(np.polyfit(np.log(etas), np.log(errors), 1)[0])
     write_netcdf(runs[-1].to_xarray(), out / "manifold_flow.nc")
@@ -261,7 +264,7 @@ def phase_diagram(out):
                  "x0": {"start": 1e-3, "stop": 2.0, "num": 60, "spacing": "log"}},
     }
     dataset = run_sweep(config, out / "phase_diagram.nc", workdir=out / ".sweep",
-                        progress=False)
+                        progress=False).to_xarray()
     figure = _save(plot_phase_diagram(dataset), out, "phase_diagram.png")
     return [], [figure]
 

@@ -14,6 +14,7 @@ from .manifold_geometry import (
 )
 from .modified import modified_flow
 from .reduced_ode import (
+    ReducedODEResult,
     reduced_fixed_point,
     reduced_hamiltonian,
     small_orbit_period,
@@ -27,6 +28,7 @@ __all__ = [
     "LimitPoint",
     "SDCPSolution",
     "ManifoldFlowResult",
+    "ReducedODEResult",
     "TangentSpace",
     "gradient_flow",
     "modified_flow",

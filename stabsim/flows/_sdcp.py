@@ -45,11 +45,19 @@ import functools
 import numpy as np
 
 from .. import _validate as check
+from .._result import Result
+from .._status import Status
 
 
-@dataclasses.dataclass(frozen=True)
-class SDCPSolution:
-    """A solution of the SDCP.
+@dataclasses.dataclass(repr=False)
+class SDCPSolution(Result):
+    """A solution of the SDCP (the protocol of :class:`stabsim._result.Result`).
+
+    Status OK when ``residual ≤ tol``; NOT_CONVERGED (naming ``max_iter``) when the
+    iterations ran out first; FLAT_SHARPNESS when G = 0 and C has a positive eigenvalue
+    (the objective is linear and unbounded below on the cone: no S exists); NONFINITE when
+    the data were not finite. ``counters["iterations"]``: projected-gradient plus Newton
+    iterations (0 when the free minimiser was PSD).
 
     Attributes
     ----------
@@ -57,16 +65,30 @@ class SDCPSolution:
         The PSD solution.
     residual : float
         Natural residual |S − Π(S − ∇f(S)/Lip)|_F relative to the problem scale.
-    iterations : int
-        Projected-gradient plus Newton iterations (0 when the free minimiser was PSD).
-    converged : bool
-        Whether ``residual ≤ tol``.
     """
 
     S: np.ndarray
     residual: float
-    iterations: int
-    converged: bool
+
+    def headline(self) -> dict:
+        return {"k": self.S.shape[0], "residual": self.residual}
+
+    def to_xarray(self):
+        """S on dimensions ``a``, ``b`` and the residual, as an ``xarray.Dataset``."""
+        import xarray as xr
+
+        from .._export import finish
+
+        ds = xr.Dataset({"S": (("a", "b"), self.S), "residual": ((), self.residual)},
+                        attrs=self._export_attrs())
+        return finish(ds, self.parameters)
+
+
+def sdcp_solution(S, residual, iterations, status, parameters=None) -> SDCPSolution:
+    """An :class:`SDCPSolution` (``parameters``: those of :func:`solve_sdcp`, if any)."""
+    return SDCPSolution(status=status, counters={"iterations": int(iterations)},
+                        parameters=parameters or {}, knob="max_iter", S=S,
+                        residual=residual)
 
 
 @functools.lru_cache(maxsize=16)
@@ -165,6 +187,7 @@ def solve_sdcp(G, C, *, tol: float = 1e-12, max_iter: int = 20000) -> SDCPSoluti
     G = G.reshape(k, k, k, k)
     tol = check.positive_float("tol", tol)
     max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
+    parameters = {"k": k, "tol": tol, "max_iter": max_iter}
     basis = _basis(k)
     Gs = np.einsum("pab,abcd,qcd->pq", basis, G, basis)
     Gs = 0.5 * (Gs + Gs.T)
@@ -174,7 +197,8 @@ def solve_sdcp(G, C, *, tol: float = 1e-12, max_iter: int = 20000) -> SDCPSoluti
     if not lip > 0.0:
         # f is linear: bounded below on the cone only if C ⪯ 0, with minimiser S = 0
         ok = float(np.linalg.eigvalsh(C)[-1]) <= 0.0
-        return SDCPSolution(np.zeros((k, k)), 0.0 if ok else np.inf, 0, ok)
+        return sdcp_solution(np.zeros((k, k)), 0.0 if ok else np.inf, 0,
+                             Status.OK if ok else Status.FLAT_SHARPNESS, parameters)
     step = 1.0 / lip
 
     def grad(s):
@@ -196,7 +220,7 @@ def solve_sdcp(G, C, *, tol: float = 1e-12, max_iter: int = 20000) -> SDCPSoluti
     s = proj(s)
     _, res = residual(s)
     if res <= tol:
-        return SDCPSolution(smat(s, basis), res, 0, True)
+        return sdcp_solution(smat(s, basis), res, 0, Status.OK, parameters)
 
     # 2. FISTA with gradient restart, to a coarse residual (Newton takes it from there)
     iters, y, s_old, theta = 0, s.copy(), s.copy(), 1.0
@@ -243,4 +267,5 @@ def solve_sdcp(G, C, *, tol: float = 1e-12, max_iter: int = 20000) -> SDCPSoluti
         iters += 10
         r, res = residual(s)
     S = _project(smat(s, basis))
-    return SDCPSolution(S, res, iters, res <= tol)
+    return sdcp_solution(S, res, iters, Status.OK if res <= tol else Status.NOT_CONVERGED,
+                         parameters)

@@ -8,59 +8,70 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from .. import _validate as check
+from .._result import Result
 from .._status import Status
 
 
-@dataclasses.dataclass
-class FlowResult:
-    """A solved flow.
+@dataclasses.dataclass(repr=False)
+class FlowResult(Result):
+    """A solved flow (the protocol of :class:`stabsim._result.Result`).
 
     Attributes
     ----------
-    t : ndarray, shape (n,)
-        Times of the saved states (in the flow's own time unit, e.g. GD steps).
-    states : ndarray, shape (n, d)
+    step : ndarray, shape (n,)
+        Times of the saved states, in GD steps (:func:`solve_flow` alone: in the time of
+        the right-hand side it was given).
+    trajectory : ndarray, shape (n, d)
+        The saved states; ``theta`` is the last of them.
     status : Status
         OK; DIVERGED (|state| passed ``divergence_norm``); NONFINITE (the state or the
-        right-hand side turned NaN/inf, so the integrator could not step past ``t_stop``);
-        NOT_CONVERGED (the solver failed otherwise: step size too small, usually a stiff
-        or singular right-hand side).
-    solver_message : str
-        What ``solve_ivp`` said, or where the run stopped early.
-    nfev, njev : int
-        Right-hand side and Jacobian evaluations.
-    t_stop : float
-        Time at which the integration ended: the horizon, a terminal event, the crossing of
-        ``divergence_norm``, or the last time the integrator reached before a non-finite
-        right-hand side or a failure stopped it.
+        right-hand side turned NaN/inf, so the integrator could not step past
+        ``stop_step``); NOT_CONVERGED (the integrator failed otherwise: step size too
+        small, usually a stiff or singular right-hand side); the message carries what the
+        integrator said.
+    counters : dict
+        ``rhs_evals`` and ``jacobian_evals``, the right-hand side and Jacobian evaluations
+        (the central flow adds ``switches``, its branch switches).
+    stop_step : float
+        Time at which the integration ended: the horizon, a terminal event, the crossing
+        of ``divergence_norm``, or the last time the integrator reached before a
+        non-finite right-hand side or a failure stopped it.
     """
 
-    t: np.ndarray
-    states: np.ndarray
-    status: Status
-    solver_message: str
-    nfev: int
-    njev: int
-    t_stop: float = dataclasses.field(default=np.nan, kw_only=True)
+    step: np.ndarray
+    trajectory: np.ndarray
+    stop_step: float = dataclasses.field(default=np.nan, kw_only=True)
 
     @property
-    def message(self) -> str:
-        if self.success:
-            return self.status.message
-        return f"{self.status.message} ({self.solver_message})"
+    def theta(self) -> np.ndarray | None:
+        """The last saved state (None when nothing was saved)."""
+        return self.trajectory[-1] if self.trajectory.shape[0] else None
 
-    @property
-    def success(self) -> bool:
-        return self.status.success
+    def headline(self) -> dict:
+        return {"records": self.step.shape[0], "stop_step": self.stop_step}
 
-    @property
-    def final(self) -> np.ndarray:
-        """The last saved state."""
-        return self.states[-1]
+    def _export_data(self) -> dict:
+        """The data variables of :meth:`to_xarray` (subclasses add theirs)."""
+        return {"theta": (("step", "param"), self.trajectory)}
+
+    def _export_coords(self) -> dict:
+        return {"step": self.step}
+
+    def to_xarray(self):
+        """The saved states (and what the flow measured) as an ``xarray.Dataset`` with
+        dimension ``step``; status, message and counters as attributes."""
+        import xarray as xr
+
+        from .._export import finish
+
+        ds = xr.Dataset(self._export_data(), coords=self._export_coords(),
+                        attrs={**self._export_attrs(), "stop_step": self.stop_step})
+        return finish(ds, self.parameters)
 
 
-def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, method="DOP853",
-               rtol=1e-10, atol=1e-12, divergence_norm=np.inf) -> FlowResult:
+def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator="DOP853",
+               rtol=1e-10, atol=1e-12, divergence_norm=np.inf,
+               parameters=None) -> FlowResult:
     """Integrate ``dy/dt = rhs(t, y)`` from 0 to ``t_end``.
 
     Two ways a run can stop early without letting NaN into the saved states:
@@ -85,10 +96,12 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, method="DO
         Jacobian, used by the implicit methods ``"Radau"``, ``"BDF"``, ``"LSODA"``.
     events : list of callables, optional
         Extra ``solve_ivp`` events.
-    method, rtol, atol :
-        Passed to ``solve_ivp``.
+    integrator, rtol, atol :
+        Passed to ``solve_ivp`` (its ``method``, ``rtol``, ``atol``).
     divergence_norm : float
         |y| at which the run stops with status DIVERGED (default: never).
+    parameters : dict, optional
+        The parameters of the public call, kept in the result (default: the integrator's).
 
     Returns
     -------
@@ -99,8 +112,19 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, method="DO
     y0 = check.finite_array("y0", y0, ndim=1)
     t_end = check.positive_float("t_end", t_end)
     t_eval = check.eval_times("t_eval", t_eval, t_end, "t_end")
-    options = check.solver_options(rtol, atol, method)
+    valid = check.solver_options(rtol, atol, integrator)
+    options = {"rtol": valid["rtol"], "atol": valid["atol"], "method": integrator}
     divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
+    if parameters is None:
+        parameters = {"t_end": t_end, "integrator": integrator, "rtol": options["rtol"],
+                      "atol": options["atol"], "divergence_norm": divergence_norm}
+
+    def result(t, states, status, message, counters, stop):
+        # the integrator's own message explains a failure; an OK run needs none
+        return FlowResult(status=status, detail=None if status is Status.OK else message,
+                          counters={"rhs_evals": counters[0], "jacobian_evals": counters[1]},
+                          parameters=parameters, step=t, trajectory=states, stop_step=stop)
+
     if _norm(y0) >= divergence_norm:
         raise ValueError(f"the start has norm {_norm(y0):.6g}, not below "
                          f"divergence_norm = {divergence_norm:.6g}")
@@ -145,10 +169,9 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, method="DO
         return wrapped
 
     if not np.all(np.isfinite(guarded(0.0, y0))):
-        return FlowResult(np.empty(0), np.empty((0, y0.shape[0])), Status.NONFINITE,
-                          "the right-hand side is NaN or inf at the start, t = 0", 1, 0,
-                          t_stop=0.0)
-    if jac is not None and method in ("Radau", "BDF", "LSODA"):
+        return result(np.empty(0), np.empty((0, y0.shape[0])), Status.NONFINITE,
+                      "the right-hand side is NaN or inf at the start, t = 0", (1, 0), 0.0)
+    if jac is not None and integrator in ("Radau", "BDF", "LSODA"):
         def guarded_jac(t, y):  # never asked at a NaN state (LSODA may step onto one)
             return jac(t, y) if np.all(np.isfinite(y)) else np.full((y.size, y.size), np.nan)
 
@@ -164,23 +187,21 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, method="DO
         bad = int(np.argmin(finite))
         t_stop = float(t[bad - 1]) if bad else 0.0
         message = f"the state turned NaN or inf just after t = {t_stop:.10g}"
-        return FlowResult(t[:bad], states[:bad], Status.NONFINITE, message, *counters,
-                          t_stop=t_stop)
+        return result(t[:bad], states[:bad], Status.NONFINITE, message, counters, t_stop)
     if event_nan[0] < np.inf:
         keep = t <= finite_until[0]
         message = (f"an event function (e.g. the sharpness) turned NaN or inf just after "
                    f"t = {finite_until[0]:.10g}")
-        return FlowResult(t[keep], states[keep], Status.NONFINITE, message, *counters,
-                          t_stop=finite_until[0])
+        return result(t[keep], states[keep], Status.NONFINITE, message, counters, finite_until[0])
     if sol.status == 1 and sol.t_events[0].size:
         t_stop = float(sol.t_events[0][0])
         message = f"|state| reached divergence_norm = {divergence_norm:.6g} at t = {t_stop:.10g}"
-        return FlowResult(t, states, Status.DIVERGED, message, *counters, t_stop=t_stop)
+        return result(t, states, Status.DIVERGED, message, counters, t_stop)
     if sol.status == 1:  # another terminal event
         t_stop = float(next(te[0] for te in sol.t_events if te.size))
-        return FlowResult(t, states, Status.OK, sol.message, *counters, t_stop=t_stop)
+        return result(t, states, Status.OK, sol.message, counters, t_stop)
     if sol.status == 0:
-        return FlowResult(t, states, Status.OK, sol.message, *counters, t_stop=t_end)
+        return result(t, states, Status.OK, sol.message, counters, t_end)
     t_stop = reached[0]
     if nonfinite_at[0] >= t_stop:  # the failing trial steps met a non-finite value
         # the interpolant may overflow on the last step before the stop: keep finite rows
@@ -188,8 +209,8 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, method="DO
         t, states = t[keep], states[keep]
         message = (f"the right-hand side turned NaN or inf just after t = {t_stop:.10g}; "
                    f"{sol.message}")
-        return FlowResult(t, states, Status.NONFINITE, message, *counters, t_stop=t_stop)
-    return FlowResult(t, states, Status.NOT_CONVERGED, sol.message, *counters, t_stop=t_stop)
+        return result(t, states, Status.NONFINITE, message, counters, t_stop)
+    return result(t, states, Status.NOT_CONVERGED, sol.message, counters, t_stop)
 
 
 def _norm(y) -> float:

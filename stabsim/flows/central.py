@@ -51,13 +51,17 @@ from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import top_eigenpairs
-from ._sdcp import SDCPSolution, sdcp_data, solve_sdcp
+from ._sdcp import sdcp_data, sdcp_solution, solve_sdcp
 from ._solve import FlowResult, solve_flow
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class CentralFlowResult(FlowResult):
-    """A solved central flow: the :class:`FlowResult` fields and, at each saved time,
+    """A solved central flow: the :class:`FlowResult` fields and what is measured at each
+    saved step (below).
+
+    Its ``counters`` add ``switches`` (branch switches) to the integrator's; status
+    MAX_STEPS names ``max_switches``, the budget of switches that ran out.
 
     Attributes
     ----------
@@ -69,8 +73,8 @@ class CentralFlowResult(FlowResult):
         |∇L(w)|².
     at_eos : ndarray of bool, shape (n,)
         Whether w is on the boundary S = 2/η (the constrained branch).
-    entry_times, exit_times : list of float
-        Times at which the flow reached S = 2/η and left it.
+    entry_steps, exit_steps : list of float
+        Times (in steps) at which the flow reached S = 2/η and left it.
     eta : float
     max_critical : int
         The k the flow was solved with.
@@ -90,12 +94,26 @@ class CentralFlowResult(FlowResult):
     sigma2: np.ndarray = None
     grad_norm2: np.ndarray = None
     at_eos: np.ndarray = None
-    entry_times: list = dataclasses.field(default_factory=list)
-    exit_times: list = dataclasses.field(default_factory=list)
+    entry_steps: list = dataclasses.field(default_factory=list)
+    exit_steps: list = dataclasses.field(default_factory=list)
     max_critical: int = 1
     n_critical: np.ndarray = None
     sigma_eigenvalues: np.ndarray = None
     eigenvalues: np.ndarray = None
+
+    def headline(self) -> dict:
+        out = {"eta": self.eta, "records": self.step.shape[0], "stop_step": self.stop_step}
+        if self.loss.size:
+            out.update(loss=float(self.loss[-1]), sharpness=float(self.sharpness[-1]))
+        return out
+
+    def _export_data(self) -> dict:
+        data = super()._export_data()
+        data.update({name: ("step", getattr(self, name)) for name in
+                     ("loss", "sharpness", "lambda2", "sigma2", "grad_norm2")})
+        data["at_eos"] = ("step", self.at_eos.astype(np.int8))
+        data["n_critical"] = ("step", self.n_critical)
+        return data
 
     @property
     def trace_sigma(self) -> np.ndarray:
@@ -199,8 +217,8 @@ class _MultiField:
             for b in range(a, m):
                 T[a, b] = T[b, a] = self.loss.d3(w, vectors[:, a], vectors[:, b])
         if not (np.all(np.isfinite(T)) and np.all(np.isfinite(grad))):  # no SDCP: NONFINITE
-            return SDCPSolution(np.full((m, m), np.nan), np.nan, 0, False), np.full_like(grad,
-                                                                                      np.nan)
+            return (sdcp_solution(np.full((m, m), np.nan), np.nan, 0, Status.NONFINITE),
+                    np.full_like(grad, np.nan))
         G, C = sdcp_data(T, grad)
         solution = solve_sdcp(G, C)
         return solution, np.einsum("ab,abi->i", solution.S, T)
@@ -220,7 +238,7 @@ class _MultiField:
             if m == 0:
                 return -self.eta * grad
             solution, force = self.sigma(w, m, grad)
-            if not solution.converged:  # reported as a non-finite right-hand side
+            if not solution.success:  # reported as a non-finite right-hand side
                 return np.full_like(grad, np.nan)
             return -self.eta * (grad + 0.5 * force)
 
@@ -243,11 +261,11 @@ class _MultiField:
         return self.flow(m), events
 
 
-def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
-                 rtol: float = 1e-10, atol: float = 1e-12, method: str = "DOP853",
+def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float = 1.0,
+                 rtol: float = 1e-10, atol: float = 1e-12, integrator: str = "DOP853",
                  max_switches: int = 100, max_critical: int = 1,
                  exit_band: float = 1e-6, divergence_norm: float = 1e8) -> CentralFlowResult:
-    """Solve the central flow (module docstring) for t ∈ [0, t_end], t in GD steps.
+    """Solve the central flow (module docstring) for t ∈ [0, steps], t in GD steps.
 
     The flow switches between branches at events located by ``solve_ivp``. With
     ``max_critical=1`` the branches are gradient flow and the boundary branch, and the events
@@ -256,7 +274,7 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
     evaluation, see "k critical eigenvalues" in the module docstring), and the events are
     λ_{m+1} reaching 2/η (m → m + 1) and λ_m falling below (1 − ``exit_band``)·2/η
     (m → m − 1). Each branch is integrated once to find its switching time and once more to
-    save the states at the requested times. A start with eigenvalues ≥ 2/η begins with those
+    save the states at the record times. A start with eigenvalues ≥ 2/η begins with those
     eigenvalues held at their initial values.
 
     Parameters
@@ -265,14 +283,16 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
     theta0 : array_like, shape (d,)
     eta : float
         GD step size; the sharpness bound is 2/η.
-    t_end : float
-        Final time, in GD steps.
-    t_eval : array_like, optional
-        Increasing times in [0, t_end] at which to save (default: 0, 1, …, ⌊t_end⌋).
-    rtol, atol, method :
+    steps : float
+        Horizon, in GD steps.
+    stride : float
+        Save the state at the multiples of ``stride`` and at ``steps`` (default: every
+        step).
+    rtol, atol, integrator :
         Passed to ``solve_ivp`` (through :func:`~stabsim.flows.solve_flow`).
     max_switches : int
-        Budget of branch switches; status MAX_STEPS when it is exhausted.
+        Budget of branch switches (0: stop at the first); status MAX_STEPS, naming
+        ``max_switches``, when it is exhausted.
     max_critical : int
         Largest number k of eigenvalues the flow holds at 2/η. 1 (default) is the
         one-eigenvalue flow with its exact exit event; above it, eigenvalue λ_{k+1} is not
@@ -284,7 +304,7 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
     divergence_norm : float
         |w| at which the flow stops with status DIVERGED; ``inf`` to follow it until it
         stops being finite (NONFINITE). The result keeps the states saved before, and
-        ``t_stop`` says when the run ended.
+        ``stop_step`` says when the run ended.
 
     Returns
     -------
@@ -293,20 +313,21 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
     require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
     eta = check.positive_float("eta", eta)
-    t_end = check.positive_float("t_end", t_end)
-    solver = check.solver_options(rtol, atol, method)
-    max_switches = check.nonnegative_int("max_switches", max_switches, minimum=1)
+    steps = check.positive_float("steps", steps)
+    solver = check.solver_options(rtol, atol, integrator)
+    max_switches = check.nonnegative_int("max_switches", max_switches)
     max_critical = check.nonnegative_int("max_critical", max_critical, minimum=1)
     exit_band = check.positive_float("exit_band", exit_band)
     divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
     if exit_band >= 1.0:
         raise ValueError(f"exit_band must lie in (0, 1), got {exit_band}")
-    if t_eval is None:
-        n = int(np.floor(t_end)) + 1  # a state (d floats) and about 8 records per time
-        check.affordable(8 * n * (loss.dim + 8), f"saving every step of t_end = {t_end:g}",
-                         "lower `t_end` or pass fewer `t_eval` times")
-        t_eval = np.arange(n, dtype=float)
-    t_eval = check.eval_times("t_eval", t_eval, t_end, "t_end")
+    # a state (d floats) and about 8 records per saved step
+    stride = check.positive_float("stride", stride)
+    times = check.record_times(stride, steps, width=loss.dim + 8)
+    parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "stride": stride,
+                  "integrator": integrator, "rtol": rtol, "atol": atol,
+                  "max_switches": max_switches, "max_critical": max_critical,
+                  "exit_band": exit_band, "divergence_norm": divergence_norm}
 
     if max_critical == 1:
         field = _Field(loss, eta)
@@ -315,11 +336,10 @@ def central_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
         field = _MultiField(loss, eta, max_critical, exit_band)
         values = field.spectrum(theta0)[0]
         branch0 = int(min(max_critical, np.count_nonzero(values >= field.bound)))
-    run = _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm,
+    run = _integrate(field, branch0, theta0, steps, times, solver, divergence_norm,
                      max_switches)
-    if max_critical == 1:
-        return _measure(loss, field, *run, eta)
-    return _measure_multi(loss, field, *run, eta)
+    measure = _measure if max_critical == 1 else _measure_multi
+    return measure(loss, field, *run, eta, parameters)
 
 
 def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, max_switches):
@@ -330,7 +350,7 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
     branch, t0, w0 = branch0, 0.0, theta0
     saved_t, saved_w, saved_branch = [], [], []
     entries, exits = ([0.0] if branch0 else []), []
-    status, message, nfev, njev, switches = Status.OK, "", 0, 0, 0
+    status, message, nfev, njev, switches = Status.OK, None, 0, 0, 0
     while True:
         if field.flat(w0, branch):
             status, message = Status.FLAT_SHARPNESS, f"S ≥ 2/η at t = {t0:.10g}"
@@ -351,8 +371,9 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
         # a run that diverged or turned non-finite ends there too)
         probe = solve_flow(rhs, w0, t_end - t0, events=events, divergence_norm=divergence_norm,
                            **solver)
-        nfev += probe.nfev
-        t_stop = t_end if probe.t_stop >= t_end - t0 else t0 + probe.t_stop
+        nfev += probe.counters["rhs_evals"]
+        njev += probe.counters["jacobian_evals"]
+        t_stop = t_end if probe.stop_step >= t_end - t0 else t0 + probe.stop_step
         switched = probe.success and t_stop < t_end
         # pass 2: the states at the requested times within [t0, t_stop] (without t_stop
         # after a switch: the next branch saves it)
@@ -360,34 +381,35 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
         if times.size:
             if t_stop > t0:
                 part = solve_flow(rhs, w0, t_stop - t0, t_eval=times - t0, **solver)
-                nfev += part.nfev
-                saved_t.append(part.t + t0)
-                saved_w.append(part.states)
+                nfev += part.counters["rhs_evals"]
+                njev += part.counters["jacobian_evals"]
+                saved_t.append(part.step + t0)
+                saved_w.append(part.trajectory)
             else:
                 part = probe
                 saved_t.append(np.array([t0]))
                 saved_w.append(w0[None, :])
             saved_branch.append(np.full(saved_t[-1].shape[0], branch))
-            status, message = part.status, part.solver_message
+            status, message = part.status, part.detail
         if not probe.success:
-            status, message = probe.status, probe.solver_message
+            status, message = probe.status, probe.detail
             break
         if not switched:
             break
         switches += 1
         if switches > max_switches:
-            status, message = Status.MAX_STEPS, "more branch switches than max_switches"
+            status, message = Status.MAX_STEPS, f"at t = {t_stop:.10g}"
             break
         # the event that fired is the one whose function is (closest to) zero at the stop
-        fired = min(plan, key=lambda item: abs(item[0](t_stop, probe.final)))
+        fired = min(plan, key=lambda item: abs(item[0](t_stop, probe.theta)))
         (entries if fired[2] > branch else exits).append(t_stop)
-        t0, w0, branch = t_stop, probe.final, fired[2]
+        t0, w0, branch = t_stop, probe.theta, fired[2]
 
     t = np.concatenate(saved_t) if saved_t else np.empty(0)
     states = np.concatenate(saved_w) if saved_w else np.empty((0, theta0.shape[0]))
     kind = bool if isinstance(branch0, bool) else int
     branches = np.concatenate(saved_branch) if saved_branch else np.empty(0, dtype=kind)
-    return t, states, branches, status, message, nfev, njev, entries, exits, t_stop
+    return t, states, branches, status, message, nfev, njev, switches, entries, exits, t_stop
 
 
 def _shifted(f, start):
@@ -399,8 +421,16 @@ def _shifted(f, start):
     return g
 
 
-def _measure(loss, field, t, states, at_eos, status, message, nfev, njev, entries, exits,
-             t_stop, eta) -> CentralFlowResult:
+def _result(status, message, nfev, njev, switches, t_stop, parameters, **fields):
+    """The CentralFlowResult of a run: the protocol fields, then the flow's own."""
+    return CentralFlowResult(
+        status=status, detail=message, knob="max_switches", parameters=parameters,
+        counters={"rhs_evals": nfev, "jacobian_evals": njev, "switches": switches},
+        stop_step=t_stop, **fields)
+
+
+def _measure(loss, field, t, states, at_eos, status, message, nfev, njev, switches, entries,
+             exits, t_stop, eta, parameters) -> CentralFlowResult:
     """Loss, spectrum and σ² at every saved state."""
     n = t.shape[0]
     out = {key: np.zeros(n) for key in ("loss", "sharpness", "lambda2", "sigma2", "g2")}
@@ -411,17 +441,17 @@ def _measure(loss, field, t, states, at_eos, status, message, nfev, njev, entrie
         out["g2"][i] = float(grad @ grad)
         if at_eos[i]:
             out["sigma2"][i] = field.sigma2(w, grad)[0]
-    return CentralFlowResult(
-        t=t, states=states, status=status, solver_message=message, nfev=nfev, njev=njev,
+    return _result(
+        status, message, nfev, njev, switches, t_stop, parameters, step=t, trajectory=states,
         eta=eta, loss=out["loss"], sharpness=out["sharpness"], lambda2=out["lambda2"],
         sigma2=out["sigma2"], grad_norm2=out["g2"], at_eos=at_eos,
-        entry_times=entries, exit_times=exits, max_critical=1, t_stop=t_stop,
+        entry_steps=entries, exit_steps=exits, max_critical=1,
         n_critical=at_eos.astype(int), sigma_eigenvalues=out["sigma2"][:, None],
         eigenvalues=np.column_stack([out["sharpness"], out["lambda2"]]))
 
 
-def _measure_multi(loss, field, t, states, n_critical, status, message, nfev, njev, entries,
-                   exits, t_stop, eta) -> CentralFlowResult:
+def _measure_multi(loss, field, t, states, n_critical, status, message, nfev, njev, switches,
+                   entries, exits, t_stop, eta, parameters) -> CentralFlowResult:
     """Loss, the top k + 1 eigenvalues, Σ's eigenvalues and tr Σ at every saved state."""
     n, k = t.shape[0], field.k
     n_eig = min(k + 1, loss.dim)
@@ -438,9 +468,9 @@ def _measure_multi(loss, field, t, states, n_critical, status, message, nfev, nj
             S = field.sigma(w, m, grad)[0].S
             sigma_eigenvalues[i, :m] = np.linalg.eigvalsh(S)[::-1]
             sigma2[i] = float(np.trace(S))
-    return CentralFlowResult(
-        t=t, states=states, status=status, solver_message=message, nfev=nfev, njev=njev,
+    return _result(
+        status, message, nfev, njev, switches, t_stop, parameters, step=t, trajectory=states,
         eta=eta, loss=loss_v, sharpness=eigenvalues[:, 0], lambda2=eigenvalues[:, 1],
-        sigma2=sigma2, grad_norm2=g2, at_eos=n_critical > 0, entry_times=entries,
-        exit_times=exits, max_critical=k, n_critical=n_critical, t_stop=t_stop,
+        sigma2=sigma2, grad_norm2=g2, at_eos=n_critical > 0, entry_steps=entries,
+        exit_steps=exits, max_critical=k, n_critical=n_critical,
         sigma_eigenvalues=sigma_eigenvalues, eigenvalues=eigenvalues)

@@ -39,12 +39,20 @@ from .manifold_geometry import tangent_space
 FLOW_CONSTANTS = {"normalised": (0.25, True), "sqrt": (0.125, False)}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class ManifoldFlowResult(FlowResult):
-    """A solved manifold flow (``t`` holds the slow times τ; ``states`` are points of R^d).
+    """A solved manifold flow: ``step`` counts GD steps t, ``tau`` = η² t is the flow's slow
+    time; ``trajectory`` holds points of R^d.
+
+    Status EIGENGAP_CLOSED: the relative gap (λ1 − λ2)/λ1 fell below ``gap_tol`` at
+    ``stop_step`` (∇λ1 is undefined there), and the states up to it are kept.
 
     Attributes
     ----------
+    eta : float
+        The step size of the method whose flow this is.
+    tau : ndarray, shape (n,)
+        Slow time η² t of each record.
     method : str
         ``"normalised"`` or ``"sqrt"``.
     coefficient : float
@@ -60,10 +68,10 @@ class ManifoldFlowResult(FlowResult):
         the chart geometry).
     gap_tol : float
         The relative gap below which the flow was stopped as ill-defined.
-    degenerate_at : float or None
-        τ at which the gap closed (status LEFT_DOMAIN), None otherwise.
     """
 
+    eta: float
+    tau: np.ndarray
     method: str
     coefficient: float
     geometry: str
@@ -71,15 +79,19 @@ class ManifoldFlowResult(FlowResult):
     rel_gap: np.ndarray
     grad_norm: np.ndarray
     gap_tol: float
-    degenerate_at: float | None
 
-    @property
-    def message(self) -> str:
-        if self.degenerate_at is not None:
-            return (f"the top Hessian eigenvalue became degenerate ((λ1 − λ2)/λ1 < "
-                    f"{self.gap_tol:g}) at τ = {self.degenerate_at:.6g}: ∇λ1 is undefined "
-                    "there, so the manifold flow stops; the states up to that τ are kept")
-        return super().message
+    def headline(self) -> dict:
+        return {"method": self.method, "eta": self.eta, "records": self.step.shape[0],
+                "stop_step": self.stop_step}
+
+    def _export_data(self) -> dict:
+        data = super()._export_data()
+        data.update({"lambda1": ("step", self.lambda1), "rel_gap": ("step", self.rel_gap),
+                     "grad_norm": ("step", self.grad_norm)})
+        return data
+
+    def _export_coords(self) -> dict:
+        return {"step": self.step, "tau": ("step", self.tau)}
 
 
 class _Geometry:
@@ -98,8 +110,8 @@ class _Chart(_Geometry):
 
     name = "chart"
 
-    def start(self, X0):
-        return X0[: self.loss.m].copy()
+    def start(self, theta0):
+        return theta0[: self.loss.m].copy()
 
     def point(self, y):
         return self.loss.on_manifold(y)
@@ -123,8 +135,8 @@ class _Ambient(_Geometry):
 
     name = "ambient"
 
-    def start(self, X0):
-        return X0.copy()
+    def start(self, theta0):
+        return theta0.copy()
 
     def point(self, y):
         return y
@@ -150,45 +162,55 @@ class _Ambient(_Geometry):
                 - self.restoring * space.normal_solve(self.loss.grad(y)))
 
 
-def manifold_flow(loss: Loss, X0, tau_end: float, *, method: str = "normalised",
-                  coefficient: float | None = None, geometry: str = "auto",
-                  tau_eval=None, gap_tol: float = 1e-6, null_tol: float = 1e-6,
-                  restoring: float = 10.0, rtol: float = 1e-10,
-                  atol: float = 1e-12, solver: str = "DOP853") -> ManifoldFlowResult:
-    """Solve the manifold flow of normalised GD or GD on sqrt(L) for τ ∈ [0, τ_end].
+def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
+                  method: str = "normalised", coefficient: float | None = None,
+                  geometry: str = "auto", stride=None, gap_tol: float = 1e-6,
+                  null_tol: float = 1e-6, restoring: float = 10.0, rtol: float = 1e-10,
+                  atol: float = 1e-12, integrator: str = "DOP853") -> ManifoldFlowResult:
+    """Solve the manifold flow of normalised GD or GD on sqrt(L) over ``steps`` GD steps.
 
     ``dX/dτ = −c P_Γ ∇f(λ1(∇²L(X)))`` with (c, f) = (1/4, log) for ``method="normalised"``
-    and (1/8, identity) for ``method="sqrt"`` (docs/theory.md §4), ∇λ1 = ∇³L[u, u].
+    and (1/8, identity) for ``method="sqrt"`` (docs/theory.md §4), ∇λ1 = ∇³L[u, u], on the
+    slow time τ = η² t: the flow is integrated in τ over [0, η² ``steps``] and saved at
+    the steps t (the result's ``step``, with ``tau`` = η² t as a second coordinate).
 
     Parameters
     ----------
     loss : Loss
-    X0 : array_like, shape (d,)
+    theta0 : array_like, shape (d,)
         A point of Γ, usually Φ(θ₀) from :func:`stabsim.flows.limit_map`.
-    tau_end : float
-        Slow-time horizon; τ = η² t for step size η and step count t.
+    eta : float
+        Step size of the method; sets the slow time τ = η² t.
+    steps : float
+        Horizon, in GD steps (the slow-time horizon is η² ``steps``).
     method : {"normalised", "sqrt"}
     coefficient : float, optional
         Replaces the theory's c (for negative controls: a wrong constant must fail).
     geometry : {"auto", "chart", "ambient"}
         ``"chart"`` needs a loss with ``on_manifold``, ``normal_eigenvalues``, ``lambda1``
         and ``projected_grad_lambda1`` (ManifoldFamily); ``"auto"`` uses it when available.
-    tau_eval : array_like, optional
-        Slow times at which to save the state (default: the integrator's steps).
+    stride : float, optional
+        Save the state at the multiples of ``stride`` steps and at ``steps`` (default: at
+        the integrator's own steps).
     gap_tol : float
-        Stop (status LEFT_DOMAIN) once (λ1 − λ2)/λ1 < gap_tol.
+        Stop (status EIGENGAP_CLOSED) once (λ1 − λ2)/λ1 < gap_tol.
     null_tol : float
         Relative tolerance of the numerical null space (ambient geometry).
     restoring : float
         Rate, per unit τ, at which the ambient geometry pulls drift back onto Γ.
-    rtol, atol, solver
+    rtol, atol, integrator
         Passed to :func:`stabsim.flows.solve_flow`.
+
+    Returns
+    -------
+    ManifoldFlowResult
     """
     require_loss(loss)
-    X0 = loss.check_point(X0, "X0")
-    tau_end = check.positive_float("tau_end", tau_end)
-    tau_eval = check.eval_times("tau_eval", tau_eval, tau_end, "tau_end")
-    check.solver_options(rtol, atol, solver, "solver")
+    theta0 = loss.check_point(theta0, "theta0")
+    eta = check.positive_float("eta", eta)
+    steps = check.positive_float("steps", steps)
+    times = check.record_times(stride, steps, width=loss.dim + 3)
+    check.solver_options(rtol, atol, integrator)
     check.choice("method", method, FLOW_CONSTANTS)
     check.choice("geometry", geometry, {"auto", "chart", "ambient"})
     coefficient = FLOW_CONSTANTS[method][0] if coefficient is None else check.finite_float(
@@ -213,21 +235,32 @@ def manifold_flow(loss: Loss, X0, tau_end: float, *, method: str = "normalised",
         return margin
 
     degenerate.terminal = True
-    if geo.spectrum(geo.start(X0))[1] < gap_tol:
-        raise ValueError(f"the top eigenvalue of the Hessian at X0 is not simple "
+    if geo.spectrum(geo.start(theta0))[1] < gap_tol:
+        raise ValueError(f"the top eigenvalue of the Hessian at theta0 is not simple "
                          f"((λ1 − λ2)/λ1 < gap_tol = {gap_tol:g}): the flow is undefined")
-    flow = solve_flow(lambda tau, y: geo.field(y), geo.start(X0), tau_end,
-                      t_eval=tau_eval, events=[degenerate], method=solver, rtol=rtol,
-                      atol=atol)
-    points = np.array([geo.point(y) for y in flow.states]).reshape(-1, loss.dim)
-    spectra = np.array([geo.spectrum(y) for y in flow.states]).reshape(-1, 2)
+    scale = eta**2  # τ = η² t
+    parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "method": method,
+                  "coefficient": coefficient, "geometry": geo.name, "stride": stride,
+                  "gap_tol": gap_tol, "null_tol": null_tol, "restoring": restoring,
+                  "integrator": integrator, "rtol": rtol, "atol": atol}
+    flow = solve_flow(lambda tau, y: geo.field(y), geo.start(theta0), scale * steps,
+                      t_eval=None if times is None else np.minimum(scale * times,
+                                                                   scale * steps),
+                      events=[degenerate], integrator=integrator, rtol=rtol, atol=atol)
+    points = np.array([geo.point(y) for y in flow.trajectory]).reshape(-1, loss.dim)
+    spectra = np.array([geo.spectrum(y) for y in flow.trajectory]).reshape(-1, 2)
     grad_norm = np.array([np.linalg.norm(loss.grad(X)) for X in points])
-    status, degenerate_at = flow.status, None
+    status, detail = flow.status, flow.detail
     if status is Status.OK and closed_at:
-        status, degenerate_at = Status.LEFT_DOMAIN, float(min(closed_at))
+        tau_closed = float(min(closed_at))
+        status = Status.EIGENGAP_CLOSED
+        detail = (f"(λ1 − λ2)/λ1 < gap_tol = {gap_tol:g} at τ = {tau_closed:.6g}, step "
+                  f"{tau_closed / scale:.6g}; the states up to there are kept")
+    tau = flow.step
     return ManifoldFlowResult(
-        flow.t, points, status, flow.solver_message, flow.nfev, flow.njev,
-        method=method, coefficient=coefficient, geometry=geo.name,
-        lambda1=spectra[:, 0], rel_gap=spectra[:, 1], grad_norm=grad_norm,
-        gap_tol=gap_tol, degenerate_at=degenerate_at,
+        status=status, detail=detail, counters=flow.counters, parameters=parameters,
+        step=tau / scale if times is None else times[: tau.shape[0]], trajectory=points,
+        stop_step=flow.stop_step / scale, eta=eta, tau=tau, method=method,
+        coefficient=coefficient, geometry=geo.name, lambda1=spectra[:, 0],
+        rel_gap=spectra[:, 1], grad_norm=grad_norm, gap_tol=gap_tol,
     )

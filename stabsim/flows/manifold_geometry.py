@@ -18,44 +18,60 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
-from .._status import NonFiniteError, Status, StatusResult
+from .._result import Result
+from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import hessian_spectrum
 from ._solve import solve_flow
 
 
-@dataclasses.dataclass(frozen=True)
-class LimitPoint(StatusResult):
+@dataclasses.dataclass(repr=False)
+class LimitPoint(Result):
     """Φ(θ), the end of the gradient flow from θ, as :func:`limit_map` found it.
 
     Attributes
     ----------
-    point : ndarray, shape (d,)
-        The state where the flow stopped: |∇L(point)| ≤ ``tol`` when ``success``.
+    theta : ndarray, shape (d,)
+        The state where the flow stopped: |∇L(theta)| ≤ ``tol`` when ``success``.
     grad_norm : float
-        |∇L(point)|.
+        |∇L(theta)|.
     tol : float
         The tolerance on |∇L| that stopped the flow.
     flow_time : float
         The flow time s at which it stopped.
     status : Status
-        OK; MAX_STEPS if |∇L| was still above ``tol`` at ``s_max``; NONFINITE or
-        NOT_CONVERGED from the integrator.
-    nfev : int
-        Gradient evaluations by the integrator.
+        OK; MAX_STEPS if |∇L| was still above ``tol`` at ``s_max`` (the message names
+        ``s_max``); NONFINITE or NOT_CONVERGED from the integrator.
+    counters : dict
+        ``rhs_evals`` (gradient evaluations) and ``jacobian_evals`` (Hessians) of the
+        integrator.
     """
 
-    point: np.ndarray
+    theta: np.ndarray
     grad_norm: float
     tol: float
     flow_time: float
-    status: Status
-    nfev: int
+
+    def headline(self) -> dict:
+        return {"grad_norm": self.grad_norm, "flow_time": self.flow_time}
+
+    def to_xarray(self):
+        """Φ(θ) as an ``xarray.Dataset``: ``theta`` on dimension ``param``, |∇L| and the
+        flow time as variables."""
+        import xarray as xr
+
+        from .._export import finish
+
+        ds = xr.Dataset({"theta": ("param", self.theta), "grad_norm": ((), self.grad_norm),
+                         "flow_time": ((), self.flow_time)},
+                        attrs={**self._export_attrs(), "tol": self.tol})
+        return finish(ds, self.parameters)
 
 
 def limit_map(loss: Loss, theta, *, tol: float = 1e-10, s_max: float = 1e6,
-              method: str = "LSODA", rtol: float = 1e-10, atol: float = 1e-13) -> LimitPoint:
+              integrator: str = "LSODA", rtol: float = 1e-10,
+              atol: float = 1e-13) -> LimitPoint:
     """Φ(θ): integrate the gradient flow ``dθ/ds = −∇L(θ)`` until ``|∇L(θ(s))| ≤ tol``.
 
     The integration stops where |∇L| = tol/2 (located by the integrator's event search),
@@ -72,19 +88,32 @@ def limit_map(loss: Loss, theta, *, tol: float = 1e-10, s_max: float = 1e6,
         Stop once |∇L| ≤ tol.
     s_max : float
         Largest flow time; the result has status MAX_STEPS if |∇L| > tol there.
-    method, rtol, atol
+    integrator, rtol, atol
         Passed to :func:`solve_flow`.
+
+    Returns
+    -------
+    LimitPoint
     """
     require_loss(loss)
     theta = loss.check_point(theta)
     tol = check.positive_float("tol", tol)
     s_max = check.positive_float("s_max", s_max)
-    check.solver_options(rtol, atol, method)
+    check.solver_options(rtol, atol, integrator)
+    parameters = {"loss": repr(loss), "tol": tol, "s_max": s_max, "integrator": integrator,
+                  "rtol": rtol, "atol": atol}
+
+    def result(point, grad_norm, flow_time, status, counters, detail=None):
+        return LimitPoint(status=status, counters=counters, parameters=parameters,
+                          knob="s_max", detail=detail, theta=point, grad_norm=grad_norm,
+                          tol=tol, flow_time=flow_time)
+
     grad_norm = float(np.linalg.norm(loss.grad(theta)))
+    no_work = {"rhs_evals": 1, "jacobian_evals": 0}
     if grad_norm <= tol:
-        return LimitPoint(theta.copy(), grad_norm, tol, 0.0, Status.OK, 0)
+        return result(theta.copy(), grad_norm, 0.0, Status.OK, no_work)
     if not np.isfinite(grad_norm):
-        return LimitPoint(theta.copy(), grad_norm, tol, 0.0, Status.NONFINITE, 1)
+        return result(theta.copy(), grad_norm, 0.0, Status.NONFINITE, no_work)
 
     def converged(s, y):
         # aim at tol/2: the stop state is interpolated by the integrator, whose error is
@@ -93,13 +122,14 @@ def limit_map(loss: Loss, theta, *, tol: float = 1e-10, s_max: float = 1e6,
 
     converged.terminal = True
     flow = solve_flow(lambda s, y: -loss.grad(y), theta, s_max, events=[converged],
-                      jac=lambda s, y: -loss.hessian(y), method=method, rtol=rtol, atol=atol)
-    point = flow.final.copy()
+                      jac=lambda s, y: -loss.hessian(y), integrator=integrator, rtol=rtol,
+                      atol=atol)
+    point = flow.theta.copy()
     grad_norm = float(np.linalg.norm(loss.grad(point)))
     status = flow.status
     if status is Status.OK and grad_norm > tol:
         status = Status.MAX_STEPS
-    return LimitPoint(point, grad_norm, tol, float(flow.t[-1]), status, flow.nfev)
+    return result(point, grad_norm, float(flow.step[-1]), status, flow.counters, flow.detail)
 
 
 @dataclasses.dataclass(frozen=True)

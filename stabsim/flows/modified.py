@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from .. import _validate as check
 from ..losses import Loss
+from ..losses._base import require_loss
 from ._solve import FlowResult, solve_flow
 
 
-def modified_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
+def modified_flow(loss: Loss, theta0, eta: float, steps: float, *, stride=None,
                   rtol: float = 1e-10, atol: float = 1e-12,
-                  method: str = "DOP853") -> FlowResult:
+                  integrator: str = "DOP853") -> FlowResult:
     """Solve the gradient flow of the modified loss L + (η/4)|∇L|², t counted in GD steps.
 
     The flow (Barrett & Dherin, "Implicit Gradient Regularization", ICLR 2021; docs/theory.md §5)::
@@ -29,25 +30,32 @@ def modified_flow(loss: Loss, theta0, eta: float, t_end: float, *, t_eval=None,
     theta0 : array_like, shape (d,)
     eta : float
         GD's step size (also the flow's time unit).
-    t_end : float
-        Final time, in steps.
-    t_eval : array_like, optional
-        Times (in steps) at which to save the state.
+    steps : float
+        Horizon, in GD steps.
+    stride : float, optional
+        Save the state at the multiples of ``stride`` and at ``steps`` (default: at the
+        integrator's own steps).
     rtol, atol : float
         Tolerances of ``solve_ivp``.
-    method : str
+    integrator : str
         A ``solve_ivp`` method (no Jacobian is supplied: the exact one needs ∇³L[∇L]).
 
     Returns
     -------
     FlowResult
     """
+    require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
     eta = check.positive_float("eta", eta)
-    t_end = check.positive_float("t_end", t_end)
+    steps = check.positive_float("steps", steps)
+    times = check.record_times(stride, steps, width=loss.dim + 1)
+    check.solver_options(rtol, atol, integrator)
+    parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "stride": stride,
+                  "integrator": integrator, "rtol": rtol, "atol": atol}
 
     def rhs(t, theta):
         g = loss.grad(theta)
         return -eta * (g + 0.5 * eta * loss.hvp(theta, g))
 
-    return solve_flow(rhs, theta0, t_end, t_eval=t_eval, method=method, rtol=rtol, atol=atol)
+    return solve_flow(rhs, theta0, steps, t_eval=times, integrator=integrator, rtol=rtol,
+                      atol=atol, parameters=parameters)

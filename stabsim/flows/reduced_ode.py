@@ -15,9 +15,11 @@ keeps X positive and resolves the orbit's exponentially small minima of X.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from .._validate import eval_times, finite_array, finite_float, positive_float, solver_options
+from .._validate import finite_array, finite_float, positive_float, record_times, solver_options
 from ..maps._reduced_step import hamiltonian
 from ._solve import FlowResult, solve_flow
 
@@ -49,9 +51,18 @@ def small_orbit_period(eta, alpha):
     return 2.0 * np.pi / (eta * np.sqrt(2.0 * alpha))
 
 
-def solve_reduced_ode(x0, y0, eta, alpha, beta, t_end, *, t_eval=None, rtol=1e-10,
-                      atol=1e-12) -> FlowResult:
-    """Integrate the ODE limit from ``(x0², y0)`` over ``[0, t_end]`` steps.
+@dataclasses.dataclass(repr=False)
+class ReducedODEResult(FlowResult):
+    """A solved reduced ODE: ``trajectory`` has columns X = x² and y; exported as the
+    variables ``x2`` and ``y`` on dimension ``step``."""
+
+    def _export_data(self) -> dict:
+        return {"x2": ("step", self.trajectory[:, 0]), "y": ("step", self.trajectory[:, 1])}
+
+
+def solve_reduced_ode(x0, y0, eta, alpha, beta, steps, *, stride=None, rtol=1e-10,
+                      atol=1e-12) -> ReducedODEResult:
+    """Integrate the ODE limit from ``(x0², y0)`` over ``[0, steps]`` steps.
 
     Parameters
     ----------
@@ -59,15 +70,16 @@ def solve_reduced_ode(x0, y0, eta, alpha, beta, t_end, *, t_eval=None, rtol=1e-1
         Start; ``x0 ≠ 0`` (X = 0 is invariant and H is infinite there).
     eta, alpha, beta : float
         As for the map, all > 0.
-    t_end : float
+    steps : float
         Horizon in steps.
-    t_eval : array_like, optional
-        Times to save at (default: the solver's steps).
+    stride : float, optional
+        Save at the multiples of ``stride`` and at ``steps`` (default: the integrator's
+        own steps).
 
     Returns
     -------
-    FlowResult
-        ``states`` has columns ``X = x²`` and ``y``.
+    ReducedODEResult
+        ``trajectory`` has columns ``X = x²`` and ``y``.
     """
     x0 = finite_float("x0", x0)
     if x0 == 0.0:
@@ -76,16 +88,21 @@ def solve_reduced_ode(x0, y0, eta, alpha, beta, t_end, *, t_eval=None, rtol=1e-1
     eta = positive_float("eta", eta)
     alpha = positive_float("alpha", alpha)
     beta = positive_float("beta", beta)
-    t_end = positive_float("t_end", t_end)
-    t_eval = eval_times("t_eval", t_eval, t_end, "t_end")
+    steps = positive_float("steps", steps)
+    times = record_times(stride, steps, width=3)
     solver_options(rtol, atol, "DOP853")
+    parameters = {"x0": x0, "y0": y0, "eta": eta, "alpha": alpha, "beta": beta,
+                  "steps": steps, "stride": stride, "integrator": "DOP853", "rtol": rtol,
+                  "atol": atol}
 
     def rhs(t, state):
         log_x2, y = state
         return np.array([2.0 * eta * y, eta * (alpha - 0.5 * beta * np.exp(log_x2))])
 
     # ln x0² as 2 ln|x0|: x0² itself overflows past |x0| = 1e154
-    result = solve_flow(rhs, [2.0 * np.log(abs(x0)), y0], t_end, t_eval=t_eval, rtol=rtol,
-                        atol=atol)
-    result.states = np.column_stack([np.exp(result.states[:, 0]), result.states[:, 1]])
-    return result
+    flow = solve_flow(rhs, [2.0 * np.log(abs(x0)), y0], steps, t_eval=times, rtol=rtol,
+                      atol=atol, parameters=parameters)
+    fields = {f.name: getattr(flow, f.name) for f in dataclasses.fields(flow)}
+    fields["trajectory"] = np.column_stack([np.exp(flow.trajectory[:, 0]),
+                                            flow.trajectory[:, 1]])
+    return ReducedODEResult(**fields)

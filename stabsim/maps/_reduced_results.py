@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 
 from .._export import finish, flag_attrs, integer_on_disk, missing_as_nan
-from .._status import Status, StatusResult
+from .._result import Result
+from .._status import Status
 
 
 @dataclasses.dataclass
@@ -70,19 +71,22 @@ def _params_attrs(params: dict) -> dict:
     return {k: v for k, v in params.items() if v is not None}
 
 
-@dataclasses.dataclass
-class ReducedResult(StatusResult):
-    """One trajectory of the reduced map.
+@dataclasses.dataclass(repr=False)
+class ReducedResult(Result):
+    """One trajectory of the reduced map (the protocol of :class:`stabsim._result.Result`).
 
     Attributes
     ----------
     step, x, y, phase : ndarray
         Saved states at steps ``0, stride, 2 stride, …`` up to the stop step; ``phase`` is
         1–4 for I–IV.
-    params : dict
-        ``x0, y0, eta, alpha, beta, steps, stride, cycles``.
+    parameters : dict
+        ``x0, y0, eta, alpha, beta, steps, stride, cycles, max_cycles``.
     status : Status
-        OK, LEFT_DOMAIN, NONFINITE, or MAX_STEPS (``cycles`` boundaries not reached).
+        OK, LEFT_DOMAIN, NONFINITE, or MAX_STEPS (``cycles`` boundaries not reached within
+        ``steps``).
+    counters : dict
+        ``steps`` (steps run, = ``stop_step``) and ``boundaries`` (cycle boundaries crossed).
     stop_step : int
         The step of the final state (``steps`` unless the run stopped early).
     x_final, y_final : float
@@ -94,8 +98,6 @@ class ReducedResult(StatusResult):
     x: np.ndarray
     y: np.ndarray
     phase: np.ndarray
-    params: dict
-    status: Status
     stop_step: int
     x_final: float
     y_final: float
@@ -104,7 +106,11 @@ class ReducedResult(StatusResult):
     @property
     def delta2(self) -> float:
         """δ² = 2α/β."""
-        return 2.0 * self.params["alpha"] / self.params["beta"]
+        return 2.0 * self.parameters["alpha"] / self.parameters["beta"]
+
+    def headline(self) -> dict:
+        return {"steps": self.stop_step, "x_final": self.x_final, "y_final": self.y_final,
+                "boundaries": int(self.cycles.n_boundaries)}
 
     def to_xarray(self):
         """An ``xarray.Dataset`` with x, y, phase on dim ``step`` and the cycle summaries
@@ -114,8 +120,8 @@ class ReducedResult(StatusResult):
         c = self.cycles
         nb = int(c.n_boundaries)
         nc = max(nb - 1, 0)
-        attrs = dict(_params_attrs(self.params), status=self.status.name,
-                     message=self.message, stop_step=self.stop_step,
+        attrs = dict(_params_attrs(self.parameters), **self._export_attrs(),
+                     stop_step=self.stop_step,
                      y_max=float(c.y_max), y_min=float(c.y_min), max_abs_x=float(c.max_abs_x))
         if c.first_blowup >= 0:  # −1: never
             attrs["first_blowup"] = int(c.first_blowup)
@@ -135,12 +141,17 @@ class ReducedResult(StatusResult):
             coords={"step": self.step},
             attrs=attrs,
         )
-        return finish(ds, self.params)
+        return finish(ds, self.parameters)
 
 
-@dataclasses.dataclass
-class ReducedEnsembleResult:
+@dataclasses.dataclass(repr=False)
+class ReducedEnsembleResult(Result):
     """An ensemble of reduced-map trajectories (flattened to one trajectory axis).
+
+    Its ``status`` combines the trajectories' by :func:`stabsim._result.combine_statuses`
+    (OK if every one is OK, else the most severe); ``counters`` holds ``trajectories``,
+    ``steps`` (trajectory-steps run, summed) and, per status present, the number of
+    trajectories that ended with it (``counters["OK"]``, ``counters["LEFT_DOMAIN"]``, ...).
 
     Attributes
     ----------
@@ -150,7 +161,7 @@ class ReducedEnsembleResult:
         Each trajectory's start and parameters.
     x_final, y_final : ndarray, shape (n,)
         Where each trajectory stopped.
-    status : ndarray of int8, shape (n,)
+    status_codes : ndarray of int8, shape (n,)
         A :class:`Status` code per trajectory.
     stop_step : ndarray of int64, shape (n,)
     step, x, y : ndarray or None
@@ -158,8 +169,8 @@ class ReducedEnsembleResult:
         trajectory's stop step on.
     cycles : CycleStats or None
         With ``stats=True``; per-boundary arrays have shape (n, width).
-    params : dict
-        ``steps, stride, cycles, max_cycles``.
+    parameters : dict
+        ``steps, stride, cycles, max_cycles, cycle_extremes``.
     """
 
     shape: tuple
@@ -176,32 +187,9 @@ class ReducedEnsembleResult:
     x: np.ndarray | None
     y: np.ndarray | None
     cycles: CycleStats | None
-    params: dict
 
-    @property
-    def status(self) -> Status:
-        """The worst outcome: OK only if every trajectory succeeded, else the most common
-        failure."""
-        bad = self.status_codes[self.status_codes != Status.OK]
-        if bad.size == 0:
-            return Status.OK
-        return Status(int(np.bincount(bad).argmax()))
-
-    @property
-    def counts(self) -> dict:
-        """Number of trajectories per status."""
-        codes, n = np.unique(self.status_codes, return_counts=True)
-        return {Status(int(c)).name: int(k) for c, k in zip(codes, n, strict=True)}
-
-    @property
-    def message(self) -> str:
-        if self.success:
-            return Status.OK.message
-        return f"{self.counts}; most common failure: {self.status.message}"
-
-    @property
-    def success(self) -> bool:
-        return self.status.success
+    def headline(self) -> dict:
+        return {"trajectories": self.x0.size, "steps": self.parameters["steps"]}
 
     def reshape(self, a: np.ndarray) -> np.ndarray:
         """A per-trajectory array (trajectory axis first) in the inputs' broadcast shape."""
@@ -246,9 +234,9 @@ class ReducedEnsembleResult:
             if c.cycle_y_max is not None:
                 data.update({name: ((tr, "cycle"), getattr(c, name)) for name in
                              ("cycle_y_max", "cycle_y_min", "cycle_max_abs_x")})
-        attrs = dict(_params_attrs(self.params), status=self.status.name, message=self.message)
+        attrs = dict(_params_attrs(self.parameters), **self._export_attrs())
         ds = xr.Dataset(data, coords=coords, attrs=attrs)
         for name in ("first_blowup", "boundary_step", "cycle_length"):
             if name in ds:
                 integer_on_disk(ds[name])
-        return finish(ds, self.params)
+        return finish(ds, self.parameters)

@@ -46,6 +46,13 @@ def phase_code(d, y):
     return 3 if y > 0.0 else 4
 
 
+@jit
+def phase_codes(d, y, out):
+    """:func:`phase_code` of every element of the flat arrays ``d`` and ``y``, into ``out``."""
+    for i in range(d.shape[0]):
+        out[i] = phase_code(d[i], y[i])
+
+
 @inline
 def hamiltonian(x, y, alpha, beta):
     """H(x, y) = y² + (β/2) x² − α ln x², the ODE limit's conserved quantity.

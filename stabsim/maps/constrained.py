@@ -32,23 +32,27 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
-from .._status import Status, StatusResult
+from .._result import Result
+from .._status import Status
 from ..losses import Loss
 from ..losses._base import require_loss
 from .projection import PROJECTION_METHODS, proj_M
 
 
-@dataclasses.dataclass
-class ConstrainedResult(StatusResult):
+@dataclasses.dataclass(repr=False)
+class ConstrainedResult(Result):
     """θ† and the predicted v along ``steps + 1`` records (row 0 is the start).
+
+    ``counters``: ``steps`` (steps made, the rows kept minus one) and ``projection_iterations``
+    (iterations of every projection, summed).
 
     Attributes
     ----------
     eta : float
     projection : str
         ``"euclidean"`` or ``"paper"`` (see :func:`~stabsim.maps.projection.proj_M`).
-    theta : ndarray, shape (n, d)
-        θ†_t.
+    trajectory : ndarray, shape (n, d)
+        θ†_t (``theta`` is the last row).
     v : ndarray, shape (n, d)
         The predicted displacement v_t; θ†_t + v_t predicts GD's θ_t.
     loss, sharpness, lambda2 : ndarray, shape (n,)
@@ -68,8 +72,9 @@ class ConstrainedResult(StatusResult):
     n_iter : ndarray of int, shape (n,)
         Iterations of each projection.
     status : Status
-        OK; NOT_CONVERGED if some projection missed its tolerance (the run continues, see
-        ``first_failure``); NONFINITE if a value went non-finite, FLAT_SHARPNESS if ∇S⊥ = 0
+        OK; NOT_CONVERGED if some projection missed its tolerance within ``max_iter`` (the
+        run continues, see ``first_failure``); NONFINITE if a value went non-finite,
+        FLAT_SHARPNESS if ∇S⊥ = 0
         at θ† (δ² = 2α/β is undefined) or a projection met S > 2/η with ∇S = 0 (the run
         stops there and keeps only the rows made before: no row is NaN).
     first_failure : int or None
@@ -79,7 +84,7 @@ class ConstrainedResult(StatusResult):
     eta: float
     projection: str
     displacement: str
-    theta: np.ndarray
+    trajectory: np.ndarray
     v: np.ndarray
     loss: np.ndarray
     sharpness: np.ndarray
@@ -92,14 +97,40 @@ class ConstrainedResult(StatusResult):
     v_perp: np.ndarray
     residuals: np.ndarray
     n_iter: np.ndarray
-    status: Status
     first_failure: int | None
 
     @property
-    def message(self) -> str:
-        if self.first_failure is not None and self.status is Status.NOT_CONVERGED:
-            return f"{self.status.message} (first at step {self.first_failure})"
-        return self.status.message
+    def theta(self) -> np.ndarray | None:
+        """θ† at the last row (None when no row was made)."""
+        return self.trajectory[-1] if self.trajectory.shape[0] else None
+
+    def headline(self) -> dict:
+        return {"eta": self.eta, "projection": self.projection,
+                "steps": self.counters["steps"]}
+
+    def to_xarray(self):
+        """The records as an ``xarray.Dataset`` with dimension ``step`` (θ† as
+        ``theta_dagger``, v, and the per-step quantities)."""
+        import xarray as xr
+
+        from .._export import finish
+
+        one = {"dagger_loss": self.loss, "dagger_sharpness": self.sharpness,
+               "dagger_lambda2": self.lambda2, "pred_x": self.x, "pred_y": self.y,
+               "alpha": self.alpha, "beta": self.beta,
+               "u_dot_grad_sharpness": self.u_dot_grad_sharpness, "v_perp": self.v_perp,
+               "projection_iterations": self.n_iter}
+        data = {name: ("step", values) for name, values in one.items()}
+        data.update({"theta_dagger": (("step", "param"), self.trajectory),
+                     "v": (("step", "param"), self.v),
+                     "projection_residual": (("step", "residual"), self.residuals)})
+        attrs = {**self._export_attrs(), "eta": self.eta, "projection": self.projection,
+                 "displacement": self.displacement}
+        if self.first_failure is not None:
+            attrs["first_failure"] = self.first_failure
+        ds = xr.Dataset(data, coords={"step": np.arange(self.trajectory.shape[0])},
+                        attrs=attrs)
+        return finish(ds, self.parameters)
 
     @property
     def delta2(self) -> np.ndarray:
@@ -109,7 +140,7 @@ class ConstrainedResult(StatusResult):
     @property
     def predicted_theta(self) -> np.ndarray:
         """θ†_t + v_t, the prediction of GD's iterate."""
-        return self.theta + self.v
+        return self.trajectory + self.v
 
     @property
     def predicted_loss(self) -> np.ndarray:
@@ -130,7 +161,7 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
 
     θ†_0 = proj_M(θ_0) and v_0 = θ_0 − θ†_0, so that θ†_0 + v_0 = θ_0 exactly. The theory
     describes GD from its arrival at the edge of stability on: start from the GD iterate at
-    the first step where S ≥ 2/η (what :func:`stabsim.compare.compare` does). With
+    the first step where S ≥ 2/η (what :func:`stabsim.compare` does). With
     ``displacement="paper"`` an earlier start is wrong besides: its δ² term acts whether or
     not the sharpness constraint is active.
 
@@ -174,7 +205,8 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     residuals, n_iter = np.full((n, 2), np.nan), np.zeros(n, dtype=int)
 
     def project(z, ref):
-        return proj_M(loss, z, eta, method=projection, tol=tol, max_iter=max_iter, u_ref=ref)
+        return proj_M(loss, z, eta, projection=projection, tol=tol, max_iter=max_iter,
+                      u_ref=ref)
 
     proj = project(theta0, u_ref)
     v = theta0 - proj.theta
@@ -212,10 +244,16 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
             shift = z - proj.theta if displacement == "exact" else (eta * alpha / beta) * perp
             v = v - eta * (loss.hvp(geo.theta, v) + x * y * u + 0.5 * x * x * perp) + shift
     out = {name: values[:kept] for name, values in out.items()}  # the rows made
+    parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "projection": projection,
+                  "tol": tol, "max_iter": max_iter, "displacement": displacement}
     return ConstrainedResult(
-        eta=eta, projection=projection, displacement=displacement, theta=thetas[:kept],
+        status=status, knob="max_iter" if projection == "euclidean" else None,
+        parameters=parameters,
+        detail=f"first at step {first_failure}" if first_failure is not None else None,
+        counters={"steps": max(kept - 1, 0), "projection_iterations": int(n_iter[:kept].sum())},
+        eta=eta, projection=projection, displacement=displacement, trajectory=thetas[:kept],
         v=vs[:kept], loss=out["loss"],
         sharpness=out["sharpness"], lambda2=out["lambda2"], x=out["x"], y=out["y"],
         alpha=out["alpha"], beta=out["beta"], u_dot_grad_sharpness=out["udS"],
-        v_perp=out["v_perp"], residuals=residuals[:kept], n_iter=n_iter[:kept], status=status,
+        v_perp=out["v_perp"], residuals=residuals[:kept], n_iter=n_iter[:kept],
         first_failure=first_failure)

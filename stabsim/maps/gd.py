@@ -10,14 +10,14 @@ recovers θ* (docs/theory.md §1) by bisection on the segment between the two it
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
 
 import numpy as np
 
 from .. import _validate as check
 from .._interrupt import deferred_interrupt
 from .._progress import progress_bar
-from .._status import Status, StatusResult
+from .._result import Result
+from .._status import Status
 from ..losses import Loss, Quadratic, check_dense_memory
 from ..losses._base import require_loss
 from ..losses._engines import engine_for
@@ -64,13 +64,18 @@ def stability_threshold(eta: float, method: str = "gd", momentum: float = 0.0) -
     raise ValueError(f"method {method!r} has no fixed stability threshold")
 
 
-@dataclasses.dataclass
-class GDResult(StatusResult):
-    """What :func:`run_gd` recorded.
+@dataclasses.dataclass(repr=False)
+class GDResult(Result):
+    """What :func:`run_gd` recorded (the protocol of :class:`stabsim._result.Result`).
 
     Attributes
     ----------
-    steps : ndarray of int, shape (n_rec,)
+    method : str
+        The gradient method.
+    eta, momentum : float
+    threshold : float or None
+        The stability threshold searched for (None when not searched).
+    step : ndarray of int, shape (n_rec,)
         Step index of each record (row 0 is the start).
     loss, grad_norm : ndarray, shape (n_rec,)
         L(θ_t) and |∇L(θ_t)|.
@@ -78,31 +83,37 @@ class GDResult(StatusResult):
         Top eigenvalues of ∇²L(θ_t), descending.
     eig_residual : ndarray, shape (n_rec,)
         |Hu − λu| of the Lanczos eigenpair (0 when a dense ``eigh`` was used).
-    iterates : ndarray, shape (n_rec, d) or None
-        θ_t, when recorded.
+    trajectory : ndarray, shape (n_rec, d) or None
+        θ_t at the recorded steps, with ``record_trajectory=True``.
     theta : ndarray, shape (d,)
         The last iterate reached.
     crossing_step : int or None
         First step t with S(θ_t) ≥ ``threshold`` (None if never, or if not searched).
     crossing_pair : ndarray, shape (2, d) or None
         θ_{t−1} and θ_t around that crossing.
+    counters : dict
+        ``steps`` (updates done) and ``records`` (rows kept).
     """
 
     method: str
     eta: float
     momentum: float
     threshold: float | None
-    steps: np.ndarray
+    step: np.ndarray
     loss: np.ndarray
     grad_norm: np.ndarray
     sharpness: np.ndarray
     eig_residual: np.ndarray
-    iterates: np.ndarray | None
+    trajectory: np.ndarray | None
     theta: np.ndarray
-    n_steps: int
-    status: Status
     crossing_step: int | None
     crossing_pair: np.ndarray | None
+
+    def headline(self) -> dict:
+        out = {"method": self.method, "eta": self.eta, "steps": self.counters["steps"]}
+        if self.loss.size:
+            out.update(loss=float(self.loss[-1]), sharpness=float(self.sharpness[-1, 0]))
+        return out
 
     def to_xarray(self):
         """The records as an ``xarray.Dataset`` with dimension ``step``.
@@ -120,18 +131,16 @@ class GDResult(StatusResult):
             "sharpness": (("step", "eig"), self.sharpness),
             "eig_residual": ("step", self.eig_residual),
         }
-        if self.iterates is not None:
-            data["theta"] = (("step", "param"), self.iterates)
+        if self.trajectory is not None:
+            data["theta"] = (("step", "param"), self.trajectory)
         attrs = {"method": self.method, "eta": self.eta, "momentum": self.momentum,
-                 "status": self.status.name, "message": self.message,
-                 "n_steps": self.n_steps}
+                 **self._export_attrs()}
         if self.threshold is not None:
             attrs["threshold"] = self.threshold
         if self.crossing_step is not None:
             attrs["crossing_step"] = self.crossing_step
-        ds = xr.Dataset(data, coords={"step": self.steps}, attrs=attrs)
-        # the parameters of run_gd that the result keeps
-        return finish(ds, {"method": self.method, "eta": self.eta, "momentum": self.momentum})
+        ds = xr.Dataset(data, coords={"step": self.step}, attrs=attrs)
+        return finish(ds, self.parameters)
 
 
 def run_gd(
@@ -144,7 +153,7 @@ def run_gd(
     momentum: float = 0.0,
     stride: int = 1,
     top_k: int = 1,
-    record_iterates: bool = False,
+    record_trajectory: bool = False,
     find_crossing: bool = True,
     eigensolver: str = "auto",
     eig_tol: float = 1e-10,
@@ -173,6 +182,8 @@ def run_gd(
         Record every ``stride``-th step (step 0 always).
     top_k : int
         How many top Hessian eigenvalues to record.
+    record_trajectory : bool
+        Keep θ_t at every record (``trajectory``, shape (n_rec, d)).
     find_crossing : bool
         Compute the sharpness every step until it first reaches the method's stability
         threshold, and keep the two iterates around that step (GD and momentum methods).
@@ -220,7 +231,7 @@ def run_gd(
     eig_max_products = check.nonnegative_int("eig_max_products", eig_max_products, minimum=1)
     divergence_norm = check.positive_float("divergence_norm", divergence_norm)
     chunk_steps = check.nonnegative_int("chunk_steps", chunk_steps, minimum=1)
-    record_iterates = check.boolean("record_iterates", record_iterates)
+    record_trajectory = check.boolean("record_trajectory", record_trajectory)
     find_crossing = check.boolean("find_crossing", find_crossing)
     progress = check.boolean("progress", progress)
     loss_min = resolve_loss_min(loss, method, loss_min)
@@ -233,7 +244,7 @@ def run_gd(
     d = loss.dim
     n_rec = steps // stride + 1
     rec = kernels.Records(np.zeros(n_rec), np.zeros(n_rec), np.zeros((n_rec, top_k)),
-                          np.zeros((n_rec if record_iterates else 0, d)), np.zeros(n_rec))
+                          np.zeros((n_rec if record_trajectory else 0, d)), np.zeros(n_rec))
     state = kernels.GDState(theta, theta.copy() if method == "heavy_ball" else np.zeros(d),
                             theta.copy(), np.full(d, 1.0 / np.sqrt(d)), np.full(2 * d + 1, -1.0))
     rule = kernels.Method(METHODS[method], eta, momentum, loss_min)
@@ -262,14 +273,21 @@ def run_gd(
         n_kept = (done - 1) // stride + 1 if done > 0 else 0
     crossing = state.crossing
     crossing_step = int(crossing[0]) if crossing[0] >= 0 else None
+    parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "method": method,
+                  "momentum": momentum, "stride": stride, "top_k": top_k,
+                  "record_trajectory": record_trajectory, "find_crossing": find_crossing,
+                  "eigensolver": eigensolver, "eig_tol": eig_tol,
+                  "eig_max_products": eig_max_products, "loss_min": loss_min,
+                  "divergence_norm": divergence_norm}
     return GDResult(
+        status=Status(status), counters={"steps": done, "records": n_kept},
+        parameters=parameters, knob="eig_max_products",
         method=method, eta=eta, momentum=momentum, threshold=threshold,
-        steps=np.arange(n_kept) * stride,
+        step=np.arange(n_kept) * stride,
         loss=rec.loss[:n_kept], grad_norm=rec.gnorm[:n_kept],
         sharpness=rec.sharp[:n_kept], eig_residual=rec.residual[:n_kept],
-        iterates=rec.theta[:n_kept] if record_iterates else None,
-        theta=theta, n_steps=done, status=Status(status),
-        crossing_step=crossing_step,
+        trajectory=rec.theta[:n_kept] if record_trajectory else None,
+        theta=theta, crossing_step=crossing_step,
         crossing_pair=crossing[1:].reshape(2, d).copy() if crossing_step is not None else None,
     )
 
@@ -300,12 +318,26 @@ def eigen_config(loss: Loss, eigensolver: str, top_k: int, tol: float, max_produ
     return kernels.MatrixFree(LANCZOS_RESTART, max_products, tol)
 
 
-class Step(NamedTuple):
-    """One update of :func:`step`."""
+@dataclasses.dataclass(repr=False)
+class Step(Result):
+    """One update of :func:`step` (the protocol of :class:`stabsim._result.Result`;
+    ``counters["steps"]`` is 1, or 0 when the update was refused)."""
 
     theta: np.ndarray  #: θ_{t+1} (θ_t when the status is not OK)
     buf: np.ndarray  #: the next momentum state (θ_t for heavy ball, b_{t+1} for Nesterov)
-    status: Status
+
+    def headline(self) -> dict:
+        return {"method": self.parameters["method"], "eta": self.parameters["eta"]}
+
+    def to_xarray(self):
+        """θ_{t+1} and the momentum state as an ``xarray.Dataset`` on dimension ``param``."""
+        import xarray as xr
+
+        from .._export import finish
+
+        ds = xr.Dataset({"theta": ("param", self.theta), "buf": ("param", self.buf)},
+                        attrs=self._export_attrs())
+        return finish(ds, self.parameters)
 
 
 def step(loss: Loss, theta, eta: float, *, method: str = "gd", momentum: float = 0.0,
@@ -340,7 +372,10 @@ def step(loss: Loss, theta, eta: float, *, method: str = "gd", momentum: float =
     rule = kernels.Method(METHODS[method], eta, momentum, loss_min)
     kernel = engine_for(kernels.gd_chunk, loss.family)
     status, _ = kernel(loss.params, rule, eigen, state, no_records, 0, 1, False, 1, np.inf, -1.0)
-    return Step(state.theta, state.buf, Status(status))
+    parameters = {"loss": repr(loss), "eta": eta, "method": method, "momentum": momentum,
+                  "loss_min": loss_min}
+    return Step(status=Status(status), counters={"steps": int(status == Status.OK)},
+                parameters=parameters, theta=state.theta, buf=state.buf)
 
 
 def resolve_loss_min(loss: Loss, method: str, loss_min=None) -> float:

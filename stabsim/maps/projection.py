@@ -29,7 +29,8 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
-from .._status import NonFiniteError, Status, StatusResult
+from .._result import Result
+from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import SMALL_DIM, hessian_spectrum, top_eigenpairs
@@ -128,9 +129,9 @@ def stable_geometry(loss: Loss, theta, u_ref=None) -> StableGeometry:
                           loss.d3(theta, u, u))
 
 
-@dataclasses.dataclass(frozen=True)
-class Projection(StatusResult):
-    """Result of :func:`proj_M`.
+@dataclasses.dataclass(repr=False)
+class Projection(Result):
+    """Result of :func:`proj_M` (the protocol of :class:`stabsim._result.Result`).
 
     Attributes
     ----------
@@ -141,12 +142,13 @@ class Projection(StatusResult):
     orthogonality : float
         |u(θ)·∇L(θ)| at the returned point.
     n_iter : int
-        Iterations (passes, for ``method="paper"``) taken.
+        Iterations (passes, for ``projection="paper"``) taken; also ``counters["iterations"]``.
     status : Status
-        OK, NOT_CONVERGED (tolerance missed), NONFINITE, or FLAT_SHARPNESS (S > 2/η where
-        ∇S = 0, ∇S⊥ = 0 for ``method="paper"``: no step lowers S to first order, so the
-        projection is undefined; θ is the last iterate).
-    method : str
+        OK, NOT_CONVERGED (tolerance missed within ``max_iter`` iterations, or after the
+        ``passes`` of the paper's iteration: the message names which), NONFINITE, or
+        FLAT_SHARPNESS (S > 2/η where ∇S = 0, ∇S⊥ = 0 for ``projection="paper"``: no step
+        lowers S to first order, so the projection is undefined; θ is the last iterate).
+    projection : str
     geometry : StableGeometry
         Spectral data at the returned point (reused by the constrained trajectory).
     """
@@ -155,9 +157,25 @@ class Projection(StatusResult):
     sharpness_excess: float
     orthogonality: float
     n_iter: int
-    status: Status
-    method: str
+    projection: str
     geometry: StableGeometry
+
+    def headline(self) -> dict:
+        return {"projection": self.projection, "sharpness_excess": self.sharpness_excess,
+                "orthogonality": self.orthogonality}
+
+    def to_xarray(self):
+        """The projected point (``theta`` on dimension ``param``) and its residuals as an
+        ``xarray.Dataset``."""
+        import xarray as xr
+
+        from .._export import finish
+
+        ds = xr.Dataset({"theta": ("param", self.theta),
+                         "sharpness_excess": ((), self.sharpness_excess),
+                         "orthogonality": ((), self.orthogonality)},
+                        attrs={**self._export_attrs(), "projection": self.projection})
+        return finish(ds, self.parameters)
 
     @property
     def residuals(self) -> tuple[float, float]:
@@ -165,11 +183,11 @@ class Projection(StatusResult):
         return self.sharpness_excess, self.orthogonality
 
 
-def proj_M(loss: Loss, z, eta: float, *, method: str = "euclidean", tol: float = 1e-10,
+def proj_M(loss: Loss, z, eta: float, *, projection: str = "euclidean", tol: float = 1e-10,
            max_iter: int = 50, passes: int = 3, u_ref=None) -> Projection:
     """Project z onto the stable set M = {S ≤ 2/η, u·∇L = 0} (docs/theory.md §2).
 
-    ``method="euclidean"`` computes argmin_{θ∈M} |θ − z| with a Gauss–Newton SQP iteration
+    ``projection="euclidean"`` computes argmin_{θ∈M} |θ − z| with a Gauss–Newton SQP iteration
     on the active constraints: at the iterate θ with constraint values c and gradients J
     (rows ∇c2, and ∇c1 when the linearised c1 would be violated), the step p solves
 
@@ -182,7 +200,7 @@ def proj_M(loss: Loss, z, eta: float, *, method: str = "euclidean", tol: float =
     iteration stops when |p|, (S − 2/η)₊/|∇S| and |u·∇L|/S, three distances, are all at most
     ``tol · max(1, |z|)``; status NOT_CONVERGED if that fails within ``max_iter``.
 
-    ``method="paper"`` runs the linearised iteration of Damian et al.'s code ``passes``
+    ``projection="paper"`` runs the linearised iteration of Damian et al.'s code ``passes``
     times with no residual check,
 
         θ ← θ − max(0, S − 2/η) ∇S⊥/|∇S⊥|² − u (u·∇L)/S.
@@ -206,7 +224,7 @@ def proj_M(loss: Loss, z, eta: float, *, method: str = "euclidean", tol: float =
     z : array_like, shape (d,)
     eta : float
         Step size; the sharpness bound is 2/η.
-    method : {"euclidean", "paper"}
+    projection : {"euclidean", "paper"}
     tol : float
         Distance tolerance, relative to max(1, |z|).
     max_iter : int
@@ -223,7 +241,7 @@ def proj_M(loss: Loss, z, eta: float, *, method: str = "euclidean", tol: float =
     require_loss(loss)
     z = loss.check_point(z, "z")
     eta = check.positive_float("eta", eta)
-    check.choice("method", method, PROJECTION_METHODS)
+    check.choice("projection", projection, PROJECTION_METHODS)
     tol = check.positive_float("tol", tol)
     max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
     passes = check.nonnegative_int("passes", passes, minimum=1)
@@ -231,9 +249,14 @@ def proj_M(loss: Loss, z, eta: float, *, method: str = "euclidean", tol: float =
         u_ref = loss.check_point(u_ref, "u_ref")
     bound = 2.0 / eta
     scale = tol * max(1.0, float(np.linalg.norm(z)))
-    if method == "paper":
-        return _paper(loss, z, bound, passes, scale, u_ref)
-    return _euclidean(loss, z, bound, max_iter, scale, u_ref)
+    parameters = {"loss": repr(loss), "eta": eta, "projection": projection, "tol": tol,
+                  "max_iter": max_iter, "passes": passes}
+    if projection == "paper":
+        result = _paper(loss, z, bound, passes, scale, u_ref)
+    else:
+        result = _euclidean(loss, z, bound, max_iter, scale, u_ref)
+    result.parameters.update(parameters)
+    return result
 
 
 def _infeasibility(geo: StableGeometry, bound: float) -> tuple[float, float, float]:
@@ -245,12 +268,16 @@ def _infeasibility(geo: StableGeometry, bound: float) -> tuple[float, float, flo
     return excess, ortho, distance
 
 
-def _finish(theta, geo, bound, n_iter, status, method) -> Projection:
+def _finish(theta, geo, bound, n_iter, status, projection) -> Projection:
+    """The Projection (its ``parameters`` are filled in by :func:`proj_M`)."""
     excess, ortho, _ = _infeasibility(geo, bound)
     finite = np.all(np.isfinite(theta)) and np.isfinite(excess) and np.isfinite(ortho)
     if not finite:
         status = Status.NONFINITE
-    return Projection(theta, excess, ortho, n_iter, status, method, geo)
+    return Projection(status=status, counters={"iterations": n_iter}, parameters={},
+                      knob="passes" if projection == "paper" else "max_iter", theta=theta,
+                      sharpness_excess=excess, orthogonality=ortho, n_iter=n_iter,
+                      projection=projection, geometry=geo)
 
 
 def _euclidean(loss, z, bound, max_iter, scale, u_ref) -> Projection:

@@ -20,6 +20,7 @@ import numba
 import numpy as np
 
 from .._interrupt import deferred_interrupt
+from .._result import combine_statuses, status_counts
 from .._status import Status
 from .._validate import (
     affordable,
@@ -50,6 +51,7 @@ from ._reduced_step import (
     cycle_extremes,
     finish_state,
     init_state,
+    phase_codes,
     run_trajectory,
 )
 
@@ -63,9 +65,10 @@ def reduced_phase(x, y, eta, alpha, beta):
     ``4`` if ``y ≤ 0, d ≤ 0``, with ``d = ηα − (ηβ/2) x²`` (``d > 0 ⇔ x² < δ²``).
     """
     x, y, eta, alpha, beta = _checked((x, y, eta, alpha, beta), ("x", "y", "eta", "alpha", "beta"))
-    d = eta * alpha - (eta * beta * 0.5) * (x * x)
-    up = y > 0.0
-    return np.where(d > 0.0, np.where(up, 2, 1), np.where(up, 3, 4)).astype(np.int8)
+    d, y = np.broadcast_arrays(eta * alpha - (eta * beta * 0.5) * (x * x), y)
+    out = np.empty(d.size, np.int8)
+    phase_codes(np.ascontiguousarray(d).ravel(), np.ascontiguousarray(y).ravel(), out)
+    return out.reshape(d.shape)
 
 
 def _optional_int(name, value, minimum):
@@ -182,9 +185,11 @@ def run_reduced(x0, y0, eta, alpha, beta, steps, *, stride=1, cycles=None,
     return ReducedResult(
         step=np.arange(n_rec, dtype=np.int64)[kept] * stride,
         x=rec_x[kept], y=rec_y[kept], phase=rec_phase[kept],
-        params=dict(x0=float(x0), y0=float(y0), eta=eta, alpha=alpha, beta=beta, steps=steps,
-                    stride=stride, cycles=cycles, max_cycles=max_cycles),
-        status=Status(code), stop_step=int(t_stop), x_final=float(s[X]), y_final=float(s[Y]),
+        parameters=dict(x0=float(x0), y0=float(y0), eta=eta, alpha=alpha, beta=beta,
+                        steps=steps, stride=stride, cycles=cycles, max_cycles=max_cycles),
+        status=Status(code), knob="steps",
+        counters={"steps": int(t_stop), "boundaries": int(s[NBOUND])},
+        stop_step=int(t_stop), x_final=float(s[X]), y_final=float(s[Y]),
         cycles=CycleStats(
             n_boundaries=int(s[NBOUND]), boundary_step=b_step, boundary_H=b_h,
             cycle_length=c_len, cycle_mean_x2=c_mean, cycle_y_max=extremes[0],
@@ -328,9 +333,12 @@ def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride
                                     cyc.cycle_y_max, cyc.cycle_y_min, cyc.cycle_max_abs_x)
             np.sqrt(cyc.cycle_max_abs_x, out=cyc.cycle_max_abs_x)
     return ReducedEnsembleResult(
+        status=combine_statuses(np.unique(status)), knob="steps",
+        counters={"trajectories": n, "steps": int(stop.sum()), **status_counts(status)},
+        detail=None if np.all(status == Status.OK) else str(status_counts(status)),
         shape=shape, x0=x0, y0=y0, eta=eta, alpha=alpha, beta=beta, x_final=x_out,
         y_final=y_out, status_codes=status, stop_step=stop,
         step=np.arange(n_rec, dtype=np.int64) * stride_i if stride_i else None,
         x=rec_x if stride_i else None, y=rec_y if stride_i else None, cycles=cyc,
-        params=dict(steps=steps, stride=stride, cycles=cycles, max_cycles=max_cycles,
-                    cycle_extremes=cycle_extremes))
+        parameters=dict(steps=steps, stride=stride, cycles=cycles, max_cycles=max_cycles,
+                        cycle_extremes=cycle_extremes))

@@ -1,4 +1,4 @@
-"""Figures of a lockstep comparison (:func:`stabsim.compare.compare`)."""
+"""Figures of a lockstep comparison (:func:`stabsim.compare`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def plot_comparison(result, *, axes=None):
 
     Parameters
     ----------
-    result : stabsim.compare.Comparison
+    result : stabsim.comparison.Comparison
     axes : sequence of three matplotlib Axes, optional
         Where to draw; a new figure with three stacked panels otherwise.
 
@@ -22,10 +22,10 @@ def plot_comparison(result, *, axes=None):
     -------
     matplotlib.figure.Figure
     """
-    require_result(result, "stabsim.compare:Comparison")
+    require_result(result, "stabsim.comparison:Comparison")
     fig, axes = figure_and_axes(axes, 3, sharex=True, figsize=(7.5, 8.0))
     loss_ax, sharp_ax, dist_ax = axes
-    t = result.steps
+    t = result.step
     loss_ax.plot(t, result.gd_loss, lw=0.6, color="0.5", label="GD")
     loss_ax.plot(t, result.pred_loss, lw=0.8, ls="--", label="L(θ†) + x²/η")
     loss_ax.plot(t, result.cf_loss, lw=1.2, label="central flow L(w)")
@@ -59,17 +59,17 @@ def plot_x_prediction(result, *, ax=None):
 
     Parameters
     ----------
-    result : stabsim.compare.Comparison
+    result : stabsim.comparison.Comparison
     ax : matplotlib Axes, optional
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    require_result(result, "stabsim.compare:Comparison")
+    require_result(result, "stabsim.comparison:Comparison")
     fig, ax = figure_and_axes(ax, 1, figsize=(7.5, 3.5))
-    ax.plot(result.steps, result.gd_x, lw=0.6, color="0.5", label="GD")
-    ax.plot(result.steps, result.pred_x, lw=0.8, ls="--", label="prediction u·v")
+    ax.plot(result.step, result.gd_x, lw=0.6, color="0.5", label="GD")
+    ax.plot(result.step, result.pred_x, lw=0.8, ls="--", label="prediction u·v")
     ax.set_xlabel("step t")
     ax.set_ylabel("x_t")
     ax.legend(fontsize="small")

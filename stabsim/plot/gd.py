@@ -23,11 +23,11 @@ def plot_loss_and_sharpness(result, *, axes=None, label="GD"):
     require_result(result, "stabsim.maps:GDResult")
     fig, axes = figure_and_axes(axes, 2, sharex=True, figsize=(7.0, 5.0))
     loss_ax, sharp_ax = axes
-    loss_ax.plot(result.steps, result.loss, lw=0.8, label=label)
+    loss_ax.plot(result.step, result.loss, lw=0.8, label=label)
     if np.all(result.loss > 0):
         loss_ax.set_yscale("log")
     loss_ax.set_ylabel("loss L(θ_t)")
-    sharp_ax.plot(result.steps, result.sharpness[:, 0], lw=0.8, label=f"{label} sharpness")
+    sharp_ax.plot(result.step, result.sharpness[:, 0], lw=0.8, label=f"{label} sharpness")
     if result.threshold is not None:
         sharp_ax.axhline(result.threshold, color="k", ls="--", lw=1.0,
                          label=f"threshold {result.threshold:.4g}")

@@ -40,7 +40,7 @@ def plot_reduced_phase_portrait(result, *, ax=None):
     ax.axhline(0.0, color="k", lw=0.7, ls="--")
     ax.set_xlabel("x (displacement along the top eigenvector)")
     ax.set_ylabel("y (≈ S − 2/η)")
-    ax.set_title(f"reduced map, η = {result.params['eta']:.3g}, δ = {delta:.3g}")
+    ax.set_title(f"reduced map, η = {result.parameters['eta']:.3g}, δ = {delta:.3g}")
     ax.legend(loc="best", fontsize="small", markerscale=3)
     return fig
 

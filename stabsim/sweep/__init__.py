@@ -1,8 +1,9 @@
 """Phase-diagram sweeps: where the self-stabilisation theory holds, and where it breaks.
 
 A sweep runs the reduced (x, y) map, or a gradient method on a loss, over a grid (or
-lists) of parameters, classifies every cell (``stabsim.sweep.classify``), and returns an
-``xarray.Dataset`` with one dimension per swept parameter, optionally written to netCDF or
+lists) of parameters, classifies every cell (``stabsim.sweep.classify``), and returns a
+:class:`SweepResult` whose ``to_xarray()`` is an ``xarray.Dataset`` with one dimension per
+swept parameter, optionally written to netCDF or
 Zarr with the config and package versions as attributes. Work is done in chunks, locally
 with Numba threads or on a Dask cluster through the same chunk function; completed chunks
 are kept on disk so an interrupted sweep resumes where it stopped.
@@ -10,12 +11,14 @@ are kept on disk so an interrupted sweep resumes where it stopped.
 >>> from stabsim.sweep import SweepConfig, run_sweep
 >>> config = SweepConfig(model="reduced", grid={"eta": [0.01, 0.1], "x0": [1e-3, 0.1]},
 ...                      steps=1000)
->>> run_sweep(config)["regime"].shape
+>>> run_sweep(config).to_xarray()["regime"].shape
 (2, 2)
 """
 
 from .classify import GDClass, MapClass
 from .config import PARAMETERS, SweepConfig
+from .result import SweepResult
 from .runner import estimate_seconds, run_sweep
 
-__all__ = ["GDClass", "MapClass", "PARAMETERS", "SweepConfig", "estimate_seconds", "run_sweep"]
+__all__ = ["GDClass", "MapClass", "PARAMETERS", "SweepConfig", "SweepResult",
+           "estimate_seconds", "run_sweep"]

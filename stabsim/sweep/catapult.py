@@ -33,6 +33,7 @@ from .._export import finish
 from ..losses import UVModel
 from ..maps.gd import run_gd
 from .classify import CatapultClass, classify_catapult, flag_attrs
+from .result import SweepResult
 
 #: the large-width boundaries of ηλ₀: lazy | catapult | diverged
 LARGE_WIDTH_BOUNDARIES = (2.0, 4.0)
@@ -45,11 +46,11 @@ def _run(model: UVModel, theta0, lam0: float, eta_lambda: float, steps: int,
                     divergence_norm=divergence_norm)
     loss = result.loss
     return (int(result.status), loss[0], loss.max(), loss[-1],
-            model.ntk_eigenvalue(result.theta), result.n_steps)
+            model.ntk_eigenvalue(result.theta), result.counters["steps"])
 
 
 def catapult_sweep(widths, eta_lambda, *, seed=0, steps=1000, x=1.0, y=0.0,
-                   divergence_norm=1e6):
+                   divergence_norm=1e6) -> SweepResult:
     """GD on the uv model over a grid of ηλ₀ and widths, classified lazy/catapult/diverged.
 
     Parameters
@@ -70,8 +71,8 @@ def catapult_sweep(widths, eta_lambda, *, seed=0, steps=1000, x=1.0, y=0.0,
 
     Returns
     -------
-    xarray.Dataset
-        Dimensions ``width`` and ``eta_lambda``; variables ``class`` (codes of
+    SweepResult
+        Its dataset has dimensions ``width`` and ``eta_lambda``; variables ``class`` (codes of
         :class:`~stabsim.sweep.classify.CatapultClass`, with CF flag attributes),
         ``initial_loss``, ``peak_loss``, ``final_loss``, ``final_eta_lambda`` (ηλ_T: below 2
         after a catapult), ``lambda0``, ``steps_run`` and ``status``.
@@ -110,8 +111,9 @@ def catapult_sweep(widths, eta_lambda, *, seed=0, steps=1000, x=1.0, y=0.0,
     data.update({k: (dims, v) for k, v in stats.items()})
     ds = xr.Dataset(data, coords={"width": widths, "eta_lambda": grid},
                     attrs={"model": "uv model"})
-    return finish(ds, {"widths": widths, "eta_lambda": grid, "seed": seed, "steps": steps,
-                       "x": x, "y": y, "divergence_norm": divergence_norm})
+    parameters = {"widths": widths, "eta_lambda": grid.tolist(), "seed": seed,
+                  "steps": steps, "x": x, "y": y, "divergence_norm": divergence_norm}
+    return SweepResult.of(finish(ds, parameters), "uv model", parameters, knob=None)
 
 
 def _class(model, theta0, lam0, c, steps, divergence_norm) -> int:

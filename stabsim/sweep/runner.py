@@ -23,6 +23,7 @@ from .._progress import progress_bar
 from . import backends
 from .compute import compute_cells
 from .config import SweepConfig
+from .result import SweepResult
 from .store import (
     ChunkStore,
     assemble,
@@ -76,7 +77,7 @@ def missing_cells(config: SweepConfig, workdir) -> int:
 
 
 def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
-              progress=None, keep_chunks=False):
+              progress=None, keep_chunks=False) -> SweepResult:
     """Compute every cell of a sweep and return (and optionally write) the result.
 
     Parameters
@@ -104,9 +105,10 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
 
     Returns
     -------
-    xarray.Dataset
-        See ``stabsim.sweep.store.assemble``; identical, bit for bit, however the sweep
-        was run, interrupted or resumed.
+    SweepResult
+        Its ``to_xarray()`` is the dataset of ``stabsim.sweep.store.assemble`` (the one
+        written to ``output``); identical, bit for bit, however the sweep was run,
+        interrupted or resumed.
 
     Raises
     ------
@@ -147,7 +149,9 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
             write_dataset(ds, output, temporary=temporary)
             if not keep_chunks:
                 store.remove()
-    return ds
+    # no sweep option is a budget: a reduced-map cell has no cycle target (never MAX_STEPS),
+    # and a GD cell's NOT_CONVERGED is the fixed Lanczos budget of stabsim.sweep.gd_cells
+    return SweepResult.of(ds, config.model, config.to_dict(), knob=None)
 
 
 def _compute_missing(store, client, scheduler, progress) -> None:

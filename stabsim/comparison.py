@@ -24,7 +24,8 @@ import numpy as np
 
 from . import _validate as check
 from ._export import finish
-from ._status import FlatSharpnessError, Status, StatusResult
+from ._result import Result, combine_parts
+from ._status import FlatSharpnessError, Status
 from .flows.central import central_flow
 from .flows.gradient import gradient_flow
 from .losses import Loss
@@ -44,11 +45,16 @@ class TheoryAssumptionWarning(StabsimWarning):
     """An assumption of the self-stabilisation theory fails along the compared run."""
 
 
-@dataclasses.dataclass
-class Comparison(StatusResult):
+@dataclasses.dataclass(repr=False)
+class Comparison(Result):
     """Per-step records of GD and the predictions (arrays of length ``steps + 1``).
 
-    Quantities of θ†, θ† + v and the reduced map are NaN before ``crossing_step``.
+    Quantities of θ†, θ† + v and the reduced map are NaN before ``crossing_step``. The
+    status combines the parts' (:func:`stabsim._result.combine_parts`): OK if every part
+    is, else the most severe, with each failed part's message (naming its exhausted knob)
+    in ``message``. ``counters``: ``steps`` (GD steps made), ``gradient_flow_rhs_evals``,
+    ``central_flow_rhs_evals``, ``central_flow_switches`` and ``projection_iterations``
+    (of θ†; 0 when GD never reached 2/η).
 
     Attributes
     ----------
@@ -69,13 +75,13 @@ class Comparison(StatusResult):
     alpha_star, beta_star : α, β at θ* (in the convention of ``projected``).
     projected : bool
         Whether y*, α* and β* use ∇S⊥ (the default) or ∇S.
-    statuses : dict of component name → Status.
+    statuses : dict of part name → Status.
     parameters : dict
         The arguments of the :func:`compare` call (the loss by its ``repr``).
     """
 
     eta: float
-    steps: np.ndarray
+    step: np.ndarray
     crossing_step: int | None
     projection: str
     gd_loss: np.ndarray
@@ -109,17 +115,10 @@ class Comparison(StatusResult):
     projected: bool
     statuses: dict
     warnings: list
-    parameters: dict
 
-    @property
-    def status(self) -> Status:
-        """The first non-OK status among the components (OK when all succeeded)."""
-        return next((s for s in self.statuses.values() if s is not Status.OK), Status.OK)
-
-    @property
-    def message(self) -> str:
-        bad = [f"{name}: {s.message}" for name, s in self.statuses.items() if s is not Status.OK]
-        return "; ".join(bad) if bad else "ok"
+    def headline(self) -> dict:
+        return {"eta": self.eta, "steps": self.step.shape[0] - 1,
+                "crossing_step": self.crossing_step}
 
     def whole_cycles(self) -> slice:
         """Steps [start, end) from the first to the last EoS cycle boundary after the crossing.
@@ -168,18 +167,19 @@ class Comparison(StatusResult):
         """Every per-step record as an ``xarray.Dataset`` with dimension ``step``."""
         import xarray as xr
 
-        skip = {"eta", "steps", "crossing_step", "projection", "alpha_star", "beta_star",
-                "projected", "statuses", "warnings", "parameters"}
+        skip = {"eta", "step", "crossing_step", "projection", "alpha_star", "beta_star",
+                "projected", "statuses", "warnings", "status", "counters", "parameters",
+                "knob", "detail"}
         data = {f.name: ("step", getattr(self, f.name)) for f in dataclasses.fields(self)
                 if f.name not in skip}
-        attrs = {"eta": self.eta, "projection": self.projection, "status": self.status.name,
-                 "message": self.message, "alpha_star": self.alpha_star,
+        attrs = {"eta": self.eta, "projection": self.projection, **self._export_attrs(),
+                 "alpha_star": self.alpha_star,
                  "beta_star": self.beta_star,
                  "convention": "projected (grad S perp)" if self.projected else "grad S",
                  "warnings": "; ".join(self.warnings)}
         if self.crossing_step is not None:
             attrs["crossing_step"] = self.crossing_step
-        ds = xr.Dataset(data, coords={"step": self.steps}, attrs=attrs)
+        ds = xr.Dataset(data, coords={"step": self.step}, attrs=attrs)
         return finish(ds, self.parameters)
 
 
@@ -223,14 +223,13 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     # the iterates and about 40 per-step records of GD, the flows and the predictions
     check.affordable(8 * n * (loss.dim + 40), f"the records of steps = {steps}", "lower `steps`")
 
-    gd = run_gd(loss, theta0, eta, steps, top_k=min(2, loss.dim), record_iterates=True)
-    kept = gd.iterates.shape[0]
+    gd = run_gd(loss, theta0, eta, steps, top_k=min(2, loss.dim), record_trajectory=True)
+    kept = gd.trajectory.shape[0]
     iterates = np.full((n, loss.dim), np.nan)
-    iterates[:kept] = gd.iterates
-    times = np.arange(n, dtype=float)
-    gf = gradient_flow(loss, theta0, eta, steps, t_eval=times)
-    cf = central_flow(loss, theta0, eta, steps, t_eval=times)
-    statuses = {"gd": gd.status, "gradient_flow": gf.status, "central_flow": cf.status}
+    iterates[:kept] = gd.trajectory
+    gf = gradient_flow(loss, theta0, eta, steps, stride=1.0)
+    cf = central_flow(loss, theta0, eta, steps, stride=1.0)
+    parts = {"gd": gd, "gradient_flow": gf, "central_flow": cf}
 
     def padded(values, start=0):
         out = np.full(n, np.nan)
@@ -242,15 +241,15 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
         return padded(np.linalg.norm(iterates[start:start + states.shape[0]]
                                      - states[:n - start], axis=1), start)
 
-    gf_sharp = [sharpness(loss, w) for w in gf.states]
+    gf_sharp = [sharpness(loss, w) for w in gf.trajectory]
     rec = {
         "gd_loss": padded(gd.loss), "gd_sharpness": padded(gd.sharpness[:, 0]),
         "gd_lambda2": padded(gd.sharpness[:, 1] if loss.dim > 1 else np.full(kept, -np.inf)),
-        "gf_loss": padded([loss.value(w) for w in gf.states]),
-        "gf_sharpness": padded(gf_sharp), "dist_gf": distance(gf.states),
+        "gf_loss": padded([loss.value(w) for w in gf.trajectory]),
+        "gf_sharpness": padded(gf_sharp), "dist_gf": distance(gf.trajectory),
         "cf_loss": padded(cf.loss), "cf_sharpness": padded(cf.sharpness),
         "cf_sigma2": padded(cf.sigma2), "cf_pred_loss": padded(cf.predicted_loss),
-        "dist_cf": distance(cf.states),
+        "dist_cf": distance(cf.trajectory),
     }
     names = ("dagger_loss", "dagger_sharpness", "pred_loss", "pred_sharpness", "dist_dagger",
              "dist_pred", "gd_x", "pred_x", "gd_x_star", "gd_y_star", "reduced_x",
@@ -265,17 +264,17 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     else:
         dag = constrained_trajectory(loss, iterates[tc], eta, steps - tc, projection=projection,
                                      tol=tol, max_iter=max_iter)
-        statuses["constrained"] = dag.status
-        m = min(iterates.shape[0] - tc, dag.theta.shape[0])  # rows both runs made
+        parts["constrained"] = dag
+        m = min(iterates.shape[0] - tc, dag.trajectory.shape[0])  # rows both runs made
         gd_window = iterates[tc:tc + m]
-        u = _unit_eigenvectors(loss, dag.theta)
+        u = _unit_eigenvectors(loss, dag.trajectory)
         rec.update({
             "dagger_loss": padded(dag.loss, tc), "dagger_sharpness": padded(dag.sharpness, tc),
             "pred_loss": padded(dag.predicted_loss, tc),
             "pred_sharpness": padded(dag.predicted_sharpness, tc),
-            "dist_dagger": distance(dag.theta, tc),
+            "dist_dagger": distance(dag.trajectory, tc),
             "dist_pred": distance(dag.predicted_theta, tc),
-            "gd_x": padded(np.einsum("ij,ij->i", gd_window - dag.theta[:m], u[:m]), tc),
+            "gd_x": padded(np.einsum("ij,ij->i", gd_window - dag.trajectory[:m], u[:m]), tc),
             "pred_x": padded(dag.x, tc), "alpha": padded(dag.alpha, tc),
             "lambda2_margin": padded(2.0 / eta - dag.lambda2, tc),
             "vperp_over_delta": padded(_vperp_over_delta(dag), tc),
@@ -284,7 +283,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
         try:
             const = eos_constants(loss, star, projected=projected)
         except FlatSharpnessError:  # β* = 0: x*, y* and the reduced map are undefined
-            const, statuses["reduced_map"] = None, Status.FLAT_SHARPNESS
+            const, parts["reduced_map"] = None, Status.FLAT_SHARPNESS
         if const is not None:
             alpha_star, beta_star = const.alpha, const.beta
             offset = iterates - star
@@ -292,15 +291,25 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
         if alpha_star > 0:  # the reduced map is defined for α > 0 only (NaN without it)
             red = run_reduced(rec["gd_x_star"][tc], rec["gd_y_star"][tc], eta, alpha_star,
                               beta_star, steps - tc)
-            statuses["reduced_map"] = red.status
+            parts["reduced_map"] = red
             rec["reduced_x"], rec["reduced_y"] = padded(red.x, tc), padded(red.y, tc)
         messages += _diagnose(rec, alpha_star, vperp_limit)
     if warn:
         for text in messages:
             warnings.warn(text, TheoryAssumptionWarning, stacklevel=2)
-    return Comparison(eta=eta, steps=np.arange(n), crossing_step=tc, projection=projection,
+    status, knob, detail = combine_parts(parts)
+    dag = parts.get("constrained")
+    counters = {"steps": gd.counters["steps"],
+                "gradient_flow_rhs_evals": gf.counters["rhs_evals"],
+                "central_flow_rhs_evals": cf.counters["rhs_evals"],
+                "central_flow_switches": cf.counters["switches"],
+                "projection_iterations": dag.counters["projection_iterations"] if dag else 0}
+    return Comparison(status=status, knob=knob, detail=detail, counters=counters,
+                      eta=eta, step=np.arange(n), crossing_step=tc, projection=projection,
                       alpha_star=alpha_star, beta_star=beta_star, projected=projected,
-                      statuses=statuses, warnings=messages,
+                      statuses={name: part if isinstance(part, Status) else part.status
+                                for name, part in parts.items()},
+                      warnings=messages,
                       parameters={"loss": repr(loss), "theta0": theta0, "eta": eta,
                                   "steps": steps, "projection": projection, "tol": tol,
                                   "max_iter": max_iter, "vperp_limit": vperp_limit,

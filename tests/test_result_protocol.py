@@ -1,0 +1,265 @@
+"""Every public function that returns a result follows one protocol (stabsim._result.Result).
+
+One parametrised test calls each of them on a small, fast input and checks the protocol:
+``status`` (a Status), ``message`` (a string), ``success`` (status is OK), ``counters`` (a
+dict of numbers), ``parameters`` (a dict), ``to_xarray()`` (``long_name`` and ``units`` on
+every variable and coordinate) and a ``repr`` of at most four lines. A second test runs each
+kind of run that can fail into its failure and checks that the message names the knob that
+ran out, and that a result made of parts (an ensemble, a comparison, a sweep) has the status
+of ``combine_statuses``: OK if every part is OK, else the most severe one. A third discovers
+the public functions whose return annotation is a Result, so that a new one cannot be left
+out of the first.
+"""
+
+import importlib
+import inspect
+import numbers
+import pkgutil
+import typing
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import stabsim
+from stabsim import Status
+from stabsim._result import SEVERITY, Result, combine_statuses
+from stabsim.flows import solve_flow, solve_reduced_ode, solve_sdcp
+from stabsim.flows._sdcp import sdcp_data
+from stabsim.losses import ManifoldFamily, Minimalist, Quadratic, QuadraticRegression
+from stabsim.sweep.catapult import catapult_sweep
+
+MINIMALIST = Minimalist()
+START = [1.0, 0.5]
+MANIFOLD = ManifoldFamily([2.0, 0.5], [[1.0, 0.5], [0.3, 0.2]], [[0.5, -0.3], [0.0, 0.0]])
+MANIFOLD_START = [1.0, 0.8, 0.3, 0.2]
+#: a loss with a sustained edge of stability at η = ETA (the README's example)
+ETA = 0.01
+TWO_SCALE = QuadraticRegression.two_scale(ETA)
+REDUCED_SWEEP = {"sweep": {"model": "reduced", "steps": 300},
+                 "grid": {"eta": [0.05, 0.2], "x0": [1e-2, 3.0]}}
+
+#: a small call of every public function that returns a result
+CALLS = {
+    "run_gd": lambda: stabsim.run_gd(MINIMALIST, START, 0.1, 20, record_trajectory=True),
+    "step": lambda: stabsim.step(MINIMALIST, START, 0.1, method="heavy_ball", momentum=0.5),
+    "run_reduced": lambda: stabsim.run_reduced(0.1, 0.0, 0.1, 1.0, 1.0, 200),
+    "run_reduced_ensemble": lambda: stabsim.run_reduced_ensemble(
+        [0.1, 0.2], 0.0, 0.1, 1.0, 1.0, 200, stats=True, stride=10),
+    "proj_M": lambda: stabsim.proj_M(MINIMALIST, START, 0.1),
+    "constrained_trajectory": lambda: stabsim.constrained_trajectory(MINIMALIST, START, 0.1, 3),
+    "gradient_flow": lambda: stabsim.gradient_flow(MINIMALIST, START, 0.1, 5.0, stride=1.0),
+    "modified_flow": lambda: stabsim.modified_flow(MINIMALIST, START, 0.1, 5.0, stride=1.0),
+    "central_flow": lambda: stabsim.central_flow(MINIMALIST, START, 0.1, 5.0),
+    "manifold_flow": lambda: stabsim.manifold_flow(MANIFOLD, MANIFOLD_START, 0.1, 20.0,
+                                                   stride=5.0),
+    "limit_map": lambda: stabsim.limit_map(MINIMALIST, START),
+    "solve_flow": lambda: solve_flow(lambda t, y: -y, [1.0], 1.0, t_eval=[0.0, 0.5, 1.0]),
+    "solve_reduced_ode": lambda: solve_reduced_ode(0.5, 0.0, 0.1, 1.0, 1.0, 10.0, stride=2.0),
+    "solve_sdcp": lambda: solve_sdcp(np.full((1, 1, 1, 1), 2.0), np.eye(1)),
+    "compare": lambda: stabsim.compare(MINIMALIST, START, 0.1, 10, warn=False),
+    "compare_manifold_flow": lambda: stabsim.compare_manifold_flow(
+        MANIFOLD, MANIFOLD_START, 0.05, 40, stride=20),
+    "run_sweep": lambda: stabsim.run_sweep(REDUCED_SWEEP, progress=False),
+    "catapult_sweep": lambda: catapult_sweep([8], [1.0, 5.0], steps=50),
+}
+
+
+def check_protocol(result):
+    assert isinstance(result, Result)
+    assert isinstance(result.status, Status)
+    assert isinstance(result.message, str) and result.message
+    assert result.success is (result.status is Status.OK)
+    assert isinstance(result.counters, dict) and result.counters
+    for key, value in result.counters.items():
+        assert isinstance(key, str)
+        assert isinstance(value, numbers.Real) and not isinstance(value, bool), (key, value)
+    assert isinstance(result.parameters, dict) and result.parameters
+    ds = result.to_xarray()
+    assert isinstance(ds, xr.Dataset)
+    for name, variable in ds.variables.items():  # data variables and coordinates
+        assert variable.attrs.get("long_name"), name
+        assert "units" in variable.attrs, name
+    text = repr(result)
+    assert len(text.splitlines()) <= 4, text
+    assert text.startswith(type(result).__name__)
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_every_result_follows_the_protocol(name):
+    with np.errstate(all="ignore"):
+        result = CALLS[name]()
+    check_protocol(result)
+
+
+def _rank(status):
+    return SEVERITY.index(status)
+
+
+def test_the_combination_rule():
+    # OK only if every part is; else the most severe part, whichever is most common
+    assert combine_statuses([]) is Status.OK
+    assert combine_statuses([Status.OK] * 3) is Status.OK
+    parts = [Status.LEFT_DOMAIN] * 5 + [Status.NONFINITE, Status.OK]
+    assert combine_statuses(parts) is Status.NONFINITE
+    assert combine_statuses([Status.MAX_STEPS, Status.NOT_CONVERGED]) is Status.NOT_CONVERGED
+    assert SEVERITY[-1] is Status.OK and set(SEVERITY) == set(Status)
+
+
+def _coupled_sdcp():
+    rng = np.random.default_rng(0)
+    T = rng.normal(size=(2, 2, 3))
+    G, C = sdcp_data(T + T.transpose(1, 0, 2), rng.normal(size=3))
+    eigenvalues = np.linalg.eigvalsh(C)
+    assert eigenvalues[0] < 0.0 < eigenvalues[-1]
+    return G, C
+
+
+#: a run of each kind that can fail, driven into the failure: (call, status, knob); the
+#: message must name the knob (None: no budget ran out, the failure is the finding)
+FAILING = {
+    "run_gd-eig_max_products": (lambda: stabsim.run_gd(
+        MINIMALIST, START, 0.1, 5, eigensolver="lanczos", eig_tol=1e-300, eig_max_products=1),
+        Status.NOT_CONVERGED, "eig_max_products"),
+    "run_reduced-steps": (lambda: stabsim.run_reduced(0.1, 0.0, 0.1, 1.0, 1.0, 20, cycles=50),
+                          Status.MAX_STEPS, "steps"),
+    "proj_M-max_iter": (lambda: stabsim.proj_M(MINIMALIST, START, 0.1, max_iter=1),
+                        Status.NOT_CONVERGED, "max_iter"),
+    "proj_M-passes": (lambda: stabsim.proj_M(MINIMALIST, START, 0.1, projection="paper",
+                                             passes=1), Status.NOT_CONVERGED, "passes"),
+    "constrained_trajectory-max_iter": (lambda: stabsim.constrained_trajectory(
+        MINIMALIST, START, 0.1, 3, max_iter=1), Status.NOT_CONVERGED, "max_iter"),
+    "limit_map-s_max": (lambda: stabsim.limit_map(MINIMALIST, START, s_max=1e-3),
+                        Status.MAX_STEPS, "s_max"),
+    # two_scale(η) reaches S = 2/η near t = 210 (gradient flow up to there): one switch
+    "central_flow-max_switches": (lambda: stabsim.central_flow(
+        TWO_SCALE, np.zeros(TWO_SCALE.dim), ETA, 300.0, stride=100.0, max_switches=0),
+        Status.MAX_STEPS, "max_switches"),
+    # λ1 = 1 + 2x² falls from 3 to meet λ2 = 2 (tests/test_manifold_geometry.py)
+    "manifold_flow-eigengap": (lambda: stabsim.manifold_flow(
+        ManifoldFamily([1.0, 2.0], [[4.0], [0.0]]), [1.0, 0.0, 0.0], 1.0, 2.0),
+        Status.EIGENGAP_CLOSED, None),
+    # a coupled two-eigenvalue problem whose C has a positive and a negative eigenvalue (the
+    # free minimiser is not PSD) cannot reach a residual of 1e-300 within one iteration
+    "solve_sdcp-max_iter": (lambda: solve_sdcp(*_coupled_sdcp(), tol=1e-300, max_iter=1),
+                            Status.NOT_CONVERGED, "max_iter"),
+    # G = 0 and C ⋠ 0: the objective −⟨C, S⟩ is unbounded below on the cone
+    "solve_sdcp-flat": (lambda: solve_sdcp(np.zeros((1, 1, 1, 1)), np.eye(1)),
+                        Status.FLAT_SHARPNESS, None),
+    # L = −θ²/2: θ(t) = e^t (η = 1) passes divergence_norm = 1e8 at t = ln 1e8
+    # an exact minimiser: the normalised step ∇L/|∇L| is 0/0
+    "step-zero-gradient": (lambda: stabsim.step(Quadratic([1.0, 0.5]), [0.0, 0.0], 0.1,
+                                                method="normalised"),
+                           Status.ZERO_GRADIENT, None),
+    "gradient_flow-diverges": (lambda: stabsim.gradient_flow(
+        Quadratic([-1.0]), [1.0], 1.0, 100.0), Status.DIVERGED, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAILING))
+def test_a_failing_run_names_the_knob_that_ran_out(name):
+    call, status, knob = FAILING[name]
+    with np.errstate(all="ignore"):
+        result = call()
+    check_protocol(result)
+    assert result.status is status and not result.success
+    if knob is not None:
+        assert f"`{knob}`" in result.message, result.message
+    assert result.message in repr(result)
+
+
+def _check_whole(result, part_statuses):
+    """The status of a whole is the combination of its parts' statuses, and its message
+    names the knob of a part whose status it took (when that part has one)."""
+    parts = list(part_statuses)
+    assert result.status is combine_statuses(parts)
+    worst = min((_rank(s) for s in parts), default=_rank(Status.OK))
+    assert result.status is SEVERITY[worst]
+
+
+def test_an_ensemble_takes_the_most_severe_status_not_the_most_common():
+    # three trajectories leave the domain (1 + ηy0 ≤ 0 at once), one overflows (x0² = inf)
+    result = stabsim.run_reduced_ensemble([0.1, 0.1, 0.1, 1e160], [-20.0, -20.0, -20.0, 0.0],
+                                          0.1, 1.0, 1.0, 100)
+    check_protocol(result)
+    codes = result.status_codes.tolist()
+    assert codes.count(Status.LEFT_DOMAIN) == 3 and codes.count(Status.NONFINITE) == 1
+    assert result.status is Status.NONFINITE  # the most severe, though the rarest
+    assert result.counters["LEFT_DOMAIN"] == 3 and result.counters["NONFINITE"] == 1
+    assert result.counters["trajectories"] == 4
+    _check_whole(result, codes)
+
+
+def test_a_comparison_takes_the_most_severe_part_and_names_its_knob():
+    # one projection iteration per step cannot reach M: θ† is NOT_CONVERGED, GD and the flows
+    # are OK
+    result = stabsim.compare(TWO_SCALE, np.zeros(TWO_SCALE.dim), ETA, 400, max_iter=1,
+                             warn=False)
+    check_protocol(result)
+    assert result.statuses["constrained"] is Status.NOT_CONVERGED
+    assert result.statuses["gd"] is Status.OK
+    _check_whole(result, result.statuses.values())
+    assert result.status is Status.NOT_CONVERGED and "`max_iter`" in result.message
+    assert "constrained:" in result.message
+
+
+def test_a_sweep_combines_its_cells():
+    result = stabsim.run_sweep(REDUCED_SWEEP, progress=False)
+    codes = result.to_xarray()["status"].values.ravel().tolist()
+    assert result.counters["cells"] == len(codes) == 4
+    assert sum(result.counters.get(s.name, 0) for s in Status) == 4
+    _check_whole(result, [Status(c) for c in codes])
+    catapult = catapult_sweep([8], [1.0, 5.0], steps=50)
+    codes = catapult.to_xarray()["status"].values.ravel().tolist()
+    # ηλ0 = 5 is past the large-width boundary 4: that cell diverges
+    assert Status.DIVERGED in codes
+    _check_whole(catapult, [Status(c) for c in codes])
+
+
+def _public_modules():
+    """stabsim and every submodule that imports (an optional dependency may be missing),
+    but ``stabsim.__main__``, which runs the command line when imported."""
+    yield stabsim
+    for info in pkgutil.walk_packages(stabsim.__path__, "stabsim."):
+        if info.name.endswith("__main__"):
+            continue
+        try:
+            yield importlib.import_module(info.name)
+        except ImportError:
+            continue
+
+
+def _returns_a_result(function) -> bool:
+    try:
+        hint = typing.get_type_hints(function).get("return")
+    except Exception:  # an annotation that does not resolve is no result annotation
+        return False
+    return inspect.isclass(hint) and issubclass(hint, Result)
+
+
+def _public_names(module):
+    """The module's ``__all__``; without one, its own public functions, if the module is
+    public (no component of its dotted name starts with ``_``)."""
+    if hasattr(module, "__all__"):
+        return list(module.__all__)
+    if any(part.startswith("_") for part in module.__name__.split(".")):
+        return []
+    return [name for name, value in vars(module).items() if not name.startswith("_")
+            and inspect.isfunction(value) and value.__module__ == module.__name__]
+
+
+def test_every_public_result_function_is_in_the_conformance_test():
+    found = set()
+    for module in _public_modules():
+        if module.__name__.startswith("stabsim.demo"):
+            continue
+        for name in _public_names(module):
+            value = getattr(module, name)
+            if inspect.isfunction(value) and _returns_a_result(value):
+                found.add(name)
+    assert {"run_gd", "central_flow", "compare", "run_sweep"} <= found  # the search works
+    assert found <= set(CALLS), f"add to CALLS: {sorted(found - set(CALLS))}"
+    for name in stabsim.__all__:  # every curated function that returns a result says so
+        value = getattr(stabsim, name)
+        if inspect.isfunction(value) and name in CALLS:
+            assert _returns_a_result(value), name
