@@ -125,6 +125,13 @@ VARIABLES = {
     "momentum": ("momentum beta", DIMENSIONLESS),
     "scale": ("norm of the start theta_0", DIMENSIONLESS),
     "seed": ("random seed of the start direction", DIMENSIONLESS),
+    # mini-batch SGD (SGDResult)
+    "batch_sharpness": ("batch sharpness E_B[g_B.H_B g_B]/E_B[|g_B|^2] at theta_t",
+                        DIMENSIONLESS),
+    "batch_sharpness_low": ("lower end of the confidence interval of the batch sharpness",
+                            DIMENSIONLESS),
+    "batch_sharpness_high": ("upper end of the confidence interval of the batch sharpness",
+                             DIMENSIONLESS),
 }
 
 #: prefix of the sweep coordinates that are parameters of the loss family
