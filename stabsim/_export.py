@@ -132,6 +132,13 @@ VARIABLES = {
                             DIMENSIONLESS),
     "batch_sharpness_high": ("upper end of the confidence interval of the batch sharpness",
                              DIMENSIONLESS),
+    # the SGD sweep (stabsim.sweep.sgd_cells)
+    "batch_size": ("batch size b", DIMENSIONLESS),
+    "mean_rel_batch_sharpness": ("late-window mean of the batch sharpness times eta/2",
+                                 DIMENSIONLESS),
+    "max_rel_batch_sharpness": ("maximum of the batch sharpness times eta/2", DIMENSIONLESS),
+    "late_max_rel_batch_sharpness": ("late-window maximum of the batch sharpness times eta/2",
+                                     DIMENSIONLESS),
 }
 
 #: prefix of the sweep coordinates that are parameters of the loss family

@@ -182,3 +182,26 @@ def test_bad_inputs():
         batch_sharpness(loss, theta, 2, confidence=1.0)
     with pytest.raises(TypeError, match="replacement"):
         run_sgd(loss, theta, 0.1, 5, batch_size=2, replacement=1)
+
+
+def test_sgd_sweep_cells_are_the_runs_classified():
+    """Each cell is run_sgd with the cell's (η, b), summarised and classified by the GD
+    sweeps' rule on r = BS η/2; a step far past 2/S diverges."""
+    from stabsim.sweep.classify import GDClass, classify_gd
+    from stabsim.sweep.sgd_cells import sgd_sweep
+
+    loss = _network()
+    theta0 = loss.init(0)
+    ds = sgd_sweep(loss, theta0, [0.3, 40.0], [2, 8], steps=60, stride=3, seed=2)
+    assert ds.regime.dims == ("eta", "batch_size") and ds.regime.shape == (2, 2)
+    assert ds.regime.attrs["flag_meanings"]
+    run = run_sgd(loss, theta0, 0.3, 60, batch_size=2, stride=3, seed=2)
+    r = run.batch_sharpness * 0.3 / 2
+    late = r[len(r) // 2:]
+    cell = ds.sel(eta=0.3, batch_size=2)
+    assert cell.mean_rel_batch_sharpness == late.mean()
+    assert cell.mean_rel_sharpness == (run.sharpness[len(r) // 2:] * 0.3 / 2).mean()
+    want = classify_gd(np.array(int(run.status)), run.loss[0], run.loss[-1], run.loss.max(),
+                       r.max(), late.mean(), 0.2, late_max_rel=late.max())
+    assert cell.regime == want
+    assert np.all(ds.regime.sel(eta=40.0) == GDClass.DIVERGED)
