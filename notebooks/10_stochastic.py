@@ -91,9 +91,10 @@ print(f"exact BS = {exact.value:.4f}; sampled {sampled.value:.4f} "
 STEPS = 4000 if SMALL else 8000
 runs = [run_sgd(net, theta0, ETA, STEPS, batch_size=b, stride=20, batch_sharpness="exact")
         for b in (4, 8, 32)]
-fig = plot_batch_sharpness(runs)
-if INTERACTIVE:
-    plt.show()
+fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
+plot_batch_sharpness(runs, ax=ax)
+if not INTERACTIVE:
+    plt.close(fig)
 lam_means = []
 for run in runs:
     window = run.step >= 2000
@@ -123,9 +124,10 @@ assert lam_means[0] < lam_means[1] < lam_means[2]
 etas = [0.02, 0.2, 1.0] if SMALL else [0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 sizes = [4, 16, 32] if SMALL else [2, 4, 8, 16, 32]
 ds = sgd_sweep(net, theta0, etas, sizes, steps=3000, stride=20)
-fig = plot_phase_diagram(ds, x="eta", y="batch_size", title="SGD on the tanh network")
-if INTERACTIVE:
-    plt.show()
+fig, ax = plt.subplots(figsize=(6.5, 4.8), layout="constrained")
+plot_phase_diagram(ds, x="eta", y="batch_size", ax=ax, title="SGD on the tanh network")
+if not INTERACTIVE:
+    plt.close(fig)
 print(ds["regime"].values)
 assert np.all(ds["regime"].sel(eta=0.2) == GDClass.EDGE_OF_STABILITY)
 assert np.all(ds["regime"].sel(eta=0.02) == GDClass.CONVERGED)

@@ -3,8 +3,8 @@
 ``run_sgd`` runs θ_{t+1} = θ_t − η ∇L_{B_t}(θ_t) on a loss L = (1/N) Σ_i ℓ_i whose family
 exposes its examples (``Loss.finite_sum``), with seeded batches, and records at a stride the
 full loss, the gradient norm, the sharpness λ_max(∇²L) and the batch sharpness
-BS = E_B[g_Bᵀ H_B g_B] / E_B[|g_B|²] (docs/stochastic.md). ``batch_sharpness`` measures BS at
-one point.
+BS = E_B[g_Bᵀ H_B g_B] / E_B[|g_B|²] (docs/theory.md §8, docs/stochastic.md).
+``batch_sharpness`` measures BS at one point.
 """
 
 from __future__ import annotations
