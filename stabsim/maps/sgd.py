@@ -28,6 +28,8 @@ from .gd import eigen_config
 
 #: at most this many example indices of probe batches are drawn per chunk (8 MiB)
 PROBE_INDICES_PER_CHUNK = 1 << 20
+#: probes without replacement permute at most this many indices at once (32 MiB)
+PERMUTED_ENTRIES_PER_BLOCK = 1 << 22
 
 
 def _require_finite_sum(loss: Loss) -> int:
@@ -100,11 +102,19 @@ class BatchSampler:
         return np.sort(rows, axis=1).astype(np.int64)
 
     def independent(self, count: int) -> np.ndarray:
-        """``count`` independent batches from the law of one batch (probes), (count, b)."""
+        """``count`` independent batches from the law of one batch (probes), (count, b).
+
+        Without replacement each row is the first b of an independent permutation of the N
+        examples, drawn in blocks of at most :data:`PERMUTED_ENTRIES_PER_BLOCK` entries.
+        """
         if self.replacement:
             rows = self.rng.integers(0, self.n, size=(count, self.b))
         else:
-            rows = self.rng.permuted(np.tile(np.arange(self.n), (count, 1)), axis=1)[:, :self.b]
+            per_block = max(1, PERMUTED_ENTRIES_PER_BLOCK // self.n)
+            blocks = [self.rng.permuted(np.tile(np.arange(self.n), (min(per_block, count - k),
+                                                                     1)), axis=1)[:, :self.b]
+                      for k in range(0, count, per_block)]
+            rows = np.concatenate(blocks) if blocks else np.empty((0, self.b), np.int64)
         return np.sort(rows, axis=1).astype(np.int64)
 
 
