@@ -5,6 +5,9 @@ equal the full loss's to floating point; each per-example value is checked again
 formula the kernels did not compute.
 """
 
+from typing import NamedTuple
+
+import numba
 import numpy as np
 import pytest
 
@@ -84,8 +87,6 @@ def test_bad_indices_and_non_sums():
 
 
 def test_subset_needs_examples():
-    from typing import NamedTuple
-
     class Lonely(NamedTuple):
         a: float
 
@@ -93,3 +94,57 @@ def test_subset_needs_examples():
     with pytest.raises(TypeError, match="subset and examples go together"):
         register_family(Lonely, value=k.value, grad=k.grad, hvp=k.hvp, d3=k.d3,
                         examples=lambda p: 1)
+
+
+class Wells(NamedTuple):
+    """ℓ_i(θ) = ½ |θ − c_i|² for the rows c_i of C: L = ½ mean_i |θ − c_i|² (a user family)."""
+
+    C: np.ndarray
+
+
+@numba.njit(cache=True)
+def _wells_value(theta, p):
+    total = 0.0
+    for i in range(p.C.shape[0]):
+        for j in range(theta.shape[0]):
+            total += 0.5 * (theta[j] - p.C[i, j]) ** 2
+    return total / p.C.shape[0]
+
+
+@numba.njit(cache=True)
+def _wells_grad(theta, p, out):
+    for j in range(theta.shape[0]):
+        out[j] = theta[j] - p.C[:, j].mean()
+
+
+@numba.njit(cache=True)
+def _wells_hvp(theta, p, v, out):
+    out[:] = v
+
+
+@numba.njit(cache=True)
+def _wells_d3(theta, p, u, v, out):
+    out[:] = 0.0
+
+
+@numba.njit(cache=True)
+def _wells_subset(p, indices):
+    return Wells(p.C[indices])
+
+
+register_family(Wells, value=_wells_value, grad=_wells_grad, hvp=_wells_hvp, d3=_wells_d3,
+                subset=_wells_subset, examples=lambda p: p.C.shape[0],
+                shapes={"C": (None, "d")})
+
+
+def test_a_user_family_is_a_finite_sum():
+    """A family defined outside stabsim registers subset and examples like a built-in one;
+    the batch on B = {i, j} is ½ mean over B of |θ − c_k|², by NumPy."""
+    C = np.arange(12.0).reshape(4, 3)
+    loss = Loss(Wells(C), 3)
+    theta = np.array([0.5, -1.0, 2.0])
+    assert loss.finite_sum and loss.n_examples == 4
+    want = 0.5 * np.mean(np.sum((theta - C[[1, 3]]) ** 2, axis=1))
+    assert loss.batch([1, 3]).value(theta) == pytest.approx(want, rel=1e-15)
+    assert np.allclose(loss.batch([1, 3]).grad(theta), theta - C[[1, 3]].mean(axis=0),
+                       rtol=1e-15, atol=0)
