@@ -150,6 +150,20 @@ VARIABLES = {
     "momentum": ("momentum beta", DIMENSIONLESS),
     "scale": ("norm of the start theta_0", DIMENSIONLESS),
     "seed": ("random seed of the start direction", DIMENSIONLESS),
+    # mini-batch SGD (SGDResult)
+    "batch_sharpness": ("batch sharpness E_B[g_B.H_B g_B]/E_B[|g_B|^2] at theta_t",
+                        DIMENSIONLESS),
+    "batch_sharpness_low": ("lower end of the confidence interval of the batch sharpness",
+                            DIMENSIONLESS),
+    "batch_sharpness_high": ("upper end of the confidence interval of the batch sharpness",
+                             DIMENSIONLESS),
+    # the SGD sweep (stabsim.sweep.sgd_cells)
+    "batch_size": ("batch size b", DIMENSIONLESS),
+    "mean_rel_batch_sharpness": ("late-window mean of the batch sharpness times eta/2",
+                                 DIMENSIONLESS),
+    "max_rel_batch_sharpness": ("maximum of the batch sharpness times eta/2", DIMENSIONLESS),
+    "late_max_rel_batch_sharpness": ("late-window maximum of the batch sharpness times eta/2",
+                                     DIMENSIONLESS),
 }
 
 #: prefix of the sweep coordinates that are parameters of the loss family

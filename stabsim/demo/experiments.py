@@ -279,3 +279,57 @@ EXPERIMENTS = (
     ("normalised GD on the manifold", manifold_flow),
     ("phase diagram", phase_diagram),
 )
+
+
+#: SGD on the headline network: the batch sizes (of N = 32) and the window after the batch
+#: sharpness first reaches 2/η (at steps 1100–1700 in the runs of tests/test_sgd_claims.py)
+SGD_BATCH_SIZES, SGD_STEPS, SGD_WINDOW_START = (4, 8), 6000, 2000
+
+
+def sgd_batch_sharpness(out, steps=SGD_STEPS):
+    """SGD on the headline network at η = 0.2, batches of 4 and 8 of the 32 examples
+    (without replacement, seed 0), with the exact batch sharpness every 20 steps.
+
+    Claims (Andreyev & Beneventano 2024; docs/stochastic.md), each able to fail:
+
+    - the batch sharpness hovers at 2/η: over the window (steps 2000 to the end), 2/η lies
+      within one standard deviation of its mean (fails if it settles elsewhere, or never
+      reaches 2/η);
+    - the full-batch sharpness λ_max stays below 2/η over the window, at both batch sizes;
+    - λ_max is lower for the smaller batch (window means).
+    """
+    from ..maps.sgd import run_sgd
+    from ..plot.sgd import plot_batch_sharpness
+
+    net = Network(**HEADLINE_NETWORK)
+    eta = HEADLINE_ETA
+    theta0 = net.init(HEADLINE_SEED)
+    runs = [run_sgd(net, theta0, eta, steps, batch_size=b, stride=20,
+                    batch_sharpness="exact") for b in SGD_BATCH_SIZES]
+    for run in runs:
+        write_netcdf(run.to_xarray(), out / f"sgd_b{run.batch_size}.nc")
+    figure = _save(plot_batch_sharpness(runs), out, "sgd_batch_sharpness.png")
+    findings = []
+    means = []
+    for run in runs:
+        window = run.step >= SGD_WINDOW_START
+        bs = run.batch_sharpness[window] * eta / 2.0
+        lam = run.sharpness[window] * eta / 2.0
+        means.append(lam.mean() if lam.size else np.nan)
+        findings.append(Finding(
+            "SGD", f"b = {run.batch_size}: window mean ± sd of BS·η/2",
+            f"{bs.mean():.3f} ± {bs.std():.3f}" if bs.size else "no window",
+            "the batch sharpness hovers at 2/η (1 within one sd)",
+            bool(run.success and bs.size and abs(bs.mean() - 1.0) <= bs.std())))
+        findings.append(Finding(
+            "SGD", f"b = {run.batch_size}: window max of λ_max·η/2",
+            f"{lam.max():.3f}" if lam.size else "no window",
+            "the full sharpness stays below 2/η", bool(lam.size and lam.max() < 1.0)))
+    findings.append(Finding(
+        "SGD", "window mean of λ_max·η/2 at b = " + ", ".join(map(str, SGD_BATCH_SIZES)),
+        ", ".join(f"{m:.3f}" for m in means), "lower for smaller batches",
+        bool(np.all(np.diff(means) > 0))))
+    return findings, [figure]
+
+
+EXPERIMENTS = (*EXPERIMENTS, ("batch sharpness under SGD", sgd_batch_sharpness))

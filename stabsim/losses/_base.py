@@ -52,6 +52,19 @@ def _normalise_field(record_name: str, field: str, value):
     return array
 
 
+def example_indices(name: str, indices, n_examples: int) -> np.ndarray:
+    """``indices`` as a non-empty int64 array of example indices in [0, ``n_examples``), or
+    raise ``ValueError`` naming the argument."""
+    array = np.asarray(indices)
+    if array.ndim != 1 or array.size == 0 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name} must be a non-empty 1-D array of integer example indices, "
+                         f"got {indices!r}")
+    if array.min() < 0 or array.max() >= n_examples:
+        raise ValueError(f"{name} must lie in [0, {n_examples}) (the number of examples), "
+                         f"got values from {array.min()} to {array.max()}")
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
 def require_loss(loss, name: str = "loss") -> None:
     """Raise ``TypeError`` saying what a loss is unless ``loss`` is a constructed :class:`Loss`."""
     if not isinstance(loss, Loss):
@@ -114,6 +127,38 @@ class Loss:
         if type(self) is Loss:
             return f"Loss({self.family.name}, dim={self.dim})"
         return f"{type(self).__name__}(dim={self.dim})"
+
+    @property
+    def finite_sum(self) -> bool:
+        """Whether L = (1/N) Σ_i ℓ_i is a mean over examples that :meth:`batch` can select."""
+        return self.family.finite_sum
+
+    @property
+    def n_examples(self) -> int | None:
+        """N, the number of examples of a finite-sum loss (None for the others)."""
+        if not self.finite_sum:
+            return None
+        return int(self.family.examples(self.params))
+
+    def batch(self, indices) -> Loss:
+        """The loss L_B(θ) = (1/|B|) Σ_{i∈B} ℓ_i(θ) on the examples ``indices``.
+
+        A repeated index counts as many times as it appears. The result is a :class:`Loss`
+        of the same family and dimension, from the family's compiled ``subset``.
+
+        Raises
+        ------
+        TypeError
+            If the loss is not a finite sum (its family registered no ``subset``).
+        ValueError
+            If ``indices`` is empty or holds a value outside 0 ≤ i < N.
+        """
+        if not self.finite_sum:
+            raise TypeError(f"{self!r} is not a finite sum: its family "
+                            f"{self.family.name} registered no subset(p, indices)")
+        indices = example_indices("indices", indices, self.n_examples)
+        record = self.family.functions["subset"](self.params, indices)
+        return Loss(record, self.dim, check=False)
 
     @property
     def factor_rows(self) -> int:

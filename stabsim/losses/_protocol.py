@@ -13,6 +13,7 @@ is an instance of the record:
 ``value_grad(theta, p, out) -> float`` (optional)  L(θ) and out ← ∇L(θ), sharing work
 ``hessian_parts(theta, p, g, h, f) -> float``      L(θ), g ← ∇L(θ) and ∇²L(θ) = h + fᵀf with
 (optional)                                         ``f`` of :attr:`Family.factor_rows` rows
+``subset(p, indices) -> record`` (optional)        the same family on the examples ``indices``
 ================================================  ================================================
 
 :func:`register_family` ties a record class to its functions. Kernels call the generic
@@ -22,6 +23,20 @@ family, and a family's code is found through its record type, never through an i
 or a packed array. Missing optional functions get generic versions: ``value_grad`` calls
 ``value`` and ``grad``; ``hess`` fills columns with ``hvp`` on the unit vectors;
 ``hessian_parts`` calls ``hess`` and leaves no factor.
+
+*Finite sums.* A family whose loss is a mean over N examples,
+
+    L(θ) = (1/N) Σ_{i=1}^N ℓ_i(θ),
+
+says so by registering ``subset`` together with ``examples(p) -> int`` (N, a plain Python
+function like ``factor_rows``). ``subset(p, indices)`` takes an int64 array of example
+indices (repeats allowed) and returns a record *of the same class* whose loss is the mean
+over those examples, L_B(θ) = (1/|B|) Σ_{i∈B} ℓ_i(θ) (a repeated index counts as many times
+as it appears); its value, gradient and Hessian-vector product are those of L_B through the
+family's own functions. With B = {i}: ℓ_i; with B = (0, 1, ..., N − 1): L itself, on a
+record holding the same numbers in the same order. Stochastic engines
+(:func:`stabsim.maps.sgd.run_sgd`) draw batches B and call ``subset`` in compiled code;
+there is no default, so a family without it is not a finite sum (``Loss.finite_sum``).
 """
 
 from __future__ import annotations
@@ -48,6 +63,7 @@ PROTOCOL = {
     "hess": ("hess(theta, p, out)", False),
     "value_grad": ("value_grad(theta, p, out) -> float", False),
     "hessian_parts": ("hessian_parts(theta, p, grad_out, hess_out, factor_out) -> float", False),
+    "subset": ("subset(p, indices) -> record of the same class", False),
 }
 
 _IN_KERNELS_ONLY = (
@@ -91,8 +107,13 @@ def hessian_parts(theta, p, grad_out, hess_out, factor_out):
     raise TypeError(_IN_KERNELS_ONLY.format("hessian_parts"))
 
 
+def subset(p, indices):
+    """The record of the same family on the examples ``indices`` (kernels only)."""
+    raise TypeError(_IN_KERNELS_ONLY.format("subset"))
+
+
 _GENERIC = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
-            "value_grad": value_grad, "hessian_parts": hessian_parts}
+            "value_grad": value_grad, "hessian_parts": hessian_parts, "subset": subset}
 
 
 @inline
@@ -145,6 +166,9 @@ class Family:
         on Hessian-vector products (true only where a product costs as much as the matrix).
     builtin : bool
         Whether the record class is part of stabsim (kernels share stabsim's own caches).
+    examples : callable or None
+        ``examples(p) -> int``: N, the number of examples of a finite-sum family (one that
+        registered ``subset``); None for the others.
     """
 
     record: type
@@ -153,6 +177,12 @@ class Family:
     factor_rows: Callable
     prefers_dense: bool
     builtin: bool
+    examples: Callable | None = None
+
+    @property
+    def finite_sum(self) -> bool:
+        """Whether the family is a mean over examples (it registered ``subset``)."""
+        return "subset" in self.functions
 
     @property
     def name(self) -> str:
@@ -179,7 +209,7 @@ def _no_factor(p) -> int:
 
 def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
                     hessian_parts=None, factor_rows=None, shapes=None,
-                    prefers_dense=False) -> Family:
+                    prefers_dense=False, subset=None, examples=None) -> Family:
     """Register a loss family: a parameter record class and its compiled functions.
 
     After this, ``Loss(record(...), dim)`` is a loss that every engine and sweep accepts, and
@@ -205,6 +235,12 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
         for any length; checked when a ``Loss`` is made.
     prefers_dense : bool
         Engines form the dense Hessian (with ``hessian_parts``) instead of using products.
+    subset : numba dispatcher, optional
+        ``subset(p, indices) -> record`` for a finite-sum family (module docstring): the
+        record of the same class on the examples ``indices``.
+    examples : callable, optional
+        ``examples(p) -> int``, the number N of examples; required with ``subset`` and
+        only with it.
 
     Returns
     -------
@@ -213,8 +249,9 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
     Raises
     ------
     TypeError
-        If ``record`` is not a NamedTuple class, a function is not a Numba dispatcher, or
-        the record class is registered already.
+        If ``record`` is not a NamedTuple class, a function is not a Numba dispatcher, the
+        record class is registered already, or one of ``subset`` and ``examples`` is given
+        without the other.
     """
     if not _is_record_class(record):
         raise TypeError(
@@ -223,8 +260,14 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
         )
     if record in _FAMILIES:
         raise TypeError(f"{record.__qualname__} is registered already as {_FAMILIES[record]!r}")
+    if (subset is None) != (examples is None):
+        raise TypeError("subset and examples go together: a finite-sum family registers "
+                        "subset(p, indices) -> record and examples(p) -> N, the number of "
+                        "examples")
+    if examples is not None and not callable(examples):
+        raise TypeError(f"examples must be a function examples(p) -> int, got {examples!r}")
     given = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
-             "value_grad": value_grad, "hessian_parts": hessian_parts}
+             "value_grad": value_grad, "hessian_parts": hessian_parts, "subset": subset}
     functions = {}
     for name, fn in given.items():
         if fn is None:
@@ -243,9 +286,11 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
     module = inspect.getmodule(record)
     builtin = module is not None and module.__name__.split(".")[0] == "stabsim"
     family = Family(record, functions, shapes, factor_rows or _no_factor, bool(prefers_dense),
-                    builtin)
+                    builtin, examples)
     for name in _GENERIC:
-        _overload(name, record, functions.get(name, _DEFAULTS.get(name)))
+        implementation = functions.get(name, _DEFAULTS.get(name))
+        if implementation is not None:  # subset has no default: not every family is a sum
+            _overload(name, record, implementation)
     _FAMILIES[record] = family
     return family
 
@@ -261,6 +306,7 @@ _CALLERS = {
     "hessian_parts": lambda f: (
         lambda theta, p, grad_out, hess_out, factor_out: f(theta, p, grad_out, hess_out,
                                                            factor_out)),
+    "subset": lambda f: lambda p, indices: f(p, indices),
 }
 
 
@@ -268,9 +314,10 @@ def _overload(name, record, implementation):
     """Resolve the generic ``name(theta, p, ...)`` to ``implementation`` when p is a ``record``."""
     generic = _GENERIC[name]
     caller = _CALLERS[name](implementation)
+    position = list(inspect.signature(generic).parameters).index("p")
 
     def typer(*args):
-        p = args[1]
+        p = args[position]
         if isinstance(p, types.BaseNamedTuple) and p.instance_class is record:
             return caller
 

@@ -13,8 +13,10 @@ from .gd import (
 )
 from .projection import Projection, StableGeometry, proj_M, stable_geometry
 from .reduced import reduced_phase, run_reduced, run_reduced_ensemble
+from .sgd import BatchSharpness, SGDResult, batch_sharpness, run_sgd
 
 __all__ = [
+    "BatchSharpness",
     "ConstrainedResult",
     "CycleStats",
     "GDResult",
@@ -25,12 +27,15 @@ __all__ = [
     "empirical_threshold",
     "ReducedEnsembleResult",
     "ReducedResult",
+    "SGDResult",
+    "batch_sharpness",
     "proj_M",
     "reduced_phase",
     "reference_point",
     "run_gd",
     "run_reduced",
     "run_reduced_ensemble",
+    "run_sgd",
     "stability_threshold",
     "stable_geometry",
     "step",

@@ -428,7 +428,22 @@ def all_derivatives(theta, p, u, v):
     return loss, g, hu, hv, t
 
 
+@jit
+def subset(p, indices):
+    """The network on the examples ``indices``: the rows of X and Y, the same architecture.
+
+    Its loss is (1/(2|B|)) Σ_{n∈B} |f(x_n) − y_n|², the mean of the per-example losses
+    ℓ_n = |f(x_n) − y_n|²/2 over B (docs/stochastic.md).
+    """
+    return NetworkParams(p.X[indices], p.Y[indices], p.sizes, p.scales, p.activation, p.bias)
+
+
+def examples(p) -> int:
+    """N: the loss is the mean of the per-example losses |f(x_n) − y_n|²/2."""
+    return p.X.shape[0]
+
+
 FAMILY = register_family(NetworkParams, value=value, grad=grad, hvp=hvp, d3=d3,
-                         value_grad=value_grad,
+                         value_grad=value_grad, subset=subset, examples=examples,
                          shapes={"X": (None, None), "Y": (None, None), "sizes": (None,),
                                  "scales": (None,)})

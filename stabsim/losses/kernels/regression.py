@@ -245,6 +245,21 @@ def d3(theta, p, u, v, out):
             out[i] += ((jr[i] + row) * quv + acc) / n
 
 
+@jit
+def subset(p, indices):
+    """The model on the residuals ``indices``: z0, J and Q restricted to those rows.
+
+    Its loss is |z_B(θ)|²/(2|B|) = (1/|B|) Σ_{k∈B} ℓ_k with ℓ_k = z_k(θ)²/2, so L is the
+    mean of the N = n per-residual losses ℓ_k (docs/stochastic.md).
+    """
+    return RegressionParams(p.z0[indices], p.J[indices], p.Q[indices])
+
+
+def examples(p) -> int:
+    """N = n: the loss is the mean of the n per-residual losses z_k²/2."""
+    return p.z0.shape[0]
+
+
 def factor_rows(p) -> int:
     """n: ``hessian_parts`` leaves the Gauss–Newton factor J(θ)/√n out of the dense part."""
     return p.z0.shape[0]
@@ -255,5 +270,6 @@ def factor_rows(p) -> int:
 FAMILY = register_family(
     RegressionParams, value=value, grad=grad, hvp=hvp, d3=d3, hess=hess,
     hessian_parts=hessian_parts, factor_rows=factor_rows, prefers_dense=True,
+    subset=subset, examples=examples,
     shapes={"z0": (None,), "J": (None, "d"), "Q": (None, "d", "d")},
 )

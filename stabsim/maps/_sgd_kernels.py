@@ -1,0 +1,258 @@
+"""Compiled engine for mini-batch SGD on finite-sum losses, and the batch sharpness.
+
+A finite-sum family (:mod:`stabsim.losses._protocol`) gives, through ``subset``, the loss
+L_B = (1/b) Σ_{i∈B} ℓ_i of a batch B; SGD is θ_{t+1} = θ_t − η ∇L_{B_t}(θ_t)
+(docs/stochastic.md). The batches are drawn by the Python wrapper (``stabsim.maps.sgd``)
+and passed in, one row of example indices per step, so the kernel holds no random state.
+
+At a recorded step the engine measures, at θ_t, the full loss and gradient norm, the
+sharpness λ_max(∇²L) exactly as the GD engine does (it reuses that engine's measurement:
+:mod:`stabsim.maps._gd_kernels`), and the batch sharpness
+
+    BS = E_B[g_Bᵀ H_B g_B] / E_B[|g_B|²],     g_B = ∇L_B(θ),  H_B = ∇²L_B(θ),
+
+over the batch distribution of the sampler (:func:`exact_batch_sharpness`, from per-example
+moments, or :func:`sampled_batch_sharpness`, a ratio estimate over drawn batches).
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .._jit import inline, jit
+from .._linalg import dot
+from ..losses._protocol import grad as loss_grad
+from ..losses._protocol import hvp as loss_hvp
+from ..losses._protocol import subset as loss_subset
+from ..losses._protocol import value_grad as loss_value_grad
+from ._gd_kernels import _DIVERGED, _NONFINITE, _NOT_CONVERGED, _OK, _evaluate, _measure, _workspace
+
+
+class SGDState(NamedTuple):
+    """Everything a run needs to continue: updated in place."""
+
+    theta: np.ndarray  #: θ_t
+    evec: np.ndarray  #: the last top eigenvector of ∇²L (Lanczos warm start)
+
+
+class SGDRecords(NamedTuple):
+    """Per-record outputs; row t // stride holds step t."""
+
+    loss: np.ndarray  #: L(θ_t), the full loss
+    gnorm: np.ndarray  #: |∇L(θ_t)|
+    sharp: np.ndarray  #: λ_max(∇²L(θ_t))
+    residual: np.ndarray  #: |Hu − λu| of the eigenpair (0 for a dense solver)
+    bs: np.ndarray  #: the batch sharpness (exact, or the estimate)
+    bs_low: np.ndarray  #: lower end of its confidence interval (= bs when exact)
+    bs_high: np.ndarray  #: upper end (= bs when exact)
+    theta: np.ndarray  #: (n_rec, d), or (0, d) when the iterates are not recorded
+
+
+class BatchLaw(NamedTuple):
+    """The batch distribution: b examples of N, drawn with or without replacement."""
+
+    n_examples: int
+    batch_size: int
+    replacement: bool
+
+
+@inline
+def batch_moments(q1, q2, q3, q4, r1, r2, law):
+    """E_B[g_Bᵀ H_B g_B] and E_B[|g_B|²] from per-example moments.
+
+    With g_B = (1/b) Σ_a g_{I_a} and H_B = (1/b) Σ_a H_{I_a} over the b positions of the
+    batch, E[g_Bᵀ H_B g_B] = b⁻³ Σ_{a,β,c} E[g_{I_a}ᵀ H_{I_β} g_{I_c}]: b triples of
+    positions with a = β = c, b(b − 1) of each of the patterns a = c ≠ β, a = β ≠ c,
+    β = c ≠ a, and b(b − 1)(b − 2) of distinct positions. With the per-example means
+
+        q1 = ⟨g_iᵀH_i g_i⟩,  q2 = ⟨g_iᵀH̄ g_i⟩,  q3 = ⟨g_iᵀH_i ḡ⟩,  q4 = ḡᵀH̄ḡ,
+        r1 = ⟨|g_i|²⟩,        r2 = |ḡ|²
+
+    (⟨·⟩ the mean over i, ḡ = ∇L, H̄ = ∇²L), positions drawn independently (with
+    replacement) give the pattern means q1, q2, q3 (twice: g_iᵀH_k g_k = g_kᵀH_k g_i) and
+    q4; positions holding distinct examples (without replacement: a uniform b-subset) give
+    the means over distinct indices, by inclusion–exclusion
+    P2 = (N q2 − q1)/(N − 1), P3 = (N q3 − q1)/(N − 1) and
+    P4 = (N² q4 − N q2 − 2N q3 + 2 q1)/((N − 1)(N − 2)). Likewise
+    E|g_B|² = [b r1 + b(b − 1) R2]/b² with R2 = r2 (with replacement) or
+    (N r2 − r1)/(N − 1). Terms whose count is zero are skipped (no 0/0 for small N).
+    """
+    n = float(law.n_examples)
+    b = float(law.batch_size)
+    num = b * q1
+    den = b * r1
+    if law.batch_size >= 2:
+        if law.replacement:
+            p2, p3, r = q2, q3, r2
+        else:
+            p2 = (n * q2 - q1) / (n - 1.0)
+            p3 = (n * q3 - q1) / (n - 1.0)
+            r = (n * r2 - r1) / (n - 1.0)
+        num += b * (b - 1.0) * (p2 + 2.0 * p3)
+        den += b * (b - 1.0) * r
+    if law.batch_size >= 3:
+        if law.replacement:
+            p4 = q4
+        else:
+            p4 = (n * n * q4 - n * q2 - 2.0 * n * q3 + 2.0 * q1) / ((n - 1.0) * (n - 2.0))
+        num += b * (b - 1.0) * (b - 2.0) * p4
+    return num / (b * b * b), den / (b * b)
+
+
+@inline
+def exact_batch_sharpness(theta, p, g_full, law):
+    """BS at θ exactly, from the per-example moments of :func:`batch_moments`.
+
+    ``g_full`` is ∇L(θ) (= ḡ). Cost: N per-example gradients, 2N per-example and N + 1
+    full Hessian-vector products. Returns NaN when E|g_B|² = 0 (every g_i = 0: 0/0).
+    """
+    d = theta.shape[0]
+    n = law.n_examples
+    gi = np.empty(d)
+    hv = np.empty(d)
+    one = np.empty(1, np.int64)
+    q1 = q2 = q3 = r1 = 0.0
+    for i in range(n):
+        one[0] = i
+        pi = loss_subset(p, one)
+        loss_grad(theta, pi, gi)
+        loss_hvp(theta, pi, gi, hv)
+        q1 += dot(gi, hv)
+        loss_hvp(theta, pi, g_full, hv)
+        q3 += dot(gi, hv)
+        loss_hvp(theta, p, gi, hv)
+        q2 += dot(gi, hv)
+        r1 += dot(gi, gi)
+    loss_hvp(theta, p, g_full, hv)
+    q4 = dot(g_full, hv)
+    num, den = batch_moments(q1 / n, q2 / n, q3 / n, q4, r1 / n, dot(g_full, g_full), law)
+    return num / den if den > 0.0 else np.nan
+
+
+@inline
+def sampled_batch_sharpness(theta, p, probes, z):
+    """The ratio estimate of BS over the K batches ``probes`` (K × b indices) and its
+    delta-method confidence interval.
+
+    With X_k = g_Bkᵀ H_Bk g_Bk and Y_k = |g_Bk|² on K independent batches, R = ΣX/ΣY, and
+    the first-order (delta-method) variance of a ratio of means
+    Var R ≈ Σ_k (X_k − R Y_k)² / (K (K − 1) Ȳ²); the interval is R ± z √Var R (z the
+    normal quantile of the confidence level). Returns (R, low, high); NaN when every
+    Y_k = 0.
+    """
+    d = theta.shape[0]
+    k_total = probes.shape[0]
+    gb = np.empty(d)
+    hv = np.empty(d)
+    xs = np.empty(k_total)
+    ys = np.empty(k_total)
+    for k in range(k_total):
+        pb = loss_subset(p, probes[k])
+        loss_grad(theta, pb, gb)
+        loss_hvp(theta, pb, gb, hv)
+        xs[k] = dot(gb, hv)
+        ys[k] = dot(gb, gb)
+    sx = xs.sum()
+    sy = ys.sum()
+    if not sy > 0.0:
+        return np.nan, np.nan, np.nan
+    ratio = sx / sy
+    spread = 0.0
+    for k in range(k_total):
+        e = xs[k] - ratio * ys[k]
+        spread += e * e
+    mean_y = sy / k_total
+    half = z * np.sqrt(spread / (k_total * (k_total - 1.0))) / mean_y
+    return ratio, ratio - half, ratio + half
+
+
+@inline
+def measure_batch_sharpness(theta, p, g_full, law, probes, z):
+    """BS at θ: exact when ``probes`` is empty, else the sampled estimate; (BS, low, high)."""
+    if probes.shape[0] == 0:
+        value = exact_batch_sharpness(theta, p, g_full, law)
+        return value, value, value
+    return sampled_batch_sharpness(theta, p, probes, z)
+
+
+@jit
+def batch_sharpness_at(p, theta, law, probes, z):
+    """BS at one point (entry point of :func:`stabsim.maps.sgd.batch_sharpness`)."""
+    g_full = np.empty(theta.shape[0])
+    loss_value_grad(theta, p, g_full)
+    return measure_batch_sharpness(theta, p, g_full, law, probes, z)
+
+
+@inline
+def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, batches,
+              probes, z, divergence_norm):
+    """Advance ``n_steps`` SGD steps from step ``start``; record every ``stride``-th step.
+
+    Step t uses the batch ``batches[t − start]`` (sorted example indices):
+    θ_{t+1} = θ_t − η ∇L_B(θ_t), the gradient from the family's ``value_grad`` on
+    ``subset(p, B)``. The state at step t is recorded (row t // stride) before its update,
+    so row 0 is the start; with ``finish`` the state after the last update is recorded too.
+    ``probes`` holds K batches per record of the chunk, in order (shape (records, K, b)),
+    or is empty (shape (0, 0, b)) for the exact batch sharpness.
+
+    Returns
+    -------
+    status : int
+        OK, DIVERGED, NONFINITE, or NOT_CONVERGED when Lanczos used its budget.
+    steps_done : int
+        Updates applied in this chunk (a failing state is neither recorded nor updated).
+    """
+    theta, evec = state
+    d = theta.shape[0]
+    work = _workspace(eigen, d)
+    g = work.g
+    gb = np.empty(d)
+    record_iterates = rec.theta.shape[0] > 0
+    exact = probes.shape[0] == 0
+    no_probes = np.empty((0, batches.shape[1]), np.int64)
+    n_probe = 0
+    for k in range(n_steps + 1 if finish else n_steps):
+        t = start + k
+        if t % stride == 0:
+            loss = _evaluate(eigen, theta, p, work, True)
+            gnorm = np.sqrt(dot(g, g))
+            if not (np.isfinite(loss) and np.isfinite(gnorm)):
+                return _NONFINITE, k
+            if np.sqrt(dot(theta, theta)) > divergence_norm:
+                return _DIVERGED, k
+            residual, converged = _measure(eigen, theta, p, work, evec)
+            if not np.isfinite(residual):
+                return _NONFINITE, k
+            if not converged:
+                return _NOT_CONVERGED, k
+            bs, low, high = measure_batch_sharpness(
+                theta, p, g, law, no_probes if exact else probes[n_probe], z)
+            n_probe += 1
+            row = t // stride
+            rec.loss[row] = loss
+            rec.gnorm[row] = gnorm
+            rec.sharp[row] = work.top[0]
+            rec.residual[row] = residual
+            rec.bs[row] = bs
+            rec.bs_low[row] = low
+            rec.bs_high[row] = high
+            if record_iterates:
+                rec.theta[row] = theta
+        if k == n_steps:
+            break
+        batch_loss = loss_value_grad(theta, loss_subset(p, batches[k]), gb)
+        if not (np.isfinite(batch_loss) and np.isfinite(dot(gb, gb))):
+            return _NONFINITE, k
+        if np.sqrt(dot(theta, theta)) > divergence_norm:
+            return _DIVERGED, k
+        for i in range(d):  # a loop: an array expression would allocate every step
+            theta[i] -= eta * gb[i]
+    return _OK, n_steps
+
+
+@jit
+def sgd_chunk(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, batches, probes,
+              z, divergence_norm):
+    """:func:`sgd_steps` as a compiled entry point (one specialisation per loss family)."""
+    return sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, batches,
+                     probes, z, divergence_norm)

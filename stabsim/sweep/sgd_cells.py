@@ -1,0 +1,126 @@
+"""The (η, batch size) phase diagram of SGD on a finite-sum loss (docs/stochastic.md).
+
+:func:`sgd_sweep` runs :func:`~stabsim.maps.sgd.run_sgd` once per cell of a grid of step
+sizes η and batch sizes b, from one start and one seed, and classifies each run as the GD
+sweeps do (:func:`stabsim.sweep.classify.classify_gd`, the classes ``converged``,
+``edge_of_stability``, ``catapult``, ``diverged``, ``unresolved``), with the relative
+sharpness r_t = BS(θ_t) η/2 of the *batch* sharpness, the quantity the theory puts at 2/η
+under SGD. Beside it each cell keeps the late-window mean of λ_max(∇²L) η/2, the full-batch
+relative sharpness, which the theory puts below 1 and lower for smaller b.
+
+Statistics (per cell; the late window is the last ``ceil(window · n)`` of the n records)
+-----------------------------------------------------------------------------------------
+``initial_loss``, ``final_loss``, ``peak_loss``
+    The full loss at the start, at the last record, and its maximum over the records.
+``mean_rel_batch_sharpness``, ``max_rel_batch_sharpness``, ``late_max_rel_batch_sharpness``
+    BS η/2: its late-window mean, its maximum over the run, its maximum over the late window.
+``mean_rel_sharpness``
+    λ_max η/2, its late-window mean.
+``status``, ``steps_run``
+    The run's ``Status`` code and the steps it took.
+A run that stops before its first record has NaN statistics (and is ``diverged``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _validate as check
+from .._export import finish
+from ..losses._base import require_loss
+from ..maps.sgd import run_sgd
+from .classify import classify_gd, flag_attrs
+
+STATS = ("initial_loss", "final_loss", "peak_loss", "mean_rel_batch_sharpness",
+         "max_rel_batch_sharpness", "late_max_rel_batch_sharpness", "mean_rel_sharpness")
+
+
+def _summary(result, window: float) -> dict:
+    """The statistics of the module docstring from one run's records."""
+    n = result.step.size
+    if n == 0:
+        return dict.fromkeys(STATS, np.nan)
+    late = slice(n - max(1, math.ceil(window * n)), n)
+    r_batch = result.batch_sharpness * result.eta / 2.0
+    r_full = result.sharpness * result.eta / 2.0
+    return {"initial_loss": result.loss[0], "final_loss": result.loss[-1],
+            "peak_loss": result.loss.max(), "mean_rel_batch_sharpness": r_batch[late].mean(),
+            "max_rel_batch_sharpness": r_batch.max(),
+            "late_max_rel_batch_sharpness": r_batch[late].max(),
+            "mean_rel_sharpness": r_full[late].mean()}
+
+
+def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, band=0.2,
+              replacement=False, seed=0, batch_sharpness="auto", bs_batches=256,
+              divergence_norm=1e6):
+    """SGD over a grid of step sizes and batch sizes, each run classified.
+
+    Parameters
+    ----------
+    loss : Loss
+        A finite-sum loss (``loss.finite_sum``).
+    theta0 : array_like, shape (d,)
+        The start of every cell.
+    eta : sequence of float
+        Step sizes (> 0).
+    batch_size : sequence of int
+        Batch sizes (1 ≤ b, and b ≤ N without replacement).
+    steps, stride, replacement, seed, batch_sharpness, bs_batches, divergence_norm
+        As for :func:`~stabsim.maps.sgd.run_sgd` (one seed for every cell).
+    window : float
+        Fraction (0, 1] of the records in the late window.
+    band : float
+        Half-width of the band around 1 of the late mean of BS η/2 for
+        ``edge_of_stability`` (``classify_gd``). The default 0.2 is the size of the
+        fluctuations of BS η/2 over a window (its standard deviation was 0.09–0.25 on the
+        headline network, tests/test_sgd_claims.py).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions ``eta`` and ``batch_size``; ``regime`` (codes of
+        :class:`~stabsim.sweep.classify.GDClass` with CF flag attributes), the statistics
+        of the module docstring, ``status`` and ``steps_run``.
+    """
+    import xarray as xr
+
+    require_loss(loss)
+    etas = np.array([check.positive_float("eta", e) for e in np.atleast_1d(eta)])
+    sizes = [check.nonnegative_int("batch_size", b, minimum=1)
+             for b in np.atleast_1d(batch_size)]
+    window = check.positive_float("window", window)
+    if window > 1.0:
+        raise ValueError(f"window must lie in (0, 1], got {window!r}")
+    band = check.positive_float("band", band)
+    shape = (etas.size, len(sizes))
+    stats = {name: np.full(shape, np.nan) for name in STATS}
+    status = np.zeros(shape, np.int8)
+    steps_run = np.zeros(shape, np.int64)
+    for i, e in enumerate(etas):
+        for j, b in enumerate(sizes):
+            result = run_sgd(loss, theta0, e, steps, batch_size=b, replacement=replacement,
+                             seed=seed, stride=stride, batch_sharpness=batch_sharpness,
+                             bs_batches=bs_batches, divergence_norm=divergence_norm)
+            status[i, j] = int(result.status)
+            steps_run[i, j] = result.counters["steps"]
+            for name, value in _summary(result, window).items():
+                stats[name][i, j] = value
+    regime = classify_gd(status, stats["initial_loss"], stats["final_loss"],
+                         stats["peak_loss"], stats["max_rel_batch_sharpness"],
+                         stats["mean_rel_batch_sharpness"], band,
+                         late_max_rel=stats["late_max_rel_batch_sharpness"])
+    dims = ("eta", "batch_size")
+    data = {"regime": (dims, regime, flag_attrs("gd")), "status": (dims, status),
+            "steps_run": (dims, steps_run)}
+    data.update({name: (dims, value) for name, value in stats.items()})
+    ds = xr.Dataset(data, coords={"eta": etas, "batch_size": sizes},
+                    attrs={"model": "sgd", "n_examples": loss.n_examples})
+    return finish(ds, {"eta": etas, "batch_size": sizes, "steps": steps, "stride": stride,
+                       "window": window, "band": band, "replacement": replacement,
+                       "seed": seed, "batch_sharpness": batch_sharpness,
+                       "bs_batches": bs_batches, "divergence_norm": divergence_norm})
+
+
+__all__ = ["STATS", "sgd_sweep"]
