@@ -25,7 +25,15 @@ from ..losses._protocol import grad as loss_grad
 from ..losses._protocol import hvp as loss_hvp
 from ..losses._protocol import subset as loss_subset
 from ..losses._protocol import value_grad as loss_value_grad
-from ._gd_kernels import _DIVERGED, _NONFINITE, _NOT_CONVERGED, _OK, _evaluate, _measure, _workspace
+from ._gd_kernels import (
+    _DIVERGED,
+    _NONFINITE,
+    _NOT_CONVERGED,
+    _OK,
+    _measure,
+    _workspace,
+    evaluate_measured,
+)
 
 
 class SGDState(NamedTuple):
@@ -214,7 +222,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
     for k in range(n_steps + 1 if finish else n_steps):
         t = start + k
         if t % stride == 0:
-            loss = _evaluate(eigen, theta, p, work, True)
+            loss = evaluate_measured(eigen, theta, p, work)
             gnorm = np.sqrt(dot(g, g))
             if not (np.isfinite(loss) and np.isfinite(gnorm)):
                 return _NONFINITE, k
