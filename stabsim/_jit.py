@@ -96,19 +96,26 @@ def jit(func=None, *, parallel=False, fastmath=False):
     return wrap if func is None else wrap(func)
 
 
-def inline(func=None, *, fastmath=False):
+def inline(func=None, *, fastmath=False, always=False):
     """Make ``func`` callable from kernels, compiled into each caller rather than on its own.
 
     A helper that calls a loss must be one of these, not a :func:`jit` dispatcher: a
     dispatcher would compile (and cache, in its own shared index) one copy per loss
     family, user families included, whereas an inline helper is part of the caller's
     machine code and of the caller's cache entry (see :mod:`stabsim.losses._engines`).
+
+    It is still a function of its own inside that code, which LLVM may not inline: a call
+    passing arrays costs tens of nanoseconds (their reference counts are atomic
+    operations). ``always=True`` inlines the helper's body into every caller (Numba's
+    ``inline="always"``): for the small helpers of a step's hot path.
     """
 
     def wrap(f):
         flags = {"error_model": JIT_FLAGS["error_model"]}
         if fastmath:
             flags["fastmath"] = ARITH_FASTMATH
+        if always:
+            flags["inline"] = "always"
         return register_jitable(**flags)(f)
 
     return wrap if func is None else wrap(func)

@@ -188,7 +188,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
     return lam, np.sqrt(dot(w, w)), products + 1, done
 
 
-@inline
+@inline(always=True)
 def top_of_2x2(a, b, c, vec_out):
     """Top eigenpair of [[a, b], [b, c]]: λ = m + r with m = (a + c)/2, r = hypot((a − c)/2, b).
 

@@ -210,3 +210,28 @@ def test_a_two_parameter_loss_at_the_edge_of_stability_is_measured_to_the_end():
                       for t in lanczos.trajectory])
     assert np.all(np.abs(lanczos.sharpness[:, 0] - dense.sharpness[:, 0]) <= 1e-10 * norms
                   + 1e-15 * norms)
+
+
+@pytest.mark.parametrize(("loss", "eigensolver", "dense"), [
+    (Quadratic([3.0, 2.0, 1.0, 0.5]), "lanczos", False),
+    (Minimalist(), "auto", True),  # d = 2: the closed form of the dense Hessian
+    (Quadratic([3.0, 2.0, 1.0, 0.5]), "eigh", True),
+])
+def test_work_counters_follow_the_loop(loss, eigensolver, dense):
+    # every state t = 0..steps is evaluated once (one gradient); every recorded state is
+    # measured once: by Lanczos (at least one product, at most the budget each) or by a
+    # dense solver (one dense Hessian, no products)
+    steps, stride = 40, 4
+    theta0 = np.linspace(0.4, 0.9, loss.dim)
+    result = run_gd(loss, theta0, 0.1, steps, stride=stride, find_crossing=False,
+                    eigensolver=eigensolver, eig_max_products=50)
+    counters = result.counters
+    assert result.success and counters["steps"] == steps
+    assert counters["gradients"] == steps + 1
+    assert counters["records"] == steps // stride + 1
+    if dense:
+        assert counters["dense_hessians"] == counters["records"]
+        assert counters["lanczos_products"] == 0
+    else:
+        assert counters["dense_hessians"] == 0
+        assert counters["records"] <= counters["lanczos_products"] <= 50 * counters["records"]

@@ -36,6 +36,8 @@ MANIFOLD_START = [1.0, 0.8, 0.3, 0.2]
 #: a loss with a sustained edge of stability at η = ETA (the README's example)
 ETA = 0.01
 TWO_SCALE = QuadraticRegression.two_scale(ETA)
+#: a finite sum (n = 6 examples) for SGD
+REGRESSION = QuadraticRegression.random(4, 6, seed=0)
 REDUCED_SWEEP = {"sweep": {"model": "reduced", "steps": 300},
                  "grid": {"eta": [0.05, 0.2], "x0": [1e-2, 3.0]}}
 
@@ -62,6 +64,8 @@ CALLS = {
         MANIFOLD, MANIFOLD_START, 0.05, 40, stride=20),
     "run_sweep": lambda: stabsim.run_sweep(REDUCED_SWEEP, progress=False),
     "catapult_sweep": lambda: catapult_sweep([8], [1.0, 5.0], steps=50),
+    "run_sgd": lambda: stabsim.run_sgd(REGRESSION, np.zeros(REGRESSION.dim), 0.1, 20,
+                                       batch_size=2, stride=5),
 }
 
 
@@ -121,6 +125,9 @@ FAILING = {
     "run_gd-eig_max_products": (lambda: stabsim.run_gd(
         MINIMALIST, START, 0.1, 5, eigensolver="lanczos", eig_tol=1e-300, eig_max_products=1),
         Status.NOT_CONVERGED, "eig_max_products"),
+    "run_sgd-eig_max_products": (lambda: stabsim.run_sgd(
+        REGRESSION, np.zeros(REGRESSION.dim), 0.1, 5, batch_size=2, eigensolver="lanczos",
+        eig_tol=1e-300, eig_max_products=1), Status.NOT_CONVERGED, "eig_max_products"),
     "run_reduced-steps": (lambda: stabsim.run_reduced(0.1, 0.0, 0.1, 1.0, 1.0, 20, cycles=50),
                           Status.MAX_STEPS, "steps"),
     "proj_M-max_iter": (lambda: stabsim.proj_M(MINIMALIST, START, 0.1, max_iter=1),

@@ -39,11 +39,11 @@ def test_full_batch_is_gd_bitwise(make):
     loss = make()
     theta0 = np.full(loss.dim, 0.3)
     sgd = run_sgd(loss, theta0, 0.2, 40, batch_size=loss.n_examples, stride=3,
-                  eigensolver="lanczos", record_iterates=True)
-    gd = run_gd(loss, theta0, 0.2, 40, stride=3, eigensolver="lanczos", record_iterates=True,
+                  eigensolver="lanczos", record_trajectory=True)
+    gd = run_gd(loss, theta0, 0.2, 40, stride=3, eigensolver="lanczos", record_trajectory=True,
                 find_crossing=False)
     assert sgd.success and gd.success
-    assert np.array_equal(sgd.trajectory, gd.iterates)
+    assert np.array_equal(sgd.trajectory, gd.trajectory)
     assert np.array_equal(sgd.theta, gd.theta)
     assert np.array_equal(sgd.loss, gd.loss)
     assert np.array_equal(sgd.sharpness, gd.sharpness[:, 0])
@@ -153,7 +153,7 @@ def test_sampler_epochs_and_draws():
 def test_seeds_records_and_probes_leave_the_trajectory_alone():
     loss = _network()
     theta0 = loss.init(0)
-    common = {"batch_size": 3, "stride": 5, "record_iterates": True}
+    common = {"batch_size": 3, "stride": 5, "record_trajectory": True}
     a = run_sgd(loss, theta0, 0.3, 30, seed=4, batch_sharpness="exact", **common)
     b = run_sgd(loss, theta0, 0.3, 30, seed=4, batch_sharpness="sampled", bs_batches=20,
                 chunk_steps=7, **common)

@@ -107,6 +107,7 @@ class GDState(NamedTuple):
     prev_theta: np.ndarray  #: θ_{t−1} (θ_0 at t = 0), for the crossing pair
     evec: np.ndarray  #: the last top eigenvector (Lanczos warm start and sign reference)
     crossing: np.ndarray  #: [t, θ_{t−1}, θ_t] at the first crossing; t = −1 before it
+    counts: np.ndarray  #: int64 [gradients, Lanczos products, dense Hessians] so far
 
 
 class Records(NamedTuple):
@@ -227,8 +228,9 @@ def evaluate_measured(eigen, theta, p, work):
 
 def _measure(eigen, theta, p, work, evec):
     """The top eigenvalue(s) into work.top and evec ← the top eigenvector; returns the
-    residual (0 for eigh; NaN for a non-finite Hessian) and whether it met the tolerance
-    (False only when Lanczos ran out of products) (kernels only)."""
+    residual (0 for eigh; NaN for a non-finite Hessian), whether it met the tolerance
+    (False only when Lanczos ran out of products) and the Lanczos products used (0 for the
+    direct solvers) (kernels only)."""
     raise TypeError("resolved inside compiled kernels")
 
 
@@ -236,47 +238,55 @@ def _measure(eigen, theta, p, work, evec):
 def _measure_impl(eigen, theta, p, work, evec):
     if _is(eigen, DenseEigh):
         return lambda eigen, theta, p, work, evec: (
-            _dense_top(work.hess, work.factor, evec, eigen.n_top, work.top), True)
+            _dense_top(work.hess, work.factor, evec, eigen.n_top, work.top), True, 0)
     if _is(eigen, TinyDense):
         return lambda eigen, theta, p, work, evec: (
-            _tiny_top(work.hess, work.factor, evec, work.top), True)
+            _tiny_top(work.hess, work.factor, evec, work.top), True, 0)
     if _is(eigen, MatrixFree):
         def matrix_free(eigen, theta, p, work, evec):
             scale_into(work.prev_evec, evec, 1.0)
-            lam, residual, _, converged = top_eigenpair(
+            lam, residual, products, converged = top_eigenpair(
                 HessianAt(theta, p), work.prev_evec, work.lanczos, eigen.max_products,
                 eigen.tol, evec)
             work.top[0] = lam
-            return residual, converged
+            return residual, converged, products
 
         return matrix_free
 
     def dense_lanczos(eigen, theta, p, work, evec):
         scale_into(work.prev_evec, evec, 1.0)
-        lam, residual, _, converged = top_eigenpair(
+        lam, residual, products, converged = top_eigenpair(
             DenseHessian(work.hess, work.factor), work.prev_evec, work.lanczos,
             eigen.max_products, eigen.tol, evec)
         work.top[0] = lam
-        return residual, converged
+        return residual, converged, products
 
     return dense_lanczos
 
 
-@inline
+@inline(always=True)
 def _tiny_top(hess_buf, factor, evec, top_out):
     """Top eigenpair of the 1 × 1 or 2 × 2 matrix ``hess_buf + factorᵀ factor`` in closed
     form (:func:`stabsim._lanczos.top_of_2x2`); ``evec`` signed to agree with its previous
-    value. Returns 0, or NaN for a non-finite matrix."""
-    if not (_all_finite(hess_buf) and _all_finite(factor)):
-        return np.nan
-    add_gram(hess_buf, factor)
+    value. Returns 0, or NaN for a non-finite matrix.
+
+    Only the sum's entries are checked: a NaN or ±inf entry F_ki of the factor makes the
+    diagonal entry (i, i) of FᵀF NaN or +inf, and a non-finite entry of ``hess_buf`` stays
+    non-finite whatever is added to it. Written without loops, so that it is inlined into
+    the step (a call costs more than the whole 2 × 2 solve)."""
+    if factor.shape[0] > 0:
+        add_gram(hess_buf, factor)
     if hess_buf.shape[0] == 1:
+        if not np.isfinite(hess_buf[0, 0]):
+            return np.nan
         top_out[0] = hess_buf[0, 0]
         evec[0] = 1.0 if evec[0] >= 0.0 else -1.0
         return 0.0
+    a, b, c = hess_buf[0, 0], 0.5 * (hess_buf[0, 1] + hess_buf[1, 0]), hess_buf[1, 1]
+    if not (np.isfinite(a) and np.isfinite(b) and np.isfinite(c)):  # b is NaN if either is
+        return np.nan
     previous0, previous1 = evec[0], evec[1]
-    top_out[0] = top_of_2x2(hess_buf[0, 0], 0.5 * (hess_buf[0, 1] + hess_buf[1, 0]),
-                             hess_buf[1, 1], evec)
+    top_out[0] = top_of_2x2(a, b, c, evec)
     if evec[0] * previous0 + evec[1] * previous1 < 0.0:
         evec[0] = -evec[0]
         evec[1] = -evec[1]
@@ -308,29 +318,37 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
     steps_done : int
         Updates applied in this chunk (a failing state is neither recorded nor updated).
     """
-    theta, buf, prev_theta, evec, crossing = state
+    theta, buf, prev_theta, evec, crossing, counts = state
     rule, eta, momentum, loss_min = method
     d = theta.shape[0]
     work = _workspace(eigen, d)
     g, top = work.g, work.top
-    record_iterates = rec.theta.shape[0] > 0
-    n_top = rec.sharp.shape[1]
+    # the arrays taken out of their records once: each access of a record's field inside the
+    # loop would be a reference-count increment and decrement (atomic operations)
+    rec_loss, rec_gnorm, rec_sharp, rec_theta, rec_residual = rec
+    record_trajectory = rec_theta.shape[0] > 0
+    n_records = rec_loss.shape[0]
+    n_top = rec_sharp.shape[1]
     for k in range(n_steps + 1 if finish else n_steps):
         t = start + k
         searching = crossing[0] < 0 and crossing_threshold > 0.0
-        recording = rec.loss.shape[0] > 0 and t % stride == 0
+        recording = n_records > 0 and t % stride == 0
         measuring = recording or searching
         # the unmeasured step calls the loss directly: behind one overloaded helper with the
         # dense branch, it cost 30 to 700 ns a step on a 2-parameter loss (11 ns so, measured)
         loss = evaluate_measured(eigen, theta, p, work) if measuring \
             else loss_value_grad(theta, p, g)
+        counts[0] += 1
+        if measuring and _holds_dense(eigen):
+            counts[2] += 1
         gnorm = np.sqrt(dot(g, g))
         if not (np.isfinite(loss) and np.isfinite(gnorm)):
             return _NONFINITE, k
         if np.sqrt(dot(theta, theta)) > divergence_norm:
             return _DIVERGED, k
         if measuring:
-            residual, converged = _measure(eigen, theta, p, work, evec)
+            residual, converged, products = _measure(eigen, theta, p, work, evec)
+            counts[1] += products
             if not np.isfinite(residual):
                 return _NONFINITE, k
             if not converged:
@@ -342,13 +360,14 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
                     crossing[1 + d + i] = theta[i]
             if recording:
                 row = t // stride
-                rec.loss[row] = loss
-                rec.gnorm[row] = gnorm
-                rec.residual[row] = residual
+                rec_loss[row] = loss
+                rec_gnorm[row] = gnorm
+                rec_residual[row] = residual
                 for i in range(n_top):
-                    rec.sharp[row, i] = top[i]
-                if record_iterates:
-                    scale_into(rec.theta[row], theta, 1.0)
+                    rec_sharp[row, i] = top[i]
+                if record_trajectory:
+                    for i in range(d):
+                        rec_theta[row, i] = theta[i]
         if k == n_steps:
             break
         # the updates as loops: array expressions would allocate a temporary every step

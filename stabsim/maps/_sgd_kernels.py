@@ -215,7 +215,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
     work = _workspace(eigen, d)
     g = work.g
     gb = np.empty(d)
-    record_iterates = rec.theta.shape[0] > 0
+    record_trajectory = rec.theta.shape[0] > 0
     exact = probes.shape[0] == 0
     no_probes = np.empty((0, batches.shape[1]), np.int64)
     n_probe = 0
@@ -228,7 +228,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
                 return _NONFINITE, k
             if np.sqrt(dot(theta, theta)) > divergence_norm:
                 return _DIVERGED, k
-            residual, converged = _measure(eigen, theta, p, work, evec)
+            residual, converged, _ = _measure(eigen, theta, p, work, evec)
             if not np.isfinite(residual):
                 return _NONFINITE, k
             if not converged:
@@ -244,7 +244,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
             rec.bs[row] = bs
             rec.bs_low[row] = low
             rec.bs_high[row] = high
-            if record_iterates:
+            if record_trajectory:
                 rec.theta[row] = theta
         if k == n_steps:
             break

@@ -92,7 +92,9 @@ class GDResult(Result):
     crossing_pair : ndarray, shape (2, d) or None
         θ_{t−1} and θ_t around that crossing.
     counters : dict
-        ``steps`` (updates done) and ``records`` (rows kept).
+        ``steps`` (updates done), ``records`` (rows kept), ``gradients`` (evaluations of
+        ∇L), ``lanczos_products`` (products with the Hessian, or with its dense form, inside
+        Lanczos) and ``dense_hessians`` (dense Hessians formed).
     """
 
     method: str
@@ -246,7 +248,8 @@ def run_gd(
     rec = kernels.Records(np.zeros(n_rec), np.zeros(n_rec), np.zeros((n_rec, top_k)),
                           np.zeros((n_rec if record_trajectory else 0, d)), np.zeros(n_rec))
     state = kernels.GDState(theta, theta.copy() if method == "heavy_ball" else np.zeros(d),
-                            theta.copy(), np.full(d, 1.0 / np.sqrt(d)), np.full(2 * d + 1, -1.0))
+                            theta.copy(), np.full(d, 1.0 / np.sqrt(d)), np.full(2 * d + 1, -1.0),
+                            np.zeros(3, np.int64))
     rule = kernels.Method(METHODS[method], eta, momentum, loss_min)
     kernel = engine_for(kernels.gd_chunk, loss.family)
 
@@ -280,7 +283,7 @@ def run_gd(
                   "eig_max_products": eig_max_products, "loss_min": loss_min,
                   "divergence_norm": divergence_norm}
     return GDResult(
-        status=Status(status), counters={"steps": done, "records": n_kept},
+        status=Status(status), counters=_counters(done, n_kept, state.counts),
         parameters=parameters, knob="eig_max_products",
         method=method, eta=eta, momentum=momentum, threshold=threshold,
         step=np.arange(n_kept) * stride,
@@ -290,6 +293,14 @@ def run_gd(
         theta=theta, crossing_step=crossing_step,
         crossing_pair=crossing[1:].reshape(2, d).copy() if crossing_step is not None else None,
     )
+
+
+def _counters(steps: int, records: int, counts) -> dict:
+    """The work counters of a GD result: updates, records, and the engine's counts of
+    gradients, Lanczos products and dense Hessians (``GDState.counts``)."""
+    gradients, products, hessians = (int(c) for c in counts)
+    return {"steps": steps, "records": records, "gradients": gradients,
+            "lanczos_products": products, "dense_hessians": hessians}
 
 
 #: Lanczos restart length: the basis holds this many vectors of length d
@@ -365,7 +376,7 @@ def step(loss: Loss, theta, eta: float, *, method: str = "gd", momentum: float =
     buf = loss.check_point(buf, "buf").copy()
     d = loss.dim
     state = kernels.GDState(theta, buf, theta.copy(), np.full(d, 1.0 / np.sqrt(d)),
-                            np.full(2 * d + 1, -1.0))
+                            np.full(2 * d + 1, -1.0), np.zeros(3, np.int64))
     no_records = kernels.Records(np.zeros(0), np.zeros(0), np.zeros((0, 1)), np.zeros((0, d)),
                                  np.zeros(0))
     eigen = kernels.MatrixFree(1, 1, 1.0)  # with empty records nothing is measured

@@ -282,7 +282,7 @@ def run_sgd(
     batch_sharpness: str = "auto",
     bs_batches: int = 256,
     confidence: float = 0.95,
-    record_iterates: bool = False,
+    record_trajectory: bool = False,
     eigensolver: str = "auto",
     eig_tol: float = 1e-10,
     eig_max_products: int = 1000,
@@ -321,7 +321,7 @@ def run_sgd(
         How BS is measured (see :func:`batch_sharpness`): exact from per-example moments,
         or the ratio estimate over ``bs_batches`` fresh batches per record with a
         delta-method interval at level ``confidence``.
-    record_iterates : bool
+    record_trajectory : bool
         Keep θ_t at each record.
     eigensolver, eig_tol, eig_max_products, divergence_norm, chunk_steps, progress
         As for :func:`~stabsim.run_gd`.
@@ -353,7 +353,7 @@ def run_sgd(
     eig_max_products = check.nonnegative_int("eig_max_products", eig_max_products, minimum=1)
     divergence_norm = check.positive_float("divergence_norm", divergence_norm)
     chunk_steps = check.nonnegative_int("chunk_steps", chunk_steps, minimum=1)
-    record_iterates = check.boolean("record_iterates", record_iterates)
+    record_trajectory = check.boolean("record_trajectory", record_trajectory)
     progress = check.boolean("progress", progress)
     parameters = {"eta": eta, "steps": steps, "batch_size": b, "replacement": replacement,
                   "seed": seed, "stride": stride, "batch_sharpness": method,
@@ -367,7 +367,7 @@ def run_sgd(
     d = loss.dim
     n_rec = steps // stride + 1
     rec = kernels.SGDRecords(*(np.zeros(n_rec) for _ in range(7)),
-                             np.zeros((n_rec if record_iterates else 0, d)))
+                             np.zeros((n_rec if record_trajectory else 0, d)))
     state = kernels.SGDState(theta, np.full(d, 1.0 / np.sqrt(d)))
     law = kernels.BatchLaw(n, b, replacement)
     train_rng, probe_rng = _streams(seed)
@@ -425,4 +425,4 @@ def run_sgd(
         grad_norm=rec.gnorm[:n_kept], sharpness=rec.sharp[:n_kept],
         eig_residual=rec.residual[:n_kept], batch_sharpness=bs, bs_low=rec.bs_low[:n_kept],
         bs_high=rec.bs_high[:n_kept],
-        trajectory=rec.theta[:n_kept] if record_iterates else None, theta=theta)
+        trajectory=rec.theta[:n_kept] if record_trajectory else None, theta=theta)

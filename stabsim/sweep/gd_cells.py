@@ -122,7 +122,7 @@ def gd_cells_kernel(p, eigen, cells, theta0, rule, eta, momentum, base, loss_min
         theta = theta0[c].copy()
         state = engine.GDState(theta, theta.copy() if rule == engine.HEAVY_BALL else np.zeros(d),
                                theta.copy(), np.full(d, 1.0 / np.sqrt(d)),
-                               np.full(2 * d + 1, -1.0))
+                               np.full(2 * d + 1, -1.0), np.zeros(3, np.int64))
         rec = engine.Records(np.zeros(n_rec), np.zeros(n_rec), np.zeros((n_rec, 1)),
                              np.zeros((0, d)), np.zeros(n_rec))
         method = engine.Method(rule, eta[i], momentum[i], loss_min[i])
