@@ -38,6 +38,12 @@ VARIABLES = {
     "sharpness": ("top Hessian eigenvalues of L at theta_t", DIMENSIONLESS),
     "eig_residual": ("eigenpair residual |Hu - lambda u|", DIMENSIONLESS),
     "theta": ("iterate theta_t", DIMENSIONLESS),
+    # adaptive methods (AdaptiveResult)
+    "preconditioned_sharpness": ("preconditioned sharpness lambda_max(P^-1 H) at theta_t",
+                                 DIMENSIONLESS),
+    "preconditioned_residual": ("eigenpair residual |DHDv - lambda v|, D = P^-1/2",
+                                DIMENSIONLESS),
+    "nu": ("second-moment EMA nu_t of the adaptive method", DIMENSIONLESS),
     # reduced (x, y) map (ReducedResult, ReducedEnsembleResult)
     "x": ("x_t, displacement along the top eigenvector", DIMENSIONLESS),
     "y": ("y_t, sharpness excess over the threshold", DIMENSIONLESS),

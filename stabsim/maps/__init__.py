@@ -1,6 +1,7 @@
 """Discrete-time dynamics: exact gradient methods and the theory's maps."""
 
 from ._reduced_results import CycleStats, ReducedEnsembleResult, ReducedResult
+from .adaptive import AdaptiveResult, adaptive_threshold, run_adaptive
 from .constrained import ConstrainedResult, constrained_trajectory
 from .gd import (
     GDResult,
@@ -15,6 +16,9 @@ from .projection import Projection, StableGeometry, proj_M, stable_geometry
 from .reduced import reduced_phase, run_reduced, run_reduced_ensemble
 
 __all__ = [
+    "AdaptiveResult",
+    "adaptive_threshold",
+    "run_adaptive",
     "ConstrainedResult",
     "CycleStats",
     "GDResult",
