@@ -107,7 +107,12 @@ if not INTERACTIVE:
 #
 # From the optimiser's state shortly before it reaches $S_{\rm eff} = 2$, the central flow
 # (state $(w, \nu)$; $\sigma^2$ keeps $S_{\rm eff} = \eta S/\sqrt\nu$ at 2) against the optimiser
-# averaged over whole period-2 cycles (windows of 10 steps).
+# averaged over whole period-2 cycles (windows of 10 steps). Before the entry the two
+# agree to O(η) (the stable flow is the update's continuous limit). At the entry they part:
+# the flow's σ² switches on at once and its ν rises, while the optimiser's oscillation takes
+# tens of steps to grow from round-off (the blow-up phase of docs/theory.md §1), its ν keeps
+# falling, then overshoots. The errors printed below are that failure, measured, not a
+# tolerance.
 
 # %%
 ETA3, BETA2 = 0.02, 0.99
