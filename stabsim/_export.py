@@ -44,6 +44,7 @@ VARIABLES = {
     "preconditioned_residual": ("eigenpair residual |DHDv - lambda v|, D = P^-1/2",
                                 DIMENSIONLESS),
     "nu": ("second-moment EMA nu_t of the adaptive method", DIMENSIONLESS),
+    "beta2": ("second-moment EMA factor beta2", DIMENSIONLESS),
     # reduced (x, y) map (ReducedResult, ReducedEnsembleResult)
     "x": ("x_t, displacement along the top eigenvector", DIMENSIONLESS),
     "y": ("y_t, sharpness excess over the threshold", DIMENSIONLESS),
