@@ -116,6 +116,49 @@ def _jax_loss(net):
     return loss
 
 
+def jax_top_eigenpair(apply, v0, d):
+    """Top eigenpair of the symmetric operator ``apply`` (v ↦ Av, traced by JAX): Lanczos
+    with full reorthogonalisation restarted every RESTART products, warm start v0,
+    relative residual TOL (the algorithm and tolerance of stabsim's engine). Returns
+    (λ, unit vector signed along v0, products)."""
+    import jax
+    import jax.numpy as jnp
+
+    m = RESTART
+
+    def extend(state):
+        Q, alpha, beta, j, q, _, _, s, products = state
+        Q = Q.at[j].set(q)
+        z = apply(q)
+        a = z @ q
+        z = z - Q.T @ (Q @ z)  # full reorthogonalisation, twice
+        z = z - Q.T @ (Q @ z)
+        b = jnp.linalg.norm(z)
+        alpha, beta = alpha.at[j].set(a), beta.at[j].set(b)
+        idx = jnp.arange(m)
+        floor = -4.0 * (jnp.max(jnp.abs(alpha)) + 2.0 * jnp.max(jnp.abs(beta)) + 1.0)
+        off = jnp.where(idx[:-1] < j, beta[:-1], 0.0)
+        T = (jnp.diag(jnp.where(idx <= j, alpha, floor)) + jnp.diag(off, 1)
+             + jnp.diag(off, -1))
+        values, vectors = jnp.linalg.eigh(T)
+        lam, s = values[-1], vectors[:, -1]
+        done = b * jnp.abs(s[j]) <= TOL * jnp.abs(lam)
+        return Q, alpha, beta, j + 1, z / b, done, lam, s, products + 1
+
+    def restart(state):
+        v, _, _, products = state
+        start = (jnp.zeros((m, d)), jnp.zeros(m), jnp.zeros(m), 0, v / jnp.linalg.norm(v),
+                 False, 0.0, jnp.zeros(m), products)
+        Q, _, _, _, _, done, lam, s, products = jax.lax.while_loop(
+            lambda st: (~st[5]) & (st[3] < m), extend, start)
+        vec = Q.T @ s
+        return vec / jnp.linalg.norm(vec), done, lam, products
+
+    vec, _, lam, products = jax.lax.while_loop(lambda st: ~st[1], restart,
+                                               (v0, False, 0.0, 0))
+    return lam, jnp.where(vec @ v0 < 0.0, -vec, vec), products
+
+
 def _jax_gd(net, theta0, eta, steps):
     """µs/step, products/step and the last sharpness of GD + Lanczos in jit(lax.scan)."""
     import jax
@@ -125,51 +168,16 @@ def _jax_gd(net, theta0, eta, steps):
     data = {"X": jnp.asarray(net.X), "Y": jnp.asarray(net.Y)}
     loss = _jax_loss(net)
     grad = jax.grad(lambda w: loss(w, data))
-    d, m = net.dim, RESTART
+    d = net.dim
 
     def hvp(w, v):
         return jax.jvp(grad, (w,), (v,))[1]
-
-    def top(w, v0):
-        """Top eigenpair of ∇²L(w): restarted Lanczos, warm start v0, relative residual TOL."""
-
-        def extend(state):
-            Q, alpha, beta, j, q, _, _, s, products = state
-            Q = Q.at[j].set(q)
-            z = hvp(w, q)
-            a = z @ q
-            z = z - Q.T @ (Q @ z)  # full reorthogonalisation, twice
-            z = z - Q.T @ (Q @ z)
-            b = jnp.linalg.norm(z)
-            alpha, beta = alpha.at[j].set(a), beta.at[j].set(b)
-            idx = jnp.arange(m)
-            floor = -4.0 * (jnp.max(jnp.abs(alpha)) + 2.0 * jnp.max(jnp.abs(beta)) + 1.0)
-            off = jnp.where(idx[:-1] < j, beta[:-1], 0.0)
-            T = (jnp.diag(jnp.where(idx <= j, alpha, floor)) + jnp.diag(off, 1)
-                 + jnp.diag(off, -1))
-            values, vectors = jnp.linalg.eigh(T)
-            lam, s = values[-1], vectors[:, -1]
-            done = b * jnp.abs(s[j]) <= TOL * jnp.abs(lam)
-            return Q, alpha, beta, j + 1, z / b, done, lam, s, products + 1
-
-        def restart(state):
-            v, _, _, products = state
-            start = (jnp.zeros((m, d)), jnp.zeros(m), jnp.zeros(m), 0, v / jnp.linalg.norm(v),
-                     False, 0.0, jnp.zeros(m), products)
-            Q, _, _, _, _, done, lam, s, products = jax.lax.while_loop(
-                lambda st: (~st[5]) & (st[3] < m), extend, start)
-            vec = Q.T @ s
-            return vec / jnp.linalg.norm(vec), done, lam, products
-
-        vec, _, lam, products = jax.lax.while_loop(lambda st: ~st[1], restart,
-                                                   (v0, False, 0.0, 0))
-        return lam, jnp.where(vec @ v0 < 0.0, -vec, vec), products
 
     @jax.jit
     def run(w):
         def step(carry, _):
             w, v = carry
-            lam, v, products = top(w, v)
+            lam, v, products = jax_top_eigenpair(lambda q: hvp(w, q), v, d)
             return (w - eta * grad(w), v), (lam, products)
 
         return jax.lax.scan(step, (w, jnp.ones(d) / jnp.sqrt(d)), None, length=steps)[1]

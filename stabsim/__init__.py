@@ -9,7 +9,8 @@ The names below are the curated API; each is imported from its module on first u
   a user's included: :class:`Loss` of a record registered with :func:`register_family`, or
   a JAX function through :func:`from_jax`;
 - exact methods and maps: :func:`run_gd`, :func:`step`, :func:`reference_point`,
-  :func:`stability_threshold`, :func:`run_reduced`, :func:`run_reduced_ensemble`,
+  :func:`stability_threshold`, :func:`run_adaptive` (RMSProp, Adam, Scalar RMSProp),
+  :func:`adaptive_threshold`, :func:`run_reduced`, :func:`run_reduced_ensemble`,
   :func:`proj_M`, :func:`constrained_trajectory`; mini-batch SGD on finite sums:
   :func:`run_sgd`, :func:`batch_sharpness`;
 - flows: :func:`gradient_flow`, :func:`modified_flow`, :func:`central_flow`,
@@ -33,7 +34,7 @@ _API = {
                        "from_jax"),
     "stabsim.maps": ("run_gd", "step", "reference_point", "stability_threshold", "run_reduced",
                      "run_reduced_ensemble", "proj_M", "constrained_trajectory", "run_sgd",
-                     "batch_sharpness"),
+                     "batch_sharpness", "run_adaptive", "adaptive_threshold"),
     "stabsim.flows": ("gradient_flow", "modified_flow", "central_flow", "manifold_flow",
                       "limit_map"),
     "stabsim.spectral": ("top_eigenpairs", "sharpness", "eos_constants"),

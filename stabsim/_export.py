@@ -63,6 +63,13 @@ VARIABLES = {
     "projection_iterations": ("iterations of the projection onto M", DIMENSIONLESS),
     "projection_residual": ("residuals ((S - 2/eta)_+, |u . grad L|) of the projection",
                             DIMENSIONLESS),
+    # adaptive methods (AdaptiveResult)
+    "preconditioned_sharpness": ("preconditioned sharpness lambda_max(P^-1 H) at theta_t",
+                                 DIMENSIONLESS),
+    "preconditioned_residual": ("eigenpair residual |DHDv - lambda v|, D = P^-1/2",
+                                DIMENSIONLESS),
+    "nu": ("second-moment EMA nu_t of the adaptive method", DIMENSIONLESS),
+    "beta2": ("second-moment EMA factor beta2", DIMENSIONLESS),
     # reduced (x, y) map (ReducedResult, ReducedEnsembleResult)
     "x": ("x_t, displacement along the top eigenvector", DIMENSIONLESS),
     "y": ("y_t, sharpness excess over the threshold", DIMENSIONLESS),

@@ -2,9 +2,10 @@
 
 Used where the top eigenvalue is needed at every step (the GD engine). The operator is either
 the Hessian of a loss applied by Hessian-vector products (:class:`HessianAt`: O(d) memory, the
-default) or a dense matrix plus a low-rank factor (:class:`DenseHessian`, for families whose
-product costs as much as forming the matrix). Warm-started from the previous eigenvector, one
-or two products usually suffice per step.
+default), a dense matrix plus a low-rank factor (:class:`DenseHessian`, for families whose
+product costs as much as forming the matrix), or the diagonally preconditioned Hessian
+D ∇²L D of the adaptive methods (:class:`ScaledHessianAt`). Warm-started from the previous
+eigenvector, one or two products usually suffice per step.
 """
 
 from typing import NamedTuple
@@ -32,6 +33,30 @@ class HessianAt(NamedTuple):
     p: object
 
 
+class ScaledHessianAt(NamedTuple):
+    """D ∇²L(θ) D with D = diag(``scale``), applied by one Hessian-vector product.
+
+    With ``scale`` = P^{-1/2} for a diagonal preconditioner P, its eigenvalues are those of
+    P⁻¹∇²L (the generalised problem ∇²L u = λ P u, u = D v): the preconditioned sharpness
+    of the adaptive methods. ``tmp`` is a work vector of length d.
+    """
+
+    theta: np.ndarray
+    p: object
+    scale: np.ndarray
+    tmp: np.ndarray
+
+
+@inline
+def _apply_scaled(theta, p, scale, tmp, v, out):
+    """out ← D H D v: tmp ← D v, out ← H tmp, out ← D out."""
+    for i in range(v.shape[0]):
+        tmp[i] = scale[i] * v[i]
+    loss_hvp(theta, p, tmp, out)
+    for i in range(v.shape[0]):
+        out[i] *= scale[i]
+
+
 def apply(op, v, out):
     """out ← A v for the symmetric operator ``op`` (kernels only)."""
     raise TypeError("apply is resolved inside compiled kernels")
@@ -43,6 +68,8 @@ def _apply(op, v, out):
         return lambda op, v, out: apply_sum(op.H, op.F, v, out)
     if isinstance(op, types.BaseNamedTuple) and op.instance_class is HessianAt:
         return lambda op, v, out: loss_hvp(op.theta, op.p, v, out)
+    if isinstance(op, types.BaseNamedTuple) and op.instance_class is ScaledHessianAt:
+        return lambda op, v, out: _apply_scaled(op.theta, op.p, op.scale, op.tmp, v, out)
 
 
 class LanczosWork(NamedTuple):
@@ -101,7 +128,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
 
     Parameters
     ----------
-    op : DenseHessian or HessianAt
+    op : DenseHessian, HessianAt or ScaledHessianAt
     v0 : ndarray, shape (d,)
         Start vector; a zero or non-finite start leaves the mix vector alone as the start.
     work : LanczosWork

@@ -2,6 +2,7 @@
 
 from ._sdcp import SDCPSolution, solve_sdcp
 from ._solve import FlowResult, solve_flow
+from .adaptive import AdaptiveFlowResult, rmsprop_flow, scalar_rmsprop_flow
 from .central import CentralFlowResult, central_flow
 from .gradient import gradient_flow
 from .manifold import ManifoldFlowResult, manifold_flow
@@ -22,6 +23,9 @@ from .reduced_ode import (
 )
 
 __all__ = [
+    "AdaptiveFlowResult",
+    "rmsprop_flow",
+    "scalar_rmsprop_flow",
     "CentralFlowResult",
     "FlowResult",
     "central_flow",

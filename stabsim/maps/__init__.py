@@ -1,6 +1,7 @@
 """Discrete-time dynamics: exact gradient methods and the theory's maps."""
 
 from ._reduced_results import CycleStats, ReducedEnsembleResult, ReducedResult
+from .adaptive import AdaptiveResult, adaptive_threshold, run_adaptive
 from .constrained import ConstrainedResult, constrained_trajectory
 from .gd import (
     GDResult,
@@ -17,6 +18,9 @@ from .sgd import BatchSharpness, SGDResult, batch_sharpness, run_sgd
 
 __all__ = [
     "BatchSharpness",
+    "AdaptiveResult",
+    "adaptive_threshold",
+    "run_adaptive",
     "ConstrainedResult",
     "CycleStats",
     "GDResult",

@@ -1,0 +1,136 @@
+"""RMSProp and Adam with the preconditioned sharpness every step: stabsim against JAX.
+
+The d = 9473 tanh network of ``bench_networks.py`` (256 teacher examples, 16 inputs, three
+hidden layers of width 64). Each step measures both the raw sharpness λ_max(H) and the
+preconditioned sharpness λ_max(P⁻¹H), P = diag(√ν̂ + ε), by warm-started, restarted Lanczos to
+relative residual 1e-10:
+
+- stabsim: ``run_adaptive(..., stride=1)`` (the compiled engine; Lanczos on HVPs and on
+  P^{-1/2}HP^{-1/2} products), µs per step;
+- JAX: ``jit`` of a ``lax.scan`` over the same update, each step running the same Lanczos
+  (``bench_networks.jax_top_eigenpair``) on ``jvp(grad)`` and on D·jvp(grad)(D·), µs per step,
+  and the last preconditioned sharpness against stabsim's (both follow the same iterates).
+
+Threads as in ``bench_networks.py``: each method runs with the libraries' default threading
+(wall time) and with one thread each (CPU time of the process, which other work on a shared
+machine does not inflate).
+
+Run: ``python benchmarks/bench_adaptive.py`` (needs JAX for the comparison columns).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from bench_networks import CLOCK, ONE_THREAD, TOL, _jax_loss, _network, jax_top_eigenpair
+
+STEPS = 100
+ETA = 1e-3
+BETA1, BETA2, EPS = 0.9, 0.99, 1e-8
+METHODS = ("rmsprop", "adam")
+
+
+def _stabsim(net, theta0, method):
+    from _timing import best_of
+
+    from stabsim.maps import run_adaptive
+
+    kwargs = dict(method=method, beta1=BETA1 if method == "adam" else 0.0, beta2=BETA2,
+                  eps=EPS, bias_correction=True, eig_tol=TOL)
+
+    def run():
+        return run_adaptive(net, theta0, ETA, STEPS, **kwargs)
+
+    result = run()
+    return best_of(run, 2, CLOCK) / STEPS, result
+
+
+def _jax(net, theta0, method):
+    """µs/step and the last preconditioned sharpness of the update in jit(lax.scan)."""
+    import jax
+    import jax.numpy as jnp
+    from _timing import best_of
+
+    data = {"X": jnp.asarray(net.X), "Y": jnp.asarray(net.Y)}
+    loss = _jax_loss(net)
+    grad = jax.grad(lambda w: loss(w, data))
+    d = net.dim
+    beta1 = BETA1 if method == "adam" else 0.0
+
+    def hvp(w, v):
+        return jax.jvp(grad, (w,), (v,))[1]
+
+    @jax.jit
+    def run(w):
+        def step(carry, t):
+            w, m, nu, v, pv = carry
+            g = grad(w)
+            nu = BETA2 * nu + (1.0 - BETA2) * g * g
+            m = beta1 * m + (1.0 - beta1) * g if method == "adam" else g
+            denom = jnp.sqrt(nu / (1.0 - BETA2 ** (t + 1))) + EPS
+            m_hat = m / (1.0 - beta1 ** (t + 1)) if method == "adam" else m
+            scale = 1.0 / jnp.sqrt(denom)
+            lam, v, _ = jax_top_eigenpair(lambda q: hvp(w, q), v, d)
+            plam, pv, _ = jax_top_eigenpair(lambda q: scale * hvp(w, scale * q), pv, d)
+            return (w - ETA * m_hat / denom, m, nu, v, pv), (lam, plam)
+
+        start = jnp.ones(d) / jnp.sqrt(d)
+        carry = (w, jnp.zeros(d), jnp.zeros(d), start, start)
+        return jax.lax.scan(step, carry, jnp.arange(STEPS, dtype=jnp.float64))[1]
+
+    w0 = jnp.asarray(theta0)
+    _, plams = run(w0)
+    plams.block_until_ready()
+    seconds = best_of(lambda: run(w0)[1].block_until_ready(), 2, CLOCK) / STEPS
+    return seconds, float(plams[-1])
+
+
+def one(method):
+    net = _network("tanh", 64)
+    theta0 = net.init(0)
+    engine, result = _stabsim(net, theta0, method)
+    row = {"method": method, "d": net.dim, "steps": STEPS, "stabsim_us": 1e6 * engine,
+           "status": result.status.name,
+           "psharp": float(result.preconditioned_sharpness[-2])}
+    try:
+        import jax
+    except ImportError:
+        print(json.dumps(row))
+        return
+    jax.config.update("jax_enable_x64", True)
+    seconds, plam = _jax(net, theta0, method)
+    row.update(jax_us=1e6 * seconds, jax_psharp=plam)
+    print(json.dumps(row))
+
+
+def main():
+    rows = []
+    for threads, extra in (("all", {}), ("1", ONE_THREAD)):
+        for method in METHODS:
+            out = subprocess.run([sys.executable, __file__, method], capture_output=True,
+                                 text=True, check=True, env=dict(os.environ, **extra))
+            rows.append({"threads": threads, **json.loads(out.stdout.strip().splitlines()[-1])})
+    print(f"RMSProp/Adam + raw and preconditioned sharpness every step (Lanczos, relative "
+          f"residual {TOL:g}), {STEPS} steps")
+    print(f"{'threads':>7} {'method':>8} {'d':>6} {'stabsim µs':>11} {'JAX µs':>9} "
+          f"{'JAX/stabsim':>11} {'rel. diff':>9}")
+    for r in rows:
+        cells = [f"{r['threads']:>7}", f"{r['method']:>8}", f"{r['d']:>6}",
+                 f"{r['stabsim_us']:11.0f}"]
+        if "jax_us" in r:
+            diff = abs(r["jax_psharp"] - r["psharp"]) / abs(r["psharp"])
+            cells += [f"{r['jax_us']:9.0f}", f"{r['jax_us'] / r['stabsim_us']:11.2f}",
+                      f"{diff:9.1e}"]
+        print(" ".join(cells))
+    print("JAX/stabsim > 1: stabsim is faster. rel. diff: the last preconditioned sharpness "
+          "of the two runs.")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        one(sys.argv[1])
+    else:
+        main()

@@ -1,0 +1,472 @@
+"""Central flows of the adaptive methods (docs/theory.md §7): Scalar RMSProp and RMSProp.
+
+Time t counts optimiser steps; c = (1 − β₂)/β₂ (the EMA's update divided by β₂, the
+continuous form of ν_t = β₂ν_{t−1} + (1 − β₂)g_t² that the authors' code uses).
+
+Scalar RMSProp (:func:`scalar_rmsprop_flow`)
+--------------------------------------------
+State (w, ν), ν a scalar, effective step η/√ν, effective sharpness S_eff = ηS(w)/√ν. The
+*stable flow* is
+
+    dw/dt = −(η/√ν) ∇L,     dν/dt = c (|∇L|² − ν).
+
+Once S_eff = 2 the *central flow* adds the oscillation of variance σ² along the top
+eigenvector u (Σ = σ² u uᵀ, so E|g|² = |∇L|² + σ²S² to second order):
+
+    dw/dt = −(η/√ν) [∇L + ½ σ² ∇S],     dν/dt = c (|∇L|² + σ² S² − ν),
+
+with σ² the value that keeps S_eff at 2. d log S_eff/dt = Ṡ/S − ν̇/(2ν) = 0 with
+Ṡ = ∇S·dw/dt is linear in σ²: σ² = max(0, N/D),
+
+    N = −(η/(S√ν)) ∇S·∇L − (c/(2ν)) (|∇L|² − ν),
+    D = η|∇S|²/(2S√ν) + cS²/(2ν)   (> 0: the flow is defined even where ∇S = 0).
+
+It leaves the boundary when N falls through 0 (the stable flow would lower S_eff). Implied
+prediction: along the central flow η/√ν = 2/S(w). Predicted time average of the loss:
+L(w) + ½σ²S(w).
+
+RMSProp, the general form (:func:`rmsprop_flow`)
+------------------------------------------------
+State (w, ν ∈ R^d), P = diag(√ν)/η (the update w' = w − P⁻¹∇L). With the generalised
+eigenpairs H U = P U Λ, UᵀPU = I (from the eigenpairs of P^{-1/2}HP^{-1/2}), stability is
+2P − H ⪰ 0, i.e. Λ ≤ 2. On the m critical eigenvalues (held at 2), Σ = U X Uᵀ with X ⪰ 0
+(m × m), T_ab = ∇³L[u_a, u_b], and HU = 2PU on the critical set:
+
+    dw/dt = −P⁻¹ [∇L + ½ Σ_ab X_ab T_ab],
+    dν/dt = c [∇L² + diag((HU) X (HU)ᵀ) − ν]       (½∇²_g of c(g² − ν) against the
+                                                    gradient covariance (HU)X(HU)ᵀ).
+
+The critical block A = Uᵀ(2P − H)U (zero on the boundary) moves at
+dA/dt = Uᵀ(2Ṗ − Ḣ)U = a₀ + 𝒢X with Ṗ = diag(ν̇/(2η√ν)) and Ḣ_ab = T_ab·dw/dt:
+
+    a₀_ab = Σ_i U_ia U_ib c(g_i² − ν_i)/(η√ν_i) + T_ab·P⁻¹∇L,
+    𝒢_(ab),(cd) = Σ_i U_ia U_ib c Q_ic Q_id/(η√ν_i) + ½ T_ab·P⁻¹T_cd,   Q = 2PU,
+
+both symmetric, 𝒢 positive semidefinite. X solves the SDCP X ⪰ 0, a₀ + 𝒢X ⪰ 0,
+⟨X, a₀ + 𝒢X⟩ = 0: :func:`~stabsim.flows._sdcp.solve_sdcp` with G = 2𝒢, C = −a₀ (its
+conditions ½GS − C ⪰ 0). For GD (ν fixed, c = 0, P = I/η) this is η times the SDCP of the
+central flow (docs/theory.md §3). The branch m and its events are those of
+:func:`~stabsim.flows.central_flow` with ``max_critical > 1``: λ_{m+1}(P⁻¹H) rising through
+2 and λ_m falling through 2(1 − ``exit_band``). Predicted time average of the loss:
+L(w) + ½⟨H, Σ⟩ = L(w) + ½ tr(XΛ) = L(w) + tr X.
+
+Where the flows fail (measured, docs/adaptive.md): they are averaged descriptions of a
+period-2 oscillation; when the discrete optimiser's oscillation is not small (η large, or
+the second-moment EMA fast, β₂ small, so that ν itself oscillates), or the optimiser leaves
+the edge of stability in long cycles instead of hovering, they do not follow it. The flows
+have no ε and no bias correction (the late-time regime). Dense spectra: for small d.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .. import _validate as check
+from .._result import Result
+from .._status import NonFiniteError, Status
+from ..losses import Loss, check_dense_memory
+from ..losses._base import require_loss
+from ..spectral import top_eigenpairs
+from ._sdcp import solve_sdcp
+from .central import _integrate
+
+
+@dataclasses.dataclass(repr=False)
+class AdaptiveFlowResult(Result):
+    """A solved adaptive central (or stable) flow.
+
+    Attributes
+    ----------
+    method : str
+        ``"scalar_rmsprop"`` or ``"rmsprop"``.
+    eta, beta2 : float
+    step : ndarray, shape (n,)
+        Saved times t (in steps).
+    trajectory : ndarray, shape (n, d)
+        w(t).
+    nu : ndarray, shape (n,) or (n, d)
+        ν(t).
+    loss, sharpness : ndarray, shape (n,)
+        L(w) and S(w) = λ_max(∇²L(w)).
+    preconditioned_sharpness : ndarray, shape (n,)
+        λ_max(diag(√ν)⁻¹∇²L(w)) (S/√ν for Scalar RMSProp): 2/η on the boundary.
+    sigma2 : ndarray, shape (n,)
+        σ² (Scalar RMSProp), tr X (RMSProp); 0 off the boundary.
+    predicted_loss : ndarray, shape (n,)
+        L(w) + ½σ²S (Scalar RMSProp), L(w) + tr X (RMSProp).
+    n_critical : ndarray of int, shape (n,)
+        Eigenvalues held at the threshold (0 on the stable flow).
+    entry_steps, exit_steps : list of float
+    theta : ndarray, shape (d,)
+        w at the last saved time.
+    counters : dict
+        ``rhs_evals`` (right-hand-side evaluations) and ``switches``.
+    """
+
+    method: str = "scalar_rmsprop"
+    eta: float = np.nan
+    beta2: float = np.nan
+    step: np.ndarray = None
+    trajectory: np.ndarray = None
+    nu: np.ndarray = None
+    loss: np.ndarray = None
+    sharpness: np.ndarray = None
+    preconditioned_sharpness: np.ndarray = None
+    sigma2: np.ndarray = None
+    predicted_loss: np.ndarray = None
+    n_critical: np.ndarray = None
+    entry_steps: list = dataclasses.field(default_factory=list)
+    exit_steps: list = dataclasses.field(default_factory=list)
+    theta: np.ndarray = None
+    stop_step: float = np.nan
+
+    @property
+    def effective_step(self) -> np.ndarray:
+        """η/√ν (Scalar RMSProp); per coordinate for RMSProp."""
+        return self.eta / np.sqrt(self.nu)
+
+    def headline(self) -> dict:
+        return {"method": self.method, "eta": self.eta, "stop_step": self.stop_step,
+                "entries": len(self.entry_steps)}
+
+    def to_xarray(self):
+        """The saved states as an ``xarray.Dataset`` with dimension ``step``."""
+        import xarray as xr
+
+        from .._export import finish
+
+        nu_dims = "step" if self.nu.ndim == 1 else ("step", "param")
+        ds = xr.Dataset({
+            "theta": (("step", "param"), self.trajectory),
+            "nu": (nu_dims, self.nu),
+            "loss": ("step", self.loss),
+            "sharpness": ("step", self.sharpness),
+            "preconditioned_sharpness": ("step", self.preconditioned_sharpness),
+            "cf_sigma2": ("step", self.sigma2),
+            "cf_pred_loss": ("step", self.predicted_loss),
+        }, coords={"step": self.step}, attrs=self._export_attrs())
+        return finish(ds, self.parameters)
+
+
+class _ScalarField:
+    """The two branches of the Scalar RMSProp flow on the state y = (w, ν)."""
+
+    def __init__(self, loss: Loss, eta: float, beta2: float):
+        self.loss, self.eta, self.c, self.u = loss, eta, (1.0 - beta2) / beta2, None
+        self._last = None
+
+    def spectrum(self, w):
+        """S(w) and u(w), u aligned with the last one; NaN where ∇²L(w) is not finite."""
+        try:
+            pairs = top_eigenpairs(self.loss, w, 1, v0=self.u, tol=1e-13)
+        except NonFiniteError:
+            return np.nan, np.full(self.loss.dim, np.nan)
+        self.u = pairs.vectors[:, 0]
+        return pairs.values[0], self.u
+
+    def parts(self, y):
+        """∇L, S, ∇S, ν, |∇L|² and σ²'s numerator N and denominator D (module docstring);
+        the last state's are kept, since the integrator's events ask again at its steps."""
+        key = y.tobytes()
+        if self._last is None or self._last[0] != key:
+            self._last = (key, self._parts(y))
+        return self._last[1]
+
+    def _parts(self, y):
+        w, nu = y[:-1], y[-1]
+        grad = self.loss.grad(w)
+        s, u = self.spectrum(w)
+        grad_s = self.loss.d3(w, u, u)
+        root = np.sqrt(nu)
+        g2 = float(grad @ grad)
+        num = -self.eta * float(grad_s @ grad) / (s * root) - self.c * (g2 - nu) / (2.0 * nu)
+        den = (self.eta * float(grad_s @ grad_s) / (2.0 * s * root)
+               + self.c * s * s / (2.0 * nu))
+        return grad, s, grad_s, nu, g2, num, den
+
+    def sigma2(self, y):
+        _, _, _, _, _, num, den = self.parts(y)
+        return max(0.0, num / den)
+
+    def flat(self, y, on_boundary) -> bool:
+        return False  # D > 0 wherever S > 0 and ν > 0
+
+    def stable_flow(self, t, y):
+        grad = self.loss.grad(y[:-1])
+        nu = y[-1]
+        return np.append(-self.eta / np.sqrt(nu) * grad, self.c * (grad @ grad - nu))
+
+    def central_flow(self, t, y):
+        grad, s, grad_s, nu, g2, num, den = self.parts(y)
+        sigma2 = max(0.0, num / den)
+        dw = -self.eta / np.sqrt(nu) * (grad + 0.5 * sigma2 * grad_s)
+        return np.append(dw, self.c * (g2 + sigma2 * s * s - nu))
+
+    def reaches_threshold(self, t, y):
+        """S_eff − 2 = ηS/√ν − 2 rising through 0."""
+        return self.eta * self.spectrum(y[:-1])[0] / np.sqrt(y[-1]) - 2.0
+
+    def leaves_boundary(self, t, y):
+        """σ²'s numerator N falling through 0."""
+        return self.parts(y)[5]
+
+    def plan(self, on_boundary):
+        if on_boundary:
+            return self.central_flow, [(self.leaves_boundary, -1.0, False)]
+        return self.stable_flow, [(self.reaches_threshold, 1.0, True)]
+
+
+class _DiagonalField:
+    """RMSProp's flow holding the top m ≤ k generalised eigenvalues at 2 (module docstring)."""
+
+    def __init__(self, loss: Loss, eta: float, beta2: float, max_critical: int,
+                 exit_band: float):
+        self.loss, self.eta, self.c, self.k = loss, eta, (1.0 - beta2) / beta2, max_critical
+        self.exit_level = 2.0 * (1.0 - exit_band)
+        self.d = loss.dim
+        self._last = None
+
+    def spectrum(self, y):
+        """Eigenvalues (descending) of P^{-1/2}HP^{-1/2} and U = P^{-1/2}V (UᵀPU = I), and
+        the diagonal of P; the last state's are kept (the events ask again at its steps)."""
+        key = y.tobytes()
+        if self._last is None or self._last[0] != key:
+            self._last = (key, self._spectrum(y))
+        return self._last[1]
+
+    def _spectrum(self, y):
+        w, nu = y[:self.d], y[self.d:]
+        p = np.sqrt(nu) / self.eta
+        scale = 1.0 / np.sqrt(p)
+        H = self.loss.hessian(w)
+        if not np.all(np.isfinite(H)) or not np.all(np.isfinite(scale)):
+            n = min(self.k + 1, self.d)
+            return np.full(n, np.nan), np.full((self.d, n), np.nan), p
+        values, vectors = np.linalg.eigh(scale[:, None] * H * scale[None, :])
+        values, vectors = values[::-1], vectors[:, ::-1]
+        n = min(self.k + 1, self.d)
+        return values[:n], scale[:, None] * vectors[:, :n], p
+
+    def terms(self, y, m):
+        """∇L, P, the T_ab and the SDCP solution X on the top-m generalised eigenspace."""
+        w, nu = y[:self.d], y[self.d:]
+        grad = self.loss.grad(w)
+        _, U, p = self.spectrum(y)
+        U = U[:, :m]
+        T = np.empty((m, m, self.d))
+        if not np.all(np.isfinite(U)):  # ν ≤ 0 or a non-finite Hessian: reported as NaN
+            return grad, p, T, None
+        for a in range(m):
+            for b in range(a, m):
+                T[a, b] = T[b, a] = self.loss.d3(w, U[:, a], U[:, b])
+        if not (np.all(np.isfinite(T)) and np.all(np.isfinite(grad))):
+            return grad, p, T, None
+        root = np.sqrt(nu)
+        pinv = 1.0 / p
+        weight = 1.0 / (self.eta * root)  # ∂(2P_ii)/∂ν_i = 1/(η√ν_i)
+        pair = U[:, :, None] * U[:, None, :]  # (d, m, m): U_ia U_ib
+        Q = 2.0 * p[:, None] * U
+        qq = Q[:, :, None] * Q[:, None, :]
+        a0 = (np.einsum("iab,i->ab", pair, self.c * (grad * grad - nu) * weight)
+              + T @ (pinv * grad))
+        gram = (np.einsum("iab,i,icd->abcd", pair, self.c * weight, qq)
+                + 0.5 * np.einsum("abi,i,cdi->abcd", T, pinv, T))
+        solution = solve_sdcp(2.0 * gram, -a0)
+        return grad, p, T, solution
+
+    def flat(self, y, m) -> bool:
+        return False  # 𝒢 holds the PSD ν-term c|Q|²-weights: positive wherever c > 0
+
+    def flow(self, m):
+        def rhs(t, y):
+            w, nu = y[:self.d], y[self.d:]
+            if m == 0:
+                grad = self.loss.grad(w)
+                return np.concatenate([-self.eta / np.sqrt(nu) * grad,
+                                       self.c * (grad * grad - nu)])
+            grad, p, T, solution = self.terms(y, m)
+            if solution is None or not solution.converged:
+                return np.full_like(y, np.nan)
+            X = solution.S
+            _, U, _ = self.spectrum(y)
+            Q = 2.0 * p[:, None] * U[:, :m]
+            dw = -(grad + 0.5 * np.einsum("ab,abi->i", X, T)) / p
+            dnu = self.c * (grad * grad + np.einsum("ia,ab,ib->i", Q, X, Q) - nu)
+            return np.concatenate([dw, dnu])
+
+        return rhs
+
+    def rises(self, m):
+        return lambda t, y: self.spectrum(y)[0][m] - 2.0
+
+    def falls(self, m):
+        return lambda t, y: self.spectrum(y)[0][m - 1] - self.exit_level
+
+    def plan(self, m):
+        events = []
+        if m < min(self.k, self.d):
+            events.append((self.rises(m), 1.0, m + 1))
+        if m > 0:
+            events.append((self.falls(m), -1.0, m - 1))
+        return self.flow(m), events
+
+
+def _inputs(loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator, max_switches,
+            divergence_norm, scalar):
+    require_loss(loss)
+    theta0 = loss.check_point(theta0, "theta0")
+    eta = check.positive_float("eta", eta)
+    beta2 = check.unit_interval("beta2", beta2)
+    if beta2 == 0.0:
+        raise ValueError("beta2 must be > 0 (the flow's rate (1 - beta2)/beta2 is infinite)")
+    steps = check.positive_float("steps", steps)
+    solver = check.solver_options(rtol, atol, integrator)
+    max_switches = check.nonnegative_int("max_switches", max_switches, minimum=1)
+    divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
+    nu0 = check.finite_array("nu0", nu0)  # a scalar becomes shape (1,)
+    if nu0.shape != ((1,) if scalar else (loss.dim,)):
+        raise ValueError(f"nu0 must be {'a scalar' if scalar else f'of shape ({loss.dim},)'}, "
+                         f"got shape {np.shape(nu0)}")
+    if np.any(nu0 <= 0.0):
+        raise ValueError("nu0 must be > 0 (the flow divides by sqrt(nu))")
+    times = check.record_times(stride, steps, width=2 * loss.dim + 8)
+    y0 = np.append(theta0, nu0)
+    return y0, eta, beta2, steps, times, solver, max_switches, divergence_norm
+
+
+def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float,
+                        steps: float, *, stable: bool = False, stride: float = 1.0,
+                        rtol: float = 1e-10, atol: float = 1e-12, integrator: str = "DOP853",
+                        max_switches: int = 100,
+                        divergence_norm: float = 1e8) -> AdaptiveFlowResult:
+    """The central flow of Scalar RMSProp (module docstring), or its stable flow.
+
+    Parameters
+    ----------
+    loss : Loss
+    theta0 : array_like, shape (d,)
+    nu0 : float
+        ν(0) > 0.
+    eta, beta2 : float
+        The optimiser's η and β₂ ∈ (0, 1).
+    steps : float
+        Horizon; time t counts the optimiser's steps.
+    stable : bool
+        Integrate the stable flow throughout (σ² = 0), ignoring the edge of stability.
+    stride : float
+        Save the state at the multiples of ``stride`` and at ``steps`` (default: every step).
+    rtol, atol, integrator :
+        ``solve_ivp`` options (``integrator`` is its ``method``).
+    max_switches : int
+        Budget of branch switches (status MAX_STEPS naming it when exhausted).
+    divergence_norm : float
+        |(w, ν)| at which the flow stops with status DIVERGED.
+
+    Returns
+    -------
+    AdaptiveFlowResult
+    """
+    y0, eta, beta2, steps, times, solver, max_switches, divergence_norm = _inputs(
+        loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator, max_switches,
+        divergence_norm, True)
+    stable = check.boolean("stable", stable)
+    field = _ScalarField(loss, eta, beta2)
+    if stable:
+        field.plan = lambda on_boundary: (field.stable_flow, [])
+        branch0 = False
+    else:
+        branch0 = bool(field.reaches_threshold(0.0, y0) >= 0.0)
+    run = _integrate(field, branch0, y0, steps, times, solver, divergence_norm, max_switches)
+    t, states, branches, status, message, nfev, _, entries, exits, stop_step = run
+    n = t.shape[0]
+    loss_v, sharp, sigma2 = np.zeros(n), np.zeros(n), np.zeros(n)
+    for i, y in enumerate(states):
+        loss_v[i] = loss.value(y[:-1])
+        sharp[i] = field.spectrum(y[:-1])[0]
+        if branches[i]:
+            sigma2[i] = field.sigma2(y)
+    nu = states[:, -1]
+    return AdaptiveFlowResult(
+        status=status, counters={"rhs_evals": nfev, "switches": len(entries) + len(exits)},
+        parameters={"method": "scalar_rmsprop", "eta": eta, "beta2": beta2, "steps": steps,
+                    "stable": stable, "integrator": solver["method"]},
+        knob="max_switches" if status is Status.MAX_STEPS else None,
+        detail=message or None, method="scalar_rmsprop", eta=eta, beta2=beta2, step=t,
+        trajectory=states[:, :-1], nu=nu, loss=loss_v, sharpness=sharp,
+        preconditioned_sharpness=sharp / np.sqrt(nu), sigma2=sigma2,
+        predicted_loss=loss_v + 0.5 * sigma2 * sharp, n_critical=branches.astype(int),
+        entry_steps=entries, exit_steps=exits,
+        theta=states[-1, :-1] if n else np.asarray(y0[:-1]), stop_step=stop_step)
+
+
+def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float, *,
+                 max_critical: int = 1, exit_band: float = 1e-6, stable: bool = False,
+                 stride: float = 1.0, rtol: float = 1e-10, atol: float = 1e-12,
+                 integrator: str = "DOP853", max_switches: int = 100,
+                 divergence_norm: float = 1e8) -> AdaptiveFlowResult:
+    """The central flow of (diagonal) RMSProp through the general form (module docstring).
+
+    Parameters
+    ----------
+    loss : Loss
+        Of small dimension: the generalised spectrum is computed densely.
+    theta0 : array_like, shape (d,)
+    nu0 : array_like, shape (d,)
+        ν(0) > 0.
+    eta, beta2 : float
+    steps : float
+        Horizon; time t counts the optimiser's steps.
+    max_critical : int
+        Largest number k of generalised eigenvalues held at 2 (the SDCP for k > 1).
+    exit_band : float
+        Relative band below 2 inside which a held eigenvalue still counts as critical (as in
+        :func:`~stabsim.flows.central_flow`).
+    stable : bool
+        Integrate the stable flow throughout (X = 0).
+    stride, rtol, atol, integrator, max_switches, divergence_norm :
+        As in :func:`scalar_rmsprop_flow`.
+
+    Returns
+    -------
+    AdaptiveFlowResult
+    """
+    y0, eta, beta2, steps, times, solver, max_switches, divergence_norm = _inputs(
+        loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator, max_switches,
+        divergence_norm, False)
+    check_dense_memory(loss.dim, "the RMSProp flow's dense generalised spectrum")
+    max_critical = check.nonnegative_int("max_critical", max_critical, minimum=1)
+    exit_band = check.positive_float("exit_band", exit_band)
+    if exit_band >= 1.0:
+        raise ValueError(f"exit_band must lie in (0, 1), got {exit_band}")
+    stable = check.boolean("stable", stable)
+    field = _DiagonalField(loss, eta, beta2, max_critical, exit_band)
+    if stable:
+        field.plan = lambda m: (field.flow(0), [])
+        branch0 = 0
+    else:
+        branch0 = int(min(max_critical, np.count_nonzero(field.spectrum(y0)[0] >= 2.0)))
+    run = _integrate(field, branch0, y0, steps, times, solver, divergence_norm, max_switches)
+    t, states, branches, status, message, nfev, _, entries, exits, stop_step = run
+    d = loss.dim
+    n = t.shape[0]
+    loss_v, sharp, psharp, trace = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    for i, y in enumerate(states):
+        loss_v[i] = loss.value(y[:d])
+        sharp[i] = np.linalg.eigvalsh(loss.hessian(y[:d]))[-1]
+        psharp[i] = field.spectrum(y)[0][0] / eta
+        m = int(branches[i])
+        if m:
+            trace[i] = float(np.trace(field.terms(y, m)[3].S))
+    return AdaptiveFlowResult(
+        status=status, counters={"rhs_evals": nfev, "switches": len(entries) + len(exits)},
+        parameters={"method": "rmsprop", "eta": eta, "beta2": beta2, "steps": steps,
+                    "max_critical": max_critical, "stable": stable,
+                    "integrator": solver["method"]},
+        knob="max_switches" if status is Status.MAX_STEPS else None,
+        detail=message or None, method="rmsprop", eta=eta, beta2=beta2, step=t,
+        trajectory=states[:, :d], nu=states[:, d:], loss=loss_v, sharpness=sharp,
+        preconditioned_sharpness=psharp, sigma2=trace, predicted_loss=loss_v + trace,
+        n_critical=branches.astype(int), entry_steps=entries, exit_steps=exits,
+        theta=states[-1, :d] if n else np.asarray(y0[:d]), stop_step=stop_step)

@@ -1,0 +1,205 @@
+"""Compiled engine for the adaptive methods (RMSProp, Adam, Scalar RMSProp) on any loss family.
+
+:func:`adaptive_steps` advances a chunk of steps and records, at a stride, the loss, the
+gradient norm, the raw sharpness λ_max(∇²L) and the preconditioned sharpness λ_max(P⁻¹∇²L)
+(docs/theory.md §7). It reuses the GD engine's measurement records and helpers
+(:mod:`stabsim.maps._gd_kernels`: the raw sharpness is measured exactly as ``run_gd`` measures
+it) and measures the preconditioned sharpness by warm-started Lanczos on products with
+D ∇²L D, D = P^{-1/2} (:class:`stabsim._lanczos.ScaledHessianAt`).
+
+The update of step t = 0, 1, … (the state ν, m holds ν_{t−1}, m_{t−1}; ν_{−1} = ``nu0``,
+m_{−1} = 0), with g_t = ∇L(w_t):
+
+    ν_t = β₂ ν_{t−1} + (1 − β₂) g_t²        (elementwise; |g_t|² for Scalar RMSProp)
+    m_t = β₁ m_{t−1} + (1 − β₁) g_t          (Adam; m_t = g_t for the RMSProps)
+    ν̂_t = ν_t / (1 − β₂^{t+1}),  m̂_t = m_t / (1 − β₁^{t+1})   (with bias correction;
+                                                             ν̂ = ν, m̂ = m without)
+    w_{t+1} = w_t − η m̂_t / (√ν̂_t + ε).
+
+So P_t = diag(√ν̂_t + ε)/η and the preconditioned sharpness recorded at step t is
+λ_max(diag(√ν̂_t + ε)⁻¹ ∇²L(w_t)), with the preconditioner the update of step t uses. A
+coordinate with √ν̂ + ε = 0 (ε = 0 and a gradient that has always been exactly zero there)
+moves by 0/0 := 0 (its m is zero too); its preconditioned sharpness is infinite, reported as
+NONFINITE when measured.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .._jit import inline, jit
+from .._lanczos import ScaledHessianAt, lanczos_work, top_eigenpair
+from .._linalg import dot
+from .._status import Status
+from ..losses._protocol import value_grad as loss_value_grad
+from ._gd_kernels import _measure, _workspace, evaluate_measured
+
+RMSPROP = 0  #: diagonal ν, m = g
+ADAM = 1  #: diagonal ν, m the EMA of g
+SCALAR_RMSPROP = 2  #: scalar ν = EMA of |g|², m = g
+
+_OK = int(Status.OK)
+_DIVERGED = int(Status.DIVERGED)
+_NONFINITE = int(Status.NONFINITE)
+_NOT_CONVERGED = int(Status.NOT_CONVERGED)
+
+
+class AdaptiveMethod(NamedTuple):
+    """The update rule (one of the constants above) and its constants."""
+
+    rule: int
+    eta: float
+    beta1: float
+    beta2: float
+    eps: float
+    bias_correction: bool
+
+
+class PreconditionedLanczos(NamedTuple):
+    """How the preconditioned sharpness is measured: Lanczos on D∇²LD products."""
+
+    restart: int
+    max_products: int
+    tol: float
+
+
+class AdaptiveState(NamedTuple):
+    """Everything a run needs to continue: updated in place."""
+
+    theta: np.ndarray  #: w_t
+    m: np.ndarray  #: m_{t−1} (d,), unused (zeros) for the RMSProps
+    nu: np.ndarray  #: ν_{t−1}, shape (d,), or (1,) for Scalar RMSProp
+    evec: np.ndarray  #: the last top eigenvector of ∇²L (warm start)
+    pevec: np.ndarray  #: the last top eigenvector of D∇²LD (warm start)
+
+
+class AdaptiveRecords(NamedTuple):
+    """Per-record outputs; row t // stride holds step t."""
+
+    loss: np.ndarray
+    gnorm: np.ndarray
+    sharp: np.ndarray  #: (n_rec, 1), λ_max(∇²L(w_t))
+    psharp: np.ndarray  #: λ_max(P_t⁻¹∇²L(w_t)) with P_t = diag(√ν̂_t + ε)
+    residual: np.ndarray  #: residual of the raw eigenpair
+    presidual: np.ndarray  #: residual |D H D v − λ v| of the preconditioned eigenpair
+    theta: np.ndarray  #: (n_rec, d) or (0, d)
+    nu: np.ndarray  #: ν_t, (n_rec, len(nu)) or (0, len(nu))
+
+
+@inline
+def _denominators(method, nu_new, t, denom):
+    """denom ← √ν̂_t + ε for every coordinate (a scalar ν fills every entry)."""
+    beta2, eps = method.beta2, method.eps
+    c2 = 1.0 - beta2 ** (t + 1) if method.bias_correction else 1.0
+    n = nu_new.shape[0]
+    for i in range(denom.shape[0]):
+        denom[i] = np.sqrt(nu_new[i if n > 1 else 0] / c2) + eps
+
+
+@inline
+def adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish, stride,
+                   divergence_norm):
+    """Advance ``n_steps`` steps from step ``start``; record every ``stride``-th step.
+
+    The contract of :func:`stabsim.maps._gd_kernels.gd_steps`: the state at step t (w_t and
+    the preconditioner ν̂_t its update uses) is recorded into row t // stride before the
+    update; with ``finish`` the state after the last update is evaluated and recorded too,
+    into the last row when its step is not a multiple of the stride (its ν_T is computed for
+    the record and not stored, so a run continued from the state goes on exactly).
+    Empty records measure nothing. ``eigen`` is one of the GD engine's measurement records
+    (the raw sharpness), ``peigen`` a :class:`PreconditionedLanczos`.
+
+    Returns
+    -------
+    status : int
+        OK, DIVERGED, NONFINITE, or NOT_CONVERGED when a Lanczos measurement used its
+        budget of products without meeting its tolerance.
+    steps_done : int
+        Updates applied in this chunk.
+    """
+    theta, m, nu, evec, pevec = state
+    rule, eta, beta1, beta2, eps, bias_correction = method
+    d = theta.shape[0]
+    n_nu = nu.shape[0]
+    work = _workspace(eigen, d)
+    pwork = lanczos_work(d, peigen.restart)
+    g = work.g
+    nu_new = np.empty(n_nu)
+    m_new = np.empty(d)
+    denom = np.empty(d)
+    scale = np.empty(d)
+    tmp = np.empty(d)
+    prev_pevec = np.empty(d)
+    record_trajectory = rec.theta.shape[0] > 0
+    record_nu = rec.nu.shape[0] > 0
+    for k in range(n_steps + 1 if finish else n_steps):
+        t = start + k
+        last = finish and k == n_steps
+        recording = rec.loss.shape[0] > 0 and (t % stride == 0 or last)
+        loss = evaluate_measured(eigen, theta, p, work) if recording \
+            else loss_value_grad(theta, p, g)
+        g2 = dot(g, g)
+        gnorm = np.sqrt(g2)
+        if not (np.isfinite(loss) and np.isfinite(gnorm)):
+            return _NONFINITE, k
+        if np.sqrt(dot(theta, theta)) > divergence_norm:
+            return _DIVERGED, k
+        # the optimiser state of step t, into scratch (stored only when the update is taken)
+        if rule == SCALAR_RMSPROP:
+            nu_new[0] = beta2 * nu[0] + (1.0 - beta2) * g2
+        else:
+            for i in range(d):
+                nu_new[i] = beta2 * nu[i] + (1.0 - beta2) * g[i] * g[i]
+        for i in range(d):
+            m_new[i] = beta1 * m[i] + (1.0 - beta1) * g[i] if rule == ADAM else g[i]
+        _denominators(method, nu_new, t, denom)
+        if recording:
+            residual, converged, _ = _measure(eigen, theta, p, work, evec)
+            if not np.isfinite(residual):
+                return _NONFINITE, k
+            if not converged:
+                return _NOT_CONVERGED, k
+            raw = work.top[0]
+            if rule == SCALAR_RMSPROP:  # P = (√ν̂ + ε) I: λ_max(P⁻¹H) = S/(√ν̂ + ε) exactly
+                psharp = raw / denom[0]
+                presidual = residual / denom[0]
+            else:
+                for i in range(d):
+                    scale[i] = 1.0 / np.sqrt(denom[i])
+                prev_pevec[:] = pevec
+                psharp, presidual, _, pconverged = top_eigenpair(
+                    ScaledHessianAt(theta, p, scale, tmp), prev_pevec, pwork,
+                    peigen.max_products, peigen.tol, pevec)
+                if not (np.isfinite(psharp) and np.isfinite(presidual)):
+                    return _NONFINITE, k
+                if not pconverged:
+                    return _NOT_CONVERGED, k
+            row = t // stride if t % stride == 0 else rec.loss.shape[0] - 1
+            rec.loss[row] = loss
+            rec.gnorm[row] = gnorm
+            rec.sharp[row, 0] = raw
+            rec.psharp[row] = psharp
+            rec.residual[row] = residual
+            rec.presidual[row] = presidual
+            if record_trajectory:
+                rec.theta[row] = theta
+            if record_nu:
+                rec.nu[row] = nu_new
+        if k == n_steps:
+            break
+        c1 = 1.0 - beta1 ** (t + 1) if (bias_correction and rule == ADAM) else 1.0
+        for i in range(n_nu):
+            nu[i] = nu_new[i]
+        for i in range(d):
+            m[i] = m_new[i]
+            if m_new[i] != 0.0:  # 0/0 := 0 on a coordinate with no preconditioner yet
+                theta[i] -= eta * (m_new[i] / c1) / denom[i]
+    return _OK, n_steps
+
+
+@jit
+def adaptive_chunk(p, method, eigen, peigen, state, rec, start, n_steps, finish, stride,
+                   divergence_norm):
+    """:func:`adaptive_steps` as a compiled entry point (one specialisation per loss family)."""
+    return adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish,
+                          stride, divergence_norm)

@@ -1,0 +1,177 @@
+"""The adaptive engine (RMSProp, Adam, Scalar RMSProp) against NumPy and dense eigensolvers."""
+
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from stabsim import Status
+from stabsim.losses import Network, Quadratic
+from stabsim.maps.adaptive import adaptive_threshold, run_adaptive
+
+NET = Network((4, 3), data="sine", n_samples=10)
+THETA0 = np.random.default_rng(0).normal(scale=0.5, size=NET.dim)
+
+
+def _numpy_run(loss, theta, eta, steps, method, beta1, beta2, eps, bias):
+    """The update of docs/theory.md §7 transcribed in NumPy (module docstring of
+    stabsim.maps._adaptive_kernels)."""
+    w = np.array(theta, dtype=float)
+    nu = 0.0 if method == "scalar_rmsprop" else np.zeros_like(w)
+    m = np.zeros_like(w)
+    for t in range(1, steps + 1):
+        g = loss.grad(w)
+        nu = beta2 * nu + (1 - beta2) * (g @ g if method == "scalar_rmsprop" else g * g)
+        m = beta1 * m + (1 - beta1) * g if method == "adam" else g
+        nu_hat = nu / (1 - beta2**t) if bias else nu
+        m_hat = m / (1 - beta1**t) if (bias and method == "adam") else m
+        w = w - eta * m_hat / (np.sqrt(nu_hat) + eps)
+    return w, nu, m
+
+
+@pytest.mark.parametrize(("method", "beta1", "eps", "bias"), [
+    ("rmsprop", 0.0, 0.0, False), ("rmsprop", 0.0, 1e-3, True),
+    ("adam", 0.9, 0.0, False), ("adam", 0.9, 1e-8, True),
+    ("scalar_rmsprop", 0.0, 0.0, False), ("scalar_rmsprop", 0.0, 1e-2, True),
+])
+def test_steps_match_a_numpy_transcription(method, beta1, eps, bias):
+    # the same arithmetic in the same order up to the compiled loss's gradient: the iterates
+    # agree to round-off amplified over a few steps (d = 27 entries of size ~1, 5 steps)
+    eta, beta2, steps = 0.01, 0.95, 5
+    result = run_adaptive(NET, THETA0, eta, steps, method=method, beta1=beta1, beta2=beta2,
+                          eps=eps, bias_correction=bias, record_trajectory=True)
+    assert result.status is Status.OK
+    w, nu, m = _numpy_run(NET, THETA0, eta, steps, method, beta1, beta2, eps, bias)
+    np.testing.assert_allclose(result.theta, w, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(result.nu, np.atleast_1d(nu), rtol=1e-11)
+    if method == "adam":
+        np.testing.assert_allclose(result.m, m, rtol=1e-11, atol=1e-14)
+    w1 = _numpy_run(NET, THETA0, eta, 1, method, beta1, beta2, eps, bias)[0]
+    np.testing.assert_allclose(result.trajectory[1], w1, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(result.loss, [NET.value(x) for x in result.trajectory],
+                               rtol=1e-13)
+
+
+@pytest.mark.parametrize(("method", "bias"), [("rmsprop", False), ("adam", True)])
+def test_preconditioned_sharpness_is_the_generalised_eigenvalue(method, bias):
+    # λ_max(P⁻¹H) by Lanczos on D H D products against (a) eigh of the dense D H D and (b)
+    # scipy's generalised problem H u = λ P u. A unit vector with residual r lies within r
+    # of an eigenvalue (the symmetric residual bound), so the gap is at most the recorded
+    # residual plus the round-off of the dense solvers (1e-12 of the scale).
+    eps, beta2, stride = 1e-4, 0.9, 7
+    result = run_adaptive(NET, THETA0, 0.02, 21, method=method, beta1=0.5 if method == "adam"
+                          else 0.0, beta2=beta2, eps=eps, bias_correction=bias, stride=stride,
+                          record_trajectory=True, eig_tol=1e-12)
+    assert result.status is Status.OK and len(result.step) == 4
+    for row, t in enumerate(result.step):
+        nu = result.nu_trajectory[row] / ((1 - beta2 ** (t + 1)) if bias else 1.0)
+        p = np.sqrt(nu) + eps
+        H = NET.hessian(result.trajectory[row])
+        d_half = 1.0 / np.sqrt(p)
+        dense = np.linalg.eigvalsh(d_half[:, None] * H * d_half[None, :])[-1]
+        general = scipy.linalg.eigh(H, np.diag(p), eigvals_only=True)[-1]
+        lam = result.preconditioned_sharpness[row]
+        bound = result.preconditioned_residual[row] + 1e-12 * abs(dense)
+        assert abs(lam - dense) <= bound
+        assert abs(lam - general) <= bound + 1e-11 * abs(general)
+        raw = np.linalg.eigvalsh(H)[-1]
+        assert abs(result.sharpness[row] - raw) <= result.eig_residual[row] + 1e-12 * raw
+
+
+def test_scalar_preconditioned_sharpness_is_the_effective_sharpness():
+    # P = (√ν + ε) I: λ_max(P⁻¹H) = S/(√ν + ε), and the threshold is 2/η, so the effective
+    # sharpness ηS/√ν of docs/theory.md §7 is 2 × effective_sharpness
+    eta = 0.05
+    result = run_adaptive(NET, THETA0, eta, 12, method="scalar_rmsprop", beta2=0.9, stride=4)
+    s_eff = eta * result.sharpness / np.sqrt(result.nu_trajectory[:, 0])
+    np.testing.assert_allclose(result.preconditioned_sharpness * eta, s_eff, rtol=1e-14)
+    np.testing.assert_allclose(2.0 * result.effective_sharpness, s_eff, rtol=1e-14)
+
+
+def test_chunks_and_strides_give_the_numbers_of_one_call():
+    # the state the kernel keeps between chunks (w, ν_{t−1}, m_{t−1}, the warm starts) is
+    # the whole state: chunk boundaries change nothing; the last step is recorded though 23
+    # is not a multiple of the stride
+    kwargs = dict(method="adam", beta1=0.9, beta2=0.99, bias_correction=True, stride=5)
+    one = run_adaptive(NET, THETA0, 0.01, 23, **kwargs)
+    chunked = run_adaptive(NET, THETA0, 0.01, 23, chunk_steps=3, **kwargs)
+    np.testing.assert_array_equal(one.step, [0, 5, 10, 15, 20, 23])
+    np.testing.assert_array_equal(one.theta, chunked.theta)
+    np.testing.assert_array_equal(one.loss, chunked.loss)
+    # a run continued from the state goes on exactly (without bias correction, which
+    # depends on t)
+    kwargs.update(bias_correction=False, stride=1)
+    whole = run_adaptive(NET, THETA0, 0.01, 10, **kwargs)
+    first = run_adaptive(NET, THETA0, 0.01, 4, **kwargs)
+    rest = run_adaptive(NET, first.theta, 0.01, 6, nu0=first.nu, m0=first.m, **kwargs)
+    np.testing.assert_array_equal(whole.theta, rest.theta)
+    np.testing.assert_array_equal(whole.loss[4:], rest.loss)
+
+
+def test_frozen_preconditioner_and_threshold_formula():
+    # β₂ = 1 keeps ν = ν0: on a 1-D quadratic a x²/2 with β₁ = 0 the update is
+    # x ← (1 − ηa/√ν0) x exactly, and λ_max(P⁻¹H) = a/√ν0
+    a, nu0, eta = 3.0, 4.0, 0.5
+    result = run_adaptive(Quadratic([a]), [1.0], eta, 6, beta2=1.0, nu0=[nu0],
+                          record_trajectory=True)
+    expected = (1.0 - eta * a / np.sqrt(nu0)) ** np.arange(7)
+    np.testing.assert_allclose(result.trajectory[:, 0], expected, rtol=1e-14)
+    np.testing.assert_allclose(result.preconditioned_sharpness, a / np.sqrt(nu0), rtol=1e-14)
+    assert adaptive_threshold(0.1, 0.9) == pytest.approx(380.0, rel=1e-14)
+    assert adaptive_threshold(0.1) == pytest.approx(20.0, rel=1e-14)
+
+
+def test_statuses_and_their_messages():
+    quad = Quadratic([1.0, 2.0])
+    # frozen ν = 1, η = 3 > 2/λ: |x| triples per step and passes 1e6
+    diverged = run_adaptive(quad, [1.0, 1.0], 3.0, 1000, beta2=1.0, nu0=[1.0, 1.0],
+                            divergence_norm=1e6)
+    assert diverged.status is Status.DIVERGED and 0 < diverged.counters["steps"] < 1000
+    assert np.all(np.isfinite(diverged.loss)) and len(diverged.loss) == \
+        diverged.counters["steps"]
+    nonfinite = run_adaptive(quad, [1.0, 1.0], 3.0, 10_000, beta2=1.0, nu0=[1.0, 1.0],
+                             divergence_norm=1e308)
+    assert nonfinite.status is Status.NONFINITE
+    # one Lanczos product cannot resolve the top eigenvalue of a 27-dimensional Hessian
+    budget = run_adaptive(NET, THETA0, 0.01, 5, eig_max_products=1, eigensolver="lanczos")
+    assert budget.status is Status.NOT_CONVERGED and "eig_max_products" in budget.message
+
+
+def test_ctrl_c_between_chunks_returns_the_part_done():
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is handled by the test runner here")
+    run_adaptive(Quadratic([1.0]), [1.0], 0.1, 10, stride=10)  # compiled before the timer
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    result = run_adaptive(Quadratic([1.0]), [1.0], 0.1, 10**10, stride=10**9,
+                          chunk_steps=10**5)
+    timer.join()
+    assert result.status is Status.INTERRUPTED
+    assert 0 < result.counters["steps"] < 10**10
+
+
+@pytest.mark.parametrize(("kwargs", "error", "name"), [
+    ({"method": "sgd"}, ValueError, "method"),
+    ({"beta1": 0.9}, ValueError, "beta1"),
+    ({"beta2": 1.5}, ValueError, "beta2"),
+    ({"beta2": 1.0, "bias_correction": True}, ValueError, "bias_correction"),
+    ({"eps": -1.0}, ValueError, "eps"),
+    ({"nu0": [-1.0, 0.0]}, ValueError, "nu0"),
+    ({"bias_correction": 1}, TypeError, "bias_correction"),
+    ({"m0": [0.0, 0.0]}, ValueError, "m0"),
+])
+def test_bad_inputs_name_the_argument(kwargs, error, name):
+    with pytest.raises(error, match=name):
+        run_adaptive(Quadratic([1.0, 2.0]), [1.0, 1.0], 0.1, 3, **kwargs)
+
+
+def test_export():
+    result = run_adaptive(NET, THETA0, 0.01, 4, method="adam", beta1=0.9, record_trajectory=True)
+    ds = result.to_xarray()
+    assert ds.preconditioned_sharpness.attrs["units"] == "1"
+    np.testing.assert_array_equal(ds.nu.values, result.nu_trajectory)
+    assert ds.attrs["status"] == "OK" and ds.attrs["counter_steps"] == 4
+    assert "AdaptiveResult(status=OK" in repr(result)
