@@ -24,7 +24,13 @@ import xarray as xr
 import stabsim
 from stabsim import Status
 from stabsim._result import SEVERITY, Result, combine_statuses
-from stabsim.flows import solve_flow, solve_reduced_ode, solve_sdcp
+from stabsim.flows import (
+    rmsprop_flow,
+    scalar_rmsprop_flow,
+    solve_flow,
+    solve_reduced_ode,
+    solve_sdcp,
+)
 from stabsim.flows._sdcp import sdcp_data
 from stabsim.losses import ManifoldFamily, Minimalist, Quadratic, QuadraticRegression
 from stabsim.sweep.catapult import catapult_sweep
@@ -66,6 +72,11 @@ CALLS = {
     "catapult_sweep": lambda: catapult_sweep([8], [1.0, 5.0], steps=50),
     "run_sgd": lambda: stabsim.run_sgd(REGRESSION, np.zeros(REGRESSION.dim), 0.1, 20,
                                        batch_size=2, stride=5),
+    "run_adaptive": lambda: stabsim.run_adaptive(MINIMALIST, START, 0.01, 20, method="adam",
+                                                 beta1=0.9, stride=5),
+    "scalar_rmsprop_flow": lambda: scalar_rmsprop_flow(MINIMALIST, START, 1.0, 0.01, 0.99,
+                                                       5.0),
+    "rmsprop_flow": lambda: rmsprop_flow(MINIMALIST, START, [1.0, 1.0], 0.01, 0.99, 5.0),
 }
 
 
@@ -124,6 +135,9 @@ def _coupled_sdcp():
 FAILING = {
     "run_gd-eig_max_products": (lambda: stabsim.run_gd(
         MINIMALIST, START, 0.1, 5, eigensolver="lanczos", eig_tol=1e-300, eig_max_products=1),
+        Status.NOT_CONVERGED, "eig_max_products"),
+    "run_adaptive-eig_max_products": (lambda: stabsim.run_adaptive(
+        MINIMALIST, START, 0.01, 5, method="rmsprop", eig_tol=1e-300, eig_max_products=1),
         Status.NOT_CONVERGED, "eig_max_products"),
     "run_sgd-eig_max_products": (lambda: stabsim.run_sgd(
         REGRESSION, np.zeros(REGRESSION.dim), 0.1, 5, batch_size=2, eigensolver="lanczos",

@@ -287,7 +287,7 @@ class _DiagonalField:
                 return np.concatenate([-self.eta / np.sqrt(nu) * grad,
                                        self.c * (grad * grad - nu)])
             grad, p, T, solution = self.terms(y, m)
-            if solution is None or not solution.converged:
+            if solution is None or not solution.success:
                 return np.full_like(y, np.nan)
             X = solution.S
             _, U, _ = self.spectrum(y)
@@ -379,7 +379,7 @@ def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float
     else:
         branch0 = bool(field.reaches_threshold(0.0, y0) >= 0.0)
     run = _integrate(field, branch0, y0, steps, times, solver, divergence_norm, max_switches)
-    t, states, branches, status, message, nfev, _, entries, exits, stop_step = run
+    t, states, branches, status, message, nfev, _, switches, entries, exits, stop_step = run
     n = t.shape[0]
     loss_v, sharp, sigma2 = np.zeros(n), np.zeros(n), np.zeros(n)
     for i, y in enumerate(states):
@@ -389,9 +389,9 @@ def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float
             sigma2[i] = field.sigma2(y)
     nu = states[:, -1]
     return AdaptiveFlowResult(
-        status=status, counters={"rhs_evals": nfev, "switches": len(entries) + len(exits)},
+        status=status, counters={"rhs_evals": nfev, "switches": switches},
         parameters={"method": "scalar_rmsprop", "eta": eta, "beta2": beta2, "steps": steps,
-                    "stable": stable, "integrator": solver["method"]},
+                    "stable": stable, "integrator": solver["integrator"]},
         knob="max_switches" if status is Status.MAX_STEPS else None,
         detail=message or None, method="scalar_rmsprop", eta=eta, beta2=beta2, step=t,
         trajectory=states[:, :-1], nu=nu, loss=loss_v, sharpness=sharp,
@@ -448,7 +448,7 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
     else:
         branch0 = int(min(max_critical, np.count_nonzero(field.spectrum(y0)[0] >= 2.0)))
     run = _integrate(field, branch0, y0, steps, times, solver, divergence_norm, max_switches)
-    t, states, branches, status, message, nfev, _, entries, exits, stop_step = run
+    t, states, branches, status, message, nfev, _, switches, entries, exits, stop_step = run
     d = loss.dim
     n = t.shape[0]
     loss_v, sharp, psharp, trace = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
@@ -460,10 +460,10 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
         if m:
             trace[i] = float(np.trace(field.terms(y, m)[3].S))
     return AdaptiveFlowResult(
-        status=status, counters={"rhs_evals": nfev, "switches": len(entries) + len(exits)},
+        status=status, counters={"rhs_evals": nfev, "switches": switches},
         parameters={"method": "rmsprop", "eta": eta, "beta2": beta2, "steps": steps,
                     "max_critical": max_critical, "stable": stable,
-                    "integrator": solver["method"]},
+                    "integrator": solver["integrator"]},
         knob="max_switches" if status is Status.MAX_STEPS else None,
         detail=message or None, method="rmsprop", eta=eta, beta2=beta2, step=t,
         trajectory=states[:, :d], nu=states[:, d:], loss=loss_v, sharpness=sharp,
