@@ -6,9 +6,9 @@
 - Figures: in Jupyter the inline backend shows every figure a cell makes; run as a script
   (``python notebooks/01_four_phases.py``), matplotlib draws off-screen (Agg) and no window
   opens.
-- :func:`table` shows measured rows as a table (HTML in Jupyter, aligned text elsewhere) and
-  :func:`conclude` states a conclusion written from the measured numbers (Markdown in
-  Jupyter, plain text elsewhere).
+- :func:`table` makes measured rows a table (HTML in Jupyter, aligned text elsewhere),
+  :func:`show` shows one below a cell, and :func:`conclude` states a conclusion written from
+  the measured numbers (Markdown in Jupyter, plain text elsewhere).
 """
 
 from __future__ import annotations
@@ -68,6 +68,16 @@ class Table:
 def table(rows, formats=None) -> Table:
     """The rows as a :class:`Table` (the value of a cell, or passed to ``display``)."""
     return Table(rows, formats)
+
+
+def show(value) -> None:
+    """Show ``value`` (a table, a figure) below the cell, where it is not the cell's value."""
+    if INTERACTIVE:
+        from IPython.display import display
+
+        display(value)
+    else:
+        print(repr(value))
 
 
 def conclude(text: str) -> None:
