@@ -22,8 +22,12 @@ import sys
 
 DOCS = pathlib.Path(__file__).resolve().parent
 ROOT = DOCS.parent
-# document the checkout the docs belong to, not whatever stabsim is installed
-sys.path.insert(0, str(ROOT))
+# document the checkout the docs belong to, not whatever stabsim is installed; with
+# STABSIM_DOCS_INSTALLED=1, the installed stabsim (tests/test_wheel.py builds these docs
+# against a wheel installed in a fresh environment)
+INSTALLED = bool(os.environ.get("STABSIM_DOCS_INSTALLED"))
+if not INSTALLED:
+    sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(DOCS / "_ext"))
 
 from gallery_store import CACHE, READER  # noqa: E402
@@ -68,9 +72,10 @@ nb_merge_streams = True
 # conclusions computed in a notebook (IPython Markdown outputs) may hold $...$ mathematics
 nb_render_markdown_format = "myst"
 os.environ.setdefault("STABSIM_NOTEBOOK_SIZE", "small")  # inherited by the kernels
-# the kernels import the checkout the docs belong to, as the build itself does
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+# the kernels import the stabsim the build itself documents
+if not INSTALLED:
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 # MyST: $...$ and $$...$$ math (rendered by MathJax), amsmath environments, and anchors for
 # headings so that pages can link to "theory.md#..." sections.

@@ -15,7 +15,8 @@ settings.load_profile("stabsim")
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Run the documentation build last: it renders the gallery's notebooks from the
+    """Run the documentation builds last: they render the gallery's notebooks from the
     executed notebooks that tests/test_notebooks.py stores, instead of executing each one a
-    second time."""
-    items.sort(key=lambda item: item.path.name == "test_docs.py")  # stable: order kept
+    second time (test_docs.py builds the checkout's docs, test_wheel.py an installed wheel's)."""
+    last = {"test_docs.py": 1, "test_wheel.py": 2}
+    items.sort(key=lambda item: last.get(item.path.name, 0))  # stable: order kept
