@@ -7,9 +7,11 @@ Build (no network access needed)::
 Nothing here fetches anything: no intersphinx, the default theme, MathJax only referenced by
 the rendered pages (the browser loads it), the CLI reference generated from the real parser
 by the local extension ``_ext/stabsim_cli.py``. The gallery's notebooks (``notebooks/``,
-reached through the ``gallery`` link) are executed in a local Jupyter kernel only when their
-code changed since the last build; delete ``docs/_build/.jupyter_cache`` to run them all
-again (for instance after changing stabsim itself).
+reached through the ``gallery`` link) are rendered from the store of executed notebooks
+(``_ext/gallery_store.py``), which the notebook tests fill; a notebook with no stored outputs
+for its current code is executed in a local Jupyter kernel. Delete
+``docs/_build/.jupyter_cache`` to run them all again (for instance after changing stabsim
+itself without running the tests).
 """
 
 from __future__ import annotations
@@ -20,9 +22,15 @@ import sys
 
 DOCS = pathlib.Path(__file__).resolve().parent
 ROOT = DOCS.parent
-# document the checkout the docs belong to, not whatever stabsim is installed
-sys.path.insert(0, str(ROOT))
+# document the checkout the docs belong to, not whatever stabsim is installed; with
+# STABSIM_DOCS_INSTALLED=1, the installed stabsim (tests/test_wheel.py builds these docs
+# against a wheel installed in a fresh environment)
+INSTALLED = bool(os.environ.get("STABSIM_DOCS_INSTALLED"))
+if not INSTALLED:
+    sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(DOCS / "_ext"))
+
+from gallery_store import CACHE, READER  # noqa: E402
 
 import stabsim  # noqa: E402
 
@@ -44,24 +52,30 @@ extensions = [
 root_doc = "index"
 # the gallery is the jupytext .py notebooks: an .ipynb made from one (jupytext --to notebook)
 # beside it would be a second source of the same page
+# (gallery/_study.py is the notebooks' helper module, not a page)
 exclude_patterns = ["_build", "_ext", "conf.py", "gallery/__pycache__", "gallery/*.ipynb",
-                    "**/.ipynb_checkpoints"]
+                    "gallery/_*.py", "**/.ipynb_checkpoints"]
 
 # The gallery: docs/gallery links to notebooks/, whose jupytext (py:percent) notebooks are
-# read as notebooks and executed at their small size in a Jupyter kernel, the way a reader
-# runs them. "cache": each notebook runs only when its code changed since the build that
-# stored it in the execution cache (jupyter-cache, under docs/_build/), so later builds
-# render the stored outputs, figures included, without running anything.
-nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}
+# read as notebooks and rendered with their outputs. "cache": a notebook whose code has
+# stored outputs in the execution cache (jupyter-cache) is rendered from them, figures
+# included, without running anything; tests/test_notebooks.py stores every notebook it
+# executes there (gallery_store), so in a test run each notebook executes once. A notebook
+# without stored outputs is executed here at its small size in a Jupyter kernel, the way a
+# reader runs it, and stored.
+nb_custom_formats = {".py": list(READER)}
 nb_execution_mode = "cache"
-nb_execution_cache_path = str(DOCS / "_build" / ".jupyter_cache")
+nb_execution_cache_path = str(CACHE)
 nb_execution_raise_on_error = True  # a notebook whose asserts fail fails the build
 nb_execution_timeout = 600
 nb_merge_streams = True
+# conclusions computed in a notebook (IPython Markdown outputs) may hold $...$ mathematics
+nb_render_markdown_format = "myst"
 os.environ.setdefault("STABSIM_NOTEBOOK_SIZE", "small")  # inherited by the kernels
-# the kernels import the checkout the docs belong to, as the build itself does
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+# the kernels import the stabsim the build itself documents
+if not INSTALLED:
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 # MyST: $...$ and $$...$$ math (rendered by MathJax), amsmath environments, and anchors for
 # headings so that pages can link to "theory.md#..." sections.

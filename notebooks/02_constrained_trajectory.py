@@ -25,7 +25,7 @@
 # predicted time averages $E[L(\theta_t)] \approx L(w) + \sigma^2/\eta$, $\sigma^2 = \delta^2$.
 # Plain gradient flow, by contrast, sharpens far past $2/\eta$ and leaves GD behind.
 #
-# `stabsim.compare.compare` runs all of these in lockstep from one start. The loss is the
+# `stabsim.compare` runs all of these in lockstep from one start. The loss is the
 # two-scale second-order regression model $L_\eta = F/\eta + G$ (see notebook 01), which
 # sharpens progressively from $0.9\cdot 2/\eta$ and stays at the EoS; its constants scale
 # as $\delta^2 \propto \eta$, so distances to $\theta^\dagger$ should shrink as
@@ -34,28 +34,17 @@
 # Comparisons of averages are made over *whole EoS cycles* only (docs/theory.md §3): a cycle starts
 # when the two-step average of $S$ rises through $2/\eta$.
 
-# %%
-import os
-import sys
-
-import matplotlib
+# %% tags=["remove-cell"]
+import matplotlib.pyplot as plt
 import numpy as np
+from _study import SMALL, conclude, table
 
-if "ipykernel" not in sys.modules:  # headless (tests, scripts): never open a window
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from stabsim import compare
+from stabsim.losses import QuadraticRegression
+from stabsim.plot import plot_comparison
 
-from stabsim.compare import compare  # noqa: E402
-from stabsim.losses import QuadraticRegression  # noqa: E402
-from stabsim.plot import plot_comparison  # noqa: E402
-
-SIZE = os.environ.get("STABSIM_NOTEBOOK_SIZE", "full")
-SMALL = SIZE == "small"
-INTERACTIVE = "ipykernel" in sys.modules
 FLOW_TIME = 12.0  # ηt: about two whole EoS cycles at η = 0.01
 ETAS = (0.01,) if SMALL else (0.01, 0.005, 0.0025)
-
-two_scale_regression = QuadraticRegression.two_scale  # L_η = F/η + G (notebook 01)
 
 
 def rms(a):
@@ -65,7 +54,7 @@ def rms(a):
 # %%
 runs = {}
 for eta in ETAS:
-    loss = two_scale_regression(eta)
+    loss = QuadraticRegression.two_scale(eta)
     runs[eta] = compare(loss, np.zeros(loss.dim), eta, int(round(FLOW_TIME / eta)), warn=False)
 
 rows = []
@@ -87,19 +76,19 @@ for eta, r in runs.items():
         vperp_first=float(np.nanmax(r.vperp_over_delta[first])),
         vperp_max=float(np.nanmax(r.vperp_over_delta)),
         status=r.status.name, warnings=r.warnings))
-for row in rows:
-    print(f"η = {row['eta']}: crossing at step {row['crossing']}, whole cycles {row['window']}")
-    print(f"  S·η/2 over whole cycles: mean {row['s_mean']:.4f}, max |·−1| {row['s_dev']:.3f}; "
-          f"gradient flow reaches {row['gf_max']:.3f}, central flow {row['cf_max']:.6f}")
-    print(f"  RMS distance of GD to θ† {row['dist_dagger']:.4f}, to the central flow "
-          f"{row['dist_cf']:.4f}, to gradient flow {row['dist_gf']:.4f}, to θ†+v "
-          f"{row['dist_pred']:.4f}")
-    print(f"  first cycle: RMS |θ − θ†| {row['first_dagger']:.4f}, |θ − (θ†+v)| "
-          f"{row['first_pred']:.4f}; max |v⊥|/δ {row['vperp_first']:.3f} "
-          f"(whole run {row['vperp_max']:.3f})")
-    print(f"  excess loss over the central flow: GD {row['excess']:.5f}, predicted σ²/η "
-          f"{row['excess_pred']:.5f}; mean x²/σ² {row['x2_over_sigma2']:.4f}")
-    print(f"  status {row['status']}; warnings: {row['warnings']}")
+table([{"η": row["eta"], "crossing step": row["crossing"],
+        "whole cycles (steps)": "{}–{}".format(*row["window"]),
+        "mean S·η/2": row["s_mean"], "max |S·η/2 − 1|": row["s_dev"],
+        "max S·η/2, gradient flow": row["gf_max"], "max S·η/2, central flow": row["cf_max"],
+        "RMS |θ − θ†|": row["dist_dagger"], "RMS |θ − w_CF|": row["dist_cf"],
+        "RMS |θ − θ_GF|": row["dist_gf"], "excess loss, GD": row["excess"],
+        "predicted σ²/η": row["excess_pred"], "mean x²/σ²": row["x2_over_sigma2"]}
+       for row in rows],
+      formats={"mean S·η/2": "{:.4f}", "max |S·η/2 − 1|": "{:.3f}",
+               "max S·η/2, gradient flow": "{:.3f}", "max S·η/2, central flow": "{:.6f}",
+               "RMS |θ − θ†|": "{:.4f}", "RMS |θ − w_CF|": "{:.4f}", "RMS |θ − θ_GF|": "{:.4f}",
+               "excess loss, GD": "{:.5f}", "predicted σ²/η": "{:.5f}",
+               "mean x²/σ²": "{:.4f}"})
 
 # %% [markdown]
 # ## What holds
@@ -128,30 +117,40 @@ for row in rows:
     # The central flow decreases L monotonically (docs/theory.md §3; solver-tolerance slack)
     cf = r.cf_loss[np.isfinite(r.cf_loss)]
     assert np.all(np.diff(cf) <= 1e-9 * cf[0])
+conclude(" ".join(
+    f"At η = {row['eta']:g}, over whole cycles GD's sharpness averages "
+    f"{row['s_mean']:.4f} · 2/η while gradient flow's reaches {row['gf_max']:.2f} · 2/η; GD "
+    f"stays {row['dist_dagger']:.4f} (RMS) from θ† and {row['dist_cf']:.4f} from the central "
+    f"flow, against {row['dist_gf']:.4f} from gradient flow, and its mean excess loss "
+    f"{row['excess']:.4f} is {100 * abs(row['excess'] / row['excess_pred'] - 1):.1f}% from the "
+    f"predicted σ²/η = {row['excess_pred']:.4f}." for row in rows))
+
+# %%
+r = runs[ETAS[0]]
+fig, axes = plt.subplots(3, 1, sharex=True, figsize=(8, 8))
+plot_comparison(r, axes=axes)
+fig.tight_layout()
 
 # %% [markdown]
 # ## The predicted dynamics θ† + v: where it helps and where it stops
 #
-# Measured: from the crossing until the first blow-up of $x$ (we cut where $|x|$ of GD or of
-# the prediction first exceeds $\delta/10$), $\theta^\dagger + v$ predicts GD's iterate an
+# From the crossing until the first blow-up of $x$ (we cut where $|x|$ of GD or of the
+# prediction first exceeds $\delta/10$), $\theta^\dagger + v$ should predict GD's iterate an
 # order of magnitude better than $\theta^\dagger$ alone — $v$ carries GD's lag behind the
 # stable set. The v-update uses the exact displacement of the projection step
 # (`constrained_trajectory`): the paper's first-order $\tfrac12\eta\delta^2\nabla S^\perp$
-# lacks its shift along $u$, which seeds a spurious oscillation at the crossing and brought
-# the predicted blow-up 11 steps early at η = 0.01 (now 4 steps late). The blow-up is
-# exponential growth from GD's round-off-sized $x$, so the orbit is large ($y$ reaches
-# $\approx 5\delta|\nabla S^\perp|$) and the unmodelled $u$-component of
+# lacks its shift along $u$, which seeds a spurious oscillation at the crossing. The blow-up
+# is exponential growth from GD's round-off-sized $x$, so the orbit is large ($y$ reaches
+# several $\delta|\nabla S^\perp|$) and the unmodelled $u$-component of
 # $\tfrac12\nabla^3L[v, v]$ shifts GD along $u$ far beyond the predicted $x$ before the
-# blow-up (1.3e-3 against 2.6e-6, 100 steps past the crossing); at smaller η the orbit
-# grows and the predicted blow-up comes early (measured 26 steps at η = 0.005, 75 at
-# 0.0025; tests/test_constrained_prediction.py tests the predictions at their rates from a
-# start whose orbit is at the theory's scale). After it
-# the predicted oscillation is out of phase, and over later cycles $|v_\perp|/\delta$ also
-# grows past 1 (the discrete dynamics spiral out, docs/theory.md §1): `compare` flags the unmodelled
-# $\tfrac12\nabla^3L[u, v_\perp, v_\perp]$ term with a warning. Over whole cycles
-# $\theta^\dagger + v$ is then a *worse* point predictor than $\theta^\dagger$. We assert
-# both halves: the limitation is measured and reported, not hidden. (The averaged
-# predictions above — excess loss, mean $x^2$ — are unaffected by the phase.)
+# blow-up; `tests/test_constrained_prediction.py` tests the predictions at their rates from
+# a start whose orbit is at the theory's scale. After the blow-up the predicted oscillation
+# is out of phase, and over later cycles $|v_\perp|/\delta$ can grow past 1 (the discrete
+# dynamics spiral out, docs/theory.md §1): `compare` flags the unmodelled
+# $\tfrac12\nabla^3L[u, v_\perp, v_\perp]$ term with a warning, and over whole cycles
+# $\theta^\dagger + v$ is then a *worse* point predictor than $\theta^\dagger$. We assert both
+# halves. (The averaged predictions above — excess loss, mean $x^2$ — are unaffected by the
+# phase.)
 
 # %%
 for row in rows:
@@ -162,17 +161,36 @@ for row in rows:
     blow = tc + int(np.argmax(big[tc:]))
     pre = slice(tc + 1, blow)
     row["pre_blowup"] = (rms(r.dist_dagger[pre]), rms(r.dist_pred[pre]), blow - tc)
-    print(f"η = {row['eta']}: {blow - tc} steps before the first blow-up: RMS |θ − θ†| "
-          f"{row['pre_blowup'][0]:.4f}, |θ − (θ†+v)| {row['pre_blowup'][1]:.5f}")
-    # an order of magnitude better before the blow-up (measured: ≈ 40×)
+table([{"η": row["eta"], "steps before the blow-up": row["pre_blowup"][2],
+        "RMS |θ − θ†| before": row["pre_blowup"][0],
+        "RMS |θ − (θ†+v)| before": row["pre_blowup"][1],
+        "RMS |θ − θ†|, first cycle": row["first_dagger"],
+        "RMS |θ − (θ†+v)|, first cycle": row["first_pred"],
+        "RMS |θ − θ†|, whole cycles": row["dist_dagger"],
+        "RMS |θ − (θ†+v)|, whole cycles": row["dist_pred"],
+        "max |v⊥|/δ, first cycle / run": f"{row['vperp_first']:.3f} / {row['vperp_max']:.3f}",
+        "warnings": "; ".join(row["warnings"]) or "none"} for row in rows],
+      formats={k: "{:.5f}" for k in ("RMS |θ − θ†| before", "RMS |θ − (θ†+v)| before",
+                                     "RMS |θ − θ†|, first cycle",
+                                     "RMS |θ − (θ†+v)|, first cycle",
+                                     "RMS |θ − θ†|, whole cycles",
+                                     "RMS |θ − (θ†+v)|, whole cycles")})
+
+# %%
+for row in rows:
+    # an order of magnitude better before the blow-up
     assert row["pre_blowup"][1] < 0.1 * row["pre_blowup"][0]
     assert row["vperp_first"] < 1.0
     flagged = row["vperp_max"] > 1.0
     assert flagged == any("v_perp" in text for text in row["warnings"])
     # and the honest negative: over the later whole cycles θ† + v is the worse predictor
     assert row["dist_pred"] > row["dist_dagger"]
-print("θ† + v better than θ† over the first cycle:",
-      [row["first_pred"] < row["first_dagger"] for row in rows])
+conclude(" ".join(
+    f"At η = {row['eta']:g}, θ† + v is {row['pre_blowup'][0] / row['pre_blowup'][1]:.0f}× "
+    f"closer to GD than θ† over the {row['pre_blowup'][2]} steps before the first blow-up, "
+    f"{'better' if row['first_pred'] < row['first_dagger'] else 'worse'} over the whole first "
+    f"cycle, and {row['dist_pred'] / row['dist_dagger']:.1f}× farther over the later whole "
+    f"cycles (max $|v_\\perp|/\\delta$ = {row['vperp_max']:.2f})." for row in rows))
 
 # %% [markdown]
 # ## Orders in η (full size only)
@@ -191,26 +209,23 @@ if len(rows) >= 3:
         "x2": np.polyfit(np.log(etas), np.log([np.mean(runs[e].gd_x[runs[e].whole_cycles()]
                                                        ** 2) for e in etas]), 1)[0],
     }
-    print("fitted orders in η:", {k: round(float(v), 3) for k, v in order.items()})
     assert abs(order["dist"] - 0.5) < 0.25
     assert abs(order["excess"]) < 0.25
     assert abs(order["x2"] - 1.0) < 0.25
+    conclude(f"Fitted orders in η: RMS |θ − θ†| {order['dist']:.2f} (theory ½), excess loss "
+             f"{order['excess']:.2f} (theory 0), mean x² {order['x2']:.2f} (theory 1).")
+else:
+    conclude(f"The orders need at least three step sizes; this run has {len(rows)} "
+             "(set `STABSIM_NOTEBOOK_SIZE` to anything but `small` for the full size).")
 
 # %%
-r = runs[ETAS[0]]
-fig, axes = plt.subplots(3, 1, sharex=True, figsize=(8, 8))
-plot_comparison(r, axes=axes)
-fig.tight_layout()
-if not INTERACTIVE:
-    plt.close(fig)
 fig2, ax = plt.subplots(figsize=(8, 3))
-ax.plot(r.steps, r.gd_loss, lw=0.6, label="GD L(θ_t)")
-ax.plot(r.steps, r.cf_pred_loss, "k", lw=1.0, label="central flow L(w) + σ²/η")
-ax.plot(r.steps, r.cf_loss, "k--", lw=0.8, label="central flow L(w)")
-ax.plot(r.steps, r.gf_loss, "g:", lw=1.0, label="gradient flow")
+ax.plot(r.step, r.gd_loss, lw=0.6, label="GD L(θ_t)")
+ax.plot(r.step, r.cf_pred_loss, "k", lw=1.0, label="central flow L(w) + σ²/η")
+ax.plot(r.step, r.cf_loss, "k--", lw=0.8, label="central flow L(w)")
+ax.plot(r.step, r.gf_loss, "g:", lw=1.0, label="gradient flow")
 ax.set_yscale("log")
 ax.set_xlabel("step")
+ax.set_title(f"the loss at η = {ETAS[0]}: GD oscillates about the central flow's prediction")
 ax.legend(fontsize="small")
 fig2.tight_layout()
-if not INTERACTIVE:
-    plt.close(fig2)

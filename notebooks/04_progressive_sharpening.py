@@ -45,23 +45,13 @@
 # and seed 1 with q_scale 1 climb back to the new threshold; seeds 2 and 6 stall below it
 # (checked while choosing; not asserted here).
 
-# %%
-import os
-import sys
-
-import matplotlib
+# %% tags=["remove-cell"]
+import matplotlib.pyplot as plt
 import numpy as np
+from _study import SMALL, conclude, table
 
-if "ipykernel" not in sys.modules:  # headless (tests, scripts): never open a window
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from stabsim.losses import QuadraticRegression  # noqa: E402
-from stabsim.maps import run_gd  # noqa: E402
-
-SIZE = os.environ.get("STABSIM_NOTEBOOK_SIZE", "full")
-SMALL = SIZE == "small"
-INTERACTIVE = "ipykernel" in sys.modules
+from stabsim.losses import QuadraticRegression
+from stabsim.maps import run_gd
 
 # %% [markdown]
 # ## Part 1: progressive sharpening to 2/η on the demo model
@@ -73,8 +63,7 @@ S0 = float(np.linalg.eigvalsh(demo.hessian(theta0))[-1])
 # gradient flow ≈ GD with a step 40× below the stability threshold
 gf = run_gd(demo, theta0, 0.05 / S0, 20000 if not SMALL else 10000, stride=100)
 S_GF = float(gf.sharpness[-1, 0])
-print(f"S0 = {S0:.4f}; gradient-flow solution: sharpness {S_GF:.4f} = {S_GF / S0:.3f} S0, "
-      f"loss {gf.loss[-1]:.2e}")
+
 
 def loss_increases(loss, floor=1e-20):
     """Steps where the loss rises, ignoring round-off once it is below ``floor``."""
@@ -91,25 +80,27 @@ for f in FACTORS:
     part1.append(dict(f=f, eta=eta, run=r, crossing=r.crossing_step, s_final=float(s[-1]),
                       s_max=float(s.max()), loss=float(r.loss[-1]),
                       non_monotone=loss_increases(r.loss)))
-    print(f"2/η = {f:4.2f} S0: crossing step {r.crossing_step}, final S·η/2 = {s[-1]:.4f}, "
-          f"max {s.max():.3f}, final loss {r.loss[-1]:.1e}, steps where the loss rises: "
-          f"{part1[-1]['non_monotone']}")
+conclude(f"$S_0$ = {S0:.4f}; along gradient flow the sharpness grows to $S_{{GF}}$ = "
+         f"{S_GF:.4f} = {S_GF / S0:.3f} $S_0$ (loss {gf.loss[-1]:.1e}).")
+table([{"2/η": f"{row['f']} S0", "2/η vs S_GF": "below" if row["f"] * S0 < S_GF else "above",
+        "crossing step": row["crossing"], "max S·η/2": row["s_max"],
+        "final S·η/2": row["s_final"], "final loss": row["loss"],
+        "steps where the loss rises": row["non_monotone"]} for row in part1],
+      formats={"max S·η/2": "{:.3f}", "final S·η/2": "{:.4f}", "final loss": "{:.1e}"})
 
 # %% [markdown]
 # Asserts: GD converges (loss below $10^{-12}$). Where $2/\eta < S_{GF}$ it reaches the
 # threshold and its final sharpness is at most $2/\eta$: a minimiser with sharpness above
 # $2/\eta$ repels GD along its top eigenvector (the one-dimensional quadratic of
 # docs/theory.md §0), so a limit of GD has $S \le 2/\eta$. How far below, the theory does
-# not say ("just below"); measured 0.95–0.995, printed above, not asserted. Where
-# $2/\eta > S_{GF}$ it never crosses and ends below $2/\eta$ — and below $S_{GF}$ too
-# (measured), because the early large steps already steer it to a flatter minimiser than
-# gradient flow.
+# not say ("just below"): it is tabulated, not asserted. Where $2/\eta > S_{GF}$ GD never
+# crosses and ends below $2/\eta$, and below $S_{GF}$ too: the early large steps steer it to a
+# flatter minimiser than gradient flow's.
 #
 # Non-monotone convergence (the loss rising at some steps, the EoS signature) is asserted
-# where the sharpness goes clearly past the threshold (max $S\eta/2 > 1.05$). Measured at
-# full size: when $2/\eta$ is within ~5% of $S_{GF}$ ($f$ = 1.55, 1.6) the sharpness only grazes
-# the threshold (max 1.02, 1.007) and the loss decreases monotonically — the theory's
-# "non-monotonically" does not hold there, and we do not assert it.
+# where the sharpness goes clearly past the threshold (max $S\eta/2 > 1.05$). When $2/\eta$
+# is within a few per cent of $S_{GF}$ the sharpness only grazes the threshold, the loss can
+# decrease monotonically, and the theory's "non-monotonically" is not asserted there.
 
 # %%
 assert gf.success and gf.loss[-1] < 1e-12
@@ -124,40 +115,62 @@ for row in part1:
         assert row["crossing"] is None
         assert row["non_monotone"] == 0, row  # stable GD: monotone above round-off
         assert row["s_final"] < 1.0 and row["s_final"] * row["f"] * S0 <= S_GF * (1 + 1e-6)
+reached = [row for row in part1 if row["crossing"] is not None]
+conclude(
+    f"{len(reached)} of the {len(part1)} step sizes reach $2/\\eta$; they converge to minimisers "
+    f"with $S\\eta/2$ between {min(r['s_final'] for r in reached):.3f} and "
+    f"{max(r['s_final'] for r in reached):.3f}, just below the threshold, with the loss rising at "
+    f"up to {max(r['non_monotone'] for r in reached)} steps on the way."
+    if reached else "No step size reached $2/\\eta$.")
 
+# %%
+fig, ax = plt.subplots(figsize=(7, 3.6))
+for row in part1:
+    r = row["run"]
+    ax.plot(r.step[:60], r.sharpness[:60, 0] / S0, lw=0.8, label=f"2/η = {row['f']} S0")
+ax.axhline(S_GF / S0, color="k", ls=":", lw=0.8, label="gradient-flow solution")
+ax.set_xlabel("step")
+ax.set_ylabel("S / S0")
+ax.set_title("demo model: sharpness of GD (first 60 steps)")
+ax.legend(fontsize="x-small")
+fig.tight_layout()
 
 # %% [markdown]
 # ## Part 2: the learning-rate drop on the two-scale model
 
 # %%
-two_scale_regression = QuadraticRegression.two_scale  # L_η = F/η + G (notebook 01)
-
-
 ETA1 = 0.01
 ETA2 = ETA1 / 2
 N1, N2 = 700, 1200 if SMALL else 2400
-ts = two_scale_regression(ETA1)
+ts = QuadraticRegression.two_scale(ETA1)
 run1 = run_gd(ts, np.zeros(ts.dim), ETA1, N1)
 run2 = run_gd(ts, run1.theta, ETA2, N2)
+control = run_gd(ts, run1.theta, ETA1, N2)
 s1 = run1.sharpness[:, 0]
 s2 = run2.sharpness[:, 0]
 eos1 = s1[run1.crossing_step:] * ETA1 / 2
 late2 = s2[-300:] * ETA2 / 2
-print(f"η1 = {ETA1}: crossing at step {run1.crossing_step}; S·η1/2 after it in "
-      f"[{eos1.min():.3f}, {eos1.max():.3f}], mean {eos1.mean():.3f}")
-print(f"η2 = {ETA2}: at the drop S·η2/2 = {s2[0] * ETA2 / 2:.3f}; reaches 2/η2 at step "
-      f"{run2.crossing_step} after the drop; last 300 steps S·η2/2 mean {late2.mean():.3f} "
-      f"in [{late2.min():.3f}, {late2.max():.3f}]; S grew by {s2.max() / s2[0]:.3f}×")
-control = run_gd(ts, run1.theta, ETA1, N2)
-print(f"control (no drop): last 300 steps S·η1/2 mean "
-      f"{np.mean(control.sharpness[-300:, 0]) * ETA1 / 2:.3f}")
+control_rel = control.sharpness[:, 0] * ETA1 / 2
+table([
+    {"run": f"η1 = {ETA1} from θ = 0", "crossing step": run1.crossing_step,
+     "S·η/2 after the crossing": f"{eos1.min():.3f} … {eos1.max():.3f}",
+     "last 300 steps, S·η/2": "", "max S / (2/η2)": s1.max() * ETA2 / 2},
+    {"run": f"η2 = {ETA2} after step {N1}", "crossing step": run2.crossing_step,
+     "S·η/2 after the crossing": f"{s2[0] * ETA2 / 2:.3f} at the drop",
+     "last 300 steps, S·η/2": f"{late2.min():.3f} … {late2.max():.3f} (mean "
+                              f"{late2.mean():.3f})", "max S / (2/η2)": s2.max() * ETA2 / 2},
+    {"run": f"control: η1 after step {N1}", "crossing step": control.crossing_step,
+     "S·η/2 after the crossing": "",
+     "last 300 steps, S·η/2": f"{control_rel[-300:].min():.3f} … "
+                              f"{control_rel[-300:].max():.3f}",
+     "max S / (2/η2)": control.sharpness[:, 0].max() * ETA2 / 2},
+], formats={"max S / (2/η2)": "{:.3f}"})
 
 # %% [markdown]
 # Asserts. The claim is qualitative — the sharpness is held at the threshold by the
 # instability, so it follows the threshold when η changes — and so are the checks; the
 # size of the excursions around $2/\eta$ is an order-in-η statement tested in
-# `tests/test_compare.py`, and the measured means (0.98 late after the drop) are printed,
-# not asserted.
+# `tests/test_compare.py`, and the means are tabulated, not asserted.
 #
 # - at $\eta_1$ the sharpness reaches $2/\eta_1$ and self-stabilises: it comes back below;
 # - after the drop it starts below $2/\eta_2$ (the same iterate, whose sharpness is held near
@@ -173,31 +186,25 @@ assert run1.crossing_step is not None and eos1.min() < 1.0
 assert s2[0] * ETA2 / 2 < 1.0
 assert run2.crossing_step is not None
 assert late2.min() < 1.0 < late2.max()
-control_rel = control.sharpness[:, 0] * ETA1 / 2
 assert control_rel[-300:].min() < 1.0 < control_rel[-300:].max()
 assert control_rel.max() < ETA1 / ETA2  # below 2/η2 = (η1/η2)·2/η1 throughout
+conclude(
+    f"After the drop the sharpness climbs from {s2[0] * ETA2 / 2:.3f} · 2/η2 through 2/η2 "
+    f"at step {run2.crossing_step} and then oscillates across it (mean {late2.mean():.3f} "
+    f"· 2/η2 over the last 300 steps); without the drop it stays at 2/η1 = ½ · 2/η2, never "
+    f"above {control.sharpness[:, 0].max() * ETA2 / 2:.3f} · 2/η2.")
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-for row in part1:
-    r = row["run"]
-    axes[0].plot(r.steps[:60], r.sharpness[:60, 0] / S0, lw=0.8, label=f"2/η = {row['f']} S0")
-axes[0].axhline(S_GF / S0, color="k", ls=":", lw=0.8, label="gradient-flow solution")
-axes[0].set_xlabel("step")
-axes[0].set_ylabel("S / S0")
-axes[0].set_title("demo model: sharpness of GD (first 60 steps)")
-axes[0].legend(fontsize="x-small")
-steps = np.concatenate([run1.steps, N1 + run2.steps])
-axes[1].plot(steps, np.concatenate([s1, s2]), lw=0.6, label="GD, η1 then η2 = η1/2")
-axes[1].plot(N1 + control.steps, control.sharpness[:, 0], lw=0.6, alpha=0.6,
-             label="control: η1 throughout")
-axes[1].axhline(2 / ETA1, color="k", ls="--", lw=0.8, label="2/η1")
-axes[1].axhline(2 / ETA2, color="r", ls="--", lw=0.8, label="2/η2")
-axes[1].axvline(N1, color="0.5", lw=0.8)
-axes[1].set_xlabel("step")
-axes[1].set_ylabel("sharpness")
-axes[1].set_title("learning-rate drop on the two-scale model")
-axes[1].legend(fontsize="x-small")
+fig, ax = plt.subplots(figsize=(8, 3.6))
+steps = np.concatenate([run1.step, N1 + run2.step])
+ax.plot(steps, np.concatenate([s1, s2]), lw=0.6, label="GD, η1 then η2 = η1/2")
+ax.plot(N1 + control.step, control.sharpness[:, 0], lw=0.6, alpha=0.6,
+        label="control: η1 throughout")
+ax.axhline(2 / ETA1, color="k", ls="--", lw=0.8, label="2/η1")
+ax.axhline(2 / ETA2, color="r", ls="--", lw=0.8, label="2/η2")
+ax.axvline(N1, color="0.5", lw=0.8)
+ax.set_xlabel("step")
+ax.set_ylabel("sharpness")
+ax.set_title("learning-rate drop on the two-scale model")
+ax.legend(fontsize="x-small")
 fig.tight_layout()
-if not INTERACTIVE:
-    plt.close(fig)

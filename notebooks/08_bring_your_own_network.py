@@ -26,24 +26,16 @@
 # 3. runs GD at the edge of stability beside the theory's predictions (`stabsim.compare`)
 #    and reads the result.
 
-# %%
-import os
-import sys
+# %% tags=["remove-cell"]
 import time
 
-import matplotlib
 import numpy as np
+from _study import SMALL, conclude, show, table
 
-if "ipykernel" not in sys.modules:  # headless (tests, scripts): never open a window
-    matplotlib.use("Agg")
-
-from stabsim.compare import compare  # noqa: E402
-from stabsim.losses import Network, check_derivatives, from_jax  # noqa: E402
-from stabsim.maps import run_gd  # noqa: E402
-from stabsim.plot import plot_comparison  # noqa: E402
-
-SIZE = os.environ.get("STABSIM_NOTEBOOK_SIZE", "full")
-SMALL = SIZE == "small"
+from stabsim import compare
+from stabsim.losses import Network, check_derivatives, from_jax
+from stabsim.maps import run_gd
+from stabsim.plot import plot_comparison
 
 # %% [markdown]
 # ## 1. A network from your data
@@ -58,7 +50,7 @@ X = np.linspace(-1.0, 1.0, 32)[:, None]
 Y = 8 * X**4 - 8 * X**2 + 1
 net = Network((6, 6, 6), activation="tanh", data=(X, Y))
 theta0 = net.init(seed=1)  # W_l ~ N(0, 1/n_in), b_l = 0
-print(net, "d =", net.dim, " L(θ₀) =", net.value(theta0))
+conclude(f"`{net!r}`: d = {net.dim} parameters, L(θ₀) = {net.value(theta0):.4f}.")
 
 # %% [markdown]
 # Every derivative is exact; `check_derivatives` compares them with finite differences (it
@@ -87,7 +79,7 @@ try:
     import jax.numpy as jnp
 except ImportError:
     jnp = None
-    print("JAX is not installed: pip install 'stabsim[jax]' to run this section")
+    conclude("JAX is not installed: `pip install 'stabsim[jax]'` to run this section.")
 
 if jnp is not None:
     def mlp(theta, data):
@@ -115,7 +107,9 @@ if jnp is not None:
         start = time.perf_counter()
         run_gd(loss, theta0, 0.05, 100)
         per_step[name] = (time.perf_counter() - start) / 100
-    print({k: f"{1e6 * s:.0f} µs per GD step (with the sharpness)" for k, s in per_step.items()})
+    show(table([{"loss": name, "µs per GD step (with the sharpness)": 1e6 * seconds}
+                   for name, seconds in per_step.items()],
+                  formats={"µs per GD step (with the sharpness)": "{:.0f}"}))
 
 # %% [markdown]
 # ## 3. GD at the edge of stability, beside the theory
@@ -131,8 +125,7 @@ steps = 2000
 compare_steps = 650 if SMALL else steps  # the flows form dense Hessians: slow at full size
 gd = run_gd(net, theta0, eta, steps)  # exact GD, the sharpness every step (matrix-free)
 result = compare(net, theta0, eta, compare_steps, warn=False)
-fig = plot_comparison(result)
-fig  # noqa: B018 (the cell's result: Jupyter shows the figure)
+plot_comparison(result)
 
 # %% [markdown]
 # Reading the result:
@@ -151,23 +144,34 @@ fig  # noqa: B018 (the cell's result: Jupyter shows the figure)
 rel = gd.sharpness[:, 0] * eta / 2
 crossing = gd.crossing_step
 assert result.crossing_step == crossing  # compare runs the same GD
-print("S(θ₀)·η/2 =", round(rel[0], 3), " first step with S ≥ 2/η:", crossing)
 window = slice(crossing + 300, steps + 1)
 pairs = 0.5 * (rel[window][1:] + rel[window][:-1])
 losses = gd.loss[window]
-print(f"two-step average of S·η/2 over {pairs.size + 1} steps: "
-      f"{pairs.min():.4f} … {pairs.max():.4f}")
-print(f"loss over the window: {losses[0]:.3e} → {losses[-1]:.3e}, "
-      f"rising at {np.sum(np.diff(losses) > 0)} steps")
 try:
-    print({k: f"{v:.3g}" for k, v in result.cycle_averages().items()})
-except ValueError as error:  # the small run stops before a whole cycle
-    print("cycle averages:", error)
-print("warnings:", result.warnings or "none")
+    averages = result.cycle_averages()
+except ValueError as error:  # the small comparison stops before a whole cycle
+    averages = {"whole cycles": str(error)}
+table([{"quantity": "S(θ₀)·η/2", "value": f"{rel[0]:.3f}"},
+       {"quantity": "first step with S ≥ 2/η", "value": str(crossing)},
+       {"quantity": f"½(S_t + S_t+1)·η/2 over the {pairs.size + 1} steps from "
+                    f"{crossing + 300}", "value": f"{pairs.min():.4f} … {pairs.max():.4f}"},
+       {"quantity": "loss over that window", "value": f"{losses[0]:.3e} → {losses[-1]:.3e}"},
+       {"quantity": "steps of the window where the loss rises",
+        "value": str(int(np.sum(np.diff(losses) > 0)))}]
+      + [{"quantity": f"comparison over whole cycles: {k}",
+          "value": v if isinstance(v, str) else f"{v:.3g}"} for k, v in averages.items()]
+      + [{"quantity": "warnings of the comparison", "value": "; ".join(result.warnings) or "none"}])
 
+# %%
 # progressive sharpening from well below 2/η, over hundreds of steps
 assert rel[0] < 0.5 and crossing >= 300
 # the edge of stability: within a few percent of 2/η (3%) for 1000 steps once settled
 assert pairs.size + 1 >= 1000 and np.max(np.abs(pairs - 1.0)) <= 0.03
 # the loss keeps falling over the window, non-monotonically
 assert losses[-100:].mean() < losses[:100].mean() and np.any(np.diff(losses) > 0)
+conclude(
+    f"GD sharpens from {rel[0]:.2f} · 2/η to the threshold at step {crossing}; from step "
+    f"{crossing + 300} its two-step-averaged sharpness stays within "
+    f"{100 * np.max(np.abs(pairs - 1.0)):.2f}% of 2/η for {pairs.size + 1} steps, while the "
+    f"loss falls from {losses[:100].mean():.3g} to {losses[-100:].mean():.3g} (means of the "
+    f"first and last 100 steps), rising at {int(np.sum(np.diff(losses) > 0))} of them.")

@@ -15,7 +15,8 @@ settings.load_profile("stabsim")
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Run the documentation build last: it executes the gallery's notebooks in Jupyter
-    kernels, which then load the kernels the notebook tests compiled from Numba's disk cache
-    (40 s instead of up to 220 s from nothing compiled)."""
-    items.sort(key=lambda item: item.path.name == "test_docs.py")  # stable: order kept
+    """Run the documentation builds last: they render the gallery's notebooks from the
+    executed notebooks that tests/test_notebooks.py stores, instead of executing each one a
+    second time (test_docs.py builds the checkout's docs, test_wheel.py an installed wheel's)."""
+    last = {"test_docs.py": 1, "test_wheel.py": 2}
+    items.sort(key=lambda item: last.get(item.path.name, 0))  # stable: order kept

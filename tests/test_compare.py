@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+from two_scale_runs import two_scale_comparison
 
 from stabsim._status import Status
 from stabsim.comparison import TheoryAssumptionWarning, compare
@@ -21,8 +22,7 @@ ETA = 0.01
 
 
 def _run(eta, flow_time):
-    loss = QuadraticRegression.two_scale(eta)
-    return compare(loss, np.zeros(loss.dim), eta, int(round(flow_time / eta)), warn=False)
+    return two_scale_comparison(eta, flow_time)  # one run per session, shared with other files
 
 
 @pytest.fixture(scope="module")

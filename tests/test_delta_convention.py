@@ -7,6 +7,7 @@ below passes for one convention and fails for the other.
 
 import numpy as np
 import pytest
+from two_scale_runs import two_scale_comparison
 
 from stabsim.comparison import compare
 from stabsim.losses import QuadraticRegression
@@ -22,7 +23,7 @@ def _deltas(eta):
     """compare() on two_scale(η) with δ⊥²(θ†_t) and the unprojected δ²(θ†_t) per step."""
     loss = QuadraticRegression.two_scale(eta)
     steps = int(round(FLOW_TIME / eta))
-    run = compare(loss, np.zeros(loss.dim), eta, steps, warn=False)
+    run = two_scale_comparison(eta, FLOW_TIME)  # compare(); one run per session, shared
     tc = run.crossing_step
     gd = run_gd(loss, np.zeros(loss.dim), eta, steps, record_trajectory=True)
     dag = constrained_trajectory(loss, gd.trajectory[tc], eta, steps - tc)  # compare's θ†

@@ -10,7 +10,8 @@ def test_demo_writes_report_figures_and_data(tmp_path, capsys):
     assert main(["demo", "--out", str(out)]) == 0
     printed = capsys.readouterr().err  # the CLI logs to stderr
     report = (out / "report.md").read_text(encoding="utf-8")
-    assert "| experiment | quantity | measured | theory says | agrees |" in report
+    assert ("| experiment | quantity | measured | claimed rate | fitted order in η | theory says "
+            "| agrees |") in report
     # every check of the default experiments agrees with the theory (each check's own
     # tolerance is stated in stabsim/demo/experiments.py)
     assert "**no**" not in report and " NO " not in printed

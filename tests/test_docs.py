@@ -2,10 +2,10 @@
 
 The build runs in a subprocess exactly as a developer runs it (``python -m sphinx -W
 --keep-going -b html docs OUT``), into a temporary directory. It needs no network access. It
-executes the gallery's notebooks (at their small size, in Jupyter kernels) only when their
-code changed since the last build stored them in ``docs/_build/.jupyter_cache``: about 40 s
-then, with stabsim's kernels compiled (``conftest.py`` runs this file after the notebook
-tests, which compile them), and 5 s otherwise.
+renders the gallery's notebooks from the store of executed notebooks that
+``tests/test_notebooks.py`` fills (``conftest.py`` runs this file after the notebook tests),
+so no notebook runs a second time; a notebook missing from the store (this file run alone,
+after a code change) is executed by the build, in a Jupyter kernel at its small size.
 """
 
 import importlib

@@ -23,8 +23,8 @@ in (¾, 3/2) (odd orders cancel, so the next above is 2) for the two vanishing e
 
 import numpy as np
 import pytest
+from two_scale_runs import two_scale_comparison
 
-from stabsim.comparison import compare
 from stabsim.losses import QuadraticRegression
 from stabsim.maps import constrained_trajectory, run_gd
 
@@ -35,7 +35,7 @@ def _measure(eta):
     loss = QuadraticRegression.two_scale(eta)
     theta0 = np.zeros(loss.dim)
     steps = int(round(FLOW_TIME / eta))
-    cmp = compare(loss, theta0, eta, steps, warn=False)
+    cmp = two_scale_comparison(eta, FLOW_TIME)  # compare(); one run per session, shared
     assert cmp.success, cmp.message
     window, tc = cmp.whole_cycles(), cmp.crossing_step
     # θ† as compare builds it: from GD's iterate at the crossing
