@@ -64,12 +64,12 @@ def fitted_order(etas, errors):
 def horizon(eta):
     """The steps that reach slow time T = η² t, and a stride giving about 10 records."""
     steps = math.ceil(T / eta**2)
-    return steps, max(1, steps // 10)
+    return {"steps": steps, "stride": max(1, steps // 10)}
 
 
-results = {m: [[compare_manifold_flow(loss, s, eta, *horizon(eta), method=m)
+results = {m: [[compare_manifold_flow(loss, s, eta, **horizon(eta), method=m)
                 for s in STARTS] for eta in ETAS] for m in ("normalised", "sqrt")}
-controls = {m: [compare_manifold_flow(loss, STARTS[0], eta, *horizon(eta), method=m,
+controls = {m: [compare_manifold_flow(loss, STARTS[0], eta, **horizon(eta), method=m,
                                       coefficient=WRONG[m]) for eta in ETAS]
             for m in ("normalised", "sqrt")}
 

@@ -123,7 +123,7 @@ assert lam_means[0] < lam_means[1] < lam_means[2]
 # %%
 etas = [0.02, 0.2, 1.0] if SMALL else [0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 sizes = [4, 16, 32] if SMALL else [2, 4, 8, 16, 32]
-ds = sgd_sweep(net, theta0, etas, sizes, steps=3000, stride=20)
+ds = sgd_sweep(net, theta0, etas, sizes, steps=3000, stride=20).to_xarray()
 fig, ax = plt.subplots(figsize=(6.5, 4.8), layout="constrained")
 plot_phase_diagram(ds, x="eta", y="batch_size", ax=ax, title="SGD on the tanh network")
 if not INTERACTIVE:

@@ -14,7 +14,7 @@ def test_frozen_quadratic_cells_fall_on_either_side_of_the_threshold():
     # the loss falls: converged. At η = 10 the first step already lands at |x| ≈ 31 > 1 and
     # the run leaves |x| < 1e3 (or the loss ends above its start): diverged.
     ds = adaptive_sweep(Quadratic([1.0]), [1.0], [1e-3, 10.0], [0.9], 50, stride=1,
-                        divergence_norm=1e3)
+                        divergence_norm=1e3).to_xarray()
     assert ds.regime.sel(eta=1e-3).item() == GDClass.CONVERGED
     assert ds.status.sel(eta=1e-3).item() == Status.OK
     assert ds.regime.sel(eta=10.0).item() == GDClass.DIVERGED

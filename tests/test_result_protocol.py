@@ -33,7 +33,9 @@ from stabsim.flows import (
 )
 from stabsim.flows._sdcp import sdcp_data
 from stabsim.losses import ManifoldFamily, Minimalist, Quadratic, QuadraticRegression
+from stabsim.sweep.adaptive_cells import adaptive_sweep
 from stabsim.sweep.catapult import catapult_sweep
+from stabsim.sweep.sgd_cells import sgd_sweep
 
 MINIMALIST = Minimalist()
 START = [1.0, 0.5]
@@ -77,6 +79,9 @@ CALLS = {
     "scalar_rmsprop_flow": lambda: scalar_rmsprop_flow(MINIMALIST, START, 1.0, 0.01, 0.99,
                                                        5.0),
     "rmsprop_flow": lambda: rmsprop_flow(MINIMALIST, START, [1.0, 1.0], 0.01, 0.99, 5.0),
+    "adaptive_sweep": lambda: adaptive_sweep(MINIMALIST, START, [0.01, 0.02], [0.9], 20),
+    "sgd_sweep": lambda: sgd_sweep(REGRESSION, np.zeros(REGRESSION.dim), [0.1], [2, 3],
+                                   steps=20, stride=5),
 }
 
 

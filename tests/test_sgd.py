@@ -206,7 +206,7 @@ def test_sgd_sweep_cells_are_the_runs_classified():
 
     loss = _network()
     theta0 = loss.init(0)
-    ds = sgd_sweep(loss, theta0, [0.3, 40.0], [2, 8], steps=60, stride=3, seed=2)
+    ds = sgd_sweep(loss, theta0, [0.3, 40.0], [2, 8], steps=60, stride=3, seed=2).to_xarray()
     assert ds.regime.dims == ("eta", "batch_size") and ds.regime.shape == (2, 2)
     assert ds.regime.attrs["flag_meanings"]
     run = run_sgd(loss, theta0, 0.3, 60, batch_size=2, stride=3, seed=2)

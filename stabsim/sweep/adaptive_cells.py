@@ -20,6 +20,7 @@ from ..losses import Loss
 from ..losses._base import require_loss
 from ..maps.adaptive import METHODS, run_adaptive
 from .classify import classify_gd, flag_attrs
+from .result import SweepResult
 
 
 def _cell(result, window):
@@ -37,7 +38,8 @@ def _cell(result, window):
 
 def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str = "rmsprop",
                    beta1: float = 0.0, eps: float = 0.0, stride: int = 10,
-                   window: float = 0.25, band: float = 0.1, divergence_norm: float = 1e8):
+                   window: float = 0.25, band: float = 0.1,
+                   divergence_norm: float = 1e8) -> SweepResult:
     """Run ``method`` on every (η, β₂) of the grid from ``theta0`` and classify each run.
 
     Parameters
@@ -60,8 +62,8 @@ def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str 
 
     Returns
     -------
-    xarray.Dataset
-        Dimensions ``eta`` and ``beta2``; ``regime`` (codes of
+    SweepResult
+        Its dataset (``to_xarray()``) has dimensions ``eta`` and ``beta2``; ``regime`` (codes of
         :class:`~stabsim.sweep.classify.GDClass`), ``status``, ``steps_run`` and the
         statistics above.
     """
@@ -105,4 +107,4 @@ def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str 
                     coords={"eta": etas, "beta2": beta2s})
     parameters = {"method": method, "beta1": beta1, "eps": eps, "steps": steps,
                   "stride": stride, "window": window, "band": band}
-    return finish(ds, parameters)
+    return SweepResult.of(finish(ds, parameters), "adaptive", parameters, None)

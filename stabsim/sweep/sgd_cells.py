@@ -32,6 +32,7 @@ from .._export import finish
 from ..losses._base import require_loss
 from ..maps.sgd import run_sgd
 from .classify import classify_gd, flag_attrs
+from .result import SweepResult
 
 STATS = ("initial_loss", "final_loss", "peak_loss", "mean_rel_batch_sharpness",
          "max_rel_batch_sharpness", "late_max_rel_batch_sharpness", "mean_rel_sharpness")
@@ -54,7 +55,7 @@ def _summary(result, window: float) -> dict:
 
 def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, band=0.2,
               replacement=False, seed=0, batch_sharpness="auto", bs_batches=256,
-              divergence_norm=1e6):
+              divergence_norm=1e6) -> SweepResult:
     """SGD over a grid of step sizes and batch sizes, each run classified.
 
     Parameters
@@ -79,9 +80,10 @@ def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, ba
 
     Returns
     -------
-    xarray.Dataset
-        Dimensions ``eta`` and ``batch_size``; ``regime`` (codes of
-        :class:`~stabsim.sweep.classify.GDClass` with CF flag attributes), the statistics
+    SweepResult
+        Its dataset (``to_xarray()``) has dimensions ``eta`` and ``batch_size``;
+        ``regime`` (codes of :class:`~stabsim.sweep.classify.GDClass` with CF flag
+        attributes), the statistics
         of the module docstring, ``status`` and ``steps_run``.
     """
     import xarray as xr
@@ -117,10 +119,11 @@ def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, ba
     data.update({name: (dims, value) for name, value in stats.items()})
     ds = xr.Dataset(data, coords={"eta": etas, "batch_size": sizes},
                     attrs={"model": "sgd", "n_examples": loss.n_examples})
-    return finish(ds, {"eta": etas, "batch_size": sizes, "steps": steps, "stride": stride,
-                       "window": window, "band": band, "replacement": replacement,
-                       "seed": seed, "batch_sharpness": batch_sharpness,
-                       "bs_batches": bs_batches, "divergence_norm": divergence_norm})
+    parameters = {"eta": etas, "batch_size": sizes, "steps": steps, "stride": stride,
+                  "window": window, "band": band, "replacement": replacement, "seed": seed,
+                  "batch_sharpness": batch_sharpness, "bs_batches": bs_batches,
+                  "divergence_norm": divergence_norm}
+    return SweepResult.of(finish(ds, parameters), "sgd", parameters, None)
 
 
 __all__ = ["STATS", "sgd_sweep"]
