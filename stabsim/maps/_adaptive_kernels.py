@@ -30,19 +30,20 @@ import numpy as np
 from .._jit import inline, jit
 from .._lanczos import ScaledHessianAt, lanczos_work, top_eigenpair
 from .._linalg import dot
-from .._status import Status
 from ..losses._protocol import value_grad as loss_value_grad
-from ._gd_kernels import _measure, _workspace, evaluate_measured
+from ._gd_kernels import (
+    _DIVERGED,
+    _NONFINITE,
+    _NOT_CONVERGED,
+    _OK,
+    _measure,
+    _workspace,
+    evaluate_measured,
+)
 
 RMSPROP = 0  #: diagonal ν, m = g
 ADAM = 1  #: diagonal ν, m the EMA of g
 SCALAR_RMSPROP = 2  #: scalar ν = EMA of |g|², m = g
-
-_OK = int(Status.OK)
-_DIVERGED = int(Status.DIVERGED)
-_NONFINITE = int(Status.NONFINITE)
-_NOT_CONVERGED = int(Status.NOT_CONVERGED)
-
 
 class AdaptiveMethod(NamedTuple):
     """The update rule (one of the constants above) and its constants."""
