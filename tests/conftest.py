@@ -1,5 +1,6 @@
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # One project-wide Hypothesis profile: no deadline (first calls compile kernels), and
@@ -14,9 +15,17 @@ settings.register_profile(
 settings.load_profile("stabsim")
 
 
+#: the gallery chain, in this order: tests/test_notebooks.py executes and stores the
+#: notebooks, then test_docs.py builds the checkout's docs and test_wheel.py an installed
+#: wheel's, both rendering the stored executions instead of running every notebook again
+GALLERY = {"test_notebooks.py": 1, "test_docs.py": 2, "test_wheel.py": 3}
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """Run the documentation builds last: they render the gallery's notebooks from the
-    executed notebooks that tests/test_notebooks.py stores, instead of executing each one a
-    second time (test_docs.py builds the checkout's docs, test_wheel.py an installed wheel's)."""
-    last = {"test_docs.py": 1, "test_wheel.py": 2}
-    items.sort(key=lambda item: last.get(item.path.name, 0))  # stable: order kept
+    """Run the gallery chain first and in order, as one group that pytest-xdist keeps on one
+    worker (``--dist loadgroup``): the longest chain of the suite starts at once while the
+    other workers share the rest."""
+    items.sort(key=lambda item: GALLERY.get(item.path.name, len(GALLERY) + 1))  # stable
+    for item in items:
+        if item.path.name in GALLERY:
+            item.add_marker(pytest.mark.xdist_group("gallery"))

@@ -1,5 +1,6 @@
 """The loss protocol: user families are first-class (validated, cached, sweepable, matrix-free)."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -186,9 +187,10 @@ print(sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.value
 
 
 def _run_in_new_process(directory):
+    # the default cache location (beside the module) is the one under test
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     out = subprocess.run([sys.executable, "-c", _RUN], cwd=directory, capture_output=True,
-                         text=True, check=True, env={**__import__("os").environ,
-                                                     "PYTHONPATH": str(directory)})
+                         text=True, check=True, env={**env, "PYTHONPATH": str(directory)})
     hits, misses, sharpness = out.stdout.split()
     return int(hits), int(misses), float(sharpness)
 
@@ -271,7 +273,7 @@ def test_a_user_family_is_swept_through_run_sweep_and_the_cli(tmp_path, monkeypa
     out = tmp_path / "quartic.nc"
     done = subprocess.run([sys.executable, "-m", "stabsim.cli", "sweep", str(config), "-o",
                            str(out), "--no-progress"], capture_output=True, text=True,
-                          env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     assert out.exists()
 
@@ -290,7 +292,7 @@ def test_an_edit_of_any_file_with_compiled_code_makes_every_kernel_cache_stale(t
         code = "from stabsim._jit import compiled_sources_stamp; print(compiled_sources_stamp())"
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               check=True, cwd=tmp_path,
-                              env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+                              env={**os.environ, "PYTHONPATH": str(tmp_path)}
                               ).stdout.strip()
 
     before = stamp()

@@ -48,9 +48,11 @@ def test_wheel_installs_and_runs_the_demo_and_the_docs(tmp_path):
     assert not where.is_relative_to(ROOT / "stabsim")
 
     # the entry point the wheel installs runs the quick demo; its report states its checks
+    # (kernels cached in this test's directory: the installed copy compiles from nothing)
+    cache = str(tmp_path / "numba")
     out = tmp_path / "demo"
     _run([str(venv / "bin" / "stabsim"), "-q", "demo", "--quick", "--out", str(out)],
-         cwd=tmp_path)
+         cwd=tmp_path, NUMBA_CACHE_DIR=cache)
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "| experiment |" in report and "**no**" not in report
 
@@ -61,5 +63,5 @@ def test_wheel_installs_and_runs_the_demo_and_the_docs(tmp_path):
     assert pathlib.Path(conf.strip().splitlines()[-1]) == where
     _run([str(python), "-m", "sphinx", "-W", "--keep-going", "-b", "html", "-q",
           "-d", str(tmp_path / "doctrees"), str(ROOT / "docs"), str(tmp_path / "html")],
-         cwd=tmp_path, STABSIM_DOCS_INSTALLED="1")
+         cwd=tmp_path, STABSIM_DOCS_INSTALLED="1", NUMBA_CACHE_DIR=cache)
     assert (tmp_path / "html" / "api").is_dir() and (tmp_path / "html" / "gallery.html").is_file()
