@@ -21,6 +21,7 @@ settings.load_profile("stabsim")
 GALLERY = {"test_notebooks.py": 1, "test_docs.py": 2, "test_wheel.py": 3}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(session, config, items):
     """Run the gallery chain first and in order, as one group that pytest-xdist keeps on one
     worker (``--dist loadgroup``): the longest chain of the suite starts at once while the
