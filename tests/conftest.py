@@ -1,6 +1,5 @@
 import os
 
-import pytest
 from hypothesis import HealthCheck, settings
 
 # One project-wide Hypothesis profile: no deadline (first calls compile kernels), and
@@ -21,12 +20,8 @@ settings.load_profile("stabsim")
 GALLERY = {"test_notebooks.py": 1, "test_docs.py": 2, "test_wheel.py": 3}
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(session, config, items):
-    """Run the gallery chain first and in order, as one group that pytest-xdist keeps on one
-    worker (``--dist loadgroup``): the longest chain of the suite starts at once while the
-    other workers share the rest."""
+    """Run the gallery chain first and in order. Its files are one ``xdist_group``, which
+    pytest-xdist keeps on one worker (``--dist loadgroup``): the longest chain of the suite
+    starts at once while the other workers share the rest."""
     items.sort(key=lambda item: GALLERY.get(item.path.name, len(GALLERY) + 1))  # stable
-    for item in items:
-        if item.path.name in GALLERY:
-            item.add_marker(pytest.mark.xdist_group("gallery"))

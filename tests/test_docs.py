@@ -18,6 +18,8 @@ import pytest
 
 import stabsim
 
+#: one worker runs the gallery chain in order (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("gallery")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 THEORY = ROOT / "docs" / "theory.md"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))

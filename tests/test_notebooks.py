@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+#: one worker runs the gallery chain in order (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("gallery")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 SLOW = {"08_bring_your_own_network"}  # notebooks whose small size takes more than ~20 s

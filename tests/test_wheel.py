@@ -18,6 +18,8 @@ import sys
 
 import pytest
 
+#: one worker runs the gallery chain in order (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("gallery")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
