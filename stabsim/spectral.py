@@ -80,6 +80,33 @@ def hessian_spectrum(loss: Loss, theta) -> tuple[np.ndarray, np.ndarray]:
     return values[::-1], vectors[:, ::-1]
 
 
+def _hessian_operator(loss: Loss, theta):
+    """∇²L(θ) as a SciPy ``LinearOperator`` of Hessian-vector products (O(d) memory); a
+    non-finite product raises :class:`NonFiniteError`."""
+    from scipy.sparse.linalg import LinearOperator
+
+    def product(v):
+        out = loss.hvp(theta, np.ravel(v))
+        if not np.all(np.isfinite(out)):
+            raise NonFiniteError("a Hessian-vector product at theta is NaN or inf "
+                                 "(status NONFINITE): its eigenpairs are undefined")
+        return out
+
+    return LinearOperator((loss.dim, loss.dim), dtype=np.float64, matvec=product)
+
+
+def _lowest_eigenvalue(loss: Loss, theta, *, tol: float) -> float:
+    """λ_min(∇²L(θ)) by ARPACK's Lanczos (smallest algebraic) on Hessian-vector products, at
+    relative accuracy ``tol``; d ≥ 3 (ARPACK's k < d − 1), θ already checked."""
+    from scipy.sparse.linalg import eigsh
+
+    value = eigsh(_hessian_operator(loss, theta), k=1, which="SA", tol=tol,
+                  return_eigenvectors=False)[0]
+    if not np.isfinite(value):
+        raise NonFiniteError("the lowest eigenvalue of the Hessian at theta is NaN or inf")
+    return float(value)
+
+
 def top_eigenpairs(loss: Loss, theta, k: int = 1, *, eigensolver: str = "auto", v0=None,
                    tol: float = 1e-10) -> Eigenpairs:
     """The ``k`` largest eigenpairs of ∇²L(θ).
@@ -120,17 +147,10 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, eigensolver: str = "auto", 
         values, vectors = hessian_spectrum(loss, theta)
         values, vectors = values[:k], vectors[:, :k]
     else:
-        from scipy.sparse.linalg import LinearOperator, eigsh
+        from scipy.sparse.linalg import eigsh
 
-        def product(v):
-            out = loss.hvp(theta, np.ravel(v))
-            if not np.all(np.isfinite(out)):
-                raise NonFiniteError("a Hessian-vector product at theta is NaN or inf "
-                                     "(status NONFINITE): its eigenpairs are undefined")
-            return out
-
-        operator = LinearOperator((loss.dim, loss.dim), dtype=np.float64, matvec=product)
-        values, vectors = eigsh(operator, k=k, which="LA", v0=reference, tol=tol)
+        values, vectors = eigsh(_hessian_operator(loss, theta), k=k, which="LA",
+                                v0=reference, tol=tol)
         order = np.argsort(values)[::-1]
         values, vectors = values[order], vectors[:, order]
     if not (np.all(np.isfinite(values)) and np.all(np.isfinite(vectors))):

@@ -208,14 +208,15 @@ TABLE = {
         arg("loss", NOT_A_LOSS), arg("theta0", point(4)), arg("eta", POSITIVE),
         arg("steps", POSITIVE), arg("method", CHOICE), arg("coefficient", OPT_FINITE),
         arg("geometry", CHOICE), arg("stride", OPT_POSITIVE), arg("gap_tol", POSITIVE),
-        arg("null_tol", POSITIVE), arg("restoring", FINITE), arg("rtol", POSITIVE),
-        arg("atol", POSITIVE), arg("integrator", CHOICE)]),
+        arg("null_tol", POSITIVE), arg("eigensolver", CHOICE), arg("restoring", FINITE),
+        arg("rtol", POSITIVE), arg("atol", POSITIVE), arg("integrator", CHOICE)]),
     "limit_map": Row(flows.limit_map, (QUAD, THETA), {}, [
         arg("loss", NOT_A_LOSS), arg("theta", point(2)), arg("tol", POSITIVE),
         arg("s_max", POSITIVE), arg("integrator", CHOICE), arg("rtol", POSITIVE),
         arg("atol", POSITIVE)]),
     "tangent_space": Row(flows.tangent_space, (QUAD, THETA), {}, [
-        arg("loss", NOT_A_LOSS), arg("X", point(2)), arg("rel_tol", POSITIVE)]),
+        arg("loss", NOT_A_LOSS), arg("X", point(2)), arg("rel_tol", POSITIVE),
+        arg("eigensolver", CHOICE)]),
     "tangent_projection": Row(flows.tangent_projection, (QUAD, THETA), {}, [
         arg("loss", NOT_A_LOSS), arg("X", point(2)), arg("geometry", CHOICE),
         arg("rel_tol", POSITIVE)]),

@@ -13,7 +13,7 @@ import user_families
 
 from stabsim._status import Status
 from stabsim.flows import limit_map, manifold_flow, tangent_projection, tangent_space
-from stabsim.losses import Loss, ManifoldFamily
+from stabsim.losses import Loss, ManifoldFamily, Quadratic
 from stabsim.maps import run_gd
 
 K = [[[0.5, 0.1], [0.1, -0.3]], [[0.2, 0.0], [0.0, 0.1]]]
@@ -169,3 +169,62 @@ def test_bad_arguments_are_named():
         manifold_flow(custom_loss(), [0.5, 0.0], 1.0, 1.0, geometry="chart")
     with pytest.raises(ValueError, match="tol"):
         limit_map(loss, X0, tol=0.0)
+
+
+def wide_family():
+    # m = 40 coordinates along Γ and k = 2 normal ones: d = 42 is above the dense limit of
+    # "auto" (32), and the normal space has dimension 2 (h1 ≈ 2 stays above h2 ≈ 0.5)
+    rng = np.random.default_rng(3)
+    m = 40
+    bend = rng.normal(scale=0.05, size=(2, m, m))
+    return ManifoldFamily([2.0, 0.5], np.vstack([np.full(m, 0.02), np.full(m, 0.01)]),
+                          K=0.5 * (bend + bend.transpose(0, 2, 1)))
+
+
+def test_lanczos_tangent_space_is_the_dense_one_from_the_normal_pairs_alone():
+    loss = wide_family()
+    X = loss.on_manifold(np.random.default_rng(4).normal(scale=0.3, size=loss.m))
+    dense = tangent_space(loss, X, eigensolver="eigh")
+    sparse = tangent_space(loss, X)  # "auto": Lanczos at d = 42
+    assert not sparse.complete and sparse.eigenvectors.shape[1] <= 4  # O(d r), not d × d
+    assert sparse.rank == dense.rank == loss.m
+    # ARPACK at relative accuracy 1e-13: eigenvalues to that, eigenvectors (hence P_Γ v and
+    # the normal solve) to 1e-13·λ1/gap with the gap to the null space λ2 ≈ 0.5, λ1 ≈ 2
+    assert sparse.lambda1 == pytest.approx(dense.lambda1, rel=1e-12)
+    v = np.random.default_rng(5).normal(size=loss.dim)
+    np.testing.assert_allclose(sparse.project(v), dense.projector @ v, atol=1e-10)
+    np.testing.assert_allclose(sparse.projector, dense.projector, atol=1e-10)
+    np.testing.assert_allclose(sparse.normal_solve(v), dense.normal_solve(v), atol=1e-10)
+    assert sparse.separation < 1e-9 and dense.separation < 1e-9  # |λ_null| is round-off
+    with pytest.raises(ValueError, match="eigensolver='eigh'"):
+        sparse.basis  # noqa: B018 (the d × rank basis exists only on the dense path)
+
+
+def test_lanczos_tangent_space_refuses_what_is_not_near_a_manifold_of_minimisers():
+    # a saddle with a clean null space: top eigenvalues 5, 3, then 0s, and one −1 that the
+    # top eigenpairs never show; the smallest eigenvalue is checked for it
+    saddle = Quadratic(np.diag(np.r_[5.0, 3.0, np.zeros(37), -1.0]))
+    with pytest.raises(ValueError, match="eigenvalue -1 < -rel_tol"):
+        tangent_space(saddle, np.zeros(40), eigensolver="lanczos")
+    # far off Γ no eigenvalue of the top d − 2 is null (checked by eigh first)
+    loss = wide_family()
+    X = loss.on_manifold(np.full(loss.m, 0.3))
+    X[loss.m:] += [40.0, -40.0]
+    values = np.linalg.eigvalsh(loss.hessian(X))[::-1]
+    assert np.all(np.abs(values[:-2]) > 1e-6 * values[0])
+    with pytest.raises(ValueError, match="no null space"):
+        tangent_space(loss, X, eigensolver="lanczos")
+
+
+@pytest.mark.slow
+def test_ambient_flow_on_lanczos_matches_the_chart_flow():
+    loss = wide_family()
+    X0 = loss.on_manifold(np.random.default_rng(6).normal(scale=0.3, size=loss.m))
+    chart = manifold_flow(loss, X0, 1.0, 0.5, stride=0.25, geometry="chart")
+    ambient = manifold_flow(loss, X0, 1.0, 0.5, stride=0.25, geometry="ambient",
+                            eigensolver="lanczos")
+    assert chart.success and ambient.success, (chart.message, ambient.message)
+    # as test_ambient_flow_matches_chart_flow: the same field to rtol 1e-10, here with the
+    # normal eigenpairs from ARPACK at 1e-13
+    np.testing.assert_allclose(ambient.trajectory, chart.trajectory, atol=1e-8)
+    assert ambient.parameters["eigensolver"] == "lanczos"

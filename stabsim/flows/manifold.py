@@ -97,12 +97,13 @@ class ManifoldFlowResult(FlowResult):
 class _Geometry:
     """λ1, the relative gap and the flow field at a point, in one geometry."""
 
-    def __init__(self, loss, method, coefficient, restoring, null_tol):
+    def __init__(self, loss, method, coefficient, restoring, null_tol, eigensolver):
         self.loss = loss
         self.coefficient = coefficient
         self.log = FLOW_CONSTANTS[method][1]
         self.restoring = restoring
         self.null_tol = null_tol
+        self.eigensolver = eigensolver
 
 
 class _Chart(_Geometry):
@@ -141,9 +142,19 @@ class _Ambient(_Geometry):
     def point(self, y):
         return y
 
+    _last = (None, None)  # (state, its tangent space): the gap event asks at the same y
+
+    def _space(self, y):
+        state, space = self._last
+        if state is None or not np.array_equal(state, y):
+            space = tangent_space(self.loss, y, rel_tol=self.null_tol,
+                                  eigensolver=self.eigensolver)
+            self._last = (np.array(y), space)
+        return space
+
     def spectrum(self, y):
         try:
-            space = tangent_space(self.loss, y, rel_tol=self.null_tol)
+            space = self._space(y)
         except NonFiniteError:  # NaN: the integrator stops with status NONFINITE
             return np.nan, np.nan
         values = space.eigenvalues
@@ -151,13 +162,13 @@ class _Ambient(_Geometry):
 
     def field(self, y):
         try:
-            space = tangent_space(self.loss, y, rel_tol=self.null_tol)
+            space = self._space(y)
         except NonFiniteError:
             return np.full_like(y, np.nan)
         grad_lambda1 = sharpness_gradient(self.loss, y, space.top_vector)
         if self.log:
             grad_lambda1 = grad_lambda1 / space.lambda1
-        tangential = space.projector @ grad_lambda1
+        tangential = space.project(grad_lambda1)
         return (-self.coefficient * tangential
                 - self.restoring * space.normal_solve(self.loss.grad(y)))
 
@@ -165,7 +176,8 @@ class _Ambient(_Geometry):
 def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
                   method: str = "normalised", coefficient: float | None = None,
                   geometry: str = "auto", stride=None, gap_tol: float = 1e-6,
-                  null_tol: float = 1e-6, restoring: float = 10.0, rtol: float = 1e-10,
+                  null_tol: float = 1e-6, eigensolver: str = "auto",
+                  restoring: float = 10.0, rtol: float = 1e-10,
                   atol: float = 1e-12, integrator: str = "DOP853") -> ManifoldFlowResult:
     """Solve the manifold flow of normalised GD or GD on sqrt(L) over ``steps`` GD steps.
 
@@ -196,6 +208,11 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
         Stop (status EIGENGAP_CLOSED) once (λ1 − λ2)/λ1 < gap_tol.
     null_tol : float
         Relative tolerance of the numerical null space (ambient geometry).
+    eigensolver : {"auto", "eigh", "lanczos"}
+        How the ambient geometry finds T_XΓ (:func:`stabsim.flows.tangent_space`): dense
+        ``eigh`` (O(d³) per evaluation) or Lanczos on Hessian-vector products for the
+        normal space only (O(d r) memory for a normal space of dimension r); ``"auto"``
+        is dense up to d = 32.
     restoring : float
         Rate, per unit τ, at which the ambient geometry pulls drift back onto Γ.
     rtol, atol, integrator
@@ -217,6 +234,7 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
         "coefficient", coefficient)
     gap_tol = check.positive_float("gap_tol", gap_tol)
     null_tol = check.positive_float("null_tol", null_tol)
+    check.choice("eigensolver", eigensolver, {"auto", "eigh", "lanczos"})
     restoring = check.finite_float("restoring", restoring)
     chart = all(hasattr(loss, name) for name in
                 ("on_manifold", "normal_eigenvalues", "lambda1", "projected_grad_lambda1"))
@@ -224,7 +242,7 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
         raise ValueError(f"{type(loss).__name__} has no chart of its manifold; use "
                          "geometry='ambient'")
     kind = _Chart if chart and geometry != "ambient" else _Ambient
-    geo = kind(loss, method, coefficient, restoring, null_tol)
+    geo = kind(loss, method, coefficient, restoring, null_tol, eigensolver)
 
     closed_at = []  # τ where the gap was found below gap_tol (the event is terminal)
 
@@ -241,7 +259,8 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
     scale = eta**2  # τ = η² t
     parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "method": method,
                   "coefficient": coefficient, "geometry": geo.name, "stride": stride,
-                  "gap_tol": gap_tol, "null_tol": null_tol, "restoring": restoring,
+                  "gap_tol": gap_tol, "null_tol": null_tol, "eigensolver": eigensolver,
+                  "restoring": restoring,
                   "integrator": integrator, "rtol": rtol, "atol": atol}
     flow = solve_flow(lambda tau, y: geo.field(y), geo.start(theta0), scale * steps,
                       t_eval=None if times is None else np.minimum(scale * times,

@@ -22,7 +22,7 @@ from .._result import Result
 from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
-from ..spectral import hessian_spectrum
+from ..spectral import SMALL_DIM, _lowest_eigenvalue, hessian_spectrum, top_eigenpairs
 from ._solve import solve_flow
 
 
@@ -136,19 +136,28 @@ def limit_map(loss: Loss, theta, *, tol: float = 1e-10, s_max: float = 1e6,
 class TangentSpace:
     """T_XΓ as the numerical null space of ∇²L(X).
 
+    Holds either every eigenpair (``eigensolver="eigh"``) or only the top ones, down to the
+    first eigenvalue classed as zero (``"lanczos"``): the normal space and one null
+    direction. Everything below needs only the normal eigenpairs (λ_i, q_i):
+    P_Γ = I − Σ q_i q_iᵀ over the normal space, so the Lanczos form holds O(d r) numbers for a
+    normal space of dimension r, never d × d.
+
     Attributes
     ----------
-    eigenvalues : ndarray, shape (d,)
-        Eigenvalues of ∇²L(X), largest first.
-    eigenvectors : ndarray, shape (d, d)
+    eigenvalues : ndarray, shape (k,)
+        Eigenvalues of ∇²L(X), largest first (all d, or the top k).
+    eigenvectors : ndarray, shape (d, k)
         Matching unit eigenvectors (columns).
     rel_tol : float
         An eigenvalue λ belongs to the null space when |λ| ≤ rel_tol · λ1.
+    lowest : float
+        The smallest eigenvalue of ∇²L(X) (the last of ``eigenvalues`` when all are held).
     """
 
     eigenvalues: np.ndarray
     eigenvectors: np.ndarray
     rel_tol: float
+    lowest: float
 
     @property
     def lambda1(self) -> float:
@@ -161,24 +170,41 @@ class TangentSpace:
         return self.eigenvectors[:, 0]
 
     @property
+    def complete(self) -> bool:
+        """Whether every eigenpair is held (the dense path)."""
+        return self.eigenvectors.shape[1] == self.eigenvectors.shape[0]
+
+    @property
     def _null(self) -> np.ndarray:
         return np.abs(self.eigenvalues) <= self.rel_tol * self.lambda1
 
     @property
+    def _normal_vectors(self) -> np.ndarray:
+        return self.eigenvectors[:, ~self._null]
+
+    @property
     def rank(self) -> int:
-        """dim T_XΓ: the number of eigenvalues classed as zero."""
-        return int(np.count_nonzero(self._null))
+        """dim T_XΓ: d minus the number of eigenvalues classed as nonzero."""
+        return int(self.eigenvectors.shape[0] - np.count_nonzero(~self._null))
 
     @property
     def basis(self) -> np.ndarray:
-        """Orthonormal basis of T_XΓ, shape (d, rank)."""
+        """Orthonormal basis of T_XΓ, shape (d, rank) (held eigenpairs: the dense path only)."""
+        if not self.complete:
+            raise ValueError("the tangent basis is d × rank: build the tangent space with "
+                             "eigensolver='eigh' to have it (project() needs no basis)")
         return self.eigenvectors[:, self._null]
 
     @property
     def projector(self) -> np.ndarray:
-        """P_Γ(X) = B Bᵀ with B = :attr:`basis`."""
-        basis = self.basis
-        return basis @ basis.T
+        """P_Γ(X) = I − Q Qᵀ with Q the normal eigenvectors, shape (d, d)."""
+        q = self._normal_vectors
+        return np.eye(q.shape[0]) - q @ q.T
+
+    def project(self, v) -> np.ndarray:
+        """P_Γ(X) v = v − Q (Qᵀ v), in O(d r) without the d × d projector."""
+        q = self._normal_vectors
+        return v - q @ (q.T @ v)
 
     @property
     def separation(self) -> float:
@@ -190,7 +216,8 @@ class TangentSpace:
         null = self._null
         if null.all() or not null.any():
             return 0.0
-        return float(np.abs(self.eigenvalues[null]).max() / self.eigenvalues[~null].min())
+        largest_null = max(np.abs(self.eigenvalues[null]).max(), abs(self.lowest))
+        return float(largest_null / self.eigenvalues[~null].min())
 
     def normal_solve(self, v) -> np.ndarray:
         """∇²L(X)⁺ v restricted to the normal space: Σ_{λ_i not null} (q_i·v)/λ_i q_i."""
@@ -199,22 +226,72 @@ class TangentSpace:
         return q @ ((q.T @ v) / self.eigenvalues[keep])
 
 
-def tangent_space(loss: Loss, X, *, rel_tol: float = 1e-6) -> TangentSpace:
+#: first number of top eigenpairs asked of Lanczos for a tangent space (doubled until the
+#: last one is null): the normal space of the manifolds studied here is low-dimensional
+NORMAL_PAIRS_START = 4
+#: ARPACK's relative accuracy for the tangent space's eigenpairs
+TANGENT_EIG_TOL = 1e-13
+
+
+def tangent_space(loss: Loss, X, *, rel_tol: float = 1e-6,
+                  eigensolver: str = "auto") -> TangentSpace:
     """The eigen-decomposition of ∇²L(X) split into T_XΓ (|λ| ≤ rel_tol·λ1) and its normal.
 
-    Raises ValueError when λ1 ≤ 0 (X is not near a minimiser with a positive curvature).
+    Parameters
+    ----------
+    eigensolver : {"auto", "eigh", "lanczos"}
+        ``"eigh"``: every eigenpair from the dense Hessian (O(d³), d × d memory).
+        ``"lanczos"``: ARPACK on Hessian-vector products for the top k eigenpairs, k = 4, 8,
+        16, … until the k-th is null, and the smallest eigenvalue (which must be ≥
+        −rel_tol·λ1: Γ is a set of minimisers, so ∇²L(X) is positive semi-definite near it);
+        O(d k) memory. ``"auto"``: as :func:`stabsim.spectral.top_eigenpairs` (dense up to
+        d = 32), and dense when no null eigenvalue is among the top d − 2.
+
+    Raises ValueError when λ1 ≤ 0 (X is not near a manifold of minimisers with a positive
+    curvature), or, with Lanczos, when ∇²L(X) has an eigenvalue below −rel_tol·λ1.
     """
     require_loss(loss)
     X = loss.check_point(X, "X")
     rel_tol = check.positive_float("rel_tol", rel_tol)
-    values, vectors = hessian_spectrum(loss, X)
-    values, vectors = values.copy(), vectors.copy()
-    if np.isnan(values[0]):
-        raise NonFiniteError("the Hessian at X has NaN or inf entries (status NONFINITE)")
-    if not values[0] > 0.0:
-        raise ValueError(f"the Hessian at X has no positive eigenvalue (λ1 = {values[0]:.3g}): "
-                         "X is not near a manifold of minimisers")
-    return TangentSpace(values, vectors, rel_tol)
+    check.choice("eigensolver", eigensolver, {"auto", "eigh", "lanczos"})
+    if eigensolver == "lanczos" and loss.dim < 3:
+        raise ValueError(f"eigensolver='lanczos' needs d >= 3, got d = {loss.dim}; use 'eigh'")
+    dense = eigensolver == "eigh" or (eigensolver == "auto" and (
+        loss.dim <= SMALL_DIM or loss.family.prefers_dense))
+    space = None if dense else _lanczos_tangent_space(loss, X, rel_tol)
+    if space is None:
+        if eigensolver == "lanczos":
+            raise ValueError("no null space among the top d - 2 eigenvalues of the Hessian "
+                             "(|λ| ≤ rel_tol·λ1): X is not near a manifold of minimisers of "
+                             "codimension below d - 2; use eigensolver='eigh'")
+        values, vectors = hessian_spectrum(loss, X)
+        if np.isnan(values[0]):
+            raise NonFiniteError("the Hessian at X has NaN or inf entries (status NONFINITE)")
+        space = TangentSpace(values.copy(), vectors.copy(), rel_tol, float(values[-1]))
+    if not space.lambda1 > 0.0:
+        raise ValueError(f"the Hessian at X has no positive eigenvalue (λ1 = "
+                         f"{space.lambda1:.3g}): X is not near a manifold of minimisers")
+    return space
+
+
+def _lanczos_tangent_space(loss: Loss, X, rel_tol: float) -> TangentSpace | None:
+    """The top eigenpairs down to the first null one, or None when that needs k ≥ d − 1."""
+    d = loss.dim
+    k = min(NORMAL_PAIRS_START, d - 2)
+    while True:
+        pairs = top_eigenpairs(loss, X, k, eigensolver="lanczos", tol=TANGENT_EIG_TOL)
+        values = pairs.values
+        if not values[0] > 0.0 or abs(values[-1]) <= rel_tol * values[0]:
+            break
+        if k == d - 2:
+            return None
+        k = min(2 * k, d - 2)
+    lowest = _lowest_eigenvalue(loss, X, tol=TANGENT_EIG_TOL) if values[0] > 0.0 else np.nan
+    if lowest < -rel_tol * values[0]:
+        raise ValueError(f"the Hessian at X has the eigenvalue {lowest:.3g} < -rel_tol·λ1 = "
+                         f"{-rel_tol * values[0]:.3g}: X is not near a manifold of minimisers "
+                         "(eigensolver='eigh' counts such directions as normal)")
+    return TangentSpace(values, pairs.vectors, rel_tol, lowest)
 
 
 def tangent_projection(loss: Loss, X, *, geometry: str = "auto",
