@@ -12,6 +12,7 @@ executing every notebook again: each notebook runs once per test run.
 
 import os
 import pathlib
+import re
 import sys
 import time
 
@@ -46,6 +47,28 @@ def test_notebook_is_readable_by_jupytext(path):
     kinds = {cell.cell_type for cell in nb.cells}
     assert kinds == {"markdown", "code"}
     assert nb.metadata["jupytext"]["text_representation"]["format_name"] == "percent"
+
+
+#: the test harness a reader should not see in a notebook's visible code: the size switch,
+#: the backend selection and the kernel detection live in notebooks/_study.py, and results
+#: are shown as tables and conclusions, not printed
+HARNESS = ("os.environ", "matplotlib.use", "sys.modules", "INTERACTIVE", "print(")
+
+
+@pytest.mark.parametrize("path", _notebooks())
+def test_notebook_hides_its_harness(path):
+    """A notebook reads as a study: its first code cell, hidden (tag ``remove-cell``), holds
+    the imports and the size switch from ``_study``; no other code cell imports at top level
+    or shows any of :data:`HARNESS`."""
+    code = [cell for cell in gallery_store.read(path).cells if cell.cell_type == "code"]
+    hidden = [cell for cell in code if "remove-cell" in cell.metadata.get("tags", [])]
+    assert hidden == code[:1], "one hidden setup cell, the first code cell"
+    assert re.search(r"^from _study import ", code[0].source, re.MULTILINE)
+    for cell in code[1:]:
+        shown = [word for word in HARNESS if word in cell.source]
+        assert not shown, (shown, cell.source[:200])
+        assert not re.search(r"^(import|from \S+ import) ", cell.source, re.MULTILINE), \
+            cell.source[:200]
 
 
 @pytest.mark.parametrize("path", _notebooks())
