@@ -101,14 +101,26 @@ def test_chunks_and_strides_give_the_numbers_of_one_call():
     np.testing.assert_array_equal(one.step, [0, 5, 10, 15, 20, 23])
     np.testing.assert_array_equal(one.theta, chunked.theta)
     np.testing.assert_array_equal(one.loss, chunked.loss)
-    # a run continued from the state goes on exactly (without bias correction, which
-    # depends on t)
-    kwargs.update(bias_correction=False, stride=1)
-    whole = run_adaptive(NET, THETA0, 0.01, 10, **kwargs)
-    first = run_adaptive(NET, THETA0, 0.01, 4, **kwargs)
-    rest = run_adaptive(NET, first.theta, 0.01, 6, nu0=first.nu, m0=first.m, **kwargs)
-    np.testing.assert_array_equal(whole.theta, rest.theta)
-    np.testing.assert_array_equal(whole.loss[4:], rest.loss)
+    # a run continued from the state goes on exactly, the bias corrections (which depend on
+    # the step number) given the steps already taken as first_step; the same floats in the
+    # same order, so equality is exact
+    kwargs.update(stride=1)
+    for bias in (False, True):
+        kwargs.update(bias_correction=bias)
+        whole = run_adaptive(NET, THETA0, 0.01, 10, **kwargs)
+        first = run_adaptive(NET, THETA0, 0.01, 4, **kwargs)
+        rest = run_adaptive(NET, first.theta, 0.01, 6, nu0=first.nu, m0=first.m,
+                            first_step=4, **kwargs)
+        np.testing.assert_array_equal(whole.theta, rest.theta)
+        np.testing.assert_array_equal(whole.loss[4:], rest.loss)
+        # the sharpness by Lanczos from another warm start: equal to its tolerance (eig_tol
+        # 1e-10 relative residual bounds the eigenvalue error)
+        np.testing.assert_allclose(whole.preconditioned_sharpness[4:],
+                                   rest.preconditioned_sharpness, rtol=1e-10)
+    # without first_step the corrections restart at t = 0: a different run (a failing
+    # control of the test above)
+    restarted = run_adaptive(NET, first.theta, 0.01, 6, nu0=first.nu, m0=first.m, **kwargs)
+    assert not np.array_equal(whole.theta, restarted.theta)
 
 
 def test_frozen_preconditioner_and_threshold_formula():

@@ -54,6 +54,7 @@ class AdaptiveMethod(NamedTuple):
     beta2: float
     eps: float
     bias_correction: bool
+    first_step: int  #: the step number of the start in the run it continues
 
 
 class PreconditionedLanczos(NamedTuple):
@@ -89,9 +90,10 @@ class AdaptiveRecords(NamedTuple):
 
 @inline
 def _denominators(method, nu_new, t, denom):
-    """denom ← √ν̂_t + ε for every coordinate (a scalar ν fills every entry)."""
+    """denom ← √ν̂_t + ε for every coordinate (a scalar ν fills every entry); ν̂_t = ν_t/(1 −
+    β₂^{t₀+t+1}) under bias correction, t₀ = ``method.first_step``."""
     beta2, eps = method.beta2, method.eps
-    c2 = 1.0 - beta2 ** (t + 1) if method.bias_correction else 1.0
+    c2 = 1.0 - beta2 ** (method.first_step + t + 1) if method.bias_correction else 1.0
     n = nu_new.shape[0]
     for i in range(denom.shape[0]):
         denom[i] = np.sqrt(nu_new[i if n > 1 else 0] / c2) + eps
@@ -119,7 +121,7 @@ def adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish,
         Updates applied in this chunk.
     """
     theta, m, nu, evec, pevec = state
-    rule, eta, beta1, beta2, eps, bias_correction = method
+    rule, eta, beta1, beta2, eps, bias_correction, _ = method
     d = theta.shape[0]
     n_nu = nu.shape[0]
     work = _workspace(eigen, d)
@@ -188,7 +190,8 @@ def adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish,
                 rec.nu[row] = nu_new
         if k == n_steps:
             break
-        c1 = 1.0 - beta1 ** (t + 1) if (bias_correction and rule == ADAM) else 1.0
+        c1 = (1.0 - beta1 ** (method.first_step + t + 1) if (bias_correction and rule == ADAM)
+              else 1.0)
         for i in range(n_nu):
             nu[i] = nu_new[i]
         for i in range(d):

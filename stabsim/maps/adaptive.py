@@ -167,6 +167,7 @@ def run_adaptive(
     bias_correction: bool = False,
     nu0=None,
     m0=None,
+    first_step: int = 0,
     stride: int = 1,
     record_trajectory: bool = False,
     eigensolver: str = "auto",
@@ -186,7 +187,8 @@ def run_adaptive(
     - ``"scalar_rmsprop"``: ν_t = β₂ν_{t−1} + (1 − β₂)|g_t|² (a scalar),
       w_{t+1} = w_t − η g_t/(√ν̂_t + ε);
 
-    with ν̂_t = ν_t/(1 − β₂^{t+1}), m̂_t = m_t/(1 − β₁^{t+1}) under ``bias_correction`` and
+    with ν̂_t = ν_t/(1 − β₂^{t₀+t+1}), m̂_t = m_t/(1 − β₁^{t₀+t+1}) (t₀ = ``first_step``)
+    under ``bias_correction`` and
     ν̂ = ν, m̂ = m otherwise. P_t = diag(√ν̂_t + ε) is the preconditioner; the recorded
     preconditioned sharpness is λ_max(P_t⁻¹∇²L(w_t)), by Lanczos on products with
     P_t^{-1/2}∇²L P_t^{-1/2} (for Scalar RMSProp, S/(√ν̂_t + ε) exactly). ``beta2 = 1`` with
@@ -212,6 +214,11 @@ def run_adaptive(
     nu0, m0 : array_like, optional
         ν_{−1} (shape (d,), or a scalar for Scalar RMSProp; ≥ 0; default 0) and m_{−1}
         (default 0).
+    first_step : int
+        t₀, the step number of ``theta0`` in a run this one continues (from that run's
+        ``theta``, ``nu`` and ``m``, with ``first_step`` its number of steps): only the bias
+        corrections use it, so a run of T₁ steps continued for T₂ is the run of T₁ + T₂
+        steps. Recorded steps still count from 0.
     stride : int
         Record every ``stride``-th step (step 0 always, and the last one).
     record_trajectory : bool
@@ -245,6 +252,7 @@ def run_adaptive(
     eps = check.finite_float("eps", eps)
     if eps < 0.0:
         raise ValueError(f"eps must be >= 0, got {eps!r}")
+    first_step = check.nonnegative_int("first_step", first_step)
     stride = check.nonnegative_int("stride", stride, minimum=1)
     check.choice("eigensolver", eigensolver, {"auto", "lanczos", "eigh"})
     eig_tol = check.positive_float("eig_tol", eig_tol)
@@ -278,7 +286,8 @@ def run_adaptive(
         np.zeros((n_rec if keep_nu else 0, n_nu)))
     start_vec = np.full(d, 1.0 / np.sqrt(d))
     state = kernels.AdaptiveState(theta, m, nu, start_vec.copy(), start_vec.copy())
-    rule = kernels.AdaptiveMethod(METHODS[method], eta, beta1, beta2, eps, bias_correction)
+    rule = kernels.AdaptiveMethod(METHODS[method], eta, beta1, beta2, eps, bias_correction,
+                                  first_step)
     kernel = engine_for(kernels.adaptive_chunk, loss.family)
 
     bar = progress_bar(steps, enabled=progress, unit="step", leave=False)
@@ -306,8 +315,9 @@ def run_adaptive(
         n_kept = (done - 1) // stride + 1 if done > 0 else 0
     parameters = {"method": method, "eta": eta, "steps": steps, "beta1": beta1,
                   "beta2": beta2, "eps": eps, "bias_correction": bias_correction,
-                  "stride": stride, "eigensolver": eigensolver, "eig_tol": eig_tol,
-                  "eig_max_products": eig_max_products, "divergence_norm": divergence_norm}
+                  "first_step": first_step, "stride": stride, "eigensolver": eigensolver,
+                  "eig_tol": eig_tol, "eig_max_products": eig_max_products,
+                  "divergence_norm": divergence_norm}
     failed = status != int(Status.OK)
     return AdaptiveResult(
         status=Status(status),
