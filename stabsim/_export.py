@@ -70,6 +70,8 @@ VARIABLES = {
                                 DIMENSIONLESS),
     "nu": ("second-moment EMA nu_t of the adaptive method", DIMENSIONLESS),
     "beta2": ("second-moment EMA factor beta2", DIMENSIONLESS),
+    "beta1": ("first-moment (momentum) EMA factor beta1", DIMENSIONLESS),
+    "eps": ("epsilon added to sqrt(nu)", DIMENSIONLESS),
     # reduced (x, y) map (ReducedResult, ReducedEnsembleResult)
     "x": ("x_t, displacement along the top eigenvector", DIMENSIONLESS),
     "y": ("y_t, sharpness excess over the threshold", DIMENSIONLESS),
@@ -166,6 +168,8 @@ VARIABLES = {
                              DIMENSIONLESS),
     # the SGD sweep (stabsim.sweep.sgd_cells)
     "batch_size": ("batch size b", DIMENSIONLESS),
+    "batch_seed": ("random seed of the batches", DIMENSIONLESS),
+    "bs_batches": ("batches drawn per sampled batch-sharpness estimate", DIMENSIONLESS),
     "mean_rel_batch_sharpness": ("late-window mean of the batch sharpness times eta/2",
                                  DIMENSIONLESS),
     "max_rel_batch_sharpness": ("maximum of the batch sharpness times eta/2", DIMENSIONLESS),

@@ -19,6 +19,42 @@ eta = {start = 0.01, stop = 0.05, num = 3}
 x0 = {start = 1e-3, stop = 1e-1, num = 4, spacing = "log"}
 """
 
+#: a finite sum of N = 7 examples in d = 5 (QuadraticRegression.random)
+REGRESSION_LOSS = {"name": "regression.random", "d": 5, "n": 7, "seed": 4, "q_scale": 0.7}
+_LOSS_TOML = """
+[loss]
+name = "regression.random"
+d = 5
+n = 7
+seed = 4
+q_scale = 0.7
+
+[params]
+theta0 = [0.3, 0.3, 0.3, 0.3, 0.3]
+"""
+ADAPTIVE_TOML = """
+[sweep]
+model = "adaptive"
+method = "rmsprop"
+steps = 60
+stride = 3
+
+[grid]
+eta = [0.01, 0.1, 1.0]
+beta2 = [0.5, 0.9]
+""" + _LOSS_TOML
+SGD_TOML = """
+[sweep]
+model = "sgd"
+steps = 60
+stride = 3
+
+[grid]
+eta = [0.1, 0.5, 5.0]
+batch_size = [2, 7]
+""" + _LOSS_TOML + """batch_seed = 2
+"""
+
 
 def test_grid_gives_dataset_dims_and_coords(tmp_path):
     path = tmp_path / "s.toml"
@@ -70,10 +106,98 @@ def test_loss_parameters_sweep_as_loss_dot_name():
     ({"sweep": {"model": "gd"}, "loss": {"name": "quadratic", "A": [1.0]},
       "grid": {"eta": [0.1], "theta0": [1.0]}}, "theta0"),
     ({"sweep": {"model": "fancy"}, "grid": {"eta": [0.1]}}, "model"),
+    # the adaptive and SGD sweeps: each bad value names its key
+    ({"sweep": {"model": "adaptive"}, "loss": {"name": "quadratic", "A": [1.0]},
+      "grid": {"eta": [0.1], "beta2": [0.9, 1.0]}}, "beta2"),
+    ({"sweep": {"model": "adaptive"}, "loss": {"name": "quadratic", "A": [1.0]},
+      "grid": {"eta": [0.1], "beta2": [-0.1]}}, "beta2"),
+    ({"sweep": {"model": "adaptive", "method": "rmsprop"}, "params": {"beta1": 0.9},
+      "loss": {"name": "quadratic", "A": [1.0]}, "grid": {"eta": [0.1]}}, "beta1"),
+    ({"sweep": {"model": "adaptive", "method": "heavy_ball"},
+      "loss": {"name": "quadratic", "A": [1.0]}, "grid": {"eta": [0.1]}}, "method"),
+    ({"sweep": {"model": "adaptive"}, "loss": {"name": "quadratic", "A": [1.0]},
+      "params": {"eps": -1e-8}, "grid": {"eta": [0.1]}}, "eps"),
+    ({"sweep": {"model": "sgd"}, "loss": {"name": "quadratic", "A": [1.0]},
+      "params": {"batch_size": 1}, "grid": {"eta": [0.1]}}, "finite sum"),
+    ({"sweep": {"model": "sgd"}, "loss": dict(REGRESSION_LOSS),
+      "grid": {"eta": [0.1]}}, "batch_size"),
+    ({"sweep": {"model": "sgd"}, "loss": dict(REGRESSION_LOSS),
+      "grid": {"eta": [0.1], "batch_size": [2, 8]}}, "batch_size"),
+    ({"sweep": {"model": "sgd"}, "loss": dict(REGRESSION_LOSS),
+      "params": {"batch_size": 2, "bs_batches": 1}, "grid": {"eta": [0.1]}}, "bs_batches"),
+    ({"sweep": {"model": "sgd"}, "loss": dict(REGRESSION_LOSS),
+      "params": {"batch_size": 2}, "grid": {"eta": [0.1], "replacement": [True]}},
+     "replacement"),
 ])
 def test_bad_config_names_the_key(data, key):
     with pytest.raises(ValueError, match=key):
         SweepConfig.from_dict(data)
+
+
+def _same_cells(ds, direct):
+    """Every variable of the direct sweep, cell by cell, to the last bit (NaN = NaN)."""
+    assert ds["regime"].dims == direct["regime"].dims
+    for name in ("eta", *direct.data_vars):
+        np.testing.assert_array_equal(ds[name].values, direct[name].values, err_msg=name)
+    for name in ds.variables:  # the export conventions of the GD sweep
+        assert {"long_name", "units"} <= set(ds[name].attrs), name
+
+
+def test_adaptive_config_is_the_direct_sweep_cell_by_cell(tmp_path):
+    # run_sweep and adaptive_sweep run each cell through the same run_adaptive call (the
+    # classification band and window at their defaults on both sides): the same floats
+    from stabsim.losses import QuadraticRegression
+    from stabsim.sweep.adaptive_cells import adaptive_sweep
+
+    path = tmp_path / "adaptive.toml"
+    path.write_text(ADAPTIVE_TOML)
+    ds = run_sweep(path).to_xarray()
+    loss = QuadraticRegression.random(5, 7, seed=4, q_scale=0.7)
+    direct = adaptive_sweep(loss, [0.3] * 5, [0.01, 0.1, 1.0], [0.5, 0.9], 60,
+                            method="rmsprop", stride=3).to_xarray()
+    _same_cells(ds, direct)
+    np.testing.assert_array_equal(ds["beta2"], [0.5, 0.9])
+    assert ds.attrs["model"] == "adaptive"
+
+
+def test_sgd_config_is_the_direct_sweep_cell_by_cell(tmp_path):
+    # as above, run_sgd per cell, with the batches drawn from the seed batch_seed
+    from stabsim.losses import QuadraticRegression
+    from stabsim.sweep.sgd_cells import sgd_sweep
+
+    path = tmp_path / "sgd.toml"
+    path.write_text(SGD_TOML)
+    ds = run_sweep(path).to_xarray()
+    loss = QuadraticRegression.random(5, 7, seed=4, q_scale=0.7)
+    direct = sgd_sweep(loss, [0.3] * 5, [0.1, 0.5, 5.0], [2, 7], steps=60, stride=3,
+                       seed=2).to_xarray()
+    _same_cells(ds, direct)
+    assert ds["batch_size"].values.tolist() == [2, 7]
+    assert ds.attrs["model"] == "sgd"
+
+
+def test_cli_writes_adaptive_and_sgd_sweeps(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import xarray as xr
+
+    import stabsim
+
+    root = str(Path(stabsim.__file__).parent.parent)  # the stabsim under test
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH",
+                                                                             "")])}
+    for name, text, second in (("adaptive", ADAPTIVE_TOML, "beta2"),
+                               ("sgd", SGD_TOML, "batch_size")):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text)
+        done = subprocess.run([sys.executable, "-m", "stabsim", "sweep", str(path),
+                               "--no-progress"], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        ds = xr.load_dataset(tmp_path / f"{name}.nc")
+        assert ds["regime"].dims == ("eta", second) and ds.attrs["model"] == name
 
 
 def test_bad_loss_parameter_names_it():

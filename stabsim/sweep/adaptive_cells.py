@@ -7,6 +7,11 @@ RMSProps), and the cell is classified by :func:`stabsim.sweep.classify.classify_
 same statistics as a GD cell (``stabsim.sweep.gd_cells``): initial, final and peak loss,
 the maximum of r, its late-window mean and maximum. Cells run one after the other in this
 process (each is a compiled run; the grids this is meant for are small).
+
+:func:`adaptive_sweep` sweeps a grid from Python; :func:`adaptive_cells` computes the cells
+of a sweep config with ``model = "adaptive"`` (``stabsim.sweep.run_sweep``,
+``stabsim sweep``). Both run every cell through :func:`_run_cell`, so a cell has the same
+numbers either way.
 """
 
 from __future__ import annotations
@@ -20,20 +25,82 @@ from ..losses import Loss
 from ..losses._base import require_loss
 from ..maps.adaptive import METHODS, run_adaptive
 from .classify import classify_gd, flag_attrs
+from .gd_cells import cell_losses, cell_start
 from .result import SweepResult
+
+STATS = ("initial_loss", "final_loss", "peak_loss", "max_rel_sharpness",
+         "mean_rel_sharpness", "late_max_rel_sharpness")
 
 
 def _cell(result, window):
     """The statistics of one run (NaN where it kept no record)."""
     n = len(result.step)
     if n == 0:
-        return dict.fromkeys(("initial_loss", "final_loss", "peak_loss", "max_rel_sharpness",
-                              "mean_rel_sharpness", "late_max_rel_sharpness"), np.nan)
+        return dict.fromkeys(STATS, np.nan)
     rel = result.effective_sharpness
     late = rel[n - max(1, math.ceil(window * n)):]
     return {"initial_loss": result.loss[0], "final_loss": result.loss[-1],
             "peak_loss": result.loss.max(), "max_rel_sharpness": rel.max(),
             "mean_rel_sharpness": late.mean(), "late_max_rel_sharpness": late.max()}
+
+
+def _run_cell(loss, theta0, eta, beta2, beta1, eps, *, method, steps, stride, window,
+              divergence_norm):
+    """One cell: ``run_adaptive`` from ``theta0`` (ν₀ = 0, no bias correction).
+
+    Returns
+    -------
+    stats : dict
+        The statistics of :func:`_cell`.
+    status, steps_run : int
+        The run's ``Status`` code and the steps it took.
+    """
+    result = run_adaptive(loss, theta0, float(eta), steps, method=method, beta1=float(beta1),
+                          beta2=float(beta2), eps=float(eps), stride=stride,
+                          divergence_norm=divergence_norm)
+    return _cell(result, window), int(result.status), result.counters["steps"]
+
+
+def _regime(stats, status, band):
+    """The classes of :func:`~stabsim.sweep.classify.classify_gd` from the statistics."""
+    return classify_gd(status, stats["initial_loss"], stats["final_loss"],
+                       stats["peak_loss"], stats["max_rel_sharpness"],
+                       stats["mean_rel_sharpness"], band,
+                       late_max_rel=stats["late_max_rel_sharpness"])
+
+
+def adaptive_cells(config, values: dict) -> dict:
+    """Statistics and classes of the cells of a sweep with ``model = "adaptive"``.
+
+    Parameters
+    ----------
+    config : SweepConfig
+        ``method``, ``steps``, ``stride``, ``window``, ``band``, ``divergence_norm``.
+    values : dict
+        The cells' parameter values (``grid.cell_values``): ``eta``, ``beta2``, ``beta1``,
+        ``eps``, the start (``scale``, ``seed``, ``theta0``) and the loss.
+
+    Returns
+    -------
+    dict
+        Name → array over the cells: ``regime``, ``status``, ``steps_run`` and
+        :data:`STATS`.
+    """
+    n = values["eta"].shape[0]
+    stats = {name: np.full(n, np.nan) for name in STATS}
+    status = np.zeros(n, np.int8)
+    steps_run = np.zeros(n, np.int64)
+    for loss, cells in cell_losses(config, values):
+        for i in cells:
+            cell, status[i], steps_run[i] = _run_cell(
+                loss, cell_start(values, i, loss.dim), values["eta"][i], values["beta2"][i],
+                values["beta1"][i], values["eps"][i], method=config.method,
+                steps=config.steps, stride=config.stride, window=config.window,
+                divergence_norm=config.divergence_norm)
+            for name, value in cell.items():
+                stats[name][i] = value
+    return {"regime": _regime(stats, status, config.band), "status": status,
+            "steps_run": steps_run, **stats}
 
 
 def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str = "rmsprop",
@@ -77,29 +144,24 @@ def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str 
     beta2s = check.finite_array("beta2s", beta2s, ndim=1)
     if np.any(etas <= 0.0):
         raise ValueError("etas must be > 0")
+    if np.any((beta2s < 0.0) | (beta2s >= 1.0)):  # ν₀ = 0: β₂ = 1 keeps ν at 0
+        raise ValueError(f"beta2s must lie in [0, 1), got {beta2s.tolist()}")
     check.choice("method", method, METHODS)
     steps = check.nonnegative_int("steps", steps, minimum=1)
     window = check.positive_float("window", window)
     band = check.positive_float("band", band)
     shape = (etas.size, beta2s.size)
-    stats = {name: np.full(shape, np.nan) for name in (
-        "initial_loss", "final_loss", "peak_loss", "max_rel_sharpness", "mean_rel_sharpness",
-        "late_max_rel_sharpness")}
+    stats = {name: np.full(shape, np.nan) for name in STATS}
     status = np.zeros(shape, np.int8)
     steps_run = np.zeros(shape, np.int64)
     for i, eta in enumerate(etas):
         for j, beta2 in enumerate(beta2s):
-            result = run_adaptive(loss, theta0, float(eta), steps, method=method, beta1=beta1,
-                                  beta2=float(beta2), eps=eps, stride=stride,
-                                  divergence_norm=divergence_norm)
-            for name, value in _cell(result, window).items():
+            cell, status[i, j], steps_run[i, j] = _run_cell(
+                loss, theta0, eta, beta2, beta1, eps, method=method, steps=steps,
+                stride=stride, window=window, divergence_norm=divergence_norm)
+            for name, value in cell.items():
                 stats[name][i, j] = value
-            status[i, j] = int(result.status)
-            steps_run[i, j] = result.counters["steps"]
-    regime = classify_gd(status, stats["initial_loss"], stats["final_loss"],
-                         stats["peak_loss"], stats["max_rel_sharpness"],
-                         stats["mean_rel_sharpness"], band,
-                         late_max_rel=stats["late_max_rel_sharpness"])
+    regime = _regime(stats, status, band)
     dims = ("eta", "beta2")
     ds = xr.Dataset({"regime": (dims, regime, flag_attrs("gd")), "status": (dims, status),
                      "steps_run": (dims, steps_run),

@@ -128,7 +128,8 @@ class CatapultClass(enum.IntEnum):
     UNRESOLVED = 3
 
 
-CLASSES = {"gd": GDClass, "reduced": MapClass, "catapult": CatapultClass}
+CLASSES = {"gd": GDClass, "reduced": MapClass, "catapult": CatapultClass,
+           "adaptive": GDClass, "sgd": GDClass}
 
 
 def flag_attrs(model: str) -> dict:

@@ -19,7 +19,7 @@ EXAMPLE = """\
 example config (sweep.toml):
 
   [sweep]
-  model = "reduced"        # "reduced" (the (x, y) map) or "gd" (gradient method on a loss)
+  model = "reduced"        # "reduced" (the (x, y) map); on a loss: "gd", "adaptive", "sgd"
   steps = 10000            # steps per cell
   # combine = "zip"        # lists zipped cell by cell instead of a grid
   # chunk_size = 20000     # cells per stored chunk (default: about a second of work)
@@ -44,6 +44,21 @@ example config (sweep.toml):
   #   [classify]
   #   band = 0.1                # edge of stability: late mean of S*eta/2 within 1 +- band
   #   window = 0.25             # late window: the last quarter of the run
+
+  # model = "adaptive" (RMSProp, Adam, Scalar RMSProp; r = lambda_max(P^-1 H)/threshold):
+  # method = "rmsprop" | "adam" | "scalar_rmsprop" in [sweep]; parameters eta beta2
+  # (in [0, 1), default 0.99) beta1 (Adam only) eps scale seed theta0, and a [loss]:
+  #   [grid]
+  #   eta = {start = 0.001, stop = 0.1, num = 20, spacing = "log"}
+  #   beta2 = [0.9, 0.99, 0.999]
+
+  # model = "sgd" (mini-batch SGD on a finite-sum loss; r = batch sharpness*eta/2):
+  # parameters eta batch_size (<= N unless replacement) batch_seed bs_batches scale seed
+  # theta0; fixed only: replacement = true | false, batch_sharpness = "auto" | "exact" |
+  # "sampled"; [classify] defaults band = 0.2, window = 0.5:
+  #   [grid]
+  #   eta = [0.1, 0.2, 0.4]
+  #   batch_size = [2, 4, 8]
 
 then:  stabsim sweep sweep.toml && stabsim plot sweep.nc
 """

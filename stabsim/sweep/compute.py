@@ -16,11 +16,14 @@ import numpy as np
 
 from .._export import missing_as_nan
 from .._status import Status
+from .adaptive_cells import adaptive_cells
 from .gd_cells import gd_cells
 from .grid import cell_values
 from .map_cells import map_cells
+from .sgd_cells import sgd_cells
 
-_MODELS = {"gd": gd_cells, "reduced": map_cells}
+_MODELS = {"gd": gd_cells, "reduced": map_cells, "adaptive": adaptive_cells,
+           "sgd": sgd_cells}
 _SMALL_INTS = {"regime", "status"}
 #: integer statistics whose −1 means "never": NaN in the result, −1 (``_FillValue``) on disk
 NEVER = ("first_blowup", "steps_to_threshold")

@@ -8,7 +8,7 @@ key the work directory of completed chunks (see ``stabsim.sweep.store``).
 Example (TOML; every table but ``[sweep]`` and ``[grid]`` is optional)::
 
     [sweep]
-    model = "reduced"        # "reduced" (the (x, y) map) or "gd" (a gradient method on a loss)
+    model = "reduced"        # "reduced" (the (x, y) map); on a loss: "gd", "adaptive", "sgd"
     steps = 10000            # map steps / gradient steps per cell
     combine = "product"      # "product": a grid over all [grid] entries; "zip": lists, cell by cell
 
@@ -26,6 +26,31 @@ family's fixed parameters, as for ``stabsim.losses.make_loss``; ``name = "regres
 draws ``QuadraticRegression.random``; ``name = "package.module:factory"`` calls a user's
 factory returning a ``Loss``). Family parameters are swept as ``loss.<name>`` in
 ``[grid]``.
+
+``model = "adaptive"`` runs ``run_adaptive`` per cell (the cells of
+``stabsim.sweep.adaptive_cells.adaptive_sweep``): ``method`` is ``"rmsprop"`` (default),
+``"adam"`` or ``"scalar_rmsprop"``, the parameters ``eta``, ``beta2`` (in [0, 1), default
+0.99), ``beta1`` (in [0, 1), Adam only), ``eps`` (≥ 0) and the start (``scale``, ``seed``,
+``theta0``)::
+
+    [sweep]
+    model = "adaptive"
+    method = "rmsprop"
+    steps = 2000
+    stride = 10
+
+    [grid]
+    eta = {start = 0.001, stop = 0.1, num = 20, spacing = "log"}
+    beta2 = [0.9, 0.99, 0.999]
+
+``model = "sgd"`` runs ``run_sgd`` per cell on a finite-sum loss (the cells of
+``stabsim.sweep.sgd_cells.sgd_sweep``): the parameters ``eta``, ``batch_size`` (required;
+at most the number of examples N unless ``replacement = true``), ``batch_seed`` (the seed
+of the batches), ``bs_batches``, the start, and in ``[params]`` only ``replacement``
+(true/false) and ``batch_sharpness`` (``"auto"``, ``"exact"``, ``"sampled"``). Its
+``[classify]`` defaults are ``band = 0.2``, ``window = 0.5`` (:data:`CLASSIFY_DEFAULTS`).
+Both classify a cell as the GD sweep does, with r = λ_max(P⁻¹H)/threshold (adaptive) or
+r = BS η/2 (SGD).
 """
 
 from __future__ import annotations
@@ -42,21 +67,44 @@ import numpy as np
 from .. import __version__
 from .. import _validate as check
 
-MODELS = ("reduced", "gd")
+MODELS = ("reduced", "gd", "adaptive", "sgd")
+#: models that run on a loss (a [loss] table)
+LOSS_MODELS = ("gd", "adaptive", "sgd")
 METHODS = ("gd", "heavy_ball", "nesterov", "normalised", "sqrt")
+#: the ``method`` values of each model, the first the default (as in ``run_gd``,
+#: ``run_adaptive``; SGD is one method)
+MODEL_METHODS = {"reduced": METHODS, "gd": METHODS,
+                 "adaptive": ("rmsprop", "adam", "scalar_rmsprop"), "sgd": ("sgd",)}
 COMBINE = ("product", "zip")
 
+#: the start of a gradient method: ``scale * theta0``, or ``scale`` times a random unit
+#: direction drawn with ``seed``
+_START = {"scale": 1.0, "seed": 0, "theta0": "random"}
 #: parameters of each model and their defaults (``None``: required)
 PARAMETERS = {
     "reduced": {"eta": None, "alpha": 1.0, "beta": 1.0, "x0": 1e-3, "y0": 0.0},
-    "gd": {"eta": None, "momentum": 0.0, "scale": 1.0, "seed": 0, "theta0": "random"},
+    "gd": {"eta": None, "momentum": 0.0, **_START},
+    # run_adaptive's beta1, beta2 and eps (ν starts at 0, no bias correction)
+    "adaptive": {"eta": None, "beta2": 0.99, "beta1": 0.0, "eps": 0.0, **_START},
+    # run_sgd's batch_size, its seed of the batches, replacement, batch_sharpness, bs_batches
+    "sgd": {"eta": None, "batch_size": None, "batch_seed": 0, "replacement": False,
+            "batch_sharpness": "auto", "bs_batches": 256, **_START},
 }
 #: parameters that must be integers
-INTEGER_PARAMETERS = {"seed"}
+INTEGER_PARAMETERS = {"seed", "batch_seed", "batch_size", "bs_batches"}
 #: parameters that must be > 0
 POSITIVE_PARAMETERS = {"eta", "alpha", "beta"}
+#: parameters in [0, 1): the EMA factors (β₂ = 1 would keep ν at its start 0, and the
+#: step η g/√ν undefined)
+UNIT_PARAMETERS = {"momentum", "beta1", "beta2"}
 #: parameters that cannot be swept (not scalar)
-FIXED_ONLY = {"theta0"}
+FIXED_ONLY = {"theta0", "replacement", "batch_sharpness"}
+#: classification band and late window of each model when [classify] does not set them:
+#: for SGD the band is the size of the fluctuations of BS η/2 over a window (its standard
+#: deviation was 0.09–0.25 on the headline network, tests/test_sgd_claims.py), as in
+#: ``stabsim.sweep.sgd_cells.sgd_sweep``
+CLASSIFY_DEFAULTS = {"reduced": (0.1, 0.25), "gd": (0.1, 0.25), "adaptive": (0.1, 0.25),
+                     "sgd": (0.2, 0.5)}
 #: prefix of swept loss-family parameters in [grid]
 LOSS_PREFIX = "loss."
 
@@ -64,12 +112,19 @@ LOSS_PREFIX = "loss."
 MAX_RECORDS = 10**7
 #: work per chunk aimed at by the default chunk size, about a second on two cores: steps of
 #: the reduced map; parameter-steps (steps × d) of a gradient method, whose step with the
-#: sharpness measured costs about 20 ns per parameter on a small loss
-TARGET_CHUNK_WORK = {"reduced": 2.5e8, "gd": 5e7}
+#: sharpness measured costs about 20 ns per parameter on a small loss. The adaptive and SGD
+#: cells run one at a time, each record measuring two spectral quantities (adaptive: the raw
+#: and the preconditioned sharpness; SGD: the sharpness and the exact batch sharpness):
+#: measured with a record every step, 2.1 µs
+#: per parameter-step (RMSProp, d = 2) and 10.6 µs (SGD on the d = 5, N = 7 regression
+#: model, b = 2), on a loaded two-core machine
+TARGET_CHUNK_WORK = {"reduced": 2.5e8, "gd": 5e7, "adaptive": 5e5, "sgd": 1e5}
 #: memory per cell while its chunk is computed, checksummed and written: the peak traced
 #: by tracemalloc over a chunk of 10^5 cells is 202 B (reduced) and 278 B (gd on a
-#: two-parameter loss; a larger loss adds 8 B per parameter and per dimension)
-CELL_BYTES = {"reduced": 202, "gd": 278}
+#: two-parameter loss; a larger loss adds 8 B per parameter and per dimension); for the
+#: adaptive and SGD cells, the growth of the peak from 1000 to 2000 cells of one step over
+#: 1000: 300 B (RMSProp, d = 2) and 328 B (SGD, d = 5)
+CELL_BYTES = {"reduced": 202, "gd": 278, "adaptive": 300, "sgd": 328}
 #: memory the default chunk size lets one chunk take
 CHUNK_BYTES = 2**28
 #: values one [grid] range may have (its list is stored in the config, which is hashed)
@@ -94,25 +149,36 @@ class SweepConfig:
 
     Parameters
     ----------
-    model : {"reduced", "gd"}
-        The reduced (x, y) map, or a gradient method on a loss.
+    model : {"reduced", "gd", "adaptive", "sgd"}
+        The reduced (x, y) map, or on a loss: a gradient method (``run_gd``), an adaptive
+        method (``run_adaptive``; the cells of
+        :func:`~stabsim.sweep.adaptive_cells.adaptive_sweep`) or mini-batch SGD
+        (``run_sgd``; the cells of :func:`~stabsim.sweep.sgd_cells.sgd_sweep`).
     grid : dict
         Swept parameter → values: a sequence of numbers, or a spec
         ``{"start", "stop", "num", "spacing": "linear" | "log"}``. Names: those of
         :data:`PARAMETERS` for the model, and ``"loss.<name>"`` for family parameters
-        (model ``"gd"``). Order sets the dimension order of the result.
+        (the models on a loss). Order sets the dimension order of the result.
     params : dict, optional
-        Fixed parameter values (defaults in :data:`PARAMETERS`). For model ``"gd"``,
+        Fixed parameter values (defaults in :data:`PARAMETERS`). For the models on a loss,
         ``theta0`` is a list (the initial point is ``scale * theta0``) or ``"random"``
         (``scale`` times a direction drawn uniformly on the unit sphere with ``seed``).
+        Model ``"adaptive"``: ``beta2`` and ``beta1`` in [0, 1), ``eps`` ≥ 0. Model
+        ``"sgd"``: ``batch_size`` (required; at most the number of examples N unless
+        ``replacement = true``), ``batch_seed`` (the seed of the batches),
+        ``replacement``, ``batch_sharpness`` (``"auto"``, ``"exact"``, ``"sampled"``)
+        and ``bs_batches``, as in :func:`~stabsim.maps.sgd.run_sgd`.
     loss : dict, optional
-        Model ``"gd"``: ``{"name": family, **fixed family parameters}``.
-    method : str
-        Model ``"gd"``: one of :data:`METHODS` (as in :func:`stabsim.maps.run_gd`).
+        The models on a loss: ``{"name": family, **fixed family parameters}`` (model
+        ``"sgd"``: a finite-sum family).
+    method : str, optional
+        Model ``"gd"``: one of :data:`METHODS` (as in :func:`stabsim.maps.run_gd`); model
+        ``"adaptive"``: ``"rmsprop"``, ``"adam"`` or ``"scalar_rmsprop"`` (as in
+        ``run_adaptive``). Default: the first of :data:`MODEL_METHODS` for the model.
     steps : int
         Steps per cell.
     stride : int
-        Model ``"gd"``: the sharpness is computed every ``stride`` steps.
+        The models on a loss: the sharpness is computed every ``stride`` steps.
     combine : {"product", "zip"}
         ``"product"``: one cell per combination (one result dimension per swept
         parameter); ``"zip"``: the lists have one length and cell k takes entry k of each
@@ -122,37 +188,44 @@ class SweepConfig:
         :data:`TARGET_CHUNK_WORK` per chunk (steps; for model ``"gd"`` steps times the
         loss's dimension), and at most :data:`CHUNK_BYTES` of memory (:data:`CELL_BYTES`
         per cell).
-    band, window : float
-        Classification band and late-window fraction (``stabsim.sweep.classify``).
+    band, window : float, optional
+        Classification band and late-window fraction (``stabsim.sweep.classify``); by
+        default those of :data:`CLASSIFY_DEFAULTS` for the model.
     divergence_norm : float
-        Model ``"gd"``: |θ| past which a run stops as diverged.
+        The models on a loss: |θ| past which a run stops as diverged.
     """
 
     model: str
     grid: dict
     params: dict = dataclasses.field(default_factory=dict)
     loss: dict | None = None
-    method: str = "gd"
+    method: str | None = None
     steps: int = 1000
     stride: int = 1
     combine: str = "product"
     chunk_size: int | None = None
-    band: float = 0.1
-    window: float = 0.25
+    band: float | None = None
+    window: float | None = None
     divergence_norm: float = 1e8
 
     def __post_init__(self):
         check.choice("model", self.model, MODELS)
-        check.choice("method", self.method, METHODS)
+        methods = MODEL_METHODS[self.model]
+        method = methods[0] if self.method is None else self.method
+        if method not in methods:
+            raise ValueError(f"method {method!r} is not one of model {self.model!r}: "
+                             f"{list(methods)}")
         check.choice("combine", self.combine, COMBINE)
         steps = check.nonnegative_int("steps", self.steps, minimum=1)
         stride = check.nonnegative_int("stride", self.stride, minimum=1)
-        band = check.unit_interval("band", self.band)
-        window = check.positive_float("window", self.window)
+        default_band, default_window = CLASSIFY_DEFAULTS[self.model]
+        band = check.unit_interval("band", default_band if self.band is None else self.band)
+        window = check.positive_float("window",
+                                      default_window if self.window is None else self.window)
         if window > 1.0:
             raise ValueError(f"window must lie in (0, 1], got {window!r}")
         divergence_norm = check.positive_float("divergence_norm", self.divergence_norm)
-        if self.model == "gd" and steps // stride + 1 > MAX_RECORDS:
+        if self.model in LOSS_MODELS and steps // stride + 1 > MAX_RECORDS:
             raise ValueError(f"steps / stride = {steps // stride} records per cell is over "
                              f"{MAX_RECORDS:.0e} (memory); raise 'stride'")
         known = PARAMETERS[self.model]
@@ -165,6 +238,10 @@ class SweepConfig:
         overlap = sorted(set(params) & set(grid))
         if overlap:
             raise ValueError(f"parameter(s) {overlap} appear in both [params] and [grid]")
+        if self.model == "adaptive" and method != "adam" and \
+                any(b != 0.0 for b in grid.get("beta1", [params.get("beta1", 0.0)])):
+            raise ValueError(f"beta1 is used by method 'adam' only; method {method!r} has no "
+                             f"momentum (leave beta1 at 0)")
         if self.combine == "zip" and len({len(v) for v in grid.values()}) > 1:
             lengths = {k: len(v) for k, v in grid.items()}
             raise ValueError(f"combine = 'zip' needs [grid] lists of one length, got {lengths}")
@@ -173,11 +250,12 @@ class SweepConfig:
         if self.chunk_size is not None:
             chunk = check.nonnegative_int("chunk_size", self.chunk_size, minimum=1)
             object.__setattr__(self, "chunk_size", chunk)
-        for name, value in (("params", params), ("loss", loss), ("grid", grid),
+        for name, value in (("method", method), ("params", params), ("loss", loss),
+                            ("grid", grid),
                             ("steps", steps), ("stride", stride), ("band", band),
                             ("window", window), ("divergence_norm", divergence_norm)):
             object.__setattr__(self, name, value)
-        dim = _check_loss_builds(self) if self.model == "gd" else 1
+        dim = _check_loss_builds(self) if self.model in LOSS_MODELS else 1
         if self.chunk_size is None:  # about a second of work, in bounded memory
             chunk = max(1, min(int(TARGET_CHUNK_WORK[self.model] // (steps * dim)),
                                CHUNK_BYTES // CELL_BYTES[self.model]))
@@ -194,7 +272,7 @@ class SweepConfig:
         sweep = _table(data, "sweep", _SWEEP_KEYS)
         classify = _table(data, "classify", _CLASSIFY_KEYS)
         if "model" not in sweep:
-            raise ValueError("[sweep] needs the key 'model' (one of 'reduced', 'gd')")
+            raise ValueError(f"[sweep] needs the key 'model' (one of {list(MODELS)})")
         if "grid" not in data:
             raise ValueError("the config needs a [grid] table of swept parameters")
         return cls(grid=_flatten_grid(data["grid"]), params=dict(data.get("params", {})),
@@ -295,18 +373,22 @@ def _check_params(params, known):
         if name == "theta0":
             out[name] = value if value == "random" else \
                 check.finite_array("theta0", value, ndim=1).tolist()
+        elif name == "replacement":
+            out[name] = check.boolean(name, value)
+        elif name == "batch_sharpness":
+            out[name] = check.choice(name, value, ("auto", "exact", "sampled"))
         else:
             out[name] = _scalar(name, value)
     return out
 
 
 def _check_loss(model, loss):
-    if model == "reduced":
+    if model not in LOSS_MODELS:
         if loss is not None:
-            raise ValueError("[loss] is only used with model = 'gd'")
+            raise ValueError(f"[loss] is only used with model = one of {list(LOSS_MODELS)}")
         return None
     if not isinstance(loss, dict) or "name" not in loss:
-        raise ValueError("model = 'gd' needs a [loss] table with a 'name' key")
+        raise ValueError(f"model = {model!r} needs a [loss] table with a 'name' key")
     out = {"name": str(loss["name"])}
     for key, value in loss.items():
         if key != "name":
@@ -332,7 +414,7 @@ def _check_loss_builds(config) -> int:
     swept = {k[len(LOSS_PREFIX):]: v for k, v in config.grid.items() if k.startswith(LOSS_PREFIX)}
     combos = itertools.product(*swept.values()) if config.combine == "product" \
         else zip(*swept.values(), strict=True)
-    theta0 = config.params.get("theta0", PARAMETERS["gd"]["theta0"])
+    theta0 = config.params.get("theta0", _START["theta0"])
     dim = 1
     for combo in dict.fromkeys(combos):  # distinct combinations, in order
         chosen = dict(zip(swept, combo, strict=True))
@@ -347,9 +429,25 @@ def _check_loss_builds(config) -> int:
         if theta0 != "random" and len(theta0) != loss.dim:
             raise ValueError(f"[params] theta0 has length {len(theta0)}, but {where} has "
                              f"dimension {loss.dim}")
-        _check_cell_memory(config, loss, where)
+        if config.model == "sgd":
+            _check_batches(config, loss, where)
+        if config.model == "gd":  # the cells of the other models run one at a time
+            _check_cell_memory(config, loss, where)
         dim = max(dim, loss.dim)
     return dim
+
+
+def _check_batches(config, loss, where) -> None:
+    """SGD needs a finite-sum loss, and batch sizes at most N without replacement."""
+    from ..maps.sgd import _batch_size, _require_finite_sum
+
+    try:
+        n = _require_finite_sum(loss)
+    except TypeError as exc:
+        raise ValueError(f"model = 'sgd' on {where}: {exc}") from None
+    replacement = config.params.get("replacement", PARAMETERS["sgd"]["replacement"])
+    for b in config.grid.get("batch_size", [config.params.get("batch_size")]):
+        _batch_size(b, n, replacement)
 
 
 def _check_cell_memory(config, loss, where) -> None:
@@ -385,11 +483,12 @@ def _check_grid(grid, model, known):
         raise ValueError("[grid] must list at least one swept parameter")
     out = {}
     for name, spec in grid.items():
-        if name.startswith(LOSS_PREFIX) and model == "gd" and len(name) > len(LOSS_PREFIX):
+        if name.startswith(LOSS_PREFIX) and model in LOSS_MODELS \
+                and len(name) > len(LOSS_PREFIX):
             pass
         elif name not in known:
             sweepable = sorted(set(known) - FIXED_ONLY)
-            extra = " and loss.<family parameter>" if model == "gd" else ""
+            extra = " and loss.<family parameter>" if model in LOSS_MODELS else ""
             raise ValueError(f"unknown parameter {name!r} in [grid]; model {model!r} sweeps "
                              f"{sweepable}{extra}")
         elif name in FIXED_ONLY:
@@ -438,12 +537,18 @@ def _expand(name, spec):
 
 def _scalar(name, value):
     """One parameter value, checked: integers stay integers (seeds, family sizes)."""
-    if name in INTEGER_PARAMETERS:
-        return check.nonnegative_int(name, value)
+    if name in INTEGER_PARAMETERS:  # a batch has an example; a probe needs two batches
+        return check.nonnegative_int(name, value, minimum={"batch_size": 1,
+                                                           "bs_batches": 2}.get(name, 0))
     if name in POSITIVE_PARAMETERS:
         return check.positive_float(name, value)
-    if name == "momentum":
+    if name in UNIT_PARAMETERS:
         return check.unit_interval(name, value)
+    if name == "eps":
+        eps = check.finite_float(name, value)
+        if eps < 0.0:
+            raise ValueError(f"eps must be >= 0, got {eps!r}")
+        return eps
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
     return check.finite_float(name, value)

@@ -210,7 +210,7 @@ def _user_loss(name: str, params: dict):
     return loss
 
 
-def _start(values, i, dim):
+def cell_start(values, i, dim):
     """θ0 of cell i: ``scale * theta0``, or ``scale`` times a random unit vector."""
     scale = float(values["scale"][i])
     direction = values["theta0"]
@@ -220,6 +220,24 @@ def _start(values, i, dim):
     if len(direction) != dim:
         raise ValueError(f"theta0 has length {len(direction)}, but the loss has dimension {dim}")
     return scale * np.asarray(direction, dtype=np.float64)
+
+
+def cell_losses(config, values: dict) -> list:
+    """The distinct losses of the cells, each built once.
+
+    Returns
+    -------
+    list of (Loss, list of int)
+        One entry per distinct set of family parameters in ``values["loss"]`` (in the
+        order of first use): the loss, and the positions of the cells that use it.
+    """
+    distinct = {}  # JSON of the loss parameters → (loss, its cells)
+    for i, family in enumerate(values["loss"]):
+        key = json.dumps(family, sort_keys=True)
+        if key not in distinct:
+            distinct[key] = (build_loss(config.loss["name"], family), [])
+        distinct[key][1].append(i)
+    return list(distinct.values())
 
 
 def gd_cells(config, values: dict) -> dict:
@@ -238,15 +256,10 @@ def gd_cells(config, values: dict) -> dict:
         Name → array over the cells: ``class`` and the statistics of the module docstring.
     """
     n = values["eta"].shape[0]
-    distinct = {}  # JSON of the loss parameters → (loss, its cells)
-    for i, family in enumerate(values["loss"]):
-        key = json.dumps(family, sort_keys=True)
-        if key not in distinct:
-            distinct[key] = (build_loss(config.loss["name"], family), [])
-        distinct[key][1].append(i)
+    distinct = cell_losses(config, values)
     loss_min = np.zeros(n)
     base = np.zeros(n)
-    for loss, cells in distinct.values():
+    for loss, cells in distinct:
         for i in cells:
             loss_min[i] = resolve_loss_min(loss, config.method)
             if config.method in ("gd", "heavy_ball", "nesterov"):
@@ -256,9 +269,9 @@ def gd_cells(config, values: dict) -> dict:
     momentum = np.ascontiguousarray(values["momentum"], dtype=np.float64)
     out_float = np.empty((n, len(FLOAT_STATS)))
     out_int = np.empty((n, len(INT_STATS)), np.int64)
-    for loss, cells in distinct.values():
-        theta0 = np.array([_start(values, i, loss.dim) for i in cells]).reshape(len(cells),
-                                                                                 loss.dim)
+    for loss, cells in distinct:
+        theta0 = np.array([cell_start(values, i, loss.dim) for i in cells]).reshape(
+            len(cells), loss.dim)
         eigen = eigen_config(loss, "auto", 1, EIG_TOL, EIG_MAX_PRODUCTS)
         kernel = engine_for(gd_cells_kernel, loss.family)
         cells = np.array(cells, np.int64)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import LOSS_PREFIX, PARAMETERS, SweepConfig
+from .config import FIXED_ONLY, LOSS_MODELS, LOSS_PREFIX, PARAMETERS, SweepConfig
 
 
 def coordinates(config: SweepConfig) -> dict:
@@ -34,8 +34,9 @@ def cell_values(config: SweepConfig, cells) -> dict:
     -------
     dict
         Model parameter name → array over ``cells`` (defaults and fixed values broadcast;
-        ``theta0`` stays as given), and for model ``"gd"`` the key ``"loss"`` → a list of
-        one dict of family parameters per cell.
+        the parameters that cannot be swept, such as ``theta0``, stay as given), and for
+        the models on a loss the key ``"loss"`` → a list of one dict of family parameters
+        per cell.
     """
     cells = np.asarray(cells, dtype=np.int64)
     coords = coordinates(config)
@@ -48,11 +49,11 @@ def cell_values(config: SweepConfig, cells) -> dict:
     for name, default in PARAMETERS[config.model].items():
         if name in swept:
             out[name] = swept[name]
-        elif name == "theta0":
+        elif name in FIXED_ONLY:
             out[name] = config.params.get(name, default)
         else:
             out[name] = np.full(cells.size, config.params.get(name, default))
-    if config.model == "gd":
+    if config.model in LOSS_MODELS:
         fixed = {k: v for k, v in config.loss.items() if k != "name"}
         family = {name[len(LOSS_PREFIX):]: values for name, values in swept.items()
                   if name.startswith(LOSS_PREFIX)}

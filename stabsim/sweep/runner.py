@@ -37,7 +37,7 @@ from .store import (
 log = logging.getLogger(__name__)
 
 #: pilot size per model: (cells, steps at most)
-PILOT = {"reduced": (1024, 1000), "gd": (4, 100)}
+PILOT = {"reduced": (1024, 1000), "gd": (4, 100), "adaptive": (4, 100), "sgd": (4, 100)}
 
 
 def estimate_seconds(config: SweepConfig, n_cells: int | None = None) -> float:

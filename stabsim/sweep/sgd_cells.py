@@ -7,6 +7,9 @@ sweeps do (:func:`stabsim.sweep.classify.classify_gd`, the classes ``converged``
 sharpness r_t = BS(θ_t) η/2 of the *batch* sharpness, the quantity the theory puts at 2/η
 under SGD. Beside it each cell keeps the late-window mean of λ_max(∇²L) η/2, the full-batch
 relative sharpness, which the theory puts below 1 and lower for smaller b.
+:func:`sgd_cells` computes the cells of a sweep config with ``model = "sgd"``
+(``stabsim.sweep.run_sweep``, ``stabsim sweep``); both run every cell through
+:func:`_run_cell`, so a cell has the same numbers either way.
 
 Statistics (per cell; the late window is the last ``ceil(window · n)`` of the n records)
 -----------------------------------------------------------------------------------------
@@ -32,6 +35,7 @@ from .._export import finish
 from ..losses._base import require_loss
 from ..maps.sgd import run_sgd
 from .classify import classify_gd, flag_attrs
+from .gd_cells import cell_losses, cell_start
 from .result import SweepResult
 
 STATS = ("initial_loss", "final_loss", "peak_loss", "mean_rel_batch_sharpness",
@@ -51,6 +55,69 @@ def _summary(result, window: float) -> dict:
             "max_rel_batch_sharpness": r_batch.max(),
             "late_max_rel_batch_sharpness": r_batch[late].max(),
             "mean_rel_sharpness": r_full[late].mean()}
+
+
+def _run_cell(loss, theta0, eta, batch_size, batch_seed, bs_batches, *, steps, stride,
+              window, replacement, batch_sharpness, divergence_norm):
+    """One cell: ``run_sgd`` from ``theta0`` with batches drawn from ``batch_seed``.
+
+    Returns
+    -------
+    stats : dict
+        The statistics of the module docstring.
+    status, steps_run : int
+        The run's ``Status`` code and the steps it took.
+    """
+    result = run_sgd(loss, theta0, float(eta), steps, batch_size=batch_size,
+                     replacement=replacement, seed=batch_seed, stride=stride,
+                     batch_sharpness=batch_sharpness, bs_batches=bs_batches,
+                     divergence_norm=divergence_norm)
+    return _summary(result, window), int(result.status), result.counters["steps"]
+
+
+def _regime(stats, status, band):
+    """The classes of :func:`~stabsim.sweep.classify.classify_gd` with r = BS η/2."""
+    return classify_gd(status, stats["initial_loss"], stats["final_loss"],
+                       stats["peak_loss"], stats["max_rel_batch_sharpness"],
+                       stats["mean_rel_batch_sharpness"], band,
+                       late_max_rel=stats["late_max_rel_batch_sharpness"])
+
+
+def sgd_cells(config, values: dict) -> dict:
+    """Statistics and classes of the cells of a sweep with ``model = "sgd"``.
+
+    Parameters
+    ----------
+    config : SweepConfig
+        ``steps``, ``stride``, ``window``, ``band``, ``divergence_norm``.
+    values : dict
+        The cells' parameter values (``grid.cell_values``): ``eta``, ``batch_size``,
+        ``batch_seed``, ``bs_batches``, ``replacement``, ``batch_sharpness``, the start
+        (``scale``, ``seed``, ``theta0``) and the loss.
+
+    Returns
+    -------
+    dict
+        Name → array over the cells: ``regime``, ``status``, ``steps_run`` and
+        :data:`STATS`.
+    """
+    n = values["eta"].shape[0]
+    stats = {name: np.full(n, np.nan) for name in STATS}
+    status = np.zeros(n, np.int8)
+    steps_run = np.zeros(n, np.int64)
+    for loss, cells in cell_losses(config, values):
+        for i in cells:
+            cell, status[i], steps_run[i] = _run_cell(
+                loss, cell_start(values, i, loss.dim), values["eta"][i],
+                values["batch_size"][i], values["batch_seed"][i], values["bs_batches"][i],
+                steps=config.steps, stride=config.stride, window=config.window,
+                replacement=values["replacement"],
+                batch_sharpness=values["batch_sharpness"],
+                divergence_norm=config.divergence_norm)
+            for name, value in cell.items():
+                stats[name][i] = value
+    return {"regime": _regime(stats, status, config.band), "status": status,
+            "steps_run": steps_run, **stats}
 
 
 def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, band=0.2,
@@ -102,17 +169,13 @@ def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, ba
     steps_run = np.zeros(shape, np.int64)
     for i, e in enumerate(etas):
         for j, b in enumerate(sizes):
-            result = run_sgd(loss, theta0, e, steps, batch_size=b, replacement=replacement,
-                             seed=seed, stride=stride, batch_sharpness=batch_sharpness,
-                             bs_batches=bs_batches, divergence_norm=divergence_norm)
-            status[i, j] = int(result.status)
-            steps_run[i, j] = result.counters["steps"]
-            for name, value in _summary(result, window).items():
+            cell, status[i, j], steps_run[i, j] = _run_cell(
+                loss, theta0, e, b, seed, bs_batches, steps=steps, stride=stride,
+                window=window, replacement=replacement, batch_sharpness=batch_sharpness,
+                divergence_norm=divergence_norm)
+            for name, value in cell.items():
                 stats[name][i, j] = value
-    regime = classify_gd(status, stats["initial_loss"], stats["final_loss"],
-                         stats["peak_loss"], stats["max_rel_batch_sharpness"],
-                         stats["mean_rel_batch_sharpness"], band,
-                         late_max_rel=stats["late_max_rel_batch_sharpness"])
+    regime = _regime(stats, status, band)
     dims = ("eta", "batch_size")
     data = {"regime": (dims, regime, flag_attrs("gd")), "status": (dims, status),
             "steps_run": (dims, steps_run)}
@@ -126,4 +189,4 @@ def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, ba
     return SweepResult.of(finish(ds, parameters), "sgd", parameters, None)
 
 
-__all__ = ["STATS", "sgd_sweep"]
+__all__ = ["STATS", "sgd_cells", "sgd_sweep"]
