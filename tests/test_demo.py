@@ -22,6 +22,12 @@ def test_demo_writes_report_figures_and_data(tmp_path, capsys):
         assert f"]({name})" in report
     data = xr.open_dataset(out / "gd_eos.nc")
     assert data.attrs["status"] == "OK" and data.sizes["step"] == 601
+    # the headline network's θ†: from GD's first crossing of 2/η to the last step, 2000
+    gd = xr.open_dataset(out / "network_eos.nc")
+    dagger = xr.open_dataset(out / "network_dagger.nc")
+    assert dagger.attrs["status"] == "OK"
+    assert dagger.sizes["step"] == 2000 - gd.attrs["crossing_step"] + 1
+    assert "| network θ† | RMS" in report and "| network θ† | cycle-mean excess loss" in report
 
 
 def test_cli_without_command_prints_help(capsys):
