@@ -3,6 +3,7 @@
 import xarray as xr
 
 from stabsim.cli import main
+from stabsim.demo.experiments import network_edge_of_stability
 
 
 def test_demo_writes_report_figures_and_data(tmp_path, capsys):
@@ -33,3 +34,12 @@ def test_demo_writes_report_figures_and_data(tmp_path, capsys):
 def test_cli_without_command_prints_help(capsys):
     assert main([]) == 2
     assert "demo" in capsys.readouterr().out
+
+
+def test_network_checks_fail_when_gd_stops_before_the_edge_of_stability(tmp_path):
+    """Each network check can fail: 200 steps end before the crossing at step ~500, so there
+    is no sharpening phase of 300 steps, no EoS window, no whole cycle and no θ†."""
+    findings, _ = network_edge_of_stability(tmp_path, steps=200)
+    assert len(findings) == 5 and not any(f.holds for f in findings)
+    assert all("never reached" in f.measured for f in findings if f.experiment == "network θ†")
+    assert not (tmp_path / "network_dagger.nc").exists()
