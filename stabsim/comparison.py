@@ -121,21 +121,9 @@ class Comparison(Result):
                 "crossing_step": self.crossing_step}
 
     def whole_cycles(self) -> slice:
-        """Steps [start, end) from the first to the last EoS cycle boundary after the crossing.
-
-        A cycle starts where the sharpness averaged over two steps (which removes the
-        period-2 part (u·∇S)x_t) rises through 2/η: phase I → II of docs/theory.md §1. Time averages
-        that the theory predicts (mean x² = δ², the central flow's L + σ²/η) hold over whole
-        cycles, so compare them only over this window.
-        """
-        if self.crossing_step is None:
-            raise ValueError("GD never reached 2/eta: there are no EoS cycles")
-        excess = 0.5 * (self.gd_sharpness[1:] + self.gd_sharpness[:-1]) - 2.0 / self.eta
-        rises = np.flatnonzero((excess[:-1] <= 0) & (excess[1:] > 0)) + 1
-        rises = rises[rises > self.crossing_step]
-        if rises.size < 2:
-            raise ValueError("fewer than one whole EoS cycle after the crossing: run longer")
-        return slice(int(rises[0]), int(rises[-1]))
+        """Steps [start, end) from the first to the last EoS cycle boundary after the crossing
+        (:func:`whole_cycles` of GD's sharpness)."""
+        return whole_cycles(self.gd_sharpness, self.eta, self.crossing_step)
 
     def cycle_averages(self) -> dict:
         """Time averages over :meth:`whole_cycles` of what the theory predicts.
@@ -181,6 +169,38 @@ class Comparison(Result):
             attrs["crossing_step"] = self.crossing_step
         ds = xr.Dataset(data, coords={"step": self.step}, attrs=attrs)
         return finish(ds, self.parameters)
+
+
+def whole_cycles(sharpness, eta: float, crossing_step: int | None) -> slice:
+    """Steps [start, end) from the first to the last EoS cycle boundary after the crossing.
+
+    A cycle starts where the sharpness averaged over two steps, ½(S_t + S_{t+1}) (which
+    removes the period-2 part (u·∇S)x_t), rises through 2/η: phase I → II of docs/theory.md
+    §1. Time averages that the theory predicts (mean x² = δ², the central flow's L + σ²/η)
+    hold over whole cycles, so compare them only over this window.
+
+    Parameters
+    ----------
+    sharpness : ndarray, shape (n,)
+        GD's sharpness S_t at steps 0 … n − 1.
+    eta : float
+    crossing_step : int or None
+        The first step with S ≥ 2/η (None: GD never reached it).
+
+    Raises
+    ------
+    ValueError
+        If GD never reached 2/η, or fewer than one whole cycle follows the crossing.
+    """
+    if crossing_step is None:
+        raise ValueError("GD never reached 2/eta: there are no EoS cycles")
+    sharpness = np.asarray(sharpness, dtype=float)
+    excess = 0.5 * (sharpness[1:] + sharpness[:-1]) - 2.0 / eta
+    rises = np.flatnonzero((excess[:-1] <= 0) & (excess[1:] > 0)) + 1
+    rises = rises[rises > crossing_step]
+    if rises.size < 2:
+        raise ValueError("fewer than one whole EoS cycle after the crossing: run longer")
+    return slice(int(rises[0]), int(rises[-1]))
 
 
 def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "euclidean",

@@ -3,6 +3,7 @@
 import xarray as xr
 
 from stabsim.cli import main
+from stabsim.demo.experiments import network_edge_of_stability
 
 
 def test_demo_writes_report_figures_and_data(tmp_path, capsys):
@@ -22,8 +23,23 @@ def test_demo_writes_report_figures_and_data(tmp_path, capsys):
         assert f"]({name})" in report
     data = xr.open_dataset(out / "gd_eos.nc")
     assert data.attrs["status"] == "OK" and data.sizes["step"] == 601
+    # the headline network's θ†: from GD's first crossing of 2/η to the last step, 2000
+    gd = xr.open_dataset(out / "network_eos.nc")
+    dagger = xr.open_dataset(out / "network_dagger.nc")
+    assert dagger.attrs["status"] == "OK"
+    assert dagger.sizes["step"] == 2000 - gd.attrs["crossing_step"] + 1
+    assert "| network θ† | RMS" in report and "| network θ† | cycle-mean excess loss" in report
 
 
 def test_cli_without_command_prints_help(capsys):
     assert main([]) == 2
     assert "demo" in capsys.readouterr().out
+
+
+def test_network_checks_fail_when_gd_stops_before_the_edge_of_stability(tmp_path):
+    """Each network check can fail: 200 steps end before the crossing at step ~500, so there
+    is no sharpening phase of 300 steps, no EoS window, no whole cycle and no θ†."""
+    findings, _ = network_edge_of_stability(tmp_path, steps=200)
+    assert len(findings) == 5 and not any(f.holds for f in findings)
+    assert all("never reached" in f.measured for f in findings if f.experiment == "network θ†")
+    assert not (tmp_path / "network_dagger.nc").exists()

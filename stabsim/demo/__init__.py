@@ -1,12 +1,13 @@
 """``stabsim demo``: the theory's headline results from one command.
 
 Runs the experiments of :mod:`stabsim.demo.experiments` (the canonical edge of stability on a
-small tanh network: progressive sharpening, then the sharpness at 2/η while the loss falls;
-exact GD into the edge of stability on a regression model;
-GD against the constrained trajectory and the central flow; the four-phase map and its exact
-realisation; the momentum thresholds; normalised GD against its manifold flow; a phase
-diagram) and writes into one folder the figures (PNG), the data (netCDF) and ``report.md``,
-whose table puts each prediction's measured error beside what the theory claims.
+small tanh network: progressive sharpening, then the sharpness at 2/η while the loss falls,
+beside gradient flow and the constrained trajectory θ†; exact GD into the edge of stability
+on a regression model; GD against the constrained trajectory and the central flow; the
+four-phase map and its exact realisation; the momentum thresholds; normalised GD against its
+manifold flow; a phase diagram) and writes into one folder the figures (PNG), the data
+(netCDF) and ``report.md``, whose table puts each prediction's measured error beside what
+the theory claims.
 """
 
 from __future__ import annotations
