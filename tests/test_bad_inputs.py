@@ -100,6 +100,10 @@ class Row(NamedTuple):
     bad: list  # (argument, values, word the message must contain)
 
 
+def _not_none(values):
+    return [v for v in values if v is not None]
+
+
 def arg(name, values, word=None):
     return (name, values, word or name)
 
@@ -271,9 +275,10 @@ TABLE = {
         arg("grid", [{"eta": [NAN]}, {"eta": [0.1, 1j]}], "eta"),
         arg("params", [None, "abc", {"nope": 1.0}]),
         arg("params", [{"alpha": NAN}, {"alpha": "abc"}], "alpha"),
-        arg("method", CHOICE), arg("steps", COUNT), arg("stride", COUNT),
-        arg("combine", CHOICE), arg("chunk_size", OPT_COUNT), arg("band", UNIT),
-        arg("window", POSITIVE + [2.0]), arg("divergence_norm", POSITIVE)]),
+        # method, band and window: None (the default) is filled in per model
+        arg("method", _not_none(CHOICE)), arg("steps", COUNT), arg("stride", COUNT),
+        arg("combine", CHOICE), arg("chunk_size", OPT_COUNT), arg("band", _not_none(UNIT)),
+        arg("window", _not_none(POSITIVE) + [2.0]), arg("divergence_norm", POSITIVE)]),
     "run_sweep": Row(sweep.run_sweep, ({"sweep": {"model": "reduced", "steps": 10},
                                         "grid": {"eta": [0.1], "x0": [0.1]}},), {}, [
         arg("config", [None, 3.0, object(), {"sweep": {"model": "nope"}}], "config"),

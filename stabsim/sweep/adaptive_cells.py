@@ -24,8 +24,8 @@ from .. import _validate as check
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..maps.adaptive import METHODS, run_adaptive
-from .classify import classify_gd, flag_attrs
-from .gd_cells import cell_losses, cell_start
+from .classify import classify_statistics, flag_attrs
+from .gd_cells import run_cells
 from .result import SweepResult
 
 STATS = ("initial_loss", "final_loss", "peak_loss", "max_rel_sharpness",
@@ -61,14 +61,6 @@ def _run_cell(loss, theta0, eta, beta2, beta1, eps, *, method, steps, stride, wi
     return _cell(result, window), int(result.status), result.counters["steps"]
 
 
-def _regime(stats, status, band):
-    """The classes of :func:`~stabsim.sweep.classify.classify_gd` from the statistics."""
-    return classify_gd(status, stats["initial_loss"], stats["final_loss"],
-                       stats["peak_loss"], stats["max_rel_sharpness"],
-                       stats["mean_rel_sharpness"], band,
-                       late_max_rel=stats["late_max_rel_sharpness"])
-
-
 def adaptive_cells(config, values: dict) -> dict:
     """Statistics and classes of the cells of a sweep with ``model = "adaptive"``.
 
@@ -86,21 +78,13 @@ def adaptive_cells(config, values: dict) -> dict:
         Name → array over the cells: ``regime``, ``status``, ``steps_run`` and
         :data:`STATS`.
     """
-    n = values["eta"].shape[0]
-    stats = {name: np.full(n, np.nan) for name in STATS}
-    status = np.zeros(n, np.int8)
-    steps_run = np.zeros(n, np.int64)
-    for loss, cells in cell_losses(config, values):
-        for i in cells:
-            cell, status[i], steps_run[i] = _run_cell(
-                loss, cell_start(values, i, loss.dim), values["eta"][i], values["beta2"][i],
-                values["beta1"][i], values["eps"][i], method=config.method,
-                steps=config.steps, stride=config.stride, window=config.window,
-                divergence_norm=config.divergence_norm)
-            for name, value in cell.items():
-                stats[name][i] = value
-    return {"regime": _regime(stats, status, config.band), "status": status,
-            "steps_run": steps_run, **stats}
+    def run(loss, theta0, i):
+        return _run_cell(loss, theta0, values["eta"][i], values["beta2"][i], values["beta1"][i],
+                         values["eps"][i], method=config.method, steps=config.steps,
+                         stride=config.stride, window=config.window,
+                         divergence_norm=config.divergence_norm)
+
+    return run_cells(config, values, STATS, run)
 
 
 def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str = "rmsprop",
@@ -161,7 +145,7 @@ def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str 
                 stride=stride, window=window, divergence_norm=divergence_norm)
             for name, value in cell.items():
                 stats[name][i, j] = value
-    regime = _regime(stats, status, band)
+    regime = classify_statistics(stats, status, band)
     dims = ("eta", "beta2")
     ds = xr.Dataset({"regime": (dims, regime, flag_attrs("gd")), "status": (dims, status),
                      "steps_run": (dims, steps_run),

@@ -208,3 +208,13 @@ def classify_catapult(status, initial_loss, final_loss, peak_loss):
     out[fell & (peak_loss > initial_loss)] = CatapultClass.CATAPULT
     out[(status == Status.DIVERGED) | (status == Status.NONFINITE)] = CatapultClass.DIVERGED
     return out
+
+
+def classify_statistics(stats: dict, status, band: float, ratio: str = "rel_sharpness"):
+    """:func:`classify_gd` on a sweep's statistics: ``initial_loss``, ``final_loss``,
+    ``peak_loss`` and, for the ratio r_t named ``ratio`` (S η/2, or the batch sharpness's
+    BS η/2), its maximum ``max_<ratio>``, late mean ``mean_<ratio>`` and late maximum
+    ``late_max_<ratio>``."""
+    return classify_gd(status, stats["initial_loss"], stats["final_loss"], stats["peak_loss"],
+                       stats[f"max_{ratio}"], stats[f"mean_{ratio}"], band,
+                       late_max_rel=stats[f"late_max_{ratio}"])

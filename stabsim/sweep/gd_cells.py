@@ -47,7 +47,7 @@ from ..losses import FAMILIES, Loss, make_loss
 from ..losses._engines import engine_for
 from ..maps import _gd_kernels as engine
 from ..maps.gd import METHODS, eigen_config, resolve_loss_min, stability_threshold
-from .classify import classify_gd
+from .classify import classify_statistics
 
 FLOAT_STATS = ("initial_loss", "final_loss", "peak_loss", "final_rel_sharpness",
                "mean_rel_sharpness", "max_rel_sharpness", "late_max_rel_sharpness")
@@ -284,8 +284,39 @@ def gd_cells(config, values: dict) -> dict:
         _in_threads(run, cells.shape[0])
     out = {name: out_float[:, k] for k, name in enumerate(FLOAT_STATS)}
     out.update({name: out_int[:, k] for k, name in enumerate(INT_STATS)})
-    out["regime"] = classify_gd(out["status"], out["initial_loss"], out["final_loss"],
-                               out["peak_loss"], out["max_rel_sharpness"],
-                               out["mean_rel_sharpness"], config.band,
-                               late_max_rel=out["late_max_rel_sharpness"])
+    out["regime"] = classify_statistics(out, out["status"], config.band)
     return out
+
+
+def run_cells(config, values: dict, names, run_cell, ratio: str = "rel_sharpness") -> dict:
+    """Every cell of a sweep through ``run_cell``, with its statistics, status and class.
+
+    Parameters
+    ----------
+    config : SweepConfig
+    values : dict
+        The cells' parameter values (``grid.cell_values``).
+    names : sequence of str
+        The statistics a cell returns.
+    run_cell : callable
+        ``run_cell(loss, theta0, i)`` → (statistics dict, status code, steps run) of cell i.
+    ratio : str
+        The ratio r_t the class is read from (:func:`~stabsim.sweep.classify.
+        classify_statistics`).
+
+    Returns
+    -------
+    dict
+        Name → array over the cells: ``regime``, ``status``, ``steps_run`` and ``names``.
+    """
+    n = values["eta"].shape[0]
+    stats = {name: np.full(n, np.nan) for name in names}
+    status = np.zeros(n, np.int8)
+    steps_run = np.zeros(n, np.int64)
+    for loss, cells in cell_losses(config, values):
+        for i in cells:
+            cell, status[i], steps_run[i] = run_cell(loss, cell_start(values, i, loss.dim), i)
+            for name, value in cell.items():
+                stats[name][i] = value
+    return {"regime": classify_statistics(stats, status, config.band, ratio),
+            "status": status, "steps_run": steps_run, **stats}

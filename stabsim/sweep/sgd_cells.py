@@ -34,8 +34,8 @@ from .. import _validate as check
 from .._export import finish
 from ..losses._base import require_loss
 from ..maps.sgd import run_sgd
-from .classify import classify_gd, flag_attrs
-from .gd_cells import cell_losses, cell_start
+from .classify import classify_statistics, flag_attrs
+from .gd_cells import run_cells
 from .result import SweepResult
 
 STATS = ("initial_loss", "final_loss", "peak_loss", "mean_rel_batch_sharpness",
@@ -75,14 +75,6 @@ def _run_cell(loss, theta0, eta, batch_size, batch_seed, bs_batches, *, steps, s
     return _summary(result, window), int(result.status), result.counters["steps"]
 
 
-def _regime(stats, status, band):
-    """The classes of :func:`~stabsim.sweep.classify.classify_gd` with r = BS η/2."""
-    return classify_gd(status, stats["initial_loss"], stats["final_loss"],
-                       stats["peak_loss"], stats["max_rel_batch_sharpness"],
-                       stats["mean_rel_batch_sharpness"], band,
-                       late_max_rel=stats["late_max_rel_batch_sharpness"])
-
-
 def sgd_cells(config, values: dict) -> dict:
     """Statistics and classes of the cells of a sweep with ``model = "sgd"``.
 
@@ -101,23 +93,15 @@ def sgd_cells(config, values: dict) -> dict:
         Name → array over the cells: ``regime``, ``status``, ``steps_run`` and
         :data:`STATS`.
     """
-    n = values["eta"].shape[0]
-    stats = {name: np.full(n, np.nan) for name in STATS}
-    status = np.zeros(n, np.int8)
-    steps_run = np.zeros(n, np.int64)
-    for loss, cells in cell_losses(config, values):
-        for i in cells:
-            cell, status[i], steps_run[i] = _run_cell(
-                loss, cell_start(values, i, loss.dim), values["eta"][i],
-                values["batch_size"][i], values["batch_seed"][i], values["bs_batches"][i],
-                steps=config.steps, stride=config.stride, window=config.window,
-                replacement=values["replacement"],
-                batch_sharpness=values["batch_sharpness"],
-                divergence_norm=config.divergence_norm)
-            for name, value in cell.items():
-                stats[name][i] = value
-    return {"regime": _regime(stats, status, config.band), "status": status,
-            "steps_run": steps_run, **stats}
+    def run(loss, theta0, i):
+        return _run_cell(loss, theta0, values["eta"][i], values["batch_size"][i],
+                         values["batch_seed"][i], values["bs_batches"][i], steps=config.steps,
+                         stride=config.stride, window=config.window,
+                         replacement=values["replacement"],
+                         batch_sharpness=values["batch_sharpness"],
+                         divergence_norm=config.divergence_norm)
+
+    return run_cells(config, values, STATS, run, "rel_batch_sharpness")
 
 
 def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, band=0.2,
@@ -175,7 +159,7 @@ def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, ba
                 divergence_norm=divergence_norm)
             for name, value in cell.items():
                 stats[name][i, j] = value
-    regime = _regime(stats, status, band)
+    regime = classify_statistics(stats, status, band, "rel_batch_sharpness")
     dims = ("eta", "batch_size")
     data = {"regime": (dims, regime, flag_attrs("gd")), "status": (dims, status),
             "steps_run": (dims, steps_run)}
