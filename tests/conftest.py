@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 
@@ -25,3 +28,19 @@ def pytest_collection_modifyitems(session, config, items):
     pytest-xdist keeps on one worker (``--dist loadgroup``): the longest chain of the suite
     starts at once while the other workers share the rest."""
     items.sort(key=lambda item: GALLERY.get(item.path.name, len(GALLERY) + 1))  # stable
+
+
+def pytest_sessionstart(session):
+    """Before pytest-xdist starts its workers (its hook runs last), compile the kernels most
+    test files share in one process per worker, each its share (``tests/_warm.py``), so
+    that the workers read them from the cache instead of each compiling all of them."""
+    config = session.config
+    workers = getattr(config.option, "numprocesses", None)
+    if hasattr(config, "workerinput") or not isinstance(workers, int) or workers < 2:
+        return
+    warm = Path(__file__).with_name("_warm.py")
+    processes = [subprocess.Popen([sys.executable, str(warm), str(i), str(workers)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for i in range(workers)]
+    for process in processes:
+        process.wait()

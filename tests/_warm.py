@@ -1,0 +1,77 @@
+"""Compile the kernels most test files share, once, before the test workers start.
+
+With one worker process per core, every worker would otherwise compile the same kernels at
+the same time at the start of the run (measured: 1,530 s of CPU for a 900 s serial suite).
+``tests/conftest.py`` runs this file in one process per worker, each compiling its share of
+the calls below into Numba's on-disk cache, which the workers then read. A call that fails
+here fails again in the tests that make it, with their report; so this file stays quiet.
+
+    python tests/_warm.py INDEX COUNT    (the calls i with i % COUNT == INDEX)
+"""
+
+import sys
+
+import numpy as np
+
+from stabsim import Network, run_gd
+from stabsim.flows import central_flow
+from stabsim.losses import (
+    ManifoldFamily,
+    Minimalist,
+    Quadratic,
+    QuadraticRegression,
+    ScalarNetwork,
+    SelfRegulatingPotential,
+    UVModel,
+)
+from stabsim.maps import run_reduced, run_reduced_ensemble
+from stabsim.maps.adaptive import run_adaptive
+from stabsim.maps.sgd import run_sgd
+from stabsim.sweep.catapult import catapult_sweep
+
+NET = Network((4, 3), data="sine", n_samples=10)
+
+
+def _gd(loss, **kwargs):
+    run_gd(loss, np.full(loss.dim, 0.3), 0.01, 3, **kwargs)
+
+
+def _central(loss):
+    central_flow(loss, np.zeros(loss.dim), 0.01, 5.0)
+
+
+#: the calls, costliest first (cold compile, seconds of CPU), so that a round-robin split
+#: gives each process about the same work
+CALLS = (
+    lambda: run_adaptive(NET, NET.init(seed=0), 0.01, 3),  # ~100
+    lambda: _gd(NET),  # ~80
+    lambda: run_sgd(NET, NET.init(seed=0), 0.01, 3, batch_size=2),
+    lambda: run_reduced_ensemble([0.0, 1e-2], 0.0, 0.05, 1.0, 1.0, 10, stats=True),
+    lambda: run_reduced_ensemble([0.0, 1e-2], 0.0, 0.05, 1.0, 1.0, 10),
+    lambda: run_reduced(1e-2, 0.0, 0.05, 1.0, 1.0, 10),
+    lambda: _gd(QuadraticRegression.random(6, 3, seed=0)),
+    lambda: _gd(QuadraticRegression.random(6, 3, seed=0), eigensolver="eigh"),
+    lambda: run_sgd(QuadraticRegression.random(6, 3, seed=0), np.zeros(6), 0.01, 3,
+                    batch_size=2),
+    lambda: run_adaptive(Quadratic(np.diag([3.0, 1.0, 0.5])), np.ones(3), 0.01, 3),
+    lambda: _gd(Quadratic(np.diag([3.0, 1.0, 0.5]))),
+    lambda: _gd(Minimalist()),
+    lambda: _gd(ScalarNetwork(3)),
+    lambda: _gd(ManifoldFamily([2.0, 0.5], [[1.0, 0.5], [0.3, 0.2]])),
+    lambda: _gd(SelfRegulatingPotential()),
+    lambda: _gd(UVModel(8)),
+    lambda: catapult_sweep([8], [1.0], steps=10),
+    lambda: _central(QuadraticRegression.two_scale(0.01)),
+)
+
+
+def main(index: int, count: int) -> None:
+    for call in CALLS[index::count]:
+        try:
+            call()
+        except Exception:  # noqa: BLE001, S110 (the tests report it)
+            pass
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]))
