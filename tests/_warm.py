@@ -6,7 +6,7 @@ the same time at the start of the run (measured: 1,530 s of CPU for a 900 s seri
 the calls below into Numba's on-disk cache, which the workers then read. A call that fails
 here fails again in the tests that make it, with their report; so this file stays quiet.
 
-    python tests/_warm.py INDEX COUNT    (the calls i with i % COUNT == INDEX)
+    python tests/_warm.py INDEX COUNT    (process INDEX of COUNT: its share of the calls)
 """
 
 import sys
@@ -40,33 +40,44 @@ def _central(loss):
     central_flow(loss, np.zeros(loss.dim), 0.01, 5.0)
 
 
-#: the calls, costliest first (cold compile, seconds of CPU), so that a round-robin split
-#: gives each process about the same work
+#: (seconds of CPU to compile cold, measured roughly, the call): the split gives each process
+#: about the same total
 CALLS = (
-    lambda: run_adaptive(NET, NET.init(seed=0), 0.01, 3),  # ~100
-    lambda: _gd(NET),  # ~80
-    lambda: run_sgd(NET, NET.init(seed=0), 0.01, 3, batch_size=2),
-    lambda: run_reduced_ensemble([0.0, 1e-2], 0.0, 0.05, 1.0, 1.0, 10, stats=True),
-    lambda: run_reduced_ensemble([0.0, 1e-2], 0.0, 0.05, 1.0, 1.0, 10),
-    lambda: run_reduced(1e-2, 0.0, 0.05, 1.0, 1.0, 10),
-    lambda: _gd(QuadraticRegression.random(6, 3, seed=0)),
-    lambda: _gd(QuadraticRegression.random(6, 3, seed=0), eigensolver="eigh"),
-    lambda: run_sgd(QuadraticRegression.random(6, 3, seed=0), np.zeros(6), 0.01, 3,
-                    batch_size=2),
-    lambda: run_adaptive(Quadratic(np.diag([3.0, 1.0, 0.5])), np.ones(3), 0.01, 3),
-    lambda: _gd(Quadratic(np.diag([3.0, 1.0, 0.5]))),
-    lambda: _gd(Minimalist()),
-    lambda: _gd(ScalarNetwork(3)),
-    lambda: _gd(ManifoldFamily([2.0, 0.5], [[1.0, 0.5], [0.3, 0.2]])),
-    lambda: _gd(SelfRegulatingPotential()),
-    lambda: _gd(UVModel(8)),
-    lambda: catapult_sweep([8], [1.0], steps=10),
-    lambda: _central(QuadraticRegression.two_scale(0.01)),
+    (100, lambda: run_adaptive(NET, NET.init(seed=0), 0.01, 3)),
+    (80, lambda: _gd(NET)),
+    (70, lambda: run_sgd(NET, NET.init(seed=0), 0.01, 3, batch_size=2)),
+    (30, lambda: run_reduced_ensemble([0.0, 1e-2], 0.0, 0.05, 1.0, 1.0, 10, stats=True)),
+    (15, lambda: run_reduced_ensemble([0.0, 1e-2], 0.0, 0.05, 1.0, 1.0, 10)),
+    (10, lambda: run_reduced(1e-2, 0.0, 0.05, 1.0, 1.0, 10)),
+    (12, lambda: _gd(QuadraticRegression.random(6, 3, seed=0))),
+    (10, lambda: _gd(QuadraticRegression.random(6, 3, seed=0), eigensolver="eigh")),
+    (25, lambda: run_sgd(QuadraticRegression.random(6, 3, seed=0), np.zeros(6), 0.01, 3,
+                         batch_size=2)),
+    (35, lambda: run_adaptive(Quadratic(np.diag([3.0, 1.0, 0.5])), np.ones(3), 0.01, 3)),
+    (12, lambda: _gd(Quadratic(np.diag([3.0, 1.0, 0.5])))),
+    (10, lambda: _gd(Minimalist())),
+    (10, lambda: _gd(ScalarNetwork(3))),
+    (10, lambda: _gd(ManifoldFamily([2.0, 0.5], [[1.0, 0.5], [0.3, 0.2]]))),
+    (10, lambda: _gd(SelfRegulatingPotential())),
+    (10, lambda: _gd(UVModel(8))),
+    (15, lambda: catapult_sweep([8], [1.0], steps=10)),
+    (10, lambda: _central(QuadraticRegression.two_scale(0.01))),
 )
 
 
+def share(index: int, count: int) -> list:
+    """The calls of process ``index`` of ``count``: costliest first, each to the process
+    with the least work so far."""
+    totals, shares = [0] * count, [[] for _ in range(count)]
+    for cost, call in sorted(CALLS, key=lambda item: -item[0]):
+        least = totals.index(min(totals))
+        totals[least] += cost
+        shares[least].append(call)
+    return shares[index]
+
+
 def main(index: int, count: int) -> None:
-    for call in CALLS[index::count]:
+    for call in share(index, count):
         try:
             call()
         except Exception:  # noqa: BLE001, S110 (the tests report it)
