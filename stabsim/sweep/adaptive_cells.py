@@ -25,7 +25,7 @@ from ..losses import Loss
 from ..losses._base import require_loss
 from ..maps.adaptive import METHODS, run_adaptive
 from .classify import classify_statistics, flag_attrs
-from .gd_cells import run_cells
+from .gd_cells import fill_cells, run_cells
 from .result import SweepResult
 
 STATS = ("initial_loss", "final_loss", "peak_loss", "max_rel_sharpness",
@@ -135,16 +135,9 @@ def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str 
     window = check.positive_float("window", window)
     band = check.positive_float("band", band)
     shape = (etas.size, beta2s.size)
-    stats = {name: np.full(shape, np.nan) for name in STATS}
-    status = np.zeros(shape, np.int8)
-    steps_run = np.zeros(shape, np.int64)
-    for i, eta in enumerate(etas):
-        for j, beta2 in enumerate(beta2s):
-            cell, status[i, j], steps_run[i, j] = _run_cell(
-                loss, theta0, eta, beta2, beta1, eps, method=method, steps=steps,
-                stride=stride, window=window, divergence_norm=divergence_norm)
-            for name, value in cell.items():
-                stats[name][i, j] = value
+    stats, status, steps_run = fill_cells(shape, STATS, np.ndindex(shape), lambda ij: _run_cell(
+        loss, theta0, etas[ij[0]], beta2s[ij[1]], beta1, eps, method=method, steps=steps,
+        stride=stride, window=window, divergence_norm=divergence_norm))
     regime = classify_statistics(stats, status, band)
     dims = ("eta", "beta2")
     ds = xr.Dataset({"regime": (dims, regime, flag_attrs("gd")), "status": (dims, status),

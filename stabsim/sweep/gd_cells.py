@@ -309,14 +309,24 @@ def run_cells(config, values: dict, names, run_cell, ratio: str = "rel_sharpness
     dict
         Name → array over the cells: ``regime``, ``status``, ``steps_run`` and ``names``.
     """
-    n = values["eta"].shape[0]
-    stats = {name: np.full(n, np.nan) for name in names}
-    status = np.zeros(n, np.int8)
-    steps_run = np.zeros(n, np.int64)
-    for loss, cells in cell_losses(config, values):
-        for i in cells:
-            cell, status[i], steps_run[i] = run_cell(loss, cell_start(values, i, loss.dim), i)
-            for name, value in cell.items():
-                stats[name][i] = value
+    groups = cell_losses(config, values)
+    loss_of = {i: loss for loss, cells in groups for i in cells}
+    stats, status, steps_run = fill_cells(
+        values["eta"].shape[0], names, [i for _, cells in groups for i in cells],
+        lambda i: run_cell(loss_of[i], cell_start(values, i, loss_of[i].dim), i))
     return {"regime": classify_statistics(stats, status, config.band, ratio),
             "status": status, "steps_run": steps_run, **stats}
+
+
+def fill_cells(shape, names, indices, run_cell):
+    """The statistics ``names``, status and steps run of the cells ``indices`` of an array of
+    ``shape`` (NaN, 0 where not run), from ``run_cell(index)`` → (statistics dict, status
+    code, steps run)."""
+    stats = {name: np.full(shape, np.nan) for name in names}
+    status = np.zeros(shape, np.int8)
+    steps_run = np.zeros(shape, np.int64)
+    for index in indices:
+        cell, status[index], steps_run[index] = run_cell(index)
+        for name, value in cell.items():
+            stats[name][index] = value
+    return stats, status, steps_run

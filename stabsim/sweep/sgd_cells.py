@@ -35,7 +35,7 @@ from .._export import finish
 from ..losses._base import require_loss
 from ..maps.sgd import run_sgd
 from .classify import classify_statistics, flag_attrs
-from .gd_cells import run_cells
+from .gd_cells import fill_cells, run_cells
 from .result import SweepResult
 
 STATS = ("initial_loss", "final_loss", "peak_loss", "mean_rel_batch_sharpness",
@@ -148,17 +148,10 @@ def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, ba
         raise ValueError(f"window must lie in (0, 1], got {window!r}")
     band = check.positive_float("band", band)
     shape = (etas.size, len(sizes))
-    stats = {name: np.full(shape, np.nan) for name in STATS}
-    status = np.zeros(shape, np.int8)
-    steps_run = np.zeros(shape, np.int64)
-    for i, e in enumerate(etas):
-        for j, b in enumerate(sizes):
-            cell, status[i, j], steps_run[i, j] = _run_cell(
-                loss, theta0, e, b, seed, bs_batches, steps=steps, stride=stride,
-                window=window, replacement=replacement, batch_sharpness=batch_sharpness,
-                divergence_norm=divergence_norm)
-            for name, value in cell.items():
-                stats[name][i, j] = value
+    stats, status, steps_run = fill_cells(shape, STATS, np.ndindex(shape), lambda ij: _run_cell(
+        loss, theta0, etas[ij[0]], sizes[ij[1]], seed, bs_batches, steps=steps, stride=stride,
+        window=window, replacement=replacement, batch_sharpness=batch_sharpness,
+        divergence_norm=divergence_norm))
     regime = classify_statistics(stats, status, band, "rel_batch_sharpness")
     dims = ("eta", "batch_size")
     data = {"regime": (dims, regime, flag_attrs("gd")), "status": (dims, status),
