@@ -169,7 +169,8 @@ def adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish,
             else:
                 for i in range(d):
                     scale[i] = 1.0 / np.sqrt(denom[i])
-                prev_pevec[:] = pevec
+                for i in range(d):
+                    prev_pevec[i] = pevec[i]
                 psharp, presidual, _, pconverged = top_eigenpair(
                     ScaledHessianAt(theta, p, scale, tmp), prev_pevec, pwork,
                     peigen.max_products, peigen.tol, pevec)

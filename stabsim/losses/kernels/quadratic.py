@@ -40,7 +40,9 @@ def grad(theta, p, out):
 @jit
 def hess(theta, p, out):
     """out ← A."""
-    out[:, :] = p.A
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = p.A[i, j]
 
 
 @jit
