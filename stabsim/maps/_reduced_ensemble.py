@@ -258,7 +258,7 @@ def _block_order(b, nb):
 
 @jit(parallel=True)
 def ensemble_final(eta, ea, hb, alpha, beta, t0, t1, last, stride, x_out, y_out, rec_x, rec_y,
-                   status, stop):
+                   column, status, stop):
     """Steps ``t0 ≤ t < t1`` of n trajectories of the reduced map (1-D inputs of length n).
 
     The trajectories with ``status`` RUNNING start from ``x_out, y_out`` (the starts, for
@@ -267,7 +267,9 @@ def ensemble_final(eta, ea, hb, alpha, beta, t0, t1, last, stride, x_out, y_out,
     ``t1`` is checked too and every running trajectory gets its final status (OK,
     NONFINITE or LEFT_DOMAIN) and ``stop = t1``. With ``stride > 0`` the states at steps
     ``0, stride, 2 stride, …`` go into the rows of ``rec_x, rec_y`` (NaN from a failed
-    trajectory's stop step on; rows a trajectory never reaches are not written).
+    trajectory's stop step on; rows a trajectory never reaches are not written), trajectory
+    ``i`` in column ``column + i``: the caller passes whole record arrays, so that the
+    kernel is compiled for one array layout whether or not a call holds every trajectory.
     """
     n = eta.shape[0]
     nb = (n + BLOCK - 1) // BLOCK
@@ -275,8 +277,9 @@ def ensemble_final(eta, ea, hb, alpha, beta, t0, t1, last, stride, x_out, y_out,
         lo = _block_order(b, nb) * BLOCK
         hi = min(lo + BLOCK, n)
         _final_block(eta[lo:hi], ea[lo:hi], hb[lo:hi], alpha[lo:hi], beta[lo:hi], t0, t1,
-                     last, stride, x_out[lo:hi], y_out[lo:hi], rec_x[:, lo:hi],
-                     rec_y[:, lo:hi], status[lo:hi], stop[lo:hi])
+                     last, stride, x_out[lo:hi], y_out[lo:hi],
+                     rec_x[:, column + lo:column + hi], rec_y[:, column + lo:column + hi],
+                     status[lo:hi], stop[lo:hi])
 
 
 @jit
@@ -519,8 +522,8 @@ def _stats_block(eta, ea, hb, alpha, beta, t0, t1, last, stride, target, x_out, 
 
 @jit(parallel=True)
 def ensemble_stats(eta, ea, hb, alpha, beta, t0, t1, last, stride, target, x_out, y_out, rec_x,
-                   rec_y, status, stop, state, n_bound, y_max, y_min, x2_max, blowup, b_step,
-                   b_h, c_len, c_mean):
+                   rec_y, column, status, stop, state, n_bound, y_max, y_min, x2_max, blowup,
+                   b_step, b_h, c_len, c_mean):
     """Like :func:`ensemble_final`, plus each trajectory's statistics (``walk``'s).
 
     ``state`` (n × ``STATE_SIZE``) holds each trajectory's state vector between calls
@@ -538,8 +541,9 @@ def ensemble_stats(eta, ea, hb, alpha, beta, t0, t1, last, stride, target, x_out
         lo = _block_order(b, nb) * STATS_BLOCK
         hi = min(lo + STATS_BLOCK, n)
         _stats_block(eta[lo:hi], ea[lo:hi], hb[lo:hi], alpha[lo:hi], beta[lo:hi], t0, t1, last,
-                     stride, target, x_out[lo:hi], y_out[lo:hi], rec_x[:, lo:hi],
-                     rec_y[:, lo:hi], status[lo:hi], stop[lo:hi], state[lo:hi],
+                     stride, target, x_out[lo:hi], y_out[lo:hi],
+                     rec_x[:, column + lo:column + hi], rec_y[:, column + lo:column + hi],
+                     status[lo:hi], stop[lo:hi], state[lo:hi],
                      n_bound[lo:hi], y_max[lo:hi], y_min[lo:hi], x2_max[lo:hi],
                      blowup[lo:hi], b_step[lo:hi], b_h[lo:hi], c_len[lo:hi], c_mean[lo:hi])
 

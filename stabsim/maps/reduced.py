@@ -219,7 +219,9 @@ def _broadcast(values):
             raise ValueError(
                 f"{name} has shape {a.shape}, which does not broadcast with the shape "
                 f"{shape} of the arguments before it") from None
-    flat = [np.ascontiguousarray(np.broadcast_to(a, shape)).ravel() for a in arrays]
+    # copies, writable like the kernels' other inputs (a read-only array is another type
+    # for Numba, and another compilation of every kernel)
+    flat = [np.array(np.broadcast_to(a, shape)).ravel() for a in arrays]
     return shape, flat
 
 
@@ -315,13 +317,13 @@ def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride
             t1 = min(t0 + span, steps)
             inputs = (eta[c], ea[c], hb[c], alpha[c], beta[c], t0, t1, t1 == steps, stride_i)
             if stats:
-                ensemble_stats(*inputs, target, x_out[c], y_out[c], rec_x[:, c], rec_y[:, c],
+                ensemble_stats(*inputs, target, x_out[c], y_out[c], rec_x, rec_y, k,
                                status[c], stop[c], state[c], cyc.n_boundaries[c],
                                cyc.y_max[c], cyc.y_min[c], cyc.max_abs_x[c],
                                cyc.first_blowup[c], cyc.boundary_step[c], cyc.boundary_H[c],
                                cyc.cycle_length[c], cyc.cycle_mean_x2[c])
             else:
-                ensemble_final(*inputs, x_out[c], y_out[c], rec_x[:, c], rec_y[:, c],
+                ensemble_final(*inputs, x_out[c], y_out[c], rec_x, rec_y, k,
                                status[c], stop[c])
             if t1 == steps:
                 break
