@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from stabsim import Network, run_gd
+from stabsim import Network, compare, run_gd, sharpness
 from stabsim.flows import central_flow
 from stabsim.losses import (
     ManifoldFamily,
@@ -38,6 +38,11 @@ def _gd(loss, **kwargs):
 
 def _central(loss):
     central_flow(loss, np.zeros(loss.dim), 0.01, 5.0)
+
+
+def _compare(loss, theta0):
+    """``compare`` at η = 2.2/S(θ₀): GD is past 2/η at once, so every prediction (θ† too) runs."""
+    compare(loss, theta0, 2.2 / sharpness(loss, theta0), 5, warn=False)
 
 
 def _network_gd():
@@ -67,6 +72,8 @@ CALLS = (
     (7, lambda: _gd(ManifoldFamily([2.0, 0.5], [[1.0, 0.5], [0.3, 0.2]]))),
     (8, lambda: _gd(SelfRegulatingPotential())),
     (5, lambda: _central(QuadraticRegression.two_scale(0.01))),
+    (48, lambda: _compare(NET, NET.init(seed=0))),
+    (12, lambda: _compare(QuadraticRegression.two_scale(0.01), np.zeros(6))),
 )
 
 
