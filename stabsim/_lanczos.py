@@ -216,27 +216,35 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
 
 
 @inline(always=True)
-def top_of_2x2(a, b, c, vec_out):
+def top_of_2x2(a, b, c):
     """Top eigenpair of [[a, b], [b, c]]: λ = m + r with m = (a + c)/2, r = hypot((a − c)/2, b).
 
     The eigenvector (b, λ − a) (or (λ − c, b)) is formed from whichever of λ − a = r − h and
     λ − c = r + h (h = (a − c)/2) is the sum of non-negative terms, so nothing cancels.
+    Returns (λ, x, y) with (x, y) the unit eigenvector, x ≥ 0. Scalars in and out: a helper
+    that takes an array costs two atomic reference-count updates in a step's hot loop.
     """
     h = 0.5 * (a - c)
-    r = np.hypot(h, b)
+    r = hypot(h, b)
     if r == 0.0:  # a multiple of the identity: any vector
-        vec_out[0] = 1.0
-        vec_out[1] = 0.0
-        return a
+        return a, 1.0, 0.0
     if h >= 0.0:  # λ − c = r + h ≥ r: the eigenvector (λ − c, b)
         x, y = r + h, b
     else:  # λ − a = r − h ≥ r: the eigenvector (b, λ − a)
         x, y = b, r - h
-    n = np.hypot(x, y)
-    sign = 1.0 if x >= 0.0 else -1.0
-    vec_out[0] = sign * x / n
-    vec_out[1] = sign * y / n
-    return 0.5 * (a + c) + r
+    n = hypot(x, y) if x >= 0.0 else -hypot(x, y)
+    return 0.5 * (a + c) + r, x / n, y / n
+
+
+@inline(always=True)
+def hypot(a, b):
+    """sqrt(a² + b²) without overflow or underflow: the square root of the sum (within about
+    one unit in the last place) unless a square leaves [1e-290, 1e290], then ``np.hypot``,
+    a libm call that cost more than the rest of a 2 × 2 GD step together."""
+    s = a * a + b * b
+    if 1e-290 < s < 1e290:
+        return np.sqrt(s)
+    return np.hypot(a, b)
 
 
 @inline
@@ -256,7 +264,8 @@ def tridiagonal_top(diag, offdiag, k, vec_out):
         vec_out[0] = 1.0
         return diag[0]
     if k == 2:
-        return top_of_2x2(diag[0], offdiag[0], diag[1], vec_out)
+        lam, vec_out[0], vec_out[1] = top_of_2x2(diag[0], offdiag[0], diag[1])
+        return lam
     lo = np.inf
     hi = -np.inf
     for i in range(k):

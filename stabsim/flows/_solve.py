@@ -36,11 +36,16 @@ class FlowResult(Result):
         Time at which the integration ended: the horizon, a terminal event, the crossing
         of ``divergence_norm``, or the last time the integrator reached before a
         non-finite right-hand side or a failure stopped it.
+    stop_state : ndarray or None
+        The state at ``stop_step`` when a terminal event ended the run (the crossing of
+        ``divergence_norm`` included), located on the integrator's interpolant; None
+        otherwise. It is saved in ``trajectory`` only if ``stop_step`` is a save time.
     """
 
     step: np.ndarray
     trajectory: np.ndarray
     stop_step: float = dataclasses.field(default=np.nan, kw_only=True)
+    stop_state: np.ndarray | None = dataclasses.field(default=None, kw_only=True)
 
     @property
     def theta(self) -> np.ndarray | None:
@@ -119,11 +124,12 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
         parameters = {"t_end": t_end, "integrator": integrator, "rtol": options["rtol"],
                       "atol": options["atol"], "divergence_norm": divergence_norm}
 
-    def result(t, states, status, message, counters, stop):
+    def result(t, states, status, message, counters, stop, stop_state=None):
         # the integrator's own message explains a failure; an OK run needs none
         return FlowResult(status=status, detail=None if status is Status.OK else message,
                           counters={"rhs_evals": counters[0], "jacobian_evals": counters[1]},
-                          parameters=parameters, step=t, trajectory=states, stop_step=stop)
+                          parameters=parameters, step=t, trajectory=states, stop_step=stop,
+                          stop_state=stop_state)
 
     if _norm(y0) >= divergence_norm:
         raise ValueError(f"the start has norm {_norm(y0):.6g}, not below "
@@ -196,10 +202,11 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
     if sol.status == 1 and sol.t_events[0].size:
         t_stop = float(sol.t_events[0][0])
         message = f"|state| reached divergence_norm = {divergence_norm:.6g} at t = {t_stop:.10g}"
-        return result(t, states, Status.DIVERGED, message, counters, t_stop)
+        return result(t, states, Status.DIVERGED, message, counters, t_stop, sol.y_events[0][0])
     if sol.status == 1:  # another terminal event
-        t_stop = float(next(te[0] for te in sol.t_events if te.size))
-        return result(t, states, Status.OK, sol.message, counters, t_stop)
+        fired = next(k for k, te in enumerate(sol.t_events) if te.size)
+        return result(t, states, Status.OK, sol.message, counters,
+                      float(sol.t_events[fired][0]), sol.y_events[fired][0])
     if sol.status == 0:
         return result(t, states, Status.OK, sol.message, counters, t_end)
     t_stop = reached[0]

@@ -273,9 +273,9 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
     number m ≤ k of top eigenvalues held at 2/η (the SDCP re-solved at every right-hand-side
     evaluation, see "k critical eigenvalues" in the module docstring), and the events are
     λ_{m+1} reaching 2/η (m → m + 1) and λ_m falling below (1 − ``exit_band``)·2/η
-    (m → m − 1). Each branch is integrated once to find its switching time and once more to
-    save the states at the record times. A start with eigenvalues ≥ 2/η begins with those
-    eigenvalues held at their initial values.
+    (m → m − 1). Each branch is integrated once, to its switching time, with the states at the
+    record times read off the integrator's interpolant. A start with eigenvalues ≥ 2/η begins
+    with those eigenvalues held at their initial values.
 
     Parameters
     ----------
@@ -367,32 +367,22 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
             event.terminal, event.direction = True, direction
             events.append(event)
         rhs = _shifted(rhs, t0)
-        # pass 1: where does this branch end? (the last solver state is the event state;
-        # a run that diverged or turned non-finite ends there too)
-        probe = solve_flow(rhs, w0, t_end - t0, events=events, divergence_norm=divergence_norm,
-                           **solver)
-        nfev += probe.counters["rhs_evals"]
-        njev += probe.counters["jacobian_evals"]
-        t_stop = t_end if probe.stop_step >= t_end - t0 else t0 + probe.stop_step
-        switched = probe.success and t_stop < t_end
-        # pass 2: the states at the requested times within [t0, t_stop] (without t_stop
-        # after a switch: the next branch saves it)
-        times = t_eval[(t_eval >= t0) & ((t_eval < t_stop) if switched else (t_eval <= t_stop))]
-        if times.size:
-            if t_stop > t0:
-                part = solve_flow(rhs, w0, t_stop - t0, t_eval=times - t0, **solver)
-                nfev += part.counters["rhs_evals"]
-                njev += part.counters["jacobian_evals"]
-                saved_t.append(part.step + t0)
-                saved_w.append(part.trajectory)
-            else:
-                part = probe
-                saved_t.append(np.array([t0]))
-                saved_w.append(w0[None, :])
+        # one pass: the states at the save times from t0 on, up to the event that ends the
+        # branch (a run that diverged or turned non-finite ends there too)
+        run = solve_flow(rhs, w0, t_end - t0, t_eval=t_eval[t_eval >= t0] - t0, events=events,
+                         divergence_norm=divergence_norm, **solver)
+        nfev += run.counters["rhs_evals"]
+        njev += run.counters["jacobian_evals"]
+        t_stop = t_end if run.stop_step >= t_end - t0 else t0 + run.stop_step
+        switched = run.success and t_stop < t_end
+        # without t_stop after a switch: the next branch saves it
+        keep = run.step + t0 < t_stop if switched else run.step + t0 <= t_stop
+        if keep.any():
+            saved_t.append(run.step[keep] + t0)
+            saved_w.append(run.trajectory[keep])
             saved_branch.append(np.full(saved_t[-1].shape[0], branch))
-            status, message = part.status, part.detail
-        if not probe.success:
-            status, message = probe.status, probe.detail
+        status, message = run.status, run.detail
+        if not run.success:
             break
         if not switched:
             break
@@ -401,9 +391,9 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
             status, message = Status.MAX_STEPS, f"at t = {t_stop:.10g}"
             break
         # the event that fired is the one whose function is (closest to) zero at the stop
-        fired = min(plan, key=lambda item: abs(item[0](t_stop, probe.theta)))
+        fired = min(plan, key=lambda item: abs(item[0](t_stop, run.stop_state)))
         (entries if fired[2] > branch else exits).append(t_stop)
-        t0, w0, branch = t_stop, probe.theta, fired[2]
+        t0, w0, branch = t_stop, run.stop_state, fired[2]
 
     t = np.concatenate(saved_t) if saved_t else np.empty(0)
     states = np.concatenate(saved_w) if saved_w else np.empty((0, theta0.shape[0]))

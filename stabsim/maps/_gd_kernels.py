@@ -240,8 +240,17 @@ def _measure_impl(eigen, theta, p, work, evec):
         return lambda eigen, theta, p, work, evec: (
             _dense_top(work.hess, work.factor, evec, eigen.n_top, work.top), True, 0)
     if _is(eigen, TinyDense):
-        return lambda eigen, theta, p, work, evec: (
-            _tiny_top(work.hess, work.factor, evec, work.top), True, 0)
+        def tiny(eigen, theta, p, work, evec):
+            # straight-line array code, the branches on scalars only: see _tiny_top
+            last = evec.shape[0] - 1
+            a, b, c = _tiny_entries(work.hess, work.factor)
+            residual, lam, x, y = _tiny_top(a, b, c, last == 1, evec[0], evec[last])
+            work.top[0] = lam
+            evec[last] = y
+            evec[0] = x
+            return residual, True, 0
+
+        return tiny
     if _is(eigen, MatrixFree):
         def matrix_free(eigen, theta, p, work, evec):
             scale_into(work.prev_evec, evec, 1.0)
@@ -265,32 +274,44 @@ def _measure_impl(eigen, theta, p, work, evec):
 
 
 @inline(always=True)
-def _tiny_top(hess_buf, factor, evec, top_out):
-    """Top eigenpair of the 1 × 1 or 2 × 2 matrix ``hess_buf + factorᵀ factor`` in closed
-    form (:func:`stabsim._lanczos.top_of_2x2`); ``evec`` signed to agree with its previous
-    value. Returns 0, or NaN for a non-finite matrix.
+def _tiny_entries(hess_buf, factor):
+    """(a, b, c) of the matrix [[a, b], [b, c]] = ``hess_buf + factorᵀ factor`` (2 × 2), or
+    a of the 1 × 1 one (then b = c = a).
 
-    Only the sum's entries are checked: a NaN or ±inf entry F_ki of the factor makes the
-    diagonal entry (i, i) of FᵀF NaN or +inf, and a non-finite entry of ``hess_buf`` stays
-    non-finite whatever is added to it. Written without loops, so that it is inlined into
-    the step (a call costs more than the whole 2 × 2 solve)."""
-    if factor.shape[0] > 0:
-        add_gram(hess_buf, factor)
-    if hess_buf.shape[0] == 1:
-        if not np.isfinite(hess_buf[0, 0]):
-            return np.nan
-        top_out[0] = hess_buf[0, 0]
-        evec[0] = 1.0 if evec[0] >= 0.0 else -1.0
-        return 0.0
-    a, b, c = hess_buf[0, 0], 0.5 * (hess_buf[0, 1] + hess_buf[1, 0]), hess_buf[1, 1]
-    if not (np.isfinite(a) and np.isfinite(b) and np.isfinite(c)):  # b is NaN if either is
-        return np.nan
-    previous0, previous1 = evec[0], evec[1]
-    top_out[0] = top_of_2x2(a, b, c, evec)
-    if evec[0] * previous0 + evec[1] * previous1 < 0.0:
-        evec[0] = -evec[0]
-        evec[1] = -evec[1]
-    return 0.0
+    Straight-line array code: the compiler removes the atomic reference-count updates of
+    the arrays an inlined helper takes only when no branch or call separates them, and they
+    cost more than the whole 2 × 2 solve. Only the sum's entries need checking for
+    finiteness: a NaN or ±inf entry F_ki of the factor makes the diagonal entry (i, i) of FᵀF
+    NaN or +inf, and a non-finite entry of ``hess_buf`` stays non-finite whatever is added.
+    """
+    last = hess_buf.shape[0] - 1
+    a = hess_buf[0, 0]
+    b = 0.5 * (hess_buf[0, last] + hess_buf[last, 0])
+    c = hess_buf[last, last]
+    for k in range(factor.shape[0]):
+        f0 = factor[k, 0]
+        f1 = factor[k, last]
+        a += f0 * f0
+        b += f0 * f1
+        c += f1 * f1
+    return a, b, c
+
+
+@inline(always=True)
+def _tiny_top(a, b, c, two, e0, e1):
+    """Top eigenpair of [[a, b], [b, c]] (``two``) or of [[a]] in closed form
+    (:func:`stabsim._lanczos.top_of_2x2`), the unit eigenvector (x, y) signed to agree with
+    the previous one (e0, e1) (for 1 × 1, y = x). Returns (0, λ, x, y), or NaN for the
+    residual and λ of a non-finite matrix (b is NaN if a or c is)."""
+    if not (np.isfinite(a) and np.isfinite(b) and np.isfinite(c)):
+        return np.nan, np.nan, e0, e1
+    if not two:
+        x = 1.0 if e0 >= 0.0 else -1.0
+        return 0.0, a, x, x
+    lam, x, y = top_of_2x2(a, b, c)
+    if x * e0 + y * e1 < 0.0:
+        return 0.0, lam, -x, -y
+    return 0.0, lam, x, y
 
 
 @inline

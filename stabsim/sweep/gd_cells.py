@@ -210,16 +210,20 @@ def _user_loss(name: str, params: dict):
     return loss
 
 
-def cell_start(values, i, dim):
-    """θ0 of cell i: ``scale * theta0``, or ``scale`` times a random unit vector."""
-    scale = float(values["scale"][i])
+def cell_starts(values, cells, dim):
+    """θ0 of the cells ``cells``, shape (len(cells), dim): ``scale * theta0``, or ``scale``
+    times a random unit vector drawn from the cell's ``seed``."""
+    scale = np.asarray(values["scale"], dtype=np.float64)[np.asarray(cells, dtype=np.int64)]
     direction = values["theta0"]
     if isinstance(direction, str):
-        z = np.random.default_rng(int(values["seed"][i])).standard_normal(dim)
-        return scale * z / np.linalg.norm(z)
+        starts = np.empty((scale.shape[0], dim))
+        for row, i in enumerate(cells):
+            z = np.random.default_rng(int(values["seed"][i])).standard_normal(dim)
+            starts[row] = scale[row] * z / np.linalg.norm(z)
+        return starts
     if len(direction) != dim:
         raise ValueError(f"theta0 has length {len(direction)}, but the loss has dimension {dim}")
-    return scale * np.asarray(direction, dtype=np.float64)
+    return scale[:, None] * np.asarray(direction, dtype=np.float64)[None, :]
 
 
 def cell_losses(config, values: dict) -> list:
@@ -232,8 +236,15 @@ def cell_losses(config, values: dict) -> list:
         order of first use): the loss, and the positions of the cells that use it.
     """
     distinct = {}  # JSON of the loss parameters → (loss, its cells)
+    keys = {}  # the same for the parameters' items, where hashable: much faster than JSON
     for i, family in enumerate(values["loss"]):
-        key = json.dumps(family, sort_keys=True)
+        try:
+            items = tuple(sorted(family.items()))
+            key = keys.get(items)
+            if key is None:
+                key = keys[items] = json.dumps(family, sort_keys=True)
+        except TypeError:  # a list or dict value
+            key = json.dumps(family, sort_keys=True)
         if key not in distinct:
             distinct[key] = (build_loss(config.loss["name"], family), [])
         distinct[key][1].append(i)
@@ -257,21 +268,21 @@ def gd_cells(config, values: dict) -> dict:
     """
     n = values["eta"].shape[0]
     distinct = cell_losses(config, values)
-    loss_min = np.zeros(n)
-    base = np.zeros(n)
-    for loss, cells in distinct:
-        for i in cells:
-            loss_min[i] = resolve_loss_min(loss, config.method)
-            if config.method in ("gd", "heavy_ball", "nesterov"):
-                base[i] = 2.0 / stability_threshold(values["eta"][i], config.method,
-                                                    values["momentum"][i])
     eta = np.ascontiguousarray(values["eta"], dtype=np.float64)
     momentum = np.ascontiguousarray(values["momentum"], dtype=np.float64)
+    loss_min = np.zeros(n)
+    for loss, cells in distinct:
+        loss_min[cells] = resolve_loss_min(loss, config.method)
+    base = np.zeros(n)
+    if config.method in ("gd", "heavy_ball", "nesterov"):
+        pairs, cell_pair = np.unique(np.stack([eta, momentum], axis=1), axis=0,
+                                     return_inverse=True)
+        base = np.array([2.0 / stability_threshold(e, config.method, m)
+                         for e, m in pairs])[cell_pair.ravel()]
     out_float = np.empty((n, len(FLOAT_STATS)))
     out_int = np.empty((n, len(INT_STATS)), np.int64)
     for loss, cells in distinct:
-        theta0 = np.array([cell_start(values, i, loss.dim) for i in cells]).reshape(
-            len(cells), loss.dim)
+        theta0 = cell_starts(values, cells, loss.dim)
         eigen = eigen_config(loss, "auto", 1, EIG_TOL, EIG_MAX_PRODUCTS)
         kernel = engine_for(gd_cells_kernel, loss.family)
         cells = np.array(cells, np.int64)
@@ -313,7 +324,7 @@ def run_cells(config, values: dict, names, run_cell, ratio: str = "rel_sharpness
     loss_of = {i: loss for loss, cells in groups for i in cells}
     stats, status, steps_run = fill_cells(
         values["eta"].shape[0], names, [i for _, cells in groups for i in cells],
-        lambda i: run_cell(loss_of[i], cell_start(values, i, loss_of[i].dim), i))
+        lambda i: run_cell(loss_of[i], cell_starts(values, [i], loss_of[i].dim)[0], i))
     return {"regime": classify_statistics(stats, status, config.band, ratio),
             "status": status, "steps_run": steps_run, **stats}
 

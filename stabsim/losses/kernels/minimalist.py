@@ -82,6 +82,24 @@ def d3(theta, p, u, v, out):
     out[1] = txxy * u[0] * v[0] + txyy * (u[0] * v[1] + u[1] * v[0]) + tyyy * u[1] * v[1]
 
 
+@jit
+def hessian_parts(theta, p, grad_out, hess_out, factor_out):
+    """ℓ, grad_out ← ∇ℓ and hess_out ← ∇²ℓ in one pass (the sweep's per-step call)."""
+    x = theta[0]
+    y = theta[1]
+    q = x * y
+    r = q * q - 1.0
+    grad_out[0] = r * q * y
+    grad_out[1] = r * q * x
+    hxx, hxy, hyy = _hessian_entries(x, y)
+    hess_out[0, 0] = hxx
+    hess_out[0, 1] = hxy
+    hess_out[1, 0] = hxy
+    hess_out[1, 1] = hyy
+    return 0.25 * r * r
+
+
 FAMILY = register_family(
-    MinimalistParams, value=value, grad=grad, hvp=hvp, d3=d3, hess=hess
+    MinimalistParams, value=value, grad=grad, hvp=hvp, d3=d3, hess=hess,
+    hessian_parts=hessian_parts,
 )
