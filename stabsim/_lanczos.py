@@ -14,7 +14,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._jit import inline
+from ._jit import inline, jit
 from ._linalg import apply_sum, dot, scale_into
 from .losses._protocol import hvp as loss_hvp
 
@@ -89,6 +89,9 @@ def lanczos_work(d, restart):
     return LanczosWork(np.empty((m, d)), np.zeros(m), np.zeros(m), np.zeros(m), np.empty(d),
                        np.empty(d))
 
+
+#: restart length of the engines' Lanczos: the basis holds this many vectors of length d
+LANCZOS_RESTART = 20
 
 #: weight of the fixed vector :func:`mix_vector` in every start (see :func:`top_eigenpair`)
 START_MIX = 1e-3
@@ -315,3 +318,12 @@ def tridiagonal_top(diag, offdiag, k, vec_out):
     if vec[0] < 0.0:
         scale_into(vec, vec, -1.0)
     return lam
+
+
+@jit
+def hessian_top_eigenpair(p, theta, v0, max_products, tol, vec_out):
+    """:func:`top_eigenpair` of ∇²L(θ) on Hessian-vector products of the loss of record ``p``
+    (basis of ``LANCZOS_RESTART`` vectors): the engines' measurement as an entry point from Python,
+    compiled once per loss family (through ``stabsim.losses._engines.engine_for``)."""
+    work = lanczos_work(theta.shape[0], LANCZOS_RESTART)
+    return top_eigenpair(HessianAt(theta, p), v0, work, max_products, tol, vec_out)

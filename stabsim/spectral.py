@@ -85,8 +85,10 @@ def _hessian_operator(loss: Loss, theta):
     non-finite product raises :class:`NonFiniteError`."""
     from scipy.sparse.linalg import LinearOperator
 
+    hvp = loss._hvp_at(theta)
+
     def product(v):
-        out = loss.hvp(theta, np.ravel(v))
+        out = hvp(v)
         if not np.all(np.isfinite(out)):
             raise NonFiniteError("a Hessian-vector product at theta is NaN or inf "
                                  "(status NONFINITE): its eigenpairs are undefined")
@@ -163,6 +165,52 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, eigensolver: str = "auto", 
         for i in range(k)
     ])
     return Eigenpairs(np.asarray(values, dtype=float), vectors, residuals, eigensolver)
+
+
+#: Hessian-vector products :func:`tracked_top_eigenpair` allows one Lanczos call
+TRACKED_MAX_PRODUCTS = 1000
+
+
+def tracked_top_eigenpair(loss: Loss, theta: np.ndarray, v0: np.ndarray | None = None, *,
+                          tol: float = 1e-13) -> tuple[float, np.ndarray]:
+    """S(θ) and the unit top eigenvector u(θ) at a point of a trajectory (flows' inner loop).
+
+    Warm-started, restarted Lanczos on Hessian-vector products, compiled
+    (:func:`stabsim._lanczos.top_eigenpair`, the GD engine's measurement, with its start mix
+    that finds a top eigenvalue the previous vector cannot see), stopped at residual
+    |H u − S u| ≤ ``tol``·|H|, from ``v0`` (the previous u, also the sign reference):
+    10–11 products a call along the central flow of the 1-6-6-6-1 network (the start mix has
+    to be cleared whatever the warm start), where ARPACK's ``eigsh`` fills its 20-vector
+    basis at every call and is called from Python product by product. Families that prefer
+    the dense Hessian, and d ≤ ``SMALL_DIM``, take
+    :func:`top_eigenpairs` (``eigh``, exact to round-off: a symmetry of a small model that
+    keeps u in a subspace keeps it there exactly); a Lanczos run that uses
+    ``TRACKED_MAX_PRODUCTS`` products without meeting ``tol`` is repeated by ARPACK. No input
+    checks: for callers that hold a checked θ.
+
+    Raises
+    ------
+    NonFiniteError
+        When the Hessian at θ has a NaN or inf entry.
+    """
+    from ._lanczos import hessian_top_eigenpair
+    from .losses._engines import engine_for
+
+    if loss.dim <= SMALL_DIM or loss.family.prefers_dense:
+        pairs = top_eigenpairs(loss, theta, 1, v0=v0, tol=tol)
+        return float(pairs.values[0]), pairs.vectors[:, 0]
+    theta = np.ascontiguousarray(theta, dtype=np.float64)
+    start = np.zeros(loss.dim) if v0 is None else np.ascontiguousarray(v0, dtype=np.float64)
+    u = np.empty(loss.dim)
+    kernel = engine_for(hessian_top_eigenpair, loss.family)
+    lam, _, _, converged = kernel(loss.params, theta, start, TRACKED_MAX_PRODUCTS, tol, u)
+    if not np.isfinite(lam):
+        raise NonFiniteError("the Hessian at theta has NaN or inf entries (status NONFINITE): "
+                             "its eigenpairs are undefined")
+    if not converged:
+        pairs = top_eigenpairs(loss, theta, 1, eigensolver="lanczos", v0=u, tol=tol)
+        return float(pairs.values[0]), pairs.vectors[:, 0]
+    return float(lam), u
 
 
 def sharpness(loss: Loss, theta, **kwargs) -> float:

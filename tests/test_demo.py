@@ -29,6 +29,11 @@ def test_demo_writes_report_figures_and_data(tmp_path, capsys):
     assert dagger.attrs["status"] == "OK"
     assert dagger.sizes["step"] == 2000 - gd.attrs["crossing_step"] + 1
     assert "| network θ† | RMS" in report and "| network θ† | cycle-mean excess loss" in report
+    # and the central flow over the same steps (saved at every step)
+    central = xr.open_dataset(out / "network_central_flow.nc")
+    assert central.attrs["status"] == "OK"
+    assert central.sizes["step"] == 2000 - gd.attrs["crossing_step"] + 1
+    assert "| network central flow | cycle-mean excess loss over the central flow" in report
 
 
 def test_cli_without_command_prints_help(capsys):
@@ -38,8 +43,11 @@ def test_cli_without_command_prints_help(capsys):
 
 def test_network_checks_fail_when_gd_stops_before_the_edge_of_stability(tmp_path):
     """Each network check can fail: 200 steps end before the crossing at step ~500, so there
-    is no sharpening phase of 300 steps, no EoS window, no whole cycle and no θ†."""
+    is no sharpening phase of 300 steps, no EoS window, no whole cycle, no θ† and no central
+    flow."""
     findings, _ = network_edge_of_stability(tmp_path, steps=200)
-    assert len(findings) == 5 and not any(f.holds for f in findings)
-    assert all("never reached" in f.measured for f in findings if f.experiment == "network θ†")
+    assert len(findings) == 7 and not any(f.holds for f in findings)
+    assert all("never reached" in f.measured for f in findings
+               if f.experiment in ("network θ†", "network central flow"))
     assert not (tmp_path / "network_dagger.nc").exists()
+    assert not (tmp_path / "network_central_flow.nc").exists()

@@ -10,7 +10,7 @@ import numpy as np
 from .._export import write_netcdf
 from ..compare_manifold import compare_manifold_flow
 from ..comparison import compare, whole_cycles
-from ..flows import gradient_flow
+from ..flows import central_flow, gradient_flow
 from ..losses import (
     ManifoldFamily,
     Network,
@@ -84,16 +84,15 @@ def network_edge_of_stability(out, steps=HEADLINE_STEPS):
       fails if the oscillation along u is not the self-stabilised one of size δ, or if θ†
       leaves the boundary S = 2/η, α ≤ 0).
 
-    The central flow is not drawn, because it is too slow for the demo, not because it
-    needs a dense Hessian (it is matrix-free). On this network it costs 52 s of process time
-    (kernels compiled) from θ₀ to step 2000: 48,222 right-hand sides at the default
-    rtol = 1e-10 (each branch integrated twice, to find the switch and then to save), each a
-    Lanczos solve for the top two eigenpairs to 1e-13 on Hessian-vector products plus
-    ∇³L[u, u], about 1.1 ms against 35 µs for a right-hand side of gradient flow (33,735 of
-    them, 1.2 s); started at GD's crossing it needs 33,186. θ† from the crossing costs 14 s
-    (1494 steps, 5604 projection iterations, 9.3 ms a step), GD 0.4 s. Notebook 08 runs the
-    central flow (``stabsim.compare``): over whole cycles GD's mean excess loss over it is
-    0.00828 against σ²/η = 0.00842, and GD is 0.059 (RMS) from it.
+    The central flow (docs/theory.md §3) from the same crossing is drawn too, with the same
+    two checks over the same cycles: GD follows it (RMS |θ − w| below a third of the
+    distance to gradient flow), and the cycle-mean loss is its prediction L(w) + σ²/η: GD's
+    mean excess loss over L(w) against the mean of σ²/η, within 15% (Cohen et al.'s
+    time-average claim, checked to the same leading-order tolerance; fails if GD's
+    oscillation is not the one the flow's σ² describes). On this network the flow from the
+    crossing costs about 6 s of process time (18,363 right-hand sides at the default
+    rtol = 1e-10, each a warm-started Lanczos solve for the top eigenpair on Hessian-vector
+    products plus ∇³L[u, u]), θ† about 8 s, GD 0.4 s.
     """
     net = Network(**HEADLINE_NETWORK)
     eta = HEADLINE_ETA
@@ -102,10 +101,12 @@ def network_edge_of_stability(out, steps=HEADLINE_STEPS):
     write_netcdf(result.to_xarray(), out / "network_eos.nc")
     flow = gradient_flow(net, theta0, eta, steps, stride=1)
     crossing = result.crossing_step
-    dagger = None
+    dagger = central = None
     if crossing is not None:
         dagger = dagger_trajectory(net, result.trajectory[crossing], eta, steps - crossing)
         write_netcdf(dagger.to_xarray(), out / "network_dagger.nc")
+        central = central_flow(net, result.trajectory[crossing], eta, steps - crossing)
+        write_netcdf(central.to_xarray(), out / "network_central_flow.nc")
     fig = plot_loss_and_sharpness(result)
     loss_ax, sharp_ax = fig.axes
     pairs_all = 0.5 * (result.sharpness[1:, 0] + result.sharpness[:-1, 0])
@@ -120,6 +121,11 @@ def network_edge_of_stability(out, steps=HEADLINE_STEPS):
         loss_ax.plot(dagger_steps, dagger.loss, lw=1.0, ls="--", color="C3", label="θ†")
         sharp_ax.plot(dagger_steps, dagger.sharpness, lw=1.0, ls="--", color="C3",
                       label="θ†")
+    if central is not None:
+        loss_ax.plot(crossing + central.step, central.predicted_loss, lw=1.0, ls="-.",
+                     color="C2", label="central flow, L(w) + σ²/η")
+        sharp_ax.plot(crossing + central.step, central.sharpness, lw=1.0, ls="-.",
+                      color="C2", label="central flow")
     sharp_ax.set_ylim(0.0, 2.0 * result.threshold)
     loss_ax.legend(fontsize="small")
     sharp_ax.legend(loc="lower right", fontsize="small", ncol=2)
@@ -153,44 +159,68 @@ def network_edge_of_stability(out, steps=HEADLINE_STEPS):
         f"{first:.3g} → {last:.3g}; {rises}",
         "the loss keeps falling, non-monotonically", bool(enough and last < first
                                                            and rises > 0)))
-    return findings + _network_dagger_findings(result, flow, dagger), [figure]
+    return (findings + _network_path_findings(result, flow, dagger, "θ†")
+            + _network_path_findings(result, flow, central, "central flow"), [figure])
 
 
-def _network_dagger_findings(gd, flow, dagger):
-    """The two θ† checks of :func:`network_edge_of_stability` over GD's whole EoS cycles
-    (measured "none" and failing when GD never crossed 2/η or made no whole cycle)."""
+def _path_excess(path, rows, eta):
+    """The loss, and the excess of GD's cycle-mean loss over it that the theory predicts, of
+    ``path`` (θ† or the central flow) on its ``rows``: δ⊥²/η with δ⊥² = 2α/β at θ† (∇S⊥
+    convention; defined only where α > 0, the sharpness constraint active: else NaN), σ²/η
+    along the central flow (docs/theory.md §1–§3)."""
+    if hasattr(path, "sigma2"):
+        return path.loss[rows], path.sigma2[rows] / eta
+    alpha = path.alpha[rows]
+    return path.loss[rows], np.where(alpha > 0, 2.0 * alpha / path.beta[rows], np.nan) / eta
+
+
+#: per path: the two quantities measured, and the two claims (docs/theory.md §1–§3)
+_PATH_CHECKS = {
+    "θ†": (("RMS |θ − θ†| / RMS |θ − θ_GF| over whole cycles",
+            "cycle-mean excess loss over θ† against δ⊥²/η: relative error"),
+           ("GD follows θ† (O(δ)), not gradient flow (O(1)): < 1/3",
+            "E[L(θ)] = L(θ†) + δ⊥²/η to leading order: within 15%")),
+    "central flow": (("RMS |θ − w| / RMS |θ − θ_GF| over whole cycles",
+                      "cycle-mean excess loss over the central flow against σ²/η: relative "
+                      "error"),
+                     ("GD follows the central flow (O(δ)), not gradient flow (O(1)): < 1/3",
+                      "E[L(θ)] = L(w) + σ²/η to leading order: within 15%")),
+}
+
+
+def _network_path_findings(gd, flow, path, name):
+    """The two checks of :func:`network_edge_of_stability` for ``path`` (θ† or the central
+    flow, started at GD's first crossing) over GD's whole EoS cycles (measured "none" and
+    failing when GD never crossed 2/η or made no whole cycle)."""
     eta, crossing = gd.eta, gd.crossing_step
     try:
         cycles = whole_cycles(gd.sharpness[:, 0], eta, crossing)
     except ValueError as error:
         cycles, reason = None, str(error)
-    if cycles is not None and (dagger is None or dagger.trajectory.shape[0] + crossing
+    if cycles is not None and (path is None or path.trajectory.shape[0] + crossing
                                < cycles.stop or flow.trajectory.shape[0] < cycles.stop):
-        cycles, reason = None, "θ† or gradient flow stopped before the last whole cycle"
-    distance_claim = "GD follows θ† (O(δ)), not gradient flow (O(1)): < 1/3"
-    loss_claim = "E[L(θ)] = L(θ†) + δ⊥²/η to leading order: within 15%"
+        cycles, reason = None, f"{name} or gradient flow stopped before the last whole cycle"
+    quantities, (distance_claim, loss_claim) = _PATH_CHECKS[name]
     if cycles is None:
-        return [Finding("network θ†", "RMS |θ − θ†| / RMS |θ − θ_GF| over whole cycles",
-                        reason, distance_claim, False, rate="O(δ)"),
-                Finding("network θ†", "cycle-mean excess loss over θ† against δ⊥²/η: "
-                        "relative error", reason, loss_claim, False, rate="O(δ²)")]
-    on_dagger = slice(cycles.start - crossing, cycles.stop - crossing)
+        return [Finding(f"network {name}", quantities[0], reason, distance_claim, False,
+                        rate="O(δ)"),
+                Finding(f"network {name}", quantities[1], reason, loss_claim, False,
+                        rate="O(δ²)")]
+    rows = slice(cycles.start - crossing, cycles.stop - crossing)
     theta = gd.trajectory[cycles]
-    to_dagger = np.sqrt(np.mean(np.sum((theta - dagger.trajectory[on_dagger]) ** 2, axis=1)))
+    to_path = np.sqrt(np.mean(np.sum((theta - path.trajectory[rows]) ** 2, axis=1)))
     to_flow = np.sqrt(np.mean(np.sum((theta - flow.trajectory[cycles]) ** 2, axis=1)))
-    ratio = to_dagger / to_flow
-    # δ⊥² = 2α/β at θ† is defined only where α > 0 (the sharpness constraint active): else NaN
-    alpha = dagger.alpha[on_dagger]
-    delta2 = np.where(alpha > 0, 2.0 * alpha / dagger.beta[on_dagger], np.nan)
-    excess = float(np.mean(gd.loss[cycles] - dagger.loss[on_dagger]))
-    predicted = float(np.mean(delta2) / eta)
+    ratio = to_path / to_flow
+    path_loss, predicted_excess = _path_excess(path, rows, eta)
+    excess = float(np.mean(gd.loss[cycles] - path_loss))
+    predicted = float(np.mean(predicted_excess))
     error = abs(excess / predicted - 1.0)
     span = f"steps {cycles.start}–{cycles.stop}"
     return [
-        Finding("network θ†", "RMS |θ − θ†| / RMS |θ − θ_GF| over whole cycles",
-                f"{ratio:.3f} ({to_dagger:.3g} / {to_flow:.3g}, {span})", distance_claim,
+        Finding(f"network {name}", quantities[0],
+                f"{ratio:.3f} ({to_path:.3g} / {to_flow:.3g}, {span})", distance_claim,
                 bool(ratio < 1.0 / 3.0), rate="O(δ)"),
-        Finding("network θ†", "cycle-mean excess loss over θ† against δ⊥²/η: relative error",
+        Finding(f"network {name}", quantities[1],
                 f"{100 * error:.1f}% ({excess:.4g} vs {predicted:.4g}, {span})", loss_claim,
                 bool(error < 0.15), rate="O(δ²)"),
     ]

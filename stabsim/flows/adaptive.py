@@ -68,7 +68,7 @@ from .._result import Result
 from .._status import NonFiniteError, Status
 from ..losses import Loss, check_dense_memory
 from ..losses._base import require_loss
-from ..spectral import top_eigenpairs
+from ..spectral import tracked_top_eigenpair
 from ._sdcp import solve_sdcp
 from .central import _integrate
 
@@ -160,11 +160,10 @@ class _ScalarField:
     def spectrum(self, w):
         """S(w) and u(w), u aligned with the last one; NaN where ∇²L(w) is not finite."""
         try:
-            pairs = top_eigenpairs(self.loss, w, 1, v0=self.u, tol=1e-13)
+            s, self.u = tracked_top_eigenpair(self.loss, w, self.u)
         except NonFiniteError:
             return np.nan, np.full(self.loss.dim, np.nan)
-        self.u = pairs.vectors[:, 0]
-        return pairs.values[0], self.u
+        return s, self.u
 
     def parts(self, y):
         """∇L, S, ∇S, ν, |∇L|² and σ²'s numerator N and denominator D (module docstring);

@@ -50,7 +50,7 @@ from .. import _validate as check
 from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
-from ..spectral import top_eigenpairs
+from ..spectral import top_eigenpairs, tracked_top_eigenpair
 from ._sdcp import sdcp_data, sdcp_solution, solve_sdcp
 from ._solve import FlowResult, solve_flow
 
@@ -137,9 +137,18 @@ class _Field:
     def __init__(self, loss: Loss, eta: float):
         self.loss, self.eta, self.bound, self.u = loss, eta, 2.0 / eta, None
 
+    def top(self, w):
+        """(S, u) at w, u aligned with (and Lanczos started from) the last u seen; NaN where
+        ∇²L(w) is not finite. The right-hand side and the events need no more."""
+        try:
+            s, self.u = tracked_top_eigenpair(self.loss, w, self.u)
+        except NonFiniteError:
+            return np.nan, np.full(self.loss.dim, np.nan)
+        return s, self.u
+
     def spectrum(self, w):
-        """(S, λ2, u) at w, u aligned with (and Lanczos started from) the last u seen; NaN
-        where ∇²L(w) is not finite."""
+        """(S, λ2, u) at w (for the records), u aligned with the last u seen; NaN where
+        ∇²L(w) is not finite."""
         try:
             pairs = top_eigenpairs(self.loss, w, min(2, self.loss.dim), v0=self.u, tol=1e-13)
         except NonFiniteError:
@@ -150,7 +159,7 @@ class _Field:
 
     def sigma2(self, w, grad):
         """σ² = max(0, 2⟨−∇L, ∇S⟩/|∇S|²) and ∇S at w (σ² = NaN where ∇S = 0)."""
-        _, _, u = self.spectrum(w)
+        _, u = self.top(w)
         grad_s = self.loss.d3(w, u, u)
         beta = float(grad_s @ grad_s)
         if beta == 0.0:
@@ -161,7 +170,7 @@ class _Field:
         """Whether the boundary branch is undefined at w: ∇S(w) = 0 (σ² = 0/0)."""
         if not on_boundary:
             return False
-        _, _, u = self.spectrum(w)
+        _, u = self.top(w)
         return not np.any(self.loss.d3(w, u, u))
 
     def gradient_flow(self, t, w):
@@ -174,11 +183,11 @@ class _Field:
 
     def reaches_threshold(self, t, w):
         """Event of the stable branch: S(w) − 2/η rising through 0."""
-        return self.spectrum(w)[0] - self.bound
+        return self.top(w)[0] - self.bound
 
     def leaves_boundary(self, t, w):
         """Event of the boundary branch: ⟨−∇L, ∇S⟩ falling through 0 (σ² → 0)."""
-        _, _, u = self.spectrum(w)
+        _, u = self.top(w)
         return -float(self.loss.grad(w) @ self.loss.d3(w, u, u))
 
     def plan(self, on_boundary):
@@ -331,7 +340,7 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
 
     if max_critical == 1:
         field = _Field(loss, eta)
-        branch0 = bool(field.spectrum(theta0)[0] >= field.bound)
+        branch0 = bool(field.top(theta0)[0] >= field.bound)
     else:
         field = _MultiField(loss, eta, max_critical, exit_band)
         values = field.spectrum(theta0)[0]

@@ -192,6 +192,20 @@ class Loss:
         self._fn("hvp")(theta, self.params, v, out)
         return out
 
+    def _hvp_at(self, theta):
+        """v ↦ ∇²L(θ) v for the many products of an iterative solver at one θ: θ is checked
+        once, each v only flattened (a float64 vector of length d is the caller's promise;
+        the per-product checks of :meth:`hvp` cost more than the product on small models)."""
+        theta = self.check_point(theta)
+        kernel, params, dim = self._fn("hvp"), self.params, self.dim
+
+        def product(v):
+            out = np.empty(dim)
+            kernel(theta, params, np.ascontiguousarray(np.ravel(v), dtype=np.float64), out)
+            return out
+
+        return product
+
     def hessian(self, theta) -> np.ndarray:
         """∇²L(θ), shape (d, d): the family's ``hess``, or d Hessian-vector products.
 

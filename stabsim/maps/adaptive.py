@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import _validate as check
 from .._interrupt import deferred_interrupt
+from .._lanczos import LANCZOS_RESTART
 from .._progress import progress_bar
 from .._result import Result
 from .._status import Status
@@ -22,7 +23,7 @@ from ..losses import Loss, Quadratic
 from ..losses._base import require_loss
 from ..losses._engines import engine_for
 from . import _adaptive_kernels as kernels
-from .gd import LANCZOS_RESTART, eigen_config
+from .gd import eigen_config
 
 METHODS = {
     "rmsprop": kernels.RMSPROP,

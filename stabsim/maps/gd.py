@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import _validate as check
 from .._interrupt import deferred_interrupt
+from .._lanczos import LANCZOS_RESTART
 from .._progress import progress_bar
 from .._result import Result
 from .._status import Status
@@ -301,10 +302,6 @@ def _counters(steps: int, records: int, counts) -> dict:
     gradients, products, hessians = (int(c) for c in counts)
     return {"steps": steps, "records": records, "gradients": gradients,
             "lanczos_products": products, "dense_hessians": hessians}
-
-
-#: Lanczos restart length: the basis holds this many vectors of length d
-LANCZOS_RESTART = 20
 
 
 def eigen_config(loss: Loss, eigensolver: str, top_k: int, tol: float, max_products: int):

@@ -33,7 +33,7 @@ from .._result import Result
 from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
-from ..spectral import SMALL_DIM, hessian_spectrum, top_eigenpairs
+from ..spectral import SMALL_DIM, hessian_spectrum, top_eigenpairs, tracked_top_eigenpair
 
 PROJECTION_METHODS = ("euclidean", "paper")
 
@@ -94,10 +94,12 @@ class StableGeometry:
             rest, gaps = vectors[:, 1:], s - values[1:]
             return rest @ ((rest.T @ self.grad) / gaps)
 
+        hvp = loss._hvp_at(self.theta)
+
         def apply(x):
             x = np.ravel(x)
             x = x - (u @ x) * u
-            y = s * x - loss.hvp(self.theta, x)
+            y = s * x - hvp(x)
             return y - (u @ y) * u
 
         rhs = self.grad - self.u_grad * u
@@ -118,15 +120,25 @@ def stable_geometry(loss: Loss, theta, u_ref=None) -> StableGeometry:
     theta = loss.check_point(theta)
     if u_ref is not None:
         u_ref = loss.check_point(u_ref, "u_ref")
+    return _geometry(loss, theta, u_ref, True)
+
+
+def _geometry(loss: Loss, theta, u_ref, second: bool) -> StableGeometry:
+    """:func:`stable_geometry` of a checked θ; without ``second``, λ2 is NaN and (S, u) come
+    from :func:`~stabsim.spectral.tracked_top_eigenpair` (the projection's iterations need
+    no λ2, and a warm-started Lanczos takes a few products where ARPACK takes 20)."""
     try:
-        pairs = top_eigenpairs(loss, theta, min(2, loss.dim), v0=u_ref, tol=1e-13)
+        if second:
+            pairs = top_eigenpairs(loss, theta, min(2, loss.dim), v0=u_ref, tol=1e-13)
+            sharp, u = float(pairs.values[0]), np.ascontiguousarray(pairs.vectors[:, 0])
+            lambda2 = float(pairs.values[1]) if loss.dim > 1 else -np.inf
+        else:
+            sharp, u = tracked_top_eigenpair(loss, theta, u_ref)
+            lambda2 = np.nan
     except NonFiniteError:  # a non-finite Hessian: everything NaN, the projection NONFINITE
         nan = np.full(loss.dim, np.nan)
         return StableGeometry(theta, loss.grad(theta), np.nan, np.nan, nan, nan)
-    u = np.ascontiguousarray(pairs.vectors[:, 0])
-    lambda2 = float(pairs.values[1]) if loss.dim > 1 else -np.inf
-    return StableGeometry(theta, loss.grad(theta), float(pairs.values[0]), lambda2, u,
-                          loss.d3(theta, u, u))
+    return StableGeometry(theta, loss.grad(theta), sharp, lambda2, u, loss.d3(theta, u, u))
 
 
 @dataclasses.dataclass(repr=False)
@@ -268,8 +280,11 @@ def _infeasibility(geo: StableGeometry, bound: float) -> tuple[float, float, flo
     return excess, ortho, distance
 
 
-def _finish(theta, geo, bound, n_iter, status, projection) -> Projection:
-    """The Projection (its ``parameters`` are filled in by :func:`proj_M`)."""
+def _finish(loss, theta, geo, bound, n_iter, status, projection) -> Projection:
+    """The Projection (its ``parameters`` are filled in by :func:`proj_M`), with the complete
+    geometry (λ2 included) at the returned point."""
+    if np.isfinite(geo.sharpness):
+        geo = _geometry(loss, theta, geo.u, True)
     excess, ortho, _ = _infeasibility(geo, bound)
     finite = np.all(np.isfinite(theta)) and np.isfinite(excess) and np.isfinite(ortho)
     if not finite:
@@ -282,23 +297,23 @@ def _finish(theta, geo, bound, n_iter, status, projection) -> Projection:
 
 def _euclidean(loss, z, bound, max_iter, scale, u_ref) -> Projection:
     theta = z.copy()
-    geo = stable_geometry(loss, theta, u_ref)
+    geo = _geometry(loss, theta, u_ref, False)
     penalty = 0.0
     for it in range(max_iter + 1):
         _, _, distance = _infeasibility(geo, bound)
         if not np.isfinite(distance):
-            return _finish(theta, geo, bound, it, Status.NOT_CONVERGED, "euclidean")
+            return _finish(loss, theta, geo, bound, it, Status.NOT_CONVERGED, "euclidean")
         if geo.sharpness > bound and not np.any(geo.grad_sharpness):
             # c1 would be active with the zero row ∇c1 = ∇S: J Jᵀ is singular
-            return _finish(theta, geo, bound, it, Status.FLAT_SHARPNESS, "euclidean")
+            return _finish(loss, theta, geo, bound, it, Status.FLAT_SHARPNESS, "euclidean")
         step, mu = _sqp_step(loss, geo, z, bound)
         if np.linalg.norm(step) <= scale and distance <= scale:
-            return _finish(theta, geo, bound, it, Status.OK, "euclidean")
+            return _finish(loss, theta, geo, bound, it, Status.OK, "euclidean")
         if it == max_iter:
             break
         penalty = max(penalty, 2.0 * float(np.max(np.abs(mu))))
         theta, geo = _line_search(loss, z, bound, geo, step, penalty)
-    return _finish(theta, geo, bound, max_iter, Status.NOT_CONVERGED, "euclidean")
+    return _finish(loss, theta, geo, bound, max_iter, Status.NOT_CONVERGED, "euclidean")
 
 
 def _merit(geo: StableGeometry, z, bound, penalty) -> float:
@@ -313,7 +328,7 @@ def _line_search(loss, z, bound, geo, step, penalty, max_halvings=30):
     current = _merit(geo, z, bound, penalty) * (1.0 + 1e-12)
     first = None
     for k in range(max_halvings):
-        trial = stable_geometry(loss, geo.theta + 0.5 ** k * step, geo.u)
+        trial = _geometry(loss, geo.theta + 0.5 ** k * step, geo.u, False)
         first = trial if first is None else first
         if _merit(trial, z, bound, penalty) <= current:
             return trial.theta, trial
@@ -342,14 +357,14 @@ def _equality_step(J, c, to_z):
 
 def _paper(loss, z, bound, passes, scale, u_ref) -> Projection:
     theta = z.copy()
-    geo = stable_geometry(loss, theta, u_ref)
+    geo = _geometry(loss, theta, u_ref, False)
     for n in range(passes):
         perp = geo.grad_sharpness_perp
         if geo.sharpness > bound and not np.any(perp):  # the pass divides by |∇S⊥|² = 0
-            return _finish(theta, geo, bound, n, Status.FLAT_SHARPNESS, "paper")
+            return _finish(loss, theta, geo, bound, n, Status.FLAT_SHARPNESS, "paper")
         theta = (theta - max(0.0, geo.sharpness - bound) * perp / (perp @ perp)
                  - geo.u * (geo.u_grad / geo.sharpness))
-        geo = stable_geometry(loss, theta, geo.u)
+        geo = _geometry(loss, theta, geo.u, False)
     _, _, distance = _infeasibility(geo, bound)
     status = Status.OK if distance <= scale else Status.NOT_CONVERGED
-    return _finish(theta, geo, bound, passes, status, "paper")
+    return _finish(loss, theta, geo, bound, passes, status, "paper")

@@ -461,8 +461,9 @@ def _check_cell_memory(config, loss, where) -> None:
     """
     import numba
 
+    from .._lanczos import LANCZOS_RESTART
     from ..maps import _gd_kernels as kernels
-    from ..maps.gd import LANCZOS_RESTART, eigen_config
+    from ..maps.gd import eigen_config
     from .gd_cells import EIG_MAX_PRODUCTS, EIG_TOL
 
     d = loss.dim
