@@ -8,8 +8,9 @@ relative residual 1e-10:
 - stabsim: ``run_adaptive(..., stride=1)`` (the compiled engine; Lanczos on HVPs and on
   P^{-1/2}HP^{-1/2} products), µs per step;
 - JAX: ``jit`` of a ``lax.scan`` over the same update, each step running the same Lanczos
-  (``bench_networks.jax_top_eigenpair``) on ``jvp(grad)`` and on D·jvp(grad)(D·), µs per step,
-  and the last preconditioned sharpness against stabsim's (both follow the same iterates).
+  (``bench_networks.jax_top_eigenpair``, its start mixed with the engine's fixed vector) on
+  ``jvp(grad)`` and on D·jvp(grad)(D·), µs per step, and the last preconditioned sharpness
+  against stabsim's (both follow the same iterates).
 
 Threads as in ``bench_networks.py``: each method runs with the libraries' default threading
 (wall time) and with one thread each (CPU time of the process, which other work on a shared
@@ -21,11 +22,19 @@ Run: ``python benchmarks/bench_adaptive.py`` (needs JAX for the comparison colum
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
-from bench_networks import CLOCK, ONE_THREAD, TOL, _jax_loss, _network, jax_top_eigenpair
+from bench_networks import (
+    CLOCK,
+    ONE_THREAD,
+    TOL,
+    _jax_loss,
+    _machine_env,
+    _network,
+    jax_mix,
+    jax_top_eigenpair,
+)
 
 STEPS = 100
 ETA = 1e-3
@@ -59,6 +68,9 @@ def _jax(net, theta0, method):
     grad = jax.grad(lambda w: loss(w, data))
     d = net.dim
     beta1 = BETA1 if method == "adam" else 0.0
+    from stabsim._lanczos import START_MIX
+
+    mix = jax_mix(d, START_MIX)  # the engine's start, as in bench_networks
 
     def hvp(w, v):
         return jax.jvp(grad, (w,), (v,))[1]
@@ -73,8 +85,8 @@ def _jax(net, theta0, method):
             denom = jnp.sqrt(nu / (1.0 - BETA2 ** (t + 1))) + EPS
             m_hat = m / (1.0 - beta1 ** (t + 1)) if method == "adam" else m
             scale = 1.0 / jnp.sqrt(denom)
-            lam, v, _ = jax_top_eigenpair(lambda q: hvp(w, q), v, d)
-            plam, pv, _ = jax_top_eigenpair(lambda q: scale * hvp(w, scale * q), pv, d)
+            lam, v, _ = jax_top_eigenpair(lambda q: hvp(w, q), v, d, mix)
+            plam, pv, _ = jax_top_eigenpair(lambda q: scale * hvp(w, scale * q), pv, d, mix)
             return (w - ETA * m_hat / denom, m, nu, v, pv), (lam, plam)
 
         start = jnp.ones(d) / jnp.sqrt(d)
@@ -111,7 +123,7 @@ def main():
     for threads, extra in (("all", {}), ("1", ONE_THREAD)):
         for method in METHODS:
             out = subprocess.run([sys.executable, __file__, method], capture_output=True,
-                                 text=True, check=True, env=dict(os.environ, **extra))
+                                 text=True, check=True, env=dict(_machine_env(), **extra))
             rows.append({"threads": threads, **json.loads(out.stdout.strip().splitlines()[-1])})
     print(f"RMSProp/Adam + raw and preconditioned sharpness every step (Lanczos, relative "
           f"residual {TOL:g}), {STEPS} steps")

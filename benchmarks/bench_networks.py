@@ -9,15 +9,19 @@ one fresh process:
   memory before JAX is imported;
 - JAX: ``jit`` of a ``lax.scan`` over GD steps, each measuring the sharpness by Lanczos on
   ``jvp(grad)`` with full reorthogonalisation, restarted every 20 products, warm-started from
-  the previous eigenvector and stopped at the same relative residual (the same algorithm and
-  tolerance as the engine), µs per step, its products per step, and the sharpness at the last
-  step against stabsim's (both runs follow the same iterates: η = 1/S₀ keeps GD stable);
+  the previous eigenvector mixed with the engine's fixed vector at the engine's weight
+  (``stabsim._lanczos.START_MIX``), and stopped at the same relative residual (the same
+  algorithm, start and tolerance as the engine), µs per step, its products per step, and the
+  sharpness at the last step against stabsim's (both runs follow the same iterates: η = 1/S₀
+  keeps GD stable); and the same without the mix ("bare": the warm start alone, as a user
+  would write it, cheaper and blind to a top eigenvalue the warm start cannot see);
 - ``from_jax`` of the same JAX loss, run by stabsim's engine: µs per step (what bringing a JAX
   loss costs against the native family);
 - the cost of one pass of the network kernels: value + gradient, HVP (dual numbers), and the
   hyper-dual pass (gradient, two HVPs and ∇³L[u, v]), as multiples of a gradient.
 
-Threads: every case runs twice, with the libraries' default threading (OpenBLAS under
+Threads: every case runs twice (without the machine's OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE,
+as every baseline), with the libraries' default threading (OpenBLAS under
 stabsim's ``np.dot``, Eigen under XLA: both use every core) and with one thread each
 (``OPENBLAS_NUM_THREADS=1``; XLA with ``--xla_cpu_multi_thread_eigen=false
 intra_op_parallelism_threads=1``), since on a machine shared with other work the thread
@@ -46,6 +50,14 @@ ONE_THREAD = {"STABSIM_BENCH_CPU_TIME": "1", "OPENBLAS_NUM_THREADS": "1",
 TOL = 1e-10
 CLOCK = time.process_time if os.environ.get("STABSIM_BENCH_CPU_TIME") else time.perf_counter
 RESTART = 20
+
+
+def _machine_env():
+    """This process's environment without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which some
+    machines set for old OpenBLAS builds and which slow a current one (as for every
+    baseline: ``_timing.baseline_env``); stabsim's ``np.dot`` calls OpenBLAS."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
 
 
 def _network(activation, width):
@@ -116,10 +128,11 @@ def _jax_loss(net):
     return loss
 
 
-def jax_top_eigenpair(apply, v0, d):
+def jax_top_eigenpair(apply, v0, d, mix):
     """Top eigenpair of the symmetric operator ``apply`` (v ↦ Av, traced by JAX): Lanczos
-    with full reorthogonalisation restarted every RESTART products, warm start v0,
-    relative residual TOL (the algorithm and tolerance of stabsim's engine). Returns
+    with full reorthogonalisation restarted every RESTART products, warm start v0 plus
+    ``mix`` (a vector of length d, or 0) as stabsim's engine mixes its fixed vector into every
+    start, relative residual TOL (the algorithm and tolerance of stabsim's engine). Returns
     (λ, unit vector signed along v0, products)."""
     import jax
     import jax.numpy as jnp
@@ -154,13 +167,25 @@ def jax_top_eigenpair(apply, v0, d):
         vec = Q.T @ s
         return vec / jnp.linalg.norm(vec), done, lam, products
 
+    start = v0 / jnp.linalg.norm(v0) + mix
     vec, _, lam, products = jax.lax.while_loop(lambda st: ~st[1], restart,
-                                               (v0, False, 0.0, 0))
+                                               (start, False, 0.0, 0))
     return lam, jnp.where(vec @ v0 < 0.0, -vec, vec), products
 
 
-def _jax_gd(net, theta0, eta, steps):
-    """µs/step, products/step and the last sharpness of GD + Lanczos in jit(lax.scan)."""
+def jax_mix(d, weight):
+    """``weight`` times the engine's fixed start vector (``stabsim._lanczos.mix_vector``:
+    Knuth's multiplicative hash of r + 1, scaled to [−½, ½)), as a JAX array."""
+    import jax.numpy as jnp
+
+    r = np.arange(1, d + 1, dtype=np.uint64) * np.uint64(2654435761) % np.uint64(2**32)
+    return jnp.asarray(weight * (r / 2.0**32 - 0.5))
+
+
+def _jax_gd(net, theta0, eta, steps, start_mix):
+    """µs/step, products/step and the last sharpness of GD + Lanczos in jit(lax.scan), the
+    start mixed with stabsim's fixed vector at weight ``start_mix`` (0: the bare warm
+    start)."""
     import jax
     import jax.numpy as jnp
     from _timing import best_of
@@ -169,6 +194,7 @@ def _jax_gd(net, theta0, eta, steps):
     loss = _jax_loss(net)
     grad = jax.grad(lambda w: loss(w, data))
     d = net.dim
+    mix = jax_mix(d, start_mix)
 
     def hvp(w, v):
         return jax.jvp(grad, (w,), (v,))[1]
@@ -177,7 +203,7 @@ def _jax_gd(net, theta0, eta, steps):
     def run(w):
         def step(carry, _):
             w, v = carry
-            lam, v, products = jax_top_eigenpair(lambda q: hvp(w, q), v, d)
+            lam, v, products = jax_top_eigenpair(lambda q: hvp(w, q), v, d, mix)
             return (w - eta * grad(w), v), (lam, products)
 
         return jax.lax.scan(step, (w, jnp.ones(d) / jnp.sqrt(d)), None, length=steps)[1]
@@ -215,6 +241,7 @@ def one(activation, width):
     engine, result = _stabsim(net, theta0, eta, steps)
     row = {"activation": activation, "width": width, "d": net.dim, "steps": steps,
            "stabsim_us": 1e6 * engine, "stabsim_peak_mb": _peak_mb(),
+           "stabsim_products": result.counters["lanczos_products"] / result.counters["records"],
            "sharpness": float(result.sharpness[-2, 0]), **_pass_ratios(net, theta0)}
     try:
         import jax
@@ -223,8 +250,12 @@ def one(activation, width):
         return
     jax.config.update("jax_enable_x64", True)
     before = _peak_mb()
-    seconds, products, lam = _jax_gd(net, theta0, eta, steps)
+    from stabsim._lanczos import START_MIX
+
+    seconds, products, lam = _jax_gd(net, theta0, eta, steps, START_MIX)
+    bare_seconds, bare_products, _ = _jax_gd(net, theta0, eta, steps, 0.0)
     row.update(jax_us=1e6 * seconds, jax_products=products, jax_sharpness=lam,
+               jax_bare_us=1e6 * bare_seconds, jax_bare_products=bare_products,
                jax_extra_peak_mb=_peak_mb() - before,
                from_jax_us=1e6 * _from_jax(net, theta0, eta, steps))
     print(json.dumps(row))
@@ -239,27 +270,32 @@ def main():
         for activation, width in CASES:
             out = subprocess.run([sys.executable, __file__, activation, str(width)],
                                  capture_output=True, text=True, check=True,
-                                 env=dict(os.environ, **extra))
+                                 env=dict(_machine_env(), **extra))
             rows.append({"threads": threads, **json.loads(out.stdout.strip().splitlines()[-1])})
     print("GD + sharpness every step (Lanczos on HVPs, relative residual 1e-10), 256 examples")
-    print(f"{'threads':>7} {'network':>10} {'d':>6} {'stabsim µs':>11} {'peak MB':>8} "
-          f"{'JAX µs':>9} {'JAX/stabsim':>11} {'HVPs/step':>9} {'rel. diff S':>11} "
-          f"{'from_jax µs':>11} "
+    print(f"{'threads':>7} {'network':>10} {'d':>6} {'stabsim µs':>11} {'HVPs/step':>9} "
+          f"{'peak MB':>8} {'JAX µs':>9} {'JAX/stabsim':>11} {'HVPs/step':>9} "
+          f"{'rel. diff S':>11} {'bare JAX µs':>11} {'HVPs/step':>9} {'from_jax µs':>11} "
           f"{'grad µs':>8} {'HVP/grad':>8} {'hyper-dual/grad':>15}")
     for r in rows:
         cells = [f"{r['threads']:>7}", f"{r['activation']:>10}", f"{r['d']:>6}",
-                 f"{r['stabsim_us']:11.0f}", f"{r['stabsim_peak_mb']:8.0f}"]
+                 f"{r['stabsim_us']:11.0f}", f"{r['stabsim_products']:9.2f}",
+                 f"{r['stabsim_peak_mb']:8.0f}"]
         if "jax_us" in r:
             diff = abs(r["jax_sharpness"] - r["sharpness"]) / r["sharpness"]
             cells += [f"{r['jax_us']:9.0f}", f"{r['jax_us'] / r['stabsim_us']:11.2f}",
-                      f"{r['jax_products']:9.2f}", f"{diff:11.1e}", f"{r['from_jax_us']:11.0f}"]
+                      f"{r['jax_products']:9.2f}", f"{diff:11.1e}", f"{r['jax_bare_us']:11.0f}",
+                      f"{r['jax_bare_products']:9.2f}", f"{r['from_jax_us']:11.0f}"]
         else:
-            cells += [f"{'—':>9}", f"{'—':>11}", f"{'—':>9}", f"{'—':>11}", f"{'—':>11}"]
+            cells += [f"{'—':>9}", f"{'—':>11}", f"{'—':>9}", f"{'—':>11}", f"{'—':>11}",
+                      f"{'—':>9}", f"{'—':>11}"]
         cells += [f"{r['grad_us']:8.0f}", f"{r['hvp_ratio']:8.2f}",
                   f"{r['hyperdual_ratio']:15.2f}"]
         print(" ".join(cells))
-    print("JAX/stabsim > 1: stabsim is faster. peak MB: the whole process (Python, NumPy, "
-          "Numba, SciPy) before JAX is imported.")
+    print("JAX: the engine's algorithm, its start mixed with the same fixed vector at the same "
+          "weight; bare JAX: the warm start alone (fewer products, and blind to a top "
+          "eigenvalue the warm start cannot see). JAX/stabsim > 1: stabsim is faster. peak "
+          "MB: the whole process (Python, NumPy, Numba, SciPy) before JAX is imported.")
 
 
 if __name__ == "__main__":

@@ -124,11 +124,13 @@ def stable_geometry(loss: Loss, theta, u_ref=None) -> StableGeometry:
 
 
 def _geometry(loss: Loss, theta, u_ref, second: bool) -> StableGeometry:
-    """:func:`stable_geometry` of a checked θ; without ``second``, λ2 is NaN and (S, u) come
-    from :func:`~stabsim.spectral.tracked_top_eigenpair` (the projection's iterations need
-    no λ2, and a warm-started Lanczos takes a few products where ARPACK takes 20)."""
+    """:func:`stable_geometry` of a checked θ; without ``second`` and on the matrix-free path,
+    λ2 is NaN and (S, u) come from :func:`~stabsim.spectral.tracked_top_eigenpair` (the
+    projection's iterations need no λ2, and the compiled warm-started Lanczos takes about
+    half the products of ARPACK, called product by product from Python). A dense ``eigh``
+    gives λ2 at no extra cost."""
     try:
-        if second:
+        if second or loss.dim <= SMALL_DIM or loss.family.prefers_dense:
             pairs = top_eigenpairs(loss, theta, min(2, loss.dim), v0=u_ref, tol=1e-13)
             sharp, u = float(pairs.values[0]), np.ascontiguousarray(pairs.vectors[:, 0])
             lambda2 = float(pairs.values[1]) if loss.dim > 1 else -np.inf
@@ -283,7 +285,7 @@ def _infeasibility(geo: StableGeometry, bound: float) -> tuple[float, float, flo
 def _finish(loss, theta, geo, bound, n_iter, status, projection) -> Projection:
     """The Projection (its ``parameters`` are filled in by :func:`proj_M`), with the complete
     geometry (λ2 included) at the returned point."""
-    if np.isfinite(geo.sharpness):
+    if np.isnan(geo.lambda2) and np.isfinite(geo.sharpness):
         geo = _geometry(loss, theta, geo.u, True)
     excess, ortho, _ = _infeasibility(geo, bound)
     finite = np.all(np.isfinite(theta)) and np.isfinite(excess) and np.isfinite(ortho)

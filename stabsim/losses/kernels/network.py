@@ -303,9 +303,17 @@ def network_pass(theta, p, u, v, parts, backward, outs):
     for k in range(n_layers + 1):
         start[k + 1] = start[k] + 4 * n_rows * sizes[k]
         widest = max(widest, sizes[k])
-    hbuf = np.empty(start[n_layers + 1])
-    dbuf = np.empty(start[n_layers + 1])
-    tmp = np.empty(2 * n_rows * widest)
+    # one allocation for every buffer of the pass: with glibc, separate blocks of about half
+    # the pass's memory each leave more free memory at the top of the heap than its trim
+    # threshold (twice the largest block freed), so it was returned to the system after
+    # every pass and page-faulted in again by the next (half the time of a Hessian-vector
+    # product at d = 9473: 1.8 ms against 0.87 ms, one BLAS thread)
+    size = start[n_layers + 1]
+    work = np.empty(2 * size + 2 * n_rows * widest + widest * widest)
+    hbuf = work[:size]
+    dbuf = work[size:2 * size]
+    tmp = work[2 * size:2 * size + 2 * n_rows * widest]
+    g_tmp = work[2 * size + 2 * n_rows * widest:]
 
     h0 = hbuf[start[0]:start[1]].reshape((4, n_rows, sizes[0]))
     h0[lo:hi] = 0.0
@@ -349,7 +357,6 @@ def network_pass(theta, p, u, v, parts, backward, outs):
         return loss
     _scale_parts(out_layer, lo, hi, 1.0 / n_rows)  # δ_L = (f − Y)/N
 
-    g_tmp = np.empty(widest * widest)
     for k in range(n_layers, 0, -1):
         n_in, n_out = sizes[k - 1], sizes[k]
         off = offsets[k - 1]
