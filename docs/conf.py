@@ -52,9 +52,10 @@ extensions = [
 root_doc = "index"
 # the gallery is the jupytext .py notebooks: an .ipynb made from one (jupytext --to notebook)
 # beside it would be a second source of the same page
-# (gallery/_study.py is the notebooks' helper module, not a page)
+# (gallery/_study.py is the notebooks' helper module, not a page; studies/ holds scripts that
+# measure the tables of the pages, run by hand: minutes each, not pages)
 exclude_patterns = ["_build", "_ext", "conf.py", "gallery/__pycache__", "gallery/*.ipynb",
-                    "gallery/_*.py", "**/.ipynb_checkpoints"]
+                    "gallery/_*.py", "**/.ipynb_checkpoints", "studies"]
 
 # The gallery: docs/gallery links to notebooks/, whose jupytext (py:percent) notebooks are
 # read as notebooks and rendered with their outputs. "cache": a notebook whose code has

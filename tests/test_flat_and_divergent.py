@@ -61,6 +61,21 @@ def test_a_right_hand_side_that_turns_nan_stops_where_it_does():
     assert "t = 2" in result.message
 
 
+def test_a_terminal_event_gives_the_state_where_it_fired():
+    # dy/dt = y from y = 1 is e^t; the event y = 2 fires at t = ln 2, located on the
+    # integrator's interpolant (error of the integration's order, rtol 1e-10)
+    event = lambda t, y: y[0] - 2.0  # noqa: E731
+    event.terminal = True
+    result = solve_flow(lambda t, y: y, [1.0], 5.0, t_eval=np.linspace(0.0, 5.0, 11),
+                        events=[event])
+    assert result.status is Status.OK
+    assert result.stop_step == pytest.approx(np.log(2.0), rel=1e-9)
+    assert result.stop_state == pytest.approx([2.0], rel=1e-9)
+    np.testing.assert_array_equal(result.step, [0.0, 0.5])  # the save times before it
+    # a run to its horizon ended at no event
+    assert solve_flow(lambda t, y: -y, [1.0], 1.0).stop_state is None
+
+
 def test_a_right_hand_side_that_is_nan_at_the_start():
     result = solve_flow(lambda t, y: np.full_like(y, np.nan), [1.0], 1.0)
     assert result.status is Status.NONFINITE and result.stop_step == 0.0
