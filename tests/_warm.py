@@ -27,6 +27,7 @@ from stabsim.losses import (
 from stabsim.maps import run_reduced, run_reduced_ensemble
 from stabsim.maps.adaptive import run_adaptive
 from stabsim.maps.sgd import run_sgd
+from stabsim.spectral import tracked_top_eigenpair
 from stabsim.sweep.catapult import catapult_sweep
 
 NET = Network((4, 3), data="sine", n_samples=10)
@@ -46,16 +47,20 @@ def _compare(loss, theta0):
 
 
 def _network_gd():
-    """GD on networks, run and swept: kernels of one family, so one process compiles them."""
+    """GD on networks, run and swept, and the flows' tracked top eigenpair on one above
+    d = 32 (the demo, notebook 08, the spectral tests): kernels of one family, so one process
+    compiles them."""
     _gd(NET)
     _gd(UVModel(8))
     catapult_sweep([8], [1.0], steps=10)
+    wide = Network((8, 8), data="sine", n_samples=12)
+    tracked_top_eigenpair(wide, wide.init(seed=0))
 
 
 #: (seconds of CPU to compile cold, each call alone from an empty cache, the call): the split
 #: gives each process about the same total
 CALLS = (
-    (60, _network_gd),
+    (69, _network_gd),
     (58, lambda: run_sgd(NET, NET.init(seed=0), 0.01, 3, batch_size=2)),
     (51, lambda: run_adaptive(NET, NET.init(seed=0), 0.01, 3)),
     (26, lambda: run_reduced_ensemble([0.0, 1e-2], 0.0, 0.05, 1.0, 1.0, 10, stats=True)),
