@@ -15,9 +15,11 @@ import dataclasses
 import numpy as np
 
 from . import _validate as check
+from ._lanczos import hessian_top_eigenpair
 from ._status import FlatSharpnessError, NonFiniteError
 from .losses import Loss
 from .losses._base import require_loss
+from .losses._engines import engine_for
 
 #: "auto" forms the dense Hessian up to this dimension (8 KB), or for families whose
 #: Hessian-vector product costs as much as the matrix (``Family.prefers_dense``)
@@ -193,9 +195,6 @@ def tracked_top_eigenpair(loss: Loss, theta: np.ndarray, v0: np.ndarray | None =
     NonFiniteError
         When the Hessian at θ has a NaN or inf entry.
     """
-    from ._lanczos import hessian_top_eigenpair
-    from .losses._engines import engine_for
-
     if loss.dim <= SMALL_DIM or loss.family.prefers_dense:
         pairs = top_eigenpairs(loss, theta, 1, v0=v0, tol=tol)
         return float(pairs.values[0]), pairs.vectors[:, 0]

@@ -163,28 +163,30 @@ def network_edge_of_stability(out, steps=HEADLINE_STEPS):
             + _network_path_findings(result, flow, central, "central flow"), [figure])
 
 
-def _path_excess(path, rows, eta):
-    """The loss, and the excess of GD's cycle-mean loss over it that the theory predicts, of
-    ``path`` (θ† or the central flow) on its ``rows``: δ⊥²/η with δ⊥² = 2α/β at θ† (∇S⊥
-    convention; defined only where α > 0, the sharpness constraint active: else NaN), σ²/η
-    along the central flow (docs/theory.md §1–§3)."""
-    if hasattr(path, "sigma2"):
-        return path.loss[rows], path.sigma2[rows] / eta
+def _dagger_excess(path, rows, eta):
+    """δ⊥²/η along θ†, δ⊥² = 2α/β (∇S⊥ convention; defined only where α > 0, the sharpness
+    constraint active: else NaN; docs/theory.md §1–§2)."""
     alpha = path.alpha[rows]
-    return path.loss[rows], np.where(alpha > 0, 2.0 * alpha / path.beta[rows], np.nan) / eta
+    return np.where(alpha > 0, 2.0 * alpha / path.beta[rows], np.nan) / eta
 
 
-#: per path: the two quantities measured, and the two claims (docs/theory.md §1–§3)
+def _central_excess(path, rows, eta):
+    """σ²/η along the central flow (docs/theory.md §3)."""
+    return path.sigma2[rows] / eta
+
+
+#: per path: the two quantities measured, the two claims (docs/theory.md §1–§3), and the
+#: excess of GD's cycle-mean loss over the path's loss that the theory predicts
 _PATH_CHECKS = {
     "θ†": (("RMS |θ − θ†| / RMS |θ − θ_GF| over whole cycles",
             "cycle-mean excess loss over θ† against δ⊥²/η: relative error"),
            ("GD follows θ† (O(δ)), not gradient flow (O(1)): < 1/3",
-            "E[L(θ)] = L(θ†) + δ⊥²/η to leading order: within 15%")),
+            "E[L(θ)] = L(θ†) + δ⊥²/η to leading order: within 15%"), _dagger_excess),
     "central flow": (("RMS |θ − w| / RMS |θ − θ_GF| over whole cycles",
                       "cycle-mean excess loss over the central flow against σ²/η: relative "
                       "error"),
                      ("GD follows the central flow (O(δ)), not gradient flow (O(1)): < 1/3",
-                      "E[L(θ)] = L(w) + σ²/η to leading order: within 15%")),
+                      "E[L(θ)] = L(w) + σ²/η to leading order: within 15%"), _central_excess),
 }
 
 
@@ -200,7 +202,7 @@ def _network_path_findings(gd, flow, path, name):
     if cycles is not None and (path is None or path.trajectory.shape[0] + crossing
                                < cycles.stop or flow.trajectory.shape[0] < cycles.stop):
         cycles, reason = None, f"{name} or gradient flow stopped before the last whole cycle"
-    quantities, (distance_claim, loss_claim) = _PATH_CHECKS[name]
+    quantities, (distance_claim, loss_claim), predicted_excess = _PATH_CHECKS[name]
     if cycles is None:
         return [Finding(f"network {name}", quantities[0], reason, distance_claim, False,
                         rate="O(δ)"),
@@ -211,9 +213,8 @@ def _network_path_findings(gd, flow, path, name):
     to_path = np.sqrt(np.mean(np.sum((theta - path.trajectory[rows]) ** 2, axis=1)))
     to_flow = np.sqrt(np.mean(np.sum((theta - flow.trajectory[cycles]) ** 2, axis=1)))
     ratio = to_path / to_flow
-    path_loss, predicted_excess = _path_excess(path, rows, eta)
-    excess = float(np.mean(gd.loss[cycles] - path_loss))
-    predicted = float(np.mean(predicted_excess))
+    excess = float(np.mean(gd.loss[cycles] - path.loss[rows]))
+    predicted = float(np.mean(predicted_excess(path, rows, eta)))
     error = abs(excess / predicted - 1.0)
     span = f"steps {cycles.start}–{cycles.stop}"
     return [
