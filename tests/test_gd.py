@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stabsim._status import Status
-from stabsim.losses import Minimalist, Quadratic
+from stabsim.losses import Minimalist, Quadratic, QuadraticRegression
 from stabsim.maps import empirical_threshold, reference_point, run_gd, stability_threshold
 
 
@@ -235,3 +235,19 @@ def test_work_counters_follow_the_loop(loss, eigensolver, dense):
     else:
         assert counters["dense_hessians"] == 0
         assert counters["records"] <= counters["lanczos_products"] <= 50 * counters["records"]
+
+
+@pytest.mark.parametrize("d, n", [(2, 3), (1, 2), (2, 1)])
+def test_closed_form_sharpness_of_a_tiny_model_with_a_factor_matches_eigh(d, n):
+    # d ≤ 2 takes the closed-form top eigenpair of H + FᵀF (the Gauss–Newton factor F of n
+    # rows added entry by entry); eigensolver="eigh" forms the same sum and calls LAPACK.
+    # Both are backward stable: the sharpness agrees to a few ulps of |H|, and the iterates,
+    # which do not depend on the sharpness, are identical
+    loss = QuadraticRegression.random(d, n, seed=5)
+    theta0 = np.full(d, 0.3)
+    closed = run_gd(loss, theta0, 0.05, 50)
+    dense = run_gd(loss, theta0, 0.05, 50, eigensolver="eigh")
+    assert closed.status is Status.OK and dense.status is Status.OK
+    scale = np.abs(dense.sharpness).max()
+    np.testing.assert_allclose(closed.sharpness, dense.sharpness, rtol=0, atol=8e-16 * scale)
+    np.testing.assert_array_equal(closed.loss, dense.loss)
