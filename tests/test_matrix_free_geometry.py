@@ -70,6 +70,9 @@ def test_projection_on_products_matches_the_dense_one():
     tol = 1e-10 * max(1.0, np.linalg.norm(z))
     assert np.linalg.norm(a.theta - b.theta) <= 10 * tol
     assert b.sharpness_excess <= 10 * tol * np.linalg.norm(b.geometry.grad_sharpness)
+    # the returned geometry is complete on products too (its iterations skip λ2, the result
+    # computes it): the same λ2 as eigh, to Lanczos's 1e-13 relative and the 1e-9 distance
+    assert abs(a.geometry.lambda2 - b.geometry.lambda2) <= 1e-8 * a.geometry.sharpness
 
 
 def test_central_flow_on_products_matches_the_dense_one():

@@ -65,12 +65,11 @@ import numpy as np
 
 from .. import _validate as check
 from .._result import Result
-from .._status import NonFiniteError, Status
+from .._status import Status
 from ..losses import Loss, check_dense_memory
 from ..losses._base import require_loss
-from ..spectral import tracked_top_eigenpair
 from ._sdcp import solve_sdcp
-from .central import _integrate
+from .central import TrackedTop, _integrate
 
 
 @dataclasses.dataclass(repr=False)
@@ -150,20 +149,12 @@ class AdaptiveFlowResult(Result):
         return finish(ds, self.parameters)
 
 
-class _ScalarField:
+class _ScalarField(TrackedTop):
     """The two branches of the Scalar RMSProp flow on the state y = (w, ν)."""
 
     def __init__(self, loss: Loss, eta: float, beta2: float):
         self.loss, self.eta, self.c, self.u = loss, eta, (1.0 - beta2) / beta2, None
         self._last = None
-
-    def spectrum(self, w):
-        """S(w) and u(w), u aligned with the last one; NaN where ∇²L(w) is not finite."""
-        try:
-            s, self.u = tracked_top_eigenpair(self.loss, w, self.u)
-        except NonFiniteError:
-            return np.nan, np.full(self.loss.dim, np.nan)
-        return s, self.u
 
     def parts(self, y):
         """∇L, S, ∇S, ν, |∇L|² and σ²'s numerator N and denominator D (module docstring);
@@ -176,7 +167,7 @@ class _ScalarField:
     def _parts(self, y):
         w, nu = y[:-1], y[-1]
         grad = self.loss.grad(w)
-        s, u = self.spectrum(w)
+        s, u = self.top(w)
         grad_s = self.loss.d3(w, u, u)
         root = np.sqrt(nu)
         g2 = float(grad @ grad)
@@ -205,7 +196,7 @@ class _ScalarField:
 
     def reaches_threshold(self, t, y):
         """S_eff − 2 = ηS/√ν − 2 rising through 0."""
-        return self.eta * self.spectrum(y[:-1])[0] / np.sqrt(y[-1]) - 2.0
+        return self.eta * self.top(y[:-1])[0] / np.sqrt(y[-1]) - 2.0
 
     def leaves_boundary(self, t, y):
         """σ²'s numerator N falling through 0."""
@@ -383,7 +374,7 @@ def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float
     loss_v, sharp, sigma2 = np.zeros(n), np.zeros(n), np.zeros(n)
     for i, y in enumerate(states):
         loss_v[i] = loss.value(y[:-1])
-        sharp[i] = field.spectrum(y[:-1])[0]
+        sharp[i] = field.top(y[:-1])[0]
         if branches[i]:
             sigma2[i] = field.sigma2(y)
     nu = states[:, -1]

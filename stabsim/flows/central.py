@@ -131,20 +131,25 @@ class CentralFlowResult(FlowResult):
         return self.grad_norm2 + 4.0 * self.sigma2 / self.eta ** 2
 
 
-class _Field:
-    """The two branches of the central flow's vector field, with a consistent sign of u."""
-
-    def __init__(self, loss: Loss, eta: float):
-        self.loss, self.eta, self.bound, self.u = loss, eta, 2.0 / eta, None
+class TrackedTop:
+    """The top eigenpair of ``self.loss`` along a flow, for the fields of the central flows
+    (which set ``loss`` and start ``u`` at None)."""
 
     def top(self, w):
         """(S, u) at w, u aligned with (and Lanczos started from) the last u seen; NaN where
-        ∇²L(w) is not finite. The right-hand side and the events need no more."""
+        ∇²L(w) is not finite. A right-hand side and its events need no more."""
         try:
             s, self.u = tracked_top_eigenpair(self.loss, w, self.u)
         except NonFiniteError:
             return np.nan, np.full(self.loss.dim, np.nan)
         return s, self.u
+
+
+class _Field(TrackedTop):
+    """The two branches of the central flow's vector field, with a consistent sign of u."""
+
+    def __init__(self, loss: Loss, eta: float):
+        self.loss, self.eta, self.bound, self.u = loss, eta, 2.0 / eta, None
 
     def spectrum(self, w):
         """(S, λ2, u) at w (for the records), u aligned with the last u seen; NaN where
