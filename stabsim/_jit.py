@@ -82,13 +82,20 @@ class KernelCache(FunctionCache):
         self._cache_file = _TolerantIndex(self._cache_path, self._impl.filename_base, stamp)
 
 
-def jit(func=None, *, parallel=False, fastmath=False):
-    """Compile ``func`` with the package-wide flags (usable bare or with options)."""
+def jit(func=None, *, parallel=False, fastmath=False, inline=False):
+    """Compile ``func`` with the package-wide flags (usable bare or with options).
+
+    ``inline=True``: a call from another kernel splices the function's body into the caller
+    before typing (Numba's ``inline="always"`` on a dispatcher), so it is no separate
+    function there (calls from Python are compiled as usual).
+    """
 
     def wrap(f):
         flags = dict(JIT_FLAGS, parallel=parallel)
         if fastmath:
             flags["fastmath"] = ARITH_FASTMATH
+        if inline:
+            flags["inline"] = "always"
         kernel = numba.njit(**flags)(f)
         kernel._cache = KernelCache(kernel.py_func)
         return kernel

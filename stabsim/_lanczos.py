@@ -16,7 +16,8 @@ from numba.extending import overload
 
 from ._jit import inline, jit
 from ._linalg import apply_sum, dot, scale_into
-from .losses._protocol import hvp as loss_hvp
+from .losses._protocol import hvp_linearised as loss_hvp_linearised
+from .losses._protocol import linearise as loss_linearise
 
 
 class DenseHessian(NamedTuple):
@@ -27,10 +28,12 @@ class DenseHessian(NamedTuple):
 
 
 class HessianAt(NamedTuple):
-    """∇²L(θ) of the loss family of ``p``, applied by its Hessian-vector product."""
+    """∇²L(θ) of the loss family of ``p``, applied by its Hessian-vector product given
+    ``state = linearise(θ, p)`` (:func:`hessian_at` makes one)."""
 
     theta: np.ndarray
     p: object
+    state: np.ndarray
 
 
 class ScaledHessianAt(NamedTuple):
@@ -43,16 +46,24 @@ class ScaledHessianAt(NamedTuple):
 
     theta: np.ndarray
     p: object
+    state: np.ndarray
     scale: np.ndarray
     tmp: np.ndarray
 
 
+@jit(inline=True)
+def hessian_at(theta, p):
+    """:class:`HessianAt` for θ: the family's shared work for products at θ done once
+    (spliced into each caller, so compiled with the caller for the caller's loss family)."""
+    return HessianAt(theta, p, loss_linearise(theta, p))
+
+
 @inline
-def _apply_scaled(theta, p, scale, tmp, v, out):
+def _apply_scaled(theta, p, state, scale, tmp, v, out):
     """out ← D H D v: tmp ← D v, out ← H tmp, out ← D out."""
     for i in range(v.shape[0]):
         tmp[i] = scale[i] * v[i]
-    loss_hvp(theta, p, tmp, out)
+    loss_hvp_linearised(theta, p, state, tmp, out)
     for i in range(v.shape[0]):
         out[i] *= scale[i]
 
@@ -67,9 +78,10 @@ def _apply(op, v, out):
     if isinstance(op, types.BaseNamedTuple) and op.instance_class is DenseHessian:
         return lambda op, v, out: apply_sum(op.H, op.F, v, out)
     if isinstance(op, types.BaseNamedTuple) and op.instance_class is HessianAt:
-        return lambda op, v, out: loss_hvp(op.theta, op.p, v, out)
+        return lambda op, v, out: loss_hvp_linearised(op.theta, op.p, op.state, v, out)
     if isinstance(op, types.BaseNamedTuple) and op.instance_class is ScaledHessianAt:
-        return lambda op, v, out: _apply_scaled(op.theta, op.p, op.scale, op.tmp, v, out)
+        return lambda op, v, out: _apply_scaled(op.theta, op.p, op.state, op.scale, op.tmp,
+                                                v, out)
 
 
 class LanczosWork(NamedTuple):
@@ -326,4 +338,4 @@ def hessian_top_eigenpair(p, theta, v0, max_products, tol, vec_out):
     (basis of ``LANCZOS_RESTART`` vectors): the engines' measurement as an entry point from Python,
     compiled once per loss family (through ``stabsim.losses._engines.engine_for``)."""
     work = lanczos_work(theta.shape[0], LANCZOS_RESTART)
-    return top_eigenpair(HessianAt(theta, p), v0, work, max_products, tol, vec_out)
+    return top_eigenpair(hessian_at(theta, p), v0, work, max_products, tol, vec_out)

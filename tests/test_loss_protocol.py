@@ -86,6 +86,40 @@ def test_construction_names_the_derivative_that_disagrees():
     Loss(ZeroD3(1.0, 5.0, 3.0), 3, check=False)  # the check can be skipped
 
 
+
+class WrongLinearised(NamedTuple):
+    a: float
+    b: float
+    c: float
+
+
+@numba.njit
+def _keep_theta(theta, p):
+    return theta.copy()
+
+
+@numba.njit
+def _wrong_hvp_linearised(theta, p, state, v, out):  # an extra v_0 in the first entry
+    user_families.rb_hvp(state, p, v, out)
+    out[0] += v[0]
+
+
+register_family(WrongLinearised, value=user_families.rb_value, grad=user_families.rb_grad,
+                hvp=user_families.rb_hvp, d3=user_families.rb_d3, linearise=_keep_theta,
+                hvp_linearised=_wrong_hvp_linearised)
+
+
+def test_a_product_from_a_linearisation_is_registered_with_it_and_checked():
+    class Rec(NamedTuple):
+        a: float
+
+    with pytest.raises(TypeError, match="linearise and hvp_linearised go together"):
+        register_family(Rec, value=user_families.rb_value, grad=user_families.rb_grad,
+                        hvp=user_families.rb_hvp, d3=user_families.rb_d3,
+                        linearise=_keep_theta)
+    with pytest.raises(ValueError, match="hvp_linearised disagrees with hvp"):
+        Loss(WrongLinearised(1.0, 5.0, 3.0), 3)
+
 def test_parameter_shapes_are_checked_against_dim():
     with pytest.raises(ValueError, match=r"Diagonal.c must have shape \(4\) for dim = 4"):
         Loss(user_families.Diagonal(np.ones(3)), 4)

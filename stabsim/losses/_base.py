@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 
@@ -197,11 +198,16 @@ class Loss:
         once, each v only flattened (a float64 vector of length d is the caller's promise;
         the per-product checks of :meth:`hvp` cost more than the product on small models)."""
         theta = self.check_point(theta)
-        kernel, params, dim = self._fn("hvp"), self.params, self.dim
+        params, dim = self.params, self.dim
+        if "linearise" in self.family.functions:  # the work products at θ share, done once
+            kernel = functools.partial(self._fn("hvp_linearised"), theta, params,
+                                       self._fn("linearise")(theta, params))
+        else:
+            kernel = functools.partial(self._fn("hvp"), theta, params)
 
         def product(v):
             out = np.empty(dim)
-            kernel(theta, params, np.ascontiguousarray(np.ravel(v), dtype=np.float64), out)
+            kernel(np.ascontiguousarray(np.ravel(v), dtype=np.float64), out)
             return out
 
         return product

@@ -6,8 +6,8 @@ random direction, so the check costs a few calls of O(d) memory each, whatever d
 - ∇L·v against (L(θ + hv) − L(θ − hv)) / 2h;
 - ∇²L v against (∇L(θ + hv) − ∇L(θ − hv)) / 2h;
 - ∇³L[u, v] against (∇²L(θ + hu) v − ∇²L(θ − hu) v) / 2h;
-- the optional functions (dense Hessian, fused value/gradient, Hessian parts) against the
-  required ones they must agree with to round-off.
+- the optional functions (dense Hessian, fused value/gradient, Hessian parts, the product
+  from a linearisation) against the required ones they must agree with to round-off.
 
 Tolerances (floating point): with h = ε^{1/3} max(1, |θ|) a central difference has truncation
 error h² |f'''|/6 ≈ 1e-11 |f'''| and rounding error about ε |f| / h ≈ 4e-11 |f|; the check
@@ -130,6 +130,10 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
             value2 = float(_call(loss, "value_grad", theta, p, g2))
             _compare(loss, "value_grad", "value and grad", np.append(g, value),
                      np.append(g2, value2), 0.0, k)
+        if "linearise" in fns:
+            state = _call(loss, "linearise", theta, p)
+            hv2 = _vector(loss, "hvp_linearised", theta, p, state, v)
+            _compare(loss, "hvp_linearised", "hvp", hv, hv2, roundoff, k)
         if "hess" in fns or "hessian_parts" in fns:
             from ._base import check_dense_memory
 

@@ -13,6 +13,9 @@ is an instance of the record:
 ``value_grad(theta, p, out) -> float`` (optional)  L(θ) and out ← ∇L(θ), sharing work
 ``hessian_parts(theta, p, g, h, f) -> float``      L(θ), g ← ∇L(θ) and ∇²L(θ) = h + fᵀf with
 (optional)                                         ``f`` of :attr:`Family.factor_rows` rows
+``linearise(theta, p) -> state`` (optional)        what every Hessian-vector product at θ shares
+``hvp_linearised(theta, p, state, v, out)``        out ← ∇²L(θ) v, given ``state`` made at θ
+(optional, with ``linearise``)
 ``subset(p, indices) -> record`` (optional)        the same family on the examples ``indices``
 ================================================  ================================================
 
@@ -22,7 +25,15 @@ time from the type of ``p`` (``numba.extending.overload``): a kernel is compiled
 family, and a family's code is found through its record type, never through an integer code
 or a packed array. Missing optional functions get generic versions: ``value_grad`` calls
 ``value`` and ``grad``; ``hess`` fills columns with ``hvp`` on the unit vectors;
-``hessian_parts`` calls ``hess`` and leaves no factor.
+``hessian_parts`` calls ``hess`` and leaves no factor; ``linearise`` returns θ itself and
+``hvp_linearised`` calls ``hvp``.
+
+*Products at one point.* An eigensolver takes many Hessian-vector products at one θ. A family
+whose product repeats work that depends on θ alone (a network's forward activations and the
+real part of its backward pass) may register ``linearise``, which does that work once and
+returns it as a float64 array (the *state*), and ``hvp_linearised``, which computes ∇²L(θ) v
+from it. Engines call ``linearise`` once per point and ``hvp_linearised`` for each product;
+a state is only ever passed back with the θ and the record it was made from.
 
 *Finite sums.* A family whose loss is a mean over N examples,
 
@@ -63,6 +74,8 @@ PROTOCOL = {
     "hess": ("hess(theta, p, out)", False),
     "value_grad": ("value_grad(theta, p, out) -> float", False),
     "hessian_parts": ("hessian_parts(theta, p, grad_out, hess_out, factor_out) -> float", False),
+    "linearise": ("linearise(theta, p) -> state (a float64 array)", False),
+    "hvp_linearised": ("hvp_linearised(theta, p, state, v, out)", False),
     "subset": ("subset(p, indices) -> record of the same class", False),
 }
 
@@ -107,13 +120,24 @@ def hessian_parts(theta, p, grad_out, hess_out, factor_out):
     raise TypeError(_IN_KERNELS_ONLY.format("hessian_parts"))
 
 
+def linearise(theta, p):
+    """The state that Hessian-vector products at θ share (kernels only)."""
+    raise TypeError(_IN_KERNELS_ONLY.format("linearise"))
+
+
+def hvp_linearised(theta, p, state, v, out):
+    """out ← ∇²L(θ) v given ``state = linearise(theta, p)`` (kernels only)."""
+    raise TypeError(_IN_KERNELS_ONLY.format("hvp_linearised"))
+
+
 def subset(p, indices):
     """The record of the same family on the examples ``indices`` (kernels only)."""
     raise TypeError(_IN_KERNELS_ONLY.format("subset"))
 
 
 _GENERIC = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
-            "value_grad": value_grad, "hessian_parts": hessian_parts, "subset": subset}
+            "value_grad": value_grad, "hessian_parts": hessian_parts,
+            "linearise": linearise, "hvp_linearised": hvp_linearised, "subset": subset}
 
 
 @inline
@@ -142,8 +166,19 @@ def _hessian_parts_default(theta, p, grad_out, hess_out, factor_out):
     return value_grad(theta, p, grad_out)
 
 
+@inline
+def _linearise_default(theta, p):
+    return theta
+
+
+@inline
+def _hvp_linearised_default(theta, p, state, v, out):
+    hvp(theta, p, v, out)
+
+
 _DEFAULTS = {"value_grad": _value_grad_default, "hess": _hess_default,
-             "hessian_parts": _hessian_parts_default}
+             "hessian_parts": _hessian_parts_default, "linearise": _linearise_default,
+             "hvp_linearised": _hvp_linearised_default}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -209,7 +244,8 @@ def _no_factor(p) -> int:
 
 def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
                     hessian_parts=None, factor_rows=None, shapes=None,
-                    prefers_dense=False, subset=None, examples=None) -> Family:
+                    prefers_dense=False, linearise=None, hvp_linearised=None, subset=None,
+                    examples=None) -> Family:
     """Register a loss family: a parameter record class and its compiled functions.
 
     After this, ``Loss(record(...), dim)`` is a loss that every engine and sweep accepts, and
@@ -235,6 +271,9 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
         for any length; checked when a ``Loss`` is made.
     prefers_dense : bool
         Engines form the dense Hessian (with ``hessian_parts``) instead of using products.
+    linearise, hvp_linearised : numba dispatchers, optional
+        Given together or not at all: the work Hessian-vector products at one θ share, and
+        the product that uses it (module docstring).
     subset : numba dispatcher, optional
         ``subset(p, indices) -> record`` for a finite-sum family (module docstring): the
         record of the same class on the examples ``indices``.
@@ -250,8 +289,8 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
     ------
     TypeError
         If ``record`` is not a NamedTuple class, a function is not a Numba dispatcher, the
-        record class is registered already, or one of ``subset`` and ``examples`` is given
-        without the other.
+        record class is registered already, or one of ``subset`` and ``examples`` (or of
+        ``linearise`` and ``hvp_linearised``) is given without the other.
     """
     if not _is_record_class(record):
         raise TypeError(
@@ -264,10 +303,15 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
         raise TypeError("subset and examples go together: a finite-sum family registers "
                         "subset(p, indices) -> record and examples(p) -> N, the number of "
                         "examples")
+    if (linearise is None) != (hvp_linearised is None):
+        raise TypeError("linearise and hvp_linearised go together: linearise(theta, p) -> "
+                        "state does the work every Hessian-vector product at theta shares, "
+                        "hvp_linearised(theta, p, state, v, out) uses it")
     if examples is not None and not callable(examples):
         raise TypeError(f"examples must be a function examples(p) -> int, got {examples!r}")
     given = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
-             "value_grad": value_grad, "hessian_parts": hessian_parts, "subset": subset}
+             "value_grad": value_grad, "hessian_parts": hessian_parts,
+             "linearise": linearise, "hvp_linearised": hvp_linearised, "subset": subset}
     functions = {}
     for name, fn in given.items():
         if fn is None:
@@ -306,6 +350,8 @@ _CALLERS = {
     "hessian_parts": lambda f: (
         lambda theta, p, grad_out, hess_out, factor_out: f(theta, p, grad_out, hess_out,
                                                            factor_out)),
+    "linearise": lambda f: lambda theta, p: f(theta, p),
+    "hvp_linearised": lambda f: lambda theta, p, state, v, out: f(theta, p, state, v, out),
     "subset": lambda f: lambda p, indices: f(p, indices),
 }
 

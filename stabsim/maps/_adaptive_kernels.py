@@ -30,6 +30,7 @@ import numpy as np
 from .._jit import inline, jit
 from .._lanczos import ScaledHessianAt, lanczos_work, top_eigenpair
 from .._linalg import dot
+from ..losses._protocol import linearise as loss_linearise
 from ..losses._protocol import value_grad as loss_value_grad
 from ._gd_kernels import (
     _DIVERGED,
@@ -172,8 +173,8 @@ def adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish,
                 for i in range(d):
                     prev_pevec[i] = pevec[i]
                 psharp, presidual, _, pconverged = top_eigenpair(
-                    ScaledHessianAt(theta, p, scale, tmp), prev_pevec, pwork,
-                    peigen.max_products, peigen.tol, pevec)
+                    ScaledHessianAt(theta, p, loss_linearise(theta, p), scale, tmp),
+                    prev_pevec, pwork, peigen.max_products, peigen.tol, pevec)
                 if not (np.isfinite(psharp) and np.isfinite(presidual)):
                     return _NONFINITE, k
                 if not pconverged:

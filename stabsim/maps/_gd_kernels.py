@@ -24,7 +24,7 @@ from numba import types
 from numba.extending import overload
 
 from .._jit import inline, jit
-from .._lanczos import DenseHessian, HessianAt, lanczos_work, top_eigenpair, top_of_2x2
+from .._lanczos import DenseHessian, hessian_at, lanczos_work, top_eigenpair, top_of_2x2
 from .._linalg import add_gram, dot, scale_into
 from .._status import Status
 from ..losses._protocol import hessian_parts as loss_hessian_parts
@@ -255,7 +255,7 @@ def _measure_impl(eigen, theta, p, work, evec):
         def matrix_free(eigen, theta, p, work, evec):
             scale_into(work.prev_evec, evec, 1.0)
             lam, residual, products, converged = top_eigenpair(
-                HessianAt(theta, p), work.prev_evec, work.lanczos, eigen.max_products,
+                hessian_at(theta, p), work.prev_evec, work.lanczos, eigen.max_products,
                 eigen.tol, evec)
             work.top[0] = lam
             return residual, converged, products
