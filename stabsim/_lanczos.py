@@ -93,13 +93,14 @@ class LanczosWork(NamedTuple):
     ritz: np.ndarray  # (m,)
     w: np.ndarray  # (d,)
     start: np.ndarray  # (d,)
+    projections: np.ndarray  # (m, m): column j, the components of A q_j along q_0..q_j
 
 
 @inline
 def lanczos_work(d, restart):
     m = max(1, min(restart, d))
     return LanczosWork(np.empty((m, d)), np.zeros(m), np.zeros(m), np.zeros(m), np.empty(d),
-                       np.empty(d))
+                       np.empty(d), np.zeros((m, m)))
 
 
 #: restart length of the engines' Lanczos: the basis holds this many vectors of length d
@@ -141,6 +142,15 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
     basis, whatever the number of restarts. A non-finite operator gives NaN for λ and the
     residual.
 
+    The returned residual is measured, not estimated, and costs no further product: each
+    product A q_i is, as computed, Σ_{k≤i} P_ki q_k + β_i q_{i+1}, where P_ki are the
+    components the reorthogonalisation removed (α_i among them) and q_{i+1} the next basis
+    vector. So for y = Q s/|Q s|, A y − λ y = Q_{j+1} r/|Q s| with
+    r_k = β_{k−1} s_{k−1} + Σ_{i≥k} P_ki s_i − λ s_k (k ≤ j) and r_{j+1} = β_j s_j, and
+    since the basis is orthonormal to round-off (it is reorthogonalised twice),
+    |A y − λ y| = |r|/|Q s|: the residual of the products that were made, with the
+    reorthogonalisation's corrections, in O(m²) work.
+
     Parameters
     ----------
     op : DenseHessian, HessianAt or ScaledHessianAt
@@ -159,7 +169,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
     lam : float
         The top Ritz value.
     residual : float
-        ``|A y − λ y|`` for the returned vector, from a product with the operator (after a
+        ``|A y − λ y|`` for the returned vector, from the products made (see above; after a
         single step, y = v0/|v0| and λ its Rayleigh quotient, the first product gave it as
         β_0).
     products : int
@@ -167,7 +177,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
     converged : bool
         False only when the budget ran out before the tolerance was met (or λ is NaN).
     """
-    basis, alpha, beta, ritz, w, start = work
+    basis, alpha, beta, ritz, w, start, projections = work
     d = v0.shape[0]
     m = basis.shape[0]
     norm0 = np.sqrt(dot(v0, v0))
@@ -189,9 +199,12 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
             products += 1
             alpha[j] = dot(w, basis[j])
             # full reorthogonalisation, twice ("twice is enough"), against all previous vectors
+            for i in range(j + 1):
+                projections[i, j] = 0.0
             for _ in range(2):
                 for i in range(j + 1):
                     c = dot(w, basis[i])
+                    projections[i, j] += c
                     for r in range(d):
                         w[r] -= c * basis[i, r]
             beta[j] = np.sqrt(dot(w, w))
@@ -217,17 +230,21 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
             c = ritz[i]
             for r in range(d):
                 vec_out[r] += c * basis[i, r]
-        scale_into(vec_out, vec_out, 1.0 / np.sqrt(dot(vec_out, vec_out)))
+        length = np.sqrt(dot(vec_out, vec_out))
+        scale_into(vec_out, vec_out, 1.0 / length)
         if done or products >= max_products:
             break
         scale_into(start, vec_out, 1.0)  # restart from the Ritz vector
         restarted = True
     if dot(vec_out, v0) < 0.0:
         scale_into(vec_out, vec_out, -1.0)
-    apply(op, vec_out, w)
-    for r in range(d):
-        w[r] -= lam * vec_out[r]
-    return lam, np.sqrt(dot(w, w)), products + 1, done
+    square = (beta[j] * ritz[j]) ** 2  # r_{j+1}
+    for k in range(j + 1):
+        rk = (beta[k - 1] * ritz[k - 1] if k > 0 else 0.0) - lam * ritz[k]
+        for i in range(k, j + 1):
+            rk += projections[k, i] * ritz[i]
+        square += rk * rk
+    return lam, np.sqrt(square) / length, products, done
 
 
 @inline(always=True)
