@@ -400,16 +400,23 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
                 return _ZERO_GRADIENT, k
         else:
             h = eta
-        for i in range(d):
-            prev_theta[i] = theta[i]
-            if rule == HEAVY_BALL:  # θ' = θ − η∇L + β(θ − θ_prev)
+        # one loop per rule: with the rule tested inside, the compiler vectorised all three
+        # branches under masks, and AVX-512 masked loads and stores made the plain update
+        # take most of a matrix-free step at d = 10⁶ (measured with perf)
+        if rule == HEAVY_BALL:  # θ' = θ − η∇L + β(θ − θ_prev)
+            for i in range(d):
+                prev_theta[i] = theta[i]
                 s = momentum * (theta[i] - buf[i]) - eta * g[i]
                 buf[i] = theta[i]
                 theta[i] += s
-            elif rule == NESTEROV:  # b' = βb + ∇L; θ' = θ − η(∇L + βb')
+        elif rule == NESTEROV:  # b' = βb + ∇L; θ' = θ − η(∇L + βb')
+            for i in range(d):
+                prev_theta[i] = theta[i]
                 buf[i] = momentum * buf[i] + g[i]
                 theta[i] -= eta * (g[i] + momentum * buf[i])
-            else:  # θ' = θ − h∇L
+        else:  # θ' = θ − h∇L
+            for i in range(d):
+                prev_theta[i] = theta[i]
                 theta[i] -= h * g[i]
     return _OK, n_steps
 
