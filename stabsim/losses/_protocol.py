@@ -368,7 +368,7 @@ def _overload(name, record, implementation):
             return caller
 
     typer.__signature__ = inspect.signature(generic)
-    overload(generic, jit_options=_OVERLOAD_OPTIONS)(typer)
+    overload(generic, jit_options=_OVERLOAD_OPTIONS, inline="always")(typer)
 
 
 def family_of(params) -> Family:
