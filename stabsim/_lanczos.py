@@ -212,8 +212,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
             if not np.isfinite(beta[j]):
                 scale_into(vec_out, start, 1.0)
                 return np.nan, np.nan, products, False
-            lam = tridiagonal_top(alpha, beta, j + 1, lam)
-            tridiagonal_vector(alpha, beta, j + 1, lam, ritz, inverse_pivots)
+            lam = top_ritz_pair(alpha, beta, j + 1, lam, ritz, inverse_pivots)
             scale = max(scale, abs(lam), abs(alpha[j]))
             estimate = beta[j] * abs(ritz[j])
             invariant = beta[j] <= 1e-14 * scale or (j + 1 == d and not restarted)
@@ -281,11 +280,30 @@ def hypot(a, b):
     return np.hypot(a, b)
 
 
+@inline(always=True)
+def top_ritz_pair(diag, offdiag, k, below, vec_out, scratch):
+    """Largest eigenvalue of the k × k symmetric tridiagonal matrix T_k of Lanczos and its unit
+    eigenvector into ``vec_out[:k]`` (first entry ≥ 0), given ``below``, the largest
+    eigenvalue of T_{k−1}; ``scratch`` holds k numbers. k = 1 and k = 2, the usual case of a
+    warm start, in closed form (λ = a; :func:`top_of_2x2`) within the caller; otherwise
+    :func:`tridiagonal_top` and :func:`tridiagonal_vector`.
+    """
+    if k == 1:
+        vec_out[0] = 1.0
+        return diag[0]
+    if k == 2:
+        lam, vec_out[0], vec_out[1] = top_of_2x2(diag[0], offdiag[0], diag[1])
+        return lam
+    lam = tridiagonal_top(diag, offdiag, k, below)
+    tridiagonal_vector(diag, offdiag, k, lam, vec_out, scratch)
+    return lam
+
+
 @inline
 def tridiagonal_top(diag, offdiag, k, below):
     """Largest eigenvalue λ of the k × k symmetric tridiagonal matrix T_k (``diag[:k]`` on
     the diagonal, ``offdiag[:k-1]`` beside it), given ``below`` = the largest eigenvalue μ
-    of T_{k−1} (as Lanczos has it from its previous step; ignored for k ≤ 2).
+    of T_{k−1} (as Lanczos has it from its previous step); k ≥ 3.
 
     λ is the root above μ of the last pivot of the LDLᵀ factorisation of T_k − xI,
     d_k(x) = a_k − x − b² e_{k−1}ᵀ(T_{k−1} − xI)⁻¹e_{k−1} = a_k − x + Σ_i c_i/(x − μ_i)
@@ -299,13 +317,8 @@ def tridiagonal_top(diag, offdiag, k, below):
     bracket is replaced by bisection and one within 2 eps·scale by a probe 3 eps·scale to the
     other side; the iteration ends when the bracket is at most 4 eps·scale wide and returns
     its upper end, as bisection alone would after about 50 passes over T (6 on average on
-    random matrices, 15 at most). k = 1 and k = 2 use the closed forms λ = a and
-    :func:`top_of_2x2`.
+    random matrices, 15 at most). :func:`top_ritz_pair` has the closed forms of k ≤ 2.
     """
-    if k == 1:
-        return diag[0]
-    if k == 2:
-        return top_of_2x2(diag[0], offdiag[0], diag[1])[0]
     lo = max(below, diag[k - 1])
     hi = lo + abs(offdiag[k - 2])
     scale = max(abs(lo), abs(hi), 1e-300)
@@ -365,15 +378,8 @@ def tridiagonal_vector(diag, offdiag, k, lam, vec_out, inverse_pivots):
     Two steps of inverse iteration with T_k − (λ + 2 eps·scale)I, scale = max(|λ|, max row
     sum), factored once by Gaussian elimination without pivoting (the Thomas algorithm:
     pivots p_1 = a_1 − σ, p_i = a_i − σ − b_{i−1}²/p_{i−1}), each right-hand side multiplied
-    by scale so that the solution stays near 1/eps in size whatever the size of T. Closed
-    forms for k ≤ 2.
+    by scale so that the solution stays near 1/eps in size whatever the size of T. For k ≥ 3.
     """
-    if k == 1:
-        vec_out[0] = 1.0
-        return
-    if k == 2:
-        lam, vec_out[0], vec_out[1] = top_of_2x2(diag[0], offdiag[0], diag[1])
-        return
     scale = abs(lam)
     for i in range(k):
         scale = max(scale, abs(diag[i]) + (abs(offdiag[i - 1]) if i > 0 else 0.0)

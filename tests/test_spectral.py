@@ -9,8 +9,7 @@ from stabsim._jit import jit
 from stabsim._lanczos import DenseHessian, lanczos_work, top_eigenpair
 from stabsim._lanczos import hypot as inline_hypot
 from stabsim._lanczos import top_of_2x2 as inline_top_of_2x2
-from stabsim._lanczos import tridiagonal_top as inline_tridiagonal_top
-from stabsim._lanczos import tridiagonal_vector as inline_tridiagonal_vector
+from stabsim._lanczos import top_ritz_pair as inline_top_ritz_pair
 from stabsim.losses import Minimalist, QuadraticRegression, ScalarNetwork
 from stabsim.maps import run_gd
 from stabsim.spectral import (
@@ -29,19 +28,17 @@ EPS = np.finfo(float).eps
 
 
 @jit
-def tridiagonal_tops(diag, offdiag, k):
-    """The top eigenvalue of every leading block T_1, ..., T_k, each from the one before (as
-    Lanczos calls it)."""
+def top_ritz_pairs(diag, offdiag, k):
+    """The top eigenpair of every leading block T_1, ..., T_k, each from the one before (as
+    Lanczos calls it): the eigenvalues, and the eigenvectors in the rows of a k × k array."""
     tops = np.empty(k)
+    vectors = np.zeros((k, k))
+    scratch = np.empty(k)
     top = np.nan
     for i in range(1, k + 1):
-        top = inline_tridiagonal_top(diag, offdiag, i, top)
+        top = inline_top_ritz_pair(diag, offdiag, i, top, vectors[i - 1], scratch)
         tops[i - 1] = top
-    return tops
-
-
-tridiagonal_vector = jit(lambda diag, offdiag, k, lam, out:
-                         inline_tridiagonal_vector(diag, offdiag, k, lam, out, np.empty(k)))
+    return tops, vectors
 hypot = jit(lambda a, b: inline_hypot(a, b))
 top_of_2x2 = jit(lambda a, b, c: inline_top_of_2x2(a, b, c))
 
@@ -88,12 +85,12 @@ def _lanczos(H, F, v0, restart, max_products, tol, vec_out):
 
 @given(st.integers(1, 40), st.integers(0, 2**32 - 1), st.sampled_from([1e-150, 1.0, 1e150]),
        st.sampled_from([1.0, 1e-9, 0.0]))
-def test_tridiagonal_top_matches_eigh(k, seed, size, coupling):
+def test_top_ritz_pair_matches_eigh(k, seed, size, coupling):
     # weak or no coupling: eigenvalues of T_k within round-off of those of T_{k-1}, as when
     # Lanczos has converged
     rng = np.random.default_rng(seed)
     diag, offdiag = size * rng.normal(size=k), coupling * size * rng.normal(size=k)
-    tops = tridiagonal_tops(diag, offdiag, k)
+    tops, vectors = top_ritz_pairs(diag, offdiag, k)
     for i in range(1, k + 1):
         matrix = np.diag(diag[:i]) + np.diag(offdiag[:i - 1], 1) + np.diag(offdiag[:i - 1], -1)
         values = np.linalg.eigvalsh(matrix)
@@ -101,9 +98,10 @@ def test_tridiagonal_top_matches_eigh(k, seed, size, coupling):
         # both the Newton/Sturm-count iteration and LAPACK's eigvalsh are backward stable:
         # each eigenvalue is exact for a matrix within O(i·eps·|T|) of T
         assert abs(tops[i - 1] - values[-1]) <= 4 * i * EPS * scale
-        vector = np.zeros(i)
-        tridiagonal_vector(diag, offdiag, i, tops[i - 1], vector)
-        # the vector is an eigenvector: residual at round-off over the gap-free bound
+        vector = vectors[i - 1, :i]
+        # a unit vector (normalised to round-off), signed, and an eigenvector: residual at
+        # round-off over the gap-free bound
+        assert abs(np.linalg.norm(vector) - 1.0) <= 4 * i * EPS and vector[0] >= 0.0
         assert np.linalg.norm(matrix @ vector - tops[i - 1] * vector) <= 1e-10 * scale
 
 

@@ -125,9 +125,8 @@ def adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish,
     rule, eta, beta1, beta2, eps, bias_correction, _ = method
     d = theta.shape[0]
     n_nu = nu.shape[0]
-    work = _workspace(eigen, d)
+    g, hess, factor, lanczos, prev_evec, top = _workspace(eigen, d)
     pwork = lanczos_work(d, peigen.restart)
-    g = work.g
     nu_new = np.empty(n_nu)
     m_new = np.empty(d)
     denom = np.empty(d)
@@ -140,7 +139,7 @@ def adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish,
         t = start + k
         last = finish and k == n_steps
         recording = rec.loss.shape[0] > 0 and (t % stride == 0 or last)
-        loss = evaluate_measured(eigen, theta, p, work) if recording \
+        loss = evaluate_measured(eigen, theta, p, g, hess, factor) if recording \
             else loss_value_grad(theta, p, g)
         g2 = dot(g, g)
         gnorm = np.sqrt(g2)
@@ -158,12 +157,13 @@ def adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish,
             m_new[i] = beta1 * m[i] + (1.0 - beta1) * g[i] if rule == ADAM else g[i]
         _denominators(method, nu_new, t, denom)
         if recording:
-            residual, converged, _ = _measure(eigen, theta, p, work, evec)
+            residual, converged, _ = _measure(eigen, theta, p, hess, factor, lanczos, prev_evec,
+                                              top, evec)
             if not np.isfinite(residual):
                 return _NONFINITE, k
             if not converged:
                 return _NOT_CONVERGED, k
-            raw = work.top[0]
+            raw = top[0]
             if rule == SCALAR_RMSPROP:  # P = (√ν̂ + ε) I: λ_max(P⁻¹H) = S/(√ν̂ + ε) exactly
                 psharp = raw / denom[0]
                 presidual = residual / denom[0]

@@ -218,56 +218,58 @@ def _dense_parts_impl(eigen, theta, p, g, hess, factor):
 
 
 @inline
-def evaluate_measured(eigen, theta, p, work):
-    """L(θ) and work.g ← ∇L(θ) at a step whose sharpness is measured next, with the dense
-    Hessian parts into work.hess and work.factor when the measurement needs them."""
+def evaluate_measured(eigen, theta, p, g, hess, factor):
+    """L(θ) and g ← ∇L(θ) at a step whose sharpness is measured next, with the dense Hessian
+    parts into hess and factor when the measurement needs them (the buffers of
+    :func:`_workspace`)."""
     if _holds_dense(eigen):
-        return _dense_parts(eigen, theta, p, work.g, work.hess, work.factor)
-    return loss_value_grad(theta, p, work.g)
+        return _dense_parts(eigen, theta, p, g, hess, factor)
+    return loss_value_grad(theta, p, g)
 
 
-def _measure(eigen, theta, p, work, evec):
-    """The top eigenvalue(s) into work.top and evec ← the top eigenvector; returns the
-    residual (0 for eigh; NaN for a non-finite Hessian), whether it met the tolerance
-    (False only when Lanczos ran out of products) and the Lanczos products used (0 for the
-    direct solvers) (kernels only)."""
+def _measure(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
+    """The top eigenvalue(s) into top and evec ← the top eigenvector, with the buffers of
+    :func:`_workspace` (taken out of their record once per chunk: a field read inside the
+    step loop is an atomic reference-count increment and decrement per array, 16 for the
+    Lanczos workspace alone); returns the residual (0 for eigh; NaN for a non-finite
+    Hessian), whether it met the tolerance (False only when Lanczos ran out of products)
+    and the Lanczos products used (0 for the direct solvers) (kernels only)."""
     raise TypeError("resolved inside compiled kernels")
 
 
 @overload(_measure, jit_options={"error_model": "numpy"}, inline="always")
-def _measure_impl(eigen, theta, p, work, evec):
+def _measure_impl(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
     if _is(eigen, DenseEigh):
-        return lambda eigen, theta, p, work, evec: (
-            _dense_top(work.hess, work.factor, evec, eigen.n_top, work.top), True, 0)
+        return lambda eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec: (
+            _dense_top(hess, factor, evec, eigen.n_top, top), True, 0)
     if _is(eigen, TinyDense):
-        def tiny(eigen, theta, p, work, evec):
+        def tiny(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
             # straight-line array code, the branches on scalars only: see _tiny_top
             last = evec.shape[0] - 1
-            a, b, c = _tiny_entries(work.hess, work.factor)
+            a, b, c = _tiny_entries(hess, factor)
             residual, lam, x, y = _tiny_top(a, b, c, last == 1, evec[0], evec[last])
-            work.top[0] = lam
+            top[0] = lam
             evec[last] = y
             evec[0] = x
             return residual, True, 0
 
         return tiny
     if _is(eigen, MatrixFree):
-        def matrix_free(eigen, theta, p, work, evec):
-            scale_into(work.prev_evec, evec, 1.0)
+        def matrix_free(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
+            scale_into(prev_evec, evec, 1.0)
             lam, residual, products, converged = top_eigenpair(
-                hessian_at(theta, p), work.prev_evec, work.lanczos, eigen.max_products,
-                eigen.tol, evec)
-            work.top[0] = lam
+                hessian_at(theta, p), prev_evec, lanczos, eigen.max_products, eigen.tol, evec)
+            top[0] = lam
             return residual, converged, products
 
         return matrix_free
 
-    def dense_lanczos(eigen, theta, p, work, evec):
-        scale_into(work.prev_evec, evec, 1.0)
+    def dense_lanczos(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
+        scale_into(prev_evec, evec, 1.0)
         lam, residual, products, converged = top_eigenpair(
-            DenseHessian(work.hess, work.factor), work.prev_evec, work.lanczos,
-            eigen.max_products, eigen.tol, evec)
-        work.top[0] = lam
+            DenseHessian(hess, factor), prev_evec, lanczos, eigen.max_products, eigen.tol,
+            evec)
+        top[0] = lam
         return residual, converged, products
 
     return dense_lanczos
@@ -342,8 +344,7 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
     theta, buf, prev_theta, evec, crossing, counts = state
     rule, eta, momentum, loss_min = method
     d = theta.shape[0]
-    work = _workspace(eigen, d)
-    g, top = work.g, work.top
+    g, hess, factor, lanczos, prev_evec, top = _workspace(eigen, d)
     # the arrays taken out of their records once: each access of a record's field inside the
     # loop would be a reference-count increment and decrement (atomic operations)
     rec_loss, rec_gnorm, rec_sharp, rec_theta, rec_residual = rec
@@ -357,7 +358,7 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
         measuring = recording or searching
         # the unmeasured step calls the loss directly: behind one overloaded helper with the
         # dense branch, it cost 30 to 700 ns a step on a 2-parameter loss (11 ns so, measured)
-        loss = evaluate_measured(eigen, theta, p, work) if measuring \
+        loss = evaluate_measured(eigen, theta, p, g, hess, factor) if measuring \
             else loss_value_grad(theta, p, g)
         counts[0] += 1
         if measuring and _holds_dense(eigen):
@@ -368,7 +369,8 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
         if np.sqrt(dot(theta, theta)) > divergence_norm:
             return _DIVERGED, k
         if measuring:
-            residual, converged, products = _measure(eigen, theta, p, work, evec)
+            residual, converged, products = _measure(eigen, theta, p, hess, factor, lanczos,
+                                                     prev_evec, top, evec)
             counts[1] += products
             if not np.isfinite(residual):
                 return _NONFINITE, k

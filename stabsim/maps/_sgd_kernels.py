@@ -212,8 +212,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
     """
     theta, evec = state
     d = theta.shape[0]
-    work = _workspace(eigen, d)
-    g = work.g
+    g, hess, factor, lanczos, prev_evec, top = _workspace(eigen, d)
     gb = np.empty(d)
     record_trajectory = rec.theta.shape[0] > 0
     exact = probes.shape[0] == 0
@@ -222,13 +221,14 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
     for k in range(n_steps + 1 if finish else n_steps):
         t = start + k
         if t % stride == 0:
-            loss = evaluate_measured(eigen, theta, p, work)
+            loss = evaluate_measured(eigen, theta, p, g, hess, factor)
             gnorm = np.sqrt(dot(g, g))
             if not (np.isfinite(loss) and np.isfinite(gnorm)):
                 return _NONFINITE, k
             if np.sqrt(dot(theta, theta)) > divergence_norm:
                 return _DIVERGED, k
-            residual, converged, _ = _measure(eigen, theta, p, work, evec)
+            residual, converged, _ = _measure(eigen, theta, p, hess, factor, lanczos, prev_evec,
+                                              top, evec)
             if not np.isfinite(residual):
                 return _NONFINITE, k
             if not converged:
@@ -239,7 +239,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
             row = t // stride
             rec.loss[row] = loss
             rec.gnorm[row] = gnorm
-            rec.sharp[row] = work.top[0]
+            rec.sharp[row] = top[0]
             rec.residual[row] = residual
             rec.bs[row] = bs
             rec.bs_low[row] = low
