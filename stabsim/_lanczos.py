@@ -309,20 +309,24 @@ def tridiagonal_top(diag, offdiag, k, below):
     d_k(x) = a_k − x − b² e_{k−1}ᵀ(T_{k−1} − xI)⁻¹e_{k−1} = a_k − x + Σ_i c_i/(x − μ_i)
     (b = ``offdiag[k-2]``, c_i ≥ 0, μ_i the eigenvalues of T_{k−1}, the largest μ). It lies
     in max(μ, a_k) ≤ λ ≤ max(μ, a_k) + |b| (Cauchy interlacing below, Weyl's inequality for
-    the coupling b above). Each point x narrows that bracket by its Sturm count (the number
+    the coupling b above; the lower end less 4 eps·scale, the width of the bracket that gave
+    μ). Each point x narrows that bracket by its Sturm count (the number
     of negative pivots is the number of eigenvalues below x) and proposes the next point
     from the model a − x + c/(x − μ) with the one pole at μ, a and c fitted to d_k(x) and
-    d_k'(x): the root μ + y of y² − (a − μ)y − c = 0. The first point is 3 eps·scale above
-    the lower end (after Lanczos has converged, λ is that close to μ), a proposal outside the
+    d_k'(x): the root μ + y of y² − (a − μ)y − c = 0. The first point is max(μ, a_k) (after
+    Lanczos has converged, λ is within round-off of μ), a proposal outside the
     bracket is replaced by bisection and one within 2 eps·scale by a probe 3 eps·scale to the
     other side; the iteration ends when the bracket is at most 4 eps·scale wide and returns
     its upper end, as bisection alone would after about 50 passes over T (6 on average on
     random matrices, 15 at most). :func:`top_ritz_pair` has the closed forms of k ≤ 2.
     """
-    lo = max(below, diag[k - 1])
-    hi = lo + abs(offdiag[k - 2])
-    scale = max(abs(lo), abs(hi), 1e-300)
-    x = min(lo + 3e-16 * scale, hi)
+    top = max(below, diag[k - 1])
+    hi = top + abs(offdiag[k - 2])
+    scale = max(abs(top), abs(hi), 1e-300)
+    # μ is itself the upper end of a bracket 4 eps·scale wide: the lower end allows for it
+    # (taking μ as exact let the error grow by up to 4 eps·scale with every Lanczos step)
+    lo = top - 4e-16 * scale
+    x = top
     for _ in range(200):
         count, pivot, slope = _pivots(diag, offdiag, k, x)
         if count == k:  # every eigenvalue lies below x
@@ -337,8 +341,8 @@ def tridiagonal_top(diag, offdiag, k, below):
             a = pivot + y - c / y  # a − μ of the model
             root = np.sqrt(a * a + 4.0 * c)
             step = below + (0.5 * (a + root) if a >= 0.0 else 2.0 * c / (root - a)) - x
-        else:
-            step = np.nan
+        else:  # at μ, where the model has its pole: just above it
+            step = 3e-16 * scale
         if abs(step) <= 2e-16 * scale:  # converged from one side: probe the other
             step = -3e-16 * scale if count == k else 3e-16 * scale
         x += step
