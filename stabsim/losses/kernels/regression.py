@@ -11,7 +11,8 @@ With J(θ) = J + Qθ (rows J(θ)_k = J_k + Q_k θ):
 
 Every kernel sweeps each d × d block Q_k in memory order, once or twice while it is still in
 cache (O(n d²) in all). value, hvp and d3 allocate nothing (they re-read Q_k instead of storing
-Q_k θ); grad keeps one row of J(θ) in a length-d scratch array and value_grad_hess all of it.
+Q_k θ); value_grad (and grad) keeps one row of J(θ) in a length-d scratch array, one pass over Q
+for both (the generic value_grad would make two), and hessian_parts all of J(θ).
 Loops are written out
 in full and read rows of Q_k as views (no allocation): Numba does not vectorise a loop behind
 a helper call.
@@ -56,12 +57,14 @@ def value(theta, p):
 
 
 @jit(fastmath=True)
-def grad(theta, p, out):
-    """out ← Σ_k z_k (J_k + Q_k θ)/n (Q_k θ is kept in a length-d scratch array)."""
+def value_grad(theta, p, out):
+    """L(θ) = |z|²/(2n) and out ← Σ_k z_k (J_k + Q_k θ)/n in one pass over Q (Q_k θ is kept in
+    a length-d scratch array; z_k comes with it)."""
     n = p.z0.shape[0]
     d = theta.shape[0]
     qt = np.empty(d)
     out[:] = 0.0
+    total = 0.0
     for k in range(n):
         jr = p.J[k]
         qk = p.Q[k]
@@ -73,9 +76,17 @@ def grad(theta, p, out):
                 row += q[j] * theta[j]
             qt[i] = row
             zk += theta[i] * (jr[i] + 0.5 * row)
+        total += zk * zk
         c = zk / n
         for i in range(d):
             out[i] += c * (jr[i] + qt[i])
+    return 0.5 * total / n
+
+
+@jit(fastmath=True)
+def grad(theta, p, out):
+    """out ← Σ_k z_k (J_k + Q_k θ)/n (:func:`value_grad` without the value)."""
+    value_grad(theta, p, out)
 
 
 @jit(fastmath=True)
@@ -268,7 +279,7 @@ def factor_rows(p) -> int:
 # One Hessian-vector product costs a pass over Q, as much as forming Σ_k z_k Q_k: engines form
 # the dense part once per step and run Lanczos on it (2.5-4.7x faster at d = 100-1000).
 FAMILY = register_family(
-    RegressionParams, value=value, grad=grad, hvp=hvp, d3=d3, hess=hess,
+    RegressionParams, value=value, grad=grad, hvp=hvp, d3=d3, hess=hess, value_grad=value_grad,
     hessian_parts=hessian_parts, factor_rows=factor_rows, prefers_dense=True,
     subset=subset, examples=examples,
     shapes={"z0": (None,), "J": (None, "d"), "Q": (None, "d", "d")},
