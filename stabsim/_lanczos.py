@@ -330,6 +330,8 @@ def tridiagonal_top(diag, offdiag, k, below):
     for _ in range(200):
         count, pivot, slope = _pivots(diag, offdiag, k, x)
         if count == k:  # every eigenvalue lies below x
+            if x == top:  # then within [lo, top]: converged to round-off
+                return top
             hi = x
         else:
             lo = x
