@@ -38,7 +38,7 @@ STATE_SIZE = 11
 ETA, EA, HB, ALPHA, BETA = range(5)
 
 
-@jit
+@inline
 def phase_code(d, y):
     """Phase 1–4 (I–IV) of a state with y-increment ``d = η(α − βx²/2)`` and ``y``."""
     if d > 0.0:
@@ -81,7 +81,7 @@ def init_state(s, x0, y0):
     s[LAST_CUM] = 0.0
 
 
-@jit
+@inline
 def record_boundary(s, t, x, y, cum_before, p, b_step, b_h, c_len, c_mean):
     """Register a cycle boundary (entry into phase I from phase IV) at state ``t``.
 
@@ -114,7 +114,7 @@ def finish_state(s):
     s[X2MAX] = max(s[X2MAX], xx)
 
 
-@jit
+@inline
 def walk(s, p, t0, t_end, last, target, b_step, b_h, c_len, c_mean, rec_x, rec_y, rec_phase,
          stride):
     """Process the states ``t0 ≤ t < t_end`` of one trajectory (and ``t_end`` if ``last``).

@@ -20,13 +20,13 @@ under sign change, so ``z_t = ±x_t`` exactly and ``z_t² = x_t²``); after the 
 
 from __future__ import annotations
 
-from .._jit import jit
+from .._jit import inline, jit
 
 UNROLL = 4  #: steps per lane per pass of the final-state and light statistics steppers
 STATS_UNROLL = 8  #: steps per lane per pass of the full statistics stepper
 
 
-@jit
+@inline
 def advance(x, y, eta, ea, hb, m, nsteps):
     """Apply the map ``nsteps`` times to lanes ``0 ≤ i < m`` of the block, in place."""
     for _ in range(nsteps // UNROLL):
@@ -48,7 +48,7 @@ def advance(x, y, eta, ea, hb, m, nsteps):
             y[i] = yi + (ea[i] - hb[i] * (xi * xi))
 
 
-@jit
+@inline
 def advance_light(v, eta, ea, hb, m, nsteps):
     """Like :func:`advance`, also keeping the chunk's light statistics in the rows of ``v``.
 
@@ -122,7 +122,7 @@ def advance_light(v, eta, ea, hb, m, nsteps):
             v[1, i] = yi + d
 
 
-@jit
+@inline
 def _stats_step(t, xi, yi, dp, ymx, ymn, x2m, cm, bl, c, bt, bx, by, bc, e, a, h):
     """Process state t of one lane (see ``_reduced_step.walk``) and step it; branch-free.
 
@@ -166,7 +166,7 @@ def _stats_pass(v, eta, ea, hb, m, t, count):
         bla[i], ca[i], bta[i], bxa[i], bya[i], bca[i] = bl, c, bt, bx, by, bc
 
 
-@jit
+@inline
 def advance_stats(v, eta, ea, hb, m, t0, nsteps):
     """Step lanes ``0 ≤ i < m`` ``nsteps`` times from state ``t0``, keeping statistics.
 
