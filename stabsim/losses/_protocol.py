@@ -63,8 +63,6 @@ from numba.extending import overload
 
 from .._jit import JIT_FLAGS, inline
 
-_OVERLOAD_OPTIONS = {"error_model": JIT_FLAGS["error_model"]}
-
 #: the protocol's functions: name → (signature, required)
 PROTOCOL = {
     "value": ("value(theta, p) -> float", True),
@@ -334,12 +332,12 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
     for name in _GENERIC:
         implementation = functions.get(name, _DEFAULTS.get(name))
         if implementation is not None:  # subset has no default: not every family is a sum
-            _overload(name, record, implementation)
+            _overload(name, record, implementation, builtin)
     _FAMILIES[record] = family
     return family
 
 
-# one wrapper per protocol function, with the generic's parameter names (overload needs them)
+# a call of a user's function, with the generic's parameter names (overload needs them)
 _CALLERS = {
     "value": lambda f: lambda theta, p: f(theta, p),
     "grad": lambda f: lambda theta, p, out: f(theta, p, out),
@@ -356,19 +354,36 @@ _CALLERS = {
 }
 
 
-def _overload(name, record, implementation):
-    """Resolve the generic ``name(theta, p, ...)`` to ``implementation`` when p is a ``record``."""
+def _overload(name, record, implementation, builtin):
+    """Resolve the generic ``name(theta, p, ...)`` to ``implementation`` when p is a ``record``.
+
+    A function of stabsim's own families (and a default) is compiled into the caller as
+    written: its Python function, with its dispatcher's options. A user's function is called
+    through its dispatcher, compiled as the user made it (object-mode blocks included),
+    from a one-line wrapper. Compiling the function itself spares that wrapper: Numba
+    compiles each function on its own before splicing it into its caller, and every such
+    compilation links in, optimises and generates machine code for all that the function
+    calls (measured: a network's first GD run, 32.9–35.1 s instead of 36.0–39.5 s cold; a GD
+    step on the scalar network at d = 100, 1.63–1.65 µs instead of 1.84–1.89 µs).
+    """
     generic = _GENERIC[name]
-    caller = _CALLERS[name](implementation)
+    if builtin or not isinstance(implementation, Dispatcher):
+        function = getattr(implementation, "py_func", implementation)
+        options = {key: value for key, value in getattr(implementation, "targetoptions", {}).items()
+                   if key not in ("cache", "nopython", "inline", "nogil")}
+        options.setdefault("error_model", JIT_FLAGS["error_model"])
+    else:
+        function = _CALLERS[name](implementation)
+        options = {"error_model": JIT_FLAGS["error_model"]}
     position = list(inspect.signature(generic).parameters).index("p")
 
     def typer(*args):
         p = args[position]
         if isinstance(p, types.BaseNamedTuple) and p.instance_class is record:
-            return caller
+            return function
 
     typer.__signature__ = inspect.signature(generic)
-    overload(generic, jit_options=_OVERLOAD_OPTIONS, inline="always")(typer)
+    overload(generic, jit_options=options, inline="always", strict=False)(typer)
 
 
 def family_of(params) -> Family:

@@ -108,6 +108,15 @@ def batch_moments(q1, q2, q3, q4, r1, r2, law):
 
 
 @inline
+def _curvature(theta, p, u, v, hv):
+    """uᵀ ∇²L(θ) v, with hv ← ∇²L(θ) v (one function for the four products of
+    :func:`exact_batch_sharpness`: the family's product is compiled into it once, not four
+    times)."""
+    loss_hvp(theta, p, v, hv)
+    return dot(u, hv)
+
+
+@inline
 def exact_batch_sharpness(theta, p, g_full, law):
     """BS at θ exactly, from the per-example moments of :func:`batch_moments`.
 
@@ -124,15 +133,11 @@ def exact_batch_sharpness(theta, p, g_full, law):
         one[0] = i
         pi = loss_subset(p, one)
         loss_grad(theta, pi, gi)
-        loss_hvp(theta, pi, gi, hv)
-        q1 += dot(gi, hv)
-        loss_hvp(theta, pi, g_full, hv)
-        q3 += dot(gi, hv)
-        loss_hvp(theta, p, gi, hv)
-        q2 += dot(gi, hv)
+        q1 += _curvature(theta, pi, gi, gi, hv)
+        q3 += _curvature(theta, pi, gi, g_full, hv)
+        q2 += _curvature(theta, p, gi, gi, hv)
         r1 += dot(gi, gi)
-    loss_hvp(theta, p, g_full, hv)
-    q4 = dot(g_full, hv)
+    q4 = _curvature(theta, p, g_full, g_full, hv)
     num, den = batch_moments(q1 / n, q2 / n, q3 / n, q4, r1 / n, dot(g_full, g_full), law)
     return num / den if den > 0.0 else np.nan
 

@@ -50,44 +50,65 @@ def _d3(handle, theta, u, v, out):
     out[:] = np.asarray(FUNCTIONS[handle].d3(theta, u, v))
 
 
+# The object-mode calls sit in functions of their own: the protocol compiles a built-in
+# family's functions into each kernel as they are written, and a function compiled that way
+# cannot hold an object-mode block.
+
+
 @jit
-def value(theta, p):
-    """L(θ) from the JAX function."""
-    handle = int(p.handle)
+def _call_value(handle, theta):
     with numba.objmode(result="float64"):
         result = _value(handle, theta)
     return result
 
 
 @jit
-def value_grad(theta, p, out):
-    """L(θ) and out ← ∇L(θ) (``jax.value_and_grad``: one call)."""
-    handle = int(p.handle)
+def _call_value_grad(handle, theta, out):
     with numba.objmode(result="float64"):
         result = _value_grad(handle, theta, out)
     return result
 
 
 @jit
-def grad(theta, p, out):
-    """out ← ∇L(θ)."""
-    value_grad(theta, p, out)
-
-
-@jit
-def hvp(theta, p, v, out):
-    """out ← ∇²L(θ) v (``jvp`` of ``grad``: forward over reverse)."""
-    handle = int(p.handle)
+def _call_hvp(handle, theta, v, out):
     with numba.objmode():
         _hvp(handle, theta, v, out)
 
 
 @jit
-def d3(theta, p, u, v, out):
-    """out ← ∇³L(θ)[u, v] (``jvp`` of the Hessian-vector product in v, along u)."""
-    handle = int(p.handle)
+def _call_d3(handle, theta, u, v, out):
     with numba.objmode():
         _d3(handle, theta, u, v, out)
+
+
+@jit
+def value(theta, p):
+    """L(θ) from the JAX function."""
+    return _call_value(int(p.handle), theta)
+
+
+@jit
+def value_grad(theta, p, out):
+    """L(θ) and out ← ∇L(θ) (``jax.value_and_grad``: one call)."""
+    return _call_value_grad(int(p.handle), theta, out)
+
+
+@jit
+def grad(theta, p, out):
+    """out ← ∇L(θ)."""
+    _call_value_grad(int(p.handle), theta, out)
+
+
+@jit
+def hvp(theta, p, v, out):
+    """out ← ∇²L(θ) v (``jvp`` of ``grad``: forward over reverse)."""
+    _call_hvp(int(p.handle), theta, v, out)
+
+
+@jit
+def d3(theta, p, u, v, out):
+    """out ← ∇³L(θ)[u, v] (``jvp`` of the Hessian-vector product in v, along u)."""
+    _call_d3(int(p.handle), theta, u, v, out)
 
 
 FAMILY = register_family(JaxParams, value=value, grad=grad, hvp=hvp, d3=d3,
