@@ -12,6 +12,24 @@ error-model policy is set here and nowhere else.
 - no ``fastmath``: it would let the compiler assume that no value is NaN, and detecting
   divergence is part of every kernel's job. Kernels that never test for NaN may opt into
   :data:`ARITH_FASTMATH` (reassociation and fused multiply-add only).
+
+Compile time. Numba compiles every function a kernel calls as a unit of its own (one it
+splices into the caller with ``inline="always"`` too: it compiles it alone first, then again
+inside the caller), and each unit links in, optimises and generates machine code for all
+the code below it. Code under k such units is compiled k times, so the shape of the call
+tree sets the cold cost of a kernel:
+
+- an engine's entry point is the engine itself (``gd_chunk = jit(gd_steps)``), not a
+  wrapper that calls it;
+- a kernel's helpers are :func:`inline` functions, not :func:`jit` dispatchers: a
+  dispatcher called from compiled code is compiled once more for every literal value a
+  caller passes it as a constant, and gets a Python wrapper no one calls;
+- an :func:`inline` function or overload reached both from an entry point and from inside
+  an always-inlined overload is compiled twice (once per set of compiler flags it is
+  reached with; a dispatcher is compiled once per signature whatever the flags). So the
+  engines' Lanczos measurement is an overload that is not inlined, and a loss family's
+  functions, which are spliced into the engines, keep their large parts in dispatchers (a
+  network's backpropagation pass, the regression model's passes over Q).
 """
 
 from __future__ import annotations

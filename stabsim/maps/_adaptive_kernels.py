@@ -203,9 +203,7 @@ def adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish,
     return _OK, n_steps
 
 
-@jit
-def adaptive_chunk(p, method, eigen, peigen, state, rec, start, n_steps, finish, stride,
-                   divergence_norm):
-    """:func:`adaptive_steps` as a compiled entry point (one specialisation per loss family)."""
-    return adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish,
-                          stride, divergence_norm)
+adaptive_chunk = jit(adaptive_steps)
+""":func:`adaptive_steps` as a compiled entry point (one specialisation per loss family): the
+function itself, not a wrapper that calls it, which would be one more compilation of the
+whole engine (see :mod:`stabsim._jit`)."""

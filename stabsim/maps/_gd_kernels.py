@@ -172,7 +172,7 @@ def _workspace(eigen, d):
     raise TypeError("resolved inside compiled kernels")
 
 
-@overload(_workspace, jit_options={"error_model": "numpy"}, inline="always")
+@overload(_workspace, jit_options={"error_model": "numpy"})
 def _workspace_impl(eigen, d):
     if _is(eigen, MatrixFree):
         return lambda eigen, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
@@ -238,7 +238,9 @@ def _measure(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
 
 
 @overload(_measure, jit_options={"error_model": "numpy"}, inline="always")
-def _measure_impl(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
+def _measure_direct(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
+    """The direct solvers, spliced into the step (the 2 × 2 solve costs less than the
+    reference counts of a call)."""
     if _is(eigen, DenseEigh):
         return lambda eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec: (
             _dense_top(hess, factor, evec, eigen.n_top, top), True, 0)
@@ -254,6 +256,14 @@ def _measure_impl(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
             return residual, True, 0
 
         return tiny
+
+
+@overload(_measure, jit_options={"error_model": "numpy"})
+def _measure_lanczos(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
+    """Lanczos, a function of its own: spliced into the step, it would be compiled twice
+    (Numba compiles an always-inlined function on its own first) and so would everything
+    it calls, once for each set of compiler flags it is reached with (the engine's entry
+    point's, and this function's)."""
     if _is(eigen, MatrixFree):
         def matrix_free(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
             scale_into(prev_evec, evec, 1.0)
@@ -263,16 +273,16 @@ def _measure_impl(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
             return residual, converged, products
 
         return matrix_free
+    if _is(eigen, DenseLanczos):
+        def dense_lanczos(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
+            scale_into(prev_evec, evec, 1.0)
+            lam, residual, products, converged = top_eigenpair(
+                DenseHessian(hess, factor), prev_evec, lanczos, eigen.max_products, eigen.tol,
+                evec)
+            top[0] = lam
+            return residual, converged, products
 
-    def dense_lanczos(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
-        scale_into(prev_evec, evec, 1.0)
-        lam, residual, products, converged = top_eigenpair(
-            DenseHessian(hess, factor), prev_evec, lanczos, eigen.max_products, eigen.tol,
-            evec)
-        top[0] = lam
-        return residual, converged, products
-
-    return dense_lanczos
+        return dense_lanczos
 
 
 @inline(always=True)
@@ -423,9 +433,7 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
     return _OK, n_steps
 
 
-@jit
-def gd_chunk(p, method, eigen, state, rec, start, n_steps, finish, stride, divergence_norm,
-             crossing_threshold):
-    """:func:`gd_steps` as a compiled entry point (one specialisation per loss family)."""
-    return gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
-                    divergence_norm, crossing_threshold)
+gd_chunk = jit(gd_steps)
+""":func:`gd_steps` as a compiled entry point (one specialisation per loss family): the
+function itself, not a wrapper that calls it, which would be one more compilation of the
+whole engine (see :mod:`stabsim._jit`)."""

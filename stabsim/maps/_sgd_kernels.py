@@ -263,9 +263,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
     return _OK, n_steps
 
 
-@jit
-def sgd_chunk(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, batches, probes,
-              z, divergence_norm):
-    """:func:`sgd_steps` as a compiled entry point (one specialisation per loss family)."""
-    return sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, batches,
-                     probes, z, divergence_norm)
+sgd_chunk = jit(sgd_steps)
+""":func:`sgd_steps` as a compiled entry point (one specialisation per loss family): the
+function itself, not a wrapper that calls it, which would be one more compilation of the
+whole engine (see :mod:`stabsim._jit`)."""
