@@ -203,28 +203,19 @@ def _holds_dense_impl(eigen):
     return lambda eigen: dense
 
 
-def _dense_parts(eigen, theta, p, g, hess, factor):
-    """L(θ), g ← ∇L(θ) and the dense Hessian parts into hess and factor, for a dense
-    measurement; never called for a matrix-free one, for which it is a stub, so the dense
-    Hessian of a large model is never even compiled (kernels only)."""
-    raise TypeError("resolved inside compiled kernels")
-
-
-@overload(_dense_parts, jit_options={"error_model": "numpy"})
-def _dense_parts_impl(eigen, theta, p, g, hess, factor):
-    if _is(eigen, MatrixFree):
-        return lambda eigen, theta, p, g, hess, factor: np.nan
-    return lambda eigen, theta, p, g, hess, factor: loss_hessian_parts(theta, p, g, hess, factor)
-
-
-@inline
 def evaluate_measured(eigen, theta, p, g, hess, factor):
     """L(θ) and g ← ∇L(θ) at a step whose sharpness is measured next, with the dense Hessian
     parts into hess and factor when the measurement needs them (the buffers of
-    :func:`_workspace`)."""
-    if _holds_dense(eigen):
-        return _dense_parts(eigen, theta, p, g, hess, factor)
-    return loss_value_grad(theta, p, g)
+    :func:`_workspace`). For a matrix-free measurement the family's ``hessian_parts`` is
+    never even compiled, so neither is the dense Hessian of a large model (kernels only)."""
+    raise TypeError("resolved inside compiled kernels")
+
+
+@overload(evaluate_measured, jit_options={"error_model": "numpy"})
+def _evaluate_measured_impl(eigen, theta, p, g, hess, factor):
+    if _is(eigen, MatrixFree):
+        return lambda eigen, theta, p, g, hess, factor: loss_value_grad(theta, p, g)
+    return lambda eigen, theta, p, g, hess, factor: loss_hessian_parts(theta, p, g, hess, factor)
 
 
 def _measure(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
