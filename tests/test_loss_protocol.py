@@ -336,3 +336,17 @@ def test_an_edit_of_any_file_with_compiled_code_makes_every_kernel_cache_stale(t
     with open(package / "losses" / "kernels" / "quadratic.py", "a") as handle:
         handle.write("\n# an edit\n")
     assert stamp() != before
+
+
+def test_a_user_function_with_an_object_mode_block_runs_in_the_engines():
+    # The protocol calls a user's function through its own dispatcher: one that leaves
+    # nopython mode cannot be compiled into a kernel's code. Lanczos (d > SMALL_DIM, so not
+    # eigh) on ∇²L = diag(c) must find max c and its unit vector.
+    from stabsim.spectral import SMALL_DIM, tracked_top_eigenpair
+
+    d = SMALL_DIM + 8
+    c = np.linspace(0.5, 3.0, d)
+    loss = Loss(user_families.ObjectModeDiagonal(c), d)
+    lam, u = tracked_top_eigenpair(loss, np.full(d, 0.7))
+    assert lam == pytest.approx(3.0, rel=1e-10)  # Lanczos tolerance: 1e-10 relative residual
+    assert abs(u[-1]) == pytest.approx(1.0, rel=1e-9)

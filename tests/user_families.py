@@ -151,3 +151,24 @@ def bowl_d3(theta, p, u, v, out):
 
 
 register_family(Bowl, value=bowl_value, grad=bowl_grad, hvp=bowl_hvp, d3=bowl_d3)
+
+
+class ObjectModeDiagonal(NamedTuple):
+    """L = ½ Σ c_i θ_i², its Hessian-vector product computed by NumPy in object mode (a user's
+    function the engines must call as compiled, not splice into their own code)."""
+
+    c: np.ndarray
+
+
+def _scaled(c, v, out):
+    np.multiply(c, v, out=out)
+
+
+@numba.njit(cache=True)
+def objmode_hvp(theta, p, v, out):
+    with numba.objmode():
+        _scaled(p.c, v, out)
+
+
+register_family(ObjectModeDiagonal, value=diag_value, grad=diag_grad, hvp=objmode_hvp,
+                d3=zero_d3, shapes={"c": ("d",)})
