@@ -133,17 +133,23 @@ conclude(
 # ## 3. The (η, b) phase diagram
 #
 # Each cell is one SGD run, classified as the GD sweeps are (`stabsim.sweep.classify`) but
-# with the relative *batch* sharpness BS·η/2. At η = 0.2 every batch size reaches the edge
-# of stochastic stability; the smallest η has not sharpened to its far larger $2/\eta$ within
-# the budget (converged); the largest diverges at small b, whose batch gradients are the
-# noisiest. Each cell also keeps the late-window mean of the full-batch $\lambda_{\max}\eta/2$
+# with the relative *batch* sharpness BS·η/2. At η = 0.2 every batch size below N reaches
+# the edge of stochastic stability; the smallest η has not sharpened to its far larger
+# $2/\eta$ within the budget (converged); the largest diverges at small b, whose batch
+# gradients are the noisiest. The full batch b = N is GD, whose sharpness hovers within a
+# few percent of $2/\eta$ on either side: whether it still reaches the threshold in the late
+# window at the end of the budget (then *edge of stability*, else *converged*) turns on
+# round-off: the same code gave each class on two machines (the late-window maximum of
+# λ_max·η/2 was 0.990 on the second), so only the cells with b < N are asserted.
+# Each cell also keeps the late-window mean of the full-batch $\lambda_{\max}\eta/2$
 # (the last half of its records): the theory puts it below 1 under SGD.
 
 # %%
 etas = [0.02, 0.2, 1.0] if SMALL else [0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 sizes = [4, 16, 32] if SMALL else [2, 4, 8, 16, 32]
 ds = sgd_sweep(net, theta0, etas, sizes, steps=3000, stride=20).to_xarray()
-assert np.all(ds["regime"].sel(eta=0.2) == GDClass.EDGE_OF_STABILITY)
+stochastic = [b for b in sizes if b < net.n_examples]
+assert np.all(ds["regime"].sel(eta=0.2, batch_size=stochastic) == GDClass.EDGE_OF_STABILITY)
 assert np.all(ds["regime"].sel(eta=0.02) == GDClass.CONVERGED)
 table([{"η": eta} | {f"b = {b}": GDClass(int(ds["regime"].sel(eta=eta, batch_size=b))).name
                       .lower() for b in sizes} for eta in etas])
@@ -164,9 +170,10 @@ for row in edge:
                     "below" if row["lam"] < 1.0 else "above")
 failing = [row for row in edge if row["b"] < net.n_examples and row["where"] != "below"]
 conclude(
-    f"At η = {ETA:g} every batch size reaches the edge of stochastic stability (BS·η/2 "
-    + ", ".join(f"{row['bs']:.3f}" for row in edge) + " at b = "
-    + ", ".join(str(row["b"]) for row in edge) + f"), at η = {etas[0]:g} every one has "
+    f"At η = {ETA:g} the runs are "
+    + ", ".join(f"{GDClass(int(at_eta['regime'].sel(batch_size=row['b']))).name.lower()} "
+                f"at b = {row['b']} (BS·η/2 {row['bs']:.3f})" for row in edge)
+    + f", at η = {etas[0]:g} every one has "
     f"converged before sharpening to its 2/η, and at η = {etas[-1]:g} the runs are "
     + ", ".join(f"{GDClass(int(ds['regime'].sel(eta=etas[-1], batch_size=b))).name.lower()} "
                 f"at b = {b}" for b in sizes)
