@@ -37,9 +37,10 @@ from ._gd_kernels import (
     _NONFINITE,
     _NOT_CONVERGED,
     _OK,
+    _holds_dense,
     _measure,
     _workspace,
-    evaluate_measured,
+    evaluate_dense,
 )
 
 RMSPROP = 0  #: diagonal ν, m = g
@@ -139,8 +140,8 @@ def adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish,
         t = start + k
         last = finish and k == n_steps
         recording = rec.loss.shape[0] > 0 and (t % stride == 0 or last)
-        loss = evaluate_measured(eigen, theta, p, g, hess, factor) if recording \
-            else loss_value_grad(theta, p, g)
+        loss = evaluate_dense(eigen, theta, p, g, hess, factor) \
+            if recording and _holds_dense(eigen) else loss_value_grad(theta, p, g)
         g2 = dot(g, g)
         gnorm = np.sqrt(g2)
         if not (np.isfinite(loss) and np.isfinite(gnorm)):

@@ -203,18 +203,26 @@ def _holds_dense_impl(eigen):
     return lambda eigen: dense
 
 
-def evaluate_measured(eigen, theta, p, g, hess, factor):
-    """L(θ) and g ← ∇L(θ) at a step whose sharpness is measured next, with the dense Hessian
-    parts into hess and factor when the measurement needs them (the buffers of
-    :func:`_workspace`). For a matrix-free measurement the family's ``hessian_parts`` is
-    never even compiled, so neither is the dense Hessian of a large model (kernels only)."""
+def evaluate_dense(eigen, theta, p, g, hess, factor):
+    """L(θ) and g ← ∇L(θ) with the dense Hessian parts into hess and factor (the buffers of
+    :func:`_workspace`), at a step whose sharpness a dense measurement takes next; callers
+    reach it only where :func:`_holds_dense` is true and call the family's ``value_grad``
+    themselves otherwise (kernels only).
+
+    For a matrix-free measurement it does nothing and returns NaN: the family's
+    ``hessian_parts`` is never even compiled, so neither is the dense Hessian of a large
+    model. Nor is ``value_grad`` compiled here: the engines call it at their other steps,
+    and a function reached both from an engine and from inside this overload is compiled
+    once for each (measured on the 1-6-6-6-1 network: two compilations of its
+    ``value_grad``, each linking in the backpropagation pass).
+    """
     raise TypeError("resolved inside compiled kernels")
 
 
-@overload(evaluate_measured, jit_options={"error_model": "numpy"})
-def _evaluate_measured_impl(eigen, theta, p, g, hess, factor):
+@overload(evaluate_dense, jit_options={"error_model": "numpy"})
+def _evaluate_dense_impl(eigen, theta, p, g, hess, factor):
     if _is(eigen, MatrixFree):
-        return lambda eigen, theta, p, g, hess, factor: loss_value_grad(theta, p, g)
+        return lambda eigen, theta, p, g, hess, factor: np.nan
     return lambda eigen, theta, p, g, hess, factor: loss_hessian_parts(theta, p, g, hess, factor)
 
 
@@ -359,10 +367,11 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
         measuring = recording or searching
         # the unmeasured step calls the loss directly: behind one overloaded helper with the
         # dense branch, it cost 30 to 700 ns a step on a 2-parameter loss (11 ns so, measured)
-        loss = evaluate_measured(eigen, theta, p, g, hess, factor) if measuring \
+        dense = measuring and _holds_dense(eigen)
+        loss = evaluate_dense(eigen, theta, p, g, hess, factor) if dense \
             else loss_value_grad(theta, p, g)
         counts[0] += 1
-        if measuring and _holds_dense(eigen):
+        if dense:
             counts[2] += 1
         gnorm = np.sqrt(dot(g, g))
         if not (np.isfinite(loss) and np.isfinite(gnorm)):

@@ -30,9 +30,10 @@ from ._gd_kernels import (
     _NONFINITE,
     _NOT_CONVERGED,
     _OK,
+    _holds_dense,
     _measure,
     _workspace,
-    evaluate_measured,
+    evaluate_dense,
 )
 
 
@@ -105,6 +106,20 @@ def batch_moments(q1, q2, q3, q4, r1, r2, law):
             p4 = (n * n * q4 - n * q2 - 2.0 * n * q3 + 2.0 * q1) / ((n - 1.0) * (n - 2.0))
         num += b * (b - 1.0) * (b - 2.0) * p4
     return num / (b * b * b), den / (b * b)
+
+
+@inline
+def _evaluate_measured(eigen, theta, p, g, hess, factor):
+    """L(θ) and g ← ∇L(θ), with the dense Hessian parts when the measurement takes them.
+
+    A function of its own: with the family's ``value_grad`` spliced into the step's
+    recording branch, Numba's inliner lost track of one of its variables
+    (``NumbaIRAssumptionWarning``). The GD and adaptive engines call ``value_grad`` in the
+    step itself, which they do at every unmeasured step too (once compiled for both).
+    """
+    if _holds_dense(eigen):
+        return evaluate_dense(eigen, theta, p, g, hess, factor)
+    return loss_value_grad(theta, p, g)
 
 
 @inline
@@ -226,7 +241,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
     for k in range(n_steps + 1 if finish else n_steps):
         t = start + k
         if t % stride == 0:
-            loss = evaluate_measured(eigen, theta, p, g, hess, factor)
+            loss = _evaluate_measured(eigen, theta, p, g, hess, factor)
             gnorm = np.sqrt(dot(g, g))
             if not (np.isfinite(loss) and np.isfinite(gnorm)):
                 return _NONFINITE, k
