@@ -25,11 +25,13 @@ tree sets the cold cost of a kernel:
   dispatcher called from compiled code is compiled once more for every literal value a
   caller passes it as a constant, and gets a Python wrapper no one calls;
 - an :func:`inline` function or overload reached both from an entry point and from inside
-  an always-inlined overload is compiled twice (once per set of compiler flags it is
-  reached with; a dispatcher is compiled once per signature whatever the flags). So the
-  engines' Lanczos measurement is an overload that is not inlined, and a loss family's
-  functions, which are spliced into the engines, keep their large parts in dispatchers (a
-  network's backpropagation pass, the regression model's passes over Q).
+  another overload (spliced in or not) is compiled twice (once per set of compiler flags
+  it is reached with; a dispatcher is compiled once per signature whatever the flags). So
+  the engines' Lanczos measurement is an overload that is not inlined, the engines call a
+  family's ``value_grad`` in the step itself (the overload that evaluates a measured step
+  only forms the dense Hessian), and a loss family's functions, which are spliced into the
+  engines, keep their large parts in dispatchers (a network's backpropagation pass, the
+  regression model's passes over Q).
 """
 
 from __future__ import annotations
