@@ -13,7 +13,8 @@ relative residual 1e-10:
   against stabsim's (both follow the same iterates).
 
 Threads as in ``bench_networks.py``: each method runs with the libraries' default threading
-(wall time) and with one thread each (CPU time of the process, which other work on a shared
+(wall time; stabsim also with ``Network(chunks=k)``, k Numba threads each running a block of
+the examples) and with one thread each (CPU time of the process, which other work on a shared
 machine does not inflate).
 
 Run: ``python benchmarks/bench_adaptive.py`` (needs JAX for the comparison columns).
@@ -32,6 +33,7 @@ from bench_networks import (
     _jax_loss,
     _machine_env,
     _network,
+    chunks_here,
     jax_mix,
     jax_top_eigenpair,
 )
@@ -110,6 +112,11 @@ def one(method):
     row = {"method": method, "d": net.dim, "steps": STEPS, "stabsim_us": 1e6 * engine,
            "status": result.status.name,
            "psharp": float(result.preconditioned_sharpness[-2])}
+    chunks = chunks_here()
+    if chunks > 1:
+        chunked, chunked_result = _stabsim(_network("tanh", 64, chunks), theta0, method)
+        row.update(chunks=chunks, chunked_us=1e6 * chunked,
+                   chunked_psharp=float(chunked_result.preconditioned_sharpness[-2]))
     try:
         import jax
     except ImportError:
@@ -130,18 +137,25 @@ def main():
             rows.append({"threads": threads, **json.loads(out.stdout.strip().splitlines()[-1])})
     print(f"RMSProp/Adam + raw and preconditioned sharpness every step (Lanczos, relative "
           f"residual {TOL:g}), {STEPS} steps")
-    print(f"{'threads':>7} {'method':>8} {'d':>6} {'stabsim µs':>11} {'JAX µs':>9} "
-          f"{'JAX/stabsim':>11} {'rel. diff':>9}")
+    print(f"{'threads':>7} {'method':>8} {'d':>6} {'stabsim µs':>11} {'chunked µs':>10} "
+          f"{'JAX µs':>9} {'JAX/stabsim':>11} {'rel. diff':>9} {'chunked diff':>12}")
     for r in rows:
+        chunked = "chunked_us" in r
         cells = [f"{r['threads']:>7}", f"{r['method']:>8}", f"{r['d']:>6}",
-                 f"{r['stabsim_us']:11.0f}"]
+                 f"{r['stabsim_us']:11.0f}",
+                 f"{r['chunked_us']:10.0f}" if chunked else f"{'—':>10}"]
         if "jax_us" in r:
             diff = abs(r["jax_psharp"] - r["psharp"]) / abs(r["psharp"])
-            cells += [f"{r['jax_us']:9.0f}", f"{r['jax_us'] / r['stabsim_us']:11.2f}",
+            fastest = min(r["stabsim_us"], r["chunked_us"]) if chunked else r["stabsim_us"]
+            cells += [f"{r['jax_us']:9.0f}", f"{r['jax_us'] / fastest:11.2f}",
                       f"{diff:9.1e}"]
+        if chunked:
+            cells.append(f"{abs(r['chunked_psharp'] - r['psharp']) / abs(r['psharp']):12.1e}")
         print(" ".join(cells))
-    print("JAX/stabsim > 1: stabsim is faster. rel. diff: the last preconditioned sharpness "
-          "of the two runs.")
+    print("chunked: Network(chunks=k), k blocks of examples on k Numba threads (default "
+          "threading only). JAX/stabsim > 1: stabsim is faster (its faster setting). rel. "
+          "diff: the last preconditioned sharpness of JAX's run against stabsim's; chunked "
+          "diff: of the chunked run against the serial one.")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,10 @@ one fresh process:
 
 Threads: every case runs twice (without the machine's OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE,
 as every baseline), with the libraries' default threading (OpenBLAS under
-stabsim's ``np.dot``, Eigen under XLA: both use every core) and with one thread each
-(``OPENBLAS_NUM_THREADS=1``; XLA with ``--xla_cpu_multi_thread_eigen=false
+stabsim's ``np.dot``, Eigen under XLA: both use every core; stabsim also with
+``Network(chunks=k)``, its passes on k blocks of examples on k Numba threads, one per core,
+each calling the BLAS with one thread) and with one thread each (``OPENBLAS_NUM_THREADS=1``,
+``NUMBA_NUM_THREADS=1``, the serial pass; XLA with ``--xla_cpu_multi_thread_eigen=false
 intra_op_parallelism_threads=1``), since on a machine shared with other work the thread
 counts decide the ratio more than the code does. The one-thread runs are timed in CPU time
 of the process (``time.process_time``), which other jobs on the machine do not inflate; the
@@ -45,7 +47,7 @@ import numpy as np
 
 CASES = (("tanh", 64), ("identity", 64), ("tanh", 20), ("identity", 20))
 ONE_THREAD = {"STABSIM_BENCH_CPU_TIME": "1", "OPENBLAS_NUM_THREADS": "1",
-              "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
               "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
 TOL = 1e-10
 CLOCK = time.process_time if os.environ.get("STABSIM_BENCH_CPU_TIME") else time.perf_counter
@@ -60,11 +62,19 @@ def _machine_env():
             if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
 
 
-def _network(activation, width):
+def _network(activation, width, chunks=1):
     from stabsim.losses import Network
 
     return Network((width, width, width), activation=activation, data="teacher", input_dim=16,
-                   n_samples=256, seed=0)
+                   n_samples=256, seed=0, chunks=chunks)
+
+
+def chunks_here():
+    """Blocks of examples for stabsim's parallel passes in this run: one per Numba thread in
+    the default-threading runs, none (1: the serial pass) in the one-thread runs."""
+    import numba
+
+    return 1 if os.environ.get("STABSIM_BENCH_CPU_TIME") else numba.get_num_threads()
 
 
 def _steps(d):
@@ -243,6 +253,12 @@ def one(activation, width):
            "stabsim_us": 1e6 * engine, "stabsim_peak_mb": _peak_mb(),
            "stabsim_products": result.counters["lanczos_products"] / result.counters["records"],
            "sharpness": float(result.sharpness[-2, 0]), **_pass_ratios(net, theta0)}
+    chunks = chunks_here()
+    if chunks > 1:
+        chunked, chunked_result = _stabsim(_network(activation, width, chunks), theta0, eta,
+                                           steps)
+        row.update(chunks=chunks, chunked_us=1e6 * chunked,
+                   chunked_sharpness=float(chunked_result.sharpness[-2, 0]))
     try:
         import jax
     except ImportError:
@@ -274,16 +290,18 @@ def main():
             rows.append({"threads": threads, **json.loads(out.stdout.strip().splitlines()[-1])})
     print("GD + sharpness every step (Lanczos on HVPs, relative residual 1e-10), 256 examples")
     print(f"{'threads':>7} {'network':>10} {'d':>6} {'stabsim µs':>11} {'HVPs/step':>9} "
-          f"{'peak MB':>8} {'JAX µs':>9} {'JAX/stabsim':>11} {'HVPs/step':>9} "
+          f"{'peak MB':>8} {'chunked µs':>10} {'JAX µs':>9} {'JAX/stabsim':>11} {'HVPs/step':>9} "
           f"{'rel. diff S':>11} {'bare JAX µs':>11} {'HVPs/step':>9} {'from_jax µs':>11} "
           f"{'grad µs':>8} {'HVP/grad':>8} {'hyper-dual/grad':>15}")
     for r in rows:
         cells = [f"{r['threads']:>7}", f"{r['activation']:>10}", f"{r['d']:>6}",
                  f"{r['stabsim_us']:11.0f}", f"{r['stabsim_products']:9.2f}",
-                 f"{r['stabsim_peak_mb']:8.0f}"]
+                 f"{r['stabsim_peak_mb']:8.0f}",
+                 f"{r['chunked_us']:10.0f}" if "chunked_us" in r else f"{'—':>10}"]
         if "jax_us" in r:
             diff = abs(r["jax_sharpness"] - r["sharpness"]) / r["sharpness"]
-            cells += [f"{r['jax_us']:9.0f}", f"{r['jax_us'] / r['stabsim_us']:11.2f}",
+            fastest = min(r["stabsim_us"], r.get("chunked_us", np.inf))
+            cells += [f"{r['jax_us']:9.0f}", f"{r['jax_us'] / fastest:11.2f}",
                       f"{r['jax_products']:9.2f}", f"{diff:11.1e}", f"{r['jax_bare_us']:11.0f}",
                       f"{r['jax_bare_products']:9.2f}", f"{r['from_jax_us']:11.0f}"]
         else:
@@ -292,10 +310,18 @@ def main():
         cells += [f"{r['grad_us']:8.0f}", f"{r['hvp_ratio']:8.2f}",
                   f"{r['hyperdual_ratio']:15.2f}"]
         print(" ".join(cells))
-    print("JAX: the engine's algorithm, its start mixed with the same fixed vector at the same "
-          "weight; bare JAX: the warm start alone (fewer products, and blind to a top "
-          "eigenvalue the warm start cannot see). JAX/stabsim > 1: stabsim is faster. peak "
-          "MB: the whole process (Python, NumPy, Numba, SciPy) before JAX is imported.")
+    print("chunked: Network(chunks=k), the passes on k blocks of examples in parallel, one per "
+          "Numba thread (default threading only; its sharpness differs from the serial run's "
+          "by the round-off printed below). JAX: the engine's algorithm, its start mixed with "
+          "the same fixed vector at the same weight; bare JAX: the warm start alone (fewer "
+          "products, and blind to a top eigenvalue the warm start cannot see). JAX/stabsim > 1: "
+          "stabsim is faster (its faster setting: serial or chunked). peak MB: the whole "
+          "process (Python, NumPy, Numba, SciPy) before JAX is imported.")
+    for r in rows:
+        if "chunked_us" in r:
+            diff = abs(r["chunked_sharpness"] - r["sharpness"]) / r["sharpness"]
+            print(f"  {r['activation']} d = {r['d']}: chunked/serial sharpness rel. diff "
+                  f"{diff:.1e}, {r['chunks']} blocks")
 
 
 if __name__ == "__main__":

@@ -5,13 +5,16 @@ Checked against finite differences, against JAX autodiff of an independent forwa
 uv model.
 """
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stabsim.losses import Network, UVModel, make_loss
+from stabsim.losses import Loss, Network, UVModel, make_loss
+from stabsim.losses.kernels.network import CHUNKED_FAMILY, FAMILY, ChunkedNetworkParams
 from stabsim.maps import run_gd
+from stabsim.sweep.gd_cells import _in_threads
 
 EPS = np.finfo(np.float64).eps
 
@@ -244,6 +247,8 @@ def test_data_sets():
     ({"parametrisation": "mup"}, "parametrisation"),
     ({"bias": 1}, "bias"),
     ({"n_samples": 0}, "n_samples"),
+    ({"chunks": 0}, "chunks"),
+    ({"chunks": 1.5}, "chunks"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -267,3 +272,91 @@ def test_uv_model_closed_forms():
     assert top == pytest.approx(uv.ntk_eigenvalue(on_target), rel=1e-12)
     with pytest.raises(ValueError, match="width"):
         UVModel(0)
+
+
+def _chunked_twin(net, chunks):
+    """The same network with its passes on ``chunks`` blocks of examples, made through the
+    public Loss constructor, which checks its derivatives against finite differences."""
+    return Loss(ChunkedNetworkParams(*net.params, float(chunks)), net.dim)
+
+
+@settings(max_examples=20)
+@given(networks(), st.sampled_from([2, 3, 8]))
+def test_chunked_passes_are_the_passes(case, chunks):
+    # Blocks of examples (uneven when chunks does not divide N, fewer than chunks when N is
+    # smaller) each return their own mean; the weighted sum Σ_c (n_c/N)·(block mean) is the
+    # same sum over examples in another order, so it agrees up to the order of floating-point
+    # sums (the bounds of test_hyperdual_pass_is_consistent).
+    net, theta, u, v = case
+    twin = _chunked_twin(net, chunks)
+    assert twin.family is CHUNKED_FAMILY and twin.family.threaded and not net.family.threaded
+    f, y = net.predict(theta), net.params.Y
+    terms = np.sum(np.abs(f - y) * (np.abs(f) + np.abs(y))) / f.shape[0]
+    assert twin.value(theta) == pytest.approx(net.value(theta), rel=1e-13,
+                                              abs=1e-13 * terms + 1e-300)
+    pairs = [(net.grad(theta), twin.grad(theta)), (net.hvp(theta, u), twin.hvp(theta, u)),
+             (net.d3(theta, u, v), twin.d3(theta, u, v))]
+    state = CHUNKED_FAMILY.functions["linearise"](theta, twin.params)
+    out = np.empty(net.dim)
+    CHUNKED_FAMILY.functions["hvp_linearised"](theta, twin.params, state, v, out)
+    pairs.append((net.hvp(theta, v), out))
+    for exact, got in pairs:
+        assert np.max(np.abs(exact - got)) <= 1e-12 * max(np.max(np.abs(exact)), 1e-300)
+
+
+def test_chunked_network_matches_and_ignores_the_threads():
+    # Network(chunks=k) builds the chunked record; its numbers depend on k, not on how many
+    # threads run the blocks (the blocks are summed in order after they finish): bitwise.
+    net = Network((5, 4), data="teacher", input_dim=3, n_samples=11, seed=2)
+    twin = Network((5, 4), data="teacher", input_dim=3, n_samples=11, seed=2, chunks=3)
+    assert isinstance(twin.params, ChunkedNetworkParams) and net.family is FAMILY
+    assert repr(twin).endswith("chunks=3)") and "chunks" not in repr(net)
+    theta = net.init(4)
+    u, v = np.random.default_rng(5).normal(size=(2, net.dim))
+    threads = numba.get_num_threads()
+    everywhere = twin.derivatives(theta, u, v)
+    numba.set_num_threads(1)
+    try:
+        one_thread = twin.derivatives(theta, u, v)
+    finally:
+        numba.set_num_threads(threads)
+    assert everywhere[0] == one_thread[0]
+    for a, b in zip(everywhere[1:], one_thread[1:], strict=True):
+        assert np.array_equal(a, b)
+    for exact, got in zip(net.derivatives(theta, u, v)[1:], everywhere[1:], strict=True):
+        assert np.max(np.abs(exact - got)) <= 1e-12 * np.max(np.abs(exact))
+    # a batch of the chunked network is a chunked network on those examples
+    batch = np.array([3, 0, 3], np.int64)
+    sub = CHUNKED_FAMILY.functions["subset"](twin.params, batch)
+    assert isinstance(sub, ChunkedNetworkParams) and sub.chunks == 3.0
+    serial = FAMILY.functions["subset"](net.params, batch)
+    assert np.array_equal(sub.X, serial.X) and np.array_equal(sub.Y, serial.Y)
+
+
+def test_gd_on_a_chunked_network_follows_gd():
+    # The same GD run on the chunked twin: the passes differ by round-off (about 1e-16
+    # relative), and ten steps of GD with η·max|λ| ≤ 1 (checked at the start) amplify a
+    # perturbation at most 2¹⁰-fold, so the losses agree far inside 1e-10; the sharpness is
+    # a Lanczos estimate stopped at relative residual 1e-10, within 1e-9 of the top
+    # eigenvalue on either side (test_gd_sharpness_matches_dense_hessian).
+    net = Network((6, 5), data="sine", n_samples=12)
+    twin = Network((6, 5), data="sine", n_samples=12, chunks=2)
+    theta0 = net.init(3)
+    eta = 0.05
+    assert eta * np.max(np.abs(np.linalg.eigvalsh(net.hessian(theta0)))) <= 1.0
+    serial = run_gd(net, theta0, eta, 10)
+    chunked = run_gd(twin, theta0, eta, 10)
+    assert chunked.status.name == "OK"
+    assert np.allclose(chunked.loss, serial.loss, rtol=1e-10, atol=0)
+    assert np.allclose(chunked.sharpness, serial.sharpness, rtol=2e-9, atol=0)
+
+
+def test_a_sweep_runs_a_threaded_loss_on_one_thread():
+    # cells of a loss whose functions start threads of their own are run one at a time, in
+    # the calling thread (the functions' threads are not nested in the sweep's)
+    import threading
+
+    seen = []
+    _in_threads(lambda block: seen.append((threading.get_ident(), len(block))), 8, True)
+    assert {ident for ident, _ in seen} == {threading.get_ident()}
+    assert sum(size for _, size in seen) == 8

@@ -202,6 +202,8 @@ class Family:
     examples : callable or None
         ``examples(p) -> int``: N, the number of examples of a finite-sum family (one that
         registered ``subset``); None for the others.
+    threaded : bool
+        Whether the family's functions run parallel threads of their own (``prange``).
     """
 
     record: type
@@ -211,6 +213,7 @@ class Family:
     prefers_dense: bool
     builtin: bool
     examples: Callable | None = None
+    threaded: bool = False
 
     @property
     def finite_sum(self) -> bool:
@@ -243,7 +246,7 @@ def _no_factor(p) -> int:
 def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
                     hessian_parts=None, factor_rows=None, shapes=None,
                     prefers_dense=False, linearise=None, hvp_linearised=None, subset=None,
-                    examples=None) -> Family:
+                    examples=None, threaded=False) -> Family:
     """Register a loss family: a parameter record class and its compiled functions.
 
     After this, ``Loss(record(...), dim)`` is a loss that every engine and sweep accepts, and
@@ -278,6 +281,10 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
     examples : callable, optional
         ``examples(p) -> int``, the number N of examples; required with ``subset`` and
         only with it.
+    threaded : bool
+        The functions run parallel threads of their own (``prange``): a sweep then runs its
+        cells one at a time instead of one per thread, which would run the functions'
+        threads inside its own.
 
     Returns
     -------
@@ -328,7 +335,7 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
     module = inspect.getmodule(record)
     builtin = module is not None and module.__name__.split(".")[0] == "stabsim"
     family = Family(record, functions, shapes, factor_rows or _no_factor, bool(prefers_dense),
-                    builtin, examples)
+                    builtin, examples, bool(threaded))
     for name in _GENERIC:
         implementation = functions.get(name, _DEFAULTS.get(name))
         if implementation is not None:  # subset has no default: not every family is a sum

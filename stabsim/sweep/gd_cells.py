@@ -143,8 +143,9 @@ def gd_cells_kernel(p, eigen, cells, theta0, rule, eta, momentum, base, loss_min
 BLOCKS_PER_THREAD = 4
 
 
-def _in_threads(run, n_cells):
-    """``run(block)`` over blocks of cell positions on ``numba.get_num_threads()`` threads.
+def _in_threads(run, n_cells, threaded_loss=False):
+    """``run(block)`` over blocks of cell positions on ``numba.get_num_threads()`` threads
+    (one thread for a loss whose functions run threads of their own: ``Family.threaded``).
 
     The kernel releases the GIL (``nogil``), so the blocks run in parallel; every cell is
     independent, so the result does not depend on the threads or the blocks. Threads rather
@@ -152,7 +153,7 @@ def _in_threads(run, n_cells):
     every kernel compiled from nothing, took 16.5 s of CPU with one and 10.1 s with this;
     a call per block costs microseconds.
     """
-    threads = max(1, min(numba.get_num_threads(), n_cells))
+    threads = 1 if threaded_loss else max(1, min(numba.get_num_threads(), n_cells))
     blocks = np.array_split(np.arange(n_cells), min(n_cells, threads * BLOCKS_PER_THREAD))
     if threads == 1:
         for block in blocks:
@@ -292,7 +293,7 @@ def gd_cells(config, values: dict) -> dict:
                    eta, momentum, base, loss_min, config.steps, config.stride,
                    config.divergence_norm, config.window, out_float, out_int)
 
-        _in_threads(run, cells.shape[0])
+        _in_threads(run, cells.shape[0], loss.family.threaded)
     out = {name: out_float[:, k] for k, name in enumerate(FLOAT_STATS)}
     out.update({name: out_int[:, k] for k, name in enumerate(INT_STATS)})
     out["regime"] = classify_statistics(out, out["status"], config.band)

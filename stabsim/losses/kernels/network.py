@@ -42,12 +42,21 @@ product at d = 1201 and 950–1007 → 860–915 µs at d = 9473). Memory is O(d
 (θ-sized results, the activations and the state of :func:`linearise`), nothing of size
 d × d. The kernels trust the record (no bounds checks): build it with
 :class:`stabsim.losses.Network`.
+
+Every quantity is a mean over the examples, so the pass also runs on blocks of examples in
+parallel (record :class:`ChunkedNetworkParams`, :func:`chunked_pass`): each block's pass on
+one of Numba's threads, its BLAS set to one thread (:mod:`stabsim._blas`), and the blocks'
+means summed with weights n_c/N. Measured, GD with the sharpness every step on the
+16-64-64-64-1 tanh network, 256 examples, two cores: 7.6 ms a step with two blocks against
+14.4 ms serial on one BLAS thread and 21.6 ms serial with OpenBLAS's two threads.
 """
 
 from typing import NamedTuple
 
 import numpy as np
+from numba import prange
 
+from ..._blas import blas_threads_here
 from ..._jit import jit
 from .._protocol import register_family
 
@@ -72,6 +81,19 @@ class NetworkParams(NamedTuple):
     scales: np.ndarray  #: multipliers s_1, ..., s_L
     activation: float  #: IDENTITY, TANH or SOFTPLUS
     bias: float  #: 1.0 with biases b_l, 0.0 without
+
+
+class ChunkedNetworkParams(NamedTuple):
+    """:class:`NetworkParams` whose passes run on blocks of examples in parallel
+    (:func:`chunked_pass`): the same loss and derivatives, equal to round-off."""
+
+    X: np.ndarray  #: inputs, shape (N, n_0)
+    Y: np.ndarray  #: targets, shape (N, n_L)
+    sizes: np.ndarray  #: layer sizes n_0, ..., n_L
+    scales: np.ndarray  #: multipliers s_1, ..., s_L
+    activation: float  #: IDENTITY, TANH or SOFTPLUS
+    bias: float  #: 1.0 with biases b_l, 0.0 without
+    chunks: float  #: the number of blocks of examples (at most N are used)
 
 
 @jit
@@ -516,13 +538,6 @@ def network_pass(theta, p, u, v, outs, save, saved):
     return loss
 
 
-@jit(inline=True)
-def value(theta, p):
-    """L(θ) = (1/(2N)) Σ_n |f(x_n) − y_n|² (forward pass only)."""
-    none = np.empty(0)
-    return network_pass(theta, p, theta, theta, (none, none, none, none), none, none)
-
-
 @jit
 def _into(result, out):
     """out ← result (the pass writes contiguous arrays; ``out`` may be any 1-D view)."""
@@ -530,72 +545,179 @@ def _into(result, out):
         out[i] = result[i]
 
 
-@jit(inline=True)
-def value_grad(theta, p, out):
-    """L(θ) and out ← ∇L(θ): one forward and one backward pass."""
-    none = np.empty(0)
-    g = np.empty(theta.shape[0])
-    loss = network_pass(theta, p, theta, theta, (none, g, none, none), none, none)
-    _into(g, out)
+@jit(parallel=True)
+def chunked_pass(theta, p, u, v, outs, save, saved):
+    """:func:`network_pass` on k = min(chunks, N) blocks of consecutive examples, in parallel.
+
+    Block c holds the examples [⌊cN/k⌋, ⌊(c+1)N/k⌋), n_c of them. L and every part of the
+    pass (∇L, ∇²L u, ∇²L v, ∇³L[u, v]) are means over the examples, so each is the
+    weighted sum over the blocks of the block's own mean,
+
+        L = Σ_c (n_c/N) L_c,
+
+    summed in the order of the blocks, whatever the threads (the result depends on
+    ``chunks``, not on how many threads run). The blocks run on Numba's threads (``prange``;
+    ``numba.set_num_threads`` bounds them). A state (``save``, ``saved``) is the blocks'
+    states of :func:`network_pass` one after another, block c's from c + ⌊cN/k⌋·r on
+    (r: the per-example length of a state, :func:`_row_length`).
+    """
+    n_rows = p.X.shape[0]
+    k = min(int(p.chunks), n_rows)
+    row = _row_length(p.sizes)
+    lengths = np.empty(5, np.int64)
+    lengths[0] = 0
+    for j in range(4):
+        lengths[j + 1] = lengths[j] + outs[j].shape[0]
+    parts = np.empty((k, lengths[4]))
+    losses = np.empty(k)
+    for c in prange(k):
+        lo = c * n_rows // k
+        hi = (c + 1) * n_rows // k
+        block = NetworkParams(p.X[lo:hi], p.Y[lo:hi], p.sizes, p.scales, p.activation,
+                              p.bias)
+        first = c + lo * row
+        last = first + 1 + (hi - lo) * row
+        mine = (parts[c, lengths[0]:lengths[1]], parts[c, lengths[1]:lengths[2]],
+                parts[c, lengths[2]:lengths[3]], parts[c, lengths[3]:lengths[4]])
+        blas_threads = blas_threads_here(1)
+        losses[c] = network_pass(theta, block, u, v, mine, save[first:last],
+                                 saved[first:last])
+        blas_threads_here(blas_threads)
+    loss = 0.0
+    for c in range(k):
+        loss += losses[c] * ((c + 1) * n_rows // k - c * n_rows // k) / n_rows
+    for j in range(4):
+        out = outs[j]
+        for i in range(out.shape[0]):
+            total = 0.0
+            for c in range(k):
+                total += parts[c, lengths[j] + i] * (
+                    ((c + 1) * n_rows // k - c * n_rows // k) / n_rows)
+            out[i] = total
     return loss
 
 
-@jit(inline=True)
-def grad(theta, p, out):
-    """out ← ∇L(θ)."""
-    value_grad(theta, p, out)
+@jit
+def _row_length(sizes):
+    """Per-example length of a state of :func:`network_pass`: 3 n_l for each hidden layer
+    (h_l, φ'(a_l), δ_l) and n_L for the output layer (:func:`_state_starts`)."""
+    n_layers = sizes.shape[0] - 1
+    length = int(sizes[n_layers])
+    for k in range(1, n_layers):
+        length += 3 * int(sizes[k])
+    return length
 
 
-@jit(inline=True)
-def hvp(theta, p, v, out):
-    """out ← ∇²L(θ) v: the ε part of backpropagation on dual numbers θ + εv."""
-    none = np.empty(0)
-    hv = np.empty(theta.shape[0])
-    network_pass(theta, p, v, v, (hv, none, none, none), none, none)
-    _into(hv, out)
+def _family_functions(chunked):
+    """The protocol's functions of :class:`NetworkParams` (``chunked`` false: each pass is
+    :func:`network_pass`) or of :class:`ChunkedNetworkParams` (:func:`chunked_pass`).
 
-
-@jit(inline=True)
-def linearise(theta, p):
-    """The real parts of the pass at θ that every Hessian-vector product at θ shares.
-
-    One forward and backward pass in real numbers (a gradient without ∂L/∂W) that saves,
-    layer by layer, h_l, φ'(a_l) and δ_l before the product with φ'(a_l) (see
-    :func:`_state_starts`). :func:`hvp_linearised` then computes only the ε parts: per layer
-    6 instead of 8 units of N × n_{l−1} × n_l products, and no activation evaluated.
+    ``chunked`` is a constant of the functions' code, so each is compiled with one pass
+    only (the other branch is removed before typing). The branch is written out in each
+    function rather than in a shared helper: a function that closes over a compiled function
+    is never found in Numba's disk cache (the closure's key holds the helper's per-process
+    identity), and these are called from Python as well as from kernels.
     """
-    none = np.empty(0)
-    state = np.empty(_state_starts(p, _layout(p)[0])[-1])
-    network_pass(theta, p, theta, theta, (none, none, none, none), state, none)
-    return state
 
+    @jit(inline=True)
+    def value(theta, p):
+        """L(θ) = (1/(2N)) Σ_n |f(x_n) − y_n|² (forward pass only)."""
+        none = np.empty(0)
+        if chunked:
+            return chunked_pass(theta, p, theta, theta, (none, none, none, none), none, none)
+        return network_pass(theta, p, theta, theta, (none, none, none, none), none, none)
 
-@jit(inline=True)
-def hvp_linearised(theta, p, state, v, out):
-    """out ← ∇²L(θ) v, the real parts of the pass read from ``state = linearise(θ, p)``."""
-    none = np.empty(0)
-    hv = np.empty(theta.shape[0])
-    network_pass(theta, p, v, v, (hv, none, none, none), none, state)
-    _into(hv, out)
+    @jit(inline=True)
+    def value_grad(theta, p, out):
+        """L(θ) and out ← ∇L(θ): one forward and one backward pass."""
+        none = np.empty(0)
+        g = np.empty(theta.shape[0])
+        if chunked:
+            loss = chunked_pass(theta, p, theta, theta, (none, g, none, none), none, none)
+        else:
+            loss = network_pass(theta, p, theta, theta, (none, g, none, none), none, none)
+        _into(g, out)
+        return loss
 
+    @jit(inline=True)
+    def grad(theta, p, out):
+        """out ← ∇L(θ)."""
+        none = np.empty(0)
+        g = np.empty(theta.shape[0])
+        if chunked:
+            chunked_pass(theta, p, theta, theta, (none, g, none, none), none, none)
+        else:
+            network_pass(theta, p, theta, theta, (none, g, none, none), none, none)
+        _into(g, out)
 
-@jit(inline=True)
-def d3(theta, p, u, v, out):
-    """out ← ∇³L(θ)[u, v]: the ε₁ε₂ part of backpropagation on θ + ε₁u + ε₂v."""
-    none = np.empty(0)
-    t = np.empty(theta.shape[0])
-    network_pass(theta, p, u, v, (none, none, none, t), none, none)
-    _into(t, out)
+    @jit(inline=True)
+    def hvp(theta, p, v, out):
+        """out ← ∇²L(θ) v: the ε part of backpropagation on dual numbers θ + εv."""
+        none = np.empty(0)
+        hv = np.empty(theta.shape[0])
+        if chunked:
+            chunked_pass(theta, p, v, v, (hv, none, none, none), none, none)
+        else:
+            network_pass(theta, p, v, v, (hv, none, none, none), none, none)
+        _into(hv, out)
 
+    @jit(inline=True)
+    def linearise(theta, p):
+        """The real parts of the pass at θ that every Hessian-vector product at θ shares.
 
-@jit(inline=True)
-def all_derivatives(theta, p, u, v):
-    """L(θ), ∇L, ∇²L u, ∇²L v and ∇³L[u, v], from one hyper-dual pass."""
-    d = theta.shape[0]
-    g, hu, hv, t = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
-    none = np.empty(0)
-    loss = network_pass(theta, p, u, v, (hu, g, hv, t), none, none)
-    return loss, g, hu, hv, t
+        One forward and backward pass in real numbers (a gradient without ∂L/∂W) that
+        saves, layer by layer, h_l, φ'(a_l) and δ_l before the product with φ'(a_l) (see
+        :func:`_state_starts`). :func:`hvp_linearised` then computes only the ε parts: per
+        layer 6 instead of 8 units of N × n_{l−1} × n_l products, and no activation
+        evaluated.
+        """
+        none = np.empty(0)
+        n_rows = p.X.shape[0]
+        blocks = min(int(p.chunks), n_rows) if chunked else 1
+        state = np.empty(blocks + n_rows * _row_length(p.sizes))
+        if chunked:
+            chunked_pass(theta, p, theta, theta, (none, none, none, none), state, none)
+        else:
+            network_pass(theta, p, theta, theta, (none, none, none, none), state, none)
+        return state
+
+    @jit(inline=True)
+    def hvp_linearised(theta, p, state, v, out):
+        """out ← ∇²L(θ) v, the real parts of the pass read from ``state = linearise(θ, p)``."""
+        none = np.empty(0)
+        hv = np.empty(theta.shape[0])
+        if chunked:
+            chunked_pass(theta, p, v, v, (hv, none, none, none), none, state)
+        else:
+            network_pass(theta, p, v, v, (hv, none, none, none), none, state)
+        _into(hv, out)
+
+    @jit(inline=True)
+    def d3(theta, p, u, v, out):
+        """out ← ∇³L(θ)[u, v]: the ε₁ε₂ part of backpropagation on θ + ε₁u + ε₂v."""
+        none = np.empty(0)
+        t = np.empty(theta.shape[0])
+        if chunked:
+            chunked_pass(theta, p, u, v, (none, none, none, t), none, none)
+        else:
+            network_pass(theta, p, u, v, (none, none, none, t), none, none)
+        _into(t, out)
+
+    @jit(inline=True)
+    def all_derivatives(theta, p, u, v):
+        """L(θ), ∇L, ∇²L u, ∇²L v and ∇³L[u, v], from one hyper-dual pass."""
+        d = theta.shape[0]
+        g, hu, hv, t = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
+        none = np.empty(0)
+        if chunked:
+            loss = chunked_pass(theta, p, u, v, (hu, g, hv, t), none, none)
+        else:
+            loss = network_pass(theta, p, u, v, (hu, g, hv, t), none, none)
+        return loss, g, hu, hv, t
+
+    return {"value": value, "value_grad": value_grad, "grad": grad, "hvp": hvp,
+            "linearise": linearise, "hvp_linearised": hvp_linearised, "d3": d3,
+            "all_derivatives": all_derivatives}
 
 
 @jit
@@ -608,13 +730,23 @@ def subset(p, indices):
     return NetworkParams(p.X[indices], p.Y[indices], p.sizes, p.scales, p.activation, p.bias)
 
 
+@jit
+def chunked_subset(p, indices):
+    """:func:`subset` of a :class:`ChunkedNetworkParams` (the same ``chunks``)."""
+    return ChunkedNetworkParams(p.X[indices], p.Y[indices], p.sizes, p.scales, p.activation,
+                                p.bias, p.chunks)
+
+
 def examples(p) -> int:
     """N: the loss is the mean of the per-example losses |f(x_n) − y_n|²/2."""
     return p.X.shape[0]
 
 
-FAMILY = register_family(NetworkParams, value=value, grad=grad, hvp=hvp, d3=d3,
-                         value_grad=value_grad, linearise=linearise,
-                         hvp_linearised=hvp_linearised, subset=subset, examples=examples,
-                         shapes={"X": (None, None), "Y": (None, None), "sizes": (None,),
-                                 "scales": (None,)})
+_SHAPES = {"X": (None, None), "Y": (None, None), "sizes": (None,), "scales": (None,)}
+SERIAL = _family_functions(chunked=False)
+CHUNKED = _family_functions(chunked=True)
+FAMILY = register_family(NetworkParams, subset=subset, examples=examples, shapes=_SHAPES,
+                         **{name: f for name, f in SERIAL.items() if name != "all_derivatives"})
+CHUNKED_FAMILY = register_family(
+    ChunkedNetworkParams, subset=chunked_subset, examples=examples, shapes=_SHAPES,
+    threaded=True, **{name: f for name, f in CHUNKED.items() if name != "all_derivatives"})
