@@ -583,16 +583,18 @@ def chunked_pass(theta, p, u, v, outs, save, saved):
         losses[c] = network_pass(theta, block, u, v, mine, save[first:last],
                                  saved[first:last])
         blas_threads_here(blas_threads)
+    weights = np.empty(k)  # n_c/N
+    for c in range(k):
+        weights[c] = ((c + 1) * n_rows // k - c * n_rows // k) / n_rows
     loss = 0.0
     for c in range(k):
-        loss += losses[c] * ((c + 1) * n_rows // k - c * n_rows // k) / n_rows
+        loss += weights[c] * losses[c]
     for j in range(4):
         out = outs[j]
         for i in range(out.shape[0]):
             total = 0.0
             for c in range(k):
-                total += parts[c, lengths[j] + i] * (
-                    ((c + 1) * n_rows // k - c * n_rows // k) / n_rows)
+                total += weights[c] * parts[c, lengths[j] + i]
             out[i] = total
     return loss
 
@@ -629,7 +631,8 @@ def _family_functions(chunked):
 
     @jit(inline=True)
     def value_grad(theta, p, out):
-        """L(θ) and out ← ∇L(θ): one forward and one backward pass."""
+        """L(θ) and out ← ∇L(θ): one forward and one backward pass (also the family's
+        ``grad``, whose callers ignore the value)."""
         none = np.empty(0)
         g = np.empty(theta.shape[0])
         if chunked:
@@ -638,17 +641,6 @@ def _family_functions(chunked):
             loss = network_pass(theta, p, theta, theta, (none, g, none, none), none, none)
         _into(g, out)
         return loss
-
-    @jit(inline=True)
-    def grad(theta, p, out):
-        """out ← ∇L(θ)."""
-        none = np.empty(0)
-        g = np.empty(theta.shape[0])
-        if chunked:
-            chunked_pass(theta, p, theta, theta, (none, g, none, none), none, none)
-        else:
-            network_pass(theta, p, theta, theta, (none, g, none, none), none, none)
-        _into(g, out)
 
     @jit(inline=True)
     def hvp(theta, p, v, out):
@@ -715,7 +707,7 @@ def _family_functions(chunked):
             loss = network_pass(theta, p, u, v, (hu, g, hv, t), none, none)
         return loss, g, hu, hv, t
 
-    return {"value": value, "value_grad": value_grad, "grad": grad, "hvp": hvp,
+    return {"value": value, "value_grad": value_grad, "grad": value_grad, "hvp": hvp,
             "linearise": linearise, "hvp_linearised": hvp_linearised, "d3": d3,
             "all_derivatives": all_derivatives}
 
