@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from stabsim.losses import Loss, Network, UVModel, make_loss
 from stabsim.losses.kernels.network import CHUNKED_FAMILY, FAMILY, ChunkedNetworkParams
 from stabsim.maps import run_gd
-from stabsim.spectral import tracked_top_eigenpair
 from stabsim.sweep.gd_cells import _in_threads
 
 EPS = np.finfo(np.float64).eps
@@ -332,24 +331,6 @@ def test_chunked_network_matches_and_ignores_the_threads():
     assert isinstance(sub, ChunkedNetworkParams) and sub.chunks == 3.0
     serial = FAMILY.functions["subset"](net.params, batch)
     assert np.array_equal(sub.X, serial.X) and np.array_equal(sub.Y, serial.Y)
-
-
-def test_compiled_lanczos_on_a_chunked_network_finds_the_top_eigenpair():
-    # The engines' measurement (linearise, then hvp_linearised products in compiled Lanczos,
-    # tracked_top_eigenpair's kernel) with the chunked passes inside it: stopped at residual
-    # |Hu − Su| ≤ 1e-13·|H|, so S is within that of eigh's top eigenvalue (Bauer–Fike) and u
-    # within twice the residual over the gap of the top eigenvector (Davis–Kahan, the gap
-    # measured here); 64 ε |H| more covers the round-off of the products and of eigh.
-    net = Network((6, 5), data="sine", n_samples=12)
-    twin = Network((6, 5), data="sine", n_samples=12, chunks=2)
-    theta = net.init(3)
-    values, vectors = np.linalg.eigh(net.hessian(theta))
-    norm = np.max(np.abs(values))
-    lam, u = tracked_top_eigenpair(twin, theta, tol=1e-13)
-    assert lam == pytest.approx(values[-1], rel=0, abs=1e-13 * norm + 64 * EPS * norm)
-    gap = values[-1] - values[-2]
-    assert min(np.linalg.norm(u - vectors[:, -1]), np.linalg.norm(u + vectors[:, -1])) <= (
-        2.0 * (1e-13 * norm + 64 * EPS * norm) / gap)
 
 
 def test_a_sweep_runs_a_threaded_loss_on_one_thread():
