@@ -4,11 +4,13 @@ Numba's ``np.dot`` calls the BLAS that ``scipy.linalg.cython_blas`` is linked to
 the SciPy wheels). When a kernel's own parallel blocks (``prange``) each call a BLAS that
 starts threads of its own, the threads outnumber the cores, and OpenBLAS's waiting threads
 spin on them: a network's GD step with two parallel blocks took 171 ms on two cores against
-7.6 ms with one BLAS thread per block (d = 9473). :data:`blas_threads_here` sets the BLAS
-threads of the calling thread only (OpenBLAS ≥ 0.3.27, ``openblas_set_num_threads_local``;
-it returns the previous setting), so a parallel block calls ``blas_threads_here(1)``, does
-its products and restores the setting. Other BLAS libraries get a function that does nothing
-(a parallel block then shares the cores with the BLAS's threads).
+7.6 ms with one BLAS thread per block (d = 9473). :data:`blas_threads_here` is OpenBLAS's
+``openblas_set_num_threads_local`` (≥ 0.3.27; it returns the previous setting): a parallel
+block calls ``blas_threads_here(1)``, does its products and restores the setting. In the
+SciPy wheel's OpenBLAS measured here the setting is *not* confined to the calling thread (a
+new thread reads the value another thread set), so two blocks restoring it can race and
+leave the process's BLAS at one thread after a chunked pass. Other BLAS libraries get a
+function that does nothing (a parallel block then shares the cores with the BLAS's threads).
 
 The function is reached by a symbol name registered here, not by an address compiled into
 the kernels, so kernels that call it are cached on disk like the others.
