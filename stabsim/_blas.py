@@ -5,12 +5,13 @@ the SciPy wheels). When a kernel's own parallel blocks (``prange``) each call a 
 starts threads of its own, the threads outnumber the cores, and OpenBLAS's waiting threads
 spin on them: a network's GD step with two parallel blocks took 171 ms on two cores against
 7.6 ms with one BLAS thread per block (d = 9473). :data:`blas_threads_here` is OpenBLAS's
-``openblas_set_num_threads_local`` (≥ 0.3.27; it returns the previous setting): a parallel
-block calls ``blas_threads_here(1)``, does its products and restores the setting. In the
+``openblas_set_num_threads_local`` (≥ 0.3.27; it returns the previous setting). In the
 SciPy wheel's OpenBLAS measured here the setting is *not* confined to the calling thread (a
-new thread reads the value another thread set), so two blocks restoring it can race and
-leave the process's BLAS at one thread after a chunked pass. Other BLAS libraries get a
-function that does nothing (a parallel block then shares the cores with the BLAS's threads).
+new thread reads the value another thread set), so a kernel calls ``blas_threads_here(1)``
+once before its parallel blocks and restores the previous setting once after them, in the
+calling thread (blocks that each set and restored it could race and leave it at one). Other
+BLAS libraries get a function that does nothing (parallel blocks then share the cores with
+the BLAS's threads).
 
 The function is reached by a symbol name registered here, not by an address compiled into
 the kernels, so kernels that call it are cached on disk like the others.
