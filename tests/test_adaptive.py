@@ -9,7 +9,7 @@ import pytest
 import scipy.linalg
 
 from stabsim import Status
-from stabsim.losses import Network, Quadratic
+from stabsim.losses import Network, Quadratic, QuadraticRegression
 from stabsim.maps.adaptive import adaptive_threshold, run_adaptive
 
 NET = Network((4, 3), data="sine", n_samples=10)
@@ -55,21 +55,33 @@ def test_steps_match_a_numpy_transcription(method, beta1, eps, bias):
                                rtol=1e-13)
 
 
-@pytest.mark.parametrize(("method", "bias"), [("rmsprop", False), ("adam", True)])
-def test_preconditioned_sharpness_is_the_generalised_eigenvalue(method, bias):
-    # λ_max(P⁻¹H) by Lanczos on D H D products against (a) eigh of the dense D H D and (b)
-    # scipy's generalised problem H u = λ P u. A unit vector with residual r lies within r
-    # of an eigenvalue (the symmetric residual bound), so the gap is at most the recorded
-    # residual plus the round-off of the dense solvers (1e-12 of the scale).
+REGRESSION = QuadraticRegression.random(7, 4, seed=3, q_scale=0.3)
+SPD = np.array([[3.0, 1.0, 0.5], [1.0, 2.0, -0.4], [0.5, -0.4, 1.5]])
+
+
+@pytest.mark.parametrize(("loss", "eigensolver", "method", "bias"), [
+    (NET, "auto", "rmsprop", False),  # Lanczos on D H D products
+    (NET, "auto", "adam", True),
+    (REGRESSION, "auto", "adam", True),  # Lanczos on the dense D H D plus the factor F D
+    (Quadratic(SPD), "eigh", "rmsprop", False),  # eigh of the dense D H D
+    (Quadratic(SPD[:2, :2]), "auto", "adam", False),  # d = 2: closed form
+], ids=["net-rmsprop", "net-adam", "regression-dense-lanczos", "quadratic-eigh", "2d-closed-form"])
+def test_preconditioned_sharpness_is_the_generalised_eigenvalue(loss, eigensolver, method, bias):
+    # λ_max(P⁻¹H), measured as the raw sharpness is, against (a) eigh of the dense D H D and
+    # (b) scipy's generalised problem H u = λ P u. A unit vector with residual r lies within r
+    # of an eigenvalue (the symmetric residual bound; r = 0 for the direct solvers), so the
+    # gap is at most the recorded residual plus the round-off of the dense solvers (1e-12 of
+    # the scale).
     eps, beta2, stride = 1e-4, 0.9, 7
-    result = run_adaptive(NET, THETA0, 0.02, 21, method=method, beta1=0.5 if method == "adam"
+    theta0 = THETA0 if loss is NET else np.linspace(0.3, 0.8, loss.dim)
+    result = run_adaptive(loss, theta0, 0.02, 21, method=method, beta1=0.5 if method == "adam"
                           else 0.0, beta2=beta2, eps=eps, bias_correction=bias, stride=stride,
-                          record_trajectory=True, eig_tol=1e-12)
+                          record_trajectory=True, eig_tol=1e-12, eigensolver=eigensolver)
     assert result.status is Status.OK and len(result.step) == 4
     for row, t in enumerate(result.step):
         nu = result.nu_trajectory[row] / ((1 - beta2 ** (t + 1)) if bias else 1.0)
         p = np.sqrt(nu) + eps
-        H = NET.hessian(result.trajectory[row])
+        H = loss.hessian(result.trajectory[row])
         d_half = 1.0 / np.sqrt(p)
         dense = np.linalg.eigvalsh(d_half[:, None] * H * d_half[None, :])[-1]
         general = scipy.linalg.eigh(H, np.diag(p), eigvals_only=True)[-1]

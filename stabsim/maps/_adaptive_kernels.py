@@ -3,9 +3,10 @@
 :func:`adaptive_steps` advances a chunk of steps and records, at a stride, the loss, the
 gradient norm, the raw sharpness λ_max(∇²L) and the preconditioned sharpness λ_max(P⁻¹∇²L)
 (docs/theory.md §7). It reuses the GD engine's measurement records and helpers
-(:mod:`stabsim.maps._gd_kernels`: the raw sharpness is measured exactly as ``run_gd`` measures
-it) and measures the preconditioned sharpness by warm-started Lanczos on products with
-D ∇²L D, D = P^{-1/2} (:class:`stabsim._lanczos.ScaledHessianAt`).
+(:mod:`stabsim.maps._gd_kernels`) and measures the preconditioned sharpness with the same
+solver as the raw one: the eigenvalues of D ∇²L D, D = P^{-1/2}, by warm-started Lanczos on
+its products (:class:`stabsim._lanczos.ScaledHessianAt`) or, for a dense measurement, from
+D H D and the factor F D (:func:`_measure_scaled`).
 
 The update of step t = 0, 1, … (the state ν, m holds ν_{t−1}, m_{t−1}; ν_{−1} = ``nu0``,
 m_{−1} = 0), with g_t = ∇L(w_t):
@@ -26,10 +27,11 @@ NONFINITE when measured.
 from typing import NamedTuple
 
 import numpy as np
+from numba.extending import overload
 
 from .._jit import inline, jit
 from .._lanczos import ScaledHessianAt, lanczos_work, top_eigenpair
-from .._linalg import dot
+from .._linalg import dot, scale_into
 from ..losses._protocol import linearise as loss_linearise
 from ..losses._protocol import value_grad as loss_value_grad
 from ._gd_kernels import (
@@ -37,7 +39,9 @@ from ._gd_kernels import (
     _NONFINITE,
     _NOT_CONVERGED,
     _OK,
+    MatrixFree,
     _holds_dense,
+    _is,
     _measure,
     _workspace,
     evaluate_dense,
@@ -57,14 +61,6 @@ class AdaptiveMethod(NamedTuple):
     eps: float
     bias_correction: bool
     first_step: int  #: the step number of the start in the run it continues
-
-
-class PreconditionedLanczos(NamedTuple):
-    """How the preconditioned sharpness is measured: Lanczos on D∇²LD products."""
-
-    restart: int
-    max_products: int
-    tol: float
 
 
 class AdaptiveState(NamedTuple):
@@ -101,8 +97,52 @@ def _denominators(method, nu_new, t, denom):
         denom[i] = np.sqrt(nu_new[i if n > 1 else 0] / c2) + eps
 
 
+def _measure_scaled(eigen, theta, p, hess, factor, scale, tmp, lanczos, prev_evec, top, evec):
+    """The top eigenpair of one operator, as :func:`stabsim.maps._gd_kernels._measure` gives
+    that of ∇²L(θ): for a matrix-free measurement D ∇²L(θ) D with D = diag(``scale``), by
+    Lanczos on products (``tmp``: a work vector); for a dense one ``hess + factorᵀ factor``
+    as the caller formed it (``scale`` unused) (kernels only).
+
+    The engine measures both of its sharpnesses through this one overload, so Lanczos is
+    compiled once per engine (a second operator type, or the same function reached from a
+    second overload, compiles it again: 4–6 s of a cold first call).
+    """
+    raise TypeError("resolved inside compiled kernels")
+
+
+@overload(_measure_scaled, jit_options={"error_model": "numpy"})
+def _measure_scaled_impl(eigen, theta, p, hess, factor, scale, tmp, lanczos, prev_evec, top,
+                         evec):
+    if _is(eigen, MatrixFree):
+        def matrix_free(eigen, theta, p, hess, factor, scale, tmp, lanczos, prev_evec, top,
+                        evec):
+            scale_into(prev_evec, evec, 1.0)
+            lam, residual, products, converged = top_eigenpair(
+                ScaledHessianAt(theta, p, loss_linearise(theta, p), scale, tmp), prev_evec,
+                lanczos, eigen.max_products, eigen.tol, evec)
+            top[0] = lam
+            return residual, converged, products
+
+        return matrix_free
+    return lambda eigen, theta, p, hess, factor, scale, tmp, lanczos, prev_evec, top, evec: \
+        _measure(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec)
+
+
 @inline
-def adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish, stride,
+def _scale_dense(hess, factor, scale, hess_out, factor_out):
+    """hess_out ← D hess D and factor_out ← factor D, D = diag(``scale``): then
+    hess_out + factor_outᵀ factor_out = D (hess + factorᵀ factor) D. Empty (matrix-free)
+    buffers: nothing to do."""
+    for i in range(hess.shape[0]):
+        for j in range(hess.shape[1]):
+            hess_out[i, j] = scale[i] * hess[i, j] * scale[j]
+    for k in range(factor.shape[0]):
+        for j in range(factor.shape[1]):
+            factor_out[k, j] = factor[k, j] * scale[j]
+
+
+@inline
+def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
                    divergence_norm):
     """Advance ``n_steps`` steps from step ``start``; record every ``stride``-th step.
 
@@ -127,7 +167,13 @@ def adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish,
     d = theta.shape[0]
     n_nu = nu.shape[0]
     g, hess, factor, lanczos, prev_evec, top = _workspace(eigen, d)
-    pwork = lanczos_work(d, peigen.restart)
+    # the preconditioned measurement's copies: D H D and F D (empty when matrix-free), a
+    # Lanczos workspace like the raw one's
+    phess = np.empty(hess.shape)
+    pfactor = np.empty(factor.shape)
+    pwork = lanczos_work(lanczos.w.shape[0], lanczos.basis.shape[0])
+    ptop = np.empty(top.shape[0])
+    ones = np.ones(d)  # D = I: the raw sharpness of a matrix-free measurement
     nu_new = np.empty(n_nu)
     m_new = np.empty(d)
     denom = np.empty(d)
@@ -158,8 +204,12 @@ def adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish,
             m_new[i] = beta1 * m[i] + (1.0 - beta1) * g[i] if rule == ADAM else g[i]
         _denominators(method, nu_new, t, denom)
         if recording:
-            residual, converged, _ = _measure(eigen, theta, p, hess, factor, lanczos, prev_evec,
-                                              top, evec)
+            if rule != SCALAR_RMSPROP:
+                for i in range(d):
+                    scale[i] = 1.0 / np.sqrt(denom[i])
+                _scale_dense(hess, factor, scale, phess, pfactor)  # before eigh adds FᵀF to H
+            residual, converged, _ = _measure_scaled(eigen, theta, p, hess, factor, ones, tmp,
+                                                     lanczos, prev_evec, top, evec)
             if not np.isfinite(residual):
                 return _NONFINITE, k
             if not converged:
@@ -169,13 +219,10 @@ def adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish,
                 psharp = raw / denom[0]
                 presidual = residual / denom[0]
             else:
-                for i in range(d):
-                    scale[i] = 1.0 / np.sqrt(denom[i])
-                for i in range(d):
-                    prev_pevec[i] = pevec[i]
-                psharp, presidual, _, pconverged = top_eigenpair(
-                    ScaledHessianAt(theta, p, loss_linearise(theta, p), scale, tmp),
-                    prev_pevec, pwork, peigen.max_products, peigen.tol, pevec)
+                presidual, pconverged, _ = _measure_scaled(eigen, theta, p, phess, pfactor,
+                                                           scale, tmp, pwork, prev_pevec, ptop,
+                                                           pevec)
+                psharp = ptop[0]
                 if not (np.isfinite(psharp) and np.isfinite(presidual)):
                     return _NONFINITE, k
                 if not pconverged:
@@ -187,10 +234,12 @@ def adaptive_steps(p, method, eigen, peigen, state, rec, start, n_steps, finish,
             rec.psharp[row] = psharp
             rec.residual[row] = residual
             rec.presidual[row] = presidual
+            # a copy by loop: an array assignment would compile Numba's
+            # shape-mismatch error (its string formatting: about 2 s of a cold first call)
             if record_trajectory:
-                rec.theta[row] = theta
+                scale_into(rec.theta[row], theta, 1.0)
             if record_nu:
-                rec.nu[row] = nu_new
+                scale_into(rec.nu[row], nu_new, 1.0)
         if k == n_steps:
             break
         c1 = (1.0 - beta1 ** (method.first_step + t + 1) if (bias_correction and rule == ADAM)

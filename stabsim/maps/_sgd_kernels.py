@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._jit import inline, jit
-from .._linalg import dot
+from .._linalg import dot, scale_into
 from ..losses._protocol import grad as loss_grad
 from ..losses._protocol import hvp as loss_hvp
 from ..losses._protocol import subset as loss_subset
@@ -264,8 +264,10 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
             rec.bs[row] = bs
             rec.bs_low[row] = low
             rec.bs_high[row] = high
+            # a copy by loop: an array assignment would compile Numba's
+            # shape-mismatch error (its string formatting: about 2 s of a cold first call)
             if record_trajectory:
-                rec.theta[row] = theta
+                scale_into(rec.theta[row], theta, 1.0)
         if k == n_steps:
             break
         batch_loss = loss_value_grad(theta, loss_subset(p, batches[k]), gb)

@@ -15,7 +15,6 @@ import numpy as np
 
 from .. import _validate as check
 from .._interrupt import deferred_interrupt
-from .._lanczos import LANCZOS_RESTART
 from .._progress import progress_bar
 from .._result import Result
 from .._status import Status
@@ -225,7 +224,9 @@ def run_adaptive(
     record_trajectory : bool
         Keep w_t and ν_t at every record.
     eigensolver : {"auto", "lanczos", "eigh"}
-        How the raw sharpness is measured, as in :func:`stabsim.maps.run_gd`.
+        How the raw sharpness is measured, as in :func:`stabsim.maps.run_gd`; the
+        preconditioned one is measured the same way, on D ∇²L D (a dense measurement holds
+        a second d × d array for it).
     eig_tol, eig_max_products : float, int
         Relative residual tolerance and budget of products of each Lanczos measurement (raw
         and preconditioned); a measurement that misses the tolerance within the budget stops
@@ -277,8 +278,7 @@ def run_adaptive(
     if m0 is not None and method != "adam":
         raise ValueError(f"m0 is the momentum state of 'adam'; method {method!r} has none")
 
-    eigen = eigen_config(loss, eigensolver, 1, eig_tol, eig_max_products)
-    peigen = kernels.PreconditionedLanczos(LANCZOS_RESTART, eig_max_products, eig_tol)
+    eigen = eigen_config(loss, eigensolver, 1, eig_tol, eig_max_products, dense_copies=2)
     n_rec = steps // stride + 1 + (1 if steps % stride else 0)
     keep_nu = record_trajectory or method == "scalar_rmsprop"
     rec = kernels.AdaptiveRecords(
@@ -300,7 +300,7 @@ def run_adaptive(
                 break
             n = min(chunk_steps, steps - done)
             finish = done + n == steps
-            status, advanced = kernel(loss.params, rule, eigen, peigen, state, rec, done, n,
+            status, advanced = kernel(loss.params, rule, eigen, state, rec, done, n,
                                       finish, stride, divergence_norm)
             done += advanced
             bar.update(advanced)
