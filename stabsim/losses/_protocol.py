@@ -364,14 +364,11 @@ _CALLERS = {
 def _overload(name, record, implementation, builtin):
     """Resolve the generic ``name(theta, p, ...)`` to ``implementation`` when p is a ``record``.
 
-    A function of stabsim's own families (and a default) is compiled into the caller as
-    written: its Python function, with its dispatcher's options. A user's function is called
-    through its dispatcher, compiled as the user made it (object-mode blocks included),
-    from a one-line wrapper. Compiling the function itself spares that wrapper: Numba
-    compiles each function on its own before splicing it into its caller, and every such
-    compilation links in, optimises and generates machine code for all that the function
-    calls (measured on this change alone: a network's first GD run, 32.9–35.1 s instead of
-    36.0–39.5 s cold).
+    A function of stabsim's own families (and a default) is spliced into the caller as
+    written: its Python function, with its dispatcher's options, typed there and never
+    compiled alone (:mod:`stabsim._jit`). A user's function is called through its
+    dispatcher, compiled as the user made it (object-mode blocks included), from a one-line
+    wrapper spliced in the same way.
     """
     generic = _GENERIC[name]
     if builtin or not isinstance(implementation, Dispatcher):

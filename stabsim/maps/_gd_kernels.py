@@ -259,10 +259,10 @@ def _measure_direct(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec
 
 @overload(_measure, jit_options={"error_model": "numpy"})
 def _measure_lanczos(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
-    """Lanczos, a function of its own: spliced into the step, it would be compiled twice
-    (Numba compiles an always-inlined function on its own first) and so would everything
-    it calls, once for each set of compiler flags it is reached with (the engine's entry
-    point's, and this function's)."""
+    """Lanczos, a function of its own. Spliced into the step instead, it compiled twice
+    (once alone, with everything it calls) until stabsim stopped Numba from compiling
+    spliced functions alone (:mod:`stabsim._jit`); since then splicing it saves nothing
+    measurable (the first ``run_gd`` on a 1-6-6-6-1 network: 26.0 s spliced, 25.3 s not)."""
     if _is(eigen, MatrixFree):
         def matrix_free(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
             scale_into(prev_evec, evec, 1.0)
