@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stabsim._threads import in_threads
 from stabsim.losses import Loss, Network, UVModel, make_loss
 from stabsim.losses.kernels.network import CHUNKED_FAMILY, FAMILY, ChunkedNetworkParams
 from stabsim.maps import run_gd
-from stabsim.sweep.gd_cells import _in_threads
+from stabsim.sweep.gd_cells import cell_blocks
 
 EPS = np.finfo(np.float64).eps
 
@@ -339,6 +340,7 @@ def test_a_sweep_runs_a_threaded_loss_on_one_thread():
     import threading
 
     seen = []
-    _in_threads(lambda block: seen.append((threading.get_ident(), len(block))), 8, True)
+    in_threads(lambda block: seen.append((threading.get_ident(), len(block))),
+               *cell_blocks(8, True))
     assert {ident for ident, _ in seen} == {threading.get_ident()}
     assert sum(size for _, size in seen) == 8

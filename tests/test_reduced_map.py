@@ -178,6 +178,48 @@ def test_ensemble_matches_single_trajectories_and_numpy(stats):
     np.testing.assert_array_equal(ens.y_final[ok], y[ok])
 
 
+@pytest.mark.parametrize("stats", [False, True])
+def test_ensemble_numbers_do_not_depend_on_the_thread_count(stats):
+    # the blocks are shared between threads (interleaved); every path computes the same
+    # floats, so one thread and two give the same bits
+    import numba
+
+    args = random_ensemble(np.random.default_rng(11), 5 * 256 + 3)  # 6 blocks, one partial
+    kwargs = {"stats": stats, "stride": 9, "cycle_extremes": stats}
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        serial = run_reduced_ensemble(*args, 400, **kwargs)
+    finally:
+        numba.set_num_threads(threads)
+    shared = run_reduced_ensemble(*args, 400, **kwargs)
+    assert set(np.unique(shared.status_codes)) >= {Status.OK, Status.LEFT_DOMAIN}
+    for name in ("x_final", "y_final", "status_codes", "stop_step", "x", "y"):
+        assert getattr(shared, name).tobytes() == getattr(serial, name).tobytes(), name
+    if stats:
+        for name in ("n_boundaries", "boundary_step", "boundary_H", "cycle_length",
+                     "cycle_mean_x2", "y_max", "y_min", "max_abs_x", "first_blowup",
+                     "cycle_y_max", "cycle_y_min", "cycle_max_abs_x"):
+            assert getattr(shared.cycles, name).tobytes() == \
+                getattr(serial.cycles, name).tobytes(), name
+
+
+def test_a_kernel_part_inside_a_pool_thread_runs_its_work_in_that_thread():
+    # a job started from a pool thread gets one thread (waiting on the pool from inside it
+    # could wait for itself)
+    import threading
+
+    from stabsim._threads import _pool, in_threads, kernel_threads
+
+    def job():
+        seen = []
+        in_threads(lambda part: seen.append(threading.get_ident()), range(4),
+                   kernel_threads(4))
+        return kernel_threads(4), set(seen) == {threading.get_ident()}
+
+    assert _pool(1).submit(job).result() == (1, True)
+
+
 def test_ensemble_agrees_with_the_literal_formula():
     # THEORY's y + η(α − βx²/2) rounds differently from y + (ηα − (ηβ/2)x²): ≤ 3ε per
     # step relative to the increment; over 200 steps of an orbit that stays O(1) the

@@ -1,4 +1,4 @@
-"""Ensemble kernels for the reduced map: prange over blocks, SIMD across each block's lanes.
+"""Ensemble kernels of the reduced map: blocks shared by threads, SIMD across a block's lanes.
 
 Each block runs in chunks of steps. A chunk is first run branch-free for the block's
 active lanes (``_reduced_vector``); then every lane is checked once, in a branch-free
@@ -35,22 +35,21 @@ by replaying each trajectory with the same arithmetic up to its last stored boun
 
 Nothing here raises: statuses are returned per trajectory.
 
-Compilation. Only the three ensemble kernels are dispatchers; every helper they call (here and
-in ``_reduced_step``, ``_reduced_vector``) is an :func:`stabsim._jit.inline` function. A
-dispatcher called from a kernel is compiled once for each literal value of a constant
-argument (``walk`` once with ``last=False`` and once with ``last=True``; ``advance_stats``
-once more with ``m`` typed as the literal 0 its counter starts from) and gets a Python
-wrapper no one calls. Arrays are copied by loops: a slice assignment compiles the formatting
-of its shape-mismatch message. Cold first calls, measured together (CPU time): statistics
-13.9–14.5 s instead of 17.1–17.5 s, final states 5.8–6.0 s instead of 8.6–8.7 s; the same
-speed afterwards (best of 5 runs at 10⁵ × 10³: 0.067 against 0.075 ns a step, and 0.28
-against 0.30 with statistics, within the run-to-run spread).
+Compilation. The three ensemble kernels are serial (the caller runs one call per thread,
+each on its share of the blocks: :mod:`stabsim._threads`), and they are the only
+dispatchers; every helper they call (here and in ``_reduced_step``, ``_reduced_vector``) is
+an :func:`stabsim._jit.inline` function. A dispatcher called from a kernel is compiled once
+for each literal value of a constant argument (``walk`` once with ``last=False`` and once
+with ``last=True``; ``advance_stats`` once more with ``m`` typed as the literal 0 its
+counter starts from) and gets a Python wrapper no one calls. Arrays are copied by loops: a
+slice assignment compiles the formatting of its shape-mismatch message. Cold first call of
+the statistics kernel, CPU time, alternating: 15.4–17.3 s as a ``prange`` kernel, 10.3–12.0
+s serial on threads.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from .._jit import inline, jit
 from ._reduced_step import (
@@ -260,17 +259,9 @@ def _final_block(eta, ea, hb, alpha, beta, t0, t1, last, stride, x_out, y_out, r
             _blank_from(rec_x, rec_y, i, t1, stride)
 
 
-@inline
-def _block_order(b, nb):
-    """Block handled by parallel iteration b: even blocks first, then odd ones, so the
-    threads' contiguous shares of iterations mix neighbouring blocks (similar work)."""
-    half = (nb + 1) // 2
-    return 2 * b if b < half else 2 * (b - half) + 1
-
-
-@jit(parallel=True)
+@jit
 def ensemble_final(eta, ea, hb, alpha, beta, t0, t1, last, stride, x_out, y_out, rec_x, rec_y,
-                   column, status, stop):
+                   column, status, stop, part, parts):
     """Steps ``t0 ≤ t < t1`` of n trajectories of the reduced map (1-D inputs of length n).
 
     The trajectories with ``status`` RUNNING start from ``x_out, y_out`` (the starts, for
@@ -282,11 +273,14 @@ def ensemble_final(eta, ea, hb, alpha, beta, t0, t1, last, stride, x_out, y_out,
     trajectory's stop step on; rows a trajectory never reaches are not written), trajectory
     ``i`` in column ``column + i``: the caller passes whole record arrays, so that the
     kernel is compiled for one array layout whether or not a call holds every trajectory.
+
+    The call runs the blocks ``part, part + parts, part + 2 parts, …`` of :data:`BLOCK`
+    trajectories: ``parts`` calls, one per thread, run them all (interleaved, so that each
+    thread's share mixes neighbouring blocks, which have similar work).
     """
     n = eta.shape[0]
-    nb = (n + BLOCK - 1) // BLOCK
-    for b in prange(nb):
-        lo = _block_order(b, nb) * BLOCK
+    for b in range(part, (n + BLOCK - 1) // BLOCK, parts):
+        lo = b * BLOCK
         hi = min(lo + BLOCK, n)
         _final_block(eta[lo:hi], ea[lo:hi], hb[lo:hi], alpha[lo:hi], beta[lo:hi], t0, t1,
                      last, stride, x_out[lo:hi], y_out[lo:hi],
@@ -534,10 +528,10 @@ def _stats_block(eta, ea, hb, alpha, beta, t0, t1, last, stride, target, x_out, 
                 _blank_from(rec_x, rec_y, i, t_stop + (code == OK), stride)
 
 
-@jit(parallel=True)
+@jit
 def ensemble_stats(eta, ea, hb, alpha, beta, t0, t1, last, stride, target, x_out, y_out, rec_x,
                    rec_y, column, status, stop, state, n_bound, y_max, y_min, x2_max, blowup,
-                   b_step, b_h, c_len, c_mean):
+                   b_step, b_h, c_len, c_mean, part, parts):
     """Like :func:`ensemble_final`, plus each trajectory's statistics (``walk``'s).
 
     ``state`` (n × ``STATE_SIZE``) holds each trajectory's state vector between calls
@@ -547,12 +541,13 @@ def ensemble_stats(eta, ea, hb, alpha, beta, t0, t1, last, stride, target, x_out
     blow-up step, and per boundary/cycle (up to the arrays' width) the boundary step, H
     there, and each cycle's length and mean x² (these four arrays are filled here: −1,
     NaN, 0, NaN past the last entry). ``target > 0`` stops a trajectory at its
-    ``target``-th boundary (status MAX_STEPS if it never gets there).
+    ``target``-th boundary (status MAX_STEPS if it never gets there). Blocks of
+    :data:`STATS_BLOCK` trajectories, shared between ``parts`` calls as in
+    :func:`ensemble_final`.
     """
     n = eta.shape[0]
-    nb = (n + STATS_BLOCK - 1) // STATS_BLOCK
-    for b in prange(nb):
-        lo = _block_order(b, nb) * STATS_BLOCK
+    for b in range(part, (n + STATS_BLOCK - 1) // STATS_BLOCK, parts):
+        lo = b * STATS_BLOCK
         hi = min(lo + STATS_BLOCK, n)
         _stats_block(eta[lo:hi], ea[lo:hi], hb[lo:hi], alpha[lo:hi], beta[lo:hi], t0, t1, last,
                      stride, target, x_out[lo:hi], y_out[lo:hi],
@@ -562,10 +557,12 @@ def ensemble_stats(eta, ea, hb, alpha, beta, t0, t1, last, stride, target, x_out
                      blowup[lo:hi], b_step[lo:hi], b_h[lo:hi], c_len[lo:hi], c_mean[lo:hi])
 
 
-@jit(parallel=True)
-def ensemble_cycle_extremes(x0, y0, eta, ea, hb, b_step, n_bound, c_ymax, c_ymin, c_x2max):
-    """:func:`~._reduced_step.cycle_extremes` of every trajectory (rows of the outputs)."""
-    for i in prange(x0.shape[0]):
+@jit
+def ensemble_cycle_extremes(x0, y0, eta, ea, hb, b_step, n_bound, c_ymax, c_ymin, c_x2max, part,
+                            parts):
+    """:func:`~._reduced_step.cycle_extremes` of the trajectories ``part, part + parts, …``
+    (rows of the outputs)."""
+    for i in range(part, x0.shape[0], parts):
         p = np.array([eta[i], ea[i], hb[i], 0.0, 0.0])  # α, β are not used by the replay
         cycle_extremes(x0[i], y0[i], p, b_step[i], n_bound[i], c_ymax[i], c_ymin[i],
                        c_x2max[i])

@@ -22,6 +22,7 @@ import numpy as np
 from .._interrupt import deferred_interrupt
 from .._result import combine_statuses, status_counts
 from .._status import Status
+from .._threads import in_parts, kernel_threads
 from .._validate import (
     affordable,
     boolean,
@@ -228,7 +229,7 @@ def _broadcast(values):
 def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride=None,
                          cycles=None, max_cycles=16,
                          cycle_extremes=False) -> ReducedEnsembleResult:
-    """Run many trajectories of the reduced map in parallel (SIMD within cores).
+    """Run many trajectories of the reduced map (threads across blocks, SIMD within a block).
 
     Parameters
     ----------
@@ -312,27 +313,29 @@ def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride
     width, span = _chunk_shape(n, steps)
     for k in range(0, n, width):
         c = slice(k, k + width)
+        threads = kernel_threads(-(-x0[c].size // (STATS_BLOCK if stats else BLOCK)))
         t0 = 0
         while True:
             t1 = min(t0 + span, steps)
             inputs = (eta[c], ea[c], hb[c], alpha[c], beta[c], t0, t1, t1 == steps, stride_i)
             if stats:
-                ensemble_stats(*inputs, target, x_out[c], y_out[c], rec_x, rec_y, k,
-                               status[c], stop[c], state[c], cyc.n_boundaries[c],
-                               cyc.y_max[c], cyc.y_min[c], cyc.max_abs_x[c],
-                               cyc.first_blowup[c], cyc.boundary_step[c], cyc.boundary_H[c],
-                               cyc.cycle_length[c], cyc.cycle_mean_x2[c])
+                in_parts(ensemble_stats, (
+                    *inputs, target, x_out[c], y_out[c], rec_x, rec_y, k, status[c], stop[c],
+                    state[c], cyc.n_boundaries[c], cyc.y_max[c], cyc.y_min[c],
+                    cyc.max_abs_x[c], cyc.first_blowup[c], cyc.boundary_step[c],
+                    cyc.boundary_H[c], cyc.cycle_length[c], cyc.cycle_mean_x2[c]), threads)
             else:
-                ensemble_final(*inputs, x_out[c], y_out[c], rec_x, rec_y, k,
-                               status[c], stop[c])
+                in_parts(ensemble_final, (*inputs, x_out[c], y_out[c], rec_x, rec_y, k,
+                                          status[c], stop[c]), threads)
             if t1 == steps:
                 break
             t0 = t1
     if stats:
         np.sqrt(cyc.max_abs_x, out=cyc.max_abs_x)  # the kernel leaves max x² there
         if cycle_extremes:
-            ensemble_cycle_extremes(x0, y0, eta, ea, hb, cyc.boundary_step, cyc.n_boundaries,
-                                    cyc.cycle_y_max, cyc.cycle_y_min, cyc.cycle_max_abs_x)
+            in_parts(ensemble_cycle_extremes, (
+                x0, y0, eta, ea, hb, cyc.boundary_step, cyc.n_boundaries, cyc.cycle_y_max,
+                cyc.cycle_y_min, cyc.cycle_max_abs_x), kernel_threads(n))
             np.sqrt(cyc.cycle_max_abs_x, out=cyc.cycle_max_abs_x)
     return ReducedEnsembleResult(
         status=combine_statuses(np.unique(status)), knob="steps",

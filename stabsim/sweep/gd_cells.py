@@ -32,17 +32,15 @@ statistics are NaN.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import json
 import math
-from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 
 from .._jit import jit
 from .._status import Status
+from .._threads import in_threads, kernel_threads
 from ..losses import FAMILIES, Loss, make_loss
 from ..losses._engines import engine_for
 from ..maps import _gd_kernels as engine
@@ -143,32 +141,14 @@ def gd_cells_kernel(p, eigen, cells, theta0, rule, eta, momentum, base, loss_min
 BLOCKS_PER_THREAD = 4
 
 
-def _in_threads(run, n_cells, threaded_loss=False):
-    """``run(block)`` over blocks of cell positions on ``numba.get_num_threads()`` threads
-    (one thread for a loss whose functions run threads of their own: ``Family.threaded``).
+def cell_blocks(n_cells, threaded_loss=False):
+    """Blocks of cell positions, and the threads to run them on (``stabsim._threads``; one
+    thread for a loss whose functions run threads of their own: ``Family.threaded``).
 
-    The kernel releases the GIL (``nogil``), so the blocks run in parallel; every cell is
-    independent, so the result does not depend on the threads or the blocks. Threads rather
-    than a ``prange`` kernel, which is slow to compile: a first GD sweep of one loss family,
-    every kernel compiled from nothing, took 16.5 s of CPU with one and 10.1 s with this;
-    a call per block costs microseconds.
+    Every cell is independent, so the result does not depend on the threads or the blocks.
     """
-    threads = 1 if threaded_loss else max(1, min(numba.get_num_threads(), n_cells))
-    blocks = np.array_split(np.arange(n_cells), min(n_cells, threads * BLOCKS_PER_THREAD))
-    if threads == 1:
-        for block in blocks:
-            run(block)
-        return
-    pool = _pool(threads)
-    for future in [pool.submit(run, block) for block in blocks]:
-        future.result()
-
-
-@functools.cache
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """One pool of ``threads`` threads for the process: starting threads for every chunk
-    cost more than a chunk of a small loss's cells."""
-    return ThreadPoolExecutor(threads, thread_name_prefix="stabsim-cells")
+    threads = 1 if threaded_loss else kernel_threads(n_cells)
+    return np.array_split(np.arange(n_cells), min(n_cells, threads * BLOCKS_PER_THREAD)), threads
 
 
 def build_loss(name: str, params: dict):
@@ -293,7 +273,7 @@ def gd_cells(config, values: dict) -> dict:
                    eta, momentum, base, loss_min, config.steps, config.stride,
                    config.divergence_norm, config.window, out_float, out_int)
 
-        _in_threads(run, cells.shape[0], loss.family.threaded)
+        in_threads(run, *cell_blocks(cells.shape[0], loss.family.threaded))
     out = {name: out_float[:, k] for k, name in enumerate(FLOAT_STATS)}
     out.update({name: out_int[:, k] for k, name in enumerate(INT_STATS)})
     out["regime"] = classify_statistics(out, out["status"], config.band)
