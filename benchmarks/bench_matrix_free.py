@@ -69,7 +69,7 @@ def _hand_written(d):
         hv = np.empty(d)
         p = k.ScalarNetworkParams()
         for t in range(steps):
-            k.grad(theta, p, g)
+            k.value_grad(theta, p, g)
             while True:  # power iteration, warm-started from the last vector
                 k.hvp(theta, p, v, hv)
                 lam = np.dot(v, hv)

@@ -14,6 +14,28 @@ def _hessian_parts(theta, p, grad_out, hess_out, factor_out):
     return protocol.hessian_parts(theta, p, grad_out, hess_out, factor_out)
 
 
+@jit
+def _value_grad(theta, p, out):
+    """The protocol's value_grad as compiled code sees it."""
+    return protocol.value_grad(theta, p, out)
+
+
+@pytest.mark.parametrize("zero", [None, 3])
+def test_scalar_network_value_grad_is_its_value_and_r_g(zero):
+    # one sweep gives L = ½ r² (r = ∏ w − 1, the product in value's order: the same bits)
+    # and ∇L = r g with g_i = ∏_{j≠i} w_j, here by deleting each factor (no division, so a
+    # zero weight is exact); six products of O(1) numbers each way: round-off of a few eps
+    theta = np.random.default_rng(2).uniform(0.5, 1.5, 7)
+    if zero is not None:
+        theta[zero] = 0.0
+    loss = ScalarNetwork(7)
+    out = np.empty(7)
+    assert _value_grad(theta, loss.params, out) == loss.value(theta)
+    r = np.prod(theta) - 1.0
+    g = np.array([np.prod(np.delete(theta, i)) for i in range(7)])
+    np.testing.assert_allclose(out, r * g, rtol=1e-14, atol=1e-15)
+
+
 @pytest.mark.parametrize("loss", [
     QuadraticRegression.random(30, 4, seed=3),
     QuadraticRegression.two_scale(0.01),

@@ -38,17 +38,20 @@ def value(theta, p):
 
 
 @jit
-def grad(theta, p, out):
-    """out ← r g: prefix products of w are stored in ``out``, then scaled by suffix products."""
+def value_grad(theta, p, out):
+    """½ r² and out ← r g: prefix products of w are stored in ``out``, then scaled by suffix
+    products; the forward sweep's last product is P = ∏ w_i, in :func:`value`'s order."""
     d = theta.shape[0]
     acc = 1.0
     for i in range(d):
         out[i] = acc
         acc *= theta[i]
     acc -= 1.0  # r = P − 1 seeds the suffix product
+    r = acc
     for i in range(d - 1, -1, -1):
         out[i] *= acc
         acc *= theta[i]
+    return 0.5 * r * r
 
 
 @jit
@@ -140,5 +143,6 @@ def d3(theta, p, u, v, out):
 
 
 FAMILY = register_family(
-    ScalarNetworkParams, value=value, grad=grad, hvp=hvp, d3=d3, hess=hess
+    ScalarNetworkParams, value=value, grad=value_grad, hvp=hvp, d3=d3, hess=hess,
+    value_grad=value_grad
 )
