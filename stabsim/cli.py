@@ -14,9 +14,8 @@ import contextlib
 import importlib
 import logging
 import sys
-import time
 
-from numba.core import event
+from ._compile_log import compile_notice
 
 #: modules that contribute subcommands
 SUBCOMMAND_MODULES = ("stabsim.demo", "stabsim.sweep.cli")
@@ -82,7 +81,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_USAGE
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    with _logging_to_stderr(level), _compile_notice():
+    with _logging_to_stderr(level), compile_notice():
         try:
             return int(args.func(args) or EXIT_OK)
         except KeyboardInterrupt:
@@ -114,38 +113,6 @@ def _logging_to_stderr(level: int):
         log.removeHandler(handler)
         log.setLevel(saved[0])
         log.propagate = saved[1]
-
-
-class _CompileNotice(event.Listener):
-    """Numba's ``numba:compile`` event fires only when a function is compiled, not when it
-    is loaded from the disk cache: the first one is the notice that compiling has begun, so
-    a run whose kernels are all cached does no work here at all."""
-
-    def __init__(self):
-        self.noticed = False
-        self.started = []  # compilations nest (a kernel compiles the functions it calls)
-
-    def on_start(self, event):
-        if not self.noticed:
-            self.noticed = True
-            log.info("compiling kernels, first run only…")
-        self.started.append(time.perf_counter())
-
-    def on_end(self, event):
-        seconds = time.perf_counter() - self.started.pop()
-        log.debug("compiled %s in %.1f s", event.data["dispatcher"].py_func.__qualname__,
-                  seconds)
-
-
-@contextlib.contextmanager
-def _compile_notice():
-    """Log the notice (and, at debug level, each compilation) while the command runs."""
-    listener = _CompileNotice()
-    event.register("numba:compile", listener)
-    try:
-        yield listener
-    finally:
-        event.unregister("numba:compile", listener)
 
 
 def _one_line(exc: Exception) -> str:

@@ -94,7 +94,8 @@ _COMPILE = """
 import logging, sys
 sys.path.insert(0, ".")
 from stabsim import cli
-with cli._logging_to_stderr(logging.DEBUG), cli._compile_notice():
+from stabsim._compile_log import compile_notice
+with cli._logging_to_stderr(logging.DEBUG), compile_notice():
     import kernels
     kernels.double(1.0), kernels.double(2.0), kernels.triple(1.0)
 """

@@ -1,9 +1,14 @@
 """The main job: ``stabsim demo`` writes figures, data and a report whose checks agree."""
 
+import logging
+import os
+
+import pytest
 import xarray as xr
 
+import stabsim.demo
 from stabsim.cli import main
-from stabsim.demo.experiments import network_edge_of_stability
+from stabsim.demo.experiments import EXPERIMENTS, network_edge_of_stability
 
 
 def test_demo_writes_report_figures_and_data(tmp_path, capsys):
@@ -51,3 +56,40 @@ def test_network_checks_fail_when_gd_stops_before_the_edge_of_stability(tmp_path
                if f.experiment in ("network θ†", "network central flow"))
     assert not (tmp_path / "network_dagger.nc").exists()
     assert not (tmp_path / "network_central_flow.nc").exists()
+
+
+def test_experiments_side_by_side_give_the_findings_of_one_process(tmp_path):
+    # each experiment is deterministic and independent of the others: the same findings,
+    # in the experiments' order, from one process and from two
+    quick = [e for e in EXPERIMENTS if e[0] in stabsim.demo.QUICK]
+    here = stabsim.demo.run(tmp_path / "here", experiments=quick, processes=1)
+    apart = stabsim.demo.run(tmp_path / "apart", experiments=quick, processes=2)
+    assert [(f.experiment, f.quantity, f.measured, bool(f.holds)) for f in apart] == \
+        [(f.experiment, f.quantity, f.measured, bool(f.holds)) for f in here]
+    assert (tmp_path / "apart" / "gd_eos.png").is_file()
+
+
+def _logs_from_its_process(out):
+    logging.getLogger("stabsim.demo").info("worker %d", os.getpid())
+    logging.getLogger("stabsim.demo").info("compiling kernels, first run only…",
+                                           extra={"once": True})
+    return [], []
+
+
+def test_the_workers_messages_come_through_this_process(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="stabsim")
+    stabsim.demo.run(tmp_path, processes=2,
+                     experiments=[("one", _logs_from_its_process),
+                                  ("two", _logs_from_its_process)])
+    messages = [r.getMessage() for r in caplog.records]
+    workers = {m.split()[1] for m in messages if m.startswith("worker ")}
+    assert len(workers) >= 1 and str(os.getpid()) not in workers
+    # a message marked "once" is shown for the first worker only
+    assert messages.count("compiling kernels, first run only…") == 1
+    assert any(m.startswith("[1/2] one:") for m in messages)
+
+
+@pytest.mark.parametrize("processes", [0, 1.5, "2"])
+def test_processes_must_be_a_positive_integer(tmp_path, processes):
+    with pytest.raises(ValueError, match="processes"):
+        stabsim.demo.run(tmp_path, experiments=[], processes=processes)

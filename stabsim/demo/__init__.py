@@ -7,16 +7,22 @@ on a regression model; GD against the constrained trajectory and the central flo
 four-phase map and its exact realisation; the momentum thresholds; normalised GD against its
 manifold flow; a phase diagram) and writes into one folder the figures (PNG), the data
 (netCDF) and ``report.md``, whose table puts each prediction's measured error beside what
-the theory claims.
+the theory claims. The experiments run side by side, one process per core (:func:`run`).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import logging
+import logging.handlers
+import multiprocessing
+import os
 import pathlib
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
+from .._compile_log import notice_active, notice_from_now_on
+from .._validate import nonnegative_int
 from .experiments import EXPERIMENTS
 from .report import write_report
 
@@ -37,29 +43,115 @@ DESCRIPTION = (
 )
 
 
-def run(out_dir, *, experiments=EXPERIMENTS):
+def run(out_dir, *, experiments=EXPERIMENTS, processes=None):
     """Run ``experiments`` (``(title, function)`` pairs, by default every experiment); write
     figures, data and ``report.md``; return the findings. Progress is logged (logger
-    ``stabsim.demo``) one line per experiment."""
+    ``stabsim.demo``) one line per experiment, as each finishes.
+
+    ``processes``: how many experiments run side by side, each in a process of its own
+    (default: one per core, at most one per experiment; 1 runs them here, one after
+    another). The experiments are independent and deterministic, so the findings do not
+    depend on it; the processes share the kernels' disk cache, and their log messages come
+    through this process's loggers. With more than one process each experiment function is
+    sent to a worker by name: a function defined at the top level of a module. Measured
+    cold and warm in the README.
+    """
+    experiments = list(experiments)
+    processes = _process_count(processes, len(experiments))
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    findings, figures = [], []
-    for number, (title, experiment) in enumerate(experiments, start=1):
-        log.debug("[%d/%d] %s ...", number, len(experiments), title)
-        tic = time.perf_counter()
-        new_findings, new_figures = experiment(out)
-        findings += new_findings
-        figures += new_figures
+    outcomes = {}
+    for number, (new_findings, new_figures, seconds) in _outcomes(experiments, out, processes):
+        outcomes[number] = new_findings, new_figures
         agree = sum(f.holds for f in new_findings)
         checks = f"{agree}/{len(new_findings)} agree" if new_findings else "figure only"
-        log.info("[%d/%d] %s: %.1f s, %s", number, len(experiments), title,
-                 time.perf_counter() - tic, checks)
+        log.info("[%d/%d] %s: %.1f s, %s", number, len(experiments),
+                 experiments[number - 1][0], seconds, checks)
+    findings = [f for number in sorted(outcomes) for f in outcomes[number][0]]
+    figures = [f for number in sorted(outcomes) for f in outcomes[number][1]]
     seconds = time.perf_counter() - started
     versions = {name: importlib.metadata.version(name)
                 for name in ("stabsim", "numpy", "scipy", "numba")}
     write_report(out / "report.md", findings, figures, seconds, versions)
     return findings
+
+
+def _process_count(processes, n_experiments: int) -> int:
+    if processes is None:
+        return max(1, min(_cores(), n_experiments))
+    return nonnegative_int("processes", processes, 1)
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _timed(experiment, out):
+    """``experiment(out)``'s findings and figures, and the seconds it took."""
+    tic = time.perf_counter()
+    new_findings, new_figures = experiment(out)
+    return new_findings, new_figures, time.perf_counter() - tic
+
+
+def _outcomes(experiments, out, processes):
+    """(number, outcome of :func:`_timed`) for each experiment, as each finishes."""
+    if processes == 1:
+        for number, (title, experiment) in enumerate(experiments, start=1):
+            log.debug("[%d/%d] %s ...", number, len(experiments), title)
+            yield number, _timed(experiment, out)
+        return
+    context = multiprocessing.get_context("spawn")  # not fork: this process runs threads
+    messages = context.Queue()
+    relay = logging.handlers.QueueListener(messages, _Relay())
+    relay.start()
+    pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker,
+                               initargs=(messages, max(1, _cores() // processes),
+                                         notice_active()))
+    try:
+        futures = {pool.submit(_timed, experiment, out): number
+                   for number, (_, experiment) in enumerate(experiments, start=1)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:  # after an error or Ctrl-C, experiments not yet started are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
+        relay.stop()
+
+
+def _start_worker(messages, threads, notice):
+    """In a worker process: log records go to the parent (``messages``), Numba runs
+    ``threads`` threads (the cores shared between the workers), and, if the parent shows
+    the compile notice, so does the worker (the parent shows it once)."""
+    import numba
+
+    logger = logging.getLogger("stabsim")
+    logger.handlers[:] = [logging.handlers.QueueHandler(messages)]
+    logger.setLevel(logging.DEBUG)  # the parent's loggers decide what is shown
+    logger.propagate = False
+    numba.set_num_threads(threads)
+    if notice:
+        notice_from_now_on()
+
+
+class _Relay(logging.Handler):
+    """Hands the workers' records to this process's loggers (their levels and handlers); a
+    record marked ``once`` is handed on the first time only."""
+
+    def __init__(self):
+        super().__init__()
+        self._seen = set()
+
+    def emit(self, record):
+        if getattr(record, "once", False):
+            if record.getMessage() in self._seen:
+                return
+            self._seen.add(record.getMessage())
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
 
 
 def register(subparsers) -> None:
@@ -71,14 +163,15 @@ def register(subparsers) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="run only GD into the edge of stability and the four-phase map "
                              f"({len(QUICK)} of the {len(EXPERIMENTS)} experiments)")
+    parser.add_argument("--processes", type=int, default=None, metavar="N",
+                        help="experiments side by side, each in a process of its own "
+                             "(default: one per core; 1 runs them one after another here)")
     parser.set_defaults(func=_main)
 
 
 def _main(args) -> int:
-    if args.quick:
-        findings = run(args.out, experiments=[e for e in EXPERIMENTS if e[0] in QUICK])
-    else:
-        findings = run(args.out)
+    chosen = [e for e in EXPERIMENTS if e[0] in QUICK] if args.quick else EXPERIMENTS
+    findings = run(args.out, experiments=chosen, processes=args.processes)
     log.info("stabsim demo: %d/%d checks agree with the theory; report: %s",
              sum(f.holds for f in findings), len(findings), pathlib.Path(args.out) / "report.md")
     for finding in findings:
