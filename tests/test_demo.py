@@ -2,8 +2,6 @@
 
 import logging
 import os
-import signal
-import time
 
 import pytest
 import xarray as xr
@@ -97,27 +95,3 @@ def test_processes_must_be_a_positive_integer(tmp_path, processes):
         stabsim.demo.run(tmp_path, experiments=[], processes=processes)
 
 
-
-def test_ctrl_c_at_a_terminal_stops_the_demo_and_its_workers(tmp_path):
-    # Ctrl-C at a terminal signals the whole process group: the workers' experiments stop,
-    # the command exits with 130 and leaves no process behind
-    import subprocess
-    import sys
-
-    command = [sys.executable, "-m", "stabsim", "demo", "--processes", "2", "--out",
-               str(tmp_path)]
-    demo = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(8.0)  # the workers are running (or compiling) their first experiments
-    os.killpg(demo.pid, signal.SIGINT)
-    began = time.perf_counter()
-    err = demo.communicate(timeout=60)[1]
-    assert demo.returncode == 130, err
-    assert time.perf_counter() - began < 10.0  # the network experiment alone takes longer
-    assert err.strip().endswith("stabsim: interrupted") and "Traceback" not in err
-    # no process of its session is left running (an exited child the system has not yet
-    # reaped shows as a zombie for a moment)
-    states = subprocess.run(["ps", "-s", str(demo.pid), "-o", "stat="], capture_output=True,
-                            text=True).stdout.split()
-    assert all(state.startswith("Z") for state in states), states
