@@ -93,5 +93,3 @@ def test_the_workers_messages_come_through_this_process(tmp_path, caplog):
 def test_processes_must_be_a_positive_integer(tmp_path, processes):
     with pytest.raises(ValueError, match="processes"):
         stabsim.demo.run(tmp_path, experiments=[], processes=processes)
-
-
