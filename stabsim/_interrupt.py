@@ -11,6 +11,12 @@ and answers by returning the part done with status INTERRUPTED; a second Ctrl-C 
 The handler is installed only from the main thread and only over Python's default one: in
 a worker thread, under an application's own SIGINT handler, or nested inside another
 chunked loop (which then shares its flag), SIGINT is left as it is.
+
+A caller that abandons its work on Ctrl-C rather than keeping the part done (``stabsim
+demo``) runs it inside :func:`prompt_interrupt`: there the first Ctrl-C raises
+``KeyboardInterrupt`` as soon as control is back in Python (after the running chunk), since
+the chunked loops inside find a handler that is not Python's default and leave it alone
+(a kernel being compiled is finished first: :class:`PromptInterrupt`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+
+from numba.core import event
+from numba.core.compiler_lock import global_compiler_lock
 
 
 class Interrupt:
@@ -51,3 +60,57 @@ def deferred_interrupt():
     finally:
         if signal.getsignal(signal.SIGINT) is interrupt:
             signal.signal(signal.SIGINT, current)
+
+
+
+class PromptInterrupt(event.Listener):
+    """The SIGINT handler of :func:`prompt_interrupt`, and a listener to Numba's compiler lock.
+
+    A Ctrl-C raises ``KeyboardInterrupt`` at once, unless this thread is compiling a kernel:
+    raised inside Numba's compiler, it can land in one of LLVM's ctypes callbacks, which
+    swallow it and leave the kernel half-built (an error, not an interrupt, follows). Then it
+    is raised when the compilation ends, or at once on a second Ctrl-C.
+    """
+
+    def __init__(self):
+        self.pending = False
+
+    def __call__(self, signum, frame):
+        if global_compiler_lock.is_locked() and not self.pending:
+            self.pending = True
+            return
+        self.pending = False
+        raise KeyboardInterrupt
+
+    def on_start(self, event):
+        pass
+
+    def on_end(self, event):
+        # the compiler lock's release: pending and no longer compiling, then raise here
+        if (self.pending and threading.current_thread() is threading.main_thread()
+                and not global_compiler_lock.is_locked()):
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def prompt_interrupt():
+    """Within the block, the first Ctrl-C raises ``KeyboardInterrupt``, also inside the
+    chunked loops of :func:`deferred_interrupt` (they do not defer it) and, once it has
+    compiled, inside a kernel's first call (:class:`PromptInterrupt`).
+
+    Installed under the same conditions as :func:`deferred_interrupt`: from the main thread
+    over Python's default handler; elsewhere SIGINT is left as it is.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    handler = PromptInterrupt()
+    with event.install_listener("numba:compiler_lock", handler):
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            if signal.getsignal(signal.SIGINT) is handler:
+                signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -12,11 +12,13 @@ import time
 
 import numpy as np
 import pytest
+from numba.core.compiler_lock import global_compiler_lock
 
 import stabsim.maps._reduced_ensemble as _reduced_ensemble
 import stabsim.maps.reduced as reduced
 from stabsim import Status
-from stabsim._interrupt import Interrupt, deferred_interrupt
+from stabsim._interrupt import Interrupt, deferred_interrupt, prompt_interrupt
+from stabsim.demo import _timed
 from stabsim.losses import Quadratic
 from stabsim.maps import run_gd, run_reduced, run_reduced_ensemble
 
@@ -158,6 +160,93 @@ def test_ctrl_c_in_run_gd_returns_the_part_done():
     assert time.perf_counter() - began - 0.2 < ANSWER_SECONDS
     assert result.status is Status.INTERRUPTED
     assert 0 < result.counters["steps"] < LONG
+
+
+def _long_gd(out=None):
+    """10^9 steps of GD on one parameter: seconds of work, in chunks of well under one."""
+    run_gd(Quadratic([1.0]), [1.0], 0.1, LONG, stride=LONG, find_crossing=False)
+    return [], []
+
+
+@needs_default_handler
+def test_in_a_prompt_block_the_first_ctrl_c_stops_run_gd():
+    run_gd(Quadratic([1.0]), [1.0], 0.1, 10)
+    timer = _interrupt_after(0.2)
+    began = time.perf_counter()
+    try:
+        with pytest.raises(KeyboardInterrupt), prompt_interrupt():
+            _long_gd()
+    finally:
+        timer.join()
+    assert time.perf_counter() - began - 0.2 < ANSWER_SECONDS
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@needs_default_handler
+def test_ctrl_c_stops_a_demo_experiment():
+    # not the engine's answer (its part done, status INTERRUPTED, and the demo going on with
+    # a cut trajectory): the experiment stops
+    run_gd(Quadratic([1.0]), [1.0], 0.1, 10)
+    timer = _interrupt_after(0.2)
+    began = time.perf_counter()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _timed(_long_gd, None)
+    finally:
+        timer.join()
+    assert time.perf_counter() - began - 0.2 < ANSWER_SECONDS
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@needs_default_handler
+def test_a_ctrl_c_while_compiling_is_raised_when_the_compilation_ends():
+    # raised inside Numba's compiler it could land in an LLVM callback that swallows it;
+    # holding the compiler lock is what compiling is, for the handler
+    reached = []
+    with pytest.raises(KeyboardInterrupt), prompt_interrupt():
+        with global_compiler_lock:
+            with global_compiler_lock:  # a nested compilation
+                os.kill(os.getpid(), signal.SIGINT)
+                reached.append("inner")
+            reached.append("outer")  # the inner end is still inside the outer compilation
+        reached.append("after")
+    assert reached == ["inner", "outer"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@needs_default_handler
+def test_a_second_ctrl_c_while_compiling_raises_at_once():
+    reached = []
+    with pytest.raises(KeyboardInterrupt), prompt_interrupt():
+        with global_compiler_lock:
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("first")
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("second")
+    assert reached == ["first"]
+    assert not global_compiler_lock.is_locked()
+
+
+def test_a_prompt_block_leaves_other_handlers_and_threads_alone():
+    def own(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGINT, own)
+    try:
+        with prompt_interrupt():
+            assert signal.getsignal(signal.SIGINT) is own
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    seen = []
+
+    def in_thread():
+        with prompt_interrupt():  # signal.signal would raise ValueError outside the main thread
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    assert seen == [signal.getsignal(signal.SIGINT)]
 
 
 def test_a_second_ctrl_c_raises():

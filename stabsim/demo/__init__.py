@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from .._compile_log import notice_active, notice_from_now_on
+from .._interrupt import prompt_interrupt
 from .._validate import nonnegative_int
 from .experiments import EXPERIMENTS
 from .report import write_report
@@ -55,6 +56,10 @@ def run(out_dir, *, experiments=EXPERIMENTS, processes=None):
     through this process's loggers. With more than one process each experiment function is
     sent to a worker by name: a function defined at the top level of a module. Measured
     cold and warm in the README.
+
+    Ctrl-C raises ``KeyboardInterrupt`` once the running experiments stop: after the compiled
+    chunk they are in or, on a first run, once the kernel they are compiling is ready (a
+    second Ctrl-C stops at once); experiments not yet started are dropped.
     """
     experiments = list(experiments)
     processes = _process_count(processes, len(experiments))
@@ -91,9 +96,15 @@ def _cores() -> int:
 
 
 def _timed(experiment, out):
-    """``experiment(out)``'s findings and figures, and the seconds it took."""
+    """``experiment(out)``'s findings and figures, and the seconds it took.
+
+    A Ctrl-C stops the experiment (:func:`stabsim._interrupt.prompt_interrupt`): an engine's
+    own answer, returning the part done with status INTERRUPTED, would let the experiment go
+    on with a cut trajectory and the demo with the next one.
+    """
     tic = time.perf_counter()
-    new_findings, new_figures = experiment(out)
+    with prompt_interrupt():
+        new_findings, new_figures = experiment(out)
     return new_findings, new_figures, time.perf_counter() - tic
 
 
