@@ -168,30 +168,23 @@ def _long_gd(out=None):
     return [], []
 
 
-@needs_default_handler
-def test_in_a_prompt_block_the_first_ctrl_c_stops_run_gd():
-    run_gd(Quadratic([1.0]), [1.0], 0.1, 10)
-    timer = _interrupt_after(0.2)
-    began = time.perf_counter()
-    try:
-        with pytest.raises(KeyboardInterrupt), prompt_interrupt():
-            _long_gd()
-    finally:
-        timer.join()
-    assert time.perf_counter() - began - 0.2 < ANSWER_SECONDS
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+def _in_a_prompt_block():
+    with prompt_interrupt():
+        _long_gd()
 
 
 @needs_default_handler
-def test_ctrl_c_stops_a_demo_experiment():
-    # not the engine's answer (its part done, status INTERRUPTED, and the demo going on with
-    # a cut trajectory): the experiment stops
+@pytest.mark.parametrize("work", [_in_a_prompt_block, lambda: _timed(_long_gd, None)],
+                         ids=["prompt block", "demo experiment"])
+def test_the_first_ctrl_c_stops_run_gd_and_raises(work):
+    # not the engine's own answer (the part done, status INTERRUPTED, and a demo going on
+    # with a cut trajectory): the work stops
     run_gd(Quadratic([1.0]), [1.0], 0.1, 10)
     timer = _interrupt_after(0.2)
     began = time.perf_counter()
     try:
         with pytest.raises(KeyboardInterrupt):
-            _timed(_long_gd, None)
+            work()
     finally:
         timer.join()
     assert time.perf_counter() - began - 0.2 < ANSWER_SECONDS
