@@ -92,7 +92,6 @@ class LanczosWork(NamedTuple):
     beta: np.ndarray  # (m,)
     ritz: np.ndarray  # (m,)
     w: np.ndarray  # (d,)
-    start: np.ndarray  # (d,)
     projections: np.ndarray  # (m, m): column j, the components of A q_j along q_0..q_j
     inverse_pivots: np.ndarray  # (m,): scratch of the tridiagonal eigenvector
 
@@ -101,7 +100,7 @@ class LanczosWork(NamedTuple):
 def lanczos_work(d, restart):
     m = max(1, min(restart, d))
     return LanczosWork(np.empty((m, d)), np.zeros(m), np.zeros(m), np.zeros(m), np.empty(d),
-                       np.empty(d), np.zeros((m, m)), np.empty(m))
+                       np.zeros((m, m)), np.empty(m))
 
 
 #: restart length of the engines' Lanczos: the basis holds this many vectors of length d
@@ -178,21 +177,20 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
     converged : bool
         False only when the budget ran out before the tolerance was met (or λ is NaN).
     """
-    basis, alpha, beta, ritz, w, start, projections, inverse_pivots = work
+    basis, alpha, beta, ritz, w, projections, inverse_pivots = work
     d = v0.shape[0]
     m = basis.shape[0]
     norm0 = np.sqrt(dot(v0, v0))
     if not (norm0 > 0.0 and np.isfinite(norm0)):
         norm0 = 0.0
-    for r in range(d):
-        start[r] = (v0[r] / norm0 if norm0 > 0.0 else 0.0) + START_MIX * mix_vector(r)
-    scale_into(start, start, 1.0 / np.sqrt(dot(start, start)))
+    for r in range(d):  # the start, basis[0], as each restart leaves it too
+        basis[0, r] = (v0[r] / norm0 if norm0 > 0.0 else 0.0) + START_MIX * mix_vector(r)
+    scale_into(basis[0], basis[0], 1.0 / np.sqrt(dot(basis[0], basis[0])))
     products = 0
     lam = np.nan
     scale = 1e-300
     restarted = False
     while True:
-        scale_into(basis[0], start, 1.0)
         j = 0
         done = False
         for j in range(m):
@@ -210,7 +208,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
                         w[r] -= c * basis[i, r]
             beta[j] = np.sqrt(dot(w, w))
             if not np.isfinite(beta[j]):
-                scale_into(vec_out, start, 1.0)
+                scale_into(vec_out, basis[0], 1.0)
                 return np.nan, np.nan, products, False
             lam = top_ritz_pair(alpha, beta, j + 1, lam, ritz, inverse_pivots)
             scale = max(scale, abs(lam), abs(alpha[j]))
@@ -221,13 +219,14 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
                 break
             scale_into(basis[j + 1], w, 1.0 / beta[j])
         if j == 0 and products == 1:  # w = A v0 − α_0 v0 already: its norm is the residual
-            scale_into(vec_out, start, 1.0)
+            scale_into(vec_out, basis[0], 1.0)
             if dot(vec_out, v0) < 0.0:
                 scale_into(vec_out, vec_out, -1.0)
             return lam, beta[0], products, done
-        for r in range(d):  # not 0·vec_out: NaN (an uninitialised buffer) would stay NaN
-            vec_out[r] = 0.0
-        for i in range(j + 1):
+        c = ritz[0]
+        for r in range(d):
+            vec_out[r] = c * basis[0, r]
+        for i in range(1, j + 1):
             c = ritz[i]
             for r in range(d):
                 vec_out[r] += c * basis[i, r]
@@ -235,7 +234,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
         scale_into(vec_out, vec_out, 1.0 / length)
         if done or products >= max_products:
             break
-        scale_into(start, vec_out, 1.0)  # restart from the Ritz vector
+        scale_into(basis[0], vec_out, 1.0)  # restart from the Ritz vector
         restarted = True
     if dot(vec_out, v0) < 0.0:
         scale_into(vec_out, vec_out, -1.0)
