@@ -16,7 +16,8 @@ A caller that abandons its work on Ctrl-C rather than keeping the part done (``s
 demo``) runs it inside :func:`prompt_interrupt`: there the first Ctrl-C raises
 ``KeyboardInterrupt`` as soon as control is back in Python (after the running chunk), since
 the chunked loops inside find a handler that is not Python's default and leave it alone
-(a kernel being compiled is finished first: :class:`PromptInterrupt`).
+(while a kernel compiles, the function being compiled is finished first:
+:class:`PromptInterrupt`).
 """
 
 from __future__ import annotations
@@ -66,10 +67,13 @@ def deferred_interrupt():
 class PromptInterrupt(event.Listener):
     """The SIGINT handler of :func:`prompt_interrupt`, and a listener to Numba's compiler lock.
 
-    A Ctrl-C raises ``KeyboardInterrupt`` at once, unless this thread is compiling a kernel:
-    raised inside Numba's compiler, it can land in one of LLVM's ctypes callbacks, which
-    swallow it and leave the kernel half-built (an error, not an interrupt, follows). Then it
-    is raised when the compilation ends, or at once on a second Ctrl-C.
+    A Ctrl-C raises ``KeyboardInterrupt`` at once, unless this thread is compiling: raised
+    inside Numba's compiler, it can land in one of LLVM's ctypes callbacks, which swallow it
+    and leave the function half-built (an error, not an interrupt, follows). Then it is
+    raised at the next release of the compiler lock, when the function being compiled (the
+    kernel or one of the functions it calls) is done and no callback runs, or at once on a
+    second Ctrl-C. The compilations finished by then are kept (and cached); the kernel the
+    interrupted one was for compiles afresh when it is next called.
     """
 
     def __init__(self):
@@ -86,9 +90,8 @@ class PromptInterrupt(event.Listener):
         pass
 
     def on_end(self, event):
-        # the compiler lock's release: pending and no longer compiling, then raise here
-        if (self.pending and threading.current_thread() is threading.main_thread()
-                and not global_compiler_lock.is_locked()):
+        # a release of the compiler lock: a function's compilation is done
+        if self.pending and threading.current_thread() is threading.main_thread():
             self.pending = False
             raise KeyboardInterrupt
 
@@ -96,8 +99,8 @@ class PromptInterrupt(event.Listener):
 @contextlib.contextmanager
 def prompt_interrupt():
     """Within the block, the first Ctrl-C raises ``KeyboardInterrupt``, also inside the
-    chunked loops of :func:`deferred_interrupt` (they do not defer it) and, once it has
-    compiled, inside a kernel's first call (:class:`PromptInterrupt`).
+    chunked loops of :func:`deferred_interrupt` (they do not defer it) and, once the function
+    being compiled is done, inside a kernel's first call (:class:`PromptInterrupt`).
 
     Installed under the same conditions as :func:`deferred_interrupt`: from the main thread
     over Python's default handler; elsewhere SIGINT is left as it is.

@@ -10,15 +10,17 @@ import signal
 import threading
 import time
 
+import numba
 import numpy as np
 import pytest
 from numba.core.compiler_lock import global_compiler_lock
+from numba.extending import overload
 
+import stabsim.demo as demo
 import stabsim.maps._reduced_ensemble as _reduced_ensemble
 import stabsim.maps.reduced as reduced
 from stabsim import Status
 from stabsim._interrupt import Interrupt, deferred_interrupt, prompt_interrupt
-from stabsim.demo import _timed
 from stabsim.losses import Quadratic
 from stabsim.maps import run_gd, run_reduced, run_reduced_ensemble
 
@@ -174,7 +176,7 @@ def _in_a_prompt_block():
 
 
 @needs_default_handler
-@pytest.mark.parametrize("work", [_in_a_prompt_block, lambda: _timed(_long_gd, None)],
+@pytest.mark.parametrize("work", [_in_a_prompt_block, lambda: demo._timed(_long_gd, None)],
                          ids=["prompt block", "demo experiment"])
 def test_the_first_ctrl_c_stops_run_gd_and_raises(work):
     # not the engine's own answer (the part done, status INTERRUPTED, and a demo going on
@@ -192,19 +194,63 @@ def test_the_first_ctrl_c_stops_run_gd_and_raises(work):
 
 
 @needs_default_handler
-def test_a_ctrl_c_while_compiling_is_raised_when_the_compilation_ends():
+def test_a_demo_worker_starts_no_experiment_after_a_ctrl_c(monkeypatch):
+    monkeypatch.setattr(demo, "_worker_stopped", False)
+    run_gd(Quadratic([1.0]), [1.0], 0.1, 10)
+    timer = _interrupt_after(0.2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            demo._timed_in_worker(_long_gd, None)
+    finally:
+        timer.join()
+    started = []
+    with pytest.raises(KeyboardInterrupt):
+        demo._timed_in_worker(started.append, None)
+    assert started == []
+
+
+@needs_default_handler
+def test_a_ctrl_c_while_compiling_is_raised_when_a_compilation_ends():
     # raised inside Numba's compiler it could land in an LLVM callback that swallows it;
-    # holding the compiler lock is what compiling is, for the handler
+    # holding the compiler lock is what compiling is, for the handler, and each release
+    # ends the compilation of a function (here the inner one, of a function the outer calls)
     reached = []
     with pytest.raises(KeyboardInterrupt), prompt_interrupt():
         with global_compiler_lock:
-            with global_compiler_lock:  # a nested compilation
+            with global_compiler_lock:
                 os.kill(os.getpid(), signal.SIGINT)
                 reached.append("inner")
-            reached.append("outer")  # the inner end is still inside the outer compilation
-        reached.append("after")
-    assert reached == ["inner", "outer"]
+            reached.append("outer")
+    assert reached == ["inner"]
+    assert not global_compiler_lock.is_locked()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _plus_one(x):
+    raise NotImplementedError("kernels only")
+
+
+_CTRL_C_WHILE_TYPING = [True]
+
+
+@overload(_plus_one)
+def _plus_one_typed(x):
+    if _CTRL_C_WHILE_TYPING.pop():  # Ctrl-C while the caller is being typed, the first time
+        os.kill(os.getpid(), signal.SIGINT)
+    return lambda x: x + 1.0
+
+
+@needs_default_handler
+def test_a_kernel_whose_compilation_a_ctrl_c_stopped_compiles_when_called_again():
+    @numba.njit
+    def kernel(x):
+        return 2.0 * _plus_one(x)
+
+    _CTRL_C_WHILE_TYPING[:] = [False, True]
+    with pytest.raises(KeyboardInterrupt), prompt_interrupt():
+        kernel(1.0)  # raised once _plus_one's implementation has compiled
+    assert not kernel.signatures
+    assert kernel(1.0) == 4.0
 
 
 @needs_default_handler

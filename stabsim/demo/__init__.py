@@ -58,7 +58,7 @@ def run(out_dir, *, experiments=EXPERIMENTS, processes=None):
     cold and warm in the README.
 
     Ctrl-C raises ``KeyboardInterrupt`` once the running experiments stop: after the compiled
-    chunk they are in or, on a first run, once the kernel they are compiling is ready (a
+    chunk they are in or, on a first run, once the function they are compiling is done (a
     second Ctrl-C stops at once); experiments not yet started are dropped.
     """
     experiments = list(experiments)
@@ -108,6 +108,24 @@ def _timed(experiment, out):
     return new_findings, new_figures, time.perf_counter() - tic
 
 
+#: in a worker process: a Ctrl-C has stopped one of its experiments
+_worker_stopped = False
+
+
+def _timed_in_worker(experiment, out):
+    """:func:`_timed` in a worker process, which starts no experiment once a Ctrl-C has
+    stopped one: the pool may already have handed it the next (cancelling the experiments
+    not started reaches only those it still holds)."""
+    global _worker_stopped
+    if _worker_stopped:
+        raise KeyboardInterrupt
+    try:
+        return _timed(experiment, out)
+    except KeyboardInterrupt:
+        _worker_stopped = True
+        raise
+
+
 def _outcomes(experiments, out, processes):
     """(number, outcome of :func:`_timed`) for each experiment, as each finishes."""
     if processes == 1:
@@ -123,7 +141,7 @@ def _outcomes(experiments, out, processes):
                                initargs=(messages, max(1, _cores() // processes),
                                          notice_active()))
     try:
-        futures = {pool.submit(_timed, experiment, out): number
+        futures = {pool.submit(_timed_in_worker, experiment, out): number
                    for number, (_, experiment) in enumerate(experiments, start=1)}
         for future in as_completed(futures):
             yield futures[future], future.result()
