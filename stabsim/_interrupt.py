@@ -63,7 +63,6 @@ def deferred_interrupt():
             signal.signal(signal.SIGINT, current)
 
 
-
 class PromptInterrupt(event.Listener):
     """The SIGINT handler of :func:`prompt_interrupt`, and a listener to Numba's compiler lock.
 

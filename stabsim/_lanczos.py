@@ -183,7 +183,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
     norm0 = np.sqrt(dot(v0, v0))
     if not (norm0 > 0.0 and np.isfinite(norm0)):
         norm0 = 0.0
-    for r in range(d):  # the start, basis[0], as each restart leaves it too
+    for r in range(d):  # basis[0] holds the start (after a restart, the Ritz vector)
         basis[0, r] = (v0[r] / norm0 if norm0 > 0.0 else 0.0) + START_MIX * mix_vector(r)
     scale_into(basis[0], basis[0], 1.0 / np.sqrt(dot(basis[0], basis[0])))
     products = 0

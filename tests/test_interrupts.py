@@ -230,12 +230,14 @@ def _plus_one(x):
     raise NotImplementedError("kernels only")
 
 
-_CTRL_C_WHILE_TYPING = [True]
+#: a Ctrl-C to send while a caller of _plus_one is being typed, taken by the first typing
+_CTRL_C_WHILE_TYPING = []
 
 
 @overload(_plus_one)
 def _plus_one_typed(x):
-    if _CTRL_C_WHILE_TYPING.pop():  # Ctrl-C while the caller is being typed, the first time
+    if _CTRL_C_WHILE_TYPING:
+        _CTRL_C_WHILE_TYPING.pop()
         os.kill(os.getpid(), signal.SIGINT)
     return lambda x: x + 1.0
 
@@ -246,10 +248,11 @@ def test_a_kernel_whose_compilation_a_ctrl_c_stopped_compiles_when_called_again(
     def kernel(x):
         return 2.0 * _plus_one(x)
 
-    _CTRL_C_WHILE_TYPING[:] = [False, True]
+    _CTRL_C_WHILE_TYPING[:] = ["Ctrl-C"]
     with pytest.raises(KeyboardInterrupt), prompt_interrupt():
-        kernel(1.0)  # raised once _plus_one's implementation has compiled
+        kernel(1.0)  # raised once a function it calls (_plus_one's implementation) compiled
     assert not kernel.signatures
+    assert not _CTRL_C_WHILE_TYPING
     assert kernel(1.0) == 4.0
 
 
