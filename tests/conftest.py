@@ -1,8 +1,11 @@
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # One project-wide Hypothesis profile: no deadline (first calls compile kernels), and
@@ -15,6 +18,18 @@ settings.register_profile(
     derandomize=bool(os.environ.get("CI")),
 )
 settings.load_profile("stabsim")
+
+
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler during the test, the previous one after it. The Ctrl-C
+    tests need it: a test run started in the background inherits SIGINT ignored (a shell
+    ignores it for background jobs), and a runner may install a handler of its own."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("a SIGINT handler can be set from the main thread only")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 #: the gallery chain, in this order: tests/test_notebooks.py executes and stores the

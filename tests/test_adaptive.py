@@ -164,9 +164,8 @@ def test_statuses_and_their_messages():
     assert budget.status is Status.NOT_CONVERGED and "eig_max_products" in budget.message
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_ctrl_c_between_chunks_returns_the_part_done():
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        pytest.skip("SIGINT is handled by the test runner here")
     run_adaptive(Quadratic([1.0]), [1.0], 0.1, 10, stride=10)  # compiled before the timer
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()

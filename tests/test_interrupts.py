@@ -31,9 +31,7 @@ LONG = 10**9
 #: how long an answer to Ctrl-C may take (the issue's bound)
 ANSWER_SECONDS = 1.0
 
-needs_default_handler = pytest.mark.skipif(
-    signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
-    reason="SIGINT is handled by the test runner here")
+with_python_sigint = pytest.mark.usefixtures("python_sigint")
 
 
 def _interrupt_after(seconds):
@@ -68,7 +66,7 @@ def test_chunks_give_the_numbers_of_one_call(monkeypatch, start, kwargs):
     _assert_same(run_reduced(*start, 2000, **kwargs), whole)
 
 
-@needs_default_handler
+@with_python_sigint
 def test_ctrl_c_returns_the_part_done():
     run_reduced(*START, 10)  # load the compiled kernel first
     timer = _interrupt_after(0.2)
@@ -88,7 +86,7 @@ def test_ctrl_c_returns_the_part_done():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-@needs_default_handler
+@with_python_sigint
 def test_ctrl_c_stops_an_ensemble_between_chunks():
     n = 4 * 10**5  # 4·10^5 trajectories of 10^5 steps: 10 s of work here, in 0.1 s chunks
     run_reduced_ensemble(np.full(10, 0.1), *START[1:], 10)
@@ -133,7 +131,7 @@ def test_calls_over_chunks_give_the_numbers_of_one_call(monkeypatch, stats, step
     assert (chunked.x_final[1], chunked.y_final[1]) == (one.x_final, one.y_final)
 
 
-@needs_default_handler
+@with_python_sigint
 def test_ctrl_c_stops_one_long_ensemble_trajectory():
     # one trajectory of 10^9 steps (seconds of work) is split in time too
     run_reduced_ensemble(np.full(10, 0.1), *START[1:], 10)
@@ -146,7 +144,7 @@ def test_ctrl_c_stops_one_long_ensemble_trajectory():
     assert waited < ANSWER_SECONDS
 
 
-@needs_default_handler
+@with_python_sigint
 def test_ctrl_c_in_run_gd_returns_the_part_done():
     loss = Quadratic([1.0])
     run_gd(loss, [1.0], 0.1, 10)
@@ -175,7 +173,7 @@ def _in_a_prompt_block():
         _long_gd()
 
 
-@needs_default_handler
+@with_python_sigint
 @pytest.mark.parametrize("work", [_in_a_prompt_block, lambda: demo._timed(_long_gd, None)],
                          ids=["prompt block", "demo experiment"])
 def test_the_first_ctrl_c_stops_run_gd_and_raises(work):
@@ -193,7 +191,7 @@ def test_the_first_ctrl_c_stops_run_gd_and_raises(work):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-@needs_default_handler
+@with_python_sigint
 def test_a_demo_worker_starts_no_experiment_after_a_ctrl_c(monkeypatch):
     monkeypatch.setattr(demo, "_worker_stopped", False)
     run_gd(Quadratic([1.0]), [1.0], 0.1, 10)
@@ -209,7 +207,7 @@ def test_a_demo_worker_starts_no_experiment_after_a_ctrl_c(monkeypatch):
     assert started == []
 
 
-@needs_default_handler
+@with_python_sigint
 def test_a_ctrl_c_while_compiling_is_raised_when_a_compilation_ends():
     # raised inside Numba's compiler it could land in an LLVM callback that swallows it;
     # holding the compiler lock is what compiling is, for the handler, and each release
@@ -242,7 +240,7 @@ def _plus_one_typed(x):
     return lambda x: x + 1.0
 
 
-@needs_default_handler
+@with_python_sigint
 def test_a_kernel_whose_compilation_a_ctrl_c_stopped_compiles_when_called_again():
     @numba.njit
     def kernel(x):
@@ -256,7 +254,7 @@ def test_a_kernel_whose_compilation_a_ctrl_c_stopped_compiles_when_called_again(
     assert kernel(1.0) == 4.0
 
 
-@needs_default_handler
+@with_python_sigint
 def test_a_second_ctrl_c_while_compiling_raises_at_once():
     reached = []
     with pytest.raises(KeyboardInterrupt), prompt_interrupt():
@@ -315,7 +313,7 @@ def test_an_application_handler_is_left_alone():
         signal.signal(signal.SIGINT, previous)
 
 
-@needs_default_handler
+@with_python_sigint
 def test_nested_loops_share_one_flag():
     with deferred_interrupt() as outer:
         with deferred_interrupt() as inner:
