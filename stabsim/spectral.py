@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from . import _validate as check
-from ._lanczos import hessian_top_eigenpair
+from ._lanczos import hessian_top_eigenpair, mix_vector
 from ._status import FlatSharpnessError, NonFiniteError
 from .losses import Loss
 from .losses._base import require_loss
@@ -99,13 +99,21 @@ def _hessian_operator(loss: Loss, theta):
     return LinearOperator((loss.dim, loss.dim), dtype=np.float64, matvec=product)
 
 
+def _arpack_start(dim: int) -> np.ndarray:
+    """ARPACK's start when the caller gives none: the engines' fixed vector
+    (:func:`stabsim._lanczos.mix_vector`), not ARPACK's own random one, with which the same
+    call gave eigenvalues differing in the last digits from call to call (``sharpness`` of a
+    d = 1201 network: 2.2166996099179106 and …115 in one process)."""
+    return mix_vector(np.arange(dim, dtype=np.int64))
+
+
 def _lowest_eigenvalue(loss: Loss, theta, *, tol: float) -> float:
     """λ_min(∇²L(θ)) by ARPACK's Lanczos (smallest algebraic) on Hessian-vector products, at
     relative accuracy ``tol``; d ≥ 3 (ARPACK's k < d − 1), θ already checked."""
     from scipy.sparse.linalg import eigsh
 
     value = eigsh(_hessian_operator(loss, theta), k=1, which="SA", tol=tol,
-                  return_eigenvectors=False)[0]
+                  v0=_arpack_start(loss.dim), return_eigenvectors=False)[0]
     if not np.isfinite(value):
         raise NonFiniteError("the lowest eigenvalue of the Hessian at theta is NaN or inf")
     return float(value)
@@ -125,6 +133,7 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, eigensolver: str = "auto", 
         where ARPACK cannot run (k ≥ d − 1), and Lanczos otherwise.
     v0 : array_like, optional
         Start vector (the previous eigenvector along a trajectory), also the sign reference.
+        Without it, Lanczos starts from a fixed vector: the same call gives the same result.
     tol : float
         Relative accuracy asked of ARPACK (ignored by ``"eigh"``).
 
@@ -153,8 +162,9 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, eigensolver: str = "auto", 
     else:
         from scipy.sparse.linalg import eigsh
 
-        values, vectors = eigsh(_hessian_operator(loss, theta), k=k, which="LA",
-                                v0=reference, tol=tol)
+        start = _arpack_start(loss.dim) if reference is None else reference
+        values, vectors = eigsh(_hessian_operator(loss, theta), k=k, which="LA", v0=start,
+                                tol=tol)
         order = np.argsort(values)[::-1]
         values, vectors = values[order], vectors[:, order]
     if not (np.all(np.isfinite(values)) and np.all(np.isfinite(vectors))):

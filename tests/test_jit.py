@@ -1,6 +1,8 @@
-"""stabsim._jit: stabsim's always-inlined functions are typed from their spliced code alone."""
+"""stabsim._jit: stabsim's always-inlined functions are typed from their spliced code alone, and
+large libraries are linked into stabsim's kernels after their optimisation."""
 
 import numba
+import pytest
 from numba.core.registry import cpu_target
 from numba.extending import register_jitable
 
@@ -35,3 +37,49 @@ def test_a_spliced_stabsim_helper_is_never_compiled_on_its_own():
     theirs = _helper_dispatchers(_outside_stabsim)
     assert ours and all(not dispatcher.signatures for dispatcher in ours)
     assert theirs and all(dispatcher.signatures for dispatcher in theirs)
+
+
+_CALLER_AND_CALLEE = """
+import numba
+
+@numba.njit
+def callee(x):
+    return x * x + 1.0
+
+@numba.njit
+def caller(x):
+    return callee(x) + callee(2.0 * x)
+"""
+
+
+def _caller(module_name):
+    """``caller`` and ``callee`` compiled as functions of the module ``module_name``."""
+    namespace = {"__name__": module_name}
+    exec(_CALLER_AND_CALLEE, namespace)
+    caller = namespace["caller"]
+    assert caller(3.0) == 10.0 + 37.0
+    return caller, namespace["callee"]
+
+
+def _calls_left(caller):
+    """Calls to ``callee`` in ``caller``'s optimised code (0: the optimiser inlined it)."""
+    (ir,) = caller.inspect_llvm().values()
+    body = ir.split("define ", 2)[1]  # the first definition in the module is caller itself
+    return body.count("callee")
+
+
+@pytest.mark.parametrize("threshold, stabsim_calls", [(0, 2), (10**6, 0)])
+def test_a_large_library_is_linked_into_a_stabsim_kernel_after_its_optimisation(
+        monkeypatch, threshold, stabsim_calls):
+    # with every library counted as large, a stabsim kernel keeps its calls to the callee (the
+    # optimiser never saw its body) and holds the callee's code all the same; a kernel outside
+    # stabsim, or a library below the threshold, is linked as Numba does, and inlined
+    assert getattr(numba.core.codegen.CPUCodeLibrary.finalize, "links_late", False)
+    monkeypatch.setattr(_jit, "LATE_LINK_BLOCKS", threshold)
+    ours, callee = _caller("stabsim.late_linking_test")
+    theirs, _ = _caller("late_linking_test")
+    assert _calls_left(ours) == stabsim_calls
+    assert _calls_left(theirs) == 0
+    (library,) = [ours.overloads[sig].library for sig in ours.signatures]
+    (callee_library,) = [callee.overloads[sig].library for sig in callee.signatures]
+    assert (callee_library in library._stabsim_linked_late) == bool(stabsim_calls)

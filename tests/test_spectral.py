@@ -13,6 +13,7 @@ from stabsim._lanczos import top_ritz_pair as inline_top_ritz_pair
 from stabsim.losses import Minimalist, QuadraticRegression, ScalarNetwork
 from stabsim.maps import run_gd
 from stabsim.spectral import (
+    _lowest_eigenvalue,
     align_sign,
     eos_constants,
     sharpness,
@@ -224,6 +225,19 @@ def test_top_eigenpairs_dense_and_lanczos_agree():
     np.testing.assert_allclose(iterative.values, reference, rtol=1e-9)
     assert np.all(dense.residuals < 1e-10) and np.all(iterative.residuals < 1e-8)
     assert dense.gap == pytest.approx(reference[0] - reference[1], rel=1e-12)
+
+
+def test_lanczos_without_a_start_vector_gives_the_same_result_every_call():
+    # ARPACK's own start is random: from it, five calls gave two different eigenvalues
+    loss = QuadraticRegression.random(60, 8, seed=4)
+    theta = np.random.default_rng(0).normal(size=60) * 0.3
+    calls = [top_eigenpairs(loss, theta, 2, eigensolver="lanczos", tol=1e-12) for _ in range(5)]
+    for pairs in calls[1:]:
+        assert np.array_equal(pairs.values, calls[0].values)
+        assert np.array_equal(pairs.vectors, calls[0].vectors)
+    lowest = {_lowest_eigenvalue(loss, theta, tol=1e-12) for _ in range(5)}
+    assert len(lowest) == 1
+    assert lowest.pop() == pytest.approx(np.linalg.eigvalsh(loss.hessian(theta))[0], rel=1e-9)
 
 
 def test_sign_is_kept_along_a_trajectory():
