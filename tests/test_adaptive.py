@@ -1,12 +1,10 @@
 """The adaptive engine (RMSProp, Adam, Scalar RMSProp) against NumPy and dense eigensolvers."""
 
-import os
-import signal
-import threading
 
 import numpy as np
 import pytest
 import scipy.linalg
+from ctrl_c import ctrl_c_in_loop
 
 from stabsim import Status
 from stabsim.losses import Network, Quadratic, QuadraticRegression
@@ -166,12 +164,11 @@ def test_statuses_and_their_messages():
 
 @pytest.mark.usefixtures("python_sigint")
 def test_ctrl_c_between_chunks_returns_the_part_done():
-    run_adaptive(Quadratic([1.0]), [1.0], 0.1, 10, stride=10)  # compiled before the timer
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    result = run_adaptive(Quadratic([1.0]), [1.0], 0.1, 10**10, stride=10**9,
-                          chunk_steps=10**5)
-    timer.join()
+    run_adaptive(Quadratic([1.0]), [1.0], 0.1, 10, stride=10)  # compiled before the Ctrl-C
+    with ctrl_c_in_loop(0.3) as sent:
+        result = run_adaptive(Quadratic([1.0]), [1.0], 0.1, 10**10, stride=10**9,
+                              chunk_steps=10**5)
+    assert sent, "the run ended before the Ctrl-C"
     assert result.status is Status.INTERRUPTED
     assert 0 < result.counters["steps"] < 10**10
 
