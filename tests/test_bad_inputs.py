@@ -12,6 +12,7 @@ bad value. ``test_table_size`` states the count.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
@@ -363,6 +364,11 @@ def test_bad_input(label, name, value, word, compilations):
     assert compilations == [], f"{label}({name}={value!r}) compiled {compilations}"
 
 
+#: valid calls that warn, and the warning: compare's three steps never reach 2/η, so the
+#: predictions from the crossing are not run
+WARNS = {"compare": compare_module.TheoryAssumptionWarning}
+
+
 @pytest.mark.parametrize("label", sorted(TABLE))
 def test_valid_call(label):
     import matplotlib
@@ -374,7 +380,8 @@ def test_valid_call(label):
         bound.arguments[RESULTS[label][0]] = RESULTS[label][1]()
     elif label.startswith("plot_"):
         pytest.skip("a figure of a result made in the figure tests")
-    row.func(*bound.args, **bound.kwargs)
+    with pytest.warns(WARNS[label]) if label in WARNS else contextlib.nullcontext():
+        row.func(*bound.args, **bound.kwargs)
 
 
 #: (function, argument) pairs for which no string, complex number, mapping or set is valid
