@@ -1,6 +1,5 @@
 """The adaptive engine (RMSProp, Adam, Scalar RMSProp) against NumPy and dense eigensolvers."""
 
-
 import numpy as np
 import pytest
 import scipy.linalg
