@@ -20,7 +20,9 @@ A function spliced into its caller (``inline="always"``) is no unit there, but N
 it alone as well before splicing it, which stabsim spares its own functions
 (:func:`_splice_without_compiling_alone`). A large unit below a stabsim kernel is linked in
 after the kernel's optimisation rather than before it, so that only its machine code is made
-again (:func:`_link_large_libraries_after_optimising`). The rules the kernels follow:
+again (:func:`_link_large_libraries_after_optimising`), and a function that only other
+kernels link in gets no machine code of its own (:func:`_no_machine_code_when_only_linked`).
+The rules the kernels follow:
 
 - an engine's entry point is the engine itself (``gd_chunk = jit(gd_steps)``), not a
   wrapper that calls it;
@@ -45,7 +47,8 @@ import pickle
 from pathlib import Path
 
 import numba
-from numba.core import codegen
+from numba import _dynfunc
+from numba.core import codegen, cpu
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.typing import templates
 from numba.extending import register_jitable
@@ -236,6 +239,99 @@ def _blocks(library) -> int:
 
 
 _link_large_libraries_after_optimising()
+
+
+def _no_machine_code_when_only_linked():
+    """Make no machine code for a stabsim function that only other kernels link in.
+
+    Numba makes machine code for every function it compiles, the helpers compiled only to be
+    linked into their callers included (Lanczos, a loss family's overloads, the engines'
+    helpers: none has a Python entry point), so that code is made once at every level of the
+    call tree. Here a library of a stabsim function without Python entry point is linked and
+    optimised as before but kept out of the execution engine; its machine code is made if
+    anything asks for an address in it (then its environment is set, as Numba does at once).
+    The kernels that call it carry their own copy, exactly as they do when loaded from the
+    cache, where only the entry point's library is loaded. Measured cold (CPU time of the
+    process, alternating with Numba's own finalisation): see the README's compile-time table.
+
+    Uses private parts of Numba (checked on 0.68: ``CPUContext.get_executable``, and
+    ``_finalize_final_module``, which adds the module to the engine and makes its code with
+    ``_finalize_specific``); where they are missing, nothing changes.
+    """
+    library_class = getattr(codegen, "JITCodeLibrary", None)
+    finalize_module = getattr(codegen.CPUCodeLibrary, "_finalize_final_module", None)
+    get_executable = getattr(cpu.CPUContext, "get_executable", None)
+    if (library_class is None or finalize_module is None or get_executable is None
+            or not hasattr(library_class, "_finalize_specific")
+            or getattr(get_executable, "defers_machine_code", False)):
+        return
+    get_pointer = library_class.get_pointer_to_function
+    serialize = codegen.CPUCodeLibrary.serialize_using_object_code
+
+    def get_executable_deferring(self, library, fndesc, env):
+        if (library._finalized or not fndesc.modname.startswith("stabsim.")
+                or _defines(library, fndesc.llvm_cpython_wrapper_name)):
+            return get_executable(self, library, fndesc, env)
+        library._stabsim_environment = (self.get_env_name(fndesc), env)
+        library._ensure_finalized()
+        # what Numba's get_executable returns for a function without Python entry point
+        return _dynfunc.make_function(fndesc.lookup_module(), fndesc.qualname.split(".")[-1],
+                                      f"compiled wrapper for {fndesc.qualname!r}", 0, env,
+                                      (library,))
+
+    def finalize_module_deferring(self):
+        if getattr(self, "_stabsim_environment", None) is None:
+            return finalize_module(self)
+        codegen_ = self._codegen
+        codegen_._add_module = _leave_out
+        self._finalize_specific = _nothing
+        try:
+            finalize_module(self)
+        finally:
+            del codegen_._add_module
+            del self._finalize_specific
+        self._stabsim_machine_code_pending = True
+
+    def get_pointer_making_code(self, name):
+        self._ensure_finalized()
+        _make_pending_machine_code(self)
+        return get_pointer(self, name)
+
+    def serialize_making_code(self):
+        self._ensure_finalized()
+        _make_pending_machine_code(self)
+        return serialize(self)
+
+    get_executable_deferring.defers_machine_code = True
+    cpu.CPUContext.get_executable = get_executable_deferring
+    codegen.CPUCodeLibrary._finalize_final_module = finalize_module_deferring
+    library_class.get_pointer_to_function = get_pointer_making_code
+    codegen.CPUCodeLibrary.serialize_using_object_code = serialize_making_code
+
+
+def _defines(library, name) -> bool:
+    try:
+        return not library._final_module.get_function(name).is_declaration
+    except NameError:
+        return False
+
+
+def _leave_out(module):
+    return None
+
+
+def _nothing():
+    return None
+
+
+def _make_pending_machine_code(library):
+    if library.__dict__.pop("_stabsim_machine_code_pending", False):
+        library._codegen._add_module(library._final_module)
+        library._finalize_specific()
+        library._codegen.set_env(*library._stabsim_environment)
+
+
+_no_machine_code_when_only_linked()
 
 
 def jit(func=None, *, parallel=False, fastmath=False, inline=False):

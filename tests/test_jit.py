@@ -1,5 +1,8 @@
-"""stabsim._jit: stabsim's always-inlined functions are typed from their spliced code alone, and
-large libraries are linked into stabsim's kernels after their optimisation."""
+"""stabsim._jit: stabsim's always-inlined functions are typed from their spliced code alone,
+large libraries are linked into stabsim's kernels after their optimisation, and a function
+that only kernels link in gets machine code only when something asks for it."""
+
+import ctypes
 
 import numba
 import pytest
@@ -83,3 +86,45 @@ def test_a_large_library_is_linked_into_a_stabsim_kernel_after_its_optimisation(
     (library,) = [ours.overloads[sig].library for sig in ours.signatures]
     (callee_library,) = [callee.overloads[sig].library for sig in callee.signatures]
     assert (callee_library in library._stabsim_linked_late) == bool(stabsim_calls)
+
+
+_KERNEL_AND_HELPER = """
+import numba
+from numba.extending import register_jitable
+
+@register_jitable
+def helper(x):
+    return 3.0 * x - 1.0
+
+@numba.njit
+def kernel(x):
+    return helper(x) + helper(x + 1.0)
+"""
+
+
+def _kernel_and_helper_library(module_name):
+    """``kernel`` compiled as a function of ``module_name`` and the library of ``helper``."""
+    namespace = {"__name__": module_name}
+    exec(_KERNEL_AND_HELPER, namespace)
+    assert namespace["kernel"](2.0) == 5.0 + 8.0  # (3x − 1) at x = 2 and 3
+    (helper,) = _helper_dispatchers(namespace["helper"])
+    (result,) = helper.overloads.values()
+    return result
+
+
+@pytest.mark.parametrize("module_name, deferred", [("stabsim.deferral_test", True),
+                                                    ("deferral_test", False)])
+def test_a_function_only_linked_into_kernels_gets_machine_code_when_asked(module_name,
+                                                                           deferred):
+    # the helper has no Python entry point: inside stabsim its library is optimised and linked
+    # into the kernel without machine code of its own (the kernel above ran on its copy);
+    # asking for an address in it makes the code, which then computes what the helper does
+    assert getattr(numba.core.cpu.CPUContext.get_executable, "defers_machine_code", False)
+    result = _kernel_and_helper_library(module_name)
+    library = result.library
+    assert library.__dict__.get("_stabsim_machine_code_pending", False) == deferred
+    address = library.get_pointer_to_function(result.fndesc.llvm_cfunc_wrapper_name)
+    assert address != 0
+    assert not library.__dict__.get("_stabsim_machine_code_pending", False)
+    helper = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double)(address)
+    assert helper(2.0) == 5.0
