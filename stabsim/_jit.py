@@ -251,8 +251,11 @@ def _no_machine_code_when_only_linked():
     optimised as before but kept out of the execution engine; its machine code is made if
     anything asks for an address in it (then its environment is set, as Numba does at once).
     The kernels that call it carry their own copy, exactly as they do when loaded from the
-    cache, where only the entry point's library is loaded. Measured cold (CPU time of the
-    process, alternating with Numba's own finalisation): see the README's compile-time table.
+    cache, where only the entry point's library is loaded. Measured cold, alternating with
+    Numba's own finalisation: LLVM's machine-code generation in the first ``run_gd`` on the
+    regression model 2.38 → 0.98 s, on the 1-6-6-6-1 network 7.22 → 4.12 s, in Adam's first
+    call 3.50 → 1.53 s; the process's CPU time for Adam 14.1–14.5 → 11.5–12.9 s. The results
+    are the same bit for bit.
 
     Uses private parts of Numba (checked on 0.68: ``CPUContext.get_executable``, and
     ``_finalize_final_module``, which adds the module to the engine and makes its code with
