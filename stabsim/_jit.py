@@ -286,8 +286,8 @@ def _no_machine_code_when_only_linked():
         if getattr(self, "_stabsim_environment", None) is None:
             return finalize_module(self)
         codegen_ = self._codegen
-        codegen_._add_module = _leave_out
-        self._finalize_specific = _nothing
+        codegen_._add_module = _skip
+        self._finalize_specific = _skip
         try:
             finalize_module(self)
         finally:
@@ -319,11 +319,7 @@ def _defines(library, name) -> bool:
         return False
 
 
-def _leave_out(module):
-    return None
-
-
-def _nothing():
+def _skip(*_):
     return None
 
 
