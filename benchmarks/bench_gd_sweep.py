@@ -1,7 +1,7 @@
 """A 100 × 100 (η, initial scale) phase diagram of GD on the minimalist loss, sharpness every step.
 
 2,000 steps per cell, 2·10⁷ gradient steps in all, through ``run_sweep`` (the generic engine
-on the loss protocol, with its measurement for d ≤ 2: the closed-form top eigenpair of the
+on the loss protocol, with its measurement for d ≤ 2: the closed-form top eigenvalue of the
 dense 2 × 2 Hessian; every statistic of ``stabsim.sweep.gd_cells``, the classification and
 the netCDF store included), beside a hand-written Numba ``prange`` kernel that computes the same
 statistics with the same closed form, in the same process, each timed as the best of five

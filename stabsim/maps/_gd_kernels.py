@@ -24,7 +24,14 @@ from numba import types
 from numba.extending import overload
 
 from .._jit import inline, jit
-from .._lanczos import DenseHessian, hessian_at, lanczos_work, top_eigenpair, top_of_2x2
+from .._lanczos import (
+    DenseHessian,
+    hessian_at,
+    hypot,
+    lanczos_work,
+    top_eigenpair,
+    top_value_of_2x2,
+)
 from .._linalg import add_gram, dot, scale_into
 from .._status import Status
 from ..losses._protocol import hessian_parts as loss_hessian_parts
@@ -105,7 +112,7 @@ class GDState(NamedTuple):
     theta: np.ndarray  #: θ_t
     buf: np.ndarray  #: θ_{t−1} for heavy ball, the momentum buffer b for Nesterov
     prev_theta: np.ndarray  #: θ_{t−1} (θ_0 at t = 0), for the crossing pair
-    evec: np.ndarray  #: the last top eigenvector (Lanczos warm start and sign reference)
+    evec: np.ndarray  #: the last top eigenvector (warm start, sign reference; TinyDense: unused)
     crossing: np.ndarray  #: [t, θ_{t−1}, θ_t] at the first crossing; t = −1 before it
     counts: np.ndarray  #: int64 [gradients, Lanczos products, dense Hessians] so far
 
@@ -227,7 +234,8 @@ def _evaluate_dense_impl(eigen, theta, p, g, hess, factor):
 
 
 def _measure(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
-    """The top eigenvalue(s) into top and evec ← the top eigenvector, with the buffers of
+    """The top eigenvalue(s) into top and evec ← the top eigenvector (not by
+    :class:`TinyDense`, which has no use for it), with the buffers of
     :func:`_workspace` (taken out of their record once per chunk: a field read inside the
     step loop is an atomic reference-count increment and decrement per array, 16 for the
     Lanczos workspace alone); returns the residual (0 for eigh; NaN for a non-finite
@@ -245,13 +253,10 @@ def _measure_direct(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec
             _dense_top(hess, factor, evec, eigen.n_top, top), True, 0)
     if _is(eigen, TinyDense):
         def tiny(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
-            # straight-line array code, the branches on scalars only: see _tiny_top
-            last = evec.shape[0] - 1
+            # straight-line array code, the branches on scalars only: see _tiny_entries
             a, b, c = _tiny_entries(hess, factor)
-            residual, lam, x, y = _tiny_top(a, b, c, last == 1, evec[0], evec[last])
+            residual, lam = _tiny_top(a, b, c, hess.shape[0] == 2)
             top[0] = lam
-            evec[last] = y
-            evec[0] = x
             return residual, True, 0
 
         return tiny
@@ -309,20 +314,18 @@ def _tiny_entries(hess_buf, factor):
 
 
 @inline(always=True)
-def _tiny_top(a, b, c, two, e0, e1):
-    """Top eigenpair of [[a, b], [b, c]] (``two``) or of [[a]] in closed form
-    (:func:`stabsim._lanczos.top_of_2x2`), the unit eigenvector (x, y) signed to agree with
-    the previous one (e0, e1) (for 1 × 1, y = x). Returns (0, λ, x, y), or NaN for the
-    residual and λ of a non-finite matrix (b is NaN if a or c is)."""
+def _tiny_top(a, b, c, two):
+    """Top eigenvalue of [[a, b], [b, c]] (``two``) or of [[a]] in closed form
+    (:func:`stabsim._lanczos.top_value_of_2x2`). Returns (0, λ), or NaN for both for a
+    non-finite matrix (b is NaN if a or c is).
+
+    No eigenvector: this measurement has no warm start to give, and a chain of a second
+    square root and two divisions per step is what normalising one would cost."""
     if not (np.isfinite(a) and np.isfinite(b) and np.isfinite(c)):
-        return np.nan, np.nan, e0, e1
+        return np.nan, np.nan
     if not two:
-        x = 1.0 if e0 >= 0.0 else -1.0
-        return 0.0, a, x, x
-    lam, x, y = top_of_2x2(a, b, c)
-    if x * e0 + y * e1 < 0.0:
-        return 0.0, lam, -x, -y
-    return 0.0, lam, x, y
+        return 0.0, a
+    return 0.0, top_value_of_2x2(a, c, hypot(0.5 * (a - c), b))
 
 
 @inline
@@ -360,10 +363,15 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
     record_trajectory = rec_theta.shape[0] > 0
     n_records = rec_loss.shape[0]
     n_top = rec_sharp.shape[1]
+    # steps to the next record, counted down: an integer division per step is a tenth of
+    # a 2-parameter step
+    until_record = -start % stride
+    row = (start + until_record) // stride
     for k in range(n_steps + 1 if finish else n_steps):
         t = start + k
         searching = crossing[0] < 0 and crossing_threshold > 0.0
-        recording = n_records > 0 and t % stride == 0
+        recording = n_records > 0 and until_record == 0
+        until_record = stride - 1 if until_record == 0 else until_record - 1
         measuring = recording or searching
         # the unmeasured step calls the loss directly: behind one overloaded helper with the
         # dense branch, it cost 30 to 700 ns a step on a 2-parameter loss (11 ns so, measured)
@@ -392,7 +400,6 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
                     crossing[1 + i] = prev_theta[i]
                     crossing[1 + d + i] = theta[i]
             if recording:
-                row = t // stride
                 rec_loss[row] = loss
                 rec_gnorm[row] = gnorm
                 rec_residual[row] = residual
@@ -401,6 +408,7 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
                 if record_trajectory:
                     for i in range(d):
                         rec_theta[row, i] = theta[i]
+                row += 1
         if k == n_steps:
             break
         # the updates as loops: array expressions would allocate a temporary every step

@@ -115,14 +115,22 @@ def gd_cells_kernel(p, eigen, cells, theta0, rule, eta, momentum, base, loss_min
     """
     n_rec = steps // stride + 1
     d = theta0.shape[1]
+    # one set of buffers for all the cells, set afresh per cell: the records need no clearing
+    # (the statistics read only the rows a run wrote), and a cell that diverges at once
+    # costs less than zeroing them
+    state = engine.GDState(np.empty(d), np.empty(d), np.empty(d), np.empty(d),
+                           np.empty(2 * d + 1), np.empty(3, np.int64))
+    rec = engine.Records(np.empty(n_rec), np.empty(n_rec), np.empty((n_rec, 1)),
+                         np.empty((0, d)), np.empty(n_rec))
     for c in range(cells.shape[0]):
         i = cells[c]
-        theta = theta0[c].copy()
-        state = engine.GDState(theta, theta.copy() if rule == engine.HEAVY_BALL else np.zeros(d),
-                               theta.copy(), np.full(d, 1.0 / np.sqrt(d)),
-                               np.full(2 * d + 1, -1.0), np.zeros(3, np.int64))
-        rec = engine.Records(np.zeros(n_rec), np.zeros(n_rec), np.zeros((n_rec, 1)),
-                             np.zeros((0, d)), np.zeros(n_rec))
+        for k in range(d):
+            state.theta[k] = theta0[c, k]
+            state.buf[k] = theta0[c, k] if rule == engine.HEAVY_BALL else 0.0
+            state.prev_theta[k] = theta0[c, k]
+            state.evec[k] = 1.0 / np.sqrt(d)
+        state.crossing[:] = -1.0
+        state.counts[:] = 0
         method = engine.Method(rule, eta[i], momentum[i], loss_min[i])
         status, done = engine.gd_steps(p, method, eigen, state, rec, 0, steps, True, stride,
                                        divergence_norm, -1.0)
