@@ -54,6 +54,10 @@ from numba.core.typing import templates
 from numba.extending import register_jitable
 
 JIT_FLAGS = {"cache": True, "nogil": True, "error_model": "numpy"}
+#: Numba options of the functions only kernels call (:func:`inline` helpers, overloads): no C
+#: entry point, which nothing calls and which LLVM optimised with a copy of the function
+#: inlined into it
+KERNEL_ONLY = {"error_model": JIT_FLAGS["error_model"], "no_cfunc_wrapper": True}
 ARITH_FASTMATH = {"contract", "reassoc"}
 
 
@@ -369,7 +373,7 @@ def inline(func=None, *, fastmath=False, always=False):
     """
 
     def wrap(f):
-        flags = {"error_model": JIT_FLAGS["error_model"]}
+        flags = dict(KERNEL_ONLY)
         if fastmath:
             flags["fastmath"] = ARITH_FASTMATH
         if always:

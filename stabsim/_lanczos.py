@@ -14,7 +14,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._jit import inline, jit
+from ._jit import KERNEL_ONLY, inline, jit
 from ._linalg import apply_sum, dot, scale_into
 from .losses._protocol import hvp_linearised as loss_hvp_linearised
 from .losses._protocol import linearise as loss_linearise
@@ -73,7 +73,7 @@ def apply(op, v, out):
     raise TypeError("apply is resolved inside compiled kernels")
 
 
-@overload(apply, jit_options={"error_model": "numpy"}, inline="always")
+@overload(apply, jit_options=KERNEL_ONLY, inline="always")
 def _apply(op, v, out):
     if isinstance(op, types.BaseNamedTuple) and op.instance_class is DenseHessian:
         return lambda op, v, out: apply_sum(op.H, op.F, v, out)

@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 from numba.extending import overload
 
-from .._jit import inline, jit
+from .._jit import KERNEL_ONLY, inline, jit
 from .._lanczos import ScaledHessianAt, lanczos_work, top_eigenpair
 from .._linalg import dot, scale_into
 from ..losses._protocol import linearise as loss_linearise
@@ -110,7 +110,7 @@ def _measure_scaled(eigen, theta, p, hess, factor, scale, tmp, lanczos, prev_eve
     raise TypeError("resolved inside compiled kernels")
 
 
-@overload(_measure_scaled, jit_options={"error_model": "numpy"})
+@overload(_measure_scaled, jit_options=KERNEL_ONLY)
 def _measure_scaled_impl(eigen, theta, p, hess, factor, scale, tmp, lanczos, prev_evec, top,
                          evec):
     if _is(eigen, MatrixFree):

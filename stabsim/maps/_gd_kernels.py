@@ -23,7 +23,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from .._jit import inline, jit
+from .._jit import KERNEL_ONLY, inline, jit
 from .._lanczos import (
     DenseHessian,
     hessian_at,
@@ -179,7 +179,7 @@ def _workspace(eigen, d):
     raise TypeError("resolved inside compiled kernels")
 
 
-@overload(_workspace, jit_options={"error_model": "numpy"})
+@overload(_workspace, jit_options=KERNEL_ONLY)
 def _workspace_impl(eigen, d):
     if _is(eigen, MatrixFree):
         return lambda eigen, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
@@ -204,7 +204,7 @@ def _holds_dense(eigen):
     raise TypeError("resolved inside compiled kernels")
 
 
-@overload(_holds_dense, jit_options={"error_model": "numpy"}, inline="always")
+@overload(_holds_dense, jit_options=KERNEL_ONLY, inline="always")
 def _holds_dense_impl(eigen):
     dense = not _is(eigen, MatrixFree)
     return lambda eigen: dense
@@ -226,7 +226,7 @@ def evaluate_dense(eigen, theta, p, g, hess, factor):
     raise TypeError("resolved inside compiled kernels")
 
 
-@overload(evaluate_dense, jit_options={"error_model": "numpy"})
+@overload(evaluate_dense, jit_options=KERNEL_ONLY)
 def _evaluate_dense_impl(eigen, theta, p, g, hess, factor):
     if _is(eigen, MatrixFree):
         return lambda eigen, theta, p, g, hess, factor: np.nan
@@ -244,7 +244,7 @@ def _measure(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
     raise TypeError("resolved inside compiled kernels")
 
 
-@overload(_measure, jit_options={"error_model": "numpy"}, inline="always")
+@overload(_measure, jit_options=KERNEL_ONLY, inline="always")
 def _measure_direct(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
     """The direct solvers, spliced into the step (the 2 × 2 solve costs less than the
     reference counts of a call)."""
@@ -262,7 +262,7 @@ def _measure_direct(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec
         return tiny
 
 
-@overload(_measure, jit_options={"error_model": "numpy"})
+@overload(_measure, jit_options=KERNEL_ONLY)
 def _measure_lanczos(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
     """Lanczos, a function of its own. Spliced into the step instead, it compiled twice
     (once alone, with everything it calls) until stabsim stopped Numba from compiling
