@@ -9,6 +9,10 @@ error-model policy is set here and nowhere else.
 - ``error_model="numpy"``: a division by zero gives ``inf``/``nan`` instead of raising, so
   kernels never raise; they report a status code that the Python wrapper turns into a
   message.
+- ``no_cfunc_wrapper=True``, here and for the functions only kernels call (:data:`KERNEL_ONLY`):
+  no C entry point. Nothing calls one (Python calls go through the Python wrapper, kernels
+  call the function itself), yet each was lowered, optimised by LLVM and made into machine
+  code.
 - no ``fastmath``: it would let the compiler assume that no value is NaN, and detecting
   divergence is part of every kernel's job. Kernels that never test for NaN may opt into
   :data:`ARITH_FASTMATH` (reassociation and fused multiply-add only).
@@ -53,10 +57,8 @@ from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.typing import templates
 from numba.extending import register_jitable
 
-JIT_FLAGS = {"cache": True, "nogil": True, "error_model": "numpy"}
-#: Numba options of the functions only kernels call (:func:`inline` helpers, overloads): no C
-#: entry point, which nothing calls and which LLVM optimised with a copy of the function
-#: inlined into it
+JIT_FLAGS = {"cache": True, "nogil": True, "error_model": "numpy", "no_cfunc_wrapper": True}
+#: Numba options of the functions only kernels call (:func:`inline` helpers, overloads)
 KERNEL_ONLY = {"error_model": JIT_FLAGS["error_model"], "no_cfunc_wrapper": True}
 ARITH_FASTMATH = {"contract", "reassoc"}
 
