@@ -226,7 +226,12 @@ def cell_losses(config, values: dict) -> list:
     """
     distinct = {}  # JSON of the loss parameters → (loss, its cells)
     keys = {}  # the same for the parameters' items, where hashable: much faster than JSON
+    previous, key = None, None
     for i, family in enumerate(values["loss"]):
+        if family is previous:  # the cells of a sweep over no loss parameter share one dict
+            distinct[key][1].append(i)
+            continue
+        previous = family
         try:
             items = tuple(sorted(family.items()))
             key = keys.get(items)

@@ -57,6 +57,9 @@ def cell_values(config: SweepConfig, cells) -> dict:
         fixed = {k: v for k, v in config.loss.items() if k != "name"}
         family = {name[len(LOSS_PREFIX):]: values for name, values in swept.items()
                   if name.startswith(LOSS_PREFIX)}
-        out["loss"] = [dict(fixed, **{k: v[i].item() for k, v in family.items()})
-                       for i in range(cells.size)]
+        if family:
+            out["loss"] = [dict(fixed, **{k: v[i].item() for k, v in family.items()})
+                           for i in range(cells.size)]
+        else:  # one loss for every cell: one dict, read only
+            out["loss"] = [fixed] * cells.size
     return out
