@@ -5,6 +5,7 @@ that only kernels link in gets machine code only when something asks for it."""
 import ctypes
 
 import numba
+import numpy as np
 import pytest
 from numba.core.registry import cpu_target
 from numba.extending import register_jitable
@@ -128,3 +129,52 @@ def test_a_function_only_linked_into_kernels_gets_machine_code_when_asked(module
     assert not library.__dict__.get("_stabsim_machine_code_pending", False)
     helper = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double)(address)
     assert helper(2.0) == 5.0
+
+
+
+_KERNEL_AND_INLINE_HELPER = """
+import numba
+from stabsim._jit import inline
+
+@inline
+def helper(x):
+    return 3.0 * x - 1.0
+
+@numba.njit
+def kernel(x):
+    return helper(x) + helper(x + 1.0)
+"""
+
+
+def _addresses(result):
+    """Addresses of a compiled function and of its C entry point (cfunc wrapper; 0: none)."""
+    library, fndesc = result.library, result.fndesc
+    return (library.get_pointer_to_function(fndesc.llvm_func_name),
+            library.get_pointer_to_function(fndesc.llvm_cfunc_wrapper_name))
+
+
+def test_stabsim_kernels_and_their_helpers_have_no_c_entry_point():
+    # Numba gives every compiled function a C entry point unless told not to; stabsim's
+    # kernels (a loss family's value, compiled or loaded from the cache) and the helpers only
+    # kernels call have none, a plain Numba function (the control) has one
+    from stabsim.losses.kernels import minimalist
+
+    value = minimalist.value(np.array([1.5, 0.4]), minimalist.MinimalistParams())
+    assert value == pytest.approx(0.25 * (0.36 - 1.0) ** 2, rel=1e-15)
+    (kernel,) = minimalist.value.overloads.values()
+    function, entry = _addresses(kernel)
+    assert function != 0 and entry == 0
+
+    namespace = {"__name__": "stabsim.entry_point_test"}
+    exec(_KERNEL_AND_INLINE_HELPER, namespace)
+    assert namespace["kernel"](2.0) == 5.0 + 8.0
+    (helper,) = _helper_dispatchers(namespace["helper"])
+    (helper_result,) = helper.overloads.values()
+    function, entry = _addresses(helper_result)
+    assert function != 0 and entry == 0
+
+    control = numba.njit(lambda x: 2.0 * x)
+    assert control(1.0) == 2.0
+    (control_result,) = control.overloads.values()
+    function, entry = _addresses(control_result)
+    assert function != 0 and entry != 0
