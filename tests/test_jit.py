@@ -91,9 +91,9 @@ def test_a_large_library_is_linked_into_a_stabsim_kernel_after_its_optimisation(
 
 _KERNEL_AND_HELPER = """
 import numba
-from numba.extending import register_jitable
+from {module} import {decorator} as make_helper
 
-@register_jitable
+@make_helper
 def helper(x):
     return 3.0 * x - 1.0
 
@@ -103,10 +103,12 @@ def kernel(x):
 """
 
 
-def _kernel_and_helper_library(module_name):
-    """``kernel`` compiled as a function of ``module_name`` and the library of ``helper``."""
+def _kernel_and_helper_library(module_name, decorator="numba.extending:register_jitable"):
+    """``kernel`` compiled as a function of ``module_name`` and the compile result of
+    ``helper``, made by ``decorator`` ("module:name")."""
+    module, name = decorator.split(":")
     namespace = {"__name__": module_name}
-    exec(_KERNEL_AND_HELPER, namespace)
+    exec(_KERNEL_AND_HELPER.format(module=module, decorator=name), namespace)
     assert namespace["kernel"](2.0) == 5.0 + 8.0  # (3x − 1) at x = 2 and 3
     (helper,) = _helper_dispatchers(namespace["helper"])
     (result,) = helper.overloads.values()
@@ -132,20 +134,6 @@ def test_a_function_only_linked_into_kernels_gets_machine_code_when_asked(module
 
 
 
-_KERNEL_AND_INLINE_HELPER = """
-import numba
-from stabsim._jit import inline
-
-@inline
-def helper(x):
-    return 3.0 * x - 1.0
-
-@numba.njit
-def kernel(x):
-    return helper(x) + helper(x + 1.0)
-"""
-
-
 def _addresses(result):
     """Addresses of a compiled function and of its C entry point (cfunc wrapper; 0: none)."""
     library, fndesc = result.library, result.fndesc
@@ -165,12 +153,8 @@ def test_stabsim_kernels_and_their_helpers_have_no_c_entry_point():
     function, entry = _addresses(kernel)
     assert function != 0 and entry == 0
 
-    namespace = {"__name__": "stabsim.entry_point_test"}
-    exec(_KERNEL_AND_INLINE_HELPER, namespace)
-    assert namespace["kernel"](2.0) == 5.0 + 8.0
-    (helper,) = _helper_dispatchers(namespace["helper"])
-    (helper_result,) = helper.overloads.values()
-    function, entry = _addresses(helper_result)
+    helper = _kernel_and_helper_library("stabsim.entry_point_test", "stabsim._jit:inline")
+    function, entry = _addresses(helper)
     assert function != 0 and entry == 0
 
     control = numba.njit(lambda x: 2.0 * x)
