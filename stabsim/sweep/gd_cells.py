@@ -120,17 +120,18 @@ def gd_cells_kernel(p, eigen, cells, theta0, rule, eta, momentum, base, loss_min
     # costs less than zeroing them
     state = engine.GDState(np.empty(d), np.empty(d), np.empty(d), np.empty(d),
                            np.empty(2 * d + 1), np.empty(3, np.int64))
+    theta, buf, prev_theta, evec, crossing, counts = state
     rec = engine.Records(np.empty(n_rec), np.empty(n_rec), np.empty((n_rec, 1)),
                          np.empty((0, d)), np.empty(n_rec))
     for c in range(cells.shape[0]):
         i = cells[c]
         for k in range(d):
-            state.theta[k] = theta0[c, k]
-            state.buf[k] = theta0[c, k] if rule == engine.HEAVY_BALL else 0.0
-            state.prev_theta[k] = theta0[c, k]
-            state.evec[k] = 1.0 / np.sqrt(d)
-        state.crossing[:] = -1.0
-        state.counts[:] = 0
+            theta[k] = theta0[c, k]
+            buf[k] = theta0[c, k] if rule == engine.HEAVY_BALL else 0.0
+            prev_theta[k] = theta0[c, k]
+            evec[k] = 1.0 / np.sqrt(d)
+        crossing[:] = -1.0
+        counts[:] = 0
         method = engine.Method(rule, eta[i], momentum[i], loss_min[i])
         status, done = engine.gd_steps(p, method, eigen, state, rec, 0, steps, True, stride,
                                        divergence_norm, -1.0)
