@@ -1,6 +1,7 @@
 """stabsim._jit: stabsim's always-inlined functions are typed from their spliced code alone,
-large libraries are linked into stabsim's kernels after their optimisation, and a function
-that only kernels link in gets machine code only when something asks for it."""
+large libraries are linked into stabsim's kernels after their optimisation, a function that
+only kernels link in gets machine code only when something asks for it, and no stabsim
+function gets a C entry point."""
 
 import ctypes
 

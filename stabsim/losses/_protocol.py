@@ -61,7 +61,7 @@ from numba import types
 from numba.core.dispatcher import Dispatcher
 from numba.extending import overload
 
-from .._jit import JIT_FLAGS, inline
+from .._jit import JIT_FLAGS, KERNEL_ONLY, inline
 
 #: the protocol's functions: name → (signature, required)
 PROTOCOL = {
@@ -378,7 +378,7 @@ def _overload(name, record, implementation, builtin):
         options.setdefault("error_model", JIT_FLAGS["error_model"])
     else:
         function = _CALLERS[name](implementation)
-        options = {"error_model": JIT_FLAGS["error_model"]}
+        options = dict(KERNEL_ONLY)
     position = list(inspect.signature(generic).parameters).index("p")
 
     def typer(*args):
