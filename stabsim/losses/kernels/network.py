@@ -33,14 +33,14 @@ over pairs of parts. Per layer, in units of one N × n_{l−1} × n_l product: t
 costs 3 (forward, δ, ∂L/∂W), a Hessian-vector product 8 (3 + 3 + 2), ∇³L[u, v] 20 (8 + 8 + 4)
 and all four results at once 25 (8 + 8 + 9). The real parts of an HVP's pass depend on θ
 alone: :func:`linearise` saves them once at θ (2 units per layer), and each product from
-them (:func:`hvp_linearised`) costs 6, with no activation function evaluated (measured on
-the 16-64-64-64-1 tanh network, d = 9473, one BLAS thread: 0.53 ms a product against
-0.69 ms). The first layer costs less: no δ_0 is formed, and the inputs h_0 = X carry no ε
-parts, so the products with them are skipped (:func:`_input_dot`; a linearised product's
-first layer costs 2 units instead of 4: measured, one BLAS thread, 183 → 152–172 µs a
-product at d = 1201 and 950–1007 → 860–915 µs at d = 9473). Memory is O(d + N Σ n_l)
-(θ-sized results, the activations and the state of :func:`linearise`), nothing of size
-d × d. The kernels trust the record (no bounds checks): build it with
+them (:func:`hvp_linearised`, the pass :func:`_tangent_pass`) computes only the ε parts,
+reading every real part from that state: 6 units per layer, 2 for the first (the inputs
+h_0 = X carry no ε parts, and no δ_0 is formed), two loops over each layer's activations,
+no activation function evaluated and no real part copied. Measured, one BLAS thread, on the
+16-20-20-20-1 tanh network (d = 1201): a linearised product 141 µs when it ran the dual pass
+with the real parts copied in from the state, 97 µs as the tangent pass (BLAS about 60% of
+it). Memory is O(d + N Σ n_l) (θ-sized results, the activations and the state of
+:func:`linearise`), nothing of size d × d. The kernels trust the record (no bounds checks): build it with
 :class:`stabsim.losses.Network`.
 
 Every quantity is a mean over the examples, so the pass also runs on blocks of examples in
@@ -51,6 +51,7 @@ the blocks' means summed with weights n_c/N. Measured, GD with the sharpness eve
 14.4 ms serial on one BLAS thread and 21.6 ms serial with OpenBLAS's two threads.
 """
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -140,6 +141,27 @@ def _add_into(dst, src):
 
 
 @jit
+def _add_row(M, row):
+    """M[i, j] ← M[i, j] + row[j] (a bias added to every example)."""
+    for i in range(M.shape[0]):
+        for j in range(M.shape[1]):
+            M[i, j] += row[j]
+
+
+@jit
+def _column_sums(M, out):
+    """out[j] ← Σ_i M[i, j], summed in the order of i (a bias's derivative: the sum over
+    the examples). A view of its own rather than indices offset into a longer array: the
+    compiler then drops the check for negative indices and vectorises over j (measured, a
+    Hessian-vector product at d = 1201: 103 → 97 µs)."""
+    for j in range(M.shape[1]):
+        out[j] = 0.0
+    for i in range(M.shape[0]):
+        for j in range(M.shape[1]):
+            out[j] += M[i, j]
+
+
+@jit
 def _scale_parts(A, lo, hi, s):
     """A[lo:hi] ← s A[lo:hi] for the hyper-dual array A of shape (4, N, n)."""
     for c in range(lo, hi):
@@ -149,24 +171,18 @@ def _scale_parts(A, lo, hi, s):
 
 
 @jit
-def _hd_dot(X, M0, Mu, Mv, parts, known, out, tmp):
+def _hd_dot(X, M0, Mu, Mv, parts, out, tmp):
     """out ← X (M0 + ε₁Mu + ε₂Mv) for the hyper-dual X of shape (4, N, k) (``tmp``: 2Nn floats).
 
     Parts: real X M0; u: X_u M0 + X Mu; v: X_v M0 + X Mv; uv: X_uv M0 + X_u Mv + X_v Mu.
     The X M0 terms of every part are one product over the stacked parts; the two pairs
-    (X_u, X)·Mv and (X, X_v)·Mu are contiguous in the (u, real, v, uv) order. With ``known``
-    the real part of ``out`` is left to the caller (it comes from :func:`linearise`).
+    (X_u, X)·Mv and (X, X_v)·Mu are contiguous in the (u, real, v, uv) order.
     """
     lo, hi = _span(parts)
     n_rows, k = X.shape[1], X.shape[2]
     n = out.shape[2]
-    if known:
-        np.dot(X[_U], M0, out[_U])
-        if parts == 4:
-            np.dot(X[_V:].reshape((2 * n_rows, k)), M0, out[_V:].reshape((2 * n_rows, n)))
-    else:
-        rows = (hi - lo) * n_rows
-        np.dot(X[lo:hi].reshape((rows, k)), M0, out[lo:hi].reshape((rows, n)))
+    rows = (hi - lo) * n_rows
+    np.dot(X[lo:hi].reshape((rows, k)), M0, out[lo:hi].reshape((rows, n)))
     if parts == 1:
         return
     if parts == 2:
@@ -184,14 +200,13 @@ def _hd_dot(X, M0, Mu, Mv, parts, known, out, tmp):
 
 
 @jit
-def _input_dot(X, M0, Mu, Mv, parts, known, out):
+def _input_dot(X, M0, Mu, Mv, parts, out):
     """out ← X (M0 + ε₁Mu + ε₂Mv) for the inputs X of shape (N, k), which have no ε parts.
 
-    Parts: real X M0 (left to the caller with ``known``), u: X Mu, v: X Mv, uv: 0 (the
-    products of :func:`_hd_dot` with the inputs' ε parts, which are zero, are not made).
+    Parts: real X M0, u: X Mu, v: X Mv, uv: 0 (the products of :func:`_hd_dot` with the
+    inputs' ε parts, which are zero, are not made).
     """
-    if not known:
-        np.dot(X, M0, out[_R])
+    np.dot(X, M0, out[_R])
     if parts == 1:
         return
     np.dot(X, Mu, out[_U])
@@ -203,13 +218,11 @@ def _input_dot(X, M0, Mu, Mv, parts, known, out):
 
 
 # exp(x) = e^r 2^k with x = k ln 2 + r, |r| ≤ ln2/2 (ln 2 split exactly in two parts), and
-# e^r = 1 + 2r P(r²)/(Q(r²) − r P(r²)) (Cephes ``exp``, relative error about 2e-16)
+# e^r = Σ_{j ≤ 13} r^j/j!: the first term left out, r¹⁴/14!, is below 5e-18 for |r| ≤ ln2/2
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93145751953125e-1
 _LN2_LO = 1.42860682030941723212e-6
-_EXP_P = (1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1)
-_EXP_Q = (3.00198505138664455042e-6, 2.52448340349684104192e-3, 2.27265548208155028766e-1,
-          2.00000000000000000009e0)
+_EXP_TAYLOR = tuple(1.0 / math.factorial(j) for j in range(14))
 # tanh x = x + x³ P(x²)/Q(x²) for |x| < 0.625 (Cephes ``tanh``, relative error about 2.5e-16)
 _TANH_P = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
 _TANH_Q = (1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)
@@ -225,15 +238,28 @@ def _exp_reduce(x):
     return k, x - k * _LN2_HI - k * _LN2_LO
 
 
+@jit
+def _exp_taylor(r):
+    """e^r for |r| ≤ ln2/2: Σ_{j ≤ 13} r^j/j! by Horner's rule, written out so that the
+    loop calling it vectorises."""
+    c = _EXP_TAYLOR
+    return c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (
+        c[6] + r * (c[7] + r * (c[8] + r * (c[9] + r * (c[10] + r * (c[11] + r * (
+            c[12] + r * c[13]))))))))))))
+
+
 @jit(fastmath=True)
 def _tanh_array(a, scratch):
     """a ← tanh(a) elementwise (1-D), in loops the compiler vectorises (no libm calls).
 
     |a| < 0.625: the rational approximation above; otherwise sign(a)(1 − e)/(1 + e) with
-    e = exp(−2|a|) = e^r 2^k from the Cephes exp, 2^k assembled from its exponent bits in
-    ``scratch`` (a work array of a's length). Agrees with ``np.tanh`` to 2 ulp (measured:
-    3.9e-16 relative at most over 5·10⁴ normal draws of scale 3 and the edge cases). No
-    value is tested for NaN, so reassociation and contraction are safe here.
+    e = exp(−2|a|) = e^r 2^k, e^r by its Taylor polynomial and 2^k assembled from its
+    exponent bits in ``scratch`` (a work array of a's length). Each entry makes one
+    division, the branches' numerators and denominators being chosen before it (measured,
+    5120 entries: 8.5 µs, against 10.0 µs with three divisions, one in each branch and one
+    in the exponential). Agrees with
+    ``np.tanh`` to 2 ulp (``tests/test_network.py``). No value is tested for NaN, so
+    reassociation and contraction are safe here.
     """
     n = a.shape[0]
     for i in range(n):
@@ -245,39 +271,34 @@ def _tanh_array(a, scratch):
     for i in range(n):
         x = abs(a[i])
         _, r = _exp_reduce(-2.0 * x)
-        rr = r * r
-        px = r * ((_EXP_P[0] * rr + _EXP_P[1]) * rr + _EXP_P[2])
-        qx = ((_EXP_Q[0] * rr + _EXP_Q[1]) * rr + _EXP_Q[2]) * rr + _EXP_Q[3]
-        e = (1.0 + 2.0 * px / (qx - px)) * scratch[i]
+        e = _exp_taylor(r) * scratch[i]
         z = x * x
-        small = x + x * z * ((_TANH_P[0] * z + _TANH_P[1]) * z + _TANH_P[2]) / (
-            ((z + _TANH_Q[0]) * z + _TANH_Q[1]) * z + _TANH_Q[2])
-        t = small if x < 0.625 else (1.0 - e) / (1.0 + e)
-        a[i] = np.copysign(t, a[i])
+        small = x < 0.625
+        num = x * z * ((_TANH_P[0] * z + _TANH_P[1]) * z + _TANH_P[2]) if small else 1.0 - e
+        den = ((z + _TANH_Q[0]) * z + _TANH_Q[1]) * z + _TANH_Q[2] if small else 1.0 + e
+        a[i] = np.copysign((x if small else 0.0) + num / den, a[i])
 
 
 @jit
-def _activate(code, A, D, parts, known):
+def _activate(code, A, D, parts):
     """A ← φ(A) and D ← φ'(A), in hyper-dual arithmetic, for the pre-activations A.
 
     The identity leaves A as it is and D unused (φ' = 1: see where :func:`_times` is called).
-    The real parts first: tanh by :func:`_tanh_array` and φ' = 1 − t² from t = tanh a, or,
-    with ``known``, as the caller left them (φ(a) in A, φ'(a) in D); then the other parts,
-    with φ'' and φ''' from :func:`_higher_derivatives`.
+    The real parts first: tanh by :func:`_tanh_array` and φ' = 1 − t² from t = tanh a; then
+    the other parts, with φ'' and φ''' from :func:`_higher_derivatives`.
     """
     if code == IDENTITY:
         return
     n_rows, n = A.shape[1], A.shape[2]
-    if not known:
-        if code == TANH:
-            _tanh_array(A[_R].reshape(n_rows * n), D[_R].reshape(n_rows * n))
-        for i in range(n_rows):
-            for j in range(n):
-                if code == TANH:
-                    t = A[_R, i, j]
-                    D[_R, i, j] = 1.0 - t * t
-                else:
-                    A[_R, i, j], D[_R, i, j] = _softplus(A[_R, i, j])
+    if code == TANH:
+        _tanh_array(A[_R].reshape(n_rows * n), D[_R].reshape(n_rows * n))
+    for i in range(n_rows):
+        for j in range(n):
+            if code == TANH:
+                t = A[_R, i, j]
+                D[_R, i, j] = 1.0 - t * t
+            else:
+                A[_R, i, j], D[_R, i, j] = _softplus(A[_R, i, j])
     if parts == 1:
         return
     for i in range(n_rows):
@@ -349,8 +370,7 @@ def _state_starts(p, sizes):
     """Offsets of the layers' blocks in a state of :func:`linearise` (entry L: its length).
 
     Entry 0 holds L(θ); then, for each hidden layer l, three N × n_l blocks: h_l = φ(a_l),
-    φ'(a_l), and the real part of s_{l+1} δ_{l+1} W_{l+1} (δ_l before the product with
-    φ'(a_l)); for the output layer one block, δ_L = (f − Y)/N.
+    φ'(a_l) and δ_l; for the output layer one block, δ_L = (f − Y)/N.
     """
     n_layers = sizes.shape[0] - 1
     n_rows = p.X.shape[0]
@@ -363,9 +383,178 @@ def _state_starts(p, sizes):
 
 @jit
 def _block(state, starts, k, which, n_rows, n):
-    """Block ``which`` (0: h, 1: φ', 2: δ before φ') of layer k of a state, shape (N, n)."""
+    """Block ``which`` (0: h, 1: φ', 2: δ) of layer k of a state, shape (N, n)."""
     first = starts[k - 1] + which * n_rows * n
     return state[first:first + n_rows * n].reshape((n_rows, n))
+
+
+@jit
+def _transpose_into(M, out):
+    """out ← Mᵀ as a C-contiguous array of shape (M.shape[1], M.shape[0]) taken from the
+    front of ``out`` (1-D).
+
+    The forward products h Wᵀ are made with this copy: OpenBLAS multiplies by a C-ordered
+    matrix faster than by the transposed view of one (measured, one thread, 256 × 20 by
+    20 × 20: 4.0 µs against 6.8 µs, and a linearised Hessian-vector product at d = 1201
+    116 → 101 µs; no difference at 64 × 64).
+    """
+    n_rows, n = M.shape
+    T = out[:n_rows * n].reshape((n, n_rows))
+    for i in range(n_rows):
+        for j in range(n):
+            T[j, i] = M[i, j]
+    return T
+
+
+@jit
+def _tangent_sum(out, other, s, c):
+    """out ← s (out + other) + c, with c added to every row (``other`` may have 0 rows:
+    out ← s out + c)."""
+    n_rows, n = out.shape
+    for i in range(n_rows):
+        if other.shape[0] > 0:
+            for j in range(n):
+                out[i, j] = s * (out[i, j] + other[i, j]) + c[j]
+        else:
+            for j in range(n):
+                out[i, j] = s * out[i, j] + c[j]
+
+
+@jit
+def _tangent_activate(code, a_dot, other, s, c, h, f1, q):
+    """ȧ = s (a_dot + other) + c (:func:`_tangent_sum`), then ḣ = φ'(a) ȧ written over
+    ``a_dot`` and q ← r ȧ with r = φ''(a)/φ'(a) (tanh: −2h; softplus: 1 − σ(a) = 1 − φ'(a)),
+    from h = φ(a) and φ'(a) of a state: one loop over the layer."""
+    n_rows, n = a_dot.shape
+    for i in range(n_rows):
+        for j in range(n):
+            a = s * (a_dot[i, j] + other[i, j]) + c[j] if other.shape[0] > 0 else (
+                s * a_dot[i, j] + c[j])
+            a_dot[i, j] = f1[i, j] * a
+            q[i, j] = (-2.0 * h[i, j] if code == TANH else 1.0 - f1[i, j]) * a
+
+
+@jit
+def _tangent_delta(code, d_dot, other, s, f1, delta, q):
+    """δ̇ ← s (d_dot + other) φ'(a) + δ q, written over ``d_dot`` (the identity: φ' = 1 and
+    q = 0)."""
+    n_rows, n = d_dot.shape
+    if code == IDENTITY:
+        for i in range(n_rows):
+            for j in range(n):
+                d_dot[i, j] = s * (d_dot[i, j] + other[i, j])
+    else:
+        for i in range(n_rows):
+            for j in range(n):
+                d_dot[i, j] = s * (d_dot[i, j] + other[i, j]) * f1[i, j] + delta[i, j] * q[i, j]
+
+
+@jit
+def _tangent_pass(theta, p, v, state, out):
+    """out ← ∇²L(θ) v from ``state = linearise(θ, p)``; returns L(θ) (entry 0 of the state).
+
+    The ε parts alone of the dual pass at θ + εv; every real part is read from the state.
+    With V_l, c_l the parts of v in W_l and b_l, forward (ḣ_0 = 0: the inputs carry no ε)
+
+        ȧ_l = s_l (ḣ_{l−1} W_lᵀ + h_{l−1} V_lᵀ) + c_l,    ḣ_l = φ'(a_l) ȧ_l,
+
+    and backward from δ̇_L = ȧ_L/N
+
+        (∇²L v)_{W_l} = s_l (δ̇_lᵀ h_{l−1} + δ_lᵀ ḣ_{l−1}),    (∇²L v)_{b_l} = Σ_n δ̇_l,
+        δ̇_{l−1} = s_l (δ̇_l W_l + δ_l V_l) φ'(a_{l−1}) + δ_{l−1} r_{l−1} ȧ_{l−1},
+
+    where r = φ''/φ' (−2h for tanh, 1 − σ for softplus, 0 for the identity): the term
+    s_l (δ_l W_l) φ''(a_{l−1}) ȧ_{l−1} of the dual product, written with the state's
+    δ_{l−1} = s_l (δ_l W_l) φ'(a_{l−1}). Per layer 6 units of N × n_{l−1} × n_l products
+    (2 for the first) and two loops over the layer's N × n_l entries: no activation is
+    evaluated and no real part copied.
+    """
+    theta = np.ascontiguousarray(theta)
+    v = np.ascontiguousarray(v)
+    sizes, offsets = _layout(p)
+    n_layers = sizes.shape[0] - 1
+    starts = _state_starts(p, sizes)
+    n_rows = p.X.shape[0]
+    has_bias = p.bias != 0.0
+    code = int(p.activation)
+    # ȧ_l (then ḣ_l, then δ̇_l written over it) and r_l ȧ_l, each N × n_l, for l = 1..L
+    start = np.empty(n_layers + 1, np.int64)
+    start[0] = 0
+    widest = 0
+    for k in range(n_layers + 1):
+        widest = max(widest, sizes[k])
+        if k > 0:
+            start[k] = start[k - 1] + n_rows * sizes[k]
+    size = start[n_layers]
+    square = widest * widest
+    work = np.empty(2 * size + n_rows * widest + 3 * square + widest)
+    dots = work[:size]
+    qs = work[size:2 * size]
+    other = work[2 * size:2 * size + n_rows * widest]
+    g_other = work[2 * size + n_rows * widest:2 * size + n_rows * widest + square]
+    transposed = work[2 * size + n_rows * widest + square:2 * size + n_rows * widest + 3 * square]
+    zeros = work[2 * size + n_rows * widest + 3 * square:]
+    zeros[:] = 0.0
+    no_rows = other[:0].reshape((0, 1))
+
+    for k in range(1, n_layers + 1):
+        n_in, n_out = sizes[k - 1], sizes[k]
+        off = offsets[k - 1]
+        w_end = off + n_out * n_in
+        W = theta[off:w_end].reshape((n_out, n_in))
+        V = v[off:w_end].reshape((n_out, n_in))
+        c = v[w_end:w_end + n_out] if has_bias else zeros[:n_out]
+        a_dot = dots[start[k - 1]:start[k]].reshape((n_rows, n_out))
+        V_t = _transpose_into(V, transposed[square:])
+        second = no_rows
+        if k == 1:
+            np.dot(p.X, V_t, a_dot)
+        else:
+            h_dot = dots[start[k - 2]:start[k - 1]].reshape((n_rows, n_in))
+            second = other[:n_rows * n_out].reshape((n_rows, n_out))
+            np.dot(h_dot, _transpose_into(W, transposed), a_dot)
+            np.dot(_block(state, starts, k - 1, 0, n_rows, n_in), V_t, second)
+        if k < n_layers and code != IDENTITY:
+            _tangent_activate(code, a_dot, second, p.scales[k - 1], c,
+                              _block(state, starts, k, 0, n_rows, n_out),
+                              _block(state, starts, k, 1, n_rows, n_out),
+                              qs[start[k - 1]:start[k]].reshape((n_rows, n_out)))
+        else:
+            _tangent_sum(a_dot, second, p.scales[k - 1], c)
+    _tangent_sum(dots[start[n_layers - 1]:].reshape((n_rows, sizes[n_layers])), no_rows,
+                 1.0 / n_rows, zeros)  # δ̇_L = ȧ_L/N
+
+    for k in range(n_layers, 0, -1):
+        n_in, n_out = sizes[k - 1], sizes[k]
+        off = offsets[k - 1]
+        w_end = off + n_out * n_in
+        s = p.scales[k - 1]
+        d_dot = dots[start[k - 1]:start[k]].reshape((n_rows, n_out))
+        delta = _block(state, starts, k, 2 if k < n_layers else 0, n_rows, n_out)
+        G = out[off:w_end].reshape((n_out, n_in))
+        if k == 1:
+            np.dot(d_dot.T, p.X, G)
+            _tangent_sum(G, no_rows, s, zeros)
+        else:
+            h_dot = dots[start[k - 2]:start[k - 1]].reshape((n_rows, n_in))
+            G_other = g_other[:n_out * n_in].reshape((n_out, n_in))
+            np.dot(d_dot.T, _block(state, starts, k - 1, 0, n_rows, n_in), G)
+            np.dot(delta.T, h_dot, G_other)
+            _tangent_sum(G, G_other, s, zeros)
+        if has_bias:
+            _column_sums(d_dot, out[w_end:w_end + n_out])
+        if k == 1:
+            break
+        W = theta[off:w_end].reshape((n_out, n_in))
+        V = v[off:w_end].reshape((n_out, n_in))
+        # δ̇_{k−1} over ḣ_{k−1}, which the product above was the last to read
+        second = other[:n_rows * n_in].reshape((n_rows, n_in))
+        np.dot(d_dot, W, h_dot)
+        np.dot(delta, V, second)
+        _tangent_delta(code, h_dot, second, s, _block(state, starts, k - 1, 1, n_rows, n_in),
+                       _block(state, starts, k - 1, 2, n_rows, n_in),
+                       qs[start[k - 2]:start[k - 1]].reshape((n_rows, n_in)))
+    return state[0]
 
 
 @jit
@@ -384,16 +573,18 @@ def network_pass(theta, p, u, v, outs, save, saved):
 
     save, saved : ndarray
         Either may have length 0. ``save`` (of length ``_state_starts(p, sizes)[L]``)
-        receives the real parts that every product at θ shares (see :func:`linearise`); with
-        ``saved``, a state made at this θ, the pass reads them instead of computing them.
+        receives the real parts that every product at θ shares (see :func:`linearise`).
+        With ``saved``, a state made at this θ, the pass is :func:`_tangent_pass`: ∇²L v
+        into ``outs[0]`` from the state.
 
     The arithmetic is chosen here, at run time, rather than by a constant argument: Numba
     compiles a separate copy of a kernel for each constant passed to it, and the copies for
     the value, the gradient, the HVP and ∇³L each took 6–7 s of CPU to compile.
     """
+    if saved.shape[0] > 0:
+        return _tangent_pass(theta, p, v, saved, outs[0])
     hu_out, g_out, hv_out, t_out = outs
     saving = save.shape[0] > 0
-    known = saved.shape[0] > 0
     backward = (hu_out.shape[0] + g_out.shape[0] + hv_out.shape[0] + t_out.shape[0] > 0
                 or saving)
     parts = 4 if hv_out.shape[0] + t_out.shape[0] > 0 else (2 if hu_out.shape[0] > 0 else 1)
@@ -421,11 +612,13 @@ def network_pass(theta, p, u, v, outs, save, saved):
     # every pass and page-faulted in again by the next (half the time of a Hessian-vector
     # product at d = 9473: 1.8 ms against 0.87 ms, one BLAS thread)
     size = start[n_layers + 1]
-    work = np.empty(2 * size + 2 * n_rows * widest + widest * widest)
+    square = widest * widest
+    work = np.empty(2 * size + 2 * n_rows * widest + 4 * square)
     hbuf = work[:size]
     dbuf = work[size:2 * size]
     tmp = work[2 * size:2 * size + 2 * n_rows * widest]
-    g_tmp = work[2 * size + 2 * n_rows * widest:]
+    g_tmp = work[2 * size + 2 * n_rows * widest:2 * size + 2 * n_rows * widest + square]
+    transposed = work[2 * size + 2 * n_rows * widest + square:]
 
     for k in range(1, n_layers + 1):
         n_in, n_out = sizes[k - 1], sizes[k]
@@ -435,49 +628,42 @@ def network_pass(theta, p, u, v, outs, save, saved):
         Wu = u[off:w_end].reshape((n_out, n_in))
         Wv = v[off:w_end].reshape((n_out, n_in))
         A = hbuf[start[k]:start[k + 1]].reshape((4, n_rows, n_out))
+        W0_t = _transpose_into(W0, transposed)
+        Wu_t = _transpose_into(Wu, transposed[square:])
+        Wv_t = _transpose_into(Wv, transposed[2 * square:])
         if k == 1:
-            _input_dot(p.X, W0.T, Wu.T, Wv.T, parts, known, A)
+            _input_dot(p.X, W0_t, Wu_t, Wv_t, parts, A)
         else:
             H = hbuf[start[k - 1]:start[k]].reshape((4, n_rows, n_in))
-            _hd_dot(H, W0.T, Wu.T, Wv.T, parts, known, A, tmp)
+            _hd_dot(H, W0_t, Wu_t, Wv_t, parts, A, tmp)
         s = p.scales[k - 1]
         if s != 1.0:
             _scale_parts(A, lo, hi, s)
         if has_bias:
-            for i in range(n_rows):
-                for j in range(n_out):
-                    A[_R, i, j] += theta[w_end + j]
-                    if parts >= 2:
-                        A[_U, i, j] += u[w_end + j]
-                    if parts == 4:
-                        A[_V, i, j] += v[w_end + j]
+            _add_row(A[_R], theta[w_end:w_end + n_out])
+            if parts >= 2:
+                _add_row(A[_U], u[w_end:w_end + n_out])
+            if parts == 4:
+                _add_row(A[_V], v[w_end:w_end + n_out])
         if k < n_layers:
             D = dbuf[start[k]:start[k + 1]].reshape((4, n_rows, n_out))
-            if known:
-                _copy_into(A[_R], _block(saved, starts, k, 0, n_rows, n_out))
-                _copy_into(D[_R], _block(saved, starts, k, 1, n_rows, n_out))
-            _activate(code, A, D, parts, known)
+            _activate(code, A, D, parts)
             if saving:
                 _copy_into(_block(save, starts, k, 0, n_rows, n_out), A[_R])
                 _copy_into(_block(save, starts, k, 1, n_rows, n_out), D[_R])
 
     n_outputs = sizes[n_layers]
     out_layer = hbuf[start[n_layers]:start[n_layers + 1]].reshape((4, n_rows, n_outputs))
-    if known:
-        loss = saved[0]
-    else:
-        total = 0.0
-        for i in range(n_rows):
-            for j in range(n_outputs):
-                e = out_layer[_R, i, j] - p.Y[i, j]
-                out_layer[_R, i, j] = e
-                total += e * e
-        loss = 0.5 * total / n_rows
+    total = 0.0
+    for i in range(n_rows):
+        for j in range(n_outputs):
+            e = out_layer[_R, i, j] - p.Y[i, j]
+            out_layer[_R, i, j] = e
+            total += e * e
+    loss = 0.5 * total / n_rows
     if not backward:
         return loss
     _scale_parts(out_layer, lo, hi, 1.0 / n_rows)  # δ_L = (f − Y)/N
-    if known:
-        _copy_into(out_layer[_R], _block(saved, starts, n_layers, 0, n_rows, n_outputs))
     if saving:
         save[0] = loss
         _copy_into(_block(save, starts, n_layers, 0, n_rows, n_outputs), out_layer[_R])
@@ -515,26 +701,20 @@ def network_pass(theta, p, u, v, outs, save, saved):
                 for i in range(off, w_end):
                     out[i] *= s
             if has_bias:  # ∂L/∂b_l = Σ_n δ_l, part by part
-                for j in range(n_out):
-                    out[w_end + j] = 0.0
-                for i in range(n_rows):
-                    for j in range(n_out):
-                        out[w_end + j] += delta[slot, i, j]
+                _column_sums(delta[slot], out[w_end:w_end + n_out])
         if k == 1:
             break
         W0 = theta[off:w_end].reshape((n_out, n_in))
         Wu = u[off:w_end].reshape((n_out, n_in))
         Wv = v[off:w_end].reshape((n_out, n_in))
         # δ_{k−1} = (s δ_k W_k) ⊙ φ'(a_{k−1}), written over h_{k−1} (no longer needed)
-        _hd_dot(delta, W0, Wu, Wv, parts, known, H, tmp)
+        _hd_dot(delta, W0, Wu, Wv, parts, H, tmp)
         if s != 1.0:
             _scale_parts(H, lo, hi, s)
-        if known:
-            _copy_into(H[_R], _block(saved, starts, k - 1, 2, n_rows, n_in))
-        if saving:
-            _copy_into(_block(save, starts, k - 1, 2, n_rows, n_in), H[_R])
         if code != IDENTITY:  # else φ' = 1
             _times(H, dbuf[start[k - 1]:start[k]].reshape((4, n_rows, n_in)), parts)
+        if saving:
+            _copy_into(_block(save, starts, k - 1, 2, n_rows, n_in), H[_R])
     return loss
 
 
@@ -658,8 +838,8 @@ def _family_functions(chunked):
         """The real parts of the pass at θ that every Hessian-vector product at θ shares.
 
         One forward and backward pass in real numbers (a gradient without ∂L/∂W) that
-        saves, layer by layer, h_l, φ'(a_l) and δ_l before the product with φ'(a_l) (see
-        :func:`_state_starts`). :func:`hvp_linearised` then computes only the ε parts: per
+        saves, layer by layer, h_l, φ'(a_l) and δ_l (see :func:`_state_starts`).
+        :func:`hvp_linearised` then computes only the ε parts (:func:`_tangent_pass`): per
         layer 6 instead of 8 units of N × n_{l−1} × n_l products, and no activation
         evaluated.
         """
