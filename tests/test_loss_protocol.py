@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import user_families
 
-from stabsim import run_gd
+from stabsim import run_adaptive, run_gd
 from stabsim._status import Status
 from stabsim.losses import Loss, QuadraticRegression, ScalarNetwork, register_family
 from stabsim.maps.gd import reference_point
@@ -120,6 +120,101 @@ def test_a_product_from_a_linearisation_is_registered_with_it_and_checked():
     with pytest.raises(ValueError, match="hvp_linearised disagrees with hvp"):
         Loss(WrongLinearised(1.0, 5.0, 3.0), 3)
 
+@numba.njit
+def _state_is_theta_hvp(theta, p, state, v, out):  # a state of _keep_theta: θ itself
+    user_families.rb_hvp(state, p, v, out)
+
+
+@numba.njit
+def _rb_value_grad_linearise(theta, p, out):
+    user_families.rb_grad(theta, p, out)
+    return user_families.rb_value(theta, p), theta.copy()
+
+
+@numba.njit
+def _grad_off_linearise(theta, p, out):  # an extra 1 in the first entry of the gradient
+    user_families.rb_grad(theta, p, out)
+    out[0] += 1.0
+    return user_families.rb_value(theta, p), theta.copy()
+
+
+@numba.njit
+def _state_off_linearise(theta, p, out):  # the state of another point
+    user_families.rb_grad(theta, p, out)
+    return user_families.rb_value(theta, p), theta + 1.0
+
+
+@numba.njit
+def _nan_linearise(theta, p):
+    return np.full(theta.shape[0], np.nan)
+
+
+class WrongGradLinearise(NamedTuple):
+    a: float
+    b: float
+    c: float
+
+
+class WrongStateLinearise(NamedTuple):
+    a: float
+    b: float
+    c: float
+
+
+class OnlyFromTheGradient(NamedTuple):  # its linearise gives NaN; value_grad_linearise is right
+    a: float
+    b: float
+    c: float
+
+
+for _record, _fused, _linearise in ((WrongGradLinearise, _grad_off_linearise, _keep_theta),
+                                    (WrongStateLinearise, _state_off_linearise, _keep_theta),
+                                    (OnlyFromTheGradient, _rb_value_grad_linearise,
+                                     _nan_linearise)):
+    register_family(_record, value=user_families.rb_value, grad=user_families.rb_grad,
+                    hvp=user_families.rb_hvp, d3=user_families.rb_d3, linearise=_linearise,
+                    hvp_linearised=_state_is_theta_hvp, value_grad_linearise=_fused)
+
+
+def test_a_gradient_with_its_linearisation_is_registered_with_it_and_checked():
+    # value_grad_linearise returns the state of linearise: it needs linearise (and with it
+    # hvp_linearised), its value and gradient are checked against value and grad, and its
+    # state through the product hvp_linearised makes from it.
+    class Rec(NamedTuple):
+        a: float
+
+    with pytest.raises(TypeError, match="register linearise and hvp_linearised with it"):
+        register_family(Rec, value=user_families.rb_value, grad=user_families.rb_grad,
+                        hvp=user_families.rb_hvp, d3=user_families.rb_d3,
+                        value_grad_linearise=_rb_value_grad_linearise)
+    with pytest.raises(ValueError, match="value_grad_linearise disagrees with value and grad"):
+        Loss(WrongGradLinearise(1.0, 5.0, 3.0), 3)
+    with pytest.raises(ValueError, match=r"value_grad_linearise disagrees with hvp \(through"):
+        Loss(WrongStateLinearise(1.0, 5.0, 3.0), 3)
+
+
+def test_the_engines_take_the_state_of_a_measured_step_from_the_gradient():
+    # At a step whose sharpness they measure on products, GD and the adaptive engine get the
+    # gradient and the products' state from one value_grad_linearise (one pass for a
+    # network). This family's own linearise gives NaN (so its check fails, and it is built
+    # with check=False): a run that called it would end NONFINITE. Its value_grad_linearise
+    # returns θ as the state, the state the default linearise gives the plain Rosenbrock
+    # family, so both runs do the same arithmetic and agree bit for bit.
+    with pytest.raises(ValueError, match="hvp_linearised disagrees with hvp"):
+        Loss(OnlyFromTheGradient(1.0, 5.0, 3.0), 3)
+    fused = Loss(OnlyFromTheGradient(1.0, 5.0, 3.0), 3, check=False)
+    plain = Loss(user_families.Rosenbrock(1.0, 5.0, 3.0), 3)
+    theta0 = np.array([0.3, -0.2, 0.5])
+    runs = [run_gd(loss, theta0, 0.01, 30) for loss in (fused, plain)]
+    assert runs[0].status == Status.OK and runs[1].status == Status.OK
+    assert np.array_equal(runs[0].sharpness, runs[1].sharpness)
+    assert np.array_equal(runs[0].loss, runs[1].loss)
+    runs = [run_adaptive(loss, theta0, 0.01, 30, method="adam") for loss in (fused, plain)]
+    assert runs[0].status == Status.OK and runs[1].status == Status.OK
+    assert np.array_equal(runs[0].sharpness, runs[1].sharpness)
+    assert np.array_equal(runs[0].preconditioned_sharpness, runs[1].preconditioned_sharpness)
+
+
 def test_parameter_shapes_are_checked_against_dim():
     with pytest.raises(ValueError, match=r"Diagonal.c must have shape \(4\) for dim = 4"):
         Loss(user_families.Diagonal(np.ones(3)), 4)
@@ -211,7 +306,7 @@ _RUN = """
 import numpy as np, user_quartic
 from stabsim.losses._engines import engine_for
 from stabsim.maps import _gd_kernels
-from stabsim import run_gd
+from stabsim import run_adaptive, run_gd
 loss = user_quartic.make()
 result = run_gd(loss, np.ones(3), 0.01, 20)
 kernel = engine_for(_gd_kernels.gd_chunk, loss.family)

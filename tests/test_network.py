@@ -156,6 +156,13 @@ def test_products_from_a_linearisation_are_the_products(case):
         for got in (out, solver_product(w)):
             assert np.max(np.abs(exact - got)) <= 1e-12 * max(np.max(np.abs(exact)), 1e-300)
     assert state[0] == pytest.approx(net.value(theta), rel=1e-13, abs=1e-300)
+    # the engines' measured steps: value, gradient and the same state from the gradient's
+    # pass, which does the same arithmetic (bit for bit)
+    g = np.empty(net.dim)
+    loss, fused_state = functions["value_grad_linearise"](theta, net.params, out)
+    assert loss == functions["value_grad"](theta, net.params, g)
+    assert np.array_equal(out, g)
+    assert np.array_equal(fused_state, state)
 
 def _jax_loss(net):
     """An independent forward pass in jax.numpy, from the documented θ layout."""

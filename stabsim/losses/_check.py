@@ -134,6 +134,18 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
             state = _call(loss, "linearise", theta, p)
             hv2 = _vector(loss, "hvp_linearised", theta, p, state, v)
             _compare(loss, "hvp_linearised", "hvp", hv, hv2, roundoff, k)
+        if "value_grad_linearise" in fns:
+            g4 = np.full(d, np.nan)
+            result = _call(loss, "value_grad_linearise", theta, p, g4)
+            if not (isinstance(result, tuple) and len(result) == 2):
+                raise ValueError(f"{loss.family.name}: value_grad_linearise must return the "
+                                 f"pair (value, state), got {type(result).__name__}")
+            value4, state = result
+            _compare(loss, "value_grad_linearise", "value and grad", np.append(g, value),
+                     np.append(g4, float(value4)), 0.0, k)
+            hv4 = _vector(loss, "hvp_linearised", theta, p, state, v)
+            _compare(loss, "value_grad_linearise", "hvp (through hvp_linearised of its state)",
+                     hv, hv4, roundoff, k)
         if "hess" in fns or "hessian_parts" in fns:
             from ._base import check_dense_memory
 

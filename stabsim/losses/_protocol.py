@@ -16,6 +16,8 @@ is an instance of the record:
 ``linearise(theta, p) -> state`` (optional)        what every Hessian-vector product at θ shares
 ``hvp_linearised(theta, p, state, v, out)``        out ← ∇²L(θ) v, given ``state`` made at θ
 (optional, with ``linearise``)
+``value_grad_linearise(theta, p, out)``            (L(θ), ``linearise(theta, p)``) and
+(optional, with ``linearise``)                     out ← ∇L(θ), sharing work
 ``subset(p, indices) -> record`` (optional)        the same family on the examples ``indices``
 ================================================  ================================================
 
@@ -26,14 +28,18 @@ family, and a family's code is found through its record type, never through an i
 or a packed array. Missing optional functions get generic versions: ``value_grad`` calls
 ``value`` and ``grad``; ``hess`` fills columns with ``hvp`` on the unit vectors;
 ``hessian_parts`` calls ``hess`` and leaves no factor; ``linearise`` returns θ itself and
-``hvp_linearised`` calls ``hvp``.
+``hvp_linearised`` calls ``hvp``; ``value_grad_linearise`` calls ``value_grad`` and
+``linearise``.
 
 *Products at one point.* An eigensolver takes many Hessian-vector products at one θ. A family
 whose product repeats work that depends on θ alone (a network's forward activations and the
 real part of its backward pass) may register ``linearise``, which does that work once and
 returns it as a float64 array (the *state*), and ``hvp_linearised``, which computes ∇²L(θ) v
 from it. Engines call ``linearise`` once per point and ``hvp_linearised`` for each product;
-a state is only ever passed back with the θ and the record it was made from.
+a state is only ever passed back with the θ and the record it was made from. Where the
+gradient's pass computes the same work (a network's forward and backward passes in real
+numbers), ``value_grad_linearise`` returns the value, the gradient and the state from one
+pass: the engines call it at each step whose sharpness they measure on products.
 
 *Finite sums.* A family whose loss is a mean over N examples,
 
@@ -74,6 +80,7 @@ PROTOCOL = {
     "hessian_parts": ("hessian_parts(theta, p, grad_out, hess_out, factor_out) -> float", False),
     "linearise": ("linearise(theta, p) -> state (a float64 array)", False),
     "hvp_linearised": ("hvp_linearised(theta, p, state, v, out)", False),
+    "value_grad_linearise": ("value_grad_linearise(theta, p, out) -> (float, state)", False),
     "subset": ("subset(p, indices) -> record of the same class", False),
 }
 
@@ -128,6 +135,11 @@ def hvp_linearised(theta, p, state, v, out):
     raise TypeError(_IN_KERNELS_ONLY.format("hvp_linearised"))
 
 
+def value_grad_linearise(theta, p, out):
+    """L(θ), out ← ∇L(θ) and the state of ``linearise(theta, p)`` (kernels only)."""
+    raise TypeError(_IN_KERNELS_ONLY.format("value_grad_linearise"))
+
+
 def subset(p, indices):
     """The record of the same family on the examples ``indices`` (kernels only)."""
     raise TypeError(_IN_KERNELS_ONLY.format("subset"))
@@ -135,7 +147,8 @@ def subset(p, indices):
 
 _GENERIC = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
             "value_grad": value_grad, "hessian_parts": hessian_parts,
-            "linearise": linearise, "hvp_linearised": hvp_linearised, "subset": subset}
+            "linearise": linearise, "hvp_linearised": hvp_linearised,
+            "value_grad_linearise": value_grad_linearise, "subset": subset}
 
 
 @inline
@@ -174,9 +187,16 @@ def _hvp_linearised_default(theta, p, state, v, out):
     hvp(theta, p, v, out)
 
 
+@inline
+def _value_grad_linearise_default(theta, p, out):
+    loss = value_grad(theta, p, out)
+    return loss, linearise(theta, p)
+
+
 _DEFAULTS = {"value_grad": _value_grad_default, "hess": _hess_default,
              "hessian_parts": _hessian_parts_default, "linearise": _linearise_default,
-             "hvp_linearised": _hvp_linearised_default}
+             "hvp_linearised": _hvp_linearised_default,
+             "value_grad_linearise": _value_grad_linearise_default}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -245,8 +265,9 @@ def _no_factor(p) -> int:
 
 def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
                     hessian_parts=None, factor_rows=None, shapes=None,
-                    prefers_dense=False, linearise=None, hvp_linearised=None, subset=None,
-                    examples=None, threaded=False) -> Family:
+                    prefers_dense=False, linearise=None, hvp_linearised=None,
+                    value_grad_linearise=None, subset=None, examples=None,
+                    threaded=False) -> Family:
     """Register a loss family: a parameter record class and its compiled functions.
 
     After this, ``Loss(record(...), dim)`` is a loss that every engine and sweep accepts, and
@@ -275,6 +296,8 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
     linearise, hvp_linearised : numba dispatchers, optional
         Given together or not at all: the work Hessian-vector products at one θ share, and
         the product that uses it (module docstring).
+    value_grad_linearise : numba dispatcher, optional
+        Only with ``linearise``: L(θ), ∇L(θ) and the state of ``linearise`` from one pass.
     subset : numba dispatcher, optional
         ``subset(p, indices) -> record`` for a finite-sum family (module docstring): the
         record of the same class on the examples ``indices``.
@@ -294,8 +317,9 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
     ------
     TypeError
         If ``record`` is not a NamedTuple class, a function is not a Numba dispatcher, the
-        record class is registered already, or one of ``subset`` and ``examples`` (or of
-        ``linearise`` and ``hvp_linearised``) is given without the other.
+        record class is registered already, one of ``subset`` and ``examples`` (or of
+        ``linearise`` and ``hvp_linearised``) is given without the other, or
+        ``value_grad_linearise`` without ``linearise``.
     """
     if not _is_record_class(record):
         raise TypeError(
@@ -312,11 +336,16 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
         raise TypeError("linearise and hvp_linearised go together: linearise(theta, p) -> "
                         "state does the work every Hessian-vector product at theta shares, "
                         "hvp_linearised(theta, p, state, v, out) uses it")
+    if value_grad_linearise is not None and linearise is None:
+        raise TypeError("value_grad_linearise(theta, p, out) -> (value, state) returns the "
+                        "state of the family's linearise(theta, p): register linearise and "
+                        "hvp_linearised with it")
     if examples is not None and not callable(examples):
         raise TypeError(f"examples must be a function examples(p) -> int, got {examples!r}")
     given = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
              "value_grad": value_grad, "hessian_parts": hessian_parts,
-             "linearise": linearise, "hvp_linearised": hvp_linearised, "subset": subset}
+             "linearise": linearise, "hvp_linearised": hvp_linearised,
+             "value_grad_linearise": value_grad_linearise, "subset": subset}
     functions = {}
     for name, fn in given.items():
         if fn is None:
@@ -357,6 +386,7 @@ _CALLERS = {
                                                            factor_out)),
     "linearise": lambda f: lambda theta, p: f(theta, p),
     "hvp_linearised": lambda f: lambda theta, p, state, v, out: f(theta, p, state, v, out),
+    "value_grad_linearise": lambda f: lambda theta, p, out: f(theta, p, out),
     "subset": lambda f: lambda p, indices: f(p, indices),
 }
 

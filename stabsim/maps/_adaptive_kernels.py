@@ -32,7 +32,6 @@ from numba.extending import overload
 from .._jit import KERNEL_ONLY, inline, jit
 from .._lanczos import ScaledHessianAt, lanczos_work, top_eigenpair
 from .._linalg import dot, scale_into
-from ..losses._protocol import linearise as loss_linearise
 from ..losses._protocol import value_grad as loss_value_grad
 from ._gd_kernels import (
     _DIVERGED,
@@ -45,6 +44,7 @@ from ._gd_kernels import (
     _measure,
     _workspace,
     evaluate_dense,
+    evaluate_products,
 )
 
 RMSPROP = 0  #: diagonal ν, m = g
@@ -97,11 +97,14 @@ def _denominators(method, nu_new, t, denom):
         denom[i] = np.sqrt(nu_new[i if n > 1 else 0] / c2) + eps
 
 
-def _measure_scaled(eigen, theta, p, hess, factor, scale, tmp, lanczos, prev_evec, top, evec):
+def _measure_scaled(eigen, theta, p, state, hess, factor, scale, tmp, lanczos, prev_evec, top,
+                    evec):
     """The top eigenpair of one operator, as :func:`stabsim.maps._gd_kernels._measure` gives
     that of ∇²L(θ): for a matrix-free measurement D ∇²L(θ) D with D = diag(``scale``), by
-    Lanczos on products (``tmp``: a work vector); for a dense one ``hess + factorᵀ factor``
-    as the caller formed it (``scale`` unused) (kernels only).
+    Lanczos on products (``tmp``: a work vector; ``state``: the family's ``linearise`` at θ,
+    from :func:`stabsim.maps._gd_kernels.evaluate_products`, shared by both measurements);
+    for a dense one ``hess + factorᵀ factor`` as the caller formed it (``scale`` and
+    ``state`` unused) (kernels only).
 
     The engine measures both of its sharpnesses through this one overload, so Lanczos is
     compiled once per engine (a second operator type, or the same function reached from a
@@ -111,21 +114,21 @@ def _measure_scaled(eigen, theta, p, hess, factor, scale, tmp, lanczos, prev_eve
 
 
 @overload(_measure_scaled, jit_options=KERNEL_ONLY)
-def _measure_scaled_impl(eigen, theta, p, hess, factor, scale, tmp, lanczos, prev_evec, top,
-                         evec):
+def _measure_scaled_impl(eigen, theta, p, state, hess, factor, scale, tmp, lanczos, prev_evec,
+                         top, evec):
     if _is(eigen, MatrixFree):
-        def matrix_free(eigen, theta, p, hess, factor, scale, tmp, lanczos, prev_evec, top,
-                        evec):
+        def matrix_free(eigen, theta, p, state, hess, factor, scale, tmp, lanczos, prev_evec,
+                        top, evec):
             scale_into(prev_evec, evec, 1.0)
             lam, residual, products, converged = top_eigenpair(
-                ScaledHessianAt(theta, p, loss_linearise(theta, p), scale, tmp), prev_evec,
-                lanczos, eigen.max_products, eigen.tol, evec)
+                ScaledHessianAt(theta, p, state, scale, tmp), prev_evec, lanczos,
+                eigen.max_products, eigen.tol, evec)
             top[0] = lam
             return residual, converged, products
 
         return matrix_free
-    return lambda eigen, theta, p, hess, factor, scale, tmp, lanczos, prev_evec, top, evec: \
-        _measure(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec)
+    return lambda eigen, theta, p, state, hess, factor, scale, tmp, lanczos, prev_evec, top, \
+        evec: _measure(eigen, theta, p, state, hess, factor, lanczos, prev_evec, top, evec)
 
 
 @inline
@@ -180,14 +183,19 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
     scale = np.empty(d)
     tmp = np.empty(d)
     prev_pevec = np.empty(d)
+    linearised = np.empty(0)  # the family's linearise at θ, at recorded steps on products
     record_trajectory = rec.theta.shape[0] > 0
     record_nu = rec.nu.shape[0] > 0
     for k in range(n_steps + 1 if finish else n_steps):
         t = start + k
         last = finish and k == n_steps
         recording = rec.loss.shape[0] > 0 and (t % stride == 0 or last)
-        loss = evaluate_dense(eigen, theta, p, g, hess, factor) \
-            if recording and _holds_dense(eigen) else loss_value_grad(theta, p, g)
+        if recording and _holds_dense(eigen):
+            loss = evaluate_dense(eigen, theta, p, g, hess, factor)
+        elif recording:  # one pass for the gradient and what both measurements' products share
+            loss, linearised = evaluate_products(eigen, theta, p, g)
+        else:
+            loss = loss_value_grad(theta, p, g)
         g2 = dot(g, g)
         gnorm = np.sqrt(g2)
         if not (np.isfinite(loss) and np.isfinite(gnorm)):
@@ -208,8 +216,8 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
                 for i in range(d):
                     scale[i] = 1.0 / np.sqrt(denom[i])
                 _scale_dense(hess, factor, scale, phess, pfactor)  # before eigh adds FᵀF to H
-            residual, converged, _ = _measure_scaled(eigen, theta, p, hess, factor, ones, tmp,
-                                                     lanczos, prev_evec, top, evec)
+            residual, converged, _ = _measure_scaled(eigen, theta, p, linearised, hess, factor,
+                                                     ones, tmp, lanczos, prev_evec, top, evec)
             if not np.isfinite(residual):
                 return _NONFINITE, k
             if not converged:
@@ -219,9 +227,9 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
                 psharp = raw / denom[0]
                 presidual = residual / denom[0]
             else:
-                presidual, pconverged, _ = _measure_scaled(eigen, theta, p, phess, pfactor,
-                                                           scale, tmp, pwork, prev_pevec, ptop,
-                                                           pevec)
+                presidual, pconverged, _ = _measure_scaled(eigen, theta, p, linearised, phess,
+                                                           pfactor, scale, tmp, pwork,
+                                                           prev_pevec, ptop, pevec)
                 psharp = ptop[0]
                 if not (np.isfinite(psharp) and np.isfinite(presidual)):
                     return _NONFINITE, k

@@ -26,7 +26,7 @@ from numba.extending import overload
 from .._jit import KERNEL_ONLY, inline, jit
 from .._lanczos import (
     DenseHessian,
-    hessian_at,
+    HessianAt,
     hypot,
     lanczos_work,
     top_eigenpair,
@@ -36,6 +36,7 @@ from .._linalg import add_gram, dot, scale_into
 from .._status import Status
 from ..losses._protocol import hessian_parts as loss_hessian_parts
 from ..losses._protocol import value_grad as loss_value_grad
+from ..losses._protocol import value_grad_linearise as loss_value_grad_linearise
 
 GD = 0  #: θ' = θ − η∇L(θ)
 HEAVY_BALL = 1  #: θ' = θ − η∇L(θ) + β(θ − θ_prev)
@@ -233,26 +234,47 @@ def _evaluate_dense_impl(eigen, theta, p, g, hess, factor):
     return lambda eigen, theta, p, g, hess, factor: loss_hessian_parts(theta, p, g, hess, factor)
 
 
-def _measure(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
+def evaluate_products(eigen, theta, p, g):
+    """(L(θ), state) and g ← ∇L(θ), the state that of the family's ``linearise`` at θ for
+    the products of a matrix-free measurement, from the family's ``value_grad_linearise``
+    (one pass for a network), at a step whose sharpness is measured on products; callers
+    reach it only where :func:`_holds_dense` is false (kernels only).
+
+    For a dense measurement it does nothing and returns NaN and an empty state, so that
+    neither the family's ``value_grad_linearise`` nor its ``linearise`` is compiled for it.
+    """
+    raise TypeError("resolved inside compiled kernels")
+
+
+@overload(evaluate_products, jit_options=KERNEL_ONLY)
+def _evaluate_products_impl(eigen, theta, p, g):
+    if _is(eigen, MatrixFree):
+        return lambda eigen, theta, p, g: loss_value_grad_linearise(theta, p, g)
+    return lambda eigen, theta, p, g: (np.nan, np.empty(0))
+
+
+def _measure(eigen, theta, p, state, hess, factor, lanczos, prev_evec, top, evec):
     """The top eigenvalue(s) into top and evec ← the top eigenvector (not by
     :class:`TinyDense`, which has no use for it), with the buffers of
     :func:`_workspace` (taken out of their record once per chunk: a field read inside the
     step loop is an atomic reference-count increment and decrement per array, 16 for the
-    Lanczos workspace alone); returns the residual (0 for eigh; NaN for a non-finite
-    Hessian), whether it met the tolerance (False only when Lanczos ran out of products)
-    and the Lanczos products used (0 for the direct solvers) (kernels only)."""
+    Lanczos workspace alone), ``state`` the family's ``linearise`` at θ for a matrix-free
+    measurement (:func:`evaluate_products`; ignored by the others); returns the residual
+    (0 for eigh; NaN for a non-finite Hessian), whether it met the tolerance (False only
+    when Lanczos ran out of products) and the Lanczos products used (0 for the direct
+    solvers) (kernels only)."""
     raise TypeError("resolved inside compiled kernels")
 
 
 @overload(_measure, jit_options=KERNEL_ONLY, inline="always")
-def _measure_direct(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
+def _measure_direct(eigen, theta, p, state, hess, factor, lanczos, prev_evec, top, evec):
     """The direct solvers, spliced into the step (the 2 × 2 solve costs less than the
     reference counts of a call)."""
     if _is(eigen, DenseEigh):
-        return lambda eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec: (
+        return lambda eigen, theta, p, state, hess, factor, lanczos, prev_evec, top, evec: (
             _dense_top(hess, factor, evec, eigen.n_top, top), True, 0)
     if _is(eigen, TinyDense):
-        def tiny(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
+        def tiny(eigen, theta, p, state, hess, factor, lanczos, prev_evec, top, evec):
             # straight-line array code, the branches on scalars only: see _tiny_entries
             a, b, c = _tiny_entries(hess, factor)
             residual, lam = _tiny_top(a, b, c, hess.shape[0] == 2)
@@ -263,22 +285,24 @@ def _measure_direct(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec
 
 
 @overload(_measure, jit_options=KERNEL_ONLY)
-def _measure_lanczos(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
+def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, prev_evec, top, evec):
     """Lanczos, a function of its own. Spliced into the step instead, it compiled twice
     (once alone, with everything it calls) until stabsim stopped Numba from compiling
     spliced functions alone (:mod:`stabsim._jit`); since then splicing it saves nothing
     measurable (the first ``run_gd`` on a 1-6-6-6-1 network: 26.0 s spliced, 25.3 s not)."""
     if _is(eigen, MatrixFree):
-        def matrix_free(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
+        def matrix_free(eigen, theta, p, state, hess, factor, lanczos, prev_evec, top, evec):
             scale_into(prev_evec, evec, 1.0)
             lam, residual, products, converged = top_eigenpair(
-                hessian_at(theta, p), prev_evec, lanczos, eigen.max_products, eigen.tol, evec)
+                HessianAt(theta, p, state), prev_evec, lanczos, eigen.max_products, eigen.tol,
+                evec)
             top[0] = lam
             return residual, converged, products
 
         return matrix_free
     if _is(eigen, DenseLanczos):
-        def dense_lanczos(eigen, theta, p, hess, factor, lanczos, prev_evec, top, evec):
+        def dense_lanczos(eigen, theta, p, state, hess, factor, lanczos, prev_evec, top,
+                          evec):
             scale_into(prev_evec, evec, 1.0)
             lam, residual, products, converged = top_eigenpair(
                 DenseHessian(hess, factor), prev_evec, lanczos, eigen.max_products, eigen.tol,
@@ -367,6 +391,7 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
     # a 2-parameter step
     until_record = -start % stride
     row = (start + until_record) // stride
+    linearised = np.empty(0)  # the family's linearise at θ, at steps measured on products
     for k in range(n_steps + 1 if finish else n_steps):
         t = start + k
         searching = crossing[0] < 0 and crossing_threshold > 0.0
@@ -376,19 +401,22 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
         # the unmeasured step calls the loss directly: behind one overloaded helper with the
         # dense branch, it cost 30 to 700 ns a step on a 2-parameter loss (11 ns so, measured)
         dense = measuring and _holds_dense(eigen)
-        loss = evaluate_dense(eigen, theta, p, g, hess, factor) if dense \
-            else loss_value_grad(theta, p, g)
-        counts[0] += 1
         if dense:
+            loss = evaluate_dense(eigen, theta, p, g, hess, factor)
             counts[2] += 1
+        elif measuring:  # one pass for the gradient and what the products share
+            loss, linearised = evaluate_products(eigen, theta, p, g)
+        else:
+            loss = loss_value_grad(theta, p, g)
+        counts[0] += 1
         gnorm = np.sqrt(dot(g, g))
         if not (np.isfinite(loss) and np.isfinite(gnorm)):
             return _NONFINITE, k
         if np.sqrt(dot(theta, theta)) > divergence_norm:
             return _DIVERGED, k
         if measuring:
-            residual, converged, products = _measure(eigen, theta, p, hess, factor, lanczos,
-                                                     prev_evec, top, evec)
+            residual, converged, products = _measure(eigen, theta, p, linearised, hess, factor,
+                                                     lanczos, prev_evec, top, evec)
             counts[1] += products
             if not np.isfinite(residual):
                 return _NONFINITE, k

@@ -34,6 +34,7 @@ from ._gd_kernels import (
     _measure,
     _workspace,
     evaluate_dense,
+    evaluate_products,
 )
 
 
@@ -110,7 +111,9 @@ def batch_moments(q1, q2, q3, q4, r1, r2, law):
 
 @inline
 def _evaluate_measured(eigen, theta, p, g, hess, factor):
-    """L(θ) and g ← ∇L(θ), with the dense Hessian parts when the measurement takes them.
+    """(L(θ), state) and g ← ∇L(θ), with the dense Hessian parts when the measurement takes
+    them, else with the family's ``linearise`` at θ as the state (one pass for a network;
+    empty for a dense measurement).
 
     A function of its own: with the family's ``value_grad`` spliced into the step's
     recording branch, Numba's inliner lost track of one of its variables
@@ -118,8 +121,8 @@ def _evaluate_measured(eigen, theta, p, g, hess, factor):
     step itself, which they do at every unmeasured step too (once compiled for both).
     """
     if _holds_dense(eigen):
-        return evaluate_dense(eigen, theta, p, g, hess, factor)
-    return loss_value_grad(theta, p, g)
+        return evaluate_dense(eigen, theta, p, g, hess, factor), np.empty(0)
+    return evaluate_products(eigen, theta, p, g)
 
 
 @inline
@@ -241,14 +244,14 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
     for k in range(n_steps + 1 if finish else n_steps):
         t = start + k
         if t % stride == 0:
-            loss = _evaluate_measured(eigen, theta, p, g, hess, factor)
+            loss, linearised = _evaluate_measured(eigen, theta, p, g, hess, factor)
             gnorm = np.sqrt(dot(g, g))
             if not (np.isfinite(loss) and np.isfinite(gnorm)):
                 return _NONFINITE, k
             if np.sqrt(dot(theta, theta)) > divergence_norm:
                 return _DIVERGED, k
-            residual, converged, _ = _measure(eigen, theta, p, hess, factor, lanczos, prev_evec,
-                                              top, evec)
+            residual, converged, _ = _measure(eigen, theta, p, linearised, hess, factor, lanczos,
+                                              prev_evec, top, evec)
             if not np.isfinite(residual):
                 return _NONFINITE, k
             if not converged:

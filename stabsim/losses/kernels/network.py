@@ -40,8 +40,8 @@ no activation function evaluated and no real part copied. Measured, one BLAS thr
 16-20-20-20-1 tanh network (d = 1201): a linearised product 141 µs when it ran the dual pass
 with the real parts copied in from the state, 97 µs as the tangent pass (BLAS about 60% of
 it). Memory is O(d + N Σ n_l) (θ-sized results, the activations and the state of
-:func:`linearise`), nothing of size d × d. The kernels trust the record (no bounds checks): build it with
-:class:`stabsim.losses.Network`.
+:func:`linearise`), nothing of size d × d. The kernels trust the record (no bounds checks):
+build it with :class:`stabsim.losses.Network`.
 
 Every quantity is a mean over the examples, so the pass also runs on blocks of examples in
 parallel (record :class:`ChunkedNetworkParams`, :func:`chunked_pass`): each block's pass on
@@ -257,9 +257,8 @@ def _tanh_array(a, scratch):
     exponent bits in ``scratch`` (a work array of a's length). Each entry makes one
     division, the branches' numerators and denominators being chosen before it (measured,
     5120 entries: 8.5 µs, against 10.0 µs with three divisions, one in each branch and one
-    in the exponential). Agrees with
-    ``np.tanh`` to 2 ulp (``tests/test_network.py``). No value is tested for NaN, so
-    reassociation and contraction are safe here.
+    in the exponential). Agrees with ``np.tanh`` to 2 ulp (``tests/test_network.py``). No
+    value is tested for NaN, so reassociation and contraction are safe here.
     """
     n = a.shape[0]
     for i in range(n):
@@ -358,6 +357,13 @@ def _layout(p):
 
 
 @jit
+def _weights(x, sizes, offsets, k):
+    """The block W_k of a θ-sized vector x as an n_k × n_{k−1} matrix (a view)."""
+    first = offsets[k - 1]
+    return x[first:first + sizes[k] * sizes[k - 1]].reshape((sizes[k], sizes[k - 1]))
+
+
+@jit
 def _copy_into(dst, src):
     """dst ← src for 2-D arrays of one shape."""
     for i in range(dst.shape[0]):
@@ -450,8 +456,10 @@ def _tangent_delta(code, d_dot, other, s, f1, delta, q):
 
 
 @jit
-def _tangent_pass(theta, p, v, state, out):
+def _tangent_pass(theta, p, v, state, out, sizes, offsets, starts):
     """out ← ∇²L(θ) v from ``state = linearise(θ, p)``; returns L(θ) (entry 0 of the state).
+    θ and v are contiguous; ``sizes, offsets`` are :func:`_layout`'s, ``starts``
+    :func:`_state_starts`'s.
 
     The ε parts alone of the dual pass at θ + εv; every real part is read from the state.
     With V_l, c_l the parts of v in W_l and b_l, forward (ḣ_0 = 0: the inputs carry no ε)
@@ -469,11 +477,7 @@ def _tangent_pass(theta, p, v, state, out):
     (2 for the first) and two loops over the layer's N × n_l entries: no activation is
     evaluated and no real part copied.
     """
-    theta = np.ascontiguousarray(theta)
-    v = np.ascontiguousarray(v)
-    sizes, offsets = _layout(p)
     n_layers = sizes.shape[0] - 1
-    starts = _state_starts(p, sizes)
     n_rows = p.X.shape[0]
     has_bias = p.bias != 0.0
     code = int(p.activation)
@@ -492,27 +496,25 @@ def _tangent_pass(theta, p, v, state, out):
     qs = work[size:2 * size]
     other = work[2 * size:2 * size + n_rows * widest]
     g_other = work[2 * size + n_rows * widest:2 * size + n_rows * widest + square]
-    transposed = work[2 * size + n_rows * widest + square:2 * size + n_rows * widest + 3 * square]
+    transposed = work[2 * size + n_rows * widest + square:][:2 * square]
     zeros = work[2 * size + n_rows * widest + 3 * square:]
     zeros[:] = 0.0
     no_rows = other[:0].reshape((0, 1))
 
     for k in range(1, n_layers + 1):
         n_in, n_out = sizes[k - 1], sizes[k]
-        off = offsets[k - 1]
-        w_end = off + n_out * n_in
-        W = theta[off:w_end].reshape((n_out, n_in))
-        V = v[off:w_end].reshape((n_out, n_in))
+        w_end = offsets[k - 1] + n_out * n_in
         c = v[w_end:w_end + n_out] if has_bias else zeros[:n_out]
         a_dot = dots[start[k - 1]:start[k]].reshape((n_rows, n_out))
-        V_t = _transpose_into(V, transposed[square:])
+        V_t = _transpose_into(_weights(v, sizes, offsets, k), transposed[square:])
         second = no_rows
         if k == 1:
             np.dot(p.X, V_t, a_dot)
         else:
             h_dot = dots[start[k - 2]:start[k - 1]].reshape((n_rows, n_in))
             second = other[:n_rows * n_out].reshape((n_rows, n_out))
-            np.dot(h_dot, _transpose_into(W, transposed), a_dot)
+            W_t = _transpose_into(_weights(theta, sizes, offsets, k), transposed)
+            np.dot(h_dot, W_t, a_dot)
             np.dot(_block(state, starts, k - 1, 0, n_rows, n_in), V_t, second)
         if k < n_layers and code != IDENTITY:
             _tangent_activate(code, a_dot, second, p.scales[k - 1], c,
@@ -531,7 +533,7 @@ def _tangent_pass(theta, p, v, state, out):
         s = p.scales[k - 1]
         d_dot = dots[start[k - 1]:start[k]].reshape((n_rows, n_out))
         delta = _block(state, starts, k, 2 if k < n_layers else 0, n_rows, n_out)
-        G = out[off:w_end].reshape((n_out, n_in))
+        G = _weights(out, sizes, offsets, k)
         if k == 1:
             np.dot(d_dot.T, p.X, G)
             _tangent_sum(G, no_rows, s, zeros)
@@ -545,8 +547,8 @@ def _tangent_pass(theta, p, v, state, out):
             _column_sums(d_dot, out[w_end:w_end + n_out])
         if k == 1:
             break
-        W = theta[off:w_end].reshape((n_out, n_in))
-        V = v[off:w_end].reshape((n_out, n_in))
+        W = _weights(theta, sizes, offsets, k)
+        V = _weights(v, sizes, offsets, k)
         # δ̇_{k−1} over ḣ_{k−1}, which the product above was the last to read
         second = other[:n_rows * n_in].reshape((n_rows, n_in))
         np.dot(d_dot, W, h_dot)
@@ -581,19 +583,19 @@ def network_pass(theta, p, u, v, outs, save, saved):
     compiles a separate copy of a kernel for each constant passed to it, and the copies for
     the value, the gradient, the HVP and ∇³L each took 6–7 s of CPU to compile.
     """
+    theta = np.ascontiguousarray(theta)
+    u = np.ascontiguousarray(u)
+    v = np.ascontiguousarray(v)
+    sizes, offsets = _layout(p)
+    starts = _state_starts(p, sizes)
     if saved.shape[0] > 0:
-        return _tangent_pass(theta, p, v, saved, outs[0])
+        return _tangent_pass(theta, p, v, saved, outs[0], sizes, offsets, starts)
     hu_out, g_out, hv_out, t_out = outs
     saving = save.shape[0] > 0
     backward = (hu_out.shape[0] + g_out.shape[0] + hv_out.shape[0] + t_out.shape[0] > 0
                 or saving)
     parts = 4 if hv_out.shape[0] + t_out.shape[0] > 0 else (2 if hu_out.shape[0] > 0 else 1)
-    theta = np.ascontiguousarray(theta)
-    u = np.ascontiguousarray(u)
-    v = np.ascontiguousarray(v)
-    sizes, offsets = _layout(p)
     n_layers = sizes.shape[0] - 1
-    starts = _state_starts(p, sizes)
     n_rows = p.X.shape[0]
     has_bias = p.bias != 0.0
     lo, hi = _span(parts)
@@ -624,9 +626,9 @@ def network_pass(theta, p, u, v, outs, save, saved):
         n_in, n_out = sizes[k - 1], sizes[k]
         off = offsets[k - 1]
         w_end = off + n_out * n_in
-        W0 = theta[off:w_end].reshape((n_out, n_in))
-        Wu = u[off:w_end].reshape((n_out, n_in))
-        Wv = v[off:w_end].reshape((n_out, n_in))
+        W0 = _weights(theta, sizes, offsets, k)
+        Wu = _weights(u, sizes, offsets, k)
+        Wv = _weights(v, sizes, offsets, k)
         A = hbuf[start[k]:start[k + 1]].reshape((4, n_rows, n_out))
         W0_t = _transpose_into(W0, transposed)
         Wu_t = _transpose_into(Wu, transposed[square:])
@@ -683,7 +685,7 @@ def network_pass(theta, p, u, v, outs, save, saved):
                 continue
             # part c of s δᵀh: Σ over ε-masks a ⊆ c of δ_a ᵀ h_(c∖a); the inputs h_0 = X
             # have no ε parts, so for the first layer only a = c remains
-            G = out[off:w_end].reshape((n_out, n_in))
+            G = _weights(out, sizes, offsets, k)
             if k == 1:
                 np.dot(delta[slot].T, p.X, G)
             else:
@@ -704,9 +706,9 @@ def network_pass(theta, p, u, v, outs, save, saved):
                 _column_sums(delta[slot], out[w_end:w_end + n_out])
         if k == 1:
             break
-        W0 = theta[off:w_end].reshape((n_out, n_in))
-        Wu = u[off:w_end].reshape((n_out, n_in))
-        Wv = v[off:w_end].reshape((n_out, n_in))
+        W0 = _weights(theta, sizes, offsets, k)
+        Wu = _weights(u, sizes, offsets, k)
+        Wv = _weights(v, sizes, offsets, k)
         # δ_{k−1} = (s δ_k W_k) ⊙ φ'(a_{k−1}), written over h_{k−1} (no longer needed)
         _hd_dot(delta, W0, Wu, Wv, parts, H, tmp)
         if s != 1.0:
@@ -790,6 +792,13 @@ def _row_length(sizes):
     return length
 
 
+@jit
+def _empty_state(p, blocks):
+    """An uninitialised state of :func:`linearise` for the examples of ``p`` in ``blocks``
+    blocks (:func:`chunked_pass`; 1: the serial pass)."""
+    return np.empty(blocks + p.X.shape[0] * _row_length(p.sizes))
+
+
 def _family_functions(chunked):
     """The protocol's functions of :class:`NetworkParams` (``chunked`` false: each pass is
     :func:`network_pass`) or of :class:`ChunkedNetworkParams` (:func:`chunked_pass`).
@@ -844,14 +853,26 @@ def _family_functions(chunked):
         evaluated.
         """
         none = np.empty(0)
-        n_rows = p.X.shape[0]
-        blocks = min(int(p.chunks), n_rows) if chunked else 1
-        state = np.empty(blocks + n_rows * _row_length(p.sizes))
+        state = _empty_state(p, min(int(p.chunks), p.X.shape[0]) if chunked else 1)
         if chunked:
             chunked_pass(theta, p, theta, theta, (none, none, none, none), state, none)
         else:
             network_pass(theta, p, theta, theta, (none, none, none, none), state, none)
         return state
+
+    @jit(inline=True)
+    def value_grad_linearise(theta, p, out):
+        """L(θ), out ← ∇L(θ) and the state of :func:`linearise`, from one pass in real
+        numbers (the gradient's, saving the state on its way)."""
+        none = np.empty(0)
+        g = np.empty(theta.shape[0])
+        state = _empty_state(p, min(int(p.chunks), p.X.shape[0]) if chunked else 1)
+        if chunked:
+            loss = chunked_pass(theta, p, theta, theta, (none, g, none, none), state, none)
+        else:
+            loss = network_pass(theta, p, theta, theta, (none, g, none, none), state, none)
+        _into(g, out)
+        return loss, state
 
     @jit(inline=True)
     def hvp_linearised(theta, p, state, v, out):
@@ -888,7 +909,8 @@ def _family_functions(chunked):
         return loss, g, hu, hv, t
 
     return {"value": value, "value_grad": value_grad, "grad": value_grad, "hvp": hvp,
-            "linearise": linearise, "hvp_linearised": hvp_linearised, "d3": d3,
+            "linearise": linearise, "hvp_linearised": hvp_linearised,
+            "value_grad_linearise": value_grad_linearise, "d3": d3,
             "all_derivatives": all_derivatives}
 
 
