@@ -663,7 +663,11 @@ def network_pass(theta, p, u, v, outs, save, saved):
             _activate(code, A, D, parts)
             if saving:
                 _copy_into(_block(save, starts, k, 0, n_rows, n_out), A[_R])
-                _copy_into(_block(save, starts, k, 1, n_rows, n_out), D[_R])
+                f1 = _block(save, starts, k, 1, n_rows, n_out)
+                if code == IDENTITY:  # φ' = 1, which D does not hold (:func:`_activate`)
+                    f1[:] = 1.0
+                else:
+                    _copy_into(f1, D[_R])
 
     n_outputs = sizes[n_layers]
     out_layer = hbuf[start[n_layers]:start[n_layers + 1]].reshape((4, n_rows, n_outputs))
@@ -782,13 +786,14 @@ def chunked_pass(theta, p, u, v, outs, save, saved):
     loss = 0.0
     for c in range(k):
         loss += weights[c] * losses[c]
-    for j in range(4):
+    for j in range(4):  # the blocks in order for each entry, the loop over entries inside
         out = outs[j]
         for i in range(out.shape[0]):
-            total = 0.0
-            for c in range(k):
-                total += weights[c] * parts[c, lengths[j] + i]
-            out[i] = total
+            out[i] = 0.0
+        for c in range(k):
+            part = parts[c, lengths[j]:lengths[j + 1]]
+            for i in range(out.shape[0]):
+                out[i] += weights[c] * part[i]
     return loss
 
 
