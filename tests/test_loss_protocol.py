@@ -86,7 +86,6 @@ def test_construction_names_the_derivative_that_disagrees():
     Loss(ZeroD3(1.0, 5.0, 3.0), 3, check=False)  # the check can be skipped
 
 
-
 class WrongLinearised(NamedTuple):
     a: float
     b: float
@@ -108,17 +107,6 @@ register_family(WrongLinearised, value=user_families.rb_value, grad=user_familie
                 hvp=user_families.rb_hvp, d3=user_families.rb_d3, linearise=_keep_theta,
                 hvp_linearised=_wrong_hvp_linearised)
 
-
-def test_a_product_from_a_linearisation_is_registered_with_it_and_checked():
-    class Rec(NamedTuple):
-        a: float
-
-    with pytest.raises(TypeError, match="linearise and hvp_linearised go together"):
-        register_family(Rec, value=user_families.rb_value, grad=user_families.rb_grad,
-                        hvp=user_families.rb_hvp, d3=user_families.rb_d3,
-                        linearise=_keep_theta)
-    with pytest.raises(ValueError, match="hvp_linearised disagrees with hvp"):
-        Loss(WrongLinearised(1.0, 5.0, 3.0), 3)
 
 @numba.njit
 def _state_is_theta_hvp(theta, p, state, v, out):  # a state of _keep_theta: θ itself
@@ -176,17 +164,22 @@ for _record, _fused, _linearise in ((WrongGradLinearise, _grad_off_linearise, _k
                     hvp_linearised=_state_is_theta_hvp, value_grad_linearise=_fused)
 
 
-def test_a_gradient_with_its_linearisation_is_registered_with_it_and_checked():
-    # value_grad_linearise returns the state of linearise: it needs linearise (and with it
-    # hvp_linearised), its value and gradient are checked against value and grad, and its
-    # state through the product hvp_linearised makes from it.
+def test_a_linearisation_is_registered_with_what_uses_it_and_checked():
+    # linearise goes with hvp_linearised; value_grad_linearise returns linearise's state, so
+    # it needs both. At construction hvp_linearised is checked against hvp, and
+    # value_grad_linearise's value and gradient against value and grad and its state through
+    # the product hvp_linearised makes from it.
     class Rec(NamedTuple):
         a: float
 
+    rosenbrock = {"value": user_families.rb_value, "grad": user_families.rb_grad,
+                  "hvp": user_families.rb_hvp, "d3": user_families.rb_d3}
+    with pytest.raises(TypeError, match="linearise and hvp_linearised go together"):
+        register_family(Rec, linearise=_keep_theta, **rosenbrock)
     with pytest.raises(TypeError, match="register linearise and hvp_linearised with it"):
-        register_family(Rec, value=user_families.rb_value, grad=user_families.rb_grad,
-                        hvp=user_families.rb_hvp, d3=user_families.rb_d3,
-                        value_grad_linearise=_rb_value_grad_linearise)
+        register_family(Rec, value_grad_linearise=_rb_value_grad_linearise, **rosenbrock)
+    with pytest.raises(ValueError, match="hvp_linearised disagrees with hvp"):
+        Loss(WrongLinearised(1.0, 5.0, 3.0), 3)
     with pytest.raises(ValueError, match="value_grad_linearise disagrees with value and grad"):
         Loss(WrongGradLinearise(1.0, 5.0, 3.0), 3)
     with pytest.raises(ValueError, match=r"value_grad_linearise disagrees with hvp \(through"):
