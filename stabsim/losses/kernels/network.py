@@ -641,9 +641,9 @@ def network_pass(theta, p, u, v, outs, save, saved):
         Wu = _weights(u, sizes, offsets, k)
         Wv = _weights(v, sizes, offsets, k)
         A = hbuf[start[k]:start[k + 1]].reshape((4, n_rows, n_out))
-        W0_t = _transpose_into(W0, transposed)
-        Wu_t = _transpose_into(Wu, transposed[square:])
-        Wv_t = _transpose_into(Wv, transposed[2 * square:])
+        W0_t = _transpose_into(W0, transposed)  # the directions' only where the parts use them
+        Wu_t = _transpose_into(Wu, transposed[square:]) if parts >= 2 else W0_t
+        Wv_t = _transpose_into(Wv, transposed[2 * square:]) if parts == 4 else W0_t
         if k == 1:
             _input_dot(p.X, W0_t, Wu_t, Wv_t, parts, A)
         else:
