@@ -35,7 +35,7 @@ and all four results at once 25 (8 + 8 + 9). The real parts of an HVP's pass dep
 alone: :func:`linearise` saves them once at θ (2 units per layer), and each product from
 them (:func:`hvp_linearised`, the pass :func:`_tangent_pass`) computes only the ε parts,
 reading every real part from that state: 6 units per layer, 2 for the first (the inputs
-h_0 = X carry no ε parts, and no δ_0 is formed), two loops over each layer's activations,
+h_0 = X carry no ε parts, and no δ_0 is formed), three loops over each layer's activations,
 no activation function evaluated and no real part copied. Measured, one BLAS thread, on the
 16-20-20-20-1 tanh network (d = 1201): a linearised product 141 µs when it ran the dual pass
 with the real parts copied in from the state, 97 µs as the tangent pass (BLAS about 60% of
@@ -487,7 +487,8 @@ def _tangent_pass(theta, p, v, state, out, sizes, offsets, starts):
     where r = φ''/φ' (−2h for tanh, 1 − σ for softplus, 0 for the identity): the term
     s_l (δ_l W_l) φ''(a_{l−1}) ȧ_{l−1} of the dual product, written with the state's
     δ_{l−1} = s_l (δ_l W_l) φ'(a_{l−1}). Per layer 6 units of N × n_{l−1} × n_l products
-    (2 for the first) and two loops over the layer's N × n_l entries: no activation is
+    (2 for the first) and three loops over the layer's N × n_l entries (the sum and the
+    activation's derivative forward, δ̇ backward; the bias's sums besides): no activation is
     evaluated and no real part copied.
     """
     n_layers = sizes.shape[0] - 1
