@@ -40,7 +40,10 @@ The rules the kernels follow:
   family's ``value_grad`` in the step itself (the overload that evaluates a measured step
   only forms the dense Hessian), and a loss family's functions, which are spliced into the
   engines, keep their large parts in dispatchers (a network's backpropagation pass, the
-  regression model's passes over Q).
+  regression model's passes over Q);
+- spliced code is compiled with its caller's options: a family function compiled with
+  ``fastmath`` is called through its dispatcher instead (:mod:`stabsim.losses._protocol`),
+  or its reductions would run in strict order inside the engines.
 """
 
 from __future__ import annotations

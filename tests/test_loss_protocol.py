@@ -438,3 +438,18 @@ def test_a_user_function_with_an_object_mode_block_runs_in_the_engines():
     lam, u = tracked_top_eigenpair(loss, np.full(d, 0.7))
     assert lam == pytest.approx(3.0, rel=1e-10)  # Lanczos tolerance: 1e-10 relative residual
     assert abs(u[-1]) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_the_engines_run_a_fastmath_family_function_as_its_dispatcher_compiles_it():
+    # A spliced function is compiled with its caller's options: the engines (no fastmath)
+    # summed the regression model's gradient in strict order, not in the vectorised order of
+    # its own compilation. Through the dispatcher, a step of the engine is θ − η∇L with ∇L
+    # exactly as value_grad computes it when called alone.
+    from stabsim.losses.kernels.regression import value_grad
+    from stabsim.maps import step
+
+    loss = QuadraticRegression.random(40, 3, seed=2)
+    theta = np.random.default_rng(3).normal(size=40)
+    grad = np.empty(40)
+    value_grad(theta, loss.params, grad)
+    assert np.array_equal(step(loss, theta, 0.25).theta, theta - 0.25 * grad)
