@@ -32,12 +32,32 @@ def scale_into(out, a, c):
 
 @inline(fastmath=True)
 def apply_sum(H, factor, v, out):
-    """out ← (H + FᵀF) v, the factor applied as two thin products (O(rows · d))."""
-    for i in range(H.shape[0]):
+    """out ← (H + FᵀF) v, the factor applied as two thin products (O(rows · d)).
+
+    Four rows of H are dotted with v at a time: each load of v serves four of them, and
+    four sums are open at once (a product at d = 100 1.64–1.71 → 1.29–1.30 µs).
+    """
+    n = H.shape[0]
+    d = v.shape[0]
+    i = 0
+    while i + 4 <= n:
+        s0 = s1 = s2 = s3 = 0.0
+        for j in range(d):
+            t = v[j]
+            s0 += H[i, j] * t
+            s1 += H[i + 1, j] * t
+            s2 += H[i + 2, j] * t
+            s3 += H[i + 3, j] * t
+        out[i] = s0
+        out[i + 1] = s1
+        out[i + 2] = s2
+        out[i + 3] = s3
+        i += 4
+    for rest in range(i, n):
         s = 0.0
-        for j in range(v.shape[0]):
-            s += H[i, j] * v[j]
-        out[i] = s
+        for j in range(d):
+            s += H[rest, j] * v[j]
+        out[rest] = s
     for k in range(factor.shape[0]):
         s = 0.0
         for j in range(v.shape[0]):
