@@ -16,6 +16,7 @@ from numba.extending import overload
 
 from ._jit import KERNEL_ONLY, inline, jit
 from ._linalg import apply_sum, dot, scale_into
+from .losses._protocol import hessian_parts as loss_hessian_parts
 from .losses._protocol import hvp_linearised as loss_hvp_linearised
 from .losses._protocol import linearise as loss_linearise
 
@@ -435,3 +436,15 @@ def hessian_top_eigenpair(p, theta, v0, max_products, tol, vec_out):
     compiled once per loss family (through ``stabsim.losses._engines.engine_for``)."""
     work = lanczos_work(theta.shape[0], LANCZOS_RESTART)
     return top_eigenpair(hessian_at(theta, p), v0, work, max_products, tol, vec_out)
+
+
+@jit
+def dense_hessian_top_eigenpair(p, theta, v0, max_products, tol, vec_out, hess, factor):
+    """:func:`top_eigenpair` of ∇²L(θ) = ``hess`` + ``factor``ᵀ``factor``, the dense parts that
+    the family's ``hessian_parts`` writes into these buffers (d × d, and the family's factor
+    rows × d): the GD engine's measurement of families that prefer the dense Hessian, as an
+    entry point from Python (compiled once per family, as :func:`hessian_top_eigenpair`)."""
+    grad = np.empty(theta.shape[0])
+    loss_hessian_parts(theta, p, grad, hess, factor)
+    work = lanczos_work(theta.shape[0], LANCZOS_RESTART)
+    return top_eigenpair(DenseHessian(hess, factor), v0, work, max_products, tol, vec_out)

@@ -15,10 +15,10 @@ import dataclasses
 import numpy as np
 
 from . import _validate as check
-from ._lanczos import hessian_top_eigenpair, mix_vector
+from ._lanczos import dense_hessian_top_eigenpair, hessian_top_eigenpair, mix_vector
 from ._status import FlatSharpnessError, NonFiniteError
 from .losses import Loss
-from .losses._base import require_loss
+from .losses._base import check_dense_memory, require_loss
 from .losses._engines import engine_for
 
 #: "auto" forms the dense Hessian up to this dimension (8 KB), or for families whose
@@ -194,30 +194,40 @@ def tracked_top_eigenpair(loss: Loss, theta: np.ndarray, v0: np.ndarray | None =
     10–11 products a call along the central flow of the 1-6-6-6-1 network (the start mix has
     to be cleared whatever the warm start), where ARPACK's ``eigsh`` fills its 20-vector
     basis at every call and is called from Python product by product. Families that prefer
-    the dense Hessian, and d ≤ ``SMALL_DIM``, take
-    :func:`top_eigenpairs` (``eigh``, exact to round-off: a symmetry of a small model that
-    keeps u in a subspace keeps it there exactly); a Lanczos run that uses
-    ``TRACKED_MAX_PRODUCTS`` products without meeting ``tol`` is repeated by ARPACK. No input
-    checks: for callers that hold a checked θ.
+    the dense Hessian run the same Lanczos on the dense parts of their ``hessian_parts``
+    (:func:`stabsim._lanczos.dense_hessian_top_eigenpair`, the GD engine's measurement of
+    them; a full ``eigh`` took two thirds of a θ† step of the d = 100 regression model).
+    d ≤ ``SMALL_DIM`` takes :func:`top_eigenpairs` (``eigh``, exact to round-off: a symmetry
+    of a small model that keeps u in a subspace keeps it there exactly). A Lanczos run that
+    uses ``TRACKED_MAX_PRODUCTS`` products without meeting ``tol`` is repeated by
+    :func:`top_eigenpairs` (ARPACK, or ``eigh`` for the dense families). No input checks: for
+    callers that hold a checked θ.
 
     Raises
     ------
     NonFiniteError
         When the Hessian at θ has a NaN or inf entry.
     """
-    if loss.dim <= SMALL_DIM or loss.family.prefers_dense:
+    if loss.dim <= SMALL_DIM:
         pairs = top_eigenpairs(loss, theta, 1, v0=v0, tol=tol)
         return float(pairs.values[0]), pairs.vectors[:, 0]
     theta = np.ascontiguousarray(theta, dtype=np.float64)
     start = np.zeros(loss.dim) if v0 is None else np.ascontiguousarray(v0, dtype=np.float64)
     u = np.empty(loss.dim)
-    kernel = engine_for(hessian_top_eigenpair, loss.family)
-    lam, _, _, converged = kernel(loss.params, theta, start, TRACKED_MAX_PRODUCTS, tol, u)
+    if loss.family.prefers_dense:
+        check_dense_memory(loss.dim)
+        kernel = engine_for(dense_hessian_top_eigenpair, loss.family)
+        lam, _, _, converged = kernel(loss.params, theta, start, TRACKED_MAX_PRODUCTS, tol, u,
+                                      np.empty((loss.dim, loss.dim)),
+                                      np.empty((loss.factor_rows, loss.dim)))
+    else:
+        kernel = engine_for(hessian_top_eigenpair, loss.family)
+        lam, _, _, converged = kernel(loss.params, theta, start, TRACKED_MAX_PRODUCTS, tol, u)
     if not np.isfinite(lam):
         raise NonFiniteError("the Hessian at theta has NaN or inf entries (status NONFINITE): "
                              "its eigenpairs are undefined")
     if not converged:
-        pairs = top_eigenpairs(loss, theta, 1, eigensolver="lanczos", v0=u, tol=tol)
+        pairs = top_eigenpairs(loss, theta, 1, v0=u, tol=tol)
         return float(pairs.values[0]), pairs.vectors[:, 0]
     return float(lam), u
 

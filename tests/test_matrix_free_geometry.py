@@ -1,10 +1,12 @@
 """Projection onto M and the central flow on Hessian-vector products, against the dense path.
 
 The same second-order regression model twice: the built-in family (which prefers the dense
-Hessian, so the spectra come from ``eigh``) and a family registered here with the same
-kernels but without that preference (Lanczos on HVPs, and conjugate gradients for the
-derivative of u). d = 40 is above the size where "auto" goes dense. Both compute the same
-mathematical objects, so they must agree to the solvers' tolerances.
+Hessian: the complete spectra come from ``eigh``, a projection's iterations and the central
+flow's right-hand side run Lanczos on its dense Hessian and solve for the derivative of u
+densely) and a family registered here with the same kernels but without that preference
+(Lanczos on HVPs, and conjugate gradients for the derivative of u). d = 40 is above the size
+where "auto" goes dense. Both compute the same mathematical objects, so they must agree to
+the solvers' tolerances.
 """
 
 from typing import NamedTuple
@@ -16,6 +18,7 @@ from stabsim._status import Status
 from stabsim.losses import Loss, QuadraticRegression, register_family
 from stabsim.losses.kernels import regression as kernels
 from stabsim.maps.projection import stable_geometry
+from stabsim.spectral import tracked_top_eigenpair
 
 
 class RegressionOnProducts(NamedTuple):
@@ -51,6 +54,12 @@ def test_geometry_on_products_matches_the_dense_spectrum():
     expected = values[-1] * vectors[:, -1] * np.sign(vectors[:, -1] @ a.u) \
         + dense.d3(theta, a.u, r)
     np.testing.assert_allclose(b.orthogonality_gradient(free), expected, rtol=1e-8, atol=1e-9)
+    # the dense family's own iterations: Lanczos on its dense Hessian parts (to relative
+    # residual 1e-13, as above) and a dense solve for r, against eigh
+    s, u = tracked_top_eigenpair(dense, theta, a.u)
+    assert abs(s - values[-1]) <= 1e-11 * values[-1]
+    np.testing.assert_allclose(u, a.u, atol=1e-9)
+    np.testing.assert_allclose(a.orthogonality_gradient(dense), expected, rtol=1e-8, atol=1e-9)
 
 
 def test_projection_on_products_matches_the_dense_one():

@@ -84,15 +84,32 @@ class StableGeometry:
         return self.sharpness * self.u + loss.d3(self.theta, self.u, self._pseudo_solve(loss))
 
     def _pseudo_solve(self, loss: Loss) -> np.ndarray:
-        """r ⊥ u with (S I − H) r = P∇L: by conjugate gradients on Hessian-vector products, or
-        from the dense spectrum where :func:`~stabsim.spectral.top_eigenpairs` is dense."""
+        """r ⊥ u with (S I − H) r = P∇L: from the dense spectrum for d ≤ ``SMALL_DIM``, by a
+        dense solve for families that prefer the dense Hessian, and by conjugate gradients on
+        Hessian-vector products otherwise.
+
+        The dense solve is (S I − H + |S| uuᵀ) r = P∇L. Since H u = S u, the added term
+        replaces the zero eigenvalue of S I − H along u by |S| and leaves u⊥ (where S I − H
+        has the eigenvalues S − λ_i > 0) alone, so r is the solution on u⊥: one LU
+        factorisation, where the spectrum took a full ``eigh``.
+        """
         from scipy.sparse.linalg import LinearOperator, cg
 
         u, s, d = self.u, self.sharpness, self.theta.shape[0]
-        if d <= SMALL_DIM or loss.family.prefers_dense:
+        if d <= SMALL_DIM:
             values, vectors = hessian_spectrum(loss, self.theta)
             rest, gaps = vectors[:, 1:], s - values[1:]
             return rest @ ((rest.T @ self.grad) / gaps)
+
+        rhs = self.grad - self.u_grad * u
+        if not np.any(rhs):
+            return np.zeros(d)
+        if loss.family.prefers_dense:
+            matrix = -loss.hessian(self.theta)
+            matrix[np.diag_indices(d)] += s
+            matrix += abs(s) * np.outer(u, u)
+            r = np.linalg.solve(matrix, rhs)
+            return r - (u @ r) * u
 
         hvp = loss._hvp_at(self.theta)
 
@@ -102,9 +119,6 @@ class StableGeometry:
             y = s * x - hvp(x)
             return y - (u @ y) * u
 
-        rhs = self.grad - self.u_grad * u
-        if not np.any(rhs):
-            return np.zeros(d)
         operator = LinearOperator((d, d), matvec=apply, dtype=np.float64)
         r, _ = cg(operator, rhs, rtol=CG_RTOL, atol=0.0, maxiter=10 * d)
         return r - (u @ r) * u  # the CG status is not needed: ∇c2 only steers the SQP steps
@@ -124,13 +138,14 @@ def stable_geometry(loss: Loss, theta, u_ref=None) -> StableGeometry:
 
 
 def _geometry(loss: Loss, theta, u_ref, second: bool) -> StableGeometry:
-    """:func:`stable_geometry` of a checked θ; without ``second`` and on the matrix-free path,
+    """:func:`stable_geometry` of a checked θ; without ``second`` and for d > ``SMALL_DIM``,
     λ2 is NaN and (S, u) come from :func:`~stabsim.spectral.tracked_top_eigenpair` (the
     projection's iterations need no λ2, and the compiled warm-started Lanczos takes about
-    half the products of ARPACK, called product by product from Python). A dense ``eigh``
-    gives λ2 at no extra cost."""
+    half the products of ARPACK, called product by product from Python, and a fraction of
+    the time of a full ``eigh`` for the families that prefer the dense Hessian). For
+    d ≤ ``SMALL_DIM`` a dense ``eigh`` gives λ2 at no extra cost."""
     try:
-        if second or loss.dim <= SMALL_DIM or loss.family.prefers_dense:
+        if second or loss.dim <= SMALL_DIM:
             pairs = top_eigenpairs(loss, theta, min(2, loss.dim), v0=u_ref, tol=1e-13)
             sharp, u = float(pairs.values[0]), np.ascontiguousarray(pairs.vectors[:, 0])
             lambda2 = float(pairs.values[1]) if loss.dim > 1 else -np.inf
