@@ -16,6 +16,8 @@ Nothing here needs the whole spectrum: S, λ2 and u come from :func:`~stabsim.sp
 top_eigenpairs` (Lanczos on Hessian-vector products above d = 32), and r solves
 (S I − H) r = P∇L on u⊥ (P = I − uuᵀ) by conjugate gradients on Hessian-vector products:
 S I − H is positive definite there, with eigenvalues S − λ_i ≥ S − λ2 > 0. Memory O(d).
+Families that prefer the dense Hessian run that Lanczos on their dense Hessian parts and
+solve for r densely (:meth:`StableGeometry._pseudo_solve`).
 
 :func:`proj_M` offers the Euclidean projection (a Gauss–Newton SQP iteration on these exact
 gradients, stopped at a tolerance) and the paper's three-pass linearised iteration (which
