@@ -400,7 +400,7 @@ def _overload(name, record, implementation, builtin):
     ``fastmath`` is called through its dispatcher instead, as a user's function is: spliced
     into the engines (which have no fastmath), the regression model's gradient lost its
     vectorised reductions and a GD step that does not measure the sharpness took 42 µs
-    instead of 14 (d = 100, n = 10). A user's function is called through its dispatcher,
+    instead of 11 (d = 100, n = 10). A user's function is called through its dispatcher,
     compiled as the user made it (object-mode blocks included), from a one-line wrapper
     spliced in the same way.
     """
