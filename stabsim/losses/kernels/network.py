@@ -49,6 +49,12 @@ one of Numba's threads, the BLAS set to one thread around them (:mod:`stabsim._b
 the blocks' means summed with weights n_c/N. Measured, GD with the sharpness every step on the
 16-64-64-64-1 tanh network, 256 examples, two cores: 7.6 ms a step with two blocks against
 14.4 ms serial on one BLAS thread and 21.6 ms serial with OpenBLAS's two threads.
+
+The passes' helpers are :func:`~stabsim._jit.inline` functions, compiled into the pass that
+calls them; only the passes themselves and the vectorised tanh (which needs ``fastmath``)
+are dispatchers. As dispatchers of their own, each helper was a unit that Numba compiled,
+linked and cached on its own: the first ``run_gd`` on the 1-6-6-6-1 network took 14.3–14.7 s
+of CPU cold instead of 13.2–13.6 s.
 """
 
 import math
@@ -58,7 +64,7 @@ import numpy as np
 from numba import prange
 
 from ..._blas import blas_threads_here
-from ..._jit import jit
+from ..._jit import inline, jit
 from .._protocol import register_family
 
 IDENTITY = 0  #: φ(a) = a (deep linear networks)
@@ -97,7 +103,7 @@ class ChunkedNetworkParams(NamedTuple):
     chunks: float  #: the number of blocks of examples (at most N are used)
 
 
-@jit
+@inline
 def _softplus(a):
     """φ(a) and φ'(a) = σ(a) of φ = softplus, φ = max(a, 0) + log1p(e^{−|a|}), without
     overflow."""
@@ -106,7 +112,7 @@ def _softplus(a):
     return max(a, 0.0) + np.log1p(e), sig
 
 
-@jit
+@inline
 def _higher_derivatives(code, h, f1):
     """φ''(a) and φ'''(a) from h = φ(a) and f1 = φ'(a), with no function evaluated.
 
@@ -119,13 +125,13 @@ def _higher_derivatives(code, h, f1):
     return f2, f2 * (1.0 - 2.0 * f1)
 
 
-@jit
+@inline
 def _span(parts):
     """Storage range [lo, hi) of the parts a pass with ``parts`` ∈ {1, 2, 4} uses."""
     return (_R, _U + 2) if parts == 1 else (_U, _U + 2 if parts == 2 else _UV + 1)
 
 
-@jit
+@inline
 def _add_into(dst, src):
     """dst ← dst + src for 2-D arrays of one shape.
 
@@ -140,7 +146,7 @@ def _add_into(dst, src):
             dst[i, j] += src[i, j]
 
 
-@jit
+@inline
 def _add_row(M, row):
     """M[i, j] ← M[i, j] + row[j] (a bias added to every example)."""
     for i in range(M.shape[0]):
@@ -148,7 +154,7 @@ def _add_row(M, row):
             M[i, j] += row[j]
 
 
-@jit
+@inline
 def _column_sums(M, out):
     """out[j] ← Σ_i M[i, j], summed in the order of i (a bias's derivative: the sum over
     the examples). A view of its own rather than indices offset into a longer array: the
@@ -161,7 +167,7 @@ def _column_sums(M, out):
             out[j] += M[i, j]
 
 
-@jit
+@inline
 def _scale_parts(A, lo, hi, s):
     """A[lo:hi] ← s A[lo:hi] for the hyper-dual array A of shape (4, N, n)."""
     for c in range(lo, hi):
@@ -170,7 +176,7 @@ def _scale_parts(A, lo, hi, s):
                 A[c, i, j] *= s
 
 
-@jit
+@inline
 def _hd_dot(X, M0, Mu, Mv, parts, out, tmp):
     """out ← X (M0 + ε₁Mu + ε₂Mv) for the hyper-dual X of shape (4, N, k) (``tmp``: 2Nn floats).
 
@@ -199,7 +205,7 @@ def _hd_dot(X, M0, Mu, Mv, parts, out, tmp):
     _add_into(out[_UV], both[n_rows:])
 
 
-@jit
+@inline
 def _input_dot(X, M0, Mu, Mv, parts, out):
     """out ← X (M0 + ε₁Mu + ε₂Mv) for the inputs X of shape (N, k), which have no ε parts.
 
@@ -230,7 +236,7 @@ _ROUND = 6755399441055744.0  # 1.5 · 2⁵²: k + _ROUND holds the integer k in 
 _ROUND_BITS = 0x4338000000000000  # the bit pattern of _ROUND
 
 
-@jit
+@inline
 def _exp_reduce(x):
     """k and r with x = k ln 2 + r (x ≤ 0, clamped at −708: e^x underflows past it)."""
     x = max(x, -708.0)
@@ -238,7 +244,7 @@ def _exp_reduce(x):
     return k, x - k * _LN2_HI - k * _LN2_LO
 
 
-@jit
+@inline
 def _exp_taylor(r):
     """e^r for |r| ≤ ln2/2: Σ_{j ≤ 13} r^j/j! by Horner's rule, written out so that the
     loop calling it vectorises."""
@@ -278,7 +284,7 @@ def _tanh_array(a, scratch):
         a[i] = np.copysign((x if small else 0.0) + num / den, a[i])
 
 
-@jit
+@inline
 def _activate(code, A, D, parts):
     """A ← φ(A) and D ← φ'(A), in hyper-dual arithmetic, for the pre-activations A.
 
@@ -316,7 +322,7 @@ def _activate(code, A, D, parts):
                 D[_UV, i, j] = f2 * auv + f3 * au * av
 
 
-@jit
+@inline
 def _times(P, D, parts):
     """P ← P ⊙ D in hyper-dual arithmetic (elementwise)."""
     for i in range(P.shape[1]):
@@ -335,13 +341,13 @@ def _times(P, D, parts):
                                 + p0 * D[_UV, i, j])
 
 
-@jit
+@inline
 def _slot(mask):
     """Storage index of the part with ε-mask ``mask`` (0 real, 1 ε₁, 2 ε₂, 3 ε₁ε₂)."""
     return _R if mask == 0 else (_U if mask == 1 else mask)
 
 
-@jit
+@inline
 def _layout(p):
     """Layer sizes (ints) and the offset of each layer's W_l in θ (entry L: the length)."""
     n_layers = p.sizes.shape[0] - 1
@@ -356,14 +362,14 @@ def _layout(p):
     return sizes, offsets
 
 
-@jit
+@inline
 def _weights(x, sizes, offsets, k):
     """The block W_k of a θ-sized vector x as an n_k × n_{k−1} matrix (a view)."""
     first = offsets[k - 1]
     return x[first:first + sizes[k] * sizes[k - 1]].reshape((sizes[k], sizes[k - 1]))
 
 
-@jit
+@inline
 def _copy_into(dst, src):
     """dst ← src for 2-D arrays of one shape."""
     for i in range(dst.shape[0]):
@@ -371,7 +377,7 @@ def _copy_into(dst, src):
             dst[i, j] = src[i, j]
 
 
-@jit
+@inline
 def _state_starts(p, sizes):
     """Offsets of the layers' blocks in a state of :func:`linearise` (entry L: its length).
 
@@ -387,14 +393,14 @@ def _state_starts(p, sizes):
     return starts
 
 
-@jit
+@inline
 def _block(state, starts, k, which, n_rows, n):
     """Block ``which`` (0: h, 1: φ', 2: δ) of layer k of a state, shape (N, n)."""
     first = starts[k - 1] + which * n_rows * n
     return state[first:first + n_rows * n].reshape((n_rows, n))
 
 
-@jit
+@inline
 def _transpose_into(M, out):
     """out ← Mᵀ as a C-contiguous array of shape (M.shape[1], M.shape[0]) taken from the
     front of ``out`` (1-D).
@@ -412,7 +418,7 @@ def _transpose_into(M, out):
     return T
 
 
-@jit
+@inline
 def _tangent_sum(out, other, s, c):
     """out ← s (out + other) + c, with c added to every row (``other`` may have 0 rows:
     out ← s out + c)."""
@@ -426,7 +432,7 @@ def _tangent_sum(out, other, s, c):
                 out[i, j] = s * out[i, j] + c[j]
 
 
-@jit
+@inline
 def _tangent_activate(code, a_dot, h, f1, q):
     """ḣ = φ'(a) ȧ written over ȧ = ``a_dot``, and q ← r ȧ with r = φ''(a)/φ'(a) (tanh: −2h;
     softplus: 1 − σ(a) = 1 − φ'(a)), from h = φ(a) and φ'(a) of a state.
@@ -451,7 +457,7 @@ def _tangent_activate(code, a_dot, h, f1, q):
             q_flat[i] = (1.0 - f1_flat[i]) * a
 
 
-@jit
+@inline
 def _tangent_delta(code, d_dot, other, s, f1, delta, q):
     """δ̇ ← s (d_dot + other) φ'(a) + δ q, written over ``d_dot`` (the identity: φ' = 1 and
     q = 0); over the entries as one 1-D array (:func:`_tangent_activate`)."""
@@ -736,7 +742,7 @@ def network_pass(theta, p, u, v, outs, save, saved):
     return loss
 
 
-@jit
+@inline
 def _into(result, out):
     """out ← result (the pass writes contiguous arrays; ``out`` may be any 1-D view)."""
     for i in range(out.shape[0]):
@@ -798,7 +804,7 @@ def chunked_pass(theta, p, u, v, outs, save, saved):
     return loss
 
 
-@jit
+@inline
 def _row_length(sizes):
     """Per-example length of a state of :func:`network_pass`: 3 n_l for each hidden layer
     (h_l, φ'(a_l), δ_l) and n_L for the output layer (:func:`_state_starts`)."""
