@@ -248,7 +248,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
     return lam, np.sqrt(square) / length, products, done
 
 
-@inline(always=True)
+@inline
 def top_of_2x2(a, b, c):
     """Top eigenpair of [[a, b], [b, c]]: λ = m + r with m = (a + c)/2, r = hypot((a − c)/2, b).
 
@@ -269,7 +269,7 @@ def top_of_2x2(a, b, c):
     return top_value_of_2x2(a, c, r), x / n, y / n
 
 
-@inline(always=True)
+@inline
 def top_value_of_2x2(a, c, r):
     """λ of [[a, b], [b, c]] given r = hypot((a − c)/2, b): m + r with m = (a + c)/2, or a when
     r = 0 (then a = c, except when (a − c)/2 underflows). :func:`top_of_2x2` without the
@@ -280,7 +280,7 @@ def top_value_of_2x2(a, c, r):
     return 0.5 * (a + c) + r
 
 
-@inline(always=True)
+@inline
 def hypot(a, b):
     """sqrt(a² + b²) without overflow or underflow: the square root of the sum (within about
     one unit in the last place) unless a square leaves [1e-290, 1e290], then ``np.hypot``,
