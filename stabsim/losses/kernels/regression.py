@@ -155,35 +155,40 @@ def _jacobian(theta, p, jac):
 
 @jit(fastmath=True)
 def _weighted_q(p, w, out):
-    """out ← Σ_k w_k Q_k, one row of out at a time with four blocks Q_k per pass over it."""
+    """out ← Σ_k w_k Q_k: its upper triangle one row at a time with four blocks Q_k per pass
+    over the row, then the lower triangle copied from it (Q_k is exactly symmetric:
+    :func:`stabsim._validate.symmetric`), so half of Q is read."""
     n = w.shape[0]
     d = out.shape[0]
     Q = p.Q
     for i in range(d):
-        acc = out[i]
+        acc = out[i, i:]
         acc[:] = 0.0
         k = 0
         while k + 4 <= n:
-            q1 = Q[k, i]
-            q2 = Q[k + 1, i]
-            q3 = Q[k + 2, i]
-            q4 = Q[k + 3, i]
+            q1 = Q[k, i, i:]
+            q2 = Q[k + 1, i, i:]
+            q3 = Q[k + 2, i, i:]
+            q4 = Q[k + 3, i, i:]
             w1, w2, w3, w4 = w[k], w[k + 1], w[k + 2], w[k + 3]
-            for j in range(d):
+            for j in range(acc.shape[0]):
                 acc[j] += w1 * q1[j] + w2 * q2[j] + w3 * q3[j] + w4 * q4[j]
             k += 4
         for rest in range(k, n):
-            q = Q[rest, i]
+            q = Q[rest, i, i:]
             wk = w[rest]
-            for j in range(d):
+            for j in range(acc.shape[0]):
                 acc[j] += wk * q[j]
+    for i in range(d):
+        for j in range(i):
+            out[i, j] = out[j, i]
 
 
 @jit(fastmath=True)
 def hessian_parts(theta, p, grad_out, out, factor_out):
     """L(θ), grad_out ← ∇L(θ), and ∇²L(θ) as ``out + factor_outᵀ factor_out``.
 
-    out ← Σ_k z_k Q_k / n (symmetric up to round-off) and factor_out ← J(θ)/√n, the
+    out ← Σ_k z_k Q_k / n (exactly symmetric) and factor_out ← J(θ)/√n, the
     Gauss–Newton factor (shape (n, d)). Two passes over Q: J(θ) = J + Qθ (which gives z and
     ∇L = J(θ)ᵀz/n), then the z-weighted sum of the blocks. Leaving J(θ)ᵀJ(θ) as a factor
     saves a third O(n d²) pass: a Hessian-vector product needs only O(n d) more from it.
