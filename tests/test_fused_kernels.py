@@ -70,6 +70,9 @@ def test_the_regression_factor_is_the_scaled_jacobian():
     np.testing.assert_allclose(factor, jacobian / np.sqrt(5), rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(hess_out, np.einsum("k,kij->ij", z, loss.Q) / 5, rtol=1e-12,
                                atol=1e-13)
+    # summed over the upper triangles of the (exactly symmetric) Q_k, then copied: no round-off
+    # between the triangles
+    np.testing.assert_array_equal(hess_out, hess_out.T)
 
 
 def test_two_scale_starts_at_the_requested_fraction_of_the_threshold():

@@ -11,7 +11,8 @@ import pytest
 from numba.core.registry import cpu_target
 from numba.extending import register_jitable
 
-from stabsim import _jit, _lanczos
+from stabsim import _jit
+from stabsim.maps._gd_kernels import _tiny_top
 
 
 @register_jitable(inline="always")
@@ -27,18 +28,18 @@ def _helper_dispatchers(function):
 
 
 def test_a_spliced_stabsim_helper_is_never_compiled_on_its_own():
-    # the kernel splices stabsim._lanczos.hypot (inline="always") and a helper of this module
-    # made the same way; Numba compiles the latter alone before splicing it (the control: what
-    # stabsim._jit spares its own helpers), the former not at all
+    # the kernel splices stabsim.maps._gd_kernels._tiny_top (inline="always") and a helper of
+    # this module made the same way; Numba compiles the latter alone before splicing it (the
+    # control: what stabsim._jit spares its own helpers), the former not at all
     assert getattr(_jit.templates._OverloadFunctionTemplate._get_jit_decorator,
                    "splices_alone", False)
 
     @numba.njit
     def kernel(a, b):
-        return _lanczos.hypot(a, b) + _outside_stabsim(a, b)
+        return _tiny_top(a, 0.0, b, True)[1] + _outside_stabsim(a, b)
 
-    assert kernel(3.0, 4.0) == 5.0 + 25.0
-    ours = _helper_dispatchers(_lanczos.hypot)
+    assert kernel(3.0, 4.0) == 4.0 + 25.0  # the top eigenvalue of diag(3, 4), then 3² + 4²
+    ours = _helper_dispatchers(_tiny_top)
     theirs = _helper_dispatchers(_outside_stabsim)
     assert ours and all(not dispatcher.signatures for dispatcher in ours)
     assert theirs and all(dispatcher.signatures for dispatcher in theirs)
