@@ -190,8 +190,9 @@ def hessian_parts(theta, p, grad_out, out, factor_out):
 
     out ← Σ_k z_k Q_k / n (exactly symmetric) and factor_out ← J(θ)/√n, the
     Gauss–Newton factor (shape (n, d)). Two passes over Q: J(θ) = J + Qθ (which gives z and
-    ∇L = J(θ)ᵀz/n), then the z-weighted sum of the blocks. Leaving J(θ)ᵀJ(θ) as a factor
-    saves a third O(n d²) pass: a Hessian-vector product needs only O(n d) more from it.
+    ∇L = J(θ)ᵀz/n), then the z-weighted sum of the blocks' upper triangles. Leaving
+    J(θ)ᵀJ(θ) as a factor saves a third O(n d²) pass: a Hessian-vector product needs only
+    O(n d) more from it.
     """
     n = p.z0.shape[0]
     d = theta.shape[0]
