@@ -103,8 +103,9 @@ def test_derivatives_against_finite_differences(case):
 @settings(max_examples=30)
 @given(networks())
 def test_hyperdual_pass_is_consistent(case):
-    # One hyper-dual pass returns exactly what the separate (dual, real) passes return, up to
-    # the order of floating-point sums; H is symmetric, ∇³L[u, v] symmetric in (u, v).
+    # One hyper-dual pass returns exactly what the separate passes (real; real then tangent
+    # for a Hessian-vector product) return, up to the order of floating-point sums; H is
+    # symmetric, ∇³L[u, v] symmetric in (u, v).
     # The loss is compared on the scale of the terms its residuals cancel: L = Σ r²/(2N) with
     # r = f − y, so a rounding δr of the residuals moves it by Σ r δr / N, and δr is relative
     # to |f| + |y|, not to |r| (a drawn network that fits its targets to 4e-5 has L ≈ 8e-10,

@@ -24,22 +24,37 @@ exact to round-off. A product of two hyper-duals a·b has the parts a b, a_u b +
 a_v b + a b_v and a_uv b + a_u b_v + a_v b_u + a b_uv; a function of a hyper-dual has the parts
 φ(a), φ'(a) a_u, φ'(a) a_v and φ'(a) a_uv + φ''(a) a_u a_v, so the activations need
 φ, φ', φ'' and φ''' (φ' itself is carried as a hyper-dual through the backward pass). With
-one direction (u only: dual numbers) the same pass gives ∇L and ∇²L u.
+one direction (u only: dual numbers) the same program gives ∇L and ∇²L u.
 
-Every activation and δ is stored as an array of shape (4, N, n) whose parts are ordered
-(u, real, v, uv): the parts a pass uses are then contiguous (real alone; u and real; all
-four), and each hyper-dual matrix product is one BLAS product over the stacked parts plus two
-over pairs of parts. Per layer, in units of one N × n_{l−1} × n_l product: the gradient
-costs 3 (forward, δ, ∂L/∂W), a Hessian-vector product 8 (3 + 3 + 2), ∇³L[u, v] 20 (8 + 8 + 4)
-and all four results at once 25 (8 + 8 + 9). The real parts of an HVP's pass depend on θ
-alone: :func:`linearise` saves them once at θ (2 units per layer), and each product from
-them (:func:`hvp_linearised`, the pass :func:`_tangent_pass`) computes only the ε parts,
-reading every real part from that state: 6 units per layer, 2 for the first (the inputs
-h_0 = X carry no ε parts, and no δ_0 is formed), three loops over each layer's activations,
-no activation function evaluated and no real part copied. Measured, one BLAS thread, on the
-16-20-20-20-1 tanh network (d = 1201): a linearised product 141 µs when it ran the dual pass
-with the real parts copied in from the state, 97 µs as the tangent pass (BLAS about 60% of
-it). Memory is O(d + N Σ n_l) (θ-sized results, the activations and the state of
+Three passes, each compiled only where a kernel needs it. In units of one N × n_{l−1} × n_l
+product per layer:
+
+- :func:`_real_pass`, backpropagation in real numbers: L, ∇L (3 units: forward, δ, ∂L/∂W)
+  and the state of :func:`linearise` (2 units without ∂L/∂W): h_l, φ'(a_l) and δ_l, the
+  real parts that every Hessian-vector product at θ shares.
+- :func:`_tangent_pass`: ∇²L v from that state, the ε parts of the dual pass alone, reading
+  every real part from the state: 6 units per layer, 2 for the first (the inputs h_0 = X
+  carry no ε parts, and no δ_0 is formed), three loops over each layer's activations, no
+  activation function evaluated and no real part copied. A product from scratch
+  (:func:`hvp`) is the state then the tangent pass, 2 + 6 units, as many as the dual pass.
+  Measured, one BLAS thread, on the 16-20-20-20-1 tanh network (d = 1201): a linearised
+  product 141 µs when it ran the dual pass with the real parts copied in from the state,
+  97 µs as the tangent pass (BLAS about 60% of it).
+- :func:`network_pass`, the hyper-dual pass, for ∇³L[u, v] (20 units: 8 + 8 + 4) or all
+  four results at once (25: 8 + 8 + 9). Every activation and δ is stored as an array of
+  shape (4, N, n) whose parts are ordered (u, real, v, uv), so that each hyper-dual matrix
+  product is one BLAS product over the stacked parts plus two over pairs of parts that are
+  contiguous.
+
+Until the three were split, one pass chose its arithmetic (real, dual or hyper-dual) at run
+time, and every kernel that needed a gradient compiled all of it. Measured cold, CPU time of
+the process, alternating with that pass, two runs each on the 1-6-6-6-1 network: the first
+``run_gd`` 12.8 → 10.0–10.3 s, ``run_adaptive`` (Adam) 13.8 → 11.3–11.5 s, ``run_sgd`` 14.9 →
+11.7 s, ``central_flow`` 15.1 → 10.6 s, ``compare`` 18.4 → 14.5–15.0 s. The value, the
+gradient and ∇³L are the same bit for bit; a Hessian-vector product from scratch differs
+from the dual pass's by round-off (2.6e-16 relative at most on 24 small networks).
+
+Memory is O(d + N Σ n_l) (θ-sized results, the activations and the state of
 :func:`linearise`), nothing of size d × d. The kernels trust the record (no bounds checks):
 build it with :class:`stabsim.losses.Network`.
 
@@ -126,12 +141,6 @@ def _higher_derivatives(code, h, f1):
 
 
 @inline
-def _span(parts):
-    """Storage range [lo, hi) of the parts a pass with ``parts`` ∈ {1, 2, 4} uses."""
-    return (_R, _U + 2) if parts == 1 else (_U, _U + 2 if parts == 2 else _UV + 1)
-
-
-@inline
 def _add_into(dst, src):
     """dst ← dst + src for 2-D arrays of one shape.
 
@@ -168,34 +177,24 @@ def _column_sums(M, out):
 
 
 @inline
-def _scale_parts(A, lo, hi, s):
-    """A[lo:hi] ← s A[lo:hi] for the hyper-dual array A of shape (4, N, n)."""
-    for c in range(lo, hi):
-        for i in range(A.shape[1]):
-            for j in range(A.shape[2]):
-                A[c, i, j] *= s
+def _scale(M, s):
+    """M ← s M for a 2-D array (a hyper-dual array of shape (4, N, n) reshaped to (4N, n))."""
+    for i in range(M.shape[0]):
+        for j in range(M.shape[1]):
+            M[i, j] *= s
 
 
 @inline
-def _hd_dot(X, M0, Mu, Mv, parts, out, tmp):
+def _hd_dot(X, M0, Mu, Mv, out, tmp):
     """out ← X (M0 + ε₁Mu + ε₂Mv) for the hyper-dual X of shape (4, N, k) (``tmp``: 2Nn floats).
 
     Parts: real X M0; u: X_u M0 + X Mu; v: X_v M0 + X Mv; uv: X_uv M0 + X_u Mv + X_v Mu.
     The X M0 terms of every part are one product over the stacked parts; the two pairs
     (X_u, X)·Mv and (X, X_v)·Mu are contiguous in the (u, real, v, uv) order.
     """
-    lo, hi = _span(parts)
     n_rows, k = X.shape[1], X.shape[2]
     n = out.shape[2]
-    rows = (hi - lo) * n_rows
-    np.dot(X[lo:hi].reshape((rows, k)), M0, out[lo:hi].reshape((rows, n)))
-    if parts == 1:
-        return
-    if parts == 2:
-        half = tmp[:n_rows * n].reshape((n_rows, n))
-        np.dot(X[_R], Mu, half)
-        _add_into(out[_U], half)
-        return
+    np.dot(X.reshape((4 * n_rows, k)), M0, out.reshape((4 * n_rows, n)))
     both = tmp[:2 * n_rows * n].reshape((2 * n_rows, n))
     np.dot(X[_U:_R + 1].reshape((2 * n_rows, k)), Mv, both)
     _add_into(out[_UV], both[:n_rows])
@@ -206,21 +205,18 @@ def _hd_dot(X, M0, Mu, Mv, parts, out, tmp):
 
 
 @inline
-def _input_dot(X, M0, Mu, Mv, parts, out):
+def _input_dot(X, M0, Mu, Mv, out):
     """out ← X (M0 + ε₁Mu + ε₂Mv) for the inputs X of shape (N, k), which have no ε parts.
 
     Parts: real X M0, u: X Mu, v: X Mv, uv: 0 (the products of :func:`_hd_dot` with the
     inputs' ε parts, which are zero, are not made).
     """
     np.dot(X, M0, out[_R])
-    if parts == 1:
-        return
     np.dot(X, Mu, out[_U])
-    if parts == 4:
-        np.dot(X, Mv, out[_V])
-        for i in range(out.shape[1]):
-            for j in range(out.shape[2]):
-                out[_UV, i, j] = 0.0
+    np.dot(X, Mv, out[_V])
+    for i in range(out.shape[1]):
+        for j in range(out.shape[2]):
+            out[_UV, i, j] = 0.0
 
 
 # exp(x) = e^r 2^k with x = k ln 2 + r, |r| ≤ ln2/2 (ln 2 split exactly in two parts), and
@@ -285,60 +281,75 @@ def _tanh_array(a, scratch):
 
 
 @inline
-def _activate(code, A, D, parts):
-    """A ← φ(A) and D ← φ'(A), in hyper-dual arithmetic, for the pre-activations A.
+def _activate_real(code, A, D):
+    """A ← φ(A) and D ← φ'(A) for the real pre-activations A (shape (N, n)).
 
-    The identity leaves A as it is and D unused (φ' = 1: see where :func:`_times` is called).
-    The real parts first: tanh by :func:`_tanh_array` and φ' = 1 − t² from t = tanh a; then
-    the other parts, with φ'' and φ''' from :func:`_higher_derivatives`.
+    The identity leaves A as it is and D unused (φ' = 1: the passes skip the product with
+    it). tanh by :func:`_tanh_array` and φ' = 1 − t² from t = tanh a.
+    """
+    if code == IDENTITY:
+        return
+    n_rows, n = A.shape
+    if code == TANH:
+        _tanh_array(A.reshape(n_rows * n), D.reshape(n_rows * n))
+    for i in range(n_rows):
+        for j in range(n):
+            if code == TANH:
+                t = A[i, j]
+                D[i, j] = 1.0 - t * t
+            else:
+                A[i, j], D[i, j] = _softplus(A[i, j])
+
+
+@inline
+def _activate(code, A, D):
+    """A ← φ(A) and D ← φ'(A), in hyper-dual arithmetic, for the pre-activations A whose real
+    parts :func:`_activate_real` has done: the ε parts, with φ'' and φ''' from
+    :func:`_higher_derivatives` (the identity: nothing, as there).
+
+    The pass calls the two itself: called from here, :func:`_activate_real` would be
+    compiled once more than from the real pass (:mod:`stabsim._jit`).
     """
     if code == IDENTITY:
         return
     n_rows, n = A.shape[1], A.shape[2]
-    if code == TANH:
-        _tanh_array(A[_R].reshape(n_rows * n), D[_R].reshape(n_rows * n))
-    for i in range(n_rows):
-        for j in range(n):
-            if code == TANH:
-                t = A[_R, i, j]
-                D[_R, i, j] = 1.0 - t * t
-            else:
-                A[_R, i, j], D[_R, i, j] = _softplus(A[_R, i, j])
-    if parts == 1:
-        return
     for i in range(n_rows):
         for j in range(n):
             f1 = D[_R, i, j]
             f2, f3 = _higher_derivatives(code, A[_R, i, j], f1)
             au = A[_U, i, j]
+            av = A[_V, i, j]
+            auv = A[_UV, i, j]
             A[_U, i, j] = f1 * au
             D[_U, i, j] = f2 * au
-            if parts == 4:
-                av = A[_V, i, j]
-                auv = A[_UV, i, j]
-                A[_V, i, j] = f1 * av
-                D[_V, i, j] = f2 * av
-                A[_UV, i, j] = f1 * auv + f2 * au * av
-                D[_UV, i, j] = f2 * auv + f3 * au * av
+            A[_V, i, j] = f1 * av
+            D[_V, i, j] = f2 * av
+            A[_UV, i, j] = f1 * auv + f2 * au * av
+            D[_UV, i, j] = f2 * auv + f3 * au * av
 
 
 @inline
-def _times(P, D, parts):
+def _times(P, D):
     """P ← P ⊙ D in hyper-dual arithmetic (elementwise)."""
     for i in range(P.shape[1]):
         for j in range(P.shape[2]):
             p0 = P[_R, i, j]
             d0 = D[_R, i, j]
-            P[_R, i, j] = p0 * d0
-            if parts == 1:
-                continue
             pu = P[_U, i, j]
+            pv = P[_V, i, j]
+            P[_R, i, j] = p0 * d0
             P[_U, i, j] = pu * d0 + p0 * D[_U, i, j]
-            if parts == 4:
-                pv = P[_V, i, j]
-                P[_V, i, j] = pv * d0 + p0 * D[_V, i, j]
-                P[_UV, i, j] = (P[_UV, i, j] * d0 + pu * D[_V, i, j] + pv * D[_U, i, j]
-                                + p0 * D[_UV, i, j])
+            P[_V, i, j] = pv * d0 + p0 * D[_V, i, j]
+            P[_UV, i, j] = (P[_UV, i, j] * d0 + pu * D[_V, i, j] + pv * D[_U, i, j]
+                            + p0 * D[_UV, i, j])
+
+
+@inline
+def _times_real(P, D):
+    """P ← P ⊙ D for real arrays of one 2-D shape."""
+    for i in range(P.shape[0]):
+        for j in range(P.shape[1]):
+            P[i, j] *= D[i, j]
 
 
 @inline
@@ -475,10 +486,9 @@ def _tangent_delta(code, d_dot, other, s, f1, delta, q):
 
 
 @jit
-def _tangent_pass(theta, p, v, state, out, sizes, offsets, starts):
-    """out ← ∇²L(θ) v from ``state = linearise(θ, p)``; returns L(θ) (entry 0 of the state).
-    θ and v are contiguous; ``sizes, offsets`` are :func:`_layout`'s, ``starts``
-    :func:`_state_starts`'s.
+def _tangent_pass(theta, p, v, state, out):
+    """out ← ∇²L(θ) v from ``state = linearise(θ, p)`` (:func:`_real_pass`); returns L(θ)
+    (entry 0 of the state). ``out`` is contiguous.
 
     The ε parts alone of the dual pass at θ + εv; every real part is read from the state.
     With V_l, c_l the parts of v in W_l and b_l, forward (ḣ_0 = 0: the inputs carry no ε)
@@ -497,6 +507,10 @@ def _tangent_pass(theta, p, v, state, out, sizes, offsets, starts):
     activation's derivative forward, δ̇ backward; the bias's sums besides): no activation is
     evaluated and no real part copied.
     """
+    theta = np.ascontiguousarray(theta)
+    v = np.ascontiguousarray(v)
+    sizes, offsets = _layout(p)
+    starts = _state_starts(p, sizes)
     n_layers = sizes.shape[0] - 1
     n_rows = p.X.shape[0]
     has_bias = p.bias != 0.0
@@ -578,45 +592,135 @@ def _tangent_pass(theta, p, v, state, out, sizes, offsets, starts):
 
 
 @jit
-def network_pass(theta, p, u, v, outs, save, saved):
-    """The (hyper-)dual backpropagation pass; returns L(θ).
+def _real_pass(theta, p, g_out, save):
+    """Backpropagation in real numbers: returns L(θ), with g_out ← ∇L(θ) and ``save`` ← the
+    state of :func:`linearise` when they have length > 0 (the forward pass alone when both
+    are empty).
 
-    Parameters
-    ----------
-    theta, u, v : ndarray, shape (d,)
-        The point and the two directions.
-    outs : tuple of 4 arrays
-        Receive the ε₁ part (∇²L u), the real part (∇L), the ε₂ part (∇²L v) and the ε₁ε₂
-        part (∇³L[u, v]); an array of length 0 is not written. They decide the arithmetic:
-        real numbers when only ∇L (or nothing: the forward pass alone) is asked for, dual
-        numbers in u for ∇²L u, hyper-dual numbers in u and v for ∇²L v or ∇³L[u, v].
+    Forward a_l = s_l h_{l−1} W_lᵀ + b_l, h_l = φ(a_l); backward from δ_L = (f − Y)/N,
+    ∂L/∂W_l = s_l δ_lᵀ h_{l−1}, ∂L/∂b_l = Σ_n δ_l, δ_{l−1} = s_l (δ_l W_l) ⊙ φ'(a_{l−1}).
+    Per layer 3 units of N × n_{l−1} × n_l products with the gradient, 2 for the state
+    alone. GD, Adam and SGD need this pass and :func:`_tangent_pass`, not the hyper-dual
+    :func:`network_pass` (see the module's notes). The arithmetic is that of the hyper-dual
+    pass's real parts in the same order, so the results are the same bit for bit.
+    """
+    theta = np.ascontiguousarray(theta)
+    sizes, offsets = _layout(p)
+    starts = _state_starts(p, sizes)
+    saving = save.shape[0] > 0
+    n_layers = sizes.shape[0] - 1
+    n_rows = p.X.shape[0]
+    has_bias = p.bias != 0.0
+    code = int(p.activation)
+    # h_0..h_L (h_l overwritten by δ_l on the way back) and φ'(a_l), each of shape (N, n_l);
+    # one allocation (see network_pass)
+    start = np.empty(n_layers + 2, np.int64)
+    start[0] = 0
+    widest = 0
+    for k in range(n_layers + 1):
+        start[k + 1] = start[k] + n_rows * sizes[k]
+        widest = max(widest, sizes[k])
+    size = start[n_layers + 1]
+    work = np.empty(2 * size + widest * widest)
+    hbuf = work[:size]
+    dbuf = work[size:2 * size]
+    transposed = work[2 * size:]
 
-    save, saved : ndarray
-        Either may have length 0. ``save`` (of length ``_state_starts(p, sizes)[L]``)
-        receives the real parts that every product at θ shares (see :func:`linearise`).
-        With ``saved``, a state made at this θ, the pass is :func:`_tangent_pass`: ∇²L v
-        into ``outs[0]`` from the state.
+    for k in range(1, n_layers + 1):
+        n_in, n_out = sizes[k - 1], sizes[k]
+        w_end = offsets[k - 1] + n_out * n_in
+        W_t = _transpose_into(_weights(theta, sizes, offsets, k), transposed)
+        A = hbuf[start[k]:start[k + 1]].reshape((n_rows, n_out))
+        if k == 1:
+            np.dot(p.X, W_t, A)
+        else:
+            np.dot(hbuf[start[k - 1]:start[k]].reshape((n_rows, n_in)), W_t, A)
+        s = p.scales[k - 1]
+        if s != 1.0:
+            _scale(A, s)
+        if has_bias:
+            _add_row(A, theta[w_end:w_end + n_out])
+        if k < n_layers:
+            D = dbuf[start[k]:start[k + 1]].reshape((n_rows, n_out))
+            _activate_real(code, A, D)
+            if saving:
+                _copy_into(_block(save, starts, k, 0, n_rows, n_out), A)
+                f1 = _block(save, starts, k, 1, n_rows, n_out)
+                if code == IDENTITY:  # φ' = 1, which D does not hold (:func:`_activate_real`)
+                    f1[:] = 1.0
+                else:
+                    _copy_into(f1, D)
 
-    The arithmetic is chosen here, at run time, rather than by a constant argument: Numba
-    compiles a separate copy of a kernel for each constant passed to it, and the copies for
-    the value, the gradient, the HVP and ∇³L each took 6–7 s of CPU to compile.
+    n_outputs = sizes[n_layers]
+    out_layer = hbuf[start[n_layers]:].reshape((n_rows, n_outputs))
+    loss = _output_error(out_layer, p.Y)
+    if g_out.shape[0] == 0 and not saving:
+        return loss
+    if saving:
+        save[0] = loss
+        _copy_into(_block(save, starts, n_layers, 0, n_rows, n_outputs), out_layer)
+
+    for k in range(n_layers, 0, -1):
+        n_in, n_out = sizes[k - 1], sizes[k]
+        off = offsets[k - 1]
+        w_end = off + n_out * n_in
+        s = p.scales[k - 1]
+        delta = hbuf[start[k]:start[k + 1]].reshape((n_rows, n_out))
+        H = p.X if k == 1 else hbuf[start[k - 1]:start[k]].reshape((n_rows, n_in))
+        if g_out.shape[0] > 0:
+            np.dot(delta.T, H, _weights(g_out, sizes, offsets, k))
+            if s != 1.0:
+                for i in range(off, w_end):
+                    g_out[i] *= s
+            if has_bias:
+                _column_sums(delta, g_out[w_end:w_end + n_out])
+        if k == 1:
+            break
+        # δ_{k−1} = s (δ_k W_k) ⊙ φ'(a_{k−1}), written over h_{k−1} (no longer needed)
+        np.dot(delta, _weights(theta, sizes, offsets, k), H)
+        if s != 1.0:
+            _scale(H, s)
+        if code != IDENTITY:  # else φ' = 1
+            _times_real(H, dbuf[start[k - 1]:start[k]].reshape((n_rows, n_in)))
+        if saving:
+            _copy_into(_block(save, starts, k - 1, 2, n_rows, n_in), H)
+    return loss
+
+
+@inline
+def _output_error(out_layer, Y):
+    """out_layer ← δ_L = (f − Y)/N from the outputs f in ``out_layer`` (shape (N, n_L));
+    returns L = |f − Y|²/(2N)."""
+    n_rows = out_layer.shape[0]
+    total = 0.0
+    for i in range(n_rows):
+        for j in range(out_layer.shape[1]):
+            e = out_layer[i, j] - Y[i, j]
+            out_layer[i, j] = e
+            total += e * e
+    _scale(out_layer, 1.0 / n_rows)
+    return 0.5 * total / n_rows
+
+
+@jit
+def network_pass(theta, p, u, v, outs):
+    """The hyper-dual backpropagation pass at θ + ε₁u + ε₂v; returns L(θ).
+
+    ``outs`` (4 arrays) receive the ε₁ part (∇²L u), the real part (∇L), the ε₂ part (∇²L v)
+    and the ε₁ε₂ part (∇³L[u, v]); an array of length 0 is not written (all four empty: the
+    forward pass alone). Per layer 25 units of N × n_{l−1} × n_l products when all four are
+    asked for. The value, the gradient and the Hessian-vector products have passes of
+    their own (:func:`_real_pass`, :func:`_tangent_pass`): this one is for ∇³L.
     """
     theta = np.ascontiguousarray(theta)
     u = np.ascontiguousarray(u)
     v = np.ascontiguousarray(v)
     sizes, offsets = _layout(p)
-    starts = _state_starts(p, sizes)
-    if saved.shape[0] > 0:
-        return _tangent_pass(theta, p, v, saved, outs[0], sizes, offsets, starts)
     hu_out, g_out, hv_out, t_out = outs
-    saving = save.shape[0] > 0
-    backward = (hu_out.shape[0] + g_out.shape[0] + hv_out.shape[0] + t_out.shape[0] > 0
-                or saving)
-    parts = 4 if hv_out.shape[0] + t_out.shape[0] > 0 else (2 if hu_out.shape[0] > 0 else 1)
+    backward = hu_out.shape[0] + g_out.shape[0] + hv_out.shape[0] + t_out.shape[0] > 0
     n_layers = sizes.shape[0] - 1
     n_rows = p.X.shape[0]
     has_bias = p.bias != 0.0
-    lo, hi = _span(parts)
     code = int(p.activation)
     # activations h_0..h_L (h_L: the output, then δ_L; h_l is overwritten by δ_l on the way
     # back) and φ'(a_l) for the hidden layers, each of shape (4, N, n_l)
@@ -644,53 +748,34 @@ def network_pass(theta, p, u, v, outs, save, saved):
         n_in, n_out = sizes[k - 1], sizes[k]
         off = offsets[k - 1]
         w_end = off + n_out * n_in
-        W0 = _weights(theta, sizes, offsets, k)
-        Wu = _weights(u, sizes, offsets, k)
-        Wv = _weights(v, sizes, offsets, k)
         A = hbuf[start[k]:start[k + 1]].reshape((4, n_rows, n_out))
-        W0_t = _transpose_into(W0, transposed)  # the directions' only where the parts use them
-        Wu_t = _transpose_into(Wu, transposed[square:]) if parts >= 2 else W0_t
-        Wv_t = _transpose_into(Wv, transposed[2 * square:]) if parts == 4 else W0_t
+        W0_t = _transpose_into(_weights(theta, sizes, offsets, k), transposed)
+        Wu_t = _transpose_into(_weights(u, sizes, offsets, k), transposed[square:])
+        Wv_t = _transpose_into(_weights(v, sizes, offsets, k), transposed[2 * square:])
         if k == 1:
-            _input_dot(p.X, W0_t, Wu_t, Wv_t, parts, A)
+            _input_dot(p.X, W0_t, Wu_t, Wv_t, A)
         else:
             H = hbuf[start[k - 1]:start[k]].reshape((4, n_rows, n_in))
-            _hd_dot(H, W0_t, Wu_t, Wv_t, parts, A, tmp)
+            _hd_dot(H, W0_t, Wu_t, Wv_t, A, tmp)
         s = p.scales[k - 1]
         if s != 1.0:
-            _scale_parts(A, lo, hi, s)
+            _scale(A.reshape((4 * n_rows, n_out)), s)
         if has_bias:
             _add_row(A[_R], theta[w_end:w_end + n_out])
-            if parts >= 2:
-                _add_row(A[_U], u[w_end:w_end + n_out])
-            if parts == 4:
-                _add_row(A[_V], v[w_end:w_end + n_out])
+            _add_row(A[_U], u[w_end:w_end + n_out])
+            _add_row(A[_V], v[w_end:w_end + n_out])
         if k < n_layers:
             D = dbuf[start[k]:start[k + 1]].reshape((4, n_rows, n_out))
-            _activate(code, A, D, parts)
-            if saving:
-                _copy_into(_block(save, starts, k, 0, n_rows, n_out), A[_R])
-                f1 = _block(save, starts, k, 1, n_rows, n_out)
-                if code == IDENTITY:  # φ' = 1, which D does not hold (:func:`_activate`)
-                    f1[:] = 1.0
-                else:
-                    _copy_into(f1, D[_R])
+            _activate_real(code, A[_R], D[_R])
+            _activate(code, A, D)
 
     n_outputs = sizes[n_layers]
     out_layer = hbuf[start[n_layers]:start[n_layers + 1]].reshape((4, n_rows, n_outputs))
-    total = 0.0
-    for i in range(n_rows):
-        for j in range(n_outputs):
-            e = out_layer[_R, i, j] - p.Y[i, j]
-            out_layer[_R, i, j] = e
-            total += e * e
-    loss = 0.5 * total / n_rows
+    loss = _output_error(out_layer[_R], p.Y)
     if not backward:
         return loss
-    _scale_parts(out_layer, lo, hi, 1.0 / n_rows)  # δ_L = (f − Y)/N
-    if saving:
-        save[0] = loss
-        _copy_into(_block(save, starts, n_layers, 0, n_rows, n_outputs), out_layer[_R])
+    for c in (_U, _V, _UV):  # the ε parts of δ_L = (f − Y)/N
+        _scale(out_layer[c], 1.0 / n_rows)
 
     for k in range(n_layers, 0, -1):
         n_in, n_out = sizes[k - 1], sizes[k]
@@ -732,14 +817,37 @@ def network_pass(theta, p, u, v, outs, save, saved):
         Wu = _weights(u, sizes, offsets, k)
         Wv = _weights(v, sizes, offsets, k)
         # δ_{k−1} = (s δ_k W_k) ⊙ φ'(a_{k−1}), written over h_{k−1} (no longer needed)
-        _hd_dot(delta, W0, Wu, Wv, parts, H, tmp)
+        _hd_dot(delta, W0, Wu, Wv, H, tmp)
         if s != 1.0:
-            _scale_parts(H, lo, hi, s)
+            _scale(H.reshape((4 * n_rows, n_in)), s)
         if code != IDENTITY:  # else φ' = 1
-            _times(H, dbuf[start[k - 1]:start[k]].reshape((4, n_rows, n_in)), parts)
-        if saving:
-            _copy_into(_block(save, starts, k - 1, 2, n_rows, n_in), H[_R])
+            _times(H, dbuf[start[k - 1]:start[k]].reshape((4, n_rows, n_in)))
     return loss
+
+
+@inline
+def _hvp(theta, p, v, out):
+    """out ← ∇²L(θ) v (``out`` contiguous): :func:`_real_pass` saving the state, then
+    :func:`_tangent_pass` from it, 2 + 6 units per layer, as many as the dual pass would
+    take; returns L(θ)."""
+    state = _empty_state(p, 1)
+    _real_pass(theta, p, np.empty(0), state)
+    return _tangent_pass(theta, p, v, state, out)
+
+
+@inline
+def _pass_for(theta, p, u, v, outs, save, saved):
+    """L(θ) from the pass that gives what ``outs``, ``save`` and ``saved`` ask for (see
+    :func:`chunked_pass`): with a state given, the tangent pass; with only ∇L or a state
+    asked for (or nothing), the real pass; with only ∇²L u, :func:`_hvp`; else the hyper-dual
+    pass."""
+    if saved.shape[0] > 0:
+        return _tangent_pass(theta, p, v, saved, outs[0])
+    if outs[0].shape[0] + outs[2].shape[0] + outs[3].shape[0] == 0:
+        return _real_pass(theta, p, outs[1], save)
+    if outs[1].shape[0] + outs[2].shape[0] + outs[3].shape[0] == 0:
+        return _hvp(theta, p, v, outs[0])
+    return network_pass(theta, p, u, v, outs)
 
 
 @inline
@@ -751,7 +859,11 @@ def _into(result, out):
 
 @jit(parallel=True)
 def chunked_pass(theta, p, u, v, outs, save, saved):
-    """:func:`network_pass` on k = min(chunks, N) blocks of consecutive examples, in parallel.
+    """A pass of the network on k = min(chunks, N) blocks of consecutive examples, in parallel.
+
+    ``outs`` (∇²L u, ∇L, ∇²L v, ∇³L[u, v]; length 0: not asked for) and ``save`` are those
+    of the serial passes, ``saved`` a state for the products (:func:`_tangent_pass`); each
+    block runs the serial pass that gives them (:func:`_pass_for`).
 
     Block c holds the examples [⌊cN/k⌋, ⌊(c+1)N/k⌋), n_c of them. L and every part of the
     pass (∇L, ∇²L u, ∇²L v, ∇³L[u, v]) are means over the examples, so each is the
@@ -762,7 +874,7 @@ def chunked_pass(theta, p, u, v, outs, save, saved):
     summed in the order of the blocks, whatever the threads (the result depends on
     ``chunks``, not on how many threads run). The blocks run on Numba's threads (``prange``;
     ``numba.set_num_threads`` bounds them). A state (``save``, ``saved``) is the blocks'
-    states of :func:`network_pass` one after another, block c's from c + ⌊cN/k⌋·r on
+    states of :func:`_real_pass` one after another, block c's from c + ⌊cN/k⌋·r on
     (r: the per-example length of a state, :func:`_row_length`).
     """
     n_rows = p.X.shape[0]
@@ -784,8 +896,7 @@ def chunked_pass(theta, p, u, v, outs, save, saved):
         last = first + 1 + (hi - lo) * row
         mine = (parts[c, lengths[0]:lengths[1]], parts[c, lengths[1]:lengths[2]],
                 parts[c, lengths[2]:lengths[3]], parts[c, lengths[3]:lengths[4]])
-        losses[c] = network_pass(theta, block, u, v, mine, save[first:last],
-                                 saved[first:last])
+        losses[c] = _pass_for(theta, block, u, v, mine, save[first:last], saved[first:last])
     blas_threads_here(blas_threads)
     weights = np.empty(k)  # n_c/N
     for c in range(k):
@@ -806,7 +917,7 @@ def chunked_pass(theta, p, u, v, outs, save, saved):
 
 @inline
 def _row_length(sizes):
-    """Per-example length of a state of :func:`network_pass`: 3 n_l for each hidden layer
+    """Per-example length of a state of :func:`_real_pass`: 3 n_l for each hidden layer
     (h_l, φ'(a_l), δ_l) and n_L for the output layer (:func:`_state_starts`)."""
     n_layers = sizes.shape[0] - 1
     length = int(sizes[n_layers])
@@ -824,7 +935,7 @@ def _empty_state(p, blocks):
 
 def _family_functions(chunked):
     """The protocol's functions of :class:`NetworkParams` (``chunked`` false: each pass is
-    :func:`network_pass`) or of :class:`ChunkedNetworkParams` (:func:`chunked_pass`).
+    the serial passes) or of :class:`ChunkedNetworkParams` (:func:`chunked_pass`).
 
     ``chunked`` is a constant of the functions' code, so each is compiled with one pass
     only (the other branch is removed before typing). The branch is written out in each
@@ -839,7 +950,7 @@ def _family_functions(chunked):
         none = np.empty(0)
         if chunked:
             return chunked_pass(theta, p, theta, theta, (none, none, none, none), none, none)
-        return network_pass(theta, p, theta, theta, (none, none, none, none), none, none)
+        return _real_pass(theta, p, none, none)
 
     @jit(inline=True)
     def value_grad(theta, p, out):
@@ -850,7 +961,7 @@ def _family_functions(chunked):
         if chunked:
             loss = chunked_pass(theta, p, theta, theta, (none, g, none, none), none, none)
         else:
-            loss = network_pass(theta, p, theta, theta, (none, g, none, none), none, none)
+            loss = _real_pass(theta, p, g, none)
         _into(g, out)
         return loss
 
@@ -862,7 +973,7 @@ def _family_functions(chunked):
         if chunked:
             chunked_pass(theta, p, v, v, (hv, none, none, none), none, none)
         else:
-            network_pass(theta, p, v, v, (hv, none, none, none), none, none)
+            _hvp(theta, p, v, hv)
         _into(hv, out)
 
     @jit(inline=True)
@@ -880,7 +991,7 @@ def _family_functions(chunked):
         if chunked:
             chunked_pass(theta, p, theta, theta, (none, none, none, none), state, none)
         else:
-            network_pass(theta, p, theta, theta, (none, none, none, none), state, none)
+            _real_pass(theta, p, none, state)
         return state
 
     @jit(inline=True)
@@ -893,7 +1004,7 @@ def _family_functions(chunked):
         if chunked:
             loss = chunked_pass(theta, p, theta, theta, (none, g, none, none), state, none)
         else:
-            loss = network_pass(theta, p, theta, theta, (none, g, none, none), state, none)
+            loss = _real_pass(theta, p, g, state)
         _into(g, out)
         return loss, state
 
@@ -905,7 +1016,7 @@ def _family_functions(chunked):
         if chunked:
             chunked_pass(theta, p, v, v, (hv, none, none, none), none, state)
         else:
-            network_pass(theta, p, v, v, (hv, none, none, none), none, state)
+            _tangent_pass(theta, p, v, state, hv)
         _into(hv, out)
 
     @jit(inline=True)
@@ -916,7 +1027,7 @@ def _family_functions(chunked):
         if chunked:
             chunked_pass(theta, p, u, v, (none, none, none, t), none, none)
         else:
-            network_pass(theta, p, u, v, (none, none, none, t), none, none)
+            network_pass(theta, p, u, v, (none, none, none, t))
         _into(t, out)
 
     @jit(inline=True)
@@ -928,7 +1039,7 @@ def _family_functions(chunked):
         if chunked:
             loss = chunked_pass(theta, p, u, v, (hu, g, hv, t), none, none)
         else:
-            loss = network_pass(theta, p, u, v, (hu, g, hv, t), none, none)
+            loss = network_pass(theta, p, u, v, (hu, g, hv, t))
         return loss, g, hu, hv, t
 
     return {"value": value, "value_grad": value_grad, "grad": value_grad, "hvp": hvp,
