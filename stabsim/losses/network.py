@@ -257,8 +257,16 @@ class Network(Loss):
         u = self.check_point(u, "u")
         v = self.check_point(v, "v")
         functions = kernels.CHUNKED if self.chunks > 1 else kernels.SERIAL
-        loss, g, hu, hv, t = functions["all_derivatives"](theta, self.params, u, v)
+        loss, g, hu, hv, t = functions["all_derivatives"].py_func(theta, self.params, u, v)
         return float(loss), g, hu, hv, t
+
+    def _fn(self, name):
+        """The family's function ``name`` as Python: each is a few lines around compiled
+        passes (:mod:`stabsim.losses.kernels.network`), which it calls as they are, instead
+        of a compiled entry of its own. Such an entry would be one more compilation, making
+        the machine code of every pass it links in once more: 0.3–0.6 s each, cold, and the
+        central flow and the projection onto M call six of them."""
+        return super()._fn(name).py_func
 
 
 class UVModel(Network):

@@ -77,9 +77,10 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import prange
+from numba.extending import overload
 
 from ..._blas import blas_threads_here
-from ..._jit import inline, jit
+from ..._jit import KERNEL_ONLY, inline, jit
 from .._protocol import register_family
 
 IDENTITY = 0  #: φ(a) = a (deep linear networks)
@@ -850,11 +851,20 @@ def _pass_for(theta, p, u, v, outs, save, saved):
     return network_pass(theta, p, u, v, outs)
 
 
-@inline
 def _into(result, out):
-    """out ← result (the pass writes contiguous arrays; ``out`` may be any 1-D view)."""
-    for i in range(out.shape[0]):
-        out[i] = result[i]
+    """out ← result (the passes write contiguous arrays; ``out`` may be any 1-D view): a
+    loop in kernels, NumPy's copy when a :class:`stabsim.losses.Network`'s methods run the
+    family's functions as Python."""
+    out[:] = result
+
+
+@overload(_into, jit_options=KERNEL_ONLY)
+def _into_in_kernels(result, out):
+    def loop(result, out):
+        for i in range(out.shape[0]):
+            out[i] = result[i]
+
+    return loop
 
 
 @jit(parallel=True)
