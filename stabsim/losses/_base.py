@@ -213,7 +213,7 @@ class Loss:
         return product
 
     def hessian(self, theta) -> np.ndarray:
-        """∇²L(θ), shape (d, d): the family's ``hess``, or d Hessian-vector products.
+        """∇²L(θ), shape (d, d): the family's ``hess``, or d Hessian-vector products at θ.
 
         Raises
         ------
@@ -226,10 +226,11 @@ class Loss:
         if "hess" in self.family.functions:
             self._fn("hess")(theta, self.params, out)
             return out
+        product = self._hvp_at(theta)  # the work the d products share, done once
         unit = np.zeros(self.dim)
         for j in range(self.dim):
             unit[j] = 1.0
-            out[:, j] = self.hvp(theta, unit)
+            out[:, j] = product(unit)
             unit[j] = 0.0
         return out
 

@@ -159,13 +159,16 @@ def _value_grad_default(theta, p, out):
 
 @inline
 def _hess_default(theta, p, out):
-    """Column j of ∇²L is ∇²L e_j: d Hessian-vector products."""
+    """Column j of ∇²L is ∇²L e_j: d Hessian-vector products at one point, so the work they
+    share is done once (``linearise``; a network's real pass: 2 + 6d units of work per layer
+    instead of 8d)."""
     d = theta.shape[0]
+    state = linearise(theta, p)
     unit = np.zeros(d)
     column = np.empty(d)
     for j in range(d):
         unit[j] = 1.0
-        hvp(theta, p, unit, column)
+        hvp_linearised(theta, p, state, unit, column)
         unit[j] = 0.0
         for i in range(d):
             out[i, j] = column[i]
