@@ -406,6 +406,22 @@ def _state_starts(p, sizes):
 
 
 @inline
+def _layer_starts(sizes, n_rows, parts, first):
+    """Offsets in a pass's buffer of the layers ``first``..L, each held as ``parts`` blocks
+    of N × n_l (layer ``first + i`` from entry i on; the last entry: the length), and the
+    widest layer of all."""
+    n_layers = sizes.shape[0] - 1
+    start = np.empty(n_layers + 2 - first, np.int64)
+    start[0] = 0
+    widest = 0
+    for k in range(n_layers + 1):
+        widest = max(widest, sizes[k])
+        if k >= first:
+            start[k - first + 1] = start[k - first] + parts * n_rows * sizes[k]
+    return start, widest
+
+
+@inline
 def _block(state, starts, k, which, n_rows, n):
     """Block ``which`` (0: h, 1: φ', 2: δ) of layer k of a state, shape (N, n)."""
     first = starts[k - 1] + which * n_rows * n
@@ -517,13 +533,7 @@ def _tangent_pass(theta, p, v, state, out):
     has_bias = p.bias != 0.0
     code = int(p.activation)
     # ȧ_l (then ḣ_l, then δ̇_l written over it) and r_l ȧ_l, each N × n_l, for l = 1..L
-    start = np.empty(n_layers + 1, np.int64)
-    start[0] = 0
-    widest = 0
-    for k in range(n_layers + 1):
-        widest = max(widest, sizes[k])
-        if k > 0:
-            start[k] = start[k - 1] + n_rows * sizes[k]
+    start, widest = _layer_starts(sizes, n_rows, 1, 1)
     size = start[n_layers]
     square = widest * widest
     work = np.empty(2 * size + n_rows * widest + 3 * square + widest)
@@ -615,12 +625,7 @@ def _real_pass(theta, p, g_out, save):
     code = int(p.activation)
     # h_0..h_L (h_l overwritten by δ_l on the way back) and φ'(a_l), each of shape (N, n_l);
     # one allocation (see network_pass)
-    start = np.empty(n_layers + 2, np.int64)
-    start[0] = 0
-    widest = 0
-    for k in range(n_layers + 1):
-        start[k + 1] = start[k] + n_rows * sizes[k]
-        widest = max(widest, sizes[k])
+    start, widest = _layer_starts(sizes, n_rows, 1, 0)
     size = start[n_layers + 1]
     work = np.empty(2 * size + widest * widest)
     hbuf = work[:size]
@@ -725,12 +730,7 @@ def network_pass(theta, p, u, v, outs):
     code = int(p.activation)
     # activations h_0..h_L (h_L: the output, then δ_L; h_l is overwritten by δ_l on the way
     # back) and φ'(a_l) for the hidden layers, each of shape (4, N, n_l)
-    start = np.empty(n_layers + 2, np.int64)
-    start[0] = 0
-    widest = 0
-    for k in range(n_layers + 1):
-        start[k + 1] = start[k] + 4 * n_rows * sizes[k]
-        widest = max(widest, sizes[k])
+    start, widest = _layer_starts(sizes, n_rows, 4, 0)
     # one allocation for every buffer of the pass: with glibc, separate blocks of about half
     # the pass's memory each leave more free memory at the top of the heap than its trim
     # threshold (twice the largest block freed), so it was returned to the system after
