@@ -26,7 +26,7 @@ functions of this module (:func:`value`, :func:`grad`, ...), which Numba resolve
 time from the type of ``p`` (``numba.extending.overload``): a kernel is compiled once per
 family, and a family's code is found through its record type, never through an integer code
 or a packed array. Missing optional functions get generic versions: ``value_grad`` calls
-``value`` and ``grad``; ``hess`` fills columns with ``hvp`` on the unit vectors;
+``value`` and ``grad``; ``hess`` fills columns with ``hvp_linearised`` on the unit vectors;
 ``hessian_parts`` calls ``hess`` and leaves no factor; ``linearise`` returns θ itself and
 ``hvp_linearised`` calls ``hvp``; ``value_grad_linearise`` calls ``value_grad`` and
 ``linearise``.
