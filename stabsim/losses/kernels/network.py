@@ -612,8 +612,9 @@ def _real_pass(theta, p, g_out, save):
     ∂L/∂W_l = s_l δ_lᵀ h_{l−1}, ∂L/∂b_l = Σ_n δ_l, δ_{l−1} = s_l (δ_l W_l) ⊙ φ'(a_{l−1}).
     Per layer 3 units of N × n_{l−1} × n_l products with the gradient, 2 for the state
     alone. GD, Adam and SGD need this pass and :func:`_tangent_pass`, not the hyper-dual
-    :func:`network_pass` (see the module's notes). The arithmetic is that of the hyper-dual
-    pass's real parts in the same order, so the results are the same bit for bit.
+    :func:`network_pass` (see the module's notes). The hyper-dual pass's real parts agree
+    with this pass's results to round-off, not bit for bit: its matrix products run over
+    the stacked parts.
     """
     theta = np.ascontiguousarray(theta)
     sizes, offsets = _layout(p)
@@ -977,7 +978,8 @@ def _family_functions(chunked):
 
     @jit(inline=True)
     def hvp(theta, p, v, out):
-        """out ← ∇²L(θ) v: the ε part of backpropagation on dual numbers θ + εv."""
+        """out ← ∇²L(θ) v, the ε part of backpropagation on dual numbers θ + εv: the state
+        of :func:`linearise`, then the tangent pass (:func:`_hvp`)."""
         none = np.empty(0)
         hv = np.empty(theta.shape[0])
         if chunked:
