@@ -232,6 +232,25 @@ def test_gd_sharpness_matches_dense_hessian(activation):
         assert sharp == pytest.approx(top, rel=1e-9)
 
 
+def test_dense_hessians_match_the_hyperdual_pass():
+    # Loss.hessian and the engines' dense measurement (the protocol's generic hess: one
+    # linearise, then d linearised products of the tangent pass) against a Hessian built
+    # column by column from the hyper-dual pass's ε₁ part, a different program. Round-off
+    # bounds: each entry is a sum of O(N n) products of O(1) terms, so 1e-12 of the largest
+    # entry; the eigenvalues then differ by at most |ΔH|₂ ≤ d max|ΔH| (Weyl) plus eigh's
+    # own O(d eps |H|).
+    net = Network((4, 3), activation="tanh", data="sine", n_samples=9)
+    theta = net.init(5)
+    d = net.dim
+    eye = np.eye(d)
+    columns = np.column_stack([net.derivatives(theta, eye[j], eye[j])[2] for j in range(d)])
+    scale = np.max(np.abs(columns))
+    assert np.max(np.abs(net.hessian(theta) - columns)) <= 1e-12 * scale
+    result = run_gd(net, theta, 1e-3, 1, top_k=d, eigensolver="eigh")
+    np.testing.assert_allclose(result.sharpness[0], np.linalg.eigvalsh(columns)[::-1], rtol=0,
+                               atol=2e-12 * d * scale)
+
+
 def test_gd_sharpness_after_a_catapult():
     # S drops from 18.7 to 1.8 in 10 steps at 2/η = 6.7; the eigenvector measured at step 0
     # is, at step 10, (to round-off) the eigenvector of the second eigenvalue 1.44, so the
