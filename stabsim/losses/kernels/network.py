@@ -1012,9 +1012,9 @@ def _family_functions(chunked):
     def hvp(theta, p, v, out):
         """out ← ∇²L(θ) v, the ε part of backpropagation on dual numbers θ + εv: the state
         of :func:`linearise`, then the tangent pass (:func:`_hvp`)."""
-        none = np.empty(0)
         hv = np.empty(theta.shape[0])
         if chunked:
+            none = np.empty(0)
             chunked_pass(ProductPass(), theta, p, v, v, (hv, none, none, none), none, none)
         else:
             _hvp(theta, p, v, hv)
@@ -1057,9 +1057,9 @@ def _family_functions(chunked):
     @jit(inline=True)
     def hvp_linearised(theta, p, state, v, out):
         """out ← ∇²L(θ) v, the real parts of the pass read from ``state = linearise(θ, p)``."""
-        none = np.empty(0)
         hv = np.empty(theta.shape[0])
         if chunked:
+            none = np.empty(0)
             chunked_pass(TangentPass(), theta, p, v, v, (hv, none, none, none), none, state)
         else:
             _tangent_pass(theta, p, v, state, hv)
