@@ -119,13 +119,15 @@ def mix_vector(r):
 
 
 @inline
-def top_eigenpair(op, v0, work, max_products, tol, vec_out):
+def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix=START_MIX):
     """Largest eigenvalue λ and unit eigenvector of the symmetric operator ``op``.
 
     Lanczos with full reorthogonalisation, restarted from the current Ritz vector every
     m = ``work.basis.shape[0]`` steps, started from ``v0`` (the previous eigenvector when
     tracking a trajectory), mixed with the fixed vector r of :func:`mix_vector` at weight
-    ``START_MIX`` = 1e-3. The mix is what finds a top eigenvalue the warm start cannot see:
+    ``mix`` (``START_MIX`` = 1e-3; 0 only where :func:`anchored_top_eigenpair` has shown
+    that there is nothing for it to find). The mix is what finds a top eigenvalue the warm
+    start cannot see:
     when the tracked eigenvector stays (to round-off) inside an invariant subspace of the
     new Hessian (a symmetry of the model, or a catapult that leaves it as a lower
     eigenvector), its Krylov space never leaves that subspace and Lanczos would return the
@@ -164,6 +166,8 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
         Relative residual tolerance.
     vec_out : ndarray, shape (d,)
         Receives the unit Ritz vector, signed so that ``vec_out · v0 >= 0``.
+    mix : float
+        Weight of the fixed vector in the start.
 
     Returns
     -------
@@ -185,7 +189,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
     if not (norm0 > 0.0 and np.isfinite(norm0)):
         norm0 = 0.0
     for r in range(d):  # basis[0] holds the start (after a restart, the Ritz vector)
-        basis[0, r] = (v0[r] / norm0 if norm0 > 0.0 else 0.0) + START_MIX * mix_vector(r)
+        basis[0, r] = (v0[r] / norm0 if norm0 > 0.0 else 0.0) + mix * mix_vector(r)
     scale_into(basis[0], basis[0], 1.0 / np.sqrt(dot(basis[0], basis[0])))
     products = 0
     lam = np.nan
@@ -246,6 +250,97 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out):
             rk += projections[k, i] * ritz[i]
         square += rk * rk
     return lam, np.sqrt(square) / length, products, done
+
+
+class Anchor(NamedTuple):
+    """A copy of the last dense operator H + FᵀF whose top eigenvalue was measured with the
+    start mix (:func:`anchored_top_eigenpair`); (0, 0) and (0, 0) arrays where unused."""
+
+    H: np.ndarray  # (d, d)
+    F: np.ndarray  # (r, d)
+    top: np.ndarray  # (1,): that measurement's top Ritz value; NaN while there is none
+
+
+@inline
+def anchor_work(d, rows):
+    """An :class:`Anchor` for a d × d operator with a factor of ``rows`` rows, not yet set."""
+    return Anchor(np.empty((d, d)), np.empty((rows, d)), np.full(1, np.nan))
+
+
+@inline
+def dense_drift(op, anchor, limit):
+    """An upper bound on ‖A − A'‖₂ for A = H + FᵀF of the :class:`DenseHessian` ``op`` and A'
+    = H' + F'ᵀF' of ``anchor``, or a number above ``limit`` as soon as the bound exceeds it:
+
+        ‖A − A'‖₂ ≤ ‖H − H'‖_F + ‖F − F'‖_F (‖F‖_F + ‖F'‖_F),
+
+    from FᵀF − F'ᵀF' = (F − F')ᵀF + F'ᵀ(F − F') and ‖·‖₂ ≤ ‖·‖_F. The rows of H − H' are
+    summed one at a time and the sum left as soon as it passes ``limit`` (one row, usually,
+    at a step that moved the Hessian)."""
+    H, F = op
+    H_anchor, F_anchor, _ = anchor
+    factor_diff = factor_norm = anchor_norm = 0.0
+    for k in range(F.shape[0]):
+        for j in range(F.shape[1]):
+            factor_diff += (F[k, j] - F_anchor[k, j]) ** 2
+            factor_norm += F[k, j] ** 2
+            anchor_norm += F_anchor[k, j] ** 2
+    drift = np.sqrt(factor_diff) * (np.sqrt(factor_norm) + np.sqrt(anchor_norm))
+    if not drift <= limit:
+        return drift
+    room = (limit - drift) ** 2
+    square = 0.0
+    for i in range(H.shape[0]):
+        for j in range(H.shape[1]):
+            square += (H[i, j] - H_anchor[i, j]) ** 2
+        if not square <= room:
+            break
+    return drift + np.sqrt(square)
+
+
+@inline
+def anchored_top_eigenpair(op, anchor, v0, work, max_products, tol, vec_out):
+    """:func:`top_eigenpair` of the :class:`DenseHessian` ``op``, without the start mix when
+    the operator has not moved far enough from ``anchor`` for the mix to find anything.
+
+    Weyl's inequality bounds the top eigenvalue of A = H + FᵀF by that of the anchor A' (the
+    last operator measured with the mix, its top λ' as that measurement gave it) and the
+    distance δ of :func:`dense_drift`: λ_max(A) ≤ λ' + δ. Every Ritz value is at most
+    λ_max(A). So when δ ≤ tol·|λ'| and a run from ``v0`` without the mix converges to a
+    Ritz value λ ≥ λ' + δ − tol·|λ'|, then λ_max(A) − λ ≤ tol·|λ'|: there is no top
+    eigenvalue left for the mix to find, and λ is returned. At a minimum, where the Hessian
+    stops changing, that run is one product against the ten or so that clearing the mix
+    takes. Otherwise (no anchor yet, a larger δ, a smaller λ, or that run out of products)
+    the mixed run follows from ``v0``, with the products that remain, and becomes the
+    anchor: its result is then exactly that of :func:`top_eigenpair` alone. Memory: the
+    anchor's copy of the dense operator.
+
+    Returns what :func:`top_eigenpair` returns, the products of both runs counted.
+    """
+    H, F = op
+    H_anchor, F_anchor, top_anchor = anchor
+    anchor_top = top_anchor[0]
+    limit = tol * abs(anchor_top)
+    products = 0
+    if limit > 0.0:  # NaN (no anchor) and 0 are not
+        drift = dense_drift(op, anchor, limit)
+        if drift <= limit:
+            lam, residual, products, converged = top_eigenpair(op, v0, work, max_products, tol,
+                                                               vec_out, 0.0)
+            if converged and lam >= anchor_top + drift - limit:
+                return lam, residual, products, converged
+    # the mix passed, not left to its default: an omitted argument is a type of its own, and
+    # each type would compile Lanczos once more
+    lam, residual, more, converged = top_eigenpair(op, v0, work, max_products - products, tol,
+                                                   vec_out, START_MIX)
+    for i in range(H.shape[0]):
+        for j in range(H.shape[1]):
+            H_anchor[i, j] = H[i, j]
+    for k in range(F.shape[0]):
+        for j in range(F.shape[1]):
+            F_anchor[k, j] = F[k, j]
+    top_anchor[0] = lam if converged else np.nan
+    return lam, residual, products + more, converged
 
 
 @inline

@@ -6,7 +6,13 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from stabsim._jit import jit
-from stabsim._lanczos import DenseHessian, lanczos_work, top_eigenpair
+from stabsim._lanczos import (
+    DenseHessian,
+    anchor_work,
+    anchored_top_eigenpair,
+    lanczos_work,
+    top_eigenpair,
+)
 from stabsim._lanczos import hypot as inline_hypot
 from stabsim._lanczos import top_of_2x2 as inline_top_of_2x2
 from stabsim._lanczos import top_ritz_pair as inline_top_ritz_pair
@@ -165,6 +171,63 @@ def test_lanczos_finds_a_top_eigenvalue_outside_the_start_vectors_invariant_subs
     assert abs(vector[-1]) == pytest.approx(1.0, rel=1e-10)
 
 
+@jit
+def _anchored_twice(first, second, v0, tol):
+    """The engine's anchored Lanczos on two dense operators in turn (no factor), the second
+    warm-started from the first's vector: (λ, products) of each."""
+    d = v0.shape[0]
+    work = lanczos_work(d, 20)
+    anchor = anchor_work(d, 0)
+    vector = np.empty(d)
+    factor = np.empty((0, d))
+    lam1, _, products1, _ = anchored_top_eigenpair(DenseHessian(first, factor), anchor, v0, work,
+                                                   1000, tol, vector)
+    start = vector.copy()
+    lam2, _, products2, converged = anchored_top_eigenpair(DenseHessian(second, factor), anchor,
+                                                           start, work, 1000, tol, vector)
+    return lam1, products1, lam2, products2, converged
+
+
+def test_an_unmoved_operator_is_measured_without_the_mix_in_one_product():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((60, 60))
+    matrix = a + a.T
+    lam1, products1, lam2, products2, converged = _anchored_twice(matrix, matrix,
+                                                                  np.ones(60), 1e-10)
+    top = np.linalg.eigvalsh(matrix)[-1]
+    assert products1 > 1 and products2 == 1 and converged
+    # a Rayleigh quotient with residual ≤ tol·|λ| errs by at most residual²/gap: round-off
+    assert lam2 == pytest.approx(top, rel=1e-13)
+
+
+@pytest.mark.parametrize("moved, shift", [(1, 2e-11), (-1, -1.5e-10), (1, 0.3)])
+def test_the_anchor_bounds_a_top_eigenvalue_the_warm_start_cannot_see(moved, shift):
+    # the warm start e_29 is an exact eigenvector (eigenvalue 2): without the mix its Krylov
+    # space never sees e_1 (eigenvalue 2 − 1e-11). One of the two eigenvalues moves by
+    # `shift`, and Weyl's inequality with δ = |shift| bounds what the unmixed run can miss by
+    # tol·|λ'| (λ' = 2, tol = 1e-10). e_1 rising by 2e-11 (to the top) is within that bound;
+    # e_29 falling by 1.5e-10 leaves the unmixed value below λ' + δ − tol·|λ'|, and e_1 rising
+    # by 0.3 is a δ above tol·|λ'|: both take the mixed run, which resolves e_1
+    tol = 1e-10
+    values = np.linspace(1.0, 2.0, 30)
+    values[1] = 2.0 - 1e-11
+    before = np.diag(values)
+    values[moved] += shift
+    after = np.diag(values)
+    start = np.zeros(30)
+    start[-1] = 1.0
+    lam1, _, lam2, products2, converged = _anchored_twice(before, after, start, tol)
+    top = values.max()
+    assert lam1 == pytest.approx(2.0, rel=1e-14) and converged
+    assert top - tol * 2.0 <= lam2 <= top * (1 + 4 * EPS)
+    if shift == 2e-11:  # within the bound: the unmixed run, one product
+        assert products2 == 1
+    else:
+        assert products2 > 1
+    if shift == 0.3:
+        assert lam2 == pytest.approx(top, rel=1e-12)
+
+
 def test_lanczos_reports_a_nonfinite_matrix_as_nan():
     d = 8
     matrix = np.diag(np.arange(1.0, d + 1))
@@ -317,6 +380,21 @@ def test_engine_sharpness_matches_eigvalsh_at_d100():
                     eigensolver="lanczos")
     dense = np.array([np.linalg.eigvalsh(loss.hessian(th))[-1] for th in result.trajectory])
     np.testing.assert_allclose(result.sharpness[:, 0], dense, rtol=1e-8)
+
+
+def test_engine_measures_an_unmoved_hessian_in_one_product_and_stays_exact():
+    # the regression model's dense measurement at a minimum: the Hessian stops moving, so
+    # each step's Lanczos run is one product without the mix (anchored_top_eigenpair), and
+    # the sharpness stays that of eigvalsh to the anchor's bound tol·S (tol = 1e-10)
+    loss = QuadraticRegression.random(100, 10, seed=0)
+    theta0 = np.zeros(100)
+    eta = 2.0 / (1.5 * np.linalg.eigvalsh(loss.hessian(theta0))[-1])
+    short = run_gd(loss, theta0, eta, 300)
+    result = run_gd(loss, theta0, eta, 600, stride=20, record_trajectory=True)
+    assert result.loss[-1] < 1e-25  # at the minimum
+    assert result.counters["lanczos_products"] - short.counters["lanczos_products"] == 300
+    dense = np.array([np.linalg.eigvalsh(loss.hessian(th))[-1] for th in result.trajectory])
+    np.testing.assert_allclose(result.sharpness[:, 0], dense, rtol=1e-10)
 
 
 def test_bad_input():

@@ -30,7 +30,7 @@ import numpy as np
 from numba.extending import overload
 
 from .._jit import KERNEL_ONLY, inline, jit
-from .._lanczos import ScaledHessianAt, lanczos_work, top_eigenpair
+from .._lanczos import ScaledHessianAt, anchor_work, lanczos_work, top_eigenpair
 from .._linalg import dot, scale_into
 from ..losses._protocol import value_grad as loss_value_grad
 from ._gd_kernels import (
@@ -97,8 +97,8 @@ def _denominators(method, nu_new, t, denom):
         denom[i] = np.sqrt(nu_new[i if n > 1 else 0] / c2) + eps
 
 
-def _measure_scaled(eigen, theta, p, state, hess, factor, scale, tmp, lanczos, prev_evec, top,
-                    evec):
+def _measure_scaled(eigen, theta, p, state, hess, factor, scale, tmp, lanczos, anchor,
+                    prev_evec, top, evec):
     """The top eigenpair of one operator, as :func:`stabsim.maps._gd_kernels._measure` gives
     that of ∇²L(θ): for a matrix-free measurement D ∇²L(θ) D with D = diag(``scale``), by
     Lanczos on products (``tmp``: a work vector; ``state``: the family's ``linearise`` at θ,
@@ -114,11 +114,11 @@ def _measure_scaled(eigen, theta, p, state, hess, factor, scale, tmp, lanczos, p
 
 
 @overload(_measure_scaled, jit_options=KERNEL_ONLY)
-def _measure_scaled_impl(eigen, theta, p, state, hess, factor, scale, tmp, lanczos, prev_evec,
-                         top, evec):
+def _measure_scaled_impl(eigen, theta, p, state, hess, factor, scale, tmp, lanczos, anchor,
+                         prev_evec, top, evec):
     if _is(eigen, MatrixFree):
-        def matrix_free(eigen, theta, p, state, hess, factor, scale, tmp, lanczos, prev_evec,
-                        top, evec):
+        def matrix_free(eigen, theta, p, state, hess, factor, scale, tmp, lanczos, anchor,
+                        prev_evec, top, evec):
             scale_into(prev_evec, evec, 1.0)
             lam, residual, products, converged = top_eigenpair(
                 ScaledHessianAt(theta, p, state, scale, tmp), prev_evec, lanczos,
@@ -127,8 +127,9 @@ def _measure_scaled_impl(eigen, theta, p, state, hess, factor, scale, tmp, lancz
             return residual, converged, products
 
         return matrix_free
-    return lambda eigen, theta, p, state, hess, factor, scale, tmp, lanczos, prev_evec, top, \
-        evec: _measure(eigen, theta, p, state, hess, factor, lanczos, prev_evec, top, evec)
+    return lambda eigen, theta, p, state, hess, factor, scale, tmp, lanczos, anchor, prev_evec, \
+        top, evec: _measure(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec,
+                            top, evec)
 
 
 @inline
@@ -169,12 +170,13 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
     rule, eta, beta1, beta2, eps, bias_correction, _ = method
     d = theta.shape[0]
     n_nu = nu.shape[0]
-    g, hess, factor, lanczos, prev_evec, top = _workspace(eigen, d)
+    g, hess, factor, lanczos, anchor, prev_evec, top = _workspace(eigen, d)
     # the preconditioned measurement's copies: D H D and F D (empty when matrix-free), a
-    # Lanczos workspace like the raw one's
+    # Lanczos workspace and an anchor like the raw one's
     phess = np.empty(hess.shape)
     pfactor = np.empty(factor.shape)
     pwork = lanczos_work(lanczos.w.shape[0], lanczos.basis.shape[0])
+    panchor = anchor_work(anchor.H.shape[0], anchor.F.shape[0])
     ptop = np.empty(top.shape[0])
     ones = np.ones(d)  # D = I: the raw sharpness of a matrix-free measurement
     nu_new = np.empty(n_nu)
@@ -217,7 +219,8 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
                     scale[i] = 1.0 / np.sqrt(denom[i])
                 _scale_dense(hess, factor, scale, phess, pfactor)  # before eigh adds FᵀF to H
             residual, converged, _ = _measure_scaled(eigen, theta, p, linearised, hess, factor,
-                                                     ones, tmp, lanczos, prev_evec, top, evec)
+                                                     ones, tmp, lanczos, anchor, prev_evec,
+                                                     top, evec)
             if not np.isfinite(residual):
                 return _NONFINITE, k
             if not converged:
@@ -229,7 +232,7 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
             else:
                 presidual, pconverged, _ = _measure_scaled(eigen, theta, p, linearised, phess,
                                                            pfactor, scale, tmp, pwork,
-                                                           prev_pevec, ptop, pevec)
+                                                           panchor, prev_pevec, ptop, pevec)
                 psharp = ptop[0]
                 if not (np.isfinite(psharp) and np.isfinite(presidual)):
                     return _NONFINITE, k

@@ -27,6 +27,8 @@ from .._jit import KERNEL_ONLY, inline, jit
 from .._lanczos import (
     DenseHessian,
     HessianAt,
+    anchor_work,
+    anchored_top_eigenpair,
     hypot,
     lanczos_work,
     top_eigenpair,
@@ -167,6 +169,7 @@ class _Work(NamedTuple):
     hess: np.ndarray
     factor: np.ndarray
     lanczos: object
+    anchor: object  #: the Lanczos anchor of a dense measurement (empty arrays otherwise)
     prev_evec: np.ndarray
     top: np.ndarray
 
@@ -184,19 +187,22 @@ def _workspace(eigen, d):
 def _workspace_impl(eigen, d):
     if _is(eigen, MatrixFree):
         return lambda eigen, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
-                                      lanczos_work(d, eigen.restart), np.empty(d), np.empty(1))
+                                      lanczos_work(d, eigen.restart), anchor_work(0, 0),
+                                      np.empty(d), np.empty(1))
     if _is(eigen, DenseLanczos):
         return lambda eigen, d: _Work(np.empty(d), np.empty((d, d)),
                                       np.empty((eigen.factor_rows, d)),
-                                      lanczos_work(d, eigen.restart), np.empty(d), np.empty(1))
+                                      lanczos_work(d, eigen.restart),
+                                      anchor_work(d, eigen.factor_rows), np.empty(d),
+                                      np.empty(1))
     if _is(eigen, DenseEigh):
         return lambda eigen, d: _Work(np.empty(d), np.empty((d, d)),
                                       np.empty((eigen.factor_rows, d)), lanczos_work(1, 1),
-                                      np.empty(d), np.empty(eigen.n_top))
+                                      anchor_work(0, 0), np.empty(d), np.empty(eigen.n_top))
     if _is(eigen, TinyDense):
         return lambda eigen, d: _Work(np.empty(d), np.empty((d, d)),
                                       np.empty((eigen.factor_rows, d)), lanczos_work(1, 1),
-                                      np.empty(d), np.empty(1))
+                                      anchor_work(0, 0), np.empty(d), np.empty(1))
 
 
 def _holds_dense(eigen):
@@ -253,7 +259,7 @@ def _evaluate_products_impl(eigen, theta, p, g):
     return lambda eigen, theta, p, g: (np.nan, np.empty(0))
 
 
-def _measure(eigen, theta, p, state, hess, factor, lanczos, prev_evec, top, evec):
+def _measure(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top, evec):
     """The top eigenvalue(s) into top and evec ← the top eigenvector (not by
     :class:`TinyDense`, which has no use for it), with the buffers of
     :func:`_workspace` (taken out of their record once per chunk: a field read inside the
@@ -267,14 +273,15 @@ def _measure(eigen, theta, p, state, hess, factor, lanczos, prev_evec, top, evec
 
 
 @overload(_measure, jit_options=KERNEL_ONLY, inline="always")
-def _measure_direct(eigen, theta, p, state, hess, factor, lanczos, prev_evec, top, evec):
+def _measure_direct(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top,
+                    evec):
     """The direct solvers, spliced into the step (the 2 × 2 solve costs less than the
     reference counts of a call)."""
     if _is(eigen, DenseEigh):
-        return lambda eigen, theta, p, state, hess, factor, lanczos, prev_evec, top, evec: (
-            _dense_top(hess, factor, evec, eigen.n_top, top), True, 0)
+        return lambda eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top, \
+            evec: (_dense_top(hess, factor, evec, eigen.n_top, top), True, 0)
     if _is(eigen, TinyDense):
-        def tiny(eigen, theta, p, state, hess, factor, lanczos, prev_evec, top, evec):
+        def tiny(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top, evec):
             # straight-line array code, the branches on scalars only: see _tiny_entries
             a, b, c = _tiny_entries(hess, factor)
             residual, lam = _tiny_top(a, b, c, hess.shape[0] == 2)
@@ -285,13 +292,15 @@ def _measure_direct(eigen, theta, p, state, hess, factor, lanczos, prev_evec, to
 
 
 @overload(_measure, jit_options=KERNEL_ONLY)
-def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, prev_evec, top, evec):
+def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top,
+                     evec):
     """Lanczos, a function of its own. Spliced into the step instead, it compiled twice
     (once alone, with everything it calls) until stabsim stopped Numba from compiling
     spliced functions alone (:mod:`stabsim._jit`); since then splicing it saves nothing
     measurable (the first ``run_gd`` on a 1-6-6-6-1 network: 26.0 s spliced, 25.3 s not)."""
     if _is(eigen, MatrixFree):
-        def matrix_free(eigen, theta, p, state, hess, factor, lanczos, prev_evec, top, evec):
+        def matrix_free(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top,
+                        evec):
             scale_into(prev_evec, evec, 1.0)
             lam, residual, products, converged = top_eigenpair(
                 HessianAt(theta, p, state), prev_evec, lanczos, eigen.max_products, eigen.tol,
@@ -301,12 +310,12 @@ def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, prev_evec, t
 
         return matrix_free
     if _is(eigen, DenseLanczos):
-        def dense_lanczos(eigen, theta, p, state, hess, factor, lanczos, prev_evec, top,
-                          evec):
+        def dense_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec,
+                          top, evec):
             scale_into(prev_evec, evec, 1.0)
-            lam, residual, products, converged = top_eigenpair(
-                DenseHessian(hess, factor), prev_evec, lanczos, eigen.max_products, eigen.tol,
-                evec)
+            lam, residual, products, converged = anchored_top_eigenpair(
+                DenseHessian(hess, factor), anchor, prev_evec, lanczos, eigen.max_products,
+                eigen.tol, evec)
             top[0] = lam
             return residual, converged, products
 
@@ -380,7 +389,7 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
     theta, buf, prev_theta, evec, crossing, counts = state
     rule, eta, momentum, loss_min = method
     d = theta.shape[0]
-    g, hess, factor, lanczos, prev_evec, top = _workspace(eigen, d)
+    g, hess, factor, lanczos, anchor, prev_evec, top = _workspace(eigen, d)
     # the arrays taken out of their records once: each access of a record's field inside the
     # loop would be a reference-count increment and decrement (atomic operations)
     rec_loss, rec_gnorm, rec_sharp, rec_theta, rec_residual = rec
@@ -416,7 +425,7 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
             return _DIVERGED, k
         if measuring:
             residual, converged, products = _measure(eigen, theta, p, linearised, hess, factor,
-                                                     lanczos, prev_evec, top, evec)
+                                                     lanczos, anchor, prev_evec, top, evec)
             counts[1] += products
             if not np.isfinite(residual):
                 return _NONFINITE, k

@@ -235,7 +235,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
     """
     theta, evec = state
     d = theta.shape[0]
-    g, hess, factor, lanczos, prev_evec, top = _workspace(eigen, d)
+    g, hess, factor, lanczos, anchor, prev_evec, top = _workspace(eigen, d)
     gb = np.empty(d)
     record_trajectory = rec.theta.shape[0] > 0
     exact = probes.shape[0] == 0
@@ -251,7 +251,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
             if np.sqrt(dot(theta, theta)) > divergence_norm:
                 return _DIVERGED, k
             residual, converged, _ = _measure(eigen, theta, p, linearised, hess, factor, lanczos,
-                                              prev_evec, top, evec)
+                                              anchor, prev_evec, top, evec)
             if not np.isfinite(residual):
                 return _NONFINITE, k
             if not converged:

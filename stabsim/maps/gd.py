@@ -307,7 +307,9 @@ def _counters(steps: int, records: int, counts) -> dict:
 def eigen_config(loss: Loss, eigensolver: str, top_k: int, tol: float, max_products: int,
                  dense_copies: int = 1):
     """How the GD engine measures the sharpness of ``loss`` (see :func:`run_gd`); a dense
-    measurement is refused when ``dense_copies`` d × d arrays would not fit in memory.
+    measurement is refused when ``dense_copies`` d × d arrays (twice as many for Lanczos on
+    the dense Hessian: each has the copy of its anchor, see
+    :func:`stabsim._lanczos.anchored_top_eigenpair`) would not fit in memory.
 
     Returns a :class:`~stabsim.maps._gd_kernels.MatrixFree`, ``DenseLanczos``, ``TinyDense``
     or ``DenseEigh`` record.
@@ -317,15 +319,18 @@ def eigen_config(loss: Loss, eigensolver: str, top_k: int, tol: float, max_produ
     ValueError
         When a dense path is requested for a d whose d × d Hessian would not fit in memory.
     """
-    copies = "a dense Hessian" if dense_copies == 1 else f"{dense_copies} d × d arrays"
+    def copies(count):
+        return "a dense Hessian" if count == 1 else f"{count} d × d arrays"
+
     if eigensolver == "eigh" or top_k > 1:
-        check_dense_memory(loss.dim, f"eigensolver={eigensolver!r} ({copies})", dense_copies)
+        check_dense_memory(loss.dim, f"eigensolver={eigensolver!r} ({copies(dense_copies)})",
+                           dense_copies)
         return kernels.DenseEigh(top_k, loss.factor_rows)
     if eigensolver == "auto" and loss.dim <= 2:  # closed form: exact and the cheapest
         return kernels.TinyDense(loss.factor_rows)
     if eigensolver == "auto" and loss.family.prefers_dense:
-        check_dense_memory(loss.dim, f"the dense measurement this family prefers ({copies})",
-                           dense_copies)
+        check_dense_memory(loss.dim, "the dense measurement this family prefers "
+                           f"({copies(2 * dense_copies)})", 2 * dense_copies)
         return kernels.DenseLanczos(LANCZOS_RESTART, max_products, tol, loss.factor_rows)
     return kernels.MatrixFree(LANCZOS_RESTART, max_products, tol)
 

@@ -456,8 +456,9 @@ def _check_cell_memory(config, loss, where) -> None:
     Every thread running cells allocates one cell's records (4 per record:
     loss, gradient norm, sharpness, eigen-residual), its vectors (:data:`CELL_VECTORS` plus
     the Lanczos basis of ``LANCZOS_RESTART`` vectors) and, on the dense path, the d × d
-    Hessian and the family's factor rows. An allocation that fails inside that loop has no
-    argument to name (it surfaces as a ``SystemError``), so the sum is checked here.
+    Hessian and the family's factor rows, twice for Lanczos (the copy in its anchor). An
+    allocation that fails inside that loop has no argument to name (it surfaces as a
+    ``SystemError``), so the sum is checked here.
     """
     import numba
 
@@ -468,7 +469,8 @@ def _check_cell_memory(config, loss, where) -> None:
 
     d = loss.dim
     eigen = eigen_config(loss, "auto", 1, EIG_TOL, EIG_MAX_PRODUCTS)
-    dense = 0 if isinstance(eigen, kernels.MatrixFree) else (d + eigen.factor_rows) * d
+    copies = {kernels.MatrixFree: 0, kernels.DenseLanczos: 2}.get(type(eigen), 1)
+    dense = copies * (d + eigen.factor_rows) * d if copies else 0
     n_rec = config.steps // config.stride + 1
     per_cell = 8 * (4 * n_rec + (CELL_VECTORS + min(LANCZOS_RESTART, d)) * d + dense)
     # before the default chunk size is known (it depends on d), every thread may run a cell
