@@ -52,6 +52,30 @@ class ScaledHessianAt(NamedTuple):
     tmp: np.ndarray
 
 
+class Deflated(NamedTuple):
+    """P A P with A the operator ``op`` and P = I − Σ_k u_k u_kᵀ the projection onto the
+    complement of the first ``count`` of the orthonormal vectors stored one after the other
+    in ``locked`` (each of length d): its top eigenpair is A's next one below those vectors'
+    eigenpairs (when they are A's top ones)."""
+
+    op: object
+    locked: np.ndarray  # (≥ count·d,)
+    count: int
+
+
+@inline
+def project_out(locked, count, v):
+    """v ← v − Σ_{k<count} (u_k·v) u_k, u_k = ``locked[k d:(k + 1) d]`` (Gram–Schmidt, each
+    coefficient taken from the updated v)."""
+    d = v.shape[0]
+    for k in range(count):
+        c = 0.0
+        for r in range(d):
+            c += locked[k * d + r] * v[r]
+        for r in range(d):
+            v[r] -= c * locked[k * d + r]
+
+
 @jit(inline=True)
 def hessian_at(theta, p):
     """:class:`HessianAt` for θ: the family's shared work for products at θ done once
@@ -83,6 +107,27 @@ def _apply(op, v, out):
     if isinstance(op, types.BaseNamedTuple) and op.instance_class is ScaledHessianAt:
         return lambda op, v, out: _apply_scaled(op.theta, op.p, op.state, op.scale, op.tmp,
                                                 v, out)
+    if isinstance(op, types.BaseNamedTuple) and op.instance_class is Deflated:
+        def deflated(op, v, out):
+            # v lies in P's range (to round-off: restrict took the start there, and each
+            # basis vector is a combination of the start and of earlier products), so P A P v
+            # is P A v
+            apply(op.op, v, out)
+            project_out(op.locked, op.count, out)
+
+        return deflated
+
+
+def restrict(op, v):
+    """v ← P v for a :class:`Deflated` operator, nothing for the others (kernels only)."""
+    raise TypeError("restrict is resolved inside compiled kernels")
+
+
+@overload(restrict, jit_options=KERNEL_ONLY, inline="always")
+def _restrict(op, v):
+    if isinstance(op, types.BaseNamedTuple) and op.instance_class is Deflated:
+        return lambda op, v: project_out(op.locked, op.count, v)
+    return lambda op, v: None
 
 
 class LanczosWork(NamedTuple):
@@ -156,7 +201,9 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix=START_MIX):
 
     Parameters
     ----------
-    op : DenseHessian, HessianAt or ScaledHessianAt
+    op : DenseHessian, HessianAt, ScaledHessianAt or Deflated
+        For :class:`Deflated`, the start is projected onto P's range (the complement of
+        the locked vectors) and the residual is that of P A P.
     v0 : ndarray, shape (d,)
         Start vector; a zero or non-finite start leaves the mix vector alone as the start.
     work : LanczosWork
@@ -190,6 +237,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix=START_MIX):
         norm0 = 0.0
     for r in range(d):  # basis[0] holds the start (after a restart, the Ritz vector)
         basis[0, r] = (v0[r] / norm0 if norm0 > 0.0 else 0.0) + mix * mix_vector(r)
+    restrict(op, basis[0])
     scale_into(basis[0], basis[0], 1.0 / np.sqrt(dot(basis[0], basis[0])))
     products = 0
     lam = np.nan

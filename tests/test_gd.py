@@ -115,6 +115,22 @@ def test_top_k_matches_dense_eigensolver():
     np.testing.assert_allclose(result.sharpness, np.tile(expected, (4, 1)), rtol=1e-12)
 
 
+def test_deflated_lanczos_finds_both_copies_of_a_repeated_top_eigenvalue():
+    # a double top eigenvalue 3: Lanczos from one start sees one direction of its eigenspace
+    # (the start's component in it); deflating that vector leaves the other, so the second
+    # value is 3 as well (a Krylov method without deflation returns 3 only once)
+    rng = np.random.default_rng(7)
+    basis = np.linalg.qr(rng.normal(size=(30, 30)))[0]
+    values = np.concatenate([[3.0, 3.0], np.linspace(-1.0, 2.0, 28)])
+    matrix = basis @ np.diag(values) @ basis.T
+    matrix = 0.5 * (matrix + matrix.T)
+    result = run_gd(Quadratic(matrix), rng.normal(size=30), 0.01, 2, top_k=3,
+                    eigensolver="lanczos")
+    # Ritz values from residual ≤ 1e-10·3 lie within it of an eigenvalue (Bauer–Fike)
+    np.testing.assert_allclose(result.sharpness, np.tile([3.0, 3.0, 2.0], (3, 1)), rtol=0,
+                               atol=(1 + 2) * 3e-10)
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [

@@ -232,6 +232,26 @@ def test_gd_sharpness_matches_dense_hessian(activation):
         assert sharp == pytest.approx(top, rel=1e-9)
 
 
+@pytest.mark.parametrize("activation", ["tanh", "identity"])
+def test_gd_top_eigenvalues_by_deflated_lanczos_match_the_dense_hessian(activation):
+    # top_k = 3 on products: pair i is Lanczos on P H P, P projecting out this step's pairs
+    # above it, stopped at residual ≤ tol·scale (tol = 1e-10, scale ≤ |H|₂). Bauer–Fike puts
+    # each value within its residual of an eigenvalue of P H P, whose eigenvalues differ from
+    # H's next ones by at most the residuals of the pairs projected out (each ≤ tol·|H|₂), so
+    # pair i is within (i + 1)·tol·|H|₂ of eigvalsh's; the network's (6, 5) tanh Hessian has
+    # distinct top eigenvalues. The recorded residual is the largest of the three.
+    net = Network((6, 5), activation=activation, data="sine", n_samples=12)
+    result = run_gd(net, net.init(3), 0.05, 40, stride=10, top_k=3, record_trajectory=True)
+    assert result.status.name == "OK"
+    for theta, values, residual in zip(result.trajectory, result.sharpness, result.eig_residual,
+                                       strict=True):
+        exact = np.linalg.eigvalsh(net.hessian(theta))
+        norm = max(abs(exact[0]), abs(exact[-1]))
+        errors = np.abs(values - exact[::-1][:3])
+        assert np.all(errors <= np.array([1, 2, 3]) * 1e-10 * norm)
+        assert 0 < residual <= 1e-10 * norm
+
+
 def test_dense_hessians_match_the_hyperdual_pass():
     # Loss.hessian and the engines' dense measurement (the protocol's generic hess: one
     # linearise, then d linearised products of the tangent pass) against a Hessian built

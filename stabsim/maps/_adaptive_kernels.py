@@ -30,7 +30,7 @@ import numpy as np
 from numba.extending import overload
 
 from .._jit import KERNEL_ONLY, inline, jit
-from .._lanczos import ScaledHessianAt, anchor_work, lanczos_work, top_eigenpair
+from .._lanczos import ScaledHessianAt, top_eigenpair
 from .._linalg import dot, scale_into
 from ..losses._protocol import value_grad as loss_value_grad
 from ._gd_kernels import (
@@ -171,20 +171,15 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
     d = theta.shape[0]
     n_nu = nu.shape[0]
     g, hess, factor, lanczos, anchor, prev_evec, top = _workspace(eigen, d)
-    # the preconditioned measurement's copies: D H D and F D (empty when matrix-free), a
-    # Lanczos workspace and an anchor like the raw one's
-    phess = np.empty(hess.shape)
-    pfactor = np.empty(factor.shape)
-    pwork = lanczos_work(lanczos.w.shape[0], lanczos.basis.shape[0])
-    panchor = anchor_work(anchor.H.shape[0], anchor.F.shape[0])
-    ptop = np.empty(top.shape[0])
+    # the preconditioned measurement's own: D H D and F D (empty when matrix-free), a
+    # Lanczos workspace and anchor, the previous eigenvector and the eigenvalue
+    _, phess, pfactor, pwork, panchor, prev_pevec, ptop = _workspace(eigen, d)
     ones = np.ones(d)  # D = I: the raw sharpness of a matrix-free measurement
     nu_new = np.empty(n_nu)
     m_new = np.empty(d)
     denom = np.empty(d)
     scale = np.empty(d)
     tmp = np.empty(d)
-    prev_pevec = np.empty(d)
     linearised = np.empty(0)  # the family's linearise at θ, at recorded steps on products
     record_trajectory = rec.theta.shape[0] > 0
     record_nu = rec.nu.shape[0] > 0

@@ -10,9 +10,10 @@ the sweep kernel calls :func:`gd_steps` directly. All state needed to continue a
 the arrays of :class:`GDState`.
 
 The sharpness comes from warm-started Lanczos (:mod:`stabsim._lanczos`), on Hessian-vector
-products by default (O(d) memory), or on the dense Hessian that the family's
-``hessian_parts`` gives (families that prefer it, or ``eigh`` for several eigenvalues). The
-measurements are record types (:class:`MatrixFree`, :class:`DenseLanczos`,
+products by default (O(d) memory; several eigenvalues one after another, each with those
+above it deflated), or on the dense Hessian that the family's ``hessian_parts`` gives
+(families that prefer it, or ``eigh``). The measurements are record types
+(:class:`MatrixFree`, :class:`MatrixFreeDeflated`, :class:`DenseLanczos`,
 :class:`TinyDense`, :class:`DenseEigh`) resolved at compile time, so a kernel compiles only
 the measurement it runs.
 """
@@ -25,6 +26,8 @@ from numba.extending import overload
 
 from .._jit import KERNEL_ONLY, inline, jit
 from .._lanczos import (
+    START_MIX,
+    Deflated,
     DenseHessian,
     HessianAt,
     anchor_work,
@@ -85,6 +88,16 @@ class MatrixFree(NamedTuple):
     restart: int  #: Lanczos restart length (basis size)
     max_products: int  #: budget of Hessian-vector products per measurement
     tol: float  #: relative residual tolerance
+
+
+class MatrixFreeDeflated(NamedTuple):
+    """Measure the top ``n_top`` eigenvalues by Lanczos on Hessian-vector products, each
+    with the eigenvectors above it deflated (O(n_top · d) memory)."""
+
+    restart: int
+    max_products: int  #: budget of products per eigenpair
+    tol: float
+    n_top: int
 
 
 class DenseLanczos(NamedTuple):
@@ -169,7 +182,7 @@ class _Work(NamedTuple):
     hess: np.ndarray
     factor: np.ndarray
     lanczos: object
-    anchor: object  #: the Lanczos anchor of a dense measurement (empty arrays otherwise)
+    anchor: object  #: the Lanczos anchor of a dense Lanczos measurement (None otherwise)
     prev_evec: np.ndarray
     top: np.ndarray
 
@@ -187,8 +200,12 @@ def _workspace(eigen, d):
 def _workspace_impl(eigen, d):
     if _is(eigen, MatrixFree):
         return lambda eigen, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
-                                      lanczos_work(d, eigen.restart), anchor_work(0, 0),
+                                      lanczos_work(d, eigen.restart), None,
                                       np.empty(d), np.empty(1))
+    if _is(eigen, MatrixFreeDeflated):
+        return lambda eigen, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
+                                      lanczos_work(d, eigen.restart), None,
+                                      np.empty(eigen.n_top * d), np.empty(eigen.n_top))
     if _is(eigen, DenseLanczos):
         return lambda eigen, d: _Work(np.empty(d), np.empty((d, d)),
                                       np.empty((eigen.factor_rows, d)),
@@ -198,11 +215,11 @@ def _workspace_impl(eigen, d):
     if _is(eigen, DenseEigh):
         return lambda eigen, d: _Work(np.empty(d), np.empty((d, d)),
                                       np.empty((eigen.factor_rows, d)), lanczos_work(1, 1),
-                                      anchor_work(0, 0), np.empty(d), np.empty(eigen.n_top))
+                                      None, np.empty(d), np.empty(eigen.n_top))
     if _is(eigen, TinyDense):
         return lambda eigen, d: _Work(np.empty(d), np.empty((d, d)),
                                       np.empty((eigen.factor_rows, d)), lanczos_work(1, 1),
-                                      anchor_work(0, 0), np.empty(d), np.empty(1))
+                                      None, np.empty(d), np.empty(1))
 
 
 def _holds_dense(eigen):
@@ -211,9 +228,14 @@ def _holds_dense(eigen):
     raise TypeError("resolved inside compiled kernels")
 
 
+def _on_products(eigen):
+    """Whether the measurement record ``eigen`` (a Numba type) works on products."""
+    return _is(eigen, MatrixFree) or _is(eigen, MatrixFreeDeflated)
+
+
 @overload(_holds_dense, jit_options=KERNEL_ONLY, inline="always")
 def _holds_dense_impl(eigen):
-    dense = not _is(eigen, MatrixFree)
+    dense = not _on_products(eigen)
     return lambda eigen: dense
 
 
@@ -235,7 +257,7 @@ def evaluate_dense(eigen, theta, p, g, hess, factor):
 
 @overload(evaluate_dense, jit_options=KERNEL_ONLY)
 def _evaluate_dense_impl(eigen, theta, p, g, hess, factor):
-    if _is(eigen, MatrixFree):
+    if _on_products(eigen):
         return lambda eigen, theta, p, g, hess, factor: np.nan
     return lambda eigen, theta, p, g, hess, factor: loss_hessian_parts(theta, p, g, hess, factor)
 
@@ -254,7 +276,7 @@ def evaluate_products(eigen, theta, p, g):
 
 @overload(evaluate_products, jit_options=KERNEL_ONLY)
 def _evaluate_products_impl(eigen, theta, p, g):
-    if _is(eigen, MatrixFree):
+    if _on_products(eigen):
         return lambda eigen, theta, p, g: loss_value_grad_linearise(theta, p, g)
     return lambda eigen, theta, p, g: (np.nan, np.empty(0))
 
@@ -309,6 +331,29 @@ def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev
             return residual, converged, products
 
         return matrix_free
+    if _is(eigen, MatrixFreeDeflated):
+        def deflated(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top,
+                     evec):
+            # pair i: Lanczos on P_i H P_i, P_i projecting out this step's pairs 0..i−1,
+            # warm-started from the previous step's pair i (rows of evec and prev_evec)
+            d = theta.shape[0]
+            op = HessianAt(theta, p, state)
+            scale_into(prev_evec, evec, 1.0)
+            residual = 0.0
+            total = 0
+            for i in range(eigen.n_top):
+                lam, pair_residual, products, converged = top_eigenpair(
+                    Deflated(op, evec, i), prev_evec[i * d:(i + 1) * d], lanczos,
+                    eigen.max_products, eigen.tol, evec[i * d:(i + 1) * d], START_MIX)
+                top[i] = lam
+                total += products
+                if not pair_residual <= residual:  # the largest, or NaN
+                    residual = pair_residual
+                if not (converged and np.isfinite(pair_residual)):
+                    return residual, converged, total
+            return residual, True, total
+
+        return deflated
     if _is(eigen, DenseLanczos):
         def dense_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec,
                           top, evec):
@@ -370,8 +415,8 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
     row 0 is the start. With ``finish`` the state after the last update is evaluated and
     recorded too (the last chunk of a run). Empty records (length 0) record and measure
     nothing: the plain update, as :func:`stabsim.maps.gd.step` uses it. ``eigen`` is a
-    :class:`MatrixFree`, :class:`DenseLanczos`, :class:`TinyDense` or :class:`DenseEigh`
-    record.
+    :class:`MatrixFree`, :class:`MatrixFreeDeflated`, :class:`DenseLanczos`,
+    :class:`TinyDense` or :class:`DenseEigh` record.
 
     Crossing search: while ``state.crossing[0] < 0`` and ``crossing_threshold > 0`` the top
     eigenvalue is computed every step; at the first t with S(θ_t) ≥ threshold,

@@ -83,7 +83,9 @@ class GDResult(Result):
     sharpness : ndarray, shape (n_rec, top_k)
         Top eigenvalues of ∇²L(θ_t), descending.
     eig_residual : ndarray, shape (n_rec,)
-        |Hu − λu| of the Lanczos eigenpair (0 when a dense ``eigh`` was used).
+        |Hu − λu| of the Lanczos eigenpair (0 when a dense ``eigh`` was used); for
+        top_k > 1 the largest over the k pairs, each that of the Hessian with the pairs
+        above it deflated.
     trajectory : ndarray, shape (n_rec, d) or None
         θ_t at the recorded steps, with ``record_trajectory=True``.
     theta : ndarray, shape (d,)
@@ -192,11 +194,12 @@ def run_gd(
         threshold, and keep the two iterates around that step (GD and momentum methods).
     eigensolver : {"auto", "lanczos", "eigh"}
         ``"lanczos"``: warm-started, restarted Lanczos on Hessian-vector products (O(d)
-        memory; top_k = 1 only), stopped at relative residual ``eig_tol``; ``"eigh"``:
-        ``numpy.linalg.eigh`` of the dense Hessian (memory checked first); ``"auto"``: eigh
-        when top_k > 1, the closed form of the dense Hessian for d ≤ 2, else Lanczos, on the
-        dense Hessian plus Gauss–Newton factor for families that prefer it (the regression
-        model), on products otherwise.
+        memory per eigenvalue; for top_k > 1 the pairs one after another, each with those
+        above it deflated), stopped at relative residual ``eig_tol``; ``"eigh"``:
+        ``numpy.linalg.eigh`` of the dense Hessian (memory checked first); ``"auto"``: the
+        dense Hessian for d ≤ 2 (the closed form; eigh when top_k = 2) and for families that
+        prefer it (the regression model: Lanczos on the dense Hessian plus Gauss–Newton
+        factor, eigh when top_k > 1), Lanczos on products otherwise.
     eig_max_products : int
         Budget of Hessian products per Lanczos measurement; a run whose Lanczos misses
         ``eig_tol`` within it stops with status NOT_CONVERGED.
@@ -228,8 +231,6 @@ def run_gd(
     if top_k > loss.dim:
         raise ValueError(f"top_k must be <= the dimension {loss.dim}, got {top_k}")
     check.choice("eigensolver", eigensolver, {"auto", "lanczos", "eigh"})
-    if eigensolver == "lanczos" and top_k > 1:
-        raise ValueError("eigensolver='lanczos' computes one eigenvalue: use top_k=1 or 'eigh'")
     eig_tol = check.positive_float("eig_tol", eig_tol)
     eig_max_products = check.nonnegative_int("eig_max_products", eig_max_products, minimum=1)
     divergence_norm = check.positive_float("divergence_norm", divergence_norm)
@@ -248,9 +249,11 @@ def run_gd(
     n_rec = steps // stride + 1
     rec = kernels.Records(np.zeros(n_rec), np.zeros(n_rec), np.zeros((n_rec, top_k)),
                           np.zeros((n_rec if record_trajectory else 0, d)), np.zeros(n_rec))
+    # the warm starts: one vector per measured eigenpair (Lanczos on products), else one
+    n_vectors = top_k if isinstance(eigen, kernels.MatrixFreeDeflated) else 1
     state = kernels.GDState(theta, theta.copy() if method == "heavy_ball" else np.zeros(d),
-                            theta.copy(), np.full(d, 1.0 / np.sqrt(d)), np.full(2 * d + 1, -1.0),
-                            np.zeros(3, np.int64))
+                            theta.copy(), np.full(n_vectors * d, 1.0 / np.sqrt(d)),
+                            np.full(2 * d + 1, -1.0), np.zeros(3, np.int64))
     rule = kernels.Method(METHODS[method], eta, momentum, loss_min)
     kernel = engine_for(kernels.gd_chunk, loss.family)
 
@@ -311,7 +314,8 @@ def eigen_config(loss: Loss, eigensolver: str, top_k: int, tol: float, max_produ
     the dense Hessian: each has the copy of its anchor, see
     :func:`stabsim._lanczos.anchored_top_eigenpair`) would not fit in memory.
 
-    Returns a :class:`~stabsim.maps._gd_kernels.MatrixFree`, ``DenseLanczos``, ``TinyDense``
+    Returns a :class:`~stabsim.maps._gd_kernels.MatrixFree`, ``MatrixFreeDeflated``,
+    ``DenseLanczos``, ``TinyDense``
     or ``DenseEigh`` record.
 
     Raises
@@ -322,10 +326,13 @@ def eigen_config(loss: Loss, eigensolver: str, top_k: int, tol: float, max_produ
     def copies(count):
         return "a dense Hessian" if count == 1 else f"{count} d × d arrays"
 
-    if eigensolver == "eigh" or top_k > 1:
+    dense_auto = eigensolver == "auto" and (loss.dim <= 2 or loss.family.prefers_dense)
+    if eigensolver == "eigh" or (top_k > 1 and dense_auto):
         check_dense_memory(loss.dim, f"eigensolver={eigensolver!r} ({copies(dense_copies)})",
                            dense_copies)
         return kernels.DenseEigh(top_k, loss.factor_rows)
+    if top_k > 1:
+        return kernels.MatrixFreeDeflated(LANCZOS_RESTART, max_products, tol, top_k)
     if eigensolver == "auto" and loss.dim <= 2:  # closed form: exact and the cheapest
         return kernels.TinyDense(loss.factor_rows)
     if eigensolver == "auto" and loss.family.prefers_dense:
