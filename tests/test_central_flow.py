@@ -50,6 +50,25 @@ def test_loss_decreases_monotonically(flow):
     # test_errors_shrink_with_eta_at_the_theoretical_rate.)
 
 
+def test_a_start_above_the_threshold_that_gradient_flow_lowers_is_gradient_flow():
+    # S(θ₀) = 1.1 · 2/η with ⟨−∇L, ∇S⟩ < 0: holding S would take σ² < 0, so the flow is
+    # gradient flow, S falls below 2/η, and the boundary branch begins only when S rises
+    # back to 2/η (then held there). Up to t = 5 only: near t = 5.5 λ2 reaches 2/η too.
+    loss = QuadraticRegression.random(100, 10, seed=0)
+    theta0 = np.zeros(100)
+    eta = 2.2 / np.linalg.eigvalsh(loss.hessian(theta0))[-1]
+    cf = central_flow(loss, theta0, eta, 5.0, stride=0.25)
+    assert cf.status is Status.OK and not cf.at_eos[0] and len(cf.entry_steps) == 1
+    before = cf.step < cf.entry_steps[0]
+    assert cf.sharpness[before].min() * eta / 2.0 < 0.8  # S fell well below 2/η
+    gf = gradient_flow(loss, theta0, eta, 5.0, stride=0.25)
+    # the same ODE with rtol 1e-10 until the entry: they agree to ~1e-9 relative
+    np.testing.assert_allclose(cf.trajectory[before], gf.trajectory[before], rtol=0, atol=1e-8)
+    # held at 2/η once there: only the integrator's drift (rtol 1e-10 over 3 steps)
+    np.testing.assert_allclose(cf.sharpness[cf.at_eos] * eta / 2.0, 1.0, atol=1e-7)
+    assert cf.at_eos[-1]
+
+
 def test_below_threshold_it_is_gradient_flow():
     # On a quadratic with S < 2/η the sharpness never reaches the bound: no switch.
     loss = Quadratic([1.0, 0.5])
