@@ -1,0 +1,117 @@
+"""Cold first calls: `import stabsim` and one engine's first call, kernels compiled into an
+empty cache.
+
+Each case runs in a fresh interpreter whose Numba cache is an empty temporary folder, so
+every kernel it reaches is compiled (and written to that cache). The time reported is the
+CPU time of that whole process (`import stabsim` included; compilation is single-threaded,
+so it is also about the wall time, and it moves less with the machine's load); with
+``--warm`` the same case is run a second time on the filled cache.
+Run: ``python benchmarks/bench_first_calls.py [--runs N] [--warm] [case ...]`` (no case
+names: all of them). Prints seconds per case; never fails on time.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+#: the losses of the cases (each line is run after ``import numpy as np``)
+LOSSES = {
+    "regression": "from stabsim.losses import QuadraticRegression\n"
+                  "loss = QuadraticRegression.random(100, 10, seed=0)\n"
+                  "theta = np.zeros(100)",
+    "minimalist": "from stabsim.losses import Minimalist\n"
+                  "loss = Minimalist()\n"
+                  "theta = np.array([0.5, 0.1])",
+    # the 1-6-6-6-1 tanh network on 32 Chebyshev samples of degree 4 (d = 97)
+    "network": "from stabsim.losses import Network\n"
+               "loss = Network((6, 6, 6), degree=4, n_samples=32)\n"
+               "theta = loss.init(0)",
+    "network_blocks": "from stabsim.losses import Network\n"
+                      "loss = Network((6, 6, 6), degree=4, n_samples=32, chunks=2)\n"
+                      "theta = loss.init(0)",
+}
+
+#: the first calls, short runs (compile time is what is measured): GD and the adaptive and
+#: stochastic methods at η = 1/S(θ₀); the flows below 2/η (η = 1.8/S(θ₀)); `compare` from
+#: above 2/η (η = 2.2/S(θ₀)) so that GD crosses at once and θ† runs
+CALLS = {
+    "run_gd": "from stabsim.maps import run_gd\nrun_gd(loss, theta, 1 / s0, 10)",
+    "adam": "from stabsim.maps import run_adaptive\n"
+            "run_adaptive(loss, theta, 0.01, 10, method='adam')",
+    "sgd": "from stabsim.maps import run_sgd\n"
+           "run_sgd(loss, theta, 1 / s0, 10, batch_size=loss.n_examples // 2)",
+    "central_flow": "from stabsim.flows import central_flow\n"
+                    "central_flow(loss, theta, 1.8 / s0, 2)",
+    "constrained": "from stabsim.maps import constrained_trajectory\n"
+                   "constrained_trajectory(loss, theta, 1.8 / s0, 4)",
+    "compare": "from stabsim import compare\n"
+               "compare(loss, theta, 2.2 / s0, 4, warn=False)",
+}
+
+CASES = {
+    f"{call} {loss}": (loss, call)
+    for loss, calls in (("regression", CALLS), ("minimalist", ["run_gd"]),
+                        ("network", CALLS), ("network_blocks", ["run_gd"]))
+    for call in calls
+}
+
+
+def sharpness_at_start(loss: str) -> float:
+    """S(θ₀) of a case's loss, by ``eigvalsh`` of its Hessian in this process: the child
+    gets the number, so that its time is the call's alone."""
+    import numpy as np
+
+    scope = {"np": np}
+    exec(LOSSES[loss], scope)
+    return float(np.linalg.eigvalsh(scope["loss"].hessian(scope["theta"]))[-1])
+
+
+def script(loss: str, call: str, s0: float) -> str:
+    """The child's program: the loss, the call, and its own CPU time printed at the end."""
+    return ("import time\nimport numpy as np\nimport stabsim  # noqa: F401\n"
+            f"{LOSSES[loss]}\ns0 = {s0!r}\n{CALLS[call]}\n"
+            "print(time.process_time())\n")
+
+
+def run(program: str, cache: str) -> float:
+    """CPU seconds of one child process running ``program`` with Numba cache ``cache``."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    out = subprocess.run([sys.executable, "-c", program], check=True, env=env,
+                         capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
+def main(argv: list[str]) -> None:
+    runs = int(argv[argv.index("--runs") + 1]) if "--runs" in argv else 1
+    warm = "--warm" in argv
+    skip = {argv.index("--runs") + 1} if "--runs" in argv else set()
+    names = [a for i, a in enumerate(argv) if not a.startswith("--") and i not in skip]
+    unknown = [n for n in names if not any(n in case for case in CASES)]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {unknown}; cases: {sorted(CASES)}")
+    chosen = [case for case in CASES if not names or any(n in case for n in names)]
+    print("cold first call: CPU seconds of `import stabsim` + the call, empty Numba cache"
+          + (" (then warm: the same cache filled)" if warm else ""))
+    starts = {}
+    for name in chosen:
+        loss, call = CASES[name]
+        if loss not in starts:
+            starts[loss] = sharpness_at_start(loss)
+        program = script(loss, call, starts[loss])
+        cold, hot = [], []
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory() as cache:
+                cold.append(run(program, cache))
+                if warm:
+                    hot.append(run(program, cache))
+        line = f"  {name:28s} cold " + ", ".join(f"{t:5.2f}" for t in cold) + " s"
+        if warm:
+            line += "   warm " + ", ".join(f"{t:4.2f}" for t in hot) + " s"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
