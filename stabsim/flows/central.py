@@ -289,8 +289,9 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
     λ_{m+1} reaching 2/η (m → m + 1) and λ_m falling below (1 − ``exit_band``)·2/η
     (m → m − 1). Each branch is integrated once, to its switching time, with the states at the
     record times read off the integrator's interpolant. A start with eigenvalues ≥ 2/η begins
-    with those eigenvalues held at their initial values; for ``max_critical=1`` only where
-    gradient flow would raise S (σ² > 0), else with gradient flow, which brings S below 2/η.
+    with those eigenvalues held at their initial values; for ``max_critical=1`` unless
+    gradient flow lowers S (⟨−∇L, ∇S⟩ < 0): then with gradient flow, which brings S below
+    2/η.
 
     Parameters
     ----------
@@ -346,11 +347,12 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
 
     if max_critical == 1:
         field = _Field(loss, eta)
-        # on the boundary only where holding S there takes σ² > 0: from a start above 2/η
-        # that gradient flow lowers, the flow is gradient flow until S comes back to 2/η
-        # (on the boundary branch its exit event, ⟨−∇L, ∇S⟩ falling through 0, could not fire)
+        # from a start above 2/η that gradient flow lowers (⟨−∇L, ∇S⟩ < 0), the flow is
+        # gradient flow until S comes back to 2/η (on the boundary branch its exit event,
+        # ⟨−∇L, ∇S⟩ falling through 0, could not fire); with ∇S = 0 the boundary branch
+        # reports the flat sharpness
         branch0 = bool(field.top(theta0)[0] >= field.bound
-                       and field.leaves_boundary(0.0, theta0) > 0.0)
+                       and not field.leaves_boundary(0.0, theta0) < 0.0)
     else:
         field = _MultiField(loss, eta, max_critical, exit_band)
         values = field.spectrum(theta0)[0]
