@@ -302,7 +302,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix=START_MIX):
 
 class Anchor(NamedTuple):
     """A copy of the last dense operator H + FᵀF whose top eigenvalue was measured with the
-    start mix (:func:`anchored_top_eigenpair`); (0, 0) and (0, 0) arrays where unused."""
+    start mix (:func:`anchored_top_eigenpair`)."""
 
     H: np.ndarray  # (d, d)
     F: np.ndarray  # (r, d)
