@@ -34,9 +34,9 @@ LOSSES = {
                       "theta = loss.init(0)",
 }
 
-#: the first calls, short runs (compile time is what is measured): GD and the adaptive and
-#: stochastic methods at η = 1/S(θ₀); the flows below 2/η (η = 1.8/S(θ₀)); `compare` from
-#: above 2/η (η = 2.2/S(θ₀)) so that GD crosses at once and θ† runs
+#: the first calls, short runs (compile time is what is measured): GD and SGD at
+#: η = 1/S(θ₀), Adam at η = 0.01; the flows below 2/η (η = 1.8/S(θ₀)); `compare` from above
+#: 2/η (η = 2.2/S(θ₀)) so that GD crosses at once and θ† runs
 CALLS = {
     "run_gd": "from stabsim.maps import run_gd\nrun_gd(loss, theta, 1 / s0, 10)",
     "adam": "from stabsim.maps import run_adaptive\n"

@@ -164,7 +164,7 @@ def mix_vector(r):
 
 
 @inline
-def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix=START_MIX):
+def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     """Largest eigenvalue λ and unit eigenvector of the symmetric operator ``op``.
 
     Lanczos with full reorthogonalisation, restarted from the current Ritz vector every
@@ -214,7 +214,8 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix=START_MIX):
     vec_out : ndarray, shape (d,)
         Receives the unit Ritz vector, signed so that ``vec_out · v0 >= 0``.
     mix : float
-        Weight of the fixed vector in the start.
+        Weight of the fixed vector in the start (no default: every caller passes it, as an
+        argument left out would be typed apart and compile Lanczos once more).
 
     Returns
     -------
@@ -379,8 +380,6 @@ def anchored_top_eigenpair(op, anchor, v0, work, max_products, tol, vec_out):
                                                                vec_out, 0.0)
             if converged and lam >= anchor_top + drift - limit:
                 return lam, residual, products, converged
-    # the mix passed, not left to its default: an omitted argument is a type of its own, and
-    # each type would compile Lanczos once more
     lam, residual, more, converged = top_eigenpair(op, v0, work, max_products - products, tol,
                                                    vec_out, START_MIX)
     for i in range(H.shape[0]):
@@ -580,7 +579,8 @@ def hessian_top_eigenpair(p, theta, v0, max_products, tol, vec_out):
     (basis of ``LANCZOS_RESTART`` vectors): the engines' measurement as an entry point from Python,
     compiled once per loss family (through ``stabsim.losses._engines.engine_for``)."""
     work = lanczos_work(theta.shape[0], LANCZOS_RESTART)
-    return top_eigenpair(hessian_at(theta, p), v0, work, max_products, tol, vec_out)
+    return top_eigenpair(hessian_at(theta, p), v0, work, max_products, tol, vec_out,
+                         START_MIX)
 
 
 @jit
@@ -592,4 +592,5 @@ def dense_hessian_top_eigenpair(p, theta, v0, max_products, tol, vec_out, hess, 
     grad = np.empty(theta.shape[0])
     loss_hessian_parts(theta, p, grad, hess, factor)
     work = lanczos_work(theta.shape[0], LANCZOS_RESTART)
-    return top_eigenpair(DenseHessian(hess, factor), v0, work, max_products, tol, vec_out)
+    return top_eigenpair(DenseHessian(hess, factor), v0, work, max_products, tol, vec_out,
+                         START_MIX)

@@ -245,6 +245,18 @@ def test_matrix_free_engine_runs_where_a_dense_hessian_cannot():
         run_gd(loss, np.ones(d), 1e-7, 2, eigensolver="eigh")
 
 
+def test_the_dense_lanczos_memory_check_counts_the_anchor(monkeypatch):
+    # Lanczos on a dense Hessian keeps a copy of the last matrix it measured with the start
+    # mix: two d × d arrays, 2 · 100² · 8 = 160,000 bytes at d = 100. With 250,000 bytes
+    # available (half of it usable) one array would fit and two do not.
+    import stabsim.losses._base as base
+
+    monkeypatch.setattr(base, "_available_memory", lambda: 250_000)
+    loss = QuadraticRegression.random(100, 10, seed=0)
+    with pytest.raises(ValueError, match=r"2 d × d arrays\) at dim = 100 takes 160,000 bytes"):
+        run_gd(loss, np.zeros(100), 0.01, 2)
+
+
 def test_a_crossing_on_a_chunk_boundary_keeps_the_previous_iterate():
     # the pair around the first crossing must be (θ_{t−1}, θ_t) whatever the chunking
     eta = 0.01

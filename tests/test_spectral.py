@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from stabsim._jit import jit
 from stabsim._lanczos import (
+    START_MIX,
     DenseHessian,
     anchor_work,
     anchored_top_eigenpair,
@@ -87,7 +88,7 @@ def test_top_of_2x2_matches_eigh(a, b, c, size):
 def _lanczos(H, F, v0, restart, max_products, tol, vec_out):
     """The engine's Lanczos on the dense operator H + FᵀF."""
     work = lanczos_work(v0.shape[0], restart)
-    return top_eigenpair(DenseHessian(H, F), v0, work, max_products, tol, vec_out)
+    return top_eigenpair(DenseHessian(H, F), v0, work, max_products, tol, vec_out, START_MIX)
 
 
 @given(st.integers(1, 40), st.integers(0, 2**32 - 1), st.sampled_from([1e-150, 1.0, 1e150]),

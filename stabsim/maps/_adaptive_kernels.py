@@ -30,7 +30,7 @@ import numpy as np
 from numba.extending import overload
 
 from .._jit import KERNEL_ONLY, inline, jit
-from .._lanczos import ScaledHessianAt, top_eigenpair
+from .._lanczos import START_MIX, ScaledHessianAt, top_eigenpair
 from .._linalg import dot, scale_into
 from ..losses._protocol import value_grad as loss_value_grad
 from ._gd_kernels import (
@@ -122,7 +122,7 @@ def _measure_scaled_impl(eigen, theta, p, state, hess, factor, scale, tmp, lancz
             scale_into(prev_evec, evec, 1.0)
             lam, residual, products, converged = top_eigenpair(
                 ScaledHessianAt(theta, p, state, scale, tmp), prev_evec, lanczos,
-                eigen.max_products, eigen.tol, evec)
+                eigen.max_products, eigen.tol, evec, START_MIX)
             top[0] = lam
             return residual, converged, products
 

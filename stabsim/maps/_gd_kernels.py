@@ -326,7 +326,7 @@ def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev
             scale_into(prev_evec, evec, 1.0)
             lam, residual, products, converged = top_eigenpair(
                 HessianAt(theta, p, state), prev_evec, lanczos, eigen.max_products, eigen.tol,
-                evec)
+                evec, START_MIX)
             top[0] = lam
             return residual, converged, products
 
