@@ -158,6 +158,32 @@ def test_rmsprop_flow_reduces_to_the_gd_central_flow():
     np.testing.assert_allclose(eta / np.sqrt(nu0) * rms.sigma2[on], gd.sigma2[on], rtol=1e-6)
 
 
+@pytest.mark.slow
+def test_frozen_flows_start_like_gd_and_end_where_lambda2_reaches_the_threshold():
+    # ν frozen (as above): both flows are GD's central flow with step η/√ν₀. From a start
+    # above the threshold that the stable flow lowers, all three follow it until S returns
+    # to the threshold, and end (EIGENGAP_CLOSED) where λ2 reaches it (tests/
+    # test_central_flow.py). Same ODE at rtol 1e-10, different programs and step sequences:
+    # states to ~1e-9, event times to ~1e-9 steps (1e-7 and 1e-6 allow for the growth).
+    loss = QuadraticRegression.random(100, 10, seed=0)
+    theta0 = np.zeros(100)
+    eta_gd = 2.2 / np.linalg.eigvalsh(loss.hessian(theta0))[-1]
+    nu0 = 4.0
+    gd = central_flow(loss, theta0, eta_gd, 7.0, stride=0.5)
+    scalar = scalar_rmsprop_flow(loss, theta0, nu0, 2.0 * eta_gd, 1.0 - 1e-12, 7.0,
+                                 stride=0.5)
+    diagonal = rmsprop_flow(loss, theta0, np.full(100, nu0), 2.0 * eta_gd, 1.0 - 1e-12, 7.0,
+                            stride=0.5)
+    assert gd.status is Status.EIGENGAP_CLOSED
+    for flow in (scalar, diagonal):
+        assert flow.status is Status.EIGENGAP_CLOSED, flow.message
+        assert flow.stop_step == pytest.approx(gd.stop_step, abs=1e-6)
+        assert flow.entry_steps[-1] == pytest.approx(gd.entry_steps[-1], abs=1e-6)
+        np.testing.assert_array_equal(flow.step, gd.step)
+        np.testing.assert_allclose(flow.trajectory, gd.trajectory, rtol=0, atol=1e-7)
+    assert scalar.n_critical[0] == 0  # not held at the start: the stable flow lowers S_eff
+
+
 @pytest.mark.parametrize(("kwargs", "name"), [
     ({"nu0": -1.0}, "nu0"), ({"beta2": 0.0}, "beta2"), ({"beta2": 1.0}, "beta2"),
     ({"eta": 0.0}, "eta"), ({"nu0": [1.0, 2.0]}, "nu0"),

@@ -76,6 +76,16 @@ def test_a_terminal_event_gives_the_state_where_it_fired():
     assert solve_flow(lambda t, y: -y, [1.0], 1.0).stop_state is None
 
 
+def test_a_terminal_event_before_the_first_save_time():
+    # e^t reaches 2 at t = ln 2 < 1, the first save time: no state saved, and none needed
+    event = lambda t, y: y[0] - 2.0  # noqa: E731
+    event.terminal = True
+    result = solve_flow(lambda t, y: y, [1.0], 5.0, t_eval=[1.0, 2.0], events=[event])
+    assert result.status is Status.OK
+    assert result.trajectory.shape == (0, 1) and result.step.shape == (0,)
+    assert result.stop_step == pytest.approx(np.log(2.0), rel=1e-9)  # as in the test above
+
+
 def test_a_right_hand_side_that_is_nan_at_the_start():
     result = solve_flow(lambda t, y: np.full_like(y, np.nan), [1.0], 1.0)
     assert result.status is Status.NONFINITE and result.stop_step == 0.0

@@ -186,7 +186,9 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
     with np.errstate(over="ignore", invalid="ignore"):
         sol = solve_ivp(guarded, (0.0, t_end), y0, t_eval=t_eval,
                         events=[watch] + [checked(e) for e in events or ()], **options)
-    t, states = sol.t, sol.y.T
+    # with t_eval and no save time before a terminal event, solve_ivp returns empty lists
+    t = np.asarray(sol.t, dtype=float)
+    states = np.asarray(sol.y, dtype=float).T.reshape(t.shape[0], y0.shape[0])
     counters = (int(sol.nfev) + 1, int(sol.njev))
     finite = np.all(np.isfinite(states), axis=1)
     if not finite.all():  # an implicit integrator (LSODA) may accept NaN states

@@ -47,7 +47,9 @@ both symmetric, 𝒢 positive semidefinite. X solves the SDCP X ⪰ 0, a₀ + �
 conditions ½GS − C ⪰ 0). For GD (ν fixed, c = 0, P = I/η) this is η times the SDCP of the
 central flow (docs/theory.md §3). The branch m and its events are those of
 :func:`~stabsim.flows.central_flow` with ``max_critical > 1``: λ_{m+1}(P⁻¹H) rising through
-2 and λ_m falling through 2(1 − ``exit_band``). Predicted time average of the loss:
+2 and λ_m falling through 2(1 − ``exit_band``), and the run ends (EIGENGAP_CLOSED) when
+λ_{k+1} reaches 2 with k held; the scalar flow ends likewise when ηλ2/√ν reaches 2 on its
+boundary branch. Predicted time average of the loss:
 L(w) + ½⟨H, Σ⟩ = L(w) + ½ tr(XΛ) = L(w) + tr X.
 
 Where the flows fail (measured, docs/adaptive.md): they are averaged descriptions of a
@@ -65,11 +67,12 @@ import numpy as np
 
 from .. import _validate as check
 from .._result import Result
-from .._status import Status
+from .._status import NonFiniteError, Status
 from ..losses import Loss, check_dense_memory
 from ..losses._base import require_loss
+from ..spectral import top_eigenpairs
 from ._sdcp import solve_sdcp
-from .central import TrackedTop, _integrate
+from .central import GAP_CLOSED, TrackedTop, _integrate, plan_held
 
 
 @dataclasses.dataclass(repr=False)
@@ -202,9 +205,21 @@ class _ScalarField(TrackedTop):
         """σ²'s numerator N falling through 0."""
         return self.parts(y)[5]
 
+    def second_reaches_threshold(self, t, y):
+        """ηλ2/√ν − 2 rising through 0: the end of the one-eigenvalue flow
+        (:data:`~stabsim.flows.central.GAP_CLOSED`)."""
+        try:
+            values = top_eigenpairs(self.loss, y[:-1], 2, v0=self.u, tol=1e-13).values
+        except NonFiniteError:
+            return np.nan
+        return self.eta * values[1] / np.sqrt(y[-1]) - 2.0
+
     def plan(self, on_boundary):
         if on_boundary:
-            return self.central_flow, [(self.leaves_boundary, -1.0, False)]
+            events = [(self.leaves_boundary, -1.0, False)]
+            if self.loss.dim > 1:
+                events.append((self.second_reaches_threshold, 1.0, GAP_CLOSED))
+            return self.central_flow, events
         return self.stable_flow, [(self.reaches_threshold, 1.0, True)]
 
 
@@ -295,12 +310,7 @@ class _DiagonalField:
         return lambda t, y: self.spectrum(y)[0][m - 1] - self.exit_level
 
     def plan(self, m):
-        events = []
-        if m < min(self.k, self.d):
-            events.append((self.rises(m), 1.0, m + 1))
-        if m > 0:
-            events.append((self.falls(m), -1.0, m - 1))
-        return self.flow(m), events
+        return plan_held(self, m, self.d)
 
 
 def _inputs(loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator, max_switches,
@@ -367,7 +377,10 @@ def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float
         field.plan = lambda on_boundary: (field.stable_flow, [])
         branch0 = False
     else:
-        branch0 = bool(field.reaches_threshold(0.0, y0) >= 0.0)
+        # as for GD's central flow: a start above the threshold that the stable flow lowers
+        # (σ²'s numerator N < 0) follows the stable flow until S_eff comes back to 2
+        branch0 = bool(field.reaches_threshold(0.0, y0) >= 0.0
+                       and not field.leaves_boundary(0.0, y0) < 0.0)
     run = _integrate(field, branch0, y0, steps, times, solver, divergence_norm, max_switches)
     t, states, branches, status, message, nfev, _, switches, entries, exits, stop_step = run
     n = t.shape[0]

@@ -38,6 +38,11 @@ integrator's error (~1e-11 relative), from leaving and re-entering; its price is
 released eigenvalue that turns round inside the band is held up to ``exit_band`` below 2/η
 (an O(exit_band) error), and that an exit is recorded a time ~band/|dλ/dt| after σ-rank loss.
 ``max_critical=1`` keeps the exact σ² → 0 exit event of the one-eigenvalue flow.
+
+The end of a k-eigenvalue flow (k = ``max_critical``): with k eigenvalues held, λ_{k+1}
+rising through 2/η meets λ_k = 2/η, so "the top k eigenvectors" stop being defined (past
+the crossing they would swap, and the force jump). The run ends there with status
+EIGENGAP_CLOSED and the states before it; ``max_critical=k + 1`` follows the flow on.
 """
 
 from __future__ import annotations
@@ -53,6 +58,12 @@ from ..losses._base import require_loss
 from ..spectral import top_eigenpairs, tracked_top_eigenpair
 from ._sdcp import sdcp_data, sdcp_solution, solve_sdcp
 from ._solve import FlowResult, solve_flow
+
+#: the "next branch" of the event that ends a run: eigenvalue λ_{k+1} reaching 2/η while k
+#: eigenvalues are held (k = ``max_critical``). The held eigenvectors stop being the top k
+#: there (λ_k = 2/η = λ_{k+1}), so the k-eigenvalue flow is undefined past it; left
+#: unwatched, the integrator chatters at the crossing with ever smaller steps.
+GAP_CLOSED = "gap closed"
 
 
 @dataclasses.dataclass(repr=False)
@@ -195,10 +206,16 @@ class _Field(TrackedTop):
         _, u = self.top(w)
         return -float(self.loss.grad(w) @ self.loss.d3(w, u, u))
 
+    def second_reaches_threshold(self, t, w):
+        """Event of the boundary branch: λ2(w) − 2/η rising through 0 (the end of the
+        one-eigenvalue flow, see :data:`GAP_CLOSED`)."""
+        return self.spectrum(w)[1] - self.bound
+
     def plan(self, on_boundary):
         """The right-hand side of a branch and its (event, direction, next branch)."""
         if on_boundary:
-            return self.boundary_flow, [(self.leaves_boundary, -1.0, False)]
+            return self.boundary_flow, [(self.leaves_boundary, -1.0, False),
+                                        (self.second_reaches_threshold, 1.0, GAP_CLOSED)]
         return self.gradient_flow, [(self.reaches_threshold, 1.0, True)]
 
 
@@ -267,12 +284,19 @@ class _MultiField:
         return lambda t, w: self.spectrum(w)[0][m - 1] - self.exit_level
 
     def plan(self, m):
-        events = []
-        if m < min(self.k, self.loss.dim):
-            events.append((self.rises(m), 1.0, m + 1))
-        if m > 0:
-            events.append((self.falls(m), -1.0, m - 1))
-        return self.flow(m), events
+        return plan_held(self, m, self.loss.dim)
+
+
+def plan_held(field, m, dim):
+    """The right-hand side of branch m (m of at most ``field.k`` eigenvalues held) and its
+    events: λ_{m+1} rising through the threshold (m + 1, or :data:`GAP_CLOSED` at m = k)
+    and λ_m falling through the exit level (m − 1)."""
+    events = []
+    if m < dim:
+        events.append((field.rises(m), 1.0, m + 1 if m < field.k else GAP_CLOSED))
+    if m > 0:
+        events.append((field.falls(m), -1.0, m - 1))
+    return field.flow(m), events
 
 
 def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float = 1.0,
@@ -311,8 +335,8 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
         ``max_switches``, when it is exhausted.
     max_critical : int
         Largest number k of eigenvalues the flow holds at 2/η. 1 (default) is the
-        one-eigenvalue flow with its exact exit event; above it, eigenvalue λ_{k+1} is not
-        watched (check ``eigenvalues[:, k] < 2/η`` in the result).
+        one-eigenvalue flow with its exact exit event. When λ_{k+1} reaches 2/η with k
+        eigenvalues held, the run ends with status EIGENGAP_CLOSED (module docstring).
     exit_band : float
         Only for ``max_critical > 1``: relative width of the band below 2/η inside which a
         released eigenvalue still counts as critical (must exceed the integrator's drift of
@@ -407,12 +431,20 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
             break
         if not switched:
             break
+        # the event that fired is the one whose function is (closest to) zero at the stop
+        fired = min(plan, key=lambda item: abs(item[0](t_stop, run.stop_state)))
+        if fired[2] == GAP_CLOSED:
+            held = 1 if isinstance(branch, bool) else branch
+            status = Status.EIGENGAP_CLOSED
+            message = (f"λ{held + 1} reached the stability threshold at t = {t_stop:.10g}, "
+                       f"with {held} eigenvalue{'s' if held > 1 else ''} held there: a flow "
+                       f"holding at most {held} is undefined past it (raise max_critical "
+                       "where the flow has it); the states before are kept")
+            break
         switches += 1
         if switches > max_switches:
             status, message = Status.MAX_STEPS, f"at t = {t_stop:.10g}"
             break
-        # the event that fired is the one whose function is (closest to) zero at the stop
-        fired = min(plan, key=lambda item: abs(item[0](t_stop, run.stop_state)))
         (entries if fired[2] > branch else exits).append(t_stop)
         t0, w0, branch = t_stop, run.stop_state, fired[2]
 
