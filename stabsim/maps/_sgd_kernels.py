@@ -18,8 +18,9 @@ moments, or :func:`sampled_batch_sharpness`, a ratio estimate over drawn batches
 from typing import NamedTuple
 
 import numpy as np
+from numba.extending import overload
 
-from .._jit import inline, jit
+from .._jit import KERNEL_ONLY, inline, jit
 from .._linalg import dot, scale_into
 from ..losses._protocol import grad as loss_grad
 from ..losses._protocol import hvp as loss_hvp
@@ -197,21 +198,40 @@ def sampled_batch_sharpness(theta, p, probes, z):
     return ratio, ratio - half, ratio + half
 
 
-@inline
-def measure_batch_sharpness(theta, p, g_full, law, probes, z):
-    """BS at θ: exact when ``probes`` is empty, else the sampled estimate; (BS, low, high)."""
-    if probes.shape[0] == 0:
-        value = exact_batch_sharpness(theta, p, g_full, law)
-        return value, value, value
-    return sampled_batch_sharpness(theta, p, probes, z)
+class ExactBatchSharpness(NamedTuple):
+    """Passed in place of the probe batches: the batch sharpness in closed form
+    (:func:`exact_batch_sharpness`). A type, resolved when a kernel is compiled, so that the
+    kernel holds one estimator only (each is about 0.5 s of a cold compile)."""
+
+
+def measure_batch_sharpness(theta, p, g_full, law, probes, record, z):
+    """BS at θ as (BS, low, high): exact for :class:`ExactBatchSharpness`, else the sampled
+    estimate over the batches ``probes[record]`` (kernels only)."""
+    raise TypeError("resolved inside compiled kernels")
+
+
+@overload(measure_batch_sharpness, jit_options=KERNEL_ONLY)
+def _measure_batch_sharpness(theta, p, g_full, law, probes, record, z):
+    if getattr(probes, "instance_class", None) is ExactBatchSharpness:
+        def exact(theta, p, g_full, law, probes, record, z):
+            value = exact_batch_sharpness(theta, p, g_full, law)
+            return value, value, value
+
+        return exact
+
+    def sampled(theta, p, g_full, law, probes, record, z):
+        return sampled_batch_sharpness(theta, p, probes[record], z)
+
+    return sampled
 
 
 @jit
 def batch_sharpness_at(p, theta, law, probes, z):
-    """BS at one point (entry point of :func:`stabsim.maps.sgd.batch_sharpness`)."""
+    """BS at one point (entry point of :func:`stabsim.maps.sgd.batch_sharpness`):
+    ``probes`` is :class:`ExactBatchSharpness` or one record's batches, shape (1, K, b)."""
     g_full = np.empty(theta.shape[0])
     loss_value_grad(theta, p, g_full)
-    return measure_batch_sharpness(theta, p, g_full, law, probes, z)
+    return measure_batch_sharpness(theta, p, g_full, law, probes, 0, z)
 
 
 @inline
@@ -224,7 +244,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
     ``subset(p, B)``. The state at step t is recorded (row t // stride) before its update,
     so row 0 is the start; with ``finish`` the state after the last update is recorded too.
     ``probes`` holds K batches per record of the chunk, in order (shape (records, K, b)),
-    or is empty (shape (0, 0, b)) for the exact batch sharpness.
+    or is :class:`ExactBatchSharpness` for the exact batch sharpness.
 
     Returns
     -------
@@ -238,8 +258,6 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
     g, hess, factor, lanczos, anchor, prev_evec, top = _workspace(eigen, d)
     gb = np.empty(d)
     record_trajectory = rec.theta.shape[0] > 0
-    exact = probes.shape[0] == 0
-    no_probes = np.empty((0, batches.shape[1]), np.int64)
     n_probe = 0
     for k in range(n_steps + 1 if finish else n_steps):
         t = start + k
@@ -256,8 +274,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
                 return _NONFINITE, k
             if not converged:
                 return _NOT_CONVERGED, k
-            bs, low, high = measure_batch_sharpness(
-                theta, p, g, law, no_probes if exact else probes[n_probe], z)
+            bs, low, high = measure_batch_sharpness(theta, p, g, law, probes, n_probe, z)
             n_probe += 1
             row = t // stride
             rec.loss[row] = loss

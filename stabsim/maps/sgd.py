@@ -181,9 +181,9 @@ def batch_sharpness(loss: Loss, theta, batch_size: int, *, replacement: bool = F
     method = bs_method(method, n, b, batches)
     law = kernels.BatchLaw(n, b, replacement)
     if method == "exact":
-        probes = np.empty((0, b), np.int64)
+        probes = kernels.ExactBatchSharpness()
     else:
-        probes = BatchSampler(n, b, replacement, _streams(seed)[1]).independent(batches)
+        probes = BatchSampler(n, b, replacement, _streams(seed)[1]).independent(batches)[None]
     kernel = engine_for(kernels.batch_sharpness_at, loss.family)
     value, low, high = kernel(loss.params, theta, law, probes, _z(confidence))
     return BatchSharpness(float(value), float(low), float(high), method)
@@ -390,12 +390,12 @@ def run_sgd(
                 records = last // stride - (done - 1) // stride  # t % stride == 0 in [done, last]
                 probes = prober.independent(records * bs_batches).reshape(records, bs_batches,
                                                                            b)
+                probed += probes.shape[0] * bs_batches
             else:
-                probes = np.empty((0, 0, b), np.int64)
+                probes = kernels.ExactBatchSharpness()
             status, advanced = kernel(loss.params, eta, eigen, law, state, rec, done, count,
                                       finish, stride, sampler.take(count), probes, z,
                                       divergence_norm)
-            probed += probes.shape[0] * bs_batches
             done += advanced
             bar.update(advanced)
             if status != int(Status.OK) or finish:
