@@ -69,18 +69,26 @@ def test_a_start_above_the_threshold_that_gradient_flow_lowers_is_gradient_flow(
     assert cf.at_eos[-1]
 
 
-@pytest.mark.slow
-def test_the_one_eigenvalue_flow_ends_where_lambda2_reaches_the_threshold():
-    # The start of the test above, followed on: λ2 rises to 2/η = λ1 near t = 5.5, where the
-    # top eigenvector is no longer defined. The run ends there (EIGENGAP_CLOSED) instead of
-    # chattering at the crossing. Independently, the k = 2 flow (the SDCP over the top
-    # eigenspace, a different program) is this flow while it holds one eigenvalue and takes
-    # its second at the same event: the two times agree to the event location's accuracy on
-    # interpolants of rtol 1e-10 (a state error ~1e-10|w| moves the root by ~1e-9 here).
+@pytest.fixture(scope="module")
+def gap():
+    # the start of the test above, followed on: λ2 rises to 2/η = λ1 near t = 5.5
     loss = QuadraticRegression.random(100, 10, seed=0)
     theta0 = np.zeros(100)
     eta = 2.2 / np.linalg.eigvalsh(loss.hessian(theta0))[-1]
     one = central_flow(loss, theta0, eta, 7.0, stride=0.5)
+    two = central_flow(loss, theta0, eta, 6.5, stride=0.5, max_critical=2)
+    return loss, eta, one, two
+
+
+@pytest.mark.slow
+def test_the_one_eigenvalue_flow_ends_where_lambda2_reaches_the_threshold(gap):
+    # Where λ2 meets λ1 = 2/η the top eigenvector is no longer defined: the run ends there
+    # (EIGENGAP_CLOSED) instead of chattering at the crossing. Independently, the k = 2
+    # flow (the SDCP over the top eigenspace, a different program) is this flow while it
+    # holds one eigenvalue and takes its second at the same event: the two times agree to
+    # the event location's accuracy on interpolants of rtol 1e-10 (a state error ~1e-10|w|
+    # moves the root by ~1e-9 here).
+    loss, eta, one, two = gap
     assert one.status is Status.EIGENGAP_CLOSED
     assert "λ2 reached the stability threshold" in one.message
     assert 5.0 < one.stop_step < 6.0 and one.step[-1] < one.stop_step
@@ -88,9 +96,25 @@ def test_the_one_eigenvalue_flow_ends_where_lambda2_reaches_the_threshold():
     # start has λ2 above 2/η too, which the gradient-flow branch lowers
     lambda2 = [np.linalg.eigvalsh(loss.hessian(w))[-2] for w in one.trajectory[one.at_eos]]
     assert len(lambda2) > 5 and np.all(np.array(lambda2) < 2.0 / eta)
-    two = central_flow(loss, theta0, eta, 6.0, stride=0.5, max_critical=2)
     assert two.status is Status.OK and two.n_critical[-1] == 2
     assert two.entry_steps[-1] == pytest.approx(one.stop_step, abs=1e-7)
+
+
+@pytest.mark.slow
+def test_a_start_holding_k_with_lambda_k_plus_1_above_the_threshold_ends_at_once(gap):
+    # At the k = 2 flow's last state λ1 = λ2 = 2/η; with η 1% larger both sit above the
+    # threshold and the loss sharpens there, so each flow starts by holding what it may:
+    # with at most one, λ2 ≥ 2/η beside it leaves the flow undefined from t = 0; with two
+    # it goes on.
+    loss, eta, _, two = gap
+    w = two.trajectory[-1]
+    assert np.all(np.linalg.eigvalsh(loss.hessian(w))[-2:] * 1.01 * eta / 2.0 > 1.0)
+    one = central_flow(loss, w, 1.01 * eta, 1.0, stride=0.5)
+    assert one.status is Status.EIGENGAP_CLOSED and one.stop_step == 0.0
+    assert "λ2 is at or above the stability threshold at t = 0" in one.message
+    assert one.step.tolist() == [0.0] and one.at_eos[0]
+    both = central_flow(loss, w, 1.01 * eta, 1.0, stride=0.5, max_critical=2)
+    assert both.status is Status.OK and both.n_critical.tolist() == [2, 2, 2]
 
 
 def test_below_threshold_it_is_gradient_flow():

@@ -186,6 +186,10 @@ class _ScalarField(TrackedTop):
     def flat(self, y, on_boundary) -> bool:
         return False  # D > 0 wherever S > 0 and ν > 0
 
+    def active(self, y, on_boundary) -> bool:
+        """Whether the held eigenvector pushes the flow at y (σ² > 0)."""
+        return on_boundary and self.sigma2(y) > 0.0
+
     def stable_flow(self, t, y):
         grad = self.loss.grad(y[:-1])
         nu = y[-1]
@@ -283,6 +287,11 @@ class _DiagonalField:
 
     def flat(self, y, m) -> bool:
         return False  # 𝒢 holds the PSD ν-term c|Q|²-weights: positive wherever c > 0
+
+    def active(self, y, m) -> bool:
+        """Whether the held eigenvectors push the flow at y (X ≠ 0)."""
+        solution = self.terms(y, m)[3] if m > 0 else None
+        return solution is not None and bool(np.any(solution.S))
 
     def flow(self, m):
         def rhs(t, y):

@@ -42,7 +42,10 @@ released eigenvalue that turns round inside the band is held up to ``exit_band``
 The end of a k-eigenvalue flow (k = ``max_critical``): with k eigenvalues held, λ_{k+1}
 rising through 2/η meets λ_k = 2/η, so "the top k eigenvectors" stop being defined (past
 the crossing they would swap, and the force jump). The run ends there with status
-EIGENGAP_CLOSED and the states before it; ``max_critical=k + 1`` follows the flow on.
+EIGENGAP_CLOSED and the states before it, as does a branch that begins with λ_{k+1} ≥ 2/η
+beside k held; ``max_critical=k + 1`` follows the flow on. Both only while the held
+eigenvectors push the flow (σ² > 0, S ≠ 0): at rest the flow is gradient flow whichever
+they are, and it goes on.
 """
 
 from __future__ import annotations
@@ -189,6 +192,10 @@ class _Field(TrackedTop):
         _, u = self.top(w)
         return not np.any(self.loss.d3(w, u, u))
 
+    def active(self, w, on_boundary) -> bool:
+        """Whether the held eigenvector pushes the flow at w (σ² > 0)."""
+        return on_boundary and self.sigma2(w, self.loss.grad(w))[0] > 0.0
+
     def gradient_flow(self, t, w):
         return -self.eta * self.loss.grad(w)
 
@@ -262,6 +269,10 @@ class _MultiField:
         _, vectors = self.spectrum(w)
         return not any(np.any(self.loss.d3(w, vectors[:, a], vectors[:, b]))
                        for a in range(m) for b in range(a, m))
+
+    def active(self, w, m) -> bool:
+        """Whether the held eigenvectors push the flow at w (S ≠ 0)."""
+        return m > 0 and bool(np.any(self.sigma(w, m, self.loss.grad(w))[0].S))
 
     def flow(self, m):
         def rhs(t, w):
@@ -397,15 +408,23 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
     entries, exits = ([0.0] if branch0 else []), []
     status, message, nfev, njev, switches = Status.OK, None, 0, 0, 0
     while True:
-        if field.flat(w0, branch):
-            status, message = Status.FLAT_SHARPNESS, f"S ≥ 2/η at t = {t0:.10g}"
+        rhs, plan = field.plan(branch)
+        flat = field.flat(w0, branch)
+        # a branch that begins with λ_{k+1} at or above the threshold and k held with a
+        # force (not at rest, as where gradient flow lowers them) is undefined
+        closed = not flat and any(not fn(t0, w0) < 0.0 for fn, _, nxt in plan
+                                  if nxt == GAP_CLOSED) and field.active(w0, branch)
+        if flat or closed:
+            if flat:
+                status, message = Status.FLAT_SHARPNESS, f"S ≥ 2/η at t = {t0:.10g}"
+            else:
+                status, message = Status.EIGENGAP_CLOSED, _gap_closed(branch, t0, "is at or above")
             if np.any(t_eval == t0):
                 saved_t.append(np.array([t0]))
                 saved_w.append(w0[None, :])
                 saved_branch.append(np.array([branch]))
             t_stop = t0
             break
-        rhs, plan = field.plan(branch)
         events = []
         for fn, direction, _ in plan:
             event = _shifted(fn, t0)
@@ -433,19 +452,17 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
             break
         # the event that fired is the one whose function is (closest to) zero at the stop
         fired = min(plan, key=lambda item: abs(item[0](t_stop, run.stop_state)))
-        if fired[2] == GAP_CLOSED:
-            held = 1 if isinstance(branch, bool) else branch
-            status = Status.EIGENGAP_CLOSED
-            message = (f"λ{held + 1} reached the stability threshold at t = {t_stop:.10g}, "
-                       f"with {held} eigenvalue{'s' if held > 1 else ''} held there: a flow "
-                       f"holding at most {held} is undefined past it (raise max_critical "
-                       "where the flow has it); the states before are kept")
+        if fired[2] == GAP_CLOSED and field.active(run.stop_state, branch):
+            status, message = Status.EIGENGAP_CLOSED, _gap_closed(branch, t_stop, "reached")
             break
+        if fired[2] == GAP_CLOSED:  # held at rest: the top k, whichever they are, go on
+            fired = (None, None, branch)
         switches += 1
         if switches > max_switches:
             status, message = Status.MAX_STEPS, f"at t = {t_stop:.10g}"
             break
-        (entries if fired[2] > branch else exits).append(t_stop)
+        if fired[2] != branch:
+            (entries if fired[2] > branch else exits).append(t_stop)
         t0, w0, branch = t_stop, run.stop_state, fired[2]
 
     t = np.concatenate(saved_t) if saved_t else np.empty(0)
@@ -453,6 +470,15 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
     kind = bool if isinstance(branch0, bool) else int
     branches = np.concatenate(saved_branch) if saved_branch else np.empty(0, dtype=kind)
     return t, states, branches, status, message, nfev, njev, switches, entries, exits, t_stop
+
+
+def _gap_closed(branch, t, verb):
+    """The message of a run ended by :data:`GAP_CLOSED` on ``branch`` at time t."""
+    held = 1 if isinstance(branch, bool) else branch
+    return (f"λ{held + 1} {verb} the stability threshold at t = {t:.10g}, with {held} "
+            f"eigenvalue{'s' if held > 1 else ''} held there: a flow holding at most {held} "
+            "is undefined past it (raise max_critical where the flow has it); the states "
+            "before are kept")
 
 
 def _shifted(f, start):
