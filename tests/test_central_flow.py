@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stabsim._status import Status
-from stabsim.flows.central import central_flow
+from stabsim.flows.central import GAP_CLOSED, _integrate, central_flow
 from stabsim.flows.gradient import gradient_flow
 from stabsim.losses import Quadratic, QuadraticRegression
 
@@ -115,6 +115,39 @@ def test_a_start_holding_k_with_lambda_k_plus_1_above_the_threshold_ends_at_once
     assert one.step.tolist() == [0.0] and one.at_eos[0]
     both = central_flow(loss, w, 1.01 * eta, 1.0, stride=0.5, max_critical=2)
     assert both.status is Status.OK and both.n_critical.tolist() == [2, 2, 2]
+
+
+class _Crossing:
+    """A one-branch field for the branch loop alone: dy/dt = 1 from y = 0, and the event
+    y − 1 rising through 0 ending a flow that holds k (GAP_CLOSED), its held force set by
+    ``push``."""
+
+    def __init__(self, push):
+        self.push = push
+
+    def flat(self, y, branch):
+        return False
+
+    def active(self, y, branch):
+        return self.push
+
+    def plan(self, branch):
+        return (lambda t, y: np.ones(1)), [(lambda t, y: y[0] - 1.0, 1.0, GAP_CLOSED)]
+
+
+@pytest.mark.parametrize("push", [True, False])
+def test_lambda_k_plus_1_crossing_ends_the_run_only_where_the_held_set_pushes(push):
+    times = np.array([0.0, 0.5, 1.5, 2.0])
+    t, states, _, status, message, *_, switches, entries, exits, t_stop = _integrate(
+        _Crossing(push), 1, np.zeros(1), 2.0, times, {"rtol": 1e-10, "atol": 1e-12},
+        np.inf, 10)
+    if push:  # ends at y = 1 (t = 1, to the event's root-finding accuracy)
+        assert status is Status.EIGENGAP_CLOSED and "λ2 reached" in message
+        assert t_stop == pytest.approx(1.0, abs=1e-9) and t.tolist() == [0.0, 0.5]
+    else:  # at rest: the same branch goes on to the horizon, no entry or exit recorded
+        assert status is Status.OK and t_stop == 2.0 and switches == 1
+        assert t.tolist() == times.tolist() and entries == [0.0] and exits == []
+        np.testing.assert_allclose(states[:, 0], times, atol=1e-9)
 
 
 def test_below_threshold_it_is_gradient_flow():

@@ -410,21 +410,25 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
     while True:
         rhs, plan = field.plan(branch)
         flat = field.flat(w0, branch)
-        # a branch that begins with λ_{k+1} at or above the threshold and k held with a
-        # force (not at rest, as where gradient flow lowers them) is undefined
-        closed = not flat and any(not fn(t0, w0) < 0.0 for fn, _, nxt in plan
-                                  if nxt == GAP_CLOSED) and field.active(w0, branch)
-        if flat or closed:
+        # λ_{k+1} at or above the threshold beside k held: undefined where the held set
+        # pushes the flow; at rest (where gradient flow lowers them, or just after the top k
+        # swapped at rest) the flow is gradient flow, and the event is left out of this
+        # stretch (it would fire again at once)
+        reached = any(not fn(t0, w0) < 0.0 for fn, _, nxt in plan if nxt == GAP_CLOSED)
+        if flat or (reached and field.active(w0, branch)):
             if flat:
                 status, message = Status.FLAT_SHARPNESS, f"S ≥ 2/η at t = {t0:.10g}"
             else:
-                status, message = Status.EIGENGAP_CLOSED, _gap_closed(branch, t0, "is at or above")
+                status = Status.EIGENGAP_CLOSED
+                message = _gap_closed(branch, t0, "is at or above")
             if np.any(t_eval == t0):
                 saved_t.append(np.array([t0]))
                 saved_w.append(w0[None, :])
                 saved_branch.append(np.array([branch]))
             t_stop = t0
             break
+        if reached:
+            plan = [item for item in plan if item[2] != GAP_CLOSED]
         events = []
         for fn, direction, _ in plan:
             event = _shifted(fn, t0)
