@@ -90,10 +90,8 @@ _MESSAGES = {
         "or GD on sqrt L at an exact minimiser (an infinite effective step)"
     ),
     Status.EIGENGAP_CLOSED: (
-        "two of the top Hessian eigenvalues met (λ1 − λ2 fell below a manifold flow's gap "
-        "tolerance, or a central flow's next eigenvalue reached the threshold the held ones "
-        "sit at): the eigenvectors the flow is built on, and the flow, are undefined from "
-        "there on"
+        "two of the top Hessian eigenvalues met: the eigenvectors the method is built on, "
+        "and the method, are undefined from there on"
     ),
     Status.FLAT_SHARPNESS: (
         "the sharpness gradient ∇S = ∇³L[u, u] is zero (the sharpness does not change along "

@@ -1,11 +1,14 @@
 """proj_M: exact constraint gradients, KKT optimality, idempotence, and the paper's iteration."""
 
+import re
+
 import numpy as np
 import pytest
 from scipy.optimize import minimize
 
 from stabsim._status import Status
 from stabsim.losses import Minimalist, QuadraticRegression, ScalarNetwork
+from stabsim.maps.constrained import constrained_trajectory
 from stabsim.maps.projection import proj_M, stable_geometry
 
 # Three kinds of loss: a random second-order regression model, the minimalist example and a
@@ -13,7 +16,8 @@ from stabsim.maps.projection import proj_M, stable_geometry
 # M (the projection of b) moved by 0.05 outwards along ∇S and by 0.05 in a random direction,
 # so the sharpness constraint is active and z is near M, where the Euclidean projection is
 # unique. (Far from M the constraint u·∇L = 0 is strongly curved and the top eigenvalues can
-# collide, where M itself is ill-defined; proj_M then reports NOT_CONVERGED.)
+# collide, where M itself is ill-defined; proj_M then reports NOT_CONVERGED, or
+# EIGENGAP_CLOSED when it ends with λ2 ≥ 2/η: test_eigengap_closed_when_lambda2_is_above.)
 BASES = {
     "regression": (QuadraticRegression.random(6, 3, seed=0),
                    np.random.default_rng(1).normal(size=6) * 0.15),
@@ -133,6 +137,27 @@ def test_paper_iteration_converges_linearly_at_the_predicted_rate_and_is_not_nea
     assert three.status is Status.NOT_CONVERGED
     euclid = proj_M(loss, z, eta, tol=1e-11)
     assert np.linalg.norm(three.theta - z) >= np.linalg.norm(euclid.theta - z) - 1e-12
+
+
+def test_eigengap_closed_when_lambda2_is_above():
+    # θ† from a start above 2/η with λ2 above too (the regression model at η = 2.2/S(0),
+    # where λ2(0) = 1.023·2/η): the projection of its step 2 cannot reach M, and ends where
+    # λ1 ≈ λ2 > 2/η. A step along ∇S lowers the top eigenvalue only, and λ2 takes its place.
+    # Checked with a dense eigensolver: λ2 ≥ 2/η and S > 2/η (not on M) at the output.
+    loss = QuadraticRegression.random(100, 10, seed=0)
+    theta0 = np.zeros(100)
+    eta = 2.2 / np.linalg.eigvalsh(loss.hessian(theta0))[-1]
+    run = constrained_trajectory(loss, theta0, eta, 5)
+    assert run.status is Status.EIGENGAP_CLOSED and "the projection of step 2" in run.message
+    assert run.trajectory.shape[0] == 2 and np.all(np.isfinite(run.sharpness))
+    last = run.trajectory[-1]
+    p = proj_M(loss, last - eta * loss.grad(last), eta)
+    assert p.status is Status.EIGENGAP_CLOSED and not p.success
+    values = np.linalg.eigvalsh(loss.hessian(p.theta))
+    assert values[-2] >= 2.0 / eta and values[-1] > 2.0 / eta
+    # the message's λ2 and S: Lanczos values (tolerance 1e-10 relative) printed to 6 digits
+    shown = re.search(r"λ2 = (\S+) ≥ 2/η = \S+ beside S = (\S+) ", p.message)
+    np.testing.assert_allclose([float(shown[1]), float(shown[2])], values[[-2, -1]], rtol=1e-5)
 
 
 def test_not_converged_status_when_budget_too_small():

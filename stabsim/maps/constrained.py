@@ -75,8 +75,10 @@ class ConstrainedResult(Result):
         OK; NOT_CONVERGED if some projection missed its tolerance within ``max_iter`` (the
         run continues, see ``first_failure``); NONFINITE if a value went non-finite,
         FLAT_SHARPNESS if ∇S⊥ = 0
-        at θ† (δ² = 2α/β is undefined) or a projection met S > 2/η with ∇S = 0 (the run
-        stops there and keeps only the rows made before: no row is NaN).
+        at θ† (δ² = 2α/β is undefined) or a projection met S > 2/η with ∇S = 0,
+        EIGENGAP_CLOSED if a projection ended with λ2 ≥ 2/η (M, defined by the top
+        eigenvalue alone, is out of its reach there: see :class:`Projection`); these three
+        stop the run there, which keeps only the rows made before (no row is NaN).
     first_failure : int or None
         First step whose projection missed its tolerance.
     """
@@ -210,14 +212,17 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
 
     proj = project(theta0, u_ref)
     v = theta0 - proj.theta
-    status, first_failure, kept = Status.OK, None, n
+    status, first_failure, kept, gap = Status.OK, None, n, None
     # a blow-up of v is reported through the status, not by NumPy warnings
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for t in range(n):
             geo = proj.geometry
             residuals[t], n_iter[t] = proj.residuals, proj.n_iter
-            if proj.status in (Status.NONFINITE, Status.FLAT_SHARPNESS):
+            if proj.status in (Status.NONFINITE, Status.FLAT_SHARPNESS,
+                               Status.EIGENGAP_CLOSED):
                 status, kept = proj.status, t
+                if proj.status is Status.EIGENGAP_CLOSED:
+                    gap = f"the projection of step {t}: {proj.detail}"
                 break
             if not np.all(np.isfinite(v)):
                 status, kept = Status.NONFINITE, t
@@ -249,7 +254,8 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     return ConstrainedResult(
         status=status, knob="max_iter" if projection == "euclidean" else None,
         parameters=parameters,
-        detail=f"first at step {first_failure}" if first_failure is not None else None,
+        detail=gap or (f"first at step {first_failure}" if first_failure is not None
+                       else None),
         counters={"steps": max(kept - 1, 0), "projection_iterations": int(n_iter[:kept].sum())},
         eta=eta, projection=projection, displacement=displacement, trajectory=thetas[:kept],
         v=vs[:kept], loss=out["loss"],

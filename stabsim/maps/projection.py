@@ -178,7 +178,10 @@ class Projection(Result):
         OK, NOT_CONVERGED (tolerance missed within ``max_iter`` iterations, or after the
         ``passes`` of the paper's iteration: the message names which), NONFINITE, or
         FLAT_SHARPNESS (S > 2/η where ∇S = 0, ∇S⊥ = 0 for ``projection="paper"``: no step
-        lowers S to first order, so the projection is undefined; θ is the last iterate).
+        lowers S to first order, so the projection is undefined; θ is the last iterate), or
+        EIGENGAP_CLOSED (not converged, with λ2 ≥ 2/η at the last iterate: reaching
+        S ≤ 2/η there takes lowering two eigenvalues, and a step along ∇S = ∇³L[u, u]
+        lowers the top one only, which λ2 then replaces as the top; the message gives both).
     projection : str
     geometry : StableGeometry
         Spectral data at the returned point (reused by the constrained trajectory).
@@ -306,9 +309,16 @@ def _finish(loss, theta, geo, bound, n_iter, status, projection) -> Projection:
         geo = _geometry(loss, theta, geo.u, True)
     excess, ortho, _ = _infeasibility(geo, bound)
     finite = np.all(np.isfinite(theta)) and np.isfinite(excess) and np.isfinite(ortho)
+    detail = None
     if not finite:
         status = Status.NONFINITE
-    return Projection(status=status, counters={"iterations": n_iter}, parameters={},
+    elif status is Status.NOT_CONVERGED and geo.lambda2 >= bound:
+        status = Status.EIGENGAP_CLOSED
+        detail = (f"λ2 = {geo.lambda2:.6g} ≥ 2/η = {bound:.6g} beside S = {geo.sharpness:.6g} "
+                  "at the last iterate: M's constraint S ≤ 2/η needs both lowered there, "
+                  "which a projection along ∇S of the top eigenvector alone cannot do")
+    return Projection(status=status, detail=detail, counters={"iterations": n_iter},
+                      parameters={},
                       knob="passes" if projection == "paper" else "max_iter", theta=theta,
                       sharpness_excess=excess, orthogonality=ortho, n_iter=n_iter,
                       projection=projection, geometry=geo)
