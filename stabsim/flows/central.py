@@ -414,7 +414,7 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
         # pushes the flow; at rest (where gradient flow lowers them, or just after the top k
         # swapped at rest) the flow is gradient flow, and the event is left out of this
         # stretch (it would fire again at once)
-        reached = any(not fn(t0, w0) < 0.0 for fn, _, nxt in plan if nxt == GAP_CLOSED)
+        reached = any(fn(t0, w0) >= 0.0 for fn, _, nxt in plan if nxt == GAP_CLOSED)
         if flat or (reached and field.active(w0, branch)):
             if flat:
                 status, message = Status.FLAT_SHARPNESS, f"S ≥ 2/η at t = {t0:.10g}"
