@@ -138,9 +138,9 @@ class _Crossing:
 @pytest.mark.parametrize("push", [True, False])
 def test_lambda_k_plus_1_crossing_ends_the_run_only_where_the_held_set_pushes(push):
     times = np.array([0.0, 0.5, 1.5, 2.0])
-    t, states, _, status, message, *_, switches, entries, exits, t_stop = _integrate(
-        _Crossing(push), 1, np.zeros(1), 2.0, times, {"rtol": 1e-10, "atol": 1e-12},
-        np.inf, 10)
+    t, states, _, status, message, *_, switches, entries, exits, t_stop, _ = _integrate(
+        _Crossing(push), 1, np.zeros(1), 2.0, times,
+        {"rtol": 1e-10, "atol": 1e-12, "max_rhs_evals": 10_000}, np.inf, 10)
     if push:  # ends at y = 1 (t = 1, to the event's root-finding accuracy)
         assert status is Status.EIGENGAP_CLOSED and "λ2 reached" in message
         assert t_stop == pytest.approx(1.0, abs=1e-9) and t.tolist() == [0.0, 0.5]
@@ -148,6 +148,24 @@ def test_lambda_k_plus_1_crossing_ends_the_run_only_where_the_held_set_pushes(pu
         assert status is Status.OK and t_stop == 2.0 and switches == 1
         assert t.tolist() == times.tolist() and entries == [0.0] and exits == []
         np.testing.assert_allclose(states[:, 0], times, atol=1e-9)
+
+
+def test_a_budget_of_right_hand_side_evaluations_ends_the_run(flow):
+    # the module's flow (9,507 evaluations to t = 800) with a budget of 2,000: it stops
+    # part-way, names the budget, and keeps the states it reached, equal to the full run's
+    loss, full = flow
+    cut = central_flow(loss, np.zeros(loss.dim), ETA, T_END, max_rhs_evals=2000)
+    assert cut.status is Status.MAX_STEPS and cut.knob == "max_rhs_evals"
+    assert "`max_rhs_evals`" in cut.message and 0.0 < cut.stop_step < T_END
+    # past the budget each refused evaluation shrinks the step by at most 5 (DOP853's
+    # smallest factor) until it is below float spacing at t: about 40 trials of 12
+    assert 2000 < cut.counters["rhs_evals"] <= 2000 + 600
+    n = cut.step.shape[0]
+    np.testing.assert_array_equal(cut.step, full.step[:n])
+    # the same integration up to there, step for step: identical states
+    np.testing.assert_array_equal(cut.trajectory, full.trajectory[:n])
+    with pytest.raises(ValueError, match="max_rhs_evals"):
+        central_flow(loss, np.zeros(loss.dim), ETA, T_END, max_rhs_evals=0)
 
 
 def test_below_threshold_it_is_gradient_flow():

@@ -86,6 +86,23 @@ def test_a_terminal_event_before_the_first_save_time():
     assert result.stop_step == pytest.approx(np.log(2.0), rel=1e-9)  # as in the test above
 
 
+def test_a_vector_field_that_switches_ends_at_the_budget():
+    # dy/dt = −sign(y) from y = 1 reaches 0 at t = 1 and then slides along y = 0: an explicit
+    # integrator's steps shrink without end there (27 million evaluations reach t = 1 + 1e-5).
+    # With a budget the run stops at t = 1 (the last step accepted, within the sliding
+    # layer: |y| ≲ atol) and keeps the states saved before.
+    result = solve_flow(lambda t, y: -np.sign(y), [1.0], 1.5,
+                        t_eval=np.linspace(0.0, 1.5, 7), max_rhs_evals=20_000)
+    assert result.status is Status.MAX_STEPS and result.knob == "max_rhs_evals"
+    assert "`max_rhs_evals`" in result.message
+    assert 1.0 <= result.stop_step < 1.0 + 1e-6
+    np.testing.assert_array_equal(result.step, [0.0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(result.trajectory[:, 0], [1.0, 0.75, 0.5, 0.25, 0.0],
+                               atol=1e-9)  # y = 1 − t, exact to the integrator's tolerance
+    # past the budget: at most about 40 rejected trials of 12 evaluations (see the flow test)
+    assert 20_000 < result.counters["rhs_evals"] <= 20_000 + 600
+
+
 def test_a_right_hand_side_that_is_nan_at_the_start():
     result = solve_flow(lambda t, y: np.full_like(y, np.nan), [1.0], 1.0)
     assert result.status is Status.NONFINITE and result.stop_step == 0.0

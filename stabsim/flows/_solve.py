@@ -75,7 +75,7 @@ class FlowResult(Result):
 
 
 def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator="DOP853",
-               rtol=1e-10, atol=1e-12, divergence_norm=np.inf,
+               rtol=1e-10, atol=1e-12, divergence_norm=np.inf, max_rhs_evals=None,
                parameters=None) -> FlowResult:
     """Integrate ``dy/dt = rhs(t, y)`` from 0 to ``t_end``.
 
@@ -89,6 +89,12 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
       the right-hand side is non-finite arbitrarily close ahead, the step size falls below
       the spacing of floats at t and the integrator stops: status NONFINITE, ``t_stop`` the
       last time reached (the right-hand side is non-finite within a few ulps of t beyond).
+
+    A third, with ``max_rhs_evals``: past that many evaluations the right-hand side is
+    reported as NaN, so the integrator stops within a few hundred more (as above): status
+    MAX_STEPS, naming ``max_rhs_evals``, ``t_stop`` the last time reached. A vector field
+    that switches discontinuously (on a surface the flow slides along) makes an explicit
+    integrator take ever smaller steps there and never reach ``t_end``.
 
     Parameters
     ----------
@@ -105,6 +111,8 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
         Passed to ``solve_ivp`` (its ``method``, ``rtol``, ``atol``).
     divergence_norm : float
         |y| at which the run stops with status DIVERGED (default: never).
+    max_rhs_evals : int, optional
+        Budget of right-hand-side evaluations (default: none).
     parameters : dict, optional
         The parameters of the public call, kept in the result (default: the integrator's).
 
@@ -120,13 +128,16 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
     valid = check.solver_options(rtol, atol, integrator)
     options = {"rtol": valid["rtol"], "atol": valid["atol"], "method": integrator}
     divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
+    if max_rhs_evals is not None:
+        max_rhs_evals = check.nonnegative_int("max_rhs_evals", max_rhs_evals, minimum=1)
     if parameters is None:
         parameters = {"t_end": t_end, "integrator": integrator, "rtol": options["rtol"],
                       "atol": options["atol"], "divergence_norm": divergence_norm}
 
-    def result(t, states, status, message, counters, stop, stop_state=None):
+    def result(t, states, status, message, counters, stop, stop_state=None, knob=None):
         # the integrator's own message explains a failure; an OK run needs none
         return FlowResult(status=status, detail=None if status is Status.OK else message,
+                          knob=knob,
                           counters={"rhs_evals": counters[0], "jacobian_evals": counters[1]},
                           parameters=parameters, step=t, trajectory=states, stop_step=stop,
                           stop_state=stop_state)
@@ -136,8 +147,12 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
                          f"divergence_norm = {divergence_norm:.6g}")
     nonfinite_at = [-np.inf]  # the latest time at which the right-hand side was NaN/inf
     reached = [0.0]  # the last time the integrator accepted a step
+    evaluations = [0]
 
     def guarded(t, y):
+        evaluations[0] += 1
+        if max_rhs_evals is not None and evaluations[0] > max_rhs_evals:
+            return np.full_like(y, np.nan)  # refused: the integrator stops (see above)
         if np.all(np.isfinite(y)):
             dy = np.asarray(rhs(t, y), dtype=float)
             if np.all(np.isfinite(dy)):
@@ -191,6 +206,16 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
     states = np.asarray(sol.y, dtype=float).T.reshape(t.shape[0], y0.shape[0])
     counters = (int(sol.nfev) + 1, int(sol.njev))
     finite = np.all(np.isfinite(states), axis=1)
+    if max_rhs_evals is not None and evaluations[0] > max_rhs_evals:
+        # the refused evaluations may have reached the last step's interpolant: the rows
+        # before the first non-finite one are the integration's
+        kept = int(np.argmin(finite)) if not finite.all() else finite.shape[0]
+        t_stop = reached[0]
+        message = (f"the right-hand side was evaluated max_rhs_evals = {max_rhs_evals} times "
+                   f"by t = {t_stop:.10g} (a vector field that switches discontinuously "
+                   "there makes the integrator's steps ever smaller)")
+        return result(t[:kept], states[:kept], Status.MAX_STEPS, message, counters, t_stop,
+                      knob="max_rhs_evals")
     if not finite.all():  # an implicit integrator (LSODA) may accept NaN states
         bad = int(np.argmin(finite))
         t_stop = float(t[bad - 1]) if bad else 0.0

@@ -72,7 +72,7 @@ from ..losses import Loss, check_dense_memory
 from ..losses._base import require_loss
 from ..spectral import top_eigenpairs
 from ._sdcp import solve_sdcp
-from .central import GAP_CLOSED, TrackedTop, _integrate, plan_held
+from .central import GAP_CLOSED, MAX_RHS_EVALS, TrackedTop, _integrate, plan_held
 
 
 @dataclasses.dataclass(repr=False)
@@ -323,7 +323,7 @@ class _DiagonalField:
 
 
 def _inputs(loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator, max_switches,
-            divergence_norm, scalar):
+            divergence_norm, max_rhs_evals, scalar):
     require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
     eta = check.positive_float("eta", eta)
@@ -332,6 +332,7 @@ def _inputs(loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator
         raise ValueError("beta2 must be > 0 (the flow's rate (1 - beta2)/beta2 is infinite)")
     steps = check.positive_float("steps", steps)
     solver = check.solver_options(rtol, atol, integrator)
+    solver["max_rhs_evals"] = check.nonnegative_int("max_rhs_evals", max_rhs_evals, minimum=1)
     max_switches = check.nonnegative_int("max_switches", max_switches, minimum=1)
     divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
     nu0 = check.finite_array("nu0", nu0)  # a scalar becomes shape (1,)
@@ -348,8 +349,8 @@ def _inputs(loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator
 def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float,
                         steps: float, *, stable: bool = False, stride: float = 1.0,
                         rtol: float = 1e-10, atol: float = 1e-12, integrator: str = "DOP853",
-                        max_switches: int = 100,
-                        divergence_norm: float = 1e8) -> AdaptiveFlowResult:
+                        max_switches: int = 100, divergence_norm: float = 1e8,
+                        max_rhs_evals: int = MAX_RHS_EVALS) -> AdaptiveFlowResult:
     """The central flow of Scalar RMSProp (module docstring), or its stable flow.
 
     Parameters
@@ -372,6 +373,9 @@ def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float
         Budget of branch switches (status MAX_STEPS naming it when exhausted).
     divergence_norm : float
         |(w, ν)| at which the flow stops with status DIVERGED.
+    max_rhs_evals : int
+        Budget of right-hand-side evaluations over the run (as for
+        :func:`~stabsim.flows.central_flow`).
 
     Returns
     -------
@@ -379,7 +383,7 @@ def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float
     """
     y0, eta, beta2, steps, times, solver, max_switches, divergence_norm = _inputs(
         loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator, max_switches,
-        divergence_norm, True)
+        divergence_norm, max_rhs_evals, True)
     stable = check.boolean("stable", stable)
     field = _ScalarField(loss, eta, beta2)
     if stable:
@@ -391,7 +395,7 @@ def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float
         branch0 = bool(field.reaches_threshold(0.0, y0) >= 0.0
                        and not field.leaves_boundary(0.0, y0) < 0.0)
     run = _integrate(field, branch0, y0, steps, times, solver, divergence_norm, max_switches)
-    t, states, branches, status, message, nfev, _, switches, entries, exits, stop_step = run
+    t, states, branches, status, message, nfev, _, switches, entries, exits, stop_step, knob = run
     n = t.shape[0]
     loss_v, sharp, sigma2 = np.zeros(n), np.zeros(n), np.zeros(n)
     for i, y in enumerate(states):
@@ -404,7 +408,7 @@ def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float
         status=status, counters={"rhs_evals": nfev, "switches": switches},
         parameters={"method": "scalar_rmsprop", "eta": eta, "beta2": beta2, "steps": steps,
                     "stable": stable, "integrator": solver["integrator"]},
-        knob="max_switches" if status is Status.MAX_STEPS else None,
+        knob=knob if status is Status.MAX_STEPS else None,
         detail=message or None, method="scalar_rmsprop", eta=eta, beta2=beta2, step=t,
         trajectory=states[:, :-1], nu=nu, loss=loss_v, sharpness=sharp,
         preconditioned_sharpness=sharp / np.sqrt(nu), sigma2=sigma2,
@@ -417,7 +421,8 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
                  max_critical: int = 1, exit_band: float = 1e-6, stable: bool = False,
                  stride: float = 1.0, rtol: float = 1e-10, atol: float = 1e-12,
                  integrator: str = "DOP853", max_switches: int = 100,
-                 divergence_norm: float = 1e8) -> AdaptiveFlowResult:
+                 divergence_norm: float = 1e8,
+                 max_rhs_evals: int = MAX_RHS_EVALS) -> AdaptiveFlowResult:
     """The central flow of (diagonal) RMSProp through the general form (module docstring).
 
     Parameters
@@ -437,7 +442,7 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
         :func:`~stabsim.flows.central_flow`).
     stable : bool
         Integrate the stable flow throughout (X = 0).
-    stride, rtol, atol, integrator, max_switches, divergence_norm :
+    stride, rtol, atol, integrator, max_switches, divergence_norm, max_rhs_evals :
         As in :func:`scalar_rmsprop_flow`.
 
     Returns
@@ -446,7 +451,7 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
     """
     y0, eta, beta2, steps, times, solver, max_switches, divergence_norm = _inputs(
         loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator, max_switches,
-        divergence_norm, False)
+        divergence_norm, max_rhs_evals, False)
     check_dense_memory(loss.dim, "the RMSProp flow's dense generalised spectrum")
     max_critical = check.nonnegative_int("max_critical", max_critical, minimum=1)
     exit_band = check.positive_float("exit_band", exit_band)
@@ -460,7 +465,7 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
     else:
         branch0 = int(min(max_critical, np.count_nonzero(field.spectrum(y0)[0] >= 2.0)))
     run = _integrate(field, branch0, y0, steps, times, solver, divergence_norm, max_switches)
-    t, states, branches, status, message, nfev, _, switches, entries, exits, stop_step = run
+    t, states, branches, status, message, nfev, _, switches, entries, exits, stop_step, knob = run
     d = loss.dim
     n = t.shape[0]
     loss_v, sharp, psharp, trace = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
@@ -476,7 +481,7 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
         parameters={"method": "rmsprop", "eta": eta, "beta2": beta2, "steps": steps,
                     "max_critical": max_critical, "stable": stable,
                     "integrator": solver["integrator"]},
-        knob="max_switches" if status is Status.MAX_STEPS else None,
+        knob=knob if status is Status.MAX_STEPS else None,
         detail=message or None, method="rmsprop", eta=eta, beta2=beta2, step=t,
         trajectory=states[:, :d], nu=states[:, d:], loss=loss_v, sharpness=sharp,
         preconditioned_sharpness=psharp, sigma2=trace, predicted_loss=loss_v + trace,

@@ -68,6 +68,11 @@ from ._solve import FlowResult, solve_flow
 #: unwatched, the integrator chatters at the crossing with ever smaller steps.
 GAP_CLOSED = "gap closed"
 
+#: default budget of right-hand-side evaluations of a central flow: about 12 a step of t on
+#: the boundary of the two-scale model (9,507 for 800 steps), so a run of 10⁴ steps fits
+#: ten times over, while a flow that chatters at a switch stops in seconds instead of never
+MAX_RHS_EVALS = 1_000_000
+
 
 @dataclasses.dataclass(repr=False)
 class CentralFlowResult(FlowResult):
@@ -313,7 +318,8 @@ def plan_held(field, m, dim):
 def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float = 1.0,
                  rtol: float = 1e-10, atol: float = 1e-12, integrator: str = "DOP853",
                  max_switches: int = 100, max_critical: int = 1,
-                 exit_band: float = 1e-6, divergence_norm: float = 1e8) -> CentralFlowResult:
+                 exit_band: float = 1e-6, divergence_norm: float = 1e8,
+                 max_rhs_evals: int = MAX_RHS_EVALS) -> CentralFlowResult:
     """Solve the central flow (module docstring) for t ∈ [0, steps], t in GD steps.
 
     The flow switches between branches at events located by ``solve_ivp``. With
@@ -356,6 +362,10 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
         |w| at which the flow stops with status DIVERGED; ``inf`` to follow it until it
         stops being finite (NONFINITE). The result keeps the states saved before, and
         ``stop_step`` says when the run ended.
+    max_rhs_evals : int
+        Budget of right-hand-side evaluations over the whole run (:data:`MAX_RHS_EVALS`);
+        status MAX_STEPS, naming it, when it is exhausted (see
+        :func:`~stabsim.flows.solve_flow`).
 
     Returns
     -------
@@ -370,6 +380,7 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
     max_critical = check.nonnegative_int("max_critical", max_critical, minimum=1)
     exit_band = check.positive_float("exit_band", exit_band)
     divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
+    solver["max_rhs_evals"] = check.nonnegative_int("max_rhs_evals", max_rhs_evals, minimum=1)
     if exit_band >= 1.0:
         raise ValueError(f"exit_band must lie in (0, 1), got {exit_band}")
     # a state (d floats) and about 8 records per saved step
@@ -378,7 +389,8 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
     parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "stride": stride,
                   "integrator": integrator, "rtol": rtol, "atol": atol,
                   "max_switches": max_switches, "max_critical": max_critical,
-                  "exit_band": exit_band, "divergence_norm": divergence_norm}
+                  "exit_band": exit_band, "divergence_norm": divergence_norm,
+                  "max_rhs_evals": max_rhs_evals}
 
     if max_critical == 1:
         field = _Field(loss, eta)
@@ -401,12 +413,14 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
 def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, max_switches):
     """Integrate branch after branch; ``field.plan(branch)`` gives (rhs, events), each event
     a (function, direction, next branch) triple; ``solver`` holds the ``solve_flow``
-    options. Returns the saved times, states and branches, the status, message, counters,
-    the entry and exit times and the time the run ended."""
+    options, its ``max_rhs_evals`` the budget of the whole run. Returns the saved times,
+    states and branches, the status, message, counters, the entry and exit times, the time
+    the run ended and the budget a MAX_STEPS names."""
     branch, t0, w0 = branch0, 0.0, theta0
     saved_t, saved_w, saved_branch = [], [], []
     entries, exits = ([0.0] if branch0 else []), []
     status, message, nfev, njev, switches = Status.OK, None, 0, 0, 0
+    knob = "max_switches"
     while True:
         rhs, plan = field.plan(branch)
         flat = field.flat(w0, branch)
@@ -437,8 +451,9 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
         rhs = _shifted(rhs, t0)
         # one pass: the states at the save times from t0 on, up to the event that ends the
         # branch (a run that diverged or turned non-finite ends there too)
+        options = {**solver, "max_rhs_evals": max(1, solver["max_rhs_evals"] - nfev)}
         run = solve_flow(rhs, w0, t_end - t0, t_eval=t_eval[t_eval >= t0] - t0, events=events,
-                         divergence_norm=divergence_norm, **solver)
+                         divergence_norm=divergence_norm, **options)
         nfev += run.counters["rhs_evals"]
         njev += run.counters["jacobian_evals"]
         t_stop = t_end if run.stop_step >= t_end - t0 else t0 + run.stop_step
@@ -451,6 +466,7 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
             saved_branch.append(np.full(saved_t[-1].shape[0], branch))
         status, message = run.status, run.detail
         if not run.success:
+            knob = run.knob or knob
             break
         if not switched:
             break
@@ -473,7 +489,8 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
     states = np.concatenate(saved_w) if saved_w else np.empty((0, theta0.shape[0]))
     kind = bool if isinstance(branch0, bool) else int
     branches = np.concatenate(saved_branch) if saved_branch else np.empty(0, dtype=kind)
-    return t, states, branches, status, message, nfev, njev, switches, entries, exits, t_stop
+    return (t, states, branches, status, message, nfev, njev, switches, entries, exits, t_stop,
+            knob)
 
 
 def _gap_closed(branch, t, verb):
@@ -494,16 +511,16 @@ def _shifted(f, start):
     return g
 
 
-def _result(status, message, nfev, njev, switches, t_stop, parameters, **fields):
+def _result(status, message, nfev, njev, switches, t_stop, knob, parameters, **fields):
     """The CentralFlowResult of a run: the protocol fields, then the flow's own."""
     return CentralFlowResult(
-        status=status, detail=message, knob="max_switches", parameters=parameters,
+        status=status, detail=message, knob=knob, parameters=parameters,
         counters={"rhs_evals": nfev, "jacobian_evals": njev, "switches": switches},
         stop_step=t_stop, **fields)
 
 
 def _measure(loss, field, t, states, at_eos, status, message, nfev, njev, switches, entries,
-             exits, t_stop, eta, parameters) -> CentralFlowResult:
+             exits, t_stop, knob, eta, parameters) -> CentralFlowResult:
     """Loss, spectrum and σ² at every saved state."""
     n = t.shape[0]
     out = {key: np.zeros(n) for key in ("loss", "sharpness", "lambda2", "sigma2", "g2")}
@@ -515,7 +532,8 @@ def _measure(loss, field, t, states, at_eos, status, message, nfev, njev, switch
         if at_eos[i]:
             out["sigma2"][i] = field.sigma2(w, grad)[0]
     return _result(
-        status, message, nfev, njev, switches, t_stop, parameters, step=t, trajectory=states,
+        status, message, nfev, njev, switches, t_stop, knob, parameters, step=t,
+        trajectory=states,
         eta=eta, loss=out["loss"], sharpness=out["sharpness"], lambda2=out["lambda2"],
         sigma2=out["sigma2"], grad_norm2=out["g2"], at_eos=at_eos,
         entry_steps=entries, exit_steps=exits, max_critical=1,
@@ -524,7 +542,7 @@ def _measure(loss, field, t, states, at_eos, status, message, nfev, njev, switch
 
 
 def _measure_multi(loss, field, t, states, n_critical, status, message, nfev, njev, switches,
-                   entries, exits, t_stop, eta, parameters) -> CentralFlowResult:
+                   entries, exits, t_stop, knob, eta, parameters) -> CentralFlowResult:
     """Loss, the top k + 1 eigenvalues, Σ's eigenvalues and tr Σ at every saved state."""
     n, k = t.shape[0], field.k
     n_eig = min(k + 1, loss.dim)
@@ -542,7 +560,8 @@ def _measure_multi(loss, field, t, states, n_critical, status, message, nfev, nj
             sigma_eigenvalues[i, :m] = np.linalg.eigvalsh(S)[::-1]
             sigma2[i] = float(np.trace(S))
     return _result(
-        status, message, nfev, njev, switches, t_stop, parameters, step=t, trajectory=states,
+        status, message, nfev, njev, switches, t_stop, knob, parameters, step=t,
+        trajectory=states,
         eta=eta, loss=loss_v, sharpness=eigenvalues[:, 0], lambda2=eigenvalues[:, 1],
         sigma2=sigma2, grad_norm2=g2, at_eos=n_critical > 0, entry_steps=entries,
         exit_steps=exits, max_critical=k, n_critical=n_critical,
