@@ -68,9 +68,10 @@ from ._solve import FlowResult, solve_flow
 #: unwatched, the integrator chatters at the crossing with ever smaller steps.
 GAP_CLOSED = "gap closed"
 
-#: default budget of right-hand-side evaluations of a central flow: about 12 a step of t on
-#: the boundary of the two-scale model (9,507 for 800 steps), so a run of 10⁴ steps fits
-#: ten times over, while a flow that chatters at a switch stops in seconds instead of never
+#: default budget of right-hand-side evaluations of a central flow: runs take about 12 a
+#: step of t (9,507 for 800 steps of the two-scale model, 18,363 for the demo network's
+#: 1,494), so 10⁴ steps fit eight times over, while a flow that chatters at a switch stops
+#: in seconds instead of never
 MAX_RHS_EVALS = 1_000_000
 
 
