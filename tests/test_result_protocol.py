@@ -23,7 +23,7 @@ import xarray as xr
 
 import stabsim
 from stabsim import Status
-from stabsim._result import SEVERITY, Result, combine_statuses
+from stabsim._result import SEVERITY, Result, combine_parts, combine_statuses
 from stabsim.flows import (
     rmsprop_flow,
     scalar_rmsprop_flow,
@@ -215,6 +215,22 @@ def test_an_ensemble_takes_the_most_severe_status_not_the_most_common():
     assert result.counters["LEFT_DOMAIN"] == 3 and result.counters["NONFINITE"] == 1
     assert result.counters["trajectories"] == 4
     _check_whole(result, codes)
+
+
+def test_a_whole_lists_its_failed_parts_without_repeating_its_own_words():
+    # a part whose message begins as the whole's is listed by its detail alone; a part with
+    # another status (or another knob in its words) keeps its whole message
+    def part(status, knob=None, detail=None):
+        return Result(status=status, counters={}, parameters={}, knob=knob, detail=detail)
+
+    parts = {"a": part(Status.EIGENGAP_CLOSED, "max_switches", "at t = 1"),
+             "b": part(Status.EIGENGAP_CLOSED, "max_iter", "at step 2"),
+             "c": part(Status.MAX_STEPS, "max_iter", "first at step 3"),
+             "d": part(Status.OK)}
+    status, knob, detail = combine_parts(parts)
+    assert status is Status.EIGENGAP_CLOSED and knob == "max_switches"
+    assert detail == f"a: at t = 1; b: at step 2; c: {parts['c'].message}"
+    assert "`max_iter`" in detail  # c's advice survives
 
 
 def test_a_comparison_takes_the_most_severe_part_and_names_its_knob():
