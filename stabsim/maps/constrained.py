@@ -74,11 +74,11 @@ class ConstrainedResult(Result):
     status : Status
         OK; NOT_CONVERGED if some projection missed its tolerance within ``max_iter`` (the
         run continues, see ``first_failure``); NONFINITE if a value went non-finite,
-        FLAT_SHARPNESS if ∇S⊥ = 0
-        at θ† (δ² = 2α/β is undefined) or a projection met S > 2/η with ∇S = 0,
-        EIGENGAP_CLOSED if a projection ended with λ2 ≥ 2/η (M, defined by the top
-        eigenvalue alone, is out of its reach there: see :class:`Projection`); these three
-        stop the run there, which keeps only the rows made before (no row is NaN).
+        FLAT_SHARPNESS if ∇S⊥ = 0 at θ† (δ² = 2α/β is undefined) or a projection met
+        S > 2/η with ∇S = 0, EIGENGAP_CLOSED if a projection ended with λ2 ≥ 2/η (M,
+        defined by the top eigenvalue alone, is out of its reach there: see
+        :class:`~stabsim.maps.projection.Projection`); these three stop the run there,
+        which keeps only the rows made before (no row is NaN).
     first_failure : int or None
         First step whose projection missed its tolerance.
     """
