@@ -92,11 +92,16 @@ def real_array(name: str, value, *, shape=None, ndim=None) -> np.ndarray:
             want is None or want == got for want, got in zip(shape, array.shape, strict=True)
         )
         if not ok:
-            want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
-            raise ValueError(f"{name} must have shape {want}, got {array.shape}")
+            raise ValueError(f"{name} must have shape {shape_text(shape)}, got {array.shape}")
     elif ndim is not None and array.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {array.shape}")
     return array
+
+
+def shape_text(shape) -> str:
+    """A wanted shape as NumPy prints one, ``None`` entries as "any": (3,), (any, 4)."""
+    entries = ["any" if n is None else str(n) for n in shape]
+    return "(" + ", ".join(entries) + ("," if len(entries) == 1 else "") + ")"
 
 
 def finite_array(name: str, value, *, shape=None, ndim=None) -> np.ndarray:

@@ -258,8 +258,9 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
         return out
 
     def distance(states, start=0):
-        return padded(np.linalg.norm(iterates[start:start + states.shape[0]]
-                                     - states[:n - start], axis=1), start)
+        with np.errstate(over="ignore"):  # inf where a prediction overflowed (its status says)
+            return padded(np.linalg.norm(iterates[start:start + states.shape[0]]
+                                         - states[:n - start], axis=1), start)
 
     gf_sharp = [sharpness(loss, w) for w in gf.trajectory]
     rec = {

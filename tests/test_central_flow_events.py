@@ -242,3 +242,18 @@ def test_coupled_k2_flow_is_the_projected_gradient_flow():
                                rtol=0, atol=1e-6 * scale)
     np.testing.assert_allclose(cf.eigenvalues[both, :2] / BOUND, 1.0, atol=1e-7)
     assert np.all(np.diff(cf.loss) <= 1e-9)  # L decreases monotonically (round-off of L)
+
+
+@pytest.mark.parametrize("max_critical", [1, 2])
+@pytest.mark.parametrize("eta", [0.5, 0.51])
+def test_a_start_at_a_critical_point_stays_there(eta, max_critical):
+    # The minimalist loss at (1, 1): ∇L = 0 exactly (x²y² − 1 = 0), S = 4, so S = 2/η at
+    # η = 1/2 and S > 2/η at 0.51. With ∇L = 0 nothing held pushes (σ² = max(0, −2∇L·∇S/|∇S|²)
+    # = 0, the SDCP's S = 0), so every branch's field vanishes and the solution is constant.
+    # Before, each branch's events, identically 0 there, fired at once: 101 switches at t = 0,
+    # MAX_STEPS with no state saved.
+    from stabsim.losses import Minimalist
+
+    run = central_flow(Minimalist(), np.ones(2), eta, 3.0, max_critical=max_critical)
+    assert run.success and run.counters["switches"] == 0
+    assert run.trajectory.shape == (4, 2) and np.array_equal(run.trajectory, np.ones((4, 2)))

@@ -209,7 +209,7 @@ def test_the_engines_take_the_state_of_a_measured_step_from_the_gradient():
 
 
 def test_parameter_shapes_are_checked_against_dim():
-    with pytest.raises(ValueError, match=r"Diagonal.c must have shape \(4\) for dim = 4"):
+    with pytest.raises(ValueError, match=r"Diagonal.c must have shape \(4,\) for dim = 4"):
         Loss(user_families.Diagonal(np.ones(3)), 4)
     with pytest.raises(ValueError, match="Diagonal.c contains NaN"):
         Loss(user_families.Diagonal(np.array([1.0, np.nan])), 2)

@@ -160,6 +160,45 @@ def test_eigengap_closed_when_lambda2_is_above():
     np.testing.assert_allclose([float(shown[1]), float(shown[2])], values[[-2, -1]], rtol=1e-5)
 
 
+def test_parallel_constraints_minimalist_flattest_minimiser():
+    # The minimalist loss at η = 1/2. On its minimisers xy = 1 the sharpness is
+    # 2(x² + y²) = 4 + 2(x − 1/x)² ≥ 4 = 2/η, and off them u·∇L ≠ 0, so near (1, 1) M is the
+    # single point (1, 1), where ∇S and ∇(u·∇L) = S u both lie along (1, 1). Before, the
+    # SQP step's `solve` of J Jᵀ raised LinAlgError here (from GD's iterate after 200 steps
+    # from (0.5, 0.1), which `compare` projects).
+    loss, eta, z = Minimalist(), 0.5, np.array([1.0556, 0.9682])
+    scale = np.linalg.norm(z)
+    # S − 2/η = 8 s² + O(s³) at a distance s along the minimisers, and S is known to about ε S:
+    # the point is fixed to about √ε, which a tolerance of 1e-10 asks to beat
+    p = proj_M(loss, z, eta, tol=1e-10)
+    assert p.status is Status.NOT_CONVERGED and "parallel" in p.message
+    assert "larger `max_iter` does not" in p.message
+    assert np.linalg.norm(p.theta - 1.0) <= 10 * np.sqrt(np.finfo(float).eps) * scale
+    # with a looser tolerance it converges: Gauss–Newton on the double root c1 = 8 s² halves
+    # s each step, so the step it stops at (≤ tol·|z|) is half the distance left
+    tol = 1e-7
+    p = proj_M(loss, z, eta, tol=tol)
+    assert p.success
+    assert np.linalg.norm(p.theta - 1.0) <= 2 * tol * scale * (1 + 1e-6)
+    # at (1, 1) itself the rows are parallel exactly: the step is 0, and θ comes back
+    p = proj_M(loss, np.ones(2), eta)
+    assert p.success and p.n_iter == 0 and np.array_equal(p.theta, np.ones(2))
+
+
+def test_projection_step_with_parallel_rows_is_the_least_norm_one():
+    # rank-one J: the step is to_z plus the least-norm correction δ with J δ nearest
+    # −c − J to_z, i.e. δ = J⁺(−c − J to_z) (here by `pinv`), and Jᵀμ = δ
+    from stabsim.maps.projection import _equality_step
+
+    J = np.array([[1.0, 1.0, 0.0], [2.0, 2.0, 0.0]])
+    c, to_z = np.array([0.5, 1.0]), np.array([0.3, -0.1, 0.7])
+    step, mu = _equality_step(J, c, to_z)
+    delta = np.linalg.pinv(J) @ (-c - J @ to_z)
+    np.testing.assert_allclose(step, to_z + delta, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(J @ step, -c, rtol=0, atol=1e-15)  # consistent: met exactly
+    np.testing.assert_allclose(J.T @ mu, delta, rtol=0, atol=1e-15)
+
+
 def test_not_converged_status_when_budget_too_small():
     loss, z, eta = _case("regression")
     p = proj_M(loss, z, eta, max_iter=1, tol=1e-14)

@@ -444,6 +444,17 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
             break
         if reached:
             plan = [item for item in plan if item[2] != GAP_CLOSED]
+        nfev += 1
+        if not np.any(rhs(t0, w0)):
+            # an equilibrium of the branch (∇L = 0 with nothing held pushing: both branches
+            # vanish there), which its solution never leaves; integrated, every event
+            # function is identically 0 there and fires at once, on either branch
+            times = t_eval[t_eval >= t0]
+            saved_t.append(times)
+            saved_w.append(np.repeat(w0[None, :], times.shape[0], axis=0))
+            saved_branch.append(np.full(times.shape[0], branch))
+            status, message, t_stop = Status.OK, None, t_end
+            break
         events = []
         for fn, direction, _ in plan:
             event = _shifted(fn, t0)

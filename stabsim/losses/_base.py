@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from .._validate import finite_array, finite_float, nonnegative_int
+from .._validate import finite_array, finite_float, nonnegative_int, shape_text
 from ._protocol import Family, family_of
 
 #: a dense d × d request larger than this fraction of the available memory is refused
@@ -252,6 +252,5 @@ def _check_shapes(family: Family, fields: dict, dim: int) -> None:
         ok = len(got) == len(want) and all(w is None or w == g for w, g in zip(want, got,
                                                                                strict=True))
         if not ok:
-            text = "(" + ", ".join("any" if w is None else str(w) for w in want) + ")"
-            raise ValueError(f"{family.name}.{field} must have shape {text} for dim = {dim}, "
-                             f"got {got}")
+            raise ValueError(f"{family.name}.{field} must have shape {shape_text(want)} for "
+                             f"dim = {dim}, got {got}")

@@ -146,13 +146,15 @@ class ConstrainedResult(Result):
 
     @property
     def predicted_loss(self) -> np.ndarray:
-        """L(θ†_t) + x_t²/η."""
-        return self.loss + self.x ** 2 / self.eta
+        """L(θ†_t) + x_t²/η (inf where x_t² overflows, as before v does: status NONFINITE)."""
+        with np.errstate(over="ignore"):
+            return self.loss + self.x ** 2 / self.eta
 
     @property
     def predicted_sharpness(self) -> np.ndarray:
-        """S(θ†_t) + y_t + (u·∇S) x_t."""
-        return self.sharpness + self.y + self.u_dot_grad_sharpness * self.x
+        """S(θ†_t) + y_t + (u·∇S) x_t (inf where that overflows: status NONFINITE)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.sharpness + self.y + self.u_dot_grad_sharpness * self.x
 
 
 def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
@@ -212,7 +214,7 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
 
     proj = project(theta0, u_ref)
     v = theta0 - proj.theta
-    status, first_failure, kept, gap = Status.OK, None, n, None
+    status, first_failure, kept, stop, why = Status.OK, None, n, None, ""
     # a blow-up of v is reported through the status, not by NumPy warnings
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for t in range(n):
@@ -222,13 +224,16 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
                                Status.EIGENGAP_CLOSED):
                 status, kept = proj.status, t
                 if proj.status is Status.EIGENGAP_CLOSED:
-                    gap = f"the projection of step {t}: {proj.detail}"
+                    stop = f"the projection of step {t}: {proj.detail}"
                 break
             if not np.all(np.isfinite(v)):
                 status, kept = Status.NONFINITE, t
+                stop = (f"v = θ − θ† (the predicted displacement of GD) overflowed at step "
+                        f"{t}: the predicted dynamics about θ† are unstable there")
                 break
             if proj.status is Status.NOT_CONVERGED and first_failure is None:
                 status, first_failure = Status.NOT_CONVERGED, t
+                why = f": {proj.detail}" if proj.detail else ""
             u, perp = geo.u, geo.grad_sharpness_perp
             beta = float(perp @ perp)
             if beta == 0.0:  # δ² = 2α/β and v⊥ need ∇S⊥ ≠ 0
@@ -254,8 +259,8 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     return ConstrainedResult(
         status=status, knob="max_iter" if projection == "euclidean" else None,
         parameters=parameters,
-        detail=gap or (f"first at step {first_failure}" if first_failure is not None
-                       else None),
+        detail=stop or (f"first at step {first_failure}{why}" if first_failure is not None
+                        else None),
         counters={"steps": max(kept - 1, 0), "projection_iterations": int(n_iter[:kept].sum())},
         eta=eta, projection=projection, displacement=displacement, trajectory=thetas[:kept],
         v=vs[:kept], loss=out["loss"],

@@ -231,8 +231,10 @@ def proj_M(loss: Loss, z, eta: float, *, projection: str = "euclidean", tol: flo
     A fixed point (p = 0) is a KKT point of the projection (c = 0, z − θ ∈ range Jᵀ). Steps
     are halved until the exact ℓ1 merit ½|θ − z|² + ρ(|c2| + (c1)₊), ρ = 2 max|μ|, decreases
     (far from M the constraint u·∇L = 0 is strongly curved and full steps can cycle). The
-    iteration stops when |p|, (S − 2/η)₊/|∇S| and |u·∇L|/S, three distances, are all at most
-    ``tol · max(1, |z|)``; status NOT_CONVERGED if that fails within ``max_iter``.
+    iteration stops when |p|, (S − 2/η)₊/|∇S| and |u·∇L|/|∇c2|, three distances, are all at
+    most ``tol · max(1, |z|)``; status NOT_CONVERGED if that fails within ``max_iter``. Where
+    the rows of J are parallel, J Jᵀ is singular and the step is the least-norm one (see
+    ``_equality_step``); if the iterate meets both constraints there, the message says so.
 
     ``projection="paper"`` runs the linearised iteration of Damian et al.'s code ``passes``
     times with no residual check,
@@ -293,23 +295,30 @@ def proj_M(loss: Loss, z, eta: float, *, projection: str = "euclidean", tol: flo
     return result
 
 
-def _infeasibility(geo: StableGeometry, bound: float) -> tuple[float, float, float]:
-    """(S − 2/η)₊, |u·∇L| and the larger of the distances they imply to first order."""
-    excess = max(0.0, geo.sharpness - bound)
-    ortho = abs(geo.u_grad)
-    distance = max(excess / max(np.linalg.norm(geo.grad_sharpness), 1e-300),
-                   ortho / max(abs(geo.sharpness), 1e-300))
-    return excess, ortho, distance
+def _residuals(geo: StableGeometry, bound: float) -> tuple[float, float]:
+    """(S − 2/η)₊ and |u·∇L|."""
+    return max(0.0, geo.sharpness - bound), abs(geo.u_grad)
 
 
-def _finish(loss, theta, geo, bound, n_iter, status, projection) -> Projection:
+def _distance(geo: StableGeometry, bound: float, c2_grad: np.ndarray) -> float:
+    """The larger of the distances to {S ≤ 2/η} and {u·∇L = 0} to first order,
+    (S − 2/η)₊/|∇S| and |u·∇L|/|∇c2|.
+
+    ∇c2 = S u + ∇³L[u, r] has the norm S to O(|∇L|) near the minimisers; where S → 0 (at a
+    critical point whose top eigenvalue is 0) only the exact norm gives a distance.
+    """
+    excess, ortho = _residuals(geo, bound)
+    return max(excess / max(np.linalg.norm(geo.grad_sharpness), 1e-300),
+               ortho / max(np.linalg.norm(c2_grad), 1e-300))
+
+
+def _finish(loss, theta, geo, bound, n_iter, status, projection, detail=None) -> Projection:
     """The Projection (its ``parameters`` are filled in by :func:`proj_M`), with the complete
     geometry (λ2 included) at the returned point."""
     if np.isnan(geo.lambda2) and np.isfinite(geo.sharpness):
         geo = _geometry(loss, theta, geo.u, True)
-    excess, ortho, _ = _infeasibility(geo, bound)
+    excess, ortho = _residuals(geo, bound)
     finite = np.all(np.isfinite(theta)) and np.isfinite(excess) and np.isfinite(ortho)
-    detail = None
     if not finite:
         status = Status.NONFINITE
     elif status is Status.NOT_CONVERGED and geo.lambda2 >= bound:
@@ -324,25 +333,43 @@ def _finish(loss, theta, geo, bound, n_iter, status, projection) -> Projection:
                       projection=projection, geometry=geo)
 
 
+def _parallel_detail(geo: StableGeometry, c2_grad: np.ndarray) -> str | None:
+    """Why a feasible iterate could not meet the step tolerance, when its constraint
+    gradients ∇(u·∇L) and ∇S are parallel: σ_min/σ_max of the two (the sine of their angle)
+    at most √ε, where J Jᵀ (condition number its inverse square) is singular to working
+    precision, and with it the step of :func:`_sqp_step`."""
+    singular = np.linalg.svd(np.array([c2_grad, geo.grad_sharpness]), compute_uv=False)
+    ratio = singular[1] / singular[0] if singular[0] > 0.0 else 0.0
+    if ratio > np.sqrt(np.finfo(float).eps):
+        return None
+    return (f"∇(u·∇L) and ∇S are parallel at the last iterate (σ_min/σ_max of the two = "
+            f"{ratio:.2g} ≤ √ε), which meets both constraints: M touches its tangent there "
+            "and fixes θ to about √ε |θ| only, so a looser `tol` helps and a larger "
+            "`max_iter` does not; ∇S⊥ ≈ 0 there, where δ⊥² = 2α/|∇S⊥|² is unbounded")
+
+
 def _euclidean(loss, z, bound, max_iter, scale, u_ref) -> Projection:
     theta = z.copy()
     geo = _geometry(loss, theta, u_ref, False)
     penalty = 0.0
     for it in range(max_iter + 1):
-        _, _, distance = _infeasibility(geo, bound)
+        c2_grad = geo.orthogonality_gradient(loss)
+        distance = _distance(geo, bound, c2_grad)
         if not np.isfinite(distance):
             return _finish(loss, theta, geo, bound, it, Status.NOT_CONVERGED, "euclidean")
         if geo.sharpness > bound and not np.any(geo.grad_sharpness):
             # c1 would be active with the zero row ∇c1 = ∇S: J Jᵀ is singular
             return _finish(loss, theta, geo, bound, it, Status.FLAT_SHARPNESS, "euclidean")
-        step, mu = _sqp_step(loss, geo, z, bound)
+        step, mu = _sqp_step(geo, c2_grad, z, bound)
         if np.linalg.norm(step) <= scale and distance <= scale:
             return _finish(loss, theta, geo, bound, it, Status.OK, "euclidean")
         if it == max_iter:
             break
         penalty = max(penalty, 2.0 * float(np.max(np.abs(mu))))
         theta, geo = _line_search(loss, z, bound, geo, step, penalty)
-    return _finish(loss, theta, geo, bound, max_iter, Status.NOT_CONVERGED, "euclidean")
+    detail = _parallel_detail(geo, c2_grad) if distance <= scale else None
+    return _finish(loss, theta, geo, bound, max_iter, Status.NOT_CONVERGED, "euclidean",
+                   detail)
 
 
 def _merit(geo: StableGeometry, z, bound, penalty) -> float:
@@ -364,10 +391,11 @@ def _line_search(loss, z, bound, geo, step, penalty, max_halvings=30):
     return first.theta, first
 
 
-def _sqp_step(loss, geo: StableGeometry, z, bound):
-    """The Gauss–Newton SQP step p of :func:`proj_M` at ``geo.theta``, and its multipliers."""
+def _sqp_step(geo: StableGeometry, c2_grad, z, bound):
+    """The Gauss–Newton SQP step p of :func:`proj_M` at ``geo.theta`` (``c2_grad`` = ∇c2
+    there), and its multipliers."""
     to_z = z - geo.theta
-    rows = [geo.orthogonality_gradient(loss)]
+    rows = [c2_grad]
     values = [geo.u_grad]
     step, mu = _equality_step(np.array(rows), np.array(values), to_z)
     c1 = geo.sharpness - bound
@@ -379,9 +407,17 @@ def _sqp_step(loss, geo: StableGeometry, z, bound):
 
 
 def _equality_step(J, c, to_z):
-    """p = to_z + Jᵀμ with J Jᵀ μ = −c − J to_z (least-norm correction of to_z), and μ."""
-    mu = np.linalg.solve(J @ J.T, -c - J @ to_z)
-    return to_z + J.T @ mu, mu
+    """p = to_z + Jᵀμ with J Jᵀ μ = −c − J to_z (least-norm correction of to_z), and μ.
+
+    Where the rows of J are parallel (to round-off), J Jᵀ is singular and μ is not unique:
+    the correction is then the least-norm δ = Jᵀμ with J δ as near −c − J to_z as any, and μ
+    the least-norm multipliers giving it (both by SVD, singular values below ε·σ_max
+    dropped). So it is on the minimalist loss at its flattest minimiser (1, 1) at η = 1/2:
+    there S = 2/η, ∇S and ∇(u·∇L) both lie along (1, 1), and ``solve`` raised.
+    """
+    delta = np.linalg.lstsq(J, -c - J @ to_z, rcond=None)[0]
+    mu = np.linalg.lstsq(J.T, delta, rcond=None)[0]
+    return to_z + delta, mu
 
 
 def _paper(loss, z, bound, passes, scale, u_ref) -> Projection:
@@ -394,6 +430,7 @@ def _paper(loss, z, bound, passes, scale, u_ref) -> Projection:
         theta = (theta - max(0.0, geo.sharpness - bound) * perp / (perp @ perp)
                  - geo.u * (geo.u_grad / geo.sharpness))
         geo = _geometry(loss, theta, geo.u, False)
-    _, _, distance = _infeasibility(geo, bound)
+    # the iteration's own ∇c2 ≈ S u (the one the passes use), at no solve's cost
+    distance = _distance(geo, bound, geo.sharpness * geo.u)
     status = Status.OK if distance <= scale else Status.NOT_CONVERGED
     return _finish(loss, theta, geo, bound, passes, status, "paper")
