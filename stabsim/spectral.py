@@ -326,11 +326,15 @@ def eos_constants(loss: Loss, theta, *, projected: bool = True, v0=None) -> EoSC
                              "NONFINITE): the EoS constants are undefined")
     direction = grad_s - np.dot(u, grad_s) * u if projected else grad_s
     beta = float(np.dot(direction, direction))
-    if beta == 0.0:
+    # ∇S⊥ computed from u and ∇S is within (d + 2) ε |∇S| of its exact value for that u (the
+    # dot product's rounding bound γ_d, and the subtraction's): no smaller one is told from 0
+    floor = (theta.shape[0] + 2) * np.finfo(float).eps * np.linalg.norm(grad_s)
+    if beta == 0.0 or (projected and np.sqrt(beta) <= floor):
         which = "grad S perp (the part of grad S orthogonal to u)" if projected else "grad S"
         raise FlatSharpnessError(
-            f"{which} vanishes at theta (beta = 0): the sharpness does not change along any "
-            "direction the constants use, so the EoS constants are undefined here"
-            + ("; projected=False gives the unprojected ones" if projected else ""))
+            f"{which} vanishes at theta (beta = 0, to round-off): the sharpness does not "
+            "change along any direction the constants use, so the EoS constants are "
+            "undefined here" + ("; projected=False gives the unprojected ones" if projected
+                                else ""))
     alpha = -float(np.dot(grad, direction))
     return EoSConstants(float(pairs.values[0]), u, grad_s, direction, alpha, beta, projected)

@@ -90,6 +90,21 @@ def test_eos_constants_default_is_projected_and_differs_from_unprojected():
         eos_constants(loss, star, projected="yes")
 
 
+def test_eos_constants_undefined_where_grad_s_lies_along_u():
+    # The minimalist loss at (1, 1): u = (1, 1)/√2 and ∇S = ∇³L[u, u] = (18, 18) (from its
+    # third derivatives 6, 10, 10, 6 there), so ∇S⊥ = 0 and δ⊥² = 2α/|∇S⊥|² is undefined.
+    # Computed, ∇S⊥ is round-off (|∇S⊥| ≈ 2e-16 |∇S|), which used to pass for a direction.
+    from stabsim.losses import Minimalist
+    from stabsim.spectral import FlatSharpnessError
+
+    with pytest.raises(FlatSharpnessError, match="to round-off"):
+        eos_constants(Minimalist(), np.ones(2))
+    full = eos_constants(Minimalist(), np.ones(2), projected=False)
+    np.testing.assert_allclose(full.grad_sharpness, [18.0, 18.0], rtol=1e-14)
+    # off that point ∇S⊥ is told from 0 again (here 4e-8 |∇S|, far above (d + 2) ε |∇S|)
+    assert eos_constants(Minimalist(), [1.0 + 1e-7, 1.0 / (1.0 + 1e-7)]).beta > 0.0
+
+
 @pytest.mark.slow
 def test_sigma2_identity_error_is_first_order_in_eta():
     etas = np.array([0.01, 0.005, 0.0025])
