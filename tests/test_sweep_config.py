@@ -248,3 +248,13 @@ def test_help_shows_an_example_config(capsys):
         main(["sweep", "--help"])
     out = capsys.readouterr().out
     assert "[grid]" in out and "model = " in out
+
+
+def test_a_random_constructors_parameters_under_the_familys_name_point_to_it():
+    # `QuadraticRegression.random(d, n, seed)` is "regression.random" in a config; its
+    # parameters given to "regression" (which takes the arrays J, Q, z0) say so
+    with pytest.raises(ValueError) as info:
+        SweepConfig(model="gd", grid={"eta": [0.1]}, loss={"name": "regression", "d": 5, "n": 2},
+                    params={"theta0": "random"})
+    assert "unknown parameter(s) ['d', 'n']" in str(info.value)
+    assert "or name = 'regression.random', which takes ['d', 'n', 'seed'" in str(info.value)

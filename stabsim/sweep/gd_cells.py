@@ -33,6 +33,7 @@ statistics are NaN.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import math
 
@@ -171,7 +172,15 @@ def build_loss(name: str, params: dict):
     if ":" in name:
         return _user_loss(name, params)
     if not name.endswith(_RANDOM_SUFFIX):
-        return make_loss(name, **params)
+        try:
+            return make_loss(name, **params)
+        except ValueError as exc:  # parameters of the family's random constructor, perhaps
+            cls = FAMILIES.get(name)
+            if cls is None or not hasattr(cls, "random"):
+                raise
+            takes = list(inspect.signature(cls.random).parameters)
+            raise ValueError(f"{exc}; or name = {name + _RANDOM_SUFFIX!r}, which takes "
+                             f"{takes}") from None
     family = name[: -len(_RANDOM_SUFFIX)]
     cls = FAMILIES.get(family)
     if cls is None or not hasattr(cls, "random"):
