@@ -161,6 +161,32 @@ def test_statuses_and_their_messages():
     assert budget.status is Status.NOT_CONVERGED and "eig_max_products" in budget.message
 
 
+@pytest.mark.parametrize("method", ["rmsprop", "adam", "scalar_rmsprop"])
+def test_a_zero_preconditioner_entry_with_eps_0(method):
+    # Quadratic ½(x² + 2y²) from (1, 0): g₀ = (1, 0), so with ν₋₁ = 0 and ε = 0 the first
+    # ν has ν_y = 0 (for Scalar RMSProp, ν = |g|² = 1 > 0 and nothing fails), and at (0, 0)
+    # g = 0, ν = 0 for every method. There P = diag(√ν̂ + ε) is singular, so λ_max(P⁻¹∇²L)
+    # is undefined: a non-finite status at step 0, with the cause. Before, Scalar RMSProp
+    # recorded S/0 = inf as its preconditioned sharpness with status OK.
+    quad = Quadratic([1.0, 2.0])
+    for start, fails in (([1.0, 0.0], method != "scalar_rmsprop"), ([0.0, 0.0], True)):
+        run = run_adaptive(quad, start, 0.1, 5, method=method)
+        if not fails:
+            assert run.success and np.all(np.isfinite(run.preconditioned_sharpness))
+            continue
+        assert run.status is Status.NONFINITE and run.counters["steps"] == 0
+        assert "ν has a zero entry" in run.message and "pass eps > 0" in run.message
+        # with ε > 0 it is finite: y's gradient stays 0 (∇L = (x, 2y)), so ν_y = 0 and the
+        # block of y is 2/ε (from (0, 0), every block: 1/ε and 2/ε)
+        done = run_adaptive(quad, start, 0.1, 5, method=method, eps=1e-3)
+        assert done.success
+        np.testing.assert_allclose(done.preconditioned_sharpness, 2.0 / 1e-3, rtol=1e-12)
+    # a run that diverges with ε = 0 and ν > 0 is not given that cause
+    nonfinite = run_adaptive(quad, [1.0, 1.0], 3.0, 10_000, beta2=1.0, nu0=[1.0, 1.0],
+                             divergence_norm=1e308, method="rmsprop")
+    assert nonfinite.status is Status.NONFINITE and "zero entry" not in nonfinite.message
+
+
 @pytest.mark.usefixtures("python_sigint")
 def test_ctrl_c_between_chunks_returns_the_part_done():
     run_adaptive(Quadratic([1.0]), [1.0], 0.1, 10, stride=10)  # compiled before the Ctrl-C

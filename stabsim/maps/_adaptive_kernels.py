@@ -224,15 +224,17 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
             if rule == SCALAR_RMSPROP:  # P = (√ν̂ + ε) I: λ_max(P⁻¹H) = S/(√ν̂ + ε) exactly
                 psharp = raw / denom[0]
                 presidual = residual / denom[0]
+                pconverged = True
             else:
                 presidual, pconverged, _ = _measure_scaled(eigen, theta, p, linearised, phess,
                                                            pfactor, scale, tmp, pwork,
                                                            panchor, prev_pevec, ptop, pevec)
                 psharp = ptop[0]
-                if not (np.isfinite(psharp) and np.isfinite(presidual)):
-                    return _NONFINITE, k
-                if not pconverged:
-                    return _NOT_CONVERGED, k
+            # a singular P (ν̂ = 0 somewhere, ε = 0) has no preconditioned sharpness
+            if not (np.isfinite(psharp) and np.isfinite(presidual)):
+                return _NONFINITE, k
+            if not pconverged:
+                return _NOT_CONVERGED, k
             row = t // stride if t % stride == 0 else rec.loss.shape[0] - 1
             rec.loss[row] = loss
             rec.gnorm[row] = gnorm

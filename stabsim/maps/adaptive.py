@@ -325,7 +325,8 @@ def run_adaptive(
         counters={"steps": done, "gradients": done + (0 if failed else 1)},
         parameters=parameters,
         knob="eig_max_products" if status == int(Status.NOT_CONVERGED) else None,
-        detail=f"at step {done}" if failed else None,
+        detail=(f"at step {done}" + _zero_nu_cause(loss, state, method, beta2, eps, status)
+                if failed else None),
         method=method, eta=eta, beta1=beta1, beta2=beta2, eps=eps,
         bias_correction=bias_correction, step=record_steps[:n_kept],
         loss=rec.loss[:n_kept], grad_norm=rec.gnorm[:n_kept], sharpness=rec.sharp[:n_kept, 0],
@@ -334,6 +335,23 @@ def run_adaptive(
         trajectory=rec.theta[:n_kept] if record_trajectory else None,
         nu_trajectory=rec.nu[:n_kept] if keep_nu else None,
         theta=state.theta, nu=state.nu, m=state.m)
+
+
+def _zero_nu_cause(loss, state, method, beta2, eps, status) -> str:
+    """Why a run with ε = 0 turned non-finite at a finite iterate with a finite gradient,
+    when it is a zero entry of the step's ν (a coordinate whose gradient has been 0 so far,
+    ν₋₁ = 0 included): P = diag(√ν̂ + ε) is singular there, and the preconditioned
+    sharpness λ_max(P⁻¹∇²L) is undefined (the update itself takes 0/0 as 0)."""
+    if status != int(Status.NONFINITE) or eps > 0.0 or not np.all(np.isfinite(state.theta)):
+        return ""
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging run's huge gradient
+        g = loss.grad(state.theta)  # the failing step's: it stopped before its update
+        nu = beta2 * state.nu + (1.0 - beta2) * (g @ g if method == "scalar_rmsprop" else g * g)
+    if not (np.all(np.isfinite(g)) and np.any(nu == 0.0)):
+        return ""
+    return (": ν has a zero entry (the gradient's entry has been 0 so far) and eps = 0, so "
+            "P = diag(√ν̂ + ε) is singular and the preconditioned sharpness λ_max(P⁻¹∇²L) "
+            "undefined; pass eps > 0 or a positive nu0")
 
 
 def frozen_threshold(loss: Quadratic, nu0, beta1: float = 0.0, *, eps: float = 0.0,
