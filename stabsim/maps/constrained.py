@@ -223,8 +223,8 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
             if proj.status in (Status.NONFINITE, Status.FLAT_SHARPNESS,
                                Status.EIGENGAP_CLOSED):
                 status, kept = proj.status, t
-                if proj.status is Status.EIGENGAP_CLOSED:
-                    stop = f"the projection of step {t}: {proj.detail}"
+                stop = f"the projection of step {t}" + (f": {proj.detail}" if proj.detail
+                                                        else "")
                 break
             if not np.all(np.isfinite(v)):
                 status, kept = Status.NONFINITE, t
@@ -237,7 +237,7 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
             u, perp = geo.u, geo.grad_sharpness_perp
             beta = float(perp @ perp)
             if beta == 0.0:  # δ² = 2α/β and v⊥ need ∇S⊥ ≠ 0
-                status, kept = Status.FLAT_SHARPNESS, t
+                status, kept, stop = Status.FLAT_SHARPNESS, t, f"∇S⊥ = 0 at θ† of step {t}"
                 break
             alpha = -float(geo.grad @ perp)
             x, y = float(u @ v), float(perp @ v)
@@ -254,13 +254,15 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
             shift = z - proj.theta if displacement == "exact" else (eta * alpha / beta) * perp
             v = v - eta * (loss.hvp(geo.theta, v) + x * y * u + 0.5 * x * x * perp) + shift
     out = {name: values[:kept] for name, values in out.items()}  # the rows made
+    notes = [stop] if stop else []
+    if first_failure is not None:
+        notes.append(f"a projection first missed its tolerance at step {first_failure}{why}")
     parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "projection": projection,
                   "tol": tol, "max_iter": max_iter, "displacement": displacement}
     return ConstrainedResult(
         status=status, knob="max_iter" if projection == "euclidean" else None,
         parameters=parameters,
-        detail=stop or (f"first at step {first_failure}{why}" if first_failure is not None
-                        else None),
+        detail="; ".join(notes) or None,
         counters={"steps": max(kept - 1, 0), "projection_iterations": int(n_iter[:kept].sum())},
         eta=eta, projection=projection, displacement=displacement, trajectory=thetas[:kept],
         v=vs[:kept], loss=out["loss"],

@@ -296,8 +296,8 @@ def proj_M(loss: Loss, z, eta: float, *, projection: str = "euclidean", tol: flo
 
 
 def _residuals(geo: StableGeometry, bound: float) -> tuple[float, float]:
-    """(S − 2/η)₊ and |u·∇L|."""
-    return max(0.0, geo.sharpness - bound), abs(geo.u_grad)
+    """(S − 2/η)₊ and |u·∇L| (NaN where S or u·∇L is)."""
+    return float(np.maximum(0.0, geo.sharpness - bound)), abs(geo.u_grad)
 
 
 def _distance(geo: StableGeometry, bound: float, c2_grad: np.ndarray) -> float:
@@ -308,8 +308,8 @@ def _distance(geo: StableGeometry, bound: float, c2_grad: np.ndarray) -> float:
     critical point whose top eigenvalue is 0) only the exact norm gives a distance.
     """
     excess, ortho = _residuals(geo, bound)
-    return max(excess / max(np.linalg.norm(geo.grad_sharpness), 1e-300),
-               ortho / max(np.linalg.norm(c2_grad), 1e-300))
+    return float(np.max([excess / max(np.linalg.norm(geo.grad_sharpness), 1e-300),
+                         ortho / max(np.linalg.norm(c2_grad), 1e-300)]))
 
 
 def _finish(loss, theta, geo, bound, n_iter, status, projection, detail=None) -> Projection:
@@ -353,8 +353,10 @@ def _euclidean(loss, z, bound, max_iter, scale, u_ref) -> Projection:
     geo = _geometry(loss, theta, u_ref, False)
     penalty = 0.0
     for it in range(max_iter + 1):
-        c2_grad = geo.orthogonality_gradient(loss)
-        distance = _distance(geo, bound, c2_grad)
+        distance = np.nan
+        if np.isfinite(geo.sharpness) and np.isfinite(geo.u_grad):  # else no ∇c2 is defined
+            c2_grad = geo.orthogonality_gradient(loss)
+            distance = _distance(geo, bound, c2_grad)
         if not np.isfinite(distance):
             return _finish(loss, theta, geo, bound, it, Status.NOT_CONVERGED, "euclidean")
         if geo.sharpness > bound and not np.any(geo.grad_sharpness):
