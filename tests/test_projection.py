@@ -185,6 +185,14 @@ def test_parallel_constraints_minimalist_flattest_minimiser():
     assert p.success and p.n_iter == 0 and np.array_equal(p.theta, np.ones(2))
 
 
+@pytest.mark.parametrize("z", [[1e100, 1e100], [1e80, 1.0]])
+def test_a_start_where_the_hessian_overflows_is_nonfinite(z):
+    # x²y² overflows on the minimalist loss there: ∇²L is not finite, so neither are S, u
+    # and ∇c2 (asking for ∇c2 = S u + ∇³L[u, r] raised ValueError for a while)
+    p = proj_M(Minimalist(), z, 0.5)
+    assert p.status is Status.NONFINITE and not p.success
+
+
 def test_projection_step_with_parallel_rows_is_the_least_norm_one():
     # rank-one J: the step is to_z plus the least-norm correction δ with J δ nearest
     # −c − J to_z, i.e. δ = J⁺(−c − J to_z) (here by `pinv`), and Jᵀμ = δ
