@@ -247,8 +247,13 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     kept = gd.trajectory.shape[0]
     iterates = np.full((n, loss.dim), np.nan)
     iterates[:kept] = gd.trajectory
-    gf = gradient_flow(loss, theta0, eta, steps, stride=1.0)
-    cf = central_flow(loss, theta0, eta, steps, stride=1.0)
+    # the predictions run over the steps GD made: past a GD that stopped (diverged, say)
+    # there is nothing to compare with, and a flow far past 2/η is stiff (on the minimalist
+    # loss near its saddle at η = 5065, 60 steps of gradient flow took 2.3 million
+    # evaluations where GD diverged at step 4)
+    horizon = steps if gd.success else max(kept - 1, 1)
+    gf = gradient_flow(loss, theta0, eta, horizon, stride=1.0)
+    cf = central_flow(loss, theta0, eta, horizon, stride=1.0)
     parts = {"gd": gd, "gradient_flow": gf, "central_flow": cf}
 
     def padded(values, start=0):
@@ -283,7 +288,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
         messages.append("GD never reached the stability threshold 2/eta: the EoS predictions "
                         "were not run (raise `steps` or `eta`)")
     else:
-        dag = constrained_trajectory(loss, iterates[tc], eta, steps - tc, projection=projection,
+        dag = constrained_trajectory(loss, iterates[tc], eta, horizon - tc, projection=projection,
                                      tol=tol, max_iter=max_iter)
         parts["constrained"] = dag
         m = min(iterates.shape[0] - tc, dag.trajectory.shape[0])  # rows both runs made
@@ -311,7 +316,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
             rec["gd_x_star"], rec["gd_y_star"] = offset @ const.u, offset @ const.direction
         if alpha_star > 0:  # the reduced map is defined for α > 0 only (NaN without it)
             red = run_reduced(rec["gd_x_star"][tc], rec["gd_y_star"][tc], eta, alpha_star,
-                              beta_star, steps - tc)
+                              beta_star, horizon - tc)
             parts["reduced_map"] = red
             rec["reduced_x"], rec["reduced_y"] = padded(red.x, tc), padded(red.y, tc)
         messages += _diagnose(rec, alpha_star, vperp_limit)

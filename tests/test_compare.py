@@ -255,3 +255,18 @@ def test_minimalist_where_its_stable_set_degenerates():
     rows = ~np.isnan(run.dist_dagger)
     assert 1 < rows.sum() < 200 and np.all(np.isfinite(run.dagger_sharpness[rows]))
     assert np.all(run.dagger_sharpness[rows][1:] <= 1e-12)  # S = 0 on the axis
+
+
+def test_the_predictions_run_over_the_steps_gd_made():
+    # The minimalist loss near its saddle with η = 2/S(θ₀) = 5065: GD diverges at step 4,
+    # while the gradient flow reaches the minimisers, where η S ≈ 2·10⁴ makes it stiff (an
+    # explicit step of at most ~3/(ηS)): 60 steps of it took 2.3 million evaluations. The
+    # flows now stop where GD did, and their records past it are NaN like GD's.
+    from stabsim.losses import Minimalist
+
+    run = compare(Minimalist(), [0.01405122867771369] * 2, 5064.906276123299, 60, warn=False)
+    assert run.statuses["gd"] is Status.DIVERGED and run.counters["steps"] == 4
+    for record in (run.gd_loss, run.gf_loss, run.cf_loss):
+        assert not np.isnan(record[:4]).any() and np.isnan(record[4:]).all()
+    # evaluations grow with the horizon here (the step is capped by stability): 3/60 of it
+    assert run.counters["gradient_flow_rhs_evals"] < 2.3e6 * 3 / 60 * 2
