@@ -195,3 +195,18 @@ def test_records_table_names_real_fields():
                 ReducedResult, ConstrainedResult, Projection):
         names = {f.name for f in dataclasses.fields(cls)}
         assert set(RECORDS[cls.__name__]) <= names, cls.__name__
+
+
+def test_a_central_field_where_the_hessian_overflows_is_nan_not_an_error():
+    # x²y² overflows at (1e100, 1e100) on the minimalist loss, so its top eigenvector is
+    # NaN there; ∇S = ∇³L[u, u] from it raised ValueError inside a right-hand side (met
+    # part-way by a flow at η ≈ 1e263 from a Hypothesis start), instead of a NaN that
+    # solve_flow reports as NONFINITE
+    from stabsim.flows.central import _Field, _MultiField
+
+    w = np.array([1e100, 1e100])
+    field = _Field(Minimalist(), 0.1)
+    assert not np.all(np.isfinite(field.boundary_flow(0.0, w)))
+    assert not np.isfinite(field.leaves_boundary(0.0, w)) and not field.flat(w, True)
+    multi = _MultiField(Minimalist(), 0.1, 2, 0.1)
+    assert not np.all(np.isfinite(multi.flow(2)(0.0, w))) and not multi.flat(w, 2)

@@ -72,7 +72,7 @@ from ..losses import Loss, check_dense_memory
 from ..losses._base import require_loss
 from ..spectral import top_eigenpairs
 from ._sdcp import solve_sdcp
-from .central import GAP_CLOSED, MAX_RHS_EVALS, TrackedTop, _integrate, plan_held
+from .central import GAP_CLOSED, MAX_RHS_EVALS, TrackedTop, _integrate, plan_held, third_derivative
 
 
 @dataclasses.dataclass(repr=False)
@@ -171,7 +171,7 @@ class _ScalarField(TrackedTop):
         w, nu = y[:-1], y[-1]
         grad = self.loss.grad(w)
         s, u = self.top(w)
-        grad_s = self.loss.d3(w, u, u)
+        grad_s = third_derivative(self.loss, w, u, u)
         root = np.sqrt(nu)
         g2 = float(grad @ grad)
         num = -self.eta * float(grad_s @ grad) / (s * root) - self.c * (g2 - nu) / (2.0 * nu)

@@ -151,6 +151,14 @@ class CentralFlowResult(FlowResult):
         return self.grad_norm2 + 4.0 * self.sigma2 / self.eta ** 2
 
 
+def third_derivative(loss: Loss, w, a, b) -> np.ndarray:
+    """∇³L(w)[a, b], NaN where a or b is not finite (an eigenvector of a non-finite ∇²L(w)):
+    a field's right-hand side is then NaN, which :func:`solve_flow` reports as NONFINITE."""
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return np.full(loss.dim, np.nan)
+    return loss.d3(w, a, b)
+
+
 class TrackedTop:
     """The top eigenpair of ``self.loss`` along a flow, for the fields of the central flows
     (which set ``loss`` and start ``u`` at None)."""
@@ -185,7 +193,7 @@ class _Field(TrackedTop):
     def sigma2(self, w, grad):
         """σ² = max(0, 2⟨−∇L, ∇S⟩/|∇S|²) and ∇S at w (σ² = NaN where ∇S = 0)."""
         _, u = self.top(w)
-        grad_s = self.loss.d3(w, u, u)
+        grad_s = third_derivative(self.loss, w, u, u)
         beta = float(grad_s @ grad_s)
         if beta == 0.0:
             return np.nan, grad_s
@@ -196,7 +204,7 @@ class _Field(TrackedTop):
         if not on_boundary:
             return False
         _, u = self.top(w)
-        return not np.any(self.loss.d3(w, u, u))
+        return not np.any(third_derivative(self.loss, w, u, u))
 
     def active(self, w, on_boundary) -> bool:
         """Whether the held eigenvector pushes the flow at w (σ² > 0)."""
@@ -217,7 +225,7 @@ class _Field(TrackedTop):
     def leaves_boundary(self, t, w):
         """Event of the boundary branch: ⟨−∇L, ∇S⟩ falling through 0 (σ² → 0)."""
         _, u = self.top(w)
-        return -float(self.loss.grad(w) @ self.loss.d3(w, u, u))
+        return -float(self.loss.grad(w) @ third_derivative(self.loss, w, u, u))
 
     def second_reaches_threshold(self, t, w):
         """Event of the boundary branch: λ2(w) − 2/η rising through 0 (the end of the
@@ -259,7 +267,8 @@ class _MultiField:
         T = np.empty((m, m, self.loss.dim))
         for a in range(m):
             for b in range(a, m):
-                T[a, b] = T[b, a] = self.loss.d3(w, vectors[:, a], vectors[:, b])
+                T[a, b] = T[b, a] = third_derivative(self.loss, w, vectors[:, a],
+                                                     vectors[:, b])
         if not (np.all(np.isfinite(T)) and np.all(np.isfinite(grad))):  # no SDCP: NONFINITE
             return (sdcp_solution(np.full((m, m), np.nan), np.nan, 0, Status.NONFINITE),
                     np.full_like(grad, np.nan))
@@ -273,7 +282,7 @@ class _MultiField:
         if m == 0:
             return False
         _, vectors = self.spectrum(w)
-        return not any(np.any(self.loss.d3(w, vectors[:, a], vectors[:, b]))
+        return not any(np.any(third_derivative(self.loss, w, vectors[:, a], vectors[:, b]))
                        for a in range(m) for b in range(a, m))
 
     def active(self, w, m) -> bool:
