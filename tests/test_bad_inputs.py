@@ -197,7 +197,7 @@ TABLE = {
         arg("loss", NOT_A_LOSS), arg("theta0", point(2)), arg("eta", POSITIVE),
         arg("steps", POSITIVE), arg("stride", OPT_POSITIVE), arg("rtol", POSITIVE),
         arg("atol", POSITIVE), arg("integrator", CHOICE),
-        arg("divergence_norm", POSITIVE_OR_INF)]),
+        arg("divergence_norm", POSITIVE_OR_INF), arg("max_rhs_evals", OPT_COUNT)]),
     "modified_flow": Row(flows.modified_flow, (QUAD, THETA, 0.1, 1.0), {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(2)), arg("eta", POSITIVE),
         arg("steps", POSITIVE), arg("stride", OPT_POSITIVE), arg("rtol", POSITIVE),
@@ -263,7 +263,8 @@ TABLE = {
     "compare": Row(compare_module.compare, (MINIMALIST, [1.0, 0.5], 0.1, 3), {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(2)), arg("eta", POSITIVE),
         arg("steps", COUNT), arg("projection", CHOICE), arg("tol", POSITIVE),
-        arg("max_iter", COUNT), arg("vperp_limit", POSITIVE), arg("warn", FLAG)]),
+        arg("max_iter", COUNT), arg("vperp_limit", POSITIVE), arg("warn", FLAG),
+        arg("max_rhs_evals", OPT_COUNT)]),
     "compare_manifold_flow": Row(stabsim.compare_manifold_flow,
                                  (MANIFOLD, [0.1, 0.1, 1.2, 1.1], 0.05, 4), {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(4)), arg("eta", POSITIVE),

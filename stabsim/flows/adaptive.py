@@ -72,7 +72,8 @@ from ..losses import Loss, check_dense_memory
 from ..losses._base import require_loss
 from ..spectral import top_eigenpairs
 from ._sdcp import solve_sdcp
-from .central import GAP_CLOSED, MAX_RHS_EVALS, TrackedTop, _integrate, plan_held, third_derivative
+from ._solve import MAX_RHS_EVALS
+from .central import GAP_CLOSED, TrackedTop, _integrate, plan_held, third_derivative
 
 
 @dataclasses.dataclass(repr=False)

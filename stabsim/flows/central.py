@@ -60,20 +60,13 @@ from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import top_eigenpairs, tracked_top_eigenpair
 from ._sdcp import sdcp_data, sdcp_solution, solve_sdcp
-from ._solve import FlowResult, solve_flow
+from ._solve import MAX_RHS_EVALS, FlowResult, solve_flow
 
 #: the "next branch" of the event that ends a run: eigenvalue λ_{k+1} reaching 2/η while k
 #: eigenvalues are held (k = ``max_critical``). The held eigenvectors stop being the top k
 #: there (λ_k = 2/η = λ_{k+1}), so the k-eigenvalue flow is undefined past it; left
 #: unwatched, the integrator chatters at the crossing with ever smaller steps.
 GAP_CLOSED = "gap closed"
-
-#: default budget of right-hand-side evaluations of a central flow: runs take about 12 a
-#: step of t (9,507 for 800 steps of the two-scale model, 18,363 for the demo network's
-#: 1,494), so 10⁴ steps fit eight times over, while a flow that chatters at a switch stops
-#: in seconds instead of never
-MAX_RHS_EVALS = 1_000_000
-
 
 @dataclasses.dataclass(repr=False)
 class CentralFlowResult(FlowResult):
@@ -373,9 +366,9 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
         stops being finite (NONFINITE). The result keeps the states saved before, and
         ``stop_step`` says when the run ended.
     max_rhs_evals : int
-        Budget of right-hand-side evaluations over the whole run (:data:`MAX_RHS_EVALS`);
-        status MAX_STEPS, naming it, when it is exhausted (see
-        :func:`~stabsim.flows.solve_flow`).
+        Budget of right-hand-side evaluations over the whole run
+        (:data:`~stabsim.flows._solve.MAX_RHS_EVALS`); status MAX_STEPS, naming it, when it
+        is exhausted (see :func:`~stabsim.flows.solve_flow`).
 
     Returns
     -------

@@ -5,12 +5,13 @@ from __future__ import annotations
 from .. import _validate as check
 from ..losses import Loss
 from ..losses._base import require_loss
-from ._solve import FlowResult, solve_flow
+from ._solve import MAX_RHS_EVALS, FlowResult, solve_flow
 
 
 def gradient_flow(loss: Loss, theta0, eta: float, steps: float, *, stride=None,
                   rtol: float = 1e-10, atol: float = 1e-12, integrator: str = "DOP853",
-                  divergence_norm: float = 1e8) -> FlowResult:
+                  divergence_norm: float = 1e8,
+                  max_rhs_evals: int | None = MAX_RHS_EVALS) -> FlowResult:
     """Solve ``dθ/dt = −η ∇L(θ)`` for t ∈ [0, steps], t counted in GD steps of size η.
 
     With this time unit, GD's iterate θ_t and the flow's θ(t) are compared at equal t, and
@@ -36,6 +37,12 @@ def gradient_flow(loss: Loss, theta0, eta: float, steps: float, *, stride=None,
         |θ| at which the flow stops with status DIVERGED (as for ``run_gd``); ``inf`` to
         follow it until the loss or its gradient stops being finite (status NONFINITE).
         ``stop_step`` in the result says when either happened.
+    max_rhs_evals : int or None
+        Budget of right-hand-side evaluations (:data:`~stabsim.flows._solve.MAX_RHS_EVALS`;
+        None: none); status MAX_STEPS, naming it, when it is exhausted. Far past 2/η
+        (η λ ≫ 1 along the way, where GD diverges) the flow is stiff and an explicit
+        integrator's steps shrink to about 1/(η λ): an implicit ``integrator`` is the cure
+        there.
 
     Returns
     -------
@@ -49,8 +56,8 @@ def gradient_flow(loss: Loss, theta0, eta: float, steps: float, *, stride=None,
     check.solver_options(rtol, atol, integrator)
     parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "stride": stride,
                   "integrator": integrator, "rtol": rtol, "atol": atol,
-                  "divergence_norm": divergence_norm}
+                  "divergence_norm": divergence_norm, "max_rhs_evals": max_rhs_evals}
     return solve_flow(lambda t, th: -eta * loss.grad(th), theta0, steps, t_eval=times,
                       jac=lambda t, th: -eta * loss.hessian(th), integrator=integrator,
                       rtol=rtol, atol=atol, divergence_norm=divergence_norm,
-                      parameters=parameters)
+                      max_rhs_evals=max_rhs_evals, parameters=parameters)
