@@ -25,7 +25,7 @@ LOSSES = {
     "minimalist": "from stabsim.losses import Minimalist\n"
                   "loss = Minimalist()\n"
                   "theta = np.array([0.5, 0.1])",
-    # the 1-6-6-6-1 tanh network on 32 Chebyshev samples of degree 4 (d = 97)
+    # the 1-6-6-6-1 tanh network on 32 Chebyshev samples of degree 4 (d = 103)
     "network": "from stabsim.losses import Network\n"
                "loss = Network((6, 6, 6), degree=4, n_samples=32)\n"
                "theta = loss.init(0)",

@@ -69,7 +69,7 @@ class ExitLoss(NamedTuple):
 
 
 register_family(ExitLoss, value=_exit_value, grad=_exit_grad, hvp=_exit_hvp, d3=_exit_d3,
-                hess=_exit_hess)
+                hess=_exit_hess, shapes={"v": (4,)})
 
 
 def _slow_gradient_flow(w0, c, m, s):
@@ -184,7 +184,7 @@ class CoupledLoss(NamedTuple):
 
 
 register_family(CoupledLoss, value=_k2_value, grad=_k2_grad, hvp=_k2_hvp, d3=_k2_d3,
-                hess=_k2_hess)
+                hess=_k2_hess, shapes={"v": (24,)})
 
 
 def _coupled_case():

@@ -14,7 +14,14 @@ import user_families
 
 from stabsim import run_adaptive, run_gd
 from stabsim._status import Status
-from stabsim.losses import Loss, QuadraticRegression, ScalarNetwork, register_family
+from stabsim.losses import (
+    Loss,
+    ManifoldFamily,
+    Network,
+    QuadraticRegression,
+    ScalarNetwork,
+    register_family,
+)
 from stabsim.maps.gd import reference_point
 
 
@@ -217,6 +224,67 @@ def test_parameter_shapes_are_checked_against_dim():
         Loss(user_families.Diagonal(np.ones(2) + 0j), 2)
     with pytest.raises(TypeError, match="Diagonal.c must be an array of real numbers"):
         Loss(user_families.Diagonal("abc"), 2)
+
+
+class Unshaped(NamedTuple):  # Diagonal's kernels, registered without a shape for c
+    c: np.ndarray
+
+
+register_family(Unshaped, value=user_families.diag_value, grad=user_families.diag_grad,
+                hvp=user_families.diag_hvp, d3=user_families.zero_d3)
+
+
+def test_an_array_field_without_a_shape_is_refused():
+    # The kernels read c[i] for i < dim: with c shorter than dim they would read past its
+    # end, and nothing but a declared shape lets Loss see that.
+    with pytest.raises(ValueError, match=r"Unshaped.c is an array of shape \(3,\), and its "
+                                         r"family gives no shape for it"):
+        Loss(Unshaped(np.ones(3)), 4)
+    with pytest.raises(ValueError, match="shapes=.'c'"):
+        Loss(Unshaped(np.ones(3)), 3)
+
+
+def test_named_axes_are_shared_between_fields():
+    # the regression model's z0 (n), J (n × d) and Q (n × d × d): a J with another n than z0
+    # would make the kernels read past z0's end
+    params = QuadraticRegression.random(6, 3, seed=0).params  # d = 6, n = 3
+    Loss(params, 6, check=False)  # consistent: accepted
+    with pytest.raises(ValueError, match=r"RegressionParams.J must have shape \(2, 6\) for "
+                                         r"dim = 6, n = 2 \(from z0\), got \(3, 6\)"):
+        Loss(params._replace(z0=np.ones(2)), 6, check=False)
+    with pytest.raises(ValueError, match=r"RegressionParams.Q must have shape \(3, 6, 6\)"):
+        Loss(params._replace(Q=np.ones((3, 6, 5))), 6, check=False)
+    with pytest.raises(ValueError, match=r"J must have shape \(3, 7\) for dim = 7"):
+        Loss(params, 7, check=False)
+
+
+def test_a_dimension_the_parameters_determine_is_checked():
+    # A network's dimension is the number of its weights (dim_of), and its data must fit its
+    # layer sizes; the manifold family's is m + k.
+    network = Network((3, 2), n_samples=5)  # 1·3 + 3 + 3·2 + 2 + 2·1 + 1 = 17
+    assert network.dim == 17
+    with pytest.raises(ValueError, match="make a loss of dimension 17, got dim = 18"):
+        Loss(network.params, 18, check=False)
+    with pytest.raises(ValueError, match=r"need X of shape \(N, 1\)"):
+        Loss(network.params._replace(X=np.ones((5, 2))), 17, check=False)
+    with pytest.raises(ValueError, match=r"NetworkParams.Y must have shape \(5, any\)"):
+        Loss(network.params._replace(Y=np.ones((4, 1))), 17, check=False)
+    with pytest.raises(ValueError, match="positive integer layer sizes"):
+        Loss(network.params._replace(sizes=np.array([1.0, 2.5, 2.0, 1.0])), 17, check=False)
+    manifold = ManifoldFamily(np.ones(3), np.ones((3, 2)))  # k = 3, m = 2
+    with pytest.raises(ValueError, match="make a loss of dimension 5, got dim = 4"):
+        Loss(manifold.params, 4, check=False)
+
+
+@pytest.mark.parametrize("shape", ["d", 3, ("d", -1), ("d", True), ("d", 1.5), ("d", "")])
+def test_a_shape_that_is_not_one_is_refused_at_registration(shape):
+    class Rec(NamedTuple):
+        c: np.ndarray
+
+    with pytest.raises(TypeError, match=r"shapes\['c'\] must be a tuple"):
+        register_family(Rec, value=user_families.diag_value, grad=user_families.diag_grad,
+                        hvp=user_families.diag_hvp, d3=user_families.zero_d3,
+                        shapes={"c": shape})
 
 
 def test_run_gd_on_a_user_family_matches_the_same_steps_in_python():

@@ -28,7 +28,7 @@ class RegressionOnProducts(NamedTuple):
 
 
 register_family(RegressionOnProducts, value=kernels.value, grad=kernels.grad, hvp=kernels.hvp,
-                d3=kernels.d3)
+                d3=kernels.d3, shapes={"z0": ("n",), "J": ("n", "d"), "Q": ("n", "d", "d")})
 
 
 def _pair(d=40, n=4, seed=5):

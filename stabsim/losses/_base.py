@@ -245,12 +245,40 @@ class Loss:
 
 
 def _check_shapes(family: Family, fields: dict, dim: int) -> None:
-    for field, shape in family.shapes.items():
-        value = fields[field]
-        want = tuple(dim if s == "d" else s for s in shape)
+    """Refuse fields whose shapes disagree with ``family.shapes`` and ``dim``, array fields
+    the family gives no shape for, and a ``dim`` other than ``family.dim_of`` says."""
+    record = family.name
+    lengths = {"d": dim}  # each named axis, bound by the first field that has it
+    binders = {"d": None}
+    for field, value in fields.items():
         got = np.shape(value)
-        ok = len(got) == len(want) and all(w is None or w == g for w, g in zip(want, got,
-                                                                               strict=True))
+        shape = family.shapes.get(field)
+        if shape is None:
+            if got:
+                raise ValueError(
+                    f"{record}.{field} is an array of shape {shape_text(got)}, and its family "
+                    f"gives no shape for it, so Loss cannot check it against dim: register "
+                    f"{record} with shapes={{{field!r}: (...)}}, one entry per axis: an "
+                    "int, 'd' for the dimension, a name shared with other fields' axes, or "
+                    "None for any length")
+            continue
+        ok = len(got) == len(shape)
+        for axis, length in zip(shape, got, strict=True) if ok else ():
+            if isinstance(axis, str):
+                binders.setdefault(axis, field)
+                ok = ok and lengths.setdefault(axis, length) == length
+            elif axis is not None:
+                ok = ok and axis == length
         if not ok:
-            raise ValueError(f"{family.name}.{field} must have shape {shape_text(want)} for "
-                             f"dim = {dim}, got {got}")
+            want = tuple(lengths.get(axis, axis) if isinstance(axis, str) else axis
+                         for axis in shape)
+            bound = "".join(f", {axis} = {lengths[axis]} (from {binders[axis]})"
+                            for axis in dict.fromkeys(shape)
+                            if isinstance(axis, str) and binders.get(axis) not in (None, field))
+            raise ValueError(f"{record}.{field} must have shape {shape_text(want)} for "
+                             f"dim = {dim}{bound}, got {got}")
+    if family.dim_of is not None:
+        implied = family.dim_of(family.record(**fields))
+        if implied != dim:
+            raise ValueError(f"the parameters of this {record} make a loss of dimension "
+                             f"{implied}, got dim = {dim}")

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import numbers
 from collections.abc import Callable
 
 import numpy as np
@@ -213,7 +214,11 @@ class Family:
     functions : dict
         Protocol name → the family's compiled function (optional ones may be absent).
     shapes : dict
-        Field name → required shape, entries an int, ``"d"`` (the loss's dimension) or None.
+        Field name → required shape (a tuple), entries an int, ``"d"`` (the loss's
+        dimension), another name (a length shared by every field that names it) or None.
+    dim_of : callable or None
+        ``dim_of(p) -> int``: the dimension the record's parameters determine, where no
+        field's length is ``"d"``; None when the shapes say all there is.
     factor_rows : callable
         ``factor_rows(p) -> int``: rows of the factor ``hessian_parts`` leaves out of the dense
         Hessian (0 when it returns the whole Hessian densely).
@@ -237,6 +242,7 @@ class Family:
     builtin: bool
     examples: Callable | None = None
     threaded: bool = False
+    dim_of: Callable | None = None
 
     @property
     def finite_sum(self) -> bool:
@@ -266,11 +272,19 @@ def _no_factor(p) -> int:
     return 0
 
 
+def _is_axis(axis) -> bool:
+    """Whether ``axis`` is an entry of a field's shape: a length, a name, or None."""
+    if isinstance(axis, bool):
+        return False
+    return axis is None or isinstance(axis, str) and axis != "" or isinstance(
+        axis, numbers.Integral) and axis >= 0
+
+
 def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
                     hessian_parts=None, factor_rows=None, shapes=None,
                     prefers_dense=False, linearise=None, hvp_linearised=None,
                     value_grad_linearise=None, subset=None, examples=None,
-                    threaded=False) -> Family:
+                    threaded=False, dim_of=None) -> Family:
     """Register a loss family: a parameter record class and its compiled functions.
 
     After this, ``Loss(record(...), dim)`` is a loss that every engine and sweep accepts, and
@@ -292,8 +306,11 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
         ``factor_rows(p) -> int`` for a family whose ``hessian_parts`` leaves a Gauss–Newton
         factor out of the dense part.
     shapes : mapping, optional
-        Field name → shape tuple whose entries are ints, ``"d"`` for the dimension, or None
-        for any length; checked when a ``Loss`` is made.
+        Field name → shape tuple, one entry per axis: an int, ``"d"`` for the dimension,
+        another name for a length that every field naming it shares (``"n"`` in
+        ``{"z": ("n",), "J": ("n", "d")}``), or None for any length. Every field that holds
+        an array needs one: a ``Loss`` checks the fields against it and refuses an array
+        field with no shape, since the kernels trust the lengths.
     prefers_dense : bool
         Engines form the dense Hessian (with ``hessian_parts``) instead of using products.
     linearise, hvp_linearised : numba dispatchers, optional
@@ -311,6 +328,11 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
         The functions run parallel threads of their own (``prange``): a sweep then runs its
         cells one at a time instead of one per thread, which would run the functions'
         threads inside its own.
+    dim_of : callable, optional
+        ``dim_of(p) -> int``: the dimension that the parameters determine, for a family
+        where it is not the length of a field (a network: the number of its weights). A
+        ``Loss`` with another ``dim`` is refused. It may raise ``ValueError`` for a record
+        whose fields disagree.
 
     Returns
     -------
@@ -321,8 +343,9 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
     TypeError
         If ``record`` is not a NamedTuple class, a function is not a Numba dispatcher, the
         record class is registered already, one of ``subset`` and ``examples`` (or of
-        ``linearise`` and ``hvp_linearised``) is given without the other, or
-        ``value_grad_linearise`` without ``linearise``.
+        ``linearise`` and ``hvp_linearised``) is given without the other,
+        ``value_grad_linearise`` without ``linearise``, or ``shapes`` names a field the
+        record lacks or has an entry that is not a shape.
     """
     if not _is_record_class(record):
         raise TypeError(
@@ -345,6 +368,8 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
                         "hvp_linearised with it")
     if examples is not None and not callable(examples):
         raise TypeError(f"examples must be a function examples(p) -> int, got {examples!r}")
+    if dim_of is not None and not callable(dim_of):
+        raise TypeError(f"dim_of must be a function dim_of(p) -> int, got {dim_of!r}")
     given = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
              "value_grad": value_grad, "hessian_parts": hessian_parts,
              "linearise": linearise, "hvp_linearised": hvp_linearised,
@@ -364,10 +389,15 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
     if unknown:
         raise TypeError(f"shapes names fields {unknown} that {record.__name__} does not have "
                         f"(fields: {list(record._fields)})")
+    for field, shape in shapes.items():
+        if not (isinstance(shape, tuple) and all(_is_axis(axis) for axis in shape)):
+            raise TypeError(f"shapes[{field!r}] must be a tuple with one entry per axis (an "
+                            f"int, 'd' for the dimension, another name, or None), got "
+                            f"{shape!r}")
     module = inspect.getmodule(record)
     builtin = module is not None and module.__name__.split(".")[0] == "stabsim"
     family = Family(record, functions, shapes, factor_rows or _no_factor, bool(prefers_dense),
-                    builtin, examples, bool(threaded))
+                    builtin, examples, bool(threaded), dim_of)
     for name in _GENERIC:
         implementation = functions.get(name, _DEFAULTS.get(name))
         if implementation is not None:  # subset has no default: not every family is a sum

@@ -122,8 +122,6 @@ class Network(Loss):
         sizes = (X.shape[1], *widths, Y.shape[1])
         scales = (np.ones(len(sizes) - 1) if parametrisation == "standard"
                   else 1.0 / np.sqrt(np.asarray(sizes[:-1], dtype=np.float64)))
-        dim = sum(sizes[i + 1] * sizes[i] + (sizes[i + 1] if bias else 0)
-                  for i in range(len(sizes) - 1))
         self.sizes = sizes
         self.activation = "identity" if code == kernels.IDENTITY else activation
         self.bias = bias
@@ -133,7 +131,7 @@ class Network(Loss):
                   1.0 if bias else 0.0)
         params = (NetworkParams(*fields) if self.chunks == 1
                   else ChunkedNetworkParams(*fields, float(self.chunks)))
-        super().__init__(params, dim, check=False)
+        super().__init__(params, kernels.dim_of(params), check=False)
 
     @staticmethod
     def _data(data, n_samples, input_dim, output_dim, degree, frequency, teacher_hidden,

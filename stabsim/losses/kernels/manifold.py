@@ -197,7 +197,12 @@ def d3(theta, p, u, v, out):
             out[i] += -c1 * g + c2 * e - c3 * ku - c4 * kv + w * s * (dwv * u[i] + dwu * v[i])
 
 
+def dim_of(p) -> int:
+    """m + k: θ = (x, z)."""
+    return p.s.shape[1] + p.c.shape[0]
+
+
 FAMILY = register_family(
-    ManifoldParams, value=value, grad=grad, hvp=hvp, d3=d3, hess=hess,
-    shapes={"c": (None,), "s": (None, None), "mu": (None, None), "K": (None, None, None)},
+    ManifoldParams, value=value, grad=grad, hvp=hvp, d3=d3, hess=hess, dim_of=dim_of,
+    shapes={"c": ("k",), "s": ("k", "m"), "mu": ("k", "m"), "K": ("k", "m", "m")},
 )

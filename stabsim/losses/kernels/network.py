@@ -1116,11 +1116,35 @@ def examples(p) -> int:
     return p.X.shape[0]
 
 
-_SHAPES = {"X": (None, None), "Y": (None, None), "sizes": (None,), "scales": (None,)}
+def dim_of(p) -> int:
+    """The number of weights (and biases) of the layers that ``p.sizes`` gives.
+
+    Raises
+    ------
+    ValueError
+        If the sizes are not positive integers, or the inputs, targets or multipliers
+        disagree with them.
+    """
+    sizes = p.sizes
+    if sizes.shape[0] < 2 or not np.all((sizes >= 1) & (sizes == np.round(sizes))):
+        raise ValueError(f"sizes must hold at least two positive integer layer sizes, got "
+                         f"{sizes}")
+    n = sizes.astype(np.int64)
+    if p.X.shape[1] != n[0] or p.Y.shape[1] != n[-1] or p.scales.shape[0] != n.size - 1:
+        raise ValueError(f"layer sizes {tuple(n.tolist())} need X of shape (N, {n[0]}), Y of "
+                         f"shape (N, {n[-1]}) and scales of shape ({n.size - 1},), got X "
+                         f"{p.X.shape}, Y {p.Y.shape}, scales {p.scales.shape}")
+    per_layer = n[1:] * n[:-1] + (n[1:] if p.bias != 0.0 else 0)
+    return int(per_layer.sum())
+
+
+_SHAPES = {"X": ("N", None), "Y": ("N", None), "sizes": (None,), "scales": (None,)}
 SERIAL = _family_functions(chunked=False)
 CHUNKED = _family_functions(chunked=True)
 FAMILY = register_family(NetworkParams, subset=subset, examples=examples, shapes=_SHAPES,
+                         dim_of=dim_of,
                          **{name: f for name, f in SERIAL.items() if name != "all_derivatives"})
 CHUNKED_FAMILY = register_family(
     ChunkedNetworkParams, subset=chunked_subset, examples=examples, shapes=_SHAPES,
-    threaded=True, **{name: f for name, f in CHUNKED.items() if name != "all_derivatives"})
+    dim_of=dim_of, threaded=True,
+    **{name: f for name, f in CHUNKED.items() if name != "all_derivatives"})

@@ -288,5 +288,5 @@ FAMILY = register_family(
     RegressionParams, value=value, grad=grad, hvp=hvp, d3=d3, hess=hess, value_grad=value_grad,
     hessian_parts=hessian_parts, factor_rows=factor_rows, prefers_dense=True,
     subset=subset, examples=examples,
-    shapes={"z0": (None,), "J": (None, "d"), "Q": (None, "d", "d")},
+    shapes={"z0": ("n",), "J": ("n", "d"), "Q": ("n", "d", "d")},
 )
