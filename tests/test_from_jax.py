@@ -88,3 +88,15 @@ def test_bad_functions():
         from_jax(lambda x: x[0] * x[1] @ np.ones(2), 3)
     with pytest.raises(ValueError, match="dim"):
         from_jax(lambda x: x @ x, 0)
+
+
+@pytest.mark.parametrize("make", [lambda jnp: lambda x: 1,
+                                  lambda jnp: lambda x: jnp.sum(x * x).astype(jnp.int32),
+                                  lambda jnp: lambda x: x[0] > 0.0,
+                                  lambda jnp: lambda x: jnp.sum(x * x) * (1.0 + 1.0j)])
+def test_a_result_without_a_real_gradient_is_refused_at_construction(make):
+    # JAX differentiates real floating-point outputs only: these were accepted, and the
+    # first gradient (the first step of any engine) raised JAX's TypeError
+    jnp = pytest.importorskip("jax.numpy")
+    with pytest.raises(ValueError, match="real floating-point scalar, got dtype"):
+        from_jax(make(jnp), 2)

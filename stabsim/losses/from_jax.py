@@ -125,7 +125,7 @@ def from_jax(fn, dim, params=None, *, min_value=None, check=False) -> JaxLoss:
     TypeError
         If ``fn`` is not callable.
     ValueError
-        If ``fn`` does not map a vector of length ``dim`` to a scalar.
+        If ``fn`` does not map a vector of length ``dim`` to a real floating-point scalar.
 
     Examples
     --------
@@ -155,5 +155,9 @@ def from_jax(fn, dim, params=None, *, min_value=None, check=False) -> JaxLoss:
                          f"{type(error).__name__}: {error}") from error
     if getattr(out, "shape", None) != ():
         raise ValueError(f"fn must return a scalar, got shape {getattr(out, 'shape', out)}")
+    if not np.issubdtype(out.dtype, np.floating):  # JAX differentiates real floats only
+        raise ValueError(f"fn must return a real floating-point scalar, got dtype {out.dtype}; "
+                         "an integer or boolean result has no gradient (cast it with "
+                         "jnp.asarray(..., float)), and a complex one is not a loss")
     return JaxLoss(fn, dim, params, _jax_functions(jax, loss_fn), min_value=min_value,
                    check=check)
