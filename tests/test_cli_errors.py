@@ -1,6 +1,7 @@
 """Every CLI failure is one ``stabsim: error: …`` line and a non-zero exit, never a traceback."""
 
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -57,6 +58,32 @@ def test_an_output_that_is_a_directory_is_refused_before_the_sweep(tmp_path, con
     line = _error_line(capsys, main(["sweep", str(config), "-o", str(tmp_path / "out.nc")]), 2)
     assert "is a directory" in line
     assert not default_workdir(tmp_path / "out.nc").exists()  # nothing ran
+
+
+def test_a_zarr_output_over_a_directory_of_other_files_is_refused(tmp_path, config, capsys):
+    # a .zarr result replaces the directory it is written to: one that is not a Zarr store
+    # holds someone's files, which that would delete
+    pytest.importorskip("zarr")
+    output = tmp_path / "precious.zarr"
+    output.mkdir()
+    (output / "thesis.txt").write_text("chapter 1")
+    line = _error_line(capsys, main(["sweep", str(config), "-o", str(output)]), 2)
+    assert "is a directory that is not a Zarr store" in line
+    assert not default_workdir(output).exists()  # nothing ran
+    from stabsim.sweep.store import write_dataset
+
+    with pytest.raises(ValueError, match="not a Zarr store"):  # the Python path as well
+        write_dataset(xr.Dataset({"a": ("x", np.arange(2.0))}), output)
+    assert (output / "thesis.txt").read_text() == "chapter 1"
+    # an empty directory, or a result written before, is replaced; zarr 3's notice that
+    # consolidated metadata extends its format is not the user's business
+    (output / "thesis.txt").unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["-q", "sweep", str(config), "-o", str(output)]) == 0
+        assert main(["-q", "sweep", str(config), "-o", str(output)]) == 0
+    assert not [w for w in caught if "onsolidated" in str(w.message)]
+    assert xr.open_zarr(output)["regime"].shape == (2, 2)
 
 
 def test_an_unwritable_output_is_refused_before_the_sweep(config, capsys):

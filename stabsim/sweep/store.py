@@ -323,12 +323,27 @@ def remove_path(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+#: the metadata files at the top of a Zarr store (format 2 and format 3)
+_ZARR_MARKERS = (".zgroup", ".zarray", "zarr.json")
+
+
+def _refuse_foreign_directory(path: Path) -> None:
+    """Raise ``ValueError`` if ``path`` is a directory with files in it that is not a Zarr
+    store: writing a ``.zarr`` result replaces the directory, and with it those files."""
+    if (path.is_dir() and not path.is_symlink() and any(path.iterdir())
+            and not any((path / marker).is_file() for marker in _ZARR_MARKERS)):
+        raise ValueError(f"the output {path} is a directory that is not a Zarr store; "
+                         "writing the result would delete what it holds: name a new path")
+
+
 def check_output(path) -> None:
     """Raise ``ValueError`` unless a result can be written to ``path``.
 
     Made before a sweep runs: ``path`` must not be a directory (or, for ``.zarr``, a
-    file), and a file must be creatable next to it (probed by creating and deleting one,
-    which also catches read-only and virtual file systems such as ``/proc``).
+    file, or a directory with files in it that is not a Zarr store, which the result
+    would replace), and a file must be creatable next to it (probed by creating and
+    deleting one, which also catches read-only and virtual file systems such as
+    ``/proc``).
     """
     path = Path(path)
     zarr = path.suffix == ".zarr"
@@ -336,6 +351,8 @@ def check_output(path) -> None:
         raise ValueError(f"the output {path} is a directory; name a file")
     if path.exists() and zarr and not path.is_dir():
         raise ValueError(f"the output {path} is a file, not a Zarr store")
+    if zarr:
+        _refuse_foreign_directory(path)
     parent = path.parent
     while not parent.exists() and parent != parent.parent:  # made when the result is written
         parent = parent.parent
@@ -361,13 +378,19 @@ def write_dataset(ds, path, *, temporary=None) -> Path:
         except ImportError:
             raise ValueError(f"writing {path} needs the zarr package; or name the output "
                              f"'.nc' for netCDF") from None
+        _refuse_foreign_directory(path)
         if temporary is None:
             tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=path.name, suffix=".tmp"))
             tmp.chmod(_file_mode(directory=True))  # mkdtemp makes it 0700
         else:
             tmp = Path(temporary)
             remove_path(tmp)
-        ds.to_zarr(tmp, mode="w")
+        with warnings.catch_warnings():
+            # zarr 3 warns on every write that consolidated metadata (which xarray writes so
+            # that a store opens fast) is an extension of its format 3, read by zarr and
+            # xarray alike: nothing for the user to act on
+            warnings.filterwarnings("ignore", message="Consolidated metadata is currently")
+            ds.to_zarr(tmp, mode="w")
         remove_path(path)
         os.replace(tmp, path)
         return path
