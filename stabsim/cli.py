@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
 import sys
 
 from ._compile_log import compile_notice
@@ -75,6 +76,10 @@ def _add_loudness(parser: argparse.ArgumentParser, default) -> None:
 
 
 def main(argv=None) -> int:
+    # a sweep's loss "module:factory" is imported from the working directory, which
+    # `python -m stabsim` puts on the path and the installed `stabsim` command does not
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -39,9 +39,13 @@ def test_page_has_the_module_the_config_and_runnable_blocks():
 def test_every_block_runs_and_prints_what_the_page_shows(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get(
-               "PYTHONPATH", "")])}
+    # the page's commands run in tmp_path with only the checkout on the path: a loss module
+    # beside the config is found because it is in the working directory
+    # (an empty entry in PYTHONPATH would be the working directory too)
+    path = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    installed = pathlib.Path(sys.executable).parent / "stabsim"  # the command pip installs
+    program = f'"{installed}"' if installed.is_file() else f'"{sys.executable}" -m stabsim'
     namespace, printed = {}, None
     try:
         for number, (language, caption, body) in enumerate(blocks()):
@@ -57,8 +61,9 @@ def test_every_block_runs_and_prints_what_the_page_shows(tmp_path, monkeypatch):
                 assert printed is not None, f"block {number}: output without code"
                 assert printed.strip() == body.strip(), f"block {number}"
             elif language == "bash":
-                # the page's commands, with `stabsim` the program of this checkout
-                script = f'stabsim() {{ "{sys.executable}" -m stabsim "$@"; }}\n{body}'
+                # the page's commands, with `stabsim` the installed command where there is
+                # one (it does not put the working directory on the path, as -m does)
+                script = f'stabsim() {{ {program} "$@"; }}\n{body}'
                 result = subprocess.run(["bash", "-ec", script], cwd=tmp_path, env=env,
                                         capture_output=True, text=True, check=False)
                 assert result.returncode == 0, result.stderr
