@@ -64,3 +64,14 @@ def test_reduced_map_overflow_is_diverged():
                          params={"eta": 0.01, "x0": 1e-3}, steps=5000)
     ds = run_sweep(config).to_xarray()
     assert int(ds["regime"][0]) == MapClass.DIVERGED
+
+
+def test_a_start_on_the_line_x_0_is_not_converging():
+    # x' = −(1 + ηy)x keeps x = 0, while y' = y + η(α − βx²/2) grows by ηα a step: the
+    # state never cycles and the sharpness passes 2/η for good. E = H − H_min is infinite
+    # there (−α ln x²), and inf ≤ inf had classed the cell as converging.
+    config = SweepConfig(model="reduced", grid={"x0": [0.0]},
+                         params={"eta": 0.1, "y0": 0.0}, steps=200)
+    ds = run_sweep(config).to_xarray()
+    assert int(ds["regime"][0]) == MapClass.TRANSIENT
+    assert int(ds["cycles"][0]) == 0

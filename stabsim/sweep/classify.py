@@ -62,8 +62,10 @@ period-2 orbit ``(x, y) = (±δ, 0)`` (δ² = 2α/β), the *energy* is ``E = H �
 ``left_domain`` (4)
     status LEFT_DOMAIN: a state had ``1 + η y ≤ 0``, outside the map's validity domain.
 ``converging`` (0)
-    all steps ran and ``E_T ≤ E_0``: the trajectory sits at, or spirals in towards, the
-    period-2 orbit (±δ, 0) — against the theory's prediction that orbits spiral out.
+    all steps ran and ``E_T ≤ E_0`` with E_T finite: the trajectory sits at, or spirals in
+    towards, the period-2 orbit (±δ, 0) — against the theory's prediction that orbits
+    spiral out. (E is infinite on the line x = 0, which the map never leaves: a start
+    there stays in progressive sharpening, y growing without bound.)
 ``cycling`` (1)
     all steps ran, E grew, and at least one full cycle I → II → III → IV → I was completed
     (two cycle boundaries): self-stabilisation at the edge of stability.
@@ -194,7 +196,9 @@ def classify_map(status, n_boundaries, energy_start, energy_end):
     ok = status == Status.OK
     out = np.full(np.shape(status), MapClass.TRANSIENT, np.int8)
     out[ok & (n_boundaries >= 2)] = MapClass.CYCLING
-    out[ok & (energy_end <= energy_start)] = MapClass.CONVERGING
+    # E is inf on the line x = 0, which the map never leaves: y grows there without a cycle,
+    # and inf ≤ inf would call that converging
+    out[ok & np.isfinite(energy_end) & (energy_end <= energy_start)] = MapClass.CONVERGING
     out[status == Status.NONFINITE] = MapClass.DIVERGED
     out[status == Status.LEFT_DOMAIN] = MapClass.LEFT_DOMAIN
     return out
