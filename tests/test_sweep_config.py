@@ -79,6 +79,53 @@ def test_zip_lists_give_one_cell_dimension():
     assert ds["eta"].dims == ("cell",)
 
 
+def test_zip_lists_may_repeat_a_value():
+    # cell k takes entry k of each list: (0.1, 0.01) and (0.1, 0.02) are two cells
+    config = SweepConfig(model="reduced", grid={"eta": [0.1, 0.1, 0.3], "x0": [0.01, 0.02, 0.03]},
+                         combine="zip", steps=100)
+    ds = run_sweep(config).to_xarray()
+    np.testing.assert_array_equal(ds["eta"], [0.1, 0.1, 0.3])
+    # a product grid of a repeated value would hold the same cells twice
+    with pytest.raises(ValueError, match="'eta' has repeated values"):
+        SweepConfig(model="reduced", grid={"eta": [0.1, 0.1]}, steps=100)
+
+
+@pytest.mark.parametrize("data, message", [
+    # a setting the model would not use
+    ({"sweep": {"model": "reduced", "method": "nesterov"}, "grid": {"eta": [0.1]}},
+     r"does not use \['method'\]"),
+    ({"sweep": {"model": "reduced", "stride": 7, "divergence_norm": 1e-3},
+      "grid": {"eta": [0.1]}}, r"does not use \['stride', 'divergence_norm'\]"),
+    ({"sweep": {"model": "reduced"}, "classify": {"band": 0.9, "window": 0.01},
+      "grid": {"eta": [0.1]}}, r"does not use \['band', 'window'\]"),
+    ({"sweep": {"model": "gd"}, "loss": {"name": "quadratic", "A": [1.0]},
+      "params": {"theta0": [1.0]}, "grid": {"eta": [0.1], "seed": [0, 1]}},
+     "with theta0 given it is not used"),
+    ({"sweep": {"model": "sgd"}, "loss": dict(REGRESSION_LOSS),
+      "params": {"batch_size": 2, "batch_sharpness": "exact"},
+      "grid": {"eta": [0.1], "bs_batches": [8, 16]}}, "with batch_sharpness = 'exact'"),
+    # one parameter given twice: the second value had silently won
+    ({"sweep": {"model": "gd"}, "loss": {"name": "scalar_network", "depth": 3},
+      "grid": {"eta": [0.1], "loss": {"depth": [4, 5]}}},
+     r"\['loss.depth'\] appear in both \[loss\] and \[grid\]"),
+    ({"sweep": {"model": "gd"}, "loss": {"name": "scalar_network"},
+      "grid": {"eta": [0.1], "loss.depth": [3], "loss": {"depth": [4, 5]}}},
+     "gives 'loss.depth' twice"),
+])
+def test_a_setting_that_would_be_ignored_is_refused(data, message):
+    with pytest.raises(ValueError, match=message):
+        SweepConfig.from_dict(data)
+
+
+def test_a_config_made_again_with_its_defaults_filled_in_is_accepted():
+    # the runner makes a config again with dataclasses.replace, which passes the defaults
+    # (method, band, window) that the first one resolved
+    import dataclasses
+
+    config = SweepConfig(model="reduced", grid={"eta": [0.1]}, steps=10)
+    assert dataclasses.replace(config, steps=1).method == config.method
+
+
 def test_loss_parameters_sweep_as_loss_dot_name():
     config = SweepConfig.from_dict({
         "sweep": {"model": "gd", "steps": 20},

@@ -231,13 +231,17 @@ class SweepConfig:
         known = PARAMETERS[self.model]
         params = _check_params(self.params, known)
         loss = _check_loss(self.model, self.loss)
-        grid = _check_grid(self.grid, self.model, known)
+        grid = _check_grid(self.grid, self.model, known, self.combine)
         missing = [k for k, v in known.items() if v is None and k not in params and k not in grid]
         if missing:
             raise ValueError(f"parameter(s) {missing} must be given in [params] or [grid]")
         overlap = sorted(set(params) & set(grid))
         if overlap:
             raise ValueError(f"parameter(s) {overlap} appear in both [params] and [grid]")
+        overlap = sorted(f"{LOSS_PREFIX}{k}" for k in loss or () if f"{LOSS_PREFIX}{k}" in grid)
+        if overlap:
+            raise ValueError(f"loss parameter(s) {overlap} appear in both [loss] and [grid]")
+        _refuse_unused(self, params, grid, methods[0], default_band, default_window)
         if self.model == "adaptive" and method != "adam" and \
                 any(b != 0.0 for b in grid.get("beta1", [params.get("beta1", 0.0)])):
             raise ValueError(f"beta1 is used by method 'adam' only; method {method!r} has no "
@@ -339,6 +343,24 @@ class SweepConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _refuse_unused(config, params, grid, method, band, window) -> None:
+    """Raise ``ValueError`` for a setting the model would ignore (given other than at its
+    default, which a config made again with ``dataclasses.replace`` carries)."""
+    if config.model == "reduced":  # the map has no method, records, norm or class band
+        defaults = {f.name: f.default for f in dataclasses.fields(config)}
+        defaults.update(method=method, band=band, window=window)
+        ignored = [name for name in ("method", "stride", "divergence_norm", "band", "window")
+                   if getattr(config, name) not in (None, defaults[name])]
+        if ignored:
+            raise ValueError(f"model 'reduced' (the (x, y) map) does not use {ignored}")
+    if params.get("theta0", "random") != "random" and ("seed" in params or "seed" in grid):
+        raise ValueError("seed draws the random start; with theta0 given it is not used")
+    if params.get("batch_sharpness") == "exact" and ("bs_batches" in params
+                                                     or "bs_batches" in grid):
+        raise ValueError("bs_batches is the number of batches of the sampled batch "
+                         "sharpness; with batch_sharpness = 'exact' it is not used")
+
+
 def _table(data, name, keys):
     table = data.get(name, {})
     if not isinstance(table, dict):
@@ -355,10 +377,12 @@ def _flatten_grid(grid):
         raise ValueError("[grid] must be a table")
     flat = {}
     for name, value in grid.items():
-        if name == "loss" and isinstance(value, dict) and not (set(value) & _SPEC_KEYS):
-            flat.update({f"{LOSS_PREFIX}{k}": v for k, v in value.items()})
-        else:
-            flat[name] = value
+        nested = name == "loss" and isinstance(value, dict) and not (set(value) & _SPEC_KEYS)
+        for key, spec in ({f"{LOSS_PREFIX}{k}": v for k, v in value.items()} if nested
+                          else {name: value}).items():
+            if key in flat:  # "loss.depth" quoted and loss.depth dotted: TOML allows both
+                raise ValueError(f"[grid] gives {key!r} twice")
+            flat[key] = spec
     return flat
 
 
@@ -481,7 +505,7 @@ def _check_cell_memory(config, loss, where) -> None:
                      "lower `steps`, raise `stride`, or sweep a loss of lower dimension")
 
 
-def _check_grid(grid, model, known):
+def _check_grid(grid, model, known, combine):
     if not isinstance(grid, dict) or not grid:
         raise ValueError("[grid] must list at least one swept parameter")
     out = {}
@@ -502,7 +526,7 @@ def _check_grid(grid, model, known):
                              f"{MAX_GRID_VALUES} per swept parameter")
         if len(values) == 0:
             raise ValueError(f"[grid] {name!r} is empty: give at least one value")
-        if len(set(values)) != len(values):
+        if combine == "product" and len(set(values)) != len(values):  # zip: cell by cell
             raise ValueError(f"[grid] {name!r} has repeated values")
         out[name] = values
     return out
