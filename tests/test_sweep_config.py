@@ -104,6 +104,10 @@ def test_zip_lists_may_repeat_a_value():
     ({"sweep": {"model": "sgd"}, "loss": dict(REGRESSION_LOSS),
       "params": {"batch_size": 2, "batch_sharpness": "exact"},
       "grid": {"eta": [0.1], "bs_batches": [8, 16]}}, "with batch_sharpness = 'exact'"),
+    # a grid value is a coordinate of the result: netCDF-3 could not store this one, and
+    # the sweep had failed after computing every cell
+    ({"sweep": {"model": "gd"}, "loss": {"name": "minimalist"},
+      "grid": {"eta": [0.1], "seed": [2**31]}}, "'seed' has 2147483648, outside the 32-bit"),
     # one parameter given twice: the second value had silently won
     ({"sweep": {"model": "gd"}, "loss": {"name": "scalar_network", "depth": 3},
       "grid": {"eta": [0.1], "loss": {"depth": [4, 5]}}},

@@ -526,6 +526,10 @@ def _check_grid(grid, model, known, combine):
                              f"{MAX_GRID_VALUES} per swept parameter")
         if len(values) == 0:
             raise ValueError(f"[grid] {name!r} is empty: give at least one value")
+        too_wide = [v for v in values if isinstance(v, int) and not -2**31 <= v < 2**31]
+        if too_wide:  # a coordinate of the result, which netCDF-3 stores in 32 bits
+            raise ValueError(f"[grid] {name!r} has {too_wide[0]}, outside the 32-bit integers "
+                             f"[-2**31, 2**31) a result stores")
         if combine == "product" and len(set(values)) != len(values):  # zip: cell by cell
             raise ValueError(f"[grid] {name!r} has repeated values")
         out[name] = values
