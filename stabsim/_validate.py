@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -232,3 +234,34 @@ def record_times(stride, steps: float, *, width: int = 1):
     if times[-1] < steps:
         times = np.append(times, steps)
     return np.unique(times)
+
+
+def existing_ancestor(path) -> Path:
+    """``path`` itself or its nearest ancestor that exists."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def writable_in(what: str, directory) -> None:
+    """Raise ``ValueError`` naming ``what`` unless a file can be made in ``directory``
+    (probed by making and deleting one: read-only and virtual file systems such as
+    ``/proc`` fail it, as does a ``directory`` that is a file)."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot write {what}: {exc.strerror or exc} (in {directory})") \
+            from None
+
+
+def writable_directory(what: str, path) -> Path:
+    """``Path(path)``, a directory that exists or can be made and that takes new files;
+    ``ValueError`` naming ``what`` otherwise. Checked before work that writes there."""
+    path = Path(path)
+    existing = existing_ancestor(path)
+    if not existing.is_dir():
+        raise ValueError(f"{what} {path} cannot be made: {existing} is a file")
+    writable_in(f"{what} {path}", existing)
+    return path

@@ -15,6 +15,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 
 from ._compile_log import compile_notice
 
@@ -105,19 +106,28 @@ def main(argv=None) -> int:
 @contextlib.contextmanager
 def _logging_to_stderr(level: int):
     """Send the ``stabsim`` logger's messages at ``level`` and above to stderr, as plain lines,
-    for the duration of one command (so that calling :func:`main` twice adds no handler)."""
+    for the duration of one command (so that calling :func:`main` twice adds no handler).
+    Python warnings become such lines too, instead of Python's two lines with a source
+    line."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    saved = log.level, log.propagate
+    saved = log.level, log.propagate, warnings.showwarning
     log.addHandler(handler)
     log.setLevel(level)
     log.propagate = False  # the command's own lines, not the root logger's too
+    warnings.showwarning = _log_warning
     try:
         yield
     finally:
         log.removeHandler(handler)
         log.setLevel(saved[0])
         log.propagate = saved[1]
+        warnings.showwarning = saved[2]
+
+
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the CLI: one line through the ``stabsim`` logger."""
+    log.warning("stabsim: warning: %s", " ".join(str(message).split()))
 
 
 def _one_line(exc: Exception) -> str:

@@ -70,6 +70,37 @@ def test_ctrl_c_exits_130(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err.strip() == "stabsim: interrupted"
 
 
+def test_a_warning_is_one_line_and_an_overflowing_cell_gives_none(tmp_path, capsys,
+                                                                    monkeypatch):
+    # a corrupt chunk's CorruptChunkWarning had come out as Python prints a warning: a
+    # "file:line: CorruptChunkWarning: …" line, then the source line of the warn call
+    import warnings
+
+    import stabsim.sweep.runner as runner
+
+    real = runner._compute_missing
+
+    def warn_then_compute(*args):
+        warnings.warn("chunk 3 is corrupt:\nbad checksum", UserWarning, stacklevel=1)
+        return real(*args)
+
+    monkeypatch.setattr(runner, "_compute_missing", warn_then_compute)
+    config = tmp_path / "sweep.toml"
+    config.write_text(SWEEP)
+    assert cli.main(["-q", "sweep", str(config), "--no-progress"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line != "compiling kernels, first run only…"]
+    assert lines == ["stabsim: warning: chunk 3 is corrupt: bad checksum"]
+    assert warnings.showwarning is not cli._log_warning  # restored after the command
+    monkeypatch.undo()
+    # η = 1e308: η y overflows in the cell's final S η/2 (an UNDEFINED statistic, no warning)
+    config.write_text(SWEEP.replace("eta = [0.05, 0.1]", "eta = [1e308]"))
+    assert cli.main(["-q", "sweep", str(config), "--no-progress", "-o",
+                     str(tmp_path / "big.nc")]) == 0
+    assert [line for line in capsys.readouterr().err.splitlines()
+            if line != "compiling kernels, first run only…"] == []
+
+
 @pytest.mark.parametrize(("flags", "shown"), [([], True), (["-q"], False), (["--verbose"], True)])
 def test_quiet_silences_the_info_lines(tmp_path, capsys, flags, shown):
     config = tmp_path / "sweep.toml"

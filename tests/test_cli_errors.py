@@ -92,6 +92,27 @@ def test_an_unwritable_output_is_refused_before_the_sweep(config, capsys):
     assert "cannot write the output /proc/stabsim-out.nc" in line
 
 
+@pytest.mark.parametrize("argv", [["demo", "--quick", "--out", "{file}"],
+                                  ["demo", "--quick", "--out", "{file}/sub"],
+                                  ["demo", "--quick", "--out", "/proc/stabsim-demo"],
+                                  ["sweep", "{config}", "--workdir", "{file}"],
+                                  ["sweep", "{config}", "--workdir", "/proc/stabsim-work"]])
+def test_a_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path, config, capsys,
+                                                                 monkeypatch, argv):
+    # these had failed with exit 1 and an OSError (the demo's folder, after its argument
+    # checks; the work directory, after the sweep's size estimate)
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr("stabsim.demo._outcomes", no_work)
+    monkeypatch.setattr("stabsim.sweep.runner.missing_cells", no_work)
+    file = tmp_path / "afile"
+    file.write_text("")
+    argv = [a.format(file=file, config=config) for a in argv]
+    line = _error_line(capsys, main(argv), 2)
+    assert "cannot" in line and argv[-1] in line
+
+
 def test_a_config_in_proc(capsys):
     line = _error_line(capsys, main(["sweep", "/proc/self/mem"]), 2)
     assert "/proc/self/mem" in line

@@ -199,6 +199,30 @@ def test_a_run_that_fails_before_its_first_chunk_leaves_no_directory(tmp_path, m
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("before", [0, 2])
+def test_a_ctrl_c_says_what_it_keeps(tmp_path, monkeypatch, caplog, before):
+    # Ctrl-C after `before` chunks: with some saved, the message points to them; with none,
+    # the work directory is removed, and a message offering to resume from it would lie
+    real = backends.compute_chunk
+
+    def compute(config, index):
+        if index == before:
+            raise KeyboardInterrupt
+        return real(config, index)
+
+    monkeypatch.setattr(backends, "compute_chunk", compute)
+    with caplog.at_level("WARNING", logger="stabsim"), pytest.raises(KeyboardInterrupt):
+        run_sweep(CONFIG, tmp_path / "out.nc", progress=False)
+    (message,) = [r.getMessage() for r in caplog.records if "interrupted" in r.getMessage()]
+    workdir = default_workdir(tmp_path / "out.nc") / CONFIG.key
+    if before:
+        assert f"{before} of 7 chunks are saved in {workdir}" in message
+        assert len(list(workdir.glob("chunk_*.npz"))) == before
+    else:
+        assert message == "interrupted before the first of 7 chunks was saved; nothing is kept"
+        assert not workdir.exists()
+
+
 def test_output_and_chunks_get_the_mode_of_a_new_file(tmp_path):
     old = os.umask(0o022)
     try:

@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from .._compile_log import notice_active, notice_from_now_on
 from .._interrupt import prompt_interrupt
-from .._validate import nonnegative_int
+from .._validate import nonnegative_int, writable_directory
 from .experiments import EXPERIMENTS
 from .report import write_report
 
@@ -47,7 +47,8 @@ DESCRIPTION = (
 def run(out_dir, *, experiments=EXPERIMENTS, processes=None):
     """Run ``experiments`` (``(title, function)`` pairs, by default every experiment); write
     figures, data and ``report.md``; return the findings. Progress is logged (logger
-    ``stabsim.demo``) one line per experiment, as each finishes.
+    ``stabsim.demo``) one line per experiment, as each finishes. ``out_dir`` that is a
+    file, or where no file can be written, is a ``ValueError`` before any experiment.
 
     ``processes``: how many experiments run side by side, each in a process of its own
     (default: one per core, at most one per experiment; 1 runs them here, one after
@@ -63,7 +64,7 @@ def run(out_dir, *, experiments=EXPERIMENTS, processes=None):
     """
     experiments = list(experiments)
     processes = _process_count(processes, len(experiments))
-    out = pathlib.Path(out_dir)
+    out = writable_directory("the output folder", out_dir)  # before any experiment
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     outcomes = {}

@@ -100,13 +100,14 @@ def register(subparsers) -> None:
 
 def run_sweep_command(args) -> int:
     from .runner import check_result_size, estimate_seconds, missing_cells, run_sweep
-    from .store import check_output, default_workdir
+    from .store import check_output, check_workdir, default_workdir
 
     config = SweepConfig.from_toml(args.config)
     output = args.output or args.config.with_suffix(".nc")
     check_output(output)  # before the estimate and the sweep
-    check_result_size(config)
     workdir = args.workdir or default_workdir(output)
+    check_workdir(workdir)
+    check_result_size(config)
     todo = missing_cells(config, workdir)
     seconds = estimate_seconds(config, todo) if todo else 0.0
     if seconds > CONFIRM_SECONDS and not args.yes:

@@ -53,8 +53,9 @@ def map_cells(config, values: dict) -> dict:
     c = result.cycles
     energy_start = map_energy(x0, y0, alpha, beta)
     energy_end = map_energy(result.x_final, result.y_final, alpha, beta)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):  # inf or NaN where a state overflowed: UNDEFINED later
         growth = energy_end / energy_start
+        final_rel_sharpness = 1.0 + 0.5 * result.eta * result.y_final
     return {
         "regime": classify_map(result.status_codes, c.n_boundaries, energy_start, energy_end),
         "status": result.status_codes,
@@ -64,6 +65,6 @@ def map_cells(config, values: dict) -> dict:
         "y_max": c.y_max,
         "y_min": c.y_min,
         "max_abs_x": c.max_abs_x,
-        "final_rel_sharpness": 1.0 + 0.5 * result.eta * result.y_final,
+        "final_rel_sharpness": final_rel_sharpness,
         "energy_growth": growth,
     }

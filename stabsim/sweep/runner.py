@@ -28,6 +28,7 @@ from .store import (
     ChunkStore,
     assemble,
     check_output,
+    check_workdir,
     default_workdir,
     output_temporary,
     remove_path,
@@ -128,6 +129,8 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
     check.boolean("keep_chunks", keep_chunks)
     if output is not None:
         check_output(output)
+    if workdir is not None:
+        check_workdir(workdir)
     check_result_size(config)
     if workdir is None and output is None:
         with tempfile.TemporaryDirectory(prefix="stabsim-sweep-") as tmp:
@@ -173,8 +176,12 @@ def _compute_missing(store, client, scheduler, progress) -> None:
             bar.update(config.chunk_cells(index).size)
     except KeyboardInterrupt:
         n_saved = len(store.completed())
-        log.warning("interrupted: %d of %d chunks are saved in %s; run the same config "
-                    "again to resume", n_saved, config.n_chunks, store.directory)
+        if n_saved:  # with none, run_sweep removes the work directory
+            log.warning("interrupted: %d of %d chunks are saved in %s; run the same config "
+                        "again to resume", n_saved, config.n_chunks, store.directory)
+        else:
+            log.warning("interrupted before the first of %d chunks was saved; nothing is "
+                        "kept", config.n_chunks)
         raise
     finally:
         chunks.close()

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from .. import _validate as check
 from .._export import finish, integer_on_disk, write_netcdf
 from .._export import flag_attrs as status_flags
 from .._status import Status
@@ -336,6 +337,12 @@ def _refuse_foreign_directory(path: Path) -> None:
                          "writing the result would delete what it holds: name a new path")
 
 
+def check_workdir(path) -> None:
+    """Raise ``ValueError`` unless ``path`` can be a sweep's work directory: an existing
+    directory, or a path where one can be made (checked before any work)."""
+    check.writable_directory("the work directory", path)
+
+
 def check_output(path) -> None:
     """Raise ``ValueError`` unless a result can be written to ``path``.
 
@@ -353,15 +360,7 @@ def check_output(path) -> None:
         raise ValueError(f"the output {path} is a file, not a Zarr store")
     if zarr:
         _refuse_foreign_directory(path)
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:  # made when the result is written
-        parent = parent.parent
-    try:
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as exc:
-        raise ValueError(f"cannot write the output {path}: {exc.strerror or exc} "
-                         f"(in {parent})") from None
+    check.writable_in(f"the output {path}", check.existing_ancestor(path.parent))
 
 
 def write_dataset(ds, path, *, temporary=None) -> Path:
