@@ -86,6 +86,14 @@ def test_a_zarr_output_over_a_directory_of_other_files_is_refused(tmp_path, conf
     assert xr.open_zarr(output)["regime"].shape == (2, 2)
 
 
+def test_an_output_named_for_another_format_is_refused_before_the_sweep(tmp_path, config,
+                                                                        capsys):
+    # result.csv had been written as a netCDF file under that name
+    line = _error_line(capsys, main(["sweep", str(config), "-o", str(tmp_path / "r.csv")]), 2)
+    assert "must end in .nc (netCDF) or .zarr" in line
+    assert not default_workdir(tmp_path / "r.csv").exists()  # nothing ran
+
+
 def test_an_unwritable_output_is_refused_before_the_sweep(config, capsys):
     # /proc takes no new files, whoever runs the test (root included)
     line = _error_line(capsys, main(["sweep", str(config), "-o", "/proc/stabsim-out.nc"]), 2)

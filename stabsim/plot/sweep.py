@@ -12,30 +12,98 @@ LABELS = {"eta": "step size η", "alpha": "sharpening rate α", "beta": "β = |�
           "scale": "initial scale |θ₀|", "seed": "seed"}
 #: colours of the class codes 0–4 (colour-blind-safe, Okabe–Ito)
 COLOURS = ("#0072B2", "#009E73", "#E69F00", "#D55E00", "#999999")
+#: Matplotlib computes margins and tick steps past an axis's limits, which overflow near the
+#: largest float: a linear axis reaching beyond ±DRAWABLE is drawn divided by a power of ten,
+#: a log axis reaching beyond 10**LOG_DECADES as log₁₀ of the values on a linear axis
+DRAWABLE = 1e300
+LOG_DECADES = (-300.0, 200.0)
 
 
-def _label(name: str) -> str:
-    return LABELS.get(name, name)
+def _label(name: str, form: str = "{}") -> str:
+    return form.format(LABELS.get(name, name))
 
 
 def _is_geometric(values) -> bool:
     values = np.asarray(values, dtype=np.float64)
     if values.size < 3 or np.any(values <= 0):
         return False
-    ratios = values[1:] / values[:-1]
+    with np.errstate(over="ignore"):  # a ratio past the largest float is not a grid step
+        ratios = values[1:] / values[:-1]
     return bool(np.allclose(ratios, ratios[0], rtol=1e-6) and abs(ratios[0] - 1.0) > 1e-9)
 
 
+def _power(values) -> int:
+    """The power of ten a linear axis divides ``values`` by (0 if within ``±DRAWABLE``)."""
+    largest = float(np.max(np.abs(values)))
+    return int(np.floor(np.log10(largest))) if largest > DRAWABLE else 0
+
+
 def _edges(values) -> np.ndarray:
-    """Cell edges around sorted centres (geometric midpoints on a log grid)."""
+    """Cell edges around increasing centres, strictly increasing: the midpoints between
+    neighbours and, outside the outermost centres, their mirror images; ``v ± 0.1 |v|``
+    around a lone centre (``± 0.5`` at zero). Finite for centres within ``±DRAWABLE``."""
     v = np.asarray(values, dtype=np.float64)
     if v.size == 1:
-        return np.array([v[0] - 0.5, v[0] + 0.5]) if v[0] <= 0 else v[0] * np.array([0.9, 1.1])
+        half = 0.1 * abs(v[0]) if v[0] != 0 else 0.5
+        edges = np.array([v[0] - half, v[0] + half])
+    else:
+        mid = 0.5 * (v[1:] + v[:-1])
+        edges = np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+    if np.all(np.diff(edges) > 0):
+        return edges
+    # centres a few float steps apart (or subnormal) round to tied edges: one step up each
+    for i in range(1, edges.size):
+        edges[i] = max(edges[i], np.nextafter(edges[i - 1], np.inf))
+    return edges
+
+
+def _axis(values) -> tuple:
+    """How an axis draws the cells around increasing ``values``.
+
+    Returns
+    -------
+    edges : ndarray
+        The cell edges in the axis's coordinates, finite and strictly increasing.
+    log : bool
+        Whether the axis is logarithmic (for values in a geometric sequence).
+    form : str
+        The axis label with ``{}`` for the parameter's: ``"{} / 1e308"`` when the axis
+        shows the values divided by a power of ten, ``"log₁₀ {}"`` when it shows their
+        logarithms (see ``DRAWABLE``).
+    """
+    v = np.asarray(values, dtype=np.float64)
     if _is_geometric(v):
-        mid = np.sqrt(v[1:] * v[:-1])
-        return np.concatenate([[v[0] ** 2 / mid[0]], mid, [v[-1] ** 2 / mid[-1]]])
-    mid = 0.5 * (v[1:] + v[:-1])
-    return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+        exponents = _edges(np.log10(v))  # geometric midpoints
+        if LOG_DECADES[0] <= exponents[0] and exponents[-1] <= LOG_DECADES[1]:
+            return 10.0**exponents, True, "{}"
+        return exponents, False, "log₁₀ {}"
+    scaled, form = _scaled(v)
+    return _edges(scaled), False, form
+
+
+def _scaled(values) -> tuple:
+    """``values`` as a linear axis draws them, and the form of its label (see :func:`_axis`)."""
+    power = _power(values)
+    return values / 10.0**power, f"{{}} / 1e{power}" if power else "{}"
+
+
+def _axes(swept: list, x, y) -> tuple:
+    """The parameters on the horizontal and vertical axes: ``x`` and ``y`` if given, else the
+    first swept parameters other than the one given (``y`` None for a single one)."""
+    for name in (x, y):
+        if name is not None and name not in swept:
+            raise ValueError(f"{name!r} is not a swept parameter of the result; it sweeps "
+                             f"{swept}")
+    if x is not None and x == y:
+        raise ValueError(f"x and y are both {x!r}: give two different swept parameters")
+    if x is None:
+        x = next((name for name in swept if name != y), None)
+        if x is None:
+            raise ValueError(f"{y!r} is the only swept parameter: put it on the x axis, or "
+                             f"leave x and y out")
+    if y is None:
+        y = next((name for name in swept if name != x), None)
+    return x, y
 
 
 def plot_phase_diagram(ds, *, x=None, y=None, ax=None, title=None):
@@ -46,15 +114,25 @@ def plot_phase_diagram(ds, *, x=None, y=None, ax=None, title=None):
     ds : xarray.Dataset
         A result of ``stabsim.sweep.run_sweep`` (or read back from its file).
     x, y : str, optional
-        Parameters on the horizontal and vertical axes; by default the first two swept
-        ones. Further dimensions are fixed at their first value (named in the title).
-        With one swept parameter the diagram is a strip.
+        Parameters on the horizontal and vertical axes, two different swept ones; by
+        default the first swept ones other than the one given. Further dimensions are fixed
+        at their first value (named in the title). With one swept parameter the diagram is
+        a strip. Each cell is drawn at its own values, in whatever order the sweep listed
+        them; an axis whose values form a geometric sequence is logarithmic. Values beyond
+        ``±1e300`` are drawn divided by a power of ten, and a log axis that would reach
+        beyond 1e-300 or 1e200 shows log₁₀ of its values; the axis label says so.
     ax : matplotlib Axes, optional
     title : str, optional
 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If ``ds`` is not a sweep result, ``x`` or ``y`` is not a swept parameter, they are
+        the same, or ``y`` is the only swept parameter.
     """
     require_result(ds, "xarray:Dataset", "ds")
     from matplotlib.colors import BoundaryNorm, ListedColormap
@@ -70,30 +148,30 @@ def plot_phase_diagram(ds, *, x=None, y=None, ax=None, title=None):
     fig, ax = figure_and_axes(ax, figsize=(6.5, 4.8), layout="constrained")
     index = np.searchsorted(codes, cls.values)  # regime code → colour index
     if "cell" in cls.dims:  # zipped lists: a scatter over the first two coordinates
-        names_xy = [n for n in ds.coords if ds[n].dims == ("cell",)]
-        x = x or names_xy[0]
-        y = y or (names_xy[1] if len(names_xy) > 1 else None)
-        yv = ds[y].values if y else np.zeros(cls.size)
-        ax.scatter(ds[x].values, yv, c=index, cmap=cmap, norm=norm, s=25)
+        x, y = _axes([n for n in ds.coords if ds[n].dims == ("cell",)], x, y)
+        xs, x_form = _scaled(ds[x].values)
+        ys, y_form = _scaled(ds[y].values) if y else (np.zeros(cls.size), "{}")
+        ax.scatter(xs, ys, c=index, cmap=cmap, norm=norm, s=25)
         fixed = ""
     else:
         dims = list(cls.dims)
-        x = x or dims[0]
-        y = y or (next((d for d in dims if d != x), None))
+        x, y = _axes(dims, x, y)
         fixed_at = {d: 0 for d in dims if d not in (x, y)}
-        sel = cls.isel(fixed_at)
+        shown = [y, x] if y else [x]
+        # cells are stored in the order the config lists the values; edges need them sorted
+        sel = cls.isel(fixed_at).sortby(shown).transpose(*shown)
         fixed = ", ".join(f"{d} = {ds[d].values[0]:g}" for d in fixed_at)
-        plane = np.searchsorted(codes, sel.transpose(*([y] if y else []), x).values)
-        xv = ds[x].values
-        yv = ds[y].values if y else np.array([0.0])
-        ax.pcolormesh(_edges(xv), _edges(yv), np.atleast_2d(plane), cmap=cmap, norm=norm)
-        if _is_geometric(xv):
+        plane = np.searchsorted(codes, sel.values)
+        xe, x_log, x_form = _axis(sel[x].values)
+        ye, y_log, y_form = _axis(sel[y].values) if y else (_edges([0.0]), False, "{}")
+        ax.pcolormesh(xe, ye, np.atleast_2d(plane), cmap=cmap, norm=norm)
+        if x_log:
             ax.set_xscale("log")
-        if y and _is_geometric(yv):
+        if y_log:
             ax.set_yscale("log")
-    ax.set_xlabel(_label(x))
+    ax.set_xlabel(_label(x, x_form))
     if y:
-        ax.set_ylabel(_label(y))
+        ax.set_ylabel(_label(y, y_form))
     else:
         ax.set_yticks([])
     handles = [Patch(color=COLOURS[c % len(COLOURS)], label=n.replace("_", " "))

@@ -128,11 +128,21 @@ def run_sweep_command(args) -> int:
 
 def plot_command(args) -> int:
     import xarray as xr
+    from matplotlib.backend_bases import FigureCanvasBase
 
+    from .. import _validate as check
     from ..plot.sweep import plot_phase_diagram
 
     if not args.result.exists():
         raise ValueError(f"no such result: {args.result}")
+    output = args.output or args.result.with_suffix(".png")
+    if output.is_dir():  # before reading the result and drawing
+        raise ValueError(f"the output {output} is a directory; name a file")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if output.suffix.lstrip(".").lower() not in formats:
+        raise ValueError(f"the figure {output} must end in one of the formats Matplotlib "
+                         f"writes: {', '.join('.' + f for f in sorted(formats))}")
+    check.writable_in(f"the output {output}", check.existing_ancestor(output.parent))
     if args.result.suffix == ".zarr":
         if importlib.util.find_spec("zarr") is None:
             raise ValueError(f"reading {args.result} needs the zarr package "
@@ -153,7 +163,7 @@ def plot_command(args) -> int:
             raise ValueError(f"{name!r} is not a swept parameter of {args.result}; "
                              f"it has {sorted(ds.coords)}")
     fig = plot_phase_diagram(ds, x=args.x, y=args.y)
-    output = args.output or args.result.with_suffix(".png")
+    output.parent.mkdir(parents=True, exist_ok=True)  # allowed by the check above
     fig.savefig(output, dpi=150)
     log.info("wrote %s", output)
     return 0

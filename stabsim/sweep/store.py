@@ -337,6 +337,10 @@ def _refuse_foreign_directory(path: Path) -> None:
                          "writing the result would delete what it holds: name a new path")
 
 
+#: the names of a netCDF result (any other name but ``.zarr`` is refused)
+NETCDF_SUFFIXES = (".nc", ".nc4", ".cdf")
+
+
 def check_workdir(path) -> None:
     """Raise ``ValueError`` unless ``path`` can be a sweep's work directory: an existing
     directory, or a path where one can be made (checked before any work)."""
@@ -346,14 +350,17 @@ def check_workdir(path) -> None:
 def check_output(path) -> None:
     """Raise ``ValueError`` unless a result can be written to ``path``.
 
-    Made before a sweep runs: ``path`` must not be a directory (or, for ``.zarr``, a
-    file, or a directory with files in it that is not a Zarr store, which the result
-    would replace), and a file must be creatable next to it (probed by creating and
-    deleting one, which also catches read-only and virtual file systems such as
-    ``/proc``).
+    Made before a sweep runs: ``path`` must end in ``.zarr`` or a netCDF suffix
+    (:data:`NETCDF_SUFFIXES`), must not be a directory (or, for ``.zarr``, a file, or a
+    directory with files in it that is not a Zarr store, which the result would replace),
+    and a file must be creatable next to it (probed by creating and deleting one, which
+    also catches read-only and virtual file systems such as ``/proc``).
     """
     path = Path(path)
     zarr = path.suffix == ".zarr"
+    if path.suffix not in NETCDF_SUFFIXES and not zarr:  # a result.csv would be netCDF
+        raise ValueError(f"the output {path} must end in .nc (netCDF) or .zarr (a Zarr "
+                         f"store), got {path.suffix or 'no suffix'!r}")
     if path.is_dir() and not zarr:
         raise ValueError(f"the output {path} is a directory; name a file")
     if path.exists() and zarr and not path.is_dir():
