@@ -19,6 +19,8 @@ The vocabulary is one name each, across the package:
                               flows, whose time ``t`` counts steps: ``θ(t)`` follows ``θ_t``)
 ``theta0``                    the start (``x0, y0`` for the reduced map)
 ``stride``                    what to save: a record every ``stride`` steps, and the last one
+                              (the reduced map saves every ``stride``-th state; its final
+                              state is ``x_final``, ``y_final``)
 ``step``                      the time axis of every record (a coordinate of ``to_xarray``)
 ``counters``                  the work counters
 ``theta`` / ``trajectory``    the final state / the recorded states, shape (n_records, d)

@@ -98,9 +98,17 @@ def test_records_follow_the_stride_and_final_state():
     full = run_gd(quadratic, [1.0, -1.0], 0.3, 100, record_trajectory=True)
     strided = run_gd(quadratic, [1.0, -1.0], 0.3, 100, stride=7, record_trajectory=True,
                      chunk_steps=13)
-    np.testing.assert_array_equal(strided.step, np.arange(0, 101, 7))
-    np.testing.assert_array_equal(strided.trajectory, full.trajectory[::7])
+    # every 7th step and the last one (100), as the package's `stride` means everywhere
+    at = [*range(0, 101, 7), 100]
+    np.testing.assert_array_equal(strided.step, at)
+    np.testing.assert_array_equal(strided.trajectory, full.trajectory[at])
+    for name in ("loss", "grad_norm", "sharpness"):  # the last row is measured like the rest
+        np.testing.assert_array_equal(getattr(strided, name), getattr(full, name)[at])
     np.testing.assert_array_equal(strided.theta, full.trajectory[-1])
+    assert strided.counters["records"] == 16
+    # a stride that divides the steps records the last step once
+    assert run_gd(quadratic, [1.0, -1.0], 0.3, 98, stride=7).step[-1] == 98
+    assert run_gd(quadratic, [1.0, -1.0], 0.3, 98, stride=7).step.size == 15
     dataset = full.to_xarray()
     assert dataset.sizes["step"] == 101 and dataset.attrs["status"] == "OK"
 

@@ -104,6 +104,9 @@ def test_zip_lists_may_repeat_a_value():
     ({"sweep": {"model": "sgd"}, "loss": dict(REGRESSION_LOSS),
       "params": {"batch_size": 2, "batch_sharpness": "exact"},
       "grid": {"eta": [0.1], "bs_batches": [8, 16]}}, "with batch_sharpness = 'exact'"),
+    # the GD cells record every stride-th step: final_loss had been that of step 0 here
+    ({"sweep": {"model": "gd", "steps": 5, "stride": 10}, "loss": {"name": "minimalist"},
+      "grid": {"eta": [0.1]}}, "stride that divides steps"),
     # a grid value is a coordinate of the result: netCDF-3 could not store this one, and
     # the sweep had failed after computing every cell
     ({"sweep": {"model": "gd"}, "loss": {"name": "minimalist"},

@@ -182,9 +182,10 @@ def run_gd(
     eta : float
         Step size, > 0.
     steps : int
-        Number of updates; the result has ``steps // stride + 1`` records at most.
+        Number of updates; the result has ``steps // stride + 1`` records at most, one more
+        when ``stride`` does not divide ``steps``.
     stride : int
-        Record every ``stride``-th step (step 0 always).
+        Record every ``stride``-th step (step 0 always, and the last one).
     top_k : int
         How many top Hessian eigenvalues to record.
     record_trajectory : bool
@@ -246,7 +247,7 @@ def run_gd(
     eigen = eigen_config(loss, eigensolver, top_k, eig_tol, eig_max_products)
 
     d = loss.dim
-    n_rec = steps // stride + 1
+    n_rec = steps // stride + 1 + (1 if steps % stride else 0)  # the last step, in a row of its own
     rec = kernels.Records(np.zeros(n_rec), np.zeros(n_rec), np.zeros((n_rec, top_k)),
                           np.zeros((n_rec if record_trajectory else 0, d)), np.zeros(n_rec))
     # the warm starts: one vector per measured eigenpair (Lanczos on products), else one
@@ -274,10 +275,17 @@ def run_gd(
             if finish:
                 break
     bar.close()
+    n_kept = (done - 1) // stride + 1 if done > 0 else 0  # the state at `done` is not recorded
     if status == int(Status.OK):
-        n_kept = n_rec
-    else:  # the state at step `done` failed its checks and was not recorded
-        n_kept = (done - 1) // stride + 1 if done > 0 else 0
+        n_kept = done // stride + 1
+        if steps % stride:  # the last state, measured and recorded on its own (no update)
+            last = kernels.Records(*(r[-1:] if r.shape[0] else r for r in rec))
+            status, _ = kernel(loss.params, rule, eigen, state, last, 0, 0, True, 1,
+                               divergence_norm, -1.0)
+            n_kept += status == int(Status.OK)
+    step = np.arange(n_kept) * stride
+    if n_kept == n_rec and steps % stride:
+        step[-1] = steps
     crossing = state.crossing
     crossing_step = int(crossing[0]) if crossing[0] >= 0 else None
     parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "method": method,
@@ -290,7 +298,7 @@ def run_gd(
         status=Status(status), counters=_counters(done, n_kept, state.counts),
         parameters=parameters, knob="eig_max_products",
         method=method, eta=eta, momentum=momentum, threshold=threshold,
-        step=np.arange(n_kept) * stride,
+        step=step,
         loss=rec.loss[:n_kept], grad_norm=rec.gnorm[:n_kept],
         sharpness=rec.sharp[:n_kept], eig_residual=rec.residual[:n_kept],
         trajectory=rec.theta[:n_kept] if record_trajectory else None,

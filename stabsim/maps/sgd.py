@@ -365,7 +365,7 @@ def run_sgd(
         per_record = bs_batches * b
         chunk_steps = min(chunk_steps, max(1, PROBE_INDICES_PER_CHUNK // per_record) * stride)
     d = loss.dim
-    n_rec = steps // stride + 1
+    n_rec = steps // stride + 1 + (1 if steps % stride else 0)  # the last step, in a row of its own
     rec = kernels.SGDRecords(*(np.zeros(n_rec) for _ in range(7)),
                              np.zeros((n_rec if record_trajectory else 0, d)))
     state = kernels.SGDState(theta, np.full(d, 1.0 / np.sqrt(d)))
@@ -401,10 +401,21 @@ def run_sgd(
             if status != int(Status.OK) or finish:
                 break
     bar.close()
+    # the state at step `done` failed its checks (or was interrupted): not recorded
+    n_kept = (done - 1) // stride + 1 if done > 0 else 0
     if status == int(Status.OK):
-        n_kept = n_rec
-    else:  # the state at step `done` failed its checks (or was interrupted): not recorded
-        n_kept = (done - 1) // stride + 1 if done > 0 else 0
+        n_kept = done // stride + 1
+        if steps % stride:  # the last state, measured and recorded on its own (no update)
+            if method == "sampled":
+                probes = prober.independent(bs_batches).reshape(1, bs_batches, b)
+                probed += bs_batches
+            last = kernels.SGDRecords(*(r[-1:] if r.shape[0] else r for r in rec))
+            status, _ = kernel(loss.params, eta, eigen, law, state, last, 0, 0, True, 1,
+                               np.empty((0, b), np.int64), probes, z, divergence_norm)
+            n_kept += status == int(Status.OK)
+    step = np.arange(n_kept) * stride
+    if n_kept == n_rec and steps % stride:
+        step[-1] = steps
     knob = None
     detail = None
     if status == int(Status.NOT_CONVERGED):
@@ -412,7 +423,7 @@ def run_sgd(
     bs = rec.bs[:n_kept]
     if status == int(Status.OK) and np.isnan(bs).any():
         status = int(Status.UNDEFINED)
-        first = int(np.flatnonzero(np.isnan(bs))[0]) * stride
+        first = int(step[np.flatnonzero(np.isnan(bs))[0]])
         detail = (f"the batch sharpness is 0/0 from step {first}: every per-example gradient "
                   "is zero there")
     elif status not in (int(Status.OK), int(Status.INTERRUPTED)):
@@ -421,7 +432,7 @@ def run_sgd(
         status=Status(status), knob=knob, detail=detail,
         counters={"steps": done, "records": n_kept, "probe_batches": probed},
         parameters=parameters, eta=eta, batch_size=b, replacement=replacement, n_examples=n,
-        bs_method=method, step=np.arange(n_kept) * stride, loss=rec.loss[:n_kept],
+        bs_method=method, step=step, loss=rec.loss[:n_kept],
         grad_norm=rec.gnorm[:n_kept], sharpness=rec.sharp[:n_kept],
         eig_residual=rec.residual[:n_kept], batch_sharpness=bs, bs_low=rec.bs_low[:n_kept],
         bs_high=rec.bs_high[:n_kept],

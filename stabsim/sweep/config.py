@@ -225,6 +225,10 @@ class SweepConfig:
         if window > 1.0:
             raise ValueError(f"window must lie in (0, 1], got {window!r}")
         divergence_norm = check.positive_float("divergence_norm", self.divergence_norm)
+        if self.model == "gd" and steps % stride:  # its cells record every stride-th step
+            raise ValueError(f"model 'gd' needs a stride that divides steps, so that its "
+                             f"statistics (final_loss, ...) are those of the last step; got "
+                             f"steps = {steps}, stride = {stride}")
         if self.model in LOSS_MODELS and steps // stride + 1 > MAX_RECORDS:
             raise ValueError(f"steps / stride = {steps // stride} records per cell is over "
                              f"{MAX_RECORDS:.0e} (memory); raise 'stride'")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -48,12 +49,19 @@ def estimate_seconds(config: SweepConfig, n_cells: int | None = None) -> float:
     n_cells = config.n_cells if n_cells is None else check.nonnegative_int("n_cells", n_cells)
     size, max_steps = PILOT[config.model]
     cells = np.unique(np.linspace(0, config.n_cells - 1, min(size, config.n_cells)).astype(int))
-    pilot = dataclasses.replace(config, steps=min(config.steps, max_steps), chunk_size=None)
-    compute_cells(dataclasses.replace(pilot, steps=1), cells[:1])  # load the compiled kernels
+    pilot = _shortened(config, min(config.steps, max_steps))
+    compute_cells(_shortened(pilot, 1), cells[:1])  # load the compiled kernels
     start = time.perf_counter()
     compute_cells(pilot, cells)
     elapsed = time.perf_counter() - start
     return elapsed * (n_cells / cells.size) * (config.steps / pilot.steps)
+
+
+def _shortened(config: SweepConfig, steps: int) -> SweepConfig:
+    """``config`` run for ``steps`` steps, its stride cut to the largest that divides them
+    (a GD sweep's stride must divide its steps), chunk size by default."""
+    return dataclasses.replace(config, steps=steps, stride=math.gcd(steps, config.stride),
+                               chunk_size=None)
 
 
 def check_result_size(config: SweepConfig) -> None:
@@ -63,7 +71,7 @@ def check_result_size(config: SweepConfig) -> None:
     whole by the netCDF writer (a third): three times its size must be affordable. Its
     size per cell is read off one cell run for one step.
     """
-    one = compute_cells(dataclasses.replace(config, steps=1, chunk_size=None), np.array([0]))
+    one = compute_cells(_shortened(config, 1), np.array([0]))
     per_cell = sum(array.itemsize for array in one.values())
     check.affordable(3 * per_cell * config.n_cells,
                      f"the result of {config.n_cells} cells ({per_cell} bytes each, held "
