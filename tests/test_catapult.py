@@ -52,12 +52,37 @@ def test_sweep_phases():
         assert row["peak_loss"].values[1] > row["initial_loss"].values[1]
 
 
-@pytest.mark.parametrize("kwargs", [{"widths": [0]}, {"eta_lambda": [-1.0]}, {"steps": 0}])
+@pytest.mark.parametrize("kwargs", [{"widths": [0]}, {"eta_lambda": [-1.0]}, {"steps": 0},
+                                    {"widths": [4, 4]}, {"eta_lambda": [1.0, 1.0]}, {"x": 0.0},
+                                    {"x": np.inf}])
 def test_bad_arguments(kwargs):
+    # a repeated width or ηλ₀ had given repeated coordinates; x = 0 makes λ₀ = 0 and had
+    # failed as "eta must be finite" after a division by zero
     args = {"widths": [4], "eta_lambda": [1.0], **kwargs}
     widths, grid = args.pop("widths"), args.pop("eta_lambda")
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         catapult_sweep(widths, grid, **args)
+    if "eta_lambda" not in kwargs:  # the boundaries take the same widths, steps and example
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            catapult_boundaries(widths, **args)
+
+
+def test_a_run_that_overflows_has_nan_statistics_and_no_warning():
+    # ηλ₀ = 1e308: θ overflows at once; λ_T = |θ|² x²/m is inf, which a result keeps as NaN
+    # beside the run's status (missing values are NaN, never inf)
+    with np.errstate(all="raise"):
+        ds = catapult_sweep([4], [1e308], steps=20).to_xarray()
+    assert int(ds["regime"][0, 0]) == CatapultClass.DIVERGED
+    assert int(ds["status"][0, 0]) in (Status.DIVERGED, Status.NONFINITE)
+    for name in ("final_eta_lambda", "final_loss", "peak_loss", "initial_loss"):
+        assert not np.isinf(ds[name].values).any(), name
+
+
+def test_boundaries_carry_the_export_conventions():
+    b = catapult_boundaries([8], steps=50, tol=0.5)
+    for name in b.variables:
+        assert {"long_name", "units"} <= set(b[name].attrs), name
+    assert '"steps": 50' in b.attrs["parameters"]
 
 
 def test_plot():

@@ -289,6 +289,9 @@ class UVModel(Network):
         width = nonnegative_int("width", width, minimum=1)
         x = finite_float("x", x)
         y = finite_float("y", y)
+        if x == 0.0:  # f and every derivative vanish: λ = 0, and ηλ₀ sets no step
+            raise ValueError("x must be nonzero: at x = 0 the model is f = 0 and its NTK "
+                             "eigenvalue λ = (|u|² + |v|²) x²/m is 0")
         super().__init__((width,), activation="identity", data=(np.array([[x]]), np.array([[y]])),
                          bias=False, parametrisation="ntk")
         self.width = width

@@ -39,14 +39,23 @@ from .result import SweepResult
 LARGE_WIDTH_BOUNDARIES = (2.0, 4.0)
 
 
+def _distinct(name: str, values: list) -> list:
+    """``values``, unless one is repeated (a grid's coordinates must be distinct)."""
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} has repeated values: {values}")
+    return values
+
+
 def _run(model: UVModel, theta0, lam0: float, eta_lambda: float, steps: int,
          divergence_norm: float):
     """One GD run at η = eta_lambda/λ₀: (status, L₀, L_peak, L_T, λ_T, steps run)."""
     result = run_gd(model, theta0, eta_lambda / lam0, steps, find_crossing=False,
                     divergence_norm=divergence_norm)
     loss = result.loss
-    return (int(result.status), loss[0], loss.max(), loss[-1],
-            model.ntk_eigenvalue(result.theta), result.counters["steps"])
+    with np.errstate(over="ignore"):  # |θ_T|² past the largest float: λ_T = inf
+        lam_t = model.ntk_eigenvalue(result.theta)
+    return (int(result.status), loss[0], loss.max(), loss[-1], lam_t,
+            result.counters["steps"])
 
 
 def catapult_sweep(widths, eta_lambda, *, seed=0, steps=1000, x=1.0, y=0.0,
@@ -72,18 +81,27 @@ def catapult_sweep(widths, eta_lambda, *, seed=0, steps=1000, x=1.0, y=0.0,
     Returns
     -------
     SweepResult
-        Its dataset has dimensions ``width`` and ``eta_lambda``; variables ``class`` (codes of
+        Its dataset has dimensions ``width`` and ``eta_lambda``; variables ``regime`` (codes of
         :class:`~stabsim.sweep.classify.CatapultClass`, with CF flag attributes),
         ``initial_loss``, ``peak_loss``, ``final_loss``, ``final_eta_lambda`` (ηλ_T: below 2
-        after a catapult), ``lambda0``, ``steps_run`` and ``status``.
+        after a catapult; NaN where it is not finite), ``lambda0``, ``steps_run`` and
+        ``status``.
+
+    Raises
+    ------
+    ValueError
+        If a width or an ηλ₀ is repeated or out of range, or ``x`` is 0 (λ₀ = 0).
     """
     import xarray as xr
 
-    widths = [check.nonnegative_int("widths", m, minimum=1) for m in np.atleast_1d(widths)]
-    grid = np.array([check.positive_float("eta_lambda", c) for c in np.atleast_1d(eta_lambda)])
+    widths = _distinct("widths", [check.nonnegative_int("widths", m, minimum=1)
+                                  for m in np.atleast_1d(widths)])
+    grid = np.array(_distinct("eta_lambda", [check.positive_float("eta_lambda", c)
+                                             for c in np.atleast_1d(eta_lambda)]))
     seed = check.nonnegative_int("seed", seed)
     steps = check.nonnegative_int("steps", steps, minimum=1)
     divergence_norm = check.positive_float("divergence_norm", divergence_norm)
+    UVModel(1, x=x, y=y)  # x and y checked before any run
     shape = (len(widths), grid.size)
     status = np.zeros(shape, np.int8)
     steps_run = np.zeros(shape, np.int64)
@@ -101,7 +119,10 @@ def catapult_sweep(widths, eta_lambda, *, seed=0, steps=1000, x=1.0, y=0.0,
             stats["initial_loss"][i, j] = l0
             stats["peak_loss"][i, j] = peak
             stats["final_loss"][i, j] = final
-            stats["final_eta_lambda"][i, j] = c * lam_t / lambda0[i]
+            with np.errstate(over="ignore"):  # a diverged run's λ_T: inf, kept as NaN
+                stats["final_eta_lambda"][i, j] = c * lam_t / lambda0[i]
+    for value in stats.values():  # missing values are NaN, never inf (stabsim._export)
+        value[~np.isfinite(value)] = np.nan
     classes = classify_catapult(status, stats["initial_loss"], stats["final_loss"],
                                 stats["peak_loss"])
     dims = ("width", "eta_lambda")
@@ -146,13 +167,23 @@ def catapult_boundaries(widths, *, seeds=(0,), steps=1000, x=1.0, y=0.0, tol=1e-
     -------
     xarray.Dataset
         ``lazy_catapult`` and ``catapult_diverged`` over dimensions ``width`` and ``seed``
-        (large-width values: 2 and 4).
+        (large-width values: 2 and 4), each variable with ``long_name`` and ``units``, the
+        parameters in the provenance attributes (``stabsim._export.finish``).
+
+    Raises
+    ------
+    ValueError
+        If a width or seed is repeated or out of range, or ``x`` is 0 (λ₀ = 0).
     """
     import xarray as xr
 
-    widths = [check.nonnegative_int("widths", m, minimum=1) for m in np.atleast_1d(widths)]
-    seeds = [check.nonnegative_int("seeds", s) for s in np.atleast_1d(seeds)]
+    widths = _distinct("widths", [check.nonnegative_int("widths", m, minimum=1)
+                                  for m in np.atleast_1d(widths)])
+    seeds = _distinct("seeds", [check.nonnegative_int("seeds", s) for s in np.atleast_1d(seeds)])
+    steps = check.nonnegative_int("steps", steps, minimum=1)
     tol = check.positive_float("tol", tol)
+    divergence_norm = check.positive_float("divergence_norm", divergence_norm)
+    UVModel(1, x=x, y=y)  # x and y checked before any run
     lower = np.full((len(widths), len(seeds)), np.nan)
     upper = np.full_like(lower, np.nan)
     for i, m in enumerate(widths):
@@ -170,9 +201,11 @@ def catapult_boundaries(widths, *, seeds=(0,), steps=1000, x=1.0, y=0.0, tol=1e-
                 upper[i, k] = _bisect(lambda c: cls(c) == CatapultClass.DIVERGED, 3.0, 8.0,
                                       tol)
     dims = ("width", "seed")
-    return xr.Dataset({"lazy_catapult": (dims, lower), "catapult_diverged": (dims, upper)},
-                      coords={"width": widths, "seed": seeds},
-                      attrs={"steps": steps, "tol": tol, "x": x, "y": y})
+    ds = xr.Dataset({"lazy_catapult": (dims, lower), "catapult_diverged": (dims, upper)},
+                    coords={"width": widths, "seed": seeds})
+    parameters = {"widths": widths, "seeds": seeds, "steps": steps, "x": x, "y": y,
+                  "tol": tol, "divergence_norm": divergence_norm}
+    return finish(ds, parameters)
 
 
 __all__ = ["LARGE_WIDTH_BOUNDARIES", "catapult_boundaries", "catapult_sweep"]
