@@ -170,6 +170,30 @@ def test_seeds_records_and_probes_leave_the_trajectory_alone():
     assert ds.attrs["status"] == "OK" and ds.attrs["threshold"] == 2 / 0.3
 
 
+@pytest.mark.parametrize("method", ["exact", "sampled"])
+def test_the_last_step_is_recorded_when_the_stride_skips_it(method):
+    # records at 0, 3, 6, 9 and the last step 10, the same states as a run recording every
+    # step (the probes come from a stream of their own, so the trajectory is the same)
+    loss = _network()
+    theta0 = loss.init(0)
+    common = {"batch_size": 3, "seed": 2, "batch_sharpness": method, "bs_batches": 4,
+              "record_trajectory": True}
+    strided = run_sgd(loss, theta0, 0.3, 10, stride=3, **common)
+    every = run_sgd(loss, theta0, 0.3, 10, **common)
+    at = [0, 3, 6, 9, 10]
+    assert strided.status == Status.OK and strided.step.tolist() == at
+    np.testing.assert_array_equal(strided.trajectory, every.trajectory[at])
+    np.testing.assert_array_equal(strided.loss, every.loss[at])
+    np.testing.assert_array_equal(strided.theta, every.theta)
+    assert strided.counters["records"] == 5
+    assert strided.counters["probe_batches"] == (5 * 4 if method == "sampled" else 0)
+    # the final state is checked like every recorded one: one step of η = 1e300 throws θ
+    # past divergence_norm, which a run of 1 step at stride 10 had reported as OK
+    blown = run_sgd(loss, theta0, 1e300, 1, stride=10, batch_size=3)
+    assert blown.status in (Status.NONFINITE, Status.DIVERGED)
+    assert blown.step.tolist() == [0]
+
+
 def test_failures_keep_finite_records():
     loss = _regression()
     result = run_sgd(loss, np.full(loss.dim, 2.0), 50.0, 200, batch_size=2,
