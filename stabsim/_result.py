@@ -79,19 +79,21 @@ def combine_parts(parts: dict) -> tuple[Status, str | None, str | None]:
     The status is :func:`combine_statuses` of the parts'; the knob is that of the first
     part with that status (the budget that ran out there); the detail lists
     ``"name: message"`` for every part that is not OK (None when all are), shortened to
-    ``"name: detail"`` where the part's message begins with the words the whole's does.
+    ``"name: detail"`` where the part's message begins with the words the whole's does (to
+    ``"name"`` where it has no more words).
     """
     status = combine_statuses(_status_of(part) for part in parts.values())
     knob = next((part.knob for part in parts.values()
                  if isinstance(part, Result) and part.status is status), None)
-    failed = [f"{name}: {_part_text(part, status, knob)}" for name, part in parts.items()
-              if _status_of(part) is not Status.OK]
+    failed = [": ".join(filter(None, (name, _part_text(part, status, knob))))
+              for name, part in parts.items() if _status_of(part) is not Status.OK]
     return status, knob, "; ".join(failed) or None
 
 
-def _part_text(part, status: Status, knob: str | None) -> str:
-    if (isinstance(part, Result) and part.detail
-            and part.status.describe(part.knob) == status.describe(knob)):
+def _part_text(part, status: Status, knob: str | None) -> str | None:
+    """What a failed part adds to the whole's message: its detail where its message begins
+    as the whole's does, nothing where it is that message word for word, else its message."""
+    if isinstance(part, Result) and part.status.describe(part.knob) == status.describe(knob):
         return part.detail
     return part.message
 

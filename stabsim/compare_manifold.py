@@ -106,15 +106,17 @@ class ManifoldComparison(Result):
 
     def headline(self) -> dict:
         return {"method": self.method, "eta": self.eta, "records": self.step.shape[0],
-                "max_error": float(self.error.max()) if self.error.size else np.nan}
+                "max_error": self.max_error()}
 
     def window(self, tau0: float = 0.0) -> np.ndarray:
         """Boolean mask of the rows with τ ≥ ``tau0`` (after the transient)."""
         return self.tau >= tau0
 
     def max_error(self, tau0: float = 0.0) -> float:
-        """max over τ ∈ [τ0, T] of |Φ(θ_t) − X(τ)|."""
-        return float(self.error[self.window(tau0)].max())
+        """max over τ ∈ [τ0, T] of |Φ(θ_t) − X(τ)|; NaN when no row has τ ≥ τ0 (none at all
+        after a run that failed at its start)."""
+        error = self.error[self.window(tau0)]
+        return float(error.max()) if error.size else np.nan
 
     def to_xarray(self):
         """The rows as an ``xarray.Dataset`` with dimensions ``step`` and ``param``."""
@@ -147,7 +149,7 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
                           method: str = "normalised", stride: int | None = None,
                           coefficient: float | None = None, geometry: str = "auto",
                           loss_min: float | None = None, phi_tol: float = 1e-10,
-                          flow_rtol: float = 1e-10,
+                          phi_s_max: float = 1e6, flow_rtol: float = 1e-10,
                           flow_atol: float = 1e-12) -> ManifoldComparison:
     """Run normalised GD (or GD on sqrt(L − L_min)) and its manifold flow side by side.
 
@@ -175,6 +177,8 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
         L_min for ``method="sqrt"`` (default ``loss.min_value``).
     phi_tol : float
         Tolerance on |∇L| of every Φ (:func:`stabsim.flows.limit_map`).
+    phi_s_max : float
+        Gradient-flow time each Φ may take to meet ``phi_tol`` (``limit_map``'s ``s_max``).
     flow_rtol, flow_atol : float
         Integrator tolerances of the flow.
 
@@ -193,6 +197,7 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
         check.finite_float("coefficient", coefficient)
     check.choice("geometry", geometry, {"auto", "chart", "ambient"})
     phi_tol = check.positive_float("phi_tol", phi_tol)
+    phi_s_max = check.positive_float("phi_s_max", phi_s_max)
     flow_rtol = check.positive_float("flow_rtol", flow_rtol)
     flow_atol = check.positive_float("flow_atol", flow_atol)
     loss_min = resolve_loss_min(loss, method, loss_min)
@@ -202,9 +207,13 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
     recorded = gd.step
     tau = eta**2 * recorded.astype(float)
 
-    limits = [limit_map(loss, theta, tol=phi_tol) for theta in gd.trajectory]
+    # a Φ that runs out of flow time names this call's knob, phi_s_max, not limit_map's
+    limits = [dataclasses.replace(limit, knob="phi_s_max") if limit.knob == "s_max" else limit
+              for limit in (limit_map(loss, theta, tol=phi_tol, s_max=phi_s_max)
+                            for theta in gd.trajectory)]
     phi = np.array([limit.theta for limit in limits]).reshape(-1, loss.dim)
-    start = limits[0].theta if limits else limit_map(loss, theta0, tol=phi_tol).theta
+    start = (limits[0].theta if limits
+             else limit_map(loss, theta0, tol=phi_tol, s_max=phi_s_max).theta)
     flow = manifold_flow(loss, start, eta, steps, method=method, coefficient=coefficient,
                          geometry=geometry, stride=stride, rtol=flow_rtol, atol=flow_atol)
     n = min(recorded.shape[0], flow.step.shape[0])  # the flow may stop early (closed gap)
@@ -216,9 +225,14 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
                 "limit_map_rhs_evals": sum(lim.counters["rhs_evals"] for lim in limits)}
 
     oscillation = np.full((n, 7), np.nan)
+    undefined = None  # the first record whose oscillation is undefined, and why
     for row in range(n):
-        oscillation[row] = _oscillation(loss, gd.trajectory[row], phi[row], eta, method,
-                                        loss_min)
+        oscillation[row], reason = _oscillation(loss, gd.trajectory[row], phi[row], eta,
+                                                method, loss_min)
+        if reason is not None and undefined is None:
+            undefined = f"the oscillation at step {recorded[row]} is undefined: {reason}"
+    if undefined is not None and status is Status.OK:  # NaN rows, said why
+        status, detail = Status.UNDEFINED, undefined
     lambda1, half_amp, predicted, offset, alignment = oscillation[:, :5].T
     eos = oscillation[:, 5:7]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -235,12 +249,14 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
         parameters={"loss": repr(loss), "theta0": theta0, "eta": eta, "steps": steps,
                     "method": method, "stride": stride, "coefficient": coefficient,
                     "geometry": geometry, "loss_min": loss_min, "phi_tol": phi_tol,
+                    "phi_s_max": phi_s_max,
                     "flow_rtol": flow_rtol, "flow_atol": flow_atol},
     )
 
 
 def _oscillation(loss, theta, phi, eta, method, loss_min):
-    """(λ1, half-amplitude, its prediction, offset, alignment, e_t, e_{t+1}) at one record.
+    """(λ1, half-amplitude, its prediction, offset, alignment, e_t, e_{t+1}) at one record,
+    and why some are undefined (NaN), or None.
 
     θ_{t+1} comes from one more step of the engine, so the update rule is the engine's.
     """
@@ -252,13 +268,17 @@ def _oscillation(loss, theta, phi, eta, method, loss_min):
     step = run_gd(loss, theta, eta, 1, method=method, record_trajectory=True,
                   find_crossing=False, loss_min=loss_min)
     if step.status is not Status.OK:  # e.g. an exact minimiser: no oscillation to measure
-        return out
+        return out, f"one more step from there ends {step.status.name} ({step.message})"
     jump = step.theta - theta
     along = float(u @ jump)
     out[1] = abs(along) / 2.0
     out[3] = float(u @ (0.5 * (theta + step.theta) - phi))
-    out[4] = abs(along) / float(np.linalg.norm(jump))
-    for k in range(2):
-        out[5 + k] = lam * effective_step(RULES[method], eta, eta, step.loss[k],
-                                          step.grad_norm[k], loss_min)
-    return out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[4] = np.float64(abs(along)) / np.linalg.norm(jump)
+        for k in range(2):
+            out[5 + k] = lam * effective_step(RULES[method], eta, eta, step.loss[k],
+                                              step.grad_norm[k], loss_min)
+    if not np.all(np.isfinite(out)):
+        return out, ("GD is at an exact minimiser there or one step later (∇L = 0, or "
+                     "L = L_min for sqrt), where the step does not move θ or its size is 0/0")
+    return out, None

@@ -128,3 +128,37 @@ def test_bad_arguments_are_named():
         compare_manifold_flow(loss, STARTS[0], 0.0, 100)
     with pytest.raises(ValueError, match="theta0"):
         compare_manifold_flow(loss, [1.0, 2.0], 0.01, 100)
+
+
+def test_an_oscillation_that_is_undefined_makes_the_comparison_undefined():
+    # L = ½ z², Γ = {z = 0}: normalised GD from z = 0.5 at η = 0.25 reaches z = 0 exactly at
+    # step 2, where ∇L = 0 and the next step is undefined (0/0). Its rows there are NaN,
+    # which a result may hold only under a status that says why: UNDEFINED, naming the step.
+    loss = ManifoldFamily([1.0], [[0.0]])
+    c = compare_manifold_flow(loss, [0.0, 0.5], 0.25, 2, stride=1)
+    assert c.status.name == "UNDEFINED"
+    assert "oscillation at step 1 is undefined" in c.message  # θ_2 = 0 is one step later
+    assert np.isnan(c.eos_harmonic[1]) and np.isfinite(c.eos_harmonic[0])
+    # where every row is defined the comparison stays OK
+    assert comparisons(True, "normalised")[0][0].status.name == "OK"
+
+
+def test_a_comparison_without_records_has_no_error_to_maximise():
+    # started on Γ, normalised GD has ∇L = 0 at once (ZERO_GRADIENT): no records
+    c = compare_manifold_flow(ManifoldFamily([2.0, 0.5], [[1.0], [0.2]]), [0.5, 0.0, 0.0],
+                              0.01, 100)
+    assert c.status.name == "ZERO_GRADIENT" and c.step.size == 0
+    assert np.isnan(c.max_error()) and np.isnan(c.headline()["max_error"])
+    assert np.isnan(comparisons(True, "normalised")[0][0].max_error(tau0=10.0))  # past T = 1
+
+
+def test_a_limit_map_out_of_flow_time_names_this_calls_knob():
+    # a weak normal curvature (h₂ = 1e-6) makes the gradient flow to Γ slow: Φ runs out of
+    # flow time, and the message must name the knob compare_manifold_flow has
+    loss = ManifoldFamily([2.0, 1e-6], [[1.0], [0.0]])
+    c = compare_manifold_flow(loss, [0.5, 0.1, 0.1], 0.01, 20, stride=10)
+    assert c.status.name == "MAX_STEPS" and c.knob == "phi_s_max"
+    assert "`s_max`" not in c.message and "`phi_s_max`" in c.message
+    longer = compare_manifold_flow(loss, [0.5, 0.1, 0.1], 0.01, 20, stride=10,
+                                   phi_s_max=1e12)
+    assert longer.knob != "phi_s_max"

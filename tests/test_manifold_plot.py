@@ -1,6 +1,7 @@
 """Smoke test of the manifold-flow figures (headless)."""
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 
@@ -25,3 +26,11 @@ def test_manifold_figures_draw(tmp_path):
     host = Figure()
     ax = host.subplots()
     assert plot_manifold_path(result, ax=ax) is host
+
+
+def test_a_comparison_without_records_is_refused_with_its_reason():
+    c = compare_manifold_flow(ManifoldFamily([2.0, 0.5], [[1.0], [0.2]]), [0.5, 0.0, 0.0],
+                              0.01, 100)  # on Γ: ZERO_GRADIENT before any record
+    for plot in (plot_manifold_path, plot_manifold_sharpness):
+        with pytest.raises(ValueError, match="no records to draw: .*gradient"):
+            plot(c)

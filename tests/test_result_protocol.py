@@ -231,6 +231,10 @@ def test_a_whole_lists_its_failed_parts_without_repeating_its_own_words():
     assert status is Status.EIGENGAP_CLOSED and knob == "max_switches"
     assert detail == f"a: at t = 1; b: at step 2; c: {parts['c'].message}"
     assert "`max_iter`" in detail  # c's advice survives
+    # a part whose message is the whole's word for word is listed by its name alone (its
+    # message had been repeated in full inside the whole's)
+    parts = {"e": part(Status.ZERO_GRADIENT), "f": part(Status.ZERO_GRADIENT, None, "at 4")}
+    assert combine_parts(parts)[2] == "e; f: at 4"
 
 
 def test_a_comparison_takes_the_most_severe_part_and_names_its_knob():

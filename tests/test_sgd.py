@@ -243,3 +243,13 @@ def test_sgd_sweep_cells_are_the_runs_classified():
                        r.max(), late.mean(), 0.2, late_max_rel=late.max())
     assert cell.regime == want
     assert np.all(ds.regime.sel(eta=40.0) == GDClass.DIVERGED)
+
+
+def test_plotting_no_runs_is_a_clear_error():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from stabsim.plot import plot_batch_sharpness
+
+    with pytest.raises(ValueError, match="results is empty"):  # had been an IndexError
+        plot_batch_sharpness([])

@@ -34,3 +34,10 @@ def require_result(value, kind: str, name: str = "result") -> None:
     module, cls = kind.split(":")
     if not isinstance(value, getattr(importlib.import_module(module), cls)):
         raise TypeError(f"{name} must be a {module}.{cls}, got {type(value).__name__}")
+
+
+def require_records(result, name: str = "result") -> None:
+    """Raise ``ValueError`` if ``result`` (a :class:`stabsim._result.Result` with a ``step``
+    axis) has no records to draw, saying why (its status message)."""
+    if len(result.step) == 0:
+        raise ValueError(f"{name} has no records to draw: {result.message}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._figure import figure_and_axes, require_result
+from ._figure import figure_and_axes, require_records, require_result
 
 
 def plot_manifold_path(result, *, ax=None, coords=(0, 1)):
@@ -20,8 +20,14 @@ def plot_manifold_path(result, *, ax=None, coords=(0, 1)):
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If the comparison has no records (a run that failed at its start).
     """
     require_result(result, "stabsim.compare_manifold:ManifoldComparison")
+    require_records(result)
     fig, ax = figure_and_axes(ax, figsize=(5.5, 5.0))
     i, j = coords
     ax.plot(result.flow[:, i], result.flow[:, j], color="k", lw=1.2,
@@ -49,8 +55,14 @@ def plot_manifold_sharpness(result, *, axes=None):
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If the comparison has no records (a run that failed at its start).
     """
     require_result(result, "stabsim.compare_manifold:ManifoldComparison")
+    require_records(result)
     fig, axes = figure_and_axes(axes, 2, sharex=True, figsize=(7.0, 5.0))
     lam_ax, err_ax = axes
     lam_ax.plot(result.tau, result.flow_lambda1, color="k", lw=1.2, label="λ1 on the flow")

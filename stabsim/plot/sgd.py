@@ -19,8 +19,15 @@ def plot_batch_sharpness(results, *, ax=None):
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If ``results`` is an empty sequence.
     """
     runs = [results] if not isinstance(results, list | tuple) else list(results)
+    if not runs:
+        raise ValueError("results is empty: give at least one SGDResult")
     for run in runs:
         require_result(run, "stabsim.maps:SGDResult", "results")
     fig, ax = figure_and_axes(ax, 1, figsize=(7.0, 3.8))
