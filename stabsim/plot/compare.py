@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ._figure import figure_and_axes, require_result
+import numpy as np
+
+from ._figure import figure_and_axes, require_records, require_result
 
 
 def plot_comparison(result, *, axes=None):
@@ -10,7 +12,8 @@ def plot_comparison(result, *, axes=None):
 
     Top: GD's loss, the predicted L(θ†) + x²/η, and the central flow's L(w) and predicted
     time average L(w) + σ²/η. Middle: sharpnesses and the threshold 2/η. Bottom: the
-    distances |θ_GD − θ†|, |θ_GD − (θ† + v)|, |θ_GD − w| and |θ_GD − θ_GF| (log scale).
+    distances |θ_GD − θ†|, |θ_GD − (θ† + v)|, |θ_GD − w| and |θ_GD − θ_GF| (log scale, where
+    any is positive).
 
     Parameters
     ----------
@@ -21,8 +24,14 @@ def plot_comparison(result, *, axes=None):
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If the comparison has no records (GD failed at its start).
     """
     require_result(result, "stabsim.comparison:Comparison")
+    require_records(result)
     fig, axes = figure_and_axes(axes, 3, sharex=True, figsize=(7.5, 8.0))
     loss_ax, sharp_ax, dist_ax = axes
     t = result.step
@@ -39,10 +48,13 @@ def plot_comparison(result, *, axes=None):
     sharp_ax.axhline(2.0 / result.eta, color="k", lw=0.8, ls="--", label="2/η")
     sharp_ax.set_ylabel("sharpness")
     sharp_ax.legend(fontsize="small")
-    for key, label in (("dist_dagger", "|θ − θ†|"), ("dist_pred", "|θ − (θ† + v)|"),
-                       ("dist_cf", "|θ − w|"), ("dist_gf", "|θ − θ_GF|")):
+    distances = {"dist_dagger": "|θ − θ†|", "dist_pred": "|θ − (θ† + v)|",
+                 "dist_cf": "|θ − w|", "dist_gf": "|θ − θ_GF|"}
+    for key, label in distances.items():
         dist_ax.plot(t, getattr(result, key), lw=0.8, label=label)
-    dist_ax.set_yscale("log")
+    values = np.concatenate([getattr(result, key) for key in distances])
+    if np.any(np.isfinite(values) & (values > 0)):  # else nothing a log axis can show
+        dist_ax.set_yscale("log")
     dist_ax.set_xlabel("step t")
     dist_ax.set_ylabel("distance to GD")
     dist_ax.legend(fontsize="small")
@@ -65,8 +77,14 @@ def plot_x_prediction(result, *, ax=None):
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If the comparison has no records (GD failed at its start).
     """
     require_result(result, "stabsim.comparison:Comparison")
+    require_records(result)
     fig, ax = figure_and_axes(ax, 1, figsize=(7.5, 3.5))
     ax.plot(result.step, result.gd_x, lw=0.6, color="0.5", label="GD")
     ax.plot(result.step, result.pred_x, lw=0.8, ls="--", label="prediction u·v")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._figure import figure_and_axes, require_result
+from ._figure import figure_and_axes, require_records, require_result
 
 PHASE_NAMES = {1: "I sharpening", 2: "II blow-up", 3: "III self-stabilisation",
                4: "IV return"}
@@ -25,8 +25,14 @@ def plot_reduced_phase_portrait(result, *, ax=None):
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If the run has no records (it left the map's domain at its start).
     """
     require_result(result, "stabsim.maps:ReducedResult")
+    require_records(result)
     fig, ax = figure_and_axes(ax, figsize=(5.5, 4.5))
     ax.plot(result.x, result.y, color="0.8", lw=0.5, zorder=1)
     for code, name in PHASE_NAMES.items():
@@ -69,8 +75,14 @@ def plot_reduced_series(result, *, axes=None):
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If the run has no records (it left the map's domain at its start).
     """
     require_result(result, "stabsim.maps:ReducedResult")
+    require_records(result)
     fig, axes = figure_and_axes(axes, 2, sharex=True, figsize=(7.0, 5.0))
     x_ax, y_ax = axes
     for ax in axes:
