@@ -64,8 +64,9 @@ _MESSAGES = {
         "eta or start closer to a minimiser (or raise `divergence_norm` to follow it further)"
     ),
     Status.NONFINITE: (
-        "a NaN or inf appeared; the step size is probably far past the stability "
-        "threshold 2/S, or the loss is not finite at the start"
+        "a NaN or inf appeared: for a map, the step size is probably far past the "
+        "stability threshold 2/S; for a flow, its state or right-hand side left the float "
+        "range or is undefined along it; or the loss is not finite at the start"
     ),
     Status.LEFT_DOMAIN: (
         "the reduced map left its domain of validity (1 + eta*y <= 0): the (x, y) model "

@@ -50,6 +50,31 @@ def test_limit_map_reports_an_unreached_tolerance():
     assert limit.grad_norm > 1e-10
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_limit_map_of_an_unbounded_flow_says_so_without_warnings():
+    # L = ½(θ2² − θ1²): the flow is θ(s) = (e^s, e^−s), unbounded, with |∇L| = |θ|; it
+    # overflows past s = ln(largest float), and the last finite state is kept
+    limit = limit_map(Quadratic([[-1.0, 0.0], [0.0, 1.0]]), [1.0, 1.0])
+    assert limit.status is Status.NONFINITE and np.all(np.isfinite(limit.theta))
+    big = np.finfo(float).max
+    assert limit.flow_time <= np.log(big)
+    # LSODA's local error, rtol = 1e-10 a step, accumulates over its thousands of steps
+    assert limit.theta[0] == pytest.approx(np.exp(limit.flow_time), rel=1e-6)
+    assert limit.grad_norm == pytest.approx(np.hypot(*limit.theta), rel=1e-15)
+    # the message is about this flow: where it got to, and why Φ(θ) is not reached
+    assert f"flow time s = {limit.flow_time:.6g}" in limit.message
+    assert f"|θ| = {np.hypot(*limit.theta):.3g}" in limit.message
+    assert "Φ(θ) is not reached" in limit.message and "unbounded below" in limit.message
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_limit_map_from_a_start_whose_gradient_norm_overflows_in_squares():
+    # |∇L| = |θ| = √2·1e200 is a float, though its square is not; Φ(θ) = 0 (L = ½|θ|²)
+    limit = limit_map(Quadratic(np.eye(2)), [1e200, 1e200], tol=1e-10)
+    assert limit.success and limit.grad_norm <= 1e-10
+    assert np.abs(limit.theta).max() <= 1e-10
+
+
 @pytest.mark.parametrize("curved", [False, True])
 def test_tangent_projection_numeric_matches_closed_form(curved):
     loss = family(curved)

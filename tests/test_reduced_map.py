@@ -324,3 +324,18 @@ def test_mismatched_shapes_name_the_argument():
         run_reduced_ensemble(0.5, 0.0, [0.1, 0.2, 0.3, 0.5], [1.0, 2.0], 1.0, 10)
     with pytest.raises(ValueError, match="beta"):
         run_reduced_ensemble(0.5, 0.0, 0.1, 1.0, [[1.0, -1.0]], 10)
+
+
+@pytest.mark.parametrize("x0, eta", [([], 0.1), (np.empty((0, 3)), 0.1),
+                                     (np.ones(3), np.empty((0, 1)))])
+def test_an_empty_ensemble_is_refused(x0, eta):
+    # no trajectory to run (and netCDF-3 would take a length-0 dimension for the unlimited one)
+    with pytest.raises(ValueError, match="no trajectory"):
+        run_reduced_ensemble(x0, 0.0, eta, 1.0, 2.0, 100, stride=10)
+
+
+def test_mismatched_shapes_name_every_argument_involved():
+    with pytest.raises(ValueError, match=r"^y has shape \(3,\), .* the shape \(2,\) of x$"):
+        reduced_phase([0.1, 0.2], [0.0, 1.0, 2.0], 0.1, 1.0, 2.0)
+    with pytest.raises(ValueError, match=r"^alpha has shape \(4,\), .* of x0, y0, eta$"):
+        run_reduced_ensemble(np.ones(3), 0.0, 0.1, np.ones(4), 1.0, 10)

@@ -1,5 +1,7 @@
 """The ODE limit of the reduced map (docs/theory.md §1)."""
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -60,3 +62,44 @@ def test_bad_input(kwargs, name):
     args.update(kwargs)
     with pytest.raises(ValueError, match=name):
         solve_reduced_ode(**args)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("x0", [1e200, -2.0 * np.sqrt(np.finfo(float).max)])
+def test_a_start_whose_square_overflows_is_reported_without_warnings(x0):
+    # x0² is past the largest float, so the column X = x² cannot hold the start (nor, for
+    # x0 = 1e200, can dy/dt = η(α − βx²/2): ηβ/2 = 0.01 makes up for a factor 100 only)
+    r = solve_reduced_ode(x0, 0.0, 0.01, 1.0, 2.0, 1000.0)
+    assert r.status is Status.NONFINITE and r.stop_step == 0.0
+    assert r.step.size == 0 and r.trajectory.shape == (0, 2)
+    assert "overflows" in r.message and "t = 0" in r.message
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_hamiltonian_is_infinite_on_the_line_x_0_without_warnings():
+    # H = y² + (β/2)x² − α ln x² with ln 0 = −inf
+    h = reduced_hamiltonian([0.0, -0.0, 0.0], [0.0, 3.0, -1e100], 1.0, 2.0)
+    assert np.array_equal(h, np.full(3, np.inf))
+
+
+def test_hamiltonian_broadcasts_x_and_y_or_names_them():
+    x, y = np.array([0.5, 1.0, 2.0]), np.array([-1.0, 0.0])
+    h = reduced_hamiltonian(x[:, None], y, 1.5, 0.5)
+    assert h.shape == (3, 2)
+    np.testing.assert_array_equal(h[:, 1], reduced_hamiltonian(x, 0.0, 1.5, 0.5))
+    with pytest.raises(ValueError, match=r"^y has shape \(3,\), .* the shape \(2,\) of x$"):
+        reduced_hamiltonian([1.0, 2.0], [0.0, 1.0, 2.0], 1.0, 2.0)
+
+
+def test_the_hamiltonian_beyond_the_range_of_x_squared():
+    # H = y² + (β/2)x² − 2α ln|x|: x² underflows to 0 below |x| = 2.2e-162 (H had been +inf)
+    # and overflows past 1.3e154 (H had been inf − inf = NaN); the closed form is finite,
+    # resp. +inf
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny = reduced_hamiltonian(1e-200, 0.5, 1.0, 2.0)
+        huge = reduced_hamiltonian(1e200, 0.5, 1.0, 2.0)
+    assert tiny == pytest.approx(0.25 - 2.0 * math.log(1e-200), rel=1e-15)
+    assert huge == np.inf

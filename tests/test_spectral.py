@@ -304,6 +304,37 @@ def test_lanczos_without_a_start_vector_gives_the_same_result_every_call():
     assert lowest.pop() == pytest.approx(np.linalg.eigvalsh(loss.hessian(theta))[0], rel=1e-9)
 
 
+def test_a_zero_start_vector_counts_as_none():
+    # it has no direction (nor a sign to follow): each eigensolver runs as without v0
+    loss = QuadraticRegression.random(10, 4, seed=0)
+    theta = np.full(10, 0.1)
+    for eigensolver in ("eigh", "lanczos"):
+        zero = top_eigenpairs(loss, theta, 2, eigensolver=eigensolver, v0=np.zeros(10))
+        none = top_eigenpairs(loss, theta, 2, eigensolver=eigensolver)
+        np.testing.assert_array_equal(zero.values, none.values)
+        np.testing.assert_array_equal(zero.vectors, none.vectors)
+
+
+def test_eos_constants_take_a_zero_start_vector_as_none_on_the_lanczos_path():
+    loss = ScalarNetwork(40)  # d = 40 > 32: "auto" takes Lanczos
+    theta = np.linspace(0.9, 1.1, 40)
+    zero, none = eos_constants(loss, theta, v0=np.zeros(40)), eos_constants(loss, theta)
+    assert zero.sharpness == none.sharpness and zero.alpha == none.alpha
+    np.testing.assert_array_equal(zero.u, none.u)
+
+
+@pytest.mark.parametrize("tiny, direction", [(5e-324, np.eye(10)[3]), (1e-320, np.ones(10))])
+def test_only_the_direction_of_the_start_vector_counts(tiny, direction):
+    # v0 is scaled to max |v0_i| = 1, exactly here: a subnormal v0 starts Lanczos as its
+    # direction does
+    loss = QuadraticRegression.random(10, 4, seed=0)
+    theta = np.full(10, 0.1)
+    small = top_eigenpairs(loss, theta, 2, eigensolver="lanczos", v0=tiny * direction)
+    unit = top_eigenpairs(loss, theta, 2, eigensolver="lanczos", v0=direction)
+    np.testing.assert_array_equal(small.values, unit.values)
+    np.testing.assert_array_equal(small.vectors, unit.vectors)
+
+
 def test_sign_is_kept_along_a_trajectory():
     loss = ScalarNetwork(3)
     theta = np.array([0.6, 1.1, 1.4])

@@ -23,7 +23,7 @@ from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import SMALL_DIM, _lowest_eigenvalue, hessian_spectrum, top_eigenpairs
-from ._solve import solve_flow
+from ._solve import _norm, solve_flow
 
 
 @dataclasses.dataclass(repr=False)
@@ -42,7 +42,10 @@ class LimitPoint(Result):
         The flow time s at which it stopped.
     status : Status
         OK; MAX_STEPS if |∇L| was still above ``tol`` at ``s_max`` (the message names
-        ``s_max``); NONFINITE or NOT_CONVERGED from the integrator.
+        ``s_max``); NONFINITE if ∇L is NaN or inf at the start, or if the flow overflows
+        (it grows without bound where L is unbounded below along it) or meets a NaN ∇L:
+        ``theta`` is then the last finite state, and the message gives its |θ|, |∇L| and
+        flow time; NOT_CONVERGED from the integrator.
     counters : dict
         ``rhs_evals`` (gradient evaluations) and ``jacobian_evals`` (Hessians) of the
         integrator.
@@ -108,28 +111,43 @@ def limit_map(loss: Loss, theta, *, tol: float = 1e-10, s_max: float = 1e6,
                           knob="s_max", detail=detail, theta=point, grad_norm=grad_norm,
                           tol=tol, flow_time=flow_time)
 
-    grad_norm = float(np.linalg.norm(loss.grad(theta)))
+    grad_norm = _grad_norm(loss, theta)
     no_work = {"rhs_evals": 1, "jacobian_evals": 0}
     if grad_norm <= tol:
         return result(theta.copy(), grad_norm, 0.0, Status.OK, no_work)
     if not np.isfinite(grad_norm):
-        return result(theta.copy(), grad_norm, 0.0, Status.NONFINITE, no_work)
+        return result(theta.copy(), grad_norm, 0.0, Status.NONFINITE, no_work,
+                      "|∇L| is NaN or inf at theta, where the flow starts")
 
     def converged(s, y):
         # aim at tol/2: the stop state is interpolated by the integrator, whose error is
         # relative to |θ| and can be comparable to the distance to Γ left at |∇L| = tol
-        return np.linalg.norm(loss.grad(y)) - 0.5 * tol
+        return _grad_norm(loss, y) - 0.5 * tol
 
     converged.terminal = True
     flow = solve_flow(lambda s, y: -loss.grad(y), theta, s_max, events=[converged],
                       jac=lambda s, y: -loss.hessian(y), integrator=integrator, rtol=rtol,
                       atol=atol)
     point = flow.theta.copy()
-    grad_norm = float(np.linalg.norm(loss.grad(point)))
-    status = flow.status
+    flow_time = float(flow.step[-1])
+    grad_norm = _grad_norm(loss, point)
+    status, detail = flow.status, flow.detail
     if status is Status.OK and grad_norm > tol:
         status = Status.MAX_STEPS
-    return result(point, grad_norm, float(flow.step[-1]), status, flow.counters, flow.detail)
+    elif status is Status.NONFINITE:
+        detail = (f"the gradient flow reached |θ| = {_norm(point):.3g}, |∇L| = "
+                  f"{grad_norm:.3g} at flow time s = {flow_time:.6g}, and θ or ∇L is NaN or "
+                  "inf just beyond, so Φ(θ) is not reached: a flow that grows without bound "
+                  "(where L is unbounded below along it) overflows, and one that meets a "
+                  f"point where ∇L is undefined turns NaN; {detail}")
+    return result(point, grad_norm, flow_time, status, flow.counters, detail)
+
+
+def _grad_norm(loss: Loss, theta: np.ndarray) -> float:
+    """|∇L(θ)|: inf where ∇L or its norm overflows, NaN where ∇L is NaN, without NumPy's
+    warnings (the callers report a status)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _norm(loss.grad(theta))
 
 
 @dataclasses.dataclass(frozen=True)

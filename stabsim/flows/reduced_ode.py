@@ -19,18 +19,22 @@ import dataclasses
 
 import numpy as np
 
-from .._validate import finite_array, finite_float, positive_float, record_times, solver_options
+from .._status import Status
+from .._validate import finite_float, positive_float, record_times, solver_options
 from ..maps._reduced_step import hamiltonian
+from ..maps.reduced import _broadcast
 from ._solve import FlowResult, solve_flow
 
 
 def reduced_hamiltonian(x, y, alpha, beta):
-    """H(x, y) = y² + (β/2) x² − α ln x², elementwise (conserved by the ODE limit)."""
-    x = finite_array("x", x)
-    y = finite_array("y", y)
+    """H(x, y) = y² + (β/2) x² − α ln x², elementwise over ``x`` and ``y`` broadcast
+    together (conserved by the ODE limit); +inf at x = 0, where ln x² = −inf."""
+    shape, (x, y) = _broadcast((x, y), ("x", "y"))
     alpha = positive_float("alpha", alpha)
     beta = positive_float("beta", beta)
-    return hamiltonian(x, y, alpha, beta)
+    # ln 0 = −inf, exact: H = +inf on the line x = 0; x² overflows to +inf past 1.3e154
+    with np.errstate(divide="ignore", over="ignore"):
+        return hamiltonian(x, y, alpha, beta).reshape(shape)
 
 
 def reduced_fixed_point(alpha, beta):
@@ -79,7 +83,9 @@ def solve_reduced_ode(x0, y0, eta, alpha, beta, steps, *, stride=None, rtol=1e-1
     Returns
     -------
     ReducedODEResult
-        ``trajectory`` has columns ``X = x²`` and ``y``.
+        ``trajectory`` has columns ``X = x²`` and ``y``. Status NONFINITE where x² or a
+        velocity overflows (the saved states before it are kept): at t = 0 for
+        |x0| > 1.3e154, where x0² itself does.
     """
     x0 = finite_float("x0", x0)
     if x0 == 0.0:
@@ -99,10 +105,17 @@ def solve_reduced_ode(x0, y0, eta, alpha, beta, steps, *, stride=None, rtol=1e-1
         log_x2, y = state
         return np.array([2.0 * eta * y, eta * (alpha - 0.5 * beta * np.exp(log_x2))])
 
-    # ln x0² as 2 ln|x0|: x0² itself overflows past |x0| = 1e154
-    flow = solve_flow(rhs, [2.0 * np.log(abs(x0)), y0], steps, t_eval=times, rtol=rtol,
-                      atol=atol, parameters=parameters)
+    # ln x0² as 2 ln|x0|: x0² is subnormal below |x0| = 1.5e-154 and 0 below 2.2e-162, where
+    # ℓ0 is still exact. Past |x0| = 1.3e154 x0² overflows: the column X = x² cannot hold it,
+    # nor (unless ηβ/2 < 1) can dy/dt = η(α − βX/2), so the flow reports it (NONFINITE at
+    # t = 0) as it reports a later overflow: through its status, not NumPy's warnings
+    with np.errstate(over="ignore"):
+        flow = solve_flow(rhs, [2.0 * np.log(abs(x0)), y0], steps, t_eval=times, rtol=rtol,
+                          atol=atol, parameters=parameters)
     fields = {f.name: getattr(flow, f.name) for f in dataclasses.fields(flow)}
+    if flow.status is Status.NONFINITE:
+        fields["detail"] = ("the orbit leaves the float range: x² = e^ℓ or a velocity "
+                            "(dℓ/dt = 2ηy, dy/dt = η(α − βx²/2)) overflows; " + flow.detail)
     fields["trajectory"] = np.column_stack([np.exp(flow.trajectory[:, 0]),
                                             flow.trajectory[:, 1]])
     return ReducedODEResult(**fields)

@@ -61,8 +61,9 @@ def hamiltonian(x, y, alpha, beta):
     NumPy arrays (elementwise) by :func:`stabsim.flows.reduced_hamiltonian` and the sweep's
     energy.
     """
-    xx = x * x
-    return y * y + 0.5 * beta * xx - alpha * np.log(xx)
+    # α ln x² as 2α ln|x|: x² underflows to 0 below |x| = 2.2e-162 (H would be +inf) and
+    # overflows past 1.3e154 (inf − inf = NaN), where ln|x| is still exact
+    return y * y + 0.5 * beta * (x * x) - 2.0 * alpha * np.log(np.abs(x))
 
 
 @jit

@@ -60,16 +60,18 @@ _NAMES = ("x0", "y0", "eta", "alpha", "beta")
 
 
 def reduced_phase(x, y, eta, alpha, beta):
-    """Phase 1–4 (I–IV) of states (x, y), elementwise (the kernels' own rule).
+    """Phase 1–4 (I–IV) of states (x, y), elementwise over the arguments broadcast together
+    (the kernels' own rule).
 
     ``1`` if ``y ≤ 0, d > 0``; ``2`` if ``y > 0, d > 0``; ``3`` if ``y > 0, d ≤ 0``;
     ``4`` if ``y ≤ 0, d ≤ 0``, with ``d = ηα − (ηβ/2) x²`` (``d > 0 ⇔ x² < δ²``).
     """
-    x, y, eta, alpha, beta = _checked((x, y, eta, alpha, beta), ("x", "y", "eta", "alpha", "beta"))
-    d, y = np.broadcast_arrays(eta * alpha - (eta * beta * 0.5) * (x * x), y)
+    shape, (x, y, eta, alpha, beta) = _broadcast((x, y, eta, alpha, beta),
+                                                 ("x", "y", "eta", "alpha", "beta"))
+    d = eta * alpha - (eta * beta * 0.5) * (x * x)
     out = np.empty(d.size, np.int8)
-    phase_codes(np.ascontiguousarray(d).ravel(), np.ascontiguousarray(y).ravel(), out)
-    return out.reshape(d.shape)
+    phase_codes(d, y, out)
+    return out.reshape(shape)
 
 
 def _optional_int(name, value, minimum):
@@ -201,7 +203,8 @@ def run_reduced(x0, y0, eta, alpha, beta, steps, *, stride=1, cycles=None,
 
 
 def _checked(values, names=_NAMES):
-    """The five inputs (a state, then η, α, β) as finite float64 arrays, η, α, β > 0."""
+    """The inputs (a state, then parameters, by default η, α, β) as finite float64 arrays,
+    the parameters (all but the first two) > 0."""
     arrays = [finite_array(name, v) for name, v in zip(names, values, strict=True)]
     for name, a in zip(names[2:], arrays[2:], strict=True):
         if np.any(a <= 0.0):
@@ -209,17 +212,19 @@ def _checked(values, names=_NAMES):
     return arrays
 
 
-def _broadcast(values):
-    """Validate the five inputs and broadcast them to one flat length-n float64 array each."""
-    arrays = _checked(values)
+def _broadcast(values, names=_NAMES):
+    """Validate the inputs (:func:`_checked`) and broadcast them to one flat length-n float64
+    array each; also return their broadcast shape. A shape that does not broadcast raises
+    ``ValueError`` naming that argument and the ones before it."""
+    arrays = _checked(values, names)
     shape = ()
-    for name, a in zip(_NAMES, arrays, strict=True):
+    for i, (name, a) in enumerate(zip(names, arrays, strict=True)):
         try:
             shape = np.broadcast_shapes(shape, a.shape)
         except ValueError:
             raise ValueError(
                 f"{name} has shape {a.shape}, which does not broadcast with the shape "
-                f"{shape} of the arguments before it") from None
+                f"{shape} of {', '.join(names[:i])}") from None
     # copies, writable like the kernels' other inputs (a read-only array is another type
     # for Numba, and another compilation of every kernel)
     flat = [np.array(np.broadcast_to(a, shape)).ravel() for a in arrays]
@@ -234,7 +239,8 @@ def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride
     Parameters
     ----------
     x0, y0, eta, alpha, beta : array_like
-        Starts and parameters, broadcast against each other (e.g. one η for all).
+        Starts and parameters, broadcast against each other (e.g. one η for all) to a shape
+        that holds at least one trajectory (an empty one raises ``ValueError``).
     steps : int
         Steps to run (at most).
     stats : bool, optional
@@ -265,6 +271,9 @@ def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride
     sample of nothing (a sweep keeps its completed chunks).
     """
     shape, (x0, y0, eta, alpha, beta) = _broadcast((x0, y0, eta, alpha, beta))
+    if x0.size == 0:
+        raise ValueError(f"x0, y0, eta, alpha, beta broadcast to the shape {shape}, which holds "
+                         "no trajectory: an ensemble needs at least one")
     steps = nonnegative_int("steps", steps)
     stats = boolean("stats", stats)
     stride_i = _optional_int("stride", stride, 1)
