@@ -45,6 +45,10 @@ VARIABLES = {
     "grad_norm2": ("squared gradient norm |grad L|^2", DIMENSIONLESS),
     "at_eos": ("on the boundary S = 2/eta (1) or not (0)", DIMENSIONLESS),
     "n_critical": ("eigenvalues held at 2/eta", DIMENSIONLESS),
+    "entry_steps": ("step at which the flow began holding one more eigenvalue at the "
+                    "threshold", STEPS),
+    "exit_steps": ("step at which the flow released an eigenvalue held at the threshold",
+                   STEPS),
     "rel_gap": ("relative eigengap (lambda1 - lambda2)/lambda1", DIMENSIONLESS),
     "x2": ("X = x^2 of the reduced ODE", DIMENSIONLESS),
     "flow_time": ("gradient-flow time s at the stop", DIMENSIONLESS),

@@ -28,6 +28,7 @@ from ._export import finish
 from ._result import Result, combine_parts
 from ._status import Status
 from .flows import ManifoldFlowResult, limit_map, manifold_flow
+from .flows._solve import MAX_RHS_EVALS
 from .losses import Loss
 from .losses._base import require_loss
 from .maps import GDResult, run_gd
@@ -150,7 +151,9 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
                           coefficient: float | None = None, geometry: str = "auto",
                           loss_min: float | None = None, phi_tol: float = 1e-10,
                           phi_s_max: float = 1e6, flow_rtol: float = 1e-10,
-                          flow_atol: float = 1e-12) -> ManifoldComparison:
+                          flow_atol: float = 1e-12,
+                          flow_max_rhs_evals: int | None = MAX_RHS_EVALS
+                          ) -> ManifoldComparison:
     """Run normalised GD (or GD on sqrt(L − L_min)) and its manifold flow side by side.
 
     The method runs ``steps`` steps from θ₀, recording every ``stride``-th iterate; the
@@ -181,6 +184,9 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
         Gradient-flow time each Φ may take to meet ``phi_tol`` (``limit_map``'s ``s_max``).
     flow_rtol, flow_atol : float
         Integrator tolerances of the flow.
+    flow_max_rhs_evals : int or None
+        Budget of right-hand-side evaluations of the flow (``manifold_flow``'s
+        ``max_rhs_evals``; None: none); status MAX_STEPS naming it when it is exhausted.
 
     Returns
     -------
@@ -200,6 +206,9 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
     phi_s_max = check.positive_float("phi_s_max", phi_s_max)
     flow_rtol = check.positive_float("flow_rtol", flow_rtol)
     flow_atol = check.positive_float("flow_atol", flow_atol)
+    if flow_max_rhs_evals is not None:
+        flow_max_rhs_evals = check.nonnegative_int("flow_max_rhs_evals", flow_max_rhs_evals,
+                                                   minimum=1)
     loss_min = resolve_loss_min(loss, method, loss_min)
 
     gd = run_gd(loss, theta0, eta, steps, method=method, stride=stride,
@@ -215,7 +224,10 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
     start = (limits[0].theta if limits
              else limit_map(loss, theta0, tol=phi_tol, s_max=phi_s_max).theta)
     flow = manifold_flow(loss, start, eta, steps, method=method, coefficient=coefficient,
-                         geometry=geometry, stride=stride, rtol=flow_rtol, atol=flow_atol)
+                         geometry=geometry, stride=stride, rtol=flow_rtol, atol=flow_atol,
+                         max_rhs_evals=flow_max_rhs_evals)
+    if flow.knob == "max_rhs_evals":  # named by this call's knob
+        flow = dataclasses.replace(flow, knob="flow_max_rhs_evals")
     n = min(recorded.shape[0], flow.step.shape[0])  # the flow may stop early (closed gap)
     phi_parts = {f"limit_map[{k}]": limit for k, limit in enumerate(limits)}
     phi_status = combine_parts(phi_parts)[0]
@@ -250,7 +262,8 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
                     "method": method, "stride": stride, "coefficient": coefficient,
                     "geometry": geometry, "loss_min": loss_min, "phi_tol": phi_tol,
                     "phi_s_max": phi_s_max,
-                    "flow_rtol": flow_rtol, "flow_atol": flow_atol},
+                    "flow_rtol": flow_rtol, "flow_atol": flow_atol,
+                    "flow_max_rhs_evals": flow_max_rhs_evals},
     )
 
 

@@ -1,7 +1,10 @@
 """The central flows of Scalar RMSProp and RMSProp (docs/theory.md §7, docs/adaptive.md)."""
 
+import json
+
 import numpy as np
 import pytest
+import xarray as xr
 
 from stabsim import Status
 from stabsim.flows.adaptive import rmsprop_flow, scalar_rmsprop_flow
@@ -199,6 +202,83 @@ def test_export_and_status(scalar_flow):
     ds = scalar_flow.to_xarray()
     assert ds.nu.attrs["units"] == "1" and ds.attrs["status"] == "OK"
     assert scalar_flow.status is Status.OK
+
+
+TWO_SCALE = QuadraticRegression.two_scale(0.01)
+
+
+def _two_scale_flow(method, steps, **options):
+    """The flow ``method`` of the two-scale model from 0 with ν₀ = 1, η = 0.01, β₂ = 0.99:
+    S_eff reaches 2 near t = 19.5."""
+    if method == "scalar_rmsprop":
+        return scalar_rmsprop_flow(TWO_SCALE, np.zeros(TWO_SCALE.dim), 1.0, 0.01, 0.99,
+                                   steps, **options)
+    return rmsprop_flow(TWO_SCALE, np.zeros(TWO_SCALE.dim), np.ones(TWO_SCALE.dim), 0.01,
+                        0.99, steps, **options)
+
+
+@pytest.mark.parametrize("method", ["scalar_rmsprop", "rmsprop"])
+def test_stride_none_is_refused_by_name_as_by_the_central_flow(method):
+    # stride's docstring: a number, as for central_flow, whose record model the flows share
+    # (each branch's states read off its interpolant at the record times)
+    with pytest.raises(ValueError, match="stride") as adaptive:
+        _two_scale_flow(method, 30.0, stride=None)
+    with pytest.raises(ValueError, match="stride") as central:
+        central_flow(TWO_SCALE, np.zeros(TWO_SCALE.dim), 0.01, 30.0, stride=None)
+    assert str(adaptive.value) == str(central.value)
+
+
+def test_records_are_the_multiples_of_stride_after_a_switch_too():
+    # stride's docstring: the states at the multiples k·stride up to steps, and at steps.
+    # 1/3 is not a float, and the branch switch at t ≈ 19.7 is not one of its multiples:
+    # the records after it are still the times k·stride themselves
+    stride, steps = 1.0 / 3.0, 100.0
+    flow = _two_scale_flow("scalar_rmsprop", steps, stride=stride)
+    assert flow.success and len(flow.entry_steps) == 1, flow.message
+    assert 0.0 < flow.entry_steps[0] < steps
+    multiples = stride * np.arange(int(steps / stride) + 2)
+    np.testing.assert_array_equal(flow.step, np.append(multiples[multiples < steps], steps))
+
+
+@pytest.mark.parametrize("method", ["scalar_rmsprop", "rmsprop"])
+def test_export_holds_what_the_central_flows_does_and_round_trips(method, tmp_path):
+    # as CentralFlowResult's export: every record along step (n_critical and at_eos among
+    # them), stop_step, and every parameter of the call; and the entry and exit times.
+    # Every variable has long_name and units (steps for times); the netCDF-3 file of the
+    # SciPy engine gives it all back unchanged, the empty exit times included
+    call = {"stride": 10.0, "rtol": 1e-9, "atol": 1e-11, "integrator": "DOP853",
+            "max_switches": 7, "divergence_norm": 1e6, "max_rhs_evals": 50_000}
+    if method == "rmsprop":
+        call.update(max_critical=2, exit_band=1e-5)
+    flow = _two_scale_flow(method, 100.0, **call)
+    assert flow.success and len(flow.entry_steps) == 1 and flow.exit_steps == [], flow.message
+    ds = flow.to_xarray()
+    np.testing.assert_array_equal(ds["theta"].values, flow.trajectory)
+    np.testing.assert_array_equal(ds["nu"].values, flow.nu)
+    np.testing.assert_array_equal(ds["n_critical"].values, flow.n_critical)
+    np.testing.assert_array_equal(ds["at_eos"].values, flow.n_critical > 0)
+    assert 0 < ds["at_eos"].values.sum() < ds.sizes["step"]
+    np.testing.assert_array_equal(ds["entry_steps"].values, flow.entry_steps)
+    np.testing.assert_array_equal(ds["exit_steps"].values, flow.exit_steps)
+    assert ds.attrs["stop_step"] == flow.stop_step == 100.0
+    parameters = json.loads(ds.attrs["parameters"])
+    assert parameters == flow.parameters
+    assert parameters == call | {"method": method, "loss": repr(TWO_SCALE), "eta": 0.01,
+                                 "beta2": 0.99, "steps": 100.0, "stable": False}
+    for name, variable in ds.variables.items():
+        assert variable.attrs["long_name"], name
+        assert variable.attrs["units"] == ("steps" if name.endswith("step")
+                                           or name.endswith("steps") else "1"), name
+    path = tmp_path / f"{method}.nc"
+    ds.to_netcdf(path, engine="scipy")
+    reopened = xr.load_dataset(path)
+    assert set(reopened.variables) == set(ds.variables)
+    for name, variable in ds.variables.items():
+        assert reopened[name].dims == variable.dims, name
+        np.testing.assert_array_equal(reopened[name].values, variable.values, err_msg=name)
+        assert reopened[name].attrs["units"] == variable.attrs["units"], name
+    assert reopened.attrs["stop_step"] == flow.stop_step
+    assert json.loads(reopened.attrs["parameters"]) == parameters
 
 
 def test_rmsprop_flow_against_the_optimiser_up_to_the_edge():

@@ -201,7 +201,7 @@ TABLE = {
     "modified_flow": Row(flows.modified_flow, (QUAD, THETA, 0.1, 1.0), {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(2)), arg("eta", POSITIVE),
         arg("steps", POSITIVE), arg("stride", OPT_POSITIVE), arg("rtol", POSITIVE),
-        arg("atol", POSITIVE), arg("integrator", CHOICE)]),
+        arg("atol", POSITIVE), arg("integrator", CHOICE), arg("max_rhs_evals", OPT_COUNT)]),
     "central_flow": Row(flows.central_flow, (QUAD, THETA, 0.1, 1.0), {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(2)), arg("eta", POSITIVE),
         arg("steps", POSITIVE), arg("stride", POSITIVE), arg("rtol", POSITIVE),
@@ -214,7 +214,8 @@ TABLE = {
         arg("steps", POSITIVE), arg("method", CHOICE), arg("coefficient", OPT_FINITE),
         arg("geometry", CHOICE), arg("stride", OPT_POSITIVE), arg("gap_tol", POSITIVE),
         arg("null_tol", POSITIVE), arg("eigensolver", CHOICE), arg("restoring", FINITE),
-        arg("rtol", POSITIVE), arg("atol", POSITIVE), arg("integrator", CHOICE)]),
+        arg("rtol", POSITIVE), arg("atol", POSITIVE), arg("integrator", CHOICE),
+        arg("max_rhs_evals", OPT_COUNT)]),
     "limit_map": Row(flows.limit_map, (QUAD, THETA), {}, [
         arg("loss", NOT_A_LOSS), arg("theta", point(2)), arg("tol", POSITIVE),
         arg("s_max", POSITIVE), arg("integrator", CHOICE), arg("rtol", POSITIVE),
@@ -270,7 +271,8 @@ TABLE = {
         arg("loss", NOT_A_LOSS), arg("theta0", point(4)), arg("eta", POSITIVE),
         arg("steps", COUNT), arg("method", CHOICE), arg("stride", OPT_COUNT),
         arg("coefficient", OPT_FINITE), arg("geometry", CHOICE), arg("loss_min", OPT_FINITE),
-        arg("phi_tol", POSITIVE), arg("flow_rtol", POSITIVE), arg("flow_atol", POSITIVE)]),
+        arg("phi_tol", POSITIVE), arg("flow_rtol", POSITIVE), arg("flow_atol", POSITIVE),
+        arg("flow_max_rhs_evals", OPT_COUNT)]),
     "SweepConfig": Row(sweep.SweepConfig, ("reduced", {"eta": [0.1], "x0": [0.1]}), {}, [
         arg("model", CHOICE), arg("grid", [None, "abc", {}, {"eta": []}, {"nope": [1.0]},
                                            {"eta": "abc"}]),

@@ -162,3 +162,16 @@ def test_a_limit_map_out_of_flow_time_names_this_calls_knob():
     longer = compare_manifold_flow(loss, [0.5, 0.1, 0.1], 0.01, 20, stride=10,
                                    phi_s_max=1e12)
     assert longer.knob != "phi_s_max"
+
+
+def test_a_manifold_flow_out_of_evaluations_names_this_calls_knob():
+    # the flow's budget of evaluations is this call's flow_max_rhs_evals (manifold_flow's
+    # max_rhs_evals): a flow that runs out of it is named by that knob
+    loss = ManifoldFamily([2.0, 0.5], [[1.0, 0.5], [0.3, 0.2]], [[0.5, -0.3], [0.0, 0.0]])
+    c = compare_manifold_flow(loss, [1.0, 0.8, 0.3, 0.2], 0.05, 40, stride=20,
+                              flow_max_rhs_evals=5)
+    assert c.status.name == "MAX_STEPS" and c.knob == "flow_max_rhs_evals"
+    assert "`flow_max_rhs_evals`" in c.message and c.counters["flow_rhs_evals"] == 5
+    assert c.parameters["flow_max_rhs_evals"] == 5
+    assert compare_manifold_flow(loss, [1.0, 0.8, 0.3, 0.2], 0.05, 40, stride=20,
+                                 flow_max_rhs_evals=None).success

@@ -11,13 +11,14 @@ from .. import _validate as check
 from .._result import Result
 from .._status import Status
 
-#: default budget of right-hand-side evaluations of the central flows and gradient flow:
-#: central flows take about 12 a step of t (9,507 for 800 steps of the two-scale model,
-#: 18,363 for the demo network's 1,494) and gradient flow 8 to 71 (the minimalist loss, the
-#: regression model, the 1-6-6-6-1 network over 300–400 steps), so 10⁴ steps fit over and
-#: over, while a flow that chatters at a switch, or is stiff far past 2/η, stops after the
-#: time of a million evaluations instead of never (measured: 52 s for a central flow of the
-#: minimalist loss at η = 72,048)
+#: default budget of right-hand-side evaluations of the flows (central, gradient, modified,
+#: manifold): central flows take about 12 a step of t (9,507 for 800 steps of the two-scale
+#: model, 18,363 for the demo network's 1,494) and gradient flow 8 to 71 (the minimalist
+#: loss, the regression model, the 1-6-6-6-1 network over 300–400 steps), so 10⁴ steps fit
+#: over and over, while a flow that chatters at a switch, or is stiff far past 2/η, stops
+#: after the time of a million evaluations instead of never (measured: 52 s for a central
+#: flow of the minimalist loss at η = 72,048; the modified flow of a quadratic with ηλ = 20
+#: took 826,000 evaluations, 25 s, for 2,000 steps)
 MAX_RHS_EVALS = 1_000_000
 
 
@@ -83,10 +84,10 @@ class FlowResult(Result):
         return finish(ds, self.parameters)
 
 
-def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator="DOP853",
-               rtol=1e-10, atol=1e-12, divergence_norm=np.inf, max_rhs_evals=None,
-               parameters=None) -> FlowResult:
-    """Integrate ``dy/dt = rhs(t, y)`` from 0 to ``t_end``.
+def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=None,
+               integrator="DOP853", rtol=1e-10, atol=1e-12, divergence_norm=np.inf,
+               max_rhs_evals=None, rhs_evals_spent=0, parameters=None) -> FlowResult:
+    """Integrate ``dy/dt = rhs(t, y)`` from ``t_start`` to ``t_end``.
 
     Two ways a run can stop early without letting NaN into the saved states:
 
@@ -99,9 +100,15 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
       the spacing of floats at t and the integrator stops: status NONFINITE, ``t_stop`` the
       last time reached (the right-hand side is non-finite within a few ulps of t beyond).
 
-    A third, with ``max_rhs_evals``: past that many evaluations the right-hand side is
-    reported as NaN, so the integrator stops within a few hundred more (as above): status
-    MAX_STEPS, naming ``max_rhs_evals``, ``t_stop`` the last time reached. A vector field
+    A third, with ``max_rhs_evals``: once the run has made that many evaluations (this
+    call's and the ``rhs_evals_spent`` before it), every further one is refused, reported
+    as NaN without calling ``rhs``, so the integrator rejects its step and shrinks it until
+    it stops (as above): status MAX_STEPS, naming ``max_rhs_evals`` and quoting its value,
+    ``t_stop`` the last time reached. ``counters["rhs_evals"]`` counts the evaluations
+    made, never the refused ones, so ``rhs_evals_spent + counters["rhs_evals"]`` is at most
+    ``max_rhs_evals``, and equal to it when the budget ended the run: no integrator step
+    spends anything past the budget, as the step that meets the refusal is rejected (a
+    budget spent by the start's evaluation ends the run at ``t_start``). A vector field
     that switches discontinuously (on a surface the flow slides along) makes an explicit
     integrator take ever smaller steps there and never reach ``t_end``.
 
@@ -109,9 +116,13 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
     ----------
     rhs : callable ``rhs(t, y) -> ndarray``
     y0 : array_like, shape (d,)
+        The state at ``t_start``.
     t_end : float
+    t_start : float
+        Time of ``y0``, in [0, ``t_end``) (default 0). The times of the result and of its
+        messages are on the same clock.
     t_eval : array_like, optional
-        Times at which to save (default: the integrator's steps).
+        Times in [``t_start``, ``t_end``] at which to save (default: the integrator's steps).
     jac : callable, optional
         Jacobian, used by the implicit methods ``"Radau"``, ``"BDF"``, ``"LSODA"``.
     events : list of callables, optional
@@ -121,7 +132,10 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
     divergence_norm : float
         |y| at which the run stops with status DIVERGED (default: never).
     max_rhs_evals : int, optional
-        Budget of right-hand-side evaluations (default: none).
+        Budget of right-hand-side evaluations of the whole run (default: none).
+    rhs_evals_spent : int
+        Evaluations already charged to ``max_rhs_evals`` by earlier stretches of the same
+        run (the branches of a central flow before this one); default 0.
     parameters : dict, optional
         The parameters of the public call, kept in the result (default: the integrator's).
 
@@ -133,12 +147,18 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
         raise TypeError(f"rhs must be callable rhs(t, y), got {type(rhs).__name__}")
     y0 = check.finite_array("y0", y0, ndim=1)
     t_end = check.positive_float("t_end", t_end)
+    t_start = check.finite_float("t_start", t_start)
+    if not 0.0 <= t_start < t_end:
+        raise ValueError(f"t_start must lie in [0, t_end) = [0, {t_end:g}), got {t_start!r}")
     t_eval = check.eval_times("t_eval", t_eval, t_end, "t_end")
+    if t_eval is not None and t_eval[0] < t_start:
+        raise ValueError(f"t_eval must lie in [t_start, t_end] = [{t_start:g}, {t_end:g}]")
     valid = check.solver_options(rtol, atol, integrator)
     options = {"rtol": valid["rtol"], "atol": valid["atol"], "method": integrator}
     divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
     if max_rhs_evals is not None:
         max_rhs_evals = check.nonnegative_int("max_rhs_evals", max_rhs_evals, minimum=1)
+    rhs_evals_spent = check.nonnegative_int("rhs_evals_spent", rhs_evals_spent)
     if parameters is None:
         parameters = {"t_end": t_end, "integrator": integrator, "rtol": options["rtol"],
                       "atol": options["atol"], "divergence_norm": divergence_norm}
@@ -155,13 +175,15 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
         raise ValueError(f"the start has norm {_norm(y0):.6g}, not below "
                          f"divergence_norm = {divergence_norm:.6g}")
     nonfinite_at = [-np.inf]  # the latest time at which the right-hand side was NaN/inf
-    reached = [0.0]  # the last time the integrator accepted a step
-    evaluations = [0]
+    reached = [t_start]  # the last time the integrator accepted a step
+    allowed = np.inf if max_rhs_evals is None else max_rhs_evals - rhs_evals_spent
+    made, refused = [0], [False]
 
     def guarded(t, y):
-        evaluations[0] += 1
-        if max_rhs_evals is not None and evaluations[0] > max_rhs_evals:
-            return np.full_like(y, np.nan)  # refused: the integrator stops (see above)
+        if made[0] >= allowed:
+            refused[0] = True
+            return np.full_like(y, np.nan)  # the integrator stops (see above)
+        made[0] += 1
         if np.all(np.isfinite(y)):
             dy = np.asarray(rhs(t, y), dtype=float)
             if np.all(np.isfinite(dy)):
@@ -180,7 +202,7 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
     # an event function (a branch switch of the central flow, say) that turns NaN or inf
     # never fires: the flow past it is undefined, so the run is cut there (NONFINITE)
     event_nan = [np.inf]  # the first time an event was NaN or inf
-    finite_until = [0.0]  # the last time every event was finite
+    finite_until = [t_start]  # the last time every event was finite
 
     def checked(event):
         def wrapped(t, y):
@@ -198,9 +220,25 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
         wrapped.direction = getattr(event, "direction", 0.0)
         return wrapped
 
-    if not np.all(np.isfinite(guarded(0.0, y0))):
-        return result(np.empty(0), np.empty((0, y0.shape[0])), Status.NONFINITE,
-                      "the right-hand side is NaN or inf at the start, t = 0", (1, 0), 0.0)
+    def out_of_budget(t, states, counters, t_stop):
+        message = (f"the right-hand side was evaluated max_rhs_evals = {max_rhs_evals} times "
+                   f"by t = {t_stop:.10g} (a vector field that switches discontinuously "
+                   "there, or is stiff, makes the integrator's steps ever smaller)")
+        return result(t, states, Status.MAX_STEPS, message, counters, t_stop,
+                      knob="max_rhs_evals")
+
+    nothing = (np.empty(0), np.empty((0, y0.shape[0])))
+    start = guarded(t_start, y0)
+    if refused[0]:  # the earlier stretches spent the budget
+        return out_of_budget(*nothing, (0, 0), t_start)
+    if not np.all(np.isfinite(start)):
+        return result(*nothing, Status.NONFINITE,
+                      f"the right-hand side is NaN or inf at the start, t = {t_start:.10g}",
+                      (1, 0), t_start)
+    if made[0] >= allowed:
+        # solve_ivp's first evaluation (at the start again) refused would make its first
+        # step size NaN, which never falls below the smallest step: it would never stop
+        return out_of_budget(*nothing, (made[0], 0), t_start)
     if jac is not None and integrator in ("Radau", "BDF", "LSODA"):
         def guarded_jac(t, y):  # never asked at a NaN state (LSODA may step onto one)
             return jac(t, y) if np.all(np.isfinite(y)) else np.full((y.size, y.size), np.nan)
@@ -208,26 +246,21 @@ def solve_flow(rhs, y0, t_end, *, t_eval=None, jac=None, events=None, integrator
         options["jac"] = guarded_jac
     # an overflow is reported through the status, not by NumPy warnings
     with np.errstate(over="ignore", invalid="ignore"):
-        sol = solve_ivp(guarded, (0.0, t_end), y0, t_eval=t_eval,
+        sol = solve_ivp(guarded, (t_start, t_end), y0, t_eval=t_eval,
                         events=[watch] + [checked(e) for e in events or ()], **options)
     # with t_eval and no save time before a terminal event, solve_ivp returns empty lists
     t = np.asarray(sol.t, dtype=float)
     states = np.asarray(sol.y, dtype=float).T.reshape(t.shape[0], y0.shape[0])
-    counters = (int(sol.nfev) + 1, int(sol.njev))
+    counters = (made[0], int(sol.njev))
     finite = np.all(np.isfinite(states), axis=1)
-    if max_rhs_evals is not None and evaluations[0] > max_rhs_evals:
+    if refused[0]:
         # the refused evaluations may have reached the last step's interpolant: the rows
         # before the first non-finite one are the integration's
         kept = int(np.argmin(finite)) if not finite.all() else finite.shape[0]
-        t_stop = reached[0]
-        message = (f"the right-hand side was evaluated max_rhs_evals = {max_rhs_evals} times "
-                   f"by t = {t_stop:.10g} (a vector field that switches discontinuously "
-                   "there makes the integrator's steps ever smaller)")
-        return result(t[:kept], states[:kept], Status.MAX_STEPS, message, counters, t_stop,
-                      knob="max_rhs_evals")
+        return out_of_budget(t[:kept], states[:kept], counters, reached[0])
     if not finite.all():  # an implicit integrator (LSODA) may accept NaN states
         bad = int(np.argmin(finite))
-        t_stop = float(t[bad - 1]) if bad else 0.0
+        t_stop = float(t[bad - 1]) if bad else t_start
         message = f"the state turned NaN or inf just after t = {t_stop:.10g}"
         return result(t[:bad], states[:bad], Status.NONFINITE, message, counters, t_stop)
     if event_nan[0] < np.inf:

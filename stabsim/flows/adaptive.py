@@ -66,29 +66,30 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
-from .._result import Result
 from .._status import NonFiniteError, Status
 from ..losses import Loss, check_dense_memory
 from ..losses._base import require_loss
 from ..spectral import top_eigenpairs
 from ._sdcp import solve_sdcp
-from ._solve import MAX_RHS_EVALS
+from ._solve import MAX_RHS_EVALS, FlowResult
 from .central import GAP_CLOSED, TrackedTop, _integrate, plan_held, third_derivative
 
 
 @dataclasses.dataclass(repr=False)
-class AdaptiveFlowResult(Result):
-    """A solved adaptive central (or stable) flow.
+class AdaptiveFlowResult(FlowResult):
+    """A solved adaptive central (or stable) flow: the :class:`FlowResult` fields
+    (``step`` the saved times t in steps, ``trajectory`` w(t), ``theta`` its last state,
+    ``stop_step`` the time the run ended) and what is measured at each saved step (below).
+
+    Exported (:meth:`to_xarray`) like :class:`~stabsim.flows.central.CentralFlowResult`:
+    the records along ``step``, ``at_eos`` as 0/1, ``stop_step`` an attribute, and the
+    entry and exit times along dimensions ``entry`` and ``exit``.
 
     Attributes
     ----------
     method : str
         ``"scalar_rmsprop"`` or ``"rmsprop"``.
     eta, beta2 : float
-    step : ndarray, shape (n,)
-        Saved times t (in steps).
-    trajectory : ndarray, shape (n, d)
-        w(t).
     nu : ndarray, shape (n,) or (n, d)
         ν(t).
     loss, sharpness : ndarray, shape (n,)
@@ -101,9 +102,11 @@ class AdaptiveFlowResult(Result):
         L(w) + ½σ²S (Scalar RMSProp), L(w) + tr X (RMSProp).
     n_critical : ndarray of int, shape (n,)
         Eigenvalues held at the threshold (0 on the stable flow).
+    at_eos : ndarray of bool, shape (n,)
+        Whether the record is on the edge-of-stability branch (``n_critical > 0``).
     entry_steps, exit_steps : list of float
-    theta : ndarray, shape (d,)
-        w at the last saved time.
+        Times at which the flow held one more eigenvalue at the threshold (0 for a start
+        held there), and released one.
     counters : dict
         ``rhs_evals`` (right-hand-side evaluations) and ``switches``.
     """
@@ -111,8 +114,6 @@ class AdaptiveFlowResult(Result):
     method: str = "scalar_rmsprop"
     eta: float = np.nan
     beta2: float = np.nan
-    step: np.ndarray = None
-    trajectory: np.ndarray = None
     nu: np.ndarray = None
     loss: np.ndarray = None
     sharpness: np.ndarray = None
@@ -122,8 +123,11 @@ class AdaptiveFlowResult(Result):
     n_critical: np.ndarray = None
     entry_steps: list = dataclasses.field(default_factory=list)
     exit_steps: list = dataclasses.field(default_factory=list)
-    theta: np.ndarray = None
-    stop_step: float = np.nan
+
+    @property
+    def at_eos(self) -> np.ndarray:
+        """Whether each record is on the edge-of-stability branch (``n_critical > 0``)."""
+        return self.n_critical > 0
 
     @property
     def effective_step(self) -> np.ndarray:
@@ -134,23 +138,21 @@ class AdaptiveFlowResult(Result):
         return {"method": self.method, "eta": self.eta, "stop_step": self.stop_step,
                 "entries": len(self.entry_steps)}
 
-    def to_xarray(self):
-        """The saved states as an ``xarray.Dataset`` with dimension ``step``."""
-        import xarray as xr
-
-        from .._export import finish
-
-        nu_dims = "step" if self.nu.ndim == 1 else ("step", "param")
-        ds = xr.Dataset({
-            "theta": (("step", "param"), self.trajectory),
-            "nu": (nu_dims, self.nu),
+    def _export_data(self) -> dict:
+        data = super()._export_data()
+        data.update({
+            "nu": ("step" if self.nu.ndim == 1 else ("step", "param"), self.nu),
             "loss": ("step", self.loss),
             "sharpness": ("step", self.sharpness),
             "preconditioned_sharpness": ("step", self.preconditioned_sharpness),
             "cf_sigma2": ("step", self.sigma2),
             "cf_pred_loss": ("step", self.predicted_loss),
-        }, coords={"step": self.step}, attrs=self._export_attrs())
-        return finish(ds, self.parameters)
+            "at_eos": ("step", self.at_eos.astype(np.int8)),
+            "n_critical": ("step", self.n_critical),
+            "entry_steps": ("entry", np.asarray(self.entry_steps, dtype=float)),
+            "exit_steps": ("exit", np.asarray(self.exit_steps, dtype=float)),
+        })
+        return data
 
 
 class _ScalarField(TrackedTop):
@@ -325,6 +327,8 @@ class _DiagonalField:
 
 def _inputs(loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator, max_switches,
             divergence_norm, max_rhs_evals, scalar):
+    """The checked arguments both flows share, the start y0 = (w, ν), the record times and
+    the parameters of the call (the flow adds its own)."""
     require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
     eta = check.positive_float("eta", eta)
@@ -342,9 +346,14 @@ def _inputs(loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator
                          f"got shape {np.shape(nu0)}")
     if np.any(nu0 <= 0.0):
         raise ValueError("nu0 must be > 0 (the flow divides by sqrt(nu))")
+    # no None: the records are read off each branch's interpolant (as in central_flow)
+    stride = check.positive_float("stride", stride)
     times = check.record_times(stride, steps, width=2 * loss.dim + 8)
     y0 = np.append(theta0, nu0)
-    return y0, eta, beta2, steps, times, solver, max_switches, divergence_norm
+    parameters = {"method": "scalar_rmsprop" if scalar else "rmsprop", "loss": repr(loss),
+                  "eta": eta, "beta2": beta2, "steps": steps, "stride": stride, **solver,
+                  "max_switches": max_switches, "divergence_norm": divergence_norm}
+    return y0, eta, beta2, steps, times, solver, max_switches, divergence_norm, parameters
 
 
 def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float,
@@ -368,6 +377,9 @@ def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float
         Integrate the stable flow throughout (σ² = 0), ignoring the edge of stability.
     stride : float
         Save the state at the multiples of ``stride`` and at ``steps`` (default: every step).
+        A number, as for :func:`~stabsim.flows.central_flow` (None is refused): each branch
+        is integrated to its switch with the states at these times read off the
+        integrator's interpolant, so the run has no integrator steps of its own to save at.
     rtol, atol, integrator :
         ``solve_ivp`` options (``integrator`` is its ``method``).
     max_switches : int
@@ -376,13 +388,14 @@ def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float
         |(w, ν)| at which the flow stops with status DIVERGED.
     max_rhs_evals : int
         Budget of right-hand-side evaluations over the run (as for
-        :func:`~stabsim.flows.central_flow`).
+        :func:`~stabsim.flows.central_flow`); status MAX_STEPS, naming and quoting it, when
+        it is exhausted, with ``counters["rhs_evals"]`` at most this.
 
     Returns
     -------
     AdaptiveFlowResult
     """
-    y0, eta, beta2, steps, times, solver, max_switches, divergence_norm = _inputs(
+    y0, eta, beta2, steps, times, solver, max_switches, divergence_norm, parameters = _inputs(
         loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator, max_switches,
         divergence_norm, max_rhs_evals, True)
     stable = check.boolean("stable", stable)
@@ -407,15 +420,13 @@ def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float
     nu = states[:, -1]
     return AdaptiveFlowResult(
         status=status, counters={"rhs_evals": nfev, "switches": switches},
-        parameters={"method": "scalar_rmsprop", "eta": eta, "beta2": beta2, "steps": steps,
-                    "stable": stable, "integrator": solver["integrator"]},
+        parameters={**parameters, "stable": stable},
         knob=knob if status is Status.MAX_STEPS else None,
         detail=message or None, method="scalar_rmsprop", eta=eta, beta2=beta2, step=t,
         trajectory=states[:, :-1], nu=nu, loss=loss_v, sharpness=sharp,
         preconditioned_sharpness=sharp / np.sqrt(nu), sigma2=sigma2,
         predicted_loss=loss_v + 0.5 * sigma2 * sharp, n_critical=branches.astype(int),
-        entry_steps=entries, exit_steps=exits,
-        theta=states[-1, :-1] if n else np.asarray(y0[:-1]), stop_step=stop_step)
+        entry_steps=entries, exit_steps=exits, stop_step=stop_step)
 
 
 def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float, *,
@@ -450,7 +461,7 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
     -------
     AdaptiveFlowResult
     """
-    y0, eta, beta2, steps, times, solver, max_switches, divergence_norm = _inputs(
+    y0, eta, beta2, steps, times, solver, max_switches, divergence_norm, parameters = _inputs(
         loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator, max_switches,
         divergence_norm, max_rhs_evals, False)
     check_dense_memory(loss.dim, "the RMSProp flow's dense generalised spectrum")
@@ -479,12 +490,11 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
             trace[i] = float(np.trace(field.terms(y, m)[3].S))
     return AdaptiveFlowResult(
         status=status, counters={"rhs_evals": nfev, "switches": switches},
-        parameters={"method": "rmsprop", "eta": eta, "beta2": beta2, "steps": steps,
-                    "max_critical": max_critical, "stable": stable,
-                    "integrator": solver["integrator"]},
+        parameters={**parameters, "max_critical": max_critical, "exit_band": exit_band,
+                    "stable": stable},
         knob=knob if status is Status.MAX_STEPS else None,
         detail=message or None, method="rmsprop", eta=eta, beta2=beta2, step=t,
         trajectory=states[:, :d], nu=states[:, d:], loss=loss_v, sharpness=sharp,
         preconditioned_sharpness=psharp, sigma2=trace, predicted_loss=loss_v + trace,
         n_critical=branches.astype(int), entry_steps=entries, exit_steps=exits,
-        theta=states[-1, :d] if n else np.asarray(y0[:d]), stop_step=stop_step)
+        stop_step=stop_step)

@@ -416,9 +416,11 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
 def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, max_switches):
     """Integrate branch after branch; ``field.plan(branch)`` gives (rhs, events), each event
     a (function, direction, next branch) triple; ``solver`` holds the ``solve_flow``
-    options, its ``max_rhs_evals`` the budget of the whole run. Returns the saved times,
-    states and branches, the status, message, counters, the entry and exit times, the time
-    the run ended and the budget a MAX_STEPS names."""
+    options, its ``max_rhs_evals`` the budget of the whole run: each branch is charged what
+    the earlier ones spent (:func:`solve_flow`'s ``rhs_evals_spent``), so the run makes at
+    most that many evaluations and a MAX_STEPS quotes it. Returns the saved times, states
+    and branches, the status, message, counters, the entry and exit times, the time the run
+    ended and the budget a MAX_STEPS names."""
     branch, t0, w0 = branch0, 0.0, theta0
     saved_t, saved_w, saved_branch = [], [], []
     entries, exits = ([0.0] if branch0 else []), []
@@ -446,36 +448,34 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
             break
         if reached:
             plan = [item for item in plan if item[2] != GAP_CLOSED]
-        nfev += 1
-        if not np.any(rhs(t0, w0)):
-            # an equilibrium of the branch (∇L = 0 with nothing held pushing: both branches
-            # vanish there), which its solution never leaves; integrated, every event
-            # function is identically 0 there and fires at once, on either branch
-            times = t_eval[t_eval >= t0]
-            saved_t.append(times)
-            saved_w.append(np.repeat(w0[None, :], times.shape[0], axis=0))
-            saved_branch.append(np.full(times.shape[0], branch))
-            status, message, t_stop = Status.OK, None, t_end
-            break
-        events = []
-        for fn, direction, _ in plan:
-            event = _shifted(fn, t0)
-            event.terminal, event.direction = True, direction
-            events.append(event)
-        rhs = _shifted(rhs, t0)
+        times = t_eval[t_eval >= t0]
+        # the look at the start is charged to the budget; with the budget spent, solve_flow
+        # ends the run at once (MAX_STEPS)
+        if nfev < solver["max_rhs_evals"]:
+            nfev += 1
+            if not np.any(rhs(t0, w0)):
+                # an equilibrium of the branch (∇L = 0 with nothing held pushing: both
+                # branches vanish there), which its solution never leaves; integrated,
+                # every event function is identically 0 there and fires at once, on either
+                # branch
+                saved_t.append(times)
+                saved_w.append(np.repeat(w0[None, :], times.shape[0], axis=0))
+                saved_branch.append(np.full(times.shape[0], branch))
+                status, message, t_stop = Status.OK, None, t_end
+                break
+        events = [_terminal(fn, direction) for fn, direction, _ in plan]
         # one pass: the states at the save times from t0 on, up to the event that ends the
         # branch (a run that diverged or turned non-finite ends there too)
-        options = {**solver, "max_rhs_evals": max(1, solver["max_rhs_evals"] - nfev)}
-        run = solve_flow(rhs, w0, t_end - t0, t_eval=t_eval[t_eval >= t0] - t0, events=events,
-                         divergence_norm=divergence_norm, **options)
+        run = solve_flow(rhs, w0, t_end, t_start=t0, t_eval=times, events=events,
+                         divergence_norm=divergence_norm, rhs_evals_spent=nfev, **solver)
         nfev += run.counters["rhs_evals"]
         njev += run.counters["jacobian_evals"]
-        t_stop = t_end if run.stop_step >= t_end - t0 else t0 + run.stop_step
+        t_stop = run.stop_step
         switched = run.success and t_stop < t_end
         # without t_stop after a switch: the next branch saves it
-        keep = run.step + t0 < t_stop if switched else run.step + t0 <= t_stop
+        keep = run.step < t_stop if switched else run.step <= t_stop
         if keep.any():
-            saved_t.append(run.step[keep] + t0)
+            saved_t.append(run.step[keep])
             saved_w.append(run.trajectory[keep])
             saved_branch.append(np.full(saved_t[-1].shape[0], branch))
         status, message = run.status, run.detail
@@ -516,13 +516,14 @@ def _gap_closed(branch, t, verb):
             "before are kept")
 
 
-def _shifted(f, start):
-    """``f`` with its time argument shifted by ``start`` (each branch integrates from 0)."""
+def _terminal(fn, direction):
+    """``fn(t, w)`` as a terminal ``solve_ivp`` event, crossing zero in ``direction``."""
 
-    def g(t, w):
-        return f(t + start, w)
+    def event(t, w):
+        return fn(t, w)
 
-    return g
+    event.terminal, event.direction = True, direction
+    return event
 
 
 def _result(status, message, nfev, njev, switches, t_stop, knob, parameters, **fields):

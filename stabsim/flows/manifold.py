@@ -32,7 +32,7 @@ from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import sharpness_gradient
-from ._solve import FlowResult, solve_flow
+from ._solve import MAX_RHS_EVALS, FlowResult, solve_flow
 from .manifold_geometry import tangent_space
 
 #: the constant c of dX/dτ = −c P_Γ ∇f(λ1), and whether f is log (True) or the identity
@@ -178,13 +178,15 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
                   geometry: str = "auto", stride=None, gap_tol: float = 1e-6,
                   null_tol: float = 1e-6, eigensolver: str = "auto",
                   restoring: float = 10.0, rtol: float = 1e-10,
-                  atol: float = 1e-12, integrator: str = "DOP853") -> ManifoldFlowResult:
+                  atol: float = 1e-12, integrator: str = "DOP853",
+                  max_rhs_evals: int | None = MAX_RHS_EVALS) -> ManifoldFlowResult:
     """Solve the manifold flow of normalised GD or GD on sqrt(L) over ``steps`` GD steps.
 
     ``dX/dτ = −c P_Γ ∇f(λ1(∇²L(X)))`` with (c, f) = (1/4, log) for ``method="normalised"``
     and (1/8, identity) for ``method="sqrt"`` (docs/theory.md §4), ∇λ1 = ∇³L[u, u], on the
-    slow time τ = η² t: the flow is integrated in τ over [0, η² ``steps``] and saved at
-    the steps t (the result's ``step``, with ``tau`` = η² t as a second coordinate).
+    slow time τ = η² t: the flow is integrated as dX/dt = η² dX/dτ over the steps
+    t ∈ [0, ``steps``] (the result's ``step``, with ``tau`` = η² t as a second coordinate),
+    so that its times and messages count steps.
 
     Parameters
     ----------
@@ -217,6 +219,10 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
         Rate, per unit τ, at which the ambient geometry pulls drift back onto Γ.
     rtol, atol, integrator
         Passed to :func:`stabsim.flows.solve_flow`.
+    max_rhs_evals : int or None
+        Budget of right-hand-side evaluations (:data:`~stabsim.flows._solve.MAX_RHS_EVALS`;
+        None: none); status MAX_STEPS, naming it, when it is exhausted (as for
+        :func:`~stabsim.flows.gradient.gradient_flow`).
 
     Returns
     -------
@@ -236,6 +242,8 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
     null_tol = check.positive_float("null_tol", null_tol)
     check.choice("eigensolver", eigensolver, {"auto", "eigh", "lanczos"})
     restoring = check.finite_float("restoring", restoring)
+    if max_rhs_evals is not None:  # before the spectrum at theta0 below
+        max_rhs_evals = check.nonnegative_int("max_rhs_evals", max_rhs_evals, minimum=1)
     chart = all(hasattr(loss, name) for name in
                 ("on_manifold", "normal_eigenvalues", "lambda1", "projected_grad_lambda1"))
     if geometry == "chart" and not chart:
@@ -244,12 +252,12 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
     kind = _Chart if chart and geometry != "ambient" else _Ambient
     geo = kind(loss, method, coefficient, restoring, null_tol, eigensolver)
 
-    closed_at = []  # τ where the gap was found below gap_tol (the event is terminal)
+    closed_at = []  # steps where the gap was found below gap_tol (the event is terminal)
 
-    def degenerate(tau, y):
+    def degenerate(t, y):
         margin = geo.spectrum(y)[1] - gap_tol
         if margin < 0.0:
-            closed_at.append(tau)
+            closed_at.append(t)
         return margin
 
     degenerate.terminal = True
@@ -261,25 +269,24 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
                   "coefficient": coefficient, "geometry": geo.name, "stride": stride,
                   "gap_tol": gap_tol, "null_tol": null_tol, "eigensolver": eigensolver,
                   "restoring": restoring,
-                  "integrator": integrator, "rtol": rtol, "atol": atol}
-    flow = solve_flow(lambda tau, y: geo.field(y), geo.start(theta0), scale * steps,
-                      t_eval=None if times is None else np.minimum(scale * times,
-                                                                   scale * steps),
-                      events=[degenerate], integrator=integrator, rtol=rtol, atol=atol)
+                  "integrator": integrator, "rtol": rtol, "atol": atol,
+                  "max_rhs_evals": max_rhs_evals}
+    flow = solve_flow(lambda t, y: scale * geo.field(y), geo.start(theta0), steps,
+                      t_eval=times, events=[degenerate], integrator=integrator, rtol=rtol,
+                      atol=atol, max_rhs_evals=max_rhs_evals)
     points = np.array([geo.point(y) for y in flow.trajectory]).reshape(-1, loss.dim)
     spectra = np.array([geo.spectrum(y) for y in flow.trajectory]).reshape(-1, 2)
     grad_norm = np.array([np.linalg.norm(loss.grad(X)) for X in points])
     status, detail = flow.status, flow.detail
     if status is Status.OK and closed_at:
-        tau_closed = float(min(closed_at))
+        closed = float(min(closed_at))
         status = Status.EIGENGAP_CLOSED
-        detail = (f"(λ1 − λ2)/λ1 < gap_tol = {gap_tol:g} at τ = {tau_closed:.6g}, step "
-                  f"{tau_closed / scale:.6g}; the states up to there are kept")
-    tau = flow.step
+        detail = (f"(λ1 − λ2)/λ1 < gap_tol = {gap_tol:g} at τ = {scale * closed:.6g}, step "
+                  f"{closed:.6g}; the states up to there are kept")
     return ManifoldFlowResult(
-        status=status, detail=detail, counters=flow.counters, parameters=parameters,
-        step=tau / scale if times is None else times[: tau.shape[0]], trajectory=points,
-        stop_step=flow.stop_step / scale, eta=eta, tau=tau, method=method,
+        status=status, detail=detail, knob=flow.knob, counters=flow.counters,
+        parameters=parameters, step=flow.step, trajectory=points, stop_step=flow.stop_step,
+        eta=eta, tau=scale * flow.step, method=method,
         coefficient=coefficient, geometry=geo.name, lambda1=spectra[:, 0],
         rel_gap=spectra[:, 1], grad_norm=grad_norm, gap_tol=gap_tol,
     )

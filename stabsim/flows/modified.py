@@ -5,12 +5,12 @@ from __future__ import annotations
 from .. import _validate as check
 from ..losses import Loss
 from ..losses._base import require_loss
-from ._solve import FlowResult, solve_flow
+from ._solve import MAX_RHS_EVALS, FlowResult, solve_flow
 
 
 def modified_flow(loss: Loss, theta0, eta: float, steps: float, *, stride=None,
-                  rtol: float = 1e-10, atol: float = 1e-12,
-                  integrator: str = "DOP853") -> FlowResult:
+                  rtol: float = 1e-10, atol: float = 1e-12, integrator: str = "DOP853",
+                  max_rhs_evals: int | None = MAX_RHS_EVALS) -> FlowResult:
     """Solve the gradient flow of the modified loss L + (η/4)|∇L|², t counted in GD steps.
 
     The flow (Barrett & Dherin, "Implicit Gradient Regularization", ICLR 2021; docs/theory.md §5)::
@@ -39,6 +39,13 @@ def modified_flow(loss: Loss, theta0, eta: float, steps: float, *, stride=None,
         Tolerances of ``solve_ivp``.
     integrator : str
         A ``solve_ivp`` method (no Jacobian is supplied: the exact one needs ∇³L[∇L]).
+    max_rhs_evals : int or None
+        Budget of right-hand-side evaluations (:data:`~stabsim.flows._solve.MAX_RHS_EVALS`;
+        None: none); status MAX_STEPS, naming it, when it is exhausted (as for
+        :func:`~stabsim.flows.gradient.gradient_flow`). Along an eigenvector of ∇²L with
+        eigenvalue λ the flow decays at the rate r = ηλ(1 + ηλ/2) per step: far past 2/η it
+        is stiff, and an explicit integrator's steps shrink to a few times 1/r (measured,
+        DOP853 on λ = 100 at η = 0.2, r = 220: 826,374 evaluations for 2,000 steps).
 
     Returns
     -------
@@ -51,11 +58,12 @@ def modified_flow(loss: Loss, theta0, eta: float, steps: float, *, stride=None,
     times = check.record_times(stride, steps, width=loss.dim + 1)
     check.solver_options(rtol, atol, integrator)
     parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "stride": stride,
-                  "integrator": integrator, "rtol": rtol, "atol": atol}
+                  "integrator": integrator, "rtol": rtol, "atol": atol,
+                  "max_rhs_evals": max_rhs_evals}
 
     def rhs(t, theta):
         g = loss.grad(theta)
         return -eta * (g + 0.5 * eta * loss.hvp(theta, g))
 
     return solve_flow(rhs, theta0, steps, t_eval=times, integrator=integrator, rtol=rtol,
-                      atol=atol, parameters=parameters)
+                      atol=atol, max_rhs_evals=max_rhs_evals, parameters=parameters)
