@@ -187,7 +187,9 @@ def map_energy(x, y, alpha, beta):
     x = np.asarray(x, dtype=np.float64)
     with np.errstate(all="ignore"):
         h = hamiltonian(x, np.asarray(y, dtype=np.float64), alpha, beta)
-        h_min = alpha - alpha * np.log(2.0 * alpha / beta)  # H at (x² = δ² = 2α/β, y = 0)
+        # H_min = α − α ln δ², as H at (δ, 0) in H's own arithmetic: a start on the orbit,
+        # x0 = δ = sqrt(2α/β), has E_0 = 0 exactly (the closed form differs by an ulp)
+        h_min = hamiltonian(np.sqrt(2.0 * alpha / beta), 0.0, alpha, beta)
     return h - h_min
 
 
