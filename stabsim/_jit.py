@@ -210,7 +210,7 @@ def _link_large_libraries_after_optimising():
 
     def finalize_linking_late(self):
         linking = getattr(self, "_linking_libraries", None)
-        if not isinstance(linking, list) or not _holds_stabsim_code(self._final_module):
+        if not isinstance(linking, list) or not _reaches_stabsim_code(self):
             return finalize(self)
         self._stabsim_linked_late = [lib for lib in linking if _blocks(lib) > LATE_LINK_BLOCKS]
         self._linking_libraries = [lib for lib in linking
@@ -232,9 +232,19 @@ def _link_large_libraries_after_optimising():
     library_class._optimize_final_module = optimize_then_link
 
 
-def _holds_stabsim_code(module) -> bool:
-    return any(_STABSIM_SYMBOL in function.name for function in module.functions
-               if not function.is_declaration)
+def _reaches_stabsim_code(library) -> bool:
+    """Whether ``library`` holds stabsim's code or links a library that does (the parts of a
+    ``prange`` loop in a stabsim kernel: its body, which calls stabsim's functions, and the
+    wrappers Numba builds around it; counted once a library)."""
+    reaches = getattr(library, "_stabsim_reaches", None)
+    if reaches is None:
+        reaches = (any(_STABSIM_SYMBOL in function.name
+                       for function in library._final_module.functions
+                       if not function.is_declaration)
+                   or any(_reaches_stabsim_code(linked)
+                          for linked in getattr(library, "_linking_libraries", ())))
+        library._stabsim_reaches = reaches
+    return reaches
 
 
 def _blocks(library) -> int:
@@ -281,8 +291,7 @@ def _no_machine_code_when_only_linked():
     serialize = codegen.CPUCodeLibrary.serialize_using_object_code
 
     def get_executable_deferring(self, library, fndesc, env):
-        if (library._finalized or not fndesc.modname.startswith("stabsim.")
-                or _defines(library, fndesc.llvm_cpython_wrapper_name)):
+        if library._finalized or not _only_linked(library, fndesc):
             return get_executable(self, library, fndesc, env)
         library._stabsim_environment = (self.get_env_name(fndesc), env)
         library._ensure_finalized()
@@ -292,7 +301,8 @@ def _no_machine_code_when_only_linked():
                                       (library,))
 
     def finalize_module_deferring(self):
-        if getattr(self, "_stabsim_environment", None) is None:
+        if (getattr(self, "_stabsim_environment", None) is None
+                and not _is_stabsim_parallel_loop(self)):
             return finalize_module(self)
         codegen_ = self._codegen
         codegen_._add_module = _skip
@@ -321,6 +331,26 @@ def _no_machine_code_when_only_linked():
     codegen.CPUCodeLibrary.serialize_using_object_code = serialize_making_code
 
 
+def _only_linked(library, fndesc) -> bool:
+    """Whether only the kernels that link ``library`` in run its code: a stabsim function
+    without Python entry point, or the body of a ``prange`` loop of a stabsim kernel."""
+    if fndesc.modname.startswith("stabsim."):
+        return not _defines(library, fndesc.llvm_cpython_wrapper_name)
+    return _is_stabsim_parallel_loop(library)
+
+
+#: in the name of every function Numba makes for a ``prange`` loop: the loop's body and the
+#: two wrappers that run it on the threads, each compiled into a library of its own that the
+#: kernel links in (and nothing calls otherwise)
+_PARALLEL_LOOP_MARK = "__numba_parfor_gufunc"
+
+
+def _is_stabsim_parallel_loop(library) -> bool:
+    return _reaches_stabsim_code(library) and any(
+        _PARALLEL_LOOP_MARK in function.name for function in library._final_module.functions
+        if not function.is_declaration)
+
+
 def _defines(library, name) -> bool:
     try:
         return not library._final_module.get_function(name).is_declaration
@@ -336,7 +366,9 @@ def _make_pending_machine_code(library):
     if library.__dict__.pop("_stabsim_machine_code_pending", False):
         library._codegen._add_module(library._final_module)
         library._finalize_specific()
-        library._codegen.set_env(*library._stabsim_environment)
+        environment = getattr(library, "_stabsim_environment", None)
+        if environment is not None:  # a prange loop's wrappers have none
+            library._codegen.set_env(*environment)
 
 
 _no_machine_code_when_only_linked()

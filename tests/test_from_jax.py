@@ -100,3 +100,25 @@ def test_a_result_without_a_real_gradient_is_refused_at_construction(make):
     jnp = pytest.importorskip("jax.numpy")
     with pytest.raises(ValueError, match="real floating-point scalar, got dtype"):
         from_jax(make(jnp), 2)
+
+
+def test_a_collected_loss_releases_its_jax_functions():
+    # Every from_jax loss had kept its jitted functions (and the data they close over) in a
+    # process-wide table for the life of the process
+    pytest.importorskip("jax")
+    import gc
+    import weakref
+
+    from stabsim.losses.kernels import jax_bridge
+
+    loss = from_jax(lambda x: 0.5 * (x @ x), 2)
+    handle = int(loss.params.handle)
+    functions = weakref.ref(jax_bridge.FUNCTIONS[handle])
+    assert run_gd(loss, np.array([0.5, 0.1]), 0.3, 5).success
+    params = loss.params
+    del loss
+    gc.collect()
+    assert handle not in jax_bridge.FUNCTIONS and functions() is None
+    # its record alone finds no loss (handles are never reused), and says so
+    with pytest.raises(RuntimeError, match="no longer exists"):
+        jax_bridge._value(int(params.handle), np.zeros(2))

@@ -91,6 +91,53 @@ def test_a_large_library_is_linked_into_a_stabsim_kernel_after_its_optimisation(
     assert (callee_library in library._stabsim_linked_late) == bool(stabsim_calls)
 
 
+_PARALLEL_KERNEL = """
+import numba
+import numpy as np
+
+@numba.njit
+def callee(x):
+    return 3.0 * x * x + 1.0
+
+@numba.njit(parallel=True)
+def kernel(x):
+    out = np.empty(x.shape[0])
+    for i in numba.prange(x.shape[0]):
+        out[i] = callee(x[i])
+    return out
+"""
+
+
+@pytest.mark.parametrize("module_name, ours", [("stabsim.parallel_loop_test", True),
+                                               ("parallel_loop_test", False)])
+def test_a_prange_loop_of_a_stabsim_kernel_gets_machine_code_only_in_the_kernel(
+        monkeypatch, module_name, ours):
+    # Numba compiles a prange loop's body and two wrappers around it as libraries of their
+    # own, each linking in (and optimising again) everything below it, with machine code for
+    # each, then links all of it into the kernel. In a stabsim kernel the three are linked
+    # late and get no machine code of their own; outside stabsim (the control) Numba's way
+    # holds. The kernel computes the same either way.
+    made = []
+    finalize_specific = numba.core.codegen.JITCodeLibrary._finalize_specific
+
+    def recording(self):
+        made.append(self)
+        return finalize_specific(self)
+
+    monkeypatch.setattr(numba.core.codegen.JITCodeLibrary, "_finalize_specific", recording)
+    namespace = {"__name__": module_name}
+    exec(_PARALLEL_KERNEL, namespace)
+    x = np.linspace(-1.0, 1.0, 7)
+    np.testing.assert_array_equal(namespace["kernel"](x), 3.0 * x * x + 1.0)
+    loop_parts = [library for library in made if library.name != "kernel"
+                  and any(_jit._PARALLEL_LOOP_MARK in function.name
+                          for function in library._final_module.functions
+                          if not function.is_declaration)]
+    assert len(loop_parts) == (0 if ours else 3)
+    (kernel,) = [library for library in made if library.name == "kernel"]
+    assert kernel._stabsim_reaches == ours
+
+
 _KERNEL_AND_HELPER = """
 import numba
 from {module} import {decorator} as make_helper

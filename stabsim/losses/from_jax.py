@@ -19,8 +19,9 @@ relative residual 1e-10; ``benchmarks/bench_networks.py``):
 from __future__ import annotations
 
 import dataclasses
-import threading
+import itertools
 import warnings
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -31,7 +32,7 @@ from ._base import Loss
 from .kernels import jax_bridge
 from .kernels.jax_bridge import JaxParams
 
-_LOCK = threading.Lock()
+_HANDLES = itertools.count()  # never reused: a stale handle finds no loss, not another's
 # Engines are compiled with nogil; the bridge's object-mode blocks take the GIL back, which
 # Numba reports once per engine. That is the intended behaviour here, not a problem to show.
 warnings.filterwarnings("ignore", message="Code running in object mode won't allow parallel",
@@ -79,9 +80,10 @@ class JaxLoss(Loss):
     name = "jax"
 
     def __init__(self, fn, dim, params, functions, *, min_value, check):
-        with _LOCK:
-            handle = len(jax_bridge.FUNCTIONS)
-            jax_bridge.FUNCTIONS.append(functions)
+        handle = next(_HANDLES)
+        jax_bridge.FUNCTIONS[handle] = functions
+        # the jitted functions (and the data they close over) go with the loss
+        weakref.finalize(self, jax_bridge.FUNCTIONS.pop, handle, None)
         self.fn = fn
         self.fn_params = params
         super().__init__(JaxParams(float(handle)), dim, min_value=min_value, check=check)

@@ -3,11 +3,11 @@
 
 The record holds an integer handle into :data:`FUNCTIONS`, a table of jitted JAX functions
 (value, value and gradient, Hessian-vector product, ∇³L[u, v]) filled by
-:func:`stabsim.losses.from_jax`. Each protocol function leaves nopython mode through
-``numba.objmode``, calls the table entry on the arrays (no copy on the way in; JAX copies
-to its device buffer) and writes the result into ``out``. The record class is stabsim's, so
-every engine compiled for it is cached once in stabsim's own cache, whatever JAX function a
-handle points to.
+:func:`stabsim.losses.from_jax` and cleared of a loss's entry when the loss is collected.
+Each protocol function leaves nopython mode through ``numba.objmode``, calls the table
+entry on the arrays (no copy on the way in; JAX copies to its device buffer) and writes the
+result into ``out``. The record class is stabsim's, so every engine compiled for it is
+cached once in stabsim's own cache, whatever JAX function a handle points to.
 """
 
 from typing import NamedTuple
@@ -18,8 +18,8 @@ import numpy as np
 from ..._jit import JIT_FLAGS
 from .._protocol import register_family
 
-#: handle → the jitted JAX functions of one loss (a ``stabsim.losses.from_jax.JaxFunctions``)
-FUNCTIONS: list = []
+#: handle → the jitted JAX functions of one live loss (a ``stabsim.losses.from_jax.JaxFunctions``)
+FUNCTIONS: dict = {}
 
 
 #: stabsim's flags without ``nogil``: each function re-acquires the GIL to call JAX
@@ -27,27 +27,36 @@ jit = numba.njit(**{k: v for k, v in JIT_FLAGS.items() if k != "nogil"})
 
 
 class JaxParams(NamedTuple):
-    """The handle (an index into :data:`FUNCTIONS`, stored as a float like every field)."""
+    """The handle (a key of :data:`FUNCTIONS`, stored as a float like every field)."""
 
     handle: float
 
 
+def _functions(handle):
+    try:
+        return FUNCTIONS[handle]
+    except KeyError:
+        raise RuntimeError(f"JaxParams(handle={handle}) belongs to a from_jax loss that no "
+                           "longer exists: keep the loss made by from_jax alive while its "
+                           "params are used") from None
+
+
 def _value(handle, theta):
-    return float(FUNCTIONS[handle].value(theta))
+    return float(_functions(handle).value(theta))
 
 
 def _value_grad(handle, theta, out):
-    loss, grad = FUNCTIONS[handle].value_grad(theta)
+    loss, grad = _functions(handle).value_grad(theta)
     out[:] = np.asarray(grad)
     return float(loss)
 
 
 def _hvp(handle, theta, v, out):
-    out[:] = np.asarray(FUNCTIONS[handle].hvp(theta, v))
+    out[:] = np.asarray(_functions(handle).hvp(theta, v))
 
 
 def _d3(handle, theta, u, v, out):
-    out[:] = np.asarray(FUNCTIONS[handle].d3(theta, u, v))
+    out[:] = np.asarray(_functions(handle).d3(theta, u, v))
 
 
 # The object-mode calls sit in functions of their own: the protocol compiles a built-in
