@@ -231,13 +231,8 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
         False only when the budget ran out before the tolerance was met (or λ is NaN).
     """
     basis, alpha, beta, ritz, w, projections, inverse_pivots = work
-    d = v0.shape[0]
     m = basis.shape[0]
-    norm0 = np.sqrt(dot(v0, v0))
-    if not (norm0 > 0.0 and np.isfinite(norm0)):
-        norm0 = 0.0
-    for r in range(d):  # basis[0] holds the start (after a restart, the Ritz vector)
-        basis[0, r] = (v0[r] / norm0 if norm0 > 0.0 else 0.0) + mix * mix_vector(r)
+    _start_vector(v0, basis[0], mix)
     restrict(op, basis[0])
     scale_into(basis[0], basis[0], 1.0 / np.sqrt(dot(basis[0], basis[0])))
     products = 0
@@ -250,25 +245,10 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
         for j in range(m):
             apply(op, basis[j], w)
             products += 1
-            alpha[j] = dot(w, basis[j])
-            # full reorthogonalisation, twice ("twice is enough"), against all previous vectors
-            for i in range(j + 1):
-                projections[i, j] = 0.0
-            for _ in range(2):
-                for i in range(j + 1):
-                    c = dot(w, basis[i])
-                    projections[i, j] += c
-                    for r in range(d):
-                        w[r] -= c * basis[i, r]
-            beta[j] = np.sqrt(dot(w, w))
-            if not np.isfinite(beta[j]):
+            lam, scale, done, finite = _take_product(work, j, lam, scale, restarted, tol)
+            if not finite:
                 scale_into(vec_out, basis[0], 1.0)
                 return np.nan, np.nan, products, False
-            lam = top_ritz_pair(alpha, beta, j + 1, lam, ritz, inverse_pivots)
-            scale = max(scale, abs(lam), abs(alpha[j]))
-            estimate = beta[j] * abs(ritz[j])
-            invariant = beta[j] <= 1e-14 * scale or (j + 1 == d and not restarted)
-            done = estimate <= tol * scale or invariant
             if done or j + 1 == m or products >= max_products:
                 break
             scale_into(basis[j + 1], w, 1.0 / beta[j])
@@ -277,28 +257,102 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
             if dot(vec_out, v0) < 0.0:
                 scale_into(vec_out, vec_out, -1.0)
             return lam, beta[0], products, done
-        c = ritz[0]
-        for r in range(d):
-            vec_out[r] = c * basis[0, r]
-        for i in range(1, j + 1):
-            c = ritz[i]
-            for r in range(d):
-                vec_out[r] += c * basis[i, r]
-        length = np.sqrt(dot(vec_out, vec_out))
-        scale_into(vec_out, vec_out, 1.0 / length)
+        length = _ritz_vector(work, j, vec_out)
         if done or products >= max_products:
             break
         scale_into(basis[0], vec_out, 1.0)  # restart from the Ritz vector
         restarted = True
     if dot(vec_out, v0) < 0.0:
         scale_into(vec_out, vec_out, -1.0)
+    return lam, _residual_norm(work, j, lam) / length, products, done
+
+
+# The parts of top_eigenpair that never touch the operator: functions of their own, typed on
+# the workspace's arrays alone, so that each is compiled once whatever the operators and loss
+# families of the kernels in a process (the loop that applies the operator is compiled per
+# operator type; before, all of Lanczos was, twice in a first `compare`).
+
+
+@inline
+def _start_vector(v0, start, mix):
+    """start ← v0/|v0| + mix·r (r: :func:`mix_vector`; a zero or non-finite v0 counts as 0)."""
+    norm0 = np.sqrt(dot(v0, v0))
+    if not (norm0 > 0.0 and np.isfinite(norm0)):
+        norm0 = 0.0
+    for r in range(v0.shape[0]):
+        start[r] = (v0[r] / norm0 if norm0 > 0.0 else 0.0) + mix * mix_vector(r)
+
+
+@inline
+def _take_product(work, j, lam, scale, restarted, tol):
+    """Step j of :func:`top_eigenpair` once ``work.w`` holds A q_j: α_j, w reorthogonalised
+    twice against q_0..q_j (the components removed into column j of ``projections``),
+    β_j = |w|, and the top Ritz pair of T_{j+1} (λ, and its vector into ``ritz``).
+
+    Returns
+    -------
+    lam, scale : float
+        λ, and the running lower bound on the operator's norm.
+    done : bool
+        The residual estimate β_j |s_j[j]| met ``tol · scale``, or the Krylov space is
+        invariant (β_j negligible, or j + 1 = d before any restart).
+    finite : bool
+        False if β_j is not finite (then nothing else is updated).
+    """
+    basis, alpha, beta, ritz, w, projections, inverse_pivots = work
+    d = w.shape[0]
+    alpha[j] = dot(w, basis[j])
+    # full reorthogonalisation, twice ("twice is enough"), against all previous vectors
+    for i in range(j + 1):
+        projections[i, j] = 0.0
+    for _ in range(2):
+        for i in range(j + 1):
+            c = dot(w, basis[i])
+            projections[i, j] += c
+            for r in range(d):
+                w[r] -= c * basis[i, r]
+    beta[j] = np.sqrt(dot(w, w))
+    if not np.isfinite(beta[j]):
+        return lam, scale, False, False
+    lam = top_ritz_pair(alpha, beta, j + 1, lam, ritz, inverse_pivots)
+    scale = max(scale, abs(lam), abs(alpha[j]))
+    estimate = beta[j] * abs(ritz[j])
+    invariant = beta[j] <= 1e-14 * scale or (j + 1 == d and not restarted)
+    return lam, scale, estimate <= tol * scale or invariant, True
+
+
+@inline
+def _ritz_vector(work, j, vec_out):
+    """vec_out ← Q_{j+1} s / |Q_{j+1} s| (s = ``work.ritz[:j+1]``); returns |Q_{j+1} s|."""
+    basis = work.basis
+    ritz = work.ritz
+    d = basis.shape[1]
+    c = ritz[0]
+    for r in range(d):
+        vec_out[r] = c * basis[0, r]
+    for i in range(1, j + 1):
+        c = ritz[i]
+        for r in range(d):
+            vec_out[r] += c * basis[i, r]
+    length = np.sqrt(dot(vec_out, vec_out))
+    scale_into(vec_out, vec_out, 1.0 / length)
+    return length
+
+
+@inline
+def _residual_norm(work, j, lam):
+    """|r| of :func:`top_eigenpair`'s measured residual, |A y − λ y| = |r|/|Q s|:
+    r_k = β_{k−1} s_{k−1} + Σ_{i≥k} P_ki s_i − λ s_k (k ≤ j), r_{j+1} = β_j s_j."""
+    beta = work.beta
+    ritz = work.ritz
+    projections = work.projections
     square = (beta[j] * ritz[j]) ** 2  # r_{j+1}
     for k in range(j + 1):
         rk = (beta[k - 1] * ritz[k - 1] if k > 0 else 0.0) - lam * ritz[k]
         for i in range(k, j + 1):
             rk += projections[k, i] * ritz[i]
         square += rk * rk
-    return lam, np.sqrt(square) / length, products, done
+    return np.sqrt(square)
 
 
 class Anchor(NamedTuple):
