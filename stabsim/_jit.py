@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numba
 from numba import _dynfunc
-from numba.core import codegen, cpu
+from numba.core import codegen, compiler, cpu, targetconfig
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.typing import templates
 from numba.extending import register_jitable
@@ -372,6 +372,56 @@ def _make_pending_machine_code(library):
 
 
 _no_machine_code_when_only_linked()
+
+
+def _compiler_flags_compared_quickly():
+    """Hash and compare Numba's compiler flags without reading every option of both.
+
+    Resolving a call to an overload, Numba looks its implementation up in a dict keyed by
+    the argument types and the compiler flags. ``TargetConfig.__hash__`` is that of the
+    sorted option names (the same for every instance of a class: it sorts the keys of
+    ``values()``), yet it builds ``values()``, reading each of some forty options through a
+    property; ``__eq__`` builds ``values()`` of both sides. A first ``run_gd`` on a network
+    makes about 16,500 such look-ups and 22,000 comparisons. Here the hash is that same
+    number, computed once per class, and two instances whose explicitly set options are
+    equal compare equal at once (their ``values()`` are then equal); otherwise ``values()``
+    are compared as before. The hash is checked against Numba's own on a fresh instance
+    before anything changes (uses ``TargetConfig``'s private ``_values``, checked on 0.68);
+    where it differs, nothing changes.
+    """
+    config_class = getattr(targetconfig, "TargetConfig", None)
+    flags_class = getattr(compiler, "Flags", None)
+    if (config_class is None or flags_class is None
+            or getattr(config_class.__eq__, "compares_quickly", False)):
+        return
+    hash_of = config_class.__hash__
+    equal = config_class.__eq__
+    try:
+        if hash_of(flags_class()) != hash(tuple(sorted(flags_class.options))):
+            return
+    except (AttributeError, TypeError):
+        return
+    hashes = {}
+
+    def hash_of_names(self):
+        cls = type(self)
+        value = hashes.get(cls)
+        if value is None:
+            value = hashes[cls] = hash(tuple(sorted(cls.options)))
+        return value
+
+    def equal_quickly(self, other):
+        if (type(self) is type(other) and isinstance(other, config_class)
+                and self._values == other._values):
+            return True
+        return equal(self, other)
+
+    equal_quickly.compares_quickly = True
+    config_class.__hash__ = hash_of_names
+    config_class.__eq__ = equal_quickly
+
+
+_compiler_flags_compared_quickly()
 
 
 def jit(func=None, *, parallel=False, fastmath=False, inline=False):

@@ -130,6 +130,21 @@ def _restrict(op, v):
     return lambda op, v: None
 
 
+def mix_stride(op):
+    """Which entries of :func:`mix_vector`'s sequence make ``op``'s mix vector: entry i is
+    that of (i + 1)·s − 1 for s = 2·count + 1 with a :class:`Deflated` operator (pair
+    ``count`` of a step has a vector of its own; s = 1, the sequence itself, for pair 0 and
+    the other operators) (kernels only)."""
+    raise TypeError("mix_stride is resolved inside compiled kernels")
+
+
+@overload(mix_stride, jit_options=KERNEL_ONLY, inline="always")
+def _mix_stride(op):
+    if isinstance(op, types.BaseNamedTuple) and op.instance_class is Deflated:
+        return lambda op: 2 * op.count + 1
+    return lambda op: 1
+
+
 class LanczosWork(NamedTuple):
     """Workspace of :func:`top_eigenpair` for dimension d and restart length m."""
 
@@ -180,6 +195,15 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     contributes about ``START_MIX |r·u'| (λ' − λ) / |r|`` to the residual, so Lanczos cannot
     meet its tolerance without resolving it unless ``λ' − λ < tol · scale · |r| /
     (START_MIX |r·u'|)`` (about ``tol · scale · 10³ √d`` for a generic u').
+
+    Each pair of a deflated measurement has a mix vector of its own (:func:`mix_stride`).
+    With one vector for all, a repeated top eigenvalue was lost: the first pair's vector is
+    the part of the start in that eigenspace E, so the next start, projected off it, kept
+    nothing of E (diag(3, 3, 1) from zero warm starts gave λ₂ = 1 with a residual of 3e-16).
+    The pairs' vectors are not shifted blocks of the sequence: the hash is affine in its
+    argument modulo 1, so a block shifted by d differs from the first by a constant vector
+    (mod 1), which a projection orthogonal to (1, …, 1) removes (the balanced start of a
+    scalar network, whose top eigenspace is that complement, lost λ₂ as before).
 
     After j steps the Ritz pair (θ_j, y_j) of the tridiagonal matrix T_j has residual ``|A y_j
     − θ_j y_j| = β_j |s_j[j]|`` (s_j the top eigenvector of T_j); the iteration stops when that
@@ -232,7 +256,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     """
     basis, alpha, beta, ritz, w, projections, inverse_pivots = work
     m = basis.shape[0]
-    _start_vector(v0, basis[0], mix)
+    _start_vector(v0, basis[0], mix, mix_stride(op))
     restrict(op, basis[0])
     scale_into(basis[0], basis[0], 1.0 / np.sqrt(dot(basis[0], basis[0])))
     products = 0
@@ -274,13 +298,15 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
 
 
 @inline
-def _start_vector(v0, start, mix):
-    """start ← v0/|v0| + mix·r (r: :func:`mix_vector`; a zero or non-finite v0 counts as 0)."""
+def _start_vector(v0, start, mix, stride):
+    """start ← v0/|v0| + mix·r with r_i = :func:`mix_vector` ((i + 1)·stride − 1) (a zero or
+    non-finite v0 counts as 0)."""
     norm0 = np.sqrt(dot(v0, v0))
     if not (norm0 > 0.0 and np.isfinite(norm0)):
         norm0 = 0.0
     for r in range(v0.shape[0]):
-        start[r] = (v0[r] / norm0 if norm0 > 0.0 else 0.0) + mix * mix_vector(r)
+        start[r] = ((v0[r] / norm0 if norm0 > 0.0 else 0.0)
+                    + mix * mix_vector((r + 1) * stride - 1))
 
 
 @inline

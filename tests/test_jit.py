@@ -211,3 +211,21 @@ def test_stabsim_kernels_and_their_helpers_have_no_c_entry_point():
     (control_result,) = control.overloads.values()
     function, entry = _addresses(control_result)
     assert function != 0 and entry != 0
+
+
+def test_compiler_flags_hash_and_compare_as_numba_defines_them():
+    # stabsim computes the flags' hash once per class and compares set options first; the
+    # results must be Numba's definitions: hash(tuple(sorted(values()))) and values() == ...
+    from numba.core.compiler import Flags
+
+    assert getattr(numba.core.targetconfig.TargetConfig.__eq__, "compares_quickly", False)
+    plain, explicit, other = Flags(), Flags(), Flags()
+    explicit.nrt = Flags.options["nrt"].default  # set to its default: equal to unset
+    other.nrt = not Flags.options["nrt"].default
+    for flags in (plain, explicit, other):
+        assert hash(flags) == hash(tuple(sorted(flags.values())))
+    pairs = [(plain, plain), (plain, explicit), (explicit, plain), (plain, other),
+             (other, explicit), (plain, plain.copy())]
+    for a, b in pairs:
+        assert (a == b) == (a.values() == b.values())
+    assert plain == explicit and plain != other
