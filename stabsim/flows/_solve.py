@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import scipy.integrate
 from scipy.integrate import solve_ivp
 
 from .. import _validate as check
@@ -101,16 +102,21 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
       last time reached (the right-hand side is non-finite within a few ulps of t beyond).
 
     A third, with ``max_rhs_evals``: once the run has made that many evaluations (this
-    call's and the ``rhs_evals_spent`` before it), every further one is refused, reported
-    as NaN without calling ``rhs``, so the integrator rejects its step and shrinks it until
-    it stops (as above): status MAX_STEPS, naming ``max_rhs_evals`` and quoting its value,
-    ``t_stop`` the last time reached. ``counters["rhs_evals"]`` counts the evaluations
-    made, never the refused ones, so ``rhs_evals_spent + counters["rhs_evals"]`` is at most
-    ``max_rhs_evals``, and equal to it when the budget ended the run: no integrator step
-    spends anything past the budget, as the step that meets the refusal is rejected (a
-    budget spent by the start's evaluation ends the run at ``t_start``). A vector field
-    that switches discontinuously (on a surface the flow slides along) makes an explicit
-    integrator take ever smaller steps there and never reach ``t_end``.
+    call's and the ``rhs_evals_spent`` before it), the next one is refused without calling
+    ``rhs``, and the integrator's step that asked for it fails, whatever the integrator (a
+    NaN reported instead would reach the LU factorisation of an implicit one, and LSODA
+    would take it for a state): status MAX_STEPS, naming ``max_rhs_evals`` and quoting its
+    value, ``t_stop`` the last time reached, and the states saved up to it.
+    ``counters["rhs_evals"]`` counts the evaluations made, never the refused one, so
+    ``rhs_evals_spent + counters["rhs_evals"]`` is at most ``max_rhs_evals``, and equal to
+    it when the budget ended the run: no integrator step spends anything past the budget,
+    as the step that meets the refusal fails (a budget spent by the start's evaluation, or
+    by the integrator's set-up, ends the run at ``t_start``). ``"DOP853"`` evaluates the
+    right-hand side three more times for the interpolant of a step, which ``solve_ivp``
+    asks for after accepting the step (at a save time or an event inside it): a step after
+    which fewer are left fails in the same way, spending what is left on that interpolant.
+    A vector field that switches discontinuously (on a surface the flow slides along)
+    makes an explicit integrator take ever smaller steps there and never reach ``t_end``.
 
     Parameters
     ----------
@@ -182,7 +188,7 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
     def guarded(t, y):
         if made[0] >= allowed:
             refused[0] = True
-            return np.full_like(y, np.nan)  # the integrator stops (see above)
+            raise _Refused  # the integrator's step fails (see above)
         made[0] += 1
         if np.all(np.isfinite(y)):
             dy = np.asarray(rhs(t, y), dtype=float)
@@ -228,41 +234,41 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
                       knob="max_rhs_evals")
 
     nothing = (np.empty(0), np.empty((0, y0.shape[0])))
-    start = guarded(t_start, y0)
-    if refused[0]:  # the earlier stretches spent the budget
+    try:
+        start = guarded(t_start, y0)
+    except _Refused:  # the earlier stretches spent the budget
         return out_of_budget(*nothing, (0, 0), t_start)
     if not np.all(np.isfinite(start)):
         return result(*nothing, Status.NONFINITE,
                       f"the right-hand side is NaN or inf at the start, t = {t_start:.10g}",
                       (1, 0), t_start)
-    if made[0] >= allowed:
-        # solve_ivp's first evaluation (at the start again) refused would make its first
-        # step size NaN, which never falls below the smallest step: it would never stop
-        return out_of_budget(*nothing, (made[0], 0), t_start)
+    options["method"] = _failing_when_refused(integrator, lambda: allowed - made[0])
     if jac is not None and integrator in ("Radau", "BDF", "LSODA"):
         def guarded_jac(t, y):  # never asked at a NaN state (LSODA may step onto one)
             return jac(t, y) if np.all(np.isfinite(y)) else np.full((y.size, y.size), np.nan)
 
         options["jac"] = guarded_jac
     # an overflow is reported through the status, not by NumPy warnings
-    with np.errstate(over="ignore", invalid="ignore"):
-        sol = solve_ivp(guarded, (t_start, t_end), y0, t_eval=t_eval,
-                        events=[watch] + [checked(e) for e in events or ()], **options)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            sol = solve_ivp(guarded, (t_start, t_end), y0, t_eval=t_eval,
+                            events=[watch] + [checked(e) for e in events or ()], **options)
+    except _Refused:
+        # refused in the integrator's set-up (its first evaluations, a first numerical
+        # Jacobian), before its first step: no Jacobian was complete
+        return out_of_budget(*nothing, (made[0], 0), t_start)
     # with t_eval and no save time before a terminal event, solve_ivp returns empty lists
     t = np.asarray(sol.t, dtype=float)
     states = np.asarray(sol.y, dtype=float).T.reshape(t.shape[0], y0.shape[0])
     counters = (made[0], int(sol.njev))
     finite = np.all(np.isfinite(states), axis=1)
-    if refused[0]:
-        # the refused evaluations may have reached the last step's interpolant: the rows
-        # before the first non-finite one are the integration's
-        kept = int(np.argmin(finite)) if not finite.all() else finite.shape[0]
-        return out_of_budget(t[:kept], states[:kept], counters, reached[0])
-    if not finite.all():  # an implicit integrator (LSODA) may accept NaN states
+    if not finite.all():  # LSODA may accept NaN states (a NaN right-hand side)
         bad = int(np.argmin(finite))
         t_stop = float(t[bad - 1]) if bad else t_start
         message = f"the state turned NaN or inf just after t = {t_stop:.10g}"
         return result(t[:bad], states[:bad], Status.NONFINITE, message, counters, t_stop)
+    if refused[0]:
+        return out_of_budget(t, states, counters, reached[0])
     if event_nan[0] < np.inf:
         keep = t <= finite_until[0]
         message = (f"an event function (e.g. the sharpness) turned NaN or inf just after "
@@ -287,6 +293,38 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
                    f"{sol.message}")
         return result(t, states, Status.NONFINITE, message, counters, t_stop)
     return result(t, states, Status.NOT_CONVERGED, sol.message, counters, t_stop)
+
+
+class _Refused(Exception):
+    """An evaluation of the right-hand side past ``max_rhs_evals``, refused."""
+
+
+def _failing_when_refused(integrator: str, left):
+    """The ``solve_ivp`` method ``integrator`` as a class whose step fails (``solve_ivp``
+    then returns with status −1, the states before kept) where the right-hand side
+    refuses an evaluation (:class:`_Refused`); ``left()`` is the number of evaluations the
+    budget still allows.
+
+    After a step of ``"DOP853"`` that leaves fewer evaluations than its interpolant takes
+    (three), the interpolant is computed at once, so that the refusal fails the step:
+    ``solve_ivp`` asks for it after the step (at a save time, or to locate an event),
+    where a refusal could not.
+    """
+    base = getattr(scipy.integrate, integrator)
+    interpolant = len(getattr(base, "C_EXTRA", ()))  # DOP853's extra stages; 0 for the rest
+
+    class FailingWhenRefused(base):
+        def step(self):
+            try:
+                message = super().step()
+                if self.status != "failed" and left() < interpolant:
+                    self.dense_output()  # refused part-way: the step fails
+            except _Refused:
+                self.status = "failed"
+                return "max_rhs_evals is spent"
+            return message
+
+    return FailingWhenRefused
 
 
 def _norm(y) -> float:

@@ -74,6 +74,27 @@ from ._sdcp import solve_sdcp
 from ._solve import MAX_RHS_EVALS, FlowResult
 from .central import GAP_CLOSED, TrackedTop, _integrate, plan_held, third_derivative
 
+#: ``long_name`` of the exported variables of :class:`AdaptiveFlowResult` whose GD
+#: description in :data:`stabsim._export.VARIABLES` (the threshold S = 2/η, the predicted
+#: loss L + σ²/η) is not the adaptive flow's, for each ``method``
+EXPORT_LONG_NAMES = {
+    "scalar_rmsprop": {
+        "preconditioned_sharpness": "preconditioned sharpness S(w)/sqrt(nu)",
+        "cf_sigma2": "central flow oscillation variance sigma^2 along the top eigenvector",
+        "cf_pred_loss": "central flow predicted mean loss L(w) + sigma^2 S(w)/2",
+        "at_eos": "on the boundary eta S(w)/sqrt(nu) = 2 (1) or not (0)",
+        "n_critical": "eigenvalues of H/sqrt(nu) held at 2/eta",
+    },
+    "rmsprop": {
+        "preconditioned_sharpness": "preconditioned sharpness lambda_max(diag(sqrt(nu))^-1 H)",
+        "cf_sigma2": "trace of X in the central flow oscillation covariance U X U^T "
+                     "(U: the critical generalised eigenvectors)",
+        "cf_pred_loss": "central flow predicted mean loss L(w) + tr X",
+        "at_eos": "on the boundary lambda_max(diag(sqrt(nu))^-1 H) = 2/eta (1) or not (0)",
+        "n_critical": "eigenvalues of diag(sqrt(nu))^-1 H held at 2/eta",
+    },
+}
+
 
 @dataclasses.dataclass(repr=False)
 class AdaptiveFlowResult(FlowResult):
@@ -83,7 +104,10 @@ class AdaptiveFlowResult(FlowResult):
 
     Exported (:meth:`to_xarray`) like :class:`~stabsim.flows.central.CentralFlowResult`:
     the records along ``step``, ``at_eos`` as 0/1, ``stop_step`` an attribute, and the
-    entry and exit times along dimensions ``entry`` and ``exit``.
+    entry and exit times along dimensions ``entry`` and ``exit``; the variables whose
+    meaning differs from GD's (the threshold is on the preconditioned sharpness, and σ²
+    and the predicted loss are the method's) carry the method's own ``long_name``
+    (:data:`stabsim.flows.adaptive.EXPORT_LONG_NAMES`).
 
     Attributes
     ----------
@@ -152,6 +176,8 @@ class AdaptiveFlowResult(FlowResult):
             "entry_steps": ("entry", np.asarray(self.entry_steps, dtype=float)),
             "exit_steps": ("exit", np.asarray(self.exit_steps, dtype=float)),
         })
+        for name, long_name in EXPORT_LONG_NAMES[self.method].items():
+            data[name] = (*data[name], {"long_name": long_name})
         return data
 
 
@@ -241,8 +267,14 @@ class _DiagonalField:
         self._last = None
 
     def spectrum(self, y):
-        """Eigenvalues (descending) of P^{-1/2}HP^{-1/2} and U = P^{-1/2}V (UᵀPU = I), and
-        the diagonal of P; the last state's are kept (the events ask again at its steps)."""
+        """Eigenvalues (descending) of P^{-1/2}HP^{-1/2}, the generalised eigenvectors
+        U = P^{-1/2}V (UᵀPU = I) divided by s = max_i P_ii^{-1/2}, the diagonal of P, and
+        s; the last state's are kept (the events ask again at its steps).
+
+        U/s has entries of at most 1, where U's grow as ν^{-1/4}: the SDCP's data are of
+        degree 2 (a₀) and 4 (𝒢) in U, and in the basis U they overflow at small ν (𝒢 at
+        ν = 1e-300 on the regression model of ``QuadraticRegression.two_scale(0.01)``).
+        """
         key = y.tobytes()
         if self._last is None or self._last[0] != key:
             self._last = (key, self._spectrum(y))
@@ -252,20 +284,23 @@ class _DiagonalField:
         w, nu = y[:self.d], y[self.d:]
         p = np.sqrt(nu) / self.eta
         scale = 1.0 / np.sqrt(p)
-        H = self.loss.hessian(w)
-        if not np.all(np.isfinite(H)) or not np.all(np.isfinite(scale)):
-            n = min(self.k + 1, self.d)
-            return np.full(n, np.nan), np.full((self.d, n), np.nan), p
-        values, vectors = np.linalg.eigh(scale[:, None] * H * scale[None, :])
-        values, vectors = values[::-1], vectors[:, ::-1]
+        scaled = scale[:, None] * self.loss.hessian(w) * scale[None, :]
         n = min(self.k + 1, self.d)
-        return values[:n], scale[:, None] * vectors[:, :n], p
+        if not np.all(np.isfinite(scaled)):  # ν ≤ 0, or H not finite or overflowing
+            return np.full(n, np.nan), np.full((self.d, n), np.nan), p, np.nan
+        values, vectors = np.linalg.eigh(scaled)
+        values, vectors = values[::-1], vectors[:, ::-1]
+        s = float(np.max(scale))
+        return values[:n], (scale / s)[:, None] * vectors[:, :n], p, s
 
     def terms(self, y, m):
-        """∇L, P, the T_ab and the SDCP solution X on the top-m generalised eigenspace."""
+        """∇L, P, the T_ab and the SDCP solution on the top-m generalised eigenspace, in
+        the basis U/s of :meth:`spectrum`: the solution's S is s²X (the SDCP's conditions
+        are homogeneous in U, and the force Σ X_ab T_ab and the ν-term (HU)X(HU)ᵀ are the
+        same in either basis)."""
         w, nu = y[:self.d], y[self.d:]
         grad = self.loss.grad(w)
-        _, U, p = self.spectrum(y)
+        _, U, p, _ = self.spectrum(y)
         U = U[:, :m]
         T = np.empty((m, m, self.d))
         if not np.all(np.isfinite(U)):  # ν ≤ 0 or a non-finite Hessian: reported as NaN
@@ -285,6 +320,8 @@ class _DiagonalField:
               + T @ (pinv * grad))
         gram = (np.einsum("iab,i,icd->abcd", pair, self.c * weight, qq)
                 + 0.5 * np.einsum("abi,i,cdi->abcd", T, pinv, T))
+        if not (np.all(np.isfinite(a0)) and np.all(np.isfinite(gram))):  # overflowed
+            return grad, p, T, None
         solution = solve_sdcp(2.0 * gram, -a0)
         return grad, p, T, solution
 
@@ -306,11 +343,11 @@ class _DiagonalField:
             grad, p, T, solution = self.terms(y, m)
             if solution is None or not solution.success:
                 return np.full_like(y, np.nan)
-            X = solution.S
-            _, U, _ = self.spectrum(y)
+            S = solution.S  # s²X, with T and Q in the basis U/s (see terms)
+            U = self.spectrum(y)[1]
             Q = 2.0 * p[:, None] * U[:, :m]
-            dw = -(grad + 0.5 * np.einsum("ab,abi->i", X, T)) / p
-            dnu = self.c * (grad * grad + np.einsum("ia,ab,ib->i", Q, X, Q) - nu)
+            dw = -(grad + 0.5 * np.einsum("ab,abi->i", S, T)) / p
+            dnu = self.c * (grad * grad + np.einsum("ia,ab,ib->i", Q, S, Q) - nu)
             return np.concatenate([dw, dnu])
 
         return rhs
@@ -487,7 +524,7 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
         psharp[i] = field.spectrum(y)[0][0] / eta
         m = int(branches[i])
         if m:
-            trace[i] = float(np.trace(field.terms(y, m)[3].S))
+            trace[i] = float(np.trace(field.terms(y, m)[3].S)) / field.spectrum(y)[3] ** 2
     return AdaptiveFlowResult(
         status=status, counters={"rhs_evals": nfev, "switches": switches},
         parameters={**parameters, "max_critical": max_critical, "exit_band": exit_band,

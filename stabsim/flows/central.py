@@ -76,6 +76,10 @@ class CentralFlowResult(FlowResult):
     Its ``counters`` add ``switches`` (branch switches) to the integrator's; status
     MAX_STEPS names ``max_switches``, the budget of switches that ran out.
 
+    Exported (:meth:`to_xarray`): the records along ``step`` (``at_eos`` as 0/1),
+    ``stop_step`` an attribute, and the entry and exit times along dimensions ``entry``
+    and ``exit``.
+
     Attributes
     ----------
     loss, sharpness, lambda2 : ndarray, shape (n,)
@@ -126,6 +130,8 @@ class CentralFlowResult(FlowResult):
                      ("loss", "sharpness", "lambda2", "sigma2", "grad_norm2")})
         data["at_eos"] = ("step", self.at_eos.astype(np.int8))
         data["n_critical"] = ("step", self.n_critical)
+        data["entry_steps"] = ("entry", np.asarray(self.entry_steps, dtype=float))
+        data["exit_steps"] = ("exit", np.asarray(self.exit_steps, dtype=float))
         return data
 
     @property
