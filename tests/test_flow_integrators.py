@@ -181,3 +181,19 @@ def test_central_flow_exports_its_entry_and_exit_times(tmp_path):
             np.testing.assert_array_equal(data[name].values, times)
             assert data[name].attrs["units"] == "steps"
             assert data[name].attrs["long_name"] == _export.VARIABLES[name][0]
+
+
+@pytest.mark.parametrize("integrator", ["Radau", "BDF"])
+def test_a_nan_right_hand_side_ends_an_implicit_integrator_nonfinite(integrator):
+    # Radau and BDF passed the NaN to Newton's LU factorisation, which raised SciPy's
+    # ValueError out of the flow; the explicit integrators end NONFINITE. The field is finite
+    # up to y = 2 (reached at t = ln 2 from y0 = 1, y' = y), NaN beyond
+    from stabsim.flows._solve import solve_flow
+
+    result = solve_flow(lambda t, y: np.where(y > 2.0, np.nan, y), [1.0, 0.5], 5.0,
+                        integrator=integrator)
+    assert result.status == Status.NONFINITE
+    assert np.all(np.isfinite(result.trajectory))
+    # the run stops at an accepted step before the region (y ≤ 2 there: t ≤ ln 2)
+    assert result.stop_step <= np.log(2.0)
+    assert result.trajectory[-1][0] <= 2.0

@@ -100,6 +100,9 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
       the right-hand side is non-finite arbitrarily close ahead, the step size falls below
       the spacing of floats at t and the integrator stops: status NONFINITE, ``t_stop`` the
       last time reached (the right-hand side is non-finite within a few ulps of t beyond).
+      Under ``"Radau"`` and ``"BDF"``, whose Newton iteration cannot take a NaN, the first
+      non-finite value fails the step and ends the run there: NONFINITE, ``t_stop`` the
+      last accepted step (the non-finite region lies within that step's length beyond).
 
     A third, with ``max_rhs_evals``: once the run has made that many evaluations (this
     call's and the ``rhs_evals_spent`` before it), the next one is refused without calling
@@ -195,6 +198,8 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
             if np.all(np.isfinite(dy)):
                 return dy
         nonfinite_at[0] = max(nonfinite_at[0], t)
+        if integrator in ("Radau", "BDF"):  # Newton's LU would raise on a NaN: fail the step
+            raise _NonFinite
         return np.full_like(y, np.nan)
 
     def watch(t, y):
@@ -257,6 +262,10 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
         # refused in the integrator's set-up (its first evaluations, a first numerical
         # Jacobian), before its first step: no Jacobian was complete
         return out_of_budget(*nothing, (made[0], 0), t_start)
+    except _NonFinite:  # in an implicit integrator's set-up (its numerical Jacobian)
+        return result(*nothing, Status.NONFINITE,
+                      f"the right-hand side is NaN or inf next to the start, t = {t_start:.10g}",
+                      (made[0], 0), t_start)
     # with t_eval and no save time before a terminal event, solve_ivp returns empty lists
     t = np.asarray(sol.t, dtype=float)
     states = np.asarray(sol.y, dtype=float).T.reshape(t.shape[0], y0.shape[0])
@@ -295,15 +304,31 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
     return result(t, states, Status.NOT_CONVERGED, sol.message, counters, t_stop)
 
 
-class _Refused(Exception):
+class _StepFails(Exception):
+    """Raised by the guarded right-hand side: the integrator's step fails."""
+
+
+class _Refused(_StepFails):
     """An evaluation of the right-hand side past ``max_rhs_evals``, refused."""
+
+    def __str__(self):
+        return "max_rhs_evals is spent"
+
+
+class _NonFinite(_StepFails):
+    """A NaN or inf right-hand side under ``"Radau"`` or ``"BDF"``, whose Newton iteration
+    would pass it to an LU factorisation that raises; the step fails instead."""
+
+    def __str__(self):
+        return "the right-hand side is NaN or inf"
 
 
 def _failing_when_refused(integrator: str, left):
     """The ``solve_ivp`` method ``integrator`` as a class whose step fails (``solve_ivp``
     then returns with status −1, the states before kept) where the right-hand side
-    refuses an evaluation (:class:`_Refused`); ``left()`` is the number of evaluations the
-    budget still allows.
+    refuses an evaluation (:class:`_Refused`) or, under Radau and BDF, is not finite
+    (:class:`_NonFinite`); ``left()`` is the number of evaluations the budget still
+    allows.
 
     After a step of ``"DOP853"`` that leaves fewer evaluations than its interpolant takes
     (three), the interpolant is computed at once, so that the refusal fails the step:
@@ -319,9 +344,9 @@ def _failing_when_refused(integrator: str, left):
                 message = super().step()
                 if self.status != "failed" and left() < interpolant:
                     self.dense_output()  # refused part-way: the step fails
-            except _Refused:
+            except _StepFails as failure:
                 self.status = "failed"
-                return "max_rhs_evals is spent"
+                return str(failure)
             return message
 
     return FailingWhenRefused
