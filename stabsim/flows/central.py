@@ -218,8 +218,16 @@ class _Field(TrackedTop):
         return -self.eta * (grad + 0.5 * sigma2 * grad_s)
 
     def reaches_threshold(self, t, w):
-        """Event of the stable branch: S(w) − 2/η rising through 0."""
-        return self.top(w)[0] - self.bound
+        """Event of the stable branch: S(w) − 2/η rising through 0 or, above 2/η,
+        ⟨−∇L, ∇S⟩ rising through 0 (gradient flow, which lowered S there, stops lowering it):
+        below 2/η the function is S − 2/η, above it min(S − 2/η, ⟨−∇L, ∇S⟩). It only jumps
+        where S falls through 2/η while gradient flow lowers it, from ⟨−∇L, ∇S⟩ < 0 to
+        S − 2/η → 0⁻: no change of sign, no false event (and ∇³L is computed above 2/η
+        only)."""
+        excess = self.top(w)[0] - self.bound
+        if not excess >= 0.0:  # below, or NaN
+            return excess
+        return min(excess, self.leaves_boundary(t, w))
 
     def leaves_boundary(self, t, w):
         """Event of the boundary branch: ⟨−∇L, ∇S⟩ falling through 0 (σ² → 0)."""
@@ -340,8 +348,9 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
     (m → m − 1). Each branch is integrated once, to its switching time, with the states at the
     record times read off the integrator's interpolant. A start with eigenvalues ≥ 2/η begins
     with those eigenvalues held at their initial values; for ``max_critical=1`` unless
-    gradient flow lowers S (⟨−∇L, ∇S⟩ < 0): then with gradient flow, which brings S below
-    2/η.
+    gradient flow lowers S (⟨−∇L, ∇S⟩ < 0): then with gradient flow for as long as it lowers
+    S above 2/η, and where it stops lowering S before S is back at 2/η, S is held there (the
+    boundary branch, entered at that time). S never rises while above 2/η.
 
     Parameters
     ----------
@@ -404,9 +413,9 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
     if max_critical == 1:
         field = _Field(loss, eta)
         # from a start above 2/η that gradient flow lowers (⟨−∇L, ∇S⟩ < 0), the flow is
-        # gradient flow until S comes back to 2/η (on the boundary branch its exit event,
-        # ⟨−∇L, ∇S⟩ falling through 0, could not fire); with ∇S = 0 the boundary branch
-        # reports the flat sharpness
+        # gradient flow until S comes back to 2/η or stops falling (on the boundary branch
+        # its exit event, ⟨−∇L, ∇S⟩ falling through 0, could not fire); with ∇S = 0 the
+        # boundary branch reports the flat sharpness
         branch0 = bool(field.top(theta0)[0] >= field.bound
                        and not field.leaves_boundary(0.0, theta0) < 0.0)
     else:
