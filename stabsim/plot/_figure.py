@@ -1,4 +1,4 @@
-"""Figure creation shared by the plot modules (headless-safe)."""
+"""Figure creation and argument checks shared by the plot modules (headless-safe)."""
 
 from __future__ import annotations
 
@@ -18,22 +18,46 @@ def new_axes(n_rows: int = 1, n_cols: int = 1, **kwargs):
 
 
 def figure_and_axes(given, n_rows: int = 1, **kwargs):
-    """``(figure, axes)``: the caller's axes (one Axes or a sequence) with their figure, or
-    a new figure from :func:`new_axes` when ``given`` is None."""
+    """``(figure, axes)``: the caller's axes with their figure, or a new figure from
+    :func:`new_axes` when ``given`` is None.
+
+    With ``n_rows = 1`` the caller's ``ax`` must be one matplotlib Axes; otherwise its
+    ``axes`` must be a sequence (list, tuple or array) of ``n_rows`` Axes, one per panel.
+    ``TypeError`` for anything else, ``ValueError`` for a sequence of another length, each
+    naming the argument (``ax`` or ``axes``), before anything is drawn.
+    """
     if given is None:
         return new_axes(n_rows, **kwargs)
-    first = given[0] if hasattr(given, "__len__") else given  # a sequence of Axes, or one
-    return first.figure, given
+    import numpy as np
+    from matplotlib.axes import Axes
+
+    if n_rows == 1:
+        if not isinstance(given, Axes):
+            raise TypeError(f"ax must be a matplotlib Axes, got {type(given).__name__}")
+        return given.figure, given
+    wanted = f"a sequence of {n_rows} matplotlib Axes (one per panel, top to bottom)"
+    if not isinstance(given, list | tuple | np.ndarray):
+        raise TypeError(f"axes must be {wanted}, got {type(given).__name__}")
+    if len(given) != n_rows:
+        raise ValueError(f"axes must be {wanted}, got a sequence of {len(given)}")
+    kinds = sorted({type(a).__name__ for a in given if not isinstance(a, Axes)})
+    if kinds:
+        raise TypeError(f"axes must be {wanted}, got a sequence holding {', '.join(kinds)}")
+    return given[0].figure, given
 
 
-def require_result(value, kind: str, name: str = "result") -> None:
-    """Raise ``TypeError`` unless ``value`` is an instance of the class ``kind``
-    (``"module:Class"``, imported on use so that a figure module stays light)."""
+def require_result(value, *kinds: str, name: str = "result") -> None:
+    """Raise ``TypeError`` unless ``value`` is an instance of one of the classes ``kinds``
+    (each ``"module:Class"``, imported on use so that a figure module stays light)."""
     import importlib
 
-    module, cls = kind.split(":")
-    if not isinstance(value, getattr(importlib.import_module(module), cls)):
-        raise TypeError(f"{name} must be a {module}.{cls}, got {type(value).__name__}")
+    classes = []
+    for kind in kinds:
+        module, cls = kind.split(":")
+        classes.append(getattr(importlib.import_module(module), cls))
+    if not isinstance(value, tuple(classes)):
+        wanted = " or ".join(kind.replace(":", ".") for kind in kinds)
+        raise TypeError(f"{name} must be a {wanted}, got {type(value).__name__}")
 
 
 def require_records(result, name: str = "result") -> None:

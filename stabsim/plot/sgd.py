@@ -29,7 +29,7 @@ def plot_batch_sharpness(results, *, ax=None):
     if not runs:
         raise ValueError("results is empty: give at least one SGDResult")
     for run in runs:
-        require_result(run, "stabsim.maps:SGDResult", "results")
+        require_result(run, "stabsim.maps:SGDResult", name="results")
     fig, ax = figure_and_axes(ax, 1, figsize=(7.0, 3.8))
     for run in runs:
         line, = ax.plot(run.step, run.batch_sharpness, lw=0.8,

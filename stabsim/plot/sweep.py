@@ -134,7 +134,7 @@ def plot_phase_diagram(ds, *, x=None, y=None, ax=None, title=None):
         If ``ds`` is not a sweep result, ``x`` or ``y`` is not a swept parameter, they are
         the same, or ``y`` is the only swept parameter.
     """
-    require_result(ds, "xarray:Dataset", "ds")
+    require_result(ds, "xarray:Dataset", name="ds")
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
 
