@@ -413,3 +413,17 @@ def test_a_sweep_runs_a_threaded_loss_on_one_thread():
                *cell_blocks(8, True))
     assert {ident for ident, _ in seen} == {threading.get_ident()}
     assert sum(size for _, size in seen) == 8
+
+
+def test_the_uv_model_declares_its_minimum():
+    # inf L = 0 (f = vᵀu x/√m reaches any y for x ≠ 0): GD on √L needs it, and it had asked
+    # for loss_min. u = v = (√(y√m/x), 0, …) interpolates: L = 0 there to round-off
+    from stabsim.maps import run_gd
+
+    loss = UVModel(4, x=0.5, y=2.0)
+    assert loss.min_value == 0.0
+    a = np.sqrt(2.0 * np.sqrt(4) / 0.5)
+    theta = np.zeros(8)
+    theta[0] = theta[4] = a
+    assert loss.value(theta) <= 1e-28
+    assert run_gd(loss, np.full(8, 0.3), 0.05, 20, method="sqrt").success

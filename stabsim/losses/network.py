@@ -295,6 +295,8 @@ class UVModel(Network):
         super().__init__((width,), activation="identity", data=(np.array([[x]]), np.array([[y]])),
                          bias=False, parametrisation="ntk")
         self.width = width
+        # inf L = 0: with x ≠ 0, f = vᵀu x/√m takes every value (GD on √L needs it)
+        self.min_value = 0.0
 
     def __repr__(self) -> str:
         x, y = self.X[0, 0], self.Y[0, 0]
