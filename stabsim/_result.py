@@ -50,6 +50,7 @@ SEVERITY = (
     Status.NONFINITE,
     Status.DIVERGED,
     Status.LEFT_DOMAIN,
+    Status.UNDERFLOW,
     Status.EIGENGAP_CLOSED,
     Status.FLAT_SHARPNESS,
     Status.ZERO_GRADIENT,

@@ -28,6 +28,7 @@ class Status(enum.IntEnum):
     INTERRUPTED = 8  #: stopped by Ctrl-C (KeyboardInterrupt); the result is the part done
     UNDEFINED = 9  #: the run finished, but a summary statistic is 0/0 or x/0 there (NaN)
     EIGENGAP_CLOSED = 10  #: the gap between the top two Hessian eigenvalues closed
+    UNDERFLOW = 11  #: the reduced map's |x| fell to the smallest normal double or below
 
     def __str__(self) -> str:
         return self.name
@@ -93,6 +94,13 @@ _MESSAGES = {
     Status.EIGENGAP_CLOSED: (
         "two of the top Hessian eigenvalues met: the eigenvectors the method is built on, "
         "and the method, are undefined from there on"
+    ),
+    Status.UNDERFLOW: (
+        "x underflowed: |x| fell to the smallest normal double (2.2e-308) or below, where it "
+        "loses precision and can round to 0, a line the map never leaves and the exact "
+        "trajectory from x0 ≠ 0 never reaches, so floating point can no longer follow the "
+        "trajectory; start nearer the period-2 orbit (x0 = ±δ, y0 = 0: a larger |x0| if it "
+        "is small) or run fewer steps"
     ),
     Status.FLAT_SHARPNESS: (
         "the sharpness gradient ∇S = ∇³L[u, u] is zero (the sharpness does not change along "

@@ -26,6 +26,9 @@ from stabsim.losses import Quadratic
 from stabsim.maps import run_gd, run_reduced, run_reduced_ensemble
 
 START = (0.1, 0.0, 0.01, 1.0, 1.0)  # x0, y0, eta, alpha, beta: cycles at the edge
+#: the period-2 orbit x = ±δ (δ² = 2α/β = 1), y = 0, where the y-step is exactly 0: it runs
+#: for ever (START's orbit spirals out until x underflows, at step 40,372)
+ORBIT = (1.0, 0.0, 0.01, 1.0, 2.0)
 # one trajectory runs at about 10^8 steps/s here: 10^9 steps (10 s) are far more than the
 # wait before the interrupt, and bound the test's time if the interrupt were lost
 LONG = 10**9
@@ -69,16 +72,16 @@ def test_chunks_give_the_numbers_of_one_call(monkeypatch, start, kwargs):
 
 @with_python_sigint
 def test_ctrl_c_returns_the_part_done():
-    run_reduced(*START, 10)  # load the compiled kernel first
+    run_reduced(*ORBIT, 10)  # load the compiled kernel first
     with ctrl_c_in_loop(0.2) as sent:
-        result = run_reduced(*START, LONG, stride=LONG // 10)
+        result = run_reduced(*ORBIT, LONG, stride=LONG // 10)
     assert sent, "the run ended before the Ctrl-C"
     assert time.perf_counter() - sent[0] < ANSWER_SECONDS
     assert result.status is Status.INTERRUPTED
     # the loop had run 0.2 s when the Ctrl-C came, and it is read between chunks only
     assert 0 < result.stop_step < LONG
     # the part done is exactly the run of that many steps (its last chunk included)
-    done = run_reduced(*START, result.stop_step, stride=LONG // 10)
+    done = run_reduced(*ORBIT, result.stop_step, stride=LONG // 10)
     assert (done.x_final, done.y_final) == (result.x_final, result.y_final)
     assert done.cycles.n_boundaries == result.cycles.n_boundaries
     np.testing.assert_array_equal(done.x, result.x)
@@ -134,11 +137,11 @@ def test_calls_over_chunks_give_the_numbers_of_one_call(monkeypatch, stats, step
 @with_python_sigint
 def test_ctrl_c_stops_one_long_ensemble_trajectory():
     # one trajectory of 10^9 steps (seconds of work) is split in time too
-    run_reduced_ensemble(np.full(10, 0.1), *START[1:], 10)
+    run_reduced_ensemble(np.full(10, 1.0), *ORBIT[1:], 10)
     timer = _interrupt_after(0.2)
     began = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        run_reduced_ensemble([0.1], *START[1:], LONG, stats=True)
+        run_reduced_ensemble([1.0], *ORBIT[1:], LONG, stats=True)
     waited = time.perf_counter() - began - 0.2
     timer.join()
     assert waited < ANSWER_SECONDS

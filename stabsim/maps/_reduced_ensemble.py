@@ -15,13 +15,20 @@ every state in the chunk was finite. y rises by at most ``ηα`` per step, so if
 of a k-step chunk had ``1 + η y ≤ 0`` then ``1 + η (y_end − k ηα) ≤ 0``; a lane passes
 when that quantity exceeds a margin (1e-9 relative) far above the chunk's round-off. A
 block's chunks are shortened where ``k η²α`` would be large (large η), so that the check
-fails only near the domain's edge.
+fails only near the domain's edge. Underflow: the stepper keeps each lane's smallest |x|
+at the starts of its passes of UNROLL steps, which with that bound on the factors
+``1 + η y`` bounds every state of the chunk from below (:func:`_stayed_normal`); a lane
+whose bound is within a factor 2 of tiny (the smallest normal double) is re-run, where
+``walk`` finds the state with ``|x| ≤ tiny`` if there is one. A lane whose chunk starts at
+x = 0 stays there (the invariant line of a start at x0 = 0: from x0 ≠ 0, x cannot get
+there unnoticed, see ``_reduced_step.underflowed``) and passes.
 
 Statistics kernel. The light stepper keeps the chunk's y range and max x² and counts the
 sign changes of the y-increment d (cycle boundaries, turns of y), capturing x and the sum
 of x² at the boundary; a chunk with at most one change is settled exactly from these
 (see :func:`_light_check`), its domain check is exact, and only chunks with several
-changes or trouble are re-run.
+changes or trouble are re-run. The light stepper keeps the smallest |x| at its passes'
+starts too, for the same underflow check, with the factors bounded by the chunk's y min.
 
 Calls in time. A call runs the steps ``t0 ≤ t < t1`` of the trajectories still running
 (status ``RUNNING``): their state is read from and written back to ``x_out, y_out`` (and the
@@ -63,6 +70,8 @@ from ._reduced_step import (
     NONFINITE,
     OK,
     STATE_SIZE,
+    TINY,
+    UNDERFLOW,
     X2MAX,
     YMAX,
     YMIN,
@@ -73,6 +82,7 @@ from ._reduced_step import (
     hamiltonian,
     init_state,
     record_boundary,
+    underflowed,
     walk,
 )
 from ._reduced_vector import UNROLL, advance, advance_light, advance_stats
@@ -84,22 +94,42 @@ STATS_CHUNK = 32  #: steps between lane checks, statistics kernel
 MARGIN = 1e-9  #: relative margin of the final-state kernel's domain check
 RUNNING = -1  #: status of a trajectory that has not stopped yet (between calls)
 
-# Rows of the statistics kernel's lane array: 0..10 are the light stepper's (x, y, d of
+# Rows of the statistics kernel's lane array: 0..11 are the light stepper's (x, y, d of
 # the previous state, sum of x², the chunk's y max/min, max x², count of d > 0, count of
-# boundaries, x and sum of x² at the boundary), then the running summaries and parameters.
-L_X, L_Y, L_DP, L_CM, L_CYMX, L_CYMN, L_CX2, L_NPOS, L_NB, L_BX, L_BC = range(11)
-L_YMX, L_YMN, L_X2M, L_BL, L_ETA, L_EA, L_HB = range(11, 18)
-N_ROWS = 18
+# boundaries, x and sum of x² at the boundary, min |x|), then the running summaries and
+# parameters.
+L_X, L_Y, L_DP, L_CM, L_CYMX, L_CYMN, L_CX2, L_NPOS, L_NB, L_BX, L_BC, L_CXMN = range(12)
+L_YMX, L_YMN, L_X2M, L_BL, L_ETA, L_EA, L_HB = range(12, 19)
+N_ROWS = 19
 #: lane-array row of each state-vector entry X..BLOWUP
 STATE_ROWS = (L_X, L_Y, L_DP, L_YMX, L_YMN, L_X2M, L_CM, L_BL)
 
 
 @inline
-def _flag_unsafe(x, y, ys, eta, ea, m, k, bad):
+def _stayed_normal(x_min, c_low, x_start):
+    """Whether a chunk from ``x_start`` kept clear of ``0 < |x| ≤ tiny``
+    (``_reduced_step.underflowed``): every |x| stayed above tiny, or the chunk began on the
+    line x = 0, which only a start at x0 = 0 is on. Branch-free.
+
+    ``x_min`` is the smallest |x| of the states the steppers' passes of UNROLL steps start
+    from (and of the states stepped from one at a time), ``c_low ≤ 1`` a lower bound of the
+    chunk's factors ``1 + η y``: a state inside a pass is at least ``x_min · c_low^(UNROLL
+    − 1)`` up to the round-off of its products, which the factor 2 on tiny covers.
+    """
+    bound = x_min
+    for _ in range(UNROLL - 1):
+        bound *= c_low
+    return (bound > 2.0 * TINY) | (x_start == 0.0)
+
+
+@inline
+def _flag_unsafe(x, y, xs, ys, x_min, eta, ea, m, k, bad):
     """Flag (in ``bad``) and count the lanes ``< m`` whose chunk might have gone wrong.
 
-    A lane passes if its end state is finite and the domain check of the module
-    docstring holds. Branch-free, so it vectorises.
+    A lane passes if its end state is finite, the domain check of the module docstring
+    holds, and x kept clear of underflow (:func:`_stayed_normal`; the domain check's
+    bound, less its margin, bounds the factors ``1 + η y`` from below). Branch-free, so it
+    vectorises.
     """
     n_bad = 0
     for i in range(m):
@@ -107,7 +137,8 @@ def _flag_unsafe(x, y, ys, eta, ea, m, k, bad):
         yi = y[i]
         slack = MARGIN * (1.0 + eta[i] * (abs(yi) + abs(ys[i]) + k * ea[i]))
         finite = (xi - xi == 0.0) & (yi - yi == 0.0)  # inf - inf and NaN - NaN are NaN
-        safe = finite & (1.0 + eta[i] * (yi - k * ea[i]) > slack)
+        low = 1.0 + eta[i] * (yi - k * ea[i]) - slack
+        safe = finite & (low > 0.0) & _stayed_normal(x_min[i], min(low, 1.0), xs[i])
         bad[i] = not safe
         n_bad += not safe
     return n_bad
@@ -186,6 +217,7 @@ def _final_block(eta, ea, hb, alpha, beta, t0, t1, last, stride, x_out, y_out, r
     x, y, e_b, a_b, h_b = lanes[0], lanes[1], lanes[2], lanes[3], lanes[4]
     xs = np.empty(m)
     ys = np.empty(m)
+    x_min = np.empty(m)
     bad = np.zeros(m, np.bool_)
     s = np.empty(STATE_SIZE)
     p = np.empty(5)
@@ -211,8 +243,9 @@ def _final_block(eta, ea, hb, alpha, beta, t0, t1, last, stride, x_out, y_out, r
         for j in range(m):  # loops: a slice assignment compiles its shape-error message
             xs[j] = x[j]
             ys[j] = y[j]
-        advance(x, y, e_b, a_b, h_b, m, k)
-        n_bad = _flag_unsafe(x, y, ys, e_b, a_b, m, k, bad)
+            x_min[j] = np.inf
+        advance(x, y, x_min, e_b, a_b, h_b, m, k)
+        n_bad = _flag_unsafe(x, y, xs, ys, x_min, e_b, a_b, m, k, bad)
         if n_bad > 0:
             stopped = 0
             for j in range(m):
@@ -250,6 +283,7 @@ def _final_block(eta, ea, hb, alpha, beta, t0, t1, last, stride, x_out, y_out, r
         finite = (xj - xj == 0.0) & (yj - yj == 0.0)
         inside = 1.0 + e_b[j] * yj > 0.0
         code = OK if finite & inside else (LEFT_DOMAIN if finite else NONFINITE)
+        code = UNDERFLOW if (code == OK) & underflowed(xj) else code
         i = idx[j]
         status[i] = code
         stop[i] = t1
@@ -266,13 +300,14 @@ def ensemble_final(eta, ea, hb, alpha, beta, t0, t1, last, stride, x_out, y_out,
 
     The trajectories with ``status`` RUNNING start from ``x_out, y_out`` (the starts, for
     ``t0 = 0``) and are written back there. A trajectory that stops gets its state there,
-    its ``status`` (NONFINITE or LEFT_DOMAIN) and ``stop`` (its step); with ``last``, state
-    ``t1`` is checked too and every running trajectory gets its final status (OK,
-    NONFINITE or LEFT_DOMAIN) and ``stop = t1``. With ``stride > 0`` the states at steps
-    ``0, stride, 2 stride, …`` go into the rows of ``rec_x, rec_y`` (NaN from a failed
-    trajectory's stop step on; rows a trajectory never reaches are not written), trajectory
-    ``i`` in column ``column + i``: the caller passes whole record arrays, so that the
-    kernel is compiled for one array layout whether or not a call holds every trajectory.
+    its ``status`` (NONFINITE, LEFT_DOMAIN or UNDERFLOW) and ``stop`` (its step); with
+    ``last``, state ``t1`` is checked too and every running trajectory gets its final
+    status (OK, NONFINITE, LEFT_DOMAIN or UNDERFLOW) and ``stop = t1``. With
+    ``stride > 0`` the states at steps ``0, stride, 2 stride, …`` go into the rows of
+    ``rec_x, rec_y`` (NaN from a failed trajectory's stop step on; rows a trajectory never
+    reaches are not written), trajectory ``i`` in column ``column + i``: the caller passes
+    whole record arrays, so that the kernel is compiled for one array layout whether or
+    not a call holds every trajectory.
 
     The call runs the blocks ``part, part + parts, part + 2 parts, …`` of :data:`BLOCK`
     trajectories: ``parts`` calls, one per thread, run them all (interleaved, so that each
@@ -317,9 +352,10 @@ def _light_check(lanes, snap, flag, m, t0):
     those of the stepper, and the change is at a known place: the first + state after the
     − run (boundary: y there is the chunk's y min) or the first − state after the + run
     (y there is the chunk's y max; the first blow-up if y > 0). A lane is settled here if
-    its end state is finite, every state had ``1 + η y > 0`` and no boundary happened; it
-    is flagged (``flag = 1``) for a boundary alone and nothing else wrong, and otherwise
-    (``flag = 2``) for the full stepper. Returns the number flagged. Branch-free.
+    its end state is finite, every state had ``1 + η y > 0`` and kept clear of underflow
+    (:func:`_stayed_normal`), and no boundary happened; it is flagged (``flag = 1``) for a
+    boundary alone and nothing else wrong, and otherwise (``flag = 2``) for the full
+    stepper. Returns the number flagged. Branch-free.
     """
     n_flag = 0
     for j in range(m):
@@ -335,7 +371,8 @@ def _light_check(lanes, snap, flag, m, t0):
         cymx = lanes[L_CYMX, j]
         cymn = lanes[L_CYMN, j]
         cx2 = lanes[L_CX2, j]
-        ok = finite & (1.0 + lanes[L_ETA, j] * cymn > 0.0)
+        c_low = 1.0 + lanes[L_ETA, j] * cymn  # the chunk's smallest factor 1 + η y
+        ok = finite & (c_low > 0.0) & _stayed_normal(lanes[L_CXMN, j], min(c_low, 1.0), xs)
         quiet = ok & (nb == 0.0) & (n_turn <= 1.0)
         boundary = ok & (nb == 1.0) & (n_turn == 0.0)
         ymx = lanes[L_YMX, j]
@@ -430,6 +467,7 @@ def _stats_block(eta, ea, hb, alpha, beta, t0, t1, last, stride, target, x_out, 
         lanes[L_CX2, :m] = -np.inf
         lanes[L_NPOS, :m] = 0.0
         lanes[L_NB, :m] = 0.0
+        lanes[L_CXMN, :m] = np.inf
         advance_light(lanes, lanes[L_ETA], lanes[L_EA], lanes[L_HB], m, k)
         if _light_check(lanes, snap, flag, m, float(t)) > 0:
             n_g = 0
@@ -460,7 +498,9 @@ def _stats_block(eta, ea, hb, alpha, beta, t0, t1, last, stride, target, x_out, 
                 events = full[8, g]
                 e = full_p[0, g]
                 safe = (np.isfinite(full[X, g]) and np.isfinite(full[Y, g])
-                        and 1.0 + e * full[YMIN, g] > 0.0 and 1.0 + e * full[Y, g] > 0.0)
+                        and 1.0 + e * full[YMIN, g] > 0.0 and 1.0 + e * full[Y, g] > 0.0
+                        and _stayed_normal(lanes[L_CXMN, j],
+                                           min(1.0 + e * lanes[L_CYMN, j], 1.0), snap[X, j]))
                 hits_target = target > 0 and si[NBOUND] + events >= target
                 if not safe or events >= 2.0 or (events == 1.0 and hits_target):
                     for r in range(BLOWUP + 1):
@@ -504,7 +544,7 @@ def _stats_block(eta, ea, hb, alpha, beta, t0, t1, last, stride, target, x_out, 
         xx = xj * xj
         d = lanes[L_EA, j] - lanes[L_HB, j] * xx
         if (np.isfinite(xj) and np.isfinite(yj) and 1.0 + lanes[L_ETA, j] * yj > 0.0
-                and not (dp <= 0.0 and d > 0.0)):
+                and not underflowed(xj) and not (dp <= 0.0 and d > 0.0)):
             if lanes[L_BL, j] < 0.0 and dp > 0.0 and d <= 0.0 and yj > 0.0:
                 lanes[L_BL, j] = t1
             status[i] = MAX_STEPS if target > 0 and si[NBOUND] < target else OK
@@ -516,7 +556,7 @@ def _stats_block(eta, ea, hb, alpha, beta, t0, t1, last, stride, target, x_out, 
             y_min[i] = min(lanes[L_YMN, j], yj)
             x2_max[i] = max(lanes[L_X2M, j], xx)
             blowup[i] = int(lanes[L_BL, j])
-        else:  # non-finite, out of the domain, or a boundary: the reference path
+        else:  # non-finite, out of the domain, underflowed, or a boundary: the reference path
             _params(p, eta, ea, hb, alpha, beta, i)
             for r in range(BLOWUP + 1):
                 si[r] = lanes[STATE_ROWS[r], j]

@@ -83,14 +83,14 @@ class ReducedResult(Result):
     parameters : dict
         ``x0, y0, eta, alpha, beta, steps, stride, cycles, max_cycles``.
     status : Status
-        OK, LEFT_DOMAIN, NONFINITE, or MAX_STEPS (``cycles`` boundaries not reached within
-        ``steps``).
+        OK, LEFT_DOMAIN, NONFINITE, UNDERFLOW (its message names the step), or MAX_STEPS
+        (``cycles`` boundaries not reached within ``steps``).
     counters : dict
         ``steps`` (steps run, = ``stop_step``) and ``boundaries`` (cycle boundaries crossed).
     stop_step : int
         The step of the final state (``steps`` unless the run stopped early).
     x_final, y_final : float
-        The final state (the offending one for LEFT_DOMAIN / NONFINITE).
+        The final state (the offending one for LEFT_DOMAIN / NONFINITE / UNDERFLOW).
     cycles : CycleStats
     """
 

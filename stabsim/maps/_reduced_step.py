@@ -2,9 +2,10 @@
 
 This is the reference path: the single-trajectory kernel runs it for every step, and the
 ensemble kernels (``_reduced_ensemble``) replay a chunk through it whenever a lane needs
-per-step care (it left the domain, went non-finite, met its cycle target, or crossed
-more than one cycle boundary in the chunk). Both paths evaluate the same floating-point
-expressions in the same order without fast-math flags, so they agree bit for bit.
+per-step care (it left the domain, went non-finite, underflowed, met its cycle target, or
+crossed more than one cycle boundary in the chunk). Both paths evaluate the same
+floating-point expressions in the same order without fast-math flags, so they agree bit
+for bit.
 
 Arithmetic (docs/theory.md §1, eq. (3) of Damian et al.), with ``ea = ηα`` and ``hb = ηβ/2``::
 
@@ -30,6 +31,9 @@ OK = int(Status.OK)
 MAX_STEPS = int(Status.MAX_STEPS)
 NONFINITE = int(Status.NONFINITE)
 LEFT_DOMAIN = int(Status.LEFT_DOMAIN)
+UNDERFLOW = int(Status.UNDERFLOW)
+#: the smallest normal double: |x| at or below it has lost precision (see :func:`underflowed`)
+TINY = float(np.finfo(np.float64).tiny)
 
 # Layout of the per-trajectory state vector ``s`` carried between calls of `walk`.
 X, Y, DPREV, YMAX, YMIN, X2MAX, CUM, BLOWUP, NBOUND, LAST_T, LAST_CUM = range(11)
@@ -64,6 +68,22 @@ def hamiltonian(x, y, alpha, beta):
     # α ln x² as 2α ln|x|: x² underflows to 0 below |x| = 2.2e-162 (H would be +inf) and
     # overflows past 1.3e154 (inf − inf = NaN), where ln|x| is still exact
     return y * y + 0.5 * beta * (x * x) - 2.0 * alpha * np.log(np.abs(x))
+
+
+@inline
+def underflowed(x):
+    """Whether ``0 < |x| ≤ tiny``: floating point can no longer follow the map from x.
+
+    Below the smallest normal double x is subnormal and loses precision, and the next
+    steps may round it to 0, which the map never leaves (in exact arithmetic x ≠ 0 never
+    reaches 0 while 1 + η y ≠ 0). x = 0 itself is the invariant line of a start at
+    x0 = 0, and a trajectory from x0 ≠ 0 cannot reach it without passing this test:
+    where ``1 + η y_t > 0``, the factor ``fl(1 + η y_t)`` is at least 2⁻⁵³ (a multiple of
+    2⁻⁵³, by Sterbenz's lemma, where ``fl(η y_t) ≤ −1/2``; at least 1/2 elsewhere), so
+    ``|x_{t+1}| ≥ 2⁻¹⁰⁷⁴`` when ``|x_t| > tiny`` (tiny itself is included: ``2⁻¹⁰²² · 2⁻⁵³``
+    is a tie that rounds to 0).
+    """
+    return abs(x) <= TINY and x != 0.0
 
 
 @jit
@@ -121,17 +141,19 @@ def walk(s, p, t0, t_end, last, target, b_step, b_h, c_len, c_mean, rec_x, rec_y
     """Process the states ``t0 ≤ t < t_end`` of one trajectory (and ``t_end`` if ``last``).
 
     Processing state t: a non-finite x or y stops with NONFINITE, then ``1 + η y_t ≤ 0``
-    stops with LEFT_DOMAIN (the step from t would leave the validity domain); states at
-    multiples of ``stride`` (> 0) are written to ``rec_*[t // stride]``; a cycle boundary
-    is registered, and reaching ``target`` (> 0) boundaries stops with OK; the first
-    blow-up (entry into phase III from phase II) is noted; then, unless t is the last
-    state, the running extremes and the sum of x² take in state t and the map steps.
+    stops with LEFT_DOMAIN (the step from t would leave the validity domain), then
+    ``0 < |x_t| ≤ tiny``, the smallest normal double, stops with UNDERFLOW (x has lost
+    precision and may round to 0: :func:`underflowed`; x = 0 from a start at x0 = 0 runs
+    on); states at multiples of ``stride`` (> 0) are written to ``rec_*[t // stride]``; a
+    cycle boundary is registered, and reaching ``target`` (> 0) boundaries stops with OK;
+    the first blow-up (entry into phase III from phase II) is noted; then, unless t is the
+    last state, the running extremes and the sum of x² take in state t and the map steps.
 
     Returns
     -------
     code : int
-        OK if every state was processed (or the target was met), else NONFINITE or
-        LEFT_DOMAIN.
+        OK if every state was processed (or the target was met), else NONFINITE,
+        LEFT_DOMAIN or UNDERFLOW.
     t : int
         The state the trajectory stopped at (``t_end`` if it ran through).
     """
@@ -149,6 +171,9 @@ def walk(s, p, t0, t_end, last, target, b_step, b_h, c_len, c_mean, rec_x, rec_y
             break
         if 1.0 + eta * y <= 0.0:
             code = LEFT_DOMAIN
+            break
+        if underflowed(x):
+            code = UNDERFLOW
             break
         xx = x * x
         d = ea - hb * xx
@@ -185,9 +210,9 @@ def run_trajectory(s, p, t0, t_end, last, stride, target, b_step, b_h, c_len, c_
 
     ``s`` holds the state at ``t0`` (:func:`init_state` for ``t0 = 0``, else the previous
     chunk's end), so a run may be split into chunks. The trajectory is finished when it
-    stopped (NONFINITE, LEFT_DOMAIN), met its target, or ran its ``last`` chunk; then the
-    final state is folded into the summaries (:func:`finish_state`) and the code is
-    MAX_STEPS when ``target > 0`` boundaries were not reached.
+    stopped (NONFINITE, LEFT_DOMAIN, UNDERFLOW), met its target, or ran its ``last``
+    chunk; then the final state is folded into the summaries (:func:`finish_state`) and
+    the code is MAX_STEPS when ``target > 0`` boundaries were not reached.
 
     Returns
     -------

@@ -27,12 +27,19 @@ STATS_UNROLL = 8  #: steps per lane per pass of the full statistics stepper
 
 
 @inline
-def advance(x, y, eta, ea, hb, m, nsteps):
-    """Apply the map ``nsteps`` times to lanes ``0 ≤ i < m`` of the block, in place."""
+def advance(x, y, x_min, eta, ea, hb, m, nsteps):
+    """Apply the map ``nsteps`` times to lanes ``0 ≤ i < m`` of the block, in place.
+
+    ``x_min[i]`` is lowered to the smallest |x| of the states each pass of UNROLL steps
+    starts from, and of the states the last ``nsteps % UNROLL`` steps start from (the
+    caller sets where it starts, and bounds the states inside the passes).
+    """
     for _ in range(nsteps // UNROLL):
         for i in range(m):
             xi = x[i]
             yi = y[i]
+            ax = abs(xi)
+            x_min[i] = ax if ax < x_min[i] else x_min[i]
             e = eta[i]
             a = ea[i]
             h = hb[i]
@@ -44,6 +51,8 @@ def advance(x, y, eta, ea, hb, m, nsteps):
         for i in range(m):
             xi = x[i]
             yi = y[i]
+            ax = abs(xi)
+            x_min[i] = ax if ax < x_min[i] else x_min[i]
             x[i] = -(1.0 + eta[i] * yi) * xi
             y[i] = yi + (ea[i] - hb[i] * (xi * xi))
 
@@ -52,11 +61,12 @@ def advance(x, y, eta, ea, hb, m, nsteps):
 def advance_light(v, eta, ea, hb, m, nsteps):
     """Like :func:`advance`, also keeping the chunk's light statistics in the rows of ``v``.
 
-    Rows of ``v`` (shape (11, ≥ m)): 0 x, 1 y, 2 previous y-increment d, 3 the running sum
+    Rows of ``v`` (shape (12, ≥ m)): 0 x, 1 y, 2 previous y-increment d, 3 the running sum
     of x² (the scalar path's order), then for this chunk's states (the caller resets
     them): 4 max y, 5 min y, 6 max x², 7 the number of states with d > 0, 8 the number of
-    cycle boundaries (d ≤ 0 then d > 0), and 9, 10 the x and the sum of x² before it at
-    the last boundary.
+    cycle boundaries (d ≤ 0 then d > 0), 9, 10 the x and the sum of x² before it at the
+    last boundary, and 11 the smallest |x| of the states the passes start from (as in
+    :func:`advance`).
     """
     for _ in range(nsteps // UNROLL):
         for i in range(m):
@@ -71,6 +81,8 @@ def advance_light(v, eta, ea, hb, m, nsteps):
             nb = v[8, i]
             bx = v[9, i]
             bc = v[10, i]
+            ax = abs(xi)
+            v[11, i] = ax if ax < v[11, i] else v[11, i]
             e = eta[i]
             a = ea[i]
             h = hb[i]
@@ -116,6 +128,7 @@ def advance_light(v, eta, ea, hb, m, nsteps):
             v[4, i] = yi if yi > v[4, i] else v[4, i]
             v[5, i] = yi if yi < v[5, i] else v[5, i]
             v[6, i] = xx if xx > v[6, i] else v[6, i]
+            v[11, i] = abs(xi) if abs(xi) < v[11, i] else v[11, i]
             v[3, i] = v[3, i] + xx
             v[2, i] = d
             v[0, i] = -(1.0 + eta[i] * yi) * xi

@@ -10,8 +10,11 @@ plane: I ``y ≤ 0, x² < δ²``; II ``y > 0, x² < δ²``; III ``y > 0, x² ≥
 IV ``y ≤ 0, x² ≥ δ²`` (``x² < δ²`` is decided as ``ηα − (ηβ/2)x² > 0``, the y-increment,
 so the cyclic order I → II → III → IV → I holds exactly in floating point).
 
-A trajectory stops at the first state t that is non-finite (NONFINITE) or has
-``1 + η y_t ≤ 0`` (LEFT_DOMAIN: the step from t would leave the map's validity domain).
+A trajectory stops at the first state t that is non-finite (NONFINITE), has
+``1 + η y_t ≤ 0`` (LEFT_DOMAIN: the step from t would leave the map's validity domain), or
+has ``0 < |x_t| ≤ tiny``, the smallest normal double (UNDERFLOW: x has lost precision and
+may round to 0, which the exact map never reaches from x ≠ 0; a start at x0 = 0 stays on
+that line and runs on).
 """
 
 from __future__ import annotations
@@ -191,6 +194,8 @@ def run_reduced(x0, y0, eta, alpha, beta, steps, *, stride=1, cycles=None,
         parameters=dict(x0=float(x0), y0=float(y0), eta=eta, alpha=alpha, beta=beta,
                         steps=steps, stride=stride, cycles=cycles, max_cycles=max_cycles),
         status=Status(code), knob="steps",
+        detail=(f"x underflowed at step {t_stop}: x = {s[X]:.3g}"
+                if code == Status.UNDERFLOW else None),
         counters={"steps": int(t_stop), "boundaries": int(s[NBOUND])},
         stop_step=int(t_stop), x_final=float(s[X]), y_final=float(s[Y]),
         cycles=CycleStats(

@@ -11,7 +11,7 @@ LABELS = {"eta": "step size η", "alpha": "sharpening rate α", "beta": "β = |�
           "x0": "initial x₀", "y0": "initial y₀", "momentum": "momentum β",
           "scale": "initial scale |θ₀|", "seed": "seed"}
 #: colours of the class codes 0–4 (colour-blind-safe, Okabe–Ito)
-COLOURS = ("#0072B2", "#009E73", "#E69F00", "#D55E00", "#999999")
+COLOURS = ("#0072B2", "#009E73", "#E69F00", "#D55E00", "#999999", "#CC79A7")
 #: Matplotlib computes margins and tick steps past an axis's limits, which overflow near the
 #: largest float: a linear axis reaching beyond ±DRAWABLE is drawn divided by a power of ten,
 #: a log axis reaching beyond 10**LOG_DECADES as log₁₀ of the values on a linear axis

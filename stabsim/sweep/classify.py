@@ -61,6 +61,10 @@ period-2 orbit ``(x, y) = (±δ, 0)`` (δ² = 2α/β), the *energy* is ``E = H �
     status NONFINITE: x or y overflowed.
 ``left_domain`` (4)
     status LEFT_DOMAIN: a state had ``1 + η y ≤ 0``, outside the map's validity domain.
+``underflow`` (5)
+    status UNDERFLOW: |x| fell to the smallest normal double (2.2e-308) or below, where
+    floating point can no longer follow the trajectory (orbits that spiral out pass ever
+    closer to x = 0 in phase I).
 ``converging`` (0)
     all steps ran and ``E_T ≤ E_0`` with E_T finite: the trajectory sits at, or spirals in
     towards, the period-2 orbit (±δ, 0) — against the theory's prediction that orbits
@@ -119,6 +123,7 @@ class MapClass(enum.IntEnum):
     TRANSIENT = 2
     DIVERGED = 3
     LEFT_DOMAIN = 4
+    UNDERFLOW = 5
 
 
 class CatapultClass(enum.IntEnum):
@@ -203,6 +208,7 @@ def classify_map(status, n_boundaries, energy_start, energy_end):
     out[ok & np.isfinite(energy_end) & (energy_end <= energy_start)] = MapClass.CONVERGING
     out[status == Status.NONFINITE] = MapClass.DIVERGED
     out[status == Status.LEFT_DOMAIN] = MapClass.LEFT_DOMAIN
+    out[status == Status.UNDERFLOW] = MapClass.UNDERFLOW
     return out
 
 

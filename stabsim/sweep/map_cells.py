@@ -7,8 +7,8 @@ one-trajectory reference path, so the numbers do not depend on chunking or threa
 Statistics (per cell)
 ---------------------
 ``status``, ``steps_run``
-    The ``Status`` code (OK, NONFINITE or LEFT_DOMAIN) and the step the trajectory stopped
-    at (``steps`` if it ran through).
+    The ``Status`` code (OK, NONFINITE, LEFT_DOMAIN or UNDERFLOW) and the step the
+    trajectory stopped at (``steps`` if it ran through).
 ``cycles``
     Completed cycles I → II → III → IV → I (cycle boundaries − 1, never negative).
 ``first_blowup``
@@ -17,7 +17,8 @@ Statistics (per cell)
     Extremes over every state of the run.
 ``final_rel_sharpness``
     ``1 + η y_T / 2`` at the final state: the sharpness in units of 2/η, since
-    ``y ≈ S − 2/η`` (docs/theory.md §1). For LEFT_DOMAIN it is the offending state's (≤ 1/2).
+    ``y ≈ S − 2/η`` (docs/theory.md §1). For LEFT_DOMAIN and UNDERFLOW it is the offending
+    state's (≤ 1/2 for LEFT_DOMAIN).
 ``energy_growth``
     ``E_T / E_0``, the energy ``E = H − H_min`` of ``stabsim.sweep.classify`` at the final
     state over its value at the start.
