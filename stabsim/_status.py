@@ -89,7 +89,9 @@ _MESSAGES = {
         "the run finished, but a statistic is undefined there and is NaN: the reduced map's "
         "energy ratio E_T/E_0 from a start on the period-2 orbit (x0 = ±δ, y0 = 0: E_0 = 0) "
         "or on the invariant line x0 = 0 (E_0 = ∞); the relative sharpness of normalised GD "
-        "or GD on sqrt L at an exact minimiser (an infinite effective step)"
+        "or GD on sqrt L at an exact minimiser (an infinite effective step); `compare`'s "
+        "reduced map from a start with S(θ₀) ≥ 2/η, where GD never crosses 2/η from below "
+        "and the reference point θ* is undefined"
     ),
     Status.EIGENGAP_CLOSED: (
         "two of the top Hessian eigenvalues met: the eigenvectors the method is built on, "
@@ -103,10 +105,13 @@ _MESSAGES = {
         "is small) or run fewer steps"
     ),
     Status.FLAT_SHARPNESS: (
-        "the sharpness gradient ∇S = ∇³L[u, u] is zero (the sharpness does not change along "
-        "any direction, as for every quadratic), so nothing can hold S at 2/η and the "
-        "edge-of-stability predictions are undefined; lower `eta` below 2/S, or use a loss "
-        "with third-order terms"
+        "a sharpness gradient the method needs is zero: ∇S = ∇³L[u, u] itself (the "
+        "sharpness does not change along any direction, as for every quadratic), or ∇S⊥, "
+        "its part off u that the edge-of-stability constants use (∇S parallel to u, as on a "
+        "symmetry line of the loss); nothing can then hold S at 2/η and the "
+        "edge-of-stability predictions are undefined (the detail says which, and where); "
+        "lower `eta` below 2/S, use a loss with third-order terms, or, for ∇S⊥ = 0, "
+        "`projected=False`"
     ),
 }
 

@@ -7,7 +7,10 @@
   and the predicted θ† + v (started at GD's iterate θ_{t_c}, so v_{t_c} = θ_{t_c} − θ†_{t_c});
 - the reduced (x, y) map from GD's (x, y) at t_c, with α, β measured at the reference point θ*
   (∇S⊥ convention by default, as in the paper's code; ``projected=False`` uses ∇S), against
-  GD's x_t = u*·(θ_t − θ*) and y_t.
+  GD's x_t = u*·(θ_t − θ*) and y_t. θ* is where GD's sharpness rises through 2/η, so this
+  part needs S(θ₀) < 2/η: from a start at or past the threshold (t_c = 0) its status is
+  UNDEFINED (FLAT_SHARPNESS where β = 0 at θ₀ besides) and its records NaN, while θ† and
+  the flows still run.
 
 It returns one :class:`Comparison` with per-step distances, losses and sharpnesses, and the
 validity diagnostics of the theory: the margin 2/η − λ2 at θ† (a second eigenvalue at the
@@ -72,12 +75,15 @@ class Comparison(Result):
         predicted average loss L(w) + σ²/η, and |θ_GD − w|.
     gd_x, pred_x : x_t = u·(θ_t − θ†_t) of GD and the predicted x_t = u·v_t.
     gd_x_star, gd_y_star : GD's x, y relative to θ* (u* and ∇S⊥* at θ*, or ∇S* when not
-        ``projected``).
-    reduced_x, reduced_y : the reduced map from (gd_x_star, gd_y_star) at the crossing.
+        ``projected``); NaN where θ* is undefined (S(θ₀) ≥ 2/η: no crossing from below).
+    reduced_x, reduced_y : the reduced map from (gd_x_star, gd_y_star) at the crossing. NaN
+        where it is undefined, with the reason in the message: ``statuses["reduced_map"]``
+        UNDEFINED from S(θ₀) ≥ 2/η, FLAT_SHARPNESS where β* = 0 (or β = 0 at such a θ₀).
     lambda2_margin : 2/η − λ2(θ†_t).
     vperp_over_delta : |v⊥_t|/δ_t (NaN where α_t ≤ 0).
     alpha : α_t at θ†_t (∇S⊥ convention).
-    alpha_star, beta_star : α, β at θ* (in the convention of ``projected``).
+    alpha_star, beta_star : α, β at θ* (in the convention of ``projected``; NaN where θ* or
+        β* = 0 leaves them undefined).
     projected : bool
         Whether y*, α* and β* use ∇S⊥ (the default) or ∇S.
     statuses : dict of part name → Status.
@@ -318,11 +324,17 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
             "lambda2_margin": padded(2.0 / eta - dag.lambda2, tc),
             "vperp_over_delta": padded(_vperp_over_delta(dag), tc),
         })
-        star = reference_point(loss, gd)
-        try:
-            const = eos_constants(loss, star, projected=projected)
-        except FlatSharpnessError:  # β* = 0: x*, y* and the reduced map are undefined
-            const, parts["reduced_map"] = None, Status.FLAT_SHARPNESS
+        const = None
+        if tc == 0:  # no crossing from below: θ* is undefined
+            parts["reduced_map"] = _no_reference_point(loss, theta0, gd.sharpness[0, 0], eta,
+                                                       projected)
+        else:
+            star = reference_point(loss, gd)
+            try:
+                const = eos_constants(loss, star, projected=projected)
+            except FlatSharpnessError as error:  # β* = 0: x*, y* and the reduced map undefined
+                parts["reduced_map"] = Result(Status.FLAT_SHARPNESS, {}, {},
+                                              detail=f"at the reference point θ*: {error}")
         if const is not None:
             alpha_star, beta_star = const.alpha, const.beta
             offset = iterates - star
@@ -346,14 +358,28 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     return Comparison(status=status, knob=knob, detail=detail, counters=counters,
                       eta=eta, step=np.arange(n), crossing_step=tc, projection=projection,
                       alpha_star=alpha_star, beta_star=beta_star, projected=projected,
-                      statuses={name: part if isinstance(part, Status) else part.status
-                                for name, part in parts.items()},
+                      statuses={name: part.status for name, part in parts.items()},
                       warnings=messages,
                       parameters={"loss": repr(loss), "theta0": theta0, "eta": eta,
                                   "steps": steps, "projection": projection, "tol": tol,
                                   "max_iter": max_iter, "vperp_limit": vperp_limit,
                                   "projected": projected},
                       **rec)
+
+
+def _no_reference_point(loss, theta0, sharpness0, eta, projected) -> Result:
+    """The reduced map's part from S(θ₀) ≥ 2/η: UNDEFINED, as θ* (where GD's sharpness rises
+    through 2/η) is; FLAT_SHARPNESS where β = 0 at θ₀ besides (as the central flow and θ†
+    report from such a start), with both reasons."""
+    why = (f"S(θ₀) = {sharpness0:.8g} ≥ 2/η = {2.0 / eta:.8g}: GD starts at or past the "
+           "threshold and never crosses it from below, so the reference point θ* (where GD's "
+           "sharpness first rises to 2/η, docs/theory.md §1), x*, y*, α*, β* and the reduced "
+           "map are undefined")
+    try:
+        eos_constants(loss, theta0, projected=projected)
+    except FlatSharpnessError as error:
+        return Result(Status.FLAT_SHARPNESS, {}, {}, detail=f"{why}; at θ₀ besides, {error}")
+    return Result(Status.UNDEFINED, {}, {}, detail=f"{why}; start below 2/η (a smaller `eta`)")
 
 
 def _unit_eigenvectors(loss, thetas) -> np.ndarray:

@@ -76,7 +76,8 @@ class ConstrainedResult(Result):
         run continues, see ``first_failure``); NONFINITE if a value went non-finite,
         FLAT_SHARPNESS if ∇S⊥ = 0 at θ† (δ² = 2α/β is undefined) or a projection met
         S > 2/η with ∇S = 0, EIGENGAP_CLOSED if a projection ended with λ2 ≥ 2/η (M,
-        defined by the top eigenvalue alone, is out of its reach there: see
+        defined by the top eigenvalue alone, is out of its reach there) or met a repeated
+        top eigenvalue where u·∇L is undefined (see
         :class:`~stabsim.maps.projection.Projection`); these three stop the run there,
         which keeps only the rows made before (no row is NaN).
     first_failure : int or None

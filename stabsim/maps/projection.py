@@ -19,6 +19,13 @@ S I − H is positive definite there, with eigenvalues S − λ_i ≥ S − λ2 
 Families that prefer the dense Hessian run that Lanczos on their dense Hessian parts and
 solve for r densely (:meth:`StableGeometry._pseudo_solve`).
 
+Where the top eigenvalue is repeated (S = λ2, to within ``GAP_RTOL``) u(θ) is any unit
+vector of the top eigenspace E, and u·∇L = 0 is a condition on θ only if it holds for all
+of them, P_E ∇L = 0: then r = (S I − H)⁺ ∇L drops E as a pseudo-inverse does, and θ is on
+M when S ≤ 2/η. Otherwise u·∇L and its gradient are undefined at θ, and
+:meth:`StableGeometry.orthogonality_gradient` raises :class:`EigengapClosedError`
+(:func:`proj_M` reports EIGENGAP_CLOSED).
+
 :func:`proj_M` offers the Euclidean projection (a Gauss–Newton SQP iteration on these exact
 gradients, stopped at a tolerance) and the paper's three-pass linearised iteration (which
 only approaches M: its residuals are reported, see :func:`proj_M`).
@@ -41,8 +48,33 @@ PROJECTION_METHODS = ("euclidean", "paper")
 
 
 #: relative residual of the conjugate-gradient solve for r = (S I − H)⁺ ∇L: a floor of
-#: about ε·cond(S I − H on u⊥) is reachable for condition numbers up to 10⁵
+#: about ε·cond(S I − H on u⊥) is reachable for condition numbers up to 10⁵; also the part
+#: of P∇L, relative to |P∇L|, that a closed gap may leave unsolved (the CG solve's own
+#: floor, so that the dense and matrix-free paths agree)
 CG_RTOL = 1e-11
+
+#: a gap S − λ_i at most GAP_RTOL·‖H‖₂ (‖H‖₂ estimated by the largest |λ| known) is closed:
+#: the eigenvalues of the geometry are exact to 1e-13 |λ| (the Lanczos tolerance of
+#: :func:`_geometry`; ``eigh``'s d ε ‖H‖₂ ≤ 7e-15 ‖H‖₂ for d ≤ 32), so a computed gap
+#: is exact to 2e-13 ‖H‖₂, and one below 1e-12 ‖H‖₂ is not told from 0
+GAP_RTOL = 1e-12
+
+#: the relative tolerance of the Lanczos eigenpairs of :func:`_geometry`
+EIG_TOL = 1e-13
+
+
+class EigengapClosedError(ValueError):
+    """Raised where the top Hessian eigenvalue is repeated and ∇L has a part in its
+    eigenspace beside u: u(θ), and with it u·∇L and its gradient, are undefined there
+    (:func:`proj_M` reports Status.EIGENGAP_CLOSED)."""
+
+
+def _norm(v) -> float:
+    """|v|, without the overflow of squaring entries past 1e154 (inf only if |v| is)."""
+    scale = float(np.max(np.abs(v))) if v.size else 0.0
+    if scale == 0.0 or not np.isfinite(scale):
+        return scale
+    return scale * float(np.linalg.norm(v / scale))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +114,14 @@ class StableGeometry:
         return self.grad_sharpness - (self.u @ self.grad_sharpness) * self.u
 
     def orthogonality_gradient(self, loss: Loss) -> np.ndarray:
-        """∇c2 = S u + ∇³L[u, r] with r = (S I − H)⁺ ∇L (module docstring)."""
+        """∇c2 = S u + ∇³L[u, r] with r = (S I − H)⁺ ∇L (module docstring).
+
+        Raises
+        ------
+        EigengapClosedError
+            Where the top eigenvalue is repeated and ∇L has a part in its eigenspace beside
+            u: u·∇L is undefined there, and so is its gradient.
+        """
         return self.sharpness * self.u + loss.d3(self.theta, self.u, self._pseudo_solve(loss))
 
     def _pseudo_solve(self, loss: Loss) -> np.ndarray:
@@ -93,15 +132,24 @@ class StableGeometry:
         The dense solve is (S I − H + |S| uuᵀ) r = P∇L. Since H u = S u, the added term
         replaces the zero eigenvalue of S I − H along u by |S| and leaves u⊥ (where S I − H
         has the eigenvalues S − λ_i > 0) alone, so r is the solution on u⊥: one LU
-        factorisation, where the spectrum took a full ``eigh``.
+        factorisation, where the spectrum took a full ``eigh``. Where a solve fails, or its
+        r implies a gap |P∇L|/|r| within ``GAP_RTOL``·|S| (|r| ≤ |P∇L|/(S − λ2)), the gap
+        is checked: the dense families fall back on the spectrum, the others on λ2 from
+        Lanczos (a closed gap with P_E∇L = 0 leaves the conjugate gradients' Krylov space
+        outside the null space of S I − H, and they converge to the pseudo-inverse's r).
+
+        Raises
+        ------
+        EigengapClosedError
+            Where S − λ_i ≤ ``GAP_RTOL``·‖H‖₂ for some i ≥ 2 and ∇L has a part along those
+            v_i above ``CG_RTOL``·|P∇L| (for conjugate gradients: where they miss
+            ``CG_RTOL`` and S − λ2 ≤ ``GAP_RTOL``·max(|S|, |λ2|)).
         """
         from scipy.sparse.linalg import LinearOperator, cg
 
         u, s, d = self.u, self.sharpness, self.theta.shape[0]
         if d <= SMALL_DIM:
-            values, vectors = hessian_spectrum(loss, self.theta)
-            rest, gaps = vectors[:, 1:], s - values[1:]
-            return rest @ ((rest.T @ self.grad) / gaps)
+            return self._spectral_solve(loss)
 
         rhs = self.grad - self.u_grad * u
         if not np.any(rhs):
@@ -110,7 +158,12 @@ class StableGeometry:
             matrix = -loss.hessian(self.theta)
             matrix[np.diag_indices(d)] += s
             matrix += abs(s) * np.outer(u, u)
-            r = np.linalg.solve(matrix, rhs)
+            try:
+                r = np.linalg.solve(matrix, rhs)
+            except np.linalg.LinAlgError:  # singular to working precision: a closed gap
+                return self._spectral_solve(loss)
+            if not self._gap_is_plausible(rhs, r):
+                return self._spectral_solve(loss)
             return r - (u @ r) * u
 
         hvp = loss._hvp_at(self.theta)
@@ -122,8 +175,40 @@ class StableGeometry:
             return y - (u @ y) * u
 
         operator = LinearOperator((d, d), matvec=apply, dtype=np.float64)
-        r, _ = cg(operator, rhs, rtol=CG_RTOL, atol=0.0, maxiter=10 * d)
-        return r - (u @ r) * u  # the CG status is not needed: ∇c2 only steers the SQP steps
+        # on a singular S I − H (a closed gap) the iteration divides 0 by 0: checked below
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            r, info = cg(operator, rhs, rtol=CG_RTOL, atol=0.0, maxiter=10 * d)
+        if info != 0 or not self._gap_is_plausible(rhs, r):
+            pairs = top_eigenpairs(loss, self.theta, 2, v0=u, tol=EIG_TOL)
+            values = pairs.values
+            if values[0] - values[1] <= GAP_RTOL * np.max(np.abs(values)):
+                raise self._gap_error(values[0], values[1])
+        # otherwise the CG status is not needed: ∇c2 only steers the SQP steps
+        return r - (u @ r) * u
+
+    def _gap_is_plausible(self, rhs, r) -> bool:
+        """Whether r is finite and |P∇L|/|r|, an upper bound on the smallest gap S − λ_i
+        that r saw, is above ``GAP_RTOL``·|S|."""
+        size = _norm(r)
+        return bool(np.isfinite(size) and _norm(rhs) > GAP_RTOL * abs(self.sharpness) * size)
+
+    def _spectral_solve(self, loss: Loss) -> np.ndarray:
+        """r = Σ_{i≥2} v_i (v_i·∇L)/(S − λ_i) over the open gaps, from the dense spectrum
+        (:meth:`_pseudo_solve`)."""
+        values, vectors = hessian_spectrum(loss, self.theta)
+        rest, gaps = vectors[:, 1:], self.sharpness - values[1:]
+        parts = rest.T @ self.grad
+        closed = gaps <= GAP_RTOL * np.max(np.abs(values))
+        if _norm(parts[closed]) > CG_RTOL * _norm(parts):
+            raise self._gap_error(values[0], values[1])
+        return rest[:, ~closed] @ (parts[~closed] / gaps[~closed])
+
+    def _gap_error(self, top: float, second: float) -> EigengapClosedError:
+        return EigengapClosedError(
+            f"the top Hessian eigenvalue S = {top:.6g} is repeated at θ (λ2 = {second:.6g}, "
+            f"a gap S − λ2 = {top - second:.3g} within {GAP_RTOL:g}·‖H‖) and ∇L has a part "
+            "in its eigenspace beside u: the top eigenvector u(θ), and with it M's "
+            "constraint u·∇L = 0 and its gradient, are undefined there")
 
 
 def stable_geometry(loss: Loss, theta, u_ref=None) -> StableGeometry:
@@ -148,7 +233,7 @@ def _geometry(loss: Loss, theta, u_ref, second: bool) -> StableGeometry:
     d ≤ ``SMALL_DIM`` a dense ``eigh`` gives λ2 at no extra cost."""
     try:
         if second or loss.dim <= SMALL_DIM:
-            pairs = top_eigenpairs(loss, theta, min(2, loss.dim), v0=u_ref, tol=1e-13)
+            pairs = top_eigenpairs(loss, theta, min(2, loss.dim), v0=u_ref, tol=EIG_TOL)
             sharp, u = float(pairs.values[0]), np.ascontiguousarray(pairs.vectors[:, 0])
             lambda2 = float(pairs.values[1]) if loss.dim > 1 else -np.inf
         else:
@@ -181,7 +266,11 @@ class Projection(Result):
         lowers S to first order, so the projection is undefined; θ is the last iterate), or
         EIGENGAP_CLOSED (not converged, with λ2 ≥ 2/η at the last iterate: reaching
         S ≤ 2/η there takes lowering two eigenvalues, and a step along ∇S = ∇³L[u, u]
-        lowers the top one only, which λ2 then replaces as the top; the message gives both).
+        lowers the top one only, which λ2 then replaces as the top; the message gives both;
+        or an iterate, z itself included, where the top eigenvalue is repeated and ∇L has a
+        part in its eigenspace beside u, so that u·∇L = 0 is undefined: θ is that iterate,
+        see the module docstring). A z with a repeated top eigenvalue, S ≤ 2/η and no part
+        of ∇L in its eigenspace is in M and comes back unchanged, OK.
     projection : str
     geometry : StableGeometry
         Spectral data at the returned point (reused by the constrained trajectory).
@@ -284,7 +373,7 @@ def proj_M(loss: Loss, z, eta: float, *, projection: str = "euclidean", tol: flo
     if u_ref is not None:
         u_ref = loss.check_point(u_ref, "u_ref")
     bound = 2.0 / eta
-    scale = tol * max(1.0, float(np.linalg.norm(z)))
+    scale = tol * max(1.0, _norm(z))
     parameters = {"loss": repr(loss), "eta": eta, "projection": projection, "tol": tol,
                   "max_iter": max_iter, "passes": passes}
     if projection == "paper":
@@ -355,7 +444,11 @@ def _euclidean(loss, z, bound, max_iter, scale, u_ref) -> Projection:
     for it in range(max_iter + 1):
         distance = np.nan
         if np.isfinite(geo.sharpness) and np.isfinite(geo.u_grad):  # else no ∇c2 is defined
-            c2_grad = geo.orthogonality_gradient(loss)
+            try:
+                c2_grad = geo.orthogonality_gradient(loss)
+            except EigengapClosedError as error:
+                return _finish(loss, theta, geo, bound, it, Status.EIGENGAP_CLOSED,
+                               "euclidean", str(error))
             distance = _distance(geo, bound, c2_grad)
         if not np.isfinite(distance):
             return _finish(loss, theta, geo, bound, it, Status.NOT_CONVERGED, "euclidean")
@@ -426,13 +519,26 @@ def _paper(loss, z, bound, passes, scale, u_ref) -> Projection:
     theta = z.copy()
     geo = _geometry(loss, theta, u_ref, False)
     for n in range(passes):
+        if not (np.isfinite(geo.sharpness) and np.isfinite(geo.u_grad)):  # no pass is defined
+            return _finish(loss, theta, geo, bound, n, Status.NONFINITE, "paper")
         perp = geo.grad_sharpness_perp
-        if geo.sharpness > bound and not np.any(perp):  # the pass divides by |∇S⊥|² = 0
-            return _finish(loss, theta, geo, bound, n, Status.FLAT_SHARPNESS, "paper")
-        theta = (theta - max(0.0, geo.sharpness - bound) * perp / (perp @ perp)
-                 - geo.u * (geo.u_grad / geo.sharpness))
+        excess = geo.sharpness - bound
+        if excess > 0.0:
+            if not np.any(perp):  # the pass divides by |∇S⊥|² = 0
+                return _finish(loss, theta, geo, bound, n, Status.FLAT_SHARPNESS, "paper")
+            theta = theta - excess * perp / (perp @ perp)
+        if geo.u_grad != 0.0:  # else no step along u (S may be 0: a Hessian 0 at a critical point)
+            theta = theta - geo.u * (geo.u_grad / geo.sharpness)
         geo = _geometry(loss, theta, geo.u, False)
     # the iteration's own ∇c2 ≈ S u (the one the passes use), at no solve's cost
     distance = _distance(geo, bound, geo.sharpness * geo.u)
-    status = Status.OK if distance <= scale else Status.NOT_CONVERGED
-    return _finish(loss, theta, geo, bound, passes, status, "paper")
+    status, detail = (Status.OK if distance <= scale else Status.NOT_CONVERGED), None
+    if np.isnan(geo.lambda2) and np.isfinite(geo.sharpness):
+        geo = _geometry(loss, theta, geo.u, True)
+    top, second = geo.sharpness, geo.lambda2  # λ2 = −inf for d = 1: no gap to close
+    if np.isfinite(second) and top - second <= GAP_RTOL * max(abs(top), abs(second)):
+        try:  # a repeated top eigenvalue: u·∇L = 0 only if ∇L has no part in its eigenspace
+            geo.orthogonality_gradient(loss)
+        except EigengapClosedError as error:
+            status, detail = Status.EIGENGAP_CLOSED, str(error)
+    return _finish(loss, theta, geo, bound, passes, status, "paper", detail)
