@@ -74,8 +74,9 @@ _MESSAGES = {
         "no longer describes GD here; lower eta or the initial y"
     ),
     Status.ZERO_GRADIENT: (
-        "the gradient is exactly zero, so the normalised step is undefined: the iterate "
-        "sits at a critical point"
+        "the gradient is exactly zero: the iterate sits at a critical point, where the step "
+        "of normalised GD (η∇L/|∇L|) is undefined and that of GD on sqrt L "
+        "(η∇L/(2 sqrt(L − L_min))) is 0/0 at a minimiser with L = L_min, or 0 above it"
     ),
     Status.NOT_CONVERGED: (
         "an inner solver missed its tolerance within its budget; raise {knob} or loosen "

@@ -145,6 +145,19 @@ def affordable(nbytes: int, what: str, remedy: str) -> None:
                          f"machine's memory ({2 * limit / 2**30:.3g} GiB); {remedy}")
 
 
+def record_rows(steps: int, stride: int, *, width: int) -> int:
+    """The number of records of a map run of ``steps`` updates that records every
+    ``stride``-th step: ``steps // stride + 1`` (step 0 and the multiples of ``stride``),
+    one more when ``stride`` does not divide ``steps`` (the last step, in a row of its own).
+    ``width`` floats per record are checked against the memory (:func:`affordable`), the
+    check :func:`record_times` makes for the flows.
+    """
+    n = steps // stride + 1 + (1 if steps % stride else 0)
+    affordable(8 * n * width, f"the records of steps = {steps} at stride = {stride}",
+               "raise `stride` or lower `steps`")
+    return n
+
+
 def symmetric(name: str, array: np.ndarray) -> np.ndarray:
     """``array`` made exactly symmetric in its last two axes, or ``ValueError`` if it is not.
 

@@ -29,6 +29,8 @@ from ._result import Result, combine_parts
 from ._status import Status
 from .flows import ManifoldFlowResult, limit_map, manifold_flow
 from .flows._solve import MAX_RHS_EVALS
+from .flows.manifold import FLOW_CONSTANTS
+from .flows.manifold_geometry import LIMIT_TOL
 from .losses import Loss
 from .losses._base import require_loss
 from .maps import GDResult, run_gd
@@ -74,8 +76,9 @@ class ManifoldComparison(Result):
         2/(1/e_t + 1/e_{t+1}) with e = ``eos_product``: 2 on any period-2 orbit along u.
     gd : GDResult
         The run of the method (its own status, records and iterates).
-    flow_result : ManifoldFlowResult
-        The solved flow.
+    flow_result : ManifoldFlowResult or None
+        The solved flow; None when Φ(θ₀), its start, was not reached (the flow needs a
+        start on Γ): then there are no rows, and the status is that of Φ(θ₀).
     phi_tol : float
         Tolerance on |∇L| at which each Φ was stopped; ``phi_status`` the combined status of
         them.
@@ -101,7 +104,7 @@ class ManifoldComparison(Result):
     eos_product: np.ndarray
     eos_harmonic: np.ndarray
     gd: GDResult
-    flow_result: ManifoldFlowResult
+    flow_result: ManifoldFlowResult | None
     phi_tol: float
     phi_status: Status
 
@@ -149,7 +152,7 @@ class ManifoldComparison(Result):
 def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
                           method: str = "normalised", stride: int | None = None,
                           coefficient: float | None = None, geometry: str = "auto",
-                          loss_min: float | None = None, phi_tol: float = 1e-10,
+                          loss_min: float | None = None, phi_tol: float = LIMIT_TOL,
                           phi_s_max: float = 1e6, flow_rtol: float = 1e-10,
                           flow_atol: float = 1e-12,
                           flow_max_rhs_evals: int | None = MAX_RHS_EVALS
@@ -179,7 +182,10 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
     loss_min : float, optional
         L_min for ``method="sqrt"`` (default ``loss.min_value``).
     phi_tol : float
-        Tolerance on |∇L| of every Φ (:func:`stabsim.flows.limit_map`).
+        Tolerance on |∇L| of every Φ (:func:`stabsim.flows.limit_map`), and so the largest
+        |∇L| of the flow's start (``manifold_flow``'s ``start_tol``). When Φ(θ₀) does not
+        meet it, the flow is not run (a start off Γ is refused) and the comparison has no
+        rows.
     phi_s_max : float
         Gradient-flow time each Φ may take to meet ``phi_tol`` (``limit_map``'s ``s_max``).
     flow_rtol, flow_atol : float
@@ -216,25 +222,42 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
     recorded = gd.step
     tau = eta**2 * recorded.astype(float)
 
-    # a Φ that runs out of flow time names this call's knob, phi_s_max, not limit_map's
-    limits = [dataclasses.replace(limit, knob="phi_s_max") if limit.knob == "s_max" else limit
-              for limit in (limit_map(loss, theta, tol=phi_tol, s_max=phi_s_max)
-                            for theta in gd.trajectory)]
+    def phi_of(theta):
+        # a Φ that runs out of flow time names this call's knob, phi_s_max, not limit_map's
+        limit = limit_map(loss, theta, tol=phi_tol, s_max=phi_s_max)
+        return dataclasses.replace(limit, knob="phi_s_max") if limit.knob == "s_max" else limit
+
+    limits = [phi_of(theta) for theta in gd.trajectory]
     phi = np.array([limit.theta for limit in limits]).reshape(-1, loss.dim)
-    start = (limits[0].theta if limits
-             else limit_map(loss, theta0, tol=phi_tol, s_max=phi_s_max).theta)
-    flow = manifold_flow(loss, start, eta, steps, method=method, coefficient=coefficient,
-                         geometry=geometry, stride=stride, rtol=flow_rtol, atol=flow_atol,
-                         max_rhs_evals=flow_max_rhs_evals)
-    if flow.knob == "max_rhs_evals":  # named by this call's knob
-        flow = dataclasses.replace(flow, knob="flow_max_rhs_evals")
-    n = min(recorded.shape[0], flow.step.shape[0])  # the flow may stop early (closed gap)
     phi_parts = {f"limit_map[{k}]": limit for k, limit in enumerate(limits)}
+    if limits:
+        start = limits[0]
+    else:  # no records: Φ(θ₀) of its own
+        start = phi_parts["limit_map[theta0]"] = phi_of(theta0)
+    if start.success:
+        flow = manifold_flow(loss, start.theta, eta, steps, method=method,
+                             coefficient=coefficient, geometry=geometry, stride=stride,
+                             rtol=flow_rtol, atol=flow_atol,
+                             max_rhs_evals=flow_max_rhs_evals, start_tol=phi_tol)
+        if flow.knob == "max_rhs_evals":  # named by this call's knob
+            flow = dataclasses.replace(flow, knob="flow_max_rhs_evals")
+        flow_part, flow_states = flow, flow.trajectory
+        flow_lambda1, flow_evals = flow.lambda1, flow.counters["rhs_evals"]
+        flow_coefficient = flow.coefficient
+    else:  # X(0) = Φ(θ₀) is not on Γ to phi_tol: manifold_flow would refuse it
+        flow = None
+        flow_part = Result(status=start.status, counters={}, parameters={}, knob=start.knob,
+                           detail="not run, as its start Φ(θ₀) was not reached")
+        flow_states, flow_lambda1, flow_evals = np.empty((0, loss.dim)), np.empty(0), 0
+        flow_coefficient = (FLOW_CONSTANTS[method][0] if coefficient is None
+                            else float(coefficient))
+    n = min(recorded.shape[0], flow_states.shape[0])  # the flow may stop early (closed gap)
     phi_status = combine_parts(phi_parts)[0]
-    status, knob, detail = combine_parts({f"{method} GD": gd, "manifold flow": flow,
+    status, knob, detail = combine_parts({f"{method} GD": gd, "manifold flow": flow_part,
                                           **phi_parts})
-    counters = {"steps": gd.counters["steps"], "flow_rhs_evals": flow.counters["rhs_evals"],
-                "limit_map_rhs_evals": sum(lim.counters["rhs_evals"] for lim in limits)}
+    counters = {"steps": gd.counters["steps"], "flow_rhs_evals": flow_evals,
+                "limit_map_rhs_evals": sum(lim.counters["rhs_evals"]
+                                           for lim in phi_parts.values())}
 
     oscillation = np.full((n, 7), np.nan)
     undefined = None  # the first record whose oscillation is undefined, and why
@@ -251,10 +274,10 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
         harmonic = 2.0 / (1.0 / eos[:, 0] + 1.0 / eos[:, 1])
     return ManifoldComparison(
         status=status, knob=knob, detail=detail, counters=counters,
-        method=method, eta=eta, coefficient=flow.coefficient, step=recorded[:n], tau=tau[:n],
-        phi=phi[:n], flow=flow.trajectory[:n],
-        error=np.linalg.norm(phi[:n] - flow.trajectory[:n], axis=1),
-        lambda1=lambda1, flow_lambda1=flow.lambda1[:n], half_amplitude=half_amp,
+        method=method, eta=eta, coefficient=flow_coefficient, step=recorded[:n], tau=tau[:n],
+        phi=phi[:n], flow=flow_states[:n],
+        error=np.linalg.norm(phi[:n] - flow_states[:n], axis=1),
+        lambda1=lambda1, flow_lambda1=flow_lambda1[:n], half_amplitude=half_amp,
         predicted_half_amplitude=predicted, offset=offset, alignment=alignment,
         eos_product=eos, eos_harmonic=harmonic, gd=gd, flow_result=flow,
         phi_tol=phi_tol, phi_status=phi_status,
@@ -278,6 +301,8 @@ def _oscillation(loss, theta, phi, eta, method, loss_min):
     lam, u = float(pairs.values[0]), pairs.vectors[:, 0]
     out[0] = lam
     out[2] = eta / 2.0 if method == "normalised" else eta * math.sqrt(lam / 2.0) / 2.0
+    if method == "sqrt" and loss.value(theta) < loss_min:  # run_gd refuses such a start
+        return out, "L < L_min there, where sqrt(L − L_min) is undefined"
     step = run_gd(loss, theta, eta, 1, method=method, record_trajectory=True,
                   find_crossing=False, loss_min=loss_min)
     if step.status is not Status.OK:  # e.g. an exact minimiser: no oscillation to measure
@@ -293,5 +318,6 @@ def _oscillation(loss, theta, phi, eta, method, loss_min):
                                               step.grad_norm[k], loss_min)
     if not np.all(np.isfinite(out)):
         return out, ("GD is at an exact minimiser there or one step later (∇L = 0, or "
-                     "L = L_min for sqrt), where the step does not move θ or its size is 0/0")
+                     "L = L_min for sqrt), where the step does not move θ or its size is "
+                     "0/0, or (sqrt) at L < L_min, where sqrt(L − L_min) is undefined")
     return out, None

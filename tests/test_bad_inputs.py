@@ -87,6 +87,15 @@ def gd_result():
     return maps.run_gd(QUAD, [1.0, 1.0], 0.8, 20)
 
 
+#: GD on it rises through 2/η from below (tests/test_gd.py), so that θ* is defined
+REALISATION = losses.ReducedMapRealisation(0.1, alpha=0.5, b=1.0)
+
+
+@functools.cache
+def crossing_result():
+    return maps.run_gd(REALISATION, REALISATION.to_theta(1e-4, -1.0), 0.1, 200)
+
+
 @functools.cache
 def reduced_result():
     return maps.run_reduced(0.1, 0.0, 0.1, 1.0, 1.0, 40)
@@ -189,7 +198,7 @@ TABLE = {
         arg("loss", NOT_A_LOSS), arg("theta0", point(2)), arg("eta", POSITIVE),
         arg("steps", NONNEG_INT), arg("projection", CHOICE), arg("tol", POSITIVE),
         arg("max_iter", COUNT), arg("u_ref", point(2, optional=True))]),
-    "reference_point": Row(maps.reference_point, (QUAD, None), {}, [
+    "reference_point": Row(maps.reference_point, (REALISATION, None), {}, [
         arg("loss", NOT_A_LOSS), arg("result", ["abc", 3.0, object()]),
         arg("tol", POSITIVE), arg("max_iter", COUNT)]),
     # -- flows --------------------------------------------------------------------
@@ -208,7 +217,7 @@ TABLE = {
         arg("atol", POSITIVE), arg("integrator", CHOICE), arg("max_switches", COUNT[1:]),
         arg("max_critical", COUNT), arg("exit_band", POSITIVE + [1.0]),
         arg("divergence_norm", POSITIVE_OR_INF)]),
-    "manifold_flow": Row(flows.manifold_flow, (MANIFOLD, [0.0, 0.0, 1.0, 1.0], 0.1, 10.0),
+    "manifold_flow": Row(flows.manifold_flow, (MANIFOLD, [0.0, 0.0, 0.0, 0.0], 0.1, 10.0),
                          {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(4)), arg("eta", POSITIVE),
         arg("steps", POSITIVE), arg("method", CHOICE), arg("coefficient", OPT_FINITE),
@@ -311,7 +320,7 @@ TABLE = {
 }
 
 #: valid first arguments that need a run to make (built lazily, once)
-RESULTS = {"reference_point": ("result", gd_result),
+RESULTS = {"reference_point": ("result", crossing_result),
            "plot_loss_and_sharpness": ("result", gd_result),
            "plot_reduced_series": ("result", reduced_result),
            "plot_reduced_phase_portrait": ("result", reduced_result)}

@@ -275,3 +275,12 @@ def test_closed_form_sharpness_of_a_tiny_model_with_a_factor_matches_eigh(d, n):
     scale = np.abs(dense.sharpness).max()
     np.testing.assert_allclose(closed.sharpness, dense.sharpness, rtol=0, atol=8e-16 * scale)
     np.testing.assert_array_equal(closed.loss, dense.loss)
+
+
+def test_reference_point_refuses_a_start_at_or_past_the_threshold():
+    # it returned θ₀ (S(θ₀) = 1.25·2/η), against its promise |S(θ*) − 2/η| ≤ tol
+    loss = Quadratic([1.0, 0.5])
+    result = run_gd(loss, [1.0, 1.0], 2.5, 3)
+    assert result.crossing_step == 0
+    with pytest.raises(ValueError, match="never crosses it from below"):
+        reference_point(loss, result)

@@ -138,8 +138,8 @@ CASES = {
                                     {Status.NOT_CONVERGED}),
     "solve_flow-nan-part-way": (lambda: solve_flow(
         lambda t, y: np.where(y < 2.0, 1.0, np.nan), [0.0], 5.0), {Status.NONFINITE}),
-    "manifold_flow-nan-hessian": (lambda: manifold_flow(
-        ramp("hessian"), [2.0, 0.3], 1.0, 1.0, geometry="ambient"), {Status.NONFINITE}),
+    "manifold_flow-nan-hessian": (lambda: manifold_flow(  # (2, 0): on Γ of this ramp
+        ramp("hessian", a=0.0), [2.0, 0.0], 1.0, 1.0, geometry="ambient"), {Status.NONFINITE}),
 }
 
 

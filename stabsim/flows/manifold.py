@@ -33,7 +33,7 @@ from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import sharpness_gradient
 from ._solve import MAX_RHS_EVALS, FlowResult, solve_flow
-from .manifold_geometry import tangent_space
+from .manifold_geometry import LIMIT_TOL, _grad_norm, tangent_space
 
 #: the constant c of dX/dτ = −c P_Γ ∇f(λ1), and whether f is log (True) or the identity
 FLOW_CONSTANTS = {"normalised": (0.25, True), "sqrt": (0.125, False)}
@@ -173,13 +173,32 @@ class _Ambient(_Geometry):
                 - self.restoring * space.normal_solve(self.loss.grad(y)))
 
 
+def _require_on_gamma(loss: Loss, theta0: np.ndarray, start_tol: float, chart: bool) -> None:
+    """Raise ``ValueError`` unless |∇L(theta0)| ≤ ``start_tol`` (see :func:`manifold_flow`),
+    giving |∇L(theta0)| and, for a loss with a chart, the distance |z₀ − g(x₀)| to Γ along
+    z."""
+    grad_norm = _grad_norm(loss, theta0)
+    if not grad_norm > start_tol:  # NaN too: the integrator reports NONFINITE at the start
+        return
+    along_z = ""
+    if chart:
+        m = loss.m
+        distance = np.linalg.norm(theta0[m:] - loss.on_manifold(theta0[:m])[m:])
+        along_z = f", and |z − g(x)| = {distance:.3g}"
+    raise ValueError(
+        f"theta0 is not on Γ, the manifold of minimisers (where ∇L = 0): |∇L(theta0)| = "
+        f"{grad_norm:.3g} > start_tol = {start_tol:g}{along_z}; start from Φ(theta0) = "
+        "limit_map(loss, theta0).theta, the limit of the gradient flow from theta0")
+
+
 def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
                   method: str = "normalised", coefficient: float | None = None,
                   geometry: str = "auto", stride=None, gap_tol: float = 1e-6,
                   null_tol: float = 1e-6, eigensolver: str = "auto",
                   restoring: float = 10.0, rtol: float = 1e-10,
                   atol: float = 1e-12, integrator: str = "DOP853",
-                  max_rhs_evals: int | None = MAX_RHS_EVALS) -> ManifoldFlowResult:
+                  max_rhs_evals: int | None = MAX_RHS_EVALS,
+                  start_tol: float = LIMIT_TOL) -> ManifoldFlowResult:
     """Solve the manifold flow of normalised GD or GD on sqrt(L) over ``steps`` GD steps.
 
     ``dX/dτ = −c P_Γ ∇f(λ1(∇²L(X)))`` with (c, f) = (1/4, log) for ``method="normalised"``
@@ -188,11 +207,26 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
     t ∈ [0, ``steps``] (the result's ``step``, with ``tau`` = η² t as a second coordinate),
     so that its times and messages count steps.
 
+    The flow lives on Γ and starts there: ``theta0`` must be a minimiser, where ∇L = 0. In
+    floating point that means ``|∇L(theta0)| ≤ start_tol``, the test that
+    :func:`~stabsim.flows.limit_map` stops on (with the same norm), at its default
+    tolerance: so Φ(θ₀) as ``limit_map`` returns it with status OK passes, and a point from
+    which it would go on does not. A tolerance relative to a round-off scale such as
+    ``|∇²L| |theta0|`` (about 1e-16 of it) would refuse those outputs, which ``limit_map``
+    guarantees only to its absolute ``tol``. Near Γ, ``|∇L(θ)| ≈ |∇²L(X)(θ − X)| ≥
+    μ |θ − X|`` for the nearest X ∈ Γ and μ the smallest nonzero eigenvalue of ∇²L(X), so
+    an accepted start lies within about ``start_tol / μ`` of Γ. A start farther off is
+    refused before any work: the ambient geometry would pull it onto Γ along ``∇²L⁺∇L``,
+    not along the gradient flow that defines Φ, and the chart geometry starts from
+    (x₀, g(x₀)), x₀ the first m coordinates of ``theta0``: it replaces z₀ by g(x₀), which
+    for an accepted start is a move of about ``start_tol / μ`` at most.
+
     Parameters
     ----------
     loss : Loss
     theta0 : array_like, shape (d,)
-        A point of Γ, usually Φ(θ₀) from :func:`stabsim.flows.limit_map`.
+        A point of Γ (``|∇L(theta0)| ≤ start_tol``), usually Φ(θ₀) from
+        :func:`stabsim.flows.limit_map`; ValueError otherwise, saying how far off it is.
     eta : float
         Step size of the method; sets the slow time τ = η² t.
     steps : float
@@ -223,6 +257,10 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
         Budget of right-hand-side evaluations (:data:`~stabsim.flows._solve.MAX_RHS_EVALS`;
         None: none); status MAX_STEPS, naming it, when it is exhausted (as for
         :func:`~stabsim.flows.gradient.gradient_flow`).
+    start_tol : float
+        Largest ``|∇L(theta0)|`` of a start on Γ: the default ``tol`` of
+        :func:`~stabsim.flows.limit_map` (pass the ``tol`` given to it, if another). A NaN
+        ∇L(theta0) is left to the integrator, which reports NONFINITE.
 
     Returns
     -------
@@ -244,11 +282,13 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
     restoring = check.finite_float("restoring", restoring)
     if max_rhs_evals is not None:  # before the spectrum at theta0 below
         max_rhs_evals = check.nonnegative_int("max_rhs_evals", max_rhs_evals, minimum=1)
+    start_tol = check.positive_float("start_tol", start_tol)
     chart = all(hasattr(loss, name) for name in
                 ("on_manifold", "normal_eigenvalues", "lambda1", "projected_grad_lambda1"))
     if geometry == "chart" and not chart:
         raise ValueError(f"{type(loss).__name__} has no chart of its manifold; use "
                          "geometry='ambient'")
+    _require_on_gamma(loss, theta0, start_tol, chart)
     kind = _Chart if chart and geometry != "ambient" else _Ambient
     geo = kind(loss, method, coefficient, restoring, null_tol, eigensolver)
 
@@ -268,7 +308,7 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
     parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "method": method,
                   "coefficient": coefficient, "geometry": geo.name, "stride": stride,
                   "gap_tol": gap_tol, "null_tol": null_tol, "eigensolver": eigensolver,
-                  "restoring": restoring,
+                  "restoring": restoring, "start_tol": start_tol,
                   "integrator": integrator, "rtol": rtol, "atol": atol,
                   "max_rhs_evals": max_rhs_evals}
     flow = solve_flow(lambda t, y: scale * geo.field(y), geo.start(theta0), steps,

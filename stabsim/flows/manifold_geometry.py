@@ -25,6 +25,10 @@ from ..losses._base import require_loss
 from ..spectral import SMALL_DIM, _lowest_eigenvalue, hessian_spectrum, top_eigenpairs
 from ._solve import _norm, solve_flow
 
+#: the default tolerance on |∇L| of :func:`limit_map`, which :func:`manifold_flow` also
+#: takes as the largest |∇L| of a start on Γ
+LIMIT_TOL = 1e-10
+
 
 @dataclasses.dataclass(repr=False)
 class LimitPoint(Result):
@@ -72,7 +76,7 @@ class LimitPoint(Result):
         return finish(ds, self.parameters)
 
 
-def limit_map(loss: Loss, theta, *, tol: float = 1e-10, s_max: float = 1e6,
+def limit_map(loss: Loss, theta, *, tol: float = LIMIT_TOL, s_max: float = 1e6,
               integrator: str = "LSODA", rtol: float = 1e-10,
               atol: float = 1e-13) -> LimitPoint:
     """Φ(θ): integrate the gradient flow ``dθ/ds = −∇L(θ)`` until ``|∇L(θ(s))| ≤ tol``.

@@ -18,12 +18,24 @@ m_{−1} = 0), with g_t = ∇L(w_t):
     w_{t+1} = w_t − η m̂_t / (√ν̂_t + ε).
 
 So P_t = diag(√ν̂_t + ε)/η and the preconditioned sharpness recorded at step t is
-λ_max(diag(√ν̂_t + ε)⁻¹ ∇²L(w_t)), with the preconditioner the update of step t uses. A
+λ_max(diag(√ν̂_t + ε)⁻¹ ∇²L(w_t)), with the preconditioner the update of step t uses. It is
+measured on D' ∇²L D' with D' = D/2^e, 2^(e−1) ≤ max D < 2^e, and multiplied by 4^e
+(:func:`_unit_scale`): the products with D ∇²L D are of size (max D)² |∇²L|, and Lanczos's
+dot products square them, which overflowed for (max D)² |∇²L| past about 1e154 (ε ≲ 1e-154
+on a coordinate whose ν is 0: a finite sharpness of about |∇²L|/ε reported as NONFINITE);
+with D' ≤ 1 they are at most |∇²L|. Scaling by a power of two is exact, and every operation
+of the measurement scales exactly with its operator, so the result is the unscaled one bit
+for bit wherever that one neither overflows nor underflows, with one exception: the dense
+Lanczos path skips the start mix when the operator is within its tolerance of the last one
+measured with it (:func:`stabsim._lanczos.anchored_top_eigenpair`), and where e changed in
+between (max D within that tolerance of a power of two) it takes the mixed run instead,
+which agrees with the other to that tolerance. A
 coordinate with √ν̂ + ε = 0 (ε = 0 and a gradient that has always been exactly zero there)
 moves by 0/0 := 0 (its m is zero too); its preconditioned sharpness is infinite, reported as
 NONFINITE when measured.
 """
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -95,6 +107,23 @@ def _denominators(method, nu_new, t, denom):
     n = nu_new.shape[0]
     for i in range(denom.shape[0]):
         denom[i] = np.sqrt(nu_new[i if n > 1 else 0] / c2) + eps
+
+
+@inline
+def _unit_scale(scale):
+    """scale ← scale / 2^e with 2^(e−1) ≤ max(scale) < 2^e, so that every entry lies in
+    (0, 1); returns e (0, scale unchanged, when the largest entry is not finite). A power of
+    two: exact, barring entries below 2^(e−1022), which become subnormal and lose digits
+    (a spread of 1e307 between the entries)."""
+    top = 0.0
+    for i in range(scale.shape[0]):
+        top = max(top, scale[i])
+    if not (0.0 < top < np.inf):
+        return 0
+    e = math.frexp(top)[1]
+    for i in range(scale.shape[0]):
+        scale[i] = math.ldexp(scale[i], -e)
+    return e
 
 
 def _measure_scaled(eigen, theta, p, state, hess, factor, scale, tmp, lanczos, anchor,
@@ -209,9 +238,11 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
             m_new[i] = beta1 * m[i] + (1.0 - beta1) * g[i] if rule == ADAM else g[i]
         _denominators(method, nu_new, t, denom)
         if recording:
+            e = 0  # D = 2^e D': the operator measured is D' H D' = D H D / 4^e
             if rule != SCALAR_RMSPROP:
                 for i in range(d):
                     scale[i] = 1.0 / np.sqrt(denom[i])
+                e = _unit_scale(scale)
                 _scale_dense(hess, factor, scale, phess, pfactor)  # before eigh adds FᵀF to H
             residual, converged, _ = _measure_scaled(eigen, theta, p, linearised, hess, factor,
                                                      ones, tmp, lanczos, anchor, prev_evec,
@@ -229,7 +260,8 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
                 presidual, pconverged, _ = _measure_scaled(eigen, theta, p, linearised, phess,
                                                            pfactor, scale, tmp, pwork,
                                                            panchor, prev_pevec, ptop, pevec)
-                psharp = ptop[0]
+                psharp = math.ldexp(ptop[0], 2 * e)  # inf where 4^e λ' is past the float range
+                presidual = math.ldexp(presidual, 2 * e)
             # a singular P (ν̂ = 0 somewhere, ε = 0) has no preconditioned sharpness
             if not (np.isfinite(psharp) and np.isfinite(presidual)):
                 return _NONFINITE, k

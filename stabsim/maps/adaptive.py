@@ -79,7 +79,8 @@ class AdaptiveResult(Result):
         The optimiser state ν_{T−1}, m_{T−1} that continues the run (pass as ``nu0``,
         ``m0``).
     counters : dict
-        ``steps`` (updates done) and ``gradients`` (gradients evaluated).
+        ``steps`` (updates done) and ``gradients`` (gradients evaluated: one at every
+        state reached, the one a failure stopped at included).
     """
 
     method: str = "rmsprop"
@@ -279,8 +280,9 @@ def run_adaptive(
         raise ValueError(f"m0 is the momentum state of 'adam'; method {method!r} has none")
 
     eigen = eigen_config(loss, eigensolver, 1, eig_tol, eig_max_products, dense_copies=2)
-    n_rec = steps // stride + 1 + (1 if steps % stride else 0)
     keep_nu = record_trajectory or method == "scalar_rmsprop"
+    n_rec = check.record_rows(steps, stride, width=6 + (d if record_trajectory else 0)
+                              + (n_nu if keep_nu else 0))
     rec = kernels.AdaptiveRecords(
         np.zeros(n_rec), np.zeros(n_rec), np.zeros((n_rec, 1)), np.zeros(n_rec),
         np.zeros(n_rec), np.zeros(n_rec), np.zeros((n_rec if record_trajectory else 0, d)),
@@ -320,9 +322,13 @@ def run_adaptive(
                   "eig_tol": eig_tol, "eig_max_products": eig_max_products,
                   "divergence_norm": divergence_norm}
     failed = status != int(Status.OK)
+    # the engine evaluates ∇L at every state it reaches, before its checks: at the `done`
+    # updated states and the one at step `done` (the last one, or the one that failed),
+    # unless Ctrl-C stopped the run before the chunk that would evaluate it
+    gradients = done + (status != int(Status.INTERRUPTED))
     return AdaptiveResult(
         status=Status(status),
-        counters={"steps": done, "gradients": done + (0 if failed else 1)},
+        counters={"steps": done, "gradients": gradients},
         parameters=parameters,
         knob="eig_max_products" if status == int(Status.NOT_CONVERGED) else None,
         detail=(f"at step {done}" + _zero_nu_cause(loss, state, method, beta2, eps, status)

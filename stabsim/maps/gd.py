@@ -205,7 +205,10 @@ def run_gd(
         Budget of Hessian products per Lanczos measurement; a run whose Lanczos misses
         ``eig_tol`` within it stops with status NOT_CONVERGED.
     loss_min : float, optional
-        L_min for ``method="sqrt"``; defaults to ``loss.min_value``.
+        L_min for ``method="sqrt"``; defaults to ``loss.min_value``. A finite value at most
+        L(θ₀) (ValueError otherwise: sqrt(L − L_min) is undefined at θ₀); an L that falls
+        below it during the run stops the run with status NONFINITE, and the message says
+        so.
     divergence_norm : float
         |θ| above which the run stops with status DIVERGED.
     chunk_steps : int
@@ -217,7 +220,9 @@ def run_gd(
     -------
     GDResult
         Never contains NaN: a run that meets a non-finite value stops there with status
-        NONFINITE (or DIVERGED, ZERO_GRADIENT) and keeps the records made before. Ctrl-C
+        NONFINITE (or DIVERGED, ZERO_GRADIENT) and keeps the records made before; for
+        ``method="sqrt"`` the message gives L − L_min and |∇L| where the step
+        η∇L/(2 sqrt(L − L_min)) could not be taken. Ctrl-C
         returns the records made so far with status INTERRUPTED (within one chunk of
         ``chunk_steps`` steps); a second Ctrl-C raises ``KeyboardInterrupt``.
     """
@@ -240,6 +245,8 @@ def run_gd(
     find_crossing = check.boolean("find_crossing", find_crossing)
     progress = check.boolean("progress", progress)
     loss_min = resolve_loss_min(loss, method, loss_min)
+    if method == "sqrt":
+        _check_sqrt_start(loss, theta, loss_min)
 
     threshold = None
     if find_crossing and method in ("gd", "heavy_ball", "nesterov"):
@@ -247,7 +254,8 @@ def run_gd(
     eigen = eigen_config(loss, eigensolver, top_k, eig_tol, eig_max_products)
 
     d = loss.dim
-    n_rec = steps // stride + 1 + (1 if steps % stride else 0)  # the last step, in a row of its own
+    n_rec = check.record_rows(steps, stride,
+                              width=3 + top_k + (d if record_trajectory else 0))
     rec = kernels.Records(np.zeros(n_rec), np.zeros(n_rec), np.zeros((n_rec, top_k)),
                           np.zeros((n_rec if record_trajectory else 0, d)), np.zeros(n_rec))
     # the warm starts: one vector per measured eigenpair (Lanczos on products), else one
@@ -286,6 +294,9 @@ def run_gd(
     step = np.arange(n_kept) * stride
     if n_kept == n_rec and steps % stride:
         step[-1] = steps
+    detail = None
+    if method == "sqrt" and status in (int(Status.NONFINITE), int(Status.ZERO_GRADIENT)):
+        status, detail = _sqrt_stop(loss, theta, loss_min, done, status)
     crossing = state.crossing
     crossing_step = int(crossing[0]) if crossing[0] >= 0 else None
     parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "method": method,
@@ -296,7 +307,7 @@ def run_gd(
                   "divergence_norm": divergence_norm}
     return GDResult(
         status=Status(status), counters=_counters(done, n_kept, state.counts),
-        parameters=parameters, knob="eig_max_products",
+        parameters=parameters, knob="eig_max_products", detail=detail,
         method=method, eta=eta, momentum=momentum, threshold=threshold,
         step=step,
         loss=rec.loss[:n_kept], grad_norm=rec.gnorm[:n_kept],
@@ -384,7 +395,8 @@ def step(loss: Loss, theta, eta: float, *, method: str = "gd", momentum: float =
     -------
     Step
         The next iterate and momentum state, and the status (NONFINITE, DIVERGED or
-        ZERO_GRADIENT leave θ unchanged).
+        ZERO_GRADIENT leave θ unchanged; ``method="sqrt"`` refuses L(θ) < L_min with
+        ValueError and explains its failures as :func:`run_gd` does).
     """
     require_loss(loss)
     theta = loss.check_point(theta).copy()
@@ -392,6 +404,8 @@ def step(loss: Loss, theta, eta: float, *, method: str = "gd", momentum: float =
     check.choice("method", method, METHODS)
     momentum = _momentum(method, momentum)
     loss_min = resolve_loss_min(loss, method, loss_min)
+    if method == "sqrt":
+        _check_sqrt_start(loss, theta, loss_min)
     if buf is None:
         buf = theta.copy() if method == "heavy_ball" else np.zeros(loss.dim)
     buf = loss.check_point(buf, "buf").copy()
@@ -404,22 +418,81 @@ def step(loss: Loss, theta, eta: float, *, method: str = "gd", momentum: float =
     rule = kernels.Method(METHODS[method], eta, momentum, loss_min)
     kernel = engine_for(kernels.gd_chunk, loss.family)
     status, _ = kernel(loss.params, rule, eigen, state, no_records, 0, 1, False, 1, np.inf, -1.0)
+    detail = None
+    if method == "sqrt" and status in (int(Status.NONFINITE), int(Status.ZERO_GRADIENT)):
+        status, detail = _sqrt_stop(loss, state.theta, loss_min, 0, status)
     parameters = {"loss": repr(loss), "eta": eta, "method": method, "momentum": momentum,
                   "loss_min": loss_min}
     return Step(status=Status(status), counters={"steps": int(status == Status.OK)},
-                parameters=parameters, theta=state.theta, buf=state.buf)
+                parameters=parameters, detail=detail, theta=state.theta, buf=state.buf)
 
 
 def resolve_loss_min(loss: Loss, method: str, loss_min=None) -> float:
     """L_min of GD on sqrt(L − L_min): given, or the loss's known minimum (required for
     ``method="sqrt"``; 0 for the other methods, which do not use it)."""
-    if method == "sqrt":
-        loss_min = loss.min_value if loss_min is None else loss_min
+    if method == "sqrt" and loss_min is None:
+        loss_min = loss.min_value
         if loss_min is None or not np.isfinite(loss_min):
             raise ValueError(f"loss_min is required for method='sqrt' ({loss!r} has no known "
                              "finite minimum value)")
-        return check.finite_float("loss_min", loss_min)
     return 0.0 if loss_min is None else check.finite_float("loss_min", loss_min)
+
+
+def _check_sqrt_start(loss: Loss, theta: np.ndarray, loss_min: float) -> None:
+    """Refuse a start of GD on sqrt(L − L_min) where L(θ₀) < L_min: sqrt(L − L_min) is
+    undefined there (a NaN L is left to the engine, which reports NONFINITE)."""
+    value = loss.value(theta)
+    if value < loss_min:
+        raise ValueError(f"L(theta0) = {value!r} < loss_min = {loss_min!r}: "
+                         "sqrt(L − loss_min), which method='sqrt' descends, is undefined "
+                         "there; loss_min must be at most the minimum of L"
+                         + _known_minimum(loss))
+
+
+def _known_minimum(loss: Loss) -> str:
+    """`` (<loss> has min_value = <value>)`` where the loss knows its minimum, else ``""``."""
+    return "" if loss.min_value is None else f" ({loss!r} has min_value = {loss.min_value})"
+
+
+def _sqrt_stop(loss: Loss, theta: np.ndarray, loss_min: float, t: int,
+               status: int) -> tuple[int, str | None]:
+    """Status and detail of a run of GD on sqrt(L − L_min) that the engine stopped at θ_t
+    (``theta``, step ``t``) with NONFINITE or ZERO_GRADIENT: the step
+    η∇L/(2 sqrt(L − L_min)) it could not take, from L(θ_t) − L_min and ∇L(θ_t).
+
+    - NONFINITE with L < L_min: L fell below ``loss_min`` during the run, where
+      sqrt(L − L_min) is undefined;
+    - ZERO_GRADIENT with ∇L ≠ 0: the engine found L − L_min ≤ 0 (or so small that the
+      step overflows), an infinite step where L falls below ``loss_min`` next to θ_t:
+      reported as NONFINITE, since ∇L is not zero;
+    - ZERO_GRADIENT with ∇L = 0: θ_t is a minimiser with L = L_min (the step is 0/0), or a
+      critical point above L_min (the step is 0: θ would stay there).
+
+    Otherwise (another cause, or a non-finite θ_t, L or ∇L) the engine's status, no detail.
+    """
+    if not np.all(np.isfinite(theta)):
+        return status, None
+    with np.errstate(over="ignore", invalid="ignore"):
+        value, gnorm = loss.value(theta), float(np.linalg.norm(loss.grad(theta)))
+    if not (np.isfinite(value) and np.isfinite(gnorm)):
+        return status, None
+    gap = value - loss_min
+    at = f"at step {t}, L = {value!r}, loss_min = {loss_min!r}, |∇L| = {gnorm:.3g}"
+    above = "so loss_min is above the minimum of L" + _known_minimum(loss)
+    if status == int(Status.NONFINITE):
+        if gap < 0.0:
+            return status, (f"{at}: sqrt(L − loss_min) is undefined there; L went below "
+                            f"loss_min during the run, {above}")
+        return status, None
+    if gnorm > 0.0:
+        return int(Status.NONFINITE), (
+            f"{at}: the step η∇L/(2 sqrt(L − loss_min)) is infinite, as L − loss_min = "
+            f"{gap:.3g} with ∇L ≠ 0, and L falls below loss_min next to θ, {above}")
+    if gap > 0.0:
+        return status, (f"{at}: a critical point above loss_min, where the step "
+                        "η∇L/(2 sqrt(L − loss_min)) is 0 and θ would stay for good")
+    return status, (f"{at}: θ is a minimiser with L = loss_min, where the step "
+                    "η∇L/(2 sqrt(L − loss_min)) is 0/0")
 
 
 def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_iter: int = 200):
@@ -434,6 +507,12 @@ def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_ite
     -------
     ndarray, shape (d,)
         θ* with |S(θ*) − threshold| within the bisection tolerance ``tol`` along the segment.
+
+    Raises
+    ------
+    ValueError
+        If the run has no crossing, or crossed at step 0: S(θ₀) is at or past the threshold,
+        GD never rises through it from below, and θ* is undefined.
     """
     require_loss(loss)
     if not isinstance(result, GDResult):
@@ -443,13 +522,17 @@ def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_ite
     if result.crossing_step is None or result.crossing_pair is None:
         raise ValueError("result has no crossing of the stability threshold: run longer, or "
                          "run_gd(..., find_crossing=True)")
+    if result.crossing_step == 0:
+        raise ValueError(f"S(θ₀) = {result.sharpness[0, 0]:.10g} is at or past the threshold "
+                         f"{result.threshold:.10g}: GD starts there and never crosses it from "
+                         "below, so θ* is undefined")
     before, after = result.crossing_pair
     target = result.threshold
 
     def excess(s):
         return sharpness(loss, before + s * (after - before), tol=1e-14) - target
 
-    if excess(0.0) >= 0.0:  # the start is already at or past the threshold
+    if excess(0.0) >= 0.0:  # S(θ_{t−1}) below the threshold in GD's measurement, at it here
         return before.copy()
     lo, hi = 0.0, 1.0
     for _ in range(max_iter):

@@ -365,7 +365,7 @@ def run_sgd(
         per_record = bs_batches * b
         chunk_steps = min(chunk_steps, max(1, PROBE_INDICES_PER_CHUNK // per_record) * stride)
     d = loss.dim
-    n_rec = steps // stride + 1 + (1 if steps % stride else 0)  # the last step, in a row of its own
+    n_rec = check.record_rows(steps, stride, width=7 + (d if record_trajectory else 0))
     rec = kernels.SGDRecords(*(np.zeros(n_rec) for _ in range(7)),
                              np.zeros((n_rec if record_trajectory else 0, d)))
     state = kernels.SGDState(theta, np.full(d, 1.0 / np.sqrt(d)))
