@@ -1,6 +1,7 @@
 """The H + FᵀF product kernels against NumPy's dense products."""
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -43,3 +44,20 @@ def test_a_nonfinite_entry_reaches_the_product_where_the_vector_is_zero():
         factor[0, 1] = bad
         apply_sum(np.eye(4), factor, v, out)
         assert not np.all(np.isfinite(out))
+
+
+def test_the_norm_without_overflow():
+    # stabsim._norm.norm, shared by the flows' divergence check and the projection: NumPy's
+    # norm to round-off where it is finite, and finite (with no warning) past 1e154
+    import warnings
+
+    from stabsim._norm import norm
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=50)
+    assert abs(norm(v) - np.linalg.norm(v)) <= 4 * np.finfo(float).eps * np.linalg.norm(v)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert norm(np.array([1e200, 1e200])) == pytest.approx(np.sqrt(2) * 1e200, rel=1e-15)
+    assert norm(np.zeros(3)) == 0.0 and norm(np.empty(0)) == 0.0
+    assert np.isnan(norm(np.array([1.0, np.nan]))) and norm(np.array([np.inf, 1.0])) == np.inf

@@ -9,6 +9,7 @@ import scipy.integrate
 from scipy.integrate import solve_ivp
 
 from .. import _validate as check
+from .._norm import norm as _norm
 from .._result import Result
 from .._status import Status
 
@@ -350,11 +351,3 @@ def _failing_when_refused(integrator: str, left):
             return message
 
     return FailingWhenRefused
-
-
-def _norm(y) -> float:
-    """|y|, without the overflow of squaring entries past 1e154 (inf only if |y| is)."""
-    scale = float(np.max(np.abs(y))) if y.size else 0.0
-    if scale == 0.0 or not np.isfinite(scale):
-        return scale
-    return scale * float(np.linalg.norm(y / scale))

@@ -38,6 +38,7 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
+from .._norm import norm as _norm
 from .._result import Result
 from .._status import NonFiniteError, Status
 from ..losses import Loss
@@ -67,14 +68,6 @@ class EigengapClosedError(ValueError):
     """Raised where the top Hessian eigenvalue is repeated and ∇L has a part in its
     eigenspace beside u: u(θ), and with it u·∇L and its gradient, are undefined there
     (:func:`proj_M` reports Status.EIGENGAP_CLOSED)."""
-
-
-def _norm(v) -> float:
-    """|v|, without the overflow of squaring entries past 1e154 (inf only if |v| is)."""
-    scale = float(np.max(np.abs(v))) if v.size else 0.0
-    if scale == 0.0 or not np.isfinite(scale):
-        return scale
-    return scale * float(np.linalg.norm(v / scale))
 
 
 @dataclasses.dataclass(frozen=True)
