@@ -137,7 +137,12 @@ class Comparison(Result):
         return whole_cycles(self.gd_sharpness, self.eta, self.crossing_step)
 
     def cycle_averages(self) -> dict:
-        """Time averages over :meth:`whole_cycles` of what the theory predicts.
+        """Time averages over whole EoS cycles of what the theory predicts.
+
+        The cycles are those of :meth:`whole_cycles`, up to the last boundary before the
+        first step where a record they need is undefined (NaN: θ†, the central flow or
+        gradient flow stopped early, see ``statuses``), so that no average is taken over
+        a stopped part.
 
         Returns
         -------
@@ -145,9 +150,31 @@ class Comparison(Result):
             ``excess_loss`` mean of L(θ_t) − L(w(t)) (GD over the central flow);
             ``predicted_excess_loss`` mean of σ²/η (docs/theory.md §3); ``mean_x2`` and
             ``mean_sigma2`` (σ² = δ²); ``rms_dist_dagger``, ``rms_dist_cf``, ``rms_dist_gf``
-            the RMS distances of GD to θ†, to the central flow and to gradient flow.
+            the RMS distances of GD to θ†, to the central flow and to gradient flow;
+            ``start`` and ``end`` the steps [start, end) averaged over.
+
+        Raises
+        ------
+        ValueError
+            If GD never reached 2/η, or fewer than one whole cycle follows the crossing
+            before the first undefined record (the message names the parts that stopped).
         """
-        window = self.whole_cycles()
+        boundaries = cycle_boundaries(self.gd_sharpness, self.eta, self.crossing_step)
+        records = (self.gd_loss, self.cf_loss, self.cf_sigma2, self.gd_x, self.dist_dagger,
+                   self.dist_cf, self.dist_gf)
+        span = slice(boundaries[0], boundaries[-1])
+        undefined = np.flatnonzero(~np.all([np.isfinite(r[span]) for r in records], axis=0))
+        if undefined.size:
+            first = boundaries[0] + int(undefined[0])
+            boundaries = boundaries[boundaries <= first]
+            if boundaries.size < 2:
+                stopped = [f"{part} ({status.name})" for part, status in self.statuses.items()
+                           if status != Status.OK] or ["none"]
+                raise ValueError(
+                    f"the records are undefined from step {first}, before one whole EoS "
+                    f"cycle after the crossing ended; parts that stopped: "
+                    f"{', '.join(stopped)}")
+        window = slice(int(boundaries[0]), int(boundaries[-1]))
 
         def rms(values):
             return float(np.sqrt(np.mean(values[window] ** 2)))
@@ -160,6 +187,8 @@ class Comparison(Result):
             "rms_dist_dagger": rms(self.dist_dagger),
             "rms_dist_cf": rms(self.dist_cf),
             "rms_dist_gf": rms(self.dist_gf),
+            "start": window.start,
+            "end": window.stop,
         }
 
     def to_xarray(self):
@@ -203,6 +232,13 @@ def whole_cycles(sharpness, eta: float, crossing_step: int | None) -> slice:
     ValueError
         If GD never reached 2/η, or fewer than one whole cycle follows the crossing.
     """
+    boundaries = cycle_boundaries(sharpness, eta, crossing_step)
+    return slice(int(boundaries[0]), int(boundaries[-1]))
+
+
+def cycle_boundaries(sharpness, eta: float, crossing_step: int | None) -> np.ndarray:
+    """The steps after the crossing where ½(S_t + S_{t+1}) rises through 2/η (at least two:
+    the boundaries of :func:`whole_cycles`, which has the parameters and raises the same)."""
     if crossing_step is None:
         raise ValueError("GD never reached 2/eta: there are no EoS cycles")
     sharpness = np.asarray(sharpness, dtype=float)
@@ -211,7 +247,7 @@ def whole_cycles(sharpness, eta: float, crossing_step: int | None) -> slice:
     rises = rises[rises > crossing_step]
     if rises.size < 2:
         raise ValueError("fewer than one whole EoS cycle after the crossing: run longer")
-    return slice(int(rises[0]), int(rises[-1]))
+    return rises
 
 
 def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "euclidean",

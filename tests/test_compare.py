@@ -278,3 +278,46 @@ def test_the_predictions_run_over_the_steps_gd_made():
     run = compare(Minimalist(), start, eta, 60, warn=False, max_rhs_evals=500_000)
     assert run.statuses["gradient_flow"] is Status.OK
     assert not np.isnan(run.gf_loss[:4]).any() and np.isnan(run.gf_loss[4:]).all()
+
+
+def _boundaries(sharpness, eta, crossing):
+    """Cycle boundaries by their definition: ½(S_t + S_{t+1}) rises through 2/η."""
+    pair = 0.5 * (sharpness[1:] + sharpness[:-1])
+    return [t for t in range(crossing + 1, pair.size)
+            if pair[t - 1] <= 2 / eta < pair[t]]
+
+
+def test_cycle_averages_stop_where_a_part_stopped(run):
+    import dataclasses
+
+    rises = _boundaries(run.gd_sharpness, ETA, run.crossing_step)
+    full = run.cycle_averages()
+    assert (full["start"], full["end"]) == (rises[0], rises[-1])
+    # a sharpness that cycles every 100 steps after the crossing (±1% around 2/η), so that
+    # the run has many whole cycles, boundaries at crossing + 100 k
+    t = np.arange(run.step.size)
+    cycling = np.where((t - run.crossing_step) % 100 < 50, 1.01, 0.99) * 2 / ETA
+    cycling[:run.crossing_step] = 0.5 / ETA
+    rises = _boundaries(cycling, ETA, run.crossing_step)
+    assert rises[:3] == [run.crossing_step + 100, run.crossing_step + 200,
+                         run.crossing_step + 300]
+    # θ† stopped inside the third cycle: its records are NaN from there on
+    stop = rises[2] + 3
+    dist = run.dist_dagger.copy()
+    gd_x = run.gd_x.copy()
+    dist[stop:] = np.nan
+    gd_x[stop:] = np.nan
+    statuses = dict(run.statuses, constrained=Status.NOT_CONVERGED)
+    stopped = dataclasses.replace(run, gd_sharpness=cycling, dist_dagger=dist, gd_x=gd_x,
+                                  statuses=statuses)
+    averages = stopped.cycle_averages()
+    assert (averages["start"], averages["end"]) == (rises[0], rises[2])
+    window = slice(rises[0], rises[2])
+    assert averages["rms_dist_dagger"] == np.sqrt(np.mean(dist[window] ** 2))
+    assert averages["mean_x2"] == np.mean(gd_x[window] ** 2)
+    assert all(np.isfinite(value) for value in averages.values())
+    # stopped inside the first cycle: no whole cycle is left, and the message says why
+    dist[rises[1] - 1:] = np.nan
+    early = dataclasses.replace(stopped, dist_dagger=dist)
+    with pytest.raises(ValueError, match=r"constrained \(NOT_CONVERGED\)"):
+        early.cycle_averages()

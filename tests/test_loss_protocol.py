@@ -226,6 +226,33 @@ def test_parameter_shapes_are_checked_against_dim():
         Loss(user_families.Diagonal("abc"), 2)
 
 
+def test_a_loss_keeps_its_own_copy_of_the_arrays_it_was_given():
+    # the caller's arrays (and views of them) changed after construction leave the loss
+    # as it was: its value, its gradient and the Python-side attributes alike
+    rng = np.random.default_rng(0)
+    theta = np.array([1.0, -0.7, 0.4, 1.3])  # |θ_0| ≥ 0.5: Diagonal is finite there
+    c = np.arange(1.0, 9.0)[::2]  # a strided view: converted, yet the base is the caller's
+    contiguous = np.arange(1.0, 5.0)
+    J, Q, z0 = rng.normal(size=(3, 4)), np.tile(np.eye(4), (3, 1, 1)), rng.normal(size=3)
+    K = np.zeros((2, 2, 2))
+    losses = [Loss(user_families.Diagonal(c), 4, check=False),
+              Loss(user_families.Diagonal(contiguous), 4, check=False),
+              QuadraticRegression(J, Q, z0),
+              ManifoldFamily(contiguous[:2], np.ones((2, 2)), K=K),
+              Network((3,), data=(rng.normal(size=(5, 1)), rng.normal(size=(5, 1))))]
+    points = [theta, theta, theta, theta, losses[-1].init(0)]
+    before = [(loss.value(p), loss.grad(p)) for loss, p in zip(losses, points, strict=True)]
+    data_x, data_y = losses[-1].params.X.copy(), losses[-1].params.Y.copy()
+    for array in (c, contiguous, J, Q, z0, K):
+        array += 1.0
+    for loss, p, (value, grad) in zip(losses, points, before, strict=True):
+        assert loss.value(p) == value
+        np.testing.assert_array_equal(loss.grad(p), grad)
+    np.testing.assert_array_equal(losses[2].J + 1.0, J)
+    np.testing.assert_array_equal(losses[-1].params.X, data_x)
+    np.testing.assert_array_equal(losses[-1].params.Y, data_y)
+
+
 class Unshaped(NamedTuple):  # Diagonal's kernels, registered without a shape for c
     c: np.ndarray
 

@@ -186,3 +186,20 @@ def test_a_manifold_flow_alone_draws_its_path_and_start(flow):
     assert "normalised GD's flow on Γ" in ax.get_title()
     fig.savefig(io.BytesIO(), format="png")
 
+
+
+def test_runs_failed_at_their_start_are_refused_with_their_message():
+    from stabsim.losses import Minimalist, QuadraticRegression
+    from stabsim.maps import run_sgd
+    from stabsim.plot import plot_batch_sharpness
+
+    # |θ₀| = 1e300: the loss overflows at step 0, so the run has no record at all
+    gd = run_gd(Minimalist(), np.array([1e300, 1e300]), 0.1, 10)
+    assert gd.step.size == 0 and not gd.success
+    with pytest.raises(ValueError, match="no records to draw: a NaN or inf appeared"):
+        plot_loss_and_sharpness(gd)
+    loss = QuadraticRegression.random(5, 7, seed=4)
+    sgd = run_sgd(loss, np.full(loss.dim, 1e300), 0.1, 10, batch_size=2)
+    assert sgd.step.size == 0 and not sgd.success
+    with pytest.raises(ValueError, match="no records to draw"):
+        plot_batch_sharpness([sgd])

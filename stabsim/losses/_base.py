@@ -44,11 +44,15 @@ def check_dense_memory(dim: int, what: str = "a dense Hessian", count: int = 1) 
 
 
 def _normalise_field(record_name: str, field: str, value):
-    """A record field as stored: a C-contiguous, writable float64 array, or a float."""
+    """A record field as stored: a C-contiguous, writable float64 array of the loss's own (a
+    copy wherever it would share memory with ``value``: an array the caller changes later
+    must not change the loss), or a float."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return finite_float(f"{record_name}.{field}", value)
     array = finite_array(f"{record_name}.{field}", value)  # TypeError for the wrong kind
-    if not array.flags.writeable:  # Numba types read-only arrays apart: one compile for all
+    # a view (of the caller's array or buffer) or the caller's array itself; a read-only
+    # array too, which Numba types apart from writable ones (one compile for all)
+    if array is value or not array.flags.owndata or not array.flags.writeable:
         array = array.copy()
     return array
 

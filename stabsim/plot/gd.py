@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._figure import figure_and_axes, require_result
+from ._figure import figure_and_axes, require_records, require_result
 
 
 def plot_loss_and_sharpness(result, *, axes=None, label=None):
@@ -38,9 +38,11 @@ def plot_loss_and_sharpness(result, *, axes=None, label=None):
     TypeError
         If ``result`` is neither result, or ``axes`` is not a sequence of Axes.
     ValueError
-        If ``axes`` does not hold two Axes.
+        If ``axes`` does not hold two Axes, or the run has no records (it failed at its
+        start: the message says why).
     """
     require_result(result, "stabsim.maps:GDResult", "stabsim.maps:AdaptiveResult")
+    require_records(result)
     from ..maps import AdaptiveResult
 
     adaptive = isinstance(result, AdaptiveResult)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._figure import figure_and_axes, require_result
+from ._figure import figure_and_axes, require_records, require_result
 
 
 def plot_batch_sharpness(results, *, ax=None):
@@ -23,13 +23,15 @@ def plot_batch_sharpness(results, *, ax=None):
     Raises
     ------
     ValueError
-        If ``results`` is an empty sequence.
+        If ``results`` is an empty sequence, or a run has no records (it failed at its
+        start: the message says why).
     """
     runs = [results] if not isinstance(results, list | tuple) else list(results)
     if not runs:
         raise ValueError("results is empty: give at least one SGDResult")
     for run in runs:
         require_result(run, "stabsim.maps:SGDResult", name="results")
+        require_records(run, name="a run of results")
     fig, ax = figure_and_axes(ax, 1, figsize=(7.0, 3.8))
     for run in runs:
         line, = ax.plot(run.step, run.batch_sharpness, lw=0.8,
