@@ -86,18 +86,31 @@ def real_array(name: str, value, *, shape=None, ndim=None) -> np.ndarray:
         # NumPy would drop the imaginary part with only a warning
         raise TypeError(f"{name} must be real, got complex values")
     try:
-        array = np.ascontiguousarray(value, dtype=np.float64)
+        given = value if isinstance(value, np.ndarray) else np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be an array of real numbers (not ragged): {exc}") from None
+    if not _holds_real_numbers(given):  # NumPy would parse strings and make None NaN
+        raise TypeError(f"{name} must be an array of real numbers, got {value!r}")
+    array = np.ascontiguousarray(given, dtype=np.float64)  # a 0-d array becomes shape (1,)
     if shape is not None:
         ok = array.ndim == len(shape) and all(
             want is None or want == got for want, got in zip(shape, array.shape, strict=True)
         )
         if not ok:
-            raise ValueError(f"{name} must have shape {shape_text(shape)}, got {array.shape}")
+            raise ValueError(f"{name} must have shape {shape_text(shape)}, got {given.shape}")
     elif ndim is not None and array.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {array.shape}")
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {given.shape}")
     return array
+
+
+def _holds_real_numbers(array: np.ndarray) -> bool:
+    """Whether ``array`` holds integers or floats (an object array: real numbers only)."""
+    if array.dtype.kind in "iuf":
+        return True
+    if array.dtype.kind != "O":
+        return False
+    return all(isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
+               for x in array.flat)
 
 
 def shape_text(shape) -> str:

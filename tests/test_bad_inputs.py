@@ -122,7 +122,8 @@ TABLE = {
     # -- losses --------------------------------------------------------------------
     "Quadratic": Row(losses.Quadratic, ([[1.0, 0.0], [0.0, 2.0]],), {}, [
         arg("A", ["abc", [[1.0, 2.0], [3.0]], np.array([[1 + 1j]]), [[NAN]], None, [],
-                  [[1.0, 2.0], [0.0, 1.0]]])]),
+                  [[1.0, 2.0], [0.0, 1.0]], ["1", "2"], np.array([1.0, None], dtype=object),
+                  [True, False]])]),
     "QuadraticRegression": Row(
         losses.QuadraticRegression, ([[1.0, 0.0]], np.zeros((1, 2, 2)), [1.0]), {}, [
             arg("J", ["abc", [[1.0], [1.0, 2.0]], [[1j, 0.0]], [[NAN, 0.0]], None]),
@@ -137,6 +138,14 @@ TABLE = {
     "ReducedMapRealisation": Row(losses.ReducedMapRealisation, (0.1, 1.0), {}, [
         arg("eta", POSITIVE), arg("alpha", FINITE), arg("b", FINITE + [0.0])]),
     "ScalarNetwork": Row(losses.ScalarNetwork, (3,), {}, [arg("depth", COUNT + [1])]),
+    "Network": Row(losses.Network, ((2,),), {"n_samples": 5}, [
+        arg("hidden", ["16", [0], [1.5], [True], None]),
+        arg("activation", ["relu", ["tanh"], None]),
+        arg("parametrisation", ["mup", ["ntk"], None]),
+        arg("bias", [1, "yes", None]),
+        arg("data", ["foo", np.ones((2, 5)), (np.ones(3),), (np.zeros((5, 0)), np.zeros(5)),
+                     (np.ones(3), np.ones(4)), (np.ones(3), [NAN] * 3), ["a", "b"], None]),
+        arg("teacher_hidden", [(3,)])]),
     "make_loss": Row(losses.make_loss, ("quadratic",), {"A": [[1.0]]}, [
         arg("name", ["nope", None, ["quadratic"], 3])]),
     "Loss": Row(losses.Loss, (QUAD.params, 2), {}, [

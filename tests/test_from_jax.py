@@ -122,3 +122,20 @@ def test_a_collected_loss_releases_its_jax_functions():
     # its record alone finds no loss (handles are never reused), and says so
     with pytest.raises(RuntimeError, match="no longer exists"):
         jax_bridge._value(int(params.handle), np.zeros(2))
+
+
+def test_a_copy_outlives_the_original_and_a_check_names_the_loss():
+    pytest.importorskip("jax")
+    import copy
+    import gc
+
+    jnp = pytest.importorskip("jax.numpy")
+    loss = from_jax(lambda x: 0.5 * (x[0] ** 2 + 3.0 * x[1] ** 2), 2)
+    copies = copy.copy(loss), copy.deepcopy(loss), copy.deepcopy([loss])[0]
+    del loss
+    gc.collect()
+    for kept in copies:  # a copy had kept the handle only, freed with the original
+        assert kept.value(np.array([1.0, 1.0])) == 2.0
+    with pytest.raises(ValueError, match=r"^from_jax\(<lambda>, dim=1\): value gave a "
+                                         r"non-finite result at check point \d; pass"):
+        from_jax(lambda x: jnp.sqrt(x[0]), 1, check=True)

@@ -93,6 +93,15 @@ def test_construction_names_the_derivative_that_disagrees():
     Loss(ZeroD3(1.0, 5.0, 3.0), 3, check=False)  # the check can be skipped
 
 
+def test_a_loss_on_a_short_length_scale_passes_the_check_and_a_wrong_one_does_not():
+    # cos(kθ)/k² with k = 3000: at the first step h ≈ 6e-6 the difference's truncation error
+    # (kh)²/6 ≈ 5e-5 is above the 1e-5 allowed; at h/8 it is 64 times smaller
+    for k in (1.0, 3000.0, 1e4):
+        Loss(user_families.Ripple(k), 3)
+        with pytest.raises(ValueError, match="d3 disagrees with finite differences of hvp"):
+            Loss(user_families.RippleHalvedD3(k), 3)
+
+
 class WrongLinearised(NamedTuple):
     a: float
     b: float
@@ -259,6 +268,13 @@ class Unshaped(NamedTuple):  # Diagonal's kernels, registered without a shape fo
 
 register_family(Unshaped, value=user_families.diag_value, grad=user_families.diag_grad,
                 hvp=user_families.diag_hvp, d3=user_families.zero_d3)
+
+
+def test_a_number_field_given_as_a_0d_array_is_a_number():
+    # np.array(1.0) had become an array of shape (1,) and been refused as an array field
+    loss = Loss(user_families.Rosenbrock(np.array(1.0), np.float64(5.0), np.array(3)), 3)
+    assert loss.params == (1.0, 5.0, 3.0)
+    assert loss.value(np.array([1.0, 1.0, 1.0])) == 0.0
 
 
 def test_an_array_field_without_a_shape_is_refused():

@@ -17,6 +17,7 @@ from stabsim.losses import (
     FAMILIES,
     ManifoldFamily,
     Minimalist,
+    Quadratic,
     QuadraticRegression,
     ReducedMapRealisation,
     ScalarNetwork,
@@ -361,3 +362,21 @@ def test_make_loss_bad_input():
         make_loss("realisation", eta=-1.0, alpha=1.0)
     with pytest.raises(ValueError, match="b must be nonzero"):
         make_loss("realisation", eta=0.1, alpha=1.0, b=0.0)
+
+
+def test_a_singular_semidefinite_quadratic_has_minimum_zero():
+    from stabsim.maps import run_gd
+
+    # v vᵀ has exact eigenvalues |v|², 0, 0; eigvalsh returns the zeros as ±ε|v|²-sized
+    # numbers of either sign, which had made min_value −inf for most draws (15 of 20)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        v = rng.normal(size=(3, 1))
+        assert Quadratic(v @ v.T).min_value == 0.0
+    assert Quadratic([1.0, 0.0]).min_value == 0.0
+    assert Quadratic([1.0, -1e-10]).min_value == -np.inf  # far beyond round-off
+    v = np.array([[1.0], [0.3], [-0.7]])
+    # GD on sqrt(L − 0) along v: L(θ) = ½ (v·θ)², so sqrt(L) = |v·θ|/√2, a V whose
+    # gradient has norm |v|/√2 everywhere off the valley
+    result = run_gd(Quadratic(v @ v.T), [1.0, 0.0, 0.0], 0.01, 5, method="sqrt")
+    assert result.success, result.message

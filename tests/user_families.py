@@ -172,3 +172,51 @@ def objmode_hvp(theta, p, v, out):
 
 register_family(ObjectModeDiagonal, value=diag_value, grad=diag_grad, hvp=objmode_hvp,
                 d3=zero_d3, shapes={"c": ("d",)})
+
+
+class Ripple(NamedTuple):
+    """L = Σ_i cos(k θ_i)/k², a loss on the short length scale 1/k: ∂_i L = −sin(k θ_i)/k,
+    ∂_ii L = −cos(k θ_i), ∂_iii L = k sin(k θ_i) (no mixed derivatives)."""
+
+    k: float
+
+
+@numba.njit(cache=True)
+def ripple_value(theta, p):
+    return np.sum(np.cos(p.k * theta)) / p.k**2
+
+
+@numba.njit(cache=True)
+def ripple_grad(theta, p, out):
+    for i in range(theta.shape[0]):
+        out[i] = -np.sin(p.k * theta[i]) / p.k
+
+
+@numba.njit(cache=True)
+def ripple_hvp(theta, p, v, out):
+    for i in range(theta.shape[0]):
+        out[i] = -np.cos(p.k * theta[i]) * v[i]
+
+
+@numba.njit(cache=True)
+def ripple_d3(theta, p, u, v, out):
+    for i in range(theta.shape[0]):
+        out[i] = p.k * np.sin(p.k * theta[i]) * u[i] * v[i]
+
+
+@numba.njit(cache=True)
+def ripple_d3_halved(theta, p, u, v, out):  # wrong by a factor ½
+    ripple_d3(theta, p, u, v, out)
+    for i in range(theta.shape[0]):
+        out[i] *= 0.5
+
+
+register_family(Ripple, value=ripple_value, grad=ripple_grad, hvp=ripple_hvp, d3=ripple_d3)
+
+
+class RippleHalvedD3(NamedTuple):
+    k: float
+
+
+register_family(RippleHalvedD3, value=ripple_value, grad=ripple_grad, hvp=ripple_hvp,
+                d3=ripple_d3_halved)

@@ -47,6 +47,8 @@ def _normalise_field(record_name: str, field: str, value):
     """A record field as stored: a C-contiguous, writable float64 array of the loss's own (a
     copy wherever it would share memory with ``value``: an array the caller changes later
     must not change the loss), or a float."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value.item()  # a number given as a 0-d array
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return finite_float(f"{record_name}.{field}", value)
     array = finite_array(f"{record_name}.{field}", value)  # TypeError for the wrong kind

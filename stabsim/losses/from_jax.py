@@ -92,6 +92,14 @@ class JaxLoss(Loss):
         name = getattr(self.fn, "__name__", type(self.fn).__name__)
         return f"from_jax({name}, dim={self.dim})"
 
+    def __copy__(self):
+        # the loss itself: a copy would hold its handle, whose functions go when the
+        # original is collected (the loss is immutable, as a function is)
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
 
 def from_jax(fn, dim, params=None, *, min_value=None, check=False) -> JaxLoss:
     """A loss whose derivatives come from JAX autodiff, usable by every engine.

@@ -24,11 +24,23 @@ DATASETS = ("teacher", "chebyshev", "sine")
 def _widths(hidden) -> tuple[int, ...]:
     if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
         hidden = (hidden,)
+    if isinstance(hidden, (str, bytes)):
+        raise ValueError(f"hidden must be a layer width or a sequence of them, got {hidden!r}")
     try:
         widths = tuple(hidden)
     except TypeError:
         raise ValueError(f"hidden must be a sequence of layer widths, got {hidden!r}") from None
     return tuple(nonnegative_int(f"hidden[{i}]", w, minimum=1) for i, w in enumerate(widths))
+
+
+def _data_text(data) -> str:
+    """``data`` as a message shows it: a name, or the kind and shape of arrays."""
+    if isinstance(data, str):
+        return repr(data)
+    if isinstance(data, (tuple, list)):
+        return "a pair (X, Y)"
+    return f"{type(data).__name__} of shape {np.shape(data)}" if hasattr(data, "shape") \
+        else repr(data)
 
 
 def _teacher_targets(X, hidden, output_dim, activation, rng):
@@ -108,11 +120,11 @@ class Network(Loss):
                  teacher_hidden=None, bias=True, parametrisation="standard", seed=0,
                  chunks=1):
         widths = _widths(hidden)
-        if activation not in ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, "
                              f"got {activation!r}")
         code = ACTIVATIONS[activation]
-        if parametrisation not in PARAMETRISATIONS:
+        if not isinstance(parametrisation, str) or parametrisation not in PARAMETRISATIONS:
             raise ValueError(f"parametrisation must be one of {PARAMETRISATIONS}, "
                              f"got {parametrisation!r}")
         if not isinstance(bias, bool):
@@ -136,19 +148,24 @@ class Network(Loss):
     @staticmethod
     def _data(data, n_samples, input_dim, output_dim, degree, frequency, teacher_hidden,
               widths, code, seed):
-        if isinstance(data, tuple):
+        if teacher_hidden is not None and not (isinstance(data, str) and data == "teacher"):
+            raise ValueError("teacher_hidden sets the teacher of data='teacher' and nothing "
+                             f"else; got it with data={_data_text(data)}")
+        if isinstance(data, (tuple, list)):
             if len(data) != 2:
                 raise ValueError("data must be a name or a pair (X, Y) of arrays")
-            X = finite_array("X", data[0])
-            Y = finite_array("Y", data[1])
+            X = finite_array("X (data[0])", data[0])
+            Y = finite_array("Y (data[1])", data[1])
             X = X[:, None] if X.ndim == 1 else X
             Y = Y[:, None] if Y.ndim == 1 else Y
-            if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0] or X.shape[0] == 0:
+            if (X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0] or 0 in X.shape
+                    or 0 in Y.shape):
                 raise ValueError("data (X, Y) must have shapes (N, n_in) and (N, n_out) "
-                                 f"with N ≥ 1, got {X.shape} and {Y.shape}")
+                                 f"with N, n_in, n_out ≥ 1, got {X.shape} and {Y.shape}")
             return X, Y
-        if data not in DATASETS:
-            raise ValueError(f"data must be one of {DATASETS} or a pair (X, Y), got {data!r}")
+        if not isinstance(data, str) or data not in DATASETS:
+            raise ValueError(f"data must be one of {DATASETS} or a pair (X, Y) of arrays, "
+                             f"got {_data_text(data)}")
         n = nonnegative_int("n_samples", n_samples, minimum=1)
         if data == "teacher":
             rng = np.random.default_rng(nonnegative_int("seed", seed))

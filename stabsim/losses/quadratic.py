@@ -46,8 +46,15 @@ class Quadratic(Loss):
 
     @property
     def min_value(self) -> float:
-        """inf L: 0 when A is positive semidefinite, −inf otherwise (one ``eigvalsh``)."""
-        return 0.0 if np.linalg.eigvalsh(self.A)[0] >= 0.0 else -np.inf
+        """inf L: 0 when A is positive semidefinite, −inf otherwise (one ``eigvalsh``).
+
+        Semidefinite to within the round-off of ``eigvalsh``, d ε ‖A‖₂: a singular A
+        (v vᵀ, say) has computed eigenvalues of either sign at about ε ‖A‖₂ where its exact
+        ones are 0, and no smaller negative eigenvalue is told from 0.
+        """
+        values = np.linalg.eigvalsh(self.A)
+        floor = -self.dim * np.finfo(float).eps * max(abs(values[0]), abs(values[-1]))
+        return 0.0 if values[0] >= floor else -np.inf
 
     @property
     def sharpness(self) -> float:

@@ -31,7 +31,7 @@ class ReducedMapRealisation(Loss):
 
     Notes
     -----
-    Packed as ``params = [eta, alpha, b]``.
+    Its parameter record is ``RealisationParams(eta, alpha, b)``.
     """
 
     name = "realisation"
