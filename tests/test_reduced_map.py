@@ -339,3 +339,30 @@ def test_mismatched_shapes_name_every_argument_involved():
         reduced_phase([0.1, 0.2], [0.0, 1.0, 2.0], 0.1, 1.0, 2.0)
     with pytest.raises(ValueError, match=r"^alpha has shape \(4,\), .* of x0, y0, eta$"):
         run_reduced_ensemble(np.ones(3), 0.0, 0.1, np.ones(4), 1.0, 10)
+
+
+@pytest.mark.parametrize("stats", [False, True])
+def test_an_ensemble_stops_calling_its_kernels_once_every_trajectory_stopped(monkeypatch,
+                                                                            stats):
+    # the map of docs/theory.md §1 from x0 = 1, y0 = 0 at η = 0.5, α = β = 1 leaves its
+    # domain (1 + ηy ≤ 0) within a few steps; a budget of 2^62 steps had meant
+    # 2^62 / CHUNK_STEPS ≈ 2.7e11 further calls with nothing to run
+    import stabsim.maps.reduced as reduced_module
+
+    x, y, left = 1.0, 0.0, 0
+    while 1.0 + 0.5 * y > 0.0:
+        x, y, left = -(1.0 + 0.5 * y) * x, y + 0.5 * (1.0 - 0.5 * x * x), left + 1
+
+    calls = []
+    original = reduced_module.in_parts
+
+    def counting(kernel, args, threads):
+        calls.append(args[5:7])  # (t0, t1) of the call
+        return original(kernel, args, threads)
+
+    monkeypatch.setattr(reduced_module, "in_parts", counting)
+    steps = 2**62
+    result = run_reduced_ensemble(np.array([1.0, 1.0]), 0.0, 0.5, 1.0, 1.0, steps, stats=stats)
+    assert list(result.status_codes) == [Status.LEFT_DOMAIN] * 2
+    assert list(result.stop_step) == [left, left]
+    assert len(calls) == 1 and calls[0][0] == 0 and calls[0][1] < steps

@@ -341,7 +341,8 @@ def run_reduced_ensemble(x0, y0, eta, alpha, beta, steps, *, stats=False, stride
             else:
                 in_parts(ensemble_final, (*inputs, x_out[c], y_out[c], rec_x, rec_y, k,
                                           status[c], stop[c]), threads)
-            if t1 == steps:
+            # every trajectory of the chunk stopped: the later spans have nothing to run
+            if t1 == steps or not np.any(status[c] == RUNNING):
                 break
             t0 = t1
     if stats:
