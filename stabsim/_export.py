@@ -43,12 +43,18 @@ VARIABLES = {
     "lambda2": ("second Hessian eigenvalue", DIMENSIONLESS),
     "sigma2": ("central flow oscillation variance sigma^2 (tr Sigma)", DIMENSIONLESS),
     "grad_norm2": ("squared gradient norm |grad L|^2", DIMENSIONLESS),
-    "at_eos": ("on the boundary S = 2/eta (1) or not (0)", DIMENSIONLESS),
-    "n_critical": ("eigenvalues held at 2/eta", DIMENSIONLESS),
-    "entry_steps": ("step at which the flow began holding one more eigenvalue at the "
-                    "threshold", STEPS),
-    "exit_steps": ("step at which the flow released an eigenvalue held at the threshold",
-                   STEPS),
+    "at_eos": ("S held by the central flow (1): at 2/eta or, from a start above 2/eta, "
+               "above it (where S stopped falling; from t = 0 with max_critical > 1); "
+               "gradient flow (0)", DIMENSIONLESS),
+    "n_critical": ("eigenvalues held by the central flow (at 2/eta, or above it from a "
+                   "start above 2/eta)", DIMENSIONLESS),
+    "entry_steps": ("step at which the flow began holding one more eigenvalue (at the "
+                    "threshold, or above it from a start above it)", STEPS),
+    "exit_steps": ("step at which the flow released a held eigenvalue", STEPS),
+    "eigenvalues": ("top Hessian eigenvalues at w, descending (NaN beyond the dimension)",
+                    DIMENSIONLESS),
+    "sigma_eigenvalues": ("eigenvalues of the central flow oscillation covariance Sigma, "
+                          "descending", DIMENSIONLESS),
     "rel_gap": ("relative eigengap (lambda1 - lambda2)/lambda1", DIMENSIONLESS),
     "x2": ("X = x^2 of the reduced ODE", DIMENSIONLESS),
     "flow_time": ("gradient-flow time s at the stop", DIMENSIONLESS),

@@ -24,6 +24,13 @@ from .._status import Status
 MAX_RHS_EVALS = 1_000_000
 
 
+def rhs_budget(max_rhs_evals):
+    """``max_rhs_evals`` of a flow, checked: an integer ≥ 1, or None (no budget)."""
+    if max_rhs_evals is None:
+        return None
+    return check.nonnegative_int("max_rhs_evals", max_rhs_evals, minimum=1)
+
+
 @dataclasses.dataclass(repr=False)
 class FlowResult(Result):
     """A solved flow (the protocol of :class:`stabsim._result.Result`).
@@ -69,7 +76,8 @@ class FlowResult(Result):
 
     def _export_data(self) -> dict:
         """The data variables of :meth:`to_xarray` (subclasses add theirs)."""
-        return {"theta": (("step", "param"), self.trajectory)}
+        return {"theta": (("step", "param"), self.trajectory,
+                          {"long_name": "flow state at time t (t in steps)"})}
 
     def _export_coords(self) -> dict:
         return {"step": self.step}
@@ -138,7 +146,8 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
     events : list of callables, optional
         Extra ``solve_ivp`` events.
     integrator, rtol, atol :
-        Passed to ``solve_ivp`` (its ``method``, ``rtol``, ``atol``).
+        Passed to ``solve_ivp`` (its ``method``, ``rtol``, ``atol``); 0 < rtol < 1
+        (:func:`stabsim._validate.solver_options`), atol > 0.
     divergence_norm : float
         |y| at which the run stops with status DIVERGED (default: never).
     max_rhs_evals : int, optional
@@ -166,8 +175,7 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
     valid = check.solver_options(rtol, atol, integrator)
     options = {"rtol": valid["rtol"], "atol": valid["atol"], "method": integrator}
     divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
-    if max_rhs_evals is not None:
-        max_rhs_evals = check.nonnegative_int("max_rhs_evals", max_rhs_evals, minimum=1)
+    max_rhs_evals = rhs_budget(max_rhs_evals)
     rhs_evals_spent = check.nonnegative_int("rhs_evals_spent", rhs_evals_spent)
     if parameters is None:
         parameters = {"t_end": t_end, "integrator": integrator, "rtol": options["rtol"],

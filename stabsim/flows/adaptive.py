@@ -71,7 +71,7 @@ from ..losses import Loss, check_dense_memory
 from ..losses._base import require_loss
 from ..spectral import top_eigenpairs
 from ._sdcp import solve_sdcp
-from ._solve import MAX_RHS_EVALS, FlowResult
+from ._solve import MAX_RHS_EVALS, FlowResult, rhs_budget
 from .central import GAP_CLOSED, TrackedTop, _integrate, plan_held, third_derivative
 
 #: ``long_name`` of the exported variables of :class:`AdaptiveFlowResult` whose GD
@@ -369,13 +369,13 @@ def _inputs(loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator
     require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
     eta = check.positive_float("eta", eta)
-    beta2 = check.unit_interval("beta2", beta2)
-    if beta2 == 0.0:
-        raise ValueError("beta2 must be > 0 (the flow's rate (1 - beta2)/beta2 is infinite)")
+    beta2 = check.finite_float("beta2", beta2)
+    if not 0.0 < beta2 < 1.0:  # at 0 the flow's rate (1 - beta2)/beta2 is infinite
+        raise ValueError(f"beta2 must lie in (0, 1), got {beta2!r}")
     steps = check.positive_float("steps", steps)
     solver = check.solver_options(rtol, atol, integrator)
-    solver["max_rhs_evals"] = check.nonnegative_int("max_rhs_evals", max_rhs_evals, minimum=1)
-    max_switches = check.nonnegative_int("max_switches", max_switches, minimum=1)
+    solver["max_rhs_evals"] = rhs_budget(max_rhs_evals)
+    max_switches = check.nonnegative_int("max_switches", max_switches)
     divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
     nu0 = check.finite_array("nu0", nu0)  # a scalar becomes shape (1,)
     if nu0.shape != ((1,) if scalar else (loss.dim,)):
@@ -397,7 +397,7 @@ def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float
                         steps: float, *, stable: bool = False, stride: float = 1.0,
                         rtol: float = 1e-10, atol: float = 1e-12, integrator: str = "DOP853",
                         max_switches: int = 100, divergence_norm: float = 1e8,
-                        max_rhs_evals: int = MAX_RHS_EVALS) -> AdaptiveFlowResult:
+                        max_rhs_evals: int | None = MAX_RHS_EVALS) -> AdaptiveFlowResult:
     """The central flow of Scalar RMSProp (module docstring), or its stable flow.
 
     Parameters
@@ -420,13 +420,15 @@ def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float
     rtol, atol, integrator :
         ``solve_ivp`` options (``integrator`` is its ``method``).
     max_switches : int
-        Budget of branch switches (status MAX_STEPS naming it when exhausted).
+        Budget of branch switches (0: stop at the first), as for
+        :func:`~stabsim.flows.central_flow`; status MAX_STEPS, naming it, when it is
+        exhausted.
     divergence_norm : float
         |(w, ν)| at which the flow stops with status DIVERGED.
-    max_rhs_evals : int
+    max_rhs_evals : int or None
         Budget of right-hand-side evaluations over the run (as for
-        :func:`~stabsim.flows.central_flow`); status MAX_STEPS, naming and quoting it, when
-        it is exhausted, with ``counters["rhs_evals"]`` at most this.
+        :func:`~stabsim.flows.central_flow`; None: none); status MAX_STEPS, naming and
+        quoting it, when it is exhausted, with ``counters["rhs_evals"]`` at most this.
 
     Returns
     -------
@@ -471,7 +473,7 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
                  stride: float = 1.0, rtol: float = 1e-10, atol: float = 1e-12,
                  integrator: str = "DOP853", max_switches: int = 100,
                  divergence_norm: float = 1e8,
-                 max_rhs_evals: int = MAX_RHS_EVALS) -> AdaptiveFlowResult:
+                 max_rhs_evals: int | None = MAX_RHS_EVALS) -> AdaptiveFlowResult:
     """The central flow of (diagonal) RMSProp through the general form (module docstring).
 
     Parameters
@@ -482,6 +484,7 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
     nu0 : array_like, shape (d,)
         ν(0) > 0.
     eta, beta2 : float
+        The optimiser's η and β₂ ∈ (0, 1).
     steps : float
         Horizon; time t counts the optimiser's steps.
     max_critical : int

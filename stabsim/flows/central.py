@@ -55,12 +55,13 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
+from .._export import missing_as_nan
 from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import top_eigenpairs, tracked_top_eigenpair
 from ._sdcp import sdcp_data, sdcp_solution, solve_sdcp
-from ._solve import MAX_RHS_EVALS, FlowResult, solve_flow
+from ._solve import MAX_RHS_EVALS, FlowResult, rhs_budget, solve_flow
 
 #: the "next branch" of the event that ends a run: eigenvalue λ_{k+1} reaching 2/η while k
 #: eigenvalues are held (k = ``max_critical``). The held eigenvectors stop being the top k
@@ -76,9 +77,20 @@ class CentralFlowResult(FlowResult):
     Its ``counters`` add ``switches`` (branch switches) to the integrator's; status
     MAX_STEPS names ``max_switches``, the budget of switches that ran out.
 
-    Exported (:meth:`to_xarray`): the records along ``step`` (``at_eos`` as 0/1),
-    ``stop_step`` an attribute, and the entry and exit times along dimensions ``entry``
-    and ``exit``.
+    Exported (:meth:`to_xarray`): the records along ``step`` (``at_eos`` as 0/1;
+    ``eigenvalues`` along ``eig`` as well, NaN beyond d, and ``sigma_eigenvalues`` along
+    ``sigma_eig``; ``lambda2`` NaN for d = 1), ``stop_step`` an attribute, and the entry and
+    exit times along dimensions ``entry`` and ``exit``.
+
+    Where S is held: the flow holds it from rising once it reaches 2/η. From a start above
+    2/η it is not brought down to 2/η: with ``max_critical=1`` gradient flow lowers it for
+    as long as it does (not at all where it would raise S at the start), and S is held
+    (constant) at the level where it stopped falling, above 2/η (the minimalist loss from
+    (3, 0.5) at η = 0.2: S = 17.95 from t = 7.42, with 2/η = 10); with
+    ``max_critical > 1`` the top eigenvalues ≥ 2/η at the start (at most k) are held from
+    t = 0, where they do not rise but may fall (until one falls through
+    (1 − ``exit_band``)·2/η). ``at_eos``, ``entry_steps`` and ``n_critical`` record that
+    holding, at whatever level.
 
     Attributes
     ----------
@@ -89,14 +101,18 @@ class CentralFlowResult(FlowResult):
     grad_norm2 : ndarray, shape (n,)
         |∇L(w)|².
     at_eos : ndarray of bool, shape (n,)
-        Whether w is on the boundary S = 2/η (the constrained branch).
+        Whether the flow holds S at w (the constrained branch, ``n_critical > 0``): at
+        2/η, or, from a start above 2/η, above it (at the level where S stopped falling,
+        see above); False on gradient flow.
     entry_steps, exit_steps : list of float
-        Times (in steps) at which the flow reached S = 2/η and left it.
+        Times (in steps) at which the flow began holding one more eigenvalue (S reaching
+        2/η or, from a start above 2/η, S ceasing to fall; 0 for a start held at once) and
+        released one.
     eta : float
     max_critical : int
         The k the flow was solved with.
     n_critical : ndarray of int, shape (n,)
-        Number m of eigenvalues held at 2/η.
+        Number m of eigenvalues held (at 2/η, or above it from a start above 2/η).
     sigma_eigenvalues : ndarray, shape (n, k)
         Eigenvalues of Σ, descending (σ² for k = 1; zero-padded beyond m).
     eigenvalues : ndarray, shape (n, k + 1)
@@ -127,7 +143,12 @@ class CentralFlowResult(FlowResult):
     def _export_data(self) -> dict:
         data = super()._export_data()
         data.update({name: ("step", getattr(self, name)) for name in
-                     ("loss", "sharpness", "lambda2", "sigma2", "grad_norm2")})
+                     ("loss", "sharpness", "sigma2", "grad_norm2")})
+        # −inf marks an eigenvalue beyond d, which the export's convention makes NaN
+        data["lambda2"] = ("step", missing_as_nan(self.lambda2, np.isneginf(self.lambda2)))
+        data["eigenvalues"] = (("step", "eig"),
+                               missing_as_nan(self.eigenvalues, np.isneginf(self.eigenvalues)))
+        data["sigma_eigenvalues"] = (("step", "sigma_eig"), self.sigma_eigenvalues)
         data["at_eos"] = ("step", self.at_eos.astype(np.int8))
         data["n_critical"] = ("step", self.n_critical)
         data["entry_steps"] = ("entry", np.asarray(self.entry_steps, dtype=float))
@@ -242,8 +263,10 @@ class _Field(TrackedTop):
     def plan(self, on_boundary):
         """The right-hand side of a branch and its (event, direction, next branch)."""
         if on_boundary:
-            return self.boundary_flow, [(self.leaves_boundary, -1.0, False),
-                                        (self.second_reaches_threshold, 1.0, GAP_CLOSED)]
+            events = [(self.leaves_boundary, -1.0, False)]
+            if self.loss.dim > 1:  # for d = 1 there is no λ2 (spectrum gives −inf)
+                events.append((self.second_reaches_threshold, 1.0, GAP_CLOSED))
+            return self.boundary_flow, events
         return self.gradient_flow, [(self.reaches_threshold, 1.0, True)]
 
 
@@ -336,7 +359,7 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
                  rtol: float = 1e-10, atol: float = 1e-12, integrator: str = "DOP853",
                  max_switches: int = 100, max_critical: int = 1,
                  exit_band: float = 1e-6, divergence_norm: float = 1e8,
-                 max_rhs_evals: int = MAX_RHS_EVALS) -> CentralFlowResult:
+                 max_rhs_evals: int | None = MAX_RHS_EVALS) -> CentralFlowResult:
     """Solve the central flow (module docstring) for t ∈ [0, steps], t in GD steps.
 
     The flow switches between branches at events located by ``solve_ivp``. With
@@ -380,10 +403,10 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
         |w| at which the flow stops with status DIVERGED; ``inf`` to follow it until it
         stops being finite (NONFINITE). The result keeps the states saved before, and
         ``stop_step`` says when the run ended.
-    max_rhs_evals : int
+    max_rhs_evals : int or None
         Budget of right-hand-side evaluations over the whole run
-        (:data:`~stabsim.flows._solve.MAX_RHS_EVALS`); status MAX_STEPS, naming it, when it
-        is exhausted (see :func:`~stabsim.flows.solve_flow`).
+        (:data:`~stabsim.flows._solve.MAX_RHS_EVALS`; None: none); status MAX_STEPS, naming
+        it, when it is exhausted (see :func:`~stabsim.flows.solve_flow`).
 
     Returns
     -------
@@ -398,7 +421,7 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
     max_critical = check.nonnegative_int("max_critical", max_critical, minimum=1)
     exit_band = check.positive_float("exit_band", exit_band)
     divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
-    solver["max_rhs_evals"] = check.nonnegative_int("max_rhs_evals", max_rhs_evals, minimum=1)
+    solver["max_rhs_evals"] = rhs_budget(max_rhs_evals)
     if exit_band >= 1.0:
         raise ValueError(f"exit_band must lie in (0, 1), got {exit_band}")
     # a state (d floats) and about 8 records per saved step
@@ -431,7 +454,8 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
 def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, max_switches):
     """Integrate branch after branch; ``field.plan(branch)`` gives (rhs, events), each event
     a (function, direction, next branch) triple; ``solver`` holds the ``solve_flow``
-    options, its ``max_rhs_evals`` the budget of the whole run: each branch is charged what
+    options, its ``max_rhs_evals`` the budget of the whole run (None: none): each branch is
+    charged what
     the earlier ones spent (:func:`solve_flow`'s ``rhs_evals_spent``), so the run makes at
     most that many evaluations and a MAX_STEPS quotes it. Returns the saved times, states
     and branches, the status, message, counters, the entry and exit times, the time the run
@@ -451,7 +475,7 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
         reached = any(fn(t0, w0) >= 0.0 for fn, _, nxt in plan if nxt == GAP_CLOSED)
         if flat or (reached and field.active(w0, branch)):
             if flat:
-                status, message = Status.FLAT_SHARPNESS, f"S ≥ 2/η at t = {t0:.10g}"
+                status, message = Status.FLAT_SHARPNESS, _flat(branch, t0)
             else:
                 status = Status.EIGENGAP_CLOSED
                 message = _gap_closed(branch, t0, "is at or above")
@@ -466,7 +490,7 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
         times = t_eval[t_eval >= t0]
         # the look at the start is charged to the budget; with the budget spent, solve_flow
         # ends the run at once (MAX_STEPS)
-        if nfev < solver["max_rhs_evals"]:
+        if solver["max_rhs_evals"] is None or nfev < solver["max_rhs_evals"]:
             nfev += 1
             if not np.any(rhs(t0, w0)):
                 # an equilibrium of the branch (∇L = 0 with nothing held pushing: both
@@ -520,6 +544,17 @@ def _integrate(field, branch0, theta0, t_end, t_eval, solver, divergence_norm, m
     branches = np.concatenate(saved_branch) if saved_branch else np.empty(0, dtype=kind)
     return (t, states, branches, status, message, nfev, njev, switches, entries, exits, t_stop,
             knob)
+
+
+def _flat(branch, t):
+    """The message of a run ended at time t, on ``branch``, by a flat sharpness."""
+    if isinstance(branch, bool):
+        return (f"∇S = 0 at t = {t:.10g}, where S ≥ 2/η: no direction lowers S, so the "
+                "flow cannot hold it at 2/η (σ² = 0/0)")
+    held = f"{branch} held eigenvectors" if branch > 1 else "held eigenvector"
+    return (f"∇³L[u_a, u_b] = 0 for the {held} at t = {t:.10g}, where the held eigenvalues "
+            "are ≥ 2/η: ∇S = 0 and no direction lowers them, so the flow cannot hold them "
+            "at 2/η (the SDCP fixes no S)")
 
 
 def _gap_closed(branch, t, verb):

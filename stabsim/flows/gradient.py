@@ -29,7 +29,7 @@ def gradient_flow(loss: Loss, theta0, eta: float, steps: float, *, stride=None,
         Save the state at the multiples of ``stride`` and at ``steps`` (default: at the
         integrator's own steps).
     rtol, atol : float
-        Tolerances of ``solve_ivp``.
+        Tolerances of ``solve_ivp``: 0 < rtol < 1, atol > 0.
     integrator : str
         A ``solve_ivp`` method; implicit ones (``"Radau"``, ``"BDF"``, ``"LSODA"``) get the
         exact Jacobian −η∇²L.

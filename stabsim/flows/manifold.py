@@ -32,11 +32,21 @@ from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import sharpness_gradient
-from ._solve import MAX_RHS_EVALS, FlowResult, solve_flow
+from ._solve import MAX_RHS_EVALS, FlowResult, rhs_budget, solve_flow
 from .manifold_geometry import LIMIT_TOL, _grad_norm, tangent_space
 
 #: the constant c of dX/dτ = −c P_Γ ∇f(λ1), and whether f is log (True) or the identity
 FLOW_CONSTANTS = {"normalised": (0.25, True), "sqrt": (0.125, False)}
+
+#: ``long_name`` of the exported variables of :class:`ManifoldFlowResult`, whose GD
+#: description in :data:`stabsim._export.VARIABLES` (the iterate θ_t, values at Φ(θ_t) or
+#: θ_t) is not the flow's: its records are the flow point X(τ) and values there
+EXPORT_LONG_NAMES = {
+    "theta": "manifold flow X(tau)",
+    "lambda1": "top Hessian eigenvalue at X(tau)",
+    "rel_gap": "relative eigengap (lambda1 - lambda2)/lambda1 at X(tau)",
+    "grad_norm": "gradient norm |grad L(X(tau))|",
+}
 
 
 @dataclasses.dataclass(repr=False)
@@ -46,6 +56,10 @@ class ManifoldFlowResult(FlowResult):
 
     Status EIGENGAP_CLOSED: the relative gap (λ1 − λ2)/λ1 fell below ``gap_tol`` at
     ``stop_step`` (∇λ1 is undefined there), and the states up to it are kept.
+
+    Exported (:meth:`to_xarray`): the records along ``step``, with ``tau`` a second
+    coordinate; ``theta`` (the states X(τ)), ``lambda1``, ``rel_gap`` and ``grad_norm``
+    carry the flow's own ``long_name`` (:data:`stabsim.flows.manifold.EXPORT_LONG_NAMES`).
 
     Attributes
     ----------
@@ -88,6 +102,8 @@ class ManifoldFlowResult(FlowResult):
         data = super()._export_data()
         data.update({"lambda1": ("step", self.lambda1), "rel_gap": ("step", self.rel_gap),
                      "grad_norm": ("step", self.grad_norm)})
+        for name, long_name in EXPORT_LONG_NAMES.items():
+            data[name] = (*data[name][:2], {"long_name": long_name})
         return data
 
     def _export_coords(self) -> dict:
@@ -280,8 +296,7 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
     null_tol = check.positive_float("null_tol", null_tol)
     check.choice("eigensolver", eigensolver, {"auto", "eigh", "lanczos"})
     restoring = check.finite_float("restoring", restoring)
-    if max_rhs_evals is not None:  # before the spectrum at theta0 below
-        max_rhs_evals = check.nonnegative_int("max_rhs_evals", max_rhs_evals, minimum=1)
+    max_rhs_evals = rhs_budget(max_rhs_evals)  # before the spectrum at theta0 below
     start_tol = check.positive_float("start_tol", start_tol)
     chart = all(hasattr(loss, name) for name in
                 ("on_manifold", "normal_eigenvalues", "lambda1", "projected_grad_lambda1"))

@@ -23,7 +23,7 @@ from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import SMALL_DIM, _lowest_eigenvalue, hessian_spectrum, top_eigenpairs
-from ._solve import _norm, solve_flow
+from ._solve import MAX_RHS_EVALS, _norm, rhs_budget, solve_flow
 
 #: the default tolerance on |∇L| of :func:`limit_map`, which :func:`manifold_flow` also
 #: takes as the largest |∇L| of a start on Γ
@@ -46,10 +46,12 @@ class LimitPoint(Result):
         The flow time s at which it stopped.
     status : Status
         OK; MAX_STEPS if |∇L| was still above ``tol`` at ``s_max`` (the message names
-        ``s_max``); NONFINITE if ∇L is NaN or inf at the start, or if the flow overflows
-        (it grows without bound where L is unbounded below along it) or meets a NaN ∇L:
-        ``theta`` is then the last finite state, and the message gives its |θ|, |∇L| and
-        flow time; NOT_CONVERGED from the integrator.
+        ``s_max``), or if the integrator had made ``max_rhs_evals`` evaluations first (the
+        message names and quotes ``max_rhs_evals``; ``theta`` and ``flow_time`` are those of
+        the integrator's last step); NONFINITE if ∇L is NaN or inf at the start, or if
+        the flow overflows (it grows without bound where L is unbounded below along it) or
+        meets a NaN ∇L: ``theta`` is then the last finite state, and the message gives its
+        |θ|, |∇L| and flow time; NOT_CONVERGED from the integrator.
     counters : dict
         ``rhs_evals`` (gradient evaluations) and ``jacobian_evals`` (Hessians) of the
         integrator.
@@ -77,8 +79,8 @@ class LimitPoint(Result):
 
 
 def limit_map(loss: Loss, theta, *, tol: float = LIMIT_TOL, s_max: float = 1e6,
-              integrator: str = "LSODA", rtol: float = 1e-10,
-              atol: float = 1e-13) -> LimitPoint:
+              integrator: str = "LSODA", rtol: float = 1e-10, atol: float = 1e-13,
+              max_rhs_evals: int | None = MAX_RHS_EVALS) -> LimitPoint:
     """Φ(θ): integrate the gradient flow ``dθ/ds = −∇L(θ)`` until ``|∇L(θ(s))| ≤ tol``.
 
     The integration stops where |∇L| = tol/2 (located by the integrator's event search),
@@ -97,6 +99,13 @@ def limit_map(loss: Loss, theta, *, tol: float = LIMIT_TOL, s_max: float = 1e6,
         Largest flow time; the result has status MAX_STEPS if |∇L| > tol there.
     integrator, rtol, atol
         Passed to :func:`solve_flow`.
+    max_rhs_evals : int or None
+        Budget of gradient evaluations of the flow
+        (:data:`~stabsim.flows._solve.MAX_RHS_EVALS`; None: none); status MAX_STEPS,
+        naming it, when it is exhausted (as for
+        :func:`~stabsim.flows.gradient.gradient_flow`). An explicit ``integrator`` where
+        the flow is stiff takes steps of about 1/λ_max, and without a budget could run for
+        hours.
 
     Returns
     -------
@@ -107,12 +116,13 @@ def limit_map(loss: Loss, theta, *, tol: float = LIMIT_TOL, s_max: float = 1e6,
     tol = check.positive_float("tol", tol)
     s_max = check.positive_float("s_max", s_max)
     check.solver_options(rtol, atol, integrator)
+    max_rhs_evals = rhs_budget(max_rhs_evals)
     parameters = {"loss": repr(loss), "tol": tol, "s_max": s_max, "integrator": integrator,
-                  "rtol": rtol, "atol": atol}
+                  "rtol": rtol, "atol": atol, "max_rhs_evals": max_rhs_evals}
 
-    def result(point, grad_norm, flow_time, status, counters, detail=None):
+    def result(point, grad_norm, flow_time, status, counters, detail=None, knob="s_max"):
         return LimitPoint(status=status, counters=counters, parameters=parameters,
-                          knob="s_max", detail=detail, theta=point, grad_norm=grad_norm,
+                          knob=knob, detail=detail, theta=point, grad_norm=grad_norm,
                           tol=tol, flow_time=flow_time)
 
     grad_norm = _grad_norm(loss, theta)
@@ -131,11 +141,15 @@ def limit_map(loss: Loss, theta, *, tol: float = LIMIT_TOL, s_max: float = 1e6,
     converged.terminal = True
     flow = solve_flow(lambda s, y: -loss.grad(y), theta, s_max, events=[converged],
                       jac=lambda s, y: -loss.hessian(y), integrator=integrator, rtol=rtol,
-                      atol=atol)
-    point = flow.theta.copy()
-    flow_time = float(flow.step[-1])
+                      atol=atol, max_rhs_evals=max_rhs_evals)
+    if flow.step.size:
+        point, flow_time = flow.theta.copy(), float(flow.step[-1])
+    else:  # the budget ran out in the integrator's set-up, before its first step
+        point, flow_time = theta.copy(), 0.0
     grad_norm = _grad_norm(loss, point)
     status, detail = flow.status, flow.detail
+    if flow.knob == "max_rhs_evals":
+        return result(point, grad_norm, flow_time, status, flow.counters, detail, flow.knob)
     if status is Status.OK and grad_norm > tol:
         status = Status.MAX_STEPS
     elif status is Status.NONFINITE:

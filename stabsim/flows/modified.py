@@ -36,7 +36,7 @@ def modified_flow(loss: Loss, theta0, eta: float, steps: float, *, stride=None,
         Save the state at the multiples of ``stride`` and at ``steps`` (default: at the
         integrator's own steps).
     rtol, atol : float
-        Tolerances of ``solve_ivp``.
+        Tolerances of ``solve_ivp``: 0 < rtol < 1, atol > 0.
     integrator : str
         A ``solve_ivp`` method (no Jacobian is supplied: the exact one needs ∇³L[∇L]).
     max_rhs_evals : int or None
