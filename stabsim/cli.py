@@ -81,8 +81,12 @@ def main(argv=None) -> int:
     # `python -m stabsim` puts on the path and the installed `stabsim` command does not
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()  # imports the subcommands' modules: NumPy, Numba, …
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:  # before the logging below is set up
+        sys.stderr.write("stabsim: interrupted\n")
+        return EXIT_INTERRUPTED
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

@@ -211,6 +211,8 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
     phi_tol = check.positive_float("phi_tol", phi_tol)
     phi_s_max = check.positive_float("phi_s_max", phi_s_max)
     flow_rtol = check.positive_float("flow_rtol", flow_rtol)
+    if flow_rtol >= 1.0:  # as every flow's rtol (stabsim._validate.solver_options)
+        raise ValueError(f"flow_rtol must lie in (0, 1), got {flow_rtol!r}")
     flow_atol = check.positive_float("flow_atol", flow_atol)
     if flow_max_rhs_evals is not None:
         flow_max_rhs_evals = check.nonnegative_int("flow_max_rhs_evals", flow_max_rhs_evals,

@@ -34,6 +34,8 @@ NAN, INF = math.nan, math.inf
 # -- the bad values of each kind of argument ------------------------------------------
 #: a real number > 0
 POSITIVE = [0.0, -1.0, NAN, INF, -INF, "abc", None, True, 1 + 2j, [0.1]]
+#: a relative tolerance of a flow: positive and below 1
+RTOL = POSITIVE + [1.0, 2.0]
 #: any finite real number
 FINITE = [NAN, INF, -INF, "abc", None, True, 1j, [0.1]]
 #: a real number > 0 or inf
@@ -213,16 +215,16 @@ TABLE = {
     # -- flows --------------------------------------------------------------------
     "gradient_flow": Row(flows.gradient_flow, (QUAD, THETA, 0.1, 1.0), {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(2)), arg("eta", POSITIVE),
-        arg("steps", POSITIVE), arg("stride", OPT_POSITIVE), arg("rtol", POSITIVE),
+        arg("steps", POSITIVE), arg("stride", OPT_POSITIVE), arg("rtol", RTOL),
         arg("atol", POSITIVE), arg("integrator", CHOICE),
         arg("divergence_norm", POSITIVE_OR_INF), arg("max_rhs_evals", OPT_COUNT)]),
     "modified_flow": Row(flows.modified_flow, (QUAD, THETA, 0.1, 1.0), {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(2)), arg("eta", POSITIVE),
-        arg("steps", POSITIVE), arg("stride", OPT_POSITIVE), arg("rtol", POSITIVE),
+        arg("steps", POSITIVE), arg("stride", OPT_POSITIVE), arg("rtol", RTOL),
         arg("atol", POSITIVE), arg("integrator", CHOICE), arg("max_rhs_evals", OPT_COUNT)]),
     "central_flow": Row(flows.central_flow, (QUAD, THETA, 0.1, 1.0), {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(2)), arg("eta", POSITIVE),
-        arg("steps", POSITIVE), arg("stride", POSITIVE), arg("rtol", POSITIVE),
+        arg("steps", POSITIVE), arg("stride", POSITIVE), arg("rtol", RTOL),
         arg("atol", POSITIVE), arg("integrator", CHOICE), arg("max_switches", COUNT[1:]),
         arg("max_critical", COUNT), arg("exit_band", POSITIVE + [1.0]),
         arg("divergence_norm", POSITIVE_OR_INF)]),
@@ -232,11 +234,11 @@ TABLE = {
         arg("steps", POSITIVE), arg("method", CHOICE), arg("coefficient", OPT_FINITE),
         arg("geometry", CHOICE), arg("stride", OPT_POSITIVE), arg("gap_tol", POSITIVE),
         arg("null_tol", POSITIVE), arg("eigensolver", CHOICE), arg("restoring", FINITE),
-        arg("rtol", POSITIVE), arg("atol", POSITIVE), arg("integrator", CHOICE),
+        arg("rtol", RTOL), arg("atol", POSITIVE), arg("integrator", CHOICE),
         arg("max_rhs_evals", OPT_COUNT)]),
     "limit_map": Row(flows.limit_map, (QUAD, THETA), {}, [
         arg("loss", NOT_A_LOSS), arg("theta", point(2)), arg("tol", POSITIVE),
-        arg("s_max", POSITIVE), arg("integrator", CHOICE), arg("rtol", POSITIVE),
+        arg("s_max", POSITIVE), arg("integrator", CHOICE), arg("rtol", RTOL),
         arg("atol", POSITIVE)]),
     "tangent_space": Row(flows.tangent_space, (QUAD, THETA), {}, [
         arg("loss", NOT_A_LOSS), arg("X", point(2)), arg("rel_tol", POSITIVE),
@@ -247,11 +249,11 @@ TABLE = {
     "solve_flow": Row(flows.solve_flow, (lambda t, y: -y, [1.0], 1.0), {}, [
         arg("rhs", [None, 3.0, "abc"]), arg("y0", ["abc", [[1.0], [1.0, 2.0]], [1j], [NAN]]),
         arg("t_end", POSITIVE), arg("t_eval", TIMES), arg("integrator", CHOICE),
-        arg("rtol", POSITIVE), arg("atol", POSITIVE), arg("divergence_norm", POSITIVE_OR_INF)]),
+        arg("rtol", RTOL), arg("atol", POSITIVE), arg("divergence_norm", POSITIVE_OR_INF)]),
     "solve_reduced_ode": Row(flows.solve_reduced_ode, (0.1, 0.0, 0.1, 1.0, 1.0, 1.0), {}, [
         arg("x0", FINITE + [0.0]), arg("y0", FINITE), arg("eta", POSITIVE),
         arg("alpha", POSITIVE), arg("beta", POSITIVE), arg("steps", POSITIVE),
-        arg("stride", OPT_POSITIVE), arg("rtol", POSITIVE), arg("atol", POSITIVE)]),
+        arg("stride", OPT_POSITIVE), arg("rtol", RTOL), arg("atol", POSITIVE)]),
     "reduced_fixed_point": Row(flows.reduced_fixed_point, (1.0, 1.0), {}, [
         arg("alpha", POSITIVE), arg("beta", POSITIVE)]),
     "small_orbit_period": Row(flows.small_orbit_period, (0.1, 1.0), {}, [
@@ -289,7 +291,8 @@ TABLE = {
         arg("loss", NOT_A_LOSS), arg("theta0", point(4)), arg("eta", POSITIVE),
         arg("steps", COUNT), arg("method", CHOICE), arg("stride", OPT_COUNT),
         arg("coefficient", OPT_FINITE), arg("geometry", CHOICE), arg("loss_min", OPT_FINITE),
-        arg("phi_tol", POSITIVE), arg("flow_rtol", POSITIVE), arg("flow_atol", POSITIVE),
+        arg("phi_tol", POSITIVE), arg("flow_rtol", RTOL),
+        arg("flow_atol", POSITIVE),
         arg("flow_max_rhs_evals", OPT_COUNT)]),
     "SweepConfig": Row(sweep.SweepConfig, ("reduced", {"eta": [0.1], "x0": [0.1]}), {}, [
         arg("model", CHOICE), arg("grid", [None, "abc", {}, {"eta": []}, {"nope": [1.0]},

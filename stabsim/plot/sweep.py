@@ -12,6 +12,8 @@ LABELS = {"eta": "step size η", "alpha": "sharpening rate α", "beta": "β = |�
           "scale": "initial scale |θ₀|", "seed": "seed"}
 #: colours of the class codes 0–4 (colour-blind-safe, Okabe–Ito)
 COLOURS = ("#0072B2", "#009E73", "#E69F00", "#D55E00", "#999999", "#CC79A7")
+#: edge colour of the cells with no class (NaN regime), which are drawn blank
+NO_DATA = "#555555"
 #: Matplotlib computes margins and tick steps past an axis's limits, which overflow near the
 #: largest float: a linear axis reaching beyond ±DRAWABLE is drawn divided by a power of ten,
 #: a log axis reaching beyond 10**LOG_DECADES as log₁₀ of the values on a linear axis
@@ -90,6 +92,10 @@ def _scaled(values) -> tuple:
 def _axes(swept: list, x, y) -> tuple:
     """The parameters on the horizontal and vertical axes: ``x`` and ``y`` if given, else the
     first swept parameters other than the one given (``y`` None for a single one)."""
+    if not swept:
+        raise ValueError("the result has no swept parameter to draw along an axis (its "
+                         "'regime' is one cell, as after .isel or .sel of every dimension): "
+                         "keep at least one dimension")
     for name in (x, y):
         if name is not None and name not in swept:
             raise ValueError(f"{name!r} is not a swept parameter of the result; it sweeps "
@@ -104,6 +110,40 @@ def _axes(swept: list, x, y) -> tuple:
     if y is None:
         y = next((name for name in swept if name != x), None)
     return x, y
+
+
+def _classes(ds) -> tuple:
+    """The regime codes and names of a sweep result, checked (see :func:`plot_phase_diagram`)."""
+    if "regime" not in ds:
+        raise ValueError("not a sweep result: the dataset has no 'regime' variable")
+    cls = ds["regime"]
+    if not {"flag_values", "flag_meanings"} <= set(cls.attrs):
+        raise ValueError("not a sweep result: its 'regime' variable needs the attributes "
+                         "flag_values and flag_meanings (the class codes and their names)")
+    codes = [int(v) for v in np.atleast_1d(cls.attrs["flag_values"])]
+    names = str(cls.attrs["flag_meanings"]).split()
+    if len(names) != len(codes):
+        raise ValueError(f"the 'regime' variable has {len(codes)} flag_values {codes} but "
+                         f"{len(names)} flag_meanings {names}: they must name one class each")
+    empty = [d for d in cls.dims if cls.sizes[d] == 0]
+    if empty:
+        raise ValueError(f"the result has no cells to draw: dimension(s) {empty} have "
+                         f"length 0 (an empty selection?)")
+    return codes, names
+
+
+def _colour_index(values, codes) -> np.ndarray:
+    """The position in ``codes`` of each cell's regime code (the index of its colour); NaN
+    for a cell with no class (NaN regime), which is drawn blank."""
+    values = np.asarray(values, dtype=np.float64)
+    unknown = np.unique(values[np.isfinite(values) & ~np.isin(values, codes)])
+    if unknown.size:
+        raise ValueError(f"regime has code(s) {unknown.tolist()} that are not among its "
+                         f"flag_values {codes}")
+    index = np.full(values.shape, np.nan)
+    for position, code in enumerate(codes):
+        index[values == code] = position
+    return index
 
 
 def plot_phase_diagram(ds, *, x=None, y=None, ax=None, title=None):
@@ -128,30 +168,43 @@ def plot_phase_diagram(ds, *, x=None, y=None, ax=None, title=None):
     -------
     matplotlib.figure.Figure
 
+    Cells whose ``regime`` is NaN (no class, as after ``Dataset.where``) are drawn blank
+    (hollow points for zipped lists), as "no data" in the legend.
+
     Raises
     ------
+    TypeError
+        If ``ds`` is not an ``xarray.Dataset`` (for a ``SweepResult``, pass its
+        ``to_xarray()``).
     ValueError
-        If ``ds`` is not a sweep result, ``x`` or ``y`` is not a swept parameter, they are
-        the same, or ``y`` is the only swept parameter.
+        If ``ds`` is not a sweep result (no ``regime`` with as many ``flag_meanings`` as
+        ``flag_values``, or a regime code not among them), has no cells (a dimension of
+        length 0) or no swept parameter (a single cell), ``x`` or ``y`` is not a swept
+        parameter, they are the same, or ``y`` is the only swept parameter.
     """
+    import xarray as xr
+
+    if not isinstance(ds, xr.Dataset) and hasattr(ds, "to_xarray"):  # a SweepResult
+        raise TypeError(f"ds must be a xarray.Dataset, got {type(ds).__name__}: pass its "
+                        f"to_xarray()")
     require_result(ds, "xarray:Dataset", name="ds")
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
 
-    if "regime" not in ds:
-        raise ValueError("not a sweep result: the dataset has no 'regime' variable")
+    codes, names = _classes(ds)
     cls = ds["regime"]
-    codes = [int(v) for v in cls.attrs["flag_values"]]
-    names = cls.attrs["flag_meanings"].split()
     cmap = ListedColormap([COLOURS[c % len(COLOURS)] for c in codes])
     norm = BoundaryNorm(np.arange(len(codes) + 1) - 0.5, len(codes))
     fig, ax = figure_and_axes(ax, figsize=(6.5, 4.8), layout="constrained")
-    index = np.searchsorted(codes, cls.values)  # regime code → colour index
     if "cell" in cls.dims:  # zipped lists: a scatter over the first two coordinates
         x, y = _axes([n for n in ds.coords if ds[n].dims == ("cell",)], x, y)
         xs, x_form = _scaled(ds[x].values)
         ys, y_form = _scaled(ds[y].values) if y else (np.zeros(cls.size), "{}")
-        ax.scatter(xs, ys, c=index, cmap=cmap, norm=norm, s=25)
+        index = _colour_index(cls.values, codes)
+        blank = np.isnan(index)
+        ax.scatter(xs[~blank], ys[~blank], c=index[~blank], cmap=cmap, norm=norm, s=25)
+        if blank.any():
+            ax.scatter(xs[blank], ys[blank], s=25, facecolors="none", edgecolors=NO_DATA)
         fixed = ""
     else:
         dims = list(cls.dims)
@@ -161,10 +214,11 @@ def plot_phase_diagram(ds, *, x=None, y=None, ax=None, title=None):
         # cells are stored in the order the config lists the values; edges need them sorted
         sel = cls.isel(fixed_at).sortby(shown).transpose(*shown)
         fixed = ", ".join(f"{d} = {ds[d].values[0]:g}" for d in fixed_at)
-        plane = np.searchsorted(codes, sel.values)
+        plane = np.ma.masked_invalid(np.atleast_2d(_colour_index(sel.values, codes)))
+        blank = np.ma.getmaskarray(plane)
         xe, x_log, x_form = _axis(sel[x].values)
         ye, y_log, y_form = _axis(sel[y].values) if y else (_edges([0.0]), False, "{}")
-        ax.pcolormesh(xe, ye, np.atleast_2d(plane), cmap=cmap, norm=norm)
+        ax.pcolormesh(xe, ye, plane, cmap=cmap, norm=norm)  # masked cells: not drawn
         if x_log:
             ax.set_xscale("log")
         if y_log:
@@ -176,6 +230,8 @@ def plot_phase_diagram(ds, *, x=None, y=None, ax=None, title=None):
         ax.set_yticks([])
     handles = [Patch(color=COLOURS[c % len(COLOURS)], label=n.replace("_", " "))
                for c, n in zip(codes, names, strict=True)]
+    if blank.any():
+        handles.append(Patch(facecolor="none", edgecolor=NO_DATA, label="no data"))
     ax.legend(handles=handles, title="regime", loc="upper left", bbox_to_anchor=(1.01, 1.0),
               frameon=False)
     model = ds.attrs.get("model", "")

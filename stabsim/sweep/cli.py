@@ -117,11 +117,10 @@ def run_sweep_command(args) -> int:
             raise ValueError(f"{message}; pass --yes to run it anyway")
         if input(f"{message}. Continue? [y/N] ").strip().lower() not in ("y", "yes"):
             return 1
-    try:
-        run_sweep(config, output, workdir=workdir, scheduler=args.scheduler,
-                  progress=False if args.no_progress else None, keep_chunks=args.keep_chunks)
-    except KeyboardInterrupt:
-        return 130
+    # a Ctrl-C (here or in the checks and estimate above) goes to stabsim.cli.main, which
+    # says so and exits 130
+    run_sweep(config, output, workdir=workdir, scheduler=args.scheduler,
+              progress=False if args.no_progress else None, keep_chunks=args.keep_chunks)
     log.info("wrote %s", output)
     return 0
 

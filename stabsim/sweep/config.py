@@ -263,7 +263,10 @@ class SweepConfig:
                             ("steps", steps), ("stride", stride), ("band", band),
                             ("window", window), ("divergence_norm", divergence_norm)):
             object.__setattr__(self, name, value)
-        dim = _check_loss_builds(self) if self.model in LOSS_MODELS else 1
+        dim, sources = _check_loss_builds(self) if self.model in LOSS_MODELS else (1, ())
+        # not a field: the config (its JSON, its equality) is what the user wrote; the
+        # user's loss sources only key the chunks computed from it
+        object.__setattr__(self, "_loss_sources", sources)
         if self.chunk_size is None:  # about a second of work, in bounded memory
             chunk = max(1, min(int(TARGET_CHUNK_WORK[self.model] // (steps * dim)),
                                CHUNK_BYTES // CELL_BYTES[self.model]))
@@ -337,13 +340,18 @@ class SweepConfig:
 
     @property
     def key(self) -> str:
-        """Hash of the config and the versions of stabsim, NumPy and Numba: names the work
-        directory, so chunks computed by other versions (whose last bits may differ) are
-        never mixed into one result."""
+        """Hash of the config, the versions of stabsim, NumPy and Numba and, for a loss
+        family defined outside stabsim, the hashes of its source files (those its compiled
+        kernels are stamped with, ``stabsim.losses._engines.family_stamp``, read when the
+        config is made): names the work directory, so chunks computed by other versions
+        (whose last bits may differ) or by an edited loss module are never mixed into one
+        result."""
         import numba
 
         text = (f"stabsim {__version__}\nnumpy {np.__version__}\nnumba {numba.__version__}\n"
                 f"{self.to_json()}")
+        if self._loss_sources:
+            text += f"\nloss sources {' '.join(self._loss_sources)}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -428,13 +436,22 @@ def _check_loss(model, loss):
     return out
 
 
-def _check_loss_builds(config) -> int:
-    """Build the loss of every distinct combination of family parameters the cells use;
-    return the largest dimension.
+def _check_loss_builds(config) -> tuple[int, tuple[str, ...]]:
+    """Build the loss of every distinct combination of family parameters the cells use.
 
     A bad ``[loss]`` value (or a ``theta0`` of the wrong length) is then refused when the
     config is made, before any work directory or computation.
+
+    Returns
+    -------
+    dim : int
+        The largest dimension of the losses.
+    sources : tuple of str
+        The sorted hashes of the source files of the families defined outside stabsim
+        (``family_stamp``; empty for stabsim's own, which its version covers, and for a
+        family defined interactively, which has no file).
     """
+    from ..losses._engines import family_stamp
     from .gd_cells import build_loss  # the GD engine: imported for model "gd" only
 
     name = config.loss["name"]
@@ -444,6 +461,7 @@ def _check_loss_builds(config) -> int:
         else zip(*swept.values(), strict=True)
     theta0 = config.params.get("theta0", _START["theta0"])
     dim = 1
+    families = set()
     for combo in dict.fromkeys(combos):  # distinct combinations, in order
         chosen = dict(zip(swept, combo, strict=True))
         where = f"[loss] {name!r}" + (f" with {chosen}" if chosen else "")
@@ -462,7 +480,15 @@ def _check_loss_builds(config) -> int:
         if config.model == "gd":  # the cells of the other models run one at a time
             _check_cell_memory(config, loss, where)
         dim = max(dim, loss.dim)
-    return dim
+        families.add(loss.family)
+    sources = set()
+    for family in families:
+        if not family.builtin:
+            try:
+                sources.update(family_stamp(family))
+            except (TypeError, OSError):  # defined interactively: no source file
+                pass
+    return dim, tuple(sorted(sources))
 
 
 def _check_batches(config, loss, where) -> None:

@@ -52,6 +52,7 @@ FLOAT_STATS = ("initial_loss", "final_loss", "peak_loss", "final_rel_sharpness",
                "mean_rel_sharpness", "max_rel_sharpness", "late_max_rel_sharpness")
 INT_STATS = ("status", "steps_run", "steps_to_threshold")
 _OK = int(Status.OK)
+_INTERRUPTED = int(Status.INTERRUPTED)
 _RANDOM_SUFFIX = ".random"
 EIG_TOL = 1e-10  #: relative Lanczos residual of every cell (run_gd's default)
 EIG_MAX_PRODUCTS = 1000  #: Lanczos budget per measurement (run_gd's default)
@@ -336,12 +337,22 @@ def run_cells(config, values: dict, names, run_cell, ratio: str = "rel_sharpness
 def fill_cells(shape, names, indices, run_cell):
     """The statistics ``names``, status and steps run of the cells ``indices`` of an array of
     ``shape`` (NaN, 0 where not run), from ``run_cell(index)`` → (statistics dict, status
-    code, steps run)."""
+    code, steps run).
+
+    Raises
+    ------
+    KeyboardInterrupt
+        When a cell comes back INTERRUPTED: its run (``run_adaptive``, ``run_sgd``) answered
+        a Ctrl-C by returning the part done, which is not the cell's result. The sweep stops
+        there and the cut-short cell is never stored.
+    """
     stats = {name: np.full(shape, np.nan) for name in names}
     status = np.zeros(shape, np.int8)
     steps_run = np.zeros(shape, np.int64)
     for index in indices:
         cell, status[index], steps_run[index] = run_cell(index)
+        if status[index] == _INTERRUPTED:
+            raise KeyboardInterrupt
         for name, value in cell.items():
             stats[name][index] = value
     return stats, status, steps_run

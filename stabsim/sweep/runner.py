@@ -98,8 +98,10 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
         Write the result here (``.nc``: netCDF; ``.zarr``: Zarr).
     workdir : path, optional
         Where completed chunks are kept (one subdirectory per config hash); default
-        ``<output>.chunks``, or a temporary directory when there is no output. Running the
-        same config again with the same work directory computes only the missing chunks.
+        ``<output>.chunks``, or a temporary directory when there is no output (deleted when
+        the call ends, interrupted or not: pass ``workdir`` or ``output`` to keep the
+        chunks of an interrupted sweep). Running the same config again with the same work
+        directory computes only the missing chunks.
     client : distributed.Client, optional
         Run the chunks on this Dask cluster.
     scheduler : str, optional
@@ -126,8 +128,11 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
 
     Notes
     -----
-    Ctrl-C stops between chunks: the completed chunks stay on disk and a message says
-    where; run again to resume. Chunk files that are corrupt (unreadable, failing their
+    Ctrl-C stops between chunks (and within a cell of the adaptive and SGD models, which is
+    then not stored) and raises ``KeyboardInterrupt``: the completed chunks stay on disk and
+    a warning says where; run again with the same ``workdir`` (or ``output``) to resume.
+    Without either, the chunks were in a temporary directory, now deleted, and the warning
+    says they are lost. Chunk files that are corrupt (unreadable, failing their
     checksum) are named in a ``CorruptChunkWarning`` and computed again. A run that fails
     before its first chunk is stored leaves no work directory behind.
     """
@@ -142,15 +147,28 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
     check_result_size(config)
     if workdir is None and output is None:
         with tempfile.TemporaryDirectory(prefix="stabsim-sweep-") as tmp:
-            return run_sweep(config, workdir=tmp, client=client, scheduler=scheduler,
-                             progress=progress, keep_chunks=True)
-    store = ChunkStore(workdir if workdir is not None else default_workdir(output), config)
+            ds = _run(ChunkStore(tmp, config), None, client, scheduler, progress,
+                      resumable=False)
+    else:
+        store = ChunkStore(workdir if workdir is not None else default_workdir(output), config)
+        ds = _run(store, output, client, scheduler, progress, keep_chunks=keep_chunks,
+                  resumable=True)
+    # no sweep option is a budget: a reduced-map cell has no cycle target (never MAX_STEPS),
+    # and a GD cell's NOT_CONVERGED is the fixed Lanczos budget of stabsim.sweep.gd_cells
+    return SweepResult.of(ds, config.model, config.to_dict(), knob=None)
+
+
+def _run(store, output, client, scheduler, progress, *, resumable, keep_chunks=True):
+    """Compute the missing chunks of ``store``, assemble them, and write ``output`` (if
+    given; the chunks are then removed unless ``keep_chunks``); return the dataset.
+    ``resumable``: whether ``store`` outlives the call (not a temporary directory), as the
+    message on Ctrl-C says."""
     with store.open():
         temporary = None if output is None else output_temporary(output, store)
         if temporary is not None:
             remove_path(temporary)  # left by a killed run of this config (we hold its lock)
         try:
-            _compute_missing(store, client, scheduler, progress)
+            _compute_missing(store, client, scheduler, progress, resumable)
         except BaseException:
             if not store.completed():  # nothing to resume from: leave nothing behind
                 store.remove()
@@ -160,13 +178,15 @@ def run_sweep(config, output=None, *, workdir=None, client=None, scheduler=None,
             write_dataset(ds, output, temporary=temporary)
             if not keep_chunks:
                 store.remove()
-    # no sweep option is a budget: a reduced-map cell has no cycle target (never MAX_STEPS),
-    # and a GD cell's NOT_CONVERGED is the fixed Lanczos budget of stabsim.sweep.gd_cells
-    return SweepResult.of(ds, config.model, config.to_dict(), knob=None)
+    return ds
 
 
-def _compute_missing(store, client, scheduler, progress) -> None:
-    """Compute and save the chunks of ``store`` not on disk (corrupt ones count as not)."""
+def _compute_missing(store, client, scheduler, progress, resumable) -> None:
+    """Compute and save the chunks of ``store`` not on disk (corrupt ones count as not).
+
+    On Ctrl-C, warn what is kept (the command line adds that it was interrupted) and
+    re-raise.
+    """
     config = store.config
     store.discard_corrupt()
     done = store.completed()
@@ -184,12 +204,15 @@ def _compute_missing(store, client, scheduler, progress) -> None:
             bar.update(config.chunk_cells(index).size)
     except KeyboardInterrupt:
         n_saved = len(store.completed())
-        if n_saved:  # with none, run_sweep removes the work directory
-            log.warning("interrupted: %d of %d chunks are saved in %s; run the same config "
-                        "again to resume", n_saved, config.n_chunks, store.directory)
+        if not n_saved:  # run_sweep removes the work directory
+            log.warning("none of the %d chunks was finished; nothing is kept", config.n_chunks)
+        elif resumable:
+            log.warning("%d of %d chunks are saved in %s; run the same config again to "
+                        "resume", n_saved, config.n_chunks, store.directory)
         else:
-            log.warning("interrupted before the first of %d chunks was saved; nothing is "
-                        "kept", config.n_chunks)
+            log.warning("%d of %d chunks were finished in a temporary work directory, which "
+                        "is deleted: they are lost; pass run_sweep a workdir (or an output) "
+                        "to keep the chunks of an interrupted sweep", n_saved, config.n_chunks)
         raise
     finally:
         chunks.close()
