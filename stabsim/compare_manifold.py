@@ -153,8 +153,9 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
                           method: str = "normalised", stride: int | None = None,
                           coefficient: float | None = None, geometry: str = "auto",
                           loss_min: float | None = None, phi_tol: float = LIMIT_TOL,
-                          phi_s_max: float = 1e6, flow_rtol: float = 1e-10,
-                          flow_atol: float = 1e-12,
+                          phi_s_max: float = 1e6,
+                          phi_max_rhs_evals: int | None = MAX_RHS_EVALS,
+                          flow_rtol: float = 1e-10, flow_atol: float = 1e-12,
                           flow_max_rhs_evals: int | None = MAX_RHS_EVALS
                           ) -> ManifoldComparison:
     """Run normalised GD (or GD on sqrt(L − L_min)) and its manifold flow side by side.
@@ -188,6 +189,9 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
         rows.
     phi_s_max : float
         Gradient-flow time each Φ may take to meet ``phi_tol`` (``limit_map``'s ``s_max``).
+    phi_max_rhs_evals : int or None
+        Budget of gradient evaluations of each Φ (``limit_map``'s ``max_rhs_evals``; None:
+        none); that Φ's part ends MAX_STEPS naming it when it is exhausted.
     flow_rtol, flow_atol : float
         Integrator tolerances of the flow.
     flow_max_rhs_evals : int or None
@@ -210,6 +214,9 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
     check.choice("geometry", geometry, {"auto", "chart", "ambient"})
     phi_tol = check.positive_float("phi_tol", phi_tol)
     phi_s_max = check.positive_float("phi_s_max", phi_s_max)
+    if phi_max_rhs_evals is not None:
+        phi_max_rhs_evals = check.nonnegative_int("phi_max_rhs_evals", phi_max_rhs_evals,
+                                                  minimum=1)
     flow_rtol = check.positive_float("flow_rtol", flow_rtol)
     if flow_rtol >= 1.0:  # as every flow's rtol (stabsim._validate.solver_options)
         raise ValueError(f"flow_rtol must lie in (0, 1), got {flow_rtol!r}")
@@ -225,9 +232,12 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
     tau = eta**2 * recorded.astype(float)
 
     def phi_of(theta):
-        # a Φ that runs out of flow time names this call's knob, phi_s_max, not limit_map's
-        limit = limit_map(loss, theta, tol=phi_tol, s_max=phi_s_max)
-        return dataclasses.replace(limit, knob="phi_s_max") if limit.knob == "s_max" else limit
+        # a Φ that runs out of flow time or evaluations names this call's knob, not
+        # limit_map's
+        limit = limit_map(loss, theta, tol=phi_tol, s_max=phi_s_max,
+                          max_rhs_evals=phi_max_rhs_evals)
+        knob = {"s_max": "phi_s_max", "max_rhs_evals": "phi_max_rhs_evals"}.get(limit.knob)
+        return limit if knob is None else dataclasses.replace(limit, knob=knob)
 
     limits = [phi_of(theta) for theta in gd.trajectory]
     phi = np.array([limit.theta for limit in limits]).reshape(-1, loss.dim)
@@ -286,7 +296,7 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
         parameters={"loss": repr(loss), "theta0": theta0, "eta": eta, "steps": steps,
                     "method": method, "stride": stride, "coefficient": coefficient,
                     "geometry": geometry, "loss_min": loss_min, "phi_tol": phi_tol,
-                    "phi_s_max": phi_s_max,
+                    "phi_s_max": phi_s_max, "phi_max_rhs_evals": phi_max_rhs_evals,
                     "flow_rtol": flow_rtol, "flow_atol": flow_atol,
                     "flow_max_rhs_evals": flow_max_rhs_evals},
     )

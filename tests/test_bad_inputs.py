@@ -293,7 +293,7 @@ TABLE = {
         arg("coefficient", OPT_FINITE), arg("geometry", CHOICE), arg("loss_min", OPT_FINITE),
         arg("phi_tol", POSITIVE), arg("flow_rtol", RTOL),
         arg("flow_atol", POSITIVE),
-        arg("flow_max_rhs_evals", OPT_COUNT)]),
+        arg("flow_max_rhs_evals", OPT_COUNT), arg("phi_max_rhs_evals", OPT_COUNT)]),
     "SweepConfig": Row(sweep.SweepConfig, ("reduced", {"eta": [0.1], "x0": [0.1]}), {}, [
         arg("model", CHOICE), arg("grid", [None, "abc", {}, {"eta": []}, {"nope": [1.0]},
                                            {"eta": "abc"}]),

@@ -164,6 +164,20 @@ def test_a_limit_map_out_of_flow_time_names_this_calls_knob():
     assert longer.knob != "phi_s_max"
 
 
+def test_a_limit_map_out_of_evaluations_names_this_calls_knob():
+    # each Φ's budget of gradient evaluations is this call's phi_max_rhs_evals (limit_map's
+    # max_rhs_evals): the slow flow to Γ above runs out of 50 of them long before its flow
+    # time
+    loss = ManifoldFamily([2.0, 1e-6], [[1.0], [0.0]])
+    c = compare_manifold_flow(loss, [0.5, 0.1, 0.1], 0.01, 20, stride=10,
+                              phi_max_rhs_evals=50)
+    assert c.status.name == "MAX_STEPS" and c.knob == "phi_max_rhs_evals"
+    assert "`max_rhs_evals`" not in c.message and "`phi_max_rhs_evals`" in c.message
+    assert c.parameters["phi_max_rhs_evals"] == 50
+    # three Φ (of the records at steps 0, 10 and 20), each within its budget
+    assert c.counters["limit_map_rhs_evals"] <= 3 * 50
+
+
 def test_a_manifold_flow_out_of_evaluations_names_this_calls_knob():
     # the flow's budget of evaluations is this call's flow_max_rhs_evals (manifold_flow's
     # max_rhs_evals): a flow that runs out of it is named by that knob
