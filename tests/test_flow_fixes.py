@@ -350,3 +350,38 @@ def test_a_flat_sharpness_says_that_grad_s_is_zero(max_critical):
     assert cf.status is Status.FLAT_SHARPNESS
     assert re.search(r"∇S = 0", cf.detail) and "no direction lowers" in cf.detail
     assert "t = 0" in cf.detail
+
+
+def test_a_scalar_rmsprop_start_above_the_threshold_is_held_where_s_eff_stops_falling():
+    # From (3, 0.5) on the minimalist loss with ν₀ = 1, η = 0.2: S_eff = ηS/√ν = 10.8 > 2.
+    # The stable flow lowers S_eff, then (ν decaying with |∇L|²) raises it again, above 2
+    # throughout; it had stayed on the stable flow, S_eff 3.74 → 4.58 by t = 50, status OK.
+    # Now S_eff is held where the stable flow stops lowering it, as for GD's central flow.
+    from stabsim.flows.adaptive import scalar_rmsprop_flow
+
+    loss, start, eta, beta2 = Minimalist(), [3.0, 0.5], 0.2, 0.99
+    flow = scalar_rmsprop_flow(loss, start, 1.0, eta, beta2, 50.0, stride=5.0)
+    assert flow.success and len(flow.entry_steps) == 1 and flow.exit_steps == []
+    entry = flow.entry_steps[0]
+    held = flow.n_critical > 0
+    assert not held[0] and held[1:].all()
+    s_eff = eta * flow.preconditioned_sharpness  # η S/√ν: the record is S/√ν
+    # held: constant to the integrator's tolerance (rtol 1e-10 over the run)
+    np.testing.assert_allclose(s_eff[held], s_eff[held][0], rtol=1e-8)
+    assert s_eff[held][0] > 2.0
+    # where it is held the stable flow stops lowering S_eff: its slope there, by a central
+    # difference of the stable flow (h = 1e-3: error O(h²)), is ≈ 0 next to its slope at
+    # half that time
+    h = 1e-3
+    # (saved every h/2, interpolated by a cubic spline: error O(h⁴))
+    stable = scalar_rmsprop_flow(loss, start, 1.0, eta, beta2, entry + 2 * h, stride=h / 2,
+                                 stable=True)
+    times = [0.5 * entry - h, 0.5 * entry + h, entry - h, entry + h]
+    from scipy.interpolate import CubicSpline
+
+    s_stable = CubicSpline(stable.step, eta * stable.preconditioned_sharpness)(times)
+    early = (s_stable[1] - s_stable[0]) / (2 * h)
+    at_entry = (s_stable[3] - s_stable[2]) / (2 * h)
+    assert early < 0.0 and abs(at_entry) < 1e-3 * abs(early)
+    # the level held is the stable flow's S_eff at the entry
+    assert s_eff[held][0] == pytest.approx(s_stable[2:].mean(), rel=1e-6)
