@@ -236,8 +236,9 @@ table([{"η": c["eta"], "α (∇S⊥)": c["const"].alpha, "β (∇S⊥)": c["con
 # %% [markdown]
 # What the theory predicts and what we assert, per step size:
 #
-# - GD's first cycle visits the four phases in the cyclic order I → II → III → IV (by the
-#   quadrant rule applied to GD's $(\hat x, y)$ with the measured $\delta$).
+# - GD's first cycle visits the phases in the cyclic order I → II → III → IV (by the
+#   quadrant rule applied to GD's $(\hat x, y)$ with the measured $\delta$), starting in I or
+#   in II (the crossing can fall in phase II).
 # - Before the blow-up, $y_t = \nabla S^\perp\cdot(\theta_t-\theta^*)$ tracks
 #   $S(\theta_t) - 2/\eta - (u\cdot\nabla S)x_t$ (a first-order Taylor expansion: relative
 #   error $O(|\theta_t - \theta^*|)$, a few per cent here): 10%.
@@ -245,7 +246,10 @@ table([{"η": c["eta"], "α (∇S⊥)": c["const"].alpha, "β (∇S⊥)": c["con
 #   (20% on the peaks, 15% of the cycle on the blow-up step). The map holds $\alpha$ fixed at
 #   its value at $\theta^*$, whereas along GD progressive sharpening keeps accelerating ($y$
 #   rises faster than $\eta\alpha t$), so GD blows up first and overshoots more; these
-#   relative errors are higher-order corrections that must shrink as η decreases.
+#   relative errors are higher-order corrections that must shrink as η decreases: asserted
+#   for the RMS error of $\hat x$ over the cycle and for the peak $|\hat x|$, from the
+#   largest η to the smallest. (The blow-up step's offset is a few steps at every η, so it
+#   shrinks only as a fraction of the cycle, whose length grows as $\eta^{-1/2}$.)
 
 # %%
 for c in cycles:

@@ -27,7 +27,9 @@
 # **bisection on η** of the measured stability of the exact engine (`run_gd`) on a quadratic
 # with $S = 1$, and compares $\eta_c S$ with the formula. Part 2 checks the EoS version (Cohen
 # et al., ICLR 2021): on a loss that sharpens progressively, the sharpness of heavy-ball GD
-# rises to $(2+2\beta)/\eta$ and hovers there.
+# rises to $(2+2\beta)/\eta$ and then oscillates across it, held far below where gradient
+# flow would take it (what is asserted: it comes back below the threshold, and its largest
+# value stays under gradient flow's).
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt

@@ -138,11 +138,6 @@ table(rows, formats={"GFS·η/2 from": "{:.2f}", "to": "{:.2f}"})
 #   catapult or not, or is still at the EoS;
 # - cells with $r > 3$ diverge.
 #
-# A known engine limitation: at full size some cells stop after a few steps with
-# NOT_CONVERGED (the matrix-free Lanczos misses its tolerance on this 2 × 2 Hessian, where
-# `eigensolver="eigh"` settles the same run), so the first assert fails at full size until
-# the engine is fixed; the small size has none.
-#
 # Not claimed, and only drawn: how far below $2/\eta$ the settled $r > 1$ cells end, and the
 # path below $r = 1$ (GD's transient sharpness can overshoot $2/\eta$ before it settles, and
 # the sweep then calls the cell a catapult). Starts *beyond* the minimisers

@@ -95,9 +95,11 @@ conclude("The bisection recovers the frozen-preconditioner threshold at every β
 # The claim is of leading order: the threshold is that of a frozen preconditioner, and along
 # the run $\nu$ moves with the oscillation. So the median of
 # $\lambda_{\max}(P^{-1}H)/\text{threshold}$ over the late half is asked to lie within 10% of
-# 1, and the raw sharpness, in the same units, more than an order of magnitude below it —
-# which no ±10% band could confuse with the claim (the checks of
-# `tests/test_adaptive_thresholds.py`).
+# 1, and the raw sharpness, in the same units, at most half of it, so that no ±10% band could
+# confuse it with the claim (the checks of `tests/test_adaptive_thresholds.py`). How far below
+# it is depends on ν (at the threshold S/(2/η) = √ν for RMSProp's scalar form): 0.06 of the
+# threshold for Scalar RMSProp over the late half of the small run and 0.15 of the full one,
+# below 0.01 for RMSProp and Adam.
 
 # %%
 net = Network((4, 3), data="sine", n_samples=10)
@@ -119,7 +121,7 @@ for method, r in runs.items():
                       raw=float(np.median(r.sharpness[late] / r.threshold))))
 for row in part2:
     assert abs(row["median"] - 1.0) < 0.1  # leading order: within 10% of the threshold
-    assert row["raw"] < 0.1  # the raw sharpness is free, an order of magnitude below
+    assert row["raw"] < 0.5  # the raw sharpness is free: far outside the ±10% band
 table([{"method": row["method"], "β₁": row["beta1"], "threshold": row["threshold"],
         "median λ_max(P⁻¹H)/threshold": row["median"],
         "range over the late half": f"{row['low']:.3f}–{row['high']:.3f}",

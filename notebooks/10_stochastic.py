@@ -133,8 +133,11 @@ conclude(
 # ## 3. The (η, b) phase diagram
 #
 # Each cell is one SGD run, classified as the GD sweeps are (`stabsim.sweep.classify`) but
-# with the relative *batch* sharpness BS·η/2. At η = 0.2 every batch size below N reaches
-# the edge of stochastic stability; the smallest η has not sharpened to its far larger
+# with the relative *batch* sharpness BS·η/2. At η = 0.2 every batch size from 4 to N/2
+# reaches the edge of stochastic stability; b = 2 (in the full-size grid only) is still
+# rising towards it when the budget ends (late BS·η/2 ≈ 0.78: *unresolved*, as
+# docs/stochastic.md measures at 10⁴ steps), so it is asserted only to be on its way (neither
+# diverged nor settled); the smallest η has not sharpened to its far larger
 # $2/\eta$ within the budget (converged); the largest diverges at small b, whose batch
 # gradients are the noisiest. The full batch b = N is GD, whose sharpness hovers within a
 # few percent of $2/\eta$ on either side: whether it still reaches the threshold in the late
@@ -149,8 +152,11 @@ conclude(
 etas = [0.02, 0.2, 1.0] if SMALL else [0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 sizes = [4, 16, 32] if SMALL else [2, 4, 8, 16, 32]
 ds = sgd_sweep(net, theta0, etas, sizes, steps=3000, stride=20).to_xarray()
-stochastic = [b for b in sizes if b < net.n_examples]
+stochastic = [b for b in sizes if 4 <= b < net.n_examples]
 assert np.all(ds["regime"].sel(eta=0.2, batch_size=stochastic) == GDClass.EDGE_OF_STABILITY)
+if 2 in sizes:  # still rising at the end of the budget: not diverged, not settled
+    assert int(ds["regime"].sel(eta=0.2, batch_size=2)) in (GDClass.EDGE_OF_STABILITY,
+                                                            GDClass.UNRESOLVED)
 assert abs(float(ds["mean_rel_sharpness"].sel(eta=0.2, batch_size=net.n_examples)) - 1.0) <= 0.03
 assert np.all(ds["regime"].sel(eta=0.02) == GDClass.CONVERGED)
 table([{"η": eta} | {f"b = {b}": GDClass(int(ds["regime"].sel(eta=eta, batch_size=b))).name

@@ -27,7 +27,8 @@ slackness) are, divided by η, the KKT conditions of the convex problem
 solved by :func:`~stabsim.flows._sdcp.solve_sdcp`. For m = 1, G = |∇S|², C = ⟨−∇L, ∇S⟩ and
 S = max(0, 2C/G) = σ²: the one-eigenvalue flow. tr Σ = tr S replaces σ² in the predictions:
 E[L] ≈ L + tr Σ/η and E|∇L|² ≈ |∇L|² + 4 tr Σ/η² (x ∈ span U with E[xxᵀ] = Σ, |Hx|² = 4|x|²/η²).
-Along the flow dL/dt = −η⟨∇L, ∇L + ½ΣS_abT_ab⟩ = −η(|∇L|² − ⟨C, S⟩) ≤ 0 by optimality.
+Along the flow dL/dt = −η⟨∇L, ∇L + v⟩ = −η(|∇L|² − ½⟨C, S⟩) with v = ½ΣS_abT_ab; complementary
+slackness ⟨S, C − ½GS⟩ = 0 reads |v|² = ⟨−∇L, v⟩ ≤ |∇L||v|, so dL/dt = −η(|∇L|² − |v|²) ≤ 0.
 
 Changes of the critical set: the branch is the number m of top eigenvalues held; the SDCP is
 re-solved over the top-m eigenspace at every right-hand-side evaluation (so a change of
