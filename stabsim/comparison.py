@@ -396,7 +396,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
                       alpha_star=alpha_star, beta_star=beta_star, projected=projected,
                       statuses={name: part.status for name, part in parts.items()},
                       warnings=messages,
-                      parameters={"loss": repr(loss), "theta0": theta0, "eta": eta,
+                      parameters={"loss": loss.provenance, "theta0": theta0.tolist(), "eta": eta,
                                   "steps": steps, "projection": projection, "tol": tol,
                                   "max_iter": max_iter, "vperp_limit": vperp_limit,
                                   "projected": projected},

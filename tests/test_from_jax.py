@@ -1,6 +1,8 @@
 """Losses from JAX: derivatives, engines and sweeps agree with the native families."""
 
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,3 +141,38 @@ def test_a_copy_outlives_the_original_and_a_check_names_the_loss():
     with pytest.raises(ValueError, match=r"^from_jax\(<lambda>, dim=1\): value gave a "
                                          r"non-finite result at check point \d; pass"):
         from_jax(lambda x: jnp.sqrt(x[0]), 1, check=True)
+
+
+def test_a_pickled_loss_carries_its_function_to_another_process(tmp_path):
+    # A pickle had carried only the process-local handle: unpickled in a fresh process it
+    # named no function (or, where that process had from_jax losses of its own, another one)
+    pytest.importorskip("jax")
+    import gc
+    import pickle
+    import subprocess
+
+    import jax_losses
+
+    loss = from_jax(jax_losses.quartic_value, 2, params=2.0, min_value=0.0)
+    theta = np.array([0.5, 1.2])
+    # (2/4)(0.36 − 1)² + 0.1 (0.25 + 1.44), by hand
+    expected = 0.5 * (0.25 * 1.44 - 1.0) ** 2 + 0.1 * 1.69
+    assert loss.value(theta) == pytest.approx(expected, rel=1e-15)
+    path = tmp_path / "loss.pkl"
+    path.write_bytes(pickle.dumps(loss))
+    copy = pickle.loads(path.read_bytes())
+    del loss
+    gc.collect()
+    assert copy.value(theta) == pytest.approx(expected, rel=1e-15) and copy.min_value == 0.0
+    script = ("import pickle, sys, numpy as np\n"
+              "from stabsim.losses import from_jax\n"
+              "other = from_jax(lambda w: 0.5 * (w @ w), 2)  # a loss of the worker's own\n"
+              f"loss = pickle.loads(open({str(path)!r}, 'rb').read())\n"
+              "print(repr(float(loss.value(np.array([0.5, 1.2])))))\n")
+    tests = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    assert float(out) == pytest.approx(expected, rel=1e-15)
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        pickle.dumps(from_jax(lambda w: w @ w, 2))  # a lambda cannot travel

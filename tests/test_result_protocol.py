@@ -310,3 +310,32 @@ def test_every_public_result_function_is_in_the_conformance_test():
         value = getattr(stabsim, name)
         if inspect.isfunction(value) and name in CALLS:
             assert _returns_a_result(value), name
+
+
+def test_parameters_name_the_loss_apart_and_hold_no_array_of_the_callers():
+    from stabsim import compare
+    from stabsim.losses import Network, Quadratic, QuadraticRegression
+    from stabsim.maps import run_adaptive, run_gd, run_sgd
+
+    # two networks and two quadratics whose reprs are the same: the results' parameters
+    # had named them alike; a loss made again with the same parameters is named the same
+    same = [(Network((4,), n_samples=8, seed=0), Network((4,), n_samples=16, data="sine")),
+            (Quadratic([3.0, 1.0]), Quadratic([30.0, 1.0]))]
+    for a, b in same:
+        assert repr(a) == repr(b)
+        ra = run_gd(a, np.full(a.dim, 0.1), 0.01, 2)
+        rb = run_gd(b, np.full(b.dim, 0.1), 0.01, 2)
+        assert ra.parameters["loss"] != rb.parameters["loss"]
+        assert ra.parameters["loss"].startswith(repr(a) + " sha256:")
+    assert Quadratic([3.0, 1.0]).provenance == Quadratic([3.0, 1.0]).provenance
+    # SGD and the adaptive methods had left the loss out
+    loss = QuadraticRegression.random(4, 6, seed=0)
+    theta0 = np.zeros(4)
+    assert run_sgd(loss, theta0, 0.1, 2, batch_size=3).parameters["loss"] == loss.provenance
+    assert run_adaptive(loss, theta0, 0.01, 2).parameters["loss"] == loss.provenance
+    # compare had kept the caller's θ₀ itself: changing it changed the record
+    two = QuadraticRegression.two_scale(0.01)
+    start = np.zeros(two.dim)
+    result = compare(two, start, 0.01, 3, warn=False)
+    start[0] = 7.0
+    assert result.parameters["theta0"] == [0.0] * two.dim

@@ -401,7 +401,7 @@ def _inputs(loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator
     stride = check.positive_float("stride", stride)
     times = check.record_times(stride, steps, width=2 * loss.dim + 8)
     y0 = np.append(theta0, nu0)
-    parameters = {"method": "scalar_rmsprop" if scalar else "rmsprop", "loss": repr(loss),
+    parameters = {"method": "scalar_rmsprop" if scalar else "rmsprop", "loss": loss.provenance,
                   "eta": eta, "beta2": beta2, "steps": steps, "stride": stride, **solver,
                   "max_switches": max_switches, "divergence_norm": divergence_norm}
     return y0, eta, beta2, steps, times, solver, max_switches, divergence_norm, parameters

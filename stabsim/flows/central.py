@@ -428,7 +428,7 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
     # a state (d floats) and about 8 records per saved step
     stride = check.positive_float("stride", stride)
     times = check.record_times(stride, steps, width=loss.dim + 8)
-    parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "stride": stride,
+    parameters = {"loss": loss.provenance, "eta": eta, "steps": steps, "stride": stride,
                   "integrator": integrator, "rtol": rtol, "atol": atol,
                   "max_switches": max_switches, "max_critical": max_critical,
                   "exit_band": exit_band, "divergence_norm": divergence_norm,

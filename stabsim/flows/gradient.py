@@ -54,7 +54,7 @@ def gradient_flow(loss: Loss, theta0, eta: float, steps: float, *, stride=None,
     steps = check.positive_float("steps", steps)
     times = check.record_times(stride, steps, width=loss.dim + 1)
     check.solver_options(rtol, atol, integrator)
-    parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "stride": stride,
+    parameters = {"loss": loss.provenance, "eta": eta, "steps": steps, "stride": stride,
                   "integrator": integrator, "rtol": rtol, "atol": atol,
                   "divergence_norm": divergence_norm, "max_rhs_evals": max_rhs_evals}
     return solve_flow(lambda t, th: -eta * loss.grad(th), theta0, steps, t_eval=times,

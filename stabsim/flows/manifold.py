@@ -320,7 +320,7 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
         raise ValueError(f"the top eigenvalue of the Hessian at theta0 is not simple "
                          f"((λ1 − λ2)/λ1 < gap_tol = {gap_tol:g}): the flow is undefined")
     scale = eta**2  # τ = η² t
-    parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "method": method,
+    parameters = {"loss": loss.provenance, "eta": eta, "steps": steps, "method": method,
                   "coefficient": coefficient, "geometry": geo.name, "stride": stride,
                   "gap_tol": gap_tol, "null_tol": null_tol, "eigensolver": eigensolver,
                   "restoring": restoring, "start_tol": start_tol,

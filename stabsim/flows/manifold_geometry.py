@@ -117,7 +117,7 @@ def limit_map(loss: Loss, theta, *, tol: float = LIMIT_TOL, s_max: float = 1e6,
     s_max = check.positive_float("s_max", s_max)
     check.solver_options(rtol, atol, integrator)
     max_rhs_evals = rhs_budget(max_rhs_evals)
-    parameters = {"loss": repr(loss), "tol": tol, "s_max": s_max, "integrator": integrator,
+    parameters = {"loss": loss.provenance, "tol": tol, "s_max": s_max, "integrator": integrator,
                   "rtol": rtol, "atol": atol, "max_rhs_evals": max_rhs_evals}
 
     def result(point, grad_norm, flow_time, status, counters, detail=None, knob="s_max"):

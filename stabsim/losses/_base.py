@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import numbers
 import os
 
@@ -134,6 +135,25 @@ class Loss:
         if type(self) is Loss:
             return f"Loss({self.family.name}, dim={self.dim})"
         return f"{type(self).__name__}(dim={self.dim})"
+
+    @property
+    def provenance(self) -> str:
+        """How a result's ``parameters`` name the loss: its ``repr`` and a digest of its
+        family and parameter record, ``"Quadratic(dim=2) sha256:3f…"`` (16 hex digits), so
+        that two losses a ``repr`` does not tell apart (a network's data, a quadratic's
+        matrix) are told apart, and a loss made again with the same parameters is named the
+        same."""
+        digest = hashlib.sha256(self.family.name.encode())
+        for part in self._provenance_parts():
+            digest.update(part)
+        return f"{self!r} sha256:{digest.hexdigest()[:16]}"
+
+    def _provenance_parts(self):
+        """The bytes :attr:`provenance` digests: the record's fields, in order."""
+        for field in self.params:
+            value = np.asarray(field, dtype=np.float64)
+            yield repr(value.shape).encode()
+            yield value.tobytes()
 
     @property
     def finite_sum(self) -> bool:

@@ -92,6 +92,21 @@ class JaxLoss(Loss):
         name = getattr(self.fn, "__name__", type(self.fn).__name__)
         return f"from_jax({name}, dim={self.dim})"
 
+    def _provenance_parts(self):
+        # the record holds a process-local handle: the function's name and code, and its
+        # fixed data, say which loss this is
+        code = getattr(self.fn, "__code__", None)
+        name = f"{getattr(self.fn, '__module__', '')}.{getattr(self.fn, '__qualname__', '')}"
+        yield name.encode()
+        yield b"" if code is None else code.co_code + repr(code.co_consts).encode()
+        yield repr(self.fn_params).encode()
+
+    def __reduce__(self):
+        # the jitted functions live in this process's table under a handle that means
+        # nothing elsewhere: a pickle (a worker process's copy) carries the function and
+        # makes the loss again there; a lambda or a local function cannot be pickled
+        return _rebuild, (self.fn, self.dim, self.fn_params, self.min_value)
+
     def __copy__(self):
         # the loss itself: a copy would hold its handle, whose functions go when the
         # original is collected (the loss is immutable, as a function is)
@@ -99,6 +114,12 @@ class JaxLoss(Loss):
 
     def __deepcopy__(self, memo):
         return self
+
+
+def _rebuild(fn, dim, params, min_value) -> JaxLoss:
+    """A JaxLoss made again from what :meth:`JaxLoss.__reduce__` pickled (unchecked: the
+    original was checked as its maker asked)."""
+    return from_jax(fn, dim, params, min_value=min_value, check=False)
 
 
 def from_jax(fn, dim, params=None, *, min_value=None, check=False) -> JaxLoss:

@@ -110,7 +110,12 @@ class Network(Loss):
         (``benchmarks/bench_networks.py``). The result depends on k, not on the threads
         (``numba.set_num_threads`` bounds them). The parallel kernels compile on first use
         (the first ``run_gd``: about 35 s of CPU; cached on disk like the others). 1 (the
-        default): one pass over all examples, no parallel code.
+        default): one pass over all examples, no parallel code. A process that has run the
+        parallel kernels holds Numba's thread pool (GNU OpenMP where it is the threading
+        layer), and a process forked from it is killed ("fork() called from a process
+        already using GNU OpenMP"): start worker processes with multiprocessing's "spawn"
+        or "forkserver" method (``concurrent.futures.ProcessPoolExecutor(mp_context=
+        multiprocessing.get_context("spawn"))``), as ``stabsim demo`` does.
     """
 
     name = "network"

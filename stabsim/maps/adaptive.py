@@ -316,7 +316,8 @@ def run_adaptive(
         n_kept = n_rec
     else:  # the state at step `done` failed its checks (or was not reached) and is absent
         n_kept = (done - 1) // stride + 1 if done > 0 else 0
-    parameters = {"method": method, "eta": eta, "steps": steps, "beta1": beta1,
+    parameters = {"method": method, "loss": loss.provenance, "eta": eta, "steps": steps,
+                  "beta1": beta1,
                   "beta2": beta2, "eps": eps, "bias_correction": bias_correction,
                   "first_step": first_step, "stride": stride, "eigensolver": eigensolver,
                   "eig_tol": eig_tol, "eig_max_products": eig_max_products,

@@ -258,7 +258,7 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     notes = [stop] if stop else []
     if first_failure is not None:
         notes.append(f"a projection first missed its tolerance at step {first_failure}{why}")
-    parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "projection": projection,
+    parameters = {"loss": loss.provenance, "eta": eta, "steps": steps, "projection": projection,
                   "tol": tol, "max_iter": max_iter, "displacement": displacement}
     return ConstrainedResult(
         status=status, knob="max_iter" if projection == "euclidean" else None,

@@ -299,7 +299,7 @@ def run_gd(
         status, detail = _sqrt_stop(loss, theta, loss_min, done, status)
     crossing = state.crossing
     crossing_step = int(crossing[0]) if crossing[0] >= 0 else None
-    parameters = {"loss": repr(loss), "eta": eta, "steps": steps, "method": method,
+    parameters = {"loss": loss.provenance, "eta": eta, "steps": steps, "method": method,
                   "momentum": momentum, "stride": stride, "top_k": top_k,
                   "record_trajectory": record_trajectory, "find_crossing": find_crossing,
                   "eigensolver": eigensolver, "eig_tol": eig_tol,
@@ -421,7 +421,7 @@ def step(loss: Loss, theta, eta: float, *, method: str = "gd", momentum: float =
     detail = None
     if method == "sqrt" and status in (int(Status.NONFINITE), int(Status.ZERO_GRADIENT)):
         status, detail = _sqrt_stop(loss, state.theta, loss_min, 0, status)
-    parameters = {"loss": repr(loss), "eta": eta, "method": method, "momentum": momentum,
+    parameters = {"loss": loss.provenance, "eta": eta, "method": method, "momentum": momentum,
                   "loss_min": loss_min}
     return Step(status=Status(status), counters={"steps": int(status == Status.OK)},
                 parameters=parameters, detail=detail, theta=state.theta, buf=state.buf)

@@ -367,7 +367,7 @@ def proj_M(loss: Loss, z, eta: float, *, projection: str = "euclidean", tol: flo
         u_ref = loss.check_point(u_ref, "u_ref")
     bound = 2.0 / eta
     scale = tol * max(1.0, _norm(z))
-    parameters = {"loss": repr(loss), "eta": eta, "projection": projection, "tol": tol,
+    parameters = {"loss": loss.provenance, "eta": eta, "projection": projection, "tol": tol,
                   "max_iter": max_iter, "passes": passes}
     if projection == "paper":
         result = _paper(loss, z, bound, passes, scale, u_ref)

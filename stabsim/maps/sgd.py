@@ -355,7 +355,8 @@ def run_sgd(
     chunk_steps = check.nonnegative_int("chunk_steps", chunk_steps, minimum=1)
     record_trajectory = check.boolean("record_trajectory", record_trajectory)
     progress = check.boolean("progress", progress)
-    parameters = {"eta": eta, "steps": steps, "batch_size": b, "replacement": replacement,
+    parameters = {"loss": loss.provenance, "eta": eta, "steps": steps, "batch_size": b,
+                  "replacement": replacement,
                   "seed": seed, "stride": stride, "batch_sharpness": method,
                   "bs_batches": bs_batches, "confidence": confidence,
                   "eigensolver": eigensolver, "eig_tol": eig_tol}
