@@ -136,13 +136,14 @@ class Loss:
             return f"Loss({self.family.name}, dim={self.dim})"
         return f"{type(self).__name__}(dim={self.dim})"
 
-    @property
+    @functools.cached_property
     def provenance(self) -> str:
         """How a result's ``parameters`` name the loss: its ``repr`` and a digest of its
         family and parameter record, ``"Quadratic(dim=2) sha256:3f…"`` (16 hex digits), so
         that two losses a ``repr`` does not tell apart (a network's data, a quadratic's
         matrix) are told apart, and a loss made again with the same parameters is named the
-        same."""
+        same. Computed once a loss (the record is the loss's own: about 0.1 s for the
+        80 MB of a regression model's Q at d = 1000)."""
         digest = hashlib.sha256(self.family.name.encode())
         for part in self._provenance_parts():
             digest.update(part)
