@@ -10,6 +10,17 @@ the last one) is NaN, never a sentinel such as −1.
 Units: time axes count steps (``"steps"``). Every other quantity is ``"1"``
 (dimensionless): the losses, sharpnesses, parameters and iterates of the models stabsim
 simulates are abstract numbers with no physical unit.
+
+Writing and reading back: :func:`write_netcdf` writes netCDF-4 when netCDF4 or h5netcdf is
+installed, else netCDF-3 (SciPy's engine), whose only integers are int8, int16 and int32.
+There an integer variable or attribute of another type (int64, unsigned) is stored as int32
+when every value fits, else as float64, exact for magnitudes below 2⁵³ (a larger one is
+refused with a ``ValueError``); its type is recorded, for a variable in its attribute
+``stabsim_dtype``, for attributes in the attribute ``stabsim_attribute_dtypes`` of their
+variable or dataset (a JSON object, name → type). :func:`read_netcdf` (which ``stabsim plot``
+reads a sweep with) restores the recorded types; another reader gets the same numbers in
+int32 or float64. With any engine, a whole-number variable that :func:`integer_on_disk`
+stores as int32 is written as float64 (NaN where missing) if a value is outside int32.
 """
 
 from __future__ import annotations
@@ -238,7 +249,8 @@ def integer_on_disk(variable) -> None:
     """Write a whole-number variable holding NaN as int32 with ``_FillValue`` −1.
 
     NaN (in memory) means "does not exist"; a reader that decodes CF attributes (xarray's
-    default) gets NaN back.
+    default) gets NaN back. If a value is outside int32, :func:`write_netcdf` writes the
+    variable as float64 instead, NaN where missing.
     """
     variable.encoding.update(dtype="int32", _FillValue=np.int32(-1))
 
@@ -281,12 +293,14 @@ def provenance(parameters: dict) -> dict:
 
 
 def finish(ds, parameters: dict):
-    """Give ``ds`` the conventions of the module docstring, in place; return it.
+    """A deep copy of ``ds`` with the conventions of the module docstring.
 
     Every data variable and coordinate gets ``long_name`` and ``units`` from
     :func:`describe` (a ``long_name`` already set is kept); the dataset gets
     :func:`provenance` of ``parameters``. A boolean dataset attribute becomes the integer
     0 or 1: netCDF has no boolean type (netCDF-3 writers store int8, netCDF-4 ones refuse).
+    The copy shares no array with ``ds``, so that editing the export of a result (every
+    ``to_xarray`` returns through here) leaves the result's arrays as they were.
 
     Raises
     ------
@@ -294,6 +308,7 @@ def finish(ds, parameters: dict):
         If a variable is named with a Python keyword (``ds.<name>`` cannot reach it) or has
         no entry in :data:`VARIABLES`.
     """
+    ds = ds.copy(deep=True)
     for name, variable in ds.variables.items():
         if keyword.iskeyword(name):
             raise ValueError(f"variable {name!r} is a Python keyword; rename it")
@@ -322,6 +337,127 @@ def netcdf_engine() -> str:
     return "scipy"
 
 
+#: attribute of a variable written to netCDF-3 in another type: its type in memory
+DTYPE_ATTRIBUTE = "stabsim_dtype"
+#: attribute of a variable or dataset some of whose attributes were written to netCDF-3 in
+#: another type: their types in memory, a JSON object (name → type)
+ATTRIBUTE_DTYPES = "stabsim_attribute_dtypes"
+#: the integer types of netCDF-3
+_NETCDF3_INTEGERS = (np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32))
+#: float64 holds every integer of smaller magnitude exactly
+_FLOAT64_EXACT = 2.0**53
+
+
+def _fits(values: np.ndarray, dtype) -> bool:
+    """True when every value of ``values`` but NaN is within the range of integer type
+    ``dtype``."""
+    if values.dtype.kind == "f":
+        values = values[~np.isnan(values)]
+    info = np.iinfo(dtype)
+    return values.size == 0 or bool(info.min <= values.min() and values.max() <= info.max)
+
+
+def _netcdf3_integers(values: np.ndarray, what: str) -> np.ndarray:
+    """Integers of a type netCDF-3 lacks as int32 if they fit, else as exact float64.
+
+    Raises
+    ------
+    ValueError
+        If a value has magnitude 2⁵³ or more (float64 would round it).
+    """
+    if _fits(values, np.int32):
+        return values.astype(np.int32)
+    floats = values.astype(np.float64)
+    if (np.abs(floats) >= _FLOAT64_EXACT).any():
+        raise ValueError(f"{what} holds an integer of magnitude 2**53 or more, which "
+                         f"netCDF-3 (xarray's scipy engine) cannot store exactly; install "
+                         f"netCDF4 or h5netcdf to write netCDF-4, which has int64")
+    return floats
+
+
+def _not_netcdf3(dtype) -> bool:
+    """True for an integer type netCDF-3 lacks."""
+    dtype = np.dtype(dtype)
+    return dtype.kind in "iu" and dtype not in _NETCDF3_INTEGERS
+
+
+def _netcdf3_attrs(attrs: dict, owner: str) -> dict:
+    """``attrs`` with every integer of a type netCDF-3 lacks stored as int32 or float64,
+    their types under :data:`ATTRIBUTE_DTYPES`."""
+    stored, dtypes = dict(attrs), {}
+    for name, value in attrs.items():
+        array = np.asarray(value)
+        if _not_netcdf3(array.dtype):
+            dtypes[name] = array.dtype.name
+            stored[name] = _netcdf3_integers(array, f"attribute {name!r} of {owner}")
+    if dtypes:
+        stored[ATTRIBUTE_DTYPES] = json.dumps(dtypes, sort_keys=True)
+    return stored
+
+
+def _storable(ds, engine: str):
+    """``ds`` as :func:`write_netcdf` writes it with ``engine`` (a shallow copy where it
+    changes): whole numbers that overflow their int32 encoding as float64, and for netCDF-3
+    (``"scipy"``) the integers of the module docstring."""
+    import xarray as xr
+
+    variables = {}
+    for name, variable in ds.variables.items():
+        variable = variable.copy(deep=False)
+        encoded = variable.encoding.get("dtype")
+        if (encoded is not None and np.dtype(encoded).kind in "iu"
+                and not _fits(variable.values, encoded)):
+            for key in ("dtype", "_FillValue"):
+                variable.encoding.pop(key, None)
+        if engine == "scipy":
+            variable.attrs = _netcdf3_attrs(variable.attrs, f"variable {name!r}")
+            # an encoding of a netCDF-3 type (an int32 that holds the values) is kept
+            if (_not_netcdf3(variable.dtype)
+                    and _not_netcdf3(variable.encoding.get("dtype", variable.dtype))):
+                variable.encoding.pop("dtype", None)
+                variable.attrs[DTYPE_ATTRIBUTE] = variable.dtype.name
+                variable = variable.copy(
+                    data=_netcdf3_integers(variable.values, f"variable {name!r}"))
+        variables[name] = variable
+    attrs = _netcdf3_attrs(ds.attrs, "the dataset") if engine == "scipy" else ds.attrs
+    return xr.Dataset({name: variables[name] for name in ds.data_vars},
+                      coords={name: variables[name] for name in ds.coords}, attrs=attrs)
+
+
 def write_netcdf(ds, path) -> None:
-    """Write ``ds`` to the netCDF file ``path`` with :func:`netcdf_engine`."""
-    ds.to_netcdf(path, engine=netcdf_engine())
+    """Write ``ds`` to the netCDF file ``path`` with :func:`netcdf_engine`, whatever the
+    size of its integers (see the module docstring; ``ds`` is left as it is).
+
+    Raises
+    ------
+    ValueError
+        For netCDF-3, if an integer has magnitude 2⁵³ or more.
+    """
+    engine = netcdf_engine()
+    _storable(ds, engine).to_netcdf(path, engine=engine)
+
+
+def _restore_attrs(attrs: dict) -> None:
+    """Give the attributes listed under :data:`ATTRIBUTE_DTYPES` their types, in place."""
+    for name, dtype in json.loads(attrs.pop(ATTRIBUTE_DTYPES, "{}")).items():
+        value = np.asarray(attrs[name]).astype(dtype)
+        attrs[name] = value[()] if value.ndim == 0 else value
+
+
+def read_netcdf(path):
+    """The dataset of the netCDF file ``path``, loaded into memory, with the integer types
+    :func:`write_netcdf` recorded for netCDF-3 restored (see the module docstring)."""
+    import xarray as xr
+
+    ds = xr.load_dataset(path)
+    variables = {}
+    for name, variable in ds.variables.items():
+        _restore_attrs(variable.attrs)
+        dtype = variable.attrs.pop(DTYPE_ATTRIBUTE, None)
+        if dtype is not None:
+            variable = variable.copy(data=variable.values.astype(dtype))
+            variable.encoding.pop("dtype", None)  # written again, it is of type dtype
+        variables[name] = variable
+    _restore_attrs(ds.attrs)
+    return xr.Dataset({name: variables[name] for name in ds.data_vars},
+                      coords={name: variables[name] for name in ds.coords}, attrs=ds.attrs)

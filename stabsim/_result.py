@@ -9,7 +9,8 @@ the comparisons, the sweeps) is a :class:`Result`:
   ``hvps``, ``rhs_evals``, ...; each result documents its keys);
 - ``parameters``: the call's parameters (plain scalars and strings) that produced it;
 - ``to_xarray()``: a Dataset whose every variable has ``long_name`` and ``units`` and whose
-  attributes carry the provenance (:func:`stabsim._export.finish`);
+  attributes carry the provenance (:func:`stabsim._export.finish`); a new one each call,
+  sharing no array with the result;
 - a ``repr`` of a few lines (status, sizes, headline numbers) and ``_repr_html_``.
 
 The vocabulary is one name each, across the package:
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -81,14 +83,57 @@ def combine_parts(parts: dict) -> tuple[Status, str | None, str | None]:
     part with that status (the budget that ran out there); the detail lists
     ``"name: message"`` for every part that is not OK (None when all are), shortened to
     ``"name: detail"`` where the part's message begins with the words the whole's does (to
-    ``"name"`` where it has no more words).
+    ``"name"`` where it has no more words). Parts that failed with the same status and the
+    same words are listed once, by :func:`_names` and their number:
+    ``"limit_map[0-50] (51 parts): detail"``.
     """
     status = combine_statuses(_status_of(part) for part in parts.values())
     knob = next((part.knob for part in parts.values()
                  if isinstance(part, Result) and part.status is status), None)
-    failed = [": ".join(filter(None, (name, _part_text(part, status, knob))))
-              for name, part in parts.items() if _status_of(part) is not Status.OK]
+    alike: dict[tuple, list[str]] = {}  # (status, words) → names, in order of appearance
+    for name, part in parts.items():
+        if _status_of(part) is not Status.OK:
+            alike.setdefault((_status_of(part), _part_text(part, status, knob)), []).append(name)
+    failed = [": ".join(filter(None, (_names(names), text)))
+              for (_, text), names in alike.items()]
     return status, knob, "; ".join(failed) or None
+
+
+#: the name of a part that is one of an indexed family: ``"limit_map[3]"``
+_INDEXED = re.compile(r"(.+)\[(\d+)\]")
+
+
+def _names(names: list[str]) -> str:
+    """Names of parts, compactly: the indexed ones of a family (``"x[0]"``, ``"x[1]"``, ...)
+    as one with the runs of consecutive indices as ranges (``"x[0-2, 5]"``), then how many
+    parts there are, when more than one (``"x[0-2, 5], y (5 parts)"``)."""
+    # (name, None) and (family, its indices), in order of first appearance
+    listed: list[tuple[str, list[int] | None]] = []
+    indices: dict[str, list[int]] = {}  # family → its indices
+    for name in names:
+        match = _INDEXED.fullmatch(name)
+        if match is None:
+            listed.append((name, None))
+            continue
+        family = match[1]
+        if family not in indices:
+            indices[family] = []
+            listed.append((family, indices[family]))
+        indices[family].append(int(match[2]))
+    shown = ", ".join(name if numbers is None else f"{name}[{_ranges(numbers)}]"
+                      for name, numbers in listed)
+    return shown if len(names) == 1 else f"{shown} ({len(names)} parts)"
+
+
+def _ranges(indices: list[int]) -> str:
+    """Sorted integers as runs: ``[0, 1, 2, 5]`` → ``"0-2, 5"``."""
+    runs: list[list[int]] = []
+    for index in sorted(indices):
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _part_text(part, status: Status, knob: str | None) -> str | None:
@@ -152,7 +197,8 @@ class Result:
         return {}
 
     def to_xarray(self):
-        """The result as an ``xarray.Dataset`` (see :mod:`stabsim._export`)."""
+        """The result as a new ``xarray.Dataset`` sharing no array with it (see
+        :mod:`stabsim._export`)."""
         raise NotImplementedError
 
     def _export_attrs(self) -> dict:

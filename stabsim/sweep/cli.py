@@ -130,6 +130,7 @@ def plot_command(args) -> int:
     from matplotlib.backend_bases import FigureCanvasBase
 
     from .. import _validate as check
+    from .._export import read_netcdf
     from ..plot.sweep import plot_phase_diagram
 
     if not args.result.exists():
@@ -149,7 +150,7 @@ def plot_command(args) -> int:
         ds = xr.open_zarr(args.result)
     else:
         try:
-            ds = xr.load_dataset(args.result)
+            ds = read_netcdf(args.result)
         except (ValueError, OSError, TypeError) as exc:  # not a file xarray can read
             raise ValueError(f"cannot read {args.result} as a sweep result: "
                              f"{type(exc).__name__}: {exc}") from None

@@ -25,7 +25,7 @@ class SweepResult(Result):
     ----------
     dataset : xarray.Dataset
         One dimension per swept parameter; ``regime``, ``status`` and the cell statistics
-        (the conventions of :mod:`stabsim._export`). ``to_xarray()`` returns it.
+        (the conventions of :mod:`stabsim._export`). ``to_xarray()`` returns a deep copy.
     model : str
         What was swept (``"reduced"``, ``"gd"``, ``"uv model"``).
     """
@@ -50,6 +50,7 @@ class SweepResult(Result):
         return {"model": self.model, "shape": dict(self.dataset["regime"].sizes)}
 
     def to_xarray(self):
-        """The sweep's ``xarray.Dataset`` (every variable with ``long_name`` and ``units``,
-        the config and versions as attributes)."""
-        return self.dataset
+        """A deep copy of the sweep's ``xarray.Dataset`` (every variable with ``long_name``
+        and ``units``, the config and versions as attributes): editing it leaves
+        ``dataset`` as it was."""
+        return self.dataset.copy(deep=True)
