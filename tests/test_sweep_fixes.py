@@ -315,3 +315,33 @@ def test_zipped_cells_without_a_class_are_not_coloured():
 def test_a_phase_diagram_of_what_cannot_be_drawn_says_why(make, error, match):
     with pytest.raises(error, match=match):
         plot_phase_diagram(make(_dataset([[0.0, 1.0], [2.0, 1.0]])))
+
+
+def test_a_factory_that_makes_another_loss_of_a_builtin_family_gets_another_key(tmp_path,
+                                                                                 monkeypatch):
+    # the factory's module is not a family's source: an edit of the matrix it builds had
+    # left the work directory's key (and so its chunks) as they were
+    name = "sweep_fixes_quadratic"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # an edit within a second
+    source = ("from stabsim.losses import Quadratic\n\n"
+              "def make():\n    return Quadratic([{a}, 1.0])\n")
+
+    def config():
+        return SweepConfig(model="gd", loss={"name": f"{name}:make"}, steps=20,
+                           params={"theta0": [0.1, 0.8]}, grid={"eta": [0.1, 0.2]})
+
+    (tmp_path / f"{name}.py").write_text(source.format(a=3.0))
+    first = config()
+    (tmp_path / f"{name}.py").write_text(source.format(a=30.0))
+    monkeypatch.delitem(sys.modules, name)
+    importlib.invalidate_caches()
+    second = config()
+    assert second == first and second.key != first.key
+    (tmp_path / f"{name}.py").write_text(source.format(a=3.0))
+    monkeypatch.delitem(sys.modules, name)
+    importlib.invalidate_caches()
+    assert config().key == first.key  # the same loss again: the same key
+    builtin = SweepConfig(model="gd", loss={"name": "quadratic", "A": [3.0, 1.0]}, steps=20,
+                          params={"theta0": [0.1, 0.8]}, grid={"eta": [0.1, 0.2]})
+    assert builtin._loss_sources == ()  # stabsim's own family: the config says it all

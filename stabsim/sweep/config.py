@@ -447,9 +447,12 @@ def _check_loss_builds(config) -> tuple[int, tuple[str, ...]]:
     dim : int
         The largest dimension of the losses.
     sources : tuple of str
-        The sorted hashes of the source files of the families defined outside stabsim
-        (``family_stamp``; empty for stabsim's own, which its version covers, and for a
-        family defined interactively, which has no file).
+        For a loss made by a user's factory (``name = "module:factory"``), sorted: the
+        :attr:`~stabsim.losses.Loss.provenance` of every loss it made (its parameters, and
+        for a JAX loss its function's code), and the hashes of the source files of the
+        families defined outside stabsim (``family_stamp``; none for a family defined
+        interactively, which has no file). Empty for stabsim's own families, which the
+        config and stabsim's version determine.
     """
     from ..losses._engines import family_stamp
     from .gd_cells import build_loss  # the GD engine: imported for model "gd" only
@@ -461,7 +464,7 @@ def _check_loss_builds(config) -> tuple[int, tuple[str, ...]]:
         else zip(*swept.values(), strict=True)
     theta0 = config.params.get("theta0", _START["theta0"])
     dim = 1
-    families = set()
+    families, sources = set(), set()
     for combo in dict.fromkeys(combos):  # distinct combinations, in order
         chosen = dict(zip(swept, combo, strict=True))
         where = f"[loss] {name!r}" + (f" with {chosen}" if chosen else "")
@@ -481,7 +484,8 @@ def _check_loss_builds(config) -> tuple[int, tuple[str, ...]]:
             _check_cell_memory(config, loss, where)
         dim = max(dim, loss.dim)
         families.add(loss.family)
-    sources = set()
+        if ":" in name:  # made by a user's factory: what it made, to the last bit
+            sources.add(loss.provenance)
     for family in families:
         if not family.builtin:
             try:
