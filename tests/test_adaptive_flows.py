@@ -263,7 +263,7 @@ def test_export_holds_what_the_central_flows_does_and_round_trips(method, tmp_pa
     assert ds.attrs["stop_step"] == flow.stop_step == 100.0
     parameters = json.loads(ds.attrs["parameters"])
     assert parameters == flow.parameters
-    assert parameters == call | {"method": method, "loss": repr(TWO_SCALE), "eta": 0.01,
+    assert parameters == call | {"method": method, "loss": TWO_SCALE.provenance, "eta": 0.01,
                                  "beta2": 0.99, "steps": 100.0, "stable": False}
     for name, variable in ds.variables.items():
         assert variable.attrs["long_name"], name
