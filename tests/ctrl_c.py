@@ -51,3 +51,18 @@ def ctrl_c_in_loop(after):
     finally:
         done.set()
         thread.join()
+
+
+def ctrl_c_at_chunk(monkeypatch, at):
+    """Make the sweep's chunk number ``at`` raise ``KeyboardInterrupt`` when it is computed
+    (the other chunks as usual): a Ctrl-C between chunks, at a known place."""
+    import stabsim.sweep.backends as backends
+
+    real = backends.compute_chunk
+
+    def compute(config, index):
+        if index == at:
+            raise KeyboardInterrupt
+        return real(config, index)
+
+    monkeypatch.setattr(backends, "compute_chunk", compute)

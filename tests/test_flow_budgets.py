@@ -9,13 +9,12 @@ and exactly the budget when it ended the run (status MAX_STEPS). A run made of b
 message names the budget, quotes the value the caller set, and the time the run ended.
 """
 
-import contextlib
 import inspect
 import re
-import signal
 
 import numpy as np
 import pytest
+from deadline import within
 
 from stabsim import Status
 from stabsim.flows import (
@@ -34,22 +33,6 @@ from stabsim.losses import ManifoldFamily, Quadratic, QuadraticRegression
 TWO_SCALE = QuadraticRegression.two_scale(0.01)
 START = np.zeros(TWO_SCALE.dim)
 MANIFOLD = ManifoldFamily([2.0, 0.5], [[1.0, 0.5], [0.3, 0.2]], [[0.5, -0.3], [0.0, 0.0]])
-
-
-@contextlib.contextmanager
-def within(seconds):
-    """Fail with TimeoutError if the block runs longer than ``seconds`` (a run that never
-    ends fails instead of hanging the suite)."""
-    def interrupt(signum, frame):
-        raise TimeoutError(f"the run did not end within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def quoted(result):

@@ -10,14 +10,13 @@
 - Argument checks that disagreed between the flows, or with their own messages.
 """
 
-import contextlib
 import inspect
 import re
-import signal
 
 import numpy as np
 import pytest
 import xarray as xr
+from deadline import within
 from scipy.integrate import quad
 from scipy.optimize import brentq
 
@@ -47,21 +46,6 @@ from stabsim.losses import (
 POTENTIAL = SelfRegulatingPotential()
 ETA = 1.5  # 2/η = 4/3 < f''(0) = 2
 TWO_SCALE = QuadraticRegression.two_scale(0.01)
-
-
-@contextlib.contextmanager
-def within(seconds):
-    """Fail with TimeoutError if the block runs longer than ``seconds``."""
-    def interrupt(signum, frame):
-        raise TimeoutError(f"the run did not end within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # f(x) = x²/sqrt(1 + x²), differentiated by hand

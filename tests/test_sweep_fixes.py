@@ -26,9 +26,9 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
+from ctrl_c import ctrl_c_at_chunk  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
-import stabsim.sweep.backends as backends  # noqa: E402
 import stabsim.sweep.runner as runner  # noqa: E402
 from stabsim import cli  # noqa: E402
 from stabsim._interrupt import Interrupt  # noqa: E402
@@ -187,21 +187,10 @@ REDUCED = {"sweep": {"model": "reduced", "steps": 200, "chunk_size": 2},
            "grid": {"eta": [0.05, 0.1, 0.2], "x0": [0.01, 0.1]}}  # 6 cells, 3 chunks
 
 
-def _interrupt_at_chunk(monkeypatch, at):
-    real = backends.compute_chunk
-
-    def compute(config, index):
-        if index == at:
-            raise KeyboardInterrupt
-        return real(config, index)
-
-    monkeypatch.setattr(backends, "compute_chunk", compute)
-
-
 def test_a_ctrl_c_without_a_work_directory_says_the_chunks_are_lost(tmp_path, monkeypatch,
                                                                     caplog):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the temporary one goes
-    _interrupt_at_chunk(monkeypatch, 2)
+    ctrl_c_at_chunk(monkeypatch, 2)
     with caplog.at_level("WARNING", logger="stabsim"), pytest.raises(KeyboardInterrupt):
         run_sweep(REDUCED, progress=False)
     (message,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -242,7 +231,7 @@ def test_every_interrupted_sweep_command_says_so_once(tmp_path, monkeypatch, cap
         x0 = [0.01, 0.1]
     """))
     if where == "chunk":
-        _interrupt_at_chunk(monkeypatch, 1)
+        ctrl_c_at_chunk(monkeypatch, 1)
     else:
         real, calls = getattr(runner, where), []
 

@@ -13,6 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 import xarray as xr
+from ctrl_c import ctrl_c_at_chunk
 from same_result import assert_same_result
 
 import stabsim.sweep.backends as backends
@@ -203,14 +204,7 @@ def test_a_run_that_fails_before_its_first_chunk_leaves_no_directory(tmp_path, m
 def test_a_ctrl_c_says_what_it_keeps(tmp_path, monkeypatch, caplog, before):
     # Ctrl-C after `before` chunks: with some saved, the message points to them; with none,
     # the work directory is removed, and a message offering to resume from it would lie
-    real = backends.compute_chunk
-
-    def compute(config, index):
-        if index == before:
-            raise KeyboardInterrupt
-        return real(config, index)
-
-    monkeypatch.setattr(backends, "compute_chunk", compute)
+    ctrl_c_at_chunk(monkeypatch, before)
     # (the command line adds "stabsim: interrupted": the message does not say it again)
     with caplog.at_level("WARNING", logger="stabsim"), pytest.raises(KeyboardInterrupt):
         run_sweep(CONFIG, tmp_path / "out.nc", progress=False)
