@@ -13,11 +13,13 @@ relative residual 1e-10:
   against stabsim's (both follow the same iterates).
 
 Threads as in ``bench_networks.py``: each method runs with the libraries' default threading
-(wall time; stabsim also with ``Network(chunks=k)``, k Numba threads each running a block of
-the examples) and with one thread each (CPU time of the process, which other work on a shared
-machine does not inflate).
+(stabsim also with ``Network(chunks=k)``, k Numba threads each running a block of the
+examples) and with one thread each (the child process pinned to one core before it imports
+NumPy, Numba or JAX, and the BLAS/Numba thread variables set to 1); every run is timed by wall
+clock.
 
-Run: ``python benchmarks/bench_adaptive.py`` (needs JAX for the comparison columns).
+Run: ``python benchmarks/bench_adaptive.py`` (needs JAX for the comparison columns;
+``--one-thread``: the one-thread runs only; ``--smoke``: Adam only).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import subprocess
 import sys
 
 from bench_networks import (
-    CLOCK,
     ONE_THREAD,
     TOL,
     _jax_loss,
@@ -59,7 +60,7 @@ def _stabsim(net, theta0, method):
         return run_adaptive(net, theta0, ETA, STEPS, **kwargs)
 
     result = run()
-    return best_of(run, REPEATS, CLOCK) / STEPS, result
+    return best_of(run, REPEATS) / STEPS, result
 
 
 def _jax(net, theta0, method):
@@ -101,15 +102,18 @@ def _jax(net, theta0, method):
     w0 = jnp.asarray(theta0)
     _, plams = run(w0)
     plams.block_until_ready()
-    seconds = best_of(lambda: run(w0)[1].block_until_ready(), REPEATS, CLOCK) / STEPS
+    seconds = best_of(lambda: run(w0)[1].block_until_ready(), REPEATS) / STEPS
     return seconds, float(plams[-1])
 
 
 def one(method):
+    from _timing import cores
+
     net = _network("tanh", 64)
     theta0 = net.init(0)
     engine, result = _stabsim(net, theta0, method)
-    row = {"method": method, "d": net.dim, "steps": STEPS, "stabsim_us": 1e6 * engine,
+    row = {"method": method, "d": net.dim, "steps": STEPS, "cores": cores(),
+           "stabsim_us": 1e6 * engine,
            "status": result.status.name,
            "psharp": float(result.preconditioned_sharpness[-2])}
     chunks = chunks_here()
@@ -129,19 +133,28 @@ def one(method):
 
 
 def main():
+    from _timing import ONE_CORE_NOTE, child_command
+
     rows = []
-    for threads, extra in (("all", {}), ("1", ONE_THREAD)):
-        for method in METHODS:
-            out = subprocess.run([sys.executable, __file__, method], capture_output=True,
-                                 text=True, check=True, env=dict(_machine_env(), **extra))
+    configs = (("all", {}), ("1", ONE_THREAD))
+    if "--one-thread" in sys.argv:
+        configs = configs[1:]
+    methods = METHODS[-1:] if "--smoke" in sys.argv else METHODS
+    for threads, extra in configs:
+        for method in methods:
+            out = subprocess.run(child_command(__file__, method, one_core=threads == "1"),
+                                 capture_output=True, text=True, check=True,
+                                 env=dict(_machine_env(), **extra))
             rows.append({"threads": threads, **json.loads(out.stdout.strip().splitlines()[-1])})
     print(f"RMSProp/Adam + raw and preconditioned sharpness every step (Lanczos, relative "
           f"residual {TOL:g}), {STEPS} steps")
-    print(f"{'threads':>7} {'method':>8} {'d':>6} {'stabsim µs':>11} {'chunked µs':>10} "
-          f"{'JAX µs':>9} {'JAX/stabsim':>11} {'rel. diff':>9} {'chunked diff':>12}")
+    print(f"threads all: the libraries' default threading on every core; {ONE_CORE_NOTE}")
+    print(f"{'threads':>7} {'cores':>5} {'method':>8} {'d':>6} {'stabsim µs':>11} "
+          f"{'chunked µs':>10} {'JAX µs':>9} {'JAX/stabsim':>11} {'rel. diff':>9} "
+          f"{'chunked diff':>12}")
     for r in rows:
         chunked = "chunked_us" in r
-        cells = [f"{r['threads']:>7}", f"{r['method']:>8}", f"{r['d']:>6}",
+        cells = [f"{r['threads']:>7}", f"{r['cores']:>5}", f"{r['method']:>8}", f"{r['d']:>6}",
                  f"{r['stabsim_us']:11.0f}",
                  f"{r['chunked_us']:10.0f}" if chunked else f"{'—':>10}"]
         if "jax_us" in r:
@@ -159,7 +172,7 @@ def main():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
+    if len(sys.argv) > 1 and not sys.argv[1].startswith("--"):
         one(sys.argv[1])
     else:
         main()

@@ -1,7 +1,7 @@
 """GD with the sharpness every step on networks: stabsim's network family against JAX.
 
 Four networks (256 teacher examples, 16 inputs, one output, three hidden layers): a tanh MLP
-and a deep linear network, each at width 64 (d = 9473) and width 20 (d = 1181). For each, in
+and a deep linear network, each at width 64 (d = 9473) and width 20 (d = 1201). For each, in
 one fresh process:
 
 - stabsim: ``run_gd`` (hyper-dual backpropagation kernels; warm-started, restarted Lanczos on
@@ -24,14 +24,17 @@ Threads: every case runs twice (without the machine's OPENBLAS_CORETYPE and OPEN
 as every baseline), with the libraries' default threading (OpenBLAS under
 stabsim's ``np.dot``, Eigen under XLA: both use every core; stabsim also with
 ``Network(chunks=k)``, its passes on k blocks of examples on k Numba threads, one per core,
-each calling the BLAS with one thread) and with one thread each (``OPENBLAS_NUM_THREADS=1``,
-``NUMBA_NUM_THREADS=1``, the serial pass; XLA with ``--xla_cpu_multi_thread_eigen=false
-intra_op_parallelism_threads=1``), since on a machine shared with other work the thread
-counts decide the ratio more than the code does. The one-thread runs are timed in CPU time
-of the process (``time.process_time``), which other jobs on the machine do not inflate; the
-default-threading runs in wall time.
+each calling the BLAS with one thread) and with one thread each: the child process pinned
+to one core before it imports NumPy, Numba or JAX (``os.sched_setaffinity``, by
+``_timing.child_command``; XLA sizes its thread pools to the one CPU it sees), with
+``OPENBLAS_NUM_THREADS=1``, ``NUMBA_NUM_THREADS=1`` (the serial pass), since on a machine
+shared with other work the thread counts decide the ratio more than the code does. XLA's
+``--xla_cpu_multi_thread_eigen=false`` flag is not used: without the pinning a jitted matmul
+still ran on both cores with it. Every run is timed by wall clock (CPU time would charge a
+process for every core its threads use).
 
-Run: ``python benchmarks/bench_networks.py`` (needs JAX for the comparison columns).
+Run: ``python benchmarks/bench_networks.py`` (needs JAX for the comparison columns;
+``--one-thread``: the one-thread runs only; ``--smoke``: the first network only).
 """
 
 from __future__ import annotations
@@ -41,16 +44,15 @@ import os
 import resource
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 CASES = (("tanh", 64), ("identity", 64), ("tanh", 20), ("identity", 20))
-ONE_THREAD = {"STABSIM_BENCH_CPU_TIME": "1", "OPENBLAS_NUM_THREADS": "1",
-              "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
-              "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+#: the environment of a one-thread child, which also runs pinned to one core
+#: (``_timing.child_command(..., one_core=True)``)
+ONE_THREAD = {"STABSIM_BENCH_ONE_THREAD": "1", "OPENBLAS_NUM_THREADS": "1",
+              "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 TOL = 1e-10
-CLOCK = time.process_time if os.environ.get("STABSIM_BENCH_CPU_TIME") else time.perf_counter
 RESTART = 20
 
 
@@ -74,7 +76,7 @@ def chunks_here():
     the default-threading runs, none (1: the serial pass) in the one-thread runs."""
     import numba
 
-    return 1 if os.environ.get("STABSIM_BENCH_CPU_TIME") else numba.get_num_threads()
+    return 1 if os.environ.get("STABSIM_BENCH_ONE_THREAD") else numba.get_num_threads()
 
 
 def _steps(d):
@@ -94,7 +96,7 @@ def _stabsim(net, theta0, eta, steps):
         return run_gd(net, theta0, eta, steps, find_crossing=False, eig_tol=TOL)
 
     result = run()
-    return best_of(run, 2, CLOCK) / steps, result
+    return best_of(run, 2) / steps, result
 
 
 def _pass_ratios(net, theta):
@@ -110,7 +112,7 @@ def _pass_ratios(net, theta):
     reps = 50 if net.dim > 5000 else 500
 
     def timed(fn):
-        return best_of(lambda: [fn() for _ in range(reps)], 3, CLOCK) / reps
+        return best_of(lambda: [fn() for _ in range(reps)], 3) / reps
 
     grad = timed(lambda: k["value_grad"](theta, p, out))
     return {"grad_us": 1e6 * grad,
@@ -221,7 +223,7 @@ def _jax_gd(net, theta0, eta, steps, start_mix):
     w0 = jnp.asarray(theta0)
     lams, products = run(w0)
     lams.block_until_ready()
-    seconds = best_of(lambda: run(w0)[0].block_until_ready(), 2, CLOCK) / steps
+    seconds = best_of(lambda: run(w0)[0].block_until_ready(), 2) / steps
     return seconds, float(np.mean(products)), float(lams[-1])
 
 
@@ -238,7 +240,7 @@ def _from_jax(net, theta0, eta, steps):
         return run_gd(loss, theta0, eta, steps, find_crossing=False, eig_tol=TOL)
 
     run()
-    return best_of(run, 2, CLOCK) / steps
+    return best_of(run, 2) / steps
 
 
 def one(activation, width):
@@ -249,7 +251,10 @@ def one(activation, width):
     eta = 1.0 / sharpness(net, theta0)
     steps = _steps(net.dim)
     engine, result = _stabsim(net, theta0, eta, steps)
+    from _timing import cores
+
     row = {"activation": activation, "width": width, "d": net.dim, "steps": steps,
+           "cores": cores(),
            "stabsim_us": 1e6 * engine, "stabsim_peak_mb": _peak_mb(),
            "stabsim_products": result.counters["lanczos_products"] / result.counters["records"],
            "sharpness": float(result.sharpness[-2, 0]), **_pass_ratios(net, theta0)}
@@ -278,23 +283,29 @@ def one(activation, width):
 
 
 def main():
+    from _timing import ONE_CORE_NOTE, child_command
+
     rows = []
     configs = (("all", {}), ("1", ONE_THREAD))
     if "--one-thread" in sys.argv:
         configs = configs[1:]
+    cases = CASES[:1] if "--smoke" in sys.argv else CASES
     for threads, extra in configs:
-        for activation, width in CASES:
-            out = subprocess.run([sys.executable, __file__, activation, str(width)],
+        for activation, width in cases:
+            out = subprocess.run(child_command(__file__, activation, width,
+                                               one_core=threads == "1"),
                                  capture_output=True, text=True, check=True,
                                  env=dict(_machine_env(), **extra))
             rows.append({"threads": threads, **json.loads(out.stdout.strip().splitlines()[-1])})
     print("GD + sharpness every step (Lanczos on HVPs, relative residual 1e-10), 256 examples")
-    print(f"{'threads':>7} {'network':>10} {'d':>6} {'stabsim µs':>11} {'HVPs/step':>9} "
-          f"{'peak MB':>8} {'chunked µs':>10} {'JAX µs':>9} {'JAX/stabsim':>11} {'HVPs/step':>9} "
-          f"{'rel. diff S':>11} {'bare JAX µs':>11} {'HVPs/step':>9} {'from_jax µs':>11} "
-          f"{'grad µs':>8} {'HVP/grad':>8} {'hyper-dual/grad':>15}")
+    print(f"threads all: the libraries' default threading on every core; {ONE_CORE_NOTE}")
+    print(f"{'threads':>7} {'cores':>5} {'network':>10} {'d':>6} {'stabsim µs':>11} "
+          f"{'HVPs/step':>9} {'peak MB':>8} {'chunked µs':>10} {'JAX µs':>9} {'JAX/stabsim':>11} "
+          f"{'HVPs/step':>9} {'rel. diff S':>11} {'bare JAX µs':>11} {'HVPs/step':>9} "
+          f"{'from_jax µs':>11} {'grad µs':>8} {'HVP/grad':>8} {'hyper-dual/grad':>15}")
     for r in rows:
-        cells = [f"{r['threads']:>7}", f"{r['activation']:>10}", f"{r['d']:>6}",
+        cells = [f"{r['threads']:>7}", f"{r['cores']:>5}", f"{r['activation']:>10}",
+                 f"{r['d']:>6}",
                  f"{r['stabsim_us']:11.0f}", f"{r['stabsim_products']:9.2f}",
                  f"{r['stabsim_peak_mb']:8.0f}",
                  f"{r['chunked_us']:10.0f}" if "chunked_us" in r else f"{'—':>10}"]
@@ -325,7 +336,7 @@ def main():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2:
+    if len(sys.argv) > 2 and not sys.argv[1].startswith("--"):
         one(sys.argv[1], int(sys.argv[2]))
     else:
         main()
