@@ -140,6 +140,22 @@ def _jax_loss(net):
     return loss
 
 
+def jax_ritz(alpha, beta, j, b):
+    """The top Ritz pair of the Lanczos tridiagonal matrix of steps 0..j held in the
+    fixed-size ``alpha``, ``beta`` (rows past j given a diagonal below every eigenvalue, so
+    that they never top it), and whether its residual b·|s_j| meets TOL·|λ|."""
+    import jax.numpy as jnp
+
+    m = alpha.shape[0]
+    idx = jnp.arange(m)
+    floor = -4.0 * (jnp.max(jnp.abs(alpha)) + 2.0 * jnp.max(jnp.abs(beta)) + 1.0)
+    off = jnp.where(idx[:-1] < j, beta[:-1], 0.0)
+    T = jnp.diag(jnp.where(idx <= j, alpha, floor)) + jnp.diag(off, 1) + jnp.diag(off, -1)
+    values, vectors = jnp.linalg.eigh(T)
+    lam, s = values[-1], vectors[:, -1]
+    return lam, s, b * jnp.abs(s[j]) <= TOL * jnp.abs(lam)
+
+
 def jax_top_eigenpair(apply, v0, d, mix):
     """Top eigenpair of the symmetric operator ``apply`` (v ↦ Av, traced by JAX): Lanczos
     with full reorthogonalisation restarted every RESTART products, warm start v0 plus
@@ -160,14 +176,7 @@ def jax_top_eigenpair(apply, v0, d, mix):
         z = z - Q.T @ (Q @ z)
         b = jnp.linalg.norm(z)
         alpha, beta = alpha.at[j].set(a), beta.at[j].set(b)
-        idx = jnp.arange(m)
-        floor = -4.0 * (jnp.max(jnp.abs(alpha)) + 2.0 * jnp.max(jnp.abs(beta)) + 1.0)
-        off = jnp.where(idx[:-1] < j, beta[:-1], 0.0)
-        T = (jnp.diag(jnp.where(idx <= j, alpha, floor)) + jnp.diag(off, 1)
-             + jnp.diag(off, -1))
-        values, vectors = jnp.linalg.eigh(T)
-        lam, s = values[-1], vectors[:, -1]
-        done = b * jnp.abs(s[j]) <= TOL * jnp.abs(lam)
+        lam, s, done = jax_ritz(alpha, beta, j, b)
         return Q, alpha, beta, j + 1, z / b, done, lam, s, products + 1
 
     def restart(state):
