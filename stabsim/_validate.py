@@ -59,6 +59,12 @@ def nonnegative_int(name: str, value, minimum: int = 0) -> int:
     return int(value)
 
 
+def budget(name: str, value) -> int | None:
+    """Return the budget ``value`` (of evaluations, say) as an int ≥ 1, or None (no budget),
+    or raise naming ``name``."""
+    return None if value is None else nonnegative_int(name, value, minimum=1)
+
+
 def unit_interval(name: str, value, *, closed_right: bool = False) -> float:
     """Return ``value`` as a float in [0, 1) (or [0, 1]), or raise."""
     value = finite_float(name, value)

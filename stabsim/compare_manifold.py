@@ -214,16 +214,12 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
     check.choice("geometry", geometry, {"auto", "chart", "ambient"})
     phi_tol = check.positive_float("phi_tol", phi_tol)
     phi_s_max = check.positive_float("phi_s_max", phi_s_max)
-    if phi_max_rhs_evals is not None:
-        phi_max_rhs_evals = check.nonnegative_int("phi_max_rhs_evals", phi_max_rhs_evals,
-                                                  minimum=1)
+    phi_max_rhs_evals = check.budget("phi_max_rhs_evals", phi_max_rhs_evals)
     flow_rtol = check.positive_float("flow_rtol", flow_rtol)
     if flow_rtol >= 1.0:  # as every flow's rtol (stabsim._validate.solver_options)
         raise ValueError(f"flow_rtol must lie in (0, 1), got {flow_rtol!r}")
     flow_atol = check.positive_float("flow_atol", flow_atol)
-    if flow_max_rhs_evals is not None:
-        flow_max_rhs_evals = check.nonnegative_int("flow_max_rhs_evals", flow_max_rhs_evals,
-                                                   minimum=1)
+    flow_max_rhs_evals = check.budget("flow_max_rhs_evals", flow_max_rhs_evals)
     loss_min = resolve_loss_min(loss, method, loss_min)
 
     gd = run_gd(loss, theta0, eta, steps, method=method, stride=stride,

@@ -289,8 +289,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     tol = check.positive_float("tol", tol)  # before any run, crossing or not
     max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
     vperp_limit = check.positive_float("vperp_limit", vperp_limit)
-    if max_rhs_evals is not None:
-        max_rhs_evals = check.nonnegative_int("max_rhs_evals", max_rhs_evals, minimum=1)
+    max_rhs_evals = check.budget("max_rhs_evals", max_rhs_evals)
     if not isinstance(projected, bool):
         raise TypeError(f"projected must be a bool, got {type(projected).__name__}")
     n = steps + 1

@@ -24,13 +24,6 @@ from .._status import Status
 MAX_RHS_EVALS = 1_000_000
 
 
-def rhs_budget(max_rhs_evals):
-    """``max_rhs_evals`` of a flow, checked: an integer ≥ 1, or None (no budget)."""
-    if max_rhs_evals is None:
-        return None
-    return check.nonnegative_int("max_rhs_evals", max_rhs_evals, minimum=1)
-
-
 @dataclasses.dataclass(repr=False)
 class FlowResult(Result):
     """A solved flow (the protocol of :class:`stabsim._result.Result`).
@@ -175,7 +168,7 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
     valid = check.solver_options(rtol, atol, integrator)
     options = {"rtol": valid["rtol"], "atol": valid["atol"], "method": integrator}
     divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
-    max_rhs_evals = rhs_budget(max_rhs_evals)
+    max_rhs_evals = check.budget("max_rhs_evals", max_rhs_evals)
     rhs_evals_spent = check.nonnegative_int("rhs_evals_spent", rhs_evals_spent)
     if parameters is None:
         parameters = {"t_end": t_end, "integrator": integrator, "rtol": options["rtol"],

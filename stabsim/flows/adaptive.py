@@ -74,7 +74,7 @@ from ..losses import Loss, check_dense_memory
 from ..losses._base import require_loss
 from ..spectral import top_eigenpairs
 from ._sdcp import solve_sdcp
-from ._solve import MAX_RHS_EVALS, FlowResult, rhs_budget
+from ._solve import MAX_RHS_EVALS, FlowResult
 from .central import GAP_CLOSED, TrackedTop, _integrate, plan_held, third_derivative
 
 #: ``long_name`` of the exported variables of :class:`AdaptiveFlowResult` whose GD
@@ -388,7 +388,7 @@ def _inputs(loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator
         raise ValueError(f"beta2 must lie in (0, 1), got {beta2!r}")
     steps = check.positive_float("steps", steps)
     solver = check.solver_options(rtol, atol, integrator)
-    solver["max_rhs_evals"] = rhs_budget(max_rhs_evals)
+    solver["max_rhs_evals"] = check.budget("max_rhs_evals", max_rhs_evals)
     max_switches = check.nonnegative_int("max_switches", max_switches)
     divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
     nu0 = check.finite_array("nu0", nu0)  # a scalar becomes shape (1,)

@@ -62,7 +62,7 @@ from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import top_eigenpairs, tracked_top_eigenpair
 from ._sdcp import sdcp_data, sdcp_solution, solve_sdcp
-from ._solve import MAX_RHS_EVALS, FlowResult, rhs_budget, solve_flow
+from ._solve import MAX_RHS_EVALS, FlowResult, solve_flow
 
 #: the "next branch" of the event that ends a run: eigenvalue λ_{k+1} reaching 2/η while k
 #: eigenvalues are held (k = ``max_critical``). The held eigenvectors stop being the top k
@@ -422,7 +422,7 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
     max_critical = check.nonnegative_int("max_critical", max_critical, minimum=1)
     exit_band = check.positive_float("exit_band", exit_band)
     divergence_norm = check.positive_or_inf("divergence_norm", divergence_norm)
-    solver["max_rhs_evals"] = rhs_budget(max_rhs_evals)
+    solver["max_rhs_evals"] = check.budget("max_rhs_evals", max_rhs_evals)
     if exit_band >= 1.0:
         raise ValueError(f"exit_band must lie in (0, 1), got {exit_band}")
     # a state (d floats) and about 8 records per saved step

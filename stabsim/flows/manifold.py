@@ -32,7 +32,7 @@ from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import sharpness_gradient
-from ._solve import MAX_RHS_EVALS, FlowResult, rhs_budget, solve_flow
+from ._solve import MAX_RHS_EVALS, FlowResult, solve_flow
 from .manifold_geometry import LIMIT_TOL, _grad_norm, tangent_space
 
 #: the constant c of dX/dτ = −c P_Γ ∇f(λ1), and whether f is log (True) or the identity
@@ -296,7 +296,8 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
     null_tol = check.positive_float("null_tol", null_tol)
     check.choice("eigensolver", eigensolver, {"auto", "eigh", "lanczos"})
     restoring = check.finite_float("restoring", restoring)
-    max_rhs_evals = rhs_budget(max_rhs_evals)  # before the spectrum at theta0 below
+    # before the spectrum at theta0 below
+    max_rhs_evals = check.budget("max_rhs_evals", max_rhs_evals)
     start_tol = check.positive_float("start_tol", start_tol)
     chart = all(hasattr(loss, name) for name in
                 ("on_manifold", "normal_eigenvalues", "lambda1", "projected_grad_lambda1"))

@@ -23,7 +23,7 @@ from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import SMALL_DIM, _lowest_eigenvalue, hessian_spectrum, top_eigenpairs
-from ._solve import MAX_RHS_EVALS, _norm, rhs_budget, solve_flow
+from ._solve import MAX_RHS_EVALS, _norm, solve_flow
 
 #: the default tolerance on |∇L| of :func:`limit_map`, which :func:`manifold_flow` also
 #: takes as the largest |∇L| of a start on Γ
@@ -116,7 +116,7 @@ def limit_map(loss: Loss, theta, *, tol: float = LIMIT_TOL, s_max: float = 1e6,
     tol = check.positive_float("tol", tol)
     s_max = check.positive_float("s_max", s_max)
     check.solver_options(rtol, atol, integrator)
-    max_rhs_evals = rhs_budget(max_rhs_evals)
+    max_rhs_evals = check.budget("max_rhs_evals", max_rhs_evals)
     parameters = {"loss": loss.provenance, "tol": tol, "s_max": s_max, "integrator": integrator,
                   "rtol": rtol, "atol": atol, "max_rhs_evals": max_rhs_evals}
 
