@@ -171,6 +171,9 @@ _splice_without_compiling_alone()
 #: a library linked into a stabsim kernel holding more basic blocks than this (its functions
 #: and everything linked into them) is linked after the kernel's optimisation
 LATE_LINK_BLOCKS = 150
+#: the functions (by qualified name) whose libraries are linked after a kernel's optimisation
+#: whatever their size (:func:`inline` with ``link_late=True``)
+_LINKED_LATE: set = set()
 _STABSIM_SYMBOL = "_ZN7stabsim"  # how Numba's mangled names of stabsim's functions begin
 
 
@@ -212,7 +215,8 @@ def _link_large_libraries_after_optimising():
         linking = getattr(self, "_linking_libraries", None)
         if not isinstance(linking, list) or not _reaches_stabsim_code(self):
             return finalize(self)
-        self._stabsim_linked_late = [lib for lib in linking if _blocks(lib) > LATE_LINK_BLOCKS]
+        self._stabsim_linked_late = [lib for lib in linking if lib.name in _LINKED_LATE
+                                     or _blocks(lib) > LATE_LINK_BLOCKS]
         self._linking_libraries = [lib for lib in linking
                                    if lib not in self._stabsim_linked_late]
         try:
@@ -445,7 +449,7 @@ def jit(func=None, *, parallel=False, fastmath=False, inline=False):
     return wrap if func is None else wrap(func)
 
 
-def inline(func=None, *, fastmath=False, always=False):
+def inline(func=None, *, fastmath=False, always=False, link_late=False):
     """Make ``func`` callable from kernels, compiled into each caller rather than on its own.
 
     A helper that calls a loss must be one of these, not a :func:`jit` dispatcher: a
@@ -462,9 +466,16 @@ def inline(func=None, *, fastmath=False, always=False):
     the call site (the 2 × 2 eigenvalue helpers of :mod:`stabsim._lanczos` as splices made
     a cold first ``run_gd`` on the regression model 6.7–7.2 s of CPU instead of 6.1–6.4 s,
     with steps and sweeps as fast either way).
+
+    ``link_late=True`` links the helper into its callers after their optimisation, as a
+    large library is (:func:`_link_large_libraries_after_optimising`), however small it is:
+    for vectorised loops that gain nothing from being optimised again inside each caller
+    (Lanczos's sweeps over the basis: 0.2–0.3 s of a first ``run_gd``).
     """
 
     def wrap(f):
+        if link_late:
+            _LINKED_LATE.add(f.__qualname__)
         flags = dict(KERNEL_ONLY)
         if fastmath:
             flags["fastmath"] = ARITH_FASTMATH

@@ -118,16 +118,21 @@ def _apply(op, v, out):
         return deflated
 
 
-def restrict(op, v):
-    """v ← P v for a :class:`Deflated` operator, nothing for the others (kernels only)."""
+def restrict(op, v, square):
+    """v ← P v for a :class:`Deflated` operator, and |P v|²; for the others v is left alone
+    and ``square`` (its |v|²) returned (kernels only)."""
     raise TypeError("restrict is resolved inside compiled kernels")
 
 
 @overload(restrict, jit_options=KERNEL_ONLY, inline="always")
-def _restrict(op, v):
+def _restrict(op, v, square):
     if isinstance(op, types.BaseNamedTuple) and op.instance_class is Deflated:
-        return lambda op, v: project_out(op.locked, op.count, v)
-    return lambda op, v: None
+        def deflated(op, v, square):
+            project_out(op.locked, op.count, v)
+            return dot(v, v)
+
+        return deflated
+    return lambda op, v, square: square
 
 
 def mix_stride(op):
@@ -145,6 +150,14 @@ def _mix_stride(op):
     return lambda op: 1
 
 
+#: entries of a d-vector that the sweeps over the Lanczos basis take at a time: a tile of w
+#: and of the basis vectors stays in the first-level cache (2 KiB a vector) while every basis
+#: vector's part is taken, so each sweep reads w and each basis vector from memory once. The
+#: sweeps count tiles from 0 and entries within a tile from 0 (``first + r``): with
+#: ``range(first, last)`` the compiler did not vectorise them (5–8× slower at d = 10³)
+TILE = 256
+
+
 class LanczosWork(NamedTuple):
     """Workspace of :func:`top_eigenpair` for dimension d and restart length m."""
 
@@ -155,13 +168,17 @@ class LanczosWork(NamedTuple):
     w: np.ndarray  # (d,)
     projections: np.ndarray  # (m, m): column j, the components of A q_j along q_0..q_j
     inverse_pivots: np.ndarray  # (m,): scratch of the tridiagonal eigenvector
+    coefficients: np.ndarray  # (2, m): the components of w of a Gram–Schmidt pass and the next
+    tile: np.ndarray  # (TILE,): scratch of the sweeps over the basis
 
 
 @inline
 def lanczos_work(d, restart):
     m = max(1, min(restart, d))
-    return LanczosWork(np.empty((m, d)), np.zeros(m), np.zeros(m), np.zeros(m), np.empty(d),
-                       np.zeros((m, m)), np.empty(m))
+    # every entry is written before it is read: np.empty alone (np.zeros cost the first
+    # kernel 0.2 s of compiling)
+    return LanczosWork(np.empty((m, d)), np.empty(m), np.empty(m), np.empty(m), np.empty(d),
+                       np.empty((m, m)), np.empty(m), np.empty((2, m)), np.empty(TILE))
 
 
 #: restart length of the engines' Lanczos: the basis holds this many vectors of length d
@@ -236,7 +253,10 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     tol : float
         Relative residual tolerance.
     vec_out : ndarray, shape (d,)
-        Receives the unit Ritz vector, signed so that ``vec_out · v0 >= 0``.
+        Receives the unit Ritz vector, signed so that ``vec_out · v0 >= 0``. It may be
+        ``v0`` itself (the engines' warm start, which saves a copy of it a step): every entry
+        of v0 is read before that entry of vec_out is written, and after a restart the sign
+        follows the restart's vector (itself signed against v0).
     mix : float
         Weight of the fixed vector in the start (no default: every caller passes it, as an
         argument left out would be typed apart and compile Lanczos once more).
@@ -254,11 +274,11 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     converged : bool
         False only when the budget ran out before the tolerance was met (or λ is NaN).
     """
-    basis, alpha, beta, ritz, w, projections, inverse_pivots = work
+    basis, beta, w = work.basis, work.beta, work.w
     m = basis.shape[0]
-    _start_vector(v0, basis[0], mix, mix_stride(op))
-    restrict(op, basis[0])
-    scale_into(basis[0], basis[0], 1.0 / np.sqrt(dot(basis[0], basis[0])))
+    square = restrict(op, basis[0], _start_vector(v0, np.sqrt(dot(v0, v0)), basis[0], mix,
+                                                  mix_stride(op)))
+    scale_into(basis[0], basis[0], 1.0 / np.sqrt(square))
     products = 0
     lam = np.nan
     scale = 1e-300
@@ -269,51 +289,53 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
         for j in range(m):
             apply(op, basis[j], w)
             products += 1
-            lam, scale, done, finite = _take_product(work, j, lam, scale, restarted, tol)
+            lam, scale, done, finite = _take_product(
+                work, j, lam, scale, restarted, tol, j + 1 < m and products < max_products)
             if not finite:
                 scale_into(vec_out, basis[0], 1.0)
                 return np.nan, np.nan, products, False
             if done or j + 1 == m or products >= max_products:
                 break
-            scale_into(basis[j + 1], w, 1.0 / beta[j])
         if j == 0 and products == 1:  # w = A v0 − α_0 v0 already: its norm is the residual
-            scale_into(vec_out, basis[0], 1.0)
-            if dot(vec_out, v0) < 0.0:
-                scale_into(vec_out, vec_out, -1.0)
+            scale_into(vec_out, basis[0], 1.0 if dot(basis[0], v0) >= 0.0 else -1.0)
             return lam, beta[0], products, done
-        length = _ritz_vector(work, j, vec_out)
+        length, along = _ritz_vector(work, j, vec_out, v0)
+        if along < 0.0:
+            scale_into(vec_out, vec_out, -1.0)
         if done or products >= max_products:
             break
         scale_into(basis[0], vec_out, 1.0)  # restart from the Ritz vector
         restarted = True
-    if dot(vec_out, v0) < 0.0:
-        scale_into(vec_out, vec_out, -1.0)
     return lam, _residual_norm(work, j, lam) / length, products, done
 
 
 # The parts of top_eigenpair that never touch the operator: functions of their own, typed on
 # the workspace's arrays alone, so that each is compiled once whatever the operators and loss
 # families of the kernels in a process (the loop that applies the operator is compiled per
-# operator type; before, all of Lanczos was, twice in a first `compare`).
+# operator type; before, all of Lanczos was, twice in a first `compare`). Those compiled with
+# fastmath call no other helper: one also called without it would be compiled once more.
 
 
-@inline
-def _start_vector(v0, start, mix, stride):
-    """start ← v0/|v0| + mix·r with r_i = :func:`mix_vector` ((i + 1)·stride − 1) (a zero or
-    non-finite v0 counts as 0)."""
-    norm0 = np.sqrt(dot(v0, v0))
-    if not (norm0 > 0.0 and np.isfinite(norm0)):
-        norm0 = 0.0
+@inline(fastmath=True)
+def _start_vector(v0, norm0, start, mix, stride):
+    """start ← v0/|v0| + mix·r with r_i = :func:`mix_vector` ((i + 1)·stride − 1), given
+    ``norm0`` = |v0| (a zero or non-finite v0 counts as 0); returns |start|², summed in the
+    same sweep."""
+    inverse = 1.0 / norm0 if norm0 > 0.0 and np.isfinite(norm0) else 0.0
+    square = 0.0
     for r in range(v0.shape[0]):
-        start[r] = ((v0[r] / norm0 if norm0 > 0.0 else 0.0)
-                    + mix * mix_vector((r + 1) * stride - 1))
+        x = (v0[r] * inverse if inverse > 0.0 else 0.0) + mix * mix_vector((r + 1) * stride - 1)
+        start[r] = x
+        square += x * x
+    return square
 
 
 @inline
-def _take_product(work, j, lam, scale, restarted, tol):
+def _take_product(work, j, lam, scale, restarted, tol, room):
     """Step j of :func:`top_eigenpair` once ``work.w`` holds A q_j: α_j, w reorthogonalised
     twice against q_0..q_j (the components removed into column j of ``projections``),
-    β_j = |w|, and the top Ritz pair of T_{j+1} (λ, and its vector into ``ritz``).
+    β_j = |w|, the top Ritz pair of T_{j+1} (λ, and its vector into ``ritz``) and, unless
+    done or without ``room`` for another step, the next basis vector q_{j+1} = w/β_j.
 
     Returns
     -------
@@ -325,44 +347,95 @@ def _take_product(work, j, lam, scale, restarted, tol):
     finite : bool
         False if β_j is not finite (then nothing else is updated).
     """
-    basis, alpha, beta, ritz, w, projections, inverse_pivots = work
+    basis, alpha, beta, ritz, w, projections, inverse_pivots, coefficients, _ = work
     d = w.shape[0]
-    alpha[j] = dot(w, basis[j])
-    # full reorthogonalisation, twice ("twice is enough"), against all previous vectors
+    # full reorthogonalisation against q_0..q_j by classical Gram–Schmidt, twice ("twice is
+    # enough" holds for it as for the modified one): the components c, then one sweep that
+    # subtracts them and takes the components c' left, which are subtracted only when there
+    # is a next basis vector to make
     for i in range(j + 1):
-        projections[i, j] = 0.0
-    for _ in range(2):
-        for i in range(j + 1):
-            c = dot(w, basis[i])
-            projections[i, j] += c
-            for r in range(d):
-                w[r] -= c * basis[i, r]
-    beta[j] = np.sqrt(dot(w, w))
+        coefficients[0, i] = dot(w, basis[i])
+    alpha[j] = coefficients[0, j]
+    square = _subtract(w, basis, j + 1, coefficients, 0)
+    # β_j² = |w − Σ c'_i q_i|² = |w|² − Σ c'_i² for orthonormal q_i: the c'_i are round-off of
+    # the first pass (|c'| ~ eps |A q_j|), so nothing cancels unless β_j is itself that small,
+    # where the Krylov space is invariant to round-off and Lanczos stops
+    for i in range(j + 1):
+        projections[i, j] = coefficients[0, i] + coefficients[1, i]
+        square -= coefficients[1, i] ** 2
+    beta[j] = 0.0 if square < 0.0 else np.sqrt(square)
     if not np.isfinite(beta[j]):
         return lam, scale, False, False
     lam = top_ritz_pair(alpha, beta, j + 1, lam, ritz, inverse_pivots)
     scale = max(scale, abs(lam), abs(alpha[j]))
     estimate = beta[j] * abs(ritz[j])
     invariant = beta[j] <= 1e-14 * scale or (j + 1 == d and not restarted)
-    return lam, scale, estimate <= tol * scale or invariant, True
+    done = estimate <= tol * scale or invariant
+    if room and not done:
+        _subtract(w, basis, j + 1, coefficients, 1)
+        scale_into(basis[j + 1], w, 1.0 / beta[j])
+    return lam, scale, done, True
 
 
-@inline
-def _ritz_vector(work, j, vec_out):
-    """vec_out ← Q_{j+1} s / |Q_{j+1} s| (s = ``work.ritz[:j+1]``); returns |Q_{j+1} s|."""
-    basis = work.basis
-    ritz = work.ritz
+@inline(fastmath=True, link_late=True)
+def _subtract(w, basis, count, coefficients, row):
+    """w ← w − Σ_{i<count} c_i q_i with c = ``coefficients[row]``, in one sweep; after the
+    first pass (``row`` 0) the same sweep takes the components c' that are left into
+    ``coefficients[1]``. Returns |w|² of the new w."""
+    d = w.shape[0]
+    if row == 0:
+        for i in range(count):
+            coefficients[1, i] = 0.0
+    square = 0.0
+    for tile in range((d + TILE - 1) // TILE):
+        first = tile * TILE
+        size = TILE if first + TILE <= d else d - first
+        for i in range(count):
+            c = coefficients[row, i]
+            for r in range(size):
+                w[first + r] -= c * basis[i, first + r]
+        if row == 0:
+            for i in range(count):
+                s = 0.0
+                for r in range(size):
+                    s += basis[i, first + r] * w[first + r]
+                coefficients[1, i] += s
+        for r in range(size):
+            square += w[first + r] * w[first + r]
+    return square
+
+
+@inline(fastmath=True, link_late=True)
+def _ritz_vector(work, j, vec_out, v0):
+    """vec_out ← Q_{j+1} s/|s| (s = ``work.ritz[:j+1]``), in one sweep that also takes its
+    product with v0 (each entry of v0 read before that of vec_out is written); returns |s|
+    and that product (the caller flips the vector in the rare case that it is negative:
+    s_0 ≥ 0 and q_0 is v0 nearly, so it is positive whenever the Ritz vector is near v0).
+
+    |Q s| = |s| to round-off: the basis is orthonormal to O(eps) (reorthogonalised twice), so
+    the vector is unit to round-off without a sweep that measures it."""
+    basis, ritz, x = work.basis, work.ritz, work.tile
     d = basis.shape[1]
-    c = ritz[0]
-    for r in range(d):
-        vec_out[r] = c * basis[0, r]
-    for i in range(1, j + 1):
-        c = ritz[i]
-        for r in range(d):
-            vec_out[r] += c * basis[i, r]
-    length = np.sqrt(dot(vec_out, vec_out))
-    scale_into(vec_out, vec_out, 1.0 / length)
-    return length
+    square = 0.0
+    for i in range(j + 1):
+        square += ritz[i] * ritz[i]
+    length = np.sqrt(square)
+    inverse = 1.0 / length
+    along = 0.0
+    for tile in range((d + TILE - 1) // TILE):  # formed in the scratch tile: v0 may be vec_out
+        first = tile * TILE
+        size = TILE if first + TILE <= d else d - first
+        c = ritz[0] * inverse
+        for r in range(size):
+            x[r] = c * basis[0, first + r]
+        for i in range(1, j + 1):
+            c = ritz[i] * inverse
+            for r in range(size):
+                x[r] += c * basis[i, first + r]
+        for r in range(size):
+            along += x[r] * v0[first + r]
+            vec_out[first + r] = x[r]
+    return length, along
 
 
 @inline

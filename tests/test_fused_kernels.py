@@ -6,6 +6,7 @@ import pytest
 from stabsim._jit import jit
 from stabsim.losses import Minimalist, QuadraticRegression, ScalarNetwork
 from stabsim.losses import _protocol as protocol
+from stabsim.losses.kernels.regression import _weighted_q
 
 
 @jit
@@ -85,3 +86,18 @@ def test_two_scale_starts_at_the_requested_fraction_of_the_threshold():
         gaps.append(top * eta / 2 - 0.9)
     assert all(abs(g) < 0.01 for g in gaps)
     assert 1.8 < gaps[0] / gaps[1] < 2.2 and 1.8 < gaps[1] / gaps[2] < 2.2
+
+
+@pytest.mark.parametrize("n", range(1, 17))
+def test_the_regression_weighted_blocks_sum_every_block_once(n):
+    # Σ_k w_k Q_k, summed five blocks a pass with the last pass padded by the last block at
+    # weight 0: every n from one pass short of five to four passes (the padding, the storing
+    # first pass and the adding ones). Any order of summing n products is within
+    # (n − 1)·eps·Σ_k |w_k Q_k| of the exact sum, and so is tensordot: twice that between them
+    loss = QuadraticRegression.random(23, n, seed=n)
+    w = np.random.default_rng(n).normal(size=n)
+    out = np.empty((23, 23))
+    _weighted_q(loss.params, w, out)
+    bound = 2 * n * np.finfo(float).eps * np.tensordot(np.abs(w), np.abs(loss.Q), 1)
+    assert np.all(np.abs(out - np.tensordot(w, loss.Q, 1)) <= bound)
+    np.testing.assert_array_equal(out, out.T)

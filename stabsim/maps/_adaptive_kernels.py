@@ -148,9 +148,9 @@ def _measure_scaled_impl(eigen, theta, p, state, hess, factor, scale, tmp, lancz
     if _is(eigen, MatrixFree):
         def matrix_free(eigen, theta, p, state, hess, factor, scale, tmp, lanczos, anchor,
                         prev_evec, top, evec):
-            scale_into(prev_evec, evec, 1.0)
+            # warm-started from evec in place, as GD's (_gd_kernels._measure)
             lam, residual, products, converged = top_eigenpair(
-                ScaledHessianAt(theta, p, state, scale, tmp), prev_evec, lanczos,
+                ScaledHessianAt(theta, p, state, scale, tmp), evec, lanczos,
                 eigen.max_products, eigen.tol, evec, START_MIX)
             top[0] = lam
             return residual, converged, products

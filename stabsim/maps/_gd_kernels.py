@@ -176,7 +176,9 @@ def _dense_top(hess_buf, factor, evec, n_top, top_out):
 
 class _Work(NamedTuple):
     """Per-run buffers: the gradient, a dense Hessian and factor (empty unless dense), the
-    Lanczos workspace, the previous eigenvector and the measured eigenvalues."""
+    Lanczos workspace, the previous eigenvector (a dense measurement's warm start; empty for
+    the matrix-free ones, which warm-start from the last eigenvector in place) and the
+    measured eigenvalues."""
 
     g: np.ndarray
     hess: np.ndarray
@@ -198,14 +200,15 @@ def _workspace(eigen, d):
 
 @overload(_workspace, jit_options=KERNEL_ONLY)
 def _workspace_impl(eigen, d):
+    # the matrix-free measurements warm-start in place: no copy of the last eigenvectors
     if _is(eigen, MatrixFree):
         return lambda eigen, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
                                       lanczos_work(d, eigen.restart), None,
-                                      np.empty(d), np.empty(1))
+                                      np.empty(0), np.empty(1))
     if _is(eigen, MatrixFreeDeflated):
         return lambda eigen, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
                                       lanczos_work(d, eigen.restart), None,
-                                      np.empty(eigen.n_top * d), np.empty(eigen.n_top))
+                                      np.empty(0), np.empty(eigen.n_top))
     if _is(eigen, DenseLanczos):
         return lambda eigen, d: _Work(np.empty(d), np.empty((d, d)),
                                       np.empty((eigen.factor_rows, d)),
@@ -323,9 +326,9 @@ def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev
     if _is(eigen, MatrixFree):
         def matrix_free(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top,
                         evec):
-            scale_into(prev_evec, evec, 1.0)
+            # warm-started from evec in place (top_eigenpair reads each entry before writing it)
             lam, residual, products, converged = top_eigenpair(
-                HessianAt(theta, p, state), prev_evec, lanczos, eigen.max_products, eigen.tol,
+                HessianAt(theta, p, state), evec, lanczos, eigen.max_products, eigen.tol,
                 evec, START_MIX)
             top[0] = lam
             return residual, converged, products
@@ -334,17 +337,17 @@ def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev
     if _is(eigen, MatrixFreeDeflated):
         def deflated(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top,
                      evec):
-            # pair i: Lanczos on P_i H P_i, P_i projecting out this step's pairs 0..i−1,
-            # warm-started from the previous step's pair i (rows of evec and prev_evec)
+            # pair i: Lanczos on P_i H P_i, P_i projecting out this step's pairs 0..i−1 (rows
+            # of evec before row i), warm-started in place from the previous step's pair i
             d = theta.shape[0]
             op = HessianAt(theta, p, state)
-            scale_into(prev_evec, evec, 1.0)
             residual = 0.0
             total = 0
             for i in range(eigen.n_top):
+                pair = evec[i * d:(i + 1) * d]
                 lam, pair_residual, products, converged = top_eigenpair(
-                    Deflated(op, evec, i), prev_evec[i * d:(i + 1) * d], lanczos,
-                    eigen.max_products, eigen.tol, evec[i * d:(i + 1) * d], START_MIX)
+                    Deflated(op, evec, i), pair, lanczos, eigen.max_products, eigen.tol, pair,
+                    START_MIX)
                 top[i] = lam
                 total += products
                 if not pair_residual <= residual:  # the largest, or NaN
@@ -502,23 +505,23 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
                 return _ZERO_GRADIENT, k
         else:
             h = eta
+        if searching:  # θ_{t−1} of the next step's crossing test (read only while searching)
+            for i in range(d):
+                prev_theta[i] = theta[i]
         # one loop per rule: with the rule tested inside, the compiler vectorised all three
         # branches under masks, and AVX-512 masked loads and stores made the plain update
         # take most of a matrix-free step at d = 10⁶ (measured with perf)
         if rule == HEAVY_BALL:  # θ' = θ − η∇L + β(θ − θ_prev)
             for i in range(d):
-                prev_theta[i] = theta[i]
                 s = momentum * (theta[i] - buf[i]) - eta * g[i]
                 buf[i] = theta[i]
                 theta[i] += s
         elif rule == NESTEROV:  # b' = βb + ∇L; θ' = θ − η(∇L + βb')
             for i in range(d):
-                prev_theta[i] = theta[i]
                 buf[i] = momentum * buf[i] + g[i]
                 theta[i] -= eta * (g[i] + momentum * buf[i])
         else:  # θ' = θ − h∇L
             for i in range(d):
-                prev_theta[i] = theta[i]
                 theta[i] -= h * g[i]
     return _OK, n_steps
 

@@ -155,30 +155,37 @@ def _jacobian(theta, p, jac):
 
 @jit(fastmath=True)
 def _weighted_q(p, w, out):
-    """out ← Σ_k w_k Q_k: its upper triangle one row at a time with four blocks Q_k per pass
-    over the row, then the lower triangle copied from it (Q_k is exactly symmetric:
-    :func:`stabsim._validate.symmetric`), so half of Q is read."""
+    """out ← Σ_k w_k Q_k: its upper triangle in passes over the rows that each add five
+    blocks Q_k, then the lower triangle copied from it (Q_k is exactly symmetric:
+    :func:`stabsim._validate.symmetric`), so half of Q is read.
+
+    The first pass stores, the others add; a last pass short of five blocks repeats the last
+    block at weight 0, which adds exact zeros (Q is finite). A pass costs about as much as its
+    loop over the rows, whatever it adds, so fewer passes are faster: at d = 100, n = 10 two
+    passes take 6.6 µs where five (a pass of zeros, then four, four, one and one block) took
+    9.3 µs; from n = 1 to 16 it is faster except at n = 16 (four passes, 12.2 against 11.4 µs).
+    """
     n = w.shape[0]
     d = out.shape[0]
     Q = p.Q
-    for i in range(d):
-        acc = out[i, i:]
-        acc[:] = 0.0
-        k = 0
-        while k + 4 <= n:
-            q1 = Q[k, i, i:]
-            q2 = Q[k + 1, i, i:]
-            q3 = Q[k + 2, i, i:]
-            q4 = Q[k + 3, i, i:]
-            w1, w2, w3, w4 = w[k], w[k + 1], w[k + 2], w[k + 3]
-            for j in range(acc.shape[0]):
-                acc[j] += w1 * q1[j] + w2 * q2[j] + w3 * q3[j] + w4 * q4[j]
-            k += 4
-        for rest in range(k, n):
-            q = Q[rest, i, i:]
-            wk = w[rest]
-            for j in range(acc.shape[0]):
-                acc[j] += wk * q[j]
+    last = n - 1
+    for k in range(0, n, 5):
+        k1, k2, k3, k4 = min(k + 1, last), min(k + 2, last), min(k + 3, last), min(k + 4, last)
+        w0 = w[k]
+        w1 = w[k1] if k + 1 <= last else 0.0
+        w2 = w[k2] if k + 2 <= last else 0.0
+        w3 = w[k3] if k + 3 <= last else 0.0
+        w4 = w[k4] if k + 4 <= last else 0.0
+        for i in range(d):
+            acc = out[i, i:]
+            q0, q1, q2 = Q[k, i, i:], Q[k1, i, i:], Q[k2, i, i:]
+            q3, q4 = Q[k3, i, i:], Q[k4, i, i:]
+            if k == 0:
+                for j in range(acc.shape[0]):
+                    acc[j] = w0 * q0[j] + w1 * q1[j] + w2 * q2[j] + w3 * q3[j] + w4 * q4[j]
+            else:
+                for j in range(acc.shape[0]):
+                    acc[j] += w0 * q0[j] + w1 * q1[j] + w2 * q2[j] + w3 * q3[j] + w4 * q4[j]
     for i in range(d):
         for j in range(i):
             out[i, j] = out[j, i]
@@ -208,13 +215,14 @@ def hessian_parts(theta, p, grad_out, out, factor_out):
         total += zk * zk
         weights[k] = zk / n
     grad_out[:] = 0.0
+    scale = 1.0 / np.sqrt(n)
     for k in range(n):
         wk = weights[k]
         jk = factor_out[k]
         for i in range(d):
             grad_out[i] += wk * jk[i]
+            jk[i] *= scale  # the factor J(θ)/√n, in the pass that reads J(θ) for ∇L
     _weighted_q(p, weights, out)
-    factor_out /= np.sqrt(n)
     return 0.5 * total / n
 
 
