@@ -304,7 +304,9 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
             scale_into(vec_out, vec_out, -1.0)
         if done or products >= max_products:
             break
-        scale_into(basis[0], vec_out, 1.0)  # restart from the Ritz vector
+        # restart from the Ritz vector, normalised again so that round-off in its length
+        # does not add up over restarts
+        scale_into(basis[0], vec_out, 1.0 / np.sqrt(dot(vec_out, vec_out)))
         restarted = True
     return lam, _residual_norm(work, j, lam) / length, products, done
 

@@ -256,6 +256,29 @@ def test_restarted_lanczos_converges_with_a_short_basis(d, seed):
     assert abs(lam - np.linalg.eigvalsh(matrix)[-1]) <= 1e-10
     # the reported residual is that of the returned pair
     assert np.linalg.norm(matrix @ vector - lam * vector) <= residual + 1e-13
+    # normalised by |s| (|Q s| = |s| for an orthonormal basis) and again at each restart:
+    # unit to round-off of the basis's orthogonality, a few eps per vector of the basis
+    assert abs(np.linalg.norm(vector) - 1.0) <= 4 * 4 * EPS
+
+
+@given(st.integers(2, 60), st.integers(0, 2**32 - 1), st.sampled_from([2, 4, 20]))
+def test_lanczos_warm_started_in_place_gives_what_it_gives_from_a_copy(d, seed, restart):
+    # the engines pass their last eigenvector as both v0 and vec_out: every entry of v0 is
+    # read before that entry of vec_out is written, so λ, the residual, the products and the
+    # vector's direction are those of a call from a copy bit for bit; only after a restart
+    # may the sign differ (it then follows the restart's vector)
+    rng = np.random.default_rng(seed)
+    dense = rng.normal(size=(d, d))
+    dense = 0.5 * (dense + dense.T)
+    start = rng.normal(size=d)
+    from_copy = np.empty(d)
+    expected = _lanczos(dense, np.empty((0, d)), start.copy(), restart, 40 * d, 1e-12,
+                        from_copy)
+    in_place = start.copy()
+    got = _lanczos(dense, np.empty((0, d)), in_place, restart, 40 * d, 1e-12, in_place)
+    assert got == expected
+    sign = 1.0 if got[2] <= restart else np.sign(np.dot(in_place, from_copy))
+    np.testing.assert_array_equal(in_place, sign * from_copy)
 
 
 def test_a_krylov_space_that_spans_every_direction_is_exact():
