@@ -297,11 +297,20 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
             if done or j + 1 == m or products >= max_products:
                 break
         if j == 0 and products == 1:  # w = A v0 − α_0 v0 already: its norm is the residual
-            scale_into(vec_out, basis[0], 1.0 if dot(basis[0], v0) >= 0.0 else -1.0)
+            scale_into(vec_out, basis[0], -1.0 if dot(basis[0], v0) < 0.0 else 1.0)
             return lam, beta[0], products, done
-        length, along = _ritz_vector(work, j, vec_out, v0)
+        length, along, square = _ritz_vector(work, j, vec_out, v0)
+        # Q s/|s| is unit to round-off while the basis is orthonormal; it is not where the
+        # products' squares underflowed (‖A‖ below about 1e-154: |v| − 1 was 3e-6 at
+        # 1e-160), and there it is measured and normalised as Q s/|Q s|
+        factor = 1.0
+        if not abs(square - 1.0) <= 1e-14:
+            factor = 1.0 / np.sqrt(square)
+            length *= np.sqrt(square)
         if along < 0.0:
-            scale_into(vec_out, vec_out, -1.0)
+            factor = -factor
+        if factor != 1.0:
+            scale_into(vec_out, vec_out, factor)
         if done or products >= max_products:
             break
         # restart from the Ritz vector, normalised again so that round-off in its length
@@ -410,9 +419,10 @@ def _subtract(w, basis, count, coefficients, row):
 @inline(fastmath=True, link_late=True)
 def _ritz_vector(work, j, vec_out, v0):
     """vec_out ← Q_{j+1} s/|s| (s = ``work.ritz[:j+1]``), in one sweep that also takes its
-    product with v0 (each entry of v0 read before that of vec_out is written); returns |s|
-    and that product (the caller flips the vector in the rare case that it is negative:
-    s_0 ≥ 0 and q_0 is v0 nearly, so it is positive whenever the Ritz vector is near v0).
+    product with v0 (each entry of v0 read before that of vec_out is written) and its squared
+    length; returns |s|, that product and that length (the caller flips the vector in the
+    rare case that the product is negative: s_0 ≥ 0 and q_0 is v0 nearly, so it is positive
+    whenever the Ritz vector is near v0).
 
     |Q s| = |s| to round-off: the basis is orthonormal to O(eps) (reorthogonalised twice), so
     the vector is unit to round-off without a sweep that measures it."""
@@ -423,7 +433,7 @@ def _ritz_vector(work, j, vec_out, v0):
         square += ritz[i] * ritz[i]
     length = np.sqrt(square)
     inverse = 1.0 / length
-    along = 0.0
+    along = measured = 0.0
     for tile in range((d + TILE - 1) // TILE):  # formed in the scratch tile: v0 may be vec_out
         first = tile * TILE
         size = TILE if first + TILE <= d else d - first
@@ -436,8 +446,9 @@ def _ritz_vector(work, j, vec_out, v0):
                 x[r] += c * basis[i, first + r]
         for r in range(size):
             along += x[r] * v0[first + r]
+            measured += x[r] * x[r]
             vec_out[first + r] = x[r]
-    return length, along
+    return length, along, measured
 
 
 @inline

@@ -261,6 +261,29 @@ def test_restarted_lanczos_converges_with_a_short_basis(d, seed):
     assert abs(np.linalg.norm(vector) - 1.0) <= 4 * 4 * EPS
 
 
+@pytest.mark.parametrize("size", [1.0, 1e-155, 1e-160, 1e150])
+def test_the_returned_vector_is_unit_where_the_products_underflow(size):
+    # below ‖A‖ ≈ 1e-154 the squares of the products underflow and the basis is no longer
+    # orthonormal, so Q s/|s| is not unit: the vector is then measured and normalised. Unit
+    # to round-off: a sum of d squares, a square root and a division, a few eps
+    matrix = size * np.array([[2.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 4.0]])
+    vector = np.empty(3)
+    lam, _, _, _ = _lanczos(matrix, np.empty((0, 3)), np.array([1.0, 0.0, 0.0]), 20, 100,
+                            1e-10, vector)
+    assert abs(np.linalg.norm(vector) - 1.0) <= 4 * EPS
+    assert vector[0] >= 0.0  # signed along the start
+
+
+def test_a_nan_start_gives_the_vector_its_positive_sign():
+    # a non-finite start counts as none (the mix vector alone): nothing to sign against, and
+    # the one product's vector keeps the sign the start gave it
+    vector = np.empty(1)
+    lam, _, products, _ = _lanczos(np.array([[3.0]]), np.empty((0, 1)), np.array([np.nan]), 1,
+                                   10, 1e-12, vector)
+    assert lam == 3.0 and products == 1
+    assert vector[0] > 0.0
+
+
 @given(st.integers(2, 60), st.integers(0, 2**32 - 1), st.sampled_from([2, 4, 20]))
 def test_lanczos_warm_started_in_place_gives_what_it_gives_from_a_copy(d, seed, restart):
     # the engines pass their last eigenvector as both v0 and vec_out: every entry of v0 is
