@@ -1,4 +1,5 @@
-"""Compiled products with a symmetric matrix held as H + FᵀF (a dense part and a factor).
+"""Compiled products with a symmetric matrix held as H + FᵀF (a dense part, given by its upper
+triangle, and a factor).
 
 Plain loops rather than NumPy's BLAS-backed ``np.dot`` and ``@``: at the sizes used here (d up
 to a few hundred, a few factor rows) they run as fast, Numba compiles them in a fraction of the
@@ -32,37 +33,55 @@ def scale_into(out, a, c):
 
 @inline(fastmath=True)
 def apply_sum(H, factor, v, out):
-    """out ← (H + FᵀF) v, the factor applied as two thin products (O(rows · d)).
+    """out ← (H + FᵀF) v for H symmetric and given by its upper triangle (the entries below
+    the diagonal are never read), the factor applied as two thin products (O(rows · d)).
 
-    Four rows of H are dotted with v at a time: each load of v serves four of them, and
-    four sums are open at once (a product at d = 100 1.64–1.71 → 1.29–1.30 µs).
+    Rows are taken four at a time: their 4 × 4 diagonal block directly, then one sweep over
+    the columns j to the right of it that adds H_ij v_j to the four row sums and Σ_i H_ij v_i
+    to out_j (the mirrored entries below the diagonal). Each entry of the upper triangle is
+    read once: at d = 100 a product costs what one over all of H did (0.91 against
+    0.91 µs), at d = 1000 it takes 153 against 278 µs.
     """
-    n = H.shape[0]
     d = v.shape[0]
+    for i in range(d):
+        out[i] = 0.0
     i = 0
-    while i + 4 <= n:
-        s0 = s1 = s2 = s3 = 0.0
-        for j in range(d):
+    while i + 4 <= d:
+        v0, v1, v2, v3 = v[i], v[i + 1], v[i + 2], v[i + 3]
+        h01, h02, h03 = H[i, i + 1], H[i, i + 2], H[i, i + 3]
+        h12, h13, h23 = H[i + 1, i + 2], H[i + 1, i + 3], H[i + 2, i + 3]
+        s0 = H[i, i] * v0 + h01 * v1 + h02 * v2 + h03 * v3
+        s1 = h01 * v0 + H[i + 1, i + 1] * v1 + h12 * v2 + h13 * v3
+        s2 = h02 * v0 + h12 * v1 + H[i + 2, i + 2] * v2 + h23 * v3
+        s3 = h03 * v0 + h13 * v1 + h23 * v2 + H[i + 3, i + 3] * v3
+        first = i + 4
+        # counted from 0: a loop over range(first, d) did not vectorise
+        for c in range(d - first):
+            j = first + c
             t = v[j]
-            s0 += H[i, j] * t
-            s1 += H[i + 1, j] * t
-            s2 += H[i + 2, j] * t
-            s3 += H[i + 3, j] * t
-        out[i] = s0
-        out[i + 1] = s1
-        out[i + 2] = s2
-        out[i + 3] = s3
+            a0, a1, a2, a3 = H[i, j], H[i + 1, j], H[i + 2, j], H[i + 3, j]
+            s0 += a0 * t
+            s1 += a1 * t
+            s2 += a2 * t
+            s3 += a3 * t
+            out[j] += v0 * a0 + v1 * a1 + v2 * a2 + v3 * a3
+        out[i] += s0
+        out[i + 1] += s1
+        out[i + 2] += s2
+        out[i + 3] += s3
         i += 4
-    for rest in range(i, n):
-        s = 0.0
-        for j in range(d):
-            s += H[rest, j] * v[j]
-        out[rest] = s
+    for r in range(i, d):  # the last d mod 4 rows
+        s = H[r, r] * v[r]
+        for c in range(d - r - 1):
+            j = r + 1 + c
+            s += H[r, j] * v[j]
+            out[j] += H[r, j] * v[r]
+        out[r] += s
     for k in range(factor.shape[0]):
         s = 0.0
-        for j in range(v.shape[0]):
+        for j in range(d):
             s += factor[k, j] * v[j]
-        for j in range(v.shape[0]):
+        for j in range(d):
             out[j] += s * factor[k, j]
 
 

@@ -9,6 +9,7 @@ import numba
 import numpy as np
 
 from stabsim.losses import register_family
+from stabsim.losses.kernels import regression
 
 
 class Rosenbrock(NamedTuple):
@@ -220,3 +221,35 @@ class RippleHalvedD3(NamedTuple):
 
 register_family(RippleHalvedD3, value=ripple_value, grad=ripple_grad, hvp=ripple_hvp,
                 d3=ripple_d3_halved)
+
+
+class UpperOnlyRegression(NamedTuple):
+    """The second-order regression model's record (and kernels), with a ``hessian_parts`` that
+    leaves NaN below the diagonal of the dense part: what the protocol allows, since the
+    engines read only its upper triangle."""
+
+    z0: np.ndarray
+    J: np.ndarray
+    Q: np.ndarray
+
+
+@numba.njit(cache=True)
+def upper_only_hessian_parts(theta, p, grad_out, hess_out, factor_out):
+    value = regression.hessian_parts(theta, p, grad_out, hess_out, factor_out)
+    for i in range(hess_out.shape[0]):
+        for j in range(i):
+            hess_out[i, j] = np.nan
+    return value
+
+
+@numba.njit(cache=True)
+def upper_only_subset(p, indices):
+    return UpperOnlyRegression(p.z0[indices], p.J[indices], p.Q[indices])
+
+
+register_family(UpperOnlyRegression, value=regression.value, grad=regression.grad,
+                hvp=regression.hvp, d3=regression.d3, hess=regression.hess,
+                value_grad=regression.value_grad,
+                hessian_parts=upper_only_hessian_parts, factor_rows=regression.factor_rows,
+                prefers_dense=True, subset=upper_only_subset, examples=regression.examples,
+                shapes={"z0": ("n",), "J": ("n", "d"), "Q": ("n", "d", "d")})

@@ -12,7 +12,8 @@ is an instance of the record:
 ``hess(theta, p, out)`` (optional)                 out ← ∇²L(θ), shape (d, d)
 ``value_grad(theta, p, out) -> float`` (optional)  L(θ) and out ← ∇L(θ), sharing work
 ``hessian_parts(theta, p, g, h, f) -> float``      L(θ), g ← ∇L(θ) and ∇²L(θ) = h + fᵀf with
-(optional)                                         ``f`` of :attr:`Family.factor_rows` rows
+(optional)                                         ``f`` of :attr:`Family.factor_rows` rows,
+                                                   ``h`` by its upper triangle (j ≥ i)
 ``linearise(theta, p) -> state`` (optional)        what every Hessian-vector product at θ shares
 ``hvp_linearised(theta, p, state, v, out)``        out ← ∇²L(θ) v, given ``state`` made at θ
 (optional, with ``linearise``)
@@ -122,7 +123,9 @@ def value_grad(theta, p, out):
 
 
 def hessian_parts(theta, p, grad_out, hess_out, factor_out):
-    """L(θ), grad_out ← ∇L(θ), ∇²L(θ) = hess_out + factor_outᵀ factor_out (kernels only)."""
+    """L(θ), grad_out ← ∇L(θ), ∇²L(θ) = hess_out + factor_outᵀ factor_out, hess_out symmetric
+    and given by its upper triangle: the engines never read its entries below the diagonal,
+    which a family may leave unwritten (kernels only)."""
     raise TypeError(_IN_KERNELS_ONLY.format("hessian_parts"))
 
 
@@ -304,7 +307,8 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
         Optional functions; generic versions are used when they are absent.
     factor_rows : callable, optional
         ``factor_rows(p) -> int`` for a family whose ``hessian_parts`` leaves a Gauss–Newton
-        factor out of the dense part.
+        factor out of the dense part. ``hessian_parts`` need only write the dense part's
+        upper triangle (j ≥ i): the engines read nothing below the diagonal.
     shapes : mapping, optional
         Field name → shape tuple, one entry per axis: an int, ``"d"`` for the dimension,
         another name for a length that every field naming it shares (``"n"`` in

@@ -164,11 +164,13 @@ def _measure_scaled_impl(eigen, theta, p, state, hess, factor, scale, tmp, lancz
 @inline
 def _scale_dense(hess, factor, scale, hess_out, factor_out):
     """hess_out ← D hess D and factor_out ← factor D, D = diag(``scale``): then
-    hess_out + factor_outᵀ factor_out = D (hess + factorᵀ factor) D. Empty (matrix-free)
-    buffers: nothing to do."""
-    for i in range(hess.shape[0]):
-        for j in range(hess.shape[1]):
-            hess_out[i, j] = scale[i] * hess[i, j] * scale[j]
+    hess_out + factor_outᵀ factor_out = D (hess + factorᵀ factor) D. The dense parts are
+    given by their upper triangles (``hessian_parts``), which is all that is scaled. Empty
+    (matrix-free) buffers: nothing to do."""
+    d = hess.shape[0]
+    for i in range(d):
+        for c in range(d - i):
+            hess_out[i, i + c] = scale[i] * hess[i, i + c] * scale[i + c]
     for k in range(factor.shape[0]):
         for j in range(factor.shape[1]):
             factor_out[k, j] = factor[k, j] * scale[j]

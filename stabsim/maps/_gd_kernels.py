@@ -155,17 +155,21 @@ def _all_finite(a):
 
 @jit
 def _dense_top(hess_buf, factor, evec, n_top, top_out):
-    """Top ``n_top`` eigenvalues of ``hess_buf + factorᵀ factor`` by ``eigh``, descending.
+    """Top ``n_top`` eigenvalues of ``hess_buf + factorᵀ factor`` by ``eigh``, descending,
+    ``hess_buf`` given by its upper triangle (its lower one is overwritten with the mirror).
 
     ``evec`` receives the top eigenvector, signed to agree with its previous value. Returns 0
     (the residual of a direct solver), or NaN when the matrix has a non-finite entry (LAPACK
     would raise on it).
     """
+    d = hess_buf.shape[0]
+    for i in range(d):
+        for j in range(i):
+            hess_buf[i, j] = hess_buf[j, i]
     if not (_all_finite(hess_buf) and _all_finite(factor)):
         return np.nan
     add_gram(hess_buf, factor)
     values, vectors = np.linalg.eigh(hess_buf)
-    d = values.shape[0]
     for i in range(n_top):
         top_out[i] = values[d - 1 - i]
     sign = 1.0 if dot(vectors[:, d - 1], evec) >= 0.0 else -1.0
@@ -383,7 +387,7 @@ def _tiny_entries(hess_buf, factor):
     """
     last = hess_buf.shape[0] - 1
     a = hess_buf[0, 0]
-    b = 0.5 * (hess_buf[0, last] + hess_buf[last, 0])
+    b = hess_buf[0, last]  # the upper triangle: the protocol's hessian_parts leaves the lower
     c = hess_buf[last, last]
     for k in range(factor.shape[0]):
         f0 = factor[k, 0]

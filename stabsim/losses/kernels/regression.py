@@ -155,15 +155,18 @@ def _jacobian(theta, p, jac):
 
 @jit(fastmath=True)
 def _weighted_q(p, w, out):
-    """out ← Σ_k w_k Q_k: its upper triangle in passes over the rows that each add five
-    blocks Q_k, then the lower triangle copied from it (Q_k is exactly symmetric:
-    :func:`stabsim._validate.symmetric`), so half of Q is read.
+    """The upper triangle of out ← Σ_k w_k Q_k (Q_k is exactly symmetric:
+    :func:`stabsim._validate.symmetric`), in passes over the rows that each add five blocks
+    Q_k: half of Q is read, and the lower triangle is left as it was (the protocol's
+    ``hessian_parts`` gives the dense part by its upper triangle; copying it down took
+    1.2 µs at d = 100).
 
     The first pass stores, the others add; a last pass short of five blocks repeats the last
     block at weight 0, which adds exact zeros (Q is finite). A pass costs about as much as its
     loop over the rows, whatever it adds, so fewer passes are faster: at d = 100, n = 10 two
-    passes take 6.6 µs where five (a pass of zeros, then four, four, one and one block) took
-    9.3 µs; from n = 1 to 16 it is faster except at n = 16 (four passes, 12.2 against 11.4 µs).
+    passes took 6.6 µs where five (a pass of zeros, then four, four, one and one block) took
+    9.3 µs, each with the copy to the lower triangle then made; from n = 1 to 16 it was faster
+    except at n = 16 (four passes, 12.2 against 11.4 µs).
     """
     n = w.shape[0]
     d = out.shape[0]
@@ -186,20 +189,17 @@ def _weighted_q(p, w, out):
             else:
                 for j in range(acc.shape[0]):
                     acc[j] += w0 * q0[j] + w1 * q1[j] + w2 * q2[j] + w3 * q3[j] + w4 * q4[j]
-    for i in range(d):
-        for j in range(i):
-            out[i, j] = out[j, i]
 
 
 @jit(fastmath=True)
 def hessian_parts(theta, p, grad_out, out, factor_out):
     """L(θ), grad_out ← ∇L(θ), and ∇²L(θ) as ``out + factor_outᵀ factor_out``.
 
-    out ← Σ_k z_k Q_k / n (exactly symmetric) and factor_out ← J(θ)/√n, the
-    Gauss–Newton factor (shape (n, d)). Two passes over Q: J(θ) = J + Qθ (which gives z and
-    ∇L = J(θ)ᵀz/n), then the z-weighted sum of the blocks' upper triangles. Leaving
-    J(θ)ᵀJ(θ) as a factor saves a third O(n d²) pass: a Hessian-vector product needs only
-    O(n d) more from it.
+    out ← Σ_k z_k Q_k / n, its upper triangle only (the lower one is left as it was), and
+    factor_out ← J(θ)/√n, the Gauss–Newton factor (shape (n, d)). Two passes over Q:
+    J(θ) = J + Qθ (which gives z and ∇L = J(θ)ᵀz/n), then the z-weighted sum of the blocks'
+    upper triangles. Leaving J(θ)ᵀJ(θ) as a factor saves a third O(n d²) pass: a
+    Hessian-vector product needs only O(n d) more from it.
     """
     n = p.z0.shape[0]
     d = theta.shape[0]
@@ -228,7 +228,8 @@ def hessian_parts(theta, p, grad_out, out, factor_out):
 
 @jit(fastmath=True)
 def hess(theta, p, out):
-    """out ← (J(θ)ᵀJ(θ) + Σ_k z_k Q_k)/n, exactly symmetric (from :func:`hessian_parts`)."""
+    """out ← (J(θ)ᵀJ(θ) + Σ_k z_k Q_k)/n, exactly symmetric (:func:`hessian_parts`' upper
+    triangle plus the factor's Gram matrix, then copied below the diagonal)."""
     d = theta.shape[0]
     factor = np.empty((p.z0.shape[0], d))
     hessian_parts(theta, p, np.empty(d), out, factor)
