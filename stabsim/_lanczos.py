@@ -8,6 +8,7 @@ D ∇²L D of the adaptive methods (:class:`ScaledHessianAt`). Warm-started from
 eigenvector, one or two products usually suffice per step.
 """
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -233,6 +234,15 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     basis, whatever the number of restarts. A non-finite operator gives NaN for λ and the
     residual.
 
+    Lanczos squares the size of the products (|w|², β², the residual), so an operator of
+    norm above about 1e154 overflowed and one below about 1e-154 lost the products' squares
+    to underflow (at 1e-162·A, β was 0 and λ reported converged and 58% off). A run whose
+    squares overflow (a β that is not finite from a finite product) or whose tridiagonal
+    matrix is below 2⁻⁴⁶⁵ ≈ 1e-140 in size (not exactly zero) is repeated, with the products
+    that remain, on 2^k A for the power of two that brings that size to about 1; λ and the
+    residual are divided by 2^k, exactly, and nothing else changes (an operator of ordinary
+    size takes one comparison a product).
+
     The returned residual is measured, not estimated, and costs no further product: each
     product A q_i is, as computed, Σ_{k≤i} P_ki q_k + β_i q_{i+1}, where P_ki are the
     components the reorthogonalisation removed (α_i among them) and q_{i+1} the next basis
@@ -276,7 +286,36 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     converged : bool
         False only when the budget ran out before the tolerance was met (or λ is NaN).
     """
-    basis, beta, w = work.basis, work.beta, work.w
+    factor = 1.0
+    products = 0
+    while True:
+        lam, residual, used, converged, rescale = _run(op, v0, work, max_products - products,
+                                                       tol, vec_out, mix, factor)
+        products += used
+        if rescale == 1.0 or factor != 1.0 or products >= max_products:
+            return lam / factor, residual / factor, products, converged
+        factor = rescale  # v0 may be vec_out: the repeat starts from the first run's vector
+
+
+#: a run whose tridiagonal matrix is smaller than this (and not zero) is repeated on 2^k A
+#: (:func:`top_eigenpair`): its squares came within 2⁻¹⁰²² / 2⁻⁹³⁰ ≈ 1e-28 of underflow
+SMALL_OPERATOR = 2.0 ** -465
+
+
+@inline
+def _power_of_two_towards_one(size):
+    """2^k with 2^k · ``size`` in [1/2, 1) (``size`` finite and positive), exact to apply; k at
+    most 1000 (2^1023 is the largest power of two there is: a subnormal size stays small)."""
+    _, exponent = math.frexp(size)
+    return math.ldexp(1.0, min(-exponent, 1000))
+
+
+@inline
+def _run(op, v0, work, max_products, tol, vec_out, mix, factor):
+    """One run of :func:`top_eigenpair` on ``factor`` · A. Returns what it returns (λ and the
+    residual those of factor · A) and the factor to repeat it with, or 1.0 when its
+    squares neither overflowed nor came near underflow."""
+    basis, alpha, beta, w = work.basis, work.alpha, work.beta, work.w
     m = basis.shape[0]
     square = restrict(op, basis[0], _start_vector(v0, np.sqrt(dot(v0, v0)), basis[0], mix,
                                                   mix_stride(op)))
@@ -290,36 +329,57 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
         done = False
         for j in range(m):
             apply(op, basis[j], w)
+            if factor != 1.0:
+                scale_into(w, w, factor)
             products += 1
             lam, scale, done, finite = _take_product(
                 work, j, lam, scale, restarted, tol, j + 1 < m and products < max_products)
             if not finite:
                 scale_into(vec_out, basis[0], 1.0)
-                return np.nan, np.nan, products, False
+                # a finite product whose square overflowed: repeat on a smaller operator
+                size = _largest_magnitude(w)
+                rescale = _power_of_two_towards_one(size) if np.isfinite(size) else 1.0
+                return np.nan, np.nan, products, False, rescale
             if done or j + 1 == m or products >= max_products:
                 break
+        size = 0.0  # of the tridiagonal matrix: about ‖T‖, at most ‖A‖
+        for i in range(j + 1):
+            size = max(size, abs(alpha[i]), beta[i])
+        rescale = 1.0
+        if 0.0 < size < SMALL_OPERATOR:
+            rescale = _power_of_two_towards_one(size)
         if j == 0 and products == 1:  # w = A v0 − α_0 v0 already: its norm is the residual
             scale_into(vec_out, basis[0], -1.0 if dot(basis[0], v0) < 0.0 else 1.0)
-            return lam, beta[0], products, done
+            return lam, beta[0], products, done, rescale
         length, along, square = _ritz_vector(work, j, vec_out, v0)
-        # Q s/|s| is unit to round-off while the basis is orthonormal; it is not where the
-        # products' squares underflowed (‖A‖ below about 1e-154: |v| − 1 was 3e-6 at
-        # 1e-160), and there it is measured and normalised as Q s/|Q s|
-        factor = 1.0
+        # Q s/|s| is unit to round-off while the basis is orthonormal; where it is not, the
+        # vector is measured and normalised as Q s/|Q s| (as where the products' squares
+        # underflowed before a small operator was scaled up: |v| − 1 was 3e-6 at 1e-160·A)
+        normalise = 1.0
         if not abs(square - 1.0) <= 1e-14:
-            factor = 1.0 / np.sqrt(square)
+            normalise = 1.0 / np.sqrt(square)
             length *= np.sqrt(square)
         if along < 0.0:
-            factor = -factor
-        if factor != 1.0:
-            scale_into(vec_out, vec_out, factor)
-        if done or products >= max_products:
+            normalise = -normalise
+        if normalise != 1.0:
+            scale_into(vec_out, vec_out, normalise)
+        if done or products >= max_products or rescale != 1.0:
             break
         # restart from the Ritz vector, normalised again so that round-off in its length
         # does not add up over restarts
         scale_into(basis[0], vec_out, 1.0 / np.sqrt(dot(vec_out, vec_out)))
         restarted = True
-    return lam, _residual_norm(work, j, lam) / length, products, done
+    return lam, _residual_norm(work, j, lam) / length, products, done, rescale
+
+
+@inline
+def _largest_magnitude(w):
+    """max_i |w_i| (NaN if an entry is NaN: a comparison with NaN is false, so it is kept)."""
+    largest = 0.0
+    for i in range(w.shape[0]):
+        if not abs(w[i]) <= largest:
+            largest = abs(w[i])
+    return largest
 
 
 # The parts of top_eigenpair that never touch the operator: functions of their own, typed on

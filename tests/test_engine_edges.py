@@ -244,3 +244,17 @@ def test_records_that_would_not_fit_are_refused_by_name(run, width, record_traje
     assert "raise `stride` or lower `steps`" in message
     if not record_trajectory:
         assert f"{8 * (HUGE + 1) * width / 2**30:.3g} GiB" in message
+
+
+def test_gd_measures_the_sharpness_of_a_tiny_hessian():
+    # a quadratic scaled to ‖A‖ ≈ 1e-169: the squares of Lanczos's products underflowed and
+    # run_gd reported the sharpness 80% low with status OK. Now it is that of A, scaled: within
+    # the relative-residual tolerance 1e-10 (Bauer–Fike, A symmetric) at every record
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(40, 40))
+    matrix += matrix.T
+    top = np.linalg.eigvalsh(matrix)[-1]
+    size = 1e-170
+    r = run_gd(Quadratic(size * matrix), rng.normal(size=40), 1.0 / (size * top), 5)
+    assert r.success, r.message
+    np.testing.assert_allclose(r.sharpness[:, 0], size * top, rtol=1e-10)

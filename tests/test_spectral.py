@@ -263,15 +263,40 @@ def test_restarted_lanczos_converges_with_a_short_basis(d, seed):
 
 @pytest.mark.parametrize("size", [1.0, 1e-155, 1e-160, 1e150])
 def test_the_returned_vector_is_unit_where_the_products_underflow(size):
-    # below ‖A‖ ≈ 1e-154 the squares of the products underflow and the basis is no longer
-    # orthonormal, so Q s/|s| is not unit: the vector is then measured and normalised. Unit
-    # to round-off: a sum of d squares, a square root and a division, a few eps
+    # below ‖A‖ ≈ 1e-154 the squares of the products underflow: the run is repeated on 2^k A,
+    # whose basis is orthonormal, so Q s/|s| is unit (and it is measured and normalised
+    # wherever it is not). Unit to round-off: a sum of d squares, a square root and a
+    # division, a few eps
     matrix = size * np.array([[2.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 4.0]])
     vector = np.empty(3)
     lam, _, _, _ = _lanczos(matrix, np.empty((0, 3)), np.array([1.0, 0.0, 0.0]), 20, 100,
                             1e-10, vector)
     assert abs(np.linalg.norm(vector) - 1.0) <= 4 * EPS
     assert vector[0] >= 0.0  # signed along the start
+
+
+@pytest.mark.parametrize("size", [1e-300, 1e-200, 1e-162, 1e-150, 1e-140, 1.0, 1e140, 1e155,
+                                  1e200, 1e300])
+def test_lanczos_is_right_at_every_scale_of_the_operator(size):
+    # Lanczos squares the products: at 1e-162·A β underflowed to 0 and λ was 58% off with
+    # converged=True, and from 1.3e154·A |w|² overflowed and λ was NaN. Scaling by a power of
+    # two is exact, so at every size the answer meets the tolerance as at size 1: converged,
+    # its residual at most tol·|λ| (the relative-residual criterion) and honest (against
+    # NumPy's, computed on A and scaled, to round-off), λ within that residual of
+    # size·λ_max(A) (Bauer–Fike, A symmetric), and the vector unit to a few eps
+    rng = np.random.default_rng(7)
+    matrix = rng.normal(size=(30, 30))
+    matrix += matrix.T
+    top = np.linalg.eigvalsh(matrix)[-1]
+    vector = np.empty(30)
+    lam, residual, _, converged = _lanczos(size * matrix, np.empty((0, 30)),
+                                           rng.normal(size=30), 20, 400, 1e-10, vector)
+    assert converged and np.isfinite(lam)
+    assert residual <= 1e-10 * abs(lam)
+    honest = size * np.linalg.norm(matrix @ vector - (lam / size) * vector)
+    assert honest <= residual + 64 * EPS * abs(lam)
+    assert abs(lam - size * top) <= residual + 64 * EPS * abs(lam)
+    assert abs(np.linalg.norm(vector) - 1.0) <= 4 * EPS
 
 
 def test_a_nan_start_gives_the_vector_its_positive_sign():
