@@ -177,7 +177,10 @@ class LanczosWork(NamedTuple):
 
 @inline
 def lanczos_work(d, restart):
-    m = max(1, min(restart, d))
+    """A :class:`LanczosWork` whose basis holds min(restart, d) vectors, and at least
+    min(2, d): a basis of one vector makes its own Ritz vector, so a restart from it gets
+    nowhere (a restart length of 1 never converged)."""
+    m = max(min(2, d), min(restart, d))
     # every entry is written before it is read: np.empty alone (np.zeros cost the first
     # kernel 0.2 s of compiling)
     return LanczosWork(np.empty((m, d)), np.empty(m), np.empty(m), np.empty(m), np.empty(d),

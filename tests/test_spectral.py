@@ -299,6 +299,21 @@ def test_lanczos_is_right_at_every_scale_of_the_operator(size):
     assert abs(np.linalg.norm(vector) - 1.0) <= 4 * EPS
 
 
+def test_a_restart_length_of_one_is_taken_as_two():
+    # a one-vector basis holds only its start, whose Ritz vector is the start again: restarts
+    # of length 1 never converged. The workspace holds at least two vectors (d ≥ 2), so the
+    # run reaches the tolerance like one of restart length 2
+    rng = np.random.default_rng(5)
+    matrix = rng.normal(size=(6, 6))
+    matrix += matrix.T
+    start = rng.normal(size=6)
+    one, two = np.empty(6), np.empty(6)
+    got = _lanczos(matrix, np.empty((0, 6)), start, 1, 5000, 1e-10, one)
+    expected = _lanczos(matrix, np.empty((0, 6)), start, 2, 5000, 1e-10, two)
+    assert got == expected and np.array_equal(one, two)
+    assert got[3] and got[1] <= 1e-10 * abs(got[0])
+
+
 def test_a_nan_start_gives_the_vector_its_positive_sign():
     # a non-finite start counts as none (the mix vector alone): nothing to sign against, and
     # the one product's vector keeps the sign the start gave it
