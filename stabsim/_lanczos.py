@@ -423,15 +423,16 @@ def _take_product(work, j, lam, scale, restarted, tol, room):
     finite : bool
         False if β_j is not finite (then nothing else is updated).
     """
-    basis, alpha, beta, ritz, w, projections, inverse_pivots, coefficients, tile = work
+    basis, alpha, beta, ritz, w, projections, inverse_pivots, coefficients, _ = work
     d = w.shape[0]
     # full reorthogonalisation against q_0..q_j by classical Gram–Schmidt, twice ("twice is
-    # enough" holds for it as for the modified one): one sweep takes the components c, one
-    # subtracts them and takes the components c' left, and these are subtracted only in the
-    # sweep that makes the next basis vector, when there is one to make
-    _components(w, basis, j + 1, coefficients)
+    # enough" holds for it as for the modified one): the components c, then one sweep that
+    # subtracts them and takes the components c' left, which are subtracted only when there
+    # is a next basis vector to make
+    for i in range(j + 1):
+        coefficients[0, i] = dot(w, basis[i])
     alpha[j] = coefficients[0, j]
-    square = _subtract(w, basis, j + 1, coefficients)
+    square = _subtract(w, basis, j + 1, coefficients, 0)
     # β_j² = |w − Σ c'_i q_i|² = |w|² − Σ c'_i² for orthonormal q_i: the c'_i are round-off of
     # the first pass (|c'| ~ eps |A q_j|), so nothing cancels unless β_j is itself that small,
     # where the Krylov space is invariant to round-off and Lanczos stops
@@ -447,68 +448,37 @@ def _take_product(work, j, lam, scale, restarted, tol, room):
     invariant = beta[j] <= 1e-14 * scale or (j + 1 == d and not restarted)
     done = estimate <= tol * scale or invariant
     if room and not done:
-        _next_vector(w, basis, j + 1, coefficients, 1.0 / beta[j], tile)
+        _subtract(w, basis, j + 1, coefficients, 1)
+        scale_into(basis[j + 1], w, 1.0 / beta[j])
     return lam, scale, done, True
 
 
 @inline(fastmath=True, link_late=True)
-def _components(w, basis, count, coefficients):
-    """``coefficients[0, i]`` ← q_i · w for i < ``count``, in one sweep: each tile of w is
-    read from memory once for all of them (a dot product apiece read it ``count`` times)."""
+def _subtract(w, basis, count, coefficients, row):
+    """w ← w − Σ_{i<count} c_i q_i with c = ``coefficients[row]``, in one sweep; after the
+    first pass (``row`` 0) the same sweep takes the components c' that are left into
+    ``coefficients[1]``. Returns |w|² of the new w."""
     d = w.shape[0]
-    for i in range(count):
-        coefficients[0, i] = 0.0
-    for tile in range((d + TILE - 1) // TILE):
-        first = tile * TILE
-        size = TILE if first + TILE <= d else d - first
+    if row == 0:
         for i in range(count):
-            s = 0.0
-            for r in range(size):
-                s += basis[i, first + r] * w[first + r]
-            coefficients[0, i] += s
-
-
-@inline(fastmath=True, link_late=True)
-def _subtract(w, basis, count, coefficients):
-    """w ← w − Σ_{i<count} c_i q_i with c = ``coefficients[0]``, and the components c' of the
-    new w into ``coefficients[1]``, in one sweep. Returns |w|² of the new w."""
-    d = w.shape[0]
-    for i in range(count):
-        coefficients[1, i] = 0.0
+            coefficients[1, i] = 0.0
     square = 0.0
     for tile in range((d + TILE - 1) // TILE):
         first = tile * TILE
         size = TILE if first + TILE <= d else d - first
         for i in range(count):
-            c = coefficients[0, i]
+            c = coefficients[row, i]
             for r in range(size):
                 w[first + r] -= c * basis[i, first + r]
-        for i in range(count):
-            s = 0.0
-            for r in range(size):
-                s += basis[i, first + r] * w[first + r]
-            coefficients[1, i] += s
+        if row == 0:
+            for i in range(count):
+                s = 0.0
+                for r in range(size):
+                    s += basis[i, first + r] * w[first + r]
+                coefficients[1, i] += s
         for r in range(size):
             square += w[first + r] * w[first + r]
     return square
-
-
-@inline(fastmath=True, link_late=True)
-def _next_vector(w, basis, count, coefficients, inverse, x):
-    """q_count ← (w − Σ_{i<count} c'_i q_i)·``inverse`` with c' = ``coefficients[1]``, in one
-    sweep through the scratch tile ``x`` (w is read, not written)."""
-    d = w.shape[0]
-    for tile in range((d + TILE - 1) // TILE):
-        first = tile * TILE
-        size = TILE if first + TILE <= d else d - first
-        for r in range(size):
-            x[r] = w[first + r]
-        for i in range(count):
-            c = coefficients[1, i]
-            for r in range(size):
-                x[r] -= c * basis[i, first + r]
-        for r in range(size):
-            basis[count, first + r] = x[r] * inverse
 
 
 @inline(fastmath=True, link_late=True)
