@@ -239,12 +239,12 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
 
     Lanczos squares the size of the products (|w|², β², the residual), so an operator of
     norm above about 1e154 overflowed and one below about 1e-154 lost the products' squares
-    to underflow (at 1e-162·A, β was 0 and λ reported converged and 58% off). A run whose
-    squares overflow (a β that is not finite from a finite product) or whose tridiagonal
-    matrix is below 2⁻⁴⁶⁵ ≈ 1e-140 in size (not exactly zero) is repeated, with the products
-    that remain, on 2^k A for the power of two that brings that size to about 1; λ and the
-    residual are divided by 2^k, exactly, and nothing else changes (an operator of ordinary
-    size takes one comparison a product).
+    to underflow (at 1e-162·A, β was 0 and λ reported converged and 58% off). So the size of
+    the first product, |A q_0|, sets the scale: outside [2⁻⁴⁶⁵, 2⁴⁶⁵] ≈ [1e-140, 1e140]
+    (or where its square overflowed) the product is made again and every product is
+    multiplied by the power of two 2^k that brings |A q_0| to about 1, and λ and the residual
+    are divided by it at the end: exact, and nothing else changes. An operator of ordinary
+    size costs one comparison a product.
 
     The returned residual is measured, not estimated, and costs no further product: each
     product A q_i is, as computed, Σ_{k≤i} P_ki q_k + β_i q_{i+1}, where P_ki are the
@@ -289,35 +289,6 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     converged : bool
         False only when the budget ran out before the tolerance was met (or λ is NaN).
     """
-    factor = 1.0
-    products = 0
-    while True:
-        lam, residual, used, converged, rescale = _run(op, v0, work, max_products - products,
-                                                       tol, vec_out, mix, factor)
-        products += used
-        if rescale == 1.0 or factor != 1.0 or products >= max_products:
-            return lam / factor, residual / factor, products, converged
-        factor = rescale  # v0 may be vec_out: the repeat starts from the first run's vector
-
-
-#: a run whose tridiagonal matrix is smaller than this (and not zero) is repeated on 2^k A
-#: (:func:`top_eigenpair`): its squares came within 2⁻¹⁰²² / 2⁻⁹³⁰ ≈ 1e-28 of underflow
-SMALL_OPERATOR = 2.0 ** -465
-
-
-@inline
-def _power_of_two_towards_one(size):
-    """2^k with 2^k · ``size`` in [1/2, 1) (``size`` finite and positive), exact to apply; k at
-    most 1000 (2^1023 is the largest power of two there is: a subnormal size stays small)."""
-    _, exponent = math.frexp(size)
-    return math.ldexp(1.0, min(-exponent, 1000))
-
-
-@inline
-def _run(op, v0, work, max_products, tol, vec_out, mix, factor):
-    """One run of :func:`top_eigenpair` on ``factor`` · A. Returns what it returns (λ and the
-    residual those of factor · A) and the factor to repeat it with, or 1.0 when its
-    squares neither overflowed nor came near underflow."""
     basis, alpha, beta, w = work.basis, work.alpha, work.beta, work.w
     m = basis.shape[0]
     square = restrict(op, basis[0], _start_vector(v0, np.sqrt(dot(v0, v0)), basis[0], mix,
@@ -327,37 +298,39 @@ def _run(op, v0, work, max_products, tol, vec_out, mix, factor):
     lam = np.nan
     scale = 1e-300
     restarted = False
+    factor = 1.0  # the products are those of factor · A, a power of two (see above)
     while True:
         j = 0
         done = False
-        for j in range(m):
+        while True:
             apply(op, basis[j], w)
             if factor != 1.0:
                 scale_into(w, w, factor)
             products += 1
             lam, scale, done, finite = _take_product(
                 work, j, lam, scale, restarted, tol, j + 1 < m and products < max_products)
+            if products == 1 and products < max_products:
+                # |A q_0|² = α_0² + β_0², or the largest entry of w where that overflowed
+                size = max(abs(alpha[0]), beta[0]) if finite else _largest_magnitude(w)
+                if np.isfinite(size) and size > 0.0 and not (
+                        SMALL_OPERATOR <= size <= 1.0 / SMALL_OPERATOR):
+                    factor = _power_of_two_towards_one(size)
+                    lam, scale = np.nan, 1e-300
+                    continue  # q_0's product again, on factor · A
             if not finite:
                 scale_into(vec_out, basis[0], 1.0)
-                # a finite product whose square overflowed: repeat on a smaller operator
-                size = _largest_magnitude(w)
-                rescale = _power_of_two_towards_one(size) if np.isfinite(size) else 1.0
-                return np.nan, np.nan, products, False, rescale
+                return np.nan, np.nan, products, False
             if done or j + 1 == m or products >= max_products:
                 break
-        size = 0.0  # of the tridiagonal matrix: about ‖T‖, at most ‖A‖
-        for i in range(j + 1):
-            size = max(size, abs(alpha[i]), beta[i])
-        rescale = 1.0
-        if 0.0 < size < SMALL_OPERATOR:
-            rescale = _power_of_two_towards_one(size)
-        if j == 0 and products == 1:  # w = A v0 − α_0 v0 already: its norm is the residual
+            j += 1
+        if j == 0 and not restarted:  # w = A v0 − α_0 v0 already: its norm is the residual
             scale_into(vec_out, basis[0], -1.0 if dot(basis[0], v0) < 0.0 else 1.0)
-            return lam, beta[0], products, done, rescale
+            return lam / factor, beta[0] / factor, products, done
         length, along, square = _ritz_vector(work, j, vec_out, v0)
-        # Q s/|s| is unit to round-off while the basis is orthonormal; where it is not, the
-        # vector is measured and normalised as Q s/|Q s| (as where the products' squares
-        # underflowed before a small operator was scaled up: |v| − 1 was 3e-6 at 1e-160·A)
+        # Q s/|s| is unit to round-off while the basis is orthonormal; it is not where the
+        # products' squares underflowed (‖A‖ below about 1e-154, where the first product is
+        # not: |v| − 1 was 3e-6 at 1e-160·A before it was), and there it is measured and
+        # normalised as Q s/|Q s|
         normalise = 1.0
         if not abs(square - 1.0) <= 1e-14:
             normalise = 1.0 / np.sqrt(square)
@@ -366,13 +339,27 @@ def _run(op, v0, work, max_products, tol, vec_out, mix, factor):
             normalise = -normalise
         if normalise != 1.0:
             scale_into(vec_out, vec_out, normalise)
-        if done or products >= max_products or rescale != 1.0:
+        if done or products >= max_products:
             break
         # restart from the Ritz vector, normalised again so that round-off in its length
         # does not add up over restarts
         scale_into(basis[0], vec_out, 1.0 / np.sqrt(dot(vec_out, vec_out)))
         restarted = True
-    return lam, _residual_norm(work, j, lam) / length, products, done, rescale
+    return lam / factor, _residual_norm(work, j, lam) / (length * factor), products, done
+
+
+#: the size of a first product |A q_0| outside [2⁻⁴⁶⁵, 2⁴⁶⁵] ≈ [1e-140, 1e140] sets the
+#: operator's scale (:func:`top_eigenpair`): its squares would come within 2⁻⁹² ≈ 1e-28 of
+#: underflow, or of overflow
+SMALL_OPERATOR = 2.0 ** -465
+
+
+@inline
+def _power_of_two_towards_one(size):
+    """2^k with 2^k · ``size`` in [1/2, 1) (``size`` finite and positive), exact to apply; k at
+    most 1000 (2^1023 is the largest power of two there is: a subnormal size stays small)."""
+    _, exponent = math.frexp(size)
+    return math.ldexp(1.0, min(-exponent, 1000))
 
 
 @inline
