@@ -8,7 +8,6 @@ D ∇²L D of the adaptive methods (:class:`ScaledHessianAt`). Warm-started from
 eigenvector, one or two products usually suffice per step.
 """
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -242,9 +241,9 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     to underflow (at 1e-162·A, β was 0 and λ reported converged and 58% off). So the size of
     the first product, |A q_0|, sets the scale: outside [2⁻⁴⁶⁵, 2⁴⁶⁵] ≈ [1e-140, 1e140]
     (or where its square overflowed) the product is made again and every product is
-    multiplied by the power of two 2^k that brings |A q_0| to about 1, and λ and the residual
-    are divided by it at the end: exact, and nothing else changes. An operator of ordinary
-    size costs one comparison a product.
+    multiplied by a factor c (1/|A q_0|, or 2⁻⁶⁰⁰ above), and λ and the residual are divided
+    by c at the end: a rounding more a product, and nothing else changes. An operator of
+    ordinary size costs one comparison a product.
 
     The returned residual is measured, not estimated, and costs no further product: each
     product A q_i is, as computed, Σ_{k≤i} P_ki q_k + β_i q_{i+1}, where P_ki are the
@@ -298,11 +297,11 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     lam = np.nan
     scale = 1e-300
     restarted = False
-    factor = 1.0  # the products are those of factor · A, a power of two (see above)
+    factor = 1.0  # the products are those of factor · A (see above)
     while True:
         j = 0
         done = False
-        while True:
+        for j in range(m):
             apply(op, basis[j], w)
             if factor != 1.0:
                 scale_into(w, w, factor)
@@ -310,19 +309,22 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
             lam, scale, done, finite = _take_product(
                 work, j, lam, scale, restarted, tol, j + 1 < m and products < max_products)
             if products == 1 and products < max_products:
-                # |A q_0|² = α_0² + β_0², or the largest entry of w where that overflowed
-                size = max(abs(alpha[0]), beta[0]) if finite else _largest_magnitude(w)
-                if np.isfinite(size) and size > 0.0 and not (
-                        SMALL_OPERATOR <= size <= 1.0 / SMALL_OPERATOR):
-                    factor = _power_of_two_towards_one(size)
-                    lam, scale = np.nan, 1e-300
-                    continue  # q_0's product again, on factor · A
+                # about |A q_0| (√(α_0² + β_0²)); +inf where β_0's square overflowed
+                size = max(abs(alpha[0]), beta[0])
+                if size > LARGE_OPERATOR:  # then |w| < 2^1024 becomes < 2^424
+                    factor = 2.0 ** -600
+                elif 0.0 < size < 1.0 / LARGE_OPERATOR:
+                    factor = min(1.0 / size, 2.0 ** 1000)
+                if factor != 1.0:
+                    break
             if not finite:
                 scale_into(vec_out, basis[0], 1.0)
                 return np.nan, np.nan, products, False
             if done or j + 1 == m or products >= max_products:
                 break
-            j += 1
+        if products == 1 and factor != 1.0:  # q_0's product again, on factor · A
+            lam, scale = np.nan, 1e-300
+            continue
         if j == 0 and not restarted:  # w = A v0 − α_0 v0 already: its norm is the residual
             scale_into(vec_out, basis[0], -1.0 if dot(basis[0], v0) < 0.0 else 1.0)
             return lam / factor, beta[0] / factor, products, done
@@ -348,28 +350,10 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     return lam / factor, _residual_norm(work, j, lam) / (length * factor), products, done
 
 
-#: the size of a first product |A q_0| outside [2⁻⁴⁶⁵, 2⁴⁶⁵] ≈ [1e-140, 1e140] sets the
-#: operator's scale (:func:`top_eigenpair`): its squares would come within 2⁻⁹² ≈ 1e-28 of
-#: underflow, or of overflow
-SMALL_OPERATOR = 2.0 ** -465
-
-
-@inline
-def _power_of_two_towards_one(size):
-    """2^k with 2^k · ``size`` in [1/2, 1) (``size`` finite and positive), exact to apply; k at
-    most 1000 (2^1023 is the largest power of two there is: a subnormal size stays small)."""
-    _, exponent = math.frexp(size)
-    return math.ldexp(1.0, min(-exponent, 1000))
-
-
-@inline
-def _largest_magnitude(w):
-    """max_i |w_i| (NaN if an entry is NaN: a comparison with NaN is false, so it is kept)."""
-    largest = 0.0
-    for i in range(w.shape[0]):
-        if not abs(w[i]) <= largest:
-            largest = abs(w[i])
-    return largest
+#: a first product larger than this in size (|A q_0|), or smaller than its inverse (≈ 1e-140),
+#: sets the operator's scale (:func:`top_eigenpair`): its squares would come within 2⁻⁹²
+#: ≈ 1e-28 of overflow, or of underflow
+LARGE_OPERATOR = 2.0 ** 465
 
 
 # The parts of top_eigenpair that never touch the operator: functions of their own, typed on

@@ -279,8 +279,9 @@ def test_the_returned_vector_is_unit_where_the_products_underflow(size):
                                   1e200, 1e300])
 def test_lanczos_is_right_at_every_scale_of_the_operator(size):
     # Lanczos squares the products: at 1e-162·A β underflowed to 0 and λ was 58% off with
-    # converged=True, and from 1.3e154·A |w|² overflowed and λ was NaN. Scaling by a power of
-    # two is exact, so at every size the answer meets the tolerance as at size 1: converged,
+    # converged=True, and from 1.3e154·A |w|² overflowed and λ was NaN. The products are now
+    # scaled to about 1 (a rounding more each), so at every size the answer meets the
+    # tolerance as at size 1: converged,
     # its residual at most tol·|λ| (the relative-residual criterion) and honest (against
     # NumPy's, computed on A and scaled, to round-off), λ within that residual of
     # size·λ_max(A) (Bauer–Fike, A symmetric), and the vector unit to a few eps
