@@ -263,9 +263,9 @@ def test_restarted_lanczos_converges_with_a_short_basis(d, seed):
 
 @pytest.mark.parametrize("size", [1.0, 1e-155, 1e-160, 1e150])
 def test_the_returned_vector_is_unit_where_the_products_underflow(size):
-    # below ‖A‖ ≈ 1e-154 the squares of the products underflow: the run is repeated on 2^k A,
-    # whose basis is orthonormal, so Q s/|s| is unit (and it is measured and normalised
-    # wherever it is not). Unit to round-off: a sum of d squares, a square root and a
+    # below ‖A‖ ≈ 1e-154 the squares of the products underflow: the products are scaled up
+    # (the first product's size sets the factor), the basis is orthonormal and Q s/|s| unit
+    # (and it is measured and normalised wherever it is not). Unit to round-off: a sum of d squares, a square root and a
     # division, a few eps
     matrix = size * np.array([[2.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 4.0]])
     vector = np.empty(3)
