@@ -329,10 +329,9 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
             scale_into(vec_out, basis[0], -1.0 if dot(basis[0], v0) < 0.0 else 1.0)
             return lam / factor, beta[0] / factor, products, done
         length, along, square = _ritz_vector(work, j, vec_out, v0)
-        # Q s/|s| is unit to round-off while the basis is orthonormal; it is not where the
-        # products' squares underflowed (‖A‖ below about 1e-154, where the first product is
-        # not: |v| − 1 was 3e-6 at 1e-160·A before it was), and there it is measured and
-        # normalised as Q s/|Q s|
+        # Q s/|s| is unit to round-off while the basis is orthonormal; where it is not (as
+        # where the products' squares underflowed, before the first product set the scale:
+        # |v| − 1 was 3e-6 at 1e-160·A), it is measured and normalised as Q s/|Q s|
         normalise = 1.0
         if not abs(square - 1.0) <= 1e-14:
             normalise = 1.0 / np.sqrt(square)
