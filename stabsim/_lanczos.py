@@ -747,19 +747,24 @@ def tridiagonal_vector(diag, offdiag, k, lam, vec_out, inverse_pivots):
     Two steps of inverse iteration with T_k − (λ + 2 eps·scale)I, scale = max(|λ|, max row
     sum), factored once by Gaussian elimination without pivoting (the Thomas algorithm:
     pivots p_1 = a_1 − σ, p_i = a_i − σ − b_{i−1}²/p_{i−1}), each right-hand side multiplied
-    by scale so that the solution stays near 1/eps in size whatever the size of T. For k ≥ 3.
+    by scale so that the solution stays near 1/eps in size whatever the size of T. A pivot
+    smaller than eps·scale (zero where σ falls on an eigenvalue of a leading block, as when
+    λ lies an ulp below a diagonal entry of a decoupled T) counts as eps·scale with its sign:
+    a floor fixed in absolute terms made the solution overflow for |T| above about 1.8e8. For
+    k ≥ 3.
     """
     scale = abs(lam)
     for i in range(k):
         scale = max(scale, abs(diag[i]) + (abs(offdiag[i - 1]) if i > 0 else 0.0)
                     + (abs(offdiag[i]) if i < k - 1 else 0.0))
     shift = lam + 2e-16 * scale
+    floor = max(2.0**-52 * scale, 1e-300)
     pivot = diag[0] - shift
     for i in range(k):
         if i > 0:
             pivot = diag[i] - shift - offdiag[i - 1] ** 2 * inverse_pivots[i - 1]
-        if abs(pivot) <= 1e-300:
-            pivot = 1e-300
+        if abs(pivot) < floor:
+            pivot = -floor if pivot < 0.0 else floor
         inverse_pivots[i] = 1.0 / pivot
     vec = vec_out[:k]
     for i in range(k):

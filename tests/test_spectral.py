@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from stabsim._jit import jit
@@ -33,6 +33,11 @@ EPS = np.finfo(float).eps
 
 
 # an inline helper (compiled into its callers): tested compiled, as kernels use it
+
+
+@jit
+def _top_ritz_pair(diag, offdiag, k, below, vec_out, scratch):
+    return inline_top_ritz_pair(diag, offdiag, k, below, vec_out, scratch)
 
 
 @jit
@@ -93,6 +98,7 @@ def _lanczos(H, F, v0, restart, max_products, tol, vec_out):
 
 @given(st.integers(1, 40), st.integers(0, 2**32 - 1), st.sampled_from([1e-150, 1.0, 1e150]),
        st.sampled_from([1.0, 1e-9, 0.0]))
+@example(k=3, seed=689167323, size=1e150, coupling=0.0)  # T_2's top an ulp below a_2 (below)
 def test_top_ritz_pair_matches_eigh(k, seed, size, coupling):
     # weak or no coupling: eigenvalues of T_k within round-off of those of T_{k-1}, as when
     # Lanczos has converged
@@ -111,6 +117,26 @@ def test_top_ritz_pair_matches_eigh(k, seed, size, coupling):
         # round-off over the gap-free bound
         assert abs(np.linalg.norm(vector) - 1.0) <= 4 * i * EPS and vector[0] >= 0.0
         assert np.linalg.norm(matrix @ vector - tops[i - 1] * vector) <= 1e-10 * scale
+
+
+@pytest.mark.parametrize("exponent", [-500, 0, 28, 498, 960])
+def test_top_ritz_vector_where_the_shift_falls_on_a_diagonal_entry(exponent):
+    # T = diag(−2^e, a, 2^(e−1)) with a just above 2^e and the λ of T_2 one ulp below a (what
+    # the 2 × 2 closed form gave for T_2 = diag(−c, a) in a case hypothesis found): T_3's top
+    # is λ, the shift λ + 2 eps·scale (0.9 ulp of a) lands exactly on a, and that pivot is
+    # zero. The eigenvector is e_2; before the pivot's floor scaled with T, the solve
+    # overflowed to NaN from |T| ≈ 1.8e8 on (2^28 ≈ 2.7e8)
+    size = np.ldexp(1.0, exponent)
+    a = np.ldexp(1.0 + 2.0**-50, exponent)
+    diag = np.array([-size, a, 0.5 * size])
+    below = np.nextafter(a, 0.0)
+    assert below + 2e-16 * a == a  # the zero pivot this case is about
+    vector, scratch = np.zeros(3), np.empty(3)
+    top = _top_ritz_pair(diag, np.zeros(3), 3, below, vector, scratch)
+    assert abs(top - a) <= 4 * EPS * a  # the bracket's width (tridiagonal_top)
+    assert np.all(np.isfinite(vector))
+    # e_2 to round-off: the other entries are the solve's O(eps) relative error
+    assert vector[1] == 1.0 and np.max(np.abs(vector[[0, 2]])) <= 4 * EPS
 
 
 @given(st.integers(2, 80), st.integers(0, 2**32 - 1), st.booleans())
@@ -265,8 +291,8 @@ def test_restarted_lanczos_converges_with_a_short_basis(d, seed):
 def test_the_returned_vector_is_unit_where_the_products_underflow(size):
     # below ‖A‖ ≈ 1e-154 the squares of the products underflow: the products are scaled up
     # (the first product's size sets the factor), the basis is orthonormal and Q s/|s| unit
-    # (and it is measured and normalised wherever it is not). Unit to round-off: a sum of d squares, a square root and a
-    # division, a few eps
+    # (and it is measured and normalised wherever it is not). Unit to round-off: a sum of d
+    # squares, a square root and a division, a few eps
     matrix = size * np.array([[2.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 4.0]])
     vector = np.empty(3)
     lam, _, _, _ = _lanczos(matrix, np.empty((0, 3)), np.array([1.0, 0.0, 0.0]), 20, 100,
