@@ -6,13 +6,19 @@ import pytest
 from stabsim._jit import jit
 from stabsim.losses import Minimalist, QuadraticRegression, ScalarNetwork
 from stabsim.losses import _protocol as protocol
-from stabsim.losses.kernels.regression import _weighted_q
+from stabsim.losses.kernels import regression
 
 
 @jit
 def _hessian_parts(theta, p, grad_out, hess_out, factor_out):
     """The protocol's hessian_parts as compiled code sees it (the family's, or the generic)."""
     return protocol.hessian_parts(theta, p, grad_out, hess_out, factor_out)
+
+
+@jit
+def _weighted_q(p, w, out):
+    """The regression model's weighted sum of its Q_k (a function only kernels call)."""
+    regression._weighted_q(p, w, out)
 
 
 @jit

@@ -1,9 +1,13 @@
 """stabsim._jit: stabsim's always-inlined functions are typed from their spliced code alone,
 large libraries are linked into stabsim's kernels after their optimisation, a function that
-only kernels link in gets machine code only when something asks for it, and no stabsim
-function gets a C entry point."""
+only kernels link in gets machine code only when something asks for it (a kernel-only
+function's cache entry holds none), and no stabsim function gets a C entry point."""
 
 import ctypes
+import inspect
+import os
+import subprocess
+import sys
 
 import numba
 import numpy as np
@@ -229,3 +233,100 @@ def test_compiler_flags_hash_and_compare_as_numba_defines_them():
     for a, b in pairs:
         assert (a == b) == (a.values() == b.values())
     assert plain == explicit and plain != other
+
+
+_KERNEL_ONLY = """
+from stabsim._jit import entry_for, jit
+
+@jit(kernel_only=True)
+def square_plus_one(x):
+    return x * x + 1.0
+
+@entry_for(square_plus_one)
+def square_plus_one_from_python(x):
+    return square_plus_one(x)
+
+@jit(kernel_only=True)
+def halve(x):
+    return 0.5 * x
+
+@jit
+def kernel(x):
+    return square_plus_one(x) + halve(x)
+
+@jit
+def other_kernel(x):
+    return 4.0 * halve(x)
+"""
+
+
+def _load_module(path):
+    """The namespace of a module of stabsim's (so its kernel-only functions are deferred) run
+    from the file ``path`` (the disk cache needs a source file, and a cache entry names a
+    module it can import)."""
+    import sys
+    import types
+
+    module = types.ModuleType("stabsim.kernel_only_test")
+    module.__file__ = path
+    sys.modules[module.__name__] = module
+    exec(compile(open(path).read(), path, "exec"), module.__dict__)
+    return module.__dict__
+
+
+def _kernel_only_module(directory):
+    """The functions of :data:`_KERNEL_ONLY`, from a file in ``directory``."""
+    path = directory / "kernel_only_test.py"
+    path.write_text(_KERNEL_ONLY)
+    try:
+        return _load_module(str(path))
+    finally:
+        sys.modules.pop("stabsim.kernel_only_test", None)
+
+
+def test_a_kernel_only_function_runs_in_kernels_and_from_python_only_through_its_entry(
+        tmp_path):
+    functions = _kernel_only_module(tmp_path)
+    assert functions["kernel"](3.0) == 10.0 + 1.5
+    assert functions["square_plus_one"](3.0) == 10.0  # through its entry point
+    with pytest.raises(TypeError, match="halve is called only from compiled kernels"):
+        functions["halve"](2.0)
+    # no machine code was made for halve alone, and its cache entry holds none
+    (result,) = functions["halve"].overloads.values()
+    assert result.library.__dict__.get("_stabsim_machine_code_pending", False)
+    assert result.library.serialize_using_object_code()[1] == "bitcode"
+
+
+_CACHED_KERNEL_ONLY = inspect.getsource(_load_module) + """
+import sys
+from numba.core import event
+compiled = []
+
+class Listener(event.Listener):
+    def on_start(self, e):
+        compiled.append(e.data["dispatcher"].py_func.__qualname__)
+
+    def on_end(self, e):
+        pass
+
+event.register("numba:compile", Listener())
+print(_load_module(sys.argv[1])[sys.argv[2]](3.0), *compiled)
+"""
+
+
+def test_a_kernel_only_function_is_linked_from_the_disk_cache(tmp_path):
+    # a second process compiling a new kernel loads halve from the cache (its optimised code,
+    # no machine code) instead of compiling it, and the new kernel computes 4 · x/2
+    _kernel_only_module(tmp_path)  # writes the module's file
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    path = str(tmp_path / "kernel_only_test.py")
+
+    def run(kernel):
+        out = subprocess.run([sys.executable, "-c", _CACHED_KERNEL_ONLY, path, kernel],
+                             env=env, capture_output=True, text=True, check=True).stdout
+        value, *compiled = out.split()
+        return float(value), compiled
+
+    assert run("kernel") == (10.0 + 1.5, ["kernel", "square_plus_one", "halve"])
+    assert run("other_kernel") == (6.0, ["other_kernel"])
+    assert run("kernel") == (11.5, [])

@@ -282,10 +282,11 @@ class Network(Loss):
 
     def _fn(self, name):
         """The family's function ``name`` as Python: each is a few lines around compiled
-        passes (:mod:`stabsim.losses.kernels.network`), which it calls as they are, instead
-        of a compiled entry of its own. Such an entry would be one more compilation, making
-        the machine code of every pass it links in once more: 0.3–0.6 s each, cold, and the
-        central flow and the projection onto M call six of them."""
+        passes (:mod:`stabsim.losses.kernels.network`), which it calls through the passes'
+        entry points from Python (one a pass), instead of a compiled entry of its own. Such
+        an entry would be one more compilation, making the machine code of every pass it
+        links in once more: 0.3–0.6 s each, cold, and the central flow and the projection
+        onto M call six of them."""
         return super()._fn(name).py_func
 
 

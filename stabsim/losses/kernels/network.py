@@ -80,7 +80,7 @@ from numba import prange
 from numba.extending import overload
 
 from ..._blas import blas_threads_here
-from ..._jit import KERNEL_ONLY, inline, jit
+from ..._jit import KERNEL_ONLY, entry_for, inline, jit
 from .._protocol import register_family
 
 IDENTITY = 0  #: φ(a) = a (deep linear networks)
@@ -502,7 +502,7 @@ def _tangent_delta(code, d_dot, other, s, f1, delta, q):
         d_flat[i] = s * (d_flat[i] + o_flat[i]) * f1_flat[i] + delta_flat[i] * q_flat[i]
 
 
-@jit
+@jit(kernel_only=True)
 def _tangent_pass(theta, p, v, state, out):
     """out ← ∇²L(θ) v from ``state = linearise(θ, p)`` (:func:`_real_pass`); returns L(θ)
     (entry 0 of the state). ``out`` is contiguous.
@@ -602,7 +602,13 @@ def _tangent_pass(theta, p, v, state, out):
     return state[0]
 
 
-@jit
+@entry_for(_tangent_pass)
+def tangent_pass_from_python(theta, p, v, state, out):
+    """:func:`_tangent_pass` called from Python (:meth:`Network._fn`)."""
+    return _tangent_pass(theta, p, v, state, out)
+
+
+@jit(kernel_only=True)
 def _real_pass(theta, p, g_out, save):
     """Backpropagation in real numbers: returns L(θ), with g_out ← ∇L(θ) and ``save`` ← the
     state of :func:`linearise` when they have length > 0 (the forward pass alone when both
@@ -694,6 +700,12 @@ def _real_pass(theta, p, g_out, save):
     return loss
 
 
+@entry_for(_real_pass)
+def real_pass_from_python(theta, p, g_out, save):
+    """:func:`_real_pass` called from Python (:meth:`Network._fn`)."""
+    return _real_pass(theta, p, g_out, save)
+
+
 @inline
 def _output_error(out_layer, Y):
     """out_layer ← δ_L = (f − Y)/N from the outputs f in ``out_layer`` (shape (N, n_L));
@@ -709,7 +721,7 @@ def _output_error(out_layer, Y):
     return 0.5 * total / n_rows
 
 
-@jit
+@jit(kernel_only=True)
 def network_pass(theta, p, u, v, outs):
     """The hyper-dual backpropagation pass at θ + ε₁u + ε₂v; returns L(θ).
 
@@ -827,6 +839,12 @@ def network_pass(theta, p, u, v, outs):
     return loss
 
 
+@entry_for(network_pass)
+def network_pass_from_python(theta, p, u, v, outs):
+    """:func:`network_pass` called from Python (:meth:`Network._fn`)."""
+    return network_pass(theta, p, u, v, outs)
+
+
 @inline
 def _hvp(theta, p, v, out):
     """out ← ∇²L(θ) v (``out`` contiguous): :func:`_real_pass` saving the state, then
@@ -892,7 +910,7 @@ def _into_in_kernels(result, out):
     return loop
 
 
-@jit(parallel=True)
+@jit(parallel=True, kernel_only=True)
 def chunked_pass(kind, theta, p, u, v, outs, save, saved):
     """The pass ``kind`` (:class:`RealPass`, :class:`TangentPass`, :class:`ProductPass` or
     :class:`HyperDualPass`) of the network on k = min(chunks, N) blocks of consecutive
@@ -954,6 +972,12 @@ def chunked_pass(kind, theta, p, u, v, outs, save, saved):
             for i in range(out.shape[0]):
                 out[i] += weights[c] * part[i]
     return loss
+
+
+@entry_for(chunked_pass)
+def chunked_pass_from_python(kind, theta, p, u, v, outs, save, saved):
+    """:func:`chunked_pass` called from Python (:meth:`Network._fn`)."""
+    return chunked_pass(kind, theta, p, u, v, outs, save, saved)
 
 
 @inline

@@ -115,7 +115,7 @@ def hvp(theta, p, v, out):
             out[i] += (sk * jr[i] + acc) / n
 
 
-@jit(fastmath=True)
+@jit(fastmath=True, kernel_only=True)
 def _jacobian(theta, p, jac):
     """jac[k] ← J(θ)_k = J_k + Q_k θ for every k.
 
@@ -153,7 +153,7 @@ def _jacobian(theta, p, jac):
             jk[rest] = jr[rest] + s
 
 
-@jit(fastmath=True)
+@jit(fastmath=True, kernel_only=True)
 def _weighted_q(p, w, out):
     """The upper triangle of out ← Σ_k w_k Q_k (Q_k is exactly symmetric:
     :func:`stabsim._validate.symmetric`), in passes over the rows that each add five blocks
