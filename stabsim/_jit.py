@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import pickle
 from pathlib import Path
 
@@ -453,6 +454,16 @@ class KernelOnlyDispatcher(registry.CPUDispatcher):
         if self.python_entry is None:
             raise TypeError(f"{self.py_func.__qualname__} is called only from compiled kernels")
         return self.python_entry(*args, **kwargs)
+
+    def __reduce__(self):
+        # by name, as a function is: Numba would pickle the compiled function and make a new
+        # dispatcher of it in the other process, without its entry point and its cache
+        return _kernel_only_named, (self.py_func.__module__, self.py_func.__qualname__)
+
+
+def _kernel_only_named(module, qualname):
+    """The :class:`KernelOnlyDispatcher` ``qualname`` of ``module`` (how one is unpickled)."""
+    return functools.reduce(getattr, qualname.split("."), importlib.import_module(module))
 
 
 def entry_for(kernel):

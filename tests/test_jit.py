@@ -6,6 +6,7 @@ function's cache entry holds none), and no stabsim function gets a C entry point
 import ctypes
 import inspect
 import os
+import pickle
 import subprocess
 import sys
 
@@ -330,3 +331,11 @@ def test_a_kernel_only_function_is_linked_from_the_disk_cache(tmp_path):
     assert run("kernel") == (10.0 + 1.5, ["kernel", "square_plus_one", "halve"])
     assert run("other_kernel") == (6.0, ["other_kernel"])
     assert run("kernel") == (11.5, [])
+
+
+def test_a_kernel_only_function_pickles_by_name():
+    # Numba pickles a dispatcher as its Python function, to be compiled again elsewhere: a
+    # kernel-only one would arrive without its entry point from Python
+    from stabsim.losses.kernels.network import _real_pass
+
+    assert pickle.loads(pickle.dumps(_real_pass)) is _real_pass

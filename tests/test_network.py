@@ -5,6 +5,10 @@ Checked against finite differences, against JAX autodiff of an independent forwa
 uv model.
 """
 
+import pickle
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -427,3 +431,31 @@ def test_the_uv_model_declares_its_minimum():
     theta[0] = theta[4] = a
     assert loss.value(theta) <= 1e-28
     assert run_gd(loss, np.full(8, 0.3), 0.05, 20, method="sqrt").success
+
+
+_UNPICKLE_AND_EVALUATE = """
+import pickle
+import sys
+
+import numpy as np
+
+loss, theta, v = pickle.loads(sys.stdin.buffer.read())
+sys.stdout.buffer.write(pickle.dumps((loss.value(theta), loss.grad(theta), loss.hvp(theta, v),
+                                      loss.d3(theta, v, v))))
+"""
+
+
+@pytest.mark.parametrize("chunks", [1, 2])
+def test_a_pickled_network_computes_in_another_process(chunks):
+    # the passes have no Python entry of their own: unpickled elsewhere (a Dask worker), a
+    # network must still reach them, through their entry points (bit for bit: the same code)
+    net = Network((3,), n_samples=5, chunks=chunks)
+    theta = net.init(0)
+    v = np.random.default_rng(0).normal(size=net.dim)
+    done = subprocess.run([sys.executable, "-c", _UNPICKLE_AND_EVALUATE],
+                          input=pickle.dumps((net, theta, v)), capture_output=True, check=True)
+    value, grad, hvp, d3 = pickle.loads(done.stdout)
+    assert value == net.value(theta)
+    for got, here in ((grad, net.grad(theta)), (hvp, net.hvp(theta, v)),
+                      (d3, net.d3(theta, v, v))):
+        np.testing.assert_array_equal(got, here)
