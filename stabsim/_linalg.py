@@ -10,6 +10,8 @@ directly, never through row views: called once per step or per Lanczos iteration
 compiled function or a view (reference counted) costs tens of nanoseconds.
 """
 
+import numpy as np
+
 from ._jit import inline
 
 
@@ -20,6 +22,33 @@ def dot(a, b):
     for i in range(a.shape[0]):
         s += a[i] * b[i]
     return s
+
+
+#: sums of squares in [SQUARES_LOW, inf) hold every square that matters to round-off (for
+#: d < 2^100 squares below 2^-1022 add less than 2^-122 relative); outside it, a square
+#: overflowed or underflowed
+SQUARES_LOW = 2.0**-900
+
+
+@inline
+def norm_of(v, square):
+    """|v| given ``square`` = Σ v_i² as :func:`dot` made it: √square where that sum can be
+    trusted, and otherwise s·|v/s| with s = max |v_i|, so that entries past 1e154 (whose
+    squares overflow) or below 1e-154 (whose squares underflow) give their norm; inf only if
+    an entry is, NaN if one is. The engines take the gradient's norm so, from the square
+    they need anyway: one comparison a step."""
+    if SQUARES_LOW <= square < np.inf or square != square:
+        return np.sqrt(square)
+    big = 0.0
+    for i in range(v.shape[0]):
+        big = max(big, abs(v[i]))
+    if big == 0.0 or big == np.inf:
+        return big
+    total = 0.0
+    for i in range(v.shape[0]):
+        x = v[i] / big  # not a product with 1/big, which overflows for a subnormal big
+        total += x * x
+    return big * np.sqrt(total)
 
 
 @inline

@@ -258,3 +258,20 @@ def test_gd_measures_the_sharpness_of_a_tiny_hessian():
     r = run_gd(Quadratic(size * matrix), rng.normal(size=40), 1.0 / (size * top), 5)
     assert r.success, r.message
     np.testing.assert_allclose(r.sharpness[:, 0], size * top, rtol=1e-10)
+
+
+@pytest.mark.parametrize("size", [1e170, 1e-170])
+def test_gd_records_the_gradient_norm_at_every_scale(size):
+    # at ‖A‖ ≈ 1e170 the gradient (≈ 1e171) is finite but its square is not: GD ended at once
+    # with "a NaN or inf appeared"; at 1e-170 the square underflowed to 0. Now the norm is
+    # that of the scaled gradient, to round-off (a sum of 40 squares and a scaling), and GD
+    # runs: the same iterates, in units of the scale, as on A itself
+    rng = np.random.default_rng(4)
+    matrix = rng.normal(size=(40, 40))
+    matrix = matrix @ matrix.T / 40
+    theta0 = rng.normal(size=40)
+    eta = 1.0 / np.linalg.eigvalsh(matrix)[-1]
+    scaled = run_gd(Quadratic(size * matrix), theta0, eta / size, 5)
+    assert scaled.success, scaled.message
+    unit = run_gd(Quadratic(matrix), theta0, eta, 5)
+    np.testing.assert_allclose(scaled.grad_norm / size, unit.grad_norm, rtol=1e-13)

@@ -12,6 +12,7 @@ from stabsim._jit import jit
 dot = jit(lambda a, b: _linalg.dot(a, b))
 apply_sum = jit(lambda H, factor, v, out: _linalg.apply_sum(H, factor, v, out))
 add_gram = jit(lambda out, factor: _linalg.add_gram(out, factor))
+norm_of = jit(lambda v: _linalg.norm_of(v, _linalg.dot(v, v)))
 
 
 @given(st.integers(1, 40), st.integers(0, 5), st.integers(0, 2**32 - 1))
@@ -63,3 +64,25 @@ def test_the_norm_without_overflow():
         assert norm(np.array([1e200, 1e200])) == pytest.approx(np.sqrt(2) * 1e200, rel=1e-15)
     assert norm(np.zeros(3)) == 0.0 and norm(np.empty(0)) == 0.0
     assert np.isnan(norm(np.array([1.0, np.nan]))) and norm(np.array([np.inf, 1.0])) == np.inf
+
+
+@pytest.mark.parametrize("size", [0.0, 5e-324, 1e-300, 1e-160, 1e-150, 1.0, 1e150, 1e160, 1e300])
+@pytest.mark.parametrize("d", [1, 7, 100])
+def test_the_norm_of_a_vector_at_every_scale(size, d):
+    # against the scaled norm s·|v/s| in NumPy: a sum of d squares in another order, a square
+    # root, a scaling: a few eps·d. Squares of entries past 1e154 overflow and those below
+    # 1e-154 underflow; a subnormal largest entry has too few digits for any norm but its own
+    v = size * np.random.default_rng(d).uniform(0.5, 1.0, d)
+    expected = np.max(v) * np.linalg.norm(v / np.max(v)) if size else 0.0
+    rtol = 1e-2 if size == 5e-324 else 4 * d * np.finfo(float).eps
+    assert norm_of(v) == pytest.approx(expected, rel=rtol, abs=0.0)
+
+
+def test_the_norm_of_a_vector_with_a_non_finite_entry():
+    # inf for an infinite entry (a large entry with it: the squares overflow either way), NaN
+    # for a NaN one, whatever the other entries
+    for big in (1.0, 1e200):
+        assert norm_of(np.array([big, np.inf, 2.0])) == np.inf
+        assert norm_of(np.array([big, -np.inf])) == np.inf
+        assert np.isnan(norm_of(np.array([big, np.nan, np.inf])))
+        assert np.isnan(norm_of(np.array([np.nan, big])))

@@ -43,7 +43,7 @@ from numba.extending import overload
 
 from .._jit import KERNEL_ONLY, inline, jit
 from .._lanczos import START_MIX, ScaledHessianAt, top_eigenpair
-from .._linalg import dot, scale_into
+from .._linalg import dot, norm_of, scale_into
 from ..losses._protocol import value_grad as loss_value_grad
 from ._gd_kernels import (
     _DIVERGED,
@@ -225,7 +225,7 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
         else:
             loss = loss_value_grad(theta, p, g)
         g2 = dot(g, g)
-        gnorm = np.sqrt(g2)
+        gnorm = norm_of(g, g2)
         if not (np.isfinite(loss) and np.isfinite(gnorm)):
             return _NONFINITE, k
         if np.sqrt(dot(theta, theta)) > divergence_norm:

@@ -37,7 +37,7 @@ from .._lanczos import (
     top_eigenpair,
     top_value_of_2x2,
 )
-from .._linalg import add_gram, dot, scale_into
+from .._linalg import add_gram, dot, norm_of, scale_into
 from .._status import Status
 from ..losses._protocol import hessian_parts as loss_hessian_parts
 from ..losses._protocol import value_grad as loss_value_grad
@@ -470,7 +470,7 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
         else:
             loss = loss_value_grad(theta, p, g)
         counts[0] += 1
-        gnorm = np.sqrt(dot(g, g))
+        gnorm = norm_of(g, dot(g, g))
         if not (np.isfinite(loss) and np.isfinite(gnorm)):
             return _NONFINITE, k
         if np.sqrt(dot(theta, theta)) > divergence_norm:

@@ -21,7 +21,7 @@ import numpy as np
 from numba.extending import overload
 
 from .._jit import KERNEL_ONLY, inline, jit
-from .._linalg import dot, scale_into
+from .._linalg import dot, norm_of, scale_into
 from ..losses._protocol import grad as loss_grad
 from ..losses._protocol import hvp as loss_hvp
 from ..losses._protocol import subset as loss_subset
@@ -263,7 +263,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
         t = start + k
         if t % stride == 0:
             loss, linearised = _evaluate_measured(eigen, theta, p, g, hess, factor)
-            gnorm = np.sqrt(dot(g, g))
+            gnorm = norm_of(g, dot(g, g))
             if not (np.isfinite(loss) and np.isfinite(gnorm)):
                 return _NONFINITE, k
             if np.sqrt(dot(theta, theta)) > divergence_norm:
@@ -291,7 +291,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
         if k == n_steps:
             break
         batch_loss = loss_value_grad(theta, loss_subset(p, batches[k]), gb)
-        if not (np.isfinite(batch_loss) and np.isfinite(dot(gb, gb))):
+        if not (np.isfinite(batch_loss) and np.isfinite(norm_of(gb, dot(gb, gb)))):
             return _NONFINITE, k
         if np.sqrt(dot(theta, theta)) > divergence_norm:
             return _DIVERGED, k
