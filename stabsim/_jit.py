@@ -443,6 +443,41 @@ def _compiler_flags_compared_quickly():
 _compiler_flags_compared_quickly()
 
 
+def _cached_libraries_keep_their_reload_hooks():
+    """Give a function loaded from the disk cache the reload hooks its entry holds.
+
+    A function with a ``prange`` loop needs Numba's threads started before it runs: its
+    compile result carries a hook that does it (``reload_init``), run when its cache entry is
+    loaded, and every kernel that links the function in inherits the hook from the linked
+    library, into its own cache entry. A library loaded from the cache has no hooks (Numba
+    keeps them on the compile result only), so a kernel compiled in a process that had loaded
+    the parallel function from the cache was cached without the hook, and loaded alone in a
+    later process it ran the loop without threads: a segmentation fault. (With stabsim's
+    networks in blocks: ``run_gd``, then ``run_adaptive`` in a second process, then
+    ``run_adaptive`` again in a third.) Here the loaded library gets its entry's hooks.
+
+    Uses Numba's private ``CompileResult._rebuild`` and ``CodeLibrary._reload_init``,
+    checked on 0.68; where they are missing, nothing changes.
+    """
+    result_class = getattr(compiler, "CompileResult", None)
+    rebuild = getattr(result_class, "__dict__", {}).get("_rebuild")
+    if not isinstance(rebuild, classmethod) or getattr(rebuild.__func__, "keeps_hooks", False):
+        return
+
+    def rebuild_keeping_hooks(cls, *args, **kwargs):
+        result = rebuild.__func__(cls, *args, **kwargs)
+        hooks = getattr(result.library, "_reload_init", None)
+        if isinstance(hooks, set) and result.reload_init:
+            hooks.update(result.reload_init)
+        return result
+
+    rebuild_keeping_hooks.keeps_hooks = True
+    result_class._rebuild = classmethod(rebuild_keeping_hooks)
+
+
+_cached_libraries_keep_their_reload_hooks()
+
+
 class KernelOnlyDispatcher(registry.CPUDispatcher):
     """A dispatcher compiled without a Python entry point (``jit(kernel_only=True)``): a call
     from Python goes to the kernel :func:`entry_for` gave it, and raises ``TypeError``

@@ -24,9 +24,10 @@ def dot(a, b):
     return s
 
 
-#: sums of squares in [SQUARES_LOW, inf) hold every square that matters to round-off (for
-#: d < 2^100 squares below 2^-1022 add less than 2^-122 relative); outside it, a square
-#: overflowed or underflowed
+#: a sum of squares in [SQUARES_LOW, inf) is right to round-off: a square below 2^-1022 is
+#: rounded to a multiple of 2^-1074 (or to 0), an error of at most 2^-1075, so for d < 2^100
+#: such errors add up to less than 2^-75 of the sum; outside it, squares overflowed or
+#: underflowed
 SQUARES_LOW = 2.0**-900
 
 

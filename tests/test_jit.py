@@ -339,3 +339,43 @@ def test_a_kernel_only_function_pickles_by_name():
     from stabsim.losses.kernels.network import _real_pass
 
     assert pickle.loads(pickle.dumps(_real_pass)) is _real_pass
+
+
+_PARALLEL_CACHED = """
+import numpy as np
+from numba import prange
+from stabsim._jit import jit
+
+@jit(parallel=True)
+def doubled(x):
+    out = np.empty_like(x)
+    for i in prange(x.shape[0]):
+        out[i] = 2.0 * x[i]
+    return out
+
+@jit
+def doubled_sum(x):
+    return doubled(x).sum()
+"""
+
+_CALL_ON_RANGE = inspect.getsource(_load_module) + """
+import sys
+import numpy as np
+print(_load_module(sys.argv[1])[sys.argv[2]](np.arange(4.0)))
+"""
+
+
+def test_a_kernel_linking_a_cached_parallel_function_starts_the_threads(tmp_path):
+    # process 1 compiles the parallel function; process 2 loads it from the cache and
+    # compiles a kernel on it; process 3 loads that kernel alone. Its cache entry must hold
+    # the hook that starts Numba's threads: without it, process 3 ended in a segmentation
+    # fault (as a network in blocks did: run_gd, then Adam twice, each in a new process)
+    path = tmp_path / "kernel_only_test.py"
+    path.write_text(_PARALLEL_CACHED)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    for name, printed in (("doubled", "[0. 2. 4. 6.]"), ("doubled_sum", "12.0"),
+                          ("doubled_sum", "12.0")):
+        out = subprocess.run([sys.executable, "-c", _CALL_ON_RANGE, str(path), name],
+                             env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.split("\n")[0] == printed

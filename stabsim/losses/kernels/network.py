@@ -603,7 +603,7 @@ def _tangent_pass(theta, p, v, state, out):
 
 
 @entry_for(_tangent_pass)
-def tangent_pass_from_python(theta, p, v, state, out):
+def _tangent_pass_from_python(theta, p, v, state, out):
     """:func:`_tangent_pass` called from Python (:meth:`Network._fn`)."""
     return _tangent_pass(theta, p, v, state, out)
 
@@ -701,7 +701,7 @@ def _real_pass(theta, p, g_out, save):
 
 
 @entry_for(_real_pass)
-def real_pass_from_python(theta, p, g_out, save):
+def _real_pass_from_python(theta, p, g_out, save):
     """:func:`_real_pass` called from Python (:meth:`Network._fn`)."""
     return _real_pass(theta, p, g_out, save)
 
