@@ -275,3 +275,15 @@ def test_gd_records_the_gradient_norm_at_every_scale(size):
     assert scaled.success, scaled.message
     unit = run_gd(Quadratic(matrix), theta0, eta, 5)
     np.testing.assert_allclose(scaled.grad_norm / size, unit.grad_norm, rtol=1e-13)
+
+
+@pytest.mark.parametrize("method", ["adam", "rmsprop", "scalar_rmsprop"])
+def test_adaptive_methods_stop_where_the_squares_of_their_state_overflow(method):
+    # ν is built from g_i² (Σ g_i² for scalar RMSProp): at a gradient of 1e170 it is inf, the
+    # step m/(√ν + ε) is 0 and θ would never move. That is NONFINITE, not a run that stands
+    # still with status OK (what a finite |g| alone let through)
+    rng = np.random.default_rng(4)
+    matrix = rng.normal(size=(6, 6))
+    matrix = matrix @ matrix.T / 6 + np.eye(6)
+    r = run_adaptive(Quadratic(1e170 * matrix), rng.normal(size=6), 0.01, 20, method=method)
+    assert r.status is Status.NONFINITE

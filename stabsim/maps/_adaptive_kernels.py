@@ -226,7 +226,10 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
             loss = loss_value_grad(theta, p, g)
         g2 = dot(g, g)
         gnorm = norm_of(g, g2)
-        if not (np.isfinite(loss) and np.isfinite(gnorm)):
+        # the state ν is made of the squares g_i² (Σ g_i² for scalar RMSProp): once they
+        # overflow, ν and the denominators are inf and the step is 0, so a finite |g| is not
+        # enough to go on
+        if not (np.isfinite(loss) and np.isfinite(g2)):
             return _NONFINITE, k
         if np.sqrt(dot(theta, theta)) > divergence_norm:
             return _DIVERGED, k
