@@ -63,6 +63,7 @@ import pickle
 from pathlib import Path
 
 import numba
+from llvmlite import binding as llvm
 from numba import _dynfunc
 from numba.core import codegen, compiler, cpu, registry, targetconfig
 from numba.core.caching import FunctionCache, IndexDataCacheFile
@@ -289,23 +290,36 @@ def _no_machine_code_when_only_linked():
     call 3.50 → 1.53 s; the process's CPU time for Adam 14.1–14.5 → 11.5–12.9 s. The results
     are the same bit for bit.
 
-    Uses private parts of Numba (checked on 0.68: ``CPUContext.get_executable``, and
+    Such a function that is cached on its own (a ``jit(kernel_only=True)`` dispatcher) is
+    cached as its optimised LLVM module (Numba's "bitcode" kind) rather than as machine code,
+    and loaded so, with its machine code pending again: a later process that compiles a new
+    kernel on it links the module in and makes no code for it alone (Numba loads a bitcode
+    entry by making its code at once). The environments Numba sets on loading it wait for
+    that code too (it writes them into the code's global variables).
+
+    Uses private parts of Numba (checked on 0.68: ``CPUContext.get_executable``,
     ``_finalize_final_module``, which adds the module to the engine and makes its code with
-    ``_finalize_specific``); where they are missing, nothing changes.
+    ``_finalize_specific``, ``CPUCodeLibrary._unserialize`` and ``JITCPUCodegen.set_env``);
+    where they are missing, nothing changes.
     """
     library_class = getattr(codegen, "JITCodeLibrary", None)
     finalize_module = getattr(codegen.CPUCodeLibrary, "_finalize_final_module", None)
     get_executable = getattr(cpu.CPUContext, "get_executable", None)
     if (library_class is None or finalize_module is None or get_executable is None
             or not hasattr(library_class, "_finalize_specific")
+            or not isinstance(codegen.CPUCodeLibrary.__dict__.get("_unserialize"), classmethod)
+            or not hasattr(getattr(codegen, "JITCPUCodegen", None), "set_env")
             or getattr(get_executable, "defers_machine_code", False)):
         return
     get_pointer = library_class.get_pointer_to_function
     serialize = codegen.CPUCodeLibrary.serialize_using_object_code
     serialize_bitcode = codegen.CPUCodeLibrary.serialize_using_bitcode
+    unserialize = codegen.CPUCodeLibrary._unserialize.__func__
+    set_env = codegen.JITCPUCodegen.set_env
 
     def get_executable_deferring(self, library, fndesc, env):
-        if library._finalized or not _only_linked(library, fndesc):
+        if ((library._finalized and not _machine_code_pending(library))
+                or not _only_linked(library, fndesc)):
             return get_executable(self, library, fndesc, env)
         library._stabsim_environment = (self.get_env_name(fndesc), env)
         library._ensure_finalized()
@@ -316,6 +330,7 @@ def _no_machine_code_when_only_linked():
 
     def finalize_module_deferring(self):
         if (getattr(self, "_stabsim_environment", None) is None
+                and not _machine_code_pending(self)
                 and not _is_stabsim_parallel_loop(self)):
             return finalize_module(self)
         codegen_ = self._codegen
@@ -339,11 +354,36 @@ def _no_machine_code_when_only_linked():
             return serialize_bitcode(self)
         return serialize(self)
 
+    def unserialize_deferring(cls, codegen_, state):
+        name, kind, data = state
+        if kind != "bitcode":
+            return unserialize(cls, codegen_, state)
+        # as Numba loads a module of bitcode, but with its machine code left pending when no
+        # Python entry point is in it (only kernels link it in, and they carry its code)
+        library = codegen_.create_library(name)
+        library._final_module = llvm.parse_bitcode(data)
+        if not any(function.name.startswith(_CPYTHON_WRAPPER)
+                   for function in library._final_module.functions
+                   if not function.is_declaration):
+            library._stabsim_machine_code_pending = True
+        library._finalize_final_module()
+        return library
+
+    def set_env_when_defined(self, env_name, env):
+        # the environment of a function in a library whose machine code is pending: set when
+        # the code is made (_make_pending_machine_code), as Numba sets it when the code exists
+        if self._engine.get_global_value_address(env_name) == 0:
+            self.__dict__.setdefault("_stabsim_pending_environments", {})[env_name] = env
+            return
+        set_env(self, env_name, env)
+
     get_executable_deferring.defers_machine_code = True
     cpu.CPUContext.get_executable = get_executable_deferring
     codegen.CPUCodeLibrary._finalize_final_module = finalize_module_deferring
     library_class.get_pointer_to_function = get_pointer_making_code
     codegen.CPUCodeLibrary.serialize_using_object_code = serialize_making_code
+    codegen.CPUCodeLibrary._unserialize = classmethod(unserialize_deferring)
+    codegen.JITCPUCodegen.set_env = set_env_when_defined
 
 
 def _only_linked(library, fndesc) -> bool:
@@ -381,13 +421,22 @@ def _machine_code_pending(library) -> bool:
     return library.__dict__.get("_stabsim_machine_code_pending", False)
 
 
+#: how the names of Numba's Python entry points begin (itanium-mangled in namespace cpython)
+_CPYTHON_WRAPPER = "_ZN7cpython"
+
+
 def _make_pending_machine_code(library):
     if library.__dict__.pop("_stabsim_machine_code_pending", False):
-        library._codegen._add_module(library._final_module)
+        codegen_ = library._codegen
+        codegen_._add_module(library._final_module)
         library._finalize_specific()
         environment = getattr(library, "_stabsim_environment", None)
         if environment is not None:  # a prange loop's wrappers have none
-            library._codegen.set_env(*environment)
+            codegen_.set_env(*environment)
+        pending = codegen_.__dict__.get("_stabsim_pending_environments", {})
+        for name in list(pending):
+            if codegen_._engine.get_global_value_address(name) != 0:
+                codegen_.set_env(name, pending.pop(name))
 
 
 _no_machine_code_when_only_linked()

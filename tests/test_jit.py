@@ -300,8 +300,8 @@ def test_a_kernel_only_function_runs_in_kernels_and_from_python_only_through_its
 
 _CACHED_KERNEL_ONLY = inspect.getsource(_load_module) + """
 import sys
-from numba.core import event
-compiled = []
+from numba.core import codegen, event
+compiled, machine_code = [], []
 
 class Listener(event.Listener):
     def on_start(self, e):
@@ -311,13 +311,22 @@ class Listener(event.Listener):
         pass
 
 event.register("numba:compile", Listener())
+make_machine_code = codegen.JITCodeLibrary._finalize_specific
+
+def recording(self):
+    machine_code.append(self.name)
+    return make_machine_code(self)
+
+codegen.JITCodeLibrary._finalize_specific = recording
 print(_load_module(sys.argv[1])[sys.argv[2]](3.0), *compiled)
+print(*machine_code)
 """
 
 
 def test_a_kernel_only_function_is_linked_from_the_disk_cache(tmp_path):
-    # a second process compiling a new kernel loads halve from the cache (its optimised code,
-    # no machine code) instead of compiling it, and the new kernel computes 4 · x/2
+    # a second process compiling a new kernel loads halve from the cache (its optimised code)
+    # instead of compiling it, makes no machine code for it alone (the kernel carries its
+    # copy), and the new kernel computes 4 · x/2
     _kernel_only_module(tmp_path)  # writes the module's file
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     path = str(tmp_path / "kernel_only_test.py")
@@ -325,12 +334,17 @@ def test_a_kernel_only_function_is_linked_from_the_disk_cache(tmp_path):
     def run(kernel):
         out = subprocess.run([sys.executable, "-c", _CACHED_KERNEL_ONLY, path, kernel],
                              env=env, capture_output=True, text=True, check=True).stdout
-        value, *compiled = out.split()
-        return float(value), compiled
+        first, machine_code = out.split("\n")[:2]
+        value, *compiled = first.split()
+        return float(value), compiled, machine_code.split()
 
-    assert run("kernel") == (10.0 + 1.5, ["kernel", "square_plus_one", "halve"])
-    assert run("other_kernel") == (6.0, ["other_kernel"])
-    assert run("kernel") == (11.5, [])
+    value, compiled, machine_code = run("kernel")
+    assert (value, compiled) == (10.0 + 1.5, ["kernel", "square_plus_one", "halve"])
+    assert "kernel" in machine_code and "halve" not in machine_code
+    value, compiled, machine_code = run("other_kernel")
+    assert (value, compiled) == (6.0, ["other_kernel"])
+    assert "other_kernel" in machine_code and "halve" not in machine_code
+    assert run("kernel")[:2] == (11.5, [])
 
 
 def test_a_kernel_only_function_pickles_by_name():
