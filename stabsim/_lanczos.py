@@ -748,10 +748,11 @@ def tridiagonal_vector(diag, offdiag, k, lam, vec_out, inverse_pivots):
     sum), factored once by Gaussian elimination without pivoting (the Thomas algorithm:
     pivots p_1 = a_1 − σ, p_i = a_i − σ − b_{i−1}²/p_{i−1}), each right-hand side multiplied
     by scale so that the solution stays near 1/eps in size whatever the size of T. A pivot
-    smaller than eps·scale (zero where σ falls on an eigenvalue of a leading block, as when
-    λ lies an ulp below a diagonal entry of a decoupled T) counts as eps·scale with its sign:
-    a floor fixed in absolute terms made the solution overflow for |T| above about 1.8e8. For
-    k ≥ 3.
+    smaller than eps·scale counts as eps·scale with its sign: the pivot of the eigenvector's
+    own direction is often that small once T has converged or decoupled (σ lies 2 eps·scale
+    from λ), and it is zero where σ falls on an eigenvalue of a leading block, as when λ lies
+    an ulp below a diagonal entry of a decoupled T. A floor fixed in absolute terms (1e-300)
+    made the solution overflow for |T| above about 1.8e8. For k ≥ 3.
     """
     scale = abs(lam)
     for i in range(k):

@@ -35,9 +35,10 @@ SQUARES_LOW = 2.0**-900
 def norm_of(v, square):
     """|v| given ``square`` = Σ v_i² as :func:`dot` made it: √square where that sum can be
     trusted, and otherwise s·|v/s| with s = max |v_i|, so that entries past 1e154 (whose
-    squares overflow) or below 1e-154 (whose squares underflow) give their norm; inf only if
-    an entry is, NaN if one is. The engines take the gradient's norm so, from the square
-    they need anyway: one comparison a step."""
+    squares overflow) or below 1e-154 (whose squares underflow) give their norm; inf if an
+    entry is or if the norm itself is past the largest double, NaN if an entry is NaN. The
+    engines take the gradient's norm so, from the square they need anyway: one comparison a
+    step."""
     if SQUARES_LOW <= square < np.inf or square != square:
         return np.sqrt(square)
     big = 0.0
