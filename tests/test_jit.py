@@ -229,11 +229,16 @@ def test_compiler_flags_hash_and_compare_as_numba_defines_them():
     other.nrt = not Flags.options["nrt"].default
     for flags in (plain, explicit, other):
         assert hash(flags) == hash(tuple(sorted(flags.values())))
+    # options set on one side only, or on both to different values: only those are compared
+    both, mixed = Flags(), Flags()
+    both.nrt, both.boundscheck = other.nrt, Flags.options["boundscheck"].default
+    mixed.boundscheck = not Flags.options["boundscheck"].default
     pairs = [(plain, plain), (plain, explicit), (explicit, plain), (plain, other),
-             (other, explicit), (plain, plain.copy())]
+             (other, explicit), (plain, plain.copy()), (other, both), (both, other),
+             (both, mixed), (mixed, plain), (explicit, both)]
     for a, b in pairs:
         assert (a == b) == (a.values() == b.values())
-    assert plain == explicit and plain != other
+    assert plain == explicit and plain != other and other == both and both != mixed
 
 
 _KERNEL_ONLY = """
