@@ -157,6 +157,8 @@ def test_a_small_budget_ends_limit_map_quickly(budget):
     assert limit.status is Status.MAX_STEPS and limit.knob == "max_rhs_evals"
     assert "`max_rhs_evals`" in limit.message
     assert f"max_rhs_evals = {budget} times" in limit.message
+    # on limit_map's own clock, the flow time s (it said "by t = ..." before)
+    assert f"times by s = {limit.flow_time:.10g} " in limit.message
     assert limit.counters["rhs_evals"] == budget
     assert limit.parameters["max_rhs_evals"] == budget
     if budget == 1:

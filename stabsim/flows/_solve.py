@@ -89,7 +89,8 @@ class FlowResult(Result):
 
 def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=None,
                integrator="DOP853", rtol=1e-10, atol=1e-12, divergence_norm=np.inf,
-               max_rhs_evals=None, rhs_evals_spent=0, parameters=None) -> FlowResult:
+               max_rhs_evals=None, rhs_evals_spent=0, parameters=None,
+               clock="t") -> FlowResult:
     """Integrate ``dy/dt = rhs(t, y)`` from ``t_start`` to ``t_end``.
 
     Two ways a run can stop early without letting NaN into the saved states:
@@ -150,6 +151,9 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
         run (the branches of a central flow before this one); default 0.
     parameters : dict, optional
         The parameters of the public call, kept in the result (default: the integrator's).
+    clock : str
+        The name of the time variable in the result's messages (default ``"t"``; the flow
+        time ``"s"`` of :func:`stabsim.flows.manifold_geometry` limit points).
 
     Returns
     -------
@@ -235,7 +239,7 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
 
     def out_of_budget(t, states, counters, t_stop):
         message = (f"the right-hand side was evaluated max_rhs_evals = {max_rhs_evals} times "
-                   f"by t = {t_stop:.10g} (a vector field that switches discontinuously "
+                   f"by {clock} = {t_stop:.10g} (a vector field that switches discontinuously "
                    "there, or is stiff, makes the integrator's steps ever smaller)")
         return result(t, states, Status.MAX_STEPS, message, counters, t_stop,
                       knob="max_rhs_evals")
@@ -247,7 +251,8 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
         return out_of_budget(*nothing, (0, 0), t_start)
     if not np.all(np.isfinite(start)):
         return result(*nothing, Status.NONFINITE,
-                      f"the right-hand side is NaN or inf at the start, t = {t_start:.10g}",
+                      "the right-hand side is NaN or inf at the start, "
+                      f"{clock} = {t_start:.10g}",
                       (1, 0), t_start)
     options["method"] = _failing_when_refused(integrator, lambda: allowed - made[0])
     if jac is not None and integrator in ("Radau", "BDF", "LSODA"):
@@ -266,7 +271,8 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
         return out_of_budget(*nothing, (made[0], 0), t_start)
     except _NonFinite:  # in an implicit integrator's set-up (its numerical Jacobian)
         return result(*nothing, Status.NONFINITE,
-                      f"the right-hand side is NaN or inf next to the start, t = {t_start:.10g}",
+                      "the right-hand side is NaN or inf next to the start, "
+                      f"{clock} = {t_start:.10g}",
                       (made[0], 0), t_start)
     # with t_eval and no save time before a terminal event, solve_ivp returns empty lists
     t = np.asarray(sol.t, dtype=float)
@@ -276,18 +282,19 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
     if not finite.all():  # LSODA may accept NaN states (a NaN right-hand side)
         bad = int(np.argmin(finite))
         t_stop = float(t[bad - 1]) if bad else t_start
-        message = f"the state turned NaN or inf just after t = {t_stop:.10g}"
+        message = f"the state turned NaN or inf just after {clock} = {t_stop:.10g}"
         return result(t[:bad], states[:bad], Status.NONFINITE, message, counters, t_stop)
     if refused[0]:
         return out_of_budget(t, states, counters, reached[0])
     if event_nan[0] < np.inf:
         keep = t <= finite_until[0]
         message = (f"an event function (e.g. the sharpness) turned NaN or inf just after "
-                   f"t = {finite_until[0]:.10g}")
+                   f"{clock} = {finite_until[0]:.10g}")
         return result(t[keep], states[keep], Status.NONFINITE, message, counters, finite_until[0])
     if sol.status == 1 and sol.t_events[0].size:
         t_stop = float(sol.t_events[0][0])
-        message = f"|state| reached divergence_norm = {divergence_norm:.6g} at t = {t_stop:.10g}"
+        message = (f"|state| reached divergence_norm = {divergence_norm:.6g} at "
+                   f"{clock} = {t_stop:.10g}")
         return result(t, states, Status.DIVERGED, message, counters, t_stop, sol.y_events[0][0])
     if sol.status == 1:  # another terminal event
         fired = next(k for k, te in enumerate(sol.t_events) if te.size)
@@ -300,7 +307,7 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
         # the interpolant may overflow on the last step before the stop: keep finite rows
         keep = np.all(np.isfinite(states), axis=1)
         t, states = t[keep], states[keep]
-        message = (f"the right-hand side turned NaN or inf just after t = {t_stop:.10g}; "
+        message = (f"the right-hand side turned NaN or inf just after {clock} = {t_stop:.10g}; "
                    f"{sol.message}")
         return result(t, states, Status.NONFINITE, message, counters, t_stop)
     return result(t, states, Status.NOT_CONVERGED, sol.message, counters, t_stop)

@@ -141,7 +141,7 @@ def limit_map(loss: Loss, theta, *, tol: float = LIMIT_TOL, s_max: float = 1e6,
     converged.terminal = True
     flow = solve_flow(lambda s, y: -loss.grad(y), theta, s_max, events=[converged],
                       jac=lambda s, y: -loss.hessian(y), integrator=integrator, rtol=rtol,
-                      atol=atol, max_rhs_evals=max_rhs_evals)
+                      atol=atol, max_rhs_evals=max_rhs_evals, clock="s")
     if flow.step.size:
         point, flow_time = flow.theta.copy(), float(flow.step[-1])
     else:  # the budget ran out in the integrator's set-up, before its first step
