@@ -176,3 +176,72 @@ def test_a_pickled_loss_carries_its_function_to_another_process(tmp_path):
     assert float(out) == pytest.approx(expected, rel=1e-15)
     with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
         pickle.dumps(from_jax(lambda w: w @ w, 2))  # a lambda cannot travel
+
+
+def test_provenance_tells_apart_what_the_function_reads_to_the_last_bit(tmp_path):
+    # provenance had hashed the function's bytecode and repr(params) only: data a repr
+    # rounds (1.0 against 1.0000000001), a global the function reads, and a variable it
+    # closes over left it unchanged (a sweep resumed after an edit reused stale chunks)
+    pytest.importorskip("jax")
+    import subprocess
+    import types
+
+    def quadratic(w, p):
+        return p[0] * w[0] ** 2 + p[1] * w[1] ** 2 + sum(x for x in w)
+
+    base = from_jax(quadratic, 2, np.array([1.0, 3.0])).provenance
+    assert from_jax(quadratic, 2, np.array([1.0, 3.0])).provenance == base
+    assert from_jax(quadratic, 2, np.array([1.0, 3.0 + 1e-10])).provenance != base
+
+    def closing_over(scale):
+        return lambda w: scale * (w @ w)
+
+    assert (from_jax(closing_over(1.0), 2).provenance
+            != from_jax(closing_over(1.0 + 2.0 ** -52), 2).provenance)
+
+    module = types.ModuleType("provenance_globals")  # no file: a notebook's functions
+    exec("SCALE = 1.0\ndef f(w):\n    return SCALE * (w @ w)\n", module.__dict__)
+    first = from_jax(module.f, 2).provenance
+    module.SCALE = 2.0
+    assert from_jax(module.f, 2).provenance != first
+    module.SCALE = 1.0
+    assert from_jax(module.f, 2).provenance == first
+
+    # the same in a fresh process, a generator expression (nested code, whose repr holds an
+    # address) included: the name a result's parameters carry does not change
+    script = ("import numpy as np\nfrom stabsim.losses import from_jax\n"
+              "def quadratic(w, p):\n"
+              "    return p[0] * w[0] ** 2 + p[1] * w[1] ** 2 + sum(x for x in w)\n"
+              "print(from_jax(quadratic, 2, np.array([1.0, 3.0])).provenance)\n")
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True, cwd=tmp_path).stdout for _ in range(2)]
+    assert runs[0] == runs[1] and runs[0].startswith("from_jax(quadratic, dim=2) sha256:")
+
+
+def test_a_sweep_of_a_jax_loss_gets_another_key_when_its_module_is_edited(tmp_path,
+                                                                          monkeypatch):
+    # an edit of a constant the JAX function reads had left the work directory's key, and
+    # so its chunks, as they were: a resumed sweep returned the old loss's results
+    pytest.importorskip("jax")
+    import importlib
+
+    from stabsim.sweep import SweepConfig
+
+    name = "from_jax_edited"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # an edit within a second
+    source = ("from stabsim.losses import from_jax\nSCALE = {scale}\n\n"
+              "def f(w):\n    return 0.5 * SCALE * (w[0] ** 2 + 3.0 * w[1] ** 2)\n\n"
+              "def make():\n    return from_jax(f, 2)\n")
+
+    def key(scale):
+        (tmp_path / f"{name}.py").write_text(source.format(scale=scale))
+        sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+        return SweepConfig(model="gd", loss={"name": f"{name}:make"}, steps=5,
+                           params={"theta0": [0.1, 0.8]}, grid={"eta": [0.1, 0.2]}).key
+
+    first = key(1.0)
+    assert key(2.0) != first
+    assert key(1.0) == first  # the same loss again: the same key
+    sys.modules.pop(name, None)

@@ -36,7 +36,8 @@ from .._jit import KernelCache
 from ._protocol import Family
 
 
-def _file_digest(obj) -> str:
+def file_digest(obj) -> str:
+    """The SHA-256 (hex) of the file that defines ``obj`` (a module, class or function)."""
     path = inspect.getfile(getattr(obj, "py_func", obj))
     with open(path, "rb") as handle:
         return hashlib.sha256(handle.read()).hexdigest()
@@ -45,7 +46,7 @@ def _file_digest(obj) -> str:
 def family_stamp(family: Family) -> tuple:
     """Hashes of the source files that define the family's record and functions."""
     objects = [family.record, *family.functions.values()]
-    return tuple(sorted({_file_digest(obj) for obj in objects}))
+    return tuple(sorted({file_digest(obj) for obj in objects}))
 
 
 def _cache_directory(family: Family) -> Path | None:

@@ -19,7 +19,10 @@ relative residual 1e-10; ``benchmarks/bench_networks.py``):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
 import itertools
+import os
 import warnings
 import weakref
 from collections.abc import Callable
@@ -93,13 +96,13 @@ class JaxLoss(Loss):
         return f"from_jax({name}, dim={self.dim})"
 
     def _provenance_parts(self):
-        # the record holds a process-local handle: the function's name and code, and its
-        # fixed data, say which loss this is
-        code = getattr(self.fn, "__code__", None)
+        # the record holds a process-local handle: the function (its code, what it reads,
+        # its module's source) and its fixed data, to the last bit, say which loss this is
         name = f"{getattr(self.fn, '__module__', '')}.{getattr(self.fn, '__qualname__', '')}"
         yield name.encode()
-        yield b"" if code is None else code.co_code + repr(code.co_consts).encode()
-        yield repr(self.fn_params).encode()
+        yield from _function_fingerprint(self.fn, set(), getattr(self.fn, '__module__', None))
+        yield from _source_digest(self.fn)
+        yield from _value_fingerprint(self.fn_params, set(), None)
 
     def __reduce__(self):
         # the jitted functions live in this process's table under a handle that means
@@ -114,6 +117,98 @@ class JaxLoss(Loss):
 
     def __deepcopy__(self, memo):
         return self
+
+
+#: how deep :func:`_value_fingerprint` follows functions and containers inside one another
+_FINGERPRINT_DEPTH = 4
+
+
+def _source_digest(fn):
+    """The SHA-256 of the file that defines ``fn``, if it has one (not a notebook cell's)."""
+    try:
+        path = inspect.getsourcefile(inspect.unwrap(fn))
+    except TypeError:
+        path = None
+    if path and os.path.isfile(path):
+        with open(path, "rb") as handle:
+            yield hashlib.sha256(handle.read()).digest()
+
+
+def _code_fingerprint(code):
+    """A code object's bytecode, names and constants, nested code objects (lambdas,
+    comprehensions) followed instead of written by ``repr`` (which holds an address)."""
+    yield code.co_code
+    yield repr(code.co_names).encode()
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            yield from _code_fingerprint(const)
+        else:
+            yield repr(const).encode()
+
+
+def _global_names(code):
+    """The global names a code object and the code nested in it read."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names |= _global_names(const)
+    return names
+
+
+def _function_fingerprint(fn, seen, home, depth=0):
+    """The bytes that say what a Python function of the module ``home`` (the loss
+    function's) computes: its code, and the values of the globals it reads and of the
+    variables it closes over (:func:`_value_fingerprint`). A function of another module (a
+    library's) is known by its module and name, anything else callable by its type."""
+    fn = inspect.unwrap(fn)
+    code = getattr(fn, "__code__", None)
+    module = getattr(fn, "__module__", None)
+    if code is None or module != home or id(fn) in seen or depth > _FINGERPRINT_DEPTH:
+        yield f"{module}.{getattr(fn, '__qualname__', type(fn).__qualname__)}".encode()
+        return
+    seen.add(id(fn))
+    yield from _code_fingerprint(code)
+    scope = getattr(fn, "__globals__", {})
+    for name in sorted(_global_names(code)):
+        if name in scope:
+            yield name.encode()
+            yield from _value_fingerprint(scope[name], seen, home, depth + 1)
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            content = cell.cell_contents
+        except ValueError:  # a cell not yet filled
+            continue
+        yield from _value_fingerprint(content, seen, home, depth + 1)
+
+
+def _value_fingerprint(value, seen, home, depth=0):
+    """Bytes that tell values apart to the last bit: an array's dtype, shape and data (a JAX
+    array's too), a number's or a string's ``repr``, containers element by element,
+    functions by :func:`_function_fingerprint`, a module by its name; any other object by
+    its type (its ``repr`` may hold an address, which differs from one process to the
+    next)."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        yield repr(value).encode()
+    elif isinstance(value, np.ndarray) or hasattr(value, "__array__") and hasattr(value,
+                                                                                 "dtype"):
+        array = np.asarray(value)
+        yield f"{array.dtype.str}{array.shape}".encode()
+        yield np.ascontiguousarray(array).tobytes()
+    elif isinstance(value, (tuple, list)) and depth <= _FINGERPRINT_DEPTH:
+        yield f"{type(value).__name__}{len(value)}".encode()
+        for item in value:
+            yield from _value_fingerprint(item, seen, home, depth + 1)
+    elif isinstance(value, dict) and depth <= _FINGERPRINT_DEPTH:
+        yield f"dict{len(value)}".encode()
+        for key in sorted(value, key=repr):
+            yield repr(key).encode()
+            yield from _value_fingerprint(value[key], seen, home, depth + 1)
+    elif inspect.ismodule(value):
+        yield value.__name__.encode()
+    elif callable(value):
+        yield from _function_fingerprint(value, seen, home, depth)
+    else:
+        yield type(value).__qualname__.encode()
 
 
 def _rebuild(fn, dim, params, min_value) -> JaxLoss:

@@ -61,6 +61,7 @@ import itertools
 import json
 import math
 import numbers
+import sys
 
 import numpy as np
 
@@ -449,12 +450,13 @@ def _check_loss_builds(config) -> tuple[int, tuple[str, ...]]:
     sources : tuple of str
         For a loss made by a user's factory (``name = "module:factory"``), sorted: the
         :attr:`~stabsim.losses.Loss.provenance` of every loss it made (its parameters, and
-        for a JAX loss its function's code), and the hashes of the source files of the
+        for a JAX loss its function's code, the values it reads and its module's source),
+        the hash of the factory's module, and the hashes of the source files of the
         families defined outside stabsim (``family_stamp``; none for a family defined
         interactively, which has no file). Empty for stabsim's own families, which the
         config and stabsim's version determine.
     """
-    from ..losses._engines import family_stamp
+    from ..losses._engines import family_stamp, file_digest
     from .gd_cells import build_loss  # the GD engine: imported for model "gd" only
 
     name = config.loss["name"]
@@ -492,6 +494,11 @@ def _check_loss_builds(config) -> tuple[int, tuple[str, ...]]:
                 sources.update(family_stamp(family))
             except (TypeError, OSError):  # defined interactively: no source file
                 pass
+    if ":" in name:  # the factory's module too: what it reads besides the loss's record
+        try:
+            sources.add(file_digest(sys.modules[name.partition(":")[0]]))
+        except (KeyError, TypeError, OSError):  # no file (a module made in memory)
+            pass
     return dim, tuple(sorted(sources))
 
 
