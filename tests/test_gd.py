@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stabsim._status import Status
-from stabsim.losses import Minimalist, Quadratic, QuadraticRegression
+from stabsim.losses import Minimalist, Quadratic, QuadraticRegression, ScalarNetwork
 from stabsim.maps import empirical_threshold, reference_point, run_gd, stability_threshold
 
 
@@ -137,6 +137,36 @@ def test_deflated_lanczos_finds_both_copies_of_a_repeated_top_eigenvalue():
     # Ritz values from residual ≤ 1e-10·3 lie within it of an eigenvalue (Bauer–Fike)
     np.testing.assert_allclose(result.sharpness, np.tile([3.0, 3.0, 2.0], (3, 1)), rtol=0,
                                atol=(1 + 2) * 3e-10)
+
+
+@pytest.mark.parametrize("d", [12, 20, 40])
+def test_deflated_lanczos_gives_negative_eigenvalues_below_the_top(d):
+    # One positive eigenvalue, the rest negative: P A P (P off the top vector) is 0 on that
+    # vector, so a basis vector that leaks back along it gives λ₂ = 0 with a tiny residual.
+    # The reorthogonalisation put such a leak in (O(eps |A|), dominant once the Krylov
+    # space used up P's range): top_k = 2 gave [3, −6e-15] for [3, −1] at d = 20, and a
+    # scalar network's [35.6, −1.06, −1.06] came out [35.6, −1.1e-11, −1.2e-11], status OK
+    rng = np.random.default_rng(d)
+    basis = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    values = np.concatenate([[3.0], -np.linspace(1.0, 2.0, d - 1)])
+    rotated = basis @ np.diag(values) @ basis.T
+    for matrix in (np.diag(values), 0.5 * (rotated + rotated.T)):
+        result = run_gd(Quadratic(matrix), np.ones(d), 0.01, 0, top_k=3,
+                        eigensolver="lanczos")
+        assert result.status is Status.OK
+        # each Ritz value has residual ≤ 1e-10·|A| (|A| = 3), so it lies within that of an
+        # eigenvalue of the deflated operator (Bauer–Fike), plus what the locked vectors'
+        # own error (≤ 3e-10/gap, gap ≥ 1 here) moves it by, for each of the two above it
+        expected = np.sort(np.linalg.eigvalsh(matrix))[::-1][:3]
+        np.testing.assert_allclose(result.sharpness[0], expected, rtol=0, atol=(1 + 2) * 3e-10)
+    # the scalar network of the finding (λ₁ ≈ 35.6 far above λ₂ ≈ −1.06: the locked vector's
+    # error, ≤ 1e-10·|A|/36, moves λ₂ by far less than the residual bound)
+    network = ScalarNetwork(10)
+    theta = 1.05 + 0.001 * np.arange(10)
+    result = run_gd(network, theta, 1e-4, 0, top_k=2)
+    expected = np.sort(np.linalg.eigvalsh(network.hessian(theta)))[::-1][:2]
+    np.testing.assert_allclose(result.sharpness[0], expected, rtol=0,
+                               atol=2 * 1e-10 * expected[0])
 
 
 @pytest.mark.parametrize(
