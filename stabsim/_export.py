@@ -77,6 +77,8 @@ VARIABLES = {
     # the constrained trajectory (ConstrainedResult)
     "theta_dagger": ("constrained trajectory theta_dagger_t", DIMENSIONLESS),
     "v": ("predicted displacement v_t", DIMENSIONLESS),
+    "u": ("unit top Hessian eigenvector u_t at theta_dagger_t, sign aligned along the run",
+          DIMENSIONLESS),
     "dagger_lambda2": ("second Hessian eigenvalue at theta_dagger", DIMENSIONLESS),
     "pred_y": ("predicted y_t = grad S_perp . v_t", DIMENSIONLESS),
     "u_dot_grad_sharpness": ("u . grad S at theta_dagger", DIMENSIONLESS),

@@ -37,7 +37,7 @@ from .maps.constrained import constrained_trajectory
 from .maps.gd import reference_point, run_gd
 from .maps.projection import PROJECTION_METHODS
 from .maps.reduced import run_reduced
-from .spectral import eos_constants, sharpness, top_eigenpairs
+from .spectral import eos_constants, sharpness
 
 #: default budget of each flow's right-hand sides in :func:`compare`, per step of its
 #: horizon: the flows take 8 to 71 a step on the models of the tests (gradient flow) and
@@ -347,14 +347,16 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
         parts["constrained"] = dag
         m = min(iterates.shape[0] - tc, dag.trajectory.shape[0])  # rows both runs made
         gd_window = iterates[tc:tc + m]
-        u = _unit_eigenvectors(loss, dag.trajectory)
         rec.update({
             "dagger_loss": padded(dag.loss, tc), "dagger_sharpness": padded(dag.sharpness, tc),
             "pred_loss": padded(dag.predicted_loss, tc),
             "pred_sharpness": padded(dag.predicted_sharpness, tc),
             "dist_dagger": distance(dag.trajectory, tc),
             "dist_pred": distance(dag.predicted_theta, tc),
-            "gd_x": padded(np.einsum("ij,ij->i", gd_window - dag.trajectory[:m], u[:m]), tc),
+            # along θ†'s own u, whose sign pred_x = u·v has (a u of its own had the opposite
+            # sign at times: gd_x and pred_x anti-phased from the crossing on)
+            "gd_x": padded(np.einsum("ij,ij->i", gd_window - dag.trajectory[:m], dag.u[:m]),
+                           tc),
             "pred_x": padded(dag.x, tc), "alpha": padded(dag.alpha, tc),
             "lambda2_margin": padded(2.0 / eta - dag.lambda2, tc),
             "vperp_over_delta": padded(_vperp_over_delta(dag), tc),
@@ -415,17 +417,6 @@ def _no_reference_point(loss, theta0, sharpness0, eta, projected) -> Result:
     except FlatSharpnessError as error:
         return Result(Status.FLAT_SHARPNESS, {}, {}, detail=f"{why}; at θ₀ besides, {error}")
     return Result(Status.UNDEFINED, {}, {}, detail=f"{why}; start below 2/η (a smaller `eta`)")
-
-
-def _unit_eigenvectors(loss, thetas) -> np.ndarray:
-    """Top unit eigenvector at each point, signs aligned along the sequence."""
-    out = np.full_like(thetas, np.nan)
-    prev = None
-    for i, theta in enumerate(thetas):
-        if not np.all(np.isfinite(theta)):
-            break
-        prev = out[i] = top_eigenpairs(loss, theta, v0=prev).vectors[:, 0]
-    return out
 
 
 def _vperp_over_delta(dag) -> np.ndarray:

@@ -69,6 +69,23 @@ def test_first_predicted_step_errs_only_at_second_order(run):
     assert bound < 1e-3 * run.dist_dagger[tc + 1]  # θ† alone is off by O(|v|) already
 
 
+def test_gd_x_and_the_predicted_x_are_measured_along_the_same_u():
+    # x_t = u·(θ_t − θ†_t) of GD and x_t = u·v_t of the prediction: at the crossing v is
+    # θ_tc − θ†_tc itself, so the two are equal there, along whichever sign of u. compare
+    # had measured GD's along a u of its own, whose sign at θ†_0 came out opposite to θ†'s
+    # here (η = 0.05, seed 0: gd_x = +3.9e-4, pred_x = −3.9e-4 at the crossing, anti-phased
+    # from there on, a review's finding)
+    loss = QuadraticRegression.two_scale(0.05, seed=0)
+    run = compare(loss, np.zeros(loss.dim), 0.05, 60, warn=False)
+    tc = run.crossing_step
+    assert tc is not None and run.statuses["constrained"] is Status.OK
+    # the same dot product, summed in another order: a few ulps of |v| apart
+    assert abs(run.gd_x[tc] - run.pred_x[tc]) <= 8 * np.finfo(float).eps * run.dist_dagger[tc]
+    assert abs(run.gd_x[tc]) > 1e-3 * run.dist_dagger[tc]  # not a zero that hides the sign
+    steps = np.arange(tc, tc + 5)
+    assert np.all(np.sign(run.gd_x[steps]) == np.sign(run.pred_x[steps]))
+
+
 def test_sharpness_hovers_around_two_over_eta(run):
     w = run.whole_cycles()  # exists: GD's sharpness came back up through 2/η at least twice
     rel = run.gd_sharpness[w] * ETA / 2.0

@@ -156,3 +156,26 @@ def test_no_sharpness_force_while_theta_dagger_is_inside_the_stable_set():
         lag = np.max(np.linalg.norm(before - dag.trajectory, axis=1))
     assert np.max(errors["exact"]) < 1e-2 * lag
     assert errors["paper"][-1] > 10 * lag
+
+
+def test_u_is_the_top_eigenvector_at_theta_dagger_with_its_sign_carried_along():
+    # x_t = u·v_t is measured along the result's u: the unit top eigenvector of ∇²L(θ†_t)
+    # (checked against eigh), with the sign of the row before (u_t·u_{t−1} > 0), the first
+    # that of u_ref
+    eta = 0.01
+    loss = QuadraticRegression.two_scale(eta)
+    gd = run_gd(loss, np.zeros(loss.dim), eta, 400, record_trajectory=True)
+    assert gd.crossing_step is not None
+    start = gd.trajectory[gd.crossing_step]
+    top = np.linalg.eigh(loss.hessian(start))[1][:, -1]
+    for reference in (top, -top):
+        dag = constrained_trajectory(loss, start, eta, 30, u_ref=reference)
+        assert dag.u.shape == dag.v.shape and dag.u[0] @ reference > 0.0
+        for theta, u, v, x in zip(dag.trajectory, dag.u, dag.v, dag.x, strict=True):
+            values, vectors = np.linalg.eigh(loss.hessian(theta))
+            # a unit vector within the projection's eigen-solve tolerance of the top one
+            # (gap λ₁ − λ₂ ≫ 1e-10 here, so the angle is ~1e-10 or less)
+            assert abs(np.linalg.norm(u) - 1.0) < 1e-12
+            assert abs(abs(u @ vectors[:, -1]) - 1.0) < 1e-9
+            assert x == u @ v
+        assert np.all(np.einsum("ij,ij->i", dag.u[1:], dag.u[:-1]) > 0.0)

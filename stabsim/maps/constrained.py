@@ -55,6 +55,10 @@ class ConstrainedResult(Result):
         θ†_t (``theta`` is the last row).
     v : ndarray, shape (n, d)
         The predicted displacement v_t; θ†_t + v_t predicts GD's θ_t.
+    u : ndarray, shape (n, d)
+        The unit top eigenvector at θ†_t that ``x`` is measured along, its sign that of the
+        row before (at row 0, that of ``u_ref`` when given): GD's x_t = u·(θ_t − θ†_t) is
+        to be measured along the same vectors.
     loss, sharpness, lambda2 : ndarray, shape (n,)
         L(θ†_t), S(θ†_t) and the second Hessian eigenvalue at θ†_t.
     x, y : ndarray, shape (n,)
@@ -89,6 +93,7 @@ class ConstrainedResult(Result):
     displacement: str
     trajectory: np.ndarray
     v: np.ndarray
+    u: np.ndarray
     loss: np.ndarray
     sharpness: np.ndarray
     lambda2: np.ndarray
@@ -126,6 +131,7 @@ class ConstrainedResult(Result):
         data = {name: ("step", values) for name, values in one.items()}
         data.update({"theta_dagger": (("step", "param"), self.trajectory),
                      "v": (("step", "param"), self.v),
+                     "u": (("step", "param"), self.u),
                      "projection_residual": (("step", "residual"), self.residuals)})
         attrs = {**self._export_attrs(), "eta": self.eta, "projection": self.projection,
                  "displacement": self.displacement}
@@ -203,10 +209,10 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
         u_ref = loss.check_point(u_ref, "u_ref")
     check.choice("displacement", displacement, ("exact", "paper"))
     n, d = steps + 1, loss.dim
-    check.affordable(8 * n * (2 * d + 12), f"the records of steps = {steps}", "lower `steps`")
+    check.affordable(8 * n * (3 * d + 12), f"the records of steps = {steps}", "lower `steps`")
     out = {name: np.full(n, np.nan) for name in
            ("loss", "sharpness", "lambda2", "x", "y", "alpha", "beta", "udS", "v_perp")}
-    thetas, vs = np.full((n, d), np.nan), np.full((n, d), np.nan)
+    thetas, vs, us = np.full((n, d), np.nan), np.full((n, d), np.nan), np.full((n, d), np.nan)
     residuals, n_iter = np.full((n, 2), np.nan), np.zeros(n, dtype=int)
 
     def project(z, ref):
@@ -242,7 +248,7 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
                 break
             alpha = -float(geo.grad @ perp)
             x, y = float(u @ v), float(perp @ v)
-            thetas[t], vs[t] = geo.theta, v
+            thetas[t], vs[t], us[t] = geo.theta, v, u
             out["loss"][t] = loss.value(geo.theta)
             out["sharpness"][t], out["lambda2"][t] = geo.sharpness, geo.lambda2
             out["x"][t], out["y"][t], out["alpha"][t], out["beta"][t] = x, y, alpha, beta
@@ -266,7 +272,7 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
         detail="; ".join(notes) or None,
         counters={"steps": max(kept - 1, 0), "projection_iterations": int(n_iter[:kept].sum())},
         eta=eta, projection=projection, displacement=displacement, trajectory=thetas[:kept],
-        v=vs[:kept], loss=out["loss"],
+        v=vs[:kept], u=us[:kept], loss=out["loss"],
         sharpness=out["sharpness"], lambda2=out["lambda2"], x=out["x"], y=out["y"],
         alpha=out["alpha"], beta=out["beta"], u_dot_grad_sharpness=out["udS"],
         v_perp=out["v_perp"], residuals=residuals[:kept], n_iter=n_iter[:kept],
