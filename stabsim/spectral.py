@@ -99,6 +99,14 @@ def _hessian_operator(loss: Loss, theta):
     return LinearOperator((loss.dim, loss.dim), dtype=np.float64, matvec=product)
 
 
+def _all_products_zero(error) -> bool:
+    """Whether SciPy's ``ArpackError`` is ARPACK's error -9, "Starting vector is zero": every
+    product it made, from its start and from its own random restarts, was 0, as on a zero
+    Hessian (a linear network at θ = 0). The dense ``eigh`` takes over there, exact
+    (``loss.hessian`` refuses a d it cannot hold). SciPy keeps the code in the message only."""
+    return str(error).startswith("ARPACK error -9:")
+
+
 def _arpack_start(dim: int) -> np.ndarray:
     """ARPACK's start when the caller gives none: the engines' fixed vector
     (:func:`stabsim._lanczos.mix_vector`), not ARPACK's own random one, with which the same
@@ -110,10 +118,15 @@ def _arpack_start(dim: int) -> np.ndarray:
 def _lowest_eigenvalue(loss: Loss, theta, *, tol: float) -> float:
     """λ_min(∇²L(θ)) by ARPACK's Lanczos (smallest algebraic) on Hessian-vector products, at
     relative accuracy ``tol``; d ≥ 3 (ARPACK's k < d − 1), θ already checked."""
-    from scipy.sparse.linalg import eigsh
+    from scipy.sparse.linalg import ArpackError, eigsh
 
-    value = eigsh(_hessian_operator(loss, theta), k=1, which="SA", tol=tol,
-                  v0=_arpack_start(loss.dim), return_eigenvectors=False)[0]
+    try:
+        value = eigsh(_hessian_operator(loss, theta), k=1, which="SA", tol=tol,
+                      v0=_arpack_start(loss.dim), return_eigenvectors=False)[0]
+    except ArpackError as error:
+        if not _all_products_zero(error):
+            raise
+        value = hessian_spectrum(loss, theta)[0][-1]
     if not np.isfinite(value):
         raise NonFiniteError("the lowest eigenvalue of the Hessian at theta is NaN or inf")
     return float(value)
@@ -175,13 +188,19 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, eigensolver: str = "auto", 
         values, vectors = hessian_spectrum(loss, theta)
         values, vectors = values[:k], vectors[:, :k]
     else:
-        from scipy.sparse.linalg import eigsh
+        from scipy.sparse.linalg import ArpackError, eigsh
 
         start = _arpack_start(loss.dim) if reference is None else reference
-        values, vectors = eigsh(_hessian_operator(loss, theta), k=k, which="LA", v0=start,
-                                tol=tol)
-        order = np.argsort(values)[::-1]
-        values, vectors = values[order], vectors[:, order]
+        try:
+            values, vectors = eigsh(_hessian_operator(loss, theta), k=k, which="LA", v0=start,
+                                    tol=tol)
+            order = np.argsort(values)[::-1]
+            values, vectors = values[order], vectors[:, order]
+        except ArpackError as error:
+            if not _all_products_zero(error):
+                raise
+            values, vectors = hessian_spectrum(loss, theta)
+            values, vectors, eigensolver = values[:k], vectors[:, :k], "eigh"
     if not (np.all(np.isfinite(values)) and np.all(np.isfinite(vectors))):
         raise NonFiniteError("the Hessian at theta has NaN or inf entries (status NONFINITE): "
                              "its eigenpairs are undefined")

@@ -17,9 +17,11 @@ from stabsim._lanczos import (
 from stabsim._lanczos import hypot as inline_hypot
 from stabsim._lanczos import top_of_2x2 as inline_top_of_2x2
 from stabsim._lanczos import top_ritz_pair as inline_top_ritz_pair
-from stabsim.losses import Minimalist, QuadraticRegression, ScalarNetwork
+from stabsim._status import FlatSharpnessError
+from stabsim.losses import Minimalist, Network, Quadratic, QuadraticRegression, ScalarNetwork
 from stabsim.maps import run_gd
 from stabsim.spectral import (
+    SMALL_DIM,
     _lowest_eigenvalue,
     align_sign,
     eos_constants,
@@ -570,3 +572,23 @@ def test_tracked_top_eigenpair_matches_eigh_on_a_network():
     nearby = theta + 1e-3 * np.random.default_rng(0).normal(size=net.dim)
     _, u_near = tracked_top_eigenpair(net, nearby, -u)
     assert u_near @ u < 0.0
+
+
+def test_a_zero_hessian_above_the_dense_size_has_eigenvalue_zero():
+    # ARPACK stops with "Starting vector is zero" (its error -9) when every product it makes
+    # is 0: that error had reached the user from sharpness, top_eigenpairs, eos_constants
+    # and the flows (a linear network without biases at θ = 0, d = 48; a review's finding).
+    # The dense eigh takes over there, exact
+    zero = Quadratic(np.zeros(40))
+    pairs = top_eigenpairs(zero, np.ones(40), 2)
+    np.testing.assert_array_equal(pairs.values, [0.0, 0.0])
+    np.testing.assert_allclose(np.linalg.norm(pairs.vectors, axis=0), 1.0, rtol=1e-15)
+    assert pairs.eigensolver == "eigh"
+    linear = Network((6, 6), activation="identity", bias=False, n_samples=8)
+    assert linear.dim > SMALL_DIM and sharpness(linear, np.zeros(linear.dim)) == 0.0
+    with pytest.raises(FlatSharpnessError):  # ∇S = 0: the constants are undefined, as said
+        eos_constants(zero, np.ones(40))
+    # a Hessian ARPACK can work on is still its business
+    assert top_eigenpairs(Quadratic(np.r_[np.zeros(39), 1.0]), np.ones(40)).eigensolver \
+        == "lanczos"
+    assert _lowest_eigenvalue(zero, np.ones(40), tol=1e-10) == 0.0
