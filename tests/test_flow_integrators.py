@@ -197,3 +197,22 @@ def test_a_nan_right_hand_side_ends_an_implicit_integrator_nonfinite(integrator)
     # the run stops at an accepted step before the region (y ≤ 2 there: t ≤ ln 2)
     assert result.stop_step <= np.log(2.0)
     assert result.trajectory[-1][0] <= 2.0
+
+
+@pytest.mark.parametrize("integrator", ["Radau", "BDF", "LSODA", "RK45"])
+def test_a_flow_that_leaves_the_float_range_ends_nonfinite(integrator):
+    # Gradient flow on ½(−x² + ½y²) from (1, 1): x = eᵗ leaves the doubles at
+    # t = ln(max) ≈ 709.78 with every right-hand side finite before. Radau's Newton sums
+    # of those finite values overflowed first and SciPy's LU solve raised its ValueError out
+    # of gradient_flow, limit_map and central_flow (a review's finding); every integrator
+    # now ends NONFINITE, before that time, with finite states kept
+    from stabsim.losses import Quadratic
+
+    result = gradient_flow(Quadratic([-1.0, 0.5]), [1.0, 1.0], 1.0, 800, rtol=1e-6,
+                           divergence_norm=np.inf, integrator=integrator)
+    assert result.status is Status.NONFINITE
+    assert np.all(np.isfinite(result.trajectory))
+    assert result.stop_step < np.log(np.finfo(float).max)
+    # nothing but the overflow stops it: |x| = e^t is within a few orders of the largest
+    # double there (the integrators' sums scale it by step factors of order 1–10)
+    assert abs(result.trajectory[-1][0]) > 1e300

@@ -254,7 +254,13 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
                       "the right-hand side is NaN or inf at the start, "
                       f"{clock} = {t_start:.10g}",
                       (1, 0), t_start)
-    options["method"] = _failing_when_refused(integrator, lambda: allowed - made[0])
+    overflowed = [False]  # an implicit integrator's own arithmetic met inf or NaN
+
+    def overflow(t):
+        overflowed[0] = True
+        nonfinite_at[0] = max(nonfinite_at[0], t)
+
+    options["method"] = _failing_when_refused(integrator, lambda: allowed - made[0], overflow)
     if jac is not None and integrator in ("Radau", "BDF", "LSODA"):
         def guarded_jac(t, y):  # never asked at a NaN state (LSODA may step onto one)
             return jac(t, y) if np.all(np.isfinite(y)) else np.full((y.size, y.size), np.nan)
@@ -307,8 +313,9 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
         # the interpolant may overflow on the last step before the stop: keep finite rows
         keep = np.all(np.isfinite(states), axis=1)
         t, states = t[keep], states[keep]
-        message = (f"the right-hand side turned NaN or inf just after {clock} = {t_stop:.10g}; "
-                   f"{sol.message}")
+        where = ("the integrator's Newton iteration (its sums of finite right-hand sides) "
+                 if overflowed[0] else "the right-hand side ")
+        message = f"{where}turned NaN or inf just after {clock} = {t_stop:.10g}; {sol.message}"
         return result(t, states, Status.NONFINITE, message, counters, t_stop)
     return result(t, states, Status.NOT_CONVERGED, sol.message, counters, t_stop)
 
@@ -332,12 +339,19 @@ class _NonFinite(_StepFails):
         return "the right-hand side is NaN or inf"
 
 
-def _failing_when_refused(integrator: str, left):
+#: SciPy's message for inf or NaN in an array its LU routines check (``check_finite``)
+_LINALG_NONFINITE = "must not contain infs or NaNs"
+
+
+def _failing_when_refused(integrator: str, left, overflow):
     """The ``solve_ivp`` method ``integrator`` as a class whose step fails (``solve_ivp``
     then returns with status −1, the states before kept) where the right-hand side
     refuses an evaluation (:class:`_Refused`) or, under Radau and BDF, is not finite
-    (:class:`_NonFinite`); ``left()`` is the number of evaluations the budget still
-    allows.
+    (:class:`_NonFinite`), or where Radau's or BDF's Newton iteration overflows from finite
+    values (near 1e307 its sums reach inf, and SciPy's LU solve raises ``ValueError``: it
+    had reached the user from a gradient flow that grows without bound): ``overflow(t)``
+    is told the time of that step's start; ``left()`` is the number of evaluations the
+    budget still allows.
 
     After a step of ``"DOP853"`` that leaves fewer evaluations than its interpolant takes
     (three), the interpolant is computed at once, so that the refusal fails the step:
@@ -356,6 +370,12 @@ def _failing_when_refused(integrator: str, left):
             except _StepFails as failure:
                 self.status = "failed"
                 return str(failure)
+            except ValueError as error:  # SciPy's check of an LU factor or solve
+                if _LINALG_NONFINITE not in str(error):
+                    raise
+                overflow(self.t)
+                self.status = "failed"
+                return "the Newton iteration's linear algebra met inf or NaN"
             return message
 
     return FailingWhenRefused
