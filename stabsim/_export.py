@@ -177,6 +177,7 @@ VARIABLES = {
     "catapult_diverged": ("boundary of eta lambda0 between catapult and diverged runs",
                           DIMENSIONLESS),
     "peak_loss": ("maximum recorded loss", DIMENSIONLESS),
+    "late_peak_loss": ("maximum recorded loss over the late window", DIMENSIONLESS),
     "final_rel_sharpness": ("final relative sharpness", DIMENSIONLESS),
     "mean_rel_sharpness": ("mean relative sharpness over the late window", DIMENSIONLESS),
     "max_rel_sharpness": ("maximum relative sharpness", DIMENSIONLESS),

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 
+from stabsim._status import Status
 from stabsim.losses import Minimalist, Quadratic, QuadraticRegression, ScalarNetwork
 from stabsim.maps import run_gd
 from stabsim.sweep.classify import GDClass, classify_gd
@@ -92,3 +93,38 @@ def test_round_off_rule_needs_a_positive_start():
     settled = classify_gd(initial_loss=np.array(1.0), final_loss=np.array(1e-20), **held)
     assert GDClass(int(negative)) is GDClass.EDGE_OF_STABILITY
     assert GDClass(int(settled)) is GDClass.CONVERGED
+
+
+def test_a_run_held_at_the_edge_with_its_loss_above_the_start_is_not_diverged():
+    # a run that starts past the threshold is thrown off, then self-stabilises at the edge
+    # with its loss above its start but below the throw's peak (the valley of docs/byol.md
+    # at m = 1.5, η = 0.6: bounded, late mean of Sη/2 1.002): that rise had made it
+    # "diverged". A loss above the start is divergence where the run is not held at the
+    # edge, or where its peak lies in the late window (still rising: GD above 2/η on a
+    # quadratic is held at a constant r > 1); a run that stopped is diverged whatever else
+    held = dict(peak_loss=np.array(0.05), max_rel=np.array(1.3), late_rel=np.array(1.002),
+                band=BAND, late_max_rel=np.array(1.05))
+    above = dict(initial_loss=np.array(0.021), final_loss=np.array(0.031))
+
+    def regime(status=0, **changes):
+        return GDClass(int(classify_gd(status=np.array(status), **above,
+                                       **(held | changes))))
+
+    assert regime(late_peak_loss=np.array(0.035)) is GDClass.EDGE_OF_STABILITY
+    assert regime(late_peak_loss=np.array(0.05)) is GDClass.DIVERGED  # peaks at the end
+    assert regime() is GDClass.DIVERGED  # without the statistic: a rise is divergence
+    assert regime(late_peak_loss=np.array(0.035), late_max_rel=np.array(0.9)) \
+        is GDClass.DIVERGED  # not held
+    assert regime(int(Status.DIVERGED), late_peak_loss=np.array(0.035)) is GDClass.DIVERGED
+
+
+def test_the_quadratic_above_its_threshold_is_diverged():
+    # end to end through run_sweep's statistics: a = 4 at η = 0.51 (r = 1.02 at every step,
+    # held in the band, the loss growing by (1 − ηa)² a step) diverges (the valley of
+    # docs/byol.md at η = 0.6, held at the edge, is tests/test_byol.py's)
+    from stabsim.sweep import SweepConfig, run_sweep
+
+    config = SweepConfig(model="gd", loss={"name": "quadratic", "A": [4.0]}, steps=400,
+                         params={"theta0": [1.0]}, grid={"eta": [0.45, 0.51]})
+    regimes = run_sweep(config, progress=False).to_xarray()["regime"].values.tolist()
+    assert regimes == [GDClass.CONVERGED, GDClass.DIVERGED]

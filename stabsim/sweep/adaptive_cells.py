@@ -28,7 +28,7 @@ from .classify import classify_statistics, flag_attrs
 from .gd_cells import fill_cells, run_cells
 from .result import SweepResult
 
-STATS = ("initial_loss", "final_loss", "peak_loss", "max_rel_sharpness",
+STATS = ("initial_loss", "final_loss", "peak_loss", "late_peak_loss", "max_rel_sharpness",
          "mean_rel_sharpness", "late_max_rel_sharpness")
 
 
@@ -40,7 +40,9 @@ def _cell(result, window):
     rel = result.effective_sharpness
     late = rel[n - max(1, math.ceil(window * n)):]
     return {"initial_loss": result.loss[0], "final_loss": result.loss[-1],
-            "peak_loss": result.loss.max(), "max_rel_sharpness": rel.max(),
+            "peak_loss": result.loss.max(),
+            "late_peak_loss": result.loss[n - max(1, math.ceil(window * n)):].max(),
+            "max_rel_sharpness": rel.max(),
             "mean_rel_sharpness": late.mean(), "late_max_rel_sharpness": late.max()}
 
 

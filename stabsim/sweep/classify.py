@@ -36,7 +36,12 @@ threshold as ``edge_of_stability``. With ``band`` b, in this order:
 
 ``diverged`` (3)
     the run stopped early (status DIVERGED or NONFINITE: |θ| passed ``divergence_norm`` or a
-    value was not finite), or the final loss exceeds the initial loss.
+    value was not finite), or the final loss exceeds the initial loss, unless the run is at
+    the edge of stability (below) with the loss's peak before the late window
+    (``late_peak_loss < peak_loss``): a run that starts past the threshold is thrown off,
+    then can self-stabilise there, held, with its loss above the start but below that
+    peak; a loss that peaks in the late window is still rising (GD above 2/η on a
+    quadratic is held at a constant r > 1 while it grows).
 ``converged`` (0)
     the sharpness never reached the threshold (``max r_t < 1``): GD stayed in its stable
     region, below 2/η; or it did reach it, is not held there at the end, and the loss never
@@ -146,7 +151,7 @@ def flag_attrs(model: str) -> dict:
 
 
 def classify_gd(status, initial_loss, final_loss, peak_loss, max_rel, late_rel, band, *,
-                late_max_rel=None):
+                late_max_rel=None, late_peak_loss=None):
     """Class codes of gradient-method cells (arrays of one shape; see the module docstring).
 
     Parameters
@@ -161,13 +166,16 @@ def classify_gd(status, initial_loss, final_loss, peak_loss, max_rel, late_rel, 
     late_max_rel : ndarray, optional
         Maximum of r_t over the late window. Without it, whether the run is held at the
         threshold is judged from the band (module docstring).
+    late_peak_loss : ndarray, optional
+        The highest loss of the late window: a run whose loss ended above its start
+        and peaks there is still rising (diverged) even when held at the threshold.
+        Without it, every run whose loss ended above its start is diverged.
 
     Returns
     -------
     ndarray of int8
     """
     stopped = (status == Status.DIVERGED) | (status == Status.NONFINITE)
-    diverged = stopped | ~(final_loss <= initial_loss)
     reached = max_rel >= 1.0
     in_band = np.abs(late_rel - 1.0) <= band
     spike = peak_loss > initial_loss
@@ -179,10 +187,18 @@ def classify_gd(status, initial_loss, final_loss, peak_loss, max_rel, late_rel, 
         held = (late_rel >= 1.0 - band) & ~at_roundoff
     else:
         held = (np.asarray(late_max_rel) >= 1.0) & ~at_roundoff
+    at_edge = reached & held & in_band
+    # a loss that ended above its start is divergence unless the run is held at the edge
+    # with its loss no longer rising: one that starts past the threshold is thrown off and
+    # self-stabilises there with its loss above the start, below the peak of the throw
+    # (a run above 2/η on a quadratic is held at a constant r > 1 while its loss grows)
+    rising = (np.ones(np.shape(status), bool) if late_peak_loss is None
+              else ~(late_peak_loss < peak_loss))
+    diverged = stopped | (~(final_loss <= initial_loss) & (~at_edge | rising))
     out = np.full(np.shape(status), GDClass.UNRESOLVED, np.int8)
     out[~reached | (~held & ~spike)] = GDClass.CONVERGED
     out[reached & ~held & spike] = GDClass.CATAPULT
-    out[reached & held & in_band] = GDClass.EDGE_OF_STABILITY
+    out[at_edge] = GDClass.EDGE_OF_STABILITY
     out[diverged] = GDClass.DIVERGED
     return out
 
@@ -224,9 +240,10 @@ def classify_catapult(status, initial_loss, final_loss, peak_loss):
 
 def classify_statistics(stats: dict, status, band: float, ratio: str = "rel_sharpness"):
     """:func:`classify_gd` on a sweep's statistics: ``initial_loss``, ``final_loss``,
-    ``peak_loss`` and, for the ratio r_t named ``ratio`` (S η/2, or the batch sharpness's
-    BS η/2), its maximum ``max_<ratio>``, late mean ``mean_<ratio>`` and late maximum
-    ``late_max_<ratio>``."""
+    ``peak_loss``, ``late_peak_loss`` and, for the ratio r_t named ``ratio`` (S η/2, or the
+    batch sharpness's BS η/2), its maximum ``max_<ratio>``, late mean ``mean_<ratio>`` and
+    late maximum ``late_max_<ratio>``."""
     return classify_gd(status, stats["initial_loss"], stats["final_loss"], stats["peak_loss"],
                        stats[f"max_{ratio}"], stats[f"mean_{ratio}"], band,
-                       late_max_rel=stats[f"late_max_{ratio}"])
+                       late_max_rel=stats[f"late_max_{ratio}"],
+                       late_peak_loss=stats["late_peak_loss"])

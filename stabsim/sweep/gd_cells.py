@@ -9,8 +9,9 @@ and chunks.
 
 Statistics (per cell; ``r_t`` is the relative sharpness of ``stabsim.sweep.classify``)
 -------------------------------------------------------------------------------------
-``initial_loss``, ``final_loss``, ``peak_loss``
-    L at the start, at the last recorded state, and the maximum over recorded states.
+``initial_loss``, ``final_loss``, ``peak_loss``, ``late_peak_loss``
+    L at the start, at the last recorded state, the maximum over recorded states, and the
+    maximum over the late window.
 ``final_rel_sharpness``, ``mean_rel_sharpness``, ``max_rel_sharpness``
     ``r`` at the last recorded state, its mean over the late window, its maximum
     (for GD, ``r = S η / 2``). The mean is arithmetic for GD and the momentum methods, and
@@ -49,7 +50,8 @@ from ..maps.gd import METHODS, eigen_config, resolve_loss_min, stability_thresho
 from .classify import classify_statistics
 
 FLOAT_STATS = ("initial_loss", "final_loss", "peak_loss", "final_rel_sharpness",
-               "mean_rel_sharpness", "max_rel_sharpness", "late_max_rel_sharpness")
+               "mean_rel_sharpness", "max_rel_sharpness", "late_max_rel_sharpness",
+               "late_peak_loss")
 INT_STATS = ("status", "steps_run", "steps_to_threshold")
 _OK = int(Status.OK)
 _INTERRUPTED = int(Status.INTERRUPTED)
@@ -81,6 +83,7 @@ def _summarise(rule, eta, base, loss_min, stride, window, kept, rec_loss, rec_gn
     late = kept - max(1, math.ceil(window * kept))
     varying_step = rule == engine.NORMALISED or rule == engine.SQRT_LOSS
     peak = rec_loss[0]
+    late_peak = -np.inf
     r_max = -np.inf
     r_late_max = -np.inf
     r_sum = 0.0
@@ -93,6 +96,7 @@ def _summarise(rule, eta, base, loss_min, stride, window, kept, rec_loss, rec_gn
         if first < 0 and r >= 1.0:
             first = t * stride
         if t >= late:
+            late_peak = max(late_peak, rec_loss[t])
             r_sum += r if not varying_step else 1.0 / r
             r_late_max = _nan_max(r_late_max, r)
     out_float[0] = rec_loss[0]
@@ -102,6 +106,7 @@ def _summarise(rule, eta, base, loss_min, stride, window, kept, rec_loss, rec_gn
     out_float[4] = r_sum / (kept - late) if not varying_step else (kept - late) / r_sum
     out_float[5] = r_max
     out_float[6] = r_late_max
+    out_float[7] = late_peak
     out_int[2] = first
 
 

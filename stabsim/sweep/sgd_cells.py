@@ -13,8 +13,9 @@ relative sharpness, which the theory puts below 1 and lower for smaller b.
 
 Statistics (per cell; the late window is the last ``ceil(window · n)`` of the n records)
 -----------------------------------------------------------------------------------------
-``initial_loss``, ``final_loss``, ``peak_loss``
-    The full loss at the start, at the last record, and its maximum over the records.
+``initial_loss``, ``final_loss``, ``peak_loss``, ``late_peak_loss``
+    The full loss at the start, at the last record, its maximum over the records, and over
+    the late window.
 ``mean_rel_batch_sharpness``, ``max_rel_batch_sharpness``, ``late_max_rel_batch_sharpness``
     BS η/2: its late-window mean, its maximum over the run, its maximum over the late window.
 ``mean_rel_sharpness``
@@ -38,8 +39,9 @@ from .classify import classify_statistics, flag_attrs
 from .gd_cells import fill_cells, run_cells
 from .result import SweepResult
 
-STATS = ("initial_loss", "final_loss", "peak_loss", "mean_rel_batch_sharpness",
-         "max_rel_batch_sharpness", "late_max_rel_batch_sharpness", "mean_rel_sharpness")
+STATS = ("initial_loss", "final_loss", "peak_loss", "late_peak_loss",
+         "mean_rel_batch_sharpness", "max_rel_batch_sharpness", "late_max_rel_batch_sharpness",
+         "mean_rel_sharpness")
 
 
 def _summary(result, window: float) -> dict:
@@ -51,7 +53,8 @@ def _summary(result, window: float) -> dict:
     r_batch = result.batch_sharpness * result.eta / 2.0
     r_full = result.sharpness * result.eta / 2.0
     return {"initial_loss": result.loss[0], "final_loss": result.loss[-1],
-            "peak_loss": result.loss.max(), "mean_rel_batch_sharpness": r_batch[late].mean(),
+            "peak_loss": result.loss.max(), "late_peak_loss": result.loss[late].max(),
+            "mean_rel_batch_sharpness": r_batch[late].mean(),
             "max_rel_batch_sharpness": r_batch.max(),
             "late_max_rel_batch_sharpness": r_batch[late].max(),
             "mean_rel_sharpness": r_full[late].mean()}
