@@ -58,11 +58,15 @@ class Deflated(NamedTuple):
     """P A P with A the operator ``op`` and P = I − Σ_k u_k u_kᵀ the projection onto the
     complement of the first ``count`` of the orthonormal vectors stored one after the other
     in ``locked`` (each of length d): its top eigenpair is A's next one below those vectors'
-    eigenpairs (when they are A's top ones)."""
+    eigenpairs (when they are A's top ones). ``scale`` is a lower bound on |A| (the largest
+    |λ| of the locked pairs), from which :func:`top_eigenpair`'s tolerance is measured: P A
+    P's own size can be round-off (a rank-2 Hessian deflated twice), and a tolerance
+    relative to it unreachable."""
 
     op: object
     locked: np.ndarray  # (≥ count·d,)
     count: int
+    scale: float
 
 
 @inline
@@ -153,17 +157,17 @@ def _mix_stride(op):
 
 
 def deflation(op, spare):
-    """The locked vectors and their count of a :class:`Deflated` operator, or (``spare``, 0)
-    for the others (``spare`` an array of the locked vectors' type, so that the helpers
-    that take them are compiled once for every operator) (kernels only)."""
+    """The locked vectors, their count and the size of A of a :class:`Deflated` operator,
+    or (``spare``, 0, 0) for the others (``spare`` an array of the locked vectors' type, so
+    that the helpers that take them are compiled once for every operator) (kernels only)."""
     raise TypeError("deflation is resolved inside compiled kernels")
 
 
 @overload(deflation, jit_options=KERNEL_ONLY, inline="always")
 def _deflation(op, spare):
     if isinstance(op, types.BaseNamedTuple) and op.instance_class is Deflated:
-        return lambda op, spare: (op.locked, op.count)
-    return lambda op, spare: (spare, 0)
+        return lambda op, spare: (op.locked, op.count, op.scale)
+    return lambda op, spare: (spare, 0, 0.0)
 
 
 #: entries of a d-vector that the sweeps over the Lanczos basis take at a time: a tile of w
@@ -245,10 +249,11 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     − θ_j y_j| = β_j |s_j[j]|`` (s_j the top eigenvector of T_j); the iteration stops when that
     is at most ``tol · scale`` with ``scale = max(|θ_j|, max_i |α_i|)`` (a lower bound on the
     operator's norm: the backward-error criterion, meaningful also when λ is small beside
-    negative eigenvalues), when the Krylov space is invariant or spans all of R^d (then the
-    Ritz pair is exact to round-off), or after ``max_products`` products. Memory: the m × d
-    basis, whatever the number of restarts. A non-finite operator gives NaN for λ and the
-    residual.
+    negative eigenvalues; for a :class:`Deflated` operator, at least its ``scale``, the
+    size of the operator it deflates), when the Krylov space is invariant or spans all of
+    R^d (then the Ritz pair is exact to round-off), or after ``max_products`` products.
+    Memory: the m × d basis, whatever the number of restarts. A non-finite operator gives
+    NaN for λ and the residual.
 
     Lanczos squares the size of the products (|w|², β², the residual), so an operator of
     norm above about 1e154 overflowed and one below about 1e-154 lost the products' squares
@@ -304,13 +309,13 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     """
     basis, alpha, beta, w = work.basis, work.alpha, work.beta, work.w
     m = basis.shape[0]
-    locked, count = deflation(op, work.tile)
+    locked, count, floor = deflation(op, work.tile)
     square = restrict(op, basis[0], _start_vector(v0, np.sqrt(dot(v0, v0)), basis[0], mix,
                                                   mix_stride(op)))
     scale_into(basis[0], basis[0], 1.0 / np.sqrt(square))
     products = 0
     lam = np.nan
-    scale = 1e-300
+    scale = max(1e-300, floor)
     restarted = False
     factor = 1.0  # the products are those of factor · A (see above)
     while True:
@@ -339,7 +344,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
             if done or j + 1 == m or products >= max_products:
                 break
         if products == 1 and factor != 1.0:  # q_0's product again, on factor · A
-            lam, scale = np.nan, 1e-300
+            lam, scale = np.nan, max(1e-300, floor * factor)
             continue
         if j == 0 and not restarted:  # w = A v0 − α_0 v0 already: its norm is the residual
             scale_into(vec_out, basis[0], -1.0 if dot(basis[0], v0) < 0.0 else 1.0)

@@ -169,6 +169,21 @@ def test_deflated_lanczos_gives_negative_eigenvalues_below_the_top(d):
                                atol=2 * 1e-10 * expected[0])
 
 
+def test_deflated_lanczos_below_a_rank_two_hessian_measures_against_its_size():
+    # H of rank 2 (a linear network at its minimum, say): P H P deflated twice is round-off,
+    # and a tolerance relative to its own size (1e-10 of ~1e-16) was out of reach (1000
+    # products, NOT_CONVERGED). Relative to |λ₁| ≤ |H| it converges: λ₃ = 0 within 1e-10·3
+    rng = np.random.default_rng(5)
+    basis = np.linalg.qr(rng.normal(size=(40, 40)))[0]
+    matrix = basis @ np.diag(np.r_[3.0, 2.0, np.zeros(38)]) @ basis.T
+    result = run_gd(Quadratic(0.5 * (matrix + matrix.T)), rng.normal(size=40), 0.01, 3,
+                    top_k=3, eigensolver="lanczos")
+    assert result.status is Status.OK
+    np.testing.assert_allclose(result.sharpness, np.tile([3.0, 2.0, 0.0], (4, 1)), rtol=0,
+                               atol=3 * 3e-10)
+    assert result.counters["lanczos_products"] < 200  # 4 measurements of 3 pairs
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [

@@ -342,7 +342,10 @@ def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev
         def deflated(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top,
                      evec):
             # pair i: Lanczos on P_i H P_i, P_i projecting out this step's pairs 0..i−1 (rows
-            # of evec before row i), warm-started in place from the previous step's pair i
+            # of evec before row i), warm-started in place from the previous step's pair i,
+            # its tolerance relative to |λ₁| ≤ |H| (P_i H P_i is round-off where H has rank
+            # i, as a linear network's at its minimum: relative to that, the tolerance was
+            # out of reach)
             d = theta.shape[0]
             op = HessianAt(theta, p, state)
             residual = 0.0
@@ -350,8 +353,8 @@ def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev
             for i in range(eigen.n_top):
                 pair = evec[i * d:(i + 1) * d]
                 lam, pair_residual, products, converged = top_eigenpair(
-                    Deflated(op, evec, i), pair, lanczos, eigen.max_products, eigen.tol, pair,
-                    START_MIX)
+                    Deflated(op, evec, i, abs(top[0]) if i > 0 else 0.0), pair, lanczos,
+                    eigen.max_products, eigen.tol, pair, START_MIX)
                 top[i] = lam
                 total += products
                 if not pair_residual <= residual:  # the largest, or NaN
