@@ -52,6 +52,8 @@ def _run(model: UVModel, theta0, lam0: float, eta_lambda: float, steps: int,
     result = run_gd(model, theta0, eta_lambda / lam0, steps, find_crossing=False,
                     divergence_norm=divergence_norm)
     loss = result.loss
+    if loss.size == 0:  # stopped before its first record (a NaN at the start, say)
+        return int(result.status), np.nan, np.nan, np.nan, np.nan, result.counters["steps"]
     with np.errstate(over="ignore"):  # |θ_T|² past the largest float: λ_T = inf
         lam_t = model.ntk_eigenvalue(result.theta)
     return (int(result.status), loss[0], loss.max(), loss[-1], lam_t,
@@ -90,7 +92,8 @@ def catapult_sweep(widths, eta_lambda, *, seed=0, steps=1000, x=1.0, y=0.0,
     Raises
     ------
     ValueError
-        If a width or an ηλ₀ is repeated or out of range, or ``x`` is 0 (λ₀ = 0).
+        If a width or an ηλ₀ is repeated or out of range, ``x`` is 0 (λ₀ = 0), or a start
+        lies at or past ``divergence_norm``.
     """
     import xarray as xr
 
@@ -108,9 +111,9 @@ def catapult_sweep(widths, eta_lambda, *, seed=0, steps=1000, x=1.0, y=0.0,
     stats = {k: np.zeros(shape) for k in ("initial_loss", "peak_loss", "final_loss",
                                            "final_eta_lambda")}
     lambda0 = np.zeros(len(widths))
-    for i, m in enumerate(widths):
-        model = UVModel(m, x=x, y=y)
-        theta0 = model.init(seed)
+    models = [UVModel(m, x=x, y=y) for m in widths]
+    starts = [_start(model, seed, divergence_norm) for model in models]  # before any run
+    for i, (model, theta0) in enumerate(zip(models, starts, strict=True)):
         lambda0[i] = model.ntk_eigenvalue(theta0)
         for j, c in enumerate(grid):
             st, l0, peak, final, lam_t, n = _run(model, theta0, lambda0[i], c, steps,
@@ -135,6 +138,17 @@ def catapult_sweep(widths, eta_lambda, *, seed=0, steps=1000, x=1.0, y=0.0,
     parameters = {"widths": widths, "eta_lambda": grid.tolist(), "seed": seed,
                   "steps": steps, "x": x, "y": y, "divergence_norm": divergence_norm}
     return SweepResult.of(finish(ds, parameters), "uv model", parameters, knob=None)
+
+
+def _start(model: UVModel, seed: int, divergence_norm: float) -> np.ndarray:
+    """θ₀ of ``seed``, refused (``ValueError``) at or past ``divergence_norm``, where every
+    run would stop before its first record."""
+    theta0 = model.init(seed)
+    if not np.linalg.norm(theta0) < divergence_norm:
+        raise ValueError(f"divergence_norm = {divergence_norm:g} is not above |θ₀| = "
+                         f"{np.linalg.norm(theta0):.4g} of width {model.width}, seed {seed} "
+                         "(|θ₀| ≈ √(2m)): every run would stop at its start")
+    return theta0
 
 
 def _class(model, theta0, lam0, c, steps, divergence_norm) -> int:
@@ -173,7 +187,8 @@ def catapult_boundaries(widths, *, seeds=(0,), steps=1000, x=1.0, y=0.0, tol=1e-
     Raises
     ------
     ValueError
-        If a width or seed is repeated or out of range, or ``x`` is 0 (λ₀ = 0).
+        If a width or seed is repeated or out of range, ``x`` is 0 (λ₀ = 0), or a start
+        lies at or past ``divergence_norm``.
     """
     import xarray as xr
 
@@ -186,10 +201,11 @@ def catapult_boundaries(widths, *, seeds=(0,), steps=1000, x=1.0, y=0.0, tol=1e-
     UVModel(1, x=x, y=y)  # x and y checked before any run
     lower = np.full((len(widths), len(seeds)), np.nan)
     upper = np.full_like(lower, np.nan)
-    for i, m in enumerate(widths):
-        model = UVModel(m, x=x, y=y)
-        for k, s in enumerate(seeds):
-            theta0 = model.init(s)
+    models = [UVModel(m, x=x, y=y) for m in widths]
+    starts = [[_start(model, s, divergence_norm) for s in seeds] for model in models]
+    for i, model in enumerate(models):
+        for k in range(len(seeds)):
+            theta0 = starts[i][k]
             lam0 = model.ntk_eigenvalue(theta0)
 
             def cls(c, model=model, theta0=theta0, lam0=lam0):
