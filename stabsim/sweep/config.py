@@ -247,6 +247,11 @@ class SweepConfig:
         if overlap:
             raise ValueError(f"loss parameter(s) {overlap} appear in both [loss] and [grid]")
         _refuse_unused(self, params, grid, methods[0], default_band, default_window)
+        if self.model == "gd":  # as run_gd refuses a momentum its method has no use for
+            from ..maps.gd import _momentum
+
+            for beta in grid.get("momentum", [params.get("momentum", 0.0)]):
+                _momentum(method, beta)
         if self.model == "adaptive" and method != "adam" and \
                 any(b != 0.0 for b in grid.get("beta1", [params.get("beta1", 0.0)])):
             raise ValueError(f"beta1 is used by method 'adam' only; method {method!r} has no "
