@@ -40,9 +40,7 @@ import numpy as np
 from .. import __version__
 from .. import _validate as check
 from .._export import finish, integer_on_disk, write_netcdf
-from .._export import flag_attrs as status_flags
-from .._status import Status
-from .classify import flag_attrs
+from .classify import flag_attrs, status_attrs
 from .compute import NEVER
 from .grid import coordinates
 
@@ -304,9 +302,7 @@ def assemble(store: ChunkStore):
     data = {name: (dims, array.reshape(config.shape)) for name, array in flat.items()}
     ds = xr.Dataset(data, coords=coords)
     ds["regime"].attrs.update(flag_attrs(config.model))
-    ds["status"].attrs.update(
-        status_flags(Status),
-        long_name="outcome of the cell's run (stabsim.Status; its message says what it means)")
+    ds["status"].attrs.update(status_attrs())
     for name in NEVER:
         if name in ds:  # NaN (never) in memory, the integer −1 on disk
             integer_on_disk(ds[name])

@@ -1,0 +1,48 @@
+"""The sweeps made by a function call (adaptive, SGD, the uv model's catapults): their grids
+and the codes their datasets carry, as ``run_sweep``'s do."""
+
+import numpy as np
+import pytest
+
+from stabsim._status import Status
+from stabsim.losses import Quadratic, QuadraticRegression
+from stabsim.sweep.adaptive_cells import adaptive_sweep
+from stabsim.sweep.catapult import catapult_boundaries, catapult_sweep
+from stabsim.sweep.sgd_cells import sgd_sweep
+
+REGRESSION = QuadraticRegression.random(4, 8, seed=1)
+
+SWEEPS = {
+    "adaptive": lambda eta, other: adaptive_sweep(Quadratic([1.0]), [1.0], eta, other, 20),
+    "sgd": lambda eta, other: sgd_sweep(REGRESSION, np.zeros(4), eta, other, steps=20),
+    "catapult": lambda eta, other: catapult_sweep(other, eta, steps=20),
+}
+#: a cell's second axis: β₂, a batch size, a width
+OTHER = {"adaptive": [0.9], "sgd": [4], "catapult": [8]}
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_status_carries_the_flag_attributes_of_its_codes(sweep):
+    # README: coded variables, status included, say what their codes mean; run_sweep's did,
+    # these three sweeps' had no flag_values or flag_meanings on status (a review's finding)
+    ds = SWEEPS[sweep]([0.1], OTHER[sweep]).to_xarray()
+    attrs = ds["status"].attrs
+    np.testing.assert_array_equal(attrs["flag_values"], [code.value for code in Status])
+    assert attrs["flag_meanings"].split() == [code.name.lower() for code in Status]
+    assert int(ds["status"].values.ravel()[0]) == Status.OK
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+@pytest.mark.parametrize("empty", ["eta", "other"])
+def test_an_empty_axis_is_refused(sweep, empty):
+    # an empty grid had returned status OK with no cell, where SweepConfig refuses one
+    eta, other = ([], OTHER[sweep]) if empty == "eta" else ([0.1], [])
+    with pytest.raises(ValueError, match="is empty"):
+        SWEEPS[sweep](eta, other)
+
+
+def test_catapult_boundaries_refuse_no_widths_or_seeds():
+    with pytest.raises(ValueError, match="widths is empty"):
+        catapult_boundaries([], steps=10)
+    with pytest.raises(ValueError, match="seeds is empty"):
+        catapult_boundaries([8], seeds=[], steps=10)
