@@ -46,3 +46,21 @@ def test_catapult_boundaries_refuse_no_widths_or_seeds():
         catapult_boundaries([], steps=10)
     with pytest.raises(ValueError, match="seeds is empty"):
         catapult_boundaries([8], seeds=[], steps=10)
+
+
+def test_run_sweep_of_something_not_a_config_is_a_type_error():
+    # estimate_seconds said TypeError, run_sweep ValueError, for the same mistake
+    from stabsim.sweep import run_sweep
+    from stabsim.sweep.runner import estimate_seconds
+
+    for call in (run_sweep, estimate_seconds):
+        with pytest.raises(TypeError, match="config must be a SweepConfig"):
+            call(42)
+
+
+def test_a_loss_check_flag_that_is_not_a_bool_is_a_type_error():
+    # as every flag of stabsim's (_validate.boolean); it had been a ValueError
+    from stabsim.losses import Loss
+
+    with pytest.raises(TypeError, match="check must be True or False"):
+        Loss(Quadratic([1.0]).params, 1, check="no")

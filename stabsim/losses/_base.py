@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .._validate import finite_array, finite_float, nonnegative_int, shape_text
+from .._validate import boolean, finite_array, finite_float, nonnegative_int, shape_text
 from ._protocol import Family, family_of
 
 #: a dense d × d request larger than this fraction of the available memory is refused
@@ -124,8 +124,7 @@ class Loss:
         self.dim = dim
         if min_value is not None:
             self.min_value = finite_float("min_value", min_value)
-        if not isinstance(check, bool):
-            raise ValueError(f"check must be True or False, got {check!r}")
+        check = boolean("check", check)
         if check:
             from ._check import check_derivatives
 

@@ -228,7 +228,7 @@ def _as_config(config) -> SweepConfig:
         return SweepConfig.from_dict(config)
     if isinstance(config, str | Path):
         return SweepConfig.from_toml(config)
-    raise ValueError(f"config must be a SweepConfig, a dict or a TOML path, "
+    raise TypeError(f"config must be a SweepConfig, a dict or a TOML path, "
                      f"got {type(config).__name__}")
 
 
