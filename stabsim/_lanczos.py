@@ -326,9 +326,11 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
             if factor != 1.0:
                 scale_into(w, w, factor)
             products += 1
-            lam, scale, done, finite = _take_product(
-                work, j, lam, scale, restarted, tol, j + 1 < m and products < max_products,
-                locked, count)
+            room = j + 1 < m and products < max_products
+            lam, scale, done, finite = _take_product(work, j, lam, scale, restarted, tol, room,
+                                                     basis.shape[1] - count)
+            if count > 0 and room and not done and finite:
+                done = _keep_in_range(basis, beta, j, locked, count)
             if products == 1 and products < max_products:
                 # about |A q_0| (√(α_0² + β_0²)); +inf where β_0's square overflowed
                 size = max(abs(alpha[0]), beta[0])
@@ -398,21 +400,13 @@ def _start_vector(v0, norm0, start, mix, stride):
 
 
 @inline
-def _take_product(work, j, lam, scale, restarted, tol, room, locked, count):
+def _take_product(work, j, lam, scale, restarted, tol, room, space):
     """Step j of :func:`top_eigenpair` once ``work.w`` holds A q_j: α_j, w reorthogonalised
     twice against q_0..q_j (the components removed into column j of ``projections``),
     β_j = |w|, the top Ritz pair of T_{j+1} (λ, and its vector into ``ritz``) and, unless
     done or without ``room`` for another step, the next basis vector q_{j+1} = w/β_j.
-
-    For a :class:`Deflated` operator (``count`` locked vectors in ``locked``; 0 for the
-    others) w is also projected off the locked vectors after each pass, so that the basis
-    stays in P's range, of dimension d − count. Without it, the reorthogonalisation put back
-    components along them of O(eps |A|) (those of the basis vectors, times α_j and β_{j−1}),
-    which dominate w when β_j is itself that small, as when the Krylov space has used up P's
-    range: the next basis vector was then nearly a locked vector u, on which P A P is 0, and
-    λ = 0 came out above a negative next eigenvalue with a tiny residual (``run_gd(top_k=3)``
-    gave 35.6, −1.1e-11, −1.2e-11 for 35.6, −1.06, −1.06 on a scalar network of d = 10, a
-    review's finding).
+    ``space`` is the dimension of the operator's range (d, or d − count for a
+    :class:`Deflated` one): a Krylov space of that dimension is invariant.
 
     Returns
     -------
@@ -420,12 +414,11 @@ def _take_product(work, j, lam, scale, restarted, tol, room, locked, count):
         λ, and the running lower bound on the operator's norm.
     done : bool
         The residual estimate β_j |s_j[j]| met ``tol · scale``, or the Krylov space is
-        invariant (β_j negligible, or j + 1 = d − count before any restart).
+        invariant (β_j negligible, or j + 1 = ``space`` before any restart).
     finite : bool
         False if β_j is not finite (then nothing else is updated).
     """
     basis, alpha, beta, ritz, w, projections, inverse_pivots, coefficients, _ = work
-    d = w.shape[0]
     # full reorthogonalisation against q_0..q_j by classical Gram–Schmidt, twice ("twice is
     # enough" holds for it as for the modified one): the components c, then one sweep that
     # subtracts them and takes the components c' left, which are subtracted only when there
@@ -434,9 +427,6 @@ def _take_product(work, j, lam, scale, restarted, tol, room, locked, count):
         coefficients[0, i] = dot(w, basis[i])
     alpha[j] = coefficients[0, j]
     square = _subtract(w, basis, j + 1, coefficients, 0)
-    if count > 0:
-        project_out(locked, count, w)
-        square = dot(w, w)
     # β_j² = |w − Σ c'_i q_i|² = |w|² − Σ c'_i² for orthonormal q_i: the c'_i are round-off of
     # the first pass (|c'| ~ eps |A q_j|), so nothing cancels unless β_j is itself that small,
     # where the Krylov space is invariant to round-off and Lanczos stops
@@ -449,14 +439,37 @@ def _take_product(work, j, lam, scale, restarted, tol, room, locked, count):
     lam = top_ritz_pair(alpha, beta, j + 1, lam, ritz, inverse_pivots)
     scale = max(scale, abs(lam), abs(alpha[j]))
     estimate = beta[j] * abs(ritz[j])
-    invariant = beta[j] <= 1e-14 * scale or (j + 1 == d - count and not restarted)
+    invariant = beta[j] <= 1e-14 * scale or (j + 1 == space and not restarted)
     done = estimate <= tol * scale or invariant
     if room and not done:
         _subtract(w, basis, j + 1, coefficients, 1)
-        if count > 0:
-            project_out(locked, count, w)
         scale_into(basis[j + 1], w, 1.0 / beta[j])
     return lam, scale, done, True
+
+
+@inline
+def _keep_in_range(basis, beta, j, locked, count):
+    """Project the new basis vector q_{j+1} of a :class:`Deflated` operator off the locked
+    vectors, normalise it again and scale β_j by the length it kept (P w = β_j P q_{j+1});
+    returns True where it kept less than half its length: the Krylov space inside P's range
+    is then invariant to round-off (what is left of w is round-off).
+
+    Without it, the reorthogonalisation put components along the locked vectors back into
+    w, of O(eps |A|) (those of the basis vectors, times α_j and β_{j−1}), which dominate w
+    when β_j is itself that small, as when the Krylov space has used up P's range: the next
+    basis vector was then nearly a locked vector u, on which P A P is 0, and λ = 0 came out
+    above a negative next eigenvalue with a tiny residual (``run_gd(top_k=3)`` gave 35.6,
+    −1.1e-11, −1.2e-11 for 35.6, −1.06, −1.06 on a scalar network of d = 10, a review's
+    finding). Done here, in the operator's own code, so that the other operators' steps
+    carry none of it."""
+    q = basis[j + 1]
+    project_out(locked, count, q)
+    kept = np.sqrt(dot(q, q))
+    beta[j] *= kept
+    if not kept >= 0.5:
+        return True
+    scale_into(q, q, 1.0 / kept)
+    return False
 
 
 @inline(fastmath=True, link_late=True)
