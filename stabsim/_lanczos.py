@@ -133,12 +133,47 @@ def restrict(op, v, square):
 @overload(restrict, jit_options=KERNEL_ONLY, inline="always")
 def _restrict(op, v, square):
     if isinstance(op, types.BaseNamedTuple) and op.instance_class is Deflated:
-        def deflated(op, v, square):
-            project_out(op.locked, op.count, v)
-            return dot(v, v)
-
-        return deflated
+        return lambda op, v, square: _start_in_range(op.locked, op.count, v, square)
     return lambda op, v, square: square
+
+
+@inline
+def _start_in_range(locked, count, v, square):
+    """v ← P v, projected twice (the second pass takes off what round-off left of the first,
+    so that the basis starts in P's range to round-off), and |P v|².
+
+    Where only round-off of v is left (|P v| ≤ 1e-8 |v|: a start in the span of the locked
+    vectors, as the mix vectors of later pairs can be: the hash is affine modulo 1, so they
+    span few directions, and at a balanced scalar network of d = 10 those of the 7th pair
+    on lie in the span of the first ones), v is replaced by P r with r_k = :func:`mix_vector`
+    of a quadratic in k (no such family), or, should that be spent too, by P e_k for the k
+    with the largest |P e_k|² = 1 − Σ_i u_i[k]² (at least (d − count)/d). Without this, q_0
+    was round-off along the locked vectors, and P A P, which is 0 there, gave λ = 0.08 for
+    an eigenvalue 2 with status OK (a review's finding)."""
+    d = v.shape[0]
+    for attempt in range(3):
+        if attempt == 1:
+            for k in range(d):
+                v[k] = mix_vector(k * (k + 3) + count)
+            square = dot(v, v)
+        elif attempt == 2:
+            best, best_k = -1.0, 0
+            for k in range(d):
+                left = 1.0
+                for i in range(count):
+                    left -= locked[i * d + k] ** 2
+                if left > best:
+                    best, best_k = left, k
+            for k in range(d):
+                v[k] = 0.0
+            v[best_k] = 1.0
+            square = 1.0
+        project_out(locked, count, v)
+        project_out(locked, count, v)
+        kept = dot(v, v)
+        if kept > 1e-16 * square:
+            break
+    return kept
 
 
 def mix_stride(op):
@@ -156,18 +191,30 @@ def _mix_stride(op):
     return lambda op: 1
 
 
-def deflation(op, spare):
-    """The locked vectors, their count and the size of A of a :class:`Deflated` operator,
-    or (``spare``, 0, 0) for the others (``spare`` an array of the locked vectors' type, so
-    that the helpers that take them are compiled once for every operator) (kernels only)."""
+def deflation(op):
+    """The count of locked vectors and the size of A of a :class:`Deflated` operator, or
+    (0, 0) for the others (kernels only)."""
     raise TypeError("deflation is resolved inside compiled kernels")
 
 
 @overload(deflation, jit_options=KERNEL_ONLY, inline="always")
-def _deflation(op, spare):
+def _deflation(op):
     if isinstance(op, types.BaseNamedTuple) and op.instance_class is Deflated:
-        return lambda op, spare: (op.locked, op.count, op.scale)
-    return lambda op, spare: (spare, 0, 0.0)
+        return lambda op: (op.count, op.scale)
+    return lambda op: (0, 0.0)
+
+
+def keep_in_range(op, basis, beta, j):
+    """:func:`_keep_in_range` for a :class:`Deflated` operator; nothing (False) for the
+    others, which then compile none of it (kernels only)."""
+    raise TypeError("keep_in_range is resolved inside compiled kernels")
+
+
+@overload(keep_in_range, jit_options=KERNEL_ONLY, inline="always")
+def _keep_in_range_impl(op, basis, beta, j):
+    if isinstance(op, types.BaseNamedTuple) and op.instance_class is Deflated:
+        return lambda op, basis, beta, j: _keep_in_range(basis, beta, j, op.locked, op.count)
+    return lambda op, basis, beta, j: False
 
 
 #: entries of a d-vector that the sweeps over the Lanczos basis take at a time: a tile of w
@@ -309,7 +356,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     """
     basis, alpha, beta, w = work.basis, work.alpha, work.beta, work.w
     m = basis.shape[0]
-    locked, count, floor = deflation(op, work.tile)
+    count, floor = deflation(op)
     square = restrict(op, basis[0], _start_vector(v0, np.sqrt(dot(v0, v0)), basis[0], mix,
                                                   mix_stride(op)))
     scale_into(basis[0], basis[0], 1.0 / np.sqrt(square))
@@ -329,8 +376,8 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
             room = j + 1 < m and products < max_products
             lam, scale, done, finite = _take_product(work, j, lam, scale, restarted, tol, room,
                                                      basis.shape[1] - count)
-            if count > 0 and room and not done and finite:
-                done = _keep_in_range(basis, beta, j, locked, count)
+            if room and not done and finite and keep_in_range(op, basis, beta, j):
+                done = True
             if products == 1 and products < max_products:
                 # about |A q_0| (√(α_0² + β_0²)); +inf where β_0's square overflowed
                 size = max(abs(alpha[0]), beta[0])
