@@ -183,6 +183,7 @@ def test_provenance_tells_apart_what_the_function_reads_to_the_last_bit(tmp_path
     # rounds (1.0 against 1.0000000001), a global the function reads, and a variable it
     # closes over left it unchanged (a sweep resumed after an edit reused stale chunks)
     pytest.importorskip("jax")
+    import functools
     import subprocess
     import types
 
@@ -207,15 +208,41 @@ def test_provenance_tells_apart_what_the_function_reads_to_the_last_bit(tmp_path
     module.SCALE = 1.0
     assert from_jax(module.f, 2).provenance == first
 
-    # the same in a fresh process, a generator expression (nested code, whose repr holds an
-    # address) included: the name a result's parameters carry does not change
+    # a partial's fixed arguments, a bound method's object, a global object's attributes
+    # (a review found each known by its type only)
+    def scaled(w, s):
+        return s * (w @ w)
+
+    assert (from_jax(functools.partial(scaled, s=1.0), 2).provenance
+            != from_jax(functools.partial(scaled, s=2.0), 2).provenance)
+
+    class Model:
+        def __init__(self, s):
+            self.s = s
+
+        def loss(self, w):
+            return self.s * (w @ w)
+
+    assert from_jax(Model(1.0).loss, 2).provenance != from_jax(Model(2.0).loss, 2).provenance
+    exec("import types\nCONFIG = types.SimpleNamespace(s=1.0)\n"
+         "def g(w):\n    return CONFIG.s * (w @ w)\n", module.__dict__)
+    first = from_jax(module.g, 2).provenance
+    module.CONFIG.s = 2.0
+    assert from_jax(module.g, 2).provenance != first
+
+    # the same in fresh processes of different hash seeds, a generator expression (nested
+    # code, whose repr holds an address) and a set constant (whose repr follows the seed)
+    # included: the name a result's parameters carry does not change
     script = ("import numpy as np\nfrom stabsim.losses import from_jax\n"
               "def quadratic(w, p):\n"
-              "    return p[0] * w[0] ** 2 + p[1] * w[1] ** 2 + sum(x for x in w)\n"
+              "    keep = 1.0 if 'x' in {'a', 'b', 'c', 'x'} else 0.0\n"
+              "    return keep * (p[0] * w[0] ** 2 + p[1] * w[1] ** 2) + sum(x for x in w)\n"
               "print(from_jax(quadratic, 2, np.array([1.0, 3.0])).provenance)\n")
-    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                           check=True, cwd=tmp_path).stdout for _ in range(2)]
-    assert runs[0] == runs[1] and runs[0].startswith("from_jax(quadratic, dim=2) sha256:")
+    runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True, cwd=tmp_path,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+            for seed in (1, 2, 3)}
+    assert len(runs) == 1 and runs.pop().startswith("from_jax(quadratic, dim=2) sha256:")
 
 
 def test_a_sweep_of_a_jax_loss_gets_another_key_when_its_module_is_edited(tmp_path,

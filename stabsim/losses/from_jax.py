@@ -19,6 +19,7 @@ relative residual 1e-10; ``benchmarks/bench_networks.py``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import itertools
@@ -136,12 +137,15 @@ def _source_digest(fn):
 
 def _code_fingerprint(code):
     """A code object's bytecode, names and constants, nested code objects (lambdas,
-    comprehensions) followed instead of written by ``repr`` (which holds an address)."""
+    comprehensions) followed instead of written by ``repr`` (which holds an address), a
+    frozenset's elements in a fixed order (its ``repr`` follows the process's hash seed)."""
     yield code.co_code
     yield repr(code.co_names).encode()
     for const in code.co_consts:
         if inspect.iscode(const):
             yield from _code_fingerprint(const)
+        elif isinstance(const, frozenset):
+            yield repr(sorted(map(repr, const))).encode()
         else:
             yield repr(const).encode()
 
@@ -158,13 +162,29 @@ def _global_names(code):
 def _function_fingerprint(fn, seen, home, depth=0):
     """The bytes that say what a Python function of the module ``home`` (the loss
     function's) computes: its code, and the values of the globals it reads and of the
-    variables it closes over (:func:`_value_fingerprint`). A function of another module (a
-    library's) is known by its module and name, anything else callable by its type."""
+    variables it closes over (:func:`_value_fingerprint`); a ``functools.partial`` its
+    function and fixed arguments, a bound method its function and its object, a callable
+    object of a class of ``home`` its attributes. A function or callable of another module
+    (a library's) is known by its module and name."""
+    if isinstance(fn, functools.partial):
+        yield b"partial"
+        yield from _function_fingerprint(fn.func, seen, home, depth + 1)
+        yield from _value_fingerprint(fn.args, seen, home, depth + 1)
+        yield from _value_fingerprint(fn.keywords, seen, home, depth + 1)
+        return
+    if inspect.ismethod(fn):
+        yield b"method"
+        yield from _function_fingerprint(fn.__func__, seen, home, depth + 1)
+        yield from _value_fingerprint(fn.__self__, seen, home, depth + 1)
+        return
     fn = inspect.unwrap(fn)
     code = getattr(fn, "__code__", None)
     module = getattr(fn, "__module__", None)
     if code is None or module != home or id(fn) in seen or depth > _FINGERPRINT_DEPTH:
         yield f"{module}.{getattr(fn, '__qualname__', type(fn).__qualname__)}".encode()
+        if (code is None and not inspect.isroutine(fn) and not inspect.isclass(fn)
+                and type(fn).__module__ == home):
+            yield from _object_fingerprint(fn, seen, home, depth)  # a callable object
         return
     seen.add(id(fn))
     yield from _code_fingerprint(code)
@@ -183,10 +203,10 @@ def _function_fingerprint(fn, seen, home, depth=0):
 
 def _value_fingerprint(value, seen, home, depth=0):
     """Bytes that tell values apart to the last bit: an array's dtype, shape and data (a JAX
-    array's too), a number's or a string's ``repr``, containers element by element,
-    functions by :func:`_function_fingerprint`, a module by its name; any other object by
-    its type (its ``repr`` may hold an address, which differs from one process to the
-    next)."""
+    array's too), a number's or a string's ``repr``, containers element by element (a set's
+    in the order of their bytes), functions by :func:`_function_fingerprint`, a module by
+    its name, any other object by :func:`_object_fingerprint` (its ``repr`` may hold an
+    address, which differs from one process to the next)."""
     if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
         yield repr(value).encode()
     elif isinstance(value, np.ndarray) or hasattr(value, "__array__") and hasattr(value,
@@ -203,12 +223,36 @@ def _value_fingerprint(value, seen, home, depth=0):
         for key in sorted(value, key=repr):
             yield repr(key).encode()
             yield from _value_fingerprint(value[key], seen, home, depth + 1)
+    elif isinstance(value, (set, frozenset)) and depth <= _FINGERPRINT_DEPTH:
+        yield f"set{len(value)}".encode()
+        yield from sorted(b"".join(_value_fingerprint(item, seen, home, depth + 1))
+                          for item in value)
     elif inspect.ismodule(value):
         yield value.__name__.encode()
-    elif callable(value):
+    elif callable(value) and not inspect.isclass(value):
         yield from _function_fingerprint(value, seen, home, depth)
     else:
-        yield type(value).__qualname__.encode()
+        yield from _object_fingerprint(value, seen, home, depth)
+
+
+def _object_fingerprint(value, seen, home, depth):
+    """An object's type and the values of its attributes (those of ``__dict__`` and of
+    ``__slots__``), to :data:`_FINGERPRINT_DEPTH`: a dataclass's fields, a model's weights."""
+    cls = type(value)
+    yield f"{cls.__module__}.{cls.__qualname__}".encode()
+    if id(value) in seen or depth > _FINGERPRINT_DEPTH or inspect.isclass(value):
+        return
+    seen.add(id(value))
+    names = sorted(set(getattr(value, "__dict__", {}))
+                   | {name for klass in cls.__mro__
+                      for name in getattr(klass, "__slots__", ()) if isinstance(name, str)})
+    for name in names:
+        try:
+            attribute = getattr(value, name)
+        except AttributeError:  # a slot not set
+            continue
+        yield name.encode()
+        yield from _value_fingerprint(attribute, seen, home, depth + 1)
 
 
 def _rebuild(fn, dim, params, min_value) -> JaxLoss:
