@@ -75,12 +75,13 @@ def _compare(loss, what, against, exact, approx, noise, k, step=None, rtol=RTOL)
         )
 
 
-def _agrees(loss, k, what, against, exact, approx, noise=1e-300):
+def _agrees(loss, k, what, against, exact, approx, noise):
     """:func:`_compare` of an optional function with the required one it computes another
     way: equal to round-off (:data:`ROUNDOFF_RTOL`), each quantity against its own size (a
     value joined to its gradient had hidden behind it, and the finite differences'
-    1e-5 had let a value off by 5e-5 relative through)."""
-    _compare(loss, what, against, exact, approx, noise, k, rtol=ROUNDOFF_RTOL)
+    1e-5 had let a value off by 5e-5 relative through), plus ``noise``: round-off of the
+    terms the quantity sums where it is small beside them."""
+    _compare(loss, what, against, exact, approx, noise + 1e-300, k, rtol=ROUNDOFF_RTOL)
 
 
 #: the steps of a finite difference, in units of the first (module docstring)
@@ -165,12 +166,21 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
         _compare_difference(loss, "d3", t, "hvp", theta, u, (p, v), h, k)
 
         roundoff = ROUNDOFF_RTOL * (np.linalg.norm(hv) + 1e-300)
+        # round-off is relative to the terms a quantity sums, which do not vanish where it
+        # does (near a stationary point the gradient is small, its terms are not): bounded
+        # through the Hessian's scale |H v| (|v| = 1) by |H||θ| for terms like Hθ and by
+        # √(|H| L) for those of a least-squares gradient Jᵀr; the value's by its variation
+        # |∇L||θ| + |H||θ|² over the segment from 0
+        size, curvature = float(np.linalg.norm(theta)), float(np.linalg.norm(hv))
+        grad_roundoff = ROUNDOFF_RTOL * (curvature * size + np.sqrt(curvature * abs(value)))
+        value_roundoff = ROUNDOFF_RTOL * (float(np.linalg.norm(g)) * size
+                                          + curvature * size ** 2)
 
         if "value_grad" in fns:
             g2 = np.full(d, np.nan)
             value2 = float(_call(loss, "value_grad", theta, p, g2))
-            _agrees(loss, k, "value_grad", "value", value, value2)
-            _agrees(loss, k, "value_grad", "grad", g, g2)
+            _agrees(loss, k, "value_grad", "value", value, value2, value_roundoff)
+            _agrees(loss, k, "value_grad", "grad", g, g2, grad_roundoff)
         if "linearise" in fns:
             state = _call(loss, "linearise", theta, p)
             hv2 = _vector(loss, "hvp_linearised", theta, p, state, v)
@@ -182,8 +192,9 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
                 raise ValueError(f"{_name(loss)}: value_grad_linearise must return the "
                                  f"pair (value, state), got {type(result).__name__}")
             value4, state = result
-            _agrees(loss, k, "value_grad_linearise", "value", value, float(value4))
-            _agrees(loss, k, "value_grad_linearise", "grad", g, g4)
+            _agrees(loss, k, "value_grad_linearise", "value", value, float(value4),
+                    value_roundoff)
+            _agrees(loss, k, "value_grad_linearise", "grad", g, g4, grad_roundoff)
             hv4 = _vector(loss, "hvp_linearised", theta, p, state, v)
             _agrees(loss, k, "value_grad_linearise",
                     "hvp (through hvp_linearised of its state)", hv, hv4, roundoff)
@@ -206,5 +217,5 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
             _finite(loss, "hessian_parts", dense, k)
             _agrees(loss, k, "hessian_parts", "hvp", dense @ v + factor.T @ (factor @ v), hv,
                     roundoff)
-            _agrees(loss, k, "hessian_parts", "value", value, value3)
-            _agrees(loss, k, "hessian_parts", "grad", g, g3)
+            _agrees(loss, k, "hessian_parts", "value", value, value3, value_roundoff)
+            _agrees(loss, k, "hessian_parts", "grad", g, g3, grad_roundoff)

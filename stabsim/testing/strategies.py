@@ -4,11 +4,11 @@ Random matrices are drawn from a NumPy generator seeded by Hypothesis (so an exa
 reproducible and shrinks towards seed 0); scalar parameters such as eigenvalues, scales and
 step sizes are drawn by Hypothesis directly (so they shrink towards simple values).
 
-Every strategy checks its arguments when it is built, before anything is drawn, and names
-the argument it refuses: a number that is not one, or out of range, raises ``ValueError``
-(as stabsim's own functions do); a size that is neither an int, a strategy nor None, a flag
-that is not a bool, or a loss that is not one raises ``TypeError``. A size or parameter
-given as a strategy is used as it is.
+Every strategy checks its arguments when it is built, before anything is drawn, and raises
+``TypeError`` or ``ValueError`` naming the argument it refuses (a number out of range, or
+not a number, is a ``ValueError``, as in stabsim's own functions; a loss that is not one, or
+a flag that is not a bool, a ``TypeError``). A size or parameter given as a strategy is used
+as it is.
 """
 
 from __future__ import annotations
