@@ -196,7 +196,9 @@ def run_gd(
     eigensolver : {"auto", "lanczos", "eigh"}
         ``"lanczos"``: warm-started, restarted Lanczos on Hessian-vector products (O(d)
         memory per eigenvalue; for top_k > 1 the pairs one after another, each with those
-        above it deflated), stopped at relative residual ``eig_tol``; ``"eigh"``:
+        above it deflated), stopped at relative residual ``eig_tol`` (relative to the
+        Hessian's size: for the pairs below the top, to |λ₁|, so that a pair of a small
+        eigenvalue is accurate to ``eig_tol``·|λ₁| rather than to its own size); ``"eigh"``:
         ``numpy.linalg.eigh`` of the dense Hessian (memory checked first); ``"auto"``: the
         dense Hessian for d ≤ 2 (the closed form; eigh when top_k = 2) and for families that
         prefer it (the regression model: Lanczos on the dense Hessian plus Gauss–Newton
