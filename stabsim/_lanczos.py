@@ -143,10 +143,9 @@ def _start_in_range(locked, count, v, square):
     so that the basis starts in P's range to round-off), and |P v|².
 
     Where only round-off of v is left (|P v| ≤ 1e-8 |v|: a start in the span of the locked
-    vectors, as the mix vectors of later pairs can be: the hash is affine modulo 1, so they
-    span few directions, and at a balanced scalar network of d = 10 those of the 7th pair
-    on lie in the span of the first ones), v is replaced by P r with r_k = :func:`mix_vector`
-    of a quadratic in k (no such family), or, should that be spent too, by P e_k for the k
+    vectors, as a warm start can be, or the mix vectors of later pairs were while they came
+    from Knuth's hash), v is replaced by P r with r another :func:`pair_vector` (that of
+    pair count + d), or, should that be spent too, by P e_k for the k
     with the largest |P e_k|² = 1 − Σ_i u_i[k]² (at least (d − count)/d). Without this, q_0
     was round-off along the locked vectors, and P A P, which is 0 there, gave λ = 0.08 for
     an eigenvalue 2 with status OK (a review's finding)."""
@@ -154,7 +153,7 @@ def _start_in_range(locked, count, v, square):
     for attempt in range(3):
         if attempt == 1:
             for k in range(d):
-                v[k] = mix_vector(k * (k + 3) + count)
+                v[k] = pair_vector(k, count + d)
             square = dot(v, v)
         elif attempt == 2:
             best, best_k = -1.0, 0
@@ -176,19 +175,18 @@ def _start_in_range(locked, count, v, square):
     return kept
 
 
-def mix_stride(op):
-    """Which entries of :func:`mix_vector`'s sequence make ``op``'s mix vector: entry i is
-    that of (i + 1)·s − 1 for s = 2·count + 1 with a :class:`Deflated` operator (pair
-    ``count`` of a step has a vector of its own; s = 1, the sequence itself, for pair 0 and
-    the other operators) (kernels only)."""
-    raise TypeError("mix_stride is resolved inside compiled kernels")
+def mix_pair(op):
+    """Which :func:`pair_vector` is ``op``'s mix vector: ``count`` for a :class:`Deflated`
+    operator (pair ``count`` of a step has a vector of its own), 0 (:func:`mix_vector`) for
+    the others (kernels only)."""
+    raise TypeError("mix_pair is resolved inside compiled kernels")
 
 
-@overload(mix_stride, jit_options=KERNEL_ONLY, inline="always")
-def _mix_stride(op):
+@overload(mix_pair, jit_options=KERNEL_ONLY, inline="always")
+def _mix_pair(op):
     if isinstance(op, types.BaseNamedTuple) and op.instance_class is Deflated:
-        return lambda op: 2 * op.count + 1
-    return lambda op: 1
+        return lambda op: op.count
+    return lambda op: 0
 
 
 def deflation(op):
@@ -266,6 +264,25 @@ def mix_vector(r):
 
 
 @inline
+def pair_vector(r, pair):
+    """Entry r of the mix vector of deflated pair ``pair``: :func:`mix_vector` for pair 0,
+    and for the others SplitMix64's output function (Steele, Lea and Flood 2014) of r + 1
+    and the pair, scaled to [−1/2, 1/2). Unlike Knuth's hash, which is affine in its
+    argument modulo 1, so that the vectors of strided or shifted sequences span few
+    directions (at d = 4, pair 2's lay in the span of pairs 0 and 1 and (1, …, 1), and a
+    triple eigenvalue of a balanced scalar network came out double; a review's finding),
+    it mixes the bits: the pairs' vectors are as independent as random ones."""
+    if pair == 0:
+        return mix_vector(r)
+    z = (np.uint64(r + 1) * np.uint64(0x9E3779B97F4A7C15)
+         + np.uint64(pair) * np.uint64(0xD1B54A32D192ED03))
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return float(z >> np.uint64(11)) / 9007199254740992.0 - 0.5
+
+
+@inline
 def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     """Largest eigenvalue λ and unit eigenvector of the symmetric operator ``op``.
 
@@ -283,14 +300,15 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     meet its tolerance without resolving it unless ``λ' − λ < tol · scale · |r| /
     (START_MIX |r·u'|)`` (about ``tol · scale · 10³ √d`` for a generic u').
 
-    Each pair of a deflated measurement has a mix vector of its own (:func:`mix_stride`).
+    Each pair of a deflated measurement has a mix vector of its own (:func:`pair_vector`).
     With one vector for all, a repeated top eigenvalue was lost: the first pair's vector is
     the part of the start in that eigenspace E, so the next start, projected off it, kept
     nothing of E (diag(3, 3, 1) from zero warm starts gave λ₂ = 1 with a residual of 3e-16).
-    The pairs' vectors are not shifted blocks of the sequence: the hash is affine in its
-    argument modulo 1, so a block shifted by d differs from the first by a constant vector
-    (mod 1), which a projection orthogonal to (1, …, 1) removes (the balanced start of a
-    scalar network, whose top eigenspace is that complement, lost λ₂ as before).
+    The later pairs' vectors come from a hash that mixes its bits: Knuth's is affine in its
+    argument modulo 1, so its shifted or strided sequences span few directions, and a
+    projection orthogonal to (1, …, 1) or to a few coordinates removed what a later pair
+    needed (the balanced start of a scalar network, whose top eigenspace is that
+    complement, lost copies of its top eigenvalue).
 
     After j steps the Ritz pair (θ_j, y_j) of the tridiagonal matrix T_j has residual ``|A y_j
     − θ_j y_j| = β_j |s_j[j]|`` (s_j the top eigenvector of T_j); the iteration stops when that
@@ -358,7 +376,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     m = basis.shape[0]
     count, floor = deflation(op)
     square = restrict(op, basis[0], _start_vector(v0, np.sqrt(dot(v0, v0)), basis[0], mix,
-                                                  mix_stride(op)))
+                                                  mix_pair(op)))
     scale_into(basis[0], basis[0], 1.0 / np.sqrt(square))
     products = 0
     lam = np.nan
@@ -433,14 +451,14 @@ LARGE_OPERATOR = 2.0 ** 465
 
 
 @inline(fastmath=True)
-def _start_vector(v0, norm0, start, mix, stride):
-    """start ← v0/|v0| + mix·r with r_i = :func:`mix_vector` ((i + 1)·stride − 1), given
+def _start_vector(v0, norm0, start, mix, pair):
+    """start ← v0/|v0| + mix·r with r_i = :func:`pair_vector` (i, pair), given
     ``norm0`` = |v0| (a zero or non-finite v0 counts as 0); returns |start|², summed in the
     same sweep."""
     inverse = 1.0 / norm0 if norm0 > 0.0 and np.isfinite(norm0) else 0.0
     square = 0.0
     for r in range(v0.shape[0]):
-        x = (v0[r] * inverse if inverse > 0.0 else 0.0) + mix * mix_vector((r + 1) * stride - 1)
+        x = (v0[r] * inverse if inverse > 0.0 else 0.0) + mix * pair_vector(r, pair)
         start[r] = x
         square += x * x
     return square
