@@ -230,12 +230,33 @@ def test_provenance_tells_apart_what_the_function_reads_to_the_last_bit(tmp_path
     module.CONFIG.s = 2.0
     assert from_jax(module.g, 2).provenance != first
 
+    # default arguments, a parameter tree six levels deep, a string __slots__ (a second
+    # review found each left out)
+    assert (from_jax(lambda w, s=2.0: s * (w @ w), 2).provenance
+            != from_jax(lambda w, s=3.0: s * (w @ w), 2).provenance)
+
+    def tree(value):
+        return {"enc": {"layer": {"attn": {"query": {"kernel": {"w": np.array([value])}}}}}}
+
+    def deep(w, p):
+        return p["enc"]["layer"]["attn"]["query"]["kernel"]["w"][0] * (w @ w)
+
+    assert from_jax(deep, 2, tree(1.0)).provenance != from_jax(deep, 2, tree(2.0)).provenance
+    exec("class Slot:\n    __slots__ = 'scale'\n\n    def __init__(self, s):\n"
+         "        self.scale = s\nSLOT = Slot(1.0)\n"
+         "def h(w):\n    return SLOT.scale * (w @ w)\n", module.__dict__)
+    first = from_jax(module.h, 2).provenance
+    module.SLOT.scale = 2.0
+    assert from_jax(module.h, 2).provenance != first
+
     # the same in fresh processes of different hash seeds, a generator expression (nested
-    # code, whose repr holds an address) and a set constant (whose repr follows the seed)
-    # included: the name a result's parameters carry does not change
-    script = ("import numpy as np\nfrom stabsim.losses import from_jax\n"
+    # code, whose repr holds an address), a set constant (whose repr follows the seed) and
+    # a dict keyed by functions included: the name a result's parameters carry does not
+    # change
+    script = ("import numpy as np\nimport jax\nfrom stabsim.losses import from_jax\n"
+              "WEIGHTS = {jax.nn.relu: 1.0, jax.nn.tanh: 2.0}  # keys whose repr is an address\n"
               "def quadratic(w, p):\n"
-              "    keep = 1.0 if 'x' in {'a', 'b', 'c', 'x'} else 0.0\n"
+              "    keep = 1.0 if 'x' in {'a', 'b', 'c', 'x'} else sum(WEIGHTS.values())\n"
               "    return keep * (p[0] * w[0] ** 2 + p[1] * w[1] ** 2) + sum(x for x in w)\n"
               "print(from_jax(quadratic, 2, np.array([1.0, 3.0])).provenance)\n")
     runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -120,16 +120,21 @@ class JaxLoss(Loss):
         return self
 
 
-#: how deep :func:`_value_fingerprint` follows functions and containers inside one another
-_FINGERPRINT_DEPTH = 4
+#: how deep :func:`_value_fingerprint` follows functions, objects and containers inside one
+#: another (a parameter tree of a deep model's layers included; cycles stop at a revisit)
+_FINGERPRINT_DEPTH = 32
 
 
 def _source_digest(fn):
-    """The SHA-256 of the file that defines ``fn``, if it has one (not a notebook cell's)."""
-    try:
-        path = inspect.getsourcefile(inspect.unwrap(fn))
-    except TypeError:
-        path = None
+    """The SHA-256 of the file that defines ``fn`` (or, for a callable object, its class),
+    if it has one (not a notebook cell's)."""
+    path = None
+    for source in (inspect.unwrap(fn), type(fn)):
+        try:
+            path = inspect.getsourcefile(source)
+        except TypeError:
+            continue
+        break
     if path and os.path.isfile(path):
         with open(path, "rb") as handle:
             yield hashlib.sha256(handle.read()).digest()
@@ -183,11 +188,14 @@ def _function_fingerprint(fn, seen, home, depth=0):
     if code is None or module != home or id(fn) in seen or depth > _FINGERPRINT_DEPTH:
         yield f"{module}.{getattr(fn, '__qualname__', type(fn).__qualname__)}".encode()
         if (code is None and not inspect.isroutine(fn) and not inspect.isclass(fn)
-                and type(fn).__module__ == home):
-            yield from _object_fingerprint(fn, seen, home, depth)  # a callable object
+                and type(fn).__module__ == home):  # a callable object: its call and state
+            yield from _function_fingerprint(type(fn).__call__, seen, home, depth + 1)
+            yield from _object_fingerprint(fn, seen, home, depth)
         return
     seen.add(id(fn))
     yield from _code_fingerprint(code)
+    for defaults in (getattr(fn, "__defaults__", None), getattr(fn, "__kwdefaults__", None)):
+        yield from _value_fingerprint(defaults, seen, home, depth + 1)
     scope = getattr(fn, "__globals__", {})
     for name in sorted(_global_names(code)):
         if name in scope:
@@ -213,26 +221,40 @@ def _value_fingerprint(value, seen, home, depth=0):
                                                                                  "dtype"):
         array = np.asarray(value)
         yield f"{array.dtype.str}{array.shape}".encode()
-        yield np.ascontiguousarray(array).tobytes()
-    elif isinstance(value, (tuple, list)) and depth <= _FINGERPRINT_DEPTH:
+        if array.dtype.hasobject:  # pointers: the objects instead
+            yield from _value_fingerprint(array.ravel().tolist(), seen, home, depth + 1)
+        else:
+            yield np.ascontiguousarray(array).tobytes()
+    elif isinstance(value, (tuple, list, dict, set, frozenset)):
         yield f"{type(value).__name__}{len(value)}".encode()
-        for item in value:
-            yield from _value_fingerprint(item, seen, home, depth + 1)
-    elif isinstance(value, dict) and depth <= _FINGERPRINT_DEPTH:
-        yield f"dict{len(value)}".encode()
-        for key in sorted(value, key=repr):
-            yield repr(key).encode()
-            yield from _value_fingerprint(value[key], seen, home, depth + 1)
-    elif isinstance(value, (set, frozenset)) and depth <= _FINGERPRINT_DEPTH:
-        yield f"set{len(value)}".encode()
-        yield from sorted(b"".join(_value_fingerprint(item, seen, home, depth + 1))
-                          for item in value)
+        if id(value) in seen or depth > _FINGERPRINT_DEPTH:
+            return
+        seen.add(id(value))
+        if isinstance(value, (tuple, list)):
+            for item in value:
+                yield from _value_fingerprint(item, seen, home, depth + 1)
+        elif isinstance(value, dict):  # in the order of the keys' bytes (a repr may hold an
+            # address), each entry taken on what was seen before the dict
+            for key, item in sorted((_joined(key, seen, home, depth), _joined(item, seen, home,
+                                                                               depth))
+                                    for key, item in value.items()):
+                yield key
+                yield item
+        else:
+            yield from sorted(_joined(item, seen, home, depth) for item in value)
     elif inspect.ismodule(value):
         yield value.__name__.encode()
     elif callable(value) and not inspect.isclass(value):
         yield from _function_fingerprint(value, seen, home, depth)
     else:
         yield from _object_fingerprint(value, seen, home, depth)
+
+
+def _joined(value, seen, home, depth) -> bytes:
+    """:func:`_value_fingerprint` of an element of an unordered container (a set's, a dict's
+    key or value) on a copy of ``seen``, so that the order the container is visited in does
+    not change what each element gives."""
+    return b"".join(_value_fingerprint(value, set(seen), home, depth + 1))
 
 
 def _object_fingerprint(value, seen, home, depth):
@@ -243,9 +265,11 @@ def _object_fingerprint(value, seen, home, depth):
     if id(value) in seen or depth > _FINGERPRINT_DEPTH or inspect.isclass(value):
         return
     seen.add(id(value))
-    names = sorted(set(getattr(value, "__dict__", {}))
-                   | {name for klass in cls.__mro__
-                      for name in getattr(klass, "__slots__", ()) if isinstance(name, str)})
+    slots = {name for klass in cls.__mro__
+             for name in ((klass.__dict__.get("__slots__"),)
+                          if isinstance(klass.__dict__.get("__slots__"), str)
+                          else klass.__dict__.get("__slots__", ()))}
+    names = sorted(set(getattr(value, "__dict__", {})) | slots)
     for name in names:
         try:
             attribute = getattr(value, name)
