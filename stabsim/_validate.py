@@ -38,6 +38,14 @@ def positive_or_inf(name: str, value) -> float:
     return value
 
 
+def nonempty_axes(**axes) -> None:
+    """Raise ``ValueError`` naming an empty axis of a grid (a sweep of no cells)."""
+    for name, values in axes.items():
+        if len(values) == 0:
+            raise ValueError(f"{name} is empty: a sweep needs at least one value of each "
+                             "axis")
+
+
 def finite_float(name: str, value) -> float:
     """Return ``value`` as a float, or raise if it is not a finite real."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

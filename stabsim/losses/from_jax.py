@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import inspect
 import itertools
-import os
 import warnings
 import weakref
 from collections.abc import Callable
@@ -33,6 +31,7 @@ from numba.core.errors import NumbaWarning
 
 from .._validate import nonnegative_int
 from ._base import Loss
+from ._engines import file_digest
 from .kernels import jax_bridge
 from .kernels.jax_bridge import JaxParams
 
@@ -126,18 +125,14 @@ _FINGERPRINT_DEPTH = 32
 
 
 def _source_digest(fn):
-    """The SHA-256 of the file that defines ``fn`` (or, for a callable object, its class),
-    if it has one (not a notebook cell's)."""
-    path = None
+    """The digest of the file that defines ``fn`` (or, for a callable object, its class),
+    if it has one (not a notebook cell's): :func:`~stabsim.losses._engines.file_digest`."""
     for source in (inspect.unwrap(fn), type(fn)):
         try:
-            path = inspect.getsourcefile(source)
-        except TypeError:
+            yield file_digest(source).encode()
+            return
+        except (TypeError, OSError):  # a builtin, or defined interactively
             continue
-        break
-    if path and os.path.isfile(path):
-        with open(path, "rb") as handle:
-            yield hashlib.sha256(handle.read()).digest()
 
 
 def _code_fingerprint(code):

@@ -24,7 +24,7 @@ from .. import _validate as check
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..maps.adaptive import METHODS, run_adaptive
-from .classify import classify_statistics, flag_attrs, require_cells, status_attrs
+from .classify import classify_statistics, flag_attrs, status_attrs
 from .gd_cells import fill_cells, run_cells
 from .result import SweepResult
 
@@ -128,7 +128,7 @@ def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str 
     theta0 = loss.check_point(theta0, "theta0")
     etas = check.finite_array("etas", etas, ndim=1)
     beta2s = check.finite_array("beta2s", beta2s, ndim=1)
-    require_cells(etas=etas, beta2s=beta2s)
+    check.nonempty_axes(etas=etas, beta2s=beta2s)
     if np.any(etas <= 0.0):
         raise ValueError("etas must be > 0")
     if np.any((beta2s < 0.0) | (beta2s >= 1.0)):  # ν₀ = 0: β₂ = 1 keeps ν at 0

@@ -32,7 +32,7 @@ from .. import _validate as check
 from .._export import finish
 from ..losses import UVModel
 from ..maps.gd import run_gd
-from .classify import CatapultClass, classify_catapult, flag_attrs, require_cells, status_attrs
+from .classify import CatapultClass, classify_catapult, flag_attrs, status_attrs
 from .result import SweepResult
 
 #: the large-width boundaries of ηλ₀: lazy | catapult | diverged
@@ -101,7 +101,7 @@ def catapult_sweep(widths, eta_lambda, *, seed=0, steps=1000, x=1.0, y=0.0,
                                   for m in np.atleast_1d(widths)])
     grid = np.array(_distinct("eta_lambda", [check.positive_float("eta_lambda", c)
                                              for c in np.atleast_1d(eta_lambda)]))
-    require_cells(widths=widths, eta_lambda=grid)
+    check.nonempty_axes(widths=widths, eta_lambda=grid)
     seed = check.nonnegative_int("seed", seed)
     steps = check.nonnegative_int("steps", steps, minimum=1)
     divergence_norm = check.positive_float("divergence_norm", divergence_norm)
@@ -196,7 +196,7 @@ def catapult_boundaries(widths, *, seeds=(0,), steps=1000, x=1.0, y=0.0, tol=1e-
     widths = _distinct("widths", [check.nonnegative_int("widths", m, minimum=1)
                                   for m in np.atleast_1d(widths)])
     seeds = _distinct("seeds", [check.nonnegative_int("seeds", s) for s in np.atleast_1d(seeds)])
-    require_cells(widths=widths, seeds=seeds)
+    check.nonempty_axes(widths=widths, seeds=seeds)
     steps = check.nonnegative_int("steps", steps, minimum=1)
     tol = check.positive_float("tol", tol)
     divergence_norm = check.positive_float("divergence_norm", divergence_norm)

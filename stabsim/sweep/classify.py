@@ -157,14 +157,6 @@ def status_attrs() -> dict:
                           "it means)")
 
 
-def require_cells(**axes) -> None:
-    """``ValueError`` naming an empty axis of a sweep's grid (a sweep of no cells)."""
-    for name, values in axes.items():
-        if len(values) == 0:
-            raise ValueError(f"{name} is empty: a sweep needs at least one value of each "
-                             "axis")
-
-
 def classify_gd(status, initial_loss, final_loss, peak_loss, max_rel, late_rel, band, *,
                 late_max_rel=None, late_peak_loss=None):
     """Class codes of gradient-method cells (arrays of one shape; see the module docstring).

@@ -35,7 +35,7 @@ from .. import _validate as check
 from .._export import finish
 from ..losses._base import require_loss
 from ..maps.sgd import run_sgd
-from .classify import classify_statistics, flag_attrs, require_cells, status_attrs
+from .classify import classify_statistics, flag_attrs, status_attrs
 from .gd_cells import fill_cells, run_cells
 from .result import SweepResult
 
@@ -146,7 +146,7 @@ def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, ba
     etas = np.array([check.positive_float("eta", e) for e in np.atleast_1d(eta)])
     sizes = [check.nonnegative_int("batch_size", b, minimum=1)
              for b in np.atleast_1d(batch_size)]
-    require_cells(eta=etas, batch_size=sizes)
+    check.nonempty_axes(eta=etas, batch_size=sizes)
     window = check.positive_float("window", window)
     if window > 1.0:
         raise ValueError(f"window must lie in (0, 1], got {window!r}")
