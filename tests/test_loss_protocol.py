@@ -17,9 +17,11 @@ from stabsim._status import Status
 from stabsim.losses import (
     Loss,
     ManifoldFamily,
+    Minimalist,
     Network,
     QuadraticRegression,
     ScalarNetwork,
+    check_derivatives,
     register_family,
 )
 from stabsim.maps.gd import reference_point
@@ -91,6 +93,37 @@ def test_construction_names_the_derivative_that_disagrees():
     with pytest.raises(ValueError, match="d3 disagrees with finite differences of hvp"):
         Loss(ZeroD3(1.0, 5.0, 3.0), 3)
     Loss(ZeroD3(1.0, 5.0, 3.0), 3, check=False)  # the check can be skipped
+
+
+class GradOffAtMinimum(NamedTuple):
+    a: float
+    b: float
+    c: float
+
+
+@numba.njit
+def _grad_off_by_1e7(theta, p, out):  # the chain's gradient with 1e-7 added to its first entry
+    user_families.rb_grad(theta, p, out)
+    out[0] += 1e-7
+
+
+register_family(GradOffAtMinimum, value=user_families.rb_value, grad=_grad_off_by_1e7,
+                hvp=user_families.rb_hvp, d3=user_families.rb_d3)
+
+
+def test_the_check_passes_correct_losses_at_their_minimisers_and_refuses_a_small_error_there():
+    # at a minimiser the gradient is 0 while its central difference is the truncation
+    # h² |∇³L[v, v, v]|/6 ≈ 1e-11 plus the rounding of L's terms: relative to 0 neither fits,
+    # relative to the gradient's range over the step, h |∇²L v| (module docstring of
+    # stabsim.losses._check), both do
+    minimisers = [(Minimalist(), [1.0, 1.0]), (ScalarNetwork(5), np.ones(5)),
+                  (Loss(user_families.Rosenbrock(1.0, 5.0, 3.0), 3), [1.0, 1.0, 1.0])]
+    for loss, theta in minimisers:
+        check_derivatives(loss, points=[theta])
+    # a gradient 1e-7 off at the minimiser is far outside 1e-5 · 2h |∇²L v| ≈ 1e-9
+    loss = Loss(GradOffAtMinimum(1.0, 5.0, 3.0), 3, check=False)
+    with pytest.raises(ValueError, match="grad disagrees with finite differences of value"):
+        check_derivatives(loss, points=[[1.0, 1.0, 1.0]])
 
 
 def test_a_loss_on_a_short_length_scale_passes_the_check_and_a_wrong_one_does_not():

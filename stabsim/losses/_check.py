@@ -11,7 +11,13 @@ random direction, so the check costs a few calls of O(d) memory each, whatever d
 
 Tolerances (floating point): with h = ε^{1/3} max(1, |θ|) a central difference has truncation
 error h² |f'''|/6 ≈ 1e-11 |f'''| and rounding error about ε |f| / h ≈ 4e-11 |f|; the check
-allows a relative error of 1e-5 plus 100 times that rounding bound. A loss that varies on a
+allows a relative error of 1e-5 plus 100 times that rounding bound. The difference is the mean
+of the derivative over [θ − hv, θ + hv], which ranges over about h |∇f'| either side of its
+value at θ, so the relative error is taken against that range too (|∇²L v| for ∇L·v,
+|∇³L[v, v]| for ∇²L v): at a stationary point the gradient is 0 but not its difference, and
+|f| (0 at a minimum, its terms not) had bounded the rounding of L itself (a correct
+gradient of the Minimalist loss at its minimiser (1, 1) was refused, 3.4e-14 against
+3.4e-19 allowed). A loss that varies on a
 length scale ℓ much shorter than 1 has a truncation error (h/ℓ)²/6 relative, above 1e-5 for
 ℓ below about 1e-3 (cos(kθ) with k = 3000: 5e-5), so a difference that misses the tolerance
 is taken again at h/8 and h/64 (truncation 64 and 4096 times smaller, the rounding bound
@@ -88,10 +94,13 @@ def _agrees(loss, k, what, against, exact, approx, noise):
 STEP_FRACTIONS = (1.0, 1.0 / 8.0, 1.0 / 64.0)
 
 
-def _compare_difference(loss, what, exact, name, theta, direction, args, h, k):
+def _compare_difference(loss, what, exact, name, theta, direction, args, h, k, spread):
     """Compare ``exact`` with the central difference of the family's function ``name``
     (called with ``args`` after θ) along ``direction``, at the steps
-    h·:data:`STEP_FRACTIONS`, passing at the first that agrees."""
+    h·:data:`STEP_FRACTIONS`, passing at the first that agrees. ``spread`` is the size of
+    the derivative's change per unit step along ``direction`` (of the next derivative; 0
+    where none is known): the relative tolerance covers the values the derivative takes
+    over the step (module docstring)."""
     for fraction in STEP_FRACTIONS:
         step = h * fraction
         if name == "value":
@@ -104,7 +113,8 @@ def _compare_difference(loss, what, exact, name, theta, direction, args, h, k):
             size = np.linalg.norm(plus) + np.linalg.norm(minus)
         try:
             _compare(loss, what, f"finite differences of {name}", exact,
-                     (plus - minus) / (2 * step), 100 * _EPS * size / step, k, step=h)
+                     (plus - minus) / (2 * step),
+                     100 * _EPS * size / step + RTOL * 2 * step * spread, k, step=h)
             return
         except ValueError:
             if fraction == STEP_FRACTIONS[-1]:
@@ -161,9 +171,13 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
         t = _vector(loss, "d3", theta, p, u, v)
         _finite(loss, "d3", t, k)
 
-        _compare_difference(loss, "grad", g @ v, "value", theta, v, (p,), h, k)
-        _compare_difference(loss, "hvp", hv, "grad", theta, v, (p,), h, k)
-        _compare_difference(loss, "d3", t, "hvp", theta, u, (p, v), h, k)
+        t_vv = _vector(loss, "d3", theta, p, v, v)
+        _finite(loss, "d3", t_vv, k)
+        _compare_difference(loss, "grad", g @ v, "value", theta, v, (p,), h, k,
+                            float(np.linalg.norm(hv)))
+        _compare_difference(loss, "hvp", hv, "grad", theta, v, (p,), h, k,
+                            float(np.linalg.norm(t_vv)))
+        _compare_difference(loss, "d3", t, "hvp", theta, u, (p, v), h, k, 0.0)
 
         roundoff = ROUNDOFF_RTOL * (np.linalg.norm(hv) + 1e-300)
         # round-off is relative to the terms a quantity sums, which do not vanish where it
