@@ -96,6 +96,18 @@ class _TolerantIndex(IndexDataCacheFile):
 _COMPILED_MARKERS = (b"@jit", b"@inline", b"overload(", b"register_family(")
 
 
+def _sources_digest(compiled_only: bool, root: Path = Path(__file__).parent) -> str:
+    """SHA-256 of the modules under ``root`` (stabsim's; their paths and bytes), or of
+    those with compiled code."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_bytes()
+        if not compiled_only or any(marker in text for marker in _COMPILED_MARKERS):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(text)
+    return digest.hexdigest()
+
+
 @functools.lru_cache(maxsize=1)
 def compiled_sources_stamp() -> str:
     """A hash of every stabsim module that holds compiled code.
@@ -105,14 +117,16 @@ def compiled_sources_stamp() -> str:
     file. Every stabsim kernel is stamped with this instead: an edit of any file with compiled
     code recompiles them all, an edit of anything else recompiles nothing.
     """
-    root = Path(__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        text = path.read_bytes()
-        if any(marker in text for marker in _COMPILED_MARKERS):
-            digest.update(path.relative_to(root).as_posix().encode())
-            digest.update(text)
-    return digest.hexdigest()
+    return _sources_digest(compiled_only=True)
+
+
+@functools.lru_cache(maxsize=1)
+def package_sources_stamp() -> str:
+    """A hash of every stabsim module: what a sweep's chunks are keyed by besides its config
+    (:attr:`stabsim.sweep.SweepConfig.key`), since the Python around the kernels (a cell's
+    statistics, the classification) decides what a chunk holds as much as they do, and the
+    version number stays the same between releases."""
+    return _sources_digest(compiled_only=False)
 
 
 class KernelCache(FunctionCache):

@@ -9,6 +9,7 @@ import textwrap
 import time
 import warnings
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,6 +188,28 @@ def test_chunks_are_keyed_by_the_numpy_and_numba_versions(monkeypatch):
     assert CONFIG.key != key
     monkeypatch.undo()
     monkeypatch.setattr(np, "__version__", np.__version__ + ".other")
+    assert CONFIG.key != key
+
+
+def test_chunks_are_keyed_by_stabsims_sources(tmp_path, monkeypatch):
+    # the version stays 0.1.0 between releases: an edit of the Python around the kernels
+    # (a cell's statistics, the classification) changes the key, though no kernel's stamp
+    import shutil
+
+    import stabsim
+    from stabsim import _jit
+    from stabsim.sweep import config as config_module
+
+    copy = tmp_path / "stabsim"
+    shutil.copytree(Path(stabsim.__file__).parent, copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    before = [_jit._sources_digest(compiled, copy) for compiled in (False, True)]
+    with open(copy / "sweep" / "classify.py", "a") as f:
+        f.write("# an edit\n")
+    after = [_jit._sources_digest(compiled, copy) for compiled in (False, True)]
+    assert after[0] != before[0] and after[1] == before[1]
+    key = CONFIG.key
+    monkeypatch.setattr(config_module, "package_sources_stamp", lambda: after[0])
     assert CONFIG.key != key
 
 

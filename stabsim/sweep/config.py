@@ -67,6 +67,7 @@ import numpy as np
 
 from .. import __version__
 from .. import _validate as check
+from .._jit import package_sources_stamp
 
 MODELS = ("reduced", "gd", "adaptive", "sgd")
 #: models that run on a loss (a [loss] table)
@@ -346,16 +347,18 @@ class SweepConfig:
 
     @property
     def key(self) -> str:
-        """Hash of the config, the versions of stabsim, NumPy and Numba and, for a loss
-        family defined outside stabsim, the hashes of its source files (those its compiled
-        kernels are stamped with, ``stabsim.losses._engines.family_stamp``, read when the
-        config is made): names the work directory, so chunks computed by other versions
-        (whose last bits may differ) or by an edited loss module are never mixed into one
-        result."""
+        """Hash of the config, the versions of stabsim, NumPy and Numba, a hash of stabsim's
+        own sources (:func:`stabsim._jit.package_sources_stamp`: the version stays 0.1.0
+        while the code between releases changes what a chunk holds) and, for a loss family
+        defined outside stabsim, the hashes of its source files (those its compiled kernels
+        are stamped with, ``stabsim.losses._engines.family_stamp``, read when the config is
+        made): names the work directory, so chunks computed by other versions (whose last
+        bits may differ), by edited stabsim code or by an edited loss module are never mixed
+        into one result."""
         import numba
 
-        text = (f"stabsim {__version__}\nnumpy {np.__version__}\nnumba {numba.__version__}\n"
-                f"{self.to_json()}")
+        text = (f"stabsim {__version__} {package_sources_stamp()}\nnumpy {np.__version__}\n"
+                f"numba {numba.__version__}\n{self.to_json()}")
         if self._loss_sources:
             text += f"\nloss sources {' '.join(self._loss_sources)}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]

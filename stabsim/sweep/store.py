@@ -1,8 +1,8 @@
 """Completed chunks on disk, and the assembled result.
 
 Each finished chunk is one small ``.npz`` file in a work directory named by the config's
-hash (:attr:`SweepConfig.key`, which covers the versions of stabsim, NumPy and Numba, and
-the source files of a loss family defined outside stabsim),
+hash (:attr:`SweepConfig.key`, which covers the versions of stabsim, NumPy and Numba,
+stabsim's sources, and the source files of a loss family defined outside stabsim),
 written to a temporary file and moved into place with ``os.replace``, so a file either is
 complete or does not exist: a sweep killed at any moment (even ``kill -9``) and started
 again with the same config computes only the missing chunks.
