@@ -253,11 +253,13 @@ def test_minimalist_where_its_stable_set_degenerates():
     """The minimalist loss from (0.5, 0.1), where the stable set M is degenerate.
 
     On the minimisers xy = 1 the sharpness is 2(x² + y²) ≥ 4, with equality at (1, 1) only,
-    and off them u·∇L ≠ 0 except on the axes (critical points with S = 0). So near the
-    minimisers M is the single point (1, 1) at η = 1/2, where its two constraint gradients
-    are parallel, and it is empty at η = 0.6, where θ† can only sit on the axis x = 0; there
-    ∇²L = diag(−y², 0), and v = θ − θ† grows by 1 + η y² a step until it overflows. Both
-    used to raise LinAlgError from the projection's singular J Jᵀ.
+    and off them u·∇L ≠ 0 except on the axes (critical points with S = 0) and on the
+    diagonals x = ±y with (xy)² < 1/2 (S = |xy| − |xy|³ ≤ 0.385; docs/theory.md). So near
+    the minimisers M is the single point (1, 1) at η = 1/2, where its two constraint
+    gradients are parallel, and at η = 0.6 it holds no minimiser: θ† from these iterates
+    sits on the axis x = 0, where ∇²L = diag(−y², 0), and v = θ − θ† grows by 1 + η y² a
+    step until it overflows. Both used to raise LinAlgError from the projection's singular
+    J Jᵀ.
     """
     from stabsim.losses import Minimalist
 
