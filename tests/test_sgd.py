@@ -91,8 +91,8 @@ def test_exact_batch_sharpness_against_enumeration(which, replacement):
         want = _enumerated(grads, hessians, b, replacement)
         got = batch_sharpness(loss, theta, b, replacement=replacement, method="exact")
         assert got.method == "exact" and got.low == got.value == got.high
-        # both sides sum O(N³) products of moments of one scale, the moment form with
-        # divisions by (N − 1)(N − 2): relative rounding far below 100 N³ ε
+        # the enumeration sums up to N^b batches' terms, the moment form N examples' centred
+        # terms and divides by (N − 1)(N − 2): relative rounding far below 100 N³ ε
         assert got.value == pytest.approx(want, rel=100 * n**3 * EPS)
     # b = 1: E[g_iᵀH_i g_i]/E|g_i|² whatever the sampling; b = N without replacement:
     # the one batch is everything, BS = ḡᵀH̄ḡ/|ḡ|²
@@ -100,6 +100,36 @@ def test_exact_batch_sharpness_against_enumeration(which, replacement):
         g = loss.grad(theta)
         full = batch_sharpness(loss, theta, n, method="exact").value
         assert full == pytest.approx(g @ loss.hvp(theta, g) / (g @ g), rel=100 * n**3 * EPS)
+
+
+def test_exact_batch_sharpness_near_a_minimum_whose_examples_are_not_fitted():
+    # n = 6 residuals, d = 3: GD converges with |ḡ|² ≪ ⟨|g_i|²⟩ (0.05–0.4 each). Moments of
+    # g_i itself gave E|g_B|² at b = N as a difference of terms of size ⟨|g_i|²⟩, an error
+    # of about ε⟨|g_i|²⟩/|ḡ|² relative (1e-4 measured at a ratio of 3.6e-13, then NaN)
+    loss = QuadraticRegression.random(3, 6, seed=2)
+    gd = run_gd(loss, np.full(3, 0.3), 0.2, 300, record_trajectory=True, find_crossing=False)
+    grads_sq = np.array([loss.grad(theta) @ loss.grad(theta) for theta in gd.trajectory])
+    spread = np.mean([np.linalg.norm(loss.batch([i]).grad(gd.trajectory[0]))**2
+                      for i in range(6)])
+    checked = 0
+    for t in np.flatnonzero((grads_sq < 1e-10 * spread) & (grads_sq > 1e-24 * spread)):
+        theta = gd.trajectory[t]
+        g = loss.grad(theta)
+        # the one batch is every example: ḡᵀH̄ḡ/|ḡ|², which the rounding of ḡ (about
+        # N ε max|g_i| against |ḡ| ≥ 1e-12 · 0.2) moves by 1e-9 relative at most
+        want = g @ loss.hvp(theta, g) / (g @ g)
+        got = batch_sharpness(loss, theta, 6, method="exact").value
+        assert got == pytest.approx(want, rel=1e-9), (t, got, want)
+        checked += 1
+        if checked % 10 == 1:  # and every smaller batch against the enumeration
+            grads, hessians = _per_example_regression(loss, theta)
+            for b in range(1, 6):
+                want_b = _enumerated(grads, hessians, b, False)
+                got_b = batch_sharpness(loss, theta, b, method="exact").value
+                assert got_b == pytest.approx(want_b, rel=100 * 6**3 * EPS)
+    assert checked >= 10
+    sgd = run_sgd(loss, np.full(3, 0.3), 0.2, 300, batch_size=6)
+    assert sgd.status is Status.OK and np.all(np.isfinite(sgd.batch_sharpness))
 
 
 def _misses(loss, theta, replacement, batches, trials, first_seed):

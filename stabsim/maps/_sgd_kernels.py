@@ -68,46 +68,43 @@ class BatchLaw(NamedTuple):
 
 
 @inline
-def batch_moments(q1, q2, q3, q4, r1, r2, law):
-    """E_B[g_Bᵀ H_B g_B] and E_B[|g_B|²] from per-example moments.
+def batch_moments(a, c, e, s, q, r, law):
+    """E_B[g_Bᵀ H_B g_B] and E_B[|g_B|²] from the centred per-example moments.
 
-    With g_B = (1/b) Σ_a g_{I_a} and H_B = (1/b) Σ_a H_{I_a} over the b positions of the
-    batch, E[g_Bᵀ H_B g_B] = b⁻³ Σ_{a,β,c} E[g_{I_a}ᵀ H_{I_β} g_{I_c}]: b triples of
-    positions with a = β = c, b(b − 1) of each of the patterns a = c ≠ β, a = β ≠ c,
-    β = c ≠ a, and b(b − 1)(b − 2) of distinct positions. With the per-example means
+    Write g_i = ḡ + δ_i and H_i = H̄ + E_i (ḡ = ∇L, H̄ = ∇²L, so Σ_i δ_i = 0 and
+    Σ_i E_i = 0). The batch means are g_B = ḡ + δ_B and H_B = H̄ + E_B with δ_B, E_B the
+    means of δ and E over the b positions of the batch; the terms linear in δ_B or E_B have
+    mean zero, so
 
-        q1 = ⟨g_iᵀH_i g_i⟩,  q2 = ⟨g_iᵀH̄ g_i⟩,  q3 = ⟨g_iᵀH_i ḡ⟩,  q4 = ḡᵀH̄ḡ,
-        r1 = ⟨|g_i|²⟩,        r2 = |ḡ|²
+        E[g_BᵀH_B g_B] = ḡᵀH̄ḡ + c₂ (⟨δᵀH̄δ⟩ + 2⟨ḡᵀEδ⟩) + c₃ ⟨δᵀEδ⟩,
+        E|g_B|² = |ḡ|² + c₂ ⟨|δ|²⟩,
 
-    (⟨·⟩ the mean over i, ḡ = ∇L, H̄ = ∇²L), positions drawn independently (with
-    replacement) give the pattern means q1, q2, q3 (twice: g_iᵀH_k g_k = g_kᵀH_k g_i) and
-    q4; positions holding distinct examples (without replacement: a uniform b-subset) give
-    the means over distinct indices, by inclusion–exclusion
-    P2 = (N q2 − q1)/(N − 1), P3 = (N q3 − q1)/(N − 1) and
-    P4 = (N² q4 − N q2 − 2N q3 + 2 q1)/((N − 1)(N − 2)). Likewise
-    E|g_B|² = [b r1 + b(b − 1) R2]/b² with R2 = r2 (with replacement) or
-    (N r2 − r1)/(N − 1). Terms whose count is zero are skipped (no 0/0 for small N).
+    with ⟨·⟩ the mean over the examples and c₂, c₃ the second and third central moments of
+    a batch mean in units of the examples' (multilinear, so they hold for these joint
+    moments): 1/b and 1/b² with replacement (independent positions), and
+    (N − b)/(b(N − 1)) and (N − b)(N − 2b)/(b²(N − 1)(N − 2)) without (a uniform b-subset),
+    both 1 at b = 1 and 0 at b = N. Arguments: a = ⟨δᵀH̄δ⟩, c = ⟨ḡᵀEδ⟩, e = ⟨δᵀEδ⟩,
+    s = ⟨|δ|²⟩, q = ḡᵀH̄ḡ, r = |ḡ|².
+
+    The centred form is what keeps the result exact to round-off near a minimum of a loss
+    whose examples are not all fitted: there |ḡ|² ≪ ⟨|g_i|²⟩, and moments of g_i itself
+    (the form used before, by inclusion–exclusion over the patterns of positions) gave
+    E|g_B|² at b = N as a difference of terms of size ⟨|g_i|²⟩, lost to cancellation
+    (a 6-example regression model: 0.970 for 1.014, then NaN, as GD converged).
     """
     n = float(law.n_examples)
     b = float(law.batch_size)
-    num = b * q1
-    den = b * r1
-    if law.batch_size >= 2:
-        if law.replacement:
-            p2, p3, r = q2, q3, r2
-        else:
-            p2 = (n * q2 - q1) / (n - 1.0)
-            p3 = (n * q3 - q1) / (n - 1.0)
-            r = (n * r2 - r1) / (n - 1.0)
-        num += b * (b - 1.0) * (p2 + 2.0 * p3)
-        den += b * (b - 1.0) * r
-    if law.batch_size >= 3:
-        if law.replacement:
-            p4 = q4
-        else:
-            p4 = (n * n * q4 - n * q2 - 2.0 * n * q3 + 2.0 * q1) / ((n - 1.0) * (n - 2.0))
-        num += b * (b - 1.0) * (b - 2.0) * p4
-    return num / (b * b * b), den / (b * b)
+    if law.replacement:
+        c2 = 1.0 / b
+        c3 = 1.0 / (b * b)
+    elif law.batch_size == law.n_examples:  # the one batch is every example
+        c2 = c3 = 0.0
+    elif law.batch_size == 1:
+        c2 = c3 = 1.0
+    else:  # 1 < b < N, so N ≥ 3
+        c2 = (n - b) / (b * (n - 1.0))
+        c3 = (n - b) * (n - 2.0 * b) / (b * b * (n - 1.0) * (n - 2.0))
+    return q + c2 * (a + 2.0 * c) + c3 * e, r + c2 * s
 
 
 @inline
@@ -128,8 +125,8 @@ def _evaluate_measured(eigen, theta, p, g, hess, factor):
 
 @inline
 def _curvature(theta, p, u, v, hv):
-    """uᵀ ∇²L(θ) v, with hv ← ∇²L(θ) v (one function for the four products of
-    :func:`exact_batch_sharpness`: the family's product is compiled into it once, not four
+    """uᵀ ∇²L(θ) v, with hv ← ∇²L(θ) v (one function for the three products of
+    :func:`exact_batch_sharpness`: the family's product is compiled into it once, not three
     times)."""
     loss_hvp(theta, p, v, hv)
     return dot(u, hv)
@@ -137,27 +134,35 @@ def _curvature(theta, p, u, v, hv):
 
 @inline
 def exact_batch_sharpness(theta, p, g_full, law):
-    """BS at θ exactly, from the per-example moments of :func:`batch_moments`.
+    """BS at θ exactly, from the centred per-example moments of :func:`batch_moments`.
 
-    ``g_full`` is ∇L(θ) (= ḡ). Cost: N per-example gradients, 2N per-example and N + 1
-    full Hessian-vector products. Returns NaN when E|g_B|² = 0 (every g_i = 0: 0/0).
+    ``g_full`` is ∇L(θ) (= ḡ). For each example, δ_i = g_i − ḡ, the full product H̄δ_i and
+    the example's own H_i δ_i give δᵀH̄δ, ḡᵀE_iδ_i = ḡ·(H_iδ_i − H̄δ_i) and
+    δᵀE_iδ = δ·(H_iδ_i − H̄δ_i). Cost: N per-example gradients and products, N + 1 full
+    products. Returns NaN when E|g_B|² = 0 (ḡ = 0 and, unless b = N, every δ_i = 0: 0/0).
     """
     d = theta.shape[0]
     n = law.n_examples
-    gi = np.empty(d)
-    hv = np.empty(d)
+    delta = np.empty(d)
+    full = np.empty(d)
+    own = np.empty(d)
     one = np.empty(1, np.int64)
-    q1 = q2 = q3 = r1 = 0.0
+    a = c = e = s = 0.0
     for i in range(n):
         one[0] = i
         pi = loss_subset(p, one)
-        loss_grad(theta, pi, gi)
-        q1 += _curvature(theta, pi, gi, gi, hv)
-        q3 += _curvature(theta, pi, gi, g_full, hv)
-        q2 += _curvature(theta, p, gi, gi, hv)
-        r1 += dot(gi, gi)
-    q4 = _curvature(theta, p, g_full, g_full, hv)
-    num, den = batch_moments(q1 / n, q2 / n, q3 / n, q4, r1 / n, dot(g_full, g_full), law)
+        loss_grad(theta, pi, delta)
+        for k in range(d):
+            delta[k] -= g_full[k]
+        curved = _curvature(theta, p, delta, delta, full)
+        a += curved
+        e += _curvature(theta, pi, delta, delta, own) - curved
+        for k in range(d):
+            own[k] -= full[k]  # E_i δ_i
+        c += dot(g_full, own)
+        s += dot(delta, delta)
+    q = _curvature(theta, p, g_full, g_full, full)
+    num, den = batch_moments(a / n, c / n, e / n, s / n, q, dot(g_full, g_full), law)
     return num / den if den > 0.0 else np.nan
 
 

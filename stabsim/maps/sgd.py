@@ -52,9 +52,9 @@ def _batch_size(batch_size, n_examples: int, replacement: bool) -> int:
 def bs_method(method: str, n_examples: int, batch_size: int, batches: int) -> str:
     """``"exact"`` or ``"sampled"``: the method ``"auto"`` resolves to.
 
-    The exact batch sharpness costs N per-example gradients and 2N per-example plus N + 1
-    full Hessian-vector products, about N(N + 3) per-example derivative evaluations (a full
-    product costs N per-example ones); the estimate costs ``batches`` · b batch gradients
+    The exact batch sharpness costs N per-example gradients and Hessian-vector products
+    and N + 1 full ones, N(N + 3) per-example derivative evaluations (a full product costs
+    N per-example ones); the estimate costs ``batches`` · b batch gradients
     and products, 2 · batches · b. ``"auto"`` takes the cheaper.
     """
     check.choice("batch_sharpness", method, {"auto", "exact", "sampled"})
@@ -167,7 +167,9 @@ def batch_sharpness(loss: Loss, theta, batch_size: int, *, replacement: bool = F
     Returns
     -------
     BatchSharpness
-        NaN when every per-example gradient is zero (BS is 0/0 there).
+        NaN where every batch's gradient is zero (BS is 0/0 there): ∇L = 0 and, unless
+        b = N without replacement, every per-example gradient (exact), or every sampled
+        batch's gradient (sampled).
     """
     n = _require_finite_sum(loss)
     theta = loss.check_point(theta)
@@ -332,8 +334,8 @@ def run_sgd(
         Never NaN in the loss, gradient norm and sharpness: a run that meets a non-finite
         value stops there with status NONFINITE (or DIVERGED, NOT_CONVERGED naming
         ``eig_max_products``) and keeps the records made before. Ctrl-C returns the
-        records so far with status INTERRUPTED. A batch sharpness of 0/0 (every
-        per-example gradient zero) is NaN, with status UNDEFINED.
+        records so far with status INTERRUPTED. A batch sharpness of 0/0 (every batch's
+        gradient zero: :func:`batch_sharpness`) is NaN, with status UNDEFINED.
     """
     n = _require_finite_sum(loss)
     theta = loss.check_point(theta0, "theta0").copy()
@@ -425,8 +427,8 @@ def run_sgd(
     if status == int(Status.OK) and np.isnan(bs).any():
         status = int(Status.UNDEFINED)
         first = int(step[np.flatnonzero(np.isnan(bs))[0]])
-        detail = (f"the batch sharpness is 0/0 from step {first}: every per-example gradient "
-                  "is zero there")
+        detail = (f"the batch sharpness is 0/0 from step {first}: every batch's gradient is "
+                  "zero there")
     elif status not in (int(Status.OK), int(Status.INTERRUPTED)):
         detail = f"at step {done}"
     return SGDResult(
