@@ -29,7 +29,13 @@ from ._result import Result, combine_parts
 from ._status import Status
 from .flows import ManifoldFlowResult, limit_map, manifold_flow
 from .flows._solve import MAX_RHS_EVALS
-from .flows.manifold import FLOW_CONSTANTS
+from .flows.manifold import (
+    FLOW_CONSTANTS,
+    GAP_TOL,
+    NULL_TOL,
+    geometry_for,
+    require_simple_top,
+)
 from .flows.manifold_geometry import LIMIT_TOL
 from .losses import Loss
 from .losses._base import require_loss
@@ -221,11 +227,7 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
     flow_atol = check.positive_float("flow_atol", flow_atol)
     flow_max_rhs_evals = check.budget("flow_max_rhs_evals", flow_max_rhs_evals)
     loss_min = resolve_loss_min(loss, method, loss_min)
-
-    gd = run_gd(loss, theta0, eta, steps, method=method, stride=stride,
-                record_trajectory=True, find_crossing=False, loss_min=loss_min)
-    recorded = gd.step
-    tau = eta**2 * recorded.astype(float)
+    kind = geometry_for(loss, geometry)
 
     def phi_of(theta):
         # a Φ that runs out of flow time or evaluations names this call's knob, not
@@ -235,13 +237,22 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
         knob = {"s_max": "phi_s_max", "max_rhs_evals": "phi_max_rhs_evals"}.get(limit.knob)
         return limit if knob is None else dataclasses.replace(limit, knob=knob)
 
-    limits = [phi_of(theta) for theta in gd.trajectory]
+    # the flow's start first: a flow that is undefined there is refused before any work
+    start = phi_of(theta0)
+    if start.success:
+        require_simple_top(kind(loss, method, coefficient, 0.0, NULL_TOL, "auto"), start.theta,
+                           GAP_TOL, "Φ(theta0) (the flow's start)")
+    gd = run_gd(loss, theta0, eta, steps, method=method, stride=stride,
+                record_trajectory=True, find_crossing=False, loss_min=loss_min)
+    recorded = gd.step
+    tau = eta**2 * recorded.astype(float)
+
+    # row 0 is θ₀ itself (run_gd records the start), whose Φ is computed already
+    limits = [start] + [phi_of(theta) for theta in gd.trajectory[1:]] if len(gd.step) else []
     phi = np.array([limit.theta for limit in limits]).reshape(-1, loss.dim)
     phi_parts = {f"limit_map[{k}]": limit for k, limit in enumerate(limits)}
-    if limits:
-        start = limits[0]
-    else:  # no records: Φ(θ₀) of its own
-        start = phi_parts["limit_map[theta0]"] = phi_of(theta0)
+    if not limits:  # no records: Φ(θ₀) of its own
+        phi_parts["limit_map[theta0]"] = start
     if start.success:
         flow = manifold_flow(loss, start.theta, eta, steps, method=method,
                              coefficient=coefficient, geometry=geometry, stride=stride,

@@ -12,8 +12,9 @@ import pytest
 import user_families
 
 from stabsim._status import Status
+from stabsim.compare_manifold import compare_manifold_flow
 from stabsim.flows import limit_map, manifold_flow, tangent_projection, tangent_space
-from stabsim.losses import Loss, ManifoldFamily, Quadratic
+from stabsim.losses import Loss, ManifoldFamily, Quadratic, ScalarNetwork
 from stabsim.maps import run_gd
 
 K = [[[0.5, 0.1], [0.1, -0.3]], [[0.2, 0.0], [0.0, 0.1]]]
@@ -253,3 +254,55 @@ def test_ambient_flow_on_lanczos_matches_the_chart_flow():
     # normal eigenpairs from ARPACK at 1e-13
     np.testing.assert_allclose(ambient.trajectory, chart.trajectory, atol=1e-8)
     assert ambient.parameters["eigensolver"] == "lanczos"
+
+
+@pytest.mark.parametrize("method", ["normalised", "sqrt"])
+def test_the_ambient_flow_at_d_1_is_stationary(method):
+    # Γ = {0} is a point; its one eigenvalue has no second beside it (λ2 = 0: gap 1)
+    flow = manifold_flow(Quadratic([1.0]), [0.0], 0.1, 100, method=method)
+    assert flow.status is Status.OK and flow.geometry == "ambient"
+    assert np.all(flow.trajectory == 0.0) and np.all(flow.rel_gap == 1.0)
+    comparison = compare_manifold_flow(Quadratic([1.0]), [0.3], 0.1, 100, method=method)
+    assert comparison.success
+
+
+def test_settings_that_would_move_the_ambient_flow_off_gamma_are_refused():
+    loss = ManifoldFamily([2.0, 1.0], [[1.0, 0.5], [0.0, 0.0]], K=K)
+    X0 = loss.on_manifold(np.array([1.0, 0.8]))
+    with pytest.raises(ValueError, match="restoring must be >= 0"):
+        manifold_flow(loss, X0, 0.05, 10, geometry="ambient", restoring=-10.0)
+    for null_tol in (1.0, 2.0):  # every eigenvalue null: P_Γ the identity
+        with pytest.raises(ValueError, match=r"null_tol must lie in \(0, 1\)"):
+            manifold_flow(loss, X0, 0.05, 10, geometry="ambient", null_tol=null_tol)
+    assert manifold_flow(loss, X0, 0.05, 10, geometry="ambient", restoring=0.0).success
+
+
+def test_compare_refuses_an_undefined_flow_before_running_gd(monkeypatch):
+    import stabsim.compare_manifold as module
+
+    def no_gd(*args, **kwargs):
+        raise AssertionError("GD ran before the refusal")
+
+    monkeypatch.setattr(module, "run_gd", no_gd)
+    with pytest.raises(ValueError, match="has no chart"):
+        compare_manifold_flow(ScalarNetwork(3), [1.4, 0.8, 0.9], 0.01, 20000,
+                              geometry="chart")
+    # two equal normal curvatures: λ1 is double at Φ(θ₀), the start, named as such
+    with pytest.raises(ValueError, match=r"at Φ\(theta0\) \(the flow's start\) is not simple"):
+        compare_manifold_flow(ManifoldFamily([1.0, 1.0], [[0.0], [0.0]]), [0.3, 0.2, 0.1],
+                              0.1, 100)
+
+
+def test_the_closed_form_projection_takes_what_limit_map_returns():
+    # μ = 1e-3 normal curvature: limit_map stops at |∇L| ≤ 1e-10, about 1e-10/μ ~ 5e-8 off
+    # Γ along z, farther than the closed form's own 1e-8 (relative) allowance
+    loss = ManifoldFamily([2.0, 1e-3], [[1.0, 0.5], [0.0, 0.0]], K=K)
+    limit = limit_map(loss, [1.0, 0.8, 0.3, 0.5])
+    assert limit.success
+    closed = tangent_projection(loss, limit.theta)
+    numeric = tangent_projection(loss, limit.theta, geometry="numeric")
+    # the numeric projector is taken at the point, the closed one at (x, g(x)), 5e-8 away:
+    # they differ by that distance times the derivative of P_Γ (of order 1 here)
+    np.testing.assert_allclose(closed, numeric, atol=1e-6)
+    with pytest.raises(ValueError, match="not on the manifold"):
+        tangent_projection(loss, limit.theta + 1e-3)

@@ -110,6 +110,19 @@ class ManifoldFlowResult(FlowResult):
         return {"step": self.step, "tau": ("step", self.tau)}
 
 
+#: manifold_flow's defaults: smallest relative gap (λ1 − λ2)/λ1 of a simple top eigenvalue,
+#: and the relative size of an eigenvalue taken as tangent (ambient geometry)
+GAP_TOL = 1e-6
+NULL_TOL = 1e-6
+
+
+def _relative_gap(values) -> float:
+    """(λ1 − λ2)/λ1 of the eigenvalues ``values`` (largest first), λ2 = 0 where there is
+    only one (d = 1, or a chart with one normal direction)."""
+    second = values[1] if values.shape[0] > 1 else 0.0
+    return float((values[0] - second) / values[0])
+
+
 class _Geometry:
     """λ1, the relative gap and the flow field at a point, in one geometry."""
 
@@ -135,8 +148,7 @@ class _Chart(_Geometry):
 
     def spectrum(self, y):
         values = self.loss.normal_eigenvalues(y)
-        second = values[1] if values.shape[0] > 1 else 0.0
-        return float(values[0]), float((values[0] - second) / values[0])
+        return float(values[0]), _relative_gap(values)
 
     def field(self, y):
         # x-part of −c P_Γ ∇f(λ1): P_Γ∇λ1 = T(TᵀT)⁻¹∇_x λ1 with T = [I; ∇g], whose first m
@@ -173,8 +185,7 @@ class _Ambient(_Geometry):
             space = self._space(y)
         except NonFiniteError:  # NaN: the integrator stops with status NONFINITE
             return np.nan, np.nan
-        values = space.eigenvalues
-        return space.lambda1, float((values[0] - values[1]) / values[0])
+        return space.lambda1, _relative_gap(space.eigenvalues)
 
     def field(self, y):
         try:
@@ -187,6 +198,29 @@ class _Ambient(_Geometry):
         tangential = space.project(grad_lambda1)
         return (-self.coefficient * tangential
                 - self.restoring * space.normal_solve(self.loss.grad(y)))
+
+
+def _has_chart(loss) -> bool:
+    return all(hasattr(loss, name) for name in
+               ("on_manifold", "normal_eigenvalues", "lambda1", "projected_grad_lambda1"))
+
+
+def geometry_for(loss: Loss, geometry: str):
+    """The geometry class of ``geometry`` ("auto", "chart" or "ambient") for ``loss``;
+    ValueError for "chart" on a loss without one (callers check it before any work)."""
+    chart = _has_chart(loss)
+    if geometry == "chart" and not chart:
+        raise ValueError(f"{type(loss).__name__} has no chart of its manifold; use "
+                         "geometry='ambient'")
+    return _Chart if chart and geometry != "ambient" else _Ambient
+
+
+def require_simple_top(geo, theta0: np.ndarray, gap_tol: float, name: str = "theta0") -> None:
+    """Raise ``ValueError`` unless (λ1 − λ2)/λ1 ≥ ``gap_tol`` at the start ``theta0`` (called
+    ``name`` in the message) of the flow in geometry ``geo``."""
+    if geo.spectrum(geo.start(theta0))[1] < gap_tol:
+        raise ValueError(f"the top eigenvalue of the Hessian at {name} is not simple "
+                         f"((λ1 − λ2)/λ1 < gap_tol = {gap_tol:g}): the flow is undefined")
 
 
 def _require_on_gamma(loss: Loss, theta0: np.ndarray, start_tol: float, chart: bool) -> None:
@@ -209,8 +243,8 @@ def _require_on_gamma(loss: Loss, theta0: np.ndarray, start_tol: float, chart: b
 
 def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
                   method: str = "normalised", coefficient: float | None = None,
-                  geometry: str = "auto", stride=None, gap_tol: float = 1e-6,
-                  null_tol: float = 1e-6, eigensolver: str = "auto",
+                  geometry: str = "auto", stride=None, gap_tol: float = GAP_TOL,
+                  null_tol: float = NULL_TOL, eigensolver: str = "auto",
                   restoring: float = 10.0, rtol: float = 1e-10,
                   atol: float = 1e-12, integrator: str = "DOP853",
                   max_rhs_evals: int | None = MAX_RHS_EVALS,
@@ -259,14 +293,19 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
     gap_tol : float
         Stop (status EIGENGAP_CLOSED) once (λ1 − λ2)/λ1 < gap_tol.
     null_tol : float
-        Relative tolerance of the numerical null space (ambient geometry).
+        Relative tolerance of the numerical null space (ambient geometry), in (0, 1): an
+        eigenvalue of ∇²L(X) at most ``null_tol``·λ1 is taken as tangent to Γ. A normal
+        curvature below it is taken as tangent too, and the flow then moves along it: on a
+        ManifoldFamily whose two normal eigenvalues are λ1 and 3.2e-8 λ1, 0.096 away from
+        the chart flow after a motion of 0.47, at the default. Lower it below the smallest
+        normal curvature of such a loss (``tangent_space(loss, X).eigenvalues`` lists them).
     eigensolver : {"auto", "eigh", "lanczos"}
         How the ambient geometry finds T_XΓ (:func:`stabsim.flows.tangent_space`): dense
         ``eigh`` (O(d³) per evaluation) or Lanczos on Hessian-vector products for the
         normal space only (O(d r) memory for a normal space of dimension r); ``"auto"``
         is dense up to d = 32.
     restoring : float
-        Rate, per unit τ, at which the ambient geometry pulls drift back onto Γ.
+        Rate (≥ 0), per unit τ, at which the ambient geometry pulls drift back onto Γ.
     rtol, atol, integrator
         Passed to :func:`stabsim.flows.solve_flow`.
     max_rhs_evals : int or None
@@ -294,18 +333,17 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
         "coefficient", coefficient)
     gap_tol = check.positive_float("gap_tol", gap_tol)
     null_tol = check.positive_float("null_tol", null_tol)
+    if not null_tol < 1.0:  # every eigenvalue would be null, P_Γ the identity
+        raise ValueError(f"null_tol must lie in (0, 1), got {null_tol!r}")
     check.choice("eigensolver", eigensolver, {"auto", "eigh", "lanczos"})
     restoring = check.finite_float("restoring", restoring)
+    if restoring < 0.0:  # it would push drift away from Γ
+        raise ValueError(f"restoring must be >= 0, got {restoring!r}")
     # before the spectrum at theta0 below
     max_rhs_evals = check.budget("max_rhs_evals", max_rhs_evals)
     start_tol = check.positive_float("start_tol", start_tol)
-    chart = all(hasattr(loss, name) for name in
-                ("on_manifold", "normal_eigenvalues", "lambda1", "projected_grad_lambda1"))
-    if geometry == "chart" and not chart:
-        raise ValueError(f"{type(loss).__name__} has no chart of its manifold; use "
-                         "geometry='ambient'")
-    _require_on_gamma(loss, theta0, start_tol, chart)
-    kind = _Chart if chart and geometry != "ambient" else _Ambient
+    kind = geometry_for(loss, geometry)
+    _require_on_gamma(loss, theta0, start_tol, _has_chart(loss))
     geo = kind(loss, method, coefficient, restoring, null_tol, eigensolver)
 
     closed_at = []  # steps where the gap was found below gap_tol (the event is terminal)
@@ -317,9 +355,7 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
         return margin
 
     degenerate.terminal = True
-    if geo.spectrum(geo.start(theta0))[1] < gap_tol:
-        raise ValueError(f"the top eigenvalue of the Hessian at theta0 is not simple "
-                         f"((λ1 − λ2)/λ1 < gap_tol = {gap_tol:g}): the flow is undefined")
+    require_simple_top(geo, theta0, gap_tol)
     scale = eta**2  # τ = η² t
     parameters = {"loss": loss.provenance, "eta": eta, "steps": steps, "method": method,
                   "coefficient": coefficient, "geometry": geo.name, "stride": stride,
