@@ -1,5 +1,7 @@
 """Sweep configs: grid → dataset shape and coordinates, and clear errors for bad input."""
 
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -312,6 +314,33 @@ def test_a_random_constructors_parameters_under_the_familys_name_point_to_it():
                     params={"theta0": "random"})
     assert "unknown parameter(s) ['d', 'n']" in str(info.value)
     assert "or name = 'regression.random', which takes ['d', 'n', 'seed'" in str(info.value)
+
+
+def test_a_loss_that_comes_out_different_when_built_again_is_refused(tmp_path, monkeypatch):
+    # the cells build the loss once per chunk (and per worker): without a seed,
+    # "regression.random" drew a model of its own for each chunk under one key
+    # (initial losses 0.586, 0.639, 0.128 in one run, 0.074, 0.439, 0.148 in the next)
+    loss = {"name": "regression.random", "d": 3, "n": 4}
+    with pytest.raises(ValueError, match="different loss each time.*fix its seed"):
+        SweepConfig(model="gd", grid={"eta": [0.1, 0.2]}, loss=loss, steps=20,
+                    params={"theta0": [0.1, 0.1, 0.1]})
+    SweepConfig(model="gd", grid={"eta": [0.1, 0.2]}, loss={**loss, "seed": 0}, steps=20,
+                params={"theta0": [0.1, 0.1, 0.1]})
+    # a user's factory that draws without a seed, likewise
+    (tmp_path / "drawing_factory.py").write_text(textwrap.dedent("""
+        import numpy as np
+        from stabsim.losses import Quadratic
+
+        def make(seed=None):
+            return Quadratic(np.diag(np.random.default_rng(seed).uniform(1, 2, 2)))
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match="different loss each time"):
+        SweepConfig(model="gd", grid={"eta": [0.1]}, loss={"name": "drawing_factory:make"},
+                    steps=20, params={"theta0": [0.1, 0.1]})
+    SweepConfig(model="gd", grid={"eta": [0.1]}, loss={"name": "drawing_factory:make",
+                                                        "seed": 1},
+                steps=20, params={"theta0": [0.1, 0.1]})
 
 
 @pytest.mark.parametrize("method", ["gd", "normalised", "sqrt"])

@@ -37,6 +37,7 @@ example config (sweep.toml):
   # [sweep]; parameters eta momentum scale seed theta0 ("random" or a list); a loss:
   #   [loss]
   #   name = "scalar_network"   # any family of stabsim.losses.make_loss, or "regression.random"
+  #                             # (with its seed: every chunk builds the loss again)
   #   depth = 3
   #   [grid]
   #   eta = [0.1, 0.2, 0.4]

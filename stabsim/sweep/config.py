@@ -23,8 +23,9 @@ Example (TOML; every table but ``[sweep]`` and ``[grid]`` is optional)::
 
 For ``model = "gd"`` add ``method`` to ``[sweep]`` and a ``[loss]`` table (``name`` and the
 family's fixed parameters, as for ``stabsim.losses.make_loss``; ``name = "regression.random"``
-draws ``QuadraticRegression.random``; ``name = "package.module:factory"`` calls a user's
-factory returning a ``Loss``). Family parameters are swept as ``loss.<name>`` in
+draws ``QuadraticRegression.random``, with its ``seed`` given: every chunk builds the loss
+again, so it must come out the same each time; ``name = "package.module:factory"`` calls a
+user's factory returning a ``Loss``). Family parameters are swept as ``loss.<name>`` in
 ``[grid]``.
 
 ``model = "adaptive"`` runs ``run_adaptive`` per cell (the cells of
@@ -449,7 +450,10 @@ def _check_loss_builds(config) -> tuple[int, tuple[str, ...]]:
     """Build the loss of every distinct combination of family parameters the cells use.
 
     A bad ``[loss]`` value (or a ``theta0`` of the wrong length) is then refused when the
-    config is made, before any work directory or computation.
+    config is made, before any work directory or computation, and so is a loss that comes
+    out different when built again (``"regression.random"`` without a ``seed``, or a
+    factory that draws without one: the chunks, built one by one and on other workers,
+    would each run on a loss of their own).
 
     Returns
     -------
@@ -480,11 +484,17 @@ def _check_loss_builds(config) -> tuple[int, tuple[str, ...]]:
         where = f"[loss] {name!r}" + (f" with {chosen}" if chosen else "")
         try:
             loss = build_loss(name, {**fixed, **chosen})
+            again = build_loss(name, {**fixed, **chosen}).provenance
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         except Exception as exc:  # whatever a constructor raises on a value it cannot use
             raise ValueError(f"{where}: bad parameter value ({type(exc).__name__}: "
                              f"{exc})") from None
+        if again != loss.provenance:  # each chunk, on each worker, builds the loss anew
+            raise ValueError(f"{where} made a different loss each time it was called (a "
+                             "random draw without a fixed seed?): the sweep builds it again "
+                             "for every chunk, so its cells would run on different losses; "
+                             "fix its seed (for example seed = 0)")
         if theta0 != "random" and len(theta0) != loss.dim:
             raise ValueError(f"[params] theta0 has length {len(theta0)}, but {where} has "
                              f"dimension {loss.dim}")
