@@ -125,3 +125,8 @@ class FlatSharpnessError(ValueError):
 class NonFiniteError(ValueError):
     """Raised where ∇L, ∇²L or ∇³L is NaN or inf at the point asked about and there is no
     status to return (a caller that has one reports Status.NONFINITE)."""
+
+
+class UndefinedError(ValueError):
+    """Raised where a quantity is undefined at the point asked about and there is no status
+    to return (a caller that has one reports Status.UNDEFINED)."""

@@ -28,7 +28,7 @@ import numpy as np
 from . import _validate as check
 from ._export import finish
 from ._result import Result, combine_parts
-from ._status import FlatSharpnessError, Status
+from ._status import FlatSharpnessError, Status, UndefinedError
 from .flows.central import central_flow
 from .flows.gradient import gradient_flow
 from .losses import Loss
@@ -366,9 +366,11 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
             parts["reduced_map"] = _no_reference_point(loss, theta0, gd.sharpness[0, 0], eta,
                                                        projected)
         else:
-            star = reference_point(loss, gd)
             try:
+                star = reference_point(loss, gd)
                 const = eos_constants(loss, star, projected=projected)
+            except UndefinedError as error:  # no centre of the oscillation at 2/η nearby
+                parts["reduced_map"] = Result(Status.UNDEFINED, {}, {}, detail=str(error))
             except FlatSharpnessError as error:  # β* = 0: x*, y* and the reduced map undefined
                 parts["reduced_map"] = Result(Status.FLAT_SHARPNESS, {}, {},
                                               detail=f"at the reference point θ*: {error}")

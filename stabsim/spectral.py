@@ -326,6 +326,17 @@ class EoSConstants:
         return float(np.sqrt(self.delta2))
 
 
+def perpendicular_part(u: np.ndarray, grad_s: np.ndarray) -> tuple[np.ndarray, bool]:
+    """∇S⊥ = ∇S − (u·∇S) u for the unit vector u, and whether it is zero to round-off.
+
+    Computed from u and ∇S it is within (d + 2) ε |∇S| of its exact value for that u (the
+    dot product's rounding bound γ_d, and the subtraction's): no smaller one is told from 0.
+    """
+    perp = grad_s - np.dot(u, grad_s) * u
+    floor = (grad_s.shape[0] + 2) * np.finfo(float).eps * np.linalg.norm(grad_s)
+    return perp, bool(np.linalg.norm(perp) <= floor)
+
+
 def eos_constants(loss: Loss, theta, *, projected: bool = True, v0=None) -> EoSConstants:
     """α, β, δ of Damian et al. at θ (usually the reference point θ*).
 
@@ -358,12 +369,10 @@ def eos_constants(loss: Loss, theta, *, projected: bool = True, v0=None) -> EoSC
     if not (np.all(np.isfinite(grad_s)) and np.all(np.isfinite(grad))):
         raise NonFiniteError("∇L or ∇S = ∇³L[u, u] at theta has NaN or inf entries (status "
                              "NONFINITE): the EoS constants are undefined")
-    direction = grad_s - np.dot(u, grad_s) * u if projected else grad_s
+    perp, perp_is_zero = perpendicular_part(u, grad_s)
+    direction = perp if projected else grad_s
     beta = float(np.dot(direction, direction))
-    # ∇S⊥ computed from u and ∇S is within (d + 2) ε |∇S| of its exact value for that u (the
-    # dot product's rounding bound γ_d, and the subtraction's): no smaller one is told from 0
-    floor = (theta.shape[0] + 2) * np.finfo(float).eps * np.linalg.norm(grad_s)
-    if beta == 0.0 or (projected and np.sqrt(beta) <= floor):
+    if beta == 0.0 or (projected and perp_is_zero):
         which = "grad S perp (the part of grad S orthogonal to u)" if projected else "grad S"
         raise FlatSharpnessError(
             f"{which} vanishes at theta (beta = 0, to round-off): the sharpness does not "

@@ -340,3 +340,36 @@ def test_cycle_averages_stop_where_a_part_stopped(run):
     early = dataclasses.replace(stopped, dist_dagger=dist)
     with pytest.raises(ValueError, match=r"constrained \(NOT_CONVERGED\)"):
         early.cycle_averages()
+
+
+def test_the_reduced_map_from_the_centred_reference_point_is_gd_on_the_realisation():
+    # GD on the realisation is the map in (x, y = b w) measured from (0, 0), the one point
+    # with S = 2/η and u·∇L = 0. The bisection point alone lay between the crossing's two
+    # iterates, whose x have opposite signs: x* came out +1.17e-3 for GD's −5.86e-4, and
+    # the map from it left GD by 1.2e-2 within 40 steps (a review's finding)
+    from stabsim.losses import ReducedMapRealisation
+
+    eta, alpha, b = 0.05, 1.0, 2.0
+    loss = ReducedMapRealisation(eta, alpha, b)
+    run = compare(loss, loss.to_theta(1e-3, -1.0), eta, 200, warn=False)
+    tc = run.crossing_step
+    assert run.statuses["reduced_map"] is Status.OK and tc > 0
+    assert run.alpha_star == pytest.approx(alpha, rel=1e-14)  # round-off of ∇L·∇S⊥
+    assert run.beta_star == pytest.approx(b * b, rel=1e-14)
+    # the same arithmetic up to order: round-off, amplified by the map's expansion over the
+    # run (|x| grows from 6e-4 to 3.4), far below 1e-12 of the orbit's size
+    size = np.nanmax(np.abs(run.gd_x_star[tc:]))
+    assert np.nanmax(np.abs(run.reduced_x[tc:] - run.gd_x_star[tc:])) < 1e-12 * size
+    assert np.nanmax(np.abs(run.reduced_y[tc:] - run.gd_y_star[tc:])) < 1e-12 * size
+
+
+def test_the_reduced_map_is_undefined_without_a_centre_at_the_threshold():
+    # the minimalist loss at η = 0.6 > 1/2: no point near the minimisers has S = 2/η and
+    # u·∇L = 0 (docs/theory.md §2), so θ* is undefined, and the map's records are NaN
+    from stabsim.losses import Minimalist
+
+    run = compare(Minimalist(), [0.5, 0.1], 0.6, 40, warn=False)
+    assert run.crossing_step > 0
+    assert run.statuses["reduced_map"] is Status.UNDEFINED
+    assert "θ* is undefined" in run.message
+    assert np.all(np.isnan(run.reduced_x)) and np.isnan(run.alpha_star)

@@ -377,3 +377,17 @@ def test_reference_point_refuses_a_start_at_or_past_the_threshold():
     assert result.crossing_step == 0
     with pytest.raises(ValueError, match="never crosses it from below"):
         reference_point(loss, result)
+
+
+def test_the_reference_point_is_at_the_threshold_and_the_centre_of_the_oscillation():
+    # S(θ*) = 2/η and u·∇L(θ*) = 0, checked by a dense eigh of the Hessian at θ* (Newton's
+    # steps stop below 1e-12 of the crossing step: both conditions to about that times their
+    # slopes, S ~ 200 and |∇²L| ~ 200 here)
+    eta = 0.01
+    loss = QuadraticRegression.two_scale(eta)
+    result = run_gd(loss, np.zeros(loss.dim), eta, 300)
+    star = reference_point(loss, result)
+    values, vectors = np.linalg.eigh(loss.hessian(star))
+    assert abs(values[-1] - 2 / eta) < 1e-9 * (2 / eta)
+    assert abs(vectors[:, -1] @ loss.grad(star)) < 1e-9 * (2 / eta) * np.linalg.norm(
+        result.crossing_pair[1] - result.crossing_pair[0])

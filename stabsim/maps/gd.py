@@ -18,11 +18,11 @@ from .._interrupt import deferred_interrupt
 from .._lanczos import LANCZOS_RESTART
 from .._progress import progress_bar
 from .._result import Result
-from .._status import Status
+from .._status import Status, UndefinedError
 from ..losses import Loss, Quadratic, check_dense_memory
 from ..losses._base import require_loss
 from ..losses._engines import engine_for
-from ..spectral import sharpness
+from ..spectral import perpendicular_part, sharpness, top_eigenpairs
 from . import _gd_kernels as kernels
 
 METHODS = {
@@ -503,23 +503,44 @@ def _sqrt_stop(loss: Loss, theta: np.ndarray, loss_min: float, t: int,
 
 
 def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_iter: int = 200):
-    """θ*: the point where GD's sharpness first reaches the stability threshold.
+    """θ*: where GD's sharpness first reaches the stability threshold, at the centre of its
+    oscillation.
 
     Bisection for S(θ) = threshold on the segment θ_{t−1} → θ_t between the two iterates
-    around the first crossing that :func:`run_gd` found (docs/theory.md §1). The sharpness is
-    computed at each bisection point by :func:`stabsim.spectral.sharpness` (dense for small d
-    and for families that prefer it, else Lanczos to relative residual 1e-14).
+    around the first crossing that :func:`run_gd` found (docs/theory.md §1), then Newton
+    steps in the plane of u and ∇S⊥ onto the two conditions
+
+        S(θ) = threshold,   u(θ)·∇L(θ) = 0,
+
+    the second being what the reduced map assumes: to first order GD moves
+    x = u·(θ − θ*) by x_{t+1} = −(1 + η y_t) x_t − η u·∇L(θ*), and the map has no constant
+    term. The two iterates around the crossing lie on either side of the oscillation's
+    centre (x of opposite signs), so the bisection point alone is anywhere between them,
+    and x measured from it was off by O(x) (on the exact realisation of the map, GD's x at
+    the crossing −5.86e-4 came out +1.17e-3, and the map from it left GD within a cycle).
+    A Newton step moves along u by s = −u·∇L/S and along ∇S⊥ by
+    (threshold − S − (u·∇S) s)/|∇S⊥|²; it stops when the step is below ``tol`` times the
+    segment's length. Where ∇S⊥ is zero (to round-off) there is no second direction, and
+    the point reached is returned: the constants are undefined there
+    (:func:`~stabsim.spectral.eos_constants` raises, and ``compare`` reports
+    FLAT_SHARPNESS). The sharpness is computed by
+    :func:`stabsim.spectral.top_eigenpairs` (dense for small d and for families that prefer
+    it, else Lanczos to relative residual 1e-14).
 
     Returns
     -------
     ndarray, shape (d,)
-        θ* with |S(θ*) − threshold| within the bisection tolerance ``tol`` along the segment.
+        θ*, with S(θ*) at the threshold and u·∇L(θ*) = 0 to the Newton step's tolerance.
 
     Raises
     ------
     ValueError
         If the run has no crossing, or crossed at step 0: S(θ₀) is at or past the threshold,
         GD never rises through it from below, and θ* is undefined.
+    stabsim._status.UndefinedError
+        (a ValueError) If no point of S = threshold and u·∇L = 0 lies within the crossing
+        step (the minimalist loss at η > 1/2, whose stable set holds no minimiser), or the
+        Newton steps do not settle in ``max_iter`` (a repeated top eigenvalue).
     """
     require_loss(loss)
     if not isinstance(result, GDResult):
@@ -539,18 +560,47 @@ def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_ite
     def excess(s):
         return sharpness(loss, before + s * (after - before), tol=1e-14) - target
 
-    if excess(0.0) >= 0.0:  # S(θ_{t−1}) below the threshold in GD's measurement, at it here
-        return before.copy()
     lo, hi = 0.0, 1.0
+    if excess(0.0) >= 0.0:  # S(θ_{t−1}) below the threshold in GD's measurement, at it here
+        hi = 0.0
     for _ in range(max_iter):
+        if hi - lo <= tol:
+            break
         mid = 0.5 * (lo + hi)
         if excess(mid) >= 0.0:
             hi = mid
         else:
             lo = mid
-        if hi - lo <= tol:
-            break
-    return before + hi * (after - before)
+    theta = before + hi * (after - before)
+    return _centred(loss, theta, target, float(np.linalg.norm(after - before)), tol, max_iter)
+
+
+def _centred(loss: Loss, start: np.ndarray, target: float, length: float, tol: float,
+             max_iter: int) -> np.ndarray:
+    """Newton steps from ``start`` onto S = ``target`` and u·∇L = 0, within ``length`` (the
+    crossing step's) of it, to steps below ``tol``·``length`` (:func:`reference_point`)."""
+    u = None
+    theta = start
+    for _ in range(max_iter):
+        pairs = top_eigenpairs(loss, theta, 1, v0=u, tol=1e-14)
+        top, u = float(pairs.values[0]), pairs.vectors[:, 0]
+        grad_s = loss.d3(theta, u, u)
+        perp, perp_is_zero = perpendicular_part(u, grad_s)
+        if perp_is_zero:  # both conditions on u alone: θ* is where the constants, which
+            return theta  # need ∇S⊥ ≠ 0, are undefined (eos_constants says so)
+        shift = -float(u @ loss.grad(theta)) / top
+        step = shift * u + ((target - top - float(u @ grad_s) * shift) / (perp @ perp)) * perp
+        theta = theta + step
+        if not np.linalg.norm(theta - start) <= length:  # NaN too
+            raise UndefinedError(
+                f"θ* is undefined: no point with S = {target:.10g} (the threshold) and "
+                "u·∇L = 0 lies within the crossing step of it (the stable set holds no such "
+                "point there), and the reduced map's x is measured from one")
+        if np.linalg.norm(step) <= tol * length:
+            return theta
+    raise UndefinedError(f"θ* is undefined: the Newton steps onto S = {target:.10g} and "
+                         f"u·∇L = 0 did not settle in {max_iter} steps (a repeated top "
+                         "eigenvalue near the crossing, where u is undefined?)")
 
 
 def empirical_threshold(method: str = "gd", momentum: float = 0.0, *, sharpness: float = 1.0,
