@@ -278,6 +278,62 @@ def test_an_optional_function_is_checked_to_round_off_each_quantity_on_its_own()
         Loss(GradSlightlyOff(1.0, 5.0, 3.0), 3)
 
 
+class Elementwise(NamedTuple):  # its value returns the array 0.5 c θ², not its sum
+    c: float
+
+
+class ValueGradWithoutValue(NamedTuple):  # its value_grad returns nothing
+    c: float
+
+
+@numba.njit
+def _elementwise_value(theta, p):
+    return 0.5 * p.c * theta ** 2
+
+
+@numba.njit
+def _half_square_value(theta, p):
+    return 0.5 * p.c * (theta @ theta)
+
+
+@numba.njit
+def _half_square_grad(theta, p, out):
+    out[:] = p.c * theta
+
+
+@numba.njit
+def _half_square_hvp(theta, p, v, out):
+    out[:] = p.c * v
+
+
+@numba.njit
+def _half_square_d3(theta, p, u, v, out):
+    out[:] = 0.0
+
+
+@numba.njit
+def _grad_only(theta, p, out):
+    out[:] = p.c * theta
+
+
+_half_square = {"grad": _half_square_grad, "hvp": _half_square_hvp, "d3": _half_square_d3}
+register_family(Elementwise, value=_elementwise_value, **_half_square)
+register_family(ValueGradWithoutValue, value=_half_square_value, value_grad=_grad_only,
+                **_half_square)
+
+
+def test_a_function_that_must_return_the_loss_and_does_not_is_named_with_its_signature():
+    # an array from value had reached float() raw: "only 0-dimensional arrays can be
+    # converted to Python scalars", naming neither value nor the protocol (a review's finding)
+    with pytest.raises(ValueError, match=r"Elementwise: value must return the loss as one "
+                       r"float, following value\(theta, p\) -> float; got an array of "
+                       r"shape \(1,\)"):
+        Loss(Elementwise(1.0), 1)
+    with pytest.raises(ValueError, match=r"value_grad must return the loss as one float, "
+                       r"following value_grad\(theta, p, out\) -> float; got NoneType"):
+        Loss(ValueGradWithoutValue(1.0), 2)
+
+
 class LeastSquares(NamedTuple):
     A: np.ndarray
     b: np.ndarray

@@ -53,6 +53,25 @@ def _call(loss, name, *args):
         ) from exc
 
 
+def _float(loss, name, result):
+    """The number the family's function ``name`` returned (its value, as a float); raise
+    ValueError naming the function and its signature if it is not one (an array: a value
+    written elementwise, ``0.5 * p.c * theta**2`` without a sum)."""
+    from ._protocol import PROTOCOL
+
+    if np.ndim(result) == 0:
+        try:
+            return float(result)
+        except (TypeError, ValueError):
+            pass
+    got = (f"an array of shape {np.shape(result)}" if isinstance(result, np.ndarray)
+           else type(result).__name__)
+    raise ValueError(
+        f"{_name(loss)}: {name} must return the loss as one float, following "
+        f"{PROTOCOL[name][0]}; got {got}"
+    )
+
+
 def _vector(loss, name, *args, shape=None):
     out = np.full(shape or (loss.dim,), np.nan)  # an entry left unwritten shows as NaN
     _call(loss, name, *args, out)
@@ -104,8 +123,8 @@ def _compare_difference(loss, what, exact, name, theta, direction, args, h, k, s
     for fraction in STEP_FRACTIONS:
         step = h * fraction
         if name == "value":
-            plus = float(_call(loss, name, theta + step * direction, *args))
-            minus = float(_call(loss, name, theta - step * direction, *args))
+            plus = _float(loss, name, _call(loss, name, theta + step * direction, *args))
+            minus = _float(loss, name, _call(loss, name, theta - step * direction, *args))
             size = abs(plus) + abs(minus)
         else:
             plus = _vector(loss, name, theta + step * direction, *args)
@@ -162,7 +181,7 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
         v /= np.linalg.norm(v)
         h = _EPS ** (1.0 / 3.0) * max(1.0, float(np.linalg.norm(theta)))
 
-        value = float(_call(loss, "value", theta, p))
+        value = _float(loss, "value", _call(loss, "value", theta, p))
         _finite(loss, "value", value, k)
         g = _vector(loss, "grad", theta, p)
         _finite(loss, "grad", g, k)
@@ -192,7 +211,7 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
 
         if "value_grad" in fns:
             g2 = np.full(d, np.nan)
-            value2 = float(_call(loss, "value_grad", theta, p, g2))
+            value2 = _float(loss, "value_grad", _call(loss, "value_grad", theta, p, g2))
             _agrees(loss, k, "value_grad", "value", value, value2, value_roundoff)
             _agrees(loss, k, "value_grad", "grad", g, g2, grad_roundoff)
         if "linearise" in fns:
@@ -205,9 +224,8 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
             if not (isinstance(result, tuple) and len(result) == 2):
                 raise ValueError(f"{_name(loss)}: value_grad_linearise must return the "
                                  f"pair (value, state), got {type(result).__name__}")
-            value4, state = result
-            _agrees(loss, k, "value_grad_linearise", "value", value, float(value4),
-                    value_roundoff)
+            value4, state = _float(loss, "value_grad_linearise", result[0]), result[1]
+            _agrees(loss, k, "value_grad_linearise", "value", value, value4, value_roundoff)
             _agrees(loss, k, "value_grad_linearise", "grad", g, g4, grad_roundoff)
             hv4 = _vector(loss, "hvp_linearised", theta, p, state, v)
             _agrees(loss, k, "value_grad_linearise",
@@ -225,7 +243,8 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
             dense = np.full((d, d), np.nan)
             factor = np.full((rows, d), np.nan)
             g3 = np.full(d, np.nan)
-            value3 = float(_call(loss, "hessian_parts", theta, p, g3, dense, factor))
+            value3 = _float(loss, "hessian_parts",
+                            _call(loss, "hessian_parts", theta, p, g3, dense, factor))
             # the dense part is given by its upper triangle: what lies below is not read
             dense = np.triu(dense) + np.triu(dense, 1).T
             _finite(loss, "hessian_parts", dense, k)
