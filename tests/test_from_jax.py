@@ -92,6 +92,44 @@ def test_bad_functions():
         from_jax(lambda x: x @ x, 0)
 
 
+def test_params_that_are_not_arrays_of_numbers_are_named_by_their_path():
+    # a string leaf had raised a bare "could not convert string to float: 'abc'", an object
+    # a bare TypeError from float() (a review's finding)
+    jnp = pytest.importorskip("jax.numpy")
+
+    def fn(x, p):
+        return 0.5 * jnp.sum(p["a"] * x ** 2)
+
+    with pytest.raises(TypeError, match=r"params\['name'\] must be a real number or an array "
+                       r"of them \(params is a pytree .*\), got str 'abc'"):
+        from_jax(fn, 3, {"a": np.ones(3), "name": "abc"})
+    with pytest.raises(TypeError, match=r"params must be a real number .*, got object"):
+        from_jax(fn, 3, object())
+    with pytest.raises(TypeError, match=r"params\['a'\]\[1\] must .*, got complex"):
+        from_jax(fn, 3, {"a": [1.0, 2.0j]})
+
+
+def test_a_list_of_numbers_in_params_is_a_pytree_container_and_a_failure_says_so():
+    # JAX's meaning: fn gets a list of 0-d arrays. Where fn needs an array, the failure had
+    # pointed at dim alone (a review's finding); it now says what params['a'] reached fn as
+    jnp = pytest.importorskip("jax.numpy")
+    loss = from_jax(lambda x, p: 0.5 * (p[0] * x[0] ** 2 + p[1] * x[1] ** 2), 2, [1, 3])
+    assert float(loss.value([1.0, 1.0])) == 2.0
+    with pytest.raises(ValueError, match=r"dim = 3 and params: TypeError: .*; note: "
+                       r"params\['a'\] is a list or tuple of numbers, .* not as an array: "
+                       r"pass np.asarray of it"):
+        from_jax(lambda x, p: 0.5 * jnp.sum(p["a"] * x ** 2), 3, {"a": [1, 2, 3]})
+    loss = from_jax(lambda x, p: 0.5 * jnp.sum(p["a"] * x ** 2), 3, {"a": np.arange(1, 4)})
+    assert float(loss.value([1.0, 1.0, 1.0])) == 3.0  # integers as float64
+
+
+def test_an_integer_array_in_params_reaches_fn_as_float64_and_a_failure_says_so():
+    pytest.importorskip("jax")
+    with pytest.raises(ValueError, match=r"dim = 3 and params: .*; note: "
+                       r"params\['idx'\] holds integers, which fn gets as float64"):
+        from_jax(lambda x, p: x[p["idx"]] @ x[p["idx"]], 3, {"idx": np.array([0, 2])})
+
+
 @pytest.mark.parametrize("make", [lambda jnp: lambda x: 1,
                                   lambda jnp: lambda x: jnp.sum(x * x).astype(jnp.int32),
                                   lambda jnp: lambda x: x[0] > 0.0,

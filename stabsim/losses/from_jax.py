@@ -280,6 +280,40 @@ def _rebuild(fn, dim, params, min_value) -> JaxLoss:
     return from_jax(fn, dim, params, min_value=min_value, check=False)
 
 
+def _fixed_params(jax, params):
+    """``params`` with each leaf a float64 JAX array, and notes on what the conversion
+    changed that ``fn`` may not expect (said if ``fn`` then fails).
+
+    Raises
+    ------
+    TypeError
+        Naming the first leaf (by its path in ``params``) that is not an array of real
+        numbers.
+    """
+    leaves, tree = jax.tree_util.tree_flatten_with_path(params)
+    fixed, notes, sequences = [], [], set()
+    for path, leaf in leaves:
+        where = "params" + jax.tree_util.keystr(path)
+        kind = np.asarray(leaf).dtype.kind
+        if kind not in "biuf":
+            got = (f"an array of dtype {leaf.dtype}" if hasattr(leaf, "dtype")
+                   else f"{type(leaf).__name__} {leaf!r:.40}")
+            raise TypeError(f"{where} must be a real number or an array of them (params is "
+                            "a pytree of such arrays: dicts, lists and tuples of them, each "
+                            f"converted to a float64 JAX array), got {got}")
+        if np.ndim(leaf) == 0:
+            if path and isinstance(path[-1], jax.tree_util.SequenceKey):
+                sequences.add("params" + jax.tree_util.keystr(path[:-1]))
+        elif kind in "biu":  # an array fn may use as indices or a mask
+            notes.append(f"{where} holds {'booleans' if kind == 'b' else 'integers'}, which "
+                         "fn gets as float64 (indices belong in fn's closure, not in params)")
+        fixed.append(jax.numpy.asarray(leaf, dtype=np.float64))
+    notes += [f"{where} is a list or tuple of numbers, which fn gets as such (a container of "
+              "the pytree, as in JAX), not as an array: pass np.asarray of it for an array"
+              for where in sorted(sequences)]
+    return jax.tree_util.tree_unflatten(tree, fixed), notes
+
+
 def from_jax(fn, dim, params=None, *, min_value=None, check=False) -> JaxLoss:
     """A loss whose derivatives come from JAX autodiff, usable by every engine.
 
@@ -293,7 +327,11 @@ def from_jax(fn, dim, params=None, *, min_value=None, check=False) -> JaxLoss:
         d.
     params : pytree of arrays, optional
         Fixed data of the loss (weights of a teacher, a data set, ...), passed as the second
-        argument and closed over (converted to float64 JAX arrays once).
+        argument and closed over. Its leaves are real numbers or arrays of them (boolean
+        and integer ones included), each converted to a float64 JAX array once: an index
+        array fn needs as integers belongs in its closure. Dicts, lists and tuples are
+        containers of the pytree, as in JAX: ``{"a": [1.0, 2.0]}`` reaches fn as a list of
+        two 0-d arrays, ``{"a": np.array([1.0, 2.0])}`` as one array.
     min_value : float, optional
         inf L, when known (GD on sqrt L needs it).
     check : bool
@@ -312,9 +350,12 @@ def from_jax(fn, dim, params=None, *, min_value=None, check=False) -> JaxLoss:
     ImportError
         Without JAX (the message names the extra ``stabsim[jax]``).
     TypeError
-        If ``fn`` is not callable.
+        If ``fn`` is not callable, or a leaf of ``params`` is not a real number or an array
+        of them (the message gives its path).
     ValueError
-        If ``fn`` does not map a vector of length ``dim`` to a real floating-point scalar.
+        If ``fn`` does not map a vector of length ``dim`` (and ``params``) to a real
+        floating-point scalar; the message says where ``params`` reach fn other than as
+        given (a list of numbers, integers as float64).
 
     Examples
     --------
@@ -328,10 +369,9 @@ def from_jax(fn, dim, params=None, *, min_value=None, check=False) -> JaxLoss:
                         f"{type(fn).__name__}")
     dim = nonnegative_int("dim", dim, minimum=1)
     if params is None:
-        loss_fn = fn
+        loss_fn, notes = fn, []
     else:
-        fixed = jax.tree_util.tree_map(lambda a: jax.numpy.asarray(a, dtype=np.float64),
-                                       params)
+        fixed, notes = _fixed_params(jax, params)
 
         def loss_fn(theta):
             return fn(theta, fixed)
@@ -340,8 +380,10 @@ def from_jax(fn, dim, params=None, *, min_value=None, check=False) -> JaxLoss:
     try:
         out = jax.eval_shape(loss_fn, probe)
     except Exception as error:  # noqa: BLE001 - any tracing failure is a bad fn for this dim
-        raise ValueError(f"fn could not be evaluated on a vector of length dim = {dim}: "
-                         f"{type(error).__name__}: {error}") from error
+        raise ValueError(f"fn could not be evaluated on a vector of length dim = {dim}"
+                         f"{'' if params is None else ' and params'}: "
+                         f"{type(error).__name__}: {error}"
+                         + "".join(f"; note: {note}" for note in notes)) from error
     if getattr(out, "shape", None) != ():
         raise ValueError(f"fn must return a scalar, got shape {getattr(out, 'shape', out)}")
     if not np.issubdtype(out.dtype, np.floating):  # JAX differentiates real floats only
