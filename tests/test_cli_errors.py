@@ -195,3 +195,21 @@ def test_a_value_of_the_wrong_kind_is_bad_input(tmp_path, capsys):
     line = _error_line(capsys, main(["sweep", str(path)]), 2)
     assert line == ("stabsim: error: model must be one of the strings ['adaptive', 'gd', "
                     "'reduced', 'sgd'], got int 3")
+
+
+@pytest.mark.parametrize("source, raised", [("def f(:\n", "SyntaxError: invalid syntax"),
+                                            ("raise RuntimeError('no data here')\n",
+                                             "RuntimeError: no data here")])
+def test_a_loss_module_that_fails_at_import_is_reported_as_such(tmp_path, capsys,
+                                                                 monkeypatch, source, raised):
+    # only ImportError and AttributeError had been said to be a failed import; a syntax error
+    # or an error the module raised was "bad parameter value (SyntaxError: ...)" (a review's
+    # finding)
+    (tmp_path / "cli_errors_broken.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "sweep.toml"
+    path.write_text(GD_SWEEP.replace('"quadratic"', '"cli_errors_broken:f"').format(loss=""))
+    line = _error_line(capsys, main(["sweep", str(path)]), 2)
+    assert ("cannot import 'f' from 'cli_errors_broken': importing 'cli_errors_broken' "
+            f"raised {raised}") in line
+    assert "bad parameter value" not in line

@@ -200,11 +200,14 @@ def build_loss(name: str, params: dict):
 
 def _user_loss(name: str, params: dict):
     module_name, _, attribute = name.partition(":")
+    cannot = f"loss {name!r}: cannot import {attribute!r} from {module_name!r}"
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"loss {name!r}: cannot import {attribute!r} from {module_name!r} "
-                         f"({exc})") from None
+        raise ValueError(f"{cannot} ({exc})") from None
+    except Exception as exc:  # the module's own code failed: a syntax error, a raise at import
+        raise ValueError(f"{cannot}: importing {module_name!r} raised "
+                         f"{type(exc).__name__}: {exc}") from None
     try:
         loss = factory(**params)
     except TypeError as exc:  # a missing or unknown keyword
