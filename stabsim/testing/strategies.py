@@ -315,7 +315,10 @@ def losses(**kwargs):
     (which takes the keyword arguments), :func:`self_regulating_potentials`,
     :func:`realisations`, :func:`scalar_networks`, :func:`minimalist_losses`,
     :func:`regression_models`, :func:`manifold_losses`, :func:`networks` and
-    :func:`uv_models`. Hypothesis shrinks towards the first of them.
+    :func:`uv_models`. Hypothesis shrinks a failing example towards a draw of fewer
+    choices, not towards the first of these: a property that fails for every loss is
+    reported on ``SelfRegulatingPotential()``, whose strategy draws nothing; one that fails
+    on some families only, on a loss of those at small sizes.
     """
     return st.one_of(
         quadratic_losses(**kwargs),
