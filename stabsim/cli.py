@@ -84,6 +84,10 @@ def main(argv=None) -> int:
     try:
         parser = build_parser()  # imports the subcommands' modules: NumPy, Numba, …
         args = parser.parse_args(argv)
+        if args.quiet and args.verbose:
+            # one before the command and one after it: each parser's group saw one only
+            parser.error("argument -v/--verbose: not allowed with argument -q/--quiet, "
+                         "before or after the command")
     except KeyboardInterrupt:  # before the logging below is set up
         sys.stderr.write("stabsim: interrupted\n")
         return EXIT_INTERRUPTED

@@ -178,6 +178,16 @@ def test_usage_errors(argv, capsys):
     _error_line(capsys, exit_.value.code, 2)
 
 
+@pytest.mark.parametrize("argv", [["-q", "-v", "plot", "r.nc"], ["plot", "r.nc", "-q", "-v"],
+                                  ["-q", "plot", "r.nc", "-v"], ["-v", "plot", "r.nc", "-q"]])
+def test_quiet_and_verbose_together_are_refused_wherever_each_goes(argv, capsys):
+    # one before the command and one after it had been accepted, quiet winning silently (a
+    # review's finding)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert "not allowed with" in _error_line(capsys, exit_.value.code, 2)
+
+
 def test_demo_exits_1_when_a_check_disagrees(tmp_path, capsys, monkeypatch):
     finding = types.SimpleNamespace(holds=False, experiment="e", quantity="q", measured="1")
     monkeypatch.setattr(stabsim.demo, "run", lambda out, **_: [finding])
