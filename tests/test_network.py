@@ -313,6 +313,22 @@ def test_data_sets():
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
+    ({"n_samples": 3}, r"n_samples = 3 does not match data=a pair \(X, Y\), whose N is 5"),
+    ({"input_dim": 5}, r"input_dim = 5 does not match data=a pair \(X, Y\), whose n_0 is 2"),
+    ({"output_dim": 2}, "output_dim = 2 does not match .* whose n_L is 1"),
+    ({"data": "sine", "input_dim": 3}, "input_dim = 3 does not match data='sine', whose n_0"),
+])
+def test_a_size_the_data_fix_may_only_be_restated(kwargs, match):
+    # n_samples and input_dim had been ignored beside data (X, Y) (a review's finding)
+    data = {"data": (np.ones((5, 2)), np.ones(5))}
+    with pytest.raises(ValueError, match=match):
+        Network((3,), **{**data, **kwargs})
+    restated = Network((3,), **data, n_samples=5, input_dim=2, output_dim=1)
+    assert restated.sizes == (2, 3, 1) and restated.n_samples == 5
+    assert Network((3,), data="sine", input_dim=1, output_dim=1).n_samples == 32
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
     ({"activation": "relu"}, "activation"),
     ({"hidden": (3, 0)}, r"hidden\[1\]"),
     ({"hidden": "wide"}, "hidden"),

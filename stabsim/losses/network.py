@@ -86,10 +86,12 @@ class Network(Loss):
         ``teacher_hidden``, default ``hidden``; standard initialisation, the same
         activation) drawn with ``seed``; or a pair of arrays X (N × n_0) and Y (N × n_L or
         N).
-    n_samples : int
-        N for the generated data sets.
-    input_dim, output_dim : int
-        n_0 and n_L of the teacher data set (the 1-D regressions have 1 and 1).
+    n_samples : int, optional
+        N for the generated data sets (default 32).
+    input_dim, output_dim : int, optional
+        n_0 and n_L of the teacher data set (default 1 each). Where the data fix a size (a
+        pair (X, Y) all three, the 1-D regressions n_0 = n_L = 1), its argument may only
+        restate it: another value is a ValueError, not ignored.
     degree : int
         Degree of the Chebyshev polynomial target.
     frequency : float
@@ -121,7 +123,7 @@ class Network(Loss):
     name = "network"
 
     def __init__(self, hidden=(16, 16), *, activation="tanh", data="chebyshev",
-                 n_samples=32, input_dim=1, output_dim=1, degree=3, frequency=1.0,
+                 n_samples=None, input_dim=None, output_dim=None, degree=3, frequency=1.0,
                  teacher_hidden=None, bias=True, parametrisation="standard", seed=0,
                  chunks=1):
         widths = _widths(hidden)
@@ -134,8 +136,16 @@ class Network(Loss):
                              f"got {parametrisation!r}")
         if not isinstance(bias, bool):
             raise ValueError(f"bias must be True or False, got {bias!r}")
-        X, Y = self._data(data, n_samples, input_dim, output_dim, degree, frequency,
-                          teacher_hidden, widths, code, seed)
+        given = {name: None if value is None else nonnegative_int(name, value, minimum=1)
+                 for name, value in (("n_samples", n_samples), ("input_dim", input_dim),
+                                     ("output_dim", output_dim))}
+        X, Y = self._data(data, given, degree, frequency, teacher_hidden, widths, code, seed)
+        for (name, value), symbol, size in zip(given.items(), ("N", "n_0", "n_L"),
+                                               (*X.shape, Y.shape[1]), strict=True):
+            if value is not None and value != size:
+                raise ValueError(f"{name} = {value} does not match data={_data_text(data)}, "
+                                 f"whose {symbol} is {size} (a size the data fix may only be "
+                                 "restated, or left out)")
         sizes = (X.shape[1], *widths, Y.shape[1])
         scales = (np.ones(len(sizes) - 1) if parametrisation == "standard"
                   else 1.0 / np.sqrt(np.asarray(sizes[:-1], dtype=np.float64)))
@@ -151,8 +161,9 @@ class Network(Loss):
         super().__init__(params, kernels.dim_of(params), check=False)
 
     @staticmethod
-    def _data(data, n_samples, input_dim, output_dim, degree, frequency, teacher_hidden,
-              widths, code, seed):
+    def _data(data, given, degree, frequency, teacher_hidden, widths, code, seed):
+        """X and Y: the pair ``data``, or the data set it names at the sizes ``given``
+        (None: the default)."""
         if teacher_hidden is not None and not (isinstance(data, str) and data == "teacher"):
             raise ValueError("teacher_hidden sets the teacher of data='teacher' and nothing "
                              f"else; got it with data={_data_text(data)}")
@@ -171,14 +182,12 @@ class Network(Loss):
         if not isinstance(data, str) or data not in DATASETS:
             raise ValueError(f"data must be one of {DATASETS} or a pair (X, Y) of arrays, "
                              f"got {_data_text(data)}")
-        n = nonnegative_int("n_samples", n_samples, minimum=1)
+        n = given["n_samples"] or 32
         if data == "teacher":
             rng = np.random.default_rng(nonnegative_int("seed", seed))
-            n_in = nonnegative_int("input_dim", input_dim, minimum=1)
-            n_out = nonnegative_int("output_dim", output_dim, minimum=1)
             teacher = widths if teacher_hidden is None else _widths(teacher_hidden)
-            X = rng.normal(size=(n, n_in))
-            return X, _teacher_targets(X, teacher, n_out, code, rng)
+            X = rng.normal(size=(n, given["input_dim"] or 1))
+            return X, _teacher_targets(X, teacher, given["output_dim"] or 1, code, rng)
         x = np.linspace(-1.0, 1.0, n)
         if data == "chebyshev":
             k = nonnegative_int("degree", degree)
