@@ -74,7 +74,8 @@ SIZES = [(quadratic_losses, "dim", 1), (scalar_networks, "depth", 2),
 @pytest.mark.parametrize(("strategy", "name", "minimum"), SIZES)
 @pytest.mark.parametrize("value", [3.0, "3", True, [3]])
 def test_a_size_that_is_not_an_integer_or_strategy_is_refused(strategy, name, minimum, value):
-    with pytest.raises(TypeError, match=f"{name} must be an int, a strategy or None"):
+    # a ValueError, as run_gd(steps=2.0) raises; it had been a TypeError (a review's finding)
+    with pytest.raises(ValueError, match=f"{name} must be an int, a strategy or None"):
         strategy(**{name: value})
 
 

@@ -6,9 +6,9 @@ step sizes are drawn by Hypothesis directly (so they shrink towards simple value
 
 Every strategy checks its arguments when it is built, before anything is drawn, and raises
 ``TypeError`` or ``ValueError`` naming the argument it refuses (a number out of range, or
-not a number, is a ``ValueError``, as in stabsim's own functions; a loss that is not one, or
-a flag that is not a bool, a ``TypeError``). A size or parameter given as a strategy is used
-as it is.
+not a number, or a size that is not an integer, is a ``ValueError``, as in stabsim's own
+functions; a loss that is not one, or a flag that is not a bool, a ``TypeError``). A size or
+parameter given as a strategy is used as it is.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def _dims(name: str, dim, minimum: int = 1, maximum: int = 6):
     if isinstance(dim, st.SearchStrategy):
         return dim
     if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
-        raise TypeError(f"{name} must be an int, a strategy or None, got "
-                        f"{type(dim).__name__} {dim!r}")
+        raise ValueError(f"{name} must be an int, a strategy or None, got "
+                         f"{type(dim).__name__} {dim!r}")
     return st.just(check.nonnegative_int(name, dim, minimum))
 
 
@@ -97,7 +97,7 @@ def quadratic_losses(dim=None, min_eigenvalue=-1.0, max_eigenvalue=10.0):
 
     Raises
     ------
-    TypeError, ValueError
+    ValueError
         If an argument is not as described.
     """
     dims = _dims("dim", dim)
@@ -164,7 +164,7 @@ def scalar_networks(depth=None):
 
     Raises
     ------
-    TypeError, ValueError
+    ValueError
         If ``depth`` is not as described.
     """
     return _dims("depth", depth, minimum=2).map(ScalarNetwork)
@@ -183,7 +183,7 @@ def regression_models(d=None, n=None, j_scale=None, q_scale=None, z_scale=None):
 
     Raises
     ------
-    TypeError, ValueError
+    ValueError
         If an argument is not as described.
     """
     dims = (_dims("d", d), _dims("n", n))
@@ -219,8 +219,10 @@ def manifold_losses(curved=None, m=None, k=None, gap=2.0):
 
     Raises
     ------
-    TypeError, ValueError
-        If an argument is not as described.
+    TypeError
+        If ``curved`` is not a bool or None.
+    ValueError
+        If another argument is not as described.
     """
     curves = st.booleans() if curved is None else st.just(check.boolean("curved", curved))
     gap = check.finite_float("gap", gap)
@@ -262,7 +264,7 @@ def networks(hidden=None, n_samples=None):
 
     Raises
     ------
-    TypeError, ValueError
+    ValueError
         If an argument is not as described.
     """
     if hidden is None:
@@ -296,7 +298,7 @@ def uv_models(width=None):
 
     Raises
     ------
-    TypeError, ValueError
+    ValueError
         If ``width`` is not as described.
     """
     return _uv_models(_dims("width", width))
