@@ -83,6 +83,15 @@ def unit_interval(name: str, value, *, closed_right: bool = False) -> float:
     return value
 
 
+def fraction(name: str, value) -> float:
+    """Return ``value`` as a float in (0, 1] (a fraction of something, never none of it), or
+    raise."""
+    value = positive_float(name, value)
+    if value > 1.0:
+        raise ValueError(f"{name} must lie in (0, 1], got {value!r}")
+    return value
+
+
 def real_array(name: str, value, *, shape=None, ndim=None) -> np.ndarray:
     """Return ``value`` as a C-contiguous float64 array (NaN and inf allowed), or raise.
 

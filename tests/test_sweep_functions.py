@@ -13,9 +13,11 @@ from stabsim.sweep.sgd_cells import sgd_sweep
 REGRESSION = QuadraticRegression.random(4, 8, seed=1)
 
 SWEEPS = {
-    "adaptive": lambda eta, other: adaptive_sweep(Quadratic([1.0]), [1.0], eta, other, 20),
-    "sgd": lambda eta, other: sgd_sweep(REGRESSION, np.zeros(4), eta, other, steps=20),
-    "catapult": lambda eta, other: catapult_sweep(other, eta, steps=20),
+    "adaptive": lambda eta, other, steps=20, **kw: adaptive_sweep(Quadratic([1.0]), [1.0], eta,
+                                                                  other, steps, **kw),
+    "sgd": lambda eta, other, steps=20, **kw: sgd_sweep(REGRESSION, np.zeros(4), eta, other,
+                                                        steps=steps, **kw),
+    "catapult": lambda eta, other, steps=20, **kw: catapult_sweep(other, eta, steps=steps, **kw),
 }
 #: a cell's second axis: β₂, a batch size, a width
 OTHER = {"adaptive": [0.9], "sgd": [4], "catapult": [8]}
@@ -39,6 +41,15 @@ def test_an_empty_axis_is_refused(sweep, empty):
     eta, other = ([], OTHER[sweep]) if empty == "eta" else ([0.1], [])
     with pytest.raises(ValueError, match="is empty"):
         SWEEPS[sweep](eta, other)
+
+
+@pytest.mark.parametrize("sweep", ["adaptive", "sgd"])
+@pytest.mark.parametrize("window", [1.5, 0.0])
+def test_a_late_window_outside_the_records_is_refused(sweep, window):
+    # window is the fraction of the records in the late window: adaptive_sweep took 1.5 and
+    # sliced its n records from n − ceil(1.5n) < 0, from the end: the last 2 of 3 records here
+    with pytest.raises(ValueError, match=r"window must (lie in \(0, 1\]|be finite and > 0)"):
+        SWEEPS[sweep]([0.1], OTHER[sweep], window=window)
 
 
 def test_catapult_boundaries_refuse_no_widths_or_seeds():

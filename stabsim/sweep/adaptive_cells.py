@@ -109,7 +109,7 @@ def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str 
     stride : int
         Record every ``stride``-th step.
     window : float
-        Fraction of the records that forms the late window.
+        Fraction (0, 1] of the records that forms the late window.
     band : float
         Half-width of the edge-of-stability band of the late mean of r.
 
@@ -135,7 +135,7 @@ def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str 
         raise ValueError(f"beta2s must lie in [0, 1), got {beta2s.tolist()}")
     check.choice("method", method, METHODS)
     steps = check.nonnegative_int("steps", steps, minimum=1)
-    window = check.positive_float("window", window)
+    window = check.fraction("window", window)
     band = check.positive_float("band", band)
     shape = (etas.size, beta2s.size)
     stats, status, steps_run = fill_cells(shape, STATS, np.ndindex(shape), lambda ij: _run_cell(

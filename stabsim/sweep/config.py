@@ -223,10 +223,7 @@ class SweepConfig:
         stride = check.nonnegative_int("stride", self.stride, minimum=1)
         default_band, default_window = CLASSIFY_DEFAULTS[self.model]
         band = check.unit_interval("band", default_band if self.band is None else self.band)
-        window = check.positive_float("window",
-                                      default_window if self.window is None else self.window)
-        if window > 1.0:
-            raise ValueError(f"window must lie in (0, 1], got {window!r}")
+        window = check.fraction("window", default_window if self.window is None else self.window)
         divergence_norm = check.positive_float("divergence_norm", self.divergence_norm)
         if self.model == "gd" and steps % stride:  # its cells record every stride-th step
             raise ValueError(f"model 'gd' needs a stride that divides steps, so that its "

@@ -147,9 +147,7 @@ def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, ba
     sizes = [check.nonnegative_int("batch_size", b, minimum=1)
              for b in np.atleast_1d(batch_size)]
     check.nonempty_axes(eta=etas, batch_size=sizes)
-    window = check.positive_float("window", window)
-    if window > 1.0:
-        raise ValueError(f"window must lie in (0, 1], got {window!r}")
+    window = check.fraction("window", window)
     band = check.positive_float("band", band)
     shape = (etas.size, len(sizes))
     stats, status, steps_run = fill_cells(shape, STATS, np.ndindex(shape), lambda ij: _run_cell(
