@@ -110,17 +110,26 @@ def test_chunks_and_strides_give_the_numbers_of_one_call():
     np.testing.assert_array_equal(one.step, [0, 5, 10, 15, 20, 23])
     np.testing.assert_array_equal(one.theta, chunked.theta)
     np.testing.assert_array_equal(one.loss, chunked.loss)
-    # a run continued from the state goes on exactly, the bias corrections (which depend on
-    # the step number) given the steps already taken as first_step; the same floats in the
-    # same order, so equality is exact
-    kwargs.update(stride=1)
+
+
+@pytest.mark.parametrize("method", ["rmsprop", "adam", "scalar_rmsprop"])
+def test_a_run_continued_from_its_state_goes_on_exactly(method):
+    # AdaptiveResult: continue from theta and nu, and m for Adam, with first_step the steps
+    # already taken (the bias corrections depend on the step number); the same floats in the
+    # same order, so equality is exact. The RMSProps have no momentum: their m is zeros (it had
+    # held the last gradient, which m0 refuses for them)
+    kwargs = dict(method=method, beta1=0.9 if method == "adam" else 0.0, beta2=0.99)
     for bias in (False, True):
         kwargs.update(bias_correction=bias)
         whole = run_adaptive(NET, THETA0, 0.01, 10, **kwargs)
         first = run_adaptive(NET, THETA0, 0.01, 4, **kwargs)
-        rest = run_adaptive(NET, first.theta, 0.01, 6, nu0=first.nu, m0=first.m,
-                            first_step=4, **kwargs)
+        state = dict(nu0=first.nu, m0=first.m) if method == "adam" else dict(nu0=first.nu)
+        if method != "adam":
+            np.testing.assert_array_equal(first.m, np.zeros(NET.dim))
+        rest = run_adaptive(NET, first.theta, 0.01, 6, first_step=4, **state, **kwargs)
         np.testing.assert_array_equal(whole.theta, rest.theta)
+        np.testing.assert_array_equal(whole.nu, rest.nu)
+        np.testing.assert_array_equal(whole.m, rest.m)
         np.testing.assert_array_equal(whole.loss[4:], rest.loss)
         # the sharpness by Lanczos from another warm start: equal to its tolerance (eig_tol
         # 1e-10 relative residual bounds the eigenvalue error)
@@ -128,7 +137,7 @@ def test_chunks_and_strides_give_the_numbers_of_one_call():
                                    rest.preconditioned_sharpness, rtol=1e-10)
     # without first_step the corrections restart at t = 0: a different run (a failing
     # control of the test above)
-    restarted = run_adaptive(NET, first.theta, 0.01, 6, nu0=first.nu, m0=first.m, **kwargs)
+    restarted = run_adaptive(NET, first.theta, 0.01, 6, **state, **kwargs)
     assert not np.array_equal(whole.theta, restarted.theta)
 
 

@@ -9,7 +9,7 @@ its products (:class:`stabsim._lanczos.ScaledHessianAt`) or, for a dense measure
 D H D and the factor F D (:func:`_measure_scaled`).
 
 The update of step t = 0, 1, … (the state ν, m holds ν_{t−1}, m_{t−1}; ν_{−1} = ``nu0``,
-m_{−1} = 0), with g_t = ∇L(w_t):
+m_{−1} = ``m0`` for Adam; the RMSProps keep m at 0), with g_t = ∇L(w_t):
 
     ν_t = β₂ ν_{t−1} + (1 − β₂) g_t²        (elementwise; |g_t|² for Scalar RMSProp)
     m_t = β₁ m_{t−1} + (1 − β₁) g_t          (Adam; m_t = g_t for the RMSProps)
@@ -292,7 +292,8 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
         for i in range(n_nu):
             nu[i] = nu_new[i]
         for i in range(d):
-            m[i] = m_new[i]
+            if rule == ADAM:  # the RMSProps' m_t is g_t itself: no state to keep
+                m[i] = m_new[i]
             if m_new[i] != 0.0:  # 0/0 := 0 on a coordinate with no preconditioner yet
                 theta[i] -= eta * (m_new[i] / c1) / denom[i]
     return _OK, n_steps

@@ -76,8 +76,9 @@ class AdaptiveResult(Result):
     theta : ndarray, shape (d,)
         The last iterate w_T reached.
     nu, m : ndarray
-        The optimiser state ν_{T−1}, m_{T−1} that continues the run (pass as ``nu0``,
-        ``m0``).
+        The optimiser state ν_{T−1}, m_{T−1} that continues the run: pass ``nu`` as ``nu0``
+        and, for Adam, ``m`` as ``m0``. The RMSProps have no momentum (their update uses
+        g_t itself): their ``m`` is zeros.
     counters : dict
         ``steps`` (updates done) and ``gradients`` (gradients evaluated: one at every
         state reached, the one a failure stopped at included).
@@ -214,12 +215,12 @@ def run_adaptive(
     bias_correction : bool
     nu0, m0 : array_like, optional
         ν_{−1} (shape (d,), or a scalar for Scalar RMSProp; ≥ 0; default 0) and m_{−1}
-        (default 0).
+        (default 0; Adam only).
     first_step : int
         t₀, the step number of ``theta0`` in a run this one continues (from that run's
-        ``theta``, ``nu`` and ``m``, with ``first_step`` its number of steps): only the bias
-        corrections use it, so a run of T₁ steps continued for T₂ is the run of T₁ + T₂
-        steps. Recorded steps still count from 0.
+        ``theta``, ``nu`` and, for Adam, ``m``, with ``first_step`` its number of steps):
+        only the bias corrections use it, so a run of T₁ steps continued for T₂ is the run
+        of T₁ + T₂ steps. Recorded steps still count from 0.
     stride : int
         Record every ``stride``-th step (step 0 always, and the last one).
     record_trajectory : bool
