@@ -194,6 +194,41 @@ def test_a_zero_preconditioner_entry_with_eps_0(method):
     nonfinite = run_adaptive(quad, [1.0, 1.0], 3.0, 10_000, beta2=1.0, nu0=[1.0, 1.0],
                              divergence_norm=1e308, method="rmsprop")
     assert nonfinite.status is Status.NONFINITE and "zero entry" not in nonfinite.message
+    assert not nonfinite.singular_preconditioner
+
+
+def test_a_zero_entry_of_nu_is_reported_as_what_happened():
+    # A singular P stops a run at a finite state: the message says so, without the NONFINITE
+    # status's general "step size far past the stability threshold", and claims a history of
+    # the gradient only where there is one.
+    # β₂ = 0 is sign descent: from (1, 1) on ½|w|² with η = 1 it lands exactly on the
+    # minimiser, where g = 0 and ν = g² = 0 after a nonzero ν at step 0
+    run = run_adaptive(Quadratic(np.eye(2)), [1.0, 1.0], 1.0, 5, beta2=0.0)
+    assert run.status is Status.NONFINITE and run.singular_preconditioner
+    assert run.counters["steps"] == 1 and np.array_equal(run.theta, [0.0, 0.0])
+    assert run.message.startswith("at step 1, ν has a zero entry")
+    assert "β₂ = 0 makes ν the square of this step's gradient" in run.message
+    assert run.message.endswith("pass eps > 0")  # a positive nu0 would not help: β₂ν₋₁ = 0
+    assert "threshold" not in run.message and "so far" not in run.message
+    assert run.to_xarray().attrs["message"] == run.message
+    # 0 < β₂ < 1 from a start whose second gradient entry is 0: ν₋₁ = nu0 = 0 there too
+    run = run_adaptive(Quadratic([1.0, 2.0]), [1.0, 0.0], 0.1, 5, beta2=0.9)
+    assert run.singular_preconditioner and "(index 1)" in run.message
+    assert "so is ν₋₁ there (nu0, 0 by default)" in run.message
+    assert run.message.endswith("pass eps > 0 or a positive nu0")
+    assert "threshold" not in run.message
+
+
+def test_beta2_1_needs_a_positive_nu0_where_eps_is_0():
+    # β₂ = 1 keeps ν at nu0 whatever the gradient: without a positive nu0 and with ε = 0, P
+    # is singular from step 0 (it had run, to a NONFINITE status blamed on the step size)
+    quad = Quadratic([3.0, 1.0])
+    for nu0 in (None, [1.0, 0.0]):
+        with pytest.raises(ValueError, match="beta2 = 1 needs a positive nu0"):
+            run_adaptive(quad, [1.0, 1.0], 0.01, 20, beta2=1.0, nu0=nu0)
+    # P = εI: GD with step η/ε; P = diag(√nu0): frozen RMSProp
+    assert run_adaptive(quad, [1.0, 1.0], 0.01, 20, beta2=1.0, eps=1.0).success
+    assert run_adaptive(quad, [1.0, 1.0], 0.01, 20, beta2=1.0, nu0=[1.0, 4.0]).success
 
 
 @pytest.mark.usefixtures("python_sigint")

@@ -30,9 +30,10 @@ Lanczos path skips the start mix when the operator is within its tolerance of th
 measured with it (:func:`stabsim._lanczos.anchored_top_eigenpair`), and where e changed in
 between (max D within that tolerance of a power of two) it takes the mixed run instead,
 which agrees with the other to that tolerance. A
-coordinate with √ν̂ + ε = 0 (ε = 0 and a gradient that has always been exactly zero there)
-moves by 0/0 := 0 (its m is zero too); its preconditioned sharpness is infinite, reported as
-NONFINITE when measured.
+coordinate with √ν̂ + ε = 0 (ε = 0 and a gradient entry of 0 at this step, and at every step
+before unless β₂ = 0 or the entries underflow) moves by 0/0 := 0 where its m is zero too (for
+the RMSProps m = g); its preconditioned sharpness is infinite, reported as NONFINITE when
+measured.
 """
 
 import math

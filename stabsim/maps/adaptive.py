@@ -82,6 +82,10 @@ class AdaptiveResult(Result):
     counters : dict
         ``steps`` (updates done) and ``gradients`` (gradients evaluated: one at every
         state reached, the one a failure stopped at included).
+    singular_preconditioner : bool
+        True when the run stopped (status NONFINITE) at a finite state because ν had a zero
+        entry with ε = 0: P is singular there and λ_max(P⁻¹∇²L) undefined, though nothing
+        diverged; ``message`` says at which step and why.
     """
 
     method: str = "rmsprop"
@@ -102,6 +106,14 @@ class AdaptiveResult(Result):
     theta: np.ndarray = None
     nu: np.ndarray = None
     m: np.ndarray = None
+    singular_preconditioner: bool = False
+
+    @property
+    def message(self) -> str:
+        """What happened and what to do: for a singular P, the detail alone (the NONFINITE
+        status's general causes, a step size past the threshold or an overflow, do not
+        apply)."""
+        return self.detail if self.singular_preconditioner else super().message
 
     @property
     def threshold(self) -> float:
@@ -209,7 +221,8 @@ def run_adaptive(
     beta1 : float
         Momentum EMA factor in [0, 1) (Adam only).
     beta2 : float
-        EMA factor of ν in [0, 1].
+        EMA factor of ν in [0, 1]; 1 keeps ν at ``nu0``, which must then be positive where
+        ``eps`` is 0.
     eps : float
         ε ≥ 0 added to √ν̂.
     bias_correction : bool
@@ -243,8 +256,10 @@ def run_adaptive(
     -------
     AdaptiveResult
         Never contains NaN: a run that meets a non-finite value stops there with status
-        NONFINITE (or DIVERGED) and keeps the records made before; Ctrl-C returns the records
-        so far with status INTERRUPTED.
+        NONFINITE (or DIVERGED) and keeps the records made before; so does one that reaches
+        a ν with a zero entry at a recorded step with ε = 0 (P singular:
+        ``singular_preconditioner``). Ctrl-C returns the records so far with status
+        INTERRUPTED.
     """
     require_loss(loss)
     theta = loss.check_point(theta0, "theta0").copy()
@@ -276,6 +291,10 @@ def run_adaptive(
                              f"{np.shape(nu0)}")
         if np.any(nu < 0.0):
             raise ValueError("nu0 must be >= 0 (an EMA of squared gradients)")
+    if beta2 == 1.0 and eps == 0.0 and not np.all(nu > 0.0):
+        raise ValueError("beta2 = 1 keeps ν at nu0 (0 by default), so with eps = 0 a zero entry "
+                         "of it makes P = diag(√ν + ε) singular: beta2 = 1 needs a positive "
+                         "nu0 (or eps > 0)")
     m = np.zeros(d) if m0 is None else loss.check_point(m0, "m0").copy()
     if m0 is not None and method != "adam":
         raise ValueError(f"m0 is the momentum state of 'adam'; method {method!r} has none")
@@ -323,18 +342,20 @@ def run_adaptive(
                   "first_step": first_step, "stride": stride, "eigensolver": eigensolver,
                   "eig_tol": eig_tol, "eig_max_products": eig_max_products,
                   "divergence_norm": divergence_norm}
-    failed = status != int(Status.OK)
     # the engine evaluates ∇L at every state it reaches, before its checks: at the `done`
     # updated states and the one at step `done` (the last one, or the one that failed),
     # unless Ctrl-C stopped the run before the chunk that would evaluate it
     gradients = done + (status != int(Status.INTERRUPTED))
+    singular = None
+    if status == int(Status.NONFINITE) and eps == 0.0 and (done % stride == 0 or done == steps):
+        singular = _singular_preconditioner(loss, state, method, beta2, done)
     return AdaptiveResult(
         status=Status(status),
         counters={"steps": done, "gradients": gradients},
         parameters=parameters,
         knob="eig_max_products" if status == int(Status.NOT_CONVERGED) else None,
-        detail=(f"at step {done}" + _zero_nu_cause(loss, state, method, beta2, eps, status)
-                if failed else None),
+        detail=singular or (f"at step {done}" if status != int(Status.OK) else None),
+        singular_preconditioner=singular is not None,
         method=method, eta=eta, beta1=beta1, beta2=beta2, eps=eps,
         bias_correction=bias_correction, step=record_steps[:n_kept],
         loss=rec.loss[:n_kept], grad_norm=rec.gnorm[:n_kept], sharpness=rec.sharp[:n_kept, 0],
@@ -345,21 +366,44 @@ def run_adaptive(
         theta=state.theta, nu=state.nu, m=state.m)
 
 
-def _zero_nu_cause(loss, state, method, beta2, eps, status) -> str:
-    """Why a run with ε = 0 turned non-finite at a finite iterate with a finite gradient,
-    when it is a zero entry of the step's ν (a coordinate whose gradient has been 0 so far,
-    ν₋₁ = 0 included): P = diag(√ν̂ + ε) is singular there, and the preconditioned
-    sharpness λ_max(P⁻¹∇²L) is undefined (the update itself takes 0/0 as 0)."""
-    if status != int(Status.NONFINITE) or eps > 0.0 or not np.all(np.isfinite(state.theta)):
-        return ""
+def _singular_preconditioner(loss, state, method, beta2, step) -> str | None:
+    """What stopped a run with ε = 0 as NONFINITE at the recorded step ``step``, when it is a
+    zero entry of that step's ν at a finite state: P = diag(√ν̂ + ε) is singular there and
+    λ_max(P⁻¹∇²L) undefined. None otherwise.
+
+    The state is the one the run stopped at, before its update: w_t and ν_{t−1}. Only what
+    they show is said: the gradient's entry at step t, and ν_{t−1}'s.
+    """
+    if not np.all(np.isfinite(state.theta)):
+        return None
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run's huge gradient
-        g = loss.grad(state.theta)  # the failing step's: it stopped before its update
-        nu = beta2 * state.nu + (1.0 - beta2) * (g @ g if method == "scalar_rmsprop" else g * g)
-    if not (np.all(np.isfinite(g)) and np.any(nu == 0.0)):
-        return ""
-    return (": ν has a zero entry (the gradient's entry has been 0 so far) and eps = 0, so "
-            "P = diag(√ν̂ + ε) is singular and the preconditioned sharpness λ_max(P⁻¹∇²L) "
-            "undefined; pass eps > 0 or a positive nu0")
+        value, g = loss.value(state.theta), loss.grad(state.theta)
+        g2 = g @ g
+        square = np.atleast_1d(g2) if method == "scalar_rmsprop" else g * g
+        nu = beta2 * state.nu + (1.0 - beta2) * square
+    # the engine's own check (a finite loss and |g|²) passed: P is what failed
+    if not (np.isfinite(value) and np.isfinite(g2)) or np.all(nu > 0.0):
+        return None
+    zero = np.flatnonzero(nu == 0.0)
+    i = zero[0]
+    if method == "scalar_rmsprop":
+        where, gradient, exact = "", "the gradient", not np.any(g)
+    else:
+        more = f" and {zero.size - 1} more" if zero.size > 1 else ""
+        where, gradient, exact = f" (index {i}{more})", "the gradient's entry", g[i] == 0.0
+    why = f"{gradient} is 0" if exact else f"the square of {gradient} underflows to 0"
+    advice = "pass eps > 0"
+    if beta2 == 0.0:
+        why = f"β₂ = 0 makes ν the square of this step's gradient, and {why}"
+    elif state.nu[i] == 0.0:
+        why += (", and so is ν₋₁ there (nu0, 0 by default)" if step == 0
+                else ", and ν was 0 there at the step before")
+        advice += " or a positive nu0"
+    else:
+        why += f", and β₂ times the previous ν ({state.nu[i]:.3g}) underflows to 0"
+    return (f"at step {step}, ν has a zero entry{where} and eps = 0, so P = diag(√ν̂ + ε) is "
+            f"singular and the preconditioned sharpness λ_max(P⁻¹∇²L) undefined; the run "
+            f"stopped there at a finite state ({why}); {advice}")
 
 
 def frozen_threshold(loss: Quadratic, nu0, beta1: float = 0.0, *, eps: float = 0.0,
