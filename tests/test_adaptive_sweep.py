@@ -1,6 +1,7 @@
 """The (η, β₂) sweep of an adaptive method, classified like the GD sweeps."""
 
 import numpy as np
+import pytest
 
 from stabsim import Status
 from stabsim.losses import Quadratic
@@ -20,3 +21,22 @@ def test_frozen_quadratic_cells_fall_on_either_side_of_the_threshold():
     assert ds.regime.sel(eta=10.0).item() == GDClass.DIVERGED
     assert ds.regime.attrs["flag_meanings"].split()[1] == "edge_of_stability"
     assert np.all(np.isfinite(ds.max_rel_sharpness.sel(eta=1e-3)))
+
+
+def test_a_cell_with_a_singular_preconditioner_has_no_class():
+    # diag(1, 2, 0) from (1, 1, 0): the flat coordinate's gradient is 0 and ν starts at 0, so
+    # with eps = 0 P is singular at step 0 of every cell. Each cell had been classified
+    # diverged (status NONFINITE, 0 steps run), though nothing diverged: the sweep refuses
+    loss = Quadratic(np.diag([1.0, 2.0, 0.0]))
+    with pytest.raises(ValueError, match=r"^eps = 0 leaves the cell eta = 0\.01, beta2 = 0\.9 "
+                                         r"without a class: .*at step 0.*\(index 2\).*pass "
+                                         r"eps > 0$"):
+        adaptive_sweep(loss, [1.0, 1.0, 0.0], [0.01, 0.1], [0.9, 0.99], 100)
+    # at β₂ = 0 later too: sign descent from (1, 1) on ½|w|² at η = 1 lands on the minimiser
+    with pytest.raises(ValueError, match=r"eta = 1, beta2 = 0 without a class: .*at step 1"):
+        adaptive_sweep(Quadratic(np.eye(2)), [1.0, 1.0], [1.0], [0.0], 5, stride=1)
+    # with eps > 0 P is regular: every cell runs its 100 steps, and none diverges
+    ds = adaptive_sweep(loss, [1.0, 1.0, 0.0], [0.01, 0.1], [0.9, 0.99], 100,
+                        eps=1e-8).to_xarray()
+    assert np.all(ds.status == Status.OK) and np.all(ds.steps_run == 100)
+    assert not np.any(ds.regime == GDClass.DIVERGED)

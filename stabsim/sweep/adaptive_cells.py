@@ -56,10 +56,20 @@ def _run_cell(loss, theta0, eta, beta2, beta1, eps, *, method, steps, stride, wi
         The statistics of :func:`_cell`.
     status, steps_run : int
         The run's ``Status`` code and the steps it took.
+
+    Raises
+    ------
+    ValueError
+        When the run stopped at a singular preconditioner (eps = 0 and a zero entry of ν:
+        ``AdaptiveResult.singular_preconditioner``), where r is undefined.
     """
     result = run_adaptive(loss, theta0, float(eta), steps, method=method, beta1=float(beta1),
                           beta2=float(beta2), eps=float(eps), stride=stride,
                           divergence_norm=divergence_norm)
+    if result.singular_preconditioner:  # no r to classify, and nothing diverged
+        raise ValueError(f"eps = 0 leaves the cell eta = {float(eta):g}, beta2 = "
+                         f"{float(beta2):g} without a class: its preconditioner is singular "
+                         f"({result.message}); a sweep starts ν at 0: pass eps > 0")
     return _cell(result, window), int(result.status), result.counters["steps"]
 
 
@@ -119,6 +129,14 @@ def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str 
         Its dataset (``to_xarray()``) has dimensions ``eta`` and ``beta2``; ``regime`` (codes of
         :class:`~stabsim.sweep.classify.GDClass`), ``status``, ``steps_run`` and the
         statistics above.
+
+    Raises
+    ------
+    ValueError
+        With ``eps = 0``, at the first cell whose ν reaches a zero entry at a recorded step
+        (a gradient entry 0 at the start, so in every cell, or, at β₂ = 0, at any step): P
+        is singular there and r undefined, so the cell has no class (it would otherwise
+        count as diverged, though nothing diverged).
     """
     import xarray as xr
 

@@ -56,6 +56,12 @@ threshold as ``edge_of_stability``. With ``band`` b, in this order:
     held at the threshold, but with the late-window mean of ``r`` outside the band (e.g. a
     run too short to tell, or a loss that is flat far out).
 
+An adaptive method's cell with ε = 0 whose ν reaches a zero entry at a recorded step (a
+gradient entry 0 at the start, where ν starts at 0, or at any step with β₂ = 0) stops there
+NONFINITE at a finite state: P = diag(√ν̂ + ε) is singular and r undefined, and nothing
+diverged. Such a cell gets no class: the sweep raises ``ValueError`` naming it and ``eps``
+(``stabsim.sweep.adaptive_cells``).
+
 The reduced map (model ``"reduced"``)
 -------------------------------------
 With ``H(x, y) = y² + (β/2) x² − α ln x²`` and its minimum ``H_min = α − α ln δ²`` at the
