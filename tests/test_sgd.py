@@ -1,6 +1,7 @@
 """Mini-batch SGD and the batch sharpness (docs/stochastic.md)."""
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -250,6 +251,18 @@ def test_bad_inputs():
         batch_sharpness(loss, theta, 2, confidence=1.0)
     with pytest.raises(TypeError, match="replacement"):
         run_sgd(loss, theta, 0.1, 5, batch_size=2, replacement=1)
+
+
+def test_the_parameters_hold_the_budgets_that_end_a_run():
+    # eig_max_products and divergence_norm decide where a run stops (NOT_CONVERGED,
+    # DIVERGED): run_sgd left them out of its parameters, and so of to_xarray()'s, where
+    # run_adaptive records both
+    loss = _regression()
+    result = run_sgd(loss, np.zeros(loss.dim), 0.1, 3, batch_size=2, eig_max_products=50,
+                     divergence_norm=1e5)
+    exported = json.loads(result.to_xarray().attrs["parameters"])
+    for parameters in (result.parameters, exported):
+        assert parameters["eig_max_products"] == 50 and parameters["divergence_norm"] == 1e5
 
 
 def test_sgd_sweep_cells_are_the_runs_classified():

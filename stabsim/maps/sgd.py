@@ -361,7 +361,8 @@ def run_sgd(
                   "replacement": replacement,
                   "seed": seed, "stride": stride, "batch_sharpness": method,
                   "bs_batches": bs_batches, "confidence": confidence,
-                  "eigensolver": eigensolver, "eig_tol": eig_tol}
+                  "eigensolver": eigensolver, "eig_tol": eig_tol,
+                  "eig_max_products": eig_max_products, "divergence_norm": divergence_norm}
 
     eigen = eigen_config(loss, eigensolver, 1, eig_tol, eig_max_products)
     if method == "sampled":  # bound the probe indices drawn per chunk
