@@ -52,6 +52,14 @@ def test_a_late_window_outside_the_records_is_refused(sweep, window):
         SWEEPS[sweep]([0.1], OTHER[sweep], window=window)
 
 
+@pytest.mark.parametrize("sweep", ["adaptive", "sgd"])
+def test_a_sweep_of_no_steps_is_refused(sweep):
+    # sgd_sweep(steps=0) classified its cells, which never ran, as converged (regime 0),
+    # where adaptive_sweep refused steps = 0
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        SWEEPS[sweep]([0.1], OTHER[sweep], steps=0)
+
+
 def test_catapult_boundaries_refuse_no_widths_or_seeds():
     with pytest.raises(ValueError, match="widths is empty"):
         catapult_boundaries([], steps=10)

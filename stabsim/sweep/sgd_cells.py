@@ -122,7 +122,9 @@ def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, ba
         Step sizes (> 0).
     batch_size : sequence of int
         Batch sizes (1 ≤ b, and b ≤ N without replacement).
-    steps, stride, replacement, seed, batch_sharpness, bs_batches, divergence_norm
+    steps : int
+        Steps per cell, ≥ 1.
+    stride, replacement, seed, batch_sharpness, bs_batches, divergence_norm
         As for :func:`~stabsim.maps.sgd.run_sgd` (one seed for every cell).
     window : float
         Fraction (0, 1] of the records in the late window.
@@ -147,6 +149,7 @@ def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, ba
     sizes = [check.nonnegative_int("batch_size", b, minimum=1)
              for b in np.atleast_1d(batch_size)]
     check.nonempty_axes(eta=etas, batch_size=sizes)
+    steps = check.nonnegative_int("steps", steps, minimum=1)  # a cell that never ran has no class
     window = check.fraction("window", window)
     band = check.positive_float("band", band)
     shape = (etas.size, len(sizes))
