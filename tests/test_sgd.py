@@ -247,8 +247,13 @@ def test_bad_inputs():
         run_sgd(loss, theta, 0.1, 5, batch_size=2, batch_sharpness="estimate")
     with pytest.raises(ValueError, match="bs_batches"):
         run_sgd(loss, theta, 0.1, 5, batch_size=2, bs_batches=1)
-    with pytest.raises(ValueError, match="confidence"):
-        batch_sharpness(loss, theta, 2, confidence=1.0)
+    # a two-sided interval's level lies in (0, 1): 1 had been refused as outside "[0, 1)",
+    # which 0 is not, though it is refused too
+    for confidence in (0.0, 1.0):
+        with pytest.raises(ValueError, match=r"^confidence must lie in \(0, 1\), got "):
+            batch_sharpness(loss, theta, 2, confidence=confidence)
+        with pytest.raises(ValueError, match=r"^confidence must lie in \(0, 1\), got "):
+            run_sgd(loss, theta, 0.1, 5, batch_size=2, confidence=confidence)
     with pytest.raises(TypeError, match="replacement"):
         run_sgd(loss, theta, 0.1, 5, batch_size=2, replacement=1)
 

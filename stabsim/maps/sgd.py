@@ -63,6 +63,14 @@ def bs_method(method: str, n_examples: int, batch_size: int, batches: int) -> st
     return "exact" if n_examples * (n_examples + 3) <= 2 * batches * batch_size else "sampled"
 
 
+def _confidence(value) -> float:
+    """``value`` as the level of a two-sided interval, in (0, 1), or raise naming it."""
+    value = check.finite_float("confidence", value)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {value!r}")
+    return value
+
+
 def _z(confidence: float) -> float:
     """The two-sided normal quantile z with P(|Z| ≤ z) = ``confidence``."""
     return statistics.NormalDist().inv_cdf(0.5 + 0.5 * confidence)
@@ -176,9 +184,7 @@ def batch_sharpness(loss: Loss, theta, batch_size: int, *, replacement: bool = F
     replacement = check.boolean("replacement", replacement)
     b = _batch_size(batch_size, n, replacement)
     batches = check.nonnegative_int("batches", batches, minimum=2)
-    confidence = check.unit_interval("confidence", confidence)
-    if confidence == 0.0:
-        raise ValueError("confidence must lie in (0, 1), got 0")
+    confidence = _confidence(confidence)
     seed = check.nonnegative_int("seed", seed)
     method = bs_method(method, n, b, batches)
     law = kernels.BatchLaw(n, b, replacement)
@@ -346,9 +352,7 @@ def run_sgd(
     seed = check.nonnegative_int("seed", seed)
     stride = check.nonnegative_int("stride", stride, minimum=1)
     bs_batches = check.nonnegative_int("bs_batches", bs_batches, minimum=2)
-    confidence = check.unit_interval("confidence", confidence)
-    if confidence == 0.0:
-        raise ValueError("confidence must lie in (0, 1), got 0")
+    confidence = _confidence(confidence)
     method = bs_method(batch_sharpness, n, b, bs_batches)
     check.choice("eigensolver", eigensolver, {"auto", "lanczos", "eigh"})
     eig_tol = check.positive_float("eig_tol", eig_tol)
