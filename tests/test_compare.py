@@ -6,7 +6,9 @@ at the edge of stability. Its EoS constants scale as δ² = 2α/β ∝ η.
 """
 
 import warnings
+from typing import NamedTuple
 
+import numba
 import numpy as np
 import pytest
 from two_scale_runs import two_scale_comparison
@@ -14,7 +16,7 @@ from two_scale_runs import two_scale_comparison
 from stabsim._status import Status
 from stabsim.comparison import TheoryAssumptionWarning, compare
 from stabsim.flows.central import central_flow
-from stabsim.losses import Quadratic, QuadraticRegression
+from stabsim.losses import Loss, Quadratic, QuadraticRegression, register_family
 from stabsim.maps.gd import run_gd
 from stabsim.spectral import eos_constants
 
@@ -373,3 +375,57 @@ def test_the_reduced_map_is_undefined_without_a_centre_at_the_threshold():
     assert run.statuses["reduced_map"] is Status.UNDEFINED
     assert "θ* is undefined" in run.message
     assert np.all(np.isnan(run.reduced_x)) and np.isnan(run.alpha_star)
+
+
+class CubicRealisation(NamedTuple):
+    """L(x, w) = ½(s + b w) x² + c x³/6 − (a/b) w: the map's realisation (s = 2/η) with a
+    cubic term, which tilts ∇S = (c, b) towards u = e_x."""
+
+    s: float
+    a: float
+    b: float
+    c: float
+
+
+@numba.njit
+def _cubic_value(theta, p):
+    x, w = theta[0], theta[1]
+    return 0.5 * (p.s + p.b * w) * x * x + p.c * x**3 / 6.0 - p.a / p.b * w
+
+
+@numba.njit
+def _cubic_grad(theta, p, out):
+    x, w = theta[0], theta[1]
+    out[0] = (p.s + p.b * w) * x + 0.5 * p.c * x * x
+    out[1] = 0.5 * p.b * x * x - p.a / p.b
+
+
+@numba.njit
+def _cubic_hvp(theta, p, v, out):
+    x, w = theta[0], theta[1]
+    out[0] = (p.s + p.b * w + p.c * x) * v[0] + p.b * x * v[1]
+    out[1] = p.b * x * v[0]
+
+
+@numba.njit
+def _cubic_d3(theta, p, u, v, out):
+    out[0] = p.c * u[0] * v[0] + p.b * (u[0] * v[1] + u[1] * v[0])
+    out[1] = p.b * u[0] * v[0]
+
+
+register_family(CubicRealisation, value=_cubic_value, grad=_cubic_grad, hvp=_cubic_hvp,
+                d3=_cubic_d3)
+
+
+def test_the_centre_is_found_where_it_lies_several_crossing_steps_away():
+    # u·∇S = c = 10 against |∇S⊥| = b = 2: GD's sharpness, which carries (u·∇S)x, reaches 2/η
+    # early, and the centre θ* = (0, 0) (S = 2/η, u = e_x, u·∇L = 0 there) lay 0.05–0.075
+    # from the crossing pair, beyond a reach of one crossing step (0.044): the reduced map
+    # was reported UNDEFINED (a review of the day's change). At θ* the constants are exact:
+    # α = −∇L·∇S⊥ = (a/b)·b = a and β = b²
+    eta, a, b = 0.05, 1.0, 2.0
+    loss = Loss(CubicRealisation(2.0 / eta, a, b, 10.0), 2)
+    run = compare(loss, [0.03, -0.5], eta, 200, warn=False)
+    assert run.statuses["reduced_map"] is Status.OK
+    assert run.alpha_star == pytest.approx(a, rel=1e-12)  # round-off of ∇L·∇S⊥ and Newton's
+    assert run.beta_star == pytest.approx(b * b, rel=1e-12)  # steps, stopped at 1e-12

@@ -538,9 +538,10 @@ def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_ite
         If the run has no crossing, or crossed at step 0: S(θ₀) is at or past the threshold,
         GD never rises through it from below, and θ* is undefined.
     stabsim._status.UndefinedError
-        (a ValueError) If no point of S = threshold and u·∇L = 0 lies within the crossing
-        step (the minimalist loss at η > 1/2, whose stable set holds no minimiser), or the
-        Newton steps do not settle in ``max_iter`` (a repeated top eigenvalue).
+        (a ValueError) If no point of S = threshold and u·∇L = 0 lies near the crossing
+        (within the reach of :func:`_centred`; the minimalist loss at η > 1/2, whose stable
+        set holds no minimiser), or the Newton steps do not settle in ``max_iter`` (a
+        repeated top eigenvalue).
     """
     require_loss(loss)
     if not isinstance(result, GDResult):
@@ -577,10 +578,18 @@ def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_ite
 
 def _centred(loss: Loss, start: np.ndarray, target: float, length: float, tol: float,
              max_iter: int) -> np.ndarray:
-    """Newton steps from ``start`` onto S = ``target`` and u·∇L = 0, within ``length`` (the
-    crossing step's) of it, to steps below ``tol``·``length`` (:func:`reference_point`)."""
+    """Newton steps from ``start`` onto S = ``target`` and u·∇L = 0, to steps below
+    ``tol``·``length`` (``length`` the crossing step's; :func:`reference_point`).
+
+    The centre lies within about |x| ≤ ``length`` of ``start`` along u, and moving there
+    changes S by (u·∇S)·|x|, which the step along ∇S⊥ undoes over |u·∇S|/|∇S⊥| times that:
+    so within ``reach`` = 2·length·(1 + |u·∇S|/|∇S⊥|) (at ``start``; the factor 2 for the
+    change of u and ∇S on the way). Newton steps that leave it find no centre of the
+    oscillation nearby.
+    """
     u = None
     theta = start
+    reach = None
     for _ in range(max_iter):
         pairs = top_eigenpairs(loss, theta, 1, v0=u, tol=1e-14)
         top, u = float(pairs.values[0]), pairs.vectors[:, 0]
@@ -588,14 +597,17 @@ def _centred(loss: Loss, start: np.ndarray, target: float, length: float, tol: f
         perp, perp_is_zero = perpendicular_part(u, grad_s)
         if perp_is_zero:  # both conditions on u alone: θ* is where the constants, which
             return theta  # need ∇S⊥ ≠ 0, are undefined (eos_constants says so)
+        along = float(u @ grad_s)
+        if reach is None:
+            reach = 2.0 * length * (1.0 + abs(along) / float(np.linalg.norm(perp)))
         shift = -float(u @ loss.grad(theta)) / top
-        step = shift * u + ((target - top - float(u @ grad_s) * shift) / (perp @ perp)) * perp
+        step = shift * u + ((target - top - along * shift) / (perp @ perp)) * perp
         theta = theta + step
-        if not np.linalg.norm(theta - start) <= length:  # NaN too
+        if not np.linalg.norm(theta - start) <= reach:  # NaN too
             raise UndefinedError(
                 f"θ* is undefined: no point with S = {target:.10g} (the threshold) and "
-                "u·∇L = 0 lies within the crossing step of it (the stable set holds no such "
-                "point there), and the reduced map's x is measured from one")
+                "u·∇L = 0 lies near the crossing (the stable set holds no such point there), "
+                "and the reduced map's x is measured from one")
         if np.linalg.norm(step) <= tol * length:
             return theta
     raise UndefinedError(f"θ* is undefined: the Newton steps onto S = {target:.10g} and "
