@@ -481,13 +481,16 @@ def _check_loss_builds(config) -> tuple[int, tuple[str, ...]]:
         where = f"[loss] {name!r}" + (f" with {chosen}" if chosen else "")
         try:
             loss = build_loss(name, {**fixed, **chosen})
+            # the provenance before building again: a JAX loss reads its globals lazily, and
+            # a factory that redraws one would change the first loss with the second
+            first = loss.provenance
             again = build_loss(name, {**fixed, **chosen}).provenance
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         except Exception as exc:  # whatever a constructor raises on a value it cannot use
             raise ValueError(f"{where}: bad parameter value ({type(exc).__name__}: "
                              f"{exc})") from None
-        if again != loss.provenance:  # each chunk, on each worker, builds the loss anew
+        if again != first:  # each chunk, on each worker, builds the loss anew
             raise ValueError(f"{where} made a different loss each time it was called (a "
                              "random draw without a fixed seed?): the sweep builds it again "
                              "for every chunk, so its cells would run on different losses; "
