@@ -343,6 +343,31 @@ def test_a_loss_that_comes_out_different_when_built_again_is_refused(tmp_path, m
                 steps=20, params={"theta0": [0.1, 0.1]})
 
 
+def test_a_factory_that_redraws_what_its_jax_loss_reads_is_refused(tmp_path, monkeypatch):
+    # a JAX loss reads its globals when its provenance is taken: taken after the second
+    # build, both provenances saw the second draw, and the factory passed
+    pytest.importorskip("jax")
+    (tmp_path / "global_draw.py").write_text(textwrap.dedent("""
+        import jax.numpy as jnp
+        import numpy as np
+        from stabsim.losses import from_jax
+
+        DATA = None
+
+        def _loss(theta):
+            return jnp.sum((DATA @ theta - 1.0) ** 2)
+
+        def make():
+            global DATA
+            DATA = np.random.default_rng().normal(size=(4, 3))
+            return from_jax(_loss, 3)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match="different loss each time"):
+        SweepConfig(model="gd", grid={"eta": [0.1]}, loss={"name": "global_draw:make"},
+                    steps=20, params={"theta0": [0.1, 0.1, 0.1]})
+
+
 @pytest.mark.parametrize("method", ["gd", "normalised", "sqrt"])
 @pytest.mark.parametrize("where", ["params", "grid"])
 def test_a_gd_sweep_refuses_a_momentum_its_method_has_no_use_for(method, where):
