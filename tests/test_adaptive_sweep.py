@@ -32,9 +32,15 @@ def test_a_cell_with_a_singular_preconditioner_has_no_class():
                                          r"without a class: .*at step 0.*\(index 2\).*pass "
                                          r"eps > 0$"):
         adaptive_sweep(loss, [1.0, 1.0, 0.0], [0.01, 0.1], [0.9, 0.99], 100)
-    # at β₂ = 0 later too: sign descent from (1, 1) on ½|w|² at η = 1 lands on the minimiser
-    with pytest.raises(ValueError, match=r"eta = 1, beta2 = 0 without a class: .*at step 1"):
-        adaptive_sweep(Quadratic(np.eye(2)), [1.0, 1.0], [1.0], [0.0], 5, stride=1)
+    # sign descent (β₂ = 0) from (1, 1) on ½|w|² at η = 1 lands on the minimiser at step 1,
+    # where g = 0 makes ν = 0: an exact critical point, where the method stays, is a
+    # converged cell (it had raised, and been 'diverged' before that: a review's finding)
+    ds = adaptive_sweep(Quadratic(np.eye(2)), [1.0, 1.0], [1.0], [0.0], 5, stride=1).to_xarray()
+    assert ds.status.item() == Status.ZERO_GRADIENT and ds.steps_run.item() == 1
+    assert ds.regime.item() == GDClass.CONVERGED
+    # β₂ = 0 with a gradient entry 0 elsewhere than at a critical point: no class
+    with pytest.raises(ValueError, match=r"eta = 0\.1, beta2 = 0 without a class: .*at step 0"):
+        adaptive_sweep(loss, [1.0, 1.0, 0.0], [0.1], [0.0], 5, stride=1)
     # with eps > 0 P is regular: every cell runs its 100 steps, and none diverges
     ds = adaptive_sweep(loss, [1.0, 1.0, 0.0], [0.01, 0.1], [0.9, 0.99], 100,
                         eps=1e-8).to_xarray()

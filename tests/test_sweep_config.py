@@ -5,8 +5,10 @@ import textwrap
 import numpy as np
 import pytest
 
+from stabsim._status import Status
 from stabsim.cli import main
 from stabsim.sweep import SweepConfig, run_sweep
+from stabsim.sweep.classify import GDClass
 
 REDUCED_TOML = """
 [sweep]
@@ -383,3 +385,16 @@ def test_a_gd_sweep_refuses_a_momentum_its_method_has_no_use_for(method, where):
                     params=params, grid=grid)
     SweepConfig(model="gd", loss={"name": "minimalist"}, steps=10, method="heavy_ball",
                 params=params, grid=grid)
+
+
+@pytest.mark.parametrize("method", ["normalised", "sqrt"])
+@pytest.mark.parametrize("start", [[1.0, 1.0], [0.0, 0.0]])
+def test_a_gd_cell_that_starts_at_a_critical_point_is_converged(method, start):
+    # the minimalist loss's minimiser (1, 1) and its critical point (0, 0): normalised GD and
+    # GD on sqrt L stop at once (ZERO_GRADIENT) with no records, whose NaN final loss had
+    # made the cell 'diverged' (a review's finding); every method stays at such a point
+    config = SweepConfig(model="gd", method=method, grid={"eta": [0.1]},
+                         loss={"name": "minimalist"}, params={"theta0": start}, steps=10)
+    ds = run_sweep(config).to_xarray()
+    assert ds.status.item() == Status.ZERO_GRADIENT and ds.steps_run.item() == 0
+    assert ds.regime.item() == GDClass.CONVERGED

@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from .. import _validate as check
+from .._status import Status
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..maps.adaptive import METHODS, run_adaptive
@@ -61,16 +62,22 @@ def _run_cell(loss, theta0, eta, beta2, beta1, eps, *, method, steps, stride, wi
     ------
     ValueError
         When the run stopped at a singular preconditioner (eps = 0 and a zero entry of ν:
-        ``AdaptiveResult.singular_preconditioner``), where r is undefined.
+        ``AdaptiveResult.singular_preconditioner``), where r is undefined, at a point that
+        is not an exact critical point (at one, ∇L = 0 and the method stays there: the
+        status is ZERO_GRADIENT, a converged cell).
     """
     result = run_adaptive(loss, theta0, float(eta), steps, method=method, beta1=float(beta1),
                           beta2=float(beta2), eps=float(eps), stride=stride,
                           divergence_norm=divergence_norm)
+    status = int(result.status)
     if result.singular_preconditioner:  # no r to classify, and nothing diverged
-        raise ValueError(f"eps = 0 leaves the cell eta = {float(eta):g}, beta2 = "
-                         f"{float(beta2):g} without a class: its preconditioner is singular "
-                         f"({result.message}); a sweep starts ν at 0: pass eps > 0")
-    return _cell(result, window), int(result.status), result.counters["steps"]
+        if not np.any(loss.grad(result.theta)):  # an exact critical point: it stays there
+            status = int(Status.ZERO_GRADIENT)
+        else:
+            raise ValueError(f"eps = 0 leaves the cell eta = {float(eta):g}, beta2 = "
+                             f"{float(beta2):g} without a class: its preconditioner is "
+                             f"singular ({result.message}); pass eps > 0")
+    return _cell(result, window), status, result.counters["steps"]
 
 
 def adaptive_cells(config, values: dict) -> dict:

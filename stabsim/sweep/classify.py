@@ -29,7 +29,7 @@ records that decide this:
   oscillation along u, which adds x²/η to the loss (docs/theory.md §2), is at round-off level: the
   run is not held, whatever ``r`` does.
 
-Without ``late_max_rel`` (the GD sweep cells do not record it yet) *held* falls back to
+Without ``late_max_rel`` (a caller that has not recorded it) *held* falls back to
 "late-window mean of ``r`` at least ``1 − b`` and the loss not at round-off": this still
 labels a run that converged to a minimiser with a nonzero loss within ``band`` below the
 threshold as ``edge_of_stability``. With ``band`` b, in this order:
@@ -45,7 +45,9 @@ threshold as ``edge_of_stability``. With ``band`` b, in this order:
 ``converged`` (0)
     the sharpness never reached the threshold (``max r_t < 1``): GD stayed in its stable
     region, below 2/η; or it did reach it, is not held there at the end, and the loss never
-    rose above its initial value.
+    rose above its initial value; or the run stopped at an exact critical point (status
+    ZERO_GRADIENT: ∇L = 0, where normalised GD and GD on sqrt L are undefined and every
+    method stays), whatever its records (a start at a minimiser has none).
 ``catapult`` (2)
     the threshold was reached, the loss rose above its initial value at some recorded step
     (a spike), and the run is not held at the threshold at the end.
@@ -59,7 +61,9 @@ threshold as ``edge_of_stability``. With ``band`` b, in this order:
 An adaptive method's cell with ε = 0 whose ν reaches a zero entry at a recorded step (a
 gradient entry 0 at the start, where ν starts at 0, or at any step with β₂ = 0) stops there
 NONFINITE at a finite state: P = diag(√ν̂ + ε) is singular and r undefined, and nothing
-diverged. Such a cell gets no class: the sweep raises ``ValueError`` naming it and ``eps``
+diverged. At an exact critical point (∇L = 0: sign descent can land on the minimiser) the
+method stays where it is, and the cell is ZERO_GRADIENT, converged. Otherwise it gets no
+class: the sweep raises ``ValueError`` naming it and ``eps``
 (``stabsim.sweep.adaptive_cells``).
 
 The reduced map (model ``"reduced"``)
@@ -189,6 +193,7 @@ def classify_gd(status, initial_loss, final_loss, peak_loss, max_rel, late_rel, 
     ndarray of int8
     """
     stopped = (status == Status.DIVERGED) | (status == Status.NONFINITE)
+    critical = status == Status.ZERO_GRADIENT  # an exact critical point: it stays there
     reached = max_rel >= 1.0
     in_band = np.abs(late_rel - 1.0) <= band
     spike = peak_loss > initial_loss
@@ -213,6 +218,7 @@ def classify_gd(status, initial_loss, final_loss, peak_loss, max_rel, late_rel, 
     out[reached & ~held & spike] = GDClass.CATAPULT
     out[at_edge] = GDClass.EDGE_OF_STABILITY
     out[diverged] = GDClass.DIVERGED
+    out[critical] = GDClass.CONVERGED
     return out
 
 
