@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _validate as check
 from ._lanczos import dense_hessian_top_eigenpair, hessian_top_eigenpair, mix_vector
+from ._norm import norm as _norm
 from ._status import FlatSharpnessError, NonFiniteError
 from .losses import Loss
 from .losses._base import check_dense_memory, require_loss
@@ -82,21 +83,31 @@ def hessian_spectrum(loss: Loss, theta) -> tuple[np.ndarray, np.ndarray]:
     return values[::-1], vectors[:, ::-1]
 
 
-def _hessian_operator(loss: Loss, theta):
-    """∇²L(θ) as a SciPy ``LinearOperator`` of Hessian-vector products (O(d) memory); a
-    non-finite product raises :class:`NonFiniteError`."""
+def _hessian_operator(loss: Loss, theta, start: np.ndarray):
+    """c·∇²L(θ) as a SciPy ``LinearOperator`` of Hessian-vector products (O(d) memory), and
+    the factor c: a power of two that brings |∇²L(θ) q| to about 1 for q the unit ``start``
+    (1 where that product is 0 or not finite). A non-finite product raises
+    :class:`NonFiniteError`.
+
+    ARPACK stops at a residual of ``tol``·max(ε^{2/3}, |λ|): below |λ| ≈ 4e-11 an absolute
+    4e-21 or so, so a Hessian of size 1e-20 came out 1e-3 off at d = 100 (the engines' own
+    Lanczos scales the same way). A power of two scales every product exactly (unless it
+    underflows), and the eigenvalues are divided by it exactly.
+    """
     from scipy.sparse.linalg import LinearOperator
 
     hvp = loss._hvp_at(theta)
+    size = _norm(hvp(start / _norm(start)))
+    factor = 2.0 ** -round(np.log2(size)) if 0.0 < size < np.inf else 1.0
 
     def product(v):
         out = hvp(v)
         if not np.all(np.isfinite(out)):
             raise NonFiniteError("a Hessian-vector product at theta is NaN or inf "
                                  "(status NONFINITE): its eigenpairs are undefined")
-        return out
+        return out * factor
 
-    return LinearOperator((loss.dim, loss.dim), dtype=np.float64, matvec=product)
+    return LinearOperator((loss.dim, loss.dim), dtype=np.float64, matvec=product), factor
 
 
 def _all_products_zero(error) -> bool:
@@ -120,9 +131,11 @@ def _lowest_eigenvalue(loss: Loss, theta, *, tol: float) -> float:
     relative accuracy ``tol``; d ≥ 3 (ARPACK's k < d − 1), θ already checked."""
     from scipy.sparse.linalg import ArpackError, eigsh
 
+    start = _arpack_start(loss.dim)
+    operator, factor = _hessian_operator(loss, theta, start)
     try:
-        value = eigsh(_hessian_operator(loss, theta), k=1, which="SA", tol=tol,
-                      v0=_arpack_start(loss.dim), return_eigenvectors=False)[0]
+        value = eigsh(operator, k=1, which="SA", tol=tol, v0=start,
+                      return_eigenvectors=False)[0] / factor
     except ArpackError as error:
         if not _all_products_zero(error):
             raise
@@ -155,7 +168,9 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, eigensolver: str = "auto", 
         ARPACK's implicitly restarted Lanczos (``scipy.sparse.linalg.eigsh``, largest
         algebraic) on Hessian-vector products, warm-started from ``v0`` (O(d) memory);
         ``"auto"`` is dense up to d = 32, for families that prefer the dense Hessian, and
-        where ARPACK cannot run (k ≥ d − 1), and Lanczos otherwise.
+        for k ≥ d − 1 (ARPACK's Krylov space would span R^d), and Lanczos otherwise, on
+        the products scaled by a power of two to about 1 (ARPACK's tolerance has an
+        absolute floor of about 4e-21), its eigenvalues scaled back exactly.
     v0 : array_like, optional
         Start vector (the previous eigenvector along a trajectory), also the sign reference.
         Only its direction counts: it is scaled to ``max |v0_i| = 1`` (a subnormal one
@@ -181,8 +196,8 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, eigensolver: str = "auto", 
     if eigensolver == "auto":
         dense = loss.dim <= SMALL_DIM or loss.family.prefers_dense or k >= loss.dim - 1
         eigensolver = "eigh" if dense else "lanczos"
-    if eigensolver == "lanczos" and k >= loss.dim - 1:
-        raise ValueError(f"eigensolver='lanczos' needs k < d - 1 = {loss.dim - 1}; use 'eigh'")
+    if eigensolver == "lanczos" and k >= loss.dim:  # ARPACK's k < d
+        raise ValueError(f"eigensolver='lanczos' needs k < d = {loss.dim}; use 'eigh'")
 
     if eigensolver == "eigh":
         values, vectors = hessian_spectrum(loss, theta)
@@ -191,11 +206,11 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, eigensolver: str = "auto", 
         from scipy.sparse.linalg import ArpackError, eigsh
 
         start = _arpack_start(loss.dim) if reference is None else reference
+        operator, factor = _hessian_operator(loss, theta, start)
         try:
-            values, vectors = eigsh(_hessian_operator(loss, theta), k=k, which="LA", v0=start,
-                                    tol=tol)
+            values, vectors = eigsh(operator, k=k, which="LA", v0=start, tol=tol)
             order = np.argsort(values)[::-1]
-            values, vectors = values[order], vectors[:, order]
+            values, vectors = values[order] / factor, vectors[:, order]
         except ArpackError as error:
             if not _all_products_zero(error):
                 raise
@@ -206,9 +221,8 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, eigensolver: str = "auto", 
                              "its eigenpairs are undefined")
     vectors = np.array(vectors)
     vectors[:, 0] = align_sign(vectors[:, 0], reference)
-    residuals = np.array([
-        np.linalg.norm(loss.hvp(theta, vectors[:, i]) - values[i] * vectors[:, i])
-        for i in range(k)
+    residuals = np.array([  # without the overflow of squaring entries past 1e154
+        _norm(loss.hvp(theta, vectors[:, i]) - values[i] * vectors[:, i]) for i in range(k)
     ])
     return Eigenpairs(np.asarray(values, dtype=float), vectors, residuals, eigensolver)
 
