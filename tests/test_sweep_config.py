@@ -398,3 +398,13 @@ def test_a_gd_cell_that_starts_at_a_critical_point_is_converged(method, start):
     ds = run_sweep(config).to_xarray()
     assert ds.status.item() == Status.ZERO_GRADIENT and ds.steps_run.item() == 0
     assert ds.regime.item() == GDClass.CONVERGED
+
+
+def test_a_sqrt_sweep_on_a_loss_without_a_known_minimum_is_refused_when_made():
+    # it had failed only inside run_sweep, with run_gd's advice to pass loss_min, which a
+    # sweep does not take (a review's finding)
+    with pytest.raises(ValueError, match="method 'sqrt' descends sqrt.*has none"):
+        SweepConfig(model="gd", method="sqrt", grid={"eta": [0.1]}, steps=10,
+                    loss={"name": "network", "hidden": [4], "n_samples": 6})
+    SweepConfig(model="gd", method="sqrt", grid={"eta": [0.1]}, steps=10,
+                loss={"name": "minimalist"}, params={"theta0": [0.5, 0.1]})

@@ -466,6 +466,7 @@ def _check_loss_builds(config) -> tuple[int, tuple[str, ...]]:
         config and stabsim's version determine.
     """
     from ..losses._engines import family_stamp, file_digest
+    from ..maps.gd import resolve_loss_min
     from .gd_cells import build_loss  # the GD engine: imported for model "gd" only
 
     name = config.loss["name"]
@@ -502,6 +503,13 @@ def _check_loss_builds(config) -> tuple[int, tuple[str, ...]]:
             _check_batches(config, loss, where)
         if config.model == "gd":  # the cells of the other models run one at a time
             _check_cell_memory(config, loss, where)
+            try:  # GD on sqrt(L − L_min) takes L_min from the loss: a sweep has no loss_min
+                resolve_loss_min(loss, config.method)
+            except ValueError:
+                raise ValueError(f"method 'sqrt' descends sqrt(L − L_min) with L_min the "
+                                 f"loss's known minimum value, and {where} has none: a sweep "
+                                 "takes the losses that know it (run_gd takes loss_min=)"
+                                 ) from None
         dim = max(dim, loss.dim)
         families.add(loss.family)
         if ":" in name:  # made by a user's factory: what it made, to the last bit
