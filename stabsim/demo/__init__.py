@@ -191,7 +191,8 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default="stabsim-demo",
                         help="output folder (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
-                        help="run only GD into the edge of stability and the four-phase map "
+                        help="run only GD into the edge of stability, the four-phase map "
+                             "and its exact realisation by GD "
                              f"({len(QUICK)} of the {len(EXPERIMENTS)} experiments)")
     parser.add_argument("--processes", type=int, default=None, metavar="N",
                         help="experiments side by side, each in a process of its own "
