@@ -93,6 +93,9 @@ def limit_map(loss: Loss, theta, *, tol: float = LIMIT_TOL, s_max: float = 1e6,
 
     Parameters
     ----------
+    loss : Loss
+    theta : array_like, shape (d,)
+        Start of the flow.
     tol : float
         Stop once |∇L| ≤ tol.
     s_max : float

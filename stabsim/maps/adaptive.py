@@ -44,6 +44,18 @@ def adaptive_threshold(eta: float, beta1: float = 0.0) -> float:
 
     (docs/theory.md §7; 2/η for the RMSProps, β₁ = 0; 38/η for Adam at β₁ = 0.9). Bias
     correction changes m̂ = m/(1 − β₁^t) by a factor that tends to 1, not the threshold.
+
+    Parameters
+    ----------
+    eta : float
+        Step size, > 0.
+    beta1 : float
+        β₁ in [0, 1), the momentum of Adam (0 for RMSProp and Scalar RMSProp).
+
+    Returns
+    -------
+    float
+        The threshold on λ_max(P⁻¹H).
     """
     eta = check.positive_float("eta", eta)
     beta1 = check.unit_interval("beta1", beta1)

@@ -157,6 +157,9 @@ def batch_sharpness(loss: Loss, theta, batch_size: int, *, replacement: bool = F
     theta : array_like, shape (d,)
     batch_size : int
         b (at most N without replacement).
+    replacement : bool
+        False: the batches are uniform b-subsets of the N examples (SGD's shuffled
+        epochs); True: b independent uniform draws, so an example may appear more than once.
     method : {"auto", "exact", "sampled"}
         ``"exact"``: both expectations in closed form from per-example moments (exact to
         round-off, whatever the number of batches); ``"sampled"``: the ratio of sample
