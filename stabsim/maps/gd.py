@@ -184,6 +184,11 @@ def run_gd(
     steps : int
         Number of updates; the result has ``steps // stride + 1`` records at most, one more
         when ``stride`` does not divide ``steps``.
+    method : {"gd", "heavy_ball", "nesterov", "normalised", "sqrt"}
+        The update rule (above).
+    momentum : float
+        β in [0, 1) for ``"heavy_ball"`` and ``"nesterov"``; the other methods have none,
+        and a nonzero value for them is a ValueError.
     stride : int
         Record every ``stride``-th step (step 0 always, and the last one).
     top_k : int
@@ -203,6 +208,10 @@ def run_gd(
         dense Hessian for d ≤ 2 (the closed form; eigh when top_k = 2) and for families that
         prefer it (the regression model: Lanczos on the dense Hessian plus Gauss–Newton
         factor, eigh when top_k > 1), Lanczos on products otherwise.
+    eig_tol : float
+        Relative residual |Hv − λv| at which Lanczos stops, > 0 (relative as above); not
+        used where the eigenvalues come from ``eigh`` or the closed form (``"eigh"``;
+        ``"auto"`` at d ≤ 2, or for a family that prefers the dense Hessian with top_k > 1).
     eig_max_products : int
         Budget of Hessian products per Lanczos measurement; a run whose Lanczos misses
         ``eig_tol`` within it stops with status NOT_CONVERGED.
@@ -397,6 +406,25 @@ def step(loss: Loss, theta, eta: float, *, method: str = "gd", momentum: float =
     ``value_grad_linearise``), whose sums may round differently in the last bits (a
     regression model of d = 4: 1e-17 after 30 steps). So ``run_gd``'s iterates also depend on
     ``stride`` in the last bits for such families.
+
+    Parameters
+    ----------
+    loss : Loss
+    theta : array_like, shape (d,)
+        θ_t.
+    eta : float
+        Step size, > 0.
+    method : {"gd", "heavy_ball", "nesterov", "normalised", "sqrt"}
+        The update rule, as for :func:`run_gd`.
+    momentum : float
+        β in [0, 1) for ``"heavy_ball"`` and ``"nesterov"``; nonzero for another method is
+        a ValueError.
+    buf : array_like, shape (d,), optional
+        The momentum state: θ_{t−1} for heavy ball (default θ_t, so the first update has no
+        momentum), the buffer b for Nesterov (default 0); not used by the other methods.
+    loss_min : float, optional
+        L_min for ``method="sqrt"`` (default ``loss.min_value``; at most L(θ), as for
+        :func:`run_gd`); not used by the other methods.
 
     Returns
     -------
