@@ -52,6 +52,20 @@ def stability_threshold(eta: float, method: str = "gd", momentum: float = 0.0) -
 
     Normalised GD and GD on sqrt(L) have no fixed threshold (their effective step changes
     every step), so they raise ``ValueError``.
+
+    Parameters
+    ----------
+    eta : float
+        Step size, > 0.
+    method : {"gd", "heavy_ball", "nesterov", "normalised", "sqrt"}
+        The update rule of :func:`run_gd`.
+    momentum : float
+        β in [0, 1) for ``"heavy_ball"`` and ``"nesterov"``; must be 0 for the other
+        methods.
+
+    Returns
+    -------
+    float
     """
     eta = check.positive_float("eta", eta)
     check.choice("method", method, METHODS)
