@@ -9,17 +9,17 @@ over the window, seeds 0–2; the tests run seeds 0 and 1):
 =====  ==================  =================  ==================
 b      BS η/2 (time sd)    λ_max η/2          λ_max η/2, max
 =====  ==================  =================  ==================
-4      1.02–1.06 (0.2)     0.62–0.70          0.72–0.87
-8      1.05–1.07 (0.1)     0.84–0.87          0.91–0.95
-16     1.03 (0.09)         0.99–1.00          1.05–1.07
+4      1.03–1.06 (0.2)     0.62–0.70          0.72–0.87
+8      1.05–1.06 (0.1)     0.84–0.87          0.91–0.95
+16     1.02–1.03 (0.09)    0.99–1.00          1.05–1.07
 =====  ==================  =================  ==================
 
-So the batch sharpness hovers at 2/η (a little above it: +2% to +7% on average) at every b,
+So the batch sharpness hovers at 2/η (a little above it: +2% to +6% on average) at every b,
 while λ_max does not: it settles lower the smaller the batch. The claim "λ_max stays below
 2/η" holds at b = 4 and 8 and fails at b = 16 = N/2, where λ_max itself sits at 2/η as under
 GD: each batch holds half the data, and the full-batch instability along the top eigenvector
-is the one that binds. At b = 2 the batch sharpness is still rising at 10⁴ steps (0.83–1.11
-of 2/η in the 2000-step windows from 6000 to 10000, two seeds), so it is left out.
+is the one that binds. At b = 2 the batch sharpness is still rising at 10⁴ steps (0.82–1.07
+of 2/η in the 2000-step windows from 6000 to 10000, seeds 0 and 1), so it is left out.
 """
 
 import pytest
