@@ -98,7 +98,9 @@ def _hessian_operator(loss: Loss, theta, start: np.ndarray):
 
     hvp = loss._hvp_at(theta)
     size = _norm(hvp(start / _norm(start)))
-    factor = 2.0 ** -round(np.log2(size)) if 0.0 < size < np.inf else 1.0
+    # 2^±1000 at most: 2^1024 overflows (a Hessian below 1e-308 is brought to 1e-7 or so)
+    factor = (float(np.ldexp(1.0, int(np.clip(-np.round(np.log2(size)), -1000, 1000))))
+              if 0.0 < size < np.inf else 1.0)
 
     def product(v):
         out = hvp(v)

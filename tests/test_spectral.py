@@ -594,11 +594,12 @@ def test_a_zero_hessian_above_the_dense_size_has_eigenvalue_zero():
     assert _lowest_eigenvalue(zero, np.ones(40), tol=1e-10) == 0.0
 
 
-@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1.0, 1e250])
+@pytest.mark.parametrize("scale", [1e-309, 1e-30, 1e-20, 1.0, 1e250])
 def test_lanczos_is_relative_at_any_scale_of_the_hessian(scale):
     # ARPACK stops at tol·max(ε^(2/3), |λ|): on an unscaled Hessian of size 1e-20 its top
     # eigenvalue came out 1e-3 off at d = 100 (a review's finding); the residuals' norm
-    # overflowed to inf past 1e154. Checked against eigvalsh; the tolerance 1e-10 bounds
+    # overflowed to inf past 1e154, and the scaling's 2^-log2 overflowed below 1e-308 (a review
+    # of the fix). Checked against eigvalsh; the tolerance 1e-10 bounds
     # each residual relative to |λ1|, and so each eigenvalue's error (Bauer–Fike)
     d = 100
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(d, d)))
