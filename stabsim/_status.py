@@ -22,7 +22,8 @@ class Status(enum.IntEnum):
     DIVERGED = 2  #: the state's norm grew past ``divergence_norm``
     NONFINITE = 3  #: a NaN or inf appeared in the state or a derivative
     LEFT_DOMAIN = 4  #: the reduced map left its validity domain (1 + eta*y <= 0)
-    ZERO_GRADIENT = 5  #: a normalised step hit an exactly zero gradient
+    ZERO_GRADIENT = 5  #: the iterate reached an exact critical point (a normalised step's
+    #: ∇L = 0; an adaptive sweep's cell there with no momentum left)
     NOT_CONVERGED = 6  #: an inner solver (projection, eigensolver) missed its tolerance
     FLAT_SHARPNESS = 7  #: ∇S = 0 where the sharpness constraint S ≤ 2/η is needed
     INTERRUPTED = 8  #: stopped by Ctrl-C (KeyboardInterrupt); the result is the part done
@@ -76,7 +77,9 @@ _MESSAGES = {
     Status.ZERO_GRADIENT: (
         "the gradient is exactly zero: the iterate sits at a critical point, where the step "
         "of normalised GD (η∇L/|∇L|) is undefined and that of GD on sqrt L "
-        "(η∇L/(2 sqrt(L − L_min))) is 0/0 at a minimiser with L = L_min, or 0 above it"
+        "(η∇L/(2 sqrt(L − L_min))) is 0/0 at a minimiser with L = L_min, or 0 above it; an "
+        "adaptive method there with no momentum left stays where it is (its P, with eps = 0, "
+        "is singular)"
     ),
     Status.NOT_CONVERGED: (
         "an inner solver missed its tolerance within its budget; raise {knob} or loosen "

@@ -38,6 +38,11 @@ def test_a_cell_with_a_singular_preconditioner_has_no_class():
     ds = adaptive_sweep(Quadratic(np.eye(2)), [1.0, 1.0], [1.0], [0.0], 5, stride=1).to_xarray()
     assert ds.status.item() == Status.ZERO_GRADIENT and ds.steps_run.item() == 1
     assert ds.regime.item() == GDClass.CONVERGED
+    # Adam with momentum lands there too, but its m = (0.5, 0.5) would move it on (dividing by
+    # √ν = 0; with eps = 1e-300 its next step went to −5e299): no class (a review of the fix)
+    with pytest.raises(ValueError, match=r"eta = 2, beta2 = 0 without a class"):
+        adaptive_sweep(Quadratic(np.eye(2)), [1.0, 1.0], [2.0], [0.0], 5, method="adam",
+                       beta1=0.5, stride=1)
     # β₂ = 0 with a gradient entry 0 elsewhere than at a critical point: no class
     with pytest.raises(ValueError, match=r"eta = 0\.1, beta2 = 0 without a class: .*at step 0"):
         adaptive_sweep(loss, [1.0, 1.0, 0.0], [0.1], [0.0], 5, stride=1)

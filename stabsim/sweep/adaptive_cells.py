@@ -63,15 +63,17 @@ def _run_cell(loss, theta0, eta, beta2, beta1, eps, *, method, steps, stride, wi
     ValueError
         When the run stopped at a singular preconditioner (eps = 0 and a zero entry of ν:
         ``AdaptiveResult.singular_preconditioner``), where r is undefined, at a point that
-        is not an exact critical point (at one, ∇L = 0 and the method stays there: the
-        status is ZERO_GRADIENT, a converged cell).
+        is not an exact critical point with no momentum left (at one, ∇L = 0 and m = 0, the
+        method stays there: the status is ZERO_GRADIENT, a converged cell).
     """
     result = run_adaptive(loss, theta0, float(eta), steps, method=method, beta1=float(beta1),
                           beta2=float(beta2), eps=float(eps), stride=stride,
                           divergence_norm=divergence_norm)
     status = int(result.status)
     if result.singular_preconditioner:  # no r to classify, and nothing diverged
-        if not np.any(loss.grad(result.theta)):  # an exact critical point: it stays there
+        # at an exact critical point with no momentum left (the RMSProps' m is 0) the method
+        # stays where it is; Adam's momentum would move it on, dividing by √ν = 0
+        if not (np.any(loss.grad(result.theta)) or np.any(result.m)):
             status = int(Status.ZERO_GRADIENT)
         else:
             raise ValueError(f"eps = 0 leaves the cell eta = {float(eta):g}, beta2 = "
@@ -143,7 +145,8 @@ def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str 
         With ``eps = 0``, at the first cell whose ν reaches a zero entry at a recorded step
         (a gradient entry 0 at the start, so in every cell, or, at β₂ = 0, at any step): P
         is singular there and r undefined, so the cell has no class (it would otherwise
-        count as diverged, though nothing diverged).
+        count as diverged, though nothing diverged); except at an exact critical point with
+        no momentum left (∇L = 0, m = 0), where the method stays: ZERO_GRADIENT, converged.
     """
     import xarray as xr
 

@@ -46,8 +46,8 @@ threshold as ``edge_of_stability``. With ``band`` b, in this order:
     the sharpness never reached the threshold (``max r_t < 1``): GD stayed in its stable
     region, below 2/η; or it did reach it, is not held there at the end, and the loss never
     rose above its initial value; or the run stopped at an exact critical point (status
-    ZERO_GRADIENT: ∇L = 0, where normalised GD and GD on sqrt L are undefined and every
-    method stays), whatever its records (a start at a minimiser has none).
+    ZERO_GRADIENT: ∇L = 0, where the step of normalised GD and GD on sqrt L is undefined and
+    the method would stay), whatever its records (a start at a minimiser has none).
 ``catapult`` (2)
     the threshold was reached, the loss rose above its initial value at some recorded step
     (a spike), and the run is not held at the threshold at the end.
@@ -61,9 +61,10 @@ threshold as ``edge_of_stability``. With ``band`` b, in this order:
 An adaptive method's cell with ε = 0 whose ν reaches a zero entry at a recorded step (a
 gradient entry 0 at the start, where ν starts at 0, or at any step with β₂ = 0) stops there
 NONFINITE at a finite state: P = diag(√ν̂ + ε) is singular and r undefined, and nothing
-diverged. At an exact critical point (∇L = 0: sign descent can land on the minimiser) the
-method stays where it is, and the cell is ZERO_GRADIENT, converged. Otherwise it gets no
-class: the sweep raises ``ValueError`` naming it and ``eps``
+diverged. At an exact critical point with no momentum left (∇L = 0 and m = 0: sign descent
+can land on the minimiser) the method stays where it is, and the cell is ZERO_GRADIENT,
+converged; Adam's momentum there would move it on (dividing by √ν = 0). Otherwise the cell
+gets no class: the sweep raises ``ValueError`` naming it and ``eps``
 (``stabsim.sweep.adaptive_cells``).
 
 The reduced map (model ``"reduced"``)
