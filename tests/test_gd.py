@@ -391,3 +391,20 @@ def test_the_reference_point_is_at_the_threshold_and_the_centre_of_the_oscillati
     assert abs(values[-1] - 2 / eta) < 1e-9 * (2 / eta)
     assert abs(vectors[:, -1] @ loss.grad(star)) < 1e-9 * (2 / eta) * np.linalg.norm(
         result.crossing_pair[1] - result.crossing_pair[0])
+
+
+@pytest.mark.parametrize(("start", "eta"), [([0.6, 0.6001], 0.49), ([0.6, 0.601], 0.45),
+                                            ([2.0, 0.2], 0.48)])
+def test_the_reference_point_is_the_centre_the_crossing_straddles(start, eta):
+    # near the minimalist loss's diagonal ∇S⊥ is small, and Newton's long step along it had
+    # jumped to the mirror image of the minimiser GD nears ((−1.106, −0.904), 34 crossing
+    # steps away, both iterates' x of one sign; a review of the fix). The centre is the
+    # minimiser with S = 2(x² + y²) = 2/η (xy = 1), which the two iterates straddle along u
+    loss = Minimalist()
+    result = run_gd(loss, start, eta, 300)
+    star = reference_point(loss, result)
+    assert star[0] * star[1] == pytest.approx(1.0, abs=1e-9)  # Newton's tolerance, 1e-12
+    assert 2.0 * (star @ star) == pytest.approx(2.0 / eta, rel=1e-9)  # of the step, times
+    u = np.linalg.eigh(loss.hessian(star))[1][:, -1]  # the slopes (order 1 here)
+    before, after = result.crossing_pair
+    assert (u @ (before - star)) * (u @ (after - star)) <= 0.0

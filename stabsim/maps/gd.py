@@ -615,20 +615,26 @@ def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_ite
         else:
             lo = mid
     theta = before + hi * (after - before)
-    return _centred(loss, theta, target, float(np.linalg.norm(after - before)), tol, max_iter)
+    return _centred(loss, theta, before, after, target, tol, max_iter)
 
 
-def _centred(loss: Loss, start: np.ndarray, target: float, length: float, tol: float,
-             max_iter: int) -> np.ndarray:
-    """Newton steps from ``start`` onto S = ``target`` and u·∇L = 0, to steps below
-    ``tol``·``length`` (``length`` the crossing step's; :func:`reference_point`).
+def _centred(loss: Loss, start: np.ndarray, before: np.ndarray, after: np.ndarray,
+             target: float, tol: float, max_iter: int) -> np.ndarray:
+    """Newton steps from ``start`` onto S = ``target`` and u·∇L = 0, to steps below ``tol``
+    times the crossing step θ_{t−1} = ``before`` → θ_t = ``after`` (:func:`reference_point`).
 
-    The centre lies within about |x| ≤ ``length`` of ``start`` along u, and moving there
-    changes S by (u·∇S)·|x|, which the step along ∇S⊥ undoes over |u·∇S|/|∇S⊥| times that:
-    so within ``reach`` = 2·length·(1 + |u·∇S|/|∇S⊥|) (at ``start``; the factor 2 for the
-    change of u and ∇S on the way). Newton steps that leave it find no centre of the
-    oscillation nearby.
+    The point found must be the centre of GD's oscillation at the crossing: the two
+    iterates' x = u·(θ − θ*) must have opposite signs (or be 0), as GD's do about the
+    centre while 1 + ηy > 0; another point of S = 2/η and u·∇L = 0 (on the minimalist loss,
+    the mirror image of the minimiser the crossing nears) is not it. Each step is at most
+    the crossing step's length (where ∇S⊥ is small the Newton step along it is long, and
+    without the cap it jumped to that mirror image), and the steps are kept within
+    ``reach`` = 2·length·(1 + |u·∇S|/|∇S⊥|) of ``start`` (at ``start``): the centre lies
+    within about |x| ≤ length of it along u, and moving there changes S by (u·∇S)·|x|,
+    which the step along ∇S⊥ undoes over |u·∇S|/|∇S⊥| times that (the factor 2 for the
+    change of u and ∇S on the way).
     """
+    length = float(np.linalg.norm(after - before))
     u = None
     theta = start
     reach = None
@@ -644,6 +650,9 @@ def _centred(loss: Loss, start: np.ndarray, target: float, length: float, tol: f
             reach = 2.0 * length * (1.0 + abs(along) / float(np.linalg.norm(perp)))
         shift = -float(u @ loss.grad(theta)) / top
         step = shift * u + ((target - top - along * shift) / (perp @ perp)) * perp
+        size = float(np.linalg.norm(step))
+        if size > length:  # a step at most as long as GD's: Newton stays near the crossing
+            step *= length / size
         theta = theta + step
         if not np.linalg.norm(theta - start) <= reach:  # NaN too
             raise UndefinedError(
@@ -651,6 +660,12 @@ def _centred(loss: Loss, start: np.ndarray, target: float, length: float, tol: f
                 "u·∇L = 0 lies near the crossing (the stable set holds no such point there), "
                 "and the reduced map's x is measured from one")
         if np.linalg.norm(step) <= tol * length:
+            if float(u @ (before - theta)) * float(u @ (after - theta)) > 0.0:
+                raise UndefinedError(
+                    f"θ* is undefined: the point near the crossing with S = {target:.10g} "
+                    "(the threshold) and u·∇L = 0 is not between GD's iterates along u (their "
+                    "x = u·(θ − θ*) have one sign), so it is not the centre of GD's "
+                    "oscillation, from which the reduced map's x is measured")
             return theta
     raise UndefinedError(f"θ* is undefined: the Newton steps onto S = {target:.10g} and "
                          f"u·∇L = 0 did not settle in {max_iter} steps (a repeated top "
