@@ -43,6 +43,11 @@ def test_a_cell_with_a_singular_preconditioner_has_no_class():
     with pytest.raises(ValueError, match=r"eta = 2, beta2 = 0 without a class"):
         adaptive_sweep(Quadratic(np.eye(2)), [1.0, 1.0], [2.0], [0.0], 5, method="adam",
                        beta1=0.5, stride=1)
+    # Adam with β₁ = 0 is RMSProp: its m_t = β₁ m_{t−1} = 0 there, and it stays (it had
+    # raised on its stored m_{t−1} = g_{t−1}: a review of the fix)
+    ds = adaptive_sweep(Quadratic(np.eye(2)), [1.0, 1.0], [1.0], [0.0], 5, method="adam",
+                        beta1=0.0, stride=1).to_xarray()
+    assert ds.status.item() == Status.ZERO_GRADIENT and ds.regime.item() == GDClass.CONVERGED
     # β₂ = 0 with a gradient entry 0 elsewhere than at a critical point: no class
     with pytest.raises(ValueError, match=r"eta = 0\.1, beta2 = 0 without a class: .*at step 0"):
         adaptive_sweep(loss, [1.0, 1.0, 0.0], [0.1], [0.0], 5, stride=1)

@@ -17,7 +17,7 @@ from stabsim._status import Status
 from stabsim.comparison import TheoryAssumptionWarning, compare
 from stabsim.flows.central import central_flow
 from stabsim.losses import Loss, Quadratic, QuadraticRegression, register_family
-from stabsim.maps.gd import run_gd
+from stabsim.maps.gd import reference_point, run_gd
 from stabsim.spectral import eos_constants
 
 ETA = 0.01
@@ -429,3 +429,11 @@ def test_the_centre_is_found_where_it_lies_several_crossing_steps_away():
     assert run.statuses["reduced_map"] is Status.OK
     assert run.alpha_star == pytest.approx(a, rel=1e-12)  # round-off of ∇L·∇S⊥ and Newton's
     assert run.beta_star == pytest.approx(b * b, rel=1e-12)  # steps, stopped at 1e-12
+    # u·∇S/|∇S⊥| = 600: the centre lies about 300 crossing steps off, which steps capped at
+    # one crossing step (tried) did not reach in 200 (a review of the fix); Newton's own
+    # steps take a few
+    eta, a, b = 0.1, 1e-6, 0.005
+    loss = Loss(CubicRealisation(2.0 / eta, a, b, 3.0), 2)
+    result = run_gd(loss, [-1e-3, -0.59], eta, 400)
+    star = reference_point(loss, result)
+    assert np.abs(star).max() < 1e-9  # (0, 0), the centre, to Newton's tolerance

@@ -626,9 +626,12 @@ def _centred(loss: Loss, start: np.ndarray, before: np.ndarray, after: np.ndarra
     The point found must be the centre of GD's oscillation at the crossing: the two
     iterates' x = u·(θ − θ*) must have opposite signs (or be 0), as GD's do about the
     centre while 1 + ηy > 0; another point of S = 2/η and u·∇L = 0 (on the minimalist loss,
-    the mirror image of the minimiser the crossing nears) is not it. Each step is at most
-    the crossing step's length (where ∇S⊥ is small the Newton step along it is long, and
-    without the cap it jumped to that mirror image), and the steps are kept within
+    the mirror image of the minimiser the crossing nears, to which the long Newton step
+    along a small ∇S⊥ jumps near its diagonal) is not it; an x below a millionth of the
+    step counts as either sign (at a first crossing on a network GD's oscillation can be
+    round-off, x/length ~ 1e-14). Capping each step at the crossing step's length, tried,
+    found that loss's own minimiser but slowed convergence where the centre is far (over
+    200 steps where r = |u·∇S|/|∇S⊥| = 600), so the steps are only kept within
     ``reach`` = 2·length·(1 + |u·∇S|/|∇S⊥|) of ``start`` (at ``start``): the centre lies
     within about |x| ≤ length of it along u, and moving there changes S by (u·∇S)·|x|,
     which the step along ∇S⊥ undoes over |u·∇S|/|∇S⊥| times that (the factor 2 for the
@@ -650,9 +653,6 @@ def _centred(loss: Loss, start: np.ndarray, before: np.ndarray, after: np.ndarra
             reach = 2.0 * length * (1.0 + abs(along) / float(np.linalg.norm(perp)))
         shift = -float(u @ loss.grad(theta)) / top
         step = shift * u + ((target - top - along * shift) / (perp @ perp)) * perp
-        size = float(np.linalg.norm(step))
-        if size > length:  # a step at most as long as GD's: Newton stays near the crossing
-            step *= length / size
         theta = theta + step
         if not np.linalg.norm(theta - start) <= reach:  # NaN too
             raise UndefinedError(
@@ -660,7 +660,10 @@ def _centred(loss: Loss, start: np.ndarray, before: np.ndarray, after: np.ndarra
                 "u·∇L = 0 lies near the crossing (the stable set holds no such point there), "
                 "and the reduced map's x is measured from one")
         if np.linalg.norm(step) <= tol * length:
-            if float(u @ (before - theta)) * float(u @ (after - theta)) > 0.0:
+            x_before, x_after = float(u @ (before - theta)), float(u @ (after - theta))
+            # GD's oscillation at a first crossing can be round-off (x/length ~ 1e-14 on
+            # networks): only x of one sign beyond a millionth of the step refuses the point
+            if x_before * x_after > 0.0 and min(abs(x_before), abs(x_after)) > 1e-6 * length:
                 raise UndefinedError(
                     f"θ* is undefined: the point near the crossing with S = {target:.10g} "
                     "(the threshold) and u·∇L = 0 is not between GD's iterates along u (their "

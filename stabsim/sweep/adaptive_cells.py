@@ -71,9 +71,10 @@ def _run_cell(loss, theta0, eta, beta2, beta1, eps, *, method, steps, stride, wi
                           divergence_norm=divergence_norm)
     status = int(result.status)
     if result.singular_preconditioner:  # no r to classify, and nothing diverged
-        # at an exact critical point with no momentum left (the RMSProps' m is 0) the method
-        # stays where it is; Adam's momentum would move it on, dividing by √ν = 0
-        if not (np.any(loss.grad(result.theta)) or np.any(result.m)):
+        # at an exact critical point with no momentum left the method stays where it is:
+        # there m_t = β₁ m_{t−1} (0 for the RMSProps and for Adam with β₁ = 0); Adam's
+        # momentum would move it on, dividing by √ν = 0
+        if not (np.any(loss.grad(result.theta)) or np.any(float(beta1) * result.m)):
             status = int(Status.ZERO_GRADIENT)
         else:
             raise ValueError(f"eps = 0 leaves the cell eta = {float(eta):g}, beta2 = "
