@@ -138,15 +138,15 @@ def _compare_difference(loss, what, exact, name, theta, direction, args, h, k):
                 raise
 
 
-def _truncation_only(loss, theta, p, v, exact, step) -> bool:
+def _truncation_only(loss, theta, p, v, exact, hv, h) -> bool:
     """Whether a gradient check that missed (:func:`_compare_difference`) missed only by
-    what a stationary point explains: ∇L·v = ``exact`` within h |∇²L v| of 0, and the
-    difference at the last ``step`` within ten times its truncation error
-    step² |∇³L[v, v, v]|/6 plus its rounding bound of ``exact`` (module docstring). A
-    mismatch larger than that is a wrong gradient, wherever it is."""
-    hv = _vector(loss, "hvp", theta, p, v)
-    if not abs(exact) <= step * STEP_FRACTIONS[0] / STEP_FRACTIONS[-1] * np.linalg.norm(hv):
+    what a stationary point explains: ∇L·v = ``exact`` within h |∇²L v| of 0 (``hv`` is
+    ∇²L v), and the difference at the smallest step within ten times its truncation error
+    step² |∇³L[v, v, v]|/6 plus its rounding bound (module docstring). A mismatch larger
+    than that is a wrong gradient, wherever it is."""
+    if not abs(exact) <= h * np.linalg.norm(hv):
         return False
+    step = h * STEP_FRACTIONS[-1]
     plus = _float(loss, "value", _call(loss, "value", theta + step * v, p))
     minus = _float(loss, "value", _call(loss, "value", theta - step * v, p))
     third = abs(float(v @ _vector(loss, "d3", theta, p, v, v)))
@@ -207,7 +207,7 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
         try:
             _compare_difference(loss, "grad", g @ v, "value", theta, v, (p,), h, k)
         except ValueError as exc:
-            if _truncation_only(loss, theta, p, v, g @ v, h * STEP_FRACTIONS[-1]):
+            if _truncation_only(loss, theta, p, v, g @ v, hv, h):
                 raise ValueError(
                     f"{exc}. The check point is (nearly) stationary along the direction "
                     f"checked (|∇L·v| = {abs(g @ v):.3g}), and the mismatch is within the "
