@@ -23,7 +23,7 @@ class Status(enum.IntEnum):
     NONFINITE = 3  #: a NaN or inf appeared in the state or a derivative
     LEFT_DOMAIN = 4  #: the reduced map left its validity domain (1 + eta*y <= 0)
     ZERO_GRADIENT = 5  #: the iterate reached an exact critical point (a normalised step's
-    #: ∇L = 0; an adaptive sweep's cell there with no momentum left)
+    #: ∇L = 0; an adaptive method's there with no momentum left and eps = 0)
     NOT_CONVERGED = 6  #: an inner solver (projection, eigensolver) missed its tolerance
     FLAT_SHARPNESS = 7  #: ∇S = 0 where the sharpness constraint S ≤ 2/η is needed
     INTERRUPTED = 8  #: stopped by Ctrl-C (KeyboardInterrupt); the result is the part done

@@ -183,7 +183,11 @@ def test_a_zero_preconditioner_entry_with_eps_0(method):
         if not fails:
             assert run.success and np.all(np.isfinite(run.preconditioned_sharpness))
             continue
-        assert run.status is Status.NONFINITE and run.counters["steps"] == 0
+        # from (0, 0), an exact critical point with no momentum (m₋₁ = 0), the method stays
+        # where it is: ZERO_GRADIENT; from (1, 0) it is not one: NONFINITE
+        at_critical = not np.any(start)
+        assert run.status is (Status.ZERO_GRADIENT if at_critical else Status.NONFINITE)
+        assert run.counters["steps"] == 0 and run.singular_preconditioner
         assert "ν has a zero entry" in run.message and "pass eps > 0" in run.message
         # with ε > 0 it is finite: y's gradient stays 0 (∇L = (x, 2y)), so ν_y = 0 and the
         # block of y is 2/ε (from (0, 0), every block: 1/ε and 2/ε)
@@ -204,13 +208,22 @@ def test_a_zero_entry_of_nu_is_reported_as_what_happened():
     # β₂ = 0 is sign descent: from (1, 1) on ½|w|² with η = 1 it lands exactly on the
     # minimiser, where g = 0 and ν = g² = 0 after a nonzero ν at step 0
     run = run_adaptive(Quadratic(np.eye(2)), [1.0, 1.0], 1.0, 5, beta2=0.0)
-    assert run.status is Status.NONFINITE and run.singular_preconditioner
+    # g = 0 there and the RMSProps have no momentum: the method stays, an exact critical point
+    assert run.status is Status.ZERO_GRADIENT and run.singular_preconditioner
     assert run.counters["steps"] == 1 and np.array_equal(run.theta, [0.0, 0.0])
     assert run.message.startswith("at step 1, ν has a zero entry")
     assert "β₂ = 0 makes ν the square of this step's gradient" in run.message
     assert run.message.endswith("pass eps > 0")  # a positive nu0 would not help: β₂ν₋₁ = 0
     assert "threshold" not in run.message and "so far" not in run.message
     assert run.to_xarray().attrs["message"] == run.message
+    # Adam lands there too, at η = 2 with β₁ = 0.5, but its m = (0.5, 0.5) ≠ 0 would move it
+    # on (dividing by √ν̂ = 0): not a point it stays at, NONFINITE; with β₁ = 0 it is
+    # RMSProp, m_t = β₁ m_{t−1} = 0, and it stays
+    for beta1, status in ((0.5, Status.NONFINITE), (0.0, Status.ZERO_GRADIENT)):
+        adam = run_adaptive(Quadratic(np.eye(2)), [1.0, 1.0], 2.0 if beta1 else 1.0, 5,
+                            method="adam", beta1=beta1, beta2=0.0)
+        assert np.array_equal(adam.theta, [0.0, 0.0]) and adam.counters["steps"] == 1
+        assert adam.status is status and adam.singular_preconditioner
     # 0 < β₂ < 1 from a start whose second gradient entry is 0: ν₋₁ = nu0 = 0 there too
     run = run_adaptive(Quadratic([1.0, 2.0]), [1.0, 0.0], 0.1, 5, beta2=0.9)
     assert run.singular_preconditioner and "(index 1)" in run.message

@@ -95,9 +95,11 @@ class AdaptiveResult(Result):
         ``steps`` (updates done) and ``gradients`` (gradients evaluated: one at every
         state reached, the one a failure stopped at included).
     singular_preconditioner : bool
-        True when the run stopped (status NONFINITE) at a finite state because ν had a zero
-        entry with ε = 0: P is singular there and λ_max(P⁻¹∇²L) undefined, though nothing
-        diverged; ``message`` says at which step and why.
+        True when the run stopped at a finite state because ν had a zero entry with ε = 0:
+        P is singular there and λ_max(P⁻¹∇²L) undefined, though nothing diverged;
+        ``message`` says at which step and why. The status is ZERO_GRADIENT where that
+        state is an exact critical point with no momentum left (∇L = 0 and β₁ m = 0: the
+        method stays there), NONFINITE otherwise.
     """
 
     method: str = "rmsprop"
@@ -270,8 +272,9 @@ def run_adaptive(
         Never contains NaN: a run that meets a non-finite value stops there with status
         NONFINITE (or DIVERGED) and keeps the records made before; so does one that reaches
         a ν with a zero entry at a recorded step with ε = 0 (P singular:
-        ``singular_preconditioner``). Ctrl-C returns the records so far with status
-        INTERRUPTED.
+        ``singular_preconditioner``; status ZERO_GRADIENT where ∇L = 0 and β₁ m = 0 there,
+        an exact critical point the method stays at). Ctrl-C returns the records so far
+        with status INTERRUPTED.
     """
     require_loss(loss)
     theta = loss.check_point(theta0, "theta0").copy()
@@ -361,6 +364,12 @@ def run_adaptive(
     singular = None
     if status == int(Status.NONFINITE) and eps == 0.0 and (done % stride == 0 or done == steps):
         singular = _singular_preconditioner(loss, state, method, beta2, done)
+        # at an exact critical point with no momentum left the method stays where it is:
+        # there m_t = β₁ m_{t−1} + (1 − β₁)·0 is 0 and the update 0/√ν̂ is taken as 0;
+        # Adam's momentum would move it on, dividing by √ν̂ = 0
+        if (singular is not None and not np.any(loss.grad(state.theta))
+                and not np.any(beta1 * state.m)):
+            status = int(Status.ZERO_GRADIENT)
     return AdaptiveResult(
         status=Status(status),
         counters={"steps": done, "gradients": gradients},

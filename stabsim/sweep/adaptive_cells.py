@@ -70,16 +70,12 @@ def _run_cell(loss, theta0, eta, beta2, beta1, eps, *, method, steps, stride, wi
                           beta2=float(beta2), eps=float(eps), stride=stride,
                           divergence_norm=divergence_norm)
     status = int(result.status)
-    if result.singular_preconditioner:  # no r to classify, and nothing diverged
-        # at an exact critical point with no momentum left the method stays where it is:
-        # there m_t = β₁ m_{t−1} (0 for the RMSProps and for Adam with β₁ = 0); Adam's
-        # momentum would move it on, dividing by √ν = 0
-        if not (np.any(loss.grad(result.theta)) or np.any(float(beta1) * result.m)):
-            status = int(Status.ZERO_GRADIENT)
-        else:
-            raise ValueError(f"eps = 0 leaves the cell eta = {float(eta):g}, beta2 = "
-                             f"{float(beta2):g} without a class: its preconditioner is "
-                             f"singular ({result.message}); pass eps > 0")
+    # a singular P elsewhere than at an exact critical point (ZERO_GRADIENT, converged):
+    # no r to classify, and nothing diverged
+    if result.singular_preconditioner and result.status is not Status.ZERO_GRADIENT:
+        raise ValueError(f"eps = 0 leaves the cell eta = {float(eta):g}, beta2 = "
+                         f"{float(beta2):g} without a class: its preconditioner is "
+                         f"singular ({result.message}); pass eps > 0")
     return _cell(result, window), status, result.counters["steps"]
 
 

@@ -60,10 +60,10 @@ threshold as ``edge_of_stability``. With ``band`` b, in this order:
 
 An adaptive method's cell with ε = 0 whose ν reaches a zero entry at a recorded step (a
 gradient entry 0 at the start, where ν starts at 0, or at any step with β₂ = 0) stops there
-NONFINITE at a finite state: P = diag(√ν̂ + ε) is singular and r undefined, and nothing
-diverged. At an exact critical point with no momentum left (∇L = 0 and m = 0: sign descent
-can land on the minimiser) the method stays where it is, and the cell is ZERO_GRADIENT,
-converged; Adam's momentum there would move it on (dividing by √ν = 0). Otherwise the cell
+at a finite state: P = diag(√ν̂ + ε) is singular and r undefined, and nothing diverged.
+At an exact critical point with no momentum left (∇L = 0 and β₁m = 0: sign descent can land
+on the minimiser) the method stays where it is: the run's status is ZERO_GRADIENT, and the
+cell converged; Adam's momentum there would move it on (dividing by √ν = 0). Otherwise the cell
 gets no class: the sweep raises ``ValueError`` naming it and ``eps``
 (``stabsim.sweep.adaptive_cells``).
 
