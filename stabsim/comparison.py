@@ -78,7 +78,9 @@ class Comparison(Result):
         ``projected``); NaN where θ* is undefined (S(θ₀) ≥ 2/η: no crossing from below).
     reduced_x, reduced_y : the reduced map from (gd_x_star, gd_y_star) at the crossing. NaN
         where it is undefined, with the reason in the message: ``statuses["reduced_map"]``
-        UNDEFINED from S(θ₀) ≥ 2/η, FLAT_SHARPNESS where β* = 0 (or β = 0 at such a θ₀).
+        UNDEFINED from S(θ₀) ≥ 2/η, where no centre of the oscillation lies near the
+        crossing, or where α* ≤ 0 (as at a minimiser with S = 2/η, where GD converges);
+        FLAT_SHARPNESS where β* = 0 (or β = 0 at such a θ₀).
     lambda2_margin : 2/η − λ2(θ†_t).
     vperp_over_delta : |v⊥_t|/δ_t (NaN where α_t ≤ 0).
     alpha : α_t at θ†_t (∇S⊥ convention).
@@ -378,7 +380,13 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
             alpha_star, beta_star = const.alpha, const.beta
             offset = iterates - star
             rec["gd_x_star"], rec["gd_y_star"] = offset @ const.u, offset @ const.direction
-        if alpha_star > 0:  # the reduced map is defined for α > 0 only (NaN without it)
+            if not alpha_star > 0:  # the reduced map is defined for α > 0 only
+                parts["reduced_map"] = Result(
+                    Status.UNDEFINED, {}, {},
+                    detail=f"α* = {alpha_star:.3g} ≤ 0 at the reference point θ*: no "
+                           "progressive sharpening there, and the reduced map is defined for "
+                           "α > 0 only")
+        if alpha_star > 0:
             red = run_reduced(rec["gd_x_star"][tc], rec["gd_y_star"][tc], eta, alpha_star,
                               beta_star, horizon - tc)
             parts["reduced_map"] = red

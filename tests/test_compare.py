@@ -377,6 +377,28 @@ def test_the_reduced_map_is_undefined_without_a_centre_at_the_threshold():
     assert np.all(np.isnan(run.reduced_x)) and np.isnan(run.alpha_star)
 
 
+def test_the_reduced_map_is_undefined_where_alpha_star_is_not_positive():
+    # the minimalist loss from a start whose GD crosses 2/η at step 6 and settles on the
+    # minimiser with S = 2(x² + y²) = 2/η: that minimiser is the centre θ* (S = 2/η, ∇L = 0),
+    # so α* = −∇L·∇S⊥ = 0 and the map (defined for α > 0) has no records. Its part had no
+    # status, and the comparison read OK beside NaN records
+    from stabsim.losses import Minimalist
+    from stabsim.maps.gd import reference_point
+
+    loss, eta = Minimalist(), 0.43590624786635573
+    start = [0.3199073273015396, 0.6884896829519951]
+    run = compare(loss, start, eta, 60, warn=False)
+    assert run.crossing_step > 0 and not run.alpha_star > 0
+    assert run.statuses["reduced_map"] is Status.UNDEFINED
+    assert run.status is Status.UNDEFINED and "α* = " in run.message
+    assert np.all(np.isnan(run.reduced_x)) and np.all(np.isnan(run.reduced_y))
+    # θ* is that minimiser, by the closed forms: xy = 1 and S = 2(x² + y²) = 2/η (to the
+    # round-off of Newton's last step)
+    x, y = reference_point(loss, run_gd(loss, start, eta, 60, record_trajectory=True))
+    assert x * y == pytest.approx(1.0, rel=1e-12)
+    assert 2.0 * (x * x + y * y) == pytest.approx(2.0 / eta, rel=1e-12)
+
+
 class CubicRealisation(NamedTuple):
     """L(x, w) = ½(s + b w) x² + c x³/6 − (a/b) w: the map's realisation (s = 2/η) with a
     cubic term, which tilts ∇S = (c, b) towards u = e_x."""
