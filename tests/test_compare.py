@@ -268,8 +268,12 @@ def test_minimalist_where_its_stable_set_degenerates():
     run = compare(Minimalist(), [0.5, 0.1], 0.5, 200, warn=False)
     assert run.statuses["constrained"] is Status.NOT_CONVERGED
     assert "parallel at the last iterate" in run.message
-    # at a looser tolerance than the √ε that fixes the point, every projection converges
-    assert compare(Minimalist(), [0.5, 0.1], 0.5, 200, warn=False, tol=1e-7).success
+    # at a looser tolerance than the √ε that fixes the point, every projection converges;
+    # the reference point is the minimiser (1, 1), where α* = 0: no reduced map
+    loose = compare(Minimalist(), [0.5, 0.1], 0.5, 200, warn=False, tol=1e-7)
+    assert {name for name, status in loose.statuses.items()
+            if status is not Status.OK} == {"reduced_map"}
+    assert loose.statuses["reduced_map"] is Status.UNDEFINED and loose.alpha_star == 0.0
 
     run = compare(Minimalist(), [0.5, 0.1], 0.6, 200, warn=False)
     assert run.statuses["constrained"] is Status.NONFINITE and "overflowed" in run.message
