@@ -329,6 +329,28 @@ def test_a_size_the_data_fix_may_only_be_restated(kwargs, match):
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
+    ({"seed": 0}, "seed sets the draw of data='teacher' and nothing else; got it with "
+                  "data='chebyshev'"),
+    ({"data": "sine", "degree": 2}, "degree sets the target of data='chebyshev'"),
+    ({"frequency": 2.0}, "frequency sets the target of data='sine'"),
+    ({"data": "teacher", "frequency": 2.0}, "frequency .* got it with data='teacher'"),
+    ({"data": (np.ones((3, 1)), np.ones(3)), "degree": 3}, "with data=a pair"),
+    ({"data": "sine", "teacher_hidden": (2,)}, "teacher_hidden sets the teacher"),
+])
+def test_an_argument_of_another_data_set_is_refused(kwargs, match):
+    # degree, frequency and seed had been ignored beside data they do not apply to: a seed
+    # given with the Chebyshev target drew nothing, silently
+    with pytest.raises(ValueError, match=match):
+        Network((2,), n_samples=3, **kwargs)
+    # each with its own data set, and the defaults it stands for when left out
+    assert np.array_equal(Network((2,), data="chebyshev", degree=3).Y, Network((2,)).Y)
+    assert np.array_equal(Network((2,), data="sine", frequency=1.0).Y,
+                          Network((2,), data="sine").Y)
+    assert np.array_equal(Network((2,), data="teacher", seed=0).Y,
+                          Network((2,), data="teacher").Y)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
     ({"activation": "relu"}, "activation"),
     ({"hidden": (3, 0)}, r"hidden\[1\]"),
     ({"hidden": "wide"}, "hidden"),

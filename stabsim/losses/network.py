@@ -92,17 +92,19 @@ class Network(Loss):
         n_0 and n_L of the teacher data set (default 1 each). Where the data fix a size (a
         pair (X, Y) all three, the 1-D regressions n_0 = n_L = 1), its argument may only
         restate it: another value is a ValueError, not ignored.
-    degree : int
-        Degree of the Chebyshev polynomial target.
-    frequency : float
-        Frequency of the sine target.
+    degree : int, optional
+        Degree of the Chebyshev polynomial target (default 3).
+    frequency : float, optional
+        Frequency of the sine target (default 1).
     teacher_hidden : sequence of int, optional
         Hidden widths of the teacher.
     bias : bool
         Whether the layers have biases.
     parametrisation : {"standard", "ntk"}
-    seed : int
-        Seed of the teacher data set.
+    seed : int, optional
+        Seed of the teacher data set (default 0). ``degree``, ``frequency``, ``seed`` and
+        ``teacher_hidden`` belong to one data set each: given with another, each is a
+        ValueError, not ignored.
     chunks : int
         With ``chunks`` = k > 1 every pass (value, gradient, Hessian-vector product, ∇³L)
         splits the examples into min(k, N) blocks evaluated on parallel threads and sums
@@ -123,9 +125,9 @@ class Network(Loss):
     name = "network"
 
     def __init__(self, hidden=(16, 16), *, activation="tanh", data="chebyshev",
-                 n_samples=None, input_dim=None, output_dim=None, degree=3, frequency=1.0,
-                 teacher_hidden=None, bias=True, parametrisation="standard", seed=0,
-                 chunks=1):
+                 n_samples=None, input_dim=None, output_dim=None, degree=None,
+                 frequency=None, teacher_hidden=None, bias=True, parametrisation="standard",
+                 seed=None, chunks=1):
         widths = _widths(hidden)
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, "
@@ -164,9 +166,14 @@ class Network(Loss):
     def _data(data, given, degree, frequency, teacher_hidden, widths, code, seed):
         """X and Y: the pair ``data``, or the data set it names at the sizes ``given``
         (None: the default)."""
-        if teacher_hidden is not None and not (isinstance(data, str) and data == "teacher"):
-            raise ValueError("teacher_hidden sets the teacher of data='teacher' and nothing "
-                             f"else; got it with data={_data_text(data)}")
+        for name, value, owner, what in (
+                ("teacher_hidden", teacher_hidden, "teacher", "the teacher"),
+                ("seed", seed, "teacher", "the draw"),
+                ("degree", degree, "chebyshev", "the target"),
+                ("frequency", frequency, "sine", "the target")):
+            if value is not None and not (isinstance(data, str) and data == owner):
+                raise ValueError(f"{name} sets {what} of data='{owner}' and nothing else; got "
+                                 f"it with data={_data_text(data)}")
         if isinstance(data, (tuple, list)):
             if len(data) != 2:
                 raise ValueError("data must be a name or a pair (X, Y) of arrays")
@@ -184,16 +191,17 @@ class Network(Loss):
                              f"got {_data_text(data)}")
         n = given["n_samples"] or 32
         if data == "teacher":
-            rng = np.random.default_rng(nonnegative_int("seed", seed))
+            rng = np.random.default_rng(nonnegative_int("seed", 0 if seed is None else seed))
             teacher = widths if teacher_hidden is None else _widths(teacher_hidden)
             X = rng.normal(size=(n, given["input_dim"] or 1))
             return X, _teacher_targets(X, teacher, given["output_dim"] or 1, code, rng)
         x = np.linspace(-1.0, 1.0, n)
         if data == "chebyshev":
-            k = nonnegative_int("degree", degree)
+            k = nonnegative_int("degree", 3 if degree is None else degree)
             y = chebyshev.chebval(x, np.eye(k + 1)[k])
         else:
-            y = np.sin(np.pi * positive_float("frequency", frequency) * x)
+            y = np.sin(np.pi * positive_float("frequency", 1.0 if frequency is None
+                                              else frequency) * x)
         return x[:, None], y[:, None]
 
     def __repr__(self) -> str:
