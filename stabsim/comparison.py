@@ -183,7 +183,9 @@ class Comparison(Result):
 
         return {
             "excess_loss": float(np.mean(self.gd_loss[window] - self.cf_loss[window])),
-            "predicted_excess_loss": float(np.mean(self.cf_sigma2[window]) / self.eta),
+            # the central flow's prediction E[L] = L(w) + σ²/η, as the flow gives it
+            "predicted_excess_loss": float(np.mean(self.cf_pred_loss[window]
+                                                   - self.cf_loss[window])),
             "mean_x2": float(np.mean(self.gd_x[window] ** 2)),
             "mean_sigma2": float(np.mean(self.cf_sigma2[window])),
             "rms_dist_dagger": rms(self.dist_dagger),

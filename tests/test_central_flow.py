@@ -45,7 +45,8 @@ def test_loss_decreases_monotonically(flow):
     _, cf = flow
     # L decreases along both branches (dL/dt = −η|P∇L|² ≤ 0); allow round-off of L ~ 1e-15
     assert np.all(np.diff(cf.loss) <= 1e-13)
-    # (The predicted averages L + σ²/η and |∇L|² + 4σ²/η² are tested against GD, at the
+    # (The predicted averages L + σ²/η and |∇L|² + 4σ²/η², as ``predicted_loss`` and
+    # ``predicted_grad_norm2`` give them, are tested against GD's time averages, at the
     # rate the theory claims, in tests/test_compare.py::
     # test_errors_shrink_with_eta_at_the_theoretical_rate.)
 
