@@ -65,3 +65,22 @@ def test_normalised_step_at_a_critical_point_is_a_zero_gradient_status():
     assert result.status is Status.ZERO_GRADIENT
     assert np.array_equal(result.theta, minimiser)
     assert run_gd(loss, minimiser, 0.1, 5, method="normalised").status is Status.ZERO_GRADIENT
+
+
+@pytest.mark.parametrize("method", ["normalised", "sqrt"])
+def test_a_run_that_stops_at_a_critical_point_keeps_its_record(method):
+    # ½θ² from 1: normalised GD with η = 1/2 steps by η sign(θ), and GD on sqrt L = |θ|/√2
+    # with η = √2/2 by η sign(θ)/√2; both by 1/2, to 0.5 and then to 0 exactly. The state
+    # θ₂ = 0 is measured and recorded before the step from it, which is undefined, is
+    # refused: its row (L = 0, S = 1) is kept; it had been dropped, the records ending at
+    # step 1 while `theta` and the counters said step 2 (a review's finding)
+    eta = 0.5 if method == "normalised" else 0.5 * np.sqrt(2.0)
+    run = run_gd(Quadratic([1.0]), [1.0], eta, 10, method=method, record_trajectory=True)
+    assert run.status is Status.ZERO_GRADIENT and run.counters["steps"] == 2
+    assert run.theta.tolist() == [0.0]
+    np.testing.assert_array_equal(run.step, [0, 1, 2])
+    np.testing.assert_array_equal(run.trajectory[:, 0], [1.0, 0.5, 0.0])
+    np.testing.assert_array_equal(run.loss, [0.5, 0.125, 0.0])
+    np.testing.assert_array_equal(run.sharpness[:, 0], [1.0, 1.0, 1.0])
+    # with a stride that skips step 2, nothing more is kept than the recorded steps
+    assert run_gd(Quadratic([1.0]), [1.0], eta, 10, method=method, stride=3).step.tolist() == [0]

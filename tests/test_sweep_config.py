@@ -391,13 +391,15 @@ def test_a_gd_sweep_refuses_a_momentum_its_method_has_no_use_for(method, where):
 @pytest.mark.parametrize("start", [[1.0, 1.0], [0.0, 0.0]])
 def test_a_gd_cell_that_starts_at_a_critical_point_is_converged(method, start):
     # the minimalist loss's minimiser (1, 1) and its critical point (0, 0): normalised GD and
-    # GD on sqrt L stop at once (ZERO_GRADIENT) with no records, whose NaN final loss had
-    # made the cell 'diverged' (a review's finding); every method stays at such a point
+    # GD on sqrt L stop at once (ZERO_GRADIENT), whose NaN final loss (before the state's
+    # record was kept) had made the cell 'diverged' (a review's finding); every method stays
+    # at such a point. The cell keeps step 0's record: its final loss is L there, ¼(x²y² − 1)²
     config = SweepConfig(model="gd", method=method, grid={"eta": [0.1]},
                          loss={"name": "minimalist"}, params={"theta0": start}, steps=10)
     ds = run_sweep(config).to_xarray()
     assert ds.status.item() == Status.ZERO_GRADIENT and ds.steps_run.item() == 0
     assert ds.regime.item() == GDClass.CONVERGED
+    assert ds.final_loss.item() == 0.25 * (start[0] ** 2 * start[1] ** 2 - 1.0) ** 2
 
 
 def test_a_sqrt_sweep_on_a_loss_without_a_known_minimum_is_refused_when_made():

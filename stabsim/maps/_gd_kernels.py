@@ -56,6 +56,18 @@ _ZERO_GRADIENT = int(Status.ZERO_GRADIENT)
 _NOT_CONVERGED = int(Status.NOT_CONVERGED)
 
 
+@inline
+def rows_kept(status, done, stride):
+    """Rows of the records (steps 0, stride, 2·stride, …) kept by a run that stopped with
+    ``status`` != OK after ``done`` updates: those before step ``done``, and the one of step
+    ``done`` itself where it was recorded before the stop, as ZERO_GRADIENT's is (the state
+    was measured and recorded; it is the update from it that is undefined). Every other stop
+    is a state that failed its checks, and is not recorded."""
+    if status == _ZERO_GRADIENT and done % stride == 0:
+        return done // stride + 1
+    return (done - 1) // stride + 1 if done > 0 else 0
+
+
 class Method(NamedTuple):
     """The update rule (one of the constants above) and its constants."""
 

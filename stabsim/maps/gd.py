@@ -245,7 +245,8 @@ def run_gd(
     -------
     GDResult
         Never contains NaN: a run that meets a non-finite value stops there with status
-        NONFINITE (or DIVERGED, ZERO_GRADIENT) and keeps the records made before; for
+        NONFINITE (or DIVERGED) and keeps the records made before; ZERO_GRADIENT keeps the
+        record of the critical point it stopped at too (when it is a recorded step); for
         ``method="sqrt"`` the message gives L − L_min and |∇L| where the step
         η∇L/(2 sqrt(L − L_min)) could not be taken. Ctrl-C
         returns the records made so far with status INTERRUPTED (within one chunk of
@@ -308,7 +309,7 @@ def run_gd(
             if finish:
                 break
     bar.close()
-    n_kept = (done - 1) // stride + 1 if done > 0 else 0  # the state at `done` is not recorded
+    n_kept = kernels.rows_kept(status, done, stride)
     if status == int(Status.OK):
         n_kept = done // stride + 1
         if steps % stride:  # the last state, measured and recorded on its own (no update)

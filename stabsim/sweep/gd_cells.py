@@ -142,10 +142,7 @@ def gd_cells_kernel(p, eigen, cells, theta0, rule, eta, momentum, base, loss_min
         method = engine.Method(rule, eta[i], momentum[i], loss_min[i])
         status, done = engine.gd_steps(p, method, eigen, state, rec, 0, steps, True, stride,
                                        divergence_norm, -1.0)
-        if status == _OK:
-            kept = n_rec
-        else:  # the failing state was not recorded
-            kept = (done - 1) // stride + 1 if done > 0 else 0
+        kept = n_rec if status == _OK else engine.rows_kept(status, done, stride)
         out_int[i, 0] = status
         out_int[i, 1] = done
         _summarise(rule, eta[i], base[i], loss_min[i], stride, window, kept, rec.loss,
