@@ -208,3 +208,22 @@ def test_bad_arguments_raise(kwargs):
     loss = QuadraticRegression.two_scale(ETA)
     with pytest.raises(ValueError):
         central_flow(loss, np.zeros(loss.dim), ETA, 10.0, **kwargs)
+
+
+# |∇L|² of the records, ~1e320 here, overflows to inf (a true value past the float range)
+@pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")
+def test_an_overflowing_sdcp_is_a_nonfinite_status():
+    # The same flow on c·L with η/c (GD on c·L with step η/c is GD on L with step η, and so
+    # is the central flow), with c = 1e160 by residuals scaled by 1e80: at the first entry
+    # G = T ⊗ T (T = ∇³L[u, u] ~ 1e160) overflows. That had raised ValueError from the SDCP
+    # solver ("C contains NaN or inf") instead of a status (a review's finding); the one
+    # eigenvalue branch stopped NONFINITE there already
+    a = QuadraticRegression.two_scale(ETA, seed=1)
+    big = QuadraticRegression(1e80 * a.J, 1e80 * a.Q, 1e80 * a.z0)
+    flow = central_flow(big, np.zeros(6), ETA / 1e160, 400.0, max_critical=2)
+    assert flow.status.name == "NONFINITE" and np.all(np.isfinite(flow.loss))
+    # up to that entry it is the flow of L: the same entry, root-found to the integrator's
+    # tolerance (as in test_k2_flow_is_the_pair_of_block_flows)
+    np.testing.assert_allclose(flow.entry_steps,
+                               central_flow(a, np.zeros(6), ETA, 400.0).entry_steps, atol=1e-6)
+    assert central_flow(big, np.zeros(6), ETA / 1e160, 400.0).status.name == "NONFINITE"

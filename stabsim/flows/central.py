@@ -303,7 +303,11 @@ class _MultiField:
         if not (np.all(np.isfinite(T)) and np.all(np.isfinite(grad))):  # no SDCP: NONFINITE
             return (sdcp_solution(np.full((m, m), np.nan), np.nan, 0, Status.NONFINITE),
                     np.full_like(grad, np.nan))
-        G, C = sdcp_data(T, grad)
+        with np.errstate(over="ignore", invalid="ignore"):  # products of finite T and ∇L
+            G, C = sdcp_data(T, grad)
+        if not (np.all(np.isfinite(G)) and np.all(np.isfinite(C))):  # they overflowed
+            return (sdcp_solution(np.full((m, m), np.nan), np.nan, 0, Status.NONFINITE),
+                    np.full_like(grad, np.nan))
         solution = solve_sdcp(G, C)
         return solution, np.einsum("ab,abi->i", solution.S, T)
 
