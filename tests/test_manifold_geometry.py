@@ -256,6 +256,28 @@ def test_ambient_flow_on_lanczos_matches_the_chart_flow():
     assert ambient.parameters["eigensolver"] == "lanczos"
 
 
+@pytest.mark.parametrize("eigensolver", ["auto", "lanczos"])
+def test_an_ambient_trial_point_lanczos_cannot_split_does_not_stop_the_flow(eigensolver):
+    # d = 36 > 32, so "auto" takes Lanczos. One of the integrator's trial points lies
+    # |z − g(x)| ≈ 1e-5 off Γ, where the tangent curvatures (±1e-5) pass rel_tol·λ1: the
+    # Lanczos split refuses it (an eigenvalue below −rel_tol·λ1). That ValueError had
+    # escaped from inside the integrator (a review's finding). Now "auto" splits such a
+    # point densely, as "eigh" does, and "lanczos" rejects the trial step (NaN), which the
+    # integrator retries shorter
+    rng = np.random.default_rng(0)
+    m, k = 34, 2
+    slopes = rng.uniform(0, 0.2, (k, m))
+    K = rng.standard_normal((k, m, m)) * 0.1
+    loss = ManifoldFamily([3.0, 1.0], slopes, K=0.5 * (K + K.transpose(0, 2, 1)))
+    X0 = loss.on_manifold(rng.standard_normal(m) * 0.3)
+    chart = manifold_flow(loss, X0, 0.01, 2000.0, geometry="chart", stride=1000.0)
+    ambient = manifold_flow(loss, X0, 0.01, 2000.0, geometry="ambient", stride=1000.0,
+                            eigensolver=eigensolver)
+    assert chart.success and ambient.success, ambient.message
+    # as test_ambient_flow_matches_chart_flow: the same field to rtol 1e-10
+    np.testing.assert_allclose(ambient.trajectory, chart.trajectory, atol=1e-8)
+
+
 @pytest.mark.parametrize("method", ["normalised", "sqrt"])
 def test_the_ambient_flow_at_d_1_is_stationary(method):
     # Γ = {0} is a point; its one eigenvalue has no second beside it (λ2 = 0: gap 1)

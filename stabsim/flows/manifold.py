@@ -33,7 +33,7 @@ from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import sharpness_gradient
 from ._solve import MAX_RHS_EVALS, FlowResult, solve_flow
-from .manifold_geometry import LIMIT_TOL, _grad_norm, tangent_space
+from .manifold_geometry import LIMIT_TOL, OffManifoldError, _grad_norm, tangent_space
 
 #: the constant c of dX/dτ = −c P_Γ ∇f(λ1), and whether f is log (True) or the identity
 FLOW_CONSTANTS = {"normalised": (0.25, True), "sqrt": (0.125, False)}
@@ -165,6 +165,7 @@ class _Ambient(_Geometry):
     name = "ambient"
 
     def start(self, theta0):
+        self._space(theta0)  # a start Lanczos cannot split is refused (OffManifoldError)
         return theta0.copy()
 
     def point(self, y):
@@ -183,14 +184,17 @@ class _Ambient(_Geometry):
     def spectrum(self, y):
         try:
             space = self._space(y)
-        except NonFiniteError:  # NaN: the integrator stops with status NONFINITE
+        except (NonFiniteError, OffManifoldError):  # NaN (see field)
             return np.nan, np.nan
         return space.lambda1, _relative_gap(space.eigenvalues)
 
     def field(self, y):
         try:
             space = self._space(y)
-        except NonFiniteError:
+        except (NonFiniteError, OffManifoldError):
+            # NaN: the integrator rejects a trial step that left Γ too far for
+            # eigensolver="lanczos" to split the spectrum, and retries it shorter; it stops
+            # with status NONFINITE where that persists (a non-finite ∇²L, or a flow off Γ)
             return np.full_like(y, np.nan)
         grad_lambda1 = sharpness_gradient(self.loss, y, space.top_vector)
         if self.log:

@@ -284,10 +284,14 @@ def tangent_space(loss: Loss, X, *, rel_tol: float = 1e-6,
         16, … until the k-th is null, and the smallest eigenvalue (which must be ≥
         −rel_tol·λ1: Γ is a set of minimisers, so ∇²L(X) is positive semi-definite near it);
         O(d k) memory. ``"auto"``: as :func:`stabsim.spectral.top_eigenpairs` (dense up to
-        d = 32), and dense when no null eigenvalue is among the top d − 2.
+        d = 32), and dense where Lanczos cannot split the spectrum: no null eigenvalue among
+        the top d − 2, or an eigenvalue below −rel_tol·λ1 (which the dense split counts as
+        normal; both occur a small distance off Γ, as at an integrator's trial point).
 
     Raises ValueError when λ1 ≤ 0 (X is not near a manifold of minimisers with a positive
-    curvature), or, with Lanczos, when ∇²L(X) has an eigenvalue below −rel_tol·λ1.
+    curvature), or, with ``eigensolver="lanczos"``, :class:`OffManifoldError` (a
+    ValueError) when the top d − 2 eigenvalues hold no null one or ∇²L(X) has an
+    eigenvalue below −rel_tol·λ1.
     """
     require_loss(loss)
     X = loss.check_point(X, "X")
@@ -297,12 +301,14 @@ def tangent_space(loss: Loss, X, *, rel_tol: float = 1e-6,
         raise ValueError(f"eigensolver='lanczos' needs d >= 3, got d = {loss.dim}; use 'eigh'")
     dense = eigensolver == "eigh" or (eigensolver == "auto" and (
         loss.dim <= SMALL_DIM or loss.family.prefers_dense))
-    space = None if dense else _lanczos_tangent_space(loss, X, rel_tol)
+    space = None
+    if not dense:
+        try:
+            space = _lanczos_tangent_space(loss, X, rel_tol)
+        except OffManifoldError:
+            if eigensolver == "lanczos":
+                raise
     if space is None:
-        if eigensolver == "lanczos":
-            raise ValueError("no null space among the top d - 2 eigenvalues of the Hessian "
-                             "(|λ| ≤ rel_tol·λ1): X is not near a manifold of minimisers of "
-                             "codimension below d - 2; use eigensolver='eigh'")
         values, vectors = hessian_spectrum(loss, X)
         if np.isnan(values[0]):
             raise NonFiniteError("the Hessian at X has NaN or inf entries (status NONFINITE)")
@@ -313,8 +319,14 @@ def tangent_space(loss: Loss, X, *, rel_tol: float = 1e-6,
     return space
 
 
-def _lanczos_tangent_space(loss: Loss, X, rel_tol: float) -> TangentSpace | None:
-    """The top eigenpairs down to the first null one, or None when that needs k ≥ d − 1."""
+class OffManifoldError(ValueError):
+    """Raised where Lanczos cannot split ∇²L(X) into T_XΓ and its normal: X is not near a
+    manifold of minimisers (:func:`tangent_space` with ``eigensolver="lanczos"``)."""
+
+
+def _lanczos_tangent_space(loss: Loss, X, rel_tol: float) -> TangentSpace:
+    """The top eigenpairs down to the first null one; :class:`OffManifoldError` when that
+    needs k ≥ d − 1 or an eigenvalue lies below −rel_tol·λ1."""
     d = loss.dim
     k = min(NORMAL_PAIRS_START, d - 2)
     while True:
@@ -323,13 +335,17 @@ def _lanczos_tangent_space(loss: Loss, X, rel_tol: float) -> TangentSpace | None
         if not values[0] > 0.0 or abs(values[-1]) <= rel_tol * values[0]:
             break
         if k == d - 2:
-            return None
+            raise OffManifoldError(
+                "no null space among the top d - 2 eigenvalues of the Hessian (|λ| ≤ "
+                "rel_tol·λ1): X is not near a manifold of minimisers of codimension below "
+                "d - 2; use eigensolver='eigh'")
         k = min(2 * k, d - 2)
     lowest = _lowest_eigenvalue(loss, X, tol=TANGENT_EIG_TOL) if values[0] > 0.0 else np.nan
     if lowest < -rel_tol * values[0]:
-        raise ValueError(f"the Hessian at X has the eigenvalue {lowest:.3g} < -rel_tol·λ1 = "
-                         f"{-rel_tol * values[0]:.3g}: X is not near a manifold of minimisers "
-                         "(eigensolver='eigh' counts such directions as normal)")
+        raise OffManifoldError(
+            f"the Hessian at X has the eigenvalue {lowest:.3g} < -rel_tol·λ1 = "
+            f"{-rel_tol * values[0]:.3g}: X is not near a manifold of minimisers "
+            "(eigensolver='eigh' counts such directions as normal)")
     return TangentSpace(values, pairs.vectors, rel_tol, lowest)
 
 
