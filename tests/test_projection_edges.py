@@ -190,3 +190,22 @@ def test_paper_projection_of_a_quadratic_below_the_threshold():
     p = proj_M(Quadratic(np.diag([1.0, 2.0])), [1.0, 1.0], 0.5, projection="paper")
     assert p.status is Status.OK, p.message
     np.testing.assert_array_equal(p.theta, [1.0, 0.0])
+
+
+def test_a_projection_that_stalls_off_m_says_so():
+    # f(x) = x²/√(1 + x²) has f' = 0 only at 0, where S = f''(0) = 2 > 2/η = 4/3 at η = 1.5:
+    # M = {S ≤ 2/η, f' = 0} is empty. The SQP iteration from 0.5 stalls at a stationary
+    # point of its merit function, near x = 0.2516, moving by ~1e-13 an iteration; it had
+    # said only to raise max_iter, which moves it as little (a review's finding)
+    from stabsim.losses import SelfRegulatingPotential
+
+    loss = SelfRegulatingPotential()
+    assert abs(loss.hessian(np.zeros(1))[0, 0] - 2.0) < 1e-15  # S at the one critical point
+    short, long = (proj_M(loss, [0.5], 1.5, max_iter=n) for n in (50, 500))
+    for p in (short, long):
+        assert p.status is Status.NOT_CONVERGED and "stalled" in p.message
+        assert "M holds no point near z" in p.message
+    assert abs(long.theta[0] - short.theta[0]) <= 1e-9  # 450 more iterations: no progress
+    # a projection that merely ran out of iterations does not claim a stall
+    quad = proj_M(Minimalist(), [1.2, 0.9], 0.6, max_iter=1)
+    assert quad.status is Status.NOT_CONVERGED and "stalled" not in quad.message
