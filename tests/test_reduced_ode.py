@@ -48,9 +48,20 @@ def test_small_orbit_period(eta, alpha):
     r = solve_reduced_ode(1.001 * d, 0.0, eta, alpha, beta, 3 * period,
                           stride=3 * period / 30_000)
     t, y = r.step, r.trajectory[:, 1]
-    ups = t[1:][(y[:-1] <= 0) & (y[1:] > 0)]  # y upward zero crossings, one per orbit
-    # amplitude 1e-3: nonlinear period shift O(1e-6); grid resolution 1e-4 of the period
-    np.testing.assert_allclose(np.diff(ups), period, rtol=1e-3)
+    k = np.flatnonzero((y[:-1] <= 0) & (y[1:] > 0))  # y upward zero crossings, one per orbit
+    ups = t[k] - y[k] * (t[k + 1] - t[k]) / (y[k + 1] - y[k])  # linearly interpolated
+    # With s = ln(X/δ²): s'' + ω²(eˢ − 1) = 0, ω = η√(2α), i.e. s'' + ω²(s + s²/2 + s³/6) = 0,
+    # whose frequency at amplitude a is ω(1 + (3/48 − 5/48)a²) (Landau–Lifshitz §28): the
+    # period is P(1 + a²/24), with a = 2 ln 1.001 here (1.7e-7). Left over: the O(a³)
+    # difference between the turning point and the first harmonic's amplitude (≤ a³ = 8e-9),
+    # the solver's phase error at rtol 1e-10 over three orbits (allowed 100 rtol), and the
+    # interpolation: y'' = −η²β y X = 0 at the crossing, so the secant's root is off by
+    # ≤ ω²Δt³/6, 7e-12 of P at Δt = P/10⁴. Measured 1.66672e-7 and 1.66764e-7, 1.66893e-7
+    # against a²/24 = 1.66500e-7 (off by ≤ 4e-10). A right-hand side scaled by 1.0008
+    # (period 8e-4 short) passed the old rtol 1e-3 and fails here.
+    a = 2.0 * np.log(1.001)
+    shift = np.diff(ups) / period - 1.0 - a**2 / 24.0
+    assert np.all(np.abs(shift) <= a**3 + 100 * 1e-10), shift
 
 
 @pytest.mark.parametrize("kwargs, name", [
