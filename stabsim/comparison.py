@@ -382,13 +382,10 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
             alpha_star, beta_star = const.alpha, const.beta
             offset = iterates - star
             rec["gd_x_star"], rec["gd_y_star"] = offset @ const.u, offset @ const.direction
-            if not alpha_star > 0:  # the reduced map is defined for α > 0 only
-                parts["reduced_map"] = Result(
-                    Status.UNDEFINED, {}, {},
-                    detail=f"α* = {alpha_star:.3g} ≤ 0 at the reference point θ*: no "
-                           "progressive sharpening there, and the reduced map is defined for "
-                           "α > 0 only")
-        if alpha_star > 0:
+            why = _no_sharpening(loss, star, alpha_star, eta)
+            if why is not None:  # the reduced map is defined for α > 0 only
+                parts["reduced_map"] = Result(Status.UNDEFINED, {}, {}, detail=why)
+        if "reduced_map" not in parts:
             red = run_reduced(rec["gd_x_star"][tc], rec["gd_y_star"][tc], eta, alpha_star,
                               beta_star, horizon - tc)
             parts["reduced_map"] = red
@@ -429,6 +426,24 @@ def _no_reference_point(loss, theta0, sharpness0, eta, projected) -> Result:
     except FlatSharpnessError as error:
         return Result(Status.FLAT_SHARPNESS, {}, {}, detail=f"{why}; at θ₀ besides, {error}")
     return Result(Status.UNDEFINED, {}, {}, detail=f"{why}; start below 2/η (a smaller `eta`)")
+
+
+def _no_sharpening(loss, star, alpha, eta) -> str | None:
+    """Why the reduced map from θ* is undefined for want of progressive sharpening, or None:
+    α* = −∇L·∇S⊥ ≤ 0, or θ* a critical point to round-off, where α*'s sign is round-off too
+    (GD settling on a minimiser with S = 2/η: α* came out 4.6e-32, −1e-31 or −0.0 for
+    nearby η). Near a minimiser ∇L = ∇²L (θ − θ_min) is formed from terms of size about
+    S|θ|, S = 2/η at θ*, each entry a sum of d of them: |∇L(θ*)| up to d ε S max(1, |θ*|)
+    is rounding. A centre of GD's oscillation away from a minimiser has |∇L| orders above."""
+    grad_norm = float(np.linalg.norm(loss.grad(star)))
+    rounding = loss.dim * np.finfo(float).eps * (2.0 / eta) * max(1.0, np.linalg.norm(star))
+    if alpha > 0 and grad_norm > rounding:
+        return None
+    why = (f"α* = {alpha:.3g} ≤ 0" if not alpha > 0 else
+           f"θ* is a critical point to round-off (|∇L(θ*)| = {grad_norm:.3g} ≤ {rounding:.3g}), "
+           f"so α* = {alpha:.3g} is round-off")
+    return (f"{why} at the reference point θ*: no progressive sharpening there, and the "
+            "reduced map is defined for α > 0 only")
 
 
 def _vperp_over_delta(dag) -> np.ndarray:

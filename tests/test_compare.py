@@ -417,6 +417,13 @@ def test_the_reduced_map_is_undefined_where_alpha_star_is_not_positive():
     x, y = reference_point(loss, run_gd(loss, start, eta, 60, record_trajectory=True))
     assert x * y == pytest.approx(1.0, rel=1e-12)
     assert 2.0 * (x * x + y * y) == pytest.approx(2.0 / eta, rel=1e-12)
+    # at η = 0.43 the same α* = 0 comes out +4.6e-32 by round-off: θ* is a critical point to
+    # round-off, and the map is undefined there too (it had run, with δ* ~ 1e-16: a review)
+    near = compare(loss, start, 0.43, 60, warn=False)
+    assert near.crossing_step > 0 and abs(near.alpha_star) < 1e-30
+    assert near.statuses["reduced_map"] is Status.UNDEFINED
+    assert "critical point to round-off" in near.message
+    assert np.all(np.isnan(near.reduced_x))
 
 
 class CubicRealisation(NamedTuple):

@@ -84,3 +84,12 @@ def test_a_run_that_stops_at_a_critical_point_keeps_its_record(method):
     np.testing.assert_array_equal(run.sharpness[:, 0], [1.0, 1.0, 1.0])
     # with a stride that skips step 2, nothing more is kept than the recorded steps
     assert run_gd(Quadratic([1.0]), [1.0], eta, 10, method=method, stride=3).step.tolist() == [0]
+
+
+def test_a_sqrt_run_that_cannot_step_with_a_nonzero_gradient_keeps_no_record_of_it():
+    # L(θ₀) = loss_min with ∇L ≠ 0: the step η∇L/(2 sqrt(L − L_min)) is infinite, a
+    # NONFINITE stop, which keeps only the records made before (none): the state's record
+    # had been kept as if it were a critical point's (a review of that change)
+    run = run_gd(Quadratic([1.0]), [1.0], 0.1, 5, method="sqrt", loss_min=0.5)
+    assert run.status is Status.NONFINITE and run.counters["steps"] == 0
+    assert run.step.size == 0 and run.loss.size == 0

@@ -144,11 +144,14 @@ def test_an_oscillation_that_is_undefined_makes_the_comparison_undefined():
 
 
 def test_a_comparison_without_records_has_no_error_to_maximise():
-    # started on Γ, normalised GD has ∇L = 0 at once (ZERO_GRADIENT): no records
+    # started on Γ, normalised GD has ∇L = 0 at once (ZERO_GRADIENT): its one record is the
+    # start, where Φ(θ₀) = θ₀ is the flow's start too (error 0), and where the step, and
+    # with it the oscillation, is undefined (NaN, as the status says)
     c = compare_manifold_flow(ManifoldFamily([2.0, 0.5], [[1.0], [0.2]]), [0.5, 0.0, 0.0],
                               0.01, 100)
-    assert c.status.name == "ZERO_GRADIENT" and c.step.size == 0
-    assert np.isnan(c.max_error()) and np.isnan(c.headline()["max_error"])
+    assert c.status.name == "ZERO_GRADIENT" and c.step.tolist() == [0]
+    assert c.max_error() == 0.0 and np.all(np.isnan(c.half_amplitude))
+    assert np.isnan(c.max_error(tau0=1e-3))  # no record from there on
     assert np.isnan(comparisons(True, "normalised")[0][0].max_error(tau0=10.0))  # past T = 1
 
 

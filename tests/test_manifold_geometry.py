@@ -276,6 +276,21 @@ def test_an_ambient_trial_point_lanczos_cannot_split_does_not_stop_the_flow(eige
     assert chart.success and ambient.success, ambient.message
     # as test_ambient_flow_matches_chart_flow: the same field to rtol 1e-10
     np.testing.assert_allclose(ambient.trajectory, chart.trajectory, atol=1e-8)
+    if eigensolver == "lanczos":
+        # an implicit integrator cannot retry a NaN step: it stops, and says why (it had
+        # said only that a right-hand side was not finite: a review of the change)
+        radau = manifold_flow(loss, X0, 0.01, 2000.0, geometry="ambient", stride=1000.0,
+                              eigensolver=eigensolver, integrator="Radau")
+        assert radau.status is Status.NONFINITE
+        assert "eigensolver='lanczos' could not split the Hessian" in radau.message
+
+
+def test_an_ambient_flow_from_a_non_finite_start_reports_nonfinite():
+    # ∇L is NaN at (1e200, 1e200, 0) (the product overflows): the start check leaves that to
+    # the integrator, which reports NONFINITE; validating the start's tangent space had
+    # raised NonFiniteError instead (a review of that change)
+    flow = manifold_flow(ScalarNetwork(3), [1e200, 1e200, 0.0], 0.1, 1.0, geometry="ambient")
+    assert flow.status is Status.NONFINITE
 
 
 @pytest.mark.parametrize("method", ["normalised", "sqrt"])

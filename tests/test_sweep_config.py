@@ -402,6 +402,22 @@ def test_a_gd_cell_that_starts_at_a_critical_point_is_converged(method, start):
     assert ds.final_loss.item() == 0.25 * (start[0] ** 2 * start[1] ** 2 - 1.0) ** 2
 
 
+def test_a_cell_that_lands_on_a_critical_point_keeps_its_loss_and_its_r_statistics():
+    # normalised GD on ½θ² from 1 with η = 1/4 steps by 1/4 and lands on 0 at step 4: the
+    # critical state's record gives the final loss, L(0) = 0, while r = S h/2 with
+    # h = η/|∇L| = η/|θ| is undefined there; the r statistics are those of the states
+    # before it: r = 1/8, 1/6, 1/4, 1/2 at θ = 1, 3/4, 1/2, 1/4 (they had all become NaN
+    # with the critical record: a review of the change that kept it)
+    config = SweepConfig(model="gd", method="normalised", grid={"eta": [0.25]},
+                         loss={"name": "quadratic", "A": [1.0]}, params={"theta0": [1.0]},
+                         steps=10, stride=1)
+    ds = run_sweep(config).to_xarray()
+    assert ds.status.item() == Status.ZERO_GRADIENT and ds.steps_run.item() == 4
+    assert ds.final_loss.item() == 0.0 and ds.initial_loss.item() == 0.5
+    assert ds.final_rel_sharpness.item() == 0.5 and ds.max_rel_sharpness.item() == 0.5
+    assert np.isfinite(ds.mean_rel_sharpness.item())
+
+
 def test_a_sqrt_sweep_on_a_loss_without_a_known_minimum_is_refused_when_made():
     # it had failed only inside run_sweep, with run_gd's advice to pass loss_min, which a
     # sweep does not take (a review's finding)

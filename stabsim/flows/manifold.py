@@ -164,8 +164,13 @@ class _Ambient(_Geometry):
 
     name = "ambient"
 
+    refused = None  #: the OffManifoldError's message of the last evaluation (see field)
+
     def start(self, theta0):
-        self._space(theta0)  # a start Lanczos cannot split is refused (OffManifoldError)
+        try:
+            self._space(theta0)  # a start Lanczos cannot split is refused (OffManifoldError)
+        except NonFiniteError:  # left to the integrator, which reports NONFINITE
+            pass
         return theta0.copy()
 
     def point(self, y):
@@ -189,12 +194,17 @@ class _Ambient(_Geometry):
         return space.lambda1, _relative_gap(space.eigenvalues)
 
     def field(self, y):
+        # NaN where the Hessian is not finite, or where a trial step left Γ too far for
+        # eigensolver="lanczos" to split the spectrum: an explicit integrator rejects the
+        # step and retries it shorter, and stops with status NONFINITE where that persists;
+        # an implicit one stops at the first (its message then gives ``refused``)
+        self.refused = None  # the last evaluation's alone
         try:
             space = self._space(y)
-        except (NonFiniteError, OffManifoldError):
-            # NaN: the integrator rejects a trial step that left Γ too far for
-            # eigensolver="lanczos" to split the spectrum, and retries it shorter; it stops
-            # with status NONFINITE where that persists (a non-finite ∇²L, or a flow off Γ)
+        except NonFiniteError:
+            return np.full_like(y, np.nan)
+        except OffManifoldError as error:
+            self.refused = str(error)
             return np.full_like(y, np.nan)
         grad_lambda1 = sharpness_gradient(self.loss, y, space.top_vector)
         if self.log:
@@ -374,6 +384,11 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
     spectra = np.array([geo.spectrum(y) for y in flow.trajectory]).reshape(-1, 2)
     grad_norm = np.array([np.linalg.norm(loss.grad(X)) for X in points])
     status, detail = flow.status, flow.detail
+    refused = getattr(geo, "refused", None)
+    if status is Status.NONFINITE and refused is not None:
+        detail = (f"{detail}; " if detail else "") + (
+            f"eigensolver='lanczos' could not split the Hessian at a point the integrator "
+            f"tried: {refused}")
     if status is Status.OK and closed_at:
         closed = float(min(closed_at))
         status = Status.EIGENGAP_CLOSED

@@ -57,15 +57,21 @@ _NOT_CONVERGED = int(Status.NOT_CONVERGED)
 
 
 @inline
+def rows_before(done, stride):
+    """Rows of the records (steps 0, stride, 2·stride, …) of the steps before ``done``."""
+    return (done - 1) // stride + 1 if done > 0 else 0
+
+
+@inline
 def rows_kept(status, done, stride):
-    """Rows of the records (steps 0, stride, 2·stride, …) kept by a run that stopped with
-    ``status`` != OK after ``done`` updates: those before step ``done``, and the one of step
-    ``done`` itself where it was recorded before the stop, as ZERO_GRADIENT's is (the state
-    was measured and recorded; it is the update from it that is undefined). Every other stop
-    is a state that failed its checks, and is not recorded."""
+    """Rows of the records kept by a run that stopped with ``status`` != OK after ``done``
+    updates: those before step ``done``, and the one of step ``done`` itself where it was
+    recorded before the stop, as ZERO_GRADIENT's is (the state was measured and recorded; it
+    is the update from it that is undefined). Every other stop is a state that failed its
+    checks, and is not recorded."""
     if status == _ZERO_GRADIENT and done % stride == 0:
         return done // stride + 1
-    return (done - 1) // stride + 1 if done > 0 else 0
+    return rows_before(done, stride)
 
 
 class Method(NamedTuple):
@@ -451,7 +457,8 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
         ``Status`` code: OK, DIVERGED, NONFINITE, ZERO_GRADIENT, or NOT_CONVERGED when
         Lanczos used its budget of products without meeting its tolerance.
     steps_done : int
-        Updates applied in this chunk (a failing state is neither recorded nor updated).
+        Updates applied in this chunk (a failing state is neither recorded nor updated; a
+        critical one, ZERO_GRADIENT, is recorded and not updated).
     """
     theta, buf, prev_theta, evec, crossing, counts = state
     rule, eta, momentum, loss_min = method

@@ -309,8 +309,12 @@ def run_gd(
             if finish:
                 break
     bar.close()
+    detail = None
+    if method == "sqrt" and status in (int(Status.NONFINITE), int(Status.ZERO_GRADIENT)):
+        # before the records are cut: a ZERO_GRADIENT it finds an infinite step keeps none
+        status, detail = _sqrt_stop(loss, theta, loss_min, done, status)
     n_kept = kernels.rows_kept(status, done, stride)
-    if status == int(Status.OK):
+    if status == int(Status.OK):  # (the last state's record alone cannot stop a sqrt run)
         n_kept = done // stride + 1
         if steps % stride:  # the last state, measured and recorded on its own (no update)
             last = kernels.Records(*(r[-1:] if r.shape[0] else r for r in rec))
@@ -320,9 +324,6 @@ def run_gd(
     step = np.arange(n_kept) * stride
     if n_kept == n_rec and steps % stride:
         step[-1] = steps
-    detail = None
-    if method == "sqrt" and status in (int(Status.NONFINITE), int(Status.ZERO_GRADIENT)):
-        status, detail = _sqrt_stop(loss, theta, loss_min, done, status)
     crossing = state.crossing
     crossing_step = int(crossing[0]) if crossing[0] >= 0 else None
     parameters = {"loss": loss.provenance, "eta": eta, "steps": steps, "method": method,

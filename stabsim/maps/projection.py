@@ -306,9 +306,9 @@ def proj_M(loss: Loss, z, eta: float, *, projection: str = "euclidean", tol: flo
     ``projection="euclidean"`` seeks argmin_{θ∈M} |θ − z| with a Gauss–Newton SQP iteration
     from z on the active constraints, and returns the KKT point it reaches: M is not convex,
     and where it has several pieces near z that point need not be the nearest (the
-    minimalist loss at η = 0.6 from z = (1.2, 0.9) gives (0, 0.9), at distance 1.2, while
-    (1.2, 0) on the axis, at 0.9, is in M too). At the iterate θ with constraint values c
-    and gradients J
+    minimalist loss at η = 0.6 from z = (1.2, 0.9), with ``max_iter=64``, gives (0, 0.9),
+    at distance 1.2, while (1.2, 0) on the axis, at 0.9, is in M too). At the iterate θ
+    with constraint values c and gradients J
     (rows ∇c2, and ∇c1 when the linearised c1 would be violated), the step p solves
 
         min_p ½|θ + p − z|²   subject to   c + J p = 0,

@@ -47,7 +47,7 @@ threshold as ``edge_of_stability``. With ``band`` b, in this order:
     region, below 2/η; or it did reach it, is not held there at the end, and the loss never
     rose above its initial value; or the run stopped at an exact critical point (status
     ZERO_GRADIENT: ∇L = 0, where the step of normalised GD and GD on sqrt L is undefined and
-    the method would stay), whatever its records (a start at a minimiser has none).
+    the method would stay), whatever its records (a start at a minimiser has no ``r``).
 ``catapult`` (2)
     the threshold was reached, the loss rose above its initial value at some recorded step
     (a spike), and the run is not held at the threshold at the end.

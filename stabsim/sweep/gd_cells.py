@@ -28,7 +28,9 @@ Statistics (per cell; ``r_t`` is the relative sharpness of ``stabsim.sweep.class
 ``steps_run``, ``status``
     Steps taken and the run's ``Status`` code.
 A run that stops early keeps the records made before it stopped; with none, the
-statistics are NaN.
+statistics are NaN. One that stops at a critical point (ZERO_GRADIENT) keeps that state's
+record too, for the loss statistics only: the step from it, and ``r`` there, are undefined,
+so the ``r`` statistics are those of the states before it.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ FLOAT_STATS = ("initial_loss", "final_loss", "peak_loss", "final_rel_sharpness",
                "late_peak_loss")
 INT_STATS = ("status", "steps_run", "steps_to_threshold")
 _OK = int(Status.OK)
+_ZERO_GRADIENT = int(Status.ZERO_GRADIENT)
 _INTERRUPTED = int(Status.INTERRUPTED)
 _RANDOM_SUFFIX = ".random"
 EIG_TOL = 1e-10  #: relative Lanczos residual of every cell (run_gd's default)
@@ -73,9 +76,10 @@ def _nan_max(a, b):
 
 
 @jit
-def _summarise(rule, eta, base, loss_min, stride, window, kept, rec_loss, rec_gnorm, rec_sharp,
-               out_float, out_int):
-    """Reduce the first ``kept`` records of a cell to its statistics (see module docstring)."""
+def _summarise(rule, eta, base, loss_min, stride, window, kept, stepped, rec_loss, rec_gnorm,
+               rec_sharp, out_float, out_int):
+    """Reduce the first ``kept`` records of a cell to its statistics (see module docstring),
+    those of ``r`` to the first ``stepped`` (the states a step was taken from)."""
     if kept == 0:
         out_float[:] = np.nan
         out_int[2] = -1
@@ -91,20 +95,28 @@ def _summarise(rule, eta, base, loss_min, stride, window, kept, rec_loss, rec_gn
     r = np.nan
     for t in range(kept):
         peak = max(peak, rec_loss[t])
+        if t >= late:
+            late_peak = max(late_peak, rec_loss[t])
+        if t >= stepped:
+            continue
         r = _rel_sharpness(rule, eta, base, rec_sharp[t, 0], rec_loss[t], rec_gnorm[t], loss_min)
         r_max = _nan_max(r_max, r)
         if first < 0 and r >= 1.0:
             first = t * stride
         if t >= late:
-            late_peak = max(late_peak, rec_loss[t])
             r_sum += r if not varying_step else 1.0 / r
             r_late_max = _nan_max(r_late_max, r)
+    in_window = stepped - late
     out_float[0] = rec_loss[0]
     out_float[1] = rec_loss[kept - 1]
     out_float[2] = peak
     out_float[3] = r
-    out_float[4] = r_sum / (kept - late) if not varying_step else (kept - late) / r_sum
-    out_float[5] = r_max
+    if in_window <= 0:  # no r in the late window
+        out_float[4] = np.nan
+        r_late_max = np.nan
+    else:
+        out_float[4] = r_sum / in_window if not varying_step else in_window / r_sum
+    out_float[5] = r_max if stepped > 0 else np.nan
     out_float[6] = r_late_max
     out_float[7] = late_peak
     out_int[2] = first
@@ -143,10 +155,13 @@ def gd_cells_kernel(p, eigen, cells, theta0, rule, eta, momentum, base, loss_min
         status, done = engine.gd_steps(p, method, eigen, state, rec, 0, steps, True, stride,
                                        divergence_norm, -1.0)
         kept = n_rec if status == _OK else engine.rows_kept(status, done, stride)
+        # a critical state's record (ZERO_GRADIENT) counts for the loss; its step, and r
+        # there, are undefined
+        stepped = kept if status != _ZERO_GRADIENT else engine.rows_before(done, stride)
         out_int[i, 0] = status
         out_int[i, 1] = done
-        _summarise(rule, eta[i], base[i], loss_min[i], stride, window, kept, rec.loss,
-                   rec.gnorm, rec.sharp, out_float[i], out_int[i])
+        _summarise(rule, eta[i], base[i], loss_min[i], stride, window, kept, stepped,
+                   rec.loss, rec.gnorm, rec.sharp, out_float[i], out_int[i])
 
 
 #: blocks of cells per thread: cells stop early at different steps, so several small blocks

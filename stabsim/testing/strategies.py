@@ -277,12 +277,13 @@ def networks(hidden=None, n_samples=None):
 @st.composite
 def _networks(draw, widths, samples):
     data = draw(st.sampled_from(DATASETS))
-    dims = draw(st.tuples(st.integers(1, 2), st.integers(1, 2))) if data == "teacher" else (1, 1)
+    teacher = data == "teacher"
+    dims = draw(st.tuples(st.integers(1, 2), st.integers(1, 2))) if teacher else (1, 1)
     return Network(
         tuple(draw(widths)), activation=draw(st.sampled_from(_ACTIVATIONS)), data=data,
         n_samples=draw(samples), input_dim=dims[0], output_dim=dims[1],
         bias=draw(st.booleans()), parametrisation=draw(st.sampled_from(PARAMETRISATIONS)),
-        seed=draw(_SEEDS))
+        seed=draw(_SEEDS) if teacher else None)  # the draw of the teacher data set alone
 
 
 def uv_models(width=None):
