@@ -472,8 +472,10 @@ def _check_loss_builds(config) -> tuple[int, tuple[str, ...]]:
     name = config.loss["name"]
     fixed = {k: v for k, v in config.loss.items() if k != "name"}
     swept = {k[len(LOSS_PREFIX):]: v for k, v in config.grid.items() if k.startswith(LOSS_PREFIX)}
+    # with nothing swept, one combination: the fixed parameters (zip() of no lists would
+    # give none, and leave the loss unbuilt and unchecked)
     combos = itertools.product(*swept.values()) if config.combine == "product" \
-        else zip(*swept.values(), strict=True)
+        else zip(*swept.values(), strict=True) if swept else [()]
     theta0 = config.params.get("theta0", _START["theta0"])
     dim = 1
     families, sources = set(), set()

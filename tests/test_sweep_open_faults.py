@@ -1,0 +1,65 @@
+"""Sweep faults a review found (2026-12-05): each test failed on the code before its fix."""
+
+import importlib
+import sys
+
+import pytest
+
+from stabsim.sweep import SweepConfig
+
+# --- combine = "zip" with no swept loss parameter: the loss is still built and checked ----
+
+#: a user's factory module; DEPTH is edited between two configs
+FACTORY = '''
+from stabsim.losses import make_loss
+
+DEPTH = {depth}
+
+
+def net():
+    return make_loss("scalar_network", depth=DEPTH)
+'''
+
+
+def _zip(**kwargs):
+    return SweepConfig(model="gd", combine="zip", steps=10, grid={"eta": [0.1, 0.1, 0.1]},
+                       **kwargs)
+
+
+def test_zip_keys_chunks_by_the_factory_module(tmp_path, monkeypatch):
+    name = "open_faults_factory"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # an edit within a second
+    module = tmp_path / f"{name}.py"
+    keys = []
+    for depth in (3, 4):
+        module.write_text(FACTORY.format(depth=depth))
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        importlib.invalidate_caches()
+        keys.append(_zip(loss={"name": f"{name}:net"}).key)
+    assert keys[0] != keys[1]  # the same config: only the factory's module changed
+
+
+def test_zip_refuses_an_unseeded_random_loss():
+    with pytest.raises(ValueError, match="different loss each time"):
+        _zip(loss={"name": "regression.random", "d": 3, "n": 5})
+    _zip(loss={"name": "regression.random", "d": 3, "n": 5, "seed": 0})  # seeded: accepted
+
+
+def test_zip_refuses_sqrt_on_a_loss_without_a_known_minimum():
+    with pytest.raises(ValueError, match="method 'sqrt'.*has none"):
+        _zip(method="sqrt", loss={"name": "regression.random", "d": 3, "n": 5, "seed": 0})
+
+
+def test_zip_checks_theta0_against_the_loss():
+    with pytest.raises(ValueError, match="theta0 has length 2"):
+        _zip(loss={"name": "scalar_network", "depth": 3}, params={"theta0": [1.0, 1.0]})
+
+
+def test_zip_default_chunk_size_counts_the_loss_dimension():
+    # TARGET_CHUNK_WORK["gd"] = 5e7 parameter-steps: 1e7 steps × dimension 3 is one cell per
+    # chunk (5 with the dimension taken as 1)
+    config = SweepConfig(model="gd", combine="zip", steps=10**7, stride=10,
+                         loss={"name": "scalar_network", "depth": 3},
+                         grid={"eta": [0.1] * 10})
+    assert config.chunk_size == 1
