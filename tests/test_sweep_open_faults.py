@@ -3,6 +3,7 @@
 import importlib
 import sys
 
+import numpy as np
 import pytest
 
 from stabsim.sweep import SweepConfig
@@ -63,3 +64,33 @@ def test_zip_default_chunk_size_counts_the_loss_dimension():
                          loss={"name": "scalar_network", "depth": 3},
                          grid={"eta": [0.1] * 10})
     assert config.chunk_size == 1
+
+
+# --- counts and steps of 2³¹ or more are refused, never wrapped -----------------------------
+
+#: steps_run of a cell that ran 2.2e9 steps (over 2³¹ − 1 = 2147483647), which int32 wrapped
+#: to −2094967296 with status OK; the reduced map takes about 25 s a cell for it
+BIG = 2_200_000_000
+
+
+@pytest.mark.parametrize("model", ["reduced", "gd"])
+def test_steps_of_2_to_the_31_are_refused(model):
+    loss = {"loss": {"name": "scalar_network", "depth": 2}} if model == "gd" else {}
+    with pytest.raises(ValueError, match=r"steps = 2147483648 is over 2\*\*31 - 1"):
+        SweepConfig(model=model, steps=2**31, grid={"eta": [0.1]}, **loss)
+    SweepConfig(model="reduced", steps=2**31 - 1, grid={"eta": [0.1]})  # the largest
+
+
+def test_a_statistic_outside_int32_is_refused_not_wrapped(monkeypatch):
+    from stabsim.sweep import compute
+    from stabsim.sweep.map_cells import map_cells
+
+    def big_steps(config, values):
+        out = map_cells(config, values)
+        out["steps_run"] = np.full(out["steps_run"].shape, BIG, np.int64)
+        return out
+
+    monkeypatch.setitem(compute._MODELS, "reduced", big_steps)
+    config = SweepConfig(model="reduced", steps=10, grid={"eta": [0.1, 0.2]})
+    with pytest.raises(OverflowError, match="'steps_run' holds 2200000000, outside int32"):
+        compute.compute_cells(config, np.arange(2))

@@ -43,7 +43,13 @@ def compute_cells(config, cells) -> dict:
     dict
         Variable name → 1-D array over ``cells``: float64 (NaN where missing, see the module
         docstring), or int8 (``regime``, ``status``) or int32 (counts and steps), the types
-        netCDF-3 stores.
+        netCDF-3 stores (every count is at most ``steps``, which ``SweepConfig`` bounds by
+        2³¹ − 1).
+
+    Raises
+    ------
+    OverflowError
+        If an integer statistic does not fit its type (it is never wrapped).
     """
     out = _MODELS[config.model](config, cell_values(config, cells))
     status = out["status"]
@@ -51,13 +57,23 @@ def compute_cells(config, cells) -> dict:
         if name in NEVER:
             out[name] = missing_as_nan(array, array < 0)
         elif np.issubdtype(array.dtype, np.integer):
-            out[name] = array.astype(np.int8 if name in _SMALL_INTS else np.int32)
+            out[name] = _narrowed(name, array, np.int8 if name in _SMALL_INTS else np.int32)
         else:
             bad = ~np.isfinite(array)
             status[bad & (status == Status.OK)] = Status.UNDEFINED
             out[name] = np.where(bad, np.nan, array)
     out["status"] = status.astype(np.int8)
     return out
+
+
+def _narrowed(name, array, dtype):
+    """``array`` as ``dtype``, or ``OverflowError`` naming ``name`` if a value does not fit."""
+    info = np.iinfo(dtype)
+    outside = array[(array < info.min) | (array > info.max)]
+    if outside.size:
+        raise OverflowError(f"the sweep statistic {name!r} holds {outside[0]}, outside "
+                            f"{np.dtype(dtype).name} [{info.min}, {info.max}]")
+    return array.astype(dtype)
 
 
 def compute_chunk(config, index: int) -> dict:

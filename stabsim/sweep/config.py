@@ -111,6 +111,10 @@ CLASSIFY_DEFAULTS = {"reduced": (0.1, 0.25), "gd": (0.1, 0.25), "adaptive": (0.1
 #: prefix of swept loss-family parameters in [grid]
 LOSS_PREFIX = "loss."
 
+#: steps per cell at most: a result stores its counts and steps (``steps_run``, ``cycles``,
+#: ``steps_to_threshold``, ..., each at most ``steps``) as 32-bit integers, the widest
+#: integers netCDF-3 has (as its integer coordinates, ``_check_grid``)
+MAX_STEPS = 2**31 - 1
 #: records per gradient-method cell at most (each thread holds one cell's records)
 MAX_RECORDS = 10**7
 #: work per chunk aimed at by the default chunk size, about a second on two cores: steps of
@@ -179,7 +183,8 @@ class SweepConfig:
         ``"adaptive"``: ``"rmsprop"``, ``"adam"`` or ``"scalar_rmsprop"`` (as in
         ``run_adaptive``). Default: the first of :data:`MODEL_METHODS` for the model.
     steps : int
-        Steps per cell.
+        Steps per cell, at most :data:`MAX_STEPS` = 2³¹ − 1 (the counts and steps of the
+        result are 32-bit integers).
     stride : int
         The models on a loss: the sharpness is computed every ``stride`` steps.
     combine : {"product", "zip"}
@@ -220,6 +225,10 @@ class SweepConfig:
                              f"{list(methods)}")
         check.choice("combine", self.combine, COMBINE)
         steps = check.nonnegative_int("steps", self.steps, minimum=1)
+        if steps > MAX_STEPS:
+            raise ValueError(f"steps = {steps} is over 2**31 - 1 = {MAX_STEPS}: a sweep stores "
+                             "its counts and steps (steps_run, ...) as 32-bit integers, the "
+                             "widest netCDF-3 has")
         stride = check.nonnegative_int("stride", self.stride, minimum=1)
         default_band, default_window = CLASSIFY_DEFAULTS[self.model]
         band = check.unit_interval("band", default_band if self.band is None else self.band)
