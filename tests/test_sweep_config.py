@@ -286,7 +286,7 @@ def test_long_sweep_needs_yes_when_not_interactive(tmp_path, capsys, monkeypatch
 [sweep]
 model = "gd"
 steps = 1000000000
-stride = 1000
+stride = 3125
 [loss]
 name = "quadratic"
 A = [1.0]

@@ -60,7 +60,7 @@ def test_zip_checks_theta0_against_the_loss():
 def test_zip_default_chunk_size_counts_the_loss_dimension():
     # TARGET_CHUNK_WORK["gd"] = 5e7 parameter-steps: 1e7 steps × dimension 3 is one cell per
     # chunk (5 with the dimension taken as 1)
-    config = SweepConfig(model="gd", combine="zip", steps=10**7, stride=10,
+    config = SweepConfig(model="gd", combine="zip", steps=10**7, stride=5,
                          loss={"name": "scalar_network", "depth": 3},
                          grid={"eta": [0.1] * 10})
     assert config.chunk_size == 1
@@ -94,3 +94,35 @@ def test_a_statistic_outside_int32_is_refused_not_wrapped(monkeypatch):
     config = SweepConfig(model="reduced", steps=10, grid={"eta": [0.1, 0.2]})
     with pytest.raises(OverflowError, match="'steps_run' holds 2200000000, outside int32"):
         compute.compute_cells(config, np.arange(2))
+
+
+# --- a GD sweep's stride is odd: records on both sides of the period-2 orbit ----------------
+
+#: the review's cells: normalised GD on a depth-3 scalar network (stride 1: regime [1, 1],
+#: mean_rel_sharpness [1.0694, 1.0783]; stride 2 had given [4, 4], [4.8445, 1.1594]), and
+#: GD on the minimalist loss at η = 1/2 (stride 2 had moved its class off the edge)
+PERIOD_TWO = {
+    "normalised": dict(loss={"name": "scalar_network", "depth": 3},
+                       params={"theta0": [0.9, 1.3, 0.7]}, grid={"eta": [0.05, 0.3]}),
+    "gd": dict(loss={"name": "minimalist"}, grid={"eta": [0.5]}),
+}
+
+
+@pytest.mark.parametrize("method", sorted(PERIOD_TWO))
+def test_a_gd_sweep_refuses_an_even_stride_and_its_class_holds_over_odd_ones(method):
+    from stabsim.sweep import GDClass, run_sweep
+
+    def config(stride):
+        return SweepConfig(model="gd", method=method, steps=1000, stride=stride,
+                           **PERIOD_TWO[method])
+
+    for stride in (2, 4, 10):
+        with pytest.raises(ValueError, match=f"odd stride, got stride = {stride}.*period-2"):
+            config(stride)
+    # an odd stride pairs records stride steps apart: close to consecutive ones at 5 (the
+    # normalised cells' mean 1.0826, 1.0795); at 25 the η = 0.05 cell's is 1.1474, outside
+    # the band (the config docstring says so)
+    regimes = [run_sweep(config(s), progress=False).to_xarray()["regime"].values.tolist()
+               for s in (1, 5)]
+    assert regimes[0] == regimes[1]
+    assert set(regimes[0]) == {GDClass.EDGE_OF_STABILITY}  # at the edge, where the sides differ

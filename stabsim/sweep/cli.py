@@ -34,7 +34,8 @@ example config (sweep.toml):
   x0 = {start = 1e-4, stop = 1.0, num = 200, spacing = "log"}
 
   # model = "gd": method = "gd" | "heavy_ball" | "nesterov" | "normalised" | "sqrt" in
-  # [sweep]; parameters eta momentum scale seed theta0 ("random" or a list); a loss:
+  # [sweep], and stride (odd: records on both sides of the period-2 orbit at the edge)
+  # dividing steps; parameters eta momentum scale seed theta0 ("random" or a list); a loss:
   #   [loss]
   #   name = "scalar_network"   # any family of stabsim.losses.make_loss, or "regression.random"
   #                             # (with its seed: every chunk builds the loss again)

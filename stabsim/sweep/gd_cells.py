@@ -19,7 +19,9 @@ Statistics (per cell; ``r_t`` is the relative sharpness of ``stabsim.sweep.class
     orbit across the minimiser manifold, at distances a and b on either side of it, where
     ``r`` alternates between values whose reciprocals sum to 2 (the step maps a to −b:
     ``h_a λ = (a + b)/a``, ``h_b λ = (a + b)/b``), so the harmonic mean is exactly 1 at
-    the edge of stability while the arithmetic mean is not.
+    the edge of stability while the arithmetic mean is not. Both means need records on
+    both sides of the orbit, which ``SweepConfig`` ensures by refusing an even ``stride``
+    (with one, every record falls on one side).
 ``late_max_rel_sharpness``
     The maximum of ``r`` over the late window: ≥ 1 when the sharpness still reaches the
     threshold there (the "held at 2/η" test of ``classify_gd``).
