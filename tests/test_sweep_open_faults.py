@@ -126,3 +126,42 @@ def test_a_gd_sweep_refuses_an_even_stride_and_its_class_holds_over_odd_ones(met
                for s in (1, 5)]
     assert regimes[0] == regimes[1]
     assert set(regimes[0]) == {GDClass.EDGE_OF_STABILITY}  # at the edge, where the sides differ
+
+
+# --- the run-time estimate charges a call's fixed cost per chunk, not per step ---------------
+
+#: a fake cost of compute_cells: A seconds a call and B seconds a cell-step (a GD call on
+#: the minimalist loss measured about 1 ms and 30-60 ns)
+A, B = 0.05, 1e-7
+ESTIMATED = {
+    # the review's sweep (stride 125: a GD sweep's stride is odd); it took 11.3 s here, and
+    # was estimated at 5558 s
+    "gd": SweepConfig(model="gd", loss={"name": "minimalist"}, steps=400000, stride=125,
+                      grid={"eta": np.linspace(0.1, 0.6, 40).tolist(),
+                            "seed": list(range(25))}),
+    "reduced": SweepConfig(model="reduced", steps=20000,
+                           grid={"eta": np.linspace(0.01, 0.5, 200).tolist(),
+                                 "x0": np.geomspace(1e-4, 1, 200).tolist()}),
+}
+
+
+@pytest.mark.parametrize("model", sorted(ESTIMATED))
+def test_the_estimate_is_the_fixed_cost_per_chunk_plus_the_steps_of_every_cell(model,
+                                                                               monkeypatch):
+    from types import SimpleNamespace
+
+    import stabsim.sweep.runner as runner
+
+    clock = [0.0]
+
+    def compute_cells(config, cells):
+        clock[0] += A + B * len(cells) * config.steps
+
+    monkeypatch.setattr(runner, "compute_cells", compute_cells)
+    monkeypatch.setattr(runner, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    config = ESTIMATED[model]
+    for n in (config.n_cells, 1, 2 * config.chunk_size + 1):
+        chunks = -(-n // config.chunk_size)
+        # what the sweep costs under this model: one call per chunk, every cell every step
+        assert runner.estimate_seconds(config, n) == pytest.approx(
+            chunks * A + n * B * config.steps, rel=1e-9)
