@@ -165,3 +165,49 @@ def test_the_estimate_is_the_fixed_cost_per_chunk_plus_the_steps_of_every_cell(m
         # what the sweep costs under this model: one call per chunk, every cell every step
         assert runner.estimate_seconds(config, n) == pytest.approx(
             chunks * A + n * B * config.steps, rel=1e-9)
+
+
+# --- the configs of `stabsim sweep --help` load ---------------------------------------------
+
+#: a [loss] for the epilog's blocks that leave it out (adaptive: "and a [loss]"; SGD: a
+#: finite-sum loss of N ≥ 8 examples, its largest batch)
+EPILOG_LOSSES = {"adaptive": {"name": "scalar_network", "depth": 3},
+                 "sgd": {"name": "regression.random", "d": 5, "n": 8, "seed": 0}}
+
+
+def _epilog_configs():
+    """The epilog's example config, and each commented model block as its own config."""
+    import re
+    import tomllib
+
+    from stabsim.sweep.cli import EXAMPLE
+
+    body = EXAMPLE.split("example config (sweep.toml):", 1)[1].split("then:", 1)[0]
+    lines = body.splitlines()
+    first = next(i for i, line in enumerate(lines) if re.match(r'  # model = "', line))
+    yield "reduced", tomllib.loads("\n".join(line[2:] for line in lines[:first]))
+    blocks = {}
+    for line in lines[first:]:
+        match = re.match(r'  # model = "(\w+)"', line)
+        if match:
+            model = match.group(1)
+            blocks[model] = []
+        elif line.startswith("  #   "):
+            blocks[model].append(line[len("  #   "):])
+    assert sorted(blocks) == ["adaptive", "gd", "sgd"]
+    for model, block in blocks.items():
+        data = tomllib.loads("\n".join(block))
+        data["sweep"] = {"model": model}
+        data.setdefault("loss", EPILOG_LOSSES.get(model))
+        if model == "sgd":
+            data["params"] = {"batch_sharpness": "exact"}
+        yield model, data
+
+
+def test_the_configs_of_the_sweep_help_load():
+    # model "gd" had given depth = 3 in [loss] and swept loss.depth: refused
+    models = []
+    for model, data in _epilog_configs():
+        assert SweepConfig.from_dict(data).model == model
+        models.append(model)
+    assert models == ["reduced", "gd", "adaptive", "sgd"]

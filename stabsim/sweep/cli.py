@@ -39,7 +39,6 @@ example config (sweep.toml):
   #   [loss]
   #   name = "scalar_network"   # any family of stabsim.losses.make_loss, or "regression.random"
   #                             # (with its seed: every chunk builds the loss again)
-  #   depth = 3
   #   [grid]
   #   eta = [0.1, 0.2, 0.4]
   #   loss.depth = [3, 4]       # family parameters are swept as loss.<name>
