@@ -211,3 +211,63 @@ def test_the_configs_of_the_sweep_help_load():
         assert SweepConfig.from_dict(data).model == model
         models.append(model)
     assert models == ["reduced", "gd", "adaptive", "sgd"]
+
+
+# --- clear messages for bad config files and a worker that cannot import the loss ------------
+
+def _sweep_error(tmp_path, capsys, content: bytes):
+    from stabsim import cli
+
+    path = tmp_path / "sweep.toml"
+    path.write_bytes(content)
+    code = cli.main(["sweep", str(path), "-o", str(tmp_path / "out.nc"), "--no-progress"])
+    return code, capsys.readouterr().err
+
+
+REDUCED_TOML = b'[sweep]\nmodel = "reduced"\nsteps = 10\n[grid]\neta = [0.1]\n'
+
+
+def test_params_not_a_table_is_named(tmp_path, capsys):
+    code, err = _sweep_error(tmp_path, capsys, b"params = 3\n" + REDUCED_TOML)
+    assert code == 2 and "[params] must be a table, got 3" in err  # had: 'int' object ...
+
+
+def test_a_config_not_in_utf8_is_named(tmp_path, capsys):
+    code, err = _sweep_error(tmp_path, capsys, REDUCED_TOML + "# café\n".encode("latin-1"))
+    assert code == 2 and "sweep.toml: not UTF-8 text" in err and "0xe9" in err
+
+
+def test_a_config_with_a_byte_order_mark_is_read(tmp_path, capsys):
+    code, err = _sweep_error(tmp_path, capsys, b"\xef\xbb\xbf" + REDUCED_TOML)
+    assert code == 0, err  # had: malformed TOML: Invalid statement (at line 1, column 1)
+
+
+def test_an_integer_loss_parameter_swept_as_a_range_says_to_give_a_list():
+    with pytest.raises(ValueError, match="depth must be an integer, got 2.0; a {start, stop, "
+                                         "num} range gives floats: give loss.depth as a list"):
+        SweepConfig.from_dict({"sweep": {"model": "gd", "steps": 10},
+                               "loss": {"name": "scalar_network"},
+                               "grid": {"eta": [0.1],
+                                        "loss": {"depth": {"start": 2, "stop": 4, "num": 3}}}})
+
+
+def test_a_factory_module_a_dask_worker_cannot_import_is_named(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import distributed
+
+    from stabsim.sweep import backends
+
+    name = "open_faults_worker_factory"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / f"{name}.py").write_text(FACTORY.format(depth=3))
+    config = _zip(loss={"name": f"{name}:net"})
+    # the worker: another machine, whose path does not hold the module
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path)])
+    monkeypatch.delitem(sys.modules, name)
+    importlib.invalidate_caches()
+    worker = SimpleNamespace(address="tcp://10.0.0.2:4000", state=SimpleNamespace(nthreads=1))
+    monkeypatch.setattr(distributed, "get_worker", lambda: worker)
+    with pytest.raises(ValueError, match=f"importing '{name}' failed on the Dask worker "
+                                         "tcp://10.0.0.2:4000 .* importable on every worker"):
+        backends._dask_task(config, 0)

@@ -7,6 +7,8 @@ when a Dask backend is made (it is an optional extra: ``pip install stabsim[dask
 
 from __future__ import annotations
 
+import importlib
+
 from .compute import compute_chunk
 
 
@@ -25,9 +27,28 @@ def _dask_task(config, index):
     import numba
     from distributed import get_worker
 
-    threads = get_worker().state.nthreads
+    worker = get_worker()
+    _import_factory_module(config, worker.address)
+    threads = worker.state.nthreads
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     return compute_chunk(config, index)
+
+
+def _import_factory_module(config, address):
+    """Import the module of a ``"module:factory"`` loss on the worker ``address``, or raise
+    ``ValueError`` saying that it failed there: the config was checked where the sweep was
+    started, whose path may hold modules the worker's does not."""
+    name = (config.loss or {}).get("name", "")
+    if ":" not in name:
+        return
+    module = name.partition(":")[0]
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # not found, or its code failed there
+        raise ValueError(f"loss {name!r}: importing {module!r} failed on the Dask worker "
+                         f"{address} ({type(exc).__name__}: {exc}); a factory's module must "
+                         "be importable on every worker (installed there, or on its "
+                         "PYTHONPATH), not only where the sweep is started") from None
 
 
 def connect(scheduler=None, client=None):

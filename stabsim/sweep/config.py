@@ -317,17 +317,25 @@ class SweepConfig:
             raise ValueError(f"[sweep] needs the key 'model' (one of {list(MODELS)})")
         if "grid" not in data:
             raise ValueError("the config needs a [grid] table of swept parameters")
-        return cls(grid=_flatten_grid(data["grid"]), params=dict(data.get("params", {})),
+        params = data.get("params", {})
+        if not isinstance(params, dict):  # `params = 3` at the top level
+            raise ValueError(f"[params] must be a table, got {params!r}")
+        return cls(grid=_flatten_grid(data["grid"]), params=dict(params),
                    loss=data.get("loss"), **sweep, **classify)
 
     @classmethod
     def from_toml(cls, path) -> SweepConfig:
-        """Read and validate a TOML config file."""
+        """Read and validate a TOML config file (UTF-8, with or without a byte-order mark)."""
         import tomllib
 
         try:
             with open(path, "rb") as f:
-                data = tomllib.load(f)
+                text = f.read().decode("utf-8-sig")  # a BOM, as some editors write, is read
+            data = tomllib.loads(text)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text, as TOML must be (byte "
+                             f"{exc.object[exc.start]:#04x} at offset {exc.start}: "
+                             f"{exc.reason})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: malformed TOML: {exc}") from None
         except RecursionError:  # the parser recurses once per level of array nesting
@@ -515,7 +523,12 @@ def _check_loss_builds(config) -> tuple[int, tuple[str, ...]]:
             first = loss.provenance
             again = build_loss(name, {**fixed, **chosen}).provenance
         except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
+            whole = sorted(k for k, v in chosen.items()
+                           if isinstance(v, float) and v.is_integer())
+            hint = (f"; a {{start, stop, num}} range gives floats: give "
+                    f"{LOSS_PREFIX}{whole[0]} as a list of integers") \
+                if whole and "must be an integer" in str(exc) else ""
+            raise ValueError(f"{where}: {exc}{hint}") from None
         except Exception as exc:  # whatever a constructor raises on a value it cannot use
             raise ValueError(f"{where}: bad parameter value ({type(exc).__name__}: "
                              f"{exc})") from None
