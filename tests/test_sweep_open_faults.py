@@ -271,3 +271,42 @@ def test_a_factory_module_a_dask_worker_cannot_import_is_named(tmp_path, monkeyp
     with pytest.raises(ValueError, match=f"importing '{name}' failed on the Dask worker "
                                          "tcp://10.0.0.2:4000 .* importable on every worker"):
         backends._dask_task(config, 0)
+
+
+# --- Dask workers running other stabsim sources are refused ---------------------------------
+
+def test_dask_workers_with_other_stabsim_sources_are_refused_by_address():
+    from stabsim._jit import package_sources_stamp
+    from stabsim.sweep import backends
+
+    class Client:  # client.run(f) → {address: f() on that worker}
+        def __init__(self, stamps):
+            self.stamps = stamps
+            self.submitted = []
+
+        def run(self, function):
+            assert function() == package_sources_stamp()  # what a worker computes
+            return dict(self.stamps)
+
+        def submit(self, *args, **kwargs):
+            self.submitted.append(args)
+
+    mine = package_sources_stamp()
+    client = Client({"tcp://10.0.0.1:1": mine, "tcp://10.0.0.2:2": "0" * 64,
+                     "tcp://10.0.0.3:3": mine})
+    config = SweepConfig(model="reduced", steps=10, grid={"eta": [0.1]})
+    with pytest.raises(ValueError, match=r"1 of 3 Dask worker\(s\) run stabsim sources that "
+                                         r"differ from this process's \(tcp://10.0.0.2:2\)"):
+        next(backends.dask_chunks(client, config, [0]))
+    assert client.submitted == []  # refused before any chunk was submitted
+    backends.check_worker_sources(Client({"tcp://10.0.0.1:1": mine}))  # the same: accepted
+
+
+def test_a_local_dask_cluster_runs_the_same_sources():
+    distributed = pytest.importorskip("distributed")
+    from stabsim.sweep import backends
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        backends.check_worker_sources(client)

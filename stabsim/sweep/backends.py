@@ -72,14 +72,43 @@ def connect(scheduler=None, client=None):
         raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
 
 
+def _worker_sources_stamp() -> str:
+    """:func:`stabsim._jit.package_sources_stamp` where it runs (on a worker)."""
+    from .._jit import package_sources_stamp
+
+    return package_sources_stamp()
+
+
+def check_worker_sources(client) -> None:
+    """Raise ``ValueError`` naming the workers whose stabsim sources differ from this
+    process's (:func:`stabsim._jit.package_sources_stamp`).
+
+    A sweep's key (``SweepConfig.key``) and its result's ``versions`` describe the stabsim
+    of the process that starts it; a worker running other code would compute chunks that
+    the key does not describe.
+    """
+    from .._jit import package_sources_stamp
+
+    mine = package_sources_stamp()
+    theirs = client.run(_worker_sources_stamp)  # worker address → its stamp
+    differ = sorted(address for address, stamp in theirs.items() if stamp != mine)
+    if differ:
+        raise ValueError(f"{len(differ)} of {len(theirs)} Dask worker(s) run stabsim sources "
+                         f"that differ from this process's ({', '.join(differ)}): their "
+                         "chunks would not be those the sweep's key describes; install the "
+                         "same stabsim on every worker and restart them")
+
+
 def dask_chunks(client, config, indices):
-    """Submit every chunk to the cluster; yield them as they complete.
+    """Submit every chunk to the cluster, once every worker runs this process's stabsim
+    sources (:func:`check_worker_sources`); yield the chunks as they complete.
 
     Closing the generator early (an error, or Ctrl-C in the caller) cancels the chunks
     not yet collected.
     """
     from distributed import as_completed
 
+    check_worker_sources(client)
     futures = {client.submit(_dask_task, config, index, pure=False): index
                for index in indices}
     try:
