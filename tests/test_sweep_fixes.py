@@ -41,7 +41,7 @@ from stabsim.sweep.store import ChunkStore  # noqa: E402
 #: a cell whose first step leaves |θ| < 1e8 (η/√(1 − β₂) ≈ 1e10 for RMSProp; SGD grows θ
 #: by about η λ), then one of 10^9 steps (minutes): the Ctrl-C lands inside it
 ETAS = [1e9, 1e-3]
-LONG = {"steps": 10**9, "stride": 10**6, "chunk_size": 1, "grid": {"eta": ETAS}}
+LONG = {"steps": 10**9, "stride": 10**6 + 1, "chunk_size": 1, "grid": {"eta": ETAS}}
 INTERRUPTIBLE = {
     "adaptive": SweepConfig(model="adaptive", loss={"name": "scalar_network", "depth": 3},
                             **LONG),

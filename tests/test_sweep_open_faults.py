@@ -128,6 +128,35 @@ def test_a_gd_sweep_refuses_an_even_stride_and_its_class_holds_over_odd_ones(met
     assert set(regimes[0]) == {GDClass.EDGE_OF_STABILITY}  # at the edge, where the sides differ
 
 
+def test_adaptive_and_sgd_sweeps_refuse_an_even_stride_too():
+    # RMSProp on a regression model with a manifold of minimisers, at the edge: its mean
+    # relative sharpness was 1.0007 at strides 1 and 11, 0.9994 at 2 and 10 (adaptive_sweep's
+    # default was 10), and at η = 0.02 the class moved from edge of stability to converged
+    from stabsim.losses import QuadraticRegression
+    from stabsim.sweep import GDClass
+    from stabsim.sweep.adaptive_cells import adaptive_sweep
+    from stabsim.sweep.sgd_cells import sgd_sweep
+
+    loss = QuadraticRegression.random(4, 2, seed=0)
+
+    def rmsprop(stride):
+        return adaptive_sweep(loss, np.zeros(4), [0.02], [0.99], 5500, stride=stride,
+                              eps=1e-12).to_xarray()
+
+    for stride in (2, 10):
+        with pytest.raises(ValueError, match=f"'adaptive' needs an odd stride, got stride = "
+                                             f"{stride}"):
+            rmsprop(stride)
+        with pytest.raises(ValueError, match=f"'sgd' needs an odd stride, got stride = "
+                                             f"{stride}"):
+            sgd_sweep(loss, np.zeros(4), [0.1], [1], steps=10, stride=stride)
+        with pytest.raises(ValueError, match="needs an odd stride"):
+            SweepConfig(model="adaptive", steps=100, stride=stride, grid={"eta": [0.01]},
+                        loss={"name": "minimalist"})
+    regimes = [rmsprop(stride).regime.item() for stride in (1, 11)]
+    assert regimes == [GDClass.EDGE_OF_STABILITY] * 2
+
+
 # --- the run-time estimate charges a call's fixed cost per chunk, not per step ---------------
 
 #: a fake cost of compute_cells: A seconds a call and B seconds a cell-step (a GD call on

@@ -25,7 +25,7 @@ from .._status import Status
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..maps.adaptive import METHODS, run_adaptive
-from .classify import classify_statistics, flag_attrs, status_attrs
+from .classify import classify_statistics, flag_attrs, odd_stride, status_attrs
 from .gd_cells import fill_cells, run_cells
 from .result import SweepResult
 
@@ -106,7 +106,7 @@ def adaptive_cells(config, values: dict) -> dict:
 
 
 def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str = "rmsprop",
-                   beta1: float = 0.0, eps: float = 0.0, stride: int = 10,
+                   beta1: float = 0.0, eps: float = 0.0, stride: int = 9,
                    window: float = 0.25, band: float = 0.1,
                    divergence_norm: float = 1e8) -> SweepResult:
     """Run ``method`` on every (η, β₂) of the grid from ``theta0`` and classify each run.
@@ -123,7 +123,9 @@ def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str 
         As in :func:`~stabsim.maps.adaptive.run_adaptive` (ν starts at 0, no bias
         correction).
     stride : int
-        Record every ``stride``-th step.
+        Record every ``stride``-th step; odd (:func:`~stabsim.sweep.classify.odd_stride`:
+        with an even stride every record falls on one side of the period-2 orbit at the
+        edge of stability).
     window : float
         Fraction (0, 1] of the records that forms the late window.
     band : float
@@ -154,6 +156,7 @@ def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str 
     etas = check.finite_array("etas", etas, ndim=1)
     beta2s = check.finite_array("beta2s", beta2s, ndim=1)
     check.nonempty_axes(etas=etas, beta2s=beta2s)
+    stride = odd_stride(stride, "adaptive")
     if np.any(etas <= 0.0):
         raise ValueError("etas must be > 0")
     if np.any((beta2s < 0.0) | (beta2s >= 1.0)):  # ν₀ = 0: β₂ = 1 keeps ν at 0

@@ -26,14 +26,16 @@ family's fixed parameters, as for ``stabsim.losses.make_loss``; ``name = "regres
 draws ``QuadraticRegression.random``, with its ``seed`` given: every chunk builds the loss
 again, so it must come out the same each time; ``name = "package.module:factory"`` calls a
 user's factory returning a ``Loss``). Family parameters are swept as ``loss.<name>`` in
-``[grid]``. Its ``stride`` (a record every ``stride`` steps) must be odd and divide
-``steps``: at the edge of stability every one of its methods alternates on either side of
-the minimiser manifold (a period-2 orbit), and with an even stride every record falls on
-one side, whose mean relative sharpness is not the orbit's (the class then depends on the
-stride: stride 2 moved normalised GD on a depth-3 scalar network from mean 1.07 to 4.84).
-An odd stride alternates the sides, but pairs records ``stride`` steps apart, not
-consecutive ones: the mean is the orbit's while the orbit changes little over ``stride``
-steps, and stride 1 is exact (there, a stride of 25 moved that mean to 1.15).
+``[grid]``. Its ``stride`` (a record every ``stride`` steps) must divide ``steps``, and,
+as for every model on a loss (``"gd"``, ``"adaptive"``, ``"sgd"``), be odd: at the edge of
+stability every method alternates on either side of the minimiser manifold (a period-2
+orbit), and with an even stride every record falls on one side, whose mean relative
+sharpness is not the orbit's (the class then depends on the stride: stride 2 moved
+normalised GD on a depth-3 scalar network from mean 1.07 to 4.84, and strides 2 and 10
+RMSProp on a regression model from the edge of stability to converged). An odd stride
+alternates the sides, but pairs records ``stride`` steps apart, not consecutive ones: the
+mean is the orbit's while the orbit changes little over ``stride`` steps, and stride 1 is
+exact (there, a stride of 25 moved the scalar network's mean to 1.15).
 
 ``model = "adaptive"`` runs ``run_adaptive`` per cell (the cells of
 ``stabsim.sweep.adaptive_cells.adaptive_sweep``): ``method`` is ``"rmsprop"`` (default),
@@ -45,7 +47,7 @@ steps, and stride 1 is exact (there, a stride of 25 moved that mean to 1.15).
     model = "adaptive"
     method = "rmsprop"
     steps = 2000
-    stride = 10
+    stride = 9
 
     [grid]
     eta = {start = 0.001, stop = 0.1, num = 20, spacing = "log"}
@@ -76,6 +78,7 @@ import numpy as np
 from .. import __version__
 from .. import _validate as check
 from .._jit import package_sources_stamp
+from .classify import odd_stride
 
 MODELS = ("reduced", "gd", "adaptive", "sgd")
 #: models that run on a loss (a [loss] table)
@@ -193,10 +196,10 @@ class SweepConfig:
         Steps per cell, at most :data:`MAX_STEPS` = 2³¹ − 1 (the counts and steps of the
         result are 32-bit integers).
     stride : int
-        The models on a loss: the sharpness is computed every ``stride`` steps. Model
-        ``"gd"``: odd, and a divisor of ``steps`` (see the module docstring: with an even
-        stride every record falls on one side of the period-2 orbit at the edge of
-        stability, and the late-window mean is that side's).
+        The models on a loss: the sharpness is computed every ``stride`` steps, an odd
+        number (see the module docstring: with an even stride every record falls on one
+        side of the period-2 orbit at the edge of stability, and the late-window mean is
+        that side's); for model ``"gd"`` also a divisor of ``steps``.
     combine : {"product", "zip"}
         ``"product"``: one cell per combination (one result dimension per swept
         parameter); ``"zip"``: the lists have one length and cell k takes entry k of each
@@ -248,13 +251,8 @@ class SweepConfig:
             raise ValueError(f"model 'gd' needs a stride that divides steps, so that its "
                              f"statistics (final_loss, ...) are those of the last step; got "
                              f"steps = {steps}, stride = {stride}")
-        if self.model == "gd" and stride % 2 == 0:
-            raise ValueError(f"model 'gd' needs an odd stride, got stride = {stride}: at the "
-                             "edge of stability the iterates alternate on either side of the "
-                             "minimiser manifold (a period-2 orbit), and with an even stride "
-                             "every record falls on the same side, so the late-window mean of "
-                             "the relative sharpness (and the class) would be that side's, "
-                             "not the orbit's; take an odd stride that divides steps")
+        if self.model in LOSS_MODELS:
+            odd_stride(stride, self.model)
         if self.model in LOSS_MODELS and steps // stride + 1 > MAX_RECORDS:
             raise ValueError(f"steps / stride = {steps // stride} records per cell is over "
                              f"{MAX_RECORDS:.0e} (memory); raise 'stride'")

@@ -35,7 +35,7 @@ from .. import _validate as check
 from .._export import finish
 from ..losses._base import require_loss
 from ..maps.sgd import run_sgd
-from .classify import classify_statistics, flag_attrs, status_attrs
+from .classify import classify_statistics, flag_attrs, odd_stride, status_attrs
 from .gd_cells import fill_cells, run_cells
 from .result import SweepResult
 
@@ -107,7 +107,7 @@ def sgd_cells(config, values: dict) -> dict:
     return run_cells(config, values, STATS, run, "rel_batch_sharpness")
 
 
-def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, band=0.2,
+def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=9, window=0.5, band=0.2,
               replacement=False, seed=0, batch_sharpness="auto", bs_batches=256,
               divergence_norm=1e6) -> SweepResult:
     """SGD over a grid of step sizes and batch sizes, each run classified.
@@ -125,7 +125,8 @@ def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, ba
     steps : int
         Steps per cell, ≥ 1.
     stride, replacement, seed, batch_sharpness, bs_batches, divergence_norm
-        As for :func:`~stabsim.maps.sgd.run_sgd` (one seed for every cell).
+        As for :func:`~stabsim.maps.sgd.run_sgd` (one seed for every cell); ``stride``
+        odd (:func:`~stabsim.sweep.classify.odd_stride`).
     window : float
         Fraction (0, 1] of the records in the late window.
     band : float
@@ -150,6 +151,7 @@ def sgd_sweep(loss, theta0, eta, batch_size, *, steps, stride=10, window=0.5, ba
              for b in np.atleast_1d(batch_size)]
     check.nonempty_axes(eta=etas, batch_size=sizes)
     steps = check.nonnegative_int("steps", steps, minimum=1)  # a cell that never ran has no class
+    stride = odd_stride(stride, "sgd")
     window = check.fraction("window", window)
     band = check.positive_float("band", band)
     shape = (etas.size, len(sizes))
