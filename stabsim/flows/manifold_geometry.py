@@ -289,7 +289,7 @@ def tangent_space(loss: Loss, X, *, rel_tol: float = 1e-6,
         normal; both occur a small distance off Γ, as at an integrator's trial point).
 
     Raises ValueError when λ1 ≤ 0 (X is not near a manifold of minimisers with a positive
-    curvature), or, with ``eigensolver="lanczos"``, :class:`OffManifoldError` (a
+    curvature), or, with ``eigensolver="lanczos"``, ``OffManifoldError`` (a
     ValueError) when the top d − 2 eigenvalues hold no null one or ∇²L(X) has an
     eigenvalue below −rel_tol·λ1.
     """
