@@ -273,8 +273,9 @@ def run_adaptive(
         NONFINITE (or DIVERGED) and keeps the records made before; so does one that reaches
         a ν with a zero entry at a recorded step with ε = 0 (P singular:
         ``singular_preconditioner``; status ZERO_GRADIENT where ∇L = 0 and β₁ m = 0 there,
-        an exact critical point the method stays at). Ctrl-C returns the records so far
-        with status INTERRUPTED.
+        an exact critical point the method stays at, whose state is not recorded: its
+        preconditioned sharpness is undefined). Ctrl-C returns the records so far with
+        status INTERRUPTED.
     """
     require_loss(loss)
     theta = loss.check_point(theta0, "theta0").copy()
