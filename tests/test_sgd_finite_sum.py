@@ -148,3 +148,145 @@ def test_a_user_family_is_a_finite_sum():
     assert loss.batch([1, 3]).value(theta) == pytest.approx(want, rel=1e-15)
     assert np.allclose(loss.batch([1, 3]).grad(theta), theta - C[[1, 3]].mean(axis=0),
                        rtol=1e-15, atol=0)
+
+
+class WeightedWells(NamedTuple):
+    """L = Σ_i w_i ½ |θ − c_i|² with w_i = 1/N: a mean over the rows c_i of C as a weighted sum."""
+
+    C: np.ndarray
+    w: np.ndarray
+
+
+@numba.njit(cache=True)
+def _weighted_value(theta, p):
+    total = 0.0
+    for i in range(p.C.shape[0]):
+        for j in range(theta.shape[0]):
+            total += p.w[i] * 0.5 * (theta[j] - p.C[i, j]) ** 2
+    return total
+
+
+@numba.njit(cache=True)
+def _weighted_grad(theta, p, out):
+    out[:] = 0.0
+    for i in range(p.C.shape[0]):
+        out += p.w[i] * (theta - p.C[i])
+
+
+@numba.njit(cache=True)
+def _weighted_hvp(theta, p, v, out):
+    out[:] = p.w.sum() * v
+
+
+@numba.njit(cache=True)
+def _weighted_subset(p, indices):  # the batch's own weights 1/|B|
+    return WeightedWells(p.C[indices], np.full(indices.shape[0], 1.0 / indices.shape[0]))
+
+
+class StaleWells(NamedTuple):  # the same loss, whose subset keeps the weights 1/N
+    C: np.ndarray
+    w: np.ndarray
+
+
+@numba.njit(cache=True)
+def _stale_subset(p, indices):
+    return StaleWells(p.C[indices], p.w[indices])
+
+
+class SizeWells(NamedTuple):  # Wells whose examples counts the entries of C, not its rows
+    C: np.ndarray
+
+
+@numba.njit(cache=True)
+def _size_subset(p, indices):
+    return SizeWells(p.C[indices])
+
+
+class UniqueWells(NamedTuple):  # Wells whose subset drops repeated rows but counts them
+    C: np.ndarray
+    n: float  # the number of examples
+
+
+@numba.njit(cache=True)
+def _unique_subset(p, indices):
+    return UniqueWells(p.C[np.unique(indices)], float(indices.shape[0]))
+
+
+@numba.njit(cache=True)
+def _unique_subset_once(p, indices):
+    return UniqueWells(p.C[np.unique(indices)], float(np.unique(indices).shape[0]))
+
+
+class OtherClassWells(NamedTuple):  # Wells whose subset returns a record of another class
+    C: np.ndarray
+
+
+@numba.njit(cache=True)
+def _other_class_subset(p, indices):
+    return Wells(p.C[indices])
+
+
+_WEIGHTED = dict(value=_weighted_value, grad=_weighted_grad, hvp=_weighted_hvp,
+                 d3=_wells_d3, examples=lambda p: p.C.shape[0],
+                 shapes={"C": ("n", "d"), "w": ("n",)})
+register_family(WeightedWells, subset=_weighted_subset, **_WEIGHTED)
+register_family(StaleWells, subset=_stale_subset, **_WEIGHTED)
+_PLAIN = dict(value=_wells_value, grad=_wells_grad, hvp=_wells_hvp, d3=_wells_d3,
+              shapes={"C": (None, "d")})
+register_family(SizeWells, subset=_size_subset, examples=lambda p: p.C.size, **_PLAIN)
+register_family(UniqueWells, subset=_unique_subset, examples=lambda p: int(p.n), **_PLAIN)
+register_family(OtherClassWells, subset=_other_class_subset, examples=lambda p: p.C.shape[0],
+                **_PLAIN)
+
+
+def _centres(n, d=3):
+    return np.random.default_rng(n).normal(size=(n, d))
+
+
+@pytest.mark.parametrize("n", [6, 100])  # every example checked; a sample of 32 and the rest
+def test_the_construction_check_takes_a_right_finite_sum(n):
+    C = _centres(n)
+    loss = Loss(WeightedWells(C, np.full(n, 1.0 / n)), 3)
+    theta = np.array([0.3, -0.2, 0.1])
+    assert loss.batch([0, n - 1]).value(theta) == pytest.approx(
+        0.25 * np.sum((theta - C[[0, n - 1]]) ** 2), rel=1e-13)
+
+
+@pytest.mark.parametrize("n", [6, 100])
+def test_a_subset_that_keeps_the_whole_data_sets_weights_is_refused(n):
+    # its L_B is (|B|/N) times the batch loss: mean_i L_{[i]} = L/N (a review's family: 0.193
+    # for L = 1.158, and SGD ran on it with status OK); at N = 100 the 32 sampled examples
+    # and the other 68 as one batch give (32 L/N + 68 · 68 L/N)/N
+    C = _centres(n)
+    with pytest.raises(ValueError, match=r"StaleWells: .*examples i of L on subset\(p, \[i\]\)"
+                       r".* disagrees with value .*batch loss L_B = \(1/\|B\|\)"):
+        Loss(StaleWells(C, np.full(n, 1.0 / n)), 3)
+
+
+def test_examples_that_count_the_wrong_axis_are_refused_before_any_batch_reads_past_the_data():
+    # examples = p.C.size gives 18 for 6 rows of 3: SGD then drew indices up to 17, read past
+    # the end of C (nondeterministic runs, status OK); refused from batches of index 0 alone
+    with pytest.raises(ValueError, match=r"SizeWells: examples\(p\) gives 3 for the record of "
+                       r"subset\(p, \[0\]\), a batch of 1 \(and N = 18 for p\)"):
+        Loss(SizeWells(_centres(6)), 3)
+
+
+def test_a_subset_that_counts_a_repeated_index_once_is_refused(monkeypatch):
+    # every example in order and each alone agree with L, and the count is right: only the
+    # values on a repeat tell (2ℓ₅ + ℓ₀)/3 from (ℓ₅ + ℓ₀)/2
+    with pytest.raises(ValueError, match=r"value on subset\(p, \[5, 5, 0\]\) disagrees with "
+                       r"\(2ℓ_5 \+ ℓ_0\)/3 \(a repeated index counts twice\)"):
+        Loss(UniqueWells(_centres(6), 6.0), 3)
+    # counted once as well: examples(p) of the batch (0, 0) is 1
+    from stabsim.losses._protocol import _FAMILIES
+
+    monkeypatch.setitem(_FAMILIES[UniqueWells].functions, "subset", _unique_subset_once)
+    with pytest.raises(ValueError, match=r"examples\(p\) gives 1 for the record of subset\(p, "
+                       r"\[0, 0\]\), a batch of 2"):
+        Loss(UniqueWells(_centres(6), 6.0), 3)
+
+
+def test_a_subset_of_another_class_is_refused():
+    with pytest.raises(ValueError, match=r"subset\(p, \[0\]\) must return a OtherClassWells "
+                       r"record \(the class of p\), got Wells"):
+        Loss(OtherClassWells(_centres(6)), 3)

@@ -7,7 +7,9 @@ random direction, so the check costs a few calls of O(d) memory each, whatever d
 - ∇²L v against (∇L(θ + hv) − ∇L(θ − hv)) / 2h;
 - ∇³L[u, v] against (∇²L(θ + hu) v − ∇²L(θ − hu) v) / 2h;
 - the optional functions (dense Hessian, fused value/gradient, Hessian parts, the product
-  from a linearisation) against the required ones they must agree with to round-off.
+  from a linearisation) against the required ones they must agree with to round-off;
+- a finite sum's ``subset`` and ``examples`` against the identities of a mean over examples
+  (:func:`_finite_sum_records`, :func:`_check_finite_sum`), to round-off.
 
 Tolerances (floating point): with h = ε^{1/3} max(1, |θ|) a central difference has truncation
 error h² |f'''|/6 ≈ 1e-11 |f'''| and rounding error about ε |f| / h ≈ 4e-11 |f|; the check
@@ -29,6 +31,8 @@ outside it.
 """
 
 from __future__ import annotations
+
+import numbers
 
 import numpy as np
 
@@ -89,26 +93,27 @@ def _finite(loss, name, value, k):
         )
 
 
-def _compare(loss, what, against, exact, approx, noise, k, step=None, rtol=RTOL):
+def _compare(loss, what, against, exact, approx, noise, k, step=None, rtol=RTOL, hint=None):
     err = float(np.linalg.norm(np.atleast_1d(exact - approx)))
     scale = float(np.linalg.norm(np.atleast_1d(exact)) + np.linalg.norm(np.atleast_1d(approx)))
     if not err <= rtol * scale + noise:
         steps = "" if step is None else f" at step h/64, h = {step:.3g} (h and h/8 missed too)"
+        hint = hint or f"check the formula of {what}, and that dim matches the parameters"
         raise ValueError(
             f"{_name(loss)}: {what} disagrees with {against} at check point {k}: "
             f"|difference| = {err:.3g}, |value| = {scale / 2:.3g} (allowed "
-            f"{rtol * scale + noise:.3g}){steps}; check the formula of {what}, and that dim "
-            "matches the parameters"
+            f"{rtol * scale + noise:.3g}){steps}; {hint}"
         )
 
 
-def _agrees(loss, k, what, against, exact, approx, noise):
+def _agrees(loss, k, what, against, exact, approx, noise, hint=None):
     """:func:`_compare` of an optional function with the required one it computes another
     way: equal to round-off (:data:`ROUNDOFF_RTOL`), each quantity against its own size (a
     value joined to its gradient had hidden behind it, and the finite differences'
     1e-5 had let a value off by 5e-5 relative through), plus ``noise``: round-off of the
     terms the quantity sums where it is small beside them."""
-    _compare(loss, what, against, exact, approx, noise + 1e-300, k, rtol=ROUNDOFF_RTOL)
+    _compare(loss, what, against, exact, approx, noise + 1e-300, k, rtol=ROUNDOFF_RTOL,
+             hint=hint)
 
 
 #: the steps of a finite difference, in units of the first (module docstring)
@@ -154,6 +159,154 @@ def _truncation_only(loss, theta, p, v, exact, hv, h) -> bool:
     return mismatch <= 10.0 * step**2 * third / 6.0 + 100 * _EPS * (abs(plus) + abs(minus)) / step
 
 
+#: a finite sum of at most this many examples is checked on every one of them; a larger one on
+#: a seeded sample of this many (0 and N − 1 among them) beside the rest taken as one batch
+EXAMPLES_CHECKED = 32
+
+_SUBSET_HINT = (
+    "subset(p, indices) must return the record of the batch loss L_B = (1/|B|) Σ_{i∈B} ℓ_i "
+    "(a repeated index counting as often as it appears), and examples(p) the N of "
+    "L = (1/N) Σ_i ℓ_i: a weight or count the record keeps must be the batch's, not the whole "
+    "data set's (docs/stochastic.md)")
+
+
+def _indices_text(indices) -> str:
+    indices = [int(i) for i in indices]
+    if len(indices) > 4 and indices == list(range(indices[0], indices[-1] + 1)):
+        return f"[{indices[0]}, {indices[1]}, …, {indices[-1]}]"
+    if len(indices) > 4:
+        return f"[{indices[0]}, {indices[1]}, … ({len(indices)} indices)]"
+    return str(indices)
+
+
+def _examples_of(loss, record, what: str) -> int:
+    """The family's ``examples(record)``, which must be a positive integer."""
+    try:
+        n = loss.family.examples(record)
+    except Exception as exc:  # the family's own Python function
+        raise ValueError(f"{_name(loss)}: examples(p) failed on {what}: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"{_name(loss)}: examples(p) must return N, the number of examples "
+                         f"(a positive int), got {n!r} for {what}")
+    return int(n)
+
+
+def _subset(loss, indices):
+    """The record ``subset(p, indices)`` returns, as :meth:`Loss.batch` stores it; raise
+    ValueError if it is not a record of the family's own class that fits ``dim``."""
+    from ._base import Loss
+
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    what = f"subset(p, {_indices_text(indices)})"
+    record = _call(loss, "subset", loss.params, indices)
+    if type(record) is not loss.family.record:
+        raise ValueError(f"{_name(loss)}: {what} must return a {loss.family.name} record "
+                         f"(the class of p), got {type(record).__name__}")
+    try:
+        return Loss(record, loss.dim, check=False).params
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{_name(loss)}: {what} returned a record that makes no loss of "
+                         f"dim = {loss.dim}: {exc}") from exc
+
+
+def _finite_sum_records(loss, seed: int):
+    """The batches that :func:`_check_finite_sum` evaluates, for a finite-sum family (None
+    for another): every example in order, each example of a sample S alone, the rest R as
+    one batch, and (N − 1, N − 1, 0).
+
+    ``examples`` is checked first on batches of index 0 alone, which any data set holds:
+    ``examples(subset(p, [0]))`` must be 1 and ``examples(subset(p, [0, 0]))`` 2. A wrong N
+    (``p.X.size`` for the rows of X: 18 for 6 examples) is refused there, before a batch
+    holds an index it claims, which the compiled ``subset`` would read without bounds
+    checks (an N compared with a field's length would need to know which axis counts the
+    examples, which the protocol does not say). S is every example when N ≤
+    :data:`EXAMPLES_CHECKED`, else a seeded sample of that many with 0 and N − 1."""
+    if "subset" not in loss.family.functions:
+        return None
+    n = _examples_of(loss, loss.params, "p")
+    for indices in ([0], [0, 0]):
+        count = _examples_of(loss, _subset(loss, indices), f"subset(p, {indices})")
+        if count != len(indices):
+            raise ValueError(
+                f"{_name(loss)}: examples(p) gives {count} for the record of subset(p, "
+                f"{indices}), a batch of {len(indices)} (and N = {n} for p): examples(p) "
+                "must count the examples L is a mean over (a length such as p.X.shape[0], "
+                "not p.X.size), and subset(p, indices) must return the record of the "
+                "examples indices, repeats included")
+    if n <= EXAMPLES_CHECKED:
+        sample = np.arange(n)
+    else:
+        middle = np.random.default_rng([seed, 1]).choice(np.arange(1, n - 1),
+                                                         EXAMPLES_CHECKED - 2, replace=False)
+        sample = np.sort(np.concatenate(([0, n - 1], middle)))
+    rest = np.setdiff1d(np.arange(n), sample)
+    whole = _subset(loss, np.arange(n))
+    count = _examples_of(loss, whole, f"subset(p, {_indices_text(np.arange(n))})")
+    if count != n:
+        raise ValueError(f"{_name(loss)}: examples(p) gives {count} for the record of every "
+                         f"example, subset(p, {_indices_text(np.arange(n))}), and {n} for "
+                         f"p; {_SUBSET_HINT}")
+    return {"n": n, "sample": sample, "rest": rest, "whole": whole,
+            "singles": [_subset(loss, [i]) for i in sample],
+            "others": _subset(loss, rest) if rest.size else None,
+            "repeat": _subset(loss, [n - 1, n - 1, 0])}
+
+
+def _check_finite_sum(loss, records, theta, k, value, g) -> None:
+    """Check the finite-sum identities at θ, values and gradients, to round-off: L on every
+    example in order is L; (Σ_{i∈S} L_{[i]} + |R| L_R)/N is L (with S every example:
+    mean_i ℓ_i = L); L_{(N−1, N−1, 0)} = (2ℓ_{N−1} + ℓ_0)/3. Round-off is relative to the
+    terms summed, (Σ_{i∈S} |ℓ_i| + |R| |L_R|)/N and the same of the gradients' norms (at a
+    minimiser of L the ℓ_i and their gradients need not vanish). The cost at each point:
+    |S| + 3 evaluations of value and grad (at most :data:`EXAMPLES_CHECKED` + 3) on batches
+    of 2N + 3 examples in all: O(N) work."""
+    n, sample, rest = records["n"], records["sample"], records["rest"]
+
+    def at(record, what):
+        v = _float(loss, "value", _call(loss, "value", theta, record))
+        _finite(loss, f"value on the record of {what}", v, k)
+        gr = _vector(loss, "grad", theta, record)
+        _finite(loss, f"grad on the record of {what}", gr, k)
+        return v, gr
+
+    singles = [at(r, f"subset(p, [{i}])") for i, r in zip(sample, records["singles"],
+                                                          strict=True)]
+    values = np.array([s[0] for s in singles])
+    grads = np.array([s[1] for s in singles])
+    total_v, total_g = values.sum(), grads.sum(axis=0)
+    size_v = np.abs(values).sum()
+    size_g = np.linalg.norm(grads, axis=1).sum()
+    if records["others"] is not None:
+        v_r, g_r = at(records["others"], f"subset(p, {_indices_text(rest)})")
+        total_v, total_g = total_v + rest.size * v_r, total_g + rest.size * g_r
+        size_v, size_g = size_v + rest.size * abs(v_r), size_g + rest.size * np.linalg.norm(g_r)
+    noise_v, noise_g = ROUNDOFF_RTOL * size_v / n, ROUNDOFF_RTOL * size_g / n
+
+    every = f"subset(p, {_indices_text(np.arange(n))}), every example in order,"
+    v_w, g_w = at(records["whole"], every)
+    _agrees(loss, k, f"value on {every}", "value", value, v_w, noise_v, hint=_SUBSET_HINT)
+    _agrees(loss, k, f"grad on {every}", "grad", g, g_w, noise_g, hint=_SUBSET_HINT)
+    if rest.size:
+        parts = (f"(Σ over {sample.size} examples i of L on subset(p, [i]) + {rest.size} L "
+                 f"on the other {rest.size} as one batch)/N, N = {n},")
+    else:
+        parts = f"the mean over the N = {n} examples i of L on subset(p, [i])"
+    _agrees(loss, k, f"{parts} (value)", "value", value, total_v / n, noise_v,
+            hint=_SUBSET_HINT)
+    _agrees(loss, k, f"{parts} (grad)", "grad", g, total_g / n, noise_g, hint=_SUBSET_HINT)
+    last, first = singles[-1], singles[0]  # examples N − 1 and 0
+    repeat = f"subset(p, [{n - 1}, {n - 1}, 0])"
+    v_3, g_3 = at(records["repeat"], repeat)
+    _agrees(loss, k, f"value on {repeat}", f"(2ℓ_{n - 1} + ℓ_0)/3 (a repeated index counts "
+            "twice)", (2 * last[0] + first[0]) / 3, v_3,
+            ROUNDOFF_RTOL * (2 * abs(last[0]) + abs(first[0])) / 3, hint=_SUBSET_HINT)
+    _agrees(loss, k, f"grad on {repeat}", f"(2∇ℓ_{n - 1} + ∇ℓ_0)/3 (a repeated index counts "
+            "twice)", (2 * last[1] + first[1]) / 3, g_3,
+            ROUNDOFF_RTOL * (2 * np.linalg.norm(last[1]) + np.linalg.norm(first[1])) / 3,
+            hint=_SUBSET_HINT)
+
+
 def _name(loss) -> str:
     """How messages name the loss: its family's record, or its own ``repr`` for a loss
     class of its own (a JAX loss: from_jax(f, dim=2))."""
@@ -169,17 +322,28 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
     points : array_like, shape (k, d), optional
         Check points; default three seeded points with entries N(0, 1/d).
     seed : int
-        Seed of the default points and of the directions.
+        Seed of the default points and of the directions (and of the examples checked of a
+        finite sum of more than :data:`EXAMPLES_CHECKED`).
+
+    A finite-sum family's ``subset`` and ``examples`` are checked too
+    (:func:`_finite_sum_records`, :func:`_check_finite_sum`): ``examples`` on batches of one
+    and two, then at each point the identities of a mean over examples, values and
+    gradients, to round-off. That costs up to :data:`EXAMPLES_CHECKED` + 5 calls of
+    ``subset`` once, and at each point up to :data:`EXAMPLES_CHECKED` + 3 evaluations of
+    value and grad, on batches of 2N + 3 examples in all: O(N) work, about two evaluations
+    of L (and the calls' overhead).
 
     Raises
     ------
     ValueError
-        Naming the first derivative that disagrees, or a function that fails or leaves a
-        non-finite entry.
+        Naming the first derivative that disagrees, a function that fails or leaves a
+        non-finite entry, or a finite sum's ``subset`` or ``examples`` that breaks an
+        identity of a mean over examples.
     """
     require_loss(loss)
     d = loss.dim
-    rng = np.random.default_rng(check_seed("seed", seed))
+    seed = check_seed("seed", seed)
+    rng = np.random.default_rng(seed)
     if points is None:
         points = rng.standard_normal((3, d)) / np.sqrt(d)
     points = np.atleast_2d(np.asarray(points, dtype=np.float64))
@@ -187,6 +351,7 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
         raise ValueError(f"check_points must have shape (k, {d}), got {points.shape}")
     p = loss.params
     fns = loss.family.functions
+    batches = _finite_sum_records(loss, seed)
     for k, theta in enumerate(points):
         theta = loss.check_point(theta, "check_points")
         u = rng.standard_normal(d)
@@ -228,6 +393,8 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
         value_roundoff = ROUNDOFF_RTOL * (float(np.linalg.norm(g)) * size
                                           + curvature * size ** 2)
 
+        if batches is not None:
+            _check_finite_sum(loss, batches, theta, k, value, g)
         if "value_grad" in fns:
             g2 = np.full(d, np.nan)
             value2 = _float(loss, "value_grad", _call(loss, "value_grad", theta, p, g2))

@@ -48,11 +48,15 @@ pass: the engines call it at each step whose sharpness they measure on products.
 
 says so by registering ``subset`` together with ``examples(p) -> int`` (N, a plain Python
 function like ``factor_rows``). ``subset(p, indices)`` takes an int64 array of example
-indices (repeats allowed) and returns a record *of the same class* whose loss is the mean
-over those examples, L_B(θ) = (1/|B|) Σ_{i∈B} ℓ_i(θ) (a repeated index counts as many times
-as it appears); its value, gradient and Hessian-vector product are those of L_B through the
-family's own functions. With B = {i}: ℓ_i; with B = (0, 1, ..., N − 1): L itself, on a
-record holding the same numbers in the same order. Stochastic engines
+indices (repeats allowed) and returns a record *of the same class* of ``len(indices)``
+examples (as ``examples`` counts them), whose loss is the mean over those examples,
+
+    L_B(θ) = (1/|B|) Σ_{i∈B} ℓ_i(θ)
+
+(a repeated index counts as many times as it appears); its value, gradient and
+Hessian-vector product are those of L_B through the family's own functions. With B = {i}:
+ℓ_i; with B = (0, 1, ..., N − 1): L itself, on a record holding the same numbers in the
+same order. Stochastic engines
 (:func:`stabsim.maps.sgd.run_sgd`) draw batches B and call ``subset`` in compiled code;
 there is no default, so a family without it is not a finite sum (``Loss.finite_sum``).
 """
