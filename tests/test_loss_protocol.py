@@ -713,6 +713,38 @@ def test_a_user_family_is_cached_on_disk_and_recompiled_when_edited(tmp_path):
     assert sharpness == pytest.approx(18.0, rel=1e-10)  # the edit doubled the loss
 
 
+def test_two_projects_with_the_same_module_and_class_cache_apart(tmp_path, monkeypatch):
+    # two git worktrees each with a my_losses.Valley had one directory under
+    # NUMBA_CACHE_DIR, stabsim-my_losses.Valley, and each process recompiled (3-4.5 s)
+    import importlib.util
+
+    import numba
+
+    from stabsim.losses._engines import _cache_directory
+    from stabsim.losses._protocol import Family
+
+    directories = []
+    for project in ("a", "b"):
+        (tmp_path / project).mkdir()
+        source = tmp_path / project / "my_losses.py"
+        source.write_text("from typing import NamedTuple\n\n\n"
+                          "class Valley(NamedTuple):\n    c: float\n")
+        spec = importlib.util.spec_from_file_location("my_losses", source)
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, "my_losses", module)  # inspect finds its file
+        spec.loader.exec_module(module)
+        family = Family(module.Valley, {}, {}, lambda p: 0, False, False)
+        monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "cache"))
+        shared = _cache_directory(family)
+        monkeypatch.setattr(numba.config, "CACHE_DIR", "")
+        beside = _cache_directory(family)
+        assert shared.parent == tmp_path / "cache"
+        assert shared.name.startswith("stabsim-my_losses.Valley-")
+        assert beside == tmp_path / project / "__pycache__" / "stabsim-my_losses.Valley"
+        directories.append(shared)
+    assert directories[0] != directories[1]
+
+
 def test_an_index_naming_a_class_that_no_longer_exists_is_a_cache_miss(tmp_path):
     # an index written by an older version names a record class that is gone: Numba's own
     # loader raises while unpickling it; stabsim's treats it as empty (and recompiles)
