@@ -304,6 +304,72 @@ def test_a_linearisation_is_registered_with_what_uses_it_and_checked():
 
 
 @numba.njit
+def _column_state(theta, p):  # θ as a d × 1 matrix
+    return theta.copy().reshape((theta.shape[0], 1))
+
+
+@numba.njit
+def _column_state_hvp(theta, p, state, v, out):
+    user_families.rb_hvp(state[:, 0].copy(), p, v, out)
+
+
+@numba.njit
+def _strided_state(theta, p):  # θ as every other entry of a longer array
+    return np.repeat(theta, 2)[::2]
+
+
+@numba.njit
+def _column_value_grad_linearise(theta, p, out):
+    user_families.rb_grad(theta, p, out)
+    return user_families.rb_value(theta, p), theta.copy().reshape((theta.shape[0], 1))
+
+
+class ColumnState(NamedTuple):
+    a: float
+    b: float
+    c: float
+
+
+class StridedState(NamedTuple):
+    a: float
+    b: float
+    c: float
+
+
+class ColumnFusedState(NamedTuple):
+    a: float
+    b: float
+    c: float
+
+
+register_family(ColumnState, value=user_families.rb_value, grad=user_families.rb_grad,
+                hvp=user_families.rb_hvp, d3=user_families.rb_d3, linearise=_column_state,
+                hvp_linearised=_column_state_hvp)
+register_family(StridedState, value=user_families.rb_value, grad=user_families.rb_grad,
+                hvp=user_families.rb_hvp, d3=user_families.rb_d3, linearise=_strided_state,
+                hvp_linearised=_state_is_theta_hvp)
+register_family(ColumnFusedState, value=user_families.rb_value, grad=user_families.rb_grad,
+                hvp=user_families.rb_hvp, d3=user_families.rb_d3, linearise=_keep_theta,
+                hvp_linearised=_state_is_theta_hvp,
+                value_grad_linearise=_column_value_grad_linearise)
+
+
+def test_a_state_the_engines_cannot_keep_is_refused_at_construction():
+    # the engines keep the state in a 1-D C-contiguous float64 array: a d × 1 state passed
+    # the check and run_gd then failed to compile (a Numba TypingError)
+    with pytest.raises(ValueError, match=r"ColumnState: linearise must return the state as a "
+                       r"1-D C-contiguous float64 array, which the engines keep it in; got a "
+                       r"2-D float64 array of shape \(3, 1\): flatten it"):
+        Loss(ColumnState(1.0, 5.0, 3.0), 3)
+    with pytest.raises(ValueError, match=r"linearise must return .*; got a 1-D non-contiguous "
+                       r"float64 array of shape \(3,\)"):
+        Loss(StridedState(1.0, 5.0, 3.0), 3)
+    with pytest.raises(ValueError, match=r"value_grad_linearise must return the state as a 1-D "
+                       r".*got a 2-D float64 array of shape \(3, 1\)"):
+        Loss(ColumnFusedState(1.0, 5.0, 3.0), 3)
+
+
+@numba.njit
 def _value_slightly_off(theta, p, out):  # 5e-5 relative at the check points, or so
     user_families.rb_grad(theta, p, out)
     return user_families.rb_value(theta, p) * (1.0 + 5e-5)

@@ -84,6 +84,24 @@ def _vector(loss, name, *args, shape=None):
     return out
 
 
+def _state(loss, name, state):
+    """The state ``name`` returned (``linearise`` or ``value_grad_linearise``); raise
+    ValueError unless it is a 1-D C-contiguous float64 array, which the engines keep it in
+    (another passed this check and then failed to compile in ``run_gd``: a Numba
+    TypingError)."""
+    if (isinstance(state, np.ndarray) and state.ndim == 1 and state.dtype == np.float64
+            and state.flags.c_contiguous):
+        return state
+    got = (f"a {state.ndim}-D {'' if state.flags.c_contiguous else 'non-contiguous '}"
+           f"{state.dtype} array of shape {state.shape}" if isinstance(state, np.ndarray)
+           else type(state).__name__)
+    raise ValueError(
+        f"{_name(loss)}: {name} must return the state as a 1-D C-contiguous float64 array, "
+        f"which the engines keep it in; got {got}: flatten it (return "
+        "np.ascontiguousarray(state).ravel() and reshape it in hvp_linearised, "
+        "state.reshape(...))")
+
+
 def _finite(loss, name, value, k):
     if not np.all(np.isfinite(value)):
         raise ValueError(
@@ -401,7 +419,7 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
             _agrees(loss, k, "value_grad", "value", value, value2, value_roundoff)
             _agrees(loss, k, "value_grad", "grad", g, g2, grad_roundoff)
         if "linearise" in fns:
-            state = _call(loss, "linearise", theta, p)
+            state = _state(loss, "linearise", _call(loss, "linearise", theta, p))
             hv2 = _vector(loss, "hvp_linearised", theta, p, state, v)
             _agrees(loss, k, "hvp_linearised", "hvp", hv, hv2, roundoff)
         if "value_grad_linearise" in fns:
@@ -410,7 +428,8 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
             if not (isinstance(result, tuple) and len(result) == 2):
                 raise ValueError(f"{_name(loss)}: value_grad_linearise must return the "
                                  f"pair (value, state), got {type(result).__name__}")
-            value4, state = _float(loss, "value_grad_linearise", result[0]), result[1]
+            value4 = _float(loss, "value_grad_linearise", result[0])
+            state = _state(loss, "value_grad_linearise", result[1])
             _agrees(loss, k, "value_grad_linearise", "value", value, value4, value_roundoff)
             _agrees(loss, k, "value_grad_linearise", "grad", g, g4, grad_roundoff)
             hv4 = _vector(loss, "hvp_linearised", theta, p, state, v)

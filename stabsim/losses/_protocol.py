@@ -35,7 +35,8 @@ or a packed array. Missing optional functions get generic versions: ``value_grad
 *Products at one point.* An eigensolver takes many Hessian-vector products at one θ. A family
 whose product repeats work that depends on θ alone (a network's forward activations and the
 real part of its backward pass) may register ``linearise``, which does that work once and
-returns it as a float64 array (the *state*), and ``hvp_linearised``, which computes ∇²L(θ) v
+returns it as a 1-D C-contiguous float64 array (the *state*: a matrix is
+flattened, and reshaped where it is used), and ``hvp_linearised``, which computes ∇²L(θ) v
 from it. Engines call ``linearise`` once per point and ``hvp_linearised`` for each product;
 a state is only ever passed back with the θ and the record it was made from. Where the
 gradient's pass computes the same work (a network's forward and backward passes in real
@@ -84,7 +85,7 @@ PROTOCOL = {
     "hess": ("hess(theta, p, out)", False),
     "value_grad": ("value_grad(theta, p, out) -> float", False),
     "hessian_parts": ("hessian_parts(theta, p, grad_out, hess_out, factor_out) -> float", False),
-    "linearise": ("linearise(theta, p) -> state (a float64 array)", False),
+    "linearise": ("linearise(theta, p) -> state (a 1-D C-contiguous float64 array)", False),
     "hvp_linearised": ("hvp_linearised(theta, p, state, v, out)", False),
     "value_grad_linearise": ("value_grad_linearise(theta, p, out) -> (float, state)", False),
     "subset": ("subset(p, indices) -> record of the same class", False),
