@@ -811,6 +811,63 @@ def test_two_projects_with_the_same_module_and_class_cache_apart(tmp_path, monke
     assert directories[0] != directories[1]
 
 
+_MAIN_SCRIPT = """
+import warnings
+from typing import NamedTuple
+import numba, numpy as np
+from stabsim import run_gd
+from stabsim.losses import Loss, register_family
+from stabsim.losses._engines import engine_for
+from stabsim.spectral import hessian_top_eigenpair
+
+class Bowl(NamedTuple):
+    c: float
+
+@numba.njit
+def value(theta, p):
+    return 0.5 * p.c * np.sum(theta**2)
+
+@numba.njit
+def grad(theta, p, out):
+    out[:] = p.c * theta
+
+@numba.njit
+def hvp(theta, p, v, out):
+    out[:] = p.c * v
+
+@numba.njit
+def d3(theta, p, u, v, out):
+    out[:] = 0.0
+
+register_family(Bowl, value=value, grad=grad, hvp=hvp, d3=d3)
+loss = Loss(Bowl(2.0), 2)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    run_gd(loss, np.ones(2), 0.1, 5)
+    print(run_gd(loss, np.ones(2), 0.2, 5).sharpness[0, 0])
+    engine_for(hessian_top_eigenpair, loss.family)  # another kernel's copy (compiled lazily)
+print(sum("defined in the script run as __main__" in str(w.message) for w in caught))
+"""
+
+
+@pytest.mark.slow
+def test_a_family_of_a_script_run_as_main_is_not_cached_and_says_so(tmp_path):
+    # Numba pickles a class of __main__ by value into the index: no later process found its
+    # entry, so each compiled again (4.4 s) and added an entry of 240 kB to
+    # __pycache__/stabsim-__main__.Bowl
+    import stabsim
+
+    (tmp_path / "script.py").write_text(_MAIN_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    path = os.pathsep.join([str(tmp_path), str(Path(stabsim.__file__).parents[1])])
+    out = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True,
+                         text=True, check=True, env={**env, "PYTHONPATH": path})
+    sharpness, warned = out.stdout.split()
+    assert float(sharpness) == pytest.approx(2.0, rel=1e-12)
+    assert warned == "1"  # once, for two runs and two kernels
+    assert not list(tmp_path.rglob("stabsim-*"))
+
+
 def test_an_index_naming_a_class_that_no_longer_exists_is_a_cache_miss(tmp_path):
     # an index written by an older version names a record class that is gone: Numba's own
     # loader raises while unpickling it; stabsim's treats it as empty (and recompiles)

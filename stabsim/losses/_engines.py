@@ -17,6 +17,10 @@ reasons for a separate cache rather than the kernel's shared one:
 - The shared index of a stabsim kernel would otherwise name the user's record class, and every
   later process would have to import the user's module just to read the index.
 
+A family defined in the script run as ``__main__`` is compiled in memory only, with a
+warning (:func:`_defined_in_main`): Numba would store its class by value, never to be found
+again.
+
 This uses private pieces of Numba (``Dispatcher._cache``, ``FunctionCache`` and
 ``IndexDataCacheFile``, through :class:`stabsim._jit.KernelCache`), stable across the Numba
 versions stabsim supports; ``tests/test_loss_protocol.py`` checks a second process reads the
@@ -29,6 +33,7 @@ import functools
 import hashlib
 import inspect
 import os
+import warnings
 from pathlib import Path
 
 import numba
@@ -75,10 +80,27 @@ def _cache_directory(family: Family) -> Path | None:
 
 
 @functools.cache
+def _defined_in_main(family: Family) -> bool:
+    """Whether the family's record is defined in the script run as ``__main__``, warning
+    once a process (UserWarning) that its engines are then not cached. Numba pickles a class
+    of ``__main__`` by value into the cache's index, so no later process finds its entry:
+    each compiled the engines again (4.4 s a first ``run_gd``) and added an entry of 240 kB
+    to the cache."""
+    if family.record.__module__ != "__main__":
+        return False
+    warnings.warn(
+        f"the loss family {family.name} is defined in the script run as __main__, so the "
+        "engines compiled for it are not cached on disk and are compiled again in each "
+        "process; define the family in a module and import it to have them cached",
+        UserWarning, stacklevel=5)  # the caller of run_gd, run_sgd, ...
+    return True
+
+
+@functools.cache
 def _copy(kernel, family: Family):
     options = {k: v for k, v in kernel.targetoptions.items() if k not in ("cache", "nopython")}
     copy = numba.njit(**options)(kernel.py_func)
-    directory = _cache_directory(family)
+    directory = None if _defined_in_main(family) else _cache_directory(family)
     if directory is not None:
         try:
             copy._cache = KernelCache(kernel.py_func, directory, family_stamp(family))
