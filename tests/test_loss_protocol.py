@@ -41,6 +41,39 @@ def test_something_that_is_not_a_loss_is_a_type_error_saying_what_a_loss_is():
         run_gd(Plain(), [1.0], 0.1, 10)
 
 
+def test_what_is_not_a_loss_is_told_what_would_make_one():
+    # each had been "loss must be a stabsim.losses.Loss, got function" (or Rosenbrock, type)
+    record = user_families.Rosenbrock(1.0, 5.0, 3.0)
+    told = {
+        lambda theta: theta @ theta: r"got a function: a Python function of θ is a loss "
+                                     r"through stabsim\.from_jax\(f, dim\)",
+        record: r"got a record of the registered family Rosenbrock: pass "
+                r"stabsim\.losses\.Loss\(record, dim\)",
+        user_families.Rosenbrock: r"got the record class Rosenbrock: pass "
+                                  r"stabsim\.losses\.Loss\(Rosenbrock\(\.\.\.\), dim\)",
+        user_families.rb_value: r"got a Numba-compiled function: give it to "
+                                r"stabsim\.losses\.register_family",
+    }
+    for given, message in told.items():
+        with pytest.raises(TypeError, match=rf"loss must be a stabsim\.losses\.Loss, {message}"
+                           r".* A loss is stabsim\.losses\.Loss\(record, dim\): .*"
+                           r"register_family.*stabsim\.from_jax\(f, dim\)"):
+            run_gd(given, [1.0, 1.0, 1.0], 0.1, 10)
+
+
+def test_a_sweep_loss_named_with_a_dot_is_told_the_module_factory_form():
+    from stabsim.sweep.gd_cells import build_loss
+
+    # the list of built-in families alone had been the answer
+    with pytest.raises(ValueError, match=r"got 'my_losses\.valley'; a loss of your own is "
+                       r"named 'module:factory', here perhaps name = 'my_losses:valley'"):
+        build_loss("my_losses.valley", {})
+    with pytest.raises(ValueError, match=r"unknown loss 'my_losses\.random'; .*'module:factory'"):
+        build_loss("my_losses.random", {})
+    with pytest.raises(ValueError, match=r"got 'my_losses'$"):  # no dot: the list alone
+        build_loss("my_losses", {})
+
+
 def test_registration_checks_its_arguments():
     class NotRecord:
         pass

@@ -8,9 +8,10 @@ import numbers
 import os
 
 import numpy as np
+from numba.core.dispatcher import Dispatcher
 
 from .._validate import boolean, finite_array, finite_float, nonnegative_int, shape_text
-from ._protocol import Family, family_of
+from ._protocol import _FAMILIES, WHAT_A_LOSS_IS, Family, family_of
 
 #: a dense d × d request larger than this fraction of the available memory is refused
 DENSE_MEMORY_FRACTION = 0.5
@@ -74,9 +75,24 @@ def example_indices(name: str, indices, n_examples: int) -> np.ndarray:
 
 
 def require_loss(loss, name: str = "loss") -> None:
-    """Raise ``TypeError`` saying what a loss is unless ``loss`` is a constructed :class:`Loss`."""
+    """Raise ``TypeError`` saying what a loss is unless ``loss`` is a constructed :class:`Loss`
+    (and what to make of what was given: a record, its class, a function)."""
     if not isinstance(loss, Loss):
-        raise TypeError(f"{name} must be a stabsim.losses.Loss, got {type(loss).__name__}")
+        if type(loss) in _FAMILIES:
+            given = (f"a record of the registered family {type(loss).__name__}: pass "
+                     "stabsim.losses.Loss(record, dim)")
+        elif isinstance(loss, type) and loss in _FAMILIES:
+            given = (f"the record class {loss.__name__}: pass stabsim.losses.Loss("
+                     f"{loss.__name__}(...), dim), with the family's parameters")
+        elif isinstance(loss, Dispatcher):
+            given = ("a Numba-compiled function: give it to stabsim.losses.register_family "
+                     "as a family's value, with grad, hvp and d3")
+        elif callable(loss) and not isinstance(loss, type):
+            given = (f"a {type(loss).__name__}: a Python function of θ is a loss through "
+                     "stabsim.from_jax(f, dim) (written with jax.numpy)")
+        else:
+            given = type(loss).__name__
+        raise TypeError(f"{name} must be a stabsim.losses.Loss, got {given}. {WHAT_A_LOSS_IS}")
     family_of(getattr(loss, "params", None))
 
 

@@ -479,11 +479,14 @@ def family_of(params) -> Family:
     """
     family = _FAMILIES.get(type(params))
     if family is None:
-        raise TypeError(
-            f"params must be a record of a registered loss family, got "
-            f"{type(params).__name__}. A loss is "
-            "stabsim.losses.Loss(record, dim): record is an instance of a typing.NamedTuple "
-            "class registered with stabsim.losses.register_family(record_class, value=..., "
-            "grad=..., hvp=..., d3=...), whose functions are Numba-compiled"
-        )
+        raise TypeError(f"params must be a record of a registered loss family, got "
+                        f"{type(params).__name__}. {WHAT_A_LOSS_IS}")
     return family
+
+
+#: what messages say a loss is, where something else was given
+WHAT_A_LOSS_IS = (
+    "A loss is stabsim.losses.Loss(record, dim): record is an instance of a typing.NamedTuple "
+    "class registered with stabsim.losses.register_family(record_class, value=..., "
+    "grad=..., hvp=..., d3=...), whose functions are Numba-compiled; or, from a JAX "
+    "function of θ, stabsim.from_jax(f, dim)")

@@ -196,6 +196,11 @@ def build_loss(name: str, params: dict):
             return make_loss(name, **params)
         except ValueError as exc:  # parameters of the family's random constructor, perhaps
             cls = FAMILIES.get(name)
+            if cls is None and "." in name:  # a module's factory, written with a dot
+                module, _, attribute = name.rpartition(".")
+                raise ValueError(f"{exc}; a loss of your own is named 'module:factory', "
+                                 f"here perhaps name = {module + ':' + attribute!r}: "
+                                 "factory(**params) returns a stabsim.losses.Loss") from None
             if cls is None or not hasattr(cls, "random"):
                 raise
             takes = list(inspect.signature(cls.random).parameters)
@@ -205,7 +210,9 @@ def build_loss(name: str, params: dict):
     cls = FAMILIES.get(family)
     if cls is None or not hasattr(cls, "random"):
         random = sorted(f + _RANDOM_SUFFIX for f, c in FAMILIES.items() if hasattr(c, "random"))
-        raise ValueError(f"unknown loss {name!r}; random families: {random}")
+        raise ValueError(f"unknown loss {name!r}; random families: {random}; a loss of your "
+                         f"own is named 'module:factory', here perhaps "
+                         f"name = {family + ':random'!r}") from None
     try:
         return cls.random(**params)
     except TypeError as exc:  # a missing or unknown keyword
