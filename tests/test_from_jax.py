@@ -92,6 +92,31 @@ def test_bad_functions():
         from_jax(lambda x: x @ x, 0)
 
 
+def test_a_dim_too_small_for_the_indices_of_fn_is_refused():
+    # JAX clamps an index out of range: at dim = 2, θ[2] read θ[1] and the loss at (1, 2)
+    # was 1 + 4 + 4 = 9, not an error
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    with pytest.raises(ValueError, match=r"fn indexes out of bounds at theta = zeros\(dim\), "
+                       r"dim = 2: .*index 2 is out of bounds for axis 0 with size 2"):
+        from_jax(lambda t: t[0] ** 2 + t[1] ** 2 + t[2] ** 2, 2)
+    # an index computed in a loop, with params
+    def looped(t, c):
+        return jax.lax.fori_loop(0, 3, lambda i, a: a + c[i] * t[i] ** 2, 0.0)
+
+    with pytest.raises(ValueError, match=r"dim = 2: .*index 2 is out of bounds"):
+        from_jax(looped, 2, np.ones(3))
+    assert from_jax(looped, 3, np.ones(3)).value([1.0, 2.0, 3.0]) == pytest.approx(14.0,
+                                                                               rel=1e-15)
+    # an index out of range on purpose is refused unless the check is skipped
+    def clipped(t):
+        return jnp.take(t, jnp.array([0, 3]), mode="clip").sum() ** 2
+
+    with pytest.raises(ValueError, match="check_indices=False"):
+        from_jax(clipped, 2)
+    assert from_jax(clipped, 2, check_indices=False).value([1.0, 2.0]) == pytest.approx(9.0)
+
+
 def test_params_that_are_not_arrays_of_numbers_are_named_by_their_path():
     # a string leaf had raised a bare "could not convert string to float: 'abc'", an object
     # a bare TypeError from float() (a review's finding)

@@ -277,7 +277,7 @@ def _object_fingerprint(value, seen, home, depth):
 def _rebuild(fn, dim, params, min_value) -> JaxLoss:
     """A JaxLoss made again from what :meth:`JaxLoss.__reduce__` pickled (unchecked: the
     original was checked as its maker asked)."""
-    return from_jax(fn, dim, params, min_value=min_value, check=False)
+    return from_jax(fn, dim, params, min_value=min_value, check=False, check_indices=False)
 
 
 def _fixed_params(jax, params):
@@ -314,7 +314,8 @@ def _fixed_params(jax, params):
     return jax.tree_util.tree_unflatten(tree, fixed), notes
 
 
-def from_jax(fn, dim, params=None, *, min_value=None, check=False) -> JaxLoss:
+def from_jax(fn, dim, params=None, *, min_value=None, check=False,
+             check_indices=True) -> JaxLoss:
     """A loss whose derivatives come from JAX autodiff, usable by every engine.
 
     Parameters
@@ -337,6 +338,11 @@ def from_jax(fn, dim, params=None, *, min_value=None, check=False) -> JaxLoss:
     check : bool
         Check the derivatives against finite differences at three points (JAX's are exact;
         this catches a function that is not smooth where it is evaluated).
+    check_indices : bool
+        Evaluate fn once at θ = 0 with JAX's index checks (``jax.experimental.checkify``)
+        and refuse an index out of bounds: JAX clamps one instead of failing, so a ``dim``
+        too small for fn gives another loss. False skips it (for fn that indexes out of
+        range on purpose, with ``mode="clip"`` or ``"fill"``).
 
     Returns
     -------
@@ -354,8 +360,9 @@ def from_jax(fn, dim, params=None, *, min_value=None, check=False) -> JaxLoss:
         of them (the message gives its path).
     ValueError
         If ``fn`` does not map a vector of length ``dim`` (and ``params``) to a real
-        floating-point scalar; the message says where ``params`` reach fn other than as
-        given (a list of numbers, integers as float64).
+        floating-point scalar, or indexes out of bounds at θ = 0 (naming ``dim``); the
+        message says where ``params`` reach fn other than as given (a list of numbers,
+        integers as float64).
 
     Examples
     --------
@@ -390,5 +397,67 @@ def from_jax(fn, dim, params=None, *, min_value=None, check=False) -> JaxLoss:
         raise ValueError(f"fn must return a real floating-point scalar, got dtype {out.dtype}; "
                          "an integer or boolean result has no gradient (cast it with "
                          "jnp.asarray(..., float)), and a complex one is not a loss")
+    if check_indices:
+        _check_indices(jax, loss_fn, dim, notes)
     return JaxLoss(fn, dim, params, _jax_functions(jax, loss_fn), min_value=min_value,
                    check=check)
+
+
+#: the primitives whose indices JAX clamps, which ``checkify.index_checks`` checks
+_INDEXING = ("gather", "dynamic_slice", "dynamic_update_slice", "scatter")
+
+
+def _indexes(jaxpr) -> bool:
+    """Whether ``jaxpr`` (or one nested in its equations: a loop's body, a branch, a jitted
+    call) has a primitive of :data:`_INDEXING`. An index within range of a static slice
+    traces to ``slice``; one out of range to ``gather``."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name.startswith(_INDEXING):
+            return True
+        stack = list(eqn.params.values())
+        while stack:
+            value = stack.pop()
+            if isinstance(value, (tuple, list)):
+                stack.extend(value)
+            elif hasattr(value, "eqns"):  # a Jaxpr
+                if _indexes(value):
+                    return True
+            elif hasattr(value, "jaxpr") and hasattr(value.jaxpr, "eqns"):  # a ClosedJaxpr
+                if _indexes(value.jaxpr):
+                    return True
+    return False
+
+
+def _check_indices(jax, loss_fn, dim, notes):
+    """Raise ValueError naming ``dim`` if ``loss_fn`` indexes out of bounds at θ = 0.
+
+    JAX clamps an index out of range instead of failing, so a ``dim`` smaller than the
+    length fn indexes runs another loss: ``θ[0]² + θ[1]² + θ[2]²`` at dim = 2 gave 9 at
+    (1, 2), θ[2] read as θ[1]. ``jax.experimental.checkify`` with its index checks runs fn
+    once at zeros(dim), op by op, where fn's traced form (``jax.make_jaxpr``) has a
+    primitive that clamps indices (:func:`_indexes`), else only traced (a network of
+    matrix products and static slices). A construction took 0.7 ms instead of 0.4 on a
+    two-parameter loss, 1.5 instead of 1.1 on a network of 1350 weights, after 50 ms
+    once a process (importing ``checkify``); on fn that indexes in a loop, about what
+    compiling it costs (0.6 s for a 256-step ``fori_loop`` over examples). A function it
+    cannot trace or transform (a primitive without a checkify rule) is left unchecked:
+    the check is a guard, and fn is evaluated again later."""
+    from jax.experimental import checkify
+
+    theta = jax.numpy.zeros(dim)
+    try:
+        if not _indexes(jax.make_jaxpr(loss_fn)(theta).jaxpr):
+            return
+        error, _ = checkify.checkify(loss_fn, errors=checkify.index_checks)(theta)
+        message = error.get()
+    except IndexError as error:  # an index JAX could check at once
+        message = f"{error}."
+    except Exception:  # noqa: BLE001 - see the docstring
+        return
+    if message:
+        raise ValueError(
+            f"fn indexes out of bounds at theta = zeros(dim), dim = {dim}: "
+            f"{message.strip()} JAX clamps such an index, so fn would compute another loss; "
+            f"is dim = {dim} the length of theta that fn expects? (An index out of range "
+            "on purpose, with mode='clip' or 'fill', is refused too: pass "
+            "check_indices=False.)" + "".join(f"; note: {note}" for note in notes))
