@@ -88,6 +88,15 @@ def test_registration_checks_its_arguments():
     with pytest.raises(TypeError, match=r"grad must be a Numba-compiled.*numba\.njit"):
         register_family(Rec, value=user_families.rb_value, grad=lambda t, p, o: None,
                         hvp=user_families.rb_hvp, d3=user_families.rb_d3)
+    # factor_rows=2 had been accepted, and run_gd(eigensolver="eigh") then raised
+    # "TypeError: 'int' object is not callable"
+    for argument in ("factor_rows", "examples", "dim_of"):
+        with pytest.raises(TypeError, match=rf"{argument} must be a function {argument}\(p\) "
+                           r"-> int.*, got 2"):
+            register_family(Rec, value=user_families.rb_value, grad=user_families.rb_grad,
+                            hvp=user_families.rb_hvp, d3=user_families.rb_d3,
+                            **{argument: 2}, **({"subset": user_families.rb_value}
+                                                if argument == "examples" else {}))
     with pytest.raises(TypeError, match="registered already"):
         register_family(user_families.Rosenbrock, value=user_families.rb_value,
                         grad=user_families.rb_grad, hvp=user_families.rb_hvp,

@@ -353,8 +353,9 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
         If ``record`` is not a NamedTuple class, a function is not a Numba dispatcher, the
         record class is registered already, one of ``subset`` and ``examples`` (or of
         ``linearise`` and ``hvp_linearised``) is given without the other,
-        ``value_grad_linearise`` without ``linearise``, or ``shapes`` names a field the
-        record lacks or has an entry that is not a shape.
+        ``value_grad_linearise`` without ``linearise``, ``factor_rows``, ``examples`` or
+        ``dim_of`` is not callable, or ``shapes`` names a field the record lacks or has an
+        entry that is not a shape.
     """
     if not _is_record_class(record):
         raise TypeError(
@@ -377,6 +378,10 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
                         "hvp_linearised with it")
     if examples is not None and not callable(examples):
         raise TypeError(f"examples must be a function examples(p) -> int, got {examples!r}")
+    if factor_rows is not None and not callable(factor_rows):
+        raise TypeError(f"factor_rows must be a function factor_rows(p) -> int (the rows of "
+                        f"the factor hessian_parts leaves out of the dense Hessian), got "
+                        f"{factor_rows!r}; for a number k write factor_rows=lambda p: k")
     if dim_of is not None and not callable(dim_of):
         raise TypeError(f"dim_of must be a function dim_of(p) -> int, got {dim_of!r}")
     given = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
