@@ -29,8 +29,17 @@ def test_manifold_figures_draw(tmp_path):
 
 
 def test_a_comparison_without_records_is_refused_with_its_reason():
-    c = compare_manifold_flow(ManifoldFamily([2.0, 0.5], [[1.0], [0.2]]), [0.5, 0.0, 0.0],
-                              0.01, 100)  # on Γ: ZERO_GRADIENT before any record
+    # a weak normal curvature: Φ(θ₀) runs out of flow time, the flow is not run, no records
+    c = compare_manifold_flow(ManifoldFamily([2.0, 1e-6], [[1.0], [0.0]]), [0.5, 0.1, 0.1],
+                              0.01, 20, stride=10)
+    assert c.step.size == 0
     for plot in (plot_manifold_path, plot_manifold_sharpness):
-        with pytest.raises(ValueError, match="no records to draw: .*gradient"):
+        with pytest.raises(ValueError, match="no records to draw: .*raise `phi_s_max`"):
             plot(c)
+    # started on Γ, where normalised GD stops at once (ZERO_GRADIENT), it has the start's
+    # record alone, and draws it
+    c = compare_manifold_flow(ManifoldFamily([2.0, 0.5], [[1.0], [0.2]]), [0.5, 0.0, 0.0],
+                              0.01, 100)
+    assert c.step.tolist() == [0]
+    for plot in (plot_manifold_path, plot_manifold_sharpness):
+        plot(c)

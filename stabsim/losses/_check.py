@@ -334,6 +334,14 @@ def _name(loss) -> str:
 def check_derivatives(loss, points=None, seed: int = 0) -> None:
     """Check every derivative of ``loss`` against finite differences (see module docstring).
 
+    A finite-sum family's ``subset`` and ``examples`` are checked too
+    (:func:`_finite_sum_records`, :func:`_check_finite_sum`): ``examples`` on batches of one
+    and two, then at each point the identities of a mean over examples, values and
+    gradients, to round-off. That costs up to :data:`EXAMPLES_CHECKED` + 5 calls of
+    ``subset`` once, and at each point up to :data:`EXAMPLES_CHECKED` + 3 evaluations of
+    value and grad, on batches of 2N + 3 examples in all: O(N) work, about two evaluations
+    of L (and the calls' overhead).
+
     Parameters
     ----------
     loss : Loss
@@ -342,14 +350,6 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
     seed : int
         Seed of the default points and of the directions (and of the examples checked of a
         finite sum of more than :data:`EXAMPLES_CHECKED`).
-
-    A finite-sum family's ``subset`` and ``examples`` are checked too
-    (:func:`_finite_sum_records`, :func:`_check_finite_sum`): ``examples`` on batches of one
-    and two, then at each point the identities of a mean over examples, values and
-    gradients, to round-off. That costs up to :data:`EXAMPLES_CHECKED` + 5 calls of
-    ``subset`` once, and at each point up to :data:`EXAMPLES_CHECKED` + 3 evaluations of
-    value and grad, on batches of 2N + 3 examples in all: O(N) work, about two evaluations
-    of L (and the calls' overhead).
 
     Raises
     ------
