@@ -213,7 +213,9 @@ def test_a_zero_entry_of_nu_is_reported_as_what_happened():
     assert run.counters["steps"] == 1 and np.array_equal(run.theta, [0.0, 0.0])
     assert run.message.startswith("at step 1, ν has a zero entry")
     assert "β₂ = 0 makes ν the square of this step's gradient" in run.message
-    assert run.message.endswith("pass eps > 0")  # a positive nu0 would not help: β₂ν₋₁ = 0
+    # a positive nu0 would not help (β₂ν₋₁ = 0); the method stays there, converged
+    assert "an exact critical point with no momentum left, where the method stays" in run.message
+    assert run.message.endswith("pass eps > 0 for a preconditioned sharpness there")
     assert "threshold" not in run.message and "so far" not in run.message
     assert run.to_xarray().attrs["message"] == run.message
     # Adam lands there too, at η = 2 with β₁ = 0.5, but its m = (0.5, 0.5) ≠ 0 would move it

@@ -364,12 +364,8 @@ def run_adaptive(
     gradients = done + (status != int(Status.INTERRUPTED))
     singular = None
     if status == int(Status.NONFINITE) and eps == 0.0 and (done % stride == 0 or done == steps):
-        singular = _singular_preconditioner(loss, state, method, beta2, done)
-        # at an exact critical point with no momentum left the method stays where it is:
-        # there m_t = β₁ m_{t−1} + (1 − β₁)·0 is 0 and the update 0/√ν̂ is taken as 0;
-        # Adam's momentum would move it on, dividing by √ν̂ = 0
-        if (singular is not None and not np.any(loss.grad(state.theta))
-                and not np.any(beta1 * state.m)):
+        singular, critical = _singular_preconditioner(loss, state, method, beta1, beta2, done)
+        if critical:
             status = int(Status.ZERO_GRADIENT)
     return AdaptiveResult(
         status=Status(status),
@@ -388,16 +384,20 @@ def run_adaptive(
         theta=state.theta, nu=state.nu, m=state.m)
 
 
-def _singular_preconditioner(loss, state, method, beta2, step) -> str | None:
+def _singular_preconditioner(loss, state, method, beta1, beta2,
+                             step) -> tuple[str | None, bool]:
     """What stopped a run with ε = 0 as NONFINITE at the recorded step ``step``, when it is a
     zero entry of that step's ν at a finite state: P = diag(√ν̂ + ε) is singular there and
-    λ_max(P⁻¹∇²L) undefined. None otherwise.
+    λ_max(P⁻¹∇²L) undefined (None otherwise); and whether that state is an exact critical
+    point with no momentum left, where the method stays: ∇L = 0 and β₁ m = 0, so that
+    m_t = β₁ m_{t−1} + (1 − β₁)·0 = 0 and the update 0/√ν̂ is taken as 0 (Adam's momentum
+    would move it on, dividing by √ν̂ = 0).
 
     The state is the one the run stopped at, before its update: w_t and ν_{t−1}. Only what
     they show is said: the gradient's entry at step t, and ν_{t−1}'s.
     """
     if not np.all(np.isfinite(state.theta)):
-        return None
+        return None, False
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run's huge gradient
         value, g = loss.value(state.theta), loss.grad(state.theta)
         g2 = g @ g
@@ -405,7 +405,8 @@ def _singular_preconditioner(loss, state, method, beta2, step) -> str | None:
         nu = beta2 * state.nu + (1.0 - beta2) * square
     # the engine's own check (a finite loss and |g|²) passed: P is what failed
     if not (np.isfinite(value) and np.isfinite(g2)) or np.all(nu > 0.0):
-        return None
+        return None, False
+    critical = not np.any(g) and not np.any(beta1 * state.m)
     zero = np.flatnonzero(nu == 0.0)
     i = zero[0]
     if method == "scalar_rmsprop":
@@ -423,9 +424,12 @@ def _singular_preconditioner(loss, state, method, beta2, step) -> str | None:
         advice += " or a positive nu0"
     else:
         why += f", and β₂ times the previous ν ({state.nu[i]:.3g}) underflows to 0"
+    if critical:
+        why += "; an exact critical point with no momentum left, where the method stays"
+        advice += " for a preconditioned sharpness there"
     return (f"at step {step}, ν has a zero entry{where} and eps = 0, so P = diag(√ν̂ + ε) is "
             f"singular and the preconditioned sharpness λ_max(P⁻¹∇²L) undefined; the run "
-            f"stopped there at a finite state ({why}); {advice}")
+            f"stopped there at a finite state ({why}); {advice}"), critical
 
 
 def frozen_threshold(loss: Quadratic, nu0, beta1: float = 0.0, *, eps: float = 0.0,
