@@ -226,11 +226,25 @@ def _other_class_subset(p, indices):
     return Wells(p.C[indices])
 
 
+class CountedWells(NamedTuple):  # WeightedWells whose batches keep every row, weighted
+    C: np.ndarray
+    w: np.ndarray
+
+
+@numba.njit(cache=True)
+def _counted_subset(p, indices):  # weight (times i appears)/|B| on every row of the data
+    w = np.zeros(p.C.shape[0])
+    for i in indices:
+        w[i] += 1.0 / indices.shape[0]
+    return CountedWells(p.C, w)
+
+
 _WEIGHTED = dict(value=_weighted_value, grad=_weighted_grad, hvp=_weighted_hvp,
                  d3=_wells_d3, examples=lambda p: p.C.shape[0],
                  shapes={"C": ("n", "d"), "w": ("n",)})
 register_family(WeightedWells, subset=_weighted_subset, **_WEIGHTED)
 register_family(StaleWells, subset=_stale_subset, **_WEIGHTED)
+register_family(CountedWells, subset=_counted_subset, **_WEIGHTED)
 _PLAIN = dict(value=_wells_value, grad=_wells_grad, hvp=_wells_hvp, d3=_wells_d3,
               shapes={"C": (None, "d")})
 register_family(SizeWells, subset=_size_subset, examples=lambda p: p.C.size, **_PLAIN)
@@ -290,3 +304,16 @@ def test_a_subset_of_another_class_is_refused():
     with pytest.raises(ValueError, match=r"subset\(p, \[0\]\) must return a OtherClassWells "
                        r"record \(the class of p\), got Wells"):
         Loss(OtherClassWells(_centres(6)), 3)
+
+
+def test_a_batch_kept_as_weights_over_the_whole_data_set_is_taken():
+    # subset(p, B) keeps all N rows with weights (count in B)/|B|: a right finite sum whose
+    # batch records hold N rows, so examples of a batch of one is N, not 1 (a review of the
+    # check that had asked for 1 refused it)
+    n = 6
+    C = _centres(n)
+    loss = Loss(CountedWells(C, np.full(n, 1.0 / n)), 3)
+    theta = np.random.default_rng(1).normal(size=3)
+    ell = 0.5 * np.sum((theta - C) ** 2, axis=1)  # the per-example losses, by NumPy
+    np.testing.assert_allclose(loss.batch([1, 1, 3]).value(theta), (2 * ell[1] + ell[3]) / 3,
+                               rtol=1e-14)

@@ -128,6 +128,18 @@ def test_a_gd_sweep_refuses_an_even_stride_and_its_class_holds_over_odd_ones(met
     assert set(regimes[0]) == {GDClass.EDGE_OF_STABILITY}  # at the edge, where the sides differ
 
 
+def test_a_gd_sweep_whose_steps_have_no_odd_factor_says_so():
+    # steps = 2^24: stride 1 makes too many records, 3 does not divide steps, 1024 is even;
+    # the messages had sent the user round that circle (a review of the odd-stride rule)
+    for stride in (1, 3):
+        with pytest.raises(ValueError, match="the odd strides that divide steps = 16777216 "
+                                             "divide 1; .*larger odd factor"):
+            SweepConfig(model="gd", steps=2**24, stride=stride, loss={"name": "minimalist"},
+                        grid={"eta": [0.1]})
+    SweepConfig(model="gd", steps=3 * 2**22, stride=3, loss={"name": "minimalist"},
+                grid={"eta": [0.1]})
+
+
 def test_adaptive_and_sgd_sweeps_refuse_an_even_stride_too():
     # RMSProp on a regression model with a manifold of minimisers, at the edge: its mean
     # relative sharpness was 1.0007 at strides 1 and 11, 0.9994 at 2 and 10 (adaptive_sweep's
@@ -278,6 +290,13 @@ def test_an_integer_loss_parameter_swept_as_a_range_says_to_give_a_list():
                                "loss": {"name": "scalar_network"},
                                "grid": {"eta": [0.1],
                                         "loss": {"depth": {"start": 2, "stop": 4, "num": 3}}}})
+    # beside another swept float of an integer value, the hint names the one refused (it had
+    # named the first in order: "give loss.frequency as a list" for n_samples)
+    with pytest.raises(ValueError, match="n_samples must be an integer, got 4.0; .*give "
+                                         "loss.n_samples as a list"):
+        SweepConfig(model="gd", steps=9, loss={"name": "network", "hidden": [3], "data": "sine"},
+                    grid={"eta": [0.1], "loss.n_samples": {"start": 4, "stop": 8, "num": 3},
+                          "loss.frequency": [1.0, 2.0]})
 
 
 def test_a_factory_module_a_dask_worker_cannot_import_is_named(tmp_path, monkeypatch):

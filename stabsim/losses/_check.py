@@ -189,12 +189,15 @@ _SUBSET_HINT = (
 
 
 def _indices_text(indices) -> str:
-    indices = [int(i) for i in indices]
-    if len(indices) > 4 and indices == list(range(indices[0], indices[-1] + 1)):
-        return f"[{indices[0]}, {indices[1]}, …, {indices[-1]}]"
-    if len(indices) > 4:
-        return f"[{indices[0]}, {indices[1]}, … ({len(indices)} indices)]"
-    return str(indices)
+    """``indices`` as a message shows them; by NumPy, not a Python list of N ints (it is
+    made for every batch checked, and N may be in the hundreds of thousands)."""
+    indices = np.asarray(indices)
+    if indices.size <= 4:
+        return str([int(i) for i in indices])
+    first, second, last = int(indices[0]), int(indices[1]), int(indices[-1])
+    if np.array_equal(indices, np.arange(first, first + indices.size)):
+        return f"[{first}, {second}, …, {last}]"
+    return f"[{first}, {second}, … ({indices.size} indices)]"
 
 
 def _examples_of(loss, record, what: str) -> int:
@@ -234,7 +237,9 @@ def _finite_sum_records(loss, seed: int):
     one batch, and (N − 1, N − 1, 0).
 
     ``examples`` is checked first on batches of index 0 alone, which any data set holds:
-    ``examples(subset(p, [0]))`` must be 1 and ``examples(subset(p, [0, 0]))`` 2. A wrong N
+    ``examples(subset(p, [0]))`` must be 1 and ``examples(subset(p, [0, 0]))`` 2, or N for
+    both where the batch's record keeps the whole data set (a batch stored as counts or
+    weights over it; the value identities below then check those). A wrong N
     (``p.X.size`` for the rows of X: 18 for 6 examples) is refused there, before a batch
     holds an index it claims, which the compiled ``subset`` would read without bounds
     checks (an N compared with a field's length would need to know which axis counts the
@@ -245,7 +250,7 @@ def _finite_sum_records(loss, seed: int):
     n = _examples_of(loss, loss.params, "p")
     for indices in ([0], [0, 0]):
         count = _examples_of(loss, _subset(loss, indices), f"subset(p, {indices})")
-        if count != len(indices):
+        if count not in (len(indices), n):
             raise ValueError(
                 f"{_name(loss)}: examples(p) gives {count} for the record of subset(p, "
                 f"{indices}), a batch of {len(indices)} (and N = {n} for p): examples(p) "

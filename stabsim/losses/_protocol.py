@@ -50,7 +50,8 @@ pass: the engines call it at each step whose sharpness they measure on products.
 says so by registering ``subset`` together with ``examples(p) -> int`` (N, a plain Python
 function like ``factor_rows``). ``subset(p, indices)`` takes an int64 array of example
 indices (repeats allowed) and returns a record *of the same class* of ``len(indices)``
-examples (as ``examples`` counts them), whose loss is the mean over those examples,
+examples as ``examples`` counts them (or of all N, for a record that keeps the whole data
+set with the batch as weights on it), whose loss is the mean over those examples,
 
     L_B(θ) = (1/|B|) Σ_{i∈B} ℓ_i(θ)
 

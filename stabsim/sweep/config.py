@@ -247,15 +247,20 @@ class SweepConfig:
         band = check.unit_interval("band", default_band if self.band is None else self.band)
         window = check.fraction("window", default_window if self.window is None else self.window)
         divergence_norm = check.positive_float("divergence_norm", self.divergence_norm)
+        # a GD cell's stride is odd and divides steps: it divides steps' largest odd divisor
+        odd_part = steps >> ((steps & -steps).bit_length() - 1) if steps else 1
+        strides = (f" (the odd strides that divide steps = {steps} divide {odd_part}; "
+                   "where that is small, take steps with a larger odd factor)"
+                   if self.model == "gd" else "")
         if self.model == "gd" and steps % stride:  # its cells record every stride-th step
             raise ValueError(f"model 'gd' needs a stride that divides steps, so that its "
                              f"statistics (final_loss, ...) are those of the last step; got "
-                             f"steps = {steps}, stride = {stride}")
+                             f"steps = {steps}, stride = {stride}{strides}")
         if self.model in LOSS_MODELS:
             odd_stride(stride, self.model)
         if self.model in LOSS_MODELS and steps // stride + 1 > MAX_RECORDS:
             raise ValueError(f"steps / stride = {steps // stride} records per cell is over "
-                             f"{MAX_RECORDS:.0e} (memory); raise 'stride'")
+                             f"{MAX_RECORDS:.0e} (memory); raise 'stride'{strides}")
         known = PARAMETERS[self.model]
         params = _check_params(self.params, known)
         loss = _check_loss(self.model, self.loss)
@@ -521,11 +526,12 @@ def _check_loss_builds(config) -> tuple[int, tuple[str, ...]]:
             first = loss.provenance
             again = build_loss(name, {**fixed, **chosen}).provenance
         except ValueError as exc:
-            whole = sorted(k for k, v in chosen.items()
-                           if isinstance(v, float) and v.is_integer())
+            # the swept float the message refuses as an integer (a range's float
+            # itself, where several are swept)
+            named = [k for k, v in chosen.items() if isinstance(v, float)
+                     and v.is_integer() and f"{k} must be an integer" in str(exc)]
             hint = (f"; a {{start, stop, num}} range gives floats: give "
-                    f"{LOSS_PREFIX}{whole[0]} as a list of integers") \
-                if whole and "must be an integer" in str(exc) else ""
+                    f"{LOSS_PREFIX}{named[0]} as a list of integers") if named else ""
             raise ValueError(f"{where}: {exc}{hint}") from None
         except Exception as exc:  # whatever a constructor raises on a value it cannot use
             raise ValueError(f"{where}: bad parameter value ({type(exc).__name__}: "
