@@ -72,13 +72,6 @@ def connect(scheduler=None, client=None):
         raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
 
 
-def _worker_sources_stamp() -> str:
-    """:func:`stabsim._jit.package_sources_stamp` where it runs (on a worker)."""
-    from .._jit import package_sources_stamp
-
-    return package_sources_stamp()
-
-
 def check_worker_sources(client) -> None:
     """Raise ``ValueError`` naming the workers whose stabsim sources differ from this
     process's (:func:`stabsim._jit.package_sources_stamp`).
@@ -90,7 +83,7 @@ def check_worker_sources(client) -> None:
     from .._jit import package_sources_stamp
 
     mine = package_sources_stamp()
-    theirs = client.run(_worker_sources_stamp)  # worker address → its stamp
+    theirs = client.run(package_sources_stamp)  # worker address → its stamp there
     differ = sorted(address for address, stamp in theirs.items() if stamp != mine)
     if differ:
         raise ValueError(f"{len(differ)} of {len(theirs)} Dask worker(s) run stabsim sources "
