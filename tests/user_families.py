@@ -253,3 +253,64 @@ register_family(UpperOnlyRegression, value=regression.value, grad=regression.gra
                 hessian_parts=upper_only_hessian_parts, factor_rows=regression.factor_rows,
                 prefers_dense=True, subset=upper_only_subset, examples=regression.examples,
                 shapes={"z0": ("n",), "J": ("n", "d"), "Q": ("n", "d", "d")})
+
+
+class LeftOutIdentity(NamedTuple):
+    """L(θ) = ½ a θ₀² + ½ c |θ|²: the factor √a e₀ᵀ and the dense part c I, which
+    ``hessian_parts_within`` leaves out below its allowance, giving ``claimed`` as the bound
+    on its 2-norm c (a true bound only where claimed ≥ c)."""
+
+    a: float
+    c: float
+    claimed: float
+
+
+@numba.njit(cache=True)
+def left_out_value(theta, p):
+    return 0.5 * p.a * theta[0] ** 2 + 0.5 * p.c * (theta @ theta)
+
+
+@numba.njit(cache=True)
+def left_out_grad(theta, p, out):
+    out[:] = p.c * theta
+    out[0] += p.a * theta[0]
+
+
+@numba.njit(cache=True)
+def left_out_hvp(theta, p, v, out):
+    out[:] = p.c * v
+    out[0] += p.a * v[0]
+
+
+@numba.njit(cache=True)
+def left_out_d3(theta, p, u, v, out):
+    out[:] = 0.0
+
+
+@numba.njit(cache=True)
+def left_out_factor(theta, p, grad_out, factor_out):
+    left_out_grad(theta, p, grad_out)
+    factor_out[0, :] = 0.0
+    factor_out[0, 0] = np.sqrt(p.a)
+    return left_out_value(theta, p)
+
+
+@numba.njit(cache=True)
+def left_out_parts(theta, p, grad_out, hess_out, factor_out):
+    hess_out[:, :] = 0.0
+    for i in range(hess_out.shape[0]):
+        hess_out[i, i] = p.c
+    return left_out_factor(theta, p, grad_out, factor_out)
+
+
+@numba.njit(cache=True)
+def left_out_parts_within(theta, p, grad_out, hess_out, factor_out, allowance):
+    if p.claimed < allowance:
+        return left_out_factor(theta, p, grad_out, factor_out), p.claimed
+    return left_out_parts(theta, p, grad_out, hess_out, factor_out), -1.0
+
+
+register_family(LeftOutIdentity, value=left_out_value, grad=left_out_grad, hvp=left_out_hvp,
+                d3=left_out_d3, hessian_parts=left_out_parts,
+                hessian_parts_within=left_out_parts_within, factor_rows=lambda p: 1,
+                prefers_dense=True)

@@ -7,7 +7,9 @@ random direction, so the check costs a few calls of O(d) memory each, whatever d
 - ∇²L v against (∇L(θ + hv) − ∇L(θ − hv)) / 2h;
 - ∇³L[u, v] against (∇²L(θ + hu) v − ∇²L(θ − hu) v) / 2h;
 - the optional functions (dense Hessian, fused value/gradient, Hessian parts, the product
-  from a linearisation) against the required ones they must agree with to round-off;
+  from a linearisation) against the required ones they must agree with to round-off, and
+  the bound ``hessian_parts_within`` gives where it leaves the dense part out against that
+  part's 2-norm;
 - a finite sum's ``subset`` and ``examples`` against the identities of a mean over examples
   (:func:`_finite_sum_records`, :func:`_check_finite_sum`), to round-off.
 
@@ -330,6 +332,43 @@ def _check_finite_sum(loss, records, theta, k, value, g) -> None:
             hint=_SUBSET_HINT)
 
 
+def _check_parts_within(loss, theta, k, v, hv, value, grad, roundoff) -> None:
+    """``hessian_parts_within`` at allowance 0 (nothing is below it: the dense part h is
+    written, and h + fᵀf must be the Hessian) and at allowance ∞ (h may be left out: the
+    bound b returned must be at least ‖h‖₂, from ``eigvalsh`` of the h written before, less
+    round-off). ``value`` and ``grad`` are (the value or gradient, its round-off)."""
+    d, rows, p = loss.dim, loss.factor_rows, loss.params
+    name = "hessian_parts_within"
+    norm = None
+    for allowance in (0.0, np.inf):
+        dense = np.full((d, d), np.nan)
+        factor = np.full((rows, d), np.nan)
+        g5 = np.full(d, np.nan)
+        result = _call(loss, name, theta, p, g5, dense, factor, allowance)
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise ValueError(f"{_name(loss)}: {name} must return the pair (value, b), got "
+                             f"{type(result).__name__}")
+        value5 = _float(loss, name, result[0])
+        bound = _float(loss, name, result[1])
+        _agrees(loss, k, name, "value", value[0], value5, value[1])
+        _agrees(loss, k, name, "grad", grad[0], g5, grad[1])
+        _finite(loss, name, factor, k)
+        if bound == -1.0:
+            dense = np.triu(dense) + np.triu(dense, 1).T
+            _finite(loss, name, dense, k)
+            _agrees(loss, k, name, "hvp", dense @ v + factor.T @ (factor @ v), hv, roundoff)
+            norm = float(np.max(np.abs(np.linalg.eigvalsh(dense))))
+        elif allowance == 0.0 or not bound >= 0.0:
+            raise ValueError(
+                f"{_name(loss)}: {name} returned b = {bound!r} at allowance {allowance} "
+                f"(point {k}): b must be -1 where the dense part is written, or a bound "
+                "0 <= b < allowance on its 2-norm where it is left out")
+        elif bound < norm - roundoff:
+            raise ValueError(
+                f"{_name(loss)}: {name} left the dense part out with the bound b = "
+                f"{bound:.6g}, below its 2-norm {norm:.6g} (point {k}): b must bound it")
+
+
 def _name(loss) -> str:
     """How messages name the loss: its family's record, or its own ``repr`` for a loss
     class of its own (a JAX loss: from_jax(f, dim=2))."""
@@ -440,7 +479,7 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
             hv4 = _vector(loss, "hvp_linearised", theta, p, state, v)
             _agrees(loss, k, "value_grad_linearise",
                     "hvp (through hvp_linearised of its state)", hv, hv4, roundoff)
-        if "hess" in fns or "hessian_parts" in fns:
+        if "hess" in fns or "hessian_parts" in fns or "hessian_parts_within" in fns:
             from ._base import check_dense_memory
 
             check_dense_memory(d, "checking the dense Hessian")
@@ -462,3 +501,6 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
                     roundoff)
             _agrees(loss, k, "hessian_parts", "value", value, value3, value_roundoff)
             _agrees(loss, k, "hessian_parts", "grad", g, g3, grad_roundoff)
+        if "hessian_parts_within" in fns:
+            _check_parts_within(loss, theta, k, v, hv, (value, value_roundoff),
+                                (g, grad_roundoff), roundoff)

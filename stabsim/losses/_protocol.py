@@ -14,6 +14,9 @@ is an instance of the record:
 ``hessian_parts(theta, p, g, h, f) -> float``      L(θ), g ← ∇L(θ) and ∇²L(θ) = h + fᵀf with
 (optional)                                         ``f`` of :attr:`Family.factor_rows` rows,
                                                    ``h`` by its upper triangle (j ≥ i)
+``hessian_parts_within(theta, p, g, h, f, a)``     as ``hessian_parts``, but ``h`` may be left
+(optional) ``-> (float, float)``                   out where ‖h‖₂ ≤ b < a: returns (L(θ), b)
+                                                   then, (L(θ), −1) where ``h`` was written
 ``linearise(theta, p) -> state`` (optional)        what every Hessian-vector product at θ shares
 ``hvp_linearised(theta, p, state, v, out)``        out ← ∇²L(θ) v, given ``state`` made at θ
 (optional, with ``linearise``)
@@ -28,7 +31,8 @@ time from the type of ``p`` (``numba.extending.overload``): a kernel is compiled
 family, and a family's code is found through its record type, never through an integer code
 or a packed array. Missing optional functions get generic versions: ``value_grad`` calls
 ``value`` and ``grad``; ``hess`` fills columns with ``hvp_linearised`` on the unit vectors;
-``hessian_parts`` calls ``hess`` and leaves no factor; ``linearise`` returns θ itself and
+``hessian_parts`` calls ``hess`` and leaves no factor; ``hessian_parts_within`` calls
+``hessian_parts`` and leaves nothing out; ``linearise`` returns θ itself and
 ``hvp_linearised`` calls ``hvp``; ``value_grad_linearise`` calls ``value_grad`` and
 ``linearise``.
 
@@ -86,6 +90,8 @@ PROTOCOL = {
     "hess": ("hess(theta, p, out)", False),
     "value_grad": ("value_grad(theta, p, out) -> float", False),
     "hessian_parts": ("hessian_parts(theta, p, grad_out, hess_out, factor_out) -> float", False),
+    "hessian_parts_within": ("hessian_parts_within(theta, p, grad_out, hess_out, factor_out, "
+                             "allowance) -> (float, float)", False),
     "linearise": ("linearise(theta, p) -> state (a 1-D C-contiguous float64 array)", False),
     "hvp_linearised": ("hvp_linearised(theta, p, state, v, out)", False),
     "value_grad_linearise": ("value_grad_linearise(theta, p, out) -> (float, state)", False),
@@ -135,6 +141,14 @@ def hessian_parts(theta, p, grad_out, hess_out, factor_out):
     raise TypeError(_IN_KERNELS_ONLY.format("hessian_parts"))
 
 
+def hessian_parts_within(theta, p, grad_out, hess_out, factor_out, allowance):
+    """:func:`hessian_parts`, except that where the family bounds the 2-norm of the dense
+    part h by a number b below ``allowance`` it may leave h out (hess_out not written) and
+    return (L(θ), b); otherwise it writes h and returns (L(θ), −1). Then ∇²L(θ) = h + fᵀf
+    with ‖h‖₂ ≤ b, and an engine may measure fᵀf alone, within b (kernels only)."""
+    raise TypeError(_IN_KERNELS_ONLY.format("hessian_parts_within"))
+
+
 def linearise(theta, p):
     """The state that Hessian-vector products at θ share (kernels only)."""
     raise TypeError(_IN_KERNELS_ONLY.format("linearise"))
@@ -157,8 +171,9 @@ def subset(p, indices):
 
 _GENERIC = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
             "value_grad": value_grad, "hessian_parts": hessian_parts,
-            "linearise": linearise, "hvp_linearised": hvp_linearised,
-            "value_grad_linearise": value_grad_linearise, "subset": subset}
+            "hessian_parts_within": hessian_parts_within, "linearise": linearise,
+            "hvp_linearised": hvp_linearised, "value_grad_linearise": value_grad_linearise,
+            "subset": subset}
 
 
 @inline
@@ -191,6 +206,11 @@ def _hessian_parts_default(theta, p, grad_out, hess_out, factor_out):
 
 
 @inline
+def _hessian_parts_within_default(theta, p, grad_out, hess_out, factor_out, allowance):
+    return hessian_parts(theta, p, grad_out, hess_out, factor_out), -1.0
+
+
+@inline
 def _linearise_default(theta, p):
     return theta
 
@@ -207,7 +227,9 @@ def _value_grad_linearise_default(theta, p, out):
 
 
 _DEFAULTS = {"value_grad": _value_grad_default, "hess": _hess_default,
-             "hessian_parts": _hessian_parts_default, "linearise": _linearise_default,
+             "hessian_parts": _hessian_parts_default,
+             "hessian_parts_within": _hessian_parts_within_default,
+             "linearise": _linearise_default,
              "hvp_linearised": _hvp_linearised_default,
              "value_grad_linearise": _value_grad_linearise_default}
 
@@ -290,7 +312,8 @@ def _is_axis(axis) -> bool:
 
 
 def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
-                    hessian_parts=None, factor_rows=None, shapes=None,
+                    hessian_parts=None, hessian_parts_within=None, factor_rows=None,
+                    shapes=None,
                     prefers_dense=False, linearise=None, hvp_linearised=None,
                     value_grad_linearise=None, subset=None, examples=None,
                     threaded=False, dim_of=None) -> Family:
@@ -311,6 +334,14 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
         ``numba.njit`` (``cache=True`` recommended). Each writes its result into ``out``.
     hess, value_grad, hessian_parts : numba dispatchers, optional
         Optional functions; generic versions are used when they are absent.
+    hessian_parts_within : numba dispatcher, optional
+        ``hessian_parts_within(theta, p, grad_out, hess_out, factor_out, allowance) ->
+        (value, b)``: ``hessian_parts`` for a family that can bound the 2-norm of its dense
+        part h cheaply, before forming it. Where that bound b is below ``allowance`` it
+        leaves h out (``hess_out`` not written) and returns b; otherwise it writes h (as
+        ``hessian_parts``) and returns −1. GD's dense Lanczos measures fᵀf alone where h is
+        left out (the regression model near a zero-loss minimiser), and adds b to the
+        residual it reports.
     factor_rows : callable, optional
         ``factor_rows(p) -> int`` for a family whose ``hessian_parts`` leaves a Gauss–Newton
         factor out of the dense part. ``hessian_parts`` need only write the dense part's
@@ -387,8 +418,9 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
         raise TypeError(f"dim_of must be a function dim_of(p) -> int, got {dim_of!r}")
     given = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
              "value_grad": value_grad, "hessian_parts": hessian_parts,
-             "linearise": linearise, "hvp_linearised": hvp_linearised,
-             "value_grad_linearise": value_grad_linearise, "subset": subset}
+             "hessian_parts_within": hessian_parts_within, "linearise": linearise,
+             "hvp_linearised": hvp_linearised, "value_grad_linearise": value_grad_linearise,
+             "subset": subset}
     functions = {}
     for name, fn in given.items():
         if fn is None:
@@ -432,6 +464,9 @@ _CALLERS = {
     "hessian_parts": lambda f: (
         lambda theta, p, grad_out, hess_out, factor_out: f(theta, p, grad_out, hess_out,
                                                            factor_out)),
+    "hessian_parts_within": lambda f: (
+        lambda theta, p, grad_out, hess_out, factor_out, allowance: f(
+            theta, p, grad_out, hess_out, factor_out, allowance)),
     "linearise": lambda f: lambda theta, p: f(theta, p),
     "hvp_linearised": lambda f: lambda theta, p, state, v, out: f(theta, p, state, v, out),
     "value_grad_linearise": lambda f: lambda theta, p, out: f(theta, p, out),

@@ -7,7 +7,7 @@ import numpy as np
 from .._validate import finite_array, nonnegative_int, positive_float, symmetric
 from .._validate import seed as check_seed
 from ._base import Loss
-from .kernels.regression import RegressionParams
+from .kernels.regression import RegressionParams, q_norms
 
 
 class QuadraticRegression(Loss):
@@ -43,8 +43,8 @@ class QuadraticRegression(Loss):
         Q = finite_array("Q", Q, shape=(n, d, d))
         z0 = finite_array("z0", z0, shape=(n,))
         Q = symmetric("Q", Q)
-        super().__init__(RegressionParams(z0, J, Q), d, check=False)
-        self.z0, self.J, self.Q = self.params  # the record's arrays, held once
+        super().__init__(RegressionParams(z0, J, Q, q_norms(Q)), d, check=False)
+        self.z0, self.J, self.Q, _ = self.params  # the record's arrays, held once
 
     def __repr__(self) -> str:
         return f"QuadraticRegression(d={self.d}, n={self.n})"

@@ -159,7 +159,7 @@ def _measure_scaled_impl(eigen, theta, p, state, hess, factor, scale, tmp, lancz
         return matrix_free
     return lambda eigen, theta, p, state, hess, factor, scale, tmp, lanczos, anchor, prev_evec, \
         top, evec: _measure(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec,
-                            top, evec)
+                            top, evec, -1.0)
 
 
 @inline
@@ -220,7 +220,7 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
         last = finish and k == n_steps
         recording = rec.loss.shape[0] > 0 and (t % stride == 0 or last)
         if recording and _holds_dense(eigen):
-            loss = evaluate_dense(eigen, theta, p, g, hess, factor)
+            loss = evaluate_dense(eigen, theta, p, g, hess, factor, 0.0)[0]
         elif recording:  # one pass for the gradient and what both measurements' products share
             loss, linearised = evaluate_products(eigen, theta, p, g)
         else:

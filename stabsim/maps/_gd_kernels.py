@@ -39,7 +39,7 @@ from .._lanczos import (
 )
 from .._linalg import add_gram, dot, norm_of, scale_into
 from .._status import Status
-from ..losses._protocol import hessian_parts as loss_hessian_parts
+from ..losses._protocol import hessian_parts_within as loss_hessian_parts_within
 from ..losses._protocol import value_grad as loss_value_grad
 from ..losses._protocol import value_grad_linearise as loss_value_grad_linearise
 
@@ -264,11 +264,13 @@ def _holds_dense_impl(eigen):
     return lambda eigen: dense
 
 
-def evaluate_dense(eigen, theta, p, g, hess, factor):
-    """L(θ) and g ← ∇L(θ) with the dense Hessian parts into hess and factor (the buffers of
-    :func:`_workspace`), at a step whose sharpness a dense measurement takes next; callers
-    reach it only where :func:`_holds_dense` is true and call the family's ``value_grad``
-    themselves otherwise (kernels only).
+def evaluate_dense(eigen, theta, p, g, hess, factor, allowance):
+    """(L(θ), b) and g ← ∇L(θ) with the dense Hessian parts into hess and factor (the
+    buffers of :func:`_workspace`), at a step whose sharpness a dense measurement takes
+    next; callers reach it only where :func:`_holds_dense` is true and call the family's
+    ``value_grad`` themselves otherwise (kernels only). The family's
+    ``hessian_parts_within``: where it bounds the dense part's 2-norm by b < ``allowance``
+    it leaves hess as it was, else b = −1 (always at ``allowance`` 0).
 
     For a matrix-free measurement it does nothing and returns NaN: the family's
     ``hessian_parts`` is never even compiled, so neither is the dense Hessian of a large
@@ -281,10 +283,30 @@ def evaluate_dense(eigen, theta, p, g, hess, factor):
 
 
 @overload(evaluate_dense, jit_options=KERNEL_ONLY)
-def _evaluate_dense_impl(eigen, theta, p, g, hess, factor):
+def _evaluate_dense_impl(eigen, theta, p, g, hess, factor, allowance):
     if _on_products(eigen):
-        return lambda eigen, theta, p, g, hess, factor: np.nan
-    return lambda eigen, theta, p, g, hess, factor: loss_hessian_parts(theta, p, g, hess, factor)
+        return lambda eigen, theta, p, g, hess, factor, allowance: (np.nan, -1.0)
+    return lambda eigen, theta, p, g, hess, factor, allowance: loss_hessian_parts_within(
+        theta, p, g, hess, factor, allowance)
+
+
+def left_out_allowance(eigen, anchor):
+    """How large a dense part of the Hessian GD's measurement may do without: half the
+    Lanczos tolerance relative to the top eigenvalue of the last anchor (the last
+    measurement with the start mix) for :class:`DenseLanczos`, 0 (none) for the others and
+    before any anchor (kernels only). See :func:`_measure`."""
+    raise TypeError("resolved inside compiled kernels")
+
+
+@overload(left_out_allowance, jit_options=KERNEL_ONLY, inline="always")
+def _left_out_allowance_impl(eigen, anchor):
+    if _is(eigen, DenseLanczos):
+        def allowance(eigen, anchor):
+            room = 0.5 * eigen.tol * abs(anchor.top[0])
+            return room if room > 0.0 else 0.0  # NaN before the first anchor
+
+        return allowance
+    return lambda eigen, anchor: 0.0
 
 
 def evaluate_products(eigen, theta, p, g):
@@ -306,7 +328,8 @@ def _evaluate_products_impl(eigen, theta, p, g):
     return lambda eigen, theta, p, g: (np.nan, np.empty(0))
 
 
-def _measure(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top, evec):
+def _measure(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top, evec,
+             left_out):
     """The top eigenvalue(s) into top and evec ← the top eigenvector (not by
     :class:`TinyDense`, which has no use for it), with the buffers of
     :func:`_workspace` (taken out of their record once per chunk: a field read inside the
@@ -315,20 +338,30 @@ def _measure(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, t
     measurement (:func:`evaluate_products`; ignored by the others); returns the residual
     (0 for eigh; NaN for a non-finite Hessian), whether it met the tolerance (False only
     when Lanczos ran out of products) and the Lanczos products used (0 for the direct
-    solvers) (kernels only)."""
+    solvers) (kernels only).
+
+    ``left_out`` ≥ 0 (:class:`DenseLanczos` only): the family left out a dense part h of
+    2-norm at most ``left_out`` (:func:`evaluate_dense`; ``hess`` holds zeros), so the
+    operator measured is A − h for the Hessian A. Lanczos then runs to half the tolerance,
+    τ/2, and the residual returned is |(A − h)v − λv| + ``left_out`` ≥ |Av − λv|; it
+    counts as converged only where ``left_out`` ≤ τ|λ|/2 as well, so that the residual is
+    within τ max(|λ|, …) as Lanczos's own criterion asks (and λ within ``left_out`` of the
+    eigenvalue of A, by Weyl's inequality). Otherwise the caller forms h and measures
+    again."""
     raise TypeError("resolved inside compiled kernels")
 
 
 @overload(_measure, jit_options=KERNEL_ONLY, inline="always")
 def _measure_direct(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top,
-                    evec):
+                    evec, left_out):
     """The direct solvers, spliced into the step (the 2 × 2 solve costs less than the
     reference counts of a call)."""
     if _is(eigen, DenseEigh):
         return lambda eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top, \
-            evec: (_dense_top(hess, factor, evec, eigen.n_top, top), True, 0)
+            evec, left_out: (_dense_top(hess, factor, evec, eigen.n_top, top), True, 0)
     if _is(eigen, TinyDense):
-        def tiny(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top, evec):
+        def tiny(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top, evec,
+                 left_out):
             # straight-line array code, the branches on scalars only: see _tiny_entries
             a, b, c = _tiny_entries(hess, factor)
             residual, lam = _tiny_top(a, b, c, hess.shape[0] == 2)
@@ -340,14 +373,14 @@ def _measure_direct(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_
 
 @overload(_measure, jit_options=KERNEL_ONLY)
 def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top,
-                     evec):
+                     evec, left_out):
     """Lanczos, a function of its own. Spliced into the step instead, it compiled twice
     (once alone, with everything it calls) until stabsim stopped Numba from compiling
     spliced functions alone (:mod:`stabsim._jit`); since then splicing it saves nothing
     measurable (the first ``run_gd`` on a 1-6-6-6-1 network: 26.0 s spliced, 25.3 s not)."""
     if _is(eigen, MatrixFree):
         def matrix_free(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top,
-                        evec):
+                        evec, left_out):
             # warm-started from evec in place (top_eigenpair reads each entry before writing it)
             lam, residual, products, converged = top_eigenpair(
                 HessianAt(theta, p, state), evec, lanczos, eigen.max_products, eigen.tol,
@@ -358,7 +391,7 @@ def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev
         return matrix_free
     if _is(eigen, MatrixFreeDeflated):
         def deflated(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top,
-                     evec):
+                     evec, left_out):
             # pair i: Lanczos on P_i H P_i, P_i projecting out this step's pairs 0..i−1 (rows
             # of evec before row i), warm-started in place from the previous step's pair i,
             # its tolerance relative to |λ₁| ≤ |H| (P_i H P_i is round-off where H has rank
@@ -384,13 +417,17 @@ def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev
         return deflated
     if _is(eigen, DenseLanczos):
         def dense_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec,
-                          top, evec):
+                          top, evec, left_out):
             scale_into(prev_evec, evec, 1.0)
+            whole = left_out < 0.0
             lam, residual, products, converged = anchored_top_eigenpair(
                 DenseHessian(hess, factor), anchor, prev_evec, lanczos, eigen.max_products,
-                eigen.tol, evec)
+                eigen.tol if whole else 0.5 * eigen.tol, evec)
             top[0] = lam
-            return residual, converged, products
+            if whole:
+                return residual, converged, products
+            return (residual + left_out, converged and left_out <= 0.5 * eigen.tol * abs(lam),
+                    products)
 
         return dense_lanczos
 
@@ -435,6 +472,20 @@ def _tiny_top(a, b, c, two):
 
 
 @inline
+def _stand_in_zeros(left_out, hess, cleared):
+    """Where the family left the dense part out (``left_out`` ≥ 0), zeros stand in for it
+    in the upper triangle of ``hess`` (written once, while ``cleared`` says they are there
+    already); returns whether they are there now."""
+    if left_out < 0.0:
+        return False
+    if not cleared:
+        for i in range(hess.shape[0]):
+            for j in range(i, hess.shape[0]):
+                hess[i, j] = 0.0
+    return True
+
+
+@inline
 def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, divergence_norm,
              crossing_threshold):
     """Advance ``n_steps`` steps from step ``start``; record every ``stride``-th step.
@@ -475,6 +526,8 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
     until_record = -start % stride
     row = (start + until_record) // stride
     linearised = np.empty(0)  # the family's linearise at θ, at steps measured on products
+    left_out = -1.0  # a bound on the dense part of the Hessian the family left out, or −1
+    hess_cleared = False  # the zeros a left-out dense part stands as are in hess already
     for k in range(n_steps + 1 if finish else n_steps):
         t = start + k
         searching = crossing[0] < 0 and crossing_threshold > 0.0
@@ -485,8 +538,11 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
         # dense branch, it cost 30 to 700 ns a step on a 2-parameter loss (11 ns so, measured)
         dense = measuring and _holds_dense(eigen)
         if dense:
-            loss = evaluate_dense(eigen, theta, p, g, hess, factor)
-            counts[2] += 1
+            loss, left_out = evaluate_dense(eigen, theta, p, g, hess, factor,
+                                            left_out_allowance(eigen, anchor))
+            hess_cleared = _stand_in_zeros(left_out, hess, hess_cleared)
+            if left_out < 0.0:  # formed
+                counts[2] += 1
         elif measuring:  # one pass for the gradient and what the products share
             loss, linearised = evaluate_products(eigen, theta, p, g)
         else:
@@ -499,8 +555,19 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
             return _DIVERGED, k
         if measuring:
             residual, converged, products = _measure(eigen, theta, p, linearised, hess, factor,
-                                                     lanczos, anchor, prev_evec, top, evec)
+                                                     lanczos, anchor, prev_evec, top, evec,
+                                                     left_out)
             counts[1] += products
+            if not converged and left_out >= 0.0:
+                # the part left out is not small beside λ after all (or Lanczos ran out at
+                # the tighter tolerance): measure again on the whole Hessian
+                loss, left_out = evaluate_dense(eigen, theta, p, g, hess, factor, 0.0)
+                hess_cleared = False
+                counts[2] += 1
+                residual, converged, products = _measure(eigen, theta, p, linearised, hess,
+                                                         factor, lanczos, anchor, prev_evec,
+                                                         top, evec, left_out)
+                counts[1] += products
             if not np.isfinite(residual):
                 return _NONFINITE, k
             if not converged:

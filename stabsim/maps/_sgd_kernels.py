@@ -119,7 +119,7 @@ def _evaluate_measured(eigen, theta, p, g, hess, factor):
     step itself, which they do at every unmeasured step too (once compiled for both).
     """
     if _holds_dense(eigen):
-        return evaluate_dense(eigen, theta, p, g, hess, factor), np.empty(0)
+        return evaluate_dense(eigen, theta, p, g, hess, factor, 0.0)[0], np.empty(0)
     return evaluate_products(eigen, theta, p, g)
 
 
@@ -274,7 +274,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
             if np.sqrt(dot(theta, theta)) > divergence_norm:
                 return _DIVERGED, k
             residual, converged, _ = _measure(eigen, theta, p, linearised, hess, factor, lanczos,
-                                              anchor, prev_evec, top, evec)
+                                              anchor, prev_evec, top, evec, -1.0)
             if not np.isfinite(residual):
                 return _NONFINITE, k
             if not converged:

@@ -1,7 +1,8 @@
 """Second-order regression model of Agarwala et al.
 
 z(θ) = z₀ + Jθ + ½ Q[θ, θ] ∈ R^n for θ ∈ R^d, with Q_k symmetric (d × d), and
-L(θ) = |z(θ)|²/(2n). Record :class:`RegressionParams`: z0 (n), J (n × d), Q (n × d × d).
+L(θ) = |z(θ)|²/(2n). Record :class:`RegressionParams`: z0 (n), J (n × d), Q (n × d × d) and
+Q_norms (n), the Frobenius norms ‖Q_k‖_F.
 
 With J(θ) = J + Qθ (rows J(θ)_k = J_k + Q_k θ):
 
@@ -29,11 +30,19 @@ from .._protocol import register_family
 
 
 class RegressionParams(NamedTuple):
-    """The residual z₀ at θ = 0, the linear part J and the symmetric quadratic part Q."""
+    """The residual z₀ at θ = 0, the linear part J, the symmetric quadratic part Q and the
+    Frobenius norms ‖Q_k‖_F of its blocks (which bound the 2-norm of the dense part of the
+    Hessian in :func:`hessian_parts_within`; :func:`q_norms` computes them)."""
 
     z0: np.ndarray
     J: np.ndarray
     Q: np.ndarray
+    Q_norms: np.ndarray
+
+
+def q_norms(Q) -> np.ndarray:
+    """‖Q_k‖_F for each block Q_k of ``Q`` (shape (n, d, d)): the record's ``Q_norms``."""
+    return np.sqrt(np.einsum("kij,kij->k", Q, Q))
 
 
 @jit(fastmath=True)
@@ -201,10 +210,41 @@ def hessian_parts(theta, p, grad_out, out, factor_out):
     upper triangles. Leaving J(θ)ᵀJ(θ) as a factor saves a third O(n d²) pass: a
     Hessian-vector product needs only O(n d) more from it.
     """
+    weights = np.empty(p.z0.shape[0])
+    loss = _gauss_newton_part(theta, p, grad_out, factor_out, weights)
+    _weighted_q(p, weights, out)
+    return loss
+
+
+@jit(fastmath=True)
+def hessian_parts_within(theta, p, grad_out, out, factor_out, allowance):
+    """:func:`hessian_parts`, leaving the dense part W = Σ_k z_k Q_k / n out (``out``
+    untouched) where its bound
+
+        ‖W‖₂ ≤ ‖W‖_F ≤ b = Σ_k |z_k| ‖Q_k‖_F / n
+
+    is below ``allowance``; returns (L(θ), b) then, and (L(θ), −1) where it formed W. At a
+    zero-loss minimiser of an over-parameterised model z = 0, so W vanishes and a step near
+    one makes the first pass over Q only (one of the two)."""
+    n = p.z0.shape[0]
+    weights = np.empty(n)
+    loss = _gauss_newton_part(theta, p, grad_out, factor_out, weights)
+    bound = 0.0
+    for k in range(n):
+        bound += abs(weights[k]) * p.Q_norms[k]
+    if bound < allowance:
+        return loss, bound
+    _weighted_q(p, weights, out)
+    return loss, -1.0
+
+
+@jit(fastmath=True, kernel_only=True)
+def _gauss_newton_part(theta, p, grad_out, factor_out, weights):
+    """L(θ), grad_out ← ∇L(θ), factor_out ← J(θ)/√n and weights ← z/n: the pass of
+    :func:`hessian_parts` over Q for J(θ) = J + Qθ, and what follows from it in O(n d)."""
     n = p.z0.shape[0]
     d = theta.shape[0]
     _jacobian(theta, p, factor_out)
-    weights = np.empty(n)
     total = 0.0
     for k in range(n):
         jr = p.J[k]
@@ -222,7 +262,6 @@ def hessian_parts(theta, p, grad_out, out, factor_out):
         for i in range(d):
             grad_out[i] += wk * jk[i]
             jk[i] *= scale  # the factor J(θ)/√n, in the pass that reads J(θ) for ∇L
-    _weighted_q(p, weights, out)
     return 0.5 * total / n
 
 
@@ -278,7 +317,7 @@ def subset(p, indices):
     Its loss is |z_B(θ)|²/(2|B|) = (1/|B|) Σ_{k∈B} ℓ_k with ℓ_k = z_k(θ)²/2, so L is the
     mean of the N = n per-residual losses ℓ_k (docs/stochastic.md).
     """
-    return RegressionParams(p.z0[indices], p.J[indices], p.Q[indices])
+    return RegressionParams(p.z0[indices], p.J[indices], p.Q[indices], p.Q_norms[indices])
 
 
 def examples(p) -> int:
@@ -295,7 +334,7 @@ def factor_rows(p) -> int:
 # the dense part once per step and run Lanczos on it (2.5-4.7x faster at d = 100-1000).
 FAMILY = register_family(
     RegressionParams, value=value, grad=grad, hvp=hvp, d3=d3, hess=hess, value_grad=value_grad,
-    hessian_parts=hessian_parts, factor_rows=factor_rows, prefers_dense=True,
-    subset=subset, examples=examples,
-    shapes={"z0": ("n",), "J": ("n", "d"), "Q": ("n", "d", "d")},
+    hessian_parts=hessian_parts, hessian_parts_within=hessian_parts_within,
+    factor_rows=factor_rows, prefers_dense=True, subset=subset, examples=examples,
+    shapes={"z0": ("n",), "J": ("n", "d"), "Q": ("n", "d", "d"), "Q_norms": ("n",)},
 )
