@@ -74,6 +74,9 @@ class ManifoldComparison(Result):
         |u·(θ_{t+1} − θ_t)|/2 and its prediction (η/2, or η sqrt(λ1/2)/2).
     offset : ndarray, shape (n,)
         u·((θ_t + θ_{t+1})/2 − Φ(θ_t)): the centre of the oscillation (0 when symmetric).
+        u, the top eigenvector of ∇²L(Φ(θ_t)), is signed to agree with the previous row's
+        (at row 0, its entry of largest magnitude is positive), so the offset is continuous
+        along the run, as the centre and Φ are.
     alignment : ndarray, shape (n,)
         |u·(θ_{t+1} − θ_t)| / |θ_{t+1} − θ_t| (1 when the oscillation is along u).
     eos_product : ndarray, shape (n, 2)
@@ -280,9 +283,10 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
 
     oscillation = np.full((n, 7), np.nan)
     undefined = None  # the first record whose oscillation is undefined, and why
+    u = None  # the previous row's u: the sign reference of the next
     for row in range(n):
-        oscillation[row], reason = _oscillation(loss, gd.trajectory[row], phi[row], eta,
-                                                method, loss_min)
+        oscillation[row], u, reason = _oscillation(loss, gd.trajectory[row], phi[row], eta,
+                                                   method, loss_min, u)
         if reason is not None and undefined is None:
             undefined = f"the oscillation at step {recorded[row]} is undefined: {reason}"
     if undefined is not None and status is Status.OK:  # NaN rows, said why
@@ -309,23 +313,28 @@ def compare_manifold_flow(loss: Loss, theta0, eta: float, steps: int, *,
     )
 
 
-def _oscillation(loss, theta, phi, eta, method, loss_min):
+def _oscillation(loss, theta, phi, eta, method, loss_min, u_ref):
     """(λ1, half-amplitude, its prediction, offset, alignment, e_t, e_{t+1}) at one record,
-    and why some are undefined (NaN), or None.
+    the top eigenvector u of ∇²L(Φ) they are measured along, and why some are undefined
+    (NaN), or None.
 
-    θ_{t+1} comes from one more step of the engine, so the update rule is the engine's.
+    u is signed to agree with ``u_ref`` (the previous record's u); without one (the first
+    record), its entry of largest magnitude (the first such) is positive. θ_{t+1} comes
+    from one more step of the engine, so the update rule is the engine's.
     """
     out = np.full(7, np.nan)
-    pairs = top_eigenpairs(loss, phi)
+    pairs = top_eigenpairs(loss, phi, v0=u_ref)
     lam, u = float(pairs.values[0]), pairs.vectors[:, 0]
+    if u_ref is None and u[np.argmax(np.abs(u))] < 0:
+        u = -u
     out[0] = lam
     out[2] = eta / 2.0 if method == "normalised" else eta * math.sqrt(lam / 2.0) / 2.0
     if method == "sqrt" and loss.value(theta) < loss_min:  # run_gd refuses such a start
-        return out, "L < L_min there, where sqrt(L − L_min) is undefined"
+        return out, u, "L < L_min there, where sqrt(L − L_min) is undefined"
     step = run_gd(loss, theta, eta, 1, method=method, record_trajectory=True,
                   find_crossing=False, loss_min=loss_min)
     if step.status is not Status.OK:  # e.g. an exact minimiser: no oscillation to measure
-        return out, f"one more step from there ends {step.status.name} ({step.message})"
+        return out, u, f"one more step from there ends {step.status.name} ({step.message})"
     jump = step.theta - theta
     along = float(u @ jump)
     out[1] = abs(along) / 2.0
@@ -336,7 +345,7 @@ def _oscillation(loss, theta, phi, eta, method, loss_min):
             out[5 + k] = lam * effective_step(RULES[method], eta, eta, step.loss[k],
                                               step.grad_norm[k], loss_min)
     if not np.all(np.isfinite(out)):
-        return out, ("GD is at an exact minimiser there or one step later (∇L = 0, or "
+        return out, u, ("GD is at an exact minimiser there or one step later (∇L = 0, or "
                      "L = L_min for sqrt), where the step does not move θ or its size is "
                      "0/0, or (sqrt) at L < L_min, where sqrt(L − L_min) is undefined")
-    return out, None
+    return out, u, None
