@@ -135,8 +135,17 @@ class Comparison(Result):
 
     def whole_cycles(self) -> slice:
         """Steps [start, end) from the first to the last EoS cycle boundary after the crossing
-        (:func:`whole_cycles` of GD's sharpness)."""
-        return whole_cycles(self.gd_sharpness, self.eta, self.crossing_step)
+        (:func:`whole_cycles` of GD's sharpness).
+
+        Raises
+        ------
+        ValueError
+            If GD never reached 2/η, or fewer than one whole cycle follows the crossing
+            before GD's sharpness is undefined (GD stopped: the message names the parts that
+            stopped).
+        """
+        boundaries = self._boundaries((self.gd_sharpness,))
+        return slice(int(boundaries[0]), int(boundaries[-1]))
 
     def cycle_averages(self) -> dict:
         """Time averages over whole EoS cycles of what the theory predicts.
@@ -161,21 +170,9 @@ class Comparison(Result):
             If GD never reached 2/η, or fewer than one whole cycle follows the crossing
             before the first undefined record (the message names the parts that stopped).
         """
-        boundaries = cycle_boundaries(self.gd_sharpness, self.eta, self.crossing_step)
-        records = (self.gd_loss, self.cf_loss, self.cf_sigma2, self.gd_x, self.dist_dagger,
-                   self.dist_cf, self.dist_gf)
-        span = slice(boundaries[0], boundaries[-1])
-        undefined = np.flatnonzero(~np.all([np.isfinite(r[span]) for r in records], axis=0))
-        if undefined.size:
-            first = boundaries[0] + int(undefined[0])
-            boundaries = boundaries[boundaries <= first]
-            if boundaries.size < 2:
-                stopped = [f"{part} ({status.name})" for part, status in self.statuses.items()
-                           if status != Status.OK] or ["none"]
-                raise ValueError(
-                    f"the records are undefined from step {first}, before one whole EoS "
-                    f"cycle after the crossing ended; parts that stopped: "
-                    f"{', '.join(stopped)}")
+        boundaries = self._boundaries((self.gd_sharpness, self.gd_loss, self.cf_loss,
+                                       self.cf_sigma2, self.gd_x, self.dist_dagger,
+                                       self.dist_cf, self.dist_gf))
         window = slice(int(boundaries[0]), int(boundaries[-1]))
 
         def rms(values):
@@ -194,6 +191,32 @@ class Comparison(Result):
             "start": window.start,
             "end": window.stop,
         }
+
+    def _boundaries(self, records) -> np.ndarray:
+        """The EoS cycle boundaries (:func:`cycle_boundaries`) up to the first step from the
+        crossing on where one of ``records`` is undefined (NaN: a part stopped), or raise
+        naming the parts that stopped when fewer than two are left."""
+        first = None  # the first step from the crossing on with an undefined record
+        if self.crossing_step is not None:
+            tail = [np.isfinite(r[self.crossing_step:]) for r in records]
+            undefined = np.flatnonzero(~np.all(tail, axis=0))
+            first = self.crossing_step + int(undefined[0]) if undefined.size else None
+        try:
+            boundaries = cycle_boundaries(self.gd_sharpness, self.eta, self.crossing_step)
+        except ValueError:
+            if first is None:  # nothing stopped: too short a run, or no crossing
+                raise
+            boundaries = np.empty(0, dtype=int)
+        if first is not None:
+            boundaries = boundaries[boundaries <= first]
+            if boundaries.size < 2:
+                stopped = [f"{part} ({status.name})" for part, status in self.statuses.items()
+                           if status != Status.OK] or ["none"]
+                raise ValueError(
+                    f"the records are undefined from step {first}, before one whole EoS "
+                    f"cycle after the crossing ended; parts that stopped: "
+                    f"{', '.join(stopped)}")
+        return boundaries
 
     def to_xarray(self):
         """Every per-step record as an ``xarray.Dataset`` with dimension ``step``."""

@@ -486,3 +486,20 @@ def test_the_centre_is_found_where_it_lies_several_crossing_steps_away():
     result = run_gd(loss, [-1e-3, -0.59], eta, 400)
     star = reference_point(loss, result)
     assert np.abs(star).max() < 1e-9  # (0, 0), the centre, to Newton's tolerance
+
+
+@pytest.fixture(scope="module")
+def diverged():
+    # q_scale = 4 makes GD's oscillation at the edge grow: it diverges at step 48, after the
+    # crossing at step 19 and before one whole EoS cycle ends
+    loss = QuadraticRegression.two_scale(0.01, seed=4, q_scale=4.0)
+    return loss, compare(loss, np.zeros(loss.dim), 0.01, 300, warn=False)
+
+
+def test_cycles_of_a_run_where_gd_diverged_name_the_parts_that_stopped(diverged):
+    _, run = diverged
+    assert run.statuses["gd"] is Status.DIVERGED
+    for method in (run.cycle_averages, run.whole_cycles):
+        with pytest.raises(ValueError, match=r"parts that stopped: gd \(DIVERGED\)") as info:
+            method()
+        assert "run longer" not in str(info.value)
