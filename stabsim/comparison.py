@@ -27,6 +27,7 @@ import numpy as np
 
 from . import _validate as check
 from ._export import finish
+from ._norm import norm
 from ._result import Result, combine_parts
 from ._status import FlatSharpnessError, Status, UndefinedError
 from .flows.central import central_flow
@@ -280,7 +281,7 @@ def cycle_boundaries(sharpness, eta: float, crossing_step: int | None) -> np.nda
 def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "euclidean",
             tol: float = 1e-10, max_iter: int = 50, vperp_limit: float = 1.0,
             projected: bool = True, warn: bool = True,
-            max_rhs_evals: int | None = None) -> Comparison:
+            max_rhs_evals: int | None = None, divergence_norm: float = 1e8) -> Comparison:
     """Run GD and the theory's predictions in lockstep (module docstring).
 
     Parameters
@@ -306,6 +307,9 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
         Budget of right-hand-side evaluations of each flow (gradient and central); default
         :data:`RHS_EVALS_PER_STEP` per step of the horizon. A flow that exhausts it ends
         with status MAX_STEPS and keeps what it reached.
+    divergence_norm : float
+        |θ| at which GD and both flows stop with status DIVERGED; ``theta0`` must lie below
+        it.
     """
     require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
@@ -317,13 +321,19 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
     vperp_limit = check.positive_float("vperp_limit", vperp_limit)
     max_rhs_evals = check.budget("max_rhs_evals", max_rhs_evals)
+    divergence_norm = check.positive_float("divergence_norm", divergence_norm)
+    if norm(theta0) >= divergence_norm:  # the flows refuse such a start, naming their own
+        raise ValueError(f"theta0 has norm {norm(theta0):.6g}, not below divergence_norm = "
+                         f"{divergence_norm:.6g}, the norm at which GD and the flows stop as "
+                         "diverged: pass a larger `divergence_norm`")
     if not isinstance(projected, bool):
         raise TypeError(f"projected must be a bool, got {type(projected).__name__}")
     n = steps + 1
     # the iterates and about 40 per-step records of GD, the flows and the predictions
     check.affordable(8 * n * (loss.dim + 40), f"the records of steps = {steps}", "lower `steps`")
 
-    gd = run_gd(loss, theta0, eta, steps, top_k=min(2, loss.dim), record_trajectory=True)
+    gd = run_gd(loss, theta0, eta, steps, top_k=min(2, loss.dim), record_trajectory=True,
+                divergence_norm=divergence_norm)
     kept = gd.trajectory.shape[0]
     iterates = np.full((n, loss.dim), np.nan)
     iterates[:kept] = gd.trajectory
@@ -333,8 +343,10 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     # evaluations where GD diverged at step 4)
     horizon = steps if gd.success else max(kept - 1, 1)
     budget = max_rhs_evals or RHS_EVALS_PER_STEP * horizon
-    gf = gradient_flow(loss, theta0, eta, horizon, stride=1.0, max_rhs_evals=budget)
-    cf = central_flow(loss, theta0, eta, horizon, stride=1.0, max_rhs_evals=budget)
+    gf = gradient_flow(loss, theta0, eta, horizon, stride=1.0, max_rhs_evals=budget,
+                       divergence_norm=divergence_norm)
+    cf = central_flow(loss, theta0, eta, horizon, stride=1.0, max_rhs_evals=budget,
+                      divergence_norm=divergence_norm)
     parts = {"gd": gd, "gradient_flow": gf, "central_flow": cf}
 
     def padded(values, start=0):
@@ -432,7 +444,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
                       parameters={"loss": loss.provenance, "theta0": theta0.tolist(), "eta": eta,
                                   "steps": steps, "projection": projection, "tol": tol,
                                   "max_iter": max_iter, "vperp_limit": vperp_limit,
-                                  "projected": projected},
+                                  "projected": projected, "divergence_norm": divergence_norm},
                       **rec)
 
 

@@ -503,3 +503,21 @@ def test_cycles_of_a_run_where_gd_diverged_name_the_parts_that_stopped(diverged)
         with pytest.raises(ValueError, match=r"parts that stopped: gd \(DIVERGED\)") as info:
             method()
         assert "run longer" not in str(info.value)
+
+
+def test_a_start_past_divergence_norm_is_refused_naming_compares_argument():
+    loss = Quadratic(np.array([1.0, 3.0]))
+    with pytest.raises(ValueError, match=r"theta0 has norm 2e\+08, not below divergence_norm "
+                                         r"= 1e\+08.*pass a larger `divergence_norm`"):
+        compare(loss, [2e8, 0.0], 0.1, 10, warn=False)
+    # GD and both flows take it: every part runs from there
+    run = compare(loss, [2e8, 0.0], 0.1, 10, warn=False, divergence_norm=1e9)
+    assert run.success and set(run.statuses) == {"gd", "gradient_flow", "central_flow"}
+    assert run.parameters["divergence_norm"] == 1e9
+
+
+def test_a_diverged_gd_is_followed_further_by_compares_divergence_norm(diverged):
+    loss, run = diverged
+    assert run.status is Status.DIVERGED and "`divergence_norm`" in run.message
+    further = compare(loss, np.zeros(loss.dim), 0.01, 300, warn=False, divergence_norm=1e12)
+    assert further.counters["steps"] > run.counters["steps"]
