@@ -294,7 +294,8 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     projection : {"euclidean", "paper"}
         Projection onto M used by θ† (see :func:`~stabsim.maps.projection.proj_M`).
     tol, max_iter :
-        Passed to the projection.
+        Passed to the projection. With ``projection="paper"`` the projection makes a fixed
+        number of passes, so a NOT_CONVERGED θ† there names ``tol``.
     vperp_limit : float
         Warn when |v⊥|/δ exceeds this (the theory needs v⊥ = O(δ)).
     projected : bool
@@ -383,6 +384,8 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     else:
         dag = constrained_trajectory(loss, iterates[tc], eta, horizon - tc, projection=projection,
                                      tol=tol, max_iter=max_iter)
+        if projection == "paper":  # its passes are fixed here: only a larger tol helps
+            dag = dataclasses.replace(dag, knob="tol")
         parts["constrained"] = dag
         m = min(iterates.shape[0] - tc, dag.trajectory.shape[0])  # rows both runs made
         gd_window = iterates[tc:tc + m]

@@ -521,3 +521,14 @@ def test_a_diverged_gd_is_followed_further_by_compares_divergence_norm(diverged)
     assert run.status is Status.DIVERGED and "`divergence_norm`" in run.message
     further = compare(loss, np.zeros(loss.dim), 0.01, 300, warn=False, divergence_norm=1e12)
     assert further.counters["steps"] > run.counters["steps"]
+
+
+def test_the_paper_projection_that_misses_its_tolerance_names_tol():
+    # the paper's projection makes a fixed number of passes, which compare does not expose:
+    # the budget the message names is `tol`, and a looser one is met
+    loss = QuadraticRegression.two_scale(0.01)
+    run = compare(loss, np.zeros(6), 0.01, 400, projection="paper", warn=False)
+    assert run.statuses["constrained"] is Status.NOT_CONVERGED
+    assert run.knob == "tol" and "`tol`" in run.message and "the budget" not in run.message
+    assert compare(loss, np.zeros(6), 0.01, 400, projection="paper", tol=1e-7,
+                   warn=False).success
