@@ -114,8 +114,7 @@ _MESSAGES = {
         "its part off u that the edge-of-stability constants use (∇S parallel to u, as on a "
         "symmetry line of the loss); nothing can then hold S at 2/η and the "
         "edge-of-stability predictions are undefined (the detail says which, and where); "
-        "lower `eta` below 2/S, use a loss with third-order terms, or, for ∇S⊥ = 0, "
-        "`projected=False`"
+        "lower `eta` below 2/S or use a loss with third-order terms"
     ),
 }
 

@@ -532,3 +532,13 @@ def test_the_paper_projection_that_misses_its_tolerance_names_tol():
     assert run.knob == "tol" and "`tol`" in run.message and "the budget" not in run.message
     assert compare(loss, np.zeros(6), 0.01, 400, projection="paper", tol=1e-7,
                    warn=False).success
+
+
+def test_a_flat_constrained_trajectory_does_not_advise_projected_false():
+    # θ† uses ∇S⊥ whatever `projected` is: in one dimension ∇S⊥ = 0, and projected=False,
+    # passed already, cannot help it
+    from stabsim.losses import SelfRegulatingPotential
+
+    run = compare(SelfRegulatingPotential(), [3.0], 1.5, 50, projected=False, warn=False)
+    assert run.statuses["constrained"] is Status.FLAT_SHARPNESS
+    assert "projected" not in run.message
