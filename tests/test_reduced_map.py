@@ -381,3 +381,19 @@ def test_an_ensemble_stops_calling_its_kernels_once_every_trajectory_stopped(mon
     assert list(result.status_codes) == [Status.LEFT_DOMAIN] * 2
     assert list(result.stop_step) == [left, left]
     assert len(calls) == 1 and calls[0][0] == 0 and calls[0][1] < steps
+
+
+def test_the_export_keeps_the_final_state(tmp_path):
+    # LEFT_DOMAIN at step 7: the offending state is not among the saved ones, only in
+    # x_final, y_final, which the export must keep (as the ensemble's does)
+    from stabsim import _export
+
+    r = run_reduced(1.0, 150.0, 0.01, 1.0, 2.0, 100)
+    assert r.status == Status.LEFT_DOMAIN and r.stop_step == 7
+    ds = r.to_xarray()
+    assert ds["x_final"].item() == r.x_final and ds["y_final"].item() == r.y_final
+    assert ds["x_final"].attrs["long_name"] == "final x"
+    path = tmp_path / "reduced.nc"
+    _export.write_netcdf(ds, path)
+    back = _export.read_netcdf(path)
+    assert back["x_final"].item() == r.x_final and back["y_final"].item() == r.y_final

@@ -113,8 +113,9 @@ class ReducedResult(Result):
                 "boundaries": int(self.cycles.n_boundaries)}
 
     def to_xarray(self):
-        """An ``xarray.Dataset`` with x, y, phase on dim ``step`` and the cycle summaries
-        on dims ``boundary`` and ``cycle``; parameters and status as attributes."""
+        """An ``xarray.Dataset`` with x, y, phase on dim ``step``, the final state
+        ``x_final``, ``y_final`` (0-d), and the cycle summaries on dims ``boundary`` and
+        ``cycle``; parameters and status as attributes."""
         import xarray as xr
 
         c = self.cycles
@@ -130,6 +131,8 @@ class ReducedResult(Result):
                 "x": ("step", self.x),
                 "y": ("step", self.y),
                 "phase": ("step", self.phase, PHASE_FLAGS),
+                "x_final": ((), self.x_final),
+                "y_final": ((), self.y_final),
                 "boundary_step": ("boundary", c.boundary_step[:nb]),
                 "boundary_H": ("boundary", c.boundary_H[:nb]),
                 "cycle_length": ("cycle", c.cycle_length[:nc]),
