@@ -95,3 +95,52 @@ def test_plot():
     lines = [ln.get_xdata()[0] for ln in fig.axes[0].get_lines()
              if ln.get_linestyle() == "--"]
     assert sorted(lines) == [2.0, 4.0]
+
+
+def _measured(boundaries):
+    """The "measured" markers plot_catapult draws from ``boundaries`` (label → (x, width))
+    and its legend's texts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from stabsim.plot.catapult import plot_catapult
+
+    fig = plot_catapult(catapult_sweep([8, 16], [1.0, 3.0], steps=200).to_xarray(),
+                        boundaries)
+    axis = fig.axes[0]
+    drawn = {ln.get_label(): (ln.get_xdata().tolist(), ln.get_ydata().tolist())
+             for ln in axis.get_lines() if ln.get_label().startswith("measured")}
+    legend = [text.get_text() for text in axis.get_legend().get_texts()]
+    plt.close(fig)
+    return drawn, legend
+
+
+def _boundaries():
+    import xarray as xr
+
+    # values with exact means, different per width, and a NaN (a bracket of the wrong
+    # classes), which the mean leaves out: width 8 → 2.25, width 16 → 2.125
+    lazy = [[2.0, 2.5], [np.nan, 2.125]]
+    return xr.Dataset({"lazy_catapult": (("width", "seed"), lazy),
+                       "catapult_diverged": (("width", "seed"), np.add(lazy, 2.0))},
+                      coords={"width": [8, 16], "seed": [0, 1]})
+
+
+def test_plot_averages_the_boundaries_over_seeds_by_name():
+    b = _boundaries()
+    drawn = _measured(b)[0]
+    assert drawn["measured lazy/catapult"] == ([2.25, 2.125], [8, 16])
+    assert drawn["measured catapult/diverged"] == ([4.25, 4.125], [8, 16])
+    assert _measured(b.transpose("seed", "width"))[0] == drawn
+    # one seed: its values as they are
+    x, widths = _measured(b.isel(seed=0))[0]["measured lazy/catapult"]
+    assert widths == [8, 16] and x[0] == 2.0 and np.isnan(x[1])
+
+
+def test_plot_lists_the_measured_boundaries_in_the_legend():
+    legend = _measured(_boundaries())[1]
+    # the regimes' entries, then the markers'
+    assert legend[-2:] == ["measured lazy/catapult", "measured catapult/diverged"]
+    assert {"lazy", "catapult", "diverged"} <= set(legend[:-2])

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from .sweep import plot_phase_diagram
+from .sweep import add_to_legend, plot_phase_diagram
 
 
 def plot_catapult(ds, boundaries=None, *, ax=None, title=None):
@@ -15,8 +13,10 @@ def plot_catapult(ds, boundaries=None, *, ax=None, title=None):
     ds : xarray.Dataset
         A result of :func:`stabsim.sweep.catapult.catapult_sweep`.
     boundaries : xarray.Dataset, optional
-        A result of :func:`stabsim.sweep.catapult.catapult_boundaries`: its mean over seeds
-        is drawn per width (markers).
+        A result of :func:`stabsim.sweep.catapult.catapult_boundaries` (in any order of its
+        dimensions ``width`` and ``seed``, or a selection of one seed or width): its mean
+        over seeds (NaN ignored) is drawn per width (markers, in the legend as "measured
+        …").
     ax : matplotlib Axes, optional
     title : str, optional
 
@@ -33,10 +33,28 @@ def plot_catapult(ds, boundaries=None, *, ax=None, title=None):
     for c in LARGE_WIDTH_BOUNDARIES:
         axis.axvline(c, color="black", linestyle="--", linewidth=1.0)
     if boundaries is not None:
-        widths = boundaries["width"].values
+        markers = []
         for name, marker in (("lazy_catapult", "<"), ("catapult_diverged", ">")):
-            axis.plot(np.nanmean(boundaries[name].values, axis=1), widths, marker,
-                      color="black", linestyle="none", label=f"measured {name.replace('_', '/')}")
+            widths, means = _seed_means(boundaries, name)
+            markers += axis.plot(means, widths, marker, color="black", linestyle="none",
+                                 label=f"measured {name.replace('_', '/')}")
+        add_to_legend(axis, markers)
     axis.set_xlabel("ηλ₀ (λ₀: NTK eigenvalue at the start)")
     axis.set_ylabel("width m")
     return fig
+
+
+def _seed_means(boundaries, name):
+    """(widths, mean over seeds) of the boundary ``name`` of a
+    :func:`~stabsim.sweep.catapult.catapult_boundaries` result, by dimension name: the mean
+    over ``seed`` where it is a dimension, the values as they are where it is not."""
+    values = boundaries[name]
+    if "seed" in values.dims:
+        values = values.mean("seed")  # NaN (a bracket of the wrong classes) left out
+    if "width" not in values.dims and "width" in values.coords:  # one width selected
+        values = values.expand_dims("width")
+    if values.dims != ("width",):
+        raise ValueError(f"boundaries[{name!r}] has dimensions {values.dims}: pass a result "
+                         "of catapult_boundaries, over dimensions width and seed (or a "
+                         "selection of one of them)")
+    return values["width"].values, values.values

@@ -232,9 +232,23 @@ def plot_phase_diagram(ds, *, x=None, y=None, ax=None, title=None):
                for c, n in zip(codes, names, strict=True)]
     if blank.any():
         handles.append(Patch(facecolor="none", edgecolor=NO_DATA, label="no data"))
-    ax.legend(handles=handles, title="regime", loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              frameon=False)
+    _regime_legend(ax, handles, [handle.get_label() for handle in handles])
     model = ds.attrs.get("model", "")
     heading = title or f"phase diagram ({'reduced map' if model == 'reduced' else model})"
     ax.set_title(heading + (f"\n{fixed}" if fixed else ""))
     return fig
+
+
+def _regime_legend(ax, handles, labels) -> None:
+    """The legend of a phase diagram, right of ``ax``: ``handles`` with ``labels``."""
+    ax.legend(handles=handles, labels=labels, title="regime", loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def add_to_legend(ax, artists) -> None:
+    """Rebuild the legend of the phase diagram on ``ax`` with ``artists`` (by their labels)
+    after its entries."""
+    legend = ax.get_legend()
+    _regime_legend(ax, [*legend.legend_handles, *artists],
+                   [text.get_text() for text in legend.get_texts()]
+                   + [artist.get_label() for artist in artists])
