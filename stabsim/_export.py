@@ -68,6 +68,7 @@ VARIABLES = {
                           "descending", DIMENSIONLESS),
     "rel_gap": ("relative eigengap (lambda1 - lambda2)/lambda1", DIMENSIONLESS),
     "x2": ("X = x^2 of the reduced ODE", DIMENSIONLESS),
+    "log_x2": ("ln X = ln x^2 of the reduced ODE (the variable integrated)", DIMENSIONLESS),
     "flow_time": ("gradient-flow time s at the stop", DIMENSIONLESS),
     "sharpness_excess": ("sharpness excess (S - 2/eta)_+", DIMENSIONLESS),
     "orthogonality": ("|u . grad L|", DIMENSIONLESS),

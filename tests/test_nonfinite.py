@@ -49,7 +49,7 @@ RECORDS = {
     "GDResult": ("loss", "grad_norm", "sharpness", "eig_residual", "trajectory", "theta"),
     "Step": ("theta", "buf"),
     "FlowResult": ("step", "trajectory"),
-    "ReducedODEResult": ("step", "trajectory"),
+    "ReducedODEResult": ("step", "trajectory", "log_x2"),
     "CentralFlowResult": ("step", "trajectory", "loss", "sharpness", "grad_norm2"),
     "ManifoldFlowResult": ("step", "trajectory", "lambda1", "rel_gap", "grad_norm"),
     "LimitPoint": ("theta",),

@@ -114,3 +114,28 @@ def test_the_hamiltonian_beyond_the_range_of_x_squared():
         huge = reduced_hamiltonian(1e200, 0.5, 1.0, 2.0)
     assert tiny == pytest.approx(0.25 - 2.0 * math.log(1e-200), rel=1e-15)
     assert huge == np.inf
+
+
+def test_an_orbit_whose_x_squared_underflows_keeps_ln_x_squared_and_says_so():
+    # y0 = 100 drives ln X down to −1880, where X = e^ℓ is 0 in floating point: H of the
+    # column X is +inf, while ℓ (the variable integrated) still conserves H
+    eta, alpha, beta = 0.1, 1.0, 1.0
+    r = solve_reduced_ode(1.0, 100.0, eta, alpha, beta, 100.0, stride=1.0)
+    x2, y, log_x2 = r.trajectory[:, 0], r.trajectory[:, 1], r.log_x2
+    assert r.status is Status.OK and log_x2.min() < -1800.0
+    tiny = np.finfo(float).tiny
+    below, zero = np.count_nonzero(x2 < tiny), np.count_nonzero(x2 == 0.0)
+    assert zero > 0
+    assert (f"below the smallest normal double (2.2e-308) at {below} of {x2.size} saved times"
+            in r.message)
+    assert f"({zero} of them 0)" in r.message and "`log_x2`" in r.message
+    assert f"x2_subnormal={below}" in repr(r)
+    h = y**2 + 0.5 * beta * np.exp(log_x2) - alpha * log_x2  # THEORY.md's H with ℓ = ln x²
+    # solver tolerance: DOP853 holds the local error of (ℓ, y) near rtol = 1e-10 of |y| ≤ 100
+    # and |ℓ| ≤ 1880, an error in H = 1e4 of at most 2|y|·1e-8 + α·1.9e-7 = 2e-6 a step, over
+    # the ~60 steps its 708 evaluations make (12 a step); measured 6e-8
+    np.testing.assert_allclose(h, h[0], rtol=1e-8, atol=0)
+    normal = x2 >= tiny  # there X = e^ℓ is correctly rounded: ln X = ℓ to a few ulps of ℓ
+    np.testing.assert_allclose(np.log(x2[normal]), log_x2[normal], rtol=4 * np.finfo(float).eps,
+                               atol=4 * np.finfo(float).eps)
+    np.testing.assert_array_equal(r.to_xarray()["log_x2"].values, log_x2)

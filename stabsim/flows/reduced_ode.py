@@ -10,7 +10,9 @@ a Lotka–Volterra-type system with the conserved quantity
 
 minimal at the fixed point ``(x² = δ², y = 0)``, ``δ² = 2α/β``; small orbits have period
 ``2π / (η sqrt(2α))`` steps. It is integrated in ``ℓ = ln X`` (``dℓ/dt = 2ηy``), which
-keeps X positive and resolves the orbit's exponentially small minima of X.
+keeps X positive and resolves the orbit's exponentially small minima of X: the result holds
+ℓ itself (``log_x2``) beside X = e^ℓ, which is subnormal below ℓ = −708.4 and 0 below
+ℓ = −745.1 (the result's message then says at how many saved times).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from .._validate import finite_float, positive_float, record_times, solver_optio
 from ..maps._reduced_step import hamiltonian
 from ..maps.reduced import _broadcast
 from ._solve import FlowResult, solve_flow
+
+#: the smallest normal double: X = e^ℓ below it keeps fewer digits, and rounds to 0 below
+#: 2.5e-324 (ℓ < −745.1)
+_TINY = np.finfo(float).tiny
 
 
 def reduced_hamiltonian(x, y, alpha, beta):
@@ -58,10 +64,28 @@ def small_orbit_period(eta, alpha):
 @dataclasses.dataclass(repr=False)
 class ReducedODEResult(FlowResult):
     """A solved reduced ODE: ``trajectory`` has columns X = x² and y; exported as the
-    variables ``x2`` and ``y`` on dimension ``step``."""
+    variables ``x2``, ``log_x2`` and ``y`` on dimension ``step``.
+
+    Attributes
+    ----------
+    log_x2 : ndarray, shape (n,)
+        ℓ = ln x² at the saved times, the variable integrated: where X = e^ℓ is below the
+        smallest normal double (2.2e-308), it keeps fewer digits or is 0, while ℓ keeps
+        them all, and ``H = y² + (β/2) e^ℓ − α ℓ`` is finite.
+    """
+
+    log_x2: np.ndarray = dataclasses.field(kw_only=True)
+
+    def headline(self) -> dict:
+        """Records and stop step, and how many saved X are below the smallest normal
+        double, when any are."""
+        below = int(np.count_nonzero(self.trajectory[:, 0] < _TINY))
+        return {**super().headline(), **({"x2_subnormal": below} if below else {})}
 
     def _export_data(self) -> dict:
-        return {"x2": ("step", self.trajectory[:, 0]), "y": ("step", self.trajectory[:, 1])}
+        return {"x2": ("step", self.trajectory[:, 0]), "log_x2": ("step", self.log_x2),
+                "y": ("step", self.trajectory[:, 1])}
+
 
 
 def solve_reduced_ode(x0, y0, eta, alpha, beta, steps, *, stride=None, rtol=1e-10,
@@ -83,9 +107,13 @@ def solve_reduced_ode(x0, y0, eta, alpha, beta, steps, *, stride=None, rtol=1e-1
     Returns
     -------
     ReducedODEResult
-        ``trajectory`` has columns ``X = x²`` and ``y``. Status NONFINITE where x² or a
-        velocity overflows (the saved states before it are kept): at t = 0 for
-        |x0| > 1.3e154, where x0² itself does.
+        ``trajectory`` has columns ``X = x²`` and ``y``, and ``log_x2`` holds ``ℓ = ln x²``.
+        Status NONFINITE where x² or a velocity overflows (the saved states before it are
+        kept): at t = 0 for |x0| > 1.3e154, where x0² itself does. Where a saved X = e^ℓ
+        is below the smallest normal double (ℓ < −708.4), the message says at how many
+        saved times and how many of them are 0 (ℓ < −745.1): there X keeps fewer digits or
+        none, and ``log_x2`` is the variable to use (the status is unchanged, as ℓ is
+        integrated to the tolerance all along).
     """
     x0 = finite_float("x0", x0)
     if x0 == 0.0:
@@ -113,9 +141,20 @@ def solve_reduced_ode(x0, y0, eta, alpha, beta, steps, *, stride=None, rtol=1e-1
         flow = solve_flow(rhs, [2.0 * np.log(abs(x0)), y0], steps, t_eval=times, rtol=rtol,
                           atol=atol, parameters=parameters)
     fields = {f.name: getattr(flow, f.name) for f in dataclasses.fields(flow)}
+    log_x2 = flow.trajectory[:, 0]
+    x2 = np.exp(log_x2)
     if flow.status is Status.NONFINITE:
-        fields["detail"] = ("the orbit leaves the float range: x² = e^ℓ or a velocity "
-                            "(dℓ/dt = 2ηy, dy/dt = η(α − βx²/2)) overflows; " + flow.detail)
-    fields["trajectory"] = np.column_stack([np.exp(flow.trajectory[:, 0]),
-                                            flow.trajectory[:, 1]])
-    return ReducedODEResult(**fields)
+        notes = ["the orbit leaves the float range: x² = e^ℓ or a velocity "
+                 "(dℓ/dt = 2ηy, dy/dt = η(α − βx²/2)) overflows; " + flow.detail]
+    else:
+        notes = [flow.detail] if flow.detail else []
+    below = np.flatnonzero(x2 < _TINY)
+    if below.size:
+        notes.append(f"x² = e^ℓ is below the smallest normal double (2.2e-308) at "
+                     f"{below.size} of {x2.size} saved times, from t = "
+                     f"{flow.step[below[0]]:.10g} ({np.count_nonzero(x2[below] == 0.0)} of "
+                     "them 0): the column X of `trajectory` keeps fewer digits there or none, "
+                     "and H of it is off or +inf; `log_x2` holds ℓ = ln x² as integrated")
+    fields["detail"] = "; ".join(notes) or None
+    fields["trajectory"] = np.column_stack([x2, flow.trajectory[:, 1]])
+    return ReducedODEResult(**fields, log_x2=log_x2.copy())
