@@ -36,7 +36,7 @@ from .losses import Loss
 from .losses._base import require_loss
 from .maps.constrained import constrained_trajectory
 from .maps.gd import reference_point, run_gd
-from .maps.projection import PROJECTION_METHODS
+from .maps.projection import PROJECTION_METHODS, projection_budget
 from .maps.reduced import run_reduced
 from .spectral import eos_constants, sharpness
 
@@ -279,8 +279,8 @@ def cycle_boundaries(sharpness, eta: float, crossing_step: int | None) -> np.nda
 
 
 def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "euclidean",
-            tol: float = 1e-10, max_iter: int = 50, vperp_limit: float = 1.0,
-            projected: bool = True, warn: bool = True,
+            tol: float = 1e-10, max_iter: int | None = None, passes: int | None = None,
+            vperp_limit: float = 1.0, projected: bool = True, warn: bool = True,
             max_rhs_evals: int | None = None, divergence_norm: float = 1e8) -> Comparison:
     """Run GD and the theory's predictions in lockstep (module docstring).
 
@@ -293,9 +293,14 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
         GD steps; every record has ``steps + 1`` entries (step 0 is the start).
     projection : {"euclidean", "paper"}
         Projection onto M used by θ† (see :func:`~stabsim.maps.projection.proj_M`).
-    tol, max_iter :
-        Passed to the projection. With ``projection="paper"`` the projection makes a fixed
-        number of passes, so a NOT_CONVERGED θ† there names ``tol``.
+    tol : float
+        Passed to the projection.
+    max_iter : int, optional
+        Iteration budget of the Euclidean projection (default 50); refused with
+        ``projection="paper"``, which does not use it.
+    passes : int, optional
+        Passes of the paper's projection (default 3); refused with
+        ``projection="euclidean"``, which does not use it.
     vperp_limit : float
         Warn when |v⊥|/δ exceeds this (the theory needs v⊥ = O(δ)).
     projected : bool
@@ -319,7 +324,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     warn = check.boolean("warn", warn)
     check.choice("projection", projection, PROJECTION_METHODS)
     tol = check.positive_float("tol", tol)  # before any run, crossing or not
-    max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
+    limit_name, limit = projection_budget(projection, max_iter, passes)
     vperp_limit = check.positive_float("vperp_limit", vperp_limit)
     max_rhs_evals = check.budget("max_rhs_evals", max_rhs_evals)
     divergence_norm = check.positive_float("divergence_norm", divergence_norm)
@@ -383,9 +388,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
                         "were not run (raise `steps` or `eta`)")
     else:
         dag = constrained_trajectory(loss, iterates[tc], eta, horizon - tc, projection=projection,
-                                     tol=tol, max_iter=max_iter)
-        if projection == "paper":  # its passes are fixed here: only a larger tol helps
-            dag = dataclasses.replace(dag, knob="tol")
+                                     tol=tol, **{limit_name: limit})
         parts["constrained"] = dag
         m = min(iterates.shape[0] - tc, dag.trajectory.shape[0])  # rows both runs made
         gd_window = iterates[tc:tc + m]
@@ -446,7 +449,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
                       warnings=messages,
                       parameters={"loss": loss.provenance, "theta0": theta0.tolist(), "eta": eta,
                                   "steps": steps, "projection": projection, "tol": tol,
-                                  "max_iter": max_iter, "vperp_limit": vperp_limit,
+                                  limit_name: limit, "vperp_limit": vperp_limit,
                                   "projected": projected, "divergence_norm": divergence_norm},
                       **rec)
 

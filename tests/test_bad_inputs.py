@@ -204,15 +204,16 @@ TABLE = {
         arg("eta", POSITIVE[:-1]), arg("alpha", POSITIVE[:-1]), arg("beta", POSITIVE[:-1])]),
     "proj_M": Row(maps.proj_M, (MINIMALIST, [1.0, 0.5], 0.1), {}, [
         arg("loss", NOT_A_LOSS), arg("z", point(2)), arg("eta", POSITIVE),
-        arg("projection", CHOICE), arg("tol", POSITIVE), arg("max_iter", COUNT),
-        arg("passes", COUNT), arg("u_ref", point(2, optional=True))]),
+        arg("projection", CHOICE), arg("tol", POSITIVE), arg("max_iter", _not_none(COUNT)),
+        arg("passes", _not_none(COUNT)), arg("u_ref", point(2, optional=True))]),
     "stable_geometry": Row(maps.stable_geometry, (MINIMALIST, [1.0, 0.5]), {}, [
         arg("loss", NOT_A_LOSS), arg("theta", point(2)), arg("u_ref", point(2, optional=True))]),
     "constrained_trajectory": Row(maps.constrained_trajectory,
                                   (MINIMALIST, [1.0, 0.5], 0.1, 3), {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(2)), arg("eta", POSITIVE),
         arg("steps", NONNEG_INT), arg("projection", CHOICE), arg("tol", POSITIVE),
-        arg("max_iter", COUNT), arg("u_ref", point(2, optional=True))]),
+        arg("max_iter", _not_none(COUNT)), arg("passes", _not_none(COUNT)),
+        arg("u_ref", point(2, optional=True))]),
     "reference_point": Row(maps.reference_point, (REALISATION, None), {}, [
         arg("loss", NOT_A_LOSS), arg("result", ["abc", 3.0, object()]),
         arg("tol", POSITIVE), arg("max_iter", COUNT)]),
@@ -288,7 +289,8 @@ TABLE = {
     "compare": Row(compare_module.compare, (MINIMALIST, [1.0, 0.5], 0.1, 3), {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(2)), arg("eta", POSITIVE),
         arg("steps", COUNT), arg("projection", CHOICE), arg("tol", POSITIVE),
-        arg("max_iter", COUNT), arg("vperp_limit", POSITIVE), arg("warn", FLAG),
+        arg("max_iter", _not_none(COUNT)), arg("passes", _not_none(COUNT)),
+        arg("vperp_limit", POSITIVE), arg("warn", FLAG),
         arg("max_rhs_evals", OPT_COUNT), arg("divergence_norm", POSITIVE)]),
     "compare_manifold_flow": Row(stabsim.compare_manifold_flow,
                                  (MANIFOLD, [0.1, 0.1, 1.2, 1.1], 0.05, 4), {}, [

@@ -523,14 +523,14 @@ def test_a_diverged_gd_is_followed_further_by_compares_divergence_norm(diverged)
     assert further.counters["steps"] > run.counters["steps"]
 
 
-def test_the_paper_projection_that_misses_its_tolerance_names_tol():
-    # the paper's projection makes a fixed number of passes, which compare does not expose:
-    # the budget the message names is `tol`, and a looser one is met
+def test_the_paper_projection_that_misses_its_tolerance_names_passes():
+    # the paper's projection runs a number of passes, compare's `passes`: the budget the
+    # message names, and more passes meet the tolerance
     loss = QuadraticRegression.two_scale(0.01)
     run = compare(loss, np.zeros(6), 0.01, 400, projection="paper", warn=False)
     assert run.statuses["constrained"] is Status.NOT_CONVERGED
-    assert run.knob == "tol" and "`tol`" in run.message and "the budget" not in run.message
-    assert compare(loss, np.zeros(6), 0.01, 400, projection="paper", tol=1e-7,
+    assert run.knob == "passes" and "`passes`" in run.message
+    assert compare(loss, np.zeros(6), 0.01, 400, projection="paper", passes=6,
                    warn=False).success
 
 

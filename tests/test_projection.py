@@ -7,8 +7,10 @@ import pytest
 from scipy.optimize import minimize
 
 from stabsim._status import Status
+from stabsim.comparison import compare
 from stabsim.losses import Minimalist, QuadraticRegression, ScalarNetwork
 from stabsim.maps.constrained import constrained_trajectory
+from stabsim.maps.gd import run_gd
 from stabsim.maps.projection import proj_M, stable_geometry
 
 # Three kinds of loss: a random second-order regression model, the minimalist example and a
@@ -220,3 +222,80 @@ def test_bad_arguments_raise(kwargs):
     args = {"eta": 0.5} | kwargs
     with pytest.raises(ValueError):
         proj_M(loss, z, **args)
+
+
+# -- each projection's budget: max_iter for "euclidean", passes for "paper" ------------------
+
+BUDGET_OF = {"euclidean": "max_iter", "paper": "passes"}
+
+
+@pytest.fixture(scope="module")
+def gd_iterate():
+    """two_scale(0.01) and GD's iterate 50 steps past its crossing (t_c = 210)."""
+    eta = 0.01
+    loss = QuadraticRegression.two_scale(eta)
+    gd = run_gd(loss, np.zeros(loss.dim), eta, 261, record_trajectory=True)
+    return loss, gd.trajectory[260], eta
+
+
+def _refusal(projection, other):
+    return (rf"^{other} = 1 is the budget of projection '{_owner(other)}' only; projection "
+            rf"'{projection}' does not use it \(leave {other} unset; this projection's "
+            rf"budget is {BUDGET_OF[projection]}\)$")
+
+
+def _owner(name):
+    return next(p for p, budget in BUDGET_OF.items() if budget == name)
+
+
+@pytest.mark.parametrize(("projection", "other"), [("euclidean", "passes"),
+                                                   ("paper", "max_iter")])
+def test_each_projection_refuses_the_budget_of_the_other(gd_iterate, projection, other):
+    # passes = 1 and 50 had given the Euclidean projection bit for bit, as had max_iter = 1
+    # and 500 the paper's
+    loss, z, eta = gd_iterate
+    for run in (proj_M, lambda *a, **k: constrained_trajectory(*a, 3, **k),
+                lambda *a, **k: compare(*a, 3, warn=False, **k)):
+        with pytest.raises(ValueError, match=_refusal(projection, other)):
+            run(loss, z, eta, projection=projection, **{other: 1})
+
+
+@pytest.mark.parametrize(("projection", "default"), [("euclidean", 50), ("paper", 3)])
+def test_the_parameters_hold_the_budget_in_use_only(gd_iterate, projection, default):
+    loss, z, eta = gd_iterate
+    name, other = BUDGET_OF[projection], "passes" if projection == "euclidean" else "max_iter"
+    p = proj_M(loss, z, eta, projection=projection)
+    dag = constrained_trajectory(loss, z, eta, 1, projection=projection)
+    for parameters in (p.parameters, dag.parameters):
+        assert parameters[name] == default and other not in parameters
+    given = proj_M(loss, z, eta, projection=projection, **{name: 2})
+    assert given.parameters[name] == 2 and other not in given.parameters
+    assert given.n_iter <= 2
+
+
+def test_the_constrained_trajectory_runs_the_passes_it_is_given(gd_iterate):
+    # it had no passes argument: the paper's projection ran three passes every step
+    loss, z, eta = gd_iterate
+    runs = {k: constrained_trajectory(loss, z, eta, 4, projection="paper", passes=k)
+            for k in (1, 3, 5)}
+    for k, run in runs.items():
+        assert np.array_equal(run.n_iter, np.full(5, k))
+        assert run.parameters["passes"] == k
+    # the excess 0.14 a single pass leaves at this z (proj_M's docstring) is not met
+    assert not runs[1].success and "raise `passes`" in runs[1].message
+    # each pass shrinks the residual: five leave less than three
+    assert runs[5].residuals[0, 0] < runs[3].residuals[0, 0]
+    three = proj_M(loss, z, eta, projection="paper")
+    np.testing.assert_array_equal(runs[3].trajectory[0], three.theta)
+
+
+def test_compare_runs_the_passes_it_is_given():
+    # two_scale(0.01) crosses 2/η at step 210: θ† makes 61 rows over 270 steps
+    loss = QuadraticRegression.two_scale(0.01)
+    for k in (1, 2):
+        run = compare(loss, np.zeros(loss.dim), 0.01, 270, warn=False, projection="paper",
+                      passes=k)
+        assert run.crossing_step == 210
+        assert run.counters["projection_iterations"] == 61 * k
+        assert run.parameters["passes"] == k and "max_iter" not in run.parameters
+        assert "raise `passes`" in run.message

@@ -156,6 +156,9 @@ FAILING = {
                                              passes=1), Status.NOT_CONVERGED, "passes"),
     "constrained_trajectory-max_iter": (lambda: stabsim.constrained_trajectory(
         MINIMALIST, START, 0.1, 3, max_iter=1), Status.NOT_CONVERGED, "max_iter"),
+    "constrained_trajectory-passes": (lambda: stabsim.constrained_trajectory(
+        MINIMALIST, START, 0.1, 3, projection="paper", passes=1), Status.NOT_CONVERGED,
+        "passes"),
     "limit_map-s_max": (lambda: stabsim.limit_map(MINIMALIST, START, s_max=1e-3),
                         Status.MAX_STEPS, "s_max"),
     # two_scale(η) reaches S = 2/η near t = 210 (gradient flow up to there): one switch

@@ -36,7 +36,7 @@ from .._result import Result
 from .._status import Status
 from ..losses import Loss
 from ..losses._base import require_loss
-from .projection import PROJECTION_METHODS, proj_M
+from .projection import PROJECTION_METHODS, proj_M, projection_budget
 
 
 @dataclasses.dataclass(repr=False)
@@ -76,8 +76,9 @@ class ConstrainedResult(Result):
     n_iter : ndarray of int, shape (n,)
         Iterations of each projection.
     status : Status
-        OK; NOT_CONVERGED if some projection missed its tolerance within ``max_iter`` (the
-        run continues, see ``first_failure``); NONFINITE if a value went non-finite,
+        OK; NOT_CONVERGED if some projection missed its tolerance within its budget
+        (``max_iter``, or the ``passes`` of the paper's projection, which the message names;
+        the run continues, see ``first_failure``); NONFINITE if a value went non-finite,
         FLAT_SHARPNESS if ∇S⊥ = 0 at θ† (δ² = 2α/β is undefined) or a projection met
         S > 2/η with ∇S = 0, EIGENGAP_CLOSED if a projection ended with λ2 ≥ 2/η (M,
         defined by the top eigenvalue alone, is out of its reach there) or met a repeated
@@ -166,7 +167,7 @@ class ConstrainedResult(Result):
 
 def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
                            projection: str = "euclidean", tol: float = 1e-10,
-                           max_iter: int = 50, u_ref=None,
+                           max_iter: int | None = None, passes: int | None = None, u_ref=None,
                            displacement: str = "exact") -> ConstrainedResult:
     """Run projected GD on M and the predicted dynamics v from θ_0 (module docstring).
 
@@ -185,8 +186,14 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
         Number of steps; ``steps + 1`` records.
     projection : {"euclidean", "paper"}
         Which projection onto M (see :func:`~stabsim.maps.projection.proj_M`).
-    tol, max_iter :
+    tol : float
         Passed to the projection.
+    max_iter : int, optional
+        Iteration budget of the Euclidean projection (default 50); refused with
+        ``projection="paper"``, which does not use it.
+    passes : int, optional
+        Passes of the paper's projection (default 3); refused with
+        ``projection="euclidean"``, which does not use it.
     u_ref : array_like, optional
         Sign reference for u at the start (later steps align with the previous u).
     displacement : {"exact", "paper"}
@@ -196,6 +203,8 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     Returns
     -------
     ConstrainedResult
+        Its ``parameters`` hold the projection's budget in use (``max_iter`` or
+        ``passes``), not the other.
     """
     require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
@@ -204,7 +213,7 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     check.choice("projection", projection, PROJECTION_METHODS)
     # checked here, before the records are allocated, as well as by every projection
     tol = check.positive_float("tol", tol)
-    max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
+    limit_name, limit = projection_budget(projection, max_iter, passes)
     if u_ref is not None:
         u_ref = loss.check_point(u_ref, "u_ref")
     check.choice("displacement", displacement, ("exact", "paper"))
@@ -216,8 +225,8 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     residuals, n_iter = np.full((n, 2), np.nan), np.zeros(n, dtype=int)
 
     def project(z, ref):
-        return proj_M(loss, z, eta, projection=projection, tol=tol, max_iter=max_iter,
-                      u_ref=ref)
+        return proj_M(loss, z, eta, projection=projection, tol=tol, u_ref=ref,
+                      **{limit_name: limit})
 
     proj = project(theta0, u_ref)
     v = theta0 - proj.theta
@@ -265,9 +274,9 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     if first_failure is not None:
         notes.append(f"a projection first missed its tolerance at step {first_failure}{why}")
     parameters = {"loss": loss.provenance, "eta": eta, "steps": steps, "projection": projection,
-                  "tol": tol, "max_iter": max_iter, "displacement": displacement}
+                  "tol": tol, limit_name: limit, "displacement": displacement}
     return ConstrainedResult(
-        status=status, knob="max_iter" if projection == "euclidean" else None,
+        status=status, knob=limit_name,
         parameters=parameters,
         detail="; ".join(notes) or None,
         counters={"steps": max(kept - 1, 0), "projection_iterations": int(n_iter[:kept].sum())},

@@ -47,6 +47,9 @@ from ..spectral import SMALL_DIM, hessian_spectrum, top_eigenpairs, tracked_top_
 
 PROJECTION_METHODS = ("euclidean", "paper")
 
+#: each projection's budget: its argument's name and default
+BUDGETS = {"euclidean": ("max_iter", 50), "paper": ("passes", 3)}
+
 
 #: relative residual of the conjugate-gradient solve for r = (S I − H)⁺ ∇L: a floor of
 #: about ε·cond(S I − H on u⊥) is reachable for condition numbers up to 10⁵; also the part
@@ -299,8 +302,41 @@ class Projection(Result):
         return self.sharpness_excess, self.orthogonality
 
 
+def projection_budget(projection: str, max_iter, passes) -> tuple[str, int]:
+    """The budget of ``projection``: the name of its argument and its value.
+
+    Parameters
+    ----------
+    projection : {"euclidean", "paper"}
+        The projection to be run (already checked).
+    max_iter, passes : int or None
+        The budgets given for the Euclidean projection and the paper's (None: not given).
+
+    Returns
+    -------
+    tuple of (str, int)
+        ``("max_iter", value)`` or ``("passes", value)`` (:data:`BUDGETS`): the value given,
+        or the projection's default.
+
+    Raises
+    ------
+    ValueError
+        For a budget that is not an int ≥ 1, or one given (not None) that belongs to the
+        other projection, which would ignore it.
+    """
+    given = {name: None if value is None else check.nonnegative_int(name, value, minimum=1)
+             for name, value in (("max_iter", max_iter), ("passes", passes))}
+    name, default = BUDGETS[projection]
+    for owner, (other, _) in BUDGETS.items():
+        if owner != projection and given[other] is not None:
+            raise ValueError(f"{other} = {given[other]} is the budget of projection "
+                             f"{owner!r} only; projection {projection!r} does not use it "
+                             f"(leave {other} unset; this projection's budget is {name})")
+    return name, default if given[name] is None else given[name]
+
+
 def proj_M(loss: Loss, z, eta: float, *, projection: str = "euclidean", tol: float = 1e-10,
-           max_iter: int = 50, passes: int = 3, u_ref=None) -> Projection:
+           max_iter: int | None = None, passes: int | None = None, u_ref=None) -> Projection:
     """Project z onto the stable set M = {S ≤ 2/η, u·∇L = 0} (docs/theory.md §2).
 
     ``projection="euclidean"`` seeks argmin_{θ∈M} |θ − z| with a Gauss–Newton SQP iteration
@@ -350,34 +386,37 @@ def proj_M(loss: Loss, z, eta: float, *, projection: str = "euclidean", tol: flo
     projection : {"euclidean", "paper"}
     tol : float
         Distance tolerance, relative to max(1, |z|).
-    max_iter : int
-        Iteration budget of the Euclidean projection.
-    passes : int
-        Passes of the paper's iteration.
+    max_iter : int, optional
+        Iteration budget of the Euclidean projection (default 50); refused with
+        ``projection="paper"``, which does not use it.
+    passes : int, optional
+        Passes of the paper's iteration (default 3); refused with
+        ``projection="euclidean"``, which does not use it.
     u_ref : array_like, optional
         Sign reference for the top eigenvector.
 
     Returns
     -------
     Projection
+        Its ``parameters`` hold the budget in use (``max_iter`` or ``passes``), not the
+        other.
     """
     require_loss(loss)
     z = loss.check_point(z, "z")
     eta = check.positive_float("eta", eta)
     check.choice("projection", projection, PROJECTION_METHODS)
     tol = check.positive_float("tol", tol)
-    max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
-    passes = check.nonnegative_int("passes", passes, minimum=1)
+    limit_name, limit = projection_budget(projection, max_iter, passes)
     if u_ref is not None:
         u_ref = loss.check_point(u_ref, "u_ref")
     bound = 2.0 / eta
     scale = tol * max(1.0, _norm(z))
     parameters = {"loss": loss.provenance, "eta": eta, "projection": projection, "tol": tol,
-                  "max_iter": max_iter, "passes": passes}
+                  limit_name: limit}
     if projection == "paper":
-        result = _paper(loss, z, bound, passes, scale, u_ref)
+        result = _paper(loss, z, bound, limit, scale, u_ref)
     else:
-        result = _euclidean(loss, z, bound, max_iter, scale, u_ref)
+        result = _euclidean(loss, z, bound, limit, scale, u_ref)
     result.parameters.update(parameters)
     return result
 
