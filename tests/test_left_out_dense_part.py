@@ -72,7 +72,7 @@ def test_a_bound_too_large_beside_the_top_eigenvalue_measures_the_whole_hessian(
     # it is not, and the engine must measure A itself (without that: NOT_CONVERGED).
     tol, a = 1e-3, 1.0
     c = factor_of_allowance * 0.5 * tol * a
-    loss = Loss(LeftOutIdentity(a, c, c), 3)
+    loss = Loss(LeftOutIdentity(a, c, c, 0.0), 3)
     result = run_gd(loss, np.array([0.3, -0.2, 0.1]), 0.5, 8, eig_tol=tol,
                     find_crossing=False)
     assert result.success, result.message
@@ -92,10 +92,58 @@ def test_a_bound_too_large_beside_the_top_eigenvalue_measures_the_whole_hessian(
         assert counters["dense_hessians"] == counters["records"]
 
 
+@pytest.mark.parametrize(("seed", "d", "n"), [(1, 30, 3), (2, 12, 4), (3, 12, 4)])
+def test_each_residual_reported_is_within_the_tolerance_where_the_bound_is_not_negligible(
+        seed, d, n):
+    # at τ = 1e-3 the bound b on W passes through the size of τS/2 as GD converges, so the
+    # attempts without W are accepted with b a sizeable part of the residual: Lanczos must
+    # have run to τ/2 for |(A − W)v − λv| + b ≤ τS (Lanczos to τ gave up to 1.33 τS here)
+    tol = 1e-3
+    loss = QuadraticRegression.random(d, n, seed=seed)
+    eta = 1.0 / np.linalg.eigvalsh(loss.hessian(np.zeros(d)))[-1]
+    result = run_gd(loss, np.zeros(d), eta, 1500, record_trajectory=True, eig_tol=tol)
+    assert result.success
+    sharp, residual = result.sharpness[:, 0], result.eig_residual
+    assert np.all(residual <= tol * sharp)
+    # Bauer–Fike: an eigenvalue of the whole Hessian within the residual (at this τ the
+    # start mix resolves no gap below about τ S 10³ √d, so not always the top one); 1e-14·S
+    # for the rounding of the Hessian and eigvalsh
+    for theta, s, r in zip(result.trajectory, sharp, residual, strict=True):
+        nearest = np.min(np.abs(np.linalg.eigvalsh(loss.hessian(theta)) - s))
+        assert nearest <= r + 1e-14 * s
+
+
+def test_a_bound_that_stays_too_large_is_attempted_once_a_chunk():
+    # c in (τa/2, τ(a + c)/2) at every step: after the first attempt is rejected, the
+    # allowance offered stays below that bound, so each later step forms cI at once. The
+    # products are then those of the same run with the part never left out (claimed above
+    # every allowance), plus the one rejected attempt and the measurement after it, each
+    # within the budget of one measurement; an attempt at each of the 400 steps would add
+    # at least one product each. d = 30: the switch between cI and zeros moves the operator
+    # by |cI|_F = c√30 > τa, so each measurement after a switch takes the start mix again
+    # and anchors the top eigenvalue of what it measured (a, then a + c), and the allowance
+    # offered from the anchor alone would stay above c
+    tol, a, budget, d = 1e-3, 1.0, 50, 30
+    c = 1.0000005 * 0.5 * tol * a
+    theta0 = np.linspace(-0.3, 0.3, d)
+    runs = [run_gd(Loss(LeftOutIdentity(a, c, claimed, 0.0), d), theta0, 0.5, 400,
+                   eig_tol=tol, eig_max_products=budget, find_crossing=False)
+            for claimed in (c, 1e300)]
+    assert all(run.success for run in runs)
+    window, never = (run.counters["lanczos_products"] for run in runs)
+    assert never <= window <= never + 2 * budget
+    for run in runs:  # Bauer–Fike, as above
+        assert np.all(np.abs(run.sharpness[:, 0] - (a + c)) <= run.eig_residual + 1e-15)
+
+
 def test_a_bound_below_the_dense_part_it_leaves_out_is_refused_at_construction():
     with pytest.raises(ValueError, match="hessian_parts_within left the dense part out with "
                                          "the bound b = 0.01, below its 2-norm 0.1"):
-        Loss(LeftOutIdentity(1.0, 0.1, 0.01), 3)
+        Loss(LeftOutIdentity(1.0, 0.1, 0.01, 0.0), 3)
+    with pytest.raises(ValueError, match="left the dense part out .* but wrote into hess_out"):
+        Loss(LeftOutIdentity(1.0, 0.1, 0.1, 1.0), 3)
+    with pytest.raises(ValueError, match="the factor it writes must be that of hessian_parts"):
+        Loss(LeftOutIdentity(1.0, 0.1, 0.1, 2.0), 3)
     regression = QuadraticRegression.random(5, 3, seed=1)
     z0, J, Q, _ = regression.params
     with pytest.raises(ValueError, match="hessian_parts_within left the dense part out"):

@@ -33,7 +33,7 @@ register_family(RegressionOnProducts, value=kernels.value, grad=kernels.grad, hv
 
 def _pair(d=40, n=4, seed=5):
     dense = QuadraticRegression.random(d, n, seed=seed)
-    free = Loss(RegressionOnProducts(*dense.params), d, check=False)
+    free = Loss(RegressionOnProducts(*dense.params[:3]), d, check=False)
     return dense, free
 
 

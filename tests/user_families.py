@@ -258,11 +258,14 @@ register_family(UpperOnlyRegression, value=regression.value, grad=regression.gra
 class LeftOutIdentity(NamedTuple):
     """L(θ) = ½ a θ₀² + ½ c |θ|²: the factor √a e₀ᵀ and the dense part c I, which
     ``hessian_parts_within`` leaves out below its allowance, giving ``claimed`` as the bound
-    on its 2-norm c (a true bound only where claimed ≥ c)."""
+    on its 2-norm c (a true bound only where claimed ≥ c). ``fault`` 1 makes it write 3a on
+    the diagonal of hess_out where it leaves the part out, 2 the factor 2√a e₀ᵀ there (faults
+    the construction check must find); 0 neither."""
 
     a: float
     c: float
     claimed: float
+    fault: float
 
 
 @numba.njit(cache=True)
@@ -306,7 +309,13 @@ def left_out_parts(theta, p, grad_out, hess_out, factor_out):
 @numba.njit(cache=True)
 def left_out_parts_within(theta, p, grad_out, hess_out, factor_out, allowance):
     if p.claimed < allowance:
-        return left_out_factor(theta, p, grad_out, factor_out), p.claimed
+        value = left_out_factor(theta, p, grad_out, factor_out)
+        if p.fault == 1.0:
+            for i in range(hess_out.shape[0]):
+                hess_out[i, i] = 3.0 * p.a
+        elif p.fault == 2.0:
+            factor_out[0, 0] = 2.0 * np.sqrt(p.a)
+        return value, p.claimed
     return left_out_parts(theta, p, grad_out, hess_out, factor_out), -1.0
 
 

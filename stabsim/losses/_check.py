@@ -336,7 +336,8 @@ def _check_parts_within(loss, theta, k, v, hv, value, grad, roundoff) -> None:
     """``hessian_parts_within`` at allowance 0 (nothing is below it: the dense part h is
     written, and h + fᵀf must be the Hessian) and at allowance ∞ (h may be left out: the
     bound b returned must be at least ‖h‖₂, from ``eigvalsh`` of the h written before, less
-    round-off). ``value`` and ``grad`` are (the value or gradient, its round-off)."""
+    round-off, hess_out must be left as it was, and |∇²L v − fᵀf v| = |h v| at most b).
+    ``value`` and ``grad`` are (the value or gradient, its round-off)."""
     d, rows, p = loss.dim, loss.factor_rows, loss.params
     name = "hessian_parts_within"
     norm = None
@@ -367,6 +368,19 @@ def _check_parts_within(loss, theta, k, v, hv, value, grad, roundoff) -> None:
             raise ValueError(
                 f"{_name(loss)}: {name} left the dense part out with the bound b = "
                 f"{bound:.6g}, below its 2-norm {norm:.6g} (point {k}): b must bound it")
+        elif not np.isnan(dense).all():
+            raise ValueError(
+                f"{_name(loss)}: {name} left the dense part out (b = {bound:.6g}) but wrote "
+                f"into hess_out (point {k}): where it leaves the part out it must not write "
+                "it, the engines keep zeros there")
+        else:
+            # ∇²L v − fᵀf v = h v, and |h v| ≤ ‖h‖₂ ≤ b
+            rest = float(np.linalg.norm(hv - factor.T @ (factor @ v)))
+            if rest > bound + roundoff:
+                raise ValueError(
+                    f"{_name(loss)}: {name} left the dense part out with the bound b = "
+                    f"{bound:.6g}, but |∇²L v − fᵀf v| = {rest:.6g} for its factor f (point "
+                    f"{k}): the factor it writes must be that of hessian_parts")
 
 
 def _name(loss) -> str:

@@ -528,6 +528,9 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
     linearised = np.empty(0)  # the family's linearise at θ, at steps measured on products
     left_out = -1.0  # a bound on the dense part of the Hessian the family left out, or −1
     hess_cleared = False  # the zeros a left-out dense part stands as are in hess already
+    # below the last bound rejected: a bound that stays between τ|λ|/2 and the allowance
+    # would otherwise cost an attempt and a measurement again at every step
+    ceiling = np.inf
     for k in range(n_steps + 1 if finish else n_steps):
         t = start + k
         searching = crossing[0] < 0 and crossing_threshold > 0.0
@@ -539,7 +542,7 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
         dense = measuring and _holds_dense(eigen)
         if dense:
             loss, left_out = evaluate_dense(eigen, theta, p, g, hess, factor,
-                                            left_out_allowance(eigen, anchor))
+                                            min(left_out_allowance(eigen, anchor), ceiling))
             hess_cleared = _stand_in_zeros(left_out, hess, hess_cleared)
             if left_out < 0.0:  # formed
                 counts[2] += 1
@@ -561,6 +564,7 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
             if not converged and left_out >= 0.0:
                 # the part left out is not small beside λ after all (or Lanczos ran out at
                 # the tighter tolerance): measure again on the whole Hessian
+                ceiling = left_out
                 loss, left_out = evaluate_dense(eigen, theta, p, g, hess, factor, 0.0)
                 hess_cleared = False
                 counts[2] += 1

@@ -31,8 +31,10 @@ from .._protocol import register_family
 
 class RegressionParams(NamedTuple):
     """The residual z₀ at θ = 0, the linear part J, the symmetric quadratic part Q and the
-    Frobenius norms ‖Q_k‖_F of its blocks (which bound the 2-norm of the dense part of the
-    Hessian in :func:`hessian_parts_within`; :func:`q_norms` computes them)."""
+    Frobenius norms ‖Q_k‖_F of its blocks, ``q_norms(Q)`` (:func:`q_norms`), which bound
+    the 2-norm of the dense part of the Hessian in :func:`hessian_parts_within`: the
+    engines trust them, as they trust Q to be symmetric (``QuadraticRegression`` computes
+    the norms and checks the symmetry)."""
 
     z0: np.ndarray
     J: np.ndarray
