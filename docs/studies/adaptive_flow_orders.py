@@ -8,6 +8,9 @@ period-2 cycles) are set beside the flow at k; errors after the flow's entry int
 of stability are RMS over those steps, errors before it the maximum.
 
     python docs/studies/adaptive_flow_orders.py [eta ...]   (default 0.04 0.02 0.01 0.005)
+
+The column "fitted order" (the least-squares slope of log error on log η) is printed for two
+step sizes or more; with one, the table has its errors only.
 """
 
 from __future__ import annotations
@@ -77,12 +80,14 @@ def main(etas):
         results.append(errors(eta))
         print(f"η = {eta}: entry at step {results[-1]['entry']:.1f}, "
               f"{time.process_time() - start:.1f} s of CPU", flush=True)
-    print("| | " + " | ".join(f"η = {eta:g}" for eta in etas) + " | fitted order |")
-    print("|---" * (len(etas) + 2) + "|")
+    fit = len(etas) >= 2  # an order needs two step sizes at least
+    print("| | " + " | ".join(f"η = {eta:g}" for eta in etas)
+          + (" | fitted order |" if fit else " |"))
+    print("|---" * (len(etas) + 1 + fit) + "|")
     for key, name in NAMES.items():
         values = [r[key] for r in results]
         print(f"| {name} | " + " | ".join(f"{v:.3g}" for v in values)
-              + f" | {fitted_order(etas, values):.2f} |")
+              + (f" | {fitted_order(etas, values):.2f} |" if fit else " |"))
 
 
 if __name__ == "__main__":
