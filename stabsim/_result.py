@@ -184,8 +184,7 @@ class Result:
     @property
     def message(self) -> str:
         """What the status means and what to do about it, naming the exhausted knob."""
-        text = self.status.describe(self.knob)
-        return f"{text} ({self.detail})" if self.detail else text
+        return self.status.explain(self.knob, self.detail)
 
     @property
     def success(self) -> bool:

@@ -53,10 +53,24 @@ class Status(enum.IntEnum):
             return text.format(knob=f"`{knob}`" if knob else "the budget")
         return text
 
+    def explain(self, knob: str | None, detail: str | None) -> str:
+        """The message of a result with this status: :meth:`describe`, then ``detail`` (what
+        the caller knows of this case) in parentheses. Where the general text is a list of
+        the cases the status covers (UNDEFINED), a detail names the case: it leads, and the
+        status's first words follow in parentheses in place of the list."""
+        if detail and self in _LEADS:
+            return f"{detail} ({_LEADS[self]})"
+        text = self.describe(knob)
+        return f"{text} ({detail})" if detail else text
+
     @property
     def success(self) -> bool:
         return self is Status.OK
 
+
+#: the first words of a status whose general text lists its cases; a result's detail, which
+#: names its own case, replaces the list (:meth:`Status.explain`)
+_LEADS = {Status.UNDEFINED: "the run finished, but a statistic is undefined there and is NaN"}
 
 _MESSAGES = {
     Status.OK: "ok",
@@ -90,7 +104,7 @@ _MESSAGES = {
         "again (from the last state) to go on"
     ),
     Status.UNDEFINED: (
-        "the run finished, but a statistic is undefined there and is NaN: the reduced map's "
+        _LEADS[Status.UNDEFINED] + ": for example the reduced map's "
         "energy ratio E_T/E_0 from a start on the period-2 orbit (x0 = ±δ, y0 = 0: E_0 = 0) "
         "or on the invariant line x0 = 0 (E_0 = ∞); the relative sharpness of normalised GD "
         "or GD on sqrt L at an exact minimiser (an infinite effective step); `compare`'s "

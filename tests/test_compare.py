@@ -397,6 +397,21 @@ def test_the_reduced_map_is_undefined_without_a_centre_at_the_threshold():
     assert np.all(np.isnan(run.reduced_x)) and np.isnan(run.alpha_star)
 
 
+def test_an_undefined_reference_point_is_named_first_and_alone():
+    # the start of the test above has S(θ₀) < 2/η and GD crosses it: the reduced map's part
+    # names the missing centre first, and not the case of a start at or past 2/η (the
+    # general list of UNDEFINED's cases had led its message, with that case in it). Over 200
+    # steps θ† overflows (NONFINITE), so the part keeps its message inside the whole's
+    from stabsim.losses import Minimalist
+
+    run = compare(Minimalist(), [0.5, 0.1], 0.6, 200, warn=False)
+    assert run.gd_sharpness[0] < 2.0 / 0.6 and run.crossing_step > 0
+    assert run.status is Status.NONFINITE
+    assert run.statuses["reduced_map"] is Status.UNDEFINED
+    assert "reduced_map: θ* is undefined: no point with S = 3.333333333" in run.message
+    assert "S(θ₀) ≥ 2/η" not in run.message
+
+
 def test_the_reduced_map_is_undefined_where_alpha_star_is_not_positive():
     # the minimalist loss from a start whose GD crosses 2/η at step 6 and settles on the
     # minimiser with S = 2(x² + y²) = 2/η: that minimiser is the centre θ* (S = 2/η, ∇L = 0),

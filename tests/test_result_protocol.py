@@ -240,6 +240,22 @@ def test_a_whole_lists_its_failed_parts_without_repeating_its_own_words():
     assert combine_parts(parts)[2] == "e; f: at 4"
 
 
+def test_an_undefined_result_leads_with_its_own_case():
+    # UNDEFINED's general text lists cases (E_T/E_0 of the reduced map, compare from
+    # S(θ₀) ≥ 2/η, ...); a result that knows its case says it first, in place of the list,
+    # which would otherwise name cases that are not its own
+    case = "the batch sharpness is 0/0 from step 3: every batch's gradient is zero there"
+    result = Result(status=Status.UNDEFINED, counters={}, parameters={}, detail=case)
+    assert result.message.startswith(case)
+    assert "is NaN" in result.message and "E_0" not in result.message
+    # with no case known, the general text (the list) is the message
+    bare = Result(status=Status.UNDEFINED, counters={}, parameters={})
+    assert bare.message == Status.UNDEFINED.message and "E_0 = 0" in bare.message
+    # other statuses keep their text first, the detail after it
+    other = Result(status=Status.DIVERGED, counters={}, parameters={}, detail="at step 7")
+    assert other.message == f"{Status.DIVERGED.message} (at step 7)"
+
+
 def test_a_comparison_takes_the_most_severe_part_and_names_its_knob():
     # one projection iteration per step cannot reach M: θ† is NOT_CONVERGED, GD and the flows
     # are OK
