@@ -281,7 +281,8 @@ def cycle_boundaries(sharpness, eta: float, crossing_step: int | None) -> np.nda
 def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "euclidean",
             tol: float = 1e-10, max_iter: int | None = None, passes: int | None = None,
             vperp_limit: float = 1.0, projected: bool = True, warn: bool = True,
-            max_rhs_evals: int | None = None, divergence_norm: float = 1e8) -> Comparison:
+            max_rhs_evals: int | None = None, divergence_norm: float = 1e8,
+            eig_max_products: int = 1000, max_switches: int = 100) -> Comparison:
     """Run GD and the theory's predictions in lockstep (module docstring).
 
     Parameters
@@ -316,6 +317,11 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     divergence_norm : float
         |θ| at which GD and both flows stop with status DIVERGED; ``theta0`` must lie below
         it.
+    eig_max_products : int
+        Budget of Lanczos products of each of GD's measurements (as :func:`run_gd`'s).
+    max_switches : int
+        Budget of the central flow's switches between its stable and its EoS branch (as
+        :func:`central_flow`'s).
     """
     require_loss(loss)
     theta0 = loss.check_point(theta0, "theta0")
@@ -328,6 +334,8 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     vperp_limit = check.positive_float("vperp_limit", vperp_limit)
     max_rhs_evals = check.budget("max_rhs_evals", max_rhs_evals)
     divergence_norm = check.positive_float("divergence_norm", divergence_norm)
+    eig_max_products = check.nonnegative_int("eig_max_products", eig_max_products, minimum=1)
+    max_switches = check.nonnegative_int("max_switches", max_switches)
     if norm(theta0) >= divergence_norm:  # the flows refuse such a start, naming their own
         raise ValueError(f"theta0 has norm {norm(theta0):.6g}, not below divergence_norm = "
                          f"{divergence_norm:.6g}, the norm at which GD and the flows stop as "
@@ -339,7 +347,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     check.affordable(8 * n * (loss.dim + 40), f"the records of steps = {steps}", "lower `steps`")
 
     gd = run_gd(loss, theta0, eta, steps, top_k=min(2, loss.dim), record_trajectory=True,
-                divergence_norm=divergence_norm)
+                divergence_norm=divergence_norm, eig_max_products=eig_max_products)
     kept = gd.trajectory.shape[0]
     iterates = np.full((n, loss.dim), np.nan)
     iterates[:kept] = gd.trajectory
@@ -352,7 +360,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     gf = gradient_flow(loss, theta0, eta, horizon, stride=1.0, max_rhs_evals=budget,
                        divergence_norm=divergence_norm)
     cf = central_flow(loss, theta0, eta, horizon, stride=1.0, max_rhs_evals=budget,
-                      divergence_norm=divergence_norm)
+                      divergence_norm=divergence_norm, max_switches=max_switches)
     parts = {"gd": gd, "gradient_flow": gf, "central_flow": cf}
 
     def padded(values, start=0):
@@ -450,7 +458,9 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
                       parameters={"loss": loss.provenance, "theta0": theta0.tolist(), "eta": eta,
                                   "steps": steps, "projection": projection, "tol": tol,
                                   limit_name: limit, "vperp_limit": vperp_limit,
-                                  "projected": projected, "divergence_norm": divergence_norm},
+                                  "projected": projected, "divergence_norm": divergence_norm,
+                                  "eig_max_products": eig_max_products,
+                                  "max_switches": max_switches},
                       **rec)
 
 

@@ -291,7 +291,8 @@ TABLE = {
         arg("steps", COUNT), arg("projection", CHOICE), arg("tol", POSITIVE),
         arg("max_iter", _not_none(COUNT)), arg("passes", _not_none(COUNT)),
         arg("vperp_limit", POSITIVE), arg("warn", FLAG),
-        arg("max_rhs_evals", OPT_COUNT), arg("divergence_norm", POSITIVE)]),
+        arg("max_rhs_evals", OPT_COUNT), arg("divergence_norm", POSITIVE),
+        arg("eig_max_products", COUNT), arg("max_switches", NONNEG_INT)]),
     "compare_manifold_flow": Row(stabsim.compare_manifold_flow,
                                  (MANIFOLD, [0.1, 0.1, 1.2, 1.1], 0.05, 4), {}, [
         arg("loss", NOT_A_LOSS), arg("theta0", point(4)), arg("eta", POSITIVE),

@@ -538,6 +538,22 @@ def test_a_diverged_gd_is_followed_further_by_compares_divergence_norm(diverged)
     assert further.counters["steps"] > run.counters["steps"]
 
 
+def test_the_budgets_its_parts_name_are_compares_own():
+    # GD's eigensolver and the central flow's switches: a budget that runs out is named, and
+    # compare passes it on (d = 4 scalar network: GD's top two eigenpairs by Lanczos, which
+    # one product cannot resolve; the two-scale model switches to the EoS branch at t ≈ 210)
+    from stabsim.losses import ScalarNetwork
+
+    start = np.array([1.3, 0.9, 0.8, 1.1])
+    run = compare(ScalarNetwork(4), start, 0.4, 50, warn=False, eig_max_products=1)
+    assert run.statuses["gd"] is Status.NOT_CONVERGED and run.knob == "eig_max_products"
+    assert compare(ScalarNetwork(4), start, 0.4, 50, warn=False).success
+    loss = QuadraticRegression.two_scale(0.01)
+    run = compare(loss, np.zeros(6), 0.01, 300, warn=False, max_switches=0)
+    assert run.statuses["central_flow"] is Status.MAX_STEPS and run.knob == "max_switches"
+    assert run.parameters["max_switches"] == 0
+
+
 def test_the_paper_projection_that_misses_its_tolerance_names_passes():
     # the paper's projection runs a number of passes, compare's `passes`: the budget the
     # message names, and more passes meet the tolerance
