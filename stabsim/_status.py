@@ -70,7 +70,7 @@ class Status(enum.IntEnum):
 
 #: the first words of a status whose general text lists its cases; a result's detail, which
 #: names its own case, replaces the list (:meth:`Status.explain`)
-_LEADS = {Status.UNDEFINED: "the run finished, but a statistic is undefined there and is NaN"}
+_LEADS = {Status.UNDEFINED: "status UNDEFINED: the run finished, but this statistic is NaN"}
 
 _MESSAGES = {
     Status.OK: "ok",

@@ -202,3 +202,9 @@ def test_the_offset_keeps_its_sign_along_the_run():
     c = compare_manifold_flow(loss, [0.5, 0.1, 0.1], 0.01, 4000, stride=40)
     assert c.success and np.all(np.isfinite(c.offset))
     assert np.all(np.sign(c.offset) == np.sign(c.offset[0])), c.offset
+    # row 0 by its own rule, from a dense eigenvector and one GD step computed here
+    theta0 = np.array([0.5, 0.1, 0.1])
+    u = np.linalg.eigh(loss.hessian(c.phi[0]))[1][:, -1]
+    u = u if u[np.argmax(np.abs(u))] > 0 else -u
+    theta1 = theta0 - 0.01 * loss.grad(theta0)
+    assert np.sign(c.offset[0]) == np.sign(u @ ((theta0 + theta1) / 2 - c.phi[0]))

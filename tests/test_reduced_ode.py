@@ -129,12 +129,13 @@ def test_an_orbit_whose_x_squared_underflows_keeps_ln_x_squared_and_says_so():
     assert (f"below the smallest normal double (2.2e-308) at {below} of {x2.size} saved times"
             in r.message)
     assert f"({zero} of them 0)" in r.message and "`log_x2`" in r.message
-    assert f"x2_subnormal={below}" in repr(r)
+    assert f"x2_below_normal={below}" in repr(r)
     h = y**2 + 0.5 * beta * np.exp(log_x2) - alpha * log_x2  # THEORY.md's H with ℓ = ln x²
     # solver tolerance: DOP853 holds the local error of (ℓ, y) near rtol = 1e-10 of |y| ≤ 100
     # and |ℓ| ≤ 1880, an error in H = 1e4 of at most 2|y|·1e-8 + α·1.9e-7 = 2e-6 a step, over
-    # the ~60 steps its 708 evaluations make (12 a step); measured 6e-8
-    np.testing.assert_allclose(h, h[0], rtol=1e-8, atol=0)
+    # the ~60 steps its 708 evaluations make (12 a step): 1.2e-4 absolute, 1.2e-8 relative
+    # (measured 6e-8 absolute)
+    np.testing.assert_allclose(h, h[0], rtol=1.2e-8, atol=0)
     normal = x2 >= tiny  # there X = e^ℓ is correctly rounded: ln X = ℓ to a few ulps of ℓ
     np.testing.assert_allclose(np.log(x2[normal]), log_x2[normal], rtol=4 * np.finfo(float).eps,
                                atol=4 * np.finfo(float).eps)

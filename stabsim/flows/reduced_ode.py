@@ -80,7 +80,7 @@ class ReducedODEResult(FlowResult):
         """Records and stop step, and how many saved X are below the smallest normal
         double, when any are."""
         below = int(np.count_nonzero(self.trajectory[:, 0] < _TINY))
-        return {**super().headline(), **({"x2_subnormal": below} if below else {})}
+        return {**super().headline(), **({"x2_below_normal": below} if below else {})}
 
     def _export_data(self) -> dict:
         return {"x2": ("step", self.trajectory[:, 0]), "log_x2": ("step", self.log_x2),

@@ -48,13 +48,13 @@ def _seed_means(boundaries, name):
     """(widths, mean over seeds) of the boundary ``name`` of a
     :func:`~stabsim.sweep.catapult.catapult_boundaries` result, by dimension name: the mean
     over ``seed`` where it is a dimension, the values as they are where it is not."""
-    values = boundaries[name]
+    given = values = boundaries[name]
     if "seed" in values.dims:
         values = values.mean("seed")  # NaN (a bracket of the wrong classes) left out
     if "width" not in values.dims and "width" in values.coords:  # one width selected
         values = values.expand_dims("width")
     if values.dims != ("width",):
-        raise ValueError(f"boundaries[{name!r}] has dimensions {values.dims}: pass a result "
+        raise ValueError(f"boundaries[{name!r}] has dimensions {given.dims}: pass a result "
                          "of catapult_boundaries, over dimensions width and seed (or a "
                          "selection of one of them)")
     return values["width"].values, values.values
