@@ -148,7 +148,7 @@ def _start_in_range(locked, count, v, square):
     pair count + d), or, should that be spent too, by P e_k for the k
     with the largest |P e_k|² = 1 − Σ_i u_i[k]² (at least (d − count)/d). Without this, q_0
     was round-off along the locked vectors, and P A P, which is 0 there, gave λ = 0.08 for
-    an eigenvalue 2 with status OK (a review's finding)."""
+    an eigenvalue 2 with status OK."""
     d = v.shape[0]
     for attempt in range(3):
         if attempt == 1:
@@ -270,7 +270,7 @@ def pair_vector(r, pair):
     and the pair, scaled to [−1/2, 1/2). Unlike Knuth's hash, which is affine in its
     argument modulo 1, so that the vectors of strided or shifted sequences span few
     directions (at d = 4, pair 2's lay in the span of pairs 0 and 1 and (1, …, 1), and a
-    triple eigenvalue of a balanced scalar network came out double; a review's finding),
+    triple eigenvalue of a balanced scalar network came out double),
     it mixes the bits: the pairs' vectors are as independent as random ones."""
     if pair == 0:
         return mix_vector(r)
@@ -524,9 +524,8 @@ def _keep_in_range(basis, beta, j, locked, count):
     when β_j is itself that small, as when the Krylov space has used up P's range: the next
     basis vector was then nearly a locked vector u, on which P A P is 0, and λ = 0 came out
     above a negative next eigenvalue with a tiny residual (``run_gd(top_k=3)`` gave 35.6,
-    −1.1e-11, −1.2e-11 for 35.6, −1.06, −1.06 on a scalar network of d = 10, a review's
-    finding). Done here, in the operator's own code, so that the other operators' steps
-    carry none of it."""
+    −1.1e-11, −1.2e-11 for 35.6, −1.06, −1.06 on a scalar network of d = 10). Done here, in
+    the operator's own code, so that the other operators' steps carry none of it."""
     q = basis[j + 1]
     project_out(locked, count, q)
     kept = np.sqrt(dot(q, q))

@@ -34,17 +34,17 @@ def test_a_cell_with_a_singular_preconditioner_has_no_class():
         adaptive_sweep(loss, [1.0, 1.0, 0.0], [0.01, 0.1], [0.9, 0.99], 100)
     # sign descent (β₂ = 0) from (1, 1) on ½|w|² at η = 1 lands on the minimiser at step 1,
     # where g = 0 makes ν = 0: an exact critical point, where the method stays, is a
-    # converged cell (it had raised, and been 'diverged' before that: a review's finding)
+    # converged cell (it had raised, and been 'diverged' before that)
     ds = adaptive_sweep(Quadratic(np.eye(2)), [1.0, 1.0], [1.0], [0.0], 5, stride=1).to_xarray()
     assert ds.status.item() == Status.ZERO_GRADIENT and ds.steps_run.item() == 1
     assert ds.regime.item() == GDClass.CONVERGED
     # Adam with momentum lands there too, but its m = (0.5, 0.5) would move it on (dividing by
-    # √ν = 0; with eps = 1e-300 its next step went to −5e299): no class (a review of the fix)
+    # √ν = 0; with eps = 1e-300 its next step went to −5e299): no class
     with pytest.raises(ValueError, match=r"eta = 2, beta2 = 0 without a class"):
         adaptive_sweep(Quadratic(np.eye(2)), [1.0, 1.0], [2.0], [0.0], 5, method="adam",
                        beta1=0.5, stride=1)
     # Adam with β₁ = 0 is RMSProp: its m_t = β₁ m_{t−1} = 0 there, and it stays (it had
-    # raised on its stored m_{t−1} = g_{t−1}: a review of the fix)
+    # raised on its stored m_{t−1} = g_{t−1})
     ds = adaptive_sweep(Quadratic(np.eye(2)), [1.0, 1.0], [1.0], [0.0], 5, method="adam",
                         beta1=0.0, stride=1).to_xarray()
     assert ds.status.item() == Status.ZERO_GRADIENT and ds.regime.item() == GDClass.CONVERGED

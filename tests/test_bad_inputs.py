@@ -149,7 +149,7 @@ TABLE = {
                      (np.ones(3), np.ones(4)), (np.ones(3), [NAN] * 3), ["a", "b"], None]),
         arg("teacher_hidden", [(3,)]),
         # the Chebyshev data fix n_0 = n_L = 1: another size may not be given (it had been
-        # ignored beside data (X, Y), a review's finding)
+        # ignored beside data (X, Y))
         arg("n_samples", OPT_COUNT), arg("input_dim", OPT_COUNT + [3]),
         arg("output_dim", OPT_COUNT + [2])]),
     "make_loss": Row(losses.make_loss, ("quadratic",), {"A": [[1.0]]}, [

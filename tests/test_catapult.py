@@ -59,7 +59,7 @@ def test_bad_arguments(kwargs):
     # a repeated width or ηλ₀ had given repeated coordinates; x = 0 makes λ₀ = 0 and had
     # failed as "eta must be finite" after a division by zero; a divergence_norm below
     # |θ₀| ≈ √(2m) = 2.8 stopped every run before its first record, and the sweep raised
-    # an IndexError (a review's finding)
+    # an IndexError
     args = {"widths": [4], "eta_lambda": [1.0], **kwargs}
     widths, grid = args.pop("widths"), args.pop("eta_lambda")
     with pytest.raises(ValueError, match=next(iter(kwargs))):

@@ -216,7 +216,7 @@ def test_an_overflowing_sdcp_is_a_nonfinite_status():
     # The same flow on c·L with η/c (GD on c·L with step η/c is GD on L with step η, and so
     # is the central flow), with c = 1e160 by residuals scaled by 1e80: at the first entry
     # G = T ⊗ T (T = ∇³L[u, u] ~ 1e160) overflows. That had raised ValueError from the SDCP
-    # solver ("C contains NaN or inf") instead of a status (a review's finding); the one
+    # solver ("C contains NaN or inf") instead of a status; the one
     # eigenvalue branch stopped NONFINITE there already
     a = QuadraticRegression.two_scale(ETA, seed=1)
     big = QuadraticRegression(1e80 * a.J, 1e80 * a.Q, 1e80 * a.z0)

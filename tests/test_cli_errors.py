@@ -181,8 +181,7 @@ def test_usage_errors(argv, capsys):
 @pytest.mark.parametrize("argv", [["-q", "-v", "plot", "r.nc"], ["plot", "r.nc", "-q", "-v"],
                                   ["-q", "plot", "r.nc", "-v"], ["-v", "plot", "r.nc", "-q"]])
 def test_quiet_and_verbose_together_are_refused_wherever_each_goes(argv, capsys):
-    # one before the command and one after it had been accepted, quiet winning silently (a
-    # review's finding)
+    # one before the command and one after it had been accepted, quiet winning silently
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert "not allowed with" in _error_line(capsys, exit_.value.code, 2)
@@ -213,8 +212,7 @@ def test_a_value_of_the_wrong_kind_is_bad_input(tmp_path, capsys):
 def test_a_loss_module_that_fails_at_import_is_reported_as_such(tmp_path, capsys,
                                                                  monkeypatch, source, raised):
     # only ImportError and AttributeError had been said to be a failed import; a syntax error
-    # or an error the module raised was "bad parameter value (SyntaxError: ...)" (a review's
-    # finding)
+    # or an error the module raised was "bad parameter value (SyntaxError: ...)"
     (tmp_path / "cli_errors_broken.py").write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
     path = tmp_path / "sweep.toml"

@@ -76,7 +76,7 @@ def test_gd_x_and_the_predicted_x_are_measured_along_the_same_u():
     # θ_tc − θ†_tc itself, so the two are equal there, along whichever sign of u. compare
     # had measured GD's along a u of its own, whose sign at θ†_0 came out opposite to θ†'s
     # here (η = 0.05, seed 0: gd_x = +3.9e-4, pred_x = −3.9e-4 at the crossing, anti-phased
-    # from there on, a review's finding)
+    # from there on)
     loss = QuadraticRegression.two_scale(0.05, seed=0)
     run = compare(loss, np.zeros(loss.dim), 0.05, 60, warn=False)
     tc = run.crossing_step
@@ -368,7 +368,7 @@ def test_the_reduced_map_from_the_centred_reference_point_is_gd_on_the_realisati
     # GD on the realisation is the map in (x, y = b w) measured from (0, 0), the one point
     # with S = 2/η and u·∇L = 0. The bisection point alone lay between the crossing's two
     # iterates, whose x have opposite signs: x* came out +1.17e-3 for GD's −5.86e-4, and
-    # the map from it left GD by 1.2e-2 within 40 steps (a review's finding)
+    # the map from it left GD by 1.2e-2 within 40 steps
     from stabsim.losses import ReducedMapRealisation
 
     eta, alpha, b = 0.05, 1.0, 2.0
@@ -433,7 +433,7 @@ def test_the_reduced_map_is_undefined_where_alpha_star_is_not_positive():
     assert x * y == pytest.approx(1.0, rel=1e-12)
     assert 2.0 * (x * x + y * y) == pytest.approx(2.0 / eta, rel=1e-12)
     # at η = 0.43 the same α* = 0 comes out +4.6e-32 by round-off: θ* is a critical point to
-    # round-off, and the map is undefined there too (it had run, with δ* ~ 1e-16: a review)
+    # round-off, and the map is undefined there too (it had run, with δ* ~ 1e-16)
     near = compare(loss, start, 0.43, 60, warn=False)
     assert near.crossing_step > 0 and abs(near.alpha_star) < 1e-30
     assert near.statuses["reduced_map"] is Status.UNDEFINED
@@ -485,7 +485,7 @@ def test_the_centre_is_found_where_it_lies_several_crossing_steps_away():
     # u·∇S = c = 10 against |∇S⊥| = b = 2: GD's sharpness, which carries (u·∇S)x, reaches 2/η
     # early, and the centre θ* = (0, 0) (S = 2/η, u = e_x, u·∇L = 0 there) lay 0.05–0.075
     # from the crossing pair, beyond a reach of one crossing step (0.044): the reduced map
-    # was reported UNDEFINED (a review of the day's change). At θ* the constants are exact:
+    # was reported UNDEFINED. At θ* the constants are exact:
     # α = −∇L·∇S⊥ = (a/b)·b = a and β = b²
     eta, a, b = 0.05, 1.0, 2.0
     loss = Loss(CubicRealisation(2.0 / eta, a, b, 10.0), 2)
@@ -494,7 +494,7 @@ def test_the_centre_is_found_where_it_lies_several_crossing_steps_away():
     assert run.alpha_star == pytest.approx(a, rel=1e-12)  # round-off of ∇L·∇S⊥ and Newton's
     assert run.beta_star == pytest.approx(b * b, rel=1e-12)  # steps, stopped at 1e-12
     # u·∇S/|∇S⊥| = 600: the centre lies about 300 crossing steps off, which steps capped at
-    # one crossing step (tried) did not reach in 200 (a review of the fix); Newton's own
+    # one crossing step (tried) did not reach in 200; Newton's own
     # steps take a few
     eta, a, b = 0.1, 1e-6, 0.005
     loss = Loss(CubicRealisation(2.0 / eta, a, b, 3.0), 2)

@@ -204,7 +204,7 @@ def test_a_flow_that_leaves_the_float_range_ends_nonfinite(integrator):
     # Gradient flow on ½(−x² + ½y²) from (1, 1): x = eᵗ leaves the doubles at
     # t = ln(max) ≈ 709.78 with every right-hand side finite before. Radau's Newton sums
     # of those finite values overflowed first and SciPy's LU solve raised its ValueError out
-    # of gradient_flow, limit_map and central_flow (a review's finding); every integrator
+    # of gradient_flow, limit_map and central_flow; every integrator
     # now ends NONFINITE, before that time, with finite states kept
     from stabsim.losses import Quadratic
 

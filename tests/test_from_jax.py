@@ -119,7 +119,7 @@ def test_a_dim_too_small_for_the_indices_of_fn_is_refused():
 
 def test_params_that_are_not_arrays_of_numbers_are_named_by_their_path():
     # a string leaf had raised a bare "could not convert string to float: 'abc'", an object
-    # a bare TypeError from float() (a review's finding)
+    # a bare TypeError from float()
     jnp = pytest.importorskip("jax.numpy")
 
     def fn(x, p):
@@ -136,7 +136,7 @@ def test_params_that_are_not_arrays_of_numbers_are_named_by_their_path():
 
 def test_a_list_of_numbers_in_params_is_a_pytree_container_and_a_failure_says_so():
     # JAX's meaning: fn gets a list of 0-d arrays. Where fn needs an array, the failure had
-    # pointed at dim alone (a review's finding); it now says what params['a'] reached fn as
+    # pointed at dim alone; it now says what params['a'] reached fn as
     jnp = pytest.importorskip("jax.numpy")
     loss = from_jax(lambda x, p: 0.5 * (p[0] * x[0] ** 2 + p[1] * x[1] ** 2), 2, [1, 3])
     assert float(loss.value([1.0, 1.0])) == 2.0
@@ -272,7 +272,7 @@ def test_provenance_tells_apart_what_the_function_reads_to_the_last_bit(tmp_path
     assert from_jax(module.f, 2).provenance == first
 
     # a partial's fixed arguments, a bound method's object, a global object's attributes
-    # (a review found each known by its type only)
+    # (each had been known by its type only)
     def scaled(w, s):
         return s * (w @ w)
 
@@ -293,8 +293,8 @@ def test_provenance_tells_apart_what_the_function_reads_to_the_last_bit(tmp_path
     module.CONFIG.s = 2.0
     assert from_jax(module.g, 2).provenance != first
 
-    # default arguments, a parameter tree six levels deep, a string __slots__ (a second
-    # review found each left out)
+    # default arguments, a parameter tree six levels deep, a string __slots__ (each had been
+    # left out)
     assert (from_jax(lambda w, s=2.0: s * (w @ w), 2).provenance
             != from_jax(lambda w, s=3.0: s * (w @ w), 2).provenance)
 

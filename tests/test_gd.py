@@ -174,8 +174,8 @@ def test_deflated_lanczos_starts_in_the_deflated_range(d, top_k):
     # The pairs' mix vectors span few directions (the hash is affine modulo 1): a later
     # pair's start can lie in the span of the locked vectors, and projected once it was
     # round-off along them, where P A P is 0: 2·I gave λ = 0.08 for its 10th pair with status
-    # OK. The start is now projected twice, and replaced where nothing of it is left (a
-    # review's finding). Every pair is an eigenpair of 2·I to round-off here
+    # OK. The start is now projected twice, and replaced where nothing of it is left. Every
+    # pair is an eigenpair of 2·I to round-off here
     result = run_gd(Quadratic(2.0 * np.ones(d)), np.ones(d), 0.01, 0, top_k=top_k,
                     eigensolver="lanczos")
     assert result.status is Status.OK
@@ -208,7 +208,7 @@ def test_deflated_lanczos_finds_every_copy_of_an_aligned_repeated_eigenvalue(los
     # pairs' mix vectors, strided sequences of an affine hash, spanned few directions and
     # later pairs' starts had nothing in it: a balanced scalar network of d = 4 gave
     # [0.234, 0.234, −0.641] for a triple 0.234, and diag(5 × 10, 2) nine 5s then 2, status
-    # OK (a review's finding). Each value within its residual bounds (Bauer–Fike, 1e-10 of
+    # OK. Each value within its residual bounds (Bauer–Fike, 1e-10 of
     # |λ₁| per pair above it and its own) of eigvalsh's
     result = run_gd(loss, theta, 0.01, 0, top_k=top_k, eigensolver="lanczos")
     assert result.status is Status.OK
@@ -399,7 +399,7 @@ def test_a_point_the_crossing_does_not_straddle_is_not_the_reference_point(start
     # near the minimalist loss's diagonal ∇S⊥ is small, and Newton's long step along it
     # reaches the mirror image of the minimiser GD nears ((−1.106, −0.904) from the first
     # start, 34 crossing steps away, both iterates' x of one sign), which compare had used
-    # with status OK (a review of the fix): it is refused, as not the centre
+    # with status OK: it is refused, as not the centre
     loss = Minimalist()
     result = run_gd(loss, start, eta, 300)
     with pytest.raises(UndefinedError, match="not between GD's iterates along u"):
@@ -408,7 +408,7 @@ def test_a_point_the_crossing_does_not_straddle_is_not_the_reference_point(start
 
 def test_a_crossing_whose_oscillation_is_round_off_still_has_its_reference_point():
     # at the first crossing on a network GD's x is round-off (x/length ~ 1e-14): the
-    # straddle test had refused the point on its sign (a review of the fix). Checked by a
+    # straddle test had refused the point on its sign. Checked by a
     # dense eigh at θ*: S = 2/η and u·∇L = 0 to Newton's tolerance (1e-12 of the step)
     from stabsim.losses import Network
 

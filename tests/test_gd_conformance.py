@@ -73,7 +73,7 @@ def test_a_run_that_stops_at_a_critical_point_keeps_its_record(method):
     # with η = √2/2 by η sign(θ)/√2; both by 1/2, to 0.5 and then to 0 exactly. The state
     # θ₂ = 0 is measured and recorded before the step from it, which is undefined, is
     # refused: its row (L = 0, S = 1) is kept; it had been dropped, the records ending at
-    # step 1 while `theta` and the counters said step 2 (a review's finding)
+    # step 1 while `theta` and the counters said step 2
     eta = 0.5 if method == "normalised" else 0.5 * np.sqrt(2.0)
     run = run_gd(Quadratic([1.0]), [1.0], eta, 10, method=method, record_trajectory=True)
     assert run.status is Status.ZERO_GRADIENT and run.counters["steps"] == 2
@@ -89,7 +89,7 @@ def test_a_run_that_stops_at_a_critical_point_keeps_its_record(method):
 def test_a_sqrt_run_that_cannot_step_with_a_nonzero_gradient_keeps_no_record_of_it():
     # L(θ₀) = loss_min with ∇L ≠ 0: the step η∇L/(2 sqrt(L − L_min)) is infinite, a
     # NONFINITE stop, which keeps only the records made before (none): the state's record
-    # had been kept as if it were a critical point's (a review of that change)
+    # had been kept as if it were a critical point's
     run = run_gd(Quadratic([1.0]), [1.0], 0.1, 5, method="sqrt", loss_min=0.5)
     assert run.status is Status.NONFINITE and run.counters["steps"] == 0
     assert run.step.size == 0 and run.loss.size == 0

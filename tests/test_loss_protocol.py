@@ -157,8 +157,7 @@ def test_the_check_says_why_it_cannot_resolve_a_gradient_at_a_minimiser():
     # at a minimiser ∇L·v = 0 while its central difference is truncation and the rounding of
     # L's terms (3.4e-14 on the Minimalist loss at (1, 1), against 3.4e-19 allowed relative
     # to L): no finite difference of L resolves the gradient there, and the refusal says so.
-    # Two allowances that passed these were dropped: each also passed wrong gradients
-    # (below, and a review's findings)
+    # Two allowances that passed these were dropped: each also passed wrong gradients (below)
     minimisers = [(Minimalist(), [1.0, 1.0]), (ScalarNetwork(5), np.ones(5)),
                   (Loss(user_families.Rosenbrock(1.0, 5.0, 3.0), 3), [1.0, 1.0, 1.0])]
     for loss, theta in minimisers:
@@ -222,14 +221,14 @@ def test_a_wrong_gradient_is_refused_beside_a_steep_direction_and_on_a_short_sca
     # at (0, 1) the k-direction has zero gradient and curvature k: an allowance growing with
     # h|∇²L v| let this 1e-4 error through at k = 1e6, and an error of a factor 2 at
     # k = 1e10; one of 10 h²|∇³L[v, v, v]|/6 let a 23% error through on a ripple of length
-    # scale 1/k = 1.25e-5 (reviews of the day's changes)
+    # scale 1/k = 1.25e-5
     for k in (1.0, 1e6, 1e10):
         loss = Loss(SteepValley(k), 2, check=False)
         with pytest.raises(ValueError, match="grad disagrees with finite differences") \
                 as refused:
             check_derivatives(loss, points=[[0.0, 1.0]])
         # |∇L·v| is below h|∇²L v| at large k, but the mismatch is no truncation error: no
-        # hint that the point cannot resolve the gradient (a review of the hint)
+        # hint that the point cannot resolve the gradient
         assert "stationary" not in str(refused.value)
     for k in (1e4, 8e4):
         with pytest.raises(ValueError, match="grad disagrees with finite differences"):
@@ -447,7 +446,7 @@ def test_an_optional_function_is_checked_to_round_off_each_quantity_on_its_own()
     # relative), the value against the value and the gradient against the gradient. The
     # finite differences' 1e-5 on value and gradient joined had let a value 5e-5 off and a
     # gradient entry 5e-6 off through (GD then drifted 2e-4 from the right loss in 1000
-    # steps: a review's finding)
+    # steps)
     with pytest.raises(ValueError, match="value_grad disagrees with value at check point"):
         Loss(ValueSlightlyOff(1.0, 5.0, 3.0), 3)
     with pytest.raises(ValueError, match="value_grad disagrees with grad at check point"):
@@ -500,7 +499,7 @@ register_family(ValueGradWithoutValue, value=_half_square_value, value_grad=_gra
 
 def test_a_function_that_must_return_the_loss_and_does_not_is_named_with_its_signature():
     # an array from value had reached float() raw: "only 0-dimensional arrays can be
-    # converted to Python scalars", naming neither value nor the protocol (a review's finding)
+    # converted to Python scalars", naming neither value nor the protocol
     with pytest.raises(ValueError, match=r"Elementwise: value must return the loss as one "
                        r"float, following value\(theta, p\) -> float; got an array of "
                        r"shape \(1,\)"):
@@ -557,7 +556,7 @@ register_family(LeastSquares, value=_ls_value, grad=_ls_grad, hvp=_ls_hvp, d3=_l
 def test_an_optional_function_is_accepted_at_a_stationary_point():
     # At the least-squares solution the gradient Aᵀr is ~1e-16 while its terms A_ki r_k are
     # O(1): the two programs' gradients differ by round-off of those terms (3.7e-17), which
-    # a check relative to the gradient alone refused (a review's finding). Its floor is
+    # a check relative to the gradient alone refused. Its floor is
     # that round-off, through the Hessian's scale; elsewhere the check stays at 1e-9
     rng = np.random.default_rng(0)
     A, b = rng.standard_normal((12, 4)), rng.standard_normal(12)

@@ -261,7 +261,7 @@ def test_an_ambient_trial_point_lanczos_cannot_split_does_not_stop_the_flow(eige
     # d = 36 > 32, so "auto" takes Lanczos. One of the integrator's trial points lies
     # |z − g(x)| ≈ 1e-5 off Γ, where the tangent curvatures (±1e-5) pass rel_tol·λ1: the
     # Lanczos split refuses it (an eigenvalue below −rel_tol·λ1). That ValueError had
-    # escaped from inside the integrator (a review's finding). Now "auto" splits such a
+    # escaped from inside the integrator. Now "auto" splits such a
     # point densely, as "eigh" does, and "lanczos" rejects the trial step (NaN), which the
     # integrator retries shorter
     rng = np.random.default_rng(0)
@@ -278,7 +278,7 @@ def test_an_ambient_trial_point_lanczos_cannot_split_does_not_stop_the_flow(eige
     np.testing.assert_allclose(ambient.trajectory, chart.trajectory, atol=1e-8)
     if eigensolver == "lanczos":
         # an implicit integrator cannot retry a NaN step: it stops, and says why (it had
-        # said only that a right-hand side was not finite: a review of the change)
+        # said only that a right-hand side was not finite)
         radau = manifold_flow(loss, X0, 0.01, 2000.0, geometry="ambient", stride=1000.0,
                               eigensolver=eigensolver, integrator="Radau")
         assert radau.status is Status.NONFINITE
@@ -288,7 +288,7 @@ def test_an_ambient_trial_point_lanczos_cannot_split_does_not_stop_the_flow(eige
 def test_an_ambient_flow_from_a_non_finite_start_reports_nonfinite():
     # ∇L is NaN at (1e200, 1e200, 0) (the product overflows): the start check leaves that to
     # the integrator, which reports NONFINITE; validating the start's tangent space had
-    # raised NonFiniteError instead (a review of that change)
+    # raised NonFiniteError instead
     flow = manifold_flow(ScalarNetwork(3), [1e200, 1e200, 0.0], 0.1, 1.0, geometry="ambient")
     assert flow.status is Status.NONFINITE
 

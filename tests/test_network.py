@@ -319,7 +319,7 @@ def test_data_sets():
     ({"data": "sine", "input_dim": 3}, "input_dim = 3 does not match data='sine', whose n_0"),
 ])
 def test_a_size_the_data_fix_may_only_be_restated(kwargs, match):
-    # n_samples and input_dim had been ignored beside data (X, Y) (a review's finding)
+    # n_samples and input_dim had been ignored beside data (X, Y)
     data = {"data": (np.ones((5, 2)), np.ones(5))}
     with pytest.raises(ValueError, match=match):
         Network((3,), **{**data, **kwargs})

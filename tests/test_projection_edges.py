@@ -196,7 +196,7 @@ def test_a_projection_that_stalls_off_m_says_so():
     # f(x) = x²/√(1 + x²) has f' = 0 only at 0, where S = f''(0) = 2 > 2/η = 4/3 at η = 1.5:
     # M = {S ≤ 2/η, f' = 0} is empty. The SQP iteration from 0.5 stalls at a stationary
     # point of its merit function, near x = 0.2516, moving by ~1e-13 an iteration; it had
-    # said only to raise max_iter, which moves it as little (a review's finding)
+    # said only to raise max_iter, which moves it as little
     from stabsim.losses import SelfRegulatingPotential
 
     loss = SelfRegulatingPotential()

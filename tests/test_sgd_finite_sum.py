@@ -268,7 +268,7 @@ def test_the_construction_check_takes_a_right_finite_sum(n):
 
 @pytest.mark.parametrize("n", [6, 100])
 def test_a_subset_that_keeps_the_whole_data_sets_weights_is_refused(n):
-    # its L_B is (|B|/N) times the batch loss: mean_i L_{[i]} = L/N (a review's family: 0.193
+    # its L_B is (|B|/N) times the batch loss: mean_i L_{[i]} = L/N (one such family: 0.193
     # for L = 1.158, and SGD ran on it with status OK); at N = 100 the 32 sampled examples
     # and the other 68 as one batch give (32 L/N + 68 · 68 L/N)/N
     C = _centres(n)
@@ -308,8 +308,8 @@ def test_a_subset_of_another_class_is_refused():
 
 def test_a_batch_kept_as_weights_over_the_whole_data_set_is_taken():
     # subset(p, B) keeps all N rows with weights (count in B)/|B|: a right finite sum whose
-    # batch records hold N rows, so examples of a batch of one is N, not 1 (a review of the
-    # check that had asked for 1 refused it)
+    # batch records hold N rows, so examples of a batch of one is N, not 1 (the check, which
+    # had asked for 1, refused it)
     n = 6
     C = _centres(n)
     loss = Loss(CountedWells(C, np.full(n, 1.0 / n)), 3)

@@ -595,7 +595,7 @@ def test_tracked_top_eigenpair_matches_eigh_on_a_network():
 def test_a_zero_hessian_above_the_dense_size_has_eigenvalue_zero():
     # ARPACK stops with "Starting vector is zero" (its error -9) when every product it makes
     # is 0: that error had reached the user from sharpness, top_eigenpairs, eos_constants
-    # and the flows (a linear network without biases at θ = 0, d = 48; a review's finding).
+    # and the flows (a linear network without biases at θ = 0, d = 48).
     # The dense eigh takes over there, exact
     zero = Quadratic(np.zeros(40))
     pairs = top_eigenpairs(zero, np.ones(40), 2)
@@ -615,10 +615,10 @@ def test_a_zero_hessian_above_the_dense_size_has_eigenvalue_zero():
 @pytest.mark.parametrize("scale", [1e-309, 1e-30, 1e-20, 1.0, 1e250])
 def test_lanczos_is_relative_at_any_scale_of_the_hessian(scale):
     # ARPACK stops at tol·max(ε^(2/3), |λ|): on an unscaled Hessian of size 1e-20 its top
-    # eigenvalue came out 1e-3 off at d = 100 (a review's finding); the residuals' norm
-    # overflowed to inf past 1e154, and the scaling's 2^-log2 overflowed below 1e-308 (a review
-    # of the fix). Checked against eigvalsh; the tolerance 1e-10 bounds
-    # each residual relative to |λ1|, and so each eigenvalue's error (Bauer–Fike)
+    # eigenvalue came out 1e-3 off at d = 100; the residuals' norm overflowed to inf past
+    # 1e154, and the scaling's 2^-log2 overflowed below 1e-308. Checked against eigvalsh; the
+    # tolerance 1e-10 bounds each residual relative to |λ1|, and so each eigenvalue's error
+    # (Bauer–Fike)
     d = 100
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(d, d)))
     a = (q * (scale * np.linspace(-1.0, 1.0, d))) @ q.T

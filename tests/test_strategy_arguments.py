@@ -74,7 +74,7 @@ SIZES = [(quadratic_losses, "dim", 1), (scalar_networks, "depth", 2),
 @pytest.mark.parametrize(("strategy", "name", "minimum"), SIZES)
 @pytest.mark.parametrize("value", [3.0, "3", True, [3]])
 def test_a_size_that_is_not_an_integer_or_strategy_is_refused(strategy, name, minimum, value):
-    # a ValueError, as run_gd(steps=2.0) raises; it had been a TypeError (a review's finding)
+    # a ValueError, as run_gd(steps=2.0) raises; it had been a TypeError
     with pytest.raises(ValueError, match=f"{name} must be an int, a strategy or None"):
         strategy(**{name: value})
 
@@ -152,7 +152,6 @@ def test_losses_draws_every_builtin_family(family):
 
 def test_losses_shrinks_a_failure_on_every_loss_to_the_self_regulating_potential():
     # what its docstring says; it had said "towards the first of them", a quadratic loss
-    # (a review's finding)
     loss = find(losses(), lambda loss: True, settings=settings(database=None))
     assert isinstance(loss, SelfRegulatingPotential)
 

@@ -377,7 +377,7 @@ def test_a_factory_that_redraws_what_its_jax_loss_reads_is_refused(tmp_path, mon
 def test_a_gd_sweep_refuses_a_momentum_its_method_has_no_use_for(method, where):
     # normalised GD and GD on sqrt L never read the momentum: a grid over it gave identical
     # cells, where run_gd refuses it (and method 'gd' was refused only inside the first
-    # cell's run: a review's finding); heavy ball takes it
+    # cell's run); heavy ball takes it
     if where == "grid":
         params, grid = {"theta0": [0.5, 0.1], "eta": 0.1}, {"momentum": [0.0, 0.5]}
     else:
@@ -394,7 +394,7 @@ def test_a_gd_sweep_refuses_a_momentum_its_method_has_no_use_for(method, where):
 def test_a_gd_cell_that_starts_at_a_critical_point_is_converged(method, start):
     # the minimalist loss's minimiser (1, 1) and its critical point (0, 0): normalised GD and
     # GD on sqrt L stop at once (ZERO_GRADIENT), whose NaN final loss (before the state's
-    # record was kept) had made the cell 'diverged' (a review's finding); every method stays
+    # record was kept) had made the cell 'diverged'; every method stays
     # at such a point. The cell keeps step 0's record: its final loss is L there, ¼(x²y² − 1)²
     config = SweepConfig(model="gd", method=method, grid={"eta": [0.1]},
                          loss={"name": "minimalist"}, params={"theta0": start}, steps=10)
@@ -409,7 +409,7 @@ def test_a_cell_that_lands_on_a_critical_point_keeps_its_loss_and_its_r_statisti
     # critical state's record gives the final loss, L(0) = 0, while r = S h/2 with
     # h = η/|∇L| = η/|θ| is undefined there; the r statistics are those of the states
     # before it: r = 1/8, 1/6, 1/4, 1/2 at θ = 1, 3/4, 1/2, 1/4 (they had all become NaN
-    # with the critical record: a review of the change that kept it)
+    # once the critical record was kept)
     config = SweepConfig(model="gd", method="normalised", grid={"eta": [0.25]},
                          loss={"name": "quadratic", "A": [1.0]}, params={"theta0": [1.0]},
                          steps=10, stride=1)
@@ -422,7 +422,7 @@ def test_a_cell_that_lands_on_a_critical_point_keeps_its_loss_and_its_r_statisti
 
 def test_a_sqrt_sweep_on_a_loss_without_a_known_minimum_is_refused_when_made():
     # it had failed only inside run_sweep, with run_gd's advice to pass loss_min, which a
-    # sweep does not take (a review's finding)
+    # sweep does not take
     with pytest.raises(ValueError, match="method 'sqrt' descends sqrt.*has none"):
         SweepConfig(model="gd", method="sqrt", grid={"eta": [0.1]}, steps=10,
                     loss={"name": "network", "hidden": [4], "n_samples": 6})

@@ -26,7 +26,7 @@ OTHER = {"adaptive": [0.9], "sgd": [4], "catapult": [8]}
 @pytest.mark.parametrize("sweep", SWEEPS)
 def test_status_carries_the_flag_attributes_of_its_codes(sweep):
     # README: coded variables, status included, say what their codes mean; run_sweep's did,
-    # these three sweeps' had no flag_values or flag_meanings on status (a review's finding)
+    # these three sweeps' had no flag_values or flag_meanings on status
     ds = SWEEPS[sweep]([0.1], OTHER[sweep]).to_xarray()
     attrs = ds["status"].attrs
     np.testing.assert_array_equal(attrs["flag_values"], [code.value for code in Status])

@@ -1,4 +1,4 @@
-"""Sweep faults a review found (2026-12-05): each test failed on the code before its fix."""
+"""Sweep faults (2026-12-05): each test failed on the code before its fix."""
 
 import importlib
 import sys
@@ -98,7 +98,7 @@ def test_a_statistic_outside_int32_is_refused_not_wrapped(monkeypatch):
 
 # --- a GD sweep's stride is odd: records on both sides of the period-2 orbit ----------------
 
-#: the review's cells: normalised GD on a depth-3 scalar network (stride 1: regime [1, 1],
+#: the misled cells: normalised GD on a depth-3 scalar network (stride 1: regime [1, 1],
 #: mean_rel_sharpness [1.0694, 1.0783]; stride 2 had given [4, 4], [4.8445, 1.1594]), and
 #: GD on the minimalist loss at η = 1/2 (stride 2 had moved its class off the edge)
 PERIOD_TWO = {
@@ -130,7 +130,7 @@ def test_a_gd_sweep_refuses_an_even_stride_and_its_class_holds_over_odd_ones(met
 
 def test_a_gd_sweep_whose_steps_have_no_odd_factor_says_so():
     # steps = 2^24: stride 1 makes too many records, 3 does not divide steps, 1024 is even;
-    # the messages had sent the user round that circle (a review of the odd-stride rule)
+    # the messages had sent the user round that circle
     for stride in (1, 3):
         with pytest.raises(ValueError, match="the odd strides that divide steps = 16777216 "
                                              "divide 1; .*larger odd factor"):
@@ -175,7 +175,7 @@ def test_adaptive_and_sgd_sweeps_refuse_an_even_stride_too():
 #: the minimalist loss measured about 1 ms and 30-60 ns)
 A, B = 0.05, 1e-7
 ESTIMATED = {
-    # the review's sweep (stride 125: a GD sweep's stride is odd); it took 11.3 s here, and
+    # the misestimated sweep (stride 125: a GD sweep's stride is odd); it took 11.3 s here, and
     # was estimated at 5558 s
     "gd": SweepConfig(model="gd", loss={"name": "minimalist"}, steps=400000, stride=125,
                       grid={"eta": np.linspace(0.1, 0.6, 40).tolist(),
