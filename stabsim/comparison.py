@@ -296,12 +296,10 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
         Projection onto M used by θ† (see :func:`~stabsim.maps.projection.proj_M`).
     tol : float
         Passed to the projection.
-    max_iter : int, optional
-        Iteration budget of the Euclidean projection (default 50); refused with
-        ``projection="paper"``, which does not use it.
-    passes : int, optional
-        Passes of the paper's projection (default 3); refused with
-        ``projection="euclidean"``, which does not use it.
+    max_iter, passes : int, optional
+        The budgets of the Euclidean and of the paper's projection, as in
+        :func:`~stabsim.maps.projection.proj_M` (defaults 50 and 3); each is refused with
+        the projection that does not use it.
     vperp_limit : float
         Warn when |v⊥|/δ exceeds this (the theory needs v⊥ = O(δ)).
     projected : bool

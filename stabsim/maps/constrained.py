@@ -188,12 +188,10 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
         Which projection onto M (see :func:`~stabsim.maps.projection.proj_M`).
     tol : float
         Passed to the projection.
-    max_iter : int, optional
-        Iteration budget of the Euclidean projection (default 50); refused with
-        ``projection="paper"``, which does not use it.
-    passes : int, optional
-        Passes of the paper's projection (default 3); refused with
-        ``projection="euclidean"``, which does not use it.
+    max_iter, passes : int, optional
+        The budgets of the Euclidean and of the paper's projection, as in
+        :func:`~stabsim.maps.projection.proj_M` (defaults 50 and 3); each is refused with
+        the projection that does not use it.
     u_ref : array_like, optional
         Sign reference for u at the start (later steps align with the previous u).
     displacement : {"exact", "paper"}
