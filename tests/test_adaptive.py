@@ -234,6 +234,26 @@ def test_a_zero_entry_of_nu_is_reported_as_what_happened():
     assert "threshold" not in run.message
 
 
+def test_a_zero_entry_of_nu_stops_a_run_the_same_between_records():
+    # Adam with β₁ = 0.5, β₂ = 0, ε = 0 from (0.25, 0.75) on ½|w|² at η = 0.25: at step 4
+    # g₀ = 0 while m₀ ≠ 0, so the update would divide m by √ν̂ = 0. A recorded step stops
+    # on its singular P; an unrecorded one had made w₀ = inf, ended NONFINITE at step 5
+    # blamed on the step size, and the sweep had classed the cell as diverged
+    from stabsim.sweep.adaptive_cells import adaptive_sweep
+
+    quad = Quadratic(np.eye(2))
+    runs = [run_adaptive(quad, [0.25, 0.75], 0.25, 20, method="adam", beta1=0.5, beta2=0.0,
+                         eps=0.0, stride=stride) for stride in (1, 3)]
+    for run in runs:
+        assert run.status is Status.NONFINITE and run.singular_preconditioner
+        assert run.counters["steps"] == 4 and np.all(np.isfinite(run.theta))
+        assert run.message.startswith("at step 4, ν has a zero entry (index 0)")
+    np.testing.assert_array_equal(runs[0].theta, runs[1].theta)
+    with pytest.raises(ValueError, match="without a class: its preconditioner is singular"):
+        adaptive_sweep(quad, [0.25, 0.75], [0.25], [0.0], 6, method="adam", beta1=0.5,
+                       eps=0.0, stride=3)
+
+
 def test_beta2_1_needs_a_positive_nu0_where_eps_is_0():
     # β₂ = 1 keeps ν at nu0 whatever the gradient: without a positive nu0 and with ε = 0, P
     # is singular from step 0 (it had run, to a NONFINITE status blamed on the step size)

@@ -1,5 +1,7 @@
 """The (η, β₂) sweep of an adaptive method, classified like the GD sweeps."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,8 @@ def test_frozen_quadratic_cells_fall_on_either_side_of_the_threshold():
     assert ds.regime.sel(eta=1e-3).item() == GDClass.CONVERGED
     assert ds.status.sel(eta=1e-3).item() == Status.OK
     assert ds.regime.sel(eta=10.0).item() == GDClass.DIVERGED
+    # the norm decides the class: it is part of the sweep's record
+    assert json.loads(ds.attrs["parameters"])["divergence_norm"] == 1e3
     assert ds.regime.attrs["flag_meanings"].split()[1] == "edge_of_stability"
     assert np.all(np.isfinite(ds.max_rel_sharpness.sel(eta=1e-3)))
 

@@ -62,3 +62,9 @@ def test_sustained_run_hovers_at_the_preconditioned_threshold(method, beta1):
     relative = result.effective_sharpness[late]
     assert abs(np.median(relative) - 1.0) < 0.1, np.median(relative)
     assert np.median(result.sharpness[late] / result.threshold) < 0.1
+
+
+def test_a_negative_nu0_is_refused_naming_it():
+    # it had gone on to sqrt(-1) = NaN and a ValueError about eta = nan
+    with pytest.raises(ValueError, match="nu0 must be ≥ 0"):
+        frozen_threshold(Quadratic(np.eye(2)), [-1.0, 1.0])

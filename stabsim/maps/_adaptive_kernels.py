@@ -13,11 +13,12 @@ m_{−1} = ``m0`` for Adam; the RMSProps keep m at 0), with g_t = ∇L(w_t):
 
     ν_t = β₂ ν_{t−1} + (1 − β₂) g_t²        (elementwise; |g_t|² for Scalar RMSProp)
     m_t = β₁ m_{t−1} + (1 − β₁) g_t          (Adam; m_t = g_t for the RMSProps)
-    ν̂_t = ν_t / (1 − β₂^{t+1}),  m̂_t = m_t / (1 − β₁^{t+1})   (with bias correction;
-                                                             ν̂ = ν, m̂ = m without)
+    ν̂_t = ν_t / (1 − β₂^{t₀+t+1}),  m̂_t = m_t / (1 − β₁^{t₀+t+1})   (with bias
+                              correction, t₀ = ``first_step``; ν̂ = ν, m̂ = m without)
     w_{t+1} = w_t − η m̂_t / (√ν̂_t + ε).
 
-So P_t = diag(√ν̂_t + ε)/η and the preconditioned sharpness recorded at step t is
+So P_t = diag(√ν̂_t + ε) (the threshold on λ_max(P⁻¹∇²L) is 2/η, or (2 + 2β₁)/((1 − β₁)η)
+with Adam's momentum) and the preconditioned sharpness recorded at step t is
 λ_max(diag(√ν̂_t + ε)⁻¹ ∇²L(w_t)), with the preconditioner the update of step t uses. It is
 measured on D' ∇²L D' with D' = D/2^e, 2^(e−1) ≤ max D < 2^e, and multiplied by 4^e
 (:func:`_unit_scale`): the products with D ∇²L D are of size (max D)² |∇²L|, and Lanczos's
@@ -188,7 +189,7 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
     into the last row when its step is not a multiple of the stride (its ν_T is computed for
     the record and not stored, so a run continued from the state goes on exactly).
     Empty records measure nothing. ``eigen`` is one of the GD engine's measurement records
-    (the raw sharpness), ``peigen`` a :class:`PreconditionedLanczos`.
+    (for the raw sharpness and, on D ∇²L D, the preconditioned one).
 
     Returns
     -------
@@ -290,6 +291,13 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
             break
         c1 = (1.0 - beta1 ** (method.first_step + t + 1) if (bias_correction and rule == ADAM)
               else 1.0)
+        if method.eps == 0.0:
+            # a zero entry of √ν̂ under a moving coordinate: the update would divide by it.
+            # Stopped here, at the finite state, at a recorded step or not (the wrapper says
+            # why), as the measurement of a recorded step stops on the singular P
+            for i in range(d):
+                if m_new[i] != 0.0 and denom[i] == 0.0:
+                    return _NONFINITE, k
         for i in range(n_nu):
             nu[i] = nu_new[i]
         for i in range(d):

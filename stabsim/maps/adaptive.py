@@ -137,7 +137,8 @@ class AdaptiveResult(Result):
     @property
     def effective_sharpness(self) -> np.ndarray:
         """λ_max(P⁻¹∇²L)/threshold: 1 at the edge of stability (S_eff/2 for Scalar RMSProp,
-        where S_eff = ηS/√ν̂ is the effective sharpness of docs/theory.md §7)."""
+        where S_eff = ηS/(√ν̂ + ε) is the effective sharpness of docs/theory.md §7, ηS/√ν̂ at
+        ε = 0)."""
         return self.preconditioned_sharpness / self.threshold
 
     def headline(self) -> dict:
@@ -363,7 +364,7 @@ def run_adaptive(
     # unless Ctrl-C stopped the run before the chunk that would evaluate it
     gradients = done + (status != int(Status.INTERRUPTED))
     singular = None
-    if status == int(Status.NONFINITE) and eps == 0.0 and (done % stride == 0 or done == steps):
+    if status == int(Status.NONFINITE) and eps == 0.0:
         singular, critical = _singular_preconditioner(loss, state, method, beta1, beta2, done)
         if critical:
             status = int(Status.ZERO_GRADIENT)
@@ -386,7 +387,7 @@ def run_adaptive(
 
 def _singular_preconditioner(loss, state, method, beta1, beta2,
                              step) -> tuple[str | None, bool]:
-    """What stopped a run with ε = 0 as NONFINITE at the recorded step ``step``, when it is a
+    """What stopped a run with ε = 0 as NONFINITE at step ``step``, when it is a
     zero entry of that step's ν at a finite state: P = diag(√ν̂ + ε) is singular there and
     λ_max(P⁻¹∇²L) undefined (None otherwise); and whether that state is an exact critical
     point with no momentum left, where the method stays: ∇L = 0 and β₁ m = 0, so that
@@ -441,7 +442,7 @@ def frozen_threshold(loss: Quadratic, nu0, beta1: float = 0.0, *, eps: float = 0
     loss does not grow over the second half of a ``steps``-step run. Near the critical η_c
     the dominant root of the linear iteration is −1 − cε for η = η_c(1 + ε), with
     c = (2 + 2β₁)/(1 − β₁) (the derivative of the root at −1, docs/theory.md §7), so the
-    loss changes over n steps by exp(−2cεn); with n = 2·10⁵ a relative ε of 5·10⁻⁸ is told
+    loss changes over n steps by exp(2cεn); with n = 2·10⁵ a relative ε of 5·10⁻⁸ is told
     apart from 1 far beyond round-off. An independent check of :func:`adaptive_threshold`:
     η_c λ_max(P⁻¹A) = (2 + 2β₁)/(1 − β₁).
 
@@ -469,6 +470,8 @@ def frozen_threshold(loss: Quadratic, nu0, beta1: float = 0.0, *, eps: float = 0
     steps = check.nonnegative_int("steps", steps, minimum=2)
     method = "adam" if beta1 > 0.0 else "rmsprop"
     nu0 = check.finite_array("nu0", nu0, shape=(loss.dim,))
+    if np.any(nu0 < 0.0):
+        raise ValueError(f"nu0 must be ≥ 0 (a running mean of squares), got {nu0.tolist()}")
     p = np.sqrt(nu0) + eps
     if np.any(p <= 0.0):
         raise ValueError("the frozen preconditioner sqrt(nu0) + eps must be > 0")

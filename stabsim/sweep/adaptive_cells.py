@@ -177,5 +177,6 @@ def adaptive_sweep(loss: Loss, theta0, etas, beta2s, steps: int, *, method: str 
                      **{name: (dims, value) for name, value in stats.items()}},
                     coords={"eta": etas, "beta2": beta2s})
     parameters = {"method": method, "beta1": beta1, "eps": eps, "steps": steps,
-                  "stride": stride, "window": window, "band": band}
+                  "stride": stride, "window": window, "band": band,
+                  "divergence_norm": divergence_norm}
     return SweepResult.of(finish(ds, parameters), "adaptive", parameters, None)
