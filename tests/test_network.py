@@ -497,3 +497,33 @@ def test_a_pickled_network_computes_in_another_process(chunks):
     for got, here in ((grad, net.grad(theta)), (hvp, net.hvp(theta, v)),
                       (d3, net.d3(theta, v, v))):
         np.testing.assert_array_equal(got, here)
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("chunks", 0.5, "chunks must be a whole number ≥ 1"),
+    ("chunks", 0.0, "chunks must be a whole number ≥ 1"),
+    ("chunks", 2.5, "chunks must be a whole number ≥ 1"),
+    ("chunks", -1.0, "chunks must be a whole number ≥ 1"),
+    ("activation", 7.0, "activation must be one of the codes"),
+    ("activation", 1.5, "activation must be one of the codes"),
+    ("bias", 0.5, "bias must be 1.0"),
+])
+def test_a_record_built_directly_with_codes_the_passes_do_not_know_is_refused(field, value,
+                                                                              match):
+    # chunks below 1 had run no block of examples (L = 0, ∇L = 0 with status OK, through the
+    # derivative check), 2.5 had run 2 and −1 failed in NumPy; an unknown activation code had
+    # run one of the others, and a bias of 0.5 meant "with biases"
+    net = Network((3,), n_samples=5)
+    record = ChunkedNetworkParams(*net.params, 2.0)._replace(**{field: value})
+    with pytest.raises(ValueError, match=match):
+        Loss(record, net.dim)
+
+
+def test_predict_takes_a_1d_input_where_the_constructor_does():
+    # one input unit: a 1-D X is a column of inputs, as Network(data=(X, Y)) takes it
+    net = Network(3, data=(np.arange(4.0), np.arange(4.0)))
+    theta = net.init(0)
+    np.testing.assert_array_equal(net.predict(theta, np.arange(4.0)),
+                                  net.predict(theta, np.arange(4.0)[:, None]))
+    with pytest.raises(ValueError, match="X must be 2-dimensional"):
+        net.predict(theta, np.ones((2, 1, 1)))

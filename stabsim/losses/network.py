@@ -275,8 +275,15 @@ class Network(Loss):
         return self.flatten(layers)
 
     def predict(self, theta, X=None) -> np.ndarray:
-        """The outputs f(x) of the network at θ on X (default: the training inputs)."""
-        X = self.X if X is None else finite_array("X", X, ndim=2)
+        """The outputs f(x) of the network at θ on X (default: the training inputs; a 1-D X
+        is a column of inputs where the input layer has one unit, as in the constructor)."""
+        if X is not None:
+            X = finite_array("X", X)
+            X = X[:, None] if X.ndim == 1 and self.sizes[0] == 1 else X
+            if X.ndim != 2:
+                raise ValueError(f"X must be 2-dimensional (examples × {self.sizes[0]} "
+                                 f"inputs), got shape {X.shape}")
+        X = self.X if X is None else X
         if X.shape[1] != self.sizes[0]:
             raise ValueError(f"X must have {self.sizes[0]} columns, got {X.shape[1]}")
         act = _NUMPY_ACTIVATIONS[ACTIVATIONS[self.activation]]
