@@ -272,7 +272,7 @@ def evaluate_dense(eigen, theta, p, g, hess, factor, allowance):
     ``hessian_parts_within``: where it bounds the dense part's 2-norm by b < ``allowance``
     it leaves hess as it was, else b = −1 (always at ``allowance`` 0).
 
-    For a matrix-free measurement it does nothing and returns NaN: the family's
+    For a matrix-free measurement it does nothing and returns (NaN, −1): the family's
     ``hessian_parts`` is never even compiled, so neither is the dense Hessian of a large
     model. Nor is ``value_grad`` compiled here: the engines call it at their other steps,
     and a function reached both from an engine and from inside this overload is compiled
