@@ -5,7 +5,8 @@ small tanh network: progressive sharpening, then the sharpness at 2/η while the
 beside gradient flow and the constrained trajectory θ†; exact GD into the edge of stability
 on a regression model; GD against the constrained trajectory and the central flow; the
 four-phase map and its exact realisation; the momentum thresholds; normalised GD against its
-manifold flow; a phase diagram) and writes into one folder the figures (PNG), the data
+manifold flow; a phase diagram; the batch sharpness under SGD; the adaptive thresholds) and
+writes into one folder the figures (PNG), the data
 (netCDF) and ``report.md``, whose table puts each prediction's measured error beside what
 the theory claims. The experiments run side by side, one process per core (:func:`run`).
 """
@@ -36,11 +37,13 @@ QUICK = ("GD into the edge of stability", "reduced four-phase map",
 
 #: the parser's description: plain text (the module docstring is reStructuredText)
 DESCRIPTION = (
-    "Run the theory's headline experiments (exact GD into the edge of stability; GD against "
-    "the constrained trajectory and the central flow; the four-phase map and its exact "
-    "realisation; the momentum thresholds; normalised GD against its manifold flow; a phase "
-    "diagram) and write into one folder the figures (PNG), the data (netCDF) and report.md, "
-    "whose table puts each prediction's measured error beside what the theory claims."
+    "Run the theory's headline experiments (the edge of stability on a network; exact GD "
+    "into the edge of stability; GD against the constrained trajectory and the central flow; "
+    "the four-phase map and its exact realisation; the momentum thresholds; normalised GD "
+    "against its manifold flow; a phase diagram; the batch sharpness under SGD; the adaptive "
+    "thresholds) and write into one folder the figures (PNG), the data (netCDF) and "
+    "report.md, whose table puts each prediction's measured error beside what the theory "
+    "claims."
 )
 
 

@@ -7,8 +7,10 @@ step sizes are drawn by Hypothesis directly (so they shrink towards simple value
 Every strategy checks its arguments when it is built, before anything is drawn, and raises
 ``TypeError`` or ``ValueError`` naming the argument it refuses (a number out of range, or
 not a number, or a size that is not an integer, is a ``ValueError``, as in stabsim's own
-functions; a loss that is not one, or a flag that is not a bool, a ``TypeError``). A size or
-parameter given as a strategy is used as it is.
+functions; a loss that is not one, or a flag that is not a bool, a ``TypeError``). A
+parameter whose docstring allows a strategy (a dimension, a width, a number of samples) is
+used as it is; the others (eigenvalue bounds, a gap, a scale, bounds of step sizes) take
+plain values.
 """
 
 from __future__ import annotations
@@ -93,7 +95,10 @@ def quadratic_losses(dim=None, min_eigenvalue=-1.0, max_eigenvalue=10.0):
     min_eigenvalue, max_eigenvalue : float
         Range of the eigenvalues of A (finite, ``min_eigenvalue <= max_eigenvalue``), drawn
         by Hypothesis; the eigenvectors are a random orthogonal matrix (QR of a seeded
-        Gaussian matrix).
+        Gaussian matrix). A rotated diagonal is A's spectrum only to round-off, about
+        d² ε max|λ| (the product's), so the eigenvalues are drawn that far inside the range,
+        and every eigenvalue of A lies in it; a range narrower than twice that margin gets a
+        diagonal A (no rotation), whose eigenvalues are the drawn ones exactly.
 
     Raises
     ------
@@ -111,7 +116,14 @@ def quadratic_losses(dim=None, min_eigenvalue=-1.0, max_eigenvalue=10.0):
 @st.composite
 def _quadratic_losses(draw, dims, low, high):
     d = draw(dims)
-    eig = np.array(draw(st.lists(st.floats(low, high), min_size=d, max_size=d)))
+    # |fl(V D Vᵀ) − V D Vᵀ| ≤ γ_d |V||D||V|ᵀ entrywise, so a 2-norm of at most about
+    # d ε · d max|λ| (|V| ≤ 1): Weyl's inequality moves no eigenvalue further (×2 margin)
+    margin = 2.0 * d * d * np.finfo(float).eps * max(abs(low), abs(high))
+    rotate = high - low > 2.0 * margin
+    inner = (low + margin, high - margin) if rotate else (low, high)
+    eig = np.array(draw(st.lists(st.floats(*inner), min_size=d, max_size=d)))
+    if not rotate:
+        return Quadratic(np.diag(eig))
     rng = np.random.default_rng(draw(_SEEDS))
     V, _ = np.linalg.qr(rng.normal(size=(d, d)))
     A = (V * eig) @ V.T
@@ -280,7 +292,7 @@ def _networks(draw, widths, samples):
     teacher = data == "teacher"
     dims = draw(st.tuples(st.integers(1, 2), st.integers(1, 2))) if teacher else (1, 1)
     return Network(
-        tuple(draw(widths)), activation=draw(st.sampled_from(_ACTIVATIONS)), data=data,
+        _widths(draw(widths)), activation=draw(st.sampled_from(_ACTIVATIONS)), data=data,
         n_samples=draw(samples), input_dim=dims[0], output_dim=dims[1],
         bias=draw(st.booleans()), parametrisation=draw(st.sampled_from(PARAMETRISATIONS)),
         seed=draw(_SEEDS) if teacher else None)  # the draw of the teacher data set alone
