@@ -232,8 +232,8 @@ def gd_edge_of_stability(out, steps=600):
 
     Claims (Cohen et al. 2021; Damian et al. 2023): the sharpness rises to 2/η from below,
     the loss then falls non-monotonically, and GD self-stabilises onto a minimiser with
-    S ≤ 2/η. Each check asks for a run that ends OK: a run that diverges after crossing
-    2/η (η = 2/(0.9 S(θ₀))) fails all three.
+    S ≤ 2/η. Each check asks for a run that ends OK, after crossing 2/η: a run that diverges
+    (η = 2/(0.9 S(θ₀))) fails all three.
     """
     loss = QuadraticRegression.random(**DEFAULT_MODEL)
     theta0 = np.zeros(loss.dim)
@@ -247,10 +247,11 @@ def gd_edge_of_stability(out, steps=600):
     # from below: S(θ₀) = 2/(1.5η), and the crossing a step of the run, not its start
     rises = ok and crossing is not None and crossing > 0 and bool(scaled[0] < 1.0)
     ups = int(np.sum(np.diff(result.loss[crossing:]) > 0)) if crossing is not None else 0
-    falls = rises and ups > 0 and bool(result.loss[-1] < result.loss[crossing])
+    at_edge = ok and crossing is not None
+    falls = at_edge and ups > 0 and bool(result.loss[-1] < result.loss[crossing])
     # the last sixth of the run (100 of 600 steps): whole period-2 cycles, not one side
     late = scaled[-max(2, len(scaled) // 6):]
-    settles = rises and bool(np.max(late) <= 1.0)
+    settles = at_edge and bool(np.max(late) <= 1.0)
     findings = [
         Finding("GD at the EoS", "step where S first reaches 2/η (S(θ₀)·η/2)",
                 f"{crossing} ({scaled[0]:.3f})", "the sharpness rises to 2/η from below",
