@@ -16,6 +16,7 @@ from numba.extending import overload
 
 from ._jit import KERNEL_ONLY, inline, jit
 from ._linalg import apply_sum, dot, scale_into
+from .losses._protocol import hessian_drift as loss_hessian_drift
 from .losses._protocol import hessian_parts as loss_hessian_parts
 from .losses._protocol import hvp_linearised as loss_hvp_linearised
 from .losses._protocol import linearise as loss_linearise
@@ -464,6 +465,19 @@ def _start_vector(v0, norm0, start, mix, pair):
     return square
 
 
+@inline(fastmath=True)
+def _rayleigh_residual(q, w):
+    """(α, |w − α q|) with α = q·w: for w = A q and a unit q, the Rayleigh quotient of q
+    and the residual of the pair (α, q)."""
+    quotient = 0.0
+    for r in range(q.shape[0]):
+        quotient += q[r] * w[r]
+    square = 0.0
+    for r in range(q.shape[0]):
+        square += (w[r] - quotient * q[r]) ** 2
+    return quotient, np.sqrt(square)
+
+
 @inline
 def _take_product(work, j, lam, scale, restarted, tol, room, space):
     """Step j of :func:`top_eigenpair` once ``work.w`` holds A q_j: α_j, w reorthogonalised
@@ -624,10 +638,33 @@ class Anchor(NamedTuple):
     top: np.ndarray  # (1,): that measurement's top Ritz value; NaN while there is none
 
 
+class PointAnchor(NamedTuple):
+    """The point θ' whose Hessian ∇²L(θ') was last measured with the start mix, for a
+    :class:`HessianAt` of a family that bounds ‖∇²L(θ) − ∇²L(θ')‖₂ (the protocol's
+    ``hessian_drift``; :func:`anchored_top_eigenpair`), and the last point whose bound was
+    taken, with that bound (a step at the same point again, as GD's at a fixed point to
+    round-off, reuses it), and how long to mix without taking a bound after bounds far
+    above their limits (:func:`drift`)."""
+
+    theta: np.ndarray  # (d,)
+    top: np.ndarray  # (1,): that measurement's top Ritz value; NaN while there is none
+    last: np.ndarray  # (d,): the last point whose bound was taken
+    moved: np.ndarray  # (1,): that bound
+    #: (2,): measurements left to mix without taking the bound, and the current wait
+    backoff: np.ndarray
+
+
 @inline
 def anchor_work(d, rows):
     """An :class:`Anchor` for a d × d operator with a factor of ``rows`` rows, not yet set."""
     return Anchor(np.empty((d, d)), np.empty((rows, d)), np.full(1, np.nan))
+
+
+@inline
+def point_anchor_work(d):
+    """A :class:`PointAnchor` in d dimensions, not yet set."""
+    return PointAnchor(np.empty(d), np.full(1, np.nan), np.empty(d), np.full(1, np.inf),
+                       np.zeros(2, dtype=np.int64))
 
 
 @inline(fastmath=True)
@@ -668,48 +705,172 @@ def dense_drift(op, anchor, limit):
     return drift + np.sqrt(square)
 
 
+def drift(op, anchor, limit):
+    """An upper bound on ‖A − A'‖₂ for the operator ``op`` and the one ``anchor`` keeps, or a
+    number above ``limit`` once the bound exceeds it (kernels only)."""
+    raise TypeError("drift is resolved inside compiled kernels")
+
+
+@overload(drift, jit_options=KERNEL_ONLY, inline="always")
+def _drift(op, anchor, limit):
+    if isinstance(op, types.BaseNamedTuple) and op.instance_class is DenseHessian:
+        return lambda op, anchor, limit: dense_drift(op, anchor, limit)
+    if isinstance(op, types.BaseNamedTuple) and op.instance_class is HessianAt:
+        def at_point(op, anchor, limit):
+            backoff = anchor.backoff
+            if backoff[0] > 0:  # see below: mixed without a bound
+                backoff[0] -= 1
+                return np.inf
+            # the bound is a function of θ: at the point of the last one (GD at a fixed
+            # point to round-off: every step at one θ) it is taken once
+            if _same_point(op.theta, anchor.last):
+                return anchor.moved[0]
+            moved = loss_hessian_drift(op.theta, op.p, anchor.theta, limit)
+            if moved <= limit:
+                scale_into(anchor.last, op.theta, 1.0)
+                anchor.moved[0] = moved
+                backoff[1] = 0
+            elif moved > MAX_MOVED * limit:
+                # where the Hessian moves that far a step (as at the edge of stability) the
+                # next steps' bounds are all but sure to miss too: the next 1, 3, 7, 15, 15, …
+                # measurements after such bounds mix without taking one (a pass over θ each
+                # saved; the mix is never wrong)
+                backoff[1] = min(2 * backoff[1] + 1, MAX_WAIT)
+                backoff[0] = backoff[1]
+            return moved
+
+        return at_point
+
+
+#: a matrix-free anchor's bound this many times its limit starts a wait (:func:`drift`)
+MAX_MOVED = 1e3
+#: the longest such wait, in measurements
+MAX_WAIT = 15
+
+
+@inline
+def _same_point(theta, other):
+    """Whether θ equals ``other`` entry for entry (left at the first entry that differs)."""
+    for i in range(theta.shape[0]):
+        if theta[i] != other[i]:
+            return False
+    return True
+
+
+def keep_anchor(op, anchor, top):
+    """Make ``op``, with its top eigenvalue ``top`` (NaN: none), the operator ``anchor``
+    keeps: copy into it what :func:`drift` compares later operators with (kernels only)."""
+    raise TypeError("keep_anchor is resolved inside compiled kernels")
+
+
+@overload(keep_anchor, jit_options=KERNEL_ONLY, inline="always")
+def _keep_anchor(op, anchor, top):
+    if isinstance(op, types.BaseNamedTuple) and op.instance_class is DenseHessian:
+        def dense(op, anchor, top):
+            anchor.top[0] = top
+            H, F = op
+            H_anchor, F_anchor, _ = anchor
+            d = H.shape[0]
+            for i in range(d):  # the upper triangle: all of H there is
+                for c in range(d - i):
+                    H_anchor[i, i + c] = H[i, i + c]
+            for k in range(F.shape[0]):
+                for j in range(F.shape[1]):
+                    F_anchor[k, j] = F[k, j]
+
+        return dense
+    if isinstance(op, types.BaseNamedTuple) and op.instance_class is HessianAt:
+        def point(op, anchor, top):
+            if anchor.backoff[0] > 0:
+                # no bound is taken at the next measurement: the older anchor (a point and
+                # its top eigenvalue, measured with the mix) stays, as good as this one
+                return
+            anchor.top[0] = top
+            scale_into(anchor.theta, op.theta, 1.0)
+            scale_into(anchor.last, op.theta, 1.0)  # where the bound is 0
+            anchor.moved[0] = 0.0
+
+        return point
+
+
 @inline
 def anchored_top_eigenpair(op, anchor, v0, work, max_products, tol, vec_out):
-    """:func:`top_eigenpair` of the :class:`DenseHessian` ``op``, without the start mix when
-    the operator has not moved far enough from ``anchor`` for the mix to find anything.
+    """:func:`top_eigenpair` of ``op``, without the start mix when the operator has not moved
+    far enough from ``anchor`` for the mix to find anything.
 
-    Weyl's inequality bounds the top eigenvalue of A = H + FᵀF by that of the anchor A' (the
-    last operator measured with the mix, its top λ' as that measurement gave it) and the
-    distance δ of :func:`dense_drift`: λ_max(A) ≤ λ' + δ. Every Ritz value is at most
-    λ_max(A). So when δ ≤ tol·|λ'| and a run from ``v0`` without the mix converges to a
-    Ritz value λ ≥ λ' + δ − tol·|λ'|, then λ_max(A) − λ ≤ tol·|λ'|: there is no top
-    eigenvalue left for the mix to find, and λ is returned. At a minimum, where the Hessian
-    stops changing, that run is one product against the ten or so that clearing the mix
-    takes. Otherwise (no anchor yet, a larger δ, a smaller λ, or that run out of products)
-    the mixed run follows from ``v0``, with the products that remain, and becomes the
-    anchor: its result is then exactly that of :func:`top_eigenpair` alone. Memory: the
-    anchor's copy of the dense operator.
+    Weyl's inequality bounds the top eigenvalue of the operator A by that of the anchor A'
+    (the last operator measured with the mix, its top λ' as that measurement gave it) and
+    an upper bound δ on ‖A − A'‖₂ (:func:`drift`: for a :class:`DenseHessian` H + FᵀF,
+    :func:`dense_drift` against the copy of H and F in an :class:`Anchor`; for a
+    :class:`HessianAt` ∇²L(θ), the family's ``hessian_drift`` against the point θ' of a
+    :class:`PointAnchor`): λ_max(A) ≤ λ' + δ. Every Ritz value is at most λ_max(A). So when
+    δ ≤ tol·|λ'| and a run from ``v0`` without the mix converges to a Ritz value
+    λ ≥ λ' + δ − tol·|λ'|, then λ_max(A) − λ ≤ tol·|λ'|: there is no top eigenvalue left for
+    the mix to find, and λ is returned. At a minimum, where the Hessian stops changing,
+    that run is one product against the two to ten or so that clearing the mix takes (and
+    the run is cut short on products: :func:`warm_start_check`).
+    Otherwise (no anchor yet, a larger δ, a smaller λ, or that run out of products) the
+    mixed run follows from ``v0``, with the products that remain, and becomes the anchor:
+    its result is then exactly that of :func:`top_eigenpair` alone (where ``v0`` is not
+    ``vec_out``; a caller that warm-starts in place, as GD's matrix-free measurement does,
+    starts the mixed run from the unmixed run's vector, a start as good). Memory: the
+    anchor's copy (of the dense operator, or of θ and the last point whose δ was taken).
 
     Returns what :func:`top_eigenpair` returns, the products of both runs counted.
     """
-    H, F = op
-    H_anchor, F_anchor, top_anchor = anchor
-    anchor_top = top_anchor[0]
+    anchor_top = anchor.top[0]
     limit = tol * abs(anchor_top)
+    moved = drift(op, anchor, limit) if limit > 0.0 else np.inf  # NaN (no anchor), 0: none
     products = 0
-    if limit > 0.0:  # NaN (no anchor) and 0 are not
-        drift = dense_drift(op, anchor, limit)
-        if drift <= limit:
-            lam, residual, products, converged = top_eigenpair(op, v0, work, max_products, tol,
-                                                               vec_out, 0.0)
-            if converged and lam >= anchor_top + drift - limit:
-                return lam, residual, products, converged
-    lam, residual, more, converged = top_eigenpair(op, v0, work, max_products - products, tol,
-                                                   vec_out, START_MIX)
-    d = H.shape[0]
-    for i in range(d):  # the upper triangle: all of H there is
-        for c in range(d - i):
-            H_anchor[i, i + c] = H[i, i + c]
-    for k in range(F.shape[0]):
-        for j in range(F.shape[1]):
-            F_anchor[k, j] = F[k, j]
-    top_anchor[0] = lam if converged else np.nan
-    return lam, residual, products + more, converged
+    if moved <= limit:
+        # the warm start (the last eigenvector) usually meets the tolerance at once, and then
+        # its first product is the answer, without Lanczos's bookkeeping (about 0.2 µs of a
+        # 1.2 µs GD step on the scalar network at d = 100)
+        lam, residual, products = warm_start_check(op, v0, work.basis[0], work.w)
+        if residual <= tol * abs(lam) and lam >= anchor_top + moved - limit:
+            scale_into(vec_out, work.basis[0], 1.0)  # v0/|v0|: along v0
+            return lam, residual, products, True
+        lam, residual, more, converged = top_eigenpair(op, v0, work, max_products - products,
+                                                       tol, vec_out, 0.0)
+        products += more
+        if converged and lam >= anchor_top + moved - limit:
+            return lam, residual, products, converged
+    lam, residual, more, converged = top_eigenpair(op, v0, work, max_products - products,
+                                                   tol, vec_out, START_MIX)
+    products += more
+    keep_anchor(op, anchor, lam if converged else np.nan)
+    return lam, residual, products, converged
+
+
+def warm_start_check(op, v0, q, w):
+    """(λ, r, products): the Rayleigh quotient λ = q·Aq of q = v0/|v0| (into ``q``; ``w`` ←
+    A q) and its residual r = |Aq − λq|, the pair :func:`top_eigenpair` would return after
+    its first product without the mix, for a :class:`HessianAt`; (NaN, NaN, products made)
+    for a zero or non-finite v0, or an operator whose products' squares leave the range
+    where :func:`top_eigenpair` takes them unscaled. A :class:`DenseHessian` makes no
+    product here (NaN, NaN, 0): its product costs far more than the bookkeeping saved, and
+    a second copy of it compiled into the engine cost 0.7 s of a cold first call (kernels
+    only)."""
+    raise TypeError("warm_start_check is resolved inside compiled kernels")
+
+
+@overload(warm_start_check, jit_options=KERNEL_ONLY, inline="always")
+def _warm_start_check(op, v0, q, w):
+    if isinstance(op, types.BaseNamedTuple) and op.instance_class is HessianAt:
+        def on_products(op, v0, q, w):
+            norm = np.sqrt(dot(v0, v0))
+            if not (norm > 0.0 and np.isfinite(norm)):
+                return np.nan, np.nan, 0
+            scale_into(q, v0, 1.0 / norm)
+            apply(op, q, w)
+            lam, residual = _rayleigh_residual(q, w)
+            size = max(abs(lam), residual)
+            if not 1.0 / LARGE_OPERATOR < size < LARGE_OPERATOR:
+                return np.nan, np.nan, 1
+            return lam, residual, 1
+
+        return on_products
+    return lambda op, v0, q, w: (np.nan, np.nan, 0)
 
 
 @inline

@@ -201,9 +201,10 @@ def test_lanczos_finds_a_top_eigenvalue_outside_the_start_vectors_invariant_subs
 
 
 @jit
-def _anchored_twice(first, second, v0, tol):
+def _anchored_twice(first, second, v0, tol, tilt=0.0):
     """The engine's anchored Lanczos on two dense operators in turn (no factor), the second
-    warm-started from the first's vector: (λ, products) of each."""
+    warm-started from the first's vector (plus ``tilt`` times the first unit vector):
+    (λ, products) of each, and the second's residual."""
     d = v0.shape[0]
     work = lanczos_work(d, 20)
     anchor = anchor_work(d, 0)
@@ -212,21 +213,40 @@ def _anchored_twice(first, second, v0, tol):
     lam1, _, products1, _ = anchored_top_eigenpair(DenseHessian(first, factor), anchor, v0, work,
                                                    1000, tol, vector)
     start = vector.copy()
-    lam2, _, products2, converged = anchored_top_eigenpair(DenseHessian(second, factor), anchor,
-                                                           start, work, 1000, tol, vector)
-    return lam1, products1, lam2, products2, converged
+    start[0] += tilt
+    lam2, residual2, products2, converged = anchored_top_eigenpair(
+        DenseHessian(second, factor), anchor, start, work, 1000, tol, vector)
+    return lam1, products1, lam2, products2, converged, residual2
 
 
 def test_an_unmoved_operator_is_measured_without_the_mix_in_one_product():
     rng = np.random.default_rng(3)
     a = rng.standard_normal((60, 60))
     matrix = a + a.T
-    lam1, products1, lam2, products2, converged = _anchored_twice(matrix, matrix,
-                                                                  np.ones(60), 1e-10)
+    lam1, products1, lam2, products2, converged, _ = _anchored_twice(matrix, matrix,
+                                                                     np.ones(60), 1e-10)
     top = np.linalg.eigvalsh(matrix)[-1]
     assert products1 > 1 and products2 == 1 and converged
     # a Rayleigh quotient with residual ≤ tol·|λ| errs by at most residual²/gap: round-off
     assert lam2 == pytest.approx(top, rel=1e-13)
+
+
+def test_an_unmoved_operator_from_a_tilted_start_is_measured_to_the_tolerance():
+    # the operator has not moved (δ = 0), so the mix is left out; the start is the top
+    # eigenvector e_29 (eigenvalue 2) tilted by t = 1e-4 along e_0 (eigenvalue 2 − g,
+    # g = 1e-4): its Rayleigh quotient is 2 − t²g/(1 + t²) ≈ 2 − 1e-12, inside Weyl's
+    # allowance tol·λ' = 2e-10, but its residual t g/(1 + t²) ≈ 1e-8 is far above tol·|λ|,
+    # so Lanczos goes on from it to the tolerance
+    values = np.linspace(1.0, 2.0, 30)
+    values[0] = 2.0 - 1e-4
+    matrix = np.diag(values)
+    start = np.zeros(30)
+    start[-1] = 1.0
+    _, _, lam2, products2, converged, residual2 = _anchored_twice(matrix, matrix, start,
+                                                                  1e-10, 1e-4)
+    assert converged and products2 > 1
+    assert residual2 <= 1e-10 * lam2
+    assert lam2 == pytest.approx(2.0, rel=1e-13)
 
 
 @pytest.mark.parametrize("moved, shift", [(1, 2e-11), (-1, -1.5e-10), (1, 0.3)])
@@ -245,7 +265,7 @@ def test_the_anchor_bounds_a_top_eigenvalue_the_warm_start_cannot_see(moved, shi
     after = np.diag(values)
     start = np.zeros(30)
     start[-1] = 1.0
-    lam1, _, lam2, products2, converged = _anchored_twice(before, after, start, tol)
+    lam1, _, lam2, products2, converged, _ = _anchored_twice(before, after, start, tol)
     top = values.max()
     assert lam1 == pytest.approx(2.0, rel=1e-14) and converged
     assert top - tol * 2.0 <= lam2 <= top * (1 + 4 * EPS)

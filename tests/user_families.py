@@ -323,3 +323,54 @@ register_family(LeftOutIdentity, value=left_out_value, grad=left_out_grad, hvp=l
                 d3=left_out_d3, hessian_parts=left_out_parts,
                 hessian_parts_within=left_out_parts_within, factor_rows=lambda p: 1,
                 prefers_dense=True)
+
+
+class CosineValley(NamedTuple):
+    """L(θ) = ½ a θ₀² + (1 − cos θ₁) + ½ c θ₂²: the Hessian diag(a, cos θ₁, c) moves only in
+    its entry (1, 1), by |cos θ₁ − cos θ₁'| ≤ |θ₁ − θ₁'|. ``hessian_drift`` returns
+    ``factor`` |θ₁ − θ₁'| (a bound for factor ≥ 1; factor 0 claims a Hessian that never
+    moves); with ``early`` 1 it returns 0 wherever that exceeds the limit (a number at most
+    the limit: a false claim that the Hessian moved that little)."""
+
+    a: float
+    c: float
+    factor: float
+    early: float
+
+
+@numba.njit(cache=True)
+def valley_value(theta, p):
+    return 0.5 * p.a * theta[0] ** 2 + 1.0 - np.cos(theta[1]) + 0.5 * p.c * theta[2] ** 2
+
+
+@numba.njit(cache=True)
+def valley_grad(theta, p, out):
+    out[0] = p.a * theta[0]
+    out[1] = np.sin(theta[1])
+    out[2] = p.c * theta[2]
+
+
+@numba.njit(cache=True)
+def valley_hvp(theta, p, v, out):
+    out[0] = p.a * v[0]
+    out[1] = np.cos(theta[1]) * v[1]
+    out[2] = p.c * v[2]
+
+
+@numba.njit(cache=True)
+def valley_d3(theta, p, u, v, out):
+    out[0] = 0.0
+    out[1] = -np.sin(theta[1]) * u[1] * v[1]
+    out[2] = 0.0
+
+
+@numba.njit(cache=True)
+def valley_drift(theta, p, anchor, limit):
+    bound = p.factor * abs(theta[1] - anchor[1])
+    if p.early == 1.0 and bound > limit:
+        return 0.0
+    return bound
+
+
+register_family(CosineValley, value=valley_value, grad=valley_grad, hvp=valley_hvp,
+                d3=valley_d3, hessian_drift=valley_drift)

@@ -9,7 +9,8 @@ random direction, so the check costs a few calls of O(d) memory each, whatever d
 - the optional functions (dense Hessian, fused value/gradient, Hessian parts, the product
   from a linearisation) against the required ones they must agree with to round-off, and
   the bound ``hessian_parts_within`` gives where it leaves the dense part out against that
-  part's 2-norm;
+  part's 2-norm, and the bound ``hessian_drift`` gives against a lower bound of
+  ‖∇²L(θ) − ∇²L(θ')‖₂ from products (:func:`_check_drift`);
 - a finite sum's ``subset`` and ``examples`` against the identities of a mean over examples
   (:func:`_finite_sum_records`, :func:`_check_finite_sum`), to round-off.
 
@@ -383,6 +384,52 @@ def _check_parts_within(loss, theta, k, v, hv, value, grad, roundoff) -> None:
                     f"{k}): the factor it writes must be that of hessian_parts")
 
 
+#: power-iteration steps of :func:`_check_drift`'s lower bound of ‖∇²L(θ) − ∇²L(θ')‖₂
+DRIFT_ITERATIONS = 20
+
+
+def _check_drift(loss, theta, other, k, rng) -> None:
+    """``hessian_drift(θ, p, θ', limit)`` against ‖E‖₂, E = ∇²L(θ) − ∇²L(θ'), from below.
+
+    |E v| ≤ ‖E‖₂ for every unit v, and power iteration on E (v ← E v/|E v|, two products a
+    step, from a seeded v) drives |E v| towards ‖E‖₂; the largest |E v| it meets is a lower
+    bound ℓ, less the round-off of the products (:data:`ROUNDOFF_RTOL` of |∇²L(θ) v| +
+    |∇²L(θ') v|). At ``limit`` = ∞ the family returns its bound b, which must be at least
+    ℓ; at ``limit`` = ℓ/2 below ‖E‖₂ the bound exceeds the limit, so what it returns must
+    too (a number at most ``limit`` claims ‖E‖₂ ≤ limit). O(d) memory: products only."""
+    p = loss.params
+    name = "hessian_drift"
+    v = rng.standard_normal(loss.dim)
+    v /= np.linalg.norm(v)
+    lower = roundoff = 0.0
+    for _ in range(DRIFT_ITERATIONS):
+        here = _vector(loss, "hvp", theta, p, v)
+        there = _vector(loss, "hvp", other, p, v)
+        difference = here - there
+        size = float(np.linalg.norm(difference))
+        noise = ROUNDOFF_RTOL * float(np.linalg.norm(here) + np.linalg.norm(there))
+        if size - noise > lower - roundoff:
+            lower, roundoff = size, noise
+        if not size > 0.0:
+            break
+        v = difference / size
+    bound = _float(loss, name, _call(loss, name, theta, p, other, np.inf))
+    if not bound >= lower - roundoff:  # also NaN
+        raise ValueError(
+            f"{_name(loss)}: {name} returned {bound!r} between check point {k} and another "
+            f"point, below |(∇²L(θ) − ∇²L(θ')) v| = {lower:.6g} for a unit v: it must be an "
+            "upper bound on the 2-norm of the Hessian's change")
+    limit = 0.5 * (lower - roundoff)
+    if limit > 0.0:
+        early = _float(loss, name, _call(loss, name, theta, p, other, limit))
+        if not early > limit:
+            raise ValueError(
+                f"{_name(loss)}: {name} returned {early!r} at limit {limit:.6g} between check "
+                f"point {k} and another point, where |(∇²L(θ) − ∇²L(θ')) v| = {lower:.6g} "
+                "for a unit v: a number at most the limit claims the change is that small; "
+                "above the limit it may return any number above it")
+
+
 def _name(loss) -> str:
     """How messages name the loss: its family's record, or its own ``repr`` for a loss
     class of its own (a JAX loss: from_jax(f, dim=2))."""
@@ -518,3 +565,9 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
         if "hessian_parts_within" in fns:
             _check_parts_within(loss, theta, k, v, hv, (value, value_roundoff),
                                 (g, grad_roundoff), roundoff)
+        if "hessian_drift" in fns:
+            # against the next check point, and against a point a finite-difference step
+            # away (where the change is h ∇³L[u] to first order: small, but not round-off)
+            other = loss.check_point(points[(k + 1) % len(points)], "check_points")
+            _check_drift(loss, theta, other, k, rng)
+            _check_drift(loss, theta, theta + h * u, k, rng)

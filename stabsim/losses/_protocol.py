@@ -17,6 +17,8 @@ is an instance of the record:
 ``hessian_parts_within(theta, p, g, h, f, a)``     as ``hessian_parts``, but ``h`` may be left
 (optional) ``-> (float, float)``                   out where ‖h‖₂ ≤ b < a: returns (L(θ), b)
                                                    then, (L(θ), −1) where ``h`` was written
+``hessian_drift(theta, p, anchor, limit)``          a bound b ≥ ‖∇²L(θ) − ∇²L(anchor)‖₂, or
+(optional) ``-> float``                             any number above ``limit`` once b exceeds it
 ``linearise(theta, p) -> state`` (optional)        what every Hessian-vector product at θ shares
 ``hvp_linearised(theta, p, state, v, out)``        out ← ∇²L(θ) v, given ``state`` made at θ
 (optional, with ``linearise``)
@@ -32,7 +34,8 @@ family, and a family's code is found through its record type, never through an i
 or a packed array. Missing optional functions get generic versions: ``value_grad`` calls
 ``value`` and ``grad``; ``hess`` fills columns with ``hvp_linearised`` on the unit vectors;
 ``hessian_parts`` calls ``hess`` and leaves no factor; ``hessian_parts_within`` calls
-``hessian_parts`` and leaves nothing out; ``linearise`` returns θ itself and
+``hessian_parts`` and leaves nothing out; ``hessian_drift`` returns +∞ (no bound);
+``linearise`` returns θ itself and
 ``hvp_linearised`` calls ``hvp``; ``value_grad_linearise`` calls ``value_grad`` and
 ``linearise``.
 
@@ -92,6 +95,7 @@ PROTOCOL = {
     "hessian_parts": ("hessian_parts(theta, p, grad_out, hess_out, factor_out) -> float", False),
     "hessian_parts_within": ("hessian_parts_within(theta, p, grad_out, hess_out, factor_out, "
                              "allowance) -> (float, float)", False),
+    "hessian_drift": ("hessian_drift(theta, p, anchor, limit) -> float", False),
     "linearise": ("linearise(theta, p) -> state (a 1-D C-contiguous float64 array)", False),
     "hvp_linearised": ("hvp_linearised(theta, p, state, v, out)", False),
     "value_grad_linearise": ("value_grad_linearise(theta, p, out) -> (float, state)", False),
@@ -149,6 +153,12 @@ def hessian_parts_within(theta, p, grad_out, hess_out, factor_out, allowance):
     raise TypeError(_IN_KERNELS_ONLY.format("hessian_parts_within"))
 
 
+def hessian_drift(theta, p, anchor, limit):
+    """An upper bound b on ‖∇²L(θ) − ∇²L(anchor)‖₂, or any number above ``limit`` once the
+    family knows that b exceeds it (kernels only)."""
+    raise TypeError(_IN_KERNELS_ONLY.format("hessian_drift"))
+
+
 def linearise(theta, p):
     """The state that Hessian-vector products at θ share (kernels only)."""
     raise TypeError(_IN_KERNELS_ONLY.format("linearise"))
@@ -171,9 +181,9 @@ def subset(p, indices):
 
 _GENERIC = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
             "value_grad": value_grad, "hessian_parts": hessian_parts,
-            "hessian_parts_within": hessian_parts_within, "linearise": linearise,
-            "hvp_linearised": hvp_linearised, "value_grad_linearise": value_grad_linearise,
-            "subset": subset}
+            "hessian_parts_within": hessian_parts_within, "hessian_drift": hessian_drift,
+            "linearise": linearise, "hvp_linearised": hvp_linearised,
+            "value_grad_linearise": value_grad_linearise, "subset": subset}
 
 
 @inline
@@ -211,6 +221,11 @@ def _hessian_parts_within_default(theta, p, grad_out, hess_out, factor_out, allo
 
 
 @inline
+def _hessian_drift_default(theta, p, anchor, limit):
+    return np.inf
+
+
+@inline
 def _linearise_default(theta, p):
     return theta
 
@@ -229,6 +244,7 @@ def _value_grad_linearise_default(theta, p, out):
 _DEFAULTS = {"value_grad": _value_grad_default, "hess": _hess_default,
              "hessian_parts": _hessian_parts_default,
              "hessian_parts_within": _hessian_parts_within_default,
+             "hessian_drift": _hessian_drift_default,
              "linearise": _linearise_default,
              "hvp_linearised": _hvp_linearised_default,
              "value_grad_linearise": _value_grad_linearise_default}
@@ -312,8 +328,8 @@ def _is_axis(axis) -> bool:
 
 
 def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
-                    hessian_parts=None, hessian_parts_within=None, factor_rows=None,
-                    shapes=None,
+                    hessian_parts=None, hessian_parts_within=None, hessian_drift=None,
+                    factor_rows=None, shapes=None,
                     prefers_dense=False, linearise=None, hvp_linearised=None,
                     value_grad_linearise=None, subset=None, examples=None,
                     threaded=False, dim_of=None) -> Family:
@@ -342,6 +358,14 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
         ``hessian_parts``) and returns −1. GD's dense Lanczos measures fᵀf alone where h is
         left out (the regression model near a zero-loss minimiser), and adds b to the
         residual it reports.
+    hessian_drift : numba dispatcher, optional
+        ``hessian_drift(theta, p, anchor, limit) -> b`` for a family that can bound cheaply
+        how far its Hessian moved between two points: b ≥ ‖∇²L(θ) − ∇²L(anchor)‖₂, or any
+        number above ``limit`` as soon as the family knows that the bound exceeds it. GD's
+        matrix-free Lanczos then leaves out its start mix where Weyl's inequality leaves no
+        room for a top eigenvalue the warm start cannot see
+        (:func:`stabsim._lanczos.anchored_top_eigenpair`): one product a step near a
+        minimiser instead of two or more. Without it, every matrix-free start is mixed.
     factor_rows : callable, optional
         ``factor_rows(p) -> int`` for a family whose ``hessian_parts`` leaves a Gauss–Newton
         factor out of the dense part. ``hessian_parts`` need only write the dense part's
@@ -418,9 +442,9 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
         raise TypeError(f"dim_of must be a function dim_of(p) -> int, got {dim_of!r}")
     given = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
              "value_grad": value_grad, "hessian_parts": hessian_parts,
-             "hessian_parts_within": hessian_parts_within, "linearise": linearise,
-             "hvp_linearised": hvp_linearised, "value_grad_linearise": value_grad_linearise,
-             "subset": subset}
+             "hessian_parts_within": hessian_parts_within, "hessian_drift": hessian_drift,
+             "linearise": linearise, "hvp_linearised": hvp_linearised,
+             "value_grad_linearise": value_grad_linearise, "subset": subset}
     functions = {}
     for name, fn in given.items():
         if fn is None:
@@ -467,6 +491,7 @@ _CALLERS = {
     "hessian_parts_within": lambda f: (
         lambda theta, p, grad_out, hess_out, factor_out, allowance: f(
             theta, p, grad_out, hess_out, factor_out, allowance)),
+    "hessian_drift": lambda f: lambda theta, p, anchor, limit: f(theta, p, anchor, limit),
     "linearise": lambda f: lambda theta, p: f(theta, p),
     "hvp_linearised": lambda f: lambda theta, p, state, v, out: f(theta, p, state, v, out),
     "value_grad_linearise": lambda f: lambda theta, p, out: f(theta, p, out),
@@ -507,6 +532,14 @@ def _overload(name, record, implementation, builtin):
 
     typer.__signature__ = inspect.signature(generic)
     overload(generic, jit_options=options, inline="always", strict=False)(typer)
+
+
+def bounds_hessian_drift(record_type) -> bool:
+    """Whether the family of the Numba record type ``record_type`` registered
+    ``hessian_drift``: for overloads that choose at compile time whether a measurement keeps
+    an anchor for it."""
+    family = _FAMILIES.get(getattr(record_type, "instance_class", None))
+    return family is not None and "hessian_drift" in family.functions
 
 
 def family_of(params) -> Family:

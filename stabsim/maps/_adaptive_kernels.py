@@ -203,10 +203,10 @@ def adaptive_steps(p, method, eigen, state, rec, start, n_steps, finish, stride,
     rule, eta, beta1, beta2, eps, bias_correction, _ = method
     d = theta.shape[0]
     n_nu = nu.shape[0]
-    g, hess, factor, lanczos, anchor, prev_evec, top = _workspace(eigen, d)
+    g, hess, factor, lanczos, anchor, prev_evec, top = _workspace(eigen, None, d)
     # the preconditioned measurement's own: D H D and F D (empty when matrix-free), a
     # Lanczos workspace and anchor, the previous eigenvector and the eigenvalue
-    _, phess, pfactor, pwork, panchor, prev_pevec, ptop = _workspace(eigen, d)
+    _, phess, pfactor, pwork, panchor, prev_pevec, ptop = _workspace(eigen, None, d)
     ones = np.ones(d)  # D = I: the raw sharpness of a matrix-free measurement
     nu_new = np.empty(n_nu)
     m_new = np.empty(d)

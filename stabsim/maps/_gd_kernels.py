@@ -34,11 +34,13 @@ from .._lanczos import (
     anchored_top_eigenpair,
     hypot,
     lanczos_work,
+    point_anchor_work,
     top_eigenpair,
     top_value_of_2x2,
 )
 from .._linalg import add_gram, dot, norm_of, scale_into
 from .._status import Status
+from ..losses._protocol import bounds_hessian_drift
 from ..losses._protocol import hessian_parts_within as loss_hessian_parts_within
 from ..losses._protocol import value_grad as loss_value_grad
 from ..losses._protocol import value_grad_linearise as loss_value_grad_linearise
@@ -198,15 +200,17 @@ def _dense_top(hess_buf, factor, evec, n_top, top_out):
 
 class _Work(NamedTuple):
     """Per-run buffers: the gradient, a dense Hessian and factor (empty unless dense), the
-    Lanczos workspace, the previous eigenvector (a dense measurement's warm start; empty for
-    the matrix-free ones, which warm-start from the last eigenvector in place) and the
-    measured eigenvalues."""
+    Lanczos workspace, its anchor, the previous eigenvector (a dense measurement's warm
+    start; empty for the matrix-free ones, which warm-start from the last eigenvector in
+    place) and the measured eigenvalues."""
 
     g: np.ndarray
     hess: np.ndarray
     factor: np.ndarray
     lanczos: object
-    anchor: object  #: the Lanczos anchor of a dense Lanczos measurement (None otherwise)
+    #: the Lanczos anchor of a dense Lanczos measurement, or of a matrix-free one for a
+    #: family with ``hessian_drift`` (None otherwise)
+    anchor: object
     prev_evec: np.ndarray
     top: np.ndarray
 
@@ -215,36 +219,49 @@ def _is(eigen, cls):
     return isinstance(eigen, types.BaseNamedTuple) and eigen.instance_class is cls
 
 
-def _workspace(eigen, d):
-    """The buffers a run with this measurement needs (kernels only)."""
+def _workspace(eigen, p, d):
+    """The buffers a run with this measurement on the loss of record ``p`` needs; ``p`` None
+    for an engine whose products keep no anchor (the adaptive methods measure D ∇²L D, whose
+    drift no family bounds). Kernels only."""
     raise TypeError("resolved inside compiled kernels")
 
 
+def _anchors_products(eigen, p):
+    """Whether a measurement on products keeps a :class:`~stabsim._lanczos.PointAnchor`:
+    a single top pair, of a family that bounds its Hessian's drift (Numba types)."""
+    return _is(eigen, MatrixFree) and bounds_hessian_drift(p)
+
+
 @overload(_workspace, jit_options=KERNEL_ONLY)
-def _workspace_impl(eigen, d):
-    # the matrix-free measurements warm-start in place: no copy of the last eigenvectors
+def _workspace_impl(eigen, p, d):
+    # the matrix-free measurements without an anchor warm-start in place: no copy of the
+    # last eigenvectors
+    if _anchors_products(eigen, p):
+        return lambda eigen, p, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
+                                         lanczos_work(d, eigen.restart),
+                                         point_anchor_work(d), np.empty(0), np.empty(1))
     if _is(eigen, MatrixFree):
-        return lambda eigen, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
-                                      lanczos_work(d, eigen.restart), None,
-                                      np.empty(0), np.empty(1))
+        return lambda eigen, p, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
+                                         lanczos_work(d, eigen.restart), None,
+                                         np.empty(0), np.empty(1))
     if _is(eigen, MatrixFreeDeflated):
-        return lambda eigen, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
-                                      lanczos_work(d, eigen.restart), None,
-                                      np.empty(0), np.empty(eigen.n_top))
+        return lambda eigen, p, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
+                                         lanczos_work(d, eigen.restart), None,
+                                         np.empty(0), np.empty(eigen.n_top))
     if _is(eigen, DenseLanczos):
-        return lambda eigen, d: _Work(np.empty(d), np.empty((d, d)),
-                                      np.empty((eigen.factor_rows, d)),
-                                      lanczos_work(d, eigen.restart),
-                                      anchor_work(d, eigen.factor_rows), np.empty(d),
-                                      np.empty(1))
+        return lambda eigen, p, d: _Work(np.empty(d), np.empty((d, d)),
+                                         np.empty((eigen.factor_rows, d)),
+                                         lanczos_work(d, eigen.restart),
+                                         anchor_work(d, eigen.factor_rows), np.empty(d),
+                                         np.empty(1))
     if _is(eigen, DenseEigh):
-        return lambda eigen, d: _Work(np.empty(d), np.empty((d, d)),
-                                      np.empty((eigen.factor_rows, d)), lanczos_work(1, 1),
-                                      None, np.empty(d), np.empty(eigen.n_top))
+        return lambda eigen, p, d: _Work(np.empty(d), np.empty((d, d)),
+                                         np.empty((eigen.factor_rows, d)), lanczos_work(1, 1),
+                                         None, np.empty(d), np.empty(eigen.n_top))
     if _is(eigen, TinyDense):
-        return lambda eigen, d: _Work(np.empty(d), np.empty((d, d)),
-                                      np.empty((eigen.factor_rows, d)), lanczos_work(1, 1),
-                                      None, np.empty(d), np.empty(1))
+        return lambda eigen, p, d: _Work(np.empty(d), np.empty((d, d)),
+                                         np.empty((eigen.factor_rows, d)), lanczos_work(1, 1),
+                                         None, np.empty(d), np.empty(1))
 
 
 def _holds_dense(eigen):
@@ -378,6 +395,16 @@ def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev
     (once alone, with everything it calls) until stabsim stopped Numba from compiling
     spliced functions alone (:mod:`stabsim._jit`); since then splicing it saves nothing
     measurable (the first ``run_gd`` on a 1-6-6-6-1 network: 26.0 s spliced, 25.3 s not)."""
+    if _anchors_products(eigen, p):
+        def anchored(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top,
+                     evec, left_out):
+            lam, residual, products, converged = anchored_top_eigenpair(
+                HessianAt(theta, p, state), anchor, evec, lanczos, eigen.max_products,
+                eigen.tol, evec)
+            top[0] = lam
+            return residual, converged, products
+
+        return anchored
     if _is(eigen, MatrixFree):
         def matrix_free(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top,
                         evec, left_out):
@@ -514,7 +541,7 @@ def gd_steps(p, method, eigen, state, rec, start, n_steps, finish, stride, diver
     theta, buf, prev_theta, evec, crossing, counts = state
     rule, eta, momentum, loss_min = method
     d = theta.shape[0]
-    g, hess, factor, lanczos, anchor, prev_evec, top = _workspace(eigen, d)
+    g, hess, factor, lanczos, anchor, prev_evec, top = _workspace(eigen, p, d)
     # the arrays taken out of their records once: each access of a record's field inside the
     # loop would be a reference-count increment and decrement (atomic operations)
     rec_loss, rec_gnorm, rec_sharp, rec_theta, rec_residual = rec

@@ -260,7 +260,7 @@ def sgd_steps(p, eta, eigen, law, state, rec, start, n_steps, finish, stride, ba
     """
     theta, evec = state
     d = theta.shape[0]
-    g, hess, factor, lanczos, anchor, prev_evec, top = _workspace(eigen, d)
+    g, hess, factor, lanczos, anchor, prev_evec, top = _workspace(eigen, p, d)
     gb = np.empty(d)
     record_trajectory = rec.theta.shape[0] > 0
     n_probe = 0

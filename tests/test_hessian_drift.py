@@ -1,0 +1,120 @@
+"""GD's matrix-free Lanczos without its start mix where the family bounds how far the Hessian
+moved (the protocol's ``hessian_drift``; ``stabsim._lanczos.anchored_top_eigenpair``).
+
+The rule: with λ' the top eigenvalue of the last Hessian measured with the mix (at θ') and
+b ≥ ‖∇²L(θ) − ∇²L(θ')‖₂, Weyl's inequality gives λ_max(∇²L(θ)) ≤ λ' + b; where b ≤ τ|λ'|
+and a run without the mix converges to λ ≥ λ' + b − τ|λ'|, no eigenvalue above λ is left
+for the mix to find (τ the tolerance).
+"""
+
+import numpy as np
+import pytest
+from user_families import CosineValley
+
+from stabsim.losses import Loss, Quadratic, ScalarNetwork
+from stabsim.losses.kernels.scalar_network import hessian_drift
+from stabsim.maps import run_gd
+
+
+def _two_norm(matrix):
+    return float(np.max(np.abs(np.linalg.eigvalsh(matrix))))
+
+
+@pytest.mark.parametrize("d", [2, 3, 7, 10])
+def test_scalar_network_drift_bounds_the_change_of_the_hessian(d):
+    # dense eigvalsh of the difference of the two dense Hessians (an independent route:
+    # the family's hess, not its bound); pairs far apart, close, with zero weights and with
+    # large ones; 1e-13 |H| for the rounding of the Hessians' entries
+    loss = ScalarNetwork(d)
+    rng = np.random.default_rng(d)
+    for trial in range(60):
+        theta = rng.standard_normal(d) * (0.3 if trial % 3 else 2.0) + (trial % 2)
+        if trial % 5 == 0:
+            theta[rng.integers(d)] = 0.0
+        other = theta + rng.standard_normal(d) * 10.0 ** -rng.integers(0, 12)
+        here, there = loss.hessian(theta), loss.hessian(other)
+        change = _two_norm(here - there)
+        rounding = 1e-13 * (_two_norm(here) + _two_norm(there))
+        bound = hessian_drift(theta, loss.params, other, np.inf)
+        assert bound >= change - rounding
+        assert hessian_drift(theta, loss.params, theta, np.inf) >= 0.0
+
+
+def test_scalar_network_drift_vanishes_at_a_minimiser_and_is_zero_for_a_quadratic():
+    # at a balanced minimiser (P = 1 exactly: every weight 1) both points give r = 0 and
+    # w − w' = 0: the bound is exactly 0; a quadratic's Hessian never moves
+    loss = ScalarNetwork(6)
+    ones = np.ones(6)
+    assert hessian_drift(ones, loss.params, ones.copy(), np.inf) == 0.0
+    quadratic = Quadratic(np.diag([3.0, 1.0]))
+    drift = quadratic.family.functions["hessian_drift"]
+    assert drift(np.array([1.0, 2.0]), quadratic.params, np.array([-5.0, 0.5]), 0.0) == 0.0
+
+
+def _valley(factor=1.0, early=0.0, check=True):
+    return Loss(CosineValley(0.6, 0.1, factor, early), 3, check=check)
+
+
+def _valley_run(loss, steps=120):
+    # θ₁ moves from 1.4 (cos = 0.17 below a = 0.6) towards 0 (cos → 1): the top eigenvalue
+    # passes from e₀, the warm start, to e₁, which the warm start's Krylov space never
+    # reaches (the Hessian is diagonal): only the start mix finds it
+    theta0 = np.array([1.0, 1.4, 1.0])
+    return run_gd(loss, theta0, 0.5, steps, eigensolver="lanczos", record_trajectory=True,
+                  find_crossing=False, eig_tol=1e-10)
+
+
+def test_gd_with_a_true_drift_bound_finds_the_top_eigenvalue_the_warm_start_cannot_see():
+    result = _valley_run(_valley())
+    assert result.success
+    exact = np.maximum(0.6, np.cos(result.trajectory[:, 1]))  # diag(a, cos θ₁, c), c = 0.1
+    # converged: every residual within the tolerance (relative to the Ritz value, which is
+    # the scale here: no eigenvalue is negative), and the Ritz value within its residual of
+    # an eigenvalue (Bauer–Fike), here the top one
+    assert np.all(result.eig_residual <= 1e-10 * result.sharpness[:, 0])
+    assert np.all(np.abs(result.sharpness[:, 0] - exact) <= result.eig_residual + 1e-15)
+    assert exact[0] == 0.6 and exact[-1] > 0.99  # the top eigenvector did change
+
+
+def test_gd_leaves_the_mix_out_once_the_hessian_stops_moving():
+    # once θ₁ moves less than τ λ' = 1e-10 a step, every measurement is one product (the
+    # previous eigenvector meets the tolerance at once); before, each is mixed (two or
+    # more). So 300 more steps at the end cost exactly 300 more products
+    loss = _valley()
+    short, long = _valley_run(loss, 200), _valley_run(loss, 500)
+    assert abs(short.trajectory[-1, 1]) < 1e-12
+    assert long.counters["lanczos_products"] - short.counters["lanczos_products"] == 300
+    # with a bound far above every limit (factor 1e300; θ moves at every one of these
+    # steps) every start is mixed
+    unbounded = _valley_run(_valley(factor=1e300), 200)
+    assert unbounded.counters["lanczos_products"] >= 2 * 201
+    np.testing.assert_allclose(unbounded.sharpness, short.sharpness, rtol=1e-9)
+
+
+def test_a_false_drift_bound_is_refused_at_construction_and_misleads_the_engine():
+    with pytest.raises(ValueError, match="hessian_drift returned 0.0 .*upper bound"):
+        _valley(factor=0.0)
+    with pytest.raises(ValueError, match="hessian_drift returned 0.0 at limit"):
+        _valley(early=1.0)
+    # unchecked, the false claim that the Hessian never moves keeps the engine on the old
+    # eigenvalue: what the construction check is for
+    result = _valley_run(_valley(factor=0.0, check=False))
+    assert result.success
+    assert result.sharpness[-1, 0] == pytest.approx(0.6, rel=1e-9)
+    assert np.cos(result.trajectory[-1, 1]) > 0.99
+
+
+def test_scalar_network_gd_at_its_fixed_point_takes_one_product_a_step():
+    # GD from near the balanced minimiser at η = 1/d reaches θ with P = 1 to round-off in a
+    # few steps and then stops moving: every later measurement is of the same Hessian, with
+    # the bound taken once, and takes one product
+    d = 100
+    rng = np.random.default_rng(0)
+    theta0 = 1.0 + 0.1 * rng.standard_normal(d) / np.sqrt(d)
+    loss = ScalarNetwork(d)
+    short = run_gd(loss, theta0, 1.0 / d, 500, find_crossing=False, record_trajectory=True)
+    long = run_gd(loss, theta0, 1.0 / d, 1500, find_crossing=False)
+    assert np.all(short.trajectory[-100:] == short.trajectory[-1])
+    assert long.counters["lanczos_products"] - short.counters["lanczos_products"] == 1000
+    exact = np.linalg.eigvalsh(loss.hessian(short.trajectory[-1]))[-1]
+    assert abs(short.sharpness[-1, 0] - exact) <= short.eig_residual[-1] + 1e-14 * exact
