@@ -816,6 +816,14 @@ def anchored_top_eigenpair(op, anchor, v0, work, max_products, tol, vec_out):
     starts the mixed run from the unmixed run's vector, a start as good). Memory: the
     anchor's copy (of the dense operator, or of θ and the last point whose δ was taken).
 
+    The argument takes λ' for λ_max(A'). The mixed run gives it to its tolerance unless a
+    top eigenvalue the warm start cannot see lies within about tol·scale·10³√d of it (the
+    mix's own reach, :func:`top_eigenpair`); such a miss at the anchor carries over to the
+    unmixed runs, which keep it, where mixed runs at every step resolve it slowly. Measured
+    on a diagonal Hessian whose hidden eigenvalue rises slowly through the tracked one
+    (tol = 1e-10): errors up to 4.1e-9 relative, over up to 18,542 of 100,000 records,
+    against 1.5e-10 over 395 when every start is mixed.
+
     Returns what :func:`top_eigenpair` returns, the products of both runs counted.
     """
     anchor_top = anchor.top[0]

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from user_families import CosineValley
 
+from stabsim._jit import jit
+from stabsim._lanczos import anchored_top_eigenpair, hessian_at, lanczos_work, point_anchor_work
 from stabsim.losses import Loss, Quadratic, ScalarNetwork
 from stabsim.losses.kernels.scalar_network import hessian_drift
 from stabsim.maps import run_gd
@@ -38,6 +40,22 @@ def test_scalar_network_drift_bounds_the_change_of_the_hessian(d):
         bound = hessian_drift(theta, loss.params, other, np.inf)
         assert bound >= change - rounding
         assert hessian_drift(theta, loss.params, theta, np.inf) >= 0.0
+
+
+@pytest.mark.parametrize("theta, other", [
+    # pairs found by maximising change/bound (Nelder–Mead): the bound is within a factor
+    # 1.2–1.4 of the change there, so a bound without its |r'| term (ratio 1.6 at the first
+    # two), with ‖C‖_F taken as √m₂ (1.15) or without the factor 2 (1.41 at the third) fails
+    ((-0.07102, 0.073588, -0.070438), (0.071019, -0.073588, 0.070179)),
+    ((-0.068207, -0.069583, 0.069919), (0.067892, 0.069583, -0.065016)),
+    ((10.71839, 13.50644, 37.48885, 1.65096e-4), (10.73419, 13.51919, 37.49309, 1.844945e-4)),
+])
+def test_scalar_network_drift_holds_where_it_is_nearly_tight(theta, other):
+    theta, other = np.array(theta), np.array(other)
+    loss = ScalarNetwork(theta.size)
+    change = _two_norm(loss.hessian(theta) - loss.hessian(other))
+    bound = hessian_drift(theta, loss.params, other, np.inf)
+    assert change <= bound <= 1.5 * change
 
 
 def test_scalar_network_drift_vanishes_at_a_minimiser_and_is_zero_for_a_quadratic():
@@ -118,3 +136,35 @@ def test_scalar_network_gd_at_its_fixed_point_takes_one_product_a_step():
     assert long.counters["lanczos_products"] - short.counters["lanczos_products"] == 1000
     exact = np.linalg.eigvalsh(loss.hessian(short.trajectory[-1]))[-1]
     assert abs(short.sharpness[-1, 0] - exact) <= short.eig_residual[-1] + 1e-14 * exact
+
+
+@jit
+def _anchored_on_products(theta, p, v0, tol, restart):
+    """The engine's anchored Lanczos on ∇²L(θ) by products, twice at the same θ (a family
+    with a bound: the second run leaves the mix out), the second from ``restart``:
+    (λ, residual, products, converged) of the second."""
+    d = theta.shape[0]
+    work = lanczos_work(d, 20)
+    anchor = point_anchor_work(d)
+    vector = v0.copy()
+    anchored_top_eigenpair(hessian_at(theta, p), anchor, vector, work, 1000, tol, vector)
+    vector[:] = restart
+    return anchored_top_eigenpair(hessian_at(theta, p), anchor, vector, work, 1000, tol, vector)
+
+
+@pytest.mark.parametrize("gap, angle", [(1e-4, 1e-4), (1e-6, np.pi / 2 - 1e-4)])
+def test_the_unmixed_first_product_is_returned_only_within_both_conditions(gap, angle):
+    # diag(2 − g, 1, 2), top 2 on e_2, a quadratic (bound 0, so the second run leaves the
+    # mix out; three dimensions, so that Lanczos resolves any gap in three products); the
+    # start cos φ e_2 + sin φ e_0 has Rayleigh quotient 2 − g sin²φ and
+    # residual g sin φ cos φ, against tol·λ ≈ 2e-10 (tol = 1e-10). g = 1e-4, φ = 1e-4:
+    # quotient 2 − 1e-12, within Weyl's allowance, residual 1e-8, above the tolerance.
+    # g = 1e-6, φ = π/2 − 1e-4: residual 1e-10, within the tolerance, quotient 2 − 1e-6,
+    # below λ' − tol·λ'. Either way the first product is not the answer: Lanczos goes on
+    loss = Quadratic(np.diag([2.0 - gap, 1.0, 2.0]))
+    restart = np.array([np.sin(angle), 0.0, np.cos(angle)])
+    lam, residual, products, converged = _anchored_on_products(
+        np.ones(3), loss.params, np.ones(3), 1e-10, restart)
+    assert converged and products > 1
+    assert residual <= 1e-10 * lam
+    assert lam == pytest.approx(2.0, rel=1e-13)
