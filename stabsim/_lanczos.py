@@ -705,6 +705,12 @@ def dense_drift(op, anchor, limit):
     return drift + np.sqrt(square)
 
 
+#: a matrix-free anchor's bound this many times its limit starts a wait (:func:`drift`)
+MAX_MOVED = 1e3
+#: the longest such wait, in measurements
+MAX_WAIT = 15
+
+
 def drift(op, anchor, limit):
     """An upper bound on ‖A − A'‖₂ for the operator ``op`` and the one ``anchor`` keeps, or a
     number above ``limit`` once the bound exceeds it (kernels only)."""
@@ -740,12 +746,6 @@ def _drift(op, anchor, limit):
             return moved
 
         return at_point
-
-
-#: a matrix-free anchor's bound this many times its limit starts a wait (:func:`drift`)
-MAX_MOVED = 1e3
-#: the longest such wait, in measurements
-MAX_WAIT = 15
 
 
 @inline
@@ -857,8 +857,8 @@ def warm_start_check(op, v0, q, w):
     for a zero or non-finite v0, or an operator whose products' squares leave the range
     where :func:`top_eigenpair` takes them unscaled. A :class:`DenseHessian` makes no
     product here (NaN, NaN, 0): its product costs far more than the bookkeeping saved, and
-    a second copy of it compiled into the engine cost 0.7 s of a cold first call (kernels
-    only)."""
+    a second copy of it compiled into the engine cost 0.6–0.8 s of a cold first call
+    (kernels only)."""
     raise TypeError("warm_start_check is resolved inside compiled kernels")
 
 
