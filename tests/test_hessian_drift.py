@@ -12,7 +12,14 @@ import pytest
 from user_families import CosineValley
 
 from stabsim._jit import jit
-from stabsim._lanczos import anchored_top_eigenpair, hessian_at, lanczos_work, point_anchor_work
+from stabsim._lanczos import (
+    anchored_top_eigenpair,
+    drift,
+    hessian_at,
+    keep_anchor,
+    lanczos_work,
+    point_anchor_work,
+)
 from stabsim.losses import Loss, Quadratic, ScalarNetwork
 from stabsim.losses.kernels.scalar_network import hessian_drift
 from stabsim.maps import run_gd
@@ -168,3 +175,35 @@ def test_the_unmixed_first_product_is_returned_only_within_both_conditions(gap, 
     assert converged and products > 1
     assert residual <= 1e-10 * lam
     assert lam == pytest.approx(2.0, rel=1e-13)
+
+
+@jit
+def _bounds_around_a_new_anchor(p, first_anchor, point, second_anchor, limit):
+    """The engine's bound at ``point`` against the anchor at ``first_anchor``, then at the
+    same point after the anchor moved to ``second_anchor``, then at ``second_anchor``."""
+    anchor = point_anchor_work(point.shape[0])
+    keep_anchor(hessian_at(first_anchor, p), anchor, 1.0)
+    before = drift(hessian_at(point, p), anchor, limit)
+    keep_anchor(hessian_at(second_anchor, p), anchor, 1.0)
+    after = drift(hessian_at(point, p), anchor, limit)
+    return before, after, drift(hessian_at(second_anchor, p), anchor, limit)
+
+
+def test_a_new_anchor_clears_the_bound_kept_for_a_point():
+    # the bound at a point is kept for the next measurement at the same point (GD at a fixed
+    # point); it is a bound against the anchor, so a new anchor must not reuse it: the same
+    # point against the new anchor gets the family's bound against that anchor, and the
+    # anchor's own point gets 0 (its Hessian is the anchor's, exactly)
+    # the first anchor a balanced minimiser (product of the weights 1 exactly), where the
+    # bound at a point 1e-9 away is far below the limit, and so is kept; the second anchor's
+    # bound there (0.18) above the limit but within 10³ times it, so that no wait follows
+    loss = ScalarNetwork(3)
+    first_anchor = np.array([1.0, 2.0, 0.5])
+    point = first_anchor + 1e-9
+    second_anchor = np.array([1.01, 2.0, 0.5])
+    limit = 1e-3
+    before, after, at_anchor = _bounds_around_a_new_anchor(loss.params, first_anchor, point,
+                                                           second_anchor, limit)
+    assert before == hessian_drift(point, loss.params, first_anchor, limit) <= limit
+    assert after == hessian_drift(point, loss.params, second_anchor, limit) > limit
+    assert at_anchor == 0.0
