@@ -420,3 +420,20 @@ def test_a_crossing_whose_oscillation_is_round_off_still_has_its_reference_point
     assert abs(values[-1] - 2 / eta) < 1e-9 * (2 / eta)
     assert abs(vectors[:, -1] @ net.grad(star)) < 1e-9 * (2 / eta) * np.linalg.norm(
         result.crossing_pair[1] - result.crossing_pair[0])
+
+
+def test_a_nearly_repeated_top_eigenvalue_is_measured_by_eigh_and_named_when_lanczos_stalls():
+    # diag(0, …, 1 − g, 1) with g = 1e-8: eigh gives both top eigenvalues to round-off
+    # (eps·|H|); a Lanczos run that misses its tolerance (here the budget of one product)
+    # says in its message that such a pair can hold Lanczos above it at any budget and that
+    # eigh measures it
+    d = 100
+    diagonal = np.linspace(0.0, 1.0, d)
+    diagonal[-2] = 1.0 - 1e-8
+    loss = Quadratic(np.diag(diagonal))
+    dense = run_gd(loss, np.ones(d), 0.5, 5, eigensolver="eigh", top_k=2)
+    assert dense.success
+    np.testing.assert_allclose(dense.sharpness, [[1.0, 1.0 - 1e-8]] * 6, rtol=0, atol=1e-15)
+    stalled = run_gd(loss, np.ones(d), 0.5, 5, eig_max_products=1)
+    assert stalled.status is Status.NOT_CONVERGED
+    assert "`eig_max_products`" in stalled.message and "eigensolver='eigh'" in stalled.message
