@@ -309,6 +309,23 @@ def test_restarted_lanczos_converges_with_a_short_basis(d, seed):
     assert abs(np.linalg.norm(vector) - 1.0) <= 4 * 4 * EPS
 
 
+@pytest.mark.parametrize("d, gap", [(1000, 1e-6), (1000, 1e-8), (300, 1e-7)])
+def test_lanczos_kept_as_a_pair_resolves_nearly_equal_top_eigenvalues(d, gap):
+    # diag(0, …, 1 − g, 1) from (1, …, 1), restarts of 20: restarted from its top Ritz vector
+    # alone Lanczos stalled (residual 1.7e-8 through 3,000 products at d = 1000, g = 1e-8);
+    # restarted from the pair it converges, to the top eigenvalue (within its residual of 1,
+    # Bauer–Fike, which tells 1 from 1 − g), and the residual it reports after dozens of
+    # restarts bounds the returned pair's true one (1e-13: the rounding of that check)
+    diagonal = np.linspace(0.0, 1.0, d)
+    diagonal[-2] = 1.0 - gap
+    vector = np.empty(d)
+    lam, residual, products, converged = _lanczos(np.diag(diagonal), np.empty((0, d)),
+                                                  np.ones(d), 20, 5000, 1e-10, vector)
+    assert converged and residual <= 1e-10 * abs(lam) and products > 100
+    assert abs(lam - 1.0) <= residual
+    assert np.linalg.norm(diagonal * vector - lam * vector) <= residual + 1e-13
+
+
 @pytest.mark.parametrize("size", [1.0, 1e-155, 1e-160, 1e150])
 def test_the_returned_vector_is_unit_where_the_products_underflow(size):
     # below ‖A‖ ≈ 1e-154 the squares of the products underflow: the products are scaled up
