@@ -370,6 +370,17 @@ def test_closed_form_sharpness_of_a_tiny_model_with_a_factor_matches_eigh(d, n):
     np.testing.assert_array_equal(closed.loss, dense.loss)
 
 
+@pytest.mark.parametrize("kwargs, why", [
+    ({}, "stayed below the threshold 20"),  # S = 1 < 2/η = 20 all along
+    ({"find_crossing": False}, "find_crossing=False"),
+    ({"method": "normalised"}, "method='normalised' has no stability threshold"),
+])
+def test_reference_point_without_a_crossing_says_why(kwargs, why):
+    loss = Quadratic(np.diag([1.0, 0.5]))
+    with pytest.raises(ValueError, match="no crossing of the stability threshold: .*" + why):
+        reference_point(loss, run_gd(loss, np.ones(2), 0.1, 5, **kwargs))
+
+
 def test_reference_point_refuses_a_start_at_or_past_the_threshold():
     # it returned θ₀ (S(θ₀) = 1.25·2/η), against its promise |S(θ*) − 2/η| ≤ tol
     loss = Quadratic([1.0, 0.5])

@@ -1028,3 +1028,18 @@ def test_the_engines_run_a_fastmath_family_function_as_its_dispatcher_compiles_i
     grad = np.empty(40)
     value_grad(theta, loss.params, grad)
     assert np.array_equal(step(loss, theta, 0.25).theta, theta - 0.25 * grad)
+
+
+def test_a_nonfinite_check_result_of_a_family_names_dim():
+    # a family's functions read a record sized by dim: a wrong dim gives non-finite results
+    # as often as disagreeing ones, and the message says to check it (a built-in's layout
+    # is its own: no such hint)
+    from stabsim.losses import Minimalist
+    from stabsim.losses._check import _finite
+
+    family = Loss(user_families.Rosenbrock(1.0, 100.0, 0.0), 3)
+    with pytest.raises(ValueError, match=r"check point 0 .*; check that dim = 3 matches the "
+                                         r"parameters, or pass check_points="):
+        _finite(family, "grad", np.array([np.nan]), 0)
+    with pytest.raises(ValueError, match=r"out\?\); pass check_points="):
+        _finite(Minimalist(), "grad", np.array([np.nan]), 0)

@@ -256,9 +256,10 @@ def gd_edge_of_stability(out, steps=600):
         Finding("GD at the EoS", "step where S first reaches 2/η (S(θ₀)·η/2)",
                 f"{crossing} ({scaled[0]:.3f})", "the sharpness rises to 2/η from below",
                 rises),
-        Finding("GD at the EoS", "loss increases after the crossing; loss there → at the end",
-                f"{ups}; {result.loss[crossing] if crossing is not None else np.nan:.3g} → "
-                f"{result.loss[-1]:.3g}", "the loss falls non-monotonically at the EoS",
+        Finding("GD at the EoS",
+                "steps after the crossing where the loss rose; the loss there and at the end",
+                f"{ups} steps; {result.loss[crossing] if crossing is not None else np.nan:.3g}"
+                f" → {result.loss[-1]:.3g}", "the loss falls non-monotonically at the EoS",
                 falls),
         Finding("GD at the EoS", f"largest S·η/2 over the last {len(late)} steps",
                 f"{np.max(late):.4f}", "self-stabilisation: GD ends with S ≤ 2/η", settles),

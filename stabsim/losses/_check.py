@@ -109,9 +109,17 @@ def _finite(loss, name, value, k):
     if not np.all(np.isfinite(value)):
         raise ValueError(
             f"{_name(loss)}: {name} gave a non-finite result at check point {k}"
-            f"{'' if name == 'value' else ' (does it write every entry of out?)'}; pass "
-            "check_points= where the loss is finite"
+            f"{'' if name == 'value' else ' (does it write every entry of out?)'}; "
+            f"{_dim_hint(loss)}pass check_points= where the loss is finite"
         )
+
+
+def _dim_hint(loss) -> str:
+    """For a loss of a registered family (whose functions read a parameter record sized by
+    ``dim``): the hint to check ``dim``, which read past the record gives non-finite
+    results as often as not."""
+    return (f"check that dim = {loss.dim} matches the parameters, or "
+            if type(loss).name == "loss" else "")
 
 
 def _compare(loss, what, against, exact, approx, noise, k, step=None, rtol=RTOL, hint=None):

@@ -609,8 +609,14 @@ def reference_point(loss: Loss, result: GDResult, *, tol: float = 1e-12, max_ite
     tol = check.positive_float("tol", tol)
     max_iter = check.nonnegative_int("max_iter", max_iter, minimum=1)
     if result.crossing_step is None or result.crossing_pair is None:
-        raise ValueError("result has no crossing of the stability threshold: run longer, or "
-                         "run_gd(..., find_crossing=True)")
+        if not result.parameters.get("find_crossing", True):
+            why = "it was run with find_crossing=False, which keeps no crossing"
+        elif result.threshold is None:
+            why = f"method={result.method!r} has no stability threshold"
+        else:
+            why = (f"the sharpness stayed below the threshold {result.threshold:.6g}: run "
+                   "longer, or with a larger eta")
+        raise ValueError(f"result has no crossing of the stability threshold: {why}")
     if result.crossing_step == 0:
         raise ValueError(f"S(θ₀) = {result.sharpness[0, 0]:.10g} is at or past the threshold "
                          f"{result.threshold:.10g}: GD starts there and never crosses it from "
