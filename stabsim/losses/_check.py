@@ -116,8 +116,9 @@ def _finite(loss, name, value, k):
 
 def _dim_hint(loss) -> str:
     """For a loss of a registered family (whose functions read a parameter record sized by
-    ``dim``): the hint to check ``dim``, which read past the record gives non-finite
-    results as often as not."""
+    ``dim``): the hint to check ``dim``. A wrong one makes the functions read past the
+    record or leave entries of ``out`` unwritten, which gives non-finite results as often as
+    disagreeing ones."""
     return (f"check that dim = {loss.dim} matches the parameters, or "
             if type(loss).name == "loss" else "")
 
