@@ -236,6 +236,7 @@ class LanczosWork(NamedTuple):
     inverse_pivots: np.ndarray  # (m,): scratch of the tridiagonal eigenvector
     coefficients: np.ndarray  # (2, m): the components of w of a Gram–Schmidt pass and the next
     tile: np.ndarray  # (TILE,): scratch of the sweeps over the basis
+    kept_error: np.ndarray  # (2,): the bounds of :func:`_keep_top_two`
 
 
 @inline
@@ -247,7 +248,8 @@ def lanczos_work(d, restart):
     # every entry is written before it is read: np.empty alone (np.zeros cost the first
     # kernel 0.2 s of compiling)
     return LanczosWork(np.empty((m, d)), np.empty(m), np.empty(m), np.empty(m), np.empty(d),
-                       np.empty((m, m)), np.empty(m), np.empty((2, m)), np.empty(TILE))
+                       np.empty((m, m)), np.empty(m), np.empty((2, m)), np.empty(TILE),
+                       np.empty(2))
 
 
 #: restart length of the engines' Lanczos: the basis holds this many vectors of length d
@@ -389,7 +391,8 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     restarted = False
     factor = 1.0  # the products are those of factor · A (see above)
     first = 0  # the first basis vector of a cycle without its product yet
-    kept_error = np.zeros(2)  # bounds on what the kept pair's relations leave out (below)
+    kept_error = work.kept_error  # bounds on what a kept pair's relations leave out (below)
+    kept_error[:] = 0.0
     while True:
         j = first
         done = False
@@ -480,7 +483,7 @@ def _keep_top_two(work, j, kept_error):
     from earlier restarts, go into ``kept_error``, which :func:`top_eigenpair` adds to the
     measured residual (an upper bound, by the triangle inequality).
     """
-    basis, alpha, beta, ritz, w, projections, scratch, coefficients, _ = work
+    basis, alpha, beta, ritz, w, projections, scratch, coefficients, _, _ = work
     k = j + 1
     # q_{j+1}: the second Gram–Schmidt sweep, which the last step of a cycle leaves undone
     _subtract(w, basis, k, coefficients, 1)
@@ -633,7 +636,7 @@ def _take_product(work, j, lam, scale, restarted, tol, room, space, kept_error):
     finite : bool
         False if β_j is not finite (then nothing else is updated).
     """
-    basis, alpha, beta, ritz, w, projections, inverse_pivots, coefficients, _ = work
+    basis, alpha, beta, ritz, w, projections, inverse_pivots, coefficients, _, _ = work
     # full reorthogonalisation against q_0..q_j by classical Gram–Schmidt, twice ("twice is
     # enough" holds for it as for the modified one): the components c, then one sweep that
     # subtracts them and takes the components c' left, which are subtracted only when there
