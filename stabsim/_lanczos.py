@@ -453,7 +453,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
             scale_into(basis[0], vec_out, 1.0 / np.sqrt(dot(vec_out, vec_out)))
             kept_error[:] = 0.0
     ritz = work.ritz
-    left_out = abs(ritz[0]) * kept_error[0] + abs(ritz[1]) * kept_error[1] if j >= 1 else 0.0
+    left_out = _left_out(ritz, kept_error) if j >= 1 else 0.0
     return (lam / factor, (_residual_norm(work, j, lam) + left_out) / (length * factor),
             products, done)
 
@@ -515,9 +515,8 @@ def _keep_top_two(work, j, kept_error):
         r2 = m_t2[i] - p01 * ritz[i] - a22 * s2[i]
         out1 += r1 * r1
         out2 += r2 * r2
-    error1 = (np.sqrt(out1) + abs(beta[j] * ritz[j]) + abs(ritz[0]) * kept_error[0]
-              + abs(ritz[1]) * kept_error[1])
-    error2 = np.sqrt(out2) + abs(s2[0]) * kept_error[0] + abs(s2[1]) * kept_error[1]
+    error1 = np.sqrt(out1) + abs(beta[j] * ritz[j]) + _left_out(ritz, kept_error)
+    error2 = np.sqrt(out2) + _left_out(s2, kept_error)
     kept_error[0] = error1
     kept_error[1] = error2
     inverse = q_sign / beta[j]
@@ -532,6 +531,13 @@ def _keep_top_two(work, j, kept_error):
     alpha[0], beta[0], alpha[1], beta[1] = a11, flip * b0, a22, q_sign * b1_new
     projections[0, 0], projections[0, 1], projections[1, 1] = a11, flip * p01, a22
     return True
+
+
+@inline
+def _left_out(t, kept_error):
+    """|t_0| e_0 + |t_1| e_1: a bound on what the relations of the two kept basis vectors
+    leave out (``kept_error`` = (e_0, e_1), :func:`_keep_top_two`) in A Q t."""
+    return abs(t[0]) * kept_error[0] + abs(t[1]) * kept_error[1]
 
 
 @inline
@@ -551,7 +557,7 @@ def _second_ritz_vector(diag, offdiag, k, top_vector, out, scratch):
     into ``out[:k]``, orthogonal to ``top_vector`` (its top one): the eigenvalue by
     bisection on Sturm counts (:func:`_pivots`), the vector by :func:`tridiagonal_vector`
     and one Gram–Schmidt step against the top one (inverse iteration at the second of two
-    close eigenvalues returns some of the first as well). k ≥ 2."""
+    close eigenvalues returns some of the first as well). k ≥ 3."""
     lo = hi = diag[0]
     for i in range(k):
         side = (abs(offdiag[i - 1]) if i > 0 else 0.0) + (abs(offdiag[i]) if i < k - 1 else 0.0)
@@ -658,7 +664,7 @@ def _take_product(work, j, lam, scale, restarted, tol, room, space, kept_error):
     scale = max(scale, abs(lam), abs(alpha[j]))
     estimate = beta[j] * abs(ritz[j])
     if j >= 1:
-        estimate += abs(ritz[0]) * kept_error[0] + abs(ritz[1]) * kept_error[1]
+        estimate += _left_out(ritz, kept_error)
     invariant = beta[j] <= 1e-14 * scale or (j + 1 == space and not restarted)
     done = estimate <= tol * scale or invariant
     if room and not done:
