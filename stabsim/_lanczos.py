@@ -236,20 +236,84 @@ class LanczosWork(NamedTuple):
     inverse_pivots: np.ndarray  # (m,): scratch of the tridiagonal eigenvector
     coefficients: np.ndarray  # (2, m): the components of w of a Gram–Schmidt pass and the next
     tile: np.ndarray  # (TILE,): scratch of the sweeps over the basis
-    kept_error: np.ndarray  # (2,): the bounds of :func:`_keep_top_two`
+    #: (2,): the bounds of :func:`_keep_top_two`; None where the restarts are thin
+    kept_error: object
 
 
 @inline
-def lanczos_work(d, restart):
+def lanczos_work(d, restart, thick):
     """A :class:`LanczosWork` whose basis holds min(restart, d) vectors, and at least
     min(2, d): a basis of one vector makes its own Ritz vector, so a restart from it gets
-    nowhere (a restart length of 1 never converged)."""
+    nowhere (a restart length of 1 never converged).
+
+    ``thick``: True for restarts from the top two Ritz pairs (:func:`_keep_top_two`), None
+    for restarts from the top Ritz vector alone. A type, not a value: with None the thick
+    restart is not compiled at all. It is what separates two nearly equal top eigenvalues,
+    and it cost every first call that measures by Lanczos 1.3 s of compiling (the first
+    ``run_gd`` on the regression model: 9.08, 8.82 s without it, 10.22, 10.22 s with it),
+    so the engines start thin and compile it only after a measurement stalls
+    (:func:`stabsim.maps.gd.thick_after_stall`)."""
     m = max(min(2, d), min(restart, d))
     # every entry is written before it is read: np.empty alone (np.zeros cost the first
     # kernel 0.2 s of compiling)
     return LanczosWork(np.empty((m, d)), np.empty(m), np.empty(m), np.empty(m), np.empty(d),
                        np.empty((m, m)), np.empty(m), np.empty((2, m)), np.empty(TILE),
-                       np.empty(2))
+                       kept_error_buffer(thick))
+
+
+def _thin(kept_error):
+    """Whether a workspace's ``kept_error`` (a Numba type) is that of thin restarts."""
+    return isinstance(kept_error, types.NoneType)
+
+
+def kept_error_buffer(thick):
+    """The ``kept_error`` field of :func:`lanczos_work` (kernels only)."""
+    raise TypeError("resolved inside compiled kernels")
+
+
+@overload(kept_error_buffer, jit_options=KERNEL_ONLY, inline="always")
+def _kept_error_buffer(thick):
+    if _thin(thick):
+        return lambda thick: None
+    return lambda thick: np.empty(2)
+
+
+def forget_kept(kept_error):
+    """Set a thick restart's bounds to zero (nothing where the restarts are thin)."""
+    raise TypeError("resolved inside compiled kernels")
+
+
+@overload(forget_kept, jit_options=KERNEL_ONLY, inline="always")
+def _forget_kept(kept_error):
+    if _thin(kept_error):
+        return lambda kept_error: None
+
+    def forget(kept_error):
+        kept_error[0] = 0.0
+        kept_error[1] = 0.0
+
+    return forget
+
+
+def restart_from_pair(work, j, tol_scale):
+    """Whether :func:`top_eigenpair` restarts from its top two Ritz pairs after step j, having
+    done so (:func:`_keep_top_two`): in a thick workspace with m ≥ 3, while the bounds of
+    what the kept relations leave out sum to at most ``tol_scale`` (a tenth of the
+    tolerance); always False in a thin one (kernels only)."""
+    raise TypeError("resolved inside compiled kernels")
+
+
+@overload(restart_from_pair, jit_options=KERNEL_ONLY, inline="always")
+def _restart_from_pair(work, j, tol_scale):
+    if _thin(work.types[work.fields.index("kept_error")]):
+        return lambda work, j, tol_scale: False
+
+    def thick(work, j, tol_scale):
+        kept_error = work.kept_error
+        return (work.basis.shape[0] >= 3 and kept_error[0] + kept_error[1] <= tol_scale
+                and _keep_top_two(work, j, kept_error))
+
+    return thick
 
 
 #: restart length of the engines' Lanczos: the basis holds this many vectors of length d
@@ -290,15 +354,17 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     """Largest eigenvalue λ and unit eigenvector of the symmetric operator ``op``.
 
     Lanczos with full reorthogonalisation, restarted every m = ``work.basis.shape[0]`` steps
-    from its top two Ritz pairs (:func:`_keep_top_two`; from the top one alone where m < 3
-    or the pair's couplings vanish), started from ``v0`` (the previous eigenvector when
-    tracking a trajectory), mixed with the fixed vector r of :func:`mix_vector` at weight
-    ``mix`` (``START_MIX`` = 1e-3; 0 only where :func:`anchored_top_eigenpair` has shown
-    that there is nothing for it to find). The mix is what finds a top eigenvalue the warm
-    start cannot see: when the tracked eigenvector stays (to round-off) inside an invariant
-    subspace of the new Hessian (a symmetry of the model, or a catapult that leaves it as a
-    lower eigenvector), its Krylov space never leaves that subspace and Lanczos would return
-    the old eigenvalue with a tiny residual. With the mix, an eigenvalue λ' above the
+    from its top Ritz vector or, in a workspace made for thick restarts
+    (:func:`lanczos_work`), from its top two Ritz pairs (:func:`_keep_top_two`; from the
+    top one alone where m < 3 or the pair's couplings vanish), started from ``v0`` (the
+    previous eigenvector when tracking a trajectory), mixed with the fixed vector r of
+    :func:`mix_vector` at weight ``mix`` (``START_MIX`` = 1e-3; 0 only where
+    :func:`anchored_top_eigenpair` has shown that there is nothing for it to find). The
+    mix is what finds a top eigenvalue the warm start cannot see: when the tracked
+    eigenvector stays (to round-off) inside an invariant subspace of the new Hessian (a
+    symmetry of the model, or a catapult that leaves it as a lower eigenvector), its Krylov
+    space never leaves that subspace and Lanczos would return the old eigenvalue with a
+    tiny residual. With the mix, an eigenvalue λ' above the
     returned λ contributes about ``START_MIX |r·u'| (λ' − λ) / |r|`` to the residual, so
     Lanczos cannot meet its tolerance without resolving it unless ``λ' − λ < tol · scale ·
     |r| / (START_MIX |r·u'|)`` (about ``tol · scale · 10³ √d`` for a generic u').
@@ -392,7 +458,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     factor = 1.0  # the products are those of factor · A (see above)
     first = 0  # the first basis vector of a cycle without its product yet
     kept_error = work.kept_error  # bounds on what a kept pair's relations leave out (below)
-    kept_error[:] = 0.0
+    forget_kept(kept_error)
     while True:
         j = first
         done = False
@@ -443,15 +509,14 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
         restarted = True
         # a thick restart while what its relations leave out stays below a tenth of the
         # tolerance (each adds its round-off); else one from the Ritz vector, which clears it
-        first = 2 if (m >= 3 and kept_error[0] + kept_error[1] <= 0.1 * tol * scale
-                      and _keep_top_two(work, j, kept_error)) else 0
+        first = 2 if restart_from_pair(work, j, 0.1 * tol * scale) else 0
         if first == 2 and keep_in_range(op, basis, beta, 1):
             first = 0  # the kept pair spans what is left of P's range: restarted from one
         if first == 0:
             # from the Ritz vector, normalised again so that round-off in its length does
             # not add up over restarts
             scale_into(basis[0], vec_out, 1.0 / np.sqrt(dot(vec_out, vec_out)))
-            kept_error[:] = 0.0
+            forget_kept(kept_error)
     ritz = work.ritz
     left_out = _left_out(ritz, kept_error) if j >= 1 else 0.0
     return (lam / factor, (_residual_norm(work, j, lam) + left_out) / (length * factor),
@@ -533,11 +598,18 @@ def _keep_top_two(work, j, kept_error):
     return True
 
 
-@inline
 def _left_out(t, kept_error):
     """|t_0| e_0 + |t_1| e_1: a bound on what the relations of the two kept basis vectors
-    leave out (``kept_error`` = (e_0, e_1), :func:`_keep_top_two`) in A Q t."""
-    return abs(t[0]) * kept_error[0] + abs(t[1]) * kept_error[1]
+    leave out (``kept_error`` = (e_0, e_1), :func:`_keep_top_two`) in A Q t; 0 where the
+    restarts are thin (kernels only)."""
+    raise TypeError("resolved inside compiled kernels")
+
+
+@overload(_left_out, jit_options=KERNEL_ONLY, inline="always")
+def _left_out_impl(t, kept_error):
+    if _thin(kept_error):
+        return lambda t, kept_error: 0.0
+    return lambda t, kept_error: abs(t[0]) * kept_error[0] + abs(t[1]) * kept_error[1]
 
 
 @inline
@@ -1216,23 +1288,25 @@ def tridiagonal_vector(diag, offdiag, k, lam, vec_out, inverse_pivots):
 
 
 @jit
-def hessian_top_eigenpair(p, theta, v0, max_products, tol, vec_out):
+def hessian_top_eigenpair(p, theta, v0, max_products, tol, vec_out, thick):
     """:func:`top_eigenpair` of ∇²L(θ) on Hessian-vector products of the loss of record ``p``
-    (basis of ``LANCZOS_RESTART`` vectors): the engines' measurement as an entry point from Python,
-    compiled once per loss family (through ``stabsim.losses._engines.engine_for``)."""
-    work = lanczos_work(theta.shape[0], LANCZOS_RESTART)
+    (basis of ``LANCZOS_RESTART`` vectors, thick restarts where ``thick`` is True, thin ones
+    where it is None: see :func:`lanczos_work`): the engines' measurement as an entry point
+    from Python, compiled once per loss family and kind of restart (through
+    ``stabsim.losses._engines.engine_for``)."""
+    work = lanczos_work(theta.shape[0], LANCZOS_RESTART, thick)
     return top_eigenpair(hessian_at(theta, p), v0, work, max_products, tol, vec_out,
                          START_MIX)
 
 
 @jit
-def dense_hessian_top_eigenpair(p, theta, v0, max_products, tol, vec_out, hess, factor):
+def dense_hessian_top_eigenpair(p, theta, v0, max_products, tol, vec_out, thick, hess, factor):
     """:func:`top_eigenpair` of ∇²L(θ) = ``hess`` + ``factor``ᵀ``factor``, the dense parts that
     the family's ``hessian_parts`` writes into these buffers (d × d, and the family's factor
     rows × d): the GD engine's measurement of families that prefer the dense Hessian, as an
     entry point from Python (compiled once per family, as :func:`hessian_top_eigenpair`)."""
     grad = np.empty(theta.shape[0])
     loss_hessian_parts(theta, p, grad, hess, factor)
-    work = lanczos_work(theta.shape[0], LANCZOS_RESTART)
+    work = lanczos_work(theta.shape[0], LANCZOS_RESTART, thick)
     return top_eigenpair(DenseHessian(hess, factor), v0, work, max_products, tol, vec_out,
                          START_MIX)

@@ -249,9 +249,10 @@ def tracked_top_eigenpair(loss: Loss, theta: np.ndarray, v0: np.ndarray | None =
     them; a full ``eigh`` took two thirds of a θ† step of the d = 100 regression model).
     d ≤ ``SMALL_DIM`` takes :func:`top_eigenpairs` (``eigh``, exact to round-off: a symmetry
     of a small model that keeps u in a subspace keeps it there exactly). A Lanczos run that
-    uses ``TRACKED_MAX_PRODUCTS`` products without meeting ``tol`` is repeated by
-    :func:`top_eigenpairs` (ARPACK, or ``eigh`` for the dense families). No input checks: for
-    callers that hold a checked θ.
+    uses ``TRACKED_MAX_PRODUCTS`` products without meeting ``tol`` is repeated with thick
+    restarts (compiled on that first need: :func:`stabsim._lanczos.lanczos_work`), and one
+    that stalls again by :func:`top_eigenpairs` (ARPACK, or ``eigh`` for the dense
+    families). No input checks: for callers that hold a checked θ.
 
     Raises
     ------
@@ -267,12 +268,15 @@ def tracked_top_eigenpair(loss: Loss, theta: np.ndarray, v0: np.ndarray | None =
     if loss.family.prefers_dense:
         check_dense_memory(loss.dim)
         kernel = engine_for(dense_hessian_top_eigenpair, loss.family)
-        lam, _, _, converged = kernel(loss.params, theta, start, TRACKED_MAX_PRODUCTS, tol, u,
-                                      np.empty((loss.dim, loss.dim)),
-                                      np.empty((loss.factor_rows, loss.dim)))
+        dense_parts = (np.empty((loss.dim, loss.dim)), np.empty((loss.factor_rows, loss.dim)))
     else:
         kernel = engine_for(hessian_top_eigenpair, loss.family)
-        lam, _, _, converged = kernel(loss.params, theta, start, TRACKED_MAX_PRODUCTS, tol, u)
+        dense_parts = ()
+    for thick in (None, True):  # thick restarts compiled only after thin ones stall
+        lam, _, _, converged = kernel(loss.params, theta, start, TRACKED_MAX_PRODUCTS, tol, u,
+                                      thick, *dense_parts)
+        if converged or not np.isfinite(lam):
+            break
     if not np.isfinite(lam):
         raise NonFiniteError("the Hessian at theta has NaN or inf entries (status NONFINITE): "
                              "its eigenpairs are undefined")

@@ -32,6 +32,28 @@ def python_sigint():
     signal.signal(signal.SIGINT, previous)
 
 
+@pytest.fixture
+def thick_switches(monkeypatch):
+    """The stalls after which a run went on with thick Lanczos restarts during the test
+    (one entry per switch), seen by wrapping ``thick_after_stall`` where the drivers
+    call it."""
+    from stabsim.maps import adaptive, gd, sgd
+    from stabsim.sweep import gd_cells
+
+    switches = []
+    original = gd.thick_after_stall
+
+    def spy(eigen, status):
+        thick = original(eigen, status)
+        if thick is not None:
+            switches.append(type(eigen).__name__)
+        return thick
+
+    for module in (gd, adaptive, sgd, gd_cells):
+        monkeypatch.setattr(module, "thick_after_stall", spy)
+    return switches
+
+
 #: the gallery chain, in this order: tests/test_notebooks.py executes and stores the
 #: notebooks, then test_docs.py builds the checkout's docs and test_wheel.py an installed
 #: wheel's, both rendering the stored executions instead of running every notebook again

@@ -299,3 +299,21 @@ def test_export():
     np.testing.assert_array_equal(ds.nu.values, result.nu_trajectory)
     assert ds.attrs["status"] == "OK" and ds.attrs["counter_steps"] == 4
     assert "AdaptiveResult(status=OK" in repr(result)
+
+
+def test_a_nearly_repeated_top_pair_is_measured_after_the_thin_restarts_stall(thick_switches):
+    # diag(0, …, 1 − 1e-8, 1), d = 100: Lanczos restarted from one Ritz vector stalls on the
+    # pair (tests/test_gd.py); the run goes on from the stalled step with thick restarts.
+    # The raw sharpness is then within its residual of 1 (Bauer–Fike), and the iterates,
+    # which do not depend on the measurement, are eigh's run's bit for bit
+    d = 100
+    diagonal = np.linspace(0.0, 1.0, d)
+    diagonal[-2] = 1.0 - 1e-8
+    loss = Quadratic(np.diag(diagonal))
+    run = run_adaptive(loss, np.ones(d), 0.01, 4, method="adam", beta1=0.9, eps=1e-8,
+                       eigensolver="lanczos", record_trajectory=True)
+    assert run.success and thick_switches == ["MatrixFree"]
+    assert np.all(np.abs(run.sharpness - 1.0) <= run.eig_residual + 2e-16)
+    dense = run_adaptive(loss, np.ones(d), 0.01, 4, method="adam", beta1=0.9, eps=1e-8,
+                         eigensolver="eigh", record_trajectory=True)
+    np.testing.assert_array_equal(run.trajectory, dense.trajectory)

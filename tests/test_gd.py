@@ -435,22 +435,30 @@ def test_a_crossing_whose_oscillation_is_round_off_still_has_its_reference_point
 
 @pytest.mark.parametrize("gap", [1e-6, 1e-8, 1e-10])
 @pytest.mark.parametrize("top_k", [1, 2])
-def test_a_nearly_repeated_top_pair_is_measured_by_lanczos(gap, top_k):
-    # diag(0, …, 1 − g, 1), d = 100, from (1, …, 1): restarted from one Ritz vector, Lanczos
-    # stayed above its tolerance at any budget (a residual of 8.8e-6 at g = 1e-6); kept as a
-    # pair across restarts the two are resolved. Checked against the exact eigenvalues: each
+def test_a_nearly_repeated_top_pair_is_measured_by_lanczos(gap, top_k, thick_switches):
+    # diag(0, …, 1 − g, 1), d = 100, from (1, …, 1): restarted from one Ritz vector (the
+    # engine's first choice), Lanczos stays above its tolerance at any budget (a residual of
+    # 8.8e-6 at g = 1e-6); the run goes on from the stalled step with the pair kept across
+    # restarts, which resolves the two. Checked against the exact eigenvalues: each
     # recorded one within its residual (Bauer–Fike) of 1 and 1 − g, which the residual
     # bound (≤ tol·|λ₁| = 1e-10) tells apart for g ≥ 1e-8; at g = 1e-10 either is within
-    # the tolerance of the top (eps for the rounding of the diagonal)
+    # the tolerance of the top (eps for the rounding of the diagonal). The updates do not
+    # depend on the measurement: the iterates are eigh's run's, bit for bit
     d = 100
     diagonal = np.linspace(0.0, 1.0, d)
     diagonal[-2] = 1.0 - gap
-    run = run_gd(Quadratic(np.diag(diagonal)), np.ones(d), 0.5, 5, top_k=top_k,
-                 eigensolver="lanczos")
+    loss = Quadratic(np.diag(diagonal))
+    run = run_gd(loss, np.ones(d), 0.5, 5, top_k=top_k, eigensolver="lanczos", stride=2,
+                 record_trajectory=True)
     assert run.success
+    assert thick_switches == ["MatrixFree" if top_k == 1 else "MatrixFreeDeflated"]
+    np.testing.assert_array_equal(run.step, [0, 2, 4, 5])
     assert np.all(run.eig_residual <= 1e-10)
     exact = np.array([1.0, 1.0 - gap])[:top_k]
     assert np.all(np.abs(run.sharpness - exact) <= run.eig_residual[:, None] + 2e-16)
+    dense = run_gd(loss, np.ones(d), 0.5, 5, eigensolver="eigh", stride=2,
+                   record_trajectory=True)
+    np.testing.assert_array_equal(run.trajectory, dense.trajectory)
 
 
 def test_a_cluster_of_top_eigenvalues_is_measured_by_eigh_and_named_when_lanczos_stalls():

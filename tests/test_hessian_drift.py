@@ -151,7 +151,7 @@ def _anchored_on_products(theta, p, v0, tol, restart):
     with a bound: the second run leaves the mix out), the second from ``restart``:
     (λ, residual, products, converged) of the second."""
     d = theta.shape[0]
-    work = lanczos_work(d, 20)
+    work = lanczos_work(d, 20, None)
     anchor = point_anchor_work(d)
     vector = v0.copy()
     anchored_top_eigenpair(hessian_at(theta, p), anchor, vector, work, 1000, tol, vector)

@@ -92,10 +92,15 @@ def test_top_of_2x2_matches_eigh(a, b, c, size):
 
 
 @jit
-def _lanczos(H, F, v0, restart, max_products, tol, vec_out):
-    """The engine's Lanczos on the dense operator H + FᵀF."""
-    work = lanczos_work(v0.shape[0], restart)
+def _lanczos_kernel(H, F, v0, restart, max_products, tol, vec_out, thick):
+    work = lanczos_work(v0.shape[0], restart, thick)
     return top_eigenpair(DenseHessian(H, F), v0, work, max_products, tol, vec_out, START_MIX)
+
+
+def _lanczos(H, F, v0, restart, max_products, tol, vec_out, thick=None):
+    """The engine's Lanczos on the dense operator H + FᵀF, with thin restarts (the engines'
+    first choice) or, with ``thick=True``, thick ones (their choice after a stall)."""
+    return _lanczos_kernel(H, F, v0, restart, max_products, tol, vec_out, thick)
 
 
 @given(st.integers(1, 40), st.integers(0, 2**32 - 1), st.sampled_from([1e-150, 1.0, 1e150]),
@@ -206,7 +211,7 @@ def _anchored_twice(first, second, v0, tol, tilt=0.0):
     warm-started from the first's vector (plus ``tilt`` times the first unit vector):
     (λ, products) of each, and the second's residual."""
     d = v0.shape[0]
-    work = lanczos_work(d, 20)
+    work = lanczos_work(d, 20, None)
     anchor = anchor_work(d, 0)
     vector = np.empty(d)
     factor = np.empty((0, d))
@@ -287,10 +292,10 @@ def test_lanczos_reports_a_nonfinite_matrix_as_nan():
     assert np.isnan(lam) and np.isnan(residual)
 
 
-@given(st.integers(20, 120), st.integers(0, 2**32 - 1))
-def test_restarted_lanczos_converges_with_a_short_basis(d, seed):
-    # restarts of length 4 from the Ritz vector still reach the tolerance (within the
-    # budget) on a matrix whose top eigenvalue is separated by a gap of 10% of the spread
+@given(st.integers(20, 120), st.integers(0, 2**32 - 1), st.sampled_from([None, True]))
+def test_restarted_lanczos_converges_with_a_short_basis(d, seed, thick):
+    # restarts of length 4, thin or thick, still reach the tolerance (within the budget) on a
+    # matrix whose top eigenvalue is separated by a gap of 10% of the spread
     rng = np.random.default_rng(seed)
     basis = np.linalg.qr(rng.normal(size=(d, d)))[0]
     values = np.sort(rng.uniform(-1.0, 1.0, size=d))
@@ -299,7 +304,7 @@ def test_restarted_lanczos_converges_with_a_short_basis(d, seed):
     matrix = 0.5 * (matrix + matrix.T)
     vector = np.empty(d)
     lam, residual, products, converged = _lanczos(matrix, np.empty((0, d)), rng.normal(size=d),
-                                                  4, 5000, 1e-12, vector)
+                                                  4, 5000, 1e-12, vector, thick)
     assert converged and residual <= 1e-12 * abs(lam)
     assert abs(lam - np.linalg.eigvalsh(matrix)[-1]) <= 1e-10
     # the reported residual is that of the returned pair
@@ -312,15 +317,21 @@ def test_restarted_lanczos_converges_with_a_short_basis(d, seed):
 @pytest.mark.parametrize("d, gap", [(1000, 1e-6), (1000, 1e-8), (300, 1e-7)])
 def test_lanczos_kept_as_a_pair_resolves_nearly_equal_top_eigenvalues(d, gap):
     # diag(0, …, 1 − g, 1) from (1, …, 1), restarts of 20: restarted from its top Ritz vector
-    # alone Lanczos stalled (residual 1.7e-8 through 3,000 products at d = 1000, g = 1e-8);
-    # restarted from the pair it converges, to the top eigenvalue (within its residual of 1,
-    # Bauer–Fike, which tells 1 from 1 − g), and the residual it reports after dozens of
-    # restarts bounds the returned pair's true one (1e-13: the rounding of that check)
+    # alone Lanczos stalls (residual 1.7e-8 through 3,000 products at d = 1000, g = 1e-8),
+    # which is why the engines go on with thick restarts after a stall (the thin run is
+    # checked to stall: else this test would not show what the thick restart is for);
+    # restarted from the pair it converges,
+    # to the top eigenvalue (within its residual of 1, Bauer–Fike, which tells 1 from 1 − g),
+    # and the residual it reports after dozens of restarts bounds the returned pair's true
+    # one (1e-13: the rounding of that check)
     diagonal = np.linspace(0.0, 1.0, d)
     diagonal[-2] = 1.0 - gap
     vector = np.empty(d)
+    *_, thin_converged = _lanczos(np.diag(diagonal), np.empty((0, d)), np.ones(d), 20, 3000,
+                                  1e-10, vector)
+    assert not thin_converged
     lam, residual, products, converged = _lanczos(np.diag(diagonal), np.empty((0, d)),
-                                                  np.ones(d), 20, 5000, 1e-10, vector)
+                                                  np.ones(d), 20, 5000, 1e-10, vector, True)
     assert converged and residual <= 1e-10 * abs(lam) and products > 100
     assert abs(lam - 1.0) <= residual
     assert np.linalg.norm(diagonal * vector - lam * vector) <= residual + 1e-13
@@ -340,9 +351,10 @@ def test_the_returned_vector_is_unit_where_the_products_underflow(size):
     assert vector[0] >= 0.0  # signed along the start
 
 
+@pytest.mark.parametrize("thick", [None, True])
 @pytest.mark.parametrize("size", [1e-300, 1e-200, 1e-162, 1e-150, 1e-140, 1.0, 1e140, 1e155,
                                   1e200, 1e300])
-def test_lanczos_is_right_at_every_scale_of_the_operator(size):
+def test_lanczos_is_right_at_every_scale_of_the_operator(size, thick):
     # Lanczos squares the products: at 1e-162·A β underflowed to 0 and λ was 58% off with
     # converged=True, and from 1.3e154·A |w|² overflowed and λ was NaN. The products are now
     # scaled to about 1 (a rounding more each), so at every size the answer meets the
@@ -356,7 +368,7 @@ def test_lanczos_is_right_at_every_scale_of_the_operator(size):
     top = np.linalg.eigvalsh(matrix)[-1]
     vector = np.empty(30)
     lam, residual, _, converged = _lanczos(size * matrix, np.empty((0, 30)),
-                                           rng.normal(size=30), 20, 400, 1e-10, vector)
+                                           rng.normal(size=30), 20, 400, 1e-10, vector, thick)
     assert converged and np.isfinite(lam)
     assert residual <= 1e-10 * abs(lam)
     honest = size * np.linalg.norm(matrix @ vector - (lam / size) * vector)
@@ -390,8 +402,10 @@ def test_a_nan_start_gives_the_vector_its_positive_sign():
     assert vector[0] > 0.0
 
 
-@given(st.integers(2, 60), st.integers(0, 2**32 - 1), st.sampled_from([2, 4, 20]))
-def test_lanczos_warm_started_in_place_gives_what_it_gives_from_a_copy(d, seed, restart):
+@given(st.integers(2, 60), st.integers(0, 2**32 - 1), st.sampled_from([2, 4, 20]),
+       st.sampled_from([None, True]))
+def test_lanczos_warm_started_in_place_gives_what_it_gives_from_a_copy(d, seed, restart,
+                                                                       thick):
     # the engines pass their last eigenvector as both v0 and vec_out: every entry of v0 is
     # read before that entry of vec_out is written, so λ, the residual, the products and the
     # vector's direction are those of a call from a copy bit for bit; only after a restart
@@ -402,9 +416,9 @@ def test_lanczos_warm_started_in_place_gives_what_it_gives_from_a_copy(d, seed, 
     start = rng.normal(size=d)
     from_copy = np.empty(d)
     expected = _lanczos(dense, np.empty((0, d)), start.copy(), restart, 40 * d, 1e-12,
-                        from_copy)
+                        from_copy, thick)
     in_place = start.copy()
-    got = _lanczos(dense, np.empty((0, d)), in_place, restart, 40 * d, 1e-12, in_place)
+    got = _lanczos(dense, np.empty((0, d)), in_place, restart, 40 * d, 1e-12, in_place, thick)
     assert got == expected
     sign = 1.0 if got[2] <= restart else np.sign(np.dot(in_place, from_copy))
     np.testing.assert_array_equal(in_place, sign * from_copy)
@@ -629,6 +643,25 @@ def test_tracked_top_eigenpair_matches_eigh_on_a_network():
     assert u_near @ u < 0.0
 
 
+def test_tracked_top_eigenpair_resolves_a_nearly_repeated_pair_with_thick_restarts(
+        monkeypatch):
+    # diag(0, …, 1 − 1e-8, 1), d = 100: the thin restarts stall on the pair; the thick ones,
+    # tried next, resolve it without ARPACK (which would come last): within the residual
+    # tolerance 1e-13·|H| of 1 (Bauer–Fike), the vector within an angle of residual / gap
+    # = 1e-13 / 1e-8 of e_99 (Davis–Kahan), so |u_99| ≥ cos(1e-5) ≈ 1 − 5e-11
+    import stabsim.spectral as spectral
+
+    def no_arpack(*args, **kwargs):
+        raise AssertionError("ARPACK was called")
+
+    diagonal = np.linspace(0.0, 1.0, 100)
+    diagonal[-2] = 1.0 - 1e-8
+    monkeypatch.setattr(spectral, "top_eigenpairs", no_arpack)
+    lam, u = tracked_top_eigenpair(Quadratic(np.diag(diagonal)), np.ones(100))
+    assert abs(lam - 1.0) <= 1e-13
+    assert abs(u[-1]) >= 1.0 - 1e-10
+
+
 def test_a_zero_hessian_above_the_dense_size_has_eigenvalue_zero():
     # ARPACK stops with "Starting vector is zero" (its error -9) when every product it makes
     # is 0: that error had reached the user from sharpness, top_eigenpairs, eos_constants
@@ -672,3 +705,4 @@ def test_lanczos_takes_k_up_to_d_minus_1():
     np.testing.assert_allclose(pairs.values, [5.0, 4.0, 3.0, 2.0], rtol=1e-10)
     with pytest.raises(ValueError, match="needs k < d = 5"):
         top_eigenpairs(Quadratic(a), np.zeros(5), 5, eigensolver="lanczos")
+

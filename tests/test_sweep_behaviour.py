@@ -128,3 +128,20 @@ def test_the_quadratic_above_its_threshold_is_diverged():
                          params={"theta0": [1.0]}, grid={"eta": [0.45, 0.51]})
     regimes = run_sweep(config, progress=False).to_xarray()["regime"].values.tolist()
     assert regimes == [GDClass.CONVERGED, GDClass.DIVERGED]
+
+
+def test_a_cell_whose_lanczos_stalls_is_run_again_with_thick_restarts(thick_switches):
+    # diag(0, …, 1 − 1e-8, 1), d = 100: Lanczos restarted from one Ritz vector stalls on the
+    # pair (tests/test_gd.py); the cells are run again with thick restarts, and their
+    # sharpness (here constant) is 1 to the tolerance 1e-10 (Bauer–Fike)
+    from stabsim.sweep import SweepConfig, run_sweep
+
+    diagonal = np.linspace(0.0, 1.0, 100)
+    diagonal[-2] = 1.0 - 1e-8
+    etas = [0.5, 1.0]
+    config = SweepConfig(model="gd", loss={"name": "quadratic", "A": diagonal.tolist()},
+                         steps=5, params={"theta0": [1.0] * 100}, grid={"eta": etas})
+    ds = run_sweep(config, progress=False).to_xarray()
+    assert ds["status"].values.tolist() == [int(Status.OK)] * 2
+    assert thick_switches  # once for each chunk of cells run
+    np.testing.assert_allclose(ds["final_rel_sharpness"], np.array(etas) / 2, rtol=1e-10)

@@ -108,6 +108,8 @@ class MatrixFree(NamedTuple):
     restart: int  #: Lanczos restart length (basis size)
     max_products: int  #: budget of Hessian-vector products per measurement
     tol: float  #: relative residual tolerance
+    #: True: thick restarts; None: thin ones (a type: see :func:`stabsim._lanczos.lanczos_work`)
+    thick: object = None
 
 
 class MatrixFreeDeflated(NamedTuple):
@@ -118,6 +120,7 @@ class MatrixFreeDeflated(NamedTuple):
     max_products: int  #: budget of products per eigenpair
     tol: float
     n_top: int
+    thick: object = None  #: as :attr:`MatrixFree.thick`
 
 
 class DenseLanczos(NamedTuple):
@@ -127,6 +130,7 @@ class DenseLanczos(NamedTuple):
     max_products: int
     tol: float
     factor_rows: int  #: rows of the factor ``hessian_parts`` leaves out of the dense part
+    thick: object = None  #: as :attr:`MatrixFree.thick`
 
 
 class TinyDense(NamedTuple):
@@ -238,29 +242,29 @@ def _workspace_impl(eigen, p, d):
     # last eigenvectors
     if _anchors_products(eigen, p):
         return lambda eigen, p, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
-                                         lanczos_work(d, eigen.restart),
+                                         lanczos_work(d, eigen.restart, eigen.thick),
                                          point_anchor_work(d), np.empty(0), np.empty(1))
     if _is(eigen, MatrixFree):
         return lambda eigen, p, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
-                                         lanczos_work(d, eigen.restart), None,
+                                         lanczos_work(d, eigen.restart, eigen.thick), None,
                                          np.empty(0), np.empty(1))
     if _is(eigen, MatrixFreeDeflated):
         return lambda eigen, p, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
-                                         lanczos_work(d, eigen.restart), None,
+                                         lanczos_work(d, eigen.restart, eigen.thick), None,
                                          np.empty(0), np.empty(eigen.n_top))
     if _is(eigen, DenseLanczos):
         return lambda eigen, p, d: _Work(np.empty(d), np.empty((d, d)),
                                          np.empty((eigen.factor_rows, d)),
-                                         lanczos_work(d, eigen.restart),
+                                         lanczos_work(d, eigen.restart, eigen.thick),
                                          anchor_work(d, eigen.factor_rows), np.empty(d),
                                          np.empty(1))
     if _is(eigen, DenseEigh):
         return lambda eigen, p, d: _Work(np.empty(d), np.empty((d, d)),
-                                         np.empty((eigen.factor_rows, d)), lanczos_work(1, 1),
+                                         np.empty((eigen.factor_rows, d)), lanczos_work(1, 1, None),
                                          None, np.empty(d), np.empty(eigen.n_top))
     if _is(eigen, TinyDense):
         return lambda eigen, p, d: _Work(np.empty(d), np.empty((d, d)),
-                                         np.empty((eigen.factor_rows, d)), lanczos_work(1, 1),
+                                         np.empty((eigen.factor_rows, d)), lanczos_work(1, 1, None),
                                          None, np.empty(d), np.empty(1))
 
 

@@ -22,7 +22,7 @@ from ..losses import Loss, Quadratic
 from ..losses._base import require_loss
 from ..losses._engines import engine_for
 from . import _adaptive_kernels as kernels
-from .gd import eigen_config
+from .gd import eigen_config, thick_after_stall
 
 METHODS = {
     "rmsprop": kernels.RMSPROP,
@@ -259,8 +259,10 @@ def run_adaptive(
         a second d × d array for it).
     eig_tol, eig_max_products : float, int
         Relative residual tolerance and budget of products of each Lanczos measurement (raw
-        and preconditioned); a measurement that misses the tolerance within the budget stops
-        the run with status NOT_CONVERGED, naming ``eig_max_products``.
+        and preconditioned); a measurement that misses the tolerance within the budget is
+        made again with thick restarts, as :func:`~stabsim.maps.gd.run_gd`'s, and one that
+        misses it then stops the run with status NOT_CONVERGED, naming
+        ``eig_max_products``.
     divergence_norm : float
         |w| above which the run stops with status DIVERGED.
     chunk_steps : int
@@ -343,6 +345,9 @@ def run_adaptive(
                                       finish, stride, divergence_norm)
             done += advanced
             bar.update(advanced)
+            if (thick := thick_after_stall(eigen, status)) is not None:
+                eigen, status = thick, int(Status.OK)  # the stalled step measured again
+                continue
             if finish:
                 break
     bar.close()

@@ -239,10 +239,13 @@ def run_gd(
         used where the eigenvalues come from ``eigh`` or the closed form (``"eigh"``;
         ``"auto"`` at d ≤ 2, or for a family that prefers the dense Hessian with top_k > 1).
     eig_max_products : int
-        Budget of Hessian products per Lanczos measurement; a run whose Lanczos misses
-        ``eig_tol`` within it stops with status NOT_CONVERGED. Three or more top
-        eigenvalues much closer to each other than to the rest of the spectrum can keep it
-        from ``eig_tol`` at any budget (:data:`STALLED_LANCZOS`): ``"eigh"`` measures them.
+        Budget of Hessian products per Lanczos measurement. Lanczos restarts from its top
+        Ritz vector; a measurement that misses ``eig_tol`` within the budget is made again,
+        with a budget of its own, restarting from the top two (which resolves two nearly
+        equal top eigenvalues), and the run goes on so; a miss then stops it with status
+        NOT_CONVERGED. Three or more top eigenvalues much closer to each other than to the
+        rest of the spectrum can keep it from ``eig_tol`` at any budget
+        (:data:`STALLED_LANCZOS`): ``"eigh"`` measures them.
     loss_min : float, optional
         L_min for ``method="sqrt"``; defaults to ``loss.min_value``. A finite value at most
         L(θ₀) (ValueError otherwise: sqrt(L − L_min) is undefined at θ₀); an L that falls
@@ -320,6 +323,9 @@ def run_gd(
                                       threshold if threshold is not None else -1.0)
             done += advanced
             bar.update(advanced)
+            if (thick := thick_after_stall(eigen, status)) is not None:
+                eigen, status = thick, int(Status.OK)  # the stalled step measured again
+                continue
             if finish:
                 break
     bar.close()
@@ -334,8 +340,12 @@ def run_gd(
         n_kept = done // stride + 1
         if steps % stride:  # the last state, measured and recorded on its own (no update)
             last = kernels.Records(*(r[-1:] if r.shape[0] else r for r in rec))
-            status, _ = kernel(loss.params, rule, eigen, state, last, 0, 0, True, 1,
-                               divergence_norm, -1.0)
+            while True:
+                status, _ = kernel(loss.params, rule, eigen, state, last, 0, 0, True, 1,
+                                   divergence_norm, -1.0)
+                if (thick := thick_after_stall(eigen, status)) is None:
+                    break
+                eigen = thick
             n_kept += status == int(Status.OK)
     step = np.arange(n_kept) * stride
     if n_kept == n_rec and steps % stride:
@@ -367,6 +377,20 @@ def _counters(steps: int, records: int, counts) -> dict:
     gradients, products, hessians = (int(c) for c in counts)
     return {"steps": steps, "records": records, "gradients": gradients,
             "lanczos_products": products, "dense_hessians": hessians}
+
+
+def thick_after_stall(eigen, status: int):
+    """The measurement record ``eigen`` with thick Lanczos restarts, where a run measuring
+    with thin ones stopped on a stall (``status`` NOT_CONVERGED); else None.
+
+    The engines start with thin restarts, which spare every first call the thick
+    restart's compiling (1.3 s: :func:`stabsim._lanczos.lanczos_work`), and a run whose
+    measurement stalls goes on from the stalled step with thick ones, which separate two
+    nearly equal top eigenvalues (the engine is compiled once more, on that first need).
+    """
+    if status == int(Status.NOT_CONVERGED) and getattr(eigen, "thick", True) is None:
+        return eigen._replace(thick=True)
+    return None
 
 
 def eigen_config(loss: Loss, eigensolver: str, top_k: int, tol: float, max_products: int,

@@ -24,7 +24,7 @@ from ..losses import Loss
 from ..losses._base import require_loss
 from ..losses._engines import engine_for
 from . import _sgd_kernels as kernels
-from .gd import eigen_config
+from .gd import eigen_config, thick_after_stall
 
 #: at most this many example indices of probe batches are drawn per chunk (8 MiB)
 PROBE_INDICES_PER_CHUNK = 1 << 20
@@ -404,9 +404,18 @@ def run_sgd(
                 probed += probes.shape[0] * bs_batches
             else:
                 probes = kernels.ExactBatchSharpness()
+            batches = sampler.take(count)
             status, advanced = kernel(loss.params, eta, eigen, law, state, rec, done, count,
-                                      finish, stride, sampler.take(count), probes, z,
-                                      divergence_norm)
+                                      finish, stride, batches, probes, z, divergence_norm)
+            if (thick := thick_after_stall(eigen, status)) is not None:
+                # the rest of the chunk from the stalled step, with its batches and probes
+                eigen = thick
+                if method == "sampled":  # those of the records before the stalled step used
+                    probes = probes[(done + advanced - 1) // stride - (done - 1) // stride:]
+                status, more = kernel(loss.params, eta, eigen, law, state, rec, done + advanced,
+                                      count - advanced, finish, stride, batches[advanced:],
+                                      probes, z, divergence_norm)
+                advanced += more
             done += advanced
             bar.update(advanced)
             if status != int(Status.OK) or finish:
@@ -421,8 +430,12 @@ def run_sgd(
                 probes = prober.independent(bs_batches).reshape(1, bs_batches, b)
                 probed += bs_batches
             last = kernels.SGDRecords(*(r[-1:] if r.shape[0] else r for r in rec))
-            status, _ = kernel(loss.params, eta, eigen, law, state, last, 0, 0, True, 1,
-                               np.empty((0, b), np.int64), probes, z, divergence_norm)
+            while True:
+                status, _ = kernel(loss.params, eta, eigen, law, state, last, 0, 0, True, 1,
+                                   np.empty((0, b), np.int64), probes, z, divergence_norm)
+                if (thick := thick_after_stall(eigen, status)) is None:
+                    break
+                eigen = thick
             n_kept += status == int(Status.OK)
     step = np.arange(n_kept) * stride
     if n_kept == n_rec and steps % stride:

@@ -50,7 +50,13 @@ from .._threads import in_threads, kernel_threads
 from ..losses import FAMILIES, Loss, make_loss
 from ..losses._engines import engine_for
 from ..maps import _gd_kernels as engine
-from ..maps.gd import METHODS, eigen_config, resolve_loss_min, stability_threshold
+from ..maps.gd import (
+    METHODS,
+    eigen_config,
+    resolve_loss_min,
+    stability_threshold,
+    thick_after_stall,
+)
 from .classify import classify_statistics
 
 FLOAT_STATS = ("initial_loss", "final_loss", "peak_loss", "final_rel_sharpness",
@@ -60,6 +66,7 @@ INT_STATS = ("status", "steps_run", "steps_to_threshold")
 _OK = int(Status.OK)
 _ZERO_GRADIENT = int(Status.ZERO_GRADIENT)
 _INTERRUPTED = int(Status.INTERRUPTED)
+_NOT_CONVERGED = int(Status.NOT_CONVERGED)
 _RANDOM_SUFFIX = ".random"
 EIG_TOL = 1e-10  #: relative Lanczos residual of every cell (run_gd's default)
 EIG_MAX_PRODUCTS = 1000  #: Lanczos budget per measurement (run_gd's default)
@@ -327,6 +334,11 @@ def gd_cells(config, values: dict) -> dict:
                    config.divergence_norm, config.window, out_float, out_int)
 
         in_threads(run, *cell_blocks(cells.shape[0], loss.family.threaded))
+        # the cells whose measurement stalled, run again with thick restarts
+        stalled = np.flatnonzero(out_int[cells, INT_STATS.index("status")] == _NOT_CONVERGED)
+        thick = thick_after_stall(eigen, _NOT_CONVERGED)
+        if stalled.size and thick is not None:
+            run(stalled, eigen=thick)
     out = {name: out_float[:, k] for k, name in enumerate(FLOAT_STATS)}
     out.update({name: out_int[:, k] for k, name in enumerate(INT_STATS)})
     out["regime"] = classify_statistics(out, out["status"], config.band)
