@@ -17,7 +17,7 @@ import numpy as np
 from . import _validate as check
 from ._lanczos import dense_hessian_top_eigenpair, hessian_top_eigenpair, mix_vector
 from ._norm import norm as _norm
-from ._status import FlatSharpnessError, NonFiniteError
+from ._status import FlatSharpnessError, NonFiniteError, UndefinedError
 from .losses import Loss
 from .losses._base import check_dense_memory, require_loss
 from .losses._engines import engine_for
@@ -357,6 +357,28 @@ def perpendicular_part(u: np.ndarray, grad_s: np.ndarray) -> tuple[np.ndarray, b
     return perp, bool(np.linalg.norm(perp) <= floor)
 
 
+def _require_simple_top(pairs: Eigenpairs) -> None:
+    """Raise ``UndefinedError`` (a ValueError) unless the top eigenvalue is told apart from
+    the next: each computed λ_i is within its residual r_i of an eigenvalue (Bauer–Fike, H
+    symmetric), and the residuals are themselves computed in floating point, to about
+    (d + 1)·eps·|λ| (the rounding of a length-d product, with |H v| about |λ|), so
+    λ1 − λ2 > r1 + r2 + 2 (d + 1) eps max|λ_i| puts two distinct eigenvalues there.
+    Otherwise the top may be repeated (a rotated diag(1, 2, 2): eigh's two top values 4 ulps
+    apart, residuals 4e-16 and 2e-16), and S is then not differentiable: ∇³L[u, u] depends
+    on which unit u of the top eigenspace is taken."""
+    if pairs.values.shape[0] < 2:
+        return
+    gap = pairs.gap
+    rounding = 2 * (pairs.vectors.shape[0] + 1) * np.finfo(float).eps * np.max(np.abs(pairs.values))
+    if not gap > pairs.residuals[0] + pairs.residuals[1] + rounding:
+        raise UndefinedError(
+            f"the top Hessian eigenvalue at theta is not told apart from the next "
+            f"(λ1 − λ2 = {gap:.3g}, within their residuals {pairs.residuals[0]:.2g} + "
+            f"{pairs.residuals[1]:.2g}): where it is repeated, S = λ_max is not "
+            "differentiable and grad S = ∇³L[u, u] depends on which top eigenvector u is "
+            "taken, so the EoS constants are undefined")
+
+
 def eos_constants(loss: Loss, theta, *, projected: bool = True, v0=None) -> EoSConstants:
     """α, β, δ of Damian et al. at θ (usually the reference point θ*).
 
@@ -378,11 +400,22 @@ def eos_constants(loss: Loss, theta, *, projected: bool = True, v0=None) -> EoSC
         Use ∇S⊥ (default) or the unprojected ∇S.
     v0 : array_like, optional
         Start vector and sign reference of u (see :func:`top_eigenpairs`).
+
+    Raises
+    ------
+    UndefinedError (a ValueError)
+        Where the top eigenvalue is not told apart from the second (λ1 − λ2 at most the sum
+        of their residuals): ∇S needs a simple top eigenvalue. Where it is told apart, u is
+        within an angle of about r1/(λ1 − λ2) of the top eigenvector (Davis–Kahan), and α
+        and β carry that error.
+    FlatSharpnessError
+        Where the direction the constants use vanishes (β = 0).
     """
     require_loss(loss)
     theta = loss.check_point(theta)
     projected = check.boolean("projected", projected)
-    pairs = top_eigenpairs(loss, theta, 1, v0=v0)
+    pairs = top_eigenpairs(loss, theta, min(2, loss.dim), v0=v0)
+    _require_simple_top(pairs)
     u = pairs.vectors[:, 0]
     grad_s = loss.d3(theta, u, u)
     grad = loss.grad(theta)

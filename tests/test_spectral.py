@@ -674,7 +674,9 @@ def test_a_zero_hessian_above_the_dense_size_has_eigenvalue_zero():
     assert pairs.eigensolver == "eigh"
     linear = Network((6, 6), activation="identity", bias=False, n_samples=8)
     assert linear.dim > SMALL_DIM and sharpness(linear, np.zeros(linear.dim)) == 0.0
-    with pytest.raises(FlatSharpnessError):  # ∇S = 0: the constants are undefined, as said
+    # the constants are undefined, as said: the top eigenvalue 0 is repeated 40 times (and
+    # ∇³L = 0 besides)
+    with pytest.raises(ValueError, match="not told apart"):
         eos_constants(zero, np.ones(40))
     # a Hessian ARPACK can work on is still its business
     assert top_eigenpairs(Quadratic(np.r_[np.zeros(39), 1.0]), np.ones(40)).eigensolver \
@@ -706,3 +708,23 @@ def test_lanczos_takes_k_up_to_d_minus_1():
     with pytest.raises(ValueError, match="needs k < d = 5"):
         top_eigenpairs(Quadratic(a), np.zeros(5), 5, eigensolver="lanczos")
 
+
+@pytest.mark.parametrize("rotated", [False, True])
+def test_eos_constants_refuse_a_top_eigenvalue_not_told_apart_from_the_next(rotated):
+    # diag(1, 2, 2), and a random rotation of it, whose eigh eigenvalues differ by round-off
+    # and whose residuals are a few eps: the top may be repeated, and ∇S = ∇³L[u, u] would
+    # depend on the u taken
+    hessian = np.diag([1.0, 2.0, 2.0])
+    if rotated:
+        basis = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
+        hessian = basis @ hessian @ basis.T
+        hessian = 0.5 * (hessian + hessian.T)
+    with pytest.raises(ValueError, match="not told apart"):
+        eos_constants(Quadratic(hessian), np.ones(3))
+
+
+def test_eos_constants_take_a_top_eigenvalue_told_apart_from_the_next():
+    # a gap of 1e-9 is a million times eigh's residuals (eps·|H|): the top is simple, and the
+    # constants go on to β, which a quadratic's ∇³L = 0 makes 0
+    with pytest.raises(FlatSharpnessError):
+        eos_constants(Quadratic(np.diag([1.0, 2.0 - 1e-9, 2.0])), np.ones(3))
