@@ -258,7 +258,7 @@ def lanczos_work(d, restart, thick):
     # kernel 0.2 s of compiling)
     return LanczosWork(np.empty((m, d)), np.empty(m), np.empty(m), np.empty(m), np.empty(d),
                        np.empty((m, m)), np.empty(m), np.empty((2, m)), np.empty(TILE),
-                       kept_error_buffer(thick))
+                       _kept_error_buffer(thick))
 
 
 def _thin(kept_error):
@@ -266,25 +266,25 @@ def _thin(kept_error):
     return isinstance(kept_error, types.NoneType)
 
 
-def kept_error_buffer(thick):
+def _kept_error_buffer(thick):
     """The ``kept_error`` field of :func:`lanczos_work` (kernels only)."""
     raise TypeError("resolved inside compiled kernels")
 
 
-@overload(kept_error_buffer, jit_options=KERNEL_ONLY, inline="always")
-def _kept_error_buffer(thick):
+@overload(_kept_error_buffer, jit_options=KERNEL_ONLY, inline="always")
+def _kept_error_buffer_impl(thick):
     if _thin(thick):
         return lambda thick: None
     return lambda thick: np.empty(2)
 
 
-def forget_kept(kept_error):
+def _forget_kept(kept_error):
     """Set a thick restart's bounds to zero (nothing where the restarts are thin)."""
     raise TypeError("resolved inside compiled kernels")
 
 
-@overload(forget_kept, jit_options=KERNEL_ONLY, inline="always")
-def _forget_kept(kept_error):
+@overload(_forget_kept, jit_options=KERNEL_ONLY, inline="always")
+def _forget_kept_impl(kept_error):
     if _thin(kept_error):
         return lambda kept_error: None
 
@@ -295,21 +295,21 @@ def _forget_kept(kept_error):
     return forget
 
 
-def restart_from_pair(work, j, tol_scale):
+def _restart_from_pair(work, j, kept_error, tol_scale):
     """Whether :func:`top_eigenpair` restarts from its top two Ritz pairs after step j, having
-    done so (:func:`_keep_top_two`): in a thick workspace with m ≥ 3, while the bounds of
-    what the kept relations leave out sum to at most ``tol_scale`` (a tenth of the
-    tolerance); always False in a thin one (kernels only)."""
+    done so (:func:`_keep_top_two`): in a thick workspace (``kept_error`` = its
+    ``kept_error``) with m ≥ 3, while the bounds of what the kept relations leave out sum
+    to at most ``tol_scale`` (a tenth of the tolerance); always False in a thin one
+    (kernels only)."""
     raise TypeError("resolved inside compiled kernels")
 
 
-@overload(restart_from_pair, jit_options=KERNEL_ONLY, inline="always")
-def _restart_from_pair(work, j, tol_scale):
-    if _thin(work.types[work.fields.index("kept_error")]):
-        return lambda work, j, tol_scale: False
+@overload(_restart_from_pair, jit_options=KERNEL_ONLY, inline="always")
+def _restart_from_pair_impl(work, j, kept_error, tol_scale):
+    if _thin(kept_error):
+        return lambda work, j, kept_error, tol_scale: False
 
-    def thick(work, j, tol_scale):
-        kept_error = work.kept_error
+    def thick(work, j, kept_error, tol_scale):
         return (work.basis.shape[0] >= 3 and kept_error[0] + kept_error[1] <= tol_scale
                 and _keep_top_two(work, j, kept_error))
 
@@ -364,10 +364,10 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     eigenvector stays (to round-off) inside an invariant subspace of the new Hessian (a
     symmetry of the model, or a catapult that leaves it as a lower eigenvector), its Krylov
     space never leaves that subspace and Lanczos would return the old eigenvalue with a
-    tiny residual. With the mix, an eigenvalue λ' above the
-    returned λ contributes about ``START_MIX |r·u'| (λ' − λ) / |r|`` to the residual, so
-    Lanczos cannot meet its tolerance without resolving it unless ``λ' − λ < tol · scale ·
-    |r| / (START_MIX |r·u'|)`` (about ``tol · scale · 10³ √d`` for a generic u').
+    tiny residual. With the mix, an eigenvalue λ' above the returned λ contributes about
+    ``START_MIX |r·u'| (λ' − λ) / |r|`` to the residual, so Lanczos cannot meet its
+    tolerance without resolving it unless ``λ' − λ < tol · scale · |r| / (START_MIX
+    |r·u'|)`` (about ``tol · scale · 10³ √d`` for a generic u').
 
     Each pair of a deflated measurement has a mix vector of its own (:func:`pair_vector`).
     With one vector for all, a repeated top eigenvalue was lost: the first pair's vector is
@@ -458,7 +458,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     factor = 1.0  # the products are those of factor · A (see above)
     first = 0  # the first basis vector of a cycle without its product yet
     kept_error = work.kept_error  # bounds on what a kept pair's relations leave out (below)
-    forget_kept(kept_error)
+    _forget_kept(kept_error)
     while True:
         j = first
         done = False
@@ -509,14 +509,14 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
         restarted = True
         # a thick restart while what its relations leave out stays below a tenth of the
         # tolerance (each adds its round-off); else one from the Ritz vector, which clears it
-        first = 2 if restart_from_pair(work, j, 0.1 * tol * scale) else 0
+        first = 2 if _restart_from_pair(work, j, kept_error, 0.1 * tol * scale) else 0
         if first == 2 and keep_in_range(op, basis, beta, 1):
             first = 0  # the kept pair spans what is left of P's range: restarted from one
         if first == 0:
             # from the Ritz vector, normalised again so that round-off in its length does
             # not add up over restarts
             scale_into(basis[0], vec_out, 1.0 / np.sqrt(dot(vec_out, vec_out)))
-            forget_kept(kept_error)
+            _forget_kept(kept_error)
     ritz = work.ritz
     left_out = _left_out(ritz, kept_error) if j >= 1 else 0.0
     return (lam / factor, (_residual_norm(work, j, lam) + left_out) / (length * factor),
@@ -1304,7 +1304,8 @@ def dense_hessian_top_eigenpair(p, theta, v0, max_products, tol, vec_out, thick,
     """:func:`top_eigenpair` of ∇²L(θ) = ``hess`` + ``factor``ᵀ``factor``, the dense parts that
     the family's ``hessian_parts`` writes into these buffers (d × d, and the family's factor
     rows × d): the GD engine's measurement of families that prefer the dense Hessian, as an
-    entry point from Python (compiled once per family, as :func:`hessian_top_eigenpair`)."""
+    entry point from Python (compiled once per family and kind of restart, ``thick`` as for
+    :func:`hessian_top_eigenpair`)."""
     grad = np.empty(theta.shape[0])
     loss_hessian_parts(theta, p, grad, hess, factor)
     work = lanczos_work(theta.shape[0], LANCZOS_RESTART, thick)
