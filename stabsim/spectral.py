@@ -368,13 +368,14 @@ def _require_simple_top(pairs: Eigenpairs) -> None:
     on which unit u of the top eigenspace is taken."""
     if pairs.values.shape[0] < 2:
         return
-    gap = pairs.gap
-    rounding = 2 * (pairs.vectors.shape[0] + 1) * np.finfo(float).eps * np.max(np.abs(pairs.values))
-    if not gap > pairs.residuals[0] + pairs.residuals[1] + rounding:
+    gap, (r1, r2) = pairs.gap, pairs.residuals
+    d = pairs.vectors.shape[0]
+    rounding = 2 * (d + 1) * np.finfo(float).eps * np.max(np.abs(pairs.values))
+    if not gap > r1 + r2 + rounding:
         raise UndefinedError(
             f"the top Hessian eigenvalue at theta is not told apart from the next "
-            f"(λ1 − λ2 = {gap:.3g}, within their residuals {pairs.residuals[0]:.2g} + "
-            f"{pairs.residuals[1]:.2g}): where it is repeated, S = λ_max is not "
+            f"(λ1 − λ2 = {gap:.3g}, within their residuals {r1:.2g} + {r2:.2g} and their "
+            f"rounding {rounding:.2g}): where it is repeated, S = λ_max is not "
             "differentiable and grad S = ∇³L[u, u] depends on which top eigenvector u is "
             "taken, so the EoS constants are undefined")
 
@@ -405,9 +406,9 @@ def eos_constants(loss: Loss, theta, *, projected: bool = True, v0=None) -> EoSC
     ------
     UndefinedError (a ValueError)
         Where the top eigenvalue is not told apart from the second (λ1 − λ2 at most the sum
-        of their residuals): ∇S needs a simple top eigenvalue. Where it is told apart, u is
-        within an angle of about r1/(λ1 − λ2) of the top eigenvector (Davis–Kahan), and α
-        and β carry that error.
+        of their residuals and their rounding): ∇S needs a simple top eigenvalue. Where it
+        is told apart, u is within an angle of about r1/(λ1 − λ2) of the top eigenvector
+        (Davis–Kahan), and α and β carry that error.
     FlatSharpnessError
         Where the direction the constants use vanishes (β = 0).
     """

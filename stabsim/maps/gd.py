@@ -384,7 +384,7 @@ def thick_after_stall(eigen, status: int):
     with thin ones stopped on a stall (``status`` NOT_CONVERGED); else None.
 
     The engines start with thin restarts, which spare every first call the thick
-    restart's compiling (1.3 s: :func:`stabsim._lanczos.lanczos_work`), and a run whose
+    restart's compiling (about 1 s: :func:`stabsim._lanczos.lanczos_work`), and a run whose
     measurement stalls goes on from the stalled step with thick ones, which separate two
     nearly equal top eigenvalues (the engine is compiled once more, on that first need).
     """
