@@ -304,20 +304,25 @@ def test_plotting_no_runs_is_a_clear_error():
 
 
 def test_a_run_goes_on_with_its_own_batches_after_a_thin_lanczos_stall(thick_switches):
-    # budgets of 32–35 products: Lanczos with thin restarts ran out at step 1 (inside a
-    # chunk of 7) on this model, with thick ones it did not. The run goes on from the
-    # stalled step with the batches and probe batches drawn for it, so its iterates and
-    # batch sharpness, which do not depend on the measurement, are those of a run measured
-    # by eigh, bit for bit (a batch or probe taken twice or skipped would change them)
+    # budgets of 28–39 products: on this model Lanczos with thin restarts ran out at step 1
+    # (inside a chunk of 7) from 32 to 35, with thick ones it did not, and below 32 both ran
+    # out. A run goes on from the stalled step with the batches and probe batches drawn for
+    # it, so its iterates and batch sharpness, which do not depend on the measurement, are
+    # those of a run measured by eigh, bit for bit (a batch or probe taken twice or skipped
+    # would change them), up to where it stops
     loss = QuadraticRegression.random(60, 20, seed=1)
     theta = np.random.default_rng(0).normal(size=60) * 0.3
     options = {"batch_size": 5, "batch_sharpness": "sampled", "bs_batches": 4,
                "chunk_steps": 7, "record_trajectory": True}
     dense = run_sgd(loss, theta, 0.5, 40, eigensolver="eigh", **options)
-    for budget in (32, 33, 34, 35):
+    went_on = 0
+    for budget in range(28, 40):
+        switches = len(thick_switches)
         run = run_sgd(loss, theta, 0.5, 40, eigensolver="lanczos", eig_max_products=budget,
                       **options)
-        assert run.success
-        np.testing.assert_array_equal(run.trajectory, dense.trajectory)
-        np.testing.assert_array_equal(run.batch_sharpness, dense.batch_sharpness)
-    assert thick_switches  # the case this test is for was met
+        assert run.success or run.status is Status.NOT_CONVERGED
+        n = run.step.shape[0]
+        np.testing.assert_array_equal(run.trajectory, dense.trajectory[:n])
+        np.testing.assert_array_equal(run.batch_sharpness, dense.batch_sharpness[:n])
+        went_on += run.success and len(thick_switches) > switches
+    assert went_on  # the case this test is for was met
