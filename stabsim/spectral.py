@@ -249,10 +249,10 @@ def tracked_top_eigenpair(loss: Loss, theta: np.ndarray, v0: np.ndarray | None =
     them; a full ``eigh`` took two thirds of a θ† step of the d = 100 regression model).
     d ≤ ``SMALL_DIM`` takes :func:`top_eigenpairs` (``eigh``, exact to round-off: a symmetry
     of a small model that keeps u in a subspace keeps it there exactly). A Lanczos run that
-    uses ``TRACKED_MAX_PRODUCTS`` products without meeting ``tol`` is repeated with thick
-    restarts (compiled on that first need: :func:`stabsim._lanczos.lanczos_work`), and one
-    that stalls again by :func:`top_eigenpairs` (ARPACK, or ``eigh`` for the dense
-    families). No input checks: for callers that hold a checked θ.
+    uses a fifth of ``TRACKED_MAX_PRODUCTS`` products without meeting ``tol`` is repeated
+    with thick restarts (compiled on that first need: :func:`stabsim._lanczos.lanczos_work`)
+    and the whole budget, and one that stalls again by :func:`top_eigenpairs` (ARPACK, or
+    ``eigh`` for the dense families). No input checks: for callers that hold a checked θ.
 
     Raises
     ------
@@ -272,9 +272,13 @@ def tracked_top_eigenpair(loss: Loss, theta: np.ndarray, v0: np.ndarray | None =
     else:
         kernel = engine_for(hessian_top_eigenpair, loss.family)
         dense_parts = ()
-    for thick in (None, True):  # thick restarts compiled only after thin ones stall
-        lam, _, _, converged = kernel(loss.params, theta, start, TRACKED_MAX_PRODUCTS, tol, u,
-                                      thick, *dense_parts)
+    # thick restarts compiled only after thin ones stall, which get a fifth of the budget:
+    # a warm-started call takes about 10 products (above), and where thin restarts stall (a
+    # nearly repeated top eigenvalue) every call would spend its whole budget before the
+    # thick ones
+    for thick, budget in ((None, TRACKED_MAX_PRODUCTS // 5), (True, TRACKED_MAX_PRODUCTS)):
+        lam, _, _, converged = kernel(loss.params, theta, start, budget, tol, u, thick,
+                                      *dense_parts)
         if converged or not np.isfinite(lam):
             break
     if not np.isfinite(lam):

@@ -461,6 +461,37 @@ def test_a_nearly_repeated_top_pair_is_measured_by_lanczos(gap, top_k, thick_swi
     np.testing.assert_array_equal(run.trajectory, dense.trajectory)
 
 
+def test_a_stall_at_the_last_state_measured_on_its_own_is_named_as_one_in_the_loop(
+        monkeypatch, thick_switches):
+    # steps = 5, stride = 2: the state after the last update (step 5) is measured by a call
+    # of its own after the loop. A measurement there that stalls with thin and then thick
+    # restarts (a stand-in engine that reports NOT_CONVERGED for that call only: such a
+    # stall, at one step alone, depends on the last bits of a run's product counts) gets
+    # the message of a stall in the loop, and the records of steps 0, 2 and 4
+    import stabsim.maps.gd as gd
+
+    engine_for = gd.engine_for
+
+    def stalling_at_the_last_state(kernel, family):
+        engine = engine_for(kernel, family)
+
+        def call(*args):
+            start, n_steps = args[5], args[6]
+            if start == 0 and n_steps == 0:
+                return int(Status.NOT_CONVERGED), 0
+            return engine(*args)
+
+        return call
+
+    monkeypatch.setattr(gd, "engine_for", stalling_at_the_last_state)
+    d = 40
+    loss = Quadratic(np.linspace(0.1, 1.0, d))
+    run = run_gd(loss, np.ones(d), 0.5, 5, stride=2, eigensolver="lanczos")
+    assert run.status is Status.NOT_CONVERGED and thick_switches == ["MatrixFree"]
+    assert "`eig_max_products`" in run.message and "three or more" in run.message
+    np.testing.assert_array_equal(run.step, [0, 2, 4])
+
+
 def test_a_cluster_of_top_eigenvalues_is_measured_by_eigh_and_named_when_lanczos_stalls():
     # three top eigenvalues 1e-8 apart: eigh gives them to round-off (eps·|H|); a Lanczos run
     # that misses its tolerance (here its budget of one product) says in its message that

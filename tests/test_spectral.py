@@ -654,12 +654,30 @@ def test_tracked_top_eigenpair_resolves_a_nearly_repeated_pair_with_thick_restar
     def no_arpack(*args, **kwargs):
         raise AssertionError("ARPACK was called")
 
+    engine_for = spectral.engine_for
+    attempts = []  # (thick, products, converged) of each Lanczos call
+
+    def counting(kernel, family):
+        engine = engine_for(kernel, family)
+
+        def call(*args):
+            lam, residual, products, converged = engine(*args)
+            attempts.append((args[6], products, converged))
+            return lam, residual, products, converged
+
+        return call
+
     diagonal = np.linspace(0.0, 1.0, 100)
     diagonal[-2] = 1.0 - 1e-8
     monkeypatch.setattr(spectral, "top_eigenpairs", no_arpack)
+    monkeypatch.setattr(spectral, "engine_for", counting)
     lam, u = tracked_top_eigenpair(Quadratic(np.diag(diagonal)), np.ones(100))
     assert abs(lam - 1.0) <= 1e-13
     assert abs(u[-1]) >= 1.0 - 1e-10
+    # the thin restarts stop at a fifth of the budget (every call along a flow on such a
+    # Hessian spends that much before the thick ones)
+    assert attempts[0] == (None, spectral.TRACKED_MAX_PRODUCTS // 5, False)
+    assert [thick for thick, *_ in attempts] == [None, True] and attempts[1][2]
 
 
 def test_a_zero_hessian_above_the_dense_size_has_eigenvalue_zero():

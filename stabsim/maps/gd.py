@@ -333,8 +333,6 @@ def run_gd(
     if method == "sqrt" and status in (int(Status.NONFINITE), int(Status.ZERO_GRADIENT)):
         # before the records are cut: a ZERO_GRADIENT it finds an infinite step keeps none
         status, detail = _sqrt_stop(loss, theta, loss_min, done, status)
-    if status == int(Status.NOT_CONVERGED):
-        detail = STALLED_LANCZOS
     n_kept = kernels.rows_kept(status, done, stride)
     if status == int(Status.OK):  # (the last state's record alone cannot stop a sqrt run)
         n_kept = done // stride + 1
@@ -347,6 +345,8 @@ def run_gd(
                     break
                 eigen = thick
             n_kept += status == int(Status.OK)
+    if status == int(Status.NOT_CONVERGED):  # in the loop, or at the last state on its own
+        detail = STALLED_LANCZOS
     step = np.arange(n_kept) * stride
     if n_kept == n_rec and steps % stride:
         step[-1] = steps
