@@ -320,10 +320,9 @@ def test_lanczos_kept_as_a_pair_resolves_nearly_equal_top_eigenvalues(d, gap):
     # alone Lanczos stalls (residual 1.7e-8 through 3,000 products at d = 1000, g = 1e-8),
     # which is why the engines go on with thick restarts after a stall (the thin run is
     # checked to stall: else this test would not show what the thick restart is for);
-    # restarted from the pair it converges,
-    # to the top eigenvalue (within its residual of 1, Bauer–Fike, which tells 1 from 1 − g),
-    # and the residual it reports after dozens of restarts bounds the returned pair's true
-    # one (1e-13: the rounding of that check)
+    # restarted from the pair it converges, to the top eigenvalue (within its residual of 1,
+    # Bauer–Fike, which tells 1 from 1 − g), and the residual it reports after dozens of
+    # restarts bounds the returned pair's true one (1e-13: the rounding of that check)
     diagonal = np.linspace(0.0, 1.0, d)
     diagonal[-2] = 1.0 - gap
     vector = np.empty(d)

@@ -37,6 +37,7 @@ so the ``r`` statistics are those of the states before it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import json
@@ -338,7 +339,9 @@ def gd_cells(config, values: dict) -> dict:
         stalled = np.flatnonzero(out_int[cells, INT_STATS.index("status")] == _NOT_CONVERGED)
         thick = thick_after_stall(eigen, _NOT_CONVERGED)
         if stalled.size and thick is not None:
-            run(stalled, eigen=thick)
+            blocks, threads = cell_blocks(stalled.size, loss.family.threaded)
+            in_threads(functools.partial(run, eigen=thick), [stalled[b] for b in blocks],
+                       threads)
     out = {name: out_float[:, k] for k, name in enumerate(FLOAT_STATS)}
     out.update({name: out_int[:, k] for k, name in enumerate(INT_STATS)})
     out["regime"] = classify_statistics(out, out["status"], config.band)
