@@ -388,6 +388,7 @@ def thick_after_stall(eigen, status: int):
     measurement stalls goes on from the stalled step with thick ones, which separate two
     nearly equal top eigenvalues (the engine is compiled once more, on that first need).
     """
+    # the records of measurements without Lanczos (TinyDense, DenseEigh) have no `thick`
     if status == int(Status.NOT_CONVERGED) and getattr(eigen, "thick", True) is None:
         return eigen._replace(thick=True)
     return None
