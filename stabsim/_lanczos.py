@@ -262,7 +262,8 @@ def lanczos_work(d, restart, thick):
 
 
 def _thin(kept_error):
-    """Whether a workspace's ``kept_error`` (a Numba type) is that of thin restarts."""
+    """Whether the Numba type of a workspace's ``kept_error``, or of the ``thick`` flag that
+    makes it, is None: thin restarts."""
     return isinstance(kept_error, types.NoneType)
 
 
