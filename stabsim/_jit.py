@@ -26,6 +26,7 @@ it alone as well before splicing it, which stabsim spares its own functions
 after the kernel's optimisation rather than before it, so that only its machine code is made
 again (:func:`_link_large_libraries_after_optimising`), and a function that only other
 kernels link in gets no machine code of its own (:func:`_no_machine_code_when_only_linked`).
+LLVM optimises stabsim's code at level 1, not Numba's 3 (:func:`_optimise_stabsim_code_at_level`).
 The rules the kernels follow:
 
 - an engine's entry point is the engine itself (``gd_chunk = jit(gd_steps)``), not a
@@ -65,7 +66,7 @@ from pathlib import Path
 import numba
 from llvmlite import binding as llvm
 from numba import _dynfunc
-from numba.core import codegen, compiler, cpu, registry, targetconfig
+from numba.core import codegen, compiler, cpu, event, registry, targetconfig
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.typing import templates
 from numba.extending import register_jitable
@@ -286,6 +287,72 @@ def _blocks(library) -> int:
 
 
 _link_large_libraries_after_optimising()
+
+
+#: LLVM's optimisation level for the code compiled for stabsim (Numba's default is 3)
+STABSIM_OPT_LEVEL = 1
+
+
+class _StabsimCompiles(event.Listener):
+    """Whether a stabsim function is being compiled (the functions it calls included)."""
+
+    def __init__(self):
+        self.stabsim = []
+
+    def on_start(self, ev):
+        function = getattr(ev.data.get("dispatcher"), "py_func", None)
+        module = getattr(function, "__module__", None) or ""
+        self.stabsim.append(module.startswith("stabsim.")
+                            or bool(self.stabsim) and self.stabsim[-1])
+
+    def on_end(self, ev):
+        self.stabsim.pop()
+
+    def active(self) -> bool:
+        return bool(self.stabsim) and self.stabsim[-1]
+
+
+def _optimise_stabsim_code_at_level():
+    """Optimise the code compiled for stabsim at :data:`STABSIM_OPT_LEVEL`.
+
+    Applies to every pass Numba runs at its own level (``NUMBA_OPT``) while a stabsim
+    function is compiled, the functions it calls (Numba's overloads of NumPy, a user's loss)
+    included; the cheap pass Numba runs first, at level 0, is left alone, and so is the
+    level of the machine code. Code compiled for anything else keeps Numba's level.
+
+    Level 1 still simplifies, inlines and vectorises, and the kernels' hot loops are simple
+    enough that the rest of level 3 finds nothing in them. Measured cold, alternating levels 3,
+    2 and 1 (CPU s, three runs each): the first ``run_gd`` on the 1-6-6-6-1 network 11.73,
+    11.94, 11.87 (3) → 11.54, 11.50, 11.46 (2) → 10.79, 10.88, 11.35 (1). Warm, 3 → 1, in the
+    same minutes: ``bench_gd.py``'s regression step 14.3–16.5 µs at every level (two modes,
+    whatever the level); ``bench_matrix_free.py`` at d = 10³, 10⁵, 10⁶ 7.2, 727, 12,872 →
+    7.1, 730, 13,368 µs; ``bench_networks.py`` on one thread 10,773, 8,355, 1,116, 783 →
+    10,887, 8,270, 1,125, 808 µs; ``bench_adaptive.py`` on one thread 26,245, 22,286 →
+    26,471, 22,598 µs; ``bench_gd_sweep.py`` (60 × 60) 56.7 → 56.2 M steps/s. Results are the
+    same bit for bit except where a kernel allows reassociation (:data:`ARITH_FASTMATH`), which
+    each level may use differently.
+
+    Uses private parts of Numba (checked on 0.68: ``JITCPUCodegen._pass_builder``, called
+    without ``opt`` for Numba's own level, and the ``numba:compile`` event); where they are
+    missing, nothing changes.
+    """
+    codegen_class = getattr(codegen, "JITCPUCodegen", None)
+    pass_builder = getattr(codegen_class, "_pass_builder", None)
+    if pass_builder is None or getattr(pass_builder, "stabsim_level", False):
+        return
+    compiles = _StabsimCompiles()
+    event.register("numba:compile", compiles)
+
+    def pass_builder_at_level(self, **kwargs):
+        if "opt" not in kwargs and compiles.active():
+            kwargs["opt"] = STABSIM_OPT_LEVEL
+        return pass_builder(self, **kwargs)
+
+    pass_builder_at_level.stabsim_level = True
+    codegen_class._pass_builder = pass_builder_at_level
+
+
+_optimise_stabsim_code_at_level()
 
 
 def _no_machine_code_when_only_linked():

@@ -5,6 +5,7 @@ function's cache entry holds none), and no stabsim function gets a C entry point
 
 import ctypes
 import inspect
+import json
 import os
 import pickle
 import subprocess
@@ -398,3 +399,47 @@ def test_a_kernel_linking_a_cached_parallel_function_starts_the_threads(tmp_path
                              env=env, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-2000:]
         assert out.stdout.split("\n")[0] == printed
+
+
+_OPT_LEVELS = """
+import numba
+import numpy as np
+from numba.core import codegen, config
+from stabsim.losses.kernels import minimalist
+
+levels = []
+make_pass_builder = codegen.create_pass_builder
+
+
+def recording(target_machine, opt, **options):
+    levels.append(int(opt))
+    return make_pass_builder(target_machine, opt=opt, **options)
+
+
+codegen.create_pass_builder = recording
+
+
+@numba.njit
+def users(theta):
+    return theta[0] * theta[1]
+
+
+users(np.ones(2))
+print(sorted(set(levels)))
+levels.clear()
+minimalist.value(np.ones(2), 0.0)
+print(sorted(set(levels)))
+print([int(config.OPT)])
+"""
+
+
+def test_code_compiled_for_stabsim_is_optimised_at_its_own_level(tmp_path):
+    # a user's function keeps Numba's level; a stabsim kernel (and what it calls) is
+    # optimised at STABSIM_OPT_LEVEL; both run Numba's cheap level-0 pass first
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))  # nothing cached: both compile
+    out = subprocess.run([sys.executable, "-c", _OPT_LEVELS], capture_output=True, text=True,
+                         env=env, check=True).stdout.splitlines()
+    users, stabsims, (numba_level,) = (json.loads(line) for line in out)
+    assert numba_level != _jit.STABSIM_OPT_LEVEL
+    assert users == [0, numba_level]
+    assert stabsims == [0, _jit.STABSIM_OPT_LEVEL]
