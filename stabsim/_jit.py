@@ -294,7 +294,9 @@ STABSIM_OPT_LEVEL = 1
 
 
 class _StabsimCompiles(event.Listener):
-    """Whether a stabsim function is being compiled (the functions it calls included)."""
+    """Whether the function being compiled is stabsim's, or one of Numba's own compiled for a
+    stabsim function (its implementation of a NumPy function a kernel calls). A user's
+    function is not, even when a stabsim kernel calls it (a loss family of the user's)."""
 
     def __init__(self):
         self.stabsim = []
@@ -302,8 +304,10 @@ class _StabsimCompiles(event.Listener):
     def on_start(self, ev):
         function = getattr(ev.data.get("dispatcher"), "py_func", None)
         module = getattr(function, "__module__", None) or ""
-        self.stabsim.append(module.startswith("stabsim.")
-                            or bool(self.stabsim) and self.stabsim[-1])
+        if module.startswith("numba."):
+            self.stabsim.append(self.active())
+        else:
+            self.stabsim.append(module.startswith("stabsim."))
 
     def on_end(self, ev):
         self.stabsim.pop()
@@ -316,9 +320,12 @@ def _optimise_stabsim_code_at_level():
     """Optimise the code compiled for stabsim at :data:`STABSIM_OPT_LEVEL`.
 
     Applies to every pass Numba runs at its own level (``NUMBA_OPT``) while a stabsim
-    function is compiled, the functions it calls (Numba's overloads of NumPy, a user's loss)
-    included; the cheap pass Numba runs first, at level 0, is left alone, and so is the
-    level of the machine code. Code compiled for anything else keeps Numba's level.
+    function is compiled, and while Numba compiles its own implementations of the NumPy
+    functions a stabsim function calls (:class:`_StabsimCompiles`); the cheap pass Numba runs
+    first, at level 0, is left alone, and so is the level of the machine code. A user's
+    function keeps Numba's level, even compiled for a stabsim kernel (a loss of the user's):
+    only the kernel's passes over the code it links in, which holds the user's, run at this
+    level. Code compiled for anything else keeps Numba's level.
 
     Level 1 still simplifies, inlines and vectorises, and the kernels' hot loops are simple
     enough that the rest of level 3 finds nothing in them. Measured cold, alternating levels 3,

@@ -1,7 +1,8 @@
 """stabsim._jit: stabsim's always-inlined functions are typed from their spliced code alone,
 large libraries are linked into stabsim's kernels after their optimisation, a function that
 only kernels link in gets machine code only when something asks for it (a kernel-only
-function's cache entry holds none), and no stabsim function gets a C entry point."""
+function's cache entry holds none), no stabsim function gets a C entry point, and LLVM
+optimises the code compiled for stabsim at stabsim's level."""
 
 import ctypes
 import inspect
@@ -10,6 +11,7 @@ import os
 import pickle
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numba
 import numpy as np
@@ -53,6 +55,7 @@ def test_a_spliced_stabsim_helper_is_never_compiled_on_its_own():
 
 _CALLER_AND_CALLEE = """
 import numba
+from types import SimpleNamespace
 
 @numba.njit
 def callee(x):
@@ -99,6 +102,7 @@ def test_a_large_library_is_linked_into_a_stabsim_kernel_after_its_optimisation(
 
 _PARALLEL_KERNEL = """
 import numba
+from types import SimpleNamespace
 import numpy as np
 
 @numba.njit
@@ -146,6 +150,7 @@ def test_a_prange_loop_of_a_stabsim_kernel_gets_machine_code_only_in_the_kernel(
 
 _KERNEL_AND_HELPER = """
 import numba
+from types import SimpleNamespace
 from {module} import {decorator} as make_helper
 
 @make_helper
@@ -403,6 +408,7 @@ def test_a_kernel_linking_a_cached_parallel_function_starts_the_threads(tmp_path
 
 _OPT_LEVELS = """
 import numba
+from types import SimpleNamespace
 import numpy as np
 from numba.core import codegen, config
 from stabsim.losses.kernels import minimalist
@@ -443,3 +449,38 @@ def test_code_compiled_for_stabsim_is_optimised_at_its_own_level(tmp_path):
     assert numba_level != _jit.STABSIM_OPT_LEVEL
     assert users == [0, numba_level]
     assert stabsims == [0, _jit.STABSIM_OPT_LEVEL]
+
+
+def _compile_event(module):
+    def function():
+        pass
+
+    function.__module__ = module
+    return SimpleNamespace(data={"dispatcher": SimpleNamespace(py_func=function)})
+
+
+def test_numbas_own_functions_count_as_stabsims_only_when_compiled_for_stabsim():
+    # Numba's implementations take the level of the function they are compiled for; a
+    # user's function keeps Numba's level even when a stabsim kernel calls it
+    compiles = _jit._StabsimCompiles()
+    seen = []
+
+    def start(module):
+        compiles.on_start(_compile_event(module))
+        seen.append(compiles.active())
+
+    def end():
+        compiles.on_end(None)
+        seen.append(compiles.active())
+
+    start("numba.np.arrayobj")  # for the user's code
+    end()
+    start("stabsim.maps._gd_kernels")
+    start("numba.np.arrayobj")
+    start("users_losses")
+    start("numba.np.linalg")  # for the user's loss
+    end()
+    end()
+    end()
+    end()
+    assert seen == [False, False, True, True, False, False, False, True, True, False]
