@@ -60,6 +60,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import os
 import pickle
 from pathlib import Path
 
@@ -325,7 +326,8 @@ def _optimise_stabsim_code_at_level():
     first, at level 0, is left alone, and so is the level of the machine code. A user's
     function keeps Numba's level, even compiled for a stabsim kernel (a loss of the user's):
     only the kernel's passes over the code it links in, which holds the user's, run at this
-    level. Code compiled for anything else keeps Numba's level.
+    level. Code compiled for anything else keeps Numba's level, and so does every code where
+    the environment sets ``NUMBA_OPT`` (a level asked for, as for debugging, is the level).
 
     Level 1 still simplifies, inlines and vectorises, and measured, the kernels' steps run as
     fast as at level 3 (below). Measured cold, alternating levels 3, 2 and 1 (CPU s, three runs
@@ -353,7 +355,7 @@ def _optimise_stabsim_code_at_level():
     event.register("numba:compile", compiles)
 
     def pass_builder_at_level(self, **kwargs):
-        if "opt" not in kwargs and compiles.active():
+        if "opt" not in kwargs and compiles.active() and "NUMBA_OPT" not in os.environ:
             kwargs["opt"] = STABSIM_OPT_LEVEL
         return pass_builder(self, **kwargs)
 

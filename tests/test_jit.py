@@ -443,12 +443,24 @@ def test_code_compiled_for_stabsim_is_optimised_at_its_own_level(tmp_path):
     # a user's function keeps Numba's level; a stabsim kernel (and what it calls) is
     # optimised at STABSIM_OPT_LEVEL; both run Numba's cheap level-0 pass first
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))  # nothing cached: both compile
+    env.pop("NUMBA_OPT", None)
     out = subprocess.run([sys.executable, "-c", _OPT_LEVELS], capture_output=True, text=True,
                          env=env, check=True).stdout.splitlines()
     users, stabsims, (numba_level,) = (json.loads(line) for line in out)
     assert numba_level != _jit.STABSIM_OPT_LEVEL
     assert users == [0, numba_level]
     assert stabsims == [0, _jit.STABSIM_OPT_LEVEL]
+
+
+def test_a_level_the_environment_sets_is_every_codes_level(tmp_path):
+    asked = 2  # neither Numba's default nor stabsim's
+    assert asked not in (3, _jit.STABSIM_OPT_LEVEL)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_OPT=str(asked))
+    out = subprocess.run([sys.executable, "-c", _OPT_LEVELS], capture_output=True, text=True,
+                         env=env, check=True).stdout.splitlines()
+    users, stabsims, (numba_level,) = (json.loads(line) for line in out)
+    assert numba_level == asked
+    assert users == stabsims == [0, asked]
 
 
 def _compile_event(module):
