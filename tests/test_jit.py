@@ -55,7 +55,6 @@ def test_a_spliced_stabsim_helper_is_never_compiled_on_its_own():
 
 _CALLER_AND_CALLEE = """
 import numba
-from types import SimpleNamespace
 
 @numba.njit
 def callee(x):
@@ -102,7 +101,6 @@ def test_a_large_library_is_linked_into_a_stabsim_kernel_after_its_optimisation(
 
 _PARALLEL_KERNEL = """
 import numba
-from types import SimpleNamespace
 import numpy as np
 
 @numba.njit
@@ -150,7 +148,6 @@ def test_a_prange_loop_of_a_stabsim_kernel_gets_machine_code_only_in_the_kernel(
 
 _KERNEL_AND_HELPER = """
 import numba
-from types import SimpleNamespace
 from {module} import {decorator} as make_helper
 
 @make_helper
@@ -408,7 +405,6 @@ def test_a_kernel_linking_a_cached_parallel_function_starts_the_threads(tmp_path
 
 _OPT_LEVELS = """
 import numba
-from types import SimpleNamespace
 import numpy as np
 from numba.core import codegen, config
 from stabsim.losses.kernels import minimalist
