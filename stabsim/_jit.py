@@ -303,7 +303,8 @@ class _StabsimCompiles(event.Listener):
         self.stabsim = []
 
     def on_start(self, ev):
-        function = getattr(ev.data.get("dispatcher"), "py_func", None)
+        data = ev.data if isinstance(ev.data, dict) else {}  # Numba's own events carry a dict
+        function = getattr(data.get("dispatcher"), "py_func", None)
         module = getattr(function, "__module__", None) or ""
         if module.startswith("numba."):
             self.stabsim.append(self.active())

@@ -492,3 +492,12 @@ def test_numbas_own_functions_count_as_stabsims_only_when_compiled_for_stabsim()
     end()
     end()
     assert seen == [False, False, True, True, False, False, False, True, True, False]
+
+
+def test_a_compile_event_without_a_dispatcher_counts_as_not_stabsims():
+    # another package's event of the same kind must not break a compilation
+    compiles = _jit._StabsimCompiles()
+    compiles.on_start(SimpleNamespace(data=None))
+    assert not compiles.active()
+    compiles.on_end(None)
+    assert compiles.stabsim == []
