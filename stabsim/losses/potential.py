@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import brentq
 
 from .._validate import finite_float, positive_float
 from ._base import Loss
@@ -59,6 +58,8 @@ class SelfRegulatingPotential(Loss):
             raise ValueError(f"eta must be > 1 for a period-2 orbit to exist, got {eta!r}")
         target = 2.0 / eta
         upper = math.sqrt(eta * eta - 1.0)
+        from scipy.optimize import brentq  # on first use: 0.1 s of import
+
         return brentq(
             lambda x: self.effective_curvature(x) - target,
             0.0,

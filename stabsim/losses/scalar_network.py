@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import brentq
 
 from .._validate import nonnegative_int
 from ._base import Loss
@@ -58,6 +57,8 @@ class ScalarNetwork(Loss):
         a = w * w - np.min(w * w)  # ≥ 0 with a zero entry; w*² = a + t, t = e^τ
         # F(τ) = Σ log(a_i + e^τ) is increasing, F(0) ≥ 0 and F(τ) < 0 below τ_lo.
         tau_lo = -(self.dim - 1) * math.log1p(float(np.max(a))) - 1.0
+        from scipy.optimize import brentq  # on first use: 0.1 s of import
+
         tau = brentq(
             lambda tau: float(np.sum(np.log(a + math.exp(tau)))),
             tau_lo,
