@@ -213,12 +213,14 @@ def _regression_models(draw, dims, scales):
 
 
 def manifold_losses(curved=None, m=None, k=None, gap=2.0):
-    """Draw a :class:`~stabsim.losses.ManifoldFamily` with a simple top eigenvalue near 0.
+    """Draw a :class:`~stabsim.losses.ManifoldFamily` whose top eigenvalue at x = 0 is
+    ``gap`` times the next one or more.
 
-    c_1 = ``gap`` × (the largest other c_j), the other c_j in [0.5, 2] (so c_1 − c_j ≥
-    (gap − 1)/2); s_ji in [0, 0.5], centres in [−1, 1] and, when curved, K_j symmetric with
-    entries in [−0.5, 0.5]. λ1 is then simple near x = 0, but not everywhere: check with
-    ``loss.normal_eigenvalues(x)`` far from 0.
+    The c_j for j > 1 in [0.5, 2], s_ji in [0, 0.5], centres in [−1, 1] and, when curved, K_j
+    symmetric with entries in [−0.5, 0.5]; then c_1 = ``gap`` × max_{j>1} h_j(0) (``gap``
+    when k = 1). At x = 0 the nonzero eigenvalues of ∇²L are the h_j(0) (∇g(0) = 0), so
+    λ1 = h_1(0) ≥ c_1 ≥ ``gap`` λ2 there. Away from 0 the h_j change, and λ1 may meet λ2:
+    check with ``loss.normal_eigenvalues(x)``.
 
     Parameters
     ----------
@@ -227,7 +229,7 @@ def manifold_losses(curved=None, m=None, k=None, gap=2.0):
     m, k : int, strategy or None
         Dimensions of x and z, ≥ 1 (default: 1 to 3 each).
     gap : float
-        Ratio c_1 / max_{j>1} c_j, finite and > 1.
+        The least ratio λ1/λ2 at x = 0, finite and > 1.
 
     Raises
     ------
@@ -249,9 +251,10 @@ def _manifold_losses(draw, curves, ms, ks, gap):
     curved = draw(curves)
     rng = np.random.default_rng(draw(_SEEDS))
     rest = draw(st.lists(st.floats(0.5, 2.0), min_size=k - 1, max_size=k - 1))
-    c = np.array([gap * max(rest, default=1.0), *rest])
     s = rng.uniform(0.0, 0.5, size=(k, m))
     centres = rng.uniform(-1.0, 1.0, size=(k, m))
+    rest_at_origin = np.array(rest) + 0.5 * np.sum(s[1:] * centres[1:] ** 2, axis=1)  # h_j(0)
+    c = np.array([gap * max(rest_at_origin, default=1.0), *rest])
     K = None
     if curved:
         B = rng.uniform(-0.5, 0.5, size=(k, m, m))
