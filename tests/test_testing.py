@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 from stabsim.losses import Loss, ManifoldFamily, QuadraticRegression, ScalarNetwork
@@ -62,6 +62,15 @@ def test_manifold_losses_have_the_gap_at_the_origin(curved, gap, data):
 @given(eta=step_sizes(1e-2, 0.5))
 def test_step_sizes_in_range(eta):
     assert 1e-2 <= eta <= 0.5
+
+
+@pytest.mark.parametrize("bound", ["min_value", "max_value"])
+def test_step_sizes_draw_their_bounds(bound):
+    # exp(log(1e-3)) and exp(log(3.0)) are not 1e-3 and 3.0, so a map through exp alone never
+    # draws these bounds, which are where a test's edge cases are
+    low, high = 1e-3, 3.0
+    target = low if bound == "min_value" else high
+    assert find(step_sizes(low, high), lambda eta: eta == target) == target
 
 
 def test_step_sizes_bad_range():

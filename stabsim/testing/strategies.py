@@ -81,8 +81,18 @@ def _positive(name: str, value, default):
 
 
 def _log_uniform(low: float, high: float):
-    """Floats in [low, high] spread evenly in log scale."""
-    return st.floats(np.log(low), np.log(high)).map(lambda e: float(np.clip(np.exp(e), low, high)))
+    """Floats in [low, high] spread evenly in log scale, the bounds included (exp(log(x))
+    is not x for every x: exp(log(1e-3)) = 0.0010000000000000002)."""
+    log_low, log_high = np.log(low), np.log(high)
+
+    def value(e):
+        if e == log_low:
+            return low
+        if e == log_high:
+            return high
+        return float(np.clip(np.exp(e), low, high))
+
+    return st.floats(log_low, log_high).map(value)
 
 
 def quadratic_losses(dim=None, min_eigenvalue=-1.0, max_eigenvalue=10.0):
