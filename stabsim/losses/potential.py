@@ -58,7 +58,7 @@ class SelfRegulatingPotential(Loss):
             raise ValueError(f"eta must be > 1 for a period-2 orbit to exist, got {eta!r}")
         target = 2.0 / eta
         upper = math.sqrt(eta * eta - 1.0)
-        from scipy.optimize import brentq  # on first use: 0.1 s of import
+        from scipy.optimize import brentq  # here, not with the module: its import takes 0.1 s
 
         return brentq(
             lambda x: self.effective_curvature(x) - target,

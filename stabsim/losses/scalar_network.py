@@ -57,7 +57,7 @@ class ScalarNetwork(Loss):
         a = w * w - np.min(w * w)  # ≥ 0 with a zero entry; w*² = a + t, t = e^τ
         # F(τ) = Σ log(a_i + e^τ) is increasing, F(0) ≥ 0 and F(τ) < 0 below τ_lo.
         tau_lo = -(self.dim - 1) * math.log1p(float(np.max(a))) - 1.0
-        from scipy.optimize import brentq  # on first use: 0.1 s of import
+        from scipy.optimize import brentq  # here, not with the module: its import takes 0.1 s
 
         tau = brentq(
             lambda tau: float(np.sum(np.log(a + math.exp(tau)))),
