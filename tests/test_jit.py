@@ -501,3 +501,116 @@ def test_a_compile_event_without_a_dispatcher_counts_as_not_stabsims():
     assert not compiles.active()
     compiles.on_end(None)
     assert compiles.stabsim == []
+
+
+def _lock_event_counter():
+    counts = {"start": 0, "end": 0}
+
+    class Counter(numba.core.event.Listener):
+        def on_start(self, ev):
+            counts["start"] += 1
+
+        def on_end(self, ev):
+            counts["end"] += 1
+
+    return counts, Counter()
+
+
+def test_llvm_lock_events_are_left_out_only_while_stabsim_code_compiles():
+    # each LLVM call (llvmlite takes its lock around each) starts and ends a numba:llvm_lock
+    # event, except while STABSIM_COMPILES says stabsim's code is compiled
+    from llvmlite import binding as llvm
+
+    counts, listener = _lock_event_counter()
+    with numba.core.event.install_listener("numba:llvm_lock", listener):
+        llvm.get_process_triple()
+        outside = dict(counts)
+        _jit.STABSIM_COMPILES.stabsim.append(True)
+        try:
+            llvm.get_process_triple()
+        finally:
+            _jit.STABSIM_COMPILES.stabsim.pop()
+        inside = dict(counts)
+        _jit.STABSIM_COMPILES.stabsim.append(False)  # a user's function inside a kernel
+        try:
+            llvm.get_process_triple()
+        finally:
+            _jit.STABSIM_COMPILES.stabsim.pop()
+    assert outside["start"] == outside["end"] > 0
+    assert inside == outside
+    assert counts == {"start": 2 * outside["start"], "end": 2 * outside["end"]}
+
+
+def test_a_users_compilation_still_times_its_llvm_calls():
+    # Numba's own use of the events: the compile result's llvm_lock timer
+    @numba.njit
+    def users_function(x):
+        return x + 1
+
+    users_function(1)
+    assert users_function.overloads[(numba.int64,)].metadata["timers"]["llvm_lock"] > 0
+
+
+@pytest.fixture
+def gc_threshold():
+    import gc
+
+    saved, enabled = gc.get_threshold(), gc.isenabled()
+    yield gc
+    gc.set_threshold(*saved)
+    if enabled:
+        gc.enable()
+
+
+def test_the_collector_runs_less_often_only_during_an_outermost_stabsim_compilation(
+        gc_threshold):
+    gc = gc_threshold
+    gc.set_threshold(700, 10, 10)
+    listener = _jit._CollectingLessOften()
+    seen = []
+    listener.on_start(_compile_event("stabsim.maps._gd_kernels"))
+    seen.append(gc.get_threshold())
+    listener.on_start(_compile_event("users_losses"))  # a user's loss inside the engine
+    listener.on_end(None)
+    seen.append(gc.get_threshold())
+    listener.on_end(None)
+    seen.append(gc.get_threshold())
+    listener.on_start(_compile_event("users_losses"))  # a user's own compilation
+    seen.append(gc.get_threshold())
+    listener.on_start(_compile_event("stabsim.maps._gd_kernels"))
+    seen.append(gc.get_threshold())
+    listener.on_end(None)
+    listener.on_end(None)
+    raised = (_jit.COMPILE_GC_THRESHOLD, 10, 10)
+    assert seen == [raised, raised, (700, 10, 10), (700, 10, 10), (700, 10, 10)]
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_the_collector_keeps_a_users_higher_threshold_and_a_disabled_collector(gc_threshold):
+    gc = gc_threshold
+    listener = _jit._CollectingLessOften()
+    gc.set_threshold(10 * _jit.COMPILE_GC_THRESHOLD, 5, 5)
+    listener.on_start(_compile_event("stabsim.maps._gd_kernels"))
+    assert gc.get_threshold() == (10 * _jit.COMPILE_GC_THRESHOLD, 5, 5)
+    listener.on_end(None)
+    gc.set_threshold(700, 10, 10)
+    gc.disable()
+    listener.on_start(_compile_event("stabsim.maps._gd_kernels"))
+    assert gc.get_threshold() == (700, 10, 10) and not gc.isenabled()
+    listener.on_end(None)
+    assert gc.get_threshold() == (700, 10, 10) and not gc.isenabled()
+
+
+def test_the_collectors_threshold_is_set_back_after_a_compilation_that_fails(gc_threshold):
+    # Numba ends a compile event when the compilation raises, too
+    gc = gc_threshold
+    gc.set_threshold(700, 10, 10)
+
+    @_jit.jit
+    def fails_to_type(x):
+        return x.no_such_attribute
+
+    fails_to_type.py_func.__module__ = "stabsim.tests_probe"
+    with pytest.raises(numba.core.errors.TypingError):
+        fails_to_type(1.0)
+    assert gc.get_threshold() == (700, 10, 10)
