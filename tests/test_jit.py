@@ -614,3 +614,60 @@ def test_the_collectors_threshold_is_set_back_after_a_compilation_that_fails(gc_
     with pytest.raises(numba.core.errors.TypingError):
         fails_to_type(1.0)
     assert gc.get_threshold() == (700, 10, 10)
+
+
+def _compiles_of(function_name):
+    names = []
+
+    class Seen(numba.core.event.Listener):
+        def on_start(self, ev):
+            names.append(ev.data["dispatcher"].py_func.__name__)
+
+        def on_end(self, ev):
+            pass
+
+    return names, Seen()
+
+
+def test_a_helper_is_compiled_once_for_callers_that_differ_only_in_entry_points():
+    # a kernel with a Python entry point (jit), a helper without one (inline) and a kernel
+    # without one (kernel_only) call the same helper with the same types: one compilation
+    @register_jitable
+    def shared_helper(x):
+        return 2.0 * x
+
+    @_jit.inline
+    def inline_caller(x):
+        return shared_helper(x) + 1.0
+
+    @_jit.jit(kernel_only=True)
+    def kernel_only_caller(x):
+        return shared_helper(x) - 1.0
+
+    def entry(x):
+        return shared_helper(x) + inline_caller(x) + kernel_only_caller(x)
+
+    kernel = numba.njit(**dict(_jit.JIT_FLAGS, cache=False))(entry)  # as stabsim's kernels
+    names, listener = _compiles_of("shared_helper")
+    with numba.core.event.install_listener("numba:compile", listener):
+        assert kernel(1.5) == 3.0 + 4.0 + 2.0
+    assert names.count("shared_helper") == 1
+
+
+def test_a_helper_is_still_compiled_apart_for_callers_it_inherits_different_options_from():
+    # fastmath is inherited by the implementation: a fastmath caller gets its own
+    @register_jitable
+    def inheriting_helper(x):
+        return x * x
+
+    def plain(x):
+        return inheriting_helper(x)
+
+    def fast(x):
+        return inheriting_helper(x)
+
+    names, listener = _compiles_of("inheriting_helper")
+    with numba.core.event.install_listener("numba:compile", listener):
+        assert numba.njit(cache=False)(plain)(3.0) == 9.0
+        assert numba.njit(cache=False, fastmath=True)(fast)(3.0) == 9.0
+    assert names.count("inheriting_helper") == 2
