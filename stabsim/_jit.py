@@ -27,6 +27,11 @@ after the kernel's optimisation rather than before it, so that only its machine 
 again (:func:`_link_large_libraries_after_optimising`), and a function that only other
 kernels link in gets no machine code of its own (:func:`_no_machine_code_when_only_linked`).
 LLVM optimises stabsim's code at level 1, not Numba's 3 (:func:`_optimise_stabsim_code_at_level`).
+While stabsim's code compiles, Python collects its garbage less often
+(:class:`_CollectingLessOften`) and no timing events go around LLVM's calls
+(:func:`_no_lock_events_while_stabsim_compiles`); and a helper is compiled once for callers
+that differ only in their entry points, whoever's code it is
+(:func:`_overloads_resolved_whatever_the_callers_entry_points`).
 The rules the kernels follow:
 
 - an engine's entry point is the engine itself (``gd_chunk = jit(gd_steps)``), not a
@@ -365,6 +370,7 @@ def _optimise_stabsim_code_at_level():
     pass_builder = getattr(codegen_class, "_pass_builder", None)
     if pass_builder is None or getattr(pass_builder, "stabsim_level", False):
         return
+
     def pass_builder_at_level(self, **kwargs):
         if ("opt" not in kwargs and STABSIM_COMPILES.active()
                 and "NUMBA_OPT" not in os.environ):
@@ -448,7 +454,7 @@ class _CollectingLessOften(event.Listener):
     0.3 s (one full collection 0.01–0.02 s), and the peak resident memory grows from 269 to
     about 280 MB (measured with ``gc.callbacks``, two runs each; 2,000: 0.6 s, 5,000: 0.3 s,
     and with the collector off 0.04 s but 367 MB). Only the collector's schedule changes:
-    what it frees, it still frees, at most 20,000 allocations later. A threshold a user set
+    what it would have freed during the compilation it frees later. A threshold a user set
     higher stays, a collector a user disabled stays disabled, and compilations of anything
     else keep the user's threshold.
     """
