@@ -428,3 +428,14 @@ def test_a_sqrt_sweep_on_a_loss_without_a_known_minimum_is_refused_when_made():
                     loss={"name": "network", "hidden": [4], "n_samples": 6})
     SweepConfig(model="gd", method="sqrt", grid={"eta": [0.1]}, steps=10,
                 loss={"name": "minimalist"}, params={"theta0": [0.5, 0.1]})
+
+
+def test_configs_hash_as_they_compare():
+    # equal configs (field by field: 2 == 2.0) hash alike, so configs key a dict or a set
+    written = SweepConfig(model="reduced", grid={"eta": [0.1, 0.2]}, params={"alpha": 2})
+    same = SweepConfig(model="reduced", grid={"eta": [0.1, 0.2]}, params={"alpha": 2.0})
+    other = SweepConfig(model="reduced", grid={"eta": [0.1, 0.3]}, params={"alpha": 2.0})
+    assert written == same and hash(written) == hash(same)
+    assert written != other
+    results = {written: "first", other: "second"}
+    assert results[same] == "first" and len({written, same, other}) == 2

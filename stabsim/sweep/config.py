@@ -372,6 +372,12 @@ class SweepConfig:
         lo = index * self.chunk_size
         return np.arange(lo, min(lo + self.chunk_size, self.n_cells))
 
+    def __hash__(self) -> int:
+        """A hash that agrees with ``==`` (field by field, so a dict of configs or a set
+        works): the fields with each table made a frozen set of its items and each list a
+        tuple, whose hash Python makes equal for equal numbers (``0`` and ``0.0``)."""
+        return hash(_hashable(self.to_dict()))
+
     def to_dict(self) -> dict:
         """The config as plain JSON-able data (grids expanded to lists)."""
         return dataclasses.asdict(self)
@@ -397,6 +403,15 @@ class SweepConfig:
         if self._loss_sources:
             text += f"\nloss sources {' '.join(self._loss_sources)}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _hashable(value):
+    """``value`` (JSON-able data) with each dict a frozen set of its items, each list a tuple."""
+    if isinstance(value, dict):
+        return frozenset((key, _hashable(item)) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(item) for item in value)
+    return value
 
 
 def _refuse_unused(config, params, grid, method, band, window) -> None:
