@@ -611,8 +611,19 @@ def test_the_collectors_threshold_is_set_back_after_a_compilation_that_fails(gc_
         return x.no_such_attribute
 
     fails_to_type.py_func.__module__ = "stabsim.tests_probe"
-    with pytest.raises(numba.core.errors.TypingError):
-        fails_to_type(1.0)
+    during = []
+
+    class Probe(numba.core.event.Listener):  # registered after stabsim's, so it sees its work
+        def on_start(self, ev):
+            during.append(gc.get_threshold())
+
+        def on_end(self, ev):
+            pass
+
+    with numba.core.event.install_listener("numba:compile", Probe()):
+        with pytest.raises(numba.core.errors.TypingError):
+            fails_to_type(1.0)
+    assert during == [(_jit.COMPILE_GC_THRESHOLD, 10, 10)]
     assert gc.get_threshold() == (700, 10, 10)
 
 
