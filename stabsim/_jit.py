@@ -451,12 +451,12 @@ class _CollectingLessOften(event.Listener):
     the youngest generation Python collects the oldest one: the whole heap, which Numba and
     SciPy fill with some 250,000 objects. In a first ``run_gd`` on the 1-6-6-6-1 network the
     collector took 1.1 s (10 full collections 0.8–0.9 s); at a threshold of 20,000 it takes
-    0.3 s (one full collection 0.01–0.02 s), and the peak resident memory grows from 269 to
-    about 280 MB (measured with ``gc.callbacks``, two runs each; 2,000: 0.6 s, 5,000: 0.3 s,
-    and with the collector off 0.04 s but 367 MB). Only the collector's schedule changes:
-    what it would have freed during the compilation it frees later. A threshold a user set
-    higher stays, a collector a user disabled stays disabled, and compilations of anything
-    else keep the user's threshold.
+    0.3–0.4 s (one or two full collections, 0.01–0.05 s), and the peak resident memory grows
+    from 269 to about 280 MB (measured with ``gc.callbacks``, two runs each; 2,000: 0.6 s,
+    5,000: 0.3 s, and with the collector off 0.04 s but 367 MB). Only the collector's
+    schedule changes: what it would have freed during the compilation it frees later. A
+    threshold a user set higher stays, a collector a user disabled stays disabled, and
+    compilations of anything else keep the user's threshold.
     """
 
     def __init__(self):
