@@ -161,7 +161,8 @@ def _start_in_range(locked, count, v, square):
             for k in range(d):
                 left = 1.0
                 for i in range(count):
-                    left -= locked[i * d + k] ** 2
+                    entry = locked[i * d + k]
+                    left -= entry * entry
                 if left > best:
                     best, best_k = left, k
             for k in range(d):
@@ -689,7 +690,8 @@ def _rayleigh_residual(q, w):
         quotient += q[r] * w[r]
     square = 0.0
     for r in range(q.shape[0]):
-        square += (w[r] - quotient * q[r]) ** 2
+        gap = w[r] - quotient * q[r]
+        square += gap * gap
     return quotient, np.sqrt(square)
 
 
@@ -729,7 +731,7 @@ def _take_product(work, j, lam, scale, restarted, tol, room, space, kept_error):
     # where the Krylov space is invariant to round-off and Lanczos stops
     for i in range(j + 1):
         projections[i, j] = coefficients[0, i] + coefficients[1, i]
-        square -= coefficients[1, i] ** 2
+        square -= coefficients[1, i] * coefficients[1, i]
     beta[j] = 0.0 if square < 0.0 else np.sqrt(square)
     if not np.isfinite(beta[j]):
         return lam, scale, False, False
@@ -840,7 +842,8 @@ def _residual_norm(work, j, lam):
     beta = work.beta
     ritz = work.ritz
     projections = work.projections
-    square = (beta[j] * ritz[j]) ** 2  # r_{j+1}
+    tail = beta[j] * ritz[j]
+    square = tail * tail  # r_{j+1}
     for k in range(j + 1):
         rk = (beta[k - 1] * ritz[k - 1] if k > 0 else 0.0) - lam * ritz[k]
         for i in range(k, j + 1):
@@ -906,20 +909,23 @@ def dense_drift(op, anchor, limit):
     factor_diff = factor_norm = anchor_norm = 0.0
     for k in range(F.shape[0]):
         for j in range(F.shape[1]):
-            factor_diff += (F[k, j] - F_anchor[k, j]) ** 2
-            factor_norm += F[k, j] ** 2
-            anchor_norm += F_anchor[k, j] ** 2
+            change = F[k, j] - F_anchor[k, j]
+            factor_diff += change * change
+            factor_norm += F[k, j] * F[k, j]
+            anchor_norm += F_anchor[k, j] * F_anchor[k, j]
     drift = np.sqrt(factor_diff) * (np.sqrt(factor_norm) + np.sqrt(anchor_norm))
     if not drift <= limit:
         return drift
-    room = (limit - drift) ** 2
+    room = (limit - drift) * (limit - drift)
     square = 0.0
     d = H.shape[0]
     for i in range(d):
         above = 0.0
         for c in range(d - i - 1):  # counted from 0, as in apply_sum
-            above += (H[i, i + 1 + c] - H_anchor[i, i + 1 + c]) ** 2
-        square += (H[i, i] - H_anchor[i, i]) ** 2 + 2.0 * above
+            change = H[i, i + 1 + c] - H_anchor[i, i + 1 + c]
+            above += change * change
+        change = H[i, i] - H_anchor[i, i]
+        square += change * change + 2.0 * above
         if not square <= room:
             break
     return drift + np.sqrt(square)
@@ -1230,7 +1236,7 @@ def _pivots(diag, offdiag, k, x):
         pivot = -1e-300
     count = 1 if pivot < 0.0 else 0
     for i in range(1, k):
-        ratio = offdiag[i - 1] ** 2 / pivot
+        ratio = offdiag[i - 1] * offdiag[i - 1] / pivot
         slope = -1.0 + ratio * slope / pivot
         pivot = diag[i] - x - ratio
         if pivot == 0.0:
@@ -1265,7 +1271,7 @@ def tridiagonal_vector(diag, offdiag, k, lam, vec_out, inverse_pivots):
     pivot = diag[0] - shift
     for i in range(k):
         if i > 0:
-            pivot = diag[i] - shift - offdiag[i - 1] ** 2 * inverse_pivots[i - 1]
+            pivot = diag[i] - shift - offdiag[i - 1] * offdiag[i - 1] * inverse_pivots[i - 1]
         if abs(pivot) < floor:
             pivot = -floor if pivot < 0.0 else floor
         inverse_pivots[i] = 1.0 / pivot

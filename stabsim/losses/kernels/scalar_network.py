@@ -183,8 +183,8 @@ def hessian_drift(theta, p, anchor, limit):
         w2 *= v
         a1 *= u_anchor
         a2 *= v_anchor
-        s1 += (u - u_anchor) ** 2
-        s2 += (v - v_anchor) ** 2
+        s1 += (u - u_anchor) * (u - u_anchor)
+        s2 += (v - v_anchor) * (v - v_anchor)
     if d % 2 == 1:  # the last entry, in the first half's chains
         u, u_anchor = theta[d - 1], anchor[d - 1]
         cx = max(u * u, u_anchor * u_anchor)
@@ -193,7 +193,7 @@ def hessian_drift(theta, p, anchor, limit):
         x0 *= cx
         w1 *= u
         a1 *= u_anchor
-        s1 += (u - u_anchor) ** 2
+        s1 += (u - u_anchor) * (u - u_anchor)
     m1 = x1 * y0 + x0 * y1
     m2 = x2 * y0 + x1 * y1 + x0 * y2
     frobenius = np.sqrt(2.0 * m2)
