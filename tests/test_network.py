@@ -21,6 +21,7 @@ from stabsim.losses.kernels.network import (
     CHUNKED_FAMILY,
     FAMILY,
     ChunkedNetworkParams,
+    _int64_view,
     _tanh_array,
 )
 from stabsim.maps import run_gd
@@ -141,6 +142,24 @@ def test_the_vectorised_tanh_is_within_two_ulp_of_numpy():
     ulps = np.abs(got - exact) / np.spacing(np.abs(exact))
     assert np.max(ulps) <= 2.0
     assert np.array_equal(np.signbit(got), np.signbit(exact))
+
+
+def test_the_int64_view_is_numpys_view_of_the_same_memory():
+    # _tanh_array reads its floats' bits through _int64_view, which claims to be
+    # values.view(np.int64): the same bits, and the same memory (a write shows in the floats)
+    @numba.njit
+    def bits_then_write(values):
+        bits = _int64_view(values)
+        copied = bits.copy()
+        bits[0] = 0x3FF0000000000000  # the bits of 1.0
+        return copied
+
+    values = np.array([2.5, -0.0, np.inf, np.nan, 5e-324, -1.75])
+    expected = values.view(np.int64).copy()
+    assert np.array_equal(bits_then_write(values), expected)
+    assert values[0] == 1.0 and np.array_equal(values[1:].view(np.int64), expected[1:])
+    with pytest.raises(numba.TypingError):
+        numba.njit(lambda a: _int64_view(a))(np.zeros(3, dtype=np.float32))
 
 
 @settings(max_examples=30)
