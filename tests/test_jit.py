@@ -682,3 +682,91 @@ def test_a_helper_is_still_compiled_apart_for_callers_it_inherits_different_opti
         assert numba.njit(cache=False)(plain)(3.0) == 9.0
         assert numba.njit(cache=False, fastmath=True)(fast)(3.0) == 9.0
     assert names.count("inheriting_helper") == 2
+
+
+@pytest.fixture
+def stabsim_compiling():
+    """Run the body as if a stabsim function were being compiled (STABSIM_COMPILES)."""
+    _jit.STABSIM_COMPILES.stabsim.append(True)
+    yield
+    _jit.STABSIM_COMPILES.stabsim.pop()
+
+
+def _array_rules_for_add(monkeypatch):
+    """NumPy's typing template of ``+`` for arrays, and the loop searches it makes."""
+    import operator
+
+    from numba.core.typing import npydecl
+
+    searches = []
+    search = npydecl.ufunc_find_matching_loop
+    monkeypatch.setattr(npydecl, "ufunc_find_matching_loop",
+                        lambda *args: searches.append(args) or search(*args))
+    (rules,) = [cls for cls in npydecl.NumpyRulesArrayOperator.__subclasses__()
+                if getattr(cls, "key", None) is operator.add]
+    return rules(cpu_target.typing_context), searches
+
+
+def test_numpys_rules_turn_scalars_down_as_before_and_still_type_arrays(monkeypatch):
+    # scalars get None whoever compiles (so typing goes on to the scalar templates); a
+    # user's compilation still searches NumPy's loops first, as Numba does
+    rules, searches = _array_rules_for_add(monkeypatch)
+    f64, optional = numba.float64, numba.types.Optional(numba.float64)
+    assert rules.generic((f64, f64), {}) is None
+    assert rules.generic((optional, numba.int64), {}) is None
+    assert len(searches) == 2
+    vector = numba.float64[::1]
+    assert rules.generic((vector, f64), {}).return_type == vector
+
+
+def test_numpys_rules_turn_scalars_down_before_searching_while_stabsim_compiles(
+        monkeypatch, stabsim_compiling):
+    rules, searches = _array_rules_for_add(monkeypatch)
+    f64, vector = numba.float64, numba.float64[::1]
+    assert rules.generic((f64, f64), {}) is None
+    assert rules.generic((numba.types.Optional(f64), numba.int64), {}) is None
+    assert searches == []
+    assert rules.generic((vector, f64), {}).return_type == vector
+    assert rules.generic((numba.types.Optional(vector), f64), {}).return_type == vector
+    assert len(searches) == 2
+
+
+def _meminfos_and_instructions(typ):
+    """The meminfos Numba's runtime finds in an argument of type ``typ``, each as the path of
+    member indices it was taken out by, and the number of instructions written to find them."""
+    from llvmlite import ir
+
+    context = cpu_target.target_context
+    value_type = context.get_value_type(typ)
+    function = ir.Function(ir.Module(), ir.FunctionType(ir.VoidType(), [value_type]), "f")
+    builder = ir.IRBuilder(function.append_basic_block())
+    found = context.nrt.get_meminfos(builder, typ, function.args[0])
+
+    def path(value):
+        if isinstance(value, ir.Argument):
+            return ()
+        if value.opname == "select":  # an optional's data, where it is valid
+            return path(value.operands[1]) + ("if valid",)
+        assert value.opname == "extractvalue"
+        return path(value.operands[0]) + tuple(value.indices)
+
+    return [(str(t), path(m)) for t, m in found], len(builder.block.instructions)
+
+
+def test_reference_counts_find_the_same_meminfos_taking_out_only_members_that_hold_them(
+        stabsim_compiling):
+    # stabsim's compilations find the meminfos Numba finds, in Numba's order, by taking out
+    # only the members on their paths: an array's meminfo is its member 0
+    array, matrix = numba.float64[::1], numba.int64[:, ::1]
+    record = numba.types.Tuple((array, numba.int64, numba.types.UniTuple(matrix, 2),
+                                numba.types.Optional(array)))
+    ours, written = _meminfos_and_instructions(record)
+    _jit.STABSIM_COMPILES.stabsim.append(False)  # a user's function: Numba's own search
+    try:
+        numbas, numba_written = _meminfos_and_instructions(record)
+    finally:
+        _jit.STABSIM_COMPILES.stabsim.pop()
+    assert ours == numbas
+    assert [p for _, p in ours][:3] == [(0, 0), (2, 0, 0), (2, 1, 0)]
+    assert written < numba_written
+    assert _meminfos_and_instructions(numba.types.UniTuple(numba.float64, 3)) == ([], 0)
