@@ -32,11 +32,10 @@ While stabsim's code compiles, Python collects its garbage less often
 (:func:`_no_lock_events_while_stabsim_compiles`), operators on scalars are not looked up
 among NumPy's ufunc loops (:func:`_operators_on_scalars_not_typed_as_ufuncs`) and reference
 counts are changed without writing out every member of a value
-(:func:`_reference_counts_read_only_the_meminfos`); and a helper is compiled once for callers
-that differ only in their entry points, whoever's code it is
-(:func:`_overloads_resolved_whatever_the_callers_entry_points`). The two that change what
-Numba writes out leave the machine code as it was: the 64 functions of a first ``run_gd`` on a
-network compile to the same instructions with and without them.
+(:func:`_reference_counts_read_only_the_meminfos`): the 64 functions of a first ``run_gd`` on
+a network compile to the same instructions with and without these two. A helper is compiled
+once for callers that differ only in their entry points, whoever's code it is
+(:func:`_overloads_resolved_whatever_the_callers_entry_points`).
 The rules the kernels follow:
 
 - an engine's entry point is the engine itself (``gd_chunk = jit(gd_steps)``), not a
