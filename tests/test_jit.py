@@ -770,3 +770,58 @@ def test_reference_counts_find_the_same_meminfos_taking_out_only_members_that_ho
     assert [p for _, p in ours][:3] == [(0, 0), (2, 0, 0), (2, 1, 0)]
     assert written < numba_written
     assert _meminfos_and_instructions(numba.types.UniTuple(numba.float64, 3)) == ([], 0)
+
+
+def _post_processed(function, stabsim, emit_dels=False, **flag_values):
+    """``function``'s IR after post-processing, with the compiler flags ``flag_values``, as
+    if stabsim's code were compiled (``stabsim``) or a user's."""
+    from numba.core import compiler, postproc, targetconfig
+
+    function_ir = compiler.run_frontend(function)
+    flags = compiler.Flags()
+    for name, value in flag_values.items():
+        setattr(flags, name, value)
+    _jit.STABSIM_COMPILES.stabsim.append(stabsim)
+    try:
+        with targetconfig.ConfigStack().enter(flags):
+            postproc.PostProcessor(function_ir).run(emit_dels=emit_dels)
+    finally:
+        _jit.STABSIM_COMPILES.stabsim.pop()
+    return function_ir
+
+
+def _with_a_loop(x):
+    total = 0.0
+    for i in range(3):
+        if x > i:
+            total += x
+    return total
+
+
+def _a_generator(x):
+    yield x
+
+
+def test_post_processing_leaves_unread_analyses_only_to_stabsims_nopython_code():
+    analyses = {"cfg", "usedefs", "livemap", "deadmaps"}
+    ours = _post_processed(_with_a_loop, stabsim=True)
+    assert ours.block_entry_vars == {}
+    assert not analyses & set(vars(ours.variable_lifetime))
+    for function_ir in (_post_processed(_with_a_loop, stabsim=False),
+                        _post_processed(_with_a_loop, stabsim=True, force_pyobject=True),
+                        _post_processed(_with_a_loop, stabsim=True, enable_pyobject=True),
+                        _post_processed(_a_generator, stabsim=True)):
+        assert set(function_ir.block_entry_vars) == set(function_ir.blocks.values())
+        assert analyses <= set(vars(function_ir.variable_lifetime))
+
+
+def test_post_processing_gives_the_same_ir_and_analyses_when_read():
+    # the same dels, and the analyses read later are those Numba computed at once
+    ours = _post_processed(_with_a_loop, stabsim=True, emit_dels=True)
+    numbas = _post_processed(_with_a_loop, stabsim=False, emit_dels=True)
+    assert "del " in numbas.dump_to_string()
+    assert ours.dump_to_string() == numbas.dump_to_string()
+    for name in ("livemap", "deadmaps"):
+        mine, theirs = (getattr(f.variable_lifetime, name) for f in (ours, numbas))
+        assert str(mine) == str(theirs)
+    assert ours.variable_lifetime.usedefs == numbas.variable_lifetime.usedefs
