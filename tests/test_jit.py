@@ -736,7 +736,10 @@ def _meminfos_and_instructions(typ):
     member indices it was taken out by, and the number of instructions written to find them."""
     from llvmlite import ir
 
-    context = cpu_target.target_context
+    # a copy of the context: the first read of ``nrt`` is cached on the object read, and
+    # the copies Numba compiles with would inherit it from the original
+    context = cpu_target.target_context.subtarget(enable_nrt=True)
+    assert "nrt" not in vars(cpu_target.target_context)
     value_type = context.get_value_type(typ)
     function = ir.Function(ir.Module(), ir.FunctionType(ir.VoidType(), [value_type]), "f")
     builder = ir.IRBuilder(function.append_basic_block())
