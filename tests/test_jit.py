@@ -828,3 +828,88 @@ def test_post_processing_gives_the_same_ir_and_analyses_when_read():
         mine, theirs = (getattr(f.variable_lifetime, name) for f in (ours, numbas))
         assert str(mine) == str(theirs)
     assert ours.variable_lifetime.usedefs == numbas.variable_lifetime.usedefs
+
+
+def _counting_template_applies(monkeypatch):
+    """How many times a typing template has been applied (all of Numba's template kinds)."""
+    from numba.core.typing import templates
+
+    applied = []
+    for kind in (templates.AbstractTemplate, templates.ConcreteTemplate,
+                 templates.CallableTemplate):
+        apply = kind.__dict__["apply"]
+        monkeypatch.setattr(kind, "apply",
+                            lambda self, args, kws, apply=apply: applied.append(self)
+                            or apply(self, args, kws))
+    return applied
+
+
+def _typed(function, *args):
+    """The signature of ``function`` on ``args`` from its function type's templates."""
+    context = cpu_target.typing_context
+    context.refresh()
+    return context._lookup_global(function).get_call_type(context, args, {})
+
+
+def test_a_call_is_typed_again_by_the_template_that_typed_it(monkeypatch, stabsim_compiling):
+    # the second time only the template that answered runs, and answers the same
+    import operator
+
+    applied = _counting_template_applies(monkeypatch)
+    vector = numba.float64[::1]
+    first = _typed(operator.getitem, vector, numba.int64)
+    searched = len(applied)
+    again = _typed(operator.getitem, vector, numba.int64)
+    assert again == first and again.return_type == numba.float64
+    assert searched > 1 and len(applied) == searched + 1
+
+
+def test_typing_by_the_remembered_template_gives_numbas_signatures(stabsim_compiling):
+    import math
+    import operator
+
+    vector, matrix = numba.float64[::1], numba.float64[:, ::1]
+    calls = [(operator.getitem, vector, numba.int64), (operator.add, numba.float64, numba.int64),
+             (operator.getitem, matrix, numba.types.UniTuple(numba.int64, 2)),
+             (operator.mul, vector, numba.float64), (math.sqrt, numba.float64),
+             (operator.lt, numba.int64, numba.float64)]
+    ours = [[_typed(*call) for call in calls] for _ in range(2)]
+    _jit.STABSIM_COMPILES.stabsim.append(False)  # Numba's own search
+    try:
+        numbas = [_typed(*call) for call in calls]
+    finally:
+        _jit.STABSIM_COMPILES.stabsim.pop()
+    assert ours[0] == ours[1] == numbas
+
+
+def test_a_users_call_is_typed_by_numbas_search_every_time(monkeypatch):
+    import operator
+
+    applied = _counting_template_applies(monkeypatch)
+    _typed(operator.getitem, numba.float64[:], numba.int64)
+    searched = len(applied)
+    _typed(operator.getitem, numba.float64[:], numba.int64)
+    assert len(applied) == 2 * searched > 2
+
+
+def test_where_the_remembered_template_no_longer_answers_numbas_search_does(
+        monkeypatch, stabsim_compiling):
+    # and where nothing answers, Numba's error is raised
+    import operator
+
+    vector = numba.float64[::1]
+    numbas = _typed(operator.getitem, vector, numba.int64)
+    applied = _counting_template_applies(monkeypatch)
+    answering = []
+
+    def turned_down(self, args, kws):
+        answering.append(type(self))
+        return None
+
+    template = type(_typed(operator.getitem, vector, numba.int64) and applied[-1])
+    monkeypatch.setattr(template, "apply", turned_down)
+    with pytest.raises(numba.TypingError):
+        _typed(operator.getitem, vector, numba.int64)
+    assert answering[:2] == [template, template]  # remembered, then again in Numba's search
+    monkeypatch.undo()
+    assert _typed(operator.getitem, vector, numba.int64) == numbas
