@@ -856,11 +856,13 @@ def test_a_call_is_typed_again_by_the_template_that_typed_it(monkeypatch, stabsi
     import operator
 
     applied = _counting_template_applies(monkeypatch)
-    vector = numba.float64[::1]
-    first = _typed(operator.getitem, vector, numba.int64)
+    # types no other test types, so that the first typing is a search
+    array = numba.types.Array(numba.uint16, 3, "F", readonly=True)
+    index = numba.types.UniTuple(numba.uint8, 3)
+    first = _typed(operator.getitem, array, index)
     searched = len(applied)
-    again = _typed(operator.getitem, vector, numba.int64)
-    assert again == first and again.return_type == numba.float64
+    again = _typed(operator.getitem, array, index)
+    assert again == first and again.return_type == numba.uint16
     assert searched > 1 and len(applied) == searched + 1
 
 
