@@ -29,12 +29,16 @@ kernels link in gets no machine code of its own (:func:`_no_machine_code_when_on
 LLVM optimises stabsim's code at level 1, not Numba's 3 (:func:`_optimise_stabsim_code_at_level`).
 While stabsim's code compiles, Python collects its garbage less often
 (:class:`_CollectingLessOften`) and no timing events go around LLVM's calls
-(:func:`_no_lock_events_while_stabsim_compiles`), operators on scalars are not looked up
-among NumPy's ufunc loops (:func:`_operators_on_scalars_not_typed_as_ufuncs`) and reference
-counts are changed without writing out every member of a value
-(:func:`_reference_counts_read_only_the_meminfos`): the 64 functions of a first ``run_gd`` on
-a network compile to the same instructions with and without these two. A helper is compiled
-once for callers that differ only in their entry points, whoever's code it is
+(:func:`_no_lock_events_while_stabsim_compiles`); and Numba does less of its own work:
+operators on scalars are not looked up among NumPy's ufunc loops
+(:func:`_operators_on_scalars_not_typed_as_ufuncs`), reference counts are changed without
+writing out every member of a value (:func:`_reference_counts_read_only_the_meminfos`),
+post-processing leaves out the analyses nothing reads
+(:func:`_post_processing_without_unread_analyses`) and a call is typed again by the template
+that typed it before (:func:`_calls_typed_by_the_template_that_typed_them_before`). The 87
+functions of first ``run_gd``, ``constrained_trajectory`` and Adam calls on a network
+compile to the same instructions with and without these four. A helper is compiled once for
+callers that differ only in their entry points, whoever's code it is
 (:func:`_overloads_resolved_whatever_the_callers_entry_points`).
 The rules the kernels follow:
 
@@ -984,9 +988,10 @@ def _calls_typed_by_the_template_that_typed_them_before():
     the template (and literal or not) that gave the signature is remembered for the function,
     the target and the argument types, and tried first next time; the templates before it
     would be turned down again (they answer from the types alone). The template still runs,
-    so an overload still compiles its implementation for the flags of the caller. Where it
-    gives no signature now, or the first time, the search is Numba's own, which also raises
-    Numba's error when no template answers.
+    so an overload still compiles its implementation for the flags of the caller. The first
+    time the templates are tried in Numba's order, literal arguments first where a template
+    prefers them; where no template answers, or the remembered one gives no signature now,
+    Numba's own search runs, which also raises Numba's error.
 
     Uses ``BaseFunction.get_call_type``, ``_unlit_non_poison``, ``get_local_target`` and
     ``order_by_target_specificity`` (checked on 0.68); where they are missing, nothing
