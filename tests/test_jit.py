@@ -915,3 +915,55 @@ def test_where_the_remembered_template_no_longer_answers_numbas_search_does(
     assert answering[:2] == [template, template]  # remembered, then again in Numba's search
     monkeypatch.undo()
     assert _typed(operator.getitem, vector, numba.int64) == numbas
+
+
+_SAME_MACHINE_CODE = '''
+import re
+import numba
+import numpy as np
+import stabsim._jit  # noqa: F401 (its patches)
+from numba.extending import register_jitable
+
+
+@register_jitable
+def helper(v, k):
+    return v[k] * v[k] if k < v.shape[0] else -1.0
+
+
+def kernel(a, b, pair):
+    best = 0.0
+    for i in range(a.shape[0]):
+        x = a[i] * b[i] + pair[0] - helper(b, i + 1)
+        if x > best and not np.isnan(x):
+            best = x
+    tail = a[1:].reshape((a.shape[0] - 1, 1))
+    work = np.empty(3)
+    work[:] = best
+    return best + tail.sum() + np.sqrt(abs(best)) + work[2] ** 2
+
+
+def machine_code(module):
+    function = type(kernel)(kernel.__code__, kernel.__globals__, "kernel")
+    function.__module__ = module
+    compiled = numba.njit(function)
+    compiled(np.linspace(0.0, 1.0, 5), np.ones(5), (1.0, 2.0))
+    text = compiled.inspect_asm(compiled.signatures[0])
+    # symbol names hold the module's name; sizes of the strings that hold them vary with it
+    text = re.sub(r"_ZN[\\w$.]+|\\.L\\w+|cpython\\.[\\w$.]+", "SYMBOL", text)
+    return [line for line in text.splitlines()
+            if line.strip() and not line.strip().startswith((".file", ".ident", ".size", "#"))]
+
+
+stabsims, users = machine_code("stabsim.kernels1"), machine_code("userpkg.kernels1")
+print(len(stabsims), stabsims == users)
+'''
+
+
+def test_the_patches_that_spare_numba_work_leave_the_machine_code_as_it_was(tmp_path):
+    # one function compiled as stabsim's (with the patches of _jit that act on stabsim's
+    # code) and as a user's (without): the same instructions, at the level NUMBA_OPT sets for
+    # both. Dropping one meminfo from the reference counts, for one, changes them.
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_OPT="3")
+    out = subprocess.run([sys.executable, "-c", _SAME_MACHINE_CODE], capture_output=True,
+                         text=True, env=env, check=True).stdout.split()
+    assert int(out[0]) > 500 and out[1] == "True"
