@@ -884,14 +884,19 @@ def _hvp(theta, p, v, out):
     return _tangent_pass(theta, p, v, state, out)
 
 
-class RealPass(NamedTuple):
+class LinearisedPass(NamedTuple):
     """Which pass :func:`chunked_pass` runs on each block, as a type (resolved when it is
-    compiled, so that only that pass is compiled into it): :func:`_real_pass` (L, ∇L into
-    ``outs[1]``, the state into ``save``)."""
+    compiled): :func:`_real_pass` (L, ∇L into ``outs[1]``, the state into ``save``) or,
+    ``tangent`` true, :func:`_tangent_pass` from the state ``saved`` (∇²L v into
+    ``outs[0]``). The choice between these two is made at run time: every engine that
+    measures the sharpness needs both, and one parallel loop holding the two compiles
+    faster than two loops holding one each (see :func:`chunked_pass`)."""
+
+    tangent: bool
 
 
-class TangentPass(NamedTuple):
-    """:func:`_tangent_pass` from the state ``saved`` (∇²L v into ``outs[0]``)."""
+#: :func:`chunked_pass`'s kind for :func:`_real_pass` and for :func:`_tangent_pass`
+REAL_PASS, TANGENT_PASS = LinearisedPass(False), LinearisedPass(True)
 
 
 class ProductPass(NamedTuple):
@@ -910,12 +915,13 @@ def _block_pass(kind, theta, p, u, v, outs, save, saved):
 @overload(_block_pass, jit_options=KERNEL_ONLY)
 def _block_pass_for_kind(kind, theta, p, u, v, outs, save, saved):
     kind = getattr(kind, "instance_class", None)
-    if kind is RealPass:
-        return lambda kind, theta, p, u, v, outs, save, saved: _real_pass(theta, p, outs[1],
-                                                                           save)
-    if kind is TangentPass:
-        return lambda kind, theta, p, u, v, outs, save, saved: _tangent_pass(theta, p, v,
-                                                                              saved, outs[0])
+    if kind is LinearisedPass:
+        def linearised(kind, theta, p, u, v, outs, save, saved):
+            if kind.tangent:
+                return _tangent_pass(theta, p, v, saved, outs[0])
+            return _real_pass(theta, p, outs[1], save)
+
+        return linearised
     if kind is ProductPass:
         return lambda kind, theta, p, u, v, outs, save, saved: _hvp(theta, p, v, outs[0])
     if kind is HyperDualPass:
@@ -941,16 +947,20 @@ def _into_in_kernels(result, out):
 
 @jit(parallel=True, kernel_only=True)
 def chunked_pass(kind, theta, p, u, v, outs, save, saved):
-    """The pass ``kind`` (:class:`RealPass`, :class:`TangentPass`, :class:`ProductPass` or
+    """The pass ``kind`` (:class:`LinearisedPass`, :class:`ProductPass` or
     :class:`HyperDualPass`) of the network on k = min(chunks, N) blocks of consecutive
     examples, in parallel.
 
     ``outs`` (∇²L u, ∇L, ∇²L v, ∇³L[u, v]; length 0: not asked for), ``save`` and
     ``saved`` (states) are those of the serial passes. One function whatever the pass,
-    specialised by the type of ``kind``: choosing the pass at run time compiled all of them
-    into every kernel. Measured cold, CPU time, the first ``run_gd`` on a 1-6-6-6-1 network
-    in two blocks: 16.4–16.6 s, against 21.2 s with the choice at run time and 17.9–18.1 s
-    with the single pass of before the split.
+    specialised by the type of ``kind``: choosing among all the passes at run time compiled
+    all of them into every kernel. Measured cold, CPU time, the first ``run_gd`` on a
+    1-6-6-6-1 network in two blocks, when that was chosen: 16.4–16.6 s, against 21.2 s with
+    the choice at run time and 17.9–18.1 s with the single pass of before the split. The
+    real and the tangent pass share a type and are chosen between at run time: engines that
+    measure the sharpness need both, and each parallel loop costs Numba its parfor passes
+    and the compilation of its outlined body. One loop for the two rather than one for each:
+    the same first call 10.36, 10.22, 9.93 → 9.33, 9.39, 9.48 s, alternating.
 
     Block c holds the examples [⌊cN/k⌋, ⌊(c+1)N/k⌋), n_c of them. L and every part of the
     pass (∇L, ∇²L u, ∇²L v, ∇³L[u, v]) are means over the examples, so each is the
@@ -1043,7 +1053,7 @@ def _family_functions(chunked):
         """L(θ) = (1/(2N)) Σ_n |f(x_n) − y_n|² (forward pass only)."""
         none = np.empty(0)
         if chunked:
-            return chunked_pass(RealPass(), theta, p, theta, theta, (none, none, none, none),
+            return chunked_pass(REAL_PASS, theta, p, theta, theta, (none, none, none, none),
                                 none, none)
         return _real_pass(theta, p, none, none)
 
@@ -1054,7 +1064,7 @@ def _family_functions(chunked):
         none = np.empty(0)
         g = np.empty(theta.shape[0])
         if chunked:
-            loss = chunked_pass(RealPass(), theta, p, theta, theta, (none, g, none, none),
+            loss = chunked_pass(REAL_PASS, theta, p, theta, theta, (none, g, none, none),
                                 none, none)
         else:
             loss = _real_pass(theta, p, g, none)
@@ -1086,7 +1096,7 @@ def _family_functions(chunked):
         none = np.empty(0)
         state = _empty_state(p, min(int(p.chunks), p.X.shape[0]) if chunked else 1)
         if chunked:
-            chunked_pass(RealPass(), theta, p, theta, theta, (none, none, none, none), state,
+            chunked_pass(REAL_PASS, theta, p, theta, theta, (none, none, none, none), state,
                          none)
         else:
             _real_pass(theta, p, none, state)
@@ -1100,7 +1110,7 @@ def _family_functions(chunked):
         g = np.empty(theta.shape[0])
         state = _empty_state(p, min(int(p.chunks), p.X.shape[0]) if chunked else 1)
         if chunked:
-            loss = chunked_pass(RealPass(), theta, p, theta, theta, (none, g, none, none),
+            loss = chunked_pass(REAL_PASS, theta, p, theta, theta, (none, g, none, none),
                                 state, none)
         else:
             loss = _real_pass(theta, p, g, state)
@@ -1113,7 +1123,7 @@ def _family_functions(chunked):
         hv = np.empty(theta.shape[0])
         if chunked:
             none = np.empty(0)
-            chunked_pass(TangentPass(), theta, p, v, v, (hv, none, none, none), none, state)
+            chunked_pass(TANGENT_PASS, theta, p, v, v, (hv, none, none, none), none, state)
         else:
             _tangent_pass(theta, p, v, state, hv)
         _into(hv, out)
