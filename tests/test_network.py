@@ -20,9 +20,12 @@ from stabsim.losses import Loss, Network, UVModel, make_loss
 from stabsim.losses.kernels.network import (
     CHUNKED_FAMILY,
     FAMILY,
+    REAL_PASS,
+    TANGENT_PASS,
     ChunkedNetworkParams,
     _int64_view,
     _tanh_array,
+    chunked_pass_from_python,
 )
 from stabsim.maps import run_gd
 from stabsim.sweep.gd_cells import cell_blocks
@@ -433,6 +436,22 @@ def test_chunked_passes_are_the_passes(case, chunks):
     pairs.append((net.hvp(theta, v), out))
     for exact, got in pairs:
         assert np.max(np.abs(exact - got)) <= 1e-12 * max(np.max(np.abs(exact)), 1e-300)
+
+
+def test_the_real_and_tangent_passes_in_blocks_are_one_compiled_loop():
+    # the gradient's pass and the Hessian-vector product's pass from its state differ in a
+    # value, not a type, so a kernel that needs both compiles one parallel loop
+    assert numba.typeof(REAL_PASS) == numba.typeof(TANGENT_PASS)
+    net = Network((3,), n_samples=5, chunks=2)
+    theta, v = net.init(1), np.ones(net.dim)
+    net.grad(theta)
+    net.hvp(theta, v)
+    state = CHUNKED_FAMILY.functions["linearise"](theta, net.params)
+    CHUNKED_FAMILY.functions["hvp_linearised"](theta, net.params, state, v, np.empty(net.dim))
+    kinds = {sig[0] for sig in chunked_pass_from_python.signatures}
+    assert numba.typeof(REAL_PASS) in kinds
+    assert numba.typeof(REAL_PASS).instance_class not in {k.instance_class for k in kinds
+                                                          if k != numba.typeof(REAL_PASS)}
 
 
 def test_chunked_network_matches_and_ignores_the_threads():
