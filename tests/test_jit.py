@@ -4,7 +4,8 @@ only kernels link in gets machine code only when something asks for it (a kernel
 function's cache entry holds none), no stabsim function gets a C entry point, LLVM
 optimises the code compiled for stabsim at stabsim's level, and the patches that spare Numba
 work on stabsim's code (operators on scalars, reference counts, post-processing, typing by
-a remembered template) give Numba's answers and the same machine code."""
+a remembered template) give Numba's answers and the same machine code, and Numba's messages
+are built without terminal markup only while stabsim's code compiles."""
 
 import ctypes
 import inspect
@@ -969,3 +970,22 @@ def test_the_patches_that_spare_numba_work_leave_the_machine_code_as_it_was(tmp_
     out = subprocess.run([sys.executable, "-c", _SAME_MACHINE_CODE], capture_output=True,
                          text=True, env=env, check=True).stdout.split()
     assert int(out[0]) > 500 and out[1] == "True"
+
+
+def test_numbas_messages_are_plain_only_while_stabsim_code_compiles():
+    # Numba marks its messages up for the terminal only where colorama is installed
+    pytest.importorskip("colorama")
+    from numba.core import errors
+
+    scheme = errors.HighlightColorScheme()
+    marked = scheme.errmsg("a template turned the arguments down")
+    assert marked != "a template turned the arguments down"
+    assert "a template turned the arguments down" in marked
+    for stabsim, expected in ((True, "a template turned the arguments down"),
+                              (False, marked)):  # False: a user's function inside a kernel
+        _jit.STABSIM_COMPILES.stabsim.append(stabsim)
+        try:
+            assert scheme.errmsg("a template turned the arguments down") == expected
+        finally:
+            _jit.STABSIM_COMPILES.stabsim.pop()
+    assert scheme.errmsg("a template turned the arguments down") == marked
