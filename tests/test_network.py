@@ -24,6 +24,7 @@ from stabsim.losses.kernels.network import (
     TANGENT_PASS,
     ChunkedNetworkParams,
     _int64_view,
+    _reshaped,
     _tanh_array,
     chunked_pass_from_python,
 )
@@ -163,6 +164,45 @@ def test_the_int64_view_is_numpys_view_of_the_same_memory():
     assert values[0] == 1.0 and np.array_equal(values[1:].view(np.int64), expected[1:])
     with pytest.raises(numba.TypingError):
         numba.njit(lambda a: _int64_view(a))(np.zeros(3, dtype=np.float32))
+
+
+@numba.njit
+def _reshaped_then_write(values, shape):
+    """_reshaped(values, shape), a copy of it, and its flags, after writing 7.0 through it."""
+    view = _reshaped(values, shape)
+    copied = view.copy()
+    view.ravel()[0] = 7.0
+    return copied, view.flags.c_contiguous
+
+
+@pytest.mark.parametrize("shape", [6, (6,), (2, 3), (3, 2), (1, 6), (3, 1, 2), (0, 4)])
+def test_reshaped_is_numpys_reshape_of_the_same_memory(shape):
+    # the passes reshape C-contiguous arrays with _reshaped, which claims to be
+    # values.reshape(shape) of the same memory: the same entries in the same C order, and a
+    # write shows in the source
+    size = int(np.prod(shape))
+    values = np.arange(1.0, size + 1.0)
+    expected = values.reshape(shape).copy()
+    got, contiguous = _reshaped_then_write(values, shape)
+    assert got.shape == expected.shape and np.array_equal(got, expected) and contiguous
+    if size:
+        assert values[0] == 7.0
+    # from more dimensions to fewer, as the passes flatten blocks
+    square = np.arange(12.0).reshape(3, 4)
+    expected = square.reshape(2, 6).copy()
+    assert np.array_equal(_reshaped_then_write(square, (2, 6))[0], expected)
+    assert square[0, 0] == 7.0
+
+
+def test_reshaped_refuses_what_numpy_refuses_and_non_contiguous_arrays():
+    values = np.arange(6.0)
+    for shape in [(4, 2), 5, (-2, -3), (0, 6)]:  # a size that differs; negative lengths
+        with pytest.raises(ValueError, match="cannot reshape"):
+            _reshaped_then_write(values, shape)
+        with pytest.raises(ValueError):
+            values.reshape(shape)
+    with pytest.raises(numba.TypingError):  # a strided view is not C-contiguous
+        _reshaped_then_write(values[::2], (3, 1))
 
 
 @settings(max_examples=30)
