@@ -24,8 +24,8 @@ from stabsim.losses.kernels.network import (
     TANGENT_PASS,
     ChunkedNetworkParams,
     _int64_view,
-    _reshaped,
     _tanh_array,
+    _view,
     chunked_pass_from_python,
 )
 from stabsim.maps import run_gd
@@ -167,42 +167,43 @@ def test_the_int64_view_is_numpys_view_of_the_same_memory():
 
 
 @numba.njit
-def _reshaped_then_write(values, shape):
-    """_reshaped(values, shape), a copy of it, and its flags, after writing 7.0 through it."""
-    view = _reshaped(values, shape)
+def _view_then_write(values, first, shape):
+    """_view(values, first, shape), a copy of it, and its flags, after writing 7.0 through
+    its first entry."""
+    view = _view(values, first, shape)
     copied = view.copy()
-    view.ravel()[0] = 7.0
+    if view.size:
+        view.ravel()[0] = 7.0
     return copied, view.flags.c_contiguous
 
 
+@pytest.mark.parametrize("first", [0, 2])
 @pytest.mark.parametrize("shape", [6, (6,), (2, 3), (3, 2), (1, 6), (3, 1, 2), (0, 4)])
-def test_reshaped_is_numpys_reshape_of_the_same_memory(shape):
-    # the passes reshape C-contiguous arrays with _reshaped, which claims to be
-    # values.reshape(shape) of the same memory: the same entries in the same C order, and a
-    # write shows in the source
+def test_a_view_is_numpys_slice_and_reshape_of_the_same_memory(shape, first):
+    # the passes take their blocks of work arrays with _view, which claims to be
+    # values.ravel()[first:first + size].reshape(shape) of the same memory: the same entries
+    # in the same C order, and a write shows in the source
     size = int(np.prod(shape))
-    values = np.arange(1.0, size + 1.0)
-    expected = values.reshape(shape).copy()
-    got, contiguous = _reshaped_then_write(values, shape)
+    values = np.arange(1.0, 9.0)
+    expected = values[first:first + size].reshape(shape).copy()
+    got, contiguous = _view_then_write(values, first, shape)
     assert got.shape == expected.shape and np.array_equal(got, expected) and contiguous
-    if size:
-        assert values[0] == 7.0
-    # from more dimensions to fewer, as the passes flatten blocks
+    assert values[first] == (7.0 if size else first + 1.0)
+    # of an array of more dimensions, in C order, as the passes flatten blocks
     square = np.arange(12.0).reshape(3, 4)
-    expected = square.reshape(2, 6).copy()
-    assert np.array_equal(_reshaped_then_write(square, (2, 6))[0], expected)
-    assert square[0, 0] == 7.0
+    expected = square.ravel()[first:first + 6].reshape(2, 3).copy()
+    assert np.array_equal(_view_then_write(square, first, (2, 3))[0], expected)
+    assert square.ravel()[first] == 7.0
 
 
-def test_reshaped_refuses_what_numpy_refuses_and_non_contiguous_arrays():
+def test_a_view_refuses_entries_past_the_end_and_arrays_not_c_contiguous():
     values = np.arange(6.0)
-    for shape in [(4, 2), 5, (-2, -3), (0, 6)]:  # a size that differs; negative lengths
-        with pytest.raises(ValueError, match="cannot reshape"):
-            _reshaped_then_write(values, shape)
-        with pytest.raises(ValueError):
-            values.reshape(shape)
+    for first, shape in [(0, (4, 2)), (1, 6), (6, 1), (-1, 2), (0, (-2, -3)), (2, (2, -1))]:
+        with pytest.raises(ValueError, match="past the array's end"):
+            _view_then_write(values, first, shape)
+    assert _view_then_write(values, 6, (0, 3))[0].shape == (0, 3)  # nothing past the end
     with pytest.raises(numba.TypingError):  # a strided view is not C-contiguous
-        _reshaped_then_write(values[::2], (3, 1))
+        _view_then_write(values[::2], 0, (3, 1))
 
 
 @settings(max_examples=30)

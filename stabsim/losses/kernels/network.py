@@ -204,12 +204,12 @@ def _hd_dot(X, M0, Mu, Mv, out, tmp):
     """
     n_rows, k = X.shape[1], X.shape[2]
     n = out.shape[2]
-    np.dot(_reshaped(X, (4 * n_rows, k)), M0, _reshaped(out, (4 * n_rows, n)))
-    both = _reshaped(tmp[:2 * n_rows * n], (2 * n_rows, n))
-    np.dot(_reshaped(X[_U:_R + 1], (2 * n_rows, k)), Mv, both)
+    np.dot(_view(X, 0, (4 * n_rows, k)), M0, _view(out, 0, (4 * n_rows, n)))
+    both = _view(tmp, 0, (2 * n_rows, n))
+    np.dot(_view(X[_U:_R + 1], 0, (2 * n_rows, k)), Mv, both)
     _add_into(out[_UV], both[:n_rows])
     _add_into(out[_V], both[n_rows:])
-    np.dot(_reshaped(X[_R:_V + 1], (2 * n_rows, k)), Mu, both)
+    np.dot(_view(X[_R:_V + 1], 0, (2 * n_rows, k)), Mu, both)
     _add_into(out[_U], both[:n_rows])
     _add_into(out[_UV], both[n_rows:])
 
@@ -284,21 +284,22 @@ def _int64_view(typingctx, values):
 
 
 @intrinsic
-def _reshaped(typingctx, source, shape):
-    """``source.reshape(shape)`` of a C-contiguous array: the same memory in another shape
-    (an integer or a tuple of integers), C-contiguous; a ``ValueError`` when the sizes
-    differ or a length is negative, as from NumPy's.
+def _view(typingctx, source, first, shape):
+    """The entries [first, first + size) of a C-contiguous array, in C order, seen in the
+    shape ``shape`` (an integer or a tuple of integers; size its product), C-contiguous: the
+    same memory, as ``source.ravel()[first:first + size].reshape(shape)`` in NumPy. A
+    ``ValueError`` when the entries run past the end or a length or ``first`` is negative.
 
-    Numba's ``reshape`` serves arrays of any layout: at each call it builds the shape as an
-    array in memory and calls a compiled function that checks and completes it (and, for
-    other layouts, a C function that finds the strides), where a C-contiguous array only
-    needs the new shape and its C strides. Measured with Numba's own settings, twenty
-    reshapes in one function: 26 ms of compilation each, against 14 ms with this (most of
-    which is the slice it reshapes). The passes reshape at 47 places; cold, alternating, CPU
-    time: a first ``run_gd`` on the 1-6-6-6-1 network 8.09, 8.31, 8.30 → 7.53, 8.01, 7.82 s,
-    ``constrained_trajectory`` (all three passes) 9.80, 10.12, 10.12 → 9.35, 9.21, 9.16 s.
+    Numba's slicing clips its bounds and wraps negative ones, and its ``reshape`` serves
+    arrays of any layout: at each call it builds the shape as an array in memory and calls a
+    compiled function that checks and completes it (and, for other layouts, a C function
+    that finds the strides). The passes slice and reshape their work arrays block by block,
+    where a C-contiguous array only needs a data pointer, the new shape and its C strides.
+    Measured with Numba's own settings, twenty reshapes of slices in one function: 26 ms of
+    compilation each, against 14 ms with the reshape alone replaced.
     """
-    if not (isinstance(source, types.Array) and source.layout == "C"):
+    if not (isinstance(source, types.Array) and source.layout == "C"
+            and isinstance(first, types.Integer)):
         return None
     if isinstance(shape, types.Integer):
         ndim = 1
@@ -311,32 +312,35 @@ def _reshaped(typingctx, source, shape):
 
     def codegen(context, builder, signature, args):
         intp = context.get_value_type(types.intp)
-        if ndim == 1 and isinstance(shape, types.Integer):
-            lengths = [context.cast(builder, args[1], shape, types.intp)]
+        if isinstance(shape, types.Integer):
+            lengths = [context.cast(builder, args[2], shape, types.intp)]
         else:
             lengths = [context.cast(builder, length, kind, types.intp)
-                       for length, kind in zip(cgutils.unpack_tuple(builder, args[1]), shape,
+                       for length, kind in zip(cgutils.unpack_tuple(builder, args[2]), shape,
                                                strict=True)]
+        offset = context.cast(builder, args[1], first, types.intp)
         array = context.make_array(source)(context, builder, args[0])
+        end = offset
         size = ir.Constant(intp, 1)
-        negative = cgutils.false_bit
+        negative = cgutils.is_neg_int(builder, offset)
         for length in lengths:
             size = builder.mul(size, length)
             negative = builder.or_(negative, cgutils.is_neg_int(builder, length))
-        with cgutils.if_unlikely(builder, builder.or_(negative,
-                                                      builder.icmp_signed("!=", size,
-                                                                          array.nitems))):
+        end = builder.add(offset, size)
+        past_end = builder.icmp_signed(">", end, array.nitems)
+        with cgutils.if_unlikely(builder, builder.or_(negative, past_end)):
             context.call_conv.return_user_exc(
-                builder, ValueError, ("cannot reshape: the new shape's size differs",))
+                builder, ValueError, ("cannot view: the entries run past the array's end",))
         strides = [array.itemsize]
         for length in reversed(lengths[1:]):
             strides.insert(0, builder.mul(strides[0], length))
         view = context.make_array(view_type)(context, builder)
-        populate_array(view, data=array.data, shape=lengths, strides=strides,
-                       itemsize=array.itemsize, meminfo=array.meminfo, parent=array.parent)
+        populate_array(view, data=builder.gep(array.data, [offset]), shape=lengths,
+                       strides=strides, itemsize=array.itemsize, meminfo=array.meminfo,
+                       parent=array.parent)
         return impl_ret_borrowed(context, builder, view_type, view._getvalue())
 
-    return view_type(source, shape), codegen
+    return view_type(source, first, shape), codegen
 
 
 @jit(fastmath=True)
@@ -380,7 +384,7 @@ def _activate_real(code, A, D):
         return
     n_rows, n = A.shape
     if code == TANH:
-        _tanh_array(_reshaped(A, n_rows * n), _reshaped(D, n_rows * n))
+        _tanh_array(_view(A, 0, n_rows * n), _view(D, 0, n_rows * n))
     for i in range(n_rows):
         for j in range(n):
             if code == TANH:
@@ -466,7 +470,7 @@ def _layout(p):
 def _weights(x, sizes, offsets, k):
     """The block W_k of a θ-sized vector x as an n_k × n_{k−1} matrix (a view)."""
     first = offsets[k - 1]
-    return _reshaped(x[first:first + sizes[k] * sizes[k - 1]], (sizes[k], sizes[k - 1]))
+    return _view(x, first, (sizes[k], sizes[k - 1]))
 
 
 @inline
@@ -513,7 +517,7 @@ def _layer_starts(sizes, n_rows, parts, first):
 def _block(state, starts, k, which, n_rows, n):
     """Block ``which`` (0: h, 1: φ', 2: δ) of layer k of a state, shape (N, n)."""
     first = starts[k - 1] + which * n_rows * n
-    return _reshaped(state[first:first + n_rows * n], (n_rows, n))
+    return _view(state, first, (n_rows, n))
 
 
 @inline
@@ -527,7 +531,7 @@ def _transpose_into(M, out):
     116 → 101 µs; no difference at 64 × 64).
     """
     n_rows, n = M.shape
-    T = _reshaped(out[:n_rows * n], (n, n_rows))
+    T = _view(out, 0, (n, n_rows))
     for i in range(n_rows):
         for j in range(n):
             T[j, i] = M[i, j]
@@ -557,10 +561,10 @@ def _tangent_activate(code, a_dot, h, f1, q):
     row of n_l = 20 entries the compiler's vector loop never ran (it needs 24 or more;
     measured, a Hessian-vector product at d = 1201: 96.5 → 94.1 µs).
     """
-    a_flat = _reshaped(a_dot, a_dot.size)
-    h_flat = _reshaped(h, h.size)
-    f1_flat = _reshaped(f1, f1.size)
-    q_flat = _reshaped(q, q.size)
+    a_flat = _view(a_dot, 0, a_dot.size)
+    h_flat = _view(h, 0, h.size)
+    f1_flat = _view(f1, 0, f1.size)
+    q_flat = _view(q, 0, q.size)
     if code == TANH:
         for i in range(a_flat.shape[0]):
             a = a_flat[i]
@@ -577,15 +581,15 @@ def _tangent_activate(code, a_dot, h, f1, q):
 def _tangent_delta(code, d_dot, other, s, f1, delta, q):
     """δ̇ ← s (d_dot + other) φ'(a) + δ q, written over ``d_dot`` (the identity: φ' = 1 and
     q = 0); over the entries as one 1-D array (:func:`_tangent_activate`)."""
-    d_flat = _reshaped(d_dot, d_dot.size)
-    o_flat = _reshaped(other, other.size)
+    d_flat = _view(d_dot, 0, d_dot.size)
+    o_flat = _view(other, 0, other.size)
     if code == IDENTITY:
         for i in range(d_flat.shape[0]):
             d_flat[i] = s * (d_flat[i] + o_flat[i])
         return
-    f1_flat = _reshaped(f1, f1.size)
-    delta_flat = _reshaped(delta, delta.size)
-    q_flat = _reshaped(q, q.size)
+    f1_flat = _view(f1, 0, f1.size)
+    delta_flat = _view(delta, 0, delta.size)
+    q_flat = _view(q, 0, q.size)
     for i in range(d_flat.shape[0]):
         d_flat[i] = s * (d_flat[i] + o_flat[i]) * f1_flat[i] + delta_flat[i] * q_flat[i]
 
@@ -632,20 +636,20 @@ def _tangent_pass(theta, p, v, state, out):
     transposed = work[2 * size + n_rows * widest + square:][:2 * square]
     zeros = work[2 * size + n_rows * widest + 3 * square:]
     zeros[:] = 0.0
-    no_rows = _reshaped(other[:0], (0, 1))
+    no_rows = _view(other, 0, (0, 1))
 
     for k in range(1, n_layers + 1):
         n_in, n_out = sizes[k - 1], sizes[k]
         w_end = offsets[k - 1] + n_out * n_in
         c = v[w_end:w_end + n_out] if has_bias else zeros[:n_out]
-        a_dot = _reshaped(dots[start[k - 1]:start[k]], (n_rows, n_out))
+        a_dot = _view(dots, start[k - 1], (n_rows, n_out))
         V_t = _transpose_into(_weights(v, sizes, offsets, k), transposed[square:])
         second = no_rows
         if k == 1:
             np.dot(p.X, V_t, a_dot)
         else:
-            h_dot = _reshaped(dots[start[k - 2]:start[k - 1]], (n_rows, n_in))
-            second = _reshaped(other[:n_rows * n_out], (n_rows, n_out))
+            h_dot = _view(dots, start[k - 2], (n_rows, n_in))
+            second = _view(other, 0, (n_rows, n_out))
             W_t = _transpose_into(_weights(theta, sizes, offsets, k), transposed)
             np.dot(h_dot, W_t, a_dot)
             np.dot(_block(state, starts, k - 1, 0, n_rows, n_in), V_t, second)
@@ -653,8 +657,8 @@ def _tangent_pass(theta, p, v, state, out):
         if k < n_layers and code != IDENTITY:
             _tangent_activate(code, a_dot, _block(state, starts, k, 0, n_rows, n_out),
                               _block(state, starts, k, 1, n_rows, n_out),
-                              _reshaped(qs[start[k - 1]:start[k]], (n_rows, n_out)))
-    _tangent_sum(_reshaped(dots[start[n_layers - 1]:], (n_rows, sizes[n_layers])), no_rows,
+                              _view(qs, start[k - 1], (n_rows, n_out)))
+    _tangent_sum(_view(dots, start[n_layers - 1], (n_rows, sizes[n_layers])), no_rows,
                  1.0 / n_rows, zeros)  # δ̇_L = ȧ_L/N
 
     for k in range(n_layers, 0, -1):
@@ -662,15 +666,15 @@ def _tangent_pass(theta, p, v, state, out):
         off = offsets[k - 1]
         w_end = off + n_out * n_in
         s = p.scales[k - 1]
-        d_dot = _reshaped(dots[start[k - 1]:start[k]], (n_rows, n_out))
+        d_dot = _view(dots, start[k - 1], (n_rows, n_out))
         delta = _block(state, starts, k, 2 if k < n_layers else 0, n_rows, n_out)
         G = _weights(out, sizes, offsets, k)
         if k == 1:
             np.dot(d_dot.T, p.X, G)
             _tangent_sum(G, no_rows, s, zeros)
         else:
-            h_dot = _reshaped(dots[start[k - 2]:start[k - 1]], (n_rows, n_in))
-            G_other = _reshaped(g_other[:n_out * n_in], (n_out, n_in))
+            h_dot = _view(dots, start[k - 2], (n_rows, n_in))
+            G_other = _view(g_other, 0, (n_out, n_in))
             np.dot(d_dot.T, _block(state, starts, k - 1, 0, n_rows, n_in), G)
             np.dot(delta.T, h_dot, G_other)
             _tangent_sum(G, G_other, s, zeros)
@@ -681,12 +685,12 @@ def _tangent_pass(theta, p, v, state, out):
         W = _weights(theta, sizes, offsets, k)
         V = _weights(v, sizes, offsets, k)
         # δ̇_{k−1} over ḣ_{k−1}, which the product above was the last to read
-        second = _reshaped(other[:n_rows * n_in], (n_rows, n_in))
+        second = _view(other, 0, (n_rows, n_in))
         np.dot(d_dot, W, h_dot)
         np.dot(delta, V, second)
         _tangent_delta(code, h_dot, second, s, _block(state, starts, k - 1, 1, n_rows, n_in),
                        _block(state, starts, k - 1, 2, n_rows, n_in),
-                       _reshaped(qs[start[k - 2]:start[k - 1]], (n_rows, n_in)))
+                       _view(qs, start[k - 2], (n_rows, n_in)))
     return state[0]
 
 
@@ -731,18 +735,18 @@ def _real_pass(theta, p, g_out, save):
         n_in, n_out = sizes[k - 1], sizes[k]
         w_end = offsets[k - 1] + n_out * n_in
         W_t = _transpose_into(_weights(theta, sizes, offsets, k), transposed)
-        A = _reshaped(hbuf[start[k]:start[k + 1]], (n_rows, n_out))
+        A = _view(hbuf, start[k], (n_rows, n_out))
         if k == 1:
             np.dot(p.X, W_t, A)
         else:
-            np.dot(_reshaped(hbuf[start[k - 1]:start[k]], (n_rows, n_in)), W_t, A)
+            np.dot(_view(hbuf, start[k - 1], (n_rows, n_in)), W_t, A)
         s = p.scales[k - 1]
         if s != 1.0:
             _scale(A, s)
         if has_bias:
             _add_row(A, theta[w_end:w_end + n_out])
         if k < n_layers:
-            D = _reshaped(dbuf[start[k]:start[k + 1]], (n_rows, n_out))
+            D = _view(dbuf, start[k], (n_rows, n_out))
             _activate_real(code, A, D)
             if saving:
                 _copy_into(_block(save, starts, k, 0, n_rows, n_out), A)
@@ -753,7 +757,7 @@ def _real_pass(theta, p, g_out, save):
                     _copy_into(f1, D)
 
     n_outputs = sizes[n_layers]
-    out_layer = _reshaped(hbuf[start[n_layers]:], (n_rows, n_outputs))
+    out_layer = _view(hbuf, start[n_layers], (n_rows, n_outputs))
     loss = _output_error(out_layer, p.Y)
     if g_out.shape[0] == 0 and not saving:
         return loss
@@ -766,8 +770,8 @@ def _real_pass(theta, p, g_out, save):
         off = offsets[k - 1]
         w_end = off + n_out * n_in
         s = p.scales[k - 1]
-        delta = _reshaped(hbuf[start[k]:start[k + 1]], (n_rows, n_out))
-        H = p.X if k == 1 else _reshaped(hbuf[start[k - 1]:start[k]], (n_rows, n_in))
+        delta = _view(hbuf, start[k], (n_rows, n_out))
+        H = p.X if k == 1 else _view(hbuf, start[k - 1], (n_rows, n_in))
         if g_out.shape[0] > 0:
             np.dot(delta.T, H, _weights(g_out, sizes, offsets, k))
             if s != 1.0:
@@ -782,7 +786,7 @@ def _real_pass(theta, p, g_out, save):
         if s != 1.0:
             _scale(H, s)
         if code != IDENTITY:  # else φ' = 1
-            _times_real(H, _reshaped(dbuf[start[k - 1]:start[k]], (n_rows, n_in)))
+            _times_real(H, _view(dbuf, start[k - 1], (n_rows, n_in)))
         if saving:
             _copy_into(_block(save, starts, k - 1, 2, n_rows, n_in), H)
     return loss
@@ -850,29 +854,29 @@ def network_pass(theta, p, u, v, outs):
         n_in, n_out = sizes[k - 1], sizes[k]
         off = offsets[k - 1]
         w_end = off + n_out * n_in
-        A = _reshaped(hbuf[start[k]:start[k + 1]], (4, n_rows, n_out))
+        A = _view(hbuf, start[k], (4, n_rows, n_out))
         W0_t = _transpose_into(_weights(theta, sizes, offsets, k), transposed)
         Wu_t = _transpose_into(_weights(u, sizes, offsets, k), transposed[square:])
         Wv_t = _transpose_into(_weights(v, sizes, offsets, k), transposed[2 * square:])
         if k == 1:
             _input_dot(p.X, W0_t, Wu_t, Wv_t, A)
         else:
-            H = _reshaped(hbuf[start[k - 1]:start[k]], (4, n_rows, n_in))
+            H = _view(hbuf, start[k - 1], (4, n_rows, n_in))
             _hd_dot(H, W0_t, Wu_t, Wv_t, A, tmp)
         s = p.scales[k - 1]
         if s != 1.0:
-            _scale(_reshaped(A, (4 * n_rows, n_out)), s)
+            _scale(_view(A, 0, (4 * n_rows, n_out)), s)
         if has_bias:
             _add_row(A[_R], theta[w_end:w_end + n_out])
             _add_row(A[_U], u[w_end:w_end + n_out])
             _add_row(A[_V], v[w_end:w_end + n_out])
         if k < n_layers:
-            D = _reshaped(dbuf[start[k]:start[k + 1]], (4, n_rows, n_out))
+            D = _view(dbuf, start[k], (4, n_rows, n_out))
             _activate_real(code, A[_R], D[_R])
             _activate(code, A, D)
 
     n_outputs = sizes[n_layers]
-    out_layer = _reshaped(hbuf[start[n_layers]:start[n_layers + 1]], (4, n_rows, n_outputs))
+    out_layer = _view(hbuf, start[n_layers], (4, n_rows, n_outputs))
     loss = _output_error(out_layer[_R], p.Y)
     if not backward:
         return loss
@@ -884,9 +888,9 @@ def network_pass(theta, p, u, v, outs):
         off = offsets[k - 1]
         w_end = off + n_out * n_in
         s = p.scales[k - 1]
-        delta = _reshaped(hbuf[start[k]:start[k + 1]], (4, n_rows, n_out))
-        H = _reshaped(hbuf[start[k - 1]:start[k]], (4, n_rows, n_in))
-        G_tmp = _reshaped(g_tmp[:n_out * n_in], (n_out, n_in))
+        delta = _view(hbuf, start[k], (4, n_rows, n_out))
+        H = _view(hbuf, start[k - 1], (4, n_rows, n_in))
+        G_tmp = _view(g_tmp, 0, (n_out, n_in))
         for c in range(4):
             slot = _slot(c)
             out = outs[slot]
@@ -921,9 +925,9 @@ def network_pass(theta, p, u, v, outs):
         # δ_{k−1} = (s δ_k W_k) ⊙ φ'(a_{k−1}), written over h_{k−1} (no longer needed)
         _hd_dot(delta, W0, Wu, Wv, H, tmp)
         if s != 1.0:
-            _scale(_reshaped(H, (4 * n_rows, n_in)), s)
+            _scale(_view(H, 0, (4 * n_rows, n_in)), s)
         if code != IDENTITY:  # else φ' = 1
-            _times(H, _reshaped(dbuf[start[k - 1]:start[k]], (4, n_rows, n_in)))
+            _times(H, _view(dbuf, start[k - 1], (4, n_rows, n_in)))
     return loss
 
 
