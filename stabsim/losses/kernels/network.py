@@ -1093,7 +1093,7 @@ def _row_length(sizes):
     return length
 
 
-@jit
+@inline
 def _empty_state(p, blocks):
     """An uninitialised state of :func:`linearise` for the examples of ``p`` in ``blocks``
     blocks (:func:`chunked_pass`; 1: the serial pass)."""
