@@ -295,8 +295,12 @@ def _view(typingctx, source, first, shape):
     compiled function that checks and completes it (and, for other layouts, a C function
     that finds the strides). The passes slice and reshape their work arrays block by block,
     where a C-contiguous array only needs a data pointer, the new shape and its C strides.
-    Measured with Numba's own settings, twenty reshapes of slices in one function: 26 ms of
-    compilation each, against 14 ms with the reshape alone replaced.
+    Measured with Numba's own settings, twenty slices reshaped in one function: 27 ms of
+    compilation each, against 6.6 ms with this. Cold, alternating, CPU time: a first
+    ``run_gd`` on the 1-6-6-6-1 network 8.09, 8.31, 8.30 → 7.53, 8.01, 7.82 s and
+    ``constrained_trajectory`` (all three passes) 9.80, 10.12, 10.12 → 9.35, 9.21, 9.16 s
+    with the reshapes replaced; the slices too, 58,550 → 54,603 lines of LLVM IR in that
+    ``run_gd``.
     """
     if not (isinstance(source, types.Array) and source.layout == "C"
             and isinstance(first, types.Integer)):
@@ -320,7 +324,6 @@ def _view(typingctx, source, first, shape):
                                                strict=True)]
         offset = context.cast(builder, args[1], first, types.intp)
         array = context.make_array(source)(context, builder, args[0])
-        end = offset
         size = ir.Constant(intp, 1)
         negative = cgutils.is_neg_int(builder, offset)
         for length in lengths:
