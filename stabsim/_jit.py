@@ -1050,6 +1050,40 @@ def _calls_typed_by_the_template_that_typed_them_before():
 _calls_typed_by_the_template_that_typed_them_before()
 
 
+def _messages_unmarked_while_stabsim_compiles():
+    """Build Numba's messages without terminal markup while stabsim code compiles.
+
+    Where colorama is installed (on Windows it comes with tqdm; the Anaconda distribution
+    holds it), Numba marks up every message of its errors for the terminal, and for each it
+    sets up and tears down colorama's wrappers of ``sys.stdout`` and ``sys.stderr``. Typing
+    raises and catches thousands of such errors that nobody reads: a template that turns
+    arguments down, a global that is not a value. A first ``run_gd`` on the 1-6-6-6-1
+    network builds about 12,000 messages. While stabsim code is compiled
+    (:data:`STABSIM_COMPILES`) they are built plain, as Numba builds them without colorama;
+    a message of an error that does reach the user then has no bold face. Measured cold with
+    colorama installed, alternating: 8.37, 8.27, 8.39 → 8.07, 7.96, 8.16 s of CPU.
+
+    Uses ``HighlightColorScheme._markup`` of ``numba.core.errors`` (checked on 0.68), defined
+    only where colorama is installed; elsewhere nothing changes.
+    """
+    scheme = getattr(errors, "HighlightColorScheme", None)
+    markup = getattr(scheme, "_markup", None)
+    if markup is None or getattr(markup, "plain_while_stabsim_compiles", False):
+        return
+
+    @functools.wraps(markup)
+    def markup_unless_stabsim_compiles(self, msg, *args, **kwargs):
+        if STABSIM_COMPILES.active():
+            return msg
+        return markup(self, msg, *args, **kwargs)
+
+    markup_unless_stabsim_compiles.plain_while_stabsim_compiles = True
+    scheme._markup = markup_unless_stabsim_compiles
+
+
+_messages_unmarked_while_stabsim_compiles()
+
+
 class KernelOnlyDispatcher(registry.CPUDispatcher):
     """A dispatcher compiled without a Python entry point (``jit(kernel_only=True)``): a call
     from Python goes to the kernel :func:`entry_for` gave it, and raises ``TypeError``
@@ -1152,37 +1186,3 @@ def inline(func=None, *, fastmath=False, always=False, link_late=False):
         return register_jitable(**flags)(f)
 
     return wrap if func is None else wrap(func)
-
-
-def _messages_unmarked_while_stabsim_compiles():
-    """Build Numba's messages without terminal markup while stabsim code compiles.
-
-    Where colorama is installed (on Windows it comes with tqdm; the Anaconda distribution
-    holds it), Numba marks up every message of its errors for the terminal, and for each it
-    sets up and tears down colorama's wrappers of ``sys.stdout`` and ``sys.stderr``. Typing
-    raises and catches thousands of such errors that nobody reads: a template that turns
-    arguments down, a global that is not a value. A first ``run_gd`` on the 1-6-6-6-1
-    network builds about 12,000 messages. While stabsim code is compiled
-    (:data:`STABSIM_COMPILES`) they are built plain, as Numba builds them without colorama;
-    a message of an error that does reach the user then has no bold face. Measured cold with
-    colorama installed, alternating: 8.37, 8.27, 8.39 → 8.07, 7.96, 8.16 s of CPU.
-
-    Uses ``HighlightColorScheme._markup`` of ``numba.core.errors`` (checked on 0.68), defined
-    only where colorama is installed; elsewhere nothing changes.
-    """
-    scheme = getattr(errors, "HighlightColorScheme", None)
-    markup = getattr(scheme, "_markup", None)
-    if markup is None or getattr(markup, "plain_while_stabsim_compiles", False):
-        return
-
-    @functools.wraps(markup)
-    def markup_unless_stabsim_compiles(self, msg, *args, **kwargs):
-        if STABSIM_COMPILES.active():
-            return msg
-        return markup(self, msg, *args, **kwargs)
-
-    markup_unless_stabsim_compiles.plain_while_stabsim_compiles = True
-    scheme._markup = markup_unless_stabsim_compiles
-
-
-_messages_unmarked_while_stabsim_compiles()
