@@ -2,10 +2,13 @@
 empty cache.
 
 Each case runs in a fresh interpreter whose Numba cache is an empty temporary folder, so
-every kernel it reaches is compiled (and written to that cache). The time reported is the
-CPU time of that whole process (`import stabsim` included; compilation is single-threaded,
-so it is also about the wall time, and it moves less with the machine's load); with
-``--warm`` the same case is run a second time on the filled cache.
+every kernel it reaches is compiled (and written to that cache). Two times are reported: the
+CPU time of that process up to the call's return (`import stabsim` included; compilation is
+single-threaded, and CPU time moves less with the machine's load), and in brackets the wall
+time from starting the interpreter to the call's return. The interpreter's exit after it
+(Python's finalisation of the objects Numba's compilation left) is in neither: it is
+reported on its own, as the rest of the process's wall time. With ``--warm`` the same case
+is run a second time on the filled cache.
 Run: ``python benchmarks/bench_first_calls.py [--runs N] [--warm] [case ...]`` (no case
 names: all of them). Prints seconds per case; never fails on time.
 """
@@ -16,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 #: the losses of the cases (each line is run after ``import numpy as np``)
 LOSSES = {
@@ -51,10 +55,17 @@ CALLS = {
                "compare(loss, theta, 2.2 / s0, 4, warn=False)",
 }
 
+#: a sweep of GD over two step sizes, 10 steps each, on the network of LOSSES
+CALLS["run_sweep"] = ("from stabsim.sweep import SweepConfig, run_sweep\n"
+                      "run_sweep(SweepConfig(model='gd', grid={'eta': [0.5 / s0, 1 / s0]}, "
+                      "steps=10, loss={'name': 'network', 'hidden': [6, 6, 6], 'degree': 4, "
+                      "'n_samples': 32}), progress=False)")
+
 CASES = {
     f"{call} {loss}": (loss, call)
-    for loss, calls in (("regression", CALLS), ("minimalist", ["run_gd"]),
-                        ("network", CALLS), ("network_blocks", ["run_gd"]))
+    for loss, calls in (("regression", [c for c in CALLS if c != "run_sweep"]),
+                        ("minimalist", ["run_gd"]), ("network", CALLS),
+                        ("network_blocks", ["run_gd"]))
     for call in calls
 }
 
@@ -70,18 +81,22 @@ def sharpness_at_start(loss: str) -> float:
 
 
 def script(loss: str, call: str, s0: float) -> str:
-    """The child's program: the loss, the call, and its own CPU time printed at the end."""
+    """The child's program: the loss, the call, and then its own CPU time and the clock."""
     return ("import time\nimport numpy as np\nimport stabsim  # noqa: F401\n"
             f"{LOSSES[loss]}\ns0 = {s0!r}\n{CALLS[call]}\n"
-            "print(time.process_time())\n")
+            "print(time.process_time(), time.time(), flush=True)\n")
 
 
-def run(program: str, cache: str) -> float:
-    """CPU seconds of one child process running ``program`` with Numba cache ``cache``."""
+def run(program: str, cache: str) -> tuple[float, float, float]:
+    """One child process running ``program`` with Numba cache ``cache``: its CPU seconds up
+    to the call's return, the wall seconds from its start to then, and those of its exit."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    start = time.time()  # the child's clock is the same: wall time of this machine
     out = subprocess.run([sys.executable, "-c", program], check=True, env=env,
                          capture_output=True, text=True).stdout
-    return float(out.split()[-1])
+    end = time.time()
+    cpu, returned = (float(x) for x in out.split()[-2:])
+    return cpu, returned - start, end - returned
 
 
 def main(argv: list[str]) -> None:
@@ -93,8 +108,9 @@ def main(argv: list[str]) -> None:
     if unknown:
         raise SystemExit(f"unknown case(s) {unknown}; cases: {sorted(CASES)}")
     chosen = [case for case in CASES if not names or any(n in case for n in names)]
-    print("cold first call: CPU seconds of `import stabsim` + the call, empty Numba cache"
-          + (" (then warm: the same cache filled)" if warm else ""))
+    print("cold first call: CPU seconds of `import stabsim` + the call (wall seconds to its "
+          "return), empty Numba cache" + (" (then warm: the same cache filled)" if warm else "")
+          + "; exit: wall seconds of the interpreter's exit after it")
     starts = {}
     for name in chosen:
         loss, call = CASES[name]
@@ -107,9 +123,11 @@ def main(argv: list[str]) -> None:
                 cold.append(run(program, cache))
                 if warm:
                     hot.append(run(program, cache))
-        line = f"  {name:28s} cold " + ", ".join(f"{t:5.2f}" for t in cold) + " s"
+        line = (f"  {name:28s} cold " + ", ".join(f"{c:5.2f} ({w:5.2f})" for c, w, _ in cold)
+                + " s")
         if warm:
-            line += "   warm " + ", ".join(f"{t:4.2f}" for t in hot) + " s"
+            line += "   warm " + ", ".join(f"{c:4.2f} ({w:4.2f})" for c, w, _ in hot) + " s"
+        line += "   exit " + ", ".join(f"{e:4.2f}" for _, _, e in cold + hot) + " s"
         print(line, flush=True)
 
 
