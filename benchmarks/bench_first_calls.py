@@ -53,13 +53,13 @@ CALLS = {
                    "constrained_trajectory(loss, theta, 1.8 / s0, 4)",
     "compare": "from stabsim import compare\n"
                "compare(loss, theta, 2.2 / s0, 4, warn=False)",
+    # the network's only: a sweep of GD over two step sizes, 10 steps each, on the network
+    # of LOSSES["network"], which the sweep builds from its table
+    "run_sweep": "from stabsim.sweep import SweepConfig, run_sweep\n"
+                 "run_sweep(SweepConfig(model='gd', grid={'eta': [0.5 / s0, 1 / s0]}, "
+                 "steps=10, loss={'name': 'network', 'hidden': [6, 6, 6], 'degree': 4, "
+                 "'n_samples': 32}), progress=False)",
 }
-
-#: a sweep of GD over two step sizes, 10 steps each, on the network of LOSSES
-CALLS["run_sweep"] = ("from stabsim.sweep import SweepConfig, run_sweep\n"
-                      "run_sweep(SweepConfig(model='gd', grid={'eta': [0.5 / s0, 1 / s0]}, "
-                      "steps=10, loss={'name': 'network', 'hidden': [6, 6, 6], 'degree': 4, "
-                      "'n_samples': 32}), progress=False)")
 
 CASES = {
     f"{call} {loss}": (loss, call)
@@ -123,12 +123,16 @@ def main(argv: list[str]) -> None:
                 cold.append(run(program, cache))
                 if warm:
                     hot.append(run(program, cache))
-        line = (f"  {name:28s} cold " + ", ".join(f"{c:5.2f} ({w:5.2f})" for c, w, _ in cold)
-                + " s")
+        line = f"  {name:28s} cold " + _times(cold, 5)
         if warm:
-            line += "   warm " + ", ".join(f"{c:4.2f} ({w:4.2f})" for c, w, _ in hot) + " s"
-        line += "   exit " + ", ".join(f"{e:4.2f}" for _, _, e in cold + hot) + " s"
+            line += "   warm " + _times(hot, 4)
         print(line, flush=True)
+
+
+def _times(runs: list[tuple[float, float, float]], width: int) -> str:
+    """CPU seconds (wall seconds to the call's return) of each run, then each run's exit."""
+    return (", ".join(f"{c:{width}.2f} ({w:{width}.2f})" for c, w, _ in runs) + " s, exit "
+            + ", ".join(f"{e:4.2f}" for _, _, e in runs) + " s")
 
 
 if __name__ == "__main__":
