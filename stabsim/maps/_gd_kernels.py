@@ -151,9 +151,13 @@ class GDState(NamedTuple):
 
     theta: np.ndarray  #: θ_t
     buf: np.ndarray  #: θ_{t−1} for heavy ball, the momentum buffer b for Nesterov
-    prev_theta: np.ndarray  #: θ_{t−1} (θ_0 at t = 0), for the crossing pair
+    #: θ_{t−1} (θ_0 at t = 0), for the crossing pair (may be empty where no crossing is
+    #: searched for: it is read and written only while searching)
+    prev_theta: np.ndarray
     evec: np.ndarray  #: the last top eigenvector (warm start, sign reference; TinyDense: unused)
-    crossing: np.ndarray  #: [t, θ_{t−1}, θ_t] at the first crossing; t = −1 before it
+    #: [t, θ_{t−1}, θ_t] at the first crossing; t = −1 before it (may be [−1] alone where no
+    #: crossing is searched for)
+    crossing: np.ndarray
     counts: np.ndarray  #: int64 [gradients, Lanczos products, dense Hessians] so far
 
 

@@ -303,9 +303,13 @@ def run_gd(
                           np.zeros((n_rec if record_trajectory else 0, d)), np.zeros(n_rec))
     # the warm starts: one vector per measured eigenpair (Lanczos on products), else one
     n_vectors = top_k if isinstance(eigen, kernels.MatrixFreeDeflated) else 1
+    # θ_{t−1} and the crossing pair only where a crossing is searched for (at d = 10⁶ they
+    # were 24 MB written at every call)
+    searching = threshold is not None
     state = kernels.GDState(theta, theta.copy() if method == "heavy_ball" else np.zeros(d),
-                            theta.copy(), np.full(n_vectors * d, 1.0 / np.sqrt(d)),
-                            np.full(2 * d + 1, -1.0), np.zeros(3, np.int64))
+                            theta.copy() if searching else np.empty(0),
+                            np.full(n_vectors * d, 1.0 / np.sqrt(d)),
+                            np.full(2 * d + 1 if searching else 1, -1.0), np.zeros(3, np.int64))
     rule = kernels.Method(METHODS[method], eta, momentum, loss_min)
     kernel = engine_for(kernels.gd_chunk, loss.family)
 
