@@ -28,7 +28,14 @@ variables 1), which reports µs/step (the smallest wall time of five runs each) 
 resident memory after stabsim's run (``ru_maxrss``, interpreter and compiled code included).
 SciPy and JAX run in their own processes once with one thread (pinned to one core the same
 way, so XLA too runs one thread) and once with 2 BLAS/XLA threads on every core
-(``_timing.fastest_baseline``); the faster is reported. Every time is wall clock. Run:
+(``_timing.fastest_baseline``); the faster is reported. Every time is wall clock.
+
+A step more: stabsim and the hand-written loop are also timed on runs of twice the steps, and
+(t(2n) − t(n))/n is printed with its own fitted exponent: the cost of a step without what a
+call costs once (stabsim's allocation of its buffers, and the mixed measurements of the first
+steps, where the Hessian still moves: five of the 21 measurements at d = 10⁶, whose runs have
+n = 20 steps, against 2,000 steps up to d = 10⁴). The hand-written loop allocates nothing per
+call. Run:
 ``python benchmarks/bench_matrix_free.py`` (``--sizes 100,1000``: those dimensions only).
 """
 
@@ -63,25 +70,37 @@ def _scipy_steps(d):
 
 
 def _engine(d):
-    from _timing import best_of
 
     from stabsim.losses import ScalarNetwork
     from stabsim.maps import run_gd
 
     loss, theta0, steps = ScalarNetwork(d), _start(d), _steps(d)
     eta = 1.0 / d  # the sharpness is ≈ d near the balanced minimiser: stable GD
-    run = lambda: run_gd(loss, theta0, eta, steps, find_crossing=False,  # noqa: E731
-                         eig_tol=TOL)
-    result = run()
+
+    def run(n):
+        return run_gd(loss, theta0, eta, n, find_crossing=False, eig_tol=TOL)
+
+    result = run(steps)
     # row t of result.sharpness is measured at θ_t; each baseline's last value is at θ_{n−1}
     at = {str(n - 1): float(result.sharpness[n - 1, 0]) for n in (steps, _scipy_steps(d))}
     products = result.counters["lanczos_products"] / result.counters["records"]
-    return best_of(run, 5) / steps, at, products
+    return _per_step(run, steps), at, products
+
+
+def _per_step(run, steps):
+    """(seconds a step of a run of ``steps`` steps, seconds a step more): the best of five
+    runs of ``steps`` and of 2 ``steps`` steps, t(n) and t(2n); the second is (t(2n) −
+    t(n))/n, the cost of a step with the call's own (allocation, the first steps' mixed
+    measurements) taken out."""
+    from _timing import best_of
+
+    once = best_of(lambda: run(steps), 5)
+    twice = best_of(lambda: run(2 * steps), 5)
+    return once / steps, (twice - once) / steps
 
 
 def _hand_written(d):
     import numba
-    from _timing import best_of
 
     from stabsim.losses import ScalarNetwork
     from stabsim.losses.kernels import scalar_network as k
@@ -114,7 +133,7 @@ def _hand_written(d):
 
     ScalarNetwork(2)  # registers nothing new; the kernels are the family's own
     steps = _steps(d)
-    out, theta0, theta = np.empty(steps), _start(d), np.empty(d)
+    out, theta0, theta = np.empty(2 * steps), _start(d), np.empty(d)
     work = np.empty((3, d))
 
     def run(n):
@@ -122,8 +141,9 @@ def _hand_written(d):
         gd_power(theta, 1.0 / d, n, TOL, out, work[0], work[1], work[2])
 
     run(1)
-    seconds = best_of(lambda: run(steps), 5) / steps
-    return seconds, float(out[-1])
+    seconds = _per_step(run, steps)
+    run(steps)
+    return seconds, float(out[steps - 1])
 
 
 def _scipy(d):
@@ -241,11 +261,11 @@ def one(d):
 
     from _timing import cores
 
-    engine, at, products = _engine(d)
-    row = {"d": d, "cores": cores(), "engine": engine, "engine_products": products,
-           "sharpness_at": at,
+    (engine, engine_more), at, products = _engine(d)
+    row = {"d": d, "cores": cores(), "engine": engine, "engine_more": engine_more,
+           "engine_products": products, "sharpness_at": at,
            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    row["hand"], row["hand_sharpness"] = _hand_written(d)
+    (row["hand"], row["hand_more"]), row["hand_sharpness"] = _hand_written(d)
     print(json.dumps(row))
 
 
@@ -305,14 +325,20 @@ def main():
         cells.append(f"{r['jax_products']:9.2f}" if r["jax"] is not None else f"{'—':>9}")
         cells.append(f"{max(r['diff'].values()):15.1e}")
         print(" ".join(cells))
+    print("a step more (µs, (t(2n) − t(n))/n, n the steps above): "
+          + ", ".join(f"d = {r['d']}: stabsim {1e6 * r['engine_more']:.1f}, hand "
+                      f"{1e6 * r['hand_more']:.1f} ({r['hand_more'] / r['engine_more']:.2f})"
+                      for r in rows))
     big = [r for r in rows if r["d"] >= 1_000]
     if len(big) >= 2:
         sizes = np.log([r["d"] for r in big])
         # the hand-written loop's own exponent shows what the memory hierarchy adds to d¹
         exponents = {key: np.polyfit(sizes, np.log([r[key] for r in big]), 1)[0]
-                     for key in ("engine", "hand")}
+                     for key in ("engine", "hand", "engine_more", "hand_more")}
         print(f"fitted exponent of cost against d (d ≥ 10³): stabsim "
-              f"{exponents['engine']:.3f}, hand-written loop {exponents['hand']:.3f}")
+              f"{exponents['engine']:.3f}, hand-written loop {exponents['hand']:.3f}; "
+              f"of a step more: stabsim {exponents['engine_more']:.3f}, hand-written loop "
+              f"{exponents['hand_more']:.3f}")
     print("ratio = baseline time / stabsim time (> 1: stabsim is faster); thr: threads of the "
           "faster setting; max rel. diff S: the largest relative difference of a baseline's "
           "last sharpness from stabsim's at the same iterate")

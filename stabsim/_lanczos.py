@@ -16,6 +16,7 @@ from numba.extending import overload
 
 from ._jit import KERNEL_ONLY, inline, jit
 from ._linalg import apply_sum, dot, scale_into
+from ._pages import large_empty
 from .losses._protocol import hessian_drift as loss_hessian_drift
 from .losses._protocol import hessian_parts as loss_hessian_parts
 from .losses._protocol import hvp_linearised as loss_hvp_linearised
@@ -257,7 +258,7 @@ def lanczos_work(d, restart, thick):
     m = max(min(2, d), min(restart, d))
     # every entry is written before it is read: np.empty alone (np.zeros cost the first
     # kernel 0.2 s of compiling)
-    return LanczosWork(np.empty((m, d)), np.empty(m), np.empty(m), np.empty(m), np.empty(d),
+    return LanczosWork(large_empty((m, d)), np.empty(m), np.empty(m), np.empty(m), large_empty(d),
                        np.empty((m, m)), np.empty(m), np.empty((2, m)), np.empty(TILE),
                        _kept_error_buffer(thick))
 
@@ -883,13 +884,13 @@ class PointAnchor(NamedTuple):
 @inline
 def anchor_work(d, rows):
     """An :class:`Anchor` for a d × d operator with a factor of ``rows`` rows, not yet set."""
-    return Anchor(np.empty((d, d)), np.empty((rows, d)), np.full(1, np.nan))
+    return Anchor(large_empty((d, d)), large_empty((rows, d)), np.full(1, np.nan))
 
 
 @inline
 def point_anchor_work(d):
     """A :class:`PointAnchor` in d dimensions, not yet set."""
-    return PointAnchor(np.empty(d), np.full(1, np.nan), np.empty(d), np.full(1, np.inf),
+    return PointAnchor(large_empty(d), np.full(1, np.nan), large_empty(d), np.full(1, np.inf),
                        np.zeros(2, dtype=np.int64))
 
 

@@ -39,6 +39,7 @@ from .._lanczos import (
     top_value_of_2x2,
 )
 from .._linalg import add_gram, dot, norm_of, scale_into
+from .._pages import large_empty
 from .._status import Status
 from ..losses._protocol import bounds_hessian_drift
 from ..losses._protocol import hessian_parts_within as loss_hessian_parts_within
@@ -245,31 +246,31 @@ def _workspace_impl(eigen, p, d):
     # the matrix-free measurements without an anchor warm-start in place: no copy of the
     # last eigenvectors
     if _anchors_products(eigen, p):
-        return lambda eigen, p, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
+        return lambda eigen, p, d: _Work(large_empty(d), np.empty((0, 0)), np.empty((0, d)),
                                          lanczos_work(d, eigen.restart, eigen.thick),
                                          point_anchor_work(d), np.empty(0), np.empty(1))
     if _is(eigen, MatrixFree):
-        return lambda eigen, p, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
+        return lambda eigen, p, d: _Work(large_empty(d), np.empty((0, 0)), np.empty((0, d)),
                                          lanczos_work(d, eigen.restart, eigen.thick), None,
                                          np.empty(0), np.empty(1))
     if _is(eigen, MatrixFreeDeflated):
-        return lambda eigen, p, d: _Work(np.empty(d), np.empty((0, 0)), np.empty((0, d)),
+        return lambda eigen, p, d: _Work(large_empty(d), np.empty((0, 0)), np.empty((0, d)),
                                          lanczos_work(d, eigen.restart, eigen.thick), None,
                                          np.empty(0), np.empty(eigen.n_top))
     if _is(eigen, DenseLanczos):
-        return lambda eigen, p, d: _Work(np.empty(d), np.empty((d, d)),
+        return lambda eigen, p, d: _Work(large_empty(d), large_empty((d, d)),
                                          np.empty((eigen.factor_rows, d)),
                                          lanczos_work(d, eigen.restart, eigen.thick),
-                                         anchor_work(d, eigen.factor_rows), np.empty(d),
+                                         anchor_work(d, eigen.factor_rows), large_empty(d),
                                          np.empty(1))
     if _is(eigen, DenseEigh):
-        return lambda eigen, p, d: _Work(np.empty(d), np.empty((d, d)),
+        return lambda eigen, p, d: _Work(large_empty(d), large_empty((d, d)),
                                          np.empty((eigen.factor_rows, d)), lanczos_work(1, 1, None),
-                                         None, np.empty(d), np.empty(eigen.n_top))
+                                         None, large_empty(d), np.empty(eigen.n_top))
     if _is(eigen, TinyDense):
-        return lambda eigen, p, d: _Work(np.empty(d), np.empty((d, d)),
+        return lambda eigen, p, d: _Work(large_empty(d), large_empty((d, d)),
                                          np.empty((eigen.factor_rows, d)), lanczos_work(1, 1, None),
-                                         None, np.empty(d), np.empty(1))
+                                         None, large_empty(d), np.empty(1))
 
 
 def _holds_dense(eigen):

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..._jit import ARITH_FASTMATH, jit
+from ..._pages import large_empty
 from .._protocol import register_family
 
 
@@ -64,7 +65,7 @@ def hvp(theta, p, v, out):
     v-derivative and overwrites ``out[i]`` once it has read it: one d-vector of scratch.
     """
     d = theta.shape[0]
-    suffix_dv = np.empty(d)
+    suffix_dv = large_empty(d)
     acc, dacc = 1.0, 0.0
     for i in range(d - 1, -1, -1):
         out[i] = acc
