@@ -145,6 +145,59 @@ def test_scalar_network_gd_at_its_fixed_point_takes_one_product_a_step():
     assert abs(short.sharpness[-1, 0] - exact) <= short.eig_residual[-1] + 1e-14 * exact
 
 
+@pytest.mark.parametrize("d", [100, 1000])
+def test_scalar_network_gd_takes_one_product_from_its_first_step_at_rest(d):
+    # the same run from its first step at rest on: θ moved far in the steps before (the
+    # engine then mixes without taking the bound for a few measurements), and every
+    # measurement after the first at rest is at the point of that one, the anchor's or the
+    # last bound's, where the bound is 0 and the stored eigenvector settles it with one
+    # product (run n + 1 measures one point more than run n)
+    rng = np.random.default_rng(0)
+    theta0 = 1.0 + 0.1 * rng.standard_normal(d) / np.sqrt(d)
+    loss = ScalarNetwork(d)
+    path = run_gd(loss, theta0, 1.0 / d, 30, find_crossing=False, record_trajectory=True)
+    rest = next(t for t in range(31) if np.array_equal(path.trajectory[t], path.trajectory[-1]))
+    assert 0 < rest < 20
+    products = [run_gd(loss, theta0, 1.0 / d, n, find_crossing=False).counters[
+        "lanczos_products"] for n in range(rest, rest + 6)]
+    assert np.diff(products).tolist() == [1] * 5
+
+
+@jit
+def _warm_start_scaled(theta, p, v0, tol, scale):
+    """The engine's anchored Lanczos on ∇²L(θ) by products, then again at the same θ from
+    its own vector times ``scale`` (in place, as the engines warm-start): (λ, residual,
+    products, converged) of the second run, its start and the vector it returned."""
+    d = theta.shape[0]
+    work = lanczos_work(d, 20, None)
+    anchor = point_anchor_work(d)
+    vector = v0.copy()
+    anchored_top_eigenpair(hessian_at(theta, p), anchor, vector, work, 1000, tol, vector)
+    for i in range(d):
+        vector[i] *= scale
+    start = vector.copy()
+    lam, residual, products, converged = anchored_top_eigenpair(
+        hessian_at(theta, p), anchor, vector, work, 1000, tol, vector)
+    return lam, residual, products, converged, start, vector
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0, 1e-3])
+def test_an_accepted_warm_start_returns_the_unit_vector_along_it(scale):
+    # diag(1, 2, 3), a quadratic (bound 0): the first run resolves λ = 3 on e_2 (a Krylov
+    # space of all of R³); the second, at the same point from that vector scaled, is settled
+    # by its first product, on the vector itself, and returns it as a unit vector: scaled by
+    # 1/|v| (to a few eps), or left as it is where |v| is 1 (the same bits)
+    loss = Quadratic(np.diag([1.0, 2.0, 3.0]))
+    lam, residual, products, converged, start, vector = _warm_start_scaled(
+        np.ones(3), loss.params, np.ones(3), 1e-10, scale)
+    assert converged and products == 1
+    assert lam == pytest.approx(3.0, rel=1e-14) and residual <= 1e-10 * lam
+    assert abs(np.linalg.norm(vector) - 1.0) <= 4 * np.finfo(float).eps
+    np.testing.assert_allclose(vector, start / np.linalg.norm(start), rtol=0, atol=4e-16)
+    if abs(start @ start - 1.0) <= 1e-14:
+        np.testing.assert_array_equal(vector, start)
+
+
 @jit
 def _anchored_on_products(theta, p, v0, tol, restart):
     """The engine's anchored Lanczos on ∇²L(θ) by products, twice at the same θ (a family
