@@ -70,7 +70,6 @@ def _scipy_steps(d):
 
 
 def _engine(d):
-
     from stabsim.losses import ScalarNetwork
     from stabsim.maps import run_gd
 
