@@ -30,12 +30,17 @@ SciPy and JAX run in their own processes once with one thread (pinned to one cor
 way, so XLA too runs one thread) and once with 2 BLAS/XLA threads on every core
 (``_timing.fastest_baseline``); the faster is reported. Every time is wall clock.
 
+Steps: n = 2,000 up to d = 10⁵ and 200 at d = 10⁶ (the runs do 2·10⁸ d-steps at most);
+SciPy's runs a tenth of that up to d = 10⁴ and 20 steps at d = 10⁵. Until 2026-12-06 the runs
+stopped at 2·10⁷ d-steps (200 steps at d = 10⁵, 20 at d = 10⁶), and what a call costs once
+weighed ten and a hundred times more on a step there than at d ≤ 10⁴, in the fitted exponent
+above all: stabsim's allocation of its buffers, and the mixed measurements of the first steps,
+where the Hessian still moves (five of the 21 measurements of a 20-step run at d = 10⁶, about
+100 ms of its 300).
+
 A step more: stabsim and the hand-written loop are also timed on runs of twice the steps, and
 (t(2n) − t(n))/n is printed with its own fitted exponent: the cost of a step without what a
-call costs once (stabsim's allocation of its buffers, and the mixed measurements of the first
-steps, where the Hessian still moves: five of the 21 measurements at d = 10⁶, whose runs have
-n = 20 steps, against 2,000 steps up to d = 10⁴). The hand-written loop allocates nothing per
-call. Run:
+call costs once. The hand-written loop allocates nothing per call. Run:
 ``python benchmarks/bench_matrix_free.py`` (``--sizes 100,1000``: those dimensions only).
 """
 
@@ -62,11 +67,11 @@ def _start(d):
 
 
 def _steps(d):
-    return int(max(5, min(2000, 2e7 / d)))
+    return int(max(5, min(2000, 2e8 / d)))
 
 
 def _scipy_steps(d):
-    return max(3, _steps(d) // 10)
+    return int(max(3, min(200, 2e6 / d)))
 
 
 def _engine(d):

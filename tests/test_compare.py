@@ -573,3 +573,25 @@ def test_a_flat_constrained_trajectory_does_not_advise_projected_false():
     run = compare(SelfRegulatingPotential(), [3.0], 1.5, 50, projected=False, warn=False)
     assert run.statuses["constrained"] is Status.FLAT_SHARPNESS
     assert "projected" not in run.message
+
+
+
+def test_gd_lambda2_is_the_second_eigenvalue_at_each_gd_iterate():
+    # on a network above d = 32, where GD measures by Lanczos on products (λ2 on the Hessian
+    # with the top eigenvector deflated): against eigvalsh of the dense Hessian at GD's
+    # iterates (run_gd is deterministic: compare's GD, top_k = 2, made these same iterates).
+    # Lanczos stops at a residual |H x − λ x| ≤ tol·|H| (tol = 1e-10), which bounds the
+    # eigenvalue's error for a symmetric H (to second order in the error of the deflated
+    # eigenvector); eigvalsh adds a round-off of about d·eps·|H| ≈ 1e-14·|H|
+    from stabsim.losses import Network
+
+    loss = Network((4, 4), degree=3, n_samples=16)
+    assert loss.dim > 32
+    theta = loss.init(0)
+    eta = 1.9 / np.linalg.eigvalsh(loss.hessian(theta))[-1]
+    run = compare(loss, theta, eta, 30, warn=False)
+    iterates = run_gd(loss, theta, eta, 30, top_k=2, record_trajectory=True).trajectory
+    spectra = [np.linalg.eigvalsh(loss.hessian(w)) for w in iterates]
+    second = np.array([values[-2] for values in spectra])
+    norm = np.array([np.abs(values).max() for values in spectra])
+    assert np.all(np.abs(run.gd_lambda2 - second) <= (1e-10 + 1e-13) * norm)
