@@ -41,7 +41,11 @@ where the Hessian still moves (five of the 21 measurements of a 20-step run at d
 A step more: stabsim and the hand-written loop are also timed on runs of twice the steps, and
 (t(2n) − t(n))/n is printed with its own fitted exponent: the cost of a step without what a
 call costs once. The hand-written loop allocates nothing per call. Run:
-``python benchmarks/bench_matrix_free.py`` (``--sizes 100,1000``: those dimensions only).
+``python benchmarks/bench_matrix_free.py`` (``--sizes 100,1000``: those dimensions only;
+``--eta-scale S``: η = S/d, 1 by default, where GD comes to rest after a few steps and every
+later step measures the same Hessian; at 1.9 GD converges while it moves, and at 2.05 it
+settles on a period-2 cycle at the edge of stability, where the Hessian moves every step
+and every start is mixed).
 """
 
 from __future__ import annotations
@@ -74,12 +78,12 @@ def _scipy_steps(d):
     return int(max(3, min(200, 2e6 / d)))
 
 
-def _engine(d):
+def _engine(d, scale):
     from stabsim.losses import ScalarNetwork
     from stabsim.maps import run_gd
 
     loss, theta0, steps = ScalarNetwork(d), _start(d), _steps(d)
-    eta = 1.0 / d  # the sharpness is ≈ d near the balanced minimiser: stable GD
+    eta = scale / d  # the sharpness is ≈ d near the balanced minimiser (ηS ≈ scale)
 
     def run(n):
         return run_gd(loss, theta0, eta, n, find_crossing=False, eig_tol=TOL)
@@ -103,7 +107,7 @@ def _per_step(run, steps):
     return once / steps, (twice - once) / steps
 
 
-def _hand_written(d):
+def _hand_written(d, scale):
     import numba
 
     from stabsim.losses import ScalarNetwork
@@ -142,7 +146,7 @@ def _hand_written(d):
 
     def run(n):
         theta[:] = theta0
-        gd_power(theta, 1.0 / d, n, TOL, out, work[0], work[1], work[2])
+        gd_power(theta, scale / d, n, TOL, out, work[0], work[1], work[2])
 
     run(1)
     seconds = _per_step(run, steps)
@@ -150,7 +154,7 @@ def _hand_written(d):
     return seconds, float(out[steps - 1])
 
 
-def _scipy(d):
+def _scipy(d, scale):
     from _timing import best_of
     from scipy.sparse.linalg import LinearOperator, eigsh
 
@@ -167,7 +171,7 @@ def _scipy(d):
                                 dtype=np.float64)
             values, vectors = eigsh(op, k=1, which="LA", v0=v, tol=TOL)
             v = vectors[:, 0]
-            theta = theta - (1.0 / d) * loss.grad(theta)
+            theta = theta - (scale / d) * loss.grad(theta)
         last[:] = [float(values[0])]
 
     run()
@@ -219,7 +223,7 @@ def jax_lanczos(apply, v0, Q, mix):
     return lam, jnp.where(vec @ v0 < 0.0, -vec, vec), products, Q
 
 
-def _jax(d):
+def _jax(d, scale):
     try:
         import jax
     except ImportError:
@@ -248,7 +252,7 @@ def _jax(d):
         def step(carry, _):
             w, v, Q = carry
             lam, v, products, Q = jax_lanczos(lambda q: hvp(w, q), v, Q, mix)
-            return (w - (1.0 / d) * grad(w), v, Q), (lam, products)
+            return (w - (scale / d) * grad(w), v, Q), (lam, products)
 
         carry = (w, jnp.ones_like(w) / jnp.sqrt(d), jnp.zeros((min(RESTART, d), d)))
         return jax.lax.scan(step, carry, None, length=steps)[1]
@@ -260,25 +264,26 @@ def _jax(d):
     return seconds, float(lams[-1]), float(np.mean(products))
 
 
-def one(d):
+def one(d, scale):
     import resource
 
     from _timing import cores
 
-    (engine, engine_more), at, products = _engine(d)
+    (engine, engine_more), at, products = _engine(d, scale)
     row = {"d": d, "cores": cores(), "engine": engine, "engine_more": engine_more,
            "engine_products": products, "sharpness_at": at,
            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    (row["hand"], row["hand_more"]), row["hand_sharpness"] = _hand_written(d)
+    (row["hand"], row["hand_more"]), row["hand_sharpness"] = _hand_written(d, scale)
     print(json.dumps(row))
 
 
-def baseline(name, d):
-    """Child process: time one baseline at dimension d; print 'seconds sharpness products
-    BLAS' (the sharpness at its last iterate, its HVPs per step or None) or 'none'."""
+def baseline(name, d, scale):
+    """Child process: time one baseline at dimension d and η = scale/d; print 'seconds
+    sharpness products BLAS' (the sharpness at its last iterate, its HVPs per step or None)
+    or 'none'."""
     from _timing import blas_description
 
-    seconds, lam, products = {"scipy": _scipy, "jax": _jax}[name](d)
+    seconds, lam, products = {"scipy": _scipy, "jax": _jax}[name](d, scale)
     print("none" if seconds is None
           else f"{seconds!r} {json.dumps([lam, products])} {blas_description()}")
 
@@ -289,9 +294,12 @@ def main():
     sizes = SIZES
     if "--sizes" in sys.argv:
         sizes = [int(x) for x in sys.argv[sys.argv.index("--sizes") + 1].split(",")]
+    scale = 1.0
+    if "--eta-scale" in sys.argv:
+        scale = float(sys.argv[sys.argv.index("--eta-scale") + 1])
     rows = []
     for d in sizes:
-        out = subprocess.run(child_command(__file__, d, one_core=True), capture_output=True,
+        out = subprocess.run(child_command(__file__, d, scale, one_core=True), capture_output=True,
                              text=True, check=True, env=baseline_env(1))
         row = json.loads(out.stdout.strip().splitlines()[-1])
         diffs = {"hand": (row["hand_sharpness"], _steps(d) - 1)}
@@ -299,7 +307,7 @@ def main():
             if name == "scipy" and d > 100_000:
                 seconds, threads, rest = None, 0, ""
             else:
-                seconds, threads, rest = fastest_baseline(__file__, name, d)
+                seconds, threads, rest = fastest_baseline(__file__, name, d, scale)
             row[name], row[f"{name}_threads"] = seconds, threads
             if seconds is not None:
                 lam, products = json.loads(rest.partition("] ")[0] + "]")
@@ -309,7 +317,7 @@ def main():
         row["diff"] = {name: abs(lam - row["sharpness_at"][str(t)]) / row["sharpness_at"][str(t)]
                        for name, (lam, t) in diffs.items()}
         rows.append(row)
-    print(f"GD + sharpness every step, scalar network (O(d) HVP), tol {TOL:g}")
+    print(f"GD + sharpness every step, scalar network (O(d) HVP), η = {scale:g}/d, tol {TOL:g}")
     print(f"stabsim and the hand-written loop: {ONE_CORE_NOTE}; SciPy and JAX: the faster of "
           f"that and 2 threads on every core (column thr)")
     print(f"{'d':>9} {'stabsim µs':>11} {'HVPs/step':>9} {'peak MB':>8} {'hand µs':>9} "
@@ -356,8 +364,8 @@ def main():
 if __name__ == "__main__":
     if "--baseline" in sys.argv:
         at = sys.argv.index("--baseline")
-        baseline(sys.argv[at + 1], int(sys.argv[at + 2]))
+        baseline(sys.argv[at + 1], int(sys.argv[at + 2]), float(sys.argv[at + 3]))
     elif len(sys.argv) > 1 and not sys.argv[1].startswith("--"):
-        one(int(sys.argv[1]))
+        one(int(sys.argv[1]), float(sys.argv[2]))
     else:
         main()
