@@ -575,7 +575,6 @@ def test_a_flat_constrained_trajectory_does_not_advise_projected_false():
     assert "projected" not in run.message
 
 
-
 def test_gd_lambda2_is_the_second_eigenvalue_at_each_gd_iterate():
     # on a network above d = 32, where GD measures by Lanczos on products (λ2 on the Hessian
     # with the top eigenvector deflated): against eigvalsh of the dense Hessian at GD's
