@@ -935,8 +935,9 @@ def dense_drift(op, anchor, limit):
     return drift + np.sqrt(square)
 
 
-#: a matrix-free anchor's bound this many times its limit starts a wait (:func:`drift`)
-MAX_MOVED = 1e3
+#: a matrix-free anchor's bound this many times the limit it is given (the check's reach,
+#: ``CHECK_REACH`` tolerances) starts a wait (:func:`drift`)
+MAX_MOVED = 16.0
 #: the longest such wait, in measurements
 MAX_WAIT = 15
 
@@ -961,6 +962,11 @@ def _drift(op, anchor, limit):
             # point (at d = 10⁶, 2 of a 20-step run's 28 products, 12 ms each)
             if _same_point(op.theta, anchor.last):
                 return anchor.moved[0]
+            # back at the anchor's own point (GD on a cycle at round-off, θ_t = θ_{t−2}): the
+            # Hessian is the anchor's, whatever the family's bound says there (the scalar
+            # network's is 2|r| ‖G‖_F at P − 1 = r ≠ 0)
+            if _same_point(op.theta, anchor.theta):
+                return 0.0
             backoff = anchor.backoff
             if backoff[0] > 0:  # see below: mixed without a bound
                 backoff[0] -= 1
@@ -1035,11 +1041,15 @@ def anchored_top_eigenpair(op, anchor, v0, work, max_products, tol, vec_out):
     :func:`dense_drift` against the copy of H and F in an :class:`Anchor`; for a
     :class:`HessianAt` ∇²L(θ), the family's ``hessian_drift`` against the point θ' of a
     :class:`PointAnchor`): λ_max(A) ≤ λ' + δ. Every Ritz value is at most λ_max(A). So when
-    δ ≤ tol·|λ'| and a run from ``v0`` without the mix converges to a Ritz value
-    λ ≥ λ' + δ − tol·|λ'|, then λ_max(A) − λ ≤ tol·|λ'|: there is no top eigenvalue left for
-    the mix to find, and λ is returned. At a minimum, where the Hessian stops changing,
-    that run is one product against the two to ten or so that clearing the mix takes (and
-    the run is cut short on products: :func:`warm_start_check`).
+    a run from ``v0`` without the mix converges to a Ritz value λ ≥ λ' + δ − tol·|λ'|, then
+    λ_max(A) − λ ≤ tol·|λ'|: there is no top eigenvalue left for the mix to find, and λ is
+    returned. That holds for any δ, but for δ above tol·|λ'| it asks λ to have risen from
+    λ' by at least δ − tol·|λ'|, as it does where the Hessian moves along its top
+    eigenvector (GD on a period-2 cycle, from the cycle's lower phase to its higher one).
+    So the warm start's first product alone (:func:`warm_start_check`, which cuts the run
+    short: at a minimum, where the Hessian stops changing, one product against the two to
+    ten or so that clearing the mix takes) is tried for δ up to ``CHECK_REACH``·tol·|λ'|
+    (:func:`check_reach`), a Lanczos run without the mix only for δ ≤ tol·|λ'|.
     Otherwise (no anchor yet, a larger δ, a smaller λ, or that run out of products) the
     mixed run follows from ``v0``, with the products that remain, and becomes the anchor:
     its result is then exactly that of :func:`top_eigenpair` alone (where ``v0`` is not
@@ -1073,18 +1083,18 @@ def anchored_top_eigenpair(op, anchor, v0, work, max_products, tol, vec_out):
 @inline
 def _anchored_check(op, anchor, v0, w, tol, vec_out):
     """The check of :func:`anchored_top_eigenpair`: (done, λ, residual, products, δ), done
-    where the operator moved at most ``tol``·|λ'| from the anchor (δ, :func:`drift`) and
-    the warm start v0 alone (one product, into ``w``) meets the tolerance with λ ≥ λ' + δ −
-    tol·|λ'|; then vec_out ← v0/|v0|."""
+    where the operator moved at most :func:`check_reach` times ``tol``·|λ'| from the anchor
+    (δ, :func:`drift`) and the warm start v0 alone (one product, into ``w``) meets the
+    tolerance with λ ≥ λ' + δ − tol·|λ'|; then vec_out ← v0/|v0|."""
     anchor_top = anchor.top[0]
-    limit = tol * abs(anchor_top)
-    moved = drift(op, anchor, limit) if limit > 0.0 else np.inf  # NaN (no anchor), 0: none
-    if moved <= limit:
+    reach = check_reach(op) * tol * abs(anchor_top)
+    moved = drift(op, anchor, reach) if reach > 0.0 else np.inf  # NaN (no anchor), 0: none
+    if moved <= reach:
         # the warm start (the last eigenvector) usually meets the tolerance at once, and then
         # its first product is the answer, without Lanczos's bookkeeping (about 0.2 µs of a
         # 1.2 µs GD step on the scalar network at d = 100)
         lam, residual, products, square = warm_start_check(op, v0, w)
-        if residual <= tol * abs(lam) and lam >= anchor_top + moved - limit:
+        if residual <= tol * abs(lam) and lam >= anchor_top + moved - tol * abs(anchor_top):
             _unit_into(vec_out, v0, square)
             return True, lam, residual, products, moved
         return False, lam, residual, products, moved
@@ -1109,6 +1119,28 @@ def _anchored_runs(op, anchor, v0, work, max_products, tol, vec_out, moved, prod
     products += more
     keep_anchor(op, anchor, lam if converged else np.nan)
     return lam, residual, products, converged
+
+
+#: how far, in tolerances tol·|λ'|, the operator may have moved from the anchor for the
+#: warm start's first product to be checked (:func:`anchored_top_eigenpair`); a check that
+#: fails costs that product. GD at η = 1.9/d on the scalar network of d = 10⁶ ends on a
+#: period-2 cycle at round-off whose Hessian moves by 25 tolerances a step, its top
+#: eigenvalue by as much (the bound within 4e-6 of the rise, against a tolerance of 1e-4)
+CHECK_REACH = 64.0
+
+
+def check_reach(op):
+    """``CHECK_REACH`` for a :class:`HessianAt`, whose warm start is checked on a product;
+    1 for a :class:`DenseHessian`, which :func:`warm_start_check` does not check (so its
+    bound is left as soon as it passes the tolerance) (kernels only)."""
+    raise TypeError("check_reach is resolved inside compiled kernels")
+
+
+@overload(check_reach, jit_options=KERNEL_ONLY, inline="always")
+def _check_reach(op):
+    if isinstance(op, types.BaseNamedTuple) and op.instance_class is HessianAt:
+        return lambda op: CHECK_REACH
+    return lambda op: 1.0
 
 
 def warm_start_check(op, v0, w):

@@ -13,6 +13,7 @@ from user_families import CosineValley
 
 from stabsim._jit import jit
 from stabsim._lanczos import (
+    CHECK_REACH,
     anchored_top_eigenpair,
     drift,
     hessian_at,
@@ -23,6 +24,7 @@ from stabsim._lanczos import (
 from stabsim.losses import Loss, Quadratic, ScalarNetwork
 from stabsim.losses.kernels.scalar_network import hessian_drift
 from stabsim.maps import run_gd
+from stabsim.spectral import top_eigenpairs
 
 
 def _two_norm(matrix):
@@ -249,14 +251,80 @@ def test_a_new_anchor_clears_the_bound_kept_for_a_point():
     # anchor's own point gets 0 (its Hessian is the anchor's, exactly)
     # the first anchor a balanced minimiser (product of the weights 1 exactly), where the
     # bound at a point 1e-9 away is far below the limit, and so is kept; the second anchor's
-    # bound there (0.18) above the limit but within 10³ times it, so that no wait follows
+    # bound there (0.18) above the limit but within MAX_MOVED = 16 times it, so that no wait
+    # follows
     loss = ScalarNetwork(3)
     first_anchor = np.array([1.0, 2.0, 0.5])
     point = first_anchor + 1e-9
     second_anchor = np.array([1.01, 2.0, 0.5])
-    limit = 1e-3
+    limit = 0.05
     before, after, at_anchor = _bounds_around_a_new_anchor(loss.params, first_anchor, point,
                                                            second_anchor, limit)
     assert before == hessian_drift(point, loss.params, first_anchor, limit) <= limit
     assert after == hessian_drift(point, loss.params, second_anchor, limit) > limit
     assert at_anchor == 0.0
+
+
+def test_the_anchors_own_point_is_bounded_by_zero_where_the_familys_bound_is_not():
+    # the scalar network's bound at a point against itself is 2|r| ‖C‖_F (r = P − 1), not 0;
+    # back at the anchor's own point after a bound taken elsewhere (GD on a 2-cycle), the
+    # Hessian is the anchor's exactly, and the engine's bound is 0
+    loss = ScalarNetwork(3)
+    anchor_point = np.array([1.0, 2.0, 0.6])  # P = 1.2
+    elsewhere = np.array([1.0, 2.0, 0.4])
+    assert hessian_drift(anchor_point, loss.params, anchor_point, 0.0) > 0.0
+    limit = 10.0  # above both of the family's bounds: each is kept as the last one taken
+    first, second, third = _bounds_after_leaving(loss.params, anchor_point, elsewhere, limit)
+    assert first == hessian_drift(elsewhere, loss.params, anchor_point, limit) > 0.0
+    assert second == 0.0 and third == first
+
+
+@jit
+def _bounds_after_leaving(p, anchor_point, elsewhere, limit):
+    """The engine's bounds at ``elsewhere``, at the anchor's own point, then at ``elsewhere``
+    again, against the anchor kept at ``anchor_point``."""
+    anchor = point_anchor_work(anchor_point.shape[0])
+    keep_anchor(hessian_at(anchor_point, p), anchor, 1.0)
+    first = drift(hessian_at(elsewhere, p), anchor, limit)
+    second = drift(hessian_at(anchor_point, p), anchor, limit)
+    return first, second, drift(hessian_at(elsewhere, p), anchor, limit)
+
+
+def test_gd_on_a_round_off_two_cycle_takes_one_product_a_step_and_stays_exact():
+    # GD at η = 1.9/d converges to the balanced minimiser oscillating, and ends on a
+    # period-2 cycle at round-off (θ_{t+2} = θ_t bit for bit, P − 1 = ±5e-11) on which the
+    # Hessian moves by about 3 tolerances a step (d = 10⁵: τ|λ| = 1e-5), its top eigenvalue
+    # by as much. Mixed at the cycle's lower phase, the engine's anchor is there: back at it
+    # the bound is 0, and at the higher phase λ rose from λ' by more than the bound less
+    # τ|λ'| (Weyl's inequality leaves no room above λ), so every later step is the warm
+    # start's one product. From the higher phase the check at the lower one must fail (λ
+    # fell) and that step mixes. Each phase's sharpness is within the tolerance of ARPACK's.
+    d = 10**5
+    loss = ScalarNetwork(d)
+    rng = np.random.default_rng(0)
+    theta0 = 1.0 + 0.1 * rng.standard_normal(d) / np.sqrt(d)
+    eta = 1.9 / d
+    start = run_gd(loss, theta0, eta, 500, find_crossing=False).theta
+    cycle = run_gd(loss, start, eta, 2, find_crossing=False, record_trajectory=True)
+    assert np.array_equal(cycle.trajectory[2], start)
+    assert not np.array_equal(cycle.trajectory[1], start)
+    sharpness = cycle.sharpness[:2, 0]
+    low, high = (cycle.trajectory[i] for i in np.argsort(sharpness))
+    limit = 1e-10 * sharpness.max()
+    moved = hessian_drift(high, loss.params, low, 0.0)
+    assert limit < moved <= CHECK_REACH * limit  # the check beyond the limit is exercised
+    assert hessian_drift(low, loss.params, low, 0.0) > limit  # and the anchor's own point
+
+    def products(begin, steps):
+        return run_gd(loss, begin, eta, steps, find_crossing=False).counters[
+            "lanczos_products"]
+
+    from_low = [products(low, n) for n in range(6)]
+    assert np.diff(from_low).tolist() == [1] * 5
+    from_high = [products(high, n) for n in range(4)]
+    assert from_high[1] - from_high[0] > 1
+    assert np.diff(from_high[1:]).tolist() == [1] * 2
+    for point, value in zip(cycle.trajectory[:2], sharpness, strict=True):
+        reference = top_eigenpairs(loss, point, 1, tol=1e-14).values[0]
+        # the engine's tolerance 1e-10 relative, and ARPACK's 1e-14
+        assert abs(value - reference) <= (1e-10 + 1e-14) * reference
