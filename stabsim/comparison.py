@@ -38,7 +38,7 @@ from .maps.constrained import constrained_trajectory
 from .maps.gd import reference_point, run_gd
 from .maps.projection import PROJECTION_METHODS, projection_budget
 from .maps.reduced import run_reduced
-from .spectral import eos_constants, sharpness
+from .spectral import eos_constants, _unchecked_top_eigenpairs
 
 #: default budget of each flow's right-hand sides in :func:`compare`, per step of its
 #: horizon: the flows take 8 to 71 a step on the models of the tests (gradient flow) and
@@ -372,11 +372,11 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
             return padded(np.linalg.norm(iterates[start:start + states.shape[0]]
                                          - states[:n - start], axis=1), start)
 
-    gf_sharp = [sharpness(loss, w) for w in gf.trajectory]
+    gf_sharp = [_unchecked_top_eigenpairs(loss, w).values[0] for w in gf.trajectory]
     rec = {
         "gd_loss": padded(gd.loss), "gd_sharpness": padded(gd.sharpness[:, 0]),
         "gd_lambda2": padded(gd.sharpness[:, 1] if loss.dim > 1 else np.full(kept, -np.inf)),
-        "gf_loss": padded([loss.value(w) for w in gf.trajectory]),
+        "gf_loss": padded([loss._value(w) for w in gf.trajectory]),
         "gf_sharpness": padded(gf_sharp), "dist_gf": distance(gf.trajectory),
         "cf_loss": padded(cf.loss), "cf_sharpness": padded(cf.sharpness),
         "cf_sigma2": padded(cf.sigma2), "cf_pred_loss": padded(cf.predicted_loss),

@@ -64,8 +64,13 @@ def align_sign(vector: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
     vector = check.real_array("vector", vector, ndim=1)
     if reference is not None:
         reference = check.real_array("reference", reference, shape=vector.shape)
-        if float(np.dot(vector, reference)) < 0.0:
-            return -vector
+    return _aligned(vector, reference)
+
+
+def _aligned(vector: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
+    """:func:`align_sign` of arrays of the same length (unchecked)."""
+    if reference is not None and float(np.dot(vector, reference)) < 0.0:
+        return -vector
     return vector
 
 
@@ -74,10 +79,11 @@ def hessian_spectrum(loss: Loss, theta) -> tuple[np.ndarray, np.ndarray]:
 
     All NaN when the Hessian has a NaN or inf entry anywhere: LAPACK reads one triangle
     only, so a NaN in the other would otherwise give finite eigenvalues. Callers with a
-    status report NONFINITE; :func:`top_eigenpairs` raises :class:`NonFiniteError`.
+    status report NONFINITE; :func:`top_eigenpairs` raises :class:`NonFiniteError`. θ is
+    not checked here: its callers hold a checked one.
     """
-    hessian = loss.hessian(theta)
-    if not np.all(np.isfinite(hessian)):
+    hessian = loss._hessian(theta)
+    if not np.isfinite(hessian).all():
         return np.full(loss.dim, np.nan), np.full((loss.dim, loss.dim), np.nan)
     values, vectors = np.linalg.eigh(hessian)
     return values[::-1], vectors[:, ::-1]
@@ -104,7 +110,7 @@ def _hessian_operator(loss: Loss, theta, start: np.ndarray):
 
     def product(v):
         out = hvp(v)
-        if not np.all(np.isfinite(out)):
+        if not np.isfinite(out).all():
             raise NonFiniteError("a Hessian-vector product at theta is NaN or inf "
                                  "(status NONFINITE): its eigenpairs are undefined")
         return out * factor
@@ -194,7 +200,18 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, eigensolver: str = "auto", 
         raise ValueError(f"k must be <= the dimension {loss.dim}, got {k}")
     check.choice("eigensolver", eigensolver, {"auto", "eigh", "lanczos"})
     tol = check.positive_float("tol", tol)
-    reference = None if v0 is None else _direction(loss.check_point(v0, "v0"))
+    v0 = None if v0 is None else loss.check_point(v0, "v0")
+    return _unchecked_top_eigenpairs(loss, theta, k, eigensolver=eigensolver, v0=v0, tol=tol)
+
+
+def _unchecked_top_eigenpairs(loss: Loss, theta: np.ndarray, k: int = 1, *,
+                             eigensolver: str = "auto", v0: np.ndarray | None = None,
+                             tol: float = 1e-10) -> Eigenpairs:
+    """:func:`top_eigenpairs` without the checks of its arguments, for the inner loops of
+    stabsim's flows and projections, whose points were checked at their public entry: θ
+    and v0 finite float64 vectors of length d, 1 ≤ k ≤ d, ``eigensolver`` one of the three
+    and ``tol`` positive are the caller's promise."""
+    reference = None if v0 is None else _direction(v0)
     if eigensolver == "auto":
         dense = loss.dim <= SMALL_DIM or loss.family.prefers_dense or k >= loss.dim - 1
         eigensolver = "eigh" if dense else "lanczos"
@@ -218,13 +235,13 @@ def top_eigenpairs(loss: Loss, theta, k: int = 1, *, eigensolver: str = "auto", 
                 raise
             values, vectors = hessian_spectrum(loss, theta)
             values, vectors, eigensolver = values[:k], vectors[:, :k], "eigh"
-    if not (np.all(np.isfinite(values)) and np.all(np.isfinite(vectors))):
+    if not (np.isfinite(values).all() and np.isfinite(vectors).all()):
         raise NonFiniteError("the Hessian at theta has NaN or inf entries (status NONFINITE): "
                              "its eigenpairs are undefined")
     vectors = np.array(vectors)
-    vectors[:, 0] = align_sign(vectors[:, 0], reference)
+    vectors[:, 0] = _aligned(vectors[:, 0], reference)
     residuals = np.array([  # without the overflow of squaring entries past 1e154
-        _norm(loss.hvp(theta, vectors[:, i]) - values[i] * vectors[:, i]) for i in range(k)
+        _norm(loss._hvp(theta, vectors[:, i]) - values[i] * vectors[:, i]) for i in range(k)
     ])
     return Eigenpairs(np.asarray(values, dtype=float), vectors, residuals, eigensolver)
 
@@ -260,7 +277,7 @@ def tracked_top_eigenpair(loss: Loss, theta: np.ndarray, v0: np.ndarray | None =
         When the Hessian at θ has a NaN or inf entry.
     """
     if loss.dim <= SMALL_DIM:
-        pairs = top_eigenpairs(loss, theta, 1, v0=v0, tol=tol)
+        pairs = _unchecked_top_eigenpairs(loss, theta, 1, v0=v0, tol=tol)
         return float(pairs.values[0]), pairs.vectors[:, 0]
     theta = np.ascontiguousarray(theta, dtype=np.float64)
     start = np.zeros(loss.dim) if v0 is None else np.ascontiguousarray(v0, dtype=np.float64)
@@ -285,7 +302,7 @@ def tracked_top_eigenpair(loss: Loss, theta: np.ndarray, v0: np.ndarray | None =
         raise NonFiniteError("the Hessian at theta has NaN or inf entries (status NONFINITE): "
                              "its eigenpairs are undefined")
     if not converged:
-        pairs = top_eigenpairs(loss, theta, 1, v0=u, tol=tol)
+        pairs = _unchecked_top_eigenpairs(loss, theta, 1, v0=u, tol=tol)
         return float(pairs.values[0]), pairs.vectors[:, 0]
     return float(lam), u
 
@@ -424,7 +441,7 @@ def eos_constants(loss: Loss, theta, *, projected: bool = True, v0=None) -> EoSC
     u = pairs.vectors[:, 0]
     grad_s = loss.d3(theta, u, u)
     grad = loss.grad(theta)
-    if not (np.all(np.isfinite(grad_s)) and np.all(np.isfinite(grad))):
+    if not (np.isfinite(grad_s).all() and np.isfinite(grad).all()):
         raise NonFiniteError("∇L or ∇S = ∇³L[u, u] at theta has NaN or inf entries (status "
                              "NONFINITE): the EoS constants are undefined")
     perp, perp_is_zero = perpendicular_part(u, grad_s)

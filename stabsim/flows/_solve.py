@@ -199,9 +199,9 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
             refused[0] = True
             raise _Refused  # the integrator's step fails (see above)
         made[0] += 1
-        if np.all(np.isfinite(y)):
+        if np.isfinite(y).all():
             dy = np.asarray(rhs(t, y), dtype=float)
-            if np.all(np.isfinite(dy)):
+            if np.isfinite(dy).all():
                 return dy
         nonfinite_at[0] = max(nonfinite_at[0], t)
         if integrator in ("Radau", "BDF"):  # Newton's LU would raise on a NaN: fail the step
@@ -223,7 +223,7 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
 
     def checked(event):
         def wrapped(t, y):
-            if not np.all(np.isfinite(y)):  # an implicit integrator's NaN state: reported
+            if not np.isfinite(y).all():  # an implicit integrator's NaN state: reported
                 return np.nan  # through the states (NONFINITE), not as an event's fault
             value = event(t, y)
             if np.isfinite(value):
@@ -249,7 +249,7 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
         start = guarded(t_start, y0)
     except _Refused:  # the earlier stretches spent the budget
         return out_of_budget(*nothing, (0, 0), t_start)
-    if not np.all(np.isfinite(start)):
+    if not np.isfinite(start).all():
         return result(*nothing, Status.NONFINITE,
                       "the right-hand side is NaN or inf at the start, "
                       f"{clock} = {t_start:.10g}",
@@ -263,7 +263,7 @@ def solve_flow(rhs, y0, t_end, *, t_start=0.0, t_eval=None, jac=None, events=Non
     options["method"] = _failing_when_refused(integrator, lambda: allowed - made[0], overflow)
     if jac is not None and integrator in ("Radau", "BDF", "LSODA"):
         def guarded_jac(t, y):  # never asked at a NaN state (LSODA may step onto one)
-            return jac(t, y) if np.all(np.isfinite(y)) else np.full((y.size, y.size), np.nan)
+            return jac(t, y) if np.isfinite(y).all() else np.full((y.size, y.size), np.nan)
 
         options["jac"] = guarded_jac
     # an overflow is reported through the status, not by NumPy warnings

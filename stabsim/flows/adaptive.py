@@ -72,7 +72,7 @@ from .. import _validate as check
 from .._status import NonFiniteError, Status
 from ..losses import Loss, check_dense_memory
 from ..losses._base import require_loss
-from ..spectral import top_eigenpairs
+from ..spectral import _unchecked_top_eigenpairs
 from ._sdcp import solve_sdcp
 from ._solve import MAX_RHS_EVALS, FlowResult
 from .central import GAP_CLOSED, TrackedTop, _integrate, plan_held, third_derivative
@@ -204,7 +204,7 @@ class _ScalarField(TrackedTop):
 
     def _parts(self, y):
         w, nu = y[:-1], y[-1]
-        grad = self.loss.grad(w)
+        grad = self.loss._grad(w)
         s, u = self.top(w)
         grad_s = third_derivative(self.loss, w, u, u)
         root = np.sqrt(nu)
@@ -226,7 +226,7 @@ class _ScalarField(TrackedTop):
         return on_boundary and self.sigma2(y) > 0.0
 
     def stable_flow(self, t, y):
-        grad = self.loss.grad(y[:-1])
+        grad = self.loss._grad(y[:-1])
         nu = y[-1]
         return np.append(-self.eta / np.sqrt(nu) * grad, self.c * (grad @ grad - nu))
 
@@ -256,7 +256,7 @@ class _ScalarField(TrackedTop):
         """ηλ2/√ν − 2 rising through 0: the end of the one-eigenvalue flow
         (:data:`~stabsim.flows.central.GAP_CLOSED`)."""
         try:
-            values = top_eigenpairs(self.loss, y[:-1], 2, v0=self.u, tol=1e-13).values
+            values = _unchecked_top_eigenpairs(self.loss, y[:-1], 2, v0=self.u, tol=1e-13).values
         except NonFiniteError:
             return np.nan
         return self.eta * values[1] / np.sqrt(y[-1]) - 2.0
@@ -298,7 +298,7 @@ class _DiagonalField:
         w, nu = y[:self.d], y[self.d:]
         p = np.sqrt(nu) / self.eta
         scale = 1.0 / np.sqrt(p)
-        scaled = scale[:, None] * self.loss.hessian(w) * scale[None, :]
+        scaled = scale[:, None] * self.loss._hessian(w) * scale[None, :]
         n = min(self.k + 1, self.d)
         if not np.all(np.isfinite(scaled)):  # ν ≤ 0, or H not finite or overflowing
             return np.full(n, np.nan), np.full((self.d, n), np.nan), p, np.nan
@@ -313,7 +313,7 @@ class _DiagonalField:
         are homogeneous in U, and the force Σ X_ab T_ab and the ν-term (HU)X(HU)ᵀ are the
         same in either basis)."""
         w, nu = y[:self.d], y[self.d:]
-        grad = self.loss.grad(w)
+        grad = self.loss._grad(w)
         _, U, p, _ = self.spectrum(y)
         U = U[:, :m]
         T = np.empty((m, m, self.d))
@@ -321,7 +321,7 @@ class _DiagonalField:
             return grad, p, T, None
         for a in range(m):
             for b in range(a, m):
-                T[a, b] = T[b, a] = self.loss.d3(w, U[:, a], U[:, b])
+                T[a, b] = T[b, a] = self.loss._d3(w, U[:, a], U[:, b])
         if not (np.all(np.isfinite(T)) and np.all(np.isfinite(grad))):
             return grad, p, T, None
         root = np.sqrt(nu)
@@ -351,7 +351,7 @@ class _DiagonalField:
         def rhs(t, y):
             w, nu = y[:self.d], y[self.d:]
             if m == 0:
-                grad = self.loss.grad(w)
+                grad = self.loss._grad(w)
                 return np.concatenate([-self.eta / np.sqrt(nu) * grad,
                                        self.c * (grad * grad - nu)])
             grad, p, T, solution = self.terms(y, m)
@@ -466,7 +466,7 @@ def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float
     n = t.shape[0]
     loss_v, sharp, sigma2 = np.zeros(n), np.zeros(n), np.zeros(n)
     for i, y in enumerate(states):
-        loss_v[i] = loss.value(y[:-1])
+        loss_v[i] = loss._value(y[:-1])
         sharp[i] = field.top(y[:-1])[0]
         if branches[i]:
             sigma2[i] = field.sigma2(y)
@@ -546,8 +546,8 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
     n = t.shape[0]
     loss_v, sharp, psharp, trace = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     for i, y in enumerate(states):
-        loss_v[i] = loss.value(y[:d])
-        sharp[i] = np.linalg.eigvalsh(loss.hessian(y[:d]))[-1]
+        loss_v[i] = loss._value(y[:d])
+        sharp[i] = np.linalg.eigvalsh(loss._hessian(y[:d]))[-1]
         psharp[i] = field.spectrum(y)[0][0] / eta
         m = int(branches[i])
         if m:

@@ -60,7 +60,7 @@ from .._export import missing_as_nan
 from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
-from ..spectral import top_eigenpairs, tracked_top_eigenpair
+from ..spectral import tracked_top_eigenpair, _unchecked_top_eigenpairs
 from ._sdcp import sdcp_data, sdcp_solution, solve_sdcp
 from ._solve import MAX_RHS_EVALS, FlowResult, solve_flow
 
@@ -175,9 +175,9 @@ class CentralFlowResult(FlowResult):
 def third_derivative(loss: Loss, w, a, b) -> np.ndarray:
     """∇³L(w)[a, b], NaN where a or b is not finite (an eigenvector of a non-finite ∇²L(w)):
     a field's right-hand side is then NaN, which :func:`solve_flow` reports as NONFINITE."""
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
         return np.full(loss.dim, np.nan)
-    return loss.d3(w, a, b)
+    return loss._d3(w, a, b)
 
 
 class TrackedTop:
@@ -204,7 +204,8 @@ class _Field(TrackedTop):
         """(S, λ2, u) at w (for the records), u aligned with the last u seen; NaN where
         ∇²L(w) is not finite."""
         try:
-            pairs = top_eigenpairs(self.loss, w, min(2, self.loss.dim), v0=self.u, tol=1e-13)
+            pairs = _unchecked_top_eigenpairs(self.loss, w, min(2, self.loss.dim), v0=self.u,
+                                             tol=1e-13)
         except NonFiniteError:
             return np.nan, np.nan, np.full(self.loss.dim, np.nan)
         self.u = pairs.vectors[:, 0]
@@ -229,13 +230,13 @@ class _Field(TrackedTop):
 
     def active(self, w, on_boundary) -> bool:
         """Whether the held eigenvector pushes the flow at w (σ² > 0)."""
-        return on_boundary and self.sigma2(w, self.loss.grad(w))[0] > 0.0
+        return on_boundary and self.sigma2(w, self.loss._grad(w))[0] > 0.0
 
     def gradient_flow(self, t, w):
-        return -self.eta * self.loss.grad(w)
+        return -self.eta * self.loss._grad(w)
 
     def boundary_flow(self, t, w):
-        grad = self.loss.grad(w)
+        grad = self.loss._grad(w)
         sigma2, grad_s = self.sigma2(w, grad)
         return -self.eta * (grad + 0.5 * sigma2 * grad_s)
 
@@ -254,7 +255,7 @@ class _Field(TrackedTop):
     def leaves_boundary(self, t, w):
         """Event of the boundary branch: ⟨−∇L, ∇S⟩ falling through 0 (σ² → 0)."""
         _, u = self.top(w)
-        return -float(self.loss.grad(w) @ third_derivative(self.loss, w, u, u))
+        return -float(self.loss._grad(w) @ third_derivative(self.loss, w, u, u))
 
     def second_reaches_threshold(self, t, w):
         """Event of the boundary branch: λ2(w) − 2/η rising through 0 (the end of the
@@ -283,7 +284,7 @@ class _MultiField:
         where ∇²L(w) is not finite."""
         k = min(self.k + 1, self.loss.dim)
         try:
-            pairs = top_eigenpairs(self.loss, w, k, tol=1e-13)
+            pairs = _unchecked_top_eigenpairs(self.loss, w, k, tol=1e-13)
         except NonFiniteError:
             return np.full(k, np.nan), np.full((self.loss.dim, k), np.nan)
         return pairs.values, pairs.vectors
@@ -300,12 +301,12 @@ class _MultiField:
             for b in range(a, m):
                 T[a, b] = T[b, a] = third_derivative(self.loss, w, vectors[:, a],
                                                      vectors[:, b])
-        if not (np.all(np.isfinite(T)) and np.all(np.isfinite(grad))):  # no SDCP: NONFINITE
+        if not (np.isfinite(T).all() and np.isfinite(grad).all()):  # no SDCP: NONFINITE
             return (sdcp_solution(np.full((m, m), np.nan), np.nan, 0, Status.NONFINITE),
                     np.full_like(grad, np.nan))
         with np.errstate(over="ignore", invalid="ignore"):  # products of finite T and ∇L
             G, C = sdcp_data(T, grad)
-        if not (np.all(np.isfinite(G)) and np.all(np.isfinite(C))):  # they overflowed
+        if not (np.isfinite(G).all() and np.isfinite(C).all()):  # they overflowed
             return (sdcp_solution(np.full((m, m), np.nan), np.nan, 0, Status.NONFINITE),
                     np.full_like(grad, np.nan))
         solution = solve_sdcp(G, C)
@@ -322,11 +323,11 @@ class _MultiField:
 
     def active(self, w, m) -> bool:
         """Whether the held eigenvectors push the flow at w (S ≠ 0)."""
-        return m > 0 and bool(np.any(self.sigma(w, m, self.loss.grad(w))[0].S))
+        return m > 0 and bool(np.any(self.sigma(w, m, self.loss._grad(w))[0].S))
 
     def flow(self, m):
         def rhs(t, w):
-            grad = self.loss.grad(w)
+            grad = self.loss._grad(w)
             if m == 0:
                 return -self.eta * grad
             solution, force = self.sigma(w, m, grad)
@@ -595,8 +596,8 @@ def _measure(loss, field, t, states, at_eos, status, message, nfev, njev, switch
     n = t.shape[0]
     out = {key: np.zeros(n) for key in ("loss", "sharpness", "lambda2", "sigma2", "g2")}
     for i, w in enumerate(states):
-        grad = loss.grad(w)
-        out["loss"][i] = loss.value(w)
+        grad = loss._grad(w)
+        out["loss"][i] = loss._value(w)
         out["sharpness"][i], out["lambda2"][i], _ = field.spectrum(w)
         out["g2"][i] = float(grad @ grad)
         if at_eos[i]:
@@ -620,8 +621,8 @@ def _measure_multi(loss, field, t, states, n_critical, status, message, nfev, nj
     eigenvalues = np.full((n, k + 1), -np.inf)
     sigma_eigenvalues = np.zeros((n, k))
     for i, w in enumerate(states):
-        grad = loss.grad(w)
-        loss_v[i] = loss.value(w)
+        grad = loss._grad(w)
+        loss_v[i] = loss._value(w)
         g2[i] = float(grad @ grad)
         eigenvalues[i, :n_eig] = field.spectrum(w)[0][:n_eig]
         m = int(n_critical[i])

@@ -57,7 +57,7 @@ def gradient_flow(loss: Loss, theta0, eta: float, steps: float, *, stride=None,
     parameters = {"loss": loss.provenance, "eta": eta, "steps": steps, "stride": stride,
                   "integrator": integrator, "rtol": rtol, "atol": atol,
                   "divergence_norm": divergence_norm, "max_rhs_evals": max_rhs_evals}
-    return solve_flow(lambda t, th: -eta * loss.grad(th), theta0, steps, t_eval=times,
-                      jac=lambda t, th: -eta * loss.hessian(th), integrator=integrator,
+    return solve_flow(lambda t, th: -eta * loss._grad(th), theta0, steps, t_eval=times,
+                      jac=lambda t, th: -eta * loss._hessian(th), integrator=integrator,
                       rtol=rtol, atol=atol, divergence_norm=divergence_norm,
                       max_rhs_evals=max_rhs_evals, parameters=parameters)

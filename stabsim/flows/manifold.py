@@ -211,7 +211,7 @@ class _Ambient(_Geometry):
             grad_lambda1 = grad_lambda1 / space.lambda1
         tangential = space.project(grad_lambda1)
         return (-self.coefficient * tangential
-                - self.restoring * space.normal_solve(self.loss.grad(y)))
+                - self.restoring * space.normal_solve(self.loss._grad(y)))
 
 
 def _has_chart(loss) -> bool:
@@ -382,7 +382,7 @@ def manifold_flow(loss: Loss, theta0, eta: float, steps: float, *,
                       atol=atol, max_rhs_evals=max_rhs_evals)
     points = np.array([geo.point(y) for y in flow.trajectory]).reshape(-1, loss.dim)
     spectra = np.array([geo.spectrum(y) for y in flow.trajectory]).reshape(-1, 2)
-    grad_norm = np.array([np.linalg.norm(loss.grad(X)) for X in points])
+    grad_norm = np.array([np.linalg.norm(loss._grad(X)) for X in points])
     status, detail = flow.status, flow.detail
     refused = getattr(geo, "refused", None)
     if status is Status.NONFINITE and refused is not None:

@@ -22,7 +22,12 @@ from .._result import Result
 from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
-from ..spectral import SMALL_DIM, _lowest_eigenvalue, hessian_spectrum, top_eigenpairs
+from ..spectral import (
+    SMALL_DIM,
+    _lowest_eigenvalue,
+    hessian_spectrum,
+    _unchecked_top_eigenpairs,
+)
 from ._solve import MAX_RHS_EVALS, _norm, solve_flow
 
 #: the default tolerance on |∇L| of :func:`limit_map`, which :func:`manifold_flow` also
@@ -142,8 +147,8 @@ def limit_map(loss: Loss, theta, *, tol: float = LIMIT_TOL, s_max: float = 1e6,
         return _grad_norm(loss, y) - 0.5 * tol
 
     converged.terminal = True
-    flow = solve_flow(lambda s, y: -loss.grad(y), theta, s_max, events=[converged],
-                      jac=lambda s, y: -loss.hessian(y), integrator=integrator, rtol=rtol,
+    flow = solve_flow(lambda s, y: -loss._grad(y), theta, s_max, events=[converged],
+                      jac=lambda s, y: -loss._hessian(y), integrator=integrator, rtol=rtol,
                       atol=atol, max_rhs_evals=max_rhs_evals, clock="s")
     if flow.step.size:
         point, flow_time = flow.theta.copy(), float(flow.step[-1])
@@ -168,7 +173,7 @@ def _grad_norm(loss: Loss, theta: np.ndarray) -> float:
     """|∇L(θ)|: inf where ∇L or its norm overflows, NaN where ∇L is NaN, without NumPy's
     warnings (the callers report a status)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        return _norm(loss.grad(theta))
+        return _norm(loss._grad(theta))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,7 +335,8 @@ def _lanczos_tangent_space(loss: Loss, X, rel_tol: float) -> TangentSpace:
     d = loss.dim
     k = min(NORMAL_PAIRS_START, d - 2)
     while True:
-        pairs = top_eigenpairs(loss, X, k, eigensolver="lanczos", tol=TANGENT_EIG_TOL)
+        pairs = _unchecked_top_eigenpairs(loss, X, k, eigensolver="lanczos",
+                                         tol=TANGENT_EIG_TOL)
         values = pairs.values
         if not values[0] > 0.0 or abs(values[-1]) <= rel_tol * values[0]:
             break

@@ -62,8 +62,8 @@ def modified_flow(loss: Loss, theta0, eta: float, steps: float, *, stride=None,
                   "max_rhs_evals": max_rhs_evals}
 
     def rhs(t, theta):
-        g = loss.grad(theta)
-        return -eta * (g + 0.5 * eta * loss.hvp(theta, g))
+        g = loss._grad(theta)
+        return -eta * (g + 0.5 * eta * loss._hvp(theta, g))
 
     return solve_flow(rhs, theta0, steps, t_eval=times, integrator=integrator, rtol=rtol,
                       atol=atol, max_rhs_evals=max_rhs_evals, parameters=parameters)

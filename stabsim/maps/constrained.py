@@ -36,7 +36,7 @@ from .._result import Result
 from .._status import Status
 from ..losses import Loss
 from ..losses._base import require_loss
-from .projection import PROJECTION_METHODS, proj_M, projection_budget
+from .projection import PROJECTION_METHODS, projection_budget, _unchecked_proj_M
 
 
 @dataclasses.dataclass(repr=False)
@@ -209,7 +209,8 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     eta = check.positive_float("eta", eta)
     steps = check.nonnegative_int("steps", steps)
     check.choice("projection", projection, PROJECTION_METHODS)
-    # checked here, before the records are allocated, as well as by every projection
+    # checked once, here, before the records are allocated (each step's projection takes
+    # them as they are)
     tol = check.positive_float("tol", tol)
     limit_name, limit = projection_budget(projection, max_iter, passes)
     if u_ref is not None:
@@ -223,8 +224,7 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     residuals, n_iter = np.full((n, 2), np.nan), np.zeros(n, dtype=int)
 
     def project(z, ref):
-        return proj_M(loss, z, eta, projection=projection, tol=tol, u_ref=ref,
-                      **{limit_name: limit})
+        return _unchecked_proj_M(loss, z, eta, projection, tol, limit_name, limit, ref)
 
     proj = project(theta0, u_ref)
     v = theta0 - proj.theta
@@ -256,7 +256,7 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
             alpha = -float(geo.grad @ perp)
             x, y = float(u @ v), float(perp @ v)
             thetas[t], vs[t], us[t] = geo.theta, v, u
-            out["loss"][t] = loss.value(geo.theta)
+            out["loss"][t] = loss._value(geo.theta)
             out["sharpness"][t], out["lambda2"][t] = geo.sharpness, geo.lambda2
             out["x"][t], out["y"][t], out["alpha"][t], out["beta"][t] = x, y, alpha, beta
             out["udS"][t] = float(u @ geo.grad_sharpness)
@@ -266,7 +266,7 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
             z = geo.theta - eta * geo.grad
             proj = project(z, u)
             shift = z - proj.theta if displacement == "exact" else (eta * alpha / beta) * perp
-            v = v - eta * (loss.hvp(geo.theta, v) + x * y * u + 0.5 * x * x * perp) + shift
+            v = v - eta * (loss._hvp(geo.theta, v) + x * y * u + 0.5 * x * x * perp) + shift
     out = {name: values[:kept] for name, values in out.items()}  # the rows made
     notes = [stop] if stop else []
     if first_failure is not None:

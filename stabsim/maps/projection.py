@@ -43,7 +43,12 @@ from .._result import Result
 from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
-from ..spectral import SMALL_DIM, hessian_spectrum, top_eigenpairs, tracked_top_eigenpair
+from ..spectral import (
+    SMALL_DIM,
+    hessian_spectrum,
+    tracked_top_eigenpair,
+    _unchecked_top_eigenpairs,
+)
 
 PROJECTION_METHODS = ("euclidean", "paper")
 
@@ -118,7 +123,7 @@ class StableGeometry:
             Where the top eigenvalue is repeated and ∇L has a part in its eigenspace beside
             u: u·∇L is undefined there, and so is its gradient.
         """
-        return self.sharpness * self.u + loss.d3(self.theta, self.u, self._pseudo_solve(loss))
+        return self.sharpness * self.u + loss._d3(self.theta, self.u, self._pseudo_solve(loss))
 
     def _pseudo_solve(self, loss: Loss) -> np.ndarray:
         """r ⊥ u with (S I − H) r = P∇L: from the dense spectrum for d ≤ ``SMALL_DIM``, by a
@@ -151,7 +156,7 @@ class StableGeometry:
         if not np.any(rhs):
             return np.zeros(d)
         if loss.family.prefers_dense:
-            matrix = -loss.hessian(self.theta)
+            matrix = -loss._hessian(self.theta)
             matrix[np.diag_indices(d)] += s
             matrix += abs(s) * np.outer(u, u)
             try:
@@ -175,7 +180,7 @@ class StableGeometry:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             r, info = cg(operator, rhs, rtol=CG_RTOL, atol=0.0, maxiter=10 * d)
         if info != 0 or not self._gap_is_plausible(rhs, r):
-            pairs = top_eigenpairs(loss, self.theta, 2, v0=u, tol=EIG_TOL)
+            pairs = _unchecked_top_eigenpairs(loss, self.theta, 2, v0=u, tol=EIG_TOL)
             values = pairs.values
             if values[0] - values[1] <= GAP_RTOL * np.max(np.abs(values)):
                 raise self._gap_error(values[0], values[1])
@@ -229,7 +234,8 @@ def _geometry(loss: Loss, theta, u_ref, second: bool) -> StableGeometry:
     d ≤ ``SMALL_DIM`` a dense ``eigh`` gives λ2 at no extra cost."""
     try:
         if second or loss.dim <= SMALL_DIM:
-            pairs = top_eigenpairs(loss, theta, min(2, loss.dim), v0=u_ref, tol=EIG_TOL)
+            pairs = _unchecked_top_eigenpairs(loss, theta, min(2, loss.dim), v0=u_ref,
+                                             tol=EIG_TOL)
             sharp, u = float(pairs.values[0]), np.ascontiguousarray(pairs.vectors[:, 0])
             lambda2 = float(pairs.values[1]) if loss.dim > 1 else -np.inf
         else:
@@ -237,8 +243,8 @@ def _geometry(loss: Loss, theta, u_ref, second: bool) -> StableGeometry:
             lambda2 = np.nan
     except NonFiniteError:  # a non-finite Hessian: everything NaN, the projection NONFINITE
         nan = np.full(loss.dim, np.nan)
-        return StableGeometry(theta, loss.grad(theta), np.nan, np.nan, nan, nan)
-    return StableGeometry(theta, loss.grad(theta), sharp, lambda2, u, loss.d3(theta, u, u))
+        return StableGeometry(theta, loss._grad(theta), np.nan, np.nan, nan, nan)
+    return StableGeometry(theta, loss._grad(theta), sharp, lambda2, u, loss._d3(theta, u, u))
 
 
 @dataclasses.dataclass(repr=False)
@@ -409,6 +415,14 @@ def proj_M(loss: Loss, z, eta: float, *, projection: str = "euclidean", tol: flo
     limit_name, limit = projection_budget(projection, max_iter, passes)
     if u_ref is not None:
         u_ref = loss.check_point(u_ref, "u_ref")
+    return _unchecked_proj_M(loss, z, eta, projection, tol, limit_name, limit, u_ref)
+
+
+def _unchecked_proj_M(loss: Loss, z: np.ndarray, eta: float, projection: str, tol: float,
+                     limit_name: str, limit: int, u_ref: np.ndarray | None) -> Projection:
+    """:func:`proj_M` of checked arguments, its budget ``limit_name`` = ``limit`` as
+    :func:`projection_budget` gives it: each step of θ†, whose points and options were
+    checked once at its entry."""
     bound = 2.0 / eta
     scale = tol * max(1.0, _norm(z))
     parameters = {"loss": loss.provenance, "eta": eta, "projection": projection, "tol": tol,
