@@ -38,7 +38,7 @@ from .maps.constrained import constrained_trajectory
 from .maps.gd import reference_point, run_gd
 from .maps.projection import PROJECTION_METHODS, projection_budget
 from .maps.reduced import run_reduced
-from .spectral import eos_constants, _unchecked_top_eigenpairs
+from .spectral import _unchecked_top_eigenpairs, eos_constants
 
 #: default budget of each flow's right-hand sides in :func:`compare`, per step of its
 #: horizon: the flows take 8 to 71 a step on the models of the tests (gradient flow) and

@@ -9,11 +9,12 @@ import pytest
 from stabsim.comparison import compare
 from stabsim.flows.central import central_flow
 from stabsim.flows.gradient import gradient_flow
-from stabsim.losses import Loss, Minimalist, QuadraticRegression
+from stabsim.losses import Loss, Minimalist, Network, QuadraticRegression
 from stabsim.maps.constrained import constrained_trajectory
-from stabsim.spectral import top_eigenpairs, _unchecked_top_eigenpairs
+from stabsim.spectral import _unchecked_top_eigenpairs, top_eigenpairs
 
 ETA = 0.01
+_NETWORK = Network((4, 4), n_samples=16)
 
 
 @pytest.fixture
@@ -45,7 +46,12 @@ def _checks_of(checks, run):
                                 150.0 * steps),
     lambda steps: constrained_trajectory(Minimalist(), [1.0, 0.5], 0.2, 10 * steps),
     lambda steps: compare(Minimalist(), [1.0, 0.05], 0.2, 15 * steps, warn=False),
-], ids=["central_flow", "gradient_flow", "constrained_trajectory", "compare"])
+    # d = 33 > 32: Lanczos and conjugate gradients on Hessian-vector products, no dense
+    # Hessian (S(θ₀) = 1.82; the flow reaches 2/η at once)
+    lambda steps: constrained_trajectory(_NETWORK, _NETWORK.init(0), 0.8, 5 * steps),
+    lambda steps: central_flow(_NETWORK, _NETWORK.init(0), 1.4, 10.0 * steps),
+], ids=["central_flow", "gradient_flow", "constrained_trajectory", "compare",
+        "constrained_trajectory_network", "central_flow_network"])
 def test_the_checks_do_not_grow_with_the_run(checks, run):
     short_checks, short = _checks_of(checks, lambda: run(2))
     long_checks, long = _checks_of(checks, lambda: run(4))

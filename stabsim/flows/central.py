@@ -60,7 +60,7 @@ from .._export import missing_as_nan
 from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
-from ..spectral import tracked_top_eigenpair, _unchecked_top_eigenpairs
+from ..spectral import _unchecked_top_eigenpairs, tracked_top_eigenpair
 from ._sdcp import sdcp_data, sdcp_solution, solve_sdcp
 from ._solve import MAX_RHS_EVALS, FlowResult, solve_flow
 

@@ -25,8 +25,8 @@ from ..losses._base import require_loss
 from ..spectral import (
     SMALL_DIM,
     _lowest_eigenvalue,
-    hessian_spectrum,
     _unchecked_top_eigenpairs,
+    hessian_spectrum,
 )
 from ._solve import MAX_RHS_EVALS, _norm, solve_flow
 

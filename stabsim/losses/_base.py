@@ -251,10 +251,10 @@ class Loss:
         return out
 
     def _hvp_at(self, theta):
-        """v ↦ ∇²L(θ) v for the many products of an iterative solver at one θ: θ is checked
-        once, each v only flattened (a float64 vector of length d is the caller's promise;
+        """v ↦ ∇²L(θ) v for the many products of an iterative solver at one unchecked θ (see
+        above), each v only flattened (a float64 vector of length d is the caller's promise;
         the per-product checks of :meth:`hvp` cost more than the product on small models)."""
-        theta = self.check_point(theta).copy()  # a state is of one θ: keep ours unchanged
+        theta = _vector(theta).copy()  # a state is of one θ: keep ours unchanged
         params, dim = self.params, self.dim
         if "linearise" in self.family.functions:  # the work products at θ share, done once
             kernel = functools.partial(self._fn("hvp_linearised"), theta, params,

@@ -36,7 +36,7 @@ from .._result import Result
 from .._status import Status
 from ..losses import Loss
 from ..losses._base import require_loss
-from .projection import PROJECTION_METHODS, projection_budget, _unchecked_proj_M
+from .projection import PROJECTION_METHODS, _unchecked_proj_M, projection_budget
 
 
 @dataclasses.dataclass(repr=False)

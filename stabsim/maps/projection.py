@@ -45,9 +45,9 @@ from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import (
     SMALL_DIM,
+    _unchecked_top_eigenpairs,
     hessian_spectrum,
     tracked_top_eigenpair,
-    _unchecked_top_eigenpairs,
 )
 
 PROJECTION_METHODS = ("euclidean", "paper")
