@@ -17,8 +17,6 @@ import os
 import sys
 import warnings
 
-from ._compile_log import compile_notice
-
 #: modules that contribute subcommands
 SUBCOMMAND_MODULES = ("stabsim.demo", "stabsim.sweep.cli")
 
@@ -82,7 +80,7 @@ def main(argv=None) -> int:
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        parser = build_parser()  # imports the subcommands' modules: NumPy, Numba, …
+        parser = build_parser()  # the subcommands' parsers: no engine is imported
         args = parser.parse_args(argv)
         if args.quiet and args.verbose:
             # one before the command and one after it: each parser's group saw one only
@@ -95,6 +93,8 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_USAGE
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    from ._compile_log import compile_notice  # imports Numba: not for --help
+
     with _logging_to_stderr(level), compile_notice():
         try:
             return int(args.func(args) or EXIT_OK)

@@ -164,3 +164,14 @@ def test_quick_demo_runs_a_subset_of_the_experiments(tmp_path, capsys):
     for number, title in enumerate(stabsim.demo.QUICK, start=1):
         assert f"[{number}/{len(stabsim.demo.QUICK)}] {title}:" in err
     assert (tmp_path / "report.md").is_file() and (tmp_path / "gd_eos.png").is_file()
+
+
+def test_the_parser_imports_no_engine(tmp_path):
+    # `stabsim --help` and a usage error build the parser only: the subcommands' modules
+    # load their engines (Numba, SciPy, the kernels) when a command runs, not before
+    code = ("import sys; from stabsim import cli; cli.build_parser(); "
+            "print(sorted(m for m in ('numba', 'scipy', 'stabsim.maps', 'stabsim.flows') "
+            "if m in sys.modules))")
+    done = _python(["-c", code], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

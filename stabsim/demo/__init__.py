@@ -22,11 +22,7 @@ import pathlib
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-from .._compile_log import notice_active, notice_from_now_on
-from .._interrupt import prompt_interrupt
 from .._validate import nonnegative_int, writable_directory
-from .experiments import EXPERIMENTS
-from .report import write_report
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +43,7 @@ DESCRIPTION = (
 )
 
 
-def run(out_dir, *, experiments=EXPERIMENTS, processes=None):
+def run(out_dir, *, experiments=None, processes=None):
     """Run ``experiments`` (``(title, function)`` pairs, by default every experiment); write
     figures, data and ``report.md``; return the findings. Progress is logged (logger
     ``stabsim.demo``) one line per experiment, as each finishes. ``out_dir`` that is a
@@ -65,7 +61,12 @@ def run(out_dir, *, experiments=EXPERIMENTS, processes=None):
     chunk they are in or, on a first run, once the function they are compiling is done (a
     second Ctrl-C stops at once); experiments not yet started are dropped.
     """
-    experiments = list(experiments)
+    # the experiments (and with them the engines) are imported here, not with the module,
+    # so that the command line's parser and ``stabsim --help`` load none of them
+    from .experiments import EXPERIMENTS
+    from .report import write_report
+
+    experiments = list(EXPERIMENTS if experiments is None else experiments)
     processes = _process_count(processes, len(experiments))
     out = writable_directory("the output folder", out_dir)  # before any experiment
     out.mkdir(parents=True, exist_ok=True)
@@ -106,6 +107,8 @@ def _timed(experiment, out):
     own answer, returning the part done with status INTERRUPTED, would let the experiment go
     on with a cut trajectory and the demo with the next one.
     """
+    from .._interrupt import prompt_interrupt
+
     tic = time.perf_counter()
     with prompt_interrupt():
         new_findings, new_figures = experiment(out)
@@ -137,6 +140,8 @@ def _outcomes(experiments, out, processes):
             log.debug("[%d/%d] %s ...", number, len(experiments), title)
             yield number, _timed(experiment, out)
         return
+    from .._compile_log import notice_active
+
     context = multiprocessing.get_context("spawn")  # not fork: this process runs threads
     messages = context.Queue()
     relay = logging.handlers.QueueListener(messages, _Relay())
@@ -159,6 +164,8 @@ def _start_worker(messages, threads, notice):
     ``threads`` threads (the cores shared between the workers), and, if the parent shows
     the compile notice, so does the worker (the parent shows it once)."""
     import numba
+
+    from .._compile_log import notice_from_now_on
 
     logger = logging.getLogger("stabsim")
     logger.handlers[:] = [logging.handlers.QueueHandler(messages)]
@@ -196,7 +203,7 @@ def register(subparsers) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="run only GD into the edge of stability, the four-phase map "
                              "and its exact realisation by GD "
-                             f"({len(QUICK)} of the {len(EXPERIMENTS)} experiments)")
+                             f"({len(QUICK)} of the experiments)")
     parser.add_argument("--processes", type=int, default=None, metavar="N",
                         help="experiments side by side, each in a process of its own "
                              "(default: one per core, and 1 with --quick; 1 runs them one "
@@ -205,6 +212,8 @@ def register(subparsers) -> None:
 
 
 def _main(args) -> int:
+    from .experiments import EXPERIMENTS
+
     chosen = [e for e in EXPERIMENTS if e[0] in QUICK] if args.quick else EXPERIMENTS
     processes = args.processes
     if processes is None and args.quick:

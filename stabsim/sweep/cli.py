@@ -8,8 +8,6 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import SweepConfig
-
 log = logging.getLogger(__name__)
 
 #: sweeps estimated to take longer than this need confirmation (--yes when not interactive)
@@ -100,6 +98,7 @@ def register(subparsers) -> None:
 
 
 def run_sweep_command(args) -> int:
+    from .config import SweepConfig
     from .runner import check_result_size, estimate_seconds, missing_cells, run_sweep
     from .store import check_output, check_workdir, default_workdir
 
