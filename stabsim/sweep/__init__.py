@@ -15,23 +15,13 @@ are kept on disk so an interrupted sweep resumes where it stopped.
 (2, 2)
 """
 
-import importlib
+from .._lazy import lazy_names
 
 #: each name and its module, imported on first use (so that ``stabsim --help`` and the
 #: command line's parser load no engine)
-_HOME = {"GDClass": "classify", "MapClass": "classify", "PARAMETERS": "config",
-         "SweepConfig": "config", "SweepResult": "result", "estimate_seconds": "runner",
-         "run_sweep": "runner"}
+_HOME = {name: f"{__name__}.{module}" for name, module in (
+    ("GDClass", "classify"), ("MapClass", "classify"), ("PARAMETERS", "config"),
+    ("SweepConfig", "config"), ("SweepResult", "result"), ("estimate_seconds", "runner"),
+    ("run_sweep", "runner"))}
 __all__ = sorted(_HOME)
-
-
-def __getattr__(name):
-    if name in _HOME:
-        value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _HOME)
