@@ -1369,27 +1369,63 @@ def tridiagonal_vector(diag, offdiag, k, lam, vec_out, inverse_pivots):
         scale_into(vec, vec, -1.0)
 
 
+@inline
+def deflated_top_eigenpairs(op, vectors, work, max_products, tol, tops):
+    """The top n = ``tops.shape[0]`` eigenpairs of the symmetric operator ``op``, pair by
+    pair: pair i is :func:`top_eigenpair` of :class:`Deflated` (``op``, ``vectors``, i,
+    |λ₁|), P_i A P_i with P_i projecting out the pairs 0..i−1 found before it (pair 0 has
+    nothing locked: A itself), warm-started in place from ``vectors[i d:(i + 1) d]`` (the
+    pairs of the last measurement) with its own mix vector (:func:`pair_vector`); λ_i goes
+    into ``tops[i]``. The later pairs' tolerance is relative to |λ₁| ≤ |A|: P_i A P_i is
+    round-off where A has rank i (a linear network at its minimum), and a tolerance
+    relative to it was out of reach. Stops at the first pair that fails (its ``tops`` entry
+    written, the later ones left alone). Memory: the n vectors and one Lanczos workspace.
+
+    Returns (the largest residual of the pairs measured (NaN where one is), the products,
+    whether every pair converged).
+    """
+    d = work.w.shape[0]
+    residual = 0.0
+    total = 0
+    for i in range(tops.shape[0]):
+        pair = vectors[i * d:(i + 1) * d]
+        lam, pair_residual, products, converged = top_eigenpair(
+            Deflated(op, vectors, i, abs(tops[0]) if i > 0 else 0.0), pair, work,
+            max_products, tol, pair, START_MIX)
+        tops[i] = lam
+        total += products
+        if not pair_residual <= residual:  # the largest, or NaN
+            residual = pair_residual
+        if not (converged and np.isfinite(pair_residual)):
+            return residual, total, converged
+    return residual, total, True
+
+
 @jit
-def hessian_top_eigenpair(p, theta, v0, max_products, tol, vec_out, thick):
-    """:func:`top_eigenpair` of ∇²L(θ) on Hessian-vector products of the loss of record ``p``
-    (basis of ``LANCZOS_RESTART`` vectors, thick restarts where ``thick`` is True, thin ones
-    where it is None: see :func:`lanczos_work`): the engines' measurement as an entry point
-    from Python, compiled once per loss family and kind of restart (through
-    ``stabsim.losses._engines.engine_for``)."""
+def hessian_top_eigenpairs(p, theta, vectors, max_products, tol, tops, thick):
+    """:func:`deflated_top_eigenpairs` of ∇²L(θ) on Hessian-vector products of the loss of
+    record ``p`` (a budget of ``max_products`` products for each pair; a basis of
+    ``LANCZOS_RESTART`` vectors, thick restarts where ``thick`` is True, thin ones where it
+    is None: see :func:`lanczos_work`): GD's measurement of its top eigenvalues as an entry
+    point from Python, compiled once per loss family and kind of restart (through
+    ``stabsim.losses._engines.engine_for``). One pair has the operator GD's measurement of
+    two has, so a process that runs both compiles :func:`top_eigenpair` once."""
     work = lanczos_work(theta.shape[0], LANCZOS_RESTART, thick)
-    return top_eigenpair(hessian_at(theta, p), v0, work, max_products, tol, vec_out,
-                         START_MIX)
+    return deflated_top_eigenpairs(hessian_at(theta, p), vectors, work, max_products, tol, tops)
 
 
 @jit
-def dense_hessian_top_eigenpair(p, theta, v0, max_products, tol, vec_out, thick, hess, factor):
+def dense_hessian_top_eigenpair(p, theta, vectors, max_products, tol, tops, thick, hess, factor):
     """:func:`top_eigenpair` of ∇²L(θ) = ``hess`` + ``factor``ᵀ``factor``, the dense parts that
     the family's ``hessian_parts`` writes into these buffers (d × d, and the family's factor
-    rows × d): the GD engine's measurement of families that prefer the dense Hessian, as an
-    entry point from Python (compiled once per family and kind of restart, ``thick`` as for
-    :func:`hessian_top_eigenpair`)."""
+    rows × d), warm-started in place from ``vectors`` (length d), λ into ``tops[0]``: the GD
+    engine's measurement of families that prefer the dense Hessian, as an entry point from
+    Python (compiled once per family and kind of restart, ``thick`` as for
+    :func:`hessian_top_eigenpairs`, whose results it returns for one pair)."""
     grad = np.empty(theta.shape[0])
     loss_hessian_parts(theta, p, grad, hess, factor)
     work = lanczos_work(theta.shape[0], LANCZOS_RESTART, thick)
-    return top_eigenpair(DenseHessian(hess, factor), v0, work, max_products, tol, vec_out,
-                         START_MIX)
+    tops[0], residual, products, converged = top_eigenpair(DenseHessian(hess, factor), vectors,
+                                                           work, max_products, tol, vectors,
+                                                           START_MIX)
+    return residual, products, converged

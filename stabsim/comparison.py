@@ -38,7 +38,7 @@ from .maps.constrained import constrained_trajectory
 from .maps.gd import reference_point, run_gd
 from .maps.projection import PROJECTION_METHODS, projection_budget
 from .maps.reduced import run_reduced
-from .spectral import _unchecked_top_eigenpairs, eos_constants
+from .spectral import eos_constants, tracked_top_eigenpair
 
 #: default budget of each flow's right-hand sides in :func:`compare`, per step of its
 #: horizon: the flows take 8 to 71 a step on the models of the tests (gradient flow) and
@@ -278,6 +278,16 @@ def cycle_boundaries(sharpness, eta: float, crossing_step: int | None) -> np.nda
     return rises
 
 
+def _sharpness_along(loss: Loss, states: np.ndarray) -> list[float]:
+    """S at each of a trajectory's ``states``, each measurement warm-started from the top
+    eigenvector of the one before (:func:`~stabsim.spectral.tracked_top_eigenpair`)."""
+    sharpness, u = [], None
+    for w in states:
+        s, u = tracked_top_eigenpair(loss, w, u)
+        sharpness.append(s)
+    return sharpness
+
+
 def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "euclidean",
             tol: float = 1e-10, max_iter: int | None = None, passes: int | None = None,
             vperp_limit: float = 1.0, projected: bool = True, warn: bool = True,
@@ -372,7 +382,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
             return padded(np.linalg.norm(iterates[start:start + states.shape[0]]
                                          - states[:n - start], axis=1), start)
 
-    gf_sharp = [_unchecked_top_eigenpairs(loss, w).values[0] for w in gf.trajectory]
+    gf_sharp = _sharpness_along(loss, gf.trajectory)
     rec = {
         "gd_loss": padded(gd.loss), "gd_sharpness": padded(gd.sharpness[:, 0]),
         "gd_lambda2": padded(gd.sharpness[:, 1] if loss.dim > 1 else np.full(kept, -np.inf)),

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from . import _validate as check
-from ._lanczos import dense_hessian_top_eigenpair, hessian_top_eigenpair, mix_vector
+from ._lanczos import dense_hessian_top_eigenpair, hessian_top_eigenpairs, mix_vector
 from ._norm import norm as _norm
 from ._status import FlatSharpnessError, NonFiniteError, UndefinedError
 from .losses import Loss
@@ -246,65 +246,98 @@ def _unchecked_top_eigenpairs(loss: Loss, theta: np.ndarray, k: int = 1, *,
     return Eigenpairs(np.asarray(values, dtype=float), vectors, residuals, eigensolver)
 
 
-#: Hessian-vector products :func:`tracked_top_eigenpair` allows one Lanczos call
+#: Hessian-vector products :func:`tracked_top_eigenpairs` allows one Lanczos call for each pair
 TRACKED_MAX_PRODUCTS = 1000
 
 
 def tracked_top_eigenpair(loss: Loss, theta: np.ndarray, v0: np.ndarray | None = None, *,
                           tol: float = 1e-13) -> tuple[float, np.ndarray]:
-    """S(θ) and the unit top eigenvector u(θ) at a point of a trajectory (flows' inner loop).
-
-    Warm-started, restarted Lanczos on Hessian-vector products, compiled
-    (:func:`stabsim._lanczos.top_eigenpair`, the GD engine's measurement, with its start mix
-    that finds a top eigenvalue the previous vector cannot see), stopped at residual
-    |H u − S u| ≤ ``tol``·|H|, from ``v0`` (the previous u, also the sign reference):
-    10–11 products a call along the central flow of the 1-6-6-6-1 network (the start mix has
-    to be cleared whatever the warm start), where ARPACK's ``eigsh`` fills its 20-vector
-    basis at every call and is called from Python product by product. Families that prefer
-    the dense Hessian run the same Lanczos on the dense parts of their ``hessian_parts``
-    (:func:`stabsim._lanczos.dense_hessian_top_eigenpair`, the GD engine's measurement of
-    them; a full ``eigh`` took two thirds of a θ† step of the d = 100 regression model).
-    d ≤ ``SMALL_DIM`` takes :func:`top_eigenpairs` (``eigh``, exact to round-off: a symmetry
-    of a small model that keeps u in a subspace keeps it there exactly). A Lanczos run that
-    uses a fifth of ``TRACKED_MAX_PRODUCTS`` products without meeting ``tol`` is repeated
-    with thick restarts (compiled on that first need: :func:`stabsim._lanczos.lanczos_work`)
-    and the whole budget, and one that stalls again by :func:`top_eigenpairs` (ARPACK, or
-    ``eigh`` for the dense families). No input checks: for callers that hold a checked θ.
+    """S(θ) and the unit top eigenvector u(θ) at a point of a trajectory (flows' inner loop),
+    warm-started from ``v0`` (the previous u, also the sign reference): the first pair of
+    :func:`tracked_top_eigenpairs`. No input checks: for callers that hold a checked θ.
 
     Raises
     ------
     NonFiniteError
         When the Hessian at θ has a NaN or inf entry.
     """
-    if loss.dim <= SMALL_DIM:
-        pairs = _unchecked_top_eigenpairs(loss, theta, 1, v0=v0, tol=tol)
-        return float(pairs.values[0]), pairs.vectors[:, 0]
+    starts = None if v0 is None else np.reshape(v0, (-1, 1))
+    values, vectors = tracked_top_eigenpairs(loss, theta, 1, starts, tol=tol)
+    return float(values[0]), vectors[:, 0]
+
+
+def tracked_top_eigenpairs(loss: Loss, theta: np.ndarray, k: int = 1,
+                           starts: np.ndarray | None = None, *,
+                           tol: float = 1e-13) -> tuple[np.ndarray, np.ndarray]:
+    """The top k eigenvalues of ∇²L(θ) (descending) and their unit eigenvectors (the columns
+    of a d × k array) at a point of a trajectory (flows' inner loop).
+
+    Warm-started, restarted Lanczos on Hessian-vector products, compiled
+    (:func:`stabsim._lanczos.hessian_top_eigenpairs`, GD's measurement of its top
+    eigenvalues, with its start mix that finds a top eigenvalue the previous vectors cannot
+    see). Pair i is the top pair of P_i ∇²L P_i, P_i projecting out the pairs above it,
+    stopped at a residual r_i ≤ ``tol``·s on that operator, s ≥ |λ₁| the size of ∇²L as
+    the products have shown it; on ∇²L itself pair i's residual is at most r_0 + … + r_i
+    (the part of ∇²L u_i along a pair above it is that pair's residual's part along u_i).
+    Pair i starts from column i of ``starts`` (the previous pairs, each also the sign
+    reference of its pair; a pair without a column, or with a zero one, starts from its
+    mix vector alone). The top pair takes 10–11 products a call along the central flow of
+    the 1-6-6-6-1 network (the start mix has to be cleared whatever the warm start), where
+    ARPACK's ``eigsh`` fills its 20-vector basis at every call and is called from Python
+    product by product.
+
+    Families that prefer the dense Hessian run the same Lanczos on the dense parts of their
+    ``hessian_parts`` for k = 1 (:func:`stabsim._lanczos.dense_hessian_top_eigenpair`, the
+    GD engine's measurement of them; a full ``eigh`` took two thirds of a θ† step of the
+    d = 100 regression model), and take :func:`top_eigenpairs` (``eigh``) for k > 1.
+    d ≤ ``SMALL_DIM`` takes :func:`top_eigenpairs` (``eigh``, exact to round-off: a symmetry
+    of a small model that keeps u in a subspace keeps it there exactly). A Lanczos run that
+    uses a fifth of ``TRACKED_MAX_PRODUCTS`` products on a pair without meeting ``tol`` is
+    continued, from the vectors it reached, with thick restarts (compiled on that first
+    need: :func:`stabsim._lanczos.lanczos_work`) and the whole budget, and one that stalls
+    again gives way to :func:`top_eigenpairs` (ARPACK, or ``eigh`` for the dense families).
+    No input checks: for callers that hold a checked θ, 1 ≤ k ≤ d, and ``starts`` of shape
+    (d, j), j ≤ k.
+
+    Raises
+    ------
+    NonFiniteError
+        When the Hessian at θ has a NaN or inf entry.
+    """
+    d = loss.dim
+    if d <= SMALL_DIM or (k > 1 and loss.family.prefers_dense):
+        v0 = None if starts is None else starts[:, 0]
+        pairs = _unchecked_top_eigenpairs(loss, theta, k, v0=v0, tol=tol)
+        return pairs.values, pairs.vectors
     theta = np.ascontiguousarray(theta, dtype=np.float64)
-    start = np.zeros(loss.dim) if v0 is None else np.ascontiguousarray(v0, dtype=np.float64)
-    u = np.empty(loss.dim)
+    # pair i in vectors[i d:(i + 1) d], the warm start overwritten by the result
+    vectors = np.zeros(k * d)
+    if starts is not None:
+        vectors[:starts.size] = np.ravel(starts.T)
+    tops = np.empty(k)
     if loss.family.prefers_dense:
-        check_dense_memory(loss.dim)
+        check_dense_memory(d)
         kernel = engine_for(dense_hessian_top_eigenpair, loss.family)
-        dense_parts = (np.empty((loss.dim, loss.dim)), np.empty((loss.factor_rows, loss.dim)))
+        dense_parts = (np.empty((d, d)), np.empty((loss.factor_rows, d)))
     else:
-        kernel = engine_for(hessian_top_eigenpair, loss.family)
+        kernel = engine_for(hessian_top_eigenpairs, loss.family)
         dense_parts = ()
     # thick restarts compiled only after thin ones stall, which get a fifth of the budget:
     # a warm-started call takes about 10 products (above), and where thin restarts stall (a
-    # nearly repeated top eigenvalue) every call would spend its whole budget before the
-    # thick ones
+    # nearly repeated eigenvalue) every call would spend its whole budget before the thick
+    # ones
     for thick, budget in ((None, TRACKED_MAX_PRODUCTS // 5), (True, TRACKED_MAX_PRODUCTS)):
-        lam, _, _, converged = kernel(loss.params, theta, start, budget, tol, u, thick,
-                                      *dense_parts)
-        if converged or not np.isfinite(lam):
+        residual, _, converged = kernel(loss.params, theta, vectors, budget, tol, tops, thick,
+                                        *dense_parts)
+        if converged or np.isnan(residual):  # NaN: a non-finite Hessian
             break
-    if not np.isfinite(lam):
+    if np.isnan(residual):
         raise NonFiniteError("the Hessian at theta has NaN or inf entries (status NONFINITE): "
                              "its eigenpairs are undefined")
     if not converged:
-        pairs = _unchecked_top_eigenpairs(loss, theta, 1, v0=u, tol=tol)
-        return float(pairs.values[0]), pairs.vectors[:, 0]
-    return float(lam), u
+        pairs = _unchecked_top_eigenpairs(loss, theta, k, v0=vectors[:d], tol=tol)
+        return pairs.values, pairs.vectors
+    return tops, vectors.reshape(k, d).T
 
 
 def sharpness(loss: Loss, theta, **kwargs) -> float:

@@ -859,7 +859,7 @@ import numba, numpy as np
 from stabsim import run_gd
 from stabsim.losses import Loss, register_family
 from stabsim.losses._engines import engine_for
-from stabsim.spectral import hessian_top_eigenpair
+from stabsim.spectral import hessian_top_eigenpairs
 
 class Bowl(NamedTuple):
     c: float
@@ -886,7 +886,7 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     run_gd(loss, np.ones(2), 0.1, 5)
     print(run_gd(loss, np.ones(2), 0.2, 5).sharpness[0, 0])
-    engine_for(hessian_top_eigenpair, loss.family)  # another kernel's copy (compiled lazily)
+    engine_for(hessian_top_eigenpairs, loss.family)  # another kernel's copy (compiled lazily)
 print(sum("defined in the script run as __main__" in str(w.message) for w in caught))
 """
 

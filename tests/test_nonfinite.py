@@ -34,7 +34,7 @@ from stabsim.maps import (
     stable_geometry,
     step,
 )
-from stabsim.spectral import eos_constants, sharpness, top_eigenpairs
+from stabsim.spectral import eos_constants, sharpness, top_eigenpairs, tracked_top_eigenpairs
 
 # L = 2θ²: GD is stable for η < 2/4 = 0.5; at η = 0.6 |θ| grows by |1 − 4η| = 1.4 a step
 STEEP = Quadratic([4.0])
@@ -173,7 +173,9 @@ def test_an_ensemble_reports_each_trajectory():
     lambda: sharpness(ramp("hessian"), [2.0, 0.3]),
     lambda: eos_constants(ramp("hessian"), [2.0, 0.3]),
     lambda: eos_constants(ramp("d3"), [2.0, 0.3]),
-], ids=["eigh", "lanczos", "sharpness", "eos-hessian", "eos-d3"])
+    # the compiled Lanczos of the flows' inner loops (d = 40 > SMALL_DIM), both pairs
+    lambda: tracked_top_eigenpairs(ramp("hessian", dim=40), np.r_[2.0, 0.3, np.zeros(38)], 2),
+], ids=["eigh", "lanczos", "sharpness", "eos-hessian", "eos-d3", "tracked"])
 def test_spectral_functions_refuse_a_nan_derivative(call):
     # H = [[0, NaN], [0, 1]]: eigh reads the lower triangle and would answer {0, 1}
     with pytest.raises(NonFiniteError, match="NONFINITE"):

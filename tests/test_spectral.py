@@ -29,6 +29,7 @@ from stabsim.spectral import (
     sharpness_gradient,
     top_eigenpairs,
     tracked_top_eigenpair,
+    tracked_top_eigenpairs,
 )
 
 EPS = np.finfo(float).eps
@@ -660,15 +661,15 @@ def test_tracked_top_eigenpair_resolves_a_nearly_repeated_pair_with_thick_restar
         engine = engine_for(kernel, family)
 
         def call(*args):
-            lam, residual, products, converged = engine(*args)
+            residual, products, converged = engine(*args)
             attempts.append((args[6], products, converged))
-            return lam, residual, products, converged
+            return residual, products, converged
 
         return call
 
     diagonal = np.linspace(0.0, 1.0, 100)
     diagonal[-2] = 1.0 - 1e-8
-    monkeypatch.setattr(spectral, "top_eigenpairs", no_arpack)
+    monkeypatch.setattr(spectral, "_unchecked_top_eigenpairs", no_arpack)
     monkeypatch.setattr(spectral, "engine_for", counting)
     lam, u = tracked_top_eigenpair(Quadratic(np.diag(diagonal)), np.ones(100))
     assert abs(lam - 1.0) <= 1e-13
@@ -677,6 +678,53 @@ def test_tracked_top_eigenpair_resolves_a_nearly_repeated_pair_with_thick_restar
     # Hessian spends that much before the thick ones)
     assert attempts[0] == (None, spectral.TRACKED_MAX_PRODUCTS // 5, False)
     assert [thick for thick, *_ in attempts] == [None, True] and attempts[1][2]
+
+
+def test_tracked_top_eigenpairs_match_eigh_on_a_network():
+    net = Network((8, 8), data="sine", n_samples=12)  # d = 97: the compiled Lanczos path
+    theta = net.init(seed=3)
+    values = np.linalg.eigvalsh(net.hessian(theta))[::-1]
+    scale = np.abs(values).max()
+    k = 3
+    tops, vectors = tracked_top_eigenpairs(net, theta, k)
+    assert vectors.shape == (net.dim, k)
+    for i in range(k):
+        # pair i stopped at residual ≤ 1e-13·s (s ≤ ‖H‖₂) on P_i H P_i, so at most (i + 1)
+        # such bounds on H (the parts along the pairs above it are their residuals'); the
+        # products recomputed here add rounding of about d·eps·‖H‖₂
+        bound = ((i + 1) * 1e-13 + net.dim * np.finfo(float).eps) * scale
+        u = vectors[:, i]
+        assert abs(np.linalg.norm(u) - 1.0) <= 1e-14
+        assert np.linalg.norm(net.hvp(theta, u) - tops[i] * u) <= bound
+        # a Ritz value lies within its residual of an eigenvalue (Weyl), and with the
+        # start mix of each pair it is the (i + 1)-th largest
+        assert abs(tops[i] - values[i]) <= bound
+    # warm-started from the pairs of the opposite sign, each pair keeps the sign it was given
+    _, again = tracked_top_eigenpairs(net, theta, 2, -vectors[:, :2])
+    assert np.all(np.sum(again * vectors[:, :2], axis=0) < 0.0)
+
+
+def test_central_flow_on_a_network_takes_its_spectrum_without_arpack(monkeypatch):
+    # λ2, which ends the one-eigenvalue flow (EIGENGAP_CLOSED) and is recorded, comes from
+    # the compiled deflated Lanczos; its records agree with eigh at every saved state
+    import stabsim.spectral as spectral
+    from stabsim import central_flow
+
+    def no_arpack(*args, **kwargs):
+        raise AssertionError("ARPACK was called")
+
+    net = Network((6, 6), data="sine", n_samples=12)  # d = 55
+    theta = net.init(seed=0)
+    s0 = np.linalg.eigvalsh(net.hessian(theta))[-1]
+    monkeypatch.setattr(spectral, "_unchecked_top_eigenpairs", no_arpack)
+    flow = central_flow(net, theta, 1.9 / s0, 60)
+    assert flow.success, flow.message
+    for w, s, lambda2 in zip(flow.trajectory, flow.sharpness, flow.lambda2, strict=True):
+        values = np.linalg.eigvalsh(net.hessian(w))
+        # residuals ≤ 1e-13·‖H‖₂ and 2e-13·‖H‖₂ (test above), with d·eps·‖H‖₂ of rounding in
+        # the dense Hessian's eigenvalues
+        tol = (2e-13 + net.dim * np.finfo(float).eps) * np.abs(values).max()
+        assert abs(s - values[-1]) <= tol and abs(lambda2 - values[-2]) <= tol
 
 
 def test_a_zero_hessian_above_the_dense_size_has_eigenvalue_zero():

@@ -69,10 +69,9 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
-from .._status import NonFiniteError, Status
+from .._status import Status
 from ..losses import Loss, check_dense_memory
 from ..losses._base import require_loss
-from ..spectral import _unchecked_top_eigenpairs
 from ._sdcp import solve_sdcp
 from ._solve import MAX_RHS_EVALS, FlowResult
 from .central import GAP_CLOSED, TrackedTop, _integrate, plan_held, third_derivative
@@ -255,11 +254,7 @@ class _ScalarField(TrackedTop):
     def second_reaches_threshold(self, t, y):
         """ηλ2/√ν − 2 rising through 0: the end of the one-eigenvalue flow
         (:data:`~stabsim.flows.central.GAP_CLOSED`)."""
-        try:
-            values = _unchecked_top_eigenpairs(self.loss, y[:-1], 2, v0=self.u, tol=1e-13).values
-        except NonFiniteError:
-            return np.nan
-        return self.eta * values[1] / np.sqrt(y[-1]) - 2.0
+        return self.eta * self.spectrum(y[:-1])[1] / np.sqrt(y[-1]) - 2.0
 
     def plan(self, on_boundary):
         if on_boundary:

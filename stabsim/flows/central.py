@@ -60,7 +60,11 @@ from .._export import missing_as_nan
 from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
-from ..spectral import _unchecked_top_eigenpairs, tracked_top_eigenpair
+from ..spectral import (
+    _unchecked_top_eigenpairs,
+    tracked_top_eigenpair,
+    tracked_top_eigenpairs,
+)
 from ._sdcp import sdcp_data, sdcp_solution, solve_sdcp
 from ._solve import MAX_RHS_EVALS, FlowResult, solve_flow
 
@@ -181,8 +185,11 @@ def third_derivative(loss: Loss, w, a, b) -> np.ndarray:
 
 
 class TrackedTop:
-    """The top eigenpair of ``self.loss`` along a flow, for the fields of the central flows
+    """The top eigenpairs of ``self.loss`` along a flow, for the fields of the central flows
     (which set ``loss`` and start ``u`` at None)."""
+
+    #: the second eigenvector last seen (the warm start of the next λ2), None before any
+    second = None
 
     def top(self, w):
         """(S, u) at w, u aligned with (and Lanczos started from) the last u seen; NaN where
@@ -193,24 +200,28 @@ class TrackedTop:
             return np.nan, np.full(self.loss.dim, np.nan)
         return s, self.u
 
+    def spectrum(self, w):
+        """(S, λ2, u) at w (λ2 = −inf for d = 1), each eigenvector started from (and aligned
+        with) the last one seen; NaN where ∇²L(w) is not finite."""
+        k = min(2, self.loss.dim)
+        starts = [v for v in (self.u, self.second)[:k] if v is not None]
+        try:
+            values, vectors = tracked_top_eigenpairs(self.loss, w, k,
+                                                     np.transpose(starts) if starts else None)
+        except NonFiniteError:
+            return np.nan, np.nan, np.full(self.loss.dim, np.nan)
+        self.u = np.ascontiguousarray(vectors[:, 0])
+        if k == 1:
+            return values[0], -np.inf, self.u
+        self.second = np.ascontiguousarray(vectors[:, 1])
+        return values[0], values[1], self.u
+
 
 class _Field(TrackedTop):
     """The two branches of the central flow's vector field, with a consistent sign of u."""
 
     def __init__(self, loss: Loss, eta: float):
         self.loss, self.eta, self.bound, self.u = loss, eta, 2.0 / eta, None
-
-    def spectrum(self, w):
-        """(S, λ2, u) at w (for the records), u aligned with the last u seen; NaN where
-        ∇²L(w) is not finite."""
-        try:
-            pairs = _unchecked_top_eigenpairs(self.loss, w, min(2, self.loss.dim), v0=self.u,
-                                             tol=1e-13)
-        except NonFiniteError:
-            return np.nan, np.nan, np.full(self.loss.dim, np.nan)
-        self.u = pairs.vectors[:, 0]
-        return (pairs.values[0], pairs.values[1] if pairs.values.shape[0] > 1 else -np.inf,
-                self.u)
 
     def sigma2(self, w, grad):
         """σ² = max(0, 2⟨−∇L, ∇S⟩/|∇S|²) and ∇S at w (σ² = NaN where ∇S = 0)."""

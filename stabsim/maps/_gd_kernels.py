@@ -27,11 +27,11 @@ from numba.extending import overload
 from .._jit import KERNEL_ONLY, inline, jit
 from .._lanczos import (
     START_MIX,
-    Deflated,
     DenseHessian,
     HessianAt,
     anchor_work,
     anchored_top_eigenpair,
+    deflated_top_eigenpairs,
     hypot,
     lanczos_work,
     point_anchor_work,
@@ -428,27 +428,9 @@ def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev
     if _is(eigen, MatrixFreeDeflated):
         def deflated(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top,
                      evec, left_out):
-            # pair i: Lanczos on P_i H P_i, P_i projecting out this step's pairs 0..i−1 (rows
-            # of evec before row i), warm-started in place from the previous step's pair i,
-            # its tolerance relative to |λ₁| ≤ |H| (P_i H P_i is round-off where H has rank
-            # i, as a linear network's at its minimum: relative to that, the tolerance was
-            # out of reach)
-            d = theta.shape[0]
-            op = HessianAt(theta, p, state)
-            residual = 0.0
-            total = 0
-            for i in range(eigen.n_top):
-                pair = evec[i * d:(i + 1) * d]
-                lam, pair_residual, products, converged = top_eigenpair(
-                    Deflated(op, evec, i, abs(top[0]) if i > 0 else 0.0), pair, lanczos,
-                    eigen.max_products, eigen.tol, pair, START_MIX)
-                top[i] = lam
-                total += products
-                if not pair_residual <= residual:  # the largest, or NaN
-                    residual = pair_residual
-                if not (converged and np.isfinite(pair_residual)):
-                    return residual, converged, total
-            return residual, True, total
+            residual, products, converged = deflated_top_eigenpairs(
+                HessianAt(theta, p, state), evec, lanczos, eigen.max_products, eigen.tol, top)
+            return residual, converged, products
 
         return deflated
     if _is(eigen, DenseLanczos):

@@ -13,7 +13,7 @@ The second follows from first-order perturbation theory of the eigenvector,
 ``d(u·∇L) = ∇L·(λI − H)⁺ ∇³L[u, dθ] + u·H dθ = (∇³L[u, r] + λu)·dθ``.
 
 Nothing here needs the whole spectrum: S, λ2 and u come from :func:`~stabsim.spectral.
-top_eigenpairs` (Lanczos on Hessian-vector products above d = 32), and r solves
+tracked_top_eigenpairs` (Lanczos on Hessian-vector products above d = 32), and r solves
 (S I − H) r = P∇L on u⊥ (P = I − uuᵀ) by conjugate gradients on Hessian-vector products:
 S I − H is positive definite there, with eigenvalues S − λ_i ≥ S − λ2 > 0. Memory O(d).
 Families that prefer the dense Hessian run that Lanczos on their dense Hessian parts and
@@ -45,9 +45,8 @@ from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import (
     SMALL_DIM,
-    _unchecked_top_eigenpairs,
     hessian_spectrum,
-    tracked_top_eigenpair,
+    tracked_top_eigenpairs,
 )
 
 PROJECTION_METHODS = ("euclidean", "paper")
@@ -180,8 +179,7 @@ class StableGeometry:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             r, info = cg(operator, rhs, rtol=CG_RTOL, atol=0.0, maxiter=10 * d)
         if info != 0 or not self._gap_is_plausible(rhs, r):
-            pairs = _unchecked_top_eigenpairs(loss, self.theta, 2, v0=u, tol=EIG_TOL)
-            values = pairs.values
+            values, _ = tracked_top_eigenpairs(loss, self.theta, 2, u[:, None], tol=EIG_TOL)
             if values[0] - values[1] <= GAP_RTOL * np.max(np.abs(values)):
                 raise self._gap_error(values[0], values[1])
         # otherwise the CG status is not needed: ∇c2 only steers the SQP steps
@@ -226,21 +224,20 @@ def stable_geometry(loss: Loss, theta, u_ref=None) -> StableGeometry:
 
 
 def _geometry(loss: Loss, theta, u_ref, second: bool) -> StableGeometry:
-    """:func:`stable_geometry` of a checked θ; without ``second`` and for d > ``SMALL_DIM``,
-    λ2 is NaN and (S, u) come from :func:`~stabsim.spectral.tracked_top_eigenpair` (the
-    projection's iterations need no λ2, and the compiled warm-started Lanczos takes about
-    half the products of ARPACK, called product by product from Python, and a fraction of
-    the time of a full ``eigh`` for the families that prefer the dense Hessian). For
-    d ≤ ``SMALL_DIM`` a dense ``eigh`` gives λ2 at no extra cost."""
+    """:func:`stable_geometry` of a checked θ: (S, u) and, with ``second`` or for
+    d ≤ ``SMALL_DIM`` (where a dense ``eigh`` gives it at no extra cost), λ2, from
+    :func:`~stabsim.spectral.tracked_top_eigenpairs` (compiled, warm-started Lanczos on
+    Hessian-vector products above d = 32, about half the products of ARPACK, called product
+    by product from Python, and a fraction of the time of a full ``eigh`` for the families
+    that prefer the dense Hessian); otherwise λ2 is NaN (the projection's iterations need
+    none)."""
     try:
-        if second or loss.dim <= SMALL_DIM:
-            pairs = _unchecked_top_eigenpairs(loss, theta, min(2, loss.dim), v0=u_ref,
-                                             tol=EIG_TOL)
-            sharp, u = float(pairs.values[0]), np.ascontiguousarray(pairs.vectors[:, 0])
-            lambda2 = float(pairs.values[1]) if loss.dim > 1 else -np.inf
-        else:
-            sharp, u = tracked_top_eigenpair(loss, theta, u_ref)
-            lambda2 = np.nan
+        k = min(2, loss.dim) if second or loss.dim <= SMALL_DIM else 1
+        values, vectors = tracked_top_eigenpairs(loss, theta, k,
+                                                 None if u_ref is None else u_ref[:, None],
+                                                 tol=EIG_TOL)
+        sharp, u = float(values[0]), np.ascontiguousarray(vectors[:, 0])
+        lambda2 = float(values[1]) if k == 2 else (-np.inf if loss.dim == 1 else np.nan)
     except NonFiniteError:  # a non-finite Hessian: everything NaN, the projection NONFINITE
         nan = np.full(loss.dim, np.nan)
         return StableGeometry(theta, loss._grad(theta), np.nan, np.nan, nan, nan)
