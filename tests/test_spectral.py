@@ -680,6 +680,41 @@ def test_tracked_top_eigenpair_resolves_a_nearly_repeated_pair_with_thick_restar
     assert [thick for thick, *_ in attempts] == [None, True] and attempts[1][2]
 
 
+def test_tracked_second_pair_nearly_repeated_is_resolved_by_thick_restarts(monkeypatch):
+    # diag(0, …, 1 − 1e-8, 1, 2), d = 100: the top pair is clear, the second sits on a
+    # nearly repeated pair, where thin restarts stall on the deflated operator; the thick
+    # ones resolve it without ARPACK: λ2 within the tolerance 1e-13·|H| = 2e-13 of 1 (Bauer–
+    # Fike, plus the top pair's residual: 2 bounds), its vector within an angle of residual /
+    # gap = 2e-13 / 1e-8 of e_98, so |u_98| ≥ cos(2e-5) ≈ 1 − 2e-10
+    import stabsim.spectral as spectral
+
+    def no_arpack(*args, **kwargs):
+        raise AssertionError("ARPACK was called")
+
+    engine_for = spectral.engine_for
+    attempts = []  # (thick, converged) of each Lanczos call
+
+    def counting(kernel, family):
+        engine = engine_for(kernel, family)
+
+        def call(*args):
+            residual, products, converged = engine(*args)
+            attempts.append((args[6], converged))
+            return residual, products, converged
+
+        return call
+
+    diagonal = np.linspace(0.0, 1.0, 99)
+    diagonal[-2] = 1.0 - 1e-8
+    diagonal = np.r_[diagonal, 2.0]
+    monkeypatch.setattr(spectral, "_unchecked_top_eigenpairs", no_arpack)
+    monkeypatch.setattr(spectral, "engine_for", counting)
+    values, vectors = tracked_top_eigenpairs(Quadratic(np.diag(diagonal)), np.ones(100), 2)
+    assert attempts == [(None, False), (True, True)]
+    assert abs(values[0] - 2.0) <= 2e-13 and abs(values[1] - 1.0) <= 4e-13
+    assert abs(vectors[99, 0]) >= 1.0 - 1e-12 and abs(vectors[98, 1]) >= 1.0 - 2e-10
+
+
 def test_tracked_top_eigenpairs_match_eigh_on_a_network():
     net = Network((8, 8), data="sine", n_samples=12)  # d = 97: the compiled Lanczos path
     theta = net.init(seed=3)
