@@ -42,6 +42,14 @@ that typing raises and catches are built without terminal markup
 (:func:`_messages_unmarked_while_stabsim_compiles`). A helper is compiled once for
 callers that differ only in their entry points, whoever's code it is
 (:func:`_overloads_resolved_whatever_the_callers_entry_points`).
+
+Run time. A stabsim function takes its arguments as its caller's references
+(:func:`_arguments_borrowed`): Numba gives each argument a reference of its own, an atomic
+update of every array in it at each call: GD on the scalar network at d = 10² made 258
+updates a step at the edge of stability (a third of the step's time) and 86 at rest; 139
+and 43 with the arguments borrowed and its anchored measurement a call rather than a
+splice (:func:`stabsim._lanczos.anchored_top_eigenpair`).
+
 The rules the kernels follow:
 
 - an engine's entry point is the engine itself (``gd_chunk = jit(gd_steps)``), not a
@@ -91,6 +99,8 @@ from numba.core import (
     cpu,
     errors,
     event,
+    ir,
+    lowering,
     postproc,
     registry,
     target_extension,
@@ -924,6 +934,62 @@ def _reference_counts_read_only_the_meminfos():
 _reference_counts_read_only_the_meminfos()
 
 
+def _arguments_borrowed():
+    """Take the arguments of a stabsim function as the caller's references, not new ones.
+
+    Numba gives each argument a reference of its own as it binds it to the function's
+    variable (an atomic increment of every meminfo in it: a workspace of nine arrays is nine)
+    and drops it where that variable dies. The caller holds each argument for the whole
+    call, so while stabsim code is compiled (:data:`STABSIM_COMPILES`) the variable an
+    argument is bound to, where nothing else defines it, takes neither. Every way its value
+    leaves the variable takes a reference of its own as before: a copy into another
+    variable, a tuple or a return (Numba's cast of the returned value).
+    """
+    lower_assign, delvar = lowering.Lower.lower_assign, lowering.Lower.delvar
+    if getattr(lower_assign, "borrows_arguments", False):
+        return
+
+    def borrowed(self):
+        names = self.__dict__.get("_stabsim_borrowed")
+        if names is None:
+            names = set()
+            if STABSIM_COMPILES.active():
+                definitions = self.func_ir._definitions
+                for block in self.func_ir.blocks.values():
+                    for inst in block.body:
+                        if (isinstance(inst, ir.Assign) and isinstance(inst.value, ir.Arg)
+                                and len(definitions[inst.target.name]) == 1):
+                            names.add(inst.target.name)
+            self._stabsim_borrowed = names
+        return names
+
+    def lower_assign_borrowing(self, ty, inst):
+        if isinstance(inst.value, ir.Arg) and inst.target.name in borrowed(self):
+            self.incref = _skip
+            try:
+                return lower_assign(self, ty, inst)
+            finally:
+                del self.incref
+        return lower_assign(self, ty, inst)
+
+    def delvar_borrowing(self, name):
+        if name in borrowed(self):
+            self.decref = _skip
+            try:
+                return delvar(self, name)
+            finally:
+                del self.decref
+        return delvar(self, name)
+
+    lower_assign_borrowing.borrows_arguments = True
+    lower_assign_borrowing.numbas, delvar_borrowing.numbas = lower_assign, delvar
+    lowering.Lower.lower_assign = lower_assign_borrowing
+    lowering.Lower.delvar = delvar_borrowing
+
+
+_arguments_borrowed()
+
+
 def _post_processing_without_unread_analyses():
     """Post-process a nopython function's IR without the analyses nothing reads there.
 
@@ -1160,12 +1226,15 @@ def inline(func=None, *, fastmath=False, always=False, link_late=False):
     machine code and of the caller's cache entry (see :mod:`stabsim.losses._engines`).
 
     It is still a function of its own inside that code, which LLVM may not inline: a call
-    passing arrays costs tens of nanoseconds (their reference counts are atomic
-    operations). ``always=True`` inlines the helper's body into every caller (Numba's
-    ``inline="always"``): for the small helpers of a step's hot path that take arrays. A
-    helper with only scalars in and out has no reference counts to pay and is small enough
-    for LLVM to inline it, so it stays a function: each splice costs Numba a typing pass at
-    the call site (the 2 × 2 eigenvalue helpers of :mod:`stabsim._lanczos` as splices made
+    costs the call (its arrays' references are the caller's: :func:`_arguments_borrowed`).
+    ``always=True`` inlines the helper's body into every caller (Numba's
+    ``inline="always"``): for small helpers of a step's hot path. A splice binds each
+    parameter to a variable of the caller, which takes a reference of every array in it (an
+    atomic update, which LLVM removes only where no call or branch comes between it and the
+    variable's end), so a helper that takes a workspace of many arrays and calls others is
+    cheaper as a function. A helper with only scalars in and out is small enough for LLVM to
+    inline it, so it stays a function: each splice costs Numba a typing pass at the call
+    site (the 2 × 2 eigenvalue helpers of :mod:`stabsim._lanczos` as splices made
     a cold first ``run_gd`` on the regression model 6.7–7.2 s of CPU instead of 6.1–6.4 s,
     with steps and sweeps as fast either way).
 

@@ -1030,7 +1030,7 @@ def _keep_anchor(op, anchor, top):
         return point
 
 
-@inline(always=True)
+@inline
 def anchored_top_eigenpair(op, anchor, v0, work, max_products, tol, vec_out):
     """:func:`top_eigenpair` of ``op``, without the start mix when the operator has not moved
     far enough from ``anchor`` for the mix to find anything.
@@ -1067,11 +1067,13 @@ def anchored_top_eigenpair(op, anchor, v0, work, max_products, tol, vec_out):
 
     Returns what :func:`top_eigenpair` returns, the products of both runs counted.
 
-    It is spliced into its callers as two calls: the check of the warm start
-    (:func:`_anchored_check`) and, only where that fails, the Lanczos runs
-    (:func:`_anchored_runs`). As one function, the call alone changed 62 reference counts
-    at every step (its 19 arrays, and their fields as it read them; atomic operations),
-    most of them for Lanczos's workspace, which the check does not read.
+    It is two calls: the check of the warm start (:func:`_anchored_check`) and, only where
+    that fails, the Lanczos runs (:func:`_anchored_runs`), so that the check, made at every
+    step, does not read Lanczos's workspace. It is a function of its own, not spliced into
+    its callers: a splice binds its 19 arrays to new variables, a reference each, where a
+    call takes none (its arguments are the caller's: ``stabsim._jit._arguments_borrowed``).
+    GD at rest on the scalar network at d = 10², atomic updates of reference counts a step:
+    75 spliced, 43 as a function (86 spliced before arguments were borrowed).
     """
     done, lam, residual, products, moved = _anchored_check(op, anchor, v0, work.w, tol,
                                                            vec_out)

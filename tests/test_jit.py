@@ -925,7 +925,13 @@ import re
 import numba
 import numpy as np
 import stabsim._jit  # noqa: F401 (its patches)
+from numba.core import lowering
 from numba.extending import register_jitable
+
+# stabsim's code borrows its arguments' references, which changes the instructions on
+# purpose (test_stabsim_code_takes_no_reference_of_its_own_to_its_arguments): Numba's way here
+lowering.Lower.lower_assign = lowering.Lower.lower_assign.numbas
+lowering.Lower.delvar = lowering.Lower.delvar.numbas
 
 
 @register_jitable
@@ -964,8 +970,9 @@ print(len(stabsims), stabsims == users)
 
 def test_the_patches_that_spare_numba_work_leave_the_machine_code_as_it_was(tmp_path):
     # one function compiled as stabsim's (with the patches of _jit that act on stabsim's
-    # code) and as a user's (without): the same instructions, at the level NUMBA_OPT sets for
-    # both. Dropping one meminfo from the reference counts, for one, changes them.
+    # code and spare Numba work) and as a user's (without): the same instructions, at the
+    # level NUMBA_OPT sets for both. Dropping one meminfo from the reference counts, for one,
+    # changes them.
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_OPT="3")
     out = subprocess.run([sys.executable, "-c", _SAME_MACHINE_CODE], capture_output=True,
                          text=True, env=env, check=True).stdout.split()
@@ -989,3 +996,113 @@ def test_numbas_messages_are_plain_only_while_stabsim_code_compiles():
         finally:
             _jit.STABSIM_COMPILES.stabsim.pop()
     assert scheme.errmsg("a template turned the arguments down") == marked
+
+
+_OWNERSHIP = """
+import numba
+import numpy as np
+
+@numba.njit
+def total(a):
+    return a.sum()
+
+@numba.njit
+def through(a):  # the argument itself returned: the caller's reference plus a new one
+    return a
+
+@numba.njit
+def in_tuple(a, b):
+    return (a, b, total(a))
+
+@numba.njit
+def renamed(a, flag):
+    b = a
+    if flag:
+        b = np.zeros(3)
+    return b
+
+@numba.njit
+def rebound(a):
+    a = a + 1.0
+    return a
+
+@numba.njit
+def looped(a, n):
+    s = 0.0
+    for _ in range(n):
+        s += total(a)
+    return s
+
+@numba.njit
+def first_of(pair):
+    x, y = pair
+    return x
+"""
+
+
+def _ownership_cases(module_name):
+    """The functions of ``_OWNERSHIP`` compiled as functions of ``module_name``."""
+    namespace = {"__name__": module_name}
+    exec(_OWNERSHIP, namespace)
+    return SimpleNamespace(**namespace)
+
+
+@pytest.mark.parametrize("module_name", ["stabsim.borrowing_probe", "outside_probe"])
+def test_arguments_keep_their_references_whoever_compiles_them(module_name):
+    # stabsim's code takes its arguments as the caller's references (no reference of their
+    # own, _arguments_borrowed): every way an argument's value leaves the function must still
+    # take one, or the array would be released while Python holds it. Each case runs 1,000
+    # times: the input's Python reference count and the runtime's count of live memory infos
+    # come back to where they were (one reference taken and not given back, or given back
+    # twice, would move them by 1,000), and every value is right
+    from numba.core.runtime import _nrt_python, rtsys
+
+    f = _ownership_cases(module_name)
+    a = np.arange(3.0)
+    other = np.ones(3)
+    references = sys.getrefcount(a)
+
+    def live():
+        stats = rtsys.get_allocation_stats()
+        return stats.mi_alloc - stats.mi_free
+
+    counting = _nrt_python.memsys_stats_enabled()
+    _nrt_python.memsys_enable_stats()
+    try:
+        for run in range(2):  # the first compiles, the second counts
+            before = live()
+            for _ in range(1000):
+                assert f.through(a) is a
+                x, y, s = f.in_tuple(a, other)
+                assert x is a and y is other and s == 3.0
+                assert f.renamed(a, False) is a and not f.renamed(a, True).any()
+                np.testing.assert_array_equal(f.rebound(a), [1.0, 2.0, 3.0])
+                assert f.looped(a, 5) == 15.0
+                assert f.first_of((a, other)) is a
+                del x, y
+            if run:
+                assert sys.getrefcount(a) == references
+                assert live() == before
+    finally:
+        if not counting:
+            _nrt_python.memsys_disable_stats()
+    np.testing.assert_array_equal(a, [0.0, 1.0, 2.0])
+
+
+def _reference_updates(function):
+    """Calls of the runtime's reference-count updates in ``function``'s optimised code."""
+    (code,) = function.inspect_llvm().values()
+    body = code.split("define ", 2)[1]
+    return body.count("@NRT_incref") + body.count("@NRT_decref")
+
+
+def test_stabsim_code_takes_no_reference_of_its_own_to_its_arguments():
+    # looped(a, n) calls total(a) n times: outside stabsim it takes a reference to a on entry
+    # and gives it back on return; stabsim's code, which borrows the caller's, updates none
+    assert getattr(_jit.lowering.Lower.lower_assign, "borrows_arguments", False)
+    ours = _ownership_cases("stabsim.borrowing_probe").looped
+    theirs = _ownership_cases("outside_probe").looped
+    a = np.arange(3.0)
+    assert ours(a, 2) == theirs(a, 2) == 6.0
+    assert _reference_updates(theirs) > 0
+    assert _reference_updates(ours) == 0
