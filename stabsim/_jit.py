@@ -46,9 +46,10 @@ callers that differ only in their entry points, whoever's code it is
 Run time. A stabsim function takes its arguments as its caller's references
 (:func:`_arguments_borrowed`): Numba gives each argument a reference of its own, an atomic
 update of every array in it at each call: GD on the scalar network at d = 10² made 258
-updates a step at the edge of stability (a third of the step's time) and 86 at rest; 139
-and 43 with the arguments borrowed and its anchored measurement a call rather than a
-splice (:func:`stabsim._lanczos.anchored_top_eigenpair`).
+updates a step at the edge of stability (a third of the step's time) and 86 at rest; 97
+and 42 with the arguments borrowed, its anchored measurement a call rather than a splice
+(:func:`stabsim._lanczos.anchored_top_eigenpair`) and Lanczos's step taking its
+workspace's arrays one by one.
 
 The rules the kernels follow:
 

@@ -448,7 +448,7 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     converged : bool
         False only when the budget ran out before the tolerance was met (or λ is NaN).
     """
-    basis, alpha, beta, w = work.basis, work.alpha, work.beta, work.w
+    basis, alpha, beta, ritz, w, projections, inverse_pivots, coefficients, _, _ = work
     m = basis.shape[0]
     count, floor = deflation(op)
     square = restrict(op, basis[0], _start_vector(v0, np.sqrt(dot(v0, v0)), basis[0], mix,
@@ -471,8 +471,9 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
                 scale_into(w, w, factor)
             products += 1
             room = j + 1 < m and products < max_products
-            lam, scale, done, finite = _take_product(work, j, lam, scale, restarted, tol, room,
-                                                     basis.shape[1] - count, kept_error)
+            lam, scale, done, finite = _take_product(
+                basis, alpha, beta, ritz, w, projections, inverse_pivots, coefficients, j, lam,
+                scale, restarted, tol, room, basis.shape[1] - count, kept_error)
             if room and not done and finite and keep_in_range(op, basis, beta, j):
                 done = True
             if products == 1 and products < max_products:
@@ -520,7 +521,6 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
             # not add up over restarts
             scale_into(basis[0], vec_out, 1.0 / np.sqrt(dot(vec_out, vec_out)))
             _forget_kept(kept_error)
-    ritz = work.ritz
     left_out = _left_out(ritz, kept_error) if j >= 1 else 0.0
     return (lam / factor, (_residual_norm(work, j, lam) + left_out) / (length * factor),
             products, done)
@@ -700,11 +700,14 @@ def _rayleigh_residual(v, w):
 
 
 @inline
-def _take_product(work, j, lam, scale, restarted, tol, room, space, kept_error):
-    """Step j of :func:`top_eigenpair` once ``work.w`` holds A q_j: α_j, w reorthogonalised
-    twice against q_0..q_j (the components removed into column j of ``projections``),
-    β_j = |w|, the top Ritz pair of T_{j+1} (λ, and its vector into ``ritz``) and, unless
-    done or without ``room`` for another step, the next basis vector q_{j+1} = w/β_j.
+def _take_product(basis, alpha, beta, ritz, w, projections, inverse_pivots, coefficients, j,
+                  lam, scale, restarted, tol, room, space, kept_error):
+    """Step j of :func:`top_eigenpair` once ``w`` holds A q_j: α_j, w reorthogonalised twice
+    against q_0..q_j (the components removed into column j of ``projections``), β_j = |w|,
+    the top Ritz pair of T_{j+1} (λ, and its vector into ``ritz``) and, unless done or
+    without ``room`` for another step, the next basis vector q_{j+1} = w/β_j. The arrays are
+    those of the :class:`LanczosWork`, passed one by one: taken out of the workspace here,
+    each took a reference of its own at every product (the caller takes them out once).
     ``space`` is the dimension of the operator's range (d, or d − count for a
     :class:`Deflated` one): a Krylov space of that dimension is invariant. ``kept_error``:
     the bounds of :func:`_keep_top_two` on what the first two basis vectors' relations
@@ -721,7 +724,6 @@ def _take_product(work, j, lam, scale, restarted, tol, room, space, kept_error):
     finite : bool
         False if β_j is not finite (then nothing else is updated).
     """
-    basis, alpha, beta, ritz, w, projections, inverse_pivots, coefficients, _, _ = work
     # full reorthogonalisation against q_0..q_j by classical Gram–Schmidt, twice ("twice is
     # enough" holds for it as for the modified one): the components c, then one sweep that
     # subtracts them and takes the components c' left, which are subtracted only when there
