@@ -944,23 +944,37 @@ def _arguments_borrowed():
     call, so while stabsim code is compiled (:data:`STABSIM_COMPILES`) the variable an
     argument is bound to, where nothing else defines it, takes neither. Every way its value
     leaves the variable takes a reference of its own as before: a copy into another
-    variable, a tuple or a return (Numba's cast of the returned value).
+    variable (a loop's merge of values included), a tuple or a return (Numba's cast of the
+    returned value).
+
+    Wraps ``Lower.lower_assign`` (its binding of an ``ir.Arg``) and ``Lower.delvar`` (its
+    decrement), checked on Numba 0.68.
     """
     lower_assign, delvar = lowering.Lower.lower_assign, lowering.Lower.delvar
     if getattr(lower_assign, "borrows_arguments", False):
         return
+
+    def assignments(blocks, counts, arguments):
+        # every assignment of the IR being lowered, a parallel loop's body included (the
+        # IR's own table of definitions is not kept up to date by every pass)
+        for block in blocks:
+            for inst in block.body:
+                if isinstance(inst, ir.Assign):
+                    counts[inst.target.name] = counts.get(inst.target.name, 0) + 1
+                    if isinstance(inst.value, ir.Arg):
+                        arguments.append(inst.target.name)
+                body = getattr(inst, "loop_body", None)  # a parfor's
+                if body is not None:
+                    assignments([inst.init_block, *body.values()], counts, arguments)
 
     def borrowed(self):
         names = self.__dict__.get("_stabsim_borrowed")
         if names is None:
             names = set()
             if STABSIM_COMPILES.active():
-                definitions = self.func_ir._definitions
-                for block in self.func_ir.blocks.values():
-                    for inst in block.body:
-                        if (isinstance(inst, ir.Assign) and isinstance(inst.value, ir.Arg)
-                                and len(definitions[inst.target.name]) == 1):
-                            names.add(inst.target.name)
+                counts, arguments = {}, []
+                assignments(self.func_ir.blocks.values(), counts, arguments)
+                names = {name for name in arguments if counts[name] == 1}
             self._stabsim_borrowed = names
         return names
 

@@ -1027,6 +1027,12 @@ def rebound(a):
     return a
 
 @numba.njit
+def doubled(a, n):  # the argument through a loop's merge into the returned value
+    for _ in range(n):
+        a = a * 2.0
+    return a
+
+@numba.njit
 def looped(a, n):
     s = 0.0
     for _ in range(n):
@@ -1077,6 +1083,8 @@ def test_arguments_keep_their_references_whoever_compiles_them(module_name):
                 assert x is a and y is other and s == 3.0
                 assert f.renamed(a, False) is a and not f.renamed(a, True).any()
                 np.testing.assert_array_equal(f.rebound(a), [1.0, 2.0, 3.0])
+                assert f.doubled(a, 0) is a
+                np.testing.assert_array_equal(f.doubled(a, 3), [0.0, 8.0, 16.0])
                 assert f.looped(a, 5) == 15.0
                 assert f.first_of((a, other)) is a
                 del x, y
