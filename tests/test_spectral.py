@@ -828,3 +828,45 @@ def test_eos_constants_take_a_top_eigenvalue_told_apart_from_the_next():
     # constants go on to β, which a quadratic's ∇³L = 0 makes 0
     with pytest.raises(FlatSharpnessError):
         eos_constants(Quadratic(np.diag([1.0, 2.0 - 1e-9, 2.0])), np.ones(3))
+
+
+_ONE_DRIVER = """
+import numpy as np
+from numba.core import event
+from stabsim.losses import Network
+from stabsim.maps import run_gd
+from stabsim.spectral import tracked_top_eigenpair, tracked_top_eigenpairs
+
+compiled = []
+
+class Compiles(event.Listener):
+    def on_start(self, ev):
+        compiled.append(getattr(ev.data["dispatcher"], "py_func", None))
+
+    def on_end(self, ev):
+        pass
+
+event.register("numba:compile", Compiles())
+net = Network((6, 6), data="sine", n_samples=12)  # d = 55: the compiled Lanczos path
+theta = net.init(seed=0)
+run_gd(net, theta, 0.1, 3, top_k=2)
+tracked_top_eigenpairs(net, theta, 2)
+tracked_top_eigenpair(net, theta)
+print(sum(getattr(f, "__qualname__", "") == "top_eigenpair" for f in compiled))
+"""
+
+
+@pytest.mark.slow
+def test_gd_measuring_two_eigenvalues_and_the_flows_share_one_lanczos_driver(tmp_path):
+    # GD's measurement of two eigenvalues and the flows' tracked pairs (one or two) use the
+    # same operator, a deflated one, so a process that runs them compiles Lanczos's driver
+    # (stabsim._lanczos.top_eigenpair, the larger part of a first call's Lanczos) once;
+    # compare, which runs all three, compiled it twice before
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))  # nothing cached: all compile
+    out = subprocess.run([sys.executable, "-c", _ONE_DRIVER], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    assert out.split()[-1] == "1"
