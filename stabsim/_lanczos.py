@@ -1192,8 +1192,9 @@ def top_of_2x2(a, b, c):
 
     The eigenvector (b, λ − a) (or (λ − c, b)) is formed from whichever of λ − a = r − h and
     λ − c = r + h (h = (a − c)/2) is the sum of non-negative terms, so nothing cancels.
-    Returns (λ, x, y) with (x, y) the unit eigenvector, x ≥ 0. Scalars in and out: a helper
-    that takes an array costs two atomic reference-count updates in a step's hot loop.
+    Returns (λ, x, y) with (x, y) the unit eigenvector, x ≥ 0. Scalars in and out: spliced
+    into a step, a helper that takes an array binds it to a variable, two atomic
+    reference-count updates in the step's hot loop.
     """
     h = 0.5 * (a - c)
     r = hypot(h, b)

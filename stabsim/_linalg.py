@@ -6,8 +6,8 @@ to a few hundred, a few factor rows) they run as fast, Numba compiles them in a 
 time, and every entry of H and F enters every product, so a NaN or ±inf entry always shows in
 the result (NaN·0 is NaN; a BLAS may skip the columns where the vector is zero).
 They are inline helpers (compiled into each kernel that calls them) and index 2-D arrays
-directly, never through row views: called once per step or per Lanczos iteration, a separately
-compiled function or a view (reference counted) costs tens of nanoseconds.
+directly, never through row views: called once per step or per Lanczos iteration, a view
+costs an atomic update of its array's reference count and another to undo it.
 """
 
 import numpy as np

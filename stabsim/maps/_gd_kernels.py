@@ -380,8 +380,8 @@ def _measure(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, t
 @overload(_measure, jit_options=KERNEL_ONLY, inline="always")
 def _measure_direct(eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top,
                     evec, left_out):
-    """The direct solvers, spliced into the step (the 2 × 2 solve costs less than the
-    reference counts of a call)."""
+    """The direct solvers, spliced into the step (chosen when a call still took a reference
+    of every array passed to it, which cost more than the 2 × 2 solve)."""
     if _is(eigen, DenseEigh):
         return lambda eigen, theta, p, state, hess, factor, lanczos, anchor, prev_evec, top, \
             evec, left_out: (_dense_top(hess, factor, evec, eigen.n_top, top), True, 0)
