@@ -18,9 +18,11 @@ from ._jit import KERNEL_ONLY, inline, jit
 from ._linalg import apply_sum, dot, scale_into
 from ._pages import large_empty
 from .losses._protocol import hessian_drift as loss_hessian_drift
+from .losses._protocol import hessian_frobenius as loss_hessian_frobenius
 from .losses._protocol import hessian_parts as loss_hessian_parts
 from .losses._protocol import hvp_linearised as loss_hvp_linearised
 from .losses._protocol import linearise as loss_linearise
+from .losses._protocol import registers
 
 
 class DenseHessian(NamedTuple):
@@ -353,7 +355,7 @@ def pair_vector(r, pair):
 
 
 @inline
-def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
+def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix, given):
     """Largest eigenvalue λ and unit eigenvector of the symmetric operator ``op``.
 
     Lanczos with full reorthogonalisation, restarted every m = ``work.basis.shape[0]`` steps
@@ -434,6 +436,13 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     mix : float
         Weight of the fixed vector in the start (no default: every caller passes it, as an
         argument left out would be typed apart and compile Lanczos once more).
+    given : bool
+        ``work.w`` holds A v0 already (:func:`warm_start_check`'s product, made by the
+        caller): the first product is taken from it, scaled by 1/|v0| and by the start's
+        normalisation, instead of made again (mix 0 only, where the start is v0/|v0|; an
+        operator other than :class:`Deflated`, which :func:`restrict` leaves the start
+        alone for). It counts among the products returned and ``max_products``. A(c v0) and
+        c A v0 differ by round-off, eps·|A| against a tolerance of tol·|λ|.
 
     Returns
     -------
@@ -451,8 +460,8 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
     basis, alpha, beta, ritz, w, projections, inverse_pivots, coefficients, _, _ = work
     m = basis.shape[0]
     count, floor = deflation(op)
-    square = restrict(op, basis[0], _start_vector(v0, np.sqrt(dot(v0, v0)), basis[0], mix,
-                                                  mix_pair(op)))
+    norm0 = np.sqrt(dot(v0, v0))
+    square = restrict(op, basis[0], _start_vector(v0, norm0, basis[0], mix, mix_pair(op)))
     scale_into(basis[0], basis[0], 1.0 / np.sqrt(square))
     products = 0
     lam = np.nan
@@ -466,9 +475,12 @@ def top_eigenpair(op, v0, work, max_products, tol, vec_out, mix):
         j = first
         done = False
         for j in range(first, m):
-            apply(op, basis[j], w)
-            if factor != 1.0:
-                scale_into(w, w, factor)
+            if given and products == 0:
+                scale_into(w, w, 1.0 / (norm0 * np.sqrt(square)))
+            else:
+                apply(op, basis[j], w)
+                if factor != 1.0:
+                    scale_into(w, w, factor)
             products += 1
             room = j + 1 < m and products < max_products
             lam, scale, done, finite = _take_product(
@@ -1086,40 +1098,101 @@ def anchored_top_eigenpair(op, anchor, v0, work, max_products, tol, vec_out):
 
 @inline
 def _anchored_check(op, anchor, v0, w, tol, vec_out):
-    """The check of :func:`anchored_top_eigenpair`: (done, λ, residual, products, δ), done
-    where the operator moved at most :func:`check_reach` times ``tol``·|λ'| from the anchor
-    (δ, :func:`drift`) and the warm start v0 alone (one product, into ``w``) meets the
-    tolerance with λ ≥ λ' + δ − tol·|λ'|; then vec_out ← v0/|v0|."""
+    """The check of :func:`anchored_top_eigenpair`: (done, λ, residual, products, δ). The
+    warm start v0 alone (one product, into ``w``) is tried first where the family bounds
+    its Hessian's Frobenius norm (:func:`bounds_frobenius`), then, should that not settle
+    it, where the operator moved at most :func:`check_reach` times ``tol``·|λ'| from the
+    anchor (δ, :func:`drift`); it is done where its residual meets the tolerance and either
+    that bound shows λ's eigenvalue to be the top one (:func:`dominant_top`) or λ ≥ λ' +
+    δ − tol·|λ'| (Weyl); then vec_out ← v0/|v0|."""
+    lam = residual = square = np.nan
+    products = 0
+    if bounds_frobenius(op):
+        lam, residual, products, square = warm_start_check(op, v0, w)
+        if residual <= tol * abs(lam) and dominant_top(op, lam, residual):
+            _unit_into(vec_out, v0, square)
+            return True, lam, residual, products, np.nan
     anchor_top = anchor.top[0]
     reach = check_reach(op) * tol * abs(anchor_top)
     moved = drift(op, anchor, reach) if reach > 0.0 else np.inf  # NaN (no anchor), 0: none
     if moved <= reach:
-        # the warm start (the last eigenvector) usually meets the tolerance at once, and then
-        # its first product is the answer, without Lanczos's bookkeeping (about 0.2 µs of a
-        # 1.2 µs GD step on the scalar network at d = 100)
-        lam, residual, products, square = warm_start_check(op, v0, w)
+        if products == 0:
+            # the warm start (the last eigenvector) usually meets the tolerance at once, and
+            # then its first product is the answer, without Lanczos's bookkeeping (about
+            # 0.2 µs of a 1.2 µs GD step on the scalar network at d = 100)
+            lam, residual, products, square = warm_start_check(op, v0, w)
         if residual <= tol * abs(lam) and lam >= anchor_top + moved - tol * abs(anchor_top):
             _unit_into(vec_out, v0, square)
             return True, lam, residual, products, moved
-        return False, lam, residual, products, moved
-    return False, np.nan, np.nan, 0, moved
+    return False, lam, residual, products, moved
+
+
+#: :func:`dominant_top` certifies λ where the Frobenius bound F < DOMINANCE (λ − ρ):
+#: √2 = 1.41421… rounded down by 1.5e-5 relative, far more than the rounding of λ − ρ and of
+#: the product (a few eps, and the residual's own, about d·eps relative: 2e-10 at d = 10⁶)
+DOMINANCE = 1.414
+
+
+def bounds_frobenius(op):
+    """Whether ``op`` is a :class:`HessianAt` of a family that registered
+    ``hessian_frobenius`` (a constant, kernels only)."""
+    raise TypeError("bounds_frobenius is resolved inside compiled kernels")
+
+
+def _frobenius_known(op):
+    return (isinstance(op, types.BaseNamedTuple) and op.instance_class is HessianAt
+            and registers(op.types[op.fields.index("p")], "hessian_frobenius"))
+
+
+@overload(bounds_frobenius, jit_options=KERNEL_ONLY, inline="always")
+def _bounds_frobenius(op):
+    return (lambda op: True) if _frobenius_known(op) else (lambda op: False)
+
+
+def dominant_top(op, lam, residual):
+    """Whether the Frobenius bound F ≥ ‖A‖_F of the family (``hessian_frobenius``) shows
+    that a Ritz pair (λ, y) of residual ρ = |Ay − λy| belongs to A's top eigenvalue λ₁:
+    F < √2 (λ − ρ) with λ − ρ > 0 (with :data:`DOMINANCE` for √2); False for an operator
+    without such a bound (kernels only).
+
+    Some eigenvalue μ of the symmetric A lies within ρ of λ, so μ ≥ λ − ρ > 0; every other
+    eigenvalue ν has ν² ≤ ‖A‖_F² − μ² ≤ F² − (λ − ρ)² < (λ − ρ)², so |ν| < μ: μ is λ₁,
+    a simple eigenvalue, and |λ₁ − λ| ≤ ρ. No eigenvalue is left for the start mix to find,
+    wherever the Hessian moved."""
+    raise TypeError("dominant_top is resolved inside compiled kernels")
+
+
+@overload(dominant_top, jit_options=KERNEL_ONLY, inline="always")
+def _dominant_top(op, lam, residual):
+    if not _frobenius_known(op):
+        return lambda op, lam, residual: False
+
+    def bounded(op, lam, residual):
+        lower = lam - residual
+        return lower > 0.0 and loss_hessian_frobenius(op.theta, op.p) < DOMINANCE * lower
+
+    return bounded
 
 
 @inline
 def _anchored_runs(op, anchor, v0, work, max_products, tol, vec_out, moved, products):
     """The Lanczos runs of :func:`anchored_top_eigenpair` after its check of the warm start
-    (``products`` made by it) failed or was not made (``moved`` above the limit): without
-    the mix where ``moved`` is within it, then with the mix unless that run settled it."""
+    (``products`` made by it: then ``work.w`` holds A v0, which the next run takes as its
+    first product) failed or was not made (``moved`` above the limit): without the mix
+    where ``moved`` is within it or the family bounds its Hessian's Frobenius norm (the run
+    is then settled by Weyl's inequality or by :func:`dominant_top`), then with the mix
+    unless that run settled it."""
     anchor_top = anchor.top[0]
     limit = tol * abs(anchor_top)
-    if moved <= limit:
-        lam, residual, more, converged = top_eigenpair(op, v0, work, max_products - products,
-                                                       tol, vec_out, 0.0)
-        products += more
-        if converged and lam >= anchor_top + moved - limit:
+    if moved <= limit or bounds_frobenius(op):
+        lam, residual, made, converged = top_eigenpair(op, v0, work, max_products, tol,
+                                                       vec_out, 0.0, products > 0)
+        products = made
+        if converged and (lam >= anchor_top + moved - limit
+                          or dominant_top(op, lam, residual)):
             return lam, residual, products, converged
     lam, residual, more, converged = top_eigenpair(op, v0, work, max_products - products,
-                                                   tol, vec_out, START_MIX)
+                                                   tol, vec_out, START_MIX, False)
     products += more
     keep_anchor(op, anchor, lam if converged else np.nan)
     return lam, residual, products, converged
@@ -1396,7 +1469,7 @@ def deflated_top_eigenpairs(op, vectors, work, max_products, tol, tops):
         pair = vectors[i * d:(i + 1) * d]
         lam, pair_residual, products, converged = top_eigenpair(
             Deflated(op, vectors, i, abs(tops[0]) if i > 0 else 0.0), pair, work,
-            max_products, tol, pair, START_MIX)
+            max_products, tol, pair, START_MIX, False)
         tops[i] = lam
         total += products
         if not pair_residual <= residual:  # the largest, or NaN
@@ -1432,5 +1505,5 @@ def dense_hessian_top_eigenpair(p, theta, vectors, max_products, tol, tops, thic
     work = lanczos_work(theta.shape[0], LANCZOS_RESTART, thick)
     tops[0], residual, products, converged = top_eigenpair(DenseHessian(hess, factor), vectors,
                                                            work, max_products, tol, vectors,
-                                                           START_MIX)
+                                                           START_MIX, False)
     return residual, products, converged

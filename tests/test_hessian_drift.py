@@ -9,11 +9,12 @@ for the mix to find (τ the tolerance).
 
 import numpy as np
 import pytest
-from user_families import CosineValley
+from user_families import CosineValley, DriftOnlyScalarNetwork
 
 from stabsim._jit import jit
 from stabsim._lanczos import (
     CHECK_REACH,
+    DOMINANCE,
     anchored_top_eigenpair,
     drift,
     hessian_at,
@@ -23,6 +24,7 @@ from stabsim._lanczos import (
 )
 from stabsim.losses import Loss, Quadratic, ScalarNetwork
 from stabsim.losses.kernels.scalar_network import hessian_drift
+from stabsim.losses.kernels.scalar_network import hessian_frobenius as frobenius
 from stabsim.maps import run_gd
 from stabsim.spectral import top_eigenpairs
 
@@ -290,15 +292,33 @@ def _bounds_after_leaving(p, anchor_point, elsewhere, limit):
     return first, second, drift(hessian_at(elsewhere, p), anchor, limit)
 
 
+@jit
+def _products_along(points, p, v0, tol):
+    """The engine's anchored Lanczos at each row of ``points`` in turn, warm-started in place
+    from v0 and then from each measurement's vector: the products of each."""
+    d = points.shape[1]
+    work = lanczos_work(d, 20, None)
+    anchor = point_anchor_work(d)
+    vector = v0.copy()
+    products = np.empty(points.shape[0], dtype=np.int64)
+    for i in range(points.shape[0]):
+        products[i] = anchored_top_eigenpair(hessian_at(points[i], p), anchor, vector, work,
+                                             1000, tol, vector)[2]
+    return products
+
+
 def test_gd_on_a_round_off_two_cycle_takes_one_product_a_step_and_stays_exact():
     # GD at η = 1.9/d converges to the balanced minimiser oscillating, and ends on a
     # period-2 cycle at round-off (θ_{t+2} = θ_t bit for bit, P − 1 = ±5e-11) on which the
     # Hessian moves by about 3 tolerances a step (d = 10⁵: τ|λ| = 1e-5), its top eigenvalue
-    # by as much. Mixed at the cycle's lower phase, the engine's anchor is there: back at it
-    # the bound is 0, and at the higher phase λ rose from λ' by more than the bound less
-    # τ|λ'| (Weyl's inequality leaves no room above λ), so every later step is the warm
-    # start's one product. From the higher phase the check at the lower one must fail (λ
-    # fell) and that step mixes. Each phase's sharpness is within the tolerance of ARPACK's.
+    # by as much. By Weyl's inequality alone (the scalar network's kernels registered
+    # without hessian_frobenius): mixed at the cycle's lower phase, the anchor is there;
+    # back at it the bound is 0, and at the higher phase λ rose from λ' by more than the
+    # bound less τ|λ'| (no room above λ), so every later measurement is the warm start's one
+    # product. From the higher phase the check at the lower one must fail (λ fell) and that
+    # measurement mixes. The scalar network itself also bounds ‖∇²L‖_F, by F < √2 (λ − ρ)
+    # at both phases, so GD on it takes one product a step from either. Each phase's
+    # sharpness is within the tolerance of ARPACK's.
     d = 10**5
     loss = ScalarNetwork(d)
     rng = np.random.default_rng(0)
@@ -315,15 +335,23 @@ def test_gd_on_a_round_off_two_cycle_takes_one_product_a_step_and_stays_exact():
     assert limit < moved <= CHECK_REACH * limit  # the check beyond the limit is exercised
     assert hessian_drift(low, loss.params, low, 0.0) > limit  # and the anchor's own point
 
+    weyl = DriftOnlyScalarNetwork()
+    vector = top_eigenpairs(loss, low, 1, tol=1e-14).vectors[:, 0]
+    from_low = _products_along(np.array([low, high, low, high, low]), weyl, vector, 1e-10)
+    assert from_low[0] > 1 and from_low[1:].tolist() == [1] * 4
+    from_high = _products_along(np.array([high, low, high, low]), weyl, vector, 1e-10)
+    assert from_high[1] > 1 and from_high[2:].tolist() == [1] * 2
+
+    for point, top in ((low, sharpness.min()), (high, sharpness.max())):
+        # the engine's residual is at most τ λ, so λ − ρ ≥ (1 − τ) λ
+        assert frobenius(point, loss.params) < DOMINANCE * (1.0 - 1e-10) * top
+
     def products(begin, steps):
         return run_gd(loss, begin, eta, steps, find_crossing=False).counters[
             "lanczos_products"]
 
-    from_low = [products(low, n) for n in range(6)]
-    assert np.diff(from_low).tolist() == [1] * 5
-    from_high = [products(high, n) for n in range(4)]
-    assert from_high[1] - from_high[0] > 1
-    assert np.diff(from_high[1:]).tolist() == [1] * 2
+    for begin in (low, high):
+        assert np.diff([products(begin, n) for n in range(1, 5)]).tolist() == [1] * 3
     for point, value in zip(cycle.trajectory[:2], sharpness, strict=True):
         reference = top_eigenpairs(loss, point, 1, tol=1e-14).values[0]
         # the engine's tolerance 1e-10 relative, and ARPACK's 1e-14

@@ -95,7 +95,7 @@ def test_top_of_2x2_matches_eigh(a, b, c, size):
 @jit
 def _lanczos_kernel(H, F, v0, restart, max_products, tol, vec_out, thick):
     work = lanczos_work(v0.shape[0], restart, thick)
-    return top_eigenpair(DenseHessian(H, F), v0, work, max_products, tol, vec_out, START_MIX)
+    return top_eigenpair(DenseHessian(H, F), v0, work, max_products, tol, vec_out, START_MIX, False)
 
 
 def _lanczos(H, F, v0, restart, max_products, tol, vec_out, thick=None):

@@ -9,7 +9,7 @@ import numba
 import numpy as np
 
 from stabsim.losses import register_family
-from stabsim.losses.kernels import regression
+from stabsim.losses.kernels import regression, scalar_network
 
 
 class Rosenbrock(NamedTuple):
@@ -374,3 +374,34 @@ def valley_drift(theta, p, anchor, limit):
 
 register_family(CosineValley, value=valley_value, grad=valley_grad, hvp=valley_hvp,
                 d3=valley_d3, hessian_drift=valley_drift)
+
+
+class FrobeniusValley(NamedTuple):
+    """The loss of :class:`CosineValley`, registered with ``hessian_frobenius`` instead of
+    ``hessian_drift``: ‖diag(a, cos θ₁, c)‖_F = √(a² + cos² θ₁ + c²), times ``factor`` (a
+    bound for factor ≥ 1 + 1e-14, which covers its seven roundings; factor 0.5 a false
+    one)."""
+
+    a: float
+    c: float
+    factor: float
+
+
+@numba.njit(cache=True)
+def valley_frobenius(theta, p):
+    return p.factor * np.sqrt(p.a * p.a + np.cos(theta[1]) ** 2 + p.c * p.c)
+
+
+register_family(FrobeniusValley, value=valley_value, grad=valley_grad, hvp=valley_hvp,
+                d3=valley_d3, hessian_frobenius=valley_frobenius)
+
+
+class DriftOnlyScalarNetwork(NamedTuple):
+    """The scalar network's own kernels, registered with ``hessian_drift`` and without
+    ``hessian_frobenius``: GD's measurement by Weyl's inequality alone."""
+
+
+register_family(DriftOnlyScalarNetwork, value=scalar_network.value,
+                grad=scalar_network.value_grad, hvp=scalar_network.hvp, d3=scalar_network.d3,
+                value_grad=scalar_network.value_grad,
+                hessian_drift=scalar_network.hessian_drift)

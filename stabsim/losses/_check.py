@@ -9,8 +9,10 @@ random direction, so the check costs a few calls of O(d) memory each, whatever d
 - the optional functions (dense Hessian, fused value/gradient, Hessian parts, the product
   from a linearisation) against the required ones they must agree with to round-off, and
   the bound ``hessian_parts_within`` gives where it leaves the dense part out against that
-  part's 2-norm, and the bound ``hessian_drift`` gives against a lower bound of
-  ‖∇²L(θ) − ∇²L(θ')‖₂ from products (:func:`_check_drift`);
+  part's 2-norm, the bound ``hessian_drift`` gives against a lower bound of
+  ‖∇²L(θ) − ∇²L(θ')‖₂ from products (:func:`_check_drift`), and the bound
+  ``hessian_frobenius`` gives against a lower bound of ‖∇²L(θ)‖_F from products
+  (:func:`_check_frobenius`);
 - a finite sum's ``subset`` and ``examples`` against the identities of a mean over examples
   (:func:`_finite_sum_records`, :func:`_check_finite_sum`), to round-off.
 
@@ -439,6 +441,43 @@ def _check_drift(loss, theta, other, k, rng) -> None:
                 "above the limit it may return any number above it")
 
 
+#: the orthonormal vectors of :func:`_check_frobenius` (all d of them, which make its lower
+#: bound the norm itself, for d up to this)
+FROBENIUS_VECTORS = 8
+
+
+def _check_frobenius(loss, theta, k, rng) -> None:
+    """``hessian_frobenius(θ, p)`` against ‖∇²L(θ)‖_F, from below.
+
+    For orthonormal q_1 … q_m, Σ_i |∇²L q_i|² = ‖∇²L Q‖_F² ≤ ‖∇²L‖_F² (equal for m = d).
+    q_1 ends :data:`DRIFT_ITERATIONS` steps of power iteration on ∇²L from a seeded vector
+    (near the top eigenvector, so that a bound below the largest |λ| is caught); the others
+    are seeded random vectors orthonormalised against it (QR), m = min(d,
+    :data:`FROBENIUS_VECTORS`). The bound F must be at least √(Σ_i |∇²L q_i|²) less the
+    round-off of the products (:data:`ROUNDOFF_RTOL` of that norm). O(m d) memory."""
+    p = loss.params
+    name = "hessian_frobenius"
+    v = rng.standard_normal(loss.dim)
+    for _ in range(DRIFT_ITERATIONS):
+        v /= np.linalg.norm(v)
+        v = _vector(loss, "hvp", theta, p, v)
+        if not np.linalg.norm(v) > 0.0:
+            v = rng.standard_normal(loss.dim)
+            break
+    m = min(loss.dim, FROBENIUS_VECTORS)
+    start = np.column_stack([v] + [rng.standard_normal(loss.dim) for _ in range(m - 1)])
+    basis, _ = np.linalg.qr(start)
+    square = sum(float(np.sum(_vector(loss, "hvp", theta, p, np.ascontiguousarray(q)) ** 2))
+                 for q in basis.T)
+    lower = np.sqrt(square)
+    bound = _float(loss, name, _call(loss, name, theta, p))
+    if not bound >= lower * (1.0 - ROUNDOFF_RTOL):  # also NaN
+        raise ValueError(
+            f"{_name(loss)}: {name} returned {bound!r} at check point {k}, below ‖∇²L(θ) Q‖_F "
+            f"= {lower:.6g} for {m} orthonormal vectors Q: it must be an upper bound on the "
+            "Frobenius norm of the Hessian")
+
+
 def _name(loss) -> str:
     """How messages name the loss: its family's record, or its own ``repr`` for a loss
     class of its own (a JAX loss: from_jax(f, dim=2))."""
@@ -580,3 +619,5 @@ def check_derivatives(loss, points=None, seed: int = 0) -> None:
             other = loss.check_point(points[(k + 1) % len(points)], "check_points")
             _check_drift(loss, theta, other, k, rng)
             _check_drift(loss, theta, theta + h * u, k, rng)
+        if "hessian_frobenius" in fns:
+            _check_frobenius(loss, theta, k, rng)

@@ -19,6 +19,8 @@ is an instance of the record:
                                                    then, (L(θ), −1) where ``h`` was written
 ``hessian_drift(theta, p, anchor, limit)``          a bound b ≥ ‖∇²L(θ) − ∇²L(anchor)‖₂, or
 (optional) ``-> float``                             any number above ``limit`` once b exceeds it
+``hessian_frobenius(theta, p) -> float``            a bound F ≥ ‖∇²L(θ)‖_F, rounding included
+(optional)
 ``linearise(theta, p) -> state`` (optional)        what every Hessian-vector product at θ shares
 ``hvp_linearised(theta, p, state, v, out)``        out ← ∇²L(θ) v, given ``state`` made at θ
 (optional, with ``linearise``)
@@ -34,7 +36,8 @@ family, and a family's code is found through its record type, never through an i
 or a packed array. Missing optional functions get generic versions: ``value_grad`` calls
 ``value`` and ``grad``; ``hess`` fills columns with ``hvp_linearised`` on the unit vectors;
 ``hessian_parts`` calls ``hess`` and leaves no factor; ``hessian_parts_within`` calls
-``hessian_parts`` and leaves nothing out; ``hessian_drift`` returns +∞ (no bound);
+``hessian_parts`` and leaves nothing out; ``hessian_drift`` and ``hessian_frobenius``
+return +∞ (no bound);
 ``linearise`` returns θ itself and
 ``hvp_linearised`` calls ``hvp``; ``value_grad_linearise`` calls ``value_grad`` and
 ``linearise``.
@@ -96,6 +99,7 @@ PROTOCOL = {
     "hessian_parts_within": ("hessian_parts_within(theta, p, grad_out, hess_out, factor_out, "
                              "allowance) -> (float, float)", False),
     "hessian_drift": ("hessian_drift(theta, p, anchor, limit) -> float", False),
+    "hessian_frobenius": ("hessian_frobenius(theta, p) -> float", False),
     "linearise": ("linearise(theta, p) -> state (a 1-D C-contiguous float64 array)", False),
     "hvp_linearised": ("hvp_linearised(theta, p, state, v, out)", False),
     "value_grad_linearise": ("value_grad_linearise(theta, p, out) -> (float, state)", False),
@@ -159,6 +163,11 @@ def hessian_drift(theta, p, anchor, limit):
     raise TypeError(_IN_KERNELS_ONLY.format("hessian_drift"))
 
 
+def hessian_frobenius(theta, p):
+    """An upper bound F on ‖∇²L(θ)‖_F, its own rounding included (kernels only)."""
+    raise TypeError(_IN_KERNELS_ONLY.format("hessian_frobenius"))
+
+
 def linearise(theta, p):
     """The state that Hessian-vector products at θ share (kernels only)."""
     raise TypeError(_IN_KERNELS_ONLY.format("linearise"))
@@ -182,8 +191,9 @@ def subset(p, indices):
 _GENERIC = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
             "value_grad": value_grad, "hessian_parts": hessian_parts,
             "hessian_parts_within": hessian_parts_within, "hessian_drift": hessian_drift,
-            "linearise": linearise, "hvp_linearised": hvp_linearised,
-            "value_grad_linearise": value_grad_linearise, "subset": subset}
+            "hessian_frobenius": hessian_frobenius, "linearise": linearise,
+            "hvp_linearised": hvp_linearised, "value_grad_linearise": value_grad_linearise,
+            "subset": subset}
 
 
 @inline
@@ -226,6 +236,11 @@ def _hessian_drift_default(theta, p, anchor, limit):
 
 
 @inline
+def _hessian_frobenius_default(theta, p):
+    return np.inf
+
+
+@inline
 def _linearise_default(theta, p):
     return theta
 
@@ -245,6 +260,7 @@ _DEFAULTS = {"value_grad": _value_grad_default, "hess": _hess_default,
              "hessian_parts": _hessian_parts_default,
              "hessian_parts_within": _hessian_parts_within_default,
              "hessian_drift": _hessian_drift_default,
+             "hessian_frobenius": _hessian_frobenius_default,
              "linearise": _linearise_default,
              "hvp_linearised": _hvp_linearised_default,
              "value_grad_linearise": _value_grad_linearise_default}
@@ -329,7 +345,7 @@ def _is_axis(axis) -> bool:
 
 def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
                     hessian_parts=None, hessian_parts_within=None, hessian_drift=None,
-                    factor_rows=None, shapes=None,
+                    hessian_frobenius=None, factor_rows=None, shapes=None,
                     prefers_dense=False, linearise=None, hvp_linearised=None,
                     value_grad_linearise=None, subset=None, examples=None,
                     threaded=False, dim_of=None) -> Family:
@@ -365,7 +381,16 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
         matrix-free Lanczos then leaves out its start mix where Weyl's inequality leaves no
         room for a top eigenvalue the warm start cannot see
         (:func:`stabsim._lanczos.anchored_top_eigenpair`): one product a step near a
-        minimiser instead of two or more. Without it, every matrix-free start is mixed.
+        minimiser instead of two or more. Without it (and without ``hessian_frobenius``),
+        every matrix-free start is mixed.
+    hessian_frobenius : numba dispatcher, optional
+        ``hessian_frobenius(theta, p) -> F`` for a family that can bound cheaply the
+        Frobenius norm of its Hessian: F ≥ ‖∇²L(θ)‖_F, the rounding of its own arithmetic
+        included (+∞ where it has no bound). Where the warm start's first product meets
+        the tolerance with a Rayleigh quotient λ and residual ρ such that F < √2 (λ − ρ),
+        that product settles GD's matrix-free measurement without the start mix, wherever
+        the Hessian moved (:func:`stabsim._lanczos.anchored_top_eigenpair`): then no
+        eigenvalue other than the one within ρ of λ reaches λ − ρ in size.
     factor_rows : callable, optional
         ``factor_rows(p) -> int`` for a family whose ``hessian_parts`` leaves a Gauss–Newton
         factor out of the dense part. ``hessian_parts`` need only write the dense part's
@@ -443,8 +468,9 @@ def register_family(record, *, value, grad, hvp, d3, hess=None, value_grad=None,
     given = {"value": value, "grad": grad, "hvp": hvp, "d3": d3, "hess": hess,
              "value_grad": value_grad, "hessian_parts": hessian_parts,
              "hessian_parts_within": hessian_parts_within, "hessian_drift": hessian_drift,
-             "linearise": linearise, "hvp_linearised": hvp_linearised,
-             "value_grad_linearise": value_grad_linearise, "subset": subset}
+             "hessian_frobenius": hessian_frobenius, "linearise": linearise,
+             "hvp_linearised": hvp_linearised, "value_grad_linearise": value_grad_linearise,
+             "subset": subset}
     functions = {}
     for name, fn in given.items():
         if fn is None:
@@ -492,6 +518,7 @@ _CALLERS = {
         lambda theta, p, grad_out, hess_out, factor_out, allowance: f(
             theta, p, grad_out, hess_out, factor_out, allowance)),
     "hessian_drift": lambda f: lambda theta, p, anchor, limit: f(theta, p, anchor, limit),
+    "hessian_frobenius": lambda f: lambda theta, p: f(theta, p),
     "linearise": lambda f: lambda theta, p: f(theta, p),
     "hvp_linearised": lambda f: lambda theta, p, state, v, out: f(theta, p, state, v, out),
     "value_grad_linearise": lambda f: lambda theta, p, out: f(theta, p, out),
@@ -534,12 +561,12 @@ def _overload(name, record, implementation, builtin):
     overload(generic, jit_options=options, inline="always", strict=False)(typer)
 
 
-def bounds_hessian_drift(record_type) -> bool:
-    """Whether the family of the Numba record type ``record_type`` registered
-    ``hessian_drift``: for overloads that choose at compile time whether a measurement keeps
-    an anchor for it."""
+def registers(record_type, name) -> bool:
+    """Whether the family of the Numba record type ``record_type`` registered the optional
+    function ``name``: for overloads that choose at compile time what a measurement does
+    (keep an anchor for ``hessian_drift``, try the bound of ``hessian_frobenius``)."""
     family = _FAMILIES.get(getattr(record_type, "instance_class", None))
-    return family is not None and "hessian_drift" in family.functions
+    return family is not None and name in family.functions
 
 
 def family_of(params) -> Family:

@@ -153,7 +153,7 @@ def _measure_scaled_impl(eigen, theta, p, state, hess, factor, scale, tmp, lancz
             # warm-started from evec in place, as GD's (_gd_kernels._measure)
             lam, residual, products, converged = top_eigenpair(
                 ScaledHessianAt(theta, p, state, scale, tmp), evec, lanczos,
-                eigen.max_products, eigen.tol, evec, START_MIX)
+                eigen.max_products, eigen.tol, evec, START_MIX, False)
             top[0] = lam
             return residual, converged, products
 

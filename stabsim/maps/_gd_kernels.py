@@ -41,8 +41,8 @@ from .._lanczos import (
 from .._linalg import add_gram, dot, norm_of, scale_into
 from .._pages import large_empty
 from .._status import Status
-from ..losses._protocol import bounds_hessian_drift
 from ..losses._protocol import hessian_parts_within as loss_hessian_parts_within
+from ..losses._protocol import registers
 from ..losses._protocol import value_grad as loss_value_grad
 from ..losses._protocol import value_grad_linearise as loss_value_grad_linearise
 
@@ -237,8 +237,10 @@ def _workspace(eigen, p, d):
 
 def _anchors_products(eigen, p):
     """Whether a measurement on products keeps a :class:`~stabsim._lanczos.PointAnchor`:
-    a single top pair, of a family that bounds its Hessian's drift (Numba types)."""
-    return _is(eigen, MatrixFree) and bounds_hessian_drift(p)
+    a single top pair, of a family that bounds its Hessian's drift or its Frobenius norm
+    (Numba types)."""
+    return _is(eigen, MatrixFree) and (registers(p, "hessian_drift")
+                                       or registers(p, "hessian_frobenius"))
 
 
 @overload(_workspace, jit_options=KERNEL_ONLY)
@@ -420,7 +422,7 @@ def _measure_lanczos(eigen, theta, p, state, hess, factor, lanczos, anchor, prev
             # warm-started from evec in place (top_eigenpair reads each entry before writing it)
             lam, residual, products, converged = top_eigenpair(
                 HessianAt(theta, p, state), evec, lanczos, eigen.max_products, eigen.tol,
-                evec, START_MIX)
+                evec, START_MIX, False)
             top[0] = lam
             return residual, converged, products
 

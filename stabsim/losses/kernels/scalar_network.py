@@ -12,8 +12,8 @@ products are carried as (hyper-)dual numbers: multiplying a running product by
 (w_l + s u_l + t v_l) gives its value, its s- and t-derivatives and its mixed st-derivative
 at s = t = 0 in O(1) per factor; prefix and suffix products give every
 ∏_{l≠i} at once, so hvp and d3 cost O(d) time (and one or three d-vectors of scratch) and
-hess O(d²). :func:`hessian_drift` bounds how far ∇²L moves between two points in one O(d)
-pass without scratch.
+hess O(d²). :func:`hessian_drift` bounds how far ∇²L moves between two points, and
+:func:`hessian_frobenius` bounds ‖∇²L‖_F, each in one O(d) pass without scratch.
 """
 
 from typing import NamedTuple
@@ -202,7 +202,51 @@ def hessian_drift(theta, p, anchor, limit):
                         + abs(a1 * a2 - 1.0))
 
 
+#: :func:`hessian_frobenius` gives its bound where every weight lies within a factor
+#: WEIGHT_RANGE of 1 and so do the products of those below 1 and of those above (see there)
+WEIGHT_RANGE = 2.0 ** 500
+
+
+@jit(fastmath=ARITH_FASTMATH)
+def hessian_frobenius(theta, p):
+    """An upper bound F on ‖∇²L(w)‖_F, its rounding included, or +∞:
+
+        ‖∇²L‖_F ≤ ‖g gᵀ‖_F + |r| ‖G‖_F ≤ S |P| (|P| + |r|),  S = Σ_l 1/w_l²,
+
+    for weights that are all nonzero: then g_i = P/w_i and G_ij = P/(w_i w_j) (i ≠ j), so
+    ‖g gᵀ‖_F = |g|² = P² S and ‖G‖_F² = P² (S² − Σ_l 1/w_l⁴) ≤ P² S².
+
+    One pass of sums and products that may run in any order (vectorised: ``reassoc``).
+    Rounding: S sums d positive terms of two roundings each, within γ_{d+2} ≈ (d + 2)·eps
+    of its value; P multiplies d numbers, within γ_d; |r| = |P − 1| is within γ_d |P| + eps
+    |r| of the computed one. F adds 2γ|P| to |P| + |r| and multiplies by 1 + 4γ, with γ =
+    (d + 8)·eps: more than those errors and the last operations' (γ_n ≤ 1.01 n·eps while
+    n·eps ≤ 0.01). Those bounds need every number formed to be normal, in whatever order
+    the products run: each partial product lies between the products of the weights' sizes
+    below 1 and of those above 1 (each made smaller, or larger, by every factor it takes,
+    in any order), so F is +∞ unless both lie within :data:`WEIGHT_RANGE` = 2⁵⁰⁰ of 1
+    (then each weight does, and its square and the square's inverse are normal too; a zero
+    weight is out of range). An overflow of S makes F infinite, which certifies nothing.
+    """
+    d = theta.shape[0]
+    inverse_squares = 0.0
+    product = small = large = 1.0
+    for i in range(d):
+        w = theta[i]
+        size = abs(w)
+        inverse_squares += 1.0 / (w * w)
+        product *= w
+        small *= min(size, 1.0)
+        large *= max(size, 1.0)
+    if not (small >= 1.0 / WEIGHT_RANGE and large <= WEIGHT_RANGE):
+        return np.inf
+    gamma = (d + 8.0) * np.finfo(np.float64).eps
+    size = abs(product)
+    return inverse_squares * size * (size + abs(product - 1.0) + 2.0 * gamma * size) * (
+        1.0 + 4.0 * gamma)
+
+
 FAMILY = register_family(
     ScalarNetworkParams, value=value, grad=value_grad, hvp=hvp, d3=d3, hess=hess,
-    value_grad=value_grad, hessian_drift=hessian_drift
+    value_grad=value_grad, hessian_drift=hessian_drift, hessian_frobenius=hessian_frobenius
 )
