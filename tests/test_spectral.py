@@ -11,8 +11,10 @@ from stabsim._lanczos import (
     DenseHessian,
     anchor_work,
     anchored_top_eigenpair,
+    hessian_at,
     lanczos_work,
     top_eigenpair,
+    warm_start_check,
 )
 from stabsim._lanczos import hypot as inline_hypot
 from stabsim._lanczos import top_of_2x2 as inline_top_of_2x2
@@ -90,6 +92,44 @@ def test_top_of_2x2_matches_eigh(a, b, c, size):
     # gap between the eigenvalues is tiny)
     residual = np.hypot(a * x + b * y - lam * x, b * x + c * y - lam * y)
     assert residual <= 8 * EPS * scale
+
+
+@jit
+def _continued_and_fresh(theta, p, v0, tol):
+    """Lanczos without the mix from v0 on ∇²L(θ) by products, twice: continuing from the
+    product A v0 of a warm start's check (``given``), and making every product itself:
+    (λ, residual, products) of each, and each one's vector."""
+    d = theta.shape[0]
+    work = lanczos_work(d, 20, None)
+    op = hessian_at(theta, p)
+    continued, fresh = np.empty(d), np.empty(d)
+    warm_start_check(op, v0, work.w)
+    lam_c, residual_c, products_c, _ = top_eigenpair(op, v0, work, 1000, tol, continued, 0.0,
+                                                     True)
+    lam_f, residual_f, products_f, _ = top_eigenpair(op, v0, work, 1000, tol, fresh, 0.0,
+                                                     False)
+    return (lam_c, residual_c, products_c), (lam_f, residual_f, products_f), continued, fresh
+
+
+@pytest.mark.parametrize("size", [1.0, 1e200, 1e-200])
+def test_lanczos_continued_from_a_checks_product_is_the_fresh_run(size):
+    # the same Krylov space up to round-off (A(v0/|v0|) against (A v0)/|v0|), so the same
+    # number of products, both within their residuals of the top eigenvalue (Bauer–Fike),
+    # and the same vector to the tolerance; at 1e±200 the first product is out of the range
+    # Lanczos takes unscaled, and each run makes it again, scaled (the continued run counts
+    # the check's product as its first)
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((30, 30))
+    A = size * (A + A.T)
+    loss = Quadratic(A)
+    top = np.linalg.eigvalsh(A)[-1]
+    v0 = rng.standard_normal(30)
+    continued, fresh, u_c, u_f = _continued_and_fresh(np.zeros(30), loss.params, v0, 1e-10)
+    assert continued[2] == fresh[2] > 1
+    for lam, residual, _ in (continued, fresh):
+        assert 0.0 < residual <= 1e-10 * abs(lam)
+        assert abs(lam - top) <= residual + 1e-14 * abs(top)
+    assert abs(u_c @ u_f) == pytest.approx(1.0, abs=1e-8)
 
 
 @jit
