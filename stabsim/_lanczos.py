@@ -1140,7 +1140,7 @@ def _anchored_check(op, anchor, v0, w, tol, vec_out):
 
 
 #: :func:`dominant_top` certifies λ where the Frobenius bound F < DOMINANCE (λ − ρ):
-#: √2 = 1.41421… rounded down by 1.5e-5 relative, far more than the rounding of λ − ρ and of
+#: √2 = 1.41421… rounded down by 1.5e-4 relative, far more than the rounding of λ − ρ and of
 #: the product (a few eps, and the residual's own, about d·eps relative: 2e-10 at d = 10⁶)
 DOMINANCE = 1.414
 
