@@ -1,15 +1,17 @@
 """GD's matrix-free Lanczos without its start mix where the family bounds how far the Hessian
-moved (the protocol's ``hessian_drift``; ``stabsim._lanczos.anchored_top_eigenpair``).
+moved (the protocol's ``hessian_drift``; ``stabsim._lanczos.anchored_top_eigenpair``), or
+its Frobenius norm (``hessian_frobenius``; ``stabsim._lanczos.dominant_top``).
 
-The rule: with λ' the top eigenvalue of the last Hessian measured with the mix (at θ') and
+The rules: with λ' the top eigenvalue of the last Hessian measured with the mix (at θ') and
 b ≥ ‖∇²L(θ) − ∇²L(θ')‖₂, Weyl's inequality gives λ_max(∇²L(θ)) ≤ λ' + b; where b ≤ τ|λ'|
 and a run without the mix converges to λ ≥ λ' + b − τ|λ'|, no eigenvalue above λ is left
-for the mix to find (τ the tolerance).
+for the mix to find (τ the tolerance). With F ≥ ‖∇²L(θ)‖_F, a pair (λ, ρ) with F <
+√2 (λ − ρ) belongs to the top eigenvalue (``test_hessian_frobenius.py``).
 """
 
 import numpy as np
 import pytest
-from user_families import CosineValley, DriftOnlyScalarNetwork
+from user_families import CosineValley, DriftOnlyScalarNetwork, FrobeniusValley
 
 from stabsim._jit import jit
 from stabsim._lanczos import (
@@ -93,8 +95,15 @@ def _valley_run(loss, steps=120):
                   find_crossing=False, eig_tol=1e-10)
 
 
-def test_gd_with_a_true_drift_bound_finds_the_top_eigenvalue_the_warm_start_cannot_see():
-    result = _valley_run(_valley())
+def _frobenius_valley(factor=1.0 + 1e-14, check=True):
+    return Loss(FrobeniusValley(0.6, 0.1, factor), 3, check=check)
+
+
+@pytest.mark.parametrize("make", [_valley, _frobenius_valley])
+def test_gd_with_a_true_bound_finds_the_top_eigenvalue_the_warm_start_cannot_see(make):
+    # the Frobenius bound: F² = 0.37 + cos² θ₁ < 2 (0.6 − ρ)² only while cos² θ₁ < 0.35,
+    # below the tracked 0.6; from there on it settles nothing and the mix finds e₁
+    result = _valley_run(make())
     assert result.success
     exact = np.maximum(0.6, np.cos(result.trajectory[:, 1]))  # diag(a, cos θ₁, c), c = 0.1
     # converged: every residual within the tolerance (relative to the Ritz value, which is
@@ -105,17 +114,20 @@ def test_gd_with_a_true_drift_bound_finds_the_top_eigenvalue_the_warm_start_cann
     assert exact[0] == 0.6 and exact[-1] > 0.99  # the top eigenvector did change
 
 
-def test_gd_leaves_the_mix_out_once_the_hessian_stops_moving():
-    # once θ₁ moves less than τ λ' = 1e-10 a step, every measurement is one product (the
-    # previous eigenvector meets the tolerance at once); before, each is mixed (two or
-    # more). So 300 more steps at the end cost exactly 300 more products
-    loss = _valley()
+@pytest.mark.parametrize("make", [_valley, _frobenius_valley])
+def test_gd_leaves_the_mix_out_once_the_bound_leaves_nothing_for_it_to_find(make):
+    # the drift bound: once θ₁ moves less than τ λ' = 1e-10 a step (it decays as
+    # (1 − η)^t); the Frobenius bound: once cos θ₁ is the tracked top (F² = 0.37 + cos² θ₁
+    # < 2 cos² θ₁ for cos θ₁ > 0.61), however θ₁ moves. Then every measurement is one
+    # product (the previous eigenvector meets the tolerance at once); before, each is
+    # mixed (two or more). So 300 more steps at the end cost exactly 300 more products
+    loss = make()
     short, long = _valley_run(loss, 200), _valley_run(loss, 500)
     assert abs(short.trajectory[-1, 1]) < 1e-12
+    assert np.all(np.diff(short.trajectory[-20:, 1]) != 0.0)  # and still moves
     assert long.counters["lanczos_products"] - short.counters["lanczos_products"] == 300
-    # with a bound far above every limit (factor 1e300; θ moves at every one of these
-    # steps) every start is mixed
-    unbounded = _valley_run(_valley(factor=1e300), 200)
+    # with a bound far above every limit and every norm (factor 1e300) every start is mixed
+    unbounded = _valley_run(make(factor=1e300), 200)
     assert unbounded.counters["lanczos_products"] >= 2 * 201
     np.testing.assert_allclose(unbounded.sharpness, short.sharpness, rtol=1e-9)
 
@@ -127,10 +139,26 @@ def test_a_false_drift_bound_is_refused_at_construction_and_misleads_the_engine(
         _valley(early=1.0)
     # unchecked, the false claim that the Hessian never moves keeps the engine on the old
     # eigenvalue: what the construction check is for
-    result = _valley_run(_valley(factor=0.0, check=False))
+    _stays_on_the_warm_starts_eigenvalue(_valley(factor=0.0, check=False))
+
+
+def _stays_on_the_warm_starts_eigenvalue(loss):
+    """GD on a valley whose false bound went unchecked returns 0.6, the warm start's
+    eigenvalue, to the end, where cos θ₁ > 0.99 is the top one."""
+    result = _valley_run(loss)
     assert result.success
     assert result.sharpness[-1, 0] == pytest.approx(0.6, rel=1e-9)
     assert np.cos(result.trajectory[-1, 1]) > 0.99
+
+
+def test_a_false_frobenius_bound_is_refused_at_construction_and_misleads_the_engine():
+    # half the norm: below it at every point, and below |λ| at the check's power-iteration
+    # vector, so the check's lower bound catches it
+    with pytest.raises(ValueError, match="hessian_frobenius returned .* upper bound"):
+        _frobenius_valley(factor=0.5)
+    # unchecked, the false bound certifies the warm start's 0.6 at every step: what the
+    # construction check is for
+    _stays_on_the_warm_starts_eigenvalue(_frobenius_valley(factor=0.5, check=False))
 
 
 def test_scalar_network_gd_at_its_fixed_point_takes_one_product_a_step():
