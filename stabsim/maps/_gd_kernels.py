@@ -218,7 +218,7 @@ class _Work(NamedTuple):
     factor: np.ndarray
     lanczos: object
     #: the Lanczos anchor of a dense Lanczos measurement, or of a matrix-free one for a
-    #: family with ``hessian_drift`` (None otherwise)
+    #: family with ``hessian_drift`` or ``hessian_frobenius`` (None otherwise)
     anchor: object
     prev_evec: np.ndarray
     top: np.ndarray
