@@ -35,10 +35,10 @@ from .flows.gradient import gradient_flow
 from .losses import Loss
 from .losses._base import require_loss
 from .maps.constrained import constrained_trajectory
-from .maps.gd import reference_point, run_gd
+from .maps.gd import measured_top_pairs, reference_point, run_gd
 from .maps.projection import PROJECTION_METHODS, projection_budget
 from .maps.reduced import run_reduced
-from .spectral import eos_constants, tracked_top_eigenpair
+from .spectral import eos_constants, pairs_measured_by, tracked_top_eigenpair
 
 #: default budget of each flow's right-hand sides in :func:`compare`, per step of its
 #: horizon: the flows take 8 to 71 a step on the models of the tests (gradient flow) and
@@ -288,6 +288,8 @@ def _sharpness_along(loss: Loss, states: np.ndarray) -> list[float]:
     return sharpness
 
 
+# the flows' and θ†'s top pairs measured by GD's engine, which the GD run compiles first
+@pairs_measured_by(measured_top_pairs)
 def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "euclidean",
             tol: float = 1e-10, max_iter: int | None = None, passes: int | None = None,
             vperp_limit: float = 1.0, projected: bool = True, warn: bool = True,

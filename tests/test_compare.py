@@ -594,3 +594,24 @@ def test_gd_lambda2_is_the_second_eigenvalue_at_each_gd_iterate():
     second = np.array([values[-2] for values in spectra])
     norm = np.array([np.abs(values).max() for values in spectra])
     assert np.all(np.abs(run.gd_lambda2 - second) <= (1e-10 + 1e-13) * norm)
+
+
+def test_the_flows_and_theta_dagger_take_their_pairs_from_gds_engine(monkeypatch):
+    # compare compiles GD's engine first; the tracked pairs of the flows and of θ† are then
+    # measured by it, never by their own entry point (which a cold first call would compile)
+    import stabsim.spectral as spectral
+    from stabsim.losses import Network
+    from stabsim.spectral import sharpness, tracked_top_eigenpair
+
+    def entry_point(*args):
+        raise AssertionError("the tracked pairs' own entry point was called")
+
+    monkeypatch.setattr(spectral, "_lanczos_pairs", entry_point)
+    net = Network((8, 8), data="sine", n_samples=12)  # d = 97: pairs on products
+    theta0 = net.init(seed=0)
+    run = compare(net, theta0, 2.2 / sharpness(net, theta0), 5, warn=False)
+    assert run.statuses["central_flow"] == Status.OK
+    assert run.statuses["constrained"] == Status.OK
+    assert np.all(np.isfinite(run.dagger_sharpness[run.crossing_step:]))
+    with pytest.raises(AssertionError, match="own entry point"):  # outside compare
+        tracked_top_eigenpair(net, theta0)

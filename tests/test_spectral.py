@@ -22,11 +22,13 @@ from stabsim._lanczos import top_ritz_pair as inline_top_ritz_pair
 from stabsim._status import FlatSharpnessError
 from stabsim.losses import Minimalist, Network, Quadratic, QuadraticRegression, ScalarNetwork
 from stabsim.maps import run_gd
+from stabsim.maps.gd import measured_top_pairs
 from stabsim.spectral import (
     SMALL_DIM,
     _lowest_eigenvalue,
     align_sign,
     eos_constants,
+    pairs_measured_by,
     sharpness,
     sharpness_gradient,
     top_eigenpairs,
@@ -910,3 +912,47 @@ def test_gd_measuring_two_eigenvalues_and_the_flows_share_one_lanczos_driver(tmp
     out = subprocess.run([sys.executable, "-c", _ONE_DRIVER], capture_output=True, text=True,
                          env=env, check=True).stdout
     assert out.split()[-1] == "1"
+
+
+def test_gd_engine_measures_the_tracked_pairs_as_their_own_entry_point_and_compiles_nothing():
+    # the same compiled Lanczos on the same operator from the same starts, reached through
+    # GD's engine run for no step: equal bit for bit; and with the arguments of run_gd's
+    # types, a process that has run GD with top_k = 2 compiles nothing more for it
+    import numba
+
+    net = Network((8, 8), data="sine", n_samples=12)  # d = 97: the compiled Lanczos path
+    theta = net.init(seed=3)
+    run_gd(net, theta, 0.01, 2, top_k=2)
+    starts = np.random.default_rng(1).normal(size=(net.dim, 2))
+    compiled = []
+
+    class Listener(numba.core.event.Listener):
+        def on_start(self, event):
+            compiled.append(event.data["dispatcher"])
+
+        def on_end(self, event):
+            pass
+
+    for k, start in ((1, None), (2, None), (1, starts[:, :1]), (2, starts)):
+        expected = tracked_top_eigenpairs(net, theta, k, start)
+        with numba.core.event.install_listener("numba:compile", Listener()), \
+                pairs_measured_by(measured_top_pairs):
+            got = tracked_top_eigenpairs(net, theta, k, start)
+        assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+    assert compiled == []
+
+
+def test_gd_engine_reports_a_nonfinite_point_and_a_spent_budget():
+    net = Network((8, 8), data="sine", n_samples=12)
+    d = net.dim
+    theta = net.init(seed=3)
+    tops, vectors = np.empty(1), np.zeros(d)
+    # θ with a NaN weight: the loss is NaN, nothing measured
+    bad = theta.copy()
+    bad[0] = np.nan
+    assert np.isnan(measured_top_pairs(net, bad, vectors, tops, 200, 1e-13, None)[0])
+    # one product cannot meet 1e-13 from a generic start (a Krylov space of one vector)
+    residual, converged = measured_top_pairs(net, theta, vectors, tops, 1, 1e-13, None)
+    assert residual == np.inf and not converged
+    residual, converged = measured_top_pairs(net, theta, vectors, tops, 200, 1e-13, None)
+    assert converged and residual <= 1e-13 * np.abs(np.linalg.eigvalsh(net.hessian(theta))).max()

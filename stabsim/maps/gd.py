@@ -398,6 +398,43 @@ def thick_after_stall(eigen, status: int):
     return None
 
 
+#: the update of :func:`measured_top_pairs`, which makes none (a record of run_gd's types)
+_NO_UPDATE = kernels.Method(METHODS["gd"], 0.0, 0.0, 0.0)
+
+
+def measured_top_pairs(loss: Loss, theta: np.ndarray, vectors: np.ndarray, tops: np.ndarray,
+                       max_products: int, tol: float, thick) -> tuple[float, bool]:
+    """The top ``tops.size`` = k eigenpairs of ∇²L(θ) by the measurement of :func:`run_gd`
+    with ``top_k`` = k on Hessian-vector products: its compiled engine run for no step at θ,
+    with arguments of the types :func:`run_gd` gives it, so that a process that has run GD
+    so compiles nothing more (a stand-in for
+    :func:`stabsim.spectral.tracked_top_eigenpairs`'s own entry point, see
+    :func:`stabsim.spectral.pairs_measured_by`).
+
+    Pair i is warm-started in place from ``vectors[i d:(i + 1) d]`` (``thick`` and the
+    budget of ``max_products`` products a pair as in
+    :class:`~stabsim.maps._gd_kernels.MatrixFreeDeflated`), its value written into
+    ``tops[i]``. Returns the largest residual and whether every pair met ``tol``; the
+    residual is NaN where the loss, its gradient or its Hessian at θ is not finite (the
+    engine evaluates the gradient too) and +inf, unrecorded, where Lanczos ran out of
+    products. No input checks: θ is a checked C-contiguous float64 vector.
+    """
+    d, k = loss.dim, tops.shape[0]
+    state = kernels.GDState(theta, np.empty(0), np.empty(0), vectors, np.full(1, -1.0),
+                            np.zeros(3, np.int64))
+    rec = kernels.Records(np.zeros(1), np.zeros(1), np.zeros((1, k)), np.zeros((0, d)),
+                          np.zeros(1))
+    eigen = kernels.MatrixFreeDeflated(LANCZOS_RESTART, max_products, tol, k, thick)
+    kernel = engine_for(kernels.gd_chunk, loss.family)
+    status, _ = kernel(loss.params, _NO_UPDATE, eigen, state, rec, 0, 0, True, 1, np.inf, -1.0)
+    if status == int(Status.NONFINITE):
+        return np.nan, False
+    if status != int(Status.OK):  # NOT_CONVERGED: nothing recorded
+        return np.inf, False
+    tops[:] = rec.sharp[0]
+    return float(rec.residual[0]), True
+
+
 def eigen_config(loss: Loss, eigensolver: str, top_k: int, tol: float, max_products: int,
                  dense_copies: int = 1):
     """How the GD engine measures the sharpness of ``loss`` (see :func:`run_gd`); a dense
