@@ -277,16 +277,16 @@ def tracked_top_eigenpairs(loss: Loss, theta: np.ndarray, k: int = 1,
     Warm-started, restarted Lanczos on Hessian-vector products, compiled
     (:func:`stabsim._lanczos.hessian_top_eigenpairs`, GD's measurement of its top
     eigenvalues, with its start mix that finds a top eigenvalue the previous vectors cannot
-    see). Pair i is the top pair of P_i ∇²L P_i, P_i projecting out the pairs above it,
-    stopped at a residual r_i ≤ ``tol``·s on that operator, s ≥ |λ₁| the size of ∇²L as
-    the products have shown it; on ∇²L itself pair i's residual is at most r_0 + … + r_i
-    (the part of ∇²L u_i along a pair above it is that pair's residual's part along u_i).
-    Pair i starts from column i of ``starts`` (the previous pairs, each also the sign
-    reference of its pair; a pair without a column, or with a zero one, starts from its
-    mix vector alone). The top pair takes 10–11 products a call along the central flow of
-    the 1-6-6-6-1 network (the start mix has to be cleared whatever the warm start), where
-    ARPACK's ``eigsh`` fills its 20-vector basis at every call and is called from Python
-    product by product.
+    see; inside :func:`pairs_measured_by`, GD's engine itself). Pair i is the top pair of
+    P_i ∇²L P_i, P_i projecting out the pairs above it, stopped at a residual r_i ≤
+    ``tol``·s on that operator, s ≥ |λ₁| the size of ∇²L as the products have shown it; on
+    ∇²L itself pair i's residual is at most r_0 + … + r_i (the part of ∇²L u_i along a pair
+    above it is that pair's residual's part along u_i). Pair i starts from column i of
+    ``starts`` (the previous pairs, each also the sign reference of its pair; a pair without
+    a column, or with a zero one, starts from its mix vector alone). The top pair takes
+    10–11 products a call along the central flow of the 1-6-6-6-1 network (the start mix has
+    to be cleared whatever the warm start), where ARPACK's ``eigsh`` fills its 20-vector
+    basis at every call and is called from Python product by product.
 
     Families that prefer the dense Hessian run the same Lanczos on the dense parts of their
     ``hessian_parts`` for k = 1 (:func:`stabsim._lanczos.dense_hessian_top_eigenpair`, the
