@@ -202,6 +202,35 @@ def test_general_flow_with_one_critical_eigenvalue_is_the_one_eigenvalue_flow():
     np.testing.assert_allclose(general.trace_sigma, one.sigma2, rtol=0, atol=1e-5 * scale)
 
 
+def test_general_flow_on_products_is_the_one_eigenvalue_flow_without_arpack(monkeypatch):
+    """The test above on a network of d = 97, whose top pairs are measured on
+    Hessian-vector products: the general flow's k + 1 = 3 pairs by the warm-started,
+    deflated Lanczos of the flows (ARPACK, which they once took, refused here), the same
+    tolerances for the same reasons."""
+    import stabsim.spectral as spectral
+    from stabsim.losses import Network
+    from stabsim.spectral import sharpness
+
+    net = Network((8, 8), data="sine", n_samples=12)
+    theta0 = net.init(seed=0)
+    eta = 1.5 / sharpness(net, theta0)
+
+    def no_arpack(*args, **kwargs):
+        raise AssertionError("ARPACK was called")
+
+    monkeypatch.setattr(spectral, "_unchecked_top_eigenpairs", no_arpack)
+    one = central_flow(net, theta0, eta, 300.0)
+    general = central_flow(net, theta0, eta, 300.0, max_critical=2)
+    assert one.success and general.success, (one.message, general.message)
+    assert np.all(general.eigenvalues[:, 1] < 2.0 / eta)  # one critical direction only
+    assert len(one.entry_steps) == 1 and one.exit_steps == [] and general.exit_steps == []
+    np.testing.assert_allclose(general.entry_steps, one.entry_steps, atol=1e-6)
+    np.testing.assert_array_equal(general.n_critical, one.n_critical)
+    np.testing.assert_allclose(general.trajectory, one.trajectory, rtol=0, atol=1e-7)
+    scale = float(np.max(one.sigma2))
+    np.testing.assert_allclose(general.trace_sigma, one.sigma2, rtol=0, atol=1e-5 * scale)
+
+
 @pytest.mark.parametrize("kwargs", [{"max_critical": 0}, {"exit_band": 0.0},
                                     {"exit_band": 1.5}])
 def test_bad_arguments_raise(kwargs):

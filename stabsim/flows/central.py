@@ -61,7 +61,6 @@ from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import (
-    _unchecked_top_eigenpairs,
     tracked_top_eigenpair,
     tracked_top_eigenpairs,
 )
@@ -289,16 +288,18 @@ class _MultiField:
     def __init__(self, loss: Loss, eta: float, max_critical: int, exit_band: float):
         self.loss, self.eta, self.bound, self.k = loss, eta, 2.0 / eta, max_critical
         self.exit_level = self.bound * (1.0 - exit_band)
+        self.vectors = None  # the eigenvectors last seen (the warm starts of the next)
 
     def spectrum(self, w):
-        """The top k + 1 eigenvalues (descending) and eigenvectors (columns) of ∇²L(w); NaN
-        where ∇²L(w) is not finite."""
+        """The top k + 1 eigenvalues (descending) and eigenvectors (columns) of ∇²L(w), each
+        pair started from the last seen (:func:`tracked_top_eigenpairs`); NaN where ∇²L(w)
+        is not finite."""
         k = min(self.k + 1, self.loss.dim)
         try:
-            pairs = _unchecked_top_eigenpairs(self.loss, w, k, tol=1e-13)
+            values, self.vectors = tracked_top_eigenpairs(self.loss, w, k, self.vectors)
         except NonFiniteError:
             return np.full(k, np.nan), np.full((self.loss.dim, k), np.nan)
-        return pairs.values, pairs.vectors
+        return values, self.vectors
 
     def sigma(self, w, m, grad):
         """The SDCP solution on the top-m eigenspace and the force Σ_ab S_ab ∇³L[u_a, u_b].
