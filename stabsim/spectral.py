@@ -136,23 +136,27 @@ def _arpack_start(dim: int) -> np.ndarray:
     return mix_vector(np.arange(dim, dtype=np.int64))
 
 
-def _lowest_eigenvalue(loss: Loss, theta, *, tol: float) -> float:
-    """λ_min(∇²L(θ)) by ARPACK's Lanczos (smallest algebraic) on Hessian-vector products, at
-    relative accuracy ``tol``; d ≥ 3 (ARPACK's k < d − 1), θ already checked."""
+def _lowest_eigenpair(loss: Loss, theta, *, tol: float,
+                      v0: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """λ_min(∇²L(θ)) and a unit eigenvector, by ARPACK's Lanczos (smallest algebraic) on
+    Hessian-vector products at relative accuracy ``tol``, started from ``v0`` (a nearby
+    point's eigenvector; none: the fixed start of :func:`_arpack_start`); d ≥ 3 (ARPACK's
+    k < d − 1), θ already checked."""
     from scipy.sparse.linalg import ArpackError, eigsh
 
-    start = _arpack_start(loss.dim)
+    start = _arpack_start(loss.dim) if v0 is None else v0
     operator, factor = _hessian_operator(loss, theta, start)
     try:
-        value = eigsh(operator, k=1, which="SA", tol=tol, v0=start,
-                      return_eigenvectors=False)[0] / factor
+        values, vectors = eigsh(operator, k=1, which="SA", tol=tol, v0=start)
+        value, vector = values[0] / factor, vectors[:, 0]
     except ArpackError as error:
         if not _all_products_zero(error):
             raise
-        value = hessian_spectrum(loss, theta)[0][-1]
+        values, vectors = hessian_spectrum(loss, theta)
+        value, vector = values[-1], vectors[:, -1]
     if not np.isfinite(value):
         raise NonFiniteError("the lowest eigenvalue of the Hessian at theta is NaN or inf")
-    return float(value)
+    return float(value), vector
 
 
 def _direction(v0: np.ndarray) -> np.ndarray | None:

@@ -181,8 +181,9 @@ class _Ambient(_Geometry):
     def _space(self, y):
         state, space = self._last
         if state is None or not np.array_equal(state, y):
+            # started from the last evaluation's pairs (a refused point leaves them)
             space = tangent_space(self.loss, y, rel_tol=self.null_tol,
-                                  eigensolver=self.eigensolver)
+                                  eigensolver=self.eigensolver, near=space)
             self._last = (np.array(y), space)
         return space
 

@@ -24,9 +24,9 @@ from ..losses import Loss
 from ..losses._base import require_loss
 from ..spectral import (
     SMALL_DIM,
-    _lowest_eigenvalue,
-    _unchecked_top_eigenpairs,
+    _lowest_eigenpair,
     hessian_spectrum,
+    tracked_top_eigenpairs,
 )
 from ._solve import MAX_RHS_EVALS, _norm, solve_flow
 
@@ -196,12 +196,16 @@ class TangentSpace:
         An eigenvalue λ belongs to the null space when |λ| ≤ rel_tol · λ1.
     lowest : float
         The smallest eigenvalue of ∇²L(X) (the last of ``eigenvalues`` when all are held).
+    lowest_vector : ndarray, shape (d,), or None
+        A unit eigenvector of ``lowest`` (the start of the next point's, see
+        :func:`tangent_space`'s ``near``); None where X is not near Γ (λ1 ≤ 0).
     """
 
     eigenvalues: np.ndarray
     eigenvectors: np.ndarray
     rel_tol: float
     lowest: float
+    lowest_vector: np.ndarray | None = None
 
     @property
     def lambda1(self) -> float:
@@ -273,25 +277,32 @@ class TangentSpace:
 #: first number of top eigenpairs asked of Lanczos for a tangent space (doubled until the
 #: last one is null): the normal space of the manifolds studied here is low-dimensional
 NORMAL_PAIRS_START = 4
-#: ARPACK's relative accuracy for the tangent space's eigenpairs
+#: the relative accuracy of the tangent space's eigenpairs on Hessian-vector products
 TANGENT_EIG_TOL = 1e-13
 
 
-def tangent_space(loss: Loss, X, *, rel_tol: float = 1e-6,
-                  eigensolver: str = "auto") -> TangentSpace:
+def tangent_space(loss: Loss, X, *, rel_tol: float = 1e-6, eigensolver: str = "auto",
+                  near: TangentSpace | None = None) -> TangentSpace:
     """The eigen-decomposition of ∇²L(X) split into T_XΓ (|λ| ≤ rel_tol·λ1) and its normal.
 
     Parameters
     ----------
     eigensolver : {"auto", "eigh", "lanczos"}
         ``"eigh"``: every eigenpair from the dense Hessian (O(d³), d × d memory).
-        ``"lanczos"``: ARPACK on Hessian-vector products for the top k eigenpairs, k = 4, 8,
-        16, … until the k-th is null, and the smallest eigenvalue (which must be ≥
+        ``"lanczos"``: Lanczos on Hessian-vector products for the top k eigenpairs, k = 4, 8,
+        16, … until the k-th is null (the flows' compiled, deflated Lanczos,
+        :func:`stabsim.spectral.tracked_top_eigenpairs`, at residual
+        ``TANGENT_EIG_TOL``·λ1), and ARPACK's for the smallest eigenvalue (which must be ≥
         −rel_tol·λ1: Γ is a set of minimisers, so ∇²L(X) is positive semi-definite near it);
         O(d k) memory. ``"auto"``: as :func:`stabsim.spectral.top_eigenpairs` (dense up to
         d = 32), and dense where Lanczos cannot split the spectrum: no null eigenvalue among
         the top d − 2, or an eigenvalue below −rel_tol·λ1 (which the dense split counts as
         normal; both occur a small distance off Γ, as at an integrator's trial point).
+    near : TangentSpace, optional
+        The tangent space at a nearby point (a flow's last evaluation): Lanczos starts each
+        pair from its eigenvectors, asks for as many pairs as it holds, and starts the
+        smallest eigenvalue from its ``lowest_vector``. Only the work changes, not what is
+        measured (each pair to its tolerance).
 
     Raises ValueError when λ1 ≤ 0 (X is not near a manifold of minimisers with a positive
     curvature), or, with ``eigensolver="lanczos"``, ``OffManifoldError`` (a
@@ -304,12 +315,16 @@ def tangent_space(loss: Loss, X, *, rel_tol: float = 1e-6,
     check.choice("eigensolver", eigensolver, {"auto", "eigh", "lanczos"})
     if eigensolver == "lanczos" and loss.dim < 3:
         raise ValueError(f"eigensolver='lanczos' needs d >= 3, got d = {loss.dim}; use 'eigh'")
+    if near is not None and not (isinstance(near, TangentSpace)
+                                 and near.eigenvectors.shape[0] == loss.dim):
+        raise TypeError(f"near must be the TangentSpace of a point in dimension {loss.dim}, "
+                        f"got {type(near).__name__}")
     dense = eigensolver == "eigh" or (eigensolver == "auto" and (
         loss.dim <= SMALL_DIM or loss.family.prefers_dense))
     space = None
     if not dense:
         try:
-            space = _lanczos_tangent_space(loss, X, rel_tol)
+            space = _lanczos_tangent_space(loss, X, rel_tol, near)
         except OffManifoldError:
             if eigensolver == "lanczos":
                 raise
@@ -317,7 +332,8 @@ def tangent_space(loss: Loss, X, *, rel_tol: float = 1e-6,
         values, vectors = hessian_spectrum(loss, X)
         if np.isnan(values[0]):
             raise NonFiniteError("the Hessian at X has NaN or inf entries (status NONFINITE)")
-        space = TangentSpace(values.copy(), vectors.copy(), rel_tol, float(values[-1]))
+        space = TangentSpace(values.copy(), vectors.copy(), rel_tol, float(values[-1]),
+                             vectors[:, -1].copy())
     if not space.lambda1 > 0.0:
         raise ValueError(f"the Hessian at X has no positive eigenvalue (λ1 = "
                          f"{space.lambda1:.3g}): X is not near a manifold of minimisers")
@@ -329,15 +345,18 @@ class OffManifoldError(ValueError):
     manifold of minimisers (:func:`tangent_space` with ``eigensolver="lanczos"``)."""
 
 
-def _lanczos_tangent_space(loss: Loss, X, rel_tol: float) -> TangentSpace:
-    """The top eigenpairs down to the first null one; :class:`OffManifoldError` when that
-    needs k ≥ d − 1 or an eigenvalue lies below −rel_tol·λ1."""
+def _lanczos_tangent_space(loss: Loss, X, rel_tol: float,
+                           near: TangentSpace | None) -> TangentSpace:
+    """The top eigenpairs down to the first null one, started from ``near``'s (see
+    :func:`tangent_space`); :class:`OffManifoldError` when that needs k ≥ d − 1 or an
+    eigenvalue lies below −rel_tol·λ1."""
     d = loss.dim
-    k = min(NORMAL_PAIRS_START, d - 2)
+    starts = None if near is None else near.eigenvectors
+    held = NORMAL_PAIRS_START if near is None or near.complete else starts.shape[1]
+    k = min(max(NORMAL_PAIRS_START, held), d - 2)
     while True:
-        pairs = _unchecked_top_eigenpairs(loss, X, k, eigensolver="lanczos",
-                                         tol=TANGENT_EIG_TOL)
-        values = pairs.values
+        values, vectors = tracked_top_eigenpairs(
+            loss, X, k, None if starts is None else starts[:, :k], tol=TANGENT_EIG_TOL)
         if not values[0] > 0.0 or abs(values[-1]) <= rel_tol * values[0]:
             break
         if k == d - 2:
@@ -345,14 +364,18 @@ def _lanczos_tangent_space(loss: Loss, X, rel_tol: float) -> TangentSpace:
                 "no null space among the top d - 2 eigenvalues of the Hessian (|λ| ≤ "
                 "rel_tol·λ1): X is not near a manifold of minimisers of codimension below "
                 "d - 2; use eigensolver='eigh'")
+        starts = vectors  # the pairs reached, the first k of the next try
         k = min(2 * k, d - 2)
-    lowest = _lowest_eigenvalue(loss, X, tol=TANGENT_EIG_TOL) if values[0] > 0.0 else np.nan
+    lowest, lowest_vector = np.nan, None
+    if values[0] > 0.0:
+        lowest, lowest_vector = _lowest_eigenpair(
+            loss, X, tol=TANGENT_EIG_TOL, v0=None if near is None else near.lowest_vector)
     if lowest < -rel_tol * values[0]:
         raise OffManifoldError(
             f"the Hessian at X has the eigenvalue {lowest:.3g} < -rel_tol·λ1 = "
             f"{-rel_tol * values[0]:.3g}: X is not near a manifold of minimisers "
             "(eigensolver='eigh' counts such directions as normal)")
-    return TangentSpace(values, pairs.vectors, rel_tol, lowest)
+    return TangentSpace(values, vectors, rel_tol, lowest, lowest_vector)
 
 
 def tangent_projection(loss: Loss, X, *, geometry: str = "auto",
