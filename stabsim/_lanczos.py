@@ -1505,6 +1505,17 @@ def hessian_top_eigenpairs(p, theta, vectors, max_products, tol, tops, thick):
 
 
 @jit
+def scaled_hessian_top_eigenpairs(p, theta, scale, vectors, max_products, tol, tops, thick):
+    """:func:`hessian_top_eigenpairs` of D ∇²L(θ) D, D = diag(``scale``)
+    (:class:`ScaledHessianAt`): with ``scale`` = P^{-1/2} the generalised eigenpairs of a
+    diagonal preconditioner P (∇²L u = λ P u, u = D v), as an entry point from Python for
+    the adaptive flows (compiled once per loss family and kind of restart)."""
+    work = lanczos_work(theta.shape[0], LANCZOS_RESTART, thick)
+    op = ScaledHessianAt(theta, p, loss_linearise(theta, p), scale, np.empty(theta.shape[0]))
+    return deflated_top_eigenpairs(op, vectors, work, max_products, tol, tops)
+
+
+@jit
 def dense_hessian_top_eigenpair(p, theta, vectors, max_products, tol, tops, thick, hess, factor):
     """:func:`top_eigenpair` of ∇²L(θ) = ``hess`` + ``factor``ᵀ``factor``, the dense parts that
     the family's ``hessian_parts`` writes into these buffers (d × d, and the family's factor

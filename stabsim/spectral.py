@@ -17,7 +17,12 @@ import dataclasses
 import numpy as np
 
 from . import _validate as check
-from ._lanczos import dense_hessian_top_eigenpair, hessian_top_eigenpairs, mix_vector
+from ._lanczos import (
+    dense_hessian_top_eigenpair,
+    hessian_top_eigenpairs,
+    mix_vector,
+    scaled_hessian_top_eigenpairs,
+)
 from ._norm import norm as _norm
 from ._status import FlatSharpnessError, NonFiniteError, UndefinedError
 from .losses import Loss
@@ -316,16 +321,64 @@ def tracked_top_eigenpairs(loss: Loss, theta: np.ndarray, k: int = 1,
         pairs = _unchecked_top_eigenpairs(loss, theta, k, v0=v0, tol=tol)
         return pairs.values, pairs.vectors
     theta = np.ascontiguousarray(theta, dtype=np.float64)
-    # pair i in vectors[i d:(i + 1) d], the warm start overwritten by the result
-    vectors = np.zeros(k * d)
-    if starts is not None:
-        vectors[:starts.size] = np.ravel(starts.T)
-    tops = np.empty(k)
     if loss.family.prefers_dense:
         check_dense_memory(d)
         measure = _dense_lanczos_pairs
     else:
         measure = _PAIRS_MEASURED_BY.get() or _lanczos_pairs
+
+    def arpack(v0):  # or eigh, for the dense families
+        pairs = _unchecked_top_eigenpairs(loss, theta, k, v0=v0, tol=tol)
+        return pairs.values, pairs.vectors
+
+    return _tracked_pairs(loss, theta, k, starts, tol, measure, arpack)
+
+
+def tracked_scaled_top_eigenpairs(loss: Loss, theta: np.ndarray, scale: np.ndarray, k: int,
+                                  starts: np.ndarray | None = None, *,
+                                  tol: float = 1e-13) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tracked_top_eigenpairs` of D ∇²L(θ) D, D = diag(``scale``), on Hessian-vector
+    products at any d (:func:`stabsim._lanczos.scaled_hessian_top_eigenpairs`): with
+    ``scale`` = P^{-1/2} the generalised eigenpairs of a diagonal preconditioner P (the
+    RMSProp flow's). Where thick restarts stall too, the dense D ∇²L D and ``eigh`` (a
+    ``ValueError`` where it would not fit in memory). No input checks: a checked θ, a
+    finite positive ``scale`` of length d, 1 ≤ k ≤ d.
+
+    Raises
+    ------
+    NonFiniteError
+        When a product at θ is NaN or inf.
+    """
+    theta = np.ascontiguousarray(theta, dtype=np.float64)
+    scale = np.ascontiguousarray(scale, dtype=np.float64)
+
+    def measure(loss, theta, vectors, tops, max_products, tol, thick):
+        kernel = engine_for(scaled_hessian_top_eigenpairs, loss.family)
+        residual, _, converged = kernel(loss.params, theta, scale, vectors, max_products, tol,
+                                        tops, thick)
+        return residual, converged
+
+    def dense(v0):
+        check_dense_memory(loss.dim, "the dense preconditioned Hessian (Lanczos stalled)")
+        with np.errstate(over="ignore", invalid="ignore"):
+            values, vectors = np.linalg.eigh(scale[:, None] * loss._hessian(theta)
+                                             * scale[None, :])
+        return values[::-1][:k], vectors[:, ::-1][:, :k]
+
+    return _tracked_pairs(loss, theta, k, starts, tol, measure, dense)
+
+
+def _tracked_pairs(loss: Loss, theta: np.ndarray, k: int, starts, tol: float, measure,
+                   fallback) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of :func:`tracked_top_eigenpairs` by ``measure`` (the arguments and results
+    of :func:`_lanczos_pairs`), thin restarts then thick ones, and ``fallback(v0)`` ->
+    (values, vectors) where both stall."""
+    d = loss.dim
+    # pair i in vectors[i d:(i + 1) d], the warm start overwritten by the result
+    vectors = np.zeros(k * d)
+    if starts is not None:
+        vectors[:starts.size] = np.ravel(starts.T)
+    tops = np.empty(k)
     # thick restarts compiled only after thin ones stall, which get a fifth of the budget:
     # a warm-started call takes about 10 products (above), and where thin restarts stall (a
     # nearly repeated eigenvalue) every call would spend its whole budget before the thick
@@ -338,8 +391,7 @@ def tracked_top_eigenpairs(loss: Loss, theta: np.ndarray, k: int = 1,
         raise NonFiniteError("the Hessian at theta has NaN or inf entries (status NONFINITE): "
                              "its eigenpairs are undefined")
     if not converged:
-        pairs = _unchecked_top_eigenpairs(loss, theta, k, v0=vectors[:d], tol=tol)
-        return pairs.values, pairs.vectors
+        return fallback(vectors[:d])
     return tops, vectors.reshape(k, d).T
 
 

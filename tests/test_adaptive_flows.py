@@ -249,7 +249,7 @@ def test_export_holds_what_the_central_flows_does_and_round_trips(method, tmp_pa
     call = {"stride": 10.0, "rtol": 1e-9, "atol": 1e-11, "integrator": "DOP853",
             "max_switches": 7, "divergence_norm": 1e6, "max_rhs_evals": 50_000}
     if method == "rmsprop":
-        call.update(max_critical=2, exit_band=1e-5)
+        call.update(max_critical=2, exit_band=1e-5, eigensolver="eigh")
     flow = _two_scale_flow(method, 100.0, **call)
     assert flow.success and len(flow.entry_steps) == 1 and flow.exit_steps == [], flow.message
     ds = flow.to_xarray()
@@ -445,3 +445,62 @@ def test_rmsprop_flow_on_the_edge_follows_the_optimiser_to_first_order_in_eta():
     # doubled with its matching term in 𝒢 (w 0.36–0.39, ν 0.37–0.39, loss 0.80);
     # predicted_loss L + 2 tr X (the loss only: 0.50).
     _assert_first_order("rmsprop")
+
+
+def test_rmsprop_flow_on_products_is_the_dense_flow(monkeypatch):
+    # RMSProp on the 8-8 network (d = 97) from its state at step 480, 30 steps before the
+    # flow enters the edge (η = 0.005): the generalised pairs on Hessian-vector products
+    # (compiled Lanczos, residual 1e-13 of the largest) or by eigh of the dense matrix
+    # drive the same ODE at rtol 1e-10, so the states agree to the integrator's ~1e-9 and
+    # the entry times to ~1e-9 steps (1e-7 and 1e-6 allow for the growth, as for GD's
+    # central flow in tests/test_central_flow_multi.py); σ² to 1e-5 of its largest value
+    net = Network((8, 8), data="sine", n_samples=12)
+    eta = 0.005
+    w0 = net.init(seed=0)
+    g0 = net.grad(w0)
+    warm = run_adaptive(net, w0, eta, 480, beta2=BETA2, nu0=np.full(net.dim, g0 @ g0 / net.dim))
+    w, nu = warm.theta, warm.nu.copy()
+    dense = rmsprop_flow(net, w, nu, eta, BETA2, 60.0, max_critical=2, eigensolver="eigh")
+
+    def no_dense(*args):
+        raise AssertionError("the dense Hessian was formed")
+
+    monkeypatch.setattr(net, "_hessian", no_dense)
+    products = rmsprop_flow(net, w, nu, eta, BETA2, 60.0, max_critical=2)  # "auto": d > 32
+    assert dense.success and products.success, (dense.message, products.message)
+    assert len(dense.entry_steps) == 1
+    np.testing.assert_allclose(products.entry_steps, dense.entry_steps, atol=1e-6)
+    np.testing.assert_array_equal(products.n_critical, dense.n_critical)
+    np.testing.assert_allclose(products.trajectory, dense.trajectory, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(products.nu, dense.nu, rtol=1e-7)
+    scale = float(np.max(dense.sigma2))
+    np.testing.assert_allclose(products.sigma2, dense.sigma2, rtol=0, atol=1e-5 * scale)
+    # the records' sharpness: the tracked pair to residual 1e-13·λ against eigvalsh
+    np.testing.assert_allclose(products.sharpness, dense.sharpness, rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_rmsprop_flow_where_the_dense_hessian_would_not_fit():
+    # the scalar network at d = 200,000 (its dense Hessian: 320 GB), all weights w = 1 + 1/d,
+    # ν = 1: D = √η I, and ∇²L = (P² + rP)/w² 11ᵀ − rP/w² I (P = wᵈ, r = P − 1) has the top
+    # eigenvalue (d(P² + rP) − rP)/w², so the preconditioned sharpness at t = 0 is η times
+    # it, to the Lanczos residual 1e-13 of it and the rounding of P, a product of d factors
+    # (at most d·eps relative, twice in P²: 4·d·eps allows both here and in the kernel);
+    # η = 1/(12 d) puts it near 1 (below 2: the stable flow)
+    from stabsim.losses import ScalarNetwork
+
+    d = 200_000
+    loss = ScalarNetwork(d)
+    w = 1.0 + 1.0 / d
+    eta = 1.0 / (12.0 * d)
+    theta0, nu0 = np.full(d, w), np.ones(d)
+    with pytest.raises(ValueError, match="320,000,000,000 bytes"):
+        rmsprop_flow(loss, theta0, nu0, eta, BETA2, 1.0, eigensolver="eigh")
+    flow = rmsprop_flow(loss, theta0, nu0, eta, BETA2, 1.0)
+    assert flow.success, flow.message
+    P = w ** d
+    r = P - 1.0
+    top = (d * (P * P + r * P) - r * P) / (w * w)
+    bound = 4 * d * np.finfo(float).eps
+    assert eta * flow.preconditioned_sharpness[0] == pytest.approx(eta * top, rel=bound)
+    assert flow.sharpness[0] == pytest.approx(top, rel=bound)

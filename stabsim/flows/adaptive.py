@@ -59,7 +59,8 @@ Where the flows fail (measured, docs/adaptive.md): they are averaged description
 period-2 oscillation; when the discrete optimiser's oscillation is not small (η large, or
 the second-moment EMA fast, β₂ small, so that ν itself oscillates), or the optimiser leaves
 the edge of stability in long cycles instead of hovering, they do not follow it. The flows
-have no ε and no bias correction (the late-time regime). Dense spectra: for small d.
+have no ε and no bias correction (the late-time regime). RMSProp's generalised spectrum: dense
+for small d, on Hessian-vector products above (:func:`rmsprop_flow`'s ``eigensolver``).
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ import dataclasses
 import numpy as np
 
 from .. import _validate as check
-from .._status import Status
+from .._status import NonFiniteError, Status
 from ..losses import Loss, check_dense_memory
 from ..losses._base import require_loss
+from ..spectral import SMALL_DIM, tracked_scaled_top_eigenpairs
 from ._sdcp import solve_sdcp
 from ._solve import MAX_RHS_EVALS, FlowResult
 from .central import GAP_CLOSED, TrackedTop, _integrate, plan_held, third_derivative
@@ -269,11 +271,14 @@ class _DiagonalField:
     """RMSProp's flow holding the top m ≤ k generalised eigenvalues at 2 (module docstring)."""
 
     def __init__(self, loss: Loss, eta: float, beta2: float, max_critical: int,
-                 exit_band: float):
+                 exit_band: float, dense: bool):
         self.loss, self.eta, self.c, self.k = loss, eta, (1.0 - beta2) / beta2, max_critical
         self.exit_level = 2.0 * (1.0 - exit_band)
         self.d = loss.dim
+        self.dense = dense  # the spectrum from the dense Hessian, else from products
         self._last = None
+        self.vectors = None  # the eigenvectors V last measured on products (their starts)
+        self.u = None  # the top eigenvector of ∇²L last seen (:meth:`sharpness`)
 
     def spectrum(self, y):
         """Eigenvalues (descending) of P^{-1/2}HP^{-1/2}, the generalised eigenvectors
@@ -293,14 +298,39 @@ class _DiagonalField:
         w, nu = y[:self.d], y[self.d:]
         p = np.sqrt(nu) / self.eta
         scale = 1.0 / np.sqrt(p)
-        scaled = scale[:, None] * self.loss._hessian(w) * scale[None, :]
         n = min(self.k + 1, self.d)
-        if not np.all(np.isfinite(scaled)):  # ν ≤ 0, or H not finite or overflowing
-            return np.full(n, np.nan), np.full((self.d, n), np.nan), p, np.nan
-        values, vectors = np.linalg.eigh(scaled)
-        values, vectors = values[::-1], vectors[:, ::-1]
+        undefined = np.full(n, np.nan), np.full((self.d, n), np.nan), p, np.nan
+        if not np.all(np.isfinite(scale)):  # ν ≤ 0
+            return undefined
+        if self.dense:
+            scaled = scale[:, None] * self.loss._hessian(w) * scale[None, :]
+            if not np.all(np.isfinite(scaled)):  # H not finite or overflowing
+                return undefined
+            values, vectors = np.linalg.eigh(scaled)
+            values, vectors = values[::-1][:n], vectors[:, ::-1][:, :n]
+        else:
+            try:
+                values, vectors = tracked_scaled_top_eigenpairs(self.loss, w, scale, n,
+                                                                self.vectors)
+            except NonFiniteError:  # a product not finite or overflowing
+                return undefined
+            self.vectors = vectors
         s = float(np.max(scale))
-        return values[:n], (scale / s)[:, None] * vectors[:, :n], p, s
+        return values, (scale / s)[:, None] * vectors, p, s
+
+    def sharpness(self, w) -> float:
+        """λ_max(∇²L(w)) for the records: ``eigvalsh`` of the dense Hessian, or on products
+        the top pair of D ∇²L D with D = I (the spectrum's compiled Lanczos, so that a
+        first call compiles one; warm-started from the last); NaN where ∇²L(w) is not
+        finite."""
+        if self.dense:
+            return float(np.linalg.eigvalsh(self.loss._hessian(w))[-1])
+        try:
+            values, self.u = tracked_scaled_top_eigenpairs(self.loss, w, np.ones(self.d), 1,
+                                                           self.u)
+        except NonFiniteError:
+            return np.nan
+        return float(values[0])
 
     def terms(self, y, m):
         """∇L, P, the T_ab and the SDCP solution on the top-m generalised eigenspace, in
@@ -481,14 +511,13 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
                  max_critical: int = 1, exit_band: float = 1e-6, stable: bool = False,
                  stride: float = 1.0, rtol: float = 1e-10, atol: float = 1e-12,
                  integrator: str = "DOP853", max_switches: int = 100,
-                 divergence_norm: float = 1e8,
-                 max_rhs_evals: int | None = MAX_RHS_EVALS) -> AdaptiveFlowResult:
+                 divergence_norm: float = 1e8, max_rhs_evals: int | None = MAX_RHS_EVALS,
+                 eigensolver: str = "auto") -> AdaptiveFlowResult:
     """The central flow of (diagonal) RMSProp through the general form (module docstring).
 
     Parameters
     ----------
     loss : Loss
-        Of small dimension: the generalised spectrum is computed densely.
     theta0 : array_like, shape (d,)
     nu0 : array_like, shape (d,)
         ν(0) > 0.
@@ -505,6 +534,14 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
         Integrate the stable flow throughout (X = 0).
     stride, rtol, atol, integrator, max_switches, divergence_norm, max_rhs_evals :
         As in :func:`scalar_rmsprop_flow`.
+    eigensolver : {"auto", "eigh", "lanczos"}
+        How the top k + 1 generalised eigenpairs (those of P^{-1/2}∇²L P^{-1/2}) are found
+        at each evaluation: ``"eigh"`` of the dense Hessian (d × d memory, checked before
+        the run), or ``"lanczos"`` on Hessian-vector products
+        (:func:`stabsim.spectral.tracked_scaled_top_eigenpairs`: compiled, deflated,
+        each pair started from the last evaluation's, residual 1e-13 of the largest; O(d k)
+        memory; the records' sharpness then by the same Lanczos on ∇²L). ``"auto"``:
+        dense up to d = 32 and for the families that prefer the dense Hessian.
 
     Returns
     -------
@@ -523,13 +560,17 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
     y0, eta, beta2, steps, times, solver, max_switches, divergence_norm, parameters = _inputs(
         loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator, max_switches,
         divergence_norm, max_rhs_evals, False)
-    check_dense_memory(loss.dim, "the RMSProp flow's dense generalised spectrum")
     max_critical = check.nonnegative_int("max_critical", max_critical, minimum=1)
     exit_band = check.positive_float("exit_band", exit_band)
     if exit_band >= 1.0:
         raise ValueError(f"exit_band must lie in (0, 1), got {exit_band}")
     stable = check.boolean("stable", stable)
-    field = _DiagonalField(loss, eta, beta2, max_critical, exit_band)
+    check.choice("eigensolver", eigensolver, {"auto", "eigh", "lanczos"})
+    dense = eigensolver == "eigh" or (eigensolver == "auto" and (
+        loss.dim <= SMALL_DIM or loss.family.prefers_dense))
+    if dense:
+        check_dense_memory(loss.dim, "the RMSProp flow's dense generalised spectrum")
+    field = _DiagonalField(loss, eta, beta2, max_critical, exit_band, dense)
     if stable:
         field.plan = lambda m: (field.flow(0), [])
         branch0 = 0
@@ -542,7 +583,7 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
     loss_v, sharp, psharp, trace = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     for i, y in enumerate(states):
         loss_v[i] = loss._value(y[:d])
-        sharp[i] = np.linalg.eigvalsh(loss._hessian(y[:d]))[-1]
+        sharp[i] = field.sharpness(y[:d])
         psharp[i] = field.spectrum(y)[0][0] / eta
         m = int(branches[i])
         if m:
@@ -550,7 +591,7 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
     return AdaptiveFlowResult(
         status=status, counters={"rhs_evals": nfev, "switches": switches},
         parameters={**parameters, "max_critical": max_critical, "exit_band": exit_band,
-                    "stable": stable},
+                    "stable": stable, "eigensolver": eigensolver},
         knob=knob if status is Status.MAX_STEPS else None,
         detail=message or None, method="rmsprop", eta=eta, beta2=beta2, step=t,
         trajectory=states[:, :d], nu=states[:, d:], loss=loss_v, sharpness=sharp,
