@@ -956,3 +956,35 @@ def test_gd_engine_reports_a_nonfinite_point_and_a_spent_budget():
     assert residual == np.inf and not converged
     residual, converged = measured_top_pairs(net, theta, vectors, tops, 200, 1e-13, None)
     assert converged and residual <= 1e-13 * np.abs(np.linalg.eigvalsh(net.hessian(theta))).max()
+
+
+def test_tracked_scaled_pairs_match_eigh_of_the_scaled_hessian_and_fall_back_to_it(
+        monkeypatch):
+    # D H D with H the Hessian of a network (d = 97) and D = diag(scale): the compiled
+    # Lanczos's pairs against eigh of the dense matrix, each within the bound of
+    # test_tracked_top_eigenpairs_match_eigh_on_a_network; then, its runs made to report a
+    # stall, the fallback is that eigh itself
+    import stabsim.spectral as spectral
+    from stabsim.spectral import tracked_scaled_top_eigenpairs
+
+    net = Network((8, 8), data="sine", n_samples=12)
+    theta = net.init(seed=3)
+    scale = np.linspace(0.5, 2.0, net.dim)
+    dense = scale[:, None] * net.hessian(theta) * scale[None, :]
+    values, vectors = np.linalg.eigh(dense)
+    values, vectors = values[::-1], vectors[:, ::-1]
+    size = np.abs(values).max()
+    k = 3
+    tops, pairs = tracked_scaled_top_eigenpairs(net, theta, scale, k)
+    for i in range(k):
+        bound = ((i + 1) * 1e-13 + net.dim * EPS) * size
+        assert abs(tops[i] - values[i]) <= bound
+        assert np.linalg.norm(dense @ pairs[:, i] - tops[i] * pairs[:, i]) <= bound
+
+    def stalled(kernel, family):
+        return lambda *args: (0.1, args[4], False)  # residual, products, converged
+
+    monkeypatch.setattr(spectral, "engine_for", stalled)
+    tops, pairs = tracked_scaled_top_eigenpairs(net, theta, scale, k)
+    np.testing.assert_array_equal(tops, values[:k])
+    np.testing.assert_array_equal(np.abs(pairs), np.abs(vectors[:, :k]))
