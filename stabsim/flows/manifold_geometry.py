@@ -292,7 +292,9 @@ def tangent_space(loss: Loss, X, *, rel_tol: float = 1e-6, eigensolver: str = "a
         ``"lanczos"``: Lanczos on Hessian-vector products for the top k eigenpairs, k = 4, 8,
         16, … until the k-th is null (the flows' compiled, deflated Lanczos,
         :func:`stabsim.spectral.tracked_top_eigenpairs`, at residual
-        ``TANGENT_EIG_TOL``·λ1), and ARPACK's for the smallest eigenvalue (which must be ≥
+        ``TANGENT_EIG_TOL``·λ1; ``eigh`` where that takes it: up to d = 32, and for k > 1
+        on the families that prefer the dense Hessian), and ARPACK's for the smallest
+        eigenvalue (which must be ≥
         −rel_tol·λ1: Γ is a set of minimisers, so ∇²L(X) is positive semi-definite near it);
         O(d k) memory. ``"auto"``: as :func:`stabsim.spectral.top_eigenpairs` (dense up to
         d = 32), and dense where Lanczos cannot split the spectrum: no null eigenvalue among
