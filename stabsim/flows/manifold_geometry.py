@@ -289,17 +289,17 @@ def tangent_space(loss: Loss, X, *, rel_tol: float = 1e-6, eigensolver: str = "a
     ----------
     eigensolver : {"auto", "eigh", "lanczos"}
         ``"eigh"``: every eigenpair from the dense Hessian (O(d³), d × d memory).
-        ``"lanczos"``: Lanczos on Hessian-vector products for the top k eigenpairs, k = 4, 8,
-        16, … until the k-th is null (the flows' compiled, deflated Lanczos,
-        :func:`stabsim.spectral.tracked_top_eigenpairs`, at residual
-        ``TANGENT_EIG_TOL``·λ1; ``eigh`` where that takes it: up to d = 32, and for k > 1
-        on the families that prefer the dense Hessian), and ARPACK's for the smallest
-        eigenvalue (which must be ≥
-        −rel_tol·λ1: Γ is a set of minimisers, so ∇²L(X) is positive semi-definite near it);
-        O(d k) memory. ``"auto"``: as :func:`stabsim.spectral.top_eigenpairs` (dense up to
-        d = 32), and dense where Lanczos cannot split the spectrum: no null eigenvalue among
-        the top d − 2, or an eigenvalue below −rel_tol·λ1 (which the dense split counts as
-        normal; both occur a small distance off Γ, as at an integrator's trial point).
+        ``"lanczos"``: Lanczos on Hessian-vector products for the top k eigenpairs,
+        k = 4, 8, 16, … until the k-th is null (the flows' compiled, deflated Lanczos,
+        :func:`stabsim.spectral.tracked_top_eigenpairs`, at residual ``TANGENT_EIG_TOL``·λ1;
+        ``eigh`` where that takes it: up to d = 32, and for k > 1 on the families that
+        prefer the dense Hessian), and ARPACK's for the smallest eigenvalue (which must be
+        ≥ −rel_tol·λ1: Γ is a set of minimisers, so ∇²L(X) is positive semi-definite near
+        it); O(d k) memory. ``"auto"``: as :func:`stabsim.spectral.top_eigenpairs` (dense up
+        to d = 32), and dense where Lanczos cannot split the spectrum: no null eigenvalue
+        among the top d − 2, or an eigenvalue below −rel_tol·λ1 (which the dense split
+        counts as normal; both occur a small distance off Γ, as at an integrator's trial
+        point).
     near : TangentSpace, optional
         The tangent space at a nearby point (a flow's last evaluation): Lanczos starts each
         pair from its eigenvectors, asks for as many pairs as it holds, and starts the
