@@ -227,10 +227,10 @@ def test_lanczos_tangent_space_is_the_dense_one_from_the_normal_pairs_alone():
 
 
 def test_lanczos_tangent_space_started_from_a_nearby_one_is_the_same_space(monkeypatch):
-    # from the pairs of a point 1e-3 away: the same eigenpairs to their tolerance (1e-13·λ1
-    # residuals: λ1 to 1e-12 relative, the projector to 1e-13·λ1/gap ≈ 1e-12, as the test
-    # above allows 1e-10), with the top pairs never from ARPACK (the smallest eigenvalue
-    # is ARPACK's, started from the nearby one's vector)
+    # from the pairs of a point 1e-3 away: the dense space's eigenpairs to their tolerance
+    # (1e-13·λ1 residuals: λ1 to 1e-12 relative, the projector to 1e-13·λ1/gap ≈ 1e-12,
+    # as the test above allows 1e-10), with the top pairs never from ARPACK (the smallest
+    # eigenvalue is ARPACK's, started from the nearby one's vector)
     import stabsim.spectral as spectral
 
     loss = wide_family()
@@ -241,15 +241,15 @@ def test_lanczos_tangent_space_started_from_a_nearby_one_is_the_same_space(monke
     def no_arpack(*args, **kwargs):
         raise AssertionError("ARPACK was called for the top pairs")
 
+    dense = tangent_space(loss, X, eigensolver="eigh")
     monkeypatch.setattr(spectral, "_unchecked_top_eigenpairs", no_arpack)
-    cold = tangent_space(loss, X, eigensolver="lanczos")
     warm = tangent_space(loss, X, eigensolver="lanczos", near=nearby)
-    assert warm.rank == cold.rank == loss.m
-    assert warm.lambda1 == pytest.approx(cold.lambda1, rel=1e-12)
-    assert warm.lowest == pytest.approx(cold.lowest, abs=1e-12 * cold.lambda1)
-    np.testing.assert_allclose(warm.projector, cold.projector, atol=1e-10)
+    assert not warm.complete and warm.rank == dense.rank == loss.m
+    assert warm.lambda1 == pytest.approx(dense.lambda1, rel=1e-12)
+    assert warm.lowest == pytest.approx(dense.lowest, abs=1e-12 * dense.lambda1)
+    np.testing.assert_allclose(warm.projector, dense.projector, atol=1e-10)
     v = rng.normal(size=loss.dim)
-    np.testing.assert_allclose(warm.normal_solve(v), cold.normal_solve(v), atol=1e-10)
+    np.testing.assert_allclose(warm.normal_solve(v), dense.normal_solve(v), atol=1e-10)
     with pytest.raises(TypeError, match="near must be the TangentSpace"):
         tangent_space(loss, X, near=np.eye(loss.dim))
     with pytest.raises(TypeError, match="dimension 42"):
