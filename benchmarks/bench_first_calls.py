@@ -7,8 +7,11 @@ CPU time of that process up to the call's return (`import stabsim` included; com
 single-threaded, and CPU time moves less with the machine's load), and in brackets the wall
 time from starting the interpreter to the call's return. The interpreter's exit after it
 (Python's finalisation of the objects Numba's compilation left) is in neither: it is
-reported on its own, as the rest of the process's wall time. With ``--warm`` the same case
-is run a second time on the filled cache.
+reported on its own, as the rest of the process's wall time. Last comes the CPU time of all
+the case's processes to their exits: the interpreter's, and that of the second process the
+engines that call a loss's derivatives from Python start to compile them
+(:mod:`stabsim.losses._compile_ahead`; ``STABSIM_COMPILE_AHEAD=0`` turns it off). With
+``--warm`` the same case is run a second time on the filled cache.
 Run: ``python benchmarks/bench_first_calls.py [--runs N] [--warm] [case ...]`` (no case
 names: all of them). Prints seconds per case; never fails on time.
 """
@@ -16,6 +19,7 @@ names: all of them). Prints seconds per case; never fails on time.
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -53,6 +57,9 @@ CALLS = {
                    "constrained_trajectory(loss, theta, 1.8 / s0, 4)",
     "compare": "from stabsim import compare\n"
                "compare(loss, theta, 2.2 / s0, 4, warn=False)",
+    # the network's only: the RMSProp flow from ν = 10⁻⁵, held at its edge from t = 0
+    "rmsprop_flow": "from stabsim.flows import rmsprop_flow\n"
+                    "rmsprop_flow(loss, theta, np.full(loss.dim, 1e-5), 0.005, 0.99, 5.0)",
     # the network's only: a sweep of GD over two step sizes, 10 steps each, on the network
     # of LOSSES["network"], which the sweep builds from its table
     "run_sweep": "from stabsim.sweep import SweepConfig, run_sweep\n"
@@ -63,7 +70,8 @@ CALLS = {
 
 CASES = {
     f"{call} {loss}": (loss, call)
-    for loss, calls in (("regression", [c for c in CALLS if c != "run_sweep"]),
+    for loss, calls in (("regression", [c for c in CALLS
+                                         if c not in ("run_sweep", "rmsprop_flow")]),
                         ("minimalist", ["run_gd"]), ("network", CALLS),
                         ("network_blocks", ["run_gd"]))
     for call in calls
@@ -87,16 +95,23 @@ def script(loss: str, call: str, s0: float) -> str:
             "print(time.process_time(), time.time(), flush=True)\n")
 
 
-def run(program: str, cache: str) -> tuple[float, float, float]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(program: str, cache: str) -> tuple[float, float, float, float]:
     """One child process running ``program`` with Numba cache ``cache``: its CPU seconds up
-    to the call's return, the wall seconds from its start to then, and those of its exit."""
+    to the call's return, the wall seconds from its start to then, those of its exit, and
+    the CPU seconds of every process it ran, to their exits (the child's own included)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    before = _children_cpu()
     start = time.time()  # the child's clock is the same: wall time of this machine
     out = subprocess.run([sys.executable, "-c", program], check=True, env=env,
                          capture_output=True, text=True).stdout
     end = time.time()
     cpu, returned = (float(x) for x in out.split()[-2:])
-    return cpu, returned - start, end - returned
+    return cpu, returned - start, end - returned, _children_cpu() - before
 
 
 def main(argv: list[str]) -> None:
@@ -129,10 +144,12 @@ def main(argv: list[str]) -> None:
         print(line, flush=True)
 
 
-def _times(runs: list[tuple[float, float, float]], width: int) -> str:
-    """CPU seconds (wall seconds to the call's return) of each run, then each run's exit."""
-    return (", ".join(f"{c:{width}.2f} ({w:{width}.2f})" for c, w, _ in runs) + " s, exit "
-            + ", ".join(f"{e:4.2f}" for _, _, e in runs) + " s")
+def _times(runs: list[tuple[float, float, float, float]], width: int) -> str:
+    """CPU seconds (wall seconds to the call's return) of each run, then each run's exit,
+    then the CPU seconds of all its processes."""
+    return (", ".join(f"{c:{width}.2f} ({w:{width}.2f})" for c, w, _, _ in runs)
+            + " s, exit " + ", ".join(f"{e:4.2f}" for _, _, e, _ in runs) + " s, all CPU "
+            + ", ".join(f"{a:{width}.2f}" for *_, a in runs) + " s")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from .flows.central import central_flow
 from .flows.gradient import gradient_flow
 from .losses import Loss
 from .losses._base import require_loss
+from .losses._compile_ahead import compile_derivatives_elsewhere
 from .maps.constrained import constrained_trajectory
 from .maps.gd import measured_top_pairs, reference_point, run_gd
 from .maps.projection import PROJECTION_METHODS, projection_budget
@@ -355,6 +356,7 @@ def compare(loss: Loss, theta0, eta: float, steps: int, *, projection: str = "eu
     n = steps + 1
     # the iterates and about 40 per-step records of GD, the flows and the predictions
     check.affordable(8 * n * (loss.dim + 40), f"the records of steps = {steps}", "lower `steps`")
+    compile_derivatives_elsewhere(loss)  # while GD's engine compiles here
 
     gd = run_gd(loss, theta0, eta, steps, top_k=min(2, loss.dim), record_trajectory=True,
                 divergence_norm=divergence_norm, eig_max_products=eig_max_products)

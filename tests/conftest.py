@@ -19,6 +19,12 @@ settings.register_profile(
 )
 settings.load_profile("stabsim")
 
+# Each test process (and every process it starts) compiles in itself only: the second
+# process that compiles a loss's derivatives while an engine compiles
+# (stabsim.losses._compile_ahead) would compete for the cores with the other test worker.
+# tests/test_compile_ahead.py turns it on where it tests it.
+os.environ["STABSIM_COMPILE_AHEAD"] = "0"
+
 
 @pytest.fixture
 def python_sigint():

@@ -1043,3 +1043,20 @@ def test_a_nonfinite_check_result_of_a_family_names_dim():
         _finite(family, "grad", np.array([np.nan]), 0)
     with pytest.raises(ValueError, match=r"out\?\); pass check_points="):
         _finite(Minimalist(), "grad", np.array([np.nan]), 0)
+
+
+def test_stabsim_families_pickle_as_their_registration_and_a_users_by_value():
+    import pickle
+
+    network = Network((3,), degree=2, n_samples=4)
+    again = pickle.loads(pickle.dumps(network))
+    # the module's own functions (which the on-disk cache serves), not copies
+    assert again.family is network.family
+    theta = network.init(0)
+    assert again.value(theta) == network.value(theta)
+    user = Loss(user_families.Rosenbrock(1.0, 100.0, 0.5), 3, check=False)
+    copy = pickle.loads(pickle.dumps(user))
+    # by value: the process it goes to may not import the family's module
+    assert copy.family is not user.family and copy.family.record is user.family.record
+    point = np.array([0.3, -0.2, 0.9])
+    assert copy.d3(point, point, point).tolist() == user.d3(point, point, point).tolist()

@@ -73,6 +73,7 @@ from .. import _validate as check
 from .._status import NonFiniteError, Status
 from ..losses import Loss, check_dense_memory
 from ..losses._base import require_loss
+from ..losses._compile_ahead import compile_derivatives_elsewhere
 from ..spectral import SMALL_DIM, tracked_scaled_top_eigenpairs
 from ._sdcp import solve_sdcp
 from ._solve import MAX_RHS_EVALS, FlowResult
@@ -570,6 +571,7 @@ def rmsprop_flow(loss: Loss, theta0, nu0, eta: float, beta2: float, steps: float
         loss.dim <= SMALL_DIM or loss.family.prefers_dense))
     if dense:
         check_dense_memory(loss.dim, "the RMSProp flow's dense generalised spectrum")
+    compile_derivatives_elsewhere(loss)  # while the eigensolver's kernels compile here
     field = _DiagonalField(loss, eta, beta2, max_critical, exit_band, dense)
     if stable:
         field.plan = lambda m: (field.flow(0), [])

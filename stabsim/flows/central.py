@@ -60,6 +60,7 @@ from .._export import missing_as_nan
 from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
+from ..losses._compile_ahead import compile_derivatives_elsewhere
 from ..spectral import (
     tracked_top_eigenpair,
     tracked_top_eigenpairs,
@@ -451,6 +452,7 @@ def central_flow(loss: Loss, theta0, eta: float, steps: float, *, stride: float 
                   "exit_band": exit_band, "divergence_norm": divergence_norm,
                   "max_rhs_evals": max_rhs_evals}
 
+    compile_derivatives_elsewhere(loss)  # while the eigensolver's kernels compile here
     if max_critical == 1:
         field = _Field(loss, eta)
         # from a start above 2/η that gradient flow lowers (⟨−∇L, ∇S⟩ < 0), the flow is

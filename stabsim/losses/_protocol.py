@@ -323,8 +323,23 @@ class Family:
     def __repr__(self) -> str:
         return f"<loss family {self.qualified_name}>"
 
+    def __reduce_ex__(self, protocol):
+        """One of stabsim's families pickles as its record class, and is unpickled as the
+        family registered for it where it is unpickled: its functions are the module's own,
+        which share their kernels with the engines and the on-disk cache. Pickled by value,
+        each would be a new dispatcher of its own, compiled again in every process (a
+        user's family is pickled so: the process it goes to may not import its module)."""
+        if self.builtin:
+            return _registered_family, (self.record,)
+        return super().__reduce_ex__(protocol)
+
 
 _FAMILIES: dict[type, Family] = {}
+
+
+def _registered_family(record: type) -> Family:
+    """The family registered for ``record`` (importing it registered it)."""
+    return _FAMILIES[record]
 
 
 def _is_record_class(record) -> bool:

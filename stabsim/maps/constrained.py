@@ -36,6 +36,7 @@ from .._result import Result
 from .._status import Status
 from ..losses import Loss
 from ..losses._base import require_loss
+from ..losses._compile_ahead import compile_derivatives_elsewhere
 from .projection import PROJECTION_METHODS, _unchecked_proj_M, projection_budget
 
 
@@ -218,6 +219,7 @@ def constrained_trajectory(loss: Loss, theta0, eta: float, steps: int, *,
     check.choice("displacement", displacement, ("exact", "paper"))
     n, d = steps + 1, loss.dim
     check.affordable(8 * n * (3 * d + 12), f"the records of steps = {steps}", "lower `steps`")
+    compile_derivatives_elsewhere(loss)  # while the eigensolver's kernels compile here
     out = {name: np.full(n, np.nan) for name in
            ("loss", "sharpness", "lambda2", "x", "y", "alpha", "beta", "udS", "v_perp")}
     thetas, vs, us = np.full((n, d), np.nan), np.full((n, d), np.nan), np.full((n, d), np.nan)
