@@ -988,3 +988,11 @@ def test_tracked_scaled_pairs_match_eigh_of_the_scaled_hessian_and_fall_back_to_
     tops, pairs = tracked_scaled_top_eigenpairs(net, theta, scale, k)
     np.testing.assert_array_equal(tops, values[:k])
     np.testing.assert_array_equal(np.abs(pairs), np.abs(vectors[:, :k]))
+    # where the dense matrix would not fit, the fallback refuses it, naming d and its bytes
+    # (97² · 8 = 75,272; with 100,000 bytes available, half of them usable)
+    import stabsim.losses._base as base
+
+    monkeypatch.setattr(base, "_available_memory", lambda: 100_000)
+    with pytest.raises(ValueError, match=r"preconditioned Hessian \(Lanczos stalled\) at "
+                                         r"dim = 97 takes 75,272 bytes"):
+        tracked_scaled_top_eigenpairs(net, theta, scale, k)
