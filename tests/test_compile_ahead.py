@@ -97,7 +97,7 @@ def test_started_once_a_family(allowed):
 
 
 @pytest.mark.parametrize("how", ["switched off", "one thread", "a user's family",
-                                 "large parameters"])
+                                 "large parameters", "no interpreter"])
 def test_not_started(allowed, monkeypatch, how):
     loss = Minimalist()
     if how == "switched off":
@@ -106,9 +106,11 @@ def test_not_started(allowed, monkeypatch, how):
         monkeypatch.setattr(_compile_ahead.numba, "get_num_threads", lambda: 1)
     elif how == "a user's family":  # its module would be imported by the second process
         loss = ramp("d3")
-    else:
+    elif how == "large parameters":
         loss = Quadratic(np.eye(3))
         monkeypatch.setattr(_compile_ahead, "PAYLOAD_LIMIT", loss.params.A.nbytes - 1)
+    else:  # Python embedded in a program of its own
+        monkeypatch.setattr(_compile_ahead.sys, "executable", "")
     assert _compile_ahead.compile_derivatives_elsewhere(loss) is None
     assert allowed == []
 

@@ -27,10 +27,10 @@ all the same.
 It is done once per loss family in a process, for stabsim's own families only (a second
 process unpickles a loss by importing the module its family is defined in, and a user's
 module may do anything when imported), for parameters of at most :data:`PAYLOAD_LIMIT`
-bytes, where Numba may use two threads or more
-(``numba.get_num_threads()``, which ``NUMBA_NUM_THREADS`` sets), and unless the environment
-variable ``STABSIM_COMPILE_AHEAD`` is ``0``. A second process still running when this one
-exits is stopped.
+bytes, where Numba may use two threads or more (``numba.get_num_threads()``, which
+``NUMBA_NUM_THREADS`` sets), where Python knows its own interpreter (``sys.executable``), and
+unless the environment variable ``STABSIM_COMPILE_AHEAD`` is ``0``. A second process still
+running when this one exits is stopped.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def compile_derivatives_elsewhere(loss) -> subprocess.Popen | None:
         A loss checked by the caller (:func:`~stabsim.losses.require_loss`).
     """
     family = loss.family
-    if not (family.builtin and os.environ.get(SWITCH, "1") != "0"
+    if not (family.builtin and os.environ.get(SWITCH, "1") != "0" and sys.executable
             and numba.get_num_threads() >= 2 and not numba.config.DISABLE_JIT
             and sum(np.asarray(field).nbytes for field in loss.params) <= PAYLOAD_LIMIT):
         return None
