@@ -15,20 +15,23 @@ from stabsim import comparison
 from stabsim.flows import adaptive, central
 from stabsim.losses import Minimalist, Quadratic, _compile_ahead
 from stabsim.maps import constrained
+from stabsim.spectral import tracked_top_eigenpairs
 from tests.nonfinite_families import ramp
 
-# in a fresh interpreter on an empty cache: the second process compiles the minimalist
-# loss's derivatives; this one, once it has finished, evaluates them without compiling
+# in a fresh interpreter on an empty cache: the second process compiles the loss's
+# derivatives (and, for a family that prefers the dense Hessian, the Hessian and the tracked
+# pair on its dense parts); this one, once it has finished, evaluates them without compiling
 # (Numba's compile event fires only for a compilation, not for a load from the cache), and
 # prints them for the test to compare with its own
 _LOADS_WHAT_THE_SECOND_PROCESS_COMPILED = textwrap.dedent("""
     import json, sys
     import numpy as np
     from numba.core import event
-    from stabsim.losses import Minimalist
+    from stabsim.losses import Minimalist, QuadraticRegression
     from stabsim.losses._compile_ahead import compile_derivatives_elsewhere
+    from stabsim.spectral import tracked_top_eigenpairs
 
-    loss = Minimalist()
+    loss = eval(sys.argv[1])
     process = compile_derivatives_elsewhere(loss)
     assert process is not None
     assert process.wait(timeout=300) == 0
@@ -39,29 +42,38 @@ _LOADS_WHAT_THE_SECOND_PROCESS_COMPILED = textwrap.dedent("""
         def on_end(self, ev):
             pass
     event.register("numba:compile", Compiles())
-    theta, u, v = np.array([0.7, -1.3]), np.array([0.2, 0.5]), np.array([-1.1, 0.4])
+    rng = np.random.default_rng(0)
+    theta, u, v = rng.standard_normal((3, loss.dim))
     out = {"value": loss.value(theta), "grad": loss.grad(theta).tolist(),
-           "hvp": loss.hvp(theta, v).tolist(), "d3": loss.d3(theta, u, v).tolist(),
-           "compiled": compiled}
+           "hvp": loss.hvp(theta, v).tolist(), "d3": loss.d3(theta, u, v).tolist()}
+    if loss.family.prefers_dense:
+        out["hessian"] = loss.hessian(theta).tolist()
+        out["pair"] = tracked_top_eigenpairs(loss, theta, 1)[1][:, 0].tolist()
+    out["compiled"] = compiled
     print(json.dumps(out))
 """)
 
 
-def test_this_process_loads_what_the_second_one_compiled(tmp_path):
+@pytest.mark.parametrize("made", ["Minimalist()", "QuadraticRegression.random(40, 5, seed=0)"])
+def test_this_process_loads_what_the_second_one_compiled(tmp_path, made):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_NUM_THREADS="2",
                STABSIM_COMPILE_AHEAD="1")
-    result = subprocess.run([sys.executable, "-c", _LOADS_WHAT_THE_SECOND_PROCESS_COMPILED],
-                            env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", _LOADS_WHAT_THE_SECOND_PROCESS_COMPILED, made], env=env,
+        capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.splitlines()[-1])
     assert out["compiled"] == []
-    loss = Minimalist()
-    theta, u, v = np.array([0.7, -1.3]), np.array([0.2, 0.5]), np.array([-1.1, 0.4])
+    loss = eval(made)
+    theta, u, v = np.random.default_rng(0).standard_normal((3, loss.dim))
     # the same kernels on the same machine: the same bits
     assert out["value"] == loss.value(theta)
     assert out["grad"] == loss.grad(theta).tolist()
     assert out["hvp"] == loss.hvp(theta, v).tolist()
     assert out["d3"] == loss.d3(theta, u, v).tolist()
+    if loss.family.prefers_dense:
+        assert out["hessian"] == loss.hessian(theta).tolist()
+        assert out["pair"] == tracked_top_eigenpairs(loss, theta, 1)[1][:, 0].tolist()
 
 
 @pytest.fixture

@@ -19,10 +19,11 @@ passes its engine had compiled. Measured cold on 2026-12-06 (benchmarks/bench_fi
 wall s to the call's return; CPU s of all processes), off → on, each twice on a host
 35–50% slower than the day before: ``compare`` on the network 13.0–13.5 → 9.6–10.4 (14 →
 16–17), ``constrained_trajectory`` on it 11.6–12.5 → 8.3–9.5, the RMSProp flow held at its
-edge 11.4–11.9 → 8.5–9.5; on the regression model ``compare`` 10.8–10.9 → 8.7–9.7,
-``constrained_trajectory`` 7.6 → 5.7–6.2, ``central_flow`` 7.2–7.4 → 6.3–6.6. The central
-flow on the network from below 2/η, which needs no ∇³L, gains nothing and spends the CPU
-all the same.
+edge 11.4–11.9 → 8.5–9.5; on the regression model, whose dense Hessian and tracked pair
+the second process compiles too (see :func:`evaluate_derivatives`), ``compare`` 10.0–10.4
+→ 8.4 (11.5–11.9 → 15.7–16.0), ``constrained_trajectory`` 6.9–7.0 → 5.8–5.9,
+``central_flow`` 7.1–7.2 → 5.9. The central flow on the network from below 2/η, which needs
+no ∇³L, gains nothing and spends the CPU all the same.
 
 It is done once per loss family in a process, for stabsim's own families only (a second
 process unpickles a loss by importing the module its family is defined in, and a user's
@@ -111,7 +112,10 @@ def _stop_running() -> None:
 
 def evaluate_derivatives(loss) -> None:
     """Evaluate ``loss``'s derivatives once, as the engines call them from Python, ∇³L first
-    (the longest to compile); the values are of no use (the point is θ = 0)."""
+    (the longest to compile); the values are of no use (the point is θ = 0). For a family
+    that prefers the dense Hessian, also its dense Hessian and the compiled Lanczos on its
+    dense parts, which the flows and θ† call from Python for such a family
+    (:func:`stabsim.spectral.tracked_top_eigenpairs`)."""
     theta = np.zeros(loss.dim)
     direction = np.ones(loss.dim)
     loss._d3(theta, direction, direction)
@@ -119,6 +123,11 @@ def evaluate_derivatives(loss) -> None:
     loss._hvp(theta, direction)
     loss._grad(theta)
     loss._value(theta)
+    if loss.family.prefers_dense:
+        from ..spectral import tracked_top_eigenpairs
+
+        loss._hessian(theta)
+        tracked_top_eigenpairs(loss, theta + direction, 1)
 
 
 if __name__ == "__main__":
