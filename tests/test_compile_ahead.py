@@ -13,7 +13,7 @@ import pytest
 
 from stabsim import comparison
 from stabsim.flows import adaptive, central
-from stabsim.losses import Minimalist, Quadratic, _compile_ahead
+from stabsim.losses import Minimalist, Quadratic, QuadraticRegression, _compile_ahead
 from stabsim.maps import constrained
 from stabsim.spectral import tracked_top_eigenpairs
 from tests.nonfinite_families import ramp
@@ -54,7 +54,13 @@ _LOADS_WHAT_THE_SECOND_PROCESS_COMPILED = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("made", ["Minimalist()", "QuadraticRegression.random(40, 5, seed=0)"])
+# each loss as the script makes it, and as this process does
+_LOSSES = {"Minimalist()": Minimalist,
+           "QuadraticRegression.random(40, 5, seed=0)":
+               lambda: QuadraticRegression.random(40, 5, seed=0)}
+
+
+@pytest.mark.parametrize("made", list(_LOSSES))
 def test_this_process_loads_what_the_second_one_compiled(tmp_path, made):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_NUM_THREADS="2",
                STABSIM_COMPILE_AHEAD="1")
@@ -64,7 +70,7 @@ def test_this_process_loads_what_the_second_one_compiled(tmp_path, made):
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.splitlines()[-1])
     assert out["compiled"] == []
-    loss = eval(made)
+    loss = _LOSSES[made]()
     theta, u, v = np.random.default_rng(0).standard_normal((3, loss.dim))
     # the same kernels on the same machine: the same bits
     assert out["value"] == loss.value(theta)
@@ -109,7 +115,7 @@ def test_started_once_a_family(allowed):
 
 
 @pytest.mark.parametrize("how", ["switched off", "one thread", "a user's family",
-                                 "large parameters", "no interpreter"])
+                                 "large parameters", "no interpreter", "a loss from JAX"])
 def test_not_started(allowed, monkeypatch, how):
     loss = Minimalist()
     if how == "switched off":
@@ -121,8 +127,13 @@ def test_not_started(allowed, monkeypatch, how):
     elif how == "large parameters":
         loss = Quadratic(np.eye(3))
         monkeypatch.setattr(_compile_ahead, "PAYLOAD_LIMIT", loss.params.A.nbytes - 1)
-    else:  # Python embedded in a program of its own
+    elif how == "no interpreter":  # Python embedded in a program of its own
         monkeypatch.setattr(_compile_ahead.sys, "executable", "")
+    else:  # its derivatives are JAX's, traced in the process that calls them
+        jnp = pytest.importorskip("jax.numpy")
+        from stabsim.losses import from_jax
+
+        loss = from_jax(lambda theta: jnp.sum(theta ** 4), 2, check=False)
     assert _compile_ahead.compile_derivatives_elsewhere(loss) is None
     assert allowed == []
 

@@ -27,11 +27,12 @@ no ∇³L, gains nothing and spends the CPU all the same.
 
 It is done once per loss family in a process, for stabsim's own families only (a second
 process unpickles a loss by importing the module its family is defined in, and a user's
-module may do anything when imported), for parameters of at most :data:`PAYLOAD_LIMIT`
-bytes, where Numba may use two threads or more (``numba.get_num_threads()``, which
-``NUMBA_NUM_THREADS`` sets), where Python knows its own interpreter (``sys.executable``), and
-unless the environment variable ``STABSIM_COMPILE_AHEAD`` is ``0``. A second process still
-running when this one exits is stopped.
+module may do anything when imported) and not for a loss from JAX, for parameters of at
+most :data:`PAYLOAD_LIMIT` bytes, where Numba may use two threads or more
+(``numba.get_num_threads()``, which ``NUMBA_NUM_THREADS`` sets), where Python knows its own
+interpreter (``sys.executable``), and unless the environment variable
+``STABSIM_COMPILE_AHEAD`` is ``0``. A second process still running when this one exits is
+stopped.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ import threading
 
 import numba
 import numpy as np
+
+from .kernels.jax_bridge import JaxParams
 
 #: the environment variable that turns the second process off when it is "0"
 SWITCH = "STABSIM_COMPILE_AHEAD"
@@ -67,7 +70,10 @@ def compile_derivatives_elsewhere(loss) -> subprocess.Popen | None:
         A loss checked by the caller (:func:`~stabsim.losses.require_loss`).
     """
     family = loss.family
-    if not (family.builtin and os.environ.get(SWITCH, "1") != "0" and sys.executable
+    # a loss from JAX is one of stabsim's families, but its derivatives are JAX's: a second
+    # process would import JAX and trace the function again, for nothing this one can load
+    if not (family.builtin and family.record is not JaxParams
+            and os.environ.get(SWITCH, "1") != "0" and sys.executable
             and numba.get_num_threads() >= 2 and not numba.config.DISABLE_JIT
             and sum(np.asarray(field).nbytes for field in loss.params) <= PAYLOAD_LIMIT):
         return None
@@ -95,7 +101,7 @@ def compile_derivatives_elsewhere(loss) -> subprocess.Popen | None:
 def _feed_and_reap(process: subprocess.Popen, payload: bytes) -> None:
     try:
         process.communicate(payload)
-    except (BrokenPipeError, OSError):  # it ended before reading: nothing was compiled
+    except OSError:  # it ended before reading (a broken pipe): nothing was compiled
         process.wait()
     with _lock:
         if process in _running:
