@@ -35,21 +35,16 @@ _LOADS_WHAT_THE_SECOND_PROCESS_COMPILED = textwrap.dedent("""
     process = compile_derivatives_elsewhere(loss)
     assert process is not None
     assert process.wait(timeout=300) == 0
-    compiled = []
-    class Compiles(event.Listener):
-        def on_start(self, ev):
-            compiled.append(ev.data["dispatcher"].py_func.__qualname__)
-        def on_end(self, ev):
-            pass
-    event.register("numba:compile", Compiles())
     rng = np.random.default_rng(0)
     theta, u, v = rng.standard_normal((3, loss.dim))
-    out = {"value": loss.value(theta), "grad": loss.grad(theta).tolist(),
-           "hvp": loss.hvp(theta, v).tolist(), "d3": loss.d3(theta, u, v).tolist()}
-    if loss.family.prefers_dense:
-        out["hessian"] = loss.hessian(theta).tolist()
-        out["pair"] = tracked_top_eigenpairs(loss, theta, 1)[1][:, 0].tolist()
-    out["compiled"] = compiled
+    with event.install_recorder("numba:compile") as compiles:
+        out = {"value": loss.value(theta), "grad": loss.grad(theta).tolist(),
+               "hvp": loss.hvp(theta, v).tolist(), "d3": loss.d3(theta, u, v).tolist()}
+        if loss.family.prefers_dense:
+            out["hessian"] = loss.hessian(theta).tolist()
+            out["pair"] = tracked_top_eigenpairs(loss, theta, 1)[1][:, 0].tolist()
+    out["compiled"] = [e.data["dispatcher"].py_func.__qualname__
+                       for _, e in compiles.buffer if e.is_start]
     print(json.dumps(out))
 """)
 
