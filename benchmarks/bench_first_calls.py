@@ -114,6 +114,17 @@ def run(program: str, cache: str) -> tuple[float, float, float, float]:
     return cpu, returned - start, end - returned, _children_cpu() - before
 
 
+def host_speed() -> float:
+    """CPU seconds of a fixed loop of Python additions, the best of three."""
+    times = []
+    for _ in range(3):
+        start, total = time.process_time(), 0
+        for i in range(20_000_000):
+            total += i
+        times.append(time.process_time() - start)
+    return min(times)
+
+
 def main(argv: list[str]) -> None:
     runs = int(argv[argv.index("--runs") + 1]) if "--runs" in argv else 1
     warm = "--warm" in argv
@@ -126,6 +137,8 @@ def main(argv: list[str]) -> None:
     print("cold first call: CPU seconds of `import stabsim` + the call (wall seconds to its "
           "return), empty Numba cache" + (" (then warm: the same cache filled)" if warm else "")
           + "; exit: wall seconds of the interpreter's exit after it")
+    print(f"this host now: {host_speed():.2f} s of CPU for a loop of 2·10⁷ additions in "
+          "Python (compilation is mostly Python: compare hosts, or hours, by it)")
     starts = {}
     for name in chosen:
         loss, call = CASES[name]
