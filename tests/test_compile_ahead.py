@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -101,6 +102,36 @@ class _Finished:
 
     def wait(self):
         return 0
+
+
+class _Running:
+    """A stand-in for a second process that runs until the test releases it (or a minute
+    has passed): reading its loss and being waited for both last until then."""
+
+    returncode = None
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.finished = False
+
+    def communicate(self, payload):
+        self.wait()
+
+    def wait(self):
+        self.release.wait(timeout=60)
+        self.finished = True
+        return 0
+
+
+def test_an_engine_does_not_wait_for_the_second_process(allowed, monkeypatch):
+    # had `compare` waited for the second process, it would have returned only once the
+    # stand-in finished (a minute later)
+    running = _Running()
+    monkeypatch.setattr(_compile_ahead.subprocess, "Popen", lambda *args, **kwargs: running)
+    result = comparison.compare(Minimalist(), [0.5, 2.5], 0.1, 2, warn=False)
+    finished_first = running.finished
+    running.release.set()
+    assert np.isfinite(result.gd_loss).all() and not finished_first
 
 
 def test_started_once_a_family(allowed):

@@ -72,12 +72,13 @@ def compile_derivatives_elsewhere(loss) -> subprocess.Popen | None:
     family = loss.family
     # a loss from JAX is one of stabsim's families, but its derivatives are JAX's: a second
     # process would import JAX and trace the function again, for nothing this one can load
-    if not (family.builtin and family.record is not JaxParams
-            and os.environ.get(SWITCH, "1") != "0" and sys.executable
-            and numba.get_num_threads() >= 2 and not numba.config.DISABLE_JIT
+    if not (family.record not in _started and family.builtin
+            and family.record is not JaxParams and os.environ.get(SWITCH, "1") != "0"
+            and sys.executable and numba.get_num_threads() >= 2
+            and not numba.config.DISABLE_JIT
             and sum(np.asarray(field).nbytes for field in loss.params) <= PAYLOAD_LIMIT):
         return None
-    with _lock:
+    with _lock:  # two threads may have passed the test above for one family
         if family.record in _started:
             return None
         _started.add(family.record)
