@@ -12,8 +12,10 @@ loss's derivatives once from Python, ∇³L first, which compiles them into Numb
 cache, while this process goes on with its engine. When this process first evaluates a
 derivative it finds it in the cache and loads it. Nothing waits for the second process: a
 derivative it has not written yet when this process needs it is compiled here, as without
-it. So it costs no wall time (where a core is free for it), and saves what this process
-would have spent compiling the derivatives. It costs CPU time: the second process imports
+it. So it costs little wall time where a core is free for it (the two processes share the
+machine: a cold ``central_flow`` on the network took 11.04 s instead of 10.57 s beside a
+busy loop on the other core), and saves what this process would have spent compiling the
+derivatives. It costs CPU time: the second process imports
 stabsim and compiles the derivatives from nothing, where this one would have reused the
 passes its engine had compiled. Measured cold on 2026-12-06 (benchmarks/bench_first_calls.py,
 wall s to the call's return; CPU s of all processes), off → on, each twice on a host
