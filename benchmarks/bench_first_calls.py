@@ -25,7 +25,8 @@ import sys
 import tempfile
 import time
 
-#: the losses of the cases (each line is run after ``import numpy as np``)
+#: the losses of the cases (each line is run after ``import numpy as np``); "map" is none,
+#: for the reduced (x, y) map's engines
 LOSSES = {
     "regression": "from stabsim.losses import QuadraticRegression\n"
                   "loss = QuadraticRegression.random(100, 10, seed=0)\n"
@@ -40,42 +41,115 @@ LOSSES = {
     "network_blocks": "from stabsim.losses import Network\n"
                       "loss = Network((6, 6, 6), degree=4, n_samples=32, chunks=2)\n"
                       "theta = loss.init(0)",
+    # the scalar network of depth 10, at a point of its manifold of minimisers (all ones)
+    "scalar_network": "from stabsim.losses import ScalarNetwork\n"
+                      "loss = ScalarNetwork(10)\n"
+                      "theta = np.ones(10)",
+    "map": "",
 }
+
+#: the network of LOSSES["network"] as a sweep's [loss] table
+_SWEPT_NETWORK = "{'name': 'network', 'hidden': [6, 6, 6], 'degree': 4, 'n_samples': 32}"
 
 #: the first calls, short runs (compile time is what is measured): GD and SGD at
-#: η = 1/S(θ₀), Adam at η = 0.01; the flows below 2/η (η = 1.8/S(θ₀)); `compare` from above
-#: 2/η (η = 2.2/S(θ₀)) so that GD crosses at once and θ† runs
+#: η = 1/S(θ₀), Adam and RMSProp at η = 0.01; the flows below 2/η (η = 1.8/S(θ₀)); `compare`
+#: from above 2/η (η = 2.2/S(θ₀)) so that GD crosses at once and θ† runs
 CALLS = {
     "run_gd": "from stabsim.maps import run_gd\nrun_gd(loss, theta, 1 / s0, 10)",
+    "heavy_ball": "from stabsim.maps import run_gd\n"
+                  "run_gd(loss, theta, 1 / s0, 10, method='heavy_ball', momentum=0.5)",
+    "nesterov": "from stabsim.maps import run_gd\n"
+                "run_gd(loss, theta, 1 / s0, 10, method='nesterov', momentum=0.5)",
+    "normalised": "from stabsim.maps import run_gd\n"
+                  "run_gd(loss, theta, 0.01, 10, method='normalised')",
+    "sqrt": "from stabsim.maps import run_gd\n"
+            "run_gd(loss, theta, 0.01, 10, method='sqrt', loss_min=0.0)",
+    "run_gd_top2": "from stabsim.maps import run_gd\nrun_gd(loss, theta, 1 / s0, 10, top_k=2)",
+    "step": "from stabsim.maps import step\nstep(loss, theta, 1 / s0)",
     "adam": "from stabsim.maps import run_adaptive\n"
             "run_adaptive(loss, theta, 0.01, 10, method='adam')",
+    "rmsprop": "from stabsim.maps import run_adaptive\n"
+               "run_adaptive(loss, theta, 0.01, 10, method='rmsprop')",
+    "scalar_rmsprop": "from stabsim.maps import run_adaptive\n"
+                      "run_adaptive(loss, theta, 0.01, 10, method='scalar_rmsprop')",
     "sgd": "from stabsim.maps import run_sgd\n"
            "run_sgd(loss, theta, 1 / s0, 10, batch_size=loss.n_examples // 2)",
+    "batch_sharpness": "from stabsim.maps import batch_sharpness\n"
+                       "batch_sharpness(loss, theta, loss.n_examples // 2, batches=8)",
+    "sharpness": "from stabsim import sharpness\nsharpness(loss, theta)",
+    "top_eigenpairs": "from stabsim import top_eigenpairs\ntop_eigenpairs(loss, theta, 2)",
+    "eos_constants": "from stabsim.spectral import eos_constants\neos_constants(loss, theta)",
+    "gradient_flow": "from stabsim.flows import gradient_flow\n"
+                     "gradient_flow(loss, theta, 1.8 / s0, 2)",
+    "modified_flow": "from stabsim.flows import modified_flow\n"
+                     "modified_flow(loss, theta, 1.8 / s0, 2)",
     "central_flow": "from stabsim.flows import central_flow\n"
                     "central_flow(loss, theta, 1.8 / s0, 2)",
+    "proj_M": "from stabsim.maps import proj_M\nproj_M(loss, theta, 1.8 / s0)",
     "constrained": "from stabsim.maps import constrained_trajectory\n"
                    "constrained_trajectory(loss, theta, 1.8 / s0, 4)",
+    # GD from below 2/η, long enough to cross it, and θ* near the crossing
+    "reference_point": "from stabsim.maps import reference_point, run_gd\n"
+                       "reference_point(loss, run_gd(loss, theta, 1.5 / s0, 300, "
+                       "record_trajectory=True))",
     "compare": "from stabsim import compare\n"
                "compare(loss, theta, 2.2 / s0, 4, warn=False)",
-    # the network's only: the RMSProp flow from ν = 10⁻⁵, held at its edge from t = 0
+    # the RMSProp flows from ν = 10⁻⁵, held at their edge from t = 0
     "rmsprop_flow": "from stabsim.flows import rmsprop_flow\n"
                     "rmsprop_flow(loss, theta, np.full(loss.dim, 1e-5), 0.005, 0.99, 5.0)",
-    # the network's only: a sweep of GD over two step sizes, 10 steps each, on the network
-    # of LOSSES["network"], which the sweep builds from its table
+    "scalar_rmsprop_flow": "from stabsim.flows import scalar_rmsprop_flow\n"
+                           "scalar_rmsprop_flow(loss, theta, 1e-5, 0.005, 0.99, 5.0)",
+    # sweeps over two step sizes, 10 steps each, on the network of LOSSES["network"],
+    # which the sweep builds from its table
     "run_sweep": "from stabsim.sweep import SweepConfig, run_sweep\n"
                  "run_sweep(SweepConfig(model='gd', grid={'eta': [0.5 / s0, 1 / s0]}, "
-                 "steps=10, loss={'name': 'network', 'hidden': [6, 6, 6], 'degree': 4, "
-                 "'n_samples': 32}), progress=False)",
+                 f"steps=10, loss={_SWEPT_NETWORK}), progress=False)",
+    "sweep_adaptive": "from stabsim.sweep import SweepConfig, run_sweep\n"
+                      "run_sweep(SweepConfig(model='adaptive', grid={'eta': [0.005, 0.01]}, "
+                      f"steps=10, loss={_SWEPT_NETWORK}), progress=False)",
+    "sweep_sgd": "from stabsim.sweep import SweepConfig, run_sweep\n"
+                 "run_sweep(SweepConfig(model='sgd', grid={'eta': [0.5 / s0, 1 / s0]}, "
+                 f"params={{'batch_size': 16}}, steps=10, loss={_SWEPT_NETWORK}), "
+                 "progress=False)",
+    # on the manifold of minimisers: normalised GD's flow along it, the gradient flow's
+    # limit, and normalised GD beside its flow (200 steps at η = 0.01)
+    "manifold_flow": "from stabsim.flows import manifold_flow\n"
+                     "manifold_flow(loss, theta, 0.01, 20)",
+    "limit_map": "from stabsim.flows import limit_map\nlimit_map(loss, 0.8 * theta)",
+    "compare_manifold_flow": "from stabsim import compare_manifold_flow\n"
+                             "compare_manifold_flow(loss, theta, 0.01, 200)",
+    # the reduced map: one trajectory, 1,000 of them (final states, cycle statistics), its
+    # ODE, and a sweep of two step sizes
+    "run_reduced": "from stabsim.maps import run_reduced\n"
+                   "run_reduced(1e-3, 0.0, 0.01, 1.0, 1.0, 100)",
+    "ensemble": "from stabsim.maps import run_reduced_ensemble\n"
+                "run_reduced_ensemble(np.full(1000, 1e-3), 0.0, 0.01, 1.0, 1.0, 100)",
+    "ensemble_stats": "from stabsim.maps import run_reduced_ensemble\n"
+                      "run_reduced_ensemble(np.full(1000, 1e-3), 0.0, 0.01, 1.0, 1.0, 100, "
+                      "stats=True)",
+    "reduced_ode": "from stabsim.flows import solve_reduced_ode\n"
+                   "solve_reduced_ode(1e-3, 0.0, 0.01, 1.0, 1.0, 100)",
+    "sweep_reduced": "from stabsim.sweep import SweepConfig, run_sweep\n"
+                     "run_sweep(SweepConfig(model='reduced', grid={'eta': [0.01, 0.02]}, "
+                     "steps=100), progress=False)",
 }
 
-CASES = {
-    f"{call} {loss}": (loss, call)
-    for loss, calls in (("regression", [c for c in CALLS
-                                         if c not in ("run_sweep", "rmsprop_flow")]),
-                        ("minimalist", ["run_gd"]), ("network", CALLS),
-                        ("network_blocks", ["run_gd"]))
-    for call in calls
+#: the calls run on each loss: every public engine once, on the network where it runs on
+#: a loss of any family, and the main ones on the regression model and the minimalist loss
+_CALLS_OF = {
+    "regression": ["run_gd", "adam", "sgd", "central_flow", "constrained", "compare"],
+    "minimalist": ["run_gd"],
+    "network": ["run_gd", "heavy_ball", "nesterov", "normalised", "sqrt", "run_gd_top2",
+                "step", "adam", "rmsprop", "scalar_rmsprop", "sgd", "batch_sharpness",
+                "sharpness", "top_eigenpairs", "eos_constants", "gradient_flow",
+                "modified_flow", "central_flow", "proj_M", "constrained", "reference_point",
+                "compare", "rmsprop_flow", "scalar_rmsprop_flow", "run_sweep",
+                "sweep_adaptive", "sweep_sgd"],
+    "network_blocks": ["run_gd"],
+    "scalar_network": ["manifold_flow", "limit_map", "compare_manifold_flow"],
+    "map": ["run_reduced", "ensemble", "ensemble_stats", "reduced_ode", "sweep_reduced"],
 }
+CASES = {f"{call} {loss}": (loss, call) for loss, calls in _CALLS_OF.items() for call in calls}
 
 
 def sharpness_at_start(loss: str) -> float:
@@ -83,6 +157,8 @@ def sharpness_at_start(loss: str) -> float:
     gets the number, so that its time is the call's alone."""
     import numpy as np
 
+    if not LOSSES[loss]:
+        return float("nan")
     scope = {"np": np}
     exec(LOSSES[loss], scope)
     return float(np.linalg.eigvalsh(scope["loss"].hessian(scope["theta"]))[-1])
@@ -91,7 +167,7 @@ def sharpness_at_start(loss: str) -> float:
 def script(loss: str, call: str, s0: float) -> str:
     """The child's program: the loss, the call, and then its own CPU time and the clock."""
     return ("import time\nimport numpy as np\nimport stabsim  # noqa: F401\n"
-            f"{LOSSES[loss]}\ns0 = {s0!r}\n{CALLS[call]}\n"
+            f"{LOSSES[loss]}\ns0 = float('{s0!r}')\n{CALLS[call]}\n"
             "print(time.process_time(), time.time(), flush=True)\n")
 
 

@@ -15,7 +15,7 @@ import pytest
 from stabsim import comparison
 from stabsim.flows import adaptive, central
 from stabsim.losses import Minimalist, Quadratic, QuadraticRegression, _compile_ahead
-from stabsim.maps import constrained
+from stabsim.maps import constrained, projection
 from stabsim.spectral import tracked_top_eigenpairs
 from tests.nonfinite_families import ramp
 
@@ -178,6 +178,9 @@ def test_no_process_where_one_cannot_be_started(allowed, monkeypatch):
     (constrained, lambda loss: constrained.constrained_trajectory(loss, [0.5, 2.5], 0.1, 2)),
     (adaptive, lambda loss: adaptive.rmsprop_flow(loss, [0.5, 2.5], [1.0, 1.0], 0.1, 0.9,
                                                   2.0)),
+    (adaptive, lambda loss: adaptive.scalar_rmsprop_flow(loss, [0.5, 2.5], 1.0, 0.1, 0.9,
+                                                         2.0)),
+    (projection, lambda loss: projection.proj_M(loss, [0.5, 2.5], 0.1)),
 ])
 def test_engines_start_it(monkeypatch, engine, call):
     asked = []

@@ -478,6 +478,7 @@ def scalar_rmsprop_flow(loss: Loss, theta0, nu0: float, eta: float, beta2: float
         loss, theta0, nu0, eta, beta2, steps, stride, rtol, atol, integrator, max_switches,
         divergence_norm, max_rhs_evals, True)
     stable = check.boolean("stable", stable)
+    compile_derivatives_elsewhere(loss)  # while the eigensolver's kernels compile here
     field = _ScalarField(loss, eta, beta2)
     if stable:
         field.plan = lambda on_boundary: (field.stable_flow, [])

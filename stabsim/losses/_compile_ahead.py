@@ -1,11 +1,12 @@
 """A loss's derivatives from Python, compiled in a second process while an engine compiles.
 
-The engines that run Python between compiled kernels (``compare``, θ†, the central flow, the
-RMSProp flow) need two kinds of compiled code for a loss: the engine's own (GD's steps,
-Lanczos on the loss's Hessian-vector products), and the loss's L, ∇L, ∇²L v and ∇³L[u, v]
-as Python calls them (:meth:`Loss._d3` and the like). Numba compiles one function at a time
-in a process, so with an empty cache the two took their turns: on the 1-6-6-6-1 network,
-GD's engine and then 2–2.6 s for the derivatives from Python, ∇³L's hyper-dual pass the most.
+The engines that run Python between compiled kernels (``compare``, θ† and the projection
+onto M, the central flow, the RMSProp flows) need two kinds of compiled code for a loss: the
+engine's own (GD's steps, Lanczos on the loss's Hessian-vector products), and the loss's L,
+∇L, ∇²L v and ∇³L[u, v] as Python calls them (:meth:`Loss._d3` and the like). Numba
+compiles one function at a time in a process, so with an empty cache the two took their
+turns: on the 1-6-6-6-1 network, GD's engine and then 2–2.6 s for the derivatives from
+Python, ∇³L's hyper-dual pass the most.
 
 :func:`compile_derivatives_elsewhere` starts a second Python process that evaluates the
 loss's derivatives once from Python, ∇³L first, which compiles them into Numba's on-disk

@@ -43,6 +43,7 @@ from .._result import Result
 from .._status import NonFiniteError, Status
 from ..losses import Loss
 from ..losses._base import require_loss
+from ..losses._compile_ahead import compile_derivatives_elsewhere
 from ..spectral import (
     SMALL_DIM,
     hessian_spectrum,
@@ -412,6 +413,7 @@ def proj_M(loss: Loss, z, eta: float, *, projection: str = "euclidean", tol: flo
     limit_name, limit = projection_budget(projection, max_iter, passes)
     if u_ref is not None:
         u_ref = loss.check_point(u_ref, "u_ref")
+    compile_derivatives_elsewhere(loss)  # while the eigensolver's kernels compile here
     return _unchecked_proj_M(loss, z, eta, projection, tol, limit_name, limit, u_ref)
 
 
