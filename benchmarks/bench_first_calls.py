@@ -12,6 +12,13 @@ the case's processes to their exits: the interpreter's, and that of the second p
 engines that call a loss's derivatives from Python start to compile them
 (:mod:`stabsim.losses._compile_ahead`; ``STABSIM_COMPILE_AHEAD=0`` turns it off). With
 ``--warm`` the same case is run a second time on the filled cache.
+
+The cases are every public engine's first call: on the 1-6-6-6-1 network where the engine
+runs on a loss of any family (on the scalar network on its manifold of minimisers for the
+manifold flows), on no loss for the reduced map's, and the main ones on the regression model
+and the minimalist loss too. ``run_gd valley`` is a family of the user's own: the module of
+docs/byol.md, imported from a directory of its own, whose ``--warm`` time is that of a
+second process that finds its kernels cached.
 Run: ``python benchmarks/bench_first_calls.py [--runs N] [--warm] [case ...]`` (no case
 names: all of them). Prints seconds per case; never fails on time.
 """
@@ -19,6 +26,8 @@ names: all of them). Prints seconds per case; never fails on time.
 from __future__ import annotations
 
 import os
+import pathlib
+import re
 import resource
 import subprocess
 import sys
@@ -46,7 +55,14 @@ LOSSES = {
                       "loss = ScalarNetwork(10)\n"
                       "theta = np.ones(10)",
     "map": "",
+    # a family of the user's own: the module of docs/byol.md (written out by `main`)
+    "valley": "from my_losses import valley\n"
+              "loss = valley()\n"
+              "theta = np.array([0.1, 0.8])",
 }
+
+#: the tutorial whose module (the code block captioned ``my_losses.py``) is the user's family
+TUTORIAL = pathlib.Path(__file__).resolve().parents[1] / "docs" / "byol.md"
 
 #: the network of LOSSES["network"] as a sweep's [loss] table
 _SWEPT_NETWORK = "{'name': 'network', 'hidden': [6, 6, 6], 'degree': 4, 'n_samples': 32}"
@@ -148,8 +164,20 @@ _CALLS_OF = {
     "network_blocks": ["run_gd"],
     "scalar_network": ["manifold_flow", "limit_map", "compare_manifold_flow"],
     "map": ["run_reduced", "ensemble", "ensemble_stats", "reduced_ode", "sweep_reduced"],
+    "valley": ["run_gd"],
 }
 CASES = {f"{call} {loss}": (loss, call) for loss, calls in _CALLS_OF.items() for call in calls}
+
+
+def write_tutorial_module(directory: str) -> None:
+    """Write the tutorial's ``my_losses.py`` into ``directory`` and put that directory on
+    this process's path and its children's."""
+    block = re.search(r"^:caption: my_losses.py\n\n(.*?)^```$", TUTORIAL.read_text(),
+                      re.S | re.M)
+    pathlib.Path(directory, "my_losses.py").write_text(block.group(1), encoding="utf-8")
+    sys.path.insert(0, directory)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [directory, os.environ.get("PYTHONPATH")]))
 
 
 def sharpness_at_start(loss: str) -> float:
@@ -215,6 +243,12 @@ def main(argv: list[str]) -> None:
           + "; exit: wall seconds of the interpreter's exit after it")
     print(f"this host now: {host_speed():.2f} s of CPU for a loop of 2·10⁷ additions in "
           "Python (compilation is mostly Python: compare hosts, or hours, by it)")
+    with tempfile.TemporaryDirectory() as modules:
+        write_tutorial_module(modules)
+        _time_cases(chosen, runs, warm)
+
+
+def _time_cases(chosen: list[str], runs: int, warm: bool) -> None:
     starts = {}
     for name in chosen:
         loss, call = CASES[name]
