@@ -19,6 +19,7 @@ manifold flows), on no loss for the reduced map's, and the main ones on the regr
 and the minimalist loss too. ``run_gd valley`` is a family of the user's own: the module of
 docs/byol.md, imported from a directory of its own, whose ``--warm`` time is that of a
 second process that finds its kernels cached.
+
 Run: ``python benchmarks/bench_first_calls.py [--runs N] [--warm] [case ...]`` (no case
 names: all of them). Prints seconds per case; never fails on time.
 """
@@ -101,6 +102,8 @@ CALLS = {
                      "modified_flow(loss, theta, 1.8 / s0, 2)",
     "central_flow": "from stabsim.flows import central_flow\n"
                     "central_flow(loss, theta, 1.8 / s0, 2)",
+    "stable_geometry": "from stabsim.maps import stable_geometry\n"
+                       "stable_geometry(loss, theta)",
     "proj_M": "from stabsim.maps import proj_M\nproj_M(loss, theta, 1.8 / s0)",
     "constrained": "from stabsim.maps import constrained_trajectory\n"
                    "constrained_trajectory(loss, theta, 1.8 / s0, 4)",
@@ -132,6 +135,7 @@ CALLS = {
     "manifold_flow": "from stabsim.flows import manifold_flow\n"
                      "manifold_flow(loss, theta, 0.01, 20)",
     "limit_map": "from stabsim.flows import limit_map\nlimit_map(loss, 0.8 * theta)",
+    "tangent_space": "from stabsim.flows import tangent_space\ntangent_space(loss, theta)",
     "compare_manifold_flow": "from stabsim import compare_manifold_flow\n"
                              "compare_manifold_flow(loss, theta, 0.01, 200)",
     # the reduced map: one trajectory, 1,000 of them (final states, cycle statistics), its
@@ -145,6 +149,9 @@ CALLS = {
                       "stats=True)",
     "reduced_ode": "from stabsim.flows import solve_reduced_ode\n"
                    "solve_reduced_ode(1e-3, 0.0, 0.01, 1.0, 1.0, 100)",
+    # the heavy-ball threshold found by bisection on GD runs on S x²/2
+    "empirical_threshold": "from stabsim.maps import empirical_threshold\n"
+                           "empirical_threshold('heavy_ball', 0.5)",
     "sweep_reduced": "from stabsim.sweep import SweepConfig, run_sweep\n"
                      "run_sweep(SweepConfig(model='reduced', grid={'eta': [0.01, 0.02]}, "
                      "steps=100), progress=False)",
@@ -158,12 +165,13 @@ _CALLS_OF = {
     "network": ["run_gd", "heavy_ball", "nesterov", "normalised", "sqrt", "run_gd_top2",
                 "step", "adam", "rmsprop", "scalar_rmsprop", "sgd", "batch_sharpness",
                 "sharpness", "top_eigenpairs", "eos_constants", "gradient_flow",
-                "modified_flow", "central_flow", "proj_M", "constrained", "reference_point",
-                "compare", "rmsprop_flow", "scalar_rmsprop_flow", "run_sweep",
-                "sweep_adaptive", "sweep_sgd"],
+                "modified_flow", "central_flow", "stable_geometry", "proj_M", "constrained",
+                "reference_point", "compare", "rmsprop_flow", "scalar_rmsprop_flow",
+                "run_sweep", "sweep_adaptive", "sweep_sgd"],
     "network_blocks": ["run_gd"],
-    "scalar_network": ["manifold_flow", "limit_map", "compare_manifold_flow"],
-    "map": ["run_reduced", "ensemble", "ensemble_stats", "reduced_ode", "sweep_reduced"],
+    "scalar_network": ["manifold_flow", "limit_map", "tangent_space", "compare_manifold_flow"],
+    "map": ["run_reduced", "ensemble", "ensemble_stats", "reduced_ode", "empirical_threshold",
+            "sweep_reduced"],
     "valley": ["run_gd"],
 }
 CASES = {f"{call} {loss}": (loss, call) for loss, calls in _CALLS_OF.items() for call in calls}

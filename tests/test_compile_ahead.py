@@ -181,6 +181,7 @@ def test_no_process_where_one_cannot_be_started(allowed, monkeypatch):
     (adaptive, lambda loss: adaptive.scalar_rmsprop_flow(loss, [0.5, 2.5], 1.0, 0.1, 0.9,
                                                          2.0)),
     (projection, lambda loss: projection.proj_M(loss, [0.5, 2.5], 0.1)),
+    (projection, lambda loss: projection.stable_geometry(loss, [0.5, 2.5])),
 ])
 def test_engines_start_it(monkeypatch, engine, call):
     asked = []

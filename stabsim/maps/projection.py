@@ -221,6 +221,7 @@ def stable_geometry(loss: Loss, theta, u_ref=None) -> StableGeometry:
     theta = loss.check_point(theta)
     if u_ref is not None:
         u_ref = loss.check_point(u_ref, "u_ref")
+    compile_derivatives_elsewhere(loss)  # while the eigensolver's kernels compile here
     return _geometry(loss, theta, u_ref, True)
 
 
